@@ -1,0 +1,225 @@
+//! The change model: what a source emits and the engine consumes.
+//!
+//! A [`ChangeBatch`] holds row [`Change`]s of whole committed transactions, in
+//! commit order, and the [`Lsn`] up to which they are complete. Values are typed
+//! ([`Value`]) as soon as they leave the source, so the engine, the state store
+//! and the sinks never parse PostgreSQL text again.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// A PostgreSQL log sequence number: a byte position in the write-ahead log.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct Lsn(pub u64);
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+impl Lsn {
+    /// Parses PostgreSQL's `X/Y` notation.
+    pub fn parse(text: &str) -> Option<Lsn> {
+        let (hi, lo) = text.trim().split_once('/')?;
+        let hi = u64::from_str_radix(hi, 16).ok()?;
+        let lo = u64::from_str_radix(lo, 16).ok()?;
+        Some(Lsn((hi << 32) | lo))
+    }
+}
+
+/// One typed column value.
+///
+/// Temporal values are kept in their canonical text form (see the README's
+/// "Value encoding"), which sorts and compares correctly as text; numerics are
+/// kept as PostgreSQL's exact decimal text, never as a float.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// `numeric`, exactly as PostgreSQL prints it (`12.50`, `NaN`).
+    Numeric(String),
+    Text(String),
+    /// `date`: `YYYY-MM-DD`.
+    Date(String),
+    /// `timestamp` without time zone: `YYYY-MM-DDTHH:MM:SS.ffffff`.
+    Timestamp(String),
+    /// `timestamptz` as an instant in UTC: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    TimestampTz(String),
+    /// `json` / `jsonb`: the JSON text.
+    Json(String),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The value as it is written into a JSON document (README, "Value encoding").
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or_else(|| J::String(f.to_string())),
+            Value::Numeric(s)
+            | Value::Text(s)
+            | Value::Date(s)
+            | Value::Timestamp(s)
+            | Value::TimestampTz(s) => J::String(s.clone()),
+            Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| J::String(s.clone())),
+        }
+    }
+
+    /// The value as text, for key templates and logs.
+    pub fn to_text(&self) -> String {
+        match self {
+            Value::Null => String::new(),
+            Value::Bool(b) => b.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Numeric(s)
+            | Value::Text(s)
+            | Value::Date(s)
+            | Value::Timestamp(s)
+            | Value::TimestampTz(s)
+            | Value::Json(s) => s.clone(),
+        }
+    }
+}
+
+/// A column value as a source delivers it: pgoutput sends "unchanged" for a
+/// TOASTed column that an UPDATE did not touch; it must be filled from the
+/// state store, never taken as NULL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Value(Value),
+    UnchangedToast,
+}
+
+/// A row image as a source delivers it: column names (shared by every tuple of
+/// one relation version) and one cell per column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tuple {
+    pub columns: Arc<[String]>,
+    pub cells: Vec<Cell>,
+}
+
+impl Tuple {
+    pub fn get(&self, column: &str) -> Option<&Cell> {
+        let index = self.columns.iter().position(|c| c == column)?;
+        self.cells.get(index)
+    }
+}
+
+/// A table name, always schema-qualified (`public.orders`).
+pub type TableName = Arc<str>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeKind {
+    Insert {
+        new: Tuple,
+    },
+    /// `old` is the before-image when the table's replica identity sends one
+    /// (`FULL`, or the key when it changed); otherwise the engine takes the
+    /// before-image from the state store.
+    Update {
+        old: Option<Tuple>,
+        new: Tuple,
+    },
+    /// `old` holds at least the replica-identity columns.
+    Delete {
+        old: Tuple,
+    },
+    Truncate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub table: TableName,
+    pub kind: ChangeKind,
+}
+
+/// Changes of one or more whole transactions, in commit order.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeBatch {
+    pub changes: Vec<Change>,
+    /// End LSN of the last commit in the batch: once the batch is durable, the
+    /// source may release the WAL up to here. `None` for a part of a
+    /// transaction too large to hold at once, whose position is not yet final.
+    pub commit_end: Option<Lsn>,
+    /// Commit time of the last transaction, microseconds since the Unix epoch.
+    pub commit_time_micros: i64,
+}
+
+impl Tuple {
+    /// `{column: value}`, and the columns that arrived as unchanged TOAST.
+    fn to_json(&self) -> (serde_json::Value, Vec<&str>) {
+        let mut object = serde_json::Map::new();
+        let mut unchanged = Vec::new();
+        for (column, cell) in self.columns.iter().zip(&self.cells) {
+            match cell {
+                Cell::Value(value) => {
+                    object.insert(column.clone(), value.to_json());
+                }
+                Cell::UnchangedToast => unchanged.push(column.as_str()),
+            }
+        }
+        (serde_json::Value::Object(object), unchanged)
+    }
+}
+
+impl Change {
+    /// One JSON object per change, as `viewkeeper tail` prints it.
+    pub fn to_json(&self, commit_end: Option<Lsn>) -> serde_json::Value {
+        let (op, old, new) = match &self.kind {
+            ChangeKind::Insert { new } => ("insert", None, Some(new)),
+            ChangeKind::Update { old, new } => ("update", old.as_ref(), Some(new)),
+            ChangeKind::Delete { old } => ("delete", Some(old), None),
+            ChangeKind::Truncate => ("truncate", None, None),
+        };
+        let (new, unchanged) = match new.map(Tuple::to_json) {
+            Some((json, unchanged)) => (json, unchanged),
+            None => (serde_json::Value::Null, Vec::new()),
+        };
+        serde_json::json!({
+            "commit_lsn": commit_end.map(|l| l.to_string()),
+            "table": &*self.table,
+            "op": op,
+            "old": old.map(|t| t.to_json().0),
+            "new": new,
+            "unchanged_toast": unchanged,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_round_trips_through_postgres_notation() {
+        let lsn = Lsn::parse("16/B374D848").unwrap();
+        assert_eq!(lsn.0, 0x16_B374_D848);
+        assert_eq!(lsn.to_string(), "16/B374D848");
+        assert_eq!(Lsn::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn numerics_keep_every_digit_in_json() {
+        let v = Value::Numeric("123456789012345678901234.5678".into());
+        assert_eq!(
+            v.to_json(),
+            serde_json::json!("123456789012345678901234.5678")
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! The command-line commands `check` and `tail` (`run` is [`crate::service`]).
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+
+use pgwire_replication::ReplicationClient;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::change::Lsn;
+use crate::config::Config;
+use crate::plan::Plan;
+use crate::service::ServiceError;
+use crate::source::SourceError;
+use crate::source::catalog;
+use crate::source::connection::{PgEndpoint, quote_ident};
+use crate::source::stream::ReplicationStream;
+use crate::view::{self, ViewErrors};
+
+/// Validates the view files (and, with a database URL, their tables and
+/// columns). Returns the number of valid views, or every error found.
+pub async fn check(views_dir: &Path, database_url: Option<&str>) -> Result<usize, ServiceError> {
+    let views = view::load_views(views_dir).map_err(ServiceError::Views)?;
+    if let Some(url) = database_url {
+        let pool = connect(url).await?;
+        let catalog = catalog::load_catalog(&pool).await?;
+        let errors = view::check_against_catalog(&views, &catalog);
+        if !errors.is_empty() {
+            return Err(ServiceError::Views(ViewErrors(errors)));
+        }
+    }
+    Ok(views.len())
+}
+
+async fn connect(database_url: &str) -> Result<PgPool, ServiceError> {
+    let endpoint = PgEndpoint::parse(database_url)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(endpoint.sql_options()?)
+        .await
+        .map_err(SourceError::from)?;
+    Ok(pool)
+}
+
+/// Prints every change to the views' tables as one JSON line, from now on,
+/// through a temporary slot that disappears when `tail` exits.
+pub async fn tail(config: &Config, out: &mut impl Write) -> Result<(), ServiceError> {
+    let views = view::load_views(&config.views).map_err(ServiceError::Views)?;
+    let endpoint = PgEndpoint::parse(config.database_url()?)?;
+    let pool = connect(config.database_url()?).await?;
+    let plan = Plan::build(&views, &catalog::load_catalog(&pool).await?)?;
+    let tables: BTreeSet<String> = plan.tables.keys().cloned().collect();
+    catalog::ensure_publication(&pool, &config.publication, &tables).await?;
+
+    let slot = format!("{}_tail_{}", config.slot, std::process::id());
+    let mut session =
+        ReplicationClient::connect_gated(endpoint.replication_config(&slot, &config.publication))
+            .await
+            .map_err(SourceError::from)?;
+    session
+        .simple_query(&format!(
+            "CREATE_REPLICATION_SLOT {} TEMPORARY LOGICAL pgoutput (SNAPSHOT 'nothing')",
+            quote_ident(&slot)
+        ))
+        .await
+        .map_err(SourceError::from)?;
+    session.start().await.map_err(SourceError::from)?;
+    session.wait_started().await.map_err(SourceError::from)?;
+    let mut stream = ReplicationStream::from_started(session, Lsn(0), config.batch);
+    loop {
+        let batch = stream.next_batch().await?;
+        for change in &batch.changes {
+            // A closed stdout (`tail | head`) ends the command quietly.
+            if writeln!(out, "{}", change.to_json(batch.commit_end)).is_err() {
+                return Ok(());
+            }
+        }
+        let _ = out.flush();
+        if let Some(position) = batch.commit_end {
+            stream.confirm(position);
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Service configuration: `viewkeeper.yaml`, overridden by environment
+//! variables, overridden by command-line flags.
+//!
+//! Every setting has all three forms: `database_url` in the file,
+//! `VIEWKEEPER_DATABASE_URL` in the environment, `--database-url` on the
+//! command line. No file is needed when flags or variables give the rest.
+//! URLs may carry passwords: `Debug` and every log line show them redacted.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::source::connection::redact_url;
+use crate::source::stream::BatchLimits;
+
+const DEFAULT_FILE: &str = "viewkeeper.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error(
+        "no database URL: set --database-url, VIEWKEEPER_DATABASE_URL or `database_url` in {DEFAULT_FILE}"
+    )]
+    MissingDatabaseUrl,
+    #[error("{setting}: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+/// The command-line and environment form of every setting.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// Config file [default: viewkeeper.yaml, if present]
+    #[arg(long, env = "VIEWKEEPER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://user:password@host:port/db)
+    #[arg(long, env = "VIEWKEEPER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Redis URL [default: redis://127.0.0.1:6379]
+    #[arg(long, env = "VIEWKEEPER_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Directory of view files [default: views]
+    #[arg(long, env = "VIEWKEEPER_VIEWS")]
+    pub views: Option<PathBuf>,
+    /// Directory of the state store [default: data]
+    #[arg(long, env = "VIEWKEEPER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Replication slot name [default: viewkeeper]
+    #[arg(long, env = "VIEWKEEPER_SLOT")]
+    pub slot: Option<String>,
+    /// Publication name [default: viewkeeper]
+    #[arg(long, env = "VIEWKEEPER_PUBLICATION")]
+    pub publication: Option<String>,
+    /// Redis key holding the cache sink's checkpoint [default: viewkeeper:checkpoint:{slot}]
+    #[arg(long, env = "VIEWKEEPER_REDIS_CHECKPOINT_KEY")]
+    pub redis_checkpoint_key: Option<String>,
+    /// A batch closes at the first commit after this many changes [default: 5000]
+    #[arg(long, env = "VIEWKEEPER_BATCH_MAX_CHANGES")]
+    pub batch_max_changes: Option<usize>,
+    /// A batch closes this many milliseconds after its first commit [default: 20]
+    #[arg(long, env = "VIEWKEEPER_BATCH_MAX_WAIT_MS")]
+    pub batch_max_wait_ms: Option<u64>,
+    /// Log filter, in `RUST_LOG` syntax [default: info]
+    #[arg(long, env = "VIEWKEEPER_LOG")]
+    pub log: Option<String>,
+}
+
+/// The file form. Unknown keys are refused, so a typo is an error, not a
+/// silently ignored setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    views: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    slot: Option<String>,
+    publication: Option<String>,
+    redis_checkpoint_key: Option<String>,
+    batch_max_changes: Option<usize>,
+    batch_max_wait_ms: Option<u64>,
+    log: Option<String>,
+}
+
+/// Resolved settings.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: Option<String>,
+    pub redis_url: String,
+    pub views: PathBuf,
+    pub data_dir: PathBuf,
+    pub slot: String,
+    pub publication: String,
+    pub redis_checkpoint_key: String,
+    pub batch: BatchLimits,
+    pub log: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("views", &self.views)
+            .field("data_dir", &self.data_dir)
+            .field("slot", &self.slot)
+            .field("publication", &self.publication)
+            .field("redis_checkpoint_key", &self.redis_checkpoint_key)
+            .field("batch", &self.batch)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Flags and environment (already merged by clap) over the file over defaults.
+    pub fn resolve(args: &ConfigArgs) -> Result<Config, ConfigError> {
+        let file = read_file(args.config.as_deref())?;
+        let slot = pick(&args.slot, file.slot, "viewkeeper".into());
+        validate_name("slot", &slot)?;
+        let defaults = BatchLimits::default();
+        let batch_max_changes = pick(
+            &args.batch_max_changes,
+            file.batch_max_changes,
+            defaults.max_changes,
+        );
+        if batch_max_changes == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "batch_max_changes",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let wait_ms = pick(
+            &args.batch_max_wait_ms,
+            file.batch_max_wait_ms,
+            defaults.max_wait.as_millis() as u64,
+        );
+        Ok(Config {
+            database_url: args.database_url.clone().or(file.database_url),
+            redis_url: pick(
+                &args.redis_url,
+                file.redis_url,
+                "redis://127.0.0.1:6379".into(),
+            ),
+            views: pick(&args.views, file.views, "views".into()),
+            data_dir: pick(&args.data_dir, file.data_dir, "data".into()),
+            publication: pick(&args.publication, file.publication, slot.clone()),
+            redis_checkpoint_key: pick(
+                &args.redis_checkpoint_key,
+                file.redis_checkpoint_key,
+                format!("viewkeeper:checkpoint:{slot}"),
+            ),
+            slot,
+            batch: BatchLimits {
+                max_changes: batch_max_changes,
+                max_wait: Duration::from_millis(wait_ms),
+                ..defaults
+            },
+            log: pick(&args.log, file.log, "info".into()),
+        })
+    }
+
+    pub fn database_url(&self) -> Result<&str, ConfigError> {
+        self.database_url
+            .as_deref()
+            .ok_or(ConfigError::MissingDatabaseUrl)
+    }
+}
+
+fn pick<T: Clone>(flag_or_env: &Option<T>, file: Option<T>, default: T) -> T {
+    flag_or_env.clone().or(file).unwrap_or(default)
+}
+
+fn read_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None if Path::new(DEFAULT_FILE).exists() => PathBuf::from(DEFAULT_FILE),
+        None => return Ok(FileConfig::default()),
+    };
+    let error = |reason: String| ConfigError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| error(e.to_string()))?;
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_saphyr::from_str(&text).map_err(|e| error(e.to_string()))
+}
+
+/// Slot and publication names become SQL identifiers: keep them plain.
+fn validate_name(setting: &'static str, name: &str) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            setting,
+            reason: format!("{name:?} must be 1-63 characters of a-z, 0-9 and _"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("viewkeeper.yaml");
+        std::fs::write(
+            &file,
+            "database_url: postgres://a:secret@db/x\nslot: from_file\nbatch_max_changes: 7\n",
+        )
+        .unwrap();
+        let args = ConfigArgs {
+            config: Some(file),
+            slot: Some("from_flag".into()),
+            ..ConfigArgs::default()
+        };
+        let config = Config::resolve(&args).unwrap();
+        assert_eq!(config.slot, "from_flag");
+        assert_eq!(config.publication, "from_flag");
+        assert_eq!(config.batch.max_changes, 7);
+        assert_eq!(config.redis_url, "redis://127.0.0.1:6379");
+        assert!(!format!("{config:?}").contains("secret"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("viewkeeper.yaml");
+        std::fs::write(&file, "databse_url: postgres://db/x\n").unwrap();
+        let args = ConfigArgs {
+            config: Some(file),
+            ..ConfigArgs::default()
+        };
+        let error = Config::resolve(&args).unwrap_err().to_string();
+        assert!(error.contains("databse_url"), "{error}");
+    }
+
+    #[test]
+    fn slot_names_must_be_plain_identifiers() {
+        let args = ConfigArgs {
+            slot: Some("Bad-Name".into()),
+            ..ConfigArgs::default()
+        };
+        assert!(Config::resolve(&args).is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! Building a cache view's output for one root: filter, key and JSON document.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use serde_json::{Map, Value as Json};
+
+use super::EngineError;
+use crate::change::Value;
+use crate::expr::compare_values;
+use crate::plan::{DocPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, Plan, ViewPlan};
+use crate::state::StateWriter;
+use crate::state::StoredOutput;
+use crate::state::keycode::encode_values;
+use crate::view::model::Cardinality;
+
+/// The output of the root stored under `pk`, or `None` when the root does not
+/// exist or does not pass the view's `where`.
+pub(super) fn compute_output(
+    w: &StateWriter,
+    plan: &Plan,
+    view: &ViewPlan,
+    pk: &[u8],
+) -> Result<Option<StoredOutput>, EngineError> {
+    let Some(root) = w.get_row(&view.nodes[0].table, pk)? else {
+        return Ok(None);
+    };
+    if !passes_filter(w, plan, view, &root)? {
+        return Ok(None);
+    }
+    let key = render_key(view, &root);
+    let document = build_document(w, view, &view.document, &root)?;
+    Ok(Some(StoredOutput {
+        key,
+        document: Json::Object(document).to_string(),
+    }))
+}
+
+fn render_key(view: &ViewPlan, root: &[Value]) -> String {
+    let mut key = String::new();
+    for part in &view.key {
+        match part {
+            KeyPartPlan::Literal(text) => key.push_str(text),
+            KeyPartPlan::Column(column) => key.push_str(&root[*column].to_text()),
+        }
+    }
+    key
+}
+
+/// Evaluates `where` over the root and the `one` relations it names. An
+/// expression that fails on this row's values (an overflow, say) excludes the
+/// root and is logged, as SQL would raise instead of returning the row.
+fn passes_filter(
+    w: &StateWriter,
+    plan: &Plan,
+    view: &ViewPlan,
+    root: &[Value],
+) -> Result<bool, EngineError> {
+    let Some(filter) = &view.filter else {
+        return Ok(true);
+    };
+    let mut node_rows: HashMap<usize, Option<Vec<Value>>> = HashMap::new();
+    node_rows.insert(0, Some(root.to_vec()));
+    for &(node, _) in filter.columns.values() {
+        one_row(w, view, node, &mut node_rows)?;
+    }
+    let lookup = |path: &[String]| -> Option<Value> {
+        let (node, column) = filter.columns.get(path)?;
+        Some(match node_rows.get(node) {
+            Some(Some(row)) => row[*column].clone(),
+            _ => Value::Null,
+        })
+    };
+    let _ = plan;
+    match filter.expr.is_satisfied(&lookup) {
+        Ok(passes) => Ok(passes),
+        Err(error) => {
+            tracing::warn!(view = %view.name, %error, "`where` failed on a row; the root is left out");
+            Ok(false)
+        }
+    }
+}
+
+/// The row of a `one` node for the current root, filling `rows` parent first.
+fn one_row(
+    w: &StateWriter,
+    view: &ViewPlan,
+    node: usize,
+    rows: &mut HashMap<usize, Option<Vec<Value>>>,
+) -> Result<(), EngineError> {
+    if rows.contains_key(&node) {
+        return Ok(());
+    }
+    let (Some(parent), Some(link)) = (view.nodes[node].parent, &view.nodes[node].link) else {
+        return Ok(());
+    };
+    one_row(w, view, parent, rows)?;
+    let row = match rows.get(&parent) {
+        Some(Some(parent_row)) => children(w, &view.nodes[node].table, link, parent_row)?
+            .into_iter()
+            .next(),
+        _ => None,
+    };
+    rows.insert(node, row);
+    Ok(())
+}
+
+fn build_document(
+    w: &StateWriter,
+    view: &ViewPlan,
+    doc: &DocPlan,
+    row: &[Value],
+) -> Result<Map<String, Json>, EngineError> {
+    let mut object = Map::with_capacity(doc.fields.len());
+    for field in &doc.fields {
+        match field {
+            FieldPlan::Column { name, column } => {
+                object.insert(name.clone(), row[*column].to_json());
+            }
+            FieldPlan::Relation {
+                name,
+                node,
+                cardinality,
+                order_by,
+                document,
+            } => {
+                let node_plan = &view.nodes[*node];
+                let link = node_plan.link.as_ref().expect("a relation node has a link");
+                let mut rows = children(w, &node_plan.table, link, row)?;
+                let value = match cardinality {
+                    Cardinality::One => match rows.first() {
+                        Some(child) => Json::Object(build_document(w, view, document, child)?),
+                        None => Json::Null,
+                    },
+                    Cardinality::Many => {
+                        sort_rows(&mut rows, order_by);
+                        let items = rows
+                            .iter()
+                            .map(|child| build_document(w, view, document, child).map(Json::Object))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        Json::Array(items)
+                    }
+                };
+                object.insert(name.clone(), value);
+            }
+        }
+    }
+    Ok(object)
+}
+
+/// Rows of `table` joined to `parent_row` through `link`, in primary-key order.
+fn children(
+    w: &StateWriter,
+    table: &str,
+    link: &LinkPlan,
+    parent_row: &[Value],
+) -> Result<Vec<Vec<Value>>, EngineError> {
+    let values: Vec<&Value> = link
+        .parent_columns
+        .iter()
+        .map(|&c| &parent_row[c])
+        .collect();
+    if values.iter().any(|v| v.is_null()) {
+        return Ok(Vec::new()); // NULL joins nothing
+    }
+    let key = encode_values(values);
+    let keys = match &link.children {
+        Lookup::PrimaryKey => vec![key],
+        Lookup::Index(index) => w.index_lookup(table, index, &key)?,
+    };
+    let mut rows = Vec::with_capacity(keys.len());
+    for pk in keys {
+        if let Some(row) = w.get_row(table, &pk)? {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// Sorts like PostgreSQL's ORDER BY: NULLs last ascending, first descending;
+/// ties keep primary-key order (the sort is stable).
+fn sort_rows(rows: &mut [Vec<Value>], order_by: &[(usize, bool)]) {
+    if order_by.is_empty() {
+        return;
+    }
+    rows.sort_by(|a, b| {
+        for &(column, descending) in order_by {
+            let ordering = compare_nulls_last(&a[column], &b[column]);
+            let ordering = if descending {
+                ordering.reverse()
+            } else {
+                ordering
+            };
+            if ordering != Ordering::Equal {
+                return ordering;
+            }
+        }
+        Ordering::Equal
+    });
+}
+
+fn compare_nulls_last(a: &Value, b: &Value) -> Ordering {
+    match (a.is_null(), b.is_null()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        (false, false) => compare_values(a, b).unwrap_or(Ordering::Equal),
+    }
+}

@@ -1,0 +1,177 @@
+//! The engine: turns a batch of row changes into outbox entries.
+//!
+//! For each batch, in one state-store transaction: apply the row changes
+//! ([`rows`]), find every root row of every view the changes touch ([`roots`]),
+//! recompute those roots' outputs and append the differences to the sinks'
+//! outboxes ([`outputs`]), and store the source position. The engine is pure
+//! with respect to the outside world: no network I/O, only the state store.
+
+mod document;
+mod outputs;
+mod roots;
+mod rows;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::change::{ChangeBatch, Lsn, Value};
+use crate::plan::Plan;
+use crate::state::{StateWriter, Store, StoreError};
+
+/// Roots refreshed inside the batch's own transaction; a larger fan-out (a
+/// customer with 100,000 orders renamed) is recorded as pending and refreshed
+/// in transactions of this size, so memory stays bounded.
+const REFRESH_CHUNK: usize = 2_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("table {table}: primary-key column {column} is missing from the change")]
+    MissingKey { table: String, column: String },
+}
+
+/// What applying a batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub changes_applied: usize,
+    pub roots_refreshed: usize,
+    pub outbox_entries: usize,
+}
+
+/// Root primary keys touched per view (by index into `Plan::views`).
+type Touched = HashMap<usize, BTreeSet<Vec<u8>>>;
+
+pub struct Engine {
+    plan: Arc<Plan>,
+    store: Arc<Store>,
+}
+
+impl Engine {
+    pub fn new(plan: Arc<Plan>, store: Arc<Store>) -> Engine {
+        Engine { plan, store }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Applies a batch and makes it durable with its position. A batch whose
+    /// position is not after the stored one was applied before and is skipped.
+    pub fn apply(&self, batch: &ChangeBatch) -> Result<BatchOutcome, EngineError> {
+        let outcome = self.store.write(|w| {
+            let position = w.position()?;
+            if let (Some(end), Some(stored)) = (batch.commit_end, position) {
+                if end <= stored {
+                    return Ok(BatchOutcome::default());
+                }
+            }
+            let mut touched = Touched::new();
+            for change in &batch.changes {
+                rows::apply_change(w, &self.plan, change, &mut touched)?;
+            }
+            let mut outcome = self.refresh_or_defer(w, touched)?;
+            outcome.changes_applied = batch.changes.len();
+            if let Some(end) = batch.commit_end {
+                w.set_position(end)?;
+            }
+            Ok::<_, EngineError>(outcome)
+        })?;
+        let deferred = self.refresh_pending()?;
+        Ok(BatchOutcome {
+            roots_refreshed: outcome.roots_refreshed + deferred.roots_refreshed,
+            outbox_entries: outcome.outbox_entries + deferred.outbox_entries,
+            ..outcome
+        })
+    }
+
+    /// Refreshes up to [`REFRESH_CHUNK`] roots now and records the rest as
+    /// pending, in the same transaction as the changes that touched them.
+    fn refresh_or_defer(
+        &self,
+        w: &mut StateWriter,
+        touched: Touched,
+    ) -> Result<BatchOutcome, EngineError> {
+        let mut outcome = BatchOutcome::default();
+        let mut budget = REFRESH_CHUNK;
+        for (view, roots) in touched {
+            for root in roots {
+                if budget > 0 {
+                    budget -= 1;
+                    outcome.outbox_entries += outputs::refresh_root(w, &self.plan, view, &root)?;
+                    outcome.roots_refreshed += 1;
+                } else {
+                    w.add_pending(&self.plan.views[view].name, &root)?;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Refreshes roots left pending by large fan-outs (or by a crash), one
+    /// bounded transaction at a time.
+    pub fn refresh_pending(&self) -> Result<BatchOutcome, EngineError> {
+        let mut total = BatchOutcome::default();
+        loop {
+            let done = self.store.write(|w| {
+                let pending = w.take_pending(REFRESH_CHUNK)?;
+                let mut outcome = BatchOutcome::default();
+                for (view_name, root) in &pending {
+                    let Some(view) = self.plan.views.iter().position(|v| &v.name == view_name)
+                    else {
+                        continue; // the view no longer exists
+                    };
+                    outcome.outbox_entries += outputs::refresh_root(w, &self.plan, view, root)?;
+                    outcome.roots_refreshed += 1;
+                }
+                Ok::<_, EngineError>((pending.len(), outcome))
+            })?;
+            total.roots_refreshed += done.1.roots_refreshed;
+            total.outbox_entries += done.1.outbox_entries;
+            if done.0 < REFRESH_CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Starts a new initial snapshot: forgets every stored row and the source
+    /// position, but keeps the last outputs, so that finishing the snapshot
+    /// emits only what changed and deletes what disappeared.
+    pub fn begin_snapshot(&self) -> Result<(), EngineError> {
+        self.store.write(|w| {
+            w.clear_rows()?;
+            w.set_layout(&self.plan.layout())?;
+            Ok(())
+        })
+    }
+
+    /// Stores snapshot rows of `table`, each in the table's stored-column order.
+    pub fn load_snapshot_rows(&self, table: &str, rows: &[Vec<Value>]) -> Result<(), EngineError> {
+        let Some(table) = self.plan.table(table) else {
+            return Ok(());
+        };
+        self.store.write(|w| {
+            for row in rows {
+                rows::insert_row(w, table, row)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Computes every root's output from the snapshot rows, deletes outputs of
+    /// roots that no longer exist, then records `position`: from here on the
+    /// stream continues.
+    pub fn finish_snapshot(&self, position: Lsn) -> Result<BatchOutcome, EngineError> {
+        let mut total = BatchOutcome::default();
+        for view in 0..self.plan.views.len() {
+            let outcome = outputs::refresh_all_roots(&self.store, &self.plan, view, REFRESH_CHUNK)?;
+            total.roots_refreshed += outcome.roots_refreshed;
+            total.outbox_entries += outcome.outbox_entries;
+        }
+        self.store.write(|w| {
+            w.set_position(position)?;
+            Ok::<_, EngineError>(())
+        })?;
+        Ok(total)
+    }
+}

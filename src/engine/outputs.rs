@@ -1,0 +1,93 @@
+//! Refreshing roots: recompute the output, diff it against the stored one,
+//! and append the difference to the view's sink outbox.
+
+use super::{BatchOutcome, EngineError, document};
+use crate::plan::Plan;
+use crate::state::{OutboxEntry, OutboxOp, StateWriter, Store, StoredOutput};
+
+/// Recomputes one root and returns how many outbox entries it produced.
+pub(super) fn refresh_root(
+    w: &mut StateWriter,
+    plan: &Plan,
+    view: usize,
+    pk: &[u8],
+) -> Result<usize, EngineError> {
+    let view = &plan.views[view];
+    let new = document::compute_output(w, plan, view, pk)?;
+    let old = w.get_output(&view.name, pk)?;
+    if new == old {
+        return Ok(0);
+    }
+    let mut ops = Vec::with_capacity(2);
+    if let Some(old) = &old {
+        if new.as_ref().is_none_or(|new| new.key != old.key) {
+            ops.push(OutboxOp::Delete {
+                key: old.key.clone(),
+            });
+        }
+    }
+    match &new {
+        Some(StoredOutput { key, document }) => {
+            ops.push(OutboxOp::Put {
+                key: key.clone(),
+                document: document.clone(),
+            });
+            w.put_output(&view.name, pk, new.as_ref().expect("matched Some"))?;
+        }
+        None => w.delete_output(&view.name, pk)?,
+    }
+    let count = ops.len();
+    for op in ops {
+        let entry = OutboxEntry {
+            view: view.name.clone(),
+            op,
+        };
+        w.append_outbox(view.sink, &entry)?;
+    }
+    Ok(count)
+}
+
+/// Recomputes every root of a view (after a snapshot), in transactions of
+/// `chunk` roots, then deletes outputs whose root no longer exists.
+pub(super) fn refresh_all_roots(
+    store: &Store,
+    plan: &Plan,
+    view: usize,
+    chunk: usize,
+) -> Result<BatchOutcome, EngineError> {
+    let root_table = &plan.views[view].nodes[0].table;
+    let mut outcome = BatchOutcome::default();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let (last, done) = store.write(|w| {
+            let rows = w.table_rows_after(root_table, after.as_deref(), chunk)?;
+            let mut entries = 0;
+            for (pk, _) in &rows {
+                entries += refresh_root(w, plan, view, pk)?;
+            }
+            Ok::<_, EngineError>((rows.last().map(|(pk, _)| pk.clone()), (rows.len(), entries)))
+        })?;
+        outcome.roots_refreshed += done.0;
+        outcome.outbox_entries += done.1;
+        match last {
+            Some(pk) if done.0 == chunk => after = Some(pk),
+            _ => break,
+        }
+    }
+    outcome.outbox_entries += sweep_orphans(store, plan, view)?;
+    Ok(outcome)
+}
+
+/// Deletes outputs whose root row is gone (deleted while viewkeeper was away).
+fn sweep_orphans(store: &Store, plan: &Plan, view: usize) -> Result<usize, EngineError> {
+    let view_plan = &plan.views[view];
+    store.write(|w| {
+        let mut entries = 0;
+        for pk in w.output_keys(&view_plan.name)? {
+            if w.get_row(&view_plan.nodes[0].table, &pk)?.is_none() {
+                entries += refresh_root(w, plan, view, &pk)?;
+            }
+        }
+        Ok(entries)
+    })
+}

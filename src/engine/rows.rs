@@ -1,0 +1,163 @@
+//! Applying row changes to the state store: stored rows and join indexes.
+
+use super::{EngineError, Touched, roots};
+use crate::change::{Cell, Change, ChangeKind, Tuple, Value};
+use crate::plan::{Plan, TablePlan};
+use crate::state::StateWriter;
+use crate::state::keycode::encode_values;
+
+/// Applies one change and records the roots it touches, before and after.
+pub(super) fn apply_change(
+    w: &mut StateWriter,
+    plan: &Plan,
+    change: &Change,
+    touched: &mut Touched,
+) -> Result<(), EngineError> {
+    let Some(table) = plan.table(&change.table) else {
+        return Ok(()); // a table no view reads
+    };
+    match &change.kind {
+        ChangeKind::Insert { new } => upsert(w, plan, table, None, new, touched),
+        ChangeKind::Update { old, new } => upsert(w, plan, table, old.as_ref(), new, touched),
+        ChangeKind::Delete { old } => {
+            let pk = primary_key(table, old)?;
+            remove(w, plan, table, &pk, touched)
+        }
+        ChangeKind::Truncate => {
+            for pk in w.table_keys(&table.name)? {
+                remove(w, plan, table, &pk, touched)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Stores a snapshot row (already in stored-column order) with its index entries.
+pub(super) fn insert_row(
+    w: &mut StateWriter,
+    table: &TablePlan,
+    row: &[Value],
+) -> Result<(), EngineError> {
+    let pk = encode_values(&row[..table.primary_key_len]);
+    w.put_row(&table.name, &pk, row)?;
+    index_row(w, table, &pk, row, true)
+}
+
+fn upsert(
+    w: &mut StateWriter,
+    plan: &Plan,
+    table: &TablePlan,
+    old: Option<&Tuple>,
+    new: &Tuple,
+    touched: &mut Touched,
+) -> Result<(), EngineError> {
+    let new_pk = primary_key(table, new)?;
+    let old_pk = match old {
+        Some(old) => primary_key(table, old)?,
+        None => new_pk.clone(),
+    };
+    let before = w.get_row(&table.name, &old_pk)?;
+    let row = project(table, new, before.as_deref());
+    if old_pk == new_pk && before.as_deref() == Some(row.as_slice()) {
+        return Ok(()); // nothing a view reads has changed
+    }
+    if let Some(before) = &before {
+        roots::touch(w, plan, table, before, touched)?;
+        index_row(w, table, &old_pk, before, false)?;
+        if old_pk != new_pk {
+            w.delete_row(&table.name, &old_pk)?;
+        }
+    }
+    if old_pk != new_pk {
+        // A row already stored under the new key is replaced: unindex it too.
+        if let Some(replaced) = w.get_row(&table.name, &new_pk)? {
+            roots::touch(w, plan, table, &replaced, touched)?;
+            index_row(w, table, &new_pk, &replaced, false)?;
+        }
+    }
+    w.put_row(&table.name, &new_pk, &row)?;
+    index_row(w, table, &new_pk, &row, true)?;
+    roots::touch(w, plan, table, &row, touched)
+}
+
+fn remove(
+    w: &mut StateWriter,
+    plan: &Plan,
+    table: &TablePlan,
+    pk: &[u8],
+    touched: &mut Touched,
+) -> Result<(), EngineError> {
+    let Some(before) = w.get_row(&table.name, pk)? else {
+        return Ok(()); // already gone: a replay
+    };
+    roots::touch(w, plan, table, &before, touched)?;
+    index_row(w, table, pk, &before, false)?;
+    w.delete_row(&table.name, pk)?;
+    Ok(())
+}
+
+/// The encoded primary key of a row image.
+fn primary_key(table: &TablePlan, tuple: &Tuple) -> Result<Vec<u8>, EngineError> {
+    let mut values = Vec::with_capacity(table.primary_key_len);
+    for column in &table.columns[..table.primary_key_len] {
+        match tuple.get(column) {
+            Some(Cell::Value(value)) => values.push(value.clone()),
+            _ => {
+                return Err(EngineError::MissingKey {
+                    table: table.name.clone(),
+                    column: column.clone(),
+                });
+            }
+        }
+    }
+    Ok(encode_values(&values))
+}
+
+/// The stored columns of a new row image. A column the image does not carry
+/// (unchanged TOAST, or a column the relation no longer has) keeps the value
+/// stored before, never NULL.
+fn project(table: &TablePlan, tuple: &Tuple, before: Option<&[Value]>) -> Vec<Value> {
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| match tuple.get(column) {
+            Some(Cell::Value(value)) => value.clone(),
+            Some(Cell::UnchangedToast) | None => match before {
+                Some(before) => before[i].clone(),
+                None => {
+                    tracing::warn!(
+                        table = %table.name,
+                        column = %column,
+                        "a change carries no value for a column and no earlier row is stored; using NULL"
+                    );
+                    Value::Null
+                }
+            },
+        })
+        .collect()
+}
+
+/// Adds or removes a row's join index entries. NULLs never join, so rows with
+/// a NULL in the indexed columns get no entry.
+fn index_row(
+    w: &mut StateWriter,
+    table: &TablePlan,
+    pk: &[u8],
+    row: &[Value],
+    insert: bool,
+) -> Result<(), EngineError> {
+    for index in &table.indexes {
+        let values: Vec<&Value> = index.columns.iter().map(|&c| &row[c]).collect();
+        if values.iter().any(|v| v.is_null()) {
+            continue;
+        }
+        let key = encode_values(values);
+        if insert {
+            w.index_insert(&table.name, &index.name, &key, pk)?;
+        } else {
+            w.index_remove(&table.name, &index.name, &key, pk)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! Static type checking: the type an expression yields given the types of its
+//! columns, or an error naming the fragment that does not fit (arithmetic on
+//! text, `text < int`, a non-boolean condition, a bad function argument).
+//! `viewkeeper check` runs this before any row is seen.
+
+use super::date_parts::DateField;
+use super::error::ExprError;
+use super::node::{CaseBranch, Node, NodeKind};
+use super::types::{ValueType, common_type, comparable, promote_numeric};
+
+/// The caller's knowledge of column types.
+pub(crate) type ColumnTypes<'a> = &'a dyn Fn(&[String]) -> Option<ValueType>;
+
+pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, ExprError> {
+    let infer_child = |child: &Node| infer(child, columns);
+    match &node.kind {
+        NodeKind::Column(path) => columns(path).ok_or_else(|| ExprError::UnknownColumn {
+            column: path.join("."),
+        }),
+        NodeKind::Literal(value) => Ok(ValueType::of(value)),
+        NodeKind::Sign { operand, .. } => numeric_operand(node, infer_child(operand)?),
+        NodeKind::Arithmetic { op, left, right } => {
+            let (left, right) = (infer_child(left)?, infer_child(right)?);
+            arithmetic_type(node, op.symbol(), left, right)
+        }
+        NodeKind::Concat { left, right } => {
+            concat_type(node, infer_child(left)?, infer_child(right)?)
+        }
+        NodeKind::Comparison { left, right, .. } | NodeKind::IsDistinct { left, right, .. } => {
+            comparison_type(node, infer_child(left)?, infer_child(right)?)
+        }
+        NodeKind::Logical { left, right, .. } => {
+            boolean_operand(node, infer_child(left)?)?;
+            boolean_operand(node, infer_child(right)?)
+        }
+        NodeKind::Not(operand) | NodeKind::IsBool { operand, .. } => {
+            boolean_operand(node, infer_child(operand)?)
+        }
+        NodeKind::IsNull { operand, .. } => infer_child(operand).map(|_| ValueType::Bool),
+        NodeKind::InList { operand, list, .. } => in_list_type(node, operand, list, columns),
+        NodeKind::Between {
+            operand, low, high, ..
+        } => {
+            let operand = infer_child(operand)?;
+            comparison_type(node, operand, infer_child(low)?)?;
+            comparison_type(node, operand, infer_child(high)?)
+        }
+        NodeKind::Like {
+            operand, pattern, ..
+        } => like_type(node, infer_child(operand)?, infer_child(pattern)?),
+        NodeKind::Case {
+            operand,
+            branches,
+            otherwise,
+        } => case_type(
+            node,
+            operand.as_deref(),
+            branches,
+            otherwise.as_deref(),
+            columns,
+        ),
+        NodeKind::Cast { operand, target } => {
+            let from = infer_child(operand)?;
+            match target.accepts(from) {
+                true => Ok(target.result_type()),
+                false => Err(type_error(
+                    node,
+                    format!("cannot cast {from} to {}", target.result_type()),
+                )),
+            }
+        }
+        NodeKind::Call { function, args } => {
+            let arg_types = args
+                .iter()
+                .map(infer_child)
+                .collect::<Result<Vec<_>, _>>()?;
+            function
+                .result_type(&arg_types)
+                .map_err(|message| type_error(node, message))
+        }
+        NodeKind::Extract { field, operand } => extract_type(node, *field, infer_child(operand)?),
+        NodeKind::DateTrunc { operand, .. } => temporal_operand(node, infer_child(operand)?),
+    }
+}
+
+fn type_error(node: &Node, message: String) -> ExprError {
+    ExprError::Type {
+        fragment: node.text.clone(),
+        message,
+    }
+}
+
+fn numeric_operand(node: &Node, operand: ValueType) -> Result<ValueType, ExprError> {
+    if operand.is_numeric() || operand == ValueType::Null {
+        Ok(operand)
+    } else {
+        Err(type_error(
+            node,
+            format!("expected a number, found {operand}"),
+        ))
+    }
+}
+
+fn arithmetic_type(
+    node: &Node,
+    symbol: &str,
+    left: ValueType,
+    right: ValueType,
+) -> Result<ValueType, ExprError> {
+    let fits = |t: ValueType| t.is_numeric() || t == ValueType::Null;
+    match (left, right) {
+        (ValueType::Null, ValueType::Null) => Ok(ValueType::Null),
+        (ValueType::Null, other) | (other, ValueType::Null) if fits(other) => Ok(other),
+        _ if fits(left) && fits(right) => Ok(promote_numeric(left, right)),
+        _ => Err(type_error(
+            node,
+            format!("cannot apply `{symbol}` to {left} and {right}"),
+        )),
+    }
+}
+
+/// `||` joins text with anything that has a text form, but at least one
+/// side must be text (PostgreSQL refuses `1 || 2`).
+fn concat_type(node: &Node, left: ValueType, right: ValueType) -> Result<ValueType, ExprError> {
+    let texty = |t: ValueType| matches!(t, ValueType::Text | ValueType::Null);
+    if texty(left) || texty(right) {
+        Ok(ValueType::Text)
+    } else {
+        Err(type_error(
+            node,
+            format!("`||` needs a text operand, found {left} and {right}"),
+        ))
+    }
+}
+
+fn comparison_type(node: &Node, left: ValueType, right: ValueType) -> Result<ValueType, ExprError> {
+    if comparable(left, right) {
+        Ok(ValueType::Bool)
+    } else {
+        Err(type_error(
+            node,
+            format!("cannot compare {left} with {right}"),
+        ))
+    }
+}
+
+fn boolean_operand(node: &Node, operand: ValueType) -> Result<ValueType, ExprError> {
+    match operand {
+        ValueType::Bool | ValueType::Null => Ok(ValueType::Bool),
+        other => Err(type_error(node, format!("expected bool, found {other}"))),
+    }
+}
+
+fn in_list_type(
+    node: &Node,
+    operand: &Node,
+    list: &[Node],
+    columns: ColumnTypes,
+) -> Result<ValueType, ExprError> {
+    let operand = infer(operand, columns)?;
+    for item in list {
+        comparison_type(node, operand, infer(item, columns)?)?;
+    }
+    Ok(ValueType::Bool)
+}
+
+fn like_type(node: &Node, operand: ValueType, pattern: ValueType) -> Result<ValueType, ExprError> {
+    let texty = |t: ValueType| matches!(t, ValueType::Text | ValueType::Null);
+    if texty(operand) && texty(pattern) {
+        Ok(ValueType::Bool)
+    } else {
+        Err(type_error(
+            node,
+            format!("LIKE needs text, found {operand} and pattern {pattern}"),
+        ))
+    }
+}
+
+fn case_type(
+    node: &Node,
+    operand: Option<&Node>,
+    branches: &[CaseBranch],
+    otherwise: Option<&Node>,
+    columns: ColumnTypes,
+) -> Result<ValueType, ExprError> {
+    let operand = operand.map(|o| infer(o, columns)).transpose()?;
+    let mut result = ValueType::Null;
+    for branch in branches {
+        let when = infer(&branch.when, columns)?;
+        match operand {
+            Some(operand) => comparison_type(&branch.when, operand, when)?,
+            None => boolean_operand(&branch.when, when)?,
+        };
+        result = unify_branch(node, result, infer(&branch.then, columns)?)?;
+    }
+    match otherwise {
+        Some(otherwise) => unify_branch(node, result, infer(otherwise, columns)?),
+        None => Ok(result),
+    }
+}
+
+fn unify_branch(node: &Node, so_far: ValueType, next: ValueType) -> Result<ValueType, ExprError> {
+    common_type(so_far, next).ok_or_else(|| {
+        type_error(
+            node,
+            format!("CASE results have no common type: {so_far} and {next}"),
+        )
+    })
+}
+
+fn temporal_operand(node: &Node, operand: ValueType) -> Result<ValueType, ExprError> {
+    if operand.is_temporal() || operand == ValueType::Null {
+        Ok(operand)
+    } else {
+        Err(type_error(
+            node,
+            format!("expected a date or timestamp, found {operand}"),
+        ))
+    }
+}
+
+fn extract_type(node: &Node, field: DateField, operand: ValueType) -> Result<ValueType, ExprError> {
+    temporal_operand(node, operand)?;
+    if operand == ValueType::Date && !field.applies_to_date() {
+        return Err(type_error(
+            node,
+            format!("a date has no {} field", field.name()),
+        ));
+    }
+    Ok(ValueType::Int)
+}

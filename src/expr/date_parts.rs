@@ -1,0 +1,296 @@
+//! `date_trunc` and `extract` / `date_part`: their units and fields, the
+//! calendar arithmetic behind them, and their NULL and infinity handling over
+//! values. Both work in UTC for a `timestamptz` (see `temporal`) and keep the
+//! kind of their input: `date_trunc('month', <timestamptz>)` is a timestamptz.
+
+use crate::change::Value;
+
+use super::cast::temporal_value;
+use super::error::Fault;
+use super::temporal::{
+    DateTime, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND, TemporalKind,
+    civil_from_days, day_of_week, days_from_civil, is_infinite, kind_name, parse_value,
+};
+use super::types::ValueType;
+
+/// A unit of `date_trunc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TruncUnit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+    /// Back to the ISO week's Monday.
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+impl TruncUnit {
+    pub fn from_name(name: &str) -> Option<TruncUnit> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "second" => TruncUnit::Second,
+            "minute" => TruncUnit::Minute,
+            "hour" => TruncUnit::Hour,
+            "day" => TruncUnit::Day,
+            "week" => TruncUnit::Week,
+            "month" => TruncUnit::Month,
+            "quarter" => TruncUnit::Quarter,
+            "year" => TruncUnit::Year,
+            _ => return None,
+        })
+    }
+}
+
+/// `date_trunc(unit, value)`.
+pub(crate) fn truncate(value: DateTime, unit: TruncUnit) -> DateTime {
+    let micros = value.micros_of_day;
+    let keep_micros = |step: i64| DateTime {
+        days: value.days,
+        micros_of_day: micros - micros % step,
+    };
+    match unit {
+        TruncUnit::Second => keep_micros(MICROS_PER_SECOND),
+        TruncUnit::Minute => keep_micros(MICROS_PER_MINUTE),
+        TruncUnit::Hour => keep_micros(MICROS_PER_HOUR),
+        TruncUnit::Day => keep_micros(MICROS_PER_DAY),
+        TruncUnit::Week => start_of_day(value.days - (day_of_week(value.days) + 6) % 7),
+        TruncUnit::Month => start_of_month(value.days, 1),
+        TruncUnit::Quarter => start_of_month(value.days, 3),
+        TruncUnit::Year => start_of_month(value.days, 12),
+    }
+}
+
+fn start_of_day(days: i64) -> DateTime {
+    DateTime {
+        days,
+        micros_of_day: 0,
+    }
+}
+
+/// The first day of the period of `months_per_period` months holding `days`.
+fn start_of_month(days: i64, months_per_period: i64) -> DateTime {
+    let (year, month, _) = civil_from_days(days);
+    let first_month = (month - 1) / months_per_period * months_per_period + 1;
+    start_of_day(days_from_civil(year, first_month, 1))
+}
+
+/// A field of `extract` / `date_part`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DateField {
+    Year,
+    Quarter,
+    Month,
+    Day,
+    Hour,
+    Minute,
+    /// 0 = Sunday ... 6 = Saturday.
+    DayOfWeek,
+    /// 1 = Monday ... 7 = Sunday.
+    IsoDayOfWeek,
+    DayOfYear,
+}
+
+impl DateField {
+    pub fn from_name(name: &str) -> Option<DateField> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "year" => DateField::Year,
+            "quarter" => DateField::Quarter,
+            "month" => DateField::Month,
+            "day" => DateField::Day,
+            "hour" => DateField::Hour,
+            "minute" => DateField::Minute,
+            "dow" => DateField::DayOfWeek,
+            "isodow" => DateField::IsoDayOfWeek,
+            "doy" => DateField::DayOfYear,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DateField::Year => "year",
+            DateField::Quarter => "quarter",
+            DateField::Month => "month",
+            DateField::Day => "day",
+            DateField::Hour => "hour",
+            DateField::Minute => "minute",
+            DateField::DayOfWeek => "dow",
+            DateField::IsoDayOfWeek => "isodow",
+            DateField::DayOfYear => "doy",
+        }
+    }
+
+    /// Whether a `date` has this field; PostgreSQL refuses hour and minute.
+    pub fn applies_to_date(self) -> bool {
+        !matches!(self, DateField::Hour | DateField::Minute)
+    }
+}
+
+/// `extract(field from value)`.
+pub(crate) fn extract(value: DateTime, field: DateField) -> i64 {
+    let (year, month, day) = civil_from_days(value.days);
+    match field {
+        DateField::Year => year,
+        DateField::Quarter => (month - 1) / 3 + 1,
+        DateField::Month => month,
+        DateField::Day => day,
+        DateField::Hour => value.micros_of_day / MICROS_PER_HOUR,
+        DateField::Minute => value.micros_of_day / MICROS_PER_MINUTE % 60,
+        DateField::DayOfWeek => day_of_week(value.days),
+        DateField::IsoDayOfWeek => (day_of_week(value.days) + 6) % 7 + 1,
+        DateField::DayOfYear => value.days - days_from_civil(year, 1, 1) + 1,
+    }
+}
+
+/// A temporal value's text and kind; `None` for NULL.
+fn temporal_parts(value: &Value) -> Result<Option<(&str, TemporalKind)>, Fault> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Date(text) => Ok(Some((text, TemporalKind::Date))),
+        Value::Timestamp(text) => Ok(Some((text, TemporalKind::Timestamp))),
+        Value::TimestampTz(text) => Ok(Some((text, TemporalKind::TimestampTz))),
+        other => Err(Fault::TypeMismatch(format!(
+            "expected a date or timestamp, found {}",
+            ValueType::of(other)
+        ))),
+    }
+}
+
+/// `date_trunc(unit, value)`, of the same kind as `value`; `infinity`
+/// stays itself. A date truncated to hours or minutes is unchanged.
+pub(crate) fn truncate_value(value: &Value, unit: TruncUnit) -> Result<Value, Fault> {
+    let Some((text, kind)) = temporal_parts(value)? else {
+        return Ok(Value::Null);
+    };
+    if is_infinite(text) {
+        return Ok(value.clone());
+    }
+    let truncated = truncate(parse_value(text, kind)?, unit);
+    Ok(temporal_value(truncated.format(kind), kind))
+}
+
+/// `extract(field from value)` as an Int. PostgreSQL has no finite field of
+/// `infinity`: that gives NULL here.
+pub(crate) fn extract_value(value: &Value, field: DateField) -> Result<Value, Fault> {
+    let Some((text, kind)) = temporal_parts(value)? else {
+        return Ok(Value::Null);
+    };
+    if kind == TemporalKind::Date && !field.applies_to_date() {
+        return Err(Fault::TypeMismatch(format!(
+            "{} has no {} field",
+            kind_name(kind),
+            field.name()
+        )));
+    }
+    if is_infinite(text) {
+        return Ok(Value::Null);
+    }
+    Ok(Value::Int(extract(parse_value(text, kind)?, field)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TemporalKind::*;
+
+    fn at(text: &str, kind: TemporalKind) -> DateTime {
+        super::super::temporal::parse(text, kind)
+            .unwrap_or_else(|| panic!("bad test timestamp {text}"))
+    }
+
+    fn truncated(text: &str, kind: TemporalKind, unit: TruncUnit) -> String {
+        truncate(at(text, kind), unit).format(kind)
+    }
+
+    #[test]
+    fn date_trunc_of_timestamptz_stays_timestamptz() {
+        let ts = "2024-03-17T13:45:12.345678Z";
+        assert_eq!(
+            truncated(ts, TimestampTz, TruncUnit::Month),
+            "2024-03-01T00:00:00.000000Z"
+        );
+        assert_eq!(
+            truncated(ts, TimestampTz, TruncUnit::Year),
+            "2024-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(
+            truncated(ts, TimestampTz, TruncUnit::Quarter),
+            "2024-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(
+            truncated(ts, TimestampTz, TruncUnit::Day),
+            "2024-03-17T00:00:00.000000Z"
+        );
+        assert_eq!(
+            truncated(ts, TimestampTz, TruncUnit::Hour),
+            "2024-03-17T13:00:00.000000Z"
+        );
+        assert_eq!(
+            truncated(ts, TimestampTz, TruncUnit::Minute),
+            "2024-03-17T13:45:00.000000Z"
+        );
+        assert_eq!(
+            truncated(ts, TimestampTz, TruncUnit::Second),
+            "2024-03-17T13:45:12.000000Z"
+        );
+    }
+
+    #[test]
+    fn week_truncates_to_iso_monday() {
+        // 2024-03-17 is a Sunday: its ISO week began on Monday 2024-03-11.
+        assert_eq!(
+            truncated("2024-03-17T23:00:00.000000", Timestamp, TruncUnit::Week),
+            "2024-03-11T00:00:00.000000"
+        );
+        assert_eq!(truncated("2024-03-11", Date, TruncUnit::Week), "2024-03-11");
+        assert_eq!(truncated("2025-01-01", Date, TruncUnit::Week), "2024-12-30");
+    }
+
+    #[test]
+    fn extract_reads_fields() {
+        let value = at("2024-03-17T13:45:12.000000Z", TimestampTz);
+        let field = |f| extract(value, f);
+        assert_eq!(field(DateField::Year), 2024);
+        assert_eq!(field(DateField::Quarter), 1);
+        assert_eq!(field(DateField::Month), 3);
+        assert_eq!(field(DateField::Day), 17);
+        assert_eq!(field(DateField::Hour), 13);
+        assert_eq!(field(DateField::Minute), 45);
+        assert_eq!(field(DateField::DayOfWeek), 0);
+        assert_eq!(field(DateField::IsoDayOfWeek), 7);
+        assert_eq!(field(DateField::DayOfYear), 31 + 29 + 17);
+    }
+
+    #[test]
+    fn unit_and_field_names_are_case_insensitive() {
+        assert_eq!(TruncUnit::from_name("Month"), Some(TruncUnit::Month));
+        assert_eq!(TruncUnit::from_name("fortnight"), None);
+        assert_eq!(DateField::from_name("DOW"), Some(DateField::DayOfWeek));
+        assert_eq!(DateField::from_name("epoch"), None);
+    }
+
+    #[test]
+    fn value_functions_keep_kind_and_pass_null_and_infinity() {
+        let tz = Value::TimestampTz("2024-03-17T13:45:12.345678Z".into());
+        assert_eq!(
+            truncate_value(&tz, TruncUnit::Month),
+            Ok(Value::TimestampTz("2024-03-01T00:00:00.000000Z".into()))
+        );
+        assert_eq!(
+            truncate_value(&Value::Null, TruncUnit::Month),
+            Ok(Value::Null)
+        );
+        let infinite = Value::Timestamp("infinity".into());
+        assert_eq!(
+            truncate_value(&infinite, TruncUnit::Day),
+            Ok(infinite.clone())
+        );
+        assert_eq!(extract_value(&infinite, DateField::Year), Ok(Value::Null));
+        assert_eq!(extract_value(&tz, DateField::Hour), Ok(Value::Int(13)));
+        assert!(extract_value(&Value::Date("2024-01-01".into()), DateField::Hour).is_err());
+        assert!(extract_value(&Value::Text("2024-01-01".into()), DateField::Year).is_err());
+        assert!(truncate_value(&Value::Date("2024-99-01".into()), TruncUnit::Day).is_err());
+    }
+}

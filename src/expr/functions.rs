@@ -1,0 +1,349 @@
+//! The scalar functions callable by name: lower, upper, length, abs,
+//! coalesce, nullif, round. (`date`, `date_trunc`, `date_part` and `extract`
+//! become casts and temporal nodes when parsed.) Each function knows its
+//! arity, its result type for type checking, and how to compute its value.
+
+use std::fmt;
+
+use crate::change::Value;
+
+use super::arith::{decimal_of, numeric_value};
+use super::compare::values_equal;
+use super::error::Fault;
+use super::types::{ValueType, common_type, comparable};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Function {
+    Lower,
+    Upper,
+    Length,
+    Abs,
+    /// The first non-NULL argument; arguments after it are not evaluated.
+    Coalesce,
+    /// NULL when both arguments are equal, else the first.
+    Nullif,
+    /// `round(x)` / `round(x, digits)`: half away from zero, exact for numbers.
+    Round,
+}
+
+/// How many arguments a function takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Arity {
+    pub min: usize,
+    pub max: Option<usize>,
+}
+
+impl Arity {
+    pub fn accepts(self, count: usize) -> bool {
+        count >= self.min && self.max.is_none_or(|max| count <= max)
+    }
+}
+
+impl fmt::Display for Arity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.max {
+            Some(max) if max == self.min => write!(f, "{max}"),
+            Some(max) => write!(f, "{} to {max}", self.min),
+            None => write!(f, "at least {}", self.min),
+        }
+    }
+}
+
+impl Function {
+    pub fn from_name(name: &str) -> Option<Function> {
+        Some(match name {
+            "lower" => Function::Lower,
+            "upper" => Function::Upper,
+            "length" | "char_length" => Function::Length,
+            "abs" => Function::Abs,
+            "coalesce" => Function::Coalesce,
+            "nullif" => Function::Nullif,
+            "round" => Function::Round,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Lower => "lower",
+            Function::Upper => "upper",
+            Function::Length => "length",
+            Function::Abs => "abs",
+            Function::Coalesce => "coalesce",
+            Function::Nullif => "nullif",
+            Function::Round => "round",
+        }
+    }
+
+    pub fn arity(self) -> Arity {
+        let (min, max) = match self {
+            Function::Lower | Function::Upper | Function::Length | Function::Abs => (1, Some(1)),
+            Function::Coalesce => (1, None),
+            Function::Nullif => (2, Some(2)),
+            Function::Round => (1, Some(2)),
+        };
+        Arity { min, max }
+    }
+}
+
+impl Function {
+    /// The result type for arguments of these types, or why they do not fit.
+    pub fn result_type(self, args: &[ValueType]) -> Result<ValueType, String> {
+        let first = args.first().copied().unwrap_or(ValueType::Null);
+        let expect = |ok: bool, wanted: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} expects {wanted}, found {}",
+                    self.name(),
+                    describe(args)
+                ))
+            }
+        };
+        match self {
+            Function::Lower | Function::Upper => {
+                expect(is_text_or_null(first), "text").map(|_| ValueType::Text)
+            }
+            Function::Length => expect(is_text_or_null(first), "text").map(|_| ValueType::Int),
+            Function::Abs => {
+                expect(first.is_numeric() || first == ValueType::Null, "a number").map(|_| first)
+            }
+            Function::Coalesce => coalesce_type(args).ok_or_else(|| {
+                format!("coalesce arguments have no common type: {}", describe(args))
+            }),
+            Function::Nullif => {
+                let second = args.get(1).copied().unwrap_or(ValueType::Null);
+                let result = if first == ValueType::Null {
+                    second
+                } else {
+                    first
+                };
+                expect(comparable(first, second), "two comparable values").map(|_| result)
+            }
+            Function::Round => round_type(args).ok_or_else(|| {
+                format!(
+                    "round expects (number) or (int/numeric, int), found {}",
+                    describe(args)
+                )
+            }),
+        }
+    }
+}
+
+fn is_text_or_null(t: ValueType) -> bool {
+    matches!(t, ValueType::Text | ValueType::Null)
+}
+
+fn describe(args: &[ValueType]) -> String {
+    let names: Vec<&str> = args.iter().map(|t| t.name()).collect();
+    format!("({})", names.join(", "))
+}
+
+fn coalesce_type(args: &[ValueType]) -> Option<ValueType> {
+    args.iter()
+        .try_fold(ValueType::Null, |common, &t| common_type(common, t))
+}
+
+fn round_type(args: &[ValueType]) -> Option<ValueType> {
+    use ValueType as T;
+    match args {
+        [T::Float] => Some(T::Float),
+        [T::Int | T::Numeric | T::Null] => Some(T::Numeric),
+        [T::Int | T::Numeric | T::Null, T::Int | T::Null] => Some(T::Numeric),
+        _ => None,
+    }
+}
+
+impl Function {
+    /// Computes the function over evaluated arguments (for COALESCE, the
+    /// caller evaluates lazily and passes only what it needed).
+    pub fn call(self, args: &[Value]) -> Result<Value, Fault> {
+        match self {
+            Function::Coalesce => Ok(args
+                .iter()
+                .find(|v| !v.is_null())
+                .cloned()
+                .unwrap_or(Value::Null)),
+            Function::Nullif => nullif(args),
+            _ if args.iter().any(Value::is_null) => Ok(Value::Null),
+            Function::Lower => map_text(args, str::to_lowercase),
+            Function::Upper => map_text(args, str::to_uppercase),
+            Function::Length => length(args),
+            Function::Abs => abs(args),
+            Function::Round => round(args),
+        }
+    }
+}
+
+fn first_arg(args: &[Value]) -> &Value {
+    args.first().unwrap_or(&Value::Null)
+}
+
+fn expected(what: &str, found: &Value) -> Fault {
+    Fault::TypeMismatch(format!("expected {what}, found {}", ValueType::of(found)))
+}
+
+fn nullif(args: &[Value]) -> Result<Value, Fault> {
+    let first = first_arg(args);
+    let second = args.get(1).unwrap_or(&Value::Null);
+    match values_equal(first, second)? {
+        Some(true) => Ok(Value::Null),
+        _ => Ok(first.clone()),
+    }
+}
+
+fn map_text(args: &[Value], map: fn(&str) -> String) -> Result<Value, Fault> {
+    match first_arg(args) {
+        Value::Text(text) => Ok(Value::Text(map(text))),
+        other => Err(expected("text", other)),
+    }
+}
+
+/// Length in characters, as PostgreSQL counts them (not bytes).
+fn length(args: &[Value]) -> Result<Value, Fault> {
+    match first_arg(args) {
+        Value::Text(text) => Ok(Value::Int(text.chars().count() as i64)),
+        other => Err(expected("text", other)),
+    }
+}
+
+fn abs(args: &[Value]) -> Result<Value, Fault> {
+    match first_arg(args) {
+        Value::Int(int) => int
+            .checked_abs()
+            .map(Value::Int)
+            .ok_or(Fault::OutOfRange("bigint")),
+        Value::Float(float) => Ok(Value::Float(float.abs())),
+        Value::Numeric(_) => Ok(numeric_value(&decimal_of(first_arg(args))?.abs())),
+        other => Err(expected("a number", other)),
+    }
+}
+
+fn round(args: &[Value]) -> Result<Value, Fault> {
+    let digits = match args.get(1) {
+        None => 0,
+        Some(Value::Int(digits)) => *digits,
+        Some(other) => return Err(expected("int digits", other)),
+    };
+    match first_arg(args) {
+        // PostgreSQL's round(double precision) rounds half to even (rint).
+        Value::Float(float) if args.len() == 1 => Ok(Value::Float(float.round_ties_even())),
+        value @ (Value::Int(_) | Value::Numeric(_)) => {
+            Ok(numeric_value(&decimal_of(value)?.round(digits)?))
+        }
+        other => Err(expected("int or numeric", other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(function: Function, args: &[Value]) -> Result<Value, Fault> {
+        function.call(args)
+    }
+
+    fn num(text: &str) -> Value {
+        Value::Numeric(text.into())
+    }
+
+    #[test]
+    fn strict_functions_return_null_for_null() {
+        for function in [
+            Function::Lower,
+            Function::Length,
+            Function::Abs,
+            Function::Round,
+        ] {
+            assert_eq!(call(function, &[Value::Null]), Ok(Value::Null));
+        }
+        assert_eq!(
+            call(Function::Round, &[num("1.5"), Value::Null]),
+            Ok(Value::Null)
+        );
+    }
+
+    #[test]
+    fn text_functions_count_characters_not_bytes() {
+        assert_eq!(
+            call(Function::Length, &[Value::Text("héllo".into())]),
+            Ok(Value::Int(5))
+        );
+        assert_eq!(
+            call(Function::Upper, &[Value::Text("straße".into())]),
+            Ok(Value::Text("STRASSE".into()))
+        );
+        assert!(call(Function::Lower, &[Value::Int(1)]).is_err());
+    }
+
+    #[test]
+    fn abs_and_round_are_exact_and_checked() {
+        assert_eq!(
+            call(Function::Abs, &[Value::Int(i64::MIN)]),
+            Err(Fault::OutOfRange("bigint"))
+        );
+        assert_eq!(call(Function::Abs, &[num("-1.50")]), Ok(num("1.50")));
+        assert_eq!(
+            call(Function::Round, &[num("2.345"), Value::Int(2)]),
+            Ok(num("2.35"))
+        );
+        assert_eq!(
+            call(Function::Round, &[Value::Int(15), Value::Int(-1)]),
+            Ok(num("20"))
+        );
+        assert_eq!(
+            call(Function::Round, &[Value::Float(2.5)]),
+            Ok(Value::Float(2.0))
+        );
+        assert!(call(Function::Round, &[Value::Float(2.5), Value::Int(1)]).is_err());
+    }
+
+    #[test]
+    fn coalesce_and_nullif() {
+        assert_eq!(
+            call(Function::Coalesce, &[Value::Null, Value::Int(2)]),
+            Ok(Value::Int(2))
+        );
+        assert_eq!(call(Function::Coalesce, &[Value::Null]), Ok(Value::Null));
+        assert_eq!(
+            call(Function::Nullif, &[Value::Int(1), num("1.0")]),
+            Ok(Value::Null)
+        );
+        assert_eq!(
+            call(Function::Nullif, &[Value::Int(1), Value::Null]),
+            Ok(Value::Int(1))
+        );
+        assert!(call(Function::Nullif, &[Value::Int(1), Value::Text("1".into())]).is_err());
+    }
+
+    #[test]
+    fn result_types_check_arguments() {
+        use ValueType as T;
+        assert_eq!(
+            Function::Round.result_type(&[T::Int, T::Int]),
+            Ok(T::Numeric)
+        );
+        assert_eq!(Function::Round.result_type(&[T::Float]), Ok(T::Float));
+        assert!(Function::Round.result_type(&[T::Text]).is_err());
+        assert_eq!(
+            Function::Coalesce.result_type(&[T::Null, T::Int, T::Numeric]),
+            Ok(T::Numeric)
+        );
+        assert!(Function::Coalesce.result_type(&[T::Text, T::Int]).is_err());
+        assert!(Function::Length.result_type(&[T::Int]).is_err());
+        assert_eq!(
+            Function::Nullif.result_type(&[T::Text, T::Text]),
+            Ok(T::Text)
+        );
+    }
+
+    #[test]
+    fn arity_describes_itself() {
+        assert!(Function::Round.arity().accepts(2));
+        assert!(!Function::Round.arity().accepts(3));
+        assert!(Function::Coalesce.arity().accepts(9));
+        assert_eq!(Function::Round.arity().to_string(), "1 to 2");
+        assert_eq!(Function::Coalesce.arity().to_string(), "at least 1");
+    }
+}

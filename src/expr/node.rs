@@ -1,0 +1,232 @@
+//! The expression tree: what parsing produces from sqlparser's AST, and what
+//! type checking and evaluation walk. It holds only the supported subset, so
+//! every later stage can match exhaustively.
+
+use std::cmp::Ordering;
+
+use crate::change::Value;
+
+use super::ColumnPath;
+use super::cast::CastTarget;
+use super::date_parts::{DateField, TruncUnit};
+use super::functions::Function;
+
+/// One node of a parsed expression.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Node {
+    pub kind: NodeKind,
+    /// The fragment as sqlparser renders it, so errors can point at it.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum NodeKind {
+    Column(ColumnPath),
+    Literal(Value),
+    /// Unary `-` (negative) or `+`.
+    Sign {
+        negative: bool,
+        operand: Box<Node>,
+    },
+    Arithmetic {
+        op: ArithmeticOp,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    Concat {
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    Comparison {
+        op: ComparisonOp,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    Logical {
+        op: LogicalOp,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    Not(Box<Node>),
+    IsNull {
+        operand: Box<Node>,
+        negated: bool,
+    },
+    /// `IS TRUE` (expected = true), `IS FALSE`, and their `IS NOT` forms.
+    IsBool {
+        operand: Box<Node>,
+        expected: bool,
+        negated: bool,
+    },
+    IsDistinct {
+        left: Box<Node>,
+        right: Box<Node>,
+        negated: bool,
+    },
+    InList {
+        operand: Box<Node>,
+        list: Vec<Node>,
+        negated: bool,
+    },
+    Between {
+        operand: Box<Node>,
+        low: Box<Node>,
+        high: Box<Node>,
+        negated: bool,
+    },
+    Like {
+        operand: Box<Node>,
+        pattern: Box<Node>,
+        /// `None` after `ESCAPE ''`, which turns escaping off.
+        escape: Option<char>,
+        case_insensitive: bool,
+        negated: bool,
+    },
+    Case {
+        /// Present in the "simple" form `CASE x WHEN 1 THEN ...`.
+        operand: Option<Box<Node>>,
+        branches: Vec<CaseBranch>,
+        otherwise: Option<Box<Node>>,
+    },
+    Cast {
+        operand: Box<Node>,
+        target: CastTarget,
+    },
+    Call {
+        function: Function,
+        args: Vec<Node>,
+    },
+    Extract {
+        field: DateField,
+        operand: Box<Node>,
+    },
+    DateTrunc {
+        unit: TruncUnit,
+        operand: Box<Node>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CaseBranch {
+    pub when: Node,
+    pub then: Node,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArithmeticOp {
+    Add,
+    Subtract,
+    Multiply,
+    Divide,
+    Modulo,
+}
+
+impl ArithmeticOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ArithmeticOp::Add => "+",
+            ArithmeticOp::Subtract => "-",
+            ArithmeticOp::Multiply => "*",
+            ArithmeticOp::Divide => "/",
+            ArithmeticOp::Modulo => "%",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ComparisonOp {
+    Equal,
+    NotEqual,
+    Less,
+    LessOrEqual,
+    Greater,
+    GreaterOrEqual,
+}
+
+impl ComparisonOp {
+    /// Whether two values ordered `ordering` satisfy this comparison.
+    pub fn holds(self, ordering: Ordering) -> bool {
+        match self {
+            ComparisonOp::Equal => ordering.is_eq(),
+            ComparisonOp::NotEqual => ordering.is_ne(),
+            ComparisonOp::Less => ordering.is_lt(),
+            ComparisonOp::LessOrEqual => ordering.is_le(),
+            ComparisonOp::Greater => ordering.is_gt(),
+            ComparisonOp::GreaterOrEqual => ordering.is_ge(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogicalOp {
+    And,
+    Or,
+}
+
+impl Node {
+    /// The direct sub-expressions, in the order they appear in the source.
+    pub fn children(&self) -> Vec<&Node> {
+        match &self.kind {
+            NodeKind::Column(_) | NodeKind::Literal(_) => Vec::new(),
+            NodeKind::Sign { operand, .. }
+            | NodeKind::Not(operand)
+            | NodeKind::IsNull { operand, .. }
+            | NodeKind::IsBool { operand, .. }
+            | NodeKind::Cast { operand, .. }
+            | NodeKind::Extract { operand, .. }
+            | NodeKind::DateTrunc { operand, .. } => vec![operand],
+            NodeKind::Arithmetic { left, right, .. }
+            | NodeKind::Concat { left, right }
+            | NodeKind::Comparison { left, right, .. }
+            | NodeKind::Logical { left, right, .. }
+            | NodeKind::IsDistinct { left, right, .. } => vec![left, right],
+            NodeKind::Like {
+                operand, pattern, ..
+            } => vec![operand, pattern],
+            NodeKind::Between {
+                operand, low, high, ..
+            } => vec![operand, low, high],
+            NodeKind::InList { operand, list, .. } => {
+                std::iter::once(&**operand).chain(list).collect()
+            }
+            NodeKind::Call { args, .. } => args.iter().collect(),
+            NodeKind::Case { .. } => self.case_children(),
+        }
+    }
+
+    fn case_children(&self) -> Vec<&Node> {
+        let NodeKind::Case {
+            operand,
+            branches,
+            otherwise,
+        } = &self.kind
+        else {
+            return Vec::new();
+        };
+        let branch_nodes = branches.iter().flat_map(|b| [&b.when, &b.then]);
+        operand
+            .as_deref()
+            .into_iter()
+            .chain(branch_nodes)
+            .chain(otherwise.as_deref())
+            .collect()
+    }
+
+    /// Every column referenced, deduplicated, in order of first appearance.
+    pub fn columns(&self) -> Vec<ColumnPath> {
+        let mut found = Vec::new();
+        self.collect_columns(&mut found);
+        found
+    }
+
+    fn collect_columns(&self, found: &mut Vec<ColumnPath>) {
+        if let NodeKind::Column(path) = &self.kind {
+            if !found.contains(path) {
+                found.push(path.clone());
+            }
+        }
+        for child in self.children() {
+            child.collect_columns(found);
+        }
+    }
+}

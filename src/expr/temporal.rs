@@ -1,0 +1,321 @@
+//! Dates and timestamps: reading them (canonical form or what a view author
+//! types), writing the canonical forms of `change.rs`, and the calendar work
+//! behind `date_trunc` and `extract`. Time zones are UTC throughout: a
+//! `timestamptz` is an instant in UTC, so its date and fields are UTC ones.
+
+use super::error::{Fault, quoted};
+
+/// Which canonical form a temporal value takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TemporalKind {
+    /// `YYYY-MM-DD`
+    Date,
+    /// `YYYY-MM-DDTHH:MM:SS.ffffff`
+    Timestamp,
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`
+    TimestampTz,
+}
+
+pub(crate) const MICROS_PER_SECOND: i64 = 1_000_000;
+pub(crate) const MICROS_PER_MINUTE: i64 = 60 * MICROS_PER_SECOND;
+pub(crate) const MICROS_PER_HOUR: i64 = 60 * MICROS_PER_MINUTE;
+pub(crate) const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
+/// Days from 0000-03-01 to 1970-01-01 in the proleptic Gregorian calendar.
+const EPOCH_SHIFT_DAYS: i64 = 719_468;
+const DAYS_PER_400_YEARS: i64 = 146_097;
+/// PostgreSQL's last representable year; larger ones are refused on input.
+const MAX_YEAR: i64 = 294_276;
+
+/// A civil date and time of day, without zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DateTime {
+    /// Days since 1970-01-01 (negative before).
+    pub days: i64,
+    pub micros_of_day: i64,
+}
+
+/// PostgreSQL's `infinity` and `-infinity`, which pass through truncation.
+pub(crate) fn is_infinite(text: &str) -> bool {
+    matches!(text, "infinity" | "-infinity")
+}
+
+/// Reads a date or timestamp as written by PostgreSQL, by `change.rs`, or by a
+/// view author: `YYYY-MM-DD`, optionally followed by `T` or a space and
+/// `HH:MM[:SS[.ffffff]]`, optionally followed by `Z` or an offset `±HH[[:]MM]`.
+/// For `TimestampTz` the offset is applied (none means UTC); for the other
+/// kinds it is ignored, as PostgreSQL does.
+pub(crate) fn parse(text: &str, kind: TemporalKind) -> Option<DateTime> {
+    let text = text.trim();
+    let (days, rest) = parse_date_prefix(text)?;
+    let (micros_of_day, rest) = match rest.strip_prefix(['T', 't', ' ']) {
+        Some(time) => parse_time_prefix(time)?,
+        None => (0, rest),
+    };
+    let offset_micros = parse_offset(rest)?;
+    let local = DateTime {
+        days,
+        micros_of_day,
+    };
+    match kind {
+        TemporalKind::TimestampTz => Some(local.shifted(-offset_micros)),
+        _ => Some(local),
+    }
+}
+
+impl DateTime {
+    /// Moved by less than a few days' worth of microseconds (a zone offset);
+    /// days and time of day are kept apart so that no product can overflow.
+    fn shifted(self, micros: i64) -> DateTime {
+        let micros_of_day = self.micros_of_day + micros;
+        DateTime {
+            days: self.days + micros_of_day.div_euclid(MICROS_PER_DAY),
+            micros_of_day: micros_of_day.rem_euclid(MICROS_PER_DAY),
+        }
+    }
+
+    /// The canonical text of this value as `kind`.
+    pub fn format(self, kind: TemporalKind) -> String {
+        let (year, month, day) = civil_from_days(self.days);
+        let date = format!("{year:04}-{month:02}-{day:02}");
+        if kind == TemporalKind::Date {
+            return date;
+        }
+        let seconds = self.micros_of_day / MICROS_PER_SECOND;
+        let time = format!(
+            "{:02}:{:02}:{:02}.{:06}",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60,
+            self.micros_of_day % MICROS_PER_SECOND
+        );
+        let zone = if kind == TemporalKind::TimestampTz {
+            "Z"
+        } else {
+            ""
+        };
+        format!("{date}T{time}{zone}")
+    }
+}
+
+fn parse_date_prefix(text: &str) -> Option<(i64, &str)> {
+    let (year, rest) = take_digits(text, 4, 6)?;
+    let (month, rest) = take_digits(rest.strip_prefix('-')?, 2, 2)?;
+    let (day, rest) = take_digits(rest.strip_prefix('-')?, 2, 2)?;
+    let valid = (1..=MAX_YEAR).contains(&year)
+        && (1..=12).contains(&month)
+        && (1..=days_in_month(year, month)).contains(&day);
+    valid.then(|| (days_from_civil(year, month, day), rest))
+}
+
+fn parse_time_prefix(text: &str) -> Option<(i64, &str)> {
+    let (hour, rest) = take_digits(text, 1, 2)?;
+    let (minute, mut rest) = take_digits(rest.strip_prefix(':')?, 2, 2)?;
+    let mut second = 0;
+    if let Some(after_colon) = rest.strip_prefix(':') {
+        (second, rest) = take_digits(after_colon, 2, 2)?;
+    }
+    let mut fraction_micros = 0;
+    if let Some(after_dot) = rest.strip_prefix('.') {
+        (fraction_micros, rest) = parse_fraction(after_dot)?;
+    }
+    let valid = hour < 24 && minute < 60 && second < 60;
+    let micros = hour * MICROS_PER_HOUR + minute * MICROS_PER_MINUTE + second * MICROS_PER_SECOND;
+    valid.then_some((micros + fraction_micros, rest))
+}
+
+/// One to six fraction digits, as microseconds.
+fn parse_fraction(text: &str) -> Option<(i64, &str)> {
+    let (digits, rest) = split_digits(text);
+    if digits.is_empty() || digits.len() > 6 {
+        return None;
+    }
+    let padded = format!("{digits:0<6}");
+    Some((padded.parse().ok()?, rest))
+}
+
+/// `""`, `Z`, `±HH`, `±HHMM` or `±HH:MM` (spaces before it allowed), in microseconds.
+fn parse_offset(text: &str) -> Option<i64> {
+    let text = text.trim_start();
+    if text.is_empty() || text.eq_ignore_ascii_case("z") {
+        return Some(0);
+    }
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => return None,
+    };
+    let (hours, rest) = take_digits(rest, 2, 2)?;
+    let (minutes, rest) = match rest.strip_prefix(':').unwrap_or(rest) {
+        "" => (0, ""),
+        minutes => take_digits(minutes, 2, 2)?,
+    };
+    let valid = rest.is_empty() && hours <= 15 && minutes < 60;
+    valid.then_some(sign * (hours * MICROS_PER_HOUR + minutes * MICROS_PER_MINUTE))
+}
+
+/// Between `min` and `max` leading ASCII digits as a number, and the rest.
+fn take_digits(text: &str, min: usize, max: usize) -> Option<(i64, &str)> {
+    let (digits, rest) = split_digits(text);
+    if digits.len() < min || digits.len() > max {
+        return None;
+    }
+    Some((digits.parse().ok()?, rest))
+}
+
+fn split_digits(text: &str) -> (&str, &str) {
+    let end = text
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(text.len());
+    text.split_at(end)
+}
+
+fn is_leap_year(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`, which needs no tables and no loops).
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * DAYS_PER_400_YEARS + day_of_era - EPOCH_SHIFT_DAYS
+}
+
+/// The inverse of [`days_from_civil`]: (year, month, day).
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let shifted = days + EPOCH_SHIFT_DAYS;
+    let era = shifted.div_euclid(DAYS_PER_400_YEARS);
+    let day_of_era = shifted - era * DAYS_PER_400_YEARS;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// 0 for Sunday through 6 for Saturday, as PostgreSQL's `dow`.
+pub(crate) fn day_of_week(days: i64) -> i64 {
+    // 1970-01-01 was a Thursday.
+    (days + 4).rem_euclid(7)
+}
+
+/// Reads a row's temporal value, failing with the value in the message.
+pub(crate) fn parse_value(text: &str, kind: TemporalKind) -> Result<DateTime, Fault> {
+    parse(text, kind).ok_or_else(|| {
+        Fault::InvalidValue(format!(
+            "invalid {} value {}",
+            kind_name(kind),
+            quoted(text)
+        ))
+    })
+}
+
+pub(crate) fn kind_name(kind: TemporalKind) -> &'static str {
+    match kind {
+        TemporalKind::Date => "date",
+        TemporalKind::Timestamp => "timestamp",
+        TemporalKind::TimestampTz => "timestamptz",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TemporalKind::*;
+
+    fn at(text: &str, kind: TemporalKind) -> DateTime {
+        parse(text, kind).unwrap_or_else(|| panic!("bad test timestamp {text}"))
+    }
+
+    #[test]
+    fn canonical_forms_round_trip() {
+        for (text, kind) in [
+            ("2024-02-29", Date),
+            ("1969-12-31T23:59:59.999999", Timestamp),
+            ("2024-03-10T08:05:00.000100Z", TimestampTz),
+            ("0001-01-01", Date),
+            ("12024-01-01", Date),
+        ] {
+            assert_eq!(at(text, kind).format(kind), text);
+        }
+    }
+
+    #[test]
+    fn author_written_forms_are_accepted() {
+        assert_eq!(
+            at("2024-01-05 10:30", Timestamp).format(Timestamp),
+            "2024-01-05T10:30:00.000000"
+        );
+        assert_eq!(
+            at(" 2024-01-05 ", TimestampTz).format(TimestampTz),
+            "2024-01-05T00:00:00.000000Z"
+        );
+        assert_eq!(
+            at("2024-01-05T01:00:00.5+02", TimestampTz).format(TimestampTz),
+            "2024-01-04T23:00:00.500000Z"
+        );
+        assert_eq!(
+            at("2024-01-05 23:00-01:30", TimestampTz).format(TimestampTz),
+            "2024-01-06T00:30:00.000000Z"
+        );
+        assert_eq!(
+            at("2024-01-05 23:00+05", Timestamp).format(Timestamp),
+            "2024-01-05T23:00:00.000000"
+        );
+        assert_eq!(at("2024-01-05T23:00:00Z", Date).format(Date), "2024-01-05");
+    }
+
+    #[test]
+    fn malformed_or_impossible_dates_are_refused() {
+        for bad in [
+            "",
+            "2024",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "2024-01-32",
+            "24-01-01",
+            "2024-01-01T24:00",
+            "2024-01-01T10:60",
+            "2024-01-01 10:00:00.1234567",
+            "2024-01-01 10:00 CET",
+            "2024-01-01x",
+            "infinity",
+            "-2024-01-01",
+            "2024-01-01T",
+        ] {
+            assert_eq!(parse(bad, TimestampTz), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn calendar_conversion_is_exact_across_eras() {
+        for days in [-800_000, -1, 0, 59, 60, 11_016, 2_932_896, 106_000_000] {
+            let (year, month, day) = civil_from_days(days);
+            assert_eq!(days_from_civil(year, month, day), days);
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+}

@@ -1,0 +1,751 @@
+//! End-to-end tests of the public API: parse, check, evaluate.
+
+use super::*;
+
+/// A row whose columns are named by their dotted path.
+fn row(columns: &[(&str, Value)]) -> impl Fn(&[String]) -> Option<Value> + use<> {
+    let columns: Vec<(String, Value)> = columns
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.clone()))
+        .collect();
+    move |path: &[String]| {
+        let name = path.join(".");
+        columns
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+fn empty_row() -> impl Fn(&[String]) -> Option<Value> {
+    row(&[])
+}
+
+fn eval(source: &str, lookup: &dyn Fn(&[String]) -> Option<Value>) -> Result<Value, EvalError> {
+    Expr::parse(source)
+        .unwrap_or_else(|e| panic!("{source}: {e}"))
+        .eval(lookup)
+}
+
+/// Evaluates an expression that uses no column.
+fn constant(source: &str) -> Value {
+    eval(source, &empty_row()).unwrap_or_else(|e| panic!("{source}: {e}"))
+}
+
+fn parse_error(source: &str) -> ExprError {
+    match Expr::parse(source) {
+        Ok(_) => panic!("{source} should not parse"),
+        Err(error) => error,
+    }
+}
+
+fn text(t: &str) -> Value {
+    Value::Text(t.into())
+}
+
+fn numeric(t: &str) -> Value {
+    Value::Numeric(t.into())
+}
+
+fn path(parts: &[&str]) -> ColumnPath {
+    parts.iter().map(|p| p.to_string()).collect()
+}
+
+#[test]
+fn the_design_examples_parse_and_evaluate() {
+    let order = row(&[
+        ("status", text("paid")),
+        ("orders.status", text("paid")),
+        (
+            "orders.created_at",
+            Value::TimestampTz("2024-03-17T23:59:59.999999Z".into()),
+        ),
+        ("quantity", Value::Int(3)),
+        ("unit_price_cents", Value::Int(1250)),
+    ]);
+    assert_eq!(eval("status <> 'draft'", &order), Ok(Value::Bool(true)));
+    assert_eq!(
+        eval("orders.status = 'paid'", &order),
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(
+        eval("date(orders.created_at)", &order),
+        Ok(Value::Date("2024-03-17".into()))
+    );
+    assert_eq!(
+        eval("quantity * unit_price_cents", &order),
+        Ok(Value::Int(3750))
+    );
+}
+
+#[test]
+fn columns_are_listed_once_in_order_of_appearance() {
+    let expr = Expr::parse(r#"a + Orders.Total * a - "Mixed".x + s.t.u"#).unwrap();
+    assert_eq!(
+        expr.columns(),
+        vec![
+            path(&["a"]),
+            path(&["orders", "total"]),
+            path(&["Mixed", "x"]),
+            path(&["s", "t", "u"])
+        ]
+    );
+    let case = Expr::parse("CASE k WHEN 1 THEN v ELSE w END").unwrap();
+    assert_eq!(
+        case.columns(),
+        vec![path(&["k"]), path(&["v"]), path(&["w"])]
+    );
+}
+
+#[test]
+fn source_is_kept_as_written() {
+    let expr = Expr::parse("status   <> 'draft'").unwrap();
+    assert_eq!(expr.source(), "status   <> 'draft'");
+    assert_eq!(expr.to_string(), "status   <> 'draft'");
+}
+
+#[test]
+fn literals_take_postgres_types() {
+    assert_eq!(constant("42"), Value::Int(42));
+    assert_eq!(constant("-9223372036854775808"), Value::Int(i64::MIN));
+    assert_eq!(
+        constant("9223372036854775808"),
+        numeric("9223372036854775808")
+    );
+    assert_eq!(constant("1.50"), numeric("1.50"));
+    assert_eq!(constant("1.5e3"), numeric("1500"));
+    assert_eq!(constant("'it''s'"), text("it's"));
+    assert_eq!(constant("TRUE"), Value::Bool(true));
+    assert_eq!(constant("NULL"), Value::Null);
+    assert_eq!(
+        constant("DATE '2024-02-29'"),
+        Value::Date("2024-02-29".into())
+    );
+}
+
+#[test]
+fn three_valued_logic_through_expressions() {
+    let flags = row(&[
+        ("t", Value::Bool(true)),
+        ("f", Value::Bool(false)),
+        ("n", Value::Null),
+    ]);
+    let cases = [
+        ("t AND n", Value::Null),
+        ("f AND n", Value::Bool(false)),
+        ("n AND f", Value::Bool(false)),
+        ("t OR n", Value::Bool(true)),
+        ("n OR t", Value::Bool(true)),
+        ("f OR n", Value::Null),
+        ("NOT n", Value::Null),
+        ("NOT f", Value::Bool(true)),
+        ("n IS NULL", Value::Bool(true)),
+        ("t IS NOT NULL", Value::Bool(true)),
+        ("n IS TRUE", Value::Bool(false)),
+        ("n IS NOT FALSE", Value::Bool(true)),
+        ("f IS FALSE", Value::Bool(true)),
+        ("n = n", Value::Null),
+        ("n IS NOT DISTINCT FROM n", Value::Bool(true)),
+    ];
+    for (source, expected) in cases {
+        assert_eq!(eval(source, &flags), Ok(expected), "{source}");
+    }
+}
+
+#[test]
+fn where_semantics_take_only_true() {
+    let status = |s: Value| row(&[("status", s)]);
+    let filter = Expr::parse("status <> 'draft'").unwrap();
+    assert_eq!(filter.is_satisfied(&status(text("paid"))), Ok(true));
+    assert_eq!(filter.is_satisfied(&status(text("draft"))), Ok(false));
+    assert_eq!(filter.is_satisfied(&status(Value::Null)), Ok(false));
+    let not_boolean = Expr::parse("status").unwrap();
+    assert!(matches!(
+        not_boolean.is_satisfied(&status(text("x"))),
+        Err(EvalError::TypeMismatch { .. })
+    ));
+}
+
+#[test]
+fn and_short_circuits_so_guards_work() {
+    let zero = row(&[("qty", Value::Int(0)), ("total", Value::Int(10))]);
+    assert_eq!(
+        eval("qty <> 0 AND total / qty > 1", &zero),
+        Ok(Value::Bool(false))
+    );
+    assert_eq!(
+        eval("qty = 0 OR total / qty > 1", &zero),
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(eval("coalesce(total, 1 / qty)", &zero), Ok(Value::Int(10)));
+    assert_eq!(
+        eval("CASE WHEN qty = 0 THEN 0 ELSE total / qty END", &zero),
+        Ok(Value::Int(0))
+    );
+}
+
+#[test]
+fn in_list_with_null_follows_sql() {
+    assert_eq!(constant("1 IN (1, NULL)"), Value::Bool(true));
+    assert_eq!(constant("1 IN (2, NULL)"), Value::Null);
+    assert_eq!(constant("1 NOT IN (2, NULL)"), Value::Null);
+    assert_eq!(constant("1 NOT IN (2, 3)"), Value::Bool(true));
+    assert_eq!(constant("NULL IN (1, 2)"), Value::Null);
+    assert_eq!(constant("2 IN (1.0, 2.00)"), Value::Bool(true));
+    assert!(matches!(
+        eval("1 IN ('1')", &empty_row()),
+        Err(EvalError::TypeMismatch { .. })
+    ));
+}
+
+#[test]
+fn between_and_comparisons() {
+    assert_eq!(constant("5 BETWEEN 1 AND 10"), Value::Bool(true));
+    assert_eq!(constant("5 NOT BETWEEN 1 AND 4"), Value::Bool(true));
+    assert_eq!(constant("5 BETWEEN NULL AND 4"), Value::Bool(false));
+    assert_eq!(constant("5 BETWEEN NULL AND 10"), Value::Null);
+    assert_eq!(constant("2 = 2.0"), Value::Bool(true));
+    assert_eq!(constant("'a' < 'b'"), Value::Bool(true));
+    assert_eq!(constant("1 != 2"), Value::Bool(true));
+}
+
+#[test]
+fn like_patterns_and_escapes() {
+    assert_eq!(constant(r"'50%' LIKE '50\%'"), Value::Bool(true));
+    assert_eq!(constant(r"'500' LIKE '50\%'"), Value::Bool(false));
+    assert_eq!(constant("'50%' LIKE '50!%' ESCAPE '!'"), Value::Bool(true));
+    assert_eq!(constant("'a_c' LIKE 'a#_c' ESCAPE '#'"), Value::Bool(true));
+    assert_eq!(constant("'abc' LIKE 'a_c'"), Value::Bool(true));
+    assert_eq!(constant("'abc' NOT LIKE 'a%'"), Value::Bool(false));
+    assert_eq!(constant("'ABC' ILIKE 'a%'"), Value::Bool(true));
+    assert_eq!(constant("NULL LIKE 'a%'"), Value::Null);
+    assert!(matches!(
+        eval(r"'a' LIKE 'a\'", &empty_row()),
+        Err(EvalError::InvalidValue { .. })
+    ));
+    assert!(matches!(
+        parse_error("'a' LIKE 'a' ESCAPE 'ab'"),
+        ExprError::InvalidLiteral { .. }
+    ));
+}
+
+#[test]
+fn case_picks_the_first_true_branch() {
+    let status = |s: &str| row(&[("status", text(s))]);
+    let label = "CASE WHEN status = 'paid' THEN 'done' WHEN status = 'new' THEN 'open' END";
+    assert_eq!(eval(label, &status("paid")), Ok(text("done")));
+    assert_eq!(eval(label, &status("new")), Ok(text("open")));
+    assert_eq!(eval(label, &status("x")), Ok(Value::Null));
+    let simple = "CASE status WHEN 'paid' THEN 1 ELSE 0 END";
+    assert_eq!(eval(simple, &status("paid")), Ok(Value::Int(1)));
+    assert_eq!(
+        eval(simple, &row(&[("status", Value::Null)])),
+        Ok(Value::Int(0))
+    );
+}
+
+#[test]
+fn int_overflow_is_an_error_naming_the_fragment() {
+    let big = row(&[("a", Value::Int(i64::MAX)), ("b", Value::Int(2))]);
+    assert_eq!(
+        eval("a * b", &big),
+        Err(EvalError::OutOfRange {
+            fragment: "a * b".into(),
+            type_name: "bigint"
+        })
+    );
+    assert!(matches!(
+        eval("-(a + 1)", &big),
+        Err(EvalError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        eval("abs(-9223372036854775808)", &big),
+        Err(EvalError::OutOfRange { .. })
+    ));
+    assert_eq!(constant("7 / 2"), Value::Int(3));
+    assert_eq!(constant("-7 % 3"), Value::Int(-1));
+}
+
+#[test]
+fn division_by_zero_is_an_error_naming_the_fragment() {
+    let zero = row(&[("a", Value::Int(1)), ("b", Value::Int(0))]);
+    assert_eq!(
+        eval("a / b", &zero),
+        Err(EvalError::DivisionByZero {
+            fragment: "a / b".into()
+        })
+    );
+    assert!(matches!(
+        eval("1.5 / 0", &zero),
+        Err(EvalError::DivisionByZero { .. })
+    ));
+    assert!(matches!(
+        eval("a % b", &zero),
+        Err(EvalError::DivisionByZero { .. })
+    ));
+    assert_eq!(
+        EvalError::DivisionByZero {
+            fragment: "a / b".into()
+        }
+        .to_string(),
+        "division by zero in `a / b`"
+    );
+}
+
+#[test]
+fn numerics_are_exact() {
+    assert_eq!(constant("0.1 + 0.2"), numeric("0.3"));
+    assert_eq!(constant("0.1 + 0.2 = 0.3"), Value::Bool(true));
+    assert_eq!(constant("2.50 * 2"), numeric("5.00"));
+    assert_eq!(constant("1 / 3.0"), numeric("0.33333333333333333333"));
+    assert_eq!(constant("round(2.345, 2)"), numeric("2.35"));
+    assert_eq!(constant("round(-2.5)"), numeric("-3"));
+    let line = row(&[
+        ("quantity", Value::Int(3)),
+        ("unit_price", numeric("19.99")),
+    ]);
+    assert_eq!(eval("quantity * unit_price", &line), Ok(numeric("59.97")));
+    assert_eq!(
+        eval("unit_price::numeric(10,1)", &line),
+        Ok(numeric("20.0"))
+    );
+}
+
+#[test]
+fn temporal_functions_keep_kind_and_use_utc() {
+    let at = row(&[
+        (
+            "ts",
+            Value::TimestampTz("2024-03-17T13:45:12.345678Z".into()),
+        ),
+        (
+            "local",
+            Value::Timestamp("2024-03-17T13:45:12.345678".into()),
+        ),
+        ("day", Value::Date("2024-03-17".into())),
+    ]);
+    let tz = |t: &str| Value::TimestampTz(t.into());
+    assert_eq!(
+        eval("date_trunc('month', ts)", &at),
+        Ok(tz("2024-03-01T00:00:00.000000Z"))
+    );
+    assert_eq!(
+        eval("date_trunc('week', ts)", &at),
+        Ok(tz("2024-03-11T00:00:00.000000Z"))
+    );
+    assert_eq!(
+        eval("date_trunc('hour', local)", &at),
+        Ok(Value::Timestamp("2024-03-17T13:00:00.000000".into()))
+    );
+    assert_eq!(
+        eval("date_trunc('year', day)", &at),
+        Ok(Value::Date("2024-01-01".into()))
+    );
+    assert_eq!(eval("extract(dow from ts)", &at), Ok(Value::Int(0)));
+    assert_eq!(eval("EXTRACT(YEAR FROM day)", &at), Ok(Value::Int(2024)));
+    assert_eq!(eval("date_part('minute', local)", &at), Ok(Value::Int(45)));
+    assert_eq!(eval("date(ts) = day", &at), Ok(Value::Bool(true)));
+    assert_eq!(eval("ts >= '2024-03-17'", &at), Ok(Value::Bool(true)));
+    assert_eq!(
+        eval("ts < '2024-03-17 14:00+01'", &at),
+        Ok(Value::Bool(false))
+    );
+    assert_eq!(eval("day = ts::date", &at), Ok(Value::Bool(true)));
+    assert_eq!(
+        eval("date_trunc('day', NULL::timestamptz)", &at),
+        Ok(Value::Null)
+    );
+}
+
+#[test]
+fn text_functions_and_concat() {
+    let person = row(&[
+        ("name", text("Ada")),
+        ("id", Value::Int(7)),
+        ("nick", Value::Null),
+    ]);
+    assert_eq!(eval("lower(name) || '#' || id", &person), Ok(text("ada#7")));
+    assert_eq!(eval("upper(name)", &person), Ok(text("ADA")));
+    assert_eq!(eval("length(name)", &person), Ok(Value::Int(3)));
+    assert_eq!(eval("coalesce(nick, name)", &person), Ok(text("Ada")));
+    assert_eq!(eval("nullif(name, 'Ada')", &person), Ok(Value::Null));
+    assert_eq!(eval("name || nick", &person), Ok(Value::Null));
+    assert_eq!(eval("id::text", &person), Ok(text("7")));
+    assert_eq!(eval("'12'::int + id", &person), Ok(Value::Int(19)));
+}
+
+#[test]
+fn unsupported_constructs_are_named() {
+    let cases = [
+        ("a IN (SELECT id FROM t)", "subquery"),
+        ("(SELECT 1)", "subquery"),
+        ("EXISTS (SELECT 1)", "subquery"),
+        ("a ~ 'x'", "operator `~`"),
+        ("sum(quantity)", "aggregate function sum() here"),
+        ("row_number() OVER ()", "window or filtered function call"),
+        ("x::json", "cast to JSON"),
+        ("ts AT TIME ZONE 'UTC'", "AT TIME ZONE"),
+        ("a LIKE ANY ('x')", "LIKE ANY"),
+        ("lower(x => 'a')", "named or wildcard argument"),
+        ("pg_catalog.lower(a)", "qualified function name"),
+    ];
+    for (source, construct) in cases {
+        match Expr::parse(source) {
+            Err(ExprError::Unsupported {
+                construct: found, ..
+            }) => {
+                assert_eq!(found, construct, "{source}")
+            }
+            other => panic!("{source}: expected unsupported {construct}, got {other:?}"),
+        }
+    }
+    let message = parse_error("a IN (SELECT id FROM t)").to_string();
+    assert!(
+        message.starts_with("unsupported construct: subquery in `a IN (SELECT"),
+        "{message}"
+    );
+}
+
+#[test]
+fn function_names_and_arity_are_checked_when_parsing() {
+    assert!(
+        matches!(parse_error("now()"), ExprError::UnknownFunction { name, .. } if name == "now")
+    );
+    assert!(matches!(
+        parse_error("lower(a, b)"),
+        ExprError::WrongArity { function, found: 2, .. } if function == "lower"
+    ));
+    assert!(matches!(
+        parse_error("date_trunc('month')"),
+        ExprError::WrongArity { .. }
+    ));
+    assert!(matches!(
+        parse_error("date_trunc('fortnight', ts)"),
+        ExprError::InvalidLiteral { .. }
+    ));
+    assert!(matches!(
+        parse_error("date_trunc(unit, ts)"),
+        ExprError::InvalidLiteral { .. }
+    ));
+    assert!(matches!(
+        parse_error("extract(epoch from ts)"),
+        ExprError::Unsupported { .. }
+    ));
+    assert_eq!(
+        parse_error("round()").to_string(),
+        "function round takes 1 to 2 argument(s), found 0 in `round()`"
+    );
+}
+
+#[test]
+fn bad_literals_fail_at_parse_time() {
+    assert!(matches!(
+        parse_error("'abc'::int"),
+        ExprError::InvalidLiteral { .. }
+    ));
+    assert!(matches!(
+        parse_error("DATE '2024-02-30'"),
+        ExprError::InvalidLiteral { .. }
+    ));
+    assert!(matches!(
+        parse_error("'99999'::smallint"),
+        ExprError::InvalidLiteral { .. }
+    ));
+    assert!(matches!(
+        parse_error("x::numeric(2000, 1)"),
+        ExprError::InvalidLiteral { .. }
+    ));
+    assert!(matches!(
+        parse_error("1e99999999"),
+        ExprError::InvalidLiteral { .. }
+    ));
+}
+
+#[test]
+fn syntax_errors_mention_the_fragment() {
+    let error = parse_error("status = ");
+    assert!(matches!(&error, ExprError::Syntax { expression, .. } if expression == "status = "));
+    let trailing = parse_error("status 'draft'").to_string();
+    assert!(trailing.contains("'draft'"), "{trailing}");
+    assert!(matches!(
+        parse_error("a = 1; DROP TABLE t"),
+        ExprError::Syntax { .. }
+    ));
+}
+
+fn column_types(name: &[String]) -> Option<ValueType> {
+    Some(match name.join(".").as_str() {
+        "quantity" | "unit_price_cents" | "id" => ValueType::Int,
+        "price" => ValueType::Numeric,
+        "ratio" => ValueType::Float,
+        "status" | "name" => ValueType::Text,
+        "created_at" | "orders.created_at" => ValueType::TimestampTz,
+        "day" => ValueType::Date,
+        "paid" => ValueType::Bool,
+        "payload" => ValueType::Json,
+        _ => return None,
+    })
+}
+
+fn infer(source: &str) -> Result<ValueType, ExprError> {
+    Expr::parse(source)
+        .unwrap_or_else(|e| panic!("{source}: {e}"))
+        .infer_type(&column_types)
+}
+
+#[test]
+fn inferred_types_follow_the_operands() {
+    use ValueType as T;
+    let cases = [
+        ("quantity * unit_price_cents", T::Int),
+        ("quantity * price", T::Numeric),
+        ("price + ratio", T::Float),
+        ("status <> 'draft' AND paid", T::Bool),
+        ("date(orders.created_at)", T::Date),
+        ("date_trunc('month', created_at)", T::TimestampTz),
+        ("extract(year from created_at)", T::Int),
+        ("name || id", T::Text),
+        ("coalesce(NULL, quantity, price)", T::Numeric),
+        ("CASE WHEN paid THEN price ELSE 0 END", T::Numeric),
+        ("round(quantity / 3.0, 2)", T::Numeric),
+        ("created_at >= '2024-01-01'", T::Bool),
+        ("day < created_at", T::Bool),
+        ("NULL", T::Null),
+        ("NULL::int", T::Int),
+        ("-price", T::Numeric),
+        ("payload IS NULL", T::Bool),
+    ];
+    for (source, expected) in cases {
+        assert_eq!(infer(source), Ok(expected), "{source}");
+    }
+    assert!(infer("quantity * unit_price_cents").unwrap().is_numeric());
+}
+
+#[test]
+fn type_errors_name_the_problem() {
+    let cases = [
+        ("status < 5", "cannot compare text with int"),
+        ("name + 1", "cannot apply `+` to text and int"),
+        ("-name", "expected a number, found text"),
+        ("quantity AND paid", "expected bool, found int"),
+        (
+            "CASE WHEN paid THEN name ELSE 0 END",
+            "CASE results have no common type: text and int",
+        ),
+        ("lower(quantity)", "lower expects text, found (int)"),
+        ("quantity IN (1, 'a')", "cannot compare int with text"),
+        ("extract(hour from day)", "a date has no hour field"),
+        (
+            "quantity LIKE 'a%'",
+            "LIKE needs text, found int and pattern text",
+        ),
+        ("day::int", "cannot cast date to int"),
+        ("payload = payload", "cannot compare json with json"),
+        ("id || id", "`||` needs a text operand, found int and int"),
+        ("CASE WHEN quantity THEN 1 END", "expected bool, found int"),
+    ];
+    for (source, message) in cases {
+        match infer(source) {
+            Err(ExprError::Type { message: found, .. }) => assert_eq!(found, message, "{source}"),
+            other => panic!("{source}: expected a type error, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        infer("missing + 1"),
+        Err(ExprError::UnknownColumn {
+            column: "missing".into()
+        })
+    );
+    assert_eq!(
+        infer("status < 5").unwrap_err().to_string(),
+        "type error in `status < 5`: cannot compare text with int"
+    );
+}
+
+#[test]
+fn unknown_columns_are_reported_at_eval() {
+    assert_eq!(
+        eval("orders.status = 'paid'", &empty_row()),
+        Err(EvalError::UnknownColumn {
+            column: "orders.status".into()
+        })
+    );
+}
+
+#[test]
+fn never_panics_on_garbage_sources() {
+    let garbage = [
+        "",
+        " ",
+        "(",
+        ")",
+        "'",
+        "\"",
+        "a +",
+        "+",
+        "--",
+        "/* x",
+        "$$",
+        "$1",
+        "?",
+        "::",
+        "a::",
+        "CASE",
+        "CASE END",
+        "CASE WHEN END",
+        "a IN ()",
+        "a BETWEEN 1",
+        "NOT",
+        "1 2 3",
+        "é",
+        "\u{0}",
+        "a.b.",
+        ".a",
+        "a..b",
+        "x::int[]",
+        "ARRAY[1]",
+        "a[1]",
+        "a->'b'",
+        "1e",
+        "0x",
+        "9999999999999999999999999999999999999999e999999999",
+        "'\\",
+        "E'\\x'",
+        "interval '1 day'",
+        "(((((((((((((((((((((((((((((((((((((((((((((((((((((((((((1)))))))))))))))))))))))))))))))))))))))))))))))))))))))))))",
+        "date_trunc('month', ts, 1)",
+        "lower()",
+        "coalesce()",
+        "round(1, 2, 3)",
+        "CAST(x AS numeric(5, 9))",
+        "CAST(x AS numeric(0))",
+        "x::timestamp(3)",
+        "count(*)",
+        "count(DISTINCT a)",
+        "f(a) FILTER (WHERE b)",
+        "a COLLATE \"C\"",
+        "a IS UNKNOWN",
+        "a SIMILAR TO 'b'",
+        "a = ANY(b)",
+        "(a, b) = (1, 2)",
+        "TRY_CAST(a AS int)",
+        "SUBSTRING(a FROM 1)",
+        "TRIM(a)",
+        "POSITION('a' IN b)",
+    ];
+    for source in garbage {
+        if let Ok(expr) = Expr::parse(source) {
+            let _ = expr.eval(&empty_row());
+            let _ = expr.infer_type(&column_types);
+        }
+    }
+}
+
+#[test]
+fn never_panics_on_unexpected_row_values() {
+    let oddities = [
+        Value::Null,
+        Value::Bool(true),
+        Value::Int(i64::MIN),
+        Value::Int(i64::MAX),
+        Value::Float(f64::NAN),
+        Value::Float(f64::INFINITY),
+        Value::Float(-0.0),
+        numeric("NaN"),
+        numeric("-Infinity"),
+        numeric("not a number"),
+        numeric("1e999999"),
+        numeric(&"9".repeat(200_000)),
+        text(""),
+        text("2024-13-45"),
+        text(&"é%_\\".repeat(1000)),
+        Value::Date("infinity".into()),
+        Value::Date("2024-02-30".into()),
+        Value::Timestamp("garbage".into()),
+        Value::TimestampTz("-infinity".into()),
+        Value::TimestampTz("294276-12-31T23:59:59.999999Z".into()),
+        Value::Json("{\"a\": 1}".into()),
+    ];
+    let expressions = [
+        "a + b",
+        "a - b",
+        "a * b",
+        "a / b",
+        "a % b",
+        "-a",
+        "+a",
+        "a || b",
+        "a = b",
+        "a < b",
+        "a AND b",
+        "NOT a",
+        "a IS TRUE",
+        "a IN (b, 1, 'x', NULL)",
+        "a BETWEEN b AND b",
+        "a LIKE b",
+        "a ILIKE b",
+        "CASE a WHEN b THEN a END",
+        "CASE WHEN a THEN b END",
+        "a::text",
+        "a::int",
+        "a::smallint",
+        "a::numeric",
+        "a::numeric(5,2)",
+        "a::date",
+        "a::timestamp",
+        "a::timestamptz",
+        "lower(a)",
+        "length(a)",
+        "abs(a)",
+        "round(a)",
+        "round(a, b)",
+        "coalesce(a, b)",
+        "nullif(a, b)",
+        "date(a)",
+        "date_trunc('week', a)",
+        "extract(dow from a)",
+        "date_part('doy', a)",
+        "a IS DISTINCT FROM b",
+    ];
+    let parsed: Vec<Expr> = expressions
+        .iter()
+        .map(|s| Expr::parse(s).unwrap())
+        .collect();
+    for a in &oddities {
+        for b in &oddities {
+            let lookup = row(&[("a", a.clone()), ("b", b.clone())]);
+            for expr in &parsed {
+                let _ = expr.eval(&lookup);
+                let _ = expr.is_satisfied(&lookup);
+            }
+            let _ = compare_values(a, b);
+        }
+    }
+}
+
+#[test]
+fn pathological_sizes_are_refused_without_overflowing_the_stack() {
+    let long_chain = vec!["1"; 2048].join("+");
+    assert!(matches!(
+        parse_error(&long_chain),
+        ExprError::TooDeep { .. }
+    ));
+    let too_long = vec!["1"; 3000].join("+");
+    assert!(matches!(parse_error(&too_long), ExprError::TooLong { .. }));
+    let deep_unsupported = format!("({}) AT TIME ZONE 'UTC'", vec!["a"; 2000].join("+"));
+    assert!(Expr::parse(&deep_unsupported).is_err());
+    let within_limits = vec!["1"; 100].join("+");
+    assert_eq!(constant(&within_limits), Value::Int(100));
+}
+
+#[test]
+fn compare_values_orders_for_sorting() {
+    use std::cmp::Ordering;
+    let mut values = vec![numeric("2.5"), Value::Int(1), numeric("NaN"), Value::Int(3)];
+    values.sort_by(|a, b| compare_values(a, b).unwrap_or(Ordering::Equal));
+    assert_eq!(
+        values,
+        vec![Value::Int(1), numeric("2.5"), Value::Int(3), numeric("NaN")]
+    );
+    assert_eq!(compare_values(&Value::Null, &Value::Int(1)), None);
+}

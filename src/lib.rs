@@ -1,0 +1,28 @@
+//! viewkeeper keeps derived data in sync with a PostgreSQL database through its
+//! change log.
+//!
+//! Map of the crate, in dataflow order:
+//! - [`change`]: the change model (values, rows, batches, positions).
+//! - [`source`]: PostgreSQL logical replication (pgoutput) and the initial snapshot.
+//! - [`view`]: view definitions: parsing, validation, and the typed model.
+//! - [`expr`]: the small SQL expression language of `where` and friends.
+//! - [`plan`]: what each table feeds: stored columns, join indexes, affected views.
+//! - [`state`]: the embedded state store (rows, join indexes, outputs, outboxes).
+//! - [`engine`]: batch → affected roots → outputs → diffs → outboxes.
+//! - [`sink`]: drains outboxes into Redis.
+//! - [`config`], [`service`]: configuration and the running service.
+//! - [`workload`]: the example shop's workload generator.
+
+pub mod change;
+pub mod commands;
+pub mod config;
+pub mod engine;
+pub mod expr;
+pub mod plan;
+pub mod service;
+pub mod sink;
+pub mod source;
+pub mod state;
+pub mod telemetry;
+pub mod view;
+pub mod workload;

@@ -1,0 +1,185 @@
+//! The `viewkeeper` binary: parses the command line and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+use viewkeeper::config::{Config, ConfigArgs};
+use viewkeeper::service::{self, ServiceError};
+use viewkeeper::source::connection::PgEndpoint;
+use viewkeeper::{commands, workload};
+
+#[derive(Parser)]
+#[command(
+    name = "viewkeeper",
+    version,
+    about = "Keeps Redis caches in sync with PostgreSQL through its change log"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service: snapshot, then stream changes into the views.
+    Run(ConfigArgs),
+    /// Validate view files; with a database URL, also their tables and columns.
+    Check {
+        /// Directory of view files
+        #[arg(long, env = "VIEWKEEPER_VIEWS", default_value = "views")]
+        views: PathBuf,
+        /// PostgreSQL URL; without it only the offline checks run
+        #[arg(long, env = "VIEWKEEPER_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
+    /// Print the changes to the views' tables as JSON lines (for debugging).
+    Tail(ConfigArgs),
+    /// Create and load the example shop, and/or run random transactions on it.
+    Workload(WorkloadArgs),
+}
+
+#[derive(clap::Args)]
+struct WorkloadArgs {
+    /// PostgreSQL URL
+    #[arg(long, env = "VIEWKEEPER_DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Drop and create the shop tables and load this many orders first
+    #[arg(long)]
+    setup_orders: Option<u64>,
+    /// Number of random transactions to run
+    #[arg(long, default_value_t = 1000)]
+    transactions: u64,
+    /// Transactions per second (default: as fast as possible)
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Random seed
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => {
+            let config = Config::resolve(&args)?;
+            init_logging(&config.log);
+            tracing::info!(?config, "configuration");
+            let (stop, shutdown) = watch::channel(false);
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                let _ = stop.send(true);
+            });
+            report(service::run(config, shutdown).await)
+        }
+        Command::Check {
+            views,
+            database_url,
+        } => match commands::check(&views, database_url.as_deref()).await {
+            Ok(count) => {
+                println!("{count} view(s) OK in {}", views.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => report(Err(error)),
+        },
+        Command::Tail(args) => {
+            let config = Config::resolve(&args)?;
+            init_logging(&format!("warn,viewkeeper={}", config.log));
+            report(commands::tail(&config, &mut std::io::stdout().lock()).await)
+        }
+        Command::Workload(args) => run_workload(args).await,
+    }
+}
+
+/// Prints a service error the way an operator reads it (one error per line
+/// for invalid views) and turns it into the exit code.
+fn report(result: Result<(), ServiceError>) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn run_workload(args: WorkloadArgs) -> anyhow::Result<ExitCode> {
+    init_logging("info");
+    let endpoint = PgEndpoint::parse(&args.database_url)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(endpoint.sql_options()?)
+        .await
+        .context("connecting to PostgreSQL")?;
+    if let Some(orders) = args.setup_orders {
+        workload::create_schema(&pool).await?;
+        workload::load(&pool, &workload::Scale::from_orders(orders)).await?;
+        println!("shop created with {orders} orders");
+    }
+    if args.transactions > 0 {
+        let mut options = workload::WorkloadOptions::new(args.transactions, args.seed);
+        options.rate = args.rate;
+        let stats = workload::run(&pool, &options).await?;
+        println!(
+            "{} transactions committed, {} failed, in {:.1}s",
+            stats.committed,
+            stats.failed,
+            stats.elapsed.as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(filter: &str) {
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

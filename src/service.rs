@@ -1,0 +1,206 @@
+//! The running service: wires source, engine, state store and sinks together.
+//!
+//! Start-up refuses invalid views (with the `check` messages) before touching
+//! anything. Then: snapshot if the state store has no usable position, stream
+//! from the position otherwise; on a lost connection, reconnect from the
+//! durable position. Sinks run on their own tasks and are woken after every
+//! committed batch.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::{Notify, watch};
+
+use crate::change::Lsn;
+use crate::config::{Config, ConfigError};
+use crate::engine::Engine;
+use crate::plan::{Plan, PlanError};
+use crate::sink::redis::RedisSink;
+use crate::source::connection::PgEndpoint;
+use crate::source::stream::ReplicationStream;
+use crate::source::{SourceError, catalog, snapshot};
+use crate::state::{Store, StoreError};
+use crate::telemetry;
+use crate::view::{self, ViewDef, ViewErrors};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid views, not starting:\n{0}")]
+    Views(ViewErrors),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Everything that stays fixed while the service runs.
+struct Pipeline {
+    config: Config,
+    endpoint: PgEndpoint,
+    pool: PgPool,
+    store: Arc<Store>,
+    engine: Arc<Engine>,
+    /// Wakes the sinks after each committed batch.
+    wake_sinks: Arc<Notify>,
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), ServiceError> {
+    let views = view::load_views(&config.views).map_err(ServiceError::Views)?;
+    let endpoint = PgEndpoint::parse(config.database_url()?)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(endpoint.sql_options()?)
+        .await
+        .map_err(SourceError::from)?;
+    let plan = Arc::new(plan_views(&views, &pool).await?);
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServiceError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let store = Arc::new(Store::open(&config.data_dir)?);
+    let tables: BTreeSet<String> = plan.tables.keys().cloned().collect();
+    catalog::ensure_publication(&pool, &config.publication, &tables).await?;
+    let engine = Arc::new(Engine::new(Arc::clone(&plan), Arc::clone(&store)));
+    let pipeline = Pipeline {
+        endpoint,
+        pool,
+        store: Arc::clone(&store),
+        engine,
+        wake_sinks: Arc::new(Notify::new()),
+        config,
+    };
+    let sink = RedisSink::new(
+        pipeline.config.redis_url.clone(),
+        Arc::clone(&store),
+        plan.views.iter().map(|v| v.name.clone()).collect(),
+        pipeline.config.redis_checkpoint_key.clone(),
+        store.id()?,
+    );
+    let sink_task = tokio::spawn(sink.run(Arc::clone(&pipeline.wake_sinks), shutdown.clone()));
+    tracing::info!(
+        views = plan.views.len(),
+        tables = tables.len(),
+        "viewkeeper started"
+    );
+    pipeline.replicate(&mut shutdown).await;
+    let _ = sink_task.await;
+    tracing::info!("viewkeeper stopped");
+    Ok(())
+}
+
+/// Loads the catalog, checks the views against it, and plans them.
+async fn plan_views(views: &[ViewDef], pool: &PgPool) -> Result<Plan, ServiceError> {
+    let catalog = catalog::load_catalog(pool).await?;
+    let errors = view::check_against_catalog(views, &catalog);
+    if !errors.is_empty() {
+        return Err(ServiceError::Views(ViewErrors(errors)));
+    }
+    Ok(Plan::build(views, &catalog)?)
+}
+
+impl Pipeline {
+    /// Snapshot or resume, then stream; reconnect with backoff on failure.
+    async fn replicate(&self, shutdown: &mut watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(200);
+        while !*shutdown.borrow() {
+            let result = tokio::select! {
+                result = self.stream_once() => result,
+                _ = shutdown.changed() => return,
+            };
+            let Err(error) = result else { return };
+            tracing::error!(%error, "replication interrupted; reconnecting in {backoff:?}");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn stream_once(&self) -> Result<(), ServiceError> {
+        let engine = Arc::clone(&self.engine);
+        tokio::task::spawn_blocking(move || engine.refresh_pending())
+            .await
+            .map_err(SourceError::from)?
+            .map_err(SourceError::from)?;
+        let position = match self.resume_position().await? {
+            Some(position) => position,
+            None => {
+                let position = snapshot::take_snapshot(
+                    &self.endpoint,
+                    &self.pool,
+                    &self.config.slot,
+                    &self.config.publication,
+                    Arc::clone(&self.engine),
+                )
+                .await?;
+                self.wake_sinks.notify_one();
+                position
+            }
+        };
+        tracing::info!(%position, slot = %self.config.slot, "streaming");
+        let mut stream = ReplicationStream::start(
+            &self.endpoint,
+            &self.config.slot,
+            &self.config.publication,
+            position,
+            self.config.batch,
+        )
+        .await?;
+        loop {
+            let batch = stream.next_batch().await?;
+            let started = Instant::now();
+            let engine = Arc::clone(&self.engine);
+            let changes = batch.changes.len();
+            let commit_end = batch.commit_end;
+            let outcome = tokio::task::spawn_blocking(move || engine.apply(&batch))
+                .await
+                .map_err(SourceError::from)?
+                .map_err(SourceError::from)?;
+            telemetry::record_batch(changes, &outcome, started.elapsed());
+            if let Some(position) = commit_end {
+                stream.confirm(position);
+            }
+            if outcome.outbox_entries > 0 {
+                self.wake_sinks.notify_one();
+            }
+        }
+    }
+
+    /// The stored position, if streaming can continue from it: the state was
+    /// built for the current views, and the slot still holds everything after
+    /// it. Otherwise `None`: a new snapshot is needed.
+    async fn resume_position(&self) -> Result<Option<Lsn>, ServiceError> {
+        let Some(position) = self.store.position()? else {
+            return Ok(None);
+        };
+        if self.store.layout()?.as_deref() != Some(self.engine.plan().layout().as_str()) {
+            tracing::warn!("the views need other columns than the state store holds: new snapshot");
+            return Ok(None);
+        }
+        match catalog::slot_confirmed_lsn(&self.pool, &self.config.slot).await? {
+            None => {
+                tracing::warn!(slot = %self.config.slot, "replication slot is missing: new snapshot");
+                Ok(None)
+            }
+            Some(confirmed) if confirmed > position => {
+                tracing::warn!(%confirmed, %position, "the slot is past the state store: new snapshot");
+                Ok(None)
+            }
+            Some(_) => Ok(Some(position)),
+        }
+    }
+}

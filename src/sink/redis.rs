@@ -1,0 +1,216 @@
+//! The Redis sink: cache-view documents as JSON strings under their keys.
+//!
+//! Each batch of outbox entries is one `MULTI`/`EXEC` that also sets the
+//! checkpoint key to `{store id}:{sequence}`. If the checkpoint is missing
+//! (Redis lost its data: a restart without persistence, a FLUSHALL) or names
+//! another store (the data directory was replaced), the sink rewrites every
+//! stored output from the state store, then continues from the outbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::source::connection::redact_url;
+use crate::state::{OutboxEntry, OutboxOp, Store, StoreError, StoredOutput};
+use crate::telemetry;
+
+/// The outbox name of this sink.
+pub const SINK: &str = "redis";
+/// Outbox entries per MULTI/EXEC.
+const ENTRIES_PER_BATCH: usize = 1_000;
+/// How often an idle sink checks that Redis still has its checkpoint.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisSinkError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("state store task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+pub struct RedisSink {
+    url: String,
+    store: Arc<Store>,
+    /// Names of the cache views whose outputs this sink owns.
+    views: Vec<String>,
+    checkpoint_key: String,
+    /// Identifies the state store, so a checkpoint written from another one is
+    /// not mistaken for ours.
+    store_id: String,
+    /// Last sequence applied, published for status and tests.
+    applied: watch::Sender<u64>,
+}
+
+impl RedisSink {
+    pub fn new(
+        url: String,
+        store: Arc<Store>,
+        views: Vec<String>,
+        checkpoint_key: String,
+        store_id: String,
+    ) -> RedisSink {
+        RedisSink {
+            url,
+            store,
+            views,
+            checkpoint_key,
+            store_id,
+            applied: watch::channel(0).0,
+        }
+    }
+
+    /// The sequence of the last entry known to be applied.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Drains the outbox until `shutdown` turns true, reconnecting as needed.
+    pub async fn run(self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(100);
+        while !*shutdown.borrow() {
+            let result = tokio::select! {
+                result = self.connect_and_drain(&wake) => result,
+                _ = shutdown.changed() => return,
+            };
+            if let Err(error) = result {
+                tracing::warn!(url = %redact_url(&self.url), %error, "redis sink: retrying in {backoff:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            } else {
+                backoff = Duration::from_millis(100);
+            }
+        }
+    }
+
+    async fn connect_and_drain(&self, wake: &Notify) -> Result<(), RedisSinkError> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(30)))
+            .set_number_of_retries(1);
+        let mut conn = ConnectionManager::new_with_config(client, config).await?;
+        let mut applied = self.recover_position(&mut conn).await?;
+        loop {
+            let after = applied;
+            let store = Arc::clone(&self.store);
+            let entries = tokio::task::spawn_blocking(move || {
+                store.outbox_after(SINK, after, ENTRIES_PER_BATCH)
+            })
+            .await??;
+            let Some(&(last, _)) = entries.last() else {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE_CHECK) => {
+                        if self.read_checkpoint(&mut conn).await? != Some(applied) {
+                            applied = self.recover_position(&mut conn).await?;
+                        }
+                    }
+                }
+                continue;
+            };
+            self.apply(&mut conn, &entries, last).await?;
+            applied = last;
+            self.applied.send_replace(applied);
+            telemetry::record_sink_applied(SINK, entries.len());
+            let store = Arc::clone(&self.store);
+            tokio::task::spawn_blocking(move || store.truncate_outbox(SINK, last)).await??;
+        }
+    }
+
+    /// One MULTI/EXEC: the entries and the checkpoint, all or nothing.
+    async fn apply(
+        &self,
+        conn: &mut ConnectionManager,
+        entries: &[(u64, OutboxEntry)],
+        last: u64,
+    ) -> Result<(), RedisSinkError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (_, entry) in entries {
+            match &entry.op {
+                OutboxOp::Put { key, document } => pipe.set(key, document).ignore(),
+                OutboxOp::Delete { key } => pipe.del(key).ignore(),
+            };
+        }
+        pipe.set(&self.checkpoint_key, self.checkpoint_value(last))
+            .ignore();
+        pipe.query_async::<()>(conn).await?;
+        Ok(())
+    }
+
+    fn checkpoint_value(&self, sequence: u64) -> String {
+        format!("{}:{}", self.store_id, sequence)
+    }
+
+    /// The sequence Redis has applied, or `None` if it has no checkpoint of
+    /// this store.
+    async fn read_checkpoint(
+        &self,
+        conn: &mut ConnectionManager,
+    ) -> Result<Option<u64>, RedisSinkError> {
+        let value: Option<String> = conn.get(&self.checkpoint_key).await?;
+        Ok(value.and_then(|v| {
+            let (store_id, sequence) = v.rsplit_once(':')?;
+            (store_id == self.store_id).then(|| sequence.parse().ok())?
+        }))
+    }
+
+    /// Where to resume: Redis's checkpoint, or, when it has none of ours, the
+    /// point a full rewrite from the stored outputs reaches.
+    async fn recover_position(&self, conn: &mut ConnectionManager) -> Result<u64, RedisSinkError> {
+        if let Some(sequence) = self.read_checkpoint(conn).await? {
+            self.applied.send_replace(sequence);
+            return Ok(sequence);
+        }
+        tracing::warn!(
+            checkpoint_key = %self.checkpoint_key,
+            "redis has no checkpoint of this state store: rewriting every cache document"
+        );
+        let sequence = self.rewrite_all(conn).await?;
+        self.applied.send_replace(sequence);
+        Ok(sequence)
+    }
+
+    /// Writes every stored output, read at one consistent point, then sets the
+    /// checkpoint to the outbox sequence of that point.
+    async fn rewrite_all(&self, conn: &mut ConnectionManager) -> Result<u64, RedisSinkError> {
+        let (chunks_tx, mut chunks) = mpsc::channel::<Vec<(String, StoredOutput)>>(4);
+        let store = Arc::clone(&self.store);
+        let views = self.views.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            store.outputs_snapshot(SINK, &views, ENTRIES_PER_BATCH, |chunk| {
+                // A closed channel means the writer failed; it reports why.
+                let _ = chunks_tx.blocking_send(chunk);
+                Ok(())
+            })
+        });
+        let mut written = 0usize;
+        while let Some(chunk) = chunks.recv().await {
+            let mut pipe = redis::pipe();
+            for (_, output) in &chunk {
+                pipe.set(&output.key, &output.document).ignore();
+            }
+            pipe.query_async::<()>(conn).await?;
+            written += chunk.len();
+        }
+        let sequence = reader.await??;
+        let _: () = conn
+            .set(&self.checkpoint_key, self.checkpoint_value(sequence))
+            .await?;
+        tracing::info!(
+            documents = written,
+            sequence,
+            "redis rewritten from the state store"
+        );
+        Ok(sequence)
+    }
+}

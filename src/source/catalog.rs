@@ -1,0 +1,145 @@
+//! What the database says about its tables (columns, types, primary keys),
+//! and the publication and slot viewkeeper reads through.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use sqlx::{AssertSqlSafe, PgPool, Row};
+
+use super::SourceError;
+use super::connection::quote_qualified;
+use crate::change::Lsn;
+use crate::view::{Catalog, ColumnInfo, TableInfo};
+
+/// Columns and primary keys of every ordinary or partitioned table outside
+/// the system schemas.
+pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
+    let rows = sqlx::query(
+        "SELECT n.nspname || '.' || c.relname AS table_name, a.attname::text AS column_name,
+                a.atttypid::int8 AS type_oid,
+                array_position(i.indkey::int2[], a.attnum) AS key_position
+         FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+         LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+         WHERE c.relkind IN ('r', 'p')
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND n.nspname NOT LIKE 'pg_toast%'
+         ORDER BY 1, a.attnum",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut tables: HashMap<String, TableInfo> = HashMap::new();
+    let mut keys: HashMap<String, Vec<(i32, String)>> = HashMap::new();
+    for row in rows {
+        let table: String = row.try_get("table_name")?;
+        let column: String = row.try_get("column_name")?;
+        let type_oid: i64 = row.try_get("type_oid")?;
+        if let Some(position) = row.try_get::<Option<i32>, _>("key_position")? {
+            keys.entry(table.clone())
+                .or_default()
+                .push((position, column.clone()));
+        }
+        tables.entry(table).or_default().columns.push(ColumnInfo {
+            name: column,
+            type_oid: type_oid as u32,
+        });
+    }
+    for (table, mut key) in keys {
+        key.sort();
+        if let Some(info) = tables.get_mut(&table) {
+            info.primary_key = key.into_iter().map(|(_, c)| c).collect();
+        }
+    }
+    Ok(Catalog { tables })
+}
+
+/// Creates the publication for exactly `tables`, or changes it to them.
+pub async fn ensure_publication(
+    pool: &PgPool,
+    publication: &str,
+    tables: &BTreeSet<String>,
+) -> Result<(), SourceError> {
+    let list = tables
+        .iter()
+        .map(|t| quote_qualified(t))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let name = quote_qualified(publication);
+    let current: Vec<String> = sqlx::query_scalar(
+        "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1",
+    )
+    .bind(publication)
+    .fetch_all(pool)
+    .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
+            .bind(publication)
+            .fetch_one(pool)
+            .await?;
+    if !exists {
+        // Identifiers are quoted by `quote_qualified`.
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE PUBLICATION {name} FOR TABLE {list}"
+        )))
+        .execute(pool)
+        .await?;
+    } else if current.into_iter().collect::<BTreeSet<_>>() != *tables {
+        sqlx::query(AssertSqlSafe(format!(
+            "ALTER PUBLICATION {name} SET TABLE {list}"
+        )))
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The slot's `confirmed_flush_lsn`, or `None` when the slot does not exist.
+pub async fn slot_confirmed_lsn(pool: &PgPool, slot: &str) -> Result<Option<Lsn>, SourceError> {
+    let row: Option<(Option<String>,)> = sqlx::query_as(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(lsn,)| lsn.as_deref().and_then(Lsn::parse).unwrap_or_default()))
+}
+
+/// Drops the slot if it exists, ending a session that still holds it (a
+/// killed predecessor's walsender can linger until its socket times out).
+pub async fn drop_slot(pool: &PgPool, slot: &str) -> Result<(), SourceError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        sqlx::query(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+             WHERE slot_name = $1 AND active_pid IS NOT NULL",
+        )
+        .bind(slot)
+        .execute(pool)
+        .await?;
+        let dropped = sqlx::query(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+             WHERE slot_name = $1 AND NOT active",
+        )
+        .bind(slot)
+        .execute(pool)
+        .await;
+        let remaining = slot_confirmed_lsn(pool, slot).await?;
+        match (dropped, remaining) {
+            (_, None) => return Ok(()),
+            (Err(e), Some(_)) if tokio::time::Instant::now() > deadline => {
+                return Err(SourceError::Slot {
+                    slot: slot.to_string(),
+                    reason: format!("cannot drop: {e}"),
+                });
+            }
+            _ if tokio::time::Instant::now() > deadline => {
+                return Err(SourceError::Slot {
+                    slot: slot.to_string(),
+                    reason: "still in use by another session".into(),
+                });
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Connection settings derived from the database URL, for both the SQL pool
+//! and the replication session, and the redaction of secrets for logs.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use pgwire_replication::{ReplicationConfig, TlsConfig};
+use sqlx::postgres::PgConnectOptions;
+
+use super::SourceError;
+
+/// Session settings that make text output of values deterministic: the
+/// decoders rely on UTC timestamps, ISO dates and round-trip float digits.
+const SESSION_SETTINGS: [(&str, &str); 4] = [
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, YMD"),
+    ("extra_float_digits", "3"),
+    ("client_encoding", "UTF8"),
+];
+
+/// A parsed database URL.
+#[derive(Clone)]
+pub struct PgEndpoint {
+    url: url::Url,
+}
+
+impl std::fmt::Debug for PgEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(self.url.as_str()))
+    }
+}
+
+impl PgEndpoint {
+    pub fn parse(database_url: &str) -> Result<PgEndpoint, SourceError> {
+        let url = url::Url::parse(database_url)
+            .map_err(|e| SourceError::Url(format!("{e} in {}", redact_url(database_url))))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(SourceError::Url(format!(
+                "scheme must be postgres:// in {}",
+                redact_url(database_url)
+            )));
+        }
+        Ok(PgEndpoint { url })
+    }
+
+    /// Options for SQL connections (catalog, snapshot).
+    pub fn sql_options(&self) -> Result<PgConnectOptions, SourceError> {
+        let options = PgConnectOptions::from_str(self.url.as_str())
+            .map_err(|e| SourceError::Url(format!("{e} in {}", redact_url(self.url.as_str()))))?;
+        Ok(options
+            .options(SESSION_SETTINGS)
+            .application_name("viewkeeper"))
+    }
+
+    /// Settings for a replication session on `slot` reading `publication`.
+    pub fn replication_config(&self, slot: &str, publication: &str) -> ReplicationConfig {
+        let host = self.url.host_str().unwrap_or("localhost").to_string();
+        let user = match self.url.username() {
+            "" => "postgres".to_string(),
+            user => percent_decode(user),
+        };
+        let password = self.url.password().map(percent_decode).unwrap_or_default();
+        let database = match self.url.path().trim_start_matches('/') {
+            "" => user.clone(),
+            db => percent_decode(db),
+        };
+        let options: Vec<String> = SESSION_SETTINGS
+            .iter()
+            .map(|(name, value)| format!("-c {}={}", name, value.replace(' ', "\\ ")))
+            .collect();
+        ReplicationConfig::new(host, user, password, database, slot, publication)
+            .with_port(self.url.port().unwrap_or(5432))
+            .with_tls(TlsConfig::disabled())
+            .with_options(options.join(" "))
+            .with_application_name("viewkeeper")
+            .with_status_interval(Duration::from_secs(1))
+            .with_wakeup_interval(Duration::from_secs(5))
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| text.to_string())
+}
+
+/// The URL with its password replaced by `***`, safe for logs and errors.
+pub fn redact_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(url) => url.to_string(),
+        // Unparsable: cut everything between "://" and "@", where a password would be.
+        Err(_) => match (text.find("://"), text.rfind('@')) {
+            (Some(start), Some(end)) if end > start => {
+                format!("{}://***{}", &text[..start], &text[end..])
+            }
+            _ => text.to_string(),
+        },
+    }
+}
+
+/// Quotes one identifier for SQL.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a schema-qualified name (`public.orders` → `"public"."orders"`).
+pub fn quote_qualified(name: &str) -> String {
+    match name.split_once('.') {
+        Some((schema, table)) => format!("{}.{}", quote_ident(schema), quote_ident(table)),
+        None => quote_ident(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_survive_redaction() {
+        let redacted = redact_url("postgres://app:s3cret@db:5432/shop");
+        assert!(!redacted.contains("s3cret"));
+        assert!(redacted.contains("app:***@db"));
+        assert!(!redact_url("postgres://app:s3cret@db:badport/shop").contains("s3cret"));
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
+
+    #[test]
+    fn replication_settings_come_from_the_url() {
+        let endpoint = PgEndpoint::parse("postgres://app:p%40ss@db.local:6543/shop").unwrap();
+        let config = endpoint.replication_config("slot", "publication");
+        assert_eq!(config.host, "db.local");
+        assert_eq!(config.port, 6543);
+        assert_eq!(config.password, "p@ss");
+        assert_eq!(config.database, "shop");
+        assert!(!format!("{endpoint:?}").contains("p%40ss"));
+    }
+
+    #[test]
+    fn identifiers_are_quoted_per_part() {
+        assert_eq!(
+            quote_qualified("public.we\"ird"),
+            "\"public\".\"we\"\"ird\""
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! Sources of changes. Today: PostgreSQL logical replication with pgoutput.
+//!
+//! - [`connection`]: connection settings shared by the SQL and replication sessions.
+//! - [`catalog`]: tables, columns and primary keys; the publication.
+//! - [`snapshot`]: the initial snapshot, consistent with the slot's start.
+//! - [`stream`]: the replication stream, cut into [`crate::change::ChangeBatch`]es.
+//! - [`pgoutput`], [`pg_text`], [`copy_text`]: wire formats.
+
+pub mod catalog;
+pub mod connection;
+pub mod copy_text;
+pub mod pg_text;
+pub mod pgoutput;
+pub mod snapshot;
+pub mod stream;
+
+use crate::change::Lsn;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("PostgreSQL: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("replication connection: {0}")]
+    Replication(#[from] pgwire_replication::PgWireError),
+    #[error("pgoutput at LSN {lsn}: {error}")]
+    Decode {
+        lsn: Lsn,
+        error: pgoutput::DecodeError,
+    },
+    #[error("snapshot of table {table}: {reason}")]
+    Snapshot { table: String, reason: String },
+    #[error("database URL: {0}")]
+    Url(String),
+    #[error("replication slot {slot}: {reason}")]
+    Slot { slot: String, reason: String },
+    #[error("the replication stream ended")]
+    StreamEnded,
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error("engine task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}

@@ -1,0 +1,180 @@
+//! The initial snapshot, consistent with the replication slot's start.
+//!
+//! The slot is created on a replication session with `SNAPSHOT 'export'`; a
+//! SQL session imports that snapshot (`SET TRANSACTION SNAPSHOT`) and copies
+//! every table. The copy sees exactly the transactions committed before the
+//! slot's consistent point, and the stream delivers exactly those after it, so
+//! no change is lost or applied twice at the boundary, however busy the
+//! database is meanwhile.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use pgwire_replication::ReplicationClient;
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+
+use super::connection::{PgEndpoint, quote_ident, quote_qualified};
+use super::copy_text::{CopyLineSplitter, parse_copy_line};
+use super::pg_text::parse_text;
+use super::{SourceError, catalog};
+use crate::change::{Lsn, Value};
+use crate::engine::Engine;
+use crate::plan::TablePlan;
+
+/// Rows handed to the state store per transaction while copying.
+const ROWS_PER_CHUNK: usize = 10_000;
+
+/// Creates the slot and loads every table the views read; returns the slot's
+/// consistent point, from which streaming continues.
+pub async fn take_snapshot(
+    endpoint: &PgEndpoint,
+    pool: &PgPool,
+    slot: &str,
+    publication: &str,
+    engine: Arc<Engine>,
+) -> Result<Lsn, SourceError> {
+    catalog::drop_slot(pool, slot).await?;
+    let mut session =
+        ReplicationClient::connect_gated(endpoint.replication_config(slot, publication)).await?;
+    let (consistent_point, snapshot_name) = create_slot(&mut session, slot).await?;
+    tracing::info!(%slot, %consistent_point, "replication slot created; copying tables");
+
+    let mut conn = PgConnection::connect_with(&endpoint.sql_options()?).await?;
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut conn)
+        .await?;
+    // `create_slot` checked the name's characters.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "SET TRANSACTION SNAPSHOT '{snapshot_name}'"
+    )))
+    .execute(&mut conn)
+    .await?;
+    // The snapshot is imported: the exporting session is no longer needed.
+    drop(session);
+
+    let starting = Arc::clone(&engine);
+    tokio::task::spawn_blocking(move || starting.begin_snapshot()).await??;
+    for table in engine.plan().tables.values() {
+        let rows = copy_table(&mut conn, table, &engine).await?;
+        tracing::info!(table = %table.name, rows, "table copied");
+    }
+    sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
+
+    let finishing = Arc::clone(&engine);
+    let outcome =
+        tokio::task::spawn_blocking(move || finishing.finish_snapshot(consistent_point)).await??;
+    tracing::info!(
+        roots = outcome.roots_refreshed,
+        outbox_entries = outcome.outbox_entries,
+        "snapshot complete"
+    );
+    Ok(consistent_point)
+}
+
+async fn create_slot(
+    session: &mut ReplicationClient,
+    slot: &str,
+) -> Result<(Lsn, String), SourceError> {
+    let command = format!(
+        "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
+        quote_ident(slot)
+    );
+    let rows = session.simple_query(&command).await?;
+    let slot_error = |reason: &str| SourceError::Slot {
+        slot: slot.to_string(),
+        reason: reason.to_string(),
+    };
+    let row = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| slot_error("CREATE_REPLICATION_SLOT returned no row"))?;
+    let text = |index: usize| {
+        row.get(index)
+            .and_then(|v| v.as_ref())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    let consistent_point = text(1)
+        .as_deref()
+        .and_then(Lsn::parse)
+        .ok_or_else(|| slot_error("CREATE_REPLICATION_SLOT returned no consistent point"))?;
+    let snapshot_name =
+        text(2).ok_or_else(|| slot_error("CREATE_REPLICATION_SLOT exported no snapshot"))?;
+    if !snapshot_name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(slot_error("unexpected snapshot name"));
+    }
+    Ok((consistent_point, snapshot_name))
+}
+
+/// Copies the stored columns of one table into the state store, in chunks.
+async fn copy_table(
+    conn: &mut PgConnection,
+    table: &TablePlan,
+    engine: &Arc<Engine>,
+) -> Result<u64, SourceError> {
+    let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(c)).collect();
+    let statement = format!(
+        "COPY (SELECT {} FROM {}) TO STDOUT",
+        columns.join(", "),
+        quote_qualified(&table.name)
+    );
+    let mut stream = conn.copy_out_raw(&statement).await?;
+    let mut splitter = CopyLineSplitter::new();
+    let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK);
+    let mut total = 0u64;
+    while let Some(bytes) = stream.next().await {
+        splitter.push(&bytes?);
+        while let Some(line) = splitter.next_line() {
+            chunk.push(typed_row(table, &line)?);
+            if chunk.len() == ROWS_PER_CHUNK {
+                total += store_chunk(engine, table, std::mem::take(&mut chunk)).await?;
+            }
+        }
+    }
+    splitter.finish().map_err(|e| snapshot_error(table, e))?;
+    total += store_chunk(engine, table, chunk).await?;
+    Ok(total)
+}
+
+fn typed_row(table: &TablePlan, line: &[u8]) -> Result<Vec<Value>, SourceError> {
+    let fields = parse_copy_line(line).map_err(|e| snapshot_error(table, e))?;
+    if fields.len() != table.columns.len() {
+        return Err(snapshot_error(
+            table,
+            format!(
+                "expected {} columns, got {}",
+                table.columns.len(),
+                fields.len()
+            ),
+        ));
+    }
+    Ok(fields
+        .into_iter()
+        .zip(&table.column_types)
+        .map(|(field, &type_oid)| match field {
+            Some(text) => parse_text(type_oid, &text),
+            None => Value::Null,
+        })
+        .collect())
+}
+
+async fn store_chunk(
+    engine: &Arc<Engine>,
+    table: &TablePlan,
+    rows: Vec<Vec<Value>>,
+) -> Result<u64, SourceError> {
+    let count = rows.len() as u64;
+    let engine = Arc::clone(engine);
+    let name = table.name.clone();
+    tokio::task::spawn_blocking(move || engine.load_snapshot_rows(&name, &rows)).await??;
+    Ok(count)
+}
+
+fn snapshot_error(table: &TablePlan, reason: impl std::fmt::Display) -> SourceError {
+    SourceError::Snapshot {
+        table: table.name.clone(),
+        reason: reason.to_string(),
+    }
+}

@@ -1,0 +1,212 @@
+//! The replication stream: pgoutput messages in, [`ChangeBatch`]es out.
+//!
+//! Transactions arrive whole and in commit order. Several are grouped into one
+//! batch (up to a size, or until a short wait passes) so the state store
+//! commits once per batch, not once per transaction. A transaction too large
+//! to hold is handed over in parts that carry no position; only its commit
+//! moves the position.
+
+use std::time::Duration;
+
+use pgwire_replication::{Lsn as WireLsn, ReplicationClient, ReplicationEvent};
+use tokio::time::Instant;
+
+use super::SourceError;
+use super::connection::PgEndpoint;
+use super::pgoutput::{Relations, decode};
+use crate::change::{Change, ChangeBatch, Lsn};
+
+/// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+/// How batches are cut.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// A batch closes at the first commit after this many changes.
+    pub max_changes: usize,
+    /// A batch closes this long after its first commit.
+    pub max_wait: Duration,
+    /// A single transaction larger than this is handed over in parts.
+    pub max_transaction_part: usize,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits {
+            max_changes: 5_000,
+            max_wait: Duration::from_millis(20),
+            max_transaction_part: 50_000,
+        }
+    }
+}
+
+pub struct ReplicationStream {
+    client: ReplicationClient,
+    relations: Relations,
+    limits: BatchLimits,
+    /// Transactions whose commit is at or before this position were applied
+    /// already (the server may resend them after a reconnect): skip them.
+    applied_through: Lsn,
+    /// Changes of the transaction being received.
+    transaction: Vec<Change>,
+    /// Whether the current transaction was already applied and is skipped.
+    skipping: bool,
+    /// Between a Begin and its Commit.
+    in_transaction: bool,
+    /// A batch of whole transactions waiting to be returned.
+    ready: ChangeBatch,
+}
+
+impl ReplicationStream {
+    /// Starts streaming `publication` from `slot` after `position`, which is
+    /// durable in the state store.
+    pub async fn start(
+        endpoint: &PgEndpoint,
+        slot: &str,
+        publication: &str,
+        position: Lsn,
+        limits: BatchLimits,
+    ) -> Result<ReplicationStream, SourceError> {
+        let config = endpoint
+            .replication_config(slot, publication)
+            .with_start_lsn(WireLsn::from_u64(position.0))
+            .with_ack_lsn(WireLsn::from_u64(position.0));
+        let mut client = ReplicationClient::connect(config).await?;
+        client.wait_started().await?;
+        Ok(Self::from_started(client, position, limits))
+    }
+
+    /// Wraps a session that has already started streaming (as `tail` does
+    /// with its temporary slot).
+    pub fn from_started(
+        client: ReplicationClient,
+        position: Lsn,
+        limits: BatchLimits,
+    ) -> ReplicationStream {
+        ReplicationStream {
+            client,
+            relations: Relations::new(),
+            limits,
+            applied_through: position,
+            transaction: Vec::new(),
+            skipping: false,
+            in_transaction: false,
+            ready: ChangeBatch::default(),
+        }
+    }
+
+    /// Tells PostgreSQL that everything up to `position` is durable, so the
+    /// slot may release that WAL.
+    pub fn confirm(&self, position: Lsn) {
+        self.client
+            .update_applied_lsn(WireLsn::from_u64(position.0));
+    }
+
+    /// Waits for the next batch: at least one whole transaction (or one part
+    /// of a very large one).
+    pub async fn next_batch(&mut self) -> Result<ChangeBatch, SourceError> {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let event = match deadline {
+                None => self.client.recv().await?,
+                Some(at) => match tokio::time::timeout_at(at, self.client.recv()).await {
+                    Ok(event) => event?,
+                    Err(_) => return Ok(std::mem::take(&mut self.ready)),
+                },
+            };
+            let Some(event) = event else {
+                return Err(SourceError::StreamEnded);
+            };
+            if let Some(batch) = self.on_event(event)? {
+                return Ok(batch);
+            }
+            if deadline.is_none() && self.ready.commit_end.is_some() {
+                deadline = Some(Instant::now() + self.limits.max_wait);
+            }
+        }
+    }
+
+    /// Handles one event; returns a batch when one must be handed over now.
+    fn on_event(&mut self, event: ReplicationEvent) -> Result<Option<ChangeBatch>, SourceError> {
+        match event {
+            ReplicationEvent::Begin { final_lsn, .. } => {
+                self.transaction.clear();
+                self.in_transaction = true;
+                self.skipping = Lsn(final_lsn.as_u64()) < self.applied_through;
+            }
+            ReplicationEvent::XLogData {
+                wal_start, data, ..
+            } => {
+                let message = decode(&data).map_err(|error| SourceError::Decode {
+                    lsn: Lsn(wal_start.as_u64()),
+                    error,
+                })?;
+                let changes =
+                    self.relations
+                        .to_changes(message)
+                        .map_err(|error| SourceError::Decode {
+                            lsn: Lsn(wal_start.as_u64()),
+                            error,
+                        })?;
+                if !self.skipping {
+                    self.transaction.extend(changes);
+                    if self.transaction.len() >= self.limits.max_transaction_part {
+                        return Ok(Some(self.transaction_part()));
+                    }
+                }
+            }
+            ReplicationEvent::Commit {
+                end_lsn,
+                commit_time_micros,
+                ..
+            } => {
+                let end = Lsn(end_lsn.as_u64());
+                if !self.skipping && end > self.applied_through {
+                    self.ready.changes.append(&mut self.transaction);
+                    self.ready.commit_end = Some(end);
+                    self.ready.commit_time_micros = commit_time_micros + PG_EPOCH_OFFSET_MICROS;
+                    self.applied_through = end;
+                }
+                self.transaction.clear();
+                self.skipping = false;
+                self.in_transaction = false;
+                if self.ready.changes.len() >= self.limits.max_changes {
+                    return Ok(Some(std::mem::take(&mut self.ready)));
+                }
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } => return Ok(self.idle_advance(wal_end)),
+            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
+        }
+        Ok(None)
+    }
+
+    /// When nothing is in flight, a keepalive's WAL end is a position with no
+    /// unapplied commit before it: an empty batch carrying it lets the slot
+    /// advance even when every write goes to tables no view reads.
+    fn idle_advance(&mut self, wal_end: WireLsn) -> Option<ChangeBatch> {
+        let wal_end = Lsn(wal_end.as_u64());
+        let idle = !self.in_transaction && self.ready.commit_end.is_none();
+        if !idle || wal_end <= self.applied_through {
+            return None;
+        }
+        self.applied_through = wal_end;
+        Some(ChangeBatch {
+            changes: Vec::new(),
+            commit_end: Some(wal_end),
+            commit_time_micros: 0,
+        })
+    }
+
+    /// Hands over the whole transactions received so far, or else a part of
+    /// the current large transaction, which carries no position.
+    fn transaction_part(&mut self) -> ChangeBatch {
+        if self.ready.commit_end.is_some() {
+            return std::mem::take(&mut self.ready);
+        }
+        ChangeBatch {
+            changes: std::mem::take(&mut self.transaction),
+            commit_end: None,
+            commit_time_micros: 0,
+        }
+    }
+}

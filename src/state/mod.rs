@@ -1,0 +1,235 @@
+//! The embedded state store: one redb file under the data directory.
+//!
+//! It holds what the views need and nothing else: the stored columns of every
+//! source row, the join indexes that find the root rows a change touches, the
+//! last output of every root, one outbox per sink, and the source position.
+//! The engine writes all of it in one transaction per batch, so the position
+//! is durable exactly when the effects of the changes before it are.
+
+pub mod keycode;
+mod outbox;
+mod writer;
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+pub use outbox::{OutboxEntry, OutboxOp, StoredOutput};
+pub use writer::StateWriter;
+
+use crate::change::Lsn;
+
+/// `table ‖ primary key` → stored columns (postcard `Vec<Value>`).
+const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
+/// `table ‖ index ‖ join values ‖ primary key` → nothing: a join index entry.
+const JOIN_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("join_index");
+/// `view ‖ root primary key` → the root's last output ([`StoredOutput`]).
+const OUTPUTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outputs");
+/// `(sink, sequence)` → [`OutboxEntry`], in the order the sink must apply them.
+const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
+/// `(view, root primary key)` → nothing: roots whose refresh was deferred.
+const PENDING: TableDefinition<(&str, &[u8]), ()> = TableDefinition::new("pending_roots");
+/// Small named values: source position, layout, outbox sequences.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const META_POSITION: &str = "source_position";
+const META_LAYOUT: &str = "layout";
+const META_STORE_ID: &str = "store_id";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Storage(#[from] redb::Error),
+    #[error("state store: corrupt {what}: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+    #[error(
+        "state store {path} is locked by another viewkeeper process (only one may use a data directory)"
+    )]
+    Locked { path: String },
+}
+
+macro_rules! storage_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Storage(e.into()) }
+        }
+    )*};
+}
+storage_error_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Handle to the state store; cheap to share behind an `Arc`.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `dir/state.redb`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join("state.redb");
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: path.display().to_string(),
+            },
+            other => StoreError::Storage(other.into()),
+        })?;
+        let store = Store { db };
+        store.create_tables()?;
+        Ok(store)
+    }
+
+    /// A random identifier chosen when the store was created. Sinks record it
+    /// beside their checkpoint, so a checkpoint written from another store
+    /// (the data directory was replaced) is recognised as foreign.
+    pub fn id(&self) -> Result<String, StoreError> {
+        if let Some(id) = self.read_meta_u64(META_STORE_ID)? {
+            return Ok(format!("{id:016x}"));
+        }
+        let id: u64 = rand::random();
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(META_STORE_ID, id.to_be_bytes().as_slice())?;
+        txn.commit()?;
+        Ok(format!("{id:016x}"))
+    }
+
+    fn create_tables(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(ROWS)?;
+        txn.open_table(JOIN_INDEX)?;
+        txn.open_table(OUTPUTS)?;
+        txn.open_table(OUTBOX)?;
+        txn.open_table(META)?;
+        txn.open_table(PENDING)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Runs `work` in one write transaction and commits it durably.
+    pub fn write<T, E>(&self, work: impl FnOnce(&mut StateWriter) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let result = {
+            let mut writer = StateWriter::open(&txn)?;
+            work(&mut writer)?
+        };
+        txn.commit().map_err(StoreError::from)?;
+        Ok(result)
+    }
+
+    /// The end LSN of the last transaction whose effects are durable here, or
+    /// `None` before the initial snapshot has completed.
+    pub fn position(&self) -> Result<Option<Lsn>, StoreError> {
+        self.read_meta_u64(META_POSITION).map(|v| v.map(Lsn))
+    }
+
+    /// The layout the rows were stored with (see [`crate::plan::Plan::layout`]).
+    pub fn layout(&self) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let value = meta.get(META_LAYOUT)?;
+        Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    fn read_meta_u64(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let value = meta.get(name)?;
+        value
+            .map(|v| decode_u64(v.value(), "meta value"))
+            .transpose()
+    }
+
+    /// Up to `limit` outbox entries of `sink` after sequence `after`, in order.
+    pub fn outbox_after(
+        &self,
+        sink: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let outbox = txn.open_table(OUTBOX)?;
+        let mut entries = Vec::new();
+        for item in outbox
+            .range((sink, after.saturating_add(1))..=(sink, u64::MAX))?
+            .take(limit)
+        {
+            let (key, value) = item?;
+            entries.push((key.value().1, outbox::decode(value.value())?));
+        }
+        Ok(entries)
+    }
+
+    /// Removes the outbox entries of `sink` up to and including `upto`, once the
+    /// sink has made them durable.
+    pub fn truncate_outbox(&self, sink: &str, upto: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut outbox = txn.open_table(OUTBOX)?;
+            outbox.retain_in((sink, 0)..=(sink, upto), |_, _| false)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Number of entries `sink` has not applied yet, given its applied sequence.
+    pub fn outbox_depth(&self, sink: &str, applied: u64) -> Result<u64, StoreError> {
+        Ok(self.last_outbox_sequence(sink)?.saturating_sub(applied))
+    }
+
+    /// The sequence of the newest outbox entry ever written for `sink` (0: none).
+    pub fn last_outbox_sequence(&self, sink: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .read_meta_u64(&outbox::sequence_meta_key(sink))?
+            .unwrap_or(0))
+    }
+
+    /// Reads every stored output of `views` at one consistent point, with the
+    /// newest outbox sequence of `sink` at that point, in chunks of `chunk`.
+    /// Used to rewrite a sink that lost its data.
+    pub fn outputs_snapshot(
+        &self,
+        sink: &str,
+        views: &[String],
+        chunk: usize,
+        mut each_chunk: impl FnMut(Vec<(String, StoredOutput)>) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let sequence = match meta.get(outbox::sequence_meta_key(sink).as_str())? {
+            Some(v) => decode_u64(v.value(), "outbox sequence")?,
+            None => 0,
+        };
+        let outputs = txn.open_table(OUTPUTS)?;
+        for view in views {
+            let prefix = writer::view_prefix(view);
+            let end = keycode::prefix_end(&prefix);
+            let mut batch = Vec::with_capacity(chunk);
+            for item in outputs.range(prefix.as_slice()..end.as_slice())? {
+                let (_, value) = item?;
+                batch.push((view.clone(), outbox::decode_output(value.value())?));
+                if batch.len() == chunk {
+                    each_chunk(std::mem::take(&mut batch))?;
+                }
+            }
+            if !batch.is_empty() {
+                each_chunk(batch)?;
+            }
+        }
+        Ok(sequence)
+    }
+}
+
+fn decode_u64(bytes: &[u8], what: &'static str) -> Result<u64, StoreError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        what,
+        reason: format!("expected 8 bytes, found {}", bytes.len()),
+    })?;
+    Ok(u64::from_be_bytes(array))
+}

@@ -1,0 +1,288 @@
+//! [`StateWriter`]: typed access to the store inside one write transaction.
+
+use std::collections::HashMap;
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use super::keycode::{encode_str, prefix_end};
+use super::outbox::{self, OutboxEntry, StoredOutput};
+use super::{
+    JOIN_INDEX, META, META_LAYOUT, META_POSITION, OUTBOX, OUTPUTS, PENDING, ROWS, StoreError,
+};
+use crate::change::{Lsn, Value};
+
+/// The tables of one write transaction. Keys of rows and outputs are the
+/// encoded primary key (see [`super::keycode`]); this type adds the table, view
+/// or index name in front.
+pub struct StateWriter<'txn> {
+    rows: Table<'txn, &'static [u8], &'static [u8]>,
+    join_index: Table<'txn, &'static [u8], ()>,
+    outputs: Table<'txn, &'static [u8], &'static [u8]>,
+    outbox: Table<'txn, (&'static str, u64), &'static [u8]>,
+    meta: Table<'txn, &'static str, &'static [u8]>,
+    pending: Table<'txn, (&'static str, &'static [u8]), ()>,
+    /// Next outbox sequence per sink, read once per transaction.
+    next_sequence: HashMap<String, u64>,
+}
+
+pub(super) fn view_prefix(view: &str) -> Vec<u8> {
+    let mut key = Vec::new();
+    encode_str(view, &mut key);
+    key
+}
+
+fn prefixed(name: &str, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + rest.len() + 3);
+    encode_str(name, &mut key);
+    key.extend_from_slice(rest);
+    key
+}
+
+fn index_prefix(table: &str, index: &str, values: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(table.len() + index.len() + values.len() + 6);
+    encode_str(table, &mut key);
+    encode_str(index, &mut key);
+    key.extend_from_slice(values);
+    key
+}
+
+fn decode_row(bytes: &[u8]) -> Result<Vec<Value>, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+        what: "row",
+        reason: e.to_string(),
+    })
+}
+
+impl<'txn> StateWriter<'txn> {
+    pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        Ok(StateWriter {
+            rows: txn.open_table(ROWS)?,
+            join_index: txn.open_table(JOIN_INDEX)?,
+            outputs: txn.open_table(OUTPUTS)?,
+            outbox: txn.open_table(OUTBOX)?,
+            meta: txn.open_table(META)?,
+            pending: txn.open_table(PENDING)?,
+            next_sequence: HashMap::new(),
+        })
+    }
+
+    pub fn get_row(&self, table: &str, pk: &[u8]) -> Result<Option<Vec<Value>>, StoreError> {
+        let key = prefixed(table, pk);
+        match self.rows.get(key.as_slice())? {
+            Some(bytes) => decode_row(bytes.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_row(&mut self, table: &str, pk: &[u8], row: &[Value]) -> Result<(), StoreError> {
+        let key = prefixed(table, pk);
+        let bytes = outbox::encode(&row);
+        self.rows.insert(key.as_slice(), bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn delete_row(&mut self, table: &str, pk: &[u8]) -> Result<(), StoreError> {
+        let key = prefixed(table, pk);
+        self.rows.remove(key.as_slice())?;
+        Ok(())
+    }
+
+    /// Primary keys of every stored row of `table`, in key order.
+    pub fn table_keys(&self, table: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = prefixed(table, &[]);
+        self.keys_with_prefix_in_rows(&prefix)
+    }
+
+    fn keys_with_prefix_in_rows(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let end = prefix_end(prefix);
+        let mut keys = Vec::new();
+        for item in self.rows.range(prefix..end.as_slice())? {
+            let (key, _) = item?;
+            keys.push(key.value()[prefix.len()..].to_vec());
+        }
+        Ok(keys)
+    }
+
+    /// Stored rows of `table` in primary-key order, from `after` (exclusive),
+    /// at most `limit`: for scans in bounded chunks.
+    pub fn table_rows_after(
+        &self,
+        table: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<Value>)>, StoreError> {
+        let prefix = prefixed(table, &[]);
+        let end = prefix_end(&prefix);
+        let start = match after {
+            Some(pk) => {
+                let mut k = prefixed(table, pk);
+                k.push(0); // the next key after `pk`
+                k
+            }
+            None => prefix.clone(),
+        };
+        let mut rows = Vec::new();
+        for item in self
+            .rows
+            .range(start.as_slice()..end.as_slice())?
+            .take(limit)
+        {
+            let (key, value) = item?;
+            rows.push((
+                key.value()[prefix.len()..].to_vec(),
+                decode_row(value.value())?,
+            ));
+        }
+        Ok(rows)
+    }
+
+    pub fn index_insert(
+        &mut self,
+        table: &str,
+        index: &str,
+        values: &[u8],
+        pk: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut key = index_prefix(table, index, values);
+        key.extend_from_slice(pk);
+        self.join_index.insert(key.as_slice(), ())?;
+        Ok(())
+    }
+
+    pub fn index_remove(
+        &mut self,
+        table: &str,
+        index: &str,
+        values: &[u8],
+        pk: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut key = index_prefix(table, index, values);
+        key.extend_from_slice(pk);
+        self.join_index.remove(key.as_slice())?;
+        Ok(())
+    }
+
+    /// Primary keys of the rows of `table` whose `index` columns equal `values`.
+    pub fn index_lookup(
+        &self,
+        table: &str,
+        index: &str,
+        values: &[u8],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = index_prefix(table, index, values);
+        let end = prefix_end(&prefix);
+        let mut keys = Vec::new();
+        for item in self.join_index.range(prefix.as_slice()..end.as_slice())? {
+            let (key, _) = item?;
+            keys.push(key.value()[prefix.len()..].to_vec());
+        }
+        Ok(keys)
+    }
+
+    /// Drops every row and join index entry (a new snapshot follows).
+    pub fn clear_rows(&mut self) -> Result<(), StoreError> {
+        self.rows.retain(|_, _| false)?;
+        self.join_index.retain(|_, _| false)?;
+        self.meta.remove(META_POSITION)?;
+        Ok(())
+    }
+
+    pub fn get_output(&self, view: &str, pk: &[u8]) -> Result<Option<StoredOutput>, StoreError> {
+        let key = prefixed(view, pk);
+        match self.outputs.get(key.as_slice())? {
+            Some(bytes) => outbox::decode_output(bytes.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_output(
+        &mut self,
+        view: &str,
+        pk: &[u8],
+        output: &StoredOutput,
+    ) -> Result<(), StoreError> {
+        let key = prefixed(view, pk);
+        let bytes = outbox::encode(output);
+        self.outputs.insert(key.as_slice(), bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn delete_output(&mut self, view: &str, pk: &[u8]) -> Result<(), StoreError> {
+        let key = prefixed(view, pk);
+        self.outputs.remove(key.as_slice())?;
+        Ok(())
+    }
+
+    /// Root keys of every stored output of `view`.
+    pub fn output_keys(&self, view: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = view_prefix(view);
+        let end = prefix_end(&prefix);
+        let mut keys = Vec::new();
+        for item in self.outputs.range(prefix.as_slice()..end.as_slice())? {
+            let (key, _) = item?;
+            keys.push(key.value()[prefix.len()..].to_vec());
+        }
+        Ok(keys)
+    }
+
+    /// Appends `entry` to `sink`'s outbox and returns its sequence.
+    pub fn append_outbox(&mut self, sink: &str, entry: &OutboxEntry) -> Result<u64, StoreError> {
+        let sequence = self.next_sequence(sink)?;
+        let bytes = outbox::encode(entry);
+        self.outbox.insert((sink, sequence), bytes.as_slice())?;
+        self.next_sequence.insert(sink.to_string(), sequence + 1);
+        let meta_key = outbox::sequence_meta_key(sink);
+        self.meta
+            .insert(meta_key.as_str(), sequence.to_be_bytes().as_slice())?;
+        Ok(sequence)
+    }
+
+    fn next_sequence(&mut self, sink: &str) -> Result<u64, StoreError> {
+        if let Some(next) = self.next_sequence.get(sink) {
+            return Ok(*next);
+        }
+        let meta_key = outbox::sequence_meta_key(sink);
+        let last = match self.meta.get(meta_key.as_str())? {
+            Some(v) => super::decode_u64(v.value(), "outbox sequence")?,
+            None => 0,
+        };
+        Ok(last + 1)
+    }
+
+    pub fn position(&self) -> Result<Option<Lsn>, StoreError> {
+        match self.meta.get(META_POSITION)? {
+            Some(v) => Ok(Some(Lsn(super::decode_u64(v.value(), "source position")?))),
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_position(&mut self, position: Lsn) -> Result<(), StoreError> {
+        self.meta
+            .insert(META_POSITION, position.0.to_be_bytes().as_slice())?;
+        Ok(())
+    }
+
+    pub fn set_layout(&mut self, layout: &str) -> Result<(), StoreError> {
+        self.meta.insert(META_LAYOUT, layout.as_bytes())?;
+        Ok(())
+    }
+
+    /// Records that a root of `view` must be refreshed later.
+    pub fn add_pending(&mut self, view: &str, pk: &[u8]) -> Result<(), StoreError> {
+        self.pending.insert((view, pk), ())?;
+        Ok(())
+    }
+
+    /// Removes and returns up to `limit` pending roots.
+    pub fn take_pending(&mut self, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut taken = Vec::new();
+        while taken.len() < limit {
+            let Some((key, _)) = self.pending.pop_first()? else {
+                break;
+            };
+            let (view, pk) = key.value();
+            taken.push((view.to_string(), pk.to_vec()));
+        }
+        Ok(taken)
+    }
+}

@@ -1,0 +1,240 @@
+//! The online check of `viewkeeper check`: views against the tables of the live
+//! database. Loading the [`Catalog`] from PostgreSQL is done elsewhere; this
+//! module only compares, so it is tested with hand-built catalogs.
+
+use std::collections::HashMap;
+
+use super::error::ViewError;
+use super::filter::{WHERE_PATH, filter_relation};
+use super::model::{
+    CacheView, Cardinality, Field, FieldSource, KeyPart, Relation, ViewDef, ViewKind,
+};
+use super::shape::child_path;
+use super::table::display_table;
+
+/// The tables of the source database that views may read.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// By schema-qualified name (`public.orders`).
+    pub tables: HashMap<String, TableInfo>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TableInfo {
+    pub columns: Vec<ColumnInfo>,
+    /// Primary-key columns in key order; empty when the table has none.
+    pub primary_key: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// PostgreSQL type OID, for later type checks of joins and filters.
+    pub type_oid: u32,
+}
+
+impl TableInfo {
+    fn has_column(&self, name: &str) -> bool {
+        self.columns.iter().any(|column| column.name == name)
+    }
+}
+
+/// Every error of every view against `catalog`, in view order.
+pub fn check_against_catalog(views: &[ViewDef], catalog: &Catalog) -> Vec<ViewError> {
+    let mut errors = Vec::new();
+    for view in views {
+        let mut check = ViewCheck {
+            view,
+            catalog,
+            errors: Vec::new(),
+        };
+        match &view.kind {
+            ViewKind::Cache(cache) => check.cache_view(cache),
+        }
+        check.errors.sort_by_key(|error| error.line);
+        errors.append(&mut check.errors);
+    }
+    errors
+}
+
+/// The check of one view: it knows the view's file and locations, so each
+/// error is built with its line from the field path alone.
+struct ViewCheck<'a> {
+    view: &'a ViewDef,
+    catalog: &'a Catalog,
+    errors: Vec<ViewError>,
+}
+
+impl<'a> ViewCheck<'a> {
+    fn cache_view(&mut self, cache: &CacheView) {
+        let Some(root) = self.table(&cache.root, "root") else {
+            return;
+        };
+        self.key_template(cache, root);
+        self.fields(&cache.fields, &cache.root, "fields");
+        self.filter(cache, root);
+    }
+
+    /// The table, or an error when it does not exist or has no primary key
+    /// (without one, rows cannot be told apart in the state store).
+    fn table(&mut self, name: &str, path: &str) -> Option<&'a TableInfo> {
+        let Some(table) = self.catalog.tables.get(name) else {
+            self.error(
+                path,
+                path,
+                format!("table \"{}\" does not exist", display_table(name)),
+            );
+            return None;
+        };
+        if table.primary_key.is_empty() {
+            let message = format!("table {} has no primary key", display_table(name));
+            self.error(path, path, message);
+        }
+        Some(table)
+    }
+
+    fn key_template(&mut self, cache: &CacheView, root: &TableInfo) {
+        for part in &cache.key.parts {
+            if let KeyPart::Column(column) = part {
+                self.column(root, &cache.root, column, "key", "key");
+            }
+        }
+        let missing: Vec<&str> = root
+            .primary_key
+            .iter()
+            .filter(|pk| !cache.key.parts.contains(&KeyPart::Column(pk.to_string())))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            let message = format!(
+                "key template must include every primary key column of table {}, missing {}: \
+                 otherwise two rows could get the same key",
+                display_table(&cache.root),
+                quoted_list(&missing)
+            );
+            self.error("key", "key", message);
+        }
+    }
+
+    fn fields(&mut self, fields: &[Field], table_name: &str, path: &str) {
+        let Some(table) = self.catalog.tables.get(table_name) else {
+            return;
+        };
+        for field in fields {
+            let field_path = child_path(path, &field.name);
+            match &field.source {
+                FieldSource::Column(column) => {
+                    self.column(table, table_name, column, &field_path, &field_path)
+                }
+                FieldSource::Relation(relation) => {
+                    self.relation(relation, table, table_name, &field_path)
+                }
+            }
+        }
+    }
+
+    fn relation(&mut self, relation: &Relation, parent: &TableInfo, parent_name: &str, path: &str) {
+        let on_path = child_path(path, "on");
+        for pair in &relation.on {
+            let pair_path = child_path(&on_path, &pair.joined);
+            self.column(parent, parent_name, &pair.parent, &on_path, &pair_path);
+        }
+        let table_path = child_path(path, cardinality_key(relation.cardinality));
+        let Some(joined) = self.table(&relation.table, &table_path) else {
+            return;
+        };
+        for pair in &relation.on {
+            let pair_path = child_path(&on_path, &pair.joined);
+            self.column(joined, &relation.table, &pair.joined, &on_path, &pair_path);
+        }
+        let order_path = child_path(path, "order_by");
+        for (index, key) in relation.order_by.iter().enumerate() {
+            // `order_by[1]` is recorded for lists only; a single key falls back
+            // to the line of `order_by`.
+            let item_path = format!("{order_path}[{index}]");
+            self.column(
+                joined,
+                &relation.table,
+                &key.column,
+                &order_path,
+                &item_path,
+            );
+        }
+        self.fields(
+            &relation.fields,
+            &relation.table,
+            &child_path(path, "fields"),
+        );
+    }
+
+    fn filter(&mut self, cache: &CacheView, root: &'a TableInfo) {
+        let Some(filter) = &cache.filter else {
+            return;
+        };
+        for path in filter.columns() {
+            // Paths that do not resolve were reported when the file was read.
+            let (Ok(relation), Some(column)) = (filter_relation(&cache.fields, &path), path.last())
+            else {
+                continue;
+            };
+            let (table, table_name) = match relation {
+                None => (Some(root), cache.root.as_str()),
+                Some(relation) => (
+                    self.catalog.tables.get(&relation.table),
+                    relation.table.as_str(),
+                ),
+            };
+            if let Some(table) = table {
+                self.column(table, table_name, column, WHERE_PATH, WHERE_PATH);
+            }
+        }
+    }
+
+    /// Reports `column` missing from `table` at field `path`, on the line of
+    /// `line_path` (a more precise node, such as one join pair).
+    fn column(
+        &mut self,
+        table: &TableInfo,
+        table_name: &str,
+        column: &str,
+        path: &str,
+        line_path: &str,
+    ) {
+        if !table.has_column(column) {
+            let message = format!(
+                "column \"{column}\" does not exist in table {}",
+                display_table(table_name)
+            );
+            self.error(path, line_path, message);
+        }
+    }
+
+    fn error(&mut self, path: &str, line_path: &str, message: String) {
+        self.errors.push(ViewError {
+            file: self.view.file.clone(),
+            line: self.view.locations.line(line_path),
+            field: path.to_owned(),
+            message,
+        });
+    }
+}
+
+fn quoted_list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|name| format!("\"{name}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The key that named the joined table: `one` or `many`.
+fn cardinality_key(cardinality: Cardinality) -> &'static str {
+    match cardinality {
+        Cardinality::One => "one",
+        Cardinality::Many => "many",
+    }
+}
+
+#[cfg(test)]
+#[path = "catalog_tests.rs"]
+mod tests;

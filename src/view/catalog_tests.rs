@@ -1,0 +1,192 @@
+//! Tests of the catalog check with a hand-built catalog of the example shop.
+
+use std::path::Path;
+
+use super::*;
+use crate::view::parse_view;
+
+const ORDER_CACHE: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/views/order_cache.yaml"
+));
+
+fn table(columns: &[&str], primary_key: &[&str]) -> TableInfo {
+    TableInfo {
+        columns: columns
+            .iter()
+            .map(|name| ColumnInfo {
+                name: (*name).to_owned(),
+                type_oid: 0,
+            })
+            .collect(),
+        primary_key: primary_key.iter().map(|name| (*name).to_owned()).collect(),
+    }
+}
+
+fn shop() -> Catalog {
+    let mut catalog = Catalog::default();
+    let mut add = |name: &str, info: TableInfo| {
+        catalog.tables.insert(name.to_owned(), info);
+    };
+    add(
+        "public.orders",
+        table(
+            &["id", "customer_id", "status", "total_cents", "created_at"],
+            &["id"],
+        ),
+    );
+    add("public.customers", table(&["id", "name", "email"], &["id"]));
+    add(
+        "public.order_items",
+        table(
+            &["id", "order_id", "product_id", "sku", "quantity"],
+            &["id"],
+        ),
+    );
+    add(
+        "public.products",
+        table(&["id", "name", "price_cents"], &["id"]),
+    );
+    catalog
+}
+
+/// The catalog errors of the example view edited by `edit`, as displayed.
+fn check(text: &str, catalog: &Catalog) -> Vec<String> {
+    let view = parse_view(Path::new("views/order_cache.yaml"), text).expect("the view parses");
+    check_against_catalog(&[view], catalog)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn the_example_view_matches_the_shop_schema() {
+    assert_eq!(check(ORDER_CACHE, &shop()), Vec::<String>::new());
+}
+
+#[test]
+fn an_unknown_column_in_on_names_file_line_field_and_table() {
+    let text = ORDER_CACHE.replace("{ id: customer_id }", "{ id: customer_idd }");
+    assert_eq!(
+        check(&text, &shop()),
+        [
+            r#"views/order_cache.yaml:14: fields.customer.on: column "customer_idd" does not exist in table orders"#
+        ]
+    );
+}
+
+#[test]
+fn the_joined_side_of_on_is_checked_in_the_joined_table() {
+    let text = ORDER_CACHE.replace("{ order_id: id }", "{ orderid: id }");
+    assert_eq!(
+        check(&text, &shop()),
+        [
+            r#"views/order_cache.yaml:18: fields.items.on: column "orderid" does not exist in table order_items"#
+        ]
+    );
+}
+
+#[test]
+fn unknown_tables_are_reported_without_cascading_column_errors() {
+    let text = ORDER_CACHE
+        .replace("root: orders", "root: orderz")
+        .replace("one: customers", "one: clients");
+    assert_eq!(
+        check(&text, &shop()),
+        [r#"views/order_cache.yaml:4: root: table "orderz" does not exist"#]
+    );
+    let text = ORDER_CACHE.replace("one: customers", "one: crm.clients");
+    assert_eq!(
+        check(&text, &shop()),
+        [r#"views/order_cache.yaml:13: fields.customer.one: table "crm.clients" does not exist"#]
+    );
+}
+
+#[test]
+fn root_and_joined_tables_need_a_primary_key() {
+    let mut catalog = shop();
+    catalog
+        .tables
+        .get_mut("public.customers")
+        .unwrap()
+        .primary_key
+        .clear();
+    catalog
+        .tables
+        .get_mut("public.orders")
+        .unwrap()
+        .primary_key
+        .clear();
+    assert_eq!(
+        check(ORDER_CACHE, &catalog),
+        [
+            "views/order_cache.yaml:4: root: table orders has no primary key",
+            "views/order_cache.yaml:13: fields.customer.one: table customers has no primary key",
+        ]
+    );
+}
+
+#[test]
+fn the_key_template_must_cover_the_root_primary_key() {
+    let text = ORDER_CACHE.replace("order:{id}", "order:{customer_id}");
+    assert_eq!(
+        check(&text, &shop()),
+        [
+            r#"views/order_cache.yaml:5: key: key template must include every primary key column of table orders, missing "id": otherwise two rows could get the same key"#
+        ]
+    );
+    let mut catalog = shop();
+    catalog.tables.get_mut("public.orders").unwrap().primary_key =
+        vec!["id".into(), "customer_id".into()];
+    let text = ORDER_CACHE.replace("order:{id}", "order:{id}:{customer_id}");
+    assert_eq!(check(&text, &catalog), Vec::<String>::new());
+}
+
+#[test]
+fn key_template_columns_must_exist() {
+    let text = ORDER_CACHE.replace("order:{id}", "order:{id}:{tenant}");
+    assert_eq!(
+        check(&text, &shop()),
+        [r#"views/order_cache.yaml:5: key: column "tenant" does not exist in table orders"#]
+    );
+}
+
+#[test]
+fn where_columns_are_checked_in_the_table_of_their_relation() {
+    let text = ORDER_CACHE.replace(
+        "status <> 'draft'",
+        "statuz <> 'draft' and customer.emial is not null",
+    );
+    assert_eq!(
+        check(&text, &shop()),
+        [
+            r#"views/order_cache.yaml:6: where: column "statuz" does not exist in table orders"#,
+            r#"views/order_cache.yaml:6: where: column "emial" does not exist in table customers"#,
+        ]
+    );
+}
+
+#[test]
+fn field_and_order_by_columns_are_checked_at_every_depth() {
+    let text = ORDER_CACHE
+        .replace("order_by: id", "order_by: position")
+        .replace("fields: { name: name } }", "fields: { name: title } }");
+    assert_eq!(
+        check(&text, &shop()),
+        [
+            r#"views/order_cache.yaml:19: fields.items.order_by: column "position" does not exist in table order_items"#,
+            r#"views/order_cache.yaml:23: fields.items.fields.product.fields.name: column "title" does not exist in table products"#,
+        ]
+    );
+}
+
+#[test]
+fn order_by_list_items_are_located_one_by_one() {
+    let text = ORDER_CACHE.replace("order_by: id", "order_by:\n      - sku\n      - rank desc");
+    assert_eq!(
+        check(&text, &shop()),
+        [
+            r#"views/order_cache.yaml:21: fields.items.order_by: column "rank" does not exist in table order_items"#
+        ]
+    );
+}

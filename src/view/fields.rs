@@ -1,0 +1,212 @@
+//! Output fields of a document: `name: column`, or a relation (`one:`/`many:`
+//! a table, `on:` the join, `order_by:`, nested `fields:`) nested to any depth.
+
+use super::error::FileReport;
+use super::model::{Cardinality, Field, FieldSource, JoinPair, OrderKey, Relation};
+use super::node::{Entry, Node, NodeValue};
+use super::shape::{self, Mapping, child_path};
+use super::table::qualified_table;
+
+const RELATION_KEYS: &[&str] = &["one", "many", "on", "order_by", "fields"];
+
+/// Reads a `fields:` mapping at `path`, in definition order.
+pub(crate) fn read_fields(report: &mut FileReport, node: &Node, path: &str) -> Vec<Field> {
+    let Some(mapping) = shape::named_keys(report, node, path, "field") else {
+        return Vec::new();
+    };
+    if mapping.entries.is_empty() {
+        report.error(node.line, path, "needs at least one field");
+    }
+    mapping
+        .entries
+        .iter()
+        .filter_map(|entry| read_field(report, entry, path))
+        .collect()
+}
+
+fn read_field(report: &mut FileReport, entry: &Entry, fields_path: &str) -> Option<Field> {
+    let path = child_path(fields_path, &entry.key);
+    report.locate(&path, entry.key_line);
+    let name_ok = check_field_name(report, entry, &path);
+    let source = match &entry.value.value {
+        NodeValue::Map(_) => FieldSource::Relation(read_relation(report, entry, &path)?),
+        NodeValue::Text(_) => {
+            FieldSource::Column(shape::column_name(report, &entry.value, &path)?.to_owned())
+        }
+        _ => {
+            let message = format!(
+                "expected a column name or a relation (a mapping with `one:` or `many:`), found {}",
+                entry.value.describe()
+            );
+            report.error(entry.value.line, &path, message);
+            return None;
+        }
+    };
+    name_ok.then(|| Field {
+        name: entry.key.clone(),
+        source,
+    })
+}
+
+/// Field names become JSON keys and, for relations, the first part of `where`
+/// column paths (`customer.email`): a dot would make those paths ambiguous.
+fn check_field_name(report: &mut FileReport, entry: &Entry, path: &str) -> bool {
+    let problem = if entry.key.is_empty() {
+        "field name is empty"
+    } else if entry.key.contains('.') {
+        "field name must not contain `.`"
+    } else {
+        return true;
+    };
+    report.error(entry.key_line, path, problem);
+    false
+}
+
+fn read_relation(report: &mut FileReport, entry: &Entry, path: &str) -> Option<Relation> {
+    let mut mapping = shape::fixed_keys(report, &entry.value, path, RELATION_KEYS)?;
+    // A missing key is reported at the field's name, not at its first key.
+    mapping.line = entry.key_line;
+    // Every part is read even when another is wrong, so that all errors show.
+    let target = read_target(report, &mapping, entry, path);
+    let on = read_join(report, &mapping, path);
+    let cardinality = target.as_ref().map(|(cardinality, _)| *cardinality);
+    let order_by = read_order_by(report, &mapping, cardinality, path);
+    let fields = read_nested_fields(report, &mapping, path);
+    let (cardinality, table) = target?;
+    Some(Relation {
+        cardinality,
+        table: table?,
+        on: on?,
+        order_by: order_by?,
+        fields: fields?,
+    })
+}
+
+fn read_nested_fields(
+    report: &mut FileReport,
+    mapping: &Mapping,
+    path: &str,
+) -> Option<Vec<Field>> {
+    let entry = mapping.require(report, path, "fields")?;
+    let fields_path = child_path(path, "fields");
+    report.locate(&fields_path, entry.key_line);
+    Some(read_fields(report, &entry.value, &fields_path))
+}
+
+/// Exactly one of `one: TABLE` and `many: TABLE`: the cardinality, and the
+/// table when its name is valid.
+fn read_target(
+    report: &mut FileReport,
+    mapping: &Mapping,
+    entry: &Entry,
+    path: &str,
+) -> Option<(Cardinality, Option<String>)> {
+    let (key, cardinality) = match (mapping.get("one"), mapping.get("many")) {
+        (Some(_), None) => ("one", Cardinality::One),
+        (None, Some(_)) => ("many", Cardinality::Many),
+        (Some(_), Some(_)) => {
+            let message =
+                "give either `one:` (a nested object) or `many:` (a nested array), not both";
+            report.error(entry.key_line, path, message);
+            return None;
+        }
+        (None, None) => {
+            let message =
+                "a relation needs `one: TABLE` (a nested object) or `many: TABLE` (a nested array)";
+            report.error(entry.key_line, path, message);
+            return None;
+        }
+    };
+    let table_node = &mapping.get(key)?.value;
+    let table_path = child_path(path, key);
+    report.locate(&table_path, table_node.line);
+    let table = qualified_table(report, table_node, &table_path);
+    Some((cardinality, table))
+}
+
+/// `on: { joined_column: parent_column, ... }`, at least one pair.
+fn read_join(report: &mut FileReport, mapping: &Mapping, path: &str) -> Option<Vec<JoinPair>> {
+    let on = mapping.require(report, path, "on")?;
+    let on_path = child_path(path, "on");
+    report.locate(&on_path, on.key_line);
+    let pairs = shape::named_keys(report, &on.value, &on_path, "join column")?;
+    if pairs.entries.is_empty() {
+        let message = "needs at least one `joined_column: parent_column` pair";
+        report.error(on.key_line, &on_path, message);
+        return None;
+    }
+    let mut join = Vec::new();
+    for pair in &pairs.entries {
+        report.locate(&child_path(&on_path, &pair.key), pair.key_line);
+        let joined_ok = shape::check_column_name(report, pair.key_line, &on_path, &pair.key);
+        let parent = shape::column_name(report, &pair.value, &on_path);
+        if let (true, Some(parent)) = (joined_ok, parent) {
+            join.push(JoinPair {
+                joined: pair.key.clone(),
+                parent: parent.to_owned(),
+            });
+        }
+    }
+    (join.len() == pairs.entries.len()).then_some(join)
+}
+
+/// `order_by: col`, `col desc`, or a list of those; only for `many`.
+fn read_order_by(
+    report: &mut FileReport,
+    mapping: &Mapping,
+    cardinality: Option<Cardinality>,
+    path: &str,
+) -> Option<Vec<OrderKey>> {
+    let Some(entry) = mapping.get("order_by") else {
+        return Some(Vec::new());
+    };
+    let order_path = child_path(path, "order_by");
+    report.locate(&order_path, entry.key_line);
+    if cardinality == Some(Cardinality::One) {
+        let message =
+            "`order_by` is only allowed on a `many` relation: a `one` relation is a single object";
+        report.error(entry.key_line, &order_path, message);
+        return None;
+    }
+    match &entry.value.value {
+        NodeValue::List(items) => read_order_list(report, items, &order_path),
+        _ => read_order_key(report, &entry.value, &order_path).map(|key| vec![key]),
+    }
+}
+
+fn read_order_list(report: &mut FileReport, items: &[Node], path: &str) -> Option<Vec<OrderKey>> {
+    let mut keys = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let item_path = format!("{path}[{index}]");
+        report.locate(&item_path, item.line);
+        keys.extend(read_order_key(report, item, &item_path));
+    }
+    (keys.len() == items.len()).then_some(keys)
+}
+
+/// `column`, `column asc` or `column desc`.
+fn read_order_key(report: &mut FileReport, node: &Node, path: &str) -> Option<OrderKey> {
+    let text = shape::text(
+        report,
+        node,
+        path,
+        "`column`, `column asc` or `column desc`",
+    )?;
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let descending = match words.as_slice() {
+        [column, ..] if !shape::check_column_name(report, node.line, path, column) => return None,
+        [_] => Some(false),
+        [_, direction] if direction.eq_ignore_ascii_case("asc") => Some(false),
+        [_, direction] if direction.eq_ignore_ascii_case("desc") => Some(true),
+        _ => None,
+    };
+    let Some(descending) = descending else {
+        let message = format!("`{text}` is not `column`, `column asc` or `column desc`");
+        report.error(node.line, path, message);
+        return None;
+    };
+    Some(OrderKey {
+        column: words[0].to_owned(),
+        descending,
+    })
+}

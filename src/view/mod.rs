@@ -1,0 +1,114 @@
+//! View definitions: the files under `views/`, read into typed [`ViewDef`]s.
+//!
+//! Reading is offline and pure ([`load_views`], [`parse_view`]): YAML syntax,
+//! the format, key templates, `where` paths. Checking tables and columns needs
+//! the live database's [`Catalog`] ([`check_against_catalog`]). Both report
+//! every error at once, each with its file, line and field path ([`ViewError`]);
+//! [`ViewDef::locations`] keeps the lines for the checks that come later.
+//!
+//! Modules: `node` (YAML → tree with lines), `shape` (key and value checks),
+//! `document` (common keys, kind dispatch), `cache` (`kind: cache`), `fields`,
+//! `key_template`, `filter` (`where`), `table` (table names), `catalog`.
+
+mod cache;
+mod catalog;
+mod document;
+mod error;
+mod fields;
+mod filter;
+mod key_template;
+pub mod model;
+mod node;
+mod shape;
+mod table;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use catalog::{Catalog, ColumnInfo, TableInfo, check_against_catalog};
+pub use document::{definition_hash, parse_view};
+pub use error::{ViewError, ViewErrors};
+pub use key_template::parse_key_template;
+pub use model::ViewDef;
+pub use table::display_table;
+
+/// Reads every `*.yaml` and `*.yml` file of `dir`, in file-name order, and
+/// returns their views, or every error of every file. View names must be
+/// unique across files, and the directory must hold at least one view.
+pub fn load_views(dir: &Path) -> Result<Vec<ViewDef>, ViewErrors> {
+    let files = view_files(dir).map_err(|error| ViewErrors(vec![error]))?;
+    let mut views = Vec::new();
+    let mut errors = Vec::new();
+    for file in &files {
+        match read_file(file) {
+            Ok(view) => views.push(view),
+            Err(mut file_errors) => errors.append(&mut file_errors),
+        }
+    }
+    errors.extend(duplicate_names(&views));
+    if errors.is_empty() {
+        Ok(views)
+    } else {
+        Err(ViewErrors(errors))
+    }
+}
+
+fn view_files(dir: &Path) -> Result<Vec<PathBuf>, ViewError> {
+    let unreadable = |error: std::io::Error| {
+        ViewError::whole_file(dir, format!("cannot read the views directory: {error}"))
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let path = entry.map_err(unreadable)?.path();
+        let is_yaml = path
+            .extension()
+            .is_some_and(|extension| extension == "yaml" || extension == "yml");
+        if is_yaml && path.is_file() {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        let message = "no view files (*.yaml, *.yml) in this directory";
+        return Err(ViewError::whole_file(dir, message));
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read_file(file: &Path) -> Result<ViewDef, Vec<ViewError>> {
+    let bytes = std::fs::read(file)
+        .map_err(|error| vec![ViewError::whole_file(file, format!("cannot read: {error}"))])?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| vec![ViewError::whole_file(file, "the file is not valid UTF-8")])?;
+    parse_view(file, &text)
+}
+
+/// A name used twice is reported at the second file, naming the first.
+fn duplicate_names(views: &[ViewDef]) -> Vec<ViewError> {
+    let mut first_file: HashMap<&str, &Path> = HashMap::new();
+    let mut errors = Vec::new();
+    for view in views {
+        match first_file.get(view.name.as_str()) {
+            Some(first) => errors.push(ViewError {
+                file: view.file.clone(),
+                line: view.locations.line("view"),
+                field: "view".to_owned(),
+                message: format!(
+                    "view name \"{}\" is already used by {}",
+                    view.name,
+                    first.display()
+                ),
+            }),
+            None => {
+                first_file.insert(&view.name, &view.file);
+            }
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod schema_tests;

@@ -1,0 +1,133 @@
+//! The typed, validated form of a view definition.
+//!
+//! Reading a view file (`document.rs`, then the module of its kind, e.g.
+//! `cache.rs`) turns YAML into a [`ViewDef`]; everything downstream (the plan,
+//! the engine, the sinks) reads only these types, never YAML.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::expr::Expr;
+
+/// One view, from one file under `views/`.
+#[derive(Debug, Clone)]
+pub struct ViewDef {
+    pub name: String,
+    /// The file it came from, for error messages.
+    pub file: PathBuf,
+    /// Hash of the file's content: a change means the view must be rebuilt.
+    pub definition_hash: String,
+    pub kind: ViewKind,
+    /// Where each part of the definition is in the file, so that errors found
+    /// after parsing (the catalog check, the planner) can still name a line.
+    pub locations: Locations,
+}
+
+/// The 1-based line of each part of a view file, by field path.
+///
+/// Paths are dotted, as in error messages: `root`, `key`, `where`, `fields`,
+/// `fields.customer` (the field's key), `fields.customer.one` (its table),
+/// `fields.customer.on`, `fields.customer.on.id` (one join pair, by its joined
+/// column), `fields.items.order_by`, `fields.items.order_by[1]`,
+/// `fields.items.fields.sku`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Locations(BTreeMap<String, usize>);
+
+impl Locations {
+    pub fn insert(&mut self, path: impl Into<String>, line: usize) {
+        self.0.insert(path.into(), line);
+    }
+
+    /// The line of `path`, or else of its nearest recorded parent path.
+    pub fn line(&self, path: &str) -> Option<usize> {
+        let mut path = path;
+        loop {
+            if let Some(line) = self.0.get(path) {
+                return Some(*line);
+            }
+            path = &path[..path.rfind(['.', '['])?];
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ViewKind {
+    Cache(CacheView),
+}
+
+/// `kind: cache`: one JSON document per qualifying root row, under `key`.
+#[derive(Debug, Clone)]
+pub struct CacheView {
+    /// Root table, schema-qualified (`public.orders`).
+    pub root: String,
+    pub key: KeyTemplate,
+    /// `where`: a root row qualifies when this is true (NULL does not qualify).
+    /// Columns are `column` (root) or `relation.column` through `one` relations.
+    pub filter: Option<Expr>,
+    pub fields: Vec<Field>,
+}
+
+/// A key template such as `order:{id}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyTemplate {
+    pub source: String,
+    pub parts: Vec<KeyPart>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyPart {
+    Literal(String),
+    /// A root column, written as its text form.
+    Column(String),
+}
+
+/// One output field of a document, in definition order.
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub name: String,
+    pub source: FieldSource,
+}
+
+#[derive(Debug, Clone)]
+pub enum FieldSource {
+    /// A column of the enclosing row.
+    Column(String),
+    /// A nested object (`one`) or array (`many`).
+    Relation(Relation),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cardinality {
+    /// Many-to-one: a nested object, or `null` when no row matches (LEFT JOIN).
+    One,
+    /// One-to-many: a nested array, `[]` when no row matches.
+    Many,
+}
+
+/// A joined table. `on` pairs are (column of the joined table, column of the
+/// enclosing row): `on: { id: customer_id }` is `customers.id = orders.customer_id`.
+#[derive(Debug, Clone)]
+pub struct Relation {
+    pub cardinality: Cardinality,
+    /// Joined table, schema-qualified.
+    pub table: String,
+    pub on: Vec<JoinPair>,
+    /// Only for `many`: the array order. Ties and an empty list fall back to
+    /// the joined table's primary key.
+    pub order_by: Vec<OrderKey>,
+    pub fields: Vec<Field>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinPair {
+    /// Column of the joined (child) table.
+    pub joined: String,
+    /// Column of the enclosing (parent) row.
+    pub parent: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderKey {
+    pub column: String,
+    pub descending: bool,
+}

@@ -1,0 +1,217 @@
+//! Tests of `schemas/view.schema.json`, the schema editors use to autocomplete
+//! and flag view files. A small structural checker (no `pattern`, no formats:
+//! a full validator crate is too heavy for this) runs the example view and a few
+//! invalid ones through it, so that the schema and the format stay in step.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::document::parse_yaml;
+use super::node::{Node, NodeValue};
+
+const SCHEMA: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/schemas/view.schema.json"
+));
+const ORDER_CACHE: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/views/order_cache.yaml"
+));
+
+fn schema() -> Value {
+    serde_json::from_str(SCHEMA).expect("the schema is valid JSON")
+}
+
+/// The YAML file as the JSON value an editor's YAML plugin would validate.
+fn yaml_as_json(text: &str) -> Value {
+    let node = parse_yaml(Path::new("test.yaml"), text).expect("valid YAML");
+    node_as_json(&node)
+}
+
+fn node_as_json(node: &Node) -> Value {
+    match &node.value {
+        NodeValue::Null => Value::Null,
+        NodeValue::Text(text) | NodeValue::Other(text) => Value::String(text.clone()),
+        NodeValue::List(items) => Value::Array(items.iter().map(node_as_json).collect()),
+        NodeValue::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|entry| (entry.key.clone(), node_as_json(&entry.value)))
+                .collect(),
+        ),
+    }
+}
+
+/// Whether `value` satisfies `schema`, for the keywords this schema uses.
+fn satisfies(root: &Value, schema: &Value, value: &Value) -> bool {
+    let Some(keywords) = schema.as_object() else {
+        return schema.as_bool().unwrap_or(false);
+    };
+    keywords
+        .iter()
+        .all(|(keyword, argument)| keyword_holds(root, keywords, keyword, argument, value))
+}
+
+fn keyword_holds(
+    root: &Value,
+    keywords: &Map<String, Value>,
+    keyword: &str,
+    argument: &Value,
+    value: &Value,
+) -> bool {
+    let all = |schemas: &Value| {
+        schemas
+            .as_array()
+            .is_some_and(|list| list.iter().all(|schema| satisfies(root, schema, value)))
+    };
+    let matching = |schemas: &Value| {
+        schemas.as_array().map_or(0, |list| {
+            list.iter()
+                .filter(|schema| satisfies(root, schema, value))
+                .count()
+        })
+    };
+    match keyword {
+        "$ref" => satisfies(root, resolve(root, argument), value),
+        "type" => type_matches(argument, value),
+        "enum" => argument.as_array().is_some_and(|list| list.contains(value)),
+        "const" => argument == value,
+        "minLength" => value
+            .as_str()
+            .is_none_or(|text| text.chars().count() as u64 >= argument.as_u64().unwrap_or(0)),
+        "required" => object_has_all(argument, value),
+        "minProperties" => value
+            .as_object()
+            .is_none_or(|object| object.len() as u64 >= argument.as_u64().unwrap_or(0)),
+        "properties" | "additionalProperties" => properties_hold(root, keywords, value),
+        "items" => value
+            .as_array()
+            .is_none_or(|items| items.iter().all(|item| satisfies(root, argument, item))),
+        "allOf" => all(argument),
+        "oneOf" => matching(argument) == 1,
+        "not" => !satisfies(root, argument, value),
+        "if" => {
+            let then = keywords.get("then").unwrap_or(&Value::Bool(true));
+            !satisfies(root, argument, value) || satisfies(root, then, value)
+        }
+        _ => true,
+    }
+}
+
+fn resolve<'a>(root: &'a Value, reference: &Value) -> &'a Value {
+    let pointer = reference.as_str().and_then(|r| r.strip_prefix('#'));
+    pointer
+        .and_then(|pointer| root.pointer(pointer))
+        .unwrap_or_else(|| panic!("unresolved $ref {reference}"))
+}
+
+fn type_matches(expected: &Value, value: &Value) -> bool {
+    match expected.as_str() {
+        Some("string") => value.is_string(),
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        other => panic!("type {other:?} is not used by the view schema"),
+    }
+}
+
+fn object_has_all(required: &Value, value: &Value) -> bool {
+    let (Some(object), Some(required)) = (value.as_object(), required.as_array()) else {
+        return true;
+    };
+    required
+        .iter()
+        .all(|key| key.as_str().is_some_and(|key| object.contains_key(key)))
+}
+
+fn properties_hold(root: &Value, keywords: &Map<String, Value>, value: &Value) -> bool {
+    let Some(object) = value.as_object() else {
+        return true;
+    };
+    let empty = Map::new();
+    let properties = keywords
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let additional = keywords
+        .get("additionalProperties")
+        .unwrap_or(&Value::Bool(true));
+    object.iter().all(|(key, item)| match properties.get(key) {
+        Some(schema) => satisfies(root, schema, item),
+        None => satisfies(root, additional, item),
+    })
+}
+
+fn validates(text: &str) -> bool {
+    let schema = schema();
+    satisfies(&schema, &schema, &yaml_as_json(text))
+}
+
+#[test]
+fn the_schema_is_draft_2020_12() {
+    assert_eq!(
+        schema()["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+}
+
+/// Editors show these descriptions while completing: none may be missing.
+fn assert_every_property_is_described(schema: &Value, path: &str) {
+    match schema {
+        Value::Object(object) => {
+            if let Some(Value::Object(properties)) = object.get("properties") {
+                for (name, property) in properties {
+                    assert!(
+                        property.get("description").is_some(),
+                        "{path}.{name} has no description"
+                    );
+                }
+            }
+            // `if` only tests values: its `properties` declare nothing.
+            for (key, child) in object.iter().filter(|(key, _)| *key != "if") {
+                assert_every_property_is_described(child, &format!("{path}.{key}"));
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                assert_every_property_is_described(item, path);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_property_has_a_description() {
+    assert_every_property_is_described(&schema(), "");
+}
+
+#[test]
+fn the_kind_enum_lists_the_future_kinds() {
+    assert_eq!(
+        schema()["properties"]["kind"]["enum"],
+        serde_json::json!(["cache", "search", "aggregate"])
+    );
+}
+
+#[test]
+fn the_example_view_satisfies_the_schema() {
+    assert!(validates(ORDER_CACHE));
+}
+
+#[test]
+fn invalid_views_do_not_satisfy_the_schema() {
+    let cases = [
+        ORDER_CACHE.replace("root: orders\n", ""),
+        ORDER_CACHE.replace("kind: cache", "kind: table"),
+        ORDER_CACHE.replace("view: order_cache", "view: order_cache\nttl: 5"),
+        ORDER_CACHE.replace("one: customers", "one: customers\n    many: customers"),
+        ORDER_CACHE.replace("one: customers", "one: customers\n    order_by: id"),
+        ORDER_CACHE.replace("one: customers", "one: customers\n    join: left"),
+        ORDER_CACHE.replace("on: { id: customer_id }", "on: {}"),
+        ORDER_CACHE.replace("sku: sku", "sku: [sku]"),
+    ];
+    for text in cases {
+        assert!(!validates(&text), "the schema accepts:\n{text}");
+    }
+}

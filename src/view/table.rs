@@ -1,0 +1,62 @@
+//! Table names as views write them (`orders`, `sales.orders`) and as the model
+//! keeps them: always schema-qualified, `public` when no schema is given, the
+//! way PostgreSQL resolves an unqualified name with the default search path.
+
+use super::error::FileReport;
+use super::node::Node;
+use super::shape;
+
+const DEFAULT_SCHEMA: &str = "public";
+
+/// The schema-qualified name of the table named by `node`.
+pub(crate) fn qualified_table(report: &mut FileReport, node: &Node, path: &str) -> Option<String> {
+    let name = shape::text(report, node, path, "a table name")?;
+    match qualify(name) {
+        Ok(qualified) => Some(qualified),
+        Err(message) => {
+            report.error(node.line, path, message);
+            None
+        }
+    }
+}
+
+fn qualify(name: &str) -> Result<String, String> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let valid_part = |part: &&str| !part.is_empty() && !part.contains(char::is_whitespace);
+    match parts.as_slice() {
+        [table] if valid_part(table) => Ok(format!("{DEFAULT_SCHEMA}.{table}")),
+        [schema, table] if valid_part(schema) && valid_part(table) => Ok(name.to_owned()),
+        _ => Err(format!(
+            "`{name}` is not a table name: write `table` or `schema.table`"
+        )),
+    }
+}
+
+/// The name as a person would write it: `orders` for `public.orders`.
+pub fn display_table(qualified: &str) -> &str {
+    qualified
+        .strip_prefix(DEFAULT_SCHEMA)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or(qualified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unqualified_names_resolve_to_public() {
+        assert_eq!(qualify("orders").unwrap(), "public.orders");
+        assert_eq!(qualify("sales.orders").unwrap(), "sales.orders");
+        assert!(qualify("a.b.c").is_err());
+        assert!(qualify(".orders").is_err());
+        assert!(qualify("").is_err());
+    }
+
+    #[test]
+    fn display_drops_only_the_default_schema() {
+        assert_eq!(display_table("public.orders"), "orders");
+        assert_eq!(display_table("sales.orders"), "sales.orders");
+        assert_eq!(display_table("publicity.x"), "publicity.x");
+    }
+}

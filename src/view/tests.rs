@@ -1,0 +1,319 @@
+//! Tests of whole files and directories: the example view's typed tree, errors
+//! across files, several errors of one file. The invalid-file corpus is in
+//! `tests/view_corpus.rs`.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use super::model::{Cardinality, Field, FieldSource, KeyPart, ViewKind};
+use super::{ViewDef, load_views, parse_view};
+
+const ORDER_CACHE: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/views/order_cache.yaml"
+));
+
+/// The fields as an indented outline, one line a field, so that a whole tree
+/// is compared at once and a difference shows where it is.
+fn outline(fields: &[Field], depth: usize, out: &mut String) {
+    for field in fields {
+        let indent = "  ".repeat(depth);
+        match &field.source {
+            FieldSource::Column(column) => {
+                writeln!(out, "{indent}{} <- {column}", field.name).unwrap();
+            }
+            FieldSource::Relation(relation) => {
+                let cardinality = match relation.cardinality {
+                    Cardinality::One => "one",
+                    Cardinality::Many => "many",
+                };
+                let on: Vec<String> = relation
+                    .on
+                    .iter()
+                    .map(|pair| format!("{}={}", pair.joined, pair.parent))
+                    .collect();
+                let order: Vec<String> = relation
+                    .order_by
+                    .iter()
+                    .map(|key| {
+                        format!(
+                            "{}{}",
+                            key.column,
+                            if key.descending { " desc" } else { "" }
+                        )
+                    })
+                    .collect();
+                writeln!(
+                    out,
+                    "{indent}{}: {cardinality} {} on {} order_by [{}]",
+                    field.name,
+                    relation.table,
+                    on.join(","),
+                    order.join(",")
+                )
+                .unwrap();
+                outline(&relation.fields, depth + 1, out);
+            }
+        }
+    }
+}
+
+fn parse(text: &str) -> ViewDef {
+    parse_view(Path::new("views/test.yaml"), text).unwrap_or_else(|errors| {
+        panic!("unexpected errors: {errors:#?}");
+    })
+}
+
+fn errors_of(text: &str) -> Vec<String> {
+    match parse_view(Path::new("views/test.yaml"), text) {
+        Ok(_) => panic!("expected errors"),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn order_cache_example_parses_into_the_expected_tree() {
+    let view = parse(ORDER_CACHE);
+    assert_eq!(view.name, "order_cache");
+    assert_eq!(view.definition_hash.len(), 64);
+    let ViewKind::Cache(cache) = &view.kind;
+    assert_eq!(cache.root, "public.orders");
+    assert_eq!(cache.key.source, "order:{id}");
+    assert_eq!(
+        cache.key.parts,
+        vec![
+            KeyPart::Literal("order:".into()),
+            KeyPart::Column("id".into())
+        ]
+    );
+    let filter = cache.filter.as_ref().expect("where is given");
+    assert_eq!(filter.source(), "status <> 'draft'");
+    let mut tree = String::new();
+    outline(&cache.fields, 0, &mut tree);
+    let expected = "\
+id <- id
+status <- status
+total_cents <- total_cents
+created_at <- created_at
+customer: one public.customers on id=customer_id order_by []
+  id <- id
+  name <- name
+  email <- email
+items: many public.order_items on order_id=id order_by [id]
+  sku <- sku
+  quantity <- quantity
+  product: one public.products on id=product_id order_by []
+    name <- name
+";
+    assert_eq!(tree, expected);
+}
+
+#[test]
+fn locations_give_the_line_of_every_part() {
+    let view = parse(ORDER_CACHE);
+    let line = |path: &str| view.locations.line(path);
+    assert_eq!(line("root"), Some(4));
+    assert_eq!(line("where"), Some(6));
+    assert_eq!(line("fields.customer"), Some(12));
+    assert_eq!(line("fields.customer.on"), Some(14));
+    assert_eq!(line("fields.customer.on.id"), Some(14));
+    assert_eq!(line("fields.items.order_by"), Some(19));
+    assert_eq!(line("fields.items.fields.product.on.id"), Some(23));
+    // An unrecorded path falls back to its nearest recorded parent.
+    assert_eq!(line("fields.customer.fields.nope"), Some(15));
+}
+
+#[test]
+fn order_by_accepts_a_list_with_directions() {
+    let text = ORDER_CACHE.replace("order_by: id", "order_by: [sku desc, id ASC]");
+    let view = parse(&text);
+    let ViewKind::Cache(cache) = &view.kind;
+    let mut tree = String::new();
+    outline(&cache.fields, 0, &mut tree);
+    assert!(tree.contains("order_by [sku desc,id]"), "{tree}");
+}
+
+#[test]
+fn schema_qualified_tables_are_kept() {
+    let view = parse(&ORDER_CACHE.replace("root: orders", "root: sales.orders"));
+    let ViewKind::Cache(cache) = &view.kind;
+    assert_eq!(cache.root, "sales.orders");
+}
+
+#[test]
+fn several_errors_of_one_file_are_reported_at_once_in_line_order() {
+    let text = "\
+view: order_cache
+kind: cache
+root: orders
+key: \"order:{id\"
+colour: blue
+fields:
+  id: id
+  id: id
+  customer:
+    one: customers
+    many: customers
+    on: { id: customer_id }
+    fields: { name: name }
+";
+    let errors = errors_of(text);
+    let expected = [
+        "views/test.yaml:4: key: unbalanced `{` at position 6",
+        "views/test.yaml:5: colour: unknown key `colour`",
+        "views/test.yaml:8: fields.id: duplicate field `id`: already given on line 7",
+        "views/test.yaml:9: fields.customer: give either `one:`",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, expected) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(expected),
+            "{error}\n  does not start with\n{expected}"
+        );
+    }
+}
+
+#[test]
+fn errors_in_nested_relations_name_the_full_path() {
+    let text = ORDER_CACHE.replace(
+        "product: { one: products, on: { id: product_id }, fields: { name: name } }",
+        "product: { one: products, on: {}, fields: { name: [x] } }",
+    );
+    let errors = errors_of(&text);
+    assert_eq!(
+        errors,
+        [
+            "views/test.yaml:23: fields.items.fields.product.on: needs at least one \
+             `joined_column: parent_column` pair",
+            "views/test.yaml:23: fields.items.fields.product.fields.name: expected a column \
+             name or a relation (a mapping with `one:` or `many:`), found a list",
+        ]
+    );
+}
+
+#[test]
+fn where_paths_resolve_through_one_relations_only() {
+    let ok = ORDER_CACHE.replace(
+        "where: \"status <> 'draft'\"",
+        "where: \"customer.email is not null\"",
+    );
+    parse(&ok);
+    let through_many = ORDER_CACHE.replace("status <> 'draft'", "items.sku = 'x'");
+    assert_eq!(
+        errors_of(&through_many),
+        [
+            "views/test.yaml:6: where: column `items.sku`: cannot filter on many relation items \
+          (`items` is a `many` relation)"
+        ]
+    );
+    let unknown = ORDER_CACHE.replace("status <> 'draft'", "buyer.email = 'x'");
+    assert_eq!(
+        errors_of(&unknown),
+        ["views/test.yaml:6: where: column `buyer.email`: no relation field `buyer` at this level"]
+    );
+}
+
+#[test]
+fn future_kinds_are_refused_without_other_noise() {
+    let text = "view: product_search\nkind: search\nroot: products\nid: id\n";
+    assert_eq!(
+        errors_of(text),
+        ["views/test.yaml:2: kind: kind `search` is not supported yet"]
+    );
+}
+
+#[test]
+fn an_empty_file_is_an_error() {
+    assert_eq!(
+        errors_of("# nothing here\n"),
+        ["views/test.yaml: the file holds no view definition"]
+    );
+}
+
+#[test]
+fn yaml_keys_like_on_and_yes_stay_text() {
+    let text = ORDER_CACHE.replace("status: status", "status: yes");
+    let view = parse(&text);
+    let ViewKind::Cache(cache) = &view.kind;
+    assert!(matches!(&cache.fields[1].source, FieldSource::Column(c) if c == "yes"));
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+#[test]
+fn duplicate_view_names_across_files_name_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", ORDER_CACHE);
+    write(dir.path(), "b.yml", ORDER_CACHE);
+    let errors = load_views(dir.path()).unwrap_err();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    let error = &errors.0[0];
+    assert_eq!(error.file, dir.path().join("b.yml"));
+    assert_eq!(error.line, Some(2));
+    assert_eq!(error.field, "view");
+    assert!(
+        error
+            .message
+            .contains(&dir.path().join("a.yaml").display().to_string()),
+        "{error}"
+    );
+}
+
+#[test]
+fn errors_of_all_files_are_reported_together() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a.yaml",
+        &ORDER_CACHE.replace("root: orders\n", ""),
+    );
+    write(dir.path(), "b.yaml", "view: [\n");
+    write(dir.path(), "c.yaml", ORDER_CACHE);
+    write(dir.path(), "notes.txt", "not a view");
+    let errors = load_views(dir.path()).unwrap_err();
+    let text = errors.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].ends_with("a.yaml:2: root: missing required key `root`"),
+        "{text}"
+    );
+    assert!(lines[1].contains("b.yaml:1: invalid YAML:"), "{text}");
+}
+
+#[test]
+fn loads_views_in_file_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "b.yaml", ORDER_CACHE);
+    write(
+        dir.path(),
+        "a.yaml",
+        &ORDER_CACHE.replace("view: order_cache", "view: first"),
+    );
+    let views = load_views(dir.path()).unwrap();
+    let names: Vec<&str> = views.iter().map(|view| view.name.as_str()).collect();
+    assert_eq!(names, ["first", "order_cache"]);
+}
+
+#[test]
+fn an_empty_directory_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let errors = load_views(dir.path()).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    assert!(errors.0[0].message.contains("no view files"), "{errors}");
+}
+
+#[test]
+fn a_broken_relation_is_not_reported_again_by_where() {
+    let text = ORDER_CACHE
+        .replace("status <> 'draft'", "customer.email is not null")
+        .replace("one: customers", "one: customers\n    many: customers");
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains(":12: fields.customer: give either"),
+        "{errors:#?}"
+    );
+}
