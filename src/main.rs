@@ -105,6 +105,11 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 println!("{count} view(s) OK in {}", views.display());
                 Ok(ExitCode::SUCCESS)
             }
+            Err(ServiceError::Views(errors)) => {
+                eprintln!("{errors}");
+                eprintln!("{} error(s) in {}", errors.0.len(), views.display());
+                Ok(ExitCode::FAILURE)
+            }
             Err(error) => report(Err(error)),
         },
         Command::Tail(args) => {

@@ -59,6 +59,9 @@ pub struct IndexPlan {
 #[derive(Debug)]
 pub struct ViewPlan {
     pub name: String,
+    /// Hash of the view file: when it differs from the one the outputs were
+    /// built with, every root of the view is recomputed.
+    pub definition_hash: String,
     /// The sink whose outbox receives this view's outputs.
     pub sink: &'static str,
     /// `nodes[0]` is the root; every other node is a joined table.
@@ -464,6 +467,7 @@ impl<'v> ViewSkeleton<'v> {
         let document = self.doc_plan(tables, &cache.fields, 0, &mut next_node, &column_of)?;
         Ok(ViewPlan {
             name: self.def.name.clone(),
+            definition_hash: self.def.definition_hash.clone(),
             sink: "redis",
             nodes,
             key,

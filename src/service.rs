@@ -137,7 +137,18 @@ impl Pipeline {
             .map_err(SourceError::from)?
             .map_err(SourceError::from)?;
         let position = match self.resume_position().await? {
-            Some(position) => position,
+            Some(position) => {
+                let engine = Arc::clone(&self.engine);
+                let rebuilt = tokio::task::spawn_blocking(move || engine.rebuild_changed_views())
+                    .await
+                    .map_err(SourceError::from)?
+                    .map_err(SourceError::from)?;
+                if !rebuilt.is_empty() {
+                    tracing::info!(views = ?rebuilt, "view definitions changed: rebuilt from the state store");
+                    self.wake_sinks.notify_one();
+                }
+                position
+            }
             None => {
                 let position = snapshot::take_snapshot(
                     &self.endpoint,

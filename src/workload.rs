@@ -7,6 +7,11 @@
 //!
 //! `run` uses one connection at a time; for concurrent load, call it from several
 //! tasks with different seeds and add up their [`WorkloadStats`] with `merge`.
+//!
+//! - `load`: `create_schema` and the bulk `load` at a [`Scale`].
+//! - `runner`: one run's state, its transactions and outcomes, picking rows.
+//! - `ops`: what each [`Op`] does, as SQL.
+//! - `values`: random names, prices, statuses and large texts.
 
 mod load;
 mod ops;

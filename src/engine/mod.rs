@@ -164,7 +164,7 @@ impl Engine {
     pub fn finish_snapshot(&self, position: Lsn) -> Result<BatchOutcome, EngineError> {
         let mut total = BatchOutcome::default();
         for view in 0..self.plan.views.len() {
-            let outcome = outputs::refresh_all_roots(&self.store, &self.plan, view, REFRESH_CHUNK)?;
+            let outcome = self.rebuild_view(view)?;
             total.roots_refreshed += outcome.roots_refreshed;
             total.outbox_entries += outcome.outbox_entries;
         }
@@ -173,5 +173,32 @@ impl Engine {
             Ok::<_, EngineError>(())
         })?;
         Ok(total)
+    }
+
+    /// Recomputes every root of each view whose definition changed since its
+    /// outputs were built (a new key template or filter), from the state store.
+    pub fn rebuild_changed_views(&self) -> Result<Vec<String>, EngineError> {
+        let mut rebuilt = Vec::new();
+        for (index, view) in self.plan.views.iter().enumerate() {
+            let stored = self
+                .store
+                .write(|w| Ok::<_, EngineError>(w.view_hash(&view.name)?))?;
+            if stored.as_deref() != Some(view.definition_hash.as_str()) {
+                self.rebuild_view(index)?;
+                rebuilt.push(view.name.clone());
+            }
+        }
+        Ok(rebuilt)
+    }
+
+    /// Recomputes every root of one view and records its definition hash.
+    fn rebuild_view(&self, view: usize) -> Result<BatchOutcome, EngineError> {
+        let outcome = outputs::refresh_all_roots(&self.store, &self.plan, view, REFRESH_CHUNK)?;
+        let plan = &self.plan.views[view];
+        self.store.write(|w| {
+            w.set_view_hash(&plan.name, &plan.definition_hash)?;
+            Ok::<_, EngineError>(())
+        })?;
+        Ok(outcome)
     }
 }

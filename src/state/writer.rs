@@ -285,4 +285,17 @@ impl<'txn> StateWriter<'txn> {
         }
         Ok(taken)
     }
+
+    /// The definition hash the stored outputs of `view` were built with.
+    pub fn view_hash(&self, view: &str) -> Result<Option<String>, StoreError> {
+        let key = format!("view_hash:{view}");
+        let value = self.meta.get(key.as_str())?;
+        Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    pub fn set_view_hash(&mut self, view: &str, hash: &str) -> Result<(), StoreError> {
+        let key = format!("view_hash:{view}");
+        self.meta.insert(key.as_str(), hash.as_bytes())?;
+        Ok(())
+    }
 }

@@ -5,7 +5,7 @@ use rand::seq::IndexedRandom;
 use sqlx::PgConnection;
 
 use super::runner::{
-    OpError, OpResult, Runner, Table, inserted, no_target_is_fine, update_one, updated,
+    OpError, OpResult, Runner, Table, inserted, tolerate_no_target, update_one, updated,
 };
 use super::{Op, RowCounts, values};
 
@@ -123,50 +123,26 @@ impl Runner<'_> {
     async fn rename_customer(&mut self, conn: &mut PgConnection) -> OpResult {
         let id = self.pick(conn, Table::Customers).await?;
         let name = values::person_name(&mut self.rng);
-        update_one(
-            conn,
-            "UPDATE customers SET name = $2 WHERE id = $1",
-            id,
-            name,
-        )
-        .await
+        update_one(conn, SET_CUSTOMER_NAME, id, name).await
     }
 
     async fn change_customer_email(&mut self, conn: &mut PgConnection) -> OpResult {
         let id = self.pick(conn, Table::Customers).await?;
         let name = values::person_name(&mut self.rng);
         let email = values::email_for(&mut self.rng, &name);
-        update_one(
-            conn,
-            "UPDATE customers SET email = $2 WHERE id = $1",
-            id,
-            email,
-        )
-        .await
+        update_one(conn, SET_CUSTOMER_EMAIL, id, email).await
     }
 
     async fn rename_product(&mut self, conn: &mut PgConnection) -> OpResult {
         let id = self.pick(conn, Table::Products).await?;
         let name = values::product_name(&mut self.rng);
-        update_one(
-            conn,
-            "UPDATE products SET name = $2 WHERE id = $1",
-            id,
-            name,
-        )
-        .await
+        update_one(conn, SET_PRODUCT_NAME, id, name).await
     }
 
     async fn change_product_price(&mut self, conn: &mut PgConnection) -> OpResult {
         let id = self.pick(conn, Table::Products).await?;
         let price = values::price(&mut self.rng);
-        update_one(
-            conn,
-            "UPDATE products SET price_cents = $2 WHERE id = $1",
-            id,
-            price,
-        )
-        .await
+        update_one(conn, SET_PRODUCT_PRICE_CENTS, id, price).await
     }
 
     /// Sometimes to no category, so search views see a NULL joined row.
@@ -176,49 +152,25 @@ impl Runner<'_> {
             true => None,
             false => self.pick_optional(conn, Table::Categories).await?,
         };
-        update_one(
-            conn,
-            "UPDATE products SET category_id = $2 WHERE id = $1",
-            id,
-            category,
-        )
-        .await
+        update_one(conn, SET_PRODUCT_CATEGORY_ID, id, category).await
     }
 
     async fn rename_category(&mut self, conn: &mut PgConnection) -> OpResult {
         let id = self.pick(conn, Table::Categories).await?;
         let name = format!("Category {}", values::word(&mut self.rng).to_uppercase());
-        update_one(
-            conn,
-            "UPDATE categories SET name = $2 WHERE id = $1",
-            id,
-            name,
-        )
-        .await
+        update_one(conn, SET_CATEGORY_NAME, id, name).await
     }
 
     async fn change_item_quantity(&mut self, conn: &mut PgConnection) -> OpResult {
         let id = self.pick(conn, Table::OrderItems).await?;
         let quantity = self.rng.random_range(1..=9_i32);
-        update_one(
-            conn,
-            "UPDATE order_items SET quantity = $2 WHERE id = $1",
-            id,
-            quantity,
-        )
-        .await
+        update_one(conn, SET_ITEM_QUANTITY, id, quantity).await
     }
 
     async fn move_item(&mut self, conn: &mut PgConnection) -> OpResult {
         let id = self.pick(conn, Table::OrderItems).await?;
         let order = self.pick(conn, Table::Orders).await?;
-        update_one(
-            conn,
-            "UPDATE order_items SET order_id = $2 WHERE id = $1",
-            id,
-            order,
-        )
-        .await
+        update_one(conn, SET_ITEM_ORDER_ID, id, order).await
     }
 
     async fn delete_item(&mut self, conn: &mut PgConnection) -> OpResult {
@@ -250,37 +202,19 @@ impl Runner<'_> {
             .await?;
         let current = current.ok_or(OpError::NoTarget)?;
         let next = values::next_status(&current, &mut self.rng);
-        update_one(
-            conn,
-            "UPDATE orders SET status = $2 WHERE id = $1",
-            id,
-            next,
-        )
-        .await
+        update_one(conn, SET_ORDER_STATUS, id, next).await
     }
 
     async fn change_order_total(&mut self, conn: &mut PgConnection) -> OpResult {
         let id = self.pick(conn, Table::Orders).await?;
         let total = values::price(&mut self.rng) * self.rng.random_range(1..=20);
-        update_one(
-            conn,
-            "UPDATE orders SET total_cents = $2 WHERE id = $1",
-            id,
-            total,
-        )
-        .await
+        update_one(conn, SET_ORDER_TOTAL_CENTS, id, total).await
     }
 
     async fn reassign_order_customer(&mut self, conn: &mut PgConnection) -> OpResult {
         let id = self.pick(conn, Table::Orders).await?;
         let customer = self.pick_optional(conn, Table::Customers).await?;
-        update_one(
-            conn,
-            "UPDATE orders SET customer_id = $2 WHERE id = $1",
-            id,
-            customer,
-        )
-        .await
+        update_one(conn, SET_ORDER_CUSTOMER_ID, id, customer).await
     }
 
     async fn delete_row(
@@ -306,23 +240,12 @@ impl Runner<'_> {
     /// sometimes changes or deletes the order it just inserted, so a batch can
     /// hold a row's insert and its later fate together.
     async fn multi_table(&mut self, conn: &mut PgConnection) -> OpResult {
-        let mut rows = self
-            .rename_customer(conn)
-            .await
-            .or_else(no_target_is_fine)?;
-        let (order, new_order_rows) = self.new_order(conn).await?;
-        rows.add(new_order_rows);
+        let renamed = tolerate_no_target(self.rename_customer(conn).await)?;
+        let (order, mut rows) = self.new_order(conn).await?;
+        rows.add(renamed);
         rows.add(self.change_status_of(conn, order).await?);
-        rows.add(
-            self.change_product_price(conn)
-                .await
-                .or_else(no_target_is_fine)?,
-        );
-        rows.add(
-            self.change_item_quantity(conn)
-                .await
-                .or_else(no_target_is_fine)?,
-        );
+        rows.add(tolerate_no_target(self.change_product_price(conn).await)?);
+        rows.add(tolerate_no_target(self.change_item_quantity(conn).await)?);
         if self.rng.random_bool(0.3) {
             let deleted = sqlx::query(DELETE_ORDER).bind(order).execute(conn).await?;
             rows.deleted += deleted.rows_affected();
@@ -334,13 +257,7 @@ impl Runner<'_> {
         let id = self.pick(conn, Table::Products).await?;
         let token = format!("vktoken{:x}t{index}", self.seed);
         let description = values::large_text(&mut self.rng, &token);
-        let rows = update_one(
-            conn,
-            "UPDATE products SET description = $2 WHERE id = $1",
-            id,
-            description,
-        )
-        .await?;
+        let rows = update_one(conn, SET_PRODUCT_DESCRIPTION, id, description).await?;
         self.large_products.push(id);
         Ok(rows)
     }
@@ -394,6 +311,18 @@ const UPDATE_TOTAL: &str = "
 const CHANGE_ITEM_PRODUCT: &str = "
     UPDATE order_items SET product_id = p.id, sku = 'SKU-' || p.id, unit_price_cents = p.price_cents
     FROM products p WHERE order_items.id = $1 AND p.id = $2";
+const SET_CUSTOMER_NAME: &str = "UPDATE customers SET name = $2 WHERE id = $1";
+const SET_CUSTOMER_EMAIL: &str = "UPDATE customers SET email = $2 WHERE id = $1";
+const SET_PRODUCT_NAME: &str = "UPDATE products SET name = $2 WHERE id = $1";
+const SET_PRODUCT_PRICE_CENTS: &str = "UPDATE products SET price_cents = $2 WHERE id = $1";
+const SET_PRODUCT_CATEGORY_ID: &str = "UPDATE products SET category_id = $2 WHERE id = $1";
+const SET_CATEGORY_NAME: &str = "UPDATE categories SET name = $2 WHERE id = $1";
+const SET_ITEM_QUANTITY: &str = "UPDATE order_items SET quantity = $2 WHERE id = $1";
+const SET_ITEM_ORDER_ID: &str = "UPDATE order_items SET order_id = $2 WHERE id = $1";
+const SET_ORDER_STATUS: &str = "UPDATE orders SET status = $2 WHERE id = $1";
+const SET_ORDER_TOTAL_CENTS: &str = "UPDATE orders SET total_cents = $2 WHERE id = $1";
+const SET_ORDER_CUSTOMER_ID: &str = "UPDATE orders SET customer_id = $2 WHERE id = $1";
+const SET_PRODUCT_DESCRIPTION: &str = "UPDATE products SET description = $2 WHERE id = $1";
 const LOCK_ORDER_STATUS: &str = "SELECT status FROM orders WHERE id = $1 FOR UPDATE";
 // $4 chooses what changes: 0 the name, 1 the price, 2 both.
 const TOUCH_PRODUCT: &str = "

@@ -173,10 +173,11 @@ impl<'a> Runner<'a> {
     }
 }
 
-pub(super) fn no_target_is_fine(error: OpError) -> OpResult {
-    match error {
-        OpError::NoTarget => Ok(RowCounts::default()),
-        error => Err(error),
+/// For the optional steps of a multi-table transaction: nothing to act on is fine.
+pub(super) fn tolerate_no_target(result: OpResult) -> OpResult {
+    match result {
+        Err(OpError::NoTarget) => Ok(RowCounts::default()),
+        other => other,
     }
 }
 

@@ -1,0 +1,116 @@
+//! Outages of the servers around viewkeeper: Redis restarted (losing its data)
+//! or down for a while, and PostgreSQL restarted, all while a workload runs.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{PgServer, RedisServer, ServiceSetup, converged, wait_until};
+use sqlx::PgPool;
+use viewkeeper::workload::{self, Scale, WorkloadOptions};
+
+const CONVERGE: Duration = Duration::from_secs(120);
+
+async fn shop(pg: &PgServer) -> (String, PgPool) {
+    let url = pg.create_database("shop").await;
+    let pool = pg.pool("shop").await;
+    workload::create_schema(&pool)
+        .await
+        .expect("creating the shop");
+    workload::load(&pool, &Scale::small())
+        .await
+        .expect("loading the shop");
+    (url, pool)
+}
+
+/// Waits until `count` more orders exist than `since`: the workload is under way.
+async fn orders_grew(pool: &PgPool, since: i64, count: i64) {
+    wait_until(
+        Duration::from_secs(60),
+        "the workload progresses",
+        || async {
+            let newest: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM orders")
+                .fetch_one(pool)
+                .await
+                .map_err(|e| e.to_string())?;
+            if newest >= since + count {
+                Ok(newest)
+            } else {
+                Err(format!("newest order {newest}"))
+            }
+        },
+    )
+    .await;
+}
+
+async fn newest_order(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM orders")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_without_its_data_and_redis_down_for_a_while() {
+    let pg = PgServer::start().await;
+    let mut redis = RedisServer::start().await;
+    let (url, pool) = shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+
+    let background = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut options = WorkloadOptions::new(3_000, 21);
+            options.rate = Some(600.0);
+            workload::run(&pool, &options).await.expect("workload")
+        })
+    };
+    let start = newest_order(&pool).await;
+    orders_grew(&pool, start, 30).await;
+    redis.restart().await; // without persistence: every key is gone
+    orders_grew(&pool, start, 120).await;
+    redis.stop().await;
+    orders_grew(&pool, start, 200).await;
+    service.assert_running();
+    redis.start_again().await;
+    background.await.expect("workload task");
+
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+    let log = service.log_tail(100_000);
+    assert!(
+        log.matches("rewriting every cache document").count() >= 2,
+        "the first start and the restart without data both rewrite Redis:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_mid_run() {
+    let mut pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+
+    let background = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut options = WorkloadOptions::new(2_000, 31);
+            options.rate = Some(500.0);
+            workload::run(&pool, &options).await.expect("workload")
+        })
+    };
+    let start = newest_order(&pool).await;
+    orders_grew(&pool, start, 40).await;
+    pg.restart().await;
+    background.await.expect("workload task");
+
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+    let log = service.log_tail(100_000);
+    assert!(
+        log.contains("replication interrupted"),
+        "no reconnect happened:\n{log}"
+    );
+}

@@ -1,0 +1,180 @@
+//! The main differential test: random workloads while viewkeeper runs, then
+//! Redis must hold exactly what plain SQL over the source tables says.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{PgServer, RedisServer, ServiceSetup, converged, expected_product_cache, wait_until};
+use sqlx::PgPool;
+use viewkeeper::workload::{self, Scale, WorkloadOptions};
+
+const CONVERGE: Duration = Duration::from_secs(120);
+
+async fn shop(pg: &PgServer) -> (String, PgPool) {
+    let url = pg.create_database("shop").await;
+    let pool = pg.pool("shop").await;
+    workload::create_schema(&pool)
+        .await
+        .expect("creating the shop");
+    workload::load(&pool, &Scale::small())
+        .await
+        .expect("loading the shop");
+    (url, pool)
+}
+
+async fn run_workload(pool: &PgPool, options: &WorkloadOptions) {
+    let stats = workload::run(pool, options)
+        .await
+        .expect("running the workload");
+    assert!(
+        stats.committed * 10 >= options.transactions * 9,
+        "too few transactions committed: {stats:?}"
+    );
+}
+
+async fn current_wal_lsn(pool: &PgPool) -> String {
+    sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(pool)
+        .await
+        .expect("reading the WAL position")
+}
+
+/// Waits until the slot has confirmed everything up to `lsn`.
+pub async fn slot_confirmed(pool: &PgPool, lsn: &str) {
+    wait_until(CONVERGE, "the slot confirms the WAL end", || async {
+        let confirmed: Option<bool> = sqlx::query_scalar(
+            "SELECT confirmed_flush_lsn >= $1::pg_lsn FROM pg_replication_slots WHERE slot_name = 'viewkeeper'",
+        )
+        .bind(lsn)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        match confirmed {
+            Some(true) => Ok(()),
+            other => Err(format!("confirmed: {other:?}")),
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_workload_with_truncate_toast_and_ddl_converges_to_the_oracle() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut service = setup.start();
+
+    let mut first = WorkloadOptions::new(2_500, 7);
+    first.truncate_items_at = Some(1_200);
+    run_workload(&pool, &first).await;
+    // A column added while streaming: later changes carry it in a new relation message.
+    sqlx::query("ALTER TABLE orders ADD COLUMN note text DEFAULT 'x'")
+        .execute(&pool)
+        .await
+        .expect("adding a column");
+    run_workload(&pool, &WorkloadOptions::new(2_500, 8)).await;
+
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+    slot_confirmed(&pool, &current_wal_lsn(&pool).await).await;
+    let products = expected_product_cache(&pool).await;
+    assert!(
+        products.values().any(|p| p["description"]
+            .as_str()
+            .is_some_and(|d| d.len() > 8 * 1024)),
+        "the workload must leave at least one TOASTed description over 8 KB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_while_the_workload_runs_converges() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = shop(&pg).await;
+    let orders_before: i64 = sqlx::query_scalar("SELECT max(id) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+
+    let options = WorkloadOptions::new(3_000, 11);
+    let background = {
+        let pool = pool.clone();
+        let options = options.clone();
+        tokio::spawn(async move { run_workload(&pool, &options).await })
+    };
+    // Start once the workload is visibly under way, so snapshot and stream overlap.
+    wait_until(
+        Duration::from_secs(60),
+        "the workload has started",
+        || async {
+            let newest: i64 = sqlx::query_scalar("SELECT max(id) FROM orders")
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| e.to_string())?;
+            if newest > orders_before + 20 {
+                Ok(())
+            } else {
+                Err(format!("newest order {newest}"))
+            }
+        },
+    )
+    .await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut service = setup.start();
+    background.await.expect("workload task");
+
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_a_customer_with_thousands_of_orders_updates_every_document() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = shop(&pg).await;
+    sqlx::raw_sql(
+        "INSERT INTO customers (id, name, email) VALUES (100000, 'Hot', 'hot@example.com');
+         INSERT INTO orders (customer_id, status, total_cents)
+             SELECT 100000, 'paid', g FROM generate_series(1, 6000) g;",
+    )
+    .execute(&pool)
+    .await
+    .expect("creating a hot customer");
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+
+    sqlx::query("UPDATE customers SET name = 'Renamed' WHERE id = 100000")
+        .execute(&pool)
+        .await
+        .expect("renaming");
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+    let log = service.log_tail(10_000);
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_data_directory_is_refused() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut first = setup.start();
+    converged(&mut first, &pool, &redis.url(), CONVERGE).await;
+
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+        .args(["run", "--database-url", &url, "--redis-url", &redis.url()])
+        .arg("--views")
+        .arg(&setup.views)
+        .arg("--data-dir")
+        .arg(setup.data_dir())
+        .output()
+        .expect("running a second viewkeeper");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        stderr.contains("locked by another viewkeeper process"),
+        "{stderr}"
+    );
+    first.assert_running();
+}

@@ -1,0 +1,155 @@
+//! `viewkeeper check` and `viewkeeper run` on invalid view files, through the
+//! real binary: every error named with file, line and field, and `run`
+//! refusing to start with the same messages.
+
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use harness::{PgServer, RedisServer};
+use viewkeeper::workload;
+
+fn viewkeeper(args: &[&str], views: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+        .args(args)
+        .arg("--views")
+        .arg(views)
+        .env_remove("VIEWKEEPER_DATABASE_URL")
+        .output()
+        .expect("running viewkeeper")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn views_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("writing a view file");
+    }
+    dir
+}
+
+fn example(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("views")
+        .join(name);
+    std::fs::read_to_string(path).expect("reading an example view")
+}
+
+#[test]
+fn check_fails_on_every_corpus_file_with_its_documented_message() {
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/views_invalid");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&corpus).expect("corpus") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("corpus file");
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .expect("each corpus file names its error")
+            .to_owned();
+        let file_name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let dir = views_dir(&[(&file_name, &text)]);
+        let output = viewkeeper(&["check"], dir.path());
+        assert!(!output.status.success(), "{file_name} passed check");
+        let message = stderr(&output);
+        assert!(
+            message.contains(&expected),
+            "{file_name}: expected `{expected}` in:\n{message}"
+        );
+        assert!(
+            message.contains(&file_name),
+            "{file_name}: the message names the file:\n{message}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 12);
+}
+
+#[test]
+fn check_passes_the_examples_and_reports_duplicate_names_and_all_errors() {
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("views");
+    let output = viewkeeper(&["check"], &examples);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let order_cache = example("order_cache.yaml");
+    let bad_key = order_cache.replace("key: \"order:{id}\"", "key: \"order:{id\"");
+    let dir = views_dir(&[
+        ("a.yaml", &order_cache),
+        ("b.yaml", &order_cache),
+        (
+            "c.yaml",
+            &bad_key.replace("view: order_cache", "view: third"),
+        ),
+    ]);
+    let message = stderr(&viewkeeper(&["check"], dir.path()));
+    assert!(
+        message.contains("b.yaml:2: view: view name \"order_cache\" is already used by"),
+        "{message}"
+    );
+    assert!(
+        message.contains("a.yaml"),
+        "the duplicate names the first file: {message}"
+    );
+    assert!(message.contains("c.yaml:5: key:"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_tables_and_columns_fail_check_and_run_with_file_line_and_field() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let url = pg.create_database("shop").await;
+    let pool = pg.pool("shop").await;
+    workload::create_schema(&pool)
+        .await
+        .expect("creating the shop");
+
+    let order_cache = example("order_cache.yaml");
+    let bad_column = order_cache.replace("on: { id: customer_id }", "on: { id: customer_idd }");
+    let bad_table = example("product_cache.yaml").replace("one: categories", "one: categoriez");
+    let dir = views_dir(&[
+        ("order_cache.yaml", &bad_column),
+        ("product_cache.yaml", &bad_table),
+    ]);
+
+    let output = viewkeeper(&["check", "--database-url", &url], dir.path());
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    let file = dir.path().join("order_cache.yaml");
+    assert!(
+        message.contains(&format!(
+            "{}:14: fields.customer.on: column \"customer_idd\" does not exist in table orders",
+            file.display()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "product_cache.yaml:13: fields.category.one: table \"categoriez\" does not exist"
+        ),
+        "{message}"
+    );
+
+    let data = tempfile::tempdir().expect("temp dir");
+    let run = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+        .args(["run", "--database-url", &url, "--redis-url", &redis.url()])
+        .arg("--views")
+        .arg(dir.path())
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .expect("running viewkeeper");
+    assert!(!run.status.success(), "run started with invalid views");
+    let refused = stderr(&run);
+    assert!(refused.contains("invalid views, not starting"), "{refused}");
+    assert!(refused.contains("customer_idd"), "{refused}");
+    let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(slots, 0, "a refused start must not create a slot");
+}
