@@ -70,7 +70,7 @@ impl Value {
             Value::Int(i) => J::from(*i),
             Value::Float(f) => serde_json::Number::from_f64(*f)
                 .map(J::Number)
-                .unwrap_or_else(|| J::String(f.to_string())),
+                .unwrap_or_else(|| J::String(non_finite_text(*f).to_string())),
             Value::Numeric(s)
             | Value::Text(s)
             | Value::Date(s)
@@ -86,6 +86,7 @@ impl Value {
             Value::Null => String::new(),
             Value::Bool(b) => b.to_string(),
             Value::Int(i) => i.to_string(),
+            Value::Float(f) if !f.is_finite() => non_finite_text(*f).to_string(),
             Value::Float(f) => f.to_string(),
             Value::Numeric(s)
             | Value::Text(s)
@@ -94,6 +95,17 @@ impl Value {
             | Value::TimestampTz(s)
             | Value::Json(s) => s.clone(),
         }
+    }
+}
+
+/// PostgreSQL's spelling of the floats JSON numbers cannot hold.
+fn non_finite_text(f: f64) -> &'static str {
+    if f.is_nan() {
+        "NaN"
+    } else if f > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
     }
 }
 
@@ -212,6 +224,15 @@ mod tests {
         assert_eq!(lsn.0, 0x16_B374_D848);
         assert_eq!(lsn.to_string(), "16/B374D848");
         assert_eq!(Lsn::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn non_finite_floats_are_spelled_like_postgres() {
+        assert_eq!(
+            Value::Float(f64::INFINITY).to_json(),
+            serde_json::json!("Infinity")
+        );
+        assert_eq!(Value::Float(f64::NAN).to_text(), "NaN");
     }
 
     #[test]

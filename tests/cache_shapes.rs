@@ -1,0 +1,188 @@
+//! A cache view of another shape than the shop's, on another schema: composite
+//! primary keys and joins, a `where` on a joined column, a key template whose
+//! column changes, primary-key updates, a descending array order, three
+//! levels of nesting, TRUNCATE, and every value type the README documents.
+//! Random changes, then the SQL oracle.
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use harness::{
+    PgServer, RedisServer, ServiceSetup, diff_documents, try_redis_documents, wait_until,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use sqlx::PgPool;
+
+const SCHEMA: &str = "
+    CREATE SCHEMA lab;
+    CREATE TABLE lab.regions (code text, zone int, label text, PRIMARY KEY (code, zone));
+    CREATE TABLE lab.accounts (
+        id bigint PRIMARY KEY, kind text NOT NULL, active boolean, region_code text, region_zone int,
+        score numeric(14,4), ratio float8, born date, seen timestamp, at timestamptz, tags jsonb, uid uuid);
+    CREATE TABLE lab.events (
+        id bigint PRIMARY KEY, account_id bigint, seq int, note text, region_code text, region_zone int);";
+
+const ORACLE: &str = r#"
+    SELECT 'acct:' || a.kind || ':' || a.id, json_build_object(
+        'id', a.id, 'kind', a.kind, 'active', a.active, 'score', a.score::text, 'ratio', a.ratio,
+        'born', a.born::text,
+        'seen', to_char(a.seen, 'YYYY-MM-DD"T"HH24:MI:SS.US'),
+        'at', to_char(a.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'tags', a.tags, 'uid', a.uid::text,
+        'region', CASE WHEN r.code IS NULL THEN NULL
+                       ELSE json_build_object('code', r.code, 'zone', r.zone, 'label', r.label) END,
+        'events', coalesce((
+            SELECT json_agg(json_build_object(
+                       'seq', e.seq, 'note', e.note,
+                       'region', CASE WHEN er.code IS NULL THEN NULL
+                                      ELSE json_build_object('label', er.label) END)
+                   ORDER BY e.seq DESC NULLS FIRST, e.id)
+            FROM lab.events e
+            LEFT JOIN lab.regions er ON er.code = e.region_code AND er.zone = e.region_zone
+            WHERE e.account_id = a.id), '[]'::json)
+    )::text
+    FROM lab.accounts a LEFT JOIN lab.regions r ON r.code = a.region_code AND r.zone = a.region_zone
+    WHERE a.active AND r.label IS NOT NULL"#;
+
+const CODES: [&str; 3] = ["eu", "us", "ap"];
+
+/// One random transaction against the lab schema.
+fn random_statement(rng: &mut StdRng) -> String {
+    let account = rng.random_range(1..60);
+    let code = CODES[rng.random_range(0..CODES.len())];
+    let zone = rng.random_range(1..3);
+    match rng.random_range(0..14) {
+        0 | 1 => format!(
+            "INSERT INTO lab.regions VALUES ('{code}', {zone}, {}) ON CONFLICT (code, zone) DO UPDATE SET label = EXCLUDED.label",
+            {
+                let label = format!("'{code}-{zone}-{}'", rng.random_range(0..100));
+                any(rng, &[&label])
+            }
+        ),
+        2 => format!("DELETE FROM lab.regions WHERE code = '{code}' AND zone = {zone}"),
+        // A primary-key update: the old key arrives only as the replica identity.
+        3 => format!(
+            "UPDATE lab.regions SET zone = zone + 10 WHERE code = '{code}' AND zone = {zone}
+             AND NOT EXISTS (SELECT 1 FROM lab.regions WHERE code = '{code}' AND zone = {zone} + 10)"
+        ),
+        4..=6 => format!(
+            "INSERT INTO lab.accounts VALUES ({account}, '{kind}', {active}, '{code}', {zone}, {score}, {ratio},
+                 {born}, {seen}, {at}, {tags}, {uid})
+             ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, active = EXCLUDED.active,
+                 region_code = EXCLUDED.region_code, region_zone = EXCLUDED.region_zone, score = EXCLUDED.score,
+                 ratio = EXCLUDED.ratio, born = EXCLUDED.born, seen = EXCLUDED.seen, at = EXCLUDED.at,
+                 tags = EXCLUDED.tags, uid = EXCLUDED.uid",
+            kind = ["basic", "pro", "team"][rng.random_range(0..3)],
+            active = any(rng, &["true", "true", "false"]),
+            score = {
+                let score = format!("{}.{:04}", rng.random_range(-99999..99999), rng.random_range(0..10000));
+                any(rng, &[&score])
+            },
+            ratio = any(rng, &["0.1", "1e300", "-2.5", "'NaN'", "'Infinity'", "3"]),
+            born = any(rng, &["'2024-02-29'", "'1999-12-31'", "'infinity'"]),
+            seen = any(rng, &["'2026-01-02 03:04:05.5'", "'2026-11-24 23:59:59.999999'", "'2000-01-01 00:00:00'"]),
+            at = any(rng, &["'2026-03-01 00:30:00+05:30'", "'2025-12-31 23:00:00-02'", "'2026-06-15 12:00:00.123+00'"]),
+            tags = any(rng, &[r#"'{"b": [1, 2.50, "x"], "a": null, "n": 12345678901234567890}'"#]),
+            uid = any(rng, &["'6f1c2c3e-59b4-4d5e-9f3a-0c2b1d4e5f60'"]),
+        ),
+        7 => format!("UPDATE lab.accounts SET kind = 'k{}' WHERE id = {account}", rng.random_range(0..3)),
+        8 => format!("UPDATE lab.accounts SET active = NOT coalesce(active, false) WHERE id = {account}"),
+        9 => format!("DELETE FROM lab.accounts WHERE id = {account}"),
+        10 | 11 => format!(
+            "INSERT INTO lab.events VALUES ({id}, {account}, {seq}, 'note {id}', '{code}', {zone})
+             ON CONFLICT (id) DO UPDATE SET account_id = EXCLUDED.account_id, seq = EXCLUDED.seq",
+            id = rng.random_range(1..300),
+            seq = any(rng, &["0", "1", "2", "3", "4"]),
+        ),
+        12 => format!("DELETE FROM lab.events WHERE id = {}", rng.random_range(1..300)),
+        _ => format!("UPDATE lab.events SET note = note || '!' WHERE account_id = {account}"),
+    }
+}
+
+/// One of `options` as SQL, or NULL now and then.
+fn any(rng: &mut StdRng, options: &[&str]) -> String {
+    if rng.random_bool(0.15) {
+        "NULL".into()
+    } else {
+        options[rng.random_range(0..options.len())].to_string()
+    }
+}
+
+async fn expected(pool: &PgPool) -> BTreeMap<String, Value> {
+    let rows: Vec<(String, String)> = sqlx::query_as(ORACLE)
+        .fetch_all(pool)
+        .await
+        .expect("oracle");
+    rows.into_iter()
+        .map(|(key, doc)| (key, serde_json::from_str(&doc).expect("oracle JSON")))
+        .collect()
+}
+
+async fn converged(pool: &PgPool, redis_url: &str) {
+    wait_until(
+        Duration::from_secs(120),
+        "redis matches the lab oracle",
+        || async {
+            let actual = try_redis_documents(redis_url, "acct:*")
+                .await
+                .map_err(|e| e.to_string())?;
+            let differences = diff_documents(&expected(pool).await, &actual);
+            if differences.is_empty() {
+                Ok(())
+            } else {
+                Err(differences.join("\n"))
+            }
+        },
+    )
+    .await
+}
+
+async fn run_random(pool: &PgPool, rng: &mut StdRng, transactions: usize) {
+    for _ in 0..transactions {
+        let statements: Vec<String> = (0..rng.random_range(1..4))
+            .map(|_| random_statement(rng))
+            .collect();
+        let script = format!("BEGIN; {}; COMMIT;", statements.join("; "));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+            .execute(pool)
+            .await
+            .expect("a lab transaction");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_oracle() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let url = pg.create_database("lab").await;
+    let pool = pg.pool("lab").await;
+    sqlx::raw_sql(SCHEMA)
+        .execute(&pool)
+        .await
+        .expect("creating the lab schema");
+    let mut rng = StdRng::seed_from_u64(5);
+    run_random(&pool, &mut rng, 300).await;
+
+    let views = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/views_lab");
+    let setup = ServiceSetup::with_views(&url, &redis.url(), views);
+    let mut service = setup.start();
+    converged(&pool, &redis.url()).await;
+
+    run_random(&pool, &mut rng, 1_500).await;
+    sqlx::raw_sql("TRUNCATE lab.events")
+        .execute(&pool)
+        .await
+        .expect("truncate");
+    run_random(&pool, &mut rng, 300).await;
+    converged(&pool, &redis.url()).await;
+    service.assert_running();
+    assert!(
+        expected(&pool).await.len() > 5,
+        "the filter must leave some documents"
+    );
+}
