@@ -383,88 +383,51 @@ impl<'v> ViewSkeleton<'v> {
         Some((node, column.clone()))
     }
 
+    fn column_of(
+        &self,
+        tables: &BTreeMap<String, TablePlan>,
+        table: &str,
+        column: &str,
+    ) -> Result<usize, PlanError> {
+        tables
+            .get(table)
+            .and_then(|t| t.column(column))
+            .ok_or_else(|| PlanError::UnknownColumn {
+                view: self.def.name.clone(),
+                table: table.to_string(),
+                column: column.to_string(),
+            })
+    }
+
     fn resolve(
         self,
         index: usize,
         tables: &mut BTreeMap<String, TablePlan>,
     ) -> Result<ViewPlan, PlanError> {
         let ViewKind::Cache(cache) = &self.def.kind;
-        let column_of = |tables: &BTreeMap<String, TablePlan>, table: &str, column: &str| {
-            tables[table]
-                .column(column)
-                .ok_or_else(|| PlanError::UnknownColumn {
-                    view: self.def.name.clone(),
-                    table: table.to_string(),
-                    column: column.to_string(),
-                })
-        };
-        let mut nodes = Vec::new();
-        for (node, (table, parent, relation)) in self.nodes.iter().enumerate() {
-            tables
-                .get_mut(table)
-                .map(|t| t.occurrences.push((index, node)));
-            let link = match (parent, relation) {
-                (Some(parent), Some(relation)) => {
-                    let parent_table = &self.nodes[*parent].0;
-                    let joined: Vec<String> =
-                        relation.on.iter().map(|p| p.joined.clone()).collect();
-                    let parents: Vec<String> =
-                        relation.on.iter().map(|p| p.parent.clone()).collect();
-                    Some(LinkPlan {
-                        cardinality: relation.cardinality,
-                        child_columns: joined
-                            .iter()
-                            .map(|c| column_of(tables, table, c))
-                            .collect::<Result<_, _>>()?,
-                        parent_columns: parents
-                            .iter()
-                            .map(|c| column_of(tables, parent_table, c))
-                            .collect::<Result<_, _>>()?,
-                        children: lookup_for(&tables[table], &joined),
-                        parents: lookup_for(&tables[parent_table], &parents),
-                    })
-                }
-                _ => None,
-            };
-            nodes.push(NodePlan {
-                table: table.clone(),
-                parent: *parent,
-                link,
-            });
+        for (node, (table, _, _)) in self.nodes.iter().enumerate() {
+            if let Some(table) = tables.get_mut(table) {
+                table.occurrences.push((index, node));
+            }
         }
+        let nodes = self.resolve_nodes(tables)?;
         let key = cache
             .key
             .parts
             .iter()
             .map(|part| match part {
                 KeyPart::Literal(text) => Ok(KeyPartPlan::Literal(text.clone())),
-                KeyPart::Column(column) => {
-                    column_of(tables, &cache.root, column).map(KeyPartPlan::Column)
-                }
+                KeyPart::Column(column) => self
+                    .column_of(tables, &cache.root, column)
+                    .map(KeyPartPlan::Column),
             })
             .collect::<Result<_, _>>()?;
         let filter = match &cache.filter {
+            Some(expr) => Some(self.resolve_filter(tables, expr)?),
             None => None,
-            Some(expr) => {
-                let mut columns = HashMap::new();
-                for path in expr.columns() {
-                    let (node, column) = self.resolve_path(&path).ok_or_else(|| {
-                        PlanError::UnresolvedFilterColumn {
-                            view: self.def.name.clone(),
-                            path: path.join("."),
-                        }
-                    })?;
-                    let position = column_of(tables, &self.nodes[node].0, &column)?;
-                    columns.insert(path, (node, position));
-                }
-                Some(FilterPlan {
-                    expr: expr.clone(),
-                    columns,
-                })
-            }
         };
         let mut next_node = 1;
-        let document = self.doc_plan(tables, &cache.fields, 0, &mut next_node, &column_of)?;
+        let document = self.doc_plan(tables, &cache.fields, 0, &mut next_node)?;
         Ok(ViewPlan {
             name: self.def.name.clone(),
             definition_hash: self.def.definition_hash.clone(),
@@ -476,6 +439,73 @@ impl<'v> ViewSkeleton<'v> {
         })
     }
 
+    fn resolve_nodes(
+        &self,
+        tables: &BTreeMap<String, TablePlan>,
+    ) -> Result<Vec<NodePlan>, PlanError> {
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        for (table, parent, relation) in &self.nodes {
+            let link = match (parent, relation) {
+                (Some(parent), Some(relation)) => {
+                    Some(self.resolve_link(tables, table, &self.nodes[*parent].0, relation)?)
+                }
+                _ => None,
+            };
+            nodes.push(NodePlan {
+                table: table.clone(),
+                parent: *parent,
+                link,
+            });
+        }
+        Ok(nodes)
+    }
+
+    fn resolve_link(
+        &self,
+        tables: &BTreeMap<String, TablePlan>,
+        table: &str,
+        parent_table: &str,
+        relation: &Relation,
+    ) -> Result<LinkPlan, PlanError> {
+        let joined: Vec<String> = relation.on.iter().map(|p| p.joined.clone()).collect();
+        let parents: Vec<String> = relation.on.iter().map(|p| p.parent.clone()).collect();
+        Ok(LinkPlan {
+            cardinality: relation.cardinality,
+            child_columns: joined
+                .iter()
+                .map(|c| self.column_of(tables, table, c))
+                .collect::<Result<_, _>>()?,
+            parent_columns: parents
+                .iter()
+                .map(|c| self.column_of(tables, parent_table, c))
+                .collect::<Result<_, _>>()?,
+            children: lookup_for(&tables[table], &joined),
+            parents: lookup_for(&tables[parent_table], &parents),
+        })
+    }
+
+    fn resolve_filter(
+        &self,
+        tables: &BTreeMap<String, TablePlan>,
+        expr: &Expr,
+    ) -> Result<FilterPlan, PlanError> {
+        let mut columns = HashMap::new();
+        for path in expr.columns() {
+            let (node, column) =
+                self.resolve_path(&path)
+                    .ok_or_else(|| PlanError::UnresolvedFilterColumn {
+                        view: self.def.name.clone(),
+                        path: path.join("."),
+                    })?;
+            let position = self.column_of(tables, &self.nodes[node].0, &column)?;
+            columns.insert(path, (node, position));
+        }
+        Ok(FilterPlan {
+            expr: expr.clone(),
+            columns,
+        })
+    }
+
     /// Mirrors `collect_fields`, which numbered the nodes depth first.
     fn doc_plan(
         &self,
@@ -483,7 +513,6 @@ impl<'v> ViewSkeleton<'v> {
         fields: &[Field],
         node: usize,
         next_node: &mut usize,
-        column_of: &dyn Fn(&BTreeMap<String, TablePlan>, &str, &str) -> Result<usize, PlanError>,
     ) -> Result<DocPlan, PlanError> {
         let table = &self.nodes[node].0;
         let mut plans = Vec::new();
@@ -491,7 +520,7 @@ impl<'v> ViewSkeleton<'v> {
             let plan = match &field.source {
                 FieldSource::Column(column) => FieldPlan::Column {
                     name: field.name.clone(),
-                    column: column_of(tables, table, column)?,
+                    column: self.column_of(tables, table, column)?,
                 },
                 FieldSource::Relation(relation) => {
                     let child = *next_node;
@@ -499,10 +528,14 @@ impl<'v> ViewSkeleton<'v> {
                     let order_by = relation
                         .order_by
                         .iter()
-                        .map(|k| Ok((column_of(tables, &relation.table, &k.column)?, k.descending)))
+                        .map(|k| {
+                            Ok((
+                                self.column_of(tables, &relation.table, &k.column)?,
+                                k.descending,
+                            ))
+                        })
                         .collect::<Result<_, PlanError>>()?;
-                    let document =
-                        self.doc_plan(tables, &relation.fields, child, next_node, column_of)?;
+                    let document = self.doc_plan(tables, &relation.fields, child, next_node)?;
                     FieldPlan::Relation {
                         name: field.name.clone(),
                         node: child,

@@ -34,6 +34,8 @@ pub enum ServiceError {
     Views(ViewErrors),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error("not starting: {}", .0.join("; "))]
+    ReplicaIdentity(Vec<String>),
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -72,6 +74,10 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     })?;
     let store = Arc::new(Store::open(&config.data_dir)?);
     let tables: BTreeSet<String> = plan.tables.keys().cloned().collect();
+    let unusable = catalog::unusable_replica_identities(&pool, &tables).await?;
+    if !unusable.is_empty() {
+        return Err(ServiceError::ReplicaIdentity(unusable));
+    }
     catalog::ensure_publication(&pool, &config.publication, &tables).await?;
     let engine = Arc::new(Engine::new(Arc::clone(&plan), Arc::clone(&store)));
     let pipeline = Pipeline {

@@ -61,10 +61,10 @@ impl Engine {
     pub fn apply(&self, batch: &ChangeBatch) -> Result<BatchOutcome, EngineError> {
         let outcome = self.store.write(|w| {
             let position = w.position()?;
-            if let (Some(end), Some(stored)) = (batch.commit_end, position) {
-                if end <= stored {
-                    return Ok(BatchOutcome::default());
-                }
+            if let (Some(end), Some(stored)) = (batch.commit_end, position)
+                && end <= stored
+            {
+                return Ok(BatchOutcome::default());
             }
             let mut touched = Touched::new();
             for change in &batch.changes {

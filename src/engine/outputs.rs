@@ -3,7 +3,7 @@
 
 use super::{BatchOutcome, EngineError, document};
 use crate::plan::Plan;
-use crate::state::{OutboxEntry, OutboxOp, StateWriter, Store, StoredOutput};
+use crate::state::{OutboxEntry, OutboxOp, StateWriter, Store};
 
 /// Recomputes one root and returns how many outbox entries it produced.
 pub(super) fn refresh_root(
@@ -19,20 +19,20 @@ pub(super) fn refresh_root(
         return Ok(0);
     }
     let mut ops = Vec::with_capacity(2);
-    if let Some(old) = &old {
-        if new.as_ref().is_none_or(|new| new.key != old.key) {
-            ops.push(OutboxOp::Delete {
-                key: old.key.clone(),
-            });
-        }
+    if let Some(old) = &old
+        && new.as_ref().is_none_or(|new| new.key != old.key)
+    {
+        ops.push(OutboxOp::Delete {
+            key: old.key.clone(),
+        });
     }
     match &new {
-        Some(StoredOutput { key, document }) => {
+        Some(output) => {
             ops.push(OutboxOp::Put {
-                key: key.clone(),
-                document: document.clone(),
+                key: output.key.clone(),
+                document: output.document.clone(),
             });
-            w.put_output(&view.name, pk, new.as_ref().expect("matched Some"))?;
+            w.put_output(&view.name, pk, output)?;
         }
         None => w.delete_output(&view.name, pk)?,
     }

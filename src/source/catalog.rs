@@ -54,6 +54,33 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
     Ok(Catalog { tables })
 }
 
+/// Tables whose replica identity cannot identify a row by its primary key
+/// (`NOTHING`, or `USING INDEX` on another index): their deletes and key
+/// changes could not be applied, so such views are refused at start.
+pub async fn unusable_replica_identities(
+    pool: &PgPool,
+    tables: &BTreeSet<String>,
+) -> Result<Vec<String>, SourceError> {
+    let names: Vec<String> = tables.iter().cloned().collect();
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT n.nspname || '.' || c.relname, c.relreplident::text
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname || '.' || c.relname = ANY($1) AND c.relreplident IN ('n', 'i')",
+    )
+    .bind(&names)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(table, identity)| {
+            let identity = if identity == "n" { "NOTHING" } else { "USING INDEX" };
+            format!(
+                "table {table} has REPLICA IDENTITY {identity}; viewkeeper needs DEFAULT (the primary key) or FULL: ALTER TABLE {table} REPLICA IDENTITY DEFAULT"
+            )
+        })
+        .collect())
+}
+
 /// Creates the publication for exactly `tables`, or changes it to them.
 pub async fn ensure_publication(
     pool: &PgPool,

@@ -11,6 +11,9 @@ use super::{
 };
 use crate::change::{Lsn, Value};
 
+/// A stored row with its encoded primary key.
+pub type KeyedRow = (Vec<u8>, Vec<Value>);
+
 /// The tables of one write transaction. Keys of rows and outputs are the
 /// encoded primary key (see [`super::keycode`]); this type adds the table, view
 /// or index name in front.
@@ -110,7 +113,7 @@ impl<'txn> StateWriter<'txn> {
         table: &str,
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<Value>)>, StoreError> {
+    ) -> Result<Vec<KeyedRow>, StoreError> {
         let prefix = prefixed(table, &[]);
         let end = prefix_end(&prefix);
         let start = match after {

@@ -1,0 +1,239 @@
+//! What an operator meets: `viewkeeper tail`, secrets kept out of output, a
+//! table viewkeeper cannot follow refused at start, and a quiet or unrelated
+//! database that must not time the replication connection out nor hold WAL.
+
+mod harness;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use harness::{PgServer, RedisServer, ServiceSetup, converged, wait_until};
+use serde_json::Value;
+use sqlx::PgPool;
+use viewkeeper::workload::{self, Scale};
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("views")
+}
+
+async fn shop(pg: &PgServer) -> (String, PgPool) {
+    let url = pg.create_database("shop").await;
+    let pool = pg.pool("shop").await;
+    workload::create_schema(&pool)
+        .await
+        .expect("creating the shop");
+    workload::load(&pool, &Scale::small())
+        .await
+        .expect("loading the shop");
+    (url, pool)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_prints_each_change_as_a_json_line() {
+    let pg = PgServer::start().await;
+    let (url, pool) = shop(&pg).await;
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+        .args(["tail", "--database-url", &url])
+        .arg("--views")
+        .arg(examples())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting tail");
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    let stdout = tail.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    wait_until(Duration::from_secs(30), "tail's temporary slot is streaming", || async {
+        let active: Option<bool> = sqlx::query_scalar(
+            "SELECT active FROM pg_replication_slots WHERE slot_name LIKE 'viewkeeper_tail_%' AND temporary",
+        )
+        .fetch_optional(&pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        if active == Some(true) { Ok(()) } else { Err(format!("slot active: {active:?}")) }
+    })
+    .await;
+
+    sqlx::raw_sql(
+        "INSERT INTO customers (id, name, email) VALUES (9001, 'Tail', 't@example.com');
+         UPDATE customers SET name = 'Tailed' WHERE id = 9001;
+         UPDATE products SET description = repeat('x', 20000) WHERE id = 1;
+         UPDATE products SET price_cents = price_cents + 1 WHERE id = 1;
+         DELETE FROM customers WHERE id = 9001;",
+    )
+    .execute(&pool)
+    .await
+    .expect("changes to tail");
+
+    let mut changes: Vec<Value> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while changes.len() < 5 && std::time::Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            changes.push(serde_json::from_str(&line).expect("each line is JSON"));
+        }
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    let ops: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["table"].as_str().unwrap_or(""),
+                c["op"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("public.customers", "insert"),
+            ("public.customers", "update"),
+            ("public.products", "update"),
+            ("public.products", "update"),
+            ("public.customers", "delete"),
+        ],
+        "{changes:#?}"
+    );
+    assert_eq!(changes[1]["new"]["name"], "Tailed");
+    assert_eq!(
+        changes[3]["unchanged_toast"],
+        serde_json::json!(["description"])
+    );
+    assert_eq!(changes[4]["old"]["id"], 9001);
+    assert!(
+        changes[0]["commit_lsn"]
+            .as_str()
+            .is_some_and(|l| l.contains('/'))
+    );
+}
+
+#[test]
+fn passwords_never_appear_in_errors_or_logs() {
+    let secret = "S3cr3t-Pa55";
+    let output = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+        .args(["run", "--database-url"])
+        .arg(format!("postgres://app:{secret}@127.0.0.1:1/shop"))
+        .arg("--redis-url")
+        .arg(format!("redis://:{secret}@127.0.0.1:1"))
+        .arg("--views")
+        .arg(examples())
+        .arg("--data-dir")
+        .arg(tempfile::tempdir().expect("temp dir").path())
+        .output()
+        .expect("running viewkeeper");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "nothing listens on port 1");
+    assert!(
+        all.contains("app:***@127.0.0.1"),
+        "the URL is shown redacted:\n{all}"
+    );
+    assert!(!all.contains(secret), "the password leaked:\n{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_without_a_usable_replica_identity_is_refused() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = shop(&pg).await;
+    sqlx::query("ALTER TABLE customers REPLICA IDENTITY NOTHING")
+        .execute(&pool)
+        .await
+        .expect("altering the replica identity");
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let output = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+        .args(["run", "--database-url", &url, "--redis-url", &redis.url()])
+        .arg("--views")
+        .arg(&setup.views)
+        .arg("--data-dir")
+        .arg(setup.data_dir())
+        .output()
+        .expect("running viewkeeper");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("table public.customers has REPLICA IDENTITY NOTHING"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_or_unrelated_traffic_keeps_the_connection_and_releases_wal() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = shop(&pg).await;
+    sqlx::query("CREATE TABLE audit_log (id bigserial PRIMARY KEY, line text)")
+        .execute(&pool)
+        .await
+        .expect("an unrelated table");
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), Duration::from_secs(60)).await;
+    let walsender: i32 = wait_until(Duration::from_secs(30), "viewkeeper streams", || async {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_replication WHERE application_name = 'viewkeeper'",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| e.to_string())
+    })
+    .await;
+
+    // Writes only to a table no view reads: the slot must still advance.
+    sqlx::query("INSERT INTO audit_log (line) SELECT 'line ' || g FROM generate_series(1, 5000) g")
+        .execute(&pool)
+        .await
+        .expect("unrelated writes");
+    let wal_end: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(60), "the slot confirms past unrelated writes", || async {
+        let confirmed: bool = sqlx::query_scalar(
+            "SELECT confirmed_flush_lsn >= $1::pg_lsn FROM pg_replication_slots WHERE slot_name = 'viewkeeper'",
+        )
+        .bind(&wal_end)
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        if confirmed { Ok(()) } else { Err("behind".to_owned()) }
+    })
+    .await;
+
+    // The harness sets wal_sender_timeout=10s: the same walsender must live
+    // through two timeouts of a quiet database.
+    wait_until(
+        Duration::from_secs(60),
+        "the walsender outlives wal_sender_timeout twice",
+        || async {
+            let (pid, old_enough): (i32, bool) = sqlx::query_as(
+                "SELECT pid, now() - backend_start > interval '21 seconds'
+             FROM pg_stat_replication WHERE application_name = 'viewkeeper'",
+            )
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+            if pid != walsender {
+                panic!("the replication connection was replaced ({walsender} → {pid})");
+            }
+            if old_enough {
+                Ok(())
+            } else {
+                Err("younger than 21 s".to_owned())
+            }
+        },
+    )
+    .await;
+    service.assert_running();
+    assert!(!service.log_tail(10_000).contains("replication interrupted"));
+}
