@@ -3,9 +3,11 @@
 //! text, `text < int`, a non-boolean condition, a bad function argument).
 //! `viewkeeper check` runs this before any row is seen.
 
+use super::cast::CastTarget;
 use super::date_parts::DateField;
 use super::error::ExprError;
-use super::node::{CaseBranch, Node, NodeKind};
+use super::functions::Function;
+use super::node::{CaseBranch, Node};
 use super::types::{ValueType, common_type, comparable, promote_numeric};
 
 /// The caller's knowledge of column types.
@@ -13,42 +15,66 @@ pub(crate) type ColumnTypes<'a> = &'a dyn Fn(&[String]) -> Option<ValueType>;
 
 pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, ExprError> {
     let infer_child = |child: &Node| infer(child, columns);
-    match &node.kind {
-        NodeKind::Column(path) => columns(path).ok_or_else(|| ExprError::UnknownColumn {
+    match node {
+        Node::Column(path) => columns(path).ok_or_else(|| ExprError::UnknownColumn {
             column: path.join("."),
         }),
-        NodeKind::Literal(value) => Ok(ValueType::of(value)),
-        NodeKind::Sign { operand, .. } => numeric_operand(node, infer_child(operand)?),
-        NodeKind::Arithmetic { op, left, right } => {
+        Node::Literal(value) => Ok(ValueType::of(value)),
+        Node::Sign { operand, .. } => numeric_operand(node, infer_child(operand)?),
+        Node::Arithmetic { op, left, right } => {
             let (left, right) = (infer_child(left)?, infer_child(right)?);
             arithmetic_type(node, op.symbol(), left, right)
         }
-        NodeKind::Concat { left, right } => {
-            concat_type(node, infer_child(left)?, infer_child(right)?)
-        }
-        NodeKind::Comparison { left, right, .. } | NodeKind::IsDistinct { left, right, .. } => {
+        Node::Concat { left, right } => concat_type(node, infer_child(left)?, infer_child(right)?),
+        Node::Comparison { left, right, .. } => {
             comparison_type(node, infer_child(left)?, infer_child(right)?)
         }
-        NodeKind::Logical { left, right, .. } => {
+        Node::Logical { left, right, .. } => {
             boolean_operand(node, infer_child(left)?)?;
             boolean_operand(node, infer_child(right)?)
         }
-        NodeKind::Not(operand) | NodeKind::IsBool { operand, .. } => {
-            boolean_operand(node, infer_child(operand)?)
+        Node::Not(operand) => boolean_operand(node, infer_child(operand)?),
+        Node::Cast { operand, target } => cast_type(node, infer_child(operand)?, *target),
+        Node::Call { function, args } => {
+            let arg_types = args
+                .iter()
+                .map(infer_child)
+                .collect::<Result<Vec<_>, _>>()?;
+            call_type(node, *function, &arg_types)
         }
-        NodeKind::IsNull { operand, .. } => infer_child(operand).map(|_| ValueType::Bool),
-        NodeKind::InList { operand, list, .. } => in_list_type(node, operand, list, columns),
-        NodeKind::Between {
+        Node::Extract { field, operand } => extract_type(node, *field, infer_child(operand)?),
+        Node::DateTrunc { operand, .. } => temporal_operand(node, infer_child(operand)?),
+        Node::IsNull { .. }
+        | Node::IsBool { .. }
+        | Node::IsDistinct { .. }
+        | Node::InList { .. }
+        | Node::Between { .. }
+        | Node::Like { .. }
+        | Node::Case { .. } => infer_predicate(node, columns),
+    }
+}
+
+/// The IS, IN, BETWEEN, LIKE and CASE forms.
+fn infer_predicate(node: &Node, columns: ColumnTypes) -> Result<ValueType, ExprError> {
+    let infer_child = |child: &Node| infer(child, columns);
+    match node {
+        Node::IsBool { operand, .. } => boolean_operand(node, infer_child(operand)?),
+        Node::IsDistinct { left, right, .. } => {
+            comparison_type(node, infer_child(left)?, infer_child(right)?)
+        }
+        Node::IsNull { operand, .. } => infer_child(operand).map(|_| ValueType::Bool),
+        Node::InList { operand, list, .. } => in_list_type(node, operand, list, columns),
+        Node::Between {
             operand, low, high, ..
         } => {
             let operand = infer_child(operand)?;
             comparison_type(node, operand, infer_child(low)?)?;
             comparison_type(node, operand, infer_child(high)?)
         }
-        NodeKind::Like {
+        Node::Like {
             operand, pattern, ..
         } => like_type(node, infer_child(operand)?, infer_child(pattern)?),
-        NodeKind::Case {
+        Node::Case {
             operand,
             branches,
             otherwise,
@@ -59,33 +85,29 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
             otherwise.as_deref(),
             columns,
         ),
-        NodeKind::Cast { operand, target } => {
-            let from = infer_child(operand)?;
-            match target.accepts(from) {
-                true => Ok(target.result_type()),
-                false => Err(type_error(
-                    node,
-                    format!("cannot cast {from} to {}", target.result_type()),
-                )),
-            }
-        }
-        NodeKind::Call { function, args } => {
-            let arg_types = args
-                .iter()
-                .map(infer_child)
-                .collect::<Result<Vec<_>, _>>()?;
-            function
-                .result_type(&arg_types)
-                .map_err(|message| type_error(node, message))
-        }
-        NodeKind::Extract { field, operand } => extract_type(node, *field, infer_child(operand)?),
-        NodeKind::DateTrunc { operand, .. } => temporal_operand(node, infer_child(operand)?),
+        // Unreachable: `infer` sends only the forms above here.
+        other => Err(type_error(other, "not a predicate".into())),
     }
+}
+
+fn cast_type(node: &Node, from: ValueType, target: CastTarget) -> Result<ValueType, ExprError> {
+    if target.accepts(from) {
+        Ok(target.result_type())
+    } else {
+        let message = format!("cannot cast {from} to {}", target.result_type());
+        Err(type_error(node, message))
+    }
+}
+
+fn call_type(node: &Node, function: Function, args: &[ValueType]) -> Result<ValueType, ExprError> {
+    function
+        .result_type(args)
+        .map_err(|message| type_error(node, message))
 }
 
 fn type_error(node: &Node, message: String) -> ExprError {
     ExprError::Type {
-        fragment: node.text.clone(),
+        fragment: node.to_string(),
         message,
     }
 }

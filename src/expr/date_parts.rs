@@ -43,6 +43,21 @@ impl TruncUnit {
     }
 }
 
+impl TruncUnit {
+    pub fn name(self) -> &'static str {
+        match self {
+            TruncUnit::Second => "second",
+            TruncUnit::Minute => "minute",
+            TruncUnit::Hour => "hour",
+            TruncUnit::Day => "day",
+            TruncUnit::Week => "week",
+            TruncUnit::Month => "month",
+            TruncUnit::Quarter => "quarter",
+            TruncUnit::Year => "year",
+        }
+    }
+}
+
 /// `date_trunc(unit, value)`.
 pub(crate) fn truncate(value: DateTime, unit: TruncUnit) -> DateTime {
     let micros = value.micros_of_day;

@@ -8,16 +8,20 @@ use thiserror::Error;
 
 use super::node::Node;
 
-/// Why an expression was rejected. Every variant names the offending fragment,
-/// as the parser renders it, so a view author can find it in the file.
+/// Why an expression was rejected: when the view is loaded, never on a row.
+/// Variants name the offending fragment (as sqlparser renders it) or column,
+/// so a view author can find it in the file; all are permanent until the
+/// view file changes.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ExprError {
     #[error("syntax error in `{expression}`: {message}")]
     Syntax { expression: String, message: String },
     #[error("expression is {length} bytes long; at most {max} are allowed")]
     TooLong { length: usize, max: usize },
-    #[error("expression nests more than {max} levels deep")]
-    TooDeep { max: usize },
+    #[error(
+        "expression is too complex: {count} operators, keywords and parentheses; at most {max} are allowed"
+    )]
+    TooComplex { count: usize, max: usize },
     #[error("unsupported construct: {construct} in `{fragment}`")]
     Unsupported { construct: String, fragment: String },
     #[error("invalid literal `{fragment}`: {message}")]
@@ -39,6 +43,10 @@ pub enum ExprError {
 
 /// Why evaluating an expression over one row failed. Like PostgreSQL, this is
 /// an error rather than a silent NULL: a view must not quietly drop a row.
+///
+/// Every variant is permanent for that row and view: evaluation is pure, so
+/// a retry fails the same way. The change belongs on the view's dead-letter
+/// list (with this message), while the other views go on.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EvalError {
     /// The row has no such column (the caller's column lookup returned `None`).
@@ -85,7 +93,7 @@ impl fmt::Display for Fault {
 impl Fault {
     /// The evaluation error for this fault, located at `node`.
     pub(crate) fn at(self, node: &Node) -> EvalError {
-        let fragment = node.text.clone();
+        let fragment = node.to_string();
         match self {
             Fault::TypeMismatch(message) => EvalError::TypeMismatch { fragment, message },
             Fault::DivisionByZero => EvalError::DivisionByZero { fragment },

@@ -15,7 +15,7 @@ use super::date_parts::{extract_value, truncate_value};
 use super::error::{EvalError, Fault};
 use super::functions::Function;
 use super::like::like_matches;
-use super::node::{CaseBranch, ComparisonOp, LogicalOp, Node, NodeKind};
+use super::node::{CaseBranch, ComparisonOp, LogicalOp, Node};
 use super::types::ValueType;
 
 /// The caller's column lookup: `None` means the row has no such column.
@@ -24,27 +24,44 @@ pub(crate) type RowLookup<'a> = &'a dyn Fn(&[String]) -> Option<Value>;
 pub(crate) fn evaluate(node: &Node, row: RowLookup) -> Result<Value, EvalError> {
     let eval = |child: &Node| evaluate(child, row);
     let at = |fault: Fault| fault.at(node);
-    match &node.kind {
-        NodeKind::Column(path) => row(path).ok_or_else(|| EvalError::UnknownColumn {
+    match node {
+        Node::Column(path) => row(path).ok_or_else(|| EvalError::UnknownColumn {
             column: path.join("."),
         }),
-        NodeKind::Literal(value) => Ok(value.clone()),
-        NodeKind::Sign { negative, operand } => {
+        Node::Literal(value) => Ok(value.clone()),
+        Node::Sign { negative, operand } => {
             arith::apply_sign(*negative, &eval(operand)?).map_err(at)
         }
-        NodeKind::Arithmetic { op, left, right } => {
+        Node::Arithmetic { op, left, right } => {
             arith::apply(*op, &eval(left)?, &eval(right)?).map_err(at)
         }
-        NodeKind::Concat { left, right } => concat(&eval(left)?, &eval(right)?).map_err(at),
-        NodeKind::Comparison { op, left, right } => {
+        Node::Concat { left, right } => concat(&eval(left)?, &eval(right)?).map_err(at),
+        Node::Comparison { op, left, right } => {
             compare(*op, &eval(left)?, &eval(right)?).map_err(at)
         }
-        NodeKind::Logical { op, left, right } => logical(*op, left, right, row),
-        NodeKind::Not(operand) => Ok(truth_value(truth(operand, &eval(operand)?)?.map(|b| !b))),
-        NodeKind::IsNull { operand, negated } => {
-            Ok(Value::Bool(eval(operand)?.is_null() != *negated))
-        }
-        NodeKind::IsBool {
+        Node::Logical { op, left, right } => logical(*op, left, right, row),
+        Node::Not(operand) => Ok(truth_value(truth(operand, &eval(operand)?)?.map(|b| !b))),
+        Node::Cast { operand, target } => cast(&eval(operand)?, *target).map_err(at),
+        Node::Call { function, args } => call(node, *function, args, row),
+        Node::Extract { field, operand } => extract_value(&eval(operand)?, *field).map_err(at),
+        Node::DateTrunc { unit, operand } => truncate_value(&eval(operand)?, *unit).map_err(at),
+        Node::IsNull { .. }
+        | Node::IsBool { .. }
+        | Node::IsDistinct { .. }
+        | Node::InList { .. }
+        | Node::Between { .. }
+        | Node::Like { .. }
+        | Node::Case { .. } => evaluate_predicate(node, row),
+    }
+}
+
+/// The IS, IN, BETWEEN, LIKE and CASE forms.
+fn evaluate_predicate(node: &Node, row: RowLookup) -> Result<Value, EvalError> {
+    let eval = |child: &Node| evaluate(child, row);
+    let at = |fault: Fault| fault.at(node);
+    match node {
+        Node::IsNull { operand, negated } => Ok(Value::Bool(eval(operand)?.is_null() != *negated)),
+        Node::IsBool {
             operand,
             expected,
             negated,
@@ -52,23 +69,23 @@ pub(crate) fn evaluate(node: &Node, row: RowLookup) -> Result<Value, EvalError> 
             let is_expected = truth(operand, &eval(operand)?)? == Some(*expected);
             Ok(Value::Bool(is_expected != *negated))
         }
-        NodeKind::IsDistinct {
+        Node::IsDistinct {
             left,
             right,
             negated,
         } => is_distinct(&eval(left)?, &eval(right)?, *negated).map_err(at),
-        NodeKind::InList {
+        Node::InList {
             operand,
             list,
             negated,
         } => in_list(node, operand, list, *negated, row),
-        NodeKind::Between {
+        Node::Between {
             operand,
             low,
             high,
             negated,
         } => between(&eval(operand)?, &eval(low)?, &eval(high)?, *negated).map_err(at),
-        NodeKind::Like {
+        Node::Like {
             operand,
             pattern,
             escape,
@@ -78,15 +95,16 @@ pub(crate) fn evaluate(node: &Node, row: RowLookup) -> Result<Value, EvalError> 
             let matched = like(&eval(operand)?, &eval(pattern)?, *escape, *case_insensitive);
             Ok(truth_value(matched.map_err(at)?.map(|m| m != *negated)))
         }
-        NodeKind::Case {
+        Node::Case {
             operand,
             branches,
             otherwise,
         } => case(operand.as_deref(), branches, otherwise.as_deref(), row),
-        NodeKind::Cast { operand, target } => cast(&eval(operand)?, *target).map_err(at),
-        NodeKind::Call { function, args } => call(node, *function, args, row),
-        NodeKind::Extract { field, operand } => extract_value(&eval(operand)?, *field).map_err(at),
-        NodeKind::DateTrunc { unit, operand } => truncate_value(&eval(operand)?, *unit).map_err(at),
+        // Unreachable: `evaluate` sends only the forms above here.
+        other => Err(EvalError::TypeMismatch {
+            fragment: other.to_string(),
+            message: "not a predicate".into(),
+        }),
     }
 }
 

@@ -34,6 +34,13 @@ pub(crate) struct Arity {
 }
 
 impl Arity {
+    pub const fn exactly(count: usize) -> Arity {
+        Arity {
+            min: count,
+            max: Some(count),
+        }
+    }
+
     pub fn accepts(self, count: usize) -> bool {
         count >= self.min && self.max.is_none_or(|max| count <= max)
     }
@@ -76,50 +83,48 @@ impl Function {
     }
 
     pub fn arity(self) -> Arity {
-        let (min, max) = match self {
-            Function::Lower | Function::Upper | Function::Length | Function::Abs => (1, Some(1)),
-            Function::Coalesce => (1, None),
-            Function::Nullif => (2, Some(2)),
-            Function::Round => (1, Some(2)),
-        };
-        Arity { min, max }
+        match self {
+            Function::Lower | Function::Upper | Function::Length | Function::Abs => {
+                Arity::exactly(1)
+            }
+            Function::Coalesce => Arity { min: 1, max: None },
+            Function::Nullif => Arity::exactly(2),
+            Function::Round => Arity {
+                min: 1,
+                max: Some(2),
+            },
+        }
     }
 }
 
 impl Function {
     /// The result type for arguments of these types, or why they do not fit.
     pub fn result_type(self, args: &[ValueType]) -> Result<ValueType, String> {
-        let first = args.first().copied().unwrap_or(ValueType::Null);
-        let expect = |ok: bool, wanted: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{} expects {wanted}, found {}",
-                    self.name(),
-                    describe(args)
-                ))
-            }
-        };
+        use ValueType as T;
+        let first = args.first().copied().unwrap_or(T::Null);
+        let second = args.get(1).copied().unwrap_or(T::Null);
         match self {
             Function::Lower | Function::Upper => {
-                expect(is_text_or_null(first), "text").map(|_| ValueType::Text)
+                self.require(args, is_text_or_null(first), "text", T::Text)
             }
-            Function::Length => expect(is_text_or_null(first), "text").map(|_| ValueType::Int),
-            Function::Abs => {
-                expect(first.is_numeric() || first == ValueType::Null, "a number").map(|_| first)
-            }
+            Function::Length => self.require(args, is_text_or_null(first), "text", T::Int),
+            Function::Abs => self.require(
+                args,
+                first.is_numeric() || first == T::Null,
+                "a number",
+                first,
+            ),
             Function::Coalesce => coalesce_type(args).ok_or_else(|| {
                 format!("coalesce arguments have no common type: {}", describe(args))
             }),
             Function::Nullif => {
-                let second = args.get(1).copied().unwrap_or(ValueType::Null);
-                let result = if first == ValueType::Null {
-                    second
-                } else {
-                    first
-                };
-                expect(comparable(first, second), "two comparable values").map(|_| result)
+                let result = if first == T::Null { second } else { first };
+                self.require(
+                    args,
+                    comparable(first, second),
+                    "two comparable values",
+                    result,
+                )
             }
             Function::Round => round_type(args).ok_or_else(|| {
                 format!(
@@ -127,6 +132,24 @@ impl Function {
                     describe(args)
                 )
             }),
+        }
+    }
+
+    fn require(
+        self,
+        args: &[ValueType],
+        ok: bool,
+        wanted: &str,
+        result: ValueType,
+    ) -> Result<ValueType, String> {
+        if ok {
+            Ok(result)
+        } else {
+            Err(format!(
+                "{} expects {wanted}, found {}",
+                self.name(),
+                describe(args)
+            ))
         }
     }
 }

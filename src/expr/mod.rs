@@ -18,6 +18,7 @@
 //! - `arith`, `numeric`: Int / exact Numeric / Float arithmetic
 //! - `compare`: the order of values ([`compare_values`])
 //! - `cast`, `functions`, `like`, `temporal`, `date_parts`: the rest
+//! - `render`: nodes back to SQL, for error messages
 
 mod arith;
 mod cast;
@@ -32,6 +33,7 @@ mod node;
 mod numeric;
 mod parse;
 mod parse_call;
+mod render;
 mod temporal;
 mod types;
 

@@ -11,16 +11,10 @@ use super::cast::CastTarget;
 use super::date_parts::{DateField, TruncUnit};
 use super::functions::Function;
 
-/// One node of a parsed expression.
+/// One node of a parsed expression; its `Display` (in `render`) writes it
+/// back as SQL for error messages.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Node {
-    pub kind: NodeKind,
-    /// The fragment as sqlparser renders it, so errors can point at it.
-    pub text: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum NodeKind {
+pub(crate) enum Node {
     Column(ColumnPath),
     Literal(Value),
     /// Unary `-` (negative) or `+`.
@@ -166,40 +160,38 @@ pub(crate) enum LogicalOp {
 impl Node {
     /// The direct sub-expressions, in the order they appear in the source.
     pub fn children(&self) -> Vec<&Node> {
-        match &self.kind {
-            NodeKind::Column(_) | NodeKind::Literal(_) => Vec::new(),
-            NodeKind::Sign { operand, .. }
-            | NodeKind::Not(operand)
-            | NodeKind::IsNull { operand, .. }
-            | NodeKind::IsBool { operand, .. }
-            | NodeKind::Cast { operand, .. }
-            | NodeKind::Extract { operand, .. }
-            | NodeKind::DateTrunc { operand, .. } => vec![operand],
-            NodeKind::Arithmetic { left, right, .. }
-            | NodeKind::Concat { left, right }
-            | NodeKind::Comparison { left, right, .. }
-            | NodeKind::Logical { left, right, .. }
-            | NodeKind::IsDistinct { left, right, .. } => vec![left, right],
-            NodeKind::Like {
+        match self {
+            Node::Column(_) | Node::Literal(_) => Vec::new(),
+            Node::Sign { operand, .. }
+            | Node::Not(operand)
+            | Node::IsNull { operand, .. }
+            | Node::IsBool { operand, .. }
+            | Node::Cast { operand, .. }
+            | Node::Extract { operand, .. }
+            | Node::DateTrunc { operand, .. } => vec![operand],
+            Node::Arithmetic { left, right, .. }
+            | Node::Concat { left, right }
+            | Node::Comparison { left, right, .. }
+            | Node::Logical { left, right, .. }
+            | Node::IsDistinct { left, right, .. } => vec![left, right],
+            Node::Like {
                 operand, pattern, ..
             } => vec![operand, pattern],
-            NodeKind::Between {
+            Node::Between {
                 operand, low, high, ..
             } => vec![operand, low, high],
-            NodeKind::InList { operand, list, .. } => {
-                std::iter::once(&**operand).chain(list).collect()
-            }
-            NodeKind::Call { args, .. } => args.iter().collect(),
-            NodeKind::Case { .. } => self.case_children(),
+            Node::InList { operand, list, .. } => std::iter::once(&**operand).chain(list).collect(),
+            Node::Call { args, .. } => args.iter().collect(),
+            Node::Case { .. } => self.case_children(),
         }
     }
 
     fn case_children(&self) -> Vec<&Node> {
-        let NodeKind::Case {
+        let Node::Case {
             operand,
             branches,
             otherwise,
-        } = &self.kind
+        } = self
         else {
             return Vec::new();
         };
@@ -220,10 +212,10 @@ impl Node {
     }
 
     fn collect_columns(&self, found: &mut Vec<ColumnPath>) {
-        if let NodeKind::Column(path) = &self.kind {
-            if !found.contains(path) {
-                found.push(path.clone());
-            }
+        if let Node::Column(path) = self
+            && !found.contains(path)
+        {
+            found.push(path.clone());
         }
         for child in self.children() {
             child.collect_columns(found);

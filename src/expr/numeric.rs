@@ -23,6 +23,8 @@ const MIN_SIGNIFICANT_DIGITS: i64 = 16;
 const MAX_DIVISION_SCALE: i64 = 1000;
 /// Decimal digits per base-10000 digit, PostgreSQL's storage unit (`DEC_DIGITS`).
 const DIGITS_PER_UNIT: i64 = 4;
+/// The longest numeric text PostgreSQL can produce: every digit, a sign and a point.
+const MAX_TEXT_LENGTH: usize = (MAX_INTEGER_DIGITS + MAX_SCALE + 2) as usize;
 /// Exponents in input text (`1.5e3`) beyond this are refused, so a short
 /// string cannot ask for a number with billions of digits.
 const MAX_INPUT_EXPONENT: i64 = 1000;
@@ -44,6 +46,11 @@ impl Decimal {
         let text = text.trim();
         if let Some(special) = parse_special(text) {
             return Some(special);
+        }
+        // Checked before any digit is converted: reading a long digit
+        // string costs quadratic time, and PostgreSQL would refuse it anyway.
+        if text.len() > MAX_TEXT_LENGTH {
+            return None;
         }
         let exponent = plain_decimal_exponent(text)?;
         if exponent.abs() > MAX_INPUT_EXPONENT {

@@ -2,25 +2,36 @@
 //! dialect, and this module converts its AST, refusing everything outside
 //! the supported subset with the construct's name and the fragment.
 //! Function calls, casts and `extract` are converted in `parse_call`.
+//!
+//! sqlparser's `Display` of a fragment is used only for parse errors, on a
+//! tree whose depth the token bound keeps small.
 
 use sqlparser::ast as sql;
 use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::Token;
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::change::Value;
 
 use super::error::ExprError;
-use super::node::{ArithmeticOp, CaseBranch, ComparisonOp, LogicalOp, Node, NodeKind};
+use super::node::{ArithmeticOp, CaseBranch, ComparisonOp, LogicalOp, Node};
 use super::numeric::Decimal;
 use super::parse_call::{call, cast, extract, typed_string};
 
-/// View expressions are one-liners; the cap keeps pathological input (a
-/// chain of thousands of `+`) from costing deep recursion in sqlparser.
+/// View expressions are one-liners; this bounds the work a pathological one
+/// (a megabyte-long string) can cause.
 pub(crate) const MAX_SOURCE_BYTES: usize = 4096;
-/// Nesting depth beyond which an expression is refused, so that evaluation
-/// and type checking recurse a bounded number of times.
-pub(crate) const MAX_DEPTH: usize = 128;
+/// At most this many operators, keywords and parentheses. Each level of the
+/// syntax tree owns at least one such token, so this also bounds its depth,
+/// and with it every recursion over the tree: sqlparser's own `Display`
+/// needs several kilobytes of stack per level in debug builds.
+pub(crate) const MAX_STRUCTURAL_TOKENS: usize = 100;
+/// sqlparser's own nesting limit (its default is 50). Each level of nested
+/// function calls costs it tens of kilobytes of stack in a dev build; at 32
+/// a parse stays well inside a 2 MiB thread stack, and views still nest
+/// twenty calls or thirty parentheses deep.
+const MAX_PARSER_RECURSION: usize = 32;
 
 pub(crate) fn parse_source(source: &str) -> Result<Node, ExprError> {
     if source.len() > MAX_SOURCE_BYTES {
@@ -29,124 +40,130 @@ pub(crate) fn parse_source(source: &str) -> Result<Node, ExprError> {
             max: MAX_SOURCE_BYTES,
         });
     }
+    let count = count_structural_tokens(source)?;
+    if count > MAX_STRUCTURAL_TOKENS {
+        return Err(ExprError::TooComplex {
+            count,
+            max: MAX_STRUCTURAL_TOKENS,
+        });
+    }
     convert(&parse_sql(source)?, 0)
+}
+
+fn syntax_error(source: &str, message: String) -> ExprError {
+    ExprError::Syntax {
+        expression: source.to_owned(),
+        message,
+    }
+}
+
+/// The tokens that can give the syntax tree a level: everything but
+/// whitespace, literals, plain identifiers, commas and closing parentheses.
+fn count_structural_tokens(source: &str) -> Result<usize, ExprError> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, source)
+        .tokenize()
+        .map_err(|error| syntax_error(source, error.to_string()))?;
+    let is_leaf_or_separator = |token: &Token| match token {
+        Token::Whitespace(_) | Token::Comma | Token::RParen | Token::EOF => true,
+        Token::Number(..) | Token::SingleQuotedString(_) | Token::EscapedStringLiteral(_) => true,
+        Token::DollarQuotedString(_) => true,
+        Token::Word(word) => word.keyword == Keyword::NoKeyword || word.quote_style.is_some(),
+        _ => false,
+    };
+    Ok(tokens.iter().filter(|t| !is_leaf_or_separator(t)).count())
 }
 
 /// One whole expression; trailing tokens (`a b`, `a; drop ...`) are an error.
 fn parse_sql(source: &str) -> Result<sql::Expr, ExprError> {
-    let syntax_error = |message: String| ExprError::Syntax {
-        expression: source.to_owned(),
-        message,
-    };
-    let from_parser = |error: ParserError| syntax_error(error.to_string());
+    let from_parser = |error: ParserError| syntax_error(source, error.to_string());
     let dialect = PostgreSqlDialect {};
     let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(MAX_PARSER_RECURSION)
         .try_with_sql(source)
         .map_err(from_parser)?;
     let expr = parser.parse_expr().map_err(from_parser)?;
     let next = parser.peek_token();
     if next.token != Token::EOF {
-        return Err(syntax_error(format!(
+        let message = format!(
             "unexpected `{}` after the expression at {}",
             next.token, next.span.start
-        )));
+        );
+        return Err(syntax_error(source, message));
     }
     Ok(expr)
-}
-
-/// Converts one sqlparser node and, recursively, its children.
-pub(crate) fn convert(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {
-    if depth > MAX_DEPTH {
-        return Err(ExprError::TooDeep { max: MAX_DEPTH });
-    }
-    let kind = convert_kind(expr, depth + 1)?;
-    // Rendered only now: the subtree is known to be shallow.
-    Ok(Node {
-        kind,
-        text: expr.to_string(),
-    })
 }
 
 pub(crate) fn convert_boxed(expr: &sql::Expr, depth: usize) -> Result<Box<Node>, ExprError> {
     convert(expr, depth).map(Box::new)
 }
 
-fn convert_kind(expr: &sql::Expr, depth: usize) -> Result<NodeKind, ExprError> {
+/// Converts one sqlparser node and, recursively, its children. `depth` is
+/// checked too, in case the token bound above is ever loosened.
+pub(crate) fn convert(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {
+    if depth > MAX_STRUCTURAL_TOKENS {
+        return Err(ExprError::TooComplex {
+            count: depth,
+            max: MAX_STRUCTURAL_TOKENS,
+        });
+    }
+    let depth = depth + 1;
+    match expr {
+        sql::Expr::Identifier(ident) => Ok(Node::Column(vec![ident_name(ident)])),
+        sql::Expr::CompoundIdentifier(idents) => {
+            Ok(Node::Column(idents.iter().map(ident_name).collect()))
+        }
+        sql::Expr::Value(value) => literal(&value.value, expr).map(Node::Literal),
+        sql::Expr::Nested(inner) => convert(inner, depth),
+        sql::Expr::UnaryOp { op, expr: operand } => unary(*op, operand, expr, depth),
+        sql::Expr::BinaryOp { left, op, right } => binary(op, left, right, expr, depth),
+        sql::Expr::In { .. } => in_list(expr, depth),
+        sql::Expr::Between { .. } => between(expr, depth),
+        sql::Expr::Like { .. } | sql::Expr::ILike { .. } => like(expr, depth),
+        sql::Expr::Case { .. } => case(expr, depth),
+        sql::Expr::Cast { .. } => cast(expr, depth),
+        sql::Expr::TypedString(typed) => typed_string(typed, expr),
+        sql::Expr::Function(function) => call(function, expr, depth),
+        sql::Expr::Extract { .. } => extract(expr, depth),
+        other => is_test(other, depth),
+    }
+}
+
+/// `IS [NOT] NULL`, `IS [NOT] TRUE/FALSE`, `IS [NOT] DISTINCT FROM`; any
+/// other construct is unsupported.
+fn is_test(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {
     let child = |e: &sql::Expr| convert_boxed(e, depth);
-    let is_null = |e: &sql::Expr, negated| {
-        Ok(NodeKind::IsNull {
-            operand: child(e)?,
-            negated,
-        })
-    };
     let is_bool = |e: &sql::Expr, expected, negated| {
-        Ok(NodeKind::IsBool {
-            operand: child(e)?,
+        let operand = child(e)?;
+        Ok(Node::IsBool {
+            operand,
             expected,
             negated,
         })
     };
     let distinct = |a: &sql::Expr, b: &sql::Expr, negated| {
-        Ok(NodeKind::IsDistinct {
-            left: child(a)?,
-            right: child(b)?,
+        let (left, right) = (child(a)?, child(b)?);
+        Ok(Node::IsDistinct {
+            left,
+            right,
             negated,
         })
     };
     match expr {
-        sql::Expr::Identifier(ident) => Ok(NodeKind::Column(vec![ident_name(ident)])),
-        sql::Expr::CompoundIdentifier(idents) => {
-            Ok(NodeKind::Column(idents.iter().map(ident_name).collect()))
-        }
-        sql::Expr::Value(value) => literal(&value.value, expr).map(NodeKind::Literal),
-        sql::Expr::Nested(inner) => convert_kind(inner, depth),
-        sql::Expr::UnaryOp { op, expr: operand } => unary(*op, operand, expr, depth),
-        sql::Expr::BinaryOp { left, op, right } => binary(op, left, right, expr, depth),
-        sql::Expr::IsNull(operand) => is_null(operand, false),
-        sql::Expr::IsNotNull(operand) => is_null(operand, true),
-        sql::Expr::IsTrue(operand) => is_bool(operand, true, false),
-        sql::Expr::IsNotTrue(operand) => is_bool(operand, true, true),
-        sql::Expr::IsFalse(operand) => is_bool(operand, false, false),
-        sql::Expr::IsNotFalse(operand) => is_bool(operand, false, true),
+        sql::Expr::IsNull(e) => Ok(Node::IsNull {
+            operand: child(e)?,
+            negated: false,
+        }),
+        sql::Expr::IsNotNull(e) => Ok(Node::IsNull {
+            operand: child(e)?,
+            negated: true,
+        }),
+        sql::Expr::IsTrue(e) => is_bool(e, true, false),
+        sql::Expr::IsNotTrue(e) => is_bool(e, true, true),
+        sql::Expr::IsFalse(e) => is_bool(e, false, false),
+        sql::Expr::IsNotFalse(e) => is_bool(e, false, true),
         sql::Expr::IsDistinctFrom(a, b) => distinct(a, b, false),
         sql::Expr::IsNotDistinctFrom(a, b) => distinct(a, b, true),
-        sql::Expr::In {
-            expr: operand,
-            target,
-            negated,
-            ..
-        } => in_list(operand, target, *negated, expr, depth),
-        sql::Expr::Between {
-            expr: operand,
-            negated,
-            low,
-            high,
-        } => Ok(NodeKind::Between {
-            operand: child(operand)?,
-            low: child(low)?,
-            high: child(high)?,
-            negated: *negated,
-        }),
-        sql::Expr::Like { .. } | sql::Expr::ILike { .. } => like(expr, depth),
-        sql::Expr::Case {
-            operand,
-            conditions,
-            else_result,
-            ..
-        } => case(
-            operand.as_deref(),
-            conditions,
-            else_result.as_deref(),
-            depth,
-        ),
-        sql::Expr::Cast { .. } => cast(expr, depth),
-        sql::Expr::TypedString(typed) => typed_string(typed, expr),
-        sql::Expr::Function(function) => call(function, expr, depth),
-        sql::Expr::Extract {
-            field,
-            expr: operand,
-            ..
-        } => extract(field, operand, expr, depth),
         other => Err(unsupported(construct_name(other), other)),
     }
 }
@@ -233,20 +250,20 @@ fn unary(
     operand: &sql::Expr,
     expr: &sql::Expr,
     depth: usize,
-) -> Result<NodeKind, ExprError> {
+) -> Result<Node, ExprError> {
     match op {
         // Folded so that -9223372036854775808 is an Int, not a negated overflow.
         sql::UnaryOperator::Minus
             if let sql::Expr::Value(value) = operand
                 && let sql::Value::Number(digits, _) = &value.value =>
         {
-            number_literal(digits, true, expr).map(NodeKind::Literal)
+            number_literal(digits, true, expr).map(Node::Literal)
         }
-        sql::UnaryOperator::Minus | sql::UnaryOperator::Plus => Ok(NodeKind::Sign {
+        sql::UnaryOperator::Minus | sql::UnaryOperator::Plus => Ok(Node::Sign {
             negative: op == sql::UnaryOperator::Minus,
             operand: convert_boxed(operand, depth)?,
         }),
-        sql::UnaryOperator::Not => Ok(NodeKind::Not(convert_boxed(operand, depth)?)),
+        sql::UnaryOperator::Not => Ok(Node::Not(convert_boxed(operand, depth)?)),
         other => Err(unsupported(format!("operator `{other}`"), expr)),
     }
 }
@@ -286,38 +303,57 @@ fn binary(
     right: &sql::Expr,
     expr: &sql::Expr,
     depth: usize,
-) -> Result<NodeKind, ExprError> {
+) -> Result<Node, ExprError> {
     let kind = binary_kind(op).ok_or_else(|| unsupported(format!("operator `{op}`"), expr))?;
     let (left, right) = (convert_boxed(left, depth)?, convert_boxed(right, depth)?);
     Ok(match kind {
-        BinaryKind::Arithmetic(op) => NodeKind::Arithmetic { op, left, right },
-        BinaryKind::Comparison(op) => NodeKind::Comparison { op, left, right },
-        BinaryKind::Logical(op) => NodeKind::Logical { op, left, right },
-        BinaryKind::Concat => NodeKind::Concat { left, right },
+        BinaryKind::Arithmetic(op) => Node::Arithmetic { op, left, right },
+        BinaryKind::Comparison(op) => Node::Comparison { op, left, right },
+        BinaryKind::Logical(op) => Node::Logical { op, left, right },
+        BinaryKind::Concat => Node::Concat { left, right },
     })
 }
 
-fn in_list(
-    operand: &sql::Expr,
-    target: &sql::InTarget,
-    negated: bool,
-    expr: &sql::Expr,
-    depth: usize,
-) -> Result<NodeKind, ExprError> {
+fn in_list(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {
+    let sql::Expr::In {
+        expr: operand,
+        target,
+        negated,
+        ..
+    } = expr
+    else {
+        return Err(unsupported("this kind of expression", expr));
+    };
     let sql::InTarget::List(items) = target else {
         return Err(unsupported("subquery", expr));
     };
-    Ok(NodeKind::InList {
+    let list = items.iter().map(|item| convert(item, depth));
+    Ok(Node::InList {
         operand: convert_boxed(operand, depth)?,
-        list: items
-            .iter()
-            .map(|item| convert(item, depth))
-            .collect::<Result<_, _>>()?,
-        negated,
+        list: list.collect::<Result<_, _>>()?,
+        negated: *negated,
     })
 }
 
-fn like(expr: &sql::Expr, depth: usize) -> Result<NodeKind, ExprError> {
+fn between(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {
+    let sql::Expr::Between {
+        expr: operand,
+        negated,
+        low,
+        high,
+    } = expr
+    else {
+        return Err(unsupported("this kind of expression", expr));
+    };
+    Ok(Node::Between {
+        operand: convert_boxed(operand, depth)?,
+        low: convert_boxed(low, depth)?,
+        high: convert_boxed(high, depth)?,
+        negated: *negated,
+    })
+}
+
+fn like(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {
     let (sql::Expr::Like {
         negated,
         any,
@@ -342,7 +378,7 @@ fn like(expr: &sql::Expr, depth: usize) -> Result<NodeKind, ExprError> {
         None => Some('\\'),
         Some(escape) => escape_character(escape, expr)?,
     };
-    Ok(NodeKind::Like {
+    Ok(Node::Like {
         operand: convert_boxed(operand, depth)?,
         pattern: convert_boxed(pattern, depth)?,
         escape,
@@ -370,21 +406,27 @@ fn escape_character(escape: &sql::Expr, expr: &sql::Expr) -> Result<Option<char>
     }
 }
 
-fn case(
-    operand: Option<&sql::Expr>,
-    conditions: &[sql::CaseWhen],
-    otherwise: Option<&sql::Expr>,
-    depth: usize,
-) -> Result<NodeKind, ExprError> {
+fn case(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {
+    let sql::Expr::Case {
+        operand,
+        conditions,
+        else_result,
+        ..
+    } = expr
+    else {
+        return Err(unsupported("this kind of expression", expr));
+    };
+    let optional =
+        |e: &Option<Box<sql::Expr>>| e.as_deref().map(|e| convert_boxed(e, depth)).transpose();
     let branch = |when: &sql::CaseWhen| {
         Ok(CaseBranch {
             when: convert(&when.condition, depth)?,
             then: convert(&when.result, depth)?,
         })
     };
-    Ok(NodeKind::Case {
-        operand: operand.map(|o| convert_boxed(o, depth)).transpose()?,
+    Ok(Node::Case {
+        operand: optional(operand)?,
         branches: conditions.iter().map(branch).collect::<Result<_, _>>()?,
-        otherwise: otherwise.map(|o| convert_boxed(o, depth)).transpose()?,
+        otherwise: optional(else_result)?,
     })
 }

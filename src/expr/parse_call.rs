@@ -11,7 +11,7 @@ use super::cast::{self as value_cast, CastTarget, IntWidth, NumericTypmod};
 use super::date_parts::{DateField, TruncUnit};
 use super::error::ExprError;
 use super::functions::{Arity, Function};
-use super::node::{Node, NodeKind};
+use super::node::Node;
 use super::parse::{convert, convert_boxed, ident_name, string_literal, unsupported};
 use super::temporal::TemporalKind;
 
@@ -25,40 +25,26 @@ pub(crate) fn call(
     function: &sql::Function,
     expr: &sql::Expr,
     depth: usize,
-) -> Result<NodeKind, ExprError> {
+) -> Result<Node, ExprError> {
     let name = function_name(function, expr)?;
     let args = plain_arguments(function, expr)?;
     match (name.as_str(), args.as_slice()) {
-        ("date", [operand]) => Ok(NodeKind::Cast {
+        ("date", [operand]) => Ok(Node::Cast {
             operand: convert_boxed(operand, depth)?,
             target: CastTarget::Temporal(TemporalKind::Date),
         }),
-        ("date_trunc", [unit, operand]) => Ok(NodeKind::DateTrunc {
+        ("date_trunc", [unit, operand]) => Ok(Node::DateTrunc {
             unit: named_literal(unit, TruncUnit::from_name, "date_trunc unit", expr)?,
             operand: convert_boxed(operand, depth)?,
         }),
-        ("date_part", [field, operand]) => Ok(NodeKind::Extract {
+        ("date_part", [field, operand]) => Ok(Node::Extract {
             field: named_literal(field, DateField::from_name, "date_part field", expr)?,
             operand: convert_boxed(operand, depth)?,
         }),
-        ("date", _) => Err(wrong_arity(
-            &name,
-            Arity {
-                min: 1,
-                max: Some(1),
-            },
-            args.len(),
-            expr,
-        )),
-        ("date_trunc" | "date_part", _) => Err(wrong_arity(
-            &name,
-            Arity {
-                min: 2,
-                max: Some(2),
-            },
-            args.len(),
-            expr,
-        )),
+        ("date" | "date_trunc" | "date_part", _) => {
+            let arity = Arity::exactly(if name == "date" { 1 } else { 2 });
+            Err(wrong_arity(&name, arity, args.len(), expr))
+        }
         _ => named_function(&name, &args, expr, depth),
     }
 }
@@ -68,7 +54,7 @@ fn named_function(
     args: &[&sql::Expr],
     expr: &sql::Expr,
     depth: usize,
-) -> Result<NodeKind, ExprError> {
+) -> Result<Node, ExprError> {
     let Some(function) = Function::from_name(name) else {
         if AGGREGATES.contains(&name) {
             return Err(unsupported(
@@ -85,7 +71,7 @@ fn named_function(
         return Err(wrong_arity(name, function.arity(), args.len(), expr));
     }
     let args = args.iter().map(|arg| convert(arg, depth));
-    Ok(NodeKind::Call {
+    Ok(Node::Call {
         function,
         args: args.collect::<Result<_, _>>()?,
     })
@@ -153,21 +139,24 @@ fn named_literal<T>(
         })
 }
 
-pub(crate) fn extract(
-    field: &sql::DateTimeField,
-    operand: &sql::Expr,
-    expr: &sql::Expr,
-    depth: usize,
-) -> Result<NodeKind, ExprError> {
+pub(crate) fn extract(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {
+    let sql::Expr::Extract {
+        field,
+        expr: operand,
+        ..
+    } = expr
+    else {
+        return Err(unsupported("this kind of expression", expr));
+    };
     let field = DateField::from_name(&field.to_string())
         .ok_or_else(|| unsupported(format!("extract field {field}"), expr))?;
-    Ok(NodeKind::Extract {
+    Ok(Node::Extract {
         field,
         operand: convert_boxed(operand, depth)?,
     })
 }
 
-pub(crate) fn cast(expr: &sql::Expr, depth: usize) -> Result<NodeKind, ExprError> {
+pub(crate) fn cast(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {
     let sql::Expr::Cast {
         kind,
         expr: operand,
@@ -183,26 +172,20 @@ pub(crate) fn cast(expr: &sql::Expr, depth: usize) -> Result<NodeKind, ExprError
     let target = cast_target(data_type, expr)?;
     let operand = convert(operand, depth)?;
     check_literal_cast(&operand, target, expr)?;
-    Ok(NodeKind::Cast {
+    Ok(Node::Cast {
         operand: Box::new(operand),
         target,
     })
 }
 
 /// `DATE '2024-01-01'` and the like: a cast of a text literal.
-pub(crate) fn typed_string(
-    typed: &sql::TypedString,
-    expr: &sql::Expr,
-) -> Result<NodeKind, ExprError> {
+pub(crate) fn typed_string(typed: &sql::TypedString, expr: &sql::Expr) -> Result<Node, ExprError> {
     let target = cast_target(&typed.data_type, expr)?;
     let text = string_literal(&typed.value.value)
         .ok_or_else(|| unsupported("this kind of typed literal", expr))?;
-    let operand = Node {
-        kind: NodeKind::Literal(Value::Text(text.to_owned())),
-        text: typed.value.to_string(),
-    };
+    let operand = Node::Literal(Value::Text(text.to_owned()));
     check_literal_cast(&operand, target, expr)?;
-    Ok(NodeKind::Cast {
+    Ok(Node::Cast {
         operand: Box::new(operand),
         target,
     })
@@ -214,7 +197,7 @@ fn check_literal_cast(
     target: CastTarget,
     expr: &sql::Expr,
 ) -> Result<(), ExprError> {
-    let NodeKind::Literal(value) = &operand.kind else {
+    let Node::Literal(value) = operand else {
         return Ok(());
     };
     value_cast::cast(value, target)

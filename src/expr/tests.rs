@@ -728,12 +728,25 @@ fn pathological_sizes_are_refused_without_overflowing_the_stack() {
     let long_chain = vec!["1"; 2048].join("+");
     assert!(matches!(
         parse_error(&long_chain),
-        ExprError::TooDeep { .. }
+        ExprError::TooComplex { .. }
     ));
     let too_long = vec!["1"; 3000].join("+");
     assert!(matches!(parse_error(&too_long), ExprError::TooLong { .. }));
     let deep_unsupported = format!("({}) AT TIME ZONE 'UTC'", vec!["a"; 2000].join("+"));
     assert!(Expr::parse(&deep_unsupported).is_err());
+    // The deepest tree the limits allow, with an unsupported construct at the
+    // root so that sqlparser renders the whole of it for the message.
+    let deepest_unsupported = format!("({}) AT TIME ZONE 'UTC'", vec!["a"; 96].join("+"));
+    assert!(matches!(
+        parse_error(&deepest_unsupported),
+        ExprError::Unsupported { .. }
+    ));
+    let deepest_failing = Expr::parse(&format!("{} + 'x'", vec!["a"; 99].join("+"))).unwrap();
+    let ones = row(&[("a", Value::Int(1))]);
+    assert!(matches!(
+        deepest_failing.eval(&ones),
+        Err(EvalError::TypeMismatch { .. })
+    ));
     let within_limits = vec!["1"; 100].join("+");
     assert_eq!(constant(&within_limits), Value::Int(100));
 }
