@@ -37,6 +37,8 @@ pub mod type_oid {
 
 use type_oid::*;
 
+use crate::expr::ValueType;
+
 /// The SQL name of a built-in type, for log and error messages.
 pub fn type_name(type_oid: u32) -> &'static str {
     match type_oid {
@@ -59,6 +61,22 @@ pub fn type_name(type_oid: u32) -> &'static str {
         UUID => "uuid",
         JSONB => "jsonb",
         _ => "other",
+    }
+}
+
+/// The expression type values of `type_oid` get from [`parse_text`], for
+/// checking expressions against the catalog.
+pub fn value_type(type_oid: u32) -> ValueType {
+    match type_oid {
+        BOOL => ValueType::Bool,
+        INT2 | INT4 | INT8 | OID => ValueType::Int,
+        FLOAT4 | FLOAT8 => ValueType::Float,
+        NUMERIC => ValueType::Numeric,
+        DATE => ValueType::Date,
+        TIMESTAMP => ValueType::Timestamp,
+        TIMESTAMPTZ => ValueType::TimestampTz,
+        JSON | JSONB => ValueType::Json,
+        _ => ValueType::Text,
     }
 }
 

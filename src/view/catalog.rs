@@ -11,6 +11,8 @@ use super::model::{
 };
 use super::shape::child_path;
 use super::table::display_table;
+use crate::expr::ValueType;
+use crate::source::pg_text::value_type;
 
 /// The tables of the source database that views may read.
 #[derive(Debug, Clone, Default)]
@@ -187,6 +189,42 @@ impl<'a> ViewCheck<'a> {
             if let Some(table) = table {
                 self.column(table, table_name, column, WHERE_PATH, WHERE_PATH);
             }
+        }
+        if self.errors.is_empty() {
+            self.filter_type(cache, root);
+        }
+    }
+
+    /// `where` must be a boolean expression whose operands fit together
+    /// (`status > 5` compares text with a number).
+    fn filter_type(&mut self, cache: &CacheView, root: &'a TableInfo) {
+        let Some(filter) = &cache.filter else {
+            return;
+        };
+        let column_type = |path: &[String]| {
+            let relation = filter_relation(&cache.fields, path).ok()?;
+            let table = match relation {
+                None => root,
+                Some(relation) => self.catalog.tables.get(&relation.table)?,
+            };
+            let column = table
+                .columns
+                .iter()
+                .find(|c| Some(&c.name) == path.last())?;
+            Some(value_type(column.type_oid))
+        };
+        match filter.infer_type(&column_type) {
+            Ok(ValueType::Bool | ValueType::Null) => {}
+            Ok(other) => self.error(
+                WHERE_PATH,
+                WHERE_PATH,
+                format!(
+                    "must be a boolean condition, but `{}` is {}",
+                    filter.source(),
+                    other.name()
+                ),
+            ),
+            Err(error) => self.error(WHERE_PATH, WHERE_PATH, error.to_string()),
         }
     }
 

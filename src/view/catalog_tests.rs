@@ -190,3 +190,38 @@ fn order_by_list_items_are_located_one_by_one() {
         ]
     );
 }
+
+#[test]
+fn where_is_type_checked_against_column_types() {
+    let mut catalog = shop();
+    let orders = catalog.tables.get_mut("public.orders").expect("orders");
+    for column in &mut orders.columns {
+        column.type_oid = match column.name.as_str() {
+            "id" | "customer_id" | "total_cents" => 20,
+            "created_at" => 1184,
+            _ => 25,
+        };
+    }
+    let compare_text_with_number =
+        ORDER_CACHE.replace("where: \"status <> 'draft'\"", "where: \"status > 5\"");
+    let errors = check(&compare_text_with_number, &catalog);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("views/order_cache.yaml:6: where: "),
+        "{errors:?}"
+    );
+
+    let not_boolean =
+        ORDER_CACHE.replace("where: \"status <> 'draft'\"", "where: \"total_cents + 1\"");
+    assert_eq!(
+        check(&not_boolean, &catalog),
+        [
+            "views/order_cache.yaml:6: where: must be a boolean condition, but `total_cents + 1` is int"
+        ]
+    );
+    let fine = ORDER_CACHE.replace(
+        "where: \"status <> 'draft'\"",
+        "where: \"created_at >= '2026-01-01' AND total_cents > 100\"",
+    );
+    assert_eq!(check(&fine, &catalog), Vec::<String>::new());
+}
