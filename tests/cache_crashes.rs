@@ -6,7 +6,10 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{PgServer, RedisServer, ServiceSetup, converged, wait_until};
+use harness::{
+    PgServer, RedisServer, ServiceSetup, converged, current_wal_lsn, shop, slot_confirmed,
+    wait_until,
+};
 use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
 use viewkeeper::workload::{self, Scale, WorkloadOptions};
@@ -34,15 +37,8 @@ async fn random_crash_point(rng: &mut impl Rng, range_ms: std::ops::Range<u64>) 
 async fn sigkill_during_snapshot_and_streaming_still_converges() {
     let pg = PgServer::start().await;
     let redis = RedisServer::start().await;
-    let url = pg.create_database("shop").await;
-    let pool = pg.pool("shop").await;
-    workload::create_schema(&pool)
-        .await
-        .expect("creating the shop");
     // Large enough that the snapshot takes a while to copy and process.
-    workload::load(&pool, &Scale::from_orders(30_000))
-        .await
-        .expect("loading the shop");
+    let (url, pool) = shop(&pg, &Scale::from_orders(30_000)).await;
     let seed = rand::random();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     eprintln!("crash points seeded with {seed}");
@@ -92,29 +88,6 @@ async fn sigkill_during_snapshot_and_streaming_still_converges() {
     assert!(stats.committed > 3_000, "{stats:?}");
 
     converged(&mut service, &pool, &redis.url(), CONVERGE).await;
-    let wal_end: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    wait_until(
-        CONVERGE,
-        "the slot's confirmed_flush_lsn advances",
-        || async {
-            let advanced: bool = sqlx::query_scalar(
-                "SELECT confirmed_flush_lsn >= $1::pg_lsn AND confirmed_flush_lsn > $2::pg_lsn
-             FROM pg_replication_slots WHERE slot_name = 'viewkeeper'",
-            )
-            .bind(&wal_end)
-            .bind(&after_snapshot)
-            .fetch_one(&pool)
-            .await
-            .map_err(|e| e.to_string())?;
-            if advanced {
-                Ok(())
-            } else {
-                Err("not yet".to_owned())
-            }
-        },
-    )
-    .await;
+    let wal_end = current_wal_lsn(&pool).await;
+    slot_confirmed(&pool, &wal_end, Some(&after_snapshot), CONVERGE).await;
 }

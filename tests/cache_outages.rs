@@ -5,23 +5,11 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{PgServer, RedisServer, ServiceSetup, converged, wait_until};
+use harness::{PgServer, RedisServer, ServiceSetup, converged, small_shop, wait_until};
 use sqlx::PgPool;
-use viewkeeper::workload::{self, Scale, WorkloadOptions};
+use viewkeeper::workload::{self, WorkloadOptions};
 
 const CONVERGE: Duration = Duration::from_secs(120);
-
-async fn shop(pg: &PgServer) -> (String, PgPool) {
-    let url = pg.create_database("shop").await;
-    let pool = pg.pool("shop").await;
-    workload::create_schema(&pool)
-        .await
-        .expect("creating the shop");
-    workload::load(&pool, &Scale::small())
-        .await
-        .expect("loading the shop");
-    (url, pool)
-}
 
 /// Waits until `count` more orders exist than `since`: the workload is under way.
 async fn orders_grew(pool: &PgPool, since: i64, count: i64) {
@@ -54,7 +42,7 @@ async fn newest_order(pool: &PgPool) -> i64 {
 async fn redis_restarted_without_its_data_and_redis_down_for_a_while() {
     let pg = PgServer::start().await;
     let mut redis = RedisServer::start().await;
-    let (url, pool) = shop(&pg).await;
+    let (url, pool) = small_shop(&pg).await;
     let setup = ServiceSetup::new(&url, &redis.url());
     let mut service = setup.start();
     converged(&mut service, &pool, &redis.url(), CONVERGE).await;
@@ -89,7 +77,7 @@ async fn redis_restarted_without_its_data_and_redis_down_for_a_while() {
 async fn postgres_restarted_mid_run() {
     let mut pg = PgServer::start().await;
     let redis = RedisServer::start().await;
-    let (url, pool) = shop(&pg).await;
+    let (url, pool) = small_shop(&pg).await;
     let setup = ServiceSetup::new(&url, &redis.url());
     let mut service = setup.start();
     converged(&mut service, &pool, &redis.url(), CONVERGE).await;

@@ -5,23 +5,14 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{PgServer, RedisServer, ServiceSetup, converged, expected_product_cache, wait_until};
+use harness::{
+    PgServer, RedisServer, ServiceSetup, converged, current_wal_lsn, expected_product_cache,
+    slot_confirmed, small_shop, wait_until,
+};
 use sqlx::PgPool;
-use viewkeeper::workload::{self, Scale, WorkloadOptions};
+use viewkeeper::workload::{self, WorkloadOptions};
 
 const CONVERGE: Duration = Duration::from_secs(120);
-
-async fn shop(pg: &PgServer) -> (String, PgPool) {
-    let url = pg.create_database("shop").await;
-    let pool = pg.pool("shop").await;
-    workload::create_schema(&pool)
-        .await
-        .expect("creating the shop");
-    workload::load(&pool, &Scale::small())
-        .await
-        .expect("loading the shop");
-    (url, pool)
-}
 
 async fn run_workload(pool: &PgPool, options: &WorkloadOptions) {
     let stats = workload::run(pool, options)
@@ -33,36 +24,11 @@ async fn run_workload(pool: &PgPool, options: &WorkloadOptions) {
     );
 }
 
-async fn current_wal_lsn(pool: &PgPool) -> String {
-    sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
-        .fetch_one(pool)
-        .await
-        .expect("reading the WAL position")
-}
-
-/// Waits until the slot has confirmed everything up to `lsn`.
-pub async fn slot_confirmed(pool: &PgPool, lsn: &str) {
-    wait_until(CONVERGE, "the slot confirms the WAL end", || async {
-        let confirmed: Option<bool> = sqlx::query_scalar(
-            "SELECT confirmed_flush_lsn >= $1::pg_lsn FROM pg_replication_slots WHERE slot_name = 'viewkeeper'",
-        )
-        .bind(lsn)
-        .fetch_optional(pool)
-        .await
-        .map_err(|e| e.to_string())?;
-        match confirmed {
-            Some(true) => Ok(()),
-            other => Err(format!("confirmed: {other:?}")),
-        }
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_workload_with_truncate_toast_and_ddl_converges_to_the_oracle() {
     let pg = PgServer::start().await;
     let redis = RedisServer::start().await;
-    let (url, pool) = shop(&pg).await;
+    let (url, pool) = small_shop(&pg).await;
     let setup = ServiceSetup::new(&url, &redis.url());
     let mut service = setup.start();
 
@@ -77,7 +43,7 @@ async fn random_workload_with_truncate_toast_and_ddl_converges_to_the_oracle() {
     run_workload(&pool, &WorkloadOptions::new(2_500, 8)).await;
 
     converged(&mut service, &pool, &redis.url(), CONVERGE).await;
-    slot_confirmed(&pool, &current_wal_lsn(&pool).await).await;
+    slot_confirmed(&pool, &current_wal_lsn(&pool).await, None, CONVERGE).await;
     let products = expected_product_cache(&pool).await;
     assert!(
         products.values().any(|p| p["description"]
@@ -91,7 +57,7 @@ async fn random_workload_with_truncate_toast_and_ddl_converges_to_the_oracle() {
 async fn starting_while_the_workload_runs_converges() {
     let pg = PgServer::start().await;
     let redis = RedisServer::start().await;
-    let (url, pool) = shop(&pg).await;
+    let (url, pool) = small_shop(&pg).await;
     let orders_before: i64 = sqlx::query_scalar("SELECT max(id) FROM orders")
         .fetch_one(&pool)
         .await
@@ -131,7 +97,7 @@ async fn starting_while_the_workload_runs_converges() {
 async fn renaming_a_customer_with_thousands_of_orders_updates_every_document() {
     let pg = PgServer::start().await;
     let redis = RedisServer::start().await;
-    let (url, pool) = shop(&pg).await;
+    let (url, pool) = small_shop(&pg).await;
     sqlx::raw_sql(
         "INSERT INTO customers (id, name, email) VALUES (100000, 'Hot', 'hot@example.com');
          INSERT INTO orders (customer_id, status, total_cents)
@@ -157,7 +123,7 @@ async fn renaming_a_customer_with_thousands_of_orders_updates_every_document() {
 async fn a_second_process_on_the_same_data_directory_is_refused() {
     let pg = PgServer::start().await;
     let redis = RedisServer::start().await;
-    let (url, pool) = shop(&pg).await;
+    let (url, pool) = small_shop(&pg).await;
     let setup = ServiceSetup::new(&url, &redis.url());
     let mut first = setup.start();
     converged(&mut first, &pool, &redis.url(), CONVERGE).await;

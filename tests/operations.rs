@@ -10,31 +10,20 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use harness::{PgServer, RedisServer, ServiceSetup, converged, wait_until};
+use harness::{
+    PgServer, RedisServer, ServiceSetup, converged, current_wal_lsn, slot_confirmed, small_shop,
+    wait_until,
+};
 use serde_json::Value;
-use sqlx::PgPool;
-use viewkeeper::workload::{self, Scale};
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("views")
 }
 
-async fn shop(pg: &PgServer) -> (String, PgPool) {
-    let url = pg.create_database("shop").await;
-    let pool = pg.pool("shop").await;
-    workload::create_schema(&pool)
-        .await
-        .expect("creating the shop");
-    workload::load(&pool, &Scale::small())
-        .await
-        .expect("loading the shop");
-    (url, pool)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_prints_each_change_as_a_json_line() {
     let pg = PgServer::start().await;
-    let (url, pool) = shop(&pg).await;
+    let (url, pool) = small_shop(&pg).await;
     let mut tail = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
         .args(["tail", "--database-url", &url])
         .arg("--views")
@@ -145,7 +134,7 @@ fn passwords_never_appear_in_errors_or_logs() {
 async fn a_table_without_a_usable_replica_identity_is_refused() {
     let pg = PgServer::start().await;
     let redis = RedisServer::start().await;
-    let (url, pool) = shop(&pg).await;
+    let (url, pool) = small_shop(&pg).await;
     sqlx::query("ALTER TABLE customers REPLICA IDENTITY NOTHING")
         .execute(&pool)
         .await
@@ -171,7 +160,7 @@ async fn a_table_without_a_usable_replica_identity_is_refused() {
 async fn quiet_or_unrelated_traffic_keeps_the_connection_and_releases_wal() {
     let pg = PgServer::start().await;
     let redis = RedisServer::start().await;
-    let (url, pool) = shop(&pg).await;
+    let (url, pool) = small_shop(&pg).await;
     sqlx::query("CREATE TABLE audit_log (id bigserial PRIMARY KEY, line text)")
         .execute(&pool)
         .await
@@ -194,21 +183,8 @@ async fn quiet_or_unrelated_traffic_keeps_the_connection_and_releases_wal() {
         .execute(&pool)
         .await
         .expect("unrelated writes");
-    let wal_end: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    wait_until(Duration::from_secs(60), "the slot confirms past unrelated writes", || async {
-        let confirmed: bool = sqlx::query_scalar(
-            "SELECT confirmed_flush_lsn >= $1::pg_lsn FROM pg_replication_slots WHERE slot_name = 'viewkeeper'",
-        )
-        .bind(&wal_end)
-        .fetch_one(&pool)
-        .await
-        .map_err(|e| e.to_string())?;
-        if confirmed { Ok(()) } else { Err("behind".to_owned()) }
-    })
-    .await;
+    let wal_end = current_wal_lsn(&pool).await;
+    slot_confirmed(&pool, &wal_end, None, Duration::from_secs(60)).await;
 
     // The harness sets wal_sender_timeout=10s: the same walsender must live
     // through two timeouts of a quiet database.

@@ -49,6 +49,20 @@ fn index_prefix(table: &str, index: &str, values: &[u8]) -> Vec<u8> {
     key
 }
 
+/// The key suffixes after `prefix` of every entry of `table` that starts with it.
+fn suffixes_after<V: redb::Value + 'static>(
+    table: &Table<'_, &'static [u8], V>,
+    prefix: &[u8],
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let end = prefix_end(prefix);
+    let mut suffixes = Vec::new();
+    for item in table.range(prefix..end.as_slice())? {
+        let (key, _) = item?;
+        suffixes.push(key.value()[prefix.len()..].to_vec());
+    }
+    Ok(suffixes)
+}
+
 fn decode_row(bytes: &[u8]) -> Result<Vec<Value>, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
         what: "row",
@@ -92,18 +106,7 @@ impl<'txn> StateWriter<'txn> {
 
     /// Primary keys of every stored row of `table`, in key order.
     pub fn table_keys(&self, table: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        let prefix = prefixed(table, &[]);
-        self.keys_with_prefix_in_rows(&prefix)
-    }
-
-    fn keys_with_prefix_in_rows(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
-        let end = prefix_end(prefix);
-        let mut keys = Vec::new();
-        for item in self.rows.range(prefix..end.as_slice())? {
-            let (key, _) = item?;
-            keys.push(key.value()[prefix.len()..].to_vec());
-        }
-        Ok(keys)
+        suffixes_after(&self.rows, &prefixed(table, &[]))
     }
 
     /// Stored rows of `table` in primary-key order, from `after` (exclusive),
@@ -172,14 +175,7 @@ impl<'txn> StateWriter<'txn> {
         index: &str,
         values: &[u8],
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let prefix = index_prefix(table, index, values);
-        let end = prefix_end(&prefix);
-        let mut keys = Vec::new();
-        for item in self.join_index.range(prefix.as_slice()..end.as_slice())? {
-            let (key, _) = item?;
-            keys.push(key.value()[prefix.len()..].to_vec());
-        }
-        Ok(keys)
+        suffixes_after(&self.join_index, &index_prefix(table, index, values))
     }
 
     /// Drops every row and join index entry (a new snapshot follows).
@@ -218,14 +214,7 @@ impl<'txn> StateWriter<'txn> {
 
     /// Root keys of every stored output of `view`.
     pub fn output_keys(&self, view: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        let prefix = view_prefix(view);
-        let end = prefix_end(&prefix);
-        let mut keys = Vec::new();
-        for item in self.outputs.range(prefix.as_slice()..end.as_slice())? {
-            let (key, _) = item?;
-            keys.push(key.value()[prefix.len()..].to_vec());
-        }
-        Ok(keys)
+        suffixes_after(&self.outputs, &view_prefix(view))
     }
 
     /// Appends `entry` to `sink`'s outbox and returns its sequence.

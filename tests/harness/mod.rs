@@ -10,6 +10,7 @@
 //! part of it, hence the `dead_code` allowance.
 #![allow(dead_code, unused_imports)]
 
+mod fixtures;
 mod oracle;
 mod pg_server;
 mod redis_server;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub use fixtures::{current_wal_lsn, shop, slot_confirmed, small_shop};
 pub use oracle::{
     diff_documents, expected_order_cache, expected_product_cache, redis_documents,
     try_redis_documents,
