@@ -134,7 +134,7 @@ fn report(result: Result<(), ServiceError>) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_workload(args: WorkloadArgs) -> anyhow::Result<ExitCode> {
-    init_logging("info");
+    init_logging("warn");
     let endpoint = PgEndpoint::parse(&args.database_url)?;
     let pool = PgPoolOptions::new()
         .max_connections(2)

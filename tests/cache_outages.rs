@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use harness::{PgServer, RedisServer, ServiceSetup, converged, small_shop, wait_until};
 use sqlx::PgPool;
-use viewkeeper::workload::{self, WorkloadOptions};
+use viewkeeper::workload::{self, Mix, Op, WorkloadOptions};
 
 const CONVERGE: Duration = Duration::from_secs(120);
 
@@ -101,4 +101,44 @@ async fn postgres_restarted_mid_run() {
         log.contains("replication interrupted"),
         "no reconnect happened:\n{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushall_on_a_live_connection_is_noticed_and_healed() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+
+    let background = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            // Only new orders: the documents written before the FLUSHALL come
+            // back only if viewkeeper rewrites them.
+            let mut options = WorkloadOptions::new(400, 41);
+            options.rate = Some(200.0);
+            options.mix = Mix::only(&[Op::NewOrder]);
+            workload::run(&pool, &options).await.expect("workload")
+        })
+    };
+    let start = newest_order(&pool).await;
+    orders_grew(&pool, start, 40).await;
+    // The connection stays up: only the checkpoint read inside each MULTI can
+    // tell that the data is gone.
+    let client = redis::Client::open(redis.url()).expect("redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let () = redis::cmd("FLUSHALL")
+        .query_async(&mut conn)
+        .await
+        .expect("FLUSHALL");
+    background.await.expect("workload task");
+
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+    let log = service.log_tail(100_000);
+    assert!(log.contains("rewriting every cache document"), "{log}");
 }

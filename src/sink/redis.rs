@@ -117,7 +117,13 @@ impl RedisSink {
                 }
                 continue;
             };
-            self.apply(&mut conn, &entries, last).await?;
+            let previous = self.apply(&mut conn, &entries, last).await?;
+            if previous != Some(applied) {
+                // Redis lost its data between two batches (a FLUSHALL, or a
+                // restart the connection survived by reconnecting).
+                applied = self.rewrite_lost_data(&mut conn).await?;
+                continue;
+            }
             applied = last;
             self.applied.send_replace(applied);
             telemetry::record_sink_applied(SINK, entries.len());
@@ -127,14 +133,17 @@ impl RedisSink {
     }
 
     /// One MULTI/EXEC: the entries and the checkpoint, all or nothing.
+    /// Returns the checkpoint found before, read in the same transaction, so
+    /// a Redis that lost its data is noticed even across a silent reconnect.
     async fn apply(
         &self,
         conn: &mut ConnectionManager,
         entries: &[(u64, OutboxEntry)],
         last: u64,
-    ) -> Result<(), RedisSinkError> {
+    ) -> Result<Option<u64>, RedisSinkError> {
         let mut pipe = redis::pipe();
         pipe.atomic();
+        pipe.get(&self.checkpoint_key);
         for (_, entry) in entries {
             match &entry.op {
                 OutboxOp::Put { key, document } => pipe.set(key, document).ignore(),
@@ -143,8 +152,8 @@ impl RedisSink {
         }
         pipe.set(&self.checkpoint_key, self.checkpoint_value(last))
             .ignore();
-        pipe.query_async::<()>(conn).await?;
-        Ok(())
+        let (previous,): (Option<String>,) = pipe.query_async(conn).await?;
+        Ok(previous.and_then(|value| self.parse_checkpoint(&value)))
     }
 
     fn checkpoint_value(&self, sequence: u64) -> String {
@@ -158,10 +167,13 @@ impl RedisSink {
         conn: &mut ConnectionManager,
     ) -> Result<Option<u64>, RedisSinkError> {
         let value: Option<String> = conn.get(&self.checkpoint_key).await?;
-        Ok(value.and_then(|v| {
-            let (store_id, sequence) = v.rsplit_once(':')?;
-            (store_id == self.store_id).then(|| sequence.parse().ok())?
-        }))
+        Ok(value.and_then(|v| self.parse_checkpoint(&v)))
+    }
+
+    /// The sequence in a checkpoint value, if this store wrote it.
+    fn parse_checkpoint(&self, value: &str) -> Option<u64> {
+        let (store_id, sequence) = value.rsplit_once(':')?;
+        (store_id == self.store_id).then(|| sequence.parse().ok())?
     }
 
     /// Where to resume: Redis's checkpoint, or, when it has none of ours, the
@@ -171,10 +183,21 @@ impl RedisSink {
             self.applied.send_replace(sequence);
             return Ok(sequence);
         }
-        tracing::warn!(
-            checkpoint_key = %self.checkpoint_key,
-            "redis has no checkpoint of this state store: rewriting every cache document"
-        );
+        self.rewrite_lost_data(conn).await
+    }
+
+    /// Rewrites every document after Redis lost them (or before the first
+    /// write ever) and returns the outbox sequence the rewrite covers.
+    async fn rewrite_lost_data(&self, conn: &mut ConnectionManager) -> Result<u64, RedisSinkError> {
+        let store = Arc::clone(&self.store);
+        let produced =
+            tokio::task::spawn_blocking(move || store.last_outbox_sequence(SINK)).await??;
+        if produced > 0 {
+            tracing::warn!(
+                checkpoint_key = %self.checkpoint_key,
+                "redis has no checkpoint of this state store: rewriting every cache document"
+            );
+        }
         let sequence = self.rewrite_all(conn).await?;
         self.applied.send_replace(sequence);
         Ok(sequence)
