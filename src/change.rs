@@ -68,9 +68,7 @@ impl Value {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f)
-                .map(J::Number)
-                .unwrap_or_else(|| J::String(non_finite_text(*f).to_string())),
+            Value::Float(f) => float_to_json(*f),
             Value::Numeric(s)
             | Value::Text(s)
             | Value::Date(s)
@@ -96,6 +94,18 @@ impl Value {
             | Value::Json(s) => s.clone(),
         }
     }
+}
+
+/// A float as PostgreSQL's `to_json` writes it: integral values without a
+/// fraction (`3`, not `3.0`), non-finite values as strings.
+fn float_to_json(f: f64) -> serde_json::Value {
+    const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
+    if f.fract() == 0.0 && f.abs() < EXACT_INTEGERS {
+        return serde_json::Value::from(f as i64);
+    }
+    serde_json::Number::from_f64(f)
+        .map(serde_json::Value::Number)
+        .unwrap_or_else(|| serde_json::Value::String(non_finite_text(f).to_string()))
 }
 
 /// PostgreSQL's spelling of the floats JSON numbers cannot hold.
@@ -224,6 +234,13 @@ mod tests {
         assert_eq!(lsn.0, 0x16_B374_D848);
         assert_eq!(lsn.to_string(), "16/B374D848");
         assert_eq!(Lsn::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn integral_floats_have_no_fraction_like_postgres_json() {
+        assert_eq!(Value::Float(3.0).to_json().to_string(), "3");
+        assert_eq!(Value::Float(-2.5).to_json().to_string(), "-2.5");
+        assert_eq!(Value::Float(1e300).to_json().to_string(), "1e+300");
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! - [`state`]: the embedded state store (rows, join indexes, outputs, outboxes).
 //! - [`engine`]: batch → affected roots → outputs → diffs → outboxes.
 //! - [`sink`]: drains outboxes into Redis.
-//! - [`config`], [`service`]: configuration and the running service.
+//! - [`config`], [`service`], [`commands`]: configuration, the running
+//!   service, and the other command-line commands (`check`, `tail`).
+//! - [`telemetry`]: every metric name.
 //! - [`workload`]: the example shop's workload generator.
 
 pub mod change;

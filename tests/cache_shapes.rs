@@ -7,7 +7,6 @@
 mod harness;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use harness::{
@@ -27,13 +26,15 @@ const SCHEMA: &str = "
     CREATE TABLE lab.events (
         id bigint PRIMARY KEY, account_id bigint, seq int, note text, region_code text, region_zone int);";
 
+/// The documents of `account_doc`, with `{key}` and `{where}` filled in as
+/// the view file says, and `{uid}` the uid field (or nothing).
 const ORACLE: &str = r#"
-    SELECT 'acct:' || a.kind || ':' || a.id, json_build_object(
+    SELECT {key}, json_build_object(
         'id', a.id, 'kind', a.kind, 'active', a.active, 'score', a.score::text, 'ratio', a.ratio,
         'born', a.born::text,
         'seen', to_char(a.seen, 'YYYY-MM-DD"T"HH24:MI:SS.US'),
         'at', to_char(a.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        'tags', a.tags, 'uid', a.uid::text,
+        'tags', a.tags {uid},
         'region', CASE WHEN r.code IS NULL THEN NULL
                        ELSE json_build_object('code', r.code, 'zone', r.zone, 'label', r.label) END,
         'events', coalesce((
@@ -47,7 +48,74 @@ const ORACLE: &str = r#"
             WHERE e.account_id = a.id), '[]'::json)
     )::text
     FROM lab.accounts a LEFT JOIN lab.regions r ON r.code = a.region_code AND r.zone = a.region_zone
-    WHERE a.active AND r.label IS NOT NULL"#;
+    WHERE {where}"#;
+
+/// One version of the view file and the oracle that goes with it.
+struct Version {
+    key: &'static str,
+    key_sql: &'static str,
+    filter: &'static str,
+    filter_sql: &'static str,
+    with_uid: bool,
+}
+
+const FIRST: Version = Version {
+    key: "acct:{kind}:{id}",
+    key_sql: "'acct:' || a.kind || ':' || a.id",
+    filter: "active AND region.label IS NOT NULL",
+    filter_sql: "a.active AND r.label IS NOT NULL",
+    with_uid: true,
+};
+
+/// Another key and filter, the same columns: rebuilt from the state store.
+const SECOND: Version = Version {
+    key: "acct:{id}",
+    key_sql: "'acct:' || a.id",
+    filter: "coalesce(active, false) OR kind = 'pro'",
+    filter_sql: "coalesce(a.active, false) OR a.kind = 'pro'",
+    with_uid: true,
+};
+
+/// One column fewer: the state store no longer fits, a new snapshot is taken.
+const THIRD: Version = Version {
+    with_uid: false,
+    ..SECOND
+};
+
+impl Version {
+    fn oracle(&self) -> String {
+        ORACLE
+            .replace("{key}", self.key_sql)
+            .replace("{where}", self.filter_sql)
+            .replace(
+                "{uid}",
+                if self.with_uid {
+                    ", 'uid', a.uid::text"
+                } else {
+                    ""
+                },
+            )
+    }
+
+    /// Writes the view file for this version into `dir`.
+    fn write_view(&self, dir: &std::path::Path) {
+        let original = include_str!("views_lab/account_doc.yaml");
+        let mut text = original
+            .replace(
+                "key: \"acct:{kind}:{id}\"",
+                &format!("key: \"{}\"", self.key),
+            )
+            .replace(
+                "where: \"active AND region.label IS NOT NULL\"",
+                &format!("where: \"{}\"", self.filter),
+            );
+        if !self.with_uid {
+            text = text.replace("  uid: uid\n", "");
+        }
+        assert_ne!(text.len(), 0);
+        std::fs::write(dir.join("account_doc.yaml"), text).expect("writing the view file");
+    }
+}
 
 const CODES: [&str; 3] = ["eu", "us", "ap"];
 
@@ -113,8 +181,8 @@ fn any(rng: &mut StdRng, options: &[&str]) -> String {
     }
 }
 
-async fn expected(pool: &PgPool) -> BTreeMap<String, Value> {
-    let rows: Vec<(String, String)> = sqlx::query_as(ORACLE)
+async fn expected(pool: &PgPool, version: &Version) -> BTreeMap<String, Value> {
+    let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(version.oracle()))
         .fetch_all(pool)
         .await
         .expect("oracle");
@@ -123,7 +191,7 @@ async fn expected(pool: &PgPool) -> BTreeMap<String, Value> {
         .collect()
 }
 
-async fn converged(pool: &PgPool, redis_url: &str) {
+async fn converged(pool: &PgPool, redis_url: &str, version: &Version) {
     wait_until(
         Duration::from_secs(120),
         "redis matches the lab oracle",
@@ -131,7 +199,7 @@ async fn converged(pool: &PgPool, redis_url: &str) {
             let actual = try_redis_documents(redis_url, "acct:*")
                 .await
                 .map_err(|e| e.to_string())?;
-            let differences = diff_documents(&expected(pool).await, &actual);
+            let differences = diff_documents(&expected(pool, version).await, &actual);
             if differences.is_empty() {
                 Ok(())
             } else {
@@ -168,10 +236,11 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
     let mut rng = StdRng::seed_from_u64(5);
     run_random(&pool, &mut rng, 300).await;
 
-    let views = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/views_lab");
-    let setup = ServiceSetup::with_views(&url, &redis.url(), views);
+    let views = tempfile::tempdir().expect("a views directory");
+    FIRST.write_view(views.path());
+    let setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_path_buf());
     let mut service = setup.start();
-    converged(&pool, &redis.url()).await;
+    converged(&pool, &redis.url(), &FIRST).await;
 
     run_random(&pool, &mut rng, 1_500).await;
     sqlx::raw_sql("TRUNCATE lab.events")
@@ -179,10 +248,31 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
         .await
         .expect("truncate");
     run_random(&pool, &mut rng, 300).await;
-    converged(&pool, &redis.url()).await;
-    service.assert_running();
+    converged(&pool, &redis.url(), &FIRST).await;
     assert!(
-        expected(&pool).await.len() > 5,
+        expected(&pool, &FIRST).await.len() > 5,
         "the filter must leave some documents"
     );
+
+    // A new key template and filter over the same columns: rebuilt from the
+    // state store on restart, old keys deleted.
+    service.kill().await;
+    SECOND.write_view(views.path());
+    run_random(&pool, &mut rng, 100).await;
+    let mut service = setup.start();
+    converged(&pool, &redis.url(), &SECOND).await;
+    assert!(
+        service
+            .log_tail(100_000)
+            .contains("view definitions changed")
+    );
+
+    // A field dropped: the stored columns change, so a new snapshot is taken.
+    service.kill().await;
+    THIRD.write_view(views.path());
+    let mut service = setup.start();
+    run_random(&pool, &mut rng, 100).await;
+    converged(&pool, &redis.url(), &THIRD).await;
+    assert!(service.log_tail(100_000).contains("new snapshot"));
+    service.assert_running();
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value as Json};
 use super::EngineError;
 use crate::change::Value;
 use crate::expr::compare_values;
-use crate::plan::{DocPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, Plan, ViewPlan};
+use crate::plan::{DocPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, ViewPlan};
 use crate::state::StateWriter;
 use crate::state::StoredOutput;
 use crate::state::keycode::encode_values;
@@ -18,14 +18,13 @@ use crate::view::model::Cardinality;
 /// exist or does not pass the view's `where`.
 pub(super) fn compute_output(
     w: &StateWriter,
-    plan: &Plan,
     view: &ViewPlan,
     pk: &[u8],
 ) -> Result<Option<StoredOutput>, EngineError> {
     let Some(root) = w.get_row(&view.nodes[0].table, pk)? else {
         return Ok(None);
     };
-    if !passes_filter(w, plan, view, &root)? {
+    if !passes_filter(w, view, &root)? {
         return Ok(None);
     }
     let key = render_key(view, &root);
@@ -50,12 +49,7 @@ fn render_key(view: &ViewPlan, root: &[Value]) -> String {
 /// Evaluates `where` over the root and the `one` relations it names. An
 /// expression that fails on this row's values (an overflow, say) excludes the
 /// root and is logged, as SQL would raise instead of returning the row.
-fn passes_filter(
-    w: &StateWriter,
-    plan: &Plan,
-    view: &ViewPlan,
-    root: &[Value],
-) -> Result<bool, EngineError> {
+fn passes_filter(w: &StateWriter, view: &ViewPlan, root: &[Value]) -> Result<bool, EngineError> {
     let Some(filter) = &view.filter else {
         return Ok(true);
     };
@@ -71,7 +65,6 @@ fn passes_filter(
             _ => Value::Null,
         })
     };
-    let _ = plan;
     match filter.expr.is_satisfied(&lookup) {
         Ok(passes) => Ok(passes),
         Err(error) => {

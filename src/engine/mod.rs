@@ -180,9 +180,7 @@ impl Engine {
     pub fn rebuild_changed_views(&self) -> Result<Vec<String>, EngineError> {
         let mut rebuilt = Vec::new();
         for (index, view) in self.plan.views.iter().enumerate() {
-            let stored = self
-                .store
-                .write(|w| Ok::<_, EngineError>(w.view_hash(&view.name)?))?;
+            let stored = self.store.view_hash(&view.name)?;
             if stored.as_deref() != Some(view.definition_hash.as_str()) {
                 self.rebuild_view(index)?;
                 rebuilt.push(view.name.clone());

@@ -13,7 +13,7 @@ pub(super) fn refresh_root(
     pk: &[u8],
 ) -> Result<usize, EngineError> {
     let view = &plan.views[view];
-    let new = document::compute_output(w, plan, view, pk)?;
+    let new = document::compute_output(w, view, pk)?;
     let old = w.get_output(&view.name, pk)?;
     if new == old {
         return Ok(0);

@@ -137,6 +137,14 @@ impl Store {
         Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
     }
 
+    /// The definition hash the stored outputs of `view` were built with.
+    pub fn view_hash(&self, view: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let value = meta.get(writer::view_hash_key(view).as_str())?;
+        Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
     fn read_meta_u64(&self, name: &str) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;

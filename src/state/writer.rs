@@ -34,6 +34,10 @@ pub(super) fn view_prefix(view: &str) -> Vec<u8> {
     key
 }
 
+pub(super) fn view_hash_key(view: &str) -> String {
+    format!("view_hash:{view}")
+}
+
 fn prefixed(name: &str, rest: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(name.len() + rest.len() + 3);
     encode_str(name, &mut key);
@@ -278,16 +282,9 @@ impl<'txn> StateWriter<'txn> {
         Ok(taken)
     }
 
-    /// The definition hash the stored outputs of `view` were built with.
-    pub fn view_hash(&self, view: &str) -> Result<Option<String>, StoreError> {
-        let key = format!("view_hash:{view}");
-        let value = self.meta.get(key.as_str())?;
-        Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
-    }
-
     pub fn set_view_hash(&mut self, view: &str, hash: &str) -> Result<(), StoreError> {
-        let key = format!("view_hash:{view}");
-        self.meta.insert(key.as_str(), hash.as_bytes())?;
+        self.meta
+            .insert(view_hash_key(view).as_str(), hash.as_bytes())?;
         Ok(())
     }
 }
