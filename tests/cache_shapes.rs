@@ -1,7 +1,8 @@
 //! A cache view of another shape than the shop's, on another schema: composite
 //! primary keys and joins, a `where` on a joined column, a key template whose
 //! column changes, primary-key updates, a descending array order, three
-//! levels of nesting, TRUNCATE, and every value type the README documents.
+//! levels of nesting, a partitioned table, TRUNCATE, and every value type
+//! the README documents.
 //! Random changes, then the SQL oracle.
 
 mod harness;
@@ -24,7 +25,10 @@ const SCHEMA: &str = "
         id bigint PRIMARY KEY, kind text NOT NULL, active boolean, region_code text, region_zone int,
         score numeric(14,4), ratio float8, born date, seen timestamp, at timestamptz, tags jsonb, uid uuid);
     CREATE TABLE lab.events (
-        id bigint PRIMARY KEY, account_id bigint, seq int, note text, region_code text, region_zone int);";
+        id bigint PRIMARY KEY, account_id bigint, seq int, note text, region_code text, region_zone int)
+        PARTITION BY RANGE (id);
+    CREATE TABLE lab.events_low PARTITION OF lab.events FOR VALUES FROM (MINVALUE) TO (150);
+    CREATE TABLE lab.events_high PARTITION OF lab.events FOR VALUES FROM (150) TO (MAXVALUE);";
 
 /// The documents of `account_doc`, with `{key}` and `{where}` filled in as
 /// the view file says, and `{uid}` the uid field (or nothing).

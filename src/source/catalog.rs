@@ -82,6 +82,8 @@ pub async fn unusable_replica_identities(
 }
 
 /// Creates the publication for exactly `tables`, or changes it to them.
+/// Changes to a partition are published as changes to its partitioned
+/// table, which is what views name.
 pub async fn ensure_publication(
     pool: &PgPool,
     publication: &str,
@@ -107,13 +109,21 @@ pub async fn ensure_publication(
     if !exists {
         // Identifiers are quoted by `quote_qualified`.
         sqlx::query(AssertSqlSafe(format!(
-            "CREATE PUBLICATION {name} FOR TABLE {list}"
+            "CREATE PUBLICATION {name} FOR TABLE {list} WITH (publish_via_partition_root = true)"
         )))
         .execute(pool)
         .await?;
     } else if current.into_iter().collect::<BTreeSet<_>>() != *tables {
         sqlx::query(AssertSqlSafe(format!(
             "ALTER PUBLICATION {name} SET TABLE {list}"
+        )))
+        .execute(pool)
+        .await?;
+    }
+    if exists {
+        // Also for a publication created by an older version or by hand.
+        sqlx::query(AssertSqlSafe(format!(
+            "ALTER PUBLICATION {name} SET (publish_via_partition_root = true)"
         )))
         .execute(pool)
         .await?;
