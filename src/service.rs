@@ -91,7 +91,11 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let sink = RedisSink::new(
         pipeline.config.redis_url.clone(),
         Arc::clone(&store),
-        plan.views.iter().map(|v| v.name.clone()).collect(),
+        plan.views
+            .iter()
+            .filter(|v| v.sink == crate::sink::redis::SINK)
+            .map(|v| v.name.clone())
+            .collect(),
         pipeline.config.redis_checkpoint_key.clone(),
         store.id()?,
     );

@@ -8,7 +8,9 @@ use serde_json::{Map, Value as Json};
 use super::EngineError;
 use crate::change::Value;
 use crate::expr::compare_values;
-use crate::plan::{DocPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, ViewPlan};
+use crate::plan::{
+    DocPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, OutputPlan, SearchFieldPlan, ViewPlan,
+};
 use crate::state::StateWriter;
 use crate::state::StoredOutput;
 use crate::state::keycode::encode_values;
@@ -27,17 +29,46 @@ pub(super) fn compute_output(
     if !passes_filter(w, view, &root)? {
         return Ok(None);
     }
-    let key = render_key(view, &root);
-    let document = build_document(w, view, &view.document, &root)?;
+    let (key, document) = match &view.output {
+        OutputPlan::Cache { key, document } => (
+            render_key(key, &root),
+            build_document(w, view, document, &root)?,
+        ),
+        OutputPlan::Search { id, fields } => (
+            root[*id].to_text(),
+            build_flat_document(w, view, fields, &root)?,
+        ),
+    };
     Ok(Some(StoredOutput {
         key,
         document: Json::Object(document).to_string(),
     }))
 }
 
-fn render_key(view: &ViewPlan, root: &[Value]) -> String {
+/// A search document: each field's value from the root or a `one` join.
+fn build_flat_document(
+    w: &StateWriter,
+    view: &ViewPlan,
+    fields: &[SearchFieldPlan],
+    root: &[Value],
+) -> Result<Map<String, Json>, EngineError> {
+    let mut node_rows: HashMap<usize, Option<Vec<Value>>> = HashMap::new();
+    node_rows.insert(0, Some(root.to_vec()));
+    let mut document = Map::with_capacity(fields.len());
+    for field in fields {
+        one_row(w, view, field.node, &mut node_rows)?;
+        let value = match node_rows.get(&field.node) {
+            Some(Some(row)) => row[field.column].to_json(),
+            _ => Json::Null,
+        };
+        document.insert(field.name.clone(), value);
+    }
+    Ok(document)
+}
+
+fn render_key(parts: &[KeyPartPlan], root: &[Value]) -> String {
     let mut key = String::new();
-    for part in &view.key {
+    for part in parts {
         match part {
             KeyPartPlan::Literal(text) => key.push_str(text),
             KeyPartPlan::Column(column) => key.push_str(&root[*column].to_text()),

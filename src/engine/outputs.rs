@@ -42,7 +42,7 @@ pub(super) fn refresh_root(
             view: view.name.clone(),
             op,
         };
-        w.append_outbox(view.sink, &entry)?;
+        w.append_outbox(&view.sink, &entry)?;
     }
     Ok(count)
 }

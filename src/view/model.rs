@@ -53,6 +53,7 @@ impl Locations {
 #[derive(Debug, Clone)]
 pub enum ViewKind {
     Cache(CacheView),
+    Search(SearchView),
 }
 
 /// `kind: cache`: one JSON document per qualifying root row, under `key`.
@@ -130,4 +131,96 @@ pub struct JoinPair {
 pub struct OrderKey {
     pub column: String,
     pub descending: bool,
+}
+
+/// `kind: search`: one Tantivy document per qualifying root row, in an index
+/// viewkeeper owns and serves.
+#[derive(Debug, Clone)]
+pub struct SearchView {
+    /// Root table, schema-qualified.
+    pub root: String,
+    /// The root column whose value identifies a document (its primary key,
+    /// or a single-column unique key).
+    pub id: String,
+    /// `where`, as for cache views; columns are `column` or `join.column`.
+    pub filter: Option<Expr>,
+    /// In definition order.
+    pub fields: Vec<SearchField>,
+    /// Named `one` joins, in definition order; a join's `on` parent columns
+    /// are root columns, or `join.column` of an earlier join.
+    pub joins: Vec<NamedJoin>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchField {
+    pub name: String,
+    /// `column` of the root or `join.column`: `["category", "name"]`.
+    pub from: Vec<String>,
+    pub field_type: SearchFieldType,
+    /// Returned with hits.
+    pub stored: bool,
+    /// Columnar: for sorting, range queries and facets.
+    pub fast: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchFieldType {
+    /// Tokenized full text.
+    Text(TextAnalyzer),
+    /// One untokenized term: exact filters and facets.
+    Keyword,
+    I64,
+    F64,
+    Bool,
+    /// A `date`, `timestamp` or `timestamptz` column.
+    Date,
+}
+
+/// How `text` fields are tokenized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextAnalyzer {
+    /// Tantivy's `default`: split on non-alphanumerics, lower-case, drop
+    /// tokens over 40 bytes.
+    Default,
+    /// `default`, then a Snowball stemmer for the language.
+    Stemmed(StemLanguage),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StemLanguage {
+    Arabic,
+    Danish,
+    Dutch,
+    English,
+    Finnish,
+    French,
+    German,
+    Greek,
+    Hungarian,
+    Italian,
+    Norwegian,
+    Portuguese,
+    Romanian,
+    Russian,
+    Spanish,
+    Swedish,
+    Tamil,
+    Turkish,
+}
+
+/// A named `one` join (`joins:` of search and aggregate views).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedJoin {
+    pub name: String,
+    /// Joined table, schema-qualified.
+    pub table: String,
+    /// `joined` is a column of the joined table; `parent` is a root column,
+    /// or `join.column` of an earlier join (`["category", "parent_id"]`).
+    pub on: Vec<NamedJoinPair>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedJoinPair {
+    pub joined: String,
+    pub parent: Vec<String>,
 }

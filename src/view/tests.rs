@@ -76,7 +76,9 @@ fn order_cache_example_parses_into_the_expected_tree() {
     let view = parse(ORDER_CACHE);
     assert_eq!(view.name, "order_cache");
     assert_eq!(view.definition_hash.len(), 64);
-    let ViewKind::Cache(cache) = &view.kind;
+    let ViewKind::Cache(cache) = &view.kind else {
+        panic!("expected a cache view");
+    };
     assert_eq!(cache.root, "public.orders");
     assert_eq!(cache.key.source, "order:{id}");
     assert_eq!(
@@ -127,7 +129,9 @@ fn locations_give_the_line_of_every_part() {
 fn order_by_accepts_a_list_with_directions() {
     let text = ORDER_CACHE.replace("order_by: id", "order_by: [sku desc, id ASC]");
     let view = parse(&text);
-    let ViewKind::Cache(cache) = &view.kind;
+    let ViewKind::Cache(cache) = &view.kind else {
+        panic!("expected a cache view");
+    };
     let mut tree = String::new();
     outline(&cache.fields, 0, &mut tree);
     assert!(tree.contains("order_by [sku desc,id]"), "{tree}");
@@ -136,7 +140,9 @@ fn order_by_accepts_a_list_with_directions() {
 #[test]
 fn schema_qualified_tables_are_kept() {
     let view = parse(&ORDER_CACHE.replace("root: orders", "root: sales.orders"));
-    let ViewKind::Cache(cache) = &view.kind;
+    let ViewKind::Cache(cache) = &view.kind else {
+        panic!("expected a cache view");
+    };
     assert_eq!(cache.root, "sales.orders");
 }
 
@@ -234,7 +240,9 @@ fn an_empty_file_is_an_error() {
 fn yaml_keys_like_on_and_yes_stay_text() {
     let text = ORDER_CACHE.replace("status: status", "status: yes");
     let view = parse(&text);
-    let ViewKind::Cache(cache) = &view.kind;
+    let ViewKind::Cache(cache) = &view.kind else {
+        panic!("expected a cache view");
+    };
     assert!(matches!(&cache.fields[1].source, FieldSource::Column(c) if c == "yes"));
 }
 

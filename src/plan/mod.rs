@@ -1,0 +1,517 @@
+//! The plan: what each source table feeds, derived from the views and the catalog.
+//!
+//! For every table it fixes the columns the state store keeps (primary key
+//! first), the join indexes to maintain, and where the table occurs in each
+//! view's join tree. For every view it resolves names to column positions once,
+//! so the engine never looks a name up per row.
+
+mod tree;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::expr::{ColumnPath, Expr};
+use crate::view::model::{Cardinality, Field, FieldSource, KeyPart, ViewDef, ViewKind};
+use crate::view::{Catalog, TableInfo};
+use tree::JoinTree;
+pub use tree::TreeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("view {view}: table {table} is not in the database")]
+    UnknownTable { view: String, table: String },
+    #[error("view {view}: table {table} has no primary key")]
+    NoPrimaryKey { view: String, table: String },
+    #[error("view {view}: column {column} of table {table} is not in the database")]
+    UnknownColumn {
+        view: String,
+        table: String,
+        column: String,
+    },
+    #[error("view {view}: {error}")]
+    Tree { view: String, error: TreeError },
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    /// By schema-qualified name.
+    pub tables: BTreeMap<String, TablePlan>,
+    pub views: Vec<ViewPlan>,
+}
+
+#[derive(Debug)]
+pub struct TablePlan {
+    pub name: String,
+    /// Stored columns: the primary key first (in key order), then the others.
+    pub columns: Vec<String>,
+    pub column_types: Vec<u32>,
+    /// `columns[..primary_key_len]` is the primary key.
+    pub primary_key_len: usize,
+    pub indexes: Vec<IndexPlan>,
+    /// Where the table occurs: (view, node) pairs.
+    pub occurrences: Vec<(usize, usize)>,
+}
+
+/// A join index: finds rows of a table by the values of some of its columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexPlan {
+    pub name: String,
+    pub columns: Vec<usize>,
+}
+
+#[derive(Debug)]
+pub struct ViewPlan {
+    pub name: String,
+    /// Hash of the view file: when it differs from the one the outputs were
+    /// built with, every root of the view is recomputed.
+    pub definition_hash: String,
+    /// The sink whose outbox receives this view's outputs.
+    pub sink: String,
+    /// `nodes[0]` is the root; every other node is a joined table.
+    pub nodes: Vec<NodePlan>,
+    pub filter: Option<FilterPlan>,
+    pub output: OutputPlan,
+}
+
+/// What one root's output is made of.
+#[derive(Debug)]
+pub enum OutputPlan {
+    /// A JSON document under a key rendered from the root row.
+    Cache {
+        key: Vec<KeyPartPlan>,
+        document: DocPlan,
+    },
+    /// A flat document of named values, identified by a root column.
+    Search {
+        id: usize,
+        fields: Vec<SearchFieldPlan>,
+    },
+}
+
+#[derive(Debug)]
+pub struct SearchFieldPlan {
+    pub name: String,
+    pub node: usize,
+    pub column: usize,
+}
+
+#[derive(Debug)]
+pub struct NodePlan {
+    pub table: String,
+    pub parent: Option<usize>,
+    /// How this node joins its parent; `None` for the root.
+    pub link: Option<LinkPlan>,
+}
+
+/// `child.child_columns = parent.parent_columns`, pairwise.
+#[derive(Debug)]
+pub struct LinkPlan {
+    pub cardinality: Cardinality,
+    pub child_columns: Vec<usize>,
+    pub parent_columns: Vec<usize>,
+    /// How to find the children of a parent row.
+    pub children: Lookup,
+    /// How to find the parents of a child row.
+    pub parents: Lookup,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// The columns are the table's primary key, in key order.
+    PrimaryKey,
+    /// Through the named join index.
+    Index(String),
+}
+
+#[derive(Debug)]
+pub enum KeyPartPlan {
+    Literal(String),
+    Column(usize),
+}
+
+#[derive(Debug)]
+pub struct FilterPlan {
+    pub expr: Expr,
+    /// Each column path of the expression → (node, stored column).
+    pub columns: HashMap<ColumnPath, (usize, usize)>,
+}
+
+#[derive(Debug)]
+pub struct DocPlan {
+    pub node: usize,
+    pub fields: Vec<FieldPlan>,
+}
+
+#[derive(Debug)]
+pub enum FieldPlan {
+    Column {
+        name: String,
+        column: usize,
+    },
+    Relation {
+        name: String,
+        node: usize,
+        cardinality: Cardinality,
+        /// (stored column, descending)
+        order_by: Vec<(usize, bool)>,
+        document: DocPlan,
+    },
+}
+
+impl Plan {
+    pub fn build(views: &[ViewDef], catalog: &Catalog) -> Result<Plan, PlanError> {
+        let trees = views
+            .iter()
+            .map(|view| {
+                JoinTree::of(view).map_err(|error| PlanError::Tree {
+                    view: view.name.clone(),
+                    error,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tables = table_plans(views, &trees, catalog)?;
+        let views = views
+            .iter()
+            .zip(&trees)
+            .map(|(def, tree)| {
+                Resolver {
+                    def,
+                    tree,
+                    tables: &tables,
+                }
+                .view()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (index, view) in views.iter().enumerate() {
+            for (node, plan) in view.nodes.iter().enumerate() {
+                if let Some(table) = tables.get_mut(&plan.table) {
+                    table.occurrences.push((index, node));
+                }
+            }
+        }
+        Ok(Plan { tables, views })
+    }
+
+    /// A description of what the state store keeps; when it changes, the
+    /// stored rows no longer fit and a new snapshot is needed.
+    pub fn layout(&self) -> String {
+        let mut layout = String::new();
+        for table in self.tables.values() {
+            let indexes: Vec<&str> = table.indexes.iter().map(|i| i.name.as_str()).collect();
+            layout.push_str(&format!(
+                "{}({})[{}];",
+                table.name,
+                table.columns.join(","),
+                indexes.join(";")
+            ));
+        }
+        layout
+    }
+
+    pub fn table(&self, name: &str) -> Option<&TablePlan> {
+        self.tables.get(name)
+    }
+}
+
+impl TablePlan {
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+}
+
+fn table_info<'c>(
+    catalog: &'c Catalog,
+    view: &str,
+    table: &str,
+) -> Result<&'c TableInfo, PlanError> {
+    let info = catalog
+        .tables
+        .get(table)
+        .ok_or_else(|| PlanError::UnknownTable {
+            view: view.to_string(),
+            table: table.to_string(),
+        })?;
+    if info.primary_key.is_empty() {
+        return Err(PlanError::NoPrimaryKey {
+            view: view.to_string(),
+            table: table.to_string(),
+        });
+    }
+    Ok(info)
+}
+
+/// The stored columns of every table (primary key first, then every column
+/// some view reads or joins on) and the join indexes to keep.
+fn table_plans(
+    views: &[ViewDef],
+    trees: &[JoinTree],
+    catalog: &Catalog,
+) -> Result<BTreeMap<String, TablePlan>, PlanError> {
+    let mut needed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut links: Vec<(String, Vec<String>)> = Vec::new();
+    for (view, tree) in views.iter().zip(trees) {
+        for node in &tree.nodes {
+            table_info(catalog, &view.name, &node.table)?;
+            needed.entry(node.table.clone()).or_default();
+        }
+        for (node, column) in &tree.reads {
+            needed
+                .entry(tree.nodes[*node].table.clone())
+                .or_default()
+                .insert(column.clone());
+        }
+        for node in &tree.nodes {
+            let Some(parent) = node.parent else { continue };
+            let parent_table = &tree.nodes[parent].table;
+            let joined: Vec<String> = node.on.iter().map(|(j, _)| j.clone()).collect();
+            let parents: Vec<String> = node.on.iter().map(|(_, p)| p.clone()).collect();
+            needed
+                .entry(node.table.clone())
+                .or_default()
+                .extend(joined.clone());
+            needed
+                .entry(parent_table.clone())
+                .or_default()
+                .extend(parents.clone());
+            links.push((node.table.clone(), joined));
+            links.push((parent_table.clone(), parents));
+        }
+    }
+    let mut tables = BTreeMap::new();
+    for (name, needed) in needed {
+        let info = &catalog.tables[&name];
+        tables.insert(name.clone(), table_plan(&name, info, &needed)?);
+    }
+    for (table, columns) in links {
+        add_index(tables.get_mut(&table), &columns);
+    }
+    Ok(tables)
+}
+
+fn table_plan(
+    name: &str,
+    info: &TableInfo,
+    needed: &BTreeSet<String>,
+) -> Result<TablePlan, PlanError> {
+    let mut columns = info.primary_key.clone();
+    columns.extend(
+        needed
+            .iter()
+            .filter(|c| !info.primary_key.contains(c))
+            .cloned(),
+    );
+    let column_types = columns
+        .iter()
+        .map(|column| {
+            info.columns
+                .iter()
+                .find(|c| &c.name == column)
+                .map(|c| c.type_oid)
+                .ok_or_else(|| PlanError::UnknownColumn {
+                    view: String::new(),
+                    table: name.to_string(),
+                    column: column.clone(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TablePlan {
+        name: name.to_string(),
+        primary_key_len: info.primary_key.len(),
+        columns,
+        column_types,
+        indexes: Vec::new(),
+        occurrences: Vec::new(),
+    })
+}
+
+/// Registers a join index on `columns` unless they are the primary key.
+fn add_index(table: Option<&mut TablePlan>, columns: &[String]) {
+    let Some(table) = table else { return };
+    if lookup_for(table, columns) == Lookup::PrimaryKey {
+        return;
+    }
+    let name = columns.join(",");
+    if table.indexes.iter().any(|i| i.name == name) {
+        return;
+    }
+    let positions = columns.iter().filter_map(|c| table.column(c)).collect();
+    table.indexes.push(IndexPlan {
+        name,
+        columns: positions,
+    });
+}
+
+fn lookup_for(table: &TablePlan, columns: &[String]) -> Lookup {
+    let key = &table.columns[..table.primary_key_len];
+    if columns == key {
+        Lookup::PrimaryKey
+    } else {
+        Lookup::Index(columns.join(","))
+    }
+}
+
+/// Turns one view's names into positions in the stored tables.
+struct Resolver<'a> {
+    def: &'a ViewDef,
+    tree: &'a JoinTree,
+    tables: &'a BTreeMap<String, TablePlan>,
+}
+
+impl Resolver<'_> {
+    fn view(&self) -> Result<ViewPlan, PlanError> {
+        let nodes = self.nodes()?;
+        let (filter, output, sink) = match &self.def.kind {
+            ViewKind::Cache(cache) => (
+                cache.filter.as_ref(),
+                OutputPlan::Cache {
+                    key: self.key(&cache.key.parts)?,
+                    document: self.document(&cache.fields, 0, &mut 1)?,
+                },
+                crate::sink::redis::SINK.to_string(),
+            ),
+            ViewKind::Search(search) => (
+                search.filter.as_ref(),
+                OutputPlan::Search {
+                    id: self.column(0, &search.id)?,
+                    fields: search
+                        .fields
+                        .iter()
+                        .map(|field| {
+                            let (node, column) = self.path(&field.from)?;
+                            Ok(SearchFieldPlan {
+                                name: field.name.clone(),
+                                node,
+                                column,
+                            })
+                        })
+                        .collect::<Result<_, PlanError>>()?,
+                },
+                format!("search:{}", self.def.name),
+            ),
+        };
+        let filter = filter.map(|expr| self.filter(expr)).transpose()?;
+        Ok(ViewPlan {
+            name: self.def.name.clone(),
+            definition_hash: self.def.definition_hash.clone(),
+            sink,
+            nodes,
+            filter,
+            output,
+        })
+    }
+
+    fn column(&self, node: usize, column: &str) -> Result<usize, PlanError> {
+        let table = &self.tree.nodes[node].table;
+        self.tables
+            .get(table)
+            .and_then(|t| t.column(column))
+            .ok_or_else(|| PlanError::UnknownColumn {
+                view: self.def.name.clone(),
+                table: table.clone(),
+                column: column.to_string(),
+            })
+    }
+
+    fn path(&self, path: &[String]) -> Result<(usize, usize), PlanError> {
+        let (node, column) = self.tree.resolve(path).map_err(|error| PlanError::Tree {
+            view: self.def.name.clone(),
+            error,
+        })?;
+        Ok((node, self.column(node, &column)?))
+    }
+
+    fn nodes(&self) -> Result<Vec<NodePlan>, PlanError> {
+        let mut nodes = Vec::with_capacity(self.tree.nodes.len());
+        for (index, node) in self.tree.nodes.iter().enumerate() {
+            let link = match node.parent {
+                Some(parent) => Some(self.link(index, parent)?),
+                None => None,
+            };
+            nodes.push(NodePlan {
+                table: node.table.clone(),
+                parent: node.parent,
+                link,
+            });
+        }
+        Ok(nodes)
+    }
+
+    fn link(&self, node: usize, parent: usize) -> Result<LinkPlan, PlanError> {
+        let tree_node = &self.tree.nodes[node];
+        let joined: Vec<String> = tree_node.on.iter().map(|(j, _)| j.clone()).collect();
+        let parents: Vec<String> = tree_node.on.iter().map(|(_, p)| p.clone()).collect();
+        Ok(LinkPlan {
+            cardinality: tree_node.cardinality,
+            child_columns: joined
+                .iter()
+                .map(|c| self.column(node, c))
+                .collect::<Result<_, _>>()?,
+            parent_columns: parents
+                .iter()
+                .map(|c| self.column(parent, c))
+                .collect::<Result<_, _>>()?,
+            children: lookup_for(&self.tables[&tree_node.table], &joined),
+            parents: lookup_for(&self.tables[&self.tree.nodes[parent].table], &parents),
+        })
+    }
+
+    fn key(&self, parts: &[KeyPart]) -> Result<Vec<KeyPartPlan>, PlanError> {
+        parts
+            .iter()
+            .map(|part| match part {
+                KeyPart::Literal(text) => Ok(KeyPartPlan::Literal(text.clone())),
+                KeyPart::Column(column) => self.column(0, column).map(KeyPartPlan::Column),
+            })
+            .collect()
+    }
+
+    fn filter(&self, expr: &Expr) -> Result<FilterPlan, PlanError> {
+        let mut columns = HashMap::new();
+        for path in expr.columns() {
+            let resolved = self.path(&path)?;
+            columns.insert(path, resolved);
+        }
+        Ok(FilterPlan {
+            expr: expr.clone(),
+            columns,
+        })
+    }
+
+    /// Mirrors [`JoinTree`], which numbered relation nodes depth first.
+    fn document(
+        &self,
+        fields: &[Field],
+        node: usize,
+        next_node: &mut usize,
+    ) -> Result<DocPlan, PlanError> {
+        let mut plans = Vec::with_capacity(fields.len());
+        for field in fields {
+            let plan = match &field.source {
+                FieldSource::Column(column) => FieldPlan::Column {
+                    name: field.name.clone(),
+                    column: self.column(node, column)?,
+                },
+                FieldSource::Relation(relation) => {
+                    let child = *next_node;
+                    *next_node += 1;
+                    let order_by = relation
+                        .order_by
+                        .iter()
+                        .map(|k| Ok((self.column(child, &k.column)?, k.descending)))
+                        .collect::<Result<_, PlanError>>()?;
+                    FieldPlan::Relation {
+                        name: field.name.clone(),
+                        node: child,
+                        cardinality: relation.cardinality,
+                        order_by,
+                        document: self.document(&relation.fields, child, next_node)?,
+                    }
+                }
+            };
+            plans.push(plan);
+        }
+        Ok(DocPlan {
+            node,
+            fields: plans,
+        })
+    }
+}
