@@ -3,11 +3,11 @@
 
 use super::error::FileReport;
 use super::fields::read_fields;
-use super::filter::{WHERE_PATH, read_filter};
+use super::filter::{read_where, through_relations};
 use super::key_template::parse_key_template;
 use super::model::{CacheView, KeyTemplate};
 use super::shape::{self, Mapping};
-use super::table::qualified_table;
+use super::table::read_root;
 
 /// The top-level keys of a cache view file, common keys included.
 pub(crate) const CACHE_KEYS: &[&str] = &[
@@ -33,27 +33,15 @@ pub(crate) fn read_cache_view(report: &mut FileReport, top: &Mapping) -> Option<
     // wrong, only the expression's syntax is checked, so that a broken relation
     // is not reported a second time as an unknown one.
     let fields_ok = report.errors.len() == errors_before_fields;
-    let filter = match top.get(WHERE_PATH) {
-        None => Some(None),
-        Some(entry) => {
-            report.locate(WHERE_PATH, entry.value.line);
-            let source = shape::text(report, &entry.value, WHERE_PATH, "an expression")?;
-            let fields_to_resolve = fields.as_deref().filter(|_| fields_ok);
-            read_filter(report, source, entry.value.line, fields_to_resolve).map(Some)
-        }
-    };
+    let resolvable = fields.as_deref().filter(|_| fields_ok);
+    let check_path = |path: &[String]| resolvable.map_or(Ok(()), |f| through_relations(f, path));
+    let filter = read_where(report, top, &check_path);
     Some(CacheView {
         root: root?,
         key: key?,
         filter: filter?,
         fields: fields?,
     })
-}
-
-fn read_root(report: &mut FileReport, top: &Mapping) -> Option<String> {
-    let entry = top.require(report, "", "root")?;
-    report.locate("root", entry.value.line);
-    qualified_table(report, &entry.value, "root")
 }
 
 fn read_key(report: &mut FileReport, top: &Mapping) -> Option<KeyTemplate> {

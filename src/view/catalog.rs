@@ -11,7 +11,7 @@ use super::model::{
 };
 use super::shape::child_path;
 use super::table::display_table;
-use crate::expr::ValueType;
+use crate::expr::{Expr, ExprError, ValueType};
 use crate::source::pg_text::value_type;
 
 /// The tables of the source database that views may read.
@@ -52,8 +52,7 @@ pub fn check_against_catalog(views: &[ViewDef], catalog: &Catalog) -> Vec<ViewEr
         };
         match &view.kind {
             ViewKind::Cache(cache) => check.cache_view(cache),
-            // Search views are read and checked by `search.rs` (in progress).
-            ViewKind::Search(_) => {}
+            ViewKind::Search(search) => check.search_view(search),
         }
         check.errors.sort_by_key(|error| error.line);
         errors.append(&mut check.errors);
@@ -209,13 +208,15 @@ impl<'a> ViewCheck<'a> {
                 None => root,
                 Some(relation) => self.catalog.tables.get(&relation.table)?,
             };
-            let column = table
-                .columns
-                .iter()
-                .find(|c| Some(&c.name) == path.last())?;
-            Some(value_type(column.type_oid))
+            column_value_type(table, path.last()?)
         };
-        match filter.infer_type(&column_type) {
+        let inferred = filter.infer_type(&column_type);
+        self.filter_result(filter, inferred);
+    }
+
+    /// Reports a `where` whose type could not be inferred, or is not boolean.
+    fn filter_result(&mut self, filter: &Expr, inferred: Result<ValueType, ExprError>) {
+        match inferred {
             Ok(ValueType::Bool | ValueType::Null) => {}
             Ok(other) => self.error(
                 WHERE_PATH,
@@ -259,6 +260,12 @@ impl<'a> ViewCheck<'a> {
     }
 }
 
+/// The expression type of `column`'s PostgreSQL type, if the column exists.
+fn column_value_type(table: &TableInfo, column: &str) -> Option<ValueType> {
+    let info = table.columns.iter().find(|info| info.name == column)?;
+    Some(value_type(info.type_oid))
+}
+
 fn quoted_list(names: &[&str]) -> String {
     names
         .iter()
@@ -274,6 +281,9 @@ fn cardinality_key(cardinality: Cardinality) -> &'static str {
         Cardinality::Many => "many",
     }
 }
+
+#[path = "catalog_search.rs"]
+mod search;
 
 #[cfg(test)]
 #[path = "catalog_tests.rs"]

@@ -1,6 +1,6 @@
 //! One view file as a whole: YAML syntax, the keys every kind shares (`view`,
 //! `kind`, `description`), and the hand-over to the module of its kind. A new
-//! kind (`search`, `aggregate`) is a new module called from [`read_kind`].
+//! kind (`aggregate`) is a new module called from [`read_kind`].
 
 use std::path::Path;
 
@@ -11,10 +11,11 @@ use super::cache::{CACHE_KEYS, read_cache_view};
 use super::error::{FileReport, ViewError};
 use super::model::{ViewDef, ViewKind};
 use super::node::{Node, NodeValue};
+use super::search::{SEARCH_KEYS, read_search_view};
 use super::shape::{self, Mapping};
 
-/// Kinds planned in the design; only `cache` is implemented so far.
-const FUTURE_KINDS: &[&str] = &["search", "aggregate"];
+/// Kinds planned in the design but not implemented yet.
+const FUTURE_KINDS: &[&str] = &["aggregate"];
 
 /// Parses and checks one view file's text, offline; returns all its errors.
 pub fn parse_view(file: &Path, text: &str) -> Result<ViewDef, Vec<ViewError>> {
@@ -96,11 +97,9 @@ fn read_name(report: &mut FileReport, top: &Mapping) -> Option<String> {
     Some(name.to_owned())
 }
 
-/// `[a-z][a-z0-9_]*`: view names end up in Redis keys, table names and URLs.
+/// View names end up in Redis keys, table names and URLs.
 fn is_view_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|first| first.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    shape::is_lower_identifier(name)
 }
 
 fn check_description(report: &mut FileReport, top: &Mapping) {
@@ -117,6 +116,10 @@ fn read_kind(report: &mut FileReport, mut top: Mapping) -> Option<ViewKind> {
         "cache" => {
             shape::drop_unknown_keys(report, &mut top, "", CACHE_KEYS);
             read_cache_view(report, &top).map(ViewKind::Cache)
+        }
+        "search" => {
+            shape::drop_unknown_keys(report, &mut top, "", SEARCH_KEYS);
+            read_search_view(report, &top).map(ViewKind::Search)
         }
         _ if FUTURE_KINDS.contains(&kind) => {
             let message = format!("kind `{kind}` is not supported yet");

@@ -1,23 +1,34 @@
-//! The `where` filter of a cache view: its column paths must name a root column
-//! (`status`) or a column reached through `one` relation fields (`customer.email`,
-//! `customer.address.city`). A `many` relation has several rows per root, so a
-//! filter through it would have no single value: it is refused.
+//! The `where` filter of a view: an expression over the root row and the rows
+//! joined to it. Each kind says which column paths resolve: for a cache view,
+//! a root column (`status`) or a column reached through `one` relation fields
+//! (`customer.email`, `customer.address.city`); a `many` relation has several
+//! rows per root, so a filter through it would have no single value and is
+//! refused. Search views resolve paths through their named joins (`joins.rs`).
 
 use crate::expr::Expr;
 
 use super::error::FileReport;
 use super::model::{Cardinality, Field, FieldSource, Relation};
+use super::shape::{self, Mapping};
 
 pub(crate) const WHERE_PATH: &str = "where";
 
-/// Parses the filter and checks that each column path resolves through
-/// `fields` (when given: `None` checks the syntax only).
-pub(crate) fn read_filter(
+/// Says why a column path of the filter does not resolve, if it does not.
+pub(crate) type PathCheck<'a> = &'a dyn Fn(&[String]) -> Result<(), String>;
+
+/// Reads the optional `where:` of `top`: `Some(None)` when it is absent,
+/// `None` when it is wrong. Every column path is passed to `check_path`.
+pub(crate) fn read_where(
     report: &mut FileReport,
-    source: &str,
-    line: usize,
-    fields: Option<&[Field]>,
-) -> Option<Expr> {
+    top: &Mapping,
+    check_path: PathCheck,
+) -> Option<Option<Expr>> {
+    let Some(entry) = top.get(WHERE_PATH) else {
+        return Some(None);
+    };
+    let line = entry.value.line;
+    report.locate(WHERE_PATH, line);
+    let source = shape::text(report, &entry.value, WHERE_PATH, "an expression")?;
     let expr = match Expr::parse(source) {
         Ok(expr) => expr,
         Err(error) => {
@@ -25,17 +36,19 @@ pub(crate) fn read_filter(
             return None;
         }
     };
-    let Some(fields) = fields else {
-        return Some(expr);
-    };
     let mut resolved = true;
     for path in expr.columns() {
-        if let Err(message) = filter_relation(fields, &path) {
+        if let Err(message) = check_path(&path) {
             report.error(line, WHERE_PATH, message);
             resolved = false;
         }
     }
-    resolved.then_some(expr)
+    resolved.then_some(Some(expr))
+}
+
+/// The check of a cache view's filter paths: through `one` relation fields.
+pub(crate) fn through_relations(fields: &[Field], path: &[String]) -> Result<(), String> {
+    filter_relation(fields, path).map(|_| ())
 }
 
 /// The relation whose table holds the last column of `path`, or `None` when it

@@ -7,8 +7,11 @@
 //! [`ViewDef::locations`] keeps the lines for the checks that come later.
 //!
 //! Modules: `node` (YAML → tree with lines), `shape` (key and value checks),
-//! `document` (common keys, kind dispatch), `cache` (`kind: cache`), `fields`,
-//! `key_template`, `filter` (`where`), `table` (table names), `catalog`.
+//! `document` (common keys, kind dispatch), `cache` (`kind: cache`), `fields`
+//! (its nested fields), `key_template`, `search` (`kind: search`),
+//! `search_fields` (its typed fields), `joins` (named `one` joins),
+//! `filter` (`where`), `table` (table names), `catalog` (with
+//! `catalog_search` for search views).
 
 mod cache;
 mod catalog;
@@ -16,9 +19,12 @@ mod document;
 mod error;
 mod fields;
 mod filter;
+mod joins;
 mod key_template;
 pub mod model;
 mod node;
+mod search;
+mod search_fields;
 mod shape;
 mod table;
 
@@ -30,6 +36,7 @@ pub use document::{definition_hash, parse_view};
 pub use error::{ViewError, ViewErrors};
 pub use key_template::parse_key_template;
 pub use model::ViewDef;
+pub use search_fields::SEARCH_ID_FIELD;
 pub use table::display_table;
 
 /// Reads every `*.yaml` and `*.yml` file of `dir`, in file-name order, and

@@ -18,6 +18,10 @@ const ORDER_CACHE: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/views/order_cache.yaml"
 ));
+const PRODUCT_SEARCH: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/views/product_search.yaml"
+));
 
 fn schema() -> Value {
     serde_json::from_str(SCHEMA).expect("the schema is valid JSON")
@@ -32,7 +36,8 @@ fn yaml_as_json(text: &str) -> Value {
 fn node_as_json(node: &Node) -> Value {
     match &node.value {
         NodeValue::Null => Value::Null,
-        NodeValue::Text(text) | NodeValue::Other(text) => Value::String(text.clone()),
+        NodeValue::Text(text) => Value::String(text.clone()),
+        NodeValue::Other(text) => scalar_as_json(text),
         NodeValue::List(items) => Value::Array(items.iter().map(node_as_json).collect()),
         NodeValue::Map(entries) => Value::Object(
             entries
@@ -41,6 +46,11 @@ fn node_as_json(node: &Node) -> Value {
                 .collect(),
         ),
     }
+}
+
+/// A boolean or a number as JSON, the way an editor's YAML plugin reads it.
+fn scalar_as_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
 /// Whether `value` satisfies `schema`, for the keywords this schema uses.
@@ -111,6 +121,7 @@ fn type_matches(expected: &Value, value: &Value) -> bool {
         Some("string") => value.is_string(),
         Some("object") => value.is_object(),
         Some("array") => value.is_array(),
+        Some("boolean") => value.is_boolean(),
         other => panic!("type {other:?} is not used by the view schema"),
     }
 }
@@ -200,6 +211,42 @@ fn the_example_view_satisfies_the_schema() {
 }
 
 #[test]
+fn the_search_example_satisfies_the_schema() {
+    assert!(validates(PRODUCT_SEARCH));
+    let every_option = PRODUCT_SEARCH
+        .replace(
+            "type: text }",
+            "type: text, analyzer: english, fast: false }",
+        )
+        .replace(
+            "id: id\n",
+            "id: id\ndescription: products\nwhere: \"price_cents > 0\"\n",
+        );
+    assert!(validates(&every_option), "{every_option}");
+}
+
+#[test]
+fn invalid_search_views_do_not_satisfy_the_schema() {
+    let cases = [
+        PRODUCT_SEARCH.replace("id: id\n", ""),
+        PRODUCT_SEARCH.replace("id: id\n", "id: id\nkey: \"p:{id}\"\n"),
+        PRODUCT_SEARCH.replace("type: text, stored: true", "type: text, fast: true"),
+        PRODUCT_SEARCH.replace("type: keyword", "type: keyword, analyzer: english"),
+        PRODUCT_SEARCH.replace("type: text }", "type: text, analyzer: klingon }"),
+        PRODUCT_SEARCH.replace("type: i64", "type: integer"),
+        PRODUCT_SEARCH.replace("stored: true }", "stored: \"yes\" }"),
+        PRODUCT_SEARCH.replace("{ from: description, type: text }", "description"),
+        PRODUCT_SEARCH.replace("{ from: description, type: text }", "{ type: text }"),
+        PRODUCT_SEARCH.replace("type: i64,", "type: i64, boost: 2,"),
+        PRODUCT_SEARCH.replace("one: categories", "many: categories"),
+        PRODUCT_SEARCH.replace("on: { id: category_id }", "on: {}"),
+    ];
+    for text in cases {
+        assert!(!validates(&text), "the schema accepts:\n{text}");
+    }
+}
+
+#[test]
 fn invalid_views_do_not_satisfy_the_schema() {
     let cases = [
         ORDER_CACHE.replace("root: orders\n", ""),
@@ -210,6 +257,12 @@ fn invalid_views_do_not_satisfy_the_schema() {
         ORDER_CACHE.replace("one: customers", "one: customers\n    join: left"),
         ORDER_CACHE.replace("on: { id: customer_id }", "on: {}"),
         ORDER_CACHE.replace("sku: sku", "sku: [sku]"),
+        ORDER_CACHE.replace("root: orders", "root: orders\nid: id"),
+        ORDER_CACHE.replace(
+            "root: orders",
+            "root: orders\njoins: { c: { one: customers, on: { id: customer_id } } }",
+        ),
+        ORDER_CACHE.replace("id: id", "id: { from: id, type: i64 }"),
     ];
     for text in cases {
         assert!(!validates(&text), "the schema accepts:\n{text}");

@@ -120,6 +120,27 @@ pub(crate) fn text<'a>(
     }
 }
 
+/// A `true` or `false` scalar (YAML 1.2: `yes` and `no` are text).
+pub(crate) fn boolean(report: &mut FileReport, node: &Node, path: &str) -> Option<bool> {
+    match &node.value {
+        NodeValue::Other(text) if text == "true" => Some(true),
+        NodeValue::Other(text) if text == "false" => Some(false),
+        _ => {
+            let message = format!("expected `true` or `false`, found {}", node.describe());
+            report.error(node.line, path, message);
+            None
+        }
+    }
+}
+
+/// `[a-z][a-z0-9_]*`: the names viewkeeper writes into keys, table names,
+/// URLs and column paths (where unquoted names are lower-cased).
+pub(crate) fn is_lower_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|first| first.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// A column name of the enclosing table: plain text, not a path.
 pub(crate) fn column_name<'a>(
     report: &mut FileReport,

@@ -4,9 +4,16 @@
 
 use super::error::FileReport;
 use super::node::Node;
-use super::shape;
+use super::shape::{self, Mapping};
 
 const DEFAULT_SCHEMA: &str = "public";
+
+/// The required `root:` table of a view file's top mapping.
+pub(crate) fn read_root(report: &mut FileReport, top: &Mapping) -> Option<String> {
+    let entry = top.require(report, "", "root")?;
+    report.locate("root", entry.value.line);
+    qualified_table(report, &entry.value, "root")
+}
 
 /// The schema-qualified name of the table named by `node`.
 pub(crate) fn qualified_table(report: &mut FileReport, node: &Node, path: &str) -> Option<String> {

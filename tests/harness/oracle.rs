@@ -82,6 +82,35 @@ const PRODUCT_CACHE_SQL: &str = r#"
            )::text
     FROM products p LEFT JOIN categories c ON c.id = p.category_id"#;
 
+/// The stored fields `product_search` (views/product_search.yaml) must hold
+/// per document id: every product, with its name, category name and price
+/// (the description is indexed, not stored).
+pub async fn expected_product_search(pool: &PgPool) -> BTreeMap<String, Value> {
+    let rows: Vec<(String, String)> = sqlx::query_as(PRODUCT_SEARCH_SQL)
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|e| panic!("computing the expected product_search: {e}"));
+    rows.into_iter()
+        .map(|(id, doc)| {
+            let doc: Value = serde_json::from_str(&doc).expect("PostgreSQL returned bad JSON");
+            // A NULL field is absent from a Tantivy document.
+            let fields = doc
+                .as_object()
+                .map(|o| o.iter().filter(|(_, v)| !v.is_null()))
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (id, Value::Object(fields))
+        })
+        .collect()
+}
+
+const PRODUCT_SEARCH_SQL: &str = r#"
+    SELECT p.id::text,
+           json_build_object('name', p.name, 'category', c.name, 'price_cents', p.price_cents)::text
+    FROM products p LEFT JOIN categories c ON c.id = p.category_id"#;
+
 /// Every key matching `pattern` (e.g. `order:*`) with its value parsed as
 /// JSON; a value that is not JSON is kept as a string that says so, so a diff
 /// shows it. Panics if Redis cannot be read.

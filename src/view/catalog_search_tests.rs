@@ -1,0 +1,220 @@
+//! Tests of the catalog check of search views, with a hand-built catalog of
+//! the example shop whose columns have their real PostgreSQL type OIDs.
+
+use std::path::Path;
+
+use crate::view::{Catalog, ColumnInfo, TableInfo, check_against_catalog, parse_view};
+
+const PRODUCT_SEARCH: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/views/product_search.yaml"
+));
+
+const INT8: u32 = 20;
+const TEXT: u32 = 25;
+const NUMERIC: u32 = 1700;
+const BOOL: u32 = 16;
+const TIMESTAMPTZ: u32 = 1184;
+
+fn table(columns: &[(&str, u32)], primary_key: &[&str]) -> TableInfo {
+    TableInfo {
+        columns: columns
+            .iter()
+            .map(|(name, type_oid)| ColumnInfo {
+                name: (*name).to_owned(),
+                type_oid: *type_oid,
+            })
+            .collect(),
+        primary_key: primary_key.iter().map(|name| (*name).to_owned()).collect(),
+    }
+}
+
+/// `products` and `categories` of `schemas/shop.sql`, with a few more
+/// columns of other types.
+fn shop() -> Catalog {
+    let products = table(
+        &[
+            ("id", INT8),
+            ("category_id", INT8),
+            ("name", TEXT),
+            ("description", TEXT),
+            ("price_cents", INT8),
+            ("weight_kg", NUMERIC),
+            ("in_stock", BOOL),
+            ("updated_at", TIMESTAMPTZ),
+            ("sku", TEXT),
+        ],
+        &["id"],
+    );
+    let categories = table(
+        &[("id", INT8), ("name", TEXT), ("parent_id", INT8)],
+        &["id"],
+    );
+    let mut catalog = Catalog::default();
+    catalog.tables.insert("public.products".into(), products);
+    catalog
+        .tables
+        .insert("public.categories".into(), categories);
+    catalog
+}
+
+fn check(text: &str, catalog: &Catalog) -> Vec<String> {
+    let view = parse_view(Path::new("views/product_search.yaml"), text).expect("the view parses");
+    check_against_catalog(&[view], catalog)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// The example with `lines` added at the end of its `fields:`.
+fn with_fields(lines: &str) -> String {
+    PRODUCT_SEARCH.replace("joins:\n", &format!("{lines}joins:\n"))
+}
+
+fn set_column_type(catalog: &mut Catalog, table: &str, column: &str, type_oid: u32) {
+    let table = catalog.tables.get_mut(table).expect("a shop table");
+    let info = table.columns.iter_mut().find(|info| info.name == column);
+    info.expect("a shop column").type_oid = type_oid;
+}
+
+#[test]
+fn the_example_view_matches_the_shop_schema() {
+    assert_eq!(check(PRODUCT_SEARCH, &shop()), Vec::<String>::new());
+}
+
+#[test]
+fn unknown_tables_are_reported_without_cascading_column_errors() {
+    let text = PRODUCT_SEARCH.replace("root: products", "root: produkts");
+    assert_eq!(
+        check(&text, &shop()),
+        [r#"views/product_search.yaml:4: root: table "produkts" does not exist"#]
+    );
+    let text = PRODUCT_SEARCH.replace("one: categories", "one: catalog.categories");
+    assert_eq!(
+        check(&text, &shop()),
+        [
+            r#"views/product_search.yaml:12: joins.category.one: table "catalog.categories" does not exist"#
+        ]
+    );
+}
+
+#[test]
+fn root_and_joined_tables_need_a_primary_key() {
+    let mut catalog = shop();
+    for table in catalog.tables.values_mut() {
+        table.primary_key.clear();
+    }
+    assert_eq!(
+        check(PRODUCT_SEARCH, &catalog),
+        [
+            "views/product_search.yaml:4: root: table products has no primary key",
+            "views/product_search.yaml:12: joins.category.one: table categories has no primary key",
+        ]
+    );
+}
+
+#[test]
+fn every_column_is_checked_in_its_own_table() {
+    let text = with_fields("  parent: { from: parent.name, type: keyword }\n")
+        .replace("id: id\n", "id: idd\nwhere: \"category.nam <> 'x'\"\n")
+        .replace("from: description", "from: descr")
+        .replace("on: { id: category_id }", "on: { idd: category_idd }")
+        + "  parent: { one: categories, on: { id: category.parent } }\n";
+    assert_eq!(
+        check(&text, &shop()),
+        [
+            r#"views/product_search.yaml:5: id: column "idd" does not exist in table products"#,
+            r#"views/product_search.yaml:6: where: column "nam" does not exist in table categories"#,
+            r#"views/product_search.yaml:9: fields.description.from: column "descr" does not exist in table products"#,
+            r#"views/product_search.yaml:14: joins.category.on: column "category_idd" does not exist in table products"#,
+            r#"views/product_search.yaml:14: joins.category.on: column "idd" does not exist in table categories"#,
+            r#"views/product_search.yaml:15: joins.parent.on: column "parent" does not exist in table categories"#,
+        ]
+    );
+}
+
+#[test]
+fn id_is_the_single_column_primary_key_of_the_root() {
+    let text = PRODUCT_SEARCH.replace("id: id\n", "id: sku\n");
+    assert_eq!(
+        check(&text, &shop()),
+        [
+            "views/product_search.yaml:5: id: `sku` is not the primary key of table products: \
+             search views use the root's primary key as `id`, here `id`"
+        ]
+    );
+    let mut catalog = shop();
+    let products = catalog.tables.get_mut("public.products").expect("products");
+    products.primary_key = vec!["id".into(), "sku".into()];
+    assert_eq!(
+        check(PRODUCT_SEARCH, &catalog),
+        [
+            "views/product_search.yaml:5: id: search views need a single-column primary key as \
+             `id`, but table products has the composite primary key (id, sku)"
+        ]
+    );
+}
+
+#[test]
+fn field_types_fit_the_column_types() {
+    let fitting = with_fields(
+        "  weight: { from: weight_kg, type: f64 }\n  \
+         price: { from: price_cents, type: f64 }\n  \
+         in_stock: { from: in_stock, type: bool }\n  \
+         updated: { from: updated_at, type: date }\n  \
+         category_id: { from: category_id, type: keyword }\n",
+    );
+    assert_eq!(check(&fitting, &shop()), Vec::<String>::new());
+
+    let mut catalog = shop();
+    set_column_type(&mut catalog, "public.products", "price_cents", TEXT);
+    assert_eq!(
+        check(PRODUCT_SEARCH, &catalog),
+        [
+            "views/product_search.yaml:10: fields.price_cents.type: i64 needs an integer column, \
+             but products.price_cents is text"
+        ]
+    );
+
+    let misfits = with_fields(
+        "  weight: { from: weight_kg, type: i64 }\n  \
+         in_stock: { from: category.id, type: bool }\n  \
+         updated: { from: name, type: date }\n  \
+         ratio: { from: category.name, type: f64 }\n",
+    );
+    assert_eq!(
+        check(&misfits, &shop()),
+        [
+            "views/product_search.yaml:11: fields.weight.type: i64 needs an integer column, but \
+             products.weight_kg is numeric",
+            "views/product_search.yaml:12: fields.in_stock.type: bool needs a boolean column, but \
+             categories.id is int",
+            "views/product_search.yaml:13: fields.updated.type: date needs a date, timestamp or \
+             timestamptz column, but products.name is text",
+            "views/product_search.yaml:14: fields.ratio.type: f64 needs a numeric column (integer, \
+             float or numeric), but categories.name is text",
+        ]
+    );
+}
+
+#[test]
+fn where_is_type_checked_through_the_joins() {
+    let with_where = |filter: &str| {
+        PRODUCT_SEARCH.replace("id: id\n", &format!("id: id\nwhere: \"{filter}\"\n"))
+    };
+    let fine = with_where("in_stock AND category.name <> 'hidden' AND updated_at >= '2026-01-01'");
+    assert_eq!(check(&fine, &shop()), Vec::<String>::new());
+    assert_eq!(
+        check(&with_where("price_cents + 1"), &shop()),
+        [
+            "views/product_search.yaml:6: where: must be a boolean condition, but \
+             `price_cents + 1` is int"
+        ]
+    );
+    let errors = check(&with_where("category.name > 5"), &shop());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("views/product_search.yaml:6: where: "),
+        "{errors:?}"
+    );
+}

@@ -1,0 +1,336 @@
+//! `joins:` of search views (and, next, aggregate views): named `one` joins,
+//! each hanging from the root row or from an earlier join, and the column
+//! paths that reach through them: `column` (of the root) or `join.column`.
+//!
+//! ```yaml
+//! joins:
+//!   category: { one: categories, on: { id: category_id } }         # categories.id = root.category_id
+//!   parent:   { one: categories, on: { id: category.parent_id } }  # through an earlier join
+//! ```
+//!
+//! Only `one` joins: each root row meets at most one row of each join, so a
+//! column path has a single value (NULL when no row matches, like a LEFT JOIN).
+
+use super::error::FileReport;
+use super::model::{NamedJoin, NamedJoinPair};
+use super::node::{Entry, Node};
+use super::shape::{self, Mapping, child_path};
+use super::table::qualified_table;
+
+const JOINS_PATH: &str = "joins";
+
+const JOIN_KEYS: &[&str] = &["one", "on"];
+
+/// Reads the optional `joins:` of `top`, in definition order; `None` when any
+/// join is wrong. `kind` names the view kind in the error refusing `many`.
+pub(crate) fn read_joins(
+    report: &mut FileReport,
+    top: &Mapping,
+    kind: &str,
+) -> Option<Vec<NamedJoin>> {
+    let Some(entry) = top.get(JOINS_PATH) else {
+        return Some(Vec::new());
+    };
+    report.locate(JOINS_PATH, entry.key_line);
+    let mapping = shape::named_keys(report, &entry.value, JOINS_PATH, "join")?;
+    let names: Vec<&str> = mapping.entries.iter().map(|e| e.key.as_str()).collect();
+    let mut joins = Vec::new();
+    for (index, entry) in mapping.entries.iter().enumerate() {
+        let order = JoinOrder {
+            earlier: &names[..index],
+            later: &names[index + 1..],
+        };
+        joins.extend(read_join(report, entry, &order, kind));
+    }
+    (joins.len() == mapping.entries.len()).then_some(joins)
+}
+
+/// The names of the joins defined before and after the one being read: its
+/// parent side may only name earlier ones.
+struct JoinOrder<'a> {
+    earlier: &'a [&'a str],
+    later: &'a [&'a str],
+}
+
+fn read_join(
+    report: &mut FileReport,
+    entry: &Entry,
+    order: &JoinOrder,
+    kind: &str,
+) -> Option<NamedJoin> {
+    let path = child_path(JOINS_PATH, &entry.key);
+    report.locate(&path, entry.key_line);
+    let name_ok = check_join_name(report, entry, &path);
+    let mut mapping = shape::named_keys(report, &entry.value, &path, "key")?;
+    // A missing key is reported at the join's name, not at its first key.
+    mapping.line = entry.key_line;
+    let refused_many = refuse_many(report, &mut mapping, &path, kind);
+    shape::drop_unknown_keys(report, &mut mapping, &path, JOIN_KEYS);
+    let table = if refused_many && mapping.get("one").is_none() {
+        None
+    } else {
+        read_table(report, &mapping, &path)
+    };
+    let on = read_on(report, &mapping, &path, &entry.key, order);
+    Some(NamedJoin {
+        name: name_ok.then(|| entry.key.clone())?,
+        table: table?,
+        on: on?,
+    })
+}
+
+/// Join names are the first part of `join.column` paths, also in `where`,
+/// which lower-cases unquoted names.
+fn check_join_name(report: &mut FileReport, entry: &Entry, path: &str) -> bool {
+    if shape::is_lower_identifier(&entry.key) {
+        return true;
+    }
+    let message = format!(
+        "`{}` is not a valid join name: use lowercase letters, digits and `_`, \
+         starting with a letter",
+        entry.key
+    );
+    report.error(entry.key_line, path, message);
+    false
+}
+
+/// Reports and drops `many:`; true when it was there.
+fn refuse_many(report: &mut FileReport, mapping: &mut Mapping, path: &str, kind: &str) -> bool {
+    let Some(many) = mapping.get("many") else {
+        return false;
+    };
+    let message = format!(
+        "`many` joins are not allowed in {kind} views: each root row must meet at most one \
+         joined row, so write `one: TABLE` (a many-to-one join)"
+    );
+    report.error(many.key_line, &child_path(path, "many"), message);
+    mapping.entries.retain(|entry| entry.key != "many");
+    true
+}
+
+fn read_table(report: &mut FileReport, mapping: &Mapping, path: &str) -> Option<String> {
+    let entry = mapping.require(report, path, "one")?;
+    let table_path = child_path(path, "one");
+    report.locate(&table_path, entry.value.line);
+    qualified_table(report, &entry.value, &table_path)
+}
+
+/// `on: { joined_column: parent, ... }`, at least one pair, every parent from
+/// the same table: the root, or one earlier join.
+fn read_on(
+    report: &mut FileReport,
+    mapping: &Mapping,
+    path: &str,
+    name: &str,
+    order: &JoinOrder,
+) -> Option<Vec<NamedJoinPair>> {
+    let on = mapping.require(report, path, "on")?;
+    let on_path = child_path(path, "on");
+    report.locate(&on_path, on.key_line);
+    let pairs = shape::named_keys(report, &on.value, &on_path, "join column")?;
+    if pairs.entries.is_empty() {
+        let message = "needs at least one `joined_column: parent_column` pair";
+        report.error(on.key_line, &on_path, message);
+        return None;
+    }
+    let read: Vec<NamedJoinPair> = pairs
+        .entries
+        .iter()
+        .filter_map(|pair| read_pair(report, pair, &on_path, name, order))
+        .collect();
+    if read.len() != pairs.entries.len() {
+        return None;
+    }
+    one_parent_table(report, &read, on.key_line, &on_path).then_some(read)
+}
+
+fn read_pair(
+    report: &mut FileReport,
+    pair: &Entry,
+    on_path: &str,
+    name: &str,
+    order: &JoinOrder,
+) -> Option<NamedJoinPair> {
+    let pair_path = child_path(on_path, &pair.key);
+    report.locate(&pair_path, pair.key_line);
+    let joined_ok = shape::check_column_name(report, pair.key_line, on_path, &pair.key);
+    let parent = read_column_path(report, &pair.value, on_path)?;
+    if let Err(message) = check_parent(&parent, name, order) {
+        report.error(pair.value.line, on_path, message);
+        return None;
+    }
+    joined_ok.then(|| NamedJoinPair {
+        joined: pair.key.clone(),
+        parent,
+    })
+}
+
+/// A parent is a root column or a column of an earlier join.
+fn check_parent(parent: &[String], name: &str, order: &JoinOrder) -> Result<(), String> {
+    let [join, _column] = parent else {
+        return Ok(());
+    };
+    let path = parent.join(".");
+    if order.earlier.contains(&join.as_str()) {
+        Ok(())
+    } else if join == name {
+        Err(format!("`{path}`: a join cannot join on its own columns"))
+    } else if order.later.contains(&join.as_str()) {
+        Err(format!(
+            "`{path}`: join `{join}` is defined after `{name}`; a join's parent side is a \
+             root column or a column of an earlier join"
+        ))
+    } else {
+        Err(format!("`{path}`: {}", unknown_join(join)))
+    }
+}
+
+/// The planner hangs each join below a single parent table.
+fn one_parent_table(
+    report: &mut FileReport,
+    pairs: &[NamedJoinPair],
+    line: usize,
+    on_path: &str,
+) -> bool {
+    let first_parent = joined_name(&pairs[0].parent);
+    if pairs
+        .iter()
+        .all(|pair| joined_name(&pair.parent) == first_parent)
+    {
+        return true;
+    }
+    let message =
+        "all parent columns of a join must come from one table: the root, or one earlier join";
+    report.error(line, on_path, message);
+    false
+}
+
+/// A `column` or `join.column` path written at `node`, as its parts.
+pub(crate) fn read_column_path(
+    report: &mut FileReport,
+    node: &Node,
+    path: &str,
+) -> Option<Vec<String>> {
+    let text = shape::text(report, node, path, "`column` or `join.column`")?;
+    split_column_path(text)
+        .map_err(|message| report.error(node.line, path, message))
+        .ok()
+}
+
+fn split_column_path(text: &str) -> Result<Vec<String>, String> {
+    let parts: Vec<&str> = text.split('.').collect();
+    let well_formed = parts.len() <= 2
+        && parts
+            .iter()
+            .all(|part| !part.is_empty() && !part.contains(char::is_whitespace));
+    if !well_formed {
+        return Err(format!(
+            "`{text}` is not a column path: write `column` (of the root table) or \
+             `join.column` (a column of a join under `joins:`)"
+        ));
+    }
+    Ok(parts.into_iter().map(str::to_owned).collect())
+}
+
+/// Whether a `column` or `join.column` path resolves through `joins`.
+pub(crate) fn check_joined_path(joins: &[NamedJoin], path: &[String]) -> Result<(), String> {
+    match path {
+        [_column] => Ok(()),
+        [join, _column] if joins.iter().any(|known| &known.name == join) => Ok(()),
+        [join, _column] => Err(format!(
+            "column `{}`: {}",
+            path.join("."),
+            unknown_join(join)
+        )),
+        _ => Err(format!(
+            "column `{}`: write `column` (of the root table) or `join.column`",
+            path.join(".")
+        )),
+    }
+}
+
+fn unknown_join(name: &str) -> String {
+    format!("no join named `{name}` under `joins:`")
+}
+
+/// The join a path goes through: `None` for a root column.
+pub(crate) fn joined_name(path: &[String]) -> Option<&str> {
+    match path {
+        [join, _column] => Some(join),
+        _ => None,
+    }
+}
+
+/// The table holding the last column of `path`: the root, or the join's;
+/// `None` when the path names no join of `joins`.
+pub(crate) fn table_of<'a>(
+    root: &'a str,
+    joins: &'a [NamedJoin],
+    path: &[String],
+) -> Option<&'a str> {
+    match joined_name(path) {
+        None => Some(root),
+        Some(name) => joins
+            .iter()
+            .find(|join| join.name == name)
+            .map(|join| join.table.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(parts: &[&str]) -> Vec<String> {
+        parts.iter().map(|part| (*part).to_owned()).collect()
+    }
+
+    #[test]
+    fn column_paths_have_one_or_two_parts() {
+        assert_eq!(split_column_path("name").unwrap(), strings(&["name"]));
+        assert_eq!(
+            split_column_path("category.name").unwrap(),
+            strings(&["category", "name"])
+        );
+        for bad in ["", "a.b.c", ".name", "category.", "a b"] {
+            assert!(split_column_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_parent_names_the_root_or_an_earlier_join() {
+        let order = JoinOrder {
+            earlier: &["category"],
+            later: &["brand"],
+        };
+        let check = |path: &[&str]| check_parent(&strings(path), "parent", &order);
+        assert!(check(&["category_id"]).is_ok());
+        assert!(check(&["category", "parent_id"]).is_ok());
+        assert!(
+            check(&["brand", "id"])
+                .unwrap_err()
+                .contains("defined after")
+        );
+        assert!(check(&["parent", "id"]).unwrap_err().contains("its own"));
+        assert!(
+            check(&["shop", "id"])
+                .unwrap_err()
+                .contains("no join named")
+        );
+    }
+
+    #[test]
+    fn paths_resolve_to_the_table_of_their_join() {
+        let joins = [NamedJoin {
+            name: "category".into(),
+            table: "public.categories".into(),
+            on: Vec::new(),
+        }];
+        let table = |path: &[&str]| table_of("public.products", &joins, &strings(path));
+        assert_eq!(table(&["name"]), Some("public.products"));
+        assert_eq!(table(&["category", "name"]), Some("public.categories"));
+        assert_eq!(table(&["brand", "name"]), None);
+        assert!(check_joined_path(&joins, &strings(&["category", "name"])).is_ok());
+        assert!(check_joined_path(&joins, &strings(&["brand", "name"])).is_err());
+    }
+}
