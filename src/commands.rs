@@ -1,4 +1,5 @@
-//! The command-line commands `check` and `tail` (`run` is [`crate::service`]).
+//! The command-line commands `check`, `tail` and `search` (`run` is
+//! [`crate::service`]).
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -12,10 +13,12 @@ use crate::change::Lsn;
 use crate::config::Config;
 use crate::plan::Plan;
 use crate::service::ServiceError;
+use crate::sink::search::{SearchError, SearchIndex};
 use crate::source::SourceError;
 use crate::source::catalog;
 use crate::source::connection::{PgEndpoint, quote_ident};
 use crate::source::stream::ReplicationStream;
+use crate::view::model::ViewKind;
 use crate::view::{self, ViewErrors};
 
 /// Validates the view files (and, with a database URL, their tables and
@@ -81,4 +84,43 @@ pub async fn tail(config: &Config, out: &mut impl Write) -> Result<(), ServiceEr
             stream.confirm(position);
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchCommandError {
+    #[error(transparent)]
+    Views(#[from] ViewErrors),
+    #[error("no search view named {view:?} in {dir}")]
+    UnknownView { view: String, dir: String },
+    #[error(transparent)]
+    Search(#[from] SearchError),
+}
+
+/// `viewkeeper search VIEW QUERY`: the best `limit` hits as JSON, read from
+/// the index in the data directory; works whether or not the service runs
+/// (it never takes the writer lock).
+pub fn search(
+    views_dir: &Path,
+    data_dir: &Path,
+    view: &str,
+    query: &str,
+    limit: usize,
+) -> Result<serde_json::Value, SearchCommandError> {
+    let views = view::load_views(views_dir)?;
+    let fields = views
+        .iter()
+        .find_map(|def| match &def.kind {
+            ViewKind::Search(search) if def.name == view => Some(&search.fields),
+            _ => None,
+        })
+        .ok_or_else(|| SearchCommandError::UnknownView {
+            view: view.to_string(),
+            dir: views_dir.display().to_string(),
+        })?;
+    let index = SearchIndex::open(&data_dir.join("indexes").join(view), view, fields)?;
+    let hits = index.search(query, limit)?;
+    Ok(serde_json::json!({
+        "view": view,
+        "hits": hits.iter().map(|hit| hit.to_json()).collect::<Vec<_>>(),
+    }))
 }

@@ -67,6 +67,9 @@ pub struct ConfigArgs {
     /// Log filter, in `RUST_LOG` syntax [default: info]
     #[arg(long, env = "VIEWKEEPER_LOG")]
     pub log: Option<String>,
+    /// Address of the admin HTTP API [default: 127.0.0.1:9187]
+    #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR")]
+    pub admin_addr: Option<String>,
 }
 
 /// The file form. Unknown keys are refused, so a typo is an error, not a
@@ -84,6 +87,7 @@ struct FileConfig {
     batch_max_changes: Option<usize>,
     batch_max_wait_ms: Option<u64>,
     log: Option<String>,
+    admin_addr: Option<String>,
 }
 
 /// Resolved settings.
@@ -98,6 +102,8 @@ pub struct Config {
     pub redis_checkpoint_key: String,
     pub batch: BatchLimits,
     pub log: String,
+    /// Where the admin HTTP API listens.
+    pub admin_addr: std::net::SocketAddr,
 }
 
 impl std::fmt::Debug for Config {
@@ -114,6 +120,7 @@ impl std::fmt::Debug for Config {
             .field("publication", &self.publication)
             .field("redis_checkpoint_key", &self.redis_checkpoint_key)
             .field("batch", &self.batch)
+            .field("admin_addr", &self.admin_addr)
             .finish()
     }
 }
@@ -163,6 +170,11 @@ impl Config {
                 ..defaults
             },
             log: pick(&args.log, file.log, "info".into()),
+            admin_addr: parse_addr(&pick(
+                &args.admin_addr,
+                file.admin_addr,
+                "127.0.0.1:9187".into(),
+            ))?,
         })
     }
 
@@ -192,6 +204,13 @@ fn read_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
         return Ok(FileConfig::default());
     }
     serde_saphyr::from_str(&text).map_err(|e| error(e.to_string()))
+}
+
+fn parse_addr(text: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    text.parse().map_err(|e| ConfigError::Invalid {
+        setting: "admin_addr",
+        reason: format!("{text:?} is not an address like 127.0.0.1:9187: {e}"),
+    })
 }
 
 /// Slot and publication names become SQL identifiers: keep them plain.

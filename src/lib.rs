@@ -9,12 +9,14 @@
 //! - [`plan`]: what each table feeds: stored columns, join indexes, affected views.
 //! - [`state`]: the embedded state store (rows, join indexes, outputs, outboxes).
 //! - [`engine`]: batch → affected roots → outputs → diffs → outboxes.
-//! - [`sink`]: drains outboxes into Redis.
+//! - [`sink`]: drains outboxes into Redis and into Tantivy indexes.
+//! - [`admin`]: the admin HTTP API (health, search).
 //! - [`config`], [`service`], [`commands`]: configuration, the running
 //!   service, and the other command-line commands (`check`, `tail`).
 //! - [`telemetry`]: every metric name.
 //! - [`workload`]: the example shop's workload generator.
 
+pub mod admin;
 pub mod change;
 pub mod commands;
 pub mod config;

@@ -39,6 +39,22 @@ enum Command {
     },
     /// Print the changes to the views' tables as JSON lines (for debugging).
     Tail(ConfigArgs),
+    /// Query a search view's index; prints the hits as JSON.
+    Search {
+        /// The search view
+        view: String,
+        /// A query in Tantivy's syntax (see the README)
+        query: String,
+        /// Hits to return
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Directory of view files
+        #[arg(long, env = "VIEWKEEPER_VIEWS", default_value = "views")]
+        views: PathBuf,
+        /// Directory of the state store and indexes
+        #[arg(long, env = "VIEWKEEPER_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
     /// Create and load the example shop, and/or run random transactions on it.
     Workload(WorkloadArgs),
 }
@@ -117,6 +133,22 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             init_logging(&format!("warn,viewkeeper={}", config.log));
             report(commands::tail(&config, &mut std::io::stdout().lock()).await)
         }
+        Command::Search {
+            view,
+            query,
+            limit,
+            views,
+            data_dir,
+        } => match commands::search(&views, &data_dir, &view, &query, limit) {
+            Ok(hits) => {
+                println!("{}", serde_json::to_string_pretty(&hits)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Workload(args) => run_workload(args).await,
     }
 }

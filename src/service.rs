@@ -6,7 +6,7 @@
 //! durable position. Sinks run on their own tasks and are woken after every
 //! committed batch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,17 +14,24 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::{Notify, watch};
 
+use crate::admin::{self, AdminError, AdminState};
 use crate::change::Lsn;
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::plan::{Plan, PlanError};
-use crate::sink::redis::RedisSink;
+use crate::sink::redis::{self, RedisSink};
+use crate::sink::search::{SearchError, SearchIndex, SearchSink};
 use crate::source::connection::PgEndpoint;
 use crate::source::stream::ReplicationStream;
 use crate::source::{SourceError, catalog, snapshot};
 use crate::state::{Store, StoreError};
 use crate::telemetry;
+use crate::view::model::ViewKind;
 use crate::view::{self, ViewDef, ViewErrors};
+
+/// Memory for each search index's writer (Tantivy flushes a segment when it
+/// is used up).
+const INDEX_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -40,6 +47,10 @@ pub enum ServiceError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error(transparent)]
+    Search(#[from] SearchError),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -54,8 +65,8 @@ struct Pipeline {
     pool: PgPool,
     store: Arc<Store>,
     engine: Arc<Engine>,
-    /// Wakes the sinks after each committed batch.
-    wake_sinks: Arc<Notify>,
+    /// One per sink, woken after each committed batch that fed it.
+    wake_sinks: Vec<Arc<Notify>>,
 }
 
 /// Runs until `shutdown` turns true.
@@ -80,35 +91,107 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     }
     catalog::ensure_publication(&pool, &config.publication, &tables).await?;
     let engine = Arc::new(Engine::new(Arc::clone(&plan), Arc::clone(&store)));
+    let mut sinks = start_search_sinks(&views, &config, &store, &shutdown)?;
+    let admin = admin::bind(
+        config.admin_addr,
+        AdminState {
+            search_indexes: Arc::new(std::mem::take(&mut sinks.indexes)),
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    sinks.tasks.push(tokio::spawn(admin));
+    if plan.views.iter().any(|v| v.sink == redis::SINK) {
+        let wake = Arc::new(Notify::new());
+        let sink = RedisSink::new(
+            config.redis_url.clone(),
+            Arc::clone(&store),
+            plan.views
+                .iter()
+                .filter(|v| v.sink == redis::SINK)
+                .map(|v| v.name.clone())
+                .collect(),
+            config.redis_checkpoint_key.clone(),
+            store.id()?,
+        );
+        sinks
+            .tasks
+            .push(tokio::spawn(sink.run(Arc::clone(&wake), shutdown.clone())));
+        sinks.wakes.push(wake);
+    }
     let pipeline = Pipeline {
         endpoint,
         pool,
         store: Arc::clone(&store),
         engine,
-        wake_sinks: Arc::new(Notify::new()),
+        wake_sinks: sinks.wakes,
         config,
     };
-    let sink = RedisSink::new(
-        pipeline.config.redis_url.clone(),
-        Arc::clone(&store),
-        plan.views
-            .iter()
-            .filter(|v| v.sink == crate::sink::redis::SINK)
-            .map(|v| v.name.clone())
-            .collect(),
-        pipeline.config.redis_checkpoint_key.clone(),
-        store.id()?,
-    );
-    let sink_task = tokio::spawn(sink.run(Arc::clone(&pipeline.wake_sinks), shutdown.clone()));
     tracing::info!(
         views = plan.views.len(),
         tables = tables.len(),
         "viewkeeper started"
     );
     pipeline.replicate(&mut shutdown).await;
-    let _ = sink_task.await;
+    for task in sinks.tasks {
+        let _ = task.await;
+    }
     tracing::info!("viewkeeper stopped");
     Ok(())
+}
+
+/// The running sinks: their tasks, how to wake them, and the search indexes
+/// the admin API serves.
+#[derive(Default)]
+struct Sinks {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    wakes: Vec<Arc<Notify>>,
+    indexes: HashMap<String, Arc<SearchIndex>>,
+}
+
+/// Opens (or creates) the index of every search view, takes its writer, and
+/// starts its sink. An index built for another definition is recreated: its
+/// sink then loads every stored output into it.
+fn start_search_sinks(
+    views: &[ViewDef],
+    config: &Config,
+    store: &Arc<Store>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Sinks, ServiceError> {
+    let mut sinks = Sinks::default();
+    for view in views {
+        let ViewKind::Search(search) = &view.kind else {
+            continue;
+        };
+        let dir = config.data_dir.join("indexes").join(&view.name);
+        let index = match SearchIndex::open_or_create(&dir, &view.name, &search.fields) {
+            Err(error @ SearchError::SchemaChanged { .. }) => {
+                tracing::warn!(%error, "recreating the index");
+                std::fs::remove_dir_all(&dir).map_err(|source| ServiceError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+                SearchIndex::open_or_create(&dir, &view.name, &search.fields)?
+            }
+            other => other?,
+        };
+        let index = Arc::new(index);
+        let writer = index.writer(INDEX_MEMORY_BUDGET, 1)?;
+        let wake = Arc::new(Notify::new());
+        let sink = SearchSink::new(
+            view.name.clone(),
+            format!("search:{}", view.name),
+            Arc::clone(store),
+            Arc::clone(&index),
+            writer,
+        );
+        sinks
+            .tasks
+            .push(tokio::spawn(sink.run(Arc::clone(&wake), shutdown.clone())));
+        sinks.wakes.push(wake);
+        sinks.indexes.insert(view.name.clone(), index);
+    }
+    Ok(sinks)
 }
 
 /// Loads the catalog, checks the views against it, and plans them.
@@ -122,6 +205,12 @@ async fn plan_views(views: &[ViewDef], pool: &PgPool) -> Result<Plan, ServiceErr
 }
 
 impl Pipeline {
+    fn wake_all_sinks(&self) {
+        for wake in &self.wake_sinks {
+            wake.notify_one();
+        }
+    }
+
     /// Snapshot or resume, then stream; reconnect with backoff on failure.
     async fn replicate(&self, shutdown: &mut watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(200);
@@ -155,7 +244,7 @@ impl Pipeline {
                     .map_err(SourceError::from)?;
                 if !rebuilt.is_empty() {
                     tracing::info!(views = ?rebuilt, "view definitions changed: rebuilt from the state store");
-                    self.wake_sinks.notify_one();
+                    self.wake_all_sinks();
                 }
                 position
             }
@@ -168,7 +257,7 @@ impl Pipeline {
                     Arc::clone(&self.engine),
                 )
                 .await?;
-                self.wake_sinks.notify_one();
+                self.wake_all_sinks();
                 position
             }
         };
@@ -196,7 +285,7 @@ impl Pipeline {
                 stream.confirm(position);
             }
             if outcome.outbox_entries > 0 {
-                self.wake_sinks.notify_one();
+                self.wake_all_sinks();
             }
         }
     }

@@ -11,3 +11,4 @@
 //!   meanwhile and the rest of the service goes on.
 
 pub mod redis;
+pub mod search;

@@ -33,7 +33,7 @@ pub use oracle::{
 };
 pub use pg_server::PgServer;
 pub use redis_server::RedisServer;
-pub use service::{Service, ServiceSetup, converged};
+pub use service::{Service, ServiceSetup, converged, http_get, index_documents};
 
 /// How often conditions are polled: short enough for fast tests, long enough
 /// not to load a 2-core machine.

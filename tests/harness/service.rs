@@ -1,16 +1,20 @@
 //! The viewkeeper binary under test, as a child process that tests can kill
 //! with SIGKILL and start again, and the convergence check against the oracle.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use serde_json::Value;
 use sqlx::PgPool;
 use tempfile::TempDir;
+use viewkeeper::sink::search::SearchIndex;
+use viewkeeper::view::model::ViewKind;
 
 use super::{
-    append_to, diff_documents, expected_order_cache, expected_product_cache, has_exited, log_tail,
-    reap, signal, try_redis_documents, wait_until,
+    append_to, diff_documents, expected_order_cache, expected_product_cache,
+    expected_product_search, has_exited, log_tail, reap, signal, try_redis_documents, wait_until,
 };
 
 /// Where one viewkeeper instance reads and writes: its own data directory and
@@ -20,6 +24,8 @@ pub struct ServiceSetup {
     pub redis_url: String,
     pub views: PathBuf,
     pub dir: TempDir,
+    /// Where the admin API listens: a port free when the setup was made.
+    pub admin_port: u16,
 }
 
 impl ServiceSetup {
@@ -38,6 +44,7 @@ impl ServiceSetup {
             redis_url: redis_url.to_owned(),
             views,
             dir: tempfile::tempdir().expect("creating a temp dir"),
+            admin_port: super::free_port(),
         }
     }
 
@@ -47,6 +54,10 @@ impl ServiceSetup {
 
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("viewkeeper.log")
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
     }
 
     /// `viewkeeper run` with this setup's flags.
@@ -61,13 +72,19 @@ impl ServiceSetup {
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--log", "info,viewkeeper=debug"])
+            .args(["--admin-addr", &format!("127.0.0.1:{}", self.admin_port)])
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(append_to(&log))
             .stderr(append_to(&log))
             .spawn()
             .expect("starting viewkeeper");
-        Service { child, log }
+        Service {
+            child,
+            log,
+            data_dir: self.data_dir(),
+            views: self.views.clone(),
+        }
     }
 }
 
@@ -75,6 +92,8 @@ impl ServiceSetup {
 pub struct Service {
     child: Child,
     log: PathBuf,
+    data_dir: PathBuf,
+    views: PathBuf,
 }
 
 impl Service {
@@ -108,14 +127,47 @@ impl Drop for Service {
     }
 }
 
+/// The stored fields of every document in a search view's index, by id,
+/// read from the data directory as `viewkeeper search` does.
+pub fn index_documents(
+    views: &Path,
+    data_dir: &Path,
+    view: &str,
+) -> Result<BTreeMap<String, Value>, String> {
+    let defs = viewkeeper::view::load_views(views).map_err(|e| e.to_string())?;
+    let fields = defs
+        .iter()
+        .find_map(|def| match &def.kind {
+            ViewKind::Search(search) if def.name == view => Some(search.fields.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| format!("no search view {view}"))?;
+    let index = SearchIndex::open(&data_dir.join("indexes").join(view), view, &fields)
+        .map_err(|e| e.to_string())?;
+    let hits = index.all_documents().map_err(|e| e.to_string())?;
+    Ok(hits
+        .into_iter()
+        .map(|hit| (hit.id, Value::Object(hit.fields)))
+        .collect())
+}
+
 /// Waits until Redis holds exactly what the oracle says for both example
-/// cache views, failing fast if the service dies, and with the remaining
-/// differences after `deadline`.
+/// cache views, and the `product_search` index (when the views have it)
+/// holds one document per product with current stored values; fails fast if
+/// the service dies, and with the remaining differences after `deadline`.
 pub async fn converged(service: &mut Service, pool: &PgPool, redis_url: &str, deadline: Duration) {
-    wait_until(deadline, "redis matches the SQL oracle", || {
+    let with_search = service.views.join("product_search.yaml").exists();
+    let (views, data_dir) = (service.views.clone(), service.data_dir.clone());
+    wait_until(deadline, "redis and the index match the SQL oracle", || {
         service.assert_running();
-        async {
+        let (views, data_dir) = (views.clone(), data_dir.clone());
+        async move {
             let mut differences = Vec::new();
+            if with_search {
+                let expected = expected_product_search(pool).await;
+                let actual = index_documents(&views, &data_dir, "product_search")?;
+                differences.extend(diff_documents(&expected, &actual));
+            }
             for (pattern, expected) in [
                 ("order:*", expected_order_cache(pool).await),
                 ("product:*", expected_product_cache(pool).await),
@@ -133,4 +185,31 @@ pub async fn converged(service: &mut Service, pool: &PgPool, redis_url: &str, de
         }
     })
     .await
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1 (no client library needed): the status
+/// code and the body.
+pub async fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("not an HTTP response: {text}"))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok((status, body.to_string()))
 }

@@ -1,0 +1,115 @@
+//! The admin HTTP API (axum): health, and search over the views' indexes.
+//!
+//! Binds to 127.0.0.1 by default (`admin_addr`). Read-only endpoints need no
+//! token; mutating ones (rebuilds, reloads) arrive with the operations work
+//! and will require one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::sink::search::{SearchError, SearchIndex};
+
+/// Hits returned when a query gives no `limit`.
+const DEFAULT_LIMIT: usize = 10;
+/// The largest `limit` a query may ask for.
+const MAX_LIMIT: usize = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("admin API: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What the handlers can reach.
+#[derive(Clone, Default)]
+pub struct AdminState {
+    /// The index of every search view, by view name.
+    pub search_indexes: Arc<HashMap<String, Arc<SearchIndex>>>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/views/{view}/search", get(search))
+        .with_state(state)
+}
+
+/// Binds `addr` (so a taken port fails the start, not a later request) and
+/// returns the server, to run until `shutdown` turns true.
+pub async fn bind(
+    addr: SocketAddr,
+    state: AdminState,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<impl std::future::Future<Output = ()>, AdminError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdminError::Bind { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %local, "admin API listening");
+    Ok(async move {
+        let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        });
+        if let Err(error) = server.await {
+            tracing::error!(%error, "admin API stopped");
+        }
+    })
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchParams {
+    q: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn search(
+    State(state): State<AdminState>,
+    Path(view): Path<String>,
+    Query(params): Query<SearchParams>,
+) -> Response {
+    let Some(index) = state.search_indexes.get(&view).cloned() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no search view named {view:?}"),
+        );
+    };
+    let Some(query) = params.q.filter(|q| !q.trim().is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the query parameter `q` is required".into(),
+        );
+    };
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let result = tokio::task::spawn_blocking(move || index.search(&query, limit)).await;
+    match result {
+        Ok(Ok(hits)) => {
+            let hits: Vec<serde_json::Value> = hits.iter().map(|hit| hit.to_json()).collect();
+            Json(json!({ "view": view, "hits": hits })).into_response()
+        }
+        Ok(Err(e @ SearchError::Query(_))) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}

@@ -1,0 +1,41 @@
+//! The search sink's index side: one Tantivy index per search view, which
+//! viewkeeper writes and serves.
+//!
+//! - `schema`: a view's fields as a Tantivy schema, plus the `_id` field and
+//!   the `stem_<language>` analyzers;
+//! - `index`: [`SearchIndex`], the index on disk: open, check the schema,
+//!   read the committed outbox sequence;
+//! - `writer`: [`IndexWriterHandle`], the single writer on its own thread:
+//!   batches of [`IndexOp`] committed with their sequence as the payload;
+//! - `document`, `temporal`: viewkeeper's JSON values to Tantivy's and back;
+//! - `query`: [`SearchIndex::search`] with Tantivy's query syntax;
+//! - `ceiling`: [`bare_indexing_rate`], the benchmark's yardstick;
+//! - `sink`: [`SearchSink`], the outbox drain loop that feeds the writer.
+//!
+//! The outbox sequence rides in the commit payload, so the data and the
+//! position become durable together: after a crash the sink resumes after
+//! [`SearchIndex::committed_sequence`], and an upsert or delete applied twice
+//! changes nothing (an upsert deletes by `_id`, then adds).
+
+mod ceiling;
+mod document;
+mod error;
+mod index;
+mod query;
+mod schema;
+mod sink;
+mod temporal;
+mod writer;
+
+pub use ceiling::bare_indexing_rate;
+pub use error::SearchError;
+pub use index::SearchIndex;
+pub use query::Hit;
+pub use schema::{ID_FIELD, IndexSchema, index_schema};
+pub use sink::{COMMIT_INTERVAL, SearchSink};
+pub use writer::{IndexOp, IndexWriterHandle};
+
+#[cfg(test)]
+mod test_views;
+#[cfg(test)]
+mod tests;

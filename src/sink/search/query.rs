@@ -1,0 +1,161 @@
+//! Searching a view's index with Tantivy's query syntax, and listing it whole.
+//!
+//! Syntax (Tantivy's query parser): terms and `"phrases"` over the view's
+//! text and keyword fields (keywords match whole and case-sensitively);
+//! `AND`, `OR`, `NOT`, `+must`, `-must_not` and parentheses, terms without an
+//! operator being OR-ed; `a AND NOT b` works, a query of negations only is
+//! refused; `field:term`, `in_stock:true`; ranges `price_cents:[100 TO 500]`,
+//! `{100 TO *}` on numeric and date fields (dates in RFC 3339:
+//! `released:[2026-01-01T00:00:00Z TO *]`).
+
+use serde_json::{Map, Value};
+use tantivy::collector::{DocSetCollector, TopDocs};
+use tantivy::query::{AllQuery, Query, QueryParser, QueryParserError};
+use tantivy::query_grammar::{self, Occur, UserInputAst, UserInputLeaf};
+use tantivy::schema::Field;
+use tantivy::{DocAddress, Searcher, TantivyDocument};
+
+use super::SearchError;
+use super::document::from_tantivy;
+use super::index::{SearchIndex, tantivy_error};
+use super::schema::IndexSchema;
+use crate::view::model::SearchFieldType;
+
+/// One matching document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub id: String,
+    /// Tantivy's BM25 score; 1.0 in [`SearchIndex::all_documents`].
+    pub score: f32,
+    /// Every stored field the document has, in the view's field order.
+    pub fields: Map<String, Value>,
+}
+
+impl Hit {
+    /// `{"id": …, "score": …, "fields": {…}}`, as the CLI and HTTP API print it.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({"id": self.id, "score": self.score, "fields": self.fields})
+    }
+}
+
+impl SearchIndex {
+    /// The best `limit` matches of `query`, best first. A query the parser
+    /// refuses gives [`SearchError::Query`] with the parser's message.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, SearchError> {
+        let parsed = self.parse(query)?;
+        let searcher = self.reader.searcher();
+        // TopDocs refuses 0 and preallocates for `limit`: bound it by what
+        // the index holds.
+        let limit = limit.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let collector = TopDocs::with_limit(limit).order_by_score();
+        let top = searcher
+            .search(&parsed, &collector)
+            .map_err(tantivy_error(&self.dir))?;
+        top.into_iter()
+            .map(|(score, address)| self.hit(&searcher, address, score))
+            .collect()
+    }
+
+    /// Every document, ordered by id: for tests that compare the whole index
+    /// with an SQL oracle, and for debugging. Loads everything in memory.
+    pub fn all_documents(&self) -> Result<Vec<Hit>, SearchError> {
+        let searcher = self.reader.searcher();
+        let addresses = searcher
+            .search(&AllQuery, &DocSetCollector)
+            .map_err(tantivy_error(&self.dir))?;
+        let mut hits = addresses
+            .into_iter()
+            .map(|address| self.hit(&searcher, address, 1.0))
+            .collect::<Result<Vec<_>, _>>()?;
+        hits.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(hits)
+    }
+
+    /// Tantivy's parser, plus one repair: a group of only negations (the
+    /// `NOT b` of `a AND NOT b`) matches nothing in Tantivy, since a Boolean
+    /// query without a positive clause has no documents to exclude from; it
+    /// is given "all documents" to exclude from. A query of only negations
+    /// stays an error, as Tantivy has it.
+    fn parse(&self, query: &str) -> Result<Box<dyn Query>, SearchError> {
+        let parser = QueryParser::for_index(&self.index, default_fields(&self.schema));
+        let refused = |error: QueryParserError| SearchError::Query(error.to_string());
+        // The strict parse gives the parser's error messages; the grammar's
+        // own parse, which the repair needs, only says "syntax error".
+        let parsed = parser.parse_query(query).map_err(refused)?;
+        match query_grammar::parse_query(query) {
+            Ok(ast) if has_negative_group(&ast) => parser
+                .build_query_from_user_input_ast(exclude_from_all(ast))
+                .map_err(refused),
+            _ => Ok(parsed),
+        }
+    }
+
+    fn hit(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+        score: f32,
+    ) -> Result<Hit, SearchError> {
+        let document: TantivyDocument = searcher.doc(address).map_err(tantivy_error(&self.dir))?;
+        let (id, fields) = from_tantivy(&self.schema, &document);
+        Ok(Hit { id, score, fields })
+    }
+}
+
+/// Bare terms search the text and keyword fields.
+fn default_fields(schema: &IndexSchema) -> Vec<Field> {
+    schema
+        .fields
+        .iter()
+        .filter(|field| {
+            matches!(
+                field.field_type,
+                SearchFieldType::Text(_) | SearchFieldType::Keyword
+            )
+        })
+        .map(|field| field.field)
+        .collect()
+}
+
+fn is_negative_group(clauses: &[(Option<Occur>, UserInputAst)]) -> bool {
+    clauses
+        .iter()
+        .all(|(occur, _)| *occur == Some(Occur::MustNot))
+}
+
+fn has_negative_group(ast: &UserInputAst) -> bool {
+    match ast {
+        UserInputAst::Clause(clauses) => {
+            is_negative_group(clauses) || clauses.iter().any(|(_, child)| has_negative_group(child))
+        }
+        UserInputAst::Boost(child, _) => has_negative_group(child),
+        UserInputAst::Leaf(_) => false,
+    }
+}
+
+/// Adds "all documents" as a required clause to every group of negations.
+fn exclude_from_all(ast: UserInputAst) -> UserInputAst {
+    match ast {
+        UserInputAst::Clause(clauses) => {
+            let negative = is_negative_group(&clauses);
+            let mut clauses: Vec<_> = clauses
+                .into_iter()
+                .map(|(occur, child)| (occur, exclude_from_all(child)))
+                .collect();
+            if negative {
+                clauses.push((
+                    Some(Occur::Must),
+                    UserInputAst::Leaf(Box::new(UserInputLeaf::All)),
+                ));
+            }
+            UserInputAst::Clause(clauses)
+        }
+        UserInputAst::Boost(child, boost) => {
+            UserInputAst::Boost(Box::new(exclude_from_all(*child)), boost)
+        }
+        leaf => leaf,
+    }
+}

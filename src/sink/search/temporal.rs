@@ -1,0 +1,98 @@
+//! Dates and timestamps between viewkeeper's text forms and Tantivy instants.
+//!
+//! Tantivy has one date type, an instant in UTC (i64 nanoseconds, so years
+//! 1678 to 2261). A `date` becomes its midnight UTC and a `timestamp` (no
+//! zone) is taken as UTC, as DESIGN.md section 3 does for `date(ts)`.
+
+use tantivy::DateTime;
+use tantivy::time::OffsetDateTime;
+use tantivy::time::format_description::well_known::Rfc3339;
+
+/// Parses `2026-11-24`, `2026-11-24T14:03:07.120000` or
+/// `2026-11-24T14:03:07.120000Z` (any RFC 3339 offset is accepted).
+pub fn parse_instant(text: &str) -> Result<DateTime, String> {
+    let rfc3339 = if is_date(text) {
+        format!("{text}T00:00:00Z")
+    } else if has_zone(text) {
+        text.to_owned()
+    } else {
+        format!("{text}Z")
+    };
+    let instant = OffsetDateTime::parse(&rfc3339, &Rfc3339)
+        .map_err(|_| format!("{text:?} is not a date or timestamp"))?;
+    DateTime::try_from_utc(instant)
+        .ok_or_else(|| format!("{text:?} is outside the years the index can hold (1678-2261)"))
+}
+
+fn is_date(text: &str) -> bool {
+    text.len() == 10 && !text.contains('T')
+}
+
+/// A zone is `Z` or an offset after the time of day: `+05:30`, `-08:00`.
+fn has_zone(text: &str) -> bool {
+    let Some((_, time_of_day)) = text.split_once(['T', 't']) else {
+        return false;
+    };
+    time_of_day.ends_with(['Z', 'z']) || time_of_day.contains(['+', '-'])
+}
+
+/// `2026-11-24T14:03:07.120000Z`: viewkeeper's `timestamptz` form, which is
+/// RFC 3339, sorts as text, and compares equal with the engine's output.
+pub fn format_instant(instant: DateTime) -> String {
+    let utc = instant.into_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second(),
+        utc.microsecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn micros(text: &str) -> i64 {
+        parse_instant(text)
+            .map(DateTime::into_timestamp_micros)
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn the_three_forms_parse_as_utc_instants() {
+        assert_eq!(micros("1970-01-02"), 86_400_000_000);
+        assert_eq!(micros("1970-01-01T00:00:01.500000"), 1_500_000);
+        assert_eq!(micros("1970-01-01T00:00:01.500000Z"), 1_500_000);
+        assert_eq!(micros("1970-01-01T01:00:01.5+01:00"), 1_500_000);
+    }
+
+    #[test]
+    fn instants_format_as_timestamptz_text() {
+        for text in ["2026-11-24T14:03:07.120000Z", "1999-01-01T00:00:00.000001Z"] {
+            assert_eq!(parse_instant(text).map(format_instant).as_deref(), Ok(text));
+        }
+        assert_eq!(
+            parse_instant("2026-11-24").map(format_instant).as_deref(),
+            Ok("2026-11-24T00:00:00.000000Z")
+        );
+    }
+
+    #[test]
+    fn special_and_out_of_range_values_are_refused() {
+        for text in [
+            "infinity",
+            "-infinity",
+            "10000-01-01T00:00:00.000000",
+            "",
+            "2026-13-01",
+        ] {
+            assert!(parse_instant(text).is_err(), "{text}");
+        }
+        let far = parse_instant("2300-01-01").expect_err("beyond i64 nanoseconds");
+        assert!(far.contains("outside"), "{far}");
+    }
+}

@@ -1,0 +1,427 @@
+//! The index, its writer and its queries together, on temporary directories.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::test_views::{field, product_fields};
+use super::*;
+use crate::view::model::{SearchFieldType, TextAnalyzer};
+
+const BUDGET: usize = 20_000_000;
+
+fn open(dir: &Path) -> SearchIndex {
+    SearchIndex::open_or_create(dir, "product_search", &product_fields()).expect("opens")
+}
+
+fn upsert(id: &str, document: Value) -> IndexOp {
+    let Value::Object(document) = document else {
+        panic!("test documents are objects")
+    };
+    IndexOp::Upsert {
+        id: id.to_owned(),
+        document,
+    }
+}
+
+fn delete(id: &str) -> IndexOp {
+    IndexOp::Delete { id: id.to_owned() }
+}
+
+fn ids(hits: &[Hit]) -> Vec<&str> {
+    hits.iter().map(|hit| hit.id.as_str()).collect()
+}
+
+fn all_ids(index: &SearchIndex) -> Vec<String> {
+    let hits = index.all_documents().expect("lists");
+    hits.into_iter().map(|hit| hit.id).collect()
+}
+
+fn search_ids(index: &SearchIndex, query: &str) -> Vec<String> {
+    let hits = index.search(query, 10).expect("searches");
+    let mut found: Vec<String> = hits.into_iter().map(|hit| hit.id).collect();
+    found.sort();
+    found
+}
+
+/// Three products, committed as sequence 1.
+fn catalog(index: &SearchIndex) -> IndexWriterHandle {
+    let writer = index.writer(BUDGET, 1).expect("writer");
+    let ops = vec![
+        upsert(
+            "1",
+            json!({"name": "Trail shoe", "description": "Built for running on rocks",
+                   "category": "Shoes", "price_cents": 8900, "in_stock": true,
+                   "updated_at": "2026-11-24T14:03:07.120000Z"}),
+        ),
+        upsert(
+            "2",
+            json!({"name": "Rain jacket", "description": "Keeps you dry on a run",
+                   "category": "Jackets", "price_cents": 12000, "in_stock": false}),
+        ),
+        upsert(
+            "3",
+            json!({"name": "Wool socks", "description": "Warm feet",
+                   "category": "Shoes accessories", "price_cents": 900}),
+        ),
+    ];
+    writer.apply(ops, 1).expect("applies");
+    writer
+}
+
+#[test]
+fn an_upsert_replaces_the_document_with_its_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let writer = catalog(&index);
+    let renamed = upsert("2", json!({"name": "Storm jacket", "price_cents": 15000}));
+    writer.apply(vec![renamed.clone()], 2).expect("applies");
+    writer.apply(vec![renamed], 3).expect("replays");
+    assert_eq!(all_ids(&index), ["1", "2", "3"]);
+    assert_eq!(search_ids(&index, "storm"), ["2"]);
+    assert!(search_ids(&index, "rain").is_empty());
+    let hits = index.search("storm", 10).expect("searches");
+    assert_eq!(
+        Value::Object(hits[0].fields.clone()),
+        json!({"name": "Storm jacket", "price_cents": 15000})
+    );
+}
+
+#[test]
+fn ops_on_one_id_in_one_batch_apply_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let writer = catalog(&index);
+    let ops = vec![
+        upsert("4", json!({"name": "first"})),
+        upsert("4", json!({"name": "second"})),
+        upsert("1", json!({"name": "gone soon"})),
+        delete("1"),
+    ];
+    writer.apply(ops, 2).expect("applies");
+    assert_eq!(all_ids(&index), ["2", "3", "4"]);
+    assert_eq!(search_ids(&index, "second"), ["4"]);
+    assert!(search_ids(&index, "first").is_empty());
+}
+
+#[test]
+fn a_delete_removes_the_document() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let writer = catalog(&index);
+    writer
+        .apply(vec![delete("1"), delete("no such id")], 2)
+        .expect("applies");
+    assert_eq!(all_ids(&index), ["2", "3"]);
+    assert_eq!(index.num_docs(), 2);
+    assert!(search_ids(&index, "trail").is_empty());
+}
+
+#[test]
+fn the_sequence_rides_in_the_commit_and_survives_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    assert_eq!(index.committed_sequence().expect("reads"), None);
+    let writer = catalog(&index);
+    writer
+        .apply(Vec::new(), 41)
+        .expect("an empty batch still commits");
+    assert_eq!(index.committed_sequence().expect("reads"), Some(41));
+    writer.close().expect("closes");
+    drop(index);
+
+    let reopened = open(dir.path());
+    assert_eq!(reopened.committed_sequence().expect("reads"), Some(41));
+    assert_eq!(all_ids(&reopened), ["1", "2", "3"]);
+}
+
+#[test]
+fn work_not_committed_before_a_crash_is_lost_and_committed_work_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    drop(catalog(&index));
+    // A writer that dies between commits: ops queued, never committed.
+    let crashed = index.tantivy_writer(BUDGET, 1).expect("writer");
+    crashed.delete_term(tantivy::Term::from_field_text(index.schema.id, "1"));
+    let doc = super::document::to_tantivy(&index.schema, "9", &Map::new()).expect("converts");
+    crashed.add_document(doc).expect("queues");
+    drop(crashed);
+    drop(index);
+
+    let reopened = open(dir.path());
+    assert_eq!(reopened.committed_sequence().expect("reads"), Some(1));
+    assert_eq!(all_ids(&reopened), ["1", "2", "3"]);
+    let writer = reopened.writer(BUDGET, 1).expect("the lock was released");
+    writer.apply(vec![delete("2")], 2).expect("applies");
+    assert_eq!(all_ids(&reopened), ["1", "3"]);
+}
+
+#[test]
+fn a_document_that_does_not_fit_fails_its_whole_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let writer = catalog(&index);
+    let ops = vec![delete("1"), upsert("5", json!({"price_cents": "abc"}))];
+    let error = writer.apply(ops, 2).expect_err("refused");
+    assert!(
+        matches!(&error, SearchError::Document { id, field, .. } if id == "5" && field == "price_cents"),
+        "{error}"
+    );
+    assert!(!error.is_retriable());
+    // Nothing of the batch is applied, now or by the next commit.
+    writer.apply(Vec::new(), 2).expect("applies");
+    assert_eq!(all_ids(&index), ["1", "2", "3"]);
+}
+
+#[test]
+fn a_stemmed_field_matches_other_forms_of_a_word() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let _writer = catalog(&index);
+    assert_eq!(search_ids(&index, "description:run"), ["1", "2"]);
+    assert_eq!(search_ids(&index, "description:running"), ["1", "2"]);
+    // `name` uses the default analyzer: no stemming there.
+    assert!(search_ids(&index, "name:shoes").is_empty());
+    assert_eq!(search_ids(&index, "name:shoe"), ["1"]);
+}
+
+#[test]
+fn a_keyword_matches_only_its_exact_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let _writer = catalog(&index);
+    assert_eq!(search_ids(&index, "category:Shoes"), ["1"]);
+    assert_eq!(search_ids(&index, "category:\"Shoes accessories\""), ["3"]);
+    assert!(search_ids(&index, "category:shoes").is_empty());
+}
+
+#[test]
+fn boolean_operators_phrases_and_ranges_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let _writer = catalog(&index);
+    assert_eq!(search_ids(&index, "price_cents:[900 TO 8900]"), ["1", "3"]);
+    assert_eq!(search_ids(&index, "price_cents:{900 TO *}"), ["1", "2"]);
+    assert_eq!(search_ids(&index, "jacket OR socks"), ["2", "3"]);
+    assert_eq!(search_ids(&index, "description:run AND NOT jacket"), ["1"]);
+    let grouped = "(trail OR jacket OR socks) AND NOT (dry OR warm)";
+    assert_eq!(search_ids(&index, grouped), ["1"]);
+    assert_eq!(search_ids(&index, "description:run NOT jacket"), ["1"]);
+    assert_eq!(search_ids(&index, "+description:run -jacket"), ["1"]);
+    assert_eq!(search_ids(&index, "\"wool socks\""), ["3"]);
+    assert!(search_ids(&index, "\"socks wool\"").is_empty());
+    assert_eq!(search_ids(&index, "in_stock:true"), ["1"]);
+    let dated = "updated_at:[2026-11-24T00:00:00Z TO 2026-11-25T00:00:00Z]";
+    assert_eq!(search_ids(&index, dated), ["1"]);
+}
+
+#[test]
+fn hits_carry_score_and_every_stored_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let _writer = catalog(&index);
+    let hits = index.search("trail", 10).expect("searches");
+    assert_eq!(ids(&hits), ["1"]);
+    assert!(hits[0].score > 0.0);
+    assert_eq!(
+        Value::Object(hits[0].fields.clone()),
+        json!({"name": "Trail shoe", "category": "Shoes", "price_cents": 8900,
+               "in_stock": true, "updated_at": "2026-11-24T14:03:07.120000Z"})
+    );
+    assert_eq!(hits[0].to_json()["id"], json!("1"));
+    assert!(index.search("trail", 0).expect("searches").is_empty());
+    assert_eq!(index.search("*", usize::MAX).expect("searches").len(), 3);
+}
+
+#[test]
+fn a_malformed_query_is_a_query_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let _writer = catalog(&index);
+    for query in [
+        "price_cents:abc",
+        "no_such_field:x",
+        "name:(",
+        "price_cents:[1 TO",
+        "NOT jacket",
+    ] {
+        match index.search(query, 10) {
+            Err(SearchError::Query(message)) => assert!(!message.is_empty()),
+            other => panic!("{query}: expected a query error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_index_built_for_another_definition_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(open(dir.path()));
+    let mut changed = product_fields();
+    changed[3].field_type = SearchFieldType::F64;
+    changed.pop();
+    changed.push(field("colour", SearchFieldType::Keyword, true, false));
+    let error = SearchIndex::open_or_create(dir.path(), "product_search", &changed)
+        .err()
+        .expect("refused");
+    let message = error.to_string();
+    for expected in [
+        "`price_cents` was",
+        "`colour` is new",
+        "`listed_at` was removed",
+        "rebuilt",
+    ] {
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+    assert!(matches!(error, SearchError::SchemaChanged { .. }));
+
+    // Reordering fields changes nothing Tantivy stores.
+    let mut reordered = product_fields();
+    reordered.reverse();
+    SearchIndex::open_or_create(dir.path(), "product_search", &reordered).expect("opens");
+}
+
+#[test]
+fn a_second_writer_is_refused_until_the_first_is_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let writer = index.writer(BUDGET, 1).expect("writer");
+    let error = open(dir.path()).writer(BUDGET, 1).err().expect("refused");
+    assert!(matches!(error, SearchError::Locked { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("in use by another viewkeeper process")
+    );
+    drop(writer);
+    index.writer(BUDGET, 1).expect("free again");
+}
+
+#[test]
+fn opening_without_creating_needs_an_existing_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("product_search");
+    let error = SearchIndex::open(&missing, "product_search", &product_fields())
+        .err()
+        .expect("refused");
+    assert!(matches!(error, SearchError::Missing { .. }), "{error}");
+    assert!(!missing.exists());
+    drop(catalog(&open(&missing)));
+    let reader = SearchIndex::open(&missing, "product_search", &product_fields()).expect("opens");
+    assert_eq!(reader.num_docs(), 3);
+}
+
+#[test]
+fn field_names_tantivy_cannot_take_are_refused() {
+    let text = SearchFieldType::Text(TextAnalyzer::Default);
+    for names in [
+        vec!["_id"],
+        vec!["a.b"],
+        vec![""],
+        vec!["-x"],
+        vec!["a", "a"],
+    ] {
+        let fields: Vec<_> = names
+            .iter()
+            .map(|name| field(name, text, false, false))
+            .collect();
+        let error = index_schema(&fields).expect_err("refused");
+        assert!(
+            matches!(error, SearchError::InvalidField { .. }),
+            "{names:?}"
+        );
+    }
+}
+
+#[test]
+fn the_bare_loop_indexes_every_document() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let documents: Vec<(String, Map<String, Value>)> = (0..500)
+        .map(|n| {
+            let Value::Object(doc) = json!({"name": format!("product {n}"), "price_cents": n})
+            else {
+                unreachable!()
+            };
+            (n.to_string(), doc)
+        })
+        .collect();
+    let rate =
+        bare_indexing_rate(dir.path(), &product_fields(), &documents, BUDGET, 1).expect("indexes");
+    assert!(rate > 0.0);
+    assert_eq!(open(dir.path()).num_docs(), 500);
+}
+
+/// The environment variable that makes `writer_process_for_lock_tests` act.
+const CHILD_DIR: &str = "VIEWKEEPER_SEARCH_TEST_CHILD_DIR";
+const CHILD_READY: &str = "search-writer-child-ready";
+
+/// Run by `a_killed_process_leaves_no_lock_behind` as a child process: takes
+/// the writer, commits sequence 7, then waits to be killed. Otherwise a no-op.
+#[test]
+fn writer_process_for_lock_tests() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else {
+        return;
+    };
+    let index = open(Path::new(&dir));
+    let writer = catalog(&index);
+    writer.apply(vec![delete("3")], 7).expect("applies");
+    println!("{CHILD_READY}");
+    let mut wait_for_eof = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut wait_for_eof);
+}
+
+#[test]
+fn a_killed_process_leaves_no_lock_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, module) = module_path!().split_once("::").expect("crate::module");
+    let child_test = format!("{module}::writer_process_for_lock_tests");
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", &child_test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    if !child_is_ready(&mut child) {
+        let _ = child.kill();
+        panic!("the child process did not take the writer in time");
+    }
+
+    let index = open(dir.path());
+    let error = index.writer(BUDGET, 1).err().expect("refused");
+    assert!(matches!(error, SearchError::Locked { .. }), "{error}");
+
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let writer = index
+        .writer(BUDGET, 1)
+        .expect("a dead process holds no lock");
+    assert_eq!(index.committed_sequence().expect("reads"), Some(7));
+    writer.apply(Vec::new(), 8).expect("commits");
+    assert_eq!(all_ids(&index), ["1", "2"]);
+}
+
+/// Whether the child says it holds the writer, within a deadline. libtest
+/// prints the child's line after `test … ... ` on the same line.
+fn child_is_ready(child: &mut std::process::Child) -> bool {
+    let stdout = child.stdout.take().expect("piped");
+    let (ready, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let found = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains(CHILD_READY));
+        let _ = ready.send(found);
+    });
+    wait.recv_timeout(Duration::from_secs(60)).unwrap_or(false)
+}
+
+#[test]
+fn handles_and_indexes_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<SearchIndex>();
+    shareable::<IndexWriterHandle>();
+    shareable::<SearchError>();
+}
