@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: PostgreSQL (wal_level=logical) and Redis, the example shop, viewkeeper
-# with the example views, a workload, and one materialized document.
+# with the example views, a workload, one materialized document and a search.
 #
 # Uses docker compose when a Docker engine answers, else the local PostgreSQL
 # and Redis binaries (everything under .demo/, removed at the end).
@@ -82,5 +82,8 @@ done
 id=$(psql "$DATABASE_URL" -Atc "SELECT id FROM orders WHERE status <> 'draft' ORDER BY id LIMIT 1")
 echo "== redis-cli GET order:$id"
 redis-cli -p "$REDIS_PORT" GET "order:$id" | python3 -m json.tool
+word=$(psql "$DATABASE_URL" -Atc "SELECT split_part(name, ' ', 1) FROM products ORDER BY id LIMIT 1")
+echo "== viewkeeper search product_search \"$word\" --limit 3"
+$vk search product_search "$word" --limit 3 --views views --data-dir "$DEMO_DIR/data"
 echo "== documents in Redis: $(redis-cli -p "$REDIS_PORT" --scan --pattern 'order:*' | wc -l)," \
     "non-draft orders in PostgreSQL: $(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM orders WHERE status <> 'draft'")"
