@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use harness::{
     PgServer, RedisServer, ServiceSetup, converged, current_wal_lsn, shop, slot_confirmed,
-    wait_until,
+    spawn_workload, wait_until,
 };
 use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
-use viewkeeper::workload::{self, Scale, WorkloadOptions};
+use viewkeeper::workload::{Scale, WorkloadOptions};
 
 const CONVERGE: Duration = Duration::from_secs(180);
 
@@ -59,12 +59,9 @@ async fn sigkill_during_snapshot_and_streaming_still_converges() {
     );
 
     let background = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let mut options = WorkloadOptions::new(4_000, seed);
-            options.truncate_items_at = Some(3_000);
-            workload::run(&pool, &options).await.expect("workload")
-        })
+        let mut options = WorkloadOptions::new(4_000, seed);
+        options.truncate_items_at = Some(3_000);
+        spawn_workload(&pool, options)
     };
     let mut service = setup.start();
     wait_until(CONVERGE, "the first snapshot completes", || {

@@ -128,14 +128,7 @@ async fn a_second_process_on_the_same_data_directory_is_refused() {
     let mut first = setup.start();
     converged(&mut first, &pool, &redis.url(), CONVERGE).await;
 
-    let second = std::process::Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
-        .args(["run", "--database-url", &url, "--redis-url", &redis.url()])
-        .arg("--views")
-        .arg(&setup.views)
-        .arg("--data-dir")
-        .arg(setup.data_dir())
-        .output()
-        .expect("running a second viewkeeper");
+    let second = setup.run_to_exit();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
     assert!(

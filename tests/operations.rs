@@ -139,15 +139,7 @@ async fn a_table_without_a_usable_replica_identity_is_refused() {
         .execute(&pool)
         .await
         .expect("altering the replica identity");
-    let setup = ServiceSetup::new(&url, &redis.url());
-    let output = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
-        .args(["run", "--database-url", &url, "--redis-url", &redis.url()])
-        .arg("--views")
-        .arg(&setup.views)
-        .arg("--data-dir")
-        .arg(setup.data_dir())
-        .output()
-        .expect("running viewkeeper");
+    let output = ServiceSetup::new(&url, &redis.url()).run_to_exit();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
-use viewkeeper::workload::{self, Scale};
+use tokio::task::JoinHandle;
+use viewkeeper::workload::{self, Scale, WorkloadOptions, WorkloadStats};
 
 use super::{PgServer, wait_until};
 
@@ -52,4 +53,10 @@ pub async fn slot_confirmed(pool: &PgPool, lsn: &str, after: Option<&str>, deadl
         }
     })
     .await
+}
+
+/// Runs the workload on its own task, for tests that act while it runs.
+pub fn spawn_workload(pool: &PgPool, options: WorkloadOptions) -> JoinHandle<WorkloadStats> {
+    let pool = pool.clone();
+    tokio::spawn(async move { workload::run(&pool, &options).await.expect("the workload") })
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use fixtures::{current_wal_lsn, shop, slot_confirmed, small_shop};
+pub use fixtures::{current_wal_lsn, shop, slot_confirmed, small_shop, spawn_workload};
 pub use oracle::{
     diff_documents, expected_order_cache, expected_product_cache, expected_product_search,
     redis_documents, try_redis_documents,

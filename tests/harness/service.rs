@@ -60,10 +60,15 @@ impl ServiceSetup {
         format!("http://127.0.0.1:{}", self.admin_port)
     }
 
-    /// `viewkeeper run` with this setup's flags.
-    pub fn start(&self) -> Service {
-        let log = self.log_path();
-        let child = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+    /// `viewkeeper run` with this setup's flags, to completion: for starts
+    /// that must be refused.
+    pub fn run_to_exit(&self) -> std::process::Output {
+        self.run_command().output().expect("running viewkeeper")
+    }
+
+    fn run_command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_viewkeeper"));
+        command
             .arg("run")
             .args(["--database-url", &self.database_url])
             .args(["--redis-url", &self.redis_url])
@@ -74,7 +79,15 @@ impl ServiceSetup {
             .args(["--log", "info,viewkeeper=debug"])
             .args(["--admin-addr", &format!("127.0.0.1:{}", self.admin_port)])
             .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// `viewkeeper run` with this setup's flags, in the background.
+    pub fn start(&self) -> Service {
+        let log = self.log_path();
+        let child = self
+            .run_command()
             .stdout(append_to(&log))
             .stderr(append_to(&log))
             .spawn()
