@@ -66,21 +66,7 @@ async fn the_index_matches_the_oracle_and_answers_queries() {
     assert_eq!(hit_ids(&body), [id.to_string()], "{body}");
 
     // The command line reads the same index while the service runs.
-    let output = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
-        .args(["search", "product_search", &token])
-        .arg("--views")
-        .arg(&setup.views)
-        .arg("--data-dir")
-        .arg(setup.data_dir())
-        .output()
-        .expect("viewkeeper search");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(hit_ids(&stdout), [id.to_string()], "{stdout}");
+    assert_eq!(cli_search(&setup, &token), [id.to_string()]);
 
     // Queries the parser refuses are the client's mistake, never a 500.
     for bad in ["price_cents:[1%20TO", "nosuchfield:x", "%22unclosed"] {
@@ -102,6 +88,29 @@ async fn the_index_matches_the_oracle_and_answers_queries() {
         .unwrap();
     assert_eq!(status, 404);
     service.assert_running();
+
+    // ... and after it stopped.
+    service.kill().await;
+    assert_eq!(cli_search(&setup, &token), [id.to_string()]);
+}
+
+/// `viewkeeper search product_search QUERY`: the ids of the hits it prints.
+fn cli_search(setup: &ServiceSetup, query: &str) -> Vec<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+        .args(["search", "product_search", query])
+        .arg("--views")
+        .arg(&setup.views)
+        .arg("--data-dir")
+        .arg(setup.data_dir())
+        .output()
+        .expect("viewkeeper search");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    hit_ids(&stdout)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

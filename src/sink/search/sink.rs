@@ -3,7 +3,8 @@
 //! One sink per search view (each index commits on its own). Entries are
 //! applied in batches: a commit at most every [`COMMIT_INTERVAL`], with every
 //! entry that arrived meanwhile, so a change is searchable well within a
-//! second under steady load without a commit per change. The outbox sequence
+//! second under steady load without a commit per change; a backlog (after a
+//! snapshot, say) is committed in full batches back to back. The outbox sequence
 //! rides in the commit's payload, so a crash between commits loses nothing and
 //! replaying committed entries is a no-op. An index without a payload (new,
 //! or recreated for a changed definition) is first loaded with every stored
@@ -87,14 +88,19 @@ impl SearchSink {
             None => self.load_all().await?,
         };
         let mut last_commit = Instant::now() - COMMIT_INTERVAL;
+        let mut backlog = false;
         loop {
             // Batching by time: entries arriving meanwhile join this commit.
-            tokio::time::sleep_until(last_commit + COMMIT_INTERVAL).await;
+            // A backlog (the last read was full) is drained without pausing.
+            if !backlog {
+                tokio::time::sleep_until(last_commit + COMMIT_INTERVAL).await;
+            }
             let (store, sink, after) = (Arc::clone(&self.store), self.sink.clone(), applied);
             let entries = tokio::task::spawn_blocking(move || {
                 store.outbox_after(&sink, after, ENTRIES_PER_COMMIT)
             })
             .await??;
+            backlog = entries.len() == ENTRIES_PER_COMMIT;
             let Some(&(last, _)) = entries.last() else {
                 wake.notified().await;
                 continue;
