@@ -15,16 +15,23 @@ const MAX_DIFF_LINES: usize = 20;
 /// RFC 3339 in UTC with exactly 6 fraction digits, NULL as null; a missing
 /// customer or product is `null`, an order without items has `"items": []`.
 pub async fn expected_order_cache(pool: &PgPool) -> BTreeMap<String, Value> {
-    let rows: Vec<(String, String)> = sqlx::query_as(ORDER_CACHE_SQL)
+    documents_from_sql(pool, ORDER_CACHE_SQL, "order_cache").await
+}
+
+/// Runs an oracle query returning (key, JSON document) rows.
+async fn documents_from_sql(
+    pool: &PgPool,
+    sql: &'static str,
+    view: &str,
+) -> BTreeMap<String, Value> {
+    let rows: Vec<(String, String)> = sqlx::query_as(sql)
         .fetch_all(pool)
         .await
-        .unwrap_or_else(|e| panic!("computing the expected order_cache: {e}"));
+        .unwrap_or_else(|e| panic!("computing the expected {view}: {e}"));
     rows.into_iter()
         .map(|(key, doc)| {
-            (
-                key,
-                serde_json::from_str(&doc).expect("PostgreSQL returned bad JSON"),
-            )
+            let doc = serde_json::from_str(&doc).expect("PostgreSQL returned bad JSON");
+            (key, doc)
         })
         .collect()
 }
@@ -56,18 +63,7 @@ const ORDER_CACHE_SQL: &str = r#"
 /// (`product:{id}`): it carries the TOASTed description, so an unchanged-TOAST
 /// column written as null would show here.
 pub async fn expected_product_cache(pool: &PgPool) -> BTreeMap<String, Value> {
-    let rows: Vec<(String, String)> = sqlx::query_as(PRODUCT_CACHE_SQL)
-        .fetch_all(pool)
-        .await
-        .unwrap_or_else(|e| panic!("computing the expected product_cache: {e}"));
-    rows.into_iter()
-        .map(|(key, doc)| {
-            (
-                key,
-                serde_json::from_str(&doc).expect("PostgreSQL returned bad JSON"),
-            )
-        })
-        .collect()
+    documents_from_sql(pool, PRODUCT_CACHE_SQL, "product_cache").await
 }
 
 const PRODUCT_CACHE_SQL: &str = r#"
@@ -86,22 +82,15 @@ const PRODUCT_CACHE_SQL: &str = r#"
 /// per document id: every product, with its name, category name and price
 /// (the description is indexed, not stored).
 pub async fn expected_product_search(pool: &PgPool) -> BTreeMap<String, Value> {
-    let rows: Vec<(String, String)> = sqlx::query_as(PRODUCT_SEARCH_SQL)
-        .fetch_all(pool)
-        .await
-        .unwrap_or_else(|e| panic!("computing the expected product_search: {e}"));
-    rows.into_iter()
-        .map(|(id, doc)| {
-            let doc: Value = serde_json::from_str(&doc).expect("PostgreSQL returned bad JSON");
+    let documents = documents_from_sql(pool, PRODUCT_SEARCH_SQL, "product_search").await;
+    documents
+        .into_iter()
+        .map(|(id, mut doc)| {
             // A NULL field is absent from a Tantivy document.
-            let fields = doc
-                .as_object()
-                .map(|o| o.iter().filter(|(_, v)| !v.is_null()))
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            (id, Value::Object(fields))
+            if let Some(fields) = doc.as_object_mut() {
+                fields.retain(|_, value| !value.is_null());
+            }
+            (id, doc)
         })
         .collect()
 }
