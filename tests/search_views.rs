@@ -158,3 +158,118 @@ async fn a_renamed_category_is_searchable_within_a_second() {
     .await;
     assert_eq!(found.len() as i64, products);
 }
+
+const NOTES_SCHEMA: &str = "
+    CREATE TABLE authors (id bigint PRIMARY KEY, name text);
+    CREATE TABLE notes (id bigint PRIMARY KEY, author_id bigint, body text, pinned boolean,
+                        rating numeric(6,2), written timestamptz, day date);
+    INSERT INTO authors VALUES (1, 'Ada'), (2, 'Grace');
+    INSERT INTO notes VALUES
+        (1, 1, 'She runs every morning', true, 4.50, '2026-03-01 08:00:00+01', '2026-03-01'),
+        (2, 2, 'Running late again', false, 2.25, '2025-12-31 23:30:00-02', '2025-12-31'),
+        (3, 1, 'A quiet walk', NULL, NULL, NULL, NULL),
+        (4, NULL, NULL, true, 5, '2026-06-01 00:00:00+00', '2026-06-01');";
+
+const NOTE_SEARCH: &str = r#"
+view: note_search
+kind: search
+root: notes
+id: id
+where: "body IS NOT NULL"
+fields:
+  body:    { from: body, type: text, analyzer: english, stored: true }
+  pinned:  { from: pinned, type: bool, stored: true, fast: true }
+  rating:  { from: rating, type: f64, stored: true, fast: true }
+  written: { from: written, type: date, stored: true, fast: true }
+  day:     { from: day, type: date, stored: true }
+  author:  { from: author.name, type: keyword, stored: true }
+joins:
+  author: { one: authors, on: { id: author_id } }
+"#;
+
+/// The stored fields of `note_search`, as plain SQL says: instants in UTC
+/// with 6 fraction digits (a date as its midnight), NULL fields absent.
+const NOTES_ORACLE: &str = r#"
+    SELECT n.id::text, json_strip_nulls(json_build_object(
+        'body', n.body, 'pinned', n.pinned, 'rating', n.rating::float8,
+        'written', to_char(n.written AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'day', to_char(n.day, 'YYYY-MM-DD"T00:00:00.000000Z"'),
+        'author', a.name))::text
+    FROM notes n LEFT JOIN authors a ON a.id = n.author_id
+    WHERE n.body IS NOT NULL"#;
+
+async fn search_ids(port: u16, query: &str) -> Vec<String> {
+    let (status, body) = http_get(
+        port,
+        &format!("/views/note_search/search?q={query}&limit=100"),
+    )
+    .await
+    .expect("a search over HTTP");
+    assert_eq!(status, 200, "{query}: {body}");
+    let mut ids = hit_ids(&body);
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline() {
+    let pg = PgServer::start().await;
+    let url = pg.create_database("notes").await;
+    let pool = pg.pool("notes").await;
+    sqlx::raw_sql(NOTES_SCHEMA)
+        .execute(&pool)
+        .await
+        .expect("the notes schema");
+    let views = tempfile::tempdir().expect("a views directory");
+    std::fs::write(views.path().join("note_search.yaml"), NOTE_SEARCH).expect("the view");
+    // No cache view: Redis is never contacted.
+    let setup = ServiceSetup::with_views(&url, "redis://127.0.0.1:1", views.path().to_path_buf());
+    let mut service = setup.start();
+    sqlx::raw_sql(
+        "UPDATE authors SET name = 'Ada L' WHERE id = 1;
+         UPDATE notes SET body = 'Running in the rain' WHERE id = 3;
+         INSERT INTO notes VALUES (5, 2, 'Walks and runs', false, 3.75, '2026-01-15 12:00:00+00', '2026-01-15');",
+    )
+    .execute(&pool)
+    .await
+    .expect("changes while streaming");
+
+    wait_until(CONVERGE, "the notes index matches SQL", || {
+        service.assert_running();
+        let pool = pool.clone();
+        let (views, data_dir) = (setup.views.clone(), setup.data_dir());
+        async move {
+            let rows: Vec<(String, String)> = sqlx::query_as(NOTES_ORACLE)
+                .fetch_all(&pool)
+                .await
+                .map_err(|e| e.to_string())?;
+            let expected = rows
+                .into_iter()
+                .map(|(id, doc)| (id, serde_json::from_str(&doc).expect("oracle JSON")))
+                .collect();
+            let actual = harness::index_documents(&views, &data_dir, "note_search")?;
+            let differences = harness::diff_documents(&expected, &actual);
+            if differences.is_empty() {
+                Ok(())
+            } else {
+                Err(differences.join("\n"))
+            }
+        }
+    })
+    .await;
+
+    let port = setup.admin_port;
+    assert_eq!(
+        search_ids(port, "body:running").await,
+        ["1", "2", "3", "5"],
+        "english stems run/runs/running"
+    );
+    assert_eq!(search_ids(port, "pinned:true").await, ["1"]);
+    assert_eq!(search_ids(port, "rating:[3%20TO%205]").await, ["1", "5"]);
+    // Note 2 was written at 2025-12-31 23:30-02, which is 2026-01-01 01:30 UTC.
+    assert_eq!(
+        search_ids(port, "written:[2026-01-01T00:00:00Z%20TO%20*]").await,
+        ["1", "2", "5"]
+    );
+    assert_eq!(search_ids(port, "author:%22Ada%20L%22").await, ["1", "3"]);
+}
