@@ -64,20 +64,26 @@ impl Engine {
             if let (Some(end), Some(stored)) = (batch.commit_end, position)
                 && end <= stored
             {
-                return Ok(BatchOutcome::default());
+                return Ok((BatchOutcome::default(), false));
             }
             let mut touched = Touched::new();
             for change in &batch.changes {
                 rows::apply_change(w, &self.plan, change, &mut touched)?;
             }
-            let mut outcome = self.refresh_or_defer(w, touched)?;
+            let (mut outcome, deferred_any) = self.refresh_or_defer(w, touched)?;
             outcome.changes_applied = batch.changes.len();
             if let Some(end) = batch.commit_end {
                 w.set_position(end)?;
             }
-            Ok::<_, EngineError>(outcome)
+            Ok::<_, EngineError>((outcome, deferred_any))
         })?;
-        let deferred = self.refresh_pending()?;
+        let (outcome, deferred_any) = outcome;
+        // Most batches defer nothing: only then is another durable commit needed.
+        let deferred = if deferred_any {
+            self.refresh_pending()?
+        } else {
+            BatchOutcome::default()
+        };
         Ok(BatchOutcome {
             roots_refreshed: outcome.roots_refreshed + deferred.roots_refreshed,
             outbox_entries: outcome.outbox_entries + deferred.outbox_entries,
@@ -87,12 +93,14 @@ impl Engine {
 
     /// Refreshes up to [`REFRESH_CHUNK`] roots now and records the rest as
     /// pending, in the same transaction as the changes that touched them.
+    /// Says whether any root was deferred.
     fn refresh_or_defer(
         &self,
         w: &mut StateWriter,
         touched: Touched,
-    ) -> Result<BatchOutcome, EngineError> {
+    ) -> Result<(BatchOutcome, bool), EngineError> {
         let mut outcome = BatchOutcome::default();
+        let mut deferred_any = false;
         let mut budget = REFRESH_CHUNK;
         for (view, roots) in touched {
             for root in roots {
@@ -102,10 +110,11 @@ impl Engine {
                     outcome.roots_refreshed += 1;
                 } else {
                     w.add_pending(&self.plan.views[view].name, &root)?;
+                    deferred_any = true;
                 }
             }
         }
-        Ok(outcome)
+        Ok((outcome, deferred_any))
     }
 
     /// Refreshes roots left pending by large fan-outs (or by a crash), one
