@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::source::connection::redact_url;
-use crate::state::{OutboxEntry, OutboxOp, Store, StoreError, StoredOutput};
+use crate::state::{OutboxEntry, OutboxOp, Store, StoreError};
 use crate::telemetry;
 
 /// The outbox name of this sink.
@@ -206,16 +206,8 @@ impl RedisSink {
     /// Writes every stored output, read at one consistent point, then sets the
     /// checkpoint to the outbox sequence of that point.
     async fn rewrite_all(&self, conn: &mut ConnectionManager) -> Result<u64, RedisSinkError> {
-        let (chunks_tx, mut chunks) = mpsc::channel::<Vec<(String, StoredOutput)>>(4);
-        let store = Arc::clone(&self.store);
-        let views = self.views.clone();
-        let reader = tokio::task::spawn_blocking(move || {
-            store.outputs_snapshot(SINK, &views, ENTRIES_PER_BATCH, |chunk| {
-                // A closed channel means the writer failed; it reports why.
-                let _ = chunks_tx.blocking_send(chunk);
-                Ok(())
-            })
-        });
+        let (mut chunks, reader) =
+            super::stream_stored_outputs(&self.store, SINK, self.views.clone(), ENTRIES_PER_BATCH);
         let mut written = 0usize;
         while let Some(chunk) = chunks.recv().await {
             let mut pipe = redis::pipe();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::{IndexOp, IndexWriterHandle, SearchError, SearchIndex};
@@ -148,19 +148,12 @@ impl SearchSink {
     /// Loads every stored output into an index that has never been committed
     /// to, and returns the outbox sequence that covers.
     async fn load_all(&self) -> Result<u64, SearchSinkError> {
-        let (chunks_tx, mut chunks) = mpsc::channel(4);
-        let (store, sink, views) = (
-            Arc::clone(&self.store),
-            self.sink.clone(),
+        let (mut chunks, reader) = crate::sink::stream_stored_outputs(
+            &self.store,
+            &self.sink,
             vec![self.view.clone()],
+            ENTRIES_PER_COMMIT,
         );
-        let reader = tokio::task::spawn_blocking(move || {
-            store.outputs_snapshot(&sink, &views, ENTRIES_PER_COMMIT, |chunk| {
-                // A closed channel means the loader failed; it reports why.
-                let _ = chunks_tx.blocking_send(chunk);
-                Ok(())
-            })
-        });
         let mut ops = Vec::new();
         while let Some(chunk) = chunks.recv().await {
             for (_, output) in chunk {
