@@ -4,12 +4,12 @@
 //! Every view kind reduces to the same tree: node 0 is the root table, every
 //! other node a joined table with the columns that link it to its parent.
 //! Cache views get their nodes from relation fields (`one` and `many`, nested
-//! to any depth); search views from their named `one` joins.
+//! to any depth); search and aggregate views from their named `one` joins.
 
 use std::collections::HashMap;
 
 use crate::view::model::{
-    CacheView, Cardinality, Field, FieldSource, NamedJoin, SearchView, ViewDef, ViewKind,
+    AggregateView, CacheView, Cardinality, Field, FieldSource, NamedJoin, SearchView, ViewDef, ViewKind,
 };
 
 /// One table of the tree.
@@ -51,6 +51,7 @@ impl JoinTree {
         match &def.kind {
             ViewKind::Cache(cache) => tree.add_cache_view(cache)?,
             ViewKind::Search(search) => tree.add_search_view(search)?,
+            ViewKind::Aggregate(aggregate) => tree.add_aggregate_view(aggregate)?,
         }
         Ok(tree)
     }
@@ -143,6 +144,21 @@ impl JoinTree {
         }
         if let Some(filter) = &search.filter {
             for path in filter.columns() {
+                self.read(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_aggregate_view(&mut self, aggregate: &AggregateView) -> Result<(), TreeError> {
+        self.add_root(&aggregate.root);
+        for join in &aggregate.joins {
+            self.add_join(join)?;
+        }
+        let group_exprs = aggregate.group_by.iter().map(|key| &key.expr);
+        let measure_exprs = aggregate.measures.iter().filter_map(|m| m.arg.as_ref());
+        for expr in group_exprs.chain(measure_exprs).chain(&aggregate.filter) {
+            for path in expr.columns() {
                 self.read(&path)?;
             }
         }

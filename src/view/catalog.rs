@@ -53,6 +53,7 @@ pub fn check_against_catalog(views: &[ViewDef], catalog: &Catalog) -> Vec<ViewEr
         match &view.kind {
             ViewKind::Cache(cache) => check.cache_view(cache),
             ViewKind::Search(search) => check.search_view(search),
+            ViewKind::Aggregate(aggregate) => check.aggregate_view(aggregate),
         }
         check.errors.sort_by_key(|error| error.line);
         errors.append(&mut check.errors);
@@ -284,6 +285,9 @@ fn cardinality_key(cardinality: Cardinality) -> &'static str {
 
 #[path = "catalog_search.rs"]
 mod search;
+
+#[path = "catalog_aggregate.rs"]
+mod aggregate;
 
 #[cfg(test)]
 #[path = "catalog_tests.rs"]

@@ -54,6 +54,7 @@ impl Locations {
 pub enum ViewKind {
     Cache(CacheView),
     Search(SearchView),
+    Aggregate(AggregateView),
 }
 
 /// `kind: cache`: one JSON document per qualifying root row, under `key`.
@@ -223,4 +224,64 @@ pub struct NamedJoin {
 pub struct NamedJoinPair {
     pub joined: String,
     pub parent: Vec<String>,
+}
+
+/// `kind: aggregate`: one row per group of qualifying root rows, in a SQL
+/// table viewkeeper creates and keeps up to date incrementally.
+#[derive(Debug, Clone)]
+pub struct AggregateView {
+    /// Root table, schema-qualified: each of its rows counts once in a group.
+    pub root: String,
+    /// Named `one` joins, in definition order, as for search views.
+    pub joins: Vec<NamedJoin>,
+    /// `where`, as for search views; columns are `column` or `join.column`.
+    pub filter: Option<Expr>,
+    /// The group columns, in definition order: the target table's key.
+    pub group_by: Vec<GroupKey>,
+    /// The measure columns, in definition order.
+    pub measures: Vec<Measure>,
+    /// Target table, schema-qualified (`analytics.category_daily_sales`).
+    pub table: String,
+}
+
+/// `name: expression` under `group_by:`.
+#[derive(Debug, Clone)]
+pub struct GroupKey {
+    pub name: String,
+    pub expr: Expr,
+}
+
+/// `name: function(expression)` under `measures:`.
+#[derive(Debug, Clone)]
+pub struct Measure {
+    pub name: String,
+    pub function: MeasureFunction,
+    /// `None` only for `count()` (also written `count(*)`): every row counts.
+    pub arg: Option<Expr>,
+}
+
+/// The aggregate functions. Like SQL's, all but `count()` skip NULL inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeasureFunction {
+    /// `count()` rows, or `count(expr)` non-NULL values.
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    CountDistinct,
+}
+
+impl MeasureFunction {
+    /// The name as view files write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MeasureFunction::Count => "count",
+            MeasureFunction::Sum => "sum",
+            MeasureFunction::Avg => "avg",
+            MeasureFunction::Min => "min",
+            MeasureFunction::Max => "max",
+            MeasureFunction::CountDistinct => "count_distinct",
+        }
+    }
 }
