@@ -9,7 +9,8 @@
 //! - [`plan`]: what each table feeds: stored columns, join indexes, affected views.
 //! - [`state`]: the embedded state store (rows, join indexes, outputs, outboxes).
 //! - [`engine`]: batch → affected roots → outputs → diffs → outboxes.
-//! - [`sink`]: drains outboxes into Redis and into Tantivy indexes.
+//! - [`aggregate`]: the running state of aggregate groups, exact under retraction.
+//! - [`sink`]: drains outboxes into Redis, Tantivy indexes and SQL tables.
 //! - [`admin`]: the admin HTTP API (health, search).
 //! - [`config`], [`service`], [`commands`]: configuration, the running
 //!   service, and the other command-line commands (`check`, `tail`).
@@ -17,6 +18,7 @@
 //! - [`workload`]: the example shop's workload generator.
 
 pub mod admin;
+pub mod aggregate;
 pub mod change;
 pub mod commands;
 pub mod config;

@@ -7,9 +7,9 @@ use serde_json::{Map, Value as Json};
 
 use super::EngineError;
 use crate::change::Value;
-use crate::expr::compare_values;
+use crate::expr::{EvalError, compare_values};
 use crate::plan::{
-    DocPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, OutputPlan, SearchFieldPlan, ViewPlan,
+    DocPlan, ExprPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, OutputPlan, SearchFieldPlan, ViewPlan,
 };
 use crate::state::StateWriter;
 use crate::state::StoredOutput;
@@ -38,6 +38,8 @@ pub(super) fn compute_output(
             root[*id].to_text(),
             build_flat_document(w, view, fields, &root)?,
         ),
+        // Not a document: `groups.rs` computes contributions.
+        OutputPlan::Aggregate(_) => return Ok(None),
     };
     Ok(Some(StoredOutput {
         key,
@@ -80,28 +82,52 @@ fn render_key(parts: &[KeyPartPlan], root: &[Value]) -> String {
 /// Evaluates `where` over the root and the `one` relations it names. An
 /// expression that fails on this row's values (an overflow, say) excludes the
 /// root and is logged, as SQL would raise instead of returning the row.
-fn passes_filter(w: &StateWriter, view: &ViewPlan, root: &[Value]) -> Result<bool, EngineError> {
+pub(super) fn passes_filter(
+    w: &StateWriter,
+    view: &ViewPlan,
+    root: &[Value],
+) -> Result<bool, EngineError> {
     let Some(filter) = &view.filter else {
         return Ok(true);
     };
-    let mut node_rows: HashMap<usize, Option<Vec<Value>>> = HashMap::new();
-    node_rows.insert(0, Some(root.to_vec()));
-    for &(node, _) in filter.columns.values() {
-        one_row(w, view, node, &mut node_rows)?;
-    }
-    let lookup = |path: &[String]| -> Option<Value> {
-        let (node, column) = filter.columns.get(path)?;
-        Some(match node_rows.get(node) {
-            Some(Some(row)) => row[*column].clone(),
-            _ => Value::Null,
-        })
-    };
-    match filter.expr.is_satisfied(&lookup) {
+    let mut node_rows = NodeRows::new(root);
+    let value = node_rows.eval(w, view, filter)?;
+    match value.and_then(|value| filter.expr.truth(&value)) {
         Ok(passes) => Ok(passes),
         Err(error) => {
             tracing::warn!(view = %view.name, %error, "`where` failed on a row; the root is left out");
             Ok(false)
         }
+    }
+}
+
+/// The rows of one root's join tree, looked up as expressions need them.
+pub(super) struct NodeRows(HashMap<usize, Option<Vec<Value>>>);
+
+impl NodeRows {
+    pub fn new(root: &[Value]) -> NodeRows {
+        NodeRows(HashMap::from([(0, Some(root.to_vec()))]))
+    }
+
+    /// The value of `expr` over these rows; a column of a `one` node with no
+    /// matching row is NULL, as in a LEFT JOIN.
+    pub fn eval(
+        &mut self,
+        w: &StateWriter,
+        view: &ViewPlan,
+        expr: &ExprPlan,
+    ) -> Result<Result<Value, EvalError>, EngineError> {
+        for &(node, _) in expr.columns.values() {
+            one_row(w, view, node, &mut self.0)?;
+        }
+        let lookup = |path: &[String]| -> Option<Value> {
+            let (node, column) = expr.columns.get(path)?;
+            Some(match self.0.get(node) {
+                Some(Some(row)) => row[*column].clone(),
+                _ => Value::Null,
+            })
+        };
+        Ok(expr.expr.eval(&lookup))
     }
 }
 

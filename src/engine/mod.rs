@@ -7,15 +7,18 @@
 //! with respect to the outside world: no network I/O, only the state store.
 
 mod document;
+mod groups;
 mod outputs;
 mod roots;
 mod rows;
 
 use std::collections::{BTreeSet, HashMap};
+
+pub use groups::{values_from_json, values_json};
 use std::sync::Arc;
 
 use crate::change::{ChangeBatch, Lsn, Value};
-use crate::plan::Plan;
+use crate::plan::{OutputPlan, Plan};
 use crate::state::{StateWriter, Store, StoreError};
 
 /// Roots refreshed inside the batch's own transaction; a larger fan-out (a
@@ -29,6 +32,10 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("table {table}: primary-key column {column} is missing from the change")]
     MissingKey { table: String, column: String },
+    #[error(transparent)]
+    Aggregate(#[from] crate::aggregate::AggregateError),
+    #[error("view {view}: corrupt stored contribution: {reason}")]
+    CorruptContribution { view: String, reason: String },
 }
 
 /// What applying a batch did.
@@ -71,6 +78,7 @@ impl Engine {
                 rows::apply_change(w, &self.plan, change, &mut touched)?;
             }
             let (mut outcome, deferred_any) = self.refresh_or_defer(w, touched)?;
+            outcome.outbox_entries += groups::append_changed_groups(w, &self.plan)?;
             outcome.changes_applied = batch.changes.len();
             if let Some(end) = batch.commit_end {
                 w.set_position(end)?;
@@ -133,6 +141,7 @@ impl Engine {
                     outcome.outbox_entries += outputs::refresh_root(w, &self.plan, view, root)?;
                     outcome.roots_refreshed += 1;
                 }
+                outcome.outbox_entries += groups::append_changed_groups(w, &self.plan)?;
                 Ok::<_, EngineError>((pending.len(), outcome))
             })?;
             total.roots_refreshed += done.1.roots_refreshed;
@@ -186,11 +195,16 @@ impl Engine {
 
     /// Recomputes every root of each view whose definition changed since its
     /// outputs were built (a new key template or filter), from the state store.
+    /// An aggregate view starts from no groups: its old ones were keyed and
+    /// measured by the old definition, and its sink rewrites the table.
     pub fn rebuild_changed_views(&self) -> Result<Vec<String>, EngineError> {
         let mut rebuilt = Vec::new();
         for (index, view) in self.plan.views.iter().enumerate() {
             let stored = self.store.view_hash(&view.name)?;
             if stored.as_deref() != Some(view.definition_hash.as_str()) {
+                if matches!(view.output, OutputPlan::Aggregate(_)) {
+                    self.store.write(|w| w.clear_view_groups(&view.name))?;
+                }
                 self.rebuild_view(index)?;
                 rebuilt.push(view.name.clone());
             }

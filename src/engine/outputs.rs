@@ -1,11 +1,13 @@
 //! Refreshing roots: recompute the output, diff it against the stored one,
 //! and append the difference to the view's sink outbox.
 
-use super::{BatchOutcome, EngineError, document};
-use crate::plan::Plan;
+use super::{BatchOutcome, EngineError, document, groups};
+use crate::plan::{OutputPlan, Plan};
 use crate::state::{OutboxEntry, OutboxOp, StateWriter, Store};
 
 /// Recomputes one root and returns how many outbox entries it produced.
+/// Aggregate views produce theirs when the transaction ends
+/// ([`groups::append_changed_groups`]).
 pub(super) fn refresh_root(
     w: &mut StateWriter,
     plan: &Plan,
@@ -13,6 +15,10 @@ pub(super) fn refresh_root(
     pk: &[u8],
 ) -> Result<usize, EngineError> {
     let view = &plan.views[view];
+    if let OutputPlan::Aggregate(aggregate) = &view.output {
+        groups::refresh_root(w, view, aggregate, pk)?;
+        return Ok(0);
+    }
     let new = document::compute_output(w, view, pk)?;
     let old = w.get_output(&view.name, pk)?;
     if new == old {
@@ -65,6 +71,7 @@ pub(super) fn refresh_all_roots(
             for (pk, _) in &rows {
                 entries += refresh_root(w, plan, view, pk)?;
             }
+            entries += groups::append_changed_groups(w, plan)?;
             Ok::<_, EngineError>((rows.last().map(|(pk, _)| pk.clone()), (rows.len(), entries)))
         })?;
         outcome.roots_refreshed += done.0;
@@ -88,6 +95,6 @@ fn sweep_orphans(store: &Store, plan: &Plan, view: usize) -> Result<usize, Engin
                 entries += refresh_root(w, plan, view, &pk)?;
             }
         }
-        Ok(entries)
+        Ok(entries + groups::append_changed_groups(w, plan)?)
     })
 }

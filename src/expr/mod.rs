@@ -19,6 +19,7 @@
 //! - `compare`: the order of values ([`compare_values`])
 //! - `cast`, `functions`, `like`, `temporal`, `date_parts`: the rest
 //! - `render`: nodes back to SQL, for error messages
+//! - `sort_key`: byte keys in value order, for aggregates' min/max/distinct
 
 mod arith;
 mod cast;
@@ -34,6 +35,7 @@ mod numeric;
 mod parse;
 mod parse_call;
 mod render;
+mod sort_key;
 mod temporal;
 mod types;
 
@@ -43,7 +45,11 @@ use crate::change::Value;
 
 pub use compare::compare_values;
 pub use error::{EvalError, ExprError};
+pub use sort_key::sort_key;
 pub use types::ValueType;
+
+/// Exact sums and averages of aggregate measures use PostgreSQL's numeric rules.
+pub(crate) use numeric::Decimal;
 
 /// A column reference: `["status"]`, `["orders", "status"]`. Unquoted
 /// names are lower-cased, quoted ones (`"Status"`) kept as written.
@@ -89,8 +95,12 @@ impl Expr {
         &self,
         row: &dyn Fn(&[String]) -> Option<Value>,
     ) -> Result<bool, EvalError> {
-        let value = self.eval(row)?;
-        Ok(eval::truth(&self.root, &value)? == Some(true))
+        self.truth(&self.eval(row)?)
+    }
+
+    /// WHERE semantics of a value this expression evaluated to.
+    pub fn truth(&self, value: &Value) -> Result<bool, EvalError> {
+        Ok(eval::truth(&self.root, value)? == Some(true))
     }
 
     /// The result type given the columns' types (`None` = no such column),

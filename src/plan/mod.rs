@@ -9,8 +9,12 @@ mod tree;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::expr::{ColumnPath, Expr};
-use crate::view::model::{Cardinality, Field, FieldSource, KeyPart, ViewDef, ViewKind};
+use crate::aggregate::MeasureSpec;
+use crate::expr::{ColumnPath, Expr, ExprError, ValueType};
+use crate::source::pg_text::value_type;
+use crate::view::model::{
+    AggregateView, Cardinality, Field, FieldSource, KeyPart, ViewDef, ViewKind,
+};
 use crate::view::{Catalog, TableInfo};
 use tree::JoinTree;
 pub use tree::TreeError;
@@ -29,6 +33,12 @@ pub enum PlanError {
     },
     #[error("view {view}: {error}")]
     Tree { view: String, error: TreeError },
+    #[error("view {view}: `{expr}`: {error}")]
+    Type {
+        view: String,
+        expr: String,
+        error: ExprError,
+    },
 }
 
 #[derive(Debug)]
@@ -68,7 +78,7 @@ pub struct ViewPlan {
     pub sink: String,
     /// `nodes[0]` is the root; every other node is a joined table.
     pub nodes: Vec<NodePlan>,
-    pub filter: Option<FilterPlan>,
+    pub filter: Option<ExprPlan>,
     pub output: OutputPlan,
 }
 
@@ -85,6 +95,51 @@ pub enum OutputPlan {
         id: usize,
         fields: Vec<SearchFieldPlan>,
     },
+    /// The root's contribution to one group of an aggregate table.
+    Aggregate(AggregatePlan),
+}
+
+/// How an aggregate view's rows are computed and where they go.
+#[derive(Debug)]
+pub struct AggregatePlan {
+    /// Target table, schema-qualified.
+    pub table: String,
+    /// The group-key columns, in `group_by` order.
+    pub group: Vec<GroupColumnPlan>,
+    pub measures: Vec<MeasurePlan>,
+}
+
+#[derive(Debug)]
+pub struct GroupColumnPlan {
+    pub name: String,
+    pub expr: ExprPlan,
+}
+
+#[derive(Debug)]
+pub struct MeasurePlan {
+    pub name: String,
+    /// `None` for `count()`.
+    pub input: Option<ExprPlan>,
+    pub spec: MeasureSpec,
+}
+
+impl AggregatePlan {
+    pub fn specs(&self) -> Vec<MeasureSpec> {
+        self.measures.iter().map(|measure| measure.spec).collect()
+    }
+
+    /// The target table's columns, group keys first, with their types.
+    pub fn columns(&self) -> Vec<(String, ValueType)> {
+        let group = self
+            .group
+            .iter()
+            .map(|key| (key.name.clone(), key.expr.value_type));
+        let measures = self
+            .measures
+            .iter()
+            .map(|measure| (measure.name.clone(), measure.spec.output_type()));
+        group.chain(measures).collect()
+    }
 }
 
 #[derive(Debug)]
@@ -128,11 +183,15 @@ pub enum KeyPartPlan {
     Column(usize),
 }
 
+/// An expression over the root row and its `one` joins (a `where`, a group
+/// key, a measure's input), with every column path resolved once.
 #[derive(Debug)]
-pub struct FilterPlan {
+pub struct ExprPlan {
     pub expr: Expr,
     /// Each column path of the expression → (node, stored column).
     pub columns: HashMap<ColumnPath, (usize, usize)>,
+    /// The static type of the result.
+    pub value_type: ValueType,
 }
 
 #[derive(Debug)]
@@ -387,8 +446,13 @@ impl Resolver<'_> {
                 },
                 format!("search:{}", self.def.name),
             ),
+            ViewKind::Aggregate(aggregate) => (
+                aggregate.filter.as_ref(),
+                OutputPlan::Aggregate(self.aggregate(aggregate)?),
+                crate::sink::aggregate::sink_name(&self.def.name),
+            ),
         };
-        let filter = filter.map(|expr| self.filter(expr)).transpose()?;
+        let filter = filter.map(|expr| self.expr(expr)).transpose()?;
         Ok(ViewPlan {
             name: self.def.name.clone(),
             definition_hash: self.def.definition_hash.clone(),
@@ -464,15 +528,63 @@ impl Resolver<'_> {
             .collect()
     }
 
-    fn filter(&self, expr: &Expr) -> Result<FilterPlan, PlanError> {
+    fn expr(&self, expr: &Expr) -> Result<ExprPlan, PlanError> {
         let mut columns = HashMap::new();
         for path in expr.columns() {
             let resolved = self.path(&path)?;
             columns.insert(path, resolved);
         }
-        Ok(FilterPlan {
+        let column_type = |path: &[String]| {
+            let &(node, column) = columns.get(path)?;
+            let table = self.tables.get(&self.tree.nodes[node].table)?;
+            Some(value_type(*table.column_types.get(column)?))
+        };
+        let value_type = expr
+            .infer_type(&column_type)
+            .map_err(|error| PlanError::Type {
+                view: self.def.name.clone(),
+                expr: expr.source().to_owned(),
+                error,
+            })?;
+        Ok(ExprPlan {
             expr: expr.clone(),
             columns,
+            value_type,
+        })
+    }
+
+    fn aggregate(&self, aggregate: &AggregateView) -> Result<AggregatePlan, PlanError> {
+        let group = aggregate
+            .group_by
+            .iter()
+            .map(|key| {
+                Ok(GroupColumnPlan {
+                    name: key.name.clone(),
+                    expr: self.expr(&key.expr)?,
+                })
+            })
+            .collect::<Result<_, PlanError>>()?;
+        let measures = aggregate
+            .measures
+            .iter()
+            .map(|measure| {
+                let input = measure.arg.as_ref().map(|arg| self.expr(arg)).transpose()?;
+                let spec = MeasureSpec {
+                    function: measure.function,
+                    has_input: input.is_some(),
+                    input_type: input.as_ref().map_or(ValueType::Null, |i| i.value_type),
+                };
+                Ok(MeasurePlan {
+                    name: measure.name.clone(),
+                    input,
+                    spec,
+                })
+            })
+            .collect::<Result<_, PlanError>>()?;
+        Ok(AggregatePlan {
+            table: aggregate.table.clone(),
+            group,
+            measures,
         })
     }
 

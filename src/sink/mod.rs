@@ -10,6 +10,7 @@
 //! - a target that is down makes the sink retry with backoff; the outbox grows
 //!   meanwhile and the rest of the service goes on.
 
+pub mod aggregate;
 pub mod redis;
 pub mod search;
 

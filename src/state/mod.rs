@@ -6,14 +6,16 @@
 //! The engine writes all of it in one transaction per batch, so the position
 //! is durable exactly when the effects of the changes before it are.
 
+mod groups;
 pub mod keycode;
 mod outbox;
 mod writer;
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+pub use groups::{GroupValues, StoredGroup, group_key};
 pub use outbox::{OutboxEntry, OutboxOp, StoredOutput};
 pub use writer::StateWriter;
 
@@ -25,6 +27,11 @@ const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
 const JOIN_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("join_index");
 /// `view ‖ root primary key` → the root's last output ([`StoredOutput`]).
 const OUTPUTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outputs");
+/// `view ‖ group key` → [`StoredGroup`]: aggregate groups.
+const GROUPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("groups");
+/// `view ‖ group key ‖ measure ‖ sort key` → (count, value): the inputs of
+/// `min`, `max` and `count_distinct`, in value order.
+const GROUP_VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("group_values");
 /// `(sink, sequence)` → [`OutboxEntry`], in the order the sink must apply them.
 const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
 /// `(view, root primary key)` → nothing: roots whose refresh was deferred.
@@ -105,6 +112,8 @@ impl Store {
         txn.open_table(OUTBOX)?;
         txn.open_table(META)?;
         txn.open_table(PENDING)?;
+        txn.open_table(GROUPS)?;
+        txn.open_table(GROUP_VALUES)?;
         txn.commit()?;
         Ok(())
     }
@@ -209,11 +218,7 @@ impl Store {
         mut each_chunk: impl FnMut(Vec<(String, StoredOutput)>) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let sequence = match meta.get(outbox::sequence_meta_key(sink).as_str())? {
-            Some(v) => decode_u64(v.value(), "outbox sequence")?,
-            None => 0,
-        };
+        let sequence = read_sequence(&txn.open_table(META)?, sink)?;
         let outputs = txn.open_table(OUTPUTS)?;
         for view in views {
             let prefix = writer::view_prefix(view);
@@ -231,6 +236,17 @@ impl Store {
             }
         }
         Ok(sequence)
+    }
+}
+
+/// The newest outbox sequence of `sink` (0: none yet).
+fn read_sequence(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    sink: &str,
+) -> Result<u64, StoreError> {
+    match meta.get(outbox::sequence_meta_key(sink).as_str())? {
+        Some(v) => decode_u64(v.value(), "outbox sequence"),
+        None => Ok(0),
     }
 }
 

@@ -1,13 +1,14 @@
 //! [`StateWriter`]: typed access to the store inside one write transaction.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::keycode::{encode_str, prefix_end};
 use super::outbox::{self, OutboxEntry, StoredOutput};
 use super::{
-    JOIN_INDEX, META, META_LAYOUT, META_POSITION, OUTBOX, OUTPUTS, PENDING, ROWS, StoreError,
+    GROUP_VALUES, GROUPS, JOIN_INDEX, META, META_LAYOUT, META_POSITION, OUTBOX, OUTPUTS, PENDING,
+    ROWS, StoreError,
 };
 use crate::change::{Lsn, Value};
 
@@ -20,12 +21,16 @@ pub type KeyedRow = (Vec<u8>, Vec<Value>);
 pub struct StateWriter<'txn> {
     rows: Table<'txn, &'static [u8], &'static [u8]>,
     join_index: Table<'txn, &'static [u8], ()>,
-    outputs: Table<'txn, &'static [u8], &'static [u8]>,
+    pub(super) outputs: Table<'txn, &'static [u8], &'static [u8]>,
+    pub(super) groups: Table<'txn, &'static [u8], &'static [u8]>,
+    pub(super) group_values: Table<'txn, &'static [u8], &'static [u8]>,
     outbox: Table<'txn, (&'static str, u64), &'static [u8]>,
     meta: Table<'txn, &'static str, &'static [u8]>,
     pending: Table<'txn, (&'static str, &'static [u8]), ()>,
     /// Next outbox sequence per sink, read once per transaction.
     next_sequence: HashMap<String, u64>,
+    /// (view, group key) of aggregate groups changed in this transaction.
+    pub(super) changed_groups: BTreeSet<(String, Vec<u8>)>,
 }
 
 pub(super) fn view_prefix(view: &str) -> Vec<u8> {
@@ -38,7 +43,7 @@ pub(super) fn view_hash_key(view: &str) -> String {
     format!("view_hash:{view}")
 }
 
-fn prefixed(name: &str, rest: &[u8]) -> Vec<u8> {
+pub(super) fn prefixed(name: &str, rest: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(name.len() + rest.len() + 3);
     encode_str(name, &mut key);
     key.extend_from_slice(rest);
@@ -80,10 +85,13 @@ impl<'txn> StateWriter<'txn> {
             rows: txn.open_table(ROWS)?,
             join_index: txn.open_table(JOIN_INDEX)?,
             outputs: txn.open_table(OUTPUTS)?,
+            groups: txn.open_table(GROUPS)?,
+            group_values: txn.open_table(GROUP_VALUES)?,
             outbox: txn.open_table(OUTBOX)?,
             meta: txn.open_table(META)?,
             pending: txn.open_table(PENDING)?,
             next_sequence: HashMap::new(),
+            changed_groups: BTreeSet::new(),
         })
     }
 
@@ -237,12 +245,7 @@ impl<'txn> StateWriter<'txn> {
         if let Some(next) = self.next_sequence.get(sink) {
             return Ok(*next);
         }
-        let meta_key = outbox::sequence_meta_key(sink);
-        let last = match self.meta.get(meta_key.as_str())? {
-            Some(v) => super::decode_u64(v.value(), "outbox sequence")?,
-            None => 0,
-        };
-        Ok(last + 1)
+        Ok(super::read_sequence(&self.meta, sink)? + 1)
     }
 
     pub fn position(&self) -> Result<Option<Lsn>, StoreError> {

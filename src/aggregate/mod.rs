@@ -1,0 +1,360 @@
+//! The aggregation core: the running state of one group of an aggregate view,
+//! and how one root row's contribution is added to it or retracted from it.
+//!
+//! Every root row that passes the view's filter contributes its group key and
+//! one input per measure. A change retracts the row's old contribution and
+//! adds its new one, so each change touches only its groups and nothing is
+//! ever recomputed from scratch. Everything here is exact under retraction:
+//! counts are integers; sums are exact integers or decimals (floats are
+//! summed as the decimals they print as), with infinities and NaN counted
+//! apart so they can be taken out again; `min`, `max` and `count_distinct`
+//! read a multiset of the group's inputs ([`ValueCounts`]), kept in the state
+//! store by the engine and in memory by the tests.
+//!
+//! This module knows nothing of storage or SQL: the engine stores
+//! [`GroupState`]s and renders [`GroupState::row`] into outbox entries.
+
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+
+use crate::change::Value;
+use crate::expr::{Decimal, ValueType, sort_key};
+use crate::view::model::MeasureFunction;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateError {
+    #[error("measure {measure}: {message}")]
+    Measure { measure: usize, message: String },
+    #[error("aggregate state: {0}")]
+    Storage(String),
+}
+
+/// What the core needs to know of a measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeasureSpec {
+    pub function: MeasureFunction,
+    /// `false` only for `count()`, which counts rows.
+    pub has_input: bool,
+    /// The static type of the input expression; inputs are converted to it.
+    pub input_type: ValueType,
+}
+
+impl MeasureSpec {
+    /// The type of the measure's column.
+    pub fn output_type(&self) -> ValueType {
+        match (self.function, self.input_type) {
+            (MeasureFunction::Count | MeasureFunction::CountDistinct, _) => ValueType::Int,
+            (MeasureFunction::Sum | MeasureFunction::Avg, ValueType::Float) => ValueType::Float,
+            // As PostgreSQL: sum(bigint) and avg of integers are numeric.
+            (MeasureFunction::Sum | MeasureFunction::Avg, _) => ValueType::Numeric,
+            (MeasureFunction::Min | MeasureFunction::Max, input) => input,
+        }
+    }
+
+    fn keeps_values(&self) -> bool {
+        matches!(
+            self.function,
+            MeasureFunction::Min | MeasureFunction::Max | MeasureFunction::CountDistinct
+        )
+    }
+}
+
+/// One root row's part in its group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contribution {
+    /// The group key values, in `group_by` order.
+    pub group: Vec<Value>,
+    /// One input per measure, in `measures` order, converted to the
+    /// measure's input type (NULL for `count()`).
+    pub inputs: Vec<Value>,
+}
+
+/// Adding or retracting a contribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Add,
+    Retract,
+}
+
+impl Direction {
+    fn delta(self) -> i64 {
+        match self {
+            Direction::Add => 1,
+            Direction::Retract => -1,
+        }
+    }
+}
+
+/// The multiset of one group's inputs to each value-keeping measure, ordered
+/// by [`sort_key`].
+pub trait ValueCounts {
+    /// Changes how often the value under `key` occurs for `measure` by
+    /// `delta`, and returns the new count (0: the value is gone).
+    fn change(
+        &mut self,
+        measure: usize,
+        key: &[u8],
+        value: &Value,
+        delta: i64,
+    ) -> Result<u64, AggregateError>;
+    /// The value with the smallest key, or the largest when `last`.
+    fn extreme(&self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError>;
+}
+
+/// The running state of one group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupState {
+    pub group: Vec<Value>,
+    /// Contributing rows: the group exists while this is above zero.
+    pub rows: u64,
+    pub measures: Vec<MeasureState>,
+}
+
+/// Per measure: how many non-NULL inputs, and what else it needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasureState {
+    pub values: u64,
+    /// Distinct inputs (`count_distinct`).
+    pub distinct: u64,
+    /// For `sum` and `avg`.
+    pub sum: Option<ExactSum>,
+}
+
+/// A sum that can be taken apart again exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ExactSum {
+    Integer(i128),
+    /// Finite part as decimal text, and the non-finite inputs counted.
+    Decimal {
+        finite: String,
+        infinities: u64,
+        negative_infinities: u64,
+        nans: u64,
+    },
+}
+
+impl GroupState {
+    pub fn new(group: Vec<Value>, specs: &[MeasureSpec]) -> GroupState {
+        let measures = specs
+            .iter()
+            .map(|spec| MeasureState {
+                values: 0,
+                distinct: 0,
+                sum: matches!(spec.function, MeasureFunction::Sum | MeasureFunction::Avg)
+                    .then(|| ExactSum::zero(spec.input_type)),
+            })
+            .collect();
+        GroupState {
+            group,
+            rows: 0,
+            measures,
+        }
+    }
+
+    /// Adds or retracts one contribution of this group.
+    pub fn apply(
+        &mut self,
+        specs: &[MeasureSpec],
+        inputs: &[Value],
+        direction: Direction,
+        counts: &mut dyn ValueCounts,
+    ) -> Result<(), AggregateError> {
+        self.rows = step(self.rows, direction);
+        for (index, ((spec, state), input)) in
+            specs.iter().zip(&mut self.measures).zip(inputs).enumerate()
+        {
+            if spec.has_input && input.is_null() {
+                continue;
+            }
+            state.values = step(state.values, direction);
+            let fail = |message: String| AggregateError::Measure {
+                measure: index,
+                message,
+            };
+            if let Some(sum) = &mut state.sum {
+                sum.apply(input, direction).map_err(fail)?;
+            }
+            if spec.keeps_values() {
+                let key = sort_key(input)
+                    .ok_or_else(|| fail(format!("value {input:?} has no order")))?;
+                let count = counts.change(index, &key, input, direction.delta())?;
+                match (direction, count) {
+                    (Direction::Add, 1) => state.distinct += 1,
+                    (Direction::Retract, 0) => state.distinct = state.distinct.saturating_sub(1),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The measure values of the group's row, in `measures` order.
+    pub fn row(
+        &self,
+        specs: &[MeasureSpec],
+        counts: &dyn ValueCounts,
+    ) -> Result<Vec<Value>, AggregateError> {
+        let mut row = Vec::with_capacity(specs.len());
+        for (index, (spec, state)) in specs.iter().zip(&self.measures).enumerate() {
+            let value = match spec.function {
+                MeasureFunction::Count if spec.has_input => int(state.values),
+                MeasureFunction::Count => int(self.rows),
+                MeasureFunction::CountDistinct => int(state.distinct),
+                _ if state.values == 0 => Value::Null,
+                MeasureFunction::Min => counts.extreme(index, false)?.unwrap_or(Value::Null),
+                MeasureFunction::Max => counts.extreme(index, true)?.unwrap_or(Value::Null),
+                MeasureFunction::Sum | MeasureFunction::Avg => {
+                    let sum = state.sum.as_ref().ok_or_else(|| AggregateError::Measure {
+                        measure: index,
+                        message: "no running sum".into(),
+                    })?;
+                    if spec.function == MeasureFunction::Sum {
+                        sum.total(spec.input_type)
+                    } else {
+                        sum.mean(state.values, spec.input_type)
+                    }
+                    .map_err(|message| AggregateError::Measure {
+                        measure: index,
+                        message,
+                    })?
+                }
+            };
+            row.push(value);
+        }
+        Ok(row)
+    }
+}
+
+fn step(count: u64, direction: Direction) -> u64 {
+    match direction {
+        Direction::Add => count + 1,
+        Direction::Retract => count.saturating_sub(1),
+    }
+}
+
+fn int(count: u64) -> Value {
+    Value::Int(i64::try_from(count).unwrap_or(i64::MAX))
+}
+
+/// Converts an input to the measure's static type: an integer literal in a
+/// numeric expression (`coalesce(price, 0)`) evaluates to an integer, but
+/// must be summed and compared as the numeric it stands for.
+pub fn convert_input(value: Value, input_type: ValueType) -> Value {
+    match (value, input_type) {
+        (Value::Int(i), ValueType::Numeric) => Value::Numeric(i.to_string()),
+        (Value::Int(i), ValueType::Float) => Value::Float(i as f64),
+        (Value::Numeric(text), ValueType::Float) => {
+            Value::Float(Decimal::parse(&text).map_or(f64::NAN, |d| d.to_f64()))
+        }
+        (value, _) => value,
+    }
+}
+
+impl ExactSum {
+    fn zero(input_type: ValueType) -> ExactSum {
+        match input_type {
+            ValueType::Int => ExactSum::Integer(0),
+            _ => ExactSum::Decimal {
+                finite: "0".into(),
+                infinities: 0,
+                negative_infinities: 0,
+                nans: 0,
+            },
+        }
+    }
+
+    fn apply(&mut self, input: &Value, direction: Direction) -> Result<(), String> {
+        match self {
+            ExactSum::Integer(sum) => {
+                let Value::Int(value) = input else {
+                    return Err(format!("expected an integer, got {input:?}"));
+                };
+                let value = i128::from(*value) * i128::from(direction.delta());
+                *sum = sum
+                    .checked_add(value)
+                    .ok_or("integer sum out of range")?;
+            }
+            ExactSum::Decimal {
+                finite,
+                infinities,
+                negative_infinities,
+                nans,
+            } => {
+                let value = match input {
+                    Value::Float(f) => Decimal::from_f64(*f),
+                    Value::Numeric(text) | Value::Text(text) => Decimal::parse(text)
+                        .ok_or_else(|| format!("`{text}` is not a number"))?,
+                    Value::Int(i) => Decimal::from_i64(*i),
+                    other => return Err(format!("expected a number, got {other:?}")),
+                };
+                let counter = match value {
+                    Decimal::Infinity => infinities,
+                    Decimal::NegativeInfinity => negative_infinities,
+                    Decimal::NaN => nans,
+                    Decimal::Finite(_) => {
+                        let current = decimal(finite)?;
+                        let next = match direction {
+                            Direction::Add => current.add(&value),
+                            Direction::Retract => current.subtract(&value),
+                        }
+                        .map_err(|fault| fault.to_string())?;
+                        *finite = next.to_text();
+                        return Ok(());
+                    }
+                };
+                *counter = step(*counter, direction);
+            }
+        }
+        Ok(())
+    }
+
+    /// The sum as PostgreSQL's `sum` returns it: numeric for integers and
+    /// numerics, a float for floats.
+    fn total(&self, input_type: ValueType) -> Result<Value, String> {
+        let total = self.as_decimal()?;
+        Ok(typed(total, input_type))
+    }
+
+    /// `sum / count`, divided at PostgreSQL's numeric division scale.
+    fn mean(&self, count: u64, input_type: ValueType) -> Result<Value, String> {
+        let total = self.as_decimal()?;
+        if input_type == ValueType::Float {
+            return Ok(Value::Float(total.to_f64() / count as f64));
+        }
+        let count = Decimal::from_i64(i64::try_from(count).map_err(|e| e.to_string())?);
+        let mean = total.divide(&count).map_err(|fault| fault.to_string())?;
+        Ok(Value::Numeric(mean.to_text()))
+    }
+
+    fn as_decimal(&self) -> Result<Decimal, String> {
+        match self {
+            ExactSum::Integer(sum) => decimal(&sum.to_string()),
+            ExactSum::Decimal {
+                finite,
+                infinities,
+                negative_infinities,
+                nans,
+            } => Ok(
+                match (*nans > 0, *infinities > 0, *negative_infinities > 0) {
+                    (true, _, _) | (false, true, true) => Decimal::NaN,
+                    (false, true, false) => Decimal::Infinity,
+                    (false, false, true) => Decimal::NegativeInfinity,
+                    (false, false, false) => decimal(finite)?,
+                },
+            ),
+        }
+    }
+}
+
+fn decimal(text: &str) -> Result<Decimal, String> {
+    Decimal::parse(text).ok_or_else(|| format!("corrupt running sum `{text}`"))
+}
+
+fn typed(value: Decimal, input_type: ValueType) -> Value {
+    match input_type {
+        ValueType::Float => Value::Float(value.to_f64()),
+        _ => Value::Numeric(value.to_text()),
+    }
+}

@@ -1,0 +1,317 @@
+//! The aggregation core against recomputation: random inserts, updates and
+//! deletes of root rows, applied as retract-old / add-new, must leave every
+//! group exactly as a fresh GROUP BY over the surviving rows would be.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::state::keycode::encode_values;
+
+/// A root row: its group and the inputs of the measures under test.
+#[derive(Debug, Clone)]
+struct Row {
+    group: Option<i64>,
+    int: Option<i64>,
+    numeric: Option<i64>, // hundredths: the input is numeric `n/100`
+    float: Option<f64>,
+    text: Option<String>,
+}
+
+const SPECS: [MeasureSpec; 11] = [
+    spec(MeasureFunction::Count, false, ValueType::Null),
+    spec(MeasureFunction::Count, true, ValueType::Int),
+    spec(MeasureFunction::Sum, true, ValueType::Int),
+    spec(MeasureFunction::Avg, true, ValueType::Int),
+    spec(MeasureFunction::Min, true, ValueType::Int),
+    spec(MeasureFunction::Max, true, ValueType::Int),
+    spec(MeasureFunction::Sum, true, ValueType::Numeric),
+    spec(MeasureFunction::Max, true, ValueType::Numeric),
+    spec(MeasureFunction::CountDistinct, true, ValueType::Text),
+    spec(MeasureFunction::Min, true, ValueType::Text),
+    spec(MeasureFunction::Sum, true, ValueType::Float),
+];
+
+const fn spec(function: MeasureFunction, has_input: bool, input_type: ValueType) -> MeasureSpec {
+    MeasureSpec {
+        function,
+        has_input,
+        input_type,
+    }
+}
+
+fn numeric(hundredths: i64) -> Value {
+    let sign = if hundredths < 0 { "-" } else { "" };
+    let abs = hundredths.unsigned_abs();
+    Value::Numeric(format!("{sign}{}.{:02}", abs / 100, abs % 100))
+}
+
+fn or_null<T>(value: Option<T>, make: impl FnOnce(T) -> Value) -> Value {
+    value.map_or(Value::Null, make)
+}
+
+impl Row {
+    fn contribution(&self) -> Contribution {
+        let int = or_null(self.int, Value::Int);
+        let numeric = or_null(self.numeric, numeric);
+        let text = or_null(self.text.clone(), Value::Text);
+        Contribution {
+            group: vec![or_null(self.group, Value::Int)],
+            inputs: vec![
+                Value::Null,
+                int.clone(),
+                int.clone(),
+                int.clone(),
+                int.clone(),
+                int,
+                numeric.clone(),
+                numeric,
+                text.clone(),
+                text,
+                or_null(self.float, Value::Float),
+            ],
+        }
+    }
+}
+
+/// Value multisets of every group, in memory.
+#[derive(Default)]
+struct MemoryCounts(BTreeMap<(usize, Vec<u8>), (u64, Value)>);
+
+impl ValueCounts for MemoryCounts {
+    fn change(
+        &mut self,
+        measure: usize,
+        key: &[u8],
+        value: &Value,
+        delta: i64,
+    ) -> Result<u64, AggregateError> {
+        let entry = self
+            .0
+            .entry((measure, key.to_vec()))
+            .or_insert((0, value.clone()));
+        entry.0 = entry.0.checked_add_signed(delta).expect("no retraction below zero");
+        let count = entry.0;
+        if count == 0 {
+            self.0.remove(&(measure, key.to_vec()));
+        }
+        Ok(count)
+    }
+
+    fn extreme(&self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError> {
+        let mut range = self
+            .0
+            .range((measure, Vec::new())..(measure + 1, Vec::new()));
+        let found = if last { range.next_back() } else { range.next() };
+        Ok(found.map(|(_, (_, value))| value.clone()))
+    }
+}
+
+/// Groups maintained incrementally, as the engine does.
+#[derive(Default)]
+struct Incremental(BTreeMap<Vec<u8>, (GroupState, MemoryCounts)>);
+
+impl Incremental {
+    fn apply(&mut self, contribution: &Contribution, direction: Direction) {
+        let key = encode_values(&contribution.group);
+        let (state, counts) = self.0.entry(key.clone()).or_insert_with(|| {
+            (
+                GroupState::new(contribution.group.clone(), &SPECS),
+                MemoryCounts::default(),
+            )
+        });
+        state
+            .apply(&SPECS, &contribution.inputs, direction, counts)
+            .expect("apply");
+        if state.rows == 0 {
+            self.0.remove(&key);
+        }
+    }
+
+    fn rows(&self) -> BTreeMap<Vec<u8>, Vec<Value>> {
+        self.0
+            .iter()
+            .map(|(key, (state, counts))| (key.clone(), state.row(&SPECS, counts).expect("row")))
+            .collect()
+    }
+}
+
+/// The same groups computed from scratch, the way SQL's GROUP BY would.
+fn recompute(rows: &BTreeMap<u8, Row>) -> BTreeMap<Vec<u8>, Vec<Value>> {
+    let mut groups: BTreeMap<Vec<u8>, Vec<&Row>> = BTreeMap::new();
+    for row in rows.values() {
+        let key = encode_values(&row.contribution().group);
+        groups.entry(key).or_default().push(row);
+    }
+    groups
+        .into_iter()
+        .map(|(key, members)| (key, expected_row(&members)))
+        .collect()
+}
+
+fn expected_row(members: &[&Row]) -> Vec<Value> {
+    let ints: Vec<i64> = members.iter().filter_map(|r| r.int).collect();
+    let numerics: Vec<i64> = members.iter().filter_map(|r| r.numeric).collect();
+    let texts: Vec<&String> = members.iter().filter_map(|r| r.text.as_ref()).collect();
+    let floats: Vec<f64> = members.iter().filter_map(|r| r.float).collect();
+    let int_sum: i64 = ints.iter().sum();
+    let int_avg = (!ints.is_empty()).then(|| {
+        Decimal::from_i64(int_sum)
+            .divide(&Decimal::from_i64(ints.len() as i64))
+            .expect("divide")
+            .to_text()
+    });
+    let float_sum = floats
+        .iter()
+        .map(|f| Decimal::from_f64(*f))
+        .try_fold(Decimal::from_i64(0), |sum, f| sum.add(&f))
+        .expect("sum");
+    let distinct: BTreeSet<&String> = texts.iter().copied().collect();
+    vec![
+        Value::Int(members.len() as i64),
+        Value::Int(ints.len() as i64),
+        when(!ints.is_empty(), || Value::Numeric(int_sum.to_string())),
+        int_avg.map_or(Value::Null, Value::Numeric),
+        or_null(ints.iter().min().copied(), Value::Int),
+        or_null(ints.iter().max().copied(), Value::Int),
+        when(!numerics.is_empty(), || numeric(numerics.iter().sum())),
+        or_null(numerics.iter().max().copied(), numeric),
+        Value::Int(distinct.len() as i64),
+        or_null(texts.iter().min().map(|t| (*t).clone()), Value::Text),
+        when(!floats.is_empty(), || Value::Float(float_sum.to_f64())),
+    ]
+}
+
+fn when(condition: bool, value: impl FnOnce() -> Value) -> Value {
+    if condition { value() } else { Value::Null }
+}
+
+/// Numeric results may differ in trailing zeros only (`3.00` vs `3`).
+fn normalized(rows: BTreeMap<Vec<u8>, Vec<Value>>) -> BTreeMap<Vec<u8>, Vec<String>> {
+    rows.into_iter()
+        .map(|(key, values)| {
+            let texts = values
+                .iter()
+                .map(|value| match value {
+                    Value::Numeric(text) => Decimal::parse(text)
+                        .and_then(|d| sort_key(&Value::Numeric(d.to_text())))
+                        .map_or_else(|| text.clone(), |k| format!("{k:?}")),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            (key, texts)
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Upsert(u8, Row),
+    Delete(u8),
+}
+
+fn row_strategy() -> impl Strategy<Value = Row> {
+    (
+        prop::option::weighted(0.9, 0..4i64),
+        prop::option::weighted(0.8, -50..50i64),
+        prop::option::weighted(0.8, -5000..5000i64),
+        prop::option::weighted(0.8, prop_oneof![Just(0.1), Just(-2.5), Just(1e15), Just(3.0)]),
+        prop::option::weighted(0.8, "[a-c]{0,2}"),
+    )
+        .prop_map(|(group, int, numeric, float, text)| Row {
+            group,
+            int,
+            numeric,
+            float,
+            text,
+        })
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..12u8, row_strategy()).prop_map(|(id, row)| Op::Upsert(id, row)),
+        1 => (0..12u8).prop_map(Op::Delete),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn incremental_groups_equal_recomputed_groups(ops in prop::collection::vec(op_strategy(), 1..80)) {
+        let mut table: BTreeMap<u8, Row> = BTreeMap::new();
+        let mut groups = Incremental::default();
+        for op in ops {
+            let (id, new) = match op {
+                Op::Upsert(id, row) => (id, Some(row)),
+                Op::Delete(id) => (id, None),
+            };
+            if let Some(old) = table.remove(&id) {
+                groups.apply(&old.contribution(), Direction::Retract);
+            }
+            if let Some(new) = new {
+                groups.apply(&new.contribution(), Direction::Add);
+                table.insert(id, new);
+            }
+            prop_assert_eq!(normalized(groups.rows()), normalized(recompute(&table)));
+        }
+    }
+}
+
+#[test]
+fn deleting_the_maximum_yields_the_next_largest() {
+    let specs = [spec(MeasureFunction::Max, true, ValueType::Int)];
+    let mut state = GroupState::new(vec![Value::Int(1)], &specs);
+    let mut counts = MemoryCounts::default();
+    for value in [5, 9, 7] {
+        state
+            .apply(&specs, &[Value::Int(value)], Direction::Add, &mut counts)
+            .unwrap();
+    }
+    assert_eq!(state.row(&specs, &counts).unwrap(), vec![Value::Int(9)]);
+    state
+        .apply(&specs, &[Value::Int(9)], Direction::Retract, &mut counts)
+        .unwrap();
+    assert_eq!(state.row(&specs, &counts).unwrap(), vec![Value::Int(7)]);
+}
+
+#[test]
+fn infinities_are_retracted_exactly() {
+    let specs = [spec(MeasureFunction::Sum, true, ValueType::Numeric)];
+    let mut state = GroupState::new(vec![], &specs);
+    let mut counts = MemoryCounts::default();
+    let mut apply = |value: &str, direction| {
+        state
+            .apply(&specs, &[Value::Numeric(value.into())], direction, &mut counts)
+            .unwrap();
+        state.row(&specs, &counts).unwrap()[0].clone()
+    };
+    assert_eq!(apply("1.5", Direction::Add), Value::Numeric("1.5".into()));
+    assert_eq!(apply("Infinity", Direction::Add), Value::Numeric("Infinity".into()));
+    assert_eq!(apply("-Infinity", Direction::Add), Value::Numeric("NaN".into()));
+    assert_eq!(apply("Infinity", Direction::Retract), Value::Numeric("-Infinity".into()));
+    assert_eq!(apply("-Infinity", Direction::Retract), Value::Numeric("1.5".into()));
+}
+
+#[test]
+fn integer_sums_and_averages_are_numeric_like_postgresql() {
+    let specs = [
+        spec(MeasureFunction::Sum, true, ValueType::Int),
+        spec(MeasureFunction::Avg, true, ValueType::Int),
+    ];
+    let mut state = GroupState::new(vec![], &specs);
+    let mut counts = MemoryCounts::default();
+    for value in [1, 2, 2] {
+        let inputs = [Value::Int(value), Value::Int(value)];
+        state.apply(&specs, &inputs, Direction::Add, &mut counts).unwrap();
+    }
+    assert_eq!(
+        state.row(&specs, &counts).unwrap(),
+        vec![
+            Value::Numeric("5".into()),
+            // PostgreSQL: SELECT avg(x) FROM (VALUES (1),(2),(2)) v(x)
+            Value::Numeric("1.6666666666666667".into()),
+        ]
+    );
+}

@@ -1,0 +1,191 @@
+//! Aggregate views in the engine: a root's output is its contribution to
+//! one group (stored like any other output, so the next change can retract
+//! it); refreshing a root retracts the old contribution and adds the new one
+//! to the group states; before the transaction commits, every group it
+//! changed is appended to the view's outbox as its complete new row, or as a
+//! delete when no row is left in it. Outbox entries are final rows, not
+//! deltas, so a sink that applies one twice changes nothing.
+
+use super::EngineError;
+use super::document::{NodeRows, passes_filter};
+use crate::aggregate::{Contribution, Direction, GroupState, MeasureSpec, convert_input};
+use crate::change::Value;
+use crate::plan::{AggregatePlan, OutputPlan, Plan, ViewPlan};
+use crate::state::{OutboxEntry, OutboxOp, StateWriter, StoredGroup, StoredOutput, group_key};
+
+/// Recomputes one root's contribution and moves it between groups if it
+/// changed. Outbox entries come later, from [`append_changed_groups`].
+pub(super) fn refresh_root(
+    w: &mut StateWriter,
+    view: &ViewPlan,
+    aggregate: &AggregatePlan,
+    pk: &[u8],
+) -> Result<(), EngineError> {
+    let new = contribution(w, view, aggregate, pk)?;
+    let old = match w.get_output(&view.name, pk)? {
+        Some(stored) => Some(decode(&view.name, &stored)?),
+        None => None,
+    };
+    if new == old {
+        return Ok(());
+    }
+    let specs = aggregate.specs();
+    if let Some(old) = &old {
+        move_contribution(w, &view.name, &specs, old, Direction::Retract)?;
+    }
+    match &new {
+        Some(new) => {
+            move_contribution(w, &view.name, &specs, new, Direction::Add)?;
+            w.put_output(&view.name, pk, &encode(new))?;
+        }
+        None => w.delete_output(&view.name, pk)?,
+    }
+    Ok(())
+}
+
+/// The root's group key and measure inputs, or `None` when the root is gone
+/// or does not pass `where`. A key or input that fails to evaluate on this
+/// row (an overflow, say) leaves the root out and is logged, as a failing
+/// `where` does.
+fn contribution(
+    w: &StateWriter,
+    view: &ViewPlan,
+    aggregate: &AggregatePlan,
+    pk: &[u8],
+) -> Result<Option<Contribution>, EngineError> {
+    let Some(root) = w.get_row(&view.nodes[0].table, pk)? else {
+        return Ok(None);
+    };
+    if !passes_filter(w, view, &root)? {
+        return Ok(None);
+    }
+    let mut rows = NodeRows::new(&root);
+    let mut group = Vec::with_capacity(aggregate.group.len());
+    for key in &aggregate.group {
+        match rows.eval(w, view, &key.expr)? {
+            Ok(value) => group.push(value),
+            Err(error) => return Ok(left_out(view, &key.name, &error)),
+        }
+    }
+    let mut inputs = Vec::with_capacity(aggregate.measures.len());
+    for measure in &aggregate.measures {
+        let Some(input) = &measure.input else {
+            inputs.push(Value::Null);
+            continue;
+        };
+        match rows.eval(w, view, input)? {
+            Ok(value) => inputs.push(convert_input(value, measure.spec.input_type)),
+            Err(error) => return Ok(left_out(view, &measure.name, &error)),
+        }
+    }
+    Ok(Some(Contribution { group, inputs }))
+}
+
+fn left_out(view: &ViewPlan, column: &str, error: &dyn std::fmt::Display) -> Option<Contribution> {
+    tracing::warn!(view = %view.name, column, %error, "an aggregate expression failed on a row; the root is left out");
+    None
+}
+
+fn move_contribution(
+    w: &mut StateWriter,
+    view: &str,
+    specs: &[MeasureSpec],
+    contribution: &Contribution,
+    direction: Direction,
+) -> Result<(), EngineError> {
+    let key = group_key(view, &contribution.group);
+    let mut stored = w.get_group(&key)?.unwrap_or_else(|| StoredGroup {
+        state: GroupState::new(contribution.group.clone(), specs),
+        row: None,
+    });
+    stored.state.apply(
+        specs,
+        &contribution.inputs,
+        direction,
+        &mut w.group_values(&key),
+    )?;
+    w.put_group(&key, &stored)?;
+    w.mark_group_changed(view, key);
+    Ok(())
+}
+
+/// Appends the new row of every group changed in this transaction to its
+/// view's outbox, in group-key order, and returns how many entries.
+pub(super) fn append_changed_groups(
+    w: &mut StateWriter,
+    plan: &Plan,
+) -> Result<usize, EngineError> {
+    let mut entries = 0;
+    for (view_name, key) in w.take_changed_groups() {
+        let Some(view) = plan.views.iter().find(|view| view.name == view_name) else {
+            continue;
+        };
+        let OutputPlan::Aggregate(aggregate) = &view.output else {
+            continue;
+        };
+        let Some(mut stored) = w.get_group(&key)? else {
+            continue;
+        };
+        let op = if stored.state.rows == 0 {
+            w.delete_group(&key)?;
+            match stored.row {
+                Some(_) => OutboxOp::Delete {
+                    key: values_json(&stored.state.group),
+                },
+                None => continue, // created and emptied before the sink saw it
+            }
+        } else {
+            let measures = stored
+                .state
+                .row(&aggregate.specs(), &w.group_values(&key))?;
+            let row: Vec<Value> = stored.state.group.iter().cloned().chain(measures).collect();
+            if stored.row.as_ref() == Some(&row) {
+                continue;
+            }
+            let op = OutboxOp::Put {
+                key: values_json(&stored.state.group),
+                document: values_json(&row),
+            };
+            stored.row = Some(row);
+            w.put_group(&key, &stored)?;
+            op
+        };
+        let entry = OutboxEntry {
+            view: view.name.clone(),
+            op,
+        };
+        w.append_outbox(&view.sink, &entry)?;
+        entries += 1;
+    }
+    Ok(entries)
+}
+
+/// Values as JSON keeping their types (a numeric stays apart from text), as
+/// the aggregate sink reads them back with [`values_from_json`].
+pub fn values_json(values: &[Value]) -> String {
+    serde_json::to_string(values).unwrap_or_default()
+}
+
+pub fn values_from_json(text: &str) -> Result<Vec<Value>, serde_json::Error> {
+    serde_json::from_str(text)
+}
+
+/// A contribution stored as a root's output: the group key as the output's
+/// key, the measure inputs as its document.
+fn encode(contribution: &Contribution) -> StoredOutput {
+    StoredOutput {
+        key: values_json(&contribution.group),
+        document: values_json(&contribution.inputs),
+    }
+}
+
+fn decode(view: &str, stored: &StoredOutput) -> Result<Contribution, EngineError> {
+    let corrupt = |error: serde_json::Error| EngineError::CorruptContribution {
+        view: view.to_owned(),
+        reason: error.to_string(),
+    };
+    Ok(Contribution {
+        group: values_from_json(&stored.key).map_err(corrupt)?,
+        inputs: values_from_json(&stored.document).map_err(corrupt)?,
+    })
+}

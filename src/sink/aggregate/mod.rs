@@ -1,0 +1,383 @@
+//! The aggregate sink: drains an aggregate view's outbox into its SQL table.
+//!
+//! One sink per aggregate view. Its outbox holds final group rows (put this
+//! row, delete this group), so a batch is folded to the last entry of each
+//! group and written in one SQL transaction together with a checkpoint row
+//! `(view, store id, definition hash, outbox sequence)` in
+//! [`CHECKPOINT_TABLE`]: a crash before the commit leaves neither, a replay
+//! after it starts past the entries it covers. Groups are written in
+//! group-key order, so two writers of one table cannot deadlock; a
+//! serialization failure or deadlock is retried at once, anything else with
+//! backoff.
+//!
+//! When the checkpoint is missing, belongs to another state store, or was
+//! written for another definition of the view (or the table is gone), the sink
+//! recreates the table and fills it from the groups in the state store, in
+//! one transaction, before it goes on with the outbox.
+//!
+//! The target is PostgreSQL ([`postgres`]) or SQLite ([`sqlite`]).
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::change::Value;
+use crate::engine::values_from_json;
+use crate::expr::ValueType;
+use crate::plan::AggregatePlan;
+use crate::source::connection::redact_url;
+use crate::state::keycode::encode_values;
+use crate::state::{OutboxOp, Store, StoreError};
+
+/// Where every aggregate sink of a target database keeps its checkpoint.
+pub const CHECKPOINT_TABLE: &str = "viewkeeper_checkpoints";
+/// Outbox entries per SQL transaction at most.
+const ENTRIES_PER_BATCH: usize = 10_000;
+/// Groups per chunk when a table is filled from the state store.
+const REWRITE_CHUNK: usize = 5_000;
+/// Immediate retries of a transaction that lost a serialization conflict.
+const CONFLICT_RETRIES: usize = 5;
+
+/// The outbox name of an aggregate view's sink.
+pub fn sink_name(view: &str) -> String {
+    format!("aggregate:{view}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateSinkError {
+    #[error("aggregate table {table}: {source}")]
+    Sql {
+        table: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("aggregate target {url}: {message}")]
+    Target { url: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("view {view}: outbox entry {sequence} is not a group row: {reason}")]
+    Entry {
+        view: String,
+        sequence: u64,
+        reason: String,
+    },
+    #[error("state store task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl AggregateSinkError {
+    /// A conflict with another transaction, worth an immediate retry.
+    fn is_conflict(&self) -> bool {
+        let AggregateSinkError::Sql {
+            source: sqlx::Error::Database(error),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        // serialization_failure, deadlock_detected; SQLite: database is busy.
+        matches!(error.code().as_deref(), Some("40001" | "40P01" | "5"))
+    }
+}
+
+/// The table an aggregate view writes, as the target sees it.
+#[derive(Debug, Clone)]
+pub struct TargetTable {
+    pub view: String,
+    /// Schema-qualified (`analytics.category_daily_sales`).
+    pub name: String,
+    /// Group columns first, then measures, with their types.
+    pub columns: Vec<(String, ValueType)>,
+    /// `columns[..key_len]` are the group columns.
+    pub key_len: usize,
+    pub definition_hash: String,
+}
+
+impl TargetTable {
+    pub fn of(view: &str, definition_hash: &str, plan: &AggregatePlan) -> TargetTable {
+        TargetTable {
+            view: view.to_owned(),
+            name: plan.table.clone(),
+            columns: plan.columns(),
+            key_len: plan.group.len(),
+            definition_hash: definition_hash.to_owned(),
+        }
+    }
+
+    fn sql_error(&self) -> impl Fn(sqlx::Error) -> AggregateSinkError + '_ {
+        |source| AggregateSinkError::Sql {
+            table: self.name.clone(),
+            source,
+        }
+    }
+}
+
+/// What the checkpoint row of a view says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub store_id: String,
+    pub definition_hash: String,
+    pub sequence: u64,
+}
+
+/// One transaction's worth of group rows, each group once, in key order.
+#[derive(Debug, Default)]
+pub struct GroupBatch {
+    /// Whole rows (group columns, then measures).
+    pub upserts: Vec<Vec<Value>>,
+    /// Group key values.
+    pub deletes: Vec<Vec<Value>>,
+}
+
+/// Group rows streamed from the state store to fill a table from scratch.
+pub type RowChunks = mpsc::Receiver<RowChunk>;
+
+pub enum RowChunk {
+    Rows(Vec<Vec<Value>>),
+    /// Every row was sent: only now may the target commit.
+    End,
+}
+
+/// A SQL database that holds aggregate tables.
+#[async_trait]
+pub trait SqlTarget: Send + Sync {
+    /// The view's checkpoint, or `None` when it or the table is missing.
+    async fn checkpoint(
+        &self,
+        table: &TargetTable,
+    ) -> Result<Option<Checkpoint>, AggregateSinkError>;
+    /// In one transaction: drops and creates the table, inserts every row
+    /// of `rows`, and records `checkpoint`; commits only when `rows` ends
+    /// with [`RowChunk::End`]. Returns how many rows it wrote.
+    async fn rewrite(
+        &self,
+        table: &TargetTable,
+        rows: &mut RowChunks,
+        checkpoint: &Checkpoint,
+    ) -> Result<u64, AggregateSinkError>;
+    /// In one transaction: applies `batch` and records `checkpoint`.
+    async fn apply(
+        &self,
+        table: &TargetTable,
+        batch: &GroupBatch,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), AggregateSinkError>;
+}
+
+/// Opens the target database named by `url`: `postgres://…` or `sqlite:…`.
+pub async fn connect(url: &str) -> Result<Arc<dyn SqlTarget>, AggregateSinkError> {
+    let target: Arc<dyn SqlTarget> = if url.starts_with("sqlite:") {
+        Arc::new(sqlite::SqliteTarget::connect(url).await?)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Arc::new(postgres::PgTarget::connect(url).await?)
+    } else {
+        return Err(AggregateSinkError::Target {
+            url: redact_url(url),
+            message: "expected a postgres:// or sqlite: URL".into(),
+        });
+    };
+    Ok(target)
+}
+
+pub struct AggregateSink {
+    table: TargetTable,
+    /// The outbox name: `aggregate:{view}`.
+    sink: String,
+    store: Arc<Store>,
+    store_id: String,
+    target: Arc<dyn SqlTarget>,
+    /// Last sequence applied, published for status and tests.
+    applied: watch::Sender<u64>,
+}
+
+impl AggregateSink {
+    pub fn new(
+        table: TargetTable,
+        store: Arc<Store>,
+        store_id: String,
+        target: Arc<dyn SqlTarget>,
+    ) -> AggregateSink {
+        AggregateSink {
+            sink: sink_name(&table.view),
+            table,
+            store,
+            store_id,
+            target,
+            applied: watch::channel(0).0,
+        }
+    }
+
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Drains the outbox until `shutdown` turns true, retrying failures.
+    pub async fn run(self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(200);
+        while !*shutdown.borrow() {
+            let result = tokio::select! {
+                result = self.drain(&wake) => result,
+                _ = shutdown.changed() => return,
+            };
+            if let Err(error) = result {
+                tracing::error!(view = %self.table.view, %error, "aggregate sink: retrying in {backoff:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+
+    async fn drain(&self, wake: &Notify) -> Result<(), AggregateSinkError> {
+        let mut applied = match self.target.checkpoint(&self.table).await? {
+            Some(checkpoint) if self.is_ours(&checkpoint) => checkpoint.sequence,
+            _ => self.rewrite().await?,
+        };
+        self.applied.send_replace(applied);
+        loop {
+            let (store, sink, after) = (Arc::clone(&self.store), self.sink.clone(), applied);
+            let entries = tokio::task::spawn_blocking(move || {
+                store.outbox_after(&sink, after, ENTRIES_PER_BATCH)
+            })
+            .await??;
+            let Some(&(last, _)) = entries.last() else {
+                wake.notified().await;
+                continue;
+            };
+            let batch = self.fold(entries)?;
+            let checkpoint = self.checkpoint_at(last);
+            self.apply_with_retries(&batch, &checkpoint).await?;
+            crate::telemetry::record_sink_applied(
+                "aggregate",
+                batch.upserts.len() + batch.deletes.len(),
+            );
+            applied = last;
+            self.applied.send_replace(applied);
+            let (store, sink) = (Arc::clone(&self.store), self.sink.clone());
+            tokio::task::spawn_blocking(move || store.truncate_outbox(&sink, last)).await??;
+        }
+    }
+
+    fn is_ours(&self, checkpoint: &Checkpoint) -> bool {
+        checkpoint.store_id == self.store_id
+            && checkpoint.definition_hash == self.table.definition_hash
+    }
+
+    fn checkpoint_at(&self, sequence: u64) -> Checkpoint {
+        Checkpoint {
+            store_id: self.store_id.clone(),
+            definition_hash: self.table.definition_hash.clone(),
+            sequence,
+        }
+    }
+
+    /// Keeps the last entry of each group, in group-key order.
+    fn fold(
+        &self,
+        entries: Vec<(u64, crate::state::OutboxEntry)>,
+    ) -> Result<GroupBatch, AggregateSinkError> {
+        let mut last: BTreeMap<Vec<u8>, (Vec<Value>, Option<Vec<Value>>)> = BTreeMap::new();
+        for (sequence, entry) in entries {
+            let bad = |reason: String| AggregateSinkError::Entry {
+                view: self.table.view.clone(),
+                sequence,
+                reason,
+            };
+            let decode = |text: &str| values_from_json(text).map_err(|e| bad(e.to_string()));
+            let (key, row) = match &entry.op {
+                OutboxOp::Put { key, document } => (decode(key)?, Some(decode(document)?)),
+                OutboxOp::Delete { key } => (decode(key)?, None),
+            };
+            let width = if row.is_some() {
+                self.table.columns.len()
+            } else {
+                self.table.key_len
+            };
+            let values = row.as_ref().unwrap_or(&key);
+            if key.len() != self.table.key_len || values.len() != width {
+                return Err(bad(format!(
+                    "{} key values and {} row values for a table of {} group and {} columns",
+                    key.len(),
+                    values.len(),
+                    self.table.key_len,
+                    self.table.columns.len()
+                )));
+            }
+            last.insert(encode_values(&key), (key, row));
+        }
+        let mut batch = GroupBatch::default();
+        for (key, row) in last.into_values() {
+            match row {
+                Some(row) => batch.upserts.push(row),
+                None => batch.deletes.push(key),
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn apply_with_retries(
+        &self,
+        batch: &GroupBatch,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), AggregateSinkError> {
+        let mut attempt = 0;
+        loop {
+            match self.target.apply(&self.table, batch, checkpoint).await {
+                Err(error) if error.is_conflict() && attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(view = %self.table.view, %error, attempt, "aggregate sink: transaction conflict, retrying");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Recreates the table from the groups in the state store; returns the
+    /// outbox sequence that covers.
+    async fn rewrite(&self) -> Result<u64, AggregateSinkError> {
+        let (chunks_tx, mut chunks) = mpsc::channel(4);
+        let (sequence_tx, sequence_rx) = tokio::sync::oneshot::channel();
+        let (store, view, sink) = (
+            Arc::clone(&self.store),
+            self.table.view.clone(),
+            self.sink.clone(),
+        );
+        let reader = tokio::task::spawn_blocking(move || {
+            let on_sequence = |sequence| {
+                let _ = sequence_tx.send(sequence);
+            };
+            // A closed channel means the writer failed; it reports why.
+            store.group_rows_snapshot(&view, &sink, REWRITE_CHUNK, on_sequence, |chunk| {
+                let rows = chunk.into_iter().map(|(_, row)| row).collect();
+                let _ = chunks_tx.blocking_send(RowChunk::Rows(rows));
+                Ok(())
+            })?;
+            let _ = chunks_tx.blocking_send(RowChunk::End);
+            Ok::<(), StoreError>(())
+        });
+        let Ok(sequence) = sequence_rx.await else {
+            // The reader failed before it read anything: say why.
+            reader.await??;
+            return Err(StoreError::Corrupt {
+                what: "group snapshot",
+                reason: "ended without a sequence".into(),
+            }
+            .into());
+        };
+        let checkpoint = self.checkpoint_at(sequence);
+        let written = self.target.rewrite(&self.table, &mut chunks, &checkpoint).await;
+        // A failed read ends the rows without `End`: nothing was committed.
+        reader.await??;
+        let rows = written?;
+        tracing::info!(view = %self.table.view, table = %self.table.name, rows, sequence, "aggregate table written from the state store");
+        Ok(sequence)
+    }
+}

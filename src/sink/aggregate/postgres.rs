@@ -1,0 +1,304 @@
+//! Aggregate tables in PostgreSQL.
+//!
+//! Values travel as text and are cast to the column types in SQL, so numerics
+//! and timestamps arrive exactly as the engine computed them. A batch is one
+//! transaction of at most three statements, each over arrays (`unnest`):
+//! upsert the changed groups, delete the emptied ones, move the checkpoint.
+//!
+//! The group columns are the table's PRIMARY KEY when none of them can be
+//! NULL, and otherwise a `UNIQUE NULLS NOT DISTINCT` constraint: SQL's
+//! GROUP BY has a NULL group (an item whose product is gone), which a primary
+//! key cannot hold. Upserts name the same columns either way.
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
+
+use super::{
+    AggregateSinkError, CHECKPOINT_TABLE, Checkpoint, GroupBatch, RowChunk, RowChunks, SqlTarget,
+    TargetTable,
+};
+use crate::change::Value;
+use crate::expr::ValueType;
+use crate::source::connection::{quote_ident, quote_qualified, redact_url};
+
+pub struct PgTarget {
+    pool: PgPool,
+}
+
+impl PgTarget {
+    pub async fn connect(url: &str) -> Result<PgTarget, AggregateSinkError> {
+        let target_error = |message: String| AggregateSinkError::Target {
+            url: redact_url(url),
+            message,
+        };
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e: sqlx::Error| target_error(e.to_string()))?;
+        // Timestamps without zone are written as UTC text; the session must
+        // not shift `timestamptz` values either.
+        let options = options.options([("TimeZone", "UTC")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .map_err(|e| target_error(e.to_string()))?;
+        Ok(PgTarget { pool })
+    }
+}
+
+/// The PostgreSQL type of a column of `value_type`.
+pub fn sql_type(value_type: ValueType) -> &'static str {
+    match value_type {
+        ValueType::Bool => "boolean",
+        ValueType::Int => "bigint",
+        ValueType::Float => "double precision",
+        ValueType::Numeric => "numeric",
+        ValueType::Text | ValueType::Null => "text",
+        ValueType::Date => "date",
+        ValueType::Timestamp => "timestamp",
+        ValueType::TimestampTz => "timestamptz",
+        ValueType::Json => "jsonb",
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    (!value.is_null()).then(|| value.to_text())
+}
+
+/// Column `index` of every row, as text for a `text[]` parameter.
+fn column_texts(rows: &[Vec<Value>], index: usize) -> Vec<Option<String>> {
+    rows.iter().map(|row| text(&row[index])).collect()
+}
+
+fn column_list(table: &TargetTable, columns: std::ops::Range<usize>) -> String {
+    table.columns[columns]
+        .iter()
+        .map(|(name, _)| quote_ident(name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$1::text[], $2::text[], …` and `u.c1::type1, …` for `unnest` over
+/// `columns`.
+fn unnest_parts(table: &TargetTable, columns: std::ops::Range<usize>) -> (String, String) {
+    let mut params = Vec::new();
+    let mut casts = Vec::new();
+    for (position, (name, value_type)) in table.columns[columns].iter().enumerate() {
+        params.push(format!("${}::text[]", position + 1));
+        casts.push(format!("u.{}::{}", quote_ident(name), sql_type(*value_type)));
+    }
+    (params.join(", "), casts.join(", "))
+}
+
+fn create_table_sql(table: &TargetTable) -> String {
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|(name, value_type)| format!("{} {}", quote_ident(name), sql_type(*value_type)))
+        .collect();
+    let key = column_list(table, 0..table.key_len);
+    format!(
+        "CREATE TABLE {} ({}, UNIQUE NULLS NOT DISTINCT ({key}))",
+        quote_qualified(&table.name),
+        columns.join(", ")
+    )
+}
+
+async fn insert_rows(
+    txn: &mut Transaction<'_, Postgres>,
+    table: &TargetTable,
+    rows: &[Vec<Value>],
+    upsert: bool,
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let all = 0..table.columns.len();
+    let (params, casts) = unnest_parts(table, all.clone());
+    let mut sql = format!(
+        "INSERT INTO {} ({}) SELECT {casts} FROM unnest({params}) AS u({})",
+        quote_qualified(&table.name),
+        column_list(table, all.clone()),
+        column_list(table, all),
+    );
+    if upsert {
+        let updates: Vec<String> = table.columns[table.key_len..]
+            .iter()
+            .map(|(name, _)| format!("{0} = EXCLUDED.{0}", quote_ident(name)))
+            .collect();
+        sql.push_str(&format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            column_list(table, 0..table.key_len),
+            updates.join(", ")
+        ));
+    }
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for index in 0..table.columns.len() {
+        query = query.bind(column_texts(rows, index));
+    }
+    query.execute(&mut **txn).await?;
+    Ok(())
+}
+
+/// Deletes groups by key. `IS NOT DISTINCT FROM` matches the NULL group.
+async fn delete_groups(
+    txn: &mut Transaction<'_, Postgres>,
+    table: &TargetTable,
+    keys: &[Vec<Value>],
+) -> Result<(), sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let key = 0..table.key_len;
+    let (params, _) = unnest_parts(table, key.clone());
+    let conditions: Vec<String> = table.columns[key.clone()]
+        .iter()
+        .map(|(name, value_type)| {
+            let name = quote_ident(name);
+            format!(
+                "t.{name} IS NOT DISTINCT FROM u.{name}::{}",
+                sql_type(*value_type)
+            )
+        })
+        .collect();
+    let sql = format!(
+        "DELETE FROM {} AS t USING unnest({params}) AS u({}) WHERE {}",
+        quote_qualified(&table.name),
+        column_list(table, key.clone()),
+        conditions.join(" AND ")
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for index in key {
+        query = query.bind(column_texts(keys, index));
+    }
+    query.execute(&mut **txn).await?;
+    Ok(())
+}
+
+async fn ensure_checkpoint_table(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (\
+         view text PRIMARY KEY, store_id text NOT NULL, \
+         definition_hash text NOT NULL, sequence bigint NOT NULL)"
+    );
+    match sqlx::query(AssertSqlSafe(sql)).execute(pool).await {
+        Ok(_) => Ok(()),
+        // Two sinks creating it at once: the other one won.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+async fn record_checkpoint(
+    txn: &mut Transaction<'_, Postgres>,
+    view: &str,
+    checkpoint: &Checkpoint,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO {CHECKPOINT_TABLE} (view, store_id, definition_hash, sequence) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (view) DO UPDATE SET \
+         store_id = EXCLUDED.store_id, definition_hash = EXCLUDED.definition_hash, \
+         sequence = EXCLUDED.sequence"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(view)
+        .bind(&checkpoint.store_id)
+        .bind(&checkpoint.definition_hash)
+        .bind(i64::try_from(checkpoint.sequence).unwrap_or(i64::MAX))
+        .execute(&mut **txn)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl SqlTarget for PgTarget {
+    async fn checkpoint(
+        &self,
+        table: &TargetTable,
+    ) -> Result<Option<Checkpoint>, AggregateSinkError> {
+        let sql_error = table.sql_error();
+        ensure_checkpoint_table(&self.pool).await.map_err(&sql_error)?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(quote_qualified(&table.name))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(&sql_error)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT store_id, definition_hash, sequence FROM {CHECKPOINT_TABLE} WHERE view = $1"
+        );
+        let row: Option<(String, String, i64)> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(&table.view)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(&sql_error)?;
+        Ok(row.map(|(store_id, definition_hash, sequence)| Checkpoint {
+            store_id,
+            definition_hash,
+            sequence: u64::try_from(sequence).unwrap_or(0),
+        }))
+    }
+
+    async fn rewrite(
+        &self,
+        table: &TargetTable,
+        rows: &mut RowChunks,
+        checkpoint: &Checkpoint,
+    ) -> Result<u64, AggregateSinkError> {
+        let sql_error = table.sql_error();
+        let mut txn = self.pool.begin().await.map_err(&sql_error)?;
+        if let Some((schema, _)) = table.name.split_once('.') {
+            let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
+            sqlx::query(AssertSqlSafe(sql)).execute(&mut *txn).await.map_err(&sql_error)?;
+        }
+        let drop = format!("DROP TABLE IF EXISTS {}", quote_qualified(&table.name));
+        sqlx::query(AssertSqlSafe(drop)).execute(&mut *txn).await.map_err(&sql_error)?;
+        sqlx::query(AssertSqlSafe(create_table_sql(table)))
+            .execute(&mut *txn)
+            .await
+            .map_err(&sql_error)?;
+        let mut written = 0;
+        loop {
+            match rows.recv().await {
+                Some(RowChunk::Rows(chunk)) => {
+                    insert_rows(&mut txn, table, &chunk, false)
+                        .await
+                        .map_err(&sql_error)?;
+                    written += chunk.len() as u64;
+                }
+                Some(RowChunk::End) => break,
+                // The state store read failed; dropping `txn` rolls back.
+                None => return Ok(written),
+            }
+        }
+        record_checkpoint(&mut txn, &table.view, checkpoint)
+            .await
+            .map_err(&sql_error)?;
+        txn.commit().await.map_err(&sql_error)?;
+        Ok(written)
+    }
+
+    async fn apply(
+        &self,
+        table: &TargetTable,
+        batch: &GroupBatch,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), AggregateSinkError> {
+        let sql_error = table.sql_error();
+        let mut txn = self.pool.begin().await.map_err(&sql_error)?;
+        insert_rows(&mut txn, table, &batch.upserts, true)
+            .await
+            .map_err(&sql_error)?;
+        delete_groups(&mut txn, table, &batch.deletes)
+            .await
+            .map_err(&sql_error)?;
+        record_checkpoint(&mut txn, &table.view, checkpoint)
+            .await
+            .map_err(&sql_error)?;
+        txn.commit().await.map_err(&sql_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,251 @@
+//! Aggregate tables in SQLite (`--aggregates-url sqlite:path/to/file.db`).
+//!
+//! SQLite has no schemas, so `analytics.category_daily_sales` becomes the
+//! table `category_daily_sales`. Numerics go into NUMERIC columns (SQLite
+//! keeps them as integers or reals when that is lossless, as text otherwise),
+//! dates and timestamps as their ISO 8601 text. SQLite's unique indexes hold
+//! several NULL groups, so a group is written by deleting it (`IS` matches
+//! NULL) and inserting its new row, inside the batch's one transaction.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, Sqlite, SqlitePool, Transaction};
+
+use super::{
+    AggregateSinkError, CHECKPOINT_TABLE, Checkpoint, GroupBatch, RowChunk, RowChunks, SqlTarget,
+    TargetTable,
+};
+use crate::change::Value;
+use crate::expr::ValueType;
+use crate::source::connection::{quote_ident, redact_url};
+
+pub struct SqliteTarget {
+    pool: SqlitePool,
+}
+
+impl SqliteTarget {
+    pub async fn connect(url: &str) -> Result<SqliteTarget, AggregateSinkError> {
+        let target_error = |message: String| AggregateSinkError::Target {
+            url: redact_url(url),
+            message,
+        };
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| target_error(e.to_string()))?
+            .create_if_missing(true);
+        // One writer: SQLite serializes writes anyway.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| target_error(e.to_string()))?;
+        Ok(SqliteTarget { pool })
+    }
+}
+
+fn sql_type(value_type: ValueType) -> &'static str {
+    match value_type {
+        ValueType::Bool => "BOOLEAN",
+        ValueType::Int => "INTEGER",
+        ValueType::Float => "REAL",
+        ValueType::Numeric => "NUMERIC",
+        _ => "TEXT",
+    }
+}
+
+/// The table's name without its schema.
+fn table_name(table: &TargetTable) -> String {
+    let name = table.name.rsplit_once('.').map_or(table.name.as_str(), |(_, t)| t);
+    quote_ident(name)
+}
+
+fn bind<'q>(
+    query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
+    value: &Value,
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments> {
+    match value {
+        Value::Null => query.bind(None::<String>),
+        Value::Bool(b) => query.bind(*b),
+        Value::Int(i) => query.bind(*i),
+        Value::Float(f) => query.bind(*f),
+        other => query.bind(other.to_text()),
+    }
+}
+
+async fn delete_group(
+    txn: &mut Transaction<'_, Sqlite>,
+    table: &TargetTable,
+    key: &[Value],
+) -> Result<(), sqlx::Error> {
+    let conditions: Vec<String> = table.columns[..table.key_len]
+        .iter()
+        .enumerate()
+        .map(|(index, (name, _))| format!("{} IS ?{}", quote_ident(name), index + 1))
+        .collect();
+    let sql = format!(
+        "DELETE FROM {} WHERE {}",
+        table_name(table),
+        conditions.join(" AND ")
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for value in key {
+        query = bind(query, value);
+    }
+    query.execute(&mut **txn).await?;
+    Ok(())
+}
+
+async fn insert_row(
+    txn: &mut Transaction<'_, Sqlite>,
+    table: &TargetTable,
+    row: &[Value],
+) -> Result<(), sqlx::Error> {
+    let names: Vec<String> = table.columns.iter().map(|(n, _)| quote_ident(n)).collect();
+    let params: Vec<String> = (1..=row.len()).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        table_name(table),
+        names.join(", "),
+        params.join(", ")
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for value in row {
+        query = bind(query, value);
+    }
+    query.execute(&mut **txn).await?;
+    Ok(())
+}
+
+async fn record_checkpoint(
+    txn: &mut Transaction<'_, Sqlite>,
+    view: &str,
+    checkpoint: &Checkpoint,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO {CHECKPOINT_TABLE} (view, store_id, definition_hash, sequence) \
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (view) DO UPDATE SET \
+         store_id = excluded.store_id, definition_hash = excluded.definition_hash, \
+         sequence = excluded.sequence"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(view)
+        .bind(&checkpoint.store_id)
+        .bind(&checkpoint.definition_hash)
+        .bind(i64::try_from(checkpoint.sequence).unwrap_or(i64::MAX))
+        .execute(&mut **txn)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl SqlTarget for SqliteTarget {
+    async fn checkpoint(
+        &self,
+        table: &TargetTable,
+    ) -> Result<Option<Checkpoint>, AggregateSinkError> {
+        let sql_error = table.sql_error();
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (view TEXT PRIMARY KEY, \
+             store_id TEXT NOT NULL, definition_hash TEXT NOT NULL, sequence INTEGER NOT NULL)"
+        );
+        sqlx::query(AssertSqlSafe(create))
+            .execute(&self.pool)
+            .await
+            .map_err(&sql_error)?;
+        let name = table.name.rsplit_once('.').map_or(table.name.as_str(), |(_, t)| t);
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(&sql_error)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT store_id, definition_hash, sequence FROM {CHECKPOINT_TABLE} WHERE view = ?1"
+        );
+        let row: Option<(String, String, i64)> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(&table.view)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(&sql_error)?;
+        Ok(row.map(|(store_id, definition_hash, sequence)| Checkpoint {
+            store_id,
+            definition_hash,
+            sequence: u64::try_from(sequence).unwrap_or(0),
+        }))
+    }
+
+    async fn rewrite(
+        &self,
+        table: &TargetTable,
+        rows: &mut RowChunks,
+        checkpoint: &Checkpoint,
+    ) -> Result<u64, AggregateSinkError> {
+        let sql_error = table.sql_error();
+        let mut txn = self.pool.begin().await.map_err(&sql_error)?;
+        let drop = format!("DROP TABLE IF EXISTS {}", table_name(table));
+        sqlx::query(AssertSqlSafe(drop)).execute(&mut *txn).await.map_err(&sql_error)?;
+        let columns: Vec<String> = table
+            .columns
+            .iter()
+            .map(|(name, value_type)| format!("{} {}", quote_ident(name), sql_type(*value_type)))
+            .collect();
+        let keys: Vec<String> = table.columns[..table.key_len]
+            .iter()
+            .map(|(name, _)| quote_ident(name))
+            .collect();
+        let create = format!(
+            "CREATE TABLE {} ({}, UNIQUE ({}))",
+            table_name(table),
+            columns.join(", "),
+            keys.join(", ")
+        );
+        sqlx::query(AssertSqlSafe(create)).execute(&mut *txn).await.map_err(&sql_error)?;
+        let mut written = 0;
+        loop {
+            match rows.recv().await {
+                Some(RowChunk::Rows(chunk)) => {
+                    for row in &chunk {
+                        insert_row(&mut txn, table, row).await.map_err(&sql_error)?;
+                    }
+                    written += chunk.len() as u64;
+                }
+                Some(RowChunk::End) => break,
+                // The state store read failed; dropping `txn` rolls back.
+                None => return Ok(written),
+            }
+        }
+        record_checkpoint(&mut txn, &table.view, checkpoint)
+            .await
+            .map_err(&sql_error)?;
+        txn.commit().await.map_err(&sql_error)?;
+        Ok(written)
+    }
+
+    async fn apply(
+        &self,
+        table: &TargetTable,
+        batch: &GroupBatch,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), AggregateSinkError> {
+        let sql_error = table.sql_error();
+        let mut txn = self.pool.begin().await.map_err(&sql_error)?;
+        for row in &batch.upserts {
+            delete_group(&mut txn, table, &row[..table.key_len])
+                .await
+                .map_err(&sql_error)?;
+            insert_row(&mut txn, table, row).await.map_err(&sql_error)?;
+        }
+        for key in &batch.deletes {
+            delete_group(&mut txn, table, key).await.map_err(&sql_error)?;
+        }
+        record_checkpoint(&mut txn, &table.view, checkpoint)
+            .await
+            .map_err(&sql_error)?;
+        txn.commit().await.map_err(&sql_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,205 @@
+//! The groups of aggregate views: each group's running state
+//! ([`GroupState`]) with the row last handed to its sink, the multisets of
+//! inputs that `min`, `max` and `count_distinct` read, and the groups the
+//! current transaction changed, which the engine turns into outbox entries
+//! before it commits.
+
+use redb::{ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use super::keycode::{encode_values, prefix_end};
+use super::writer::{prefixed, view_prefix};
+use super::{GROUPS, META, Store, StateWriter, StoreError, outbox};
+use crate::aggregate::{AggregateError, GroupState, ValueCounts};
+use crate::change::Value;
+
+/// A group as stored: its state, and the row last appended to its sink's
+/// outbox (`None` before the first time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredGroup {
+    pub state: GroupState,
+    pub row: Option<Vec<Value>>,
+}
+
+fn corrupt(what: &'static str) -> impl Fn(postcard::Error) -> StoreError {
+    move |e| StoreError::Corrupt {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// `view ‖ group key`: the key of a group in both tables.
+pub fn group_key(view: &str, group: &[Value]) -> Vec<u8> {
+    prefixed(view, &encode_values(group))
+}
+
+impl<'txn> StateWriter<'txn> {
+    pub fn get_group(&self, key: &[u8]) -> Result<Option<StoredGroup>, StoreError> {
+        match self.groups.get(key)? {
+            Some(bytes) => postcard::from_bytes(bytes.value())
+                .map(Some)
+                .map_err(corrupt("group")),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_group(&mut self, key: &[u8], group: &StoredGroup) -> Result<(), StoreError> {
+        self.groups.insert(key, outbox::encode(group).as_slice())?;
+        Ok(())
+    }
+
+    pub fn delete_group(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.groups.remove(key)?;
+        let end = prefix_end(key);
+        self.group_values
+            .retain_in(key..end.as_slice(), |_, _| false)?;
+        Ok(())
+    }
+
+    /// Notes that the group under `key` changed in this transaction.
+    pub fn mark_group_changed(&mut self, view: &str, key: Vec<u8>) {
+        self.changed_groups.insert((view.to_owned(), key));
+    }
+
+    /// The groups changed since the last call, in (view, key) order: the
+    /// order in which their rows reach the sink.
+    pub fn take_changed_groups(&mut self) -> Vec<(String, Vec<u8>)> {
+        std::mem::take(&mut self.changed_groups).into_iter().collect()
+    }
+
+    /// The input multisets of the group under `key`.
+    pub fn group_values<'w>(&'w mut self, key: &[u8]) -> GroupValues<'w, 'txn> {
+        GroupValues {
+            writer: self,
+            group: key.to_vec(),
+        }
+    }
+
+    /// Forgets every group and root contribution of `view` (its definition
+    /// changed: the old groups mean nothing under the new one).
+    pub fn clear_view_groups(&mut self, view: &str) -> Result<(), StoreError> {
+        let prefix = view_prefix(view);
+        let end = prefix_end(&prefix);
+        let range = prefix.as_slice()..end.as_slice();
+        self.groups.retain_in(range.clone(), |_, _| false)?;
+        self.group_values.retain_in(range.clone(), |_, _| false)?;
+        self.outputs.retain_in(range, |_, _| false)?;
+        self.changed_groups.retain(|(changed, _)| changed != view);
+        Ok(())
+    }
+}
+
+/// The multisets of one group, over the open write transaction.
+pub struct GroupValues<'w, 'txn> {
+    writer: &'w mut StateWriter<'txn>,
+    group: Vec<u8>,
+}
+
+impl GroupValues<'_, '_> {
+    fn value_key(&self, measure: usize, sort_key: &[u8]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(self.group.len() + 2 + sort_key.len());
+        key.extend_from_slice(&self.group);
+        key.extend_from_slice(&measure_tag(measure));
+        key.extend_from_slice(sort_key);
+        key
+    }
+}
+
+/// Two bytes: views have far fewer measures than 65,536.
+fn measure_tag(measure: usize) -> [u8; 2] {
+    u16::try_from(measure).unwrap_or(u16::MAX).to_be_bytes()
+}
+
+fn storage(error: StoreError) -> AggregateError {
+    AggregateError::Storage(error.to_string())
+}
+
+impl ValueCounts for GroupValues<'_, '_> {
+    fn change(
+        &mut self,
+        measure: usize,
+        sort_key: &[u8],
+        value: &Value,
+        delta: i64,
+    ) -> Result<u64, AggregateError> {
+        let key = self.value_key(measure, sort_key);
+        let table = &mut self.writer.group_values;
+        let current: (u64, Value) = match table.get(key.as_slice()).map_err(into_storage)? {
+            Some(bytes) => postcard::from_bytes(bytes.value())
+                .map_err(corrupt("group value"))
+                .map_err(storage)?,
+            None => (0, value.clone()),
+        };
+        let count = current.0.saturating_add_signed(delta);
+        if count == 0 {
+            table.remove(key.as_slice()).map_err(into_storage)?;
+        } else {
+            let bytes = outbox::encode(&(count, &current.1));
+            table
+                .insert(key.as_slice(), bytes.as_slice())
+                .map_err(into_storage)?;
+        }
+        Ok(count)
+    }
+
+    fn extreme(&self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError> {
+        let mut start = self.group.clone();
+        start.extend_from_slice(&measure_tag(measure));
+        let end = prefix_end(&start);
+        let mut range = self
+            .writer
+            .group_values
+            .range(start.as_slice()..end.as_slice())
+            .map_err(into_storage)?;
+        let found = if last { range.next_back() } else { range.next() };
+        let Some(item) = found else {
+            return Ok(None);
+        };
+        let (_, bytes) = item.map_err(into_storage)?;
+        let (_, value): (u64, Value) = postcard::from_bytes(bytes.value())
+            .map_err(corrupt("group value"))
+            .map_err(storage)?;
+        Ok(Some(value))
+    }
+}
+
+fn into_storage(error: redb::StorageError) -> AggregateError {
+    storage(StoreError::from(error))
+}
+
+impl Store {
+    /// Reads every group row of `view` that was appended to its outbox, and
+    /// the newest outbox sequence of `sink` (given to `on_sequence` first),
+    /// at one consistent point, in chunks of `chunk` `(group key, row)`
+    /// pairs. Used to write a target table from scratch.
+    pub fn group_rows_snapshot(
+        &self,
+        view: &str,
+        sink: &str,
+        chunk: usize,
+        on_sequence: impl FnOnce(u64),
+        mut each_chunk: impl FnMut(Vec<(Vec<Value>, Vec<Value>)>) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let sequence = super::read_sequence(&txn.open_table(META)?, sink)?;
+        on_sequence(sequence);
+        let groups = txn.open_table(GROUPS)?;
+        let prefix = view_prefix(view);
+        let end = prefix_end(&prefix);
+        let mut batch = Vec::with_capacity(chunk);
+        for item in groups.range(prefix.as_slice()..end.as_slice())? {
+            let (_, bytes) = item?;
+            let group: StoredGroup = postcard::from_bytes(bytes.value()).map_err(corrupt("group"))?;
+            if let Some(row) = group.row {
+                batch.push((group.state.group, row));
+            }
+            if batch.len() == chunk {
+                each_chunk(std::mem::take(&mut batch))?;
+            }
+        }
+        if !batch.is_empty() {
+            each_chunk(batch)?;
+        }
+        Ok(sequence)
+    }
+}
