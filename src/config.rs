@@ -43,6 +43,9 @@ pub struct ConfigArgs {
     /// Redis URL [default: redis://127.0.0.1:6379]
     #[arg(long, env = "VIEWKEEPER_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Database of the aggregate views' tables: postgres://… or sqlite:path [default: the source database]
+    #[arg(long, env = "VIEWKEEPER_AGGREGATES_URL", hide_env_values = true)]
+    pub aggregates_url: Option<String>,
     /// Directory of view files [default: views]
     #[arg(long, env = "VIEWKEEPER_VIEWS")]
     pub views: Option<PathBuf>,
@@ -79,6 +82,7 @@ pub struct ConfigArgs {
 struct FileConfig {
     database_url: Option<String>,
     redis_url: Option<String>,
+    aggregates_url: Option<String>,
     views: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     slot: Option<String>,
@@ -95,6 +99,8 @@ struct FileConfig {
 pub struct Config {
     pub database_url: Option<String>,
     pub redis_url: String,
+    /// `None`: aggregate tables go to the source database.
+    pub aggregates_url: Option<String>,
     pub views: PathBuf,
     pub data_dir: PathBuf,
     pub slot: String,
@@ -114,6 +120,10 @@ impl std::fmt::Debug for Config {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("redis_url", &redact_url(&self.redis_url))
+            .field(
+                "aggregates_url",
+                &self.aggregates_url.as_deref().map(redact_url),
+            )
             .field("views", &self.views)
             .field("data_dir", &self.data_dir)
             .field("slot", &self.slot)
@@ -155,6 +165,7 @@ impl Config {
                 file.redis_url,
                 "redis://127.0.0.1:6379".into(),
             ),
+            aggregates_url: args.aggregates_url.clone().or(file.aggregates_url),
             views: pick(&args.views, file.views, "views".into()),
             data_dir: pick(&args.data_dir, file.data_dir, "data".into()),
             publication: pick(&args.publication, file.publication, slot.clone()),
@@ -182,6 +193,14 @@ impl Config {
         self.database_url
             .as_deref()
             .ok_or(ConfigError::MissingDatabaseUrl)
+    }
+
+    /// Where aggregate tables are written: `aggregates_url`, else the source.
+    pub fn aggregates_url(&self) -> Result<&str, ConfigError> {
+        match &self.aggregates_url {
+            Some(url) => Ok(url),
+            None => self.database_url(),
+        }
     }
 }
 

@@ -18,7 +18,8 @@ use crate::admin::{self, AdminError, AdminState};
 use crate::change::Lsn;
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
-use crate::plan::{Plan, PlanError};
+use crate::plan::{OutputPlan, Plan, PlanError};
+use crate::sink::aggregate::{self, AggregateSink, AggregateSinkError, TargetTable};
 use crate::sink::redis::{self, RedisSink};
 use crate::sink::search::{SearchError, SearchIndex, SearchSink};
 use crate::source::connection::PgEndpoint;
@@ -51,6 +52,8 @@ pub enum ServiceError {
     Admin(#[from] AdminError),
     #[error(transparent)]
     Search(#[from] SearchError),
+    #[error(transparent)]
+    Aggregate(#[from] AggregateSinkError),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -101,6 +104,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     )
     .await?;
     sinks.tasks.push(tokio::spawn(admin));
+    start_aggregate_sinks(&plan, &config, &store, &shutdown, &mut sinks).await?;
     if plan.views.iter().any(|v| v.sink == redis::SINK) {
         let wake = Arc::new(Notify::new());
         let sink = RedisSink::new(
@@ -192,6 +196,46 @@ fn start_search_sinks(
         sinks.indexes.insert(view.name.clone(), index);
     }
     Ok(sinks)
+}
+
+/// Connects to the aggregates database (once, shared by every aggregate
+/// view) and starts one sink per aggregate view.
+async fn start_aggregate_sinks(
+    plan: &Plan,
+    config: &Config,
+    store: &Arc<Store>,
+    shutdown: &watch::Receiver<bool>,
+    sinks: &mut Sinks,
+) -> Result<(), ServiceError> {
+    let tables: Vec<TargetTable> = plan
+        .views
+        .iter()
+        .filter_map(|view| match &view.output {
+            OutputPlan::Aggregate(output) => {
+                Some(TargetTable::of(&view.name, &view.definition_hash, output))
+            }
+            _ => None,
+        })
+        .collect();
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let target = aggregate::connect(config.aggregates_url()?).await?;
+    let store_id = store.id()?;
+    for table in tables {
+        let wake = Arc::new(Notify::new());
+        let sink = AggregateSink::new(
+            table,
+            Arc::clone(store),
+            store_id.clone(),
+            Arc::clone(&target),
+        );
+        sinks
+            .tasks
+            .push(tokio::spawn(sink.run(Arc::clone(&wake), shutdown.clone())));
+        sinks.wakes.push(wake);
+    }
+    Ok(())
 }
 
 /// Loads the catalog, checks the views against it, and plans them.

@@ -177,8 +177,8 @@ impl GroupState {
                 sum.apply(input, direction).map_err(fail)?;
             }
             if spec.keeps_values() {
-                let key = sort_key(input)
-                    .ok_or_else(|| fail(format!("value {input:?} has no order")))?;
+                let key =
+                    sort_key(input).ok_or_else(|| fail(format!("value {input:?} has no order")))?;
                 let count = counts.change(index, &key, input, direction.delta())?;
                 match (direction, count) {
                     (Direction::Add, 1) => state.distinct += 1,
@@ -272,9 +272,7 @@ impl ExactSum {
                     return Err(format!("expected an integer, got {input:?}"));
                 };
                 let value = i128::from(*value) * i128::from(direction.delta());
-                *sum = sum
-                    .checked_add(value)
-                    .ok_or("integer sum out of range")?;
+                *sum = sum.checked_add(value).ok_or("integer sum out of range")?;
             }
             ExactSum::Decimal {
                 finite,
@@ -284,8 +282,9 @@ impl ExactSum {
             } => {
                 let value = match input {
                     Value::Float(f) => Decimal::from_f64(*f),
-                    Value::Numeric(text) | Value::Text(text) => Decimal::parse(text)
-                        .ok_or_else(|| format!("`{text}` is not a number"))?,
+                    Value::Numeric(text) | Value::Text(text) => {
+                        Decimal::parse(text).ok_or_else(|| format!("`{text}` is not a number"))?
+                    }
                     Value::Int(i) => Decimal::from_i64(*i),
                     other => return Err(format!("expected a number, got {other:?}")),
                 };

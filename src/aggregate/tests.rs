@@ -91,7 +91,10 @@ impl ValueCounts for MemoryCounts {
             .0
             .entry((measure, key.to_vec()))
             .or_insert((0, value.clone()));
-        entry.0 = entry.0.checked_add_signed(delta).expect("no retraction below zero");
+        entry.0 = entry
+            .0
+            .checked_add_signed(delta)
+            .expect("no retraction below zero");
         let count = entry.0;
         if count == 0 {
             self.0.remove(&(measure, key.to_vec()));
@@ -103,7 +106,11 @@ impl ValueCounts for MemoryCounts {
         let mut range = self
             .0
             .range((measure, Vec::new())..(measure + 1, Vec::new()));
-        let found = if last { range.next_back() } else { range.next() };
+        let found = if last {
+            range.next_back()
+        } else {
+            range.next()
+        };
         Ok(found.map(|(_, (_, value))| value.clone()))
     }
 }
@@ -216,7 +223,10 @@ fn row_strategy() -> impl Strategy<Value = Row> {
         prop::option::weighted(0.9, 0..4i64),
         prop::option::weighted(0.8, -50..50i64),
         prop::option::weighted(0.8, -5000..5000i64),
-        prop::option::weighted(0.8, prop_oneof![Just(0.1), Just(-2.5), Just(1e15), Just(3.0)]),
+        prop::option::weighted(
+            0.8,
+            prop_oneof![Just(0.1), Just(-2.5), Just(1e15), Just(3.0)],
+        ),
         prop::option::weighted(0.8, "[a-c]{0,2}"),
     )
         .prop_map(|(group, int, numeric, float, text)| Row {
@@ -283,15 +293,32 @@ fn infinities_are_retracted_exactly() {
     let mut counts = MemoryCounts::default();
     let mut apply = |value: &str, direction| {
         state
-            .apply(&specs, &[Value::Numeric(value.into())], direction, &mut counts)
+            .apply(
+                &specs,
+                &[Value::Numeric(value.into())],
+                direction,
+                &mut counts,
+            )
             .unwrap();
         state.row(&specs, &counts).unwrap()[0].clone()
     };
     assert_eq!(apply("1.5", Direction::Add), Value::Numeric("1.5".into()));
-    assert_eq!(apply("Infinity", Direction::Add), Value::Numeric("Infinity".into()));
-    assert_eq!(apply("-Infinity", Direction::Add), Value::Numeric("NaN".into()));
-    assert_eq!(apply("Infinity", Direction::Retract), Value::Numeric("-Infinity".into()));
-    assert_eq!(apply("-Infinity", Direction::Retract), Value::Numeric("1.5".into()));
+    assert_eq!(
+        apply("Infinity", Direction::Add),
+        Value::Numeric("Infinity".into())
+    );
+    assert_eq!(
+        apply("-Infinity", Direction::Add),
+        Value::Numeric("NaN".into())
+    );
+    assert_eq!(
+        apply("Infinity", Direction::Retract),
+        Value::Numeric("-Infinity".into())
+    );
+    assert_eq!(
+        apply("-Infinity", Direction::Retract),
+        Value::Numeric("1.5".into())
+    );
 }
 
 #[test]
@@ -304,7 +331,9 @@ fn integer_sums_and_averages_are_numeric_like_postgresql() {
     let mut counts = MemoryCounts::default();
     for value in [1, 2, 2] {
         let inputs = [Value::Int(value), Value::Int(value)];
-        state.apply(&specs, &inputs, Direction::Add, &mut counts).unwrap();
+        state
+            .apply(&specs, &inputs, Direction::Add, &mut counts)
+            .unwrap();
     }
     assert_eq!(
         state.row(&specs, &counts).unwrap(),

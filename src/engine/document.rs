@@ -9,7 +9,8 @@ use super::EngineError;
 use crate::change::Value;
 use crate::expr::{EvalError, compare_values};
 use crate::plan::{
-    DocPlan, ExprPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, OutputPlan, SearchFieldPlan, ViewPlan,
+    DocPlan, ExprPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, OutputPlan, SearchFieldPlan,
+    ViewPlan,
 };
 use crate::state::StateWriter;
 use crate::state::StoredOutput;

@@ -142,8 +142,27 @@ mod tests {
     #[test]
     fn numerics_sort_by_value_and_equal_values_share_a_key() {
         assert_same_order(&numerics(&[
-            "-Infinity", "-1000", "-12.5", "-1.25", "-1.2", "-1", "-0.05", "0", "0.00", "0.05",
-            "0.5", "1", "1.0", "1.00", "1.2", "1.25", "9.99", "10", "12.5", "1000", "Infinity",
+            "-Infinity",
+            "-1000",
+            "-12.5",
+            "-1.25",
+            "-1.2",
+            "-1",
+            "-0.05",
+            "0",
+            "0.00",
+            "0.05",
+            "0.5",
+            "1",
+            "1.0",
+            "1.00",
+            "1.2",
+            "1.25",
+            "9.99",
+            "10",
+            "12.5",
+            "1000",
+            "Infinity",
             "NaN",
         ]));
     }
@@ -169,8 +188,18 @@ mod tests {
 
     #[test]
     fn integers_text_and_booleans_keep_their_order() {
-        assert_same_order(&[Value::Int(i64::MIN), Value::Int(-1), Value::Int(0), Value::Int(7)]);
-        assert_same_order(&[Value::Text("".into()), Value::Text("a".into()), Value::Text("ab".into()), Value::Text("é".into())]);
+        assert_same_order(&[
+            Value::Int(i64::MIN),
+            Value::Int(-1),
+            Value::Int(0),
+            Value::Int(7),
+        ]);
+        assert_same_order(&[
+            Value::Text("".into()),
+            Value::Text("a".into()),
+            Value::Text("ab".into()),
+            Value::Text("é".into()),
+        ]);
         assert_same_order(&[Value::Bool(false), Value::Bool(true)]);
     }
 

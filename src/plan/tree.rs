@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 
 use crate::view::model::{
-    AggregateView, CacheView, Cardinality, Field, FieldSource, NamedJoin, SearchView, ViewDef, ViewKind,
+    AggregateView, CacheView, Cardinality, Field, FieldSource, NamedJoin, SearchView, ViewDef,
+    ViewKind,
 };
 
 /// One table of the tree.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keycode::{encode_values, prefix_end};
 use super::writer::{prefixed, view_prefix};
-use super::{GROUPS, META, Store, StateWriter, StoreError, outbox};
+use super::{GROUPS, META, StateWriter, Store, StoreError, outbox};
 use crate::aggregate::{AggregateError, GroupState, ValueCounts};
 use crate::change::Value;
 
@@ -64,7 +64,9 @@ impl<'txn> StateWriter<'txn> {
     /// The groups changed since the last call, in (view, key) order: the
     /// order in which their rows reach the sink.
     pub fn take_changed_groups(&mut self) -> Vec<(String, Vec<u8>)> {
-        std::mem::take(&mut self.changed_groups).into_iter().collect()
+        std::mem::take(&mut self.changed_groups)
+            .into_iter()
+            .collect()
     }
 
     /// The input multisets of the group under `key`.
@@ -151,7 +153,11 @@ impl ValueCounts for GroupValues<'_, '_> {
             .group_values
             .range(start.as_slice()..end.as_slice())
             .map_err(into_storage)?;
-        let found = if last { range.next_back() } else { range.next() };
+        let found = if last {
+            range.next_back()
+        } else {
+            range.next()
+        };
         let Some(item) = found else {
             return Ok(None);
         };
@@ -189,7 +195,8 @@ impl Store {
         let mut batch = Vec::with_capacity(chunk);
         for item in groups.range(prefix.as_slice()..end.as_slice())? {
             let (_, bytes) = item?;
-            let group: StoredGroup = postcard::from_bytes(bytes.value()).map_err(corrupt("group"))?;
+            let group: StoredGroup =
+                postcard::from_bytes(bytes.value()).map_err(corrupt("group"))?;
             if let Some(row) = group.row {
                 batch.push((group.state.group, row));
             }

@@ -100,6 +100,55 @@ const PRODUCT_SEARCH_SQL: &str = r#"
            json_build_object('name', p.name, 'category', c.name, 'price_cents', p.price_cents)::text
     FROM products p LEFT JOIN categories c ON c.id = p.category_id"#;
 
+/// The rows `category_daily_sales` (views/category_daily_sales.yaml) must
+/// hold, by group key: the GROUP BY over the source tables, dates in UTC.
+/// Values are compared as PostgreSQL's text of each column, so `numeric`
+/// sums and averages must match to the last digit.
+pub async fn expected_category_daily_sales(pool: &PgPool) -> BTreeMap<String, Value> {
+    let sql = format!("{CATEGORY_DAILY_SALES_COLUMNS} FROM ({CATEGORY_DAILY_SALES_SQL}) t");
+    try_documents(pool, &sql)
+        .await
+        .unwrap_or_else(|e| panic!("computing the expected category_daily_sales: {e}"))
+}
+
+/// What the aggregate table holds, in the same form; an error while the
+/// table does not exist yet.
+pub async fn category_daily_sales_rows(pool: &PgPool) -> Result<BTreeMap<String, Value>, String> {
+    let sql = format!("{CATEGORY_DAILY_SALES_COLUMNS} FROM analytics.category_daily_sales t");
+    try_documents(pool, &sql).await
+}
+
+const CATEGORY_DAILY_SALES_SQL: &str = r#"
+    SELECT date(o.created_at AT TIME ZONE 'UTC') AS day,
+           p.category_id,
+           count(*) AS items,
+           sum(oi.quantity) AS units,
+           sum(oi.quantity * oi.unit_price_cents) AS revenue_cents,
+           max(oi.unit_price_cents) AS max_unit_price_cents,
+           avg(oi.unit_price_cents) AS avg_unit_price_cents
+    FROM order_items oi
+    LEFT JOIN orders o ON o.id = oi.order_id
+    LEFT JOIN products p ON p.id = oi.product_id
+    WHERE o.status = 'paid'
+    GROUP BY 1, 2"#;
+
+const CATEGORY_DAILY_SALES_COLUMNS: &str = r#"
+    SELECT json_build_array(t.day::text, t.category_id::text)::text,
+           json_build_object('items', t.items::text, 'units', t.units::text,
+                             'revenue_cents', t.revenue_cents::text,
+                             'max_unit_price_cents', t.max_unit_price_cents::text,
+                             'avg_unit_price_cents', t.avg_unit_price_cents::text)::text"#;
+
+async fn try_documents(pool: &PgPool, sql: &str) -> Result<BTreeMap<String, Value>, String> {
+    let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    rows.into_iter()
+        .map(|(key, doc)| Ok((key, serde_json::from_str(&doc).map_err(|e| e.to_string())?)))
+        .collect()
+}
+
 /// Every key matching `pattern` (e.g. `order:*`) with its value parsed as
 /// JSON; a value that is not JSON is kept as a string that says so, so a diff
 /// shows it. Panics if Redis cannot be read.

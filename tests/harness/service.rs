@@ -13,8 +13,9 @@ use viewkeeper::sink::search::SearchIndex;
 use viewkeeper::view::model::ViewKind;
 
 use super::{
-    append_to, diff_documents, expected_order_cache, expected_product_cache,
-    expected_product_search, has_exited, log_tail, reap, signal, try_redis_documents, wait_until,
+    append_to, category_daily_sales_rows, diff_documents, expected_category_daily_sales,
+    expected_order_cache, expected_product_cache, expected_product_search, has_exited, log_tail,
+    reap, signal, try_redis_documents, wait_until,
 };
 
 /// Where one viewkeeper instance reads and writes: its own data directory and
@@ -26,6 +27,8 @@ pub struct ServiceSetup {
     pub dir: TempDir,
     /// Where the admin API listens: a port free when the setup was made.
     pub admin_port: u16,
+    /// More `viewkeeper run` flags (`--aggregates-url …`).
+    pub extra_args: Vec<String>,
 }
 
 impl ServiceSetup {
@@ -45,6 +48,7 @@ impl ServiceSetup {
             views,
             dir: tempfile::tempdir().expect("creating a temp dir"),
             admin_port: super::free_port(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -78,6 +82,7 @@ impl ServiceSetup {
             .arg(self.data_dir())
             .args(["--log", "info,viewkeeper=debug"])
             .args(["--admin-addr", &format!("127.0.0.1:{}", self.admin_port)])
+            .args(&self.extra_args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
         command
@@ -165,11 +170,13 @@ pub fn index_documents(
 }
 
 /// Waits until Redis holds exactly what the oracle says for both example
-/// cache views, and the `product_search` index (when the views have it)
-/// holds one document per product with current stored values; fails fast if
+/// cache views, the `product_search` index (when the views have it) holds
+/// one document per product with current stored values, and the
+/// `category_daily_sales` table (when the views have it) equals its GROUP BY; fails fast if
 /// the service dies, and with the remaining differences after `deadline`.
 pub async fn converged(service: &mut Service, pool: &PgPool, redis_url: &str, deadline: Duration) {
     let with_search = service.views.join("product_search.yaml").exists();
+    let with_aggregate = service.views.join("category_daily_sales.yaml").exists();
     let (views, data_dir) = (service.views.clone(), service.data_dir.clone());
     wait_until(deadline, "redis and the index match the SQL oracle", || {
         service.assert_running();
@@ -179,6 +186,13 @@ pub async fn converged(service: &mut Service, pool: &PgPool, redis_url: &str, de
             if with_search {
                 let expected = expected_product_search(pool).await;
                 let actual = index_documents(&views, &data_dir, "product_search")?;
+                differences.extend(diff_documents(&expected, &actual));
+            }
+            if with_aggregate {
+                let expected = expected_category_daily_sales(pool).await;
+                let actual = category_daily_sales_rows(pool)
+                    .await
+                    .map_err(|e| format!("reading analytics.category_daily_sales: {e}"))?;
                 differences.extend(diff_documents(&expected, &actual));
             }
             for (pattern, expected) in [

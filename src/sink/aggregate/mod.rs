@@ -373,7 +373,10 @@ impl AggregateSink {
             .into());
         };
         let checkpoint = self.checkpoint_at(sequence);
-        let written = self.target.rewrite(&self.table, &mut chunks, &checkpoint).await;
+        let written = self
+            .target
+            .rewrite(&self.table, &mut chunks, &checkpoint)
+            .await;
         // A failed read ends the rows without `End`: nothing was committed.
         reader.await??;
         let rows = written?;

@@ -86,7 +86,11 @@ fn unnest_parts(table: &TargetTable, columns: std::ops::Range<usize>) -> (String
     let mut casts = Vec::new();
     for (position, (name, value_type)) in table.columns[columns].iter().enumerate() {
         params.push(format!("${}::text[]", position + 1));
-        casts.push(format!("u.{}::{}", quote_ident(name), sql_type(*value_type)));
+        casts.push(format!(
+            "u.{}::{}",
+            quote_ident(name),
+            sql_type(*value_type)
+        ));
     }
     (params.join(", "), casts.join(", "))
 }
@@ -218,7 +222,9 @@ impl SqlTarget for PgTarget {
         table: &TargetTable,
     ) -> Result<Option<Checkpoint>, AggregateSinkError> {
         let sql_error = table.sql_error();
-        ensure_checkpoint_table(&self.pool).await.map_err(&sql_error)?;
+        ensure_checkpoint_table(&self.pool)
+            .await
+            .map_err(&sql_error)?;
         let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
             .bind(quote_qualified(&table.name))
             .fetch_one(&self.pool)
@@ -252,10 +258,16 @@ impl SqlTarget for PgTarget {
         let mut txn = self.pool.begin().await.map_err(&sql_error)?;
         if let Some((schema, _)) = table.name.split_once('.') {
             let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
-            sqlx::query(AssertSqlSafe(sql)).execute(&mut *txn).await.map_err(&sql_error)?;
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut *txn)
+                .await
+                .map_err(&sql_error)?;
         }
         let drop = format!("DROP TABLE IF EXISTS {}", quote_qualified(&table.name));
-        sqlx::query(AssertSqlSafe(drop)).execute(&mut *txn).await.map_err(&sql_error)?;
+        sqlx::query(AssertSqlSafe(drop))
+            .execute(&mut *txn)
+            .await
+            .map_err(&sql_error)?;
         sqlx::query(AssertSqlSafe(create_table_sql(table)))
             .execute(&mut *txn)
             .await

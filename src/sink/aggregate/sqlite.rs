@@ -56,7 +56,10 @@ fn sql_type(value_type: ValueType) -> &'static str {
 
 /// The table's name without its schema.
 fn table_name(table: &TargetTable) -> String {
-    let name = table.name.rsplit_once('.').map_or(table.name.as_str(), |(_, t)| t);
+    let name = table
+        .name
+        .rsplit_once('.')
+        .map_or(table.name.as_str(), |(_, t)| t);
     quote_ident(name)
 }
 
@@ -153,7 +156,10 @@ impl SqlTarget for SqliteTarget {
             .execute(&self.pool)
             .await
             .map_err(&sql_error)?;
-        let name = table.name.rsplit_once('.').map_or(table.name.as_str(), |(_, t)| t);
+        let name = table
+            .name
+            .rsplit_once('.')
+            .map_or(table.name.as_str(), |(_, t)| t);
         let exists: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")
                 .bind(name)
@@ -187,7 +193,10 @@ impl SqlTarget for SqliteTarget {
         let sql_error = table.sql_error();
         let mut txn = self.pool.begin().await.map_err(&sql_error)?;
         let drop = format!("DROP TABLE IF EXISTS {}", table_name(table));
-        sqlx::query(AssertSqlSafe(drop)).execute(&mut *txn).await.map_err(&sql_error)?;
+        sqlx::query(AssertSqlSafe(drop))
+            .execute(&mut *txn)
+            .await
+            .map_err(&sql_error)?;
         let columns: Vec<String> = table
             .columns
             .iter()
@@ -203,7 +212,10 @@ impl SqlTarget for SqliteTarget {
             columns.join(", "),
             keys.join(", ")
         );
-        sqlx::query(AssertSqlSafe(create)).execute(&mut *txn).await.map_err(&sql_error)?;
+        sqlx::query(AssertSqlSafe(create))
+            .execute(&mut *txn)
+            .await
+            .map_err(&sql_error)?;
         let mut written = 0;
         loop {
             match rows.recv().await {
@@ -240,7 +252,9 @@ impl SqlTarget for SqliteTarget {
             insert_row(&mut txn, table, row).await.map_err(&sql_error)?;
         }
         for key in &batch.deletes {
-            delete_group(&mut txn, table, key).await.map_err(&sql_error)?;
+            delete_group(&mut txn, table, key)
+                .await
+                .map_err(&sql_error)?;
         }
         record_checkpoint(&mut txn, &table.view, checkpoint)
             .await

@@ -1,0 +1,325 @@
+//! Aggregate views end to end: the `category_daily_sales` table must equal
+//! its GROUP BY over the source tables after every kind of change that moves
+//! a contribution (status flips, items moving between products and
+//! categories, deletes of the extreme value, TRUNCATE), in PostgreSQL and in
+//! SQLite, and across a change of the view's definition.
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use harness::{
+    PgServer, ServiceSetup, category_daily_sales_rows, diff_documents,
+    expected_category_daily_sales, small_shop, wait_until,
+};
+use serde_json::Value;
+use sqlx::PgPool;
+use viewkeeper::workload::{self, WorkloadOptions};
+
+const CONVERGE: Duration = Duration::from_secs(90);
+/// No cache view reads Redis in these tests; the URL is never dialled.
+const NO_REDIS: &str = "redis://127.0.0.1:1";
+
+/// A views directory holding only the example aggregate view.
+fn aggregate_only_views() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("views/category_daily_sales.yaml");
+    std::fs::copy(&source, dir.path().join("category_daily_sales.yaml")).expect("copy view");
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
+
+async fn table_matches_oracle(pool: &PgPool, what: &str) {
+    wait_until(CONVERGE, what, || async {
+        let expected = expected_category_daily_sales(pool).await;
+        let actual = category_daily_sales_rows(pool).await?;
+        let differences = diff_documents(&expected, &actual);
+        if differences.is_empty() {
+            Ok(expected.len())
+        } else {
+            Err(differences.join("\n"))
+        }
+    })
+    .await;
+}
+
+async fn execute(pool: &PgPool, sql: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn scalar(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_rows_follow_flips_moves_extreme_deletes_and_truncate() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let (_views_dir, views) = aggregate_only_views();
+    let setup = ServiceSetup::with_views(&url, NO_REDIS, views);
+    let mut service = setup.start();
+    table_matches_oracle(&pool, "the snapshot is aggregated").await;
+    service.assert_running();
+
+    let column_types: Vec<(String, String)> = sqlx::query_as(
+        "SELECT column_name::text, data_type::text FROM information_schema.columns \
+         WHERE table_schema = 'analytics' AND table_name = 'category_daily_sales' \
+         ORDER BY ordinal_position",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let expected_types = [
+        ("day", "date"),
+        ("category_id", "bigint"),
+        ("items", "bigint"),
+        ("units", "numeric"),
+        ("revenue_cents", "numeric"),
+        ("max_unit_price_cents", "bigint"),
+        ("avg_unit_price_cents", "numeric"),
+    ];
+    let expected_types: Vec<(String, String)> = expected_types
+        .iter()
+        .map(|(c, t)| (c.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(column_types, expected_types);
+
+    let paid = scalar(&pool, "SELECT min(order_id) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.status = 'paid'").await;
+    execute(
+        &pool,
+        &format!("UPDATE orders SET status = 'pending' WHERE id = {paid}"),
+    )
+    .await;
+    table_matches_oracle(&pool, "a paid order flipped to pending left the sums").await;
+    execute(
+        &pool,
+        &format!("UPDATE orders SET status = 'paid' WHERE id = {paid}"),
+    )
+    .await;
+    table_matches_oracle(&pool, "the order flipped back to paid").await;
+
+    // An item moves to a product of another category: it changes groups.
+    execute(
+        &pool,
+        "UPDATE order_items SET product_id = (SELECT min(id) FROM products p2 \
+           WHERE p2.category_id IS DISTINCT FROM (SELECT category_id FROM products WHERE id = order_items.product_id)) \
+         WHERE id = (SELECT min(id) FROM order_items WHERE product_id IS NOT NULL)",
+    )
+    .await;
+    table_matches_oracle(&pool, "an item moved between categories").await;
+
+    // The item holding the largest unit price of a paid group is deleted,
+    // twice: each time the next largest must take its place.
+    for round in 1..=2 {
+        execute(
+            &pool,
+            "DELETE FROM order_items WHERE id = (SELECT oi.id FROM order_items oi \
+               JOIN orders o ON o.id = oi.order_id WHERE o.status = 'paid' \
+               ORDER BY oi.unit_price_cents DESC, oi.id LIMIT 1)",
+        )
+        .await;
+        table_matches_oracle(&pool, &format!("the maximum was deleted (round {round})")).await;
+    }
+
+    // A product changes category: all its items move; a product is deleted:
+    // its items fall into the NULL category group.
+    execute(&pool, "UPDATE products SET category_id = (SELECT max(id) FROM categories) WHERE id = (SELECT min(product_id) FROM order_items)").await;
+    table_matches_oracle(&pool, "a product changed category").await;
+    execute(
+        &pool,
+        "DELETE FROM products WHERE id = (SELECT max(product_id) FROM order_items)",
+    )
+    .await;
+    table_matches_oracle(&pool, "a product was deleted (NULL group)").await;
+    let null_groups = scalar(
+        &pool,
+        "SELECT count(*) FROM analytics.category_daily_sales WHERE category_id IS NULL",
+    )
+    .await;
+    assert!(
+        null_groups > 0,
+        "deleting a sold product must create a NULL category group"
+    );
+
+    execute(&pool, "TRUNCATE order_items").await;
+    table_matches_oracle(&pool, "TRUNCATE emptied every group").await;
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM analytics.category_daily_sales").await,
+        0
+    );
+
+    // New items after the truncate are counted from zero.
+    workload::run(&pool, &WorkloadOptions::new(300, 21))
+        .await
+        .expect("workload");
+    table_matches_oracle(&pool, "new items after the truncate are aggregated").await;
+    service.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_definition_rewrites_the_table_and_a_dropped_table_comes_back() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let (_views_dir, views) = aggregate_only_views();
+    let setup = ServiceSetup::with_views(&url, NO_REDIS, views.clone());
+    let mut service = setup.start();
+    table_matches_oracle(&pool, "the first definition is aggregated").await;
+    service.kill().await;
+
+    // Monthly instead of daily, and one more measure.
+    let file = views.join("category_daily_sales.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text
+        .replace(
+            "\"date(orders.created_at)\"",
+            "\"date_trunc('month', orders.created_at)\"",
+        )
+        .replace(
+            "  items: count()",
+            "  items: count()\n  skus: count_distinct(sku)",
+        );
+    std::fs::write(&file, text).unwrap();
+    let mut service = setup.start();
+    let monthly = r#"
+        SELECT json_build_array(t.day::text, t.category_id::text)::text,
+               json_build_object('items', t.items::text, 'skus', t.skus::text)::text
+        FROM (SELECT date_trunc('month', o.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day,
+                     p.category_id, count(*) AS items, count(DISTINCT oi.sku) AS skus
+              FROM order_items oi LEFT JOIN orders o ON o.id = oi.order_id
+              LEFT JOIN products p ON p.id = oi.product_id
+              WHERE o.status = 'paid' GROUP BY 1, 2) t"#;
+    let actual = r#"
+        SELECT json_build_array(t.day::text, t.category_id::text)::text,
+               json_build_object('items', t.items::text, 'skus', t.skus::text)::text
+        FROM analytics.category_daily_sales t"#;
+    let matches = || async {
+        let expected = rows(&pool, monthly).await?;
+        let got = rows(&pool, actual).await?;
+        let differences = diff_documents(&expected, &got);
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(differences.join("\n"))
+        }
+    };
+    wait_until(CONVERGE, "the table follows the new definition", matches).await;
+
+    // An operator drops the table: the next start writes it again.
+    service.kill().await;
+    execute(&pool, "DROP TABLE analytics.category_daily_sales").await;
+    let mut service = setup.start();
+    wait_until(CONVERGE, "the dropped table is written again", matches).await;
+    service.assert_running();
+}
+
+async fn rows(pool: &PgPool, sql: &str) -> Result<BTreeMap<String, Value>, String> {
+    let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    rows.into_iter()
+        .map(|(k, v)| Ok((k, serde_json::from_str(&v).map_err(|e| e.to_string())?)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_target_holds_the_same_groups() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let (_views_dir, views) = aggregate_only_views();
+    let mut setup = ServiceSetup::with_views(&url, NO_REDIS, views);
+    let sqlite_file = setup.dir.path().join("aggregates.db");
+    let sqlite_url = format!("sqlite:{}", sqlite_file.display());
+    setup.extra_args = vec!["--aggregates-url".into(), sqlite_url.clone()];
+    let mut service = setup.start();
+    workload::run(&pool, &WorkloadOptions::new(600, 5))
+        .await
+        .expect("workload");
+
+    let sqlite = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect(&format!("{sqlite_url}?mode=ro"))
+        .await
+        .expect("opening the SQLite file");
+    wait_until(CONVERGE, "SQLite holds the GROUP BY", || async {
+        let expected = expected_category_daily_sales(&pool).await;
+        let actual = sqlite_rows(&sqlite).await?;
+        let mut differences = Vec::new();
+        for (key, want) in &expected {
+            match actual.get(key) {
+                None => differences.push(format!("missing {key}")),
+                Some(got) if !same_sqlite_row(want, got) => {
+                    differences.push(format!("{key}: expected {want}, got {got}"))
+                }
+                Some(_) => {}
+            }
+        }
+        differences.extend(
+            actual
+                .keys()
+                .filter(|key| !expected.contains_key(*key))
+                .map(|key| format!("leftover {key}")),
+        );
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(differences.join("\n"))
+        }
+    })
+    .await;
+    service.assert_running();
+}
+
+/// SQLite's rows in the oracle's form: the group key as a JSON array of
+/// texts, the measures as texts.
+async fn sqlite_rows(pool: &sqlx::SqlitePool) -> Result<BTreeMap<String, Value>, String> {
+    let rows: Vec<(
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+        String,
+        String,
+        String,
+    )> = sqlx::query_as(
+        "SELECT day, CAST(category_id AS TEXT), CAST(items AS TEXT), CAST(units AS TEXT), \
+             CAST(revenue_cents AS TEXT), CAST(max_unit_price_cents AS TEXT), \
+             CAST(avg_unit_price_cents AS TEXT) FROM category_daily_sales",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(rows
+        .into_iter()
+        .map(|(day, category, items, units, revenue, max, avg)| {
+            let key = serde_json::json!([day, category]).to_string();
+            let row = serde_json::json!({
+                "items": items, "units": units, "revenue_cents": revenue,
+                "max_unit_price_cents": max, "avg_unit_price_cents": avg,
+            });
+            (key, row)
+        })
+        .collect())
+}
+
+/// Equal, except the average, which SQLite keeps as a float.
+fn same_sqlite_row(want: &Value, got: &Value) -> bool {
+    let number = |v: &Value| v.as_str().and_then(|s| s.parse::<f64>().ok());
+    ["items", "units", "revenue_cents", "max_unit_price_cents"]
+        .iter()
+        .all(|field| want[field] == got[field])
+        && match (
+            number(&want["avg_unit_price_cents"]),
+            number(&got["avg_unit_price_cents"]),
+        ) {
+            (Some(w), Some(g)) => (w - g).abs() <= 1e-9 * w.abs().max(1.0),
+            _ => false,
+        }
+}
