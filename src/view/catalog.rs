@@ -283,6 +283,9 @@ fn cardinality_key(cardinality: Cardinality) -> &'static str {
     }
 }
 
+#[path = "catalog_joins.rs"]
+mod joined;
+
 #[path = "catalog_search.rs"]
 mod search;
 

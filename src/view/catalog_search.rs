@@ -1,13 +1,13 @@
 //! The catalog check of a search view: its root and joined tables exist and
 //! have primary keys, every column it names exists, `id` is the root's
 //! single-column primary key, each field's type fits its column's PostgreSQL
-//! type, and `where` is a boolean condition.
+//! type, and `where` is a boolean condition. Joins and `where` are checked
+//! by `catalog_joins.rs`, shared with aggregate views.
 
+use super::joined::JoinedTables;
 use super::{TableInfo, ViewCheck, column_value_type};
 use crate::expr::ValueType;
-use crate::view::filter::WHERE_PATH;
-use crate::view::joins::table_of;
-use crate::view::model::{NamedJoin, SearchField, SearchFieldType, SearchView};
+use crate::view::model::{SearchField, SearchFieldType, SearchView};
 use crate::view::search_fields::type_name;
 use crate::view::shape::child_path;
 use crate::view::table::display_table;
@@ -17,25 +17,16 @@ impl<'a> ViewCheck<'a> {
         let Some(root) = self.table(&search.root, "root") else {
             return;
         };
+        let tables = JoinedTables {
+            root: &search.root,
+            joins: &search.joins,
+        };
         self.search_id(search, root);
-        for join in &search.joins {
-            self.named_join(search, join);
-        }
+        self.named_joins(tables);
         for field in &search.fields {
-            self.search_field(search, field);
+            self.search_field(tables, field);
         }
-        self.search_filter(search);
-    }
-
-    /// The table holding the last column of `path` (the root's, or its
-    /// join's), when that table exists.
-    fn path_table(
-        &self,
-        search: &'a SearchView,
-        path: &[String],
-    ) -> Option<(&'a str, &'a TableInfo)> {
-        let name = table_of(&search.root, &search.joins, path)?;
-        Some((name, self.catalog.tables.get(name)?))
+        self.joined_filter(tables, search.filter.as_ref());
     }
 
     /// Documents are replaced by `id`: it must name one root row, and only
@@ -63,32 +54,10 @@ impl<'a> ViewCheck<'a> {
         self.error("id", "id", message);
     }
 
-    /// The parent side in the root or an earlier join, the joined side in
-    /// the joined table.
-    fn named_join(&mut self, search: &'a SearchView, join: &NamedJoin) {
-        let path = child_path("joins", &join.name);
-        let on_path = child_path(&path, "on");
-        for pair in &join.on {
-            let pair_path = child_path(&on_path, &pair.joined);
-            if let (Some((name, table)), Some(column)) =
-                (self.path_table(search, &pair.parent), pair.parent.last())
-            {
-                self.column(table, name, column, &on_path, &pair_path);
-            }
-        }
-        let Some(joined) = self.table(&join.table, &child_path(&path, "one")) else {
-            return;
-        };
-        for pair in &join.on {
-            let pair_path = child_path(&on_path, &pair.joined);
-            self.column(joined, &join.table, &pair.joined, &on_path, &pair_path);
-        }
-    }
-
-    fn search_field(&mut self, search: &'a SearchView, field: &SearchField) {
+    fn search_field(&mut self, tables: JoinedTables<'a>, field: &SearchField) {
         let path = child_path("fields", &field.name);
         let (Some((table_name, table)), Some(column)) =
-            (self.path_table(search, &field.from), field.from.last())
+            (self.path_table(tables, &field.from), field.from.last())
         else {
             return;
         };
@@ -107,30 +76,6 @@ impl<'a> ViewCheck<'a> {
             );
             self.error(&type_path, &type_path, message);
         }
-    }
-
-    /// Columns exist in the table of their join; then, when everything else
-    /// is right, the condition's type.
-    fn search_filter(&mut self, search: &'a SearchView) {
-        let Some(filter) = &search.filter else {
-            return;
-        };
-        for path in filter.columns() {
-            if let (Some((name, table)), Some(column)) =
-                (self.path_table(search, &path), path.last())
-            {
-                self.column(table, name, column, WHERE_PATH, WHERE_PATH);
-            }
-        }
-        if !self.errors.is_empty() {
-            return;
-        }
-        let column_type = |path: &[String]| {
-            let (_, table) = self.path_table(search, path)?;
-            column_value_type(table, path.last()?)
-        };
-        let inferred = filter.infer_type(&column_type);
-        self.filter_result(filter, inferred);
     }
 }
 

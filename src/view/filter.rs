@@ -3,7 +3,9 @@
 //! a root column (`status`) or a column reached through `one` relation fields
 //! (`customer.email`, `customer.address.city`); a `many` relation has several
 //! rows per root, so a filter through it would have no single value and is
-//! refused. Search views resolve paths through their named joins (`joins.rs`).
+//! refused. Search and aggregate views resolve paths through their named
+//! joins (`joins.rs`); aggregate views also read their group keys and
+//! measures' arguments with [`read_expression`].
 
 use crate::expr::Expr;
 
@@ -26,24 +28,35 @@ pub(crate) fn read_where(
     let Some(entry) = top.get(WHERE_PATH) else {
         return Some(None);
     };
-    let line = entry.value.line;
-    report.locate(WHERE_PATH, line);
+    report.locate(WHERE_PATH, entry.value.line);
     let source = shape::text(report, &entry.value, WHERE_PATH, "an expression")?;
+    read_expression(report, source, entry.value.line, WHERE_PATH, check_path).map(Some)
+}
+
+/// Parses `source`, written on `line` at field `path`, and passes every
+/// column path to `check_path`; `None` after reporting what is wrong.
+pub(crate) fn read_expression(
+    report: &mut FileReport,
+    source: &str,
+    line: usize,
+    path: &str,
+    check_path: PathCheck,
+) -> Option<Expr> {
     let expr = match Expr::parse(source) {
         Ok(expr) => expr,
         Err(error) => {
-            report.error(line, WHERE_PATH, format!("invalid expression: {error}"));
+            report.error(line, path, format!("invalid expression: {error}"));
             return None;
         }
     };
     let mut resolved = true;
-    for path in expr.columns() {
-        if let Err(message) = check_path(&path) {
-            report.error(line, WHERE_PATH, message);
+    for column in expr.columns() {
+        if let Err(message) = check_path(&column) {
+            report.error(line, path, message);
             resolved = false;
         }
     }
-    resolved.then_some(Some(expr))
+    resolved.then_some(expr)
 }
 
 /// The check of a cache view's filter paths: through `one` relation fields.

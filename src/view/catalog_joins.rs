@@ -1,0 +1,116 @@
+//! The catalog checks that search and aggregate views share: their named
+//! joins (tables with primary keys, `on` columns on both sides), and the
+//! expressions over the root and the joined tables, whose columns must exist
+//! and whose types are then inferred.
+
+use super::{TableInfo, ViewCheck, column_value_type};
+use crate::expr::{Expr, ValueType};
+use crate::view::filter::WHERE_PATH;
+use crate::view::joins::table_of;
+use crate::view::model::NamedJoin;
+use crate::view::shape::child_path;
+
+/// The tables a view's column paths reach: `column` is the root's,
+/// `join.column` the join's.
+#[derive(Clone, Copy)]
+pub(super) struct JoinedTables<'a> {
+    /// Schema-qualified.
+    pub root: &'a str,
+    pub joins: &'a [NamedJoin],
+}
+
+impl<'a> ViewCheck<'a> {
+    /// The table holding the last column of `path` (the root's, or its
+    /// join's), when that table exists.
+    pub(super) fn path_table(
+        &self,
+        tables: JoinedTables<'a>,
+        path: &[String],
+    ) -> Option<(&'a str, &'a TableInfo)> {
+        let name = table_of(tables.root, tables.joins, path)?;
+        Some((name, self.catalog.tables.get(name)?))
+    }
+
+    /// Each join: the parent side in the root or an earlier join, the joined
+    /// side in the joined table, which has a primary key.
+    pub(super) fn named_joins(&mut self, tables: JoinedTables<'a>) {
+        for join in tables.joins {
+            self.named_join(tables, join);
+        }
+    }
+
+    fn named_join(&mut self, tables: JoinedTables<'a>, join: &NamedJoin) {
+        let path = child_path("joins", &join.name);
+        let on_path = child_path(&path, "on");
+        for pair in &join.on {
+            let pair_path = child_path(&on_path, &pair.joined);
+            if let (Some((name, table)), Some(column)) =
+                (self.path_table(tables, &pair.parent), pair.parent.last())
+            {
+                self.column(table, name, column, &on_path, &pair_path);
+            }
+        }
+        let Some(joined) = self.table(&join.table, &child_path(&path, "one")) else {
+            return;
+        };
+        for pair in &join.on {
+            let pair_path = child_path(&on_path, &pair.joined);
+            self.column(joined, &join.table, &pair.joined, &on_path, &pair_path);
+        }
+    }
+
+    /// `where`: its columns exist, and then it is a boolean condition.
+    pub(super) fn joined_filter(&mut self, tables: JoinedTables<'a>, filter: Option<&Expr>) {
+        let Some(filter) = filter else {
+            return;
+        };
+        if self.columns_exist(tables, filter, WHERE_PATH) {
+            let inferred = filter.infer_type(&|path| self.path_type(tables, path));
+            self.filter_result(filter, inferred);
+        }
+    }
+
+    /// The type of `expr`, or `None` after reporting at `path` a column
+    /// that does not exist or a type error.
+    pub(super) fn joined_type(
+        &mut self,
+        tables: JoinedTables<'a>,
+        expr: &Expr,
+        path: &str,
+    ) -> Option<ValueType> {
+        if !self.columns_exist(tables, expr, path) {
+            return None;
+        }
+        match expr.infer_type(&|column| self.path_type(tables, column)) {
+            Ok(value_type) => Some(value_type),
+            Err(error) => {
+                self.error(path, path, error.to_string());
+                None
+            }
+        }
+    }
+
+    /// Whether every column of `expr` exists; a missing column is reported
+    /// at `path`, a missing table was reported with its join.
+    fn columns_exist(&mut self, tables: JoinedTables<'a>, expr: &Expr, path: &str) -> bool {
+        let mut all_exist = true;
+        for column_path in expr.columns() {
+            let (Some((name, table)), Some(column)) =
+                (self.path_table(tables, &column_path), column_path.last())
+            else {
+                all_exist = false;
+                continue;
+            };
+            if !table.has_column(column) {
+                self.column(table, name, column, path, path);
+                all_exist = false;
+            }
+        }
+        all_exist
+    }
+
+    fn path_type(&self, tables: JoinedTables<'a>, path: &[String]) -> Option<ValueType> {
+        let (_, table) = self.path_table(tables, path)?;
+        column_value_type(table, path.last()?)
+    }
+}
