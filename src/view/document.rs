@@ -1,21 +1,19 @@
 //! One view file as a whole: YAML syntax, the keys every kind shares (`view`,
-//! `kind`, `description`), and the hand-over to the module of its kind. A new
-//! kind (`aggregate`) is a new module called from [`read_kind`].
+//! `kind`, `description`), and the hand-over to the module of its kind
+//! (`cache.rs`, `search.rs`, `aggregate.rs`), called from [`read_kind`].
 
 use std::path::Path;
 
 use serde_saphyr::{DuplicateKeyPolicy, Options};
 use sha2::{Digest, Sha256};
 
+use super::aggregate::{AGGREGATE_KEYS, read_aggregate_view};
 use super::cache::{CACHE_KEYS, read_cache_view};
 use super::error::{FileReport, ViewError};
 use super::model::{ViewDef, ViewKind};
 use super::node::{Node, NodeValue};
 use super::search::{SEARCH_KEYS, read_search_view};
 use super::shape::{self, Mapping};
-
-/// Kinds planned in the design but not implemented yet.
-const FUTURE_KINDS: &[&str] = &["aggregate"];
 
 /// Parses and checks one view file's text, offline; returns all its errors.
 pub fn parse_view(file: &Path, text: &str) -> Result<ViewDef, Vec<ViewError>> {
@@ -121,10 +119,9 @@ fn read_kind(report: &mut FileReport, mut top: Mapping) -> Option<ViewKind> {
             shape::drop_unknown_keys(report, &mut top, "", SEARCH_KEYS);
             read_search_view(report, &top).map(ViewKind::Search)
         }
-        _ if FUTURE_KINDS.contains(&kind) => {
-            let message = format!("kind `{kind}` is not supported yet");
-            report.error(entry.value.line, "kind", message);
-            None
+        "aggregate" => {
+            shape::drop_unknown_keys(report, &mut top, "", AGGREGATE_KEYS);
+            read_aggregate_view(report, &top).map(ViewKind::Aggregate)
         }
         _ => {
             let message =

@@ -1,4 +1,4 @@
-//! `joins:` of search views (and, next, aggregate views): named `one` joins,
+//! `joins:` of search and aggregate views: named `one` joins,
 //! each hanging from the root row or from an earlier join, and the column
 //! paths that reach through them: `column` (of the root) or `join.column`.
 //!

@@ -9,10 +9,12 @@
 //! Modules: `node` (YAML → tree with lines), `shape` (key and value checks),
 //! `document` (common keys, kind dispatch), `cache` (`kind: cache`), `fields`
 //! (its nested fields), `key_template`, `search` (`kind: search`),
-//! `search_fields` (its typed fields), `joins` (named `one` joins),
+//! `search_fields` (its typed fields), `aggregate` (`kind: aggregate`),
+//! `measure` (its `function(expression)` texts), `joins` (named `one` joins),
 //! `filter` (`where`), `table` (table names), `catalog` (with
-//! `catalog_search` for search views).
+//! `catalog_joins` for named joins, `catalog_search` and `catalog_aggregate`).
 
+mod aggregate;
 mod cache;
 mod catalog;
 mod document;
@@ -21,6 +23,7 @@ mod fields;
 mod filter;
 mod joins;
 mod key_template;
+mod measure;
 pub mod model;
 mod node;
 mod search;

@@ -27,6 +27,40 @@ pub(crate) fn qualified_table(report: &mut FileReport, node: &Node, path: &str) 
     }
 }
 
+/// PostgreSQL silently truncates longer identifiers (`NAMEDATALEN` - 1).
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// The schema-qualified name of a table that viewkeeper creates (an
+/// aggregate view's `table`), named by `node`: `table` or `schema.table` of
+/// plain identifiers, which every tool reads the same way without quoting.
+pub(crate) fn created_table(report: &mut FileReport, node: &Node, path: &str) -> Option<String> {
+    let name = shape::text(report, node, path, "a table name")?;
+    let parts: Vec<&str> = name.split('.').collect();
+    let problem = match parts.as_slice() {
+        [_] | [_, _] => parts.iter().find_map(|part| created_name_problem(part)),
+        _ => Some("write `table` or `schema.table`"),
+    };
+    if let Some(problem) = problem {
+        let message =
+            format!("`{name}` is not a valid name for the table viewkeeper creates: {problem}");
+        report.error(node.line, path, message);
+        return None;
+    }
+    qualify(name).ok()
+}
+
+/// Why `name` cannot name a table or column that viewkeeper creates, if it
+/// cannot.
+pub(crate) fn created_name_problem(name: &str) -> Option<&'static str> {
+    if !shape::is_lower_identifier(name) {
+        Some("use lowercase letters, digits and `_`, starting with a letter")
+    } else if name.len() > MAX_IDENTIFIER_BYTES {
+        Some("PostgreSQL truncates names longer than 63 bytes")
+    } else {
+        None
+    }
+}
+
 fn qualify(name: &str) -> Result<String, String> {
     let parts: Vec<&str> = name.split('.').collect();
     let valid_part = |part: &&str| !part.is_empty() && !part.contains(char::is_whitespace);
@@ -58,6 +92,23 @@ mod tests {
         assert!(qualify("a.b.c").is_err());
         assert!(qualify(".orders").is_err());
         assert!(qualify("").is_err());
+    }
+
+    #[test]
+    fn created_names_are_short_lowercase_identifiers() {
+        assert_eq!(created_name_problem("category_daily_sales"), None);
+        assert_eq!(created_name_problem(&"a".repeat(63)), None);
+        assert!(created_name_problem(&"a".repeat(64)).is_some());
+        for bad in [
+            "Sales",
+            "2024_sales",
+            "_sales",
+            "daily-sales",
+            "",
+            "\"sales\"",
+        ] {
+            assert!(created_name_problem(bad).is_some(), "{bad}");
+        }
     }
 
     #[test]

@@ -220,11 +220,13 @@ fn where_paths_resolve_through_one_relations_only() {
 }
 
 #[test]
-fn future_kinds_are_refused_without_other_noise() {
-    let text = "view: category_daily_sales\nkind: aggregate\nroot: order_items\n";
+fn unknown_kinds_are_refused_without_other_noise() {
+    let text = "view: category_daily_sales\nkind: rollup\nroot: order_items\n";
     assert_eq!(
         errors_of(text),
-        ["views/test.yaml:2: kind: kind `aggregate` is not supported yet"]
+        [
+            "views/test.yaml:2: kind: unknown kind `rollup`; expected one of: cache, search, aggregate"
+        ]
     );
 }
 

@@ -1,0 +1,278 @@
+//! The text of one measure of an aggregate view, `function(expression)`,
+//! split into its function and the text of its argument, which is then
+//! parsed as an ordinary expression (`src/expr`).
+//!
+//! The text is cut with sqlparser's tokenizer, the one expressions are parsed
+//! with, so parentheses inside string literals (`sum(length(')'))`) and
+//! quoted names never confuse the split. Function names are case-insensitive;
+//! `count()` and `count(*)` count rows and have no argument.
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
+
+use super::model::MeasureFunction;
+
+/// Every measure function, in the order error messages list them.
+pub(crate) const MEASURE_FUNCTIONS: [MeasureFunction; 6] = [
+    MeasureFunction::Count,
+    MeasureFunction::Sum,
+    MeasureFunction::Avg,
+    MeasureFunction::Min,
+    MeasureFunction::Max,
+    MeasureFunction::CountDistinct,
+];
+
+/// A measure's function and the text of its argument.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct MeasureCall<'a> {
+    pub function: MeasureFunction,
+    /// The argument's text, trimmed; `None` for `count()` and `count(*)`.
+    pub argument: Option<&'a str>,
+}
+
+/// Splits `text` into its function and argument, or says what is wrong.
+pub(crate) fn split_measure(text: &str) -> Result<MeasureCall<'_>, String> {
+    let all = Tokenizer::new(&PostgreSqlDialect {}, text)
+        .tokenize_with_location()
+        .map_err(|error| format!("invalid measure `{text}`: {error}"))?;
+    let tokens: Vec<&TokenWithSpan> = all
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+        .collect();
+    let (name, open) = match tokens.as_slice() {
+        [name, open, ..] if open.token == Token::LParen => match unquoted_word(&name.token) {
+            Some(name) => (name, open),
+            None => return Err(not_a_call(text)),
+        },
+        _ => return Err(not_a_call(text)),
+    };
+    let function = function_named(name).ok_or_else(|| {
+        format!(
+            "unknown function `{name}`; expected one of: {}",
+            function_list()
+        )
+    })?;
+    let close =
+        closing_paren(&tokens).ok_or_else(|| format!("unbalanced parentheses in `{text}`"))?;
+    if close + 1 < tokens.len() {
+        let call = &text[..byte_offset(text, tokens[close].span.start) + 1];
+        return Err(format!(
+            "a measure is a single `function(expression)`: nothing may follow `{}`",
+            call.trim()
+        ));
+    }
+    let inner = &tokens[2..close];
+    check_inner_tokens(function, inner)?;
+    let start = byte_offset(text, open.span.start) + 1;
+    let argument = text[start..byte_offset(text, tokens[close].span.start)].trim();
+    match (function, inner) {
+        (MeasureFunction::Count, []) => Ok(MeasureCall {
+            function,
+            argument: None,
+        }),
+        (MeasureFunction::Count, [star]) if star.token == Token::Mul => Ok(MeasureCall {
+            function,
+            argument: None,
+        }),
+        (_, []) => Err(needs_argument(function)),
+        (_, [star]) if star.token == Token::Mul => Err(format!(
+            "`{}(*)`: only `count` takes `*`; {}",
+            function.name(),
+            needs_argument(function)
+        )),
+        _ => Ok(MeasureCall {
+            function,
+            argument: Some(argument),
+        }),
+    }
+}
+
+fn not_a_call(text: &str) -> String {
+    format!(
+        "`{text}` is not a measure: write `function(expression)`, such as `sum(quantity)`, \
+         with one of: {}",
+        function_list()
+    )
+}
+
+fn needs_argument(function: MeasureFunction) -> String {
+    format!(
+        "`{}` needs one expression, such as `{}(quantity)`",
+        function.name(),
+        function.name()
+    )
+}
+
+fn function_list() -> String {
+    let names: Vec<&str> = MEASURE_FUNCTIONS.iter().map(|f| f.name()).collect();
+    names.join(", ")
+}
+
+fn unquoted_word(token: &Token) -> Option<&str> {
+    match token {
+        Token::Word(word) if word.quote_style.is_none() => Some(&word.value),
+        _ => None,
+    }
+}
+
+fn function_named(name: &str) -> Option<MeasureFunction> {
+    let name = name.to_ascii_lowercase();
+    MEASURE_FUNCTIONS.into_iter().find(|f| f.name() == name)
+}
+
+/// The index of the parenthesis that closes the one at index 1.
+fn closing_paren(tokens: &[&TokenWithSpan]) -> Option<usize> {
+    let mut depth = 0usize;
+    for (index, token) in tokens.iter().enumerate().skip(1) {
+        match token.token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(index);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Refuses `count(distinct x)`, `sum(a, b)` and an aggregate inside the
+/// argument, which the expression parser would name less helpfully.
+fn check_inner_tokens(function: MeasureFunction, inner: &[&TokenWithSpan]) -> Result<(), String> {
+    let name = function.name();
+    let first_word = inner.first().and_then(|t| unquoted_word(&t.token));
+    if first_word.is_some_and(|word| word.eq_ignore_ascii_case("distinct")) {
+        return Err(format!(
+            "`{name}(distinct ...)` is not supported: write `count_distinct(expression)` to \
+             count distinct values"
+        ));
+    }
+    let mut depth = 0usize;
+    let mut arguments = 1;
+    for (index, token) in inner.iter().enumerate() {
+        match &token.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Comma if depth == 0 => arguments += 1,
+            other => {
+                let called = inner
+                    .get(index + 1)
+                    .is_some_and(|t| t.token == Token::LParen);
+                if let Some(nested) = unquoted_word(other).and_then(function_named)
+                    && called
+                {
+                    return Err(format!(
+                        "aggregates cannot be nested: `{}(...)` inside `{name}(...)`; \
+                         the argument is an expression over one row",
+                        nested.name()
+                    ));
+                }
+            }
+        }
+    }
+    if arguments > 1 {
+        return Err(format!(
+            "`{name}` takes one expression, found {arguments} arguments"
+        ));
+    }
+    Ok(())
+}
+
+/// The byte offset of a tokenizer location (1-based line and column, in
+/// characters) in `text`.
+fn byte_offset(text: &str, location: Location) -> usize {
+    let (mut line, mut column) = (1, 1);
+    for (offset, c) in text.char_indices() {
+        if line == location.line && column == location.column {
+            return offset;
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    text.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(function: MeasureFunction, argument: Option<&str>) -> MeasureCall<'_> {
+        MeasureCall { function, argument }
+    }
+
+    #[test]
+    fn functions_and_arguments_are_split() {
+        use MeasureFunction::*;
+        let cases = [
+            ("count()", call(Count, None)),
+            ("count(*)", call(Count, None)),
+            ("COUNT ( * )", call(Count, None)),
+            ("count(sku)", call(Count, Some("sku"))),
+            ("sum(quantity)", call(Sum, Some("quantity"))),
+            (
+                "Sum( quantity * unit_price_cents )",
+                call(Sum, Some("quantity * unit_price_cents")),
+            ),
+            ("avg((a + b) / 2)", call(Avg, Some("(a + b) / 2"))),
+            ("min(coalesce(a, b))", call(Min, Some("coalesce(a, b)"))),
+            ("max(length(')'))", call(Max, Some("length(')')"))),
+            (
+                "count_distinct(\"Sku(\")",
+                call(CountDistinct, Some("\"Sku(\"")),
+            ),
+            ("sum(\n  x\n)", call(Sum, Some("x"))),
+            ("max(name || 'é')", call(Max, Some("name || 'é'"))),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(split_measure(text), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn each_mistake_is_named() {
+        let cases = [
+            (
+                "quantity",
+                "`quantity` is not a measure: write `function(expression)`",
+            ),
+            ("\"sum\"(x)", "is not a measure"),
+            (
+                "total(x)",
+                "unknown function `total`; expected one of: count, sum, avg, min, max, count_distinct",
+            ),
+            (
+                "sum()",
+                "`sum` needs one expression, such as `sum(quantity)`",
+            ),
+            ("avg(*)", "`avg(*)`: only `count` takes `*`"),
+            ("sum(a, b)", "`sum` takes one expression, found 2 arguments"),
+            (
+                "sum(max(x))",
+                "aggregates cannot be nested: `max(...)` inside `sum(...)`",
+            ),
+            ("sum(1 + COUNT (x))", "`count(...)` inside `sum(...)`"),
+            ("count(distinct sku)", "write `count_distinct(expression)`"),
+            ("sum(a) / count()", "nothing may follow `sum(a)`"),
+            ("sum(a", "unbalanced parentheses in `sum(a`"),
+            ("sum('a)", "invalid measure `sum('a)`"),
+        ];
+        for (text, expected) in cases {
+            let error = split_measure(text).expect_err(text);
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_column_named_like_a_function_is_not_a_nested_call() {
+        assert_eq!(
+            split_measure("sum(count)"),
+            Ok(call(MeasureFunction::Sum, Some("count")))
+        );
+    }
+}
