@@ -24,6 +24,27 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The aggregate view of DESIGN.md section 3 (`views/category_daily_sales.yaml`).
+const CATEGORY_DAILY_SALES: &str = "\
+view: category_daily_sales
+kind: aggregate
+root: order_items
+joins:
+  orders:   { one: orders,   on: { id: order_id } }     # orders.id = order_items.order_id
+  products: { one: products, on: { id: product_id } }
+where: \"orders.status = 'paid'\"
+group_by:
+  day: \"date(orders.created_at)\"
+  category_id: products.category_id
+measures:
+  items: count()
+  units: sum(quantity)
+  revenue_cents: sum(quantity * unit_price_cents)
+  max_unit_price_cents: max(unit_price_cents)
+  avg_unit_price_cents: avg(unit_price_cents)
+table: analytics.category_daily_sales
+";
+
 fn views_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, text) in files {
@@ -152,4 +173,36 @@ async fn unknown_tables_and_columns_fail_check_and_run_with_file_line_and_field(
         .await
         .unwrap();
     assert_eq!(slots, 0, "a refused start must not create a slot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_views_are_type_checked_against_the_database() {
+    let pg = PgServer::start().await;
+    let url = pg.create_database("shop").await;
+    let pool = pg.pool("shop").await;
+    workload::create_schema(&pool)
+        .await
+        .expect("creating the shop");
+
+    let fine = views_dir(&[("category_daily_sales.yaml", CATEGORY_DAILY_SALES)]);
+    let output = viewkeeper(&["check", "--database-url", &url], fine.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let sum_of_text = CATEGORY_DAILY_SALES.replace(
+        "  items: count()\n",
+        "  items: count()\n  total: sum(products.name)\n",
+    );
+    let dir = views_dir(&[("category_daily_sales.yaml", &sum_of_text)]);
+    let output = viewkeeper(&["check", "--database-url", &url], dir.path());
+    assert!(!output.status.success(), "a sum over text passed check");
+    let message = stderr(&output);
+    let file = dir.path().join("category_daily_sales.yaml");
+    assert!(
+        message.contains(&format!(
+            "{}:13: measures.total: sum needs a numeric expression (integer, float or \
+             numeric), but `products.name` is text",
+            file.display()
+        )),
+        "{message}"
+    );
 }

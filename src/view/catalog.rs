@@ -41,12 +41,15 @@ impl TableInfo {
     }
 }
 
-/// Every error of every view against `catalog`, in view order.
+/// Every error of every view against `catalog`, in view order, with those
+/// found across views: an aggregate view writing a table that any view reads,
+/// or the table of another aggregate view.
 pub fn check_against_catalog(views: &[ViewDef], catalog: &Catalog) -> Vec<ViewError> {
     let mut errors = Vec::new();
     for view in views {
         let mut check = ViewCheck {
             view,
+            views,
             catalog,
             errors: Vec::new(),
         };
@@ -65,6 +68,8 @@ pub fn check_against_catalog(views: &[ViewDef], catalog: &Catalog) -> Vec<ViewEr
 /// error is built with its line from the field path alone.
 struct ViewCheck<'a> {
     view: &'a ViewDef,
+    /// Every view, for the checks across views (an aggregate's target table).
+    views: &'a [ViewDef],
     catalog: &'a Catalog,
     errors: Vec<ViewError>,
 }

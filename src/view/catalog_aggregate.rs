@@ -1,12 +1,173 @@
-//! The catalog check of an aggregate view (to be completed): its root and
-//! joined tables exist and have primary keys, every column it names exists,
-//! group keys and measures have types that fit their functions.
+//! The catalog check of an aggregate view: its root and joined tables exist
+//! and have primary keys, every column it names exists, `where` is a
+//! boolean condition, each group key has equality (so not json), and each
+//! measure's argument fits its function. Across views: the target `table`
+//! is read by no view (its own writes would feed back into it) and written
+//! by no other aggregate view.
 
 use super::ViewCheck;
-use crate::view::model::AggregateView;
+use super::joined::JoinedTables;
+use crate::expr::ValueType;
+use crate::view::model::{
+    AggregateView, Field, FieldSource, GroupKey, Measure, MeasureFunction, ViewDef, ViewKind,
+};
+use crate::view::shape::child_path;
+use crate::view::table::display_table;
 
 impl<'a> ViewCheck<'a> {
     pub(super) fn aggregate_view(&mut self, aggregate: &'a AggregateView) {
-        let _ = self.table(&aggregate.root, "root");
+        self.target_table(aggregate);
+        if self.table(&aggregate.root, "root").is_none() {
+            return;
+        }
+        let tables = JoinedTables {
+            root: &aggregate.root,
+            joins: &aggregate.joins,
+        };
+        self.named_joins(tables);
+        self.joined_filter(tables, aggregate.filter.as_ref());
+        for key in &aggregate.group_by {
+            self.group_key(tables, key);
+        }
+        for measure in &aggregate.measures {
+            self.measure(tables, measure);
+        }
+    }
+
+    /// A group key is compared for equality to find its group, and becomes a
+    /// column of the target table.
+    fn group_key(&mut self, tables: JoinedTables<'a>, key: &GroupKey) {
+        let path = child_path("group_by", &key.name);
+        let Some(value_type) = self.joined_type(tables, &key.expr, &path) else {
+            return;
+        };
+        let why = match value_type {
+            ValueType::Json => "json has no equality in PostgreSQL",
+            ValueType::Null => "it is always NULL, so its column would have no type",
+            _ => return,
+        };
+        let message = format!("cannot group by `{}`: {why}", key.expr.source());
+        self.error(&path, &path, message);
+    }
+
+    fn measure(&mut self, tables: JoinedTables<'a>, measure: &Measure) {
+        let path = child_path("measures", &measure.name);
+        let Some(arg) = &measure.arg else {
+            return;
+        };
+        let Some(value_type) = self.joined_type(tables, arg, &path) else {
+            return;
+        };
+        let Some(needed) = argument_needed(measure.function, value_type) else {
+            return;
+        };
+        let message = format!(
+            "{} needs {needed}, but `{}` is {value_type}",
+            measure.function.name(),
+            arg.source()
+        );
+        self.error(&path, &path, message);
+    }
+
+    /// The target table is written by viewkeeper: no view may read it, and
+    /// only one aggregate view may write it.
+    fn target_table(&mut self, aggregate: &AggregateView) {
+        let table = display_table(&aggregate.table);
+        let mut messages = Vec::new();
+        for other in self.views {
+            if let Some(role) = reads_table(other, &aggregate.table) {
+                let reader = if std::ptr::eq(other, self.view) {
+                    "this view".to_owned()
+                } else {
+                    format!("view `{}`", other.name)
+                };
+                messages.push(format!(
+                    "table {table} is {role} of {reader}: an aggregate view must write a table \
+                     no view reads, or its own writes would feed back into it"
+                ));
+            }
+        }
+        let earlier = self
+            .views
+            .iter()
+            .take_while(|v| !std::ptr::eq(*v, self.view));
+        if let Some(first) = earlier
+            .into_iter()
+            .find(|v| writes_table(v, &aggregate.table))
+        {
+            messages.push(format!(
+                "table {table} is already the table of aggregate view `{}` ({}): each \
+                 aggregate view needs a table of its own",
+                first.name,
+                first.file.display()
+            ));
+        }
+        for message in messages {
+            self.error("table", "table", message);
+        }
     }
 }
+
+/// What `function` needs of its argument, when `found` does not fit.
+fn argument_needed(function: MeasureFunction, found: ValueType) -> Option<&'static str> {
+    let (fits, needed) = match function {
+        MeasureFunction::Count => (true, ""),
+        MeasureFunction::Sum | MeasureFunction::Avg => (
+            found.is_numeric(),
+            "a numeric expression (integer, float or numeric)",
+        ),
+        MeasureFunction::Min | MeasureFunction::Max => (
+            found.is_orderable() && found != ValueType::Null,
+            "an orderable expression (any type but json)",
+        ),
+        MeasureFunction::CountDistinct => (
+            found != ValueType::Json,
+            "an expression with equality (any type but json)",
+        ),
+    };
+    (!fits).then_some(needed)
+}
+
+/// How `view` reads `table`, if it does: `the root` or `a joined table`.
+fn reads_table(view: &ViewDef, table: &str) -> Option<&'static str> {
+    let mut joined: Vec<&str> = Vec::new();
+    let root = match &view.kind {
+        ViewKind::Cache(cache) => {
+            relation_tables(&cache.fields, &mut joined);
+            cache.root.as_str()
+        }
+        ViewKind::Search(search) => {
+            joined.extend(search.joins.iter().map(|join| join.table.as_str()));
+            search.root.as_str()
+        }
+        ViewKind::Aggregate(aggregate) => {
+            joined.extend(aggregate.joins.iter().map(|join| join.table.as_str()));
+            aggregate.root.as_str()
+        }
+    };
+    if root == table {
+        Some("the root table")
+    } else if joined.contains(&table) {
+        Some("a joined table")
+    } else {
+        None
+    }
+}
+
+/// The tables of a cache view's relations, at any depth.
+fn relation_tables<'v>(fields: &'v [Field], tables: &mut Vec<&'v str>) {
+    for field in fields {
+        if let FieldSource::Relation(relation) = &field.source {
+            tables.push(&relation.table);
+            relation_tables(&relation.fields, tables);
+        }
+    }
+}
+
+fn writes_table(view: &ViewDef, table: &str) -> bool {
+    matches!(&view.kind, ViewKind::Aggregate(aggregate) if aggregate.table == table)
+}
+
+#[cfg(test)]
+#[path = "catalog_aggregate_tests.rs"]
+mod tests;

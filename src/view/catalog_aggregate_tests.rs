@@ -1,0 +1,241 @@
+//! Tests of the catalog check of aggregate views, with a hand-built catalog
+//! of the example shop whose columns have their real PostgreSQL type OIDs.
+
+use std::path::Path;
+
+use crate::view::aggregate::tests::CATEGORY_DAILY_SALES;
+use crate::view::{Catalog, ColumnInfo, TableInfo, ViewDef, check_against_catalog, parse_view};
+
+const INT4: u32 = 23;
+const INT8: u32 = 20;
+const TEXT: u32 = 25;
+const NUMERIC: u32 = 1700;
+const TIMESTAMPTZ: u32 = 1184;
+const JSONB: u32 = 3802;
+
+fn table(columns: &[(&str, u32)]) -> TableInfo {
+    TableInfo {
+        columns: columns
+            .iter()
+            .map(|(name, type_oid)| ColumnInfo {
+                name: (*name).to_owned(),
+                type_oid: *type_oid,
+            })
+            .collect(),
+        primary_key: vec!["id".to_owned()],
+    }
+}
+
+/// `orders`, `order_items` and `products` of `schemas/shop.sql`, with a
+/// numeric and a jsonb column more.
+fn shop() -> Catalog {
+    let mut catalog = Catalog::default();
+    let tables = [
+        (
+            "public.order_items",
+            table(&[
+                ("id", INT8),
+                ("order_id", INT8),
+                ("product_id", INT8),
+                ("sku", TEXT),
+                ("quantity", INT4),
+                ("unit_price_cents", INT8),
+                ("discount", NUMERIC),
+                ("options", JSONB),
+            ]),
+        ),
+        (
+            "public.orders",
+            table(&[
+                ("id", INT8),
+                ("customer_id", INT8),
+                ("status", TEXT),
+                ("total_cents", INT8),
+                ("created_at", TIMESTAMPTZ),
+            ]),
+        ),
+        (
+            "public.products",
+            table(&[
+                ("id", INT8),
+                ("category_id", INT8),
+                ("name", TEXT),
+                ("description", TEXT),
+                ("price_cents", INT8),
+            ]),
+        ),
+    ];
+    for (name, info) in tables {
+        catalog.tables.insert(name.to_owned(), info);
+    }
+    catalog
+}
+
+fn view(file: &str, text: &str) -> ViewDef {
+    parse_view(Path::new(file), text).expect("the view parses")
+}
+
+fn check_views(views: &[ViewDef], catalog: &Catalog) -> Vec<String> {
+    check_against_catalog(views, catalog)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn check(text: &str, catalog: &Catalog) -> Vec<String> {
+    check_views(&[view("views/sales.yaml", text)], catalog)
+}
+
+/// The example with `lines` added at the end of its `measures:`.
+fn with_measures(lines: &str) -> String {
+    CATEGORY_DAILY_SALES.replace("table:", &format!("{lines}table:"))
+}
+
+#[test]
+fn the_design_example_matches_the_shop_schema() {
+    assert_eq!(check(CATEGORY_DAILY_SALES, &shop()), Vec::<String>::new());
+}
+
+#[test]
+fn tables_exist_with_primary_keys_and_columns_exist_in_their_own_table() {
+    let text = CATEGORY_DAILY_SALES
+        .replace("one: products", "one: produkts")
+        .replace("on: { id: order_id }", "on: { idd: order_idd }")
+        .replace("orders.status", "orders.state")
+        .replace("sum(quantity)", "sum(qty)");
+    let mut catalog = shop();
+    catalog
+        .tables
+        .get_mut("public.order_items")
+        .expect("order_items")
+        .primary_key
+        .clear();
+    assert_eq!(
+        check(&text, &catalog),
+        [
+            "views/sales.yaml:4: root: table order_items has no primary key",
+            r#"views/sales.yaml:6: joins.orders.on: column "order_idd" does not exist in table order_items"#,
+            r#"views/sales.yaml:6: joins.orders.on: column "idd" does not exist in table orders"#,
+            r#"views/sales.yaml:7: joins.products.one: table "produkts" does not exist"#,
+            r#"views/sales.yaml:8: where: column "state" does not exist in table orders"#,
+            r#"views/sales.yaml:14: measures.units: column "qty" does not exist in table order_items"#,
+        ]
+    );
+}
+
+#[test]
+fn measures_need_arguments_that_fit_their_function() {
+    let fitting = with_measures(
+        "  discounts: sum(discount)\n  mean: avg(quantity * 1.5)\n  first_sku: min(sku)\n  \
+         last_order: max(orders.created_at)\n  skus: count_distinct(sku)\n  \
+         with_options: count(options)\n",
+    );
+    assert_eq!(check(&fitting, &shop()), Vec::<String>::new());
+
+    let misfits = with_measures(
+        "  total: sum(products.name)\n  mean: avg(orders.created_at)\n  \
+         first: min(options)\n  kinds: count_distinct(options)\n  never: max(NULL)\n  \
+         odd: sum(sku + 1)\n",
+    );
+    assert_eq!(
+        check(&misfits, &shop()),
+        [
+            "views/sales.yaml:18: measures.total: sum needs a numeric expression (integer, float \
+             or numeric), but `products.name` is text",
+            "views/sales.yaml:19: measures.mean: avg needs a numeric expression (integer, float \
+             or numeric), but `orders.created_at` is timestamptz",
+            "views/sales.yaml:20: measures.first: min needs an orderable expression (any type but \
+             json), but `options` is json",
+            "views/sales.yaml:21: measures.kinds: count_distinct needs an expression with \
+             equality (any type but json), but `options` is json",
+            "views/sales.yaml:22: measures.never: max needs an orderable expression (any type but \
+             json), but `NULL` is null",
+            "views/sales.yaml:23: measures.odd: type error in `sku + 1`: cannot apply `+` to text and int",
+        ]
+    );
+}
+
+#[test]
+fn group_keys_have_equality_and_a_type() {
+    let text = CATEGORY_DAILY_SALES.replace(
+        "  category_id: products.category_id\n",
+        "  options: options\n  nothing: \"null\"\n  odd: \"sku + 1\"\n",
+    );
+    assert_eq!(
+        check(&text, &shop()),
+        [
+            "views/sales.yaml:11: group_by.options: cannot group by `options`: json has no \
+             equality in PostgreSQL",
+            "views/sales.yaml:12: group_by.nothing: cannot group by `null`: it is always NULL, \
+             so its column would have no type",
+            "views/sales.yaml:13: group_by.odd: type error in `sku + 1`: cannot apply `+` to text and int",
+        ]
+    );
+}
+
+#[test]
+fn where_is_a_boolean_condition() {
+    let text = CATEGORY_DAILY_SALES.replace("orders.status = 'paid'", "orders.total_cents + 1");
+    assert_eq!(
+        check(&text, &shop()),
+        [
+            "views/sales.yaml:8: where: must be a boolean condition, but `orders.total_cents + 1` \
+             is int"
+        ]
+    );
+}
+
+#[test]
+fn the_target_table_is_read_by_no_view() {
+    let into_root = CATEGORY_DAILY_SALES.replace(
+        "table: analytics.category_daily_sales",
+        "table: public.order_items",
+    );
+    assert_eq!(
+        check(&into_root, &shop()),
+        [
+            "views/sales.yaml:18: table: table order_items is the root table of this view: an \
+             aggregate view must write a table no view reads, or its own writes would feed back \
+             into it"
+        ]
+    );
+    let into_category =
+        CATEGORY_DAILY_SALES.replace("table: analytics.category_daily_sales", "table: categories");
+    let product_cache = "view: product_cache\nkind: cache\nroot: products\nkey: \"p:{id}\"\n\
+                         fields:\n  id: id\n  category:\n    one: categories\n    \
+                         on: { id: category_id }\n    fields: { name: name }\n";
+    let mut catalog = shop();
+    catalog.tables.insert(
+        "public.categories".into(),
+        table(&[("id", INT8), ("name", TEXT)]),
+    );
+    let views = [
+        view("views/product_cache.yaml", product_cache),
+        view("views/sales.yaml", &into_category),
+    ];
+    assert_eq!(
+        check_views(&views, &catalog),
+        [
+            "views/sales.yaml:18: table: table categories is a joined table of view \
+             `product_cache`: an aggregate view must write a table no view reads, or its own \
+             writes would feed back into it"
+        ]
+    );
+}
+
+#[test]
+fn two_aggregate_views_do_not_share_a_table() {
+    let second = CATEGORY_DAILY_SALES.replace("view: category_daily_sales", "view: second");
+    let views = [
+        view("views/a.yaml", CATEGORY_DAILY_SALES),
+        view("views/b.yaml", &second),
+    ];
+    assert_eq!(
+        check_views(&views, &shop()),
+        [
+            "views/b.yaml:18: table: table analytics.category_daily_sales is already the table \
+             of aggregate view `category_daily_sales` (views/a.yaml): each aggregate view needs \
+             a table of its own"
+        ]
+    );
+}
