@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::aggregate::tests::CATEGORY_DAILY_SALES;
 use super::document::parse_yaml;
 use super::node::{Node, NodeValue};
 
@@ -198,7 +199,7 @@ fn every_property_has_a_description() {
 }
 
 #[test]
-fn the_kind_enum_lists_the_future_kinds() {
+fn the_kind_enum_lists_every_kind() {
     assert_eq!(
         schema()["properties"]["kind"]["enum"],
         serde_json::json!(["cache", "search", "aggregate"])
@@ -266,5 +267,56 @@ fn invalid_views_do_not_satisfy_the_schema() {
     ];
     for text in cases {
         assert!(!validates(&text), "the schema accepts:\n{text}");
+    }
+}
+
+#[test]
+fn the_aggregate_example_satisfies_the_schema() {
+    assert!(validates(CATEGORY_DAILY_SALES));
+}
+
+/// The aggregate example with `measures: {}`.
+fn without_measures() -> String {
+    let start = CATEGORY_DAILY_SALES.find("measures:").expect("measures");
+    let end = CATEGORY_DAILY_SALES.find("table:").expect("table");
+    format!(
+        "{}measures: {{}}\n{}",
+        &CATEGORY_DAILY_SALES[..start],
+        &CATEGORY_DAILY_SALES[end..]
+    )
+}
+
+#[test]
+fn invalid_aggregate_views_do_not_satisfy_the_schema() {
+    let cases = [
+        CATEGORY_DAILY_SALES.replace("table: analytics.category_daily_sales\n", ""),
+        CATEGORY_DAILY_SALES.replace("group_by:\n", "groups:\n"),
+        CATEGORY_DAILY_SALES.replace("root: order_items\n", "root: order_items\nid: id\n"),
+        CATEGORY_DAILY_SALES.replace(
+            "root: order_items\n",
+            "root: order_items\nkey: \"x:{id}\"\n",
+        ),
+        CATEGORY_DAILY_SALES.replace("  items: count()\n", "  items: 5\n"),
+        CATEGORY_DAILY_SALES.replace("  units: sum(quantity)\n", "  units: { sum: quantity }\n"),
+        CATEGORY_DAILY_SALES.replace("one: products", "many: products"),
+        CATEGORY_DAILY_SALES.replace(
+            "table: analytics.category_daily_sales\n",
+            "table: analytics.category_daily_sales\nfields: { id: id }\n",
+        ),
+        without_measures(),
+    ];
+    for text in cases {
+        assert!(!validates(&text), "the schema accepts:\n{text}");
+    }
+}
+
+#[test]
+fn other_kinds_refuse_the_aggregate_keys() {
+    for key in ["group_by: { a: a }", "measures: { n: count() }", "table: t"] {
+        let cache = ORDER_CACHE.replace("root: orders\n", &format!("root: orders\n{key}\n"));
+        assert!(!validates(&cache), "the schema accepts:\n{cache}");
+        let search =
+            PRODUCT_SEARCH.replace("root: products\n", &format!("root: products\n{key}\n"));
+        assert!(!validates(&search), "the schema accepts:\n{search}");
     }
 }
