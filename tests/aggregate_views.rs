@@ -249,7 +249,12 @@ async fn sqlite_target_holds_the_same_groups() {
         .await
         .expect("opening the SQLite file");
     wait_until(CONVERGE, "SQLite holds the GROUP BY", || async {
-        let expected = expected_category_daily_sales(&pool).await;
+        // Keys in serde_json's spelling, as `sqlite_rows` writes them.
+        let expected: BTreeMap<String, Value> = expected_category_daily_sales(&pool)
+            .await
+            .into_iter()
+            .map(|(key, row)| (compact_json(&key), row))
+            .collect();
         let actual = sqlite_rows(&sqlite).await?;
         let mut differences = Vec::new();
         for (key, want) in &expected {
@@ -275,6 +280,12 @@ async fn sqlite_target_holds_the_same_groups() {
     })
     .await;
     service.assert_running();
+}
+
+fn compact_json(text: &str) -> String {
+    serde_json::from_str::<Value>(text)
+        .expect("a JSON key")
+        .to_string()
 }
 
 /// SQLite's rows in the oracle's form: the group key as a JSON array of

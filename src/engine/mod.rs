@@ -195,16 +195,11 @@ impl Engine {
 
     /// Recomputes every root of each view whose definition changed since its
     /// outputs were built (a new key template or filter), from the state store.
-    /// An aggregate view starts from no groups: its old ones were keyed and
-    /// measured by the old definition, and its sink rewrites the table.
     pub fn rebuild_changed_views(&self) -> Result<Vec<String>, EngineError> {
         let mut rebuilt = Vec::new();
         for (index, view) in self.plan.views.iter().enumerate() {
             let stored = self.store.view_hash(&view.name)?;
             if stored.as_deref() != Some(view.definition_hash.as_str()) {
-                if matches!(view.output, OutputPlan::Aggregate(_)) {
-                    self.store.write(|w| w.clear_view_groups(&view.name))?;
-                }
                 self.rebuild_view(index)?;
                 rebuilt.push(view.name.clone());
             }
@@ -213,9 +208,17 @@ impl Engine {
     }
 
     /// Recomputes every root of one view and records its definition hash.
+    /// An aggregate view built under another definition starts from no
+    /// groups: the old ones were keyed and measured by the old definition
+    /// (its sink rewrites the table once the hash is recorded).
     fn rebuild_view(&self, view: usize) -> Result<BatchOutcome, EngineError> {
-        let outcome = outputs::refresh_all_roots(&self.store, &self.plan, view, REFRESH_CHUNK)?;
         let plan = &self.plan.views[view];
+        if matches!(plan.output, OutputPlan::Aggregate(_))
+            && self.store.view_hash(&plan.name)?.as_deref() != Some(plan.definition_hash.as_str())
+        {
+            self.store.write(|w| w.clear_view_groups(&plan.name))?;
+        }
+        let outcome = outputs::refresh_all_roots(&self.store, &self.plan, view, REFRESH_CHUNK)?;
         self.store.write(|w| {
             w.set_view_hash(&plan.name, &plan.definition_hash)?;
             Ok::<_, EngineError>(())

@@ -177,17 +177,25 @@ impl Store {
     /// Reads every group row of `view` that was appended to its outbox, and
     /// the newest outbox sequence of `sink` (given to `on_sequence` first),
     /// at one consistent point, in chunks of `chunk` `(group key, row)`
-    /// pairs. Used to write a target table from scratch.
+    /// pairs. Used to write a target table from scratch. Returns `None`, and
+    /// reads nothing, while the groups are not yet built for
+    /// `definition_hash` (before the first snapshot, or during a rebuild).
     pub fn group_rows_snapshot(
         &self,
         view: &str,
+        definition_hash: &str,
         sink: &str,
         chunk: usize,
         on_sequence: impl FnOnce(u64),
         mut each_chunk: impl FnMut(Vec<(Vec<Value>, Vec<Value>)>) -> Result<(), StoreError>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_read()?;
-        let sequence = super::read_sequence(&txn.open_table(META)?, sink)?;
+        let meta = txn.open_table(META)?;
+        let built_for = meta.get(super::writer::view_hash_key(view).as_str())?;
+        if built_for.as_ref().map(|hash| hash.value()) != Some(definition_hash.as_bytes()) {
+            return Ok(None);
+        }
+        let sequence = super::read_sequence(&meta, sink)?;
         on_sequence(sequence);
         let groups = txn.open_table(GROUPS)?;
         let prefix = view_prefix(view);
@@ -207,6 +215,6 @@ impl Store {
         if !batch.is_empty() {
             each_chunk(batch)?;
         }
-        Ok(sequence)
+        Ok(Some(sequence))
     }
 }

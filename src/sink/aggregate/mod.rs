@@ -41,6 +41,8 @@ pub const CHECKPOINT_TABLE: &str = "viewkeeper_checkpoints";
 const ENTRIES_PER_BATCH: usize = 10_000;
 /// Groups per chunk when a table is filled from the state store.
 const REWRITE_CHUNK: usize = 5_000;
+/// How often a sink waiting for its groups to be built looks again.
+const NOT_BUILT_POLL: Duration = Duration::from_millis(500);
 /// Immediate retries of a transaction that lost a serialization conflict.
 const CONFLICT_RETRIES: usize = 5;
 
@@ -239,7 +241,14 @@ impl AggregateSink {
     async fn drain(&self, wake: &Notify) -> Result<(), AggregateSinkError> {
         let mut applied = match self.target.checkpoint(&self.table).await? {
             Some(checkpoint) if self.is_ours(&checkpoint) => checkpoint.sequence,
-            _ => self.rewrite().await?,
+            _ => loop {
+                if let Some(sequence) = self.rewrite().await? {
+                    break sequence;
+                }
+                // The engine is still building the groups (first snapshot,
+                // or a rebuild for a new definition); it wakes us per batch.
+                let _ = tokio::time::timeout(NOT_BUILT_POLL, wake.notified()).await;
+            },
         };
         self.applied.send_replace(applied);
         loop {
@@ -341,13 +350,14 @@ impl AggregateSink {
     }
 
     /// Recreates the table from the groups in the state store; returns the
-    /// outbox sequence that covers.
-    async fn rewrite(&self) -> Result<u64, AggregateSinkError> {
+    /// outbox sequence that covers, or `None` (and writes nothing) while the
+    /// groups are not built for this definition yet.
+    async fn rewrite(&self) -> Result<Option<u64>, AggregateSinkError> {
         let (chunks_tx, mut chunks) = mpsc::channel(4);
         let (sequence_tx, sequence_rx) = tokio::sync::oneshot::channel();
-        let (store, view, sink) = (
+        let (store, table, sink) = (
             Arc::clone(&self.store),
-            self.table.view.clone(),
+            self.table.clone(),
             self.sink.clone(),
         );
         let reader = tokio::task::spawn_blocking(move || {
@@ -355,22 +365,45 @@ impl AggregateSink {
                 let _ = sequence_tx.send(sequence);
             };
             // A closed channel means the writer failed; it reports why.
-            store.group_rows_snapshot(&view, &sink, REWRITE_CHUNK, on_sequence, |chunk| {
-                let rows = chunk.into_iter().map(|(_, row)| row).collect();
+            let each_chunk = |chunk: Vec<(Vec<Value>, Vec<Value>)>| {
+                let rows: Vec<Vec<Value>> = chunk.into_iter().map(|(_, row)| row).collect();
+                if let Some(row) = rows.iter().find(|row| row.len() != table.columns.len()) {
+                    return Err(StoreError::Corrupt {
+                        what: "group row",
+                        reason: format!(
+                            "{} values for the {} columns of {}",
+                            row.len(),
+                            table.columns.len(),
+                            table.name
+                        ),
+                    });
+                }
                 let _ = chunks_tx.blocking_send(RowChunk::Rows(rows));
                 Ok(())
-            })?;
-            let _ = chunks_tx.blocking_send(RowChunk::End);
-            Ok::<(), StoreError>(())
+            };
+            let built = store.group_rows_snapshot(
+                &table.view,
+                &table.definition_hash,
+                &sink,
+                REWRITE_CHUNK,
+                on_sequence,
+                each_chunk,
+            )?;
+            if built.is_some() {
+                let _ = chunks_tx.blocking_send(RowChunk::End);
+            }
+            Ok::<_, StoreError>(built)
         });
         let Ok(sequence) = sequence_rx.await else {
-            // The reader failed before it read anything: say why.
-            reader.await??;
-            return Err(StoreError::Corrupt {
-                what: "group snapshot",
-                reason: "ended without a sequence".into(),
-            }
-            .into());
+            // Not built yet, or the read failed before it began: say which.
+            return match reader.await?? {
+                None => Ok(None),
+                Some(_) => Err(StoreError::Corrupt {
+                    what: "group snapshot",
+                    reason: "ended without a sequence".into(),
+                }
+                .into()),
+            };
         };
         let checkpoint = self.checkpoint_at(sequence);
         let written = self
@@ -381,6 +414,6 @@ impl AggregateSink {
         reader.await??;
         let rows = written?;
         tracing::info!(view = %self.table.view, table = %self.table.name, rows, sequence, "aggregate table written from the state store");
-        Ok(sequence)
+        Ok(Some(sequence))
     }
 }
