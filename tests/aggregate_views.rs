@@ -69,6 +69,15 @@ async fn group_rows_follow_flips_moves_extreme_deletes_and_truncate() {
     table_matches_oracle(&pool, "the snapshot is aggregated").await;
     service.assert_running();
 
+    // `day` and `category_id` come through LEFT JOINs and can be NULL: no
+    // primary key can hold them, a UNIQUE NULLS NOT DISTINCT can.
+    let constraint = scalar(
+        &pool,
+        "SELECT count(*) FROM pg_constraint WHERE contype = 'u' \
+         AND conrelid = 'analytics.category_daily_sales'::regclass",
+    )
+    .await;
+    assert_eq!(constraint, 1, "one unique constraint on the group columns");
     let column_types: Vec<(String, String)> = sqlx::query_as(
         "SELECT column_name::text, data_type::text FROM information_schema.columns \
          WHERE table_schema = 'analytics' AND table_name = 'category_daily_sales' \
@@ -164,14 +173,64 @@ async fn group_rows_follow_flips_moves_extreme_deletes_and_truncate() {
     service.assert_running();
 }
 
+/// A second aggregate view over a NOT NULL root column: its table gets a
+/// primary key, in the `public` schema.
+const ORDER_SIZES: &str = "view: order_sizes
+kind: aggregate
+root: order_items
+group_by:
+  order_id: order_id
+measures:
+  lines: count()
+  units: sum(quantity)
+  cheapest: min(unit_price_cents)
+  distinct_skus: count_distinct(sku)
+table: order_sizes
+";
+
+const ORDER_SIZES_EXPECTED: &str = r#"
+    SELECT order_id::text, json_build_object('lines', count(*)::text,
+        'units', sum(quantity)::text, 'cheapest', min(unit_price_cents)::text,
+        'skus', count(DISTINCT sku)::text)::text
+    FROM order_items GROUP BY order_id"#;
+
+const ORDER_SIZES_ACTUAL: &str = r#"
+    SELECT order_id::text, json_build_object('lines', lines::text, 'units', units::text,
+        'cheapest', cheapest::text, 'skus', distinct_skus::text)::text
+    FROM order_sizes"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_definition_rewrites_the_table_and_a_dropped_table_comes_back() {
     let pg = PgServer::start().await;
     let (url, pool) = small_shop(&pg).await;
     let (_views_dir, views) = aggregate_only_views();
+    std::fs::write(views.join("order_sizes.yaml"), ORDER_SIZES).unwrap();
     let setup = ServiceSetup::with_views(&url, NO_REDIS, views.clone());
     let mut service = setup.start();
     table_matches_oracle(&pool, "the first definition is aggregated").await;
+    workload::run(&pool, &WorkloadOptions::new(300, 3))
+        .await
+        .expect("workload");
+    wait_until(CONVERGE, "order_sizes equals its GROUP BY", || async {
+        let expected = rows(&pool, ORDER_SIZES_EXPECTED).await?;
+        let differences = diff_documents(&expected, &rows(&pool, ORDER_SIZES_ACTUAL).await?);
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(differences.join("\n"))
+        }
+    })
+    .await;
+    let primary_key = scalar(
+        &pool,
+        "SELECT count(*) FROM pg_constraint WHERE contype = 'p' \
+         AND conrelid = 'public.order_sizes'::regclass",
+    )
+    .await;
+    assert_eq!(
+        primary_key, 1,
+        "order_id is NOT NULL: the group column is the primary key"
+    );
     service.kill().await;
 
     // Monthly instead of daily, and one more measure.

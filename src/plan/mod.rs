@@ -113,6 +113,10 @@ pub struct AggregatePlan {
 pub struct GroupColumnPlan {
     pub name: String,
     pub expr: ExprPlan,
+    /// Whether the key can be NULL. Only a bare `NOT NULL` column of the root
+    /// is sure not to be: a joined row may be missing (LEFT JOIN), and a
+    /// function of a column may return NULL.
+    pub nullable: bool,
 }
 
 #[derive(Debug)]
@@ -236,6 +240,7 @@ impl Plan {
                     def,
                     tree,
                     tables: &tables,
+                    catalog,
                 }
                 .view()
             })
@@ -413,6 +418,7 @@ struct Resolver<'a> {
     def: &'a ViewDef,
     tree: &'a JoinTree,
     tables: &'a BTreeMap<String, TablePlan>,
+    catalog: &'a Catalog,
 }
 
 impl Resolver<'_> {
@@ -553,6 +559,27 @@ impl Resolver<'_> {
         })
     }
 
+    fn is_not_null_root_column(&self, expr: &Expr) -> bool {
+        let columns = expr.columns();
+        let [path] = columns.as_slice() else {
+            return false;
+        };
+        let [column] = path.as_slice() else {
+            return false;
+        };
+        expr.source().trim() == column.as_str()
+            && self
+                .catalog
+                .tables
+                .get(&self.tree.nodes[0].table)
+                .is_some_and(|table| {
+                    table
+                        .columns
+                        .iter()
+                        .any(|info| &info.name == column && info.not_null)
+                })
+    }
+
     fn aggregate(&self, aggregate: &AggregateView) -> Result<AggregatePlan, PlanError> {
         let group = aggregate
             .group_by
@@ -561,6 +588,7 @@ impl Resolver<'_> {
                 Ok(GroupColumnPlan {
                     name: key.name.clone(),
                     expr: self.expr(&key.expr)?,
+                    nullable: !self.is_not_null_root_column(&key.expr),
                 })
             })
             .collect::<Result<_, PlanError>>()?;

@@ -33,6 +33,8 @@ pub struct ColumnInfo {
     pub name: String,
     /// PostgreSQL type OID, for later type checks of joins and filters.
     pub type_oid: u32,
+    /// `NOT NULL`: an aggregate's group column over it can be a primary key.
+    pub not_null: bool,
 }
 
 impl TableInfo {

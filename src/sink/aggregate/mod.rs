@@ -98,6 +98,8 @@ pub struct TargetTable {
     pub columns: Vec<(String, ValueType)>,
     /// `columns[..key_len]` are the group columns.
     pub key_len: usize,
+    /// Whether a group column can be NULL, so that it cannot be a primary key.
+    pub key_nullable: bool,
     pub definition_hash: String,
 }
 
@@ -108,6 +110,7 @@ impl TargetTable {
             name: plan.table.clone(),
             columns: plan.columns(),
             key_len: plan.group.len(),
+            key_nullable: plan.group.iter().any(|key| key.nullable),
             definition_hash: definition_hash.to_owned(),
         }
     }

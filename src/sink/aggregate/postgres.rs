@@ -102,8 +102,13 @@ fn create_table_sql(table: &TargetTable) -> String {
         .map(|(name, value_type)| format!("{} {}", quote_ident(name), sql_type(*value_type)))
         .collect();
     let key = column_list(table, 0..table.key_len);
+    let constraint = if table.key_nullable {
+        "UNIQUE NULLS NOT DISTINCT"
+    } else {
+        "PRIMARY KEY"
+    };
     format!(
-        "CREATE TABLE {} ({}, UNIQUE NULLS NOT DISTINCT ({key}))",
+        "CREATE TABLE {} ({}, {constraint} ({key}))",
         quote_qualified(&table.name),
         columns.join(", ")
     )

@@ -206,8 +206,13 @@ impl SqlTarget for SqliteTarget {
             .iter()
             .map(|(name, _)| quote_ident(name))
             .collect();
+        let constraint = if table.key_nullable {
+            "UNIQUE"
+        } else {
+            "PRIMARY KEY"
+        };
         let create = format!(
-            "CREATE TABLE {} ({}, UNIQUE ({}))",
+            "CREATE TABLE {} ({}, {constraint} ({}))",
             table_name(table),
             columns.join(", "),
             keys.join(", ")
