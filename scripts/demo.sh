@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: PostgreSQL (wal_level=logical) and Redis, the example shop, viewkeeper
-# with the example views, a workload, one materialized document and a search.
+# with the example views, a workload, one materialized document, a search and
+# the aggregate table.
 #
 # Uses docker compose when a Docker engine answers, else the local PostgreSQL
 # and Redis binaries (everything under .demo/, removed at the end).
@@ -85,5 +86,9 @@ redis-cli -p "$REDIS_PORT" GET "order:$id" | python3 -m json.tool
 word=$(psql "$DATABASE_URL" -Atc "SELECT split_part(name, ' ', 1) FROM products ORDER BY id LIMIT 1")
 echo "== viewkeeper search product_search \"$word\" --limit 3"
 $vk search product_search "$word" --limit 3 --views views --data-dir "$DEMO_DIR/data"
+echo "== the aggregate table analytics.category_daily_sales (newest days)"
+psql "$DATABASE_URL" -c "SELECT * FROM analytics.category_daily_sales ORDER BY day DESC, category_id LIMIT 5"
+echo "== paid items: $(psql "$DATABASE_URL" -Atc "SELECT coalesce(sum(items), 0) FROM analytics.category_daily_sales") in the table," \
+    "$(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.status = 'paid'") in PostgreSQL"
 echo "== documents in Redis: $(redis-cli -p "$REDIS_PORT" --scan --pattern 'order:*' | wc -l)," \
     "non-draft orders in PostgreSQL: $(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM orders WHERE status <> 'draft'")"
