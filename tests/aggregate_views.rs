@@ -347,18 +347,21 @@ fn compact_json(text: &str) -> String {
         .to_string()
 }
 
+/// day, category_id, then the five measures, as SQLite's text.
+type SqliteRow = (
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
 /// SQLite's rows in the oracle's form: the group key as a JSON array of
 /// texts, the measures as texts.
 async fn sqlite_rows(pool: &sqlx::SqlitePool) -> Result<BTreeMap<String, Value>, String> {
-    let rows: Vec<(
-        Option<String>,
-        Option<String>,
-        String,
-        String,
-        String,
-        String,
-        String,
-    )> = sqlx::query_as(
+    let rows: Vec<SqliteRow> = sqlx::query_as(
         "SELECT day, CAST(category_id AS TEXT), CAST(items AS TEXT), CAST(units AS TEXT), \
              CAST(revenue_cents AS TEXT), CAST(max_unit_price_cents AS TEXT), \
              CAST(avg_unit_price_cents AS TEXT) FROM category_daily_sales",

@@ -10,7 +10,7 @@ mod tree;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::aggregate::MeasureSpec;
-use crate::expr::{ColumnPath, Expr, ExprError, ValueType};
+use crate::expr::{ColumnPath, Expr, ValueType};
 use crate::source::pg_text::value_type;
 use crate::view::model::{
     AggregateView, Cardinality, Field, FieldSource, KeyPart, ViewDef, ViewKind,
@@ -37,7 +37,7 @@ pub enum PlanError {
     Type {
         view: String,
         expr: String,
-        error: ExprError,
+        error: String,
     },
 }
 
@@ -550,7 +550,7 @@ impl Resolver<'_> {
             .map_err(|error| PlanError::Type {
                 view: self.def.name.clone(),
                 expr: expr.source().to_owned(),
-                error,
+                error: error.to_string(),
             })?;
         Ok(ExprPlan {
             expr: expr.clone(),

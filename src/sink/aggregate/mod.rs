@@ -296,7 +296,8 @@ impl AggregateSink {
         &self,
         entries: Vec<(u64, crate::state::OutboxEntry)>,
     ) -> Result<GroupBatch, AggregateSinkError> {
-        let mut last: BTreeMap<Vec<u8>, (Vec<Value>, Option<Vec<Value>>)> = BTreeMap::new();
+        // By encoded group key: the row to write, or `Err(key)` to delete.
+        let mut last: BTreeMap<Vec<u8>, Result<Vec<Value>, Vec<Value>>> = BTreeMap::new();
         for (sequence, entry) in entries {
             let bad = |reason: String| AggregateSinkError::Entry {
                 view: self.table.view.clone(),
@@ -304,16 +305,17 @@ impl AggregateSink {
                 reason,
             };
             let decode = |text: &str| values_from_json(text).map_err(|e| bad(e.to_string()));
-            let (key, row) = match &entry.op {
-                OutboxOp::Put { key, document } => (decode(key)?, Some(decode(document)?)),
-                OutboxOp::Delete { key } => (decode(key)?, None),
+            let (key, change) = match &entry.op {
+                OutboxOp::Put { key, document } => (decode(key)?, Ok(decode(document)?)),
+                OutboxOp::Delete { key } => {
+                    let key = decode(key)?;
+                    (key.clone(), Err(key))
+                }
             };
-            let width = if row.is_some() {
-                self.table.columns.len()
-            } else {
-                self.table.key_len
+            let (values, width) = match &change {
+                Ok(row) => (row, self.table.columns.len()),
+                Err(key) => (key, self.table.key_len),
             };
-            let values = row.as_ref().unwrap_or(&key);
             if key.len() != self.table.key_len || values.len() != width {
                 return Err(bad(format!(
                     "{} key values and {} row values for a table of {} group and {} columns",
@@ -323,13 +325,13 @@ impl AggregateSink {
                     self.table.columns.len()
                 )));
             }
-            last.insert(encode_values(&key), (key, row));
+            last.insert(encode_values(&key), change);
         }
         let mut batch = GroupBatch::default();
-        for (key, row) in last.into_values() {
-            match row {
-                Some(row) => batch.upserts.push(row),
-                None => batch.deletes.push(key),
+        for change in last.into_values() {
+            match change {
+                Ok(row) => batch.upserts.push(row),
+                Err(key) => batch.deletes.push(key),
             }
         }
         Ok(batch)
