@@ -131,6 +131,22 @@ pub struct Checkpoint {
     pub sequence: u64,
 }
 
+impl Checkpoint {
+    /// From a checkpoint row: store id, definition hash, sequence.
+    fn from_row((store_id, definition_hash, sequence): (String, String, i64)) -> Checkpoint {
+        Checkpoint {
+            store_id,
+            definition_hash,
+            sequence: u64::try_from(sequence).unwrap_or(0),
+        }
+    }
+
+    /// The sequence as SQL's bigint.
+    fn sql_sequence(&self) -> i64 {
+        i64::try_from(self.sequence).unwrap_or(i64::MAX)
+    }
+}
+
 /// One transaction's worth of group rows, each group once, in key order.
 #[derive(Debug, Default)]
 pub struct GroupBatch {

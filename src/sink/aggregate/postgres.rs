@@ -214,7 +214,7 @@ async fn record_checkpoint(
         .bind(view)
         .bind(&checkpoint.store_id)
         .bind(&checkpoint.definition_hash)
-        .bind(i64::try_from(checkpoint.sequence).unwrap_or(i64::MAX))
+        .bind(checkpoint.sql_sequence())
         .execute(&mut **txn)
         .await?;
     Ok(())
@@ -246,11 +246,7 @@ impl SqlTarget for PgTarget {
             .fetch_optional(&self.pool)
             .await
             .map_err(&sql_error)?;
-        Ok(row.map(|(store_id, definition_hash, sequence)| Checkpoint {
-            store_id,
-            definition_hash,
-            sequence: u64::try_from(sequence).unwrap_or(0),
-        }))
+        Ok(row.map(Checkpoint::from_row))
     }
 
     async fn rewrite(
