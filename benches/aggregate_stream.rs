@@ -156,7 +156,11 @@ async fn main() {
         plain_rate,
         100.0 * service_rate / plain_rate
     );
-    println!("groups: {}; machine: {}", expected.len(), machine());
+    println!(
+        "groups: {}; machine: {}",
+        expected.len(),
+        harness::machine()
+    );
     println!(
         "viewkeeper: first insert to every item counted in the table (the inserts alone took {insert_seconds:.1} s, {:.0} rows/s)",
         changes as f64 / insert_seconds
@@ -239,18 +243,4 @@ async fn plain_upserts(pool: &PgPool, deltas: &[Delta]) -> f64 {
         txn.commit().await.expect("commit");
     }
     started.elapsed().as_secs_f64()
-}
-
-/// `2 × AMD EPYC` from the CPU count and /proc/cpuinfo's model name.
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            (key.trim() == "model name").then(|| value.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    format!("{cpus} × {model}")
 }

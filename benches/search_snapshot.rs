@@ -147,7 +147,7 @@ async fn main() {
         bare_rate,
         100.0 * service_rate / bare_rate
     );
-    println!("machine: {}", machine());
+    println!("machine: {}", harness::machine());
     println!(
         "viewkeeper: process start to all documents searchable (slot, snapshot copy, state store, outbox, index)"
     );
@@ -272,18 +272,4 @@ fn strip_ansi(line: &str) -> String {
 fn utc_seconds_of_day(time: SystemTime) -> f64 {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     since_epoch.as_secs_f64().rem_euclid(86_400.0)
-}
-
-/// `2 × AMD EPYC` from the CPU count and /proc/cpuinfo's model name.
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            (key.trim() == "model name").then(|| value.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    format!("{cpus} × {model}")
 }

@@ -155,3 +155,17 @@ fn append_to(path: &Path) -> File {
         .open(path)
         .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
 }
+
+/// `2 × AMD EPYC` from the CPU count and /proc/cpuinfo's model name.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == "model name").then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    format!("{cpus} × {model}")
+}
