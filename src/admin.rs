@@ -1,4 +1,5 @@
-//! The admin HTTP API (axum): health, and search over the views' indexes.
+//! The admin HTTP API (axum): health, readiness, status, Prometheus metrics,
+//! and search over the views' indexes.
 //!
 //! Binds to 127.0.0.1 by default (`admin_addr`). Read-only endpoints need no
 //! token; mutating ones (rebuilds, reloads) arrive with the operations work
@@ -14,11 +15,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
+use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::sink::search::{SearchError, SearchIndex};
+use crate::state::Store;
+use crate::status::{StatusBoard, StatusReport, ViewInfo};
 
 /// Hits returned when a query gives no `limit`.
 const DEFAULT_LIMIT: usize = 10;
@@ -35,15 +40,25 @@ pub enum AdminError {
 }
 
 /// What the handlers can reach.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct AdminState {
     /// The index of every search view, by view name.
     pub search_indexes: Arc<HashMap<String, Arc<SearchIndex>>>,
+    pub status: Arc<StatusBoard>,
+    pub views: Arc<Vec<ViewInfo>>,
+    pub store: Arc<Store>,
+    pub pool: PgPool,
+    pub slot: String,
+    /// Renders `/metrics`; `None` when no recorder could be installed.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/views/{view}/search", get(search))
         .with_state(state)
 }
@@ -72,6 +87,52 @@ pub async fn bind(
 
 async fn health() -> &'static str {
     "ok"
+}
+
+async fn current_report(state: &AdminState) -> StatusReport {
+    crate::status::report(
+        &state.status,
+        &state.views,
+        &state.store,
+        &state.pool,
+        &state.slot,
+    )
+    .await
+}
+
+/// 200 once the initial snapshot is done and every sink reached its target;
+/// 503 otherwise, with the status that says why.
+async fn ready(State(state): State<AdminState>) -> Response {
+    let report = current_report(&state).await;
+    let code = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(report)).into_response()
+}
+
+async fn status(State(state): State<AdminState>) -> Json<StatusReport> {
+    Json(current_report(&state).await)
+}
+
+/// Prometheus text format. The gauges read at scrape time (lag, outbox
+/// depths) are refreshed first.
+async fn metrics(State(state): State<AdminState>) -> Response {
+    let _ = current_report(&state).await;
+    let body = state
+        .metrics
+        .as_ref()
+        .map(PrometheusHandle::render)
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -124,3 +124,29 @@ pub fn search(
         "hits": hits.iter().map(|hit| hit.to_json()).collect::<Vec<_>>(),
     }))
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("admin API at {addr}: {message}")]
+    Request { addr: String, message: String },
+}
+
+/// `GET /status` of the service whose admin API listens on `admin_addr`,
+/// pretty-printed. A service that is not ready still answers (with 503 on
+/// `/ready`, not here).
+pub fn status(admin_addr: &str) -> Result<String, StatusError> {
+    let fail = |message: String| StatusError::Request {
+        addr: admin_addr.to_owned(),
+        message,
+    };
+    let url = format!("http://{admin_addr}/status");
+    let text = ureq::get(&url)
+        .call()
+        .map_err(|e| fail(e.to_string()))?
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| fail(e.to_string()))?;
+    let body: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
+    serde_json::to_string_pretty(&body).map_err(|e| fail(e.to_string()))
+}

@@ -14,7 +14,8 @@
 //! - [`admin`]: the admin HTTP API (health, search).
 //! - [`config`], [`service`], [`commands`]: configuration, the running
 //!   service, and the other command-line commands (`check`, `tail`).
-//! - [`telemetry`]: every metric name.
+//! - [`status`]: what `/status` and `/ready` report.
+//! - [`telemetry`]: every metric name, and the Prometheus recorder.
 //! - [`workload`]: the example shop's workload generator.
 
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod service;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod status;
 pub mod telemetry;
 pub mod view;
 pub mod workload;

@@ -55,6 +55,12 @@ enum Command {
         #[arg(long, env = "VIEWKEEPER_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
     },
+    /// Print the running service's status (views, lag, outboxes, slot) as JSON.
+    Status {
+        /// Address of the running service's admin API
+        #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR", default_value = "127.0.0.1:9187")]
+        admin_addr: String,
+    },
     /// Create and load the example shop, and/or run random transactions on it.
     Workload(WorkloadArgs),
 }
@@ -149,6 +155,18 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Status { admin_addr } => {
+            match tokio::task::spawn_blocking(move || commands::status(&admin_addr)).await? {
+                Ok(status) => {
+                    println!("{status}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Workload(args) => run_workload(args).await,
     }
 }

@@ -26,6 +26,7 @@ use crate::source::connection::PgEndpoint;
 use crate::source::stream::ReplicationStream;
 use crate::source::{SourceError, catalog, snapshot};
 use crate::state::{Store, StoreError};
+use crate::status::{StatusBoard, ViewInfo};
 use crate::telemetry;
 use crate::view::model::ViewKind;
 use crate::view::{self, ViewDef, ViewErrors};
@@ -70,6 +71,7 @@ struct Pipeline {
     engine: Arc<Engine>,
     /// One per sink, woken after each committed batch that fed it.
     wake_sinks: Vec<Arc<Notify>>,
+    status: Arc<StatusBoard>,
 }
 
 /// Runs until `shutdown` turns true.
@@ -94,17 +96,24 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     }
     catalog::ensure_publication(&pool, &config.publication, &tables).await?;
     let engine = Arc::new(Engine::new(Arc::clone(&plan), Arc::clone(&store)));
-    let mut sinks = start_search_sinks(&views, &config, &store, &shutdown)?;
+    let status = StatusBoard::new();
+    let mut sinks = start_search_sinks(&views, &config, &store, &status, &shutdown)?;
     let admin = admin::bind(
         config.admin_addr,
         AdminState {
             search_indexes: Arc::new(std::mem::take(&mut sinks.indexes)),
+            status: Arc::clone(&status),
+            views: Arc::new(view_infos(&plan)),
+            store: Arc::clone(&store),
+            pool: pool.clone(),
+            slot: config.slot.clone(),
+            metrics: telemetry::install_recorder(),
         },
         shutdown.clone(),
     )
     .await?;
     sinks.tasks.push(tokio::spawn(admin));
-    start_aggregate_sinks(&plan, &config, &store, &shutdown, &mut sinks).await?;
+    start_aggregate_sinks(&plan, &config, &store, &status, &shutdown, &mut sinks).await?;
     if plan.views.iter().any(|v| v.sink == redis::SINK) {
         let wake = Arc::new(Notify::new());
         let sink = RedisSink::new(
@@ -118,12 +127,16 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             config.redis_checkpoint_key.clone(),
             store.id()?,
         );
-        sinks
-            .tasks
-            .push(tokio::spawn(sink.run(Arc::clone(&wake), shutdown.clone())));
+        let health = status.sink(redis::SINK);
+        sinks.tasks.push(tokio::spawn(sink.run(
+            Arc::clone(&wake),
+            health,
+            shutdown.clone(),
+        )));
         sinks.wakes.push(wake);
     }
     let pipeline = Pipeline {
+        status,
         endpoint,
         pool,
         store: Arc::clone(&store),
@@ -160,6 +173,7 @@ fn start_search_sinks(
     views: &[ViewDef],
     config: &Config,
     store: &Arc<Store>,
+    status: &Arc<StatusBoard>,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Sinks, ServiceError> {
     let mut sinks = Sinks::default();
@@ -182,16 +196,20 @@ fn start_search_sinks(
         let index = Arc::new(index);
         let writer = index.writer(INDEX_MEMORY_BUDGET, 1)?;
         let wake = Arc::new(Notify::new());
+        let outbox = format!("search:{}", view.name);
+        let health = status.sink(&outbox);
         let sink = SearchSink::new(
             view.name.clone(),
-            format!("search:{}", view.name),
+            outbox,
             Arc::clone(store),
             Arc::clone(&index),
             writer,
         );
-        sinks
-            .tasks
-            .push(tokio::spawn(sink.run(Arc::clone(&wake), shutdown.clone())));
+        sinks.tasks.push(tokio::spawn(sink.run(
+            Arc::clone(&wake),
+            health,
+            shutdown.clone(),
+        )));
         sinks.wakes.push(wake);
         sinks.indexes.insert(view.name.clone(), index);
     }
@@ -204,6 +222,7 @@ async fn start_aggregate_sinks(
     plan: &Plan,
     config: &Config,
     store: &Arc<Store>,
+    status: &Arc<StatusBoard>,
     shutdown: &watch::Receiver<bool>,
     sinks: &mut Sinks,
 ) -> Result<(), ServiceError> {
@@ -224,18 +243,37 @@ async fn start_aggregate_sinks(
     let store_id = store.id()?;
     for table in tables {
         let wake = Arc::new(Notify::new());
+        let health = status.sink(&aggregate::sink_name(&table.view));
         let sink = AggregateSink::new(
             table,
             Arc::clone(store),
             store_id.clone(),
             Arc::clone(&target),
         );
-        sinks
-            .tasks
-            .push(tokio::spawn(sink.run(Arc::clone(&wake), shutdown.clone())));
+        sinks.tasks.push(tokio::spawn(sink.run(
+            Arc::clone(&wake),
+            health,
+            shutdown.clone(),
+        )));
         sinks.wakes.push(wake);
     }
     Ok(())
+}
+
+/// Name, kind and outbox of every view, for `/status`.
+fn view_infos(plan: &Plan) -> Vec<ViewInfo> {
+    plan.views
+        .iter()
+        .map(|view| ViewInfo {
+            name: view.name.clone(),
+            kind: match view.output {
+                OutputPlan::Cache { .. } => "cache",
+                OutputPlan::Search { .. } => "search",
+                OutputPlan::Aggregate(_) => "aggregate",
+            },
+            sink: view.sink.clone(),
+        })
+        .collect()
 }
 
 /// Loads the catalog, checks the views against it, and plans them.
@@ -290,6 +328,7 @@ impl Pipeline {
                     tracing::info!(views = ?rebuilt, "view definitions changed: rebuilt from the state store");
                     self.wake_all_sinks();
                 }
+                self.status.snapshot_done(position);
                 position
             }
             None => {
@@ -302,6 +341,7 @@ impl Pipeline {
                 )
                 .await?;
                 self.wake_all_sinks();
+                self.status.snapshot_done(position);
                 position
             }
         };
@@ -320,11 +360,13 @@ impl Pipeline {
             let engine = Arc::clone(&self.engine);
             let changes = batch.changes.len();
             let commit_end = batch.commit_end;
+            let commit_time = (batch.commit_time_micros > 0).then_some(batch.commit_time_micros);
             let outcome = tokio::task::spawn_blocking(move || engine.apply(&batch))
                 .await
                 .map_err(SourceError::from)?
                 .map_err(SourceError::from)?;
             telemetry::record_batch(changes, &outcome, started.elapsed());
+            self.status.applied(commit_end, commit_time);
             if let Some(position) = commit_end {
                 stream.confirm(position);
             }

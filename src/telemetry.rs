@@ -5,14 +5,56 @@ use std::time::Duration;
 
 use crate::engine::BatchOutcome;
 
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Row changes applied to the state store.
 pub const CHANGES_TOTAL: &str = "viewkeeper_changes_total";
+/// Batches applied (a batch holds whole transactions, or a part of a huge one).
+pub const BATCHES_TOTAL: &str = "viewkeeper_batches_total";
+/// Time to apply one batch to the state store (histogram).
 pub const BATCH_SECONDS: &str = "viewkeeper_batch_seconds";
+/// Outbox entries written by the engine.
 pub const OUTBOX_ENTRIES_TOTAL: &str = "viewkeeper_outbox_entries_total";
+/// Outbox entries a sink made durable, by `sink`.
 pub const SINK_APPLIED_TOTAL: &str = "viewkeeper_sink_applied_total";
+/// Failed sink attempts (each is retried), by `sink`.
+pub const SINK_ERRORS_TOTAL: &str = "viewkeeper_sink_errors_total";
+/// Entries waiting in a sink's outbox, by `sink`.
+pub const OUTBOX_DEPTH: &str = "viewkeeper_outbox_depth";
+/// WAL bytes between the primary's current position and the applied one.
+pub const SOURCE_LAG_BYTES: &str = "viewkeeper_source_lag_bytes";
+/// Seconds since the last applied commit, while behind (0 when caught up).
+pub const SOURCE_LAG_SECONDS: &str = "viewkeeper_source_lag_seconds";
+/// WAL bytes the replication slot keeps on the primary.
+pub const RETAINED_WAL_BYTES: &str = "viewkeeper_retained_wal_bytes";
+
+/// Batch durations, in seconds: from sub-millisecond to slow disks.
+const BATCH_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Installs the process-wide Prometheus recorder; its handle renders
+/// `/metrics`. `None` (and a warning) if a recorder is already installed.
+pub fn install_recorder() -> Option<PrometheusHandle> {
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(BATCH_SECONDS.to_owned()),
+            BATCH_BUCKETS,
+        )
+        .ok()?;
+    match builder.install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            tracing::warn!(%error, "metrics recorder not installed; /metrics is empty");
+            None
+        }
+    }
+}
 
 /// Records one applied batch, and logs it at debug level, from one place.
 pub fn record_batch(changes: usize, outcome: &BatchOutcome, elapsed: Duration) {
     metrics::counter!(CHANGES_TOTAL).increment(changes as u64);
+    metrics::counter!(BATCHES_TOTAL).increment(1);
     metrics::counter!(OUTBOX_ENTRIES_TOTAL).increment(outcome.outbox_entries as u64);
     metrics::histogram!(BATCH_SECONDS).record(elapsed.as_secs_f64());
     tracing::debug!(
@@ -22,6 +64,24 @@ pub fn record_batch(changes: usize, outcome: &BatchOutcome, elapsed: Duration) {
         ms = elapsed.as_millis() as u64,
         "batch applied"
     );
+}
+
+/// Records a failed attempt of a sink.
+pub fn record_sink_error(sink: &str) {
+    metrics::counter!(SINK_ERRORS_TOTAL, "sink" => sink.to_owned()).increment(1);
+}
+
+pub fn record_outbox_depth(sink: &str, depth: u64) {
+    metrics::gauge!(OUTBOX_DEPTH, "sink" => sink.to_owned()).set(depth as f64);
+}
+
+pub fn record_source_lag(bytes: u64, seconds: f64) {
+    metrics::gauge!(SOURCE_LAG_BYTES).set(bytes as f64);
+    metrics::gauge!(SOURCE_LAG_SECONDS).set(seconds);
+}
+
+pub fn record_retained_wal(bytes: u64) {
+    metrics::gauge!(RETAINED_WAL_BYTES).set(bytes as f64);
 }
 
 /// Records entries a sink has made durable.

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::status::SinkHealth;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, watch};
@@ -71,14 +72,20 @@ impl RedisSink {
     }
 
     /// Drains the outbox until `shutdown` turns true, reconnecting as needed.
-    pub async fn run(self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        wake: Arc<Notify>,
+        health: SinkHealth,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut backoff = Duration::from_millis(100);
         while !*shutdown.borrow() {
             let result = tokio::select! {
-                result = self.connect_and_drain(&wake) => result,
+                result = self.connect_and_drain(&wake, &health) => result,
                 _ = shutdown.changed() => return,
             };
             if let Err(error) = result {
+                health.failed(&error);
                 tracing::warn!(url = %redact_url(&self.url), %error, "redis sink: retrying in {backoff:?}");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -91,7 +98,11 @@ impl RedisSink {
         }
     }
 
-    async fn connect_and_drain(&self, wake: &Notify) -> Result<(), RedisSinkError> {
+    async fn connect_and_drain(
+        &self,
+        wake: &Notify,
+        health: &SinkHealth,
+    ) -> Result<(), RedisSinkError> {
         let client = redis::Client::open(self.url.as_str())?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -99,6 +110,7 @@ impl RedisSink {
             .set_number_of_retries(1);
         let mut conn = ConnectionManager::new_with_config(client, config).await?;
         let mut applied = self.recover_position(&mut conn).await?;
+        health.ok();
         loop {
             let after = applied;
             let store = Arc::clone(&self.store);
@@ -125,6 +137,7 @@ impl RedisSink {
                 continue;
             }
             applied = last;
+            health.ok();
             self.applied.send_replace(applied);
             telemetry::record_sink_applied(SINK, entries.len());
             let store = Arc::clone(&self.store);

@@ -200,6 +200,21 @@ impl Store {
         Ok(self.last_outbox_sequence(sink)?.saturating_sub(applied))
     }
 
+    /// How many entries of `sink` are still in its outbox: written, and not
+    /// yet made durable by the sink (or just made durable, before the sink
+    /// truncated them).
+    pub fn outbox_pending(&self, sink: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let outbox = txn.open_table(OUTBOX)?;
+        let first = outbox.range((sink, 0)..=(sink, u64::MAX))?.next();
+        let Some(first) = first else {
+            return Ok(0);
+        };
+        let first = first?.0.value().1;
+        let last = read_sequence(&txn.open_table(META)?, sink)?;
+        Ok(last.saturating_sub(first) + 1)
+    }
+
     /// The sequence of the newest outbox entry ever written for `sink` (0: none).
     pub fn last_outbox_sequence(&self, sink: &str) -> Result<u64, StoreError> {
         Ok(self

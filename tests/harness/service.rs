@@ -126,6 +126,14 @@ impl Service {
         .await;
     }
 
+    /// SIGTERM, and the exit status once the process is gone; panics if it
+    /// takes longer than `deadline`.
+    pub async fn terminate(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        signal(&self.child, "TERM");
+        reap(&mut self.child, deadline, "viewkeeper exited after SIGTERM").await;
+        self.child.wait().expect("the exit status")
+    }
+
     /// Panics with the log's tail if the process has exited.
     pub fn assert_running(&mut self) {
         if has_exited(&mut self.child) {

@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::status::SinkHealth;
 use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -239,14 +240,20 @@ impl AggregateSink {
     }
 
     /// Drains the outbox until `shutdown` turns true, retrying failures.
-    pub async fn run(self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        wake: Arc<Notify>,
+        health: SinkHealth,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut backoff = Duration::from_millis(200);
         while !*shutdown.borrow() {
             let result = tokio::select! {
-                result = self.drain(&wake) => result,
+                result = self.drain(&wake, &health) => result,
                 _ = shutdown.changed() => return,
             };
             if let Err(error) = result {
+                health.failed(&error);
                 tracing::error!(view = %self.table.view, %error, "aggregate sink: retrying in {backoff:?}");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -257,7 +264,7 @@ impl AggregateSink {
         }
     }
 
-    async fn drain(&self, wake: &Notify) -> Result<(), AggregateSinkError> {
+    async fn drain(&self, wake: &Notify, health: &SinkHealth) -> Result<(), AggregateSinkError> {
         let mut applied = match self.target.checkpoint(&self.table).await? {
             Some(checkpoint) if self.is_ours(&checkpoint) => checkpoint.sequence,
             _ => loop {
@@ -270,6 +277,7 @@ impl AggregateSink {
             },
         };
         self.applied.send_replace(applied);
+        health.ok();
         loop {
             let (store, sink, after) = (Arc::clone(&self.store), self.sink.clone(), applied);
             let entries = tokio::task::spawn_blocking(move || {
@@ -288,6 +296,7 @@ impl AggregateSink {
                 batch.upserts.len() + batch.deletes.len(),
             );
             applied = last;
+            health.ok();
             self.applied.send_replace(applied);
             let (store, sink) = (Arc::clone(&self.store), self.sink.clone());
             tokio::task::spawn_blocking(move || store.truncate_outbox(&sink, last)).await??;

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::status::SinkHealth;
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -64,14 +65,20 @@ impl SearchSink {
     }
 
     /// Drains the outbox until `shutdown` turns true, retrying failures.
-    pub async fn run(self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        wake: Arc<Notify>,
+        health: SinkHealth,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut backoff = Duration::from_millis(200);
         while !*shutdown.borrow() {
             let result = tokio::select! {
-                result = self.drain(&wake) => result,
+                result = self.drain(&wake, &health) => result,
                 _ = shutdown.changed() => return,
             };
             if let Err(error) = result {
+                health.failed(&error);
                 tracing::error!(view = %self.view, %error, "search sink: retrying in {backoff:?}");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -82,11 +89,12 @@ impl SearchSink {
         }
     }
 
-    async fn drain(&self, wake: &Notify) -> Result<(), SearchSinkError> {
+    async fn drain(&self, wake: &Notify, health: &SinkHealth) -> Result<(), SearchSinkError> {
         let mut applied = match self.index.committed_sequence()? {
             Some(sequence) => sequence,
             None => self.load_all().await?,
         };
+        health.ok();
         let mut last_commit = Instant::now() - COMMIT_INTERVAL;
         let mut backlog = false;
         loop {
@@ -112,6 +120,7 @@ impl SearchSink {
             self.commit(ops, last).await?;
             last_commit = Instant::now();
             applied = last;
+            health.ok();
             let (store, sink) = (Arc::clone(&self.store), self.sink.clone());
             tokio::task::spawn_blocking(move || store.truncate_outbox(&sink, last)).await??;
         }

@@ -1,0 +1,275 @@
+//! What the running service knows about itself, for `/status`, `/ready` and
+//! `viewkeeper status`: whether the initial snapshot is done, the position
+//! and commit time of the last applied batch, and each sink's health.
+//!
+//! The pipeline and the sinks write it; the admin API reads it. Figures that
+//! live elsewhere (outbox depths in the state store, the slot in PostgreSQL)
+//! are read when a status is asked for, not copied here.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::change::Lsn;
+use crate::telemetry;
+
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    snapshot_done: bool,
+    position: Option<Lsn>,
+    /// Commit time of the last applied transaction, microseconds since the
+    /// Unix epoch.
+    last_commit_micros: Option<i64>,
+    sinks: BTreeMap<String, SinkState>,
+}
+
+/// The last thing a sink reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SinkState {
+    pub reachable: bool,
+    /// The last error, until the sink next succeeds.
+    pub error: Option<String>,
+}
+
+/// A copy of the board at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct StatusSnapshot {
+    pub snapshot_done: bool,
+    pub position: Option<Lsn>,
+    pub last_commit_micros: Option<i64>,
+    pub sinks: BTreeMap<String, SinkState>,
+}
+
+impl StatusBoard {
+    pub fn new() -> Arc<StatusBoard> {
+        Arc::new(StatusBoard::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves plain data behind.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The state store holds a complete snapshot: the views are live.
+    pub fn snapshot_done(&self, position: Lsn) {
+        let mut inner = self.lock();
+        inner.snapshot_done = true;
+        inner.position = Some(position);
+    }
+
+    /// A batch was applied up to `position`, committed at `commit_micros`.
+    pub fn applied(&self, position: Option<Lsn>, commit_micros: Option<i64>) {
+        let mut inner = self.lock();
+        if position.is_some() {
+            inner.position = position;
+        }
+        if commit_micros.is_some() {
+            inner.last_commit_micros = commit_micros;
+        }
+    }
+
+    /// A handle for the sink named `sink` (its outbox name) to report with.
+    pub fn sink(self: &Arc<Self>, sink: &str) -> SinkHealth {
+        self.lock().sinks.entry(sink.to_owned()).or_default();
+        SinkHealth {
+            board: Arc::clone(self),
+            sink: sink.to_owned(),
+        }
+    }
+
+    pub fn snapshot(&self) -> StatusSnapshot {
+        let inner = self.lock();
+        StatusSnapshot {
+            snapshot_done: inner.snapshot_done,
+            position: inner.position,
+            last_commit_micros: inner.last_commit_micros,
+            sinks: inner.sinks.clone(),
+        }
+    }
+}
+
+/// How one sink reports its health.
+#[derive(Debug, Clone)]
+pub struct SinkHealth {
+    board: Arc<StatusBoard>,
+    sink: String,
+}
+
+impl SinkHealth {
+    /// The sink reached its target and applied (or had nothing to apply).
+    pub fn ok(&self) {
+        let mut inner = self.board.lock();
+        inner.sinks.insert(
+            self.sink.clone(),
+            SinkState {
+                reachable: true,
+                error: None,
+            },
+        );
+    }
+
+    /// The sink failed and will retry. `error` must not hold secrets: the
+    /// sinks' errors name URLs only in their redacted form.
+    pub fn failed(&self, error: &dyn std::fmt::Display) {
+        telemetry::record_sink_error(&self.sink);
+        let mut inner = self.board.lock();
+        inner.sinks.insert(
+            self.sink.clone(),
+            SinkState {
+                reachable: false,
+                error: Some(error.to_string()),
+            },
+        );
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// What `/status` reports about one view.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewReport {
+    pub view: String,
+    pub kind: &'static str,
+    /// `building` (initial snapshot), `live`, or `failed` (its sink cannot
+    /// reach its target; it retries).
+    pub state: &'static str,
+    /// The source position the view's outputs include.
+    pub applied_lsn: Option<String>,
+    pub lag_bytes: Option<u64>,
+    pub lag_seconds: Option<f64>,
+    /// Outbox entries its sink has not applied yet.
+    pub outbox_depth: u64,
+    pub sink: String,
+    pub sink_error: Option<String>,
+}
+
+/// What `/status` reports about the replication source.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceReport {
+    pub slot: String,
+    pub confirmed_lsn: Option<String>,
+    pub current_wal_lsn: Option<String>,
+    /// WAL the slot keeps on the primary (current position − restart LSN).
+    pub retained_wal_bytes: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub ready: bool,
+    pub snapshot_done: bool,
+    pub views: Vec<ViewReport>,
+    pub source: SourceReport,
+}
+
+/// One view as the status needs it: name, kind and outbox.
+#[derive(Debug, Clone)]
+pub struct ViewInfo {
+    pub name: String,
+    pub kind: &'static str,
+    pub sink: String,
+}
+
+/// Confirmed LSN, current WAL LSN, retained bytes.
+type SlotRow = (Option<String>, String, Option<i64>);
+
+/// Reads the slot's figures; errors are reported, not raised: a status is
+/// wanted most when something is wrong.
+async fn source_report(pool: &sqlx::PgPool, slot: &str) -> SourceReport {
+    let row: Result<Option<SlotRow>, sqlx::Error> = sqlx::query_as(
+        "SELECT confirmed_flush_lsn::text, pg_current_wal_lsn()::text, \
+                pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8 \
+         FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(pool)
+    .await;
+    let mut report = SourceReport {
+        slot: slot.to_owned(),
+        confirmed_lsn: None,
+        current_wal_lsn: None,
+        retained_wal_bytes: None,
+        error: None,
+    };
+    match row {
+        Ok(Some((confirmed, current, retained))) => {
+            report.confirmed_lsn = confirmed;
+            report.current_wal_lsn = Some(current);
+            report.retained_wal_bytes = retained.and_then(|b| u64::try_from(b).ok());
+        }
+        Ok(None) => report.error = Some(format!("replication slot {slot} does not exist")),
+        Err(error) => report.error = Some(error.to_string()),
+    }
+    report
+}
+
+/// The whole status, and the gauges of `/metrics` set to the same figures.
+pub async fn report(
+    board: &StatusBoard,
+    views: &[ViewInfo],
+    store: &crate::state::Store,
+    pool: &sqlx::PgPool,
+    slot: &str,
+) -> StatusReport {
+    let snapshot = board.snapshot();
+    let source = source_report(pool, slot).await;
+    let current = source.current_wal_lsn.as_deref().and_then(Lsn::parse);
+    let lag_bytes = match (current, snapshot.position) {
+        (Some(current), Some(applied)) => Some(current.0.saturating_sub(applied.0)),
+        _ => None,
+    };
+    // Behind by bytes means behind by the time since the last applied commit.
+    let lag_seconds = lag_bytes.map(|bytes| match snapshot.last_commit_micros {
+        Some(commit) if bytes > 0 => (now_micros() - commit).max(0) as f64 / 1e6,
+        _ => 0.0,
+    });
+    if let Some(bytes) = lag_bytes {
+        telemetry::record_source_lag(bytes, lag_seconds.unwrap_or(0.0));
+    }
+    if let Some(retained) = source.retained_wal_bytes {
+        telemetry::record_retained_wal(retained);
+    }
+    let mut reports = Vec::with_capacity(views.len());
+    for view in views {
+        let outbox_depth = store.outbox_pending(&view.sink).unwrap_or(0);
+        telemetry::record_outbox_depth(&view.sink, outbox_depth);
+        let sink = snapshot.sinks.get(&view.sink).cloned().unwrap_or_default();
+        let state = match (snapshot.snapshot_done, sink.error.is_some()) {
+            (_, true) => "failed",
+            (false, false) => "building",
+            (true, false) => "live",
+        };
+        reports.push(ViewReport {
+            view: view.name.clone(),
+            kind: view.kind,
+            state,
+            applied_lsn: snapshot.position.map(|lsn| lsn.to_string()),
+            lag_bytes,
+            lag_seconds,
+            outbox_depth,
+            sink: view.sink.clone(),
+            sink_error: sink.error,
+        });
+    }
+    let sinks_reachable = snapshot.sinks.values().all(|sink| sink.reachable);
+    StatusReport {
+        ready: snapshot.snapshot_done && sinks_reachable,
+        snapshot_done: snapshot.snapshot_done,
+        views: reports,
+        source,
+    }
+}

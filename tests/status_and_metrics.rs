@@ -1,0 +1,172 @@
+//! What an operator watches: `/ready`, `/status` and `viewkeeper status`
+//! (views, lag, outboxes, slot), `/metrics` in Prometheus text with counters
+//! that move under load, a sink outage that shows as not ready, and SIGTERM
+//! that exits cleanly with nothing lost on restart.
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use harness::{PgServer, RedisServer, ServiceSetup, converged, http_get, small_shop, wait_until};
+use serde_json::Value;
+use viewkeeper::workload::{self, WorkloadOptions};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// Every sample of a Prometheus text exposition, by series (`name{labels}`);
+/// panics on a line that is neither a comment nor `series value`.
+fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample line: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number in: {line}"));
+        assert!(
+            series.starts_with("viewkeeper_"),
+            "metric without the viewkeeper_ prefix: {line}"
+        );
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+async fn get_json(port: u16, path: &str) -> Result<(u16, Value), String> {
+    let (code, body) = http_get(port, path).await?;
+    let json = serde_json::from_str(&body).map_err(|e| format!("{path}: {e}: {body}"))?;
+    Ok((code, json))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_metrics_readiness_and_a_clean_sigterm() {
+    let pg = PgServer::start().await;
+    let mut redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let port = setup.admin_port;
+    let mut service = setup.start();
+
+    wait_until(DEADLINE, "/ready answers 200", || async {
+        match get_json(port, "/ready").await? {
+            (200, _) => Ok(()),
+            (code, body) => Err(format!("{code}: {body}")),
+        }
+    })
+    .await;
+
+    let (code, status) = get_json(port, "/status").await.unwrap();
+    assert_eq!(code, 200);
+    let views = status["views"].as_array().expect("views");
+    let kinds: BTreeMap<&str, &str> = views
+        .iter()
+        .map(|v| (v["view"].as_str().unwrap(), v["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeMap::from([
+            ("category_daily_sales", "aggregate"),
+            ("order_cache", "cache"),
+            ("product_cache", "cache"),
+            ("product_search", "search"),
+        ])
+    );
+    assert!(views.iter().all(|v| v["state"] == "live"), "{status:#}");
+    assert_eq!(status["source"]["slot"], "viewkeeper");
+    assert!(
+        status["source"]["retained_wal_bytes"].is_u64(),
+        "{status:#}"
+    );
+
+    // The CLI prints the same document.
+    let output = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+        .args(["status", "--admin-addr", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("running viewkeeper status");
+    assert!(output.status.success(), "{output:?}");
+    let printed: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(printed["views"].as_array().map(Vec::len), Some(4));
+
+    // Counters move under load; gauges are present.
+    let (code, text) = http_get(port, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    let before = parse_prometheus(&text);
+    workload::run(&pool, &WorkloadOptions::new(400, 9))
+        .await
+        .expect("workload");
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    let after = wait_until(DEADLINE, "the change counter moves", || async {
+        let (_, text) = http_get(port, "/metrics").await?;
+        let after = parse_prometheus(&text);
+        let changes = |m: &BTreeMap<String, f64>| m.get("viewkeeper_changes_total").copied();
+        if changes(&after) > changes(&before) {
+            Ok(after)
+        } else {
+            Err(format!(
+                "changes_total {:?} -> {:?}",
+                changes(&before),
+                changes(&after)
+            ))
+        }
+    })
+    .await;
+    for series in [
+        "viewkeeper_batches_total",
+        "viewkeeper_batch_seconds_count",
+        "viewkeeper_source_lag_bytes",
+        "viewkeeper_retained_wal_bytes",
+        "viewkeeper_outbox_depth{sink=\"redis\"}",
+        "viewkeeper_sink_applied_total{sink=\"redis\"}",
+        "viewkeeper_sink_applied_total{sink=\"aggregate\"}",
+    ] {
+        assert!(
+            after.contains_key(series),
+            "no {series} in /metrics: {after:?}"
+        );
+    }
+
+    // Redis down: not ready, the cache views fail, the others stay live.
+    redis.stop().await;
+    wait_until(DEADLINE, "/ready says 503 while Redis is down", || async {
+        workload::run(&pool, &WorkloadOptions::new(5, 10))
+            .await
+            .map_err(|e| e.to_string())?;
+        match get_json(port, "/ready").await? {
+            (503, status) => Ok(status),
+            (code, _) => Err(format!("still {code}")),
+        }
+    })
+    .await;
+    let (_, status) = get_json(port, "/status").await.unwrap();
+    for view in status["views"].as_array().unwrap() {
+        let expected = if view["kind"] == "cache" {
+            "failed"
+        } else {
+            "live"
+        };
+        assert_eq!(view["state"], expected, "{view:#}");
+    }
+    redis.start_again().await;
+    wait_until(DEADLINE, "/ready is 200 again", || async {
+        match get_json(port, "/ready").await? {
+            (200, _) => Ok(()),
+            (code, body) => Err(format!("{code}: {body}")),
+        }
+    })
+    .await;
+
+    // SIGTERM: a clean exit, then a restart that loses nothing.
+    let exit = service.terminate(Duration::from_secs(15)).await;
+    assert!(exit.success(), "exit after SIGTERM: {exit:?}");
+    workload::run(&pool, &WorkloadOptions::new(300, 12))
+        .await
+        .expect("workload while stopped");
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+}
