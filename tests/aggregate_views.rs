@@ -246,6 +246,28 @@ async fn a_changed_definition_rewrites_the_table_and_a_dropped_table_comes_back(
             "  items: count()\n  skus: count_distinct(sku)",
         );
     std::fs::write(&file, text).unwrap();
+    // A reader polls the table throughout the rewrite: it must always find it.
+    let (stop_reader, mut stopped) = tokio::sync::watch::channel(false);
+    let reader = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut reads = 0u64;
+            loop {
+                let result: Result<i64, _> =
+                    sqlx::query_scalar("SELECT count(*) FROM analytics.category_daily_sales")
+                        .fetch_one(&pool)
+                        .await;
+                if let Err(error) = result {
+                    return Err(format!("read {reads}: {error}"));
+                }
+                reads += 1;
+                if *stopped.borrow() {
+                    return Ok(reads);
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(5), stopped.changed()).await;
+            }
+        })
+    };
     let mut service = setup.start();
     let monthly = r#"
         SELECT json_build_array(t.day::text, t.category_id::text)::text,
@@ -270,6 +292,12 @@ async fn a_changed_definition_rewrites_the_table_and_a_dropped_table_comes_back(
         }
     };
     wait_until(CONVERGE, "the table follows the new definition", matches).await;
+    stop_reader.send(true).unwrap();
+    let reads = reader
+        .await
+        .unwrap()
+        .expect("the table stays readable during the rewrite");
+    assert!(reads > 0);
 
     // An operator drops the table: the next start writes it again.
     service.kill().await;

@@ -5,6 +5,10 @@
 //! transaction of at most three statements, each over arrays (`unnest`):
 //! upsert the changed groups, delete the emptied ones, move the checkpoint.
 //!
+//! A rewrite (new table, new definition, foreign checkpoint) fills a shadow
+//! table and renames it into place in the same transaction as the
+//! checkpoint: readers see the old table until the commit, then the new one.
+//!
 //! The group columns are the table's PRIMARY KEY when none of them can be
 //! NULL, and otherwise a `UNIQUE NULLS NOT DISTINCT` constraint: SQL's
 //! GROUP BY has a NULL group (an item whose product is gone), which a primary
@@ -93,6 +97,16 @@ fn unnest_parts(table: &TargetTable, columns: std::ops::Range<usize>) -> (String
         ));
     }
     (params.join(", "), casts.join(", "))
+}
+
+/// The table a rewrite fills before it is renamed into place: in the same
+/// schema, named after the view (view names are short identifiers).
+fn shadow_of(table: &TargetTable) -> TargetTable {
+    let schema = table.name.split_once('.').map_or("public", |(s, _)| s);
+    TargetTable {
+        name: format!("{schema}.viewkeeper_rewrite_{}", table.view),
+        ..table.clone()
+    }
 }
 
 fn create_table_sql(table: &TargetTable) -> String {
@@ -264,20 +278,24 @@ impl SqlTarget for PgTarget {
                 .await
                 .map_err(&sql_error)?;
         }
-        let drop = format!("DROP TABLE IF EXISTS {}", quote_qualified(&table.name));
-        sqlx::query(AssertSqlSafe(drop))
-            .execute(&mut *txn)
-            .await
-            .map_err(&sql_error)?;
-        sqlx::query(AssertSqlSafe(create_table_sql(table)))
-            .execute(&mut *txn)
-            .await
-            .map_err(&sql_error)?;
+        // The new rows go into a shadow table first, so readers keep the old
+        // table (without waiting on a lock) until the swap at the end.
+        let shadow = shadow_of(table);
+        let statements = [
+            format!("DROP TABLE IF EXISTS {}", quote_qualified(&shadow.name)),
+            create_table_sql(&shadow),
+        ];
+        for sql in statements {
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut *txn)
+                .await
+                .map_err(&sql_error)?;
+        }
         let mut written = 0;
         loop {
             match rows.recv().await {
                 Some(RowChunk::Rows(chunk)) => {
-                    insert_rows(&mut txn, table, &chunk, false)
+                    insert_rows(&mut txn, &shadow, &chunk, false)
                         .await
                         .map_err(&sql_error)?;
                     written += chunk.len() as u64;
@@ -286,6 +304,24 @@ impl SqlTarget for PgTarget {
                 // The state store read failed; dropping `txn` rolls back.
                 None => return Ok(written),
             }
+        }
+        let unqualified = table
+            .name
+            .rsplit_once('.')
+            .map_or(table.name.as_str(), |(_, t)| t);
+        let swap = [
+            format!("DROP TABLE IF EXISTS {}", quote_qualified(&table.name)),
+            format!(
+                "ALTER TABLE {} RENAME TO {}",
+                quote_qualified(&shadow.name),
+                quote_ident(unqualified)
+            ),
+        ];
+        for sql in swap {
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut *txn)
+                .await
+                .map_err(&sql_error)?;
         }
         record_checkpoint(&mut txn, &table.view, checkpoint)
             .await
