@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{PgServer, RedisServer, ServiceSetup, converged, http_get, small_shop, wait_until};
+use harness::{
+    PgServer, RedisServer, ServiceSetup, converged, diff_documents, expected_order_cache, http_get,
+    small_shop, try_redis_documents, wait_until,
+};
 use serde_json::Value;
 use viewkeeper::workload::{self, WorkloadOptions};
 
@@ -169,4 +172,60 @@ async fn status_metrics_readiness_and_a_clean_sigterm() {
         .expect("workload while stopped");
     let mut service = setup.start();
     converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_aggregate_target_fails_its_view_only_and_keeps_its_password() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let mut setup = ServiceSetup::new(&url, &redis.url());
+    let unreachable = format!(
+        "postgres://analyst:s3cret-pw@127.0.0.1:{}/analytics",
+        harness::free_port()
+    );
+    setup.extra_args = vec!["--aggregates-url".into(), unreachable];
+    let port = setup.admin_port;
+    let mut service = setup.start();
+
+    let status = wait_until(
+        DEADLINE,
+        "the aggregate view is reported failed",
+        || async {
+            let (_, status) = get_json(port, "/status").await?;
+            let failed: Vec<&str> = status["views"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|v| v["state"] == "failed")
+                .filter_map(|v| v["view"].as_str())
+                .collect();
+            if failed == ["category_daily_sales"] {
+                Ok(status)
+            } else {
+                Err(format!("failed views: {failed:?}"))
+            }
+        },
+    )
+    .await;
+    // The cache views carry on.
+    workload::run(&pool, &WorkloadOptions::new(200, 4))
+        .await
+        .expect("workload");
+    wait_until(DEADLINE, "order_cache matches its oracle", || async {
+        let expected = expected_order_cache(&pool).await;
+        let actual = try_redis_documents(&redis.url(), "order:*")
+            .await
+            .map_err(|e| e.to_string())?;
+        let differences = diff_documents(&expected, &actual);
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(differences.join("\n"))
+        }
+    })
+    .await;
+    let text = status.to_string() + &service.log_tail(200);
+    assert!(!text.contains("s3cret-pw"), "the password leaked:\n{text}");
+    service.assert_running();
 }

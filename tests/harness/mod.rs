@@ -88,7 +88,7 @@ where
 
 /// A port that was free a moment ago. Another process may take it before the
 /// server binds it, so servers retry on a new port when they fail to start.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port");
     listener
         .local_addr()

@@ -42,11 +42,11 @@ impl PgTarget {
         // Timestamps without zone are written as UTC text; the session must
         // not shift `timestamptz` values either.
         let options = options.options([("TimeZone", "UTC")]);
+        // Lazy: a target that is down at start is retried by the sink, as
+        // Redis is, instead of stopping the service.
         let pool = PgPoolOptions::new()
             .max_connections(2)
-            .connect_with(options)
-            .await
-            .map_err(|e| target_error(e.to_string()))?;
+            .connect_lazy_with(options);
         Ok(PgTarget { pool })
     }
 }

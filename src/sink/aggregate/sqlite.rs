@@ -34,12 +34,11 @@ impl SqliteTarget {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| target_error(e.to_string()))?
             .create_if_missing(true);
-        // One writer: SQLite serializes writes anyway.
+        // One writer: SQLite serializes writes anyway. Lazy, like PostgreSQL:
+        // a file that cannot be opened yet is retried by the sink.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options)
-            .await
-            .map_err(|e| target_error(e.to_string()))?;
+            .connect_lazy_with(options);
         Ok(SqliteTarget { pool })
     }
 }
