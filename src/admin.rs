@@ -2,8 +2,8 @@
 //! and search over the views' indexes.
 //!
 //! Binds to 127.0.0.1 by default (`admin_addr`). Read-only endpoints need no
-//! token; mutating ones (rebuilds, reloads) arrive with the operations work
-//! and will require one.
+//! token; mutating ones (rebuilds) need `Authorization: Bearer <admin_token>`,
+//! and are refused when no token is configured.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,15 +12,19 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
+use crate::rebuild::{RebuildError, Rebuilder};
 use crate::sink::search::{SearchError, SearchIndex};
 use crate::state::Store;
 use crate::status::{StatusBoard, StatusReport, ViewInfo};
@@ -51,6 +55,10 @@ pub struct AdminState {
     pub slot: String,
     /// Renders `/metrics`; `None` when no recorder could be installed.
     pub metrics: Option<PrometheusHandle>,
+    pub rebuilder: Arc<Rebuilder>,
+    /// What mutating calls must present as `Authorization: Bearer …`;
+    /// `None` refuses them all.
+    pub admin_token: Option<Arc<str>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -60,6 +68,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/views/{view}/search", get(search))
+        .route("/views/{view}/rebuild", post(rebuild))
         .with_state(state)
 }
 
@@ -133,6 +142,49 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Whether the request carries the configured token; if not, why. The
+/// comparison takes the same time wherever the tokens differ (digests of
+/// equal length are compared in constant time), so timing says nothing about
+/// the token.
+fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), &'static str> {
+    let Some(expected) = &state.admin_token else {
+        return Err(
+            "mutating calls are refused: no admin token is configured (admin_token, VIEWKEEPER_ADMIN_TOKEN)",
+        );
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or("missing `Authorization: Bearer <token>`")?;
+    let matches = Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes()));
+    if bool::from(matches) {
+        Ok(())
+    } else {
+        Err("wrong admin token")
+    }
+}
+
+/// Starts rebuilding one view; 202 at once, progress in `/status`.
+async fn rebuild(
+    State(state): State<AdminState>,
+    Path(view): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(why) = authorized(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, why.into());
+    }
+    match state.rebuilder.start(&view) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "view": view, "state": "rebuilding" })),
+        )
+            .into_response(),
+        Err(e @ RebuildError::UnknownView(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ RebuildError::AlreadyRunning(_)) => error(StatusCode::CONFLICT, e.to_string()),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -129,6 +129,8 @@ pub fn search(
 pub enum StatusError {
     #[error("admin API at {addr}: {message}")]
     Request { addr: String, message: String },
+    #[error("view {view}: {message}")]
+    Rebuild { view: String, message: String },
 }
 
 /// `GET /status` of the service whose admin API listens on `admin_addr`,
@@ -139,14 +141,75 @@ pub fn status(admin_addr: &str) -> Result<String, StatusError> {
         addr: admin_addr.to_owned(),
         message,
     };
-    let url = format!("http://{admin_addr}/status");
-    let text = ureq::get(&url)
+    let body = status_json(admin_addr).map_err(fail)?;
+    serde_json::to_string_pretty(&body).map_err(|e| fail(e.to_string()))
+}
+
+fn status_json(admin_addr: &str) -> Result<serde_json::Value, String> {
+    let text = ureq::get(&format!("http://{admin_addr}/status"))
         .call()
-        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| e.to_string())?
         .body_mut()
         .read_to_string()
-        .map_err(|e| fail(e.to_string()))?;
-    let body: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
-    serde_json::to_string_pretty(&body).map_err(|e| fail(e.to_string()))
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// The status entry of one view: (state, rebuilds completed, rebuild error).
+fn rebuild_progress(admin_addr: &str, view: &str) -> Result<(String, u64, Option<String>), String> {
+    let status = status_json(admin_addr)?;
+    let entry = status["views"]
+        .as_array()
+        .and_then(|views| views.iter().find(|v| v["view"] == view))
+        .ok_or_else(|| format!("no view named {view:?}"))?;
+    Ok((
+        entry["state"].as_str().unwrap_or("unknown").to_owned(),
+        entry["rebuilds_completed"].as_u64().unwrap_or(0),
+        entry["rebuild_error"].as_str().map(str::to_owned),
+    ))
+}
+
+/// `POST /views/{view}/rebuild`, then follows `/status` until the rebuild
+/// is done, reporting on `progress`.
+pub fn rebuild(
+    admin_addr: &str,
+    token: &str,
+    view: &str,
+    progress: &mut impl Write,
+) -> Result<(), StatusError> {
+    let request = |message: String| StatusError::Request {
+        addr: admin_addr.to_owned(),
+        message,
+    };
+    let failed = |message: String| StatusError::Rebuild {
+        view: view.to_owned(),
+        message,
+    };
+    let (_, before, _) = rebuild_progress(admin_addr, view).map_err(request)?;
+    let started = std::time::Instant::now();
+    let response = ureq::post(&format!("http://{admin_addr}/views/{view}/rebuild"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_empty()
+        .map_err(|e| request(e.to_string()))?;
+    if response.status() != 202 {
+        let code = response.status();
+        let body = response.into_body().read_to_string().unwrap_or_default();
+        return Err(failed(format!("{code}: {body}")));
+    }
+    let _ = writeln!(progress, "rebuilding {view}…");
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let (state, completed, error) = rebuild_progress(admin_addr, view).map_err(request)?;
+        if completed > before {
+            let seconds = started.elapsed().as_secs_f64();
+            let _ = writeln!(progress, "{view} rebuilt in {seconds:.1} s; state {state}");
+            return Ok(());
+        }
+        if let (Some(error), false) = (error, state == "rebuilding") {
+            return Err(failed(error));
+        }
+    }
 }

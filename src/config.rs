@@ -73,6 +73,9 @@ pub struct ConfigArgs {
     /// Address of the admin HTTP API [default: 127.0.0.1:9187]
     #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR")]
     pub admin_addr: Option<String>,
+    /// Bearer token that mutating admin calls must carry; without one they are refused
+    #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// The file form. Unknown keys are refused, so a typo is an error, not a
@@ -92,6 +95,7 @@ struct FileConfig {
     batch_max_wait_ms: Option<u64>,
     log: Option<String>,
     admin_addr: Option<String>,
+    admin_token: Option<String>,
 }
 
 /// Resolved settings.
@@ -110,6 +114,8 @@ pub struct Config {
     pub log: String,
     /// Where the admin HTTP API listens.
     pub admin_addr: std::net::SocketAddr,
+    /// What mutating admin calls must present; `None` refuses them all.
+    pub admin_token: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -131,6 +137,7 @@ impl std::fmt::Debug for Config {
             .field("redis_checkpoint_key", &self.redis_checkpoint_key)
             .field("batch", &self.batch)
             .field("admin_addr", &self.admin_addr)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -186,6 +193,11 @@ impl Config {
                 file.admin_addr,
                 "127.0.0.1:9187".into(),
             ))?,
+            admin_token: args
+                .admin_token
+                .clone()
+                .or(file.admin_token)
+                .filter(|token| !token.is_empty()),
         })
     }
 

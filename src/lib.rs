@@ -11,7 +11,8 @@
 //! - [`engine`]: batch → affected roots → outputs → diffs → outboxes.
 //! - [`aggregate`]: the running state of aggregate groups, exact under retraction.
 //! - [`sink`]: drains outboxes into Redis, Tantivy indexes and SQL tables.
-//! - [`admin`]: the admin HTTP API (health, search).
+//! - [`admin`]: the admin HTTP API (health, status, metrics, search, rebuilds).
+//! - [`rebuild`]: rebuilding one view on demand.
 //! - [`config`], [`service`], [`commands`]: configuration, the running
 //!   service, and the other command-line commands (`check`, `tail`).
 //! - [`status`]: what `/status` and `/ready` report.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod engine;
 pub mod expr;
 pub mod plan;
+pub mod rebuild;
 pub mod service;
 pub mod sink;
 pub mod source;

@@ -61,6 +61,18 @@ enum Command {
         #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR", default_value = "127.0.0.1:9187")]
         admin_addr: String,
     },
+    /// Rebuild one view of the running service from its state store, and wait
+    /// until it is done.
+    Rebuild {
+        /// The view to rebuild
+        view: String,
+        /// Address of the running service's admin API
+        #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR", default_value = "127.0.0.1:9187")]
+        admin_addr: String,
+        /// The service's admin token
+        #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+    },
     /// Create and load the example shop, and/or run random transactions on it.
     Workload(WorkloadArgs),
 }
@@ -161,6 +173,23 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     println!("{status}");
                     Ok(ExitCode::SUCCESS)
                 }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Rebuild {
+            view,
+            admin_addr,
+            admin_token,
+        } => {
+            let rebuilt = tokio::task::spawn_blocking(move || {
+                commands::rebuild(&admin_addr, &admin_token, &view, &mut std::io::stderr())
+            })
+            .await?;
+            match rebuilt {
+                Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(error) => {
                     eprintln!("error: {error}");
                     Ok(ExitCode::FAILURE)

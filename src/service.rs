@@ -18,7 +18,9 @@ use crate::admin::{self, AdminError, AdminState};
 use crate::change::Lsn;
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
-use crate::plan::{OutputPlan, Plan, PlanError};
+use crate::plan::{KeyPartPlan, OutputPlan, Plan, PlanError, ViewPlan};
+use crate::rebuild::Rebuilder;
+use crate::sink::RewriteSignal;
 use crate::sink::aggregate::{self, AggregateSink, AggregateSinkError, TargetTable};
 use crate::sink::redis::{self, RedisSink};
 use crate::sink::search::{SearchError, SearchIndex, SearchSink};
@@ -98,6 +100,13 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let engine = Arc::new(Engine::new(Arc::clone(&plan), Arc::clone(&store)));
     let status = StatusBoard::new();
     let mut sinks = start_search_sinks(&views, &config, &store, &status, &shutdown)?;
+    start_aggregate_sinks(&plan, &config, &store, &status, &shutdown, &mut sinks).await?;
+    start_redis_sink(&plan, &config, &store, &status, &shutdown, &mut sinks)?;
+    let rebuilder = Rebuilder::new(
+        Arc::clone(&engine),
+        Arc::clone(&status),
+        std::mem::take(&mut sinks.rewrites),
+    );
     let admin = admin::bind(
         config.admin_addr,
         AdminState {
@@ -108,33 +117,13 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             pool: pool.clone(),
             slot: config.slot.clone(),
             metrics: telemetry::install_recorder(),
+            rebuilder: Arc::new(rebuilder),
+            admin_token: config.admin_token.clone().map(Arc::from),
         },
         shutdown.clone(),
     )
     .await?;
     sinks.tasks.push(tokio::spawn(admin));
-    start_aggregate_sinks(&plan, &config, &store, &status, &shutdown, &mut sinks).await?;
-    if plan.views.iter().any(|v| v.sink == redis::SINK) {
-        let wake = Arc::new(Notify::new());
-        let sink = RedisSink::new(
-            config.redis_url.clone(),
-            Arc::clone(&store),
-            plan.views
-                .iter()
-                .filter(|v| v.sink == redis::SINK)
-                .map(|v| v.name.clone())
-                .collect(),
-            config.redis_checkpoint_key.clone(),
-            store.id()?,
-        );
-        let health = status.sink(redis::SINK);
-        sinks.tasks.push(tokio::spawn(sink.run(
-            Arc::clone(&wake),
-            health,
-            shutdown.clone(),
-        )));
-        sinks.wakes.push(wake);
-    }
     let pipeline = Pipeline {
         status,
         endpoint,
@@ -164,6 +153,8 @@ struct Sinks {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     wakes: Vec<Arc<Notify>>,
     indexes: HashMap<String, Arc<SearchIndex>>,
+    /// How to ask each view's sink for a full rewrite, by view name.
+    rewrites: HashMap<String, RewriteSignal>,
 }
 
 /// Opens (or creates) the index of every search view, takes its writer, and
@@ -198,12 +189,15 @@ fn start_search_sinks(
         let wake = Arc::new(Notify::new());
         let outbox = format!("search:{}", view.name);
         let health = status.sink(&outbox);
+        let rewrites = RewriteSignal::new(Arc::clone(&wake));
+        sinks.rewrites.insert(view.name.clone(), rewrites.clone());
         let sink = SearchSink::new(
             view.name.clone(),
             outbox,
             Arc::clone(store),
             Arc::clone(&index),
             writer,
+            rewrites,
         );
         sinks.tasks.push(tokio::spawn(sink.run(
             Arc::clone(&wake),
@@ -214,6 +208,57 @@ fn start_search_sinks(
         sinks.indexes.insert(view.name.clone(), index);
     }
     Ok(sinks)
+}
+
+/// Starts the one Redis sink of every cache view, if there is any.
+fn start_redis_sink(
+    plan: &Plan,
+    config: &Config,
+    store: &Arc<Store>,
+    status: &Arc<StatusBoard>,
+    shutdown: &watch::Receiver<bool>,
+    sinks: &mut Sinks,
+) -> Result<(), ServiceError> {
+    let cache_views: Vec<&ViewPlan> = plan
+        .views
+        .iter()
+        .filter(|v| v.sink == redis::SINK)
+        .collect();
+    if cache_views.is_empty() {
+        return Ok(());
+    }
+    let wake = Arc::new(Notify::new());
+    let rewrites = RewriteSignal::new(Arc::clone(&wake));
+    let key_prefixes = cache_views
+        .iter()
+        .filter_map(|view| match &view.output {
+            OutputPlan::Cache { key, .. } => match key.first() {
+                Some(KeyPartPlan::Literal(prefix)) if !prefix.is_empty() => Some(prefix.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    for view in &cache_views {
+        sinks.rewrites.insert(view.name.clone(), rewrites.clone());
+    }
+    let sink = RedisSink::new(
+        config.redis_url.clone(),
+        Arc::clone(store),
+        cache_views.iter().map(|v| v.name.clone()).collect(),
+        key_prefixes,
+        config.redis_checkpoint_key.clone(),
+        store.id()?,
+        rewrites,
+    );
+    let health = status.sink(redis::SINK);
+    sinks.tasks.push(tokio::spawn(sink.run(
+        Arc::clone(&wake),
+        health,
+        shutdown.clone(),
+    )));
+    sinks.wakes.push(wake);
+    Ok(())
 }
 
 /// Connects to the aggregates database (once, shared by every aggregate
@@ -244,11 +289,14 @@ async fn start_aggregate_sinks(
     for table in tables {
         let wake = Arc::new(Notify::new());
         let health = status.sink(&aggregate::sink_name(&table.view));
+        let rewrites = RewriteSignal::new(Arc::clone(&wake));
+        sinks.rewrites.insert(table.view.clone(), rewrites.clone());
         let sink = AggregateSink::new(
             table,
             Arc::clone(store),
             store_id.clone(),
             Arc::clone(&target),
+            rewrites,
         );
         sinks.tasks.push(tokio::spawn(sink.run(
             Arc::clone(&wake),

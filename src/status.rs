@@ -28,6 +28,16 @@ struct Inner {
     /// Unix epoch.
     last_commit_micros: Option<i64>,
     sinks: BTreeMap<String, SinkState>,
+    rebuilds: BTreeMap<String, RebuildState>,
+}
+
+/// Rebuilds on demand of one view.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RebuildState {
+    pub running: bool,
+    pub completed: u64,
+    /// Why the last rebuild failed, until the next one succeeds.
+    pub error: Option<String>,
 }
 
 /// The last thing a sink reported.
@@ -45,6 +55,7 @@ pub struct StatusSnapshot {
     pub position: Option<Lsn>,
     pub last_commit_micros: Option<i64>,
     pub sinks: BTreeMap<String, SinkState>,
+    pub rebuilds: BTreeMap<String, RebuildState>,
 }
 
 impl StatusBoard {
@@ -93,7 +104,25 @@ impl StatusBoard {
             position: inner.position,
             last_commit_micros: inner.last_commit_micros,
             sinks: inner.sinks.clone(),
+            rebuilds: inner.rebuilds.clone(),
         }
+    }
+
+    /// Starts a rebuild of `view`; `false` if one is already running.
+    pub fn rebuild_started(&self, view: &str) -> bool {
+        let mut inner = self.lock();
+        let state = inner.rebuilds.entry(view.to_owned()).or_default();
+        !std::mem::replace(&mut state.running, true)
+    }
+
+    pub fn rebuild_finished(&self, view: &str, error: Option<String>) {
+        let mut inner = self.lock();
+        let state = inner.rebuilds.entry(view.to_owned()).or_default();
+        state.running = false;
+        if error.is_none() {
+            state.completed += 1;
+        }
+        state.error = error;
     }
 }
 
@@ -153,6 +182,9 @@ pub struct ViewReport {
     pub lag_seconds: Option<f64>,
     /// Outbox entries its sink has not applied yet.
     pub outbox_depth: u64,
+    /// Rebuilds on demand completed since the service started.
+    pub rebuilds_completed: u64,
+    pub rebuild_error: Option<String>,
     pub sink: String,
     pub sink_error: Option<String>,
 }
@@ -248,9 +280,15 @@ pub async fn report(
         let outbox_depth = store.outbox_pending(&view.sink).unwrap_or(0);
         telemetry::record_outbox_depth(&view.sink, outbox_depth);
         let sink = snapshot.sinks.get(&view.sink).cloned().unwrap_or_default();
+        let rebuild = snapshot
+            .rebuilds
+            .get(&view.name)
+            .cloned()
+            .unwrap_or_default();
         let state = match (snapshot.snapshot_done, sink.error.is_some()) {
             (_, true) => "failed",
             (false, false) => "building",
+            (true, false) if rebuild.running => "rebuilding",
             (true, false) => "live",
         };
         reports.push(ViewReport {
@@ -261,6 +299,8 @@ pub async fn report(
             lag_bytes,
             lag_seconds,
             outbox_depth,
+            rebuilds_completed: rebuild.completed,
+            rebuild_error: rebuild.error,
             sink: view.sink.clone(),
             sink_error: sink.error,
         });

@@ -207,6 +207,16 @@ impl Engine {
         Ok(rebuilt)
     }
 
+    /// Recomputes every root of the view named `view` from the state store
+    /// (a rebuild on demand); `None` when there is no such view. Batches go
+    /// on meanwhile: each chunk of roots is its own transaction.
+    pub fn recompute_view(&self, view: &str) -> Result<Option<BatchOutcome>, EngineError> {
+        let Some(index) = self.plan.views.iter().position(|v| v.name == view) else {
+            return Ok(None);
+        };
+        outputs::refresh_all_roots(&self.store, &self.plan, index, REFRESH_CHUNK).map(Some)
+    }
+
     /// Recomputes every root of one view and records its definition hash.
     /// An aggregate view built under another definition starts from no
     /// groups: the old ones were keyed and measured by the old definition

@@ -15,11 +15,58 @@ pub mod redis;
 pub mod search;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::state::{Store, StoreError, StoredOutput};
+
+/// Asks a sink to rewrite its whole target from the state store (a rebuild
+/// on demand), and tells when it has. Requests are numbered; a rewrite done
+/// after a request was seen covers it and every earlier one.
+#[derive(Clone)]
+pub struct RewriteSignal {
+    requested: Arc<AtomicU64>,
+    completed: Arc<watch::Sender<u64>>,
+    /// The sink's own wake-up, so an idle sink sees the request at once.
+    wake: Arc<Notify>,
+}
+
+impl RewriteSignal {
+    pub fn new(wake: Arc<Notify>) -> RewriteSignal {
+        RewriteSignal {
+            requested: Arc::new(AtomicU64::new(0)),
+            completed: Arc::new(watch::channel(0).0),
+            wake,
+        }
+    }
+
+    /// Asks for a rewrite; returns the request's number.
+    pub fn request(&self) -> u64 {
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        self.wake.notify_one();
+        ticket
+    }
+
+    /// Waits until a rewrite covering request `ticket` has completed.
+    pub async fn completed(&self, ticket: u64) {
+        let mut completed = self.completed.subscribe();
+        let _ = completed.wait_for(|done| *done >= ticket).await;
+    }
+
+    /// For the sink: the newest request not yet covered, if any.
+    pub fn pending(&self) -> Option<u64> {
+        let requested = self.requested.load(Ordering::SeqCst);
+        (requested > *self.completed.borrow()).then_some(requested)
+    }
+
+    /// For the sink: a rewrite that began after request `ticket` was seen
+    /// has completed.
+    pub fn finished(&self, ticket: u64) {
+        self.completed.send_replace(ticket);
+    }
+}
 
 /// Chunks of `(view, output)` pairs from a stored-outputs snapshot.
 pub type OutputChunks = mpsc::Receiver<Vec<(String, StoredOutput)>>;

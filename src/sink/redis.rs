@@ -6,6 +6,7 @@
 //! another store (the data directory was replaced), the sink rewrites every
 //! stored output from the state store, then continues from the outbox.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, watch};
 
+use crate::sink::RewriteSignal;
 use crate::source::connection::redact_url;
 use crate::state::{OutboxEntry, OutboxOp, Store, StoreError};
 use crate::telemetry;
@@ -22,6 +24,8 @@ use crate::telemetry;
 pub const SINK: &str = "redis";
 /// Outbox entries per MULTI/EXEC.
 const ENTRIES_PER_BATCH: usize = 1_000;
+/// Keys per SCAN step when sweeping stale documents.
+const SWEEP_SCAN_COUNT: usize = 1_000;
 /// How often an idle sink checks that Redis still has its checkpoint.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -46,6 +50,11 @@ pub struct RedisSink {
     store_id: String,
     /// Last sequence applied, published for status and tests.
     applied: watch::Sender<u64>,
+    /// The literal start of each cache view's key template (`order:`): keys
+    /// under it belong to viewkeeper, and a rewrite deletes those that no
+    /// stored output has.
+    key_prefixes: Vec<String>,
+    rewrites: RewriteSignal,
 }
 
 impl RedisSink {
@@ -53,8 +62,10 @@ impl RedisSink {
         url: String,
         store: Arc<Store>,
         views: Vec<String>,
+        key_prefixes: Vec<String>,
         checkpoint_key: String,
         store_id: String,
+        rewrites: RewriteSignal,
     ) -> RedisSink {
         RedisSink {
             url,
@@ -63,6 +74,8 @@ impl RedisSink {
             checkpoint_key,
             store_id,
             applied: watch::channel(0).0,
+            key_prefixes,
+            rewrites,
         }
     }
 
@@ -112,6 +125,11 @@ impl RedisSink {
         let mut applied = self.recover_position(&mut conn).await?;
         health.ok();
         loop {
+            if let Some(ticket) = self.rewrites.pending() {
+                applied = self.rewrite_all(&mut conn).await?;
+                self.applied.send_replace(applied);
+                self.rewrites.finished(ticket);
+            }
             let after = applied;
             let store = Arc::clone(&self.store);
             let entries = tokio::task::spawn_blocking(move || {
@@ -222,6 +240,7 @@ impl RedisSink {
         let (mut chunks, reader) =
             super::stream_stored_outputs(&self.store, SINK, self.views.clone(), ENTRIES_PER_BATCH);
         let mut written = 0usize;
+        let mut keys = HashSet::new();
         while let Some(chunk) = chunks.recv().await {
             let mut pipe = redis::pipe();
             for (_, output) in &chunk {
@@ -229,16 +248,69 @@ impl RedisSink {
             }
             pipe.query_async::<()>(conn).await?;
             written += chunk.len();
+            keys.extend(chunk.into_iter().map(|(_, output)| output.key));
         }
         let sequence = reader.await??;
+        let swept = self.sweep(conn, &keys).await?;
         let _: () = conn
             .set(&self.checkpoint_key, self.checkpoint_value(sequence))
             .await?;
         tracing::info!(
             documents = written,
+            swept,
             sequence,
             "redis rewritten from the state store"
         );
         Ok(sequence)
     }
+
+    /// Deletes every key under a cache view's key prefix that is not in
+    /// `keep` (the stored outputs): documents of roots deleted while the
+    /// data was elsewhere, or left by another deployment. Returns how many.
+    async fn sweep(
+        &self,
+        conn: &mut ConnectionManager,
+        keep: &HashSet<String>,
+    ) -> Result<usize, RedisSinkError> {
+        let mut swept = 0;
+        for prefix in &self.key_prefixes {
+            let pattern = format!("{}*", glob_escape(prefix));
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SWEEP_SCAN_COUNT)
+                    .query_async(conn)
+                    .await?;
+                let stale: Vec<&String> = found
+                    .iter()
+                    .filter(|key| !keep.contains(*key) && **key != self.checkpoint_key)
+                    .collect();
+                if !stale.is_empty() {
+                    let _: () = conn.del(&stale).await?;
+                    swept += stale.len();
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(swept)
+    }
+}
+
+/// `prefix` with Redis glob characters escaped, for `SCAN MATCH`.
+fn glob_escape(prefix: &str) -> String {
+    let mut escaped = String::with_capacity(prefix.len());
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }

@@ -32,6 +32,7 @@ use crate::change::Value;
 use crate::engine::values_from_json;
 use crate::expr::ValueType;
 use crate::plan::AggregatePlan;
+use crate::sink::RewriteSignal;
 use crate::source::connection::redact_url;
 use crate::state::keycode::encode_values;
 use crate::state::{OutboxOp, Store, StoreError};
@@ -216,6 +217,7 @@ pub struct AggregateSink {
     target: Arc<dyn SqlTarget>,
     /// Last sequence applied, published for status and tests.
     applied: watch::Sender<u64>,
+    rewrites: RewriteSignal,
 }
 
 impl AggregateSink {
@@ -224,6 +226,7 @@ impl AggregateSink {
         store: Arc<Store>,
         store_id: String,
         target: Arc<dyn SqlTarget>,
+        rewrites: RewriteSignal,
     ) -> AggregateSink {
         AggregateSink {
             sink: sink_name(&table.view),
@@ -232,6 +235,7 @@ impl AggregateSink {
             store_id,
             target,
             applied: watch::channel(0).0,
+            rewrites,
         }
     }
 
@@ -267,18 +271,16 @@ impl AggregateSink {
     async fn drain(&self, wake: &Notify, health: &SinkHealth) -> Result<(), AggregateSinkError> {
         let mut applied = match self.target.checkpoint(&self.table).await? {
             Some(checkpoint) if self.is_ours(&checkpoint) => checkpoint.sequence,
-            _ => loop {
-                if let Some(sequence) = self.rewrite().await? {
-                    break sequence;
-                }
-                // The engine is still building the groups (first snapshot,
-                // or a rebuild for a new definition); it wakes us per batch.
-                let _ = tokio::time::timeout(NOT_BUILT_POLL, wake.notified()).await;
-            },
+            _ => self.rewrite_when_built(wake).await?,
         };
         self.applied.send_replace(applied);
         health.ok();
         loop {
+            if let Some(ticket) = self.rewrites.pending() {
+                applied = self.rewrite_when_built(wake).await?;
+                self.rewrites.finished(ticket);
+                self.applied.send_replace(applied);
+            }
             let (store, sink, after) = (Arc::clone(&self.store), self.sink.clone(), applied);
             let entries = tokio::task::spawn_blocking(move || {
                 store.outbox_after(&sink, after, ENTRIES_PER_BATCH)
@@ -376,6 +378,18 @@ impl AggregateSink {
                 }
                 result => return result,
             }
+        }
+    }
+
+    /// [`Self::rewrite`], once the engine has built the groups for this
+    /// definition (first snapshot, or a rebuild for a new definition: it
+    /// wakes the sink after each batch).
+    async fn rewrite_when_built(&self, wake: &Notify) -> Result<u64, AggregateSinkError> {
+        loop {
+            if let Some(sequence) = self.rewrite().await? {
+                return Ok(sequence);
+            }
+            let _ = tokio::time::timeout(NOT_BUILT_POLL, wake.notified()).await;
         }
     }
 

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::{IndexOp, IndexWriterHandle, SearchError, SearchIndex};
+use crate::sink::RewriteSignal;
 use crate::state::{OutboxEntry, OutboxOp, Store, StoreError};
 
 /// The shortest time between two commits of one index.
@@ -45,6 +46,7 @@ pub struct SearchSink {
     store: Arc<Store>,
     index: Arc<SearchIndex>,
     writer: Arc<IndexWriterHandle>,
+    rewrites: RewriteSignal,
 }
 
 impl SearchSink {
@@ -54,6 +56,7 @@ impl SearchSink {
         store: Arc<Store>,
         index: Arc<SearchIndex>,
         writer: IndexWriterHandle,
+        rewrites: RewriteSignal,
     ) -> SearchSink {
         SearchSink {
             view,
@@ -61,6 +64,7 @@ impl SearchSink {
             store,
             index,
             writer: Arc::new(writer),
+            rewrites,
         }
     }
 
@@ -98,6 +102,10 @@ impl SearchSink {
         let mut last_commit = Instant::now() - COMMIT_INTERVAL;
         let mut backlog = false;
         loop {
+            if let Some(ticket) = self.rewrites.pending() {
+                applied = self.load_all().await?;
+                self.rewrites.finished(ticket);
+            }
             // Batching by time: entries arriving meanwhile join this commit.
             // A backlog (the last read was full) is drained without pausing.
             if !backlog {
@@ -154,8 +162,10 @@ impl SearchSink {
         }
     }
 
-    /// Loads every stored output into an index that has never been committed
-    /// to, and returns the outbox sequence that covers.
+    /// Writes every stored output into the index and deletes every other
+    /// document, in one commit (searches see the old index until it, the
+    /// new one after), and returns the outbox sequence that covers. For a
+    /// new index, and for a rebuild on demand.
     async fn load_all(&self) -> Result<u64, SearchSinkError> {
         let (mut chunks, reader) = crate::sink::stream_stored_outputs(
             &self.store,
@@ -175,6 +185,21 @@ impl SearchSink {
         }
         let sequence = reader.await??;
         let documents = ops.len();
+        let index = Arc::clone(&self.index);
+        let indexed = tokio::task::spawn_blocking(move || index.all_documents()).await??;
+        let stored: std::collections::HashSet<&str> = ops
+            .iter()
+            .filter_map(|op| match op {
+                IndexOp::Upsert { id, .. } => Some(id.as_str()),
+                IndexOp::Delete { .. } => None,
+            })
+            .collect();
+        let extra: Vec<IndexOp> = indexed
+            .into_iter()
+            .filter(|hit| !stored.contains(hit.id.as_str()))
+            .map(|hit| IndexOp::Delete { id: hit.id })
+            .collect();
+        ops.extend(extra);
         self.commit(ops, sequence).await?;
         tracing::info!(view = %self.view, documents, sequence, "search index loaded from the state store");
         Ok(sequence)
