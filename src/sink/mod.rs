@@ -14,13 +14,54 @@ pub mod aggregate;
 pub mod redis;
 pub mod search;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::state::{Store, StoreError, StoredOutput};
+use crate::status::SinkHealth;
+
+/// The first pause after a failed attempt; it doubles up to the sink's cap.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Runs a sink until `shutdown` turns true. `attempt` connects and drains
+/// the outbox until it fails; a failure is reported to `health`, logged as
+/// `sink`'s, and retried after a pause that doubles up to `max_backoff`.
+pub async fn retry_until_shutdown<F, Fut, E>(
+    sink: &str,
+    health: &SinkHealth,
+    mut shutdown: watch::Receiver<bool>,
+    max_backoff: Duration,
+    mut attempt: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut backoff = FIRST_BACKOFF;
+    while !*shutdown.borrow() {
+        let result = tokio::select! {
+            result = attempt() => result,
+            _ = shutdown.changed() => return,
+        };
+        match result {
+            Ok(()) => backoff = FIRST_BACKOFF,
+            Err(error) => {
+                health.failed(&error);
+                tracing::warn!(sink, %error, "sink failed; retrying in {backoff:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+}
 
 /// Asks a sink to rewrite its whole target from the state store (a rebuild
 /// on demand), and tells when it has. Requests are numbered; a rewrite done

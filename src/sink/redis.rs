@@ -85,30 +85,16 @@ impl RedisSink {
     }
 
     /// Drains the outbox until `shutdown` turns true, reconnecting as needed.
-    pub async fn run(
-        self,
-        wake: Arc<Notify>,
-        health: SinkHealth,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let mut backoff = Duration::from_millis(100);
-        while !*shutdown.borrow() {
-            let result = tokio::select! {
-                result = self.connect_and_drain(&wake, &health) => result,
-                _ = shutdown.changed() => return,
-            };
-            if let Err(error) = result {
-                health.failed(&error);
-                tracing::warn!(url = %redact_url(&self.url), %error, "redis sink: retrying in {backoff:?}");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            } else {
-                backoff = Duration::from_millis(100);
-            }
-        }
+    pub async fn run(self, wake: Arc<Notify>, health: SinkHealth, shutdown: watch::Receiver<bool>) {
+        let label = format!("redis ({})", redact_url(&self.url));
+        crate::sink::retry_until_shutdown(
+            &label,
+            &health,
+            shutdown,
+            Duration::from_secs(5),
+            || self.connect_and_drain(&wake, &health),
+        )
+        .await;
     }
 
     async fn connect_and_drain(

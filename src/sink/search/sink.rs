@@ -69,28 +69,16 @@ impl SearchSink {
     }
 
     /// Drains the outbox until `shutdown` turns true, retrying failures.
-    pub async fn run(
-        self,
-        wake: Arc<Notify>,
-        health: SinkHealth,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let mut backoff = Duration::from_millis(200);
-        while !*shutdown.borrow() {
-            let result = tokio::select! {
-                result = self.drain(&wake, &health) => result,
-                _ = shutdown.changed() => return,
-            };
-            if let Err(error) = result {
-                health.failed(&error);
-                tracing::error!(view = %self.view, %error, "search sink: retrying in {backoff:?}");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
+    pub async fn run(self, wake: Arc<Notify>, health: SinkHealth, shutdown: watch::Receiver<bool>) {
+        let label = self.sink.clone();
+        crate::sink::retry_until_shutdown(
+            &label,
+            &health,
+            shutdown,
+            Duration::from_secs(10),
+            || self.drain(&wake, &health),
+        )
+        .await;
     }
 
     async fn drain(&self, wake: &Notify, health: &SinkHealth) -> Result<(), SearchSinkError> {
