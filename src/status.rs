@@ -260,7 +260,12 @@ pub async fn report(
     let snapshot = board.snapshot();
     let source = source_report(pool, slot).await;
     let current = source.current_wal_lsn.as_deref().and_then(Lsn::parse);
-    let lag_bytes = match (current, snapshot.position) {
+    // The slot's confirmed position also moves on keepalives past WAL no
+    // view reads (other tables, the aggregate sink's own writes): whichever
+    // is further is how far the views are.
+    let confirmed = source.confirmed_lsn.as_deref().and_then(Lsn::parse);
+    let caught_up_to = snapshot.position.max(confirmed.filter(|_| snapshot.position.is_some()));
+    let lag_bytes = match (current, caught_up_to) {
         (Some(current), Some(applied)) => Some(current.0.saturating_sub(applied.0)),
         _ => None,
     };
