@@ -264,7 +264,9 @@ pub async fn report(
     // view reads (other tables, the aggregate sink's own writes): whichever
     // is further is how far the views are.
     let confirmed = source.confirmed_lsn.as_deref().and_then(Lsn::parse);
-    let caught_up_to = snapshot.position.max(confirmed.filter(|_| snapshot.position.is_some()));
+    let caught_up_to = snapshot
+        .position
+        .max(confirmed.filter(|_| snapshot.position.is_some()));
     let lag_bytes = match (current, caught_up_to) {
         (Some(current), Some(applied)) => Some(current.0.saturating_sub(applied.0)),
         _ => None,
