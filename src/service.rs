@@ -7,6 +7,7 @@
 //! committed batch.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ use crate::source::connection::PgEndpoint;
 use crate::source::stream::ReplicationStream;
 use crate::source::{SourceError, catalog, snapshot};
 use crate::state::{Store, StoreError};
-use crate::status::{StatusBoard, ViewInfo};
+use crate::status::{SinkHealth, StatusBoard, ViewInfo};
 use crate::telemetry;
 use crate::view::model::ViewKind;
 use crate::view::{self, ViewDef, ViewErrors};
@@ -123,7 +124,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         shutdown.clone(),
     )
     .await?;
-    sinks.tasks.push(tokio::spawn(admin));
+    sinks.spawn(admin);
     let pipeline = Pipeline {
         status,
         endpoint,
@@ -157,6 +158,35 @@ struct Sinks {
     rewrites: HashMap<String, RewriteSignal>,
 }
 
+/// What every sink is started with: its wake-up after each committed batch,
+/// its health on the status board, and its rewrite signal for rebuilds.
+struct SinkWiring {
+    wake: Arc<Notify>,
+    health: SinkHealth,
+    rewrites: RewriteSignal,
+}
+
+impl Sinks {
+    /// The wiring of the sink draining outbox `outbox` for `views`.
+    fn wire(&mut self, status: &Arc<StatusBoard>, outbox: &str, views: &[String]) -> SinkWiring {
+        let wake = Arc::new(Notify::new());
+        let rewrites = RewriteSignal::new(Arc::clone(&wake));
+        for view in views {
+            self.rewrites.insert(view.clone(), rewrites.clone());
+        }
+        self.wakes.push(Arc::clone(&wake));
+        SinkWiring {
+            wake,
+            health: status.sink(outbox),
+            rewrites,
+        }
+    }
+
+    fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
+    }
+}
+
 /// Opens (or creates) the index of every search view, takes its writer, and
 /// starts its sink. An index built for another definition is recreated: its
 /// sink then loads every stored output into it.
@@ -186,25 +216,17 @@ fn start_search_sinks(
         };
         let index = Arc::new(index);
         let writer = index.writer(INDEX_MEMORY_BUDGET, 1)?;
-        let wake = Arc::new(Notify::new());
         let outbox = format!("search:{}", view.name);
-        let health = status.sink(&outbox);
-        let rewrites = RewriteSignal::new(Arc::clone(&wake));
-        sinks.rewrites.insert(view.name.clone(), rewrites.clone());
+        let wiring = sinks.wire(status, &outbox, std::slice::from_ref(&view.name));
         let sink = SearchSink::new(
             view.name.clone(),
             outbox,
             Arc::clone(store),
             Arc::clone(&index),
             writer,
-            rewrites,
+            wiring.rewrites,
         );
-        sinks.tasks.push(tokio::spawn(sink.run(
-            Arc::clone(&wake),
-            health,
-            shutdown.clone(),
-        )));
-        sinks.wakes.push(wake);
+        sinks.spawn(sink.run(wiring.wake, wiring.health, shutdown.clone()));
         sinks.indexes.insert(view.name.clone(), index);
     }
     Ok(sinks)
@@ -227,8 +249,6 @@ fn start_redis_sink(
     if cache_views.is_empty() {
         return Ok(());
     }
-    let wake = Arc::new(Notify::new());
-    let rewrites = RewriteSignal::new(Arc::clone(&wake));
     let key_prefixes = cache_views
         .iter()
         .filter_map(|view| match &view.output {
@@ -239,25 +259,18 @@ fn start_redis_sink(
             _ => None,
         })
         .collect();
-    for view in &cache_views {
-        sinks.rewrites.insert(view.name.clone(), rewrites.clone());
-    }
+    let names: Vec<String> = cache_views.iter().map(|v| v.name.clone()).collect();
+    let wiring = sinks.wire(status, redis::SINK, &names);
     let sink = RedisSink::new(
         config.redis_url.clone(),
         Arc::clone(store),
-        cache_views.iter().map(|v| v.name.clone()).collect(),
+        names,
         key_prefixes,
         config.redis_checkpoint_key.clone(),
         store.id()?,
-        rewrites,
+        wiring.rewrites,
     );
-    let health = status.sink(redis::SINK);
-    sinks.tasks.push(tokio::spawn(sink.run(
-        Arc::clone(&wake),
-        health,
-        shutdown.clone(),
-    )));
-    sinks.wakes.push(wake);
+    sinks.spawn(sink.run(wiring.wake, wiring.health, shutdown.clone()));
     Ok(())
 }
 
@@ -287,23 +300,16 @@ async fn start_aggregate_sinks(
     let target = aggregate::connect(config.aggregates_url()?).await?;
     let store_id = store.id()?;
     for table in tables {
-        let wake = Arc::new(Notify::new());
-        let health = status.sink(&aggregate::sink_name(&table.view));
-        let rewrites = RewriteSignal::new(Arc::clone(&wake));
-        sinks.rewrites.insert(table.view.clone(), rewrites.clone());
+        let outbox = aggregate::sink_name(&table.view);
+        let wiring = sinks.wire(status, &outbox, std::slice::from_ref(&table.view));
         let sink = AggregateSink::new(
             table,
             Arc::clone(store),
             store_id.clone(),
             Arc::clone(&target),
-            rewrites,
+            wiring.rewrites,
         );
-        sinks.tasks.push(tokio::spawn(sink.run(
-            Arc::clone(&wake),
-            health,
-            shutdown.clone(),
-        )));
-        sinks.wakes.push(wake);
+        sinks.spawn(sink.run(wiring.wake, wiring.health, shutdown.clone()));
     }
     Ok(())
 }
