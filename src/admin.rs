@@ -1,8 +1,8 @@
 //! The admin HTTP API (axum): health, readiness, status, Prometheus metrics,
-//! and search over the views' indexes.
+//! search over the views' indexes, rebuilds and dead letters.
 //!
 //! Binds to 127.0.0.1 by default (`admin_addr`). Read-only endpoints need no
-//! token; mutating ones (rebuilds) need `Authorization: Bearer <admin_token>`,
+//! token; mutating ones (rebuilds, dead-letter retries) need `Authorization: Bearer <admin_token>`,
 //! and are refused when no token is configured.
 
 use std::collections::HashMap;
@@ -22,17 +22,21 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
+use crate::change::Lsn;
+use crate::engine::Engine;
 use crate::rebuild::{RebuildError, Rebuilder};
 use crate::sink::search::{SearchError, SearchIndex};
-use crate::state::Store;
+use crate::state::{DeadLetter, Store};
 use crate::status::{StatusBoard, StatusReport, ViewInfo};
 
 /// Hits returned when a query gives no `limit`.
 const DEFAULT_LIMIT: usize = 10;
 /// The largest `limit` a query may ask for.
 const MAX_LIMIT: usize = 1_000;
+/// Dead letters listed when the request gives no `limit`.
+const DEFAULT_DEAD_LETTERS: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -56,6 +60,10 @@ pub struct AdminState {
     /// Renders `/metrics`; `None` when no recorder could be installed.
     pub metrics: Option<PrometheusHandle>,
     pub rebuilder: Arc<Rebuilder>,
+    /// Retries dead letters.
+    pub engine: Arc<Engine>,
+    /// Wakes every sink (after a retry wrote outbox entries).
+    pub wake_sinks: Arc<Vec<Arc<Notify>>>,
     /// What mutating calls must present as `Authorization: Bearer …`;
     /// `None` refuses them all.
     pub admin_token: Option<Arc<str>>,
@@ -69,6 +77,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/views/{view}/search", get(search))
         .route("/views/{view}/rebuild", post(rebuild))
+        .route("/views/{view}/dead-letters", get(dead_letters))
+        .route("/views/{view}/dead-letters/retry", post(retry_dead_letters))
         .with_state(state)
 }
 
@@ -184,6 +194,80 @@ async fn rebuild(
             .into_response(),
         Err(e @ RebuildError::UnknownView(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e @ RebuildError::AlreadyRunning(_)) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    limit: Option<usize>,
+}
+
+/// The dead letters of one view (the first `limit`, in primary-key order)
+/// and how many there are.
+async fn dead_letters(
+    State(state): State<AdminState>,
+    Path(view): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Response {
+    if !state.views.iter().any(|info| info.name == view) {
+        return error(StatusCode::NOT_FOUND, format!("no view named {view:?}"));
+    }
+    let limit = params.limit.unwrap_or(DEFAULT_DEAD_LETTERS);
+    let store = Arc::clone(&state.store);
+    let name = view.clone();
+    let listed = tokio::task::spawn_blocking(move || store.dead_letters(&name, limit)).await;
+    match listed {
+        Ok(Ok((letters, total))) => Json(json!({
+            "view": view,
+            "total": total,
+            "dead_letters": letters.iter().map(dead_letter_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn dead_letter_json(letter: &DeadLetter) -> serde_json::Value {
+    json!({
+        "lsn": letter.lsn.map(|lsn| Lsn(lsn).to_string()),
+        "table": letter.table,
+        "key": letter.key,
+        "reason": letter.reason,
+        "recorded_at_micros": letter.recorded_at_micros,
+    })
+}
+
+/// Refreshes every dead-lettered root of the view now (after a fix); 200
+/// with how many were retried and how many still fail.
+async fn retry_dead_letters(
+    State(state): State<AdminState>,
+    Path(view): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(why) = authorized(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, why.into());
+    }
+    let engine = Arc::clone(&state.engine);
+    let name = view.clone();
+    let retried = tokio::task::spawn_blocking(move || engine.retry_dead_letters(&name)).await;
+    match retried {
+        Ok(Ok(Some(outcome))) => {
+            if outcome.outbox_entries > 0 {
+                for wake in state.wake_sinks.iter() {
+                    wake.notify_one();
+                }
+            }
+            Json(json!({
+                "view": view,
+                "retried": outcome.retried,
+                "still_failing": outcome.still_failing,
+            }))
+            .into_response()
+        }
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no view named {view:?}")),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

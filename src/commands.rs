@@ -131,6 +131,8 @@ pub enum StatusError {
     Request { addr: String, message: String },
     #[error("view {view}: {message}")]
     Rebuild { view: String, message: String },
+    #[error("dead letters of view {view}: {message}")]
+    DeadLetters { view: String, message: String },
 }
 
 /// `GET /status` of the service whose admin API listens on `admin_addr`,
@@ -187,16 +189,9 @@ pub fn rebuild(
     };
     let (_, before, _) = rebuild_progress(admin_addr, view).map_err(request)?;
     let started = std::time::Instant::now();
-    let response = ureq::post(&format!("http://{admin_addr}/views/{view}/rebuild"))
-        .header("Authorization", &format!("Bearer {token}"))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send_empty()
-        .map_err(|e| request(e.to_string()))?;
-    if response.status() != 202 {
-        let code = response.status();
-        let body = response.into_body().read_to_string().unwrap_or_default();
+    let (code, body) =
+        admin_post(admin_addr, &format!("/views/{view}/rebuild"), token).map_err(request)?;
+    if code != 202 {
         return Err(failed(format!("{code}: {body}")));
     }
     let _ = writeln!(progress, "rebuilding {view}…");
@@ -212,4 +207,67 @@ pub fn rebuild(
             return Err(failed(error));
         }
     }
+}
+
+/// A mutating admin call: its status code and body, whatever the code.
+fn admin_post(admin_addr: &str, path: &str, token: &str) -> Result<(u16, String), String> {
+    let response = ureq::post(&format!("http://{admin_addr}{path}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_empty()
+        .map_err(|e| e.to_string())?;
+    let code = response.status().as_u16();
+    let body = response.into_body().read_to_string().unwrap_or_default();
+    Ok((code, body))
+}
+
+/// `viewkeeper dead-letters VIEW`: the view's dead letters, pretty-printed;
+/// with a token (`--retry`), retries them first and prints what that did.
+pub fn dead_letters(
+    admin_addr: &str,
+    view: &str,
+    retry_with_token: Option<&str>,
+    limit: usize,
+) -> Result<String, StatusError> {
+    let request = |message: String| StatusError::Request {
+        addr: admin_addr.to_owned(),
+        message,
+    };
+    let failed = |message: String| StatusError::DeadLetters {
+        view: view.to_owned(),
+        message,
+    };
+    let mut out = String::new();
+    if let Some(token) = retry_with_token {
+        let (code, body) = admin_post(
+            admin_addr,
+            &format!("/views/{view}/dead-letters/retry"),
+            token,
+        )
+        .map_err(request)?;
+        if code != 200 {
+            return Err(failed(format!("{code}: {body}")));
+        }
+        out.push_str(&body);
+        out.push('\n');
+    }
+    let response = ureq::get(&format!(
+        "http://{admin_addr}/views/{view}/dead-letters?limit={limit}"
+    ))
+    .config()
+    .http_status_as_error(false)
+    .build()
+    .call()
+    .map_err(|e| request(e.to_string()))?;
+    let code = response.status().as_u16();
+    let body = response.into_body().read_to_string().unwrap_or_default();
+    if code != 200 {
+        return Err(failed(format!("{code}: {body}")));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| request(format!("not JSON: {e}")))?;
+    out.push_str(&serde_json::to_string_pretty(&json).map_err(|e| request(e.to_string()))?);
+    Ok(out)
 }

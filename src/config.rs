@@ -67,6 +67,9 @@ pub struct ConfigArgs {
     /// A batch closes this many milliseconds after its first commit [default: 20]
     #[arg(long, env = "VIEWKEEPER_BATCH_MAX_WAIT_MS")]
     pub batch_max_wait_ms: Option<u64>,
+    /// A cache or search document larger than this is a dead letter, not an output [default: 16777216]
+    #[arg(long, env = "VIEWKEEPER_MAX_DOCUMENT_BYTES")]
+    pub max_document_bytes: Option<usize>,
     /// Log filter, in `RUST_LOG` syntax [default: info]
     #[arg(long, env = "VIEWKEEPER_LOG")]
     pub log: Option<String>,
@@ -93,6 +96,7 @@ struct FileConfig {
     redis_checkpoint_key: Option<String>,
     batch_max_changes: Option<usize>,
     batch_max_wait_ms: Option<u64>,
+    max_document_bytes: Option<usize>,
     log: Option<String>,
     admin_addr: Option<String>,
     admin_token: Option<String>,
@@ -111,6 +115,8 @@ pub struct Config {
     pub publication: String,
     pub redis_checkpoint_key: String,
     pub batch: BatchLimits,
+    /// A larger cache or search document becomes a dead letter.
+    pub max_document_bytes: usize,
     pub log: String,
     /// Where the admin HTTP API listens.
     pub admin_addr: std::net::SocketAddr,
@@ -136,6 +142,7 @@ impl std::fmt::Debug for Config {
             .field("publication", &self.publication)
             .field("redis_checkpoint_key", &self.redis_checkpoint_key)
             .field("batch", &self.batch)
+            .field("max_document_bytes", &self.max_document_bytes)
             .field("admin_addr", &self.admin_addr)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .finish()
@@ -187,6 +194,11 @@ impl Config {
                 max_wait: Duration::from_millis(wait_ms),
                 ..defaults
             },
+            max_document_bytes: pick(
+                &args.max_document_bytes,
+                file.max_document_bytes,
+                crate::engine::DEFAULT_MAX_DOCUMENT_BYTES,
+            ),
             log: pick(&args.log, file.log, "info".into()),
             admin_addr: parse_addr(&pick(
                 &args.admin_addr,

@@ -73,6 +73,25 @@ enum Command {
         #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: String,
     },
+    /// List one view's dead letters (roots whose output could not be made:
+    /// LSN, table, key, reason); with --retry, retry them first.
+    DeadLetters {
+        /// The view
+        view: String,
+        /// Refresh every dead-lettered root now (after fixing the data or the
+        /// limits); those that succeed leave the list
+        #[arg(long)]
+        retry: bool,
+        /// Dead letters to list
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Address of the running service's admin API
+        #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR", default_value = "127.0.0.1:9187")]
+        admin_addr: String,
+        /// The service's admin token (needed for --retry)
+        #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+    },
     /// Create and load the example shop, and/or run random transactions on it.
     Workload(WorkloadArgs),
 }
@@ -190,6 +209,33 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             .await?;
             match rebuilt {
                 Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::DeadLetters {
+            view,
+            retry,
+            limit,
+            admin_addr,
+            admin_token,
+        } => {
+            if retry && admin_token.is_none() {
+                eprintln!("error: --retry needs --admin-token or VIEWKEEPER_ADMIN_TOKEN");
+                return Ok(ExitCode::FAILURE);
+            }
+            let token = admin_token.filter(|_| retry);
+            let listed = tokio::task::spawn_blocking(move || {
+                commands::dead_letters(&admin_addr, &view, token.as_deref(), limit)
+            })
+            .await?;
+            match listed {
+                Ok(text) => {
+                    println!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                }
                 Err(error) => {
                     eprintln!("error: {error}");
                     Ok(ExitCode::FAILURE)

@@ -98,11 +98,15 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         return Err(ServiceError::ReplicaIdentity(unusable));
     }
     catalog::ensure_publication(&pool, &config.publication, &tables).await?;
-    let engine = Arc::new(Engine::new(Arc::clone(&plan), Arc::clone(&store)));
+    let engine = Arc::new(
+        Engine::new(Arc::clone(&plan), Arc::clone(&store))
+            .with_max_document_bytes(config.max_document_bytes),
+    );
     let status = StatusBoard::new();
     let mut sinks = start_search_sinks(&views, &config, &store, &status, &shutdown)?;
     start_aggregate_sinks(&plan, &config, &store, &status, &shutdown, &mut sinks).await?;
     start_redis_sink(&plan, &config, &store, &status, &shutdown, &mut sinks)?;
+    let wake_sinks = Arc::new(sinks.wakes.clone());
     let rebuilder = Rebuilder::new(
         Arc::clone(&engine),
         Arc::clone(&status),
@@ -119,6 +123,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             slot: config.slot.clone(),
             metrics: telemetry::install_recorder(),
             rebuilder: Arc::new(rebuilder),
+            engine: Arc::clone(&engine),
+            wake_sinks,
             admin_token: config.admin_token.clone().map(Arc::from),
         },
         shutdown.clone(),
@@ -380,6 +386,7 @@ impl Pipeline {
                     .map_err(SourceError::from)?;
                 if !rebuilt.is_empty() {
                     tracing::info!(views = ?rebuilt, "view definitions changed: rebuilt from the state store");
+                    self.status.recomputed(&rebuilt);
                     self.wake_all_sinks();
                 }
                 self.status.snapshot_done(position);
@@ -394,6 +401,14 @@ impl Pipeline {
                     Arc::clone(&self.engine),
                 )
                 .await?;
+                let views: Vec<String> = self
+                    .engine
+                    .plan()
+                    .views
+                    .iter()
+                    .map(|v| v.name.clone())
+                    .collect();
+                self.status.recomputed(&views);
                 self.wake_all_sinks();
                 self.status.snapshot_done(position);
                 position

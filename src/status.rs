@@ -29,6 +29,9 @@ struct Inner {
     last_commit_micros: Option<i64>,
     sinks: BTreeMap<String, SinkState>,
     rebuilds: BTreeMap<String, RebuildState>,
+    /// Times each view was recomputed whole from the state store (its first
+    /// build, a definition change, a new snapshot), since the service started.
+    recomputes: BTreeMap<String, u64>,
 }
 
 /// Rebuilds on demand of one view.
@@ -56,6 +59,7 @@ pub struct StatusSnapshot {
     pub last_commit_micros: Option<i64>,
     pub sinks: BTreeMap<String, SinkState>,
     pub rebuilds: BTreeMap<String, RebuildState>,
+    pub recomputes: BTreeMap<String, u64>,
 }
 
 impl StatusBoard {
@@ -105,7 +109,22 @@ impl StatusBoard {
             last_commit_micros: inner.last_commit_micros,
             sinks: inner.sinks.clone(),
             rebuilds: inner.rebuilds.clone(),
+            recomputes: inner.recomputes.clone(),
         }
+    }
+
+    /// `views` were recomputed whole from the state store.
+    pub fn recomputed(&self, views: &[String]) {
+        let mut inner = self.lock();
+        for view in views {
+            *inner.recomputes.entry(view.clone()).or_default() += 1;
+        }
+    }
+
+    /// Forgets sinks other than `sinks` (their views were removed), so that
+    /// readiness does not wait for them.
+    pub fn retain_sinks(&self, sinks: &[String]) {
+        self.lock().sinks.retain(|sink, _| sinks.contains(sink));
     }
 
     /// Starts a rebuild of `view`; `false` if one is already running.
@@ -182,6 +201,12 @@ pub struct ViewReport {
     pub lag_seconds: Option<f64>,
     /// Outbox entries its sink has not applied yet.
     pub outbox_depth: u64,
+    /// Roots without an output because it could not be made (see
+    /// `viewkeeper dead-letters VIEW`).
+    pub dead_letters: u64,
+    /// Times the view was recomputed whole from the state store since the
+    /// service started (first build, changed definition, new snapshot).
+    pub recomputes: u64,
     /// Rebuilds on demand completed since the service started.
     pub rebuilds_completed: u64,
     pub rebuild_error: Option<String>,
@@ -286,6 +311,8 @@ pub async fn report(
     for view in views {
         let outbox_depth = store.outbox_pending(&view.sink).unwrap_or(0);
         telemetry::record_outbox_depth(&view.sink, outbox_depth);
+        let dead_letters = store.dead_letter_count(&view.name).unwrap_or(0);
+        telemetry::record_dead_letter_count(&view.name, dead_letters);
         let sink = snapshot.sinks.get(&view.sink).cloned().unwrap_or_default();
         let rebuild = snapshot
             .rebuilds
@@ -306,6 +333,8 @@ pub async fn report(
             lag_bytes,
             lag_seconds,
             outbox_depth,
+            dead_letters,
+            recomputes: snapshot.recomputes.get(&view.name).copied().unwrap_or(0),
             rebuilds_completed: rebuild.completed,
             rebuild_error: rebuild.error,
             sink: view.sink.clone(),

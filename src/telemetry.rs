@@ -28,6 +28,11 @@ pub const SOURCE_LAG_SECONDS: &str = "viewkeeper_source_lag_seconds";
 /// WAL bytes the replication slot keeps on the primary.
 pub const RETAINED_WAL_BYTES: &str = "viewkeeper_retained_wal_bytes";
 
+/// Roots that failed to produce an output and became dead letters, by `view`.
+pub const DEAD_LETTERS_TOTAL: &str = "viewkeeper_dead_letters_total";
+/// Dead letters a view holds now, by `view`.
+pub const DEAD_LETTERS: &str = "viewkeeper_dead_letters";
+
 /// Batch durations, in seconds: from sub-millisecond to slow disks.
 const BATCH_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -87,4 +92,12 @@ pub fn record_retained_wal(bytes: u64) {
 /// Records entries a sink has made durable.
 pub fn record_sink_applied(sink: &'static str, entries: usize) {
     metrics::counter!(SINK_APPLIED_TOTAL, "sink" => sink).increment(entries as u64);
+}
+
+pub fn record_dead_letter(view: &str) {
+    metrics::counter!(DEAD_LETTERS_TOTAL, "view" => view.to_owned()).increment(1);
+}
+
+pub fn record_dead_letter_count(view: &str, count: u64) {
+    metrics::gauge!(DEAD_LETTERS, "view" => view.to_owned()).set(count as f64);
 }

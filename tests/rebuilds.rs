@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::{
-    PgServer, RedisServer, ServiceSetup, converged, http_get, small_shop, spawn_workload,
+    PgServer, RedisServer, ServiceSetup, converged, http_get, http_post, small_shop, spawn_workload,
 };
 use redis::AsyncCommands;
 use viewkeeper::workload::WorkloadOptions;
@@ -23,24 +23,12 @@ const VIEWS: [&str; 4] = [
     "category_daily_sales",
 ];
 
-/// A raw HTTP/1.1 POST with an optional bearer token: the status code.
+/// A POST with an optional bearer token: the status code.
 async fn post(port: u16, path: &str, token: Option<&str>) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    http_post(port, path, token)
         .await
-        .expect("connecting to the admin API");
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response}"))
+        .expect("the admin API answers")
+        .0
 }
 
 fn rebuild_with_cli(port: u16, view: &str) {

@@ -11,35 +11,12 @@ use std::time::Duration;
 
 use harness::{
     PgServer, RedisServer, ServiceSetup, converged, diff_documents, expected_order_cache, http_get,
-    small_shop, try_redis_documents, wait_until,
+    parse_prometheus, small_shop, try_redis_documents, wait_until,
 };
 use serde_json::Value;
 use viewkeeper::workload::{self, WorkloadOptions};
 
 const DEADLINE: Duration = Duration::from_secs(90);
-
-/// Every sample of a Prometheus text exposition, by series (`name{labels}`);
-/// panics on a line that is neither a comment nor `series value`.
-fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
-    let mut samples = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let (series, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("not a sample line: {line}"));
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("not a number in: {line}"));
-        assert!(
-            series.starts_with("viewkeeper_"),
-            "metric without the viewkeeper_ prefix: {line}"
-        );
-        samples.insert(series.to_owned(), value);
-    }
-    samples
-}
 
 async fn get_json(port: u16, path: &str) -> Result<(u16, Value), String> {
     let (code, body) = http_get(port, path).await?;

@@ -6,46 +6,53 @@ use std::collections::HashMap;
 use serde_json::{Map, Value as Json};
 
 use super::EngineError;
+use super::dead_letters::{Outcome, Poison};
 use crate::change::Value;
 use crate::expr::{EvalError, compare_values};
 use crate::plan::{
     DocPlan, ExprPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, OutputPlan, SearchFieldPlan,
     ViewPlan,
 };
+use crate::sink::search::check_fits;
 use crate::state::StateWriter;
 use crate::state::StoredOutput;
 use crate::state::keycode::encode_values;
 use crate::view::model::Cardinality;
 
 /// The output of the root stored under `pk`, or `None` when the root does not
-/// exist or does not pass the view's `where`.
+/// exist or does not pass the view's `where`; a poison when `where` fails.
 pub(super) fn compute_output(
     w: &StateWriter,
     view: &ViewPlan,
     pk: &[u8],
-) -> Result<Option<StoredOutput>, EngineError> {
+) -> Result<Outcome<Option<StoredOutput>>, EngineError> {
     let Some(root) = w.get_row(&view.nodes[0].table, pk)? else {
-        return Ok(None);
+        return Ok(Ok(None));
     };
-    if !passes_filter(w, view, &root)? {
-        return Ok(None);
+    match passes_filter(w, view, &root)? {
+        Ok(true) => {}
+        Ok(false) => return Ok(Ok(None)),
+        Err(poison) => return Ok(Err(poison)),
     }
     let (key, document) = match &view.output {
         OutputPlan::Cache { key, document } => (
             render_key(key, &root),
             build_document(w, view, document, &root)?,
         ),
-        OutputPlan::Search { id, fields } => (
-            root[*id].to_text(),
-            build_flat_document(w, view, fields, &root)?,
-        ),
+        OutputPlan::Search { id, fields } => {
+            let document = build_flat_document(w, view, fields, &root)?;
+            if let Err(poison) = check_search_fields(fields, &document) {
+                return Ok(Err(poison));
+            }
+            (root[*id].to_text(), document)
+        }
         // Not a document: `groups.rs` computes contributions.
-        OutputPlan::Aggregate(_) => return Ok(None),
+        OutputPlan::Aggregate(_) => return Ok(Ok(None)),
     };
-    Ok(Some(StoredOutput {
+    Ok(Ok(Some(StoredOutput {
         key,
         document: Json::Object(document).to_string(),
-    }))
+    })))
 }
 
 /// A search document: each field's value from the root or a `one` join.
@@ -69,6 +76,18 @@ fn build_flat_document(
     Ok(document)
 }
 
+/// Refuses a value its search field cannot index (a date outside Tantivy's
+/// range, say): it would stop the whole index at its sink.
+fn check_search_fields(fields: &[SearchFieldPlan], document: &Map<String, Json>) -> Outcome<()> {
+    for field in fields {
+        if let Some(value) = document.get(&field.name) {
+            check_fits(field.field_type, value)
+                .map_err(|reason| Poison(format!("search field `{}`: {reason}", field.name)))?;
+        }
+    }
+    Ok(())
+}
+
 fn render_key(parts: &[KeyPartPlan], root: &[Value]) -> String {
     let mut key = String::new();
     for part in parts {
@@ -81,25 +100,21 @@ fn render_key(parts: &[KeyPartPlan], root: &[Value]) -> String {
 }
 
 /// Evaluates `where` over the root and the `one` relations it names. An
-/// expression that fails on this row's values (an overflow, say) excludes the
-/// root and is logged, as SQL would raise instead of returning the row.
+/// expression that fails on this row's values (an overflow, say) is a
+/// poison: SQL would raise instead of returning the row.
 pub(super) fn passes_filter(
     w: &StateWriter,
     view: &ViewPlan,
     root: &[Value],
-) -> Result<bool, EngineError> {
+) -> Result<Outcome<bool>, EngineError> {
     let Some(filter) = &view.filter else {
-        return Ok(true);
+        return Ok(Ok(true));
     };
     let mut node_rows = NodeRows::new(root);
     let value = node_rows.eval(w, view, filter)?;
-    match value.and_then(|value| filter.expr.truth(&value)) {
-        Ok(passes) => Ok(passes),
-        Err(error) => {
-            tracing::warn!(view = %view.name, %error, "`where` failed on a row; the root is left out");
-            Ok(false)
-        }
-    }
+    Ok(value
+        .and_then(|value| filter.expr.truth(&value))
+        .map_err(|error| Poison(format!("`where` failed: {error}"))))
 }
 
 /// The rows of one root's join tree, looked up as expressions need them.

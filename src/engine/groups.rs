@@ -7,6 +7,7 @@
 //! deltas, so a sink that applies one twice changes nothing.
 
 use super::EngineError;
+use super::dead_letters::{self, Outcome, Poison};
 use super::document::{NodeRows, passes_filter};
 use crate::aggregate::{Contribution, Direction, GroupState, MeasureSpec, convert_input};
 use crate::change::Value;
@@ -17,11 +18,13 @@ use crate::state::{OutboxEntry, OutboxOp, StateWriter, StoredGroup, StoredOutput
 /// changed. Outbox entries come later, from [`append_changed_groups`].
 pub(super) fn refresh_root(
     w: &mut StateWriter,
+    plan: &Plan,
     view: &ViewPlan,
     aggregate: &AggregatePlan,
     pk: &[u8],
 ) -> Result<(), EngineError> {
-    let new = contribution(w, view, aggregate, pk)?;
+    let computed = contribution(w, view, aggregate, pk)?;
+    let new = dead_letters::settle(w, plan, view, pk, computed)?;
     let old = match w.get_output(&view.name, pk)? {
         Some(stored) => Some(decode(&view.name, &stored)?),
         None => None,
@@ -44,27 +47,28 @@ pub(super) fn refresh_root(
 }
 
 /// The root's group key and measure inputs, or `None` when the root is gone
-/// or does not pass `where`. A key or input that fails to evaluate on this
-/// row (an overflow, say) leaves the root out and is logged, as a failing
-/// `where` does.
+/// or does not pass `where`; a poison when a key or input fails to evaluate
+/// on this row (an overflow, say), as SQL would raise.
 fn contribution(
     w: &StateWriter,
     view: &ViewPlan,
     aggregate: &AggregatePlan,
     pk: &[u8],
-) -> Result<Option<Contribution>, EngineError> {
+) -> Result<Outcome<Option<Contribution>>, EngineError> {
     let Some(root) = w.get_row(&view.nodes[0].table, pk)? else {
-        return Ok(None);
+        return Ok(Ok(None));
     };
-    if !passes_filter(w, view, &root)? {
-        return Ok(None);
+    match passes_filter(w, view, &root)? {
+        Ok(true) => {}
+        Ok(false) => return Ok(Ok(None)),
+        Err(poison) => return Ok(Err(poison)),
     }
     let mut rows = NodeRows::new(&root);
     let mut group = Vec::with_capacity(aggregate.group.len());
     for key in &aggregate.group {
         match rows.eval(w, view, &key.expr)? {
             Ok(value) => group.push(value),
-            Err(error) => return Ok(left_out(view, &key.name, &error)),
+            Err(error) => return Ok(Err(failed(&key.name, &error))),
         }
     }
     let mut inputs = Vec::with_capacity(aggregate.measures.len());
@@ -75,15 +79,14 @@ fn contribution(
         };
         match rows.eval(w, view, input)? {
             Ok(value) => inputs.push(convert_input(value, measure.spec.input_type)),
-            Err(error) => return Ok(left_out(view, &measure.name, &error)),
+            Err(error) => return Ok(Err(failed(&measure.name, &error))),
         }
     }
-    Ok(Some(Contribution { group, inputs }))
+    Ok(Ok(Some(Contribution { group, inputs })))
 }
 
-fn left_out(view: &ViewPlan, column: &str, error: &dyn std::fmt::Display) -> Option<Contribution> {
-    tracing::warn!(view = %view.name, column, %error, "an aggregate expression failed on a row; the root is left out");
-    None
+fn failed(column: &str, error: &dyn std::fmt::Display) -> Poison {
+    Poison(format!("column {column}: {error}"))
 }
 
 fn move_contribution(

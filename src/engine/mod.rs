@@ -6,6 +6,7 @@
 //! outboxes ([`outputs`]), and store the source position. The engine is pure
 //! with respect to the outside world: no network I/O, only the state store.
 
+mod dead_letters;
 mod document;
 mod groups;
 mod outputs;
@@ -49,14 +50,31 @@ pub struct BatchOutcome {
 /// Root primary keys touched per view (by index into `Plan::views`).
 type Touched = HashMap<usize, BTreeSet<Vec<u8>>>;
 
+/// The largest document a cache or search view may produce unless configured
+/// otherwise: far above any sane document, far below Redis' 512 MB string.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+
 pub struct Engine {
     plan: Arc<Plan>,
     store: Arc<Store>,
+    /// A larger document becomes a dead letter instead of an output.
+    max_document_bytes: usize,
 }
 
 impl Engine {
     pub fn new(plan: Arc<Plan>, store: Arc<Store>) -> Engine {
-        Engine { plan, store }
+        Engine {
+            plan,
+            store,
+            max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+        }
+    }
+
+    pub fn with_max_document_bytes(self, max_document_bytes: usize) -> Engine {
+        Engine {
+            max_document_bytes,
+            ..self
+        }
     }
 
     pub fn plan(&self) -> &Plan {
@@ -73,6 +91,7 @@ impl Engine {
             {
                 return Ok((BatchOutcome::default(), false));
             }
+            w.set_source_lsn(batch.commit_end.or(position));
             let mut touched = Touched::new();
             for change in &batch.changes {
                 rows::apply_change(w, &self.plan, change, &mut touched)?;
@@ -114,7 +133,8 @@ impl Engine {
             for root in roots {
                 if budget > 0 {
                     budget -= 1;
-                    outcome.outbox_entries += outputs::refresh_root(w, &self.plan, view, &root)?;
+                    outcome.outbox_entries +=
+                        outputs::refresh_root(w, &self.plan, view, &root, self.max_document_bytes)?;
                     outcome.roots_refreshed += 1;
                 } else {
                     w.add_pending(&self.plan.views[view].name, &root)?;
@@ -132,13 +152,16 @@ impl Engine {
         loop {
             let done = self.store.write(|w| {
                 let pending = w.take_pending(REFRESH_CHUNK)?;
+                let position = w.position()?;
+                w.set_source_lsn(position);
                 let mut outcome = BatchOutcome::default();
                 for (view_name, root) in &pending {
                     let Some(view) = self.plan.views.iter().position(|v| &v.name == view_name)
                     else {
                         continue; // the view no longer exists
                     };
-                    outcome.outbox_entries += outputs::refresh_root(w, &self.plan, view, root)?;
+                    outcome.outbox_entries +=
+                        outputs::refresh_root(w, &self.plan, view, root, self.max_document_bytes)?;
                     outcome.roots_refreshed += 1;
                 }
                 outcome.outbox_entries += groups::append_changed_groups(w, &self.plan)?;
@@ -214,7 +237,14 @@ impl Engine {
         let Some(index) = self.plan.views.iter().position(|v| v.name == view) else {
             return Ok(None);
         };
-        outputs::refresh_all_roots(&self.store, &self.plan, index, REFRESH_CHUNK).map(Some)
+        outputs::refresh_all_roots(
+            &self.store,
+            &self.plan,
+            index,
+            REFRESH_CHUNK,
+            self.max_document_bytes,
+        )
+        .map(Some)
     }
 
     /// Recomputes every root of one view and records its definition hash.
@@ -228,11 +258,55 @@ impl Engine {
         {
             self.store.write(|w| w.clear_view_groups(&plan.name))?;
         }
-        let outcome = outputs::refresh_all_roots(&self.store, &self.plan, view, REFRESH_CHUNK)?;
+        let outcome = outputs::refresh_all_roots(
+            &self.store,
+            &self.plan,
+            view,
+            REFRESH_CHUNK,
+            self.max_document_bytes,
+        )?;
         self.store.write(|w| {
             w.set_view_hash(&plan.name, &plan.definition_hash)?;
             Ok::<_, EngineError>(())
         })?;
         Ok(outcome)
     }
+
+    /// Refreshes every root of `view` that has a dead letter, as a new change
+    /// would (after a fix in the data or the limits): each that now succeeds
+    /// loses its dead letter and gets its output. `None` when there is no
+    /// such view.
+    pub fn retry_dead_letters(&self, view: &str) -> Result<Option<RetryOutcome>, EngineError> {
+        let Some(index) = self.plan.views.iter().position(|v| v.name == view) else {
+            return Ok(None);
+        };
+        let roots = self.store.write(|w| w.dead_letter_roots(view))?;
+        let mut outbox_entries = 0;
+        for chunk in roots.chunks(REFRESH_CHUNK) {
+            outbox_entries += self.store.write(|w| {
+                let position = w.position()?;
+                w.set_source_lsn(position);
+                let mut entries = 0;
+                for root in chunk {
+                    entries +=
+                        outputs::refresh_root(w, &self.plan, index, root, self.max_document_bytes)?;
+                }
+                Ok::<_, EngineError>(entries + groups::append_changed_groups(w, &self.plan)?)
+            })?;
+        }
+        Ok(Some(RetryOutcome {
+            retried: roots.len(),
+            still_failing: self.store.dead_letter_count(view)?,
+            outbox_entries,
+        }))
+    }
+}
+
+/// What retrying a view's dead letters did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RetryOutcome {
+    pub retried: usize,
+    pub still_failing: u64,
+    #[serde(skip)]
+    pub outbox_entries: usize,
 }

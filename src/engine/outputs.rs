@@ -1,7 +1,7 @@
 //! Refreshing roots: recompute the output, diff it against the stored one,
 //! and append the difference to the view's sink outbox.
 
-use super::{BatchOutcome, EngineError, document, groups};
+use super::{BatchOutcome, EngineError, dead_letters, document, groups};
 use crate::plan::{OutputPlan, Plan};
 use crate::state::{OutboxEntry, OutboxOp, StateWriter, Store};
 
@@ -13,13 +13,16 @@ pub(super) fn refresh_root(
     plan: &Plan,
     view: usize,
     pk: &[u8],
+    max_document_bytes: usize,
 ) -> Result<usize, EngineError> {
     let view = &plan.views[view];
     if let OutputPlan::Aggregate(aggregate) = &view.output {
-        groups::refresh_root(w, view, aggregate, pk)?;
+        groups::refresh_root(w, plan, view, aggregate, pk)?;
         return Ok(0);
     }
-    let new = document::compute_output(w, view, pk)?;
+    let computed = document::compute_output(w, view, pk)?
+        .and_then(|output| dead_letters::within_limit(output, max_document_bytes));
+    let new = dead_letters::settle(w, plan, view, pk, computed)?;
     let old = w.get_output(&view.name, pk)?;
     if new == old {
         return Ok(0);
@@ -60,6 +63,7 @@ pub(super) fn refresh_all_roots(
     plan: &Plan,
     view: usize,
     chunk: usize,
+    max_document_bytes: usize,
 ) -> Result<BatchOutcome, EngineError> {
     let root_table = &plan.views[view].nodes[0].table;
     let mut outcome = BatchOutcome::default();
@@ -69,7 +73,7 @@ pub(super) fn refresh_all_roots(
             let rows = w.table_rows_after(root_table, after.as_deref(), chunk)?;
             let mut entries = 0;
             for (pk, _) in &rows {
-                entries += refresh_root(w, plan, view, pk)?;
+                entries += refresh_root(w, plan, view, pk, max_document_bytes)?;
             }
             entries += groups::append_changed_groups(w, plan)?;
             Ok::<_, EngineError>((rows.last().map(|(pk, _)| pk.clone()), (rows.len(), entries)))
@@ -81,18 +85,23 @@ pub(super) fn refresh_all_roots(
             _ => break,
         }
     }
-    outcome.outbox_entries += sweep_orphans(store, plan, view)?;
+    outcome.outbox_entries += sweep_orphans(store, plan, view, max_document_bytes)?;
     Ok(outcome)
 }
 
 /// Deletes outputs whose root row is gone (deleted while viewkeeper was away).
-fn sweep_orphans(store: &Store, plan: &Plan, view: usize) -> Result<usize, EngineError> {
+fn sweep_orphans(
+    store: &Store,
+    plan: &Plan,
+    view: usize,
+    max_document_bytes: usize,
+) -> Result<usize, EngineError> {
     let view_plan = &plan.views[view];
     store.write(|w| {
         let mut entries = 0;
         for pk in w.output_keys(&view_plan.name)? {
             if w.get_row(&view_plan.nodes[0].table, &pk)?.is_none() {
-                entries += refresh_root(w, plan, view, &pk)?;
+                entries += refresh_root(w, plan, view, &pk, max_document_bytes)?;
             }
         }
         Ok(entries + groups::append_changed_groups(w, plan)?)

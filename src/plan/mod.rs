@@ -151,6 +151,8 @@ pub struct SearchFieldPlan {
     pub name: String,
     pub node: usize,
     pub column: usize,
+    /// What the index accepts: a value that does not fit is a dead letter.
+    pub field_type: crate::view::model::SearchFieldType,
 }
 
 #[derive(Debug)]
@@ -446,6 +448,7 @@ impl Resolver<'_> {
                                 name: field.name.clone(),
                                 node,
                                 column,
+                                field_type: field.field_type,
                             })
                         })
                         .collect::<Result<_, PlanError>>()?,

@@ -6,6 +6,7 @@
 //! The engine writes all of it in one transaction per batch, so the position
 //! is durable exactly when the effects of the changes before it are.
 
+mod dead_letters;
 mod groups;
 pub mod keycode;
 mod outbox;
@@ -15,6 +16,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+pub use dead_letters::DeadLetter;
 pub use groups::{GroupValues, StoredGroup, group_key};
 pub use outbox::{OutboxEntry, OutboxOp, StoredOutput};
 pub use writer::StateWriter;
@@ -36,6 +38,8 @@ const GROUP_VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("group_
 const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
 /// `(view, root primary key)` → nothing: roots whose refresh was deferred.
 const PENDING: TableDefinition<(&str, &[u8]), ()> = TableDefinition::new("pending_roots");
+/// `view ‖ root primary key` → [`DeadLetter`]: roots without an output.
+const DEAD_LETTERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("dead_letters");
 /// Small named values: source position, layout, outbox sequences.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -114,6 +118,7 @@ impl Store {
         txn.open_table(PENDING)?;
         txn.open_table(GROUPS)?;
         txn.open_table(GROUP_VALUES)?;
+        txn.open_table(DEAD_LETTERS)?;
         txn.commit()?;
         Ok(())
     }

@@ -7,8 +7,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use super::keycode::{encode_str, prefix_end};
 use super::outbox::{self, OutboxEntry, StoredOutput};
 use super::{
-    GROUP_VALUES, GROUPS, JOIN_INDEX, META, META_LAYOUT, META_POSITION, OUTBOX, OUTPUTS, PENDING,
-    ROWS, StoreError,
+    DEAD_LETTERS, GROUP_VALUES, GROUPS, JOIN_INDEX, META, META_LAYOUT, META_POSITION, OUTBOX,
+    OUTPUTS, PENDING, ROWS, StoreError,
 };
 use crate::change::{Lsn, Value};
 
@@ -27,6 +27,9 @@ pub struct StateWriter<'txn> {
     outbox: Table<'txn, (&'static str, u64), &'static [u8]>,
     meta: Table<'txn, &'static str, &'static [u8]>,
     pending: Table<'txn, (&'static str, &'static [u8]), ()>,
+    pub(super) dead_letters: Table<'txn, &'static [u8], &'static [u8]>,
+    /// End LSN of the source transactions this write applies, for dead letters.
+    source_lsn: Option<Lsn>,
     /// Next outbox sequence per sink, read once per transaction.
     next_sequence: HashMap<String, u64>,
     /// (view, group key) of aggregate groups changed in this transaction.
@@ -90,9 +93,21 @@ impl<'txn> StateWriter<'txn> {
             outbox: txn.open_table(OUTBOX)?,
             meta: txn.open_table(META)?,
             pending: txn.open_table(PENDING)?,
+            dead_letters: txn.open_table(DEAD_LETTERS)?,
+            source_lsn: None,
             next_sequence: HashMap::new(),
             changed_groups: BTreeSet::new(),
         })
+    }
+
+    /// Says which source transactions this write applies (the end LSN of the
+    /// batch's last commit), so that what fails in it can say where it came from.
+    pub fn set_source_lsn(&mut self, lsn: Option<Lsn>) {
+        self.source_lsn = lsn;
+    }
+
+    pub fn source_lsn(&self) -> Option<Lsn> {
+        self.source_lsn
     }
 
     pub fn get_row(&self, table: &str, pk: &[u8]) -> Result<Option<Vec<Value>>, StoreError> {

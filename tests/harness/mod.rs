@@ -16,6 +16,7 @@ mod pg_server;
 mod redis_server;
 mod service;
 
+use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
@@ -33,7 +34,9 @@ pub use oracle::{
 };
 pub use pg_server::PgServer;
 pub use redis_server::RedisServer;
-pub use service::{Service, ServiceSetup, converged, http_get, index_documents};
+pub use service::{
+    Service, ServiceSetup, converged, converged_except, http_get, http_post, index_documents,
+};
 
 /// How often conditions are polled: short enough for fast tests, long enough
 /// not to load a 2-core machine.
@@ -168,4 +171,27 @@ pub fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".to_owned());
     format!("{cpus} × {model}")
+}
+
+/// Every sample of a Prometheus text exposition, by series (`name{labels}`);
+/// panics on a line that is neither a comment nor `series value`.
+pub fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample line: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number in: {line}"));
+        assert!(
+            series.starts_with("viewkeeper_"),
+            "metric without the viewkeeper_ prefix: {line}"
+        );
+        samples.insert(series.to_owned(), value);
+    }
+    samples
 }

@@ -62,6 +62,20 @@ fn add_value(doc: &mut TantivyDocument, field: &BoundField, value: &Value) -> Re
     Ok(())
 }
 
+/// Why `value` would not fit a field of `field_type`, if it would not:
+/// the engine checks documents with it, so such a value becomes a dead
+/// letter before it reaches (and stops) the index.
+pub fn check_fits(field_type: SearchFieldType, value: &Value) -> Result<(), String> {
+    match field_type {
+        _ if value.is_null() => Ok(()),
+        SearchFieldType::Text(_) | SearchFieldType::Keyword => as_text(value).map(drop),
+        SearchFieldType::I64 => as_i64(value).map(drop),
+        SearchFieldType::F64 => as_f64(value).map(drop),
+        SearchFieldType::Bool => as_bool(value).map(drop),
+        SearchFieldType::Date => as_instant(value).map(drop),
+    }
+}
+
 /// Strings as they are; other scalars as their JSON text (`42`, `true`).
 fn as_text(value: &Value) -> Result<String, String> {
     match value {

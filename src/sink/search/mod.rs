@@ -28,6 +28,7 @@ mod temporal;
 mod writer;
 
 pub use ceiling::bare_indexing_rate;
+pub use document::check_fits;
 pub use error::SearchError;
 pub use index::SearchIndex;
 pub use query::Hit;

@@ -1,0 +1,272 @@
+//! Dead letters: a change that cannot be applied to one view (its document is
+//! over `max_document_bytes`; an aggregate input overflows bigint) is
+//! recorded with its LSN, table, key and reason, counted in `/status` and
+//! `/metrics`, listed by `viewkeeper dead-letters VIEW`, and the other roots
+//! and views stay current. A retry after a fix in the configuration, or a
+//! fix in the data, brings the view back to the SQL oracle.
+
+mod harness;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use harness::{
+    PgServer, RedisServer, ServiceSetup, converged, converged_except, expected_order_cache,
+    http_get, parse_prometheus, small_shop, wait_until,
+};
+use serde_json::Value;
+use viewkeeper::workload::{self, Op, WorkloadOptions};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+const TOKEN: &str = "dead-letter-token-81c3";
+
+/// `viewkeeper dead-letters VIEW [--retry]` against the service on `port`:
+/// what it printed, the retry's answer first when there was one.
+fn dead_letters_cli(port: u16, view: &str, retry: bool) -> (Option<Value>, Value) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_viewkeeper"));
+    command
+        .args([
+            "dead-letters",
+            view,
+            "--admin-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("VIEWKEEPER_ADMIN_TOKEN", TOKEN);
+    if retry {
+        command.arg("--retry");
+    }
+    let output = command.output().expect("running viewkeeper dead-letters");
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+    let mut values = serde_json::Deserializer::from_str(&text).into_iter::<Value>();
+    let first = values.next().expect("a JSON document").expect("JSON");
+    match values.next() {
+        Some(second) => (Some(first), second.expect("JSON")),
+        None => (None, first),
+    }
+}
+
+/// The `dead_letters` count of every view in `/status`.
+async fn status_counts(port: u16) -> Result<Vec<(String, u64)>, String> {
+    let (_, body) = http_get(port, "/status").await?;
+    let status: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    Ok(status["views"]
+        .as_array()
+        .ok_or("no views in /status")?
+        .iter()
+        .map(|v| {
+            (
+                v["view"].as_str().unwrap_or_default().to_owned(),
+                v["dead_letters"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect())
+}
+
+async fn wait_for_counts(port: u16, expected: &[(&str, u64)]) {
+    let expected: Vec<(String, u64)> = expected
+        .iter()
+        .map(|(view, count)| (view.to_string(), *count))
+        .collect();
+    wait_until(DEADLINE, "the dead-letter counts in /status", || async {
+        let counts = status_counts(port).await?;
+        if counts == expected {
+            Ok(())
+        } else {
+            Err(format!("{counts:?}, expected {expected:?}"))
+        }
+    })
+    .await
+}
+
+/// Keys of the cache documents whose customer is `customer`.
+fn orders_of(documents: &std::collections::BTreeMap<String, Value>, customer: i64) -> Vec<String> {
+    documents
+        .iter()
+        .filter(|(_, doc)| doc["customer"]["id"].as_i64() == Some(customer))
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_changes_land_in_dead_letters_while_the_rest_stays_current() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+
+    // A limit well above every document the workload makes (products get
+    // descriptions of up to 20 KB), so only the poisoned customer's orders
+    // can exceed it.
+    let documents = expected_order_cache(&pool).await;
+    let largest = documents
+        .values()
+        .map(|doc| doc.to_string().len())
+        .max()
+        .expect("orders");
+    let limit = (3 * largest).max(64 * 1024);
+    let mut setup = ServiceSetup::new(&url, &redis.url());
+    setup.extra_args = vec![
+        "--max-document-bytes".into(),
+        limit.to_string(),
+        "--admin-token".into(),
+        TOKEN.into(),
+    ];
+    let port = setup.admin_port;
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+
+    // The customer with the most orders in the cache gets a name that makes
+    // each of their documents too large.
+    let customer = documents
+        .values()
+        .filter_map(|doc| doc["customer"]["id"].as_i64())
+        .max_by_key(|id| orders_of(&documents, *id).len())
+        .expect("a customer with orders");
+    sqlx::query("UPDATE customers SET name = repeat('x', $1) WHERE id = $2")
+        .bind(limit as i32 + 1)
+        .bind(customer)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The workload goes on meanwhile (without renaming or deleting customers,
+    // which would fix the poison by itself).
+    let mut options = WorkloadOptions::new(300, 17);
+    options.mix = options
+        .mix
+        .with(Op::RenameCustomer, 0)
+        .with(Op::DeleteCustomer, 0);
+    workload::run(&pool, &options).await.expect("workload");
+
+    let poisoned = orders_of(&expected_order_cache(&pool).await, customer);
+    assert!(!poisoned.is_empty());
+    converged_except(&mut service, &pool, &redis.url(), DEADLINE, &poisoned).await;
+    let n = poisoned.len() as u64;
+    wait_for_counts(
+        port,
+        &[
+            ("category_daily_sales", 0),
+            ("order_cache", n),
+            ("product_cache", 0),
+            ("product_search", 0),
+        ],
+    )
+    .await;
+
+    // Listed with where and why; counted in /metrics.
+    let (_, listed) = dead_letters_cli(port, "order_cache", false);
+    assert_eq!(listed["total"], n, "{listed:#}");
+    let keys: BTreeSet<String> = listed["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|letter| {
+            assert_eq!(letter["table"], "public.orders", "{letter:#}");
+            assert!(letter["lsn"].as_str().is_some_and(|lsn| lsn.contains('/')));
+            let reason = letter["reason"].as_str().unwrap();
+            assert!(reason.contains("max_document_bytes"), "{reason}");
+            format!(
+                "order:{}",
+                letter["key"].as_str().unwrap().trim_start_matches("id=")
+            )
+        })
+        .collect();
+    assert_eq!(keys, poisoned.iter().cloned().collect());
+    let (_, text) = http_get(port, "/metrics").await.unwrap();
+    let metrics = parse_prometheus(&text);
+    assert_eq!(
+        metrics.get("viewkeeper_dead_letters{view=\"order_cache\"}"),
+        Some(&(n as f64))
+    );
+    assert!(metrics["viewkeeper_dead_letters_total{view=\"order_cache\"}"] >= n as f64);
+
+    // A retry without a fix changes nothing; without the token it is refused.
+    let (retry, _) = dead_letters_cli(port, "order_cache", true);
+    assert_eq!(retry.unwrap()["still_failing"], n);
+    let refused = harness::http_post(port, "/views/order_cache/dead-letters/retry", None)
+        .await
+        .unwrap();
+    assert_eq!(refused.0, 401);
+
+    // The fix is in the configuration: a higher limit, then a retry.
+    assert!(service.terminate(DEADLINE).await.success());
+    setup.extra_args[1] = (limit * 4).to_string();
+    let mut service = setup.start();
+    let (retry, listed) = dead_letters_cli_when_up(port).await;
+    assert_eq!(retry["retried"], n, "{retry:#}");
+    assert_eq!(retry["still_failing"], 0, "{retry:#}");
+    assert_eq!(listed["total"], 0, "{listed:#}");
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+
+    // An aggregate input that overflows bigint (SQL would raise) poisons only
+    // its own item: the order's document still shows it.
+    let order: i64 = sqlx::query_scalar("SELECT id FROM orders WHERE status = 'paid' LIMIT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let item: i64 = sqlx::query_scalar(
+        "INSERT INTO order_items (order_id, product_id, sku, quantity, unit_price_cents) \
+         VALUES ($1, NULL, 'POISON-SKU', 2000000000, 5000000000) RETURNING id",
+    )
+    .bind(order)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    wait_for_counts(
+        port,
+        &[
+            ("category_daily_sales", 1),
+            ("order_cache", 0),
+            ("product_cache", 0),
+            ("product_search", 0),
+        ],
+    )
+    .await;
+    let (_, listed) = dead_letters_cli(port, "category_daily_sales", false);
+    let letter = &listed["dead_letters"][0];
+    assert_eq!(letter["table"], "public.order_items", "{letter:#}");
+    assert_eq!(letter["key"], format!("id={item}"), "{letter:#}");
+    assert!(
+        letter["reason"].as_str().unwrap().contains("revenue_cents"),
+        "{letter:#}"
+    );
+    let redis_client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = redis_client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let document: String = redis::cmd("GET")
+        .arg(format!("order:{order}"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(document.contains("POISON-SKU"), "{document}");
+
+    // The fix is in the data: the next change of the row clears the letter.
+    sqlx::query("UPDATE order_items SET quantity = 1 WHERE id = $1")
+        .bind(item)
+        .execute(&pool)
+        .await
+        .unwrap();
+    wait_for_counts(
+        port,
+        &[
+            ("category_daily_sales", 0),
+            ("order_cache", 0),
+            ("product_cache", 0),
+            ("product_search", 0),
+        ],
+    )
+    .await;
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+}
+
+/// Retries `order_cache`'s dead letters once the restarted service answers.
+async fn dead_letters_cli_when_up(port: u16) -> (Value, Value) {
+    wait_until(DEADLINE, "the restarted service answers", || async {
+        http_get(port, "/health").await.map(|_| ())
+    })
+    .await;
+    let (retry, listed) = dead_letters_cli(port, "order_cache", true);
+    (retry.expect("the retry's answer"), listed)
+}
