@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::Json;
 use axum::Router;
@@ -25,8 +25,10 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, watch};
 
 use crate::change::Lsn;
+use crate::drop_view::{self, DropError, Targets};
 use crate::engine::Engine;
 use crate::rebuild::{RebuildError, Rebuilder};
+use crate::reload::{ReloadError, Reloader};
 use crate::sink::search::{SearchError, SearchIndex};
 use crate::state::{DeadLetter, Store};
 use crate::status::{StatusBoard, StatusReport, ViewInfo};
@@ -47,26 +49,57 @@ pub enum AdminError {
     },
 }
 
-/// What the handlers can reach.
-#[derive(Clone)]
-pub struct AdminState {
-    /// The index of every search view, by view name.
-    pub search_indexes: Arc<HashMap<String, Arc<SearchIndex>>>,
+/// What stays for the life of the process.
+pub struct AdminShared {
     pub status: Arc<StatusBoard>,
-    pub views: Arc<Vec<ViewInfo>>,
     pub store: Arc<Store>,
     pub pool: PgPool,
     pub slot: String,
     /// Renders `/metrics`; `None` when no recorder could be installed.
     pub metrics: Option<PrometheusHandle>,
+    /// What mutating calls must present as `Authorization: Bearer …`;
+    /// `None` refuses them all.
+    pub admin_token: Option<Arc<str>>,
+    pub reloader: Arc<Reloader>,
+    /// Where removed views' data is, for `drop`.
+    pub drop_targets: Targets,
+}
+
+/// What the running views provide; replaced when the views are reloaded.
+pub struct RunningViews {
+    pub views: Vec<ViewInfo>,
+    /// The index of every search view, by view name.
+    pub search_indexes: HashMap<String, Arc<SearchIndex>>,
     pub rebuilder: Arc<Rebuilder>,
     /// Retries dead letters.
     pub engine: Arc<Engine>,
     /// Wakes every sink (after a retry wrote outbox entries).
-    pub wake_sinks: Arc<Vec<Arc<Notify>>>,
-    /// What mutating calls must present as `Authorization: Bearer …`;
-    /// `None` refuses them all.
-    pub admin_token: Option<Arc<str>>,
+    pub wake_sinks: Vec<Arc<Notify>>,
+}
+
+/// What the handlers can reach.
+#[derive(Clone)]
+pub struct AdminState {
+    shared: Arc<AdminShared>,
+    running: Arc<RwLock<Arc<RunningViews>>>,
+}
+
+impl AdminState {
+    pub fn new(shared: AdminShared, running: RunningViews) -> AdminState {
+        AdminState {
+            shared: Arc::new(shared),
+            running: Arc::new(RwLock::new(Arc::new(running))),
+        }
+    }
+
+    /// Serves the views of a reloaded pipeline from now on.
+    pub fn replace_running(&self, running: RunningViews) {
+        *self.running.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(running);
+    }
+
+    fn running(&self) -> Arc<RunningViews> {
+        Arc::clone(&self.running.read().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -76,7 +109,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/views/{view}/search", get(search))
+        .route("/views/reload", post(reload))
         .route("/views/{view}/rebuild", post(rebuild))
+        .route("/views/{view}/drop", post(drop))
         .route("/views/{view}/dead-letters", get(dead_letters))
         .route("/views/{view}/dead-letters/retry", post(retry_dead_letters))
         .with_state(state)
@@ -109,12 +144,13 @@ async fn health() -> &'static str {
 }
 
 async fn current_report(state: &AdminState) -> StatusReport {
+    let shared = &state.shared;
     crate::status::report(
-        &state.status,
-        &state.views,
-        &state.store,
-        &state.pool,
-        &state.slot,
+        &shared.status,
+        &state.running().views,
+        &shared.store,
+        &shared.pool,
+        &shared.slot,
     )
     .await
 }
@@ -140,6 +176,7 @@ async fn status(State(state): State<AdminState>) -> Json<StatusReport> {
 async fn metrics(State(state): State<AdminState>) -> Response {
     let _ = current_report(&state).await;
     let body = state
+        .shared
         .metrics
         .as_ref()
         .map(PrometheusHandle::render)
@@ -159,7 +196,7 @@ async fn metrics(State(state): State<AdminState>) -> Response {
 /// equal length are compared in constant time), so timing says nothing about
 /// the token.
 fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), &'static str> {
-    let Some(expected) = &state.admin_token else {
+    let Some(expected) = &state.shared.admin_token else {
         return Err(
             "mutating calls are refused: no admin token is configured (admin_token, VIEWKEEPER_ADMIN_TOKEN)",
         );
@@ -186,7 +223,7 @@ async fn rebuild(
     if let Err(why) = authorized(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, why.into());
     }
-    match state.rebuilder.start(&view) {
+    match state.running().rebuilder.start(&view) {
         Ok(()) => (
             StatusCode::ACCEPTED,
             Json(json!({ "view": view, "state": "rebuilding" })),
@@ -194,6 +231,45 @@ async fn rebuild(
             .into_response(),
         Err(e @ RebuildError::UnknownView(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e @ RebuildError::AlreadyRunning(_)) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+/// Reads the view files again: 200 with what was added, changed, removed
+/// and unchanged (the pipeline restarts on them unless nothing changed);
+/// 422 with the `check` messages when a file is invalid, and nothing changes.
+async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(why) = authorized(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, why.into());
+    }
+    match state.shared.reloader.reload().await {
+        Ok(outcome) => Json(outcome).into_response(),
+        Err(e @ ReloadError::Refused(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e @ ReloadError::Stopping) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// Deletes what a removed view left behind: 200 with what was deleted,
+/// 409 while the view still runs, 404 for a view the store never built.
+async fn drop(
+    State(state): State<AdminState>,
+    Path(view): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(why) = authorized(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, why.into());
+    }
+    let running: Vec<String> = state
+        .running()
+        .views
+        .iter()
+        .map(|info| info.name.clone())
+        .collect();
+    let shared = &state.shared;
+    match drop_view::drop_view(&shared.drop_targets, &shared.store, &view, &running).await {
+        Ok(dropped) => Json(dropped).into_response(),
+        Err(e @ DropError::Running(_)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ DropError::Unknown(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -209,11 +285,11 @@ async fn dead_letters(
     Path(view): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Response {
-    if !state.views.iter().any(|info| info.name == view) {
+    if !state.running().views.iter().any(|info| info.name == view) {
         return error(StatusCode::NOT_FOUND, format!("no view named {view:?}"));
     }
     let limit = params.limit.unwrap_or(DEFAULT_DEAD_LETTERS);
-    let store = Arc::clone(&state.store);
+    let store = Arc::clone(&state.shared.store);
     let name = view.clone();
     let listed = tokio::task::spawn_blocking(move || store.dead_letters(&name, limit)).await;
     match listed {
@@ -248,13 +324,14 @@ async fn retry_dead_letters(
     if let Err(why) = authorized(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, why.into());
     }
-    let engine = Arc::clone(&state.engine);
+    let running = state.running();
+    let engine = Arc::clone(&running.engine);
     let name = view.clone();
     let retried = tokio::task::spawn_blocking(move || engine.retry_dead_letters(&name)).await;
     match retried {
         Ok(Ok(Some(outcome))) => {
             if outcome.outbox_entries > 0 {
-                for wake in state.wake_sinks.iter() {
+                for wake in &running.wake_sinks {
                     wake.notify_one();
                 }
             }
@@ -282,7 +359,7 @@ async fn search(
     Path(view): Path<String>,
     Query(params): Query<SearchParams>,
 ) -> Response {
-    let Some(index) = state.search_indexes.get(&view).cloned() else {
+    let Some(index) = state.running().search_indexes.get(&view).cloned() else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no search view named {view:?}"),

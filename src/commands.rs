@@ -133,6 +133,10 @@ pub enum StatusError {
     Rebuild { view: String, message: String },
     #[error("dead letters of view {view}: {message}")]
     DeadLetters { view: String, message: String },
+    #[error("dropping view {view}: {message}")]
+    Drop { view: String, message: String },
+    #[error("reloading the views: {message}")]
+    Reload { message: String },
 }
 
 /// `GET /status` of the service whose admin API listens on `admin_addr`,
@@ -270,4 +274,40 @@ pub fn dead_letters(
         serde_json::from_str(&body).map_err(|e| request(format!("not JSON: {e}")))?;
     out.push_str(&serde_json::to_string_pretty(&json).map_err(|e| request(e.to_string()))?);
     Ok(out)
+}
+
+/// `viewkeeper drop VIEW`: what the service deleted, pretty-printed.
+pub fn drop(admin_addr: &str, token: &str, view: &str) -> Result<String, StatusError> {
+    admin_call(admin_addr, &format!("/views/{view}/drop"), token, 200).map_err(|message| {
+        StatusError::Drop {
+            view: view.to_owned(),
+            message,
+        }
+    })
+}
+
+/// `viewkeeper reload`: what the service found in the view files.
+pub fn reload(admin_addr: &str, token: &str) -> Result<String, StatusError> {
+    admin_call(admin_addr, "/views/reload", token, 200)
+        .map_err(|message| StatusError::Reload { message })
+}
+
+/// A mutating call expected to answer `expected`: its JSON body, pretty.
+fn admin_call(admin_addr: &str, path: &str, token: &str, expected: u16) -> Result<String, String> {
+    let (code, body) = admin_post(admin_addr, path, token)
+        .map_err(|e| format!("admin API at {admin_addr}: {e}"))?;
+    if code != expected {
+        return Err(format!("{code}: {}", error_message(&body)));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| format!("not JSON: {e}"))?;
+    serde_json::to_string_pretty(&json).map_err(|e| e.to_string())
+}
+
+/// The `error` of an admin API error body, or the body itself.
+fn error_message(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|json| json["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.to_owned())
 }

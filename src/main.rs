@@ -73,6 +73,28 @@ enum Command {
         #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: String,
     },
+    /// Make the running service read its view files again (as SIGHUP does):
+    /// changed views are rebuilt, new ones built, removed ones stopped.
+    Reload {
+        /// Address of the running service's admin API
+        #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR", default_value = "127.0.0.1:9187")]
+        admin_addr: String,
+        /// The service's admin token
+        #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+    },
+    /// Delete what a removed view left behind (Redis keys, index, table)
+    /// and forget it; refused while the view's file is loaded.
+    Drop {
+        /// The removed view
+        view: String,
+        /// Address of the running service's admin API
+        #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR", default_value = "127.0.0.1:9187")]
+        admin_addr: String,
+        /// The service's admin token
+        #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+    },
     /// List one view's dead letters (roots whose output could not be made:
     /// LSN, table, key, reason); with --retry, retry them first.
     DeadLetters {
@@ -187,16 +209,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Status { admin_addr } => {
-            match tokio::task::spawn_blocking(move || commands::status(&admin_addr)).await? {
-                Ok(status) => {
-                    println!("{status}");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    Ok(ExitCode::FAILURE)
-                }
-            }
+            print_outcome(tokio::task::spawn_blocking(move || commands::status(&admin_addr)).await?)
         }
         Command::Rebuild {
             view,
@@ -215,6 +228,21 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Reload {
+            admin_addr,
+            admin_token,
+        } => print_outcome(
+            tokio::task::spawn_blocking(move || commands::reload(&admin_addr, &admin_token))
+                .await?,
+        ),
+        Command::Drop {
+            view,
+            admin_addr,
+            admin_token,
+        } => print_outcome(
+            tokio::task::spawn_blocking(move || commands::drop(&admin_addr, &admin_token, &view))
+                .await?,
+        ),
         Command::DeadLetters {
             view,
             retry,
@@ -227,20 +255,12 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             let token = admin_token.filter(|_| retry);
-            let listed = tokio::task::spawn_blocking(move || {
-                commands::dead_letters(&admin_addr, &view, token.as_deref(), limit)
-            })
-            .await?;
-            match listed {
-                Ok(text) => {
-                    println!("{text}");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    Ok(ExitCode::FAILURE)
-                }
-            }
+            print_outcome(
+                tokio::task::spawn_blocking(move || {
+                    commands::dead_letters(&admin_addr, &view, token.as_deref(), limit)
+                })
+                .await?,
+            )
         }
         Command::Workload(args) => run_workload(args).await,
     }
@@ -291,6 +311,20 @@ fn init_logging(filter: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Prints what an admin command answered, or its error; the exit code says which.
+fn print_outcome(outcome: Result<String, commands::StatusError>) -> anyhow::Result<ExitCode> {
+    match outcome {
+        Ok(text) => {
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -13,14 +13,16 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
-use crate::admin::{self, AdminError, AdminState};
+use crate::admin::{self, AdminError, AdminShared, AdminState, RunningViews};
 use crate::change::Lsn;
 use crate::config::{Config, ConfigError};
+use crate::drop_view::Targets;
 use crate::engine::Engine;
 use crate::plan::{KeyPartPlan, OutputPlan, Plan, PlanError, ViewPlan};
 use crate::rebuild::Rebuilder;
+use crate::reload::{self, NewViews, PlanningError, Reloader};
 use crate::sink::RewriteSignal;
 use crate::sink::aggregate::{self, AggregateSink, AggregateSinkError, TargetTable};
 use crate::sink::redis::{self, RedisSink};
@@ -65,7 +67,26 @@ pub enum ServiceError {
     },
 }
 
-/// Everything that stays fixed while the service runs.
+impl From<PlanningError> for ServiceError {
+    fn from(error: PlanningError) -> ServiceError {
+        match error {
+            PlanningError::Catalog(error) => ServiceError::Source(error),
+            PlanningError::Invalid(errors) => ServiceError::Views(errors),
+            PlanningError::Plan(error) => ServiceError::Plan(error),
+        }
+    }
+}
+
+/// What every pipeline of this process shares, across view reloads.
+struct Context {
+    config: Config,
+    endpoint: PgEndpoint,
+    pool: PgPool,
+    store: Arc<Store>,
+    status: Arc<StatusBoard>,
+}
+
+/// The source → engine → sinks pipeline for one set of views.
 struct Pipeline {
     config: Config,
     endpoint: PgEndpoint,
@@ -77,6 +98,15 @@ struct Pipeline {
     status: Arc<StatusBoard>,
 }
 
+/// A running pipeline with its sink tasks, until it is stopped for a
+/// shutdown or a reload.
+struct Generation {
+    pipeline: Pipeline,
+    sink_tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    stopped: watch::Receiver<bool>,
+}
+
 /// Runs until `shutdown` turns true.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), ServiceError> {
     let views = view::load_views(&config.views).map_err(ServiceError::Views)?;
@@ -86,71 +116,180 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         .connect_with(endpoint.sql_options()?)
         .await
         .map_err(SourceError::from)?;
-    let plan = Arc::new(plan_views(&views, &pool).await?);
+    let plan = reload::plan_views(&views, &pool).await?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServiceError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
     })?;
     let store = Arc::new(Store::open(&config.data_dir)?);
-    let tables: BTreeSet<String> = plan.tables.keys().cloned().collect();
-    let unusable = catalog::unusable_replica_identities(&pool, &tables).await?;
-    if !unusable.is_empty() {
-        return Err(ServiceError::ReplicaIdentity(unusable));
-    }
-    catalog::ensure_publication(&pool, &config.publication, &tables).await?;
-    let engine = Arc::new(
-        Engine::new(Arc::clone(&plan), Arc::clone(&store))
-            .with_max_document_bytes(config.max_document_bytes),
-    );
-    let status = StatusBoard::new();
-    let mut sinks = start_search_sinks(&views, &config, &store, &status, &shutdown)?;
-    start_aggregate_sinks(&plan, &config, &store, &status, &shutdown, &mut sinks).await?;
-    start_redis_sink(&plan, &config, &store, &status, &shutdown, &mut sinks)?;
-    let wake_sinks = Arc::new(sinks.wakes.clone());
-    let rebuilder = Rebuilder::new(
-        Arc::clone(&engine),
-        Arc::clone(&status),
-        std::mem::take(&mut sinks.rewrites),
-    );
-    let admin = admin::bind(
-        config.admin_addr,
-        AdminState {
-            search_indexes: Arc::new(std::mem::take(&mut sinks.indexes)),
-            status: Arc::clone(&status),
-            views: Arc::new(view_infos(&plan)),
-            store: Arc::clone(&store),
-            pool: pool.clone(),
-            slot: config.slot.clone(),
-            metrics: telemetry::install_recorder(),
-            rebuilder: Arc::new(rebuilder),
-            engine: Arc::clone(&engine),
-            wake_sinks,
-            admin_token: config.admin_token.clone().map(Arc::from),
-        },
-        shutdown.clone(),
-    )
-    .await?;
-    sinks.spawn(admin);
-    let pipeline = Pipeline {
-        status,
+    let (reloader, mut reloads) = Reloader::new(config.views.clone(), pool.clone(), &views);
+    let reloader = Arc::new(reloader);
+    let context = Context {
         endpoint,
-        pool,
+        pool: pool.clone(),
         store: Arc::clone(&store),
-        engine,
-        wake_sinks: sinks.wakes,
+        status: StatusBoard::new(),
         config,
     };
-    tracing::info!(
-        views = plan.views.len(),
-        tables = tables.len(),
-        "viewkeeper started"
+    let (mut generation, running) = Generation::start(&context, &views, plan).await?;
+    let admin = AdminState::new(
+        AdminShared {
+            status: Arc::clone(&context.status),
+            store,
+            pool,
+            slot: context.config.slot.clone(),
+            metrics: telemetry::install_recorder(),
+            admin_token: context.config.admin_token.clone().map(Arc::from),
+            reloader: Arc::clone(&reloader),
+            drop_targets: Targets {
+                redis_url: context.config.redis_url.clone(),
+                data_dir: context.config.data_dir.clone(),
+                aggregates_url: context.config.aggregates_url()?.to_owned(),
+            },
+        },
+        running,
     );
-    pipeline.replicate(&mut shutdown).await;
-    for task in sinks.tasks {
-        let _ = task.await;
+    let server = admin::bind(context.config.admin_addr, admin.clone(), shutdown.clone()).await?;
+    let server = tokio::spawn(server);
+    tokio::spawn(reload_on_sighup(reloader, shutdown.clone()));
+    while let Some(next) = generation.run(&mut shutdown, &mut reloads).await {
+        tracing::info!(
+            views = next.plan.views.len(),
+            "view files changed: restarting the pipeline on them"
+        );
+        let (started, running) = Generation::start(&context, &next.views, next.plan).await?;
+        admin.replace_running(running);
+        generation = started;
     }
+    let _ = server.await;
     tracing::info!("viewkeeper stopped");
     Ok(())
+}
+
+/// Reloads the view files on every `SIGHUP`, logging what it did.
+async fn reload_on_sighup(reloader: Arc<Reloader>, mut shutdown: watch::Receiver<bool>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; reload with POST /views/reload");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        match reloader.reload().await {
+            Ok(outcome) => tracing::info!(?outcome, "SIGHUP: view files reloaded"),
+            Err(error) => tracing::error!(%error, "SIGHUP"),
+        }
+    }
+}
+
+impl Generation {
+    /// Checks the tables, starts the sinks of `views`, and readies the
+    /// pipeline; also returns what the admin API serves of these views.
+    async fn start(
+        context: &Context,
+        views: &[ViewDef],
+        plan: Plan,
+    ) -> Result<(Generation, RunningViews), ServiceError> {
+        let Context {
+            config,
+            store,
+            status,
+            pool,
+            ..
+        } = context;
+        let plan = Arc::new(plan);
+        let tables: BTreeSet<String> = plan.tables.keys().cloned().collect();
+        let unusable = catalog::unusable_replica_identities(pool, &tables).await?;
+        if !unusable.is_empty() {
+            return Err(ServiceError::ReplicaIdentity(unusable));
+        }
+        catalog::ensure_publication(pool, &config.publication, &tables).await?;
+        let engine = Arc::new(
+            Engine::new(Arc::clone(&plan), Arc::clone(store))
+                .with_max_document_bytes(config.max_document_bytes),
+        );
+        let (stop, stopped) = watch::channel(false);
+        let mut sinks = start_search_sinks(views, config, store, status, &stopped)?;
+        start_aggregate_sinks(&plan, config, store, status, &stopped, &mut sinks).await?;
+        start_redis_sink(&plan, config, store, status, &stopped, &mut sinks)?;
+        let sink_names: Vec<String> = plan.views.iter().map(|v| v.sink.clone()).collect();
+        status.retain_sinks(&sink_names);
+        let running = RunningViews {
+            views: view_infos(&plan),
+            search_indexes: std::mem::take(&mut sinks.indexes),
+            rebuilder: Arc::new(Rebuilder::new(
+                Arc::clone(&engine),
+                Arc::clone(status),
+                std::mem::take(&mut sinks.rewrites),
+            )),
+            engine: Arc::clone(&engine),
+            wake_sinks: sinks.wakes.clone(),
+        };
+        tracing::info!(
+            views = plan.views.len(),
+            tables = tables.len(),
+            "viewkeeper started"
+        );
+        let pipeline = Pipeline {
+            config: config.clone(),
+            endpoint: context.endpoint.clone(),
+            pool: pool.clone(),
+            store: Arc::clone(store),
+            engine,
+            wake_sinks: sinks.wakes,
+            status: Arc::clone(status),
+        };
+        let generation = Generation {
+            pipeline,
+            sink_tasks: sinks.tasks,
+            stop,
+            stopped,
+        };
+        Ok((generation, running))
+    }
+
+    /// Replicates until `shutdown` or new views arrive, then stops between
+    /// batches and waits for the sinks to stop; returns the new views, if
+    /// that is why it stopped.
+    async fn run(
+        self,
+        shutdown: &mut watch::Receiver<bool>,
+        reloads: &mut mpsc::Receiver<NewViews>,
+    ) -> Option<NewViews> {
+        let Generation {
+            pipeline,
+            sink_tasks,
+            stop,
+            mut stopped,
+        } = self;
+        let replicate = pipeline.replicate(&mut stopped);
+        tokio::pin!(replicate);
+        let mut replicating = true;
+        let next = tokio::select! {
+            _ = &mut replicate => {
+                replicating = false;
+                None
+            }
+            _ = shutdown.wait_for(|stop| *stop) => None,
+            next = reloads.recv() => next,
+        };
+        let _ = stop.send(true);
+        if replicating {
+            replicate.await;
+        }
+        // Stopping may have left a batch applying on a blocking thread.
+        let engine = Arc::clone(&pipeline.engine);
+        let _ = tokio::task::spawn_blocking(move || engine.wait_until_idle()).await;
+        for task in sink_tasks {
+            let _ = task.await;
+        }
+        next
+    }
 }
 
 /// The running sinks: their tasks, how to wake them, and the search indexes
@@ -326,24 +465,10 @@ fn view_infos(plan: &Plan) -> Vec<ViewInfo> {
         .iter()
         .map(|view| ViewInfo {
             name: view.name.clone(),
-            kind: match view.output {
-                OutputPlan::Cache { .. } => "cache",
-                OutputPlan::Search { .. } => "search",
-                OutputPlan::Aggregate(_) => "aggregate",
-            },
+            kind: view.kind(),
             sink: view.sink.clone(),
         })
         .collect()
-}
-
-/// Loads the catalog, checks the views against it, and plans them.
-async fn plan_views(views: &[ViewDef], pool: &PgPool) -> Result<Plan, ServiceError> {
-    let catalog = catalog::load_catalog(pool).await?;
-    let errors = view::check_against_catalog(views, &catalog);
-    if !errors.is_empty() {
-        return Err(ServiceError::Views(ViewErrors(errors)));
-    }
-    Ok(Plan::build(views, &catalog)?)
 }
 
 impl Pipeline {
@@ -452,9 +577,21 @@ impl Pipeline {
         let Some(position) = self.store.position()? else {
             return Ok(None);
         };
-        if self.store.layout()?.as_deref() != Some(self.engine.plan().layout().as_str()) {
-            tracing::warn!("the views need other columns than the state store holds: new snapshot");
-            return Ok(None);
+        let stored_layout = self.store.layout()?.unwrap_or_default();
+        if stored_layout != self.engine.plan().layout() {
+            let engine = Arc::clone(&self.engine);
+            let narrowed =
+                tokio::task::spawn_blocking(move || engine.narrow_layout(&stored_layout))
+                    .await
+                    .map_err(SourceError::from)?
+                    .map_err(SourceError::from)?;
+            if !narrowed {
+                tracing::warn!(
+                    "the views need columns the state store does not hold: new snapshot"
+                );
+                return Ok(None);
+            }
+            tracing::info!("the views need fewer columns: stored rows narrowed, no new snapshot");
         }
         match catalog::slot_confirmed_lsn(&self.pool, &self.config.slot).await? {
             None => {

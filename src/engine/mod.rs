@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::change::{ChangeBatch, Lsn, Value};
 use crate::plan::{OutputPlan, Plan};
-use crate::state::{StateWriter, Store, StoreError};
+use crate::state::{StateWriter, Store, StoreError, ViewRecord};
 
 /// Roots refreshed inside the batch's own transaction; a larger fan-out (a
 /// customer with 100,000 orders renamed) is recorded as pending and refreshed
@@ -59,6 +59,10 @@ pub struct Engine {
     store: Arc<Store>,
     /// A larger document becomes a dead letter instead of an output.
     max_document_bytes: usize,
+    /// Held while a batch is applied: a pipeline stopped between two awaits
+    /// waits on it, so no batch of the old views lands after the next
+    /// pipeline has started.
+    applying: std::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -67,6 +71,7 @@ impl Engine {
             plan,
             store,
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            applying: std::sync::Mutex::new(()),
         }
     }
 
@@ -84,6 +89,7 @@ impl Engine {
     /// Applies a batch and makes it durable with its position. A batch whose
     /// position is not after the stored one was applied before and is skipped.
     pub fn apply(&self, batch: &ChangeBatch) -> Result<BatchOutcome, EngineError> {
+        let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
         let outcome = self.store.write(|w| {
             let position = w.position()?;
             if let (Some(end), Some(stored)) = (batch.commit_end, position)
@@ -116,6 +122,11 @@ impl Engine {
             outbox_entries: outcome.outbox_entries + deferred.outbox_entries,
             ..outcome
         })
+    }
+
+    /// Returns once no batch is being applied (blocking).
+    pub fn wait_until_idle(&self) {
+        drop(self.applying.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// Refreshes up to [`REFRESH_CHUNK`] roots now and records the rest as
@@ -216,6 +227,62 @@ impl Engine {
         Ok(total)
     }
 
+    /// Re-stores the rows kept under `stored_layout` in the plan's layout,
+    /// when the plan needs no table or column that was not stored (views were
+    /// removed, or read fewer columns): unneeded columns and tables are
+    /// dropped and join indexes rebuilt, so no new snapshot is needed.
+    /// Returns `false`, having changed nothing, when one is. One transaction:
+    /// a crash leaves the old layout whole.
+    pub fn narrow_layout(&self, stored_layout: &str) -> Result<bool, EngineError> {
+        let Some(stored) = Plan::layout_columns(stored_layout) else {
+            return Ok(false);
+        };
+        let mut projections = Vec::new();
+        for table in self.plan.tables.values() {
+            let Some(stored_columns) = stored.get(&table.name) else {
+                return Ok(false);
+            };
+            let positions: Option<Vec<usize>> = table
+                .columns
+                .iter()
+                .map(|column| stored_columns.iter().position(|c| c == column))
+                .collect();
+            match positions {
+                // The key columns stay first, so the stored keys stay valid.
+                Some(positions)
+                    if positions[..table.primary_key_len]
+                        .iter()
+                        .copied()
+                        .eq(0..table.primary_key_len) =>
+                {
+                    projections.push((table, positions))
+                }
+                _ => return Ok(false),
+            }
+        }
+        self.store.write(|w| {
+            for (table, positions) in &projections {
+                w.clear_table_indexes(&table.name)?;
+                for (pk, row) in w.table_rows_after(&table.name, None, usize::MAX)? {
+                    let projected: Vec<Value> = positions
+                        .iter()
+                        .map(|&i| row.get(i).cloned().unwrap_or(Value::Null))
+                        .collect();
+                    w.put_row(&table.name, &pk, &projected)?;
+                    rows::index_row(w, table, &pk, &projected, true)?;
+                }
+            }
+            for table in stored.keys() {
+                if self.plan.table(table).is_none() {
+                    w.clear_table(table)?;
+                }
+            }
+            w.set_layout(&self.plan.layout())?;
+            Ok::<_, EngineError>(())
+        })?;
+        Ok(true)
+    }
+
     /// Recomputes every root of each view whose definition changed since its
     /// outputs were built (a new key template or filter), from the state store.
     pub fn rebuild_changed_views(&self) -> Result<Vec<String>, EngineError> {
@@ -227,6 +294,13 @@ impl Engine {
                 rebuilt.push(view.name.clone());
             }
         }
+        // Stores built before view records existed get them now.
+        self.store.write(|w| {
+            for view in &self.plan.views {
+                w.set_view_record(&view.name, &view_record(view))?;
+            }
+            Ok::<_, EngineError>(())
+        })?;
         Ok(rebuilt)
     }
 
@@ -267,6 +341,7 @@ impl Engine {
         )?;
         self.store.write(|w| {
             w.set_view_hash(&plan.name, &plan.definition_hash)?;
+            w.set_view_record(&plan.name, &view_record(plan))?;
             Ok::<_, EngineError>(())
         })?;
         Ok(outcome)
@@ -299,6 +374,18 @@ impl Engine {
             still_failing: self.store.dead_letter_count(view)?,
             outbox_entries,
         }))
+    }
+}
+
+/// What `viewkeeper drop` needs to know of a view once its file is gone.
+fn view_record(view: &crate::plan::ViewPlan) -> ViewRecord {
+    ViewRecord {
+        kind: view.kind().to_owned(),
+        sink: view.sink.clone(),
+        table: match &view.output {
+            OutputPlan::Aggregate(aggregate) => Some(aggregate.table.clone()),
+            _ => None,
+        },
     }
 }
 

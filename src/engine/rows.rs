@@ -140,7 +140,7 @@ fn project(table: &TablePlan, tuple: &Tuple, before: Option<&[Value]>) -> Vec<Va
 
 /// Adds or removes a row's join index entries. NULLs never join, so rows with
 /// a NULL in the indexed columns get no entry.
-fn index_row(
+pub(super) fn index_row(
     w: &mut StateWriter,
     table: &TablePlan,
     pk: &[u8],

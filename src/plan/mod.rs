@@ -82,6 +82,17 @@ pub struct ViewPlan {
     pub output: OutputPlan,
 }
 
+impl ViewPlan {
+    /// `cache`, `search` or `aggregate`.
+    pub fn kind(&self) -> &'static str {
+        match self.output {
+            OutputPlan::Cache { .. } => "cache",
+            OutputPlan::Search { .. } => "search",
+            OutputPlan::Aggregate(_) => "aggregate",
+        }
+    }
+}
+
 /// What one root's output is made of.
 #[derive(Debug)]
 pub enum OutputPlan {
@@ -271,6 +282,25 @@ impl Plan {
             ));
         }
         layout
+    }
+
+    /// The stored columns of each table of a layout written by
+    /// [`Plan::layout`]; `None` if it does not parse.
+    pub fn layout_columns(layout: &str) -> Option<BTreeMap<String, Vec<String>>> {
+        let mut tables = BTreeMap::new();
+        let mut rest = layout;
+        while !rest.is_empty() {
+            let open = rest.find('(')?;
+            let close = open + rest[open..].find(")[")?;
+            let end = close + rest[close..].find("];")?;
+            let columns = rest[open + 1..close]
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            tables.insert(rest[..open].to_owned(), columns);
+            rest = &rest[end + 2..];
+        }
+        Some(tables)
     }
 
     pub fn table(&self, name: &str) -> Option<&TablePlan> {

@@ -161,7 +161,9 @@ impl RedisSink {
         let mut pipe = redis::pipe();
         pipe.atomic();
         pipe.get(&self.checkpoint_key);
-        for (_, entry) in entries {
+        // Entries of a cache view removed since they were written are left
+        // out: its keys are `viewkeeper drop`'s to delete, not to write.
+        for (_, entry) in entries.iter().filter(|(_, e)| self.views.contains(&e.view)) {
             match &entry.op {
                 OutboxOp::Put { key, document } => pipe.set(key, document).ignore(),
                 OutboxOp::Delete { key } => pipe.del(key).ignore(),

@@ -10,6 +10,7 @@ mod dead_letters;
 mod groups;
 pub mod keycode;
 mod outbox;
+mod view_records;
 mod writer;
 
 use std::path::Path;
@@ -19,6 +20,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 pub use dead_letters::DeadLetter;
 pub use groups::{GroupValues, StoredGroup, group_key};
 pub use outbox::{OutboxEntry, OutboxOp, StoredOutput};
+pub use view_records::ViewRecord;
 pub use writer::StateWriter;
 
 use crate::change::Lsn;

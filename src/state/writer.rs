@@ -24,9 +24,9 @@ pub struct StateWriter<'txn> {
     pub(super) outputs: Table<'txn, &'static [u8], &'static [u8]>,
     pub(super) groups: Table<'txn, &'static [u8], &'static [u8]>,
     pub(super) group_values: Table<'txn, &'static [u8], &'static [u8]>,
-    outbox: Table<'txn, (&'static str, u64), &'static [u8]>,
-    meta: Table<'txn, &'static str, &'static [u8]>,
-    pending: Table<'txn, (&'static str, &'static [u8]), ()>,
+    pub(super) outbox: Table<'txn, (&'static str, u64), &'static [u8]>,
+    pub(super) meta: Table<'txn, &'static str, &'static [u8]>,
+    pub(super) pending: Table<'txn, (&'static str, &'static [u8]), ()>,
     pub(super) dead_letters: Table<'txn, &'static [u8], &'static [u8]>,
     /// End LSN of the source transactions this write applies, for dead letters.
     source_lsn: Option<Lsn>,
@@ -203,6 +203,24 @@ impl<'txn> StateWriter<'txn> {
         values: &[u8],
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         suffixes_after(&self.join_index, &index_prefix(table, index, values))
+    }
+
+    /// Drops the join index entries of `table` (to be rebuilt from its rows).
+    pub fn clear_table_indexes(&mut self, table: &str) -> Result<(), StoreError> {
+        let prefix = prefixed(table, &[]);
+        let end = prefix_end(&prefix);
+        self.join_index
+            .retain_in(prefix.as_slice()..end.as_slice(), |_, _| false)?;
+        Ok(())
+    }
+
+    /// Drops the rows and join index entries of one table no view reads.
+    pub fn clear_table(&mut self, table: &str) -> Result<(), StoreError> {
+        let prefix = prefixed(table, &[]);
+        let end = prefix_end(&prefix);
+        self.rows
+            .retain_in(prefix.as_slice()..end.as_slice(), |_, _| false)?;
+        self.clear_table_indexes(table)
     }
 
     /// Drops every row and join index entry (a new snapshot follows).

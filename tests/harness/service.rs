@@ -134,6 +134,11 @@ impl Service {
         self.child.wait().expect("the exit status")
     }
 
+    /// SIGHUP: reload the view files.
+    pub fn hang_up(&self) {
+        signal(&self.child, "HUP");
+    }
+
     /// Panics with the log's tail if the process has exited.
     pub fn assert_running(&mut self) {
         if has_exited(&mut self.child) {

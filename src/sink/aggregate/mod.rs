@@ -184,6 +184,9 @@ pub trait SqlTarget: Send + Sync {
         rows: &mut RowChunks,
         checkpoint: &Checkpoint,
     ) -> Result<u64, AggregateSinkError>;
+    /// In one transaction: drops the table `name` of `view` and forgets the
+    /// view's checkpoint (`viewkeeper drop VIEW`).
+    async fn drop_table(&self, view: &str, name: &str) -> Result<(), AggregateSinkError>;
     /// In one transaction: applies `batch` and records `checkpoint`.
     async fn apply(
         &self,

@@ -236,6 +236,29 @@ async fn record_checkpoint(
 
 #[async_trait]
 impl SqlTarget for PgTarget {
+    async fn drop_table(&self, view: &str, name: &str) -> Result<(), AggregateSinkError> {
+        let sql_error = |source| AggregateSinkError::Sql {
+            table: name.to_owned(),
+            source,
+        };
+        ensure_checkpoint_table(&self.pool)
+            .await
+            .map_err(sql_error)?;
+        let mut txn = self.pool.begin().await.map_err(sql_error)?;
+        let drop = format!("DROP TABLE IF EXISTS {}", quote_qualified(name));
+        sqlx::query(AssertSqlSafe(drop))
+            .execute(&mut *txn)
+            .await
+            .map_err(sql_error)?;
+        let forget = format!("DELETE FROM {CHECKPOINT_TABLE} WHERE view = $1");
+        sqlx::query(AssertSqlSafe(forget))
+            .bind(view)
+            .execute(&mut *txn)
+            .await
+            .map_err(sql_error)?;
+        txn.commit().await.map_err(sql_error)
+    }
+
     async fn checkpoint(
         &self,
         table: &TargetTable,

@@ -142,6 +142,30 @@ async fn record_checkpoint(
 
 #[async_trait]
 impl SqlTarget for SqliteTarget {
+    async fn drop_table(&self, view: &str, name: &str) -> Result<(), AggregateSinkError> {
+        let sql_error = |source| AggregateSinkError::Sql {
+            table: name.to_owned(),
+            source,
+        };
+        let unqualified = name.rsplit_once('.').map_or(name, |(_, t)| t);
+        let mut txn = self.pool.begin().await.map_err(sql_error)?;
+        let drop = format!("DROP TABLE IF EXISTS {}", quote_ident(unqualified));
+        sqlx::query(AssertSqlSafe(drop))
+            .execute(&mut *txn)
+            .await
+            .map_err(sql_error)?;
+        let forget = format!("DELETE FROM {CHECKPOINT_TABLE} WHERE view = ?1");
+        // Fails only when no aggregate sink ever ran here: nothing to forget.
+        if let Err(error) = sqlx::query(AssertSqlSafe(forget))
+            .bind(view)
+            .execute(&mut *txn)
+            .await
+        {
+            tracing::debug!(%error, "no aggregate checkpoint to forget");
+        }
+        txn.commit().await.map_err(sql_error)
+    }
+
     async fn checkpoint(
         &self,
         table: &TargetTable,

@@ -1,0 +1,171 @@
+//! Reloading the view files while the service runs (`SIGHUP`,
+//! `POST /views/reload`).
+//!
+//! The files are read and checked against the catalog first, exactly as
+//! `viewkeeper check` and a start would: an invalid set is refused with
+//! those messages and the running views are not touched. A set whose every
+//! file hashes as the running one is a no-op. Otherwise the service stops
+//! its pipeline between batches and starts it again on the new views (see
+//! `service::run`): a changed file's view is recomputed from the state store,
+//! a new file's view is built, a removed file's view stops (its data stays
+//! until `viewkeeper drop VIEW`), and unchanged views resume where they were
+//! without recomputing anything.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio::sync::{Mutex, mpsc};
+
+use crate::plan::{Plan, PlanError};
+use crate::source::{SourceError, catalog};
+use crate::view::{self, ViewDef, ViewErrors};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanningError {
+    #[error(transparent)]
+    Catalog(#[from] SourceError),
+    #[error("{0}")]
+    Invalid(ViewErrors),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("views not reloaded, the running views are unchanged:\n{0}")]
+    Refused(PlanningError),
+    #[error("views not reloaded: the service is stopping")]
+    Stopping,
+}
+
+/// Loads the catalog, checks the views against it, and plans them.
+pub async fn plan_views(views: &[ViewDef], pool: &PgPool) -> Result<Plan, PlanningError> {
+    let catalog = catalog::load_catalog(pool).await?;
+    let errors = view::check_against_catalog(views, &catalog);
+    if !errors.is_empty() {
+        return Err(PlanningError::Invalid(ViewErrors(errors)));
+    }
+    Ok(Plan::build(views, &catalog)?)
+}
+
+/// New views for the pipeline, checked and planned.
+pub struct NewViews {
+    pub views: Vec<ViewDef>,
+    pub plan: Plan,
+}
+
+/// What a reload found, by view name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadOutcome {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+impl ReloadOutcome {
+    /// Whether the pipeline must restart on the new views.
+    pub fn applies(&self) -> bool {
+        !(self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty())
+    }
+}
+
+pub struct Reloader {
+    views_dir: PathBuf,
+    pool: PgPool,
+    /// Name → definition hash of the views last handed to the pipeline. The
+    /// lock also keeps two reloads from interleaving.
+    running: Mutex<BTreeMap<String, String>>,
+    requests: mpsc::Sender<NewViews>,
+}
+
+impl Reloader {
+    /// A reloader for the service now running `views`, and where the
+    /// pipeline receives the new views it accepts.
+    pub fn new(
+        views_dir: PathBuf,
+        pool: PgPool,
+        views: &[ViewDef],
+    ) -> (Reloader, mpsc::Receiver<NewViews>) {
+        let (requests, received) = mpsc::channel(1);
+        let reloader = Reloader {
+            views_dir,
+            pool,
+            running: Mutex::new(hashes(views)),
+            requests,
+        };
+        (reloader, received)
+    }
+
+    /// Reads and checks the view files; hands them to the pipeline when
+    /// they differ from the running ones.
+    pub async fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
+        let mut running = self.running.lock().await;
+        let views = view::load_views(&self.views_dir)
+            .map_err(|errors| ReloadError::Refused(PlanningError::Invalid(errors)))?;
+        let plan = plan_views(&views, &self.pool)
+            .await
+            .map_err(ReloadError::Refused)?;
+        let next = hashes(&views);
+        let outcome = compare(&running, &next);
+        if outcome.applies() {
+            self.requests
+                .send(NewViews { views, plan })
+                .await
+                .map_err(|_| ReloadError::Stopping)?;
+            *running = next;
+        }
+        Ok(outcome)
+    }
+}
+
+fn hashes(views: &[ViewDef]) -> BTreeMap<String, String> {
+    views
+        .iter()
+        .map(|view| (view.name.clone(), view.definition_hash.clone()))
+        .collect()
+}
+
+fn compare(running: &BTreeMap<String, String>, next: &BTreeMap<String, String>) -> ReloadOutcome {
+    let mut outcome = ReloadOutcome::default();
+    for (name, hash) in next {
+        match running.get(name) {
+            None => outcome.added.push(name.clone()),
+            Some(old) if old != hash => outcome.changed.push(name.clone()),
+            Some(_) => outcome.unchanged.push(name.clone()),
+        }
+    }
+    outcome.removed = running
+        .keys()
+        .filter(|name| !next.contains_key(*name))
+        .cloned()
+        .collect();
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_reload_sorts_views_into_added_changed_removed_and_unchanged() {
+        let running = map(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        let next = map(&[("a", "1"), ("b", "9"), ("d", "4")]);
+        let outcome = compare(&running, &next);
+        assert_eq!(outcome.added, ["d"]);
+        assert_eq!(outcome.changed, ["b"]);
+        assert_eq!(outcome.removed, ["c"]);
+        assert_eq!(outcome.unchanged, ["a"]);
+        assert!(outcome.applies());
+        assert!(!compare(&running, &running).applies());
+    }
+}

@@ -1,0 +1,68 @@
+//! What the store remembers about each view it built: the definition hash
+//! its outputs were made with, and its kind and target, so that a view whose
+//! file was removed can still be dropped (`viewkeeper drop VIEW`) with
+//! everything it left behind.
+
+use redb::ReadableDatabase;
+use serde::{Deserialize, Serialize};
+
+use super::writer::{StateWriter, view_hash_key};
+use super::{META, Store, StoreError};
+
+/// The kind and target of a view, as it was last built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewRecord {
+    /// `cache`, `search` or `aggregate`.
+    pub kind: String,
+    /// The outbox its sink drains.
+    pub sink: String,
+    /// The table of an aggregate view.
+    pub table: Option<String>,
+}
+
+fn record_key(view: &str) -> String {
+    format!("view_record:{view}")
+}
+
+impl StateWriter<'_> {
+    pub fn set_view_record(&mut self, view: &str, record: &ViewRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).unwrap_or_default();
+        self.meta
+            .insert(record_key(view).as_str(), bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Forgets everything stored for `view`: outputs, groups, dead letters,
+    /// pending roots, its hash and record, and the outbox of `own_sink` (a
+    /// sink that served only this view).
+    pub fn forget_view(&mut self, view: &str, own_sink: Option<&str>) -> Result<(), StoreError> {
+        self.clear_view_groups(view)?; // outputs too
+        self.clear_dead_letters(view)?;
+        self.pending
+            .retain(|(pending_view, _), _| pending_view != view)?;
+        self.meta.remove(view_hash_key(view).as_str())?;
+        self.meta.remove(record_key(view).as_str())?;
+        if let Some(sink) = own_sink {
+            self.outbox
+                .retain_in((sink, 0)..=(sink, u64::MAX), |_, _| false)?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The record of `view`, if the store built it.
+    pub fn view_record(&self, view: &str) -> Result<Option<ViewRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let Some(bytes) = meta.get(record_key(view).as_str())? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                what: "view record",
+                reason: e.to_string(),
+            })
+    }
+}

@@ -1,0 +1,234 @@
+//! Changing the view files of a running service: `POST /views/reload` and
+//! `SIGHUP` rebuild a changed view and leave unchanged ones alone, build a
+//! new view, stop a removed one (its data stays), and refuse an invalid file
+//! with the `check` message while the running views go on; `viewkeeper drop`
+//! then deletes what a removed view left behind, and refuses a running view.
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use harness::{
+    PgServer, RedisServer, ServiceSetup, converged, http_get, http_post, redis_documents,
+    small_shop, wait_until,
+};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use viewkeeper::workload::{self, WorkloadOptions};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+const TOKEN: &str = "reload-token-4d1e";
+
+/// A cache view the repository does not have: one key per product name.
+const PRODUCT_NAMES: &str = "view: product_names\nkind: cache\nroot: products\n\
+    key: \"product_name:{id}\"\nfields:\n  name: name\n";
+
+/// View name → `recomputes`, for every view `/status` lists.
+async fn recomputes(port: u16) -> Result<BTreeMap<String, u64>, String> {
+    let (_, body) = http_get(port, "/status").await?;
+    let status: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    Ok(status["views"]
+        .as_array()
+        .ok_or("no views")?
+        .iter()
+        .map(|v| {
+            let name = v["view"].as_str().unwrap_or_default().to_owned();
+            (name, v["recomputes"].as_u64().unwrap_or(u64::MAX))
+        })
+        .collect())
+}
+
+async fn wait_for_recomputes(port: u16, expected: &[(&str, u64)]) {
+    let expected: BTreeMap<String, u64> = expected
+        .iter()
+        .map(|(view, count)| (view.to_string(), *count))
+        .collect();
+    wait_until(DEADLINE, "the views and recomputes in /status", || async {
+        let found = recomputes(port).await?;
+        if found == expected {
+            Ok(())
+        } else {
+            Err(format!("{found:?}, expected {expected:?}"))
+        }
+    })
+    .await
+}
+
+async fn reload(port: u16) -> (u16, Value) {
+    let (code, body) = http_post(port, "/views/reload", Some(TOKEN))
+        .await
+        .expect("the admin API answers");
+    (code, serde_json::from_str(&body).expect("a JSON body"))
+}
+
+/// `viewkeeper drop VIEW`: whether it succeeded, and what it printed.
+fn drop_with_cli(port: u16, view: &str) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+        .args(["drop", view, "--admin-addr", &format!("127.0.0.1:{port}")])
+        .env("VIEWKEEPER_ADMIN_TOKEN", TOKEN)
+        .output()
+        .expect("running viewkeeper drop");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+/// The `product_names` documents SQL says there must be.
+async fn expected_product_names(pool: &PgPool) -> BTreeMap<String, Value> {
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id::bigint, name FROM products")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|(id, name)| (format!("product_name:{id}"), json!({ "name": name })))
+        .collect()
+}
+
+fn copy_repository_views(to: &Path) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("views");
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_rebuild_what_changed_and_drop_removes_what_is_left() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let views = tempfile::tempdir().unwrap();
+    copy_repository_views(views.path());
+    let mut setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_owned());
+    setup.extra_args = vec!["--admin-token".into(), TOKEN.into()];
+    let port = setup.admin_port;
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    let all_once = [
+        ("category_daily_sales", 1),
+        ("order_cache", 1),
+        ("product_cache", 1),
+        ("product_search", 1),
+    ];
+    wait_for_recomputes(port, &all_once).await;
+
+    // Unchanged files: nothing to do. Without the token: refused.
+    let (code, outcome) = reload(port).await;
+    assert_eq!(code, 200, "{outcome}");
+    assert_eq!(outcome["changed"], json!([]), "{outcome}");
+    assert_eq!(outcome["unchanged"].as_array().map(Vec::len), Some(4));
+    let (code, _) = http_post(port, "/views/reload", None).await.unwrap();
+    assert_eq!(code, 401);
+
+    // An invalid file is refused with the check message; the views go on.
+    let broken = views.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "view: broken\nkind: cache\nroot: no_such_table\nkey: \"b:{id}\"\nfields: { id: id }\n",
+    )
+    .unwrap();
+    let (code, refused) = reload(port).await;
+    assert_eq!(code, 422, "{refused}");
+    let message = refused["error"].as_str().unwrap();
+    assert!(
+        message.contains("broken.yaml") && message.contains("no_such_table"),
+        "{message}"
+    );
+    std::fs::remove_file(&broken).unwrap();
+    workload::run(&pool, &WorkloadOptions::new(100, 31))
+        .await
+        .expect("workload");
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    wait_for_recomputes(port, &all_once).await;
+
+    // SIGHUP after one file changed, one was added and one removed: only
+    // the changed and the new view are computed.
+    let product_cache = views.path().join("product_cache.yaml");
+    let mut text = std::fs::read_to_string(&product_cache).unwrap();
+    text.push_str("# touched: the definition hash changes\n");
+    std::fs::write(&product_cache, text).unwrap();
+    std::fs::write(views.path().join("product_names.yaml"), PRODUCT_NAMES).unwrap();
+    std::fs::remove_file(views.path().join("product_search.yaml")).unwrap();
+    service.hang_up();
+    wait_for_recomputes(
+        port,
+        &[
+            ("category_daily_sales", 1),
+            ("order_cache", 1),
+            ("product_cache", 2),
+            ("product_names", 1),
+        ],
+    )
+    .await;
+    workload::run(&pool, &WorkloadOptions::new(200, 32))
+        .await
+        .expect("workload");
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    wait_until(DEADLINE, "product_names matches SQL", || async {
+        let expected = expected_product_names(&pool).await;
+        let actual = redis_documents(&redis.url(), "product_name:*").await;
+        if actual == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} documents, {} expected",
+                actual.len(),
+                expected.len()
+            ))
+        }
+    })
+    .await;
+    // The removed view stopped, and its index is still there.
+    let index = setup.data_dir().join("indexes").join("product_search");
+    assert!(index.exists());
+
+    // Drop: refused for a running view; deletes a removed view's data once.
+    let (ok, text) = drop_with_cli(port, "order_cache");
+    assert!(!ok && text.contains("running"), "{text}");
+    let (ok, text) = drop_with_cli(port, "product_search");
+    assert!(ok, "{text}");
+    assert!(!index.exists());
+    let (ok, text) = drop_with_cli(port, "product_search");
+    assert!(!ok && text.contains("no view named"), "{text}");
+
+    // Removing a cache view and the aggregate view, then dropping them,
+    // deletes their keys and their table.
+    std::fs::remove_file(views.path().join("product_names.yaml")).unwrap();
+    std::fs::remove_file(views.path().join("category_daily_sales.yaml")).unwrap();
+    let (code, outcome) = reload(port).await;
+    assert_eq!(code, 200, "{outcome}");
+    assert_eq!(
+        outcome["removed"],
+        json!(["category_daily_sales", "product_names"])
+    );
+    wait_for_recomputes(port, &[("order_cache", 1), ("product_cache", 2)]).await;
+    assert!(
+        !redis_documents(&redis.url(), "product_name:*")
+            .await
+            .is_empty()
+    );
+    let (ok, text) = drop_with_cli(port, "product_names");
+    assert!(ok, "{text}");
+    assert!(
+        redis_documents(&redis.url(), "product_name:*")
+            .await
+            .is_empty()
+    );
+    let (ok, text) = drop_with_cli(port, "category_daily_sales");
+    assert!(ok, "{text}");
+    let table: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('analytics.category_daily_sales')::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(table, None);
+
+    // The remaining views are current.
+    workload::run(&pool, &WorkloadOptions::new(100, 33))
+        .await
+        .expect("workload");
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+}
