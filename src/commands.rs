@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 
+use indicatif::{ProgressBar, ProgressStyle};
+
 use pgwire_replication::ReplicationClient;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -161,22 +163,49 @@ fn status_json(admin_addr: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))
 }
 
-/// The status entry of one view: (state, rebuilds completed, rebuild error).
-fn rebuild_progress(admin_addr: &str, view: &str) -> Result<(String, u64, Option<String>), String> {
+/// What `/status` says of one view's rebuilds.
+struct RebuildView {
+    state: String,
+    completed: u64,
+    error: Option<String>,
+    /// (phase, rows done, rows in all) of the running rebuild.
+    progress: Option<(String, u64, u64)>,
+}
+
+fn rebuild_view(admin_addr: &str, view: &str) -> Result<RebuildView, String> {
     let status = status_json(admin_addr)?;
     let entry = status["views"]
         .as_array()
         .and_then(|views| views.iter().find(|v| v["view"] == view))
         .ok_or_else(|| format!("no view named {view:?}"))?;
-    Ok((
-        entry["state"].as_str().unwrap_or("unknown").to_owned(),
-        entry["rebuilds_completed"].as_u64().unwrap_or(0),
-        entry["rebuild_error"].as_str().map(str::to_owned),
-    ))
+    let progress = &entry["rebuild"];
+    Ok(RebuildView {
+        state: entry["state"].as_str().unwrap_or("unknown").to_owned(),
+        completed: entry["rebuilds_completed"].as_u64().unwrap_or(0),
+        error: entry["rebuild_error"].as_str().map(str::to_owned),
+        progress: progress["phase"].as_str().map(|phase| {
+            (
+                phase.to_owned(),
+                progress["rows_done"].as_u64().unwrap_or(0),
+                progress["rows_total"].as_u64().unwrap_or(0),
+            )
+        }),
+    })
+}
+
+/// A progress bar on stderr (drawn only on a terminal): rows, rate, ETA.
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:>11} [{bar:40}] {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }
 
 /// `POST /views/{view}/rebuild`, then follows `/status` until the rebuild
-/// is done, reporting on `progress`.
+/// is done, with a progress bar, reporting the outcome on `progress`.
 pub fn rebuild(
     admin_addr: &str,
     token: &str,
@@ -191,7 +220,7 @@ pub fn rebuild(
         view: view.to_owned(),
         message,
     };
-    let (_, before, _) = rebuild_progress(admin_addr, view).map_err(request)?;
+    let before = rebuild_view(admin_addr, view).map_err(request)?.completed;
     let started = std::time::Instant::now();
     let (code, body) =
         admin_post(admin_addr, &format!("/views/{view}/rebuild"), token).map_err(request)?;
@@ -199,15 +228,27 @@ pub fn rebuild(
         return Err(failed(format!("{code}: {body}")));
     }
     let _ = writeln!(progress, "rebuilding {view}…");
+    let bar = progress_bar();
     loop {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let (state, completed, error) = rebuild_progress(admin_addr, view).map_err(request)?;
-        if completed > before {
+        let now = rebuild_view(admin_addr, view).map_err(request)?;
+        if let Some((phase, done, total)) = now.progress {
+            bar.set_length(total);
+            bar.set_position(done);
+            bar.set_message(phase);
+        }
+        if now.completed > before {
+            bar.finish_and_clear();
             let seconds = started.elapsed().as_secs_f64();
-            let _ = writeln!(progress, "{view} rebuilt in {seconds:.1} s; state {state}");
+            let _ = writeln!(
+                progress,
+                "{view} rebuilt in {seconds:.1} s; state {}",
+                now.state
+            );
             return Ok(());
         }
-        if let (Some(error), false) = (error, state == "rebuilding") {
+        if let (Some(error), false) = (now.error, now.state == "rebuilding") {
+            bar.abandon();
             return Err(failed(error));
         }
     }

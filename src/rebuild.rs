@@ -71,10 +71,15 @@ impl Rebuilder {
 
     async fn rebuild(&self, view: &str, rewrite: &RewriteSignal) -> Result<(), String> {
         let (engine, name) = (Arc::clone(&self.engine), view.to_owned());
-        let outcome = tokio::task::spawn_blocking(move || engine.recompute_view(&name))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let status = Arc::clone(&self.status);
+        let outcome = tokio::task::spawn_blocking(move || {
+            engine.recompute_view(&name, &mut |done, total| {
+                status.rebuild_progress(&name, "recomputing", done, total)
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
         if let Some(outcome) = outcome {
             tracing::info!(
                 view,
@@ -82,6 +87,14 @@ impl Rebuilder {
                 "rebuild: view recomputed from the state store"
             );
         }
+        let (done, total) = self
+            .status
+            .snapshot()
+            .rebuilds
+            .get(view)
+            .and_then(|state| state.progress.as_ref())
+            .map_or((0, 0), |progress| (progress.rows_done, progress.rows_total));
+        self.status.rebuild_progress(view, "rewriting", done, total);
         let ticket = rewrite.request();
         rewrite.completed(ticket).await;
         Ok(())

@@ -41,6 +41,44 @@ pub struct RebuildState {
     pub completed: u64,
     /// Why the last rebuild failed, until the next one succeeds.
     pub error: Option<String>,
+    /// How far the running rebuild is.
+    pub progress: Option<RebuildProgress>,
+}
+
+/// Where a running rebuild is: `recomputing` roots from the state store
+/// (`rows_done` of `rows_total`), then `rewriting` its target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RebuildProgress {
+    pub phase: &'static str,
+    pub rows_done: u64,
+    pub rows_total: u64,
+    pub started_micros: i64,
+}
+
+/// [`RebuildProgress`] as `/status` shows it, with rate and ETA.
+#[derive(Debug, Clone, Serialize)]
+pub struct RebuildProgressReport {
+    pub phase: &'static str,
+    pub rows_done: u64,
+    pub rows_total: u64,
+    pub rows_per_second: f64,
+    /// Seconds until the rows are done at the rate so far.
+    pub eta_seconds: Option<f64>,
+}
+
+impl RebuildProgress {
+    fn report(&self, now_micros: i64) -> RebuildProgressReport {
+        let seconds = (now_micros - self.started_micros).max(1) as f64 / 1e6;
+        let rate = self.rows_done as f64 / seconds;
+        let left = self.rows_total.saturating_sub(self.rows_done) as f64;
+        RebuildProgressReport {
+            phase: self.phase,
+            rows_done: self.rows_done,
+            rows_total: self.rows_total,
+            rows_per_second: rate,
+            eta_seconds: (rate > 0.0).then(|| left / rate),
+        }
+    }
 }
 
 /// The last thing a sink reported.
@@ -134,10 +172,29 @@ impl StatusBoard {
         !std::mem::replace(&mut state.running, true)
     }
 
+    /// The running rebuild of `view` is in `phase`, `done` of `total` rows.
+    pub fn rebuild_progress(&self, view: &str, phase: &'static str, done: u64, total: u64) {
+        telemetry::record_rebuild_progress(view, done, total);
+        let mut inner = self.lock();
+        let state = inner.rebuilds.entry(view.to_owned()).or_default();
+        let started_micros = match &state.progress {
+            Some(progress) => progress.started_micros,
+            None => now_micros(),
+        };
+        state.progress = Some(RebuildProgress {
+            phase,
+            rows_done: done,
+            rows_total: total,
+            started_micros,
+        });
+    }
+
     pub fn rebuild_finished(&self, view: &str, error: Option<String>) {
         let mut inner = self.lock();
         let state = inner.rebuilds.entry(view.to_owned()).or_default();
         state.running = false;
+        state.progress = None;
+        telemetry::record_rebuild_progress(view, 0, 0);
         if error.is_none() {
             state.completed += 1;
         }
@@ -209,6 +266,8 @@ pub struct ViewReport {
     pub recomputes: u64,
     /// Rebuilds on demand completed since the service started.
     pub rebuilds_completed: u64,
+    /// The running rebuild's phase, rows, rate and ETA.
+    pub rebuild: Option<RebuildProgressReport>,
     pub rebuild_error: Option<String>,
     pub sink: String,
     pub sink_error: Option<String>,
@@ -336,6 +395,10 @@ pub async fn report(
             dead_letters,
             recomputes: snapshot.recomputes.get(&view.name).copied().unwrap_or(0),
             rebuilds_completed: rebuild.completed,
+            rebuild: rebuild
+                .progress
+                .as_ref()
+                .map(|progress| progress.report(now_micros())),
             rebuild_error: rebuild.error,
             sink: view.sink.clone(),
             sink_error: sink.error,
@@ -347,5 +410,47 @@ pub async fn report(
         snapshot_done: snapshot.snapshot_done,
         views: reports,
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebuild_progress_reports_rate_and_eta() {
+        let progress = RebuildProgress {
+            phase: "recomputing",
+            rows_done: 2_000,
+            rows_total: 10_000,
+            started_micros: 0,
+        };
+        let report = progress.report(4_000_000);
+        assert_eq!(report.rows_per_second, 500.0);
+        assert_eq!(report.eta_seconds, Some(16.0));
+        let stalled = RebuildProgress {
+            rows_done: 0,
+            ..progress
+        };
+        assert_eq!(stalled.report(4_000_000).eta_seconds, None);
+    }
+
+    #[test]
+    fn a_finished_rebuild_has_no_progress() {
+        let board = StatusBoard::new();
+        assert!(board.rebuild_started("v"));
+        board.rebuild_progress("v", "recomputing", 5, 10);
+        let snapshot = board.snapshot();
+        assert_eq!(
+            snapshot.rebuilds["v"]
+                .progress
+                .as_ref()
+                .map(|p| p.rows_done),
+            Some(5)
+        );
+        board.rebuild_finished("v", None);
+        let snapshot = board.snapshot();
+        assert_eq!(snapshot.rebuilds["v"].progress, None);
+        assert_eq!(snapshot.rebuilds["v"].completed, 1);
     }
 }

@@ -33,6 +33,11 @@ pub const DEAD_LETTERS_TOTAL: &str = "viewkeeper_dead_letters_total";
 /// Dead letters a view holds now, by `view`.
 pub const DEAD_LETTERS: &str = "viewkeeper_dead_letters";
 
+/// Rows a running rebuild has recomputed, by `view` (0 when none runs).
+pub const REBUILD_ROWS_DONE: &str = "viewkeeper_rebuild_rows_done";
+/// Rows the running rebuild recomputes in all, by `view`.
+pub const REBUILD_ROWS_TOTAL: &str = "viewkeeper_rebuild_rows_total";
+
 /// Batch durations, in seconds: from sub-millisecond to slow disks.
 const BATCH_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -100,4 +105,9 @@ pub fn record_dead_letter(view: &str) {
 
 pub fn record_dead_letter_count(view: &str, count: u64) {
     metrics::gauge!(DEAD_LETTERS, "view" => view.to_owned()).set(count as f64);
+}
+
+pub fn record_rebuild_progress(view: &str, done: u64, total: u64) {
+    metrics::gauge!(REBUILD_ROWS_DONE, "view" => view.to_owned()).set(done as f64);
+    metrics::gauge!(REBUILD_ROWS_TOTAL, "view" => view.to_owned()).set(total as f64);
 }

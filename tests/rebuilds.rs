@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::{
-    PgServer, RedisServer, ServiceSetup, converged, http_get, http_post, small_shop, spawn_workload,
+    PgServer, RedisServer, ServiceSetup, converged, http_get, http_post, parse_prometheus,
+    small_shop, spawn_workload,
 };
 use redis::AsyncCommands;
 use viewkeeper::workload::WorkloadOptions;
@@ -100,6 +101,13 @@ async fn every_view_kind_rebuilds_under_load_and_readers_never_miss_it() {
     }
     workload.await.expect("the workload");
     converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    // Each rebuild reported its rows: the gauges exist, back at 0 when done.
+    let (_, text) = http_get(port, "/metrics").await.unwrap();
+    let metrics = parse_prometheus(&text);
+    for view in VIEWS {
+        let series = format!("viewkeeper_rebuild_rows_total{{view=\"{view}\"}}");
+        assert_eq!(metrics.get(&series), Some(&0.0), "{series}");
+    }
 
     // Quiet: Redis holds a stale key under `order:` and lacks one document;
     // a rebuild puts the document back and sweeps the stale key, while a

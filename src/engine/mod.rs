@@ -306,17 +306,27 @@ impl Engine {
 
     /// Recomputes every root of the view named `view` from the state store
     /// (a rebuild on demand); `None` when there is no such view. Batches go
-    /// on meanwhile: each chunk of roots is its own transaction.
-    pub fn recompute_view(&self, view: &str) -> Result<Option<BatchOutcome>, EngineError> {
+    /// on meanwhile: each chunk of roots is its own transaction, after which
+    /// `progress` hears (roots done, roots in all).
+    pub fn recompute_view(
+        &self,
+        view: &str,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Option<BatchOutcome>, EngineError> {
         let Some(index) = self.plan.views.iter().position(|v| v.name == view) else {
             return Ok(None);
         };
+        let total = self
+            .store
+            .table_row_count(&self.plan.views[index].nodes[0].table)?;
+        progress(0, total);
         outputs::refresh_all_roots(
             &self.store,
             &self.plan,
             index,
             REFRESH_CHUNK,
             self.max_document_bytes,
+            &mut |done| progress(done as u64, total.max(done as u64)),
         )
         .map(Some)
     }
@@ -338,6 +348,7 @@ impl Engine {
             view,
             REFRESH_CHUNK,
             self.max_document_bytes,
+            &mut |_| {},
         )?;
         self.store.write(|w| {
             w.set_view_hash(&plan.name, &plan.definition_hash)?;

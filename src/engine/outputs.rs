@@ -64,6 +64,7 @@ pub(super) fn refresh_all_roots(
     view: usize,
     chunk: usize,
     max_document_bytes: usize,
+    on_chunk: &mut dyn FnMut(usize),
 ) -> Result<BatchOutcome, EngineError> {
     let root_table = &plan.views[view].nodes[0].table;
     let mut outcome = BatchOutcome::default();
@@ -80,6 +81,7 @@ pub(super) fn refresh_all_roots(
         })?;
         outcome.roots_refreshed += done.0;
         outcome.outbox_entries += done.1;
+        on_chunk(outcome.roots_refreshed);
         match last {
             Some(pk) if done.0 == chunk => after = Some(pk),
             _ => break,

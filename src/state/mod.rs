@@ -170,6 +170,15 @@ impl Store {
             .transpose()
     }
 
+    /// How many rows of `table` are stored.
+    pub fn table_row_count(&self, table: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let rows = txn.open_table(ROWS)?;
+        let prefix = writer::prefixed(table, &[]);
+        let end = keycode::prefix_end(&prefix);
+        Ok(rows.range(prefix.as_slice()..end.as_slice())?.count() as u64)
+    }
+
     /// Up to `limit` outbox entries of `sink` after sequence `after`, in order.
     pub fn outbox_after(
         &self,
