@@ -87,6 +87,10 @@ pub struct SinkState {
     pub reachable: bool,
     /// The last error, until the sink next succeeds.
     pub error: Option<String>,
+    /// Times the sink found its target had lost what it wrote (Redis
+    /// restarted without persistence, FLUSHALL) and rewrote it all.
+    pub data_losses: u64,
+    pub last_data_loss_micros: Option<i64>,
 }
 
 /// A copy of the board at one moment.
@@ -213,13 +217,18 @@ impl SinkHealth {
     /// The sink reached its target and applied (or had nothing to apply).
     pub fn ok(&self) {
         let mut inner = self.board.lock();
-        inner.sinks.insert(
-            self.sink.clone(),
-            SinkState {
-                reachable: true,
-                error: None,
-            },
-        );
+        let state = inner.sinks.entry(self.sink.clone()).or_default();
+        state.reachable = true;
+        state.error = None;
+    }
+
+    /// The sink found its target without its data and is rewriting it.
+    pub fn data_lost(&self) {
+        telemetry::record_sink_data_loss(&self.sink);
+        let mut inner = self.board.lock();
+        let state = inner.sinks.entry(self.sink.clone()).or_default();
+        state.data_losses += 1;
+        state.last_data_loss_micros = Some(now_micros());
     }
 
     /// The sink failed and will retry. `error` must not hold secrets: the
@@ -227,13 +236,9 @@ impl SinkHealth {
     pub fn failed(&self, error: &dyn std::fmt::Display) {
         telemetry::record_sink_error(&self.sink);
         let mut inner = self.board.lock();
-        inner.sinks.insert(
-            self.sink.clone(),
-            SinkState {
-                reachable: false,
-                error: Some(error.to_string()),
-            },
-        );
+        let state = inner.sinks.entry(self.sink.clone()).or_default();
+        state.reachable = false;
+        state.error = Some(error.to_string());
     }
 }
 
@@ -271,6 +276,10 @@ pub struct ViewReport {
     pub rebuild_error: Option<String>,
     pub sink: String,
     pub sink_error: Option<String>,
+    /// Times its sink found the target had lost viewkeeper's data and
+    /// rewrote it (self-healing), and when it last did.
+    pub sink_data_losses: u64,
+    pub sink_last_data_loss_micros: Option<i64>,
 }
 
 /// What `/status` reports about the replication source.
@@ -402,6 +411,8 @@ pub async fn report(
             rebuild_error: rebuild.error,
             sink: view.sink.clone(),
             sink_error: sink.error,
+            sink_data_losses: sink.data_losses,
+            sink_last_data_loss_micros: sink.last_data_loss_micros,
         });
     }
     let sinks_reachable = snapshot.sinks.values().all(|sink| sink.reachable);

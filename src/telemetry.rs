@@ -19,6 +19,8 @@ pub const OUTBOX_ENTRIES_TOTAL: &str = "viewkeeper_outbox_entries_total";
 pub const SINK_APPLIED_TOTAL: &str = "viewkeeper_sink_applied_total";
 /// Failed sink attempts (each is retried), by `sink`.
 pub const SINK_ERRORS_TOTAL: &str = "viewkeeper_sink_errors_total";
+/// Times a sink found its target without its data and rewrote it, by `sink`.
+pub const SINK_DATA_LOSSES_TOTAL: &str = "viewkeeper_sink_data_losses_total";
 /// Entries waiting in a sink's outbox, by `sink`.
 pub const OUTBOX_DEPTH: &str = "viewkeeper_outbox_depth";
 /// WAL bytes between the primary's current position and the applied one.
@@ -110,4 +112,8 @@ pub fn record_dead_letter_count(view: &str, count: u64) {
 pub fn record_rebuild_progress(view: &str, done: u64, total: u64) {
     metrics::gauge!(REBUILD_ROWS_DONE, "view" => view.to_owned()).set(done as f64);
     metrics::gauge!(REBUILD_ROWS_TOTAL, "view" => view.to_owned()).set(total as f64);
+}
+
+pub fn record_sink_data_loss(sink: &str) {
+    metrics::counter!(SINK_DATA_LOSSES_TOTAL, "sink" => sink.to_owned()).increment(1);
 }

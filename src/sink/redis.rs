@@ -108,7 +108,7 @@ impl RedisSink {
             .set_response_timeout(Some(Duration::from_secs(30)))
             .set_number_of_retries(1);
         let mut conn = ConnectionManager::new_with_config(client, config).await?;
-        let mut applied = self.recover_position(&mut conn).await?;
+        let mut applied = self.recover_position(&mut conn, health).await?;
         health.ok();
         loop {
             if let Some(ticket) = self.rewrites.pending() {
@@ -127,7 +127,7 @@ impl RedisSink {
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(IDLE_CHECK) => {
                         if self.read_checkpoint(&mut conn).await? != Some(applied) {
-                            applied = self.recover_position(&mut conn).await?;
+                            applied = self.recover_position(&mut conn, health).await?;
                         }
                     }
                 }
@@ -137,7 +137,7 @@ impl RedisSink {
             if previous != Some(applied) {
                 // Redis lost its data between two batches (a FLUSHALL, or a
                 // restart the connection survived by reconnecting).
-                applied = self.rewrite_lost_data(&mut conn).await?;
+                applied = self.rewrite_lost_data(&mut conn, health).await?;
                 continue;
             }
             applied = last;
@@ -197,17 +197,25 @@ impl RedisSink {
 
     /// Where to resume: Redis's checkpoint, or, when it has none of ours, the
     /// point a full rewrite from the stored outputs reaches.
-    async fn recover_position(&self, conn: &mut ConnectionManager) -> Result<u64, RedisSinkError> {
+    async fn recover_position(
+        &self,
+        conn: &mut ConnectionManager,
+        health: &SinkHealth,
+    ) -> Result<u64, RedisSinkError> {
         if let Some(sequence) = self.read_checkpoint(conn).await? {
             self.applied.send_replace(sequence);
             return Ok(sequence);
         }
-        self.rewrite_lost_data(conn).await
+        self.rewrite_lost_data(conn, health).await
     }
 
     /// Rewrites every document after Redis lost them (or before the first
     /// write ever) and returns the outbox sequence the rewrite covers.
-    async fn rewrite_lost_data(&self, conn: &mut ConnectionManager) -> Result<u64, RedisSinkError> {
+    async fn rewrite_lost_data(
+        &self,
+        conn: &mut ConnectionManager,
+        health: &SinkHealth,
+    ) -> Result<u64, RedisSinkError> {
         let store = Arc::clone(&self.store);
         let produced =
             tokio::task::spawn_blocking(move || store.last_outbox_sequence(SINK)).await??;
@@ -216,6 +224,7 @@ impl RedisSink {
                 checkpoint_key = %self.checkpoint_key,
                 "redis has no checkpoint of this state store: rewriting every cache document"
             );
+            health.data_lost();
         }
         let sequence = self.rewrite_all(conn).await?;
         self.applied.send_replace(sequence);
