@@ -214,24 +214,52 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), &'static st
     }
 }
 
+#[derive(Debug, Deserialize)]
+struct RebuildParams {
+    /// Re-snapshot from PostgreSQL instead of recomputing from the state store.
+    #[serde(default)]
+    from_source: bool,
+}
+
 /// Starts rebuilding one view; 202 at once, progress in `/status`.
 async fn rebuild(
     State(state): State<AdminState>,
     Path(view): Path<String>,
+    Query(params): Query<RebuildParams>,
     headers: HeaderMap,
 ) -> Response {
     if let Err(why) = authorized(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, why.into());
     }
-    match state.running().rebuilder.start(&view) {
-        Ok(()) => (
-            StatusCode::ACCEPTED,
-            Json(json!({ "view": view, "state": "rebuilding" })),
-        )
-            .into_response(),
-        Err(e @ RebuildError::UnknownView(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ RebuildError::AlreadyRunning(_)) => error(StatusCode::CONFLICT, e.to_string()),
+    let rebuilder = Arc::clone(&state.running().rebuilder);
+    let started = if params.from_source {
+        rebuilder.start_from_source(&view)
+    } else {
+        rebuilder.start(&view)
+    };
+    match started {
+        Ok(()) => {}
+        Err(e @ RebuildError::UnknownView(_)) => {
+            return error(StatusCode::NOT_FOUND, e.to_string());
+        }
+        Err(e @ RebuildError::AlreadyRunning(_)) => {
+            return error(StatusCode::CONFLICT, e.to_string());
+        }
     }
+    if params.from_source
+        && let Err(e) = state.shared.reloader.restart_from_source(&view).await
+    {
+        state
+            .shared
+            .status
+            .rebuild_finished(&view, Some(e.to_string()));
+        return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "view": view, "state": "rebuilding", "from_source": params.from_source })),
+    )
+        .into_response()
 }
 
 /// Reads the view files again: 200 with what was added, changed, removed

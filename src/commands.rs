@@ -210,6 +210,7 @@ pub fn rebuild(
     admin_addr: &str,
     token: &str,
     view: &str,
+    from_source: bool,
     progress: &mut impl Write,
 ) -> Result<(), StatusError> {
     let request = |message: String| StatusError::Request {
@@ -222,8 +223,8 @@ pub fn rebuild(
     };
     let before = rebuild_view(admin_addr, view).map_err(request)?.completed;
     let started = std::time::Instant::now();
-    let (code, body) =
-        admin_post(admin_addr, &format!("/views/{view}/rebuild"), token).map_err(request)?;
+    let path = format!("/views/{view}/rebuild?from_source={from_source}");
+    let (code, body) = admin_post(admin_addr, &path, token).map_err(request)?;
     if code != 202 {
         return Err(failed(format!("{code}: {body}")));
     }

@@ -66,6 +66,10 @@ enum Command {
     Rebuild {
         /// The view to rebuild
         view: String,
+        /// Re-snapshot the tables from PostgreSQL (a new slot and snapshot;
+        /// streaming pauses meanwhile) instead of recomputing from the state store
+        #[arg(long)]
+        from_source: bool,
         /// Address of the running service's admin API
         #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR", default_value = "127.0.0.1:9187")]
         admin_addr: String,
@@ -213,11 +217,18 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Rebuild {
             view,
+            from_source,
             admin_addr,
             admin_token,
         } => {
             let rebuilt = tokio::task::spawn_blocking(move || {
-                commands::rebuild(&admin_addr, &admin_token, &view, &mut std::io::stderr())
+                commands::rebuild(
+                    &admin_addr,
+                    &admin_token,
+                    &view,
+                    from_source,
+                    &mut std::io::stderr(),
+                )
             })
             .await?;
             match rebuilt {

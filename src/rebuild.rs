@@ -69,6 +69,42 @@ impl Rebuilder {
         Ok(())
     }
 
+    /// Marks a rebuild `--from-source` of `view` as started; the caller
+    /// then restarts the pipeline from a new snapshot, and the new pipeline's
+    /// rebuilder finishes it ([`Rebuilder::rewrite_after_snapshot`]).
+    pub fn start_from_source(&self, view: &str) -> Result<(), RebuildError> {
+        if !self.rewrites.contains_key(view) {
+            return Err(RebuildError::UnknownView(view.to_owned()));
+        }
+        if !self.status.rebuild_started(view) {
+            return Err(RebuildError::AlreadyRunning(view.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Finishes a rebuild `--from-source` once the pipeline restarted on a
+    /// new snapshot (which recomputed every view from the source's rows):
+    /// rewrites `view`'s whole target, so that what the snapshot removed is
+    /// swept. The rebuild was marked started when it was asked for.
+    pub fn rewrite_after_snapshot(self: &Arc<Self>, view: String) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            this.status.rebuild_progress(&view, "snapshotting", 0, 0);
+            this.status.wait_for_snapshot().await;
+            let error = match this.rewrites.get(&view) {
+                Some(rewrite) => {
+                    this.status.rebuild_progress(&view, "rewriting", 0, 0);
+                    let ticket = rewrite.request();
+                    rewrite.completed(ticket).await;
+                    None
+                }
+                None => Some(format!("view {view} is no longer loaded")),
+            };
+            tracing::info!(%view, ?error, "rebuild from source done");
+            this.status.rebuild_finished(&view, error);
+        });
+    }
+
     async fn rebuild(&self, view: &str, rewrite: &RewriteSignal) -> Result<(), String> {
         let (engine, name) = (Arc::clone(&self.engine), view.to_owned());
         let status = Arc::clone(&self.status);

@@ -1,5 +1,6 @@
 //! Reloading the view files while the service runs (`SIGHUP`,
-//! `POST /views/reload`).
+//! `POST /views/reload`), and the other reason to restart the pipeline: a
+//! rebuild `--from-source`.
 //!
 //! The files are read and checked against the catalog first, exactly as
 //! `viewkeeper check` and a start would: an invalid set is refused with
@@ -56,6 +57,15 @@ pub struct NewViews {
     pub plan: Plan,
 }
 
+/// Why the pipeline must stop and start again.
+pub enum Restart {
+    /// The view files changed.
+    Views(NewViews),
+    /// `rebuild --from-source`: the same views from a new snapshot, after
+    /// which `view`'s target is rewritten.
+    FromSource { view: String },
+}
+
 /// What a reload found, by view name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReloadOutcome {
@@ -78,7 +88,7 @@ pub struct Reloader {
     /// Name → definition hash of the views last handed to the pipeline. The
     /// lock also keeps two reloads from interleaving.
     running: Mutex<BTreeMap<String, String>>,
-    requests: mpsc::Sender<NewViews>,
+    requests: mpsc::Sender<Restart>,
 }
 
 impl Reloader {
@@ -88,7 +98,7 @@ impl Reloader {
         views_dir: PathBuf,
         pool: PgPool,
         views: &[ViewDef],
-    ) -> (Reloader, mpsc::Receiver<NewViews>) {
+    ) -> (Reloader, mpsc::Receiver<Restart>) {
         let (requests, received) = mpsc::channel(1);
         let reloader = Reloader {
             views_dir,
@@ -112,12 +122,26 @@ impl Reloader {
         let outcome = compare(&running, &next);
         if outcome.applies() {
             self.requests
-                .send(NewViews { views, plan })
+                .send(Restart::Views(NewViews { views, plan }))
                 .await
                 .map_err(|_| ReloadError::Stopping)?;
             *running = next;
         }
         Ok(outcome)
+    }
+}
+
+impl Reloader {
+    /// Asks the pipeline to restart from a new snapshot and then rewrite
+    /// `view`'s target (`rebuild --from-source`).
+    pub async fn restart_from_source(&self, view: &str) -> Result<(), ReloadError> {
+        let _running = self.running.lock().await;
+        self.requests
+            .send(Restart::FromSource {
+                view: view.to_owned(),
+            })
+            .await
+            .map_err(|_| ReloadError::Stopping)
     }
 }
 

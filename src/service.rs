@@ -22,7 +22,7 @@ use crate::drop_view::Targets;
 use crate::engine::Engine;
 use crate::plan::{KeyPartPlan, OutputPlan, Plan, PlanError, ViewPlan};
 use crate::rebuild::Rebuilder;
-use crate::reload::{self, NewViews, PlanningError, Reloader};
+use crate::reload::{self, PlanningError, Reloader, Restart};
 use crate::sink::RewriteSignal;
 use crate::sink::aggregate::{self, AggregateSink, AggregateSinkError, TargetTable};
 use crate::sink::redis::{self, RedisSink};
@@ -122,7 +122,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         source,
     })?;
     let store = Arc::new(Store::open(&config.data_dir)?);
-    let (reloader, mut reloads) = Reloader::new(config.views.clone(), pool.clone(), &views);
+    let (reloader, mut restarts) = Reloader::new(config.views.clone(), pool.clone(), &views);
     let reloader = Arc::new(reloader);
     let context = Context {
         endpoint,
@@ -152,14 +152,34 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let server = admin::bind(context.config.admin_addr, admin.clone(), shutdown.clone()).await?;
     let server = tokio::spawn(server);
     tokio::spawn(reload_on_sighup(reloader, shutdown.clone()));
-    while let Some(next) = generation.run(&mut shutdown, &mut reloads).await {
-        tracing::info!(
-            views = next.plan.views.len(),
-            "view files changed: restarting the pipeline on them"
-        );
-        let (started, running) = Generation::start(&context, &next.views, next.plan).await?;
+    let mut views = views;
+    while let Some(restart) = generation.run(&mut shutdown, &mut restarts).await {
+        let (next_views, plan, from_source) = match restart {
+            Restart::Views(next) => {
+                tracing::info!(
+                    views = next.plan.views.len(),
+                    "view files changed: restarting the pipeline on them"
+                );
+                (next.views, next.plan, None)
+            }
+            Restart::FromSource { view } => {
+                tracing::info!(%view, "rebuild from source: restarting from a new snapshot");
+                let plan = reload::plan_views(&views, &context.pool).await?;
+                let store = Arc::clone(&context.store);
+                tokio::task::spawn_blocking(move || store.forget_position())
+                    .await
+                    .map_err(SourceError::from)??;
+                context.status.snapshot_started();
+                (views, plan, Some(view))
+            }
+        };
+        let (started, running) = Generation::start(&context, &next_views, plan).await?;
+        if let Some(view) = from_source {
+            running.rebuilder.rewrite_after_snapshot(view);
+        }
         admin.replace_running(running);
         generation = started;
+        views = next_views;
     }
     let _ = server.await;
     tracing::info!("viewkeeper stopped");
@@ -253,14 +273,14 @@ impl Generation {
         Ok((generation, running))
     }
 
-    /// Replicates until `shutdown` or new views arrive, then stops between
-    /// batches and waits for the sinks to stop; returns the new views, if
-    /// that is why it stopped.
+    /// Replicates until `shutdown` or a restart is asked for, then stops
+    /// between batches and waits for the sinks to stop; returns the
+    /// restart, if that is why it stopped.
     async fn run(
         self,
         shutdown: &mut watch::Receiver<bool>,
-        reloads: &mut mpsc::Receiver<NewViews>,
-    ) -> Option<NewViews> {
+        restarts: &mut mpsc::Receiver<Restart>,
+    ) -> Option<Restart> {
         let Generation {
             pipeline,
             sink_tasks,
@@ -276,7 +296,7 @@ impl Generation {
                 None
             }
             _ = shutdown.wait_for(|stop| *stop) => None,
-            next = reloads.recv() => next,
+            next = restarts.recv() => next,
         };
         let _ = stop.send(true);
         if replicating {

@@ -11,13 +11,25 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::change::Lsn;
 use crate::telemetry;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StatusBoard {
     inner: Mutex<Inner>,
+    /// Whether the state store holds a complete snapshot, for waiters.
+    snapshot_done: watch::Sender<bool>,
+}
+
+impl Default for StatusBoard {
+    fn default() -> StatusBoard {
+        StatusBoard {
+            inner: Mutex::default(),
+            snapshot_done: watch::Sender::new(false),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -121,6 +133,19 @@ impl StatusBoard {
         let mut inner = self.lock();
         inner.snapshot_done = true;
         inner.position = Some(position);
+        self.snapshot_done.send_replace(true);
+    }
+
+    /// A new snapshot is being taken: the views are building again.
+    pub fn snapshot_started(&self) {
+        self.lock().snapshot_done = false;
+        self.snapshot_done.send_replace(false);
+    }
+
+    /// Returns once the state store holds a complete snapshot.
+    pub async fn wait_for_snapshot(&self) {
+        let mut done = self.snapshot_done.subscribe();
+        let _ = done.wait_for(|done| *done).await;
     }
 
     /// A batch was applied up to `position`, committed at `commit_micros`.

@@ -33,6 +33,10 @@ async fn post(port: u16, path: &str, token: Option<&str>) -> u16 {
 }
 
 fn rebuild_with_cli(port: u16, view: &str) {
+    rebuild_with_cli_args(port, view, &[]);
+}
+
+fn rebuild_with_cli_args(port: u16, view: &str, args: &[&str]) {
     let output = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
         .args([
             "rebuild",
@@ -40,6 +44,7 @@ fn rebuild_with_cli(port: u16, view: &str) {
             "--admin-addr",
             &format!("127.0.0.1:{port}"),
         ])
+        .args(args)
         .env("VIEWKEEPER_ADMIN_TOKEN", TOKEN)
         .output()
         .expect("running viewkeeper rebuild");
@@ -167,4 +172,66 @@ async fn every_view_kind_rebuilds_under_load_and_readers_never_miss_it() {
     assert_eq!(stale, None, "the rebuild sweeps keys no root has");
     converged(&mut service, &pool, &redis.url(), DEADLINE).await;
     service.assert_running();
+}
+
+/// The store can drift from the source only through changes it never saw:
+/// here, customer renames made while `customers` was out of the publication.
+/// A rebuild from the state store cannot fix that; one `--from-source`
+/// re-reads the tables and does, while the workload goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_from_source_repairs_changes_the_stream_never_carried() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let mut setup = ServiceSetup::new(&url, &redis.url());
+    setup.extra_args = vec!["--admin-token".into(), TOKEN.into()];
+    let port = setup.admin_port;
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+
+    for sql in [
+        "ALTER PUBLICATION viewkeeper DROP TABLE customers",
+        "UPDATE customers SET name = name || ' (renamed unseen)'",
+        "ALTER PUBLICATION viewkeeper ADD TABLE customers",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    // A change after the renames arrives, and the renames did not.
+    let order: i64 = sqlx::query_scalar(
+        "UPDATE orders SET total_cents = total_cents + 1 \
+         WHERE id = (SELECT min(id) FROM orders WHERE status <> 'draft' AND customer_id IS NOT NULL) \
+         RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let expected = harness::expected_order_cache(&pool).await[&format!("order:{order}")].clone();
+    let stale = harness::wait_until(DEADLINE, "the later change is applied", || async {
+        let actual = harness::redis_documents(&redis.url(), &format!("order:{order}")).await;
+        match actual.values().next() {
+            Some(doc) if doc["total_cents"] == expected["total_cents"] => Ok(doc.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_ne!(
+        stale["customer"], expected["customer"],
+        "the rename was not streamed"
+    );
+
+    let mut options = WorkloadOptions::new(600, 37);
+    options.rate = Some(200.0);
+    let workload = spawn_workload(&pool, options);
+    rebuild_with_cli_args(port, "order_cache", &["--from-source"]);
+    workload.await.expect("the workload");
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    let (_, body) = http_get(port, "/status").await.unwrap();
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let order_cache = status["views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["view"] == "order_cache")
+        .unwrap();
+    assert_eq!(order_cache["rebuilds_completed"], 1, "{status:#}");
 }

@@ -145,6 +145,15 @@ impl Store {
         self.read_meta_u64(META_POSITION).map(|v| v.map(Lsn))
     }
 
+    /// Forgets the source position (keeping rows and outputs), so that the
+    /// next start takes a new snapshot and diffs its outputs against them.
+    pub fn forget_position(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.remove(META_POSITION)?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// The layout the rows were stored with (see [`crate::plan::Plan::layout`]).
     pub fn layout(&self) -> Result<Option<String>, StoreError> {
         let txn = self.db.begin_read()?;
