@@ -17,7 +17,7 @@ use viewkeeper::{commands, workload};
 #[command(
     name = "viewkeeper",
     version,
-    about = "Keeps Redis caches in sync with PostgreSQL through its change log"
+    about = "Keeps Redis caches, search indexes and SQL aggregate tables in sync with PostgreSQL through its change log"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -61,8 +61,8 @@ enum Command {
         #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR", default_value = "127.0.0.1:9187")]
         admin_addr: String,
     },
-    /// Rebuild one view of the running service from its state store, and wait
-    /// until it is done.
+    /// Rebuild one view of the running service (from its state store, or from
+    /// PostgreSQL with --from-source), and wait until it is done.
     Rebuild {
         /// The view to rebuild
         view: String,
