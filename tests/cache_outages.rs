@@ -6,7 +6,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::{
-    PgServer, RedisServer, ServiceSetup, converged, http_get, small_shop, spawn_workload,
+    PgServer, RedisServer, ServiceSetup, converged, small_shop, spawn_workload, view_status,
     wait_until,
 };
 use sqlx::PgPool;
@@ -136,20 +136,13 @@ async fn flushall_on_a_live_connection_is_noticed_and_healed() {
     let log = service.log_tail(100_000);
     assert!(log.contains("rewriting every cache document"), "{log}");
     // Reported: the cache views' sink counts the loss in /status.
-    let (_, body) = http_get(setup.admin_port, "/status").await.unwrap();
-    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let order_cache = status["views"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["view"] == "order_cache")
-        .unwrap();
+    let order_cache = view_status(setup.admin_port, "order_cache").await;
     assert!(
         order_cache["sink_data_losses"].as_u64() >= Some(1),
-        "{status:#}"
+        "{order_cache:#}"
     );
     assert!(
         order_cache["sink_last_data_loss_micros"].is_i64(),
-        "{status:#}"
+        "{order_cache:#}"
     );
 }

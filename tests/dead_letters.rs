@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use harness::{
     PgServer, RedisServer, ServiceSetup, converged, converged_except, expected_order_cache,
-    http_get, parse_prometheus, small_shop, wait_until,
+    http_get, parse_prometheus, small_shop, wait_for_view_counts, wait_until,
 };
 use serde_json::Value;
 use viewkeeper::workload::{self, Op, WorkloadOptions};
@@ -45,39 +45,6 @@ fn dead_letters_cli(port: u16, view: &str, retry: bool) -> (Option<Value>, Value
         Some(second) => (Some(first), second.expect("JSON")),
         None => (None, first),
     }
-}
-
-/// The `dead_letters` count of every view in `/status`.
-async fn status_counts(port: u16) -> Result<Vec<(String, u64)>, String> {
-    let (_, body) = http_get(port, "/status").await?;
-    let status: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    Ok(status["views"]
-        .as_array()
-        .ok_or("no views in /status")?
-        .iter()
-        .map(|v| {
-            (
-                v["view"].as_str().unwrap_or_default().to_owned(),
-                v["dead_letters"].as_u64().unwrap_or(u64::MAX),
-            )
-        })
-        .collect())
-}
-
-async fn wait_for_counts(port: u16, expected: &[(&str, u64)]) {
-    let expected: Vec<(String, u64)> = expected
-        .iter()
-        .map(|(view, count)| (view.to_string(), *count))
-        .collect();
-    wait_until(DEADLINE, "the dead-letter counts in /status", || async {
-        let counts = status_counts(port).await?;
-        if counts == expected {
-            Ok(())
-        } else {
-            Err(format!("{counts:?}, expected {expected:?}"))
-        }
-    })
-    .await
 }
 
 /// Keys of the cache documents whose customer is `customer`.
@@ -142,8 +109,9 @@ async fn poison_changes_land_in_dead_letters_while_the_rest_stays_current() {
     assert!(!poisoned.is_empty());
     converged_except(&mut service, &pool, &redis.url(), DEADLINE, &poisoned).await;
     let n = poisoned.len() as u64;
-    wait_for_counts(
+    wait_for_view_counts(
         port,
+        "dead_letters",
         &[
             ("category_daily_sales", 0),
             ("order_cache", n),
@@ -212,8 +180,9 @@ async fn poison_changes_land_in_dead_letters_while_the_rest_stays_current() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    wait_for_counts(
+    wait_for_view_counts(
         port,
+        "dead_letters",
         &[
             ("category_daily_sales", 1),
             ("order_cache", 0),
@@ -248,8 +217,9 @@ async fn poison_changes_land_in_dead_letters_while_the_rest_stays_current() {
         .execute(&pool)
         .await
         .unwrap();
-    wait_for_counts(
+    wait_for_view_counts(
         port,
+        "dead_letters",
         &[
             ("category_daily_sales", 0),
             ("order_cache", 0),

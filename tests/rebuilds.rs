@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use harness::{
     PgServer, RedisServer, ServiceSetup, converged, http_get, http_post, parse_prometheus,
-    small_shop, spawn_workload,
+    small_shop, spawn_workload, view_status,
 };
 use redis::AsyncCommands;
 use viewkeeper::workload::WorkloadOptions;
@@ -225,13 +225,6 @@ async fn a_rebuild_from_source_repairs_changes_the_stream_never_carried() {
     rebuild_with_cli_args(port, "order_cache", &["--from-source"]);
     workload.await.expect("the workload");
     converged(&mut service, &pool, &redis.url(), DEADLINE).await;
-    let (_, body) = http_get(port, "/status").await.unwrap();
-    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let order_cache = status["views"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["view"] == "order_cache")
-        .unwrap();
-    assert_eq!(order_cache["rebuilds_completed"], 1, "{status:#}");
+    let order_cache = view_status(port, "order_cache").await;
+    assert_eq!(order_cache["rebuilds_completed"], 1, "{order_cache:#}");
 }

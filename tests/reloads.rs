@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::{
-    PgServer, RedisServer, ServiceSetup, converged, http_get, http_post, redis_documents,
-    small_shop, wait_until,
+    PgServer, RedisServer, ServiceSetup, converged, http_post, redis_documents, small_shop,
+    wait_for_view_counts, wait_until,
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -25,37 +25,6 @@ const TOKEN: &str = "reload-token-4d1e";
 /// A cache view the repository does not have: one key per product name.
 const PRODUCT_NAMES: &str = "view: product_names\nkind: cache\nroot: products\n\
     key: \"product_name:{id}\"\nfields:\n  name: name\n";
-
-/// View name → `recomputes`, for every view `/status` lists.
-async fn recomputes(port: u16) -> Result<BTreeMap<String, u64>, String> {
-    let (_, body) = http_get(port, "/status").await?;
-    let status: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-    Ok(status["views"]
-        .as_array()
-        .ok_or("no views")?
-        .iter()
-        .map(|v| {
-            let name = v["view"].as_str().unwrap_or_default().to_owned();
-            (name, v["recomputes"].as_u64().unwrap_or(u64::MAX))
-        })
-        .collect())
-}
-
-async fn wait_for_recomputes(port: u16, expected: &[(&str, u64)]) {
-    let expected: BTreeMap<String, u64> = expected
-        .iter()
-        .map(|(view, count)| (view.to_string(), *count))
-        .collect();
-    wait_until(DEADLINE, "the views and recomputes in /status", || async {
-        let found = recomputes(port).await?;
-        if found == expected {
-            Ok(())
-        } else {
-            Err(format!("{found:?}, expected {expected:?}"))
-        }
-    })
-    .await
-}
 
 async fn reload(port: u16) -> (u16, Value) {
     let (code, body) = http_post(port, "/views/reload", Some(TOKEN))
@@ -113,7 +82,7 @@ async fn reloads_rebuild_what_changed_and_drop_removes_what_is_left() {
         ("product_cache", 1),
         ("product_search", 1),
     ];
-    wait_for_recomputes(port, &all_once).await;
+    wait_for_view_counts(port, "recomputes", &all_once).await;
 
     // Unchanged files: nothing to do. Without the token: refused.
     let (code, outcome) = reload(port).await;
@@ -142,7 +111,7 @@ async fn reloads_rebuild_what_changed_and_drop_removes_what_is_left() {
         .await
         .expect("workload");
     converged(&mut service, &pool, &redis.url(), DEADLINE).await;
-    wait_for_recomputes(port, &all_once).await;
+    wait_for_view_counts(port, "recomputes", &all_once).await;
 
     // SIGHUP after one file changed, one was added and one removed: only
     // the changed and the new view are computed.
@@ -153,8 +122,9 @@ async fn reloads_rebuild_what_changed_and_drop_removes_what_is_left() {
     std::fs::write(views.path().join("product_names.yaml"), PRODUCT_NAMES).unwrap();
     std::fs::remove_file(views.path().join("product_search.yaml")).unwrap();
     service.hang_up();
-    wait_for_recomputes(
+    wait_for_view_counts(
         port,
+        "recomputes",
         &[
             ("category_daily_sales", 1),
             ("order_cache", 1),
@@ -204,7 +174,12 @@ async fn reloads_rebuild_what_changed_and_drop_removes_what_is_left() {
         outcome["removed"],
         json!(["category_daily_sales", "product_names"])
     );
-    wait_for_recomputes(port, &[("order_cache", 1), ("product_cache", 2)]).await;
+    wait_for_view_counts(
+        port,
+        "recomputes",
+        &[("order_cache", 1), ("product_cache", 2)],
+    )
+    .await;
     assert!(
         !redis_documents(&redis.url(), "product_name:*")
             .await

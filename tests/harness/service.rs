@@ -287,3 +287,47 @@ async fn http_request(
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     Ok((status, body.to_string()))
 }
+
+/// The `/status` entry of one view.
+pub async fn view_status(port: u16, view: &str) -> serde_json::Value {
+    let (_, body) = http_get(port, "/status").await.expect("/status answers");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("/status is JSON");
+    status["views"]
+        .as_array()
+        .and_then(|views| views.iter().find(|v| v["view"] == view))
+        .cloned()
+        .unwrap_or_else(|| panic!("no view {view} in /status: {status:#}"))
+}
+
+/// Waits until `/status` lists exactly the views of `expected`, each with
+/// the given number in `field` (`dead_letters`, `recomputes`).
+pub async fn wait_for_view_counts(port: u16, field: &str, expected: &[(&str, u64)]) {
+    let expected: std::collections::BTreeMap<String, u64> = expected
+        .iter()
+        .map(|(view, count)| (view.to_string(), *count))
+        .collect();
+    super::wait_until(
+        Duration::from_secs(120),
+        &format!("{field} in /status"),
+        || async {
+            let (_, body) = http_get(port, "/status").await?;
+            let status: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+            let found: std::collections::BTreeMap<String, u64> = status["views"]
+                .as_array()
+                .ok_or("no views in /status")?
+                .iter()
+                .map(|v| {
+                    let name = v["view"].as_str().unwrap_or_default().to_owned();
+                    (name, v[field].as_u64().unwrap_or(u64::MAX))
+                })
+                .collect();
+            if found == expected {
+                Ok(())
+            } else {
+                Err(format!("{found:?}, expected {expected:?}"))
+            }
+        },
+    )
+    .await
+}
