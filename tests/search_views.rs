@@ -259,11 +259,18 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
     .await;
 
     let port = setup.admin_port;
-    assert_eq!(
-        search_ids(port, "body:running").await,
-        ["1", "2", "3", "5"],
-        "english stems run/runs/running"
-    );
+    // The service's reader reloads just after the commit the files show.
+    wait_until(
+        CONVERGE,
+        "the service's searcher sees the commit",
+        || async {
+            match search_ids(port, "body:running").await {
+                ids if ids == ["1", "2", "3", "5"] => Ok(()),
+                ids => Err(format!("english stems run/runs/running: {ids:?}")),
+            }
+        },
+    )
+    .await;
     assert_eq!(search_ids(port, "pinned:true").await, ["1"]);
     assert_eq!(search_ids(port, "rating:[3%20TO%205]").await, ["1", "5"]);
     // Note 2 was written at 2025-12-31 23:30-02, which is 2026-01-01 01:30 UTC.
