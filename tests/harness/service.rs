@@ -149,6 +149,12 @@ impl Service {
     pub fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.log, lines)
     }
+
+    /// The process id: for benchmarks that read its memory from /proc or
+    /// profile it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Service {
