@@ -1,9 +1,13 @@
 //! Finding the root rows a changed row belongs to, by walking its view's join
 //! tree upwards through the join indexes.
 
+use std::collections::BTreeSet;
+
 use super::{EngineError, Touched};
 use crate::change::Value;
-use crate::plan::{Lookup, Plan, TablePlan};
+use crate::plan::{
+    DocPlan, ExprPlan, FieldPlan, KeyPartPlan, Lookup, OutputPlan, Plan, TablePlan, ViewPlan,
+};
 use crate::state::StateWriter;
 use crate::state::keycode::encode_values;
 
@@ -15,12 +19,128 @@ pub(super) fn touch(
     row: &[Value],
     touched: &mut Touched,
 ) -> Result<(), EngineError> {
-    for &(view, node) in &table.occurrences {
+    touch_occurrences(w, plan, table, &table.occurrences, row, touched)
+}
+
+/// Records the roots that `row` is part of through the given occurrences of
+/// its table.
+pub(super) fn touch_occurrences(
+    w: &StateWriter,
+    plan: &Plan,
+    table: &TablePlan,
+    occurrences: &[(usize, usize)],
+    row: &[Value],
+    touched: &mut Touched,
+) -> Result<(), EngineError> {
+    for &(view, node) in occurrences {
         let pk = encode_values(&row[..table.primary_key_len]);
         let roots = walk_up(w, plan, view, node, vec![(pk, row.to_vec())])?;
         touched.entry(view).or_default().extend(roots);
     }
     Ok(())
+}
+
+/// The occurrences of `table` whose roots an update from `before` to `after`
+/// (same primary key) can change: those that read a column whose value
+/// changed. An occurrence reading none of them gives every root the same
+/// output as before, so its roots need no refresh: a product's new price
+/// refreshes the product's own documents, not the orders that show only its
+/// name (tens of orders per product, each rebuilt with all its items).
+pub(super) fn changed_occurrences(
+    plan: &Plan,
+    table: &TablePlan,
+    before: &[Value],
+    after: &[Value],
+) -> Vec<(usize, usize)> {
+    let changed: Vec<usize> = (0..before.len().min(after.len()))
+        .filter(|&c| before[c] != after[c])
+        .collect();
+    if changed.is_empty() || before.len() != after.len() {
+        return table.occurrences.clone();
+    }
+    let occurrences = table.occurrences.iter().copied();
+    occurrences
+        .filter(|&(view, node)| {
+            let reads = columns_read(&plan.views[view], node);
+            changed.iter().any(|column| reads.contains(column))
+        })
+        .collect()
+}
+
+/// Every stored column of `node` that a root's output depends on: the join
+/// columns to its parent and children, and every column the filter, the key,
+/// the document, the search fields or the group keys and measures name.
+fn columns_read(view: &ViewPlan, node: usize) -> BTreeSet<usize> {
+    let mut reads = BTreeSet::new();
+    for (index, plan) in view.nodes.iter().enumerate() {
+        let Some(link) = &plan.link else { continue };
+        if index == node {
+            reads.extend(&link.child_columns);
+        }
+        if plan.parent == Some(node) {
+            reads.extend(&link.parent_columns);
+        }
+    }
+    let mut expression = |expr: &ExprPlan| {
+        let columns = expr.columns.values();
+        reads.extend(columns.filter(|(n, _)| *n == node).map(|(_, c)| *c));
+    };
+    if let Some(filter) = &view.filter {
+        expression(filter);
+    }
+    match &view.output {
+        OutputPlan::Cache { key, document } => {
+            if node == 0 {
+                for part in key {
+                    if let KeyPartPlan::Column(column) = part {
+                        reads.insert(*column);
+                    }
+                }
+            }
+            document_reads(document, node, &mut reads);
+        }
+        OutputPlan::Search { id, fields } => {
+            if node == 0 {
+                reads.insert(*id);
+            }
+            let columns = fields.iter().filter(|f| f.node == node).map(|f| f.column);
+            reads.extend(columns);
+        }
+        OutputPlan::Aggregate(aggregate) => {
+            let mut expression = |expr: &ExprPlan| {
+                let columns = expr.columns.values();
+                reads.extend(columns.filter(|(n, _)| *n == node).map(|(_, c)| *c));
+            };
+            aggregate.group.iter().for_each(|key| expression(&key.expr));
+            let inputs = aggregate.measures.iter().filter_map(|m| m.input.as_ref());
+            inputs.for_each(expression);
+        }
+    }
+    reads
+}
+
+/// The columns of `node` a cache document (and its nested relations) shows
+/// or orders by.
+fn document_reads(document: &DocPlan, node: usize, reads: &mut BTreeSet<usize>) {
+    for field in &document.fields {
+        match field {
+            FieldPlan::Column { column, .. } if document.node == node => {
+                reads.insert(*column);
+            }
+            FieldPlan::Column { .. } => {}
+            FieldPlan::Relation {
+                node: related,
+                order_by,
+                document: nested,
+                ..
+            } => {
+                if *related == node {
+                    reads.extend(order_by.iter().map(|(column, _)| *column));
+                }
+                document_reads(nested, node, reads);
+            }
+        }
+    }
 }
 
 /// From rows at `node`, the primary keys of the roots above them.

@@ -61,8 +61,14 @@ fn upsert(
     if old_pk == new_pk && before.as_deref() == Some(row.as_slice()) {
         return Ok(()); // nothing a view reads has changed
     }
+    // The same row with new values touches only the views that read a
+    // changed column; a row that moves to another key touches all.
+    let occurrences = match &before {
+        Some(before) if old_pk == new_pk => roots::changed_occurrences(plan, table, before, &row),
+        _ => table.occurrences.clone(),
+    };
     if let Some(before) = &before {
-        roots::touch(w, plan, table, before, touched)?;
+        roots::touch_occurrences(w, plan, table, &occurrences, before, touched)?;
         index_row(w, table, &old_pk, before, false)?;
         if old_pk != new_pk {
             w.delete_row(&table.name, &old_pk)?;
@@ -77,7 +83,7 @@ fn upsert(
     }
     w.put_row(&table.name, &new_pk, &row)?;
     index_row(w, table, &new_pk, &row, true)?;
-    roots::touch(w, plan, table, &row, touched)
+    roots::touch_occurrences(w, plan, table, &occurrences, &row, touched)
 }
 
 fn remove(
