@@ -172,7 +172,7 @@ pub async fn catch_up(
 }
 
 /// `perf record` of one process with call graphs (DWARF unwinding: release
-/// builds have no frame pointers), sampling CPU time 250 times a second.
+/// builds have no frame pointers), sampling CPU time 99 times a second (more costs the process it watches).
 fn start_perf(pid: u32, output: &Path) -> tokio::process::Child {
     tokio::process::Command::new("perf")
         .args([
