@@ -58,6 +58,18 @@ async fn status_metrics_readiness_and_a_clean_sigterm() {
         ])
     );
     assert!(views.iter().all(|v| v["state"] == "live"), "{status:#}");
+    // Every sink's first full write covers its outbox: nothing stays waiting.
+    harness::wait_for_view_counts(
+        port,
+        "outbox_depth",
+        &[
+            ("category_daily_sales", 0),
+            ("order_cache", 0),
+            ("product_cache", 0),
+            ("product_search", 0),
+        ],
+    )
+    .await;
     assert_eq!(status["source"]["slot"], "viewkeeper");
     assert!(
         status["source"]["retained_wal_bytes"].is_u64(),

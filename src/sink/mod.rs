@@ -133,3 +133,16 @@ pub fn stream_stored_outputs(
     });
     (chunks, reader)
 }
+
+/// Drops the outbox entries of `sink` up to `upto` once its target holds
+/// them: after each applied batch, and after a full rewrite (which covers
+/// every entry up to the sequence it was read at, so they must not linger
+/// and count as waiting).
+pub async fn release_outbox<E>(store: &Arc<Store>, sink: &str, upto: u64) -> Result<(), E>
+where
+    E: From<StoreError> + From<tokio::task::JoinError>,
+{
+    let (store, sink) = (Arc::clone(store), sink.to_owned());
+    tokio::task::spawn_blocking(move || store.truncate_outbox(&sink, upto)).await??;
+    Ok(())
+}

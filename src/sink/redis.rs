@@ -144,8 +144,7 @@ impl RedisSink {
             health.ok();
             self.applied.send_replace(applied);
             telemetry::record_sink_applied(SINK, entries.len());
-            let store = Arc::clone(&self.store);
-            tokio::task::spawn_blocking(move || store.truncate_outbox(SINK, last)).await??;
+            super::release_outbox::<RedisSinkError>(&self.store, SINK, last).await?;
         }
     }
 
@@ -252,6 +251,7 @@ impl RedisSink {
         let _: () = conn
             .set(&self.checkpoint_key, self.checkpoint_value(sequence))
             .await?;
+        super::release_outbox::<RedisSinkError>(&self.store, SINK, sequence).await?;
         tracing::info!(
             documents = written,
             swept,

@@ -291,8 +291,7 @@ impl AggregateSink {
             applied = last;
             health.ok();
             self.applied.send_replace(applied);
-            let (store, sink) = (Arc::clone(&self.store), self.sink.clone());
-            tokio::task::spawn_blocking(move || store.truncate_outbox(&sink, last)).await??;
+            super::release_outbox::<AggregateSinkError>(&self.store, &self.sink, last).await?;
         }
     }
 
@@ -378,6 +377,8 @@ impl AggregateSink {
     async fn rewrite_when_built(&self, wake: &Notify) -> Result<u64, AggregateSinkError> {
         loop {
             if let Some(sequence) = self.rewrite().await? {
+                super::release_outbox::<AggregateSinkError>(&self.store, &self.sink, sequence)
+                    .await?;
                 return Ok(sequence);
             }
             let _ = tokio::time::timeout(NOT_BUILT_POLL, wake.notified()).await;

@@ -117,8 +117,7 @@ impl SearchSink {
             last_commit = Instant::now();
             applied = last;
             health.ok();
-            let (store, sink) = (Arc::clone(&self.store), self.sink.clone());
-            tokio::task::spawn_blocking(move || store.truncate_outbox(&sink, last)).await??;
+            crate::sink::release_outbox::<SearchSinkError>(&self.store, &self.sink, last).await?;
         }
     }
 
@@ -189,6 +188,7 @@ impl SearchSink {
             .collect();
         ops.extend(extra);
         self.commit(ops, sequence).await?;
+        crate::sink::release_outbox::<SearchSinkError>(&self.store, &self.sink, sequence).await?;
         tracing::info!(view = %self.view, documents, sequence, "search index loaded from the state store");
         Ok(sequence)
     }
