@@ -154,25 +154,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     tokio::spawn(reload_on_sighup(reloader, shutdown.clone()));
     let mut views = views;
     while let Some(restart) = generation.run(&mut shutdown, &mut restarts).await {
-        let (next_views, plan, from_source) = match restart {
-            Restart::Views(next) => {
-                tracing::info!(
-                    views = next.plan.views.len(),
-                    "view files changed: restarting the pipeline on them"
-                );
-                (next.views, next.plan, None)
-            }
-            Restart::FromSource { view } => {
-                tracing::info!(%view, "rebuild from source: restarting from a new snapshot");
-                let plan = reload::plan_views(&views, &context.pool).await?;
-                let store = Arc::clone(&context.store);
-                tokio::task::spawn_blocking(move || store.forget_position())
-                    .await
-                    .map_err(SourceError::from)??;
-                context.status.snapshot_started();
-                (views, plan, Some(view))
-            }
-        };
+        let (next_views, plan, from_source) = prepare_restart(&context, views, restart).await?;
         let (started, running) = Generation::start(&context, &next_views, plan).await?;
         if let Some(view) = from_source {
             running.rebuilder.rewrite_after_snapshot(view);
@@ -184,6 +166,35 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let _ = server.await;
     tracing::info!("viewkeeper stopped");
     Ok(())
+}
+
+/// The views and plan the next pipeline runs, and the view to rewrite once
+/// its snapshot is done (a rebuild `--from-source`, which also makes the
+/// next start take a new snapshot).
+async fn prepare_restart(
+    context: &Context,
+    views: Vec<ViewDef>,
+    restart: Restart,
+) -> Result<(Vec<ViewDef>, Plan, Option<String>), ServiceError> {
+    match restart {
+        Restart::Views(next) => {
+            tracing::info!(
+                views = next.plan.views.len(),
+                "view files changed: restarting the pipeline on them"
+            );
+            Ok((next.views, next.plan, None))
+        }
+        Restart::FromSource { view } => {
+            tracing::info!(%view, "rebuild from source: restarting from a new snapshot");
+            let plan = reload::plan_views(&views, &context.pool).await?;
+            let store = Arc::clone(&context.store);
+            tokio::task::spawn_blocking(move || store.forget_position())
+                .await
+                .map_err(SourceError::from)??;
+            context.status.snapshot_started();
+            Ok((views, plan, Some(view)))
+        }
+    }
 }
 
 /// Reloads the view files on every `SIGHUP`, logging what it did.
