@@ -121,7 +121,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let store = Arc::new(Store::open(&config.data_dir)?);
+    let store = Arc::new(Store::open(&config.data_dir, config.state_cache_bytes)?);
     let (reloader, mut restarts) = Reloader::new(config.views.clone(), pool.clone(), &views);
     let reloader = Arc::new(reloader);
     let context = Context {

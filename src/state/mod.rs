@@ -45,10 +45,10 @@ const DEAD_LETTERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("dead_l
 /// Small named values: source position, layout, outbox sequences.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// redb's page cache. Its default (1 GiB) alone exceeded the memory target
-/// at a million items; the hot pages (join indexes, recent rows, outbox
-/// tail) fit well within this, and the OS page cache holds the rest.
-const CACHE_BYTES: usize = 256 * 1024 * 1024;
+/// redb's page cache unless configured (`state_cache_mb`). Its own default
+/// (1 GiB) alone exceeded the memory target at a million items; a larger
+/// cache buys streaming speed when the store is larger than this.
+pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
 
 const META_POSITION: &str = "source_position";
 const META_LAYOUT: &str = "layout";
@@ -86,11 +86,12 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store at `dir/state.redb`.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// Opens (or creates) the store at `dir/state.redb`, with a page cache
+    /// of `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
         let path = dir.join("state.redb");
         let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .create(&path)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
