@@ -32,6 +32,37 @@ async fn post(port: u16, path: &str, token: Option<&str>) -> u16 {
         .0
 }
 
+/// A service over the small shop with the admin token, converged; the
+/// servers stop when it is dropped.
+struct Running {
+    _pg: PgServer,
+    /// Owns the data directory and log.
+    _setup: ServiceSetup,
+    redis: RedisServer,
+    pool: sqlx::PgPool,
+    port: u16,
+    service: harness::Service,
+}
+
+async fn start_with_token() -> Running {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let mut setup = ServiceSetup::new(&url, &redis.url());
+    setup.extra_args = vec!["--admin-token".into(), TOKEN.into()];
+    let port = setup.admin_port;
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    Running {
+        _pg: pg,
+        _setup: setup,
+        redis,
+        pool,
+        port,
+        service,
+    }
+}
+
 fn rebuild_with_cli(port: u16, view: &str) {
     rebuild_with_cli_args(port, view, &[]);
 }
@@ -88,14 +119,14 @@ async fn mutating_calls_need_the_configured_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_view_kind_rebuilds_under_load_and_readers_never_miss_it() {
-    let pg = PgServer::start().await;
-    let redis = RedisServer::start().await;
-    let (url, pool) = small_shop(&pg).await;
-    let mut setup = ServiceSetup::new(&url, &redis.url());
-    setup.extra_args = vec!["--admin-token".into(), TOKEN.into()];
-    let port = setup.admin_port;
-    let mut service = setup.start();
-    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    let Running {
+        _pg,
+        _setup,
+        redis,
+        pool,
+        port,
+        mut service,
+    } = start_with_token().await;
 
     // Under load: each kind rebuilt in turn, then everything equals the oracle.
     let mut options = WorkloadOptions::new(2_000, 31);
@@ -180,14 +211,14 @@ async fn every_view_kind_rebuilds_under_load_and_readers_never_miss_it() {
 /// re-reads the tables and does, while the workload goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_from_source_repairs_changes_the_stream_never_carried() {
-    let pg = PgServer::start().await;
-    let redis = RedisServer::start().await;
-    let (url, pool) = small_shop(&pg).await;
-    let mut setup = ServiceSetup::new(&url, &redis.url());
-    setup.extra_args = vec!["--admin-token".into(), TOKEN.into()];
-    let port = setup.admin_port;
-    let mut service = setup.start();
-    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    let Running {
+        _pg,
+        _setup,
+        redis,
+        pool,
+        port,
+        mut service,
+    } = start_with_token().await;
 
     for sql in [
         "ALTER PUBLICATION viewkeeper DROP TABLE customers",

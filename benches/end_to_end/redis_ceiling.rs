@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use redis::aio::MultiplexedConnection;
 
-use crate::harness::RedisServer;
+use crate::harness::{RedisServer, scan_keys};
 
 const PIPELINE: usize = 1_000;
 /// Where the all-views instance wrote, and an unused database to write to.
@@ -49,26 +49,7 @@ async fn connect(redis: &RedisServer, db: u8) -> MultiplexedConnection {
 
 /// Every key matching `pattern` with its raw value.
 async fn read_documents(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<(String, String)> {
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor = 0_u64;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(PIPELINE)
-            .query_async(conn)
-            .await
-            .expect("SCAN");
-        keys.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    keys.sort();
-    keys.dedup();
+    let keys = scan_keys(conn, pattern).await.expect("SCAN");
     let mut documents = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(PIPELINE) {
         let values: Vec<Option<String>> = redis::cmd("MGET")

@@ -179,7 +179,8 @@ pub async fn try_redis_documents(
     Ok(documents)
 }
 
-async fn scan_keys(
+/// Every key matching `pattern`, once each, in order.
+pub async fn scan_keys(
     conn: &mut redis::aio::MultiplexedConnection,
     pattern: &str,
 ) -> redis::RedisResult<Vec<String>> {
