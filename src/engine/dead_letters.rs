@@ -83,7 +83,7 @@ fn root_key_text(
     };
     Ok(table.columns[..table.primary_key_len]
         .iter()
-        .zip(&row)
+        .zip(row.iter())
         .map(|(column, value)| format!("{column}={}", value.to_text()))
         .collect::<Vec<_>>()
         .join(", "))

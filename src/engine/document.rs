@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
@@ -15,8 +16,8 @@ use crate::plan::{
 };
 use crate::sink::search::check_fits;
 use crate::state::StateWriter;
-use crate::state::StoredOutput;
 use crate::state::keycode::encode_values;
+use crate::state::{Row, StoredOutput};
 use crate::view::model::Cardinality;
 
 /// The output of the root stored under `pk`, or `None` when the root does not
@@ -60,10 +61,10 @@ fn build_flat_document(
     w: &StateWriter,
     view: &ViewPlan,
     fields: &[SearchFieldPlan],
-    root: &[Value],
+    root: &Row,
 ) -> Result<Map<String, Json>, EngineError> {
-    let mut node_rows: HashMap<usize, Option<Vec<Value>>> = HashMap::new();
-    node_rows.insert(0, Some(root.to_vec()));
+    let mut node_rows: HashMap<usize, Option<Row>> = HashMap::new();
+    node_rows.insert(0, Some(Row::clone(root)));
     let mut document = Map::with_capacity(fields.len());
     for field in fields {
         one_row(w, view, field.node, &mut node_rows)?;
@@ -105,7 +106,7 @@ fn render_key(parts: &[KeyPartPlan], root: &[Value]) -> String {
 pub(super) fn passes_filter(
     w: &StateWriter,
     view: &ViewPlan,
-    root: &[Value],
+    root: &Row,
 ) -> Result<Outcome<bool>, EngineError> {
     let Some(filter) = &view.filter else {
         return Ok(Ok(true));
@@ -118,11 +119,11 @@ pub(super) fn passes_filter(
 }
 
 /// The rows of one root's join tree, looked up as expressions need them.
-pub(super) struct NodeRows(HashMap<usize, Option<Vec<Value>>>);
+pub(super) struct NodeRows(HashMap<usize, Option<Row>>);
 
 impl NodeRows {
-    pub fn new(root: &[Value]) -> NodeRows {
-        NodeRows(HashMap::from([(0, Some(root.to_vec()))]))
+    pub fn new(root: &Row) -> NodeRows {
+        NodeRows(HashMap::from([(0, Some(Row::clone(root)))]))
     }
 
     /// The value of `expr` over these rows; a column of a `one` node with no
@@ -152,7 +153,7 @@ fn one_row(
     w: &StateWriter,
     view: &ViewPlan,
     node: usize,
-    rows: &mut HashMap<usize, Option<Vec<Value>>>,
+    rows: &mut HashMap<usize, Option<Row>>,
 ) -> Result<(), EngineError> {
     if rows.contains_key(&node) {
         return Ok(());
@@ -220,7 +221,7 @@ fn children(
     table: &str,
     link: &LinkPlan,
     parent_row: &[Value],
-) -> Result<Vec<Vec<Value>>, EngineError> {
+) -> Result<Vec<Row>, EngineError> {
     let values: Vec<&Value> = link
         .parent_columns
         .iter()
@@ -231,12 +232,12 @@ fn children(
     }
     let key = encode_values(values);
     let keys = match &link.children {
-        Lookup::PrimaryKey => vec![key],
+        Lookup::PrimaryKey => Arc::from([key]),
         Lookup::Index(index) => w.index_lookup(table, index, &key)?,
     };
     let mut rows = Vec::with_capacity(keys.len());
-    for pk in keys {
-        if let Some(row) = w.get_row(table, &pk)? {
+    for pk in keys.iter() {
+        if let Some(row) = w.get_row(table, pk)? {
             rows.push(row);
         }
     }
@@ -245,7 +246,7 @@ fn children(
 
 /// Sorts like PostgreSQL's ORDER BY: NULLs last ascending, first descending;
 /// ties keep primary-key order (the sort is stable).
-fn sort_rows(rows: &mut [Vec<Value>], order_by: &[(usize, bool)]) {
+fn sort_rows(rows: &mut [Row], order_by: &[(usize, bool)]) {
     if order_by.is_empty() {
         return;
     }

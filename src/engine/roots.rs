@@ -2,14 +2,15 @@
 //! tree upwards through the join indexes.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use super::{EngineError, Touched};
 use crate::change::Value;
 use crate::plan::{
     DocPlan, ExprPlan, FieldPlan, KeyPartPlan, Lookup, OutputPlan, Plan, TablePlan, ViewPlan,
 };
-use crate::state::StateWriter;
 use crate::state::keycode::encode_values;
+use crate::state::{Row, StateWriter};
 
 /// Records every root (of every view) that `row` of `table` is part of.
 pub(super) fn touch(
@@ -34,7 +35,7 @@ pub(super) fn touch_occurrences(
 ) -> Result<(), EngineError> {
     for &(view, node) in occurrences {
         let pk = encode_values(&row[..table.primary_key_len]);
-        let roots = walk_up(w, plan, view, node, vec![(pk, row.to_vec())])?;
+        let roots = walk_up(w, plan, view, node, vec![(pk, Row::from(row))])?;
         touched.entry(view).or_default().extend(roots);
     }
     Ok(())
@@ -149,7 +150,7 @@ fn walk_up(
     plan: &Plan,
     view: usize,
     mut node: usize,
-    mut frontier: Vec<(Vec<u8>, Vec<Value>)>,
+    mut frontier: Vec<(Vec<u8>, Row)>,
 ) -> Result<Vec<Vec<u8>>, EngineError> {
     let nodes = &plan.views[view].nodes;
     while let (Some(parent), Some(link)) = (nodes[node].parent, &nodes[node].link) {
@@ -162,12 +163,12 @@ fn walk_up(
             }
             let key = encode_values(values);
             let parent_keys = match &link.parents {
-                Lookup::PrimaryKey => vec![key],
+                Lookup::PrimaryKey => Arc::from([key]),
                 Lookup::Index(index) => w.index_lookup(parent_table, index, &key)?,
             };
-            for pk in parent_keys {
-                if let Some(parent_row) = w.get_row(parent_table, &pk)? {
-                    next.push((pk, parent_row));
+            for pk in parent_keys.iter() {
+                if let Some(parent_row) = w.get_row(parent_table, pk)? {
+                    next.push((pk.clone(), parent_row));
                 }
             }
         }

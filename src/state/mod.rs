@@ -10,6 +10,7 @@ mod dead_letters;
 mod groups;
 pub mod keycode;
 mod outbox;
+mod read_cache;
 mod view_records;
 mod writer;
 
@@ -20,6 +21,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 pub use dead_letters::DeadLetter;
 pub use groups::{GroupValues, StoredGroup, group_key};
 pub use outbox::{OutboxEntry, OutboxOp, StoredOutput};
+pub use read_cache::Row;
 pub use view_records::ViewRecord;
 pub use writer::StateWriter;
 
@@ -218,9 +220,13 @@ impl Store {
     }
 
     /// Removes the outbox entries of `sink` up to and including `upto`, once the
-    /// sink has made them durable.
+    /// sink has made them durable. Not itself durable (no fsync): after a
+    /// crash the entries are back, and the sink, which resumes from its own
+    /// checkpoint, skips them; the engine's next commit makes it durable.
     pub fn truncate_outbox(&self, sink: &str, upto: u64) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(redb::Error::from)?;
         {
             let mut outbox = txn.open_table(OUTBOX)?;
             outbox.retain_in((sink, 0)..=(sink, upto), |_, _| false)?;

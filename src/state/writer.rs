@@ -1,11 +1,13 @@
 //! [`StateWriter`]: typed access to the store inside one write transaction.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::keycode::{encode_str, prefix_end};
 use super::outbox::{self, OutboxEntry, StoredOutput};
+use super::read_cache::{Keys, ReadCache, Row};
 use super::{
     DEAD_LETTERS, GROUP_VALUES, GROUPS, JOIN_INDEX, META, META_LAYOUT, META_POSITION, OUTBOX,
     OUTPUTS, PENDING, ROWS, StoreError,
@@ -34,6 +36,8 @@ pub struct StateWriter<'txn> {
     next_sequence: HashMap<String, u64>,
     /// (view, group key) of aggregate groups changed in this transaction.
     pub(super) changed_groups: BTreeSet<(String, Vec<u8>)>,
+    /// Rows and index lookups read in this transaction.
+    cache: ReadCache,
 }
 
 pub(super) fn view_prefix(view: &str) -> Vec<u8> {
@@ -97,6 +101,7 @@ impl<'txn> StateWriter<'txn> {
             source_lsn: None,
             next_sequence: HashMap::new(),
             changed_groups: BTreeSet::new(),
+            cache: ReadCache::default(),
         })
     }
 
@@ -110,24 +115,31 @@ impl<'txn> StateWriter<'txn> {
         self.source_lsn
     }
 
-    pub fn get_row(&self, table: &str, pk: &[u8]) -> Result<Option<Vec<Value>>, StoreError> {
+    pub fn get_row(&self, table: &str, pk: &[u8]) -> Result<Option<Row>, StoreError> {
         let key = prefixed(table, pk);
-        match self.rows.get(key.as_slice())? {
-            Some(bytes) => decode_row(bytes.value()).map(Some),
-            None => Ok(None),
+        if let Some(cached) = self.cache.row(&key) {
+            return Ok(cached);
         }
+        let row = match self.rows.get(key.as_slice())? {
+            Some(bytes) => Some(Row::from(decode_row(bytes.value())?)),
+            None => None,
+        };
+        self.cache.remember_row(key, row.clone());
+        Ok(row)
     }
 
     pub fn put_row(&mut self, table: &str, pk: &[u8], row: &[Value]) -> Result<(), StoreError> {
         let key = prefixed(table, pk);
         let bytes = outbox::encode(&row);
         self.rows.insert(key.as_slice(), bytes.as_slice())?;
+        self.cache.row_written(&key, Some(row));
         Ok(())
     }
 
     pub fn delete_row(&mut self, table: &str, pk: &[u8]) -> Result<(), StoreError> {
         let key = prefixed(table, pk);
         self.rows.remove(key.as_slice())?;
+        self.cache.row_written(&key, None);
         Ok(())
     }
 
@@ -177,6 +189,7 @@ impl<'txn> StateWriter<'txn> {
         pk: &[u8],
     ) -> Result<(), StoreError> {
         let mut key = index_prefix(table, index, values);
+        self.cache.index_written(&key);
         key.extend_from_slice(pk);
         self.join_index.insert(key.as_slice(), ())?;
         Ok(())
@@ -190,6 +203,7 @@ impl<'txn> StateWriter<'txn> {
         pk: &[u8],
     ) -> Result<(), StoreError> {
         let mut key = index_prefix(table, index, values);
+        self.cache.index_written(&key);
         key.extend_from_slice(pk);
         self.join_index.remove(key.as_slice())?;
         Ok(())
@@ -201,8 +215,14 @@ impl<'txn> StateWriter<'txn> {
         table: &str,
         index: &str,
         values: &[u8],
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        suffixes_after(&self.join_index, &index_prefix(table, index, values))
+    ) -> Result<Keys, StoreError> {
+        let prefix = index_prefix(table, index, values);
+        if let Some(cached) = self.cache.lookup(&prefix) {
+            return Ok(cached);
+        }
+        let keys: Keys = suffixes_after(&self.join_index, &prefix)?.into();
+        self.cache.remember_lookup(prefix, Arc::clone(&keys));
+        Ok(keys)
     }
 
     /// Drops the join index entries of `table` (to be rebuilt from its rows).
@@ -211,6 +231,7 @@ impl<'txn> StateWriter<'txn> {
         let end = prefix_end(&prefix);
         self.join_index
             .retain_in(prefix.as_slice()..end.as_slice(), |_, _| false)?;
+        self.cache.clear();
         Ok(())
     }
 
@@ -227,6 +248,7 @@ impl<'txn> StateWriter<'txn> {
     pub fn clear_rows(&mut self) -> Result<(), StoreError> {
         self.rows.retain(|_, _| false)?;
         self.join_index.retain(|_, _| false)?;
+        self.cache.clear();
         self.meta.remove(META_POSITION)?;
         Ok(())
     }
@@ -322,5 +344,62 @@ impl<'txn> StateWriter<'txn> {
         self.meta
             .insert(view_hash_key(view).as_str(), hash.as_bytes())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+    use crate::change::Value;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        (dir, store)
+    }
+
+    /// Reads after writes in the same transaction see the writes, although
+    /// the first read was cached.
+    #[test]
+    fn cached_rows_follow_the_transactions_writes() {
+        let (_dir, store) = store();
+        store
+            .write(|w| {
+                assert_eq!(w.get_row("t", b"1")?, None);
+                w.put_row("t", b"1", &[Value::Int(1)])?;
+                assert_eq!(w.get_row("t", b"1")?.as_deref(), Some(&[Value::Int(1)][..]));
+                w.put_row("t", b"1", &[Value::Int(2)])?;
+                assert_eq!(w.get_row("t", b"1")?.as_deref(), Some(&[Value::Int(2)][..]));
+                w.delete_row("t", b"1")?;
+                assert_eq!(w.get_row("t", b"1")?, None);
+                w.put_row("t", b"2", &[Value::Int(3)])?;
+                w.clear_rows()?;
+                assert_eq!(w.get_row("t", b"2")?, None);
+                Ok::<_, super::StoreError>(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn cached_index_lookups_follow_the_transactions_writes() {
+        let (_dir, store) = store();
+        store
+            .write(|w| {
+                assert!(w.index_lookup("t", "i", b"v")?.is_empty());
+                w.index_insert("t", "i", b"v", b"1")?;
+                w.index_insert("t", "i", b"w", b"2")?;
+                assert_eq!(&*w.index_lookup("t", "i", b"v")?, &[b"1".to_vec()]);
+                w.index_insert("t", "i", b"v", b"3")?;
+                assert_eq!(
+                    &*w.index_lookup("t", "i", b"v")?,
+                    &[b"1".to_vec(), b"3".to_vec()]
+                );
+                w.index_remove("t", "i", b"v", b"1")?;
+                assert_eq!(&*w.index_lookup("t", "i", b"v")?, &[b"3".to_vec()]);
+                w.clear_table_indexes("t")?;
+                assert!(w.index_lookup("t", "i", b"v")?.is_empty());
+                Ok::<_, super::StoreError>(())
+            })
+            .unwrap();
     }
 }
