@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::{JoinError, JoinHandle};
 
 use crate::admin::{self, AdminError, AdminShared, AdminState, RunningViews};
-use crate::change::Lsn;
+use crate::change::{ChangeBatch, Lsn};
 use crate::config::{Config, ConfigError};
 use crate::drop_view::Targets;
-use crate::engine::Engine;
+use crate::engine::{BatchOutcome, Engine, EngineError};
 use crate::plan::{KeyPartPlan, OutputPlan, Plan, PlanError, ViewPlan};
 use crate::rebuild::Rebuilder;
 use crate::reload::{self, PlanningError, Reloader, Restart};
@@ -98,11 +99,32 @@ struct Pipeline {
     status: Arc<StatusBoard>,
 }
 
+/// A batch the engine is applying on a blocking thread.
+struct Applying {
+    handle: JoinHandle<Result<BatchOutcome, EngineError>>,
+    changes: usize,
+    commit_end: Option<Lsn>,
+    commit_time: Option<i64>,
+    started: Instant,
+}
+
+impl Applying {
+    /// Waits for the batch in `applying`; never finishes when there is none.
+    async fn finished(
+        applying: &mut Option<Applying>,
+    ) -> Result<Result<BatchOutcome, EngineError>, JoinError> {
+        match applying {
+            Some(applying) => (&mut applying.handle).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// A running pipeline with its sink tasks, until it is stopped for a
 /// shutdown or a reload.
 struct Generation {
     pipeline: Pipeline,
-    sink_tasks: Vec<tokio::task::JoinHandle<()>>,
+    sink_tasks: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
 }
@@ -327,7 +349,7 @@ impl Generation {
 /// the admin API serves.
 #[derive(Default)]
 struct Sinks {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
     wakes: Vec<Arc<Notify>>,
     indexes: HashMap<String, Arc<SearchIndex>>,
     /// How to ask each view's sink for a full rewrite, by view name.
@@ -555,6 +577,10 @@ impl Pipeline {
                     &self.config.slot,
                     &self.config.publication,
                     Arc::clone(&self.engine),
+                    {
+                        let sinks = self.wake_sinks.clone();
+                        move || sinks.iter().for_each(|wake| wake.notify_one())
+                    },
                 )
                 .await?;
                 let views: Vec<String> = self
@@ -571,7 +597,7 @@ impl Pipeline {
             }
         };
         tracing::info!(%position, slot = %self.config.slot, "streaming");
-        let mut stream = ReplicationStream::start(
+        let stream = ReplicationStream::start(
             &self.endpoint,
             &self.config.slot,
             &self.config.publication,
@@ -579,26 +605,74 @@ impl Pipeline {
             self.config.batch,
         )
         .await?;
+        self.apply_stream(stream).await
+    }
+
+    /// Applies batches in order as the stream hands them over. While the
+    /// engine applies one (on a blocking thread), the next is received and
+    /// decoded, so the two use both cores; one batch at most waits read.
+    async fn apply_stream(&self, mut stream: ReplicationStream) -> Result<(), ServiceError> {
+        let mut applying: Option<Applying> = None;
+        let mut read_ahead: Option<ChangeBatch> = None;
         loop {
-            let batch = stream.next_batch().await?;
-            let started = Instant::now();
-            let engine = Arc::clone(&self.engine);
-            let changes = batch.changes.len();
-            let commit_end = batch.commit_end;
-            let commit_time = (batch.commit_time_micros > 0).then_some(batch.commit_time_micros);
-            let outcome = tokio::task::spawn_blocking(move || engine.apply(&batch))
-                .await
-                .map_err(SourceError::from)?
-                .map_err(SourceError::from)?;
-            telemetry::record_batch(changes, &outcome, started.elapsed());
-            self.status.applied(commit_end, commit_time);
-            if let Some(position) = commit_end {
-                stream.confirm(position);
-            }
-            if outcome.outbox_entries > 0 {
-                self.wake_all_sinks();
+            tokio::select! {
+                applied = Applying::finished(&mut applying) => {
+                    let done = applying.take().expect("a batch was being applied");
+                    self.batch_applied(&stream, done, applied)?;
+                    applying = read_ahead.take().map(|batch| self.start_applying(batch));
+                }
+                batch = stream.next_batch(), if read_ahead.is_none() => {
+                    let batch = match batch {
+                        Ok(batch) => batch,
+                        Err(error) => {
+                            // The batch being applied commits whatever happens:
+                            // wait for it, so a reconnect resumes after it.
+                            if let Some(mut done) = applying.take() {
+                                let applied = (&mut done.handle).await;
+                                self.batch_applied(&stream, done, applied)?;
+                            }
+                            return Err(error.into());
+                        }
+                    };
+                    match applying {
+                        None => applying = Some(self.start_applying(batch)),
+                        Some(_) => read_ahead = Some(batch),
+                    }
+                }
             }
         }
+    }
+
+    fn start_applying(&self, batch: ChangeBatch) -> Applying {
+        let engine = Arc::clone(&self.engine);
+        Applying {
+            changes: batch.changes.len(),
+            commit_end: batch.commit_end,
+            commit_time: (batch.commit_time_micros > 0).then_some(batch.commit_time_micros),
+            started: Instant::now(),
+            handle: tokio::task::spawn_blocking(move || engine.apply(&batch)),
+        }
+    }
+
+    /// Reports a batch the engine has made durable, and confirms its position.
+    fn batch_applied(
+        &self,
+        stream: &ReplicationStream,
+        done: Applying,
+        applied: Result<Result<BatchOutcome, EngineError>, JoinError>,
+    ) -> Result<(), ServiceError> {
+        let outcome = applied
+            .map_err(SourceError::from)?
+            .map_err(SourceError::from)?;
+        telemetry::record_batch(done.changes, &outcome, done.started.elapsed());
+        self.status.applied(done.commit_end, done.commit_time);
+        if let Some(position) = done.commit_end {
+            stream.confirm(position);
+        }
+        if outcome.outbox_entries > 0 {
+            self.wake_all_sinks();
+        }
+        Ok(())
     }
 
     /// The stored position, if streaming can continue from it: the state was

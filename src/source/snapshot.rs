@@ -12,26 +12,30 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use pgwire_replication::ReplicationClient;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use tokio::task::JoinHandle;
 
 use super::connection::{PgEndpoint, quote_ident, quote_qualified};
 use super::copy_text::{CopyLineSplitter, parse_copy_line};
 use super::pg_text::parse_text;
 use super::{SourceError, catalog};
 use crate::change::{Lsn, Value};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineError};
 use crate::plan::TablePlan;
 
 /// Rows handed to the state store per transaction while copying.
 const ROWS_PER_CHUNK: usize = 10_000;
 
 /// Creates the slot and loads every table the views read; returns the slot's
-/// consistent point, from which streaming continues.
+/// consistent point, from which streaming continues. `outputs_written` is
+/// called each time computed outputs are committed, so sinks can write them
+/// while the rest are computed.
 pub async fn take_snapshot(
     endpoint: &PgEndpoint,
     pool: &PgPool,
     slot: &str,
     publication: &str,
     engine: Arc<Engine>,
+    outputs_written: impl Fn() + Send + 'static,
 ) -> Result<Lsn, SourceError> {
     catalog::drop_slot(pool, slot).await?;
     let mut session =
@@ -61,8 +65,10 @@ pub async fn take_snapshot(
     sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
 
     let finishing = Arc::clone(&engine);
-    let outcome =
-        tokio::task::spawn_blocking(move || finishing.finish_snapshot(consistent_point)).await??;
+    let outcome = tokio::task::spawn_blocking(move || {
+        finishing.finish_snapshot(consistent_point, &mut |_| outputs_written())
+    })
+    .await??;
     tracing::info!(
         roots = outcome.roots_refreshed,
         outbox_entries = outcome.outbox_entries,
@@ -123,18 +129,26 @@ async fn copy_table(
     let mut stream = conn.copy_out_raw(&statement).await?;
     let mut splitter = CopyLineSplitter::new();
     let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK);
+    // The chunk being stored while the next one is received and parsed.
+    let mut storing: Option<JoinHandle<Result<u64, EngineError>>> = None;
     let mut total = 0u64;
     while let Some(bytes) = stream.next().await {
         splitter.push(&bytes?);
         while let Some(line) = splitter.next_line() {
             chunk.push(typed_row(table, &line)?);
             if chunk.len() == ROWS_PER_CHUNK {
-                total += store_chunk(engine, table, std::mem::take(&mut chunk)).await?;
+                if let Some(stored) = storing.take() {
+                    total += stored.await??;
+                }
+                storing = Some(store_chunk(engine, table, std::mem::take(&mut chunk)));
             }
         }
     }
     splitter.finish().map_err(|e| snapshot_error(table, e))?;
-    total += store_chunk(engine, table, chunk).await?;
+    if let Some(stored) = storing.take() {
+        total += stored.await??;
+    }
+    total += store_chunk(engine, table, chunk).await??;
     Ok(total)
 }
 
@@ -160,16 +174,18 @@ fn typed_row(table: &TablePlan, line: &[u8]) -> Result<Vec<Value>, SourceError> 
         .collect())
 }
 
-async fn store_chunk(
+/// Stores `rows` on a blocking thread; the task returns how many there were.
+fn store_chunk(
     engine: &Arc<Engine>,
     table: &TablePlan,
     rows: Vec<Vec<Value>>,
-) -> Result<u64, SourceError> {
-    let count = rows.len() as u64;
+) -> JoinHandle<Result<u64, EngineError>> {
     let engine = Arc::clone(engine);
     let name = table.name.clone();
-    tokio::task::spawn_blocking(move || engine.load_snapshot_rows(&name, &rows)).await??;
-    Ok(count)
+    tokio::task::spawn_blocking(move || {
+        engine.load_snapshot_rows(&name, &rows)?;
+        Ok(rows.len() as u64)
+    })
 }
 
 fn snapshot_error(table: &TablePlan, reason: impl std::fmt::Display) -> SourceError {

@@ -55,6 +55,10 @@ pub struct ReplicationStream {
     in_transaction: bool,
     /// A batch of whole transactions waiting to be returned.
     ready: ChangeBatch,
+    /// When `ready` is handed over even if it is not full. A field, not a
+    /// local of `next_batch`, so that a caller may drop a pending
+    /// `next_batch` (to do other work) without losing the deadline.
+    deadline: Option<Instant>,
 }
 
 impl ReplicationStream {
@@ -92,6 +96,7 @@ impl ReplicationStream {
             skipping: false,
             in_transaction: false,
             ready: ChangeBatch::default(),
+            deadline: None,
         }
     }
 
@@ -103,25 +108,30 @@ impl ReplicationStream {
     }
 
     /// Waits for the next batch: at least one whole transaction (or one part
-    /// of a very large one).
+    /// of a very large one). Cancel-safe: dropping the future loses nothing,
+    /// and the next call goes on where it stopped.
     pub async fn next_batch(&mut self) -> Result<ChangeBatch, SourceError> {
-        let mut deadline: Option<Instant> = None;
         loop {
-            let event = match deadline {
+            let event = match self.deadline {
                 None => self.client.recv().await?,
                 Some(at) => match tokio::time::timeout_at(at, self.client.recv()).await {
                     Ok(event) => event?,
-                    Err(_) => return Ok(std::mem::take(&mut self.ready)),
+                    Err(_) => {
+                        self.deadline = None;
+                        return Ok(std::mem::take(&mut self.ready));
+                    }
                 },
             };
             let Some(event) = event else {
                 return Err(SourceError::StreamEnded);
             };
             if let Some(batch) = self.on_event(event)? {
+                // Every batch handed over empties `ready`.
+                self.deadline = None;
                 return Ok(batch);
             }
-            if deadline.is_none() && self.ready.commit_end.is_some() {
-                deadline = Some(Instant::now() + self.limits.max_wait);
+            if self.deadline.is_none() && self.ready.commit_end.is_some() {
+                self.deadline = Some(Instant::now() + self.limits.max_wait);
             }
         }
     }
