@@ -61,7 +61,7 @@ pub struct ConfigArgs {
     /// Redis key holding the cache sink's checkpoint [default: viewkeeper:checkpoint:{slot}]
     #[arg(long, env = "VIEWKEEPER_REDIS_CHECKPOINT_KEY")]
     pub redis_checkpoint_key: Option<String>,
-    /// A batch closes at the first commit after this many changes [default: 5000]
+    /// A batch closes at the first commit after this many changes [default: 20000]
     #[arg(long, env = "VIEWKEEPER_BATCH_MAX_CHANGES")]
     pub batch_max_changes: Option<usize>,
     /// A batch closes this many milliseconds after its first commit [default: 20]

@@ -577,10 +577,6 @@ impl Pipeline {
                     &self.config.slot,
                     &self.config.publication,
                     Arc::clone(&self.engine),
-                    {
-                        let sinks = self.wake_sinks.clone();
-                        move || sinks.iter().for_each(|wake| wake.notify_one())
-                    },
                 )
                 .await?;
                 let views: Vec<String> = self

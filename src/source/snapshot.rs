@@ -26,16 +26,13 @@ use crate::plan::TablePlan;
 const ROWS_PER_CHUNK: usize = 10_000;
 
 /// Creates the slot and loads every table the views read; returns the slot's
-/// consistent point, from which streaming continues. `outputs_written` is
-/// called each time computed outputs are committed, so sinks can write them
-/// while the rest are computed.
+/// consistent point, from which streaming continues.
 pub async fn take_snapshot(
     endpoint: &PgEndpoint,
     pool: &PgPool,
     slot: &str,
     publication: &str,
     engine: Arc<Engine>,
-    outputs_written: impl Fn() + Send + 'static,
 ) -> Result<Lsn, SourceError> {
     catalog::drop_slot(pool, slot).await?;
     let mut session =
@@ -65,10 +62,8 @@ pub async fn take_snapshot(
     sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
 
     let finishing = Arc::clone(&engine);
-    let outcome = tokio::task::spawn_blocking(move || {
-        finishing.finish_snapshot(consistent_point, &mut |_| outputs_written())
-    })
-    .await??;
+    let outcome =
+        tokio::task::spawn_blocking(move || finishing.finish_snapshot(consistent_point)).await??;
     tracing::info!(
         roots = outcome.roots_refreshed,
         outbox_entries = outcome.outbox_entries,

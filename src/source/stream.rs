@@ -33,7 +33,7 @@ pub struct BatchLimits {
 impl Default for BatchLimits {
     fn default() -> Self {
         BatchLimits {
-            max_changes: 5_000,
+            max_changes: 20_000,
             max_wait: Duration::from_millis(20),
             max_transaction_part: 50_000,
         }
