@@ -606,7 +606,7 @@ impl Pipeline {
 
     /// Applies batches in order as the stream hands them over. While the
     /// engine applies one (on a blocking thread), the next is received and
-    /// decoded, so the two use both cores; one batch at most waits read.
+    /// decoded on the runtime; one batch at most waits, read ahead.
     async fn apply_stream(&self, mut stream: ReplicationStream) -> Result<(), ServiceError> {
         let mut applying: Option<Applying> = None;
         let mut read_ahead: Option<ChangeBatch> = None;
