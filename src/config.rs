@@ -64,9 +64,12 @@ pub struct ConfigArgs {
     /// A batch closes at the first commit after this many changes [default: 20000]
     #[arg(long, env = "VIEWKEEPER_BATCH_MAX_CHANGES")]
     pub batch_max_changes: Option<usize>,
-    /// A batch closes this many milliseconds after its first commit [default: 20]
+    /// An idle engine takes a batch this many milliseconds after its first commit [default: 20]
     #[arg(long, env = "VIEWKEEPER_BATCH_MAX_WAIT_MS")]
     pub batch_max_wait_ms: Option<u64>,
+    /// Roots a batch refreshes in its own transaction; more are refreshed in later ones [default: 25000]
+    #[arg(long, env = "VIEWKEEPER_BATCH_MAX_ROOTS")]
+    pub batch_max_roots: Option<usize>,
     /// A cache or search document larger than this is a dead letter, not an output [default: 16777216]
     #[arg(long, env = "VIEWKEEPER_MAX_DOCUMENT_BYTES")]
     pub max_document_bytes: Option<usize>,
@@ -99,6 +102,7 @@ struct FileConfig {
     redis_checkpoint_key: Option<String>,
     batch_max_changes: Option<usize>,
     batch_max_wait_ms: Option<u64>,
+    batch_max_roots: Option<usize>,
     max_document_bytes: Option<usize>,
     state_cache_mb: Option<usize>,
     log: Option<String>,
@@ -119,6 +123,9 @@ pub struct Config {
     pub publication: String,
     pub redis_checkpoint_key: String,
     pub batch: BatchLimits,
+    /// Roots refreshed inside a batch's own transaction; the rest wait as
+    /// pending roots for later transactions, so one transaction stays bounded.
+    pub batch_max_roots: usize,
     /// A larger cache or search document becomes a dead letter.
     pub max_document_bytes: usize,
     /// The state store's page cache.
@@ -148,6 +155,7 @@ impl std::fmt::Debug for Config {
             .field("publication", &self.publication)
             .field("redis_checkpoint_key", &self.redis_checkpoint_key)
             .field("batch", &self.batch)
+            .field("batch_max_roots", &self.batch_max_roots)
             .field("max_document_bytes", &self.max_document_bytes)
             .field("state_cache_bytes", &self.state_cache_bytes)
             .field("admin_addr", &self.admin_addr)
@@ -171,6 +179,17 @@ impl Config {
         if batch_max_changes == 0 {
             return Err(ConfigError::Invalid {
                 setting: "batch_max_changes",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let batch_max_roots = pick(
+            &args.batch_max_roots,
+            file.batch_max_roots,
+            crate::engine::DEFAULT_BATCH_MAX_ROOTS,
+        );
+        if batch_max_roots == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "batch_max_roots",
                 reason: "must be at least 1".into(),
             });
         }
@@ -201,6 +220,7 @@ impl Config {
                 max_wait: Duration::from_millis(wait_ms),
                 ..defaults
             },
+            batch_max_roots,
             max_document_bytes: pick(
                 &args.max_document_bytes,
                 file.max_document_bytes,

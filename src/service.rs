@@ -264,7 +264,8 @@ impl Generation {
         catalog::ensure_publication(pool, &config.publication, &tables).await?;
         let engine = Arc::new(
             Engine::new(Arc::clone(&plan), Arc::clone(store))
-                .with_max_document_bytes(config.max_document_bytes),
+                .with_max_document_bytes(config.max_document_bytes)
+                .with_batch_max_roots(config.batch_max_roots),
         );
         let (stop, stopped) = watch::channel(false);
         let mut sinks = start_search_sinks(views, config, store, status, &stopped)?;
@@ -605,19 +606,31 @@ impl Pipeline {
     }
 
     /// Applies batches in order as the stream hands them over. While the
-    /// engine applies one (on a blocking thread), the next is received and
-    /// decoded on the runtime; one batch at most waits, read ahead.
+    /// engine applies one (on a blocking thread), the stream goes on
+    /// receiving and decoding on the runtime, and everything received by the
+    /// time the engine is free becomes the next batch: under load, batches
+    /// grow instead of queueing. At most one full batch waits, read ahead.
     async fn apply_stream(&self, mut stream: ReplicationStream) -> Result<(), ServiceError> {
         let mut applying: Option<Applying> = None;
         let mut read_ahead: Option<ChangeBatch> = None;
         loop {
+            let busy = applying.is_some();
             tokio::select! {
                 applied = Applying::finished(&mut applying) => {
                     let done = applying.take().expect("a batch was being applied");
                     self.batch_applied(&stream, done, applied)?;
-                    applying = read_ahead.take().map(|batch| self.start_applying(batch));
+                    applying = read_ahead
+                        .take()
+                        .or_else(|| stream.take_ready())
+                        .map(|batch| self.start_applying(batch));
                 }
-                batch = stream.next_batch(), if read_ahead.is_none() => {
+                batch = async {
+                    if busy {
+                        stream.read_while_busy().await
+                    } else {
+                        stream.next_batch().await
+                    }
+                }, if read_ahead.is_none() => {
                     let batch = match batch {
                         Ok(batch) => batch,
                         Err(error) => {
@@ -640,13 +653,12 @@ impl Pipeline {
     }
 
     fn start_applying(&self, batch: ChangeBatch) -> Applying {
-        let engine = Arc::clone(&self.engine);
         Applying {
             changes: batch.changes.len(),
             commit_end: batch.commit_end,
             commit_time: (batch.commit_time_micros > 0).then_some(batch.commit_time_micros),
             started: Instant::now(),
-            handle: tokio::task::spawn_blocking(move || engine.apply(&batch)),
+            handle: self.engine.spawn_apply(batch),
         }
     }
 

@@ -42,7 +42,10 @@ async fn sigkill_during_snapshot_and_streaming_still_converges() {
     let seed = rand::random();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     eprintln!("crash points seeded with {seed}");
-    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut setup = ServiceSetup::new(&url, &redis.url());
+    // Small, so that busy batches defer roots and kills also land between a
+    // batch and the refresh of its pending roots.
+    setup.extra_args = vec!["--batch-max-roots".into(), "200".into()];
 
     let mut kills_during_snapshot = 0;
     for _ in 0..3 {

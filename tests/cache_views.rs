@@ -106,7 +106,9 @@ async fn renaming_a_customer_with_thousands_of_orders_updates_every_document() {
     .execute(&pool)
     .await
     .expect("creating a hot customer");
-    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut setup = ServiceSetup::new(&url, &redis.url());
+    // Below the fan-out, so most of the orders are refreshed as pending roots.
+    setup.extra_args = vec!["--batch-max-roots".into(), "1000".into()];
     let mut service = setup.start();
     converged(&mut service, &pool, &redis.url(), CONVERGE).await;
 
@@ -117,6 +119,10 @@ async fn renaming_a_customer_with_thousands_of_orders_updates_every_document() {
     converged(&mut service, &pool, &redis.url(), CONVERGE).await;
     let log = service.log_tail(10_000);
     assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        log.contains("fan-out beyond batch_max_roots"),
+        "the rename was refreshed without pending roots: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

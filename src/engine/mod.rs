@@ -22,13 +22,14 @@ use crate::change::{ChangeBatch, Lsn, Value};
 use crate::plan::{OutputPlan, Plan};
 use crate::state::{StateWriter, Store, StoreError, ViewRecord};
 
-/// Roots refreshed inside the batch's own transaction; a larger fan-out (a
-/// customer with 100,000 orders renamed) is recorded as pending and refreshed
-/// in later transactions, so memory stays bounded. The example shop's
-/// workload touches about 4.4 roots per change: refreshing a full batch's
-/// roots in its own transaction saves writing and reading them back as
-/// pending, and lets them share what the transaction has read.
-const BATCH_REFRESH_BUDGET: usize = 25_000;
+/// Roots refreshed inside a batch's own transaction unless configured
+/// (`batch_max_roots`); a larger fan-out (a customer with 100,000 orders
+/// renamed) is recorded as pending and refreshed in later transactions, so
+/// memory stays bounded. The example shop's workload touches about 4.4 roots
+/// per change: refreshing a full batch's roots in its own transaction saves
+/// writing and reading them back as pending, and lets them share what the
+/// transaction has read.
+pub const DEFAULT_BATCH_MAX_ROOTS: usize = 25_000;
 
 /// Roots refreshed per transaction when refreshing many: pending roots, a
 /// whole view after a snapshot or on demand.
@@ -66,10 +67,43 @@ pub struct Engine {
     store: Arc<Store>,
     /// A larger document becomes a dead letter instead of an output.
     max_document_bytes: usize,
+    /// Roots refreshed in a batch's own transaction; the rest are deferred.
+    batch_max_roots: usize,
     /// Held while a batch is applied: a pipeline stopped between two awaits
     /// waits on it, so no batch of the old views lands after the next
     /// pipeline has started.
     applying: std::sync::Mutex<()>,
+    /// Batches handed to a blocking thread ([`Engine::spawn_apply`]) that
+    /// have not finished: one still queued for a thread has not taken
+    /// `applying` yet, and must be waited for too.
+    queued: Arc<Queued>,
+}
+
+#[derive(Default)]
+struct Queued {
+    count: std::sync::Mutex<usize>,
+    emptied: std::sync::Condvar,
+}
+
+/// Counts one batch in [`Queued`] from before it is spawned until it has
+/// been applied, or dropped unapplied.
+struct QueuedTicket(Arc<Queued>);
+
+impl QueuedTicket {
+    fn new(queued: &Arc<Queued>) -> QueuedTicket {
+        *queued.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        QueuedTicket(Arc::clone(queued))
+    }
+}
+
+impl Drop for QueuedTicket {
+    fn drop(&mut self) {
+        let mut count = self.0.count.lock().unwrap_or_else(|p| p.into_inner());
+        *count -= 1;
+        if *count == 0 {
+            self.0.emptied.notify_all();
+        }
+    }
 }
 
 impl Engine {
@@ -78,13 +112,22 @@ impl Engine {
             plan,
             store,
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            batch_max_roots: DEFAULT_BATCH_MAX_ROOTS,
             applying: std::sync::Mutex::new(()),
+            queued: Arc::default(),
         }
     }
 
     pub fn with_max_document_bytes(self, max_document_bytes: usize) -> Engine {
         Engine {
             max_document_bytes,
+            ..self
+        }
+    }
+
+    pub fn with_batch_max_roots(self, batch_max_roots: usize) -> Engine {
+        Engine {
+            batch_max_roots,
             ..self
         }
     }
@@ -102,24 +145,29 @@ impl Engine {
             if let (Some(end), Some(stored)) = (batch.commit_end, position)
                 && end <= stored
             {
-                return Ok((BatchOutcome::default(), false));
+                return Ok((BatchOutcome::default(), 0));
             }
             w.set_source_lsn(batch.commit_end.or(position));
             let mut touched = Touched::new();
             for change in &batch.changes {
                 rows::apply_change(w, &self.plan, change, &mut touched)?;
             }
-            let (mut outcome, deferred_any) = self.refresh_or_defer(w, touched)?;
+            let (mut outcome, deferred_roots) = self.refresh_or_defer(w, touched)?;
             outcome.outbox_entries += groups::append_changed_groups(w, &self.plan)?;
             outcome.changes_applied = batch.changes.len();
             if let Some(end) = batch.commit_end {
                 w.set_position(end)?;
             }
-            Ok::<_, EngineError>((outcome, deferred_any))
+            Ok::<_, EngineError>((outcome, deferred_roots))
         })?;
-        let (outcome, deferred_any) = outcome;
+        let (outcome, deferred_roots) = outcome;
         // Most batches defer nothing: only then is another durable commit needed.
-        let deferred = if deferred_any {
+        let deferred = if deferred_roots > 0 {
+            tracing::info!(
+                roots = deferred_roots,
+                batch_max_roots = self.batch_max_roots,
+                "fan-out beyond batch_max_roots: refreshing the rest in later transactions"
+            );
             self.refresh_pending()?
         } else {
             BatchOutcome::default()
@@ -131,22 +179,45 @@ impl Engine {
         })
     }
 
-    /// Returns once no batch is being applied (blocking).
+    /// Applies a batch on a blocking thread. The batch counts as being
+    /// applied from this call on, for [`Engine::wait_until_idle`].
+    pub fn spawn_apply(
+        self: &Arc<Self>,
+        batch: ChangeBatch,
+    ) -> tokio::task::JoinHandle<Result<BatchOutcome, EngineError>> {
+        let ticket = QueuedTicket::new(&self.queued);
+        let engine = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let _ticket = ticket;
+            engine.apply(&batch)
+        })
+    }
+
+    /// Returns once no batch is being applied or queued to be (blocking).
     pub fn wait_until_idle(&self) {
+        let mut count = self.queued.count.lock().unwrap_or_else(|p| p.into_inner());
+        while *count > 0 {
+            count = self
+                .queued
+                .emptied
+                .wait(count)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        drop(count);
         drop(self.applying.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    /// Refreshes up to [`BATCH_REFRESH_BUDGET`] roots now and records the rest as
+    /// Refreshes up to `batch_max_roots` roots now and records the rest as
     /// pending, in the same transaction as the changes that touched them.
-    /// Says whether any root was deferred.
+    /// Returns how many roots were deferred.
     fn refresh_or_defer(
         &self,
         w: &mut StateWriter,
         touched: Touched,
-    ) -> Result<(BatchOutcome, bool), EngineError> {
+    ) -> Result<(BatchOutcome, usize), EngineError> {
         let mut outcome = BatchOutcome::default();
-        let mut deferred_any = false;
-        let mut budget = BATCH_REFRESH_BUDGET;
+        let mut deferred = 0;
+        let mut budget = self.batch_max_roots;
         for (view, roots) in touched {
             for root in roots {
                 if budget > 0 {
@@ -156,11 +227,11 @@ impl Engine {
                     outcome.roots_refreshed += 1;
                 } else {
                     w.add_pending(&self.plan.views[view].name, &root)?;
-                    deferred_any = true;
+                    deferred += 1;
                 }
             }
         }
-        Ok((outcome, deferred_any))
+        Ok((outcome, deferred))
     }
 
     /// Refreshes roots left pending by large fan-outs (or by a crash), one
@@ -414,4 +485,64 @@ pub struct RetryOutcome {
     pub still_failing: u64,
     #[serde(skip)]
     pub outbox_entries: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::view::Catalog;
+
+    /// A batch spawned but still waiting for a blocking thread counts as
+    /// being applied: a stopped pipeline must not go on before it lands.
+    #[test]
+    fn wait_until_idle_waits_for_a_queued_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 1 << 20).unwrap());
+        let plan = Arc::new(Plan::build(&[], &Catalog::default()).unwrap());
+        let engine = Arc::new(Engine::new(plan, Arc::clone(&store)));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
+
+        // Occupy the only blocking thread, so the batch stays queued.
+        let (release, released) = mpsc::channel::<()>();
+        let blocker = tokio::task::spawn_blocking(move || released.recv());
+        let end = Lsn(42);
+        let batch = ChangeBatch {
+            changes: Vec::new(),
+            commit_end: Some(end),
+            commit_time_micros: 0,
+        };
+        let applied = engine.spawn_apply(batch);
+
+        let (idle, idle_reported) = mpsc::channel();
+        let waiter = {
+            let (engine, store) = (Arc::clone(&engine), Arc::clone(&store));
+            std::thread::spawn(move || {
+                engine.wait_until_idle();
+                idle.send(store.position().unwrap()).unwrap();
+            })
+        };
+        assert!(
+            idle_reported
+                .recv_timeout(Duration::from_millis(200))
+                .is_err(),
+            "wait_until_idle returned while a batch was still queued"
+        );
+        release.send(()).unwrap();
+        let position = idle_reported
+            .recv_timeout(Duration::from_secs(10))
+            .expect("wait_until_idle returned after the batch");
+        assert_eq!(position, Some(end));
+        waiter.join().unwrap();
+        runtime.block_on(async {
+            blocker.await.unwrap().unwrap();
+            applied.await.unwrap().unwrap();
+        });
+    }
 }

@@ -136,6 +136,30 @@ impl ReplicationStream {
         }
     }
 
+    /// Reads on while the engine applies the previous batch, with no
+    /// deadline: what arrives meanwhile becomes the next batch as soon as the
+    /// engine is free ([`Self::take_ready`]). Batches so grow with the lag
+    /// instead of staying one deadline long, and each one's commit pays for
+    /// more changes. Returns a batch only when one is full. Cancel-safe.
+    pub async fn read_while_busy(&mut self) -> Result<ChangeBatch, SourceError> {
+        loop {
+            let Some(event) = self.client.recv().await? else {
+                return Err(SourceError::StreamEnded);
+            };
+            if let Some(batch) = self.on_event(event)? {
+                self.deadline = None;
+                return Ok(batch);
+            }
+        }
+    }
+
+    /// The whole transactions received so far, if there are any.
+    pub fn take_ready(&mut self) -> Option<ChangeBatch> {
+        self.ready.commit_end?;
+        self.deadline = None;
+        Some(std::mem::take(&mut self.ready))
+    }
+
     /// Handles one event; returns a batch when one must be handed over now.
     fn on_event(&mut self, event: ReplicationEvent) -> Result<Option<ChangeBatch>, SourceError> {
         match event {
