@@ -111,8 +111,23 @@ impl ReplicationStream {
     /// of a very large one). Cancel-safe: dropping the future loses nothing,
     /// and the next call goes on where it stopped.
     pub async fn next_batch(&mut self) -> Result<ChangeBatch, SourceError> {
+        self.receive(true).await
+    }
+
+    /// Reads on while the engine applies the previous batch, with no
+    /// deadline: what arrives meanwhile becomes the next batch as soon as the
+    /// engine is free ([`Self::take_ready`]). Batches so grow with the lag
+    /// instead of staying one deadline long, and each one's commit pays for
+    /// more changes. Returns a batch only when one is full. Cancel-safe.
+    pub async fn read_while_busy(&mut self) -> Result<ChangeBatch, SourceError> {
+        self.receive(false).await
+    }
+
+    /// Receives until a batch must be handed over; when `on_deadline`, also
+    /// once `ready` has waited `max_wait` since its first commit.
+    async fn receive(&mut self, on_deadline: bool) -> Result<ChangeBatch, SourceError> {
         loop {
-            let event = match self.deadline {
+            let event = match self.deadline.filter(|_| on_deadline) {
                 None => self.client.recv().await?,
                 Some(at) => match tokio::time::timeout_at(at, self.client.recv()).await {
                     Ok(event) => event?,
@@ -132,23 +147,6 @@ impl ReplicationStream {
             }
             if self.deadline.is_none() && self.ready.commit_end.is_some() {
                 self.deadline = Some(Instant::now() + self.limits.max_wait);
-            }
-        }
-    }
-
-    /// Reads on while the engine applies the previous batch, with no
-    /// deadline: what arrives meanwhile becomes the next batch as soon as the
-    /// engine is free ([`Self::take_ready`]). Batches so grow with the lag
-    /// instead of staying one deadline long, and each one's commit pays for
-    /// more changes. Returns a batch only when one is full. Cancel-safe.
-    pub async fn read_while_busy(&mut self) -> Result<ChangeBatch, SourceError> {
-        loop {
-            let Some(event) = self.client.recv().await? else {
-                return Err(SourceError::StreamEnded);
-            };
-            if let Some(batch) = self.on_event(event)? {
-                self.deadline = None;
-                return Ok(batch);
             }
         }
     }
