@@ -78,6 +78,32 @@ impl Value {
         }
     }
 
+    /// Appends the value to a JSON text, exactly as [`Value::to_json`]
+    /// would serialize, without building the tree first.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail, nor serializing these values.
+        let _ = match self {
+            Value::Null => {
+                out.extend_from_slice(b"null");
+                Ok(())
+            }
+            Value::Bool(b) => {
+                out.extend_from_slice(if *b { b"true" } else { b"false" });
+                Ok(())
+            }
+            Value::Int(i) => {
+                out.extend_from_slice(i.to_string().as_bytes());
+                Ok(())
+            }
+            Value::Numeric(s)
+            | Value::Text(s)
+            | Value::Date(s)
+            | Value::Timestamp(s)
+            | Value::TimestampTz(s) => serde_json::to_writer(&mut *out, s.as_str()),
+            Value::Float(_) | Value::Json(_) => serde_json::to_writer(&mut *out, &self.to_json()),
+        };
+    }
+
     /// The value as text, for key templates and logs.
     pub fn to_text(&self) -> String {
         match self {
@@ -234,6 +260,31 @@ mod tests {
         assert_eq!(lsn.0, 0x16_B374_D848);
         assert_eq!(lsn.to_string(), "16/B374D848");
         assert_eq!(Lsn::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn written_json_equals_the_serialized_tree() {
+        let values = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(i64::MIN),
+            Value::Float(3.0),
+            Value::Float(f64::NAN),
+            Value::Numeric("12.50".into()),
+            Value::Text("quote \" back\\slash \u{1} é".into()),
+            Value::TimestampTz("2026-01-02T03:04:05.000006Z".into()),
+            Value::Json(r#"{"b": [1, 2.5], "a": null}"#.into()),
+            Value::Json("not json".into()),
+        ];
+        for value in values {
+            let mut written = Vec::new();
+            value.write_json(&mut written);
+            assert_eq!(
+                written,
+                value.to_json().to_string().into_bytes(),
+                "{value:?}"
+            );
+        }
     }
 
     #[test]

@@ -36,24 +36,30 @@ pub(super) fn compute_output(
         Err(poison) => return Ok(Err(poison)),
     }
     let (key, document) = match &view.output {
-        OutputPlan::Cache { key, document } => (
-            render_key(key, &root),
-            build_document(w, view, document, &root)?,
-        ),
+        OutputPlan::Cache {
+            key,
+            document: plan,
+        } => {
+            let mut document = Vec::with_capacity(512);
+            write_document(w, view, plan, &root, &mut document)?;
+            (render_key(key, &root), json_text(document))
+        }
         OutputPlan::Search { id, fields } => {
             let document = build_flat_document(w, view, fields, &root)?;
             if let Err(poison) = check_search_fields(fields, &document) {
                 return Ok(Err(poison));
             }
-            (root[*id].to_text(), document)
+            (root[*id].to_text(), Json::Object(document).to_string())
         }
         // Not a document: `groups.rs` computes contributions.
         OutputPlan::Aggregate(_) => return Ok(Ok(None)),
     };
-    Ok(Ok(Some(StoredOutput {
-        key,
-        document: Json::Object(document).to_string(),
-    })))
+    Ok(Ok(Some(StoredOutput { key, document })))
+}
+
+/// JSON text written by [`write_document`], which writes only UTF-8.
+fn json_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// A search document: each field's value from the root or a `one` join.
@@ -172,47 +178,63 @@ fn one_row(
     Ok(())
 }
 
-fn build_document(
+/// Writes a cache document as compact JSON text, fields in the view's
+/// order: straight into `out`, because building a `serde_json` tree first
+/// cost an allocation per field and per nested object of every root.
+fn write_document(
     w: &StateWriter,
     view: &ViewPlan,
     doc: &DocPlan,
     row: &[Value],
-) -> Result<Map<String, Json>, EngineError> {
-    let mut object = Map::with_capacity(doc.fields.len());
-    for field in &doc.fields {
+    out: &mut Vec<u8>,
+) -> Result<(), EngineError> {
+    out.push(b'{');
+    for (index, field) in doc.fields.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        let (FieldPlan::Column { name, .. } | FieldPlan::Relation { name, .. }) = field;
+        write_json_string(name, out);
+        out.push(b':');
         match field {
-            FieldPlan::Column { name, column } => {
-                object.insert(name.clone(), row[*column].to_json());
-            }
+            FieldPlan::Column { column, .. } => row[*column].write_json(out),
             FieldPlan::Relation {
-                name,
                 node,
                 cardinality,
                 order_by,
                 document,
+                ..
             } => {
                 let node_plan = &view.nodes[*node];
                 let link = node_plan.link.as_ref().expect("a relation node has a link");
                 let mut rows = children(w, &node_plan.table, link, row)?;
-                let value = match cardinality {
+                match cardinality {
                     Cardinality::One => match rows.first() {
-                        Some(child) => Json::Object(build_document(w, view, document, child)?),
-                        None => Json::Null,
+                        Some(child) => write_document(w, view, document, child, out)?,
+                        None => out.extend_from_slice(b"null"),
                     },
                     Cardinality::Many => {
                         sort_rows(&mut rows, order_by);
-                        let items = rows
-                            .iter()
-                            .map(|child| build_document(w, view, document, child).map(Json::Object))
-                            .collect::<Result<Vec<_>, _>>()?;
-                        Json::Array(items)
+                        out.push(b'[');
+                        for (position, child) in rows.iter().enumerate() {
+                            if position > 0 {
+                                out.push(b',');
+                            }
+                            write_document(w, view, document, child, out)?;
+                        }
+                        out.push(b']');
                     }
-                };
-                object.insert(name.clone(), value);
+                }
             }
         }
     }
-    Ok(object)
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_json_string(text: &str, out: &mut Vec<u8>) {
+    // Serializing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, text);
 }
 
 /// Rows of `table` joined to `parent_row` through `link`, in primary-key order.

@@ -3,7 +3,7 @@
 
 use super::{BatchOutcome, EngineError, dead_letters, document, groups};
 use crate::plan::{OutputPlan, Plan};
-use crate::state::{OutboxEntry, OutboxOp, StateWriter, Store};
+use crate::state::{OutboxEntry, OutboxOp, OutputChange, StateWriter, Store, StoredOutput};
 
 /// Recomputes one root and returns how many outbox entries it produced.
 /// Aggregate views produce theirs when the transaction ends
@@ -23,27 +23,17 @@ pub(super) fn refresh_root(
     let computed = document::compute_output(w, view, pk)?
         .and_then(|output| dead_letters::within_limit(output, max_document_bytes));
     let new = dead_letters::settle(w, plan, view, pk, computed)?;
-    let old = w.get_output(&view.name, pk)?;
-    if new == old {
+    let OutputChange::Changed { old_key } = w.replace_output(&view.name, pk, new.as_ref())? else {
         return Ok(0);
-    }
+    };
     let mut ops = Vec::with_capacity(2);
-    if let Some(old) = &old
-        && new.as_ref().is_none_or(|new| new.key != old.key)
+    if let Some(old_key) = old_key
+        && new.as_ref().is_none_or(|new| new.key != old_key)
     {
-        ops.push(OutboxOp::Delete {
-            key: old.key.clone(),
-        });
+        ops.push(OutboxOp::Delete { key: old_key });
     }
-    match &new {
-        Some(output) => {
-            ops.push(OutboxOp::Put {
-                key: output.key.clone(),
-                document: output.document.clone(),
-            });
-            w.put_output(&view.name, pk, output)?;
-        }
-        None => w.delete_output(&view.name, pk)?,
+    if let Some(StoredOutput { key, document }) = new {
+        ops.push(OutboxOp::Put { key, document });
     }
     let count = ops.len();
     for op in ops {

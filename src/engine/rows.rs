@@ -2,7 +2,7 @@
 
 use super::{EngineError, Touched, roots};
 use crate::change::{Cell, Change, ChangeKind, Tuple, Value};
-use crate::plan::{Plan, TablePlan};
+use crate::plan::{IndexPlan, Plan, TablePlan};
 use crate::state::StateWriter;
 use crate::state::keycode::encode_values;
 
@@ -69,20 +69,27 @@ fn upsert(
     };
     if let Some(before) = &before {
         roots::touch_occurrences(w, plan, table, &occurrences, before, touched)?;
-        index_row(w, table, &old_pk, before, false)?;
-        if old_pk != new_pk {
+    }
+    if old_pk == new_pk {
+        // Index entries whose columns kept their values stay as they are.
+        if let Some(before) = &before {
+            reindex_row(w, table, &new_pk, before, &row)?;
+        } else {
+            index_row(w, table, &new_pk, &row, true)?;
+        }
+    } else {
+        if let Some(before) = &before {
+            index_row(w, table, &old_pk, before, false)?;
             w.delete_row(&table.name, &old_pk)?;
         }
-    }
-    if old_pk != new_pk {
         // A row already stored under the new key is replaced: unindex it too.
         if let Some(replaced) = w.get_row(&table.name, &new_pk)? {
             roots::touch(w, plan, table, &replaced, touched)?;
             index_row(w, table, &new_pk, &replaced, false)?;
         }
+        index_row(w, table, &new_pk, &row, true)?;
     }
     w.put_row(&table.name, &new_pk, &row)?;
-    index_row(w, table, &new_pk, &row, true)?;
     roots::touch_occurrences(w, plan, table, &occurrences, &row, touched)
 }
 
@@ -154,16 +161,48 @@ pub(super) fn index_row(
     insert: bool,
 ) -> Result<(), EngineError> {
     for index in &table.indexes {
-        let values: Vec<&Value> = index.columns.iter().map(|&c| &row[c]).collect();
-        if values.iter().any(|v| v.is_null()) {
+        set_index_entry(w, table, index, pk, row, insert)?;
+    }
+    Ok(())
+}
+
+/// Moves the index entries of a row updated in place from `before` to
+/// `after`, leaving alone those whose columns kept their values (an item's
+/// new quantity keeps its order and product entries).
+fn reindex_row(
+    w: &mut StateWriter,
+    table: &TablePlan,
+    pk: &[u8],
+    before: &[Value],
+    after: &[Value],
+) -> Result<(), EngineError> {
+    for index in &table.indexes {
+        if index.columns.iter().all(|&c| before.get(c) == after.get(c)) {
             continue;
         }
-        let key = encode_values(values);
-        if insert {
-            w.index_insert(&table.name, &index.name, &key, pk)?;
-        } else {
-            w.index_remove(&table.name, &index.name, &key, pk)?;
-        }
+        set_index_entry(w, table, index, pk, before, false)?;
+        set_index_entry(w, table, index, pk, after, true)?;
+    }
+    Ok(())
+}
+
+fn set_index_entry(
+    w: &mut StateWriter,
+    table: &TablePlan,
+    index: &IndexPlan,
+    pk: &[u8],
+    row: &[Value],
+    insert: bool,
+) -> Result<(), EngineError> {
+    let values: Vec<&Value> = index.columns.iter().map(|&c| &row[c]).collect();
+    if values.iter().any(|v| v.is_null()) {
+        return Ok(());
+    }
+    let key = encode_values(values);
+    if insert {
+        w.index_insert(&table.name, &index.name, &key, pk)?;
+    } else {
+        w.index_remove(&table.name, &index.name, &key, pk)?;
     }
     Ok(())
 }

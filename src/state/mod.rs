@@ -23,7 +23,7 @@ pub use groups::{GroupValues, StoredGroup, group_key};
 pub use outbox::{OutboxEntry, OutboxOp, StoredOutput};
 pub use read_cache::Row;
 pub use view_records::ViewRecord;
-pub use writer::StateWriter;
+pub use writer::{OutputChange, StateWriter};
 
 use crate::change::Lsn;
 
@@ -144,7 +144,9 @@ impl Store {
         let txn = self.db.begin_write().map_err(StoreError::from)?;
         let result = {
             let mut writer = StateWriter::open(&txn)?;
-            work(&mut writer)?
+            let result = work(&mut writer)?;
+            writer.finish()?;
+            result
         };
         txn.commit().map_err(StoreError::from)?;
         Ok(result)

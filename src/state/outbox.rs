@@ -49,3 +49,14 @@ pub(super) fn decode_output(bytes: &[u8]) -> Result<StoredOutput, StoreError> {
         reason: e.to_string(),
     })
 }
+
+/// The key of an encoded [`StoredOutput`], without decoding its document.
+pub(super) fn decode_output_key(bytes: &[u8]) -> Result<String, StoreError> {
+    // `key` is the first field, so it is a prefix of the encoding.
+    postcard::take_from_bytes::<String>(bytes)
+        .map(|(key, _)| key)
+        .map_err(|e| StoreError::Corrupt {
+            what: "stored output",
+            reason: e.to_string(),
+        })
+}

@@ -14,6 +14,17 @@ use super::{
 };
 use crate::change::{Lsn, Value};
 
+/// What [`StateWriter::replace_output`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OutputChange {
+    Unchanged,
+    /// The output was replaced or removed; `old_key` is the key of the one
+    /// before, if there was one.
+    Changed {
+        old_key: Option<String>,
+    },
+}
+
 /// A stored row with its encoded primary key.
 pub type KeyedRow = (Vec<u8>, Vec<Value>);
 
@@ -273,6 +284,31 @@ impl<'txn> StateWriter<'txn> {
         Ok(())
     }
 
+    /// Stores `new` as the output of root `pk` of `view` (`None`: it has
+    /// none) unless it equals the stored one, compared encoded.
+    pub fn replace_output(
+        &mut self,
+        view: &str,
+        pk: &[u8],
+        new: Option<&StoredOutput>,
+    ) -> Result<OutputChange, StoreError> {
+        let key = prefixed(view, pk);
+        let encoded = new.map(outbox::encode);
+        let old_key = match self.outputs.get(key.as_slice())? {
+            Some(stored) if Some(stored.value()) == encoded.as_deref() => {
+                return Ok(OutputChange::Unchanged);
+            }
+            Some(stored) => Some(outbox::decode_output_key(stored.value())?),
+            None if encoded.is_none() => return Ok(OutputChange::Unchanged),
+            None => None,
+        };
+        match encoded {
+            Some(bytes) => self.outputs.insert(key.as_slice(), bytes.as_slice())?,
+            None => self.outputs.remove(key.as_slice())?,
+        };
+        Ok(OutputChange::Changed { old_key })
+    }
+
     pub fn delete_output(&mut self, view: &str, pk: &[u8]) -> Result<(), StoreError> {
         let key = prefixed(view, pk);
         self.outputs.remove(key.as_slice())?;
@@ -289,18 +325,31 @@ impl<'txn> StateWriter<'txn> {
         let sequence = self.next_sequence(sink)?;
         let bytes = outbox::encode(entry);
         self.outbox.insert((sink, sequence), bytes.as_slice())?;
-        self.next_sequence.insert(sink.to_string(), sequence + 1);
-        let meta_key = outbox::sequence_meta_key(sink);
-        self.meta
-            .insert(meta_key.as_str(), sequence.to_be_bytes().as_slice())?;
         Ok(sequence)
     }
 
+    /// Takes the next outbox sequence of `sink`; the newest one is stored
+    /// once, when the transaction ends ([`StateWriter::finish`]).
     fn next_sequence(&mut self, sink: &str) -> Result<u64, StoreError> {
-        if let Some(next) = self.next_sequence.get(sink) {
-            return Ok(*next);
+        if let Some(next) = self.next_sequence.get_mut(sink) {
+            *next += 1;
+            return Ok(*next - 1);
         }
-        Ok(super::read_sequence(&self.meta, sink)? + 1)
+        let next = super::read_sequence(&self.meta, sink)? + 1;
+        self.next_sequence.insert(sink.to_string(), next + 1);
+        Ok(next)
+    }
+
+    /// Stores what the transaction kept in memory: the newest outbox
+    /// sequence of each sink it appended to.
+    pub(super) fn finish(&mut self) -> Result<(), StoreError> {
+        for (sink, next) in &self.next_sequence {
+            let meta_key = outbox::sequence_meta_key(sink);
+            let newest = next - 1;
+            self.meta
+                .insert(meta_key.as_str(), newest.to_be_bytes().as_slice())?;
+        }
+        Ok(())
     }
 
     pub fn position(&self) -> Result<Option<Lsn>, StoreError> {
