@@ -20,7 +20,7 @@ use crate::admin::{self, AdminError, AdminShared, AdminState, RunningViews};
 use crate::change::{ChangeBatch, Lsn};
 use crate::config::{Config, ConfigError};
 use crate::drop_view::Targets;
-use crate::engine::{BatchOutcome, Engine, EngineError};
+use crate::engine::{BatchOutcome, Engine, EngineError, OutputReader};
 use crate::plan::{KeyPartPlan, OutputPlan, Plan, PlanError, ViewPlan};
 use crate::rebuild::Rebuilder;
 use crate::reload::{self, PlanningError, Reloader, Restart};
@@ -268,9 +268,10 @@ impl Generation {
                 .with_batch_max_roots(config.batch_max_roots),
         );
         let (stop, stopped) = watch::channel(false);
-        let mut sinks = start_search_sinks(views, config, store, status, &stopped)?;
+        let outputs = engine.output_reader();
+        let mut sinks = start_search_sinks(views, config, &outputs, status, &stopped)?;
         start_aggregate_sinks(&plan, config, store, status, &stopped, &mut sinks).await?;
-        start_redis_sink(&plan, config, store, status, &stopped, &mut sinks)?;
+        start_redis_sink(&plan, config, store, &outputs, status, &stopped, &mut sinks)?;
         let sink_names: Vec<String> = plan.views.iter().map(|v| v.sink.clone()).collect();
         status.retain_sinks(&sink_names);
         let running = RunningViews {
@@ -392,7 +393,7 @@ impl Sinks {
 fn start_search_sinks(
     views: &[ViewDef],
     config: &Config,
-    store: &Arc<Store>,
+    outputs: &OutputReader,
     status: &Arc<StatusBoard>,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Sinks, ServiceError> {
@@ -420,7 +421,7 @@ fn start_search_sinks(
         let sink = SearchSink::new(
             view.name.clone(),
             outbox,
-            Arc::clone(store),
+            outputs.clone(),
             Arc::clone(&index),
             writer,
             wiring.rewrites,
@@ -436,6 +437,7 @@ fn start_redis_sink(
     plan: &Plan,
     config: &Config,
     store: &Arc<Store>,
+    outputs: &OutputReader,
     status: &Arc<StatusBoard>,
     shutdown: &watch::Receiver<bool>,
     sinks: &mut Sinks,
@@ -462,7 +464,7 @@ fn start_redis_sink(
     let wiring = sinks.wire(status, redis::SINK, &names);
     let sink = RedisSink::new(
         config.redis_url.clone(),
-        Arc::clone(store),
+        outputs.clone(),
         names,
         key_prefixes,
         config.redis_checkpoint_key.clone(),

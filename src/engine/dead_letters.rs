@@ -9,7 +9,7 @@
 
 use super::EngineError;
 use crate::plan::{Plan, ViewPlan};
-use crate::state::{DeadLetter, StateWriter, StoredOutput};
+use crate::state::{DeadLetter, ReadRows, StateWriter, StoredOutput};
 use crate::telemetry;
 
 /// Why one root has no output.
@@ -73,7 +73,7 @@ pub(super) fn settle<T>(
 
 /// `column=value, …` of the root's primary key, read from its stored row.
 fn root_key_text(
-    w: &StateWriter,
+    w: &dyn ReadRows,
     plan: &Plan,
     table: &str,
     pk: &[u8],

@@ -15,7 +15,7 @@ use crate::plan::{
     ViewPlan,
 };
 use crate::sink::search::check_fits;
-use crate::state::StateWriter;
+use crate::state::ReadRows;
 use crate::state::keycode::encode_values;
 use crate::state::{Row, StoredOutput};
 use crate::view::model::Cardinality;
@@ -23,7 +23,7 @@ use crate::view::model::Cardinality;
 /// The output of the root stored under `pk`, or `None` when the root does not
 /// exist or does not pass the view's `where`; a poison when `where` fails.
 pub(super) fn compute_output(
-    w: &StateWriter,
+    w: &dyn ReadRows,
     view: &ViewPlan,
     pk: &[u8],
 ) -> Result<Outcome<Option<StoredOutput>>, EngineError> {
@@ -64,7 +64,7 @@ fn json_text(bytes: Vec<u8>) -> String {
 
 /// A search document: each field's value from the root or a `one` join.
 fn build_flat_document(
-    w: &StateWriter,
+    w: &dyn ReadRows,
     view: &ViewPlan,
     fields: &[SearchFieldPlan],
     root: &Row,
@@ -110,7 +110,7 @@ fn render_key(parts: &[KeyPartPlan], root: &[Value]) -> String {
 /// expression that fails on this row's values (an overflow, say) is a
 /// poison: SQL would raise instead of returning the row.
 pub(super) fn passes_filter(
-    w: &StateWriter,
+    w: &dyn ReadRows,
     view: &ViewPlan,
     root: &Row,
 ) -> Result<Outcome<bool>, EngineError> {
@@ -136,7 +136,7 @@ impl NodeRows {
     /// matching row is NULL, as in a LEFT JOIN.
     pub fn eval(
         &mut self,
-        w: &StateWriter,
+        w: &dyn ReadRows,
         view: &ViewPlan,
         expr: &ExprPlan,
     ) -> Result<Result<Value, EvalError>, EngineError> {
@@ -156,7 +156,7 @@ impl NodeRows {
 
 /// The row of a `one` node for the current root, filling `rows` parent first.
 fn one_row(
-    w: &StateWriter,
+    w: &dyn ReadRows,
     view: &ViewPlan,
     node: usize,
     rows: &mut HashMap<usize, Option<Row>>,
@@ -182,7 +182,7 @@ fn one_row(
 /// order: straight into `out`, because building a `serde_json` tree first
 /// cost an allocation per field and per nested object of every root.
 fn write_document(
-    w: &StateWriter,
+    w: &dyn ReadRows,
     view: &ViewPlan,
     doc: &DocPlan,
     row: &[Value],
@@ -239,7 +239,7 @@ fn write_json_string(text: &str, out: &mut Vec<u8>) {
 
 /// Rows of `table` joined to `parent_row` through `link`, in primary-key order.
 fn children(
-    w: &StateWriter,
+    w: &dyn ReadRows,
     table: &str,
     link: &LinkPlan,
     parent_row: &[Value],

@@ -12,7 +12,9 @@ use super::document::{NodeRows, passes_filter};
 use crate::aggregate::{Contribution, Direction, GroupState, MeasureSpec, convert_input};
 use crate::change::Value;
 use crate::plan::{AggregatePlan, OutputPlan, Plan, ViewPlan};
-use crate::state::{OutboxEntry, OutboxOp, StateWriter, StoredGroup, StoredOutput, group_key};
+use crate::state::{
+    OutboxEntry, OutboxOp, ReadRows, StateWriter, StoredGroup, StoredOutput, group_key,
+};
 
 /// Recomputes one root's contribution and moves it between groups if it
 /// changed. Outbox entries come later, from [`append_changed_groups`].
@@ -25,7 +27,7 @@ pub(super) fn refresh_root(
 ) -> Result<(), EngineError> {
     let computed = contribution(w, view, aggregate, pk)?;
     let new = dead_letters::settle(w, plan, view, pk, computed)?;
-    let old = match w.get_output(&view.name, pk)? {
+    let old = match w.get_contribution(&view.name, pk)? {
         Some(stored) => Some(decode(&view.name, &stored)?),
         None => None,
     };
@@ -39,7 +41,7 @@ pub(super) fn refresh_root(
     match &new {
         Some(new) => {
             move_contribution(w, &view.name, &specs, new, Direction::Add)?;
-            w.put_output(&view.name, pk, &encode(new))?;
+            w.put_contribution(&view.name, pk, &encode(new))?;
         }
         None => w.delete_output(&view.name, pk)?,
     }
@@ -50,7 +52,7 @@ pub(super) fn refresh_root(
 /// or does not pass `where`; a poison when a key or input fails to evaluate
 /// on this row (an overflow, say), as SQL would raise.
 fn contribution(
-    w: &StateWriter,
+    w: &dyn ReadRows,
     view: &ViewPlan,
     aggregate: &AggregatePlan,
     pk: &[u8],

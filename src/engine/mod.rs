@@ -9,6 +9,7 @@
 mod dead_letters;
 mod document;
 mod groups;
+mod output_reader;
 mod outputs;
 mod roots;
 mod rows;
@@ -16,6 +17,7 @@ mod rows;
 use std::collections::{BTreeSet, HashMap};
 
 pub use groups::{values_from_json, values_json};
+pub use output_reader::OutputReader;
 use std::sync::Arc;
 
 use crate::change::{ChangeBatch, Lsn, Value};
@@ -134,6 +136,15 @@ impl Engine {
 
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// What sinks rewrite their targets from.
+    pub fn output_reader(&self) -> OutputReader {
+        OutputReader::new(
+            Arc::clone(&self.plan),
+            Arc::clone(&self.store),
+            self.max_document_bytes,
+        )
     }
 
     /// Applies a batch and makes it durable with its position. A batch whose

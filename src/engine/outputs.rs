@@ -3,7 +3,9 @@
 
 use super::{BatchOutcome, EngineError, dead_letters, document, groups};
 use crate::plan::{OutputPlan, Plan};
-use crate::state::{OutboxEntry, OutboxOp, OutputChange, StateWriter, Store, StoredOutput};
+use crate::state::{
+    OutboxEntry, OutboxOp, OutputChange, ReadRows, StateWriter, Store, StoredOutput,
+};
 
 /// Recomputes one root and returns how many outbox entries it produced.
 /// Aggregate views produce theirs when the transaction ends

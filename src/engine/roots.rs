@@ -10,11 +10,11 @@ use crate::plan::{
     DocPlan, ExprPlan, FieldPlan, KeyPartPlan, Lookup, OutputPlan, Plan, TablePlan, ViewPlan,
 };
 use crate::state::keycode::encode_values;
-use crate::state::{Row, StateWriter};
+use crate::state::{ReadRows, Row};
 
 /// Records every root (of every view) that `row` of `table` is part of.
 pub(super) fn touch(
-    w: &StateWriter,
+    w: &dyn ReadRows,
     plan: &Plan,
     table: &TablePlan,
     row: &[Value],
@@ -26,7 +26,7 @@ pub(super) fn touch(
 /// Records the roots that `row` is part of through the given occurrences of
 /// its table.
 pub(super) fn touch_occurrences(
-    w: &StateWriter,
+    w: &dyn ReadRows,
     plan: &Plan,
     table: &TablePlan,
     occurrences: &[(usize, usize)],
@@ -146,7 +146,7 @@ fn document_reads(document: &DocPlan, node: usize, reads: &mut BTreeSet<usize>) 
 
 /// From rows at `node`, the primary keys of the roots above them.
 fn walk_up(
-    w: &StateWriter,
+    w: &dyn ReadRows,
     plan: &Plan,
     view: usize,
     mut node: usize,

@@ -3,8 +3,8 @@
 use super::{EngineError, Touched, roots};
 use crate::change::{Cell, Change, ChangeKind, Tuple, Value};
 use crate::plan::{IndexPlan, Plan, TablePlan};
-use crate::state::StateWriter;
 use crate::state::keycode::encode_values;
+use crate::state::{ReadRows, StateWriter};
 
 /// Applies one change and records the roots it touches, before and after.
 pub(super) fn apply_change(

@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::engine::{EngineError, OutputReader};
 use crate::state::{Store, StoreError, StoredOutput};
 use crate::status::SinkHealth;
 
@@ -109,23 +110,23 @@ impl RewriteSignal {
     }
 }
 
-/// Chunks of `(view, output)` pairs from a stored-outputs snapshot.
+/// Chunks of `(view, output)` pairs, all as of one point.
 pub type OutputChunks = mpsc::Receiver<Vec<(String, StoredOutput)>>;
 
-/// Reads every stored output of `views` at one consistent point on a blocking
+/// Computes every output of `views` at one consistent point on a blocking
 /// thread and streams them in chunks, for a sink that must rewrite its target
 /// from scratch. The task returns the outbox sequence of `sink` that point
 /// covers; it ends early (and says why) if the receiver is dropped.
-pub fn stream_stored_outputs(
-    store: &Arc<Store>,
+pub fn stream_outputs(
+    outputs: &OutputReader,
     sink: &str,
     views: Vec<String>,
     chunk: usize,
-) -> (OutputChunks, JoinHandle<Result<u64, StoreError>>) {
+) -> (OutputChunks, JoinHandle<Result<u64, EngineError>>) {
     let (chunks_tx, chunks) = mpsc::channel(4);
-    let (store, sink) = (Arc::clone(store), sink.to_string());
+    let (outputs, sink) = (outputs.clone(), sink.to_string());
     let reader = tokio::task::spawn_blocking(move || {
-        store.outputs_snapshot(&sink, &views, chunk, |chunk| {
+        outputs.read_all(&sink, &views, chunk, |chunk| {
             // A closed channel means the consumer failed; it reports why.
             let _ = chunks_tx.blocking_send(chunk);
             Ok(())

@@ -15,6 +15,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, watch};
 
+use crate::engine::{EngineError, OutputReader};
 use crate::sink::RewriteSignal;
 use crate::source::connection::redact_url;
 use crate::state::{OutboxEntry, OutboxOp, Store, StoreError};
@@ -35,6 +36,8 @@ pub enum RedisSinkError {
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Outputs(#[from] EngineError),
     #[error("state store task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -42,6 +45,8 @@ pub enum RedisSinkError {
 pub struct RedisSink {
     url: String,
     store: Arc<Store>,
+    /// Computes the documents of a full rewrite.
+    outputs: OutputReader,
     /// Names of the cache views whose outputs this sink owns.
     views: Vec<String>,
     checkpoint_key: String,
@@ -60,7 +65,7 @@ pub struct RedisSink {
 impl RedisSink {
     pub fn new(
         url: String,
-        store: Arc<Store>,
+        outputs: OutputReader,
         views: Vec<String>,
         key_prefixes: Vec<String>,
         checkpoint_key: String,
@@ -69,7 +74,8 @@ impl RedisSink {
     ) -> RedisSink {
         RedisSink {
             url,
-            store,
+            store: Arc::clone(outputs.store()),
+            outputs,
             views,
             checkpoint_key,
             store_id,
@@ -234,7 +240,7 @@ impl RedisSink {
     /// checkpoint to the outbox sequence of that point.
     async fn rewrite_all(&self, conn: &mut ConnectionManager) -> Result<u64, RedisSinkError> {
         let (mut chunks, reader) =
-            super::stream_stored_outputs(&self.store, SINK, self.views.clone(), ENTRIES_PER_BATCH);
+            super::stream_outputs(&self.outputs, SINK, self.views.clone(), ENTRIES_PER_BATCH);
         let mut written = 0usize;
         let mut keys = HashSet::new();
         while let Some(chunk) = chunks.recv().await {

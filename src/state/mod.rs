@@ -11,6 +11,7 @@ mod groups;
 pub mod keycode;
 mod outbox;
 mod read_cache;
+mod reader;
 mod view_records;
 mod writer;
 
@@ -21,7 +22,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 pub use dead_letters::DeadLetter;
 pub use groups::{GroupValues, StoredGroup, group_key};
 pub use outbox::{OutboxEntry, OutboxOp, StoredOutput};
-pub use read_cache::Row;
+pub use read_cache::{Keys, Row};
+pub use reader::StateReader;
 pub use view_records::ViewRecord;
 pub use writer::{OutputChange, StateWriter};
 
@@ -31,7 +33,9 @@ use crate::change::Lsn;
 const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
 /// `table ‖ index ‖ join values ‖ primary key` → nothing: a join index entry.
 const JOIN_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("join_index");
-/// `view ‖ root primary key` → the root's last output ([`StoredOutput`]).
+/// `view ‖ root primary key` → the root's last output: of a cache or search
+/// view its key and document digest ([`StateWriter::replace_output`]), of
+/// an aggregate view its whole contribution ([`StoredOutput`]).
 const OUTPUTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outputs");
 /// `view ‖ group key` → [`StoredGroup`]: aggregate groups.
 const GROUPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("groups");
@@ -81,6 +85,17 @@ storage_error_from!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// Reads of stored rows and join indexes, in a write transaction
+/// ([`StateWriter`]) or a read one ([`StateReader`]): what computing an
+/// output needs.
+pub trait ReadRows {
+    /// The stored row of `table` under the encoded primary key `pk`.
+    fn get_row(&self, table: &str, pk: &[u8]) -> Result<Option<Row>, StoreError>;
+    /// Primary keys of the rows of `table` whose `index` columns equal the
+    /// encoded `values`.
+    fn index_lookup(&self, table: &str, index: &str, values: &[u8]) -> Result<Keys, StoreError>;
+}
 
 /// Handle to the state store; cheap to share behind an `Arc`.
 pub struct Store {
@@ -262,37 +277,6 @@ impl Store {
         Ok(self
             .read_meta_u64(&outbox::sequence_meta_key(sink))?
             .unwrap_or(0))
-    }
-
-    /// Reads every stored output of `views` at one consistent point, with the
-    /// newest outbox sequence of `sink` at that point, in chunks of `chunk`.
-    /// Used to rewrite a sink that lost its data.
-    pub fn outputs_snapshot(
-        &self,
-        sink: &str,
-        views: &[String],
-        chunk: usize,
-        mut each_chunk: impl FnMut(Vec<(String, StoredOutput)>) -> Result<(), StoreError>,
-    ) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        let sequence = read_sequence(&txn.open_table(META)?, sink)?;
-        let outputs = txn.open_table(OUTPUTS)?;
-        for view in views {
-            let prefix = writer::view_prefix(view);
-            let end = keycode::prefix_end(&prefix);
-            let mut batch = Vec::with_capacity(chunk);
-            for item in outputs.range(prefix.as_slice()..end.as_slice())? {
-                let (_, value) = item?;
-                batch.push((view.clone(), outbox::decode_output(value.value())?));
-                if batch.len() == chunk {
-                    each_chunk(std::mem::take(&mut batch))?;
-                }
-            }
-            if !batch.is_empty() {
-                each_chunk(batch)?;
-            }
-        }
-        Ok(sequence)
     }
 }
 

@@ -5,10 +5,13 @@
 //! key), so applying it twice leaves the target as applying it once.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::StoreError;
 
-/// The last output of one root of a cache view: its key and its JSON document.
+/// The output of one root: for a cache or search view its key and its JSON
+/// document; for an aggregate view its contribution (group key and measure
+/// inputs), which is stored whole, to be retracted later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredOutput {
     pub key: String,
@@ -59,4 +62,17 @@ pub(super) fn decode_output_key(bytes: &[u8]) -> Result<String, StoreError> {
             what: "stored output",
             reason: e.to_string(),
         })
+}
+
+/// What the store keeps of a cache or search view's output: its key (to
+/// delete it when the key changes) and a digest of its document (to tell
+/// whether a recomputed one differs). The document itself goes to the outbox
+/// only, and a sink that must rewrite its target recomputes documents from
+/// the rows (`engine::OutputReader`): storing them made every refresh rewrite
+/// a page of a table as large as all documents together.
+pub(super) fn encode_output_record(output: &StoredOutput) -> Vec<u8> {
+    let digest: [u8; 16] = Sha256::digest(output.document.as_bytes())[..16]
+        .try_into()
+        .unwrap_or_default();
+    encode(&(output.key.as_str(), digest))
 }

@@ -13,7 +13,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use foldhash::fast::RandomState;
+use redb::ReadableTable;
 
+use super::StoreError;
+use super::writer::{decode_row, index_prefix, prefixed, suffixes_after};
 use crate::change::Value;
 
 /// A stored row's columns, shared between the cache and its readers.
@@ -37,13 +40,50 @@ pub(super) struct ReadCache {
 }
 
 impl ReadCache {
+    /// The stored row of `table` under `pk`, read through this cache.
+    pub fn get_row(
+        &self,
+        rows: &impl ReadableTable<&'static [u8], &'static [u8]>,
+        table: &str,
+        pk: &[u8],
+    ) -> Result<Option<Row>, StoreError> {
+        let key = prefixed(table, pk);
+        if let Some(cached) = self.row(&key) {
+            return Ok(cached);
+        }
+        let row = match rows.get(key.as_slice())? {
+            Some(bytes) => Some(Row::from(decode_row(bytes.value())?)),
+            None => None,
+        };
+        self.remember_row(key, row.clone());
+        Ok(row)
+    }
+
+    /// Primary keys of the rows of `table` whose `index` columns equal
+    /// `values`, read through this cache.
+    pub fn index_lookup(
+        &self,
+        join_index: &impl ReadableTable<&'static [u8], ()>,
+        table: &str,
+        index: &str,
+        values: &[u8],
+    ) -> Result<Keys, StoreError> {
+        let prefix = index_prefix(table, index, values);
+        if let Some(cached) = self.lookup(&prefix) {
+            return Ok(cached);
+        }
+        let keys: Keys = suffixes_after(join_index, &prefix)?.into();
+        self.remember_lookup(prefix, Arc::clone(&keys));
+        Ok(keys)
+    }
+
     /// The cached row under `key`: `None` when not cached, `Some(None)` when
     /// known to be absent.
-    pub fn row(&self, key: &[u8]) -> Option<Option<Row>> {
+    fn row(&self, key: &[u8]) -> Option<Option<Row>> {
         self.rows.borrow().get(key).cloned()
     }
 
-    pub fn remember_row(&self, key: Vec<u8>, row: Option<Row>) {
+    fn remember_row(&self, key: Vec<u8>, row: Option<Row>) {
         let mut rows = self.rows.borrow_mut();
         if rows.len() >= MAX_ENTRIES {
             rows.clear();
@@ -59,11 +99,11 @@ impl ReadCache {
         }
     }
 
-    pub fn lookup(&self, prefix: &[u8]) -> Option<Keys> {
+    fn lookup(&self, prefix: &[u8]) -> Option<Keys> {
         self.lookups.borrow().get(prefix).cloned()
     }
 
-    pub fn remember_lookup(&self, prefix: Vec<u8>, keys: Keys) {
+    fn remember_lookup(&self, prefix: Vec<u8>, keys: Keys) {
         let mut lookups = self.lookups.borrow_mut();
         if lookups.len() >= MAX_ENTRIES {
             lookups.clear();

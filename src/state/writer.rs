@@ -1,7 +1,6 @@
 //! [`StateWriter`]: typed access to the store inside one write transaction.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
@@ -10,7 +9,7 @@ use super::outbox::{self, OutboxEntry, StoredOutput};
 use super::read_cache::{Keys, ReadCache, Row};
 use super::{
     DEAD_LETTERS, GROUP_VALUES, GROUPS, JOIN_INDEX, META, META_LAYOUT, META_POSITION, OUTBOX,
-    OUTPUTS, PENDING, ROWS, StoreError,
+    OUTPUTS, PENDING, ROWS, ReadRows, StoreError,
 };
 use crate::change::{Lsn, Value};
 
@@ -68,7 +67,7 @@ pub(super) fn prefixed(name: &str, rest: &[u8]) -> Vec<u8> {
     key
 }
 
-fn index_prefix(table: &str, index: &str, values: &[u8]) -> Vec<u8> {
+pub(super) fn index_prefix(table: &str, index: &str, values: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(table.len() + index.len() + values.len() + 6);
     encode_str(table, &mut key);
     encode_str(index, &mut key);
@@ -77,8 +76,8 @@ fn index_prefix(table: &str, index: &str, values: &[u8]) -> Vec<u8> {
 }
 
 /// The key suffixes after `prefix` of every entry of `table` that starts with it.
-fn suffixes_after<V: redb::Value + 'static>(
-    table: &Table<'_, &'static [u8], V>,
+pub(super) fn suffixes_after<V: redb::Value + 'static>(
+    table: &impl ReadableTable<&'static [u8], V>,
     prefix: &[u8],
 ) -> Result<Vec<Vec<u8>>, StoreError> {
     let end = prefix_end(prefix);
@@ -90,11 +89,22 @@ fn suffixes_after<V: redb::Value + 'static>(
     Ok(suffixes)
 }
 
-fn decode_row(bytes: &[u8]) -> Result<Vec<Value>, StoreError> {
+pub(super) fn decode_row(bytes: &[u8]) -> Result<Vec<Value>, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
         what: "row",
         reason: e.to_string(),
     })
+}
+
+impl ReadRows for StateWriter<'_> {
+    fn get_row(&self, table: &str, pk: &[u8]) -> Result<Option<Row>, StoreError> {
+        self.cache.get_row(&self.rows, table, pk)
+    }
+
+    fn index_lookup(&self, table: &str, index: &str, values: &[u8]) -> Result<Keys, StoreError> {
+        self.cache
+            .index_lookup(&self.join_index, table, index, values)
+    }
 }
 
 impl<'txn> StateWriter<'txn> {
@@ -124,19 +134,6 @@ impl<'txn> StateWriter<'txn> {
 
     pub fn source_lsn(&self) -> Option<Lsn> {
         self.source_lsn
-    }
-
-    pub fn get_row(&self, table: &str, pk: &[u8]) -> Result<Option<Row>, StoreError> {
-        let key = prefixed(table, pk);
-        if let Some(cached) = self.cache.row(&key) {
-            return Ok(cached);
-        }
-        let row = match self.rows.get(key.as_slice())? {
-            Some(bytes) => Some(Row::from(decode_row(bytes.value())?)),
-            None => None,
-        };
-        self.cache.remember_row(key, row.clone());
-        Ok(row)
     }
 
     pub fn put_row(&mut self, table: &str, pk: &[u8], row: &[Value]) -> Result<(), StoreError> {
@@ -220,22 +217,6 @@ impl<'txn> StateWriter<'txn> {
         Ok(())
     }
 
-    /// Primary keys of the rows of `table` whose `index` columns equal `values`.
-    pub fn index_lookup(
-        &self,
-        table: &str,
-        index: &str,
-        values: &[u8],
-    ) -> Result<Keys, StoreError> {
-        let prefix = index_prefix(table, index, values);
-        if let Some(cached) = self.cache.lookup(&prefix) {
-            return Ok(cached);
-        }
-        let keys: Keys = suffixes_after(&self.join_index, &prefix)?.into();
-        self.cache.remember_lookup(prefix, Arc::clone(&keys));
-        Ok(keys)
-    }
-
     /// Drops the join index entries of `table` (to be rebuilt from its rows).
     pub fn clear_table_indexes(&mut self, table: &str) -> Result<(), StoreError> {
         let prefix = prefixed(table, &[]);
@@ -264,7 +245,12 @@ impl<'txn> StateWriter<'txn> {
         Ok(())
     }
 
-    pub fn get_output(&self, view: &str, pk: &[u8]) -> Result<Option<StoredOutput>, StoreError> {
+    /// The stored contribution of root `pk` of the aggregate view `view`.
+    pub fn get_contribution(
+        &self,
+        view: &str,
+        pk: &[u8],
+    ) -> Result<Option<StoredOutput>, StoreError> {
         let key = prefixed(view, pk);
         match self.outputs.get(key.as_slice())? {
             Some(bytes) => outbox::decode_output(bytes.value()).map(Some),
@@ -272,7 +258,7 @@ impl<'txn> StateWriter<'txn> {
         }
     }
 
-    pub fn put_output(
+    pub fn put_contribution(
         &mut self,
         view: &str,
         pk: &[u8],
@@ -284,8 +270,9 @@ impl<'txn> StateWriter<'txn> {
         Ok(())
     }
 
-    /// Stores `new` as the output of root `pk` of `view` (`None`: it has
-    /// none) unless it equals the stored one, compared encoded.
+    /// Records `new` as the output of root `pk` of the cache or search view
+    /// `view` (`None`: it has none), unless its key and document digest are
+    /// the ones recorded.
     pub fn replace_output(
         &mut self,
         view: &str,
@@ -293,7 +280,7 @@ impl<'txn> StateWriter<'txn> {
         new: Option<&StoredOutput>,
     ) -> Result<OutputChange, StoreError> {
         let key = prefixed(view, pk);
-        let encoded = new.map(outbox::encode);
+        let encoded = new.map(outbox::encode_output_record);
         let old_key = match self.outputs.get(key.as_slice())? {
             Some(stored) if Some(stored.value()) == encoded.as_deref() => {
                 return Ok(OutputChange::Unchanged);
@@ -398,7 +385,7 @@ impl<'txn> StateWriter<'txn> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Store;
+    use super::super::{ReadRows, Store};
     use crate::change::Value;
 
     fn store() -> (tempfile::TempDir, Store) {
@@ -450,5 +437,72 @@ mod tests {
                 Ok::<_, super::StoreError>(())
             })
             .unwrap();
+    }
+
+    fn output(key: &str, document: &str) -> super::StoredOutput {
+        super::StoredOutput {
+            key: key.into(),
+            document: document.into(),
+        }
+    }
+
+    /// Outputs are compared by key and document digest, and a replaced one
+    /// hands back its key (to be deleted when the new key differs).
+    #[test]
+    fn replaced_outputs_are_compared_by_key_and_digest() {
+        use super::OutputChange::{Changed, Unchanged};
+        let (_dir, store) = store();
+        store
+            .write(|w| {
+                let a = output("k:1", r#"{"a":1}"#);
+                assert_eq!(w.replace_output("v", b"1", None)?, Unchanged);
+                assert_eq!(
+                    w.replace_output("v", b"1", Some(&a))?,
+                    Changed { old_key: None }
+                );
+                assert_eq!(w.replace_output("v", b"1", Some(&a))?, Unchanged);
+                let b = output("k:1", r#"{"a":2}"#);
+                assert_eq!(
+                    w.replace_output("v", b"1", Some(&b))?,
+                    Changed {
+                        old_key: Some("k:1".into())
+                    }
+                );
+                assert_eq!(
+                    w.replace_output("v", b"1", None)?,
+                    Changed {
+                        old_key: Some("k:1".into())
+                    }
+                );
+                assert_eq!(w.replace_output("v", b"1", None)?, Unchanged);
+                Ok::<_, super::StoreError>(())
+            })
+            .unwrap();
+    }
+
+    /// A store written by an earlier version holds whole documents: their
+    /// key still reads, and the first refresh replaces them.
+    #[test]
+    fn outputs_stored_whole_by_earlier_versions_are_replaced() {
+        let (_dir, store) = store();
+        let a = output("k:1", r#"{"a":1}"#);
+        store
+            .write(|w| {
+                w.put_contribution("v", b"1", &a)?;
+                assert_eq!(
+                    w.replace_output("v", b"1", Some(&a))?,
+                    super::OutputChange::Changed {
+                        old_key: Some("k:1".into())
+                    }
+                );
+                assert_eq!(
+                    w.replace_output("v", b"1", Some(&a))?,
+                    super::OutputChange::Unchanged
+                );
+                Ok::<_, super::StoreError>(())
+            })
+            .unwrap();
+        let roots = store.reader().unwrap().output_roots("v", None, 10).unwrap();
+        assert_eq!(roots, vec![(b"1".to_vec(), "k:1".to_string())]);
     }
 }

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::{IndexOp, IndexWriterHandle, SearchError, SearchIndex};
+use crate::engine::{EngineError, OutputReader};
 use crate::sink::RewriteSignal;
 use crate::state::{OutboxEntry, OutboxOp, Store, StoreError};
 
@@ -33,6 +34,8 @@ pub enum SearchSinkError {
     Index(#[from] SearchError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Outputs(#[from] EngineError),
     #[error("view {view}: stored document for {id} is not a JSON object")]
     Document { view: String, id: String },
     #[error("index task failed: {0}")]
@@ -44,6 +47,8 @@ pub struct SearchSink {
     /// The outbox name: `search:{view}`.
     sink: String,
     store: Arc<Store>,
+    /// Computes the documents of a full load.
+    outputs: OutputReader,
     index: Arc<SearchIndex>,
     writer: Arc<IndexWriterHandle>,
     rewrites: RewriteSignal,
@@ -53,7 +58,7 @@ impl SearchSink {
     pub fn new(
         view: String,
         sink: String,
-        store: Arc<Store>,
+        outputs: OutputReader,
         index: Arc<SearchIndex>,
         writer: IndexWriterHandle,
         rewrites: RewriteSignal,
@@ -61,7 +66,8 @@ impl SearchSink {
         SearchSink {
             view,
             sink,
-            store,
+            store: Arc::clone(outputs.store()),
+            outputs,
             index,
             writer: Arc::new(writer),
             rewrites,
@@ -149,13 +155,13 @@ impl SearchSink {
         }
     }
 
-    /// Writes every stored output into the index and deletes every other
+    /// Writes every output into the index and deletes every other
     /// document, in one commit (searches see the old index until it, the
     /// new one after), and returns the outbox sequence that covers. For a
     /// new index, and for a rebuild on demand.
     async fn load_all(&self) -> Result<u64, SearchSinkError> {
-        let (mut chunks, reader) = crate::sink::stream_stored_outputs(
-            &self.store,
+        let (mut chunks, reader) = crate::sink::stream_outputs(
+            &self.outputs,
             &self.sink,
             vec![self.view.clone()],
             ENTRIES_PER_COMMIT,

@@ -1,0 +1,82 @@
+//! [`StateReader`]: the store at one consistent point, read without
+//! blocking the engine's writes.
+
+use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase};
+
+use super::keycode::prefix_end;
+use super::read_cache::{Keys, ReadCache, Row};
+use super::writer::{prefixed, view_prefix};
+use super::{JOIN_INDEX, META, OUTPUTS, ROWS, ReadRows, Store, StoreError, outbox};
+
+pub struct StateReader {
+    rows: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    join_index: ReadOnlyTable<&'static [u8], ()>,
+    outputs: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    meta: ReadOnlyTable<&'static str, &'static [u8]>,
+    cache: ReadCache,
+    _txn: ReadTransaction,
+}
+
+impl Store {
+    /// A reader of the store as of now; later writes are not seen by it.
+    pub fn reader(&self) -> Result<StateReader, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(StateReader {
+            rows: txn.open_table(ROWS)?,
+            join_index: txn.open_table(JOIN_INDEX)?,
+            outputs: txn.open_table(OUTPUTS)?,
+            meta: txn.open_table(META)?,
+            cache: ReadCache::default(),
+            _txn: txn,
+        })
+    }
+}
+
+impl ReadRows for StateReader {
+    fn get_row(&self, table: &str, pk: &[u8]) -> Result<Option<Row>, StoreError> {
+        self.cache.get_row(&self.rows, table, pk)
+    }
+
+    fn index_lookup(&self, table: &str, index: &str, values: &[u8]) -> Result<Keys, StoreError> {
+        self.cache
+            .index_lookup(&self.join_index, table, index, values)
+    }
+}
+
+impl StateReader {
+    /// The sequence of the newest outbox entry written for `sink` (0: none).
+    pub fn outbox_sequence(&self, sink: &str) -> Result<u64, StoreError> {
+        super::read_sequence(&self.meta, sink)
+    }
+
+    /// Up to `limit` roots of `view` that have an output, after root `after`
+    /// (exclusive) in key order: each root's primary key and output key.
+    pub fn output_roots(
+        &self,
+        view: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, String)>, StoreError> {
+        let prefix = view_prefix(view);
+        let end = prefix_end(&prefix);
+        let start = match after {
+            Some(pk) => {
+                let mut key = prefixed(view, pk);
+                key.push(0); // the next key after `pk`
+                key
+            }
+            None => prefix.clone(),
+        };
+        let mut roots = Vec::new();
+        for item in self
+            .outputs
+            .range(start.as_slice()..end.as_slice())?
+            .take(limit)
+        {
+            let (key, value) = item?;
+            let pk = key.value()[prefix.len()..].to_vec();
+            roots.push((pk, outbox::decode_output_key(value.value())?));
+        }
+        Ok(roots)
+    }
+}
