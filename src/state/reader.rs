@@ -3,9 +3,8 @@
 
 use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase};
 
-use super::keycode::prefix_end;
 use super::read_cache::{Keys, ReadCache, Row};
-use super::writer::{prefixed, view_prefix};
+use super::writer::scan_bounds;
 use super::{JOIN_INDEX, META, OUTPUTS, ROWS, ReadRows, Store, StoreError, outbox};
 
 pub struct StateReader {
@@ -57,16 +56,7 @@ impl StateReader {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, String)>, StoreError> {
-        let prefix = view_prefix(view);
-        let end = prefix_end(&prefix);
-        let start = match after {
-            Some(pk) => {
-                let mut key = prefixed(view, pk);
-                key.push(0); // the next key after `pk`
-                key
-            }
-            None => prefix.clone(),
-        };
+        let (prefix, start, end) = scan_bounds(view, after);
         let mut roots = Vec::new();
         for item in self
             .outputs

@@ -75,6 +75,22 @@ pub(super) fn index_prefix(table: &str, index: &str, values: &[u8]) -> Vec<u8> {
     key
 }
 
+/// The keys of a scan over the entries under `name` after the primary key
+/// `after` (exclusive): the prefix, the first key and the end (exclusive).
+pub(super) fn scan_bounds(name: &str, after: Option<&[u8]>) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let prefix = prefixed(name, &[]);
+    let end = prefix_end(&prefix);
+    let start = match after {
+        Some(pk) => {
+            let mut key = prefixed(name, pk);
+            key.push(0); // the next key after `pk`
+            key
+        }
+        None => prefix.clone(),
+    };
+    (prefix, start, end)
+}
+
 /// The key suffixes after `prefix` of every entry of `table` that starts with it.
 pub(super) fn suffixes_after<V: redb::Value + 'static>(
     table: &impl ReadableTable<&'static [u8], V>,
@@ -164,16 +180,7 @@ impl<'txn> StateWriter<'txn> {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<KeyedRow>, StoreError> {
-        let prefix = prefixed(table, &[]);
-        let end = prefix_end(&prefix);
-        let start = match after {
-            Some(pk) => {
-                let mut k = prefixed(table, pk);
-                k.push(0); // the next key after `pk`
-                k
-            }
-            None => prefix.clone(),
-        };
+        let (prefix, start, end) = scan_bounds(table, after);
         let mut rows = Vec::new();
         for item in self
             .rows
