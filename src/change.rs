@@ -81,6 +81,7 @@ impl Value {
     /// Appends the value to a JSON text, exactly as [`Value::to_json`]
     /// would serialize, without building the tree first.
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
         // Writing into a Vec cannot fail, nor serializing these values.
         let _ = match self {
             Value::Null => {
@@ -92,7 +93,7 @@ impl Value {
                 Ok(())
             }
             Value::Int(i) => {
-                out.extend_from_slice(i.to_string().as_bytes());
+                let _ = write!(out, "{i}");
                 Ok(())
             }
             Value::Numeric(s)

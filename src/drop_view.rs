@@ -135,18 +135,12 @@ async fn delete_keys(
     };
     let (store, name) = (std::sync::Arc::clone(store), view.to_owned());
     let keys = tokio::task::spawn_blocking(move || {
-        let reader = store.reader()?;
         let mut keys = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let roots = reader.output_roots(&name, after.as_deref(), KEYS_PER_DELETE)?;
-            let full = roots.len() == KEYS_PER_DELETE;
-            after = roots.last().map(|(pk, _)| pk.clone());
-            keys.extend(roots.into_iter().map(|(_, key)| key));
-            if !full {
-                return Ok::<_, StoreError>(keys);
-            }
-        }
+        store.reader()?.for_each_output_root(&name, |_, key| {
+            keys.push(key);
+            Ok::<_, StoreError>(())
+        })?;
+        Ok::<_, StoreError>(keys)
     })
     .await??;
     if keys.is_empty() {

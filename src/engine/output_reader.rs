@@ -52,28 +52,20 @@ impl OutputReader {
                 continue; // not a view of this plan: nothing to write
             };
             let mut batch = Vec::with_capacity(chunk);
-            let mut after: Option<Vec<u8>> = None;
-            loop {
-                let roots = reader.output_roots(name, after.as_deref(), chunk)?;
-                for (pk, _) in &roots {
-                    let output = document::compute_output(&reader, view, pk)?.and_then(|output| {
-                        dead_letters::within_limit(output, self.max_document_bytes)
-                    });
-                    // The engine recorded an output for this root from these
-                    // very rows, so it computes again; a root that does not
-                    // has no output to write.
-                    if let Ok(Some(output)) = output {
-                        batch.push((name.clone(), output));
-                    }
-                    if batch.len() == chunk {
-                        each_chunk(std::mem::take(&mut batch))?;
-                    }
+            reader.for_each_output_root(name, |pk, _| {
+                let output = document::compute_output(&reader, view, pk)?
+                    .and_then(|output| dead_letters::within_limit(output, self.max_document_bytes));
+                // The engine recorded an output for this root from these
+                // very rows, so it computes again; a root that does not has
+                // no output to write.
+                if let Ok(Some(output)) = output {
+                    batch.push((name.clone(), output));
                 }
-                match roots.last() {
-                    Some((pk, _)) if roots.len() == chunk => after = Some(pk.clone()),
-                    _ => break,
+                if batch.len() == chunk {
+                    each_chunk(std::mem::take(&mut batch))?;
                 }
-            }
+                Ok::<_, EngineError>(())
+            })?;
             if !batch.is_empty() {
                 each_chunk(batch)?;
             }

@@ -48,25 +48,26 @@ impl StateReader {
         super::read_sequence(&self.meta, sink)
     }
 
-    /// Up to `limit` roots of `view` that have an output, after root `after`
-    /// (exclusive) in key order: each root's primary key and output key.
-    pub fn output_roots(
+    /// Calls `each` with the primary key and output key of every root of
+    /// `view` that has an output, in key order. The reader holds its point
+    /// in time, so one scan serves however many roots there are.
+    pub fn for_each_output_root<E: From<StoreError>>(
         &self,
         view: &str,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, String)>, StoreError> {
-        let (prefix, start, end) = scan_bounds(view, after);
-        let mut roots = Vec::new();
+        mut each: impl FnMut(&[u8], String) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (prefix, start, end) = scan_bounds(view, None);
         for item in self
             .outputs
-            .range(start.as_slice()..end.as_slice())?
-            .take(limit)
+            .range(start.as_slice()..end.as_slice())
+            .map_err(StoreError::from)?
         {
-            let (key, value) = item?;
-            let pk = key.value()[prefix.len()..].to_vec();
-            roots.push((pk, outbox::decode_output_key(value.value())?));
+            let (key, value) = item.map_err(StoreError::from)?;
+            each(
+                &key.value()[prefix.len()..],
+                outbox::decode_output_key(value.value())?,
+            )?;
         }
-        Ok(roots)
+        Ok(())
     }
 }

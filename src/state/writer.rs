@@ -509,7 +509,15 @@ mod tests {
                 Ok::<_, super::StoreError>(())
             })
             .unwrap();
-        let roots = store.reader().unwrap().output_roots("v", None, 10).unwrap();
+        let mut roots = Vec::new();
+        store
+            .reader()
+            .unwrap()
+            .for_each_output_root("v", |pk, key| {
+                roots.push((pk.to_vec(), key));
+                Ok::<_, super::StoreError>(())
+            })
+            .unwrap();
         assert_eq!(roots, vec![(b"1".to_vec(), "k:1".to_string())]);
     }
 }
