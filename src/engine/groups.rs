@@ -12,9 +12,7 @@ use super::document::{NodeRows, passes_filter};
 use crate::aggregate::{Contribution, Direction, GroupState, MeasureSpec, convert_input};
 use crate::change::Value;
 use crate::plan::{AggregatePlan, OutputPlan, Plan, ViewPlan};
-use crate::state::{
-    OutboxEntry, OutboxOp, ReadRows, StateWriter, StoredGroup, StoredOutput, group_key,
-};
+use crate::state::{OutboxEntry, OutboxOp, ReadRows, StateWriter, StoredGroup, group_key};
 
 /// Recomputes one root's contribution and moves it between groups if it
 /// changed. Outbox entries come later, from [`append_changed_groups`].
@@ -27,10 +25,7 @@ pub(super) fn refresh_root(
 ) -> Result<(), EngineError> {
     let computed = contribution(w, view, aggregate, pk)?;
     let new = dead_letters::settle(w, plan, view, pk, computed)?;
-    let old = match w.get_contribution(&view.name, pk)? {
-        Some(stored) => Some(decode(&view.name, &stored)?),
-        None => None,
-    };
+    let old = w.get_contribution(&view.name, pk)?;
     if new == old {
         return Ok(());
     }
@@ -41,7 +36,7 @@ pub(super) fn refresh_root(
     match &new {
         Some(new) => {
             move_contribution(w, &view.name, &specs, new, Direction::Add)?;
-            w.put_contribution(&view.name, pk, &encode(new))?;
+            w.put_contribution(&view.name, pk, new)?;
         }
         None => w.delete_output(&view.name, pk)?,
     }
@@ -173,24 +168,4 @@ pub fn values_json(values: &[Value]) -> String {
 
 pub fn values_from_json(text: &str) -> Result<Vec<Value>, serde_json::Error> {
     serde_json::from_str(text)
-}
-
-/// A contribution stored as a root's output: the group key as the output's
-/// key, the measure inputs as its document.
-fn encode(contribution: &Contribution) -> StoredOutput {
-    StoredOutput {
-        key: values_json(&contribution.group),
-        document: values_json(&contribution.inputs),
-    }
-}
-
-fn decode(view: &str, stored: &StoredOutput) -> Result<Contribution, EngineError> {
-    let corrupt = |error: serde_json::Error| EngineError::CorruptContribution {
-        view: view.to_owned(),
-        reason: error.to_string(),
-    };
-    Ok(Contribution {
-        group: values_from_json(&stored.key).map_err(corrupt)?,
-        inputs: values_from_json(&stored.document).map_err(corrupt)?,
-    })
 }

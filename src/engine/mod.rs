@@ -45,8 +45,6 @@ pub enum EngineError {
     MissingKey { table: String, column: String },
     #[error(transparent)]
     Aggregate(#[from] crate::aggregate::AggregateError),
-    #[error("view {view}: corrupt stored contribution: {reason}")]
-    CorruptContribution { view: String, reason: String },
 }
 
 /// What applying a batch did.

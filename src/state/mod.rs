@@ -35,7 +35,8 @@ const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
 const JOIN_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("join_index");
 /// `view ‖ root primary key` → the root's last output: of a cache or search
 /// view its key and document digest ([`StateWriter::replace_output`]), of
-/// an aggregate view its whole contribution ([`StoredOutput`]).
+/// an aggregate view its whole contribution (group key and measure inputs,
+/// postcard).
 const OUTPUTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outputs");
 /// `view ‖ group key` → [`StoredGroup`]: aggregate groups.
 const GROUPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("groups");

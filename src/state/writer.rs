@@ -11,6 +11,7 @@ use super::{
     DEAD_LETTERS, GROUP_VALUES, GROUPS, JOIN_INDEX, META, META_LAYOUT, META_POSITION, OUTBOX,
     OUTPUTS, PENDING, ROWS, ReadRows, StoreError,
 };
+use crate::aggregate::Contribution;
 use crate::change::{Lsn, Value};
 
 /// What [`StateWriter::replace_output`] did.
@@ -257,10 +258,15 @@ impl<'txn> StateWriter<'txn> {
         &self,
         view: &str,
         pk: &[u8],
-    ) -> Result<Option<StoredOutput>, StoreError> {
+    ) -> Result<Option<Contribution>, StoreError> {
         let key = prefixed(view, pk);
         match self.outputs.get(key.as_slice())? {
-            Some(bytes) => outbox::decode_output(bytes.value()).map(Some),
+            Some(bytes) => outbox::decode_contribution(bytes.value())
+                .map(Some)
+                .map_err(|reason| StoreError::Corrupt {
+                    what: "stored contribution",
+                    reason: format!("view {view}: {reason}"),
+                }),
             None => Ok(None),
         }
     }
@@ -269,10 +275,10 @@ impl<'txn> StateWriter<'txn> {
         &mut self,
         view: &str,
         pk: &[u8],
-        output: &StoredOutput,
+        contribution: &Contribution,
     ) -> Result<(), StoreError> {
         let key = prefixed(view, pk);
-        let bytes = outbox::encode(output);
+        let bytes = outbox::encode_contribution(contribution);
         self.outputs.insert(key.as_slice(), bytes.as_slice())?;
         Ok(())
     }
@@ -495,7 +501,9 @@ mod tests {
         let a = output("k:1", r#"{"a":1}"#);
         store
             .write(|w| {
-                w.put_contribution("v", b"1", &a)?;
+                let key = super::prefixed("v", b"1");
+                w.outputs
+                    .insert(key.as_slice(), super::outbox::encode(&a).as_slice())?;
                 assert_eq!(
                     w.replace_output("v", b"1", Some(&a))?,
                     super::OutputChange::Changed {
@@ -519,5 +527,33 @@ mod tests {
             })
             .unwrap();
         assert_eq!(roots, vec![(b"1".to_vec(), "k:1".to_string())]);
+    }
+
+    /// Contributions are stored in postcard; those an earlier version stored
+    /// as JSON texts still read, and are rewritten at their next change.
+    #[test]
+    fn contributions_read_in_both_encodings() {
+        use crate::aggregate::Contribution;
+        let (_dir, store) = store();
+        let contribution = Contribution {
+            group: vec![Value::Date("2026-11-25".into()), Value::Int(7)],
+            inputs: vec![Value::Null, Value::Numeric("12.50".into())],
+        };
+        let earlier = output(
+            &crate::engine::values_json(&contribution.group),
+            &crate::engine::values_json(&contribution.inputs),
+        );
+        store
+            .write(|w| {
+                w.put_contribution("v", b"1", &contribution)?;
+                let key = super::prefixed("v", b"2");
+                w.outputs
+                    .insert(key.as_slice(), super::outbox::encode(&earlier).as_slice())?;
+                assert_eq!(w.get_contribution("v", b"1")?.as_ref(), Some(&contribution));
+                assert_eq!(w.get_contribution("v", b"2")?.as_ref(), Some(&contribution));
+                assert_eq!(w.get_contribution("v", b"3")?, None);
+                Ok::<_, super::StoreError>(())
+            })
+            .unwrap();
     }
 }
