@@ -245,6 +245,8 @@ async fn main() {
     converged(&mut service, &pool, &all.redis_url, ORACLE_DEADLINE).await;
     let streaming_rss = probe::peak_rss_bytes(service.pid());
     drop(service);
+    let store_bytes =
+        std::fs::metadata(all.setup.data_dir().join("state.redb")).map_or(0, |m| m.len());
 
     let redis_ceiling = redis_ceiling::pipelined_sets(&redis).await;
     report::print(&report::Figures {
@@ -261,6 +263,7 @@ async fn main() {
         latency: latency.unwrap_or_default(),
         low_latency: low_latency.unwrap_or_default(),
         streaming_rss,
+        store_bytes,
         redis_ceiling,
     });
 }

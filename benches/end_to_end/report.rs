@@ -33,6 +33,10 @@ pub struct Figures<'a> {
     pub low_latency: LatencyRun,
     /// The all-views process of the streaming and latency phases.
     pub streaming_rss: u64,
+    /// The all-views state store's file after the run: beside the page
+    /// cache (`state_cache_mb`), it tells how much of the store a read finds
+    /// in memory.
+    pub store_bytes: u64,
     /// Documents and seconds of the pipelined `SET` loop.
     pub redis_ceiling: (u64, f64),
 }
@@ -249,10 +253,12 @@ fn details(f: &Figures) -> Vec<String> {
             thousands(f.redis_ceiling.0 as f64)
         ),
         format!(
-            "peak RSS (VmHWM): all views {} MiB during the snapshot, {} MiB streaming; cache views alone {} MiB",
+            "peak RSS (VmHWM): all views {} MiB during the snapshot, {} MiB streaming; cache views alone {} MiB; \
+             all views' state store {} MiB on disk after the run",
             f.all_snapshot.peak_rss >> 20,
             f.streaming_rss >> 20,
-            f.cache_snapshot.peak_rss.max(f.cache_catch_up.peak_rss) >> 20
+            f.cache_snapshot.peak_rss.max(f.cache_catch_up.peak_rss) >> 20,
+            f.store_bytes >> 20
         ),
         "checked: Redis, the index and the table equal the SQL oracle after the run".to_owned(),
     ]
