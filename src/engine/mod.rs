@@ -24,18 +24,18 @@ use crate::change::{ChangeBatch, Lsn, Value};
 use crate::plan::{OutputPlan, Plan};
 use crate::state::{StateWriter, Store, StoreError, ViewRecord};
 
-/// Roots refreshed inside a batch's own transaction unless configured
-/// (`batch_max_roots`); a larger fan-out (a customer with 100,000 orders
-/// renamed) is recorded as pending and refreshed in later transactions, so
-/// memory stays bounded. The example shop's workload touches about 4.4 roots
-/// per change: refreshing a full batch's roots in its own transaction saves
-/// writing and reading them back as pending, and lets them share what the
-/// transaction has read.
+/// Roots refreshed in one state-store transaction unless configured
+/// (`batch_max_roots`): inside a batch's own transaction, and in each of the
+/// transactions that refresh many (pending roots, a whole view after a
+/// snapshot or on demand, retried dead letters). A larger fan-out (a
+/// customer with 100,000 orders renamed) is recorded as pending and
+/// refreshed in later transactions, so memory stays bounded. The example
+/// shop's workload touches about 4.4 roots per change: refreshing a full
+/// batch's roots in its own transaction saves writing and reading them back
+/// as pending, and lets them share what the transaction has read; fewer,
+/// larger transactions pay fewer commits (each an fsync) and start cold less
+/// often.
 pub const DEFAULT_BATCH_MAX_ROOTS: usize = 25_000;
-
-/// Roots refreshed per transaction when refreshing many: pending roots, a
-/// whole view after a snapshot or on demand.
-const REFRESH_CHUNK: usize = 5_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -249,7 +249,7 @@ impl Engine {
         let mut total = BatchOutcome::default();
         loop {
             let done = self.store.write(|w| {
-                let pending = w.take_pending(REFRESH_CHUNK)?;
+                let pending = w.take_pending(self.batch_max_roots)?;
                 let position = w.position()?;
                 w.set_source_lsn(position);
                 let mut outcome = BatchOutcome::default();
@@ -267,7 +267,7 @@ impl Engine {
             })?;
             total.roots_refreshed += done.1.roots_refreshed;
             total.outbox_entries += done.1.outbox_entries;
-            if done.0 < REFRESH_CHUNK {
+            if done.0 < self.batch_max_roots {
                 return Ok(total);
             }
         }
@@ -285,11 +285,17 @@ impl Engine {
     }
 
     /// Stores snapshot rows of `table`, each in the table's stored-column order.
+    ///
+    /// Not durable by itself: rows and join index entries are all it
+    /// writes, which no sink reads, and a snapshot that did not finish is
+    /// taken again from the start. [`Engine::finish_snapshot`]'s durable
+    /// commits make them durable; an fsync per chunk of a million-row table
+    /// cost seconds.
     pub fn load_snapshot_rows(&self, table: &str, rows: &[Vec<Value>]) -> Result<(), EngineError> {
         let Some(table) = self.plan.table(table) else {
             return Ok(());
         };
-        self.store.write(|w| {
+        self.store.write_volatile(|w| {
             for row in rows {
                 rows::insert_row(w, table, row)?;
             }
@@ -411,7 +417,7 @@ impl Engine {
             &self.store,
             &self.plan,
             index,
-            REFRESH_CHUNK,
+            self.batch_max_roots,
             self.max_document_bytes,
             &mut |done| progress(done as u64, total.max(done as u64)),
         )
@@ -433,7 +439,7 @@ impl Engine {
             &self.store,
             &self.plan,
             view,
-            REFRESH_CHUNK,
+            self.batch_max_roots,
             self.max_document_bytes,
             &mut |_| {},
         )?;
@@ -455,7 +461,7 @@ impl Engine {
         };
         let roots = self.store.write(|w| w.dead_letter_roots(view))?;
         let mut outbox_entries = 0;
-        for chunk in roots.chunks(REFRESH_CHUNK) {
+        for chunk in roots.chunks(self.batch_max_roots) {
             outbox_entries += self.store.write(|w| {
                 let position = w.position()?;
                 w.set_source_lsn(position);

@@ -157,7 +157,35 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        self.write_with(redb::Durability::Immediate, work)
+    }
+
+    /// Runs `work` in one write transaction and commits it without an
+    /// fsync: a crash may lose it, and the next durable commit makes it
+    /// durable with everything before it. Only for writes that no sink
+    /// reads and that are redone when lost; a sink must never see an outbox
+    /// entry that a crash could take back.
+    pub fn write_volatile<T, E>(
+        &self,
+        work: impl FnOnce(&mut StateWriter) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        self.write_with(redb::Durability::None, work)
+    }
+
+    fn write_with<T, E>(
+        &self,
+        durability: redb::Durability,
+        work: impl FnOnce(&mut StateWriter) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut txn = self.db.begin_write().map_err(StoreError::from)?;
+        txn.set_durability(durability)
+            .map_err(|e| StoreError::Storage(e.into()))?;
         let result = {
             let mut writer = StateWriter::open(&txn)?;
             let result = work(&mut writer)?;
