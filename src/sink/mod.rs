@@ -113,16 +113,22 @@ impl RewriteSignal {
 /// Chunks of `(view, output)` pairs, all as of one point.
 pub type OutputChunks = mpsc::Receiver<Vec<(String, StoredOutput)>>;
 
+/// How often a sink waiting for the state store (a snapshot to end, groups
+/// to be built) looks again, besides when it is woken.
+pub const NOT_READY_POLL: Duration = Duration::from_millis(500);
+
 /// Computes every output of `views` at one consistent point on a blocking
 /// thread and streams them in chunks, for a sink that must rewrite its target
 /// from scratch. The task returns the outbox sequence of `sink` that point
-/// covers; it ends early (and says why) if the receiver is dropped.
+/// covers, or `None` (having sent nothing) while a snapshot is being taken
+/// ([`OutputReader::read_all`]); it ends early (and says why) if the
+/// receiver is dropped.
 pub fn stream_outputs(
     outputs: &OutputReader,
     sink: &str,
     views: Vec<String>,
     chunk: usize,
-) -> (OutputChunks, JoinHandle<Result<u64, EngineError>>) {
+) -> (OutputChunks, JoinHandle<Result<Option<u64>, EngineError>>) {
     let (chunks_tx, chunks) = mpsc::channel(4);
     let (outputs, sink) = (outputs.clone(), sink.to_string());
     let reader = tokio::task::spawn_blocking(move || {
@@ -133,6 +139,12 @@ pub fn stream_outputs(
         })
     });
     (chunks, reader)
+}
+
+/// Waits until the sink is woken (the service wakes every sink when a
+/// snapshot ends and after each batch) or [`NOT_READY_POLL`] has passed.
+pub async fn wait_for_state(wake: &Notify) {
+    let _ = tokio::time::timeout(NOT_READY_POLL, wake.notified()).await;
 }
 
 /// Drops the outbox entries of `sink` up to `upto` once its target holds

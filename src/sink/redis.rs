@@ -114,11 +114,11 @@ impl RedisSink {
             .set_response_timeout(Some(Duration::from_secs(30)))
             .set_number_of_retries(1);
         let mut conn = ConnectionManager::new_with_config(client, config).await?;
-        let mut applied = self.recover_position(&mut conn, health).await?;
+        let mut applied = self.recover_position(&mut conn, wake, health).await?;
         health.ok();
         loop {
             if let Some(ticket) = self.rewrites.pending() {
-                applied = self.rewrite_all(&mut conn).await?;
+                applied = self.rewrite_all(&mut conn, wake).await?;
                 self.applied.send_replace(applied);
                 self.rewrites.finished(ticket);
             }
@@ -133,7 +133,7 @@ impl RedisSink {
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(IDLE_CHECK) => {
                         if self.read_checkpoint(&mut conn).await? != Some(applied) {
-                            applied = self.recover_position(&mut conn, health).await?;
+                            applied = self.recover_position(&mut conn, wake, health).await?;
                         }
                     }
                 }
@@ -143,7 +143,7 @@ impl RedisSink {
             if previous != Some(applied) {
                 // Redis lost its data between two batches (a FLUSHALL, or a
                 // restart the connection survived by reconnecting).
-                applied = self.rewrite_lost_data(&mut conn, health).await?;
+                applied = self.rewrite_lost_data(&mut conn, wake, health).await?;
                 continue;
             }
             applied = last;
@@ -205,13 +205,14 @@ impl RedisSink {
     async fn recover_position(
         &self,
         conn: &mut ConnectionManager,
+        wake: &Notify,
         health: &SinkHealth,
     ) -> Result<u64, RedisSinkError> {
         if let Some(sequence) = self.read_checkpoint(conn).await? {
             self.applied.send_replace(sequence);
             return Ok(sequence);
         }
-        self.rewrite_lost_data(conn, health).await
+        self.rewrite_lost_data(conn, wake, health).await
     }
 
     /// Rewrites every document after Redis lost them (or before the first
@@ -219,6 +220,7 @@ impl RedisSink {
     async fn rewrite_lost_data(
         &self,
         conn: &mut ConnectionManager,
+        wake: &Notify,
         health: &SinkHealth,
     ) -> Result<u64, RedisSinkError> {
         let store = Arc::clone(&self.store);
@@ -231,29 +233,49 @@ impl RedisSink {
             );
             health.data_lost();
         }
-        let sequence = self.rewrite_all(conn).await?;
+        let sequence = self.rewrite_all(conn, wake).await?;
         self.applied.send_replace(sequence);
         Ok(sequence)
     }
 
     /// Writes every stored output, read at one consistent point, then sets the
-    /// checkpoint to the outbox sequence of that point.
-    async fn rewrite_all(&self, conn: &mut ConnectionManager) -> Result<u64, RedisSinkError> {
-        let (mut chunks, reader) =
-            super::stream_outputs(&self.outputs, SINK, self.views.clone(), ENTRIES_PER_BATCH);
-        let mut written = 0usize;
-        let mut keys = HashSet::new();
-        while let Some(chunk) = chunks.recv().await {
-            let mut pipe = redis::pipe();
-            for (_, output) in &chunk {
-                pipe.set(&output.key, &output.document).ignore();
+    /// checkpoint to the outbox sequence of that point. While a snapshot is
+    /// being taken, waits for its end first.
+    async fn rewrite_all(
+        &self,
+        conn: &mut ConnectionManager,
+        wake: &Notify,
+    ) -> Result<u64, RedisSinkError> {
+        loop {
+            let (mut chunks, reader) =
+                super::stream_outputs(&self.outputs, SINK, self.views.clone(), ENTRIES_PER_BATCH);
+            let mut written = 0usize;
+            let mut keys = HashSet::new();
+            while let Some(chunk) = chunks.recv().await {
+                let mut pipe = redis::pipe();
+                for (_, output) in &chunk {
+                    pipe.set(&output.key, &output.document).ignore();
+                }
+                pipe.query_async::<()>(conn).await?;
+                written += chunk.len();
+                keys.extend(chunk.into_iter().map(|(_, output)| output.key));
             }
-            pipe.query_async::<()>(conn).await?;
-            written += chunk.len();
-            keys.extend(chunk.into_iter().map(|(_, output)| output.key));
+            match reader.await?? {
+                Some(sequence) => return self.finish_rewrite(conn, &keys, written, sequence).await,
+                None => super::wait_for_state(wake).await,
+            }
         }
-        let sequence = reader.await??;
-        let swept = self.sweep(conn, &keys).await?;
+    }
+
+    /// Sweeps what a rewrite did not write, and records the sequence it covers.
+    async fn finish_rewrite(
+        &self,
+        conn: &mut ConnectionManager,
+        keys: &HashSet<String>,
+        written: usize,
+        sequence: u64,
+    ) -> Result<u64, RedisSinkError> {
+        let swept = self.sweep(conn, keys).await?;
         let _: () = conn
             .set(&self.checkpoint_key, self.checkpoint_value(sequence))
             .await?;

@@ -43,6 +43,13 @@ impl ReadRows for StateReader {
 }
 
 impl StateReader {
+    /// Whether the stored rows are a whole state of the source: they are not
+    /// between the start of a snapshot (which clears them and the position)
+    /// and its end (which stores the new position).
+    pub fn rows_complete(&self) -> Result<bool, StoreError> {
+        Ok(self.meta.get(super::META_POSITION)?.is_some())
+    }
+
     /// The sequence of the newest outbox entry written for `sink` (0: none).
     pub fn outbox_sequence(&self, sink: &str) -> Result<u64, StoreError> {
         super::read_sequence(&self.meta, sink)

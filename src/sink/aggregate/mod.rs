@@ -43,8 +43,6 @@ pub const CHECKPOINT_TABLE: &str = "viewkeeper_checkpoints";
 const ENTRIES_PER_BATCH: usize = 10_000;
 /// Groups per chunk when a table is filled from the state store.
 const REWRITE_CHUNK: usize = 5_000;
-/// How often a sink waiting for its groups to be built looks again.
-const NOT_BUILT_POLL: Duration = Duration::from_millis(500);
 /// Immediate retries of a transaction that lost a serialization conflict.
 const CONFLICT_RETRIES: usize = 5;
 
@@ -381,7 +379,7 @@ impl AggregateSink {
                     .await?;
                 return Ok(sequence);
             }
-            let _ = tokio::time::timeout(NOT_BUILT_POLL, wake.notified()).await;
+            super::wait_for_state(wake).await;
         }
     }
 

@@ -90,14 +90,14 @@ impl SearchSink {
     async fn drain(&self, wake: &Notify, health: &SinkHealth) -> Result<(), SearchSinkError> {
         let mut applied = match self.index.committed_sequence()? {
             Some(sequence) => sequence,
-            None => self.load_all().await?,
+            None => self.load_all(wake).await?,
         };
         health.ok();
         let mut last_commit = Instant::now() - COMMIT_INTERVAL;
         let mut backlog = false;
         loop {
             if let Some(ticket) = self.rewrites.pending() {
-                applied = self.load_all().await?;
+                applied = self.load_all(wake).await?;
                 self.rewrites.finished(ticket);
             }
             // Batching by time: entries arriving meanwhile join this commit.
@@ -158,25 +158,31 @@ impl SearchSink {
     /// Writes every output into the index and deletes every other
     /// document, in one commit (searches see the old index until it, the
     /// new one after), and returns the outbox sequence that covers. For a
-    /// new index, and for a rebuild on demand.
-    async fn load_all(&self) -> Result<u64, SearchSinkError> {
-        let (mut chunks, reader) = crate::sink::stream_outputs(
-            &self.outputs,
-            &self.sink,
-            vec![self.view.clone()],
-            ENTRIES_PER_COMMIT,
-        );
-        let mut ops = Vec::new();
-        while let Some(chunk) = chunks.recv().await {
-            for (_, output) in chunk {
-                let document = self.parse(&output.key, &output.document)?;
-                ops.push(IndexOp::Upsert {
-                    id: output.key,
-                    document,
-                });
+    /// new index, and for a rebuild on demand. While a snapshot is being
+    /// taken, waits for its end first.
+    async fn load_all(&self, wake: &Notify) -> Result<u64, SearchSinkError> {
+        let (mut ops, sequence) = loop {
+            let (mut chunks, reader) = crate::sink::stream_outputs(
+                &self.outputs,
+                &self.sink,
+                vec![self.view.clone()],
+                ENTRIES_PER_COMMIT,
+            );
+            let mut ops = Vec::new();
+            while let Some(chunk) = chunks.recv().await {
+                for (_, output) in chunk {
+                    let document = self.parse(&output.key, &output.document)?;
+                    ops.push(IndexOp::Upsert {
+                        id: output.key,
+                        document,
+                    });
+                }
             }
-        }
-        let sequence = reader.await??;
+            match reader.await?? {
+                Some(sequence) => break (ops, sequence),
+                None => crate::sink::wait_for_state(wake).await,
+            }
+        };
         let documents = ops.len();
         let index = Arc::clone(&self.index);
         let indexed = tokio::task::spawn_blocking(move || index.all_documents()).await??;
