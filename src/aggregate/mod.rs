@@ -99,8 +99,10 @@ pub trait ValueCounts {
         value: &Value,
         delta: i64,
     ) -> Result<u64, AggregateError>;
-    /// The value with the smallest key, or the largest when `last`.
-    fn extreme(&self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError>;
+    /// The value with the smallest key, or the largest when `last`. Takes
+    /// `&mut self` so that a store buffering its changes can write them
+    /// out before it scans.
+    fn extreme(&mut self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError>;
 }
 
 /// The running state of one group.
@@ -194,7 +196,7 @@ impl GroupState {
     pub fn row(
         &self,
         specs: &[MeasureSpec],
-        counts: &dyn ValueCounts,
+        counts: &mut dyn ValueCounts,
     ) -> Result<Vec<Value>, AggregateError> {
         let mut row = Vec::with_capacity(specs.len());
         for (index, (spec, state)) in specs.iter().zip(&self.measures).enumerate() {

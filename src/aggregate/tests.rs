@@ -102,7 +102,7 @@ impl ValueCounts for MemoryCounts {
         Ok(count)
     }
 
-    fn extreme(&self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError> {
+    fn extreme(&mut self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError> {
         let mut range = self
             .0
             .range((measure, Vec::new())..(measure + 1, Vec::new()));
@@ -136,9 +136,9 @@ impl Incremental {
         }
     }
 
-    fn rows(&self) -> BTreeMap<Vec<u8>, Vec<Value>> {
+    fn rows(&mut self) -> BTreeMap<Vec<u8>, Vec<Value>> {
         self.0
-            .iter()
+            .iter_mut()
             .map(|(key, (state, counts))| (key.clone(), state.row(&SPECS, counts).expect("row")))
             .collect()
     }
@@ -279,11 +279,11 @@ fn deleting_the_maximum_yields_the_next_largest() {
             .apply(&specs, &[Value::Int(value)], Direction::Add, &mut counts)
             .unwrap();
     }
-    assert_eq!(state.row(&specs, &counts).unwrap(), vec![Value::Int(9)]);
+    assert_eq!(state.row(&specs, &mut counts).unwrap(), vec![Value::Int(9)]);
     state
         .apply(&specs, &[Value::Int(9)], Direction::Retract, &mut counts)
         .unwrap();
-    assert_eq!(state.row(&specs, &counts).unwrap(), vec![Value::Int(7)]);
+    assert_eq!(state.row(&specs, &mut counts).unwrap(), vec![Value::Int(7)]);
 }
 
 #[test]
@@ -300,7 +300,7 @@ fn infinities_are_retracted_exactly() {
                 &mut counts,
             )
             .unwrap();
-        state.row(&specs, &counts).unwrap()[0].clone()
+        state.row(&specs, &mut counts).unwrap()[0].clone()
     };
     assert_eq!(apply("1.5", Direction::Add), Value::Numeric("1.5".into()));
     assert_eq!(
@@ -336,7 +336,7 @@ fn integer_sums_and_averages_are_numeric_like_postgresql() {
             .unwrap();
     }
     assert_eq!(
-        state.row(&specs, &counts).unwrap(),
+        state.row(&specs, &mut counts).unwrap(),
         vec![
             Value::Numeric("5".into()),
             // PostgreSQL: SELECT avg(x) FROM (VALUES (1),(2),(2)) v(x)

@@ -104,7 +104,7 @@ fn move_contribution(
         direction,
         &mut w.group_values(&key),
     )?;
-    w.put_group(&key, &stored)?;
+    w.put_group(&key, stored);
     w.mark_group_changed(view, key);
     Ok(())
 }
@@ -137,7 +137,7 @@ pub(super) fn append_changed_groups(
         } else {
             let measures = stored
                 .state
-                .row(&aggregate.specs(), &w.group_values(&key))?;
+                .row(&aggregate.specs(), &mut w.group_values(&key))?;
             let row: Vec<Value> = stored.state.group.iter().cloned().chain(measures).collect();
             if stored.row.as_ref() == Some(&row) {
                 continue;
@@ -147,7 +147,7 @@ pub(super) fn append_changed_groups(
                 document: values_json(&row),
             };
             stored.row = Some(row);
-            w.put_group(&key, &stored)?;
+            w.put_group(&key, stored);
             op
         };
         let entry = OutboxEntry {

@@ -4,6 +4,9 @@
 //! current transaction changed, which the engine turns into outbox entries
 //! before it commits.
 
+use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
@@ -33,8 +36,24 @@ pub fn group_key(view: &str, group: &[Value]) -> Vec<u8> {
     prefixed(view, &encode_values(group))
 }
 
+/// The groups and value counts one write transaction has changed, kept
+/// decoded and written to their tables once ([`StateWriter::flush_group_writes`]).
+/// A batch adds and retracts thousands of contributions to the same few
+/// hundred groups: decoding, re-encoding and re-inserting a group (and a
+/// value count) for each was two B-tree writes per contribution.
+#[derive(Default)]
+pub(super) struct GroupWrites {
+    /// Group key → the group as this transaction left it.
+    groups: HashMap<Vec<u8>, StoredGroup, RandomState>,
+    /// Value key → (count, value) as this transaction left it (0: gone).
+    values: HashMap<Vec<u8>, (u64, Value), RandomState>,
+}
+
 impl<'txn> StateWriter<'txn> {
     pub fn get_group(&self, key: &[u8]) -> Result<Option<StoredGroup>, StoreError> {
+        if let Some(buffered) = self.group_writes.groups.get(key) {
+            return Ok(Some(buffered.clone()));
+        }
         match self.groups.get(key)? {
             Some(bytes) => postcard::from_bytes(bytes.value())
                 .map(Some)
@@ -43,16 +62,36 @@ impl<'txn> StateWriter<'txn> {
         }
     }
 
-    pub fn put_group(&mut self, key: &[u8], group: &StoredGroup) -> Result<(), StoreError> {
-        self.groups.insert(key, outbox::encode(group).as_slice())?;
-        Ok(())
+    /// Stores `group` under `key` when the transaction ends (or the changed
+    /// groups are taken), not at once.
+    pub fn put_group(&mut self, key: &[u8], group: StoredGroup) {
+        self.group_writes.groups.insert(key.to_vec(), group);
     }
 
     pub fn delete_group(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.flush_group_writes()?;
         self.groups.remove(key)?;
         let end = prefix_end(key);
         self.group_values
             .retain_in(key..end.as_slice(), |_, _| false)?;
+        Ok(())
+    }
+
+    /// Writes the buffered groups and value counts to their tables: before
+    /// anything reads those tables by range, and before the commit.
+    pub(super) fn flush_group_writes(&mut self) -> Result<(), StoreError> {
+        for (key, group) in self.group_writes.groups.drain() {
+            self.groups
+                .insert(key.as_slice(), outbox::encode(&group).as_slice())?;
+        }
+        for (key, (count, value)) in self.group_writes.values.drain() {
+            if count == 0 {
+                self.group_values.remove(key.as_slice())?;
+            } else {
+                let bytes = outbox::encode(&(count, &value));
+                self.group_values.insert(key.as_slice(), bytes.as_slice())?;
+            }
+        }
         Ok(())
     }
 
@@ -80,6 +119,7 @@ impl<'txn> StateWriter<'txn> {
     /// Forgets every group and root contribution of `view` (its definition
     /// changed: the old groups mean nothing under the new one).
     pub fn clear_view_groups(&mut self, view: &str) -> Result<(), StoreError> {
+        self.flush_group_writes()?;
         let prefix = view_prefix(view);
         let end = prefix_end(&prefix);
         let range = prefix.as_slice()..end.as_slice();
@@ -125,26 +165,31 @@ impl ValueCounts for GroupValues<'_, '_> {
         delta: i64,
     ) -> Result<u64, AggregateError> {
         let key = self.value_key(measure, sort_key);
-        let table = &mut self.writer.group_values;
-        let current: (u64, Value) = match table.get(key.as_slice()).map_err(into_storage)? {
-            Some(bytes) => postcard::from_bytes(bytes.value())
-                .map_err(corrupt("group value"))
-                .map_err(storage)?,
-            None => (0, value.clone()),
+        let buffered = self.writer.group_writes.values.get(&key).cloned();
+        let (count, stored) = match buffered {
+            Some(buffered) => buffered,
+            None => match self
+                .writer
+                .group_values
+                .get(key.as_slice())
+                .map_err(into_storage)?
+            {
+                Some(bytes) => postcard::from_bytes(bytes.value())
+                    .map_err(corrupt("group value"))
+                    .map_err(storage)?,
+                None => (0, value.clone()),
+            },
         };
-        let count = current.0.saturating_add_signed(delta);
-        if count == 0 {
-            table.remove(key.as_slice()).map_err(into_storage)?;
-        } else {
-            let bytes = outbox::encode(&(count, &current.1));
-            table
-                .insert(key.as_slice(), bytes.as_slice())
-                .map_err(into_storage)?;
-        }
+        // A value that is back after it was gone is stored anew, as it
+        // would be had its entry been removed from the table.
+        let stored = if count == 0 { value.clone() } else { stored };
+        let count = count.saturating_add_signed(delta);
+        self.writer.group_writes.values.insert(key, (count, stored));
         Ok(count)
     }
 
-    fn extreme(&self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError> {
+    fn extreme(&mut self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError> {
+        self.writer.flush_group_writes().map_err(storage)?;
         let mut start = self.group.clone();
         start.extend_from_slice(&measure_tag(measure));
         let end = prefix_end(&start);
@@ -216,5 +261,63 @@ impl Store {
             each_chunk(batch)?;
         }
         Ok(Some(sequence))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::ValueCounts;
+
+    fn group(rows: u64) -> StoredGroup {
+        StoredGroup {
+            state: GroupState {
+                group: vec![Value::Int(1)],
+                rows,
+                measures: Vec::new(),
+            },
+            row: None,
+        }
+    }
+
+    /// Groups and value counts are buffered in the transaction: reads see
+    /// the buffer, a range scan and the commit see it written out.
+    #[test]
+    fn buffered_group_writes_read_back_within_and_after_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let key = group_key("v", &[Value::Int(1)]);
+        let (five, nine) = (Value::Int(5), Value::Int(9));
+        let sort = |v: &Value| crate::expr::sort_key(v).unwrap();
+        store
+            .write(|w| {
+                assert_eq!(w.get_group(&key)?, None);
+                w.put_group(&key, group(1));
+                w.put_group(&key, group(3));
+                assert_eq!(w.get_group(&key)?, Some(group(3)));
+                let mut values = w.group_values(&key);
+                assert_eq!(values.change(0, &sort(&five), &five, 1).unwrap(), 1);
+                assert_eq!(values.change(0, &sort(&nine), &nine, 1).unwrap(), 1);
+                assert_eq!(values.change(0, &sort(&nine), &nine, 1).unwrap(), 2);
+                assert_eq!(values.extreme(0, true).unwrap(), Some(nine.clone()));
+                assert_eq!(values.change(0, &sort(&nine), &nine, -2).unwrap(), 0);
+                assert_eq!(values.extreme(0, true).unwrap(), Some(five.clone()));
+                assert_eq!(values.extreme(0, false).unwrap(), Some(five.clone()));
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        store
+            .write(|w| {
+                assert_eq!(w.get_group(&key)?, Some(group(3)));
+                let mut values = w.group_values(&key);
+                assert_eq!(values.extreme(0, true).unwrap(), Some(five.clone()));
+                assert_eq!(values.change(0, &sort(&nine), &nine, 1).unwrap(), 1);
+                assert_eq!(values.extreme(0, true).unwrap(), Some(nine.clone()));
+                w.clear_view_groups("v")?;
+                assert_eq!(w.get_group(&key)?, None);
+                assert_eq!(w.group_values(&key).extreme(0, true).unwrap(), None);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
     }
 }

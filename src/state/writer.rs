@@ -47,6 +47,8 @@ pub struct StateWriter<'txn> {
     next_sequence: HashMap<String, u64>,
     /// (view, group key) of aggregate groups changed in this transaction.
     pub(super) changed_groups: BTreeSet<(String, Vec<u8>)>,
+    /// Groups and value counts changed in this transaction, not yet written.
+    pub(super) group_writes: super::groups::GroupWrites,
     /// Rows and index lookups read in this transaction.
     cache: ReadCache,
 }
@@ -139,6 +141,7 @@ impl<'txn> StateWriter<'txn> {
             source_lsn: None,
             next_sequence: HashMap::new(),
             changed_groups: BTreeSet::new(),
+            group_writes: Default::default(),
             cache: ReadCache::default(),
         })
     }
@@ -340,9 +343,11 @@ impl<'txn> StateWriter<'txn> {
         Ok(next)
     }
 
-    /// Stores what the transaction kept in memory: the newest outbox
-    /// sequence of each sink it appended to.
+    /// Stores what the transaction kept in memory: the buffered groups and
+    /// value counts, and the newest outbox sequence of each sink it
+    /// appended to.
     pub(super) fn finish(&mut self) -> Result<(), StoreError> {
+        self.flush_group_writes()?;
         for (sink, next) in &self.next_sequence {
             let meta_key = outbox::sequence_meta_key(sink);
             let newest = next - 1;
