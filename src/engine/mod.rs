@@ -295,12 +295,8 @@ impl Engine {
         let Some(table) = self.plan.table(table) else {
             return Ok(());
         };
-        self.store.write_volatile(|w| {
-            for row in rows {
-                rows::insert_row(w, table, row)?;
-            }
-            Ok(())
-        })
+        self.store
+            .write_volatile(|w| rows::insert_snapshot_rows(w, table, rows))
     }
 
     /// Computes every root's output from the snapshot rows, deletes outputs of

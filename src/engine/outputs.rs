@@ -63,13 +63,13 @@ pub(super) fn refresh_all_roots(
     let mut after: Option<Vec<u8>> = None;
     loop {
         let (last, done) = store.write(|w| {
-            let rows = w.table_rows_after(root_table, after.as_deref(), chunk)?;
+            let roots = w.table_keys_after(root_table, after.as_deref(), chunk)?;
             let mut entries = 0;
-            for (pk, _) in &rows {
+            for pk in &roots {
                 entries += refresh_root(w, plan, view, pk, max_document_bytes)?;
             }
             entries += groups::append_changed_groups(w, plan)?;
-            Ok::<_, EngineError>((rows.last().map(|(pk, _)| pk.clone()), (rows.len(), entries)))
+            Ok::<_, EngineError>((roots.last().cloned(), (roots.len(), entries)))
         })?;
         outcome.roots_refreshed += done.0;
         outcome.outbox_entries += done.1;

@@ -32,15 +32,30 @@ pub(super) fn apply_change(
     }
 }
 
-/// Stores a snapshot row (already in stored-column order) with its index entries.
-pub(super) fn insert_row(
+/// Stores snapshot rows (already in stored-column order) with their index
+/// entries, which go in in key order: sorted inserts walk down one path of
+/// the B-tree after another, where entries in row order (an item's product)
+/// land on a different page each.
+pub(super) fn insert_snapshot_rows(
     w: &mut StateWriter,
     table: &TablePlan,
-    row: &[Value],
+    rows: &[Vec<Value>],
 ) -> Result<(), EngineError> {
-    let pk = encode_values(&row[..table.primary_key_len]);
-    w.put_row(&table.name, &pk, row)?;
-    index_row(w, table, &pk, row, true)
+    let mut entries: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
+    for row in rows {
+        let pk = encode_values(&row[..table.primary_key_len]);
+        w.put_row(&table.name, &pk, row)?;
+        for (number, index) in table.indexes.iter().enumerate() {
+            if let Some(values) = index_values(index, row) {
+                entries.push((number, values, pk.clone()));
+            }
+        }
+    }
+    entries.sort_unstable();
+    for (number, values, pk) in entries {
+        w.index_insert(&table.name, &table.indexes[number].name, &values, &pk)?;
+    }
+    Ok(())
 }
 
 fn upsert(
@@ -194,15 +209,23 @@ fn set_index_entry(
     row: &[Value],
     insert: bool,
 ) -> Result<(), EngineError> {
-    let values: Vec<&Value> = index.columns.iter().map(|&c| &row[c]).collect();
-    if values.iter().any(|v| v.is_null()) {
+    let Some(key) = index_values(index, row) else {
         return Ok(());
-    }
-    let key = encode_values(values);
+    };
     if insert {
         w.index_insert(&table.name, &index.name, &key, pk)?;
     } else {
         w.index_remove(&table.name, &index.name, &key, pk)?;
     }
     Ok(())
+}
+
+/// The encoded values of `row` in `index`'s columns, or `None` when one is
+/// NULL: NULL joins nothing, so it has no entry.
+fn index_values(index: &IndexPlan, row: &[Value]) -> Option<Vec<u8>> {
+    let values: Vec<&Value> = index.columns.iter().map(|&c| &row[c]).collect();
+    if values.iter().any(|v| v.is_null()) {
+        return None;
+    }
+    Some(encode_values(values))
 }

@@ -176,6 +176,28 @@ impl<'txn> StateWriter<'txn> {
         suffixes_after(&self.rows, &prefixed(table, &[]))
     }
 
+    /// Primary keys of the stored rows of `table` in key order, from `after`
+    /// (exclusive), at most `limit`: for refreshes in bounded chunks, which
+    /// read each row through the read cache, so decoding it here would be
+    /// done twice.
+    pub fn table_keys_after(
+        &self,
+        table: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let (prefix, start, end) = scan_bounds(table, after);
+        let mut keys = Vec::new();
+        for item in self
+            .rows
+            .range(start.as_slice()..end.as_slice())?
+            .take(limit)
+        {
+            keys.push(item?.0.value()[prefix.len()..].to_vec());
+        }
+        Ok(keys)
+    }
+
     /// Stored rows of `table` in primary-key order, from `after` (exclusive),
     /// at most `limit`: for scans in bounded chunks.
     pub fn table_rows_after(
