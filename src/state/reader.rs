@@ -50,6 +50,16 @@ impl StateReader {
         Ok(self.meta.get(super::META_POSITION)?.is_some())
     }
 
+    /// Whether any root of `view` has a stored output.
+    pub fn has_outputs(&self, view: &str) -> Result<bool, StoreError> {
+        let (_, start, end) = scan_bounds(view, None);
+        Ok(self
+            .outputs
+            .range(start.as_slice()..end.as_slice())?
+            .next()
+            .is_some())
+    }
+
     /// The sequence of the newest outbox entry written for `sink` (0: none).
     pub fn outbox_sequence(&self, sink: &str) -> Result<u64, StoreError> {
         super::read_sequence(&self.meta, sink)
