@@ -18,6 +18,8 @@
 //! | `BENCH_LATENCY_SECONDS` | 30 | length of the latency phase |
 //! | `BENCH_PERF` | unset | a path: `perf record` the all-views catch-up into it |
 //!
+//! Each instance's log is kept under `target/tmp/end_to_end/`.
+//!
 //! It starts a throwaway PostgreSQL (`wal_level=logical`) and Redis through
 //! the test harness, loads the example shop, and runs, in order:
 //!
@@ -175,6 +177,24 @@ fn search_fields(views: &Path) -> Vec<SearchField> {
         .expect("views/product_search.yaml defines a search view")
 }
 
+/// Copies each instance's log (with its `batch applied` and snapshot
+/// lines: where the time went) out of its temporary directory, which is
+/// removed at the end.
+fn keep_logs(deployments: &[&Deployment]) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("end_to_end");
+    if let Err(error) = std::fs::create_dir_all(&dir) {
+        eprintln!("not keeping the logs: {}: {error}", dir.display());
+        return;
+    }
+    for deployment in deployments {
+        let kept = dir.join(format!("{}.log", deployment.name.replace(' ', "-")));
+        match std::fs::copy(deployment.setup.log_path(), &kept) {
+            Ok(_) => eprintln!("{} log: {}", deployment.name, kept.display()),
+            Err(error) => eprintln!("not keeping the {} log: {error}", deployment.name),
+        }
+    }
+}
+
 /// The 1-minute load average: other work on the machine (a build, tests)
 /// takes cores from the figures, and this tells.
 fn load_average() -> String {
@@ -247,6 +267,8 @@ async fn main() {
     drop(service);
     let store_bytes =
         std::fs::metadata(all.setup.data_dir().join("state.redb")).map_or(0, |m| m.len());
+
+    keep_logs(&[&all, &cache_only]);
 
     let redis_ceiling = redis_ceiling::pipelined_sets(&redis).await;
     report::print(&report::Figures {
