@@ -554,10 +554,14 @@ impl Pipeline {
 
     async fn stream_once(&self) -> Result<(), ServiceError> {
         let engine = Arc::clone(&self.engine);
-        tokio::task::spawn_blocking(move || engine.refresh_pending())
+        let refreshed = tokio::task::spawn_blocking(move || engine.refresh_pending())
             .await
             .map_err(SourceError::from)?
             .map_err(SourceError::from)?;
+        // Roots a crash left pending: their entries wait for the sinks like a batch's.
+        if refreshed.outbox_entries > 0 {
+            self.wake_all_sinks();
+        }
         let position = match self.resume_position().await? {
             Some(position) => {
                 let engine = Arc::clone(&self.engine);

@@ -113,9 +113,9 @@ impl RewriteSignal {
 /// Chunks of `(view, output)` pairs, all as of one point.
 pub type OutputChunks = mpsc::Receiver<Vec<(String, StoredOutput)>>;
 
-/// How often a sink waiting for the state store (a snapshot to end, groups
-/// to be built) looks again, besides when it is woken.
-pub const NOT_READY_POLL: Duration = Duration::from_millis(500);
+/// How often a waiting sink looks at the state store again (for new outbox
+/// entries, a snapshot's end, groups built) besides when it is woken.
+const WAKE_POLL: Duration = Duration::from_millis(500);
 
 /// Computes every output of `views` at one consistent point on a blocking
 /// thread and streams them in chunks, for a sink that must rewrite its target
@@ -141,10 +141,12 @@ pub fn stream_outputs(
     (chunks, reader)
 }
 
-/// Waits until the sink is woken (the service wakes every sink when a
-/// snapshot ends and after each batch) or [`NOT_READY_POLL`] has passed.
-pub async fn wait_for_state(wake: &Notify) {
-    let _ = tokio::time::timeout(NOT_READY_POLL, wake.notified()).await;
+/// Waits until the sink is woken (the service wakes every sink after a
+/// batch with outbox entries, when a snapshot ends, after refreshing roots a
+/// crash left pending) or [`WAKE_POLL`] has passed: a wake-up some path
+/// forgot then delays a sink by that much, never for good.
+pub async fn wait_for_wake(wake: &Notify) {
+    let _ = tokio::time::timeout(WAKE_POLL, wake.notified()).await;
 }
 
 /// Drops the outbox entries of `sink` up to `upto` once its target holds

@@ -262,7 +262,7 @@ impl RedisSink {
             }
             match reader.await?? {
                 Some(sequence) => return self.finish_rewrite(conn, &keys, written, sequence).await,
-                None => super::wait_for_state(wake).await,
+                None => super::wait_for_wake(wake).await,
             }
         }
     }

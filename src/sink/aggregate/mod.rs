@@ -276,7 +276,7 @@ impl AggregateSink {
             })
             .await??;
             let Some(&(last, _)) = entries.last() else {
-                wake.notified().await;
+                super::wait_for_wake(wake).await;
                 continue;
             };
             let batch = self.fold(entries)?;
@@ -379,7 +379,7 @@ impl AggregateSink {
                     .await?;
                 return Ok(sequence);
             }
-            super::wait_for_state(wake).await;
+            super::wait_for_wake(wake).await;
         }
     }
 

@@ -112,7 +112,7 @@ impl SearchSink {
             .await??;
             backlog = entries.len() == ENTRIES_PER_COMMIT;
             let Some(&(last, _)) = entries.last() else {
-                wake.notified().await;
+                crate::sink::wait_for_wake(wake).await;
                 continue;
             };
             let ops = entries
@@ -180,7 +180,7 @@ impl SearchSink {
             }
             match reader.await?? {
                 Some(sequence) => break (ops, sequence),
-                None => crate::sink::wait_for_state(wake).await,
+                None => crate::sink::wait_for_wake(wake).await,
             }
         };
         let documents = ops.len();
