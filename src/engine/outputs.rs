@@ -138,12 +138,18 @@ fn sweep_orphans(
     max_document_bytes: usize,
 ) -> Result<usize, EngineError> {
     let view_plan = &plan.views[view];
+    let orphans = store
+        .reader()?
+        .outputs_without_row(&view_plan.name, &view_plan.nodes[0].table)?;
+    if orphans.is_empty() {
+        return Ok(0);
+    }
+    // Refreshing a root is right whenever it happens, so a row that came
+    // back since the read is refreshed from it.
     store.write(|w| {
         let mut entries = 0;
-        for pk in w.output_keys(&view_plan.name)? {
-            if w.get_row(&view_plan.nodes[0].table, &pk)?.is_none() {
-                entries += refresh_root(w, plan, view, &pk, max_document_bytes)?;
-            }
+        for pk in &orphans {
+            entries += refresh_root(w, plan, view, pk, max_document_bytes)?;
         }
         Ok(entries + groups::append_changed_groups(w, plan)?)
     })

@@ -50,6 +50,32 @@ impl StateReader {
         Ok(self.meta.get(super::META_POSITION)?.is_some())
     }
 
+    /// Primary keys of the roots of `view` that have a stored output but no
+    /// row in `table`: one merge of two key-ordered scans, where a lookup
+    /// per output decoded every root row.
+    pub fn outputs_without_row(&self, view: &str, table: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let (output_prefix, start, end) = scan_bounds(view, None);
+        let (row_prefix, row_start, row_end) = scan_bounds(table, None);
+        let mut rows = self.rows.range(row_start.as_slice()..row_end.as_slice())?;
+        let mut row = rows.next().transpose()?;
+        let mut orphans = Vec::new();
+        for output in self.outputs.range(start.as_slice()..end.as_slice())? {
+            let (key, _) = output?;
+            let pk = &key.value()[output_prefix.len()..];
+            while let Some((row_key, _)) = &row
+                && &row_key.value()[row_prefix.len()..] < pk
+            {
+                row = rows.next().transpose()?;
+            }
+            let found =
+                matches!(&row, Some((row_key, _)) if &row_key.value()[row_prefix.len()..] == pk);
+            if !found {
+                orphans.push(pk.to_vec());
+            }
+        }
+        Ok(orphans)
+    }
+
     /// Whether any root of `view` has a stored output.
     pub fn has_outputs(&self, view: &str) -> Result<bool, StoreError> {
         let (_, start, end) = scan_bounds(view, None);

@@ -340,11 +340,6 @@ impl<'txn> StateWriter<'txn> {
         Ok(())
     }
 
-    /// Root keys of every stored output of `view`.
-    pub fn output_keys(&self, view: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        suffixes_after(&self.outputs, &view_prefix(view))
-    }
-
     /// Appends `entry` to `sink`'s outbox and returns its sequence.
     pub fn append_outbox(&mut self, sink: &str, entry: &OutboxEntry) -> Result<u64, StoreError> {
         let sequence = self.next_sequence(sink)?;
@@ -484,6 +479,40 @@ mod tests {
             key: key.into(),
             document: document.into(),
         }
+    }
+
+    /// Outputs whose root row is gone are found by one merge of the two
+    /// key orders, whatever lies before and after the view and the table.
+    #[test]
+    fn outputs_without_a_row_are_found() {
+        let (_dir, store) = store();
+        let pk = |id: i64| crate::state::keycode::encode_values(&[Value::Int(id)]);
+        store
+            .write(|w| {
+                for id in [1, 3, 5] {
+                    w.put_row("t", &pk(id), &[Value::Int(id)])?;
+                }
+                w.put_row("s", &pk(2), &[Value::Int(2)])?;
+                w.put_row("u", &pk(4), &[Value::Int(4)])?;
+                for id in [0, 1, 2, 3, 4, 6] {
+                    w.replace_output("v", &pk(id), Some(&output(&format!("k:{id}"), "{}")))?;
+                }
+                w.replace_output("w", &pk(7), Some(&output("k:7", "{}")))?;
+                Ok::<_, super::StoreError>(())
+            })
+            .unwrap();
+        let orphans = store
+            .reader()
+            .unwrap()
+            .outputs_without_row("v", "t")
+            .unwrap();
+        assert_eq!(orphans, vec![pk(0), pk(2), pk(4), pk(6)]);
+        let none = store
+            .reader()
+            .unwrap()
+            .outputs_without_row("x", "t")
+            .unwrap();
+        assert!(none.is_empty());
     }
 
     /// Outputs are compared by key and document digest, and a replaced one
