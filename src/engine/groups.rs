@@ -14,16 +14,16 @@ use crate::change::Value;
 use crate::plan::{AggregatePlan, OutputPlan, Plan, ViewPlan};
 use crate::state::{OutboxEntry, OutboxOp, ReadRows, StateWriter, StoredGroup, group_key};
 
-/// Stores a root's newly computed contribution, moving it between groups
-/// if it changed. Outbox entries come later, from [`append_changed_groups`].
-pub(super) fn store_contribution(
+/// Recomputes one root's contribution and moves it between groups if it
+/// changed. Outbox entries come later, from [`append_changed_groups`].
+pub(super) fn refresh_root(
     w: &mut StateWriter,
     plan: &Plan,
     view: &ViewPlan,
     aggregate: &AggregatePlan,
     pk: &[u8],
-    computed: Outcome<Option<Contribution>>,
 ) -> Result<(), EngineError> {
+    let computed = contribution(w, view, aggregate, pk)?;
     let new = dead_letters::settle(w, plan, view, pk, computed)?;
     let old = w.get_contribution(&view.name, pk)?;
     if new == old {
@@ -46,7 +46,7 @@ pub(super) fn store_contribution(
 /// The root's group key and measure inputs, or `None` when the root is gone
 /// or does not pass `where`; a poison when a key or input fails to evaluate
 /// on this row (an overflow, say), as SQL would raise.
-pub(super) fn contribution(
+fn contribution(
     w: &dyn ReadRows,
     view: &ViewPlan,
     aggregate: &AggregatePlan,

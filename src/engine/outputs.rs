@@ -1,13 +1,9 @@
 //! Refreshing roots: recompute the output, diff it against the stored one,
 //! and append the difference to the view's sink outbox.
 
-use super::dead_letters::Outcome;
 use super::{BatchOutcome, EngineError, dead_letters, document, groups};
-use crate::aggregate::Contribution;
-use crate::plan::{OutputPlan, Plan, ViewPlan};
-use crate::state::{
-    OutboxEntry, OutboxOp, OutputChange, ReadRows, StateWriter, Store, StoredOutput,
-};
+use crate::plan::{OutputPlan, Plan};
+use crate::state::{OutboxEntry, OutboxOp, OutputChange, StateWriter, Store, StoredOutput};
 
 /// Recomputes one root and returns how many outbox entries it produced.
 /// Aggregate views produce theirs when the transaction ends
@@ -19,58 +15,13 @@ pub(super) fn refresh_root(
     pk: &[u8],
     max_document_bytes: usize,
 ) -> Result<usize, EngineError> {
-    let computed = compute_root(w, &plan.views[view], pk, max_document_bytes)?;
-    store_root(w, plan, view, pk, computed)
-}
-
-/// A root's output as computed from the rows, not yet compared with the
-/// stored one. Computing reads only rows and join indexes (any
-/// [`ReadRows`]); storing needs the write transaction: the two halves of
-/// [`refresh_root`], which can run on different threads.
-pub(super) enum Computed {
-    Document(Outcome<Option<StoredOutput>>),
-    Contribution(Outcome<Option<Contribution>>),
-}
-
-/// The first half of [`refresh_root`]: computes the output of root `pk`.
-pub(super) fn compute_root(
-    rows: &dyn ReadRows,
-    view: &ViewPlan,
-    pk: &[u8],
-    max_document_bytes: usize,
-) -> Result<Computed, EngineError> {
-    Ok(match &view.output {
-        OutputPlan::Aggregate(aggregate) => {
-            Computed::Contribution(groups::contribution(rows, view, aggregate, pk)?)
-        }
-        _ => Computed::Document(
-            document::compute_output(rows, view, pk)?
-                .and_then(|output| dead_letters::within_limit(output, max_document_bytes)),
-        ),
-    })
-}
-
-/// The second half of [`refresh_root`]: diffs `computed` against the
-/// stored output of root `pk` of `view`, stores it, and appends the
-/// difference to the sink's outbox; returns how many entries.
-pub(super) fn store_root(
-    w: &mut StateWriter,
-    plan: &Plan,
-    view: usize,
-    pk: &[u8],
-    computed: Computed,
-) -> Result<usize, EngineError> {
     let view = &plan.views[view];
-    let computed = match computed {
-        Computed::Document(computed) => computed,
-        Computed::Contribution(computed) => {
-            // `compute_root` computes contributions for aggregate views only.
-            if let OutputPlan::Aggregate(aggregate) = &view.output {
-                groups::store_contribution(w, plan, view, aggregate, pk, computed)?;
-            }
-            return Ok(0);
-        }
-    };
+    if let OutputPlan::Aggregate(aggregate) = &view.output {
+        groups::refresh_root(w, plan, view, aggregate, pk)?;
+        return Ok(0);
+    }
+    let computed = document::compute_output(w, view, pk)?
+        .and_then(|output| dead_letters::within_limit(output, max_document_bytes));
     let new = dead_letters::settle(w, plan, view, pk, computed)?;
     let OutputChange::Changed { old_key } = w.replace_output(&view.name, pk, new.as_ref())? else {
         return Ok(0);
