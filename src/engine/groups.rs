@@ -94,7 +94,7 @@ fn move_contribution(
     direction: Direction,
 ) -> Result<(), EngineError> {
     let key = group_key(view, &contribution.group);
-    let mut stored = w.get_group(&key)?.unwrap_or_else(|| StoredGroup {
+    let mut stored = w.take_group(&key)?.unwrap_or_else(|| StoredGroup {
         state: GroupState::new(contribution.group.clone(), specs),
         row: None,
     });

@@ -62,6 +62,15 @@ impl<'txn> StateWriter<'txn> {
         }
     }
 
+    /// The group under `key` to change and put back ([`Self::put_group`]):
+    /// taken out of the transaction's buffer rather than copied.
+    pub fn take_group(&mut self, key: &[u8]) -> Result<Option<StoredGroup>, StoreError> {
+        match self.group_writes.groups.remove(key) {
+            Some(buffered) => Ok(Some(buffered)),
+            None => self.get_group(key),
+        }
+    }
+
     /// Stores `group` under `key` when the transaction ends (or the changed
     /// groups are taken), not at once.
     pub fn put_group(&mut self, key: &[u8], group: StoredGroup) {
@@ -97,7 +106,10 @@ impl<'txn> StateWriter<'txn> {
 
     /// Notes that the group under `key` changed in this transaction.
     pub fn mark_group_changed(&mut self, view: &str, key: Vec<u8>) {
-        self.changed_groups.insert((view.to_owned(), key));
+        // Most changes touch a group already marked: no allocation then.
+        if !self.changed_groups.contains_key(&key) {
+            self.changed_groups.insert(key, view.to_owned());
+        }
     }
 
     /// The groups changed since the last call, in (view, key) order: the
@@ -105,6 +117,7 @@ impl<'txn> StateWriter<'txn> {
     pub fn take_changed_groups(&mut self) -> Vec<(String, Vec<u8>)> {
         std::mem::take(&mut self.changed_groups)
             .into_iter()
+            .map(|(key, view)| (view, key))
             .collect()
     }
 
@@ -126,7 +139,7 @@ impl<'txn> StateWriter<'txn> {
         self.groups.retain_in(range.clone(), |_, _| false)?;
         self.group_values.retain_in(range.clone(), |_, _| false)?;
         self.outputs.retain_in(range, |_, _| false)?;
-        self.changed_groups.retain(|(changed, _)| changed != view);
+        self.changed_groups.retain(|_, changed| changed != view);
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! [`StateWriter`]: typed access to the store inside one write transaction.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
@@ -45,8 +45,9 @@ pub struct StateWriter<'txn> {
     source_lsn: Option<Lsn>,
     /// Next outbox sequence per sink, read once per transaction.
     next_sequence: HashMap<String, u64>,
-    /// (view, group key) of aggregate groups changed in this transaction.
-    pub(super) changed_groups: BTreeSet<(String, Vec<u8>)>,
+    /// Keys (`view ‖ group`) of the aggregate groups changed in this
+    /// transaction, with their view: in key order, which is view order.
+    pub(super) changed_groups: BTreeMap<Vec<u8>, String>,
     /// Groups and value counts changed in this transaction, not yet written.
     pub(super) group_writes: super::groups::GroupWrites,
     /// Rows and index lookups read in this transaction.
@@ -140,7 +141,7 @@ impl<'txn> StateWriter<'txn> {
             dead_letters: txn.open_table(DEAD_LETTERS)?,
             source_lsn: None,
             next_sequence: HashMap::new(),
-            changed_groups: BTreeSet::new(),
+            changed_groups: BTreeMap::new(),
             group_writes: Default::default(),
             cache: ReadCache::default(),
         })
