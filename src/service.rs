@@ -398,6 +398,7 @@ fn start_search_sinks(
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Sinks, ServiceError> {
     let mut sinks = Sinks::default();
+    let store_id = outputs.store().id()?;
     for view in views {
         let ViewKind::Search(search) = &view.kind else {
             continue;
@@ -421,6 +422,7 @@ fn start_search_sinks(
         let sink = SearchSink::new(
             view.name.clone(),
             outbox,
+            store_id.clone(),
             outputs.clone(),
             Arc::clone(&index),
             writer,

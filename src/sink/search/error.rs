@@ -58,10 +58,10 @@ pub enum SearchError {
         reason: String,
     },
 
-    /// The commit payload is not an outbox sequence: the directory holds an
-    /// index viewkeeper did not write.
+    /// The commit payload is not a checkpoint (a state store id and an
+    /// outbox sequence): the directory holds an index viewkeeper did not write.
     #[error(
-        "search index {} has commit payload {payload:?}, not an outbox sequence",
+        "search index {} has commit payload {payload:?}, not a viewkeeper checkpoint",
         dir.display()
     )]
     Payload { dir: PathBuf, payload: String },

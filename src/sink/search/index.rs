@@ -142,17 +142,20 @@ impl SearchIndex {
             })
     }
 
-    /// The outbox sequence of the last commit, from its payload; `None` for
-    /// an index never committed to by viewkeeper.
-    pub fn committed_sequence(&self) -> Result<Option<u64>, SearchError> {
+    /// The checkpoint of the last commit, from its payload; `None` for an
+    /// index never committed to by viewkeeper.
+    pub fn checkpoint(&self) -> Result<Option<IndexCheckpoint>, SearchError> {
         let metas = self.index.load_metas().map_err(tantivy_error(&self.dir))?;
         let Some(payload) = metas.payload else {
             return Ok(None);
         };
-        payload.parse().map(Some).map_err(|_| SearchError::Payload {
-            dir: self.dir.clone(),
-            payload,
-        })
+        match IndexCheckpoint::from_payload(&payload) {
+            Some(checkpoint) => Ok(Some(checkpoint)),
+            None => Err(SearchError::Payload {
+                dir: self.dir.clone(),
+                payload,
+            }),
+        }
     }
 
     /// Documents visible to searches.
@@ -165,6 +168,33 @@ impl SearchIndex {
     /// (a long-running `viewkeeper search`) needs it.
     pub fn reload(&self) -> Result<(), SearchError> {
         self.reader.reload().map_err(tantivy_error(&self.dir))
+    }
+}
+
+/// What each commit of viewkeeper's records in its payload: the state
+/// store whose outbox the index follows, and the outbox sequence it covers.
+/// An index whose checkpoint names another store (the state store was
+/// replaced, or started anew in a new format) is loaded again from this one:
+/// its sequence numbers mean nothing here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexCheckpoint {
+    pub store_id: String,
+    pub sequence: u64,
+}
+
+impl IndexCheckpoint {
+    pub(super) fn to_payload(&self) -> String {
+        format!("{}:{}", self.store_id, self.sequence)
+    }
+
+    /// Versions before the store id wrote the sequence alone: such an
+    /// index names no store (an empty id), so it is loaded again.
+    fn from_payload(payload: &str) -> Option<IndexCheckpoint> {
+        let (store_id, sequence) = payload.rsplit_once(':').unwrap_or(("", payload));
+        Some(IndexCheckpoint {
+            store_id: store_id.to_owned(),
+            sequence: sequence.parse().ok()?,
+        })
     }
 }
 

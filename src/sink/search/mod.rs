@@ -4,9 +4,10 @@
 //! - `schema`: a view's fields as a Tantivy schema, plus the `_id` field and
 //!   the `stem_<language>` analyzers;
 //! - `index`: [`SearchIndex`], the index on disk: open, check the schema,
-//!   read the committed outbox sequence;
+//!   read the committed checkpoint;
 //! - `writer`: [`IndexWriterHandle`], the single writer on its own thread:
-//!   batches of [`IndexOp`] committed with their sequence as the payload;
+//!   batches of [`IndexOp`] committed with their [`IndexCheckpoint`] (state
+//!   store id and outbox sequence) as the payload;
 //! - `document`, `temporal`: viewkeeper's JSON values to Tantivy's and back;
 //! - `query`: [`SearchIndex::search`] with Tantivy's query syntax;
 //! - `ceiling`: [`bare_indexing_rate`], the benchmark's yardstick;
@@ -14,8 +15,10 @@
 //!
 //! The outbox sequence rides in the commit payload, so the data and the
 //! position become durable together: after a crash the sink resumes after
-//! [`SearchIndex::committed_sequence`], and an upsert or delete applied twice
-//! changes nothing (an upsert deletes by `_id`, then adds).
+//! [`SearchIndex::checkpoint`], and an upsert or delete applied twice
+//! changes nothing (an upsert deletes by `_id`, then adds). The payload
+//! names the state store too: an index written from another one is loaded
+//! anew.
 
 mod ceiling;
 mod document;
@@ -30,7 +33,7 @@ mod writer;
 pub use ceiling::bare_indexing_rate;
 pub use document::check_fits;
 pub use error::SearchError;
-pub use index::SearchIndex;
+pub use index::{IndexCheckpoint, SearchIndex};
 pub use query::Hit;
 pub use schema::{ID_FIELD, IndexSchema, index_schema};
 pub use sink::{COMMIT_INTERVAL, SearchSink};

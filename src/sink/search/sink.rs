@@ -7,8 +7,8 @@
 //! snapshot, say) is committed in full batches back to back. The outbox sequence
 //! rides in the commit's payload, so a crash between commits loses nothing and
 //! replaying committed entries is a no-op. An index without a payload (new,
-//! or recreated for a changed definition) is first loaded with every stored
-//! output.
+//! or recreated for a changed definition), or with one of another state
+//! store, is first loaded with every stored output.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use super::{IndexOp, IndexWriterHandle, SearchError, SearchIndex};
+use super::{IndexCheckpoint, IndexOp, IndexWriterHandle, SearchError, SearchIndex};
 use crate::engine::{EngineError, OutputReader};
 use crate::sink::RewriteSignal;
 use crate::state::{OutboxEntry, OutboxOp, Store, StoreError};
@@ -47,6 +47,8 @@ pub struct SearchSink {
     /// The outbox name: `search:{view}`.
     sink: String,
     store: Arc<Store>,
+    /// The state store's id, recorded with each commit.
+    store_id: String,
     /// Computes the documents of a full load.
     outputs: OutputReader,
     index: Arc<SearchIndex>,
@@ -58,6 +60,7 @@ impl SearchSink {
     pub fn new(
         view: String,
         sink: String,
+        store_id: String,
         outputs: OutputReader,
         index: Arc<SearchIndex>,
         writer: IndexWriterHandle,
@@ -67,6 +70,7 @@ impl SearchSink {
             view,
             sink,
             store: Arc::clone(outputs.store()),
+            store_id,
             outputs,
             index,
             writer: Arc::new(writer),
@@ -88,9 +92,9 @@ impl SearchSink {
     }
 
     async fn drain(&self, wake: &Notify, health: &SinkHealth) -> Result<(), SearchSinkError> {
-        let mut applied = match self.index.committed_sequence()? {
-            Some(sequence) => sequence,
-            None => self.load_all(wake).await?,
+        let mut applied = match self.index.checkpoint()? {
+            Some(checkpoint) if checkpoint.store_id == self.store_id => checkpoint.sequence,
+            _ => self.load_all(wake).await?,
         };
         health.ok();
         let mut last_commit = Instant::now() - COMMIT_INTERVAL;
@@ -130,7 +134,11 @@ impl SearchSink {
     async fn commit(&self, ops: Vec<IndexOp>, sequence: u64) -> Result<(), SearchSinkError> {
         let count = ops.len();
         let writer = Arc::clone(&self.writer);
-        tokio::task::spawn_blocking(move || writer.apply(ops, sequence)).await??;
+        let checkpoint = IndexCheckpoint {
+            store_id: self.store_id.clone(),
+            sequence,
+        };
+        tokio::task::spawn_blocking(move || writer.apply(ops, checkpoint)).await??;
         crate::telemetry::record_sink_applied("search", count);
         Ok(())
     }

@@ -27,6 +27,14 @@ fn upsert(id: &str, document: Value) -> IndexOp {
     }
 }
 
+/// The checkpoint of this module's commits: one store, sequence `sequence`.
+fn at(sequence: u64) -> IndexCheckpoint {
+    IndexCheckpoint {
+        store_id: "0123456789abcdef".into(),
+        sequence,
+    }
+}
+
 fn delete(id: &str) -> IndexOp {
     IndexOp::Delete { id: id.to_owned() }
 }
@@ -68,7 +76,7 @@ fn catalog(index: &SearchIndex) -> IndexWriterHandle {
                    "category": "Shoes accessories", "price_cents": 900}),
         ),
     ];
-    writer.apply(ops, 1).expect("applies");
+    writer.apply(ops, at(1)).expect("applies");
     writer
 }
 
@@ -78,8 +86,8 @@ fn an_upsert_replaces_the_document_with_its_id() {
     let index = open(dir.path());
     let writer = catalog(&index);
     let renamed = upsert("2", json!({"name": "Storm jacket", "price_cents": 15000}));
-    writer.apply(vec![renamed.clone()], 2).expect("applies");
-    writer.apply(vec![renamed], 3).expect("replays");
+    writer.apply(vec![renamed.clone()], at(2)).expect("applies");
+    writer.apply(vec![renamed], at(3)).expect("replays");
     assert_eq!(all_ids(&index), ["1", "2", "3"]);
     assert_eq!(search_ids(&index, "storm"), ["2"]);
     assert!(search_ids(&index, "rain").is_empty());
@@ -101,7 +109,7 @@ fn ops_on_one_id_in_one_batch_apply_in_order() {
         upsert("1", json!({"name": "gone soon"})),
         delete("1"),
     ];
-    writer.apply(ops, 2).expect("applies");
+    writer.apply(ops, at(2)).expect("applies");
     assert_eq!(all_ids(&index), ["2", "3", "4"]);
     assert_eq!(search_ids(&index, "second"), ["4"]);
     assert!(search_ids(&index, "first").is_empty());
@@ -113,7 +121,7 @@ fn a_delete_removes_the_document() {
     let index = open(dir.path());
     let writer = catalog(&index);
     writer
-        .apply(vec![delete("1"), delete("no such id")], 2)
+        .apply(vec![delete("1"), delete("no such id")], at(2))
         .expect("applies");
     assert_eq!(all_ids(&index), ["2", "3"]);
     assert_eq!(index.num_docs(), 2);
@@ -124,18 +132,43 @@ fn a_delete_removes_the_document() {
 fn the_sequence_rides_in_the_commit_and_survives_reopening() {
     let dir = tempfile::tempdir().expect("tempdir");
     let index = open(dir.path());
-    assert_eq!(index.committed_sequence().expect("reads"), None);
+    assert_eq!(index.checkpoint().expect("reads"), None);
     let writer = catalog(&index);
     writer
-        .apply(Vec::new(), 41)
+        .apply(Vec::new(), at(41))
         .expect("an empty batch still commits");
-    assert_eq!(index.committed_sequence().expect("reads"), Some(41));
+    assert_eq!(index.checkpoint().expect("reads"), Some(at(41)));
     writer.close().expect("closes");
     drop(index);
 
     let reopened = open(dir.path());
-    assert_eq!(reopened.committed_sequence().expect("reads"), Some(41));
+    assert_eq!(reopened.checkpoint().expect("reads"), Some(at(41)));
     assert_eq!(all_ids(&reopened), ["1", "2", "3"]);
+}
+
+/// An index committed by a version that wrote the sequence alone names no
+/// store, so its sink loads it anew; a payload viewkeeper never writes is
+/// refused with the index's directory.
+#[test]
+fn a_payload_without_a_store_names_none_and_a_foreign_one_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let commit_payload = |payload: &str| {
+        let mut writer = index.tantivy_writer(BUDGET, 1).expect("writer");
+        let mut prepared = writer.prepare_commit().expect("prepares");
+        prepared.set_payload(payload);
+        prepared.commit().expect("commits");
+    };
+    commit_payload("41");
+    let earlier = index.checkpoint().expect("reads").expect("a checkpoint");
+    assert_eq!((earlier.store_id.as_str(), earlier.sequence), ("", 41));
+
+    commit_payload("not a checkpoint");
+    let error = index.checkpoint().expect_err("refused");
+    assert!(
+        matches!(&error, SearchError::Payload { payload, .. } if payload == "not a checkpoint"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -152,10 +185,10 @@ fn work_not_committed_before_a_crash_is_lost_and_committed_work_kept() {
     drop(index);
 
     let reopened = open(dir.path());
-    assert_eq!(reopened.committed_sequence().expect("reads"), Some(1));
+    assert_eq!(reopened.checkpoint().expect("reads"), Some(at(1)));
     assert_eq!(all_ids(&reopened), ["1", "2", "3"]);
     let writer = reopened.writer(BUDGET, 1).expect("the lock was released");
-    writer.apply(vec![delete("2")], 2).expect("applies");
+    writer.apply(vec![delete("2")], at(2)).expect("applies");
     assert_eq!(all_ids(&reopened), ["1", "3"]);
 }
 
@@ -165,14 +198,14 @@ fn a_document_that_does_not_fit_fails_its_whole_batch() {
     let index = open(dir.path());
     let writer = catalog(&index);
     let ops = vec![delete("1"), upsert("5", json!({"price_cents": "abc"}))];
-    let error = writer.apply(ops, 2).expect_err("refused");
+    let error = writer.apply(ops, at(2)).expect_err("refused");
     assert!(
         matches!(&error, SearchError::Document { id, field, .. } if id == "5" && field == "price_cents"),
         "{error}"
     );
     assert!(!error.is_retriable());
     // Nothing of the batch is applied, now or by the next commit.
-    writer.apply(Vec::new(), 2).expect("applies");
+    writer.apply(Vec::new(), at(2)).expect("applies");
     assert_eq!(all_ids(&index), ["1", "2", "3"]);
 }
 
@@ -366,7 +399,7 @@ fn writer_process_for_lock_tests() {
     };
     let index = open(Path::new(&dir));
     let writer = catalog(&index);
-    writer.apply(vec![delete("3")], 7).expect("applies");
+    writer.apply(vec![delete("3")], at(7)).expect("applies");
     println!("{CHILD_READY}");
     let mut wait_for_eof = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut wait_for_eof);
@@ -398,8 +431,8 @@ fn a_killed_process_leaves_no_lock_behind() {
     let writer = index
         .writer(BUDGET, 1)
         .expect("a dead process holds no lock");
-    assert_eq!(index.committed_sequence().expect("reads"), Some(7));
-    writer.apply(Vec::new(), 8).expect("commits");
+    assert_eq!(index.checkpoint().expect("reads"), Some(at(7)));
+    writer.apply(Vec::new(), at(8)).expect("commits");
     assert_eq!(all_ids(&index), ["1", "2"]);
 }
 

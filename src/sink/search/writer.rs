@@ -15,7 +15,7 @@ use tantivy::{IndexReader, IndexWriter, TantivyDocument, Term};
 
 use super::SearchError;
 use super::document::to_tantivy;
-use super::index::tantivy_error;
+use super::index::{IndexCheckpoint, tantivy_error};
 use super::schema::IndexSchema;
 
 /// One outbox entry for a search view.
@@ -42,7 +42,7 @@ type Reply = mpsc::SyncSender<Result<(), SearchError>>;
 enum Command {
     Apply {
         changes: Vec<Change>,
-        sequence: u64,
+        checkpoint: IndexCheckpoint,
         reply: Reply,
     },
     /// Waits for running merges, then ends the thread.
@@ -84,24 +84,24 @@ impl IndexWriterHandle {
         })
     }
 
-    /// Applies `ops` in order and commits them with `sequence` as the commit
-    /// payload, in one Tantivy commit: after `Ok`, the ops and the sequence
+    /// Applies `ops` in order and commits them with `checkpoint` as the commit
+    /// payload, in one Tantivy commit: after `Ok`, the ops and the checkpoint
     /// are durable together and visible to searches. After `Err`, the batch
     /// is committed whole or not at all (only a failed reader reload follows
-    /// a commit): [`SearchIndex::committed_sequence`] tells which, and
+    /// a commit): [`SearchIndex::checkpoint`] tells which, and
     /// applying it again is harmless. A document that does not fit the schema
     /// fails the whole batch before any op reaches the writer. Blocks for the
     /// commit (tens of milliseconds): batch ops rather than commit each.
     ///
-    /// [`SearchIndex::committed_sequence`]: super::SearchIndex::committed_sequence
-    pub fn apply(&self, ops: Vec<IndexOp>, sequence: u64) -> Result<(), SearchError> {
+    /// [`SearchIndex::checkpoint`]: super::SearchIndex::checkpoint
+    pub fn apply(&self, ops: Vec<IndexOp>, checkpoint: IndexCheckpoint) -> Result<(), SearchError> {
         let changes = ops
             .into_iter()
             .map(|op| self.prepare(op))
             .collect::<Result<Vec<_>, _>>()?;
         self.request(|reply| Command::Apply {
             changes,
-            sequence,
+            checkpoint,
             reply,
         })
     }
@@ -165,10 +165,10 @@ fn serve(
         match command {
             Command::Apply {
                 changes,
-                sequence,
+                checkpoint,
                 reply,
             } => {
-                let _ = reply.send(commit_batch(&mut writer, &reader, changes, sequence, dir));
+                let _ = reply.send(commit_batch(&mut writer, &reader, changes, checkpoint, dir));
             }
             Command::Close { reply } => {
                 let closed = writer.wait_merging_threads().map_err(tantivy_error(dir));
@@ -183,12 +183,12 @@ fn commit_batch(
     writer: &mut IndexWriter,
     reader: &IndexReader,
     changes: Vec<Change>,
-    sequence: u64,
+    checkpoint: IndexCheckpoint,
     dir: &Path,
 ) -> Result<(), SearchError> {
     let started = Instant::now();
     let count = changes.len();
-    if let Err(error) = write_and_commit(writer, changes, sequence) {
+    if let Err(error) = write_and_commit(writer, changes, &checkpoint) {
         // Drop what this batch queued, so that no later commit makes half of
         // it durable.
         if let Err(rollback) = writer.rollback() {
@@ -200,7 +200,7 @@ fn commit_batch(
     tracing::debug!(
         dir = %dir.display(),
         ops = count,
-        sequence,
+        sequence = checkpoint.sequence,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "search index committed"
     );
@@ -212,7 +212,7 @@ fn commit_batch(
 fn write_and_commit(
     writer: &mut IndexWriter,
     changes: Vec<Change>,
-    sequence: u64,
+    checkpoint: &IndexCheckpoint,
 ) -> tantivy::Result<()> {
     for change in changes {
         writer.delete_term(change.id);
@@ -221,7 +221,7 @@ fn write_and_commit(
         }
     }
     let mut prepared = writer.prepare_commit()?;
-    prepared.set_payload(&sequence.to_string());
+    prepared.set_payload(&checkpoint.to_payload());
     prepared.commit()?;
     Ok(())
 }
