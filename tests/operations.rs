@@ -1,6 +1,7 @@
 //! What an operator meets: `viewkeeper tail`, secrets kept out of output, a
-//! table viewkeeper cannot follow refused at start, and a quiet or unrelated
-//! database that must not time the replication connection out nor hold WAL.
+//! table viewkeeper cannot follow refused at start, a quiet or unrelated
+//! database that must not time the replication connection out nor hold WAL,
+//! and a data directory written by an earlier version.
 
 mod harness;
 
@@ -204,4 +205,50 @@ async fn quiet_or_unrelated_traffic_keeps_the_connection_and_releases_wal() {
     .await;
     service.assert_running();
     assert!(!service.log_tail(10_000).contains("replication interrupted"));
+}
+
+/// A state store written by an earlier version (one that recorded no
+/// format) is emptied at start and rebuilt by a new snapshot; the sinks,
+/// whose checkpoints name the old store, rewrite their targets. Changes made
+/// while it was stopped reach every view: a sink that took the old
+/// checkpoint for its own would skip the new store's first entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_store_of_an_earlier_format_is_rebuilt_by_a_new_snapshot() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), Duration::from_secs(120)).await;
+    service.terminate(Duration::from_secs(30)).await;
+
+    let state = setup.data_dir().join("state.redb");
+    {
+        let db = redb::Database::open(&state).expect("opening the state store");
+        let txn = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+            let mut meta = txn.open_table(meta).unwrap();
+            assert!(
+                meta.remove("format").unwrap().is_some(),
+                "the store records its format"
+            );
+        }
+        txn.commit().unwrap();
+    }
+    viewkeeper::workload::run(
+        &pool,
+        &viewkeeper::workload::WorkloadOptions::new(1_000, 21),
+    )
+    .await
+    .expect("running the workload");
+
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), Duration::from_secs(120)).await;
+    let log = std::fs::read_to_string(setup.log_path()).expect("reading the log");
+    assert!(
+        log.contains("state store written in an earlier format"),
+        "the log says why a new snapshot is taken:\n{}",
+        service.log_tail(40)
+    );
 }

@@ -12,7 +12,7 @@ use super::document::{NodeRows, passes_filter};
 use crate::aggregate::{Contribution, Direction, GroupState, MeasureSpec, convert_input};
 use crate::change::Value;
 use crate::plan::{AggregatePlan, OutputPlan, Plan, ViewPlan};
-use crate::state::{OutboxEntry, OutboxOp, ReadRows, StateWriter, StoredGroup, group_key};
+use crate::state::{OutboxEntry, OutboxOp, ReadRows, StateWriter, StoredGroup};
 
 /// Recomputes one root's contribution and moves it between groups if it
 /// changed. Outbox entries come later, from [`append_changed_groups`].
@@ -93,7 +93,7 @@ fn move_contribution(
     contribution: &Contribution,
     direction: Direction,
 ) -> Result<(), EngineError> {
-    let key = group_key(view, &contribution.group);
+    let key = w.group_key(view, &contribution.group)?;
     let mut stored = w.take_group(&key)?.unwrap_or_else(|| StoredGroup {
         state: GroupState::new(contribution.group.clone(), specs),
         row: None,

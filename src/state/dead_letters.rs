@@ -7,7 +7,8 @@
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
-use super::writer::{StateWriter, prefixed, view_prefix};
+use super::names::{NAMES, NameIds};
+use super::writer::StateWriter;
 use super::{DEAD_LETTERS, Store, StoreError, keycode};
 
 /// Why one root of a view has no output.
@@ -34,7 +35,7 @@ impl StateWriter<'_> {
         pk: &[u8],
         letter: &DeadLetter,
     ) -> Result<(), StoreError> {
-        let key = prefixed(view, pk);
+        let key = self.names.prefixed(view, pk)?;
         let value = postcard::to_allocvec(letter).unwrap_or_default();
         self.dead_letters.insert(key.as_slice(), value.as_slice())?;
         Ok(())
@@ -48,13 +49,13 @@ impl StateWriter<'_> {
         }
         Ok(self
             .dead_letters
-            .remove(prefixed(view, pk).as_slice())?
+            .remove(self.names.prefixed(view, pk)?.as_slice())?
             .is_some())
     }
 
     /// The root keys of every dead letter of `view`.
     pub fn dead_letter_roots(&self, view: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        let prefix = view_prefix(view);
+        let prefix = self.names.prefixed(view, &[])?;
         let end = keycode::prefix_end(&prefix);
         let mut roots = Vec::new();
         for item in self.dead_letters.range(prefix.as_slice()..end.as_slice())? {
@@ -66,7 +67,7 @@ impl StateWriter<'_> {
 
     /// Forgets every dead letter of `view` (the view is dropped).
     pub fn clear_dead_letters(&mut self, view: &str) -> Result<(), StoreError> {
-        let prefix = view_prefix(view);
+        let prefix = self.names.prefixed(view, &[])?;
         let end = keycode::prefix_end(&prefix);
         self.dead_letters
             .retain_in(prefix.as_slice()..end.as_slice(), |_, _| false)?;
@@ -84,7 +85,7 @@ impl Store {
     ) -> Result<(Vec<DeadLetter>, u64), StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(DEAD_LETTERS)?;
-        let prefix = view_prefix(view);
+        let prefix = NameIds::load(&txn.open_table(NAMES)?, false)?.prefixed(view, &[])?;
         let end = keycode::prefix_end(&prefix);
         let mut letters = Vec::new();
         let mut total = 0;
@@ -105,7 +106,7 @@ impl Store {
         if table.is_empty()? {
             return Ok(0);
         }
-        let prefix = view_prefix(view);
+        let prefix = NameIds::load(&txn.open_table(NAMES)?, false)?.prefixed(view, &[])?;
         let end = keycode::prefix_end(&prefix);
         Ok(table.range(prefix.as_slice()..end.as_slice())?.count() as u64)
     }

@@ -11,7 +11,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::keycode::{encode_values, prefix_end};
-use super::writer::{prefixed, view_prefix};
+use super::names::{NAMES, NameIds};
 use super::{GROUPS, META, StateWriter, Store, StoreError, outbox};
 use crate::aggregate::{AggregateError, GroupState, ValueCounts};
 use crate::change::Value;
@@ -31,11 +31,6 @@ fn corrupt(what: &'static str) -> impl Fn(postcard::Error) -> StoreError {
     }
 }
 
-/// `view ‖ group key`: the key of a group in both tables.
-pub fn group_key(view: &str, group: &[Value]) -> Vec<u8> {
-    prefixed(view, &encode_values(group))
-}
-
 /// The groups and value counts one write transaction has changed, kept
 /// decoded and written to their tables once ([`StateWriter::flush_group_writes`]).
 /// A batch adds and retracts thousands of contributions to the same few
@@ -50,6 +45,11 @@ pub(super) struct GroupWrites {
 }
 
 impl<'txn> StateWriter<'txn> {
+    /// `view ‖ group key`: the key of a group in both tables.
+    pub fn group_key(&self, view: &str, group: &[Value]) -> Result<Vec<u8>, StoreError> {
+        self.names.prefixed(view, &encode_values(group))
+    }
+
     pub fn get_group(&self, key: &[u8]) -> Result<Option<StoredGroup>, StoreError> {
         if let Some(buffered) = self.group_writes.groups.get(key) {
             return Ok(Some(buffered.clone()));
@@ -107,9 +107,9 @@ impl<'txn> StateWriter<'txn> {
     /// Notes that the group under `key` changed in this transaction.
     pub fn mark_group_changed(&mut self, view: &str, key: Vec<u8>) {
         // Most changes touch a group already marked: no allocation then.
-        if !self.changed_groups.contains_key(&key) {
-            self.changed_groups.insert(key, view.to_owned());
-        }
+        self.changed_groups
+            .entry(key)
+            .or_insert_with(|| view.to_owned());
     }
 
     /// The groups changed since the last call, in (view, key) order: the
@@ -133,7 +133,7 @@ impl<'txn> StateWriter<'txn> {
     /// changed: the old groups mean nothing under the new one).
     pub fn clear_view_groups(&mut self, view: &str) -> Result<(), StoreError> {
         self.flush_group_writes()?;
-        let prefix = view_prefix(view);
+        let prefix = self.names.prefixed(view, &[])?;
         let end = prefix_end(&prefix);
         let range = prefix.as_slice()..end.as_slice();
         self.groups.retain_in(range.clone(), |_, _| false)?;
@@ -256,7 +256,7 @@ impl Store {
         let sequence = super::read_sequence(&meta, sink)?;
         on_sequence(sequence);
         let groups = txn.open_table(GROUPS)?;
-        let prefix = view_prefix(view);
+        let prefix = NameIds::load(&txn.open_table(NAMES)?, false)?.prefixed(view, &[])?;
         let end = prefix_end(&prefix);
         let mut batch = Vec::with_capacity(chunk);
         for item in groups.range(prefix.as_slice()..end.as_slice())? {
@@ -299,7 +299,7 @@ mod tests {
     fn buffered_group_writes_read_back_within_and_after_the_transaction() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
-        let key = group_key("v", &[Value::Int(1)]);
+        let key = store.write(|w| w.group_key("v", &[Value::Int(1)])).unwrap();
         let (five, nine) = (Value::Int(5), Value::Int(9));
         let sort = |v: &Value| crate::expr::sort_key(v).unwrap();
         store

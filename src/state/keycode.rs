@@ -1,7 +1,7 @@
 //! Order-preserving, self-delimiting byte encoding of values, for state-store keys.
 //!
-//! Keys are concatenations of encoded values (`table`, `index`, join values,
-//! primary key). Each encoded value ends in a terminator that no value's bytes
+//! Keys are a name id ([`super::names`]) followed by encoded values (join
+//! values, primary key). Each encoded value ends in a terminator that no value's bytes
 //! can contain, so a prefix of whole values selects exactly the keys that start
 //! with those values, and integers sort numerically.
 
@@ -39,12 +39,6 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
             encode_bytes(s.as_bytes(), out);
         }
     }
-}
-
-/// Appends a string component (table or index name).
-pub fn encode_str(text: &str, out: &mut Vec<u8>) {
-    out.push(TEXT);
-    encode_bytes(text.as_bytes(), out);
 }
 
 /// Escapes 0x00 as 0x00 0xFF and terminates with 0x00 0x00, which keeps byte

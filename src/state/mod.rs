@@ -9,6 +9,7 @@
 mod dead_letters;
 mod groups;
 pub mod keycode;
+mod names;
 mod outbox;
 mod read_cache;
 mod reader;
@@ -17,10 +18,10 @@ mod writer;
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 pub use dead_letters::DeadLetter;
-pub use groups::{GroupValues, StoredGroup, group_key};
+pub use groups::{GroupValues, StoredGroup};
 pub use outbox::{OutboxEntry, OutboxOp, StoredOutput};
 pub use read_cache::{Keys, Row};
 pub use reader::StateReader;
@@ -28,6 +29,9 @@ pub use view_records::ViewRecord;
 pub use writer::{OutputChange, StateWriter};
 
 use crate::change::Lsn;
+
+// Keys start with the 2-byte id of a table, index or view name
+// ([`names::NameIds`]), written `table` and `view` below.
 
 /// `table ‖ primary key` → stored columns (postcard `Vec<Value>`).
 const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
@@ -60,6 +64,12 @@ pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
 const META_POSITION: &str = "source_position";
 const META_LAYOUT: &str = "layout";
 const META_STORE_ID: &str = "store_id";
+const META_FORMAT: &str = "format";
+
+/// The layout of keys and values this version writes. A store written in
+/// another is taken down and started anew (see [`Store::open`]). 2: names
+/// in keys are ids.
+const FORMAT: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -67,6 +77,15 @@ pub enum StoreError {
     Storage(#[from] redb::Error),
     #[error("state store: corrupt {what}: {reason}")]
     Corrupt { what: &'static str, reason: String },
+    #[error(
+        "state store: every id for table, index and view names is taken; \
+         delete state.redb to start a new store (a new snapshot follows)"
+    )]
+    NamesExhausted,
+    #[error(
+        "state store {path} was written by a newer viewkeeper (format {found}; this one reads {FORMAT})"
+    )]
+    NewerFormat { path: String, found: u64 },
     #[error(
         "state store {path} is locked by another viewkeeper process (only one may use a data directory)"
     )]
@@ -119,7 +138,47 @@ impl Store {
             })?;
         let store = Store { db };
         store.create_tables()?;
+        store.settle_format(&path)?;
         Ok(store)
+    }
+
+    /// Makes the store one of [`FORMAT`]. One written in an earlier format
+    /// (before it was recorded: format 1) is emptied, store id included:
+    /// a new snapshot rebuilds it, and the sinks, finding their checkpoints
+    /// foreign, rewrite their targets. Nothing is lost that the source does
+    /// not hold.
+    fn settle_format(&self, path: &Path) -> Result<(), StoreError> {
+        let found = self.read_meta_u64(META_FORMAT)?;
+        match found {
+            Some(FORMAT) => return Ok(()),
+            Some(found) if found > FORMAT => {
+                return Err(StoreError::NewerFormat {
+                    path: path.display().to_string(),
+                    found,
+                });
+            }
+            _ => {}
+        }
+        let txn = self.db.begin_write()?;
+        if !txn.open_table(META)?.is_empty()? {
+            tracing::warn!(
+                path = %path.display(),
+                found = found.unwrap_or(1),
+                format = FORMAT,
+                "state store written in an earlier format: emptied, a new snapshot follows"
+            );
+            let tables: Vec<_> = txn.list_tables()?.collect();
+            for table in tables {
+                txn.delete_table(table)?;
+            }
+        }
+        txn.commit()?;
+        self.create_tables()?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(META_FORMAT, FORMAT.to_be_bytes().as_slice())?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// A random identifier chosen when the store was created. Sinks record it
@@ -148,6 +207,7 @@ impl Store {
         txn.open_table(GROUPS)?;
         txn.open_table(GROUP_VALUES)?;
         txn.open_table(DEAD_LETTERS)?;
+        txn.open_table(names::NAMES)?;
         txn.commit()?;
         Ok(())
     }
@@ -240,7 +300,8 @@ impl Store {
     pub fn table_row_count(&self, table: &str) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
         let rows = txn.open_table(ROWS)?;
-        let prefix = writer::prefixed(table, &[]);
+        let prefix =
+            names::NameIds::load(&txn.open_table(names::NAMES)?, false)?.prefixed(table, &[])?;
         let end = keycode::prefix_end(&prefix);
         Ok(rows.range(prefix.as_slice()..end.as_slice())?.count() as u64)
     }
@@ -326,4 +387,62 @@ fn decode_u64(bytes: &[u8], what: &'static str) -> Result<u64, StoreError> {
         reason: format!("expected 8 bytes, found {}", bytes.len()),
     })?;
     Ok(u64::from_be_bytes(array))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::Value;
+
+    fn set_meta_u64(store: &Store, name: &str, value: Option<u64>) {
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            match value {
+                Some(value) => meta.insert(name, value.to_be_bytes().as_slice()).unwrap(),
+                None => meta.remove(name).unwrap(),
+            };
+        }
+        txn.commit().unwrap();
+    }
+
+    /// A store of an earlier format (one without a recorded format) is
+    /// emptied when opened, its id too, so that a new snapshot rebuilds it
+    /// and sinks rewrite their targets; one of a newer format is refused.
+    #[test]
+    fn a_store_of_another_format_is_started_anew_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let id = store.id().unwrap();
+        store
+            .write(|w| {
+                w.put_row("public.t", b"1", &[Value::Int(1)])?;
+                w.set_position(Lsn(42))
+            })
+            .unwrap();
+        set_meta_u64(&store, META_FORMAT, None);
+        drop(store);
+
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.position().unwrap(), None);
+        assert_eq!(store.table_row_count("public.t").unwrap(), 0);
+        assert_ne!(store.id().unwrap(), id);
+        assert_eq!(store.read_meta_u64(META_FORMAT).unwrap(), Some(FORMAT));
+        store.write(|w| w.set_position(Lsn(43))).unwrap();
+        drop(store);
+
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(
+            store.position().unwrap(),
+            Some(Lsn(43)),
+            "same format: kept"
+        );
+        set_meta_u64(&store, META_FORMAT, Some(FORMAT + 1));
+        drop(store);
+        let error = Store::open(dir.path(), 1 << 20).err().unwrap();
+        assert!(
+            matches!(error, StoreError::NewerFormat { found, .. } if found == FORMAT + 1),
+            "{error}"
+        );
+    }
 }

@@ -46,29 +46,14 @@ pub(super) fn decode(bytes: &[u8]) -> Result<OutboxEntry, StoreError> {
     })
 }
 
-/// Marks a contribution stored by [`encode_contribution`]. Earlier versions
-/// stored a [`StoredOutput`] of JSON texts, whose first byte is the length
-/// of a JSON array (at least `[]`), never 0.
-const CONTRIBUTION: u8 = 0;
-
 /// An aggregate root's contribution as the store keeps it: its values in
-/// postcard, a third the size of the JSON texts it replaced, and read
-/// without a JSON parse on every refresh of the root.
+/// postcard, read without a JSON parse on every refresh of the root.
 pub(super) fn encode_contribution(contribution: &Contribution) -> Vec<u8> {
-    let mut bytes = vec![CONTRIBUTION];
-    bytes.extend(encode(contribution));
-    bytes
+    encode(contribution)
 }
 
 pub(super) fn decode_contribution(bytes: &[u8]) -> Result<Contribution, String> {
-    if let Some((&CONTRIBUTION, rest)) = bytes.split_first() {
-        return postcard::from_bytes(rest).map_err(|e| e.to_string());
-    }
-    let earlier: StoredOutput = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
-    Ok(Contribution {
-        group: serde_json::from_str(&earlier.key).map_err(|e| e.to_string())?,
-        inputs: serde_json::from_str(&earlier.document).map_err(|e| e.to_string())?,
-    })
+    postcard::from_bytes(bytes).map_err(|e| e.to_string())
 }
 
 /// The key of an encoded [`StoredOutput`], without decoding its document.

@@ -16,7 +16,7 @@ use foldhash::fast::RandomState;
 use redb::ReadableTable;
 
 use super::StoreError;
-use super::writer::{decode_row, index_prefix, prefixed, suffixes_after};
+use super::writer::{decode_row, suffixes_after};
 use crate::change::Value;
 
 /// A stored row's columns, shared between the cache and its readers.
@@ -40,14 +40,13 @@ pub(super) struct ReadCache {
 }
 
 impl ReadCache {
-    /// The stored row of `table` under `pk`, read through this cache.
+    /// The stored row under `key` (`table ‖ primary key`), read through
+    /// this cache.
     pub fn get_row(
         &self,
         rows: &impl ReadableTable<&'static [u8], &'static [u8]>,
-        table: &str,
-        pk: &[u8],
+        key: Vec<u8>,
     ) -> Result<Option<Row>, StoreError> {
-        let key = prefixed(table, pk);
         if let Some(cached) = self.row(&key) {
             return Ok(cached);
         }
@@ -59,16 +58,13 @@ impl ReadCache {
         Ok(row)
     }
 
-    /// Primary keys of the rows of `table` whose `index` columns equal
-    /// `values`, read through this cache.
+    /// Primary keys of the join index entries under `prefix` (`table ‖
+    /// index ‖ values`), read through this cache.
     pub fn index_lookup(
         &self,
         join_index: &impl ReadableTable<&'static [u8], ()>,
-        table: &str,
-        index: &str,
-        values: &[u8],
+        prefix: Vec<u8>,
     ) -> Result<Keys, StoreError> {
-        let prefix = index_prefix(table, index, values);
         if let Some(cached) = self.lookup(&prefix) {
             return Ok(cached);
         }

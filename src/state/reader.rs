@@ -3,8 +3,8 @@
 
 use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase};
 
+use super::names::{NAMES, NameIds, ScanBounds};
 use super::read_cache::{Keys, ReadCache, Row};
-use super::writer::scan_bounds;
 use super::{JOIN_INDEX, META, OUTPUTS, ROWS, ReadRows, Store, StoreError, outbox};
 
 pub struct StateReader {
@@ -12,6 +12,7 @@ pub struct StateReader {
     join_index: ReadOnlyTable<&'static [u8], ()>,
     outputs: ReadOnlyTable<&'static [u8], &'static [u8]>,
     meta: ReadOnlyTable<&'static str, &'static [u8]>,
+    names: NameIds,
     cache: ReadCache,
     _txn: ReadTransaction,
 }
@@ -25,6 +26,7 @@ impl Store {
             join_index: txn.open_table(JOIN_INDEX)?,
             outputs: txn.open_table(OUTPUTS)?,
             meta: txn.open_table(META)?,
+            names: NameIds::load(&txn.open_table(NAMES)?, false)?,
             cache: ReadCache::default(),
             _txn: txn,
         })
@@ -33,12 +35,13 @@ impl Store {
 
 impl ReadRows for StateReader {
     fn get_row(&self, table: &str, pk: &[u8]) -> Result<Option<Row>, StoreError> {
-        self.cache.get_row(&self.rows, table, pk)
+        let key = self.names.prefixed(table, pk)?;
+        self.cache.get_row(&self.rows, key)
     }
 
     fn index_lookup(&self, table: &str, index: &str, values: &[u8]) -> Result<Keys, StoreError> {
-        self.cache
-            .index_lookup(&self.join_index, table, index, values)
+        let prefix = self.names.index_prefix(table, index, values)?;
+        self.cache.index_lookup(&self.join_index, prefix)
     }
 }
 
@@ -54,8 +57,16 @@ impl StateReader {
     /// row in `table`: one merge of two key-ordered scans, where a lookup
     /// per output decoded every root row.
     pub fn outputs_without_row(&self, view: &str, table: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        let (output_prefix, start, end) = scan_bounds(view, None);
-        let (row_prefix, row_start, row_end) = scan_bounds(table, None);
+        let ScanBounds {
+            prefix: output_prefix,
+            start,
+            end,
+        } = self.names.scan_bounds(view, None)?;
+        let ScanBounds {
+            prefix: row_prefix,
+            start: row_start,
+            end: row_end,
+        } = self.names.scan_bounds(table, None)?;
         let mut rows = self.rows.range(row_start.as_slice()..row_end.as_slice())?;
         let mut row = rows.next().transpose()?;
         let mut orphans = Vec::new();
@@ -78,7 +89,7 @@ impl StateReader {
 
     /// Whether any root of `view` has a stored output.
     pub fn has_outputs(&self, view: &str) -> Result<bool, StoreError> {
-        let (_, start, end) = scan_bounds(view, None);
+        let ScanBounds { start, end, .. } = self.names.scan_bounds(view, None)?;
         Ok(self
             .outputs
             .range(start.as_slice()..end.as_slice())?
@@ -99,7 +110,7 @@ impl StateReader {
         view: &str,
         mut each: impl FnMut(&[u8], String) -> Result<(), E>,
     ) -> Result<(), E> {
-        let (prefix, start, end) = scan_bounds(view, None);
+        let ScanBounds { prefix, start, end } = self.names.scan_bounds(view, None)?;
         for item in self
             .outputs
             .range(start.as_slice()..end.as_slice())

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
-use super::keycode::{encode_str, prefix_end};
+use super::keycode::prefix_end;
+use super::names::{NAMES, NameIds, ScanBounds};
 use super::outbox::{self, OutboxEntry, StoredOutput};
 use super::read_cache::{Keys, ReadCache, Row};
 use super::{
@@ -41,6 +42,9 @@ pub struct StateWriter<'txn> {
     pub(super) meta: Table<'txn, &'static str, &'static [u8]>,
     pub(super) pending: Table<'txn, (&'static str, &'static [u8]), ()>,
     pub(super) dead_letters: Table<'txn, &'static [u8], &'static [u8]>,
+    names_table: Table<'txn, &'static str, u16>,
+    /// The ids of the names keys start with.
+    pub(super) names: NameIds,
     /// End LSN of the source transactions this write applies, for dead letters.
     source_lsn: Option<Lsn>,
     /// Next outbox sequence per sink, read once per transaction.
@@ -54,45 +58,8 @@ pub struct StateWriter<'txn> {
     cache: ReadCache,
 }
 
-pub(super) fn view_prefix(view: &str) -> Vec<u8> {
-    let mut key = Vec::new();
-    encode_str(view, &mut key);
-    key
-}
-
 pub(super) fn view_hash_key(view: &str) -> String {
     format!("view_hash:{view}")
-}
-
-pub(super) fn prefixed(name: &str, rest: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(name.len() + rest.len() + 3);
-    encode_str(name, &mut key);
-    key.extend_from_slice(rest);
-    key
-}
-
-pub(super) fn index_prefix(table: &str, index: &str, values: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(table.len() + index.len() + values.len() + 6);
-    encode_str(table, &mut key);
-    encode_str(index, &mut key);
-    key.extend_from_slice(values);
-    key
-}
-
-/// The keys of a scan over the entries under `name` after the primary key
-/// `after` (exclusive): the prefix, the first key and the end (exclusive).
-pub(super) fn scan_bounds(name: &str, after: Option<&[u8]>) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let prefix = prefixed(name, &[]);
-    let end = prefix_end(&prefix);
-    let start = match after {
-        Some(pk) => {
-            let mut key = prefixed(name, pk);
-            key.push(0); // the next key after `pk`
-            key
-        }
-        None => prefix.clone(),
-    };
-    (prefix, start, end)
 }
 
 /// The key suffixes after `prefix` of every entry of `table` that starts with it.
@@ -118,17 +85,19 @@ pub(super) fn decode_row(bytes: &[u8]) -> Result<Vec<Value>, StoreError> {
 
 impl ReadRows for StateWriter<'_> {
     fn get_row(&self, table: &str, pk: &[u8]) -> Result<Option<Row>, StoreError> {
-        self.cache.get_row(&self.rows, table, pk)
+        let key = self.names.prefixed(table, pk)?;
+        self.cache.get_row(&self.rows, key)
     }
 
     fn index_lookup(&self, table: &str, index: &str, values: &[u8]) -> Result<Keys, StoreError> {
-        self.cache
-            .index_lookup(&self.join_index, table, index, values)
+        let prefix = self.names.index_prefix(table, index, values)?;
+        self.cache.index_lookup(&self.join_index, prefix)
     }
 }
 
 impl<'txn> StateWriter<'txn> {
     pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        let names_table = txn.open_table(NAMES)?;
         Ok(StateWriter {
             rows: txn.open_table(ROWS)?,
             join_index: txn.open_table(JOIN_INDEX)?,
@@ -139,6 +108,8 @@ impl<'txn> StateWriter<'txn> {
             meta: txn.open_table(META)?,
             pending: txn.open_table(PENDING)?,
             dead_letters: txn.open_table(DEAD_LETTERS)?,
+            names: NameIds::load(&names_table, true)?,
+            names_table,
             source_lsn: None,
             next_sequence: HashMap::new(),
             changed_groups: BTreeMap::new(),
@@ -158,7 +129,7 @@ impl<'txn> StateWriter<'txn> {
     }
 
     pub fn put_row(&mut self, table: &str, pk: &[u8], row: &[Value]) -> Result<(), StoreError> {
-        let key = prefixed(table, pk);
+        let key = self.names.prefixed(table, pk)?;
         let bytes = outbox::encode(&row);
         self.rows.insert(key.as_slice(), bytes.as_slice())?;
         self.cache.row_written(&key, Some(row));
@@ -166,7 +137,7 @@ impl<'txn> StateWriter<'txn> {
     }
 
     pub fn delete_row(&mut self, table: &str, pk: &[u8]) -> Result<(), StoreError> {
-        let key = prefixed(table, pk);
+        let key = self.names.prefixed(table, pk)?;
         self.rows.remove(key.as_slice())?;
         self.cache.row_written(&key, None);
         Ok(())
@@ -174,7 +145,7 @@ impl<'txn> StateWriter<'txn> {
 
     /// Primary keys of every stored row of `table`, in key order.
     pub fn table_keys(&self, table: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        suffixes_after(&self.rows, &prefixed(table, &[]))
+        suffixes_after(&self.rows, &self.names.prefixed(table, &[])?)
     }
 
     /// Primary keys of the stored rows of `table` in key order, from `after`
@@ -187,7 +158,7 @@ impl<'txn> StateWriter<'txn> {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let (prefix, start, end) = scan_bounds(table, after);
+        let ScanBounds { prefix, start, end } = self.names.scan_bounds(table, after)?;
         let mut keys = Vec::new();
         for item in self
             .rows
@@ -207,7 +178,7 @@ impl<'txn> StateWriter<'txn> {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<KeyedRow>, StoreError> {
-        let (prefix, start, end) = scan_bounds(table, after);
+        let ScanBounds { prefix, start, end } = self.names.scan_bounds(table, after)?;
         let mut rows = Vec::new();
         for item in self
             .rows
@@ -230,7 +201,7 @@ impl<'txn> StateWriter<'txn> {
         values: &[u8],
         pk: &[u8],
     ) -> Result<(), StoreError> {
-        let mut key = index_prefix(table, index, values);
+        let mut key = self.names.index_prefix(table, index, values)?;
         self.cache.index_written(&key);
         key.extend_from_slice(pk);
         self.join_index.insert(key.as_slice(), ())?;
@@ -244,7 +215,7 @@ impl<'txn> StateWriter<'txn> {
         values: &[u8],
         pk: &[u8],
     ) -> Result<(), StoreError> {
-        let mut key = index_prefix(table, index, values);
+        let mut key = self.names.index_prefix(table, index, values)?;
         self.cache.index_written(&key);
         key.extend_from_slice(pk);
         self.join_index.remove(key.as_slice())?;
@@ -253,7 +224,7 @@ impl<'txn> StateWriter<'txn> {
 
     /// Drops the join index entries of `table` (to be rebuilt from its rows).
     pub fn clear_table_indexes(&mut self, table: &str) -> Result<(), StoreError> {
-        let prefix = prefixed(table, &[]);
+        let prefix = self.names.prefixed(table, &[])?;
         let end = prefix_end(&prefix);
         self.join_index
             .retain_in(prefix.as_slice()..end.as_slice(), |_, _| false)?;
@@ -263,7 +234,7 @@ impl<'txn> StateWriter<'txn> {
 
     /// Drops the rows and join index entries of one table no view reads.
     pub fn clear_table(&mut self, table: &str) -> Result<(), StoreError> {
-        let prefix = prefixed(table, &[]);
+        let prefix = self.names.prefixed(table, &[])?;
         let end = prefix_end(&prefix);
         self.rows
             .retain_in(prefix.as_slice()..end.as_slice(), |_, _| false)?;
@@ -285,7 +256,7 @@ impl<'txn> StateWriter<'txn> {
         view: &str,
         pk: &[u8],
     ) -> Result<Option<Contribution>, StoreError> {
-        let key = prefixed(view, pk);
+        let key = self.names.prefixed(view, pk)?;
         match self.outputs.get(key.as_slice())? {
             Some(bytes) => outbox::decode_contribution(bytes.value())
                 .map(Some)
@@ -303,7 +274,7 @@ impl<'txn> StateWriter<'txn> {
         pk: &[u8],
         contribution: &Contribution,
     ) -> Result<(), StoreError> {
-        let key = prefixed(view, pk);
+        let key = self.names.prefixed(view, pk)?;
         let bytes = outbox::encode_contribution(contribution);
         self.outputs.insert(key.as_slice(), bytes.as_slice())?;
         Ok(())
@@ -318,7 +289,7 @@ impl<'txn> StateWriter<'txn> {
         pk: &[u8],
         new: Option<&StoredOutput>,
     ) -> Result<OutputChange, StoreError> {
-        let key = prefixed(view, pk);
+        let key = self.names.prefixed(view, pk)?;
         let encoded = new.map(outbox::encode_output_record);
         let old_key = match self.outputs.get(key.as_slice())? {
             Some(stored) if Some(stored.value()) == encoded.as_deref() => {
@@ -336,7 +307,7 @@ impl<'txn> StateWriter<'txn> {
     }
 
     pub fn delete_output(&mut self, view: &str, pk: &[u8]) -> Result<(), StoreError> {
-        let key = prefixed(view, pk);
+        let key = self.names.prefixed(view, pk)?;
         self.outputs.remove(key.as_slice())?;
         Ok(())
     }
@@ -362,10 +333,13 @@ impl<'txn> StateWriter<'txn> {
     }
 
     /// Stores what the transaction kept in memory: the buffered groups and
-    /// value counts, and the newest outbox sequence of each sink it
+    /// value counts, the ids it gave names, and the newest outbox sequence of each sink it
     /// appended to.
     pub(super) fn finish(&mut self) -> Result<(), StoreError> {
         self.flush_group_writes()?;
+        for (name, id) in self.names.take_added() {
+            self.names_table.insert(name.as_str(), id)?;
+        }
         for (sink, next) in &self.next_sequence {
             let meta_key = outbox::sequence_meta_key(sink);
             let newest = next - 1;
@@ -545,70 +519,6 @@ mod tests {
                     }
                 );
                 assert_eq!(w.replace_output("v", b"1", None)?, Unchanged);
-                Ok::<_, super::StoreError>(())
-            })
-            .unwrap();
-    }
-
-    /// A store written by an earlier version holds whole documents: their
-    /// key still reads, and the first refresh replaces them.
-    #[test]
-    fn outputs_stored_whole_by_earlier_versions_are_replaced() {
-        let (_dir, store) = store();
-        let a = output("k:1", r#"{"a":1}"#);
-        store
-            .write(|w| {
-                let key = super::prefixed("v", b"1");
-                w.outputs
-                    .insert(key.as_slice(), super::outbox::encode(&a).as_slice())?;
-                assert_eq!(
-                    w.replace_output("v", b"1", Some(&a))?,
-                    super::OutputChange::Changed {
-                        old_key: Some("k:1".into())
-                    }
-                );
-                assert_eq!(
-                    w.replace_output("v", b"1", Some(&a))?,
-                    super::OutputChange::Unchanged
-                );
-                Ok::<_, super::StoreError>(())
-            })
-            .unwrap();
-        let mut roots = Vec::new();
-        store
-            .reader()
-            .unwrap()
-            .for_each_output_root("v", |pk, key| {
-                roots.push((pk.to_vec(), key));
-                Ok::<_, super::StoreError>(())
-            })
-            .unwrap();
-        assert_eq!(roots, vec![(b"1".to_vec(), "k:1".to_string())]);
-    }
-
-    /// Contributions are stored in postcard; those an earlier version stored
-    /// as JSON texts still read, and are rewritten at their next change.
-    #[test]
-    fn contributions_read_in_both_encodings() {
-        use crate::aggregate::Contribution;
-        let (_dir, store) = store();
-        let contribution = Contribution {
-            group: vec![Value::Date("2026-11-25".into()), Value::Int(7)],
-            inputs: vec![Value::Null, Value::Numeric("12.50".into())],
-        };
-        let earlier = output(
-            &crate::engine::values_json(&contribution.group),
-            &crate::engine::values_json(&contribution.inputs),
-        );
-        store
-            .write(|w| {
-                w.put_contribution("v", b"1", &contribution)?;
-                let key = super::prefixed("v", b"2");
-                w.outputs
-                    .insert(key.as_slice(), super::outbox::encode(&earlier).as_slice())?;
-                assert_eq!(w.get_contribution("v", b"1")?.as_ref(), Some(&contribution));
-                assert_eq!(w.get_contribution("v", b"2")?.as_ref(), Some(&contribution));
-                assert_eq!(w.get_contribution("v", b"3")?, None);
                 Ok::<_, super::StoreError>(())
             })
             .unwrap();
