@@ -69,11 +69,16 @@ pub fn record_batch(changes: usize, outcome: &BatchOutcome, elapsed: Duration) {
     metrics::counter!(BATCHES_TOTAL).increment(1);
     metrics::counter!(OUTBOX_ENTRIES_TOTAL).increment(outcome.outbox_entries as u64);
     metrics::histogram!(BATCH_SECONDS).record(elapsed.as_secs_f64());
+    let timings = &outcome.timings;
     tracing::debug!(
         changes,
         roots = outcome.roots_refreshed,
         outbox_entries = outcome.outbox_entries,
         ms = elapsed.as_millis() as u64,
+        rows_ms = timings.rows.as_millis() as u64,
+        refresh_ms = timings.refresh.as_millis() as u64,
+        commit_ms = timings.commit.as_millis() as u64,
+        deferred_ms = timings.deferred.as_millis() as u64,
         "batch applied"
     );
 }

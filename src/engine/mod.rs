@@ -15,6 +15,7 @@ mod roots;
 mod rows;
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 pub use groups::{values_from_json, values_json};
 pub use output_reader::OutputReader;
@@ -53,6 +54,21 @@ pub struct BatchOutcome {
     pub changes_applied: usize,
     pub roots_refreshed: usize,
     pub outbox_entries: usize,
+    pub timings: BatchTimings,
+}
+
+/// Where a batch's time went, for the `batch applied` log line: telling
+/// apart a slow fan-out, a slow commit and a backlog of deferred roots.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchTimings {
+    /// Applying the row changes and finding the roots they touch.
+    pub rows: Duration,
+    /// Refreshing the roots the batch's own transaction takes.
+    pub refresh: Duration,
+    /// Committing that transaction (an fsync).
+    pub commit: Duration,
+    /// Refreshing the roots beyond `batch_max_roots`, in later transactions.
+    pub deferred: Duration,
 }
 
 /// Root primary keys touched per view (by index into `Plan::views`).
@@ -149,6 +165,8 @@ impl Engine {
     /// position is not after the stored one was applied before and is skipped.
     pub fn apply(&self, batch: &ChangeBatch) -> Result<BatchOutcome, EngineError> {
         let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
+        let started = Instant::now();
+        let mut timings = BatchTimings::default();
         let outcome = self.store.write(|w| {
             let position = w.position()?;
             if let (Some(end), Some(stored)) = (batch.commit_end, position)
@@ -161,14 +179,17 @@ impl Engine {
             for change in &batch.changes {
                 rows::apply_change(w, &self.plan, change, &mut touched)?;
             }
+            timings.rows = started.elapsed();
             let (mut outcome, deferred_roots) = self.refresh_or_defer(w, touched)?;
             outcome.outbox_entries += groups::append_changed_groups(w, &self.plan)?;
             outcome.changes_applied = batch.changes.len();
             if let Some(end) = batch.commit_end {
                 w.set_position(end)?;
             }
+            timings.refresh = started.elapsed() - timings.rows;
             Ok::<_, EngineError>((outcome, deferred_roots))
         })?;
+        timings.commit = started.elapsed() - timings.rows - timings.refresh;
         let (outcome, deferred_roots) = outcome;
         // Most batches defer nothing: only then is another durable commit needed.
         let deferred = if deferred_roots > 0 {
@@ -177,13 +198,17 @@ impl Engine {
                 batch_max_roots = self.batch_max_roots,
                 "fan-out beyond batch_max_roots: refreshing the rest in later transactions"
             );
-            self.refresh_pending()?
+            let deferred_started = Instant::now();
+            let deferred = self.refresh_pending()?;
+            timings.deferred = deferred_started.elapsed();
+            deferred
         } else {
             BatchOutcome::default()
         };
         Ok(BatchOutcome {
             roots_refreshed: outcome.roots_refreshed + deferred.roots_refreshed,
             outbox_entries: outcome.outbox_entries + deferred.outbox_entries,
+            timings,
             ..outcome
         })
     }
