@@ -7,7 +7,7 @@
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
-use super::names::{NAMES, NameIds};
+use super::names::read_prefix;
 use super::writer::StateWriter;
 use super::{DEAD_LETTERS, Store, StoreError, keycode};
 
@@ -85,7 +85,7 @@ impl Store {
     ) -> Result<(Vec<DeadLetter>, u64), StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(DEAD_LETTERS)?;
-        let prefix = NameIds::load(&txn.open_table(NAMES)?, false)?.prefixed(view, &[])?;
+        let prefix = read_prefix(&txn, view)?;
         let end = keycode::prefix_end(&prefix);
         let mut letters = Vec::new();
         let mut total = 0;
@@ -106,7 +106,7 @@ impl Store {
         if table.is_empty()? {
             return Ok(0);
         }
-        let prefix = NameIds::load(&txn.open_table(NAMES)?, false)?.prefixed(view, &[])?;
+        let prefix = read_prefix(&txn, view)?;
         let end = keycode::prefix_end(&prefix);
         Ok(table.range(prefix.as_slice()..end.as_slice())?.count() as u64)
     }

@@ -11,7 +11,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::keycode::{encode_values, prefix_end};
-use super::names::{NAMES, NameIds};
+use super::names::read_prefix;
 use super::{GROUPS, META, StateWriter, Store, StoreError, outbox};
 use crate::aggregate::{AggregateError, GroupState, ValueCounts};
 use crate::change::Value;
@@ -256,7 +256,7 @@ impl Store {
         let sequence = super::read_sequence(&meta, sink)?;
         on_sequence(sequence);
         let groups = txn.open_table(GROUPS)?;
-        let prefix = NameIds::load(&txn.open_table(NAMES)?, false)?.prefixed(view, &[])?;
+        let prefix = read_prefix(&txn, view)?;
         let end = prefix_end(&prefix);
         let mut batch = Vec::with_capacity(chunk);
         for item in groups.range(prefix.as_slice()..end.as_slice())? {

@@ -300,8 +300,7 @@ impl Store {
     pub fn table_row_count(&self, table: &str) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
         let rows = txn.open_table(ROWS)?;
-        let prefix =
-            names::NameIds::load(&txn.open_table(names::NAMES)?, false)?.prefixed(table, &[])?;
+        let prefix = names::read_prefix(&txn, table)?;
         let end = keycode::prefix_end(&prefix);
         Ok(rows.range(prefix.as_slice()..end.as_slice())?.count() as u64)
     }

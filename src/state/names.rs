@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadTransaction, ReadableTable, TableDefinition};
 
 use super::StoreError;
 use super::keycode::prefix_end;
@@ -118,6 +118,16 @@ impl NameIds {
         };
         Ok(ScanBounds { prefix, start, end })
     }
+}
+
+/// The key prefix of the entries under `name` as the read transaction
+/// `txn` sees them (a name without an id has none, so nothing is under it).
+pub(super) fn read_prefix(txn: &ReadTransaction, name: &str) -> Result<Vec<u8>, StoreError> {
+    let id = txn
+        .open_table(NAMES)?
+        .get(name)?
+        .map_or(UNKNOWN, |id| id.value());
+    Ok(id.to_be_bytes().to_vec())
 }
 
 /// A key range under one name: `start..end`, every key starting with
