@@ -73,8 +73,12 @@ pub struct ConfigArgs {
     /// A cache or search document larger than this is a dead letter, not an output [default: 16777216]
     #[arg(long, env = "VIEWKEEPER_MAX_DOCUMENT_BYTES")]
     pub max_document_bytes: Option<usize>,
-    /// Page cache of the state store, in MiB: more speeds streaming when the store is larger [default: 256]
-    #[arg(long, env = "VIEWKEEPER_STATE_CACHE_MB")]
+    /// A state-store checkpoint is written once its log holds this many MiB (and more than the last checkpoint) [default: 64]
+    #[arg(long, env = "VIEWKEEPER_STATE_CHECKPOINT_MB")]
+    pub state_checkpoint_mb: Option<u64>,
+    /// No longer used: the state store is held in memory (accepted so that
+    /// older settings still start; a warning says it is ignored)
+    #[arg(long, env = "VIEWKEEPER_STATE_CACHE_MB", hide = true)]
     pub state_cache_mb: Option<usize>,
     /// Log filter, in `RUST_LOG` syntax [default: info]
     #[arg(long, env = "VIEWKEEPER_LOG")]
@@ -104,6 +108,7 @@ struct FileConfig {
     batch_max_wait_ms: Option<u64>,
     batch_max_roots: Option<usize>,
     max_document_bytes: Option<usize>,
+    state_checkpoint_mb: Option<u64>,
     state_cache_mb: Option<usize>,
     log: Option<String>,
     admin_addr: Option<String>,
@@ -128,8 +133,10 @@ pub struct Config {
     pub batch_max_roots: usize,
     /// A larger cache or search document becomes a dead letter.
     pub max_document_bytes: usize,
-    /// The state store's page cache.
-    pub state_cache_bytes: usize,
+    /// How much state-store log is written before a checkpoint.
+    pub state_checkpoint_bytes: u64,
+    /// Settings given that this version no longer uses, to warn about.
+    pub ignored_settings: Vec<&'static str>,
     pub log: String,
     /// Where the admin HTTP API listens.
     pub admin_addr: std::net::SocketAddr,
@@ -157,7 +164,8 @@ impl std::fmt::Debug for Config {
             .field("batch", &self.batch)
             .field("batch_max_roots", &self.batch_max_roots)
             .field("max_document_bytes", &self.max_document_bytes)
-            .field("state_cache_bytes", &self.state_cache_bytes)
+            .field("state_checkpoint_bytes", &self.state_checkpoint_bytes)
+            .field("ignored_settings", &self.ignored_settings)
             .field("admin_addr", &self.admin_addr)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .finish()
@@ -226,12 +234,18 @@ impl Config {
                 file.max_document_bytes,
                 crate::engine::DEFAULT_MAX_DOCUMENT_BYTES,
             ),
-            state_cache_bytes: args
+            state_checkpoint_bytes: args
+                .state_checkpoint_mb
+                .or(file.state_checkpoint_mb)
+                .map_or(crate::state::DEFAULT_MIN_LOG_BYTES, |mb| {
+                    mb.max(1).saturating_mul(1024 * 1024)
+                }),
+            ignored_settings: args
                 .state_cache_mb
                 .or(file.state_cache_mb)
-                .map_or(crate::state::DEFAULT_CACHE_BYTES, |mb| {
-                    mb.saturating_mul(1024 * 1024)
-                }),
+                .map(|_| "state_cache_mb")
+                .into_iter()
+                .collect(),
             log: pick(&args.log, file.log, "info".into()),
             admin_addr: parse_addr(&pick(
                 &args.admin_addr,

@@ -143,7 +143,13 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let store = Arc::new(Store::open(&config.data_dir, config.state_cache_bytes)?);
+    for setting in &config.ignored_settings {
+        tracing::warn!(setting, "setting no longer used by this version: ignored");
+    }
+    let store = Arc::new(Store::open(
+        &config.data_dir,
+        config.state_checkpoint_bytes,
+    )?);
     let (reloader, mut restarts) = Reloader::new(config.views.clone(), pool.clone(), &views);
     let reloader = Arc::new(reloader);
     let context = Context {

@@ -44,8 +44,14 @@ async fn sigkill_during_snapshot_and_streaming_still_converges() {
     eprintln!("crash points seeded with {seed}");
     let mut setup = ServiceSetup::new(&url, &redis.url());
     // Small, so that busy batches defer roots and kills also land between a
-    // batch and the refresh of its pending roots.
-    setup.extra_args = vec!["--batch-max-roots".into(), "200".into()];
+    // batch and the refresh of its pending roots; and so that the state
+    // store writes checkpoints all along, and kills land during them too.
+    setup.extra_args = vec![
+        "--batch-max-roots".into(),
+        "200".into(),
+        "--state-checkpoint-mb".into(),
+        "1".into(),
+    ];
 
     let mut kills_during_snapshot = 0;
     for _ in 0..3 {
@@ -88,6 +94,10 @@ async fn sigkill_during_snapshot_and_streaming_still_converges() {
     assert!(stats.committed > 3_000, "{stats:?}");
 
     converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+    assert!(
+        setup.data_dir().join("state").join("checkpoint").exists(),
+        "the state store wrote no checkpoint: the test did not cover them"
+    );
     let wal_end = current_wal_lsn(&pool).await;
     slot_confirmed(&pool, &wal_end, Some(&after_snapshot), CONVERGE).await;
 }

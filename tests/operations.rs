@@ -207,8 +207,8 @@ async fn quiet_or_unrelated_traffic_keeps_the_connection_and_releases_wal() {
     assert!(!service.log_tail(10_000).contains("replication interrupted"));
 }
 
-/// A state store written by an earlier version (one that recorded no
-/// format) is emptied at start and rebuilt by a new snapshot; the sinks,
+/// A state store written by an earlier version (a redb file) is removed at
+/// start and rebuilt by a new snapshot; the sinks,
 /// whose checkpoints name the old store, rewrite their targets. Changes made
 /// while it was stopped reach every view: a sink that took the old
 /// checkpoint for its own would skip the new store's first entries.
@@ -222,20 +222,12 @@ async fn a_state_store_of_an_earlier_format_is_rebuilt_by_a_new_snapshot() {
     converged(&mut service, &pool, &redis.url(), Duration::from_secs(120)).await;
     service.terminate(Duration::from_secs(30)).await;
 
-    let state = setup.data_dir().join("state.redb");
-    {
-        let db = redb::Database::open(&state).expect("opening the state store");
-        let txn = db.begin_write().unwrap();
-        {
-            let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
-            let mut meta = txn.open_table(meta).unwrap();
-            assert!(
-                meta.remove("format").unwrap().is_some(),
-                "the store records its format"
-            );
-        }
-        txn.commit().unwrap();
-    }
+    // What a data directory of an earlier viewkeeper holds: a redb file,
+    // which this one cannot read.
+    let data_dir = setup.data_dir();
+    std::fs::remove_dir_all(data_dir.join("state")).expect("removing the state store");
+    std::fs::write(data_dir.join("state.redb"), b"a store of format 2")
+        .expect("writing an old store");
     viewkeeper::workload::run(
         &pool,
         &viewkeeper::workload::WorkloadOptions::new(1_000, 21),

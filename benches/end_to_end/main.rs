@@ -265,8 +265,7 @@ async fn main() {
     converged(&mut service, &pool, &all.redis_url, ORACLE_DEADLINE).await;
     let streaming_rss = probe::peak_rss_bytes(service.pid());
     drop(service);
-    let store_bytes =
-        std::fs::metadata(all.setup.data_dir().join("state.redb")).map_or(0, |m| m.len());
+    let store_bytes = dir_bytes(&all.setup.data_dir().join("state"));
 
     keep_logs(&[&all, &cache_only]);
 
@@ -288,4 +287,14 @@ async fn main() {
         store_bytes,
         redis_ceiling,
     });
+}
+
+/// The bytes of the files in `dir` (the state store's checkpoint and log).
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .map(|metadata| metadata.len())
+        .sum()
 }

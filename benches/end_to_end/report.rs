@@ -33,9 +33,7 @@ pub struct Figures<'a> {
     pub low_latency: LatencyRun,
     /// The all-views process of the streaming and latency phases.
     pub streaming_rss: u64,
-    /// The all-views state store's file after the run: beside the page
-    /// cache (`state_cache_mb`), it tells how much of the store a read finds
-    /// in memory.
+    /// The all-views state store's files (checkpoint and log) after the run.
     pub store_bytes: u64,
     /// Documents and seconds of the pipelined `SET` loop.
     pub redis_ceiling: (u64, f64),

@@ -4,12 +4,14 @@
 //! refresh of the same root succeeds (a fix in the data, a retry after a fix
 //! in the configuration, a rebuild) and removes it.
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
-use super::names::read_prefix;
+use super::names::{NameIds, read_prefix};
+use super::tables::{Table, Tables};
 use super::writer::StateWriter;
-use super::{DEAD_LETTERS, Store, StoreError, keycode};
+use super::{Store, StoreError, keycode};
 
 /// Why one root of a view has no output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,40 +39,37 @@ impl StateWriter<'_> {
     ) -> Result<(), StoreError> {
         let key = self.names.prefixed(view, pk)?;
         let value = postcard::to_allocvec(letter).unwrap_or_default();
-        self.dead_letters.insert(key.as_slice(), value.as_slice())?;
+        self.changes.insert(Table::DeadLetters, &key, &value);
         Ok(())
     }
 
     /// Removes the dead letter of one root, if there is one; says whether
     /// there was.
     pub fn remove_dead_letter(&mut self, view: &str, pk: &[u8]) -> Result<bool, StoreError> {
-        if self.dead_letters.is_empty()? {
+        if self.changes.tables().is_empty(Table::DeadLetters) {
             return Ok(false); // the usual case, without building a key
         }
-        Ok(self
-            .dead_letters
-            .remove(self.names.prefixed(view, pk)?.as_slice())?
-            .is_some())
+        let key = self.names.prefixed(view, pk)?;
+        Ok(self.changes.remove(Table::DeadLetters, &key))
     }
 
     /// The root keys of every dead letter of `view`.
     pub fn dead_letter_roots(&self, view: &str) -> Result<Vec<Vec<u8>>, StoreError> {
         let prefix = self.names.prefixed(view, &[])?;
         let end = keycode::prefix_end(&prefix);
-        let mut roots = Vec::new();
-        for item in self.dead_letters.range(prefix.as_slice()..end.as_slice())? {
-            let (key, _) = item?;
-            roots.push(key.value()[prefix.len()..].to_vec());
-        }
-        Ok(roots)
+        Ok(self
+            .changes
+            .tables()
+            .range(Table::DeadLetters, &prefix, &end)
+            .map(|(key, _)| key[prefix.len()..].to_vec())
+            .collect())
     }
 
     /// Forgets every dead letter of `view` (the view is dropped).
     pub fn clear_dead_letters(&mut self, view: &str) -> Result<(), StoreError> {
         let prefix = self.names.prefixed(view, &[])?;
         let end = keycode::prefix_end(&prefix);
-        self.dead_letters
-            .retain_in(prefix.as_slice()..end.as_slice(), |_, _| false)?;
+        self.changes.clear_range(Table::DeadLetters, &prefix, &end);
         Ok(())
     }
 }
@@ -83,33 +82,59 @@ impl Store {
         view: &str,
         limit: usize,
     ) -> Result<(Vec<DeadLetter>, u64), StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(DEAD_LETTERS)?;
-        let prefix = read_prefix(&txn, view)?;
+        let tables = self.snapshot();
+        let prefix = read_prefix(&tables, view)?;
         let end = keycode::prefix_end(&prefix);
         let mut letters = Vec::new();
         let mut total = 0;
-        for item in table.range(prefix.as_slice()..end.as_slice())? {
-            let (_, value) = item?;
+        for (_, value) in tables.range(Table::DeadLetters, &prefix, &end) {
             total += 1;
             if letters.len() < limit {
-                letters.push(decode(value.value())?);
+                letters.push(decode(value)?);
             }
         }
         Ok((letters, total))
     }
 
-    /// How many dead letters `view` has.
+    /// How many dead letters `view` had at the last commit.
     pub fn dead_letter_count(&self, view: &str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(DEAD_LETTERS)?;
-        if table.is_empty()? {
-            return Ok(0);
-        }
-        let prefix = read_prefix(&txn, view)?;
-        let end = keycode::prefix_end(&prefix);
-        Ok(table.range(prefix.as_slice()..end.as_slice())?.count() as u64)
+        let counts = self
+            .dead_letter_counts
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        Ok(counts.get(view).copied().unwrap_or(0))
     }
+
+    /// Counts the dead letters again after a commit that changed them.
+    pub(super) fn publish_dead_letter_counts(&self, tables: &Tables) {
+        match count_by_view(tables) {
+            Ok(counts) => {
+                *self
+                    .dead_letter_counts
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = counts
+            }
+            Err(error) => tracing::error!(%error, "counting dead letters"),
+        }
+    }
+}
+
+/// How many dead letters each view has.
+pub(super) fn count_by_view(tables: &Tables) -> Result<HashMap<String, u64>, StoreError> {
+    let mut by_id: HashMap<[u8; 2], u64> = HashMap::new();
+    for (key, _) in tables.map(Table::DeadLetters).iter() {
+        if let Some(id) = key.first_chunk::<2>() {
+            *by_id.entry(*id).or_default() += 1;
+        }
+    }
+    if by_id.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let names = NameIds::load(tables, false)?;
+    Ok(by_id
+        .into_iter()
+        .filter_map(|(id, count)| Some((names.name(u16::from_be_bytes(id))?, count)))
+        .collect())
 }
 
 fn decode(bytes: &[u8]) -> Result<DeadLetter, StoreError> {

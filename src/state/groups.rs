@@ -7,12 +7,12 @@
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
-use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::keycode::{encode_values, prefix_end};
 use super::names::read_prefix;
-use super::{GROUPS, META, StateWriter, Store, StoreError, outbox};
+use super::tables::Table;
+use super::{StateWriter, Store, StoreError, outbox};
 use crate::aggregate::{AggregateError, GroupState, ValueCounts};
 use crate::change::Value;
 
@@ -35,7 +35,7 @@ fn corrupt(what: &'static str) -> impl Fn(postcard::Error) -> StoreError {
 /// decoded and written to their tables once ([`StateWriter::flush_group_writes`]).
 /// A batch adds and retracts thousands of contributions to the same few
 /// hundred groups: decoding, re-encoding and re-inserting a group (and a
-/// value count) for each was two B-tree writes per contribution.
+/// value count) for each was two table writes per contribution.
 #[derive(Default)]
 pub(super) struct GroupWrites {
     /// Group key → the group as this transaction left it.
@@ -44,7 +44,7 @@ pub(super) struct GroupWrites {
     values: HashMap<Vec<u8>, (u64, Value), RandomState>,
 }
 
-impl<'txn> StateWriter<'txn> {
+impl<'t> StateWriter<'t> {
     /// `view ‖ group key`: the key of a group in both tables.
     pub fn group_key(&self, view: &str, group: &[Value]) -> Result<Vec<u8>, StoreError> {
         self.names.prefixed(view, &encode_values(group))
@@ -54,8 +54,8 @@ impl<'txn> StateWriter<'txn> {
         if let Some(buffered) = self.group_writes.groups.get(key) {
             return Ok(Some(buffered.clone()));
         }
-        match self.groups.get(key)? {
-            Some(bytes) => postcard::from_bytes(bytes.value())
+        match self.changes.get(Table::Groups, key) {
+            Some(bytes) => postcard::from_bytes(bytes)
                 .map(Some)
                 .map_err(corrupt("group")),
             None => Ok(None),
@@ -79,10 +79,9 @@ impl<'txn> StateWriter<'txn> {
 
     pub fn delete_group(&mut self, key: &[u8]) -> Result<(), StoreError> {
         self.flush_group_writes()?;
-        self.groups.remove(key)?;
+        self.changes.remove(Table::Groups, key);
         let end = prefix_end(key);
-        self.group_values
-            .retain_in(key..end.as_slice(), |_, _| false)?;
+        self.changes.clear_range(Table::GroupValues, key, &end);
         Ok(())
     }
 
@@ -90,15 +89,15 @@ impl<'txn> StateWriter<'txn> {
     /// anything reads those tables by range, and before the commit.
     pub(super) fn flush_group_writes(&mut self) -> Result<(), StoreError> {
         for (key, group) in self.group_writes.groups.drain() {
-            self.groups
-                .insert(key.as_slice(), outbox::encode(&group).as_slice())?;
+            self.changes
+                .insert(Table::Groups, &key, &outbox::encode(&group));
         }
         for (key, (count, value)) in self.group_writes.values.drain() {
             if count == 0 {
-                self.group_values.remove(key.as_slice())?;
+                self.changes.remove(Table::GroupValues, &key);
             } else {
                 let bytes = outbox::encode(&(count, &value));
-                self.group_values.insert(key.as_slice(), bytes.as_slice())?;
+                self.changes.insert(Table::GroupValues, &key, &bytes);
             }
         }
         Ok(())
@@ -122,7 +121,7 @@ impl<'txn> StateWriter<'txn> {
     }
 
     /// The input multisets of the group under `key`.
-    pub fn group_values<'w>(&'w mut self, key: &[u8]) -> GroupValues<'w, 'txn> {
+    pub fn group_values<'w>(&'w mut self, key: &[u8]) -> GroupValues<'w, 't> {
         GroupValues {
             writer: self,
             group: key.to_vec(),
@@ -135,18 +134,17 @@ impl<'txn> StateWriter<'txn> {
         self.flush_group_writes()?;
         let prefix = self.names.prefixed(view, &[])?;
         let end = prefix_end(&prefix);
-        let range = prefix.as_slice()..end.as_slice();
-        self.groups.retain_in(range.clone(), |_, _| false)?;
-        self.group_values.retain_in(range.clone(), |_, _| false)?;
-        self.outputs.retain_in(range, |_, _| false)?;
+        for table in [Table::Groups, Table::GroupValues, Table::Outputs] {
+            self.changes.clear_range(table, &prefix, &end);
+        }
         self.changed_groups.retain(|_, changed| changed != view);
         Ok(())
     }
 }
 
 /// The multisets of one group, over the open write transaction.
-pub struct GroupValues<'w, 'txn> {
-    writer: &'w mut StateWriter<'txn>,
+pub struct GroupValues<'w, 't> {
+    writer: &'w mut StateWriter<'t>,
     group: Vec<u8>,
 }
 
@@ -181,13 +179,8 @@ impl ValueCounts for GroupValues<'_, '_> {
         let buffered = self.writer.group_writes.values.get(&key).cloned();
         let (count, stored) = match buffered {
             Some(buffered) => buffered,
-            None => match self
-                .writer
-                .group_values
-                .get(key.as_slice())
-                .map_err(into_storage)?
-            {
-                Some(bytes) => postcard::from_bytes(bytes.value())
+            None => match self.writer.changes.get(Table::GroupValues, &key) {
+                Some(bytes) => postcard::from_bytes(bytes)
                     .map_err(corrupt("group value"))
                     .map_err(storage)?,
                 None => (0, value.clone()),
@@ -208,27 +201,22 @@ impl ValueCounts for GroupValues<'_, '_> {
         let end = prefix_end(&start);
         let mut range = self
             .writer
-            .group_values
-            .range(start.as_slice()..end.as_slice())
-            .map_err(into_storage)?;
+            .changes
+            .tables()
+            .range(Table::GroupValues, &start, &end);
         let found = if last {
             range.next_back()
         } else {
             range.next()
         };
-        let Some(item) = found else {
+        let Some((_, bytes)) = found else {
             return Ok(None);
         };
-        let (_, bytes) = item.map_err(into_storage)?;
-        let (_, value): (u64, Value) = postcard::from_bytes(bytes.value())
+        let (_, value): (u64, Value) = postcard::from_bytes(bytes)
             .map_err(corrupt("group value"))
             .map_err(storage)?;
         Ok(Some(value))
     }
-}
-
-fn into_storage(error: redb::StorageError) -> AggregateError {
-    storage(StoreError::from(error))
 }
 
 impl Store {
@@ -247,22 +235,18 @@ impl Store {
         on_sequence: impl FnOnce(u64),
         mut each_chunk: impl FnMut(Vec<(Vec<Value>, Vec<Value>)>) -> Result<(), StoreError>,
     ) -> Result<Option<u64>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let built_for = meta.get(super::writer::view_hash_key(view).as_str())?;
-        if built_for.as_ref().map(|hash| hash.value()) != Some(definition_hash.as_bytes()) {
+        let tables = self.snapshot();
+        let built_for = tables.get(Table::Meta, super::writer::view_hash_key(view).as_bytes());
+        if built_for != Some(definition_hash.as_bytes()) {
             return Ok(None);
         }
-        let sequence = super::read_sequence(&meta, sink)?;
+        let sequence = super::read_sequence(&tables, sink)?;
         on_sequence(sequence);
-        let groups = txn.open_table(GROUPS)?;
-        let prefix = read_prefix(&txn, view)?;
+        let prefix = read_prefix(&tables, view)?;
         let end = prefix_end(&prefix);
         let mut batch = Vec::with_capacity(chunk);
-        for item in groups.range(prefix.as_slice()..end.as_slice())? {
-            let (_, bytes) = item?;
-            let group: StoredGroup =
-                postcard::from_bytes(bytes.value()).map_err(corrupt("group"))?;
+        for (_, bytes) in tables.range(Table::Groups, &prefix, &end) {
+            let group: StoredGroup = postcard::from_bytes(bytes).map_err(corrupt("group"))?;
             if let Some(row) = group.row {
                 batch.push((group.state.group, row));
             }
@@ -298,7 +282,7 @@ mod tests {
     #[test]
     fn buffered_group_writes_read_back_within_and_after_the_transaction() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
         let key = store.write(|w| w.group_key("v", &[Value::Int(1)])).unwrap();
         let (five, nine) = (Value::Int(5), Value::Int(9));
         let sort = |v: &Value| crate::expr::sort_key(v).unwrap();

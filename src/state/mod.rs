@@ -1,24 +1,35 @@
-//! The embedded state store: one redb file under the data directory.
+//! The embedded state store: tables held in memory, made durable by a
+//! write-ahead log and checkpoints under `<data_dir>/state/` ([`wal`]).
 //!
 //! It holds what the views need and nothing else: the stored columns of every
 //! source row, the join indexes that find the root rows a change touches, the
 //! last output of every root, one outbox per sink, and the source position.
 //! The engine writes all of it in one transaction per batch, so the position
 //! is durable exactly when the effects of the changes before it are.
+//!
+//! Why in memory: every batch reads rows at random all over the tables
+//! (a product's orders, an order's items), and an on-disk B-tree spent most
+//! of the engine's time on page lookups, copies and commits
+//! (docs/decisions.md, "State in memory, a log on disk").
 
 mod dead_letters;
 mod groups;
 pub mod keycode;
 mod names;
 mod outbox;
+mod outboxes;
 mod read_cache;
 mod reader;
+mod redo;
+mod tables;
 mod view_records;
+mod wal;
 mod writer;
 
+use std::collections::HashMap;
+use std::fs::File;
 use std::path::Path;
-
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 pub use dead_letters::DeadLetter;
 pub use groups::{GroupValues, StoredGroup};
@@ -26,60 +37,46 @@ pub use outbox::{OutboxEntry, OutboxOp, StoredOutput};
 pub use read_cache::{Keys, Row};
 pub use reader::StateReader;
 pub use view_records::ViewRecord;
+pub use wal::DEFAULT_MIN_LOG_BYTES;
 pub use writer::{OutputChange, StateWriter};
 
+use outboxes::Outboxes;
+use tables::{Changes, Table, Tables};
+use wal::Wal;
+
 use crate::change::Lsn;
-
-// Keys start with the 2-byte id of a table, index or view name
-// ([`names::NameIds`]), written `table` and `view` below.
-
-/// `table ‖ primary key` → stored columns (postcard `Vec<Value>`).
-const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
-/// `table ‖ index ‖ join values ‖ primary key` → nothing: a join index entry.
-const JOIN_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("join_index");
-/// `view ‖ root primary key` → the root's last output: of a cache or search
-/// view its key and document digest ([`StateWriter::replace_output`]), of
-/// an aggregate view its whole contribution (group key and measure inputs,
-/// postcard).
-const OUTPUTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outputs");
-/// `view ‖ group key` → [`StoredGroup`]: aggregate groups.
-const GROUPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("groups");
-/// `view ‖ group key ‖ measure ‖ sort key` → (count, value): the inputs of
-/// `min`, `max` and `count_distinct`, in value order.
-const GROUP_VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("group_values");
-/// `(sink, sequence)` → [`OutboxEntry`], in the order the sink must apply them.
-const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
-/// `(view, root primary key)` → nothing: roots whose refresh was deferred.
-const PENDING: TableDefinition<(&str, &[u8]), ()> = TableDefinition::new("pending_roots");
-/// `view ‖ root primary key` → [`DeadLetter`]: roots without an output.
-const DEAD_LETTERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("dead_letters");
-/// Small named values: source position, layout, outbox sequences.
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-
-/// redb's page cache unless configured (`state_cache_mb`). Its own default
-/// (1 GiB) alone exceeded the memory target at a million items; a larger
-/// cache buys streaming speed when the store is larger than this.
-pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
 
 const META_POSITION: &str = "source_position";
 const META_LAYOUT: &str = "layout";
 const META_STORE_ID: &str = "store_id";
-const META_FORMAT: &str = "format";
 
-/// The layout of keys and values this version writes. A store written in
-/// another is taken down and started anew (see [`Store::open`]). 2: names
-/// in keys are ids.
-const FORMAT: u64 = 2;
+/// The layout of keys and values this version writes, recorded in every
+/// state file. 3: tables in memory with a log (1 and 2 were redb files).
+const FORMAT: u64 = 3;
+
+/// The file of a store written by viewkeeper before format 3.
+const REDB_FILE: &str = "state.redb";
+/// The directory of this store under the data directory.
+const STATE_DIR: &str = "state";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("state store: {0}")]
-    Storage(#[from] redb::Error),
+    #[error("state store: {action} {path}: {source}")]
+    Io {
+        path: String,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "state store: the log {path} could not be cut back after a failed write; \
+         restart viewkeeper (the log is replayed up to its last whole commit)"
+    )]
+    LogBroken { path: String },
     #[error("state store: corrupt {what}: {reason}")]
     Corrupt { what: &'static str, reason: String },
     #[error(
         "state store: every id for table, index and view names is taken; \
-         delete state.redb to start a new store (a new snapshot follows)"
+         delete the data directory's state/ to start a new store (a new snapshot follows)"
     )]
     NamesExhausted,
     #[error(
@@ -92,20 +89,6 @@ pub enum StoreError {
     Locked { path: String },
 }
 
-macro_rules! storage_error_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self { StoreError::Storage(e.into()) }
-        }
-    )*};
-}
-storage_error_from!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
-
 /// Reads of stored rows and join indexes, in a write transaction
 /// ([`StateWriter`]) or a read one ([`StateReader`]): what computing an
 /// output needs.
@@ -117,68 +100,70 @@ pub trait ReadRows {
     fn index_lookup(&self, table: &str, index: &str, values: &[u8]) -> Result<Keys, StoreError>;
 }
 
+/// The tables and the log they are made durable by: one writer at a time.
+struct Durable {
+    tables: Tables,
+    wal: Wal,
+}
+
 /// Handle to the state store; cheap to share behind an `Arc`.
 pub struct Store {
-    db: Database,
+    state: Mutex<Durable>,
+    outboxes: Outboxes,
+    /// Dead letters per view as of the last commit: `/status` and
+    /// `/metrics` read them without waiting for a batch being applied.
+    dead_letter_counts: RwLock<HashMap<String, u64>>,
+    /// Held (an advisory lock) while the store is open; dropped last.
+    _lock: File,
 }
 
 impl Store {
-    /// Opens (or creates) the store at `dir/state.redb`, with a page cache
-    /// of `cache_bytes`.
-    pub fn open(dir: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
-        let path = dir.join("state.redb");
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(&path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
-                    path: path.display().to_string(),
-                },
-                other => StoreError::Storage(other.into()),
+    /// Opens (or creates) the store under `dir`: reads its last checkpoint
+    /// and replays its log. A store of an earlier format (a `state.redb`
+    /// file) is removed: a new snapshot rebuilds it, and the sinks, finding
+    /// their checkpoints foreign, rewrite their targets. Nothing is lost
+    /// that the source does not hold.
+    /// A checkpoint is written when the log since the last one holds
+    /// `min_log_bytes` and more than that checkpoint's size.
+    pub fn open(dir: &Path, min_log_bytes: u64) -> Result<Store, StoreError> {
+        let old = dir.join(REDB_FILE);
+        if old.exists() {
+            tracing::warn!(
+                path = %old.display(),
+                format = FORMAT,
+                "state store written in an earlier format: removed, a new snapshot follows"
+            );
+            std::fs::remove_file(&old).map_err(|source| StoreError::Io {
+                path: old.display().to_string(),
+                action: "removing",
+                source,
             })?;
-        let store = Store { db };
-        store.create_tables()?;
-        store.settle_format(&path)?;
+        }
+        let recovered = Wal::open(&dir.join(STATE_DIR), min_log_bytes)?;
+        let outboxes = Outboxes::default();
+        outboxes.restore(recovered.outboxes);
+        let store = Store {
+            dead_letter_counts: RwLock::new(dead_letters::count_by_view(&recovered.tables)?),
+            state: Mutex::new(Durable {
+                tables: recovered.tables,
+                wal: recovered.wal,
+            }),
+            outboxes,
+            _lock: recovered.lock,
+        };
         Ok(store)
     }
 
-    /// Makes the store one of [`FORMAT`]. One written in an earlier format
-    /// (before it was recorded: format 1) is emptied, store id included:
-    /// a new snapshot rebuilds it, and the sinks, finding their checkpoints
-    /// foreign, rewrite their targets. Nothing is lost that the source does
-    /// not hold.
-    fn settle_format(&self, path: &Path) -> Result<(), StoreError> {
-        let found = self.read_meta_u64(META_FORMAT)?;
-        match found {
-            Some(FORMAT) => return Ok(()),
-            Some(found) if found > FORMAT => {
-                return Err(StoreError::NewerFormat {
-                    path: path.display().to_string(),
-                    found,
-                });
-            }
-            _ => {}
-        }
-        let txn = self.db.begin_write()?;
-        if !txn.open_table(META)?.is_empty()? {
-            tracing::warn!(
-                path = %path.display(),
-                found = found.unwrap_or(1),
-                format = FORMAT,
-                "state store written in an earlier format: emptied, a new snapshot follows"
-            );
-            let tables: Vec<_> = txn.list_tables()?.collect();
-            for table in tables {
-                txn.delete_table(table)?;
-            }
-        }
-        txn.commit()?;
-        self.create_tables()?;
-        let txn = self.db.begin_write()?;
-        txn.open_table(META)?
-            .insert(META_FORMAT, FORMAT.to_be_bytes().as_slice())?;
-        txn.commit()?;
-        Ok(())
+    fn lock(&self) -> MutexGuard<'_, Durable> {
+        // A panic while applying left the tables as its transaction's
+        // rollback did not run; the service stops on a panic anyway.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tables as of the last commit: a copy that shares every node
+    /// (O(1)), read without holding the store.
+    fn snapshot(&self) -> Tables {
+        self.lock().tables.clone()
     }
 
     /// A random identifier chosen when the store was created. Sinks record it
@@ -189,27 +174,11 @@ impl Store {
             return Ok(format!("{id:016x}"));
         }
         let id: u64 = rand::random();
-        let txn = self.db.begin_write()?;
-        txn.open_table(META)?
-            .insert(META_STORE_ID, id.to_be_bytes().as_slice())?;
-        txn.commit()?;
+        self.write(|w| {
+            w.put_meta(META_STORE_ID, &id.to_be_bytes());
+            Ok::<_, StoreError>(())
+        })?;
         Ok(format!("{id:016x}"))
-    }
-
-    fn create_tables(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(ROWS)?;
-        txn.open_table(JOIN_INDEX)?;
-        txn.open_table(OUTPUTS)?;
-        txn.open_table(OUTBOX)?;
-        txn.open_table(META)?;
-        txn.open_table(PENDING)?;
-        txn.open_table(GROUPS)?;
-        txn.open_table(GROUP_VALUES)?;
-        txn.open_table(DEAD_LETTERS)?;
-        txn.open_table(names::NAMES)?;
-        txn.commit()?;
-        Ok(())
     }
 
     /// Runs `work` in one write transaction and commits it durably.
@@ -217,7 +186,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        self.write_with(redb::Durability::Immediate, work)
+        self.write_with(true, work)
     }
 
     /// Runs `work` in one write transaction and commits it without an
@@ -232,28 +201,56 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        self.write_with(redb::Durability::None, work)
+        self.write_with(false, work)
     }
 
     fn write_with<T, E>(
         &self,
-        durability: redb::Durability,
+        sync: bool,
         work: impl FnOnce(&mut StateWriter) -> Result<T, E>,
     ) -> Result<T, E>
     where
         E: From<StoreError>,
     {
-        let mut txn = self.db.begin_write().map_err(StoreError::from)?;
-        txn.set_durability(durability)
-            .map_err(|e| StoreError::Storage(e.into()))?;
-        let result = {
-            let mut writer = StateWriter::open(&txn)?;
-            let result = work(&mut writer)?;
+        let mut state = self.lock();
+        let Durable { tables, wal } = &mut *state;
+        let mut writer = StateWriter::open(Changes::new(tables))?;
+        let result = work(&mut writer).and_then(|value| {
             writer.finish()?;
-            result
+            Ok(value)
+        });
+        let mut changes = writer.into_changes();
+        let value = match result {
+            Ok(value) => value,
+            Err(error) => {
+                changes.rollback();
+                return Err(error);
+            }
         };
-        txn.commit().map_err(StoreError::from)?;
-        Ok(result)
+        for (sink, upto) in self.outboxes.take_unlogged_releases() {
+            changes.log_release(&sink, upto);
+        }
+        let logged = if changes.redo().is_empty() {
+            if sync { wal.sync() } else { Ok(()) }
+        } else {
+            wal.append(changes.redo().as_bytes(), sync)
+        };
+        if let Err(error) = logged {
+            changes.rollback();
+            return Err(error.into());
+        }
+        let dead_letters_changed = changes.touched(Table::DeadLetters);
+        self.outboxes.publish(changes.commit());
+        if dead_letters_changed {
+            self.publish_dead_letter_counts(tables);
+        }
+        if wal.wants_checkpoint()
+            && let Err(error) = wal.start_checkpoint(tables.clone(), self.outboxes.snapshot())
+        {
+            // The commit is in the log; a checkpoint is only a shortcut.
+            tracing::error!(%error, "could not start a state-store checkpoint");
+        }
+        Ok(value)
     }
 
     /// The end LSN of the last transaction whose effects are durable here, or
@@ -265,44 +262,48 @@ impl Store {
     /// Forgets the source position (keeping rows and outputs), so that the
     /// next start takes a new snapshot and diffs its outputs against them.
     pub fn forget_position(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(META)?.remove(META_POSITION)?;
-        txn.commit()?;
-        Ok(())
+        self.write(|w| {
+            w.remove_meta(META_POSITION);
+            Ok(())
+        })
     }
 
     /// The layout the rows were stored with (see [`crate::plan::Plan::layout`]).
     pub fn layout(&self) -> Result<Option<String>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let value = meta.get(META_LAYOUT)?;
-        Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+        Ok(self.read_meta_text(META_LAYOUT))
     }
 
     /// The definition hash the stored outputs of `view` were built with.
     pub fn view_hash(&self, view: &str) -> Result<Option<String>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let value = meta.get(writer::view_hash_key(view).as_str())?;
-        Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+        Ok(self.read_meta_text(&writer::view_hash_key(view)))
+    }
+
+    fn read_meta_text(&self, name: &str) -> Option<String> {
+        self.read_meta_bytes(name)
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+
+    fn read_meta_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        self.lock()
+            .tables
+            .get(Table::Meta, name.as_bytes())
+            .map(<[u8]>::to_vec)
     }
 
     fn read_meta_u64(&self, name: &str) -> Result<Option<u64>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let value = meta.get(name)?;
-        value
-            .map(|v| decode_u64(v.value(), "meta value"))
+        self.lock()
+            .tables
+            .get(Table::Meta, name.as_bytes())
+            .map(|v| decode_u64(v, "meta value"))
             .transpose()
     }
 
     /// How many rows of `table` are stored.
     pub fn table_row_count(&self, table: &str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        let rows = txn.open_table(ROWS)?;
-        let prefix = names::read_prefix(&txn, table)?;
+        let tables = self.snapshot();
+        let prefix = names::read_prefix(&tables, table)?;
         let end = keycode::prefix_end(&prefix);
-        Ok(rows.range(prefix.as_slice()..end.as_slice())?.count() as u64)
+        Ok(tables.range(Table::Rows, &prefix, &end).count() as u64)
     }
 
     /// Up to `limit` outbox entries of `sink` after sequence `after`, in order.
@@ -312,70 +313,39 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let outbox = txn.open_table(OUTBOX)?;
-        let mut entries = Vec::new();
-        for item in outbox
-            .range((sink, after.saturating_add(1))..=(sink, u64::MAX))?
-            .take(limit)
-        {
-            let (key, value) = item?;
-            entries.push((key.value().1, outbox::decode(value.value())?));
-        }
-        Ok(entries)
+        self.outboxes
+            .after(sink, after, limit)
+            .into_iter()
+            .map(|(sequence, bytes)| Ok((sequence, outbox::decode(&bytes)?)))
+            .collect()
     }
 
     /// Removes the outbox entries of `sink` up to and including `upto`, once the
-    /// sink has made them durable. Not itself durable (no fsync): after a
-    /// crash the entries are back, and the sink, which resumes from its own
-    /// checkpoint, skips them; the engine's next commit makes it durable.
+    /// sink has made them durable. Logged with the next commit, not at once:
+    /// after a crash the entries may be back, and the sink, which resumes
+    /// from its own checkpoint, skips them.
     pub fn truncate_outbox(&self, sink: &str, upto: u64) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(redb::Error::from)?;
-        {
-            let mut outbox = txn.open_table(OUTBOX)?;
-            outbox.retain_in((sink, 0)..=(sink, upto), |_, _| false)?;
-        }
-        txn.commit()?;
+        self.outboxes.release(sink, upto);
         Ok(())
-    }
-
-    /// Number of entries `sink` has not applied yet, given its applied sequence.
-    pub fn outbox_depth(&self, sink: &str, applied: u64) -> Result<u64, StoreError> {
-        Ok(self.last_outbox_sequence(sink)?.saturating_sub(applied))
     }
 
     /// How many entries of `sink` are still in its outbox: written, and not
     /// yet made durable by the sink (or just made durable, before the sink
     /// truncated them).
     pub fn outbox_pending(&self, sink: &str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        let outbox = txn.open_table(OUTBOX)?;
-        let first = outbox.range((sink, 0)..=(sink, u64::MAX))?.next();
-        let Some(first) = first else {
-            return Ok(0);
-        };
-        let first = first?.0.value().1;
-        let last = read_sequence(&txn.open_table(META)?, sink)?;
-        Ok(last.saturating_sub(first) + 1)
+        Ok(self.outboxes.len(sink))
     }
 
     /// The sequence of the newest outbox entry ever written for `sink` (0: none).
     pub fn last_outbox_sequence(&self, sink: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .read_meta_u64(&outbox::sequence_meta_key(sink))?
-            .unwrap_or(0))
+        read_sequence(&self.lock().tables, sink)
     }
 }
 
 /// The newest outbox sequence of `sink` (0: none yet).
-fn read_sequence(
-    meta: &impl ReadableTable<&'static str, &'static [u8]>,
-    sink: &str,
-) -> Result<u64, StoreError> {
-    match meta.get(outbox::sequence_meta_key(sink).as_str())? {
-        Some(v) => decode_u64(v.value(), "outbox sequence"),
+fn read_sequence(tables: &Tables, sink: &str) -> Result<u64, StoreError> {
+    match tables.get(Table::Meta, outbox::sequence_meta_key(sink).as_bytes()) {
+        Some(v) => decode_u64(v, "outbox sequence"),
         None => Ok(0),
     }
 }
@@ -392,56 +362,228 @@ fn decode_u64(bytes: &[u8], what: &'static str) -> Result<u64, StoreError> {
 mod tests {
     use super::*;
     use crate::change::Value;
+    use rand::{Rng, SeedableRng};
 
-    fn set_meta_u64(store: &Store, name: &str, value: Option<u64>) {
-        let txn = store.db.begin_write().unwrap();
-        {
-            let mut meta = txn.open_table(META).unwrap();
-            match value {
-                Some(value) => meta.insert(name, value.to_be_bytes().as_slice()).unwrap(),
-                None => meta.remove(name).unwrap(),
-            };
+    impl Store {
+        /// Writes a checkpoint now and waits for it.
+        fn checkpoint(&self) {
+            let mut state = self.lock();
+            let Durable { tables, wal } = &mut *state;
+            wal.start_checkpoint(tables.clone(), self.outboxes.snapshot())
+                .unwrap();
+            wal.wait_for_checkpoint();
         }
-        txn.commit().unwrap();
     }
 
-    /// A store of an earlier format (one without a recorded format) is
-    /// emptied when opened, its id too, so that a new snapshot rebuilds it
-    /// and sinks rewrite their targets; one of a newer format is refused.
+    fn entry(n: u64) -> OutboxEntry {
+        OutboxEntry {
+            view: "v".into(),
+            op: OutboxOp::Delete {
+                key: format!("k:{n}"),
+            },
+        }
+    }
+
+    fn outbox_keys(store: &Store) -> Vec<u64> {
+        store
+            .outbox_after("s", 0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect()
+    }
+
+    fn rows(store: &Store) -> Vec<(Vec<u8>, Vec<Value>)> {
+        store
+            .write(|w| w.table_rows_after("t", None, usize::MAX))
+            .unwrap()
+    }
+
+    /// A store of an earlier format (a redb file) is removed when opened,
+    /// so that a new snapshot rebuilds it and sinks rewrite their targets;
+    /// a state file of a newer format is refused.
     #[test]
     fn a_store_of_another_format_is_started_anew_or_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
-        let id = store.id().unwrap();
-        store
-            .write(|w| {
-                w.put_row("public.t", b"1", &[Value::Int(1)])?;
-                w.set_position(Lsn(42))
-            })
-            .unwrap();
-        set_meta_u64(&store, META_FORMAT, None);
-        drop(store);
-
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        std::fs::write(dir.path().join(REDB_FILE), b"an old store").unwrap();
+        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        assert!(!dir.path().join(REDB_FILE).exists());
         assert_eq!(store.position().unwrap(), None);
-        assert_eq!(store.table_row_count("public.t").unwrap(), 0);
-        assert_ne!(store.id().unwrap(), id);
-        assert_eq!(store.read_meta_u64(META_FORMAT).unwrap(), Some(FORMAT));
         store.write(|w| w.set_position(Lsn(43))).unwrap();
         drop(store);
 
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
         assert_eq!(
             store.position().unwrap(),
             Some(Lsn(43)),
             "same format: kept"
         );
-        set_meta_u64(&store, META_FORMAT, Some(FORMAT + 1));
         drop(store);
-        let error = Store::open(dir.path(), 1 << 20).err().unwrap();
+        let newer = dir.path().join(STATE_DIR).join("wal-ffffffffffffffff");
+        let mut header = b"VKWAL\0\0\0".to_vec();
+        header.extend_from_slice(&(FORMAT + 1).to_le_bytes());
+        std::fs::write(&newer, header).unwrap();
+        let error = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES)
+            .err()
+            .unwrap();
         assert!(
             matches!(error, StoreError::NewerFormat { found, .. } if found == FORMAT + 1),
             "{error}"
         );
+    }
+
+    /// Only one process may have a store open.
+    #[test]
+    fn a_store_open_elsewhere_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        let error = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES)
+            .err()
+            .unwrap();
+        assert!(matches!(error, StoreError::Locked { .. }), "{error}");
+    }
+
+    /// What was committed comes back after a restart: rows, outputs, the
+    /// position, outbox entries not released; a failed transaction does not.
+    #[test]
+    fn commits_come_back_from_the_log_and_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        store
+            .write(|w| {
+                w.put_row("t", b"1", &[Value::Int(1)])?;
+                w.put_row("t", b"2", &[Value::Text("two".into())])?;
+                for n in 1..=4 {
+                    w.append_outbox("s", &entry(n))?;
+                }
+                w.set_position(Lsn(10))
+            })
+            .unwrap();
+        store.checkpoint();
+        store
+            .write_volatile(|w| w.put_row("t", b"3", &[Value::Null]))
+            .unwrap();
+        store.truncate_outbox("s", 2).unwrap();
+        store
+            .write(|w| {
+                w.delete_row("t", b"1")?;
+                w.append_outbox("s", &entry(5))?;
+                w.set_position(Lsn(20))
+            })
+            .unwrap();
+        let failed = store.write(|w| {
+            w.put_row("t", b"9", &[Value::Int(9)])?;
+            w.append_outbox("s", &entry(6))?;
+            Err::<(), _>(StoreError::NamesExhausted)
+        });
+        assert!(failed.is_err());
+        let expected_rows = rows(&store);
+        assert_eq!(expected_rows.len(), 2);
+        assert_eq!(outbox_keys(&store), vec![3, 4, 5]);
+        drop(store);
+
+        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        assert_eq!(rows(&store), expected_rows);
+        assert_eq!(outbox_keys(&store), vec![3, 4, 5]);
+        assert_eq!(store.position().unwrap(), Some(Lsn(20)));
+        assert_eq!(store.last_outbox_sequence("s").unwrap(), 5);
+        store.write(|w| w.append_outbox("s", &entry(6))).unwrap();
+        assert_eq!(outbox_keys(&store), vec![3, 4, 5, 6]);
+    }
+
+    /// A crash can cut the last frame of the log short: the store opens at
+    /// the commit before it and goes on from there.
+    #[test]
+    fn a_frame_cut_short_by_a_crash_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        store
+            .write(|w| w.put_row("t", b"1", &[Value::Int(1)]))
+            .unwrap();
+        store
+            .write(|w| w.put_row("t", b"2", &[Value::Int(2)]))
+            .unwrap();
+        drop(store);
+        let log = std::fs::read_dir(dir.path().join(STATE_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("wal-"))
+            .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+            .unwrap();
+        let len = std::fs::metadata(&log).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+
+        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        assert_eq!(
+            rows(&store).len(),
+            1,
+            "the cut commit is gone, the one before kept"
+        );
+        store
+            .write(|w| w.put_row("t", b"3", &[Value::Int(3)]))
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        assert_eq!(rows(&store).len(), 2);
+    }
+
+    /// Random transactions, some failing, with checkpoints and restarts at
+    /// random points, against a model of what was committed.
+    #[test]
+    fn random_commits_checkpoints_and_restarts_keep_exactly_the_committed_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut model = std::collections::BTreeMap::new();
+        let mut store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        for step in 0..300 {
+            let fails = rng.random_ratio(1, 6);
+            let ops: Vec<(u8, i64)> = (0..rng.random_range(1..20))
+                .map(|_| (rng.random_range(0..10), rng.random_range(0..50)))
+                .collect();
+            let mut next = model.clone();
+            let result = store.write(|w| {
+                for (op, id) in &ops {
+                    let pk = keycode::encode_values(&[Value::Int(*id)]);
+                    match op {
+                        0..=5 => {
+                            let row = vec![Value::Int(step), Value::Int(*id)];
+                            w.put_row("t", &pk, &row)?;
+                            next.insert(pk, row);
+                        }
+                        6..=8 => {
+                            w.delete_row("t", &pk)?;
+                            next.remove(&pk);
+                        }
+                        _ => {
+                            w.clear_rows()?;
+                            next.clear();
+                        }
+                    }
+                }
+                if fails {
+                    return Err(StoreError::NamesExhausted);
+                }
+                Ok(())
+            });
+            assert_eq!(result.is_err(), fails);
+            if !fails {
+                model = next;
+            }
+            match rng.random_range(0..20) {
+                0 => store.checkpoint(),
+                1 => {
+                    drop(store);
+                    store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+                }
+                _ => {}
+            }
+            let stored: std::collections::BTreeMap<_, _> = rows(&store).into_iter().collect();
+            assert_eq!(stored, model, "after step {step}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Short ids for the names that start every key: tables, join indexes and
 //! views. Spelled out, `public.order_items` and an index name took 32 of a
-//! join index entry's 50 bytes, in every entry; an id takes 2. Shorter keys make a smaller
-//! store, more of which fits the page cache, and cheaper key compares.
+//! join index entry's 50 bytes, in every entry; an id takes 2. Shorter keys
+//! make a smaller store and cheaper key compares.
 //!
 //! Ids are given out by write transactions, stored in the `names` table with
 //! the rest of the transaction, and never reused: a key means the same thing
@@ -13,13 +13,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
-use redb::{ReadTransaction, ReadableTable, TableDefinition};
 
 use super::StoreError;
 use super::keycode::prefix_end;
-
-/// Name → its id: the first two bytes (big-endian) of every key under it.
-pub(super) const NAMES: TableDefinition<&str, u16> = TableDefinition::new("names");
+use super::tables::{Table, Tables};
 
 /// What a reader uses for a name no transaction has given an id: no key
 /// starts with it, so lookups and scans under it find nothing. Never given out.
@@ -34,16 +31,12 @@ pub(super) struct NameIds {
 }
 
 impl NameIds {
-    /// The ids stored in `table`, for a write transaction (`can_add`) or a
+    /// The ids stored in `tables`, for a write transaction (`can_add`) or a
     /// read one.
-    pub fn load(
-        table: &impl ReadableTable<&'static str, u16>,
-        can_add: bool,
-    ) -> Result<Self, StoreError> {
+    pub fn load(tables: &Tables, can_add: bool) -> Result<Self, StoreError> {
         let mut ids = HashMap::default();
-        for item in table.iter()? {
-            let (name, id) = item?;
-            ids.insert(name.value().to_owned(), id.value());
+        for (name, id) in tables.map(Table::Names).iter() {
+            ids.insert(decode_name(name)?, decode_id(id)?);
         }
         Ok(NameIds {
             ids: RefCell::new(ids),
@@ -69,6 +62,15 @@ impl NameIds {
         ids.insert(name.to_owned(), id);
         added.borrow_mut().push((name.to_owned(), id));
         Ok(id)
+    }
+
+    /// The name with id `id`, if any.
+    pub fn name(&self, id: u16) -> Option<String> {
+        self.ids
+            .borrow()
+            .iter()
+            .find(|(_, known)| **known == id)
+            .map(|(name, _)| name.clone())
     }
 
     /// The names given an id since the last call, to store.
@@ -120,14 +122,34 @@ impl NameIds {
     }
 }
 
-/// The key prefix of the entries under `name` as the read transaction
-/// `txn` sees them (a name without an id has none, so nothing is under it).
-pub(super) fn read_prefix(txn: &ReadTransaction, name: &str) -> Result<Vec<u8>, StoreError> {
-    let id = txn
-        .open_table(NAMES)?
-        .get(name)?
-        .map_or(UNKNOWN, |id| id.value());
+/// The key prefix of the entries under `name` in `tables` (a name without
+/// an id has none, so nothing is under it).
+pub(super) fn read_prefix(tables: &Tables, name: &str) -> Result<Vec<u8>, StoreError> {
+    let id = match tables.get(Table::Names, name.as_bytes()) {
+        Some(id) => decode_id(id)?,
+        None => UNKNOWN,
+    };
     Ok(id.to_be_bytes().to_vec())
+}
+
+/// The value stored for a name: its id.
+pub(super) fn encode_id(id: u16) -> [u8; 2] {
+    id.to_be_bytes()
+}
+
+fn decode_id(bytes: &[u8]) -> Result<u16, StoreError> {
+    let array: [u8; 2] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        what: "name id",
+        reason: format!("expected 2 bytes, found {}", bytes.len()),
+    })?;
+    Ok(u16::from_be_bytes(array))
+}
+
+fn decode_name(bytes: &[u8]) -> Result<String, StoreError> {
+    String::from_utf8(bytes.to_vec()).map_err(|e| StoreError::Corrupt {
+        what: "name",
+        reason: e.to_string(),
+    })
 }
 
 /// A key range under one name: `start..end`, every key starting with
@@ -140,22 +162,16 @@ pub(super) struct ScanBounds {
 
 #[cfg(test)]
 mod tests {
-    use redb::ReadableDatabase;
-
     use super::*;
     use crate::change::Value;
     use crate::state::{ReadRows, Store};
 
     fn stored_ids(store: &Store) -> Vec<(String, u16)> {
-        let txn = store.db.begin_read().unwrap();
-        let table = txn.open_table(NAMES).unwrap();
-        let mut ids: Vec<_> = table
+        let tables = store.snapshot();
+        let mut ids: Vec<_> = tables
+            .map(Table::Names)
             .iter()
-            .unwrap()
-            .map(|item| {
-                let (name, id) = item.unwrap();
-                (name.value().to_owned(), id.value())
-            })
+            .map(|(name, id)| (decode_name(name).unwrap(), decode_id(id).unwrap()))
             .collect();
         ids.sort_by_key(|(_, id)| *id);
         ids
@@ -167,7 +183,7 @@ mod tests {
     #[test]
     fn ids_are_kept_with_their_transaction() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
         let row = [Value::Int(1)];
         let failed = store.write(|w| {
             w.put_row("public.a", b"1", &row)?;

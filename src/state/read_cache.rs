@@ -3,7 +3,7 @@
 //!
 //! Recomputing a batch's roots reads the same rows over and over (a product
 //! for each of its orders, a customer for each of hers), and each read is a
-//! B-tree lookup through redb's page cache plus a postcard decode. The cache
+//! B-tree lookup plus a postcard decode. The cache
 //! lives as long as its [`super::StateWriter`] and is written through: every
 //! write of a row or an index entry updates or drops what it cached, so a
 //! read always sees the transaction's own writes.
@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use foldhash::fast::RandomState;
-use redb::ReadableTable;
 
 use super::StoreError;
+use super::tables::{Table, Tables};
 use super::writer::{decode_row, suffixes_after};
 use crate::change::Value;
 
@@ -42,16 +42,12 @@ pub(super) struct ReadCache {
 impl ReadCache {
     /// The stored row under `key` (`table ‖ primary key`), read through
     /// this cache.
-    pub fn get_row(
-        &self,
-        rows: &impl ReadableTable<&'static [u8], &'static [u8]>,
-        key: Vec<u8>,
-    ) -> Result<Option<Row>, StoreError> {
+    pub fn get_row(&self, tables: &Tables, key: Vec<u8>) -> Result<Option<Row>, StoreError> {
         if let Some(cached) = self.row(&key) {
             return Ok(cached);
         }
-        let row = match rows.get(key.as_slice())? {
-            Some(bytes) => Some(Row::from(decode_row(bytes.value())?)),
+        let row = match tables.get(Table::Rows, &key) {
+            Some(bytes) => Some(Row::from(decode_row(bytes)?)),
             None => None,
         };
         self.remember_row(key, row.clone());
@@ -60,17 +56,13 @@ impl ReadCache {
 
     /// Primary keys of the join index entries under `prefix` (`table ‖
     /// index ‖ values`), read through this cache.
-    pub fn index_lookup(
-        &self,
-        join_index: &impl ReadableTable<&'static [u8], ()>,
-        prefix: Vec<u8>,
-    ) -> Result<Keys, StoreError> {
+    pub fn index_lookup(&self, tables: &Tables, prefix: Vec<u8>) -> Keys {
         if let Some(cached) = self.lookup(&prefix) {
-            return Ok(cached);
+            return cached;
         }
-        let keys: Keys = suffixes_after(join_index, &prefix)?.into();
+        let keys: Keys = suffixes_after(tables, Table::JoinIndex, &prefix).into();
         self.remember_lookup(prefix, Arc::clone(&keys));
-        Ok(keys)
+        keys
     }
 
     /// The cached row under `key`: `None` when not cached, `Some(None)` when

@@ -3,11 +3,10 @@
 //! file was removed can still be dropped (`viewkeeper drop VIEW`) with
 //! everything it left behind.
 
-use redb::ReadableDatabase;
 use serde::{Deserialize, Serialize};
 
 use super::writer::{StateWriter, view_hash_key};
-use super::{META, Store, StoreError};
+use super::{Store, StoreError};
 
 /// The kind and target of a view, as it was last built.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,8 +26,7 @@ fn record_key(view: &str) -> String {
 impl StateWriter<'_> {
     pub fn set_view_record(&mut self, view: &str, record: &ViewRecord) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(record).unwrap_or_default();
-        self.meta
-            .insert(record_key(view).as_str(), bytes.as_slice())?;
+        self.put_meta(&record_key(view), &bytes);
         Ok(())
     }
 
@@ -38,13 +36,11 @@ impl StateWriter<'_> {
     pub fn forget_view(&mut self, view: &str, own_sink: Option<&str>) -> Result<(), StoreError> {
         self.clear_view_groups(view)?; // outputs too
         self.clear_dead_letters(view)?;
-        self.pending
-            .retain(|(pending_view, _), _| pending_view != view)?;
-        self.meta.remove(view_hash_key(view).as_str())?;
-        self.meta.remove(record_key(view).as_str())?;
+        self.clear_pending(view)?;
+        self.remove_meta(&view_hash_key(view));
+        self.remove_meta(&record_key(view));
         if let Some(sink) = own_sink {
-            self.outbox
-                .retain_in((sink, 0)..=(sink, u64::MAX), |_, _| false)?;
+            self.changes.clear_outbox(sink);
         }
         Ok(())
     }
@@ -53,12 +49,10 @@ impl StateWriter<'_> {
 impl Store {
     /// The record of `view`, if the store built it.
     pub fn view_record(&self, view: &str) -> Result<Option<ViewRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let Some(bytes) = meta.get(record_key(view).as_str())? else {
+        let Some(bytes) = self.read_meta_bytes(&record_key(view)) else {
             return Ok(None);
         };
-        serde_json::from_slice(bytes.value())
+        serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| StoreError::Corrupt {
                 what: "view record",

@@ -2,16 +2,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use redb::{ReadableTable, Table, WriteTransaction};
-
 use super::keycode::prefix_end;
-use super::names::{NAMES, NameIds, ScanBounds};
+use super::names::{NameIds, ScanBounds, encode_id};
 use super::outbox::{self, OutboxEntry, StoredOutput};
 use super::read_cache::{Keys, ReadCache, Row};
-use super::{
-    DEAD_LETTERS, GROUP_VALUES, GROUPS, JOIN_INDEX, META, META_LAYOUT, META_POSITION, OUTBOX,
-    OUTPUTS, PENDING, ROWS, ReadRows, StoreError,
-};
+use super::tables::{Changes, Table, Tables};
+use super::{META_LAYOUT, META_POSITION, ReadRows, StoreError};
 use crate::aggregate::Contribution;
 use crate::change::{Lsn, Value};
 
@@ -32,17 +28,8 @@ pub type KeyedRow = (Vec<u8>, Vec<Value>);
 /// The tables of one write transaction. Keys of rows and outputs are the
 /// encoded primary key (see [`super::keycode`]); this type adds the table, view
 /// or index name in front.
-pub struct StateWriter<'txn> {
-    rows: Table<'txn, &'static [u8], &'static [u8]>,
-    join_index: Table<'txn, &'static [u8], ()>,
-    pub(super) outputs: Table<'txn, &'static [u8], &'static [u8]>,
-    pub(super) groups: Table<'txn, &'static [u8], &'static [u8]>,
-    pub(super) group_values: Table<'txn, &'static [u8], &'static [u8]>,
-    pub(super) outbox: Table<'txn, (&'static str, u64), &'static [u8]>,
-    pub(super) meta: Table<'txn, &'static str, &'static [u8]>,
-    pub(super) pending: Table<'txn, (&'static str, &'static [u8]), ()>,
-    pub(super) dead_letters: Table<'txn, &'static [u8], &'static [u8]>,
-    names_table: Table<'txn, &'static str, u16>,
+pub struct StateWriter<'t> {
+    pub(super) changes: Changes<'t>,
     /// The ids of the names keys start with.
     pub(super) names: NameIds,
     /// End LSN of the source transactions this write applies, for dead letters.
@@ -63,17 +50,12 @@ pub(super) fn view_hash_key(view: &str) -> String {
 }
 
 /// The key suffixes after `prefix` of every entry of `table` that starts with it.
-pub(super) fn suffixes_after<V: redb::Value + 'static>(
-    table: &impl ReadableTable<&'static [u8], V>,
-    prefix: &[u8],
-) -> Result<Vec<Vec<u8>>, StoreError> {
+pub(super) fn suffixes_after(tables: &Tables, table: Table, prefix: &[u8]) -> Vec<Vec<u8>> {
     let end = prefix_end(prefix);
-    let mut suffixes = Vec::new();
-    for item in table.range(prefix..end.as_slice())? {
-        let (key, _) = item?;
-        suffixes.push(key.value()[prefix.len()..].to_vec());
-    }
-    Ok(suffixes)
+    tables
+        .range(table, prefix, &end)
+        .map(|(key, _)| key[prefix.len()..].to_vec())
+        .collect()
 }
 
 pub(super) fn decode_row(bytes: &[u8]) -> Result<Vec<Value>, StoreError> {
@@ -86,36 +68,35 @@ pub(super) fn decode_row(bytes: &[u8]) -> Result<Vec<Value>, StoreError> {
 impl ReadRows for StateWriter<'_> {
     fn get_row(&self, table: &str, pk: &[u8]) -> Result<Option<Row>, StoreError> {
         let key = self.names.prefixed(table, pk)?;
-        self.cache.get_row(&self.rows, key)
+        self.cache.get_row(self.changes.tables(), key)
     }
 
     fn index_lookup(&self, table: &str, index: &str, values: &[u8]) -> Result<Keys, StoreError> {
         let prefix = self.names.index_prefix(table, index, values)?;
-        self.cache.index_lookup(&self.join_index, prefix)
+        Ok(self.cache.index_lookup(self.changes.tables(), prefix))
     }
 }
 
-impl<'txn> StateWriter<'txn> {
-    pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
-        let names_table = txn.open_table(NAMES)?;
+impl<'t> StateWriter<'t> {
+    pub(super) fn open(changes: Changes<'t>) -> Result<Self, StoreError> {
         Ok(StateWriter {
-            rows: txn.open_table(ROWS)?,
-            join_index: txn.open_table(JOIN_INDEX)?,
-            outputs: txn.open_table(OUTPUTS)?,
-            groups: txn.open_table(GROUPS)?,
-            group_values: txn.open_table(GROUP_VALUES)?,
-            outbox: txn.open_table(OUTBOX)?,
-            meta: txn.open_table(META)?,
-            pending: txn.open_table(PENDING)?,
-            dead_letters: txn.open_table(DEAD_LETTERS)?,
-            names: NameIds::load(&names_table, true)?,
-            names_table,
+            names: NameIds::load(changes.tables(), true)?,
+            changes,
             source_lsn: None,
             next_sequence: HashMap::new(),
             changed_groups: BTreeMap::new(),
             group_writes: Default::default(),
             cache: ReadCache::default(),
         })
+    }
+
+    /// The transaction's changes, to commit or roll back.
+    pub(super) fn into_changes(self) -> Changes<'t> {
+        self.changes
+    }
+
+    fn tables(&self) -> &Tables {
+        self.changes.tables()
     }
 
     /// Says which source transactions this write applies (the end LSN of the
@@ -131,21 +112,25 @@ impl<'txn> StateWriter<'txn> {
     pub fn put_row(&mut self, table: &str, pk: &[u8], row: &[Value]) -> Result<(), StoreError> {
         let key = self.names.prefixed(table, pk)?;
         let bytes = outbox::encode(&row);
-        self.rows.insert(key.as_slice(), bytes.as_slice())?;
+        self.changes.insert(Table::Rows, &key, &bytes);
         self.cache.row_written(&key, Some(row));
         Ok(())
     }
 
     pub fn delete_row(&mut self, table: &str, pk: &[u8]) -> Result<(), StoreError> {
         let key = self.names.prefixed(table, pk)?;
-        self.rows.remove(key.as_slice())?;
+        self.changes.remove(Table::Rows, &key);
         self.cache.row_written(&key, None);
         Ok(())
     }
 
     /// Primary keys of every stored row of `table`, in key order.
     pub fn table_keys(&self, table: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        suffixes_after(&self.rows, &self.names.prefixed(table, &[])?)
+        Ok(suffixes_after(
+            self.tables(),
+            Table::Rows,
+            &self.names.prefixed(table, &[])?,
+        ))
     }
 
     /// Primary keys of the stored rows of `table` in key order, from `after`
@@ -159,15 +144,12 @@ impl<'txn> StateWriter<'txn> {
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         let ScanBounds { prefix, start, end } = self.names.scan_bounds(table, after)?;
-        let mut keys = Vec::new();
-        for item in self
-            .rows
-            .range(start.as_slice()..end.as_slice())?
+        Ok(self
+            .tables()
+            .range(Table::Rows, &start, &end)
             .take(limit)
-        {
-            keys.push(item?.0.value()[prefix.len()..].to_vec());
-        }
-        Ok(keys)
+            .map(|(key, _)| key[prefix.len()..].to_vec())
+            .collect())
     }
 
     /// Stored rows of `table` in primary-key order, from `after` (exclusive),
@@ -179,19 +161,11 @@ impl<'txn> StateWriter<'txn> {
         limit: usize,
     ) -> Result<Vec<KeyedRow>, StoreError> {
         let ScanBounds { prefix, start, end } = self.names.scan_bounds(table, after)?;
-        let mut rows = Vec::new();
-        for item in self
-            .rows
-            .range(start.as_slice()..end.as_slice())?
+        self.tables()
+            .range(Table::Rows, &start, &end)
             .take(limit)
-        {
-            let (key, value) = item?;
-            rows.push((
-                key.value()[prefix.len()..].to_vec(),
-                decode_row(value.value())?,
-            ));
-        }
-        Ok(rows)
+            .map(|(key, value)| Ok((key[prefix.len()..].to_vec(), decode_row(value)?)))
+            .collect()
     }
 
     pub fn index_insert(
@@ -204,7 +178,7 @@ impl<'txn> StateWriter<'txn> {
         let mut key = self.names.index_prefix(table, index, values)?;
         self.cache.index_written(&key);
         key.extend_from_slice(pk);
-        self.join_index.insert(key.as_slice(), ())?;
+        self.changes.insert(Table::JoinIndex, &key, &[]);
         Ok(())
     }
 
@@ -218,7 +192,7 @@ impl<'txn> StateWriter<'txn> {
         let mut key = self.names.index_prefix(table, index, values)?;
         self.cache.index_written(&key);
         key.extend_from_slice(pk);
-        self.join_index.remove(key.as_slice())?;
+        self.changes.remove(Table::JoinIndex, &key);
         Ok(())
     }
 
@@ -226,8 +200,7 @@ impl<'txn> StateWriter<'txn> {
     pub fn clear_table_indexes(&mut self, table: &str) -> Result<(), StoreError> {
         let prefix = self.names.prefixed(table, &[])?;
         let end = prefix_end(&prefix);
-        self.join_index
-            .retain_in(prefix.as_slice()..end.as_slice(), |_, _| false)?;
+        self.changes.clear_range(Table::JoinIndex, &prefix, &end);
         self.cache.clear();
         Ok(())
     }
@@ -236,17 +209,16 @@ impl<'txn> StateWriter<'txn> {
     pub fn clear_table(&mut self, table: &str) -> Result<(), StoreError> {
         let prefix = self.names.prefixed(table, &[])?;
         let end = prefix_end(&prefix);
-        self.rows
-            .retain_in(prefix.as_slice()..end.as_slice(), |_, _| false)?;
+        self.changes.clear_range(Table::Rows, &prefix, &end);
         self.clear_table_indexes(table)
     }
 
     /// Drops every row and join index entry (a new snapshot follows).
     pub fn clear_rows(&mut self) -> Result<(), StoreError> {
-        self.rows.retain(|_, _| false)?;
-        self.join_index.retain(|_, _| false)?;
+        self.changes.clear(Table::Rows);
+        self.changes.clear(Table::JoinIndex);
         self.cache.clear();
-        self.meta.remove(META_POSITION)?;
+        self.remove_meta(META_POSITION);
         Ok(())
     }
 
@@ -257,8 +229,8 @@ impl<'txn> StateWriter<'txn> {
         pk: &[u8],
     ) -> Result<Option<Contribution>, StoreError> {
         let key = self.names.prefixed(view, pk)?;
-        match self.outputs.get(key.as_slice())? {
-            Some(bytes) => outbox::decode_contribution(bytes.value())
+        match self.changes.get(Table::Outputs, &key) {
+            Some(bytes) => outbox::decode_contribution(bytes)
                 .map(Some)
                 .map_err(|reason| StoreError::Corrupt {
                     what: "stored contribution",
@@ -276,7 +248,7 @@ impl<'txn> StateWriter<'txn> {
     ) -> Result<(), StoreError> {
         let key = self.names.prefixed(view, pk)?;
         let bytes = outbox::encode_contribution(contribution);
-        self.outputs.insert(key.as_slice(), bytes.as_slice())?;
+        self.changes.insert(Table::Outputs, &key, &bytes);
         Ok(())
     }
 
@@ -291,24 +263,26 @@ impl<'txn> StateWriter<'txn> {
     ) -> Result<OutputChange, StoreError> {
         let key = self.names.prefixed(view, pk)?;
         let encoded = new.map(outbox::encode_output_record);
-        let old_key = match self.outputs.get(key.as_slice())? {
-            Some(stored) if Some(stored.value()) == encoded.as_deref() => {
+        let old_key = match self.changes.get(Table::Outputs, &key) {
+            Some(stored) if Some(stored) == encoded.as_deref() => {
                 return Ok(OutputChange::Unchanged);
             }
-            Some(stored) => Some(outbox::decode_output_key(stored.value())?),
+            Some(stored) => Some(outbox::decode_output_key(stored)?),
             None if encoded.is_none() => return Ok(OutputChange::Unchanged),
             None => None,
         };
         match encoded {
-            Some(bytes) => self.outputs.insert(key.as_slice(), bytes.as_slice())?,
-            None => self.outputs.remove(key.as_slice())?,
-        };
+            Some(bytes) => self.changes.insert(Table::Outputs, &key, &bytes),
+            None => {
+                self.changes.remove(Table::Outputs, &key);
+            }
+        }
         Ok(OutputChange::Changed { old_key })
     }
 
     pub fn delete_output(&mut self, view: &str, pk: &[u8]) -> Result<(), StoreError> {
         let key = self.names.prefixed(view, pk)?;
-        self.outputs.remove(key.as_slice())?;
+        self.changes.remove(Table::Outputs, &key);
         Ok(())
     }
 
@@ -316,7 +290,7 @@ impl<'txn> StateWriter<'txn> {
     pub fn append_outbox(&mut self, sink: &str, entry: &OutboxEntry) -> Result<u64, StoreError> {
         let sequence = self.next_sequence(sink)?;
         let bytes = outbox::encode(entry);
-        self.outbox.insert((sink, sequence), bytes.as_slice())?;
+        self.changes.append_outbox(sink, sequence, &bytes);
         Ok(sequence)
     }
 
@@ -327,7 +301,7 @@ impl<'txn> StateWriter<'txn> {
             *next += 1;
             return Ok(*next - 1);
         }
-        let next = super::read_sequence(&self.meta, sink)? + 1;
+        let next = super::read_sequence(self.tables(), sink)? + 1;
         self.next_sequence.insert(sink.to_string(), next + 1);
         Ok(next)
     }
@@ -338,38 +312,45 @@ impl<'txn> StateWriter<'txn> {
     pub(super) fn finish(&mut self) -> Result<(), StoreError> {
         self.flush_group_writes()?;
         for (name, id) in self.names.take_added() {
-            self.names_table.insert(name.as_str(), id)?;
+            self.changes
+                .insert(Table::Names, name.as_bytes(), &encode_id(id));
         }
-        for (sink, next) in &self.next_sequence {
-            let meta_key = outbox::sequence_meta_key(sink);
+        for (sink, next) in std::mem::take(&mut self.next_sequence) {
             let newest = next - 1;
-            self.meta
-                .insert(meta_key.as_str(), newest.to_be_bytes().as_slice())?;
+            self.put_meta(&outbox::sequence_meta_key(&sink), &newest.to_be_bytes());
         }
         Ok(())
     }
 
+    pub(super) fn put_meta(&mut self, name: &str, value: &[u8]) {
+        self.changes.insert(Table::Meta, name.as_bytes(), value);
+    }
+
+    pub(super) fn remove_meta(&mut self, name: &str) {
+        self.changes.remove(Table::Meta, name.as_bytes());
+    }
+
     pub fn position(&self) -> Result<Option<Lsn>, StoreError> {
-        match self.meta.get(META_POSITION)? {
-            Some(v) => Ok(Some(Lsn(super::decode_u64(v.value(), "source position")?))),
+        match self.changes.get(Table::Meta, META_POSITION.as_bytes()) {
+            Some(v) => Ok(Some(Lsn(super::decode_u64(v, "source position")?))),
             None => Ok(None),
         }
     }
 
     pub fn set_position(&mut self, position: Lsn) -> Result<(), StoreError> {
-        self.meta
-            .insert(META_POSITION, position.0.to_be_bytes().as_slice())?;
+        self.put_meta(META_POSITION, &position.0.to_be_bytes());
         Ok(())
     }
 
     pub fn set_layout(&mut self, layout: &str) -> Result<(), StoreError> {
-        self.meta.insert(META_LAYOUT, layout.as_bytes())?;
+        self.put_meta(META_LAYOUT, layout.as_bytes());
         Ok(())
     }
 
     /// Records that a root of `view` must be refreshed later.
     pub fn add_pending(&mut self, view: &str, pk: &[u8]) -> Result<(), StoreError> {
-        self.pending.insert((view, pk), ())?;
+        let key = self.names.prefixed(view, pk)?;
+        self.changes.insert(Table::Pending, &key, &[]);
         Ok(())
     }
 
@@ -377,18 +358,31 @@ impl<'txn> StateWriter<'txn> {
     pub fn take_pending(&mut self, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut taken = Vec::new();
         while taken.len() < limit {
-            let Some((key, _)) = self.pending.pop_first()? else {
+            let Some((key, _)) = self.changes.pop_first(Table::Pending) else {
                 break;
             };
-            let (view, pk) = key.value();
-            taken.push((view.to_string(), pk.to_vec()));
+            let view = key
+                .get(..2)
+                .and_then(|id| self.names.name(u16::from_be_bytes([id[0], id[1]])))
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "pending root",
+                    reason: format!("key {key:?} names no view"),
+                })?;
+            taken.push((view, key[2..].to_vec()));
         }
         Ok(taken)
     }
 
+    /// Forgets the pending roots of `view`.
+    pub(super) fn clear_pending(&mut self, view: &str) -> Result<(), StoreError> {
+        let prefix = self.names.prefixed(view, &[])?;
+        let end = prefix_end(&prefix);
+        self.changes.clear_range(Table::Pending, &prefix, &end);
+        Ok(())
+    }
+
     pub fn set_view_hash(&mut self, view: &str, hash: &str) -> Result<(), StoreError> {
-        self.meta
-            .insert(view_hash_key(view).as_str(), hash.as_bytes())?;
+        self.put_meta(&view_hash_key(view), hash.as_bytes());
         Ok(())
     }
 }
@@ -400,7 +394,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
         (dir, store)
     }
 

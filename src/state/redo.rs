@@ -1,0 +1,297 @@
+//! The redo record of a write transaction: the changes it made, in order,
+//! as the write-ahead log keeps them ([`super::wal`]) and as replaying the
+//! log applies them again.
+//!
+//! Each operation is a tag byte and its fields; byte strings and numbers
+//! are LEB128-prefixed and LEB128-encoded. Table changes name the table by
+//! its byte ([`Table`]); outbox operations name the sink.
+
+use super::tables::Table;
+
+const PUT: u8 = 1;
+const DELETE: u8 = 2;
+const CLEAR_RANGE: u8 = 3;
+const OUTBOX_APPEND: u8 = 4;
+const OUTBOX_TRUNCATE: u8 = 5;
+const OUTBOX_CLEAR: u8 = 6;
+const CLEAR: u8 = 7;
+
+/// One logged change.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Op<'a> {
+    Put {
+        table: Table,
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Delete {
+        table: Table,
+        key: &'a [u8],
+    },
+    ClearRange {
+        table: Table,
+        start: &'a [u8],
+        end: &'a [u8],
+    },
+    /// Every entry of the table was removed.
+    Clear {
+        table: Table,
+    },
+    /// An entry appended to a sink's outbox.
+    OutboxAppend {
+        sink: &'a str,
+        sequence: u64,
+        entry: &'a [u8],
+    },
+    /// A sink's entries up to `upto` were released.
+    OutboxTruncate {
+        sink: &'a str,
+        upto: u64,
+    },
+    /// Every entry of a sink's outbox was dropped (its view was).
+    OutboxClear {
+        sink: &'a str,
+    },
+}
+
+/// Encodes operations one after another.
+#[derive(Default)]
+pub struct RedoWriter {
+    bytes: Vec<u8>,
+}
+
+impl RedoWriter {
+    pub fn push(&mut self, op: &Op<'_>) {
+        let out = &mut self.bytes;
+        match op {
+            Op::Put { table, key, value } => {
+                out.extend_from_slice(&[PUT, *table as u8]);
+                put_bytes(out, key);
+                put_bytes(out, value);
+            }
+            Op::Delete { table, key } => {
+                out.extend_from_slice(&[DELETE, *table as u8]);
+                put_bytes(out, key);
+            }
+            Op::ClearRange { table, start, end } => {
+                out.extend_from_slice(&[CLEAR_RANGE, *table as u8]);
+                put_bytes(out, start);
+                put_bytes(out, end);
+            }
+            Op::Clear { table } => out.extend_from_slice(&[CLEAR, *table as u8]),
+            Op::OutboxAppend {
+                sink,
+                sequence,
+                entry,
+            } => {
+                out.push(OUTBOX_APPEND);
+                put_bytes(out, sink.as_bytes());
+                put_u64(out, *sequence);
+                put_bytes(out, entry);
+            }
+            Op::OutboxTruncate { sink, upto } => {
+                out.push(OUTBOX_TRUNCATE);
+                put_bytes(out, sink.as_bytes());
+                put_u64(out, *upto);
+            }
+            Op::OutboxClear { sink } => {
+                out.push(OUTBOX_CLEAR);
+                put_bytes(out, sink.as_bytes());
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Decodes the operations of a record, in order; an undecodable one ends
+/// it with an error saying what is wrong.
+pub struct RedoReader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> RedoReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> RedoReader<'a> {
+        RedoReader { bytes }
+    }
+
+    fn next_op(&mut self) -> Result<Op<'a>, String> {
+        let tag = self.byte()?;
+        Ok(match tag {
+            PUT => Op::Put {
+                table: self.table()?,
+                key: self.bytes()?,
+                value: self.bytes()?,
+            },
+            DELETE => Op::Delete {
+                table: self.table()?,
+                key: self.bytes()?,
+            },
+            CLEAR_RANGE => Op::ClearRange {
+                table: self.table()?,
+                start: self.bytes()?,
+                end: self.bytes()?,
+            },
+            CLEAR => Op::Clear {
+                table: self.table()?,
+            },
+            OUTBOX_APPEND => Op::OutboxAppend {
+                sink: self.text()?,
+                sequence: self.u64()?,
+                entry: self.bytes()?,
+            },
+            OUTBOX_TRUNCATE => Op::OutboxTruncate {
+                sink: self.text()?,
+                upto: self.u64()?,
+            },
+            OUTBOX_CLEAR => Op::OutboxClear { sink: self.text()? },
+            other => return Err(format!("unknown operation {other}")),
+        })
+    }
+
+    fn byte(&mut self) -> Result<u8, String> {
+        let (&first, rest) = self.bytes.split_first().ok_or("record ends early")?;
+        self.bytes = rest;
+        Ok(first)
+    }
+
+    fn table(&mut self) -> Result<Table, String> {
+        let byte = self.byte()?;
+        Table::from_byte(byte).ok_or_else(|| format!("unknown table {byte}"))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        let (value, used) = take_u64(self.bytes).ok_or("bad number")?;
+        self.bytes = &self.bytes[used..];
+        Ok(value)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let len = usize::try_from(self.u64()?).map_err(|_| "length overflows")?;
+        if len > self.bytes.len() {
+            return Err(format!(
+                "a field of {len} bytes where {} remain",
+                self.bytes.len()
+            ));
+        }
+        let (field, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        Ok(field)
+    }
+
+    fn text(&mut self) -> Result<&'a str, String> {
+        std::str::from_utf8(self.bytes()?).map_err(|e| e.to_string())
+    }
+}
+
+impl<'a> Iterator for RedoReader<'a> {
+    type Item = Result<Op<'a>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.bytes.is_empty() {
+            return None;
+        }
+        let op = self.next_op();
+        if op.is_err() {
+            self.bytes = &[]; // nothing after an undecodable operation can be trusted
+        }
+        Some(op)
+    }
+}
+
+pub fn put_u64(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u64(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// The number at the start of `bytes` and how many bytes it took.
+pub fn take_u64(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &byte) in bytes.iter().enumerate().take(10) {
+        let bits = u64::from(byte & 0x7F);
+        if i == 9 && bits > 1 {
+            return None; // more than 64 bits
+        }
+        value |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_reads_back_as_written() {
+        let ops = [
+            Op::Put {
+                table: Table::Rows,
+                key: b"k",
+                value: &[0u8; 300],
+            },
+            Op::Delete {
+                table: Table::Names,
+                key: b"",
+            },
+            Op::ClearRange {
+                table: Table::GroupValues,
+                start: b"a",
+                end: b"b",
+            },
+            Op::Clear {
+                table: Table::JoinIndex,
+            },
+            Op::OutboxAppend {
+                sink: "redis",
+                sequence: u64::MAX,
+                entry: b"{}",
+            },
+            Op::OutboxTruncate {
+                sink: "search:p",
+                upto: 129,
+            },
+            Op::OutboxClear { sink: "x" },
+        ];
+        let mut writer = RedoWriter::default();
+        for op in &ops {
+            writer.push(op);
+        }
+        let read: Vec<Op> = RedoReader::new(writer.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(read, ops);
+    }
+
+    #[test]
+    fn a_cut_record_is_an_error_not_a_panic() {
+        let mut writer = RedoWriter::default();
+        writer.push(&Op::Put {
+            table: Table::Rows,
+            key: b"key",
+            value: b"value",
+        });
+        let bytes = writer.as_bytes();
+        for cut in 1..bytes.len() {
+            let read: Vec<_> = RedoReader::new(&bytes[..cut]).collect();
+            assert!(read.last().unwrap().is_err(), "cut at {cut}");
+        }
+        assert!(RedoReader::new(&[99]).next().unwrap().is_err());
+    }
+}

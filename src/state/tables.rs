@@ -1,0 +1,413 @@
+//! The store's tables, held in memory: ordered maps from byte keys to byte
+//! values, and [`Changes`], the one write transaction that may change them.
+//!
+//! The maps are persistent B+trees ([`imbl::OrdMap`]): cloning one is O(1)
+//! and shares every node, so a reader ([`super::StateReader`]) or a
+//! checkpoint gets a consistent copy at once and the writer copies only the
+//! nodes it changes while such a copy lives. Without one, changes are made
+//! in place.
+//!
+//! A transaction changes the maps directly and keeps two records: an undo
+//! list (the values it replaced, moved out of the maps, not copied), which
+//! puts everything back when it fails, and a redo record
+//! ([`super::redo`]), which the commit appends to the write-ahead log.
+
+use std::ops::Bound;
+
+use imbl::OrdMap;
+
+use super::outboxes::{EntryBytes, OutboxChange};
+use super::redo::{Op, RedoWriter};
+
+/// A key or value as the tables hold it.
+pub type Bytes = Box<[u8]>;
+
+/// One table: keys in byte order.
+pub type Map = OrdMap<Bytes, Bytes>;
+
+/// The tables of the store. Keys of most start with the 2-byte id of a name
+/// ([`super::names`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Table {
+    /// `table ‖ primary key` → stored columns (postcard `Vec<Value>`).
+    Rows = 0,
+    /// `table ‖ index ‖ join values ‖ primary key` → empty: a join index entry.
+    JoinIndex = 1,
+    /// `view ‖ root primary key` → the root's last output: of a cache or
+    /// search view its key and document digest, of an aggregate view its
+    /// whole contribution (group key and measure inputs, postcard).
+    Outputs = 2,
+    /// `view ‖ group key` → [`super::StoredGroup`]: aggregate groups.
+    Groups = 3,
+    /// `view ‖ group key ‖ measure ‖ sort key` → (count, value): the inputs
+    /// of `min`, `max` and `count_distinct`, in value order.
+    GroupValues = 4,
+    /// `view name ‖ 0 ‖ root primary key` → empty: roots whose refresh was deferred.
+    Pending = 5,
+    /// `view ‖ root primary key` → [`super::DeadLetter`]: roots without an output.
+    DeadLetters = 6,
+    /// Small named values (UTF-8 names): source position, layout, outbox
+    /// sequences, view hashes and records.
+    Meta = 7,
+    /// Name (UTF-8) → its 2-byte id ([`super::names`]).
+    Names = 8,
+}
+
+pub const TABLE_COUNT: usize = 9;
+
+impl Table {
+    pub const ALL: [Table; TABLE_COUNT] = [
+        Table::Rows,
+        Table::JoinIndex,
+        Table::Outputs,
+        Table::Groups,
+        Table::GroupValues,
+        Table::Pending,
+        Table::DeadLetters,
+        Table::Meta,
+        Table::Names,
+    ];
+
+    pub fn from_byte(byte: u8) -> Option<Table> {
+        Table::ALL.get(usize::from(byte)).copied()
+    }
+}
+
+/// Every table, as of one point.
+#[derive(Clone, Default)]
+pub struct Tables {
+    maps: [Map; TABLE_COUNT],
+}
+
+/// The half-open key range `start..end`.
+fn between<'k>(start: &'k [u8], end: &'k [u8]) -> (Bound<&'k [u8]>, Bound<&'k [u8]>) {
+    (Bound::Included(start), Bound::Excluded(end))
+}
+
+impl Tables {
+    pub fn map(&self, table: Table) -> &Map {
+        &self.maps[table as usize]
+    }
+
+    pub(super) fn map_mut(&mut self, table: Table) -> &mut Map {
+        &mut self.maps[table as usize]
+    }
+
+    pub fn get(&self, table: Table, key: &[u8]) -> Option<&[u8]> {
+        self.map(table).get(key).map(|value| &**value)
+    }
+
+    /// The entries with keys in `start..end`, in key order.
+    pub fn range<'a>(
+        &'a self,
+        table: Table,
+        start: &'a [u8],
+        end: &'a [u8],
+    ) -> impl DoubleEndedIterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        self.map(table)
+            .range::<_, [u8]>(between(start, end))
+            .map(|(key, value)| (&**key, &**value))
+    }
+
+    pub fn is_empty(&self, table: Table) -> bool {
+        self.map(table).is_empty()
+    }
+
+    /// Applies one logged change (replaying the write-ahead log).
+    pub(super) fn apply(&mut self, table: Table, change: TableChange<'_>) {
+        let map = self.map_mut(table);
+        match change {
+            TableChange::Put(key, value) => {
+                map.insert(key.into(), value.into());
+            }
+            TableChange::Delete(key) => {
+                map.remove(key);
+            }
+            TableChange::ClearRange(start, end) => {
+                let _ = remove_range(map, start, end);
+            }
+            TableChange::Clear => *map = Map::new(),
+        }
+    }
+}
+
+/// A change of one table, as the redo record states it.
+pub enum TableChange<'a> {
+    Put(&'a [u8], &'a [u8]),
+    Delete(&'a [u8]),
+    ClearRange(&'a [u8], &'a [u8]),
+    Clear,
+}
+
+/// Removes the entries with keys in `start..end` and returns them; a range
+/// that covers the whole map swaps it for an empty one.
+fn remove_range(map: &mut Map, start: &[u8], end: &[u8]) -> Removed {
+    let covers_all = match (map.get_min(), map.get_max()) {
+        (Some((first, _)), Some((last, _))) => &**first >= start && &**last < end,
+        _ => return Removed::Entries(Vec::new()),
+    };
+    if covers_all {
+        return Removed::Map(std::mem::take(map));
+    }
+    let keys: Vec<Bytes> = map
+        .range::<_, [u8]>(between(start, end))
+        .map(|(key, _)| key.clone())
+        .collect();
+    let entries = keys
+        .into_iter()
+        .filter_map(|key| map.remove_with_key(&*key))
+        .collect();
+    Removed::Entries(entries)
+}
+
+enum Removed {
+    Map(Map),
+    Entries(Vec<(Bytes, Bytes)>),
+}
+
+/// What puts one change back.
+enum Undo {
+    /// Restore `key` to `old` (`None`: remove it).
+    Entry {
+        table: Table,
+        key: Bytes,
+        old: Option<Bytes>,
+    },
+    /// Put back the entries a range removal took.
+    Entries {
+        table: Table,
+        entries: Vec<(Bytes, Bytes)>,
+    },
+    /// Put back a whole map a range removal swapped out.
+    Map { table: Table, map: Map },
+}
+
+/// One write transaction's changes to the tables: applied at once, undone
+/// by [`Changes::rollback`], logged from [`Changes::redo`].
+pub struct Changes<'t> {
+    tables: &'t mut Tables,
+    undo: Vec<Undo>,
+    redo: RedoWriter,
+    /// What the outboxes get when the transaction commits.
+    outbox: Vec<OutboxChange>,
+    /// Bit `t` set: table `t` was changed.
+    touched: u16,
+}
+
+impl<'t> Changes<'t> {
+    pub fn new(tables: &'t mut Tables) -> Changes<'t> {
+        Changes {
+            tables,
+            undo: Vec::new(),
+            redo: RedoWriter::default(),
+            outbox: Vec::new(),
+            touched: 0,
+        }
+    }
+
+    /// Whether this transaction changed `table`.
+    pub fn touched(&self, table: Table) -> bool {
+        self.touched & (1 << table as u16) != 0
+    }
+
+    fn touch(&mut self, table: Table) {
+        self.touched |= 1 << table as u16;
+    }
+
+    pub fn tables(&self) -> &Tables {
+        self.tables
+    }
+
+    pub fn get(&self, table: Table, key: &[u8]) -> Option<&[u8]> {
+        self.tables.get(table, key)
+    }
+
+    pub fn insert(&mut self, table: Table, key: &[u8], value: &[u8]) {
+        let map = self.tables.map_mut(table);
+        if map.get(key).is_some_and(|old| **old == *value) {
+            return; // nothing to log or undo
+        }
+        let old = map.insert(key.into(), value.into());
+        self.touch(table);
+        self.redo.push(&Op::Put { table, key, value });
+        self.undo.push(Undo::Entry {
+            table,
+            key: key.into(),
+            old,
+        });
+    }
+
+    /// Removes `key`; says whether it was there.
+    pub fn remove(&mut self, table: Table, key: &[u8]) -> bool {
+        let Some((key, old)) = self.tables.map_mut(table).remove_with_key(key) else {
+            return false;
+        };
+        self.touch(table);
+        self.redo.push(&Op::Delete { table, key: &key });
+        self.undo.push(Undo::Entry {
+            table,
+            key,
+            old: Some(old),
+        });
+        true
+    }
+
+    /// Removes every entry with a key in `start..end`.
+    pub fn clear_range(&mut self, table: Table, start: &[u8], end: &[u8]) {
+        match remove_range(self.tables.map_mut(table), start, end) {
+            Removed::Entries(entries) if entries.is_empty() => return,
+            Removed::Entries(entries) => self.undo.push(Undo::Entries { table, entries }),
+            Removed::Map(map) => self.undo.push(Undo::Map { table, map }),
+        }
+        self.touch(table);
+        self.redo.push(&Op::ClearRange { table, start, end });
+    }
+
+    /// Removes every entry.
+    pub fn clear(&mut self, table: Table) {
+        let map = std::mem::take(self.tables.map_mut(table));
+        if map.is_empty() {
+            return;
+        }
+        self.undo.push(Undo::Map { table, map });
+        self.touch(table);
+        self.redo.push(&Op::Clear { table });
+    }
+
+    /// Removes and returns the first entry.
+    pub fn pop_first(&mut self, table: Table) -> Option<(Bytes, Bytes)> {
+        let key = self.tables.map(table).get_min()?.0.clone();
+        let value = self.tables.get(table, &key)?.into();
+        self.remove(table, &key);
+        Some((key, value))
+    }
+
+    /// Appends `entry` to `sink`'s outbox when the transaction commits.
+    pub fn append_outbox(&mut self, sink: &str, sequence: u64, entry: &[u8]) {
+        self.redo.push(&Op::OutboxAppend {
+            sink,
+            sequence,
+            entry,
+        });
+        self.outbox.push(OutboxChange::Append {
+            sink: sink.to_owned(),
+            sequence,
+            entry: EntryBytes::from(entry),
+        });
+    }
+
+    /// Drops every entry of `sink`'s outbox when the transaction commits.
+    pub fn clear_outbox(&mut self, sink: &str) {
+        self.redo.push(&Op::OutboxClear { sink });
+        self.outbox.push(OutboxChange::Clear {
+            sink: sink.to_owned(),
+        });
+    }
+
+    /// Logs a release of outbox entries that happened outside any
+    /// transaction ([`super::Outboxes::release`]).
+    pub fn log_release(&mut self, sink: &str, upto: u64) {
+        self.redo.push(&Op::OutboxTruncate { sink, upto });
+    }
+
+    /// Puts back everything this transaction changed, newest first.
+    pub fn rollback(self) {
+        let Changes { tables, undo, .. } = self;
+        for step in undo.into_iter().rev() {
+            match step {
+                Undo::Entry { table, key, old } => {
+                    let map = tables.map_mut(table);
+                    match old {
+                        Some(old) => map.insert(key, old),
+                        None => map.remove(&*key),
+                    };
+                }
+                Undo::Entries { table, entries } => {
+                    let map = tables.map_mut(table);
+                    for (key, value) in entries {
+                        map.insert(key, value);
+                    }
+                }
+                Undo::Map { table, map } => *tables.map_mut(table) = map,
+            }
+        }
+    }
+
+    /// The redo record of everything changed (empty: nothing was).
+    pub fn redo(&self) -> &RedoWriter {
+        &self.redo
+    }
+
+    /// Keeps the changes (their record is in the log): what the outboxes get.
+    pub fn commit(self) -> Vec<OutboxChange> {
+        self.outbox
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(tables: &Tables, table: Table) -> Vec<(Vec<u8>, Vec<u8>)> {
+        tables
+            .map(table)
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect()
+    }
+
+    /// A rolled-back transaction leaves the tables exactly as they were,
+    /// whatever mix of puts, removes and range removals it made.
+    #[test]
+    fn rollback_restores_every_change() {
+        let mut tables = Tables::default();
+        {
+            let mut changes = Changes::new(&mut tables);
+            for key in [b"a1", b"a2", b"b1", b"c1"] {
+                changes.insert(Table::Rows, key, b"v");
+            }
+            changes.insert(Table::Meta, b"m", b"1");
+        }
+        let before = (entries(&tables, Table::Rows), entries(&tables, Table::Meta));
+        let mut changes = Changes::new(&mut tables);
+        changes.insert(Table::Rows, b"a1", b"w");
+        changes.insert(Table::Rows, b"d1", b"new");
+        assert!(changes.remove(Table::Rows, b"b1"));
+        assert!(!changes.remove(Table::Rows, b"zz"));
+        changes.clear_range(Table::Rows, b"a", b"b");
+        changes.clear_range(Table::Meta, b"", b"\xff");
+        assert_eq!(changes.pop_first(Table::Rows).unwrap().0.as_ref(), b"c1");
+        assert!(changes.tables().is_empty(Table::Meta));
+        changes.rollback();
+        assert_eq!(
+            (entries(&tables, Table::Rows), entries(&tables, Table::Meta)),
+            before
+        );
+    }
+
+    /// Putting the value a key already has changes nothing and logs nothing.
+    #[test]
+    fn an_unchanged_value_is_not_logged() {
+        let mut tables = Tables::default();
+        let mut changes = Changes::new(&mut tables);
+        changes.insert(Table::Rows, b"k", b"v");
+        let logged = changes.redo().as_bytes().len();
+        changes.insert(Table::Rows, b"k", b"v");
+        assert_eq!(changes.redo().as_bytes().len(), logged);
+    }
+
+    #[test]
+    fn ranges_are_half_open() {
+        let mut tables = Tables::default();
+        let mut changes = Changes::new(&mut tables);
+        for key in [b"a", b"b", b"c"] {
+            changes.insert(Table::Rows, key, b"");
+        }
+        let keys: Vec<&[u8]> = tables
+            .range(Table::Rows, b"a", b"c")
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, vec![b"a".as_slice(), b"b".as_slice()]);
+    }
+}

@@ -1,0 +1,623 @@
+//! The store on disk: a write-ahead log of redo records and, now and then,
+//! a checkpoint, the image of every table and outbox at the end of one log
+//! file. Opening reads the checkpoint and replays the log files after it.
+//!
+//! ```text
+//! <data_dir>/state/lock                  held while a process has the store open
+//! <data_dir>/state/checkpoint            image of the state after wal-…G
+//! <data_dir>/state/wal-<G+1>, wal-<G+2>  the redo records after it, in commit order
+//! ```
+//!
+//! A log file is a header and frames: `length (u32) ‖ crc32 (u32) ‖ redo
+//! record`. A commit appends one frame and, when it must be durable, syncs
+//! the file; a frame not synced is made durable by the next sync, with every
+//! frame before it. A crash can leave a frame cut short at the end of the
+//! newest file: its checksum fails, replay stops there and the rest of the
+//! file is cut off. What is replayed is always the state after some commit,
+//! and never before the last synced one.
+//!
+//! Once the log since the last checkpoint has grown larger than that
+//! checkpoint (and at least `min_log_bytes`, `state_checkpoint_mb`), a commit
+//! starts the next log file and hands a copy of the tables (O(1): they are
+//! persistent maps) to a thread that writes the new checkpoint beside the
+//! old, renames it over the old, and only then deletes the log files it
+//! covers. The engine does not wait for it.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use super::outboxes::{EntryBytes, Queue};
+use super::redo::{Op, RedoReader, put_bytes, put_u64, take_u64};
+use super::tables::{Table, TableChange, Tables};
+use super::{FORMAT, StoreError};
+
+const CHECKPOINT: &str = "checkpoint";
+const CHECKPOINT_TMP: &str = "checkpoint.tmp";
+const LOCK: &str = "lock";
+const WAL_PREFIX: &str = "wal-";
+const WAL_MAGIC: &[u8; 8] = b"VKWAL\0\0\0";
+const CHECKPOINT_MAGIC: &[u8; 8] = b"VKSTATE\0";
+const FRAME_HEADER: usize = 8;
+/// The section of a checkpoint after the tables': the outboxes.
+const OUTBOX_SECTION: u8 = 0xFF;
+
+/// The log is not checkpointed before it holds this much, unless configured
+/// (`state_checkpoint_mb`): more means fewer checkpoints written, and a
+/// longer replay at start.
+pub const DEFAULT_MIN_LOG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What opening found on disk.
+pub struct Recovered {
+    pub tables: Tables,
+    pub outboxes: HashMap<String, Queue>,
+    pub wal: Wal,
+    /// The lock file, held (advisory lock) for as long as it is open.
+    pub lock: File,
+}
+
+/// The log being appended to, and the checkpoint being written.
+pub struct Wal {
+    dir: PathBuf,
+    file: File,
+    generation: u64,
+    /// The length of the current file up to its last whole frame.
+    len: u64,
+    /// Frames appended since the last sync.
+    unsynced: bool,
+    /// Log bytes since the last checkpoint began.
+    since_checkpoint: u64,
+    /// The size of the last checkpoint written or read.
+    checkpoint_bytes: u64,
+    /// No checkpoint before the log since the last one holds this much.
+    min_log_bytes: u64,
+    checkpointing: Option<JoinHandle<io::Result<u64>>>,
+}
+
+fn io_error(path: &Path, action: &'static str) -> impl Fn(io::Error) -> StoreError {
+    let path = path.display().to_string();
+    move |source| StoreError::Io {
+        path: path.clone(),
+        action,
+        source,
+    }
+}
+
+fn corrupt(path: &Path, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what: "state file",
+        reason: format!("{}: {reason}", path.display()),
+    }
+}
+
+impl Wal {
+    /// Opens the store's directory (creating it), locks it, and rebuilds
+    /// the state: the checkpoint, then every log file after it.
+    pub fn open(dir: &Path, min_log_bytes: u64) -> Result<Recovered, StoreError> {
+        fs::create_dir_all(dir).map_err(io_error(dir, "creating"))?;
+        let lock_path = dir.join(LOCK);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path, "opening"))?;
+        lock.try_lock().map_err(|e| match e {
+            fs::TryLockError::WouldBlock => StoreError::Locked {
+                path: dir.display().to_string(),
+            },
+            fs::TryLockError::Error(source) => StoreError::Io {
+                path: lock_path.display().to_string(),
+                action: "locking",
+                source,
+            },
+        })?;
+        let tmp = dir.join(CHECKPOINT_TMP);
+        if tmp.exists() {
+            fs::remove_file(&tmp).map_err(io_error(&tmp, "removing"))?;
+        }
+
+        let Checkpoint {
+            mut tables,
+            mut outboxes,
+            covered,
+            bytes: checkpoint_bytes,
+        } = read_checkpoint(&dir.join(CHECKPOINT))?.unwrap_or_default();
+        let mut since_checkpoint = 0;
+        let mut newest = covered;
+        for (generation, path) in log_files(dir)? {
+            if generation <= covered {
+                // Left by a crash between a checkpoint's rename and this cleanup.
+                fs::remove_file(&path).map_err(io_error(&path, "removing"))?;
+                continue;
+            }
+            since_checkpoint += replay(&path, &mut tables, &mut outboxes)?;
+            newest = generation;
+        }
+        let generation = newest + 1;
+        let file = create_log(dir, generation)?;
+        let wal = Wal {
+            dir: dir.to_owned(),
+            file,
+            generation,
+            len: WAL_MAGIC.len() as u64 + 8,
+            unsynced: false,
+            since_checkpoint,
+            checkpoint_bytes,
+            min_log_bytes,
+            checkpointing: None,
+        };
+        Ok(Recovered {
+            tables,
+            outboxes,
+            wal,
+            lock,
+        })
+    }
+
+    /// Appends one redo record as a frame; with `sync`, it and every frame
+    /// before it are on disk when this returns. A failed append leaves the
+    /// file as it was.
+    pub fn append(&mut self, record: &[u8], sync: bool) -> Result<(), StoreError> {
+        let path = self.path();
+        let length = u32::try_from(record.len()).map_err(|_| StoreError::Corrupt {
+            what: "redo record",
+            reason: format!("{} bytes is over the 4 GiB a frame holds", record.len()),
+        })?;
+        let mut header = [0u8; FRAME_HEADER];
+        header[..4].copy_from_slice(&length.to_le_bytes());
+        header[4..].copy_from_slice(&crc32fast::hash(record).to_le_bytes());
+        let written = self
+            .file
+            .write_all(&header)
+            .and_then(|()| self.file.write_all(record));
+        if let Err(error) = written {
+            // Cut off what part of the frame was written, so the next one
+            // follows the last whole frame; if that fails too, the log
+            // cannot go on.
+            if self.file.set_len(self.len).is_err() {
+                return Err(StoreError::LogBroken {
+                    path: path.display().to_string(),
+                });
+            }
+            return Err(io_error(&path, "appending to")(error));
+        }
+        let frame = (FRAME_HEADER + record.len()) as u64;
+        self.len += frame;
+        self.since_checkpoint += frame;
+        self.unsynced = true;
+        if sync {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every appended frame durable.
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        if self.unsynced {
+            let path = self.path();
+            self.file.sync_data().map_err(io_error(&path, "syncing"))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    fn path(&self) -> PathBuf {
+        log_path(&self.dir, self.generation)
+    }
+
+    /// Whether the log has grown enough to be worth a checkpoint, and none
+    /// is being written.
+    pub fn wants_checkpoint(&mut self) -> bool {
+        if let Some(running) = &self.checkpointing {
+            if !running.is_finished() {
+                return false;
+            }
+            self.reap_checkpoint();
+        }
+        self.since_checkpoint > self.min_log_bytes.max(self.checkpoint_bytes)
+    }
+
+    /// Starts a new log file and writes a checkpoint of `tables` and
+    /// `outboxes` (the state at the end of the file before it) on its own
+    /// thread.
+    pub fn start_checkpoint(
+        &mut self,
+        tables: Tables,
+        outboxes: HashMap<String, Queue>,
+    ) -> Result<(), StoreError> {
+        // The checkpoint will cover the current file: make it durable
+        // first, so that an older frame is never only in a deleted file.
+        self.sync()?;
+        let covered = self.generation;
+        self.file = create_log(&self.dir, covered + 1)?;
+        self.generation = covered + 1;
+        self.len = WAL_MAGIC.len() as u64 + 8;
+        self.since_checkpoint = 0;
+        let dir = self.dir.clone();
+        let thread = std::thread::Builder::new()
+            .name("state-checkpoint".into())
+            .spawn(move || write_checkpoint(&dir, &tables, &outboxes, covered));
+        match thread {
+            Ok(handle) => self.checkpointing = Some(handle),
+            Err(error) => tracing::error!(%error, "could not start writing a checkpoint"),
+        }
+        Ok(())
+    }
+
+    /// Waits for the checkpoint being written, if one is.
+    #[cfg(test)]
+    pub fn wait_for_checkpoint(&mut self) {
+        self.reap_checkpoint();
+    }
+
+    /// Waits for a checkpoint being written, and notes its outcome.
+    fn reap_checkpoint(&mut self) {
+        let Some(handle) = self.checkpointing.take() else {
+            return;
+        };
+        match handle.join() {
+            Ok(Ok(bytes)) => self.checkpoint_bytes = bytes,
+            // The log files it would have replaced are all still there:
+            // nothing is lost, and the next one tries again.
+            Ok(Err(error)) => tracing::error!(
+                dir = %self.dir.display(),
+                %error,
+                "writing a state-store checkpoint failed; the log is kept"
+            ),
+            Err(_) => tracing::error!("the state-store checkpoint thread panicked"),
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        // A store opened again in this process must not find a checkpoint
+        // half renamed or log files half deleted.
+        self.reap_checkpoint();
+    }
+}
+
+fn log_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("{WAL_PREFIX}{generation:016x}"))
+}
+
+/// The log files in `dir`, oldest first.
+fn log_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error(dir, "listing"))? {
+        let entry = entry.map_err(io_error(dir, "listing"))?;
+        let name = entry.file_name();
+        let Some(generation) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(WAL_PREFIX))
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        else {
+            continue;
+        };
+        files.push((generation, entry.path()));
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn create_log(dir: &Path, generation: u64) -> Result<File, StoreError> {
+    let path = log_path(dir, generation);
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_error(&path, "creating"))?;
+    file.write_all(WAL_MAGIC)
+        .and_then(|()| file.write_all(&FORMAT.to_le_bytes()))
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(&path, "writing"))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir, "syncing"))
+}
+
+/// Checks the 16-byte header of a state file: its magic and format.
+fn check_header(path: &Path, header: &[u8], magic: &[u8; 8]) -> Result<(), StoreError> {
+    if header.len() < 16 || &header[..8] != magic {
+        return Err(corrupt(path, "not a viewkeeper state file"));
+    }
+    let format = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
+    if format > FORMAT {
+        return Err(StoreError::NewerFormat {
+            path: path.display().to_string(),
+            found: format,
+        });
+    }
+    if format < FORMAT {
+        return Err(corrupt(path, format!("format {format}, expected {FORMAT}")));
+    }
+    Ok(())
+}
+
+/// Replays the frames of one log file; returns its length. A frame cut
+/// short or failing its checksum ends the file: it is cut off there.
+fn replay(
+    path: &Path,
+    tables: &mut Tables,
+    outboxes: &mut HashMap<String, Queue>,
+) -> Result<u64, StoreError> {
+    let bytes = fs::read(path).map_err(io_error(path, "reading"))?;
+    check_header(path, &bytes, WAL_MAGIC)?;
+    let mut at = 16;
+    while at < bytes.len() {
+        let Some(frame) = whole_frame(&bytes[at..]) else {
+            tracing::warn!(
+                file = %path.display(),
+                offset = at,
+                dropped_bytes = bytes.len() - at,
+                "state log ends in a frame cut short by a crash: replay stops there"
+            );
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io_error(path, "opening"))?;
+            file.set_len(at as u64)
+                .and_then(|()| file.sync_all())
+                .map_err(io_error(path, "cutting"))?;
+            return Ok(at as u64);
+        };
+        for op in RedoReader::new(frame) {
+            let op = op.map_err(|reason| corrupt(path, format!("frame at {at}: {reason}")))?;
+            apply(op, tables, outboxes);
+        }
+        at += FRAME_HEADER + frame.len();
+    }
+    Ok(bytes.len() as u64)
+}
+
+/// The record of the frame at the start of `bytes`, if it is whole and its
+/// checksum holds.
+fn whole_frame(bytes: &[u8]) -> Option<&[u8]> {
+    let header = bytes.get(..FRAME_HEADER)?;
+    let length = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
+    let record = bytes.get(FRAME_HEADER..FRAME_HEADER.checked_add(length)?)?;
+    (crc32fast::hash(record) == crc).then_some(record)
+}
+
+/// Applies one replayed operation.
+fn apply(op: Op<'_>, tables: &mut Tables, outboxes: &mut HashMap<String, Queue>) {
+    match op {
+        Op::Put { table, key, value } => tables.apply(table, TableChange::Put(key, value)),
+        Op::Delete { table, key } => tables.apply(table, TableChange::Delete(key)),
+        Op::ClearRange { table, start, end } => {
+            tables.apply(table, TableChange::ClearRange(start, end))
+        }
+        Op::Clear { table } => tables.apply(table, TableChange::Clear),
+        Op::OutboxAppend {
+            sink,
+            sequence,
+            entry,
+        } => outboxes
+            .entry(sink.to_owned())
+            .or_default()
+            .push(sequence, EntryBytes::from(entry)),
+        Op::OutboxTruncate { sink, upto } => {
+            if let Some(queue) = outboxes.get_mut(sink) {
+                queue.release(upto);
+            }
+        }
+        Op::OutboxClear { sink } => {
+            outboxes.remove(sink);
+        }
+    }
+}
+
+/// A writer that keeps the checksum of what passes through it.
+struct Checksummed<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    written: u64,
+}
+
+impl<W: Write> Checksummed<W> {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.crc.update(bytes);
+        self.written += bytes.len() as u64;
+        self.inner.write_all(bytes)
+    }
+}
+
+/// Writes the checkpoint covering log files up to `covered`, renames it
+/// into place and deletes those files; returns its size.
+fn write_checkpoint(
+    dir: &Path,
+    tables: &Tables,
+    outboxes: &HashMap<String, Queue>,
+    covered: u64,
+) -> io::Result<u64> {
+    let tmp = dir.join(CHECKPOINT_TMP);
+    let file = File::create(&tmp)?;
+    let mut out = Checksummed {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        crc: crc32fast::Hasher::new(),
+        written: 0,
+    };
+    out.put(CHECKPOINT_MAGIC)?;
+    out.put(&FORMAT.to_le_bytes())?;
+    out.put(&covered.to_le_bytes())?;
+    let mut scratch = Vec::with_capacity(4096);
+    for table in Table::ALL {
+        let map = tables.map(table);
+        scratch.clear();
+        scratch.push(table as u8);
+        put_u64(&mut scratch, map.len() as u64);
+        out.put(&scratch)?;
+        for (key, value) in map.iter() {
+            scratch.clear();
+            put_bytes(&mut scratch, key);
+            put_bytes(&mut scratch, value);
+            out.put(&scratch)?;
+        }
+    }
+    scratch.clear();
+    scratch.push(OUTBOX_SECTION);
+    put_u64(&mut scratch, outboxes.len() as u64);
+    out.put(&scratch)?;
+    for (sink, queue) in outboxes {
+        scratch.clear();
+        put_bytes(&mut scratch, sink.as_bytes());
+        put_u64(&mut scratch, queue.entries.len() as u64);
+        out.put(&scratch)?;
+        for (sequence, entry) in &queue.entries {
+            scratch.clear();
+            put_u64(&mut scratch, *sequence);
+            put_bytes(&mut scratch, entry);
+            out.put(&scratch)?;
+        }
+    }
+    let crc = out.crc.clone().finalize();
+    let size = out.written + 4;
+    let mut writer = out.inner;
+    writer.write_all(&crc.to_le_bytes())?;
+    let file = writer.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dir.join(CHECKPOINT))?;
+    File::open(dir)?.sync_all()?;
+    for (generation, path) in log_files(dir).map_err(io::Error::other)? {
+        if generation <= covered {
+            fs::remove_file(path)?;
+        }
+    }
+    Ok(size)
+}
+
+/// What a checkpoint holds.
+#[derive(Default)]
+struct Checkpoint {
+    tables: Tables,
+    outboxes: HashMap<String, Queue>,
+    /// The newest log file whose frames it includes.
+    covered: u64,
+    /// Its size on disk.
+    bytes: u64,
+}
+
+/// Reads a checkpoint; `None` when there is none.
+fn read_checkpoint(path: &Path) -> Result<Option<Checkpoint>, StoreError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(path, "opening")(e)),
+    };
+    let size = file.metadata().map_err(io_error(path, "reading"))?.len();
+    let mut input = CheckpointReader {
+        inner: BufReader::with_capacity(1 << 20, file),
+        crc: crc32fast::Hasher::new(),
+        path,
+        remaining: size,
+    };
+    let mut header = [0u8; 24];
+    input.read_exact(&mut header)?;
+    check_header(path, &header, CHECKPOINT_MAGIC)?;
+    let covered = u64::from_le_bytes(header[16..24].try_into().unwrap_or_default());
+    let mut tables = Tables::default();
+    for table in Table::ALL {
+        if input.byte()? != table as u8 {
+            return Err(corrupt(path, format!("expected table {table:?}")));
+        }
+        let map = tables.map_mut(table);
+        for _ in 0..input.number()? {
+            let key = input.bytes()?;
+            let value = input.bytes()?;
+            map.insert(key.into(), value.into());
+        }
+    }
+    if input.byte()? != OUTBOX_SECTION {
+        return Err(corrupt(path, "expected the outboxes"));
+    }
+    let mut outboxes = HashMap::new();
+    for _ in 0..input.number()? {
+        let sink = String::from_utf8(input.bytes()?).map_err(|e| corrupt(path, e))?;
+        let mut queue = Queue::default();
+        for _ in 0..input.number()? {
+            let sequence = input.number()?;
+            queue
+                .entries
+                .push_back((sequence, EntryBytes::from(input.bytes()?)));
+        }
+        outboxes.insert(sink, queue);
+    }
+    let expected = input.crc.clone().finalize();
+    let mut stored = [0u8; 4];
+    input
+        .inner
+        .read_exact(&mut stored)
+        .map_err(io_error(path, "reading"))?;
+    if u32::from_le_bytes(stored) != expected {
+        return Err(corrupt(path, "checksum mismatch"));
+    }
+    Ok(Some(Checkpoint {
+        tables,
+        outboxes,
+        covered,
+        bytes: size,
+    }))
+}
+
+struct CheckpointReader<'p> {
+    inner: BufReader<File>,
+    crc: crc32fast::Hasher,
+    path: &'p Path,
+    /// Bytes of the file not read yet: no length read from it may exceed them.
+    remaining: u64,
+}
+
+impl CheckpointReader<'_> {
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), StoreError> {
+        self.inner
+            .read_exact(buf)
+            .map_err(|e| corrupt(self.path, format!("cut short ({e})")))?;
+        self.crc.update(buf);
+        self.remaining = self.remaining.saturating_sub(buf.len() as u64);
+        Ok(())
+    }
+
+    fn byte(&mut self) -> Result<u8, StoreError> {
+        let mut byte = [0u8; 1];
+        self.read_exact(&mut byte)?;
+        Ok(byte[0])
+    }
+
+    fn number(&mut self) -> Result<u64, StoreError> {
+        let mut encoded = Vec::with_capacity(10);
+        loop {
+            let byte = self.byte()?;
+            encoded.push(byte);
+            if byte & 0x80 == 0 || encoded.len() == 10 {
+                break;
+            }
+        }
+        take_u64(&encoded)
+            .map(|(value, _)| value)
+            .ok_or_else(|| corrupt(self.path, "bad number"))
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>, StoreError> {
+        let len = self.number()?;
+        if len > self.remaining {
+            return Err(corrupt(
+                self.path,
+                format!("a field of {len} bytes where {} remain", self.remaining),
+            ));
+        }
+        let len = usize::try_from(len).map_err(|_| corrupt(self.path, "length overflows"))?;
+        let mut bytes = vec![0u8; len];
+        self.read_exact(&mut bytes)?;
+        Ok(bytes)
+    }
+}
