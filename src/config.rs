@@ -76,6 +76,9 @@ pub struct ConfigArgs {
     /// A state-store checkpoint is written once its log holds this many MiB (and more than the last checkpoint) [default: 64]
     #[arg(long, env = "VIEWKEEPER_STATE_CHECKPOINT_MB")]
     pub state_checkpoint_mb: Option<u64>,
+    /// Memory, in MiB, that all sinks' outboxes may hold together; a sink whose entries are dropped beyond it rewrites its target [default: 256]
+    #[arg(long, env = "VIEWKEEPER_OUTBOX_MEMORY_MB")]
+    pub outbox_memory_mb: Option<usize>,
     /// No longer used: the state store is held in memory (accepted so that
     /// older settings still start; a warning says it is ignored)
     #[arg(long, env = "VIEWKEEPER_STATE_CACHE_MB", hide = true)]
@@ -109,6 +112,7 @@ struct FileConfig {
     batch_max_roots: Option<usize>,
     max_document_bytes: Option<usize>,
     state_checkpoint_mb: Option<u64>,
+    outbox_memory_mb: Option<usize>,
     state_cache_mb: Option<usize>,
     log: Option<String>,
     admin_addr: Option<String>,
@@ -133,8 +137,8 @@ pub struct Config {
     pub batch_max_roots: usize,
     /// A larger cache or search document becomes a dead letter.
     pub max_document_bytes: usize,
-    /// How much state-store log is written before a checkpoint.
-    pub state_checkpoint_bytes: u64,
+    /// How the state store uses memory and disk.
+    pub store: crate::state::StoreOptions,
     /// Settings given that this version no longer uses, to warn about.
     pub ignored_settings: Vec<&'static str>,
     pub log: String,
@@ -164,7 +168,7 @@ impl std::fmt::Debug for Config {
             .field("batch", &self.batch)
             .field("batch_max_roots", &self.batch_max_roots)
             .field("max_document_bytes", &self.max_document_bytes)
-            .field("state_checkpoint_bytes", &self.state_checkpoint_bytes)
+            .field("store", &self.store)
             .field("ignored_settings", &self.ignored_settings)
             .field("admin_addr", &self.admin_addr)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
@@ -234,12 +238,20 @@ impl Config {
                 file.max_document_bytes,
                 crate::engine::DEFAULT_MAX_DOCUMENT_BYTES,
             ),
-            state_checkpoint_bytes: args
-                .state_checkpoint_mb
-                .or(file.state_checkpoint_mb)
-                .map_or(crate::state::DEFAULT_MIN_LOG_BYTES, |mb| {
-                    mb.max(1).saturating_mul(1024 * 1024)
-                }),
+            store: crate::state::StoreOptions {
+                checkpoint_log_bytes: args
+                    .state_checkpoint_mb
+                    .or(file.state_checkpoint_mb)
+                    .map_or(crate::state::DEFAULT_MIN_LOG_BYTES, |mb| {
+                        mb.max(1).saturating_mul(1024 * 1024)
+                    }),
+                outbox_budget_bytes: args
+                    .outbox_memory_mb
+                    .or(file.outbox_memory_mb)
+                    .map_or(crate::state::DEFAULT_OUTBOX_BUDGET, |mb| {
+                        mb.max(1).saturating_mul(1024 * 1024)
+                    }),
+            },
             ignored_settings: args
                 .state_cache_mb
                 .or(file.state_cache_mb)

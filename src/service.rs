@@ -146,10 +146,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     for setting in &config.ignored_settings {
         tracing::warn!(setting, "setting no longer used by this version: ignored");
     }
-    let store = Arc::new(Store::open(
-        &config.data_dir,
-        config.state_checkpoint_bytes,
-    )?);
+    let store = Arc::new(Store::open(&config.data_dir, &config.store)?);
     let (reloader, mut restarts) = Reloader::new(config.views.clone(), pool.clone(), &views);
     let reloader = Arc::new(reloader);
     let context = Context {

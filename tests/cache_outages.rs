@@ -146,3 +146,63 @@ async fn flushall_on_a_live_connection_is_noticed_and_healed() {
         "{order_cache:#}"
     );
 }
+
+/// A sink that cannot keep up for long (Redis stalls writes) must not hold
+/// every entry in memory: over the outbox budget the oldest are dropped,
+/// and when the sink reads again it finds the gap and rewrites its whole
+/// target from the state store, ending where applying them all would have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_whose_outbox_outgrew_its_memory_rewrites_its_target() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let mut setup = ServiceSetup::new(&url, &redis.url());
+    setup.extra_args = vec!["--outbox-memory-mb".into(), "1".into()];
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+
+    let client = redis::Client::open(redis.url()).expect("redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    // Writes wait until unpaused; reads (and this connection) go on.
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(120_000)
+        .arg("WRITE")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT PAUSE");
+    let stats = viewkeeper::workload::run(&pool, &WorkloadOptions::new(4_000, 51))
+        .await
+        .expect("running the workload");
+    assert!(stats.committed > 3_000, "{stats:?}");
+    wait_until(
+        Duration::from_secs(60),
+        "the outboxes go over their budget",
+        || {
+            let log = service.log_tail(100_000);
+            async move {
+                if log.contains("over their memory budget") {
+                    Ok(())
+                } else {
+                    Err("within the budget")
+                }
+            }
+        },
+    )
+    .await;
+    let () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT UNPAUSE");
+
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+    let log = service.log_tail(100_000);
+    assert!(
+        log.contains("the cache sink fell so far behind"),
+        "the gap, not a lost checkpoint, made the sink rewrite:\n{log}"
+    );
+}

@@ -536,7 +536,8 @@ mod tests {
     #[test]
     fn wait_until_idle_waits_for_a_queued_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap());
+        let store =
+            Arc::new(Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap());
         let plan = Arc::new(Plan::build(&[], &Catalog::default()).unwrap());
         let engine = Arc::new(Engine::new(plan, Arc::clone(&store)));
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -121,7 +121,7 @@ fields: { id: id, name: name }
         );
         let view = parse_view(Path::new("views/thing_cache.yaml"), THING_CACHE).unwrap();
         let plan = Plan::build(&[view], &catalog).unwrap();
-        let store = Store::open(dir, crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        let store = Store::open(dir, &crate::state::StoreOptions::default()).unwrap();
         Engine::new(Arc::new(plan), Arc::new(store))
     }
 

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use crate::engine::{EngineError, OutputReader};
 use crate::sink::RewriteSignal;
 use crate::source::connection::redact_url;
-use crate::state::{OutboxEntry, OutboxOp, Store, StoreError};
+use crate::state::{OutboxEntry, OutboxOp, OutboxRead, Store, StoreError};
 use crate::telemetry;
 
 /// The outbox name of this sink.
@@ -124,10 +124,19 @@ impl RedisSink {
             }
             let after = applied;
             let store = Arc::clone(&self.store);
-            let entries = tokio::task::spawn_blocking(move || {
+            let read = tokio::task::spawn_blocking(move || {
                 store.outbox_after(SINK, after, ENTRIES_PER_BATCH)
             })
             .await??;
+            let OutboxRead::Entries(entries) = read else {
+                tracing::warn!(
+                    "the cache sink fell so far behind that its outbox entries were dropped: \
+                     rewriting every cache document"
+                );
+                applied = self.rewrite_all(&mut conn, wake).await?;
+                self.applied.send_replace(applied);
+                continue;
+            };
             let Some(&(last, _)) = entries.last() else {
                 tokio::select! {
                     _ = wake.notified() => {}

@@ -122,7 +122,7 @@ impl Store {
 /// How many dead letters each view has.
 pub(super) fn count_by_view(tables: &Tables) -> Result<HashMap<String, u64>, StoreError> {
     let mut by_id: HashMap<[u8; 2], u64> = HashMap::new();
-    for (key, _) in tables.map(Table::DeadLetters).iter() {
+    for (key, _) in tables.iter(Table::DeadLetters) {
         if let Some(id) = key.first_chunk::<2>() {
             *by_id.entry(*id).or_default() += 1;
         }

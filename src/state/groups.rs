@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn buffered_group_writes_read_back_within_and_after_the_transaction() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
         let key = store.write(|w| w.group_key("v", &[Value::Int(1)])).unwrap();
         let (five, nine) = (Value::Int(5), Value::Int(9));
         let sort = |v: &Value| crate::expr::sort_key(v).unwrap();

@@ -34,6 +34,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 pub use dead_letters::DeadLetter;
 pub use groups::{GroupValues, StoredGroup};
 pub use outbox::{OutboxEntry, OutboxOp, StoredOutput};
+pub use outboxes::DEFAULT_OUTBOX_BUDGET;
 pub use read_cache::{Keys, Row};
 pub use reader::StateReader;
 pub use view_records::ViewRecord;
@@ -41,6 +42,7 @@ pub use wal::DEFAULT_MIN_LOG_BYTES;
 pub use writer::{OutputChange, StateWriter};
 
 use outboxes::Outboxes;
+use redo::RedoWriter;
 use tables::{Changes, Table, Tables};
 use wal::Wal;
 
@@ -89,6 +91,36 @@ pub enum StoreError {
     Locked { path: String },
 }
 
+/// How the store uses memory and disk.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// A checkpoint is written when the log since the last one holds this
+    /// much and more than that checkpoint's size (`state_checkpoint_mb`).
+    pub checkpoint_log_bytes: u64,
+    /// What all outboxes may hold in memory together (`outbox_memory_mb`).
+    pub outbox_budget_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            checkpoint_log_bytes: DEFAULT_MIN_LOG_BYTES,
+            outbox_budget_bytes: DEFAULT_OUTBOX_BUDGET,
+        }
+    }
+}
+
+/// What a sink finds in its outbox after its position.
+#[derive(Debug)]
+pub enum OutboxRead {
+    /// The next entries, in order (none: it is up to date).
+    Entries(Vec<(u64, OutboxEntry)>),
+    /// Entries after its position were dropped to bound memory: it must
+    /// rewrite its target from the state store, then read on from the
+    /// sequence that rewrite covers.
+    Gap,
+}
+
 /// Reads of stored rows and join indexes, in a write transaction
 /// ([`StateWriter`]) or a read one ([`StateReader`]): what computing an
 /// output needs.
@@ -104,6 +136,8 @@ pub trait ReadRows {
 struct Durable {
     tables: Tables,
     wal: Wal,
+    /// The buffer of the next transaction's redo record.
+    redo: RedoWriter,
 }
 
 /// Handle to the state store; cheap to share behind an `Arc`.
@@ -123,9 +157,7 @@ impl Store {
     /// file) is removed: a new snapshot rebuilds it, and the sinks, finding
     /// their checkpoints foreign, rewrite their targets. Nothing is lost
     /// that the source does not hold.
-    /// A checkpoint is written when the log since the last one holds
-    /// `min_log_bytes` and more than that checkpoint's size.
-    pub fn open(dir: &Path, min_log_bytes: u64) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let old = dir.join(REDB_FILE);
         if old.exists() {
             tracing::warn!(
@@ -139,14 +171,15 @@ impl Store {
                 source,
             })?;
         }
-        let recovered = Wal::open(&dir.join(STATE_DIR), min_log_bytes)?;
-        let outboxes = Outboxes::default();
-        outboxes.restore(recovered.outboxes);
+        let recovered = Wal::open(&dir.join(STATE_DIR), options.checkpoint_log_bytes)?;
+        let outboxes = Outboxes::new(options.outbox_budget_bytes);
+        outboxes.restore(recovered.outboxes, newest_sequences(&recovered.tables)?);
         let store = Store {
             dead_letter_counts: RwLock::new(dead_letters::count_by_view(&recovered.tables)?),
             state: Mutex::new(Durable {
                 tables: recovered.tables,
                 wal: recovered.wal,
+                redo: RedoWriter::default(),
             }),
             outboxes,
             _lock: recovered.lock,
@@ -213,8 +246,8 @@ impl Store {
         E: From<StoreError>,
     {
         let mut state = self.lock();
-        let Durable { tables, wal } = &mut *state;
-        let mut writer = StateWriter::open(Changes::new(tables))?;
+        let Durable { tables, wal, redo } = &mut *state;
+        let mut writer = StateWriter::open(Changes::new(tables, std::mem::take(redo)))?;
         let result = work(&mut writer).and_then(|value| {
             writer.finish()?;
             Ok(value)
@@ -223,7 +256,8 @@ impl Store {
         let value = match result {
             Ok(value) => value,
             Err(error) => {
-                changes.rollback();
+                *redo = changes.rollback();
+                redo.reset();
                 return Err(error);
             }
         };
@@ -236,11 +270,15 @@ impl Store {
             wal.append(changes.redo().as_bytes(), sync)
         };
         if let Err(error) = logged {
-            changes.rollback();
+            *redo = changes.rollback();
+            redo.reset();
             return Err(error.into());
         }
         let dead_letters_changed = changes.touched(Table::DeadLetters);
-        self.outboxes.publish(changes.commit());
+        let (outbox, record) = changes.commit();
+        *redo = record;
+        redo.reset();
+        self.outboxes.publish(outbox);
         if dead_letters_changed {
             self.publish_dead_letter_counts(tables);
         }
@@ -306,18 +344,22 @@ impl Store {
         Ok(tables.range(Table::Rows, &prefix, &end).count() as u64)
     }
 
-    /// Up to `limit` outbox entries of `sink` after sequence `after`, in order.
+    /// Up to `limit` outbox entries of `sink` after sequence `after`, in
+    /// order, or word that some of them were dropped.
     pub fn outbox_after(
         &self,
         sink: &str,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
-        self.outboxes
-            .after(sink, after, limit)
+    ) -> Result<OutboxRead, StoreError> {
+        let Ok(entries) = self.outboxes.after(sink, after, limit) else {
+            return Ok(OutboxRead::Gap);
+        };
+        entries
             .into_iter()
             .map(|(sequence, bytes)| Ok((sequence, outbox::decode(&bytes)?)))
-            .collect()
+            .collect::<Result<_, _>>()
+            .map(OutboxRead::Entries)
     }
 
     /// Removes the outbox entries of `sink` up to and including `upto`, once the
@@ -340,6 +382,19 @@ impl Store {
     pub fn last_outbox_sequence(&self, sink: &str) -> Result<u64, StoreError> {
         read_sequence(&self.lock().tables, sink)
     }
+}
+
+/// The newest outbox sequence of every sink that has one.
+fn newest_sequences(tables: &Tables) -> Result<HashMap<String, u64>, StoreError> {
+    let prefix = outbox::sequence_meta_key("");
+    let end = keycode::prefix_end(prefix.as_bytes());
+    tables
+        .range(Table::Meta, prefix.as_bytes(), &end)
+        .map(|(key, value)| {
+            let sink = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            Ok((sink, decode_u64(value, "outbox sequence")?))
+        })
+        .collect()
 }
 
 /// The newest outbox sequence of `sink` (0: none yet).
@@ -368,7 +423,7 @@ mod tests {
         /// Writes a checkpoint now and waits for it.
         fn checkpoint(&self) {
             let mut state = self.lock();
-            let Durable { tables, wal } = &mut *state;
+            let Durable { tables, wal, .. } = &mut *state;
             wal.start_checkpoint(tables.clone(), self.outboxes.snapshot())
                 .unwrap();
             wal.wait_for_checkpoint();
@@ -384,13 +439,12 @@ mod tests {
         }
     }
 
+    /// The outbox entries of sink `s` after 2, where its reader stands.
     fn outbox_keys(store: &Store) -> Vec<u64> {
-        store
-            .outbox_after("s", 0, usize::MAX)
-            .unwrap()
-            .into_iter()
-            .map(|(seq, _)| seq)
-            .collect()
+        match store.outbox_after("s", 2, usize::MAX).unwrap() {
+            OutboxRead::Entries(entries) => entries.into_iter().map(|(seq, _)| seq).collect(),
+            OutboxRead::Gap => panic!("entries were dropped"),
+        }
     }
 
     fn rows(store: &Store) -> Vec<(Vec<u8>, Vec<Value>)> {
@@ -406,13 +460,13 @@ mod tests {
     fn a_store_of_another_format_is_started_anew_or_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(REDB_FILE), b"an old store").unwrap();
-        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
         assert!(!dir.path().join(REDB_FILE).exists());
         assert_eq!(store.position().unwrap(), None);
         store.write(|w| w.set_position(Lsn(43))).unwrap();
         drop(store);
 
-        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
         assert_eq!(
             store.position().unwrap(),
             Some(Lsn(43)),
@@ -423,7 +477,7 @@ mod tests {
         let mut header = b"VKWAL\0\0\0".to_vec();
         header.extend_from_slice(&(FORMAT + 1).to_le_bytes());
         std::fs::write(&newer, header).unwrap();
-        let error = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES)
+        let error = Store::open(dir.path(), &crate::state::StoreOptions::default())
             .err()
             .unwrap();
         assert!(
@@ -436,8 +490,8 @@ mod tests {
     #[test]
     fn a_store_open_elsewhere_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let _store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
-        let error = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES)
+        let _store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
+        let error = Store::open(dir.path(), &crate::state::StoreOptions::default())
             .err()
             .unwrap();
         assert!(matches!(error, StoreError::Locked { .. }), "{error}");
@@ -448,7 +502,7 @@ mod tests {
     #[test]
     fn commits_come_back_from_the_log_and_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
         store
             .write(|w| {
                 w.put_row("t", b"1", &[Value::Int(1)])?;
@@ -480,9 +534,13 @@ mod tests {
         let expected_rows = rows(&store);
         assert_eq!(expected_rows.len(), 2);
         assert_eq!(outbox_keys(&store), vec![3, 4, 5]);
+        assert!(
+            matches!(store.outbox_after("s", 0, 1).unwrap(), OutboxRead::Gap),
+            "a reader from before the released entries is told"
+        );
         drop(store);
 
-        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
         assert_eq!(rows(&store), expected_rows);
         assert_eq!(outbox_keys(&store), vec![3, 4, 5]);
         assert_eq!(store.position().unwrap(), Some(Lsn(20)));
@@ -496,7 +554,7 @@ mod tests {
     #[test]
     fn a_frame_cut_short_by_a_crash_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
         store
             .write(|w| w.put_row("t", b"1", &[Value::Int(1)]))
             .unwrap();
@@ -518,7 +576,7 @@ mod tests {
             .set_len(len - 3)
             .unwrap();
 
-        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
         assert_eq!(
             rows(&store).len(),
             1,
@@ -528,7 +586,7 @@ mod tests {
             .write(|w| w.put_row("t", b"3", &[Value::Int(3)]))
             .unwrap();
         drop(store);
-        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
         assert_eq!(rows(&store).len(), 2);
     }
 
@@ -539,7 +597,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let mut model = std::collections::BTreeMap::new();
-        let mut store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        let mut store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
         for step in 0..300 {
             let fails = rng.random_ratio(1, 6);
             let ops: Vec<(u8, i64)> = (0..rng.random_range(1..20))
@@ -578,7 +636,8 @@ mod tests {
                 0 => store.checkpoint(),
                 1 => {
                     drop(store);
-                    store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+                    store =
+                        Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
                 }
                 _ => {}
             }

@@ -35,7 +35,7 @@ impl NameIds {
     /// read one.
     pub fn load(tables: &Tables, can_add: bool) -> Result<Self, StoreError> {
         let mut ids = HashMap::default();
-        for (name, id) in tables.map(Table::Names).iter() {
+        for (name, id) in tables.iter(Table::Names) {
             ids.insert(decode_name(name)?, decode_id(id)?);
         }
         Ok(NameIds {
@@ -169,8 +169,7 @@ mod tests {
     fn stored_ids(store: &Store) -> Vec<(String, u16)> {
         let tables = store.snapshot();
         let mut ids: Vec<_> = tables
-            .map(Table::Names)
-            .iter()
+            .iter(Table::Names)
             .map(|(name, id)| (decode_name(name).unwrap(), decode_id(id).unwrap()))
             .collect();
         ids.sort_by_key(|(_, id)| *id);
@@ -183,7 +182,7 @@ mod tests {
     #[test]
     fn ids_are_kept_with_their_transaction() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
         let row = [Value::Int(1)];
         let failed = store.write(|w| {
             w.put_row("public.a", b"1", &row)?;

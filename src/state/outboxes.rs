@@ -8,6 +8,12 @@
 //! sink never sees an entry a crash could take back. A release is logged
 //! with the next commit (or kept by the next checkpoint): one lost in a
 //! crash brings entries back that the sink's own checkpoint skips.
+//!
+//! Memory bounds them: when all queues together hold more than their
+//! budget (a sink down for long, or far behind), the oldest entries of the
+//! largest are dropped. The sink notices the gap when it next reads
+//! ([`OutboxGap`]) and rewrites its whole target from the state store,
+//! which ends in the same state as applying every entry would have.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,34 +34,79 @@ pub enum OutboxChange {
 
 #[derive(Default, Clone)]
 pub struct Queue {
-    pub entries: VecDeque<(u64, EntryBytes)>,
+    entries: VecDeque<(u64, EntryBytes)>,
+    /// The bytes of `entries`.
+    bytes: usize,
+    /// The newest sequence ever appended (dropped or released ones too).
+    newest: u64,
     /// Entries up to here were released since the last logged release.
     unlogged_release: Option<u64>,
 }
 
 impl Queue {
+    pub fn entries(&self) -> &VecDeque<(u64, EntryBytes)> {
+        &self.entries
+    }
+
     /// Appends in sequence order; an entry at or before the newest is a
     /// replay of one already here.
     pub fn push(&mut self, sequence: u64, entry: EntryBytes) {
-        if self.entries.back().is_none_or(|(last, _)| *last < sequence) {
-            self.entries.push_back((sequence, entry));
+        if sequence <= self.newest {
+            return;
         }
+        self.newest = sequence;
+        self.bytes += entry.len();
+        self.entries.push_back((sequence, entry));
     }
 
     pub fn release(&mut self, upto: u64) {
         while self.entries.front().is_some_and(|(seq, _)| *seq <= upto) {
-            self.entries.pop_front();
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some((_, entry)) = self.entries.pop_front() {
+            self.bytes -= entry.len();
+        }
+    }
+
+    /// Whether entries after `after` were dropped: a reader at `after` would
+    /// miss them. (Entries up to a sink's own position are the only ones it
+    /// releases, so any other hole is a drop.)
+    fn missing_after(&self, after: u64) -> bool {
+        match self.entries.front() {
+            Some((first, _)) => *first > after.saturating_add(1),
+            None => self.newest > after,
         }
     }
 }
+
+/// Entries after the position a sink asked from were dropped to bound
+/// memory: the sink must rewrite its target from the state store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxGap;
+
+/// All outboxes together hold at most this many bytes unless configured
+/// (`outbox_memory_mb`).
+pub const DEFAULT_OUTBOX_BUDGET: usize = 256 * 1024 * 1024;
 
 /// Every sink's outbox.
 #[derive(Default)]
 pub struct Outboxes {
     queues: Mutex<HashMap<String, Queue>>,
+    /// The bytes all queues may hold together.
+    budget: usize,
 }
 
 impl Outboxes {
+    pub fn new(budget: usize) -> Outboxes {
+        Outboxes {
+            queues: Mutex::default(),
+            budget,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Queue>> {
         // A panic elsewhere while holding it left the queues consistent:
         // every method changes them in one step.
@@ -68,21 +119,56 @@ impl Outboxes {
         for change in changes {
             apply(&mut queues, change);
         }
+        self.keep_to_budget(&mut queues);
     }
 
-    /// Up to `limit` entries of `sink` after sequence `after`, in order.
-    pub fn after(&self, sink: &str, after: u64, limit: usize) -> Vec<(u64, EntryBytes)> {
+    /// Drops the oldest entries of the largest queues until all fit the budget.
+    fn keep_to_budget(&self, queues: &mut HashMap<String, Queue>) {
+        let mut total: usize = queues.values().map(|queue| queue.bytes).sum();
+        while total > self.budget {
+            let Some((sink, largest)) = queues.iter_mut().max_by_key(|(_, queue)| queue.bytes)
+            else {
+                return;
+            };
+            let before = largest.bytes;
+            let mut dropped = 0;
+            while largest.bytes > 0 && total - (before - largest.bytes) > self.budget {
+                largest.pop_front();
+                dropped += 1;
+            }
+            tracing::warn!(
+                sink = %sink,
+                dropped,
+                budget_mib = self.budget >> 20,
+                "outboxes over their memory budget: the oldest entries were dropped, \
+                 and this sink will rewrite its target from the state store"
+            );
+            total -= before - largest.bytes;
+        }
+    }
+
+    /// Up to `limit` entries of `sink` after sequence `after`, in order, or
+    /// [`OutboxGap`] when some of those were dropped.
+    pub fn after(
+        &self,
+        sink: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EntryBytes)>, OutboxGap> {
         let queues = self.lock();
         let Some(queue) = queues.get(sink) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
+        if queue.missing_after(after) {
+            return Err(OutboxGap);
+        }
         let start = queue.entries.partition_point(|(seq, _)| *seq <= after);
-        queue
+        Ok(queue
             .entries
             .range(start..)
             .take(limit)
             .map(|(seq, entry)| (*seq, Arc::clone(entry)))
-            .collect()
+            .collect())
     }
 
     /// Drops the entries of `sink` up to and including `upto`.
@@ -115,8 +201,14 @@ impl Outboxes {
         self.lock().clone()
     }
 
-    /// Puts back queues read from a checkpoint.
-    pub fn restore(&self, queues: HashMap<String, Queue>) {
+    /// Puts back queues read from the disk, with the newest sequence each
+    /// sink was given (from the store's meta table).
+    pub fn restore(&self, mut queues: HashMap<String, Queue>, newest: HashMap<String, u64>) {
+        for (sink, sequence) in newest {
+            let queue = queues.entry(sink).or_default();
+            queue.newest = queue.newest.max(sequence);
+        }
+        self.keep_to_budget(&mut queues);
         *self.lock() = queues;
     }
 }
@@ -127,9 +219,7 @@ fn apply(queues: &mut HashMap<String, Queue>, change: OutboxChange) {
             sink,
             sequence,
             entry,
-        } => {
-            queues.entry(sink).or_default().push(sequence, entry);
-        }
+        } => queues.entry(sink).or_default().push(sequence, entry),
         OutboxChange::Clear { sink } => {
             queues.remove(&sink);
         }
@@ -148,21 +238,43 @@ mod tests {
         }
     }
 
+    fn seqs(read: Result<Vec<(u64, EntryBytes)>, OutboxGap>) -> Vec<u64> {
+        read.unwrap().into_iter().map(|(s, _)| s).collect()
+    }
+
     #[test]
     fn entries_are_read_after_a_sequence_and_released_in_order() {
-        let outboxes = Outboxes::default();
+        let outboxes = Outboxes::new(DEFAULT_OUTBOX_BUDGET);
         outboxes.publish((1..=5).map(|s| append("a", s)).collect());
         outboxes.publish(vec![append("b", 1)]);
-        let seqs = |v: Vec<(u64, EntryBytes)>| v.into_iter().map(|(s, _)| s).collect::<Vec<_>>();
         assert_eq!(seqs(outboxes.after("a", 2, 2)), vec![3, 4]);
         assert_eq!(seqs(outboxes.after("a", 0, 100)), vec![1, 2, 3, 4, 5]);
         outboxes.release("a", 3);
         assert_eq!(outboxes.len("a"), 2);
-        assert_eq!(seqs(outboxes.after("a", 0, 100)), vec![4, 5]);
+        assert_eq!(seqs(outboxes.after("a", 3, 100)), vec![4, 5]);
         assert_eq!(outboxes.take_unlogged_releases(), vec![("a".into(), 3)]);
         assert!(outboxes.take_unlogged_releases().is_empty());
         outboxes.publish(vec![OutboxChange::Clear { sink: "a".into() }]);
         assert_eq!(outboxes.len("a"), 0);
         assert_eq!(outboxes.len("b"), 1);
+    }
+
+    /// Over the budget, the largest queue loses its oldest entries, and a
+    /// reader from before them is told of the gap, not handed what is left.
+    #[test]
+    fn entries_over_the_budget_are_dropped_and_their_readers_told() {
+        let outboxes = Outboxes::new(8 * 5);
+        outboxes.publish((1..=4).map(|s| append("big", s)).collect());
+        outboxes.publish(vec![append("small", 1)]);
+        outboxes.publish(vec![append("big", 5), append("big", 6)]);
+        assert_eq!(outboxes.len("big"), 4);
+        assert_eq!(outboxes.after("big", 0, 10), Err(OutboxGap));
+        assert_eq!(outboxes.after("big", 1, 10), Err(OutboxGap));
+        assert_eq!(seqs(outboxes.after("big", 2, 10)), vec![3, 4, 5, 6]);
+        assert_eq!(seqs(outboxes.after("small", 0, 10)), vec![1]);
+        // A sink that rewrote its target up to 6 releases, and reads on.
+        outboxes.release("big", 6);
+        assert!(seqs(outboxes.after("big", 6, 10)).is_empty());
+        assert_eq!(outboxes.after("big", 5, 10), Err(OutboxGap));
     }
 }

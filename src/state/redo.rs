@@ -60,7 +60,19 @@ pub struct RedoWriter {
     bytes: Vec<u8>,
 }
 
+/// A buffer kept between transactions keeps at most this much room: a
+/// batch's record grows to tens of MiB, a snapshot's chunk to more.
+const KEPT_CAPACITY: usize = 64 * 1024 * 1024;
+
 impl RedoWriter {
+    /// Empties the record for the next transaction, keeping its room (up to
+    /// [`KEPT_CAPACITY`]), so a batch's record does not grow from nothing
+    /// again, copying itself at every doubling.
+    pub fn reset(&mut self) {
+        self.bytes.clear();
+        self.bytes.shrink_to(KEPT_CAPACITY);
+    }
+
     pub fn push(&mut self, op: &Op<'_>) {
         let out = &mut self.bytes;
         match op {

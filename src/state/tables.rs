@@ -1,7 +1,7 @@
 //! The store's tables, held in memory: ordered maps from byte keys to byte
 //! values, and [`Changes`], the one write transaction that may change them.
 //!
-//! The maps are persistent B+trees ([`imbl::OrdMap`]): cloning one is O(1)
+//! The maps are persistent B+trees ([`imbl::OrdSet`] of [`Entry`]): cloning one is O(1)
 //! and shares every node, so a reader ([`super::StateReader`]) or a
 //! checkpoint gets a consistent copy at once and the writer copies only the
 //! nodes it changes while such a copy lives. Without one, changes are made
@@ -12,18 +12,77 @@
 //! puts everything back when it fails, and a redo record
 //! ([`super::redo`]), which the commit appends to the write-ahead log.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::ops::Bound;
 
-use imbl::OrdMap;
+use imbl::OrdSet;
 
 use super::outboxes::{EntryBytes, OutboxChange};
-use super::redo::{Op, RedoWriter};
+use super::redo::{Op, RedoWriter, put_u64, take_u64};
 
-/// A key or value as the tables hold it.
-pub type Bytes = Box<[u8]>;
+/// One entry of a table: its key and its value in one allocation
+/// (`key length ‖ key ‖ value`), ordered by key. Millions of entries make
+/// the per-allocation overhead count: a key and a value allocated apart,
+/// with a map slot for each, took half as much again.
+#[derive(Clone)]
+pub struct Entry(Box<[u8]>);
 
-/// One table: keys in byte order.
-pub type Map = OrdMap<Bytes, Bytes>;
+impl Entry {
+    pub fn new(key: &[u8], value: &[u8]) -> Entry {
+        let mut bytes = Vec::with_capacity(key.len() + value.len() + 2);
+        put_u64(&mut bytes, key.len() as u64);
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(value);
+        Entry(bytes.into_boxed_slice())
+    }
+
+    /// Where the key starts and ends.
+    fn key_range(&self) -> (usize, usize) {
+        // Entries are only made by `new`, whose prefix always decodes.
+        let (len, used) = take_u64(&self.0).unwrap_or((0, 0));
+        (used, used + len as usize)
+    }
+
+    pub fn key(&self) -> &[u8] {
+        let (start, end) = self.key_range();
+        &self.0[start..end]
+    }
+
+    pub fn value(&self) -> &[u8] {
+        &self.0[self.key_range().1..]
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Entry {}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(other.key())
+    }
+}
+
+/// Entries compare as their keys, so a key looks its entry up.
+impl Borrow<[u8]> for Entry {
+    fn borrow(&self) -> &[u8] {
+        self.key()
+    }
+}
+
+/// One table: entries in key order.
+pub type Map = OrdSet<Entry>;
 
 /// The tables of the store. Keys of most start with the 2-byte id of a name
 /// ([`super::names`]).
@@ -43,7 +102,7 @@ pub enum Table {
     /// `view ‖ group key ‖ measure ‖ sort key` → (count, value): the inputs
     /// of `min`, `max` and `count_distinct`, in value order.
     GroupValues = 4,
-    /// `view name ‖ 0 ‖ root primary key` → empty: roots whose refresh was deferred.
+    /// `view ‖ root primary key` → empty: roots whose refresh was deferred.
     Pending = 5,
     /// `view ‖ root primary key` → [`super::DeadLetter`]: roots without an output.
     DeadLetters = 6,
@@ -86,16 +145,16 @@ fn between<'k>(start: &'k [u8], end: &'k [u8]) -> (Bound<&'k [u8]>, Bound<&'k [u
 }
 
 impl Tables {
-    pub fn map(&self, table: Table) -> &Map {
+    fn map(&self, table: Table) -> &Map {
         &self.maps[table as usize]
     }
 
-    pub(super) fn map_mut(&mut self, table: Table) -> &mut Map {
+    fn map_mut(&mut self, table: Table) -> &mut Map {
         &mut self.maps[table as usize]
     }
 
     pub fn get(&self, table: Table, key: &[u8]) -> Option<&[u8]> {
-        self.map(table).get(key).map(|value| &**value)
+        self.map(table).get(key).map(Entry::value)
     }
 
     /// The entries with keys in `start..end`, in key order.
@@ -107,11 +166,27 @@ impl Tables {
     ) -> impl DoubleEndedIterator<Item = (&'a [u8], &'a [u8])> + 'a {
         self.map(table)
             .range::<_, [u8]>(between(start, end))
-            .map(|(key, value)| (&**key, &**value))
+            .map(|entry| (entry.key(), entry.value()))
+    }
+
+    /// Every entry, in key order.
+    pub fn iter(&self, table: Table) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.map(table)
+            .iter()
+            .map(|entry| (entry.key(), entry.value()))
+    }
+
+    pub fn len(&self, table: Table) -> usize {
+        self.map(table).len()
     }
 
     pub fn is_empty(&self, table: Table) -> bool {
         self.map(table).is_empty()
+    }
+
+    /// Adds an entry read from a checkpoint.
+    pub(super) fn load(&mut self, table: Table, key: &[u8], value: &[u8]) {
+        self.map_mut(table).insert(Entry::new(key, value));
     }
 
     /// Applies one logged change (replaying the write-ahead log).
@@ -119,7 +194,7 @@ impl Tables {
         let map = self.map_mut(table);
         match change {
             TableChange::Put(key, value) => {
-                map.insert(key.into(), value.into());
+                map.insert(Entry::new(key, value));
             }
             TableChange::Delete(key) => {
                 map.remove(key);
@@ -144,41 +219,33 @@ pub enum TableChange<'a> {
 /// that covers the whole map swaps it for an empty one.
 fn remove_range(map: &mut Map, start: &[u8], end: &[u8]) -> Removed {
     let covers_all = match (map.get_min(), map.get_max()) {
-        (Some((first, _)), Some((last, _))) => &**first >= start && &**last < end,
+        (Some(first), Some(last)) => first.key() >= start && last.key() < end,
         _ => return Removed::Entries(Vec::new()),
     };
     if covers_all {
         return Removed::Map(std::mem::take(map));
     }
-    let keys: Vec<Bytes> = map
+    let keys: Vec<Box<[u8]>> = map
         .range::<_, [u8]>(between(start, end))
-        .map(|(key, _)| key.clone())
+        .map(|entry| entry.key().into())
         .collect();
-    let entries = keys
-        .into_iter()
-        .filter_map(|key| map.remove_with_key(&*key))
-        .collect();
+    let entries = keys.iter().filter_map(|key| map.remove(&**key)).collect();
     Removed::Entries(entries)
 }
 
 enum Removed {
     Map(Map),
-    Entries(Vec<(Bytes, Bytes)>),
+    Entries(Vec<Entry>),
 }
 
 /// What puts one change back.
 enum Undo {
-    /// Restore `key` to `old` (`None`: remove it).
-    Entry {
-        table: Table,
-        key: Bytes,
-        old: Option<Bytes>,
-    },
+    /// An entry was added where none was: remove it.
+    Added { table: Table, key: Box<[u8]> },
+    /// An entry was replaced or removed: put it back.
+    Replaced { table: Table, old: Entry },
     /// Put back the entries a range removal took.
-    Entries {
-        table: Table,
-        entries: Vec<(Bytes, Bytes)>,
-    },
+    Entries { table: Table, entries: Vec<Entry> },
     /// Put back a whole map a range removal swapped out.
     Map { table: Table, map: Map },
 }
@@ -196,11 +263,12 @@ pub struct Changes<'t> {
 }
 
 impl<'t> Changes<'t> {
-    pub fn new(tables: &'t mut Tables) -> Changes<'t> {
+    /// A transaction on `tables` that writes its record into `redo` (empty).
+    pub fn new(tables: &'t mut Tables, redo: RedoWriter) -> Changes<'t> {
         Changes {
             tables,
             undo: Vec::new(),
-            redo: RedoWriter::default(),
+            redo,
             outbox: Vec::new(),
             touched: 0,
         }
@@ -224,32 +292,29 @@ impl<'t> Changes<'t> {
     }
 
     pub fn insert(&mut self, table: Table, key: &[u8], value: &[u8]) {
-        let map = self.tables.map_mut(table);
-        if map.get(key).is_some_and(|old| **old == *value) {
+        if self.tables.get(table, key) == Some(value) {
             return; // nothing to log or undo
         }
-        let old = map.insert(key.into(), value.into());
+        let undo = match self.tables.map_mut(table).insert(Entry::new(key, value)) {
+            Some(old) => Undo::Replaced { table, old },
+            None => Undo::Added {
+                table,
+                key: key.into(),
+            },
+        };
+        self.undo.push(undo);
         self.touch(table);
         self.redo.push(&Op::Put { table, key, value });
-        self.undo.push(Undo::Entry {
-            table,
-            key: key.into(),
-            old,
-        });
     }
 
     /// Removes `key`; says whether it was there.
     pub fn remove(&mut self, table: Table, key: &[u8]) -> bool {
-        let Some((key, old)) = self.tables.map_mut(table).remove_with_key(key) else {
+        let Some(old) = self.tables.map_mut(table).remove(key) else {
             return false;
         };
         self.touch(table);
-        self.redo.push(&Op::Delete { table, key: &key });
-        self.undo.push(Undo::Entry {
-            table,
-            key,
-            old: Some(old),
-        });
+        self.redo.push(&Op::Delete { table, key });
+        self.undo.push(Undo::Replaced { table, old });
         true
     }
 
@@ -275,12 +340,11 @@ impl<'t> Changes<'t> {
         self.redo.push(&Op::Clear { table });
     }
 
-    /// Removes and returns the first entry.
-    pub fn pop_first(&mut self, table: Table) -> Option<(Bytes, Bytes)> {
-        let key = self.tables.map(table).get_min()?.0.clone();
-        let value = self.tables.get(table, &key)?.into();
+    /// Removes the first entry and returns its key.
+    pub fn pop_first(&mut self, table: Table) -> Option<Box<[u8]>> {
+        let key: Box<[u8]> = self.tables.map(table).get_min()?.key().into();
         self.remove(table, &key);
-        Some((key, value))
+        Some(key)
     }
 
     /// Appends `entry` to `sink`'s outbox when the transaction commits.
@@ -311,27 +375,30 @@ impl<'t> Changes<'t> {
         self.redo.push(&Op::OutboxTruncate { sink, upto });
     }
 
-    /// Puts back everything this transaction changed, newest first.
-    pub fn rollback(self) {
-        let Changes { tables, undo, .. } = self;
+    /// Puts back everything this transaction changed, newest first; hands
+    /// back the record's buffer.
+    pub fn rollback(self) -> RedoWriter {
+        let Changes {
+            tables, undo, redo, ..
+        } = self;
         for step in undo.into_iter().rev() {
             match step {
-                Undo::Entry { table, key, old } => {
-                    let map = tables.map_mut(table);
-                    match old {
-                        Some(old) => map.insert(key, old),
-                        None => map.remove(&*key),
-                    };
+                Undo::Added { table, key } => {
+                    tables.map_mut(table).remove(&*key);
+                }
+                Undo::Replaced { table, old } => {
+                    tables.map_mut(table).insert(old);
                 }
                 Undo::Entries { table, entries } => {
                     let map = tables.map_mut(table);
-                    for (key, value) in entries {
-                        map.insert(key, value);
+                    for entry in entries {
+                        map.insert(entry);
                     }
                 }
                 Undo::Map { table, map } => *tables.map_mut(table) = map,
             }
         }
+        redo
     }
 
     /// The redo record of everything changed (empty: nothing was).
@@ -339,9 +406,10 @@ impl<'t> Changes<'t> {
         &self.redo
     }
 
-    /// Keeps the changes (their record is in the log): what the outboxes get.
-    pub fn commit(self) -> Vec<OutboxChange> {
-        self.outbox
+    /// Keeps the changes (their record is in the log): what the outboxes
+    /// get, and the record's buffer.
+    pub fn commit(self) -> (Vec<OutboxChange>, RedoWriter) {
+        (self.outbox, self.redo)
     }
 }
 
@@ -351,8 +419,7 @@ mod tests {
 
     fn entries(tables: &Tables, table: Table) -> Vec<(Vec<u8>, Vec<u8>)> {
         tables
-            .map(table)
-            .iter()
+            .iter(table)
             .map(|(k, v)| (k.to_vec(), v.to_vec()))
             .collect()
     }
@@ -363,21 +430,21 @@ mod tests {
     fn rollback_restores_every_change() {
         let mut tables = Tables::default();
         {
-            let mut changes = Changes::new(&mut tables);
+            let mut changes = Changes::new(&mut tables, RedoWriter::default());
             for key in [b"a1", b"a2", b"b1", b"c1"] {
                 changes.insert(Table::Rows, key, b"v");
             }
             changes.insert(Table::Meta, b"m", b"1");
         }
         let before = (entries(&tables, Table::Rows), entries(&tables, Table::Meta));
-        let mut changes = Changes::new(&mut tables);
+        let mut changes = Changes::new(&mut tables, RedoWriter::default());
         changes.insert(Table::Rows, b"a1", b"w");
         changes.insert(Table::Rows, b"d1", b"new");
         assert!(changes.remove(Table::Rows, b"b1"));
         assert!(!changes.remove(Table::Rows, b"zz"));
         changes.clear_range(Table::Rows, b"a", b"b");
         changes.clear_range(Table::Meta, b"", b"\xff");
-        assert_eq!(changes.pop_first(Table::Rows).unwrap().0.as_ref(), b"c1");
+        assert_eq!(changes.pop_first(Table::Rows).unwrap().as_ref(), b"c1");
         assert!(changes.tables().is_empty(Table::Meta));
         changes.rollback();
         assert_eq!(
@@ -390,7 +457,7 @@ mod tests {
     #[test]
     fn an_unchanged_value_is_not_logged() {
         let mut tables = Tables::default();
-        let mut changes = Changes::new(&mut tables);
+        let mut changes = Changes::new(&mut tables, RedoWriter::default());
         changes.insert(Table::Rows, b"k", b"v");
         let logged = changes.redo().as_bytes().len();
         changes.insert(Table::Rows, b"k", b"v");
@@ -400,7 +467,7 @@ mod tests {
     #[test]
     fn ranges_are_half_open() {
         let mut tables = Tables::default();
-        let mut changes = Changes::new(&mut tables);
+        let mut changes = Changes::new(&mut tables, RedoWriter::default());
         for key in [b"a", b"b", b"c"] {
             changes.insert(Table::Rows, key, b"");
         }

@@ -451,12 +451,11 @@ fn write_checkpoint(
     out.put(&covered.to_le_bytes())?;
     let mut scratch = Vec::with_capacity(4096);
     for table in Table::ALL {
-        let map = tables.map(table);
         scratch.clear();
         scratch.push(table as u8);
-        put_u64(&mut scratch, map.len() as u64);
+        put_u64(&mut scratch, tables.len(table) as u64);
         out.put(&scratch)?;
-        for (key, value) in map.iter() {
+        for (key, value) in tables.iter(table) {
             scratch.clear();
             put_bytes(&mut scratch, key);
             put_bytes(&mut scratch, value);
@@ -470,9 +469,9 @@ fn write_checkpoint(
     for (sink, queue) in outboxes {
         scratch.clear();
         put_bytes(&mut scratch, sink.as_bytes());
-        put_u64(&mut scratch, queue.entries.len() as u64);
+        put_u64(&mut scratch, queue.entries().len() as u64);
         out.put(&scratch)?;
-        for (sequence, entry) in &queue.entries {
+        for (sequence, entry) in queue.entries() {
             scratch.clear();
             put_u64(&mut scratch, *sequence);
             put_bytes(&mut scratch, entry);
@@ -530,11 +529,10 @@ fn read_checkpoint(path: &Path) -> Result<Option<Checkpoint>, StoreError> {
         if input.byte()? != table as u8 {
             return Err(corrupt(path, format!("expected table {table:?}")));
         }
-        let map = tables.map_mut(table);
         for _ in 0..input.number()? {
             let key = input.bytes()?;
             let value = input.bytes()?;
-            map.insert(key.into(), value.into());
+            tables.load(table, &key, &value);
         }
     }
     if input.byte()? != OUTBOX_SECTION {
@@ -546,9 +544,7 @@ fn read_checkpoint(path: &Path) -> Result<Option<Checkpoint>, StoreError> {
         let mut queue = Queue::default();
         for _ in 0..input.number()? {
             let sequence = input.number()?;
-            queue
-                .entries
-                .push_back((sequence, EntryBytes::from(input.bytes()?)));
+            queue.push(sequence, EntryBytes::from(input.bytes()?));
         }
         outboxes.insert(sink, queue);
     }

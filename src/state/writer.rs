@@ -358,7 +358,7 @@ impl<'t> StateWriter<'t> {
     pub fn take_pending(&mut self, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut taken = Vec::new();
         while taken.len() < limit {
-            let Some((key, _)) = self.changes.pop_first(Table::Pending) else {
+            let Some(key) = self.changes.pop_first(Table::Pending) else {
                 break;
             };
             let view = key
@@ -394,7 +394,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), crate::state::DEFAULT_MIN_LOG_BYTES).unwrap();
+        let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
         (dir, store)
     }
 

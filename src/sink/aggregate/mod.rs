@@ -35,7 +35,7 @@ use crate::plan::AggregatePlan;
 use crate::sink::RewriteSignal;
 use crate::source::connection::redact_url;
 use crate::state::keycode::encode_values;
-use crate::state::{OutboxOp, Store, StoreError};
+use crate::state::{OutboxOp, OutboxRead, Store, StoreError};
 
 /// Where every aggregate sink of a target database keeps its checkpoint.
 pub const CHECKPOINT_TABLE: &str = "viewkeeper_checkpoints";
@@ -271,10 +271,20 @@ impl AggregateSink {
                 self.applied.send_replace(applied);
             }
             let (store, sink, after) = (Arc::clone(&self.store), self.sink.clone(), applied);
-            let entries = tokio::task::spawn_blocking(move || {
+            let read = tokio::task::spawn_blocking(move || {
                 store.outbox_after(&sink, after, ENTRIES_PER_BATCH)
             })
             .await??;
+            let OutboxRead::Entries(entries) = read else {
+                tracing::warn!(
+                    table = %self.table.name,
+                    "the aggregate sink fell so far behind that its outbox entries were dropped: \
+                     writing the table anew"
+                );
+                applied = self.rewrite_when_built(wake).await?;
+                self.applied.send_replace(applied);
+                continue;
+            };
             let Some(&(last, _)) = entries.last() else {
                 super::wait_for_wake(wake).await;
                 continue;

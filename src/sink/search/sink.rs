@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::{IndexCheckpoint, IndexOp, IndexWriterHandle, SearchError, SearchIndex};
 use crate::engine::{EngineError, OutputReader};
 use crate::sink::RewriteSignal;
-use crate::state::{OutboxEntry, OutboxOp, Store, StoreError};
+use crate::state::{OutboxEntry, OutboxOp, OutboxRead, Store, StoreError};
 
 /// The shortest time between two commits of one index.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
@@ -110,10 +110,19 @@ impl SearchSink {
                 tokio::time::sleep_until(last_commit + COMMIT_INTERVAL).await;
             }
             let (store, sink, after) = (Arc::clone(&self.store), self.sink.clone(), applied);
-            let entries = tokio::task::spawn_blocking(move || {
+            let read = tokio::task::spawn_blocking(move || {
                 store.outbox_after(&sink, after, ENTRIES_PER_COMMIT)
             })
             .await??;
+            let OutboxRead::Entries(entries) = read else {
+                tracing::warn!(
+                    view = %self.view,
+                    "the search sink fell so far behind that its outbox entries were dropped: \
+                     loading the index anew"
+                );
+                applied = self.load_all(wake).await?;
+                continue;
+            };
             backlog = entries.len() == ENTRIES_PER_COMMIT;
             let Some(&(last, _)) = entries.last() else {
                 crate::sink::wait_for_wake(wake).await;
