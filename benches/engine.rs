@@ -65,6 +65,11 @@
 //! engine (the store's background checkpoints run on another thread and are
 //! not in it). A benchmark, not a test: it asserts nothing about speed.
 
+/// The allocator the service runs with (`src/main.rs`): the engine's
+/// cost depends on it more than on anything else.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -112,21 +117,78 @@ fn main() {
         settings.seed
     );
 
+    let generated = memory();
     let snapshot = take_snapshot(&bench, &shop);
+    let after_snapshot = memory();
     let streamed = settings.streams().then(|| {
         let batches = generate_batches(&mut shop, &mut rng, settings.changes);
-        stream(&bench, &batches)
+        let before = memory();
+        let streamed = stream(&bench, &batches);
+        (streamed, before, memory())
     });
 
     print_table_header();
     if settings.reports_snapshot() {
         print_snapshot(&snapshot);
     }
-    if let Some(streamed) = &streamed {
+    if let Some((streamed, ..)) = &streamed {
         print_streaming(streamed);
     }
+    print_memory(
+        generated,
+        after_snapshot,
+        streamed.as_ref().map(|(_, a, b)| (*a, *b)),
+    );
     let checked = check(&bench, &shop);
     println!("check: ok ({checked})");
+}
+
+/// The process's resident memory now and at its peak, in MiB (`VmRSS`,
+/// `VmHWM`; zero where /proc does not say).
+#[derive(Clone, Copy)]
+struct Memory {
+    now: u64,
+    peak: u64,
+}
+
+fn memory() -> Memory {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map_or(0, |kib| kib >> 10)
+    };
+    Memory {
+        now: field("VmRSS:"),
+        peak: field("VmHWM:"),
+    }
+}
+
+/// What the store holds after the snapshot (the generated shop and the
+/// changes are the bench's own, allocated before), and what streaming adds
+/// at its peak.
+fn print_memory(generated: Memory, snapshot: Memory, streaming: Option<(Memory, Memory)>) {
+    let mut line = format!(
+        "memory: the store after the snapshot {} MiB (peak while taking it {} MiB)",
+        snapshot.now.saturating_sub(generated.now),
+        snapshot.peak.saturating_sub(generated.now)
+    );
+    if let Some((before, after)) = streaming {
+        line.push_str(&format!(
+            "; streaming adds {} MiB at its peak, {} MiB left after",
+            after.peak.saturating_sub(before.now.max(snapshot.peak)),
+            after.now.saturating_sub(before.now)
+        ));
+    }
+    println!("{line}");
 }
 
 // ---------------------------------------------------------------------------

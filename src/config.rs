@@ -67,7 +67,7 @@ pub struct ConfigArgs {
     /// An idle engine takes a batch this many milliseconds after its first commit [default: 20]
     #[arg(long, env = "VIEWKEEPER_BATCH_MAX_WAIT_MS")]
     pub batch_max_wait_ms: Option<u64>,
-    /// Roots a batch refreshes in its own transaction; more are refreshed in later ones [default: 25000]
+    /// Roots a batch refreshes in its own transaction; more are refreshed in later ones [default: 100000]
     #[arg(long, env = "VIEWKEEPER_BATCH_MAX_ROOTS")]
     pub batch_max_roots: Option<usize>,
     /// A cache or search document larger than this is a dead letter, not an output [default: 16777216]

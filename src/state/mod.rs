@@ -384,6 +384,25 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    /// Logs the releases of outbox entries since the last commit: otherwise
+    /// the next start would bring back every entry the sinks drained since,
+    /// to be held in memory until each sink drains something new.
+    fn drop(&mut self) {
+        let releases = self.outboxes.take_unlogged_releases();
+        if releases.is_empty() {
+            return;
+        }
+        let mut record = RedoWriter::default();
+        for (sink, upto) in &releases {
+            record.push(&redo::Op::OutboxTruncate { sink, upto: *upto });
+        }
+        if let Err(error) = self.lock().wal.append(record.as_bytes(), true) {
+            tracing::warn!(%error, "could not log the last outbox releases");
+        }
+    }
+}
+
 /// The newest outbox sequence of every sink that has one.
 fn newest_sequences(tables: &Tables) -> Result<HashMap<String, u64>, StoreError> {
     let prefix = outbox::sequence_meta_key("");
@@ -547,6 +566,26 @@ mod tests {
         assert_eq!(store.last_outbox_sequence("s").unwrap(), 5);
         store.write(|w| w.append_outbox("s", &entry(6))).unwrap();
         assert_eq!(outbox_keys(&store), vec![3, 4, 5, 6]);
+    }
+
+    /// Entries the sinks released are gone after a clean restart, though
+    /// no commit logged the release.
+    #[test]
+    fn releases_since_the_last_commit_are_logged_when_the_store_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        store
+            .write(|w| {
+                for n in 1..=4 {
+                    w.append_outbox("s", &entry(n))?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        store.truncate_outbox("s", 4).unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert_eq!(store.outbox_pending("s").unwrap(), 0);
     }
 
     /// A crash can cut the last frame of the log short: the store opens at

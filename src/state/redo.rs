@@ -61,8 +61,9 @@ pub struct RedoWriter {
 }
 
 /// A buffer kept between transactions keeps at most this much room: a
-/// batch's record grows to tens of MiB, a snapshot's chunk to more.
-const KEPT_CAPACITY: usize = 64 * 1024 * 1024;
+/// batch's record grows to tens of MiB, a snapshot's chunk to more, and
+/// keeping all of that would be memory held for nothing between batches.
+const KEPT_CAPACITY: usize = 16 * 1024 * 1024;
 
 impl RedoWriter {
     /// Empties the record for the next transaction, keeping its room (up to

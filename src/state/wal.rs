@@ -343,49 +343,64 @@ fn check_header(path: &Path, header: &[u8], magic: &[u8; 8]) -> Result<(), Store
 }
 
 /// Replays the frames of one log file; returns its length. A frame cut
-/// short or failing its checksum ends the file: it is cut off there.
+/// short or failing its checksum ends the file: it is cut off there. Frames
+/// are read one at a time: a log file can be as large as the whole state.
 fn replay(
     path: &Path,
     tables: &mut Tables,
     outboxes: &mut HashMap<String, Queue>,
 ) -> Result<u64, StoreError> {
-    let bytes = fs::read(path).map_err(io_error(path, "reading"))?;
-    check_header(path, &bytes, WAL_MAGIC)?;
-    let mut at = 16;
-    while at < bytes.len() {
-        let Some(frame) = whole_frame(&bytes[at..]) else {
+    let file = File::open(path).map_err(io_error(path, "opening"))?;
+    let len = file.metadata().map_err(io_error(path, "reading"))?.len();
+    let mut input = BufReader::with_capacity(1 << 20, file);
+    let mut header = [0u8; 16];
+    if input.read_exact(&mut header).is_err() {
+        return Err(corrupt(path, "not a viewkeeper state file"));
+    }
+    check_header(path, &header, WAL_MAGIC)?;
+    let mut at = header.len() as u64;
+    let mut record = Vec::new();
+    while at < len {
+        if !read_frame(&mut input, len - at, &mut record) {
             tracing::warn!(
                 file = %path.display(),
                 offset = at,
-                dropped_bytes = bytes.len() - at,
+                dropped_bytes = len - at,
                 "state log ends in a frame cut short by a crash: replay stops there"
             );
             let file = OpenOptions::new()
                 .write(true)
                 .open(path)
                 .map_err(io_error(path, "opening"))?;
-            file.set_len(at as u64)
+            file.set_len(at)
                 .and_then(|()| file.sync_all())
                 .map_err(io_error(path, "cutting"))?;
-            return Ok(at as u64);
-        };
-        for op in RedoReader::new(frame) {
+            return Ok(at);
+        }
+        for op in RedoReader::new(&record) {
             let op = op.map_err(|reason| corrupt(path, format!("frame at {at}: {reason}")))?;
             apply(op, tables, outboxes);
         }
-        at += FRAME_HEADER + frame.len();
+        at += (FRAME_HEADER + record.len()) as u64;
     }
-    Ok(bytes.len() as u64)
+    Ok(len)
 }
 
-/// The record of the frame at the start of `bytes`, if it is whole and its
-/// checksum holds.
-fn whole_frame(bytes: &[u8]) -> Option<&[u8]> {
-    let header = bytes.get(..FRAME_HEADER)?;
-    let length = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
-    let record = bytes.get(FRAME_HEADER..FRAME_HEADER.checked_add(length)?)?;
-    (crc32fast::hash(record) == crc).then_some(record)
+/// Reads the next frame's record into `record`; `false` when the frame is
+/// not whole within the `remaining` bytes of the file, or its checksum fails.
+fn read_frame(input: &mut impl Read, remaining: u64, record: &mut Vec<u8>) -> bool {
+    let mut header = [0u8; FRAME_HEADER];
+    if input.read_exact(&mut header).is_err() {
+        return false;
+    }
+    let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if u64::from(length) + FRAME_HEADER as u64 > remaining {
+        return false;
+    }
+    record.clear();
+    record.resize(length as usize, 0);
+    input.read_exact(record).is_ok() && crc32fast::hash(record) == crc
 }
 
 /// Applies one replayed operation.
