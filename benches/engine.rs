@@ -10,6 +10,7 @@
 //! BENCH_ITEMS=1000000 cargo bench --bench engine       # a larger shop
 //! BENCH_CHANGES=500000 BENCH_SEED=2 cargo bench --bench engine
 //! BENCH_ONLY=streaming cargo bench --bench engine      # report one phase (snapshot or streaming)
+//! BENCH_CHECKPOINT_MB=1 cargo bench --bench engine     # checkpoints all along (state_checkpoint_mb)
 //! ```
 //!
 //! Profiles: the bench binary keeps its symbols and unwind tables, so DWARF
@@ -281,7 +282,12 @@ impl Bench {
         sinks.sort();
         sinks.dedup();
         let dir = tempfile::tempdir().expect("creating the store's directory");
-        let store = Store::open(dir.path(), &StoreOptions::default()).expect("opening the store");
+        let mut options = StoreOptions::default();
+        if let Ok(mib) = std::env::var("BENCH_CHECKPOINT_MB") {
+            let mib: u64 = mib.parse().expect("BENCH_CHECKPOINT_MB is a number of MiB");
+            options.checkpoint_log_bytes = mib << 20;
+        }
+        let store = Store::open(dir.path(), &options).expect("opening the store");
         let store = Arc::new(store);
         Bench {
             engine: Engine::new(Arc::new(plan), Arc::clone(&store)),

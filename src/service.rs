@@ -558,8 +558,9 @@ impl Pipeline {
     }
 
     async fn stream_once(&self) -> Result<(), ServiceError> {
-        let engine = Arc::clone(&self.engine);
-        let refreshed = tokio::task::spawn_blocking(move || engine.refresh_pending())
+        let refreshed = self
+            .engine
+            .run(|engine| engine.refresh_pending())
             .await
             .map_err(SourceError::from)?
             .map_err(SourceError::from)?;

@@ -13,6 +13,7 @@ mod output_reader;
 mod outputs;
 mod roots;
 mod rows;
+mod worker;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -48,6 +49,10 @@ pub enum EngineError {
     MissingKey { table: String, column: String },
     #[error(transparent)]
     Aggregate(#[from] crate::aggregate::AggregateError),
+    #[error("the engine panicked: {0}")]
+    Panicked(String),
+    #[error("the engine's thread has stopped")]
+    Stopped,
 }
 
 /// What applying a batch did.
@@ -95,6 +100,8 @@ pub struct Engine {
     /// have not finished: one still queued for a thread has not taken
     /// `applying` yet, and must be waited for too.
     queued: Arc<Queued>,
+    /// The thread batches and snapshots are applied on.
+    worker: worker::Worker,
 }
 
 #[derive(Default)]
@@ -133,6 +140,7 @@ impl Engine {
             batch_max_roots: DEFAULT_BATCH_MAX_ROOTS,
             applying: std::sync::Mutex::new(()),
             queued: Arc::default(),
+            worker: worker::Worker::start(),
         }
     }
 
@@ -215,15 +223,14 @@ impl Engine {
         })
     }
 
-    /// Applies a batch on a blocking thread. The batch counts as being
+    /// Applies a batch on the engine's thread. The batch counts as being
     /// applied from this call on, for [`Engine::wait_until_idle`].
     pub fn spawn_apply(
         self: &Arc<Self>,
         batch: ChangeBatch,
     ) -> tokio::task::JoinHandle<Result<BatchOutcome, EngineError>> {
         let ticket = QueuedTicket::new(&self.queued);
-        let engine = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
+        self.run(move |engine| {
             let _ticket = ticket;
             engine.apply(&batch)
         })
@@ -533,7 +540,7 @@ mod tests {
     use super::*;
     use crate::view::Catalog;
 
-    /// A batch spawned but still waiting for a blocking thread counts as
+    /// A batch spawned but still waiting for the engine's thread counts as
     /// being applied: a stopped pipeline must not go on before it lands.
     #[test]
     fn wait_until_idle_waits_for_a_queued_batch() {
@@ -543,14 +550,16 @@ mod tests {
         let plan = Arc::new(Plan::build(&[], &Catalog::default()).unwrap());
         let engine = Arc::new(Engine::new(plan, Arc::clone(&store)));
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .max_blocking_threads(1)
             .build()
             .unwrap();
         let _entered = runtime.enter();
 
-        // Occupy the only blocking thread, so the batch stays queued.
+        // Occupy the engine's thread, so the batch stays queued.
         let (release, released) = mpsc::channel::<()>();
-        let blocker = tokio::task::spawn_blocking(move || released.recv());
+        let blocker = engine.run(move |_| {
+            let _ = released.recv();
+            Ok(())
+        });
         let end = Lsn(42);
         let batch = ChangeBatch {
             changes: Vec::new(),

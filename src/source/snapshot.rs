@@ -53,17 +53,16 @@ pub async fn take_snapshot(
     // The snapshot is imported: the exporting session is no longer needed.
     drop(session);
 
-    let starting = Arc::clone(&engine);
-    tokio::task::spawn_blocking(move || starting.begin_snapshot()).await??;
+    engine.run(|engine| engine.begin_snapshot()).await??;
     for table in engine.plan().tables.values() {
         let rows = copy_table(&mut conn, table, &engine).await?;
         tracing::info!(table = %table.name, rows, "table copied");
     }
     sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
 
-    let finishing = Arc::clone(&engine);
-    let outcome =
-        tokio::task::spawn_blocking(move || finishing.finish_snapshot(consistent_point)).await??;
+    let outcome = engine
+        .run(move |engine| engine.finish_snapshot(consistent_point))
+        .await??;
     tracing::info!(
         roots = outcome.roots_refreshed,
         outbox_entries = outcome.outbox_entries,
@@ -169,15 +168,14 @@ fn typed_row(table: &TablePlan, line: &[u8]) -> Result<Vec<Value>, SourceError> 
         .collect())
 }
 
-/// Stores `rows` on a blocking thread; the task returns how many there were.
+/// Stores `rows` on the engine's thread; the task returns how many there were.
 fn store_chunk(
     engine: &Arc<Engine>,
     table: &TablePlan,
     rows: Vec<Vec<Value>>,
 ) -> JoinHandle<Result<u64, EngineError>> {
-    let engine = Arc::clone(engine);
     let name = table.name.clone();
-    tokio::task::spawn_blocking(move || {
+    engine.run(move |engine| {
         engine.load_snapshot_rows(&name, &rows)?;
         Ok(rows.len() as u64)
     })

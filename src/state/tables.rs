@@ -436,28 +436,29 @@ impl<'t> Changes<'t> {
 
     /// Puts back everything this transaction changed, newest first; hands
     /// back the record's buffer.
-    pub fn rollback(self) -> RedoWriter {
-        let Changes {
-            tables, undo, redo, ..
-        } = self;
-        for step in undo.into_iter().rev() {
+    pub fn rollback(mut self) -> RedoWriter {
+        self.undo_all();
+        std::mem::take(&mut self.redo)
+    }
+
+    fn undo_all(&mut self) {
+        for step in std::mem::take(&mut self.undo).into_iter().rev() {
             match step {
                 Undo::Added { table, key } => {
-                    tables.map_mut(table).remove(&KeyRef(&key));
+                    self.tables.map_mut(table).remove(&KeyRef(&key));
                 }
                 Undo::Replaced { table, old } => {
-                    tables.map_mut(table).insert(old);
+                    self.tables.map_mut(table).insert(old);
                 }
                 Undo::Entries { table, entries } => {
-                    let map = tables.map_mut(table);
+                    let map = self.tables.map_mut(table);
                     for entry in entries {
                         map.insert(entry);
                     }
                 }
-                Undo::Map { table, map } => *tables.map_mut(table) = map,
+                Undo::Map { table, map } => *self.tables.map_mut(table) = map,
             }
         }
-        redo
     }
 
     /// The redo record of everything changed (empty: nothing was).
@@ -467,8 +468,21 @@ impl<'t> Changes<'t> {
 
     /// Keeps the changes (their record is in the log): what the outboxes
     /// get, and the record's buffer.
-    pub fn commit(self) -> (Vec<OutboxChange>, RedoWriter) {
-        (self.outbox, self.redo)
+    pub fn commit(mut self) -> (Vec<OutboxChange>, RedoWriter) {
+        self.undo.clear();
+        (
+            std::mem::take(&mut self.outbox),
+            std::mem::take(&mut self.redo),
+        )
+    }
+}
+
+impl Drop for Changes<'_> {
+    /// A transaction neither committed nor rolled back (a panic unwound
+    /// through it) is rolled back: the tables must never hold changes the
+    /// log does not.
+    fn drop(&mut self) {
+        self.undo_all();
     }
 }
 
@@ -483,6 +497,26 @@ mod tests {
             .collect()
     }
 
+    /// A transaction dropped half done (a panic) is rolled back.
+    #[test]
+    fn a_transaction_dropped_unfinished_is_rolled_back() {
+        let mut tables = Tables::default();
+        {
+            let mut changes = Changes::new(&mut tables, RedoWriter::default());
+            changes.insert(Table::Rows, b"k", b"v");
+            let _ = changes.commit();
+        }
+        {
+            let mut changes = Changes::new(&mut tables, RedoWriter::default());
+            changes.insert(Table::Rows, b"k", b"w");
+            changes.insert(Table::Rows, b"l", b"x");
+        }
+        assert_eq!(
+            entries(&tables, Table::Rows),
+            vec![(b"k".to_vec(), b"v".to_vec())]
+        );
+    }
+
     /// A rolled-back transaction leaves the tables exactly as they were,
     /// whatever mix of puts, removes and range removals it made.
     #[test]
@@ -494,6 +528,7 @@ mod tests {
                 changes.insert(Table::Rows, key, b"v");
             }
             changes.insert(Table::Meta, b"m", b"1");
+            let _ = changes.commit();
         }
         let before = (entries(&tables, Table::Rows), entries(&tables, Table::Meta));
         let mut changes = Changes::new(&mut tables, RedoWriter::default());
@@ -561,6 +596,7 @@ mod tests {
         for key in [b"a", b"b", b"c"] {
             changes.insert(Table::Rows, key, b"");
         }
+        let _ = changes.commit();
         let keys: Vec<&[u8]> = tables
             .range(Table::Rows, b"a", b"c")
             .map(|(k, _)| k)

@@ -235,11 +235,23 @@ impl Wal {
         self.file = create_log(&self.dir, covered + 1)?;
         self.generation = covered + 1;
         self.len = WAL_MAGIC.len() as u64 + 8;
-        self.since_checkpoint = 0;
         let dir = self.dir.clone();
+        let log_bytes = std::mem::take(&mut self.since_checkpoint);
         let thread = std::thread::Builder::new()
             .name("state-checkpoint".into())
-            .spawn(move || write_checkpoint(&dir, &tables, &outboxes, covered));
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let written = write_checkpoint(&dir, &tables, &outboxes, covered);
+                if let Ok(bytes) = &written {
+                    tracing::debug!(
+                        bytes,
+                        log_bytes,
+                        ms = started.elapsed().as_millis() as u64,
+                        "state-store checkpoint written"
+                    );
+                }
+                written
+            });
         match thread {
             Ok(handle) => self.checkpointing = Some(handle),
             Err(error) => tracing::error!(%error, "could not start writing a checkpoint"),
