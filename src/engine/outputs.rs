@@ -47,7 +47,9 @@ pub(super) fn refresh_root(
 }
 
 /// Recomputes every root of a view (after a snapshot), in transactions of
-/// `chunk` roots, then deletes outputs whose root no longer exists.
+/// `chunk` roots, then deletes outputs whose root no longer exists. Roots
+/// are refreshed every other one first ([`super::rows::alternating`]), so
+/// their new outputs pack the store's leaves.
 pub(super) fn refresh_all_roots(
     store: &Store,
     plan: &Plan,
@@ -63,7 +65,8 @@ pub(super) fn refresh_all_roots(
         let (last, done) = store.write(|w| {
             let roots = w.table_keys_after(root_table, after.as_deref(), chunk)?;
             let mut entries = 0;
-            for pk in &roots {
+            // Outputs stored in key order would leave the leaves half empty.
+            for pk in super::rows::alternating(&roots) {
                 entries += refresh_root(w, plan, view, pk, max_document_bytes)?;
             }
             entries += groups::append_changed_groups(w, plan)?;

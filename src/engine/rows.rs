@@ -33,29 +33,45 @@ pub(super) fn apply_change(
 }
 
 /// Stores snapshot rows (already in stored-column order) with their index
-/// entries, which go in in key order: sorted inserts walk down one path of
-/// the B-tree after another, where entries in row order (an item's product)
-/// land on a different page each.
+/// entries. Both go in in key order, every other one first and then the
+/// rest ([`alternating`]): the store's B+tree splits full leaves in the
+/// middle, so entries inserted straight in order would leave every leaf
+/// half empty.
 pub(super) fn insert_snapshot_rows(
     w: &mut StateWriter,
     table: &TablePlan,
     rows: &[Vec<Value>],
 ) -> Result<(), EngineError> {
+    let mut keyed: Vec<(Vec<u8>, &Vec<Value>)> = rows
+        .iter()
+        .map(|row| (encode_values(&row[..table.primary_key_len]), row))
+        .collect();
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut entries: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
-    for row in rows {
-        let pk = encode_values(&row[..table.primary_key_len]);
-        w.put_row(&table.name, &pk, row)?;
+    for (pk, row) in &keyed {
         for (number, index) in table.indexes.iter().enumerate() {
             if let Some(values) = index_values(index, row) {
                 entries.push((number, values, pk.clone()));
             }
         }
     }
+    for (pk, row) in alternating(&keyed) {
+        w.put_row(&table.name, pk, row)?;
+    }
     entries.sort_unstable();
-    for (number, values, pk) in entries {
-        w.index_insert(&table.name, &table.indexes[number].name, &values, &pk)?;
+    for (number, values, pk) in alternating(&entries) {
+        w.index_insert(&table.name, &table.indexes[*number].name, values, pk)?;
     }
     Ok(())
+}
+
+/// The items at even positions, then those at odd positions: sorted keys
+/// inserted in this order fill the store's B+tree leaves.
+pub(super) fn alternating<T>(items: &[T]) -> impl Iterator<Item = &T> {
+    items
+        .iter()
+        .step_by(2)
+        .chain(items.iter().skip(1).step_by(2))
 }
 
 fn upsert(

@@ -31,7 +31,7 @@ use std::thread::JoinHandle;
 
 use super::outboxes::{EntryBytes, Queue};
 use super::redo::{Op, RedoReader, put_bytes, put_u64, take_u64};
-use super::tables::{Table, TableChange, Tables};
+use super::tables::{Entry, Table, TableChange, Tables};
 use super::{FORMAT, StoreError};
 
 const CHECKPOINT: &str = "checkpoint";
@@ -556,11 +556,14 @@ fn read_checkpoint(path: &Path) -> Result<Option<Checkpoint>, StoreError> {
         if input.byte()? != table as u8 {
             return Err(corrupt(path, format!("expected table {table:?}")));
         }
-        for _ in 0..input.number()? {
+        let count = input.number()?;
+        let mut entries = Vec::with_capacity(count.min(input.remaining / 2) as usize);
+        for _ in 0..count {
             let key = input.bytes()?;
             let value = input.bytes()?;
-            tables.load(table, &key, &value);
+            entries.push(Entry::new(&key, &value));
         }
+        tables.load(table, entries);
     }
     if input.byte()? != OUTBOX_SECTION {
         return Err(corrupt(path, "expected the outboxes"));
