@@ -53,8 +53,9 @@ const META_LAYOUT: &str = "layout";
 const META_STORE_ID: &str = "store_id";
 
 /// The layout of keys and values this version writes, recorded in every
-/// state file. 3: tables in memory with a log (1 and 2 were redb files).
-const FORMAT: u64 = 3;
+/// state file. 4: integers in keys take the bytes they need; 3: tables in
+/// memory with a log (1 and 2 were redb files).
+const FORMAT: u64 = 4;
 
 /// The file of a store written by viewkeeper before format 3.
 const REDB_FILE: &str = "state.redb";
@@ -492,6 +493,19 @@ mod tests {
             "same format: kept"
         );
         drop(store);
+        let older = dir.path().join(STATE_DIR).join("wal-fffffffffffffffe");
+        let mut header = b"VKWAL\0\0\0".to_vec();
+        header.extend_from_slice(&(FORMAT - 1).to_le_bytes());
+        std::fs::write(&older, header).unwrap();
+        let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
+        assert_eq!(
+            store.position().unwrap(),
+            None,
+            "an earlier format: removed"
+        );
+        assert!(!older.exists());
+        drop(store);
+
         let newer = dir.path().join(STATE_DIR).join("wal-ffffffffffffffff");
         let mut header = b"VKWAL\0\0\0".to_vec();
         header.extend_from_slice(&(FORMAT + 1).to_le_bytes());

@@ -118,6 +118,7 @@ impl Wal {
         if tmp.exists() {
             fs::remove_file(&tmp).map_err(io_error(&tmp, "removing"))?;
         }
+        remove_if_older_format(dir)?;
 
         let Checkpoint {
             mut tables,
@@ -336,6 +337,40 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(io_error(dir, "syncing"))
 }
 
+/// Removes the checkpoint and the logs when either was written in an
+/// earlier format (keys encoded another way): a new snapshot rebuilds the
+/// store, and the sinks, finding their checkpoints foreign, rewrite their
+/// targets. Nothing is lost that the source does not hold.
+fn remove_if_older_format(dir: &Path) -> Result<(), StoreError> {
+    let mut files = vec![dir.join(CHECKPOINT)];
+    files.extend(log_files(dir)?.into_iter().map(|(_, path)| path));
+    let mut older = None;
+    for path in files.iter().filter(|path| path.exists()) {
+        let mut header = [0u8; 16];
+        let read = File::open(path).and_then(|mut file| file.read_exact(&mut header));
+        let ours = header[..8] == WAL_MAGIC[..] || header[..8] == CHECKPOINT_MAGIC[..];
+        if read.is_ok() && ours {
+            let format = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
+            if format < FORMAT {
+                older = Some(format);
+            }
+        }
+    }
+    let Some(format) = older else {
+        return Ok(());
+    };
+    tracing::warn!(
+        path = %dir.display(),
+        found = format,
+        format = FORMAT,
+        "state store written in an earlier format: removed, a new snapshot follows"
+    );
+    for path in files.iter().filter(|path| path.exists()) {
+        fs::remove_file(path).map_err(io_error(path, "removing"))?;
+    }
+    sync_dir(dir)
+}
+
 /// Checks the 16-byte header of a state file: its magic and format.
 fn check_header(path: &Path, header: &[u8], magic: &[u8; 8]) -> Result<(), StoreError> {
     if header.len() < 16 || &header[..8] != magic {
@@ -349,6 +384,7 @@ fn check_header(path: &Path, header: &[u8], magic: &[u8; 8]) -> Result<(), Store
         });
     }
     if format < FORMAT {
+        // Older files were removed on opening ([`remove_if_older_format`]).
         return Err(corrupt(path, format!("format {format}, expected {FORMAT}")));
     }
     Ok(())
