@@ -102,6 +102,8 @@ pub struct Engine {
     queued: Arc<Queued>,
     /// The thread batches and snapshots are applied on.
     worker: worker::Worker,
+    /// The thread that computes documents beside it ([`outputs::Refresh`]).
+    helper: worker::Worker,
 }
 
 #[derive(Default)]
@@ -140,7 +142,8 @@ impl Engine {
             batch_max_roots: DEFAULT_BATCH_MAX_ROOTS,
             applying: std::sync::Mutex::new(()),
             queued: Arc::default(),
-            worker: worker::Worker::start(),
+            worker: worker::Worker::start("engine"),
+            helper: worker::Worker::start("engine-helper"),
         }
     }
 
@@ -260,21 +263,28 @@ impl Engine {
     ) -> Result<(BatchOutcome, usize), EngineError> {
         let mut outcome = BatchOutcome::default();
         let mut deferred = 0;
-        let mut budget = self.batch_max_roots;
+        let mut now = Vec::new();
         for (view, roots) in touched {
             for root in roots {
-                if budget > 0 {
-                    budget -= 1;
-                    outcome.outbox_entries +=
-                        outputs::refresh_root(w, &self.plan, view, &root, self.max_document_bytes)?;
-                    outcome.roots_refreshed += 1;
+                if now.len() < self.batch_max_roots {
+                    now.push((view, root));
                 } else {
                     w.add_pending(&self.plan.views[view].name, &root)?;
                     deferred += 1;
                 }
             }
         }
+        outcome.outbox_entries += self.refresh().roots(w, &now)?;
+        outcome.roots_refreshed = now.len();
         Ok((outcome, deferred))
+    }
+
+    fn refresh(&self) -> outputs::Refresh<'_> {
+        outputs::Refresh {
+            plan: &self.plan,
+            helper: &self.helper,
+            max_document_bytes: self.max_document_bytes,
+        }
     }
 
     /// Refreshes roots left pending by large fan-outs (or by a crash), one
@@ -286,16 +296,19 @@ impl Engine {
                 let pending = w.take_pending(self.batch_max_roots)?;
                 let position = w.position()?;
                 w.set_source_lsn(position);
-                let mut outcome = BatchOutcome::default();
-                for (view_name, root) in &pending {
-                    let Some(view) = self.plan.views.iter().position(|v| &v.name == view_name)
-                    else {
-                        continue; // the view no longer exists
-                    };
-                    outcome.outbox_entries +=
-                        outputs::refresh_root(w, &self.plan, view, root, self.max_document_bytes)?;
-                    outcome.roots_refreshed += 1;
-                }
+                // A root of a view that no longer exists is dropped.
+                let roots: Vec<outputs::Root> = pending
+                    .iter()
+                    .filter_map(|(view_name, root)| {
+                        let view = self.plan.views.iter().position(|v| &v.name == view_name)?;
+                        Some((view, root.clone()))
+                    })
+                    .collect();
+                let mut outcome = BatchOutcome {
+                    roots_refreshed: roots.len(),
+                    ..BatchOutcome::default()
+                };
+                outcome.outbox_entries += self.refresh().roots(w, &roots)?;
                 outcome.outbox_entries += groups::append_changed_groups(w, &self.plan)?;
                 Ok::<_, EngineError>((pending.len(), outcome))
             })?;
@@ -445,10 +458,9 @@ impl Engine {
         progress(0, total);
         outputs::refresh_all_roots(
             &self.store,
-            &self.plan,
+            &self.refresh(),
             index,
             self.batch_max_roots,
-            self.max_document_bytes,
             &mut |done| progress(done as u64, total.max(done as u64)),
         )
         .map(Some)
@@ -467,10 +479,9 @@ impl Engine {
         }
         let outcome = outputs::refresh_all_roots(
             &self.store,
-            &self.plan,
+            &self.refresh(),
             view,
             self.batch_max_roots,
-            self.max_document_bytes,
             &mut |_| {},
         )?;
         self.store.write(|w| {
@@ -495,11 +506,9 @@ impl Engine {
             outbox_entries += self.store.write(|w| {
                 let position = w.position()?;
                 w.set_source_lsn(position);
-                let mut entries = 0;
-                for root in chunk {
-                    entries +=
-                        outputs::refresh_root(w, &self.plan, index, root, self.max_document_bytes)?;
-                }
+                let roots: Vec<outputs::Root> =
+                    chunk.iter().map(|root| (index, root.clone())).collect();
+                let entries = self.refresh().roots(w, &roots)?;
                 Ok::<_, EngineError>(entries + groups::append_changed_groups(w, &self.plan)?)
             })?;
         }

@@ -1,49 +1,165 @@
 //! Refreshing roots: recompute the output, diff it against the stored one,
 //! and append the difference to the view's sink outbox.
+//!
+//! Computing a cache or search view's document is most of a refresh, and it
+//! only reads rows. So the roots of a transaction are computed by two
+//! threads, the engine's own and its helper, each with a reader of the
+//! transaction's rows, taking roots one at a time from a shared counter;
+//! then the engine's thread stores the outputs in the roots' order, so the
+//! outboxes hold exactly what one thread would have written.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::dead_letters::Outcome;
+use super::worker::Worker;
 use super::{BatchOutcome, EngineError, dead_letters, document, groups};
 use crate::plan::{OutputPlan, Plan};
 use crate::state::{OutboxEntry, OutboxOp, OutputChange, StateWriter, Store, StoredOutput};
 
-/// Recomputes one root and returns how many outbox entries it produced.
-/// Aggregate views produce theirs when the transaction ends
-/// ([`groups::append_changed_groups`]).
-pub(super) fn refresh_root(
-    w: &mut StateWriter,
-    plan: &Plan,
-    view: usize,
-    pk: &[u8],
-    max_document_bytes: usize,
-) -> Result<usize, EngineError> {
-    let view = &plan.views[view];
-    if let OutputPlan::Aggregate(aggregate) = &view.output {
-        groups::refresh_root(w, plan, view, aggregate, pk)?;
-        return Ok(0);
+/// Roots computed together before their outputs are stored: the documents
+/// in flight stay within a few megabytes.
+const CHUNK: usize = 2_048;
+/// With fewer documents than this to compute, the engine's thread computes
+/// them alone: handing work over costs more than it saves.
+const MIN_SHARED: usize = 16;
+
+/// A root: its view's index in the plan and its encoded primary key.
+pub(super) type Root = (usize, Vec<u8>);
+
+/// A computed cache or search output, before it is stored.
+type Computed = Outcome<Option<StoredOutput>>;
+
+/// What refreshing roots needs besides the write transaction.
+pub(super) struct Refresh<'e> {
+    pub plan: &'e Arc<Plan>,
+    pub helper: &'e Worker,
+    pub max_document_bytes: usize,
+}
+
+impl Refresh<'_> {
+    /// Recomputes `roots` in order and returns how many outbox entries
+    /// they produced. Aggregate views produce theirs when the transaction
+    /// ends ([`groups::append_changed_groups`]).
+    pub fn roots(&self, w: &mut StateWriter, roots: &[Root]) -> Result<usize, EngineError> {
+        let mut entries = 0;
+        for chunk in roots.chunks(CHUNK) {
+            let documents = self.compute_documents(w, chunk)?;
+            for ((view, pk), document) in chunk.iter().zip(documents) {
+                entries += match document {
+                    Some(computed) => self.store(w, *view, pk, computed)?,
+                    None => {
+                        let view = &self.plan.views[*view];
+                        if let OutputPlan::Aggregate(aggregate) = &view.output {
+                            groups::refresh_root(w, self.plan, view, aggregate, pk)?;
+                        }
+                        0
+                    }
+                };
+            }
+        }
+        Ok(entries)
     }
-    let computed = document::compute_output(w, view, pk)?
-        .and_then(|output| dead_letters::within_limit(output, max_document_bytes));
-    let new = dead_letters::settle(w, plan, view, pk, computed)?;
-    let OutputChange::Changed { old_key } = w.replace_output(&view.name, pk, new.as_ref())? else {
-        return Ok(0);
-    };
-    let mut ops = Vec::with_capacity(2);
-    if let Some(old_key) = old_key
-        && new.as_ref().is_none_or(|new| new.key != old_key)
-    {
-        ops.push(OutboxOp::Delete { key: old_key });
-    }
-    if let Some(StoredOutput { key, document }) = new {
-        ops.push(OutboxOp::Put { key, document });
-    }
-    let count = ops.len();
-    for op in ops {
-        let entry = OutboxEntry {
-            view: view.name.clone(),
-            op,
+
+    /// The outputs of the chunk's cache and search roots, by position
+    /// (`None` for an aggregate view's root), computed on both threads
+    /// when there are enough of them.
+    fn compute_documents(
+        &self,
+        w: &StateWriter,
+        chunk: &[Root],
+    ) -> Result<Vec<Option<Computed>>, EngineError> {
+        let positions: Vec<usize> = (0..chunk.len())
+            .filter(|i| {
+                !matches!(
+                    self.plan.views[chunk[*i].0].output,
+                    OutputPlan::Aggregate(_)
+                )
+            })
+            .collect();
+        let mut computed: Vec<Option<Computed>> = (0..chunk.len()).map(|_| None).collect();
+        if positions.len() < MIN_SHARED {
+            for i in positions {
+                let (view, pk) = &chunk[i];
+                computed[i] = Some(document::compute_output(w, &self.plan.views[*view], pk)?);
+            }
+            return Ok(computed);
+        }
+        let shared = Arc::new(SharedRoots {
+            roots: positions.iter().map(|i| chunk[*i].clone()).collect(),
+            next: AtomicUsize::new(0),
+        });
+        let helper_part = {
+            let (shared, plan, reader) =
+                (Arc::clone(&shared), Arc::clone(self.plan), w.rows_reader());
+            self.helper.submit(move || {
+                let mut done = Vec::new();
+                while let Some((n, (view, pk))) = shared.claim() {
+                    done.push((n, document::compute_output(&reader, &plan.views[*view], pk)));
+                }
+                Ok(done)
+            })
         };
-        w.append_outbox(&view.sink, &entry)?;
+        let mut done = Vec::new();
+        while let Some((n, (view, pk))) = shared.claim() {
+            done.push((n, document::compute_output(w, &self.plan.views[*view], pk)));
+        }
+        for (n, output) in done.into_iter().chain(helper_part.wait()?) {
+            computed[positions[n]] = Some(output?);
+        }
+        Ok(computed)
     }
-    Ok(count)
+
+    /// Stores a computed output (or its dead letter) and appends what
+    /// changed to the view's outbox; returns the entries appended.
+    fn store(
+        &self,
+        w: &mut StateWriter,
+        view: usize,
+        pk: &[u8],
+        computed: Computed,
+    ) -> Result<usize, EngineError> {
+        let view = &self.plan.views[view];
+        let computed =
+            computed.and_then(|output| dead_letters::within_limit(output, self.max_document_bytes));
+        let new = dead_letters::settle(w, self.plan, view, pk, computed)?;
+        let OutputChange::Changed { old_key } = w.replace_output(&view.name, pk, new.as_ref())?
+        else {
+            return Ok(0);
+        };
+        let mut ops = Vec::with_capacity(2);
+        if let Some(old_key) = old_key
+            && new.as_ref().is_none_or(|new| new.key != old_key)
+        {
+            ops.push(OutboxOp::Delete { key: old_key });
+        }
+        if let Some(StoredOutput { key, document }) = new {
+            ops.push(OutboxOp::Put { key, document });
+        }
+        let count = ops.len();
+        for op in ops {
+            let entry = OutboxEntry {
+                view: view.name.clone(),
+                op,
+            };
+            w.append_outbox(&view.sink, &entry)?;
+        }
+        Ok(count)
+    }
+}
+
+/// Roots two threads take one at a time.
+struct SharedRoots {
+    roots: Vec<Root>,
+    next: AtomicUsize,
+}
+
+impl SharedRoots {
+    /// The next root no thread has taken, with its number.
+    fn claim(&self) -> Option<(usize, &Root)> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.roots.get(n).map(|root| (n, root))
+    }
 }
 
 /// Recomputes every root of a view (after a snapshot), in transactions of
@@ -52,24 +168,23 @@ pub(super) fn refresh_root(
 /// their new outputs pack the store's leaves.
 pub(super) fn refresh_all_roots(
     store: &Store,
-    plan: &Plan,
+    refresh: &Refresh,
     view: usize,
     chunk: usize,
-    max_document_bytes: usize,
     on_chunk: &mut dyn FnMut(usize),
 ) -> Result<BatchOutcome, EngineError> {
-    let root_table = &plan.views[view].nodes[0].table;
+    let root_table = &refresh.plan.views[view].nodes[0].table;
     let mut outcome = BatchOutcome::default();
     let mut after: Option<Vec<u8>> = None;
     loop {
         let (last, done) = store.write(|w| {
             let roots = w.table_keys_after(root_table, after.as_deref(), chunk)?;
-            let mut entries = 0;
             // Outputs stored in key order would leave the leaves half empty.
-            for pk in super::rows::alternating(&roots) {
-                entries += refresh_root(w, plan, view, pk, max_document_bytes)?;
-            }
-            entries += groups::append_changed_groups(w, plan)?;
+            let order: Vec<Root> = super::rows::alternating(&roots)
+                .map(|pk| (view, pk.clone()))
+                .collect();
+            let entries =
+                refresh.roots(w, &order)? + groups::append_changed_groups(w, refresh.plan)?;
             Ok::<_, EngineError>((roots.last().cloned(), (roots.len(), entries)))
         })?;
         outcome.roots_refreshed += done.0;
@@ -80,18 +195,13 @@ pub(super) fn refresh_all_roots(
             _ => break,
         }
     }
-    outcome.outbox_entries += sweep_orphans(store, plan, view, max_document_bytes)?;
+    outcome.outbox_entries += sweep_orphans(store, refresh, view)?;
     Ok(outcome)
 }
 
 /// Deletes outputs whose root row is gone (deleted while viewkeeper was away).
-fn sweep_orphans(
-    store: &Store,
-    plan: &Plan,
-    view: usize,
-    max_document_bytes: usize,
-) -> Result<usize, EngineError> {
-    let view_plan = &plan.views[view];
+fn sweep_orphans(store: &Store, refresh: &Refresh, view: usize) -> Result<usize, EngineError> {
+    let view_plan = &refresh.plan.views[view];
     let orphans = store
         .reader()?
         .outputs_without_row(&view_plan.name, &view_plan.nodes[0].table)?;
@@ -100,11 +210,8 @@ fn sweep_orphans(
     }
     // Refreshing a root is right whenever it happens, so a row that came
     // back since the read is refreshed from it.
+    let orphans: Vec<Root> = orphans.into_iter().map(|pk| (view, pk)).collect();
     store.write(|w| {
-        let mut entries = 0;
-        for pk in &orphans {
-            entries += refresh_root(w, plan, view, pk, max_document_bytes)?;
-        }
-        Ok(entries + groups::append_changed_groups(w, plan)?)
+        Ok(refresh.roots(w, &orphans)? + groups::append_changed_groups(w, refresh.plan)?)
     })
 }

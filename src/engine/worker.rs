@@ -9,6 +9,10 @@
 //! million items added 579 MiB to the resident set, against 219 MiB on one
 //! thread. Work that must not wait behind a batch (a sink's outbox read,
 //! a rebuild on demand) stays on the blocking pool.
+//!
+//! A second long-lived thread, the helper, computes documents beside the
+//! engine's thread while roots are refreshed ([`super::outputs`]): the
+//! same reasoning gives it one heap, not one per refresh.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, mpsc};
@@ -26,10 +30,10 @@ pub(super) struct Worker {
 impl Worker {
     /// Starts the thread; it ends when the worker is dropped and its queue
     /// is empty.
-    pub fn start() -> Worker {
+    pub fn start(name: &str) -> Worker {
         let (jobs, queue) = mpsc::channel::<Job>();
         let started = std::thread::Builder::new()
-            .name("engine".into())
+            .name(name.into())
             .spawn(move || {
                 for job in queue {
                     job();
@@ -38,20 +42,52 @@ impl Worker {
         if let Err(error) = started {
             // Jobs then fail with `EngineError::Stopped`, which restarts
             // the pipeline: no work is silently lost.
-            tracing::error!(%error, "could not start the engine thread");
+            tracing::error!(%error, thread = name, "could not start a thread of the engine");
         }
         Worker {
             jobs: Mutex::new(jobs),
         }
     }
 
-    /// Runs `work` on the engine's thread. A panic in it is an error, as a
+    /// Runs `work` on the worker's thread. A panic in it is an error, as a
     /// panic on a blocking thread was.
     pub fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
     ) -> tokio::task::JoinHandle<Result<T, EngineError>> {
         let (done, result) = oneshot::channel();
+        let sent = self.send(work, move |outcome| {
+            let _ = done.send(outcome);
+        });
+        tokio::spawn(async move {
+            if !sent {
+                return Err(EngineError::Stopped);
+            }
+            result.await.unwrap_or(Err(EngineError::Stopped))
+        })
+    }
+
+    /// Runs `work` on the worker's thread for a caller that blocks on the
+    /// result (the engine's thread waiting for its helper), outside of any
+    /// async runtime or inside one.
+    pub fn submit<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+    ) -> Submitted<T> {
+        let (done, result) = mpsc::sync_channel(1);
+        let sent = self.send(work, move |outcome| {
+            let _ = done.send(outcome);
+        });
+        Submitted(sent.then_some(result))
+    }
+
+    /// Queues `work`; `deliver` gets its result or its panic as an error.
+    /// False when the thread has stopped.
+    fn send<T: 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+        deliver: impl FnOnce(Result<T, EngineError>) + Send + 'static,
+    ) -> bool {
         let job: Job = Box::new(move || {
             let outcome = catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| {
                 let message = panic
@@ -61,19 +97,24 @@ impl Worker {
                     .unwrap_or_default();
                 Err(EngineError::Panicked(message))
             });
-            let _ = done.send(outcome);
+            deliver(outcome);
         });
-        let sent = self
-            .jobs
+        self.jobs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(job);
-        tokio::spawn(async move {
-            if sent.is_err() {
-                return Err(EngineError::Stopped);
-            }
-            result.await.unwrap_or(Err(EngineError::Stopped))
-        })
+            .send(job)
+            .is_ok()
+    }
+}
+
+/// The result of [`Worker::submit`], to wait for.
+pub(super) struct Submitted<T>(Option<mpsc::Receiver<Result<T, EngineError>>>);
+
+impl<T> Submitted<T> {
+    pub fn wait(self) -> Result<T, EngineError> {
+        self.0
+            .and_then(|result| result.recv().ok())
+            .unwrap_or(Err(EngineError::Stopped))
     }
 }
 
@@ -94,7 +135,7 @@ mod tests {
 
     #[tokio::test]
     async fn work_runs_on_one_thread_in_order_and_a_panic_is_an_error() {
-        let worker = Worker::start();
+        let worker = Worker::start("test");
         let first = worker.run(|| Ok(std::thread::current().id()));
         let second = worker.run(|| Ok(std::thread::current().id()));
         let (first, second) = (
@@ -110,5 +151,13 @@ mod tests {
             7,
             "it goes on"
         );
+        let on_its_thread = worker.submit(|| Ok(std::thread::current().id()));
+        assert_eq!(
+            on_its_thread.wait().unwrap(),
+            first,
+            "a blocking caller too"
+        );
+        let panicked = worker.submit::<()>(|| panic!("again")).wait();
+        assert!(matches!(panicked, Err(EngineError::Panicked(m)) if m == "again"));
     }
 }

@@ -44,6 +44,15 @@ impl NameIds {
         })
     }
 
+    /// The ids known now, for a reader of this transaction's tables (on
+    /// another thread): it gives none out.
+    pub fn for_reader(&self) -> NameIds {
+        NameIds {
+            ids: RefCell::new(self.ids.borrow().clone()),
+            added: None,
+        }
+    }
+
     /// The id of `name`. A write transaction gives a name without one the
     /// next id; a read transaction answers [`UNKNOWN`].
     pub fn id(&self, name: &str) -> Result<u16, StoreError> {

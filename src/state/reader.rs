@@ -26,6 +26,26 @@ impl Store {
     }
 }
 
+impl StateReader {
+    /// Another reader of the same point, with a cache of its own (to hand
+    /// to another thread).
+    pub fn fresh(&self) -> StateReader {
+        StateReader {
+            tables: self.tables.clone(),
+            names: self.names.for_reader(),
+            cache: ReadCache::default(),
+        }
+    }
+
+    pub(super) fn of(tables: Tables, names: NameIds) -> StateReader {
+        StateReader {
+            tables,
+            names,
+            cache: ReadCache::default(),
+        }
+    }
+}
+
 impl ReadRows for StateReader {
     fn get_row(&self, table: &str, pk: &[u8]) -> Result<Option<Row>, StoreError> {
         let key = self.names.prefixed(table, pk)?;

@@ -207,6 +207,15 @@ impl Tables {
         &mut self.maps[table as usize]
     }
 
+    /// A copy of `tables` (sharing their nodes), the others left empty.
+    pub fn only(&self, tables: &[Table]) -> Tables {
+        let mut copy = Tables::default();
+        for table in tables {
+            *copy.map_mut(*table) = self.map(*table).clone();
+        }
+        copy
+    }
+
     pub fn get(&self, table: Table, key: &[u8]) -> Option<&[u8]> {
         self.map(table).get(&KeyRef(key)).map(Entry::value)
     }

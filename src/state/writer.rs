@@ -7,7 +7,7 @@ use super::names::{NameIds, ScanBounds, encode_id};
 use super::outbox::{self, OutboxEntry, StoredOutput};
 use super::read_cache::{Keys, ReadCache, Row};
 use super::tables::{Changes, Table, Tables};
-use super::{META_LAYOUT, META_POSITION, ReadRows, StoreError};
+use super::{META_LAYOUT, META_POSITION, ReadRows, StateReader, StoreError};
 use crate::aggregate::Contribution;
 use crate::change::{Lsn, Value};
 
@@ -88,6 +88,15 @@ impl<'t> StateWriter<'t> {
             group_writes: Default::default(),
             cache: ReadCache::default(),
         })
+    }
+
+    /// A reader of this transaction's rows and join indexes as they are
+    /// now, for computing outputs on another thread. It shares the maps'
+    /// nodes (O(1)), so a row written while it lives copies the nodes on
+    /// its path: it is meant for refreshing roots, which writes no rows.
+    pub fn rows_reader(&self) -> StateReader {
+        let tables = self.changes.tables().only(&[Table::Rows, Table::JoinIndex]);
+        StateReader::of(tables, self.names.for_reader())
     }
 
     /// The transaction's changes, to commit or roll back.
