@@ -1,6 +1,7 @@
 //! Aggregate views in the engine: a root's output is its contribution to
 //! one group (stored like any other output, so the next change can retract
-//! it); refreshing a root retracts the old contribution and adds the new one
+//! it), computed from rows like a document ([`contribution`], on either of
+//! the engine's threads); storing it retracts the old contribution and adds the new one
 //! to the group states; before the transaction commits, every group it
 //! changed is appended to the view's outbox as its complete new row, or as a
 //! delete when no row is left in it. Outbox entries are final rows, not
@@ -14,16 +15,17 @@ use crate::change::Value;
 use crate::plan::{AggregatePlan, OutputPlan, Plan, ViewPlan};
 use crate::state::{OutboxEntry, OutboxOp, ReadRows, StateWriter, StoredGroup};
 
-/// Recomputes one root's contribution and moves it between groups if it
-/// changed. Outbox entries come later, from [`append_changed_groups`].
-pub(super) fn refresh_root(
+/// Stores a root's recomputed contribution (or its dead letter), moving it
+/// between groups if it changed. Outbox entries come later, from
+/// [`append_changed_groups`].
+pub(super) fn store_contribution(
     w: &mut StateWriter,
     plan: &Plan,
     view: &ViewPlan,
     aggregate: &AggregatePlan,
     pk: &[u8],
+    computed: Outcome<Option<Contribution>>,
 ) -> Result<(), EngineError> {
-    let computed = contribution(w, view, aggregate, pk)?;
     let new = dead_letters::settle(w, plan, view, pk, computed)?;
     let old = w.get_contribution(&view.name, pk)?;
     if new == old {
@@ -46,7 +48,7 @@ pub(super) fn refresh_root(
 /// The root's group key and measure inputs, or `None` when the root is gone
 /// or does not pass `where`; a poison when a key or input fails to evaluate
 /// on this row (an overflow, say), as SQL would raise.
-fn contribution(
+pub(super) fn contribution(
     w: &dyn ReadRows,
     view: &ViewPlan,
     aggregate: &AggregatePlan,

@@ -1,12 +1,13 @@
 //! Refreshing roots: recompute the output, diff it against the stored one,
 //! and append the difference to the view's sink outbox.
 //!
-//! Computing a cache or search view's document is most of a refresh, and it
-//! only reads rows. So the roots of a transaction are computed by two
-//! threads, the engine's own and its helper, each with a reader of the
-//! transaction's rows, taking roots one at a time from a shared counter;
-//! then the engine's thread stores the outputs in the roots' order, so the
-//! outboxes hold exactly what one thread would have written.
+//! Computing a root's output (a cache or search view's document, an
+//! aggregate view's contribution) is most of a refresh, and it only reads
+//! rows. So the roots of a transaction are computed by two threads, the
+//! engine's own and its helper, each with a reader of the transaction's
+//! rows, taking roots one at a time from a shared counter; then the
+//! engine's thread stores the outputs in the roots' order, so the state
+//! and the outboxes are exactly what one thread would have written.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,21 +15,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::dead_letters::Outcome;
 use super::worker::Worker;
 use super::{BatchOutcome, EngineError, dead_letters, document, groups};
-use crate::plan::{OutputPlan, Plan};
-use crate::state::{OutboxEntry, OutboxOp, OutputChange, StateWriter, Store, StoredOutput};
+use crate::aggregate::Contribution;
+use crate::plan::{OutputPlan, Plan, ViewPlan};
+use crate::state::{
+    OutboxEntry, OutboxOp, OutputChange, ReadRows, StateWriter, Store, StoredOutput,
+};
 
-/// Roots computed together before their outputs are stored: the documents
+/// Roots computed together before their outputs are stored: the outputs
 /// in flight stay within a few megabytes.
 const CHUNK: usize = 2_048;
-/// With fewer documents than this to compute, the engine's thread computes
+/// With fewer roots than this to compute, the engine's thread computes
 /// them alone: handing work over costs more than it saves.
 const MIN_SHARED: usize = 16;
 
 /// A root: its view's index in the plan and its encoded primary key.
 pub(super) type Root = (usize, Vec<u8>);
 
-/// A computed cache or search output, before it is stored.
-type Computed = Outcome<Option<StoredOutput>>;
+/// A root's new output, computed, before it is stored.
+enum Computed {
+    Document(Outcome<Option<StoredOutput>>),
+    Contribution(Outcome<Option<Contribution>>),
+}
 
 /// What refreshing roots needs besides the write transaction.
 pub(super) struct Refresh<'e> {
@@ -44,82 +51,77 @@ impl Refresh<'_> {
     pub fn roots(&self, w: &mut StateWriter, roots: &[Root]) -> Result<usize, EngineError> {
         let mut entries = 0;
         for chunk in roots.chunks(CHUNK) {
-            let documents = self.compute_documents(w, chunk)?;
-            for ((view, pk), document) in chunk.iter().zip(documents) {
-                entries += match document {
-                    Some(computed) => self.store(w, *view, pk, computed)?,
-                    None => {
-                        let view = &self.plan.views[*view];
-                        if let OutputPlan::Aggregate(aggregate) = &view.output {
-                            groups::refresh_root(w, self.plan, view, aggregate, pk)?;
-                        }
-                        0
+            let outputs = self.compute_outputs(w, chunk)?;
+            for ((view, pk), computed) in chunk.iter().zip(outputs) {
+                let view = &self.plan.views[*view];
+                match computed {
+                    Computed::Document(computed) => {
+                        entries += self.store_document(w, view, pk, computed)?;
                     }
-                };
+                    // Computed only for an aggregate view's roots.
+                    Computed::Contribution(computed) => {
+                        if let OutputPlan::Aggregate(aggregate) = &view.output {
+                            groups::store_contribution(
+                                w, self.plan, view, aggregate, pk, computed,
+                            )?;
+                        }
+                    }
+                }
             }
         }
         Ok(entries)
     }
 
-    /// The outputs of the chunk's cache and search roots, by position
-    /// (`None` for an aggregate view's root), computed on both threads
-    /// when there are enough of them.
-    fn compute_documents(
+    /// The chunk's outputs, by position, computed on both threads when
+    /// there are enough of them.
+    fn compute_outputs(
         &self,
         w: &StateWriter,
         chunk: &[Root],
-    ) -> Result<Vec<Option<Computed>>, EngineError> {
-        let positions: Vec<usize> = (0..chunk.len())
-            .filter(|i| {
-                !matches!(
-                    self.plan.views[chunk[*i].0].output,
-                    OutputPlan::Aggregate(_)
-                )
-            })
-            .collect();
-        let mut computed: Vec<Option<Computed>> = (0..chunk.len()).map(|_| None).collect();
-        if positions.len() < MIN_SHARED {
-            for i in positions {
-                let (view, pk) = &chunk[i];
-                computed[i] = Some(document::compute_output(w, &self.plan.views[*view], pk)?);
-            }
-            return Ok(computed);
+    ) -> Result<Vec<Computed>, EngineError> {
+        if chunk.len() < MIN_SHARED {
+            return chunk
+                .iter()
+                .map(|(view, pk)| compute(w, &self.plan.views[*view], pk))
+                .collect();
         }
         let shared = Arc::new(SharedRoots {
-            roots: positions.iter().map(|i| chunk[*i].clone()).collect(),
+            roots: chunk.to_vec(),
             next: AtomicUsize::new(0),
         });
         let helper_part = {
-            let (shared, plan, reader) =
-                (Arc::clone(&shared), Arc::clone(self.plan), w.rows_reader());
+            let (shared, plan) = (Arc::clone(&shared), Arc::clone(self.plan));
+            let reader = w.rows_reader();
             self.helper.submit(move || {
                 let mut done = Vec::new();
                 while let Some((n, (view, pk))) = shared.claim() {
-                    done.push((n, document::compute_output(&reader, &plan.views[*view], pk)));
+                    done.push((n, compute(&reader, &plan.views[*view], pk)));
                 }
                 Ok(done)
             })
         };
         let mut done = Vec::new();
         while let Some((n, (view, pk))) = shared.claim() {
-            done.push((n, document::compute_output(w, &self.plan.views[*view], pk)));
+            done.push((n, compute(w, &self.plan.views[*view], pk)));
         }
+        let mut outputs: Vec<Option<Computed>> = (0..chunk.len()).map(|_| None).collect();
         for (n, output) in done.into_iter().chain(helper_part.wait()?) {
-            computed[positions[n]] = Some(output?);
+            outputs[n] = Some(output?);
         }
-        Ok(computed)
+        // Every root was claimed by one thread, and each claimed root is in
+        // its thread's results.
+        Ok(outputs.into_iter().flatten().collect())
     }
 
-    /// Stores a computed output (or its dead letter) and appends what
+    /// Stores a computed document (or its dead letter) and appends what
     /// changed to the view's outbox; returns the entries appended.
-    fn store(
+    fn store_document(
         &self,
         w: &mut StateWriter,
-        view: usize,
+        view: &ViewPlan,
         pk: &[u8],
-        computed: Computed,
+        computed: Outcome<Option<StoredOutput>>,
     ) -> Result<usize, EngineError> {
-        let view = &self.plan.views[view];
         let computed =
             computed.and_then(|output| dead_letters::within_limit(output, self.max_document_bytes));
         let new = dead_letters::settle(w, self.plan, view, pk, computed)?;
@@ -146,6 +148,18 @@ impl Refresh<'_> {
         }
         Ok(count)
     }
+}
+
+/// A root's output computed from the rows `rows` reads.
+fn compute(rows: &dyn ReadRows, view: &ViewPlan, pk: &[u8]) -> Result<Computed, EngineError> {
+    Ok(match &view.output {
+        OutputPlan::Aggregate(aggregate) => {
+            Computed::Contribution(groups::contribution(rows, view, aggregate, pk)?)
+        }
+        OutputPlan::Cache { .. } | OutputPlan::Search { .. } => {
+            Computed::Document(document::compute_output(rows, view, pk)?)
+        }
+    })
 }
 
 /// Roots two threads take one at a time.
