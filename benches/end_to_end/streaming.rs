@@ -172,7 +172,8 @@ pub async fn catch_up(
 }
 
 /// `perf record` of one process with call graphs (DWARF unwinding: release
-/// builds have no frame pointers), sampling CPU time 99 times a second (more costs the process it watches).
+/// builds have no frame pointers), sampling CPU time 250 times a second (DWARF unwinding at that rate
+/// takes most of a core: a profiled run's figures are not the benchmark's).
 fn start_perf(pid: u32, output: &Path) -> tokio::process::Child {
     tokio::process::Command::new("perf")
         .args([
