@@ -261,7 +261,6 @@ impl Engine {
         w: &mut StateWriter,
         touched: Touched,
     ) -> Result<(BatchOutcome, usize), EngineError> {
-        let mut outcome = BatchOutcome::default();
         let mut deferred = 0;
         let mut now = Vec::new();
         for (view, roots) in touched {
@@ -274,8 +273,11 @@ impl Engine {
                 }
             }
         }
-        outcome.outbox_entries += self.refresh().roots(w, &now)?;
-        outcome.roots_refreshed = now.len();
+        let outcome = BatchOutcome {
+            outbox_entries: self.refresh().roots(w, &now)?,
+            roots_refreshed: now.len(),
+            ..BatchOutcome::default()
+        };
         Ok((outcome, deferred))
     }
 

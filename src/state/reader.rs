@@ -27,16 +27,7 @@ impl Store {
 }
 
 impl StateReader {
-    /// Another reader of the same point, with a cache of its own (to hand
-    /// to another thread).
-    pub fn fresh(&self) -> StateReader {
-        StateReader {
-            tables: self.tables.clone(),
-            names: self.names.for_reader(),
-            cache: ReadCache::default(),
-        }
-    }
-
+    /// A reader of `tables` as they are, with a cache of its own.
     pub(super) fn of(tables: Tables, names: NameIds) -> StateReader {
         StateReader {
             tables,
