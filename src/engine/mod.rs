@@ -194,7 +194,6 @@ impl Engine {
             }
             timings.rows = started.elapsed();
             let (mut outcome, deferred_roots) = self.refresh_or_defer(w, touched)?;
-            outcome.outbox_entries += groups::append_changed_groups(w, &self.plan)?;
             outcome.changes_applied = batch.changes.len();
             if let Some(end) = batch.commit_end {
                 w.set_position(end)?;
@@ -306,12 +305,11 @@ impl Engine {
                         Some((view, root.clone()))
                     })
                     .collect();
-                let mut outcome = BatchOutcome {
+                let outcome = BatchOutcome {
+                    outbox_entries: self.refresh().roots(w, &roots)?,
                     roots_refreshed: roots.len(),
                     ..BatchOutcome::default()
                 };
-                outcome.outbox_entries += self.refresh().roots(w, &roots)?;
-                outcome.outbox_entries += groups::append_changed_groups(w, &self.plan)?;
                 Ok::<_, EngineError>((pending.len(), outcome))
             })?;
             total.roots_refreshed += done.1.roots_refreshed;
@@ -510,8 +508,7 @@ impl Engine {
                 w.set_source_lsn(position);
                 let roots: Vec<outputs::Root> =
                     chunk.iter().map(|root| (index, root.clone())).collect();
-                let entries = self.refresh().roots(w, &roots)?;
-                Ok::<_, EngineError>(entries + groups::append_changed_groups(w, &self.plan)?)
+                self.refresh().roots(w, &roots)
             })?;
         }
         Ok(Some(RetryOutcome {

@@ -18,7 +18,7 @@ use super::{BatchOutcome, EngineError, dead_letters, document, groups};
 use crate::aggregate::Contribution;
 use crate::plan::{OutputPlan, Plan, ViewPlan};
 use crate::state::{
-    OutboxEntry, OutboxOp, OutputChange, ReadRows, StateWriter, Store, StoredOutput,
+    OutboxEntry, OutboxOp, OutputChange, ReadRows, StateWriter, Store, StoredOutput, packing_order,
 };
 
 /// Roots computed together before their outputs are stored: the outputs
@@ -45,9 +45,9 @@ pub(super) struct Refresh<'e> {
 }
 
 impl Refresh<'_> {
-    /// Recomputes `roots` in order and returns how many outbox entries
-    /// they produced. Aggregate views produce theirs when the transaction
-    /// ends ([`groups::append_changed_groups`]).
+    /// Recomputes `roots` in order, then appends every aggregate group the
+    /// transaction changed ([`groups::append_changed_groups`]); returns how
+    /// many outbox entries were appended. Called once per transaction.
     pub fn roots(&self, w: &mut StateWriter, roots: &[Root]) -> Result<usize, EngineError> {
         let mut entries = 0;
         for chunk in roots.chunks(CHUNK) {
@@ -69,7 +69,7 @@ impl Refresh<'_> {
                 }
             }
         }
-        Ok(entries)
+        Ok(entries + groups::append_changed_groups(w, self.plan)?)
     }
 
     /// The chunk's outputs, by position, computed on both threads when
@@ -178,8 +178,8 @@ impl SharedRoots {
 
 /// Recomputes every root of a view (after a snapshot), in transactions of
 /// `chunk` roots, then deletes outputs whose root no longer exists. Roots
-/// are refreshed every other one first ([`super::rows::alternating`]), so
-/// their new outputs pack the store's leaves.
+/// are refreshed in [`packing_order`], so their new outputs fill the
+/// store's leaves.
 pub(super) fn refresh_all_roots(
     store: &Store,
     refresh: &Refresh,
@@ -193,12 +193,8 @@ pub(super) fn refresh_all_roots(
     loop {
         let (last, done) = store.write(|w| {
             let roots = w.table_keys_after(root_table, after.as_deref(), chunk)?;
-            // Outputs stored in key order would leave the leaves half empty.
-            let order: Vec<Root> = super::rows::alternating(&roots)
-                .map(|pk| (view, pk.clone()))
-                .collect();
-            let entries =
-                refresh.roots(w, &order)? + groups::append_changed_groups(w, refresh.plan)?;
+            let order: Vec<Root> = packing_order(&roots).map(|pk| (view, pk.clone())).collect();
+            let entries = refresh.roots(w, &order)?;
             Ok::<_, EngineError>((roots.last().cloned(), (roots.len(), entries)))
         })?;
         outcome.roots_refreshed += done.0;
@@ -225,7 +221,5 @@ fn sweep_orphans(store: &Store, refresh: &Refresh, view: usize) -> Result<usize,
     // Refreshing a root is right whenever it happens, so a row that came
     // back since the read is refreshed from it.
     let orphans: Vec<Root> = orphans.into_iter().map(|pk| (view, pk)).collect();
-    store.write(|w| {
-        Ok(refresh.roots(w, &orphans)? + groups::append_changed_groups(w, refresh.plan)?)
-    })
+    store.write(|w| refresh.roots(w, &orphans))
 }

@@ -4,7 +4,7 @@ use super::{EngineError, Touched, roots};
 use crate::change::{Cell, Change, ChangeKind, Tuple, Value};
 use crate::plan::{IndexPlan, Plan, TablePlan};
 use crate::state::keycode::encode_values;
-use crate::state::{ReadRows, StateWriter};
+use crate::state::{ReadRows, StateWriter, packing_order};
 
 /// Applies one change and records the roots it touches, before and after.
 pub(super) fn apply_change(
@@ -33,10 +33,8 @@ pub(super) fn apply_change(
 }
 
 /// Stores snapshot rows (already in stored-column order) with their index
-/// entries. Both go in in key order, every other one first and then the
-/// rest ([`alternating`]): the store's B+tree splits full leaves in the
-/// middle, so entries inserted straight in order would leave every leaf
-/// half empty.
+/// entries, both sorted and inserted in [`packing_order`], which leaves
+/// the store's B+tree leaves full.
 pub(super) fn insert_snapshot_rows(
     w: &mut StateWriter,
     table: &TablePlan,
@@ -55,23 +53,14 @@ pub(super) fn insert_snapshot_rows(
             }
         }
     }
-    for (pk, row) in alternating(&keyed) {
+    for (pk, row) in packing_order(&keyed) {
         w.put_row(&table.name, pk, row)?;
     }
     entries.sort_unstable();
-    for (number, values, pk) in alternating(&entries) {
+    for (number, values, pk) in packing_order(&entries) {
         w.index_insert(&table.name, &table.indexes[*number].name, values, pk)?;
     }
     Ok(())
-}
-
-/// The items at even positions, then those at odd positions: sorted keys
-/// inserted in this order fill the store's B+tree leaves.
-pub(super) fn alternating<T>(items: &[T]) -> impl Iterator<Item = &T> {
-    items
-        .iter()
-        .step_by(2)
-        .chain(items.iter().skip(1).step_by(2))
 }
 
 fn upsert(

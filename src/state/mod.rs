@@ -37,6 +37,7 @@ pub use outbox::{OutboxEntry, OutboxOp, StoredOutput};
 pub use outboxes::DEFAULT_OUTBOX_BUDGET;
 pub use read_cache::{Keys, Row};
 pub use reader::StateReader;
+pub use tables::packing_order;
 pub use view_records::ViewRecord;
 pub use wal::DEFAULT_MIN_LOG_BYTES;
 pub use writer::{OutputChange, StateWriter};

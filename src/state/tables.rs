@@ -271,12 +271,21 @@ impl Tables {
     }
 }
 
-/// Inserts entries given in key order so that the tree's leaves end up
-/// nearly full: every other one first, then the rest. The B+tree splits a
-/// full leaf in the middle, so entries inserted in order leave every leaf
-/// half empty, which at a million rows was a fifth of the store's memory;
-/// the second pass fills the gaps the first left in each leaf.
-pub fn insert_packed(map: &mut Map, entries: Vec<Entry>) {
+/// Items in the order that fills the store's B+tree leaves when they are
+/// sorted keys inserted one by one: every other one first, then the rest.
+/// The tree splits a full leaf in the middle, so keys inserted in order
+/// leave every leaf half empty (at a million rows, a fifth of the store's
+/// memory); the second pass fills the gaps the first left. Writers of
+/// sorted keys (snapshot rows, a view's new outputs) insert in this order.
+pub fn packing_order<T>(items: &[T]) -> impl Iterator<Item = &T> {
+    items
+        .iter()
+        .step_by(2)
+        .chain(items.iter().skip(1).step_by(2))
+}
+
+/// Inserts entries given in key order in [`packing_order`], moving them.
+fn insert_packed(map: &mut Map, entries: Vec<Entry>) {
     let mut odd = Vec::with_capacity(entries.len() / 2);
     for (index, entry) in entries.into_iter().enumerate() {
         if index % 2 == 0 {
