@@ -259,3 +259,32 @@ async fn a_rebuild_from_source_repairs_changes_the_stream_never_carried() {
     let order_cache = view_status(port, "order_cache").await;
     assert_eq!(order_cache["rebuilds_completed"], 1, "{order_cache:#}");
 }
+
+/// A rebuild from source restarts the pipeline, and the search sink being
+/// stopped may be in the middle of a commit, which goes on on a blocking
+/// thread holding the index's writer lock. The next pipeline opened the
+/// index before that commit ended, found it locked and stopped the service
+/// (found by the test above, now and then). Restarts under a steady load,
+/// each meeting search commits in flight: the service lives through all,
+/// and every view equals the oracle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuilds_from_source_in_a_row_under_load_keep_the_service_running() {
+    let Running {
+        _pg,
+        _setup,
+        redis,
+        pool,
+        port,
+        mut service,
+    } = start_with_token().await;
+    let mut options = WorkloadOptions::new(3_000, 41);
+    options.rate = Some(300.0);
+    let workload = spawn_workload(&pool, options);
+    for view in VIEWS.iter().chain(&VIEWS) {
+        rebuild_with_cli_args(port, view, &["--from-source"]);
+        service.assert_running();
+    }
+    workload.await.expect("the workload");
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    service.assert_running();
+}

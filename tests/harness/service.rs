@@ -159,6 +159,11 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
+        // A failing test's output then says what the service last did: its
+        // log lives in a temporary directory deleted with the test.
+        if std::thread::panicking() {
+            eprintln!("viewkeeper's log, last lines:\n{}", log_tail(&self.log, 60));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

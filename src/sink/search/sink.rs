@@ -53,6 +53,8 @@ pub struct SearchSink {
     outputs: OutputReader,
     index: Arc<SearchIndex>,
     writer: Arc<IndexWriterHandle>,
+    /// Held by a commit until its blocking task has let go of the writer.
+    committing: Arc<tokio::sync::Mutex<()>>,
     rewrites: RewriteSignal,
 }
 
@@ -74,6 +76,7 @@ impl SearchSink {
             outputs,
             index,
             writer: Arc::new(writer),
+            committing: Arc::default(),
             rewrites,
         }
     }
@@ -89,6 +92,12 @@ impl SearchSink {
             || self.drain(&wake, &health),
         )
         .await;
+        // A commit cut short by the shutdown goes on on a blocking thread,
+        // holding the writer and with it the index's lock. The next
+        // pipeline (after a reload or a rebuild from source) opens the
+        // index as soon as this task ends, so it ends only after that
+        // commit; dropping `self` then releases the lock.
+        drop(self.committing.lock().await);
     }
 
     async fn drain(&self, wake: &Notify, health: &SinkHealth) -> Result<(), SearchSinkError> {
@@ -147,7 +156,14 @@ impl SearchSink {
             store_id: self.store_id.clone(),
             sequence,
         };
-        tokio::task::spawn_blocking(move || writer.apply(ops, checkpoint)).await??;
+        let committing = Arc::clone(&self.committing).lock_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let applied = writer.apply(ops, checkpoint);
+            drop(writer);
+            drop(committing);
+            applied
+        })
+        .await??;
         crate::telemetry::record_sink_applied("search", count);
         Ok(())
     }
