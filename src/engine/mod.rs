@@ -15,7 +15,6 @@ mod roots;
 mod rows;
 mod worker;
 
-use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 pub use groups::{values_from_json, values_json};
@@ -78,8 +77,36 @@ pub struct BatchTimings {
     pub deferred: Duration,
 }
 
-/// Root primary keys touched per view (by index into `Plan::views`).
-type Touched = HashMap<usize, BTreeSet<Vec<u8>>>;
+/// The roots a transaction's changes touched: encoded primary keys per view
+/// (by index into `Plan::views`), collected as found, a root as often as it
+/// was touched; sorted and made unique once, when they are refreshed.
+#[derive(Default)]
+pub(super) struct Touched {
+    by_view: Vec<Vec<Vec<u8>>>,
+}
+
+impl Touched {
+    pub fn add(&mut self, view: usize, roots: impl IntoIterator<Item = Vec<u8>>) {
+        if self.by_view.len() <= view {
+            self.by_view.resize_with(view + 1, Vec::new);
+        }
+        self.by_view[view].extend(roots);
+    }
+
+    /// Every root once: views in plan order, each view's roots in key order
+    /// (neighbouring keys share the store's nodes, and the outcome does not
+    /// depend on a hash order).
+    pub fn into_roots(self) -> impl Iterator<Item = (usize, Vec<u8>)> {
+        self.by_view
+            .into_iter()
+            .enumerate()
+            .flat_map(|(view, mut roots)| {
+                roots.sort_unstable();
+                roots.dedup();
+                roots.into_iter().map(move |root| (view, root))
+            })
+    }
+}
 
 /// The largest document a cache or search view may produce unless configured
 /// otherwise: far above any sane document, far below Redis' 512 MB string.
@@ -188,7 +215,7 @@ impl Engine {
                 return Ok((BatchOutcome::default(), 0));
             }
             w.set_source_lsn(batch.commit_end.or(position));
-            let mut touched = Touched::new();
+            let mut touched = Touched::default();
             for change in &batch.changes {
                 rows::apply_change(w, &self.plan, change, &mut touched)?;
             }
@@ -262,14 +289,12 @@ impl Engine {
     ) -> Result<(BatchOutcome, usize), EngineError> {
         let mut deferred = 0;
         let mut now = Vec::new();
-        for (view, roots) in touched {
-            for root in roots {
-                if now.len() < self.batch_max_roots {
-                    now.push((view, root));
-                } else {
-                    w.add_pending(&self.plan.views[view].name, &root)?;
-                    deferred += 1;
-                }
+        for (view, root) in touched.into_roots() {
+            if now.len() < self.batch_max_roots {
+                now.push((view, root));
+            } else {
+                w.add_pending(&self.plan.views[view].name, &root)?;
+                deferred += 1;
             }
         }
         let outcome = BatchOutcome {

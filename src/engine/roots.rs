@@ -2,15 +2,15 @@
 //! tree upwards through the join indexes.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use super::{EngineError, Touched};
 use crate::change::Value;
 use crate::plan::{
-    DocPlan, ExprPlan, FieldPlan, KeyPartPlan, Lookup, OutputPlan, Plan, TablePlan, ViewPlan,
+    DocPlan, ExprPlan, FieldPlan, KeyPartPlan, Lookup, NodePlan, OutputPlan, Plan, TablePlan,
+    ViewPlan,
 };
+use crate::state::ReadRows;
 use crate::state::keycode::encode_values;
-use crate::state::{ReadRows, Row};
 
 /// Records every root (of every view) that `row` of `table` is part of.
 pub(super) fn touch(
@@ -34,9 +34,12 @@ pub(super) fn touch_occurrences(
     touched: &mut Touched,
 ) -> Result<(), EngineError> {
     for &(view, node) in occurrences {
-        let pk = encode_values(&row[..table.primary_key_len]);
-        let roots = walk_up(w, plan, view, node, vec![(pk, Row::from(row))])?;
-        touched.entry(view).or_default().extend(roots);
+        let nodes = &plan.views[view].nodes;
+        let roots = match nodes[node].parent {
+            None => vec![encode_values(&row[..table.primary_key_len])],
+            Some(_) => walk_up(w, nodes, node, row)?,
+        };
+        touched.add(view, roots);
     }
     Ok(())
 }
@@ -144,36 +147,51 @@ fn document_reads(document: &DocPlan, node: usize, reads: &mut BTreeSet<usize>) 
     }
 }
 
-/// From rows at `node`, the primary keys of the roots above them.
+/// The primary keys of the roots above `row`, a row at `node` (not the
+/// root). Rows are read only on the way: a root is known by its key, and
+/// a key naming no row refreshes to no output, which is right.
 fn walk_up(
     w: &dyn ReadRows,
-    plan: &Plan,
-    view: usize,
-    mut node: usize,
-    mut frontier: Vec<(Vec<u8>, Row)>,
+    nodes: &[NodePlan],
+    node: usize,
+    row: &[Value],
 ) -> Result<Vec<Vec<u8>>, EngineError> {
-    let nodes = &plan.views[view].nodes;
-    while let (Some(parent), Some(link)) = (nodes[node].parent, &nodes[node].link) {
-        let parent_table = &nodes[parent].table;
-        let mut next = Vec::new();
-        for (_, row) in &frontier {
-            let values: Vec<&Value> = link.child_columns.iter().map(|&c| &row[c]).collect();
-            if values.iter().any(|v| v.is_null()) {
-                continue;
-            }
-            let key = encode_values(values);
-            let parent_keys = match &link.parents {
-                Lookup::PrimaryKey => Arc::from([key]),
-                Lookup::Index(index) => w.index_lookup(parent_table, index, &key)?,
-            };
-            for pk in parent_keys.iter() {
-                if let Some(parent_row) = w.get_row(parent_table, pk)? {
-                    next.push((pk.clone(), parent_row));
-                }
+    let mut node = node;
+    let mut keys = parent_keys(w, nodes, node, row)?;
+    // Up to the root, whose row has no parent.
+    while let Some(parent) = nodes[node].parent
+        && nodes[parent].parent.is_some()
+    {
+        let mut above = Vec::new();
+        for pk in &keys {
+            if let Some(parent_row) = w.get_row(&nodes[parent].table, pk)? {
+                above.extend(parent_keys(w, nodes, parent, &parent_row)?);
             }
         }
-        frontier = next;
+        keys = above;
         node = parent;
     }
-    Ok(frontier.into_iter().map(|(pk, _)| pk).collect())
+    Ok(keys)
+}
+
+/// The primary keys of the rows that `row`, a row at `node`, joins to in
+/// the node's parent: none when a join column is NULL.
+fn parent_keys(
+    w: &dyn ReadRows,
+    nodes: &[NodePlan],
+    node: usize,
+    row: &[Value],
+) -> Result<Vec<Vec<u8>>, EngineError> {
+    let (Some(parent), Some(link)) = (nodes[node].parent, &nodes[node].link) else {
+        return Ok(Vec::new());
+    };
+    let values: Vec<&Value> = link.child_columns.iter().map(|&c| &row[c]).collect();
+    if values.iter().any(|v| v.is_null()) {
+        return Ok(Vec::new());
+    }
+    let key = encode_values(values);
+    Ok(match &link.parents {
+        Lookup::PrimaryKey => vec![key],
+        Lookup::Index(index) => w.index_lookup(&nodes[parent].table, index, &key)?.to_vec(),
+    })
 }
