@@ -269,7 +269,7 @@ impl Store {
         let logged = if changes.redo().is_empty() {
             if sync { wal.sync() } else { Ok(()) }
         } else {
-            wal.append(changes.redo().as_bytes(), sync)
+            wal.append(changes.redo(), sync)
         };
         if let Err(error) = logged {
             *redo = changes.rollback();
@@ -399,7 +399,7 @@ impl Drop for Store {
         for (sink, upto) in &releases {
             record.push(&redo::Op::OutboxTruncate { sink, upto: *upto });
         }
-        if let Err(error) = self.lock().wal.append(record.as_bytes(), true) {
+        if let Err(error) = self.lock().wal.append(&record, true) {
             tracing::warn!(%error, "could not log the last outbox releases");
         }
     }

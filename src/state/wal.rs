@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use super::outboxes::{EntryBytes, Queue};
-use super::redo::{Op, RedoReader, put_bytes, put_u64, take_u64};
+use super::redo::{Op, RedoReader, RedoWriter, put_bytes, put_u64, take_u64};
 use super::tables::{Entry, Table, TableChange, Tables};
 use super::{FORMAT, StoreError};
 
@@ -161,19 +161,23 @@ impl Wal {
     /// Appends one redo record as a frame; with `sync`, it and every frame
     /// before it are on disk when this returns. A failed append leaves the
     /// file as it was.
-    pub fn append(&mut self, record: &[u8], sync: bool) -> Result<(), StoreError> {
+    pub fn append(&mut self, record: &RedoWriter, sync: bool) -> Result<(), StoreError> {
         let path = self.path();
-        let length = u32::try_from(record.len()).map_err(|_| StoreError::Corrupt {
+        let record_len = record.len();
+        let length = u32::try_from(record_len).map_err(|_| StoreError::Corrupt {
             what: "redo record",
-            reason: format!("{} bytes is over the 4 GiB a frame holds", record.len()),
+            reason: format!("{record_len} bytes is over the 4 GiB a frame holds"),
         })?;
+        let mut crc = crc32fast::Hasher::new();
+        record.pieces().for_each(|piece| crc.update(piece));
         let mut header = [0u8; FRAME_HEADER];
         header[..4].copy_from_slice(&length.to_le_bytes());
-        header[4..].copy_from_slice(&crc32fast::hash(record).to_le_bytes());
-        let written = self
-            .file
-            .write_all(&header)
-            .and_then(|()| self.file.write_all(record));
+        header[4..].copy_from_slice(&crc.finalize().to_le_bytes());
+        let written = self.file.write_all(&header).and_then(|()| {
+            record
+                .pieces()
+                .try_for_each(|piece| self.file.write_all(piece))
+        });
         if let Err(error) = written {
             // Cut off what part of the frame was written, so the next one
             // follows the last whole frame; if that fails too, the log
@@ -185,7 +189,7 @@ impl Wal {
             }
             return Err(io_error(&path, "appending to")(error));
         }
-        let frame = (FRAME_HEADER + record.len()) as u64;
+        let frame = (FRAME_HEADER + record_len) as u64;
         self.len += frame;
         self.since_checkpoint += frame;
         self.unsynced = true;
