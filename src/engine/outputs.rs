@@ -3,22 +3,24 @@
 //!
 //! Computing a root's output (a cache or search view's document, an
 //! aggregate view's contribution) is most of a refresh, and it only reads
-//! rows. So the roots of a transaction are computed by two threads, the
-//! engine's own and its helper, each with a reader of the transaction's
-//! rows, taking roots one at a time from a shared counter; then the
-//! engine's thread stores the outputs in the roots' order, so the state
-//! and the outboxes are exactly what one thread would have written.
+//! rows. So the roots of a transaction are computed in chunks by two
+//! threads, the engine's own and its helper, each with a reader of the
+//! transaction's rows, taking roots one at a time from a shared counter;
+//! then the engine's thread stores the chunk's outputs in the roots' order,
+//! so the state and the outboxes are exactly what one thread would have
+//! written, while the helper goes on to the next chunk.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::dead_letters::Outcome;
-use super::worker::Worker;
+use super::worker::{Submitted, Worker};
 use super::{BatchOutcome, EngineError, dead_letters, document, groups};
 use crate::aggregate::Contribution;
 use crate::plan::{OutputPlan, Plan, ViewPlan};
 use crate::state::{
-    OutboxEntry, OutboxOp, OutputChange, ReadRows, StateWriter, Store, StoredOutput, packing_order,
+    OutboxEntry, OutboxOp, OutputChange, ReadRows, StateReader, StateWriter, Store, StoredOutput,
+    packing_order,
 };
 
 /// Roots computed together before their outputs are stored: the outputs
@@ -50,67 +52,76 @@ impl Refresh<'_> {
     /// many outbox entries were appended. Called once per transaction.
     pub fn roots(&self, w: &mut StateWriter, roots: &[Root]) -> Result<usize, EngineError> {
         let mut entries = 0;
-        for chunk in roots.chunks(CHUNK) {
-            let outputs = self.compute_outputs(w, chunk)?;
-            for ((view, pk), computed) in chunk.iter().zip(outputs) {
-                let view = &self.plan.views[*view];
-                match computed {
-                    Computed::Document(computed) => {
-                        entries += self.store_document(w, view, pk, computed)?;
-                    }
-                    // Computed only for an aggregate view's roots.
-                    Computed::Contribution(computed) => {
-                        if let OutputPlan::Aggregate(aggregate) = &view.output {
-                            groups::store_contribution(
-                                w, self.plan, view, aggregate, pk, computed,
-                            )?;
-                        }
-                    }
+        if roots.len() < MIN_SHARED {
+            let outputs = roots
+                .iter()
+                .map(|(view, pk)| compute(w, &self.plan.views[*view], pk))
+                .collect::<Result<Vec<_>, _>>()?;
+            entries += self.store_outputs(w, roots, outputs)?;
+        } else {
+            // While the engine's thread stores a chunk's outputs, the helper
+            // computes the next chunk; then both compute what is left of it.
+            // Storing writes no rows, so the helper's reader stays true.
+            let mut chunks = roots.chunks(CHUNK);
+            let mut next = chunks
+                .next()
+                .map(|chunk| self.share(chunk, w.rows_reader()));
+            while let Some((chunk, shared, helper_part)) = next.take() {
+                let mut done = Vec::new();
+                while let Some((n, (view, pk))) = shared.claim() {
+                    done.push((n, compute(w, &self.plan.views[*view], pk)));
                 }
+                let (helper_done, reader) = helper_part.wait()?;
+                next = chunks.next().map(|chunk| self.share(chunk, reader));
+                let outputs = in_order(chunk.len(), done.into_iter().chain(helper_done))?;
+                entries += self.store_outputs(w, chunk, outputs)?;
             }
         }
         Ok(entries + groups::append_changed_groups(w, self.plan)?)
     }
 
-    /// The chunk's outputs, by position, computed on both threads when
-    /// there are enough of them.
-    fn compute_outputs(
-        &self,
-        w: &StateWriter,
-        chunk: &[Root],
-    ) -> Result<Vec<Computed>, EngineError> {
-        if chunk.len() < MIN_SHARED {
-            return chunk
-                .iter()
-                .map(|(view, pk)| compute(w, &self.plan.views[*view], pk))
-                .collect();
-        }
+    /// Hands `chunk` to the helper, which computes roots from it until none
+    /// is left unclaimed; the engine's thread claims from the same chunk.
+    fn share<'c>(&self, chunk: &'c [Root], reader: StateReader) -> SharedChunk<'c> {
         let shared = Arc::new(SharedRoots {
             roots: chunk.to_vec(),
             next: AtomicUsize::new(0),
         });
-        let helper_part = {
-            let (shared, plan) = (Arc::clone(&shared), Arc::clone(self.plan));
-            let reader = w.rows_reader();
-            self.helper.submit(move || {
-                let mut done = Vec::new();
-                while let Some((n, (view, pk))) = shared.claim() {
-                    done.push((n, compute(&reader, &plan.views[*view], pk)));
+        let (claims, plan) = (Arc::clone(&shared), Arc::clone(self.plan));
+        let helper_part = self.helper.submit(move || {
+            let mut done = Vec::new();
+            while let Some((n, (view, pk))) = claims.claim() {
+                done.push((n, compute(&reader, &plan.views[*view], pk)));
+            }
+            Ok((done, reader))
+        });
+        (chunk, shared, helper_part)
+    }
+
+    /// Stores the outputs computed for `roots`, in their order; returns the
+    /// outbox entries appended.
+    fn store_outputs(
+        &self,
+        w: &mut StateWriter,
+        roots: &[Root],
+        outputs: Vec<Computed>,
+    ) -> Result<usize, EngineError> {
+        let mut entries = 0;
+        for ((view, pk), computed) in roots.iter().zip(outputs) {
+            let view = &self.plan.views[*view];
+            match computed {
+                Computed::Document(computed) => {
+                    entries += self.store_document(w, view, pk, computed)?;
                 }
-                Ok(done)
-            })
-        };
-        let mut done = Vec::new();
-        while let Some((n, (view, pk))) = shared.claim() {
-            done.push((n, compute(w, &self.plan.views[*view], pk)));
+                // Computed only for an aggregate view's roots.
+                Computed::Contribution(computed) => {
+                    if let OutputPlan::Aggregate(aggregate) = &view.output {
+                        groups::store_contribution(w, self.plan, view, aggregate, pk, computed)?;
+                    }
+                }
+            }
         }
-        let mut outputs: Vec<Option<Computed>> = (0..chunk.len()).map(|_| None).collect();
-        for (n, output) in done.into_iter().chain(helper_part.wait()?) {
-            outputs[n] = Some(output?);
-        }
-        // Every root was claimed by one thread, and each claimed root is in
-        // its thread's results.
-        Ok(outputs.into_iter().flatten().collect())
+        Ok(entries)
     }
 
     /// Stores a computed document (or its dead letter) and appends what
@@ -174,6 +185,28 @@ impl SharedRoots {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         self.roots.get(n).map(|root| (n, root))
     }
+}
+
+/// A chunk being computed: its roots, the claims on them, and the helper's
+/// part (its outputs by position, and its reader back).
+type SharedChunk<'c> = (
+    &'c [Root],
+    Arc<SharedRoots>,
+    Submitted<(Vec<(usize, Result<Computed, EngineError>)>, StateReader)>,
+);
+
+/// The outputs of a chunk of `len` roots in the roots' order, from the
+/// `(position, output)` pairs of both threads: every root was claimed by
+/// one thread, and each claimed root is in its thread's results.
+fn in_order(
+    len: usize,
+    done: impl Iterator<Item = (usize, Result<Computed, EngineError>)>,
+) -> Result<Vec<Computed>, EngineError> {
+    let mut outputs: Vec<Option<Computed>> = (0..len).map(|_| None).collect();
+    for (n, output) in done {
+        outputs[n] = Some(output?);
+    }
+    Ok(outputs.into_iter().flatten().collect())
 }
 
 /// Recomputes every root of a view (after a snapshot), in transactions of
