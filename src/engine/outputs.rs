@@ -66,15 +66,20 @@ impl Refresh<'_> {
             let mut next = chunks
                 .next()
                 .map(|chunk| self.share(chunk, w.rows_reader()));
-            while let Some((chunk, shared, helper_part)) = next.take() {
+            while let Some(InFlight {
+                roots,
+                claims,
+                helper,
+            }) = next.take()
+            {
                 let mut done = Vec::new();
-                while let Some((n, (view, pk))) = shared.claim() {
+                while let Some((n, (view, pk))) = claims.claim() {
                     done.push((n, compute(w, &self.plan.views[*view], pk)));
                 }
-                let (helper_done, reader) = helper_part.wait()?;
+                let (helper_done, reader) = helper.wait()?;
                 next = chunks.next().map(|chunk| self.share(chunk, reader));
-                let outputs = in_order(chunk.len(), done.into_iter().chain(helper_done))?;
-                entries += self.store_outputs(w, chunk, outputs)?;
+                let outputs = in_order(roots.len(), done.into_iter().chain(helper_done))?;
+                entries += self.store_outputs(w, roots, outputs)?;
             }
         }
         Ok(entries + groups::append_changed_groups(w, self.plan)?)
@@ -82,20 +87,24 @@ impl Refresh<'_> {
 
     /// Hands `chunk` to the helper, which computes roots from it until none
     /// is left unclaimed; the engine's thread claims from the same chunk.
-    fn share<'c>(&self, chunk: &'c [Root], reader: StateReader) -> SharedChunk<'c> {
-        let shared = Arc::new(SharedRoots {
+    fn share<'c>(&self, chunk: &'c [Root], reader: StateReader) -> InFlight<'c> {
+        let claims = Arc::new(SharedRoots {
             roots: chunk.to_vec(),
             next: AtomicUsize::new(0),
         });
-        let (claims, plan) = (Arc::clone(&shared), Arc::clone(self.plan));
-        let helper_part = self.helper.submit(move || {
+        let (helper_claims, plan) = (Arc::clone(&claims), Arc::clone(self.plan));
+        let helper = self.helper.submit(move || {
             let mut done = Vec::new();
-            while let Some((n, (view, pk))) = claims.claim() {
+            while let Some((n, (view, pk))) = helper_claims.claim() {
                 done.push((n, compute(&reader, &plan.views[*view], pk)));
             }
             Ok((done, reader))
         });
-        (chunk, shared, helper_part)
+        InFlight {
+            roots: chunk,
+            claims,
+            helper,
+        }
     }
 
     /// Stores the outputs computed for `roots`, in their order; returns the
@@ -187,21 +196,21 @@ impl SharedRoots {
     }
 }
 
-/// A chunk being computed: its roots, the claims on them, and the helper's
-/// part (its outputs by position, and its reader back).
-type SharedChunk<'c> = (
-    &'c [Root],
-    Arc<SharedRoots>,
-    Submitted<(Vec<(usize, Result<Computed, EngineError>)>, StateReader)>,
-);
+/// A root's output, with the root's position in its chunk.
+type Claimed = (usize, Result<Computed, EngineError>);
+
+/// A chunk of roots being computed by both threads.
+struct InFlight<'c> {
+    roots: &'c [Root],
+    claims: Arc<SharedRoots>,
+    /// The helper's part: its outputs by position, and its reader back.
+    helper: Submitted<(Vec<Claimed>, StateReader)>,
+}
 
 /// The outputs of a chunk of `len` roots in the roots' order, from the
 /// `(position, output)` pairs of both threads: every root was claimed by
 /// one thread, and each claimed root is in its thread's results.
-fn in_order(
-    len: usize,
-    done: impl Iterator<Item = (usize, Result<Computed, EngineError>)>,
-) -> Result<Vec<Computed>, EngineError> {
+fn in_order(len: usize, done: impl Iterator<Item = Claimed>) -> Result<Vec<Computed>, EngineError> {
     let mut outputs: Vec<Option<Computed>> = (0..len).map(|_| None).collect();
     for (n, output) in done {
         outputs[n] = Some(output?);

@@ -153,10 +153,9 @@ fn document_reads(document: &DocPlan, node: usize, reads: &mut BTreeSet<usize>) 
 fn walk_up(
     w: &dyn ReadRows,
     nodes: &[NodePlan],
-    node: usize,
+    mut node: usize,
     row: &[Value],
 ) -> Result<Vec<Vec<u8>>, EngineError> {
-    let mut node = node;
     let mut keys = parent_keys(w, nodes, node, row)?;
     // Up to the root, whose row has no parent.
     while let Some(parent) = nodes[node].parent

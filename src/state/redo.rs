@@ -156,7 +156,7 @@ impl RedoWriter {
     }
 
     /// The record's bytes, in pieces, in order.
-    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> + Clone {
+    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
         self.full
             .iter()
             .chain([&self.current])
