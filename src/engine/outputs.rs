@@ -77,7 +77,15 @@ impl Refresh<'_> {
                     done.push((n, compute(w, &self.plan.views[*view], pk)));
                 }
                 let (helper_done, reader) = helper.wait()?;
-                next = chunks.next().map(|chunk| self.share(chunk, reader));
+                next = match chunks.next() {
+                    Some(chunk) => Some(self.share(chunk, reader)),
+                    None => {
+                        // The engine's thread is the one that bounds a batch;
+                        // the helper is idle until the next transaction.
+                        self.helper.release(reader);
+                        None
+                    }
+                };
                 let outputs = in_order(roots.len(), done.into_iter().chain(helper_done))?;
                 entries += self.store_outputs(w, roots, outputs)?;
             }
