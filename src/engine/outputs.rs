@@ -19,7 +19,7 @@ use super::{BatchOutcome, EngineError, dead_letters, document, groups};
 use crate::aggregate::Contribution;
 use crate::plan::{OutputPlan, Plan, ViewPlan};
 use crate::state::{
-    OutboxEntry, OutboxOp, OutputChange, ReadRows, StateReader, StateWriter, Store, StoredOutput,
+    OutboxEntry, OutboxOp, OutputChange, PreparedOutput, ReadRows, StateReader, StateWriter, Store,
     packing_order,
 };
 
@@ -35,7 +35,7 @@ pub(super) type Root = (usize, Vec<u8>);
 
 /// A root's new output, computed, before it is stored.
 enum Computed {
-    Document(Outcome<Option<StoredOutput>>),
+    Document(Outcome<Option<PreparedOutput>>),
     Contribution(Outcome<Option<Contribution>>),
 }
 
@@ -55,7 +55,7 @@ impl Refresh<'_> {
         if roots.len() < MIN_SHARED {
             let outputs = roots
                 .iter()
-                .map(|(view, pk)| compute(w, &self.plan.views[*view], pk))
+                .map(|(view, pk)| self.compute(w, *view, pk))
                 .collect::<Result<Vec<_>, _>>()?;
             entries += self.store_outputs(w, roots, outputs)?;
         } else {
@@ -74,7 +74,7 @@ impl Refresh<'_> {
             {
                 let mut done = Vec::new();
                 while let Some((n, (view, pk))) = claims.claim() {
-                    done.push((n, compute(w, &self.plan.views[*view], pk)));
+                    done.push((n, self.compute(w, *view, pk)));
                 }
                 let (helper_done, reader) = helper.wait()?;
                 next = match chunks.next() {
@@ -101,10 +101,12 @@ impl Refresh<'_> {
             next: AtomicUsize::new(0),
         });
         let (helper_claims, plan) = (Arc::clone(&claims), Arc::clone(self.plan));
+        let max_document_bytes = self.max_document_bytes;
         let helper = self.helper.submit(move || {
             let mut done = Vec::new();
             while let Some((n, (view, pk))) = helper_claims.claim() {
-                done.push((n, compute(&reader, &plan.views[*view], pk)));
+                let view = &plan.views[*view];
+                done.push((n, compute(&reader, view, pk, max_document_bytes)));
             }
             Ok((done, reader))
         });
@@ -148,45 +150,60 @@ impl Refresh<'_> {
         w: &mut StateWriter,
         view: &ViewPlan,
         pk: &[u8],
-        computed: Outcome<Option<StoredOutput>>,
+        computed: Outcome<Option<PreparedOutput>>,
     ) -> Result<usize, EngineError> {
-        let computed =
-            computed.and_then(|output| dead_letters::within_limit(output, self.max_document_bytes));
         let new = dead_letters::settle(w, self.plan, view, pk, computed)?;
         let OutputChange::Changed { old_key } = w.replace_output(&view.name, pk, new.as_ref())?
         else {
             return Ok(0);
         };
-        let mut ops = Vec::with_capacity(2);
+        let mut count = 0;
         if let Some(old_key) = old_key
             && new.as_ref().is_none_or(|new| new.key != old_key)
         {
-            ops.push(OutboxOp::Delete { key: old_key });
-        }
-        if let Some(StoredOutput { key, document }) = new {
-            ops.push(OutboxOp::Put { key, document });
-        }
-        let count = ops.len();
-        for op in ops {
             let entry = OutboxEntry {
                 view: view.name.clone(),
-                op,
+                op: OutboxOp::Delete { key: old_key },
             };
             w.append_outbox(&view.sink, &entry)?;
+            count += 1;
+        }
+        if let Some(new) = &new {
+            w.append_put(&view.sink, new)?;
+            count += 1;
         }
         Ok(count)
     }
+
+    /// A root's output computed from the rows `rows` reads.
+    fn compute(
+        &self,
+        rows: &dyn ReadRows,
+        view: usize,
+        pk: &[u8],
+    ) -> Result<Computed, EngineError> {
+        compute(rows, &self.plan.views[view], pk, self.max_document_bytes)
+    }
 }
 
-/// A root's output computed from the rows `rows` reads.
-fn compute(rows: &dyn ReadRows, view: &ViewPlan, pk: &[u8]) -> Result<Computed, EngineError> {
+/// A root's output computed from the rows `rows` reads. A document is
+/// checked against the size limit and prepared for the writer here, on
+/// whichever of the two threads computed it.
+fn compute(
+    rows: &dyn ReadRows,
+    view: &ViewPlan,
+    pk: &[u8],
+    max_document_bytes: usize,
+) -> Result<Computed, EngineError> {
     Ok(match &view.output {
         OutputPlan::Aggregate(aggregate) => {
             Computed::Contribution(groups::contribution(rows, view, aggregate, pk)?)
         }
-        OutputPlan::Cache { .. } | OutputPlan::Search { .. } => {
-            Computed::Document(document::compute_output(rows, view, pk)?)
-        }
+        OutputPlan::Cache { .. } | OutputPlan::Search { .. } => Computed::Document(
+            document::compute_output(rows, view, pk)?
+                .and_then(|output| dead_letters::within_limit(output, max_document_bytes))
+                .map(|output| output.map(|output| PreparedOutput::new(&view.name, output))),
+        ),
     })
 }
 

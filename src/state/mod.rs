@@ -33,7 +33,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 
 pub use dead_letters::DeadLetter;
 pub use groups::{GroupValues, StoredGroup};
-pub use outbox::{OutboxEntry, OutboxOp, StoredOutput};
+pub use outbox::{OutboxEntry, OutboxOp, PreparedOutput, StoredOutput};
 pub use outboxes::DEFAULT_OUTBOX_BUDGET;
 pub use read_cache::{Keys, Row};
 pub use reader::StateReader;

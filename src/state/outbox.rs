@@ -18,6 +18,38 @@ pub struct StoredOutput {
     pub document: String,
 }
 
+/// A cache or search view's new output, made ready for the writer on the
+/// thread that computed it (either of the engine's two): the record
+/// [`super::StateWriter::replace_output`] compares and stores (its key and
+/// digest), and the outbox entry that puts it, encoded. The writer's
+/// thread, which bounds a batch, then only compares and copies bytes.
+#[derive(Debug)]
+pub struct PreparedOutput {
+    pub key: String,
+    pub(super) record: Vec<u8>,
+    pub(super) put_entry: Vec<u8>,
+}
+
+impl PreparedOutput {
+    /// `output` of a root of `view`.
+    pub fn new(view: &str, output: StoredOutput) -> PreparedOutput {
+        let record = encode_output_record(&output);
+        let StoredOutput { key, document } = output;
+        let put_entry = encode(&OutboxEntry {
+            view: view.to_owned(),
+            op: OutboxOp::Put {
+                key: key.clone(),
+                document,
+            },
+        });
+        PreparedOutput {
+            key,
+            record,
+            put_entry,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OutboxOp {
     Put { key: String, document: String },
@@ -73,7 +105,7 @@ pub(super) fn decode_output_key(bytes: &[u8]) -> Result<String, StoreError> {
 /// only, and a sink that must rewrite its target recomputes documents from
 /// the rows (`engine::OutputReader`): storing them made every refresh rewrite
 /// a page of a table as large as all documents together.
-pub(super) fn encode_output_record(output: &StoredOutput) -> Vec<u8> {
+fn encode_output_record(output: &StoredOutput) -> Vec<u8> {
     let digest: [u8; 16] = Sha256::digest(output.document.as_bytes())[..16]
         .try_into()
         .unwrap_or_default();

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::keycode::prefix_end;
 use super::names::{NameIds, ScanBounds, encode_id};
-use super::outbox::{self, OutboxEntry, StoredOutput};
+use super::outbox::{self, OutboxEntry, PreparedOutput};
 use super::read_cache::{Keys, ReadCache, Row};
 use super::tables::{Changes, Table, Tables};
 use super::{META_LAYOUT, META_POSITION, ReadRows, StateReader, StoreError};
@@ -268,20 +268,18 @@ impl<'t> StateWriter<'t> {
         &mut self,
         view: &str,
         pk: &[u8],
-        new: Option<&StoredOutput>,
+        new: Option<&PreparedOutput>,
     ) -> Result<OutputChange, StoreError> {
         let key = self.names.prefixed(view, pk)?;
-        let encoded = new.map(outbox::encode_output_record);
+        let record = new.map(|new| new.record.as_slice());
         let old_key = match self.changes.get(Table::Outputs, &key) {
-            Some(stored) if Some(stored) == encoded.as_deref() => {
-                return Ok(OutputChange::Unchanged);
-            }
+            Some(stored) if Some(stored) == record => return Ok(OutputChange::Unchanged),
             Some(stored) => Some(outbox::decode_output_key(stored)?),
-            None if encoded.is_none() => return Ok(OutputChange::Unchanged),
+            None if record.is_none() => return Ok(OutputChange::Unchanged),
             None => None,
         };
-        match encoded {
-            Some(bytes) => self.changes.insert(Table::Outputs, &key, &bytes),
+        match record {
+            Some(bytes) => self.changes.insert(Table::Outputs, &key, bytes),
             None => {
                 self.changes.remove(Table::Outputs, &key);
             }
@@ -300,6 +298,14 @@ impl<'t> StateWriter<'t> {
         let sequence = self.next_sequence(sink)?;
         let bytes = outbox::encode(entry);
         self.changes.append_outbox(sink, sequence, &bytes);
+        Ok(sequence)
+    }
+
+    /// Appends the entry that puts `output` to `sink`'s outbox.
+    pub fn append_put(&mut self, sink: &str, output: &PreparedOutput) -> Result<u64, StoreError> {
+        let sequence = self.next_sequence(sink)?;
+        self.changes
+            .append_outbox(sink, sequence, &output.put_entry);
         Ok(sequence)
     }
 
@@ -452,11 +458,12 @@ mod tests {
             .unwrap();
     }
 
-    fn output(key: &str, document: &str) -> super::StoredOutput {
-        super::StoredOutput {
+    fn output(key: &str, document: &str) -> crate::state::PreparedOutput {
+        let output = crate::state::StoredOutput {
             key: key.into(),
             document: document.into(),
-        }
+        };
+        crate::state::PreparedOutput::new("v", output)
     }
 
     /// Outputs whose root row is gone are found by one merge of the two
