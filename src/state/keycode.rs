@@ -41,9 +41,8 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
 
 /// An integer in as few bytes as its magnitude needs, after a tag that
 /// says how many and its sign: numeric order is byte order, and an id
-/// below 16 million takes 4 bytes instead of 9, which keeps most keys
-/// within the eight bytes the store compares inline
-/// ([`super::tables::Entry`]). A negative integer's bytes are those of
+/// below 16 million takes 4 bytes instead of 9, so keys are shorter to
+/// store, copy and compare. A negative integer's bytes are those of
 /// `!i` (its magnitude less one) inverted, so a larger magnitude sorts
 /// first.
 fn encode_int(i: i64, out: &mut Vec<u8>) {
