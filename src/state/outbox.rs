@@ -111,3 +111,35 @@ fn encode_output_record(output: &StoredOutput) -> Vec<u8> {
         .unwrap_or_default();
     encode(&(output.key.as_str(), digest))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prepared output's entry is the one the writer encoded before
+    /// outputs were prepared, and its record names its key and tells two
+    /// documents apart.
+    #[test]
+    fn a_prepared_output_encodes_its_put_entry_and_record() {
+        let output = |document: &str| StoredOutput {
+            key: "order:7".into(),
+            document: document.into(),
+        };
+        let prepared = PreparedOutput::new("order_cache", output("{\"id\":7}"));
+        assert_eq!(
+            decode(&prepared.put_entry).unwrap(),
+            OutboxEntry {
+                view: "order_cache".into(),
+                op: OutboxOp::Put {
+                    key: "order:7".into(),
+                    document: "{\"id\":7}".into(),
+                },
+            }
+        );
+        assert_eq!(decode_output_key(&prepared.record).unwrap(), "order:7");
+        let same = PreparedOutput::new("order_cache", output("{\"id\":7}"));
+        let other = PreparedOutput::new("order_cache", output("{\"id\":8}"));
+        assert_eq!(prepared.record, same.record);
+        assert_ne!(prepared.record, other.record);
+    }
+}
