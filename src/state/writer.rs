@@ -295,17 +295,18 @@ impl<'t> StateWriter<'t> {
 
     /// Appends `entry` to `sink`'s outbox and returns its sequence.
     pub fn append_outbox(&mut self, sink: &str, entry: &OutboxEntry) -> Result<u64, StoreError> {
-        let sequence = self.next_sequence(sink)?;
-        let bytes = outbox::encode(entry);
-        self.changes.append_outbox(sink, sequence, &bytes);
-        Ok(sequence)
+        self.append_encoded(sink, &outbox::encode(entry))
     }
 
-    /// Appends the entry that puts `output` to `sink`'s outbox.
+    /// Appends the entry that puts `output` to `sink`'s outbox, already
+    /// encoded where it was computed, and returns its sequence.
     pub fn append_put(&mut self, sink: &str, output: &PreparedOutput) -> Result<u64, StoreError> {
+        self.append_encoded(sink, &output.put_entry)
+    }
+
+    fn append_encoded(&mut self, sink: &str, entry: &[u8]) -> Result<u64, StoreError> {
         let sequence = self.next_sequence(sink)?;
-        self.changes
-            .append_outbox(sink, sequence, &output.put_entry);
+        self.changes.append_outbox(sink, sequence, entry);
         Ok(sequence)
     }
 
