@@ -3,6 +3,12 @@
 //! An entry is the difference between a root's last output and its new one,
 //! stated as the final effect on the target (put this document, delete this
 //! key), so applying it twice leaves the target as applying it once.
+//!
+//! Entries are stored compressed (LZ4) once they are large enough to gain
+//! ([`encode_entry`]): their documents are most of what the write-ahead log
+//! carries, so they set how often the store must write a checkpoint, and a
+//! checkpoint slows the engine while it is written (docs/decisions.md,
+//! "Outbox entries compressed").
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -35,7 +41,7 @@ impl PreparedOutput {
     pub fn new(view: &str, output: StoredOutput) -> PreparedOutput {
         let record = encode_output_record(&output);
         let StoredOutput { key, document } = output;
-        let put_entry = encode(&OutboxEntry {
+        let put_entry = encode_entry(&OutboxEntry {
             view: view.to_owned(),
             op: OutboxOp::Put {
                 key: key.clone(),
@@ -71,11 +77,57 @@ pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).unwrap_or_default()
 }
 
+/// The first byte of a compressed entry. A plain entry starts with the
+/// length of its view's name, which is never empty, so never with this.
+const COMPRESSED: u8 = 0;
+
+/// Entries shorter than this are stored plain: deletes, aggregate rows and
+/// small documents gain too little to pay for the compression.
+const COMPRESS_FROM: usize = 256;
+
+/// An outbox entry as the store keeps it: postcard, then LZ4 when that is
+/// shorter (`COMPRESSED ‖ plain length (u32 LE) ‖ LZ4 block`). Called
+/// where the document was computed, off the thread that bounds a batch.
+pub(super) fn encode_entry(entry: &OutboxEntry) -> Vec<u8> {
+    let plain = encode(entry);
+    if plain.len() < COMPRESS_FROM {
+        return plain;
+    }
+    let block = lz4_flex::block::compress_prepend_size(&plain);
+    if block.len() + 1 >= plain.len() {
+        return plain;
+    }
+    let mut compressed = Vec::with_capacity(block.len() + 1);
+    compressed.push(COMPRESSED);
+    compressed.extend_from_slice(&block);
+    compressed
+}
+
 pub(super) fn decode(bytes: &[u8]) -> Result<OutboxEntry, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+    let corrupt = |reason: String| StoreError::Corrupt {
         what: "outbox entry",
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    match bytes.split_first() {
+        Some((&COMPRESSED, compressed)) => {
+            let Some((size, block)) = compressed.split_first_chunk::<4>() else {
+                return Err(corrupt("a compressed entry without its length".into()));
+            };
+            let size = u32::from_le_bytes(*size) as usize;
+            // LZ4 expands at most 255-fold: a larger length is damage, and
+            // must not make the decoder reserve gigabytes.
+            if size > block.len().saturating_mul(255) {
+                return Err(corrupt(format!(
+                    "a compressed entry of {} bytes claims {size}",
+                    block.len()
+                )));
+            }
+            let plain =
+                lz4_flex::block::decompress(block, size).map_err(|e| corrupt(e.to_string()))?;
+            postcard::from_bytes(&plain).map_err(|e| corrupt(e.to_string()))
+        }
+        _ => postcard::from_bytes(bytes).map_err(|e| corrupt(e.to_string())),
+    }
 }
 
 /// An aggregate root's contribution as the store keeps it: its values in
@@ -141,5 +193,78 @@ mod tests {
         let other = PreparedOutput::new("order_cache", output("{\"id\":8}"));
         assert_eq!(prepared.record, same.record);
         assert_ne!(prepared.record, other.record);
+    }
+
+    fn put(document: String) -> OutboxEntry {
+        OutboxEntry {
+            view: "order_cache".into(),
+            op: OutboxOp::Put {
+                key: "order:7".into(),
+                document,
+            },
+        }
+    }
+
+    /// An order document: the same field names over and over, as every
+    /// nested list of rows has them.
+    fn order_document(items: usize) -> String {
+        let items: Vec<String> = (0..items)
+            .map(|i| {
+                format!(
+                    "{{\"product_id\":{i},\"quantity\":{},\"unit_price\":\"{i}.99\"}}",
+                    i % 7
+                )
+            })
+            .collect();
+        format!(
+            "{{\"id\":7,\"status\":\"paid\",\"items\":[{}]}}",
+            items.join(",")
+        )
+    }
+
+    #[test]
+    fn a_large_entry_is_stored_compressed_and_decodes_to_itself() {
+        let entry = put(order_document(40));
+        let plain = encode(&entry);
+        let stored = encode_entry(&entry);
+        assert_eq!(stored[0], COMPRESSED);
+        assert!(
+            stored.len() * 2 < plain.len(),
+            "{} bytes compressed from {}",
+            stored.len(),
+            plain.len()
+        );
+        assert_eq!(decode(&stored).unwrap(), entry);
+    }
+
+    /// Small entries, and entries written before compression (plain
+    /// postcard), are read as they are.
+    #[test]
+    fn small_and_plain_entries_are_read_as_they_are() {
+        let small = OutboxEntry {
+            view: "order_cache".into(),
+            op: OutboxOp::Delete {
+                key: "order:7".into(),
+            },
+        };
+        assert_eq!(encode_entry(&small), encode(&small));
+        assert_eq!(decode(&encode_entry(&small)).unwrap(), small);
+        let large = put(order_document(40));
+        assert_eq!(decode(&encode(&large)).unwrap(), large);
+    }
+
+    /// A damaged compressed entry is an error naming the entry, not a
+    /// panic or a huge allocation.
+    #[test]
+    fn a_damaged_compressed_entry_is_an_error() {
+        let stored = encode_entry(&put(order_document(40)));
+        let mut claims_too_much = stored.clone();
+        claims_too_much[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut cut_short = stored.clone();
+        cut_short.truncate(stored.len() / 2);
+        for damaged in [claims_too_much, cut_short, vec![COMPRESSED, 1, 0]] {
+            let error = decode(&damaged).expect_err("damage is found");
+            assert!(error.to_string().contains("outbox entry"), "{error}");
+        }
     }
 }

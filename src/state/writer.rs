@@ -295,7 +295,7 @@ impl<'t> StateWriter<'t> {
 
     /// Appends `entry` to `sink`'s outbox and returns its sequence.
     pub fn append_outbox(&mut self, sink: &str, entry: &OutboxEntry) -> Result<u64, StoreError> {
-        self.append_encoded(sink, &outbox::encode(entry))
+        self.append_encoded(sink, &outbox::encode_entry(entry))
     }
 
     /// Appends the entry that puts `output` to `sink`'s outbox, already
