@@ -644,6 +644,97 @@ mod tests {
         assert_eq!(rows(&store).len(), 2);
     }
 
+    /// A document large enough to be stored compressed.
+    fn large_put(n: u64) -> OutboxEntry {
+        let items: Vec<String> = (0..50)
+            .map(|i| format!(r#"{{"product_id":{i},"quantity":{n}}}"#))
+            .collect();
+        OutboxEntry {
+            view: "v".into(),
+            op: OutboxOp::Put {
+                key: format!("k:{n}"),
+                document: format!(r#"{{"items":[{}]}}"#, items.join(",")),
+            },
+        }
+    }
+
+    /// Outbox entries stored compressed come back whole after a restart,
+    /// from the checkpoint and from the log.
+    #[test]
+    fn compressed_outbox_entries_come_back_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions::default();
+        let store = Store::open(dir.path(), &options).unwrap();
+        store
+            .write(|w| w.append_outbox("s", &large_put(1)))
+            .unwrap();
+        store.checkpoint();
+        store
+            .write(|w| w.append_outbox("s", &large_put(2)))
+            .unwrap();
+        drop(store);
+
+        let store = Store::open(dir.path(), &options).unwrap();
+        match store.outbox_after("s", 0, usize::MAX).unwrap() {
+            OutboxRead::Entries(entries) => {
+                assert_eq!(entries, vec![(1, large_put(1)), (2, large_put(2))]);
+            }
+            OutboxRead::Gap => panic!("entries were dropped"),
+        }
+    }
+
+    /// The log files in the store's directory, by name.
+    fn log_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join(STATE_DIR))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("wal-"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// After a checkpoint, the next one waits until the log has grown to
+    /// `LOG_PER_CHECKPOINT` times its size.
+    #[test]
+    fn the_next_checkpoint_waits_for_the_log_to_outgrow_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            checkpoint_log_bytes: 1,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), &options).unwrap();
+        let value = Value::Text("x".repeat(1000));
+        let put_rows = |from: u64, count: u64| {
+            store
+                .write(|w| {
+                    for n in from..from + count {
+                        w.put_row("t", &n.to_be_bytes(), std::slice::from_ref(&value))?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+        };
+        // The first commit outgrows an empty checkpoint.
+        put_rows(0, 100);
+        store.lock().wal.wait_for_checkpoint();
+        let after_first = log_files(dir.path());
+        assert_eq!(after_first.len(), 1, "{after_first:?}");
+
+        // The checkpoint holds the 100 rows; the log may reach four times that.
+        for round in 0..3 {
+            put_rows(1000 + 100 * round, 100);
+        }
+        store.lock().wal.wait_for_checkpoint();
+        assert_eq!(log_files(dir.path()), after_first, "too early");
+
+        put_rows(2000, 200);
+        store.lock().wal.wait_for_checkpoint();
+        let after_second = log_files(dir.path());
+        assert_eq!(after_second.len(), 1, "{after_second:?}");
+        assert_ne!(after_second, after_first, "a checkpoint was written");
+    }
+
     /// Random transactions, some failing, with checkpoints and restarts at
     /// random points, against a model of what was committed.
     #[test]

@@ -16,8 +16,8 @@
 //! file is cut off. What is replayed is always the state after some commit,
 //! and never before the last synced one.
 //!
-//! Once the log since the last checkpoint has grown larger than that
-//! checkpoint (and at least `min_log_bytes`, `state_checkpoint_mb`), a commit
+//! Once the log since the last checkpoint has grown to [`LOG_PER_CHECKPOINT`]
+//! times that checkpoint (and at least `min_log_bytes`, `state_checkpoint_mb`), a commit
 //! starts the next log file and hands a copy of the tables (O(1): they are
 //! persistent maps) to a thread that writes the new checkpoint beside the
 //! old, renames it over the old, and only then deletes the log files it
@@ -48,6 +48,16 @@ const OUTBOX_SECTION: u8 = 0xFF;
 /// (`state_checkpoint_mb`): more means fewer checkpoints written, and a
 /// longer replay at start.
 pub const DEFAULT_MIN_LOG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How many times the last checkpoint's size the log grows to before the
+/// next checkpoint. Writing one reads every entry of every table (a core
+/// for one to two seconds at a million items, while the engine copies
+/// every tree node it changes), so it is worth it only once replaying the
+/// log would cost a few times what reading the checkpoint does; at 1 the
+/// store wrote a checkpoint every 7 seconds at 5,000 changes/s, and each
+/// one showed in the commit-to-visible p99 (bench/README.md, eleventh
+/// round). Replay at start reads up to this many times the state's size.
+pub const LOG_PER_CHECKPOINT: u64 = 4;
 
 /// What opening found on disk.
 pub struct Recovered {
@@ -222,7 +232,10 @@ impl Wal {
             }
             self.reap_checkpoint();
         }
-        self.since_checkpoint > self.min_log_bytes.max(self.checkpoint_bytes)
+        self.since_checkpoint
+            > self
+                .min_log_bytes
+                .max(self.checkpoint_bytes.saturating_mul(LOG_PER_CHECKPOINT))
     }
 
     /// Starts a new log file and writes a checkpoint of `tables` and
@@ -246,16 +259,17 @@ impl Wal {
             .name("state-checkpoint".into())
             .spawn(move || {
                 let started = std::time::Instant::now();
-                let written = write_checkpoint(&dir, &tables, &outboxes, covered);
-                if let Ok(bytes) = &written {
+                let written = write_checkpoint(&dir, tables, outboxes, covered);
+                if let Ok(written) = &written {
                     tracing::debug!(
-                        bytes,
+                        bytes = written.bytes,
                         log_bytes,
+                        held_ms = written.copy_held.as_millis() as u64,
                         ms = started.elapsed().as_millis() as u64,
                         "state-store checkpoint written"
                     );
                 }
-                written
+                written.map(|written| written.bytes)
             });
         match thread {
             Ok(handle) => self.checkpointing = Some(handle),
@@ -498,14 +512,25 @@ impl<W: Write> Checksummed<W> {
     }
 }
 
+/// A checkpoint written.
+struct CheckpointWritten {
+    bytes: u64,
+    /// How long the copy of the tables was held: while it is, the engine
+    /// copies every tree node it changes instead of changing it in place.
+    copy_held: std::time::Duration,
+}
+
 /// Writes the checkpoint covering log files up to `covered`, renames it
-/// into place and deletes those files; returns its size.
+/// into place and deletes those files. The copy of the tables and outboxes
+/// is dropped as soon as it is written out, before the file is synced: the
+/// sync of a few hundred megabytes takes as long as the writing.
 fn write_checkpoint(
     dir: &Path,
-    tables: &Tables,
-    outboxes: &HashMap<String, Queue>,
+    tables: Tables,
+    outboxes: HashMap<String, Queue>,
     covered: u64,
-) -> io::Result<u64> {
+) -> io::Result<CheckpointWritten> {
+    let started = std::time::Instant::now();
     let tmp = dir.join(CHECKPOINT_TMP);
     let file = File::create(&tmp)?;
     let mut out = Checksummed {
@@ -533,7 +558,7 @@ fn write_checkpoint(
     scratch.push(OUTBOX_SECTION);
     put_u64(&mut scratch, outboxes.len() as u64);
     out.put(&scratch)?;
-    for (sink, queue) in outboxes {
+    for (sink, queue) in &outboxes {
         scratch.clear();
         put_bytes(&mut scratch, sink.as_bytes());
         put_u64(&mut scratch, queue.entries().len() as u64);
@@ -545,6 +570,8 @@ fn write_checkpoint(
             out.put(&scratch)?;
         }
     }
+    drop((tables, outboxes));
+    let copy_held = started.elapsed();
     let crc = out.crc.clone().finalize();
     let size = out.written + 4;
     let mut writer = out.inner;
@@ -559,7 +586,10 @@ fn write_checkpoint(
             fs::remove_file(path)?;
         }
     }
-    Ok(size)
+    Ok(CheckpointWritten {
+        bytes: size,
+        copy_held,
+    })
 }
 
 /// What a checkpoint holds.
