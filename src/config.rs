@@ -73,7 +73,7 @@ pub struct ConfigArgs {
     /// A cache or search document larger than this is a dead letter, not an output [default: 16777216]
     #[arg(long, env = "VIEWKEEPER_MAX_DOCUMENT_BYTES")]
     pub max_document_bytes: Option<usize>,
-    /// A state-store checkpoint is written once its log holds this many MiB (and more than the last checkpoint) [default: 64]
+    /// A state-store checkpoint is written once its log holds this many MiB (and four times the last checkpoint) [default: 64]
     #[arg(long, env = "VIEWKEEPER_STATE_CHECKPOINT_MB")]
     pub state_checkpoint_mb: Option<u64>,
     /// Memory, in MiB, that all sinks' outboxes may hold together; a sink whose entries are dropped beyond it rewrites its target [default: 256]

@@ -8,7 +8,7 @@
 //! ([`encode_entry`]): their documents are most of what the write-ahead log
 //! carries, so they set how often the store must write a checkpoint, and a
 //! checkpoint slows the engine while it is written (docs/decisions.md,
-//! "Outbox entries compressed").
+//! "Checkpoints are rare, and outbox entries compressed").
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
