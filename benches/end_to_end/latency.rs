@@ -9,6 +9,7 @@
 //! all pending tokens in one query).
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -68,6 +69,10 @@ pub struct LatencyRun {
     pub changes_per_second: f64,
     pub max_lag_seconds: f64,
     pub max_lag_bytes: u64,
+    /// How long each state-store checkpoint finished during the window
+    /// took: one slows the engine while it is written, and shows in the
+    /// p99 of the window it falls in.
+    pub checkpoints: Vec<Duration>,
 }
 
 impl LatencyRun {
@@ -81,14 +86,29 @@ impl LatencyRun {
 
     pub fn summary(&self) -> String {
         format!(
-            "{:.0} changes/s; Redis {}; search {}; {} markers; lag at most {:.2} s, {} bytes",
+            "{:.0} changes/s; Redis {}; search {}; {} markers; lag at most {:.2} s, {} bytes; {}",
             self.changes_per_second,
             percentiles_ms(&self.redis, self.lost_redis()),
             percentiles_ms(&self.search, self.lost_search()),
             self.markers,
             self.max_lag_seconds,
-            self.max_lag_bytes
+            self.max_lag_bytes,
+            self.checkpoints_summary()
         )
+    }
+
+    /// `2 state-store checkpoints (2.1, 3.4 s)`, or `no state-store checkpoint`.
+    pub fn checkpoints_summary(&self) -> String {
+        let seconds: Vec<String> = self
+            .checkpoints
+            .iter()
+            .map(|d| format!("{:.1}", d.as_secs_f64()))
+            .collect();
+        match seconds.len() {
+            0 => "no state-store checkpoint".to_owned(),
+            1 => format!("1 state-store checkpoint ({} s)", seconds[0]),
+            n => format!("{n} state-store checkpoints ({} s)", seconds.join(", ")),
+        }
     }
 }
 
@@ -137,6 +157,7 @@ pub async fn measure(
     let redis_watch = tokio::spawn(watch_redis(deployment.redis_url.clone(), from_writer_redis));
     let search_watch = tokio::spawn(watch_search(port, from_writer_search));
     let changes_before = probe::metric(port, CHANGES).await.unwrap_or(0.0);
+    let log_before = log_len(&deployment.setup.log_path());
     let started = Instant::now();
     let (markers, max_lag_seconds, max_lag_bytes) = write_markers(
         &deployment.setup.database_url,
@@ -148,6 +169,7 @@ pub async fn measure(
     .await;
     let changes_after = probe::metric(port, CHANGES).await.unwrap_or(0.0);
     let elapsed = started.elapsed().as_secs_f64();
+    let checkpoints = checkpoints_logged_after(&deployment.setup.log_path(), log_before);
     stop.store(true, Ordering::Relaxed);
     let mut stats = WorkloadStats::default();
     for run in runs {
@@ -164,7 +186,47 @@ pub async fn measure(
         changes_per_second: (changes_after - changes_before) / elapsed,
         max_lag_seconds,
         max_lag_bytes,
+        checkpoints,
     }
+}
+
+fn log_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The durations of the state-store checkpoints the service logged after
+/// byte `offset` of its log (its `state-store checkpoint written` debug
+/// lines, whose `ms` field is the checkpoint's whole time).
+fn checkpoints_logged_after(path: &Path, offset: u64) -> Vec<Duration> {
+    let Ok(log) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let after = log.get(offset as usize..).unwrap_or_default();
+    String::from_utf8_lossy(after)
+        .lines()
+        .filter(|line| line.contains("state-store checkpoint written"))
+        .filter_map(|line| {
+            let plain = without_colors(line);
+            let ms = plain
+                .split_whitespace()
+                .find_map(|field| field.strip_prefix("ms="))?;
+            ms.parse().ok().map(Duration::from_millis)
+        })
+        .collect()
+}
+
+/// `line` without its ANSI color sequences (`ESC [ … m`).
+fn without_colors(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 /// Commits a marker every [`MARKER_INTERVAL`] for `window` and hands each

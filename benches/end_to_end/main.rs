@@ -33,7 +33,9 @@
 //!    then each instance catches up with the same backlog on its own.
 //! 3. `latency`: the workload at a fixed rate with all views, and marker rows
 //!    polled in Redis and through the search endpoint: first at a rate the
-//!    views keep up with, then at the target's 5,000 changes per second.
+//!    views keep up with, then at the target's 5,000 changes per second;
+//!    the state-store checkpoints written meanwhile are read from the
+//!    service's log, since each shows in the window's p99.
 //! 4. the SQL oracle against Redis, the index and the aggregate table; then
 //!    `redis_ceiling`: the same documents written with a raw pipelined loop.
 //!

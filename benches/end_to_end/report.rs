@@ -266,7 +266,7 @@ fn latency_details(options: &Options, rate: f64, run: &LatencyRun) -> String {
     format!(
         "latency at {} changes/s: {} s, {} changes/s applied, the workload mix on {CONNECTIONS} \
          connections and a marker every 20 ms ({} markers; not seen within {} s: Redis {}, \
-         search {}); lag at most {:.2} s / {} bytes",
+         search {}); lag at most {:.2} s / {} bytes; {} written in the window",
         thousands(rate),
         options.latency_window.as_secs(),
         thousands(run.changes_per_second),
@@ -275,7 +275,8 @@ fn latency_details(options: &Options, rate: f64, run: &LatencyRun) -> String {
         run.lost_redis(),
         run.lost_search(),
         run.max_lag_seconds,
-        thousands(run.max_lag_bytes as f64)
+        thousands(run.max_lag_bytes as f64),
+        run.checkpoints_summary()
     )
 }
 
