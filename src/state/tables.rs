@@ -248,6 +248,12 @@ impl Tables {
         self.map(table).is_empty()
     }
 
+    /// Empties `table` in this copy, dropping its share of the nodes: a
+    /// writer still holding the table then changes them in place again.
+    pub(super) fn release(&mut self, table: Table) {
+        *self.map_mut(table) = Map::new();
+    }
+
     /// Adds the entries of a table read from a checkpoint, in key order.
     pub(super) fn load(&mut self, table: Table, entries: Vec<Entry>) {
         insert_packed(self.map_mut(table), entries);
