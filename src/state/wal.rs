@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -497,18 +497,53 @@ fn apply(op: Op<'_>, tables: &mut Tables, outboxes: &mut HashMap<String, Queue>)
     }
 }
 
-/// A writer that keeps the checksum of what passes through it.
-struct Checksummed<W> {
-    inner: W,
+/// A file written through a buffer, with the checksum of what it holds.
+/// Callers encode straight into [`Self::buffer`]; the checksum is taken
+/// over whole buffers when they are written (a checkpoint is millions of
+/// entries of tens of bytes, and a checksum update and a copy per entry
+/// cost more than the bytes).
+struct Checksummed {
+    file: File,
+    buffer: Vec<u8>,
     crc: crc32fast::Hasher,
     written: u64,
 }
 
-impl<W: Write> Checksummed<W> {
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.crc.update(bytes);
-        self.written += bytes.len() as u64;
-        self.inner.write_all(bytes)
+impl Checksummed {
+    const BUFFER: usize = 1 << 20;
+
+    fn new(file: File) -> Checksummed {
+        Checksummed {
+            file,
+            buffer: Vec::with_capacity(Self::BUFFER + 4096),
+            crc: crc32fast::Hasher::new(),
+            written: 0,
+        }
+    }
+
+    /// Writes the buffer out once it is full.
+    fn write_if_full(&mut self) -> io::Result<()> {
+        if self.buffer.len() >= Self::BUFFER {
+            self.write_buffer()?;
+        }
+        Ok(())
+    }
+
+    fn write_buffer(&mut self) -> io::Result<()> {
+        self.crc.update(&self.buffer);
+        self.written += self.buffer.len() as u64;
+        self.file.write_all(&self.buffer)?;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Writes what is buffered and the checksum after it; returns the file
+    /// and its length.
+    fn finish(mut self) -> io::Result<(File, u64)> {
+        self.write_buffer()?;
+        let crc = self.crc.finalize();
+        self.file.write_all(&crc.to_le_bytes())?;
+        Ok((self.file, self.written + 4))
     }
 }
 
@@ -534,54 +569,36 @@ fn write_checkpoint(
 ) -> io::Result<CheckpointWritten> {
     let started = std::time::Instant::now();
     let tmp = dir.join(CHECKPOINT_TMP);
-    let file = File::create(&tmp)?;
-    let mut out = Checksummed {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        crc: crc32fast::Hasher::new(),
-        written: 0,
-    };
-    out.put(CHECKPOINT_MAGIC)?;
-    out.put(&FORMAT.to_le_bytes())?;
-    out.put(&covered.to_le_bytes())?;
-    let mut scratch = Vec::with_capacity(4096);
+    let mut out = Checksummed::new(File::create(&tmp)?);
+    out.buffer.extend_from_slice(CHECKPOINT_MAGIC);
+    out.buffer.extend_from_slice(&FORMAT.to_le_bytes());
+    out.buffer.extend_from_slice(&covered.to_le_bytes());
     for table in Table::ALL {
-        scratch.clear();
-        scratch.push(table as u8);
-        put_u64(&mut scratch, tables.len(table) as u64);
-        out.put(&scratch)?;
+        out.buffer.push(table as u8);
+        put_u64(&mut out.buffer, tables.len(table) as u64);
         for (key, value) in tables.iter(table) {
-            scratch.clear();
-            put_bytes(&mut scratch, key);
-            put_bytes(&mut scratch, value);
-            out.put(&scratch)?;
+            put_bytes(&mut out.buffer, key);
+            put_bytes(&mut out.buffer, value);
+            out.write_if_full()?;
         }
         // Written out: the engine need not copy this table's nodes for us
         // while the others are written.
         tables.release(table);
     }
-    scratch.clear();
-    scratch.push(OUTBOX_SECTION);
-    put_u64(&mut scratch, outboxes.len() as u64);
-    out.put(&scratch)?;
+    out.buffer.push(OUTBOX_SECTION);
+    put_u64(&mut out.buffer, outboxes.len() as u64);
     for (sink, queue) in &outboxes {
-        scratch.clear();
-        put_bytes(&mut scratch, sink.as_bytes());
-        put_u64(&mut scratch, queue.entries().len() as u64);
-        out.put(&scratch)?;
+        put_bytes(&mut out.buffer, sink.as_bytes());
+        put_u64(&mut out.buffer, queue.entries().len() as u64);
         for (sequence, entry) in queue.entries() {
-            scratch.clear();
-            put_u64(&mut scratch, *sequence);
-            put_bytes(&mut scratch, entry);
-            out.put(&scratch)?;
+            put_u64(&mut out.buffer, *sequence);
+            put_bytes(&mut out.buffer, entry);
+            out.write_if_full()?;
         }
     }
     drop((tables, outboxes));
     let copy_held = started.elapsed();
-    let crc = out.crc.clone().finalize();
-    let size = out.written + 4;
-    let mut writer = out.inner;
-    writer.write_all(&crc.to_le_bytes())?;
-    let file = writer.into_inner().map_err(|e| e.into_error())?;
+    let (file, size) = out.finish()?;
     file.sync_all()?;
     drop(file);
     fs::rename(&tmp, dir.join(CHECKPOINT))?;
