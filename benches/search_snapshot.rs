@@ -26,7 +26,7 @@ mod harness;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use harness::{PgServer, RedisServer, ServiceSetup, shop};
+use harness::{PgServer, RedisServer, ServiceSetup, log_field, shop, strip_ansi};
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 use viewkeeper::sink::search::{SearchIndex, bare_indexing_rate};
@@ -220,7 +220,7 @@ fn service_log(log: &Path, started_at: f64) -> (Vec<String>, u64) {
     for line in text.lines().map(strip_ansi) {
         let Some(at) = offset(&line) else { continue };
         if line.contains(COMMITTED) {
-            commits.push((at, field(&line, "ops"), field(&line, "elapsed_ms")));
+            commits.push((at, log_field(&line, "ops"), log_field(&line, "elapsed_ms")));
         } else if let Some(m) = MILESTONES.iter().find(|m| line.contains(**m)) {
             // The configuration line is long: its message is enough.
             let rest = line
@@ -245,27 +245,6 @@ fn service_log(log: &Path, started_at: f64) -> (Vec<String>, u64) {
         ));
     }
     (lines, ops)
-}
-
-/// `key=123` in a log line, or 0.
-fn field(line: &str, key: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|word| word.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// The line without its colour escapes (`ESC [ ... letter`).
-fn strip_ansi(line: &str) -> String {
-    let mut plain = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|c| c.is_ascii_alphabetic());
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
 }
 
 /// Seconds since midnight UTC, as the service log's timestamps count them.

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use viewkeeper::workload::{WorkloadOptions, WorkloadStats};
 
-use crate::harness::{http_get, spawn_workload};
+use crate::harness::{http_get, log_field, spawn_workload, strip_ansi};
 use crate::streaming::CONNECTIONS;
 use crate::{Deployment, probe};
 
@@ -205,28 +205,8 @@ fn checkpoints_logged_after(path: &Path, offset: u64) -> Vec<Duration> {
     String::from_utf8_lossy(after)
         .lines()
         .filter(|line| line.contains("state-store checkpoint written"))
-        .filter_map(|line| {
-            let plain = without_colors(line);
-            let ms = plain
-                .split_whitespace()
-                .find_map(|field| field.strip_prefix("ms="))?;
-            ms.parse().ok().map(Duration::from_millis)
-        })
+        .map(|line| Duration::from_millis(log_field(&strip_ansi(line), "ms")))
         .collect()
-}
-
-/// `line` without its ANSI color sequences (`ESC [ … m`).
-fn without_colors(line: &str) -> String {
-    let mut plain = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|&c| c == 'm');
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
 }
 
 /// Commits a marker every [`MARKER_INTERVAL`] for `window` and hands each
