@@ -85,22 +85,32 @@ const COMPRESSED: u8 = 0;
 /// small documents gain too little to pay for the compression.
 const COMPRESS_FROM: usize = 256;
 
+/// What precedes the LZ4 block of a compressed entry: [`COMPRESSED`] and
+/// the plain entry's length (u32 LE).
+const COMPRESSED_HEADER: usize = 5;
+
 /// An outbox entry as the store keeps it: postcard, then LZ4 when that is
 /// shorter (`COMPRESSED ‖ plain length (u32 LE) ‖ LZ4 block`). Called
 /// where the document was computed, off the thread that bounds a batch.
 pub(super) fn encode_entry(entry: &OutboxEntry) -> Vec<u8> {
     let plain = encode(entry);
-    if plain.len() < COMPRESS_FROM {
+    let Some(length) = u32::try_from(plain.len())
+        .ok()
+        .filter(|_| plain.len() >= COMPRESS_FROM)
+    else {
         return plain;
+    };
+    let mut stored =
+        vec![0; COMPRESSED_HEADER + lz4_flex::block::get_maximum_output_size(plain.len())];
+    stored[0] = COMPRESSED;
+    stored[1..COMPRESSED_HEADER].copy_from_slice(&length.to_le_bytes());
+    match lz4_flex::block::compress_into(&plain, &mut stored[COMPRESSED_HEADER..]) {
+        Ok(block) if COMPRESSED_HEADER + block < plain.len() => {
+            stored.truncate(COMPRESSED_HEADER + block);
+            stored
+        }
+        _ => plain,
     }
-    let block = lz4_flex::block::compress_prepend_size(&plain);
-    if block.len() + 1 >= plain.len() {
-        return plain;
-    }
-    let mut compressed = Vec::with_capacity(block.len() + 1);
-    compressed.push(COMPRESSED);
-    compressed.extend_from_slice(&block);
-    compressed
 }
 
 pub(super) fn decode(bytes: &[u8]) -> Result<OutboxEntry, StoreError> {
