@@ -644,20 +644,6 @@ mod tests {
         assert_eq!(rows(&store).len(), 2);
     }
 
-    /// A document large enough to be stored compressed.
-    fn large_put(n: u64) -> OutboxEntry {
-        let items: Vec<String> = (0..50)
-            .map(|i| format!(r#"{{"product_id":{i},"quantity":{n}}}"#))
-            .collect();
-        OutboxEntry {
-            view: "v".into(),
-            op: OutboxOp::Put {
-                key: format!("k:{n}"),
-                document: format!(r#"{{"items":[{}]}}"#, items.join(",")),
-            },
-        }
-    }
-
     /// Outbox entries stored compressed come back whole after a restart,
     /// from the checkpoint and from the log.
     #[test]
@@ -666,18 +652,24 @@ mod tests {
         let options = StoreOptions::default();
         let store = Store::open(dir.path(), &options).unwrap();
         store
-            .write(|w| w.append_outbox("s", &large_put(1)))
+            .write(|w| w.append_outbox("s", &outbox::tests::order_put(1)))
             .unwrap();
         store.checkpoint();
         store
-            .write(|w| w.append_outbox("s", &large_put(2)))
+            .write(|w| w.append_outbox("s", &outbox::tests::order_put(2)))
             .unwrap();
         drop(store);
 
         let store = Store::open(dir.path(), &options).unwrap();
         match store.outbox_after("s", 0, usize::MAX).unwrap() {
             OutboxRead::Entries(entries) => {
-                assert_eq!(entries, vec![(1, large_put(1)), (2, large_put(2))]);
+                assert_eq!(
+                    entries,
+                    vec![
+                        (1, outbox::tests::order_put(1)),
+                        (2, outbox::tests::order_put(2))
+                    ]
+                );
             }
             OutboxRead::Gap => panic!("entries were dropped"),
         }

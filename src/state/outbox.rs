@@ -175,7 +175,7 @@ fn encode_output_record(output: &StoredOutput) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A prepared output's entry is the one the writer encoded before
@@ -205,20 +205,11 @@ mod tests {
         assert_ne!(prepared.record, other.record);
     }
 
-    fn put(document: String) -> OutboxEntry {
-        OutboxEntry {
-            view: "order_cache".into(),
-            op: OutboxOp::Put {
-                key: "order:7".into(),
-                document,
-            },
-        }
-    }
-
-    /// An order document: the same field names over and over, as every
-    /// nested list of rows has them.
-    fn order_document(items: usize) -> String {
-        let items: Vec<String> = (0..items)
+    /// The put of order `id`'s document, with 40 items: the same field
+    /// names over and over, as every nested list of rows has them; large
+    /// enough to be stored compressed.
+    pub(in crate::state) fn order_put(id: u64) -> OutboxEntry {
+        let items: Vec<String> = (0..40)
             .map(|i| {
                 format!(
                     "{{\"product_id\":{i},\"quantity\":{},\"unit_price\":\"{i}.99\"}}",
@@ -226,15 +217,21 @@ mod tests {
                 )
             })
             .collect();
-        format!(
-            "{{\"id\":7,\"status\":\"paid\",\"items\":[{}]}}",
-            items.join(",")
-        )
+        OutboxEntry {
+            view: "order_cache".into(),
+            op: OutboxOp::Put {
+                key: format!("order:{id}"),
+                document: format!(
+                    "{{\"id\":{id},\"status\":\"paid\",\"items\":[{}]}}",
+                    items.join(",")
+                ),
+            },
+        }
     }
 
     #[test]
     fn a_large_entry_is_stored_compressed_and_decodes_to_itself() {
-        let entry = put(order_document(40));
+        let entry = order_put(7);
         let plain = encode(&entry);
         let stored = encode_entry(&entry);
         assert_eq!(stored[0], COMPRESSED);
@@ -259,7 +256,7 @@ mod tests {
         };
         assert_eq!(encode_entry(&small), encode(&small));
         assert_eq!(decode(&encode_entry(&small)).unwrap(), small);
-        let large = put(order_document(40));
+        let large = order_put(7);
         assert_eq!(decode(&encode(&large)).unwrap(), large);
     }
 
@@ -267,7 +264,7 @@ mod tests {
     /// panic or a huge allocation.
     #[test]
     fn a_damaged_compressed_entry_is_an_error() {
-        let stored = encode_entry(&put(order_document(40)));
+        let stored = encode_entry(&order_put(7));
         let mut claims_too_much = stored.clone();
         claims_too_much[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
         let mut cut_short = stored.clone();
