@@ -13,6 +13,7 @@
 //! (docs/decisions.md, "State in memory, a log on disk").
 
 mod dead_letters;
+mod entry;
 mod groups;
 pub mod keycode;
 mod names;

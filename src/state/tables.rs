@@ -12,125 +12,13 @@
 //! puts everything back when it fails, and a redo record
 //! ([`super::redo`]), which the commit appends to the write-ahead log.
 
-use std::cmp::Ordering;
 use std::ops::Bound;
 
-use equivalent::{Comparable, Equivalent};
 use imbl::OrdSet;
 
+use super::entry::{Entry, KeyRef};
 use super::outboxes::{EntryBytes, OutboxChange};
 use super::redo::{Op, RedoWriter};
-
-/// One entry of a table: its key and its value in one allocation
-/// (`key length ‖ key ‖ value`), ordered by key. Millions of entries make
-/// the per-allocation overhead count: a key and a value allocated apart,
-/// with a map slot for each, took half as much again.
-#[derive(Clone)]
-pub struct Entry(Box<[u8]>);
-
-/// A key length at or above this is written as this, then a `u32`.
-const LONG_KEY: u16 = u16::MAX;
-
-impl Entry {
-    pub fn new(key: &[u8], value: &[u8]) -> Entry {
-        let short = u16::try_from(key.len()).ok().filter(|len| *len < LONG_KEY);
-        let header = if short.is_some() { 2 } else { 6 };
-        let mut bytes = Vec::with_capacity(header + key.len() + value.len());
-        match short {
-            Some(len) => bytes.extend_from_slice(&len.to_le_bytes()),
-            None => {
-                bytes.extend_from_slice(&LONG_KEY.to_le_bytes());
-                // Keys are built from row values, far below 4 GiB.
-                bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
-            }
-        }
-        bytes.extend_from_slice(key);
-        bytes.extend_from_slice(value);
-        Entry(bytes.into_boxed_slice())
-    }
-
-    /// Where the key starts and ends.
-    #[inline]
-    fn key_range(&self) -> (usize, usize) {
-        let bytes = &self.0;
-        let len = u16::from_le_bytes([bytes[0], bytes[1]]);
-        if len < LONG_KEY {
-            return (2, 2 + usize::from(len));
-        }
-        let long = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
-        (6, 6 + long as usize)
-    }
-
-    #[inline]
-    pub fn key(&self) -> &[u8] {
-        let (start, end) = self.key_range();
-        &self.0[start..end]
-    }
-
-    pub fn value(&self) -> &[u8] {
-        &self.0[self.key_range().1..]
-    }
-}
-
-/// Byte order of two keys, as `<[u8]>::cmp` gives it, without a call to
-/// `memcmp` for each: a lookup compares about twenty short keys that share
-/// their first bytes (a name id, a type tag).
-#[inline]
-fn compare_keys(a: &[u8], b: &[u8]) -> Ordering {
-    let common = a.len().min(b.len());
-    let (mut a_rest, mut b_rest) = (&a[..common], &b[..common]);
-    while let (Some((a_word, a_next)), Some((b_word, b_next))) = (
-        a_rest.split_first_chunk::<8>(),
-        b_rest.split_first_chunk::<8>(),
-    ) {
-        let (a_word, b_word) = (u64::from_be_bytes(*a_word), u64::from_be_bytes(*b_word));
-        if a_word != b_word {
-            return a_word.cmp(&b_word);
-        }
-        (a_rest, b_rest) = (a_next, b_next);
-    }
-    for (x, y) in a_rest.iter().zip(b_rest) {
-        if x != y {
-            return x.cmp(y);
-        }
-    }
-    a.len().cmp(&b.len())
-}
-
-/// A key to look entries up by.
-pub struct KeyRef<'k>(pub &'k [u8]);
-
-impl Equivalent<Entry> for KeyRef<'_> {
-    fn equivalent(&self, entry: &Entry) -> bool {
-        self.0 == entry.key()
-    }
-}
-
-impl Comparable<Entry> for KeyRef<'_> {
-    fn compare(&self, entry: &Entry) -> Ordering {
-        compare_keys(self.0, entry.key())
-    }
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for Entry {}
-
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        compare_keys(self.key(), other.key())
-    }
-}
 
 /// One table: entries in key order.
 pub type Map = OrdSet<Entry>;
@@ -217,7 +105,7 @@ impl Tables {
     }
 
     pub fn get(&self, table: Table, key: &[u8]) -> Option<&[u8]> {
-        self.map(table).get(&KeyRef(key)).map(Entry::value)
+        self.map(table).get(&KeyRef::new(key)).map(Entry::value)
     }
 
     /// The entries with keys in `start..end`, in key order.
@@ -227,7 +115,7 @@ impl Tables {
         start: &'a [u8],
         end: &'a [u8],
     ) -> impl DoubleEndedIterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        let (start, end) = (KeyRef(start), KeyRef(end));
+        let (start, end) = (KeyRef::new(start), KeyRef::new(end));
         self.map(table)
             .range::<_, KeyRef>(between(&start, &end))
             .map(|entry| (entry.key(), entry.value()))
@@ -267,7 +155,7 @@ impl Tables {
                 map.insert(Entry::new(key, value));
             }
             TableChange::Delete(key) => {
-                map.remove(&KeyRef(key));
+                map.remove(&KeyRef::new(key));
             }
             TableChange::ClearRange(start, end) => {
                 let _ = remove_range(map, start, end);
@@ -323,14 +211,14 @@ fn remove_range(map: &mut Map, start: &[u8], end: &[u8]) -> Removed {
     if covers_all {
         return Removed::Map(std::mem::take(map));
     }
-    let (start, end) = (KeyRef(start), KeyRef(end));
+    let (start, end) = (KeyRef::new(start), KeyRef::new(end));
     let keys: Vec<Box<[u8]>> = map
         .range::<_, KeyRef>(between(&start, &end))
         .map(|entry| entry.key().into())
         .collect();
     let entries = keys
         .iter()
-        .filter_map(|key| map.remove(&KeyRef(key)))
+        .filter_map(|key| map.remove(&KeyRef::new(key)))
         .collect();
     Removed::Entries(entries)
 }
@@ -411,7 +299,7 @@ impl<'t> Changes<'t> {
 
     /// Removes `key`; says whether it was there.
     pub fn remove(&mut self, table: Table, key: &[u8]) -> bool {
-        let Some(old) = self.tables.map_mut(table).remove(&KeyRef(key)) else {
+        let Some(old) = self.tables.map_mut(table).remove(&KeyRef::new(key)) else {
             return false;
         };
         self.touch(table);
@@ -488,7 +376,7 @@ impl<'t> Changes<'t> {
         for step in std::mem::take(&mut self.undo).into_iter().rev() {
             match step {
                 Undo::Added { table, key } => {
-                    self.tables.map_mut(table).remove(&KeyRef(&key));
+                    self.tables.map_mut(table).remove(&KeyRef::new(&key));
                 }
                 Undo::Replaced { table, old } => {
                     self.tables.map_mut(table).insert(old);
@@ -599,37 +487,6 @@ mod tests {
         let logged = changes.redo().len();
         changes.insert(Table::Rows, b"k", b"v");
         assert_eq!(changes.redo().len(), logged);
-    }
-
-    #[test]
-    fn entries_keep_keys_and_values_apart_whatever_their_length() {
-        for len in [0, 1, 0xFFFE, 0xFFFF, 0x1_0000] {
-            let key = vec![7u8; len];
-            let entry = Entry::new(&key, b"value");
-            assert_eq!(entry.key(), key.as_slice(), "key of {len} bytes");
-            assert_eq!(entry.value(), b"value");
-        }
-    }
-
-    /// The store's order is byte order, whatever the lengths.
-    #[test]
-    fn keys_compare_in_byte_order() {
-        let keys: [&[u8]; 9] = [
-            b"",
-            b"\x00",
-            b"\x00\x00\x00\x00\x00\x00\x00\x00",
-            b"\x00\x00\x00\x00\x00\x00\x00\x00\x01",
-            b"\x01\x02\x03\x04\x05\x06\x07\x08\xff",
-            b"\x01\x02\x03\x04\x05\x06\x07\x09",
-            b"abcdefghijklmnopq",
-            b"abcdefghijklmnopr",
-            b"\xff",
-        ];
-        for a in keys {
-            for b in keys {
-                assert_eq!(compare_keys(a, b), a.cmp(b), "{a:?} against {b:?}");
-            }
-        }
     }
 
     #[test]

@@ -29,9 +29,10 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
+use super::entry::Entry;
 use super::outboxes::{EntryBytes, Queue};
 use super::redo::{Op, RedoReader, RedoWriter, put_bytes, put_u64, take_u64};
-use super::tables::{Entry, Table, TableChange, Tables};
+use super::tables::{Table, TableChange, Tables};
 use super::{FORMAT, StoreError};
 
 const CHECKPOINT: &str = "checkpoint";
