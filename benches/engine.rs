@@ -11,6 +11,7 @@
 //! BENCH_CHANGES=500000 BENCH_SEED=2 cargo bench --bench engine
 //! BENCH_ONLY=streaming cargo bench --bench engine      # report one phase (snapshot or streaming)
 //! BENCH_CHECKPOINT_MB=1 cargo bench --bench engine     # checkpoints all along (state_checkpoint_mb)
+//! BENCH_BATCH_CHANGES=150 cargo bench --bench engine   # small batches, as at 5,000 changes/s
 //! ```
 //!
 //! Profiles: the bench binary keeps its symbols and unwind tables, so DWARF
@@ -101,6 +102,7 @@ const PRODUCT_CACHE: &str = "product_cache";
 const CATEGORY_DAILY_SALES: &str = "category_daily_sales";
 
 fn main() {
+    viewkeeper::allocator::configure();
     let now = timestamptz(NOW_MICROS);
     assert_eq!(now, "2026-10-22T10:08:40.044264Z", "timestamptz text form");
     let settings = Settings::from_env();
@@ -123,7 +125,7 @@ fn main() {
     let snapshot = take_snapshot(&bench, &shop);
     let after_snapshot = memory();
     let streamed = settings.streams().then(|| {
-        let batches = generate_batches(&mut shop, &mut rng, settings.changes);
+        let batches = generate_batches(&mut shop, &mut rng, &settings);
         let before = memory();
         let streamed = stream(&bench, &batches);
         (streamed, before, memory())
@@ -200,6 +202,8 @@ fn print_memory(generated: Memory, snapshot: Memory, streaming: Option<(Memory, 
 struct Settings {
     items: u64,
     changes: u64,
+    /// A batch is cut at the first commit after this many changes.
+    batch_changes: u64,
     seed: u64,
     only: Option<Phase>,
 }
@@ -215,6 +219,10 @@ impl Settings {
         Settings {
             items: env_number("BENCH_ITEMS", DEFAULT_ITEMS),
             changes: env_number("BENCH_CHANGES", DEFAULT_CHANGES),
+            batch_changes: env_number(
+                "BENCH_BATCH_CHANGES",
+                BatchLimits::default().max_changes as u64,
+            ),
             seed: env_number("BENCH_SEED", DEFAULT_SEED),
             only: only_from_env(),
         }
@@ -1391,12 +1399,13 @@ fn full_cells<R: ShopRow>(row: &R, id: i64) -> Vec<Cell> {
     row.values(id).into_iter().map(Cell::Value).collect()
 }
 
-/// At least `changes` changes of whole transactions, in batches cut as the
-/// source cuts them by default (at the first commit after 20,000 changes),
+/// At least `settings.changes` changes of whole transactions, in batches
+/// cut as the source cuts them (by default at the first commit after
+/// 20,000 changes, as in a catch-up; far smaller at a steady low rate),
 /// each with a later position than the one before.
 #[inline(never)] // a frame of its own in profiles
-fn generate_batches(shop: &mut Shop, rng: &mut StdRng, changes: u64) -> Vec<ChangeBatch> {
-    let batch_changes = BatchLimits::default().max_changes;
+fn generate_batches(shop: &mut Shop, rng: &mut StdRng, settings: &Settings) -> Vec<ChangeBatch> {
+    let (changes, batch_changes) = (settings.changes, settings.batch_changes as usize);
     let mut transactions = Transactions::new(shop, rng);
     let mut batches = Vec::new();
     let mut batch = Vec::new();

@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod aggregate;
+pub mod allocator;
 pub mod change;
 pub mod commands;
 pub mod config;

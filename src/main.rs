@@ -150,6 +150,7 @@ struct WorkloadArgs {
 }
 
 fn main() -> ExitCode {
+    viewkeeper::allocator::configure();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
