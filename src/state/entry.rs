@@ -67,11 +67,14 @@ impl Entry {
         write_length(value.len(), &mut bytes);
         bytes.extend_from_slice(key);
         bytes.extend_from_slice(value);
-        let raw = Box::into_raw(bytes.into_boxed_slice());
+        Entry::owning(key_prefix(key), bytes.into_boxed_slice())
+    }
+
+    /// Takes over `bytes` (lengths, key and value); `Drop` frees them.
+    fn owning(prefix: u64, bytes: Box<[u8]>) -> Entry {
         Entry {
-            prefix: key_prefix(key),
-            // A boxed slice's pointer is never null.
-            bytes: NonNull::new(raw.cast::<u8>()).expect("a box is not null"),
+            prefix,
+            bytes: NonNull::from(Box::leak(bytes)).cast::<u8>(),
         }
     }
 
@@ -102,12 +105,12 @@ impl Entry {
         (at, key, value)
     }
 
-    /// The whole allocation, and where the key ends in it.
+    /// The whole allocation, and where the key starts and ends in it.
     #[inline]
     fn bytes(&self) -> (&[u8], usize, usize) {
         let (header, key, value) = self.layout();
         // SAFETY: the allocation is a boxed slice of exactly this length
-        // (`new`), alive as long as `self`.
+        // (`owning`), alive as long as `self`.
         let bytes =
             unsafe { std::slice::from_raw_parts(self.bytes.as_ptr(), header + key + value) };
         (bytes, header, header + key)
@@ -129,19 +132,15 @@ impl Drop for Entry {
     fn drop(&mut self) {
         let len = self.bytes().0.len();
         let slice = std::ptr::slice_from_raw_parts_mut(self.bytes.as_ptr(), len);
-        // SAFETY: `slice` is what `Box::into_raw` gave in `new`, and this
-        // entry is its only owner.
+        // SAFETY: `slice` is the box `owning` leaked, and this entry is its
+        // only owner.
         drop(unsafe { Box::from_raw(slice) });
     }
 }
 
 impl Clone for Entry {
     fn clone(&self) -> Entry {
-        let raw = Box::into_raw(Box::<[u8]>::from(self.bytes().0));
-        Entry {
-            prefix: self.prefix,
-            bytes: NonNull::new(raw.cast::<u8>()).expect("a box is not null"),
-        }
+        Entry::owning(self.prefix, Box::from(self.bytes().0))
     }
 }
 
