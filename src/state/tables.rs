@@ -282,10 +282,11 @@ impl<'t> Changes<'t> {
     }
 
     pub fn insert(&mut self, table: Table, key: &[u8], value: &[u8]) {
-        if self.tables.get(table, key) == Some(value) {
-            return; // nothing to log or undo
-        }
+        // One walk down the tree, not a lookup and then an insert: an
+        // entry replaced by an equal one is a change of nothing, neither
+        // logged nor undone.
         let undo = match self.tables.map_mut(table).insert(Entry::new(key, value)) {
+            Some(old) if old.value() == value => return,
             Some(old) => Undo::Replaced { table, old },
             None => Undo::Added {
                 table,
