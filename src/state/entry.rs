@@ -13,6 +13,8 @@
 //! The pointer is thin (the lengths live in the allocation, not beside the
 //! pointer) so that the prefix costs no memory: a `Box<[u8]>` and a prefix
 //! would take 24 bytes a slot, about 60 MiB more at a million order items.
+//! Key and value share that one allocation for the same reason: allocated
+//! apart, with a map slot each, they took half as much memory again.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -156,7 +158,7 @@ impl fmt::Debug for Entry {
 /// Byte order of two keys, as `<[u8]>::cmp` gives it, without a call to
 /// `memcmp` for each: keys are short and share their first bytes.
 #[inline]
-pub fn compare_keys(a: &[u8], b: &[u8]) -> Ordering {
+fn compare_keys(a: &[u8], b: &[u8]) -> Ordering {
     let common = a.len().min(b.len());
     let (mut a_rest, mut b_rest) = (&a[..common], &b[..common]);
     while let (Some((a_word, a_next)), Some((b_word, b_next))) = (
