@@ -50,7 +50,7 @@ impl StateWriter<'_> {
             return Ok(false); // the usual case, without building a key
         }
         let key = self.names.prefixed(view, pk)?;
-        Ok(self.changes.remove(Table::DeadLetters, &key))
+        Ok(self.changes.remove(Table::DeadLetters, &key).is_some())
     }
 
     /// The root keys of every dead letter of `view`.

@@ -20,6 +20,17 @@ use super::entry::{Entry, KeyRef};
 use super::outboxes::{EntryBytes, OutboxChange};
 use super::redo::{Op, RedoWriter};
 
+/// What [`Changes::insert`] found under its key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Previous<'c> {
+    /// No entry: the value was added.
+    Absent,
+    /// This very value: nothing changed.
+    Same,
+    /// Another value, now replaced.
+    Value(&'c [u8]),
+}
+
 /// One table: entries in key order.
 pub type Map = OrdSet<Entry>;
 
@@ -281,32 +292,47 @@ impl<'t> Changes<'t> {
         self.tables.get(table, key)
     }
 
-    pub fn insert(&mut self, table: Table, key: &[u8], value: &[u8]) {
+    /// Puts `value` under `key`, and says what was there: a caller that
+    /// needs the old value gets it without a second walk down the tree.
+    pub fn insert(&mut self, table: Table, key: &[u8], value: &[u8]) -> Previous<'_> {
         // One walk down the tree, not a lookup and then an insert: an
         // entry replaced by an equal one is a change of nothing, neither
         // logged nor undone.
-        let undo = match self.tables.map_mut(table).insert(Entry::new(key, value)) {
-            Some(old) if old.value() == value => return,
-            Some(old) => Undo::Replaced { table, old },
-            None => Undo::Added {
-                table,
-                key: key.into(),
-            },
+        let (undo, replaced) = match self.tables.map_mut(table).insert(Entry::new(key, value)) {
+            Some(old) if old.value() == value => return Previous::Same,
+            Some(old) => (Undo::Replaced { table, old }, true),
+            None => (
+                Undo::Added {
+                    table,
+                    key: key.into(),
+                },
+                false,
+            ),
         };
         self.undo.push(undo);
         self.touch(table);
         self.redo.push(&Op::Put { table, key, value });
+        match self.last_replaced() {
+            Some(old) if replaced => Previous::Value(old),
+            _ => Previous::Absent,
+        }
     }
 
-    /// Removes `key`; says whether it was there.
-    pub fn remove(&mut self, table: Table, key: &[u8]) -> bool {
-        let Some(old) = self.tables.map_mut(table).remove(&KeyRef::new(key)) else {
-            return false;
-        };
+    /// Removes `key`; returns the value it had, `None` when it was not there.
+    pub fn remove(&mut self, table: Table, key: &[u8]) -> Option<&[u8]> {
+        let old = self.tables.map_mut(table).remove(&KeyRef::new(key))?;
         self.touch(table);
         self.redo.push(&Op::Delete { table, key });
         self.undo.push(Undo::Replaced { table, old });
-        true
+        self.last_replaced()
+    }
+
+    /// The value the last undo record puts back, when it is one entry's.
+    fn last_replaced(&self) -> Option<&[u8]> {
+        match self.undo.last() {
+            Some(Undo::Replaced { old, .. }) => Some(old.value()),
+            _ => None,
+        }
     }
 
     /// Removes every entry with a key in `start..end`.
@@ -464,10 +490,14 @@ mod tests {
         }
         let before = (entries(&tables, Table::Rows), entries(&tables, Table::Meta));
         let mut changes = Changes::new(&mut tables, RedoWriter::default());
-        changes.insert(Table::Rows, b"a1", b"w");
-        changes.insert(Table::Rows, b"d1", b"new");
-        assert!(changes.remove(Table::Rows, b"b1"));
-        assert!(!changes.remove(Table::Rows, b"zz"));
+        assert_eq!(changes.insert(Table::Rows, b"a2", b"v"), Previous::Same);
+        assert_eq!(
+            changes.insert(Table::Rows, b"a1", b"w"),
+            Previous::Value(b"v")
+        );
+        assert_eq!(changes.insert(Table::Rows, b"d1", b"new"), Previous::Absent);
+        assert_eq!(changes.remove(Table::Rows, b"b1"), Some(&b"v"[..]));
+        assert_eq!(changes.remove(Table::Rows, b"zz"), None);
         changes.clear_range(Table::Rows, b"a", b"b");
         changes.clear_range(Table::Meta, b"", b"\xff");
         assert_eq!(changes.pop_first(Table::Rows).unwrap().as_ref(), b"c1");

@@ -6,7 +6,7 @@ use super::keycode::prefix_end;
 use super::names::{NameIds, ScanBounds, encode_id};
 use super::outbox::{self, OutboxEntry, PreparedOutput};
 use super::read_cache::{Keys, ReadCache, Row};
-use super::tables::{Changes, Table, Tables};
+use super::tables::{Changes, Previous, Table, Tables};
 use super::{META_LAYOUT, META_POSITION, ReadRows, StateReader, StoreError};
 use crate::aggregate::Contribution;
 use crate::change::{Lsn, Value};
@@ -271,19 +271,21 @@ impl<'t> StateWriter<'t> {
         new: Option<&PreparedOutput>,
     ) -> Result<OutputChange, StoreError> {
         let key = self.names.prefixed(view, pk)?;
-        let record = new.map(|new| new.record.as_slice());
-        let old_key = match self.changes.get(Table::Outputs, &key) {
-            Some(stored) if Some(stored) == record => return Ok(OutputChange::Unchanged),
-            Some(stored) => Some(outbox::decode_output_key(stored)?),
-            None if record.is_none() => return Ok(OutputChange::Unchanged),
-            None => None,
+        // Written first and the old record taken from the write: one walk
+        // down the tree. Should the old record not decode, the error rolls
+        // the transaction back, this write with it.
+        let old = match new {
+            Some(new) => match self.changes.insert(Table::Outputs, &key, &new.record) {
+                Previous::Same => return Ok(OutputChange::Unchanged),
+                Previous::Absent => None,
+                Previous::Value(old) => Some(old),
+            },
+            None => match self.changes.remove(Table::Outputs, &key) {
+                None => return Ok(OutputChange::Unchanged),
+                old => old,
+            },
         };
-        match record {
-            Some(bytes) => self.changes.insert(Table::Outputs, &key, bytes),
-            None => {
-                self.changes.remove(Table::Outputs, &key);
-            }
-        }
+        let old_key = old.map(outbox::decode_output_key).transpose()?;
         Ok(OutputChange::Changed { old_key })
     }
 
