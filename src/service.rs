@@ -6,7 +6,7 @@
 //! durable position. Sinks run on their own tasks and are woken after every
 //! committed batch.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,6 +106,14 @@ struct Applying {
     commit_end: Option<Lsn>,
     commit_time: Option<i64>,
     started: Instant,
+}
+
+/// A batch the engine has committed, until its commit is durable: only
+/// then is its position confirmed and are the sinks woken for it.
+struct Committed {
+    outcome: BatchOutcome,
+    commit_end: Option<Lsn>,
+    commit_time: Option<i64>,
 }
 
 impl Applying {
@@ -622,19 +630,29 @@ impl Pipeline {
     /// receiving and decoding on the runtime, and everything received by the
     /// time the engine is free becomes the next batch: under load, batches
     /// grow instead of queueing. At most one full batch waits, read ahead.
+    /// The engine starts the next batch while the last one's commit is
+    /// synced; a batch is confirmed once it is durable.
     async fn apply_stream(&self, mut stream: ReplicationStream) -> Result<(), ServiceError> {
         let mut applying: Option<Applying> = None;
         let mut read_ahead: Option<ChangeBatch> = None;
+        let mut committed: VecDeque<Committed> = VecDeque::new();
         loop {
             let busy = applying.is_some();
+            let oldest = committed.front().map(|batch| batch.outcome.commit);
             tokio::select! {
                 applied = Applying::finished(&mut applying) => {
                     let done = applying.take().expect("a batch was being applied");
-                    self.batch_applied(&stream, done, applied)?;
+                    committed.push_back(Self::batch_committed(done, applied)?);
                     applying = read_ahead
                         .take()
                         .or_else(|| stream.take_ready())
                         .map(|batch| self.start_applying(batch));
+                }
+                durable = self.store.wait_durable(oldest.unwrap_or_default()), if oldest.is_some() => {
+                    durable?;
+                    if let Some(batch) = committed.pop_front() {
+                        self.batch_durable(&stream, batch);
+                    }
                 }
                 batch = async {
                     if busy {
@@ -650,8 +668,9 @@ impl Pipeline {
                             // wait for it, so a reconnect resumes after it.
                             if let Some(mut done) = applying.take() {
                                 let applied = (&mut done.handle).await;
-                                self.batch_applied(&stream, done, applied)?;
+                                committed.push_back(Self::batch_committed(done, applied)?);
                             }
+                            self.confirm_committed(&stream, committed).await?;
                             return Err(error.into());
                         }
                     };
@@ -674,23 +693,45 @@ impl Pipeline {
         }
     }
 
-    /// Reports a batch the engine has made durable, and confirms its position.
-    fn batch_applied(
-        &self,
-        stream: &ReplicationStream,
+    /// Records a batch the engine has committed.
+    fn batch_committed(
         done: Applying,
         applied: Result<Result<BatchOutcome, EngineError>, JoinError>,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Committed, ServiceError> {
         let outcome = applied
             .map_err(SourceError::from)?
             .map_err(SourceError::from)?;
         telemetry::record_batch(done.changes, &outcome, done.started.elapsed());
-        self.status.applied(done.commit_end, done.commit_time);
-        if let Some(position) = done.commit_end {
+        Ok(Committed {
+            outcome,
+            commit_end: done.commit_end,
+            commit_time: done.commit_time,
+        })
+    }
+
+    /// Reports a batch the store has made durable, confirms its position,
+    /// and wakes the sinks for its outbox entries.
+    fn batch_durable(&self, stream: &ReplicationStream, batch: Committed) {
+        self.status.applied(batch.commit_end, batch.commit_time);
+        if let Some(position) = batch.commit_end {
             stream.confirm(position);
         }
-        if outcome.outbox_entries > 0 {
+        if batch.outcome.outbox_entries > 0 {
             self.wake_all_sinks();
+        }
+    }
+
+    /// Waits until every batch in `committed` is durable, and reports them.
+    async fn confirm_committed(
+        &self,
+        stream: &ReplicationStream,
+        committed: VecDeque<Committed>,
+    ) -> Result<(), ServiceError> {
+        if let Some(last) = committed.back() {
+            self.store.wait_durable(last.outcome.commit).await?;
+        }
+        for batch in committed {
+            self.batch_durable(stream, batch);
         }
         Ok(())
     }

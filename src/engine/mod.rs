@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use crate::change::{ChangeBatch, Lsn, Value};
 use crate::plan::{OutputPlan, Plan};
-use crate::state::{StateWriter, Store, StoreError, ViewRecord};
+use crate::state::{CommitNumber, StateWriter, Store, StoreError, ViewRecord};
 
 /// Roots refreshed in one state-store transaction unless configured
 /// (`batch_max_roots`): inside a batch's own transaction, and in each of the
@@ -61,6 +61,10 @@ pub struct BatchOutcome {
     pub roots_refreshed: usize,
     pub outbox_entries: usize,
     pub timings: BatchTimings,
+    /// The batch's commit. [`Engine::apply`] returns before it is on
+    /// disk: wait for it ([`crate::state::Store::wait_durable`]) before
+    /// confirming the batch's position.
+    pub commit: CommitNumber,
 }
 
 /// Where a batch's time went, for the `batch applied` log line: telling
@@ -71,7 +75,8 @@ pub struct BatchTimings {
     pub rows: Duration,
     /// Refreshing the roots the batch's own transaction takes.
     pub refresh: Duration,
-    /// Committing that transaction (an fsync).
+    /// Committing that transaction: its redo record written to the log
+    /// (the sync runs on the store's sync thread).
     pub commit: Duration,
     /// Refreshing the roots beyond `batch_max_roots`, in later transactions.
     pub deferred: Duration,
@@ -201,13 +206,15 @@ impl Engine {
         )
     }
 
-    /// Applies a batch and makes it durable with its position. A batch whose
-    /// position is not after the stored one was applied before and is skipped.
+    /// Applies a batch and commits it with its position, returning before
+    /// the commit is durable (`outcome.commit` says when it is). A batch
+    /// whose position is not after the stored one was applied before and is
+    /// skipped.
     pub fn apply(&self, batch: &ChangeBatch) -> Result<BatchOutcome, EngineError> {
         let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
         let mut timings = BatchTimings::default();
-        let outcome = self.store.write(|w| {
+        let (outcome, commit) = self.store.write_pipelined(|w| {
             let position = w.position()?;
             if let (Some(end), Some(stored)) = (batch.commit_end, position)
                 && end <= stored
@@ -248,6 +255,7 @@ impl Engine {
             roots_refreshed: outcome.roots_refreshed + deferred.roots_refreshed,
             outbox_entries: outcome.outbox_entries + deferred.outbox_entries,
             timings,
+            commit,
             ..outcome
         })
     }

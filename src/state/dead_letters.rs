@@ -82,7 +82,7 @@ impl Store {
         view: &str,
         limit: usize,
     ) -> Result<(Vec<DeadLetter>, u64), StoreError> {
-        let tables = self.snapshot();
+        let tables = self.snapshot()?;
         let prefix = read_prefix(&tables, view)?;
         let end = keycode::prefix_end(&prefix);
         let mut letters = Vec::new();

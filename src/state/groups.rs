@@ -235,7 +235,7 @@ impl Store {
         on_sequence: impl FnOnce(u64),
         mut each_chunk: impl FnMut(Vec<(Vec<Value>, Vec<Value>)>) -> Result<(), StoreError>,
     ) -> Result<Option<u64>, StoreError> {
-        let tables = self.snapshot();
+        let tables = self.snapshot()?;
         let built_for = tables.get(Table::Meta, super::writer::view_hash_key(view).as_bytes());
         if built_for != Some(definition_hash.as_bytes()) {
             return Ok(None);

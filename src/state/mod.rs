@@ -5,7 +5,10 @@
 //! source row, the join indexes that find the root rows a change touches, the
 //! last output of every root, one outbox per sink, and the source position.
 //! The engine writes all of it in one transaction per batch, so the position
-//! is durable exactly when the effects of the changes before it are.
+//! is durable exactly when the effects of the changes before it are. A
+//! batch's commit is synced on a thread of the store's while the engine
+//! computes the next one; nothing outside the writer sees it before it is
+//! durable ([`durability`]).
 //!
 //! Why in memory: every batch reads rows at random all over the tables
 //! (a product's orders, an order's items), and an on-disk B-tree spent most
@@ -13,6 +16,7 @@
 //! (docs/decisions.md, "State in memory, a log on disk").
 
 mod dead_letters;
+mod durability;
 mod entry;
 mod groups;
 pub mod keycode;
@@ -30,9 +34,10 @@ mod writer;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 pub use dead_letters::DeadLetter;
+pub use durability::CommitNumber;
 pub use groups::{GroupValues, StoredGroup};
 pub use outbox::{OutboxEntry, OutboxOp, PreparedOutput, StoredOutput};
 pub use outboxes::DEFAULT_OUTBOX_BUDGET;
@@ -43,6 +48,7 @@ pub use view_records::ViewRecord;
 pub use wal::DEFAULT_MIN_LOG_BYTES;
 pub use writer::{OutputChange, StateWriter};
 
+use durability::{Durability, Syncer};
 use outboxes::Outboxes;
 use redo::RedoWriter;
 use tables::{Changes, Table, Tables};
@@ -77,6 +83,11 @@ pub enum StoreError {
          restart viewkeeper (the log is replayed up to its last whole commit)"
     )]
     LogBroken { path: String },
+    #[error(
+        "state store: {reason}; it takes no more commits: restart viewkeeper \
+         (the log is replayed up to its last whole commit, and the source resends the rest)"
+    )]
+    SyncFailed { reason: String },
     #[error("state store: corrupt {what}: {reason}")]
     Corrupt { what: &'static str, reason: String },
     #[error(
@@ -141,12 +152,27 @@ struct Durable {
     wal: Wal,
     /// The buffer of the next transaction's redo record.
     redo: RedoWriter,
+    /// The last commit since the store was opened.
+    last_commit: CommitNumber,
+}
+
+/// How a write transaction's commit reaches the disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    /// Synced before the write returns.
+    Now,
+    /// Synced on the sync thread after it returns ([`Store::write_pipelined`]).
+    Pipelined,
+    /// Synced by whichever sync comes next ([`Store::write_volatile`]).
+    Later,
 }
 
 /// Handle to the state store; cheap to share behind an `Arc`.
 pub struct Store {
     state: Mutex<Durable>,
-    outboxes: Outboxes,
+    /// The outboxes, and the commits whose entries wait for a sync.
+    durability: Arc<Durability>,
+    syncer: Syncer,
     /// Dead letters per view as of the last commit: `/status` and
     /// `/metrics` read them without waiting for a batch being applied.
     dead_letter_counts: RwLock<HashMap<String, u64>>,
@@ -177,14 +203,17 @@ impl Store {
         let recovered = Wal::open(&dir.join(STATE_DIR), options.checkpoint_log_bytes)?;
         let outboxes = Outboxes::new(options.outbox_budget_bytes);
         outboxes.restore(recovered.outboxes, newest_sequences(&recovered.tables)?);
+        let durability = Arc::new(Durability::new(outboxes));
         let store = Store {
             dead_letter_counts: RwLock::new(dead_letters::count_by_view(&recovered.tables)?),
             state: Mutex::new(Durable {
                 tables: recovered.tables,
                 wal: recovered.wal,
                 redo: RedoWriter::default(),
+                last_commit: CommitNumber::default(),
             }),
-            outboxes,
+            syncer: Syncer::start(Arc::clone(&durability)),
+            durability,
             _lock: recovered.lock,
         };
         Ok(store)
@@ -196,10 +225,31 @@ impl Store {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The tables as of the last commit: a copy that shares every node
-    /// (O(1)), read without holding the store.
-    fn snapshot(&self) -> Tables {
-        self.lock().tables.clone()
+    /// The store with every commit durable: how everything outside the
+    /// writer reads it. A reader must not see what a crash could take
+    /// back (a sink rewriting its target from it would record a position
+    /// the store may never reach again), so commits still waiting for the
+    /// sync thread are synced here first.
+    fn lock_durable(&self) -> Result<MutexGuard<'_, Durable>, StoreError> {
+        let mut state = self.lock();
+        if let Some(failed) = self.durability.failure() {
+            return Err(failed);
+        }
+        if !self.durability.is_durable(state.last_commit) {
+            state.wal.sync()?;
+            self.durability.made_durable(state.last_commit);
+        }
+        Ok(state)
+    }
+
+    /// The tables as of the last commit, made durable: a copy that shares
+    /// every node (O(1)), read without holding the store.
+    fn snapshot(&self) -> Result<Tables, StoreError> {
+        Ok(self.lock_durable()?.tables.clone())
+    }
+
+    fn outboxes(&self) -> &Outboxes {
+        self.durability.outboxes()
     }
 
     /// A random identifier chosen when the store was created. Sinks record it
@@ -222,7 +272,27 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        self.write_with(true, work)
+        self.write_with(Sync::Now, work).map(|(value, _)| value)
+    }
+
+    /// Runs `work` in one write transaction and commits it, returning
+    /// before the commit is on disk: the sync thread makes it durable while
+    /// the caller goes on, and its outbox entries reach the sinks only then.
+    /// Wait for the returned commit ([`Store::wait_durable`]) before telling
+    /// anyone outside that it happened (confirming its source position).
+    pub fn write_pipelined<T, E>(
+        &self,
+        work: impl FnOnce(&mut StateWriter) -> Result<T, E>,
+    ) -> Result<(T, CommitNumber), E>
+    where
+        E: From<StoreError>,
+    {
+        self.write_with(Sync::Pipelined, work)
+    }
+
+    /// Waits until `commit` (and every commit before it) is durable.
+    pub async fn wait_durable(&self, commit: CommitNumber) -> Result<(), StoreError> {
+        self.durability.wait(commit).await
     }
 
     /// Runs `work` in one write transaction and commits it without an
@@ -237,19 +307,27 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        self.write_with(false, work)
+        self.write_with(Sync::Later, work).map(|(value, _)| value)
     }
 
     fn write_with<T, E>(
         &self,
-        sync: bool,
+        sync: Sync,
         work: impl FnOnce(&mut StateWriter) -> Result<T, E>,
-    ) -> Result<T, E>
+    ) -> Result<(T, CommitNumber), E>
     where
         E: From<StoreError>,
     {
         let mut state = self.lock();
-        let Durable { tables, wal, redo } = &mut *state;
+        if let Some(failed) = self.durability.failure() {
+            return Err(failed.into());
+        }
+        let Durable {
+            tables,
+            wal,
+            redo,
+            last_commit,
+        } = &mut *state;
         let mut writer = StateWriter::open(Changes::new(tables, std::mem::take(redo)))?;
         let result = work(&mut writer).and_then(|value| {
             writer.finish()?;
@@ -264,13 +342,14 @@ impl Store {
                 return Err(error);
             }
         };
-        for (sink, upto) in self.outboxes.take_unlogged_releases() {
+        for (sink, upto) in self.outboxes().take_unlogged_releases() {
             changes.log_release(&sink, upto);
         }
+        let sync_now = sync == Sync::Now;
         let logged = if changes.redo().is_empty() {
-            if sync { wal.sync() } else { Ok(()) }
+            if sync_now { wal.sync() } else { Ok(()) }
         } else {
-            wal.append(changes.redo(), sync)
+            wal.append(changes.redo(), sync_now)
         };
         if let Err(error) = logged {
             *redo = changes.rollback();
@@ -281,17 +360,39 @@ impl Store {
         let (outbox, record) = changes.commit();
         *redo = record;
         redo.reset();
-        self.outboxes.publish(outbox);
+        *last_commit = CommitNumber(last_commit.0 + 1);
+        self.durability.hold(*last_commit, outbox);
+        if !wal.has_unsynced() {
+            // Synced above, or nothing written since the last sync.
+            self.durability.made_durable(*last_commit);
+        } else if sync == Sync::Pipelined {
+            let (file, path) = wal.file();
+            if !self.syncer.request(file, path, *last_commit) {
+                wal.sync()?;
+                self.durability.made_durable(*last_commit);
+            }
+        }
         if dead_letters_changed {
             self.publish_dead_letter_counts(tables);
         }
-        if wal.wants_checkpoint()
-            && let Err(error) = wal.start_checkpoint(tables.clone(), self.outboxes.snapshot())
-        {
+        if wal.wants_checkpoint() {
+            self.start_checkpoint(wal, tables, *last_commit);
+        }
+        Ok((value, *last_commit))
+    }
+
+    /// Starts writing a checkpoint of `tables`, the state after `last_commit`.
+    /// It holds the outboxes too, so every commit's entries are published
+    /// first: the log files it replaces are synced by then anyway.
+    fn start_checkpoint(&self, wal: &mut Wal, tables: &Tables, last_commit: CommitNumber) {
+        let started = wal.sync().and_then(|()| {
+            self.durability.made_durable(last_commit);
+            wal.start_checkpoint(tables.clone(), self.outboxes().snapshot())
+        });
+        if let Err(error) = started {
             // The commit is in the log; a checkpoint is only a shortcut.
             tracing::error!(%error, "could not start a state-store checkpoint");
         }
-        Ok(value)
     }
 
     /// The end LSN of the last transaction whose effects are durable here, or
@@ -311,28 +412,29 @@ impl Store {
 
     /// The layout the rows were stored with (see [`crate::plan::Plan::layout`]).
     pub fn layout(&self) -> Result<Option<String>, StoreError> {
-        Ok(self.read_meta_text(META_LAYOUT))
+        self.read_meta_text(META_LAYOUT)
     }
 
     /// The definition hash the stored outputs of `view` were built with.
     pub fn view_hash(&self, view: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.read_meta_text(&writer::view_hash_key(view)))
+        self.read_meta_text(&writer::view_hash_key(view))
     }
 
-    fn read_meta_text(&self, name: &str) -> Option<String> {
-        self.read_meta_bytes(name)
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    fn read_meta_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let bytes = self.read_meta_bytes(name)?;
+        Ok(bytes.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    fn read_meta_bytes(&self, name: &str) -> Option<Vec<u8>> {
-        self.lock()
+    fn read_meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .lock_durable()?
             .tables
             .get(Table::Meta, name.as_bytes())
-            .map(<[u8]>::to_vec)
+            .map(<[u8]>::to_vec))
     }
 
     fn read_meta_u64(&self, name: &str) -> Result<Option<u64>, StoreError> {
-        self.lock()
+        self.lock_durable()?
             .tables
             .get(Table::Meta, name.as_bytes())
             .map(|v| decode_u64(v, "meta value"))
@@ -341,7 +443,7 @@ impl Store {
 
     /// How many rows of `table` are stored.
     pub fn table_row_count(&self, table: &str) -> Result<u64, StoreError> {
-        let tables = self.snapshot();
+        let tables = self.snapshot()?;
         let prefix = names::read_prefix(&tables, table)?;
         let end = keycode::prefix_end(&prefix);
         Ok(tables.range(Table::Rows, &prefix, &end).count() as u64)
@@ -355,7 +457,7 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<OutboxRead, StoreError> {
-        let Ok(entries) = self.outboxes.after(sink, after, limit) else {
+        let Ok(entries) = self.outboxes().after(sink, after, limit) else {
             return Ok(OutboxRead::Gap);
         };
         entries
@@ -370,7 +472,7 @@ impl Store {
     /// after a crash the entries may be back, and the sink, which resumes
     /// from its own checkpoint, skips them.
     pub fn truncate_outbox(&self, sink: &str, upto: u64) -> Result<(), StoreError> {
-        self.outboxes.release(sink, upto);
+        self.outboxes().release(sink, upto);
         Ok(())
     }
 
@@ -378,12 +480,12 @@ impl Store {
     /// yet made durable by the sink (or just made durable, before the sink
     /// truncated them).
     pub fn outbox_pending(&self, sink: &str) -> Result<u64, StoreError> {
-        Ok(self.outboxes.len(sink))
+        Ok(self.outboxes().len(sink))
     }
 
     /// The sequence of the newest outbox entry ever written for `sink` (0: none).
     pub fn last_outbox_sequence(&self, sink: &str) -> Result<u64, StoreError> {
-        read_sequence(&self.lock().tables, sink)
+        read_sequence(&self.lock_durable()?.tables, sink)
     }
 }
 
@@ -392,7 +494,7 @@ impl Drop for Store {
     /// the next start would bring back every entry the sinks drained since,
     /// to be held in memory until each sink drains something new.
     fn drop(&mut self) {
-        let releases = self.outboxes.take_unlogged_releases();
+        let releases = self.outboxes().take_unlogged_releases();
         if releases.is_empty() {
             return;
         }
@@ -444,9 +546,9 @@ mod tests {
     impl Store {
         /// Writes a checkpoint now and waits for it.
         fn checkpoint(&self) {
-            let mut state = self.lock();
+            let mut state = self.lock_durable().unwrap();
             let Durable { tables, wal, .. } = &mut *state;
-            wal.start_checkpoint(tables.clone(), self.outboxes.snapshot())
+            wal.start_checkpoint(tables.clone(), self.outboxes().snapshot())
                 .unwrap();
             wal.wait_for_checkpoint();
         }
@@ -582,6 +684,65 @@ mod tests {
         assert_eq!(store.last_outbox_sequence("s").unwrap(), 5);
         store.write(|w| w.append_outbox("s", &entry(6))).unwrap();
         assert_eq!(outbox_keys(&store), vec![3, 4, 5, 6]);
+    }
+
+    /// A pipelined commit returns before its sync; its outbox entries reach
+    /// the sinks once it is durable, a read from outside the writer makes it
+    /// durable first, and it comes back after a restart.
+    #[test]
+    fn pipelined_commits_reach_sinks_once_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ((), first) = store
+            .write_pipelined(|w| {
+                for n in 1..=3 {
+                    w.append_outbox("s", &entry(n))?;
+                }
+                w.set_position(Lsn(10))
+            })
+            .unwrap();
+        runtime.block_on(store.wait_durable(first)).unwrap();
+        assert_eq!(outbox_keys(&store), vec![3]);
+
+        let ((), second) = store
+            .write_pipelined(|w| {
+                w.append_outbox("s", &entry(4))?;
+                w.set_position(Lsn(20))
+            })
+            .unwrap();
+        assert!(second > first);
+        assert_eq!(store.position().unwrap(), Some(Lsn(20)));
+        assert!(
+            store.durability.is_durable(second),
+            "reading the position made the commit durable"
+        );
+        assert_eq!(outbox_keys(&store), vec![3, 4]);
+        runtime.block_on(store.wait_durable(second)).unwrap();
+        drop(store);
+
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert_eq!(store.position().unwrap(), Some(Lsn(20)));
+        assert_eq!(outbox_keys(&store), vec![3, 4]);
+    }
+
+    /// After a sync fails, the store refuses commits and reads with an
+    /// error that says so, rather than go on from a log that may have lost them.
+    #[test]
+    fn a_failed_sync_stops_commits_and_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        store.write(|w| w.set_position(Lsn(10))).unwrap();
+        store
+            .durability
+            .fail("syncing wal-1: Input/output error".into());
+        let error = store.write(|w| w.set_position(Lsn(20))).unwrap_err();
+        assert!(matches!(error, StoreError::SyncFailed { .. }), "{error}");
+        assert!(error.to_string().contains("restart viewkeeper"), "{error}");
+        let error = store.position().unwrap_err();
+        assert!(matches!(error, StoreError::SyncFailed { .. }), "{error}");
     }
 
     /// Entries the sinks released are gone after a clean restart, though
@@ -728,8 +889,9 @@ mod tests {
         assert_ne!(after_second, after_first, "a checkpoint was written");
     }
 
-    /// Random transactions, some failing, with checkpoints and restarts at
-    /// random points, against a model of what was committed.
+    /// Random transactions, some failing, committed durably, pipelined or
+    /// volatile, with checkpoints and restarts at random points, against a
+    /// model of what was committed.
     #[test]
     fn random_commits_checkpoints_and_restarts_keep_exactly_the_committed_state() {
         let dir = tempfile::tempdir().unwrap();
@@ -742,7 +904,8 @@ mod tests {
                 .map(|_| (rng.random_range(0..10), rng.random_range(0..50)))
                 .collect();
             let mut next = model.clone();
-            let result = store.write(|w| {
+            let sync = [Sync::Now, Sync::Pipelined, Sync::Later][rng.random_range(0..3)];
+            let result = store.write_with(sync, |w| {
                 for (op, id) in &ops {
                     let pk = keycode::encode_values(&[Value::Int(*id)]);
                     match op {

@@ -176,7 +176,7 @@ mod tests {
     use crate::state::{ReadRows, Store};
 
     fn stored_ids(store: &Store) -> Vec<(String, u16)> {
-        let tables = store.snapshot();
+        let tables = store.snapshot().unwrap();
         let mut ids: Vec<_> = tables
             .iter(Table::Names)
             .map(|(name, id)| (decode_name(name).unwrap(), decode_id(id).unwrap()))

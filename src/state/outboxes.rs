@@ -4,8 +4,9 @@
 //! They live beside the tables, under their own lock, because sinks read
 //! and release them all the time while the engine writes: a sink never
 //! waits for a batch to finish. Entries reach them when the transaction
-//! that appended them commits (after its redo record is in the log), so a
-//! sink never sees an entry a crash could take back. A release is logged
+//! that appended them is durable (its redo record synced, see
+//! [`super::durability`]), so a sink never sees an entry a crash could take
+//! back. A release is logged
 //! with the next commit (or kept by the next checkpoint): one lost in a
 //! crash brings entries back that the sink's own checkpoint skips.
 //!

@@ -17,7 +17,7 @@ pub struct StateReader {
 impl Store {
     /// A reader of the store as of now; later writes are not seen by it.
     pub fn reader(&self) -> Result<StateReader, StoreError> {
-        let tables = self.snapshot();
+        let tables = self.snapshot()?;
         Ok(StateReader {
             names: NameIds::load(&tables, false)?,
             tables,

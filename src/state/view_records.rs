@@ -49,7 +49,7 @@ impl StateWriter<'_> {
 impl Store {
     /// The record of `view`, if the store built it.
     pub fn view_record(&self, view: &str) -> Result<Option<ViewRecord>, StoreError> {
-        let Some(bytes) = self.read_meta_bytes(&record_key(view)) else {
+        let Some(bytes) = self.read_meta_bytes(&record_key(view))? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes)

@@ -10,8 +10,9 @@
 //!
 //! A log file is a header and frames: `length (u32) ‖ crc32 (u32) ‖ redo
 //! record`. A commit appends one frame and, when it must be durable, syncs
-//! the file; a frame not synced is made durable by the next sync, with every
-//! frame before it. A crash can leave a frame cut short at the end of the
+//! the file, itself or on the store's sync thread ([`super::durability`]);
+//! a frame not synced is made durable by the next sync, with every frame
+//! before it. A crash can leave a frame cut short at the end of the
 //! newest file: its checksum fails, replay stops there and the rest of the
 //! file is cut off. What is replayed is always the state after some commit,
 //! and never before the last synced one.
@@ -27,6 +28,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::entry::Entry;
@@ -72,7 +74,9 @@ pub struct Recovered {
 /// The log being appended to, and the checkpoint being written.
 pub struct Wal {
     dir: PathBuf,
-    file: File,
+    /// Shared with the sync thread ([`super::durability`]), which syncs it
+    /// while the next frame is computed.
+    file: Arc<File>,
     generation: u64,
     /// The length of the current file up to its last whole frame.
     len: u64,
@@ -152,7 +156,7 @@ impl Wal {
         let file = create_log(dir, generation)?;
         let wal = Wal {
             dir: dir.to_owned(),
-            file,
+            file: Arc::new(file),
             generation,
             len: WAL_MAGIC.len() as u64 + 8,
             unsynced: false,
@@ -184,11 +188,10 @@ impl Wal {
         let mut header = [0u8; FRAME_HEADER];
         header[..4].copy_from_slice(&length.to_le_bytes());
         header[4..].copy_from_slice(&crc.finalize().to_le_bytes());
-        let written = self.file.write_all(&header).and_then(|()| {
-            record
-                .pieces()
-                .try_for_each(|piece| self.file.write_all(piece))
-        });
+        let mut file: &File = &self.file;
+        let written = file
+            .write_all(&header)
+            .and_then(|()| record.pieces().try_for_each(|piece| file.write_all(piece)));
         if let Err(error) = written {
             // Cut off what part of the frame was written, so the next one
             // follows the last whole frame; if that fails too, the log
@@ -218,6 +221,17 @@ impl Wal {
             self.unsynced = false;
         }
         Ok(())
+    }
+
+    /// Whether frames were appended since this log last synced itself
+    /// (a sync on the sync thread does not count).
+    pub fn has_unsynced(&self) -> bool {
+        self.unsynced
+    }
+
+    /// The current log file, for the sync thread, and its path.
+    pub fn file(&self) -> (Arc<File>, PathBuf) {
+        (Arc::clone(&self.file), self.path())
     }
 
     fn path(&self) -> PathBuf {
@@ -251,7 +265,7 @@ impl Wal {
         // first, so that an older frame is never only in a deleted file.
         self.sync()?;
         let covered = self.generation;
-        self.file = create_log(&self.dir, covered + 1)?;
+        self.file = Arc::new(create_log(&self.dir, covered + 1)?);
         self.generation = covered + 1;
         self.len = WAL_MAGIC.len() as u64 + 8;
         let dir = self.dir.clone();
