@@ -4,7 +4,7 @@
 //! anything. Then: snapshot if the state store has no usable position, stream
 //! from the position otherwise; on a lost connection, reconnect from the
 //! durable position. Sinks run on their own tasks and are woken after every
-//! committed batch.
+//! batch once it is durable.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
@@ -94,7 +94,7 @@ struct Pipeline {
     pool: PgPool,
     store: Arc<Store>,
     engine: Arc<Engine>,
-    /// One per sink, woken after each committed batch that fed it.
+    /// One per sink, woken after each durable batch that fed it.
     wake_sinks: Vec<Arc<Notify>>,
     status: Arc<StatusBoard>,
 }

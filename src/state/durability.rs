@@ -6,8 +6,7 @@
 //! syncs the file before it returns. A pipelined one ([`super::Store::write_pipelined`],
 //! the engine's batches) hands the sync to this module's thread and returns
 //! at once, so the engine computes the next batch while the disk flushes
-//! the last: at 5,000 changes/s, with PostgreSQL syncing its own log on the
-//! same disk, the engine's thread spent 10-25% of its time in that sync.
+//! the last (docs/decisions.md, "A batch's sync overlaps the next batch").
 //!
 //! Until a sync covers its frame a commit is *unsynced*: its outbox entries
 //! wait here, not in the [`Outboxes`], so a sink never sees an entry a

@@ -235,11 +235,36 @@ impl Store {
         if let Some(failed) = self.durability.failure() {
             return Err(failed);
         }
-        if !self.durability.is_durable(state.last_commit) {
-            state.wal.sync()?;
-            self.durability.made_durable(state.last_commit);
+        let last_commit = state.last_commit;
+        if !self.durability.is_durable(last_commit) {
+            self.sync_inline(&mut state.wal, last_commit)?;
         }
         Ok(state)
+    }
+
+    /// Syncs the log on this thread, which makes every commit up to
+    /// `last_commit` durable. A failed sync stops the store, as one on the
+    /// sync thread does: whether the frames it should have covered are on
+    /// disk is unknown, and a later sync that succeeds would not say.
+    fn sync_inline(&self, wal: &mut Wal, last_commit: CommitNumber) -> Result<(), StoreError> {
+        match wal.sync() {
+            Ok(()) => {
+                self.durability.made_durable(last_commit);
+                Ok(())
+            }
+            Err(error) => {
+                let reason = match &error {
+                    StoreError::Io {
+                        path,
+                        action,
+                        source,
+                    } => format!("{action} {path}: {source}"),
+                    other => other.to_string(),
+                };
+                self.durability.fail(reason);
+                Err(error)
+            }
+        }
     }
 
     /// The tables as of the last commit, made durable: a copy that shares
@@ -368,8 +393,7 @@ impl Store {
         } else if sync == Sync::Pipelined {
             let (file, path) = wal.file();
             if !self.syncer.request(file, path, *last_commit) {
-                wal.sync()?;
-                self.durability.made_durable(*last_commit);
+                self.sync_inline(wal, *last_commit)?;
             }
         }
         if dead_letters_changed {
@@ -385,10 +409,9 @@ impl Store {
     /// It holds the outboxes too, so every commit's entries are published
     /// first: the log files it replaces are synced by then anyway.
     fn start_checkpoint(&self, wal: &mut Wal, tables: &Tables, last_commit: CommitNumber) {
-        let started = wal.sync().and_then(|()| {
-            self.durability.made_durable(last_commit);
-            wal.start_checkpoint(tables.clone(), self.outboxes().snapshot())
-        });
+        let started = self
+            .sync_inline(wal, last_commit)
+            .and_then(|()| wal.start_checkpoint(tables.clone(), self.outboxes().snapshot()));
         if let Err(error) = started {
             // The commit is in the log; a checkpoint is only a shortcut.
             tracing::error!(%error, "could not start a state-store checkpoint");
@@ -492,18 +515,23 @@ impl Store {
 impl Drop for Store {
     /// Logs the releases of outbox entries since the last commit: otherwise
     /// the next start would bring back every entry the sinks drained since,
-    /// to be held in memory until each sink drains something new.
+    /// to be held in memory until each sink drains something new. Syncs
+    /// the log either way, so that a clean stop leaves no commit to the
+    /// sync thread.
     fn drop(&mut self) {
         let releases = self.outboxes().take_unlogged_releases();
-        if releases.is_empty() {
-            return;
-        }
         let mut record = RedoWriter::default();
         for (sink, upto) in &releases {
             record.push(&redo::Op::OutboxTruncate { sink, upto: *upto });
         }
-        if let Err(error) = self.lock().wal.append(&record, true) {
-            tracing::warn!(%error, "could not log the last outbox releases");
+        let wal = &mut self.lock().wal;
+        let logged = if releases.is_empty() {
+            wal.sync()
+        } else {
+            wal.append(&record, true)
+        };
+        if let Err(error) = logged {
+            tracing::warn!(%error, "could not log the last outbox releases and sync the log");
         }
     }
 }
