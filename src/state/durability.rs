@@ -65,7 +65,9 @@ impl Durability {
 
     /// Holds what `commit` appended to the outboxes until it is durable.
     pub fn hold(&self, commit: CommitNumber, outbox: Vec<OutboxChange>) {
-        self.lock_unsynced().push_back((commit, outbox));
+        if !outbox.is_empty() {
+            self.lock_unsynced().push_back((commit, outbox));
+        }
     }
 
     /// Every commit up to `upto` is on disk: publishes their outbox entries,

@@ -370,11 +370,13 @@ impl Store {
         for (sink, upto) in self.outboxes().take_unlogged_releases() {
             changes.log_release(&sink, upto);
         }
-        let sync_now = sync == Sync::Now;
+        // Written now, synced after the commit: a frame whose sync fails is
+        // in the file, so the transaction is not rolled back then; the
+        // store stops instead, and a restart replays what reached the disk.
         let logged = if changes.redo().is_empty() {
-            if sync_now { wal.sync() } else { Ok(()) }
+            Ok(())
         } else {
-            wal.append(changes.redo(), sync_now)
+            wal.append(changes.redo())
         };
         if let Err(error) = logged {
             *redo = changes.rollback();
@@ -388,12 +390,18 @@ impl Store {
         *last_commit = CommitNumber(last_commit.0 + 1);
         self.durability.hold(*last_commit, outbox);
         if !wal.has_unsynced() {
-            // Synced above, or nothing written since the last sync.
+            // Nothing written since the last sync.
             self.durability.made_durable(*last_commit);
-        } else if sync == Sync::Pipelined {
-            let (file, path) = wal.file();
-            if !self.syncer.request(file, path, *last_commit) {
-                self.sync_inline(wal, *last_commit)?;
+        } else {
+            match sync {
+                Sync::Now => self.sync_inline(wal, *last_commit)?,
+                Sync::Pipelined => {
+                    let (file, path) = wal.file();
+                    if !self.syncer.request(file, path, *last_commit) {
+                        self.sync_inline(wal, *last_commit)?;
+                    }
+                }
+                Sync::Later => {}
             }
         }
         if dead_letters_changed {
@@ -528,7 +536,7 @@ impl Drop for Store {
         let logged = if releases.is_empty() {
             wal.sync()
         } else {
-            wal.append(&record, true)
+            wal.append(&record).and_then(|()| wal.sync())
         };
         if let Err(error) = logged {
             tracing::warn!(%error, "could not log the last outbox releases and sync the log");

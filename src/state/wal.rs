@@ -173,10 +173,10 @@ impl Wal {
         })
     }
 
-    /// Appends one redo record as a frame; with `sync`, it and every frame
-    /// before it are on disk when this returns. A failed append leaves the
-    /// file as it was.
-    pub fn append(&mut self, record: &RedoWriter, sync: bool) -> Result<(), StoreError> {
+    /// Appends one redo record as a frame, which the next [`Wal::sync`]
+    /// makes durable with every frame before it. A failed append leaves
+    /// the file as it was.
+    pub fn append(&mut self, record: &RedoWriter) -> Result<(), StoreError> {
         let path = self.path();
         let record_len = record.len();
         let length = u32::try_from(record_len).map_err(|_| StoreError::Corrupt {
@@ -207,9 +207,6 @@ impl Wal {
         self.len += frame;
         self.since_checkpoint += frame;
         self.unsynced = true;
-        if sync {
-            self.sync()?;
-        }
         Ok(())
     }
 
