@@ -180,14 +180,7 @@ fn sync_requests(queue: &mpsc::Receiver<SyncRequest>, durability: &Durability) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn append(sink: &str, sequence: u64) -> OutboxChange {
-        OutboxChange::Append {
-            sink: sink.into(),
-            sequence,
-            entry: Arc::from(&b"entry"[..]),
-        }
-    }
+    use crate::state::outboxes::tests::append;
 
     fn sequences(durability: &Durability) -> Vec<u64> {
         let entries = durability.outboxes().after("s", 0, usize::MAX).unwrap();

@@ -228,10 +228,11 @@ fn apply(queues: &mut HashMap<String, Queue>, change: OutboxChange) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn append(sink: &str, sequence: u64) -> OutboxChange {
+    /// An entry of `sink` at `sequence`, holding the sequence's bytes.
+    pub(in crate::state) fn append(sink: &str, sequence: u64) -> OutboxChange {
         OutboxChange::Append {
             sink: sink.into(),
             sequence,
