@@ -26,7 +26,14 @@ use super::outboxes::{OutboxChange, Outboxes};
 
 /// The number of a commit since the store was opened, in commit order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct CommitNumber(pub(super) u64);
+pub struct CommitNumber(u64);
+
+impl CommitNumber {
+    /// The commit after this one.
+    pub(super) fn next(self) -> CommitNumber {
+        CommitNumber(self.0 + 1)
+    }
+}
 
 /// How far the log is known to be on disk.
 #[derive(Clone, Debug, Default)]
@@ -92,7 +99,8 @@ impl Durability {
         self.synced.borrow().upto >= commit
     }
 
-    pub(super) fn fail(&self, reason: String) {
+    /// A sync failed: every commit and wait from now on fails with `reason`.
+    pub fn fail(&self, reason: String) {
         self.synced
             .send_modify(|synced| synced.failed = Some(reason));
     }

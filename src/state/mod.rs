@@ -387,7 +387,7 @@ impl Store {
         let (outbox, record) = changes.commit();
         *redo = record;
         redo.reset();
-        *last_commit = CommitNumber(last_commit.0 + 1);
+        *last_commit = last_commit.next();
         self.durability.hold(*last_commit, outbox);
         if !wal.has_unsynced() {
             // Nothing written since the last sync.
