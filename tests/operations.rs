@@ -1,7 +1,8 @@
 //! What an operator meets: `viewkeeper tail`, secrets kept out of output, a
 //! table viewkeeper cannot follow refused at start, a quiet or unrelated
 //! database that must not time the replication connection out nor hold WAL,
-//! and a data directory written by an earlier version.
+//! a data directory written by an earlier version, and the workload
+//! generator leaving alone the rows written beside it.
 
 mod harness;
 
@@ -242,5 +243,40 @@ async fn a_state_store_of_an_earlier_format_is_rebuilt_by_a_new_snapshot() {
         log.contains("state store written in an earlier format"),
         "the log says why a new snapshot is taken:\n{}",
         service.log_tail(40)
+    );
+}
+
+/// Rows with ids below 1 are written beside the workload (the end-to-end
+/// benchmark's latency markers) and must outlive it unchanged, even once
+/// every row the workload could pick is gone: picking then wraps around to
+/// the lowest id, which must not be theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workload_never_touches_rows_with_ids_below_one() {
+    use viewkeeper::workload::{Mix, Op, WorkloadOptions};
+
+    let pg = PgServer::start().await;
+    let (_, pool) = small_shop(&pg).await;
+    sqlx::query("DELETE FROM products WHERE id > 3")
+        .execute(&pool)
+        .await
+        .expect("leaving three products");
+    sqlx::query("INSERT INTO products (id, name, description, price_cents) VALUES (-1, 'Marker', 'vkmarker', 100)")
+        .execute(&pool)
+        .await
+        .expect("a marker product");
+    let mut options = WorkloadOptions::new(60, 5);
+    options.mix = Mix::only(&[Op::RenameProduct, Op::DeleteProduct]);
+    viewkeeper::workload::run(&pool, &options)
+        .await
+        .expect("running the workload");
+
+    let products: Vec<(i64, String)> = sqlx::query_as("SELECT id, name FROM products ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .expect("reading the products");
+    assert_eq!(
+        products,
+        vec![(-1, "Marker".to_owned())],
+        "the workload deleted every product it may pick, and only those"
     );
 }
