@@ -17,6 +17,7 @@ use harness::{
     wait_until,
 };
 use serde_json::Value;
+use viewkeeper::workload::{Mix, Op, WorkloadOptions};
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("views")
@@ -229,12 +230,9 @@ async fn a_state_store_of_an_earlier_format_is_rebuilt_by_a_new_snapshot() {
     std::fs::remove_dir_all(data_dir.join("state")).expect("removing the state store");
     std::fs::write(data_dir.join("state.redb"), b"a store of format 2")
         .expect("writing an old store");
-    viewkeeper::workload::run(
-        &pool,
-        &viewkeeper::workload::WorkloadOptions::new(1_000, 21),
-    )
-    .await
-    .expect("running the workload");
+    viewkeeper::workload::run(&pool, &WorkloadOptions::new(1_000, 21))
+        .await
+        .expect("running the workload");
 
     let mut service = setup.start();
     converged(&mut service, &pool, &redis.url(), Duration::from_secs(120)).await;
@@ -252,8 +250,6 @@ async fn a_state_store_of_an_earlier_format_is_rebuilt_by_a_new_snapshot() {
 /// the lowest id, which must not be theirs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_workload_never_touches_rows_with_ids_below_one() {
-    use viewkeeper::workload::{Mix, Op, WorkloadOptions};
-
     let pg = PgServer::start().await;
     let (_, pool) = small_shop(&pg).await;
     sqlx::query("DELETE FROM products WHERE id > 3")

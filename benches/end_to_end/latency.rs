@@ -42,13 +42,14 @@ const CHANGES: &str = "viewkeeper_changes_total";
 /// Markers take ids below 1, which the workload never picks
 /// (`src/workload/runner.rs`): a marker the workload renamed, deleted or
 /// turned into a draft would never show, and would count as lost. Their
-/// numbers come from a sequence, so the markers of every phase differ.
+/// numbers come from a sequence, so the markers of every phase differ; the
+/// product and the order of one marker share its (negated) number as id.
 const CREATE_MARKER_NUMBERS: &str = "CREATE SEQUENCE IF NOT EXISTS bench_marker_numbers";
-const NEXT_MARKER_NUMBER: &str = "SELECT nextval('bench_marker_numbers')";
-const INSERT_MARKER_PRODUCT: &str = "INSERT INTO products (id, name, description, price_cents) \
-     VALUES (-$1::bigint, 'Marker ' || $1::bigint, 'vkmarker' || $1::bigint, 100) RETURNING id";
+const INSERT_MARKER_PRODUCT: &str = "WITH marker AS (SELECT nextval('bench_marker_numbers') AS n) \
+     INSERT INTO products (id, name, description, price_cents) \
+     SELECT -n, 'Marker ' || n, 'vkmarker' || n, 100 FROM marker RETURNING id";
 const INSERT_MARKER_ORDER: &str =
-    "INSERT INTO orders (id, status, total_cents) VALUES (-$1::bigint, 'pending', 0) RETURNING id";
+    "INSERT INTO orders (id, status, total_cents) VALUES ($1, 'pending', 0) RETURNING id";
 
 /// One marker transaction.
 #[derive(Debug, Clone)]
@@ -253,25 +254,20 @@ async fn write_markers(
 }
 
 async fn write_marker(conn: &mut PgConnection) -> Marker {
-    let number: i64 = sqlx::query_scalar(NEXT_MARKER_NUMBER)
-        .fetch_one(&mut *conn)
-        .await
-        .expect("a marker's number");
     let mut txn = conn.begin().await.expect("begin");
     let product: i64 = sqlx::query_scalar(INSERT_MARKER_PRODUCT)
-        .bind(number)
         .fetch_one(&mut *txn)
         .await
         .expect("the marker product");
     let order: i64 = sqlx::query_scalar(INSERT_MARKER_ORDER)
-        .bind(number)
+        .bind(product)
         .fetch_one(&mut *txn)
         .await
         .expect("the marker order");
     let committing = Instant::now();
     txn.commit().await.expect("committing a marker");
     Marker {
-        number,
+        number: -product,
         product,
         order,
         committing,
