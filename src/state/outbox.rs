@@ -62,6 +62,15 @@ pub enum OutboxOp {
     Delete { key: String },
 }
 
+impl OutboxOp {
+    /// The key the op writes or deletes: a Redis key, a document id.
+    pub fn key(&self) -> &str {
+        match self {
+            OutboxOp::Put { key, .. } | OutboxOp::Delete { key } => key,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     pub view: String,

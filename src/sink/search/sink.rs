@@ -1,15 +1,16 @@
 //! The search sink: drains a search view's outbox into its Tantivy index.
 //!
-//! One sink per search view (each index commits on its own). Entries are
-//! applied in batches: a commit at most every [`COMMIT_INTERVAL`], with every
-//! entry that arrived meanwhile, so a change is searchable well within a
-//! second under steady load without a commit per change; a backlog (after a
-//! snapshot, say) is committed in full batches back to back. The outbox sequence
+//! One sink per search view (each index commits on its own). Entries are fed
+//! to the index's writer as they arrive, and committed at most every
+//! [`COMMIT_INTERVAL`] (a backlog, after a snapshot say, in full batches back
+//! to back): Tantivy indexes them between commits, so a change is searchable
+//! well within a second under steady load without a commit per change. The outbox sequence
 //! rides in the commit's payload, so a crash between commits loses nothing and
 //! replaying committed entries is a no-op. An index without a payload (new,
 //! or recreated for a changed definition), or with one of another state
 //! store, is first loaded with every stored output.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,21 @@ use crate::state::{OutboxEntry, OutboxOp, OutboxRead, Store, StoreError};
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 /// Outbox entries per commit at most.
 const ENTRIES_PER_COMMIT: usize = 20_000;
+
+/// What the writer was fed since the last commit: entries up to outbox
+/// sequence `sequence`, `ops` of them.
+#[derive(Clone, Copy)]
+struct Fed {
+    sequence: u64,
+    ops: usize,
+}
+
+impl Fed {
+    /// Nothing fed since a commit at `sequence`.
+    fn at(sequence: u64) -> Fed {
+        Fed { sequence, ops: 0 }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchSinkError {
@@ -53,7 +69,8 @@ pub struct SearchSink {
     outputs: OutputReader,
     index: Arc<SearchIndex>,
     writer: Arc<IndexWriterHandle>,
-    /// Held by a commit until its blocking task has let go of the writer.
+    /// Held by a call on the writer until its blocking task has let go of
+    /// the writer.
     committing: Arc<tokio::sync::Mutex<()>>,
     rewrites: RewriteSignal,
 }
@@ -101,71 +118,106 @@ impl SearchSink {
     }
 
     async fn drain(&self, wake: &Notify, health: &SinkHealth) -> Result<(), SearchSinkError> {
-        let mut applied = match self.index.checkpoint()? {
+        // A run of this loop that failed may have fed ops it never committed;
+        // this one feeds again from the last commit.
+        self.on_writer(|writer| writer.discard()).await?;
+        let mut committed = match self.index.checkpoint()? {
             Some(checkpoint) if checkpoint.store_id == self.store_id => checkpoint.sequence,
             _ => self.load_all(wake).await?,
         };
         health.ok();
+        // Entries are fed to the writer as they arrive, and committed at
+        // most every `COMMIT_INTERVAL`: Tantivy indexes them meanwhile, so a
+        // commit is left with little to do.
+        let mut fed = Fed::at(committed);
         let mut last_commit = Instant::now() - COMMIT_INTERVAL;
-        let mut backlog = false;
         loop {
             if let Some(ticket) = self.rewrites.pending() {
-                applied = self.load_all(wake).await?;
+                committed = self.load_all(wake).await?;
+                fed = Fed::at(committed);
                 self.rewrites.finished(ticket);
             }
-            // Batching by time: entries arriving meanwhile join this commit.
-            // A backlog (the last read was full) is drained without pausing.
-            if !backlog {
-                tokio::time::sleep_until(last_commit + COMMIT_INTERVAL).await;
+            let commit_due = last_commit + COMMIT_INTERVAL;
+            if fed.ops > 0 && (Instant::now() >= commit_due || fed.ops >= ENTRIES_PER_COMMIT) {
+                self.commit(fed.sequence, fed.ops).await?;
+                committed = fed.sequence;
+                fed = Fed::at(committed);
+                last_commit = Instant::now();
+                health.ok();
+                crate::sink::release_outbox::<SearchSinkError>(&self.store, &self.sink, committed)
+                    .await?;
+                continue;
             }
-            let (store, sink, after) = (Arc::clone(&self.store), self.sink.clone(), applied);
-            let read = tokio::task::spawn_blocking(move || {
-                store.outbox_after(&sink, after, ENTRIES_PER_COMMIT)
-            })
-            .await??;
+            let (store, sink, after) = (Arc::clone(&self.store), self.sink.clone(), fed.sequence);
+            let limit = ENTRIES_PER_COMMIT - fed.ops;
+            let read = tokio::task::spawn_blocking(move || store.outbox_after(&sink, after, limit))
+                .await??;
             let OutboxRead::Entries(entries) = read else {
                 tracing::warn!(
                     view = %self.view,
                     "the search sink fell so far behind that its outbox entries were dropped: \
                      loading the index anew"
                 );
-                applied = self.load_all(wake).await?;
+                committed = self.load_all(wake).await?;
+                fed = Fed::at(committed);
                 continue;
             };
-            backlog = entries.len() == ENTRIES_PER_COMMIT;
             let Some(&(last, _)) = entries.last() else {
-                crate::sink::wait_for_wake(wake).await;
+                if fed.ops > 0 {
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep_until(commit_due) => {}
+                    }
+                } else {
+                    crate::sink::wait_for_wake(wake).await;
+                }
                 continue;
             };
-            let ops = entries
-                .into_iter()
-                .map(|(_, entry)| self.index_op(entry))
-                .collect::<Result<Vec<_>, _>>()?;
-            self.commit(ops, last).await?;
-            last_commit = Instant::now();
-            applied = last;
-            health.ok();
-            crate::sink::release_outbox::<SearchSinkError>(&self.store, &self.sink, last).await?;
+            let count = entries.len();
+            let ops = self.index_ops(entries)?;
+            self.on_writer(move |writer| writer.feed(ops)).await?;
+            fed = Fed {
+                sequence: last,
+                ops: fed.ops + count,
+            };
         }
     }
 
-    async fn commit(&self, ops: Vec<IndexOp>, sequence: u64) -> Result<(), SearchSinkError> {
-        let count = ops.len();
-        let writer = Arc::clone(&self.writer);
+    /// Commits what was fed, up to outbox sequence `sequence` (`ops` entries).
+    async fn commit(&self, sequence: u64, ops: usize) -> Result<(), SearchSinkError> {
         let checkpoint = IndexCheckpoint {
             store_id: self.store_id.clone(),
             sequence,
         };
+        self.on_writer(move |writer| writer.commit(checkpoint))
+            .await?;
+        crate::telemetry::record_sink_applied("search", ops);
+        Ok(())
+    }
+
+    /// Runs `call` on a blocking thread, holding `committing` until that
+    /// thread has let go of the writer.
+    async fn on_writer<F>(&self, call: F) -> Result<(), SearchSinkError>
+    where
+        F: FnOnce(&IndexWriterHandle) -> Result<(), SearchError> + Send + 'static,
+    {
+        let writer = Arc::clone(&self.writer);
         let committing = Arc::clone(&self.committing).lock_owned().await;
         tokio::task::spawn_blocking(move || {
-            let applied = writer.apply(ops, checkpoint);
+            let done = call(&writer);
             drop(writer);
             drop(committing);
-            applied
+            done
         })
         .await??;
-        crate::telemetry::record_sink_applied("search", count);
         Ok(())
+    }
+
+    /// The index ops of a read of the outbox, in order, each id's last.
+    fn index_ops(&self, entries: Vec<(u64, OutboxEntry)>) -> Result<Vec<IndexOp>, SearchSinkError> {
+        latest_per_key(entries)
+            .map(|entry| self.index_op(entry))
+            .collect()
     }
 
     fn index_op(&self, entry: OutboxEntry) -> Result<IndexOp, SearchSinkError> {
@@ -232,9 +284,76 @@ impl SearchSink {
             .map(|hit| IndexOp::Delete { id: hit.id })
             .collect();
         ops.extend(extra);
-        self.commit(ops, sequence).await?;
+        let count = ops.len();
+        let checkpoint = IndexCheckpoint {
+            store_id: self.store_id.clone(),
+            sequence,
+        };
+        // What was fed and not committed would survive the load where the
+        // load's documents do not replace it: a document deleted since.
+        self.on_writer(move |writer| {
+            writer.discard()?;
+            writer.apply(ops, checkpoint)
+        })
+        .await?;
+        crate::telemetry::record_sink_applied("search", count);
         crate::sink::release_outbox::<SearchSinkError>(&self.store, &self.sink, sequence).await?;
         tracing::info!(view = %self.view, documents, sequence, "search index loaded from the state store");
         Ok(sequence)
+    }
+}
+
+/// `entries` in order, without those a later entry on the same key
+/// replaces: only the last op on an id decides what the commit holds, and
+/// the earlier ones would only cost Tantivy work (a category renamed twice
+/// between two commits re-indexes its products once).
+fn latest_per_key(entries: Vec<(u64, OutboxEntry)>) -> impl Iterator<Item = OutboxEntry> {
+    let mut seen = HashSet::with_capacity(entries.len());
+    let mut latest = vec![false; entries.len()];
+    for (at, (_, entry)) in entries.iter().enumerate().rev() {
+        latest[at] = seen.insert(entry.op.key());
+    }
+    entries
+        .into_iter()
+        .zip(latest)
+        .filter(|(_, latest)| *latest)
+        .map(|((_, entry), _)| entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(sequence: u64, op: OutboxOp) -> (u64, OutboxEntry) {
+        let view = "product_search".to_owned();
+        (sequence, OutboxEntry { view, op })
+    }
+
+    fn put(key: &str, document: &str) -> OutboxOp {
+        OutboxOp::Put {
+            key: key.to_owned(),
+            document: document.to_owned(),
+        }
+    }
+
+    fn delete(key: &str) -> OutboxOp {
+        OutboxOp::Delete {
+            key: key.to_owned(),
+        }
+    }
+
+    #[test]
+    fn only_the_last_op_on_each_key_is_kept_in_order() {
+        let entries = vec![
+            entry(1, put("a", "1")),
+            entry(2, put("b", "1")),
+            entry(3, put("a", "2")),
+            entry(4, delete("b")),
+            entry(5, put("c", "1")),
+            entry(6, delete("a")),
+            entry(7, put("a", "3")),
+        ];
+        let ops: Vec<OutboxOp> = latest_per_key(entries).map(|entry| entry.op).collect();
+        assert_eq!(ops, [delete("b"), put("c", "1"), put("a", "3")]);
     }
 }

@@ -210,6 +210,64 @@ fn a_document_that_does_not_fit_fails_its_whole_batch() {
 }
 
 #[test]
+fn fed_ops_are_visible_and_durable_only_with_the_next_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let writer = catalog(&index);
+    writer
+        .feed(vec![upsert("4", json!({"name": "Head lamp"})), delete("1")])
+        .expect("feeds");
+    writer
+        .feed(vec![upsert("4", json!({"name": "Tent"}))])
+        .expect("feeds");
+    assert_eq!(
+        all_ids(&index),
+        ["1", "2", "3"],
+        "nothing before the commit"
+    );
+    assert_eq!(index.checkpoint().expect("reads"), Some(at(1)));
+
+    writer.commit(at(3)).expect("commits");
+    assert_eq!(all_ids(&index), ["2", "3", "4"]);
+    assert_eq!(search_ids(&index, "tent"), ["4"], "a later feed replaces");
+    assert!(search_ids(&index, "lamp").is_empty());
+    writer.close().expect("closes");
+    drop(index);
+    let reopened = open(dir.path());
+    assert_eq!(reopened.checkpoint().expect("reads"), Some(at(3)));
+    assert_eq!(all_ids(&reopened), ["2", "3", "4"]);
+}
+
+#[test]
+fn discarding_drops_what_was_fed_and_keeps_what_was_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let writer = catalog(&index);
+    writer.discard().expect("nothing to discard is fine");
+    writer
+        .feed(vec![delete("2"), upsert("5", json!({"name": "Stove"}))])
+        .expect("feeds");
+    // A feed refused for a document that does not fit leaves the earlier
+    // feed queued; the sink discards it before feeding again.
+    let error = writer
+        .feed(vec![upsert("6", json!({"price_cents": "abc"}))])
+        .expect_err("refused");
+    assert!(
+        matches!(&error, SearchError::Document { id, .. } if id == "6"),
+        "{error}"
+    );
+    writer.discard().expect("discards");
+    writer.commit(at(2)).expect("commits");
+    assert_eq!(all_ids(&index), ["1", "2", "3"]);
+    assert_eq!(index.checkpoint().expect("reads"), Some(at(2)));
+    writer
+        .feed(vec![delete("3")])
+        .expect("the writer takes ops after a discard");
+    writer.commit(at(3)).expect("commits");
+    assert_eq!(all_ids(&index), ["1", "2"]);
+}
+
+#[test]
 fn a_stemmed_field_matches_other_forms_of_a_word() {
     let dir = tempfile::tempdir().expect("tempdir");
     let index = open(dir.path());

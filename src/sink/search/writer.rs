@@ -1,9 +1,14 @@
 //! The index's single writer, on a thread of its own.
 //!
 //! Tantivy's `IndexWriter` blocks (a full indexing queue, a commit's fsyncs),
-//! so it lives on a dedicated thread and [`IndexWriterHandle::apply`] sends it
-//! batches and waits for the reply. Call `apply` from blocking context
+//! so it lives on a dedicated thread and the handle's calls send it commands
+//! and wait for the reply. Call them from blocking context
 //! (`tokio::task::spawn_blocking`), never from an async task directly.
+//!
+//! Ops can be fed ahead of their commit ([`IndexWriterHandle::feed`]):
+//! Tantivy indexes them on its own thread as they come, so a commit has
+//! only the last ones and the segment's serialization left to do, instead
+//! of every document since the last commit.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -40,6 +45,17 @@ struct Change {
 type Reply = mpsc::SyncSender<Result<(), SearchError>>;
 
 enum Command {
+    /// Queues the changes; they become durable and visible with the next
+    /// commit.
+    Feed { changes: Vec<Change>, reply: Reply },
+    /// Commits what was fed, with the checkpoint as the payload.
+    Commit {
+        checkpoint: IndexCheckpoint,
+        reply: Reply,
+    },
+    /// Drops what was fed since the last commit.
+    Discard { reply: Reply },
+    /// Feed and commit in one.
     Apply {
         changes: Vec<Change>,
         checkpoint: IndexCheckpoint,
@@ -95,15 +111,36 @@ impl IndexWriterHandle {
     ///
     /// [`SearchIndex::checkpoint`]: super::SearchIndex::checkpoint
     pub fn apply(&self, ops: Vec<IndexOp>, checkpoint: IndexCheckpoint) -> Result<(), SearchError> {
-        let changes = ops
-            .into_iter()
-            .map(|op| self.prepare(op))
-            .collect::<Result<Vec<_>, _>>()?;
+        let changes = self.prepare_all(ops)?;
         self.request(|reply| Command::Apply {
             changes,
             checkpoint,
             reply,
         })
+    }
+
+    /// Queues `ops` in order for the next [`commit`](Self::commit), which
+    /// makes them durable and visible together with everything fed before
+    /// it. A document that does not fit the schema fails all of `ops`
+    /// before any reaches the writer; a failure inside the writer drops
+    /// everything fed since the last commit. Either way, what was fed
+    /// before stays queued: call [`discard`](Self::discard) before feeding
+    /// again from the last commit's checkpoint.
+    pub fn feed(&self, ops: Vec<IndexOp>) -> Result<(), SearchError> {
+        let changes = self.prepare_all(ops)?;
+        self.request(|reply| Command::Feed { changes, reply })
+    }
+
+    /// Commits everything fed since the last commit, with `checkpoint` as
+    /// the payload, as [`apply`](Self::apply) does.
+    pub fn commit(&self, checkpoint: IndexCheckpoint) -> Result<(), SearchError> {
+        self.request(|reply| Command::Commit { checkpoint, reply })
+    }
+
+    /// Drops everything fed since the last commit (nothing to do when
+    /// nothing was).
+    pub fn discard(&self) -> Result<(), SearchError> {
+        self.request(|reply| Command::Discard { reply })
     }
 
     /// Waits for running merges to finish, then stops the writer thread and
@@ -112,6 +149,10 @@ impl IndexWriterHandle {
         let result = self.request(|reply| Command::Close { reply });
         self.stop_thread();
         result
+    }
+
+    fn prepare_all(&self, ops: Vec<IndexOp>) -> Result<Vec<Change>, SearchError> {
+        ops.into_iter().map(|op| self.prepare(op)).collect()
     }
 
     fn prepare(&self, op: IndexOp) -> Result<Change, SearchError> {
@@ -155,23 +196,39 @@ impl Drop for IndexWriterHandle {
 }
 
 /// The writer thread: one command at a time, until the handle goes away.
-fn serve(
-    mut writer: IndexWriter,
-    reader: IndexReader,
-    dir: &Path,
-    commands: mpsc::Receiver<Command>,
-) {
+fn serve(writer: IndexWriter, reader: IndexReader, dir: &Path, commands: mpsc::Receiver<Command>) {
+    let mut thread = WriterThread {
+        writer,
+        reader,
+        dir,
+        fed: 0,
+    };
     for command in commands {
         match command {
+            Command::Feed { changes, reply } => {
+                let _ = reply.send(thread.feed(changes));
+            }
+            Command::Commit { checkpoint, reply } => {
+                let _ = reply.send(thread.commit(checkpoint));
+            }
+            Command::Discard { reply } => {
+                let _ = reply.send(thread.discard());
+            }
             Command::Apply {
                 changes,
                 checkpoint,
                 reply,
             } => {
-                let _ = reply.send(commit_batch(&mut writer, &reader, changes, checkpoint, dir));
+                let applied = thread
+                    .feed(changes)
+                    .and_then(|()| thread.commit(checkpoint));
+                let _ = reply.send(applied);
             }
             Command::Close { reply } => {
-                let closed = writer.wait_merging_threads().map_err(tantivy_error(dir));
+                let closed = thread
+                    .writer
+                    .wait_merging_threads()
+                    .map_err(tantivy_error(dir));
                 let _ = reply.send(closed);
                 return;
             }
@@ -179,49 +236,70 @@ fn serve(
     }
 }
 
-fn commit_batch(
-    writer: &mut IndexWriter,
-    reader: &IndexReader,
-    changes: Vec<Change>,
-    checkpoint: IndexCheckpoint,
-    dir: &Path,
-) -> Result<(), SearchError> {
-    let started = Instant::now();
-    let count = changes.len();
-    if let Err(error) = write_and_commit(writer, changes, &checkpoint) {
-        // Drop what this batch queued, so that no later commit makes half of
-        // it durable.
-        if let Err(rollback) = writer.rollback() {
-            tracing::error!(dir = %dir.display(), %rollback, "search writer rollback failed");
-        }
-        return Err(tantivy_error(dir)(error));
-    }
-    reader.reload().map_err(tantivy_error(dir))?;
-    tracing::debug!(
-        dir = %dir.display(),
-        ops = count,
-        sequence = checkpoint.sequence,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "search index committed"
-    );
-    Ok(())
+struct WriterThread<'d> {
+    writer: IndexWriter,
+    reader: IndexReader,
+    dir: &'d Path,
+    /// Ops queued since the last commit or rollback.
+    fed: usize,
 }
 
-/// Deletes come before adds for each id, so an upsert replaces; each op's
-/// delete sees the adds of earlier ops in the same batch.
-fn write_and_commit(
-    writer: &mut IndexWriter,
-    changes: Vec<Change>,
-    checkpoint: &IndexCheckpoint,
-) -> tantivy::Result<()> {
-    for change in changes {
-        writer.delete_term(change.id);
-        if let Some(document) = change.document {
-            writer.add_document(document)?;
+impl WriterThread<'_> {
+    /// Deletes come before adds for each id, so an upsert replaces; each
+    /// op's delete sees the adds of earlier ops, fed in this call or
+    /// before.
+    fn feed(&mut self, changes: Vec<Change>) -> Result<(), SearchError> {
+        self.fed += changes.len();
+        for change in changes {
+            self.writer.delete_term(change.id);
+            if let Some(document) = change.document
+                && let Err(error) = self.writer.add_document(document)
+            {
+                // Drop what was queued, so that no later commit makes part
+                // of it durable.
+                self.rollback();
+                return Err(tantivy_error(self.dir)(error));
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, checkpoint: IndexCheckpoint) -> Result<(), SearchError> {
+        let started = Instant::now();
+        let committed = self.writer.prepare_commit().and_then(|mut prepared| {
+            prepared.set_payload(&checkpoint.to_payload());
+            prepared.commit()
+        });
+        if let Err(error) = committed {
+            self.rollback();
+            return Err(tantivy_error(self.dir)(error));
+        }
+        let ops = std::mem::take(&mut self.fed);
+        self.reader.reload().map_err(tantivy_error(self.dir))?;
+        tracing::debug!(
+            dir = %self.dir.display(),
+            ops,
+            sequence = checkpoint.sequence,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "search index committed"
+        );
+        Ok(())
+    }
+
+    fn discard(&mut self) -> Result<(), SearchError> {
+        if self.fed > 0 {
+            self.writer.rollback().map_err(tantivy_error(self.dir))?;
+            self.fed = 0;
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        match self.writer.rollback() {
+            Ok(_) => self.fed = 0,
+            Err(rollback) => {
+                tracing::error!(dir = %self.dir.display(), %rollback, "search writer rollback failed");
+            }
         }
     }
-    let mut prepared = writer.prepare_commit()?;
-    prepared.set_payload(&checkpoint.to_payload());
-    prepared.commit()?;
-    Ok(())
 }
