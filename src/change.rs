@@ -42,7 +42,7 @@ pub enum Value {
     Null,
     Bool(bool),
     Int(i64),
-    Float(f64),
+    Float(#[serde(with = "float_serde")] f64),
     /// `numeric`, exactly as PostgreSQL prints it (`12.50`, `NaN`).
     Numeric(String),
     Text(String),
@@ -143,6 +143,65 @@ fn non_finite_text(f: f64) -> &'static str {
         "Infinity"
     } else {
         "-Infinity"
+    }
+}
+
+/// How [`Value::Float`] is serialized. In JSON (an aggregate view's group
+/// rows in its outbox) a float JSON numbers cannot hold is written as
+/// PostgreSQL spells it, `"NaN"`, `"Infinity"` or `"-Infinity"`: serde_json
+/// would write `null`, which does not read back as a float, and the view's
+/// sink would stop at that entry. Formats that are not human-readable
+/// (postcard, in the state store) keep the bare `f64`.
+mod float_serde {
+    use std::fmt;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(f: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() && !f.is_finite() {
+            serializer.serialize_str(super::non_finite_text(*f))
+        } else {
+            serializer.serialize_f64(*f)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_any(NumberOrSpelling)
+        } else {
+            f64::deserialize(deserializer)
+        }
+    }
+
+    struct NumberOrSpelling;
+
+    impl de::Visitor<'_> for NumberOrSpelling {
+        type Value = f64;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("a number, \"NaN\", \"Infinity\" or \"-Infinity\"")
+        }
+
+        fn visit_f64<E>(self, value: f64) -> Result<f64, E> {
+            Ok(value)
+        }
+
+        fn visit_i64<E>(self, value: i64) -> Result<f64, E> {
+            Ok(value as f64)
+        }
+
+        fn visit_u64<E>(self, value: u64) -> Result<f64, E> {
+            Ok(value as f64)
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<f64, E> {
+            match value {
+                "NaN" => Ok(f64::NAN),
+                "Infinity" => Ok(f64::INFINITY),
+                "-Infinity" => Ok(f64::NEG_INFINITY),
+                other => Err(E::invalid_value(de::Unexpected::Str(other), &self)),
+            }
+        }
     }
 }
 
@@ -261,6 +320,46 @@ mod tests {
         assert_eq!(lsn.0, 0x16_B374_D848);
         assert_eq!(lsn.to_string(), "16/B374D848");
         assert_eq!(Lsn::parse("nonsense"), None);
+    }
+
+    /// Group rows go through JSON in an aggregate view's outbox, and rows
+    /// through postcard in the state store: every float must come back
+    /// bit for bit, or as NaN.
+    #[test]
+    fn every_float_round_trips_through_json_and_postcard() {
+        let floats = [
+            0.0,
+            -0.0,
+            1.5,
+            9.951350818154413,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        for float in floats {
+            let value = Value::Float(float);
+            let json = serde_json::to_string(&value).expect("serializes");
+            let from_json: Value = serde_json::from_str(&json).expect(&json);
+            let stored = postcard::to_allocvec(&value).expect("serializes");
+            let from_postcard: Value = postcard::from_bytes(&stored).expect("deserializes");
+            for back in [from_json, from_postcard] {
+                let Value::Float(back) = back else {
+                    panic!("{json} came back as {back:?}")
+                };
+                assert!(
+                    back.to_bits() == float.to_bits() || (back.is_nan() && float.is_nan()),
+                    "{float:?} came back as {back:?} from {json}"
+                );
+            }
+        }
+        assert_eq!(
+            serde_json::to_string(&Value::Float(f64::NEG_INFINITY)).expect("serializes"),
+            r#"{"Float":"-Infinity"}"#
+        );
+        let error = serde_json::from_str::<Value>(r#"{"Float":"lots"}"#).expect_err("refused");
+        assert!(error.to_string().contains("lots"), "{error}");
     }
 
     #[test]
