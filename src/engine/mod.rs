@@ -84,18 +84,40 @@ pub struct BatchTimings {
 
 /// The roots a transaction's changes touched: encoded primary keys per view
 /// (by index into `Plan::views`), collected as found, a root as often as it
-/// was touched; sorted and made unique once, when they are refreshed.
+/// was touched; sorted and made unique when they are refreshed, and
+/// whenever a view's list grows past [`Touched::COMPACT_ABOVE`] and twice
+/// what its last compaction left. Without that, a row many roots join
+/// (an author of 100,000 posts) changed a thousand times in one batch
+/// collected a hundred million copies of the same keys and took tens of
+/// GiB.
 #[derive(Default)]
 pub(super) struct Touched {
-    by_view: Vec<Vec<Vec<u8>>>,
+    by_view: Vec<Touches>,
+}
+
+#[derive(Default)]
+struct Touches {
+    roots: Vec<Vec<u8>>,
+    /// How long `roots` may grow before it is made unique again.
+    compact_at: usize,
 }
 
 impl Touched {
+    /// The least length a view's list is compacted at: most batches never
+    /// reach it, and pay only for the one sort they always did.
+    const COMPACT_ABOVE: usize = 1 << 20;
+
     pub fn add(&mut self, view: usize, roots: impl IntoIterator<Item = Vec<u8>>) {
         if self.by_view.len() <= view {
-            self.by_view.resize_with(view + 1, Vec::new);
+            self.by_view.resize_with(view + 1, Touches::default);
         }
-        self.by_view[view].extend(roots);
+        let touches = &mut self.by_view[view];
+        touches.roots.extend(roots);
+        if touches.roots.len() > touches.compact_at.max(Self::COMPACT_ABOVE) {
+            touches.roots.sort_unstable();
+            touches.roots.dedup();
+            touches.compact_at = 2 * touches.roots.len();
+        }
     }
 
     /// Every root once: views in plan order, each view's roots in key order
@@ -105,11 +127,17 @@ impl Touched {
         self.by_view
             .into_iter()
             .enumerate()
-            .flat_map(|(view, mut roots)| {
+            .flat_map(|(view, Touches { mut roots, .. })| {
                 roots.sort_unstable();
                 roots.dedup();
                 roots.into_iter().map(move |root| (view, root))
             })
+    }
+
+    /// Roots held, copies included.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.by_view.iter().map(|touches| touches.roots.len()).sum()
     }
 }
 
@@ -580,6 +608,27 @@ mod tests {
 
     use super::*;
     use crate::view::Catalog;
+
+    /// A root touched again and again in one batch is held a bounded number
+    /// of times, and refreshed once.
+    #[test]
+    fn touched_roots_stay_bounded_however_often_they_are_touched() {
+        let fan_out: Vec<Vec<u8>> = (0..100_000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let mut touched = Touched::default();
+        for _ in 0..200 {
+            touched.add(1, fan_out.iter().cloned());
+            assert!(
+                touched.held() <= Touched::COMPACT_ABOVE + fan_out.len(),
+                "{} roots held",
+                touched.held()
+            );
+        }
+        touched.add(0, [b"b".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+        let roots: Vec<(usize, Vec<u8>)> = touched.into_roots().collect();
+        let mut expected = vec![(0, b"a".to_vec()), (0, b"b".to_vec())];
+        expected.extend(fan_out.into_iter().map(|root| (1, root)));
+        assert_eq!(roots, expected);
+    }
 
     /// A batch spawned but still waiting for the engine's thread counts as
     /// being applied: a stopped pipeline must not go on before it lands.
