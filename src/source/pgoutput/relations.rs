@@ -18,7 +18,7 @@ pub struct RelationInfo {
     oid: u32,
     table: TableName,
     replica_identity: ReplicaIdentity,
-    columns: Vec<RelationColumn>,
+    pub(super) columns: Vec<RelationColumn>,
     /// Every column name, shared by all tuples of this relation version.
     column_names: Arc<[String]>,
     /// The replica-identity column names, shared by all key-only old tuples.
@@ -26,7 +26,7 @@ pub struct RelationInfo {
 }
 
 impl RelationInfo {
-    fn new(body: RelationBody) -> Self {
+    pub(super) fn new(body: RelationBody) -> Self {
         // pgoutput leaves the namespace empty for pg_catalog.
         let namespace = if body.namespace.is_empty() {
             "pg_catalog"
@@ -76,6 +76,43 @@ impl RelationInfo {
     }
 }
 
+/// The columns of `earlier` that `now` no longer has, or has with another
+/// type (or type modifier, `numeric(10,2)` to `numeric(12,3)`), and which
+/// of the two.
+pub(super) fn changed_columns<'e>(
+    earlier: &'e RelationInfo,
+    now: &RelationInfo,
+) -> Vec<(&'e str, &'static str)> {
+    let changed = |column: &'e RelationColumn| {
+        let current = now.columns.iter().find(|c| c.name == column.name);
+        let change = match current {
+            None => "was dropped",
+            Some(c) if (c.type_oid, c.type_modifier) != (column.type_oid, column.type_modifier) => {
+                "changed its type"
+            }
+            Some(_) => return None,
+        };
+        Some((column.name.as_str(), change))
+    };
+    earlier.columns.iter().filter_map(changed).collect()
+}
+
+/// Rows stored before a column's type changed keep the values of the old
+/// type, and rows stored before a column was dropped keep its last values:
+/// only the rows changed afterwards are taken anew. Neither is a change of
+/// any row, so the views that read the column are not refreshed; the
+/// warning names the way to take every row again.
+fn warn_of_changed_columns(earlier: &RelationInfo, now: &RelationInfo) {
+    for (column, change) in changed_columns(earlier, now) {
+        tracing::warn!(
+            table = %now.table,
+            column,
+            "a column {change}: rows stored before keep their earlier values in views that read \
+             it until they change; `viewkeeper rebuild VIEW --from-source` takes every row anew"
+        );
+    }
+}
+
 /// The relation cache: the latest description of every relation by OID.
 ///
 /// Feed it every decoded message of the stream, in order. PostgreSQL sends a
@@ -92,7 +129,11 @@ impl Relations {
     }
 
     pub fn apply_relation(&mut self, body: RelationBody) {
-        self.by_oid.insert(body.oid, RelationInfo::new(body));
+        let described = RelationInfo::new(body);
+        if let Some(earlier) = self.by_oid.get(&described.oid) {
+            warn_of_changed_columns(earlier, &described);
+        }
+        self.by_oid.insert(described.oid, described);
     }
 
     pub fn relation(&self, oid: u32) -> Option<&RelationInfo> {

@@ -242,6 +242,35 @@ fn decodes_relation_type_truncate_and_logical_message() {
     assert_eq!(decode(&samples[12]), Ok(Message::LogicalMessage(message)));
 }
 
+/// A later description of a table is compared with the earlier one, so the
+/// columns dropped or retyped under the views can be named in a warning.
+#[test]
+fn a_later_description_names_the_columns_dropped_or_retyped() {
+    let describe = |bytes: &[u8]| {
+        let Message::Relation(body) = decode(bytes).expect("decodes") else {
+            panic!("a Relation message")
+        };
+        RelationInfo::new(body)
+    };
+    let orders = describe(&orders_relation());
+    assert!(relations::changed_columns(&orders, &orders).is_empty());
+    let narrowed = describe(&orders_with_extra_column());
+    assert_eq!(
+        relations::changed_columns(&orders, &narrowed),
+        [
+            ("note", "was dropped"),
+            ("total", "was dropped"),
+            ("at", "was dropped")
+        ]
+    );
+    let mut retyped = orders.clone();
+    retyped.columns[2].type_modifier = 12 << 16 | 3;
+    assert_eq!(
+        relations::changed_columns(&orders, &retyped),
+        [("total", "changed its type")]
+    );
+}
+
 #[test]
 fn decodes_every_kind_of_tuple_cell() {
     let bytes = Wire::tag(b'I')
