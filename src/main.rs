@@ -190,7 +190,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             database_url,
         } => match commands::check(&views, database_url.as_deref()).await {
             Ok(count) => {
-                println!("{count} view(s) OK in {}", views.display());
+                print_answer(format_args!("{count} view(s) OK in {}", views.display()))?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(ServiceError::Views(errors)) => {
@@ -213,7 +213,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             data_dir,
         } => match commands::search(&views, &data_dir, &view, &query, limit) {
             Ok(hits) => {
-                println!("{}", serde_json::to_string_pretty(&hits)?);
+                print_answer(serde_json::to_string_pretty(&hits)?)?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(error) => {
@@ -309,18 +309,18 @@ async fn run_workload(args: WorkloadArgs) -> anyhow::Result<ExitCode> {
     if let Some(orders) = args.setup_orders {
         workload::create_schema(&pool).await?;
         workload::load(&pool, &workload::Scale::from_orders(orders)).await?;
-        println!("shop created with {orders} orders");
+        print_answer(format_args!("shop created with {orders} orders"))?;
     }
     if args.transactions > 0 {
         let mut options = workload::WorkloadOptions::new(args.transactions, args.seed);
         options.rate = args.rate;
         let stats = workload::run(&pool, &options).await?;
-        println!(
+        print_answer(format_args!(
             "{} transactions committed, {} failed, in {:.1}s",
             stats.committed,
             stats.failed,
             stats.elapsed.as_secs_f64()
-        );
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -333,11 +333,22 @@ fn init_logging(filter: &str) {
         .init();
 }
 
+/// Prints a command's answer on stdout. A reader that stops reading (`|
+/// head`) ends the output there: not an error of the command, and not the
+/// panic `println!` gives on a closed pipe.
+fn print_answer(answer: impl std::fmt::Display) -> std::io::Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{answer}") {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written,
+    }
+}
+
 /// Prints what an admin command answered, or its error; the exit code says which.
 fn print_outcome(outcome: Result<String, commands::StatusError>) -> anyhow::Result<ExitCode> {
     match outcome {
         Ok(text) => {
-            println!("{text}");
+            print_answer(text)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {

@@ -5,7 +5,7 @@
 mod harness;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use harness::{PgServer, RedisServer};
 use viewkeeper::workload;
@@ -89,6 +89,28 @@ fn check_fails_on_every_corpus_file_with_its_documented_message() {
         checked += 1;
     }
     assert!(checked >= 12);
+}
+
+/// A reader that stops reading (`viewkeeper check | head -0`) ends the
+/// output; the command does not panic on the closed pipe.
+#[test]
+fn a_closed_stdout_ends_the_output_without_a_panic() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("views");
+    for _ in 0..5 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+            .args(["check", "--views"])
+            .arg(&examples)
+            .env_remove("VIEWKEEPER_DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running viewkeeper");
+        // Closed before the views are parsed, so the answer meets a closed pipe.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("waiting for viewkeeper");
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    }
 }
 
 #[test]
