@@ -188,9 +188,10 @@ impl SearchSink {
             let ops = self.index_ops(entries)?;
             self.on_writer(move |writer| writer.feed(ops)).await?;
             // A backlog (the read was full) is fed without pausing.
-            next_feed = match count == limit {
-                true => Instant::now(),
-                false => Instant::now() + FEED_INTERVAL,
+            next_feed = if count == limit {
+                Instant::now()
+            } else {
+                Instant::now() + FEED_INTERVAL
             };
             fed = Fed {
                 sequence: last,
@@ -201,14 +202,19 @@ impl SearchSink {
 
     /// Commits what was fed, up to outbox sequence `sequence` (`ops` entries).
     async fn commit(&self, sequence: u64, ops: usize) -> Result<(), SearchSinkError> {
-        let checkpoint = IndexCheckpoint {
-            store_id: self.store_id.clone(),
-            sequence,
-        };
+        let checkpoint = self.checkpoint(sequence);
         self.on_writer(move |writer| writer.commit(checkpoint))
             .await?;
         crate::telemetry::record_sink_applied("search", ops);
         Ok(())
+    }
+
+    /// A commit's payload: this sink's state store, up to `sequence`.
+    fn checkpoint(&self, sequence: u64) -> IndexCheckpoint {
+        IndexCheckpoint {
+            store_id: self.store_id.clone(),
+            sequence,
+        }
     }
 
     /// Runs `call` on a blocking thread, holding `committing` until that
@@ -301,10 +307,7 @@ impl SearchSink {
             .collect();
         ops.extend(extra);
         let count = ops.len();
-        let checkpoint = IndexCheckpoint {
-            store_id: self.store_id.clone(),
-            sequence,
-        };
+        let checkpoint = self.checkpoint(sequence);
         // What was fed and not committed would survive the load where the
         // load's documents do not replace it: a document deleted since.
         self.on_writer(move |writer| {

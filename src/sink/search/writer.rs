@@ -122,10 +122,10 @@ impl IndexWriterHandle {
     /// Queues `ops` in order for the next [`commit`](Self::commit), which
     /// makes them durable and visible together with everything fed before
     /// it. A document that does not fit the schema fails all of `ops`
-    /// before any reaches the writer; a failure inside the writer drops
-    /// everything fed since the last commit. Either way, what was fed
-    /// before stays queued: call [`discard`](Self::discard) before feeding
-    /// again from the last commit's checkpoint.
+    /// before any reaches the writer, and leaves what was fed before
+    /// queued: call [`discard`](Self::discard) before feeding again from the
+    /// last commit's checkpoint. A failure inside the writer drops
+    /// everything fed since the last commit.
     pub fn feed(&self, ops: Vec<IndexOp>) -> Result<(), SearchError> {
         let changes = self.prepare_all(ops)?;
         self.request(|reply| Command::Feed { changes, reply })
