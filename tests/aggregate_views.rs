@@ -465,8 +465,8 @@ async fn reading_stats_match(pool: &PgPool, what: &str) {
 /// the last bit (it came back a unit in the last place off, read through
 /// serde_json's fast float parsing), and sums that reach Infinity or NaN
 /// (they were written as JSON `null` and stopped the view's sink for good).
-/// Sums here add floats that are exact in binary, where an exact sum and
-/// PostgreSQL's float addition agree.
+/// Sums of more than one value here add floats that are exact in binary,
+/// where an exact sum and PostgreSQL's float addition agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn float_measures_hold_exact_extremes_infinities_and_nan() {
     let pg = PgServer::start().await;
@@ -479,7 +479,7 @@ async fn float_measures_hold_exact_extremes_infinities_and_nan() {
     execute(
         &pool,
         "INSERT INTO readings VALUES (1, 1, 1.5), (2, 1, 2.25), (3, 2, 2.25), (4, 3, -0.5),
-                                     (5, 4, 9.951350818154413), (6, 4, -7.123456789012345)",
+                                     (5, 4, 9.951350818154413), (6, 6, -7.123456789012345)",
     )
     .await;
     let views = tempfile::tempdir().expect("temp dir");
