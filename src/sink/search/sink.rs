@@ -115,11 +115,11 @@ impl SearchSink {
             || self.drain(&wake, &health),
         )
         .await;
-        // A commit cut short by the shutdown goes on on a blocking thread,
-        // holding the writer and with it the index's lock. The next
-        // pipeline (after a reload or a rebuild from source) opens the
-        // index as soon as this task ends, so it ends only after that
-        // commit; dropping `self` then releases the lock.
+        // A writer call (a commit, say) cut short by the shutdown goes on on
+        // a blocking thread, holding the writer and with it the index's
+        // lock. The next pipeline (after a reload or a rebuild from source)
+        // opens the index as soon as this task ends, so it ends only after
+        // that call; dropping `self` then releases the lock.
         drop(self.committing.lock().await);
     }
 
@@ -127,7 +127,7 @@ impl SearchSink {
         // A run of this loop that failed may have fed ops it never committed;
         // this one feeds again from the last commit.
         self.on_writer(|writer| writer.discard()).await?;
-        let mut committed = match self.index.checkpoint()? {
+        let committed = match self.index.checkpoint()? {
             Some(checkpoint) if checkpoint.store_id == self.store_id => checkpoint.sequence,
             _ => self.load_all(wake).await?,
         };
@@ -140,19 +140,21 @@ impl SearchSink {
         let mut next_feed = Instant::now();
         loop {
             if let Some(ticket) = self.rewrites.pending() {
-                committed = self.load_all(wake).await?;
-                fed = Fed::at(committed);
+                fed = Fed::at(self.load_all(wake).await?);
                 self.rewrites.finished(ticket);
             }
             let commit_due = last_commit + COMMIT_INTERVAL;
             if fed.ops > 0 && (Instant::now() >= commit_due || fed.ops >= ENTRIES_PER_COMMIT) {
                 self.commit(fed.sequence, fed.ops).await?;
-                committed = fed.sequence;
-                fed = Fed::at(committed);
+                fed = Fed::at(fed.sequence);
                 last_commit = Instant::now();
                 health.ok();
-                crate::sink::release_outbox::<SearchSinkError>(&self.store, &self.sink, committed)
-                    .await?;
+                crate::sink::release_outbox::<SearchSinkError>(
+                    &self.store,
+                    &self.sink,
+                    fed.sequence,
+                )
+                .await?;
                 continue;
             }
             if fed.ops > 0 && Instant::now() < next_feed {
@@ -169,8 +171,7 @@ impl SearchSink {
                     "the search sink fell so far behind that its outbox entries were dropped: \
                      loading the index anew"
                 );
-                committed = self.load_all(wake).await?;
-                fed = Fed::at(committed);
+                fed = Fed::at(self.load_all(wake).await?);
                 continue;
             };
             let Some(&(last, _)) = entries.last() else {
