@@ -500,3 +500,105 @@ async fn float_measures_hold_exact_extremes_infinities_and_nan() {
     reading_stats_match(&pool, "the view going on after them").await;
     service.assert_running();
 }
+
+/// An aggregate view of dates and timestamps, grouped by kind and year.
+const JOB_DATES: &str = "
+view: job_dates
+kind: aggregate
+root: jobs
+group_by: { kind: kind, year: \"extract(year from due)\" }
+measures:
+  first_due: min(due)
+  last_due: max(due)
+  latest_at: max(at)
+  due_days: count_distinct(due)
+  n: count()
+table: analytics.job_dates
+";
+
+type DateRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+);
+
+async fn job_dates_match(pool: &PgPool, what: &str) {
+    wait_until(CONVERGE, what, || async {
+        let fetch = |sql: &'static str| sqlx::query_as::<_, DateRow>(sql).fetch_all(pool);
+        let expected = fetch(
+            // `extract` is an int here (docs/expressions.md); there is no
+            // year 0, 1 BC is -1.
+            "SELECT kind, extract(year from due)::bigint::text, min(due)::text, max(due)::text,
+                    max(at)::text, count(DISTINCT due), count(*)
+             FROM jobs GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let actual = fetch(
+            "SELECT kind, year::text, first_due::text, last_due::text, latest_at::text,
+                    due_days, n
+             FROM analytics.job_dates ORDER BY 1, 2",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if actual == expected {
+            Ok(())
+        } else {
+            Err(format!("expected {expected:?}, got {actual:?}"))
+        }
+    })
+    .await;
+}
+
+/// Every date and timestamp PostgreSQL holds is ordered, grouped and
+/// written back as PostgreSQL has it: BC values (`0044-03-15 BC`) and years
+/// of up to seven digits. Such a value in a `min`/`max` input used to have
+/// no order: the batch failed, and with it every view, at every retry and
+/// again after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dates_bc_and_past_year_9999_are_ordered_as_postgres_orders_them() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    execute(
+        &pool,
+        "CREATE TABLE jobs (id int PRIMARY KEY, kind text NOT NULL, due date, at timestamptz)",
+    )
+    .await;
+    execute(
+        &pool,
+        "INSERT INTO jobs VALUES (1, 'a', '2024-01-01', '2024-01-01 10:00+00'),
+                                 (2, 'a', '2024-01-20', NULL),
+                                 (3, 'b', '0044-03-15 BC', '0044-03-15 12:00+00 BC')",
+    )
+    .await;
+    let views = tempfile::tempdir().expect("temp dir");
+    std::fs::write(views.path().join("job_dates.yaml"), JOB_DATES).expect("view file");
+    let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+    job_dates_match(&pool, "the snapshot's BC dates").await;
+
+    execute(
+        &pool,
+        "INSERT INTO jobs VALUES (4, 'b', '0001-12-31 BC', '0001-12-31 23:00+00 BC'),
+                                 (5, 'b', '4714-11-24 BC', NULL),
+                                 (6, 'a', '1000000-01-01', '294276-12-31 23:59:59+00'),
+                                 (7, 'a', '5874897-12-31', 'infinity'),
+                                 (8, 'c', '12024-01-01', '12024-01-01 00:00+00'),
+                                 (9, 'c', '2024-01-01', '2024-01-01 00:00+00')",
+    )
+    .await;
+    job_dates_match(&pool, "dates of every era streamed").await;
+
+    execute(&pool, "DELETE FROM jobs WHERE id IN (4, 7)").await;
+    execute(&pool, "UPDATE jobs SET due = '0002-01-01 BC' WHERE id = 5").await;
+    execute(
+        &pool,
+        "INSERT INTO jobs VALUES (10, 'c', '2025-06-01', NULL)",
+    )
+    .await;
+    job_dates_match(&pool, "the extremes deleted and moved, the view going on").await;
+    service.assert_running();
+}

@@ -59,6 +59,31 @@ impl MeasureSpec {
             MeasureFunction::Min | MeasureFunction::Max | MeasureFunction::CountDistinct
         )
     }
+
+    /// Why one root's `input` (converted to the input type) cannot be
+    /// part of this measure, if it cannot: a value `min`, `max` or
+    /// `count_distinct` cannot order, or `sum` or `avg` cannot add. Checked
+    /// before the root's contribution is stored, so that such a root is a
+    /// dead letter: found while its group is updated, the fault would fail
+    /// the whole batch, again at every retry.
+    pub fn refuses(&self, input: &Value) -> Option<String> {
+        if !self.has_input || input.is_null() {
+            return None;
+        }
+        if self.keeps_values() && sort_key(input).is_none() {
+            return Some(format!("{} has no order", describe(input)));
+        }
+        let summed = matches!(self.function, MeasureFunction::Sum | MeasureFunction::Avg);
+        if summed && ExactSum::zero(self.input_type).accepts(input).is_err() {
+            return Some(format!("{} is not a number to add", describe(input)));
+        }
+        None
+    }
+}
+
+/// A value as a dead letter's reason names it.
+fn describe(value: &Value) -> String {
+    format!("value `{}`", value.to_text())
 }
 
 /// One root row's part in its group.
@@ -254,6 +279,18 @@ pub fn convert_input(value: Value, input_type: ValueType) -> Value {
     }
 }
 
+/// A number added to a decimal sum.
+fn decimal_input(input: &Value) -> Result<Decimal, String> {
+    match input {
+        Value::Float(f) => Ok(Decimal::from_f64(*f)),
+        Value::Numeric(text) | Value::Text(text) => {
+            Decimal::parse(text).ok_or_else(|| format!("`{text}` is not a number"))
+        }
+        Value::Int(i) => Ok(Decimal::from_i64(*i)),
+        other => Err(format!("expected a number, got {other:?}")),
+    }
+}
+
 impl ExactSum {
     fn zero(input_type: ValueType) -> ExactSum {
         match input_type {
@@ -264,6 +301,15 @@ impl ExactSum {
                 negative_infinities: 0,
                 nans: 0,
             },
+        }
+    }
+
+    /// Whether `input` is a number this sum adds.
+    fn accepts(&self, input: &Value) -> Result<(), String> {
+        match (self, input) {
+            (ExactSum::Integer(_), Value::Int(_)) => Ok(()),
+            (ExactSum::Integer(_), _) => Err(format!("expected an integer, got {input:?}")),
+            (ExactSum::Decimal { .. }, _) => decimal_input(input).map(drop),
         }
     }
 
@@ -282,14 +328,7 @@ impl ExactSum {
                 negative_infinities,
                 nans,
             } => {
-                let value = match input {
-                    Value::Float(f) => Decimal::from_f64(*f),
-                    Value::Numeric(text) | Value::Text(text) => {
-                        Decimal::parse(text).ok_or_else(|| format!("`{text}` is not a number"))?
-                    }
-                    Value::Int(i) => Decimal::from_i64(*i),
-                    other => return Err(format!("expected a number, got {other:?}")),
-                };
+                let value = decimal_input(input)?;
                 let counter = match value {
                     Decimal::Infinity => infinities,
                     Decimal::NegativeInfinity => negative_infinities,

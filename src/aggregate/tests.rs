@@ -344,3 +344,24 @@ fn integer_sums_and_averages_are_numeric_like_postgresql() {
         ]
     );
 }
+
+/// A root's input that a measure could not order or add is refused before
+/// its contribution is stored (the root becomes a dead letter), and every
+/// value PostgreSQL sends for the input's type is accepted.
+#[test]
+fn inputs_a_measure_cannot_order_or_add_are_refused() {
+    let min_date = spec(MeasureFunction::Min, true, ValueType::Date);
+    for date in ["0044-03-15 BC", "5874897-12-31", "infinity", "2024-02-29"] {
+        assert_eq!(min_date.refuses(&Value::Date(date.into())), None, "{date}");
+    }
+    assert_eq!(min_date.refuses(&Value::Null), None);
+    let unreadable = min_date.refuses(&Value::Date("soon".into()));
+    assert_eq!(unreadable.as_deref(), Some("value `soon` has no order"));
+
+    let sum = spec(MeasureFunction::Sum, true, ValueType::Numeric);
+    assert_eq!(sum.refuses(&Value::Numeric("-12.50".into())), None);
+    assert_eq!(sum.refuses(&Value::Numeric("NaN".into())), None);
+    assert!(sum.refuses(&Value::Numeric("twelve".into())).is_some());
+    let count = spec(MeasureFunction::Count, false, ValueType::Int);
+    assert_eq!(count.refuses(&Value::Null), None);
+}

@@ -77,7 +77,13 @@ pub(super) fn contribution(
             continue;
         };
         match rows.eval(w, view, input)? {
-            Ok(value) => inputs.push(convert_input(value, measure.spec.input_type)),
+            Ok(value) => {
+                let input = convert_input(value, measure.spec.input_type);
+                if let Some(reason) = measure.spec.refuses(&input) {
+                    return Ok(Err(failed(&measure.name, &reason)));
+                }
+                inputs.push(input);
+            }
             Err(error) => return Ok(Err(failed(&measure.name, &error))),
         }
     }

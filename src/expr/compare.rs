@@ -83,12 +83,32 @@ fn temporal_kind(value: &Value) -> Option<TemporalKind> {
 }
 
 /// Compares two values of which at least one is temporal and the other is
-/// temporal or text, in the finer of their kinds.
+/// temporal or text, in the finer of their kinds: as instants where both
+/// read as one (not as text: `0044-03-15 BC` is before `0001-01-01`,
+/// `12024-01-01` after `2024-01-01`).
 fn compare_temporal(a: &Value, b: &Value) -> Result<Ordering, Fault> {
     let kind = temporal_kind(a).max(temporal_kind(b));
+    if let (Some(kind), Some(a_text), Some(b_text)) = (kind, temporal_text(a), temporal_text(b))
+        && let (Some(a_key), Some(b_key)) = (
+            temporal::order_key(a_text, kind),
+            temporal::order_key(b_text, kind),
+        )
+    {
+        return Ok(a_key.cmp(&b_key));
+    }
     match (comparison_text(a, kind), comparison_text(b, kind)) {
         (Some(a_text), Some(b_text)) => Ok(a_text.cmp(&b_text)),
         _ => Err(incomparable(a, b)),
+    }
+}
+
+fn temporal_text(value: &Value) -> Option<&str> {
+    match value {
+        Value::Text(text)
+        | Value::Date(text)
+        | Value::Timestamp(text)
+        | Value::TimestampTz(text) => Some(text),
+        _ => None,
     }
 }
 
@@ -172,6 +192,29 @@ mod tests {
         );
         let noon = Value::Timestamp("2024-01-01T12:00:00.000000".into());
         assert_eq!(cmp(noon, midnight), Some(Ordering::Greater));
+    }
+
+    /// By instant, not by text: BC years before AD ones, and years past
+    /// 9999 after the others.
+    #[test]
+    fn dates_of_every_era_compare_by_day() {
+        let date = |t: &str| Value::Date(t.into());
+        assert_eq!(
+            cmp(date("0044-03-15 BC"), date("0001-01-01")),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            cmp(date("0044-03-15 BC"), date("0001-03-15 BC")),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            cmp(date("12024-01-01"), date("2024-01-01")),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(
+            cmp(date("12024-01-01"), Value::Text("9999-12-31".into())),
+            Some(Ordering::Greater)
+        );
     }
 
     #[test]

@@ -147,6 +147,8 @@ impl DateField {
 pub(crate) fn extract(value: DateTime, field: DateField) -> i64 {
     let (year, month, day) = civil_from_days(value.days);
     match field {
+        // PostgreSQL has no year 0: 1 BC is -1.
+        DateField::Year if year < 1 => year - 1,
         DateField::Year => year,
         DateField::Quarter => (month - 1) / 3 + 1,
         DateField::Month => month,
@@ -276,6 +278,9 @@ mod tests {
         assert_eq!(field(DateField::DayOfWeek), 0);
         assert_eq!(field(DateField::IsoDayOfWeek), 7);
         assert_eq!(field(DateField::DayOfYear), 31 + 29 + 17);
+        // No year 0, as in PostgreSQL.
+        assert_eq!(extract(at("0001-12-31 BC", Date), DateField::Year), -1);
+        assert_eq!(extract(at("0044-03-15 BC", Date), DateField::Year), -44);
     }
 
     #[test]

@@ -107,15 +107,11 @@ fn significant_digits(value: &BigDecimal) -> (String, i64) {
 
 /// -infinity, then instants by (day, microsecond of day), then infinity.
 fn temporal_key(text: &str, kind: TemporalKind, key: &mut Vec<u8>) -> Option<()> {
-    match text.trim() {
-        "-infinity" => key.push(0),
-        "infinity" => key.push(2),
-        finite => {
-            let instant = temporal::parse(finite, kind)?;
-            key.push(1);
-            push_i64(key, instant.days);
-            push_i64(key, instant.micros_of_day);
-        }
+    let (class, days, micros_of_day) = temporal::order_key(text, kind)?;
+    key.push((class + 1) as u8);
+    if class == 0 {
+        push_i64(key, days);
+        push_i64(key, micros_of_day);
     }
     Some(())
 }
@@ -221,6 +217,31 @@ mod tests {
         // Years past 9999 sort by value, not as text.
         let far = Value::TimestampTz("12024-01-01T00:00:00.000000Z".into());
         assert!(sort_key(&far) > sort_key(&stamps[3]) && sort_key(&far) < sort_key(&stamps[4]));
+    }
+
+    /// Every date PostgreSQL holds has a key: BC dates, as PostgreSQL
+    /// writes them, and years of up to seven digits.
+    #[test]
+    fn dates_of_every_era_sort_by_day() {
+        let dates: Vec<Value> = [
+            "-infinity",
+            "4714-11-24 BC",
+            "0044-03-15 BC",
+            "0001-12-31 BC",
+            "0001-01-01",
+            "2024-01-01",
+            "262144-01-01",
+            "1000000-01-01",
+            "5874897-12-31",
+            "infinity",
+        ]
+        .into_iter()
+        .map(|t| Value::Date(t.into()))
+        .collect();
+        assert!(dates.iter().all(|d| sort_key(d).is_some()), "{dates:?}");
+        assert_same_order(&dates);
+        let keys: Vec<_> = dates.iter().map(sort_key).collect();
+        assert!(keys.is_sorted(), "{dates:?}");
     }
 
     #[test]

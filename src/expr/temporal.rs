@@ -23,8 +23,13 @@ pub(crate) const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 /// Days from 0000-03-01 to 1970-01-01 in the proleptic Gregorian calendar.
 const EPOCH_SHIFT_DAYS: i64 = 719_468;
 const DAYS_PER_400_YEARS: i64 = 146_097;
-/// PostgreSQL's last representable year; larger ones are refused on input.
-const MAX_YEAR: i64 = 294_276;
+/// PostgreSQL's last representable year (of a `date`; a timestamp's ends at
+/// 294276); larger ones are refused on input.
+const MAX_YEAR: i64 = 5_874_897;
+/// PostgreSQL's first representable year, 4714 BC (of a `date`).
+const MAX_YEAR_BC: i64 = 4_714;
+/// How PostgreSQL marks a year before 1 AD, after the value.
+const BC_SUFFIX: &str = " BC";
 
 /// A civil date and time of day, without zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,13 +45,18 @@ pub(crate) fn is_infinite(text: &str) -> bool {
 }
 
 /// Reads a date or timestamp as written by PostgreSQL, by `change.rs`, or by a
-/// view author: `YYYY-MM-DD`, optionally followed by `T` or a space and
-/// `HH:MM[:SS[.ffffff]]`, optionally followed by `Z` or an offset `±HH[[:]MM]`.
+/// view author: `YYYY-MM-DD` (four to seven year digits), optionally followed by `T` or a space and
+/// `HH:MM[:SS[.ffffff]]`, optionally followed by `Z` or an offset `±HH[[:]MM]`,
+/// and by ` BC` for a year before 1 AD.
 /// For `TimestampTz` the offset is applied (none means UTC); for the other
 /// kinds it is ignored, as PostgreSQL does.
 pub(crate) fn parse(text: &str, kind: TemporalKind) -> Option<DateTime> {
     let text = text.trim();
-    let (days, rest) = parse_date_prefix(text)?;
+    let (text, before_christ) = match text.strip_suffix(BC_SUFFIX) {
+        Some(text) => (text, true),
+        None => (text, false),
+    };
+    let (days, rest) = parse_date_prefix(text, before_christ)?;
     let (micros_of_day, rest) = match rest.strip_prefix(['T', 't', ' ']) {
         Some(time) => parse_time_prefix(time)?,
         None => (0, rest),
@@ -58,7 +68,24 @@ pub(crate) fn parse(text: &str, kind: TemporalKind) -> Option<DateTime> {
     };
     match kind {
         TemporalKind::TimestampTz => Some(local.shifted(-offset_micros)),
-        _ => Some(local),
+        // A date read from a timestamp's text keeps only its day.
+        TemporalKind::Date => Some(DateTime {
+            micros_of_day: 0,
+            ..local
+        }),
+        TemporalKind::Timestamp => Some(local),
+    }
+}
+
+/// Where `text` falls in time as `kind`: `-infinity` first, then instants
+/// by (day, microsecond of day), then `infinity`; `None` when it does not
+/// read as one. Compared as a tuple, this is PostgreSQL's order, where the
+/// text is not (BC years, years past 9999).
+pub(crate) fn order_key(text: &str, kind: TemporalKind) -> Option<(i8, i64, i64)> {
+    match text.trim() {
+        "-infinity" => Some((-1, 0, 0)),
+        "infinity" => Some((1, 0, 0)),
+        finite => parse(finite, kind).map(|instant| (0, instant.days, instant.micros_of_day)),
     }
 }
 
@@ -73,12 +100,18 @@ impl DateTime {
         }
     }
 
-    /// The canonical text of this value as `kind`.
+    /// The canonical text of this value as `kind`; a year before 1 AD
+    /// is written as PostgreSQL does, counted back from 1 BC and marked after.
     pub fn format(self, kind: TemporalKind) -> String {
         let (year, month, day) = civil_from_days(self.days);
+        let (year, era) = if year < 1 {
+            (1 - year, BC_SUFFIX)
+        } else {
+            (year, "")
+        };
         let date = format!("{year:04}-{month:02}-{day:02}");
         if kind == TemporalKind::Date {
-            return date;
+            return format!("{date}{era}");
         }
         let seconds = self.micros_of_day / MICROS_PER_SECOND;
         let time = format!(
@@ -93,15 +126,22 @@ impl DateTime {
         } else {
             ""
         };
-        format!("{date}T{time}{zone}")
+        format!("{date}T{time}{zone}{era}")
     }
 }
 
-fn parse_date_prefix(text: &str) -> Option<(i64, &str)> {
-    let (year, rest) = take_digits(text, 4, 6)?;
+/// A BC year N is year 1 - N of the proleptic calendar, so 1 BC is a leap
+/// year.
+fn parse_date_prefix(text: &str, before_christ: bool) -> Option<(i64, &str)> {
+    let (written_year, rest) = take_digits(text, 4, 7)?;
     let (month, rest) = take_digits(rest.strip_prefix('-')?, 2, 2)?;
     let (day, rest) = take_digits(rest.strip_prefix('-')?, 2, 2)?;
-    let valid = (1..=MAX_YEAR).contains(&year)
+    let (last_year, year) = if before_christ {
+        (MAX_YEAR_BC, 1 - written_year)
+    } else {
+        (MAX_YEAR, written_year)
+    };
+    let valid = (1..=last_year).contains(&written_year)
         && (1..=12).contains(&month)
         && (1..=days_in_month(year, month)).contains(&day);
     valid.then(|| (days_from_civil(year, month, day), rest))
@@ -256,6 +296,11 @@ mod tests {
             ("2024-03-10T08:05:00.000100Z", TimestampTz),
             ("0001-01-01", Date),
             ("12024-01-01", Date),
+            ("5874897-12-31", Date),
+            ("0001-12-31 BC", Date),
+            ("4714-11-24 BC", Date),
+            ("0044-03-15T12:00:00.000000 BC", Timestamp),
+            ("0001-02-29T23:00:00.000000Z BC", TimestampTz),
         ] {
             assert_eq!(at(text, kind).format(kind), text);
         }
@@ -284,6 +329,30 @@ mod tests {
             "2024-01-05T23:00:00.000000"
         );
         assert_eq!(at("2024-01-05T23:00:00Z", Date).format(Date), "2024-01-05");
+        // As PostgreSQL writes BC timestamps with a zone.
+        assert_eq!(
+            at("0044-03-15 12:00:00+02 BC", TimestampTz).format(TimestampTz),
+            "0044-03-15T10:00:00.000000Z BC"
+        );
+    }
+
+    /// 1 BC directly precedes 1 AD, and is a leap year (year 0 of the
+    /// proleptic calendar), as in PostgreSQL.
+    #[test]
+    fn bc_dates_count_back_from_1_bc() {
+        let first_ad = at("0001-01-01", Date).days;
+        assert_eq!(at("0001-12-31 BC", Date).days, first_ad - 1);
+        assert_eq!(at("0001-01-01 BC", Date).days, first_ad - 366);
+        assert!(
+            parse("0002-02-29 BC", Date).is_none(),
+            "2 BC is not a leap year"
+        );
+        assert!(
+            parse("4714-11-23 BC", Date).is_some_and(|d| d.days < at("4714-11-24 BC", Date).days)
+        );
+        assert!(parse("4715-01-01 BC", Date).is_none());
+        assert!(parse("0000-01-01", Date).is_none());
+        assert!(parse("5874898-01-01", Date).is_none());
     }
 
     #[test]
