@@ -13,29 +13,78 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::change::Lsn;
 use crate::config::Config;
-use crate::plan::Plan;
+use crate::plan::{OutputPlan, Plan};
 use crate::service::ServiceError;
+use crate::sink::aggregate::{self, TableOwner, TargetTable};
 use crate::sink::search::{SearchError, SearchIndex};
 use crate::source::SourceError;
 use crate::source::catalog;
 use crate::source::connection::{PgEndpoint, quote_ident};
 use crate::source::stream::ReplicationStream;
-use crate::view::model::ViewKind;
-use crate::view::{self, ViewErrors};
+use crate::view::model::{ViewDef, ViewKind};
+use crate::view::{self, Catalog, ViewError, ViewErrors};
 
 /// Validates the view files (and, with a database URL, their tables and
-/// columns). Returns the number of valid views, or every error found.
-pub async fn check(views_dir: &Path, database_url: Option<&str>) -> Result<usize, ServiceError> {
+/// columns, and that no aggregate view names a table someone else made, in
+/// `aggregates_url` or else the source database). Returns the number of
+/// valid views, or every error found.
+pub async fn check(
+    views_dir: &Path,
+    database_url: Option<&str>,
+    aggregates_url: Option<&str>,
+) -> Result<usize, ServiceError> {
     let views = view::load_views(views_dir).map_err(ServiceError::Views)?;
     if let Some(url) = database_url {
         let pool = connect(url).await?;
         let catalog = catalog::load_catalog(&pool).await?;
-        let errors = view::check_against_catalog(&views, &catalog);
+        let mut errors = view::check_against_catalog(&views, &catalog);
+        // The plan needs views that passed; their tables are asked after.
+        if errors.is_empty() {
+            errors = foreign_tables(&views, &catalog, aggregates_url.unwrap_or(url)).await?;
+        }
         if !errors.is_empty() {
             return Err(ServiceError::Views(ViewErrors(errors)));
         }
     }
     Ok(views.len())
+}
+
+/// An error at the `table` field of every aggregate view whose table exists
+/// in the target database and was not created by viewkeeper: `run` would
+/// not start that view.
+async fn foreign_tables(
+    views: &[ViewDef],
+    catalog: &Catalog,
+    aggregates_url: &str,
+) -> Result<Vec<ViewError>, ServiceError> {
+    let plan = Plan::build(views, catalog)?;
+    let tables: Vec<(TargetTable, &ViewDef)> = plan
+        .views
+        .iter()
+        .filter_map(|view| match &view.output {
+            OutputPlan::Aggregate(output) => {
+                let def = views.iter().find(|def| def.name == view.name)?;
+                Some((TargetTable::of(view, output), def))
+            }
+            _ => None,
+        })
+        .collect();
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let target = aggregate::connect(aggregates_url).await?;
+    let mut errors = Vec::new();
+    for (table, def) in tables {
+        if target.owner(&table).await? == TableOwner::Someone {
+            errors.push(ViewError {
+                file: def.file.clone(),
+                line: def.locations.line("table"),
+                field: "table".to_owned(),
+                message: aggregate::foreign_table_reason(&table.name),
+            });
+        }
+    }
+    Ok(errors)
 }
 
 async fn connect(database_url: &str) -> Result<PgPool, ServiceError> {

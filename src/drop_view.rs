@@ -108,8 +108,22 @@ pub async fn drop_view(
             let target = aggregate::connect(&targets.aggregates_url)
                 .await
                 .map_err(failed)?;
-            target.drop_table(view, table).await.map_err(failed)?;
-            dropped.table_dropped = Some(table.clone());
+            // The hash the view last ran with recognises a table written by
+            // a viewkeeper from before tables were marked.
+            let definition_hash = store.view_hash(view)?;
+            if target
+                .drop_table(view, table, definition_hash.as_deref())
+                .await
+                .map_err(failed)?
+            {
+                dropped.table_dropped = Some(table.clone());
+            } else {
+                tracing::warn!(
+                    view,
+                    table,
+                    "the view's table is missing or was not created by viewkeeper: left as it is"
+                );
+            }
         }
         _ => {}
     }

@@ -44,6 +44,10 @@ enum Command {
         /// PostgreSQL URL; without it only the offline checks run
         #[arg(long, env = "VIEWKEEPER_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
+        /// Database of the aggregate views' tables, to check that each is
+        /// viewkeeper's or absent [default: the source database]
+        #[arg(long, env = "VIEWKEEPER_AGGREGATES_URL", hide_env_values = true)]
+        aggregates_url: Option<String>,
     },
     /// Print the changes to the views' tables as JSON lines (for debugging).
     Tail(ConfigArgs),
@@ -188,18 +192,22 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check {
             views,
             database_url,
-        } => match commands::check(&views, database_url.as_deref()).await {
-            Ok(count) => {
-                print_answer(format_args!("{count} view(s) OK in {}", views.display()))?;
-                Ok(ExitCode::SUCCESS)
+            aggregates_url,
+        } => {
+            match commands::check(&views, database_url.as_deref(), aggregates_url.as_deref()).await
+            {
+                Ok(count) => {
+                    print_answer(format_args!("{count} view(s) OK in {}", views.display()))?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(ServiceError::Views(errors)) => {
+                    eprintln!("{errors}");
+                    eprintln!("{} error(s) in {}", errors.0.len(), views.display());
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(error) => report(Err(error)),
             }
-            Err(ServiceError::Views(errors)) => {
-                eprintln!("{errors}");
-                eprintln!("{} error(s) in {}", errors.0.len(), views.display());
-                Ok(ExitCode::FAILURE)
-            }
-            Err(error) => report(Err(error)),
-        },
+        }
         Command::Tail(args) => {
             let config = Config::resolve(&args)?;
             init_logging(&format!("warn,viewkeeper={}", config.log));

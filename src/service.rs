@@ -502,9 +502,7 @@ async fn start_aggregate_sinks(
         .views
         .iter()
         .filter_map(|view| match &view.output {
-            OutputPlan::Aggregate(output) => {
-                Some(TargetTable::of(&view.name, &view.definition_hash, output))
-            }
+            OutputPlan::Aggregate(output) => Some(TargetTable::of(view, output)),
             _ => None,
         })
         .collect();

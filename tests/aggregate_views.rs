@@ -602,3 +602,91 @@ async fn dates_bc_and_past_year_9999_are_ordered_as_postgres_orders_them() {
     job_dates_match(&pool, "the extremes deleted and moved, the view going on").await;
     service.assert_running();
 }
+
+/// An aggregate view naming `public.important`, a table its user made.
+const ORDERS_BY_STATUS_INTO_IMPORTANT: &str = "\
+view: orders_by_status
+kind: aggregate
+root: orders
+group_by: { status: status }
+measures: { n: count() }
+table: important
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_table_of_the_same_name_is_never_touched_and_only_its_view_fails() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    execute(
+        &pool,
+        "CREATE TABLE important (id int PRIMARY KEY, payload text)",
+    )
+    .await;
+    execute(
+        &pool,
+        "INSERT INTO important VALUES (1, 'customer data'), (2, 'more')",
+    )
+    .await;
+    let important = || async {
+        let rows: Vec<(i32, String)> =
+            sqlx::query_as("SELECT id, payload FROM important ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .expect("the user's table is still there");
+        rows
+    };
+    let before = important().await;
+    let (_views_dir, views) = aggregate_only_views();
+    let file = views.join("orders_by_status.yaml");
+    std::fs::write(&file, ORDERS_BY_STATUS_INTO_IMPORTANT).unwrap();
+    let setup = ServiceSetup::with_views(&url, NO_REDIS, views);
+    let mut service = setup.start();
+
+    // The other view works...
+    table_matches_oracle(&pool, "the other aggregate view is written").await;
+    // ...and this one says why it does not.
+    let expected_error = format!(
+        "view orders_by_status ({}): table public.important exists and was not created by \
+         viewkeeper; choose another `table:` or drop it",
+        file.display()
+    );
+    let status = wait_until(CONVERGE, "orders_by_status fails", || async {
+        let status = harness::view_status(setup.admin_port, "orders_by_status").await;
+        if status["state"] == "failed" {
+            Ok(status)
+        } else {
+            Err(status.to_string())
+        }
+    })
+    .await;
+    assert_eq!(status["sink_error"], expected_error.as_str(), "{status:#}");
+    let other = harness::view_status(setup.admin_port, "category_daily_sales").await;
+    assert_eq!(other["state"], "live", "{other:#}");
+    service.assert_running();
+
+    // Changes keep flowing to the other view, and the sink retries (it
+    // starts once the table is dropped): still nothing touches the table.
+    workload::run(&pool, &WorkloadOptions::new(100, 2))
+        .await
+        .expect("workload");
+    table_matches_oracle(&pool, "the other view follows changes").await;
+    assert_eq!(important().await, before, "the user's rows are untouched");
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name = 'important' ORDER BY ordinal_position",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        columns,
+        ["id", "payload"],
+        "the user's table keeps its columns"
+    );
+    let log = std::fs::read_to_string(setup.log_path()).unwrap_or_default();
+    let written = log
+        .lines()
+        .map(harness::strip_ansi)
+        .find(|line| line.contains("aggregate table written") && line.contains("public.important"));
+    assert_eq!(written, None, "nothing was written to the user's table");
+}

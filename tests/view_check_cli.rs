@@ -228,3 +228,64 @@ async fn aggregate_views_are_type_checked_against_the_database() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_an_aggregate_table_viewkeeper_did_not_create() {
+    let pg = PgServer::start().await;
+    let url = pg.create_database("shop").await;
+    let pool = pg.pool("shop").await;
+    workload::create_schema(&pool)
+        .await
+        .expect("creating the shop");
+    sqlx::raw_sql(
+        "CREATE TABLE important (id int PRIMARY KEY, payload text); \
+         INSERT INTO important VALUES (1, 'customer data')",
+    )
+    .execute(&pool)
+    .await
+    .expect("creating the user's table");
+    let view = "\
+view: orders_by_status
+kind: aggregate
+root: orders
+group_by: { status: status }
+measures: { n: count() }
+table: important
+";
+    let dir = views_dir(&[("orders_by_status.yaml", view)]);
+    let output = viewkeeper(&["check", "--database-url", &url], dir.path());
+    assert!(!output.status.success(), "a user's table passed check");
+    let message = stderr(&output);
+    let file = dir.path().join("orders_by_status.yaml");
+    assert!(
+        message.contains(&format!(
+            "{}:6: table: table public.important exists and was not created by viewkeeper; \
+             choose another `table:` or drop it",
+            file.display()
+        )),
+        "{message}"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM important")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "check leaves the table alone");
+
+    // A table with viewkeeper's mark is its own, and a missing one it creates.
+    sqlx::raw_sql(
+        "COMMENT ON TABLE important IS \
+         'viewkeeper aggregate table of view orders_by_status: viewkeeper drops or replaces \
+         only tables with this mark'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let output = viewkeeper(&["check", "--database-url", &url], dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    sqlx::raw_sql("DROP TABLE important")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let output = viewkeeper(&["check", "--database-url", &url], dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+}

@@ -71,6 +71,9 @@ pub struct IndexPlan {
 #[derive(Debug)]
 pub struct ViewPlan {
     pub name: String,
+    /// The view file, for errors found once the view runs (its sink's
+    /// target table belongs to someone else).
+    pub file: std::path::PathBuf,
     /// Hash of the view file: when it differs from the one the outputs were
     /// built with, every root of the view is recomputed.
     pub definition_hash: String,
@@ -494,6 +497,7 @@ impl Resolver<'_> {
         let filter = filter.map(|expr| self.expr(expr)).transpose()?;
         Ok(ViewPlan {
             name: self.def.name.clone(),
+            file: self.def.file.clone(),
             definition_hash: self.def.definition_hash.clone(),
             sink,
             nodes,

@@ -15,12 +15,20 @@
 //! recreates the table and fills it from the groups in the state store, in
 //! one transaction, before it goes on with the outbox.
 //!
+//! A view's `table:` may name a table someone else made: viewkeeper drops,
+//! empties or replaces only tables that carry its [`TABLE_MARKER`] (or that
+//! an earlier viewkeeper wrote before tables carried it, see
+//! [`TableOwner::EarlierViewkeeper`]). Any other table stops the view's sink
+//! with [`AggregateSinkError::ForeignTable`], checked again inside the
+//! transaction that would replace it.
+//!
 //! The target is PostgreSQL ([`postgres`]) or SQLite ([`sqlite`]).
 
 pub mod postgres;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +39,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::change::Value;
 use crate::engine::values_from_json;
 use crate::expr::ValueType;
-use crate::plan::AggregatePlan;
+use crate::plan::{AggregatePlan, ViewPlan};
 use crate::sink::RewriteSignal;
 use crate::source::connection::redact_url;
 use crate::state::keycode::encode_values;
@@ -39,6 +47,10 @@ use crate::state::{OutboxOp, OutboxRead, Store, StoreError};
 
 /// Where every aggregate sink of a target database keeps its checkpoint.
 pub const CHECKPOINT_TABLE: &str = "viewkeeper_checkpoints";
+/// How every table viewkeeper creates is marked (PostgreSQL: its comment;
+/// SQLite, which has no comments on tables: a comment in its `CREATE TABLE`),
+/// so that it never mistakes a user's table of the same name for its own.
+pub const TABLE_MARKER: &str = "viewkeeper aggregate table";
 /// Outbox entries per SQL transaction at most.
 const ENTRIES_PER_BATCH: usize = 10_000;
 /// Groups per chunk when a table is filled from the state store.
@@ -71,6 +83,21 @@ pub enum AggregateSinkError {
     },
     #[error("state store task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// Needs an operator: retried with backoff, so the view starts once the
+    /// table is dropped.
+    #[error("view {view} ({file}): {}", foreign_table_reason(.table))]
+    ForeignTable {
+        view: String,
+        file: String,
+        table: String,
+    },
+}
+
+/// Why a view may not write `table` (`run` and `check` say the same).
+pub fn foreign_table_reason(table: &str) -> String {
+    format!(
+        "table {table} exists and was not created by viewkeeper; choose another `table:` or drop it"
+    )
 }
 
 impl AggregateSinkError {
@@ -92,6 +119,8 @@ impl AggregateSinkError {
 #[derive(Debug, Clone)]
 pub struct TargetTable {
     pub view: String,
+    /// The view file, named when the table turns out to be someone else's.
+    pub file: PathBuf,
     /// Schema-qualified (`analytics.category_daily_sales`).
     pub name: String,
     /// Group columns first, then measures, with their types.
@@ -104,14 +133,33 @@ pub struct TargetTable {
 }
 
 impl TargetTable {
-    pub fn of(view: &str, definition_hash: &str, plan: &AggregatePlan) -> TargetTable {
+    pub fn of(view: &ViewPlan, plan: &AggregatePlan) -> TargetTable {
         TargetTable {
-            view: view.to_owned(),
+            view: view.name.clone(),
+            file: view.file.clone(),
             name: plan.table.clone(),
             columns: plan.columns(),
             key_len: plan.group.len(),
             key_nullable: plan.group.iter().any(|key| key.nullable),
-            definition_hash: definition_hash.to_owned(),
+            definition_hash: view.definition_hash.clone(),
+        }
+    }
+
+    /// The marker written on the table when viewkeeper creates it; it
+    /// begins with [`TABLE_MARKER`].
+    pub fn marker(&self) -> String {
+        format!(
+            "{TABLE_MARKER} of view {}: viewkeeper drops or replaces only tables with this mark",
+            self.view
+        )
+    }
+
+    /// The error that stops the sink when the table is someone else's.
+    pub fn foreign(&self) -> AggregateSinkError {
+        AggregateSinkError::ForeignTable {
+            view: self.view.clone(),
+            file: self.file.display().to_string(),
+            table: self.name.clone(),
         }
     }
 
@@ -120,6 +168,49 @@ impl TargetTable {
             table: self.name.clone(),
             source,
         }
+    }
+}
+
+/// Who made the table a view's `table:` names, as its database tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableOwner {
+    /// There is no such table: the sink creates it.
+    Nobody,
+    /// viewkeeper created it: it carries [`TABLE_MARKER`].
+    Viewkeeper,
+    /// A viewkeeper from before the marker wrote it: it has no marker, but
+    /// the view's checkpoint row was written for this very view file (whose
+    /// hash covers `table:`). The sink rewrites it once, with the marker.
+    EarlierViewkeeper,
+    /// Anyone else: viewkeeper must not touch it.
+    Someone,
+}
+
+impl TableOwner {
+    /// The owner of a table that exists, from whether it carries the marker
+    /// and from the definition hash of the view's checkpoint row, if any.
+    /// `definition_hash` is the view file's, `None` when unknown (then a
+    /// table without the marker is never taken for viewkeeper's).
+    pub fn of_existing(
+        marked: bool,
+        checkpoint_hash: Option<&str>,
+        definition_hash: Option<&str>,
+    ) -> TableOwner {
+        if marked {
+            TableOwner::Viewkeeper
+        } else if checkpoint_hash.is_some() && checkpoint_hash == definition_hash {
+            TableOwner::EarlierViewkeeper
+        } else {
+            TableOwner::Someone
+        }
+    }
+
+    /// Whether viewkeeper may drop, empty or replace the table.
+    pub fn is_viewkeeper(self) -> bool {
+        matches!(
+            self,
+            TableOwner::Nobody | TableOwner::Viewkeeper | TableOwner::EarlierViewkeeper
+        )
     }
 }
 
@@ -168,23 +259,39 @@ pub enum RowChunk {
 /// A SQL database that holds aggregate tables.
 #[async_trait]
 pub trait SqlTarget: Send + Sync {
-    /// The view's checkpoint, or `None` when it or the table is missing.
+    /// Who made the view's table. Reads only: creates nothing, not even the
+    /// checkpoint table (`viewkeeper check` asks it too).
+    async fn owner(&self, table: &TargetTable) -> Result<TableOwner, AggregateSinkError>;
+    /// The view's checkpoint, or `None` when it or the table is missing or
+    /// the table was written by an earlier viewkeeper (so that it is
+    /// rewritten with the marker). [`AggregateSinkError::ForeignTable`] when
+    /// the table is someone else's.
     async fn checkpoint(
         &self,
         table: &TargetTable,
     ) -> Result<Option<Checkpoint>, AggregateSinkError>;
-    /// In one transaction: drops and creates the table, inserts every row
-    /// of `rows`, and records `checkpoint`; commits only when `rows` ends
-    /// with [`RowChunk::End`]. Returns how many rows it wrote.
+    /// In one transaction: checks the table is viewkeeper's (else
+    /// [`AggregateSinkError::ForeignTable`], having touched nothing), drops
+    /// and creates it with the marker, inserts every row of `rows`, and
+    /// records `checkpoint`; commits only when `rows` ends with
+    /// [`RowChunk::End`]. Returns how many rows it wrote.
     async fn rewrite(
         &self,
         table: &TargetTable,
         rows: &mut RowChunks,
         checkpoint: &Checkpoint,
     ) -> Result<u64, AggregateSinkError>;
-    /// In one transaction: drops the table `name` of `view` and forgets the
-    /// view's checkpoint (`viewkeeper drop VIEW`).
-    async fn drop_table(&self, view: &str, name: &str) -> Result<(), AggregateSinkError>;
+    /// In one transaction: drops the table `name` of `view` if it is
+    /// viewkeeper's (`definition_hash`: the view file's as the state store
+    /// last knew it, to recognise a table of an earlier viewkeeper) and
+    /// forgets the view's checkpoint (`viewkeeper drop VIEW`). Returns
+    /// whether it dropped the table.
+    async fn drop_table(
+        &self,
+        view: &str,
+        name: &str,
+        definition_hash: Option<&str>,
+    ) -> Result<bool, AggregateSinkError>;
     /// In one transaction: applies `batch` and records `checkpoint`.
     async fn apply(
         &self,
@@ -459,5 +566,45 @@ impl AggregateSink {
         let rows = written?;
         tracing::info!(view = %self.table.view, table = %self.table.name, rows, sequence, "aggregate table written from the state store");
         Ok(Some(sequence))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TableOwner;
+
+    #[test]
+    fn a_marked_table_is_viewkeepers_whatever_the_checkpoint_says() {
+        assert_eq!(
+            TableOwner::of_existing(true, None, Some("h1")),
+            TableOwner::Viewkeeper
+        );
+        assert_eq!(
+            TableOwner::of_existing(true, Some("h0"), Some("h1")),
+            TableOwner::Viewkeeper
+        );
+    }
+
+    #[test]
+    fn an_unmarked_table_is_an_earlier_viewkeepers_only_for_the_same_view_file() {
+        assert_eq!(
+            TableOwner::of_existing(false, Some("h1"), Some("h1")),
+            TableOwner::EarlierViewkeeper
+        );
+        // The file changed, perhaps its `table:` too: the table may be a user's.
+        assert_eq!(
+            TableOwner::of_existing(false, Some("h0"), Some("h1")),
+            TableOwner::Someone
+        );
+        assert_eq!(
+            TableOwner::of_existing(false, None, Some("h1")),
+            TableOwner::Someone
+        );
+        assert_eq!(
+            TableOwner::of_existing(false, None, None),
+            TableOwner::Someone
+        );
+        assert!(!TableOwner::Someone.is_viewkeeper());
+        assert!(TableOwner::Nobody.is_viewkeeper());
     }
 }

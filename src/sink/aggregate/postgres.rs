@@ -8,6 +8,8 @@
 //! A rewrite (new table, new definition, foreign checkpoint) fills a shadow
 //! table and renames it into place in the same transaction as the
 //! checkpoint: readers see the old table until the commit, then the new one.
+//! The shadow table is created with the marker as its comment, which the
+//! rename keeps.
 //!
 //! The group columns are the table's PRIMARY KEY when none of them can be
 //! NULL, and otherwise a `UNIQUE NULLS NOT DISTINCT` constraint: SQL's
@@ -16,11 +18,11 @@
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
 
 use super::{
     AggregateSinkError, CHECKPOINT_TABLE, Checkpoint, GroupBatch, RowChunk, RowChunks, SqlTarget,
-    TargetTable,
+    TABLE_MARKER, TableOwner, TargetTable,
 };
 use crate::change::Value;
 use crate::expr::ValueType;
@@ -213,6 +215,63 @@ async fn ensure_checkpoint_table(pool: &PgPool) -> Result<(), sqlx::Error> {
     }
 }
 
+/// Who made the table `name` of `view`. Read on `conn`, which is the
+/// rewrite's own transaction when it is about to replace the table.
+async fn owner_of(
+    conn: &mut PgConnection,
+    view: &str,
+    name: &str,
+    definition_hash: Option<&str>,
+) -> Result<TableOwner, sqlx::Error> {
+    let comment: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT obj_description(c::oid, 'pg_class') FROM to_regclass($1) AS c WHERE c IS NOT NULL",
+    )
+    .bind(quote_qualified(name))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(comment) = comment else {
+        return Ok(TableOwner::Nobody);
+    };
+    let marked = comment.is_some_and(|text| text.starts_with(TABLE_MARKER));
+    let checkpoint_hash = if marked {
+        None
+    } else {
+        checkpoint_hash(conn, view).await?
+    };
+    Ok(TableOwner::of_existing(
+        marked,
+        checkpoint_hash.as_deref(),
+        definition_hash,
+    ))
+}
+
+/// The definition hash of the view's checkpoint row; `None` also when no
+/// sink ever wrote to this database (no checkpoint table).
+async fn checkpoint_hash(
+    conn: &mut PgConnection,
+    view: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let table_exists: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT to_regclass('{CHECKPOINT_TABLE}') IS NOT NULL"
+    )))
+    .fetch_one(&mut *conn)
+    .await?;
+    if !table_exists {
+        return Ok(None);
+    }
+    let sql = format!("SELECT definition_hash FROM {CHECKPOINT_TABLE} WHERE view = $1");
+    sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(view)
+        .fetch_optional(&mut *conn)
+        .await
+}
+
+/// A text as an SQL string literal, for `COMMENT ON`, which takes no
+/// parameters.
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 async fn record_checkpoint(
     txn: &mut Transaction<'_, Postgres>,
     view: &str,
@@ -236,7 +295,12 @@ async fn record_checkpoint(
 
 #[async_trait]
 impl SqlTarget for PgTarget {
-    async fn drop_table(&self, view: &str, name: &str) -> Result<(), AggregateSinkError> {
+    async fn drop_table(
+        &self,
+        view: &str,
+        name: &str,
+        definition_hash: Option<&str>,
+    ) -> Result<bool, AggregateSinkError> {
         let sql_error = |source| AggregateSinkError::Sql {
             table: name.to_owned(),
             source,
@@ -245,18 +309,38 @@ impl SqlTarget for PgTarget {
             .await
             .map_err(sql_error)?;
         let mut txn = self.pool.begin().await.map_err(sql_error)?;
-        let drop = format!("DROP TABLE IF EXISTS {}", quote_qualified(name));
-        sqlx::query(AssertSqlSafe(drop))
-            .execute(&mut *txn)
+        let owner = owner_of(&mut txn, view, name, definition_hash)
             .await
             .map_err(sql_error)?;
+        let dropped = owner.is_viewkeeper();
+        if dropped {
+            let drop = format!("DROP TABLE IF EXISTS {}", quote_qualified(name));
+            sqlx::query(AssertSqlSafe(drop))
+                .execute(&mut *txn)
+                .await
+                .map_err(sql_error)?;
+        }
         let forget = format!("DELETE FROM {CHECKPOINT_TABLE} WHERE view = $1");
         sqlx::query(AssertSqlSafe(forget))
             .bind(view)
             .execute(&mut *txn)
             .await
             .map_err(sql_error)?;
-        txn.commit().await.map_err(sql_error)
+        txn.commit().await.map_err(sql_error)?;
+        Ok(dropped && owner != TableOwner::Nobody)
+    }
+
+    async fn owner(&self, table: &TargetTable) -> Result<TableOwner, AggregateSinkError> {
+        let sql_error = table.sql_error();
+        let mut conn = self.pool.acquire().await.map_err(&sql_error)?;
+        owner_of(
+            &mut conn,
+            &table.view,
+            &table.name,
+            Some(&table.definition_hash),
+        )
+        .await
+        .map_err(&sql_error)
     }
 
     async fn checkpoint(
@@ -267,13 +351,10 @@ impl SqlTarget for PgTarget {
         ensure_checkpoint_table(&self.pool)
             .await
             .map_err(&sql_error)?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(quote_qualified(&table.name))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(&sql_error)?;
-        if exists.is_none() {
-            return Ok(None);
+        match self.owner(table).await? {
+            TableOwner::Viewkeeper => {}
+            TableOwner::Nobody | TableOwner::EarlierViewkeeper => return Ok(None),
+            TableOwner::Someone => return Err(table.foreign()),
         }
         let sql = format!(
             "SELECT store_id, definition_hash, sequence FROM {CHECKPOINT_TABLE} WHERE view = $1"
@@ -294,6 +375,19 @@ impl SqlTarget for PgTarget {
     ) -> Result<u64, AggregateSinkError> {
         let sql_error = table.sql_error();
         let mut txn = self.pool.begin().await.map_err(&sql_error)?;
+        // Checked again in this transaction: the table may have been made
+        // since the sink last looked, and a foreign one must stay untouched.
+        let owner = owner_of(
+            &mut txn,
+            &table.view,
+            &table.name,
+            Some(&table.definition_hash),
+        )
+        .await
+        .map_err(&sql_error)?;
+        if !owner.is_viewkeeper() {
+            return Err(table.foreign());
+        }
         if let Some((schema, _)) = table.name.split_once('.') {
             let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
             sqlx::query(AssertSqlSafe(sql))
@@ -302,11 +396,17 @@ impl SqlTarget for PgTarget {
                 .map_err(&sql_error)?;
         }
         // The new rows go into a shadow table first, so readers keep the old
-        // table (without waiting on a lock) until the swap at the end.
+        // table (without waiting on a lock) until the swap at the end. It is
+        // not dropped first: it only ever exists inside this transaction, so
+        // a table of that name is someone else's, and creating it fails.
         let shadow = shadow_of(table);
         let statements = [
-            format!("DROP TABLE IF EXISTS {}", quote_qualified(&shadow.name)),
             create_table_sql(&shadow),
+            format!(
+                "COMMENT ON TABLE {} IS {}",
+                quote_qualified(&shadow.name),
+                quote_literal(&table.marker())
+            ),
         ];
         for sql in statements {
             sqlx::query(AssertSqlSafe(sql))

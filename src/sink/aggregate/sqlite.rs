@@ -6,16 +6,19 @@
 //! dates and timestamps as their ISO 8601 text. SQLite's unique indexes hold
 //! several NULL groups, so a group is written by deleting it (`IS` matches
 //! NULL) and inserting its new row, inside the batch's one transaction.
+//!
+//! SQLite has no comments on tables, but keeps each table's `CREATE TABLE`
+//! text as written, comments included: the marker is a comment in it.
 
 use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{AssertSqlSafe, Sqlite, SqlitePool, Transaction};
+use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::{
     AggregateSinkError, CHECKPOINT_TABLE, Checkpoint, GroupBatch, RowChunk, RowChunks, SqlTarget,
-    TargetTable,
+    TABLE_MARKER, TableOwner, TargetTable,
 };
 use crate::change::Value;
 use crate::expr::ValueType;
@@ -53,13 +56,65 @@ fn sql_type(value_type: ValueType) -> &'static str {
     }
 }
 
-/// The table's name without its schema.
+/// A table's name without its schema, as SQLite knows it.
+fn unqualified(name: &str) -> &str {
+    name.rsplit_once('.').map_or(name, |(_, t)| t)
+}
+
+/// The table's name without its schema, quoted.
 fn table_name(table: &TargetTable) -> String {
-    let name = table
-        .name
-        .rsplit_once('.')
-        .map_or(table.name.as_str(), |(_, t)| t);
-    quote_ident(name)
+    quote_ident(unqualified(&table.name))
+}
+
+/// Who made the table `name` of `view`. Read on `conn`, which is the
+/// rewrite's own transaction when it is about to replace the table.
+async fn owner_of(
+    conn: &mut SqliteConnection,
+    view: &str,
+    name: &str,
+    definition_hash: Option<&str>,
+) -> Result<TableOwner, sqlx::Error> {
+    let created_by: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT sql FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1",
+    )
+    .bind(unqualified(name))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(created_by) = created_by else {
+        return Ok(TableOwner::Nobody);
+    };
+    let marked = created_by.is_some_and(|sql| sql.contains(&format!("/* {TABLE_MARKER}")));
+    let checkpoint_hash = if marked {
+        None
+    } else {
+        checkpoint_hash(conn, view).await?
+    };
+    Ok(TableOwner::of_existing(
+        marked,
+        checkpoint_hash.as_deref(),
+        definition_hash,
+    ))
+}
+
+/// The definition hash of the view's checkpoint row; `None` also when no
+/// sink ever wrote to this database (no checkpoint table).
+async fn checkpoint_hash(
+    conn: &mut SqliteConnection,
+    view: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let table_exists: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")
+            .bind(CHECKPOINT_TABLE)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if table_exists.is_none() {
+        return Ok(None);
+    }
+    let sql = format!("SELECT definition_hash FROM {CHECKPOINT_TABLE} WHERE view = ?1");
+    sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(view)
+        .fetch_optional(&mut *conn)
+        .await
 }
 
 fn bind<'q>(
@@ -142,18 +197,28 @@ async fn record_checkpoint(
 
 #[async_trait]
 impl SqlTarget for SqliteTarget {
-    async fn drop_table(&self, view: &str, name: &str) -> Result<(), AggregateSinkError> {
+    async fn drop_table(
+        &self,
+        view: &str,
+        name: &str,
+        definition_hash: Option<&str>,
+    ) -> Result<bool, AggregateSinkError> {
         let sql_error = |source| AggregateSinkError::Sql {
             table: name.to_owned(),
             source,
         };
-        let unqualified = name.rsplit_once('.').map_or(name, |(_, t)| t);
         let mut txn = self.pool.begin().await.map_err(sql_error)?;
-        let drop = format!("DROP TABLE IF EXISTS {}", quote_ident(unqualified));
-        sqlx::query(AssertSqlSafe(drop))
-            .execute(&mut *txn)
+        let owner = owner_of(&mut txn, view, name, definition_hash)
             .await
             .map_err(sql_error)?;
+        let dropped = owner.is_viewkeeper();
+        if dropped {
+            let drop = format!("DROP TABLE IF EXISTS {}", quote_ident(unqualified(name)));
+            sqlx::query(AssertSqlSafe(drop))
+                .execute(&mut *txn)
+                .await
+                .map_err(sql_error)?;
+        }
         let forget = format!("DELETE FROM {CHECKPOINT_TABLE} WHERE view = ?1");
         // Fails only when no aggregate sink ever ran here: nothing to forget.
         if let Err(error) = sqlx::query(AssertSqlSafe(forget))
@@ -163,7 +228,21 @@ impl SqlTarget for SqliteTarget {
         {
             tracing::debug!(%error, "no aggregate checkpoint to forget");
         }
-        txn.commit().await.map_err(sql_error)
+        txn.commit().await.map_err(sql_error)?;
+        Ok(dropped && owner != TableOwner::Nobody)
+    }
+
+    async fn owner(&self, table: &TargetTable) -> Result<TableOwner, AggregateSinkError> {
+        let sql_error = table.sql_error();
+        let mut conn = self.pool.acquire().await.map_err(&sql_error)?;
+        owner_of(
+            &mut conn,
+            &table.view,
+            &table.name,
+            Some(&table.definition_hash),
+        )
+        .await
+        .map_err(&sql_error)
     }
 
     async fn checkpoint(
@@ -179,18 +258,10 @@ impl SqlTarget for SqliteTarget {
             .execute(&self.pool)
             .await
             .map_err(&sql_error)?;
-        let name = table
-            .name
-            .rsplit_once('.')
-            .map_or(table.name.as_str(), |(_, t)| t);
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(&sql_error)?;
-        if exists.is_none() {
-            return Ok(None);
+        match self.owner(table).await? {
+            TableOwner::Viewkeeper => {}
+            TableOwner::Nobody | TableOwner::EarlierViewkeeper => return Ok(None),
+            TableOwner::Someone => return Err(table.foreign()),
         }
         let sql = format!(
             "SELECT store_id, definition_hash, sequence FROM {CHECKPOINT_TABLE} WHERE view = ?1"
@@ -211,6 +282,19 @@ impl SqlTarget for SqliteTarget {
     ) -> Result<u64, AggregateSinkError> {
         let sql_error = table.sql_error();
         let mut txn = self.pool.begin().await.map_err(&sql_error)?;
+        // Checked again in this transaction: the table may have been made
+        // since the sink last looked, and a foreign one must stay untouched.
+        let owner = owner_of(
+            &mut txn,
+            &table.view,
+            &table.name,
+            Some(&table.definition_hash),
+        )
+        .await
+        .map_err(&sql_error)?;
+        if !owner.is_viewkeeper() {
+            return Err(table.foreign());
+        }
         let drop = format!("DROP TABLE IF EXISTS {}", table_name(table));
         sqlx::query(AssertSqlSafe(drop))
             .execute(&mut *txn)
@@ -230,9 +314,12 @@ impl SqlTarget for SqliteTarget {
         } else {
             "PRIMARY KEY"
         };
+        // The marker goes inside the parentheses, which SQLite keeps as
+        // written; `*/` in it would end the comment early.
         let create = format!(
-            "CREATE TABLE {} ({}, {constraint} ({}))",
+            "CREATE TABLE {} (/* {} */ {}, {constraint} ({}))",
             table_name(table),
+            table.marker().replace("*/", ""),
             columns.join(", "),
             keys.join(", ")
         );
