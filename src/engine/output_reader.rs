@@ -38,13 +38,15 @@ impl OutputReader {
     /// outbox sequence of `sink` at that point: once the target holds these
     /// outputs, it holds every entry up to that sequence.
     ///
-    /// Returns `None`, having read nothing, while a snapshot is being taken
-    /// and some of `views` have stored outputs: the rows are partial then,
-    /// and documents computed from them would differ from those outputs,
-    /// which the snapshot's end diffs against. A sink that wrote them would
-    /// keep them where the diff finds nothing to change. Views without
-    /// outputs yet (the first snapshot) have nothing to read either way, and
-    /// their sink goes on to drain what the snapshot appends.
+    /// Returns `None`, having read nothing, until the store holds a
+    /// completed snapshot (a source position), the first one included. The
+    /// rows are partial before it: documents computed from them would differ
+    /// from the outputs the snapshot's end diffs against, and a sink that
+    /// wrote them would keep them where the diff finds nothing to change.
+    /// And a store that is still empty (a new data directory) would give a
+    /// sink none at all: it would empty a target that another store filled,
+    /// and readers would find nothing there for the whole snapshot. The sink
+    /// waits instead and leaves its target as it is meanwhile.
     pub fn read_all(
         &self,
         sink: &str,
@@ -54,11 +56,7 @@ impl OutputReader {
     ) -> Result<Option<u64>, EngineError> {
         let reader = self.store.reader()?;
         if !reader.rows_complete()? {
-            for view in views {
-                if reader.has_outputs(view)? {
-                    return Ok(None);
-                }
-            }
+            return Ok(None);
         }
         let sequence = reader.outbox_sequence(sink)?;
         let chunk = chunk.max(1);
@@ -145,18 +143,21 @@ fields: { id: id, name: name }
         sequence.map(|sequence| (sequence, keys))
     }
 
-    /// While a snapshot is being taken the rows are partial: a sink that
-    /// rewrote its target from them would keep documents the snapshot's
-    /// end, which diffs against the stored outputs, never corrects.
+    /// Until a snapshot is complete the rows are partial or missing: a sink
+    /// that rewrote its target from them would keep documents the
+    /// snapshot's end, which diffs against the stored outputs, never
+    /// corrects, or empty a target another store filled.
     #[test]
-    fn nothing_is_read_for_a_rewrite_while_a_snapshot_is_taken() {
+    fn nothing_is_read_for_a_rewrite_until_a_snapshot_is_complete() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine(dir.path());
         let reader = engine.output_reader();
+        // A new store: nothing is read before its first snapshot either, so
+        // that a sink does not empty a target another store filled.
+        assert_eq!(read_all(&reader), None);
         engine.begin_snapshot().unwrap();
         snapshot_rows(&engine, &["a", "b"]);
-        // No outputs yet: nothing is read, and the sink may go on.
-        assert_eq!(read_all(&reader), Some((0, Vec::new())));
+        assert_eq!(read_all(&reader), None);
         engine.finish_snapshot(Lsn(1)).unwrap();
         let whole = Some((2, vec!["thing:1".to_owned(), "thing:2".to_owned()]));
         assert_eq!(read_all(&reader), whole);

@@ -4,7 +4,9 @@
 //! checkpoint key to `{store id}:{sequence}`. If the checkpoint is missing
 //! (Redis lost its data: a restart without persistence, a FLUSHALL) or names
 //! another store (the data directory was replaced), the sink rewrites every
-//! stored output from the state store, then continues from the outbox.
+//! stored output from the state store, then continues from the outbox. A
+//! rewrite waits until the state store holds a completed snapshot: until
+//! then Redis keeps what it has, which a new store's empty rows would sweep.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -247,14 +249,17 @@ impl RedisSink {
         Ok(sequence)
     }
 
-    /// Writes every stored output, read at one consistent point, then sets the
-    /// checkpoint to the outbox sequence of that point. While a snapshot is
-    /// being taken, waits for its end first.
+    /// Writes every stored output, read at one consistent point, then sweeps
+    /// the keys none has and sets the checkpoint to the outbox sequence of
+    /// that point: a key that stays is overwritten, never missing meanwhile.
+    /// Until the state store holds a completed snapshot (a new store's first
+    /// one included), waits, leaving Redis as it is.
     async fn rewrite_all(
         &self,
         conn: &mut ConnectionManager,
         wake: &Notify,
     ) -> Result<u64, RedisSinkError> {
+        let mut told = false;
         loop {
             let (mut chunks, reader) =
                 super::stream_outputs(&self.outputs, SINK, self.views.clone(), ENTRIES_PER_BATCH);
@@ -271,7 +276,7 @@ impl RedisSink {
             }
             match reader.await?? {
                 Some(sequence) => return self.finish_rewrite(conn, &keys, written, sequence).await,
-                None => super::wait_for_wake(wake).await,
+                None => super::wait_for_snapshot(SINK, &mut told, wake).await,
             }
         }
     }

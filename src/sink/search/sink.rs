@@ -266,9 +266,11 @@ impl SearchSink {
     /// Writes every output into the index and deletes every other
     /// document, in one commit (searches see the old index until it, the
     /// new one after), and returns the outbox sequence that covers. For a
-    /// new index, and for a rebuild on demand. While a snapshot is being
-    /// taken, waits for its end first.
+    /// new index, and for a rebuild on demand. Until the state store holds
+    /// a completed snapshot (a new store's first one included), waits,
+    /// leaving the index as it is.
     async fn load_all(&self, wake: &Notify) -> Result<u64, SearchSinkError> {
+        let mut told = false;
         let (mut ops, sequence) = loop {
             let (mut chunks, reader) = crate::sink::stream_outputs(
                 &self.outputs,
@@ -288,7 +290,7 @@ impl SearchSink {
             }
             match reader.await?? {
                 Some(sequence) => break (ops, sequence),
-                None => crate::sink::wait_for_wake(wake).await,
+                None => crate::sink::wait_for_snapshot(&self.sink, &mut told, wake).await,
             }
         };
         let documents = ops.len();
