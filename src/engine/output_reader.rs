@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{EngineError, dead_letters, document};
 use crate::plan::Plan;
-use crate::state::{Store, StoredOutput};
+use crate::state::{StateReader, Store, StoredOutput};
 
 /// Computes outputs for sinks; cheap to clone.
 #[derive(Clone)]
@@ -47,16 +47,26 @@ impl OutputReader {
     /// sink none at all: it would empty a target that another store filled,
     /// and readers would find nothing there for the whole snapshot. The sink
     /// waits instead and leaves its target as it is meanwhile.
+    ///
+    /// Except for a target that holds nothing a sink wrote
+    /// (`target_is_empty`: no checkpoint at all) while no view has an output
+    /// yet: there is nothing to keep readable, and the sink fills it from
+    /// the outbox as the first snapshot goes, instead of computing every
+    /// document a second time after it.
     pub fn read_all(
         &self,
         sink: &str,
         views: &[String],
+        target_is_empty: bool,
         chunk: usize,
         mut each_chunk: impl FnMut(Vec<(String, StoredOutput)>) -> Result<(), EngineError>,
     ) -> Result<Option<u64>, EngineError> {
         let reader = self.store.reader()?;
         if !reader.rows_complete()? {
-            return Ok(None);
+            let fill_as_it_goes = target_is_empty && !any_has_outputs(&reader, views)?;
+            if !fill_as_it_goes {
+                return Ok(None);
+            }
         }
         let sequence = reader.outbox_sequence(sink)?;
         let chunk = chunk.max(1);
@@ -85,6 +95,16 @@ impl OutputReader {
         }
         Ok(Some(sequence))
     }
+}
+
+/// Whether any root of `views` has a stored output.
+fn any_has_outputs(reader: &StateReader, views: &[String]) -> Result<bool, EngineError> {
+    for view in views {
+        if reader.has_outputs(view)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -131,11 +151,16 @@ fields: { id: id, name: name }
         engine.load_snapshot_rows("public.things", &rows).unwrap();
     }
 
+    /// What a rewrite reads for a target that holds documents.
     fn read_all(reader: &OutputReader) -> Option<(u64, Vec<String>)> {
+        read_all_into(reader, false)
+    }
+
+    fn read_all_into(reader: &OutputReader, target_is_empty: bool) -> Option<(u64, Vec<String>)> {
         let mut keys = Vec::new();
         let views = ["thing_cache".to_owned()];
         let sequence = reader
-            .read_all("redis", &views, 10, |chunk| {
+            .read_all("redis", &views, target_is_empty, 10, |chunk| {
                 keys.extend(chunk.into_iter().map(|(_, output)| output.key));
                 Ok(())
             })
@@ -155,6 +180,9 @@ fields: { id: id, name: name }
         // A new store: nothing is read before its first snapshot either, so
         // that a sink does not empty a target another store filled.
         assert_eq!(read_all(&reader), None);
+        // An empty target has nothing to keep: its sink fills it from the
+        // outbox as the first snapshot goes.
+        assert_eq!(read_all_into(&reader, true), Some((0, Vec::new())));
         engine.begin_snapshot().unwrap();
         snapshot_rows(&engine, &["a", "b"]);
         assert_eq!(read_all(&reader), None);
@@ -167,6 +195,8 @@ fields: { id: id, name: name }
         engine.begin_snapshot().unwrap();
         snapshot_rows(&engine, &["a"]);
         assert_eq!(read_all(&reader), None);
+        // The views have outputs: even an empty target waits for the rows.
+        assert_eq!(read_all_into(&reader, true), None);
         snapshot_rows(&engine, &["a", "b"]);
         engine.finish_snapshot(Lsn(2)).unwrap();
         assert_eq!(read_all(&reader), whole);

@@ -121,18 +121,20 @@ const WAKE_POLL: Duration = Duration::from_millis(500);
 /// thread and streams them in chunks, for a sink that must rewrite its target
 /// from scratch. The task returns the outbox sequence of `sink` that point
 /// covers, or `None` (having sent nothing) until the state store holds a
-/// completed snapshot ([`OutputReader::read_all`]); it ends early (and says
-/// why) if the receiver is dropped.
+/// completed snapshot ([`OutputReader::read_all`], which says when a target
+/// that is empty need not wait); it ends early (and says why) if the
+/// receiver is dropped.
 pub fn stream_outputs(
     outputs: &OutputReader,
     sink: &str,
     views: Vec<String>,
+    target_is_empty: bool,
     chunk: usize,
 ) -> (OutputChunks, JoinHandle<Result<Option<u64>, EngineError>>) {
     let (chunks_tx, chunks) = mpsc::channel(4);
     let (outputs, sink) = (outputs.clone(), sink.to_string());
     let reader = tokio::task::spawn_blocking(move || {
-        outputs.read_all(&sink, &views, chunk, |chunk| {
+        outputs.read_all(&sink, &views, target_is_empty, chunk, |chunk| {
             // A closed channel means the consumer failed; it reports why.
             let _ = chunks_tx.blocking_send(chunk);
             Ok(())

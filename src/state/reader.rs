@@ -85,6 +85,16 @@ impl StateReader {
         Ok(orphans)
     }
 
+    /// Whether any root of `view` has a stored output.
+    pub fn has_outputs(&self, view: &str) -> Result<bool, StoreError> {
+        let ScanBounds { start, end, .. } = self.names.scan_bounds(view, None)?;
+        Ok(self
+            .tables
+            .range(Table::Outputs, &start, &end)
+            .next()
+            .is_some())
+    }
+
     /// The sequence of the newest outbox entry written for `sink` (0: none).
     pub fn outbox_sequence(&self, sink: &str) -> Result<u64, StoreError> {
         super::read_sequence(&self.tables, sink)
