@@ -106,6 +106,13 @@ impl Rebuilder {
     }
 
     async fn rebuild(&self, view: &str, rewrite: &RewriteSignal) -> Result<(), String> {
+        // Asked for while a snapshot is being taken: recomputing from its
+        // partial rows would be work its end does again, and the sink's
+        // rewrite waits for that end anyway.
+        if !self.status.snapshot().snapshot_done {
+            self.status.rebuild_progress(view, "snapshotting", 0, 0);
+            self.status.wait_for_snapshot().await;
+        }
         let (engine, name) = (Arc::clone(&self.engine), view.to_owned());
         let status = Arc::clone(&self.status);
         let outcome = tokio::task::spawn_blocking(move || {

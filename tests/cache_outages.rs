@@ -6,11 +6,11 @@ mod harness;
 use std::time::Duration;
 
 use harness::{
-    PgServer, RedisServer, ServiceSetup, converged, small_shop, spawn_workload, view_status,
-    wait_until,
+    PgServer, RedisServer, ServiceSetup, converged, http_get, index_documents, scan_keys, shop,
+    small_shop, spawn_workload, view_status, wait_until,
 };
 use sqlx::PgPool;
-use viewkeeper::workload::{Mix, Op, WorkloadOptions};
+use viewkeeper::workload::{Mix, Op, Scale, WorkloadOptions};
 
 const CONVERGE: Duration = Duration::from_secs(120);
 
@@ -205,4 +205,136 @@ async fn a_sink_whose_outbox_outgrew_its_memory_rewrites_its_target() {
         log.contains("the cache sink fell so far behind"),
         "the gap, not a lost checkpoint, made the sink rewrite:\n{log}"
     );
+}
+
+/// A new data directory (a lost disk, a new host) means a new state store,
+/// empty until a new snapshot fills it, while Redis still holds what the old
+/// store wrote. Every cache document must stay readable meanwhile: a sink's
+/// full rewrite waits for the snapshot, then overwrites and sweeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_data_directory_keeps_every_document_readable_through_its_snapshot() {
+    restart_on_a_new_state_store(Lost::DataDirectory).await;
+}
+
+/// The same with only the state store lost (its directory deleted, as the
+/// store's own messages suggest for a store beyond repair): the search index
+/// survives, written from the old store, and no document leaves it either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_state_store_keeps_every_document_and_search_hit_through_its_snapshot() {
+    restart_on_a_new_state_store(Lost::StateStore).await;
+}
+
+/// What is deleted between two runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Lost {
+    /// `<data_dir>`: the state store and the search indexes.
+    DataDirectory,
+    /// `<data_dir>/state` alone.
+    StateStore,
+}
+
+/// Runs viewkeeper until it has caught up, stops it, deletes `lost`, and
+/// starts it again; from before that start until `/ready` says the views are
+/// live again, a reader keeps looking up every key the cache views had (and,
+/// when the index survived, every id it had), and must find each every time.
+/// Then everything equals the SQL oracle.
+async fn restart_on_a_new_state_store(lost: Lost) {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    // Large enough that the snapshot takes a while to read through.
+    let (url, pool) = shop(&pg, &Scale::from_orders(2_000)).await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+    let exit = service.terminate(Duration::from_secs(30)).await;
+    assert!(exit.success(), "{exit:?}\n{}", service.log_tail(40));
+    let before_restart = service.log_tail(100_000).len();
+
+    let client = redis::Client::open(redis.url()).expect("redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let mut keys = scan_keys(&mut conn, "order:*").await.unwrap();
+    keys.extend(scan_keys(&mut conn, "product:*").await.unwrap());
+    assert!(keys.len() > 1_000, "{} keys", keys.len());
+    let search_ids: Vec<String> = match lost {
+        Lost::DataDirectory => Vec::new(),
+        Lost::StateStore => index_documents(&setup.views, &setup.data_dir(), "product_search")
+            .expect("reading the index")
+            .into_keys()
+            .collect(),
+    };
+    assert!(lost == Lost::DataDirectory || !search_ids.is_empty());
+    let gone = match lost {
+        Lost::DataDirectory => setup.data_dir(),
+        Lost::StateStore => setup.data_dir().join("state"),
+    };
+    std::fs::remove_dir_all(&gone).expect("deleting the state store");
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let reader = {
+        let (views, data_dir) = (setup.views.clone(), setup.data_dir());
+        tokio::spawn(async move {
+            let mut reads = 0;
+            while !*stopped.borrow() {
+                if !search_ids.is_empty() {
+                    let (views, data_dir) = (views.clone(), data_dir.clone());
+                    let indexed = tokio::task::spawn_blocking(move || {
+                        index_documents(&views, &data_dir, "product_search")
+                    })
+                    .await
+                    .unwrap()?;
+                    if let Some(id) = search_ids.iter().find(|id| !indexed.contains_key(*id)) {
+                        return Err(format!(
+                            "read {reads}: product {id} missing from the index ({} documents)",
+                            indexed.len()
+                        ));
+                    }
+                }
+                for chunk in keys.chunks(500) {
+                    let values: Vec<Option<String>> = redis::cmd("MGET")
+                        .arg(chunk)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    if let Some((key, _)) = chunk.iter().zip(&values).find(|(_, v)| v.is_none()) {
+                        return Err(format!("read {reads}: {key} missing"));
+                    }
+                }
+                reads += 1;
+            }
+            Ok(reads)
+        })
+    };
+    let mut service = setup.start();
+    let port = setup.admin_port;
+    wait_until(CONVERGE, "the service is ready again", || {
+        service.assert_running();
+        async move {
+            match http_get(port, "/ready").await? {
+                (200, _) => Ok(()),
+                (code, body) => Err(format!("{code} {body}")),
+            }
+        }
+    })
+    .await;
+    let _ = stop.send(true); // a reader that found a document missing has stopped already
+    let reads = reader
+        .await
+        .unwrap()
+        .expect("a reader finds every document while the new snapshot runs");
+    assert!(reads > 0);
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+
+    // The rewrite came after the copy, not before it.
+    let log = service.log_tail(100_000);
+    let log = &log[before_restart.min(log.len())..];
+    let copied = log
+        .find("copying tables")
+        .expect("a new snapshot was taken");
+    let rewritten = log
+        .find("redis rewritten from the state store")
+        .expect("redis was rewritten");
+    assert!(copied < rewritten, "{log}");
 }

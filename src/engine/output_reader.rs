@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{EngineError, dead_letters, document};
 use crate::plan::Plan;
-use crate::state::{Store, StoredOutput};
+use crate::state::{StateReader, Store, StoredOutput};
 
 /// Computes outputs for sinks; cheap to clone.
 #[derive(Clone)]
@@ -38,26 +38,34 @@ impl OutputReader {
     /// outbox sequence of `sink` at that point: once the target holds these
     /// outputs, it holds every entry up to that sequence.
     ///
-    /// Returns `None`, having read nothing, while a snapshot is being taken
-    /// and some of `views` have stored outputs: the rows are partial then,
-    /// and documents computed from them would differ from those outputs,
-    /// which the snapshot's end diffs against. A sink that wrote them would
-    /// keep them where the diff finds nothing to change. Views without
-    /// outputs yet (the first snapshot) have nothing to read either way, and
-    /// their sink goes on to drain what the snapshot appends.
+    /// Returns `None`, having read nothing, until the store holds a
+    /// completed snapshot (a source position), the first one included. The
+    /// rows are partial before it: documents computed from them would differ
+    /// from the outputs the snapshot's end diffs against, and a sink that
+    /// wrote them would keep them where the diff finds nothing to change.
+    /// And a store that is still empty (a new data directory) would give a
+    /// sink none at all: it would empty a target that another store filled,
+    /// and readers would find nothing there for the whole snapshot. The sink
+    /// waits instead and leaves its target as it is meanwhile.
+    ///
+    /// Except for a target that holds nothing a sink wrote
+    /// (`target_is_empty`: no checkpoint at all) while no view has an output
+    /// yet: there is nothing to keep readable, and the sink fills it from
+    /// the outbox as the first snapshot goes, instead of computing every
+    /// document a second time after it.
     pub fn read_all(
         &self,
         sink: &str,
         views: &[String],
+        target_is_empty: bool,
         chunk: usize,
         mut each_chunk: impl FnMut(Vec<(String, StoredOutput)>) -> Result<(), EngineError>,
     ) -> Result<Option<u64>, EngineError> {
         let reader = self.store.reader()?;
         if !reader.rows_complete()? {
-            for view in views {
-                if reader.has_outputs(view)? {
-                    return Ok(None);
-                }
+            let fill_as_it_goes = target_is_empty && !any_has_outputs(&reader, views)?;
+            if !fill_as_it_goes {
+                return Ok(None);
             }
         }
         let sequence = reader.outbox_sequence(sink)?;
@@ -87,6 +95,16 @@ impl OutputReader {
         }
         Ok(Some(sequence))
     }
+}
+
+/// Whether any root of `views` has a stored output.
+fn any_has_outputs(reader: &StateReader, views: &[String]) -> Result<bool, EngineError> {
+    for view in views {
+        if reader.has_outputs(view)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -133,11 +151,16 @@ fields: { id: id, name: name }
         engine.load_snapshot_rows("public.things", &rows).unwrap();
     }
 
+    /// What a rewrite reads for a target that holds documents.
     fn read_all(reader: &OutputReader) -> Option<(u64, Vec<String>)> {
+        read_all_into(reader, false)
+    }
+
+    fn read_all_into(reader: &OutputReader, target_is_empty: bool) -> Option<(u64, Vec<String>)> {
         let mut keys = Vec::new();
         let views = ["thing_cache".to_owned()];
         let sequence = reader
-            .read_all("redis", &views, 10, |chunk| {
+            .read_all("redis", &views, target_is_empty, 10, |chunk| {
                 keys.extend(chunk.into_iter().map(|(_, output)| output.key));
                 Ok(())
             })
@@ -145,18 +168,24 @@ fields: { id: id, name: name }
         sequence.map(|sequence| (sequence, keys))
     }
 
-    /// While a snapshot is being taken the rows are partial: a sink that
-    /// rewrote its target from them would keep documents the snapshot's
-    /// end, which diffs against the stored outputs, never corrects.
+    /// Until a snapshot is complete the rows are partial or missing: a sink
+    /// that rewrote its target from them would keep documents the
+    /// snapshot's end, which diffs against the stored outputs, never
+    /// corrects, or empty a target another store filled.
     #[test]
-    fn nothing_is_read_for_a_rewrite_while_a_snapshot_is_taken() {
+    fn nothing_is_read_for_a_rewrite_until_a_snapshot_is_complete() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine(dir.path());
         let reader = engine.output_reader();
+        // A new store: nothing is read before its first snapshot either, so
+        // that a sink does not empty a target another store filled.
+        assert_eq!(read_all(&reader), None);
+        // An empty target has nothing to keep: its sink fills it from the
+        // outbox as the first snapshot goes.
+        assert_eq!(read_all_into(&reader, true), Some((0, Vec::new())));
         engine.begin_snapshot().unwrap();
         snapshot_rows(&engine, &["a", "b"]);
-        // No outputs yet: nothing is read, and the sink may go on.
-        assert_eq!(read_all(&reader), Some((0, Vec::new())));
+        assert_eq!(read_all(&reader), None);
         engine.finish_snapshot(Lsn(1)).unwrap();
         let whole = Some((2, vec!["thing:1".to_owned(), "thing:2".to_owned()]));
         assert_eq!(read_all(&reader), whole);
@@ -166,6 +195,8 @@ fields: { id: id, name: name }
         engine.begin_snapshot().unwrap();
         snapshot_rows(&engine, &["a"]);
         assert_eq!(read_all(&reader), None);
+        // The views have outputs: even an empty target waits for the rows.
+        assert_eq!(read_all_into(&reader, true), None);
         snapshot_rows(&engine, &["a", "b"]);
         engine.finish_snapshot(Lsn(2)).unwrap();
         assert_eq!(read_all(&reader), whole);

@@ -120,19 +120,21 @@ const WAKE_POLL: Duration = Duration::from_millis(500);
 /// Computes every output of `views` at one consistent point on a blocking
 /// thread and streams them in chunks, for a sink that must rewrite its target
 /// from scratch. The task returns the outbox sequence of `sink` that point
-/// covers, or `None` (having sent nothing) while a snapshot is being taken
-/// ([`OutputReader::read_all`]); it ends early (and says why) if the
+/// covers, or `None` (having sent nothing) until the state store holds a
+/// completed snapshot ([`OutputReader::read_all`], which says when a target
+/// that is empty need not wait); it ends early (and says why) if the
 /// receiver is dropped.
 pub fn stream_outputs(
     outputs: &OutputReader,
     sink: &str,
     views: Vec<String>,
+    target_is_empty: bool,
     chunk: usize,
 ) -> (OutputChunks, JoinHandle<Result<Option<u64>, EngineError>>) {
     let (chunks_tx, chunks) = mpsc::channel(4);
     let (outputs, sink) = (outputs.clone(), sink.to_string());
     let reader = tokio::task::spawn_blocking(move || {
-        outputs.read_all(&sink, &views, chunk, |chunk| {
+        outputs.read_all(&sink, &views, target_is_empty, chunk, |chunk| {
             // A closed channel means the consumer failed; it reports why.
             let _ = chunks_tx.blocking_send(chunk);
             Ok(())
@@ -147,6 +149,22 @@ pub fn stream_outputs(
 /// forgot then delays a sink by that much, never for good.
 pub async fn wait_for_wake(wake: &Notify) {
     let _ = tokio::time::timeout(WAKE_POLL, wake.notified()).await;
+}
+
+/// For a sink whose full rewrite found no completed snapshot to read from
+/// ([`stream_outputs`] gave `None`): says so once per rewrite (`told`), and
+/// waits for a wake-up before the next try. The target stays as it is
+/// meanwhile: readers keep the documents a previous store wrote, stale but
+/// there, until the rewrite replaces them.
+pub async fn wait_for_snapshot(sink: &str, told: &mut bool, wake: &Notify) {
+    if !std::mem::replace(told, true) {
+        tracing::info!(
+            sink,
+            "full rewrite waits until the state store holds a complete snapshot; \
+             the target is left as it is meanwhile"
+        );
+    }
+    wait_for_wake(wake).await;
 }
 
 /// Drops the outbox entries of `sink` up to `upto` once its target holds

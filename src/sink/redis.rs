@@ -4,7 +4,9 @@
 //! checkpoint key to `{store id}:{sequence}`. If the checkpoint is missing
 //! (Redis lost its data: a restart without persistence, a FLUSHALL) or names
 //! another store (the data directory was replaced), the sink rewrites every
-//! stored output from the state store, then continues from the outbox.
+//! stored output from the state store, then continues from the outbox. A
+//! rewrite waits until the state store holds a completed snapshot: until
+//! then Redis keeps what it has, which a new store's empty rows would sweep.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -118,7 +120,7 @@ impl RedisSink {
         health.ok();
         loop {
             if let Some(ticket) = self.rewrites.pending() {
-                applied = self.rewrite_all(&mut conn, wake).await?;
+                applied = self.rewrite_all(&mut conn, wake, false).await?;
                 self.applied.send_replace(applied);
                 self.rewrites.finished(ticket);
             }
@@ -133,7 +135,7 @@ impl RedisSink {
                     "the cache sink fell so far behind that its outbox entries were dropped: \
                      rewriting every cache document"
                 );
-                applied = self.rewrite_all(&mut conn, wake).await?;
+                applied = self.rewrite_all(&mut conn, wake, false).await?;
                 self.applied.send_replace(applied);
                 continue;
             };
@@ -152,7 +154,9 @@ impl RedisSink {
             if previous != Some(applied) {
                 // Redis lost its data between two batches (a FLUSHALL, or a
                 // restart the connection survived by reconnecting).
-                applied = self.rewrite_lost_data(&mut conn, wake, health).await?;
+                applied = self
+                    .rewrite_lost_data(&mut conn, wake, health, true)
+                    .await?;
                 continue;
             }
             applied = last;
@@ -217,11 +221,16 @@ impl RedisSink {
         wake: &Notify,
         health: &SinkHealth,
     ) -> Result<u64, RedisSinkError> {
-        if let Some(sequence) = self.read_checkpoint(conn).await? {
+        let value: Option<String> = conn.get(&self.checkpoint_key).await?;
+        if let Some(sequence) = value.as_deref().and_then(|v| self.parse_checkpoint(v)) {
             self.applied.send_replace(sequence);
             return Ok(sequence);
         }
-        self.rewrite_lost_data(conn, wake, health).await
+        // No checkpoint at all: Redis holds nothing any store's sink wrote
+        // (or lost it), so a first snapshot may fill it as it goes.
+        let target_is_empty = value.is_none();
+        self.rewrite_lost_data(conn, wake, health, target_is_empty)
+            .await
     }
 
     /// Rewrites every document after Redis lost them (or before the first
@@ -231,6 +240,7 @@ impl RedisSink {
         conn: &mut ConnectionManager,
         wake: &Notify,
         health: &SinkHealth,
+        target_is_empty: bool,
     ) -> Result<u64, RedisSinkError> {
         let store = Arc::clone(&self.store);
         let produced =
@@ -242,22 +252,32 @@ impl RedisSink {
             );
             health.data_lost();
         }
-        let sequence = self.rewrite_all(conn, wake).await?;
+        let sequence = self.rewrite_all(conn, wake, target_is_empty).await?;
         self.applied.send_replace(sequence);
         Ok(sequence)
     }
 
-    /// Writes every stored output, read at one consistent point, then sets the
-    /// checkpoint to the outbox sequence of that point. While a snapshot is
-    /// being taken, waits for its end first.
+    /// Writes every stored output, read at one consistent point, then sweeps
+    /// the keys none has and sets the checkpoint to the outbox sequence of
+    /// that point: a key that stays is overwritten, never missing meanwhile.
+    /// Until the state store holds a completed snapshot (a new store's first
+    /// one included), waits, leaving Redis as it is, unless `target_is_empty`
+    /// ([`super::stream_outputs`]).
     async fn rewrite_all(
         &self,
         conn: &mut ConnectionManager,
         wake: &Notify,
+        target_is_empty: bool,
     ) -> Result<u64, RedisSinkError> {
+        let mut told = false;
         loop {
-            let (mut chunks, reader) =
-                super::stream_outputs(&self.outputs, SINK, self.views.clone(), ENTRIES_PER_BATCH);
+            let (mut chunks, reader) = super::stream_outputs(
+                &self.outputs,
+                SINK,
+                self.views.clone(),
+                target_is_empty,
+                ENTRIES_PER_BATCH,
+            );
             let mut written = 0usize;
             let mut keys = HashSet::new();
             while let Some(chunk) = chunks.recv().await {
@@ -271,7 +291,7 @@ impl RedisSink {
             }
             match reader.await?? {
                 Some(sequence) => return self.finish_rewrite(conn, &keys, written, sequence).await,
-                None => super::wait_for_wake(wake).await,
+                None => super::wait_for_snapshot(SINK, &mut told, wake).await,
             }
         }
     }

@@ -129,7 +129,9 @@ impl SearchSink {
         self.on_writer(|writer| writer.discard()).await?;
         let committed = match self.index.checkpoint()? {
             Some(checkpoint) if checkpoint.store_id == self.store_id => checkpoint.sequence,
-            _ => self.load_all(wake).await?,
+            // A new index has nothing to keep searchable while a first
+            // snapshot fills it; another store's waits for this one's.
+            checkpoint => self.load_all(wake, checkpoint.is_none()).await?,
         };
         health.ok();
         // Entries are fed to the writer as they arrive, and committed at
@@ -140,7 +142,7 @@ impl SearchSink {
         let mut next_feed = Instant::now();
         loop {
             if let Some(ticket) = self.rewrites.pending() {
-                fed = Fed::at(self.load_all(wake).await?);
+                fed = Fed::at(self.load_all(wake, false).await?);
                 self.rewrites.finished(ticket);
             }
             let commit_due = last_commit + COMMIT_INTERVAL;
@@ -171,7 +173,7 @@ impl SearchSink {
                     "the search sink fell so far behind that its outbox entries were dropped: \
                      loading the index anew"
                 );
-                fed = Fed::at(self.load_all(wake).await?);
+                fed = Fed::at(self.load_all(wake, false).await?);
                 continue;
             };
             let Some(&(last, _)) = entries.last() else {
@@ -266,14 +268,18 @@ impl SearchSink {
     /// Writes every output into the index and deletes every other
     /// document, in one commit (searches see the old index until it, the
     /// new one after), and returns the outbox sequence that covers. For a
-    /// new index, and for a rebuild on demand. While a snapshot is being
-    /// taken, waits for its end first.
-    async fn load_all(&self, wake: &Notify) -> Result<u64, SearchSinkError> {
+    /// new index, and for a rebuild on demand. Until the state store holds
+    /// a completed snapshot (a new store's first one included), waits,
+    /// leaving the index as it is, unless the index is new
+    /// ([`crate::sink::stream_outputs`]).
+    async fn load_all(&self, wake: &Notify, index_is_new: bool) -> Result<u64, SearchSinkError> {
+        let mut told = false;
         let (mut ops, sequence) = loop {
             let (mut chunks, reader) = crate::sink::stream_outputs(
                 &self.outputs,
                 &self.sink,
                 vec![self.view.clone()],
+                index_is_new,
                 ENTRIES_PER_COMMIT,
             );
             let mut ops = Vec::new();
@@ -288,7 +294,7 @@ impl SearchSink {
             }
             match reader.await?? {
                 Some(sequence) => break (ops, sequence),
-                None => crate::sink::wait_for_wake(wake).await,
+                None => crate::sink::wait_for_snapshot(&self.sink, &mut told, wake).await,
             }
         };
         let documents = ops.len();
