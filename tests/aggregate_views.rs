@@ -690,3 +690,87 @@ async fn a_users_table_of_the_same_name_is_never_touched_and_only_its_view_fails
         .find(|line| line.contains("aggregate table written") && line.contains("public.important"));
     assert_eq!(written, None, "nothing was written to the user's table");
 }
+
+/// An aggregate view grouped by a numeric column and by columns of two
+/// joins on numeric keys: one from a numeric column, one from a bigint.
+const REF_GROUPS: &str = "
+view: ref_groups
+kind: aggregate
+root: refs
+joins:
+  by_ref: { one: notes, on: { key: ref } }
+  by_big: { one: notes, on: { key: big } }
+group_by: { r: ref, ref_note: by_ref.note, big_note: by_big.note }
+measures: { n: count(), total: sum(ref) }
+table: analytics.ref_groups
+";
+
+type RefRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<String>,
+);
+
+async fn ref_groups_match(pool: &PgPool, what: &str) {
+    wait_until(CONVERGE, what, || async {
+        let fetch = |sql: &'static str| sqlx::query_as::<_, RefRow>(sql).fetch_all(pool);
+        // A group's numeric key is one of its rows' spellings: compared by value.
+        let expected = fetch(
+            "SELECT trim_scale(r.ref)::text, a.note, b.note, count(*), trim_scale(sum(r.ref))::text
+             FROM refs r LEFT JOIN notes a ON a.key = r.ref LEFT JOIN notes b ON b.key = r.big
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let actual = fetch(
+            "SELECT trim_scale(r)::text, ref_note, big_note, n, trim_scale(total)::text
+             FROM analytics.ref_groups ORDER BY 1, 2, 3",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if actual == expected {
+            Ok(())
+        } else {
+            Err(format!("expected {expected:?}, got {actual:?}"))
+        }
+    })
+    .await;
+}
+
+/// Numerics match by value, as PostgreSQL's `=` compares them: `1`, `1.0`
+/// and `1.00` are one group (they were three, and the sink then failed for
+/// good on the table's unique key), a numeric joins a numeric of another
+/// scale, and a bigint joins a numeric (they never matched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numeric_keys_group_and_join_by_value() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    for sql in [
+        "CREATE TABLE notes (key numeric PRIMARY KEY, note text)",
+        "CREATE TABLE refs (id int PRIMARY KEY, ref numeric, big bigint)",
+        "INSERT INTO notes VALUES (1.0, 'one'), (2.5, 'two and a half'), (2, 'two')",
+        "INSERT INTO refs VALUES (1, 1, 1), (2, 1.00, 2), (3, 1.0, 3), (4, 2.50, 1),
+                                 (5, NULL, NULL), (6, -0.0, 2)",
+    ] {
+        execute(&pool, sql).await;
+    }
+    let views = tempfile::tempdir().expect("temp dir");
+    std::fs::write(views.path().join("ref_groups.yaml"), REF_GROUPS).expect("view file");
+    let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+    ref_groups_match(&pool, "the snapshot's numeric groups and joins").await;
+
+    for sql in [
+        "INSERT INTO refs VALUES (7, 2.500, 2), (8, 1.000, NULL)",
+        "UPDATE refs SET ref = 2.5 WHERE id = 1",
+        "UPDATE notes SET note = 'ONE' WHERE key = 1",
+        "DELETE FROM refs WHERE id = 3",
+        "INSERT INTO notes VALUES (3.000, 'three')",
+        "UPDATE refs SET big = 3 WHERE id = 2",
+    ] {
+        execute(&pool, sql).await;
+    }
+    ref_groups_match(&pool, "numeric changes streamed").await;
+    service.assert_running();
+}

@@ -4,6 +4,12 @@
 //! values, primary key). Each encoded value ends in a terminator that no value's bytes
 //! can contain, so a prefix of whole values selects exactly the keys that start
 //! with those values, and integers sort numerically.
+//!
+//! Numerics are keyed by value, as PostgreSQL's `=` compares them ([`numeric_key`]):
+//! join keys, primary keys and aggregate group keys match when the values
+//! are equal, whatever their scale or the other side's integer type.
+
+use std::borrow::Cow;
 
 use crate::change::Value;
 
@@ -27,8 +33,14 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
             out.push(FLOAT);
             out.extend_from_slice(&f.to_bits().to_be_bytes());
         }
-        Value::Numeric(s)
-        | Value::Text(s)
+        Value::Numeric(s) => match numeric_key(s) {
+            NumericKey::Integer(i) => encode_int(i, out),
+            NumericKey::Text(text) => {
+                out.push(TEXT);
+                encode_bytes(text.as_bytes(), out);
+            }
+        },
+        Value::Text(s)
         | Value::Date(s)
         | Value::Timestamp(s)
         | Value::TimestampTz(s)
@@ -37,6 +49,49 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
             encode_bytes(s.as_bytes(), out);
         }
     }
+}
+
+/// How a numeric is keyed.
+#[derive(Debug, PartialEq, Eq)]
+enum NumericKey<'a> {
+    /// An integral value within an `i64`: keyed as that integer, so `1.00`
+    /// matches a `bigint` 1.
+    Integer(i64),
+    /// Any other: its plain digits without trailing fraction zeros (`1.50`
+    /// is `1.5`), or the text itself when it is not plain decimal digits
+    /// (`NaN`, `Infinity`).
+    Text(Cow<'a, str>),
+}
+
+/// A numeric's key form: the same for every spelling of one value, as
+/// PostgreSQL's `=` on numerics ignores the scale (`1`, `1.0` and `1.00` are
+/// one group, and each joins the others).
+fn numeric_key(text: &str) -> NumericKey<'_> {
+    let trimmed = text.trim();
+    let (negative, unsigned) = match trimmed.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, trimmed.strip_prefix('+').unwrap_or(trimmed)),
+    };
+    let (integer, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let plain = |digits: &str| digits.bytes().all(|b| b.is_ascii_digit());
+    if (integer.is_empty() && fraction.is_empty()) || !plain(integer) || !plain(fraction) {
+        return NumericKey::Text(Cow::Borrowed(text));
+    }
+    let integer = integer.trim_start_matches('0');
+    let fraction = fraction.trim_end_matches('0');
+    let sign = if negative { "-" } else { "" };
+    if fraction.is_empty() {
+        if integer.is_empty() {
+            return NumericKey::Integer(0);
+        }
+        let signed = format!("{sign}{integer}");
+        return match signed.parse() {
+            Ok(value) => NumericKey::Integer(value),
+            Err(_) => NumericKey::Text(Cow::Owned(signed)),
+        };
+    }
+    let integer = if integer.is_empty() { "0" } else { integer };
+    NumericKey::Text(Cow::Owned(format!("{sign}{integer}.{fraction}")))
 }
 
 /// An integer in as few bytes as its magnitude needs, after a tag that
@@ -98,6 +153,39 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn numeric(text: &str) -> Vec<u8> {
+        encode_values(&[Value::Numeric(text.into())])
+    }
+
+    /// Numerics are keyed by value: every spelling of one value is one key,
+    /// and an integral value is the key of the integer it equals.
+    #[test]
+    fn numerics_are_keyed_by_value() {
+        for same in [
+            &["1", "1.0", "1.00", "+1", "01.000"][..],
+            &["0", "0.00", "-0", "-0.0"],
+            &["-12.50", "-12.5", "-012.500"],
+            &["0.5", ".50", "00.5"],
+        ] {
+            let keys: Vec<Vec<u8>> = same.iter().map(|text| numeric(text)).collect();
+            assert!(keys.windows(2).all(|w| w[0] == w[1]), "{same:?}");
+        }
+        assert_eq!(numeric("1.00"), encode_values(&[Value::Int(1)]));
+        assert_eq!(numeric("-7.0"), encode_values(&[Value::Int(-7)]));
+        assert_ne!(numeric("1.5"), numeric("15"));
+        assert_ne!(numeric("1.05"), numeric("1.5"));
+        // Past an i64, and the special values: by their text.
+        assert_eq!(
+            numeric("99999999999999999999.00"),
+            numeric("99999999999999999999")
+        );
+        assert_eq!(
+            numeric("NaN"),
+            encode_values(&[Value::Numeric("NaN".into())])
+        );
+        assert_ne!(numeric("Infinity"), numeric("-Infinity"));
+    }
 
     #[test]
     fn integers_sort_numerically() {

@@ -157,6 +157,12 @@ impl<'a> ViewCheck<'a> {
         for pair in &relation.on {
             let pair_path = child_path(&on_path, &pair.joined);
             self.column(joined, &relation.table, &pair.joined, &on_path, &pair_path);
+            self.join_types(
+                (parent, parent_name, &pair.parent),
+                (joined, &relation.table, &pair.joined),
+                &on_path,
+                &pair_path,
+            );
         }
         let order_path = child_path(path, "order_by");
         for (index, key) in relation.order_by.iter().enumerate() {
@@ -256,6 +262,41 @@ impl<'a> ViewCheck<'a> {
             );
             self.error(path, line_path, message);
         }
+    }
+
+    /// The two columns of one `on` pair (each as its table, the table's name
+    /// and the column) have types whose values viewkeeper can match: one
+    /// type, or integers with numerics. PostgreSQL refuses most other pairs
+    /// (`text = bigint`); the rest (a float with an integer, a date with a
+    /// timestamp) it compares after a cast, which viewkeeper's join keys do
+    /// not make, so they would match nothing. A column that does not exist
+    /// was reported already.
+    pub(super) fn join_types(
+        &mut self,
+        parent: (&TableInfo, &str, &str),
+        joined: (&TableInfo, &str, &str),
+        path: &str,
+        line_path: &str,
+    ) {
+        let (Some(parent_type), Some(joined_type)) = (
+            column_value_type(parent.0, parent.2),
+            column_value_type(joined.0, joined.2),
+        ) else {
+            return;
+        };
+        let integers = |t: ValueType| matches!(t, ValueType::Int | ValueType::Numeric);
+        if parent_type == joined_type || (integers(parent_type) && integers(joined_type)) {
+            return;
+        }
+        let message = format!(
+            "cannot join {}.{} ({parent_type}) to {}.{} ({joined_type}): viewkeeper joins \
+             columns of one type, or integer columns with numeric ones",
+            display_table(parent.1),
+            parent.2,
+            display_table(joined.1),
+            joined.2,
+        );
+        self.error(path, line_path, message);
     }
 
     fn error(&mut self, path: &str, line_path: &str, message: String) {

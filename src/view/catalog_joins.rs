@@ -56,6 +56,16 @@ impl<'a> ViewCheck<'a> {
         for pair in &join.on {
             let pair_path = child_path(&on_path, &pair.joined);
             self.column(joined, &join.table, &pair.joined, &on_path, &pair_path);
+            if let (Some((name, table)), Some(column)) =
+                (self.path_table(tables, &pair.parent), pair.parent.last())
+            {
+                self.join_types(
+                    (table, name, column),
+                    (joined, &join.table, &pair.joined),
+                    &on_path,
+                    &pair_path,
+                );
+            }
         }
     }
 

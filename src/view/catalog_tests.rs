@@ -203,6 +203,9 @@ fn where_is_type_checked_against_column_types() {
             _ => 25,
         };
     }
+    // The columns joined to the ids, of their type.
+    retype(&mut catalog, "public.customers", "id", 20);
+    retype(&mut catalog, "public.order_items", "order_id", 20);
     let compare_text_with_number =
         ORDER_CACHE.replace("where: \"status <> 'draft'\"", "where: \"status > 5\"");
     let errors = check(&compare_text_with_number, &catalog);
@@ -225,4 +228,37 @@ fn where_is_type_checked_against_column_types() {
         "where: \"created_at >= '2026-01-01' AND total_cents > 100\"",
     );
     assert_eq!(check(&fine, &catalog), Vec::<String>::new());
+}
+
+/// Sets the type of `column` of `table` in `catalog`.
+fn retype(catalog: &mut Catalog, table: &str, column: &str, type_oid: u32) {
+    let info = catalog.tables.get_mut(table).expect("a shop table");
+    let column = info.columns.iter_mut().find(|c| c.name == column);
+    column.expect("a shop column").type_oid = type_oid;
+}
+
+/// A join of columns whose values viewkeeper cannot match (PostgreSQL
+/// refuses `text = bigint`) names both columns and types; an integer joins
+/// a numeric.
+#[test]
+fn join_columns_of_types_that_do_not_match_are_refused() {
+    const TEXT: u32 = 25;
+    const INT8: u32 = 20;
+    const INT4: u32 = 23;
+    const NUMERIC: u32 = 1700;
+    let mut catalog = shop();
+    retype(&mut catalog, "public.orders", "customer_id", TEXT);
+    retype(&mut catalog, "public.customers", "id", INT8);
+    assert_eq!(
+        check(ORDER_CACHE, &catalog),
+        vec![
+            "views/order_cache.yaml:14: fields.customer.on: cannot join orders.customer_id (text) \
+             to customers.id (int): viewkeeper joins columns of one type, or integer columns \
+             with numeric ones"
+                .to_owned()
+        ]
+    );
+    retype(&mut catalog, "public.orders", "customer_id", NUMERIC);
+    retype(&mut catalog, "public.customers", "id", INT4);
+    assert_eq!(check(ORDER_CACHE, &catalog), Vec::<String>::new());
 }
