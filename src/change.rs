@@ -78,8 +78,9 @@ impl Value {
         }
     }
 
-    /// Appends the value to a JSON text, exactly as [`Value::to_json`]
-    /// would serialize, without building the tree first.
+    /// Appends the value to a JSON text, as [`Value::to_json`] would
+    /// serialize, without building the tree first; but a `json` value is
+    /// written as PostgreSQL sent it, every digit of its numbers kept.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         use std::io::Write;
         // Writing into a Vec cannot fail, nor serializing these values.
@@ -101,7 +102,11 @@ impl Value {
             | Value::Date(s)
             | Value::Timestamp(s)
             | Value::TimestampTz(s) => serde_json::to_writer(&mut *out, s.as_str()),
-            Value::Float(_) | Value::Json(_) => serde_json::to_writer(&mut *out, &self.to_json()),
+            Value::Json(s) => {
+                write_raw_json(s, out);
+                Ok(())
+            }
+            Value::Float(_) => serde_json::to_writer(&mut *out, &self.to_json()),
         };
     }
 
@@ -119,6 +124,20 @@ impl Value {
             | Value::Timestamp(s)
             | Value::TimestampTz(s)
             | Value::Json(s) => s.clone(),
+        }
+    }
+}
+
+/// A `json`/`jsonb` value embedded as PostgreSQL wrote it: its numbers keep
+/// every digit and their scale (`12.50`, `12345678901234567890.1`, `1e309`),
+/// which a parse into `f64`s would round or refuse. Text that is not JSON
+/// (never sent by PostgreSQL for these types) is embedded as a string, as
+/// [`Value::to_json`] does.
+fn write_raw_json(text: &str, out: &mut Vec<u8>) {
+    match serde_json::from_str::<&serde_json::value::RawValue>(text) {
+        Ok(raw) => out.extend_from_slice(raw.get().as_bytes()),
+        Err(_) => {
+            let _ = serde_json::to_writer(&mut *out, text);
         }
     }
 }
@@ -373,7 +392,6 @@ mod tests {
             Value::Numeric("12.50".into()),
             Value::Text("quote \" back\\slash \u{1} é".into()),
             Value::TimestampTz("2026-01-02T03:04:05.000006Z".into()),
-            Value::Json(r#"{"b": [1, 2.5], "a": null}"#.into()),
             Value::Json("not json".into()),
         ];
         for value in values {
@@ -384,6 +402,30 @@ mod tests {
                 value.to_json().to_string().into_bytes(),
                 "{value:?}"
             );
+        }
+        // JSON is written as PostgreSQL sent it, spaces included.
+        let json = Value::Json(r#"{"b": [1, 2.5], "a": null}"#.into());
+        let mut written = Vec::new();
+        json.write_json(&mut written);
+        let read: serde_json::Value = serde_json::from_slice(&written).expect("JSON");
+        assert_eq!(read, json.to_json());
+    }
+
+    /// A `jsonb` number keeps every digit and its scale in a document: one
+    /// read through an `f64` was rounded (`1.2345678901234567e+19`), lost
+    /// its trailing zero, or, past a float's range, turned the whole value
+    /// into a string.
+    #[test]
+    fn json_numbers_are_written_with_every_digit() {
+        for text in [
+            r#"{"n": 12345678901234567890.123456789, "p": 12.50}"#,
+            r#"{"big": 18446744073709551616, "m": 1e309, "tiny": -0.000000000000000000001}"#,
+            "[1.10, -0, 3]",
+            "7.000",
+        ] {
+            let mut written = Vec::new();
+            Value::Json(text.into()).write_json(&mut written);
+            assert_eq!(String::from_utf8(written).expect("UTF-8"), text);
         }
     }
 
