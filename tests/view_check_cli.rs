@@ -177,6 +177,18 @@ async fn unknown_tables_and_columns_fail_check_and_run_with_file_line_and_field(
         "{message}"
     );
 
+    // A file that does not read offline does not hide the database errors
+    // of the others: one run reports both.
+    let broken_yaml = views_dir(&[
+        ("order_cache.yaml", &bad_column),
+        ("broken.yaml", "view: broken\nkind: cache\nroot: [orders\n"),
+    ]);
+    let output = viewkeeper(&["check", "--database-url", &url], broken_yaml.path());
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("broken.yaml"), "{message}");
+    assert!(message.contains("customer_idd"), "{message}");
+
     let data = tempfile::tempdir().expect("temp dir");
     let run = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
         .args(["run", "--database-url", &url, "--redis-url", &redis.url()])

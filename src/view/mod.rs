@@ -46,6 +46,19 @@ pub use table::display_table;
 /// returns their views, or every error of every file. View names must be
 /// unique across files, and the directory must hold at least one view.
 pub fn load_views(dir: &Path) -> Result<Vec<ViewDef>, ViewErrors> {
+    let (views, errors) = load_views_reporting(dir)?;
+    if errors.is_empty() {
+        Ok(views)
+    } else {
+        Err(ViewErrors(errors))
+    }
+}
+
+/// The views of the files in `dir` that read, and the errors of those that
+/// do not (and of duplicate names): `check` then checks the views that
+/// read against the database too, so one run reports every error. `Err`
+/// only when the directory itself cannot be read or holds no view file.
+pub fn load_views_reporting(dir: &Path) -> Result<(Vec<ViewDef>, Vec<ViewError>), ViewErrors> {
     let files = view_files(dir).map_err(|error| ViewErrors(vec![error]))?;
     let mut views = Vec::new();
     let mut errors = Vec::new();
@@ -56,11 +69,7 @@ pub fn load_views(dir: &Path) -> Result<Vec<ViewDef>, ViewErrors> {
         }
     }
     errors.extend(duplicate_names(&views));
-    if errors.is_empty() {
-        Ok(views)
-    } else {
-        Err(ViewErrors(errors))
-    }
+    Ok((views, errors))
 }
 
 fn view_files(dir: &Path) -> Result<Vec<PathBuf>, ViewError> {
