@@ -9,6 +9,7 @@
 //! store last: a drop interrupted half-way can simply be run again.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use redis::AsyncCommands;
 use serde::Serialize;
@@ -161,8 +162,13 @@ async fn delete_keys(
         return Ok(0);
     }
     let client = redis::Client::open(targets.redis_url.as_str()).map_err(failed)?;
+    // As the sink's: the client's default of 500 ms is less than a `DEL` of
+    // large documents can take on a busy Redis.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(30)));
     let mut connection = client
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .map_err(failed)?;
     let mut deleted = 0;
