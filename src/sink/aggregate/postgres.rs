@@ -245,6 +245,28 @@ async fn owner_of(
     ))
 }
 
+/// Creates `schema` unless it exists. The sinks of two views in one new
+/// schema may both get here at once, and `IF NOT EXISTS` does not stop the
+/// second from failing on the catalog's unique key: a transaction lock on
+/// the schema's name makes it wait for the first, and then find the schema.
+async fn create_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *conn)
+            .await?;
+    if exists {
+        return Ok(());
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("viewkeeper: create schema {schema}"))
+        .execute(&mut *conn)
+        .await?;
+    let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
+    sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
+    Ok(())
+}
+
 /// The definition hash of the view's checkpoint row; `None` also when no
 /// sink ever wrote to this database (no checkpoint table).
 async fn checkpoint_hash(
@@ -389,11 +411,7 @@ impl SqlTarget for PgTarget {
             return Err(table.foreign());
         }
         if let Some((schema, _)) = table.name.split_once('.') {
-            let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
-            sqlx::query(AssertSqlSafe(sql))
-                .execute(&mut *txn)
-                .await
-                .map_err(&sql_error)?;
+            create_schema(&mut txn, schema).await.map_err(&sql_error)?;
         }
         // The new rows go into a shadow table first, so readers keep the old
         // table (without waiting on a lock) until the swap at the end. It is
