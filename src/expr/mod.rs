@@ -51,6 +51,12 @@ pub use types::ValueType;
 /// Exact sums and averages of aggregate measures use PostgreSQL's numeric rules.
 pub(crate) use numeric::Decimal;
 
+/// Whether `text` reads as a date or timestamp PostgreSQL holds: BC values,
+/// years past 9999 and `±infinity` included.
+pub(crate) fn reads_as_instant(text: &str) -> bool {
+    temporal::order_key(text, temporal::TemporalKind::TimestampTz).is_some()
+}
+
 /// A column reference: `["status"]`, `["orders", "status"]`. Unquoted
 /// names are lower-cased, quoted ones (`"Status"`) kept as written.
 pub type ColumnPath = Vec<String>;

@@ -18,10 +18,17 @@ pub fn parse_instant(text: &str) -> Result<DateTime, String> {
     } else {
         format!("{text}Z")
     };
-    let instant = OffsetDateTime::parse(&rfc3339, &Rfc3339)
-        .map_err(|_| format!("{text:?} is not a date or timestamp"))?;
-    DateTime::try_from_utc(instant)
-        .ok_or_else(|| format!("{text:?} is outside the years the index can hold (1678-2261)"))
+    let outside = || format!("{text:?} is outside the years the index can hold (1678-2261)");
+    let instant = OffsetDateTime::parse(&rfc3339, &Rfc3339).map_err(|_| {
+        // A value PostgreSQL holds that RFC 3339 cannot say (a BC date, a
+        // year past 9999) is out of the index's range, as 2300 is.
+        if crate::expr::reads_as_instant(text) {
+            outside()
+        } else {
+            format!("{text:?} is not a date or timestamp")
+        }
+    })?;
+    DateTime::try_from_utc(instant).ok_or_else(outside)
 }
 
 fn is_date(text: &str) -> bool {
@@ -92,7 +99,17 @@ mod tests {
         ] {
             assert!(parse_instant(text).is_err(), "{text}");
         }
-        let far = parse_instant("2300-01-01").expect_err("beyond i64 nanoseconds");
-        assert!(far.contains("outside"), "{far}");
+        // Every value PostgreSQL holds beyond the index's years gives one reason.
+        for far in [
+            "2300-01-01",
+            "200000-01-01T00:00:00.000000Z",
+            "0044-03-15 BC",
+            "infinity",
+        ] {
+            let reason = parse_instant(far).expect_err("beyond i64 nanoseconds");
+            assert!(reason.contains("outside the years"), "{reason}");
+        }
+        let garbage = parse_instant("2026-13-01").expect_err("no month 13");
+        assert!(garbage.contains("not a date"), "{garbage}");
     }
 }
