@@ -425,6 +425,29 @@ fn same_sqlite_row(want: &Value, got: &Value) -> bool {
         }
 }
 
+/// Waits until `actual` (over the view's table) returns the rows `expected`
+/// (over the source tables) does.
+async fn rows_match<R>(pool: &PgPool, what: &str, expected: &'static str, actual: &'static str)
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin
+        + PartialEq
+        + std::fmt::Debug,
+{
+    wait_until(CONVERGE, what, || async {
+        let fetch = |sql: &'static str| sqlx::query_as::<_, R>(sql).fetch_all(pool);
+        let expected = fetch(expected).await.map_err(|e| e.to_string())?;
+        let actual = fetch(actual).await.map_err(|e| e.to_string())?;
+        if actual == expected {
+            Ok(())
+        } else {
+            Err(format!("expected {expected:?}, got {actual:?}"))
+        }
+    })
+    .await;
+}
+
 /// An aggregate view of float measures, on a table of the test's own.
 const READING_STATS: &str = "
 view: reading_stats
@@ -438,26 +461,14 @@ table: analytics.reading_stats
 type FloatRow = (i64, Option<String>, Option<String>, Option<String>, i64);
 
 async fn reading_stats_match(pool: &PgPool, what: &str) {
-    wait_until(CONVERGE, what, || async {
-        let fetch = |sql: &'static str| sqlx::query_as::<_, FloatRow>(sql).fetch_all(pool);
-        let expected = fetch(
-            "SELECT g::bigint, sum(w)::text, max(w)::text, min(w)::text, count(*)::bigint
-             FROM readings GROUP BY g ORDER BY g",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let actual = fetch(
-            "SELECT g::bigint, total::text, high::text, low::text, n::bigint
-             FROM analytics.reading_stats ORDER BY g",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        if actual == expected {
-            Ok(())
-        } else {
-            Err(format!("expected {expected:?}, got {actual:?}"))
-        }
-    })
+    rows_match::<FloatRow>(
+        pool,
+        what,
+        "SELECT g::bigint, sum(w)::text, max(w)::text, min(w)::text, count(*)::bigint
+         FROM readings GROUP BY g ORDER BY g",
+        "SELECT g::bigint, total::text, high::text, low::text, n::bigint
+         FROM analytics.reading_stats ORDER BY g",
+    )
     .await;
 }
 
@@ -527,30 +538,17 @@ type DateRow = (
 );
 
 async fn job_dates_match(pool: &PgPool, what: &str) {
-    wait_until(CONVERGE, what, || async {
-        let fetch = |sql: &'static str| sqlx::query_as::<_, DateRow>(sql).fetch_all(pool);
-        let expected = fetch(
-            // `extract` is an int here (docs/expressions.md); there is no
-            // year 0, 1 BC is -1.
-            "SELECT kind, extract(year from due)::bigint::text, min(due)::text, max(due)::text,
-                    max(at)::text, count(DISTINCT due), count(*)
-             FROM jobs GROUP BY 1, 2 ORDER BY 1, 2",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let actual = fetch(
-            "SELECT kind, year::text, first_due::text, last_due::text, latest_at::text,
-                    due_days, n
-             FROM analytics.job_dates ORDER BY 1, 2",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        if actual == expected {
-            Ok(())
-        } else {
-            Err(format!("expected {expected:?}, got {actual:?}"))
-        }
-    })
+    rows_match::<DateRow>(
+        pool,
+        what,
+        // `extract` is an int here (docs/expressions.md); there is no year
+        // 0, 1 BC is -1.
+        "SELECT kind, extract(year from due)::bigint::text, min(due)::text, max(due)::text,
+                max(at)::text, count(DISTINCT due), count(*)
+         FROM jobs GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT kind, year::text, first_due::text, last_due::text, latest_at::text, due_days, n
+         FROM analytics.job_dates ORDER BY 1, 2",
+    )
     .await;
 }
 
@@ -714,28 +712,16 @@ type RefRow = (
 );
 
 async fn ref_groups_match(pool: &PgPool, what: &str) {
-    wait_until(CONVERGE, what, || async {
-        let fetch = |sql: &'static str| sqlx::query_as::<_, RefRow>(sql).fetch_all(pool);
+    rows_match::<RefRow>(
+        pool,
+        what,
         // A group's numeric key is one of its rows' spellings: compared by value.
-        let expected = fetch(
-            "SELECT trim_scale(r.ref)::text, a.note, b.note, count(*), trim_scale(sum(r.ref))::text
-             FROM refs r LEFT JOIN notes a ON a.key = r.ref LEFT JOIN notes b ON b.key = r.big
-             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let actual = fetch(
-            "SELECT trim_scale(r)::text, ref_note, big_note, n, trim_scale(total)::text
-             FROM analytics.ref_groups ORDER BY 1, 2, 3",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        if actual == expected {
-            Ok(())
-        } else {
-            Err(format!("expected {expected:?}, got {actual:?}"))
-        }
-    })
+        "SELECT trim_scale(r.ref)::text, a.note, b.note, count(*), trim_scale(sum(r.ref))::text
+         FROM refs r LEFT JOIN notes a ON a.key = r.ref LEFT JOIN notes b ON b.key = r.big
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        "SELECT trim_scale(r)::text, ref_note, big_note, n, trim_scale(total)::text
+         FROM analytics.ref_groups ORDER BY 1, 2, 3",
+    )
     .await;
 }
 
