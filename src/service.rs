@@ -618,6 +618,7 @@ impl Pipeline {
             &self.config.publication,
             position,
             self.config.batch,
+            catalog::load_domain_bases(&self.pool).await?,
         )
         .await?;
         self.apply_stream(stream).await

@@ -11,9 +11,33 @@ use super::connection::quote_qualified;
 use crate::change::Lsn;
 use crate::view::{Catalog, ColumnInfo, TableInfo};
 
+/// The base type of every domain type (`CREATE DOMAIN money6 AS
+/// numeric(20,6)`), through domains over domains: its values are the base
+/// type's, in order, JSON and arithmetic. The catalog's columns and the
+/// stream's relation descriptions name the domain; both are read as its base.
+pub async fn load_domain_bases(pool: &PgPool) -> Result<HashMap<u32, u32>, SourceError> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "WITH RECURSIVE bases(domain_oid, base_oid) AS (
+             SELECT oid, typbasetype FROM pg_type WHERE typtype = 'd'
+           UNION ALL
+             SELECT b.domain_oid, t.typbasetype
+             FROM bases b JOIN pg_type t ON t.oid = b.base_oid AND t.typtype = 'd'
+         )
+         SELECT b.domain_oid::int8, b.base_oid::int8 FROM bases b
+         JOIN pg_type t ON t.oid = b.base_oid AND t.typtype <> 'd'",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(domain, base)| (domain as u32, base as u32))
+        .collect())
+}
+
 /// Columns and primary keys of every ordinary or partitioned table outside
-/// the system schemas.
+/// the system schemas; a column of a domain type has the domain's base type.
 pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
+    let domain_bases = load_domain_bases(pool).await?;
     let rows = sqlx::query(
         "SELECT n.nspname || '.' || c.relname AS table_name, a.attname::text AS column_name,
                 a.atttypid::int8 AS type_oid, a.attnotnull AS not_null,
@@ -41,9 +65,10 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
                 .or_default()
                 .push((position, column.clone()));
         }
+        let type_oid = type_oid as u32;
         tables.entry(table).or_default().columns.push(ColumnInfo {
             name: column,
-            type_oid: type_oid as u32,
+            type_oid: domain_bases.get(&type_oid).copied().unwrap_or(type_oid),
             not_null,
         });
     }

@@ -6,6 +6,7 @@
 //! to hold is handed over in parts that carry no position; only its commit
 //! moves the position.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use pgwire_replication::{Lsn as WireLsn, ReplicationClient, ReplicationEvent};
@@ -64,12 +65,15 @@ pub struct ReplicationStream {
 impl ReplicationStream {
     /// Starts streaming `publication` from `slot` after `position`, which is
     /// durable in the state store.
+    /// Columns of the domain types in `domain_bases` are read as their base
+    /// types.
     pub async fn start(
         endpoint: &PgEndpoint,
         slot: &str,
         publication: &str,
         position: Lsn,
         limits: BatchLimits,
+        domain_bases: HashMap<u32, u32>,
     ) -> Result<ReplicationStream, SourceError> {
         let config = endpoint
             .replication_config(slot, publication)
@@ -77,7 +81,9 @@ impl ReplicationStream {
             .with_ack_lsn(WireLsn::from_u64(position.0));
         let mut client = ReplicationClient::connect(config).await?;
         client.wait_started().await?;
-        Ok(Self::from_started(client, position, limits))
+        let mut stream = Self::from_started(client, position, limits);
+        stream.relations = Relations::with_domain_bases(domain_bases);
+        Ok(stream)
     }
 
     /// Wraps a session that has already started streaming (as `tail` does

@@ -121,6 +121,9 @@ fn warn_of_changed_columns(earlier: &RelationInfo, now: &RelationInfo) {
 #[derive(Debug, Default)]
 pub struct Relations {
     by_oid: HashMap<u32, RelationInfo>,
+    /// The base type of each domain type ([`crate::source::catalog::load_domain_bases`]):
+    /// a column of a domain is read as its base type.
+    domain_bases: HashMap<u32, u32>,
 }
 
 impl Relations {
@@ -128,7 +131,20 @@ impl Relations {
         Self::default()
     }
 
-    pub fn apply_relation(&mut self, body: RelationBody) {
+    /// Columns of the domain types in `domain_bases` are read as their base types.
+    pub fn with_domain_bases(domain_bases: HashMap<u32, u32>) -> Self {
+        Relations {
+            by_oid: HashMap::new(),
+            domain_bases,
+        }
+    }
+
+    pub fn apply_relation(&mut self, mut body: RelationBody) {
+        for column in &mut body.columns {
+            if let Some(&base) = self.domain_bases.get(&column.type_oid) {
+                column.type_oid = base;
+            }
+        }
         let described = RelationInfo::new(body);
         if let Some(earlier) = self.by_oid.get(&described.oid) {
             warn_of_changed_columns(earlier, &described);
