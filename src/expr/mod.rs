@@ -51,6 +51,19 @@ pub use types::ValueType;
 /// Exact sums and averages of aggregate measures use PostgreSQL's numeric rules.
 pub(crate) use numeric::Decimal;
 
+/// A timestamp (`with_zone`: a timestamptz) as PostgreSQL writes one that
+/// the source's fast path leaves (a BC value, `0044-03-15 12:00:00+00 BC`),
+/// in viewkeeper's form (`0044-03-15T12:00:00.000000Z BC`); `None` when it
+/// does not read as one.
+pub(crate) fn canonical_timestamp(text: &str, with_zone: bool) -> Option<String> {
+    let kind = if with_zone {
+        temporal::TemporalKind::TimestampTz
+    } else {
+        temporal::TemporalKind::Timestamp
+    };
+    temporal::parse(text, kind).map(|instant| instant.format(kind))
+}
+
 /// Whether `text` reads as a date or timestamp PostgreSQL holds: BC values,
 /// years past 9999 and `±infinity` included.
 pub(crate) fn reads_as_instant(text: &str) -> bool {

@@ -123,9 +123,10 @@ fn canonical_timestamptz(text: &str) -> Option<String> {
     canonical_date_time(text, true)
 }
 
-/// `±infinity` and BC values have no canonical form: they are kept as
-/// PostgreSQL wrote them (a BC value once it has parsed), and so is an
-/// instant that shifting to UTC moves from 1 AD into 1 BC.
+/// `±infinity` is kept as PostgreSQL wrote it. A BC value (once it has
+/// parsed), and an instant that shifting to UTC moves from 1 AD into 1 BC,
+/// take the form expressions write (`0044-03-15T12:00:00.000000Z BC`), or
+/// stay as written when that cannot say them (an offset with seconds).
 fn canonical_date_time(text: &str, with_offset: bool) -> Option<String> {
     if matches!(text, "infinity" | "-infinity") {
         return Some(text.to_owned());
@@ -148,7 +149,8 @@ fn canonical_date_time(text: &str, with_offset: bool) -> Option<String> {
         .shifted_by_seconds(-offset_seconds)
         .filter(|_| !before_christ);
     let Some(utc) = utc else {
-        return Some(text.to_owned());
+        let canonical = crate::expr::canonical_timestamp(text, with_offset);
+        return Some(canonical.unwrap_or_else(|| text.to_owned()));
     };
     let zone_suffix = if with_offset { "Z" } else { "" };
     Some(format!("{}{zone_suffix}", utc.to_iso()))
@@ -551,23 +553,33 @@ mod tests {
     }
 
     #[test]
-    fn timestamp_special_values_and_bc_stay_as_given() {
-        for special in ["infinity", "-infinity", "0044-03-15 12:00:00 BC"] {
+    fn timestamp_infinities_stay_and_bc_values_take_the_expressions_form() {
+        for special in ["infinity", "-infinity"] {
             assert_eq!(
                 parse_text(TIMESTAMP, special),
                 Value::Timestamp(special.into())
             );
-        }
-        for special in ["infinity", "-infinity", "0044-03-15 12:00:00+00 BC"] {
             assert_eq!(
                 parse_text(TIMESTAMPTZ, special),
                 Value::TimestampTz(special.into())
             );
         }
-        let leap_bc = "0001-02-29 00:00:00 BC";
         assert_eq!(
-            parse_text(TIMESTAMP, leap_bc),
-            Value::Timestamp(leap_bc.into())
+            parse_text(TIMESTAMP, "0044-03-15 12:00:00.5 BC"),
+            Value::Timestamp("0044-03-15T12:00:00.500000 BC".into())
+        );
+        assert_eq!(
+            parse_text(TIMESTAMPTZ, "0044-03-15 12:00:00+02 BC"),
+            Value::TimestampTz("0044-03-15T10:00:00.000000Z BC".into())
+        );
+        // 1 AD at 01:00+02 is 23:00 on the last day of 1 BC in UTC.
+        assert_eq!(
+            parse_text(TIMESTAMPTZ, "0001-01-01 01:00:00+02"),
+            Value::TimestampTz("0001-12-31T23:00:00.000000Z BC".into())
+        );
+        assert_eq!(
+            parse_text(TIMESTAMP, "0001-02-29 00:00:00 BC"),
+            Value::Timestamp("0001-02-29T00:00:00.000000 BC".into())
         );
         for garbage in ["soon BC", "0002-02-29 00:00:00 BC", "0044-03-15 BC"] {
             assert_eq!(parse_text(TIMESTAMP, garbage), text(garbage));
@@ -679,9 +691,11 @@ mod tests {
     }
 
     #[test]
-    fn shifting_before_year_one_keeps_the_text() {
-        let input = "0001-01-01 00:30:00+01";
-        assert_eq!(utc(input), instant(input));
+    fn shifting_before_year_one_gives_a_bc_instant() {
+        assert_eq!(
+            utc("0001-01-01 00:30:00+01"),
+            instant("0001-12-31T23:30:00.000000Z BC")
+        );
     }
 
     #[test]
