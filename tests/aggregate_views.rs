@@ -860,3 +860,61 @@ async fn columns_of_domain_types_are_their_base_types() {
     ledger_totals_match(&pool, "domain values streamed").await;
     service.assert_running();
 }
+
+/// An aggregate view filtering and grouping on `char(n)` columns.
+const REGION_COUNTS: &str = "
+view: region_counts
+kind: aggregate
+root: sites
+where: \"code = 'EU' OR code = alt\"
+group_by: { code: code, low: lower(code), joined: \"code || '/'\" }
+measures: { n: count(), widest: max(code) }
+table: analytics.region_counts
+";
+
+type RegionRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<String>,
+);
+
+async fn region_counts_match(pool: &PgPool, what: &str) {
+    rows_match::<RegionRow>(
+        pool,
+        what,
+        // A bare char(n) keeps its padding (its `::text` would not).
+        "SELECT code, lower(code), code || '/', count(*), max(code) FROM sites
+         WHERE code = 'EU' OR code = alt GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        "SELECT code, low, joined, n, widest FROM analytics.region_counts ORDER BY 1, 2, 3",
+    )
+    .await;
+}
+
+/// `char(n)` values are compared and computed without their padding, as
+/// PostgreSQL does (`code = 'EU'` is true of a `char(4)` holding `EU  `; it
+/// kept no row), and a bare `char(n)` column keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn char_columns_compare_without_their_padding() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    for sql in [
+        "CREATE TABLE sites (id int PRIMARY KEY, code char(4), alt char(6))",
+        "INSERT INTO sites VALUES (1, 'EU', NULL), (2, 'US', 'US'), (3, 'AP', 'EU'), (4, 'EU', 'EU')",
+    ] {
+        execute(&pool, sql).await;
+    }
+    let views = tempfile::tempdir().expect("temp dir");
+    std::fs::write(views.path().join("region_counts.yaml"), REGION_COUNTS).expect("view file");
+    let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+    region_counts_match(&pool, "the snapshot's char groups").await;
+    for sql in [
+        "INSERT INTO sites VALUES (5, 'EU', 'x'), (6, 'AP', 'AP')",
+        "UPDATE sites SET code = 'US' WHERE id = 1",
+    ] {
+        execute(&pool, sql).await;
+    }
+    region_counts_match(&pool, "char values streamed").await;
+    service.assert_running();
+}

@@ -146,7 +146,12 @@ impl NodeRows {
         let lookup = |path: &[String]| -> Option<Value> {
             let (node, column) = expr.columns.get(path)?;
             Some(match self.0.get(node) {
-                Some(Some(row)) => row[*column].clone(),
+                Some(Some(row)) => match &row[*column] {
+                    Value::Text(text) if expr.padded.contains(path) => {
+                        Value::Text(text.trim_end_matches(' ').to_owned())
+                    }
+                    value => value.clone(),
+                },
                 _ => Value::Null,
             })
         };

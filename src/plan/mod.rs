@@ -210,6 +210,12 @@ pub struct ExprPlan {
     pub expr: Expr,
     /// Each column path of the expression → (node, stored column).
     pub columns: HashMap<ColumnPath, (usize, usize)>,
+    /// The column paths of type `char(n)` that the expression computes
+    /// with: their values are compared and computed without the trailing
+    /// spaces that pad them, as PostgreSQL does (`code = 'EU'` is true of a
+    /// `char(4)` holding `EU  `). An expression that is the bare column
+    /// keeps the padding, as PostgreSQL's value does.
+    pub padded: BTreeSet<ColumnPath>,
     /// The static type of the result.
     pub value_type: ValueType,
 }
@@ -577,11 +583,19 @@ impl Resolver<'_> {
             let resolved = self.path(&path)?;
             columns.insert(path, resolved);
         }
-        let column_type = |path: &[String]| {
+        let column_oid = |path: &[String]| {
             let &(node, column) = columns.get(path)?;
             let table = self.tables.get(&self.tree.nodes[node].table)?;
-            Some(value_type(*table.column_types.get(column)?))
+            table.column_types.get(column).copied()
         };
+        let column_type = |path: &[String]| column_oid(path).map(value_type);
+        let bare_column = |path: &ColumnPath| expr.source().trim() == path.join(".");
+        let padded = columns
+            .keys()
+            .filter(|path| column_oid(path) == Some(crate::source::pg_text::type_oid::BPCHAR))
+            .filter(|path| !bare_column(path))
+            .cloned()
+            .collect();
         let value_type = expr
             .infer_type(&column_type)
             .map_err(|error| PlanError::Type {
@@ -592,6 +606,7 @@ impl Resolver<'_> {
         Ok(ExprPlan {
             expr: expr.clone(),
             columns,
+            padded,
             value_type,
         })
     }
