@@ -22,7 +22,7 @@ use crate::source::catalog;
 use crate::source::connection::{PgEndpoint, quote_ident};
 use crate::source::stream::ReplicationStream;
 use crate::view::model::{ViewDef, ViewKind};
-use crate::view::{self, Catalog, ViewError, ViewErrors};
+use crate::view::{self, ViewError, ViewErrors};
 
 /// Validates the view files (and, with a database URL, their tables and
 /// columns, and that no aggregate view names a table someone else made, in
@@ -42,7 +42,9 @@ pub async fn check(
         errors.extend(view::check_against_catalog(&views, &catalog));
         // The plan needs views that passed; their tables are asked after.
         if errors.is_empty() {
-            errors = foreign_tables(&views, &catalog, aggregates_url.unwrap_or(url)).await?;
+            let plan = Plan::build(&views, &catalog)?;
+            errors = replica_identities(&views, &plan, &pool).await?;
+            errors.extend(foreign_tables(&views, &plan, aggregates_url.unwrap_or(url)).await?);
         }
     }
     if !errors.is_empty() {
@@ -51,15 +53,37 @@ pub async fn check(
     Ok(views.len())
 }
 
+/// An error in every view file that reads a table whose replica identity
+/// cannot identify its rows by primary key: `run` would not start.
+async fn replica_identities(
+    views: &[ViewDef],
+    plan: &Plan,
+    pool: &PgPool,
+) -> Result<Vec<ViewError>, ServiceError> {
+    let tables = plan.tables.keys().cloned().collect();
+    let mut errors = Vec::new();
+    for (table, message) in catalog::unusable_replica_identities(pool, &tables).await? {
+        let readers = plan
+            .views
+            .iter()
+            .filter(|view| view.nodes.iter().any(|node| node.table == table));
+        for view in readers {
+            if let Some(def) = views.iter().find(|def| def.name == view.name) {
+                errors.push(ViewError::whole_file(&def.file, message.clone()));
+            }
+        }
+    }
+    Ok(errors)
+}
+
 /// An error at the `table` field of every aggregate view whose table exists
 /// in the target database and was not created by viewkeeper: `run` would
 /// not start that view.
 async fn foreign_tables(
     views: &[ViewDef],
-    catalog: &Catalog,
+    plan: &Plan,
     aggregates_url: &str,
 ) -> Result<Vec<ViewError>, ServiceError> {
-    let plan = Plan::build(views, catalog)?;
     let tables: Vec<(TargetTable, &ViewDef)> = plan
         .views
         .iter()

@@ -270,7 +270,8 @@ impl Generation {
         let tables: BTreeSet<String> = plan.tables.keys().cloned().collect();
         let unusable = catalog::unusable_replica_identities(pool, &tables).await?;
         if !unusable.is_empty() {
-            return Err(ServiceError::ReplicaIdentity(unusable));
+            let messages = unusable.into_iter().map(|(_, message)| message).collect();
+            return Err(ServiceError::ReplicaIdentity(messages));
         }
         catalog::ensure_publication(pool, &config.publication, &tables).await?;
         let engine = Arc::new(

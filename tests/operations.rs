@@ -149,6 +149,20 @@ async fn a_table_without_a_usable_replica_identity_is_refused() {
         stderr.contains("table public.customers has REPLICA IDENTITY NOTHING"),
         "{stderr}"
     );
+
+    // `check` says the same, in the file of the view that reads it: it
+    // passed, and `run` then refused.
+    let check = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+        .args(["check", "--database-url", &url, "--views"])
+        .arg(examples())
+        .output()
+        .expect("viewkeeper check");
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("order_cache.yaml: table public.customers has REPLICA IDENTITY NOTHING"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,11 +83,12 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
 
 /// Tables whose replica identity cannot identify a row by its primary key
 /// (`NOTHING`, or `USING INDEX` on another index): their deletes and key
-/// changes could not be applied, so such views are refused at start.
+/// changes could not be applied, so such views are refused at start (and by
+/// `check`). Each with what is wrong and the fix.
 pub async fn unusable_replica_identities(
     pool: &PgPool,
     tables: &BTreeSet<String>,
-) -> Result<Vec<String>, SourceError> {
+) -> Result<Vec<(String, String)>, SourceError> {
     let names: Vec<String> = tables.iter().cloned().collect();
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT n.nspname || '.' || c.relname, c.relreplident::text
@@ -101,9 +102,10 @@ pub async fn unusable_replica_identities(
         .into_iter()
         .map(|(table, identity)| {
             let identity = if identity == "n" { "NOTHING" } else { "USING INDEX" };
-            format!(
+            let message = format!(
                 "table {table} has REPLICA IDENTITY {identity}; viewkeeper needs DEFAULT (the primary key) or FULL: ALTER TABLE {table} REPLICA IDENTITY DEFAULT"
-            )
+            );
+            (table, message)
         })
         .collect())
 }
