@@ -53,6 +53,16 @@ fn views_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// A database `shop` with the example schema and no rows: its URL and a pool.
+async fn empty_shop(pg: &PgServer) -> (String, sqlx::PgPool) {
+    let url = pg.create_database("shop").await;
+    let pool = pg.pool("shop").await;
+    workload::create_schema(&pool)
+        .await
+        .expect("creating the shop");
+    (url, pool)
+}
+
 fn example(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("views")
@@ -145,11 +155,7 @@ fn check_passes_the_examples_and_reports_duplicate_names_and_all_errors() {
 async fn unknown_tables_and_columns_fail_check_and_run_with_file_line_and_field() {
     let pg = PgServer::start().await;
     let redis = RedisServer::start().await;
-    let url = pg.create_database("shop").await;
-    let pool = pg.pool("shop").await;
-    workload::create_schema(&pool)
-        .await
-        .expect("creating the shop");
+    let (url, pool) = empty_shop(&pg).await;
 
     let order_cache = example("order_cache.yaml");
     let bad_column = order_cache.replace("on: { id: customer_id }", "on: { id: customer_idd }");
@@ -212,11 +218,7 @@ async fn unknown_tables_and_columns_fail_check_and_run_with_file_line_and_field(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregate_views_are_type_checked_against_the_database() {
     let pg = PgServer::start().await;
-    let url = pg.create_database("shop").await;
-    let pool = pg.pool("shop").await;
-    workload::create_schema(&pool)
-        .await
-        .expect("creating the shop");
+    let (url, _pool) = empty_shop(&pg).await;
 
     let fine = views_dir(&[("category_daily_sales.yaml", CATEGORY_DAILY_SALES)]);
     let output = viewkeeper(&["check", "--database-url", &url], fine.path());
@@ -244,11 +246,7 @@ async fn aggregate_views_are_type_checked_against_the_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_refuses_an_aggregate_table_viewkeeper_did_not_create() {
     let pg = PgServer::start().await;
-    let url = pg.create_database("shop").await;
-    let pool = pg.pool("shop").await;
-    workload::create_schema(&pool)
-        .await
-        .expect("creating the shop");
+    let (url, pool) = empty_shop(&pg).await;
     sqlx::raw_sql(
         "CREATE TABLE important (id int PRIMARY KEY, payload text); \
          INSERT INTO important VALUES (1, 'customer data')",
