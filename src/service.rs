@@ -591,6 +591,10 @@ impl Pipeline {
                 position
             }
             None => {
+                // A reload or a lost slot may need a new snapshot too, not
+                // only the first start: the views are not current until it
+                // ends, whatever an earlier snapshot said.
+                self.status.snapshot_started();
                 let position = snapshot::take_snapshot(
                     &self.endpoint,
                     &self.pool,

@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::{
-    PgServer, RedisServer, ServiceSetup, converged, http_post, redis_documents, small_shop,
-    wait_for_view_counts, wait_until,
+    PgServer, RedisServer, ServiceSetup, converged, http_get, http_post, redis_documents,
+    small_shop, view_status, wait_for_view_counts, wait_until,
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -206,4 +206,77 @@ async fn reloads_rebuild_what_changed_and_drop_removes_what_is_left() {
         .await
         .expect("workload");
     converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+}
+
+/// A cache view over a table no repository view reads: adding it needs a
+/// new snapshot.
+const NOTE_CACHE: &str = "view: note_cache\nkind: cache\nroot: notes\n\
+    key: \"note:{id}\"\nfields:\n  body: body\n";
+
+/// A reload whose views need a table the state store does not hold takes a
+/// new snapshot, and `/status` and `/ready` say so until it ends (they said
+/// `live` and 200 while the tables were copied again). The snapshot is held
+/// by an open transaction, so the test sees it without racing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_needs_a_new_snapshot_reports_building_until_it_ends() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    sqlx::raw_sql(
+        "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
+         INSERT INTO notes SELECT n, 'note ' || n FROM generate_series(1, 50) n;
+         CREATE TABLE open_writes (n int);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let views = tempfile::tempdir().unwrap();
+    copy_repository_views(views.path());
+    let mut setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_owned());
+    setup.extra_args = vec!["--admin-token".into(), TOKEN.into()];
+    let port = setup.admin_port;
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    assert_eq!(view_status(port, "order_cache").await["state"], "live");
+
+    // A transaction that wrote and stays open: the new slot waits for it
+    // before it exports its snapshot.
+    let mut open = pool.begin().await.unwrap();
+    sqlx::raw_sql("INSERT INTO open_writes VALUES (1)")
+        .execute(&mut *open)
+        .await
+        .unwrap();
+    std::fs::write(views.path().join("note_cache.yaml"), NOTE_CACHE).unwrap();
+    let (code, outcome) = reload(port).await;
+    assert_eq!(code, 200, "{outcome}");
+    wait_until(DEADLINE, "every view building, /ready 503", || async {
+        let (ready, body) = http_get(port, "/ready").await?;
+        let status: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        let states: BTreeMap<String, String> = status["views"]
+            .as_array()
+            .ok_or("no views in /ready")?
+            .iter()
+            .map(|v| (v["view"].to_string(), v["state"].to_string()))
+            .collect();
+        let all_building = states.len() == 5 && states.values().all(|s| s == "\"building\"");
+        if ready == 503 && all_building {
+            Ok(())
+        } else {
+            Err(format!("/ready {ready}, states {states:?}"))
+        }
+    })
+    .await;
+    open.commit().await.unwrap();
+
+    wait_until(DEADLINE, "/ready 200 after the new snapshot", || async {
+        match http_get(port, "/ready").await? {
+            (200, _) => Ok(()),
+            (code, body) => Err(format!("{code}: {body}")),
+        }
+    })
+    .await;
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    let notes = redis_documents(&redis.url(), "note:*").await;
+    assert_eq!(notes.len(), 50);
+    assert_eq!(notes["note:7"], json!({ "body": "note 7" }));
 }
