@@ -298,4 +298,21 @@ table: important
         .unwrap();
     let output = viewkeeper(&["check", "--database-url", &url], dir.path());
     assert!(output.status.success(), "{}", stderr(&output));
+
+    // A SQLite target that does not exist yet holds no table, and `check`
+    // leaves no file behind (it created an empty one).
+    let sqlite = dir.path().join("aggregates.db");
+    let sqlite_url = format!("sqlite://{}", sqlite.display());
+    let output = viewkeeper(
+        &[
+            "check",
+            "--database-url",
+            &url,
+            "--aggregates-url",
+            &sqlite_url,
+        ],
+        dir.path(),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!sqlite.exists(), "check created {}", sqlite.display());
 }

@@ -302,6 +302,16 @@ pub trait SqlTarget: Send + Sync {
 }
 
 /// Opens the target database named by `url`: `postgres://…` or `sqlite:…`.
+/// The target at `url` to read, or `None` for a SQLite file that does not
+/// exist yet (it holds no table, and opening it would create it).
+pub async fn connect_existing(url: &str) -> Result<Option<Arc<dyn SqlTarget>>, AggregateSinkError> {
+    if url.starts_with("sqlite:") {
+        let target = sqlite::SqliteTarget::open_existing(url)?;
+        return Ok(target.map(|target| Arc::new(target) as Arc<dyn SqlTarget>));
+    }
+    connect(url).await.map(Some)
+}
+
 pub async fn connect(url: &str) -> Result<Arc<dyn SqlTarget>, AggregateSinkError> {
     let target: Arc<dyn SqlTarget> = if url.starts_with("sqlite:") {
         Arc::new(sqlite::SqliteTarget::connect(url).await?)

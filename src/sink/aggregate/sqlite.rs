@@ -30,20 +30,36 @@ pub struct SqliteTarget {
 
 impl SqliteTarget {
     pub async fn connect(url: &str) -> Result<SqliteTarget, AggregateSinkError> {
-        let target_error = |message: String| AggregateSinkError::Target {
-            url: redact_url(url),
-            message,
-        };
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| target_error(e.to_string()))?
-            .create_if_missing(true);
+        let options = options(url)?.create_if_missing(true);
+        Ok(SqliteTarget::with_options(options))
+    }
+
+    /// The target at `url` if its file exists, without creating it: what
+    /// `check` reads, which must leave no file behind.
+    pub fn open_existing(url: &str) -> Result<Option<SqliteTarget>, AggregateSinkError> {
+        let options = options(url)?.create_if_missing(false);
+        let in_memory = options.get_filename() == std::path::Path::new(":memory:");
+        if !in_memory && !options.get_filename().exists() {
+            return Ok(None);
+        }
+        Ok(Some(SqliteTarget::with_options(options)))
+    }
+
+    fn with_options(options: SqliteConnectOptions) -> SqliteTarget {
         // One writer: SQLite serializes writes anyway. Lazy, like PostgreSQL:
         // a file that cannot be opened yet is retried by the sink.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_lazy_with(options);
-        Ok(SqliteTarget { pool })
+        SqliteTarget { pool }
     }
+}
+
+fn options(url: &str) -> Result<SqliteConnectOptions, AggregateSinkError> {
+    SqliteConnectOptions::from_str(url).map_err(|e| AggregateSinkError::Target {
+        url: redact_url(url),
+        message: e.to_string(),
+    })
 }
 
 fn sql_type(value_type: ValueType) -> &'static str {
