@@ -400,6 +400,7 @@ fn shop_catalog() -> Catalog {
             .map(|&(name, type_oid, not_null)| ColumnInfo {
                 name: name.to_owned(),
                 type_oid,
+                type_modifier: -1,
                 not_null,
             })
             .collect();

@@ -1,6 +1,6 @@
 //! Reloading the view files while the service runs (`SIGHUP`,
-//! `POST /views/reload`), and the other reason to restart the pipeline: a
-//! rebuild `--from-source`.
+//! `POST /views/reload`), and the other reasons to restart the pipeline: a
+//! rebuild `--from-source`, a stored column's new type.
 //!
 //! The files are read and checked against the catalog first, exactly as
 //! `viewkeeper check` and a start would: an invalid set is refused with
@@ -64,6 +64,9 @@ pub enum Restart {
     /// `rebuild --from-source`: the same views from a new snapshot, after
     /// which `view`'s target is rewritten.
     FromSource { view: String },
+    /// A column the state store holds changed its type: the same views,
+    /// planned against the catalog again, from a new snapshot.
+    ColumnTypeChanged,
 }
 
 /// What a reload found, by view name.

@@ -29,6 +29,7 @@ use crate::sink::aggregate::{self, AggregateSink, AggregateSinkError, TargetTabl
 use crate::sink::redis::{self, RedisSink};
 use crate::sink::search::{SearchError, SearchIndex, SearchSink};
 use crate::source::connection::PgEndpoint;
+use crate::source::pgoutput::Relations;
 use crate::source::stream::ReplicationStream;
 use crate::source::{SourceError, catalog, snapshot};
 use crate::state::{Store, StoreError};
@@ -219,15 +220,27 @@ async fn prepare_restart(
         }
         Restart::FromSource { view } => {
             tracing::info!(%view, "rebuild from source: restarting from a new snapshot");
-            let plan = reload::plan_views(&views, &context.pool).await?;
-            let store = Arc::clone(&context.store);
-            tokio::task::spawn_blocking(move || store.forget_position())
-                .await
-                .map_err(SourceError::from)??;
-            context.status.snapshot_started();
+            let plan = plan_for_new_snapshot(context, &views).await?;
             Ok((views, plan, Some(view)))
         }
+        Restart::ColumnTypeChanged => {
+            let plan = plan_for_new_snapshot(context, &views).await?;
+            Ok((views, plan, None))
+        }
     }
+}
+
+/// Plans `views` against the catalog as it is now, and makes the next
+/// pipeline start from a new slot and snapshot: no WAL from before is read
+/// again, so no older description of a table is seen again either.
+async fn plan_for_new_snapshot(context: &Context, views: &[ViewDef]) -> Result<Plan, ServiceError> {
+    let plan = reload::plan_views(views, &context.pool).await?;
+    let store = Arc::clone(&context.store);
+    tokio::task::spawn_blocking(move || store.forget_position())
+        .await
+        .map_err(SourceError::from)??;
+    context.status.snapshot_started();
+    Ok(plan)
 }
 
 /// Reloads the view files on every `SIGHUP`, logging what it did.
@@ -338,9 +351,9 @@ impl Generation {
         tokio::pin!(replicate);
         let mut replicating = true;
         let next = tokio::select! {
-            _ = &mut replicate => {
+            restart = &mut replicate => {
                 replicating = false;
-                None
+                restart
             }
             _ = shutdown.wait_for(|stop| *stop) => None,
             next = restarts.recv() => next,
@@ -547,21 +560,31 @@ impl Pipeline {
     }
 
     /// Snapshot or resume, then stream; reconnect with backoff on failure.
-    async fn replicate(&self, shutdown: &mut watch::Receiver<bool>) {
+    /// Returns the restart the stream found it needs, if it stopped for one.
+    async fn replicate(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Restart> {
         let mut backoff = Duration::from_millis(200);
         while !*shutdown.borrow() {
             let result = tokio::select! {
                 result = self.stream_once() => result,
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => return None,
             };
-            let Err(error) = result else { return };
-            tracing::error!(%error, "replication interrupted; reconnecting in {backoff:?}");
+            match result {
+                Ok(()) => return None,
+                Err(error @ ServiceError::Source(SourceError::StoredColumnTypeChanged { .. })) => {
+                    tracing::warn!(%error);
+                    return Some(Restart::ColumnTypeChanged);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "replication interrupted; reconnecting in {backoff:?}")
+                }
+            }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => return None,
             }
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
+        None
     }
 
     async fn stream_once(&self) -> Result<(), ServiceError> {
@@ -623,7 +646,8 @@ impl Pipeline {
             &self.config.publication,
             position,
             self.config.batch,
-            catalog::load_domain_bases(&self.pool).await?,
+            Relations::with_domain_bases(catalog::load_domain_bases(&self.pool).await?)
+                .watching(self.engine.plan().stored_column_types()),
         )
         .await?;
         self.apply_stream(stream).await

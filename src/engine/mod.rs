@@ -440,7 +440,7 @@ impl Engine {
                 return Ok(false);
             };
             let positions: Option<Vec<usize>> = table
-                .columns
+                .stored_columns()
                 .iter()
                 .map(|column| stored_columns.iter().position(|c| c == column))
                 .collect();

@@ -127,6 +127,7 @@ fields: { id: id, name: name }
         let column = |name: &str, type_oid| ColumnInfo {
             name: name.to_owned(),
             type_oid,
+            type_modifier: -1,
             not_null: true,
         };
         let mut catalog = Catalog::default();

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::aggregate::MeasureSpec;
 use crate::expr::{ColumnPath, Expr, ValueType};
 use crate::source::pg_text::value_type;
+use crate::source::pgoutput::StoredColumnTypes;
 use crate::view::model::{
     AggregateView, Cardinality, Field, FieldSource, KeyPart, ViewDef, ViewKind,
 };
@@ -54,6 +55,8 @@ pub struct TablePlan {
     /// Stored columns: the primary key first (in key order), then the others.
     pub columns: Vec<String>,
     pub column_types: Vec<u32>,
+    /// Each stored column's type modifier (`atttypmod`), beside its type.
+    pub column_type_modifiers: Vec<i32>,
     /// `columns[..primary_key_len]` is the primary key.
     pub primary_key_len: usize,
     pub indexes: Vec<IndexPlan>,
@@ -278,7 +281,10 @@ impl Plan {
     }
 
     /// A description of what the state store keeps; when it changes, the
-    /// stored rows no longer fit and a new snapshot is needed.
+    /// stored rows no longer fit and a new snapshot is needed. Each column
+    /// is named with its type ([`TablePlan::stored_columns`]), so a column
+    /// whose type changed while viewkeeper was stopped takes a new snapshot
+    /// too: the stored values are of the old type.
     pub fn layout(&self) -> String {
         let mut layout = String::new();
         for table in self.tables.values() {
@@ -286,15 +292,39 @@ impl Plan {
             layout.push_str(&format!(
                 "{}({})[{}];",
                 table.name,
-                table.columns.join(","),
+                table.stored_columns().join(","),
                 indexes.join(";")
             ));
         }
         layout
     }
 
+    /// The type of every stored column, by table and column, for the stream
+    /// to tell when one changes while running.
+    pub fn stored_column_types(&self) -> StoredColumnTypes {
+        self.tables
+            .values()
+            .map(|table| {
+                let types = table
+                    .columns
+                    .iter()
+                    .cloned()
+                    .zip(
+                        table
+                            .column_types
+                            .iter()
+                            .copied()
+                            .zip(table.column_type_modifiers.iter().copied()),
+                    )
+                    .collect();
+                (table.name.clone(), types)
+            })
+            .collect()
+    }
+
     /// The stored columns of each table of a layout written by
-    /// [`Plan::layout`]; `None` if it does not parse.
+    /// [`Plan::layout`], as [`TablePlan::stored_columns`] names them; `None`
+    /// if it does not parse.
     pub fn layout_columns(layout: &str) -> Option<BTreeMap<String, Vec<String>>> {
         let mut tables = BTreeMap::new();
         let mut rest = layout;
@@ -320,6 +350,16 @@ impl Plan {
 impl TablePlan {
     pub fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == name)
+    }
+
+    /// Each stored column as the layout names it: `name:type OID:modifier`.
+    pub fn stored_columns(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .zip(&self.column_types)
+            .zip(&self.column_type_modifiers)
+            .map(|((name, oid), modifier)| format!("{name}:{oid}:{modifier}"))
+            .collect()
     }
 }
 
@@ -404,25 +444,28 @@ fn table_plan(
             .filter(|c| !info.primary_key.contains(c))
             .cloned(),
     );
-    let column_types = columns
+    let (column_types, column_type_modifiers) = columns
         .iter()
         .map(|column| {
             info.columns
                 .iter()
                 .find(|c| &c.name == column)
-                .map(|c| c.type_oid)
+                .map(|c| (c.type_oid, c.type_modifier))
                 .ok_or_else(|| PlanError::UnknownColumn {
                     view: String::new(),
                     table: name.to_string(),
                     column: column.clone(),
                 })
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
     Ok(TablePlan {
         name: name.to_string(),
         primary_key_len: info.primary_key.len(),
         columns,
         column_types,
+        column_type_modifiers,
         indexes: Vec::new(),
         occurrences: Vec::new(),
     })

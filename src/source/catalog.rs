@@ -40,7 +40,8 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
     let domain_bases = load_domain_bases(pool).await?;
     let rows = sqlx::query(
         "SELECT n.nspname || '.' || c.relname AS table_name, a.attname::text AS column_name,
-                a.atttypid::int8 AS type_oid, a.attnotnull AS not_null,
+                a.atttypid::int8 AS type_oid, a.atttypmod AS type_modifier,
+                a.attnotnull AS not_null,
                 array_position(i.indkey::int2[], a.attnum) AS key_position
          FROM pg_class c
          JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -59,6 +60,7 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
         let table: String = row.try_get("table_name")?;
         let column: String = row.try_get("column_name")?;
         let type_oid: i64 = row.try_get("type_oid")?;
+        let type_modifier: i32 = row.try_get("type_modifier")?;
         let not_null: bool = row.try_get("not_null")?;
         if let Some(position) = row.try_get::<Option<i32>, _>("key_position")? {
             keys.entry(table.clone())
@@ -69,6 +71,7 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
         tables.entry(table).or_default().columns.push(ColumnInfo {
             name: column,
             type_oid: domain_bases.get(&type_oid).copied().unwrap_or(type_oid),
+            type_modifier,
             not_null,
         });
     }

@@ -35,6 +35,15 @@ pub enum SourceError {
     Slot { slot: String, reason: String },
     #[error("the replication stream ended")]
     StreamEnded,
+    #[error(
+        "column {column} of table {table} changed its type (at LSN {lsn}): the rows stored \
+         before hold values of the old type, so a new snapshot is taken"
+    )]
+    StoredColumnTypeChanged {
+        table: String,
+        column: String,
+        lsn: Lsn,
+    },
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
     #[error("engine task failed: {0}")]

@@ -6,7 +6,6 @@
 //! to hold is handed over in parts that carry no position; only its commit
 //! moves the position.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use pgwire_replication::{Lsn as WireLsn, ReplicationClient, ReplicationEvent};
@@ -64,16 +63,16 @@ pub struct ReplicationStream {
 
 impl ReplicationStream {
     /// Starts streaming `publication` from `slot` after `position`, which is
-    /// durable in the state store.
-    /// Columns of the domain types in `domain_bases` are read as their base
-    /// types.
+    /// durable in the state store. `relations` reads domains as their base
+    /// types and watches the stored columns' types
+    /// ([`SourceError::StoredColumnTypeChanged`]).
     pub async fn start(
         endpoint: &PgEndpoint,
         slot: &str,
         publication: &str,
         position: Lsn,
         limits: BatchLimits,
-        domain_bases: HashMap<u32, u32>,
+        relations: Relations,
     ) -> Result<ReplicationStream, SourceError> {
         let config = endpoint
             .replication_config(slot, publication)
@@ -82,7 +81,7 @@ impl ReplicationStream {
         let mut client = ReplicationClient::connect(config).await?;
         client.wait_started().await?;
         let mut stream = Self::from_started(client, position, limits);
-        stream.relations = Relations::with_domain_bases(domain_bases);
+        stream.relations = relations;
         Ok(stream)
     }
 
@@ -186,6 +185,15 @@ impl ReplicationStream {
                             lsn: Lsn(wal_start.as_u64()),
                             error,
                         })?;
+                // Checked before any change of the table's new shape is
+                // handed over: those would be stored beside rows of the old.
+                if let Some(change) = self.relations.take_stored_type_change() {
+                    return Err(SourceError::StoredColumnTypeChanged {
+                        table: change.table,
+                        column: change.column,
+                        lsn: Lsn(wal_start.as_u64()),
+                    });
+                }
                 if !self.skipping {
                     self.transaction.extend(changes);
                     if self.transaction.len() >= self.limits.max_transaction_part {

@@ -33,6 +33,9 @@ pub struct ColumnInfo {
     pub name: String,
     /// PostgreSQL type OID, for later type checks of joins and filters.
     pub type_oid: u32,
+    /// `atttypmod` (`numeric(10,2)`, `varchar(20)`; -1 for none): with the
+    /// OID, what the stored values were read as.
+    pub type_modifier: i32,
     /// `NOT NULL`: an aggregate's group column over it can be a primary key.
     pub not_null: bool,
 }

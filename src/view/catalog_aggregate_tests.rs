@@ -20,6 +20,7 @@ fn table(columns: &[(&str, u32)]) -> TableInfo {
             .map(|(name, type_oid)| ColumnInfo {
                 name: (*name).to_owned(),
                 type_oid: *type_oid,
+                type_modifier: -1,
                 not_null: false,
             })
             .collect(),

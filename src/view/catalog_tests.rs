@@ -17,6 +17,7 @@ fn table(columns: &[&str], primary_key: &[&str]) -> TableInfo {
             .map(|name| ColumnInfo {
                 name: (*name).to_owned(),
                 type_oid: 0,
+                type_modifier: -1,
                 not_null: false,
             })
             .collect(),

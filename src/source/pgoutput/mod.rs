@@ -15,7 +15,7 @@ use thiserror::Error;
 
 mod relations;
 
-pub use relations::{RelationInfo, Relations};
+pub use relations::{RelationInfo, Relations, StoredColumnTypes, StoredTypeChange};
 
 use crate::change::{Lsn, TableName};
 

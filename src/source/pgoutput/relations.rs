@@ -97,13 +97,17 @@ pub(super) fn changed_columns<'e>(
     earlier.columns.iter().filter_map(changed).collect()
 }
 
-/// Rows stored before a column's type changed keep the values of the old
-/// type, and rows stored before a column was dropped keep its last values:
-/// only the rows changed afterwards are taken anew. Neither is a change of
-/// any row, so the views that read the column are not refreshed; the
-/// warning names the way to take every row again.
+/// Rows stored before a column was dropped keep its last values: only the
+/// rows changed afterwards are taken anew. That is not a change of any row,
+/// so the views that read the column are not refreshed; the warning names
+/// the way to take every row again. (A stored column that changed its type
+/// is not warned of: [`Relations::take_stored_type_change`] reports it, and
+/// the service takes a new snapshot.)
 fn warn_of_changed_columns(earlier: &RelationInfo, now: &RelationInfo) {
     for (column, change) in changed_columns(earlier, now) {
+        if change != "was dropped" {
+            continue;
+        }
         tracing::warn!(
             table = %now.table,
             column,
@@ -111,6 +115,34 @@ fn warn_of_changed_columns(earlier: &RelationInfo, now: &RelationInfo) {
              it until they change; `viewkeeper rebuild VIEW --from-source` takes every row anew"
         );
     }
+}
+
+/// The type (OID and modifier) of each column the state store holds, by
+/// table and column, as the catalog gave them when the views were planned.
+pub type StoredColumnTypes = HashMap<String, HashMap<String, (u32, i32)>>;
+
+/// A stored column whose type a Relation message shows changed: the rows
+/// stored before hold values of the old type, which no change in the log
+/// will correct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTypeChange {
+    pub table: String,
+    pub column: String,
+}
+
+/// The first column of `stored` (a table's stored columns) that `now`
+/// describes with another type or modifier.
+fn stored_type_change(
+    stored: &HashMap<String, (u32, i32)>,
+    now: &RelationInfo,
+) -> Option<StoredTypeChange> {
+    now.columns.iter().find_map(|column| {
+        let &expected = stored.get(&column.name)?;
+        (expected != (column.type_oid, column.type_modifier)).then(|| StoredTypeChange {
+            table: now.table.to_string(),
+            column: column.name.clone(),
+        })
+    })
 }
 
 /// The relation cache: the latest description of every relation by OID.
@@ -124,6 +156,10 @@ pub struct Relations {
     /// The base type of each domain type ([`crate::source::catalog::load_domain_bases`]):
     /// a column of a domain is read as its base type.
     domain_bases: HashMap<u32, u32>,
+    /// The stored columns' types, to tell when one changes (empty: none watched).
+    stored_types: StoredColumnTypes,
+    /// A stored column's type change seen and not yet taken.
+    stored_type_change: Option<StoredTypeChange>,
 }
 
 impl Relations {
@@ -134,9 +170,22 @@ impl Relations {
     /// Columns of the domain types in `domain_bases` are read as their base types.
     pub fn with_domain_bases(domain_bases: HashMap<u32, u32>) -> Self {
         Relations {
-            by_oid: HashMap::new(),
             domain_bases,
+            ..Relations::default()
         }
+    }
+
+    /// Watches the columns of `stored_types`: a Relation message that
+    /// describes one with another type is kept for
+    /// [`Relations::take_stored_type_change`].
+    pub fn watching(mut self, stored_types: StoredColumnTypes) -> Self {
+        self.stored_types = stored_types;
+        self
+    }
+
+    /// The first stored column seen with another type since the last call.
+    pub fn take_stored_type_change(&mut self) -> Option<StoredTypeChange> {
+        self.stored_type_change.take()
     }
 
     pub fn apply_relation(&mut self, mut body: RelationBody) {
@@ -148,6 +197,11 @@ impl Relations {
         let described = RelationInfo::new(body);
         if let Some(earlier) = self.by_oid.get(&described.oid) {
             warn_of_changed_columns(earlier, &described);
+        }
+        if self.stored_type_change.is_none()
+            && let Some(stored) = self.stored_types.get(described.table.as_ref())
+        {
+            self.stored_type_change = stored_type_change(stored, &described);
         }
         self.by_oid.insert(described.oid, described);
     }

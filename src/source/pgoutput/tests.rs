@@ -271,6 +271,49 @@ fn a_later_description_names_the_columns_dropped_or_retyped() {
     );
 }
 
+/// A description that gives a stored column another type is kept for the
+/// stream (which takes a new snapshot); the same types, another table, a
+/// column not stored, or a dropped column are not.
+#[test]
+fn a_stored_column_described_with_another_type_is_reported_once() {
+    let relation = |bytes: &[u8]| {
+        let Message::Relation(body) = decode(bytes).expect("decodes") else {
+            panic!("a Relation message")
+        };
+        body
+    };
+    let stored = |total_modifier: i32| {
+        let columns = [
+            ("id".to_string(), (INT8, -1)),
+            ("total".to_string(), (NUMERIC, total_modifier)),
+        ];
+        StoredColumnTypes::from([("public.orders".to_string(), columns.into())])
+    };
+    let mut relations = Relations::new().watching(stored(-1));
+    relations.apply_relation(relation(&orders_relation()));
+    assert_eq!(relations.take_stored_type_change(), None);
+    // `orders` without `total`: a drop is warned of, not reported.
+    relations.apply_relation(relation(&orders_with_extra_column()));
+    assert_eq!(relations.take_stored_type_change(), None);
+
+    let mut relations = Relations::new().watching(stored(12 << 16 | 3));
+    relations.apply_relation(relation(&orders_relation()));
+    let expected = StoredTypeChange {
+        table: "public.orders".into(),
+        column: "total".into(),
+    };
+    assert_eq!(relations.take_stored_type_change(), Some(expected));
+    assert_eq!(relations.take_stored_type_change(), None);
+
+    let other_table = StoredColumnTypes::from([(
+        "public.customers".to_string(),
+        [("total".to_string(), (TEXT, -1))].into(),
+    )]);
+    let mut relations = Relations::new().watching(other_table);
+    relations.apply_relation(relation(&orders_relation()));
+    assert_eq!(relations.take_stored_type_change(), None);
+}
+
 #[test]
 fn decodes_every_kind_of_tuple_cell() {
     let bytes = Wire::tag(b'I')
