@@ -512,6 +512,61 @@ async fn float_measures_hold_exact_extremes_infinities_and_nan() {
     service.assert_running();
 }
 
+/// Float group keys: `0` and `-0` are one group in PostgreSQL (they are
+/// equal), also when an expression makes the `-0` (`round(-0.3)`).
+const LEVEL_COUNTS: &str = "
+view: level_counts
+kind: aggregate
+root: levels
+group_by: { x: x, r: round(y) }
+measures: { n: count() }
+table: analytics.level_counts
+";
+
+async fn level_counts_match(pool: &PgPool, what: &str) {
+    // `+ 0` writes a zero as `0` on both sides: which of the two zeros a
+    // group shows is whichever row it met first, in PostgreSQL as here.
+    rows_match::<(Option<String>, Option<String>, i64)>(
+        pool,
+        what,
+        "SELECT (x + 0)::text, (round(y) + 0)::text, count(*)::bigint
+         FROM levels GROUP BY x, round(y) ORDER BY 1, 2",
+        "SELECT (x + 0)::text, (r + 0)::text, n::bigint
+         FROM analytics.level_counts ORDER BY 1, 2",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn float_zero_and_negative_zero_are_one_group() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    execute(
+        &pool,
+        "CREATE TABLE levels (id int PRIMARY KEY, x float8, y float8)",
+    )
+    .await;
+    execute(
+        &pool,
+        "INSERT INTO levels VALUES (1, 0, 0.3), (2, '-0', -0.3)",
+    )
+    .await;
+    let views = tempfile::tempdir().expect("temp dir");
+    std::fs::write(views.path().join("level_counts.yaml"), LEVEL_COUNTS).expect("view file");
+    let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+    level_counts_match(&pool, "the snapshot's zero groups").await;
+    for sql in [
+        "INSERT INTO levels VALUES (3, '-0', 0.2), (4, 0, -0.1), (5, 1.5, 1)",
+        "DELETE FROM levels WHERE id = 1",
+        "UPDATE levels SET x = 0 WHERE id = 5",
+        "DELETE FROM levels WHERE id = 2",
+    ] {
+        execute(&pool, sql).await;
+        level_counts_match(&pool, sql).await;
+    }
+    service.assert_running();
+}
+
 /// An aggregate view of dates and timestamps, grouped by kind and year.
 const JOB_DATES: &str = "
 view: job_dates

@@ -30,6 +30,13 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
         Value::Bool(true) => out.push(TRUE),
         Value::Int(i) => encode_int(*i, out),
         Value::Float(f) => {
+            // Keyed by value, as PostgreSQL compares: `-0` equals `0` (one
+            // group, one join key), and every NaN equals every other.
+            let f = match *f {
+                f if f == 0.0 => 0.0,
+                f if f.is_nan() => f64::NAN,
+                f => f,
+            };
             out.push(FLOAT);
             out.extend_from_slice(&f.to_bits().to_be_bytes());
         }
@@ -185,6 +192,16 @@ mod tests {
             encode_values(&[Value::Numeric("NaN".into())])
         );
         assert_ne!(numeric("Infinity"), numeric("-Infinity"));
+    }
+
+    /// Floats too: both zeros are one key, every NaN is one key.
+    #[test]
+    fn floats_are_keyed_by_value() {
+        let float = |f: f64| encode_values(&[Value::Float(f)]);
+        assert_eq!(float(-0.0), float(0.0));
+        assert_eq!(float(f64::NAN), float(-f64::NAN));
+        assert_ne!(float(f64::MIN_POSITIVE), float(0.0));
+        assert_ne!(float(f64::INFINITY), float(f64::NEG_INFINITY));
     }
 
     #[test]
