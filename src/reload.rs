@@ -1,6 +1,6 @@
 //! Reloading the view files while the service runs (`SIGHUP`,
 //! `POST /views/reload`), and the other reasons to restart the pipeline: a
-//! rebuild `--from-source`, a stored column's new type.
+//! rebuild `--from-source`, a stored column changed under the views.
 //!
 //! The files are read and checked against the catalog first, exactly as
 //! `viewkeeper check` and a start would: an invalid set is refused with
@@ -64,9 +64,11 @@ pub enum Restart {
     /// `rebuild --from-source`: the same views from a new snapshot, after
     /// which `view`'s target is rewritten.
     FromSource { view: String },
-    /// A column the state store holds changed its type: the same views,
-    /// planned against the catalog again, from a new snapshot.
-    ColumnTypeChanged,
+    /// A column the state store holds changed its type, or was dropped or
+    /// renamed: the same views, planned against the catalog again (a view
+    /// that no longer checks stops the service, as at start), from a new
+    /// snapshot.
+    StoredColumnChanged,
 }
 
 /// What a reload found, by view name.

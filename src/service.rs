@@ -46,7 +46,7 @@ const INDEX_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
 pub enum ServiceError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("invalid views, not starting:\n{0}")]
+    #[error("invalid views, not running:\n{0}")]
     Views(ViewErrors),
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -223,7 +223,7 @@ async fn prepare_restart(
             let plan = plan_for_new_snapshot(context, &views).await?;
             Ok((views, plan, Some(view)))
         }
-        Restart::ColumnTypeChanged => {
+        Restart::StoredColumnChanged => {
             let plan = plan_for_new_snapshot(context, &views).await?;
             Ok((views, plan, None))
         }
@@ -570,9 +570,9 @@ impl Pipeline {
             };
             match result {
                 Ok(()) => return None,
-                Err(error @ ServiceError::Source(SourceError::StoredColumnTypeChanged { .. })) => {
+                Err(error @ ServiceError::Source(SourceError::StoredColumnChanged { .. })) => {
                     tracing::warn!(%error);
-                    return Some(Restart::ColumnTypeChanged);
+                    return Some(Restart::StoredColumnChanged);
                 }
                 Err(error) => {
                     tracing::error!(%error, "replication interrupted; reconnecting in {backoff:?}")

@@ -1,8 +1,9 @@
 //! What an operator meets: `viewkeeper tail`, secrets kept out of output, a
 //! table viewkeeper cannot follow refused at start, a quiet or unrelated
 //! database that must not time the replication connection out nor hold WAL,
-//! a data directory written by an earlier version, and the workload
-//! generator leaving alone the rows written beside it.
+//! a data directory written by an earlier version, the workload generator
+//! leaving alone the rows written beside it, and a column renamed under a
+//! view.
 
 mod harness;
 
@@ -289,4 +290,42 @@ async fn the_workload_never_touches_rows_with_ids_below_one() {
         vec![(-1, "Marker".to_owned())],
         "the workload deleted every product it may pick, and only those"
     );
+}
+
+/// A column a view reads, renamed while running: the views no longer check,
+/// so the service stops with `check`'s message, naming the file (before, it
+/// went on storing NULL for the column, and the rows stored before kept
+/// their values for good). Renamed back, it starts again on a new snapshot,
+/// and every view matches SQL, the updates made meanwhile included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_renamed_under_a_view_stops_the_service_until_the_views_check() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut service = setup.start();
+    let deadline = Duration::from_secs(120);
+    converged(&mut service, &pool, &redis.url(), deadline).await;
+
+    for sql in [
+        "ALTER TABLE customers RENAME COLUMN email TO mail",
+        "UPDATE customers SET mail = 'renamed-' || id || '@example.com'",
+    ] {
+        sqlx::raw_sql(sql).execute(&pool).await.expect(sql);
+    }
+    let status = service.exited(deadline).await;
+    assert!(!status.success());
+    let log = service.log_tail(200);
+    assert!(
+        log.contains("column email of table public.customers was dropped or renamed"),
+        "{log}"
+    );
+    assert!(log.contains("order_cache.yaml"), "{log}");
+
+    sqlx::raw_sql("ALTER TABLE customers RENAME COLUMN mail TO email")
+        .execute(&pool)
+        .await
+        .expect("renaming back");
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), deadline).await;
 }

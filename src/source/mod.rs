@@ -36,12 +36,13 @@ pub enum SourceError {
     #[error("the replication stream ended")]
     StreamEnded,
     #[error(
-        "column {column} of table {table} changed its type (at LSN {lsn}): the rows stored \
-         before hold values of the old type, so a new snapshot is taken"
+        "column {column} of table {table} {change} (at LSN {lsn}): the rows stored before \
+         no longer match the table, so the views are planned again and a new snapshot is taken"
     )]
-    StoredColumnTypeChanged {
+    StoredColumnChanged {
         table: String,
         column: String,
+        change: &'static str,
         lsn: Lsn,
     },
     #[error(transparent)]

@@ -65,7 +65,7 @@ impl ReplicationStream {
     /// Starts streaming `publication` from `slot` after `position`, which is
     /// durable in the state store. `relations` reads domains as their base
     /// types and watches the stored columns' types
-    /// ([`SourceError::StoredColumnTypeChanged`]).
+    /// ([`SourceError::StoredColumnChanged`]).
     pub async fn start(
         endpoint: &PgEndpoint,
         slot: &str,
@@ -187,10 +187,11 @@ impl ReplicationStream {
                         })?;
                 // Checked before any change of the table's new shape is
                 // handed over: those would be stored beside rows of the old.
-                if let Some(change) = self.relations.take_stored_type_change() {
-                    return Err(SourceError::StoredColumnTypeChanged {
+                if let Some(change) = self.relations.take_stored_column_change() {
+                    return Err(SourceError::StoredColumnChanged {
                         table: change.table,
                         column: change.column,
+                        change: change.change,
                         lsn: Lsn(wal_start.as_u64()),
                     });
                 }

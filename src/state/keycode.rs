@@ -32,10 +32,12 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
         Value::Float(f) => {
             // Keyed by value, as PostgreSQL compares: `-0` equals `0` (one
             // group, one join key), and every NaN equals every other.
-            let f = match *f {
-                f if f == 0.0 => 0.0,
-                f if f.is_nan() => f64::NAN,
-                f => f,
+            let f = if *f == 0.0 {
+                0.0
+            } else if f.is_nan() {
+                f64::NAN
+            } else {
+                *f
             };
             out.push(FLOAT);
             out.extend_from_slice(&f.to_bits().to_be_bytes());

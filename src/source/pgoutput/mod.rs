@@ -15,7 +15,7 @@ use thiserror::Error;
 
 mod relations;
 
-pub use relations::{RelationInfo, Relations, StoredColumnTypes, StoredTypeChange};
+pub use relations::{RelationInfo, Relations, StoredColumnChange, StoredColumnTypes};
 
 use crate::change::{Lsn, TableName};
 

@@ -76,71 +76,38 @@ impl RelationInfo {
     }
 }
 
-/// The columns of `earlier` that `now` no longer has, or has with another
-/// type (or type modifier, `numeric(10,2)` to `numeric(12,3)`), and which
-/// of the two.
-pub(super) fn changed_columns<'e>(
-    earlier: &'e RelationInfo,
-    now: &RelationInfo,
-) -> Vec<(&'e str, &'static str)> {
-    let changed = |column: &'e RelationColumn| {
-        let current = now.columns.iter().find(|c| c.name == column.name);
-        let change = match current {
-            None => "was dropped",
-            Some(c) if (c.type_oid, c.type_modifier) != (column.type_oid, column.type_modifier) => {
-                "changed its type"
-            }
-            Some(_) => return None,
-        };
-        Some((column.name.as_str(), change))
-    };
-    earlier.columns.iter().filter_map(changed).collect()
-}
-
-/// Rows stored before a column was dropped keep its last values: only the
-/// rows changed afterwards are taken anew. That is not a change of any row,
-/// so the views that read the column are not refreshed; the warning names
-/// the way to take every row again. (A stored column that changed its type
-/// is not warned of: [`Relations::take_stored_type_change`] reports it, and
-/// the service takes a new snapshot.)
-fn warn_of_changed_columns(earlier: &RelationInfo, now: &RelationInfo) {
-    for (column, change) in changed_columns(earlier, now) {
-        if change != "was dropped" {
-            continue;
-        }
-        tracing::warn!(
-            table = %now.table,
-            column,
-            "a column {change}: rows stored before keep their earlier values in views that read \
-             it until they change; `viewkeeper rebuild VIEW --from-source` takes every row anew"
-        );
-    }
-}
-
 /// The type (OID and modifier) of each column the state store holds, by
 /// table and column, as the catalog gave them when the views were planned.
 pub type StoredColumnTypes = HashMap<String, HashMap<String, (u32, i32)>>;
 
-/// A stored column whose type a Relation message shows changed: the rows
-/// stored before hold values of the old type, which no change in the log
-/// will correct.
+/// A stored column that a Relation message describes with another type, or
+/// no longer has (dropped or renamed). Neither is a change of any row: the
+/// rows stored before hold values of the old type, or of a column the
+/// changes no longer carry, and nothing later in the log corrects them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredTypeChange {
+pub struct StoredColumnChange {
     pub table: String,
     pub column: String,
+    /// `changed its type`, `was dropped or renamed`.
+    pub change: &'static str,
 }
 
-/// The first column of `stored` (a table's stored columns) that `now`
-/// describes with another type or modifier.
-fn stored_type_change(
+/// The first column of `stored` (a table's stored columns, by name) that
+/// `now` describes with another type or modifier, or does not have.
+fn stored_column_change(
     stored: &HashMap<String, (u32, i32)>,
     now: &RelationInfo,
-) -> Option<StoredTypeChange> {
-    now.columns.iter().find_map(|column| {
-        let &expected = stored.get(&column.name)?;
-        (expected != (column.type_oid, column.type_modifier)).then(|| StoredTypeChange {
+) -> Option<StoredColumnChange> {
+    stored.iter().find_map(|(name, &expected)| {
+        let change = match now.columns.iter().find(|c| &c.name == name) {
+            None => "was dropped or renamed",
+            Some(c) if (c.type_oid, c.type_modifier) != expected => "changed its type",
+            Some(_) => return None,
+        };
+        Some(StoredColumnChange {
             table: now.table.to_string(),
-            column: column.name.clone(),
+            column: name.clone(),
+            change,
         })
     })
 }
@@ -158,8 +125,8 @@ pub struct Relations {
     domain_bases: HashMap<u32, u32>,
     /// The stored columns' types, to tell when one changes (empty: none watched).
     stored_types: StoredColumnTypes,
-    /// A stored column's type change seen and not yet taken.
-    stored_type_change: Option<StoredTypeChange>,
+    /// A stored column's change seen and not yet taken.
+    stored_column_change: Option<StoredColumnChange>,
 }
 
 impl Relations {
@@ -176,16 +143,16 @@ impl Relations {
     }
 
     /// Watches the columns of `stored_types`: a Relation message that
-    /// describes one with another type is kept for
-    /// [`Relations::take_stored_type_change`].
+    /// describes one with another type, or without it, is kept for
+    /// [`Relations::take_stored_column_change`].
     pub fn watching(mut self, stored_types: StoredColumnTypes) -> Self {
         self.stored_types = stored_types;
         self
     }
 
-    /// The first stored column seen with another type since the last call.
-    pub fn take_stored_type_change(&mut self) -> Option<StoredTypeChange> {
-        self.stored_type_change.take()
+    /// The first stored column seen changed since the last call.
+    pub fn take_stored_column_change(&mut self) -> Option<StoredColumnChange> {
+        self.stored_column_change.take()
     }
 
     pub fn apply_relation(&mut self, mut body: RelationBody) {
@@ -195,13 +162,10 @@ impl Relations {
             }
         }
         let described = RelationInfo::new(body);
-        if let Some(earlier) = self.by_oid.get(&described.oid) {
-            warn_of_changed_columns(earlier, &described);
-        }
-        if self.stored_type_change.is_none()
+        if self.stored_column_change.is_none()
             && let Some(stored) = self.stored_types.get(described.table.as_ref())
         {
-            self.stored_type_change = stored_type_change(stored, &described);
+            self.stored_column_change = stored_column_change(stored, &described);
         }
         self.by_oid.insert(described.oid, described);
     }
