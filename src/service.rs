@@ -29,7 +29,7 @@ use crate::sink::aggregate::{self, AggregateSink, AggregateSinkError, TargetTabl
 use crate::sink::redis::{self, RedisSink};
 use crate::sink::search::{SearchError, SearchIndex, SearchSink};
 use crate::source::connection::PgEndpoint;
-use crate::source::pgoutput::Relations;
+use crate::source::pgoutput::{Relations, StoredColumnTypes};
 use crate::source::stream::ReplicationStream;
 use crate::source::{SourceError, catalog, snapshot};
 use crate::state::{Store, StoreError};
@@ -647,7 +647,7 @@ impl Pipeline {
             position,
             self.config.batch,
             Relations::with_domain_bases(catalog::load_domain_bases(&self.pool).await?)
-                .watching(self.engine.plan().stored_column_types()),
+                .watching(self.watched_columns().await?),
         )
         .await?;
         self.apply_stream(stream).await
@@ -767,6 +767,18 @@ impl Pipeline {
     /// The stored position, if streaming can continue from it: the state was
     /// built for the current views, and the slot still holds everything after
     /// it. Otherwise `None`: a new snapshot is needed.
+    /// The stored columns whose type or presence the stream watches: all but
+    /// the generated ones, which no relation description has.
+    async fn watched_columns(&self) -> Result<StoredColumnTypes, SourceError> {
+        let mut watched = self.engine.plan().stored_column_types();
+        for (table, generated) in catalog::load_generated_columns(&self.pool).await? {
+            if let Some(columns) = watched.get_mut(&table) {
+                columns.retain(|column, _| !generated.contains(column));
+            }
+        }
+        Ok(watched)
+    }
+
     async fn resume_position(&self) -> Result<Option<Lsn>, ServiceError> {
         let Some(position) = self.store.position()? else {
             return Ok(None);

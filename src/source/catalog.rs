@@ -1,7 +1,7 @@
 //! What the database says about its tables (columns, types, primary keys),
 //! and the publication and slot viewkeeper reads through.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, PgPool, Row};
@@ -32,6 +32,28 @@ pub async fn load_domain_bases(pool: &PgPool) -> Result<HashMap<u32, u32>, Sourc
         .into_iter()
         .map(|(domain, base)| (domain as u32, base as u32))
         .collect())
+}
+
+/// The generated columns (`GENERATED ALWAYS AS (…) STORED`) of every table,
+/// by table: PostgreSQL 15's logical replication does not send them, so no
+/// relation description of the stream has them.
+pub async fn load_generated_columns(
+    pool: &PgPool,
+) -> Result<HashMap<String, HashSet<String>>, SourceError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT n.nspname || '.' || c.relname, a.attname::text
+         FROM pg_attribute a
+         JOIN pg_class c ON c.oid = a.attrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE a.attgenerated <> '' AND a.attnum > 0 AND NOT a.attisdropped",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut generated: HashMap<String, HashSet<String>> = HashMap::new();
+    for (table, column) in rows {
+        generated.entry(table).or_default().insert(column);
+    }
+    Ok(generated)
 }
 
 /// Columns and primary keys of every ordinary or partitioned table outside
