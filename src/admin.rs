@@ -204,7 +204,7 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), &'static st
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .ok_or("missing `Authorization: Bearer <token>`")?;
     let matches = Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes()));
     if bool::from(matches) {
@@ -212,6 +212,15 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), &'static st
     } else {
         Err("wrong admin token")
     }
+}
+
+/// The token of a `Bearer` credential; the scheme's name is
+/// case-insensitive (RFC 9110, 11.1), so `bearer t` presents `t` too.
+fn bearer_token(credentials: &str) -> Option<&str> {
+    let (scheme, token) = credentials.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 #[derive(Debug, Deserialize)]
@@ -414,4 +423,18 @@ async fn search(
 
 fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        assert_eq!(bearer_token("Bearer s3cret"), Some("s3cret"));
+        assert_eq!(bearer_token("bearer s3cret"), Some("s3cret"));
+        assert_eq!(bearer_token("BEARER  s3cret"), Some("s3cret"));
+        assert_eq!(bearer_token("Basic czNjcmV0"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
 }

@@ -40,11 +40,17 @@ pub async fn check(
         // The files that read are checked against the database even when
         // others do not: one run reports every error.
         errors.extend(view::check_against_catalog(&views, &catalog));
-        // The plan needs views that passed; their tables are asked after.
-        if errors.is_empty() {
-            let plan = Plan::build(&views, &catalog)?;
-            errors = replica_identities(&views, &plan, &pool).await?;
-            errors.extend(foreign_tables(&views, &plan, aggregates_url.unwrap_or(url)).await?);
+        // The plan needs views that passed; their tables are asked after,
+        // whatever the other files' errors.
+        let passed: Vec<ViewDef> = views
+            .iter()
+            .filter(|view| !errors.iter().any(|error| error.file == view.file))
+            .cloned()
+            .collect();
+        if !passed.is_empty() {
+            let plan = Plan::build(&passed, &catalog)?;
+            errors.extend(replica_identities(&passed, &plan, &pool).await?);
+            errors.extend(foreign_tables(&passed, &plan, aggregates_url.unwrap_or(url)).await?);
         }
     }
     if !errors.is_empty() {

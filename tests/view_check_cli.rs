@@ -206,7 +206,7 @@ async fn unknown_tables_and_columns_fail_check_and_run_with_file_line_and_field(
         .expect("running viewkeeper");
     assert!(!run.status.success(), "run started with invalid views");
     let refused = stderr(&run);
-    assert!(refused.contains("invalid views, not starting"), "{refused}");
+    assert!(refused.contains("invalid views, not running"), "{refused}");
     assert!(refused.contains("customer_idd"), "{refused}");
     let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots")
         .fetch_one(&pool)
@@ -280,6 +280,19 @@ table: important
         .await
         .unwrap();
     assert_eq!(rows, 1, "check leaves the table alone");
+
+    // Beside a file with errors of its own, it is still reported.
+    let with_broken = views_dir(&[
+        ("orders_by_status.yaml", view),
+        ("broken.yaml", "view: broken\nkind: cache\nroot: [orders\n"),
+    ]);
+    let output = viewkeeper(&["check", "--database-url", &url], with_broken.path());
+    let message = stderr(&output);
+    assert!(message.contains("broken.yaml"), "{message}");
+    assert!(
+        message.contains("was not created by viewkeeper"),
+        "{message}"
+    );
 
     // A table with viewkeeper's mark is its own, and a missing one it creates.
     sqlx::raw_sql(
