@@ -567,6 +567,59 @@ async fn float_zero_and_negative_zero_are_one_group() {
     service.assert_running();
 }
 
+/// Groups by `lower` and `upper` of text, on a table of the test's own.
+const NAME_CASES: &str = "
+view: name_cases
+kind: aggregate
+root: names
+group_by: { low: lower(name), up: upper(name) }
+measures: { n: count() }
+table: analytics.name_cases
+";
+
+/// `lower` and `upper` map case as the database does: ASCII letters only
+/// in a `C` database, one character at a time in a libc `C.UTF-8` one
+/// (they mapped every database as ICU does: `lower('É')` was `é` where
+/// PostgreSQL keeps `É`, a final `Σ` became `ς`, `ß` became `SS`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lower_and_upper_map_case_as_the_database_does() {
+    let pg = PgServer::start().await;
+    for (database, ctype) in [("cases_c", "C"), ("cases_utf8", "C.UTF-8")] {
+        let admin = pg.pool("postgres").await;
+        execute(
+            &admin,
+            &format!(
+                "CREATE DATABASE {database} TEMPLATE template0 ENCODING 'UTF8' \
+                 LC_COLLATE '{ctype}' LC_CTYPE '{ctype}'"
+            ),
+        )
+        .await;
+        let url = pg.url(database);
+        let pool = pg.pool(database).await;
+        execute(&pool, "CREATE TABLE names (id int PRIMARY KEY, name text)").await;
+        execute(
+            &pool,
+            "INSERT INTO names VALUES (1, 'ΣΑΣ'), (2, 'straße'), (3, 'İstanbul'), (4, 'École'),
+                                      (5, 'ecole'), (6, 'ÉCOLE'), (7, NULL)",
+        )
+        .await;
+        let views = tempfile::tempdir().expect("temp dir");
+        std::fs::write(views.path().join("name_cases.yaml"), NAME_CASES).expect("view file");
+        let mut service =
+            ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+        rows_match::<(Option<String>, Option<String>, i64)>(
+            &pool,
+            ctype,
+            "SELECT lower(name), upper(name), count(*)::bigint FROM names
+             GROUP BY 1, 2 ORDER BY lower(name) COLLATE \"C\", upper(name) COLLATE \"C\"",
+            "SELECT low, up, n::bigint FROM analytics.name_cases
+             ORDER BY low COLLATE \"C\", up COLLATE \"C\"",
+        )
+        .await;
+        service.assert_running();
+    }
+}
+
 /// An aggregate view of dates and timestamps, grouped by kind and year.
 const JOB_DATES: &str = "
 view: job_dates

@@ -8,6 +8,7 @@ use std::fmt;
 use crate::change::Value;
 
 use super::arith::{decimal_of, numeric_value};
+use super::case_mapping::CaseMapping;
 use super::compare::values_equal;
 use super::error::Fault;
 use super::types::{ValueType, common_type, comparable};
@@ -190,8 +191,8 @@ impl Function {
                 .unwrap_or(Value::Null)),
             Function::Nullif => nullif(args),
             _ if args.iter().any(Value::is_null) => Ok(Value::Null),
-            Function::Lower => map_text(args, str::to_lowercase),
-            Function::Upper => map_text(args, str::to_uppercase),
+            Function::Lower => map_text(args, |text| CaseMapping::current().lower(text)),
+            Function::Upper => map_text(args, |text| CaseMapping::current().upper(text)),
             Function::Length => length(args),
             Function::Abs => abs(args),
             Function::Round => round(args),

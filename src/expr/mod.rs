@@ -18,10 +18,12 @@
 //! - `arith`, `numeric`: Int / exact Numeric / Float arithmetic
 //! - `compare`: the order of values ([`compare_values`])
 //! - `cast`, `functions`, `like`, `temporal`, `date_parts`: the rest
+//! - `case_mapping`: `lower`/`upper` as the source database maps case
 //! - `render`: nodes back to SQL, for error messages
 //! - `sort_key`: byte keys in value order, for aggregates' min/max/distinct
 
 mod arith;
+mod case_mapping;
 mod cast;
 mod check;
 mod compare;
@@ -43,6 +45,7 @@ use std::fmt;
 
 use crate::change::Value;
 
+pub use case_mapping::CaseMapping;
 pub use compare::compare_values;
 pub use error::{EvalError, ExprError};
 pub use sort_key::sort_key;

@@ -9,6 +9,7 @@ use sqlx::{AssertSqlSafe, PgPool, Row};
 use super::SourceError;
 use super::connection::quote_qualified;
 use crate::change::Lsn;
+use crate::expr::CaseMapping;
 use crate::view::{Catalog, ColumnInfo, TableInfo};
 
 /// The base type of every domain type (`CREATE DOMAIN money6 AS
@@ -56,9 +57,23 @@ pub async fn load_generated_columns(
     Ok(generated)
 }
 
+/// How the database maps case (`lower`, `upper`): by its `LC_CTYPE` and
+/// locale provider. `to_jsonb` reads `datlocprovider` without failing
+/// before PostgreSQL 15, which has none (libc).
+async fn load_case_mapping(pool: &PgPool) -> Result<CaseMapping, SourceError> {
+    let (ctype, provider): (String, Option<String>) = sqlx::query_as(
+        "SELECT datctype::text, to_jsonb(d) ->> 'datlocprovider'
+         FROM pg_database d WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(CaseMapping::of_database(&ctype, provider.as_deref()))
+}
+
 /// Columns and primary keys of every ordinary or partitioned table outside
 /// the system schemas; a column of a domain type has the domain's base type.
 pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
+    load_case_mapping(pool).await?.set_current();
     let domain_bases = load_domain_bases(pool).await?;
     let rows = sqlx::query(
         "SELECT n.nspname || '.' || c.relname AS table_name, a.attname::text AS column_name,
