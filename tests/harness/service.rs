@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -24,7 +25,10 @@ pub struct ServiceSetup {
     pub database_url: String,
     pub redis_url: String,
     pub views: PathBuf,
-    pub dir: TempDir,
+    /// Shared with every [`Service`] started from it, so that a service
+    /// started from a setup that is then dropped keeps its data directory
+    /// and log (they were deleted under it, and the log read empty).
+    pub dir: Arc<TempDir>,
     /// Where the admin API listens: a port free when the setup was made.
     pub admin_port: u16,
     /// More `viewkeeper run` flags (`--aggregates-url …`).
@@ -46,7 +50,7 @@ impl ServiceSetup {
             database_url: database_url.to_owned(),
             redis_url: redis_url.to_owned(),
             views,
-            dir: tempfile::tempdir().expect("creating a temp dir"),
+            dir: Arc::new(tempfile::tempdir().expect("creating a temp dir")),
             admin_port: super::free_port(),
             extra_args: Vec::new(),
         }
@@ -102,6 +106,7 @@ impl ServiceSetup {
             log,
             data_dir: self.data_dir(),
             views: self.views.clone(),
+            _dir: Arc::clone(&self.dir),
         }
     }
 }
@@ -112,6 +117,7 @@ pub struct Service {
     log: PathBuf,
     data_dir: PathBuf,
     views: PathBuf,
+    _dir: Arc<TempDir>,
 }
 
 impl Service {

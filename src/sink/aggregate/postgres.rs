@@ -248,23 +248,31 @@ async fn owner_of(
 /// Creates `schema` unless it exists. The sinks of two views in one new
 /// schema may both get here at once, and `IF NOT EXISTS` does not stop the
 /// second from failing on the catalog's unique key: a transaction lock on
-/// the schema's name makes it wait for the first, and then find the schema.
+/// the schema's name makes it wait for the first. Then it asks again: the
+/// new statement's snapshot sees the first one's commit, where `CREATE
+/// SCHEMA IF NOT EXISTS` alone looks in catalog caches that an advisory
+/// lock does not refresh (it failed so, the second time on the same key).
 async fn create_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-            .bind(schema)
-            .fetch_one(&mut *conn)
-            .await?;
-    if exists {
+    if schema_exists(conn, schema).await? {
         return Ok(());
     }
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(format!("viewkeeper: create schema {schema}"))
         .execute(&mut *conn)
         .await?;
-    let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
+    if schema_exists(conn, schema).await? {
+        return Ok(());
+    }
+    let sql = format!("CREATE SCHEMA {}", quote_ident(schema));
     sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
     Ok(())
+}
+
+async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+        .bind(schema)
+        .fetch_one(&mut *conn)
+        .await
 }
 
 /// The definition hash of the view's checkpoint row; `None` also when no
