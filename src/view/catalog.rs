@@ -40,6 +40,19 @@ pub struct ColumnInfo {
     pub not_null: bool,
 }
 
+/// A hint for a name that exists in another case (`dueAt` for `dueat`):
+/// view fields match names exactly, and expressions fold unquoted names to
+/// lower case, as SQL does.
+fn case_hint<'n>(wanted: &str, mut names: impl Iterator<Item = &'n str>) -> String {
+    match names.find(|name| name.eq_ignore_ascii_case(wanted)) {
+        Some(name) => format!(
+            "; did you mean \"{name}\"? Names match exactly; an expression folds an \
+             unquoted name to lower case, so write it there in double quotes"
+        ),
+        None => String::new(),
+    }
+}
+
 impl TableInfo {
     fn has_column(&self, name: &str) -> bool {
         self.columns.iter().any(|column| column.name == name)
@@ -93,10 +106,11 @@ impl<'a> ViewCheck<'a> {
     /// (without one, rows cannot be told apart in the state store).
     fn table(&mut self, name: &str, path: &str) -> Option<&'a TableInfo> {
         let Some(table) = self.catalog.tables.get(name) else {
+            let hint = case_hint(name, self.catalog.tables.keys().map(String::as_str));
             self.error(
                 path,
                 path,
-                format!("table \"{}\" does not exist", display_table(name)),
+                format!("table \"{}\" does not exist{hint}", display_table(name)),
             );
             return None;
         };
@@ -259,8 +273,9 @@ impl<'a> ViewCheck<'a> {
         line_path: &str,
     ) {
         if !table.has_column(column) {
+            let hint = case_hint(column, table.columns.iter().map(|c| c.name.as_str()));
             let message = format!(
-                "column \"{column}\" does not exist in table {}",
+                "column \"{column}\" does not exist in table {}{hint}",
                 display_table(table_name)
             );
             self.error(path, line_path, message);

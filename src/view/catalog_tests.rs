@@ -88,6 +88,40 @@ fn the_joined_side_of_on_is_checked_in_the_joined_table() {
     );
 }
 
+/// A name that exists in another case gets a hint: view fields match names
+/// exactly, and expressions fold unquoted ones to lower case.
+#[test]
+fn a_name_in_another_case_is_named_in_a_hint() {
+    let mut catalog = shop();
+    catalog.tables.insert(
+        "public.Customers".to_owned(),
+        table(&["id", "name", "eMail"], &["id"]),
+    );
+    catalog.tables.remove("public.customers");
+    let hint = |name: &str| {
+        format!(
+            "; did you mean \"{name}\"? Names match exactly; an expression folds an unquoted \
+             name to lower case, so write it there in double quotes"
+        )
+    };
+    assert_eq!(
+        check(ORDER_CACHE, &catalog),
+        [format!(
+            "views/order_cache.yaml:13: fields.customer.one: table \"customers\" does not exist{}",
+            hint("public.Customers")
+        )]
+    );
+    let text = ORDER_CACHE.replace("one: customers", "one: \"Customers\"");
+    assert_eq!(
+        check(&text, &catalog),
+        [format!(
+            "views/order_cache.yaml:15: fields.customer.fields.email: column \"email\" does not \
+             exist in table Customers{}",
+            hint("eMail")
+        )]
+    );
+}
+
 #[test]
 fn unknown_tables_are_reported_without_cascading_column_errors() {
     let text = ORDER_CACHE
