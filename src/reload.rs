@@ -51,6 +51,61 @@ pub async fn plan_views(views: &[ViewDef], pool: &PgPool) -> Result<Plan, Planni
     Ok(Plan::build(views, &catalog)?)
 }
 
+/// A view whose file reads but that no longer checks against the database
+/// (a column it reads was dropped or renamed, or changed to a type it
+/// cannot use): it is not run, and `/status` shows it `failed` with `error`.
+#[derive(Debug, Clone)]
+pub struct InvalidView {
+    pub view: ViewDef,
+    pub error: String,
+}
+
+/// The views that check against the catalog, planned, and those that do
+/// not.
+pub struct PlannedViews {
+    pub runnable: Vec<ViewDef>,
+    pub plan: Plan,
+    pub invalid: Vec<InvalidView>,
+}
+
+/// Plans the views that check against the catalog and sets the others
+/// apart, so one view broken by a change in the database does not stop the
+/// others. Fails, as [`plan_views`] does, when none checks.
+pub async fn plan_runnable_views(
+    views: &[ViewDef],
+    pool: &PgPool,
+) -> Result<PlannedViews, PlanningError> {
+    let catalog = catalog::load_catalog(pool).await?;
+    let errors = view::check_against_catalog(views, &catalog);
+    let (runnable, invalid): (Vec<ViewDef>, Vec<ViewDef>) = views
+        .iter()
+        .cloned()
+        .partition(|view| !errors.iter().any(|error| error.file == view.file));
+    if runnable.is_empty() && !invalid.is_empty() {
+        return Err(PlanningError::Invalid(ViewErrors(errors)));
+    }
+    let plan = Plan::build(&runnable, &catalog)?;
+    let invalid = invalid
+        .into_iter()
+        .map(|view| {
+            let messages: Vec<String> = errors
+                .iter()
+                .filter(|error| error.file == view.file)
+                .map(ToString::to_string)
+                .collect();
+            InvalidView {
+                error: messages.join("\n"),
+                view,
+            }
+        })
+        .collect();
+    Ok(PlannedViews {
+        runnable,
+        plan,
+        invalid,
+    })
+}
+
 /// New views for the pipeline, checked and planned.
 pub struct NewViews {
     pub views: Vec<ViewDef>,
@@ -137,6 +192,13 @@ impl Reloader {
 }
 
 impl Reloader {
+    /// Takes `views` as the running ones: after a restart that set views
+    /// apart that no longer check, a reload of the same files brings back
+    /// those that check again.
+    pub async fn set_running(&self, views: &[ViewDef]) {
+        *self.running.lock().await = hashes(views);
+    }
+
     /// Asks the pipeline to restart from a new snapshot and then rewrite
     /// `view`'s target (`rebuild --from-source`).
     pub async fn restart_from_source(&self, view: &str) -> Result<(), ReloadError> {

@@ -23,7 +23,7 @@ use crate::drop_view::Targets;
 use crate::engine::{BatchOutcome, Engine, EngineError, OutputReader};
 use crate::plan::{KeyPartPlan, OutputPlan, Plan, PlanError, ViewPlan};
 use crate::rebuild::Rebuilder;
-use crate::reload::{self, PlanningError, Reloader, Restart};
+use crate::reload::{self, InvalidView, PlannedViews, PlanningError, Reloader, Restart};
 use crate::sink::RewriteSignal;
 use crate::sink::aggregate::{self, AggregateSink, AggregateSinkError, TargetTable};
 use crate::sink::redis::{self, RedisSink};
@@ -147,7 +147,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         .connect_with(endpoint.sql_options()?)
         .await
         .map_err(SourceError::from)?;
-    let plan = reload::plan_views(&views, &pool).await?;
+    let planned = reload::plan_runnable_views(&views, &pool).await?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServiceError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
@@ -156,7 +156,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         tracing::warn!(setting, "setting no longer used by this version: ignored");
     }
     let store = Arc::new(Store::open(&config.data_dir, &config.store)?);
-    let (reloader, mut restarts) = Reloader::new(config.views.clone(), pool.clone(), &views);
+    let (reloader, mut restarts) =
+        Reloader::new(config.views.clone(), pool.clone(), &planned.runnable);
     let reloader = Arc::new(reloader);
     let context = Context {
         endpoint,
@@ -165,7 +166,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         status: StatusBoard::new(),
         config,
     };
-    let (mut generation, running) = Generation::start(&context, &views, plan).await?;
+    let (mut generation, running) = Generation::start(&context, planned).await?;
     let admin = AdminState::new(
         AdminShared {
             status: Arc::clone(&context.status),
@@ -185,11 +186,12 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     );
     let server = admin::bind(context.config.admin_addr, admin.clone(), shutdown.clone()).await?;
     let server = tokio::spawn(server);
-    tokio::spawn(reload_on_sighup(reloader, shutdown.clone()));
+    tokio::spawn(reload_on_sighup(Arc::clone(&reloader), shutdown.clone()));
     let mut views = views;
     while let Some(restart) = generation.run(&mut shutdown, &mut restarts).await {
-        let (next_views, plan, from_source) = prepare_restart(&context, views, restart).await?;
-        let (started, running) = Generation::start(&context, &next_views, plan).await?;
+        let (next_views, planned, from_source) = prepare_restart(&context, views, restart).await?;
+        reloader.set_running(&planned.runnable).await;
+        let (started, running) = Generation::start(&context, planned).await?;
         if let Some(view) = from_source {
             running.rebuilder.rewrite_after_snapshot(view);
         }
@@ -209,38 +211,47 @@ async fn prepare_restart(
     context: &Context,
     views: Vec<ViewDef>,
     restart: Restart,
-) -> Result<(Vec<ViewDef>, Plan, Option<String>), ServiceError> {
+) -> Result<(Vec<ViewDef>, PlannedViews, Option<String>), ServiceError> {
     match restart {
         Restart::Views(next) => {
             tracing::info!(
                 views = next.plan.views.len(),
                 "view files changed: restarting the pipeline on them"
             );
-            Ok((next.views, next.plan, None))
+            let planned = PlannedViews {
+                runnable: next.views.clone(),
+                plan: next.plan,
+                invalid: Vec::new(),
+            };
+            Ok((next.views, planned, None))
         }
         Restart::FromSource { view } => {
             tracing::info!(%view, "rebuild from source: restarting from a new snapshot");
-            let plan = plan_for_new_snapshot(context, &views).await?;
-            Ok((views, plan, Some(view)))
+            let planned = plan_for_new_snapshot(context, &views).await?;
+            Ok((views, planned, Some(view)))
         }
         Restart::StoredColumnChanged => {
-            let plan = plan_for_new_snapshot(context, &views).await?;
-            Ok((views, plan, None))
+            let planned = plan_for_new_snapshot(context, &views).await?;
+            Ok((views, planned, None))
         }
     }
 }
 
-/// Plans `views` against the catalog as it is now, and makes the next
-/// pipeline start from a new slot and snapshot: no WAL from before is read
-/// again, so no older description of a table is seen again either.
-async fn plan_for_new_snapshot(context: &Context, views: &[ViewDef]) -> Result<Plan, ServiceError> {
-    let plan = reload::plan_views(views, &context.pool).await?;
+/// Plans `views` against the catalog as it is now (those that no longer
+/// check are set apart), and makes the next pipeline start from a new slot
+/// and snapshot: no WAL from before is read again, so no older description
+/// of a table is seen again either.
+async fn plan_for_new_snapshot(
+    context: &Context,
+    views: &[ViewDef],
+) -> Result<PlannedViews, ServiceError> {
+    let planned = reload::plan_runnable_views(views, &context.pool).await?;
     let store = Arc::clone(&context.store);
     tokio::task::spawn_blocking(move || store.forget_position())
         .await
         .map_err(SourceError::from)??;
     context.status.snapshot_started();
-    Ok(plan)
+    Ok(planned)
 }
 
 /// Reloads the view files on every `SIGHUP`, logging what it did.
@@ -265,13 +276,27 @@ async fn reload_on_sighup(reloader: Arc<Reloader>, mut shutdown: watch::Receiver
 }
 
 impl Generation {
-    /// Checks the tables, starts the sinks of `views`, and readies the
-    /// pipeline; also returns what the admin API serves of these views.
+    /// Checks the tables, starts the sinks of the runnable views, and
+    /// readies the pipeline; also returns what the admin API serves of the
+    /// views, those that do not run with why.
     async fn start(
         context: &Context,
-        views: &[ViewDef],
-        plan: Plan,
+        planned: PlannedViews,
     ) -> Result<(Generation, RunningViews), ServiceError> {
+        let PlannedViews {
+            runnable: views,
+            plan,
+            invalid,
+        } = planned;
+        for view in &invalid {
+            tracing::error!(
+                view = %view.view.name,
+                error = %view.error,
+                "the view no longer checks against the database: not running it (the others \
+                 run); it runs again after a reload once it checks"
+            );
+        }
+        let views = views.as_slice();
         let Context {
             config,
             store,
@@ -300,7 +325,7 @@ impl Generation {
         let sink_names: Vec<String> = plan.views.iter().map(|v| v.sink.clone()).collect();
         status.retain_sinks(&sink_names);
         let running = RunningViews {
-            views: view_infos(&plan),
+            views: view_infos(&plan, &invalid),
             search_indexes: std::mem::take(&mut sinks.indexes),
             rebuilder: Arc::new(Rebuilder::new(
                 Arc::clone(&engine),
@@ -540,16 +565,26 @@ async fn start_aggregate_sinks(
     Ok(())
 }
 
-/// Name, kind and outbox of every view, for `/status`.
-fn view_infos(plan: &Plan) -> Vec<ViewInfo> {
-    plan.views
-        .iter()
-        .map(|view| ViewInfo {
-            name: view.name.clone(),
-            kind: view.kind(),
-            sink: view.sink.clone(),
-        })
-        .collect()
+/// Name, kind and outbox of every view, for `/status`; and why each of
+/// `invalid` does not run.
+fn view_infos(plan: &Plan, invalid: &[InvalidView]) -> Vec<ViewInfo> {
+    let running = plan.views.iter().map(|view| ViewInfo {
+        name: view.name.clone(),
+        kind: view.kind(),
+        sink: view.sink.clone(),
+        error: None,
+    });
+    let not_running = invalid.iter().map(|invalid| ViewInfo {
+        name: invalid.view.name.clone(),
+        kind: match invalid.view.kind {
+            ViewKind::Cache(_) => "cache",
+            ViewKind::Search(_) => "search",
+            ViewKind::Aggregate(_) => "aggregate",
+        },
+        sink: String::new(),
+        error: Some(invalid.error.clone()),
+    });
+    running.chain(not_running).collect()
 }
 
 impl Pipeline {

@@ -279,9 +279,14 @@ pub fn now_micros() -> i64 {
 pub struct ViewReport {
     pub view: String,
     pub kind: &'static str,
-    /// `building` (initial snapshot), `live`, or `failed` (its sink cannot
-    /// reach its target; it retries).
+    /// `building` (a snapshot), `live`, `rebuilding`, or `failed` (its sink
+    /// cannot reach its target and retries, or `view_error` says why the
+    /// view does not run).
     pub state: &'static str,
+    /// Why the view does not run: its file no longer checks against the
+    /// database (`check`'s messages). It runs again after a reload once it
+    /// checks; its targets keep what they held.
+    pub view_error: Option<String>,
     /// The source position the view's outputs include.
     pub applied_lsn: Option<String>,
     pub lag_bytes: Option<u64>,
@@ -305,6 +310,31 @@ pub struct ViewReport {
     /// rewrote it (self-healing), and when it last did.
     pub sink_data_losses: u64,
     pub sink_last_data_loss_micros: Option<i64>,
+}
+
+impl ViewReport {
+    /// A view that does not run, with why.
+    fn not_running(view: &ViewInfo) -> ViewReport {
+        ViewReport {
+            view: view.name.clone(),
+            kind: view.kind,
+            state: "failed",
+            view_error: view.error.clone(),
+            applied_lsn: None,
+            lag_bytes: None,
+            lag_seconds: None,
+            outbox_depth: 0,
+            dead_letters: 0,
+            recomputes: 0,
+            rebuilds_completed: 0,
+            rebuild: None,
+            rebuild_error: None,
+            sink: view.sink.clone(),
+            sink_error: None,
+            sink_data_losses: 0,
+            sink_last_data_loss_micros: None,
+        }
+    }
 }
 
 /// What `/status` reports about the replication source.
@@ -332,6 +362,9 @@ pub struct ViewInfo {
     pub name: String,
     pub kind: &'static str,
     pub sink: String,
+    /// Why the view is not running: its file no longer checks against the
+    /// database.
+    pub error: Option<String>,
 }
 
 /// Confirmed LSN, current WAL LSN, retained bytes.
@@ -401,7 +434,10 @@ pub async fn report(
         telemetry::record_retained_wal(retained);
     }
     let mut reports = Vec::with_capacity(views.len());
-    for view in views {
+    for view in views.iter().filter(|view| view.error.is_some()) {
+        reports.push(ViewReport::not_running(view));
+    }
+    for view in views.iter().filter(|view| view.error.is_none()) {
         let outbox_depth = store.outbox_pending(&view.sink).unwrap_or(0);
         telemetry::record_outbox_depth(&view.sink, outbox_depth);
         let dead_letters = store.dead_letter_count(&view.name).unwrap_or(0);
@@ -422,6 +458,7 @@ pub async fn report(
             view: view.name.clone(),
             kind: view.kind,
             state,
+            view_error: None,
             applied_lsn: snapshot.position.map(|lsn| lsn.to_string()),
             lag_bytes,
             lag_seconds,
@@ -440,9 +477,11 @@ pub async fn report(
             sink_last_data_loss_micros: sink.last_data_loss_micros,
         });
     }
+    reports.sort_by(|a, b| a.view.cmp(&b.view));
     let sinks_reachable = snapshot.sinks.values().all(|sink| sink.reachable);
+    let all_running = views.iter().all(|view| view.error.is_none());
     StatusReport {
-        ready: snapshot.snapshot_done && sinks_reachable,
+        ready: snapshot.snapshot_done && sinks_reachable && all_running,
         snapshot_done: snapshot.snapshot_done,
         views: reports,
         source,

@@ -140,13 +140,6 @@ impl Service {
         self.child.wait().expect("the exit status")
     }
 
-    /// The exit status once the process ends by itself; panics if it takes
-    /// longer than `deadline`.
-    pub async fn exited(&mut self, deadline: Duration) -> std::process::ExitStatus {
-        reap(&mut self.child, deadline, "viewkeeper exited by itself").await;
-        self.child.wait().expect("the exit status")
-    }
-
     /// SIGHUP: reload the view files.
     pub fn hang_up(&self) {
         signal(&self.child, "HUP");
