@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
@@ -234,9 +235,13 @@ struct RebuildParams {
 async fn rebuild(
     State(state): State<AdminState>,
     Path(view): Path<String>,
-    Query(params): Query<RebuildParams>,
+    params: Result<Query<RebuildParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
     if let Err(why) = authorized(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, why.into());
     }
@@ -320,8 +325,12 @@ struct ListParams {
 async fn dead_letters(
     State(state): State<AdminState>,
     Path(view): Path<String>,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
     if !state.running().views.iter().any(|info| info.name == view) {
         return error(StatusCode::NOT_FOUND, format!("no view named {view:?}"));
     }
@@ -394,8 +403,12 @@ struct SearchParams {
 async fn search(
     State(state): State<AdminState>,
     Path(view): Path<String>,
-    Query(params): Query<SearchParams>,
+    params: Result<Query<SearchParams>, QueryRejection>,
 ) -> Response {
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
     let Some(index) = state.running().search_indexes.get(&view).cloned() else {
         return error(
             StatusCode::NOT_FOUND,

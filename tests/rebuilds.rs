@@ -112,6 +112,15 @@ async fn mutating_calls_need_the_configured_token() {
         post(port, "/views/no_such_view/rebuild", Some(TOKEN)).await,
         404
     );
+    // A bad parameter gets the API's JSON error, not axum's plain text.
+    let bad = "/views/order_cache/rebuild?from_source=maybe";
+    let (code, body) = http_post(port, bad, Some(TOKEN)).await.unwrap();
+    assert_eq!(code, 400, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert!(
+        error["error"].as_str().unwrap().contains("from_source"),
+        "{body}"
+    );
     assert_eq!(post(port, path, Some(TOKEN)).await, 202);
     let log = service.log_tail(400);
     assert!(!log.contains(TOKEN), "the token is in the log");
