@@ -121,7 +121,7 @@ pub enum Restart {
     FromSource { view: String },
     /// A column the state store holds changed its type, or was dropped or
     /// renamed: the same views, planned against the catalog again (a view
-    /// that no longer checks stops the service, as at start), from a new
+    /// that no longer checks is set apart and does not run), from a new
     /// snapshot.
     StoredColumnChanged,
 }

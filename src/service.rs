@@ -606,7 +606,7 @@ impl Pipeline {
             match result {
                 Ok(()) => return None,
                 Err(error @ ServiceError::Source(SourceError::StoredColumnChanged { .. })) => {
-                    tracing::warn!(%error);
+                    tracing::warn!(%error, "planning the views again");
                     return Some(Restart::StoredColumnChanged);
                 }
                 Err(error) => {

@@ -305,8 +305,7 @@ async fn a_column_renamed_under_a_view_stops_that_view_until_it_checks_again() {
     let pg = PgServer::start().await;
     let redis = RedisServer::start().await;
     let (url, pool) = small_shop(&pg).await;
-    let mut setup = ServiceSetup::new(&url, &redis.url());
-    setup.extra_args = vec!["--admin-token".into(), TOKEN.into()];
+    let setup = ServiceSetup::new(&url, &redis.url()).with_admin_token(TOKEN);
     let port = setup.admin_port;
     let mut service = setup.start();
     let deadline = Duration::from_secs(120);

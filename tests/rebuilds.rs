@@ -48,8 +48,7 @@ async fn start_with_token() -> Running {
     let pg = PgServer::start().await;
     let redis = RedisServer::start().await;
     let (url, pool) = small_shop(&pg).await;
-    let mut setup = ServiceSetup::new(&url, &redis.url());
-    setup.extra_args = vec!["--admin-token".into(), TOKEN.into()];
+    let setup = ServiceSetup::new(&url, &redis.url()).with_admin_token(TOKEN);
     let port = setup.admin_port;
     let mut service = setup.start();
     converged(&mut service, &pool, &redis.url(), DEADLINE).await;
@@ -100,8 +99,7 @@ async fn mutating_calls_need_the_configured_token() {
     assert_eq!(post(setup.admin_port, path, Some("anything")).await, 401);
     drop(service);
 
-    let mut setup = ServiceSetup::new(&url, &redis.url());
-    setup.extra_args = vec!["--admin-token".into(), TOKEN.into()];
+    let setup = ServiceSetup::new(&url, &redis.url()).with_admin_token(TOKEN);
     let mut service = setup.start();
     converged(&mut service, &pool, &redis.url(), DEADLINE).await;
     let port = setup.admin_port;

@@ -71,8 +71,8 @@ async fn reloads_rebuild_what_changed_and_drop_removes_what_is_left() {
     let (url, pool) = small_shop(&pg).await;
     let views = tempfile::tempdir().unwrap();
     copy_repository_views(views.path());
-    let mut setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_owned());
-    setup.extra_args = vec!["--admin-token".into(), TOKEN.into()];
+    let setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_owned())
+        .with_admin_token(TOKEN);
     let port = setup.admin_port;
     let mut service = setup.start();
     converged(&mut service, &pool, &redis.url(), DEADLINE).await;
@@ -232,8 +232,8 @@ async fn a_reload_that_needs_a_new_snapshot_reports_building_until_it_ends() {
     .unwrap();
     let views = tempfile::tempdir().unwrap();
     copy_repository_views(views.path());
-    let mut setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_owned());
-    setup.extra_args = vec!["--admin-token".into(), TOKEN.into()];
+    let setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_owned())
+        .with_admin_token(TOKEN);
     let port = setup.admin_port;
     let mut service = setup.start();
     converged(&mut service, &pool, &redis.url(), DEADLINE).await;

@@ -56,6 +56,13 @@ impl ServiceSetup {
         }
     }
 
+    /// Mutating admin calls then need `token`.
+    pub fn with_admin_token(mut self, token: &str) -> ServiceSetup {
+        self.extra_args
+            .extend(["--admin-token".to_owned(), token.to_owned()]);
+        self
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
