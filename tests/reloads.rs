@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::{
-    PgServer, RedisServer, ServiceSetup, converged, http_get, http_post, redis_documents,
+    PgServer, RedisServer, Service, ServiceSetup, converged, http_get, http_post, redis_documents,
     small_shop, view_status, wait_for_view_counts, wait_until,
 };
 use serde_json::{Value, json};
@@ -56,6 +56,22 @@ async fn expected_product_names(pool: &PgPool) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// The service on a copy of the repository's views (so that a test may edit
+/// them), with the admin token, converged.
+async fn start_on_copied_views(
+    url: &str,
+    redis_url: &str,
+    pool: &PgPool,
+) -> (tempfile::TempDir, ServiceSetup, Service) {
+    let views = tempfile::tempdir().unwrap();
+    copy_repository_views(views.path());
+    let setup =
+        ServiceSetup::with_views(url, redis_url, views.path().to_owned()).with_admin_token(TOKEN);
+    let mut service = setup.start();
+    converged(&mut service, pool, redis_url, DEADLINE).await;
+    (views, setup, service)
+}
+
 fn copy_repository_views(to: &Path) {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("views");
     for entry in std::fs::read_dir(from).unwrap() {
@@ -69,13 +85,8 @@ async fn reloads_rebuild_what_changed_and_drop_removes_what_is_left() {
     let pg = PgServer::start().await;
     let redis = RedisServer::start().await;
     let (url, pool) = small_shop(&pg).await;
-    let views = tempfile::tempdir().unwrap();
-    copy_repository_views(views.path());
-    let setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_owned())
-        .with_admin_token(TOKEN);
+    let (views, setup, mut service) = start_on_copied_views(&url, &redis.url(), &pool).await;
     let port = setup.admin_port;
-    let mut service = setup.start();
-    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
     let all_once = [
         ("category_daily_sales", 1),
         ("order_cache", 1),
@@ -230,13 +241,8 @@ async fn a_reload_that_needs_a_new_snapshot_reports_building_until_it_ends() {
     .execute(&pool)
     .await
     .unwrap();
-    let views = tempfile::tempdir().unwrap();
-    copy_repository_views(views.path());
-    let setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_owned())
-        .with_admin_token(TOKEN);
+    let (views, setup, mut service) = start_on_copied_views(&url, &redis.url(), &pool).await;
     let port = setup.admin_port;
-    let mut service = setup.start();
-    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
     assert_eq!(view_status(port, "order_cache").await["state"], "live");
 
     // A transaction that wrote and stays open: the new slot waits for it
