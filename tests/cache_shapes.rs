@@ -10,9 +10,7 @@ mod harness;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use harness::{
-    PgServer, RedisServer, ServiceSetup, diff_documents, try_redis_documents, wait_until,
-};
+use harness::{PgServer, RedisServer, ServiceSetup, redis_matches, wait_until};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -199,17 +197,7 @@ async fn converged(pool: &PgPool, redis_url: &str, version: &Version) {
     wait_until(
         Duration::from_secs(120),
         "redis matches the lab oracle",
-        || async {
-            let actual = try_redis_documents(redis_url, "acct:*")
-                .await
-                .map_err(|e| e.to_string())?;
-            let differences = diff_documents(&expected(pool, version).await, &actual);
-            if differences.is_empty() {
-                Ok(())
-            } else {
-                Err(differences.join("\n"))
-            }
-        },
+        || async { redis_matches(redis_url, "acct:*", &expected(pool, version).await).await },
     )
     .await
 }

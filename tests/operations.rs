@@ -14,9 +14,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use harness::{
-    PgServer, RedisServer, ServiceSetup, converged, current_wal_lsn, diff_documents,
-    expected_product_cache, http_get, http_post, redis_documents, slot_confirmed, small_shop,
-    view_status, wait_until,
+    PgServer, RedisServer, ServiceSetup, converged, current_wal_lsn, expected_product_cache,
+    http_get, http_post, redis_documents, redis_matches, slot_confirmed, small_shop, view_status,
+    wait_until,
 };
 use serde_json::Value;
 use viewkeeper::workload::{Mix, Op, WorkloadOptions};
@@ -342,13 +342,7 @@ async fn a_column_renamed_under_a_view_stops_that_view_until_it_checks_again() {
         .expect("renaming products");
     wait_until(deadline, "product_cache matches SQL", || async {
         let expected = expected_product_cache(&pool).await;
-        let actual = redis_documents(&redis.url(), "product:*").await;
-        let differences = diff_documents(&expected, &actual);
-        if differences.is_empty() {
-            Ok(())
-        } else {
-            Err(differences.join("\n"))
-        }
+        redis_matches(&redis.url(), "product:*", &expected).await
     })
     .await;
     service.assert_running();

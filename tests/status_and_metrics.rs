@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::{
-    PgServer, RedisServer, ServiceSetup, converged, diff_documents, expected_order_cache, http_get,
-    parse_prometheus, small_shop, try_redis_documents, wait_until,
+    PgServer, RedisServer, ServiceSetup, converged, expected_order_cache, http_get,
+    parse_prometheus, redis_matches, small_shop, wait_until,
 };
 use serde_json::Value;
 use viewkeeper::workload::{self, WorkloadOptions};
@@ -203,15 +203,7 @@ async fn an_unreachable_aggregate_target_fails_its_view_only_and_keeps_its_passw
         .expect("workload");
     wait_until(DEADLINE, "order_cache matches its oracle", || async {
         let expected = expected_order_cache(&pool).await;
-        let actual = try_redis_documents(&redis.url(), "order:*")
-            .await
-            .map_err(|e| e.to_string())?;
-        let differences = diff_documents(&expected, &actual);
-        if differences.is_empty() {
-            Ok(())
-        } else {
-            Err(differences.join("\n"))
-        }
+        redis_matches(&redis.url(), "order:*", &expected).await
     })
     .await;
     let text = status.to_string() + &service.log_tail(200);

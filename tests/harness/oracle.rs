@@ -179,6 +179,24 @@ pub async fn try_redis_documents(
     Ok(documents)
 }
 
+/// `Ok` when the keys matching `pattern` hold exactly `expected`, else the
+/// differences ([`diff_documents`]) or the Redis error: a condition to poll.
+pub async fn redis_matches(
+    redis_url: &str,
+    pattern: &str,
+    expected: &BTreeMap<String, Value>,
+) -> Result<(), String> {
+    let actual = try_redis_documents(redis_url, pattern)
+        .await
+        .map_err(|e| format!("reading {pattern}: {e}"))?;
+    let differences = diff_documents(expected, &actual);
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(differences.join("\n"))
+    }
+}
+
 /// Every key matching `pattern`, once each, in order.
 pub async fn scan_keys(
     conn: &mut redis::aio::MultiplexedConnection,
