@@ -11,10 +11,10 @@ use std::sync::{Arc, RwLock};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -235,13 +235,9 @@ struct RebuildParams {
 async fn rebuild(
     State(state): State<AdminState>,
     Path(view): Path<String>,
-    params: Result<Query<RebuildParams>, QueryRejection>,
+    JsonQuery(params): JsonQuery<RebuildParams>,
     headers: HeaderMap,
 ) -> Response {
-    let params = match params {
-        Ok(Query(params)) => params,
-        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
-    };
     if let Err(why) = authorized(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, why.into());
     }
@@ -325,12 +321,8 @@ struct ListParams {
 async fn dead_letters(
     State(state): State<AdminState>,
     Path(view): Path<String>,
-    params: Result<Query<ListParams>, QueryRejection>,
+    JsonQuery(params): JsonQuery<ListParams>,
 ) -> Response {
-    let params = match params {
-        Ok(Query(params)) => params,
-        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
-    };
     if !state.running().views.iter().any(|info| info.name == view) {
         return error(StatusCode::NOT_FOUND, format!("no view named {view:?}"));
     }
@@ -403,12 +395,8 @@ struct SearchParams {
 async fn search(
     State(state): State<AdminState>,
     Path(view): Path<String>,
-    params: Result<Query<SearchParams>, QueryRejection>,
+    JsonQuery(params): JsonQuery<SearchParams>,
 ) -> Response {
-    let params = match params {
-        Ok(Query(params)) => params,
-        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
-    };
     let Some(index) = state.running().search_indexes.get(&view).cloned() else {
         return error(
             StatusCode::NOT_FOUND,
@@ -436,6 +424,25 @@ async fn search(
 
 fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// Query parameters, refused as every other error of the API is: `400` with
+/// a JSON `error` (axum's own `Query` answers in plain text).
+struct JsonQuery<T>(T);
+
+impl<T, S> FromRequestParts<S> for JsonQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(params)) => Ok(JsonQuery(params)),
+            Err(rejection) => Err(error(StatusCode::BAD_REQUEST, rejection.body_text())),
+        }
+    }
 }
 
 #[cfg(test)]

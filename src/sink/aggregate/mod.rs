@@ -301,7 +301,6 @@ pub trait SqlTarget: Send + Sync {
     ) -> Result<(), AggregateSinkError>;
 }
 
-/// Opens the target database named by `url`: `postgres://…` or `sqlite:…`.
 /// The target at `url` to read, or `None` for a SQLite file that does not
 /// exist yet (it holds no table, and opening it would create it).
 pub async fn connect_existing(url: &str) -> Result<Option<Arc<dyn SqlTarget>>, AggregateSinkError> {
@@ -312,6 +311,7 @@ pub async fn connect_existing(url: &str) -> Result<Option<Arc<dyn SqlTarget>>, A
     connect(url).await.map(Some)
 }
 
+/// Opens the target database named by `url`: `postgres://…` or `sqlite:…`.
 pub async fn connect(url: &str) -> Result<Arc<dyn SqlTarget>, AggregateSinkError> {
     let target: Arc<dyn SqlTarget> = if url.starts_with("sqlite:") {
         Arc::new(sqlite::SqliteTarget::connect(url).await?)
