@@ -24,16 +24,24 @@ use crate::source::stream::ReplicationStream;
 use crate::view::model::{ViewDef, ViewKind};
 use crate::view::{self, ViewError, ViewErrors};
 
+/// What `check` found in view files without errors.
+pub struct Checked {
+    pub views: usize,
+    /// What a user should know before running them, located as errors are.
+    pub notes: Vec<ViewError>,
+}
+
 /// Validates the view files (and, with a database URL, their tables and
 /// columns, and that no aggregate view names a table someone else made, in
 /// `aggregates_url` or else the source database). Returns the number of
-/// valid views, or every error found.
+/// valid views and notes on them, or every error found.
 pub async fn check(
     views_dir: &Path,
     database_url: Option<&str>,
     aggregates_url: Option<&str>,
-) -> Result<usize, ServiceError> {
+) -> Result<Checked, ServiceError> {
     let (views, mut errors) = view::load_views_reporting(views_dir).map_err(ServiceError::Views)?;
+    let mut notes = Vec::new();
     if let Some(url) = database_url {
         let pool = connect(url).await?;
         let catalog = catalog::load_catalog(&pool).await?;
@@ -51,12 +59,32 @@ pub async fn check(
             let plan = Plan::build(&passed, &catalog)?;
             errors.extend(replica_identities(&passed, &plan, &pool).await?);
             errors.extend(foreign_tables(&passed, &plan, aggregates_url.unwrap_or(url)).await?);
+            notes = key_collision_notes(&passed, &plan);
         }
     }
     if !errors.is_empty() {
         return Err(ServiceError::Views(ViewErrors(errors)));
     }
-    Ok(views.len())
+    Ok(Checked {
+        views: views.len(),
+        notes,
+    })
+}
+
+/// A note at the key template of every view whose template may give two
+/// rows one key (known from the columns' types, so with a database only).
+fn key_collision_notes(views: &[ViewDef], plan: &Plan) -> Vec<ViewError> {
+    plan.views
+        .iter()
+        .filter(|view| view.claims_keys())
+        .filter_map(|view| views.iter().find(|def| def.name == view.name))
+        .map(|def| ViewError {
+            file: def.file.clone(),
+            line: def.locations.line("key"),
+            field: "key".to_owned(),
+            message: crate::plan::KEYS_MAY_COLLIDE.to_owned(),
+        })
+        .collect()
 }
 
 /// An error in every view file that reads a table whose replica identity

@@ -196,7 +196,11 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             match commands::check(&views, database_url.as_deref(), aggregates_url.as_deref()).await
             {
-                Ok(count) => {
+                Ok(checked) => {
+                    for note in &checked.notes {
+                        print_answer(format_args!("note: {note}"))?;
+                    }
+                    let count = checked.views;
                     print_answer(format_args!("{count} view(s) OK in {}", views.display()))?;
                     Ok(ExitCode::SUCCESS)
                 }

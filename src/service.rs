@@ -340,6 +340,9 @@ impl Generation {
             tables = tables.len(),
             "viewkeeper started"
         );
+        for view in plan.views.iter().filter(|view| view.claims_keys()) {
+            tracing::info!(view = %view.name, "{}", crate::plan::KEYS_MAY_COLLIDE);
+        }
         let pipeline = Pipeline {
             config: config.clone(),
             endpoint: context.endpoint.clone(),

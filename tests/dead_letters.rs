@@ -7,13 +7,13 @@
 
 mod harness;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
 use harness::{
     PgServer, RedisServer, ServiceSetup, converged, converged_except, expected_order_cache,
-    http_get, parse_prometheus, small_shop, wait_for_view_counts, wait_until,
+    http_get, parse_prometheus, redis_matches, small_shop, wait_for_view_counts, wait_until,
 };
 use serde_json::Value;
 use viewkeeper::workload::{self, Op, WorkloadOptions};
@@ -239,4 +239,153 @@ async fn dead_letters_cli_when_up(port: u16) -> (Value, Value) {
     .await;
     let (retry, listed) = dead_letters_cli(port, "order_cache", true);
     (retry.expect("the retry's answer"), listed)
+}
+
+/// A cache view whose key template can render two rows to one key:
+/// `('a:b', 'c')` and `('a', 'b:c')` both give `note:a:b:c`.
+const NOTE_CACHE: &str = r#"
+view: note_cache
+kind: cache
+root: notes
+key: "note:{ns}:{name}"
+fields: { ns: ns, name: name, body: body }
+"#;
+
+/// What `note_cache` must hold: every row's document under its key, and
+/// under a key two rows render, the document of `owner` (the row that
+/// claimed the key first, as `(ns, name)`).
+async fn expected_notes(pool: &sqlx::PgPool, owner: (&str, &str)) -> BTreeMap<String, Value> {
+    let rows: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT ns, name, body FROM notes ORDER BY ns, name")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let mut documents = BTreeMap::new();
+    for (ns, name, body) in rows {
+        let key = format!("note:{ns}:{name}");
+        let document = serde_json::json!({ "ns": ns, "name": name, "body": body });
+        let is_owner = (ns.as_str(), name.as_str()) == owner;
+        if is_owner || !documents.contains_key(&key) {
+            documents.insert(key, document);
+        }
+    }
+    documents
+}
+
+async fn notes_match(pool: &sqlx::PgPool, redis_url: &str, owner: (&str, &str), after: &str) {
+    let expected = expected_notes(pool, owner).await;
+    wait_until(DEADLINE, &format!("note_cache after {after}"), || {
+        redis_matches(redis_url, "note:*", &expected)
+    })
+    .await;
+}
+
+/// Two rows whose key template renders one key: the first to claim it keeps
+/// its document there; the second gets a dead letter naming the first, and
+/// its document once the first's leaves the key. Before, whichever wrote
+/// last won, and deleting either row deleted the other's document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rows_rendering_one_key_keep_the_first_document_and_dead_letter_the_second() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let url = pg.create_database("notes").await;
+    let pool = pg.pool("notes").await;
+    for sql in [
+        "CREATE TABLE notes (ns text, name text, body text, PRIMARY KEY (ns, name))",
+        "INSERT INTO notes VALUES ('x', 'y', 'unrelated'), ('a:b', 'c', 'first')",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    let views = tempfile::tempdir().expect("temp dir");
+    std::fs::write(views.path().join("note_cache.yaml"), NOTE_CACHE).expect("view file");
+    let setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_path_buf())
+        .with_admin_token(TOKEN);
+    let port = setup.admin_port;
+    let mut service = setup.start();
+    let first = ("a:b", "c");
+    notes_match(&pool, &redis.url(), first, "the snapshot").await;
+
+    let second = ("a", "b:c");
+    for sql in [
+        "INSERT INTO notes VALUES ('a', 'b:c', 'second')",
+        "UPDATE notes SET body = 'second, edited' WHERE ns = 'a'",
+        "UPDATE notes SET body = 'first, edited' WHERE ns = 'a:b'",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+        notes_match(&pool, &redis.url(), first, sql).await;
+    }
+    wait_for_view_counts(port, "dead_letters", &[("note_cache", 1)]).await;
+    let (status, listed) = http_get(port, "/views/note_cache/dead-letters")
+        .await
+        .expect("the dead letters");
+    assert_eq!(status, 200, "{listed}");
+    let listed: Value = serde_json::from_str(&listed).expect("JSON");
+    let letter = &listed["dead_letters"][0];
+    assert_eq!(letter["table"], "public.notes", "{letter:#}");
+    assert!(
+        letter["key"].as_str().unwrap().contains("b:c"),
+        "{letter:#}"
+    );
+    let reason = letter["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("\"note:a:b:c\"") && reason.contains("a:b"),
+        "the reason names the key and the row that has it: {reason}"
+    );
+
+    // A crash changes nothing: the owner is in the state store.
+    service.kill().await;
+    let mut service = setup.start();
+    sqlx::query("UPDATE notes SET body = 'second, again' WHERE ns = 'a'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    notes_match(&pool, &redis.url(), first, "a restart").await;
+
+    // The first row's key changes: the second gets the key, and loses its
+    // letter.
+    sqlx::query("UPDATE notes SET ns = 'z' WHERE ns = 'a:b'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    notes_match(&pool, &redis.url(), second, "the owner's key change").await;
+    wait_for_view_counts(port, "dead_letters", &[("note_cache", 0)]).await;
+
+    // A row renders the key again: now it is the one that waits, until the
+    // owner is deleted.
+    sqlx::query("INSERT INTO notes VALUES ('a:b', 'c', 'back')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    notes_match(&pool, &redis.url(), second, "the first key's return").await;
+    wait_for_view_counts(port, "dead_letters", &[("note_cache", 1)]).await;
+    sqlx::query("DELETE FROM notes WHERE ns = 'a'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    notes_match(&pool, &redis.url(), first, "the owner's delete").await;
+    wait_for_view_counts(port, "dead_letters", &[("note_cache", 0)]).await;
+    sqlx::query("INSERT INTO notes VALUES ('a', 'b:c', 'second, back')")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // A rebuild recomputes every root from the store: the owner stays.
+    let (status, body) = harness::http_post(port, "/views/note_cache/rebuild", Some(TOKEN))
+        .await
+        .expect("the rebuild");
+    assert!(status < 300, "{status} {body}");
+    wait_until(DEADLINE, "the rebuild", || async {
+        let status = harness::view_status(port, "note_cache").await;
+        match status["rebuilds_completed"].as_u64() {
+            Some(1) => Ok(()),
+            _ => Err(status.to_string()),
+        }
+    })
+    .await;
+    sqlx::query("UPDATE notes SET body = 'after the rebuild' WHERE ns = 'x'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    notes_match(&pool, &redis.url(), first, "a rebuild").await;
+    service.assert_running();
 }

@@ -329,3 +329,36 @@ table: important
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(!sqlite.exists(), "check created {}", sqlite.display());
 }
+
+/// A cache view of customers keyed by `template`.
+fn customer_cache(template: &str) -> String {
+    format!(
+        "view: customer_cache\nkind: cache\nroot: customers\nkey: \"{template}\"\n\
+         fields: {{ id: id, name: name, email: email }}\n"
+    )
+}
+
+/// `check` notes a key template that may give two rows one key, at its
+/// line, and none for a template whose values cannot hold its separator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_notes_a_key_template_that_may_give_two_rows_one_key() {
+    let pg = PgServer::start().await;
+    let (url, _pool) = empty_shop(&pg).await;
+    for (template, noted) in [
+        ("customer:{name}:{id}", false),
+        ("customer:{id}:{name}", false),
+        ("customer:{name}:{email}:{id}", true),
+        ("customer:{id}-{name}-{email}", true),
+    ] {
+        let dir = views_dir(&[("customer_cache.yaml", &customer_cache(template))]);
+        let output = viewkeeper(&["check", "--database-url", &url], dir.path());
+        assert!(output.status.success(), "{template}: {}", stderr(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let note = format!(
+            "note: {}:4: key: the key template may give two rows one key",
+            dir.path().join("customer_cache.yaml").display()
+        );
+        assert_eq!(stdout.contains(&note), noted, "{template}: {stdout}");
+        assert!(stdout.contains("1 view(s) OK"), "{template}: {stdout}");
+    }
+}

@@ -72,7 +72,7 @@ pub(super) fn settle<T>(
 }
 
 /// `column=value, …` of the root's primary key, read from its stored row.
-fn root_key_text(
+pub(super) fn root_key_text(
     w: &dyn ReadRows,
     plan: &Plan,
     table: &str,

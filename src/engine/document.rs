@@ -39,6 +39,7 @@ pub(super) fn compute_output(
         OutputPlan::Cache {
             key,
             document: plan,
+            ..
         } => {
             let mut document = Vec::with_capacity(512);
             write_document(w, view, plan, &root, &mut document)?;

@@ -9,6 +9,7 @@
 mod dead_letters;
 mod document;
 mod groups;
+mod output_keys;
 mod output_reader;
 mod outputs;
 mod roots;
@@ -546,6 +547,11 @@ impl Engine {
             &mut |_| {},
         )?;
         self.store.write(|w| {
+            if !plan.claims_keys() {
+                // Owners recorded while the view claimed its keys would be
+                // stale should it claim them again.
+                w.clear_output_keys(&plan.name)?;
+            }
             w.set_view_hash(&plan.name, &plan.definition_hash)?;
             w.set_view_record(&plan.name, &view_record(plan))?;
             Ok::<_, EngineError>(())

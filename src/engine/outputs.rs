@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::dead_letters::Outcome;
 use super::worker::{Submitted, Worker};
-use super::{BatchOutcome, EngineError, dead_letters, document, groups};
+use super::{BatchOutcome, EngineError, dead_letters, document, groups, output_keys};
 use crate::aggregate::Contribution;
 use crate::plan::{OutputPlan, Plan, ViewPlan};
 use crate::state::{
@@ -152,27 +152,55 @@ impl Refresh<'_> {
         pk: &[u8],
         computed: Outcome<Option<PreparedOutput>>,
     ) -> Result<usize, EngineError> {
+        let (computed, newly_claimed) = if view.claims_keys() {
+            output_keys::claim(w, self.plan, view, pk, computed)?
+        } else {
+            (computed, false)
+        };
         let new = dead_letters::settle(w, self.plan, view, pk, computed)?;
-        let OutputChange::Changed { old_key } = w.replace_output(&view.name, pk, new.as_ref())?
-        else {
-            return Ok(0);
+        let old_key = match w.replace_output(&view.name, pk, new.as_ref())? {
+            OutputChange::Changed { old_key } => old_key,
+            // Stored before its view's keys were claimed: another root may
+            // have written the key last, so it is written again.
+            OutputChange::Unchanged if newly_claimed => None,
+            OutputChange::Unchanged => return Ok(0),
         };
         let mut count = 0;
         if let Some(old_key) = old_key
             && new.as_ref().is_none_or(|new| new.key != old_key)
         {
-            let entry = OutboxEntry {
-                view: view.name.clone(),
-                op: OutboxOp::Delete { key: old_key },
-            };
-            w.append_outbox(&view.sink, &entry)?;
-            count += 1;
+            let released = output_keys::release(w, view, pk, &old_key)?;
+            if released.was_owned {
+                let entry = OutboxEntry {
+                    view: view.name.clone(),
+                    op: OutboxOp::Delete { key: old_key },
+                };
+                w.append_outbox(&view.sink, &entry)?;
+                count += 1;
+            }
+            // After the delete: the first of them to claim the key puts it.
+            for waiting in released.waiting {
+                count += self.store_waiting(w, view, &waiting)?;
+            }
         }
         if let Some(new) = &new {
             w.append_put(&view.sink, new)?;
             count += 1;
         }
         Ok(count)
+    }
+
+    /// Refreshes a root that waited for a key now released.
+    fn store_waiting(
+        &self,
+        w: &mut StateWriter,
+        view: &ViewPlan,
+        pk: &[u8],
+    ) -> Result<usize, EngineError> {
+        match compute(w, view, pk, self.max_document_bytes)? {
+            Computed::Document(computed) => self.store_document(w, view, pk, computed),
+            Computed::Contribution(_) => Ok(0), // only cache views claim keys
+        }
     }
 
     /// A root's output computed from the rows `rows` reads.

@@ -93,7 +93,7 @@ fn columns_read(view: &ViewPlan, node: usize) -> BTreeSet<usize> {
         expression(filter);
     }
     match &view.output {
-        OutputPlan::Cache { key, document } => {
+        OutputPlan::Cache { key, document, .. } => {
             if node == 0 {
                 for part in key {
                     if let KeyPartPlan::Column(column) = part {

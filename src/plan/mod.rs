@@ -5,6 +5,7 @@
 //! view's join tree. For every view it resolves names to column positions once,
 //! so the engine never looks a name up per row.
 
+mod key_collisions;
 mod tree;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -41,6 +42,14 @@ pub enum PlanError {
         error: String,
     },
 }
+
+/// What a view that claims its keys ([`ViewPlan::claims_keys`]) means for
+/// its rows, as `check` and the start's log say it.
+pub const KEYS_MAY_COLLIDE: &str = "the key template may give two rows one key (a \
+    placeholder's value may hold the text between placeholders): each key is owned by the \
+    first row that renders it, and another row rendering it gets a dead letter until the key \
+    is free; placeholders separated by text their columns' values cannot hold (`:` after an \
+    integer, say) avoid it";
 
 #[derive(Debug)]
 pub struct Plan {
@@ -89,6 +98,18 @@ pub struct ViewPlan {
 }
 
 impl ViewPlan {
+    /// Whether the view's key template may give two roots one key, so that
+    /// each key is claimed by one root ([`key_collisions`]).
+    pub fn claims_keys(&self) -> bool {
+        matches!(
+            self.output,
+            OutputPlan::Cache {
+                keys_may_collide: true,
+                ..
+            }
+        )
+    }
+
     /// `cache`, `search` or `aggregate`.
     pub fn kind(&self) -> &'static str {
         match self.output {
@@ -106,6 +127,10 @@ pub enum OutputPlan {
     Cache {
         key: Vec<KeyPartPlan>,
         document: DocPlan,
+        /// The key template may give two rows one key
+        /// ([`key_collisions::keys_may_collide`]): each key is claimed by
+        /// one root in the state store before it is written.
+        keys_may_collide: bool,
     },
     /// A flat document of named values, identified by a root column.
     Search {
@@ -511,9 +536,17 @@ impl Resolver<'_> {
         let (filter, output, sink) = match &self.def.kind {
             ViewKind::Cache(cache) => (
                 cache.filter.as_ref(),
-                OutputPlan::Cache {
-                    key: self.key(&cache.key.parts)?,
-                    document: self.document(&cache.fields, 0, &mut 1)?,
+                {
+                    let key = self.key(&cache.key.parts)?;
+                    let root = &self.tables[&self.tree.nodes[0].table];
+                    OutputPlan::Cache {
+                        keys_may_collide: key_collisions::keys_may_collide(
+                            &key,
+                            &root.column_types,
+                        ),
+                        key,
+                        document: self.document(&cache.fields, 0, &mut 1)?,
+                    }
                 },
                 crate::sink::redis::SINK.to_string(),
             ),
@@ -544,10 +577,20 @@ impl Resolver<'_> {
             ),
         };
         let filter = filter.map(|expr| self.expr(expr)).transpose()?;
+        // Outputs built without claiming their keys (by an earlier version,
+        // or while the template was proven safe) are built again when
+        // their keys start being claimed, and the other way round.
+        let definition_hash = match &output {
+            OutputPlan::Cache {
+                keys_may_collide: true,
+                ..
+            } => format!("{}+claimed-keys", self.def.definition_hash),
+            _ => self.def.definition_hash.clone(),
+        };
         Ok(ViewPlan {
             name: self.def.name.clone(),
             file: self.def.file.clone(),
-            definition_hash: self.def.definition_hash.clone(),
+            definition_hash,
             sink,
             nodes,
             filter,

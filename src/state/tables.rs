@@ -61,9 +61,13 @@ pub enum Table {
     Meta = 7,
     /// Name (UTF-8) → its 2-byte id ([`super::names`]).
     Names = 8,
+    /// `view ‖ output key` → the root owning the key and the roots waiting
+    /// for it ([`super::output_keys`]), for cache views whose key template
+    /// may give two rows one key.
+    OutputKeys = 9,
 }
 
-pub const TABLE_COUNT: usize = 9;
+pub const TABLE_COUNT: usize = 10;
 
 impl Table {
     pub const ALL: [Table; TABLE_COUNT] = [
@@ -76,6 +80,7 @@ impl Table {
         Table::DeadLetters,
         Table::Meta,
         Table::Names,
+        Table::OutputKeys,
     ];
 
     pub fn from_byte(byte: u8) -> Option<Table> {

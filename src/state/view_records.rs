@@ -30,11 +30,12 @@ impl StateWriter<'_> {
         Ok(())
     }
 
-    /// Forgets everything stored for `view`: outputs, groups, dead letters,
-    /// pending roots, its hash and record, and the outbox of `own_sink` (a
-    /// sink that served only this view).
+    /// Forgets everything stored for `view`: outputs and their keys' owners,
+    /// groups, dead letters, pending roots, its hash and record, and the
+    /// outbox of `own_sink` (a sink that served only this view).
     pub fn forget_view(&mut self, view: &str, own_sink: Option<&str>) -> Result<(), StoreError> {
         self.clear_view_groups(view)?; // outputs too
+        self.clear_output_keys(view)?;
         self.clear_dead_letters(view)?;
         self.clear_pending(view)?;
         self.remove_meta(&view_hash_key(view));

@@ -656,8 +656,14 @@ fn read_checkpoint(path: &Path) -> Result<Option<Checkpoint>, StoreError> {
     check_header(path, &header, CHECKPOINT_MAGIC)?;
     let covered = u64::from_le_bytes(header[16..24].try_into().unwrap_or_default());
     let mut tables = Tables::default();
+    // Tables follow in order; a checkpoint written before a table was added
+    // ends them early, and the table starts empty.
+    let mut next = input.byte()?;
     for table in Table::ALL {
-        if input.byte()? != table as u8 {
+        if next == OUTBOX_SECTION && table as u8 >= Table::OutputKeys as u8 {
+            break;
+        }
+        if next != table as u8 {
             return Err(corrupt(path, format!("expected table {table:?}")));
         }
         let count = input.number()?;
@@ -668,8 +674,9 @@ fn read_checkpoint(path: &Path) -> Result<Option<Checkpoint>, StoreError> {
             entries.push(Entry::new(&key, &value));
         }
         tables.load(table, entries);
+        next = input.byte()?;
     }
-    if input.byte()? != OUTBOX_SECTION {
+    if next != OUTBOX_SECTION {
         return Err(corrupt(path, "expected the outboxes"));
     }
     let mut outboxes = HashMap::new();
@@ -749,5 +756,42 @@ impl CheckpointReader<'_> {
         let mut bytes = vec![0u8; len];
         self.read_exact(&mut bytes)?;
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint written before `OutputKeys` existed ends its tables
+    /// after `Names`: it reads, with that table empty.
+    #[test]
+    fn a_checkpoint_without_a_later_table_reads_with_it_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tables = Tables::default();
+        tables.load(Table::Rows, vec![Entry::new(b"row", b"values")]);
+        tables.load(Table::Names, vec![Entry::new(b"name", b"id")]);
+        write_checkpoint(dir.path(), tables, HashMap::new(), 7).unwrap();
+        let path = dir.path().join(CHECKPOINT);
+        let mut bytes = fs::read(&path).unwrap();
+
+        // The last table (empty: its byte and a count of 0) comes right
+        // before the outboxes (their marker and a count of 0) and the CRC.
+        let body = bytes.len() - 4;
+        assert_eq!(
+            &bytes[body - 4..body],
+            &[Table::OutputKeys as u8, 0, OUTBOX_SECTION, 0]
+        );
+        bytes.drain(body - 4..body - 2);
+        let body = bytes.len() - 4;
+        let crc = crc32fast::hash(&bytes[..body]);
+        bytes[body..].copy_from_slice(&crc.to_le_bytes());
+        fs::write(&path, &bytes).unwrap();
+
+        let read = read_checkpoint(&path).unwrap().expect("a checkpoint");
+        assert_eq!(read.covered, 7);
+        assert_eq!(read.tables.get(Table::Rows, b"row"), Some(&b"values"[..]));
+        assert_eq!(read.tables.get(Table::Names, b"name"), Some(&b"id"[..]));
+        assert_eq!(read.tables.len(Table::OutputKeys), 0);
     }
 }
