@@ -362,3 +362,39 @@ async fn check_notes_a_key_template_that_may_give_two_rows_one_key() {
         assert!(stdout.contains("1 view(s) OK"), "{template}: {stdout}");
     }
 }
+
+/// Two cache views that may render one key are refused at the later one's
+/// key, naming the other; with the column's type known, `order:{id}:v2`
+/// over a bigint `id` cannot meet `order:{id}` and passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_a_second_cache_view_that_may_write_the_first_ones_keys() {
+    let pg = PgServer::start().await;
+    let (url, _pool) = empty_shop(&pg).await;
+    let order_cache = example("order_cache.yaml");
+    let copy = |key: &str| {
+        order_cache
+            .replace("view: order_cache", "view: order_copy")
+            .replace("key: \"order:{id}\"", &format!("key: \"{key}\""))
+    };
+    let apart = views_dir(&[
+        ("order_cache.yaml", &order_cache),
+        ("order_copy.yaml", &copy("order:{id}:v2")),
+    ]);
+    let output = viewkeeper(&["check", "--database-url", &url], apart.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let same = views_dir(&[
+        ("order_cache.yaml", &order_cache),
+        ("order_copy.yaml", &copy("order:{id}")),
+    ]);
+    let output = viewkeeper(&["check", "--database-url", &url], same.path());
+    assert!(!output.status.success(), "two views writing one key passed");
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!(
+            "{}:5: key: key template \"order:{{id}}\" may render a key of view order_cache",
+            same.path().join("order_copy.yaml").display()
+        )),
+        "{message}"
+    );
+}

@@ -5,7 +5,6 @@
 //! view's join tree. For every view it resolves names to column positions once,
 //! so the engine never looks a name up per row.
 
-mod key_collisions;
 mod tree;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -14,6 +13,7 @@ use crate::aggregate::MeasureSpec;
 use crate::expr::{ColumnPath, Expr, ValueType};
 use crate::source::pg_text::value_type;
 use crate::source::pgoutput::StoredColumnTypes;
+use crate::view::key_collisions::{KeyToken, keys_may_collide};
 use crate::view::model::{
     AggregateView, Cardinality, Field, FieldSource, KeyPart, ViewDef, ViewKind,
 };
@@ -99,7 +99,8 @@ pub struct ViewPlan {
 
 impl ViewPlan {
     /// Whether the view's key template may give two roots one key, so that
-    /// each key is claimed by one root ([`key_collisions`]).
+    /// each key is claimed by one root
+    /// ([`crate::view::key_collisions`]).
     pub fn claims_keys(&self) -> bool {
         matches!(
             self.output,
@@ -128,7 +129,7 @@ pub enum OutputPlan {
         key: Vec<KeyPartPlan>,
         document: DocPlan,
         /// The key template may give two rows one key
-        /// ([`key_collisions::keys_may_collide`]): each key is claimed by
+        /// ([`keys_may_collide`]): each key is claimed by
         /// one root in the state store before it is written.
         keys_may_collide: bool,
     },
@@ -538,12 +539,8 @@ impl Resolver<'_> {
                 cache.filter.as_ref(),
                 {
                     let key = self.key(&cache.key.parts)?;
-                    let root = &self.tables[&self.tree.nodes[0].table];
                     OutputPlan::Cache {
-                        keys_may_collide: key_collisions::keys_may_collide(
-                            &key,
-                            &root.column_types,
-                        ),
+                        keys_may_collide: keys_may_collide(&self.key_tokens(&key)),
                         key,
                         document: self.document(&cache.fields, 0, &mut 1)?,
                     }
@@ -651,6 +648,19 @@ impl Resolver<'_> {
             children: lookup_for(&self.tables[&tree_node.table], &joined),
             parents: lookup_for(&self.tables[&self.tree.nodes[parent].table], &parents),
         })
+    }
+
+    /// A planned key template with each placeholder as its column's type.
+    fn key_tokens<'k>(&self, key: &'k [KeyPartPlan]) -> Vec<KeyToken<'k>> {
+        let root = &self.tables[&self.tree.nodes[0].table];
+        key.iter()
+            .map(|part| match part {
+                KeyPartPlan::Literal(text) => KeyToken::Literal(text),
+                KeyPartPlan::Column(column) => {
+                    KeyToken::Value(root.column_types.get(*column).copied().unwrap_or(0))
+                }
+            })
+            .collect()
     }
 
     fn key(&self, parts: &[KeyPart]) -> Result<Vec<KeyPartPlan>, PlanError> {

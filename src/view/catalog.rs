@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::error::ViewError;
 use super::filter::{WHERE_PATH, filter_relation};
+use super::key_collisions::{KeyToken, templates_may_meet};
 use super::model::{
     CacheView, Cardinality, Field, FieldSource, KeyPart, Relation, ViewDef, ViewKind,
 };
@@ -98,6 +99,7 @@ impl<'a> ViewCheck<'a> {
             return;
         };
         self.key_template(cache, root);
+        self.keys_of_earlier_views(cache);
         self.fields(&cache.fields, &cache.root, "fields");
         self.filter(cache, root);
     }
@@ -141,6 +143,39 @@ impl<'a> ViewCheck<'a> {
                 quoted_list(&missing)
             );
             self.error("key", "key", message);
+        }
+    }
+
+    /// An error when a cache view before this one may render a key this
+    /// one renders: the two would overwrite each other's documents.
+    fn keys_of_earlier_views(&mut self, cache: &CacheView) {
+        let Some(tokens) = key_tokens(self.catalog, cache) else {
+            return;
+        };
+        let earlier = self
+            .views
+            .iter()
+            .take_while(|other| !std::ptr::eq(*other, self.view));
+        for other in earlier {
+            let ViewKind::Cache(other_cache) = &other.kind else {
+                continue;
+            };
+            let Some(other_tokens) = key_tokens(self.catalog, other_cache) else {
+                continue;
+            };
+            if templates_may_meet(&tokens, &other_tokens) {
+                let message = format!(
+                    "key template \"{}\" may render a key of view {} ({}, key \"{}\"): two \
+                     views would overwrite each other's documents; give each its own literal \
+                     prefix",
+                    cache.key.source,
+                    other.name,
+                    other.file.display(),
+                    other_cache.key.source
+                );
+                self.error("key", "key", message);
+                return;
+            }
         }
     }
 
@@ -325,6 +360,25 @@ impl<'a> ViewCheck<'a> {
             message,
         });
     }
+}
+
+/// `cache`'s key template with each placeholder as its column's type;
+/// `None` when its root or a column is not in `catalog` (reported apart).
+fn key_tokens<'c>(catalog: &Catalog, cache: &'c CacheView) -> Option<Vec<KeyToken<'c>>> {
+    let root = catalog.tables.get(&cache.root)?;
+    cache
+        .key
+        .parts
+        .iter()
+        .map(|part| match part {
+            KeyPart::Literal(text) => Some(KeyToken::Literal(text)),
+            KeyPart::Column(name) => root
+                .columns
+                .iter()
+                .find(|column| &column.name == name)
+                .map(|column| KeyToken::Value(column.type_oid)),
+        })
+        .collect()
 }
 
 /// The expression type of `column`'s PostgreSQL type, if the column exists.

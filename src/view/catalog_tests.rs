@@ -297,3 +297,32 @@ fn join_columns_of_types_that_do_not_match_are_refused() {
     retype(&mut catalog, "public.customers", "id", INT4);
     assert_eq!(check(ORDER_CACHE, &catalog), Vec::<String>::new());
 }
+
+/// A second cache view whose key template may render the first's keys is
+/// refused at its `key`, naming the first: the two would overwrite each
+/// other's documents. A template with its own prefix passes.
+#[test]
+fn a_cache_view_whose_keys_may_be_another_views_is_refused() {
+    let variant = |key: &str| {
+        let text = ORDER_CACHE
+            .replace("view: order_cache", "view: order_cache_v2")
+            .replace("key: \"order:{id}\"", &format!("key: \"{key}\""));
+        parse_view(Path::new("views/order_cache_v2.yaml"), &text).expect("the view parses")
+    };
+    let first = parse_view(Path::new("views/order_cache.yaml"), ORDER_CACHE).unwrap();
+    let errors = |key: &str| -> Vec<String> {
+        check_against_catalog(&[first.clone(), variant(key)], &shop())
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(
+        errors("order:{id}:v2"),
+        [
+            "views/order_cache_v2.yaml:5: key: key template \"order:{id}:v2\" may render a key \
+             of view order_cache (views/order_cache.yaml, key \"order:{id}\"): two views would \
+             overwrite each other's documents; give each its own literal prefix"
+        ]
+    );
+    assert_eq!(errors("order-v2:{id}"), Vec::<String>::new());
+}

@@ -22,6 +22,7 @@ mod error;
 mod fields;
 mod filter;
 mod joins;
+pub mod key_collisions;
 mod key_template;
 mod measure;
 pub mod model;
