@@ -126,13 +126,43 @@ async fn flushall_on_a_live_connection_is_noticed_and_healed() {
         .get_multiplexed_async_connection()
         .await
         .expect("redis connection");
+    let before: u64 = redis::cmd("DBSIZE")
+        .query_async(&mut conn)
+        .await
+        .expect("DBSIZE");
     let () = redis::cmd("FLUSHALL")
         .query_async(&mut conn)
         .await
         .expect("FLUSHALL");
-    background.await.expect("workload task");
 
-    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+    // The checkpoint comes back only with every document: a checkpoint
+    // over a partial rewrite would tell a sink restarted in between that
+    // the rewrite was done. (The first batch after the FLUSHALL wrote its
+    // entries and the checkpoint, and then the rewrite began.) Polled
+    // closely, to see what a crash at any moment would leave.
+    let checkpoint_key = "viewkeeper:checkpoint:viewkeeper";
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    let size = loop {
+        let (checkpoint, size): (Option<String>, u64) = redis::pipe()
+            .atomic()
+            .get(checkpoint_key)
+            .cmd("DBSIZE")
+            .query_async(&mut conn)
+            .await
+            .expect("the checkpoint and DBSIZE");
+        if checkpoint.is_some() {
+            break size;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no checkpoint came back"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    assert!(
+        size >= before,
+        "the checkpoint came back with {size} keys in Redis, {before} before the FLUSHALL"
+    );
     let log = service.log_tail(100_000);
     assert!(log.contains("rewriting every cache document"), "{log}");
     // Reported: the cache views' sink counts the loss in /status.
@@ -145,6 +175,12 @@ async fn flushall_on_a_live_connection_is_noticed_and_healed() {
         order_cache["sink_last_data_loss_micros"].is_i64(),
         "{order_cache:#}"
     );
+
+    // A crash right then loses nothing.
+    service.kill().await;
+    let mut service = setup.start();
+    background.await.expect("workload task");
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
 }
 
 /// A sink that cannot keep up for long (Redis stalls writes) must not hold
