@@ -305,7 +305,11 @@ fn read_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
-    serde_saphyr::from_str(&text).map_err(|e| error(e.to_string()))
+    // The file holds passwords and the token: the parser's excerpt of the
+    // lines around an error would print them.
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    serde_saphyr::from_str_with_options(&text, options).map_err(|e| error(e.to_string()))
 }
 
 fn parse_addr(text: &str) -> Result<std::net::SocketAddr, ConfigError> {
@@ -335,6 +339,35 @@ fn validate_name(setting: &'static str, name: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A config file that does not read is reported without its secrets.
+    #[test]
+    fn a_config_file_error_names_the_line_and_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("viewkeeper.yaml");
+        for (text, line) in [
+            (
+                "database_url: postgres://vk:s3cret@db/x\nbatch_max_changes: lots\n",
+                "line 2",
+            ),
+            ("admin_token: [tok-s3cret]\n", "line 1"),
+            ("databse_url: postgres://vk:s3cret@db/x\n", "line 1"),
+            (
+                "redis_url: redis://:s3cret@r\nadmin_token: \"s3cret\n",
+                "line 2",
+            ),
+            ("admin_token: s3cret\nslot: [\n", "line 2"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let args = ConfigArgs {
+                config: Some(file.clone()),
+                ..ConfigArgs::default()
+            };
+            let message = Config::resolve(&args).err().expect("an error").to_string();
+            assert!(!message.contains("s3cret"), "{text:?}: {message}");
+            assert!(message.contains(line), "{text:?}: {message}");
+        }
+    }
 
     #[test]
     fn flags_override_the_file_and_defaults_fill_the_rest() {
