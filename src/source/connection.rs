@@ -78,11 +78,13 @@ impl PgEndpoint {
     }
 }
 
+/// A URL part as libpq reads it: `%XX` decoded, every other character kept
+/// (a form decoder read `+` as a space and stopped at `&`, so a password
+/// with either failed on the replication connection alone).
 fn percent_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("x={text}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| text.to_string())
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The URL with its password replaced by `***`, safe for logs and errors.
@@ -92,9 +94,12 @@ pub fn redact_url(text: &str) -> String {
             let _ = url.set_password(Some("***"));
             url.to_string()
         }
-        Ok(url) => url.to_string(),
+        // An `@` past the host means a password with a `/` that was not
+        // percent-encoded (`user:pa/ss@host`): the URL reads it as a port
+        // and a path. Cut as if unparsable.
+        Ok(url) if !url[url::Position::BeforePath..].contains('@') => url.to_string(),
         // Unparsable: cut everything between "://" and "@", where a password would be.
-        Err(_) => match (text.find("://"), text.rfind('@')) {
+        _ => match (text.find("://"), text.rfind('@')) {
             (Some(start), Some(end)) if end > start => {
                 format!("{}://***{}", &text[..start], &text[end..])
             }
@@ -126,6 +131,12 @@ mod tests {
         assert!(!redacted.contains("s3cret"));
         assert!(redacted.contains("app:***@db"));
         assert!(!redact_url("postgres://app:s3cret@db:badport/shop").contains("s3cret"));
+        let slash = redact_url("postgres://app:1234/5678secret@db/shop");
+        assert!(!slash.contains("5678secret"), "{slash}");
+        assert_eq!(
+            redact_url("postgres://app@db/shop"),
+            "postgres://app@db/shop"
+        );
         assert_eq!(
             redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
@@ -141,6 +152,10 @@ mod tests {
         assert_eq!(config.password, "p@ss");
         assert_eq!(config.database, "shop");
         assert!(!format!("{endpoint:?}").contains("p%40ss"));
+        // As libpq reads it: `+` and `&` are themselves.
+        let endpoint = PgEndpoint::parse("postgres://app:pl+us&x=%2B@db/shop").unwrap();
+        let config = endpoint.replication_config("slot", "publication");
+        assert_eq!(config.password, "pl+us&x=+");
     }
 
     #[test]
