@@ -613,7 +613,9 @@ impl Pipeline {
                     return Some(Restart::StoredColumnChanged);
                 }
                 Err(error) => {
-                    tracing::error!(%error, "replication interrupted; reconnecting in {backoff:?}")
+                    tracing::error!(%error, "replication interrupted; reconnecting in {backoff:?}");
+                    let in_log = matches!(&error, ServiceError::Source(e) if e.is_in_the_log());
+                    self.status.replication_failed(&error, in_log);
                 }
             }
             tokio::select! {
@@ -688,6 +690,7 @@ impl Pipeline {
                 .watching(self.watched_columns().await?),
         )
         .await?;
+        self.status.replication_connected();
         self.apply_stream(stream).await
     }
 

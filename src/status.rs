@@ -44,6 +44,10 @@ struct Inner {
     /// Times each view was recomputed whole from the state store (its first
     /// build, a definition change, a new snapshot), since the service started.
     recomputes: BTreeMap<String, u64>,
+    /// Why the stream stopped, until a batch is applied again (or, for an
+    /// error of the connection rather than of the log, until it reconnects).
+    replication_error: Option<String>,
+    replication_error_in_log: bool,
 }
 
 /// Rebuilds on demand of one view.
@@ -114,6 +118,7 @@ pub struct StatusSnapshot {
     pub sinks: BTreeMap<String, SinkState>,
     pub rebuilds: BTreeMap<String, RebuildState>,
     pub recomputes: BTreeMap<String, u64>,
+    pub replication_error: Option<String>,
 }
 
 impl StatusBoard {
@@ -151,11 +156,31 @@ impl StatusBoard {
     /// A batch was applied up to `position`, committed at `commit_micros`.
     pub fn applied(&self, position: Option<Lsn>, commit_micros: Option<i64>) {
         let mut inner = self.lock();
+        inner.replication_error = None;
         if position.is_some() {
             inner.position = position;
         }
         if commit_micros.is_some() {
             inner.last_commit_micros = commit_micros;
+        }
+    }
+
+    /// The stream stopped on `error` and will reconnect: the views stay as
+    /// of the last applied batch until one is applied again. `error` must
+    /// not hold secrets (source errors name URLs only redacted).
+    /// `in_log`: the error is in the log's contents, so reconnecting meets
+    /// it again.
+    pub fn replication_failed(&self, error: &dyn std::fmt::Display, in_log: bool) {
+        let mut inner = self.lock();
+        inner.replication_error = Some(error.to_string());
+        inner.replication_error_in_log = in_log;
+    }
+
+    /// The stream is connected again: an error of the connection is over.
+    pub fn replication_connected(&self) {
+        let mut inner = self.lock();
+        if !inner.replication_error_in_log {
+            inner.replication_error = None;
         }
     }
 
@@ -177,6 +202,7 @@ impl StatusBoard {
             sinks: inner.sinks.clone(),
             rebuilds: inner.rebuilds.clone(),
             recomputes: inner.recomputes.clone(),
+            replication_error: inner.replication_error.clone(),
         }
     }
 
@@ -409,7 +435,10 @@ pub async fn report(
     slot: &str,
 ) -> StatusReport {
     let snapshot = board.snapshot();
-    let source = source_report(pool, slot).await;
+    let mut source = source_report(pool, slot).await;
+    if let Some(error) = &snapshot.replication_error {
+        source.error = Some(error.clone());
+    }
     let current = source.current_wal_lsn.as_deref().and_then(Lsn::parse);
     // The slot's confirmed position also moves on keepalives past WAL no
     // view reads (other tables, the aggregate sink's own writes): whichever
@@ -448,9 +477,11 @@ pub async fn report(
             .get(&view.name)
             .cloned()
             .unwrap_or_default();
+        let stalled = snapshot.replication_error.is_some();
         let state = match (snapshot.snapshot_done, sink.error.is_some()) {
             (_, true) => "failed",
             (false, false) => "building",
+            (true, false) if stalled => "stalled",
             (true, false) if rebuild.running => "rebuilding",
             (true, false) => "live",
         };
@@ -481,7 +512,10 @@ pub async fn report(
     let sinks_reachable = snapshot.sinks.values().all(|sink| sink.reachable);
     let all_running = views.iter().all(|view| view.error.is_none());
     StatusReport {
-        ready: snapshot.snapshot_done && sinks_reachable && all_running,
+        ready: snapshot.snapshot_done
+            && sinks_reachable
+            && all_running
+            && snapshot.replication_error.is_none(),
         snapshot_done: snapshot.snapshot_done,
         views: reports,
         source,
@@ -491,6 +525,24 @@ pub async fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lost connection is over once the stream reconnects; a change that
+    /// cannot be applied is met again at every reconnect, and is over only
+    /// once a batch is applied.
+    #[test]
+    fn a_replication_error_lasts_as_long_as_its_cause() {
+        let board = StatusBoard::default();
+        board.replication_failed(&"connection refused", false);
+        assert!(board.snapshot().replication_error.is_some());
+        board.replication_connected();
+        assert_eq!(board.snapshot().replication_error, None);
+
+        board.replication_failed(&"primary-key column id is missing", true);
+        board.replication_connected();
+        assert!(board.snapshot().replication_error.is_some());
+        board.applied(Some(Lsn(7)), None);
+        assert_eq!(board.snapshot().replication_error, None);
+    }
 
     #[test]
     fn rebuild_progress_reports_rate_and_eta() {

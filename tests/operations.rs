@@ -408,3 +408,68 @@ async fn a_generated_column_is_not_taken_for_a_dropped_one() {
     let status = view_status(setup.admin_port, "gauge_cache").await;
     assert_eq!(status["recomputes"], 1, "{status}");
 }
+
+/// A table's replica identity changed while running to one that does not
+/// name its primary key: a delete then cannot be applied, and the stream
+/// stops on it at every reconnect. That is visible: `/status` names the
+/// error in `source.error` and shows the views `stalled`, and `/ready` says
+/// 503 (they said `live` and 200). Setting the identity back and
+/// rebuilding from source repairs it, as the error says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_identity_without_the_key_stalls_the_stream_visibly() {
+    const TOKEN: &str = "identity-token-3b7e";
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url()).with_admin_token(TOKEN);
+    let port = setup.admin_port;
+    let mut service = setup.start();
+    let deadline = Duration::from_secs(120);
+    converged(&mut service, &pool, &redis.url(), deadline).await;
+
+    for sql in [
+        "UPDATE customers SET email = 'c' || id || '@example.com' WHERE email IS NULL",
+        "ALTER TABLE customers ALTER COLUMN email SET NOT NULL",
+        "CREATE UNIQUE INDEX customers_email_identity ON customers (email)",
+        "ALTER TABLE customers REPLICA IDENTITY USING INDEX customers_email_identity",
+        "INSERT INTO customers (id, name, email) VALUES (9100, 'Gone', 'gone@example.com')",
+        "DELETE FROM customers WHERE id = 9100",
+    ] {
+        sqlx::raw_sql(sql).execute(&pool).await.expect(sql);
+    }
+    wait_until(deadline, "the stall in /status", || async {
+        let (_, body) = http_get(port, "/status").await?;
+        let status: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        let error = status["source"]["error"].as_str().unwrap_or_default();
+        let stalled = status["views"]
+            .as_array()
+            .is_some_and(|views| views.iter().all(|view| view["state"] == "stalled"));
+        if error.contains("primary-key column id is missing")
+            && error.contains("REPLICA IDENTITY DEFAULT")
+            && stalled
+        {
+            Ok(())
+        } else {
+            Err(body)
+        }
+    })
+    .await;
+    assert_eq!(http_get(port, "/ready").await.unwrap().0, 503);
+
+    sqlx::raw_sql("ALTER TABLE customers REPLICA IDENTITY DEFAULT")
+        .execute(&pool)
+        .await
+        .expect("the identity back");
+    let path = "/views/order_cache/rebuild?from_source=true";
+    let (code, body) = http_post(port, path, Some(TOKEN)).await.unwrap();
+    assert!(code < 300, "{code} {body}");
+    converged(&mut service, &pool, &redis.url(), deadline).await;
+    wait_until(deadline, "/ready again", || async {
+        match http_get(port, "/ready").await?.0 {
+            200 => Ok(()),
+            code => Err(format!("/ready {code}")),
+        }
+    })
+    .await;
+    assert_eq!(view_status(port, "order_cache").await["state"], "live");
+}

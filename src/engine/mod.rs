@@ -45,7 +45,12 @@ pub const DEFAULT_BATCH_MAX_ROOTS: usize = 100_000;
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("table {table}: primary-key column {column} is missing from the change")]
+    #[error(
+        "table {table}: primary-key column {column} is missing from the change: the table's \
+         replica identity no longer names its primary key (REPLICA IDENTITY USING INDEX?). Set \
+         REPLICA IDENTITY DEFAULT or FULL, then rebuild each view that reads the table with \
+         --from-source: the log already holds changes without the key"
+    )]
     MissingKey { table: String, column: String },
     #[error(transparent)]
     Aggregate(#[from] crate::aggregate::AggregateError),

@@ -50,3 +50,12 @@ pub enum SourceError {
     #[error("engine task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
+
+impl SourceError {
+    /// Whether the error comes from the log's contents (a change that cannot
+    /// be decoded or applied), so that reconnecting meets it again; not from
+    /// the connection.
+    pub fn is_in_the_log(&self) -> bool {
+        matches!(self, SourceError::Decode { .. } | SourceError::Engine(_))
+    }
+}
