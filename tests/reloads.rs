@@ -252,6 +252,10 @@ async fn a_reload_that_needs_a_new_snapshot_reports_building_until_it_ends() {
         .execute(&mut *open)
         .await
         .unwrap();
+    let blocker: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *open)
+        .await
+        .unwrap();
     std::fs::write(views.path().join("note_cache.yaml"), NOTE_CACHE).unwrap();
     let (code, outcome) = reload(port).await;
     assert_eq!(code, 200, "{outcome}");
@@ -269,6 +273,17 @@ async fn a_reload_that_needs_a_new_snapshot_reports_building_until_it_ends() {
             Ok(())
         } else {
             Err(format!("/ready {ready}, states {states:?}"))
+        }
+    })
+    .await;
+    // The log names what the snapshot waits for.
+    let named = format!("backend pid {blocker} (");
+    wait_until(DEADLINE, "the log naming the open transaction", || async {
+        let log = service.log_tail(50);
+        if log.contains("creating the replication slot waits") && log.contains(&named) {
+            Ok(())
+        } else {
+            Err(log)
         }
     })
     .await;

@@ -37,7 +37,22 @@ pub async fn take_snapshot(
     catalog::drop_slot(pool, slot).await?;
     let mut session =
         ReplicationClient::connect_gated(endpoint.replication_config(slot, publication)).await?;
-    let (consistent_point, snapshot_name) = create_slot(&mut session, slot).await?;
+    let (consistent_point, snapshot_name) = {
+        // PostgreSQL creates the slot once every transaction that was
+        // writing when it began has ended: a transaction left open (or
+        // prepared and never committed) holds it, and the snapshot, for as
+        // long as it lasts. Name them meanwhile.
+        let creating = create_slot(&mut session, slot);
+        tokio::pin!(creating);
+        let first = tokio::time::Instant::now() + SLOT_WAIT_REPORTED_AFTER;
+        let mut reports = tokio::time::interval_at(first, SLOT_WAIT_REPORT_EVERY);
+        loop {
+            tokio::select! {
+                created = &mut creating => break created?,
+                _ = reports.tick() => report_slot_wait(pool, slot).await,
+            }
+        }
+    };
     tracing::info!(%slot, %consistent_point, "replication slot created; copying tables");
 
     let mut conn = PgConnection::connect_with(&endpoint.sql_options()?).await?;
@@ -69,6 +84,52 @@ pub async fn take_snapshot(
         "snapshot complete"
     );
     Ok(consistent_point)
+}
+
+/// How long creating the slot may take before what it waits for is logged,
+/// and how often again.
+const SLOT_WAIT_REPORTED_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+const SLOT_WAIT_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The transactions that were writing when the slot's creation began, as
+/// far as this role may see them (prepared ones, and open ones with a
+/// transaction id, in any database).
+const WRITING_TRANSACTIONS: &str = "\
+    SELECT format('prepared transaction %L in database %s, prepared %s ago (COMMIT PREPARED \
+                   or ROLLBACK PREPARED ends it)', gid, database, \
+                  date_trunc('second', now() - prepared)) \
+    FROM pg_prepared_xacts \
+    UNION ALL \
+    SELECT format('backend pid %s (application %L, user %s, database %s, transaction open %s, \
+                   %s)', pid, application_name, usename, datname, \
+                  date_trunc('second', now() - xact_start), state) \
+    FROM pg_stat_activity \
+    WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() \
+    ORDER BY 1";
+
+/// Logs what creating `slot` waits for.
+async fn report_slot_wait(pool: &PgPool, slot: &str) {
+    match sqlx::query_scalar::<_, String>(WRITING_TRANSACTIONS)
+        .fetch_all(pool)
+        .await
+    {
+        Ok(waiting_for) if !waiting_for.is_empty() => tracing::warn!(
+            %slot,
+            waiting_for = %waiting_for.join("; "),
+            "creating the replication slot waits for transactions that were writing when it \
+             began to end; the snapshot starts once they do"
+        ),
+        Ok(_) => tracing::warn!(
+            %slot,
+            "creating the replication slot is taking long (no transaction it could wait for is \
+             visible to this role)"
+        ),
+        Err(error) => tracing::warn!(
+            %slot,
+            %error,
+            "creating the replication slot is taking long; its wait could not be read"
+        ),
+    }
 }
 
 async fn create_slot(
