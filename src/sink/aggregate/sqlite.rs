@@ -1,9 +1,10 @@
 //! Aggregate tables in SQLite (`--aggregates-url sqlite:path/to/file.db`).
 //!
 //! SQLite has no schemas, so `analytics.category_daily_sales` becomes the
-//! table `category_daily_sales`. Numerics go into NUMERIC columns (SQLite
-//! keeps them as integers or reals when that is lossless, as text otherwise),
-//! dates and timestamps as their ISO 8601 text. SQLite's unique indexes hold
+//! table `category_daily_sales`. Numerics go into NUMERIC columns, which
+//! SQLite stores as integers, or as reals of 15 significant digits (it has
+//! no decimal type: `164.00` becomes `164`, an `avg` loses its last digits;
+//! README, aggregate views), dates and timestamps as their ISO 8601 text. SQLite's unique indexes hold
 //! several NULL groups, so a group is written by deleting it (`IS` matches
 //! NULL) and inserting its new row, inside the batch's one transaction.
 //!
