@@ -339,9 +339,12 @@ async fn run_workload(args: WorkloadArgs) -> anyhow::Result<ExitCode> {
 
 fn init_logging(filter: &str) {
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(filter));
+    // Colours only for a person at a terminal, not in a file or a journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
 }
 

@@ -42,6 +42,9 @@ pub struct Queue {
     newest: u64,
     /// Entries up to here were released since the last logged release.
     unlogged_release: Option<u64>,
+    /// Entries were dropped, and said so, since the sink last found a gap:
+    /// the next drops, until then, need not be said again.
+    drops_reported: bool,
 }
 
 impl Queue {
@@ -137,13 +140,19 @@ impl Outboxes {
                 largest.pop_front();
                 dropped += 1;
             }
-            tracing::warn!(
-                sink = %sink,
-                dropped,
-                budget_mib = self.budget >> 20,
-                "outboxes over their memory budget: the oldest entries were dropped, \
-                 and this sink will rewrite its target from the state store"
-            );
+            if largest.drops_reported {
+                tracing::debug!(sink = %sink, dropped, "outbox entries dropped");
+            } else {
+                largest.drops_reported = true;
+                tracing::warn!(
+                    sink = %sink,
+                    dropped,
+                    budget_mib = self.budget >> 20,
+                    "outboxes over their memory budget: the oldest entries were dropped, \
+                     and this sink will rewrite its target from the state store (further \
+                     drops before it does are logged at debug level)"
+                );
+            }
             total -= before - largest.bytes;
         }
     }
@@ -156,11 +165,12 @@ impl Outboxes {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, EntryBytes)>, OutboxGap> {
-        let queues = self.lock();
-        let Some(queue) = queues.get(sink) else {
+        let mut queues = self.lock();
+        let Some(queue) = queues.get_mut(sink) else {
             return Ok(Vec::new());
         };
         if queue.missing_after(after) {
+            queue.drops_reported = false;
             return Err(OutboxGap);
         }
         let start = queue.entries.partition_point(|(seq, _)| *seq <= after);
@@ -278,5 +288,19 @@ pub(super) mod tests {
         outboxes.release("big", 6);
         assert!(seqs(outboxes.after("big", 6, 10)).is_empty());
         assert_eq!(outboxes.after("big", 5, 10), Err(OutboxGap));
+    }
+
+    /// Drops are reported once until the sink finds the gap, not once per
+    /// write (thousands of warnings while a sink is down).
+    #[test]
+    fn drops_are_reported_once_until_the_sink_finds_the_gap() {
+        let outboxes = Outboxes::new(8 * 2);
+        let reported = |outboxes: &Outboxes| outboxes.lock()["a"].drops_reported;
+        outboxes.publish((1..=3).map(|s| append("a", s)).collect());
+        assert!(reported(&outboxes));
+        outboxes.publish(vec![append("a", 4)]);
+        assert!(reported(&outboxes));
+        assert_eq!(outboxes.after("a", 0, 10), Err(OutboxGap));
+        assert!(!reported(&outboxes));
     }
 }

@@ -43,7 +43,9 @@ impl PgTarget {
             .map_err(|e: sqlx::Error| target_error(e.to_string()))?;
         // Timestamps without zone are written as UTC text; the session must
         // not shift `timestamptz` values either.
-        let options = options.options([("TimeZone", "UTC")]);
+        // Warnings only: `CREATE … IF NOT EXISTS` on every start would log
+        // its "already exists, skipping" notices at info level.
+        let options = options.options([("TimeZone", "UTC"), ("client_min_messages", "warning")]);
         // Lazy: a target that is down at start is retried by the sink, as
         // Redis is, instead of stopping the service.
         let pool = PgPoolOptions::new()
