@@ -363,7 +363,7 @@ mod tests {
                 config: Some(file.clone()),
                 ..ConfigArgs::default()
             };
-            let message = Config::resolve(&args).err().expect("an error").to_string();
+            let message = Config::resolve(&args).expect_err("an error").to_string();
             assert!(!message.contains("s3cret"), "{text:?}: {message}");
             assert!(message.contains(line), "{text:?}: {message}");
         }
