@@ -9,6 +9,7 @@ use super::error::ExprError;
 use super::functions::Function;
 use super::node::{CaseBranch, Node};
 use super::types::{ValueType, common_type, comparable, promote_numeric};
+use crate::change::Value;
 
 /// The caller's knowledge of column types.
 pub(crate) type ColumnTypes<'a> = &'a dyn Fn(&[String]) -> Option<ValueType>;
@@ -27,7 +28,10 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
         }
         Node::Concat { left, right } => concat_type(node, infer_child(left)?, infer_child(right)?),
         Node::Comparison { left, right, .. } => {
-            comparison_type(node, infer_child(left)?, infer_child(right)?)
+            let (left_type, right_type) = (infer_child(left)?, infer_child(right)?);
+            refuse_special_input(node, left, right_type)?;
+            refuse_special_input(node, right, left_type)?;
+            comparison_type(node, left_type, right_type)
         }
         Node::Logical { left, right, .. } => {
             boolean_operand(node, infer_child(left)?)?;
@@ -60,7 +64,10 @@ fn infer_predicate(node: &Node, columns: ColumnTypes) -> Result<ValueType, ExprE
     match node {
         Node::IsBool { operand, .. } => boolean_operand(node, infer_child(operand)?),
         Node::IsDistinct { left, right, .. } => {
-            comparison_type(node, infer_child(left)?, infer_child(right)?)
+            let (left_type, right_type) = (infer_child(left)?, infer_child(right)?);
+            refuse_special_input(node, left, right_type)?;
+            refuse_special_input(node, right, left_type)?;
+            comparison_type(node, left_type, right_type)
         }
         Node::IsNull { operand, .. } => infer_child(operand).map(|_| ValueType::Bool),
         Node::InList { operand, list, .. } => in_list_type(node, operand, list, columns),
@@ -68,6 +75,8 @@ fn infer_predicate(node: &Node, columns: ColumnTypes) -> Result<ValueType, ExprE
             operand, low, high, ..
         } => {
             let operand = infer_child(operand)?;
+            refuse_special_input(node, low, operand)?;
+            refuse_special_input(node, high, operand)?;
             comparison_type(node, operand, infer_child(low)?)?;
             comparison_type(node, operand, infer_child(high)?)
         }
@@ -155,6 +164,33 @@ fn concat_type(node: &Node, left: ValueType, right: ValueType) -> Result<ValueTy
     }
 }
 
+/// Text PostgreSQL reads as a date or time of its own choosing. A view
+/// compares text that is not a date with a date as text, so `at > 'epoch'`
+/// would quietly differ from SQL; and the clock-relative ones would need a
+/// view to change with the time.
+const SPECIAL_TEMPORAL_INPUTS: [&str; 6] =
+    ["epoch", "now", "today", "tomorrow", "yesterday", "allballs"];
+
+/// An error when `literal` is a special date/time input used as a value of
+/// the temporal type `against`.
+fn refuse_special_input(node: &Node, literal: &Node, against: ValueType) -> Result<(), ExprError> {
+    let Node::Literal(Value::Text(text)) = literal else {
+        return Ok(());
+    };
+    let word = text.trim().to_ascii_lowercase();
+    if !against.is_temporal() || !SPECIAL_TEMPORAL_INPUTS.contains(&word.as_str()) {
+        return Ok(());
+    }
+    Err(type_error(
+        node,
+        format!(
+            "'{text}' is one of PostgreSQL's special date/time inputs, which a view does not \
+             read: write the value itself (as '1970-01-01' for 'epoch'); 'now', 'today', \
+             'tomorrow' and 'yesterday' change with the clock, which a view cannot follow"
+        ),
+    ))
+}
+
 fn comparison_type(node: &Node, left: ValueType, right: ValueType) -> Result<ValueType, ExprError> {
     if comparable(left, right) {
         Ok(ValueType::Bool)
@@ -181,6 +217,7 @@ fn in_list_type(
 ) -> Result<ValueType, ExprError> {
     let operand = infer(operand, columns)?;
     for item in list {
+        refuse_special_input(node, item, operand)?;
         comparison_type(node, operand, infer(item, columns)?)?;
     }
     Ok(ValueType::Bool)

@@ -562,6 +562,30 @@ fn type_errors_name_the_problem() {
     );
 }
 
+/// PostgreSQL reads `'epoch'`, `'now'` and the like as dates or times; a
+/// view compares text that is not a date as text, so they are refused
+/// wherever they stand for a date or time. As text they are fine.
+#[test]
+fn special_date_time_inputs_are_refused_where_they_stand_for_one() {
+    for source in [
+        "created_at > 'epoch'",
+        "'Today' <= day",
+        "day BETWEEN 'yesterday' AND '2030-01-01'",
+        "created_at IN ('2024-01-01', 'now')",
+        "created_at IS DISTINCT FROM 'tomorrow'",
+    ] {
+        match infer(source) {
+            Err(ExprError::Type { message, .. }) => assert!(
+                message.contains("special date/time inputs"),
+                "{source}: {message}"
+            ),
+            other => panic!("{source}: expected a type error, got {other:?}"),
+        }
+    }
+    assert_eq!(infer("status = 'now'"), Ok(ValueType::Bool));
+    assert_eq!(infer("created_at < 'infinity'"), Ok(ValueType::Bool));
+}
+
 #[test]
 fn unknown_columns_are_reported_at_eval() {
     assert_eq!(
