@@ -398,3 +398,20 @@ async fn check_refuses_a_second_cache_view_that_may_write_the_first_ones_keys() 
         "{message}"
     );
 }
+
+/// A server error reads as PostgreSQL's message with its SQLSTATE, not
+/// with sqlx's "at line N" (a line of PostgreSQL's C source, which reads
+/// like a line of the view file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_error_is_the_servers_message_and_sqlstate() {
+    let pg = PgServer::start().await;
+    let views = views_dir(&[("order_cache.yaml", &example("order_cache.yaml"))]);
+    let output = viewkeeper(&["check", "--database-url", &pg.url("nodb")], views.path());
+    assert!(!output.status.success(), "a missing database passed");
+    let message = stderr(&output);
+    assert!(
+        message.contains("database \"nodb\" does not exist (SQLSTATE 3D000)"),
+        "{message}"
+    );
+    assert!(!message.contains(" at line "), "{message}");
+}

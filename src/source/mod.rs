@@ -18,7 +18,7 @@ use crate::change::Lsn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", sql_error_text(.0))]
     Sql(#[from] sqlx::Error),
     #[error("replication connection: {0}")]
     Replication(#[from] pgwire_replication::PgWireError),
@@ -49,6 +49,34 @@ pub enum SourceError {
     Engine(#[from] crate::engine::EngineError),
     #[error("engine task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+}
+
+/// A SQL error as its reader wants it: the server's message with its
+/// SQLSTATE, detail and hint. sqlx adds " at line N", a line of
+/// PostgreSQL's own C source that reads like a line of the user's files;
+/// and its pool timeout says nothing of what to check.
+pub fn sql_error_text(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(database) => {
+            match database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                Some(pg) => {
+                    let mut text = format!("{} (SQLSTATE {})", pg.message(), pg.code());
+                    if let Some(detail) = pg.detail() {
+                        text.push_str(&format!("; {detail}"));
+                    }
+                    if let Some(hint) = pg.hint() {
+                        text.push_str(&format!("; hint: {hint}"));
+                    }
+                    text
+                }
+                None => database.message().to_owned(),
+            }
+        }
+        sqlx::Error::PoolTimedOut => "no connection could be opened in time: is the server \
+                                      running, and reachable at the URL's host and port?"
+            .to_owned(),
+        other => other.to_string(),
+    }
 }
 
 impl SourceError {

@@ -65,7 +65,7 @@ pub fn sink_name(view: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregateSinkError {
-    #[error("aggregate table {table}: {source}")]
+    #[error("aggregate table {table}: {}", crate::source::sql_error_text(.source))]
     Sql {
         table: String,
         #[source]
