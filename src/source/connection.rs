@@ -32,6 +32,11 @@ impl std::fmt::Debug for PgEndpoint {
 
 impl PgEndpoint {
     pub fn parse(database_url: &str) -> Result<PgEndpoint, SourceError> {
+        if database_url.trim().is_empty() {
+            return Err(SourceError::Url(
+                "empty: give one like postgres://user:password@host:5432/database".to_owned(),
+            ));
+        }
         let url = url::Url::parse(database_url)
             .map_err(|e| SourceError::Url(format!("{e} in {}", redact_url(database_url))))?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
@@ -156,6 +161,11 @@ mod tests {
         let endpoint = PgEndpoint::parse("postgres://app:pl+us&x=%2B@db/shop").unwrap();
         let config = endpoint.replication_config("slot", "publication");
         assert_eq!(config.password, "pl+us&x=+");
+        let empty = PgEndpoint::parse(" ").unwrap_err().to_string();
+        assert!(
+            empty.contains("empty: give one like postgres://"),
+            "{empty}"
+        );
     }
 
     #[test]

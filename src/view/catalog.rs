@@ -342,12 +342,14 @@ impl<'a> ViewCheck<'a> {
             return;
         }
         let message = format!(
-            "cannot join {}.{} ({parent_type}) to {}.{} ({joined_type}): viewkeeper joins \
-             columns of one type, or integer columns with numeric ones",
+            "cannot join {}.{} ({}) to {}.{} ({}): viewkeeper joins columns of one type, or \
+             integer columns with numeric ones",
             display_table(parent.1),
             parent.2,
+            column_type_name(parent.0, parent.2, parent_type),
             display_table(joined.1),
             joined.2,
+            column_type_name(joined.0, joined.2, joined_type),
         );
         self.error(path, line_path, message);
     }
@@ -379,6 +381,19 @@ fn key_tokens<'c>(catalog: &Catalog, cache: &'c CacheView) -> Option<Vec<KeyToke
                 .map(|column| KeyToken::Value(column.type_oid)),
         })
         .collect()
+}
+
+/// `column`'s SQL type name (`uuid`, `int4`), or else its expression type.
+fn column_type_name(table: &TableInfo, column: &str, value_type: ValueType) -> String {
+    let oid = table
+        .columns
+        .iter()
+        .find(|info| info.name == column)
+        .map_or(0, |info| info.type_oid);
+    match crate::source::pg_text::type_name(oid) {
+        "other" => value_type.to_string(),
+        name => name.to_owned(),
+    }
 }
 
 /// The expression type of `column`'s PostgreSQL type, if the column exists.

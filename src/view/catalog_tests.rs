@@ -288,10 +288,17 @@ fn join_columns_of_types_that_do_not_match_are_refused() {
         check(ORDER_CACHE, &catalog),
         vec![
             "views/order_cache.yaml:14: fields.customer.on: cannot join orders.customer_id (text) \
-             to customers.id (int): viewkeeper joins columns of one type, or integer columns \
+             to customers.id (int8): viewkeeper joins columns of one type, or integer columns \
              with numeric ones"
                 .to_owned()
         ]
+    );
+    // Named by their SQL types: a uuid is not the text it is read as.
+    retype(&mut catalog, "public.orders", "customer_id", 2950);
+    let errors = check(ORDER_CACHE, &catalog);
+    assert!(
+        errors[0].contains("orders.customer_id (uuid) to customers.id (int8)"),
+        "{errors:?}"
     );
     retype(&mut catalog, "public.orders", "customer_id", NUMERIC);
     retype(&mut catalog, "public.customers", "id", INT4);
