@@ -210,13 +210,25 @@ impl Config {
             file.batch_max_wait_ms,
             defaults.max_wait.as_millis() as u64,
         );
+        let redis_url = pick(
+            &args.redis_url,
+            file.redis_url,
+            "redis://127.0.0.1:6379".into(),
+        );
+        // Checked now: the sink would only find out once running, and retry.
+        if let Err(error) = redis::Client::open(redis_url.as_str()) {
+            return Err(ConfigError::Invalid {
+                setting: "redis_url",
+                reason: format!(
+                    "{} does not parse ({error}); percent-encode a password's special \
+                     characters",
+                    redact_url(&redis_url)
+                ),
+            });
+        }
         Ok(Config {
             database_url: args.database_url.clone().or(file.database_url),
-            redis_url: pick(
-                &args.redis_url,
-                file.redis_url,
-                "redis://127.0.0.1:6379".into(),
-            ),
+            redis_url,
             aggregates_url: args.aggregates_url.clone().or(file.aggregates_url),
             views: pick(&args.views, file.views, "views".into()),
             data_dir: pick(&args.data_dir, file.data_dir, "data".into()),
@@ -339,6 +351,19 @@ fn validate_name(setting: &'static str, name: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Redis URL that does not parse is refused at once, without its
+    /// password.
+    #[test]
+    fn a_redis_url_that_does_not_parse_is_refused() {
+        let args = ConfigArgs {
+            redis_url: Some("redis://:s3cret@host:port/0".into()),
+            ..ConfigArgs::default()
+        };
+        let message = Config::resolve(&args).expect_err("an error").to_string();
+        assert!(message.starts_with("redis_url: "), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
 
     /// A config file that does not read is reported without its secrets.
     #[test]
