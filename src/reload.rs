@@ -110,6 +110,10 @@ pub async fn plan_runnable_views(
 pub struct NewViews {
     pub views: Vec<ViewDef>,
     pub plan: Plan,
+    /// Told once the pipeline runs them (and no longer runs removed ones),
+    /// so that the reload answers then: a `drop` right after it must not
+    /// find a removed view still running.
+    pub running: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Why the pipeline must stop and start again.
@@ -181,13 +185,32 @@ impl Reloader {
         let next = hashes(&views);
         let outcome = compare(&running, &next);
         if outcome.applies() {
+            let (told, started) = tokio::sync::oneshot::channel();
+            let views = NewViews {
+                views,
+                plan,
+                running: Some(told),
+            };
             self.requests
-                .send(Restart::Views(NewViews { views, plan }))
+                .send(Restart::Views(views))
                 .await
                 .map_err(|_| ReloadError::Stopping)?;
             *running = next;
+            // The restart takes the lock itself ([`Reloader::set_running`]).
+            drop(running);
+            started.await.map_err(|_| ReloadError::Stopping)?;
         }
         Ok(outcome)
+    }
+}
+
+impl Restart {
+    /// Who waits to hear that the pipeline runs the new views, if anyone.
+    pub fn take_running_notice(&mut self) -> Option<tokio::sync::oneshot::Sender<()>> {
+        match self {
+            Restart::Views(views) => views.running.take(),
+            _ => None,
+        }
     }
 }
 

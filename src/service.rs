@@ -188,7 +188,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let server = tokio::spawn(server);
     tokio::spawn(reload_on_sighup(Arc::clone(&reloader), shutdown.clone()));
     let mut views = views;
-    while let Some(restart) = generation.run(&mut shutdown, &mut restarts).await {
+    while let Some(mut restart) = generation.run(&mut shutdown, &mut restarts).await {
+        let running_notice = restart.take_running_notice();
         let (next_views, planned, from_source) = prepare_restart(&context, views, restart).await?;
         reloader.set_running(&planned.runnable).await;
         let (started, running) = Generation::start(&context, planned).await?;
@@ -196,6 +197,9 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             running.rebuilder.rewrite_after_snapshot(view);
         }
         admin.replace_running(running);
+        if let Some(notice) = running_notice {
+            let _ = notice.send(());
+        }
         generation = started;
         views = next_views;
     }

@@ -185,6 +185,10 @@ async fn reloads_rebuild_what_changed_and_drop_removes_what_is_left() {
         outcome["removed"],
         json!(["category_daily_sales", "product_names"])
     );
+    // The reload answers once the removed views stopped: a drop right
+    // after it finds them gone.
+    let (ok, text) = drop_with_cli(port, "category_daily_sales");
+    assert!(ok, "{text}");
     wait_for_view_counts(
         port,
         "recomputes",
@@ -203,8 +207,6 @@ async fn reloads_rebuild_what_changed_and_drop_removes_what_is_left() {
             .await
             .is_empty()
     );
-    let (ok, text) = drop_with_cli(port, "category_daily_sales");
-    assert!(ok, "{text}");
     let table: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('analytics.category_daily_sales')::text")
             .fetch_one(&pool)
