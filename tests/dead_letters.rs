@@ -272,6 +272,10 @@ async fn expected_notes(pool: &sqlx::PgPool, owner: (&str, &str)) -> BTreeMap<St
     documents
 }
 
+async fn execute(pool: &sqlx::PgPool, sql: &'static str) {
+    sqlx::query(sql).execute(pool).await.expect(sql);
+}
+
 async fn notes_match(pool: &sqlx::PgPool, redis_url: &str, owner: (&str, &str), after: &str) {
     let expected = expected_notes(pool, owner).await;
     wait_until(DEADLINE, &format!("note_cache after {after}"), || {
@@ -294,7 +298,7 @@ async fn two_rows_rendering_one_key_keep_the_first_document_and_dead_letter_the_
         "CREATE TABLE notes (ns text, name text, body text, PRIMARY KEY (ns, name))",
         "INSERT INTO notes VALUES ('x', 'y', 'unrelated'), ('a:b', 'c', 'first')",
     ] {
-        sqlx::query(sql).execute(&pool).await.unwrap();
+        execute(&pool, sql).await;
     }
     let views = tempfile::tempdir().expect("temp dir");
     std::fs::write(views.path().join("note_cache.yaml"), NOTE_CACHE).expect("view file");
@@ -311,7 +315,7 @@ async fn two_rows_rendering_one_key_keep_the_first_document_and_dead_letter_the_
         "UPDATE notes SET body = 'second, edited' WHERE ns = 'a'",
         "UPDATE notes SET body = 'first, edited' WHERE ns = 'a:b'",
     ] {
-        sqlx::query(sql).execute(&pool).await.unwrap();
+        execute(&pool, sql).await;
         notes_match(&pool, &redis.url(), first, sql).await;
     }
     wait_for_view_counts(port, "dead_letters", &[("note_cache", 1)]).await;
@@ -335,39 +339,32 @@ async fn two_rows_rendering_one_key_keep_the_first_document_and_dead_letter_the_
     // A crash changes nothing: the owner is in the state store.
     service.kill().await;
     let mut service = setup.start();
-    sqlx::query("UPDATE notes SET body = 'second, again' WHERE ns = 'a'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    execute(
+        &pool,
+        "UPDATE notes SET body = 'second, again' WHERE ns = 'a'",
+    )
+    .await;
     notes_match(&pool, &redis.url(), first, "a restart").await;
 
     // The first row's key changes: the second gets the key, and loses its
     // letter.
-    sqlx::query("UPDATE notes SET ns = 'z' WHERE ns = 'a:b'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    execute(&pool, "UPDATE notes SET ns = 'z' WHERE ns = 'a:b'").await;
     notes_match(&pool, &redis.url(), second, "the owner's key change").await;
     wait_for_view_counts(port, "dead_letters", &[("note_cache", 0)]).await;
 
     // A row renders the key again: now it is the one that waits, until the
     // owner is deleted.
-    sqlx::query("INSERT INTO notes VALUES ('a:b', 'c', 'back')")
-        .execute(&pool)
-        .await
-        .unwrap();
+    execute(&pool, "INSERT INTO notes VALUES ('a:b', 'c', 'back')").await;
     notes_match(&pool, &redis.url(), second, "the first key's return").await;
     wait_for_view_counts(port, "dead_letters", &[("note_cache", 1)]).await;
-    sqlx::query("DELETE FROM notes WHERE ns = 'a'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    execute(&pool, "DELETE FROM notes WHERE ns = 'a'").await;
     notes_match(&pool, &redis.url(), first, "the owner's delete").await;
     wait_for_view_counts(port, "dead_letters", &[("note_cache", 0)]).await;
-    sqlx::query("INSERT INTO notes VALUES ('a', 'b:c', 'second, back')")
-        .execute(&pool)
-        .await
-        .unwrap();
+    execute(
+        &pool,
+        "INSERT INTO notes VALUES ('a', 'b:c', 'second, back')",
+    )
+    .await;
 
     // A rebuild recomputes every root from the store: the owner stays.
     let (status, body) = harness::http_post(port, "/views/note_cache/rebuild", Some(TOKEN))
@@ -382,10 +379,11 @@ async fn two_rows_rendering_one_key_keep_the_first_document_and_dead_letter_the_
         }
     })
     .await;
-    sqlx::query("UPDATE notes SET body = 'after the rebuild' WHERE ns = 'x'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    execute(
+        &pool,
+        "UPDATE notes SET body = 'after the rebuild' WHERE ns = 'x'",
+    )
+    .await;
     notes_match(&pool, &redis.url(), first, "a rebuild").await;
     service.assert_running();
 }

@@ -14,15 +14,28 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use harness::{
-    PgServer, RedisServer, ServiceSetup, converged, current_wal_lsn, expected_product_cache,
-    http_get, http_post, redis_documents, redis_matches, slot_confirmed, small_shop, view_status,
-    wait_until,
+    PgServer, RedisServer, Service, ServiceSetup, converged, current_wal_lsn,
+    expected_product_cache, http_get, http_post, redis_documents, redis_matches, slot_confirmed,
+    small_shop, view_status, wait_until,
 };
 use serde_json::Value;
+use sqlx::PgPool;
 use viewkeeper::workload::{Mix, Op, WorkloadOptions};
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("views")
+}
+
+/// The small shop served with the example views and the admin `token`,
+/// converged: its servers, pool, admin port and service.
+async fn converged_shop(token: &str) -> (PgServer, RedisServer, PgPool, u16, Service) {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url()).with_admin_token(token);
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), Duration::from_secs(120)).await;
+    (pg, redis, pool, setup.admin_port, service)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,14 +315,8 @@ async fn the_workload_never_touches_rows_with_ids_below_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_column_renamed_under_a_view_stops_that_view_until_it_checks_again() {
     const TOKEN: &str = "rename-token-91c2";
-    let pg = PgServer::start().await;
-    let redis = RedisServer::start().await;
-    let (url, pool) = small_shop(&pg).await;
-    let setup = ServiceSetup::new(&url, &redis.url()).with_admin_token(TOKEN);
-    let port = setup.admin_port;
-    let mut service = setup.start();
+    let (_pg, redis, pool, port, mut service) = converged_shop(TOKEN).await;
     let deadline = Duration::from_secs(120);
-    converged(&mut service, &pool, &redis.url(), deadline).await;
 
     for sql in [
         "ALTER TABLE customers RENAME COLUMN email TO mail",
@@ -418,14 +425,8 @@ async fn a_generated_column_is_not_taken_for_a_dropped_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_identity_without_the_key_stalls_the_stream_visibly() {
     const TOKEN: &str = "identity-token-3b7e";
-    let pg = PgServer::start().await;
-    let redis = RedisServer::start().await;
-    let (url, pool) = small_shop(&pg).await;
-    let setup = ServiceSetup::new(&url, &redis.url()).with_admin_token(TOKEN);
-    let port = setup.admin_port;
-    let mut service = setup.start();
+    let (_pg, redis, pool, port, mut service) = converged_shop(TOKEN).await;
     let deadline = Duration::from_secs(120);
-    converged(&mut service, &pool, &redis.url(), deadline).await;
 
     for sql in [
         "UPDATE customers SET email = 'c' || id || '@example.com' WHERE email IS NULL",

@@ -45,8 +45,8 @@ impl StateWriter<'_> {
         key: &str,
         pk: &[u8],
     ) -> Result<Claim, StoreError> {
-        let entry_key = self.names.prefixed(view, key.as_bytes())?;
-        let Some(bytes) = self.changes.get(Table::OutputKeys, &entry_key) else {
+        let (entry_key, owner) = self.key_owner(view, key)?;
+        let Some(mut owner) = owner else {
             let owner = KeyOwner {
                 owner: pk.to_vec(),
                 waiting: Vec::new(),
@@ -55,7 +55,6 @@ impl StateWriter<'_> {
                 .insert(Table::OutputKeys, &entry_key, &encode(&owner));
             return Ok(Claim::Owned { new: true });
         };
-        let mut owner = decode(bytes, view)?;
         if owner.owner == pk {
             return Ok(Claim::Owned { new: false });
         }
@@ -76,14 +75,13 @@ impl StateWriter<'_> {
         key: &str,
         pk: &[u8],
     ) -> Result<Released, StoreError> {
-        let entry_key = self.names.prefixed(view, key.as_bytes())?;
-        let Some(bytes) = self.changes.get(Table::OutputKeys, &entry_key) else {
+        let (entry_key, owner) = self.key_owner(view, key)?;
+        let Some(owner) = owner else {
             return Ok(Released {
                 was_owned: true,
                 waiting: Vec::new(),
             });
         };
-        let owner = decode(bytes, view)?;
         if owner.owner != pk {
             // An output stored before its view's keys were claimed, under a
             // key another root claimed since: that root's output is there.
@@ -94,6 +92,17 @@ impl StateWriter<'_> {
             was_owned: true,
             waiting: owner.waiting,
         })
+    }
+
+    /// The entry key of `key` of `view`, and who owns it.
+    fn key_owner(&self, view: &str, key: &str) -> Result<(Vec<u8>, Option<KeyOwner>), StoreError> {
+        let entry_key = self.names.prefixed(view, key.as_bytes())?;
+        let owner = self
+            .changes
+            .get(Table::OutputKeys, &entry_key)
+            .map(|bytes| decode(bytes, view))
+            .transpose()?;
+        Ok((entry_key, owner))
     }
 
     /// Forgets which roots own the keys of `view`.
