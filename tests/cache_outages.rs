@@ -13,6 +13,9 @@ use sqlx::PgPool;
 use viewkeeper::workload::{Mix, Op, Scale, WorkloadOptions};
 
 const CONVERGE: Duration = Duration::from_secs(120);
+/// How often the checkpoint is polled after a FLUSHALL: closely, to see
+/// what a crash at any moment would leave.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(1);
 
 /// Waits until `count` more orders exist than `since`: the workload is under way.
 async fn orders_grew(pool: &PgPool, since: i64, count: i64) {
@@ -138,8 +141,7 @@ async fn flushall_on_a_live_connection_is_noticed_and_healed() {
     // The checkpoint comes back only with every document: a checkpoint
     // over a partial rewrite would tell a sink restarted in between that
     // the rewrite was done. (The first batch after the FLUSHALL wrote its
-    // entries and the checkpoint, and then the rewrite began.) Polled
-    // closely, to see what a crash at any moment would leave.
+    // entries and the checkpoint, and then the rewrite began.)
     let checkpoint_key = "viewkeeper:checkpoint:viewkeeper";
     let deadline = tokio::time::Instant::now() + CONVERGE;
     let size = loop {
@@ -157,7 +159,7 @@ async fn flushall_on_a_live_connection_is_noticed_and_healed() {
             tokio::time::Instant::now() < deadline,
             "no checkpoint came back"
         );
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(CHECKPOINT_POLL).await;
     };
     assert!(
         size >= before,
