@@ -164,6 +164,16 @@ fn is_test(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {
         sql::Expr::IsNotFalse(e) => is_bool(e, false, true),
         sql::Expr::IsDistinctFrom(a, b) => distinct(a, b, false),
         sql::Expr::IsNotDistinctFrom(a, b) => distinct(a, b, true),
+        sql::Expr::CompoundFieldAccess { root, .. } => {
+            // `user.email`: `user` is a keyword (a function), so the dot
+            // reads as field access rather than a relation's column.
+            let root = root.to_string().to_lowercase();
+            let construct = format!(
+                "field access (if `{root}` names a relation or column, it is an SQL keyword: \
+                 write it in double quotes, as in \"{root}\".column)"
+            );
+            Err(unsupported(construct, expr))
+        }
         other => Err(unsupported(construct_name(other), other)),
     }
 }
@@ -183,7 +193,7 @@ fn construct_name(expr: &sql::Expr) -> &'static str {
         sql::Expr::AtTimeZone { .. } => "AT TIME ZONE",
         sql::Expr::Interval(_) => "interval",
         sql::Expr::Array(_) => "array",
-        sql::Expr::JsonAccess { .. } | sql::Expr::CompoundFieldAccess { .. } => "field access",
+        sql::Expr::JsonAccess { .. } => "field access",
         sql::Expr::SimilarTo { .. } | sql::Expr::RLike { .. } => "regular expression match",
         sql::Expr::Tuple(_) => "row constructor",
         sql::Expr::Wildcard(_) | sql::Expr::QualifiedWildcard(..) => "wildcard",

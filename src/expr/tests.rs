@@ -388,6 +388,11 @@ fn unsupported_constructs_are_named() {
         ("a LIKE ANY ('x')", "LIKE ANY"),
         ("lower(x => 'a')", "named or wildcard argument"),
         ("pg_catalog.lower(a)", "qualified function name"),
+        (
+            "lower(user.email) = 'a'",
+            "field access (if `user` names a relation or column, it is an SQL keyword: write \
+             it in double quotes, as in \"user\".column)",
+        ),
     ];
     for (source, construct) in cases {
         match Expr::parse(source) {
