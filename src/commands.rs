@@ -13,7 +13,7 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::change::Lsn;
 use crate::config::Config;
-use crate::plan::{OutputPlan, Plan};
+use crate::plan::{Lookup, OutputPlan, Plan};
 use crate::service::ServiceError;
 use crate::sink::aggregate::{self, TableOwner, TargetTable};
 use crate::sink::search::{SearchError, SearchIndex};
@@ -21,7 +21,7 @@ use crate::source::SourceError;
 use crate::source::catalog;
 use crate::source::connection::{PgEndpoint, quote_ident};
 use crate::source::stream::ReplicationStream;
-use crate::view::model::{ViewDef, ViewKind};
+use crate::view::model::{Cardinality, ViewDef, ViewKind};
 use crate::view::{self, ViewError, ViewErrors};
 
 /// What `check` found in view files without errors.
@@ -60,6 +60,9 @@ pub async fn check(
             errors.extend(replica_identities(&passed, &plan, &pool).await?);
             errors.extend(foreign_tables(&passed, &plan, aggregates_url.unwrap_or(url)).await?);
             notes = key_collision_notes(&passed, &plan);
+            let unique_keys =
+                catalog::unique_keys(&pool, &plan.tables.keys().cloned().collect()).await?;
+            notes.extend(one_join_notes(&passed, &plan, &unique_keys));
         }
     }
     if !errors.is_empty() {
@@ -69,6 +72,55 @@ pub async fn check(
         views: views.len(),
         notes,
     })
+}
+
+/// A note for every `one` join whose columns are not a unique key of the
+/// joined table: each root then reads every row that matches, to keep the
+/// one with the lowest primary key, which is slow when many do.
+fn one_join_notes(
+    views: &[ViewDef],
+    plan: &Plan,
+    unique_keys: &std::collections::HashMap<String, Vec<BTreeSet<String>>>,
+) -> Vec<ViewError> {
+    let mut notes = Vec::new();
+    for view in &plan.views {
+        let Some(def) = views.iter().find(|def| def.name == view.name) else {
+            continue;
+        };
+        for node in &view.nodes {
+            let Some(link) = &node.link else { continue };
+            let Some(table) = plan.tables.get(&node.table) else {
+                continue;
+            };
+            if link.cardinality != Cardinality::One || link.children == Lookup::PrimaryKey {
+                continue;
+            }
+            let columns: BTreeSet<String> = link
+                .child_columns
+                .iter()
+                .filter_map(|&column| table.columns.get(column).cloned())
+                .collect();
+            let unique = unique_keys
+                .get(&node.table)
+                .is_some_and(|keys| keys.iter().any(|key| key.is_subset(&columns)));
+            if unique {
+                continue;
+            }
+            let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+            notes.push(ViewError::whole_file(
+                &def.file,
+                format!(
+                    "a `one` join to {} on ({}) is not a unique key of that table: where \
+                     several rows match, the one with the lowest primary key is kept, and every \
+                     document reads all of them (slow when many match); join on a unique key, \
+                     or make the relation `many`",
+                    view::display_table(&node.table),
+                    columns.join(", ")
+                ),
+            ));
+        }
+    }
+    notes
 }
 
 /// A note at the key template of every view whose template may give two

@@ -415,3 +415,38 @@ async fn a_database_error_is_the_servers_message_and_sqlstate() {
     );
     assert!(!message.contains(" at line "), "{message}");
 }
+
+/// `check` notes a `one` join whose columns are not a unique key of the
+/// joined table (every document reads all the rows that match), and not
+/// one on a primary key or a unique index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_notes_a_one_join_that_is_not_on_a_unique_key() {
+    let pg = PgServer::start().await;
+    let (url, pool) = empty_shop(&pg).await;
+    let view = "view: buyer_cache\nkind: cache\nroot: orders\nkey: \"buyer:{id}\"\n\
+                fields:\n  id: id\n  buyer: { one: customers, on: { email: status }, \
+                fields: { name: name } }\n";
+    let dir = views_dir(&[("buyer_cache.yaml", view)]);
+    let noted = |stdout: &str| stdout.contains("a `one` join to customers on (email) is not");
+
+    let output = viewkeeper(&["check", "--database-url", &url], dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(noted(&stdout), "{stdout}");
+
+    sqlx::raw_sql("CREATE UNIQUE INDEX customers_email ON customers (email)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let output = viewkeeper(&["check", "--database-url", &url], dir.path());
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success() && !noted(&stdout), "{stdout}");
+
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("views");
+    let output = viewkeeper(&["check", "--database-url", &url], &examples);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success() && !stdout.contains("note:"),
+        "{stdout}"
+    );
+}

@@ -150,6 +150,36 @@ pub async fn unusable_replica_identities(
         .collect())
 }
 
+/// The unique keys of each of `tables`: the columns of every unique index
+/// without an expression or a predicate, the primary key's included.
+pub async fn unique_keys(
+    pool: &PgPool,
+    tables: &BTreeSet<String>,
+) -> Result<HashMap<String, Vec<BTreeSet<String>>>, SourceError> {
+    let names: Vec<String> = tables.iter().cloned().collect();
+    let rows: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT n.nspname || '.' || c.relname,
+                array_agg(a.attname::text ORDER BY a.attnum)
+         FROM pg_index i
+         JOIN pg_class c ON c.oid = i.indrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey::int2[])
+         WHERE i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+           AND n.nspname || '.' || c.relname = ANY($1)
+         GROUP BY 1, i.indexrelid",
+    )
+    .bind(&names)
+    .fetch_all(pool)
+    .await?;
+    let mut keys: HashMap<String, Vec<BTreeSet<String>>> = HashMap::new();
+    for (table, columns) in rows {
+        keys.entry(table)
+            .or_default()
+            .push(columns.into_iter().collect());
+    }
+    Ok(keys)
+}
+
 /// Creates the publication for exactly `tables`, or changes it to them.
 /// Changes to a partition are published as changes to its partitioned
 /// table, which is what views name.
