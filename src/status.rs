@@ -46,8 +46,14 @@ struct Inner {
     recomputes: BTreeMap<String, u64>,
     /// Why the stream stopped, until a batch is applied again (or, for an
     /// error of the connection rather than of the log, until it reconnects).
-    replication_error: Option<String>,
-    replication_error_in_log: bool,
+    replication_error: Option<ReplicationError>,
+}
+
+#[derive(Debug)]
+struct ReplicationError {
+    message: String,
+    /// In the log's contents: reconnecting meets it again.
+    in_log: bool,
 }
 
 /// Rebuilds on demand of one view.
@@ -171,15 +177,16 @@ impl StatusBoard {
     /// `in_log`: the error is in the log's contents, so reconnecting meets
     /// it again.
     pub fn replication_failed(&self, error: &dyn std::fmt::Display, in_log: bool) {
-        let mut inner = self.lock();
-        inner.replication_error = Some(error.to_string());
-        inner.replication_error_in_log = in_log;
+        self.lock().replication_error = Some(ReplicationError {
+            message: error.to_string(),
+            in_log,
+        });
     }
 
     /// The stream is connected again: an error of the connection is over.
     pub fn replication_connected(&self) {
         let mut inner = self.lock();
-        if !inner.replication_error_in_log {
+        if inner.replication_error.as_ref().is_some_and(|e| !e.in_log) {
             inner.replication_error = None;
         }
     }
@@ -202,7 +209,7 @@ impl StatusBoard {
             sinks: inner.sinks.clone(),
             rebuilds: inner.rebuilds.clone(),
             recomputes: inner.recomputes.clone(),
-            replication_error: inner.replication_error.clone(),
+            replication_error: inner.replication_error.as_ref().map(|e| e.message.clone()),
         }
     }
 

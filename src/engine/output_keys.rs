@@ -46,10 +46,7 @@ pub(super) fn release(
     key: &str,
 ) -> Result<Released, EngineError> {
     if !view.claims_keys() {
-        return Ok(Released {
-            was_owned: true,
-            waiting: Vec::new(),
-        });
+        return Ok(Released::unclaimed());
     }
     Ok(w.release_output_key(&view.name, key, pk)?)
 }

@@ -37,6 +37,16 @@ pub struct Released {
     pub waiting: Vec<Vec<u8>>,
 }
 
+impl Released {
+    /// A key no root claimed: the releasing root's to delete, none waiting.
+    pub fn unclaimed() -> Released {
+        Released {
+            was_owned: true,
+            waiting: Vec::new(),
+        }
+    }
+}
+
 impl StateWriter<'_> {
     /// Claims `key` of `view` for the root `pk`.
     pub fn claim_output_key(
@@ -77,10 +87,7 @@ impl StateWriter<'_> {
     ) -> Result<Released, StoreError> {
         let (entry_key, owner) = self.key_owner(view, key)?;
         let Some(owner) = owner else {
-            return Ok(Released {
-                was_owned: true,
-                waiting: Vec::new(),
-            });
+            return Ok(Released::unclaimed());
         };
         if owner.owner != pk {
             // An output stored before its view's keys were claimed, under a
