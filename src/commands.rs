@@ -75,8 +75,9 @@ pub async fn check(
 }
 
 /// A note for every `one` join whose columns are not a unique key of the
-/// joined table: each root then reads every row that matches, to keep the
-/// one with the lowest primary key, which is slow when many do.
+/// joined table: the row a document shows is then the lowest-keyed of
+/// several, which is rarely what was meant, and a change to any of them
+/// refreshes every document that joins them.
 fn one_join_notes(
     views: &[ViewDef],
     plan: &Plan,
@@ -111,9 +112,9 @@ fn one_join_notes(
                 &def.file,
                 format!(
                     "a `one` join to {} on ({}) is not a unique key of that table: where \
-                     several rows match, the one with the lowest primary key is kept, and every \
-                     document reads all of them (slow when many match); join on a unique key, \
-                     or make the relation `many`",
+                     several rows match, the one with the lowest primary key is kept, and a change to \
+                     any of them refreshes every document that joins them; join on a unique \
+                     key, or make the relation `many`",
                     view::display_table(&node.table),
                     columns.join(", ")
                 ),

@@ -1,7 +1,8 @@
 //! A cache view of another shape than the shop's, on another schema: composite
 //! primary keys and joins, a `where` on a joined column, a key template whose
 //! column changes, primary-key updates, a descending array order, three
-//! levels of nesting, a partitioned table, TRUNCATE, every value type the
+//! levels of nesting, a `one` join over a column that is not unique (in
+//! the document and in `where`), a partitioned table, TRUNCATE, every value type the
 //! README documents, and a stored column's type changed (running and stopped).
 //! Random changes, then the SQL oracle.
 
@@ -47,7 +48,10 @@ const ORACLE: &str = r#"
                    ORDER BY e.seq DESC NULLS FIRST, e.id)
             FROM lab.events e
             LEFT JOIN lab.regions er ON er.code = e.region_code AND er.zone = e.region_zone
-            WHERE e.account_id = a.id), '[]'::json)
+            WHERE e.account_id = a.id), '[]'::json),
+        'first_event', (
+            SELECT json_build_object('seq', e.seq, 'note', e.note)
+            FROM lab.events e WHERE e.account_id = a.id ORDER BY e.id LIMIT 1)
     )::text
     FROM lab.accounts a LEFT JOIN lab.regions r ON r.code = a.region_code AND r.zone = a.region_zone
     WHERE {where}"#;
@@ -73,8 +77,9 @@ const FIRST: Version = Version {
 const SECOND: Version = Version {
     key: "acct:{id}",
     key_sql: "'acct:' || a.id",
-    filter: "coalesce(active, false) OR kind = 'pro'",
-    filter_sql: "coalesce(a.active, false) OR a.kind = 'pro'",
+    filter: "coalesce(active, false) OR kind = 'pro' OR first_event.seq > 2",
+    filter_sql: "coalesce(a.active, false) OR a.kind = 'pro' OR (SELECT e.seq FROM lab.events e
+                 WHERE e.account_id = a.id ORDER BY e.id LIMIT 1) > 2",
     with_uid: true,
 };
 

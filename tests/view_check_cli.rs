@@ -417,7 +417,7 @@ async fn a_database_error_is_the_servers_message_and_sqlstate() {
 }
 
 /// `check` notes a `one` join whose columns are not a unique key of the
-/// joined table (every document reads all the rows that match), and not
+/// joined table (the lowest-keyed match is kept), and not
 /// one on a primary key or a unique index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_notes_a_one_join_that_is_not_on_a_unique_key() {

@@ -175,9 +175,7 @@ fn one_row(
     };
     one_row(w, view, parent, rows)?;
     let row = match rows.get(&parent) {
-        Some(Some(parent_row)) => children(w, &view.nodes[node].table, link, parent_row)?
-            .into_iter()
-            .next(),
+        Some(Some(parent_row)) => first_child(w, &view.nodes[node].table, link, parent_row)?,
         _ => None,
     };
     rows.insert(node, row);
@@ -213,13 +211,13 @@ fn write_document(
             } => {
                 let node_plan = &view.nodes[*node];
                 let link = node_plan.link.as_ref().expect("a relation node has a link");
-                let mut rows = children(w, &node_plan.table, link, row)?;
                 match cardinality {
-                    Cardinality::One => match rows.first() {
-                        Some(child) => write_document(w, view, document, child, out)?,
+                    Cardinality::One => match first_child(w, &node_plan.table, link, row)? {
+                        Some(child) => write_document(w, view, document, &child, out)?,
                         None => out.extend_from_slice(b"null"),
                     },
                     Cardinality::Many => {
+                        let mut rows = children(w, &node_plan.table, link, row)?;
                         sort_rows(&mut rows, order_by);
                         out.push(b'[');
                         for (position, child) in rows.iter().enumerate() {
@@ -250,15 +248,9 @@ fn children(
     link: &LinkPlan,
     parent_row: &[Value],
 ) -> Result<Vec<Row>, EngineError> {
-    let values: Vec<&Value> = link
-        .parent_columns
-        .iter()
-        .map(|&c| &parent_row[c])
-        .collect();
-    if values.iter().any(|v| v.is_null()) {
-        return Ok(Vec::new()); // NULL joins nothing
-    }
-    let key = encode_values(values);
+    let Some(key) = link_key(link, parent_row) else {
+        return Ok(Vec::new());
+    };
     let keys = match &link.children {
         Lookup::PrimaryKey => Arc::from([key]),
         Lookup::Index(index) => w.index_lookup(table, index, &key)?,
@@ -270,6 +262,42 @@ fn children(
         }
     }
     Ok(rows)
+}
+
+/// The row of `table` with the lowest primary key among those joined to
+/// `parent_row` through `link`: a `one` join's row. Only that row is read,
+/// found by one step into the join index, however many rows match.
+fn first_child(
+    w: &dyn ReadRows,
+    table: &str,
+    link: &LinkPlan,
+    parent_row: &[Value],
+) -> Result<Option<Row>, EngineError> {
+    let Some(key) = link_key(link, parent_row) else {
+        return Ok(None);
+    };
+    let pk = match &link.children {
+        Lookup::PrimaryKey => key,
+        Lookup::Index(index) => match w.index_first(table, index, &key)? {
+            Some(pk) => pk,
+            None => return Ok(None),
+        },
+    };
+    Ok(w.get_row(table, &pk)?)
+}
+
+/// The encoded values `link` looks the joined rows up by, or `None` when
+/// one of them is NULL: NULL joins nothing.
+fn link_key(link: &LinkPlan, parent_row: &[Value]) -> Option<Vec<u8>> {
+    let values: Vec<&Value> = link
+        .parent_columns
+        .iter()
+        .map(|&c| &parent_row[c])
+        .collect();
+    if values.iter().any(|v| v.is_null()) {
+        return None;
+    }
+    Some(encode_values(values))
 }
 
 /// Sorts like PostgreSQL's ORDER BY: NULLs last ascending, first descending;

@@ -147,6 +147,14 @@ pub trait ReadRows {
     /// Primary keys of the rows of `table` whose `index` columns equal the
     /// encoded `values`.
     fn index_lookup(&self, table: &str, index: &str, values: &[u8]) -> Result<Keys, StoreError>;
+    /// The lowest of the primary keys [`ReadRows::index_lookup`] gives,
+    /// without reading the others.
+    fn index_first(
+        &self,
+        table: &str,
+        index: &str,
+        values: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// The tables and the log they are made durable by: one writer at a time.

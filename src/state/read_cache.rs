@@ -16,7 +16,7 @@ use foldhash::fast::RandomState;
 
 use super::StoreError;
 use super::tables::{Table, Tables};
-use super::writer::{decode_row, suffixes_after};
+use super::writer::{decode_row, first_suffix_after, suffixes_after};
 use crate::change::Value;
 
 /// A stored row's columns, shared between the cache and its readers.
@@ -63,6 +63,16 @@ impl ReadCache {
         let keys: Keys = suffixes_after(tables, Table::JoinIndex, &prefix).into();
         self.remember_lookup(prefix, Arc::clone(&keys));
         keys
+    }
+
+    /// The first primary key [`ReadCache::index_lookup`] would give: from
+    /// a cached lookup, or one descent into the index, which is not cached:
+    /// a `one` join over a unique index reads each row's key once anyway.
+    pub fn index_first(&self, tables: &Tables, prefix: &[u8]) -> Option<Vec<u8>> {
+        match self.lookup(prefix) {
+            Some(keys) => keys.first().cloned(),
+            None => first_suffix_after(tables, Table::JoinIndex, prefix),
+        }
     }
 
     /// The cached row under `key`: `None` when not cached, `Some(None)` when

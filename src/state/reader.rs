@@ -47,6 +47,16 @@ impl ReadRows for StateReader {
         let prefix = self.names.index_prefix(table, index, values)?;
         Ok(self.cache.index_lookup(&self.tables, prefix))
     }
+
+    fn index_first(
+        &self,
+        table: &str,
+        index: &str,
+        values: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let prefix = self.names.index_prefix(table, index, values)?;
+        Ok(self.cache.index_first(&self.tables, &prefix))
+    }
 }
 
 impl StateReader {

@@ -58,6 +58,15 @@ pub(super) fn suffixes_after(tables: &Tables, table: Table, prefix: &[u8]) -> Ve
         .collect()
 }
 
+/// The key suffix after `prefix` of the first entry of `table` that starts with it.
+pub(super) fn first_suffix_after(tables: &Tables, table: Table, prefix: &[u8]) -> Option<Vec<u8>> {
+    let end = prefix_end(prefix);
+    tables
+        .range(table, prefix, &end)
+        .next()
+        .map(|(key, _)| key[prefix.len()..].to_vec())
+}
+
 pub(super) fn decode_row(bytes: &[u8]) -> Result<Vec<Value>, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
         what: "row",
@@ -74,6 +83,16 @@ impl ReadRows for StateWriter<'_> {
     fn index_lookup(&self, table: &str, index: &str, values: &[u8]) -> Result<Keys, StoreError> {
         let prefix = self.names.index_prefix(table, index, values)?;
         Ok(self.cache.index_lookup(self.changes.tables(), prefix))
+    }
+
+    fn index_first(
+        &self,
+        table: &str,
+        index: &str,
+        values: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let prefix = self.names.index_prefix(table, index, values)?;
+        Ok(self.cache.index_first(self.changes.tables(), &prefix))
     }
 }
 
@@ -433,6 +452,29 @@ mod tests {
                 w.put_row("t", b"2", &[Value::Int(3)])?;
                 w.clear_rows()?;
                 assert_eq!(w.get_row("t", b"2")?, None);
+                Ok::<_, super::StoreError>(())
+            })
+            .unwrap();
+    }
+
+    /// A `one` join reads only the lowest key: the same one a whole lookup
+    /// starts with, whether that lookup is cached or not.
+    #[test]
+    fn the_first_index_key_is_the_lowest_and_follows_the_transactions_writes() {
+        let (_dir, store) = store();
+        store
+            .write(|w| {
+                assert_eq!(w.index_first("t", "i", b"v")?, None);
+                w.index_insert("t", "i", b"v", b"3")?;
+                w.index_insert("t", "i", b"v", b"1")?;
+                w.index_insert("t", "i", b"w", b"0")?;
+                assert_eq!(w.index_first("t", "i", b"v")?, Some(b"1".to_vec()));
+                assert_eq!(w.index_lookup("t", "i", b"v")?[0], b"1");
+                w.index_remove("t", "i", b"v", b"1")?;
+                assert_eq!(w.index_first("t", "i", b"v")?, Some(b"3".to_vec()));
+                w.index_remove("t", "i", b"v", b"3")?;
+                assert_eq!(w.index_first("t", "i", b"v")?, None);
+                assert_eq!(w.index_first("t", "i", b"w")?, Some(b"0".to_vec()));
                 Ok::<_, super::StoreError>(())
             })
             .unwrap();
