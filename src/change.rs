@@ -106,6 +106,12 @@ impl Value {
                 write_raw_json(s, out);
                 Ok(())
             }
+            // PostgreSQL's JSON keeps the sign of a zero; a JSON number
+            // from an integer cannot.
+            Value::Float(f) if *f == 0.0 && f.is_sign_negative() => {
+                out.extend_from_slice(b"-0");
+                Ok(())
+            }
             Value::Float(_) => serde_json::to_writer(&mut *out, &self.to_json()),
         };
     }
@@ -402,6 +408,12 @@ mod tests {
                 value.to_json().to_string().into_bytes(),
                 "{value:?}"
             );
+        }
+        // A zero keeps its sign, as in PostgreSQL's `to_json`.
+        for (zero, text) in [(-0.0, "-0"), (0.0, "0")] {
+            let mut written = Vec::new();
+            Value::Float(zero).write_json(&mut written);
+            assert_eq!(written, text.as_bytes());
         }
         // JSON is written as PostgreSQL sent it, spaces included.
         let json = Value::Json(r#"{"b": [1, 2.5], "a": null}"#.into());

@@ -158,7 +158,7 @@ fn random_statement(rng: &mut StdRng) -> String {
                 let score = format!("{}.{:04}", rng.random_range(-99999..99999), rng.random_range(0..10000));
                 any(rng, &[&score])
             },
-            ratio = any(rng, &["0.1", "1e300", "-2.5", "'NaN'", "'Infinity'", "3"]),
+            ratio = any(rng, &["0.1", "1e300", "-2.5", "'NaN'", "'Infinity'", "3", "'-0'"]),
             born = any(rng, &["'2024-02-29'", "'1999-12-31'", "'infinity'"]),
             seen = any(rng, &["'2026-01-02 03:04:05.5'", "'2026-11-24 23:59:59.999999'", "'2000-01-01 00:00:00'"]),
             at = any(rng, &["'2026-03-01 00:30:00+05:30'", "'2025-12-31 23:00:00-02'", "'2026-06-15 12:00:00.123+00'"]),
