@@ -1472,7 +1472,7 @@ fn take_snapshot(bench: &Bench, shop: &Shop) -> SnapshotRun {
     let mut load = Spent::default();
     bench
         .engine
-        .begin_snapshot()
+        .begin_snapshot("")
         .expect("beginning the snapshot");
     let rows = load_table::<Category>(bench, shop, &mut load)
         + load_table::<Product>(bench, shop, &mut load)

@@ -29,6 +29,7 @@ use crate::sink::aggregate::{self, AggregateSink, AggregateSinkError, TargetTabl
 use crate::sink::redis::{self, RedisSink};
 use crate::sink::search::{SearchError, SearchIndex, SearchSink};
 use crate::source::connection::PgEndpoint;
+use crate::source::identity::SourceIdentity;
 use crate::source::pgoutput::{Relations, StoredColumnTypes};
 use crate::source::stream::ReplicationStream;
 use crate::source::{SourceError, catalog, snapshot};
@@ -809,9 +810,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The stored position, if streaming can continue from it: the state was
-    /// built for the current views, and the slot still holds everything after
-    /// it. Otherwise `None`: a new snapshot is needed.
     /// The stored columns whose type or presence the stream watches: all but
     /// the generated ones, which no relation description has.
     async fn watched_columns(&self) -> Result<StoredColumnTypes, SourceError> {
@@ -822,6 +820,36 @@ impl Pipeline {
             }
         }
         Ok(watched)
+    }
+
+    /// The stored position, if streaming can continue from it: the state was
+    /// built for the current views from the tables and columns there are
+    /// now, and the slot still holds everything after it. Otherwise `None`:
+    /// a new snapshot is needed.
+    /// Whether the stored rows came from the tables and columns there are
+    /// now, not from ones dropped and created again under the same names
+    /// while viewkeeper was stopped. A store written before this was
+    /// recorded takes the tables as they are.
+    async fn same_source_tables(&self) -> Result<bool, ServiceError> {
+        let current = SourceIdentity::load(&self.pool, self.engine.plan()).await?;
+        let stored = self.store.source_identity()?;
+        let recreated = match stored.as_deref().and_then(SourceIdentity::from_text) {
+            Some(stored) => stored.recreated_since(&current),
+            None => Vec::new(),
+        };
+        if !recreated.is_empty() {
+            tracing::warn!(
+                recreated = %recreated.join("; "),
+                "tables or columns the views read were created again while viewkeeper was \
+                 stopped, and the log holds none of it: new snapshot"
+            );
+            return Ok(false);
+        }
+        let current = current.to_text();
+        if stored.as_deref() != Some(current.as_str()) {
+            self.store.set_source_identity(&current)?;
+        }
+        Ok(true)
     }
 
     async fn resume_position(&self) -> Result<Option<Lsn>, ServiceError> {
@@ -843,6 +871,9 @@ impl Pipeline {
                 return Ok(None);
             }
             tracing::info!("the views need fewer columns: stored rows narrowed, no new snapshot");
+        }
+        if !self.same_source_tables().await? {
+            return Ok(None);
         }
         match catalog::slot_confirmed_lsn(&self.pool, &self.config.slot).await? {
             None => {

@@ -3,7 +3,8 @@
 //! column changes, primary-key updates, a descending array order, three
 //! levels of nesting, a `one` join over a column that is not unique (in
 //! the document and in `where`), a partitioned table, TRUNCATE, every value type the
-//! README documents, and a stored column's type changed (running and stopped).
+//! README documents, a stored column's type changed (running and stopped),
+//! and a column and a table created again while stopped.
 //! Random changes, then the SQL oracle.
 
 mod harness;
@@ -354,6 +355,48 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
         .expect("altering the column's type");
     let mut service = setup.start();
     converged(&pool, &redis.url(), &THIRD).await;
+    run_random(&pool, &mut rng, 50).await;
+    converged(&pool, &redis.url(), &THIRD).await;
+
+    // Columns dropped and added again while viewkeeper is stopped: the same
+    // names, types and order, every value gone, and none of it in the log.
+    service.kill().await;
+    sqlx::raw_sql(
+        "ALTER TABLE lab.accounts DROP COLUMN ratio, DROP COLUMN born, DROP COLUMN seen,
+             DROP COLUMN at, DROP COLUMN tags, DROP COLUMN uid;
+         ALTER TABLE lab.accounts ADD COLUMN ratio float8, ADD COLUMN born date,
+             ADD COLUMN seen timestamp, ADD COLUMN at timestamptz, ADD COLUMN tags jsonb,
+             ADD COLUMN uid uuid",
+    )
+    .execute(&pool)
+    .await
+    .expect("dropping and adding the column");
+    let mut service = setup.start();
+    converged(&pool, &redis.url(), &THIRD).await;
+    assert!(
+        service
+            .log_tail(100_000)
+            .contains("column ratio of table lab.accounts was dropped and added again")
+    );
+
+    // A table dropped and created again with other rows, likewise.
+    service.kill().await;
+    sqlx::raw_sql(
+        "CREATE TABLE lab.regions_new (LIKE lab.regions INCLUDING ALL);
+         INSERT INTO lab.regions_new SELECT code, zone, label || ' (new)' FROM lab.regions;
+         DROP TABLE lab.regions;
+         ALTER TABLE lab.regions_new RENAME TO regions;",
+    )
+    .execute(&pool)
+    .await
+    .expect("creating the table again");
+    let mut service = setup.start();
+    converged(&pool, &redis.url(), &THIRD).await;
+    assert!(
+        service
+            .log_tail(100_000)
+            .contains("table lab.regions was dropped and created again")
+    );
     run_random(&pool, &mut rng, 50).await;
     converged(&pool, &redis.url(), &THIRD).await;
     service.assert_running();

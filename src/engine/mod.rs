@@ -389,11 +389,14 @@ impl Engine {
 
     /// Starts a new initial snapshot: forgets every stored row and the source
     /// position, but keeps the last outputs, so that finishing the snapshot
-    /// emits only what changed and deletes what disappeared.
-    pub fn begin_snapshot(&self) -> Result<(), EngineError> {
+    /// emits only what changed and deletes what disappeared. The rows to
+    /// come are stored in the plan's layout, from the tables and columns
+    /// `source_identity` names ([`crate::source::identity`]).
+    pub fn begin_snapshot(&self, source_identity: &str) -> Result<(), EngineError> {
         self.store.write(|w| {
             w.clear_rows()?;
             w.set_layout(&self.plan.layout())?;
+            w.set_source_identity(source_identity);
             Ok(())
         })
     }

@@ -181,7 +181,7 @@ fields: { ns: ns, name: name, body: body }
         ) {
             let dir = tempfile::tempdir().unwrap();
             let engine = engine(dir.path());
-            engine.begin_snapshot().unwrap();
+            engine.begin_snapshot("").unwrap();
             engine.finish_snapshot(Lsn(1)).unwrap();
             let mut rows = BTreeMap::new();
             for (n, ops) in batches.into_iter().enumerate() {

@@ -184,7 +184,7 @@ fields: { id: id, name: name }
         // An empty target has nothing to keep: its sink fills it from the
         // outbox as the first snapshot goes.
         assert_eq!(read_all_into(&reader, true), Some((0, Vec::new())));
-        engine.begin_snapshot().unwrap();
+        engine.begin_snapshot("").unwrap();
         snapshot_rows(&engine, &["a", "b"]);
         assert_eq!(read_all(&reader), None);
         engine.finish_snapshot(Lsn(1)).unwrap();
@@ -193,7 +193,7 @@ fields: { id: id, name: name }
 
         // A new snapshot (the slot was lost, the views need new columns)
         // clears the rows first, and has loaded only part of them here.
-        engine.begin_snapshot().unwrap();
+        engine.begin_snapshot("").unwrap();
         snapshot_rows(&engine, &["a"]);
         assert_eq!(read_all(&reader), None);
         // The views have outputs: even an empty target waits for the rows.

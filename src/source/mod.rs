@@ -2,6 +2,7 @@
 //!
 //! - [`connection`]: connection settings shared by the SQL and replication sessions.
 //! - [`catalog`]: tables, columns and primary keys; the publication.
+//! - [`identity`]: which tables and columns the stored rows came from.
 //! - [`snapshot`]: the initial snapshot, consistent with the slot's start.
 //! - [`stream`]: the replication stream, cut into [`crate::change::ChangeBatch`]es.
 //! - [`pgoutput`], [`pg_text`], [`copy_text`]: wire formats.
@@ -9,6 +10,7 @@
 pub mod catalog;
 pub mod connection;
 pub mod copy_text;
+pub mod identity;
 pub mod pg_text;
 pub mod pgoutput;
 pub mod snapshot;

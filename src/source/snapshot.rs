@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::connection::{PgEndpoint, quote_ident, quote_qualified};
 use super::copy_text::{CopyLineSplitter, parse_copy_line};
+use super::identity::SourceIdentity;
 use super::pg_text::parse_text;
 use super::{SourceError, catalog};
 use crate::change::{Lsn, Value};
@@ -68,7 +69,12 @@ pub async fn take_snapshot(
     // The snapshot is imported: the exporting session is no longer needed.
     drop(session);
 
-    engine.run(|engine| engine.begin_snapshot()).await??;
+    let identity = SourceIdentity::load(&mut conn, engine.plan())
+        .await?
+        .to_text();
+    engine
+        .run(move |engine| engine.begin_snapshot(&identity))
+        .await??;
     for table in engine.plan().tables.values() {
         let rows = copy_table(&mut conn, table, &engine).await?;
         tracing::info!(table = %table.name, rows, "table copied");

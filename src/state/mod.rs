@@ -60,6 +60,7 @@ use crate::change::Lsn;
 
 const META_POSITION: &str = "source_position";
 const META_LAYOUT: &str = "layout";
+const META_SOURCE_IDENTITY: &str = "source_identity";
 const META_STORE_ID: &str = "store_id";
 
 /// The layout of keys and values this version writes, recorded in every
@@ -455,6 +456,19 @@ impl Store {
     /// The layout the rows were stored with (see [`crate::plan::Plan::layout`]).
     pub fn layout(&self) -> Result<Option<String>, StoreError> {
         self.read_meta_text(META_LAYOUT)
+    }
+
+    /// Which tables and columns the rows were copied from (see
+    /// [`crate::source::identity`]), as its text.
+    pub fn source_identity(&self) -> Result<Option<String>, StoreError> {
+        self.read_meta_text(META_SOURCE_IDENTITY)
+    }
+
+    pub fn set_source_identity(&self, identity: &str) -> Result<(), StoreError> {
+        self.write(|w| {
+            w.set_source_identity(identity);
+            Ok(())
+        })
     }
 
     /// The definition hash the stored outputs of `view` were built with.

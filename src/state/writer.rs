@@ -384,6 +384,10 @@ impl<'t> StateWriter<'t> {
         Ok(())
     }
 
+    pub fn set_source_identity(&mut self, identity: &str) {
+        self.put_meta(super::META_SOURCE_IDENTITY, identity.as_bytes());
+    }
+
     /// Records that a root of `view` must be refreshed later.
     pub fn add_pending(&mut self, view: &str, pk: &[u8]) -> Result<(), StoreError> {
         let key = self.names.prefixed(view, pk)?;
