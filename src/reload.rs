@@ -124,10 +124,11 @@ pub enum Restart {
     /// which `view`'s target is rewritten.
     FromSource { view: String },
     /// A column the state store holds changed its type, or was dropped or
-    /// renamed: the same views, planned against the catalog again (a view
-    /// that no longer checks is set apart and does not run), from a new
-    /// snapshot.
-    StoredColumnChanged,
+    /// renamed, or a table the views read left the publication (dropped,
+    /// perhaps created again): the same views, planned against the catalog
+    /// again (a view that no longer checks is set apart and does not run),
+    /// from a new snapshot.
+    SourceChanged,
 }
 
 /// What a reload found, by view name.

@@ -43,6 +43,10 @@ use crate::view::{self, ViewDef, ViewErrors};
 /// is used up).
 const INDEX_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
 
+/// How often the stream checks that the publication still names every
+/// table the views read (a dropped table leaves it without a word).
+const PUBLICATION_CHECK_EVERY: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error(transparent)]
@@ -235,7 +239,7 @@ async fn prepare_restart(
             let planned = plan_for_new_snapshot(context, &views).await?;
             Ok((views, planned, Some(view)))
         }
-        Restart::StoredColumnChanged => {
+        Restart::SourceChanged => {
             let planned = plan_for_new_snapshot(context, &views).await?;
             Ok((views, planned, None))
         }
@@ -613,9 +617,9 @@ impl Pipeline {
             };
             match result {
                 Ok(()) => return None,
-                Err(error @ ServiceError::Source(SourceError::StoredColumnChanged { .. })) => {
+                Err(ServiceError::Source(error)) if error.needs_new_plan() => {
                     tracing::warn!(%error, "planning the views again");
-                    return Some(Restart::StoredColumnChanged);
+                    return Some(Restart::SourceChanged);
                 }
                 Err(error) => {
                     tracing::error!(%error, "replication interrupted; reconnecting in {backoff:?}");
@@ -710,6 +714,10 @@ impl Pipeline {
         let mut applying: Option<Applying> = None;
         let mut read_ahead: Option<ChangeBatch> = None;
         let mut committed: VecDeque<Committed> = VecDeque::new();
+        let mut publication_checks = tokio::time::interval_at(
+            tokio::time::Instant::now() + PUBLICATION_CHECK_EVERY,
+            PUBLICATION_CHECK_EVERY,
+        );
         loop {
             let busy = applying.is_some();
             let oldest = committed.front().map(|batch| batch.outcome.commit);
@@ -728,6 +736,12 @@ impl Pipeline {
                         self.batch_durable(&stream, batch);
                     }
                 }
+                _ = publication_checks.tick() => {
+                    if let Some(error) = self.table_left_publication().await {
+                        self.finish_applying(&stream, applying, committed).await?;
+                        return Err(error.into());
+                    }
+                }
                 batch = async {
                     if busy {
                         stream.read_while_busy().await
@@ -738,13 +752,7 @@ impl Pipeline {
                     let batch = match batch {
                         Ok(batch) => batch,
                         Err(error) => {
-                            // The batch being applied commits whatever happens:
-                            // wait for it, so a reconnect resumes after it.
-                            if let Some(mut done) = applying.take() {
-                                let applied = (&mut done.handle).await;
-                                committed.push_back(Self::batch_committed(done, applied)?);
-                            }
-                            self.confirm_committed(&stream, committed).await?;
+                            self.finish_applying(&stream, applying, committed).await?;
                             return Err(error.into());
                         }
                     };
@@ -755,6 +763,48 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// Before the stream stops: the batch being applied commits whatever
+    /// happens, so it is waited for, and every committed batch confirmed, so
+    /// that what comes next resumes after them.
+    async fn finish_applying(
+        &self,
+        stream: &ReplicationStream,
+        applying: Option<Applying>,
+        mut committed: VecDeque<Committed>,
+    ) -> Result<(), ServiceError> {
+        if let Some(mut done) = applying {
+            let applied = (&mut done.handle).await;
+            committed.push_back(Self::batch_committed(done, applied)?);
+        }
+        self.confirm_committed(stream, committed).await
+    }
+
+    /// A table the views read that is no longer in the publication: dropped
+    /// (a table created again under its name is another table, which no
+    /// publication names), or taken out by hand. Its changes no longer
+    /// reach the stream, and nothing in the stream says so. A failed query
+    /// says nothing either: the next check asks again.
+    async fn table_left_publication(&self) -> Option<SourceError> {
+        let published: BTreeSet<String> =
+            match catalog::published_tables(&self.pool, &self.config.publication).await {
+                Ok(published) => published,
+                Err(error) => {
+                    tracing::debug!(%error, "checking the publication's tables");
+                    return None;
+                }
+            };
+        let table = self
+            .engine
+            .plan()
+            .tables
+            .keys()
+            .find(|table| !published.contains(*table))?;
+        Some(SourceError::TableLeftPublication {
+            table: table.clone(),
+            publication: self.config.publication.clone(),
+        })
     }
 
     fn start_applying(&self, batch: ChangeBatch) -> Applying {

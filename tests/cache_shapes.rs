@@ -4,7 +4,7 @@
 //! levels of nesting, a `one` join over a column that is not unique (in
 //! the document and in `where`), a partitioned table, TRUNCATE, every value type the
 //! README documents, a stored column's type changed (running and stopped),
-//! and a column and a table created again while stopped.
+//! and a column and a table created again (stopped, and a table running).
 //! Random changes, then the SQL oracle.
 
 mod harness;
@@ -399,5 +399,26 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
     );
     run_random(&pool, &mut rng, 50).await;
     converged(&pool, &redis.url(), &THIRD).await;
+
+    // And while running: the new table is in no publication, so its rows
+    // and changes would never reach the stream.
+    sqlx::raw_sql(
+        "BEGIN;
+         CREATE TABLE lab.regions_new (LIKE lab.regions INCLUDING ALL);
+         INSERT INTO lab.regions_new SELECT code, zone, label || ' (newer)' FROM lab.regions;
+         DROP TABLE lab.regions;
+         ALTER TABLE lab.regions_new RENAME TO regions;
+         COMMIT;",
+    )
+    .execute(&pool)
+    .await
+    .expect("creating the table again");
+    run_random(&pool, &mut rng, 50).await;
+    converged(&pool, &redis.url(), &THIRD).await;
+    assert!(
+        service
+            .log_tail(100_000)
+            .contains("table lab.regions is no longer in publication")
+    );
     service.assert_running();
 }

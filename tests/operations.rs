@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use harness::{
-    PgServer, RedisServer, Service, ServiceSetup, converged, current_wal_lsn,
+    PgServer, RedisServer, Service, ServiceSetup, converged, current_wal_lsn, expected_order_cache,
     expected_product_cache, http_get, http_post, redis_documents, redis_matches, slot_confirmed,
     small_shop, view_status, wait_until,
 };
@@ -362,6 +362,67 @@ async fn a_column_renamed_under_a_view_stops_that_view_until_it_checks_again() {
     assert_eq!(code, 200, "{body}");
     converged(&mut service, &pool, &redis.url(), deadline).await;
     assert_eq!(view_status(port, "order_cache").await["state"], "live");
+}
+
+/// A table the views read, dropped while running, leaves the publication
+/// without a word in the stream: the views that read it stop (they no
+/// longer check), the others go on, and once the table is back a reload
+/// runs them again from a new snapshot of the new table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_dropped_under_its_views_stops_them_until_it_is_back() {
+    const TOKEN: &str = "drop-table-token-5e1a";
+    let (_pg, redis, pool, port, mut service) = converged_shop(TOKEN).await;
+    let deadline = Duration::from_secs(120);
+
+    sqlx::raw_sql(
+        "CREATE TABLE categories_kept AS SELECT * FROM categories;
+         DROP TABLE categories CASCADE;",
+    )
+    .execute(&pool)
+    .await
+    .expect("dropping categories");
+    wait_until(
+        deadline,
+        "product_cache failed with check's message",
+        || async {
+            let status = view_status(port, "product_cache").await;
+            let error = status["view_error"].as_str().unwrap_or_default();
+            if status["state"] == "failed" && error.contains("categories") {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            }
+        },
+    )
+    .await;
+    assert!(
+        service
+            .log_tail(100_000)
+            .contains("table public.categories is no longer in publication")
+    );
+    // The views that do not read it go on.
+    sqlx::raw_sql("UPDATE orders SET status = 'cancelled' WHERE id % 4 = 0 AND status = 'paid'")
+        .execute(&pool)
+        .await
+        .expect("cancelling orders");
+    wait_until(deadline, "order_cache matches SQL", || async {
+        let expected = expected_order_cache(&pool).await;
+        redis_matches(&redis.url(), "order:*", &expected).await
+    })
+    .await;
+    service.assert_running();
+
+    sqlx::raw_sql(
+        "CREATE TABLE categories (id bigserial PRIMARY KEY, name text NOT NULL);
+         INSERT INTO categories SELECT id, name || ' (back)' FROM categories_kept;",
+    )
+    .execute(&pool)
+    .await
+    .expect("creating categories again");
+    let (code, body) = http_post(port, "/views/reload", Some(TOKEN)).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    converged(&mut service, &pool, &redis.url(), deadline).await;
+    assert_eq!(view_status(port, "product_cache").await["state"], "live");
 }
 
 /// A view may read a generated column, which PostgreSQL 15 does not send in

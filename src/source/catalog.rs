@@ -194,12 +194,7 @@ pub async fn ensure_publication(
         .collect::<Vec<_>>()
         .join(", ");
     let name = quote_qualified(publication);
-    let current: Vec<String> = sqlx::query_scalar(
-        "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1",
-    )
-    .bind(publication)
-    .fetch_all(pool)
-    .await?;
+    let current = published_tables(pool, publication).await?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
             .bind(publication)
@@ -212,7 +207,7 @@ pub async fn ensure_publication(
         )))
         .execute(pool)
         .await?;
-    } else if current.into_iter().collect::<BTreeSet<_>>() != *tables {
+    } else if current != *tables {
         sqlx::query(AssertSqlSafe(format!(
             "ALTER PUBLICATION {name} SET TABLE {list}"
         )))
@@ -228,6 +223,20 @@ pub async fn ensure_publication(
         .await?;
     }
     Ok(())
+}
+
+/// The tables `publication` publishes, as the plan names them.
+pub async fn published_tables(
+    pool: &PgPool,
+    publication: &str,
+) -> Result<BTreeSet<String>, SourceError> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1",
+    )
+    .bind(publication)
+    .fetch_all(pool)
+    .await?;
+    Ok(tables.into_iter().collect())
 }
 
 /// The slot's `confirmed_flush_lsn`, or `None` when the slot does not exist.

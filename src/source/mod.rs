@@ -47,6 +47,12 @@ pub enum SourceError {
         change: &'static str,
         lsn: Lsn,
     },
+    #[error(
+        "table {table} is no longer in publication {publication} (dropped, perhaps created \
+         again): the rows stored before may no longer match it, so the views are planned \
+         again and a new snapshot is taken"
+    )]
+    TableLeftPublication { table: String, publication: String },
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
     #[error("engine task failed: {0}")]
@@ -87,5 +93,14 @@ impl SourceError {
     /// the connection.
     pub fn is_in_the_log(&self) -> bool {
         matches!(self, SourceError::Decode { .. } | SourceError::Engine(_))
+    }
+
+    /// Whether the source's tables changed under the views, so that they
+    /// are planned against the catalog again and a new snapshot is taken.
+    pub fn needs_new_plan(&self) -> bool {
+        matches!(
+            self,
+            SourceError::StoredColumnChanged { .. } | SourceError::TableLeftPublication { .. }
+        )
     }
 }
