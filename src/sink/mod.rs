@@ -44,6 +44,7 @@ pub async fn retry_until_shutdown<F, Fut, E>(
     E: std::fmt::Display,
 {
     let mut backoff = FIRST_BACKOFF;
+    let mut warnings = RepeatedWarnings::default();
     while !*shutdown.borrow() {
         let result = tokio::select! {
             result = attempt() => result,
@@ -53,12 +54,60 @@ pub async fn retry_until_shutdown<F, Fut, E>(
             Ok(()) => backoff = FIRST_BACKOFF,
             Err(error) => {
                 health.failed(&error);
-                tracing::warn!(sink, %error, "sink failed; retrying in {backoff:?}");
+                let message = error.to_string();
+                match warnings.repeats(&message, std::time::Instant::now()) {
+                    None => {
+                        tracing::warn!(sink, %error, "sink failed; retrying in {backoff:?}")
+                    }
+                    Some(0) => tracing::debug!(sink, %error, "sink failed again"),
+                    Some(times) => tracing::warn!(
+                        sink,
+                        %error,
+                        "sink still failing ({times} more times since the last warning); \
+                         retrying in {backoff:?}"
+                    ),
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => return,
                 }
                 backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+}
+
+/// How often a sink failing with one message says so again at `warn`: a
+/// target down for an hour, or a view whose table belongs to someone else,
+/// would otherwise log the same line every 10 s.
+const REPEATED_WARNING_EVERY: Duration = Duration::from_secs(300);
+
+/// The last failure a sink warned of, to tell a new one from a repeat.
+#[derive(Default)]
+struct RepeatedWarnings {
+    last: Option<(String, std::time::Instant)>,
+    /// Repeats of `last` since it was warned of.
+    since: u64,
+}
+
+impl RepeatedWarnings {
+    /// `None` for a failure to warn of as new; else how many times it came
+    /// since its last warning, when it is time to warn of it again, or
+    /// `Some(0)` for a repeat to log quietly.
+    fn repeats(&mut self, message: &str, now: std::time::Instant) -> Option<u64> {
+        match &mut self.last {
+            Some((last, warned)) if last == message => {
+                self.since += 1;
+                if now.duration_since(*warned) < REPEATED_WARNING_EVERY {
+                    return Some(0);
+                }
+                *warned = now;
+                Some(std::mem::take(&mut self.since))
+            }
+            _ => {
+                self.last = Some((message.to_owned(), now));
+                self.since = 0;
+                None
             }
         }
     }
@@ -178,4 +227,38 @@ where
     let (store, sink) = (Arc::clone(store), sink.to_owned());
     tokio::task::spawn_blocking(move || store.truncate_outbox(&sink, upto)).await??;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_failure_is_warned_of_once_per_period_and_a_new_one_at_once() {
+        let start = std::time::Instant::now();
+        let mut warnings = RepeatedWarnings::default();
+        assert_eq!(warnings.repeats("down", start), None);
+        assert_eq!(
+            warnings.repeats("down", start + Duration::from_secs(10)),
+            Some(0)
+        );
+        assert_eq!(
+            warnings.repeats("down", start + Duration::from_secs(20)),
+            Some(0)
+        );
+        let later = start + REPEATED_WARNING_EVERY;
+        assert_eq!(warnings.repeats("down", later), Some(3));
+        assert_eq!(
+            warnings.repeats("down", later + Duration::from_secs(10)),
+            Some(0)
+        );
+        assert_eq!(
+            warnings.repeats("refused", later + Duration::from_secs(20)),
+            None
+        );
+        assert_eq!(
+            warnings.repeats("down", later + Duration::from_secs(30)),
+            None
+        );
+    }
 }
