@@ -17,7 +17,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::admin::{self, AdminError, AdminShared, AdminState, RunningViews};
-use crate::change::{ChangeBatch, Lsn};
+use crate::change::{ChangeBatch, ChangeKind, Lsn};
 use crate::config::{Config, ConfigError};
 use crate::drop_view::Targets;
 use crate::engine::{BatchOutcome, Engine, EngineError, OutputReader};
@@ -43,9 +43,9 @@ use crate::view::{self, ViewDef, ViewErrors};
 /// is used up).
 const INDEX_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
 
-/// How often the stream checks that the publication still names every
-/// table the views read (a dropped table leaves it without a word).
-const PUBLICATION_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// How often the stream checks the tables the views read for what their
+/// change log does not show ([`Pipeline::unlogged_change`]).
+const SOURCE_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -103,6 +103,9 @@ struct Pipeline {
     /// One per sink, woken after each durable batch that fed it.
     wake_sinks: Vec<Arc<Notify>>,
     status: Arc<StatusBoard>,
+    /// Tables whose `TRUNCATE` the stream brought since the last check of
+    /// the source's tables: their partitions' new data files are explained.
+    truncated_since_check: std::sync::Mutex<BTreeSet<String>>,
 }
 
 /// A batch the engine is applying on a blocking thread.
@@ -360,6 +363,7 @@ impl Generation {
             engine,
             wake_sinks: sinks.wakes,
             status: Arc::clone(status),
+            truncated_since_check: Default::default(),
         };
         let generation = Generation {
             pipeline,
@@ -714,11 +718,21 @@ impl Pipeline {
         let mut applying: Option<Applying> = None;
         let mut read_ahead: Option<ChangeBatch> = None;
         let mut committed: VecDeque<Committed> = VecDeque::new();
-        let mut publication_checks = tokio::time::interval_at(
-            tokio::time::Instant::now() + PUBLICATION_CHECK_EVERY,
-            PUBLICATION_CHECK_EVERY,
+        let mut source_checks = tokio::time::interval_at(
+            tokio::time::Instant::now() + SOURCE_CHECK_EVERY,
+            SOURCE_CHECK_EVERY,
         );
         loop {
+            // A TRUNCATE gives partitions new data files: checked at once,
+            // they are the TRUNCATE's, not another's after it.
+            if !self
+                .truncated_since_check
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+            {
+                source_checks.reset_immediately();
+            }
             let busy = applying.is_some();
             let oldest = committed.front().map(|batch| batch.outcome.commit);
             tokio::select! {
@@ -736,8 +750,8 @@ impl Pipeline {
                         self.batch_durable(&stream, batch);
                     }
                 }
-                _ = publication_checks.tick() => {
-                    if let Some(error) = self.table_left_publication().await {
+                _ = source_checks.tick() => {
+                    if let Some(error) = self.unlogged_change().await {
                         self.finish_applying(&stream, applying, committed).await?;
                         return Err(error.into());
                     }
@@ -781,33 +795,54 @@ impl Pipeline {
         self.confirm_committed(stream, committed).await
     }
 
-    /// A table the views read that is no longer in the publication: dropped
-    /// (a table created again under its name is another table, which no
-    /// publication names), or taken out by hand. Its changes no longer
-    /// reach the stream, and nothing in the stream says so. A failed query
-    /// says nothing either: the next check asks again.
-    async fn table_left_publication(&self) -> Option<SourceError> {
-        let published: BTreeSet<String> =
-            match catalog::published_tables(&self.pool, &self.config.publication).await {
-                Ok(published) => published,
-                Err(error) => {
-                    tracing::debug!(%error, "checking the publication's tables");
-                    return None;
-                }
-            };
-        let table = self
-            .engine
-            .plan()
-            .tables
-            .keys()
-            .find(|table| !published.contains(*table))?;
-        Some(SourceError::TableLeftPublication {
-            table: table.clone(),
-            publication: self.config.publication.clone(),
-        })
+    /// A change to the tables the views read that the stream will never
+    /// show: a table that left the publication (dropped; a table created
+    /// again under its name is another table, which no publication names;
+    /// or taken out by hand), or one of [`Pipeline::unlogged_source_changes`].
+    /// A failed query says nothing: the next check asks again.
+    async fn unlogged_change(&self) -> Option<SourceError> {
+        match self.unlogged_change_or_error().await {
+            Ok(change) => change,
+            Err(error) => {
+                tracing::debug!(%error, "checking the source's tables");
+                None
+            }
+        }
+    }
+
+    async fn unlogged_change_or_error(&self) -> Result<Option<SourceError>, ServiceError> {
+        let publication = &self.config.publication;
+        let published = catalog::published_tables(&self.pool, publication).await?;
+        let tables = &self.engine.plan().tables;
+        if let Some(table) = tables.keys().find(|table| !published.contains(*table)) {
+            return Ok(Some(SourceError::TableLeftPublication {
+                table: table.clone(),
+                publication: publication.clone(),
+            }));
+        }
+        let truncated = std::mem::take(
+            &mut *self
+                .truncated_since_check
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let changed = self.unlogged_source_changes(&truncated).await?;
+        Ok((!changed.is_empty()).then(|| SourceError::UnloggedChange {
+            changed: changed.join("; "),
+        }))
     }
 
     fn start_applying(&self, batch: ChangeBatch) -> Applying {
+        let truncated = batch
+            .changes
+            .iter()
+            .filter(|change| matches!(change.kind, ChangeKind::Truncate));
+        for change in truncated {
+            self.truncated_since_check
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(change.table.to_string());
+        }
         Applying {
             changes: batch.changes.len(),
             commit_end: batch.commit_end,
@@ -876,32 +911,40 @@ impl Pipeline {
     /// built for the current views from the tables and columns there are
     /// now, and the slot still holds everything after it. Otherwise `None`:
     /// a new snapshot is needed.
-    /// Whether the stored rows came from the tables and columns there are
-    /// now, not from ones dropped and created again under the same names
-    /// while viewkeeper was stopped. A store written before this was
-    /// recorded takes the tables as they are.
-    async fn same_source_tables(&self) -> Result<bool, ServiceError> {
-        let current = SourceIdentity::load(&self.pool, self.engine.plan()).await?;
+    /// What changed in the tables the views read since their rows were
+    /// stored, with nothing of it in the log ([`SourceIdentity`]): tables
+    /// or columns created again, partitions detached, attached or truncated.
+    /// When nothing did, the tables as they are now are recorded (a store
+    /// written before this was recorded takes them as they are). The
+    /// partitions of a table in `truncated` may have new data files: the
+    /// log holds that `TRUNCATE`.
+    async fn unlogged_source_changes(
+        &self,
+        truncated: &BTreeSet<String>,
+    ) -> Result<Vec<String>, ServiceError> {
+        let mut conn = self.pool.acquire().await.map_err(SourceError::from)?;
+        let current = SourceIdentity::load(&mut conn, self.engine.plan()).await?;
+        drop(conn);
         let stored = self.store.source_identity()?;
-        let recreated = match stored.as_deref().and_then(SourceIdentity::from_text) {
-            Some(stored) => stored.recreated_since(&current),
+        let changed = match stored.as_deref().and_then(SourceIdentity::from_text) {
+            Some(stored) => {
+                stored
+                    .changed_since(&current, truncated, &self.pool)
+                    .await?
+            }
             None => Vec::new(),
         };
-        if !recreated.is_empty() {
-            tracing::warn!(
-                recreated = %recreated.join("; "),
-                "tables or columns the views read were created again while viewkeeper was \
-                 stopped, and the log holds none of it: new snapshot"
-            );
-            return Ok(false);
-        }
         let current = current.to_text();
-        if stored.as_deref() != Some(current.as_str()) {
+        if changed.is_empty() && stored.as_deref() != Some(current.as_str()) {
             self.store.set_source_identity(&current)?;
         }
-        Ok(true)
+        Ok(changed)
     }
 
+    /// The stored position, if streaming can continue from it: the state was
+    /// built for the current views from the tables and columns there are
+    /// now, and the slot still holds everything after it. Otherwise `None`:
+    /// a new snapshot is needed.
     async fn resume_position(&self) -> Result<Option<Lsn>, ServiceError> {
         let Some(position) = self.store.position()? else {
             return Ok(None);
@@ -922,7 +965,13 @@ impl Pipeline {
             }
             tracing::info!("the views need fewer columns: stored rows narrowed, no new snapshot");
         }
-        if !self.same_source_tables().await? {
+        let changed = self.unlogged_source_changes(&BTreeSet::new()).await?;
+        if !changed.is_empty() {
+            tracing::warn!(
+                changed = %changed.join("; "),
+                "the tables the views read changed while viewkeeper was stopped, and the log \
+                 holds none of it: new snapshot"
+            );
             return Ok(None);
         }
         match catalog::slot_confirmed_lsn(&self.pool, &self.config.slot).await? {

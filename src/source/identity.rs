@@ -1,13 +1,18 @@
 //! Which tables and columns the stored rows were copied from, beyond their
-//! names and types: each table's OID and each stored column's number.
+//! names and types: each table's OID, each stored column's number, and
+//! each partition of a partitioned table with its data file.
 //!
 //! A table dropped and created again, or a column dropped and added again,
 //! while viewkeeper is stopped comes back with the same name and type, and
 //! nothing of it is in the log: the stored rows keep the old values for
 //! good. Its OID or number does not come back, so a start that finds
-//! another one takes a new snapshot.
+//! another one takes a new snapshot. Partitions likewise: pgoutput says
+//! nothing of a partition detached, attached or dropped, nor of one
+//! truncated alone when the publication publishes through the root, as
+//! viewkeeper's does; but its name leaves the table's partitions, arrives
+//! among them, or its data file (`relfilenode`) changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,13 +27,16 @@ pub struct SourceIdentity(BTreeMap<String, TableIdentity>);
 struct TableIdentity {
     oid: u32,
     columns: BTreeMap<String, i16>,
+    /// Of a partitioned table: each leaf partition's name (as `regclass`
+    /// writes it) and data file.
+    partitions: BTreeMap<String, u32>,
 }
 
 impl SourceIdentity {
     /// The identity of the tables and stored columns of `plan`, as the
     /// database (or the transaction's snapshot) sees them now.
-    pub async fn load<'e>(
-        executor: impl sqlx::PgExecutor<'e>,
+    pub async fn load(
+        conn: &mut sqlx::PgConnection,
         plan: &Plan,
     ) -> Result<SourceIdentity, SourceError> {
         let tables: Vec<String> = plan.tables.keys().cloned().collect();
@@ -40,7 +48,7 @@ impl SourceIdentity {
              WHERE n.nspname || '.' || c.relname = ANY($1)",
         )
         .bind(&tables)
-        .fetch_all(executor)
+        .fetch_all(&mut *conn)
         .await?;
         let mut identity = SourceIdentity::default();
         for (table, oid, column, number) in rows {
@@ -50,18 +58,80 @@ impl SourceIdentity {
             let entry = identity.0.entry(table).or_insert_with(|| TableIdentity {
                 oid: oid as u32,
                 columns: BTreeMap::new(),
+                partitions: BTreeMap::new(),
             });
             if planned.columns.contains(&column) {
                 entry.columns.insert(column, number);
             }
         }
+        let roots: Vec<i64> = identity.0.values().map(|t| i64::from(t.oid)).collect();
+        let partitions: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT r.oid, p.relid::regclass::text, c.relfilenode::int8
+             FROM unnest($1::int8[]) AS r(oid)
+             CROSS JOIN LATERAL pg_partition_tree(r.oid::oid::regclass) AS p
+             JOIN pg_class c ON c.oid = p.relid
+             WHERE p.isleaf AND p.level > 0",
+        )
+        .bind(&roots)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (root, partition, file) in partitions {
+            if let Some(table) = identity.0.values_mut().find(|t| i64::from(t.oid) == root) {
+                table.partitions.insert(partition, file as u32);
+            }
+        }
         Ok(identity)
     }
 
-    /// What was dropped and created again between `self` (the stored rows')
-    /// and `now`, one sentence each; tables and columns in only one of them
-    /// are the layout's business, not this.
-    pub fn recreated_since(&self, now: &SourceIdentity) -> Vec<String> {
+    /// What changed between `self` (the stored rows') and `now` without a
+    /// word in the log, one sentence each: a partition added since is
+    /// named only if it holds rows (a partition created empty gets its rows
+    /// through the log). Tables and columns in only one of the two are the
+    /// layout's business, not this.
+    pub async fn changed_since(
+        &self,
+        now: &SourceIdentity,
+        truncated: &BTreeSet<String>,
+        pool: &sqlx::PgPool,
+    ) -> Result<Vec<String>, SourceError> {
+        let mut changed = self.recreated_since(now, truncated);
+        for (table, partition) in self.partitions_added(now) {
+            // `partition` is written by `regclass`, quoted where needed.
+            let holds_rows: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT EXISTS (SELECT 1 FROM ONLY {partition})"
+            )))
+            .fetch_one(pool)
+            .await?;
+            if holds_rows {
+                changed.push(format!(
+                    "partition {partition} of table {table} was attached holding rows"
+                ));
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Partitions of the tables of both that only `now` has.
+    fn partitions_added<'n>(&self, now: &'n SourceIdentity) -> Vec<(&'n str, &'n str)> {
+        let mut added = Vec::new();
+        for (table, current) in &now.0 {
+            if let Some(stored) = self.0.get(table)
+                && stored.oid == current.oid
+            {
+                for partition in current.partitions.keys() {
+                    if !stored.partitions.contains_key(partition) {
+                        added.push((table.as_str(), partition.as_str()));
+                    }
+                }
+            }
+        }
+        added
+    }
+
+    /// What was dropped, created again, detached or truncated between
+    /// `self` and `now`, as [`SourceIdentity::changed_since`] says it; new
+    /// data files of the partitions of a table in `truncated` are not named.
+    fn recreated_since(&self, now: &SourceIdentity, truncated: &BTreeSet<String>) -> Vec<String> {
         let mut recreated = Vec::new();
         for (table, stored) in &self.0 {
             let Some(current) = now.0.get(table) else {
@@ -84,6 +154,20 @@ impl SourceIdentity {
                     ));
                 }
             }
+            for (partition, file) in &stored.partitions {
+                match current.partitions.get(partition) {
+                    None => recreated.push(format!(
+                        "partition {partition} of table {table} was detached or dropped"
+                    )),
+                    Some(current_file) if current_file != file && !truncated.contains(table) => {
+                        recreated.push(format!(
+                            "partition {partition} of table {table} was truncated or rewritten \
+                             (data file {file} then {current_file})"
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
         }
         recreated
     }
@@ -103,45 +187,87 @@ impl SourceIdentity {
 mod tests {
     use super::*;
 
-    /// A table's name, OID, and its columns' names and numbers.
-    type Table<'t> = (&'t str, u32, &'t [(&'t str, i16)]);
+    /// A table's name, OID, its columns' names and numbers, and its
+    /// partitions' names and data files.
+    type Table<'t> = (&'t str, u32, &'t [(&'t str, i16)], &'t [(&'t str, u32)]);
 
     fn identity(tables: &[Table]) -> SourceIdentity {
         SourceIdentity(
             tables
                 .iter()
-                .map(|(table, oid, columns)| {
-                    let columns = columns
-                        .iter()
-                        .map(|(column, number)| (column.to_string(), *number))
-                        .collect();
-                    (table.to_string(), TableIdentity { oid: *oid, columns })
+                .map(|(name, oid, columns, partitions)| {
+                    let table = TableIdentity {
+                        oid: *oid,
+                        columns: columns.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+                        partitions: partitions
+                            .iter()
+                            .map(|(p, f)| (p.to_string(), *f))
+                            .collect(),
+                    };
+                    (name.to_string(), table)
                 })
                 .collect(),
         )
     }
 
     #[test]
-    fn a_table_or_column_that_came_back_is_named_and_nothing_else() {
+    fn what_came_back_or_went_without_a_word_is_named_and_nothing_else() {
         let stored = identity(&[
-            ("public.orders", 10, &[("id", 1), ("note", 3)]),
-            ("public.items", 11, &[("id", 1)]),
-            ("public.gone", 12, &[("id", 1)]),
+            ("public.orders", 10, &[("id", 1), ("note", 3)], &[]),
+            ("public.items", 11, &[("id", 1)], &[]),
+            ("public.gone", 12, &[("id", 1)], &[]),
+            (
+                "public.events",
+                13,
+                &[("id", 1)],
+                &[
+                    ("events_2025", 100),
+                    ("events_2026", 101),
+                    ("events_old", 102),
+                ],
+            ),
         ]);
         let now = identity(&[
-            ("public.orders", 10, &[("id", 1), ("note", 5), ("added", 6)]),
-            ("public.items", 20, &[("id", 1)]),
-            ("public.new", 21, &[("id", 1)]),
+            (
+                "public.orders",
+                10,
+                &[("id", 1), ("note", 5), ("added", 6)],
+                &[],
+            ),
+            ("public.items", 20, &[("id", 1)], &[]),
+            ("public.new", 21, &[("id", 1)], &[]),
+            (
+                "public.events",
+                13,
+                &[("id", 1)],
+                &[
+                    ("events_2025", 100),
+                    ("events_2026", 201),
+                    ("events_2027", 103),
+                ],
+            ),
         ]);
+        let none = BTreeSet::new();
         assert_eq!(
-            stored.recreated_since(&now),
+            stored.recreated_since(&now, &none),
             [
+                "partition events_2026 of table public.events was truncated or rewritten \
+                 (data file 101 then 201)",
+                "partition events_old of table public.events was detached or dropped",
                 "table public.items was dropped and created again (OID 11 then 20)",
                 "column note of table public.orders was dropped and added again \
                  (column number 3 then 5)",
             ]
         );
-        assert!(stored.recreated_since(&stored).is_empty());
+        assert_eq!(
+            stored.partitions_added(&now),
+            [("public.events", "events_2027")]
+        );
+        assert!(stored.recreated_since(&stored, &none).is_empty());
+        // Its TRUNCATE in the log explains a partition's new data file.
+        let truncated = BTreeSet::from(["public.events".to_string()]);
+        assert_eq!(stored.recreated_since(&now, &truncated).len(), 3);
+        assert!(stored.partitions_added(&stored).is_empty());
         assert_eq!(SourceIdentity::from_text(&now.to_text()), Some(now));
         assert_eq!(SourceIdentity::from_text("orders(id)"), None);
     }

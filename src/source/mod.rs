@@ -53,6 +53,11 @@ pub enum SourceError {
          again and a new snapshot is taken"
     )]
     TableLeftPublication { table: String, publication: String },
+    #[error(
+        "{changed}, and the log holds none of it: the rows stored before may no longer match, \
+         so the views are planned again and a new snapshot is taken"
+    )]
+    UnloggedChange { changed: String },
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
     #[error("engine task failed: {0}")]
@@ -100,7 +105,9 @@ impl SourceError {
     pub fn needs_new_plan(&self) -> bool {
         matches!(
             self,
-            SourceError::StoredColumnChanged { .. } | SourceError::TableLeftPublication { .. }
+            SourceError::StoredColumnChanged { .. }
+                | SourceError::TableLeftPublication { .. }
+                | SourceError::UnloggedChange { .. }
         )
     }
 }
