@@ -97,15 +97,24 @@ impl SourceIdentity {
         let mut changed = self.recreated_since(now, truncated);
         for (table, partition) in self.partitions_added(now) {
             // `partition` is written by `regclass`, quoted where needed.
-            let holds_rows: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            let holds_rows = sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(format!(
                 "SELECT EXISTS (SELECT 1 FROM ONLY {partition})"
             )))
             .fetch_one(pool)
-            .await?;
-            if holds_rows {
-                changed.push(format!(
+            .await;
+            match holds_rows {
+                Ok(false) => {}
+                Ok(true) => changed.push(format!(
                     "partition {partition} of table {table} was attached holding rows"
-                ));
+                )),
+                // A role granted the partitioned table alone may not read a
+                // partition: taken as holding rows, which the snapshot reads
+                // through the partitioned table.
+                Err(error) => changed.push(format!(
+                    "partition {partition} of table {table} is new, and whether it holds rows \
+                     cannot be read ({})",
+                    super::sql_error_text(&error)
+                )),
             }
         }
         Ok(changed)
