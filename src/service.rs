@@ -936,7 +936,11 @@ impl Pipeline {
         };
         let current = current.to_text();
         if changed.is_empty() && stored.as_deref() != Some(current.as_str()) {
-            self.store.set_source_identity(&current)?;
+            // A write waits for the engine's batch in progress.
+            let store = Arc::clone(&self.store);
+            tokio::task::spawn_blocking(move || store.set_source_identity(&current))
+                .await
+                .map_err(SourceError::from)??;
         }
         Ok(changed)
     }
