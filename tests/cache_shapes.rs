@@ -5,7 +5,8 @@
 //! the document and in `where`), a partitioned table, TRUNCATE, every value type the
 //! README documents, a stored column's type changed (running and stopped),
 //! a column and a table created again (stopped, and a table running), and
-//! partitions truncated, detached and attached (running and stopped).
+//! partitions truncated, detached and attached (running and stopped), and
+//! output styles the database sets (`bytea_output`).
 //! Random changes, then the SQL oracle.
 
 mod harness;
@@ -26,7 +27,8 @@ const SCHEMA: &str = "
         id bigint PRIMARY KEY, kind text NOT NULL, active boolean, region_code text, region_zone int,
         score numeric(14,4), ratio float8, born date, seen timestamp, at timestamptz, tags jsonb, uid uuid);
     CREATE TABLE lab.events (
-        id bigint PRIMARY KEY, account_id bigint, seq int, note text, region_code text, region_zone int)
+        id bigint PRIMARY KEY, account_id bigint, seq int, note text, region_code text, region_zone int,
+        photo bytea)
         PARTITION BY RANGE (id);
     CREATE TABLE lab.events_low PARTITION OF lab.events FOR VALUES FROM (MINVALUE) TO (150);
     CREATE TABLE lab.events_high PARTITION OF lab.events FOR VALUES FROM (150) TO (MAXVALUE);";
@@ -44,7 +46,7 @@ const ORACLE: &str = r#"
                        ELSE json_build_object('code', r.code, 'zone', r.zone, 'label', r.label) END,
         'events', coalesce((
             SELECT json_agg(json_build_object(
-                       'seq', e.seq, 'note', e.note,
+                       'seq', e.seq, 'note', e.note, 'photo', '\x' || encode(e.photo, 'hex'),
                        'region', CASE WHEN er.code IS NULL THEN NULL
                                       ELSE json_build_object('label', er.label) END)
                    ORDER BY e.seq DESC NULLS FIRST, e.id)
@@ -171,10 +173,12 @@ fn random_statement(rng: &mut StdRng) -> String {
         8 => format!("UPDATE lab.accounts SET active = NOT coalesce(active, false) WHERE id = {account}"),
         9 => format!("DELETE FROM lab.accounts WHERE id = {account}"),
         10 | 11 => format!(
-            "INSERT INTO lab.events VALUES ({id}, {account}, {seq}, 'note {id}', '{code}', {zone})
-             ON CONFLICT (id) DO UPDATE SET account_id = EXCLUDED.account_id, seq = EXCLUDED.seq",
+            "INSERT INTO lab.events VALUES ({id}, {account}, {seq}, 'note {id}', '{code}', {zone}, {photo})
+             ON CONFLICT (id) DO UPDATE SET account_id = EXCLUDED.account_id, seq = EXCLUDED.seq,
+                 photo = EXCLUDED.photo",
             id = rng.random_range(1..300),
             seq = any(rng, &["0", "1", "2", "3", "4"]),
+            photo = any(rng, &["'\\x00ff41'::bytea", "'\\x'::bytea"]),
         ),
         12 => format!("DELETE FROM lab.events WHERE id = {}", rng.random_range(1..300)),
         _ => format!("UPDATE lab.events SET note = note || '!' WHERE account_id = {account}"),
@@ -285,6 +289,15 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
         .execute(&pool)
         .await
         .expect("creating the lab schema");
+    // Output styles the database sets for every session: viewkeeper's own
+    // sessions set theirs (the oracle writes bytes with `encode`).
+    sqlx::raw_sql(
+        "ALTER DATABASE lab SET bytea_output = 'escape';
+         ALTER DATABASE lab SET IntervalStyle = 'iso_8601';",
+    )
+    .execute(&pool)
+    .await
+    .expect("setting the database's output styles");
     let mut rng = StdRng::seed_from_u64(5);
     run_random(&pool, &mut rng, 300).await;
 

@@ -10,12 +10,18 @@ use sqlx::postgres::PgConnectOptions;
 use super::SourceError;
 
 /// Session settings that make text output of values deterministic: the
-/// decoders rely on UTC timestamps, ISO dates and round-trip float digits.
-const SESSION_SETTINGS: [(&str, &str); 4] = [
+/// decoders rely on UTC timestamps, ISO dates, round-trip float digits,
+/// PostgreSQL's own interval style and hex `bytea`. Each is set on every
+/// connection, over whatever the database or role sets by default (`ALTER
+/// DATABASE … SET IntervalStyle = iso_8601` changed the documents of rows
+/// changed after it, and left the others as they were).
+const SESSION_SETTINGS: [(&str, &str); 6] = [
     ("TimeZone", "UTC"),
     ("DateStyle", "ISO, YMD"),
     ("extra_float_digits", "3"),
     ("client_encoding", "UTF8"),
+    ("IntervalStyle", "postgres"),
+    ("bytea_output", "hex"),
 ];
 
 /// A parsed database URL.
@@ -36,6 +42,13 @@ impl PgEndpoint {
             return Err(SourceError::Url(
                 "empty: give one like postgres://user:password@host:5432/database".to_owned(),
             ));
+        }
+        if !database_url.contains("://") && database_url.contains('=') {
+            return Err(SourceError::Url(format!(
+                "{}: a key=value connection string, which viewkeeper does not read; give a \
+                 URL like postgres://user:password@host:5432/database",
+                redact_url(database_url)
+            )));
         }
         let url = url::Url::parse(database_url)
             .map_err(|e| SourceError::Url(format!("{e} in {}", redact_url(database_url))))?;
@@ -108,9 +121,44 @@ pub fn redact_url(text: &str) -> String {
             (Some(start), Some(end)) if end > start => {
                 format!("{}://***{}", &text[..start], &text[end..])
             }
-            _ => text.to_string(),
+            _ => redact_key_value_password(text),
         },
     }
+}
+
+/// A libpq `key=value` connection string (`host=db password='s 3'`) with
+/// the password's value replaced by `***`.
+fn redact_key_value_password(text: &str) -> String {
+    let Some(key) = text.to_ascii_lowercase().find("password") else {
+        return text.to_string();
+    };
+    let after_key = &text[key + "password".len()..];
+    let Some(after_equals) = after_key.trim_start().strip_prefix('=') else {
+        return text.to_string();
+    };
+    let value = after_equals.trim_start();
+    let value_start = text.len() - value.len();
+    let value_len = match value.strip_prefix('\'') {
+        // Quoted: up to the first quote not escaped by a backslash.
+        Some(quoted) => {
+            let mut escaped = false;
+            let end = quoted
+                .char_indices()
+                .find(|&(_, c)| {
+                    let closes = c == '\'' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    closes
+                })
+                .map_or(quoted.len(), |(i, _)| i + 1);
+            1 + end
+        }
+        None => value.find(char::is_whitespace).unwrap_or(value.len()),
+    };
+    format!(
+        "{}***{}",
+        &text[..value_start],
+        &text[value_start + value_len..]
+    )
 }
 
 /// Quotes one identifier for SQL.
@@ -129,6 +177,26 @@ pub fn quote_qualified(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_value_passwords_never_survive_redaction() {
+        for (text, redacted) in [
+            (
+                "host=db port=5432 user=app password=WrongPwKV dbname=clinic",
+                "host=db port=5432 user=app password=*** dbname=clinic",
+            ),
+            ("password = 'a b\\' c' host=db", "password = *** host=db"),
+            ("host=db PASSWORD=x", "host=db PASSWORD=***"),
+            ("host=db", "host=db"),
+        ] {
+            assert_eq!(redact_url(text), redacted, "{text}");
+        }
+        let error = PgEndpoint::parse("host=db password=WrongPwKV dbname=clinic")
+            .expect_err("a key=value string is refused")
+            .to_string();
+        assert!(!error.contains("WrongPwKV"), "{error}");
+        assert!(error.contains("postgres://"), "{error}");
+    }
 
     #[test]
     fn passwords_never_survive_redaction() {
