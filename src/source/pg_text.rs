@@ -64,6 +64,25 @@ pub fn type_name(type_oid: u32) -> &'static str {
     }
 }
 
+/// Whether values of `type_oid` sort as viewkeeper sorts them: by value
+/// for the types [`value_type`] knows, by their text for the others. Text
+/// order is the value's order for strings, `uuid`, `bytea` (hex), `time`
+/// and bit strings; not for enums (declaration order), `interval` (`'10
+/// days'` sorts before `'2 days'`), `inet`, `money`, `timetz`, arrays or
+/// ranges, which `min`, `max` and `order_by` must not take.
+pub fn sorts_as_its_value(type_oid: u32) -> bool {
+    const BYTEA: u32 = 17;
+    const CHAR: u32 = 18;
+    const TIME: u32 = 1083;
+    const BIT: u32 = 1560;
+    const VARBIT: u32 = 1562;
+    value_type(type_oid) != ValueType::Text
+        || matches!(
+            type_oid,
+            TEXT | NAME | BPCHAR | VARCHAR | UUID | BYTEA | CHAR | TIME | BIT | VARBIT
+        )
+}
+
 /// The expression type values of `type_oid` get from [`parse_text`], for
 /// checking expressions against the catalog.
 pub fn value_type(type_oid: u32) -> ValueType {

@@ -13,7 +13,7 @@ use super::model::{
 use super::shape::child_path;
 use super::table::display_table;
 use crate::expr::{Expr, ExprError, ValueType};
-use crate::source::pg_text::value_type;
+use crate::source::pg_text::{sorts_as_its_value, value_type};
 
 /// The tables of the source database that views may read.
 #[derive(Debug, Clone, Default)]
@@ -228,6 +228,14 @@ impl<'a> ViewCheck<'a> {
                 &order_path,
                 &item_path,
             );
+            if let Some(type_name) = unsortable_type(joined, &key.column) {
+                let message = format!(
+                    "cannot order by column \"{}\": its type {type_name} would be ordered by its \
+                     text, not as PostgreSQL orders it",
+                    key.column
+                );
+                self.error(&order_path, &item_path, message);
+            }
         }
         self.fields(
             &relation.fields,
@@ -397,6 +405,22 @@ fn column_type_name(table: &TableInfo, column: &str, value_type: ValueType) -> S
 }
 
 /// The expression type of `column`'s PostgreSQL type, if the column exists.
+/// The type of `column` of `table` when it does not sort as its value
+/// ([`sorts_as_its_value`]), as PostgreSQL names it.
+pub(super) fn unsortable_type(table: &TableInfo, column: &str) -> Option<String> {
+    let info = table.columns.iter().find(|info| info.name == column)?;
+    let name = match info.type_oid {
+        oid if sorts_as_its_value(oid) => return None,
+        1186 => "interval".to_owned(),
+        869 => "inet".to_owned(),
+        650 => "cidr".to_owned(),
+        790 => "money".to_owned(),
+        1266 => "timetz".to_owned(),
+        oid => format!("(OID {oid}: an enum, array, range or other type)"),
+    };
+    Some(name)
+}
+
 fn column_value_type(table: &TableInfo, column: &str) -> Option<ValueType> {
     let info = table.columns.iter().find(|info| info.name == column)?;
     Some(value_type(info.type_oid))

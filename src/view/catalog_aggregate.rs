@@ -58,6 +58,20 @@ impl<'a> ViewCheck<'a> {
         let Some(value_type) = self.joined_type(tables, arg, &path) else {
             return;
         };
+        if matches!(
+            measure.function,
+            MeasureFunction::Min | MeasureFunction::Max
+        ) && let Some((column, type_name)) = self.unsortable_column(tables, arg)
+        {
+            let message = format!(
+                "{} cannot take `{}`: column {column} is of type {type_name}, which would be \
+                 ordered by its text, not as PostgreSQL orders it",
+                measure.function.name(),
+                arg.source()
+            );
+            self.error(&path, &path, message);
+            return;
+        }
         let Some(needed) = argument_needed(measure.function, value_type) else {
             return;
         };

@@ -241,3 +241,32 @@ fn two_aggregate_views_do_not_share_a_table() {
         ]
     );
 }
+
+/// `min` and `max` of a type whose text sorts otherwise than its values
+/// (`'10 days'` before `'2 days'`) are refused; of text and uuid they fit.
+#[test]
+fn min_and_max_refuse_types_that_would_sort_by_their_text() {
+    const INTERVAL: u32 = 1186;
+    const UUID: u32 = 2950;
+    let mut catalog = shop();
+    let items = catalog
+        .tables
+        .get_mut("public.order_items")
+        .expect("order_items");
+    for (name, type_oid) in [("wait", INTERVAL), ("batch", UUID)] {
+        items.columns.push(ColumnInfo {
+            name: name.to_owned(),
+            type_oid,
+            type_modifier: -1,
+            not_null: false,
+        });
+    }
+    let text = with_measures("  longest: max(wait)\n  first_batch: min(batch)\n");
+    assert_eq!(
+        check(&text, &catalog),
+        [
+            "views/sales.yaml:18: measures.longest: max cannot take `wait`: column wait is of \
+             type interval, which would be ordered by its text, not as PostgreSQL orders it"
+        ]
+    );
+}

@@ -119,6 +119,20 @@ impl<'a> ViewCheck<'a> {
         all_exist
     }
 
+    /// A column of `expr` whose type does not sort as its value
+    /// ([`super::unsortable_type`]), with that type's name.
+    pub(super) fn unsortable_column(
+        &self,
+        tables: JoinedTables<'a>,
+        expr: &Expr,
+    ) -> Option<(String, String)> {
+        expr.columns().into_iter().find_map(|path| {
+            let (_, table) = self.path_table(tables, &path)?;
+            let type_name = super::unsortable_type(table, path.last()?)?;
+            Some((path.join("."), type_name))
+        })
+    }
+
     fn path_type(&self, tables: JoinedTables<'a>, path: &[String]) -> Option<ValueType> {
         let (_, table) = self.path_table(tables, path)?;
         column_value_type(table, path.last()?)

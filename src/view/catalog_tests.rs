@@ -16,7 +16,7 @@ fn table(columns: &[&str], primary_key: &[&str]) -> TableInfo {
             .iter()
             .map(|name| ColumnInfo {
                 name: (*name).to_owned(),
-                type_oid: 0,
+                type_oid: 25, // text
                 type_modifier: -1,
                 not_null: false,
             })
@@ -212,6 +212,31 @@ fn field_and_order_by_columns_are_checked_at_every_depth() {
         [
             r#"views/order_cache.yaml:19: fields.items.order_by: column "position" does not exist in table order_items"#,
             r#"views/order_cache.yaml:23: fields.items.fields.product.fields.name: column "title" does not exist in table products"#,
+        ]
+    );
+}
+
+/// An array ordered by a column whose text sorts otherwise than its
+/// values (an enum, an interval) would list its items out of order.
+#[test]
+fn order_by_refuses_types_that_would_sort_by_their_text() {
+    const INTERVAL: u32 = 1186;
+    let mut catalog = shop();
+    let items = catalog
+        .tables
+        .get_mut("public.order_items")
+        .expect("order_items");
+    items.columns.push(ColumnInfo {
+        name: "wait".to_owned(),
+        type_oid: INTERVAL,
+        type_modifier: -1,
+        not_null: false,
+    });
+    let text = ORDER_CACHE.replace("order_by: id", "order_by: wait desc");
+    assert_eq!(
+        check(&text, &catalog),
+        [
+            r#"views/order_cache.yaml:19: fields.items.order_by: cannot order by column "wait": its type interval would be ordered by its text, not as PostgreSQL orders it"#
         ]
     );
 }
