@@ -68,12 +68,23 @@ pub struct PlannedViews {
     pub invalid: Vec<InvalidView>,
 }
 
+/// Whether planning may leave no view to run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum WhenNoneChecks {
+    /// At start: `run` refuses, with every view's errors.
+    Fail,
+    /// While running (the database changed under the views): the service
+    /// stays up, every view `failed`, until a reload finds them checking.
+    RunNone,
+}
+
 /// Plans the views that check against the catalog and sets the others
 /// apart, so one view broken by a change in the database does not stop the
-/// others. Fails, as [`plan_views`] does, when none checks.
+/// others. When none checks, fails as [`plan_views`] does, or plans none.
 pub async fn plan_runnable_views(
     views: &[ViewDef],
     pool: &PgPool,
+    when_none_checks: WhenNoneChecks,
 ) -> Result<PlannedViews, PlanningError> {
     let catalog = catalog::load_catalog(pool).await?;
     let errors = view::check_against_catalog(views, &catalog);
@@ -81,7 +92,7 @@ pub async fn plan_runnable_views(
         .iter()
         .cloned()
         .partition(|view| !errors.iter().any(|error| error.file == view.file));
-    if runnable.is_empty() && !invalid.is_empty() {
+    if runnable.is_empty() && !invalid.is_empty() && when_none_checks == WhenNoneChecks::Fail {
         return Err(PlanningError::Invalid(ViewErrors(errors)));
     }
     let plan = Plan::build(&runnable, &catalog)?;

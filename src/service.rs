@@ -23,7 +23,9 @@ use crate::drop_view::Targets;
 use crate::engine::{BatchOutcome, Engine, EngineError, OutputReader};
 use crate::plan::{KeyPartPlan, OutputPlan, Plan, PlanError, ViewPlan};
 use crate::rebuild::Rebuilder;
-use crate::reload::{self, InvalidView, PlannedViews, PlanningError, Reloader, Restart};
+use crate::reload::{
+    self, InvalidView, PlannedViews, PlanningError, Reloader, Restart, WhenNoneChecks,
+};
 use crate::sink::RewriteSignal;
 use crate::sink::aggregate::{self, AggregateSink, AggregateSinkError, TargetTable};
 use crate::sink::redis::{self, RedisSink};
@@ -155,7 +157,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         .connect_with(endpoint.sql_options()?)
         .await
         .map_err(SourceError::from)?;
-    let planned = reload::plan_runnable_views(&views, &pool).await?;
+    let planned = reload::plan_runnable_views(&views, &pool, WhenNoneChecks::Fail).await?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServiceError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
@@ -257,7 +259,8 @@ async fn plan_for_new_snapshot(
     context: &Context,
     views: &[ViewDef],
 ) -> Result<PlannedViews, ServiceError> {
-    let planned = reload::plan_runnable_views(views, &context.pool).await?;
+    let planned =
+        reload::plan_runnable_views(views, &context.pool, WhenNoneChecks::RunNone).await?;
     let store = Arc::clone(&context.store);
     tokio::task::spawn_blocking(move || store.forget_position())
         .await
@@ -318,12 +321,15 @@ impl Generation {
         } = context;
         let plan = Arc::new(plan);
         let tables: BTreeSet<String> = plan.tables.keys().cloned().collect();
-        let unusable = catalog::unusable_replica_identities(pool, &tables).await?;
-        if !unusable.is_empty() {
-            let messages = unusable.into_iter().map(|(_, message)| message).collect();
-            return Err(ServiceError::ReplicaIdentity(messages));
+        // No table when no view checks any more: nothing is replicated.
+        if !tables.is_empty() {
+            let unusable = catalog::unusable_replica_identities(pool, &tables).await?;
+            if !unusable.is_empty() {
+                let messages = unusable.into_iter().map(|(_, message)| message).collect();
+                return Err(ServiceError::ReplicaIdentity(messages));
+            }
+            catalog::ensure_publication(pool, &config.publication, &tables).await?;
         }
-        catalog::ensure_publication(pool, &config.publication, &tables).await?;
         let engine = Arc::new(
             Engine::new(Arc::clone(&plan), Arc::clone(store))
                 .with_max_document_bytes(config.max_document_bytes)
@@ -613,6 +619,19 @@ impl Pipeline {
     /// Snapshot or resume, then stream; reconnect with backoff on failure.
     /// Returns the restart the stream found it needs, if it stopped for one.
     async fn replicate(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Restart> {
+        if self.engine.plan().tables.is_empty() {
+            tracing::error!(
+                "no view checks against the database any more: nothing runs until a reload \
+                 finds the views checking (see view_error in /status)"
+            );
+            // Unread, the slot would hold the database's WAL back meanwhile;
+            // the views start again from a new snapshot and slot.
+            if let Err(error) = catalog::drop_slot(&self.pool, &self.config.slot).await {
+                tracing::warn!(%error, slot = %self.config.slot, "dropping the unused slot");
+            }
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            return None;
+        }
         let mut backoff = Duration::from_millis(200);
         while !*shutdown.borrow() {
             let result = tokio::select! {

@@ -364,6 +364,83 @@ async fn a_column_renamed_under_a_view_stops_that_view_until_it_checks_again() {
     assert_eq!(view_status(port, "order_cache").await["state"], "live");
 }
 
+/// When the only view stops checking while running, the service stays up
+/// with it `failed` (and no slot holding WAL back) until a reload finds it
+/// checking: it used to exit, and a supervisor's restart failed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_view_broken_under_a_running_service_waits_for_a_reload() {
+    const TOKEN: &str = "only-view-token-77d0";
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let views = tempfile::tempdir().expect("a views directory");
+    std::fs::copy(
+        examples().join("product_cache.yaml"),
+        views.path().join("product_cache.yaml"),
+    )
+    .expect("copying the view");
+    let setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_path_buf())
+        .with_admin_token(TOKEN);
+    let mut service = setup.start();
+    let port = setup.admin_port;
+    let deadline = Duration::from_secs(120);
+    let product_cache_matches = || async {
+        let expected = expected_product_cache(&pool).await;
+        redis_matches(&redis.url(), "product:*", &expected).await
+    };
+    wait_until(deadline, "product_cache matches SQL", product_cache_matches).await;
+
+    for sql in [
+        "ALTER TABLE products RENAME COLUMN name TO title",
+        "UPDATE products SET title = title || ' (renamed)' WHERE id % 2 = 0",
+    ] {
+        sqlx::raw_sql(sql).execute(&pool).await.expect(sql);
+    }
+    wait_until(deadline, "product_cache failed, the service up", || async {
+        let status = view_status(port, "product_cache").await;
+        let error = status["view_error"].as_str().unwrap_or_default();
+        if status["state"] == "failed" && error.contains("column \"name\" does not exist") {
+            Ok(())
+        } else {
+            Err(status.to_string())
+        }
+    })
+    .await;
+    service.assert_running();
+    assert_eq!(http_get(port, "/ready").await.unwrap().0, 503);
+    wait_until(
+        deadline,
+        "no slot holds WAL back while nothing runs",
+        || async {
+            let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots")
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| e.to_string())?;
+            if slots == 0 {
+                Ok(())
+            } else {
+                Err(format!("{slots} slots"))
+            }
+        },
+    )
+    .await;
+
+    sqlx::raw_sql("ALTER TABLE products RENAME COLUMN title TO name")
+        .execute(&pool)
+        .await
+        .expect("renaming back");
+    let (code, body) = http_post(port, "/views/reload", Some(TOKEN)).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    wait_until(
+        deadline,
+        "product_cache matches SQL again",
+        product_cache_matches,
+    )
+    .await;
+    assert_eq!(view_status(port, "product_cache").await["state"], "live");
+    service.assert_running();
+}
+
 /// A table the views read, dropped while running, leaves the publication
 /// without a word in the stream: the views that read it stop (they no
 /// longer check), the others go on, and once the table is back a reload
