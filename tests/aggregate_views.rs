@@ -512,6 +512,67 @@ async fn float_measures_hold_exact_extremes_infinities_and_nan() {
     service.assert_running();
 }
 
+/// SQLite stores a NaN float as NULL, which reads as a group without
+/// inputs: a float sum that is NaN is written as PostgreSQL spells it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nan_float_sum_reaches_sqlite_as_nan() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    execute(
+        &pool,
+        "CREATE TABLE readings (id int PRIMARY KEY, g int NOT NULL, w float8)",
+    )
+    .await;
+    execute(
+        &pool,
+        "INSERT INTO readings VALUES (1, 1, 1.5), (2, 2, 'NaN'), (3, 2, 2.25)",
+    )
+    .await;
+    let views = tempfile::tempdir().expect("a views directory");
+    std::fs::write(views.path().join("reading_stats.yaml"), READING_STATS).expect("view file");
+    let mut setup = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf());
+    let sqlite_url = format!(
+        "sqlite:{}",
+        setup.dir.path().join("aggregates.db").display()
+    );
+    setup.extra_args = vec!["--aggregates-url".into(), sqlite_url.clone()];
+    let mut service = setup.start();
+    let totals = || async {
+        let sqlite = sqlx::sqlite::SqlitePoolOptions::new()
+            .connect(&format!("{sqlite_url}?mode=ro"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let rows: Vec<(i64, Option<String>)> =
+            sqlx::query_as("SELECT g, CAST(total AS TEXT) FROM reading_stats ORDER BY g")
+                .fetch_all(&sqlite)
+                .await
+                .map_err(|e| e.to_string())?;
+        Ok::<_, String>(rows)
+    };
+    wait_until(CONVERGE, "SQLite holds the NaN sum", || async {
+        let rows = totals().await?;
+        let want = vec![(1, Some("1.5".to_owned())), (2, Some("NaN".to_owned()))];
+        if rows == want {
+            Ok(())
+        } else {
+            Err(format!("{rows:?}"))
+        }
+    })
+    .await;
+    execute(&pool, "DELETE FROM readings WHERE id = 2").await;
+    wait_until(CONVERGE, "SQLite holds the sum without it", || async {
+        let rows = totals().await?;
+        let want = vec![(1, Some("1.5".to_owned())), (2, Some("2.25".to_owned()))];
+        if rows == want {
+            Ok(())
+        } else {
+            Err(format!("{rows:?}"))
+        }
+    })
+    .await;
+    service.assert_running();
+}
+
 /// Float group keys: `0` and `-0` are one group in PostgreSQL (they are
 /// equal), also when an expression makes the `-0` (`round(-0.3)`).
 const LEVEL_COUNTS: &str = "

@@ -142,6 +142,10 @@ fn bind<'q>(
         Value::Null => query.bind(None::<String>),
         Value::Bool(b) => query.bind(*b),
         Value::Int(i) => query.bind(*i),
+        // SQLite stores a NaN REAL as NULL, which reads as "no input";
+        // PostgreSQL's spelling stays text in a REAL column, as a numeric
+        // NaN does.
+        Value::Float(f) if f.is_nan() => query.bind("NaN"),
         Value::Float(f) => query.bind(*f),
         other => query.bind(other.to_text()),
     }
