@@ -13,9 +13,9 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::change::Lsn;
 use crate::config::Config;
-use crate::plan::{Lookup, OutputPlan, Plan};
+use crate::plan::{Lookup, Plan};
+use crate::reload;
 use crate::service::ServiceError;
-use crate::sink::aggregate::{self, TableOwner, TargetTable};
 use crate::sink::search::{SearchError, SearchIndex};
 use crate::source::SourceError;
 use crate::source::catalog;
@@ -58,7 +58,9 @@ pub async fn check(
         if !passed.is_empty() {
             let plan = Plan::build(&passed, &catalog)?;
             errors.extend(replica_identities(&passed, &plan, &pool).await?);
-            errors.extend(foreign_tables(&passed, &plan, aggregates_url.unwrap_or(url)).await?);
+            errors.extend(
+                reload::foreign_tables(&passed, &plan, aggregates_url.unwrap_or(url)).await?,
+            );
             notes = key_collision_notes(&passed, &plan);
             let unique_keys =
                 catalog::unique_keys(&pool, &plan.tables.keys().cloned().collect()).await?;
@@ -158,45 +160,6 @@ async fn replica_identities(
             if let Some(def) = views.iter().find(|def| def.name == view.name) {
                 errors.push(ViewError::whole_file(&def.file, message.clone()));
             }
-        }
-    }
-    Ok(errors)
-}
-
-/// An error at the `table` field of every aggregate view whose table exists
-/// in the target database and was not created by viewkeeper: `run` would
-/// not start that view.
-async fn foreign_tables(
-    views: &[ViewDef],
-    plan: &Plan,
-    aggregates_url: &str,
-) -> Result<Vec<ViewError>, ServiceError> {
-    let tables: Vec<(TargetTable, &ViewDef)> = plan
-        .views
-        .iter()
-        .filter_map(|view| match &view.output {
-            OutputPlan::Aggregate(output) => {
-                let def = views.iter().find(|def| def.name == view.name)?;
-                Some((TargetTable::of(view, output), def))
-            }
-            _ => None,
-        })
-        .collect();
-    if tables.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(target) = aggregate::connect_existing(aggregates_url).await? else {
-        return Ok(Vec::new());
-    };
-    let mut errors = Vec::new();
-    for (table, def) in tables {
-        if target.owner(&table).await? == TableOwner::Someone {
-            errors.push(ViewError {
-                file: def.file.clone(),
-                line: def.locations.line("table"),
-                field: "table".to_owned(),
-                message: aggregate::foreign_table_reason(&table.name),
-            });
         }
     }
     Ok(errors)

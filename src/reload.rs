@@ -19,9 +19,10 @@ use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc};
 
-use crate::plan::{Plan, PlanError};
+use crate::plan::{OutputPlan, Plan, PlanError};
+use crate::sink::aggregate::{self, AggregateSinkError, TableOwner, TargetTable};
 use crate::source::{SourceError, catalog};
-use crate::view::{self, ViewDef, ViewErrors};
+use crate::view::{self, ViewDef, ViewError, ViewErrors};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanningError {
@@ -31,6 +32,8 @@ pub enum PlanningError {
     Invalid(ViewErrors),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error(transparent)]
+    Target(#[from] AggregateSinkError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,45 @@ pub async fn plan_views(views: &[ViewDef], pool: &PgPool) -> Result<Plan, Planni
         return Err(PlanningError::Invalid(ViewErrors(errors)));
     }
     Ok(Plan::build(views, &catalog)?)
+}
+
+/// An error at the `table` field of every aggregate view whose table exists
+/// in the target database and was not created by viewkeeper: `run` would
+/// not start that view.
+pub async fn foreign_tables(
+    views: &[ViewDef],
+    plan: &Plan,
+    aggregates_url: &str,
+) -> Result<Vec<ViewError>, AggregateSinkError> {
+    let tables: Vec<(TargetTable, &ViewDef)> = plan
+        .views
+        .iter()
+        .filter_map(|view| match &view.output {
+            OutputPlan::Aggregate(output) => {
+                let def = views.iter().find(|def| def.name == view.name)?;
+                Some((TargetTable::of(view, output), def))
+            }
+            _ => None,
+        })
+        .collect();
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(target) = aggregate::connect_existing(aggregates_url).await? else {
+        return Ok(Vec::new());
+    };
+    let mut errors = Vec::new();
+    for (table, def) in tables {
+        if target.owner(&table).await? == TableOwner::Someone {
+            errors.push(ViewError {
+                file: def.file.clone(),
+                line: def.locations.line("table"),
+                field: "table".to_owned(),
+                message: aggregate::foreign_table_reason(&table.name),
+            });
+        }
+    }
+    Ok(errors)
 }
 
 /// A view whose file reads but that no longer checks against the database
@@ -161,6 +203,9 @@ impl ReloadOutcome {
 pub struct Reloader {
     views_dir: PathBuf,
     pool: PgPool,
+    /// Where the aggregate views' tables are, to refuse a view whose table
+    /// belongs to someone else, as `check` does.
+    aggregates_url: String,
     /// Name → definition hash of the views last handed to the pipeline. The
     /// lock also keeps two reloads from interleaving.
     running: Mutex<BTreeMap<String, String>>,
@@ -173,12 +218,14 @@ impl Reloader {
     pub fn new(
         views_dir: PathBuf,
         pool: PgPool,
+        aggregates_url: String,
         views: &[ViewDef],
     ) -> (Reloader, mpsc::Receiver<Restart>) {
         let (requests, received) = mpsc::channel(1);
         let reloader = Reloader {
             views_dir,
             pool,
+            aggregates_url,
             running: Mutex::new(hashes(views)),
             requests,
         };
@@ -194,6 +241,14 @@ impl Reloader {
         let plan = plan_views(&views, &self.pool)
             .await
             .map_err(ReloadError::Refused)?;
+        let foreign = foreign_tables(&views, &plan, &self.aggregates_url)
+            .await
+            .map_err(|error| ReloadError::Refused(error.into()))?;
+        if !foreign.is_empty() {
+            return Err(ReloadError::Refused(PlanningError::Invalid(ViewErrors(
+                foreign,
+            ))));
+        }
         let next = hashes(&views);
         let outcome = compare(&running, &next);
         if outcome.applies() {

@@ -82,6 +82,7 @@ impl From<PlanningError> for ServiceError {
             PlanningError::Catalog(error) => ServiceError::Source(error),
             PlanningError::Invalid(errors) => ServiceError::Views(errors),
             PlanningError::Plan(error) => ServiceError::Plan(error),
+            PlanningError::Target(error) => ServiceError::Aggregate(error),
         }
     }
 }
@@ -166,8 +167,12 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         tracing::warn!(setting, "setting no longer used by this version: ignored");
     }
     let store = Arc::new(Store::open(&config.data_dir, &config.store)?);
-    let (reloader, mut restarts) =
-        Reloader::new(config.views.clone(), pool.clone(), &planned.runnable);
+    let (reloader, mut restarts) = Reloader::new(
+        config.views.clone(),
+        pool.clone(),
+        config.aggregates_url()?.to_owned(),
+        &planned.runnable,
+    );
     let reloader = Arc::new(reloader);
     let context = Context {
         endpoint,

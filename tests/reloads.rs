@@ -118,6 +118,28 @@ async fn reloads_rebuild_what_changed_and_drop_removes_what_is_left() {
         "{message}"
     );
     std::fs::remove_file(&broken).unwrap();
+
+    // So is an aggregate view whose table belongs to someone else, as
+    // `check` refuses it: accepted, it sat `failed` with `/ready` 503.
+    sqlx::raw_sql("CREATE TABLE someone_elses (x int)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let foreign = views.path().join("foreign.yaml");
+    std::fs::write(
+        &foreign,
+        "view: foreign\nkind: aggregate\nroot: orders\ngroup_by: { status: status }\n\
+         measures: { n: count() }\ntable: someone_elses\n",
+    )
+    .unwrap();
+    let (code, refused) = reload(port).await;
+    assert_eq!(code, 422, "{refused}");
+    let message = refused["error"].as_str().unwrap();
+    assert!(
+        message.contains("foreign.yaml") && message.contains("was not created by viewkeeper"),
+        "{message}"
+    );
+    std::fs::remove_file(&foreign).unwrap();
     workload::run(&pool, &WorkloadOptions::new(100, 31))
         .await
         .expect("workload");
