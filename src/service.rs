@@ -32,7 +32,7 @@ use crate::sink::redis::{self, RedisSink};
 use crate::sink::search::{SearchError, SearchIndex, SearchSink};
 use crate::source::connection::PgEndpoint;
 use crate::source::identity::SourceIdentity;
-use crate::source::pgoutput::{Relations, StoredColumnTypes};
+use crate::source::pgoutput::Relations;
 use crate::source::stream::ReplicationStream;
 use crate::source::{SourceError, catalog, snapshot};
 use crate::state::{Store, StoreError};
@@ -724,7 +724,9 @@ impl Pipeline {
             position,
             self.config.batch,
             Relations::with_domain_bases(catalog::load_domain_bases(&self.pool).await?)
-                .watching(self.watched_columns().await?),
+                // No stored column is generated (views may not read one),
+                // so every one is in the stream's relation descriptions.
+                .watching(self.engine.plan().stored_column_types()),
         )
         .await?;
         self.status.replication_connected();
@@ -917,18 +919,6 @@ impl Pipeline {
             self.batch_durable(stream, batch);
         }
         Ok(())
-    }
-
-    /// The stored columns whose type or presence the stream watches: all but
-    /// the generated ones, which no relation description has.
-    async fn watched_columns(&self) -> Result<StoredColumnTypes, SourceError> {
-        let mut watched = self.engine.plan().stored_column_types();
-        for (table, generated) in catalog::load_generated_columns(&self.pool).await? {
-            if let Some(columns) = watched.get_mut(&table) {
-                columns.retain(|column, _| !generated.contains(column));
-            }
-        }
-        Ok(watched)
     }
 
     /// The stored position, if streaming can continue from it: the state was

@@ -118,7 +118,10 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
             info.primary_key = key.into_iter().map(|(_, c)| c).collect();
         }
     }
-    Ok(Catalog { tables })
+    Ok(Catalog {
+        tables,
+        generated_columns: load_generated_columns(pool).await?,
+    })
 }
 
 /// Tables whose replica identity cannot identify a row by its primary key

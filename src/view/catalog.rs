@@ -2,7 +2,7 @@
 //! database. Loading the [`Catalog`] from PostgreSQL is done elsewhere; this
 //! module only compares, so it is tested with hand-built catalogs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::error::ViewError;
 use super::filter::{WHERE_PATH, filter_relation};
@@ -20,6 +20,10 @@ use crate::source::pg_text::{sorts_as_its_value, value_type};
 pub struct Catalog {
     /// By schema-qualified name (`public.orders`).
     pub tables: HashMap<String, TableInfo>,
+    /// The generated columns (`GENERATED ALWAYS AS (…) STORED`) of each
+    /// table: PostgreSQL 15's change log does not carry them, so a view
+    /// reading one would keep its snapshot value for good.
+    pub generated_columns: HashMap<String, HashSet<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -322,7 +326,32 @@ impl<'a> ViewCheck<'a> {
                 display_table(table_name)
             );
             self.error(path, line_path, message);
+        } else if self.is_generated(table_name, column) {
+            self.generated_column(table_name, column, path, line_path);
         }
+    }
+
+    fn is_generated(&self, table_name: &str, column: &str) -> bool {
+        self.catalog
+            .generated_columns
+            .get(table_name)
+            .is_some_and(|generated| generated.contains(column))
+    }
+
+    pub(super) fn generated_column(
+        &mut self,
+        table_name: &str,
+        column: &str,
+        path: &str,
+        line_path: &str,
+    ) {
+        let message = format!(
+            "column \"{column}\" of table {} is a generated column, which PostgreSQL 15 \
+             does not send in its change log: the view would keep its first value for good; \
+             compute it in the view from the columns it is generated from",
+            display_table(table_name)
+        );
+        self.error(path, line_path, message);
     }
 
     /// The two columns of one `on` pair (each as its table, the table's name

@@ -114,6 +114,9 @@ impl<'a> ViewCheck<'a> {
             if !table.has_column(column) {
                 self.column(table, name, column, path, path);
                 all_exist = false;
+            } else if self.is_generated(name, column) {
+                self.generated_column(name, column, path, path);
+                all_exist = false;
             }
         }
         all_exist
