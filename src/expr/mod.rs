@@ -105,6 +105,11 @@ impl Expr {
         self.root.columns()
     }
 
+    /// The columns compared for order as they stand ([`node::Node::ordered_columns`]).
+    pub fn ordered_columns(&self) -> Vec<ColumnPath> {
+        self.root.ordered_columns()
+    }
+
     /// The value over one row. `row` returns a column's value, or `None` if
     /// the row has no such column ([`EvalError::UnknownColumn`]).
     pub fn eval(&self, row: &dyn Fn(&[String]) -> Option<Value>) -> Result<Value, EvalError> {

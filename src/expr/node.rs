@@ -204,6 +204,38 @@ impl Node {
             .collect()
     }
 
+    /// The columns compared for order (`<`, `<=`, `>`, `>=`, `BETWEEN`) as
+    /// they stand, not through a function or cast, deduplicated.
+    pub fn ordered_columns(&self) -> Vec<ColumnPath> {
+        let mut found = Vec::new();
+        self.collect_ordered_columns(&mut found);
+        found
+    }
+
+    fn collect_ordered_columns(&self, found: &mut Vec<ColumnPath>) {
+        let compared: Vec<&Node> = match self {
+            Node::Comparison { op, left, right }
+                if !matches!(op, ComparisonOp::Equal | ComparisonOp::NotEqual) =>
+            {
+                vec![left, right]
+            }
+            Node::Between {
+                operand, low, high, ..
+            } => vec![operand, low, high],
+            _ => Vec::new(),
+        };
+        for node in compared {
+            if let Node::Column(path) = node
+                && !found.contains(path)
+            {
+                found.push(path.clone());
+            }
+        }
+        for child in self.children() {
+            child.collect_ordered_columns(found);
+        }
+    }
+
     /// Every column referenced, deduplicated, in order of first appearance.
     pub fn columns(&self) -> Vec<ColumnPath> {
         let mut found = Vec::new();

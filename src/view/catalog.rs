@@ -267,6 +267,12 @@ impl<'a> ViewCheck<'a> {
             };
             if let Some(table) = table {
                 self.column(table, table_name, column, WHERE_PATH, WHERE_PATH);
+                if let Some(type_name) = unsortable_type(table, column)
+                    && filter.ordered_columns().contains(&path)
+                {
+                    let message = unsortable_comparison(&path.join("."), &type_name);
+                    self.error(WHERE_PATH, WHERE_PATH, message);
+                }
             }
         }
         if self.errors.is_empty() {
@@ -434,6 +440,15 @@ fn column_type_name(table: &TableInfo, column: &str, value_type: ValueType) -> S
 }
 
 /// The expression type of `column`'s PostgreSQL type, if the column exists.
+/// Why `where` may not compare `column` (of type `type_name`) for order.
+pub(super) fn unsortable_comparison(column: &str, type_name: &str) -> String {
+    format!(
+        "cannot compare column {column} with <, >, <=, >= or BETWEEN: its type {type_name} \
+         would be compared by its text, not as PostgreSQL compares it; compare it for \
+         equality only"
+    )
+}
+
 /// The type of `column` of `table` when it does not sort as its value
 /// ([`sorts_as_its_value`]), as PostgreSQL names it.
 pub(super) fn unsortable_type(table: &TableInfo, column: &str) -> Option<String> {

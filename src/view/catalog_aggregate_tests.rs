@@ -269,4 +269,17 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
              type interval, which would be ordered by its text, not as PostgreSQL orders it"
         ]
     );
+    // Compared for order in `where`, likewise; for equality it is its text.
+    let text = CATEGORY_DAILY_SALES.replace(
+        "orders.status = 'paid'",
+        "orders.status = 'paid' AND wait = '1 day' AND NOT (wait BETWEEN '1 day' AND '2 days')",
+    );
+    assert_eq!(
+        check(&text, &catalog),
+        [
+            "views/sales.yaml:8: where: cannot compare column wait with <, >, <=, >= or BETWEEN: \
+             its type interval would be compared by its text, not as PostgreSQL compares it; \
+             compare it for equality only"
+        ]
+    );
 }

@@ -3,7 +3,7 @@
 //! expressions over the root and the joined tables, whose columns must exist
 //! and whose types are then inferred.
 
-use super::{TableInfo, ViewCheck, column_value_type};
+use super::{TableInfo, ViewCheck, column_value_type, unsortable_comparison};
 use crate::expr::{Expr, ValueType};
 use crate::view::filter::WHERE_PATH;
 use crate::view::joins::table_of;
@@ -74,6 +74,13 @@ impl<'a> ViewCheck<'a> {
         let Some(filter) = filter else {
             return;
         };
+        if let Some((column, type_name)) = self.unsortable_ordered_column(tables, filter) {
+            self.error(
+                WHERE_PATH,
+                WHERE_PATH,
+                unsortable_comparison(&column, &type_name),
+            );
+        }
         if self.columns_exist(tables, filter, WHERE_PATH) {
             let inferred = filter.infer_type(&|path| self.path_type(tables, path));
             self.filter_result(filter, inferred);
@@ -120,6 +127,20 @@ impl<'a> ViewCheck<'a> {
             }
         }
         all_exist
+    }
+
+    /// A column `expr` compares for order whose type does not sort as its
+    /// value, with that type's name.
+    fn unsortable_ordered_column(
+        &self,
+        tables: JoinedTables<'a>,
+        expr: &Expr,
+    ) -> Option<(String, String)> {
+        expr.ordered_columns().into_iter().find_map(|path| {
+            let (_, table) = self.path_table(tables, &path)?;
+            let type_name = super::unsortable_type(table, path.last()?)?;
+            Some((path.join("."), type_name))
+        })
     }
 
     /// A column of `expr` whose type does not sort as its value

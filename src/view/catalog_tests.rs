@@ -239,6 +239,22 @@ fn order_by_refuses_types_that_would_sort_by_their_text() {
             r#"views/order_cache.yaml:19: fields.items.order_by: cannot order by column "wait": its type interval would be ordered by its text, not as PostgreSQL orders it"#
         ]
     );
+    let orders = catalog.tables.get_mut("public.orders").expect("orders");
+    orders.columns.push(ColumnInfo {
+        name: "lead_time".to_owned(),
+        type_oid: INTERVAL,
+        type_modifier: -1,
+        not_null: false,
+    });
+    let text = ORDER_CACHE.replace("status <> 'draft'", "lead_time > '2 days'");
+    assert_eq!(
+        check(&text, &catalog),
+        [
+            "views/order_cache.yaml:6: where: cannot compare column lead_time with <, >, <=, >= \
+             or BETWEEN: its type interval would be compared by its text, not as PostgreSQL \
+             compares it; compare it for equality only"
+        ]
+    );
 }
 
 #[test]
