@@ -61,7 +61,7 @@ impl<'a> ViewCheck<'a> {
         if matches!(
             measure.function,
             MeasureFunction::Min | MeasureFunction::Max
-        ) && let Some((column, type_name)) = self.unsortable_column(tables, arg)
+        ) && let Some((column, type_name)) = self.unsortable_column(tables, arg.columns())
         {
             let message = format!(
                 "{} cannot take `{}`: column {column} is of type {type_name}, which would be \

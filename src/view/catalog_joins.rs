@@ -4,7 +4,7 @@
 //! and whose types are then inferred.
 
 use super::{TableInfo, ViewCheck, column_value_type, unsortable_comparison};
-use crate::expr::{Expr, ValueType};
+use crate::expr::{ColumnPath, Expr, ValueType};
 use crate::view::filter::WHERE_PATH;
 use crate::view::joins::table_of;
 use crate::view::model::NamedJoin;
@@ -74,7 +74,8 @@ impl<'a> ViewCheck<'a> {
         let Some(filter) = filter else {
             return;
         };
-        if let Some((column, type_name)) = self.unsortable_ordered_column(tables, filter) {
+        if let Some((column, type_name)) = self.unsortable_column(tables, filter.ordered_columns())
+        {
             self.error(
                 WHERE_PATH,
                 WHERE_PATH,
@@ -129,28 +130,14 @@ impl<'a> ViewCheck<'a> {
         all_exist
     }
 
-    /// A column `expr` compares for order whose type does not sort as its
-    /// value, with that type's name.
-    fn unsortable_ordered_column(
-        &self,
-        tables: JoinedTables<'a>,
-        expr: &Expr,
-    ) -> Option<(String, String)> {
-        expr.ordered_columns().into_iter().find_map(|path| {
-            let (_, table) = self.path_table(tables, &path)?;
-            let type_name = super::unsortable_type(table, path.last()?)?;
-            Some((path.join("."), type_name))
-        })
-    }
-
-    /// A column of `expr` whose type does not sort as its value
+    /// The first of `columns` whose type does not sort as its value
     /// ([`super::unsortable_type`]), with that type's name.
     pub(super) fn unsortable_column(
         &self,
         tables: JoinedTables<'a>,
-        expr: &Expr,
+        columns: Vec<ColumnPath>,
     ) -> Option<(String, String)> {
-        expr.columns().into_iter().find_map(|path| {
+        columns.into_iter().find_map(|path| {
             let (_, table) = self.path_table(tables, &path)?;
             let type_name = super::unsortable_type(table, path.last()?)?;
             Some((path.join("."), type_name))

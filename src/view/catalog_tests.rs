@@ -220,18 +220,18 @@ fn field_and_order_by_columns_are_checked_at_every_depth() {
 /// values (an enum, an interval) would list its items out of order.
 #[test]
 fn order_by_refuses_types_that_would_sort_by_their_text() {
-    const INTERVAL: u32 = 1186;
     let mut catalog = shop();
-    let items = catalog
-        .tables
-        .get_mut("public.order_items")
-        .expect("order_items");
-    items.columns.push(ColumnInfo {
-        name: "wait".to_owned(),
-        type_oid: INTERVAL,
-        type_modifier: -1,
-        not_null: false,
-    });
+    let mut add_interval = |table: &str, name: &str| {
+        let table = catalog.tables.get_mut(table).expect("a shop table");
+        table.columns.push(ColumnInfo {
+            name: name.to_owned(),
+            type_oid: 1186, // interval
+            type_modifier: -1,
+            not_null: false,
+        });
+    };
+    add_interval("public.order_items", "wait");
+    add_interval("public.orders", "lead_time");
     let text = ORDER_CACHE.replace("order_by: id", "order_by: wait desc");
     assert_eq!(
         check(&text, &catalog),
@@ -239,13 +239,6 @@ fn order_by_refuses_types_that_would_sort_by_their_text() {
             r#"views/order_cache.yaml:19: fields.items.order_by: cannot order by column "wait": its type interval would be ordered by its text, not as PostgreSQL orders it"#
         ]
     );
-    let orders = catalog.tables.get_mut("public.orders").expect("orders");
-    orders.columns.push(ColumnInfo {
-        name: "lead_time".to_owned(),
-        type_oid: INTERVAL,
-        type_modifier: -1,
-        not_null: false,
-    });
     let text = ORDER_CACHE.replace("status <> 'draft'", "lead_time > '2 days'");
     assert_eq!(
         check(&text, &catalog),
