@@ -342,6 +342,14 @@ async fn a_column_renamed_under_a_view_stops_that_view_until_it_checks_again() {
     )
     .await;
     assert_eq!(http_get(port, "/ready").await.unwrap().0, 503);
+    // The log names where in the log the change was seen (a relation
+    // description's own start is 0: the transaction's LSN stands for it).
+    let log = service.log_tail(100_000);
+    assert!(
+        log.contains("column email of table public.customers was dropped or renamed (at LSN")
+            && !log.contains("(at LSN 0/0)"),
+        "{log}"
+    );
     // The other views go on.
     sqlx::raw_sql("UPDATE products SET name = name || ' (renamed)' WHERE id % 3 = 0")
         .execute(&pool)

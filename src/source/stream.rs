@@ -53,6 +53,9 @@ pub struct ReplicationStream {
     skipping: bool,
     /// Between a Begin and its Commit.
     in_transaction: bool,
+    /// The commit LSN of the transaction being received, for messages
+    /// whose own start the server leaves at 0 (a relation description).
+    transaction_lsn: Lsn,
     /// A batch of whole transactions waiting to be returned.
     ready: ChangeBatch,
     /// When `ready` is handed over even if it is not full. A field, not a
@@ -100,6 +103,7 @@ impl ReplicationStream {
             transaction: Vec::new(),
             skipping: false,
             in_transaction: false,
+            transaction_lsn: Lsn(0),
             ready: ChangeBatch::default(),
             deadline: None,
         }
@@ -169,7 +173,8 @@ impl ReplicationStream {
             ReplicationEvent::Begin { final_lsn, .. } => {
                 self.transaction.clear();
                 self.in_transaction = true;
-                self.skipping = Lsn(final_lsn.as_u64()) < self.applied_through;
+                self.transaction_lsn = Lsn(final_lsn.as_u64());
+                self.skipping = self.transaction_lsn < self.applied_through;
             }
             ReplicationEvent::XLogData {
                 wal_start, data, ..
@@ -188,11 +193,15 @@ impl ReplicationStream {
                 // Checked before any change of the table's new shape is
                 // handed over: those would be stored beside rows of the old.
                 if let Some(change) = self.relations.take_stored_column_change() {
+                    let lsn = match wal_start.as_u64() {
+                        0 => self.transaction_lsn,
+                        start => Lsn(start),
+                    };
                     return Err(SourceError::StoredColumnChanged {
                         table: change.table,
                         column: change.column,
                         change: change.change,
-                        lsn: Lsn(wal_start.as_u64()),
+                        lsn,
                     });
                 }
                 if !self.skipping {
