@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -748,6 +749,10 @@ impl Pipeline {
             tokio::time::Instant::now() + SOURCE_CHECK_EVERY,
             SOURCE_CHECK_EVERY,
         );
+        // A check runs beside the batches, not between them: its catalog
+        // queries would hold every batch back while they wait.
+        let mut checking: Option<Pin<Box<dyn Future<Output = Option<SourceError>> + Send + '_>>> =
+            None;
         loop {
             // A TRUNCATE gives partitions new data files: checked at once,
             // they are the TRUNCATE's, not another's after it.
@@ -776,8 +781,14 @@ impl Pipeline {
                         self.batch_durable(&stream, batch);
                     }
                 }
-                _ = source_checks.tick() => {
-                    if let Some(error) = self.unlogged_change().await {
+                _ = source_checks.tick(), if checking.is_none() => {
+                    checking = Some(Box::pin(self.unlogged_change()));
+                }
+                found = async { checking.as_mut().expect("a check runs").await },
+                    if checking.is_some() =>
+                {
+                    checking = None;
+                    if let Some(error) = found {
                         self.finish_applying(&stream, applying, committed).await?;
                         return Err(error.into());
                     }
