@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::SourceError;
 use crate::plan::Plan;
 
-/// Per table (as the plan names it): its OID and its stored columns' numbers.
+/// Per table (as the plan names it): its OID, its stored columns' numbers,
+/// and its partitions' data files.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceIdentity(BTreeMap<String, TableIdentity>);
 
