@@ -11,7 +11,7 @@
 use serde_json::{Map, Value};
 use tantivy::collector::{DocSetCollector, TopDocs};
 use tantivy::query::{AllQuery, Query, QueryParser, QueryParserError};
-use tantivy::query_grammar::{self, Occur, UserInputAst, UserInputLeaf};
+use tantivy::query_grammar::{self, Occur, UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::schema::Field;
 use tantivy::{DocAddress, Searcher, TantivyDocument};
 
@@ -84,12 +84,69 @@ impl SearchIndex {
         let refused = |error: QueryParserError| SearchError::Query(error.to_string());
         // The strict parse gives the parser's error messages; the grammar's
         // own parse, which the repair needs, only says "syntax error".
-        let parsed = parser.parse_query(query).map_err(refused)?;
+        let parsed = parser
+            .parse_query(query)
+            .map_err(|error| SearchError::Query(self.explain(&parser, query, error)))?;
         match query_grammar::parse_query(query) {
             Ok(ast) if has_negative_group(&ast) => parser
                 .build_query_from_user_input_ast(exclude_from_all(ast))
                 .map_err(refused),
             _ => Ok(parsed),
+        }
+    }
+
+    /// The parser's error, in words that name the field and value at fault
+    /// where Tantivy's do not (its message for a float field's bad value
+    /// even speaks of excluding terms).
+    fn explain(&self, parser: &QueryParser, query: &str, error: QueryParserError) -> String {
+        let explained = match &error {
+            QueryParserError::FieldDoesNotExist(name) => Some(format!(
+                "no field {name:?} in this view; its fields: {}",
+                self.schema
+                    .fields
+                    .iter()
+                    .map(|field| field.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            QueryParserError::ExpectedInt(_)
+            | QueryParserError::ExpectedFloat(_)
+            | QueryParserError::ExpectedBool(_)
+            | QueryParserError::DateFormatError(_) => query_grammar::parse_query(query)
+                .ok()
+                .and_then(|ast| self.value_at_fault(parser, &ast)),
+            _ => None,
+        };
+        explained.unwrap_or_else(|| error.to_string())
+    }
+
+    /// The first leaf of `ast` the parser refuses on its own, as "field
+    /// `f` holds numbers: `v` is not one".
+    fn value_at_fault(&self, parser: &QueryParser, ast: &UserInputAst) -> Option<String> {
+        match ast {
+            UserInputAst::Clause(clauses) => clauses
+                .iter()
+                .find_map(|(_, child)| self.value_at_fault(parser, child)),
+            UserInputAst::Boost(child, _) => self.value_at_fault(parser, child),
+            UserInputAst::Leaf(leaf) => {
+                let (name, values) = leaf_values(leaf)?;
+                let field = self.schema.fields.iter().find(|f| f.name == name)?;
+                let expected = match field.field_type {
+                    SearchFieldType::I64 => "an integer",
+                    SearchFieldType::F64 => "a number",
+                    SearchFieldType::Bool => "true or false",
+                    SearchFieldType::Date => "an RFC 3339 date-time (2026-01-31T00:00:00Z)",
+                    SearchFieldType::Text(_) | SearchFieldType::Keyword => return None,
+                };
+                let alone = UserInputAst::Leaf(leaf.clone());
+                parser.build_query_from_user_input_ast(alone).err()?;
+                let shown = values
+                    .iter()
+                    .map(|value| format!("{value:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Some(format!("field {name:?} takes {expected}, not {shown}"))
+            }
         }
     }
 
@@ -118,6 +175,34 @@ fn default_fields(schema: &IndexSchema) -> Vec<Field> {
         })
         .map(|field| field.field)
         .collect()
+}
+
+/// The field a leaf names and the values it gives it (a range's bounds).
+fn leaf_values(leaf: &UserInputLeaf) -> Option<(&str, Vec<&str>)> {
+    match leaf {
+        UserInputLeaf::Literal(literal) => Some((
+            literal.field_name.as_deref()?,
+            vec![literal.phrase.as_str()],
+        )),
+        UserInputLeaf::Range {
+            field,
+            lower,
+            upper,
+        } => {
+            let bounds = [lower, upper].into_iter().filter_map(|bound| match bound {
+                UserInputBound::Inclusive(value) | UserInputBound::Exclusive(value) => {
+                    Some(value.as_str())
+                }
+                UserInputBound::Unbounded => None,
+            });
+            Some((field.as_deref()?, bounds.collect()))
+        }
+        UserInputLeaf::Set { field, elements } => Some((
+            field.as_deref()?,
+            elements.iter().map(String::as_str).collect(),
+        )),
+        UserInputLeaf::All | UserInputLeaf::Exists { .. } | UserInputLeaf::Regex { .. } => None,
+    }
 }
 
 fn is_negative_group(clauses: &[(Option<Occur>, UserInputAst)]) -> bool {

@@ -346,6 +346,44 @@ fn a_malformed_query_is_a_query_error() {
     }
 }
 
+/// A value a typed field cannot hold is named with its field, and an
+/// unknown field with the fields there are: Tantivy's own messages name
+/// neither, and for a float field speak of "only excluding terms".
+#[test]
+fn a_query_error_names_the_field_and_value_at_fault() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let _writer = catalog(&index);
+    for (query, expected) in [
+        (
+            "trail AND price_cents:[10 TO ten]",
+            r#"field "price_cents" takes an integer, not "10", "ten""#,
+        ),
+        (
+            "in_stock:maybe",
+            r#"field "in_stock" takes true or false, not "maybe""#,
+        ),
+        (
+            "updated_at:[yesterday TO *]",
+            r#"field "updated_at" takes an RFC 3339 date-time (2026-01-31T00:00:00Z), not "yesterday""#,
+        ),
+        (
+            "colour:red",
+            "no field \"colour\" in this view; its fields: name, description, category, \
+             price_cents, weight, in_stock, released, updated_at, listed_at",
+        ),
+        (
+            "weight:heavy",
+            r#"field "weight" takes a number, not "heavy""#,
+        ),
+    ] {
+        match index.search(query, 10) {
+            Err(SearchError::Query(message)) => assert_eq!(message, expected, "{query}"),
+            other => panic!("{query}: expected a query error, got {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn an_index_built_for_another_definition_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
