@@ -243,9 +243,9 @@ async fn rebuild(
     }
     let rebuilder = Arc::clone(&state.running().rebuilder);
     let started = if params.from_source {
-        rebuilder.start_from_source(&view)
+        rebuilder.start_from_source(&view).await
     } else {
-        rebuilder.start(&view)
+        rebuilder.start(&view).await
     };
     match started {
         Ok(()) => {}
@@ -255,14 +255,14 @@ async fn rebuild(
         Err(e @ RebuildError::AlreadyRunning(_)) => {
             return error(StatusCode::CONFLICT, e.to_string());
         }
+        Err(e @ RebuildError::NotRecorded { .. }) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
     }
     if params.from_source
         && let Err(e) = state.shared.reloader.restart_from_source(&view).await
     {
-        state
-            .shared
-            .status
-            .rebuild_finished(&view, Some(e.to_string()));
+        rebuilder.finish(&view, Some(e.to_string())).await;
         return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
     }
     (

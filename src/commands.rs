@@ -293,6 +293,9 @@ fn status_json(admin_addr: &str) -> Result<serde_json::Value, String> {
 /// What `/status` says of one view's rebuilds.
 struct RebuildView {
     state: String,
+    /// Why the view is not `live`, if `/status` says: its sink's error, or
+    /// the stream's.
+    not_live_because: Option<String>,
     completed: u64,
     error: Option<String>,
     /// (phase, rows done, rows in all) of the running rebuild.
@@ -306,8 +309,13 @@ fn rebuild_view(admin_addr: &str, view: &str) -> Result<RebuildView, String> {
         .and_then(|views| views.iter().find(|v| v["view"] == view))
         .ok_or_else(|| format!("no view named {view:?}"))?;
     let progress = &entry["rebuild"];
+    let not_live_because = entry["sink_error"]
+        .as_str()
+        .or(status["source"]["error"].as_str())
+        .map(str::to_owned);
     Ok(RebuildView {
         state: entry["state"].as_str().unwrap_or("unknown").to_owned(),
+        not_live_because,
         completed: entry["rebuilds_completed"].as_u64().unwrap_or(0),
         error: entry["rebuild_error"].as_str().map(str::to_owned),
         progress: progress["phase"].as_str().map(|phase| {
@@ -368,9 +376,13 @@ pub fn rebuild(
         if now.completed > before {
             bar.finish_and_clear();
             let seconds = started.elapsed().as_secs_f64();
+            let because = match (&now.not_live_because, now.state.as_str()) {
+                (Some(reason), state) if state != "live" => format!(" ({reason})"),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 progress,
-                "{view} rebuilt in {seconds:.1} s; state {}",
+                "{view} rebuilt in {seconds:.1} s; state {}{because}",
                 now.state
             );
             return Ok(());

@@ -10,12 +10,17 @@
 //! every document and loses the others in one commit; an aggregate table is
 //! refilled in a shadow table renamed into place in one transaction. The
 //! sink then goes on from that point of its outbox.
+//!
+//! A rebuild asked for is recorded in the state store until it ends, so one
+//! that a crash or a stop cuts short runs again at the next start: the
+//! target it was asked to repair may be half rewritten.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::sink::RewriteSignal;
+use crate::state::Store;
 use crate::status::StatusBoard;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,10 +29,13 @@ pub enum RebuildError {
     UnknownView(String),
     #[error("view {0} is already being rebuilt")]
     AlreadyRunning(String),
+    #[error("could not record the rebuild of view {view}: {reason}")]
+    NotRecorded { view: String, reason: String },
 }
 
 pub struct Rebuilder {
     engine: Arc<Engine>,
+    store: Arc<Store>,
     status: Arc<StatusBoard>,
     /// The rewrite signal of each view's sink, by view name (the cache views
     /// share the Redis sink's).
@@ -37,11 +45,13 @@ pub struct Rebuilder {
 impl Rebuilder {
     pub fn new(
         engine: Arc<Engine>,
+        store: Arc<Store>,
         status: Arc<StatusBoard>,
         rewrites: HashMap<String, RewriteSignal>,
     ) -> Rebuilder {
         Rebuilder {
             engine,
+            store,
             status,
             rewrites,
         }
@@ -49,13 +59,80 @@ impl Rebuilder {
 
     /// Starts rebuilding `view` in the background; its progress shows in the
     /// status (`rebuilding`, then `rebuilds_completed` or `rebuild_error`).
-    pub fn start(self: &Arc<Self>, view: &str) -> Result<(), RebuildError> {
+    pub async fn start(self: &Arc<Self>, view: &str) -> Result<(), RebuildError> {
+        let rewrite = self.mark_started(view)?;
+        self.record_asked(view, false).await?;
+        self.spawn(view, rewrite);
+        Ok(())
+    }
+
+    /// Runs again the rebuilds the store says were asked for and did not
+    /// finish before the last stop ([`Store::rebuilds_asked`]), at start. A
+    /// rebuild from the source needs this start to take a new snapshot
+    /// ([`Store::forget_position`]); the store still records a view that
+    /// does not run now, for the start that runs it.
+    pub fn resume(self: &Arc<Self>, asked: &[(String, bool)]) {
+        for (view, from_source) in asked {
+            let resumed = self.mark_started(view).map(|rewrite| {
+                if *from_source {
+                    self.rewrite_after_snapshot(view.clone());
+                } else {
+                    self.spawn(view, rewrite);
+                }
+            });
+            match resumed {
+                Ok(()) => tracing::info!(
+                    %view,
+                    from_source,
+                    "a rebuild asked for before the last stop did not finish: running it again"
+                ),
+                Err(error) => tracing::warn!(
+                    %view,
+                    %error,
+                    "a rebuild asked for before the last stop did not finish and cannot run now"
+                ),
+            }
+        }
+    }
+
+    /// Marks a rebuild `--from-source` of `view` as started; the caller
+    /// then restarts the pipeline from a new snapshot, and the new pipeline's
+    /// rebuilder finishes it ([`Rebuilder::rewrite_after_snapshot`]).
+    pub async fn start_from_source(&self, view: &str) -> Result<(), RebuildError> {
+        self.mark_started(view)?;
+        self.record_asked(view, true).await
+    }
+
+    /// The rewrite signal of `view`'s sink, once `view` is marked rebuilding.
+    fn mark_started(&self, view: &str) -> Result<RewriteSignal, RebuildError> {
         let Some(rewrite) = self.rewrites.get(view).cloned() else {
             return Err(RebuildError::UnknownView(view.to_owned()));
         };
         if !self.status.rebuild_started(view) {
             return Err(RebuildError::AlreadyRunning(view.to_owned()));
         }
+        Ok(rewrite)
+    }
+
+    /// Records the rebuild of `view` as asked for until it ends; if that
+    /// fails, the rebuild does not start.
+    async fn record_asked(&self, view: &str, from_source: bool) -> Result<(), RebuildError> {
+        let (store, name) = (Arc::clone(&self.store), view.to_owned());
+        let recorded =
+            tokio::task::spawn_blocking(move || store.mark_rebuild_asked(&name, from_source))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|stored| stored.map_err(|e| e.to_string()));
+        recorded.map_err(|reason| {
+            self.status.rebuild_finished(view, Some(reason.clone()));
+            RebuildError::NotRecorded {
+                view: view.to_owned(),
+                reason,
+            }
+        })
+    }
+
+    fn spawn(self: &Arc<Self>, view: &str, rewrite: RewriteSignal) {
         let (this, view) = (Arc::clone(self), view.to_owned());
         tokio::spawn(async move {
             tracing::info!(%view, "rebuild started");
@@ -64,22 +141,20 @@ impl Rebuilder {
                 None => tracing::info!(%view, "rebuild done"),
                 Some(error) => tracing::error!(%view, %error, "rebuild failed"),
             }
-            this.status.rebuild_finished(&view, error);
+            this.finish(&view, error).await;
         });
-        Ok(())
     }
 
-    /// Marks a rebuild `--from-source` of `view` as started; the caller
-    /// then restarts the pipeline from a new snapshot, and the new pipeline's
-    /// rebuilder finishes it ([`Rebuilder::rewrite_after_snapshot`]).
-    pub fn start_from_source(&self, view: &str) -> Result<(), RebuildError> {
-        if !self.rewrites.contains_key(view) {
-            return Err(RebuildError::UnknownView(view.to_owned()));
+    /// The rebuild of `view` ended: it is no longer asked for, and the
+    /// status shows how it ended.
+    pub async fn finish(&self, view: &str, error: Option<String>) {
+        let (store, name) = (Arc::clone(&self.store), view.to_owned());
+        let cleared = tokio::task::spawn_blocking(move || store.clear_rebuild_asked(&name)).await;
+        if let Ok(Err(error)) = cleared {
+            // Still recorded: the next start runs it again, which is only work.
+            tracing::warn!(%view, %error, "could not record the end of the rebuild");
         }
-        if !self.status.rebuild_started(view) {
-            return Err(RebuildError::AlreadyRunning(view.to_owned()));
-        }
-        Ok(())
+        self.status.rebuild_finished(view, error);
     }
 
     /// Finishes a rebuild `--from-source` once the pipeline restarted on a
@@ -101,7 +176,7 @@ impl Rebuilder {
                 None => Some(format!("view {view} is no longer loaded")),
             };
             tracing::info!(%view, ?error, "rebuild from source done");
-            this.status.rebuild_finished(&view, error);
+            this.finish(&view, error).await;
         });
     }
 

@@ -168,6 +168,11 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         tracing::warn!(setting, "setting no longer used by this version: ignored");
     }
     let store = Arc::new(Store::open(&config.data_dir, &config.store)?);
+    let rebuilds_asked = store.rebuilds_asked()?;
+    if rebuilds_asked.iter().any(|(_, from_source)| *from_source) {
+        // A rebuild from the source cut short: this start takes its snapshot.
+        store.forget_position()?;
+    }
     let (reloader, mut restarts) = Reloader::new(
         config.views.clone(),
         pool.clone(),
@@ -183,6 +188,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         config,
     };
     let (mut generation, running) = Generation::start(&context, planned).await?;
+    running.rebuilder.resume(&rebuilds_asked);
     let admin = AdminState::new(
         AdminShared {
             status: Arc::clone(&context.status),
@@ -353,6 +359,7 @@ impl Generation {
             search_indexes: std::mem::take(&mut sinks.indexes),
             rebuilder: Arc::new(Rebuilder::new(
                 Arc::clone(&engine),
+                Arc::clone(store),
                 Arc::clone(status),
                 std::mem::take(&mut sinks.rewrites),
             )),

@@ -295,3 +295,70 @@ async fn rebuilds_from_source_in_a_row_under_load_keep_the_service_running() {
     converged(&mut service, &pool, &redis.url(), DEADLINE).await;
     service.assert_running();
 }
+
+/// A rebuild asked for and cut short by a crash runs again at the next
+/// start, from the state store or from the source as it was asked: the
+/// target it was to repair may be half rewritten. Redis refuses writes
+/// while the rebuild runs (`CLIENT PAUSE … WRITE`), so the crash always
+/// comes before its rewrite ends; the stale key only a rewrite sweeps shows
+/// whether the rebuild ran again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_cut_short_by_a_crash_runs_again_at_the_next_start() {
+    let Running {
+        _pg,
+        _setup: setup,
+        redis,
+        pool,
+        port,
+        mut service,
+    } = start_with_token().await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+
+    for from_source in [false, true] {
+        let _: () = conn.set("order:stale-leftover", "{}").await.unwrap();
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(600_000)
+            .arg("WRITE")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let path = format!("/views/order_cache/rebuild?from_source={from_source}");
+        assert_eq!(post(port, &path, Some(TOKEN)).await, 202);
+        harness::wait_until(DEADLINE, "the rebuild is running", || async {
+            let status = view_status(port, "order_cache").await;
+            match status["rebuild"]["phase"].as_str() {
+                Some(_) => Ok(()),
+                None => Err(format!("{status:#}")),
+            }
+        })
+        .await;
+        service.kill().await;
+        let _: () = redis::cmd("CLIENT")
+            .arg("UNPAUSE")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+
+        service = setup.start();
+        let others = VIEWS[1..].iter().map(|view| (*view, 0));
+        let ran_again: Vec<_> = [("order_cache", 1)].into_iter().chain(others).collect();
+        harness::wait_for_view_counts(port, "rebuilds_completed", &ran_again).await;
+        let stale: Option<String> = conn.get("order:stale-leftover").await.unwrap();
+        assert_eq!(
+            stale, None,
+            "from source: {from_source}; the rebuild swept the key"
+        );
+        converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    }
+    // Done, the rebuild is no longer asked for: the next start runs none.
+    service.terminate(DEADLINE).await;
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    let none: Vec<_> = VIEWS.iter().map(|view| (*view, 0)).collect();
+    harness::wait_for_view_counts(port, "rebuilds_completed", &none).await;
+    // A resumed rebuild is marked running before the admin API answers.
+    let status = view_status(port, "order_cache").await;
+    assert!(status["rebuild"].is_null(), "{status:#}");
+}

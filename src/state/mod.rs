@@ -489,6 +489,17 @@ impl Store {
             .map(<[u8]>::to_vec))
     }
 
+    /// The meta entries whose names start with `prefix`, in order.
+    fn meta_entries_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let end = keycode::prefix_end(prefix.as_bytes());
+        Ok(self
+            .lock_durable()?
+            .tables
+            .range(Table::Meta, prefix.as_bytes(), &end)
+            .map(|(key, value)| (String::from_utf8_lossy(key).into_owned(), value.to_vec()))
+            .collect())
+    }
+
     fn read_meta_u64(&self, name: &str) -> Result<Option<u64>, StoreError> {
         self.lock_durable()?
             .tables
