@@ -884,11 +884,12 @@ async fn ref_groups_match(pool: &PgPool, what: &str) {
     rows_match::<RefRow>(
         pool,
         what,
-        // A group's numeric key is one of its rows' spellings: compared by value.
-        "SELECT trim_scale(r.ref)::text, a.note, b.note, count(*), trim_scale(sum(r.ref))::text
+        // A group's numeric key is one of its rows' spellings: compared by
+        // value. Its sum shows the largest scale of its rows, as in SQL.
+        "SELECT trim_scale(r.ref)::text, a.note, b.note, count(*), sum(r.ref)::text
          FROM refs r LEFT JOIN notes a ON a.key = r.ref LEFT JOIN notes b ON b.key = r.big
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-        "SELECT trim_scale(r)::text, ref_note, big_note, n, trim_scale(total)::text
+        "SELECT trim_scale(r)::text, ref_note, big_note, n, total::text
          FROM analytics.ref_groups ORDER BY 1, 2, 3",
     )
     .await;
@@ -1094,5 +1095,105 @@ async fn char_columns_compare_without_their_padding() {
         execute(&pool, sql).await;
     }
     region_counts_match(&pool, "char values streamed").await;
+    service.assert_running();
+}
+
+/// An aggregate view over numerics whose rows change their scale.
+const PRICE_STATS: &str = "
+view: price_stats
+kind: aggregate
+root: prices
+group_by: { g: g }
+measures:
+  total: sum(amount)
+  mean: avg(amount)
+  high: max(amount)
+  low: min(amount)
+  loose_total: sum(loose)
+  loose_mean: avg(loose)
+table: analytics.price_stats
+";
+
+type PriceRow = (
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Compared as text: the scale PostgreSQL shows is part of the value.
+async fn price_stats_match(pool: &PgPool, what: &str) {
+    rows_match::<PriceRow>(
+        pool,
+        what,
+        "SELECT g::bigint, sum(amount)::text, avg(amount)::text, max(amount)::text,
+                min(amount)::text, sum(loose)::text, avg(loose)::text
+         FROM prices GROUP BY g ORDER BY g",
+        "SELECT g::bigint, total::text, mean::text, high::text, low::text,
+                loose_total::text, loose_mean::text
+         FROM analytics.price_stats ORDER BY g",
+    )
+    .await;
+}
+
+/// A sum shows the largest scale of the inputs it holds now, as
+/// PostgreSQL's does: the running sum kept the largest scale it ever added
+/// (`3.5000` after the only four-digit input became `1.00`, and after a
+/// column's type narrowed its scale). A type change rewrites every row
+/// without a change in the log, so a new snapshot is taken, running or
+/// stopped; every measure then shows the new scale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numeric_measures_show_the_scale_of_the_rows_they_hold() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    for sql in [
+        "CREATE TABLE prices (id int PRIMARY KEY, g int NOT NULL, amount numeric(10,2),
+                              loose numeric)",
+        "INSERT INTO prices VALUES (1, 1, 999.99, 1.0000), (2, 1, 5.10, 2.5),
+                                   (3, 2, 0.01, 7), (4, 2, -3.25, NULL), (5, 3, NULL, 0.125)",
+    ] {
+        execute(&pool, sql).await;
+    }
+    let views = tempfile::tempdir().expect("temp dir");
+    std::fs::write(views.path().join("price_stats.yaml"), PRICE_STATS).expect("view file");
+    let setup = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf());
+    let mut service = setup.start();
+    price_stats_match(&pool, "the snapshot's numeric measures").await;
+
+    for sql in [
+        "UPDATE prices SET loose = 1.00 WHERE id = 1",
+        "UPDATE prices SET loose = 0.1 WHERE id = 5",
+    ] {
+        execute(&pool, sql).await;
+    }
+    price_stats_match(&pool, "sums after their widest inputs narrowed").await;
+
+    for (alter, what) in [
+        ("numeric(14,4)", "measures after the column's scale widened"),
+        (
+            "numeric(12,1)",
+            "measures after the column's scale narrowed",
+        ),
+    ] {
+        execute(
+            &pool,
+            &format!("ALTER TABLE prices ALTER COLUMN amount TYPE {alter}"),
+        )
+        .await;
+        // The table's next change carries its new description.
+        execute(&pool, "UPDATE prices SET loose = loose WHERE id = 3").await;
+        price_stats_match(&pool, what).await;
+    }
+    service.kill().await;
+    execute(
+        &pool,
+        "ALTER TABLE prices ALTER COLUMN amount TYPE numeric(14,3)",
+    )
+    .await;
+    let mut service = setup.start();
+    price_stats_match(&pool, "measures after the scale changed while stopped").await;
     service.assert_running();
 }

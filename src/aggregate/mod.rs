@@ -17,6 +17,8 @@
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::change::Value;
@@ -156,6 +158,11 @@ pub enum ExactSum {
     /// Finite part as decimal text, and the non-finite inputs counted.
     Decimal {
         finite: String,
+        /// How many finite inputs show each scale (digits after the point):
+        /// PostgreSQL's sum shows the largest scale of the inputs summed, so
+        /// `1.00` once `1.0000` is retracted, which the running text alone
+        /// would keep at four digits.
+        scales: BTreeMap<u16, u64>,
         infinities: u64,
         negative_infinities: u64,
         nans: u64,
@@ -297,6 +304,7 @@ impl ExactSum {
             ValueType::Int => ExactSum::Integer(0),
             _ => ExactSum::Decimal {
                 finite: "0".into(),
+                scales: BTreeMap::new(),
                 infinities: 0,
                 negative_infinities: 0,
                 nans: 0,
@@ -324,6 +332,7 @@ impl ExactSum {
             }
             ExactSum::Decimal {
                 finite,
+                scales,
                 infinities,
                 negative_infinities,
                 nans,
@@ -340,6 +349,17 @@ impl ExactSum {
                             Direction::Retract => current.subtract(&value),
                         }
                         .map_err(|fault| fault.to_string())?;
+                        let scale = u16::try_from(value.display_scale()).unwrap_or(u16::MAX);
+                        let count = scales.entry(scale).or_default();
+                        *count = step(*count, direction);
+                        if *count == 0 {
+                            scales.remove(&scale);
+                        }
+                        // Exact: no input left shows more digits than the largest scale.
+                        let shown = scales.last_key_value().map_or(0, |(scale, _)| *scale);
+                        let next = next
+                            .round(i64::from(shown))
+                            .map_err(|fault| fault.to_string())?;
                         *finite = next.to_text();
                         return Ok(());
                     }
@@ -376,6 +396,7 @@ impl ExactSum {
                 infinities,
                 negative_infinities,
                 nans,
+                ..
             } => Ok(
                 match (*nans > 0, *infinities > 0, *negative_infinities > 0) {
                     (true, _, _) | (false, true, true) => Decimal::NaN,

@@ -345,6 +345,45 @@ fn integer_sums_and_averages_are_numeric_like_postgresql() {
     );
 }
 
+/// PostgreSQL's sum and avg show the largest scale among the inputs they
+/// hold; a running sum that kept every scale it ever added showed `3.5000`
+/// after its only four-digit input was retracted.
+#[test]
+fn a_sum_shows_the_largest_scale_of_the_inputs_it_holds() {
+    let specs = [
+        spec(MeasureFunction::Sum, true, ValueType::Numeric),
+        spec(MeasureFunction::Avg, true, ValueType::Numeric),
+    ];
+    let mut state = GroupState::new(vec![], &specs);
+    let mut counts = MemoryCounts::default();
+    let mut apply = |state: &mut GroupState, text: &str, direction| {
+        let input = Value::Numeric(text.into());
+        let inputs = [input.clone(), input];
+        state
+            .apply(&specs, &inputs, direction, &mut counts)
+            .unwrap();
+        state.row(&specs, &mut counts).unwrap()
+    };
+    let numerics =
+        |sum: &str, avg: &str| vec![Value::Numeric(sum.into()), Value::Numeric(avg.into())];
+    apply(&mut state, "1.0000", Direction::Add);
+    assert_eq!(
+        apply(&mut state, "2.5", Direction::Add),
+        numerics("3.5000", "1.7500000000000000")
+    );
+    apply(&mut state, "1.0000", Direction::Retract);
+    // PostgreSQL: SELECT sum(x), avg(x) FROM (VALUES (1.00), (2.5)) v(x);
+    // with 1.0000 for 1.00 the sum is 3.5000.
+    assert_eq!(
+        apply(&mut state, "1.00", Direction::Add),
+        numerics("3.50", "1.7500000000000000")
+    );
+    assert_eq!(
+        apply(&mut state, "Infinity", Direction::Add),
+        numerics("Infinity", "Infinity")
+    );
+}
+
 /// A root's input that a measure could not order or add is refused before
 /// its contribution is stored (the root becomes a dead letter), and every
 /// value PostgreSQL sends for the input's type is accepted.

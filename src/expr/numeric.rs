@@ -117,6 +117,14 @@ impl Decimal {
         Ok(Decimal::Finite(value))
     }
 
+    /// The digits after the point a finite value shows (0 for the others).
+    pub fn display_scale(&self) -> i64 {
+        match self {
+            Decimal::Finite(value) => Decimal::scale(value),
+            _ => 0,
+        }
+    }
+
     fn scale(value: &BigDecimal) -> i64 {
         value.fractional_digit_count().max(0)
     }

@@ -64,10 +64,11 @@ const META_SOURCE_IDENTITY: &str = "source_identity";
 const META_STORE_ID: &str = "store_id";
 
 /// The layout of keys and values this version writes, recorded in every
-/// state file. 5: numerics in keys by value (`1.00` is `1`); 4: integers in
+/// state file. 6: a numeric sum counts its inputs' scales; 5: numerics in
+/// keys by value (`1.00` is `1`); 4: integers in
 /// keys take the bytes they need; 3: tables in memory with a log (1 and 2
 /// were redb files). A store of an earlier format is started anew.
-const FORMAT: u64 = 5;
+const FORMAT: u64 = 6;
 
 /// The file of a store written by viewkeeper before format 3.
 const REDB_FILE: &str = "state.redb";
