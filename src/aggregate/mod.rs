@@ -55,6 +55,16 @@ impl MeasureSpec {
         }
     }
 
+    /// For `min` and `max`: whether the extreme is the last value in
+    /// [`sort_key`] order (`max`) or the first.
+    fn extreme_is_last(&self) -> Option<bool> {
+        match self.function {
+            MeasureFunction::Min => Some(false),
+            MeasureFunction::Max => Some(true),
+            _ => None,
+        }
+    }
+
     fn keeps_values(&self) -> bool {
         matches!(
             self.function,
@@ -147,8 +157,57 @@ pub struct MeasureState {
     pub values: u64,
     /// Distinct inputs (`count_distinct`).
     pub distinct: u64,
+    /// The current value of `min` and `max`.
+    pub extreme: Extreme,
     /// For `sum` and `avg`.
     pub sum: Option<ExactSum>,
+}
+
+/// The running extreme of a `min` or `max` measure, so that a group's row
+/// needs no scan of its values unless the value that held it left.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub enum Extreme {
+    /// Not known: the value that held it was retracted (or the measure has
+    /// no extreme). The row scans the values for it.
+    #[default]
+    Unknown,
+    /// The extreme's sort key and value. The value is the one the store
+    /// keeps for the key: an input becomes the extreme only when no equal
+    /// one was there, and the store keeps the first of equal inputs.
+    Known { key: Vec<u8>, value: Value },
+}
+
+impl Extreme {
+    /// Follows one input of the measure: `count` is how often its key
+    /// occurs now, `values` how many inputs the measure holds now.
+    fn follow(
+        &mut self,
+        direction: Direction,
+        key: &[u8],
+        input: &Value,
+        count: u64,
+        values: u64,
+        last: bool,
+    ) {
+        let beyond = |held: &[u8]| if last { key > held } else { key < held };
+        match (direction, &*self) {
+            (Direction::Add, _) if values == 1 => self.hold(key, input),
+            (Direction::Add, Extreme::Known { key: held, .. }) if beyond(held) => {
+                self.hold(key, input)
+            }
+            (Direction::Retract, Extreme::Known { key: held, .. }) if count == 0 && held == key => {
+                *self = Extreme::Unknown
+            }
+            _ => {}
+        }
+    }
+
+    fn hold(&mut self, key: &[u8], value: &Value) {
+        *self = Extreme::Known {
+            key: key.to_vec(),
+            value: value.clone(),
+        };
+    }
 }
 
 /// A sum that can be taken apart again exactly.
@@ -176,6 +235,7 @@ impl GroupState {
             .map(|spec| MeasureState {
                 values: 0,
                 distinct: 0,
+                extreme: Extreme::Unknown,
                 sum: matches!(spec.function, MeasureFunction::Sum | MeasureFunction::Avg)
                     .then(|| ExactSum::zero(spec.input_type)),
             })
@@ -219,26 +279,45 @@ impl GroupState {
                     (Direction::Retract, 0) => state.distinct = state.distinct.saturating_sub(1),
                     _ => {}
                 }
+                if let Some(last) = spec.extreme_is_last() {
+                    state
+                        .extreme
+                        .follow(direction, &key, input, count, state.values, last);
+                }
             }
         }
         Ok(())
     }
 
-    /// The measure values of the group's row, in `measures` order.
+    /// The measure values of the group's row, in `measures` order. An
+    /// extreme not known is scanned for, and kept.
     pub fn row(
-        &self,
+        &mut self,
         specs: &[MeasureSpec],
         counts: &mut dyn ValueCounts,
     ) -> Result<Vec<Value>, AggregateError> {
         let mut row = Vec::with_capacity(specs.len());
-        for (index, (spec, state)) in specs.iter().zip(&self.measures).enumerate() {
+        for (index, (spec, state)) in specs.iter().zip(&mut self.measures).enumerate() {
             let value = match spec.function {
                 MeasureFunction::Count if spec.has_input => int(state.values),
                 MeasureFunction::Count => int(self.rows),
                 MeasureFunction::CountDistinct => int(state.distinct),
                 _ if state.values == 0 => Value::Null,
-                MeasureFunction::Min => counts.extreme(index, false)?.unwrap_or(Value::Null),
-                MeasureFunction::Max => counts.extreme(index, true)?.unwrap_or(Value::Null),
+                MeasureFunction::Min | MeasureFunction::Max => match &state.extreme {
+                    Extreme::Known { value, .. } => value.clone(),
+                    Extreme::Unknown => {
+                        let last = spec.function == MeasureFunction::Max;
+                        match counts.extreme(index, last)? {
+                            Some(value) => {
+                                if let Some(key) = sort_key(&value) {
+                                    state.extreme.hold(&key, &value);
+                                }
+                                value
+                            }
+                            None => Value::Null,
+                        }
+                    }
+                },
                 MeasureFunction::Sum | MeasureFunction::Avg => {
                     let sum = state.sum.as_ref().ok_or_else(|| AggregateError::Measure {
                         measure: index,
