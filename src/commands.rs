@@ -42,8 +42,11 @@ pub async fn check(
 ) -> Result<Checked, ServiceError> {
     let (views, mut errors) = view::load_views_reporting(views_dir).map_err(ServiceError::Views)?;
     let mut notes = Vec::new();
+    // Reported once the files check: they are what `check` is run for.
+    let mut replication = Ok(());
     if let Some(url) = database_url {
         let pool = connect(url).await?;
+        replication = catalog::check_replication_settings(&pool).await;
         let catalog = catalog::load_catalog(&pool).await?;
         // The files that read are checked against the database even when
         // others do not: one run reports every error.
@@ -70,6 +73,7 @@ pub async fn check(
     if !errors.is_empty() {
         return Err(ServiceError::Views(ViewErrors(errors)));
     }
+    replication?;
     Ok(Checked {
         views: views.len(),
         notes,

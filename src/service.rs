@@ -159,6 +159,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         .connect_with(endpoint.sql_options()?)
         .await
         .map_err(SourceError::from)?;
+    catalog::check_replication_settings(&pool).await?;
     let planned = reload::plan_runnable_views(&views, &pool, WhenNoneChecks::Fail).await?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServiceError::DataDir {
         path: config.data_dir.display().to_string(),

@@ -148,6 +148,34 @@ fn passwords_never_appear_in_errors_or_logs() {
     assert!(!all.contains(secret), "the password leaked:\n{all}");
 }
 
+/// A database that cannot stream changes (PostgreSQL's default
+/// `wal_level=replica`) is refused at once with the fix, by `check` (once
+/// the files check) and `run`; `run` retried the replication connection
+/// for good, and `check` said nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_without_logical_decoding_is_refused_with_the_fix() {
+    let pg = PgServer::start_with_settings(&["wal_level=replica", "max_wal_senders=0"]).await;
+    let redis = RedisServer::start().await;
+    let (url, _pool) = small_shop(&pg).await;
+    let run = ServiceSetup::new(&url, &redis.url()).run_to_exit();
+    let check = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+        .args(["check", "--database-url", &url, "--views"])
+        .arg(examples())
+        .output()
+        .expect("viewkeeper check");
+    for output in [run, check] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        for expected in [
+            "the database cannot stream changes: wal_level is replica, and logical decoding \
+             needs logical (ALTER SYSTEM SET wal_level = logical, then restart PostgreSQL)",
+            "max_wal_senders is 0",
+        ] {
+            assert!(stderr.contains(expected), "{stderr}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_without_a_usable_replica_identity_is_refused() {
     let pg = PgServer::start().await;

@@ -124,6 +124,42 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
     })
 }
 
+/// Refuses a database whose settings allow no logical replication at all,
+/// each with the fix: otherwise the stream would retry until someone read
+/// the server's error in the log. (The `REPLICATION` attribute is not
+/// asked: managed services grant replication through a role instead.)
+pub async fn check_replication_settings(pool: &PgPool) -> Result<(), SourceError> {
+    let (wal_level, slots, senders): (String, String, String) = sqlx::query_as(
+        "SELECT current_setting('wal_level'), current_setting('max_replication_slots'),
+                current_setting('max_wal_senders')",
+    )
+    .fetch_one(pool)
+    .await?;
+    let mut wrong = Vec::new();
+    if wal_level != "logical" {
+        wrong.push(format!(
+            "wal_level is {wal_level}, and logical decoding needs logical \
+             (ALTER SYSTEM SET wal_level = logical, then restart PostgreSQL)"
+        ));
+    }
+    for (setting, value) in [
+        ("max_replication_slots", slots),
+        ("max_wal_senders", senders),
+    ] {
+        if value == "0" {
+            wrong.push(format!(
+                "{setting} is 0, and viewkeeper needs one (ALTER SYSTEM SET {setting} = 10, \
+                 then restart PostgreSQL)"
+            ));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(SourceError::CannotReplicate(wrong.join("; ")))
+    }
+}
+
 /// Tables whose replica identity cannot identify a row by its primary key
 /// (`NOTHING`, or `USING INDEX` on another index): their deletes and key
 /// changes could not be applied, so such views are refused at start (and by

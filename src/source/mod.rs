@@ -37,6 +37,8 @@ pub enum SourceError {
     Slot { slot: String, reason: String },
     #[error("the replication stream ended")]
     StreamEnded,
+    #[error("the database cannot stream changes: {0}")]
+    CannotReplicate(String),
     #[error(
         "column {column} of table {table} {change} (at LSN {lsn}): the rows stored before \
          no longer match the table, so the views are planned again and a new snapshot is taken"

@@ -30,11 +30,19 @@ pub struct PgServer {
     port: u16,
     /// The postmaster, while it runs.
     child: Option<Child>,
+    /// Settings after the harness's own, which they override.
+    extra_settings: Vec<String>,
 }
 
 impl PgServer {
     /// Creates a cluster and starts it; panics with the log's tail if it fails.
     pub async fn start() -> PgServer {
+        PgServer::start_with_settings(&[]).await
+    }
+
+    /// [`PgServer::start`] with `settings` (`name=value`) over the harness's
+    /// own (`wal_level=replica`, say).
+    pub async fn start_with_settings(settings: &[&str]) -> PgServer {
         let run_as = postgres_user_if_root();
         let dir = temp_dir_owned_by(run_as);
         let bin = postgres_bindir();
@@ -45,6 +53,7 @@ impl PgServer {
             run_as,
             port: 0,
             child: None,
+            extra_settings: settings.iter().map(|s| s.to_string()).collect(),
         };
         server.start_on_a_free_port().await;
         server
@@ -145,6 +154,11 @@ impl PgServer {
             .arg("-k")
             .arg(dir.join("sock"))
             .args(SERVER_SETTINGS.iter().flat_map(|setting| ["-c", setting]))
+            .args(
+                self.extra_settings
+                    .iter()
+                    .flat_map(|setting| ["-c", setting]),
+            )
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(append_to(&self.log_path()))

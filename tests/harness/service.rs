@@ -76,9 +76,39 @@ impl ServiceSetup {
     }
 
     /// `viewkeeper run` with this setup's flags, to completion: for starts
-    /// that must be refused.
+    /// that must be refused. Panics with its output if it has not exited
+    /// within a minute (a start that should be refused ran instead).
     pub fn run_to_exit(&self) -> std::process::Output {
-        self.run_command().output().expect("running viewkeeper")
+        let stdout = self.dir.path().join("run_to_exit.stdout");
+        let stderr = self.dir.path().join("run_to_exit.stderr");
+        let create = |path: &Path| std::fs::File::create(path).expect("an output file");
+        let mut child = self
+            .run_command()
+            .stdout(create(&stdout))
+            .stderr(create(&stderr))
+            .spawn()
+            .expect("running viewkeeper");
+        let end = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for viewkeeper") {
+                break status;
+            }
+            if std::time::Instant::now() >= end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "viewkeeper run did not exit within 60 s; its stderr:\n{}",
+                    log_tail(&stderr, 30)
+                );
+            }
+            std::thread::sleep(super::POLL_INTERVAL);
+        };
+        let read = |path: &Path| std::fs::read(path).unwrap_or_default();
+        std::process::Output {
+            status,
+            stdout: read(&stdout),
+            stderr: read(&stderr),
+        }
     }
 
     fn run_command(&self) -> Command {
