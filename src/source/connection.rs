@@ -50,6 +50,13 @@ impl PgEndpoint {
                 redact_url(database_url)
             )));
         }
+        // `postgresql:/user:pw@host/db` would parse, as a path without a host.
+        if !database_url.contains("://") {
+            return Err(SourceError::Url(format!(
+                "{} is not a URL; give one like postgres://user:password@host:5432/database",
+                redact_url(database_url)
+            )));
+        }
         let url = url::Url::parse(database_url)
             .map_err(|e| SourceError::Url(format!("{e} in {}", redact_url(database_url))))?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
@@ -121,23 +128,35 @@ pub fn redact_url(text: &str) -> String {
             (Some(start), Some(end)) if end > start => {
                 format!("{}://***{}", &text[..start], &text[end..])
             }
-            _ => redact_key_value_password(text),
+            _ if has_key_value_password(text) => redact_key_value_password(text),
+            // A URL mistyped without "://" (`postgres//user:pw@host`,
+            // `user:pw@host`): everything before the "@" may be a password.
+            (_, Some(end)) => format!("***{}", &text[end..]),
+            _ => text.to_string(),
         },
     }
+}
+
+/// Whether `text` holds a libpq `password = value` pair.
+fn has_key_value_password(text: &str) -> bool {
+    password_value_start(text).is_some()
+}
+
+/// Where the value of the first `password = ` pair of `text` starts.
+fn password_value_start(text: &str) -> Option<usize> {
+    let key = text.to_ascii_lowercase().find("password")?;
+    let after_key = &text[key + "password".len()..];
+    let after_equals = after_key.trim_start().strip_prefix('=')?;
+    Some(text.len() - after_equals.trim_start().len())
 }
 
 /// A libpq `key=value` connection string (`host=db password='s 3'`) with
 /// the password's value replaced by `***`.
 fn redact_key_value_password(text: &str) -> String {
-    let Some(key) = text.to_ascii_lowercase().find("password") else {
+    let Some(value_start) = password_value_start(text) else {
         return text.to_string();
     };
-    let after_key = &text[key + "password".len()..];
-    let Some(after_equals) = after_key.trim_start().strip_prefix('=') else {
-        return text.to_string();
-    };
-    let value = after_equals.trim_start();
-    let value_start = text.len() - value.len();
+    let value = &text[value_start..];
     let value_len = match value.strip_prefix('\'') {
         // Quoted: up to the first quote not escaped by a backslash.
         Some(quoted) => {
@@ -214,6 +233,30 @@ mod tests {
             redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
+    }
+
+    /// URLs mistyped without `://` printed their password (trial 7).
+    #[test]
+    fn a_mistyped_url_keeps_its_password_to_itself() {
+        for text in [
+            "postgres//vk:Hunter2Secret@127.0.0.1:55471/logistics",
+            "vk:Hunter2Secret@127.0.0.1:55471/logistics",
+            "postgresql:/vk:Hunter2Secret@127.0.0.1:55471/logistics",
+            "redis//:Hunter2Secret@127.0.0.1:56471",
+        ] {
+            let redacted = redact_url(text);
+            assert!(!redacted.contains("Hunter2Secret"), "{redacted}");
+            assert!(
+                redacted.ends_with("@127.0.0.1:55471/logistics")
+                    || redacted.ends_with("@127.0.0.1:56471"),
+                "{redacted}"
+            );
+            if !text.starts_with("redis") {
+                let error = PgEndpoint::parse(text).expect_err("refused").to_string();
+                assert!(!error.contains("Hunter2Secret"), "{error}");
+                assert!(error.contains("postgres://"), "{error}");
+            }
+        }
     }
 
     #[test]
