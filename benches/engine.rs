@@ -402,6 +402,7 @@ fn shop_catalog() -> Catalog {
                 type_oid,
                 type_modifier: -1,
                 not_null,
+                is_enum: false,
             })
             .collect();
         let table = TableInfo {

@@ -450,3 +450,50 @@ async fn check_notes_a_one_join_that_is_not_on_a_unique_key() {
         "{stdout}"
     );
 }
+
+/// Read from a real catalog: a citext column (an extension's type, whose
+/// `'A'` equals `'a'`) compared as it stands is refused, with the way out;
+/// an enum's column compares as its labels and is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_comparing_citext_as_it_stands_and_takes_enums() {
+    let pg = PgServer::start().await;
+    let (url, pool) = empty_shop(&pg).await;
+    for sql in [
+        "CREATE EXTENSION citext",
+        "CREATE TYPE mood AS ENUM ('glad', 'sad')",
+        "ALTER TABLE customers ADD COLUMN contact citext, ADD COLUMN mood mood",
+    ] {
+        sqlx::query(sql).execute(&pool).await.expect(sql);
+    }
+    let people = |filter: &str| {
+        format!(
+            "view: people\nkind: cache\nroot: customers\nkey: \"person:{{id}}\"\n\
+             where: \"{filter}\"\nfields: {{ id: id, contact: contact, mood: mood }}\n"
+        )
+    };
+    let taken = views_dir(&[(
+        "people.yaml",
+        &people("mood = 'glad' AND lower(contact) = 'a@b.c'"),
+    )]);
+    let output = viewkeeper(&["check", "--database-url", &url], taken.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let refused = views_dir(&[(
+        "people.yaml",
+        &people("mood = 'glad' AND contact = 'a@b.c'"),
+    )]);
+    let output = viewkeeper(&["check", "--database-url", &url], refused.path());
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains(
+            "people.yaml:5: where: cannot compare column contact as it stands: its type (OID"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("compare a cast or function of it (contact::text, lower(contact))"),
+        "{message}"
+    );
+    assert!(!message.contains("column mood"), "{message}");
+}

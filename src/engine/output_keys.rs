@@ -101,6 +101,7 @@ fields: { ns: ns, name: name, body: body }
             type_oid: 25,
             type_modifier: -1,
             not_null: name != "body",
+            is_enum: false,
         };
         let mut catalog = Catalog::default();
         catalog.tables.insert(

@@ -129,6 +129,7 @@ fields: { id: id, name: name }
             type_oid,
             type_modifier: -1,
             not_null: true,
+            is_enum: false,
         };
         let mut catalog = Catalog::default();
         catalog.tables.insert(

@@ -110,6 +110,20 @@ impl Expr {
         self.root.ordered_columns()
     }
 
+    /// The columns compared with another value as they stand
+    /// ([`node::Node::compared_columns`]).
+    pub fn compared_columns(&self) -> Vec<ColumnPath> {
+        self.root.compared_columns()
+    }
+
+    /// The column this expression is, when it is one column and nothing else.
+    pub fn as_column(&self) -> Option<&ColumnPath> {
+        match &self.root {
+            node::Node::Column(path) => Some(path),
+            _ => None,
+        }
+    }
+
     /// The value over one row. `row` returns a column's value, or `None` if
     /// the row has no such column ([`EvalError::UnknownColumn`]).
     pub fn eval(&self, row: &dyn Fn(&[String]) -> Option<Value>) -> Result<Value, EvalError> {

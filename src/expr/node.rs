@@ -236,6 +236,49 @@ impl Node {
         }
     }
 
+    /// The columns compared with another value as they stand, not through
+    /// a function or cast, for equality or order (`=`, `<>`, `<`, `IN`,
+    /// `BETWEEN`, `LIKE`, `IS DISTINCT FROM`, a `CASE` operand),
+    /// deduplicated.
+    pub fn compared_columns(&self) -> Vec<ColumnPath> {
+        let mut found = Vec::new();
+        self.collect_compared_columns(&mut found);
+        found
+    }
+
+    fn collect_compared_columns(&self, found: &mut Vec<ColumnPath>) {
+        let compared: Vec<&Node> = match self {
+            Node::Comparison { left, right, .. } | Node::IsDistinct { left, right, .. } => {
+                vec![left, right]
+            }
+            Node::Between {
+                operand, low, high, ..
+            } => vec![operand, low, high],
+            Node::InList { operand, list, .. } => std::iter::once(&**operand).chain(list).collect(),
+            Node::Like {
+                operand, pattern, ..
+            } => vec![operand, pattern],
+            Node::Case {
+                operand: Some(operand),
+                branches,
+                ..
+            } => std::iter::once(&**operand)
+                .chain(branches.iter().map(|branch| &branch.when))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for node in compared {
+            if let Node::Column(path) = node
+                && !found.contains(path)
+            {
+                found.push(path.clone());
+            }
+        }
+        for child in self.children() {
+            child.collect_compared_columns(found);
+        }
+    }
+
     /// Every column referenced, deduplicated, in order of first appearance.
     pub fn columns(&self) -> Vec<ColumnPath> {
         let mut found = Vec::new();

@@ -75,6 +75,12 @@ async fn load_case_mapping(pool: &PgPool) -> Result<CaseMapping, SourceError> {
 pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
     load_case_mapping(pool).await?.set_current();
     let domain_bases = load_domain_bases(pool).await?;
+    let enum_types: HashSet<i64> =
+        sqlx::query_scalar("SELECT oid::int8 FROM pg_type WHERE typtype = 'e'")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect();
     let rows = sqlx::query(
         "SELECT n.nspname || '.' || c.relname AS table_name, a.attname::text AS column_name,
                 a.atttypid::int8 AS type_oid, a.atttypmod AS type_modifier,
@@ -105,11 +111,13 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
                 .push((position, column.clone()));
         }
         let type_oid = type_oid as u32;
+        let type_oid = domain_bases.get(&type_oid).copied().unwrap_or(type_oid);
         tables.entry(table).or_default().columns.push(ColumnInfo {
             name: column,
-            type_oid: domain_bases.get(&type_oid).copied().unwrap_or(type_oid),
+            type_oid,
             type_modifier,
             not_null,
+            is_enum: enum_types.contains(&i64::from(type_oid)),
         });
     }
     for (table, mut key) in keys {

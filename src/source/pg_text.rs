@@ -83,6 +83,57 @@ pub fn sorts_as_its_value(type_oid: u32) -> bool {
         )
 }
 
+/// Whether two values of `type_oid` are equal in PostgreSQL exactly when
+/// viewkeeper finds them equal: by value for the types [`value_type`]
+/// knows (`1.0` is `1`), by their text for the others, whose text is one
+/// per value for strings, `uuid`, `bytea`, enums, `time`, `timetz`, `inet`,
+/// `money`, bit strings and arrays of such. Not for `citext` (`'A'` is
+/// `'a'`), `interval` (`'1 day'` is `'24 hours'`), `json`/`jsonb`, ranges,
+/// composite and geometric types, arrays of other types (`'{1.0}'` is
+/// `'{1}'`), or any type an extension adds, which joins, group keys,
+/// `count_distinct` and comparisons in `where` must not take as they are.
+pub fn equal_as_its_text(type_oid: u32, is_enum: bool) -> bool {
+    const BYTEA: u32 = 17;
+    const CHAR: u32 = 18;
+    const MONEY: u32 = 790;
+    const MACADDR: u32 = 829;
+    const INET: u32 = 869;
+    const CIDR: u32 = 650;
+    const TIME: u32 = 1083;
+    const TIMETZ: u32 = 1266;
+    const BIT: u32 = 1560;
+    const VARBIT: u32 = 1562;
+    const MACADDR8: u32 = 774;
+    // Arrays of bool, int2, int4, text, varchar, int8, uuid.
+    const TEXT_EQUAL_ARRAYS: [u32; 7] = [1000, 1005, 1007, 1009, 1015, 1016, 2951];
+    match value_type(type_oid) {
+        ValueType::Json => false,
+        ValueType::Text => {
+            is_enum
+                || TEXT_EQUAL_ARRAYS.contains(&type_oid)
+                || matches!(
+                    type_oid,
+                    TEXT | NAME
+                        | BPCHAR
+                        | VARCHAR
+                        | UUID
+                        | BYTEA
+                        | CHAR
+                        | MONEY
+                        | MACADDR
+                        | MACADDR8
+                        | INET
+                        | CIDR
+                        | TIME
+                        | TIMETZ
+                        | BIT
+                        | VARBIT
+                )
+        }
+        _ => true,
+    }
+}
+
 /// The expression type values of `type_oid` get from [`parse_text`], for
 /// checking expressions against the catalog.
 pub fn value_type(type_oid: u32) -> ValueType {

@@ -13,7 +13,7 @@ use super::model::{
 use super::shape::child_path;
 use super::table::display_table;
 use crate::expr::{Expr, ExprError, ValueType};
-use crate::source::pg_text::{sorts_as_its_value, value_type};
+use crate::source::pg_text::{equal_as_its_text, sorts_as_its_value, value_type};
 
 /// The tables of the source database that views may read.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +43,8 @@ pub struct ColumnInfo {
     pub type_modifier: i32,
     /// `NOT NULL`: an aggregate's group column over it can be a primary key.
     pub not_null: bool,
+    /// Of an enum type (its OID is the database's own).
+    pub is_enum: bool,
 }
 
 /// A hint for a name that exists in another case (`dueAt` for `dueat`):
@@ -267,7 +269,12 @@ impl<'a> ViewCheck<'a> {
             };
             if let Some(table) = table {
                 self.column(table, table_name, column, WHERE_PATH, WHERE_PATH);
-                if let Some(type_name) = unsortable_type(table, column)
+                if let Some(type_name) = unequal_type(table, column)
+                    && filter.compared_columns().contains(&path)
+                {
+                    let message = unequal_comparison(&path.join("."), &type_name);
+                    self.error(WHERE_PATH, WHERE_PATH, message);
+                } else if let Some(type_name) = unsortable_type(table, column)
                     && filter.ordered_columns().contains(&path)
                 {
                     let message = unsortable_comparison(&path.join("."), &type_name);
@@ -374,6 +381,18 @@ impl<'a> ViewCheck<'a> {
         path: &str,
         line_path: &str,
     ) {
+        for (table, name, column) in [parent, joined] {
+            if let Some(type_name) = unequal_type(table, column) {
+                let message = format!(
+                    "cannot join on {}.{column}: its type {type_name} would be matched by its \
+                     text, and PostgreSQL finds values of other texts equal ('1 day' and '24 \
+                     hours' in interval, 'A' and 'a' in citext)",
+                    display_table(name)
+                );
+                self.error(path, line_path, message);
+                return;
+            }
+        }
         let (Some(parent_type), Some(joined_type)) = (
             column_value_type(parent.0, parent.2),
             column_value_type(joined.0, joined.2),
@@ -447,6 +466,33 @@ pub(super) fn unsortable_comparison(column: &str, type_name: &str) -> String {
          would be compared by its text, not as PostgreSQL compares it; compare it for \
          equality only"
     )
+}
+
+/// Why `column` (of type `type_name`) may not be compared as it stands.
+pub(super) fn unequal_comparison(column: &str, type_name: &str) -> String {
+    format!(
+        "cannot compare column {column} as it stands: its type {type_name} would be compared \
+         by its text, and PostgreSQL finds values of other texts equal ('1 day' and '24 \
+         hours' in interval, 'A' and 'a' in citext); compare a cast or function of it \
+         ({column}::text, lower({column}))"
+    )
+}
+
+/// The type of `column` of `table` when two of its values may be equal with
+/// other texts ([`equal_as_its_text`]), as PostgreSQL names it.
+pub(super) fn unequal_type(table: &TableInfo, column: &str) -> Option<String> {
+    let info = table.columns.iter().find(|info| info.name == column)?;
+    let name = match info.type_oid {
+        oid if equal_as_its_text(oid, info.is_enum) => return None,
+        // Refused by type: json has no equality.
+        oid if value_type(oid) == ValueType::Json => return None,
+        1186 => "interval".to_owned(),
+        oid => format!(
+            "(OID {oid}: citext or another type of an extension, an array, a range or a \
+             composite type)"
+        ),
+    };
+    Some(name)
 }
 
 /// The type of `column` of `table` when it does not sort as its value

@@ -5,8 +5,8 @@
 //! is read by no view (its own writes would feed back into it) and written
 //! by no other aggregate view.
 
-use super::ViewCheck;
 use super::joined::JoinedTables;
+use super::{ViewCheck, unequal_type, unsortable_type};
 use crate::expr::ValueType;
 use crate::view::model::{
     AggregateView, Field, FieldSource, GroupKey, Measure, MeasureFunction, ViewDef, ViewKind,
@@ -41,6 +41,18 @@ impl<'a> ViewCheck<'a> {
         let Some(value_type) = self.joined_type(tables, &key.expr, &path) else {
             return;
         };
+        let as_it_stands = key.expr.as_column().map(|column| vec![column.clone()]);
+        if let Some((column, type_name)) =
+            as_it_stands.and_then(|columns| self.column_of_type(tables, columns, unequal_type))
+        {
+            let message = format!(
+                "cannot group by column {column} as it stands: its type {type_name} would be \
+                 grouped by its text, and PostgreSQL finds values of other texts equal; group \
+                 by a cast or function of it ({column}::text, lower({column}))"
+            );
+            self.error(&path, &path, message);
+            return;
+        }
         let why = match value_type {
             ValueType::Json => "json has no equality in PostgreSQL",
             ValueType::Null => "it is always NULL, so its column would have no type",
@@ -58,10 +70,24 @@ impl<'a> ViewCheck<'a> {
         let Some(value_type) = self.joined_type(tables, arg, &path) else {
             return;
         };
+        let as_it_stands = arg.as_column().map(|column| vec![column.clone()]);
+        if measure.function == MeasureFunction::CountDistinct
+            && let Some((column, type_name)) =
+                as_it_stands.and_then(|columns| self.column_of_type(tables, columns, unequal_type))
+        {
+            let message = format!(
+                "count_distinct cannot take column {column} as it stands: its type {type_name} \
+                 would be counted by its text, and PostgreSQL finds values of other texts \
+                 equal; count a cast or function of it ({column}::text, lower({column}))"
+            );
+            self.error(&path, &path, message);
+            return;
+        }
         if matches!(
             measure.function,
             MeasureFunction::Min | MeasureFunction::Max
-        ) && let Some((column, type_name)) = self.unsortable_column(tables, arg.columns())
+        ) && let Some((column, type_name)) =
+            self.column_of_type(tables, arg.columns(), unsortable_type)
         {
             let message = format!(
                 "{} cannot take `{}`: column {column} is of type {type_name}, which would be \

@@ -22,6 +22,7 @@ fn table(columns: &[(&str, u32)]) -> TableInfo {
                 type_oid: *type_oid,
                 type_modifier: -1,
                 not_null: false,
+                is_enum: false,
             })
             .collect(),
         primary_key: vec!["id".to_owned()],
@@ -259,6 +260,7 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
             type_oid,
             type_modifier: -1,
             not_null: false,
+            is_enum: false,
         });
     }
     let text = with_measures("  longest: max(wait)\n  first_batch: min(batch)\n");
@@ -269,17 +271,108 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
              type interval, which would be ordered by its text, not as PostgreSQL orders it"
         ]
     );
-    // Compared for order in `where`, likewise; for equality it is its text.
+    // Compared in `where`, likewise, for order or equality ('1 day' is
+    // '24 hours'); through a cast to text it is text.
     let text = CATEGORY_DAILY_SALES.replace(
         "orders.status = 'paid'",
-        "orders.status = 'paid' AND wait = '1 day' AND NOT (wait BETWEEN '1 day' AND '2 days')",
+        "orders.status = 'paid' AND wait::text = '1 day' AND NOT (wait BETWEEN '1 day' AND '2 days')",
     );
     assert_eq!(
         check(&text, &catalog),
         [
-            "views/sales.yaml:8: where: cannot compare column wait with <, >, <=, >= or BETWEEN: \
-             its type interval would be compared by its text, not as PostgreSQL compares it; \
-             compare it for equality only"
+            "views/sales.yaml:8: where: cannot compare column wait as it stands: its type \
+             interval would be compared by its text, and PostgreSQL finds values of other texts \
+             equal ('1 day' and '24 hours' in interval, 'A' and 'a' in citext); compare a cast \
+             or function of it (wait::text, lower(wait))"
         ]
+    );
+}
+
+/// A type whose values may be equal with other texts (citext, here with the
+/// OID an extension gets) is refused where it would be compared, grouped,
+/// counted distinct or joined as it stands; trial 7 found `'A'` and `'a'`
+/// in two groups, a filter matching none of 168 rows, and joins that missed.
+/// An enum's text is one per value: it may be compared.
+#[test]
+fn types_equal_with_other_texts_are_refused_where_compared_as_they_stand() {
+    const CITEXT: u32 = 16_390;
+    const MOOD: u32 = 16_402;
+    let mut catalog = shop();
+    let items = catalog
+        .tables
+        .get_mut("public.order_items")
+        .expect("order_items");
+    for (name, type_oid, is_enum) in [("email", CITEXT, false), ("mood", MOOD, true)] {
+        items.columns.push(ColumnInfo {
+            name: name.to_owned(),
+            type_oid,
+            type_modifier: -1,
+            not_null: false,
+            is_enum,
+        });
+    }
+    let citext = "(OID 16390: citext or another type of an extension, an array, a range or a \
+                  composite type)";
+    let text = with_measures("  emails: count_distinct(email)\n  moods: count_distinct(mood)\n")
+        .replace(
+            "orders.status = 'paid'",
+            "orders.status = 'paid' AND email IN ('a@b.c') AND mood = 'glad'",
+        )
+        .replace("category_id: products.category_id", "category_id: email");
+    assert_eq!(
+        check(&text, &catalog),
+        [
+            format!(
+                "views/sales.yaml:8: where: cannot compare column email as it stands: its type \
+                 {citext} would be compared by its text, and PostgreSQL finds values of other \
+                 texts equal ('1 day' and '24 hours' in interval, 'A' and 'a' in citext); \
+                 compare a cast or function of it (email::text, lower(email))"
+            ),
+            format!(
+                "views/sales.yaml:11: group_by.category_id: cannot group by column email as it \
+                 stands: its type {citext} would be grouped by its text, and PostgreSQL finds \
+                 values of other texts equal; group by a cast or function of it (email::text, \
+                 lower(email))"
+            ),
+            format!(
+                "views/sales.yaml:18: measures.emails: count_distinct cannot take column email \
+                 as it stands: its type {citext} would be counted by its text, and PostgreSQL \
+                 finds values of other texts equal; count a cast or function of it \
+                 (email::text, lower(email))"
+            ),
+        ]
+    );
+    // Through a function it is text, and text compares as PostgreSQL does.
+    let text = with_measures("  emails: count_distinct(lower(email))\n")
+        .replace(
+            "orders.status = 'paid'",
+            "orders.status = 'paid' AND lower(email) = 'a@b.c'",
+        )
+        .replace(
+            "category_id: products.category_id",
+            "category_id: lower(email)",
+        );
+    assert_eq!(check(&text, &catalog), Vec::<String>::new());
+    // Joined on it: refused.
+    catalog
+        .tables
+        .get_mut("public.orders")
+        .expect("orders")
+        .columns
+        .push(ColumnInfo {
+            name: "email".to_owned(),
+            type_oid: CITEXT,
+            type_modifier: -1,
+            not_null: false,
+            is_enum: false,
+        });
+    let text = CATEGORY_DAILY_SALES.replace("{ id: order_id }", "{ email: email }");
+    assert_eq!(
+        check(&text, &catalog),
+        [format!(
+            "views/sales.yaml:6: joins.orders.on: cannot join on order_items.email: its type \
+             {citext} would be matched by its text, and PostgreSQL finds values of other texts \
+             equal ('1 day' and '24 hours' in interval, 'A' and 'a' in citext)"
+        )]
     );
 }

@@ -3,7 +3,10 @@
 //! expressions over the root and the joined tables, whose columns must exist
 //! and whose types are then inferred.
 
-use super::{TableInfo, ViewCheck, column_value_type, unsortable_comparison};
+use super::{
+    TableInfo, ViewCheck, column_value_type, unequal_comparison, unequal_type,
+    unsortable_comparison, unsortable_type,
+};
 use crate::expr::{ColumnPath, Expr, ValueType};
 use crate::view::filter::WHERE_PATH;
 use crate::view::joins::table_of;
@@ -74,7 +77,16 @@ impl<'a> ViewCheck<'a> {
         let Some(filter) = filter else {
             return;
         };
-        if let Some((column, type_name)) = self.unsortable_column(tables, filter.ordered_columns())
+        if let Some((column, type_name)) =
+            self.column_of_type(tables, filter.compared_columns(), unequal_type)
+        {
+            self.error(
+                WHERE_PATH,
+                WHERE_PATH,
+                unequal_comparison(&column, &type_name),
+            );
+        } else if let Some((column, type_name)) =
+            self.column_of_type(tables, filter.ordered_columns(), unsortable_type)
         {
             self.error(
                 WHERE_PATH,
@@ -130,16 +142,17 @@ impl<'a> ViewCheck<'a> {
         all_exist
     }
 
-    /// The first of `columns` whose type does not sort as its value
-    /// ([`super::unsortable_type`]), with that type's name.
-    pub(super) fn unsortable_column(
+    /// The first of `columns` whose type `type_check` names (as
+    /// [`unsortable_type`] or [`unequal_type`] do), with that name.
+    pub(super) fn column_of_type(
         &self,
         tables: JoinedTables<'a>,
         columns: Vec<ColumnPath>,
+        type_check: fn(&TableInfo, &str) -> Option<String>,
     ) -> Option<(String, String)> {
         columns.into_iter().find_map(|path| {
             let (_, table) = self.path_table(tables, &path)?;
-            let type_name = super::unsortable_type(table, path.last()?)?;
+            let type_name = type_check(table, path.last()?)?;
             Some((path.join("."), type_name))
         })
     }

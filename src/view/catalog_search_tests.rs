@@ -25,6 +25,7 @@ fn table(columns: &[(&str, u32)], primary_key: &[&str]) -> TableInfo {
                 type_oid: *type_oid,
                 type_modifier: -1,
                 not_null: false,
+                is_enum: false,
             })
             .collect(),
         primary_key: primary_key.iter().map(|name| (*name).to_owned()).collect(),
