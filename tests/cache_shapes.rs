@@ -22,9 +22,10 @@ use sqlx::PgPool;
 
 const SCHEMA: &str = "
     CREATE SCHEMA lab;
+    CREATE TYPE lab.account_kind AS ENUM ('basic', 'pro', 'team', 'k0', 'k1', 'k2');
     CREATE TABLE lab.regions (code text, zone int, label text, PRIMARY KEY (code, zone));
     CREATE TABLE lab.accounts (
-        id bigint PRIMARY KEY, kind text NOT NULL, active boolean, region_code text, region_zone int,
+        id bigint PRIMARY KEY, kind lab.account_kind NOT NULL, active boolean, region_code text, region_zone int,
         score numeric(14,4), ratio float8, born date, seen timestamp, at timestamptz, tags jsonb, uid uuid);
     CREATE TABLE lab.events (
         id bigint PRIMARY KEY, account_id bigint, seq int, note text, region_code text, region_zone int,
@@ -471,6 +472,35 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
         service
             .log_tail(100_000)
             .contains("partition lab.events_high of table lab.events was truncated")
+    );
+    run_random(&pool, &mut rng, 100).await;
+    converged(&pool, &redis.url(), &THIRD).await;
+
+    // An enum label renamed changes every row that holds it (and here its
+    // document's key), with no row in the log: running, then back while
+    // stopped.
+    let renamed = "the enum of column kind of table lab.accounts no longer has the label(s)";
+    sqlx::raw_sql("ALTER TYPE lab.account_kind RENAME VALUE 'team' TO 'squad'")
+        .execute(&pool)
+        .await
+        .expect("renaming a label");
+    converged(&pool, &redis.url(), &THIRD).await;
+    assert!(
+        service
+            .log_tail(100_000)
+            .contains(&format!("{renamed} team"))
+    );
+    service.kill().await;
+    sqlx::raw_sql("ALTER TYPE lab.account_kind RENAME VALUE 'squad' TO 'team'")
+        .execute(&pool)
+        .await
+        .expect("renaming the label back");
+    let mut service = setup.start();
+    converged(&pool, &redis.url(), &THIRD).await;
+    assert!(
+        service
+            .log_tail(100_000)
+            .contains(&format!("{renamed} squad"))
     );
     run_random(&pool, &mut rng, 100).await;
     converged(&pool, &redis.url(), &THIRD).await;

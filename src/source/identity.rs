@@ -10,7 +10,10 @@
 //! nothing of a partition detached, attached or dropped, nor of one
 //! truncated alone when the publication publishes through the root, as
 //! viewkeeper's does; but its name leaves the table's partitions, arrives
-//! among them, or its data file (`relfilenode`) changes.
+//! among them, or its data file (`relfilenode`) changes. An enum's label
+//! renamed (`ALTER TYPE … RENAME VALUE`) changes the text of every row that
+//! holds it, without a row in the log: the labels of the stored columns'
+//! enum types are recorded too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,6 +34,10 @@ struct TableIdentity {
     /// Of a partitioned table: each leaf partition's name (as `regclass`
     /// writes it) and data file.
     partitions: BTreeMap<String, u32>,
+    /// The labels of each stored column of an enum type (or a domain over
+    /// one, or an array of one). Absent from stores written before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl SourceIdentity {
@@ -60,6 +67,7 @@ impl SourceIdentity {
                 oid: oid as u32,
                 columns: BTreeMap::new(),
                 partitions: BTreeMap::new(),
+                labels: BTreeMap::new(),
             });
             if planned.columns.contains(&column) {
                 entry.columns.insert(column, number);
@@ -79,6 +87,27 @@ impl SourceIdentity {
         for (root, partition, file) in partitions {
             if let Some(table) = identity.0.values_mut().find(|t| i64::from(t.oid) == root) {
                 table.partitions.insert(partition, file as u32);
+            }
+        }
+        let labels: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT n.nspname || '.' || c.relname, a.attname::text, e.enumlabel::text
+             FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             JOIN pg_type t ON t.oid = a.atttypid
+             JOIN pg_enum e ON e.enumtypid = CASE t.typtype WHEN 'e' THEN t.oid
+                                                            WHEN 'd' THEN t.typbasetype
+                                                            ELSE t.typelem END
+             WHERE n.nspname || '.' || c.relname = ANY($1)",
+        )
+        .bind(&tables)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (table, column, label) in labels {
+            if let Some(entry) = identity.0.get_mut(&table)
+                && entry.columns.contains_key(&column)
+            {
+                entry.labels.entry(column).or_default().insert(label);
             }
         }
         Ok(identity)
@@ -164,6 +193,22 @@ impl SourceIdentity {
                     ));
                 }
             }
+            for (column, labels) in &stored.labels {
+                let Some(current_labels) = current.labels.get(column) else {
+                    continue; // no longer an enum: the layout's business
+                };
+                let gone: Vec<&str> = labels
+                    .difference(current_labels)
+                    .map(String::as_str)
+                    .collect();
+                if !gone.is_empty() {
+                    recreated.push(format!(
+                        "the enum of column {column} of table {table} no longer has the \
+                         label(s) {} (renamed, and the rows that held them with them)",
+                        gone.join(", ")
+                    ));
+                }
+            }
             for (partition, file) in &stored.partitions {
                 match current.partitions.get(partition) {
                     None => recreated.push(format!(
@@ -213,6 +258,7 @@ mod tests {
                             .iter()
                             .map(|(p, f)| (p.to_string(), *f))
                             .collect(),
+                        labels: BTreeMap::new(),
                     };
                     (name.to_string(), table)
                 })
@@ -280,5 +326,35 @@ mod tests {
         assert!(stored.partitions_added(&stored).is_empty());
         assert_eq!(SourceIdentity::from_text(&now.to_text()), Some(now));
         assert_eq!(SourceIdentity::from_text("orders(id)"), None);
+    }
+
+    /// A label renamed is named; a label added is not (no row held it).
+    /// A store's record from before labels were recorded reads as none.
+    #[test]
+    fn an_enum_label_renamed_is_named_and_one_added_is_not() {
+        let with_labels = |labels: &[&str]| {
+            let mut identity = identity(&[("public.orders", 10, &[("id", 1), ("status", 2)], &[])]);
+            let table = identity.0.get_mut("public.orders").expect("orders");
+            let labels = labels.iter().map(|l| l.to_string()).collect();
+            table.labels.insert("status".to_owned(), labels);
+            identity
+        };
+        let stored = with_labels(&["paid", "exception"]);
+        let none = BTreeSet::new();
+        assert!(
+            stored
+                .recreated_since(&with_labels(&["paid", "exception", "new"]), &none)
+                .is_empty()
+        );
+        assert_eq!(
+            stored.recreated_since(&with_labels(&["paid", "failed"]), &none),
+            [
+                "the enum of column status of table public.orders no longer has the label(s) \
+                 exception (renamed, and the rows that held them with them)"
+            ]
+        );
+        let before = identity(&[("public.orders", 10, &[("id", 1), ("status", 2)], &[])]);
+        assert!(!before.to_text().contains("labels"));
+        assert!(before.recreated_since(&stored, &none).is_empty());
     }
 }
