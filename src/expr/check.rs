@@ -8,6 +8,7 @@ use super::date_parts::DateField;
 use super::error::ExprError;
 use super::functions::Function;
 use super::node::{CaseBranch, Node};
+use super::temporal::{self, TemporalKind};
 use super::types::{ValueType, common_type, comparable, promote_numeric};
 use crate::change::Value;
 
@@ -178,15 +179,36 @@ fn refuse_special_input(node: &Node, literal: &Node, against: ValueType) -> Resu
         return Ok(());
     };
     let word = text.trim().to_ascii_lowercase();
-    if !against.is_temporal() || !SPECIAL_TEMPORAL_INPUTS.contains(&word.as_str()) {
+    let kind = match against {
+        ValueType::Date => TemporalKind::Date,
+        ValueType::Timestamp => TemporalKind::Timestamp,
+        ValueType::TimestampTz => TemporalKind::TimestampTz,
+        _ => return Ok(()),
+    };
+    if SPECIAL_TEMPORAL_INPUTS.contains(&word.as_str()) {
+        return Err(type_error(
+            node,
+            format!(
+                "'{text}' is one of PostgreSQL's special date/time inputs, which a view does \
+                 not read: write the value itself (as '1970-01-01' for 'epoch'); 'now', \
+                 'today', 'tomorrow' and 'yesterday' change with the clock, which a view \
+                 cannot follow"
+            ),
+        ));
+    }
+    // Text a view cannot read as a date would be compared as text, where
+    // PostgreSQL reads many more forms ('2026-3-29', 'March 29, 2026') or
+    // refuses the value ('2026-02-30').
+    if temporal::is_infinite(word.as_str()) || temporal::parse(text, kind).is_some() {
         return Ok(());
     }
     Err(type_error(
         node,
         format!(
-            "'{text}' is one of PostgreSQL's special date/time inputs, which a view does not \
-             read: write the value itself (as '1970-01-01' for 'epoch'); 'now', 'today', \
-             'tomorrow' and 'yesterday' change with the clock, which a view cannot follow"
+            "'{text}' is not a {} a view reads: write it as YYYY-MM-DD (2026-03-29), with \
+             HH:MM:SS and an offset for a timestamp (2026-03-29 14:30:00+02), or \
+             'infinity'",
+            temporal::kind_name(kind)
         ),
     ))
 }

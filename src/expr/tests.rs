@@ -591,6 +591,38 @@ fn special_date_time_inputs_are_refused_where_they_stand_for_one() {
     assert_eq!(infer("created_at < 'infinity'"), Ok(ValueType::Bool));
 }
 
+/// Text a view cannot read as a date was compared with a date as text, so
+/// `day = '2026-3-29'` matched nothing where PostgreSQL matched 205 rows,
+/// and an impossible date that PostgreSQL refuses passed (trial 7). Such
+/// text is refused wherever it stands for a date or time.
+#[test]
+fn text_a_view_cannot_read_as_a_date_is_refused_where_it_stands_for_one() {
+    for source in [
+        "day = '2026-3-29'",
+        "day = '20260329'",
+        "day IN ('2026-03-29', 'March 29, 2026')",
+        "day <> '2026-02-30'",
+        "created_at BETWEEN '2026-03-29' AND '29/03/2026'",
+    ] {
+        match infer(source) {
+            Err(ExprError::Type { message, .. }) => assert!(
+                message.contains("a view reads: write it as YYYY-MM-DD (2026-03-29)"),
+                "{source}: {message}"
+            ),
+            other => panic!("{source}: expected a type error, got {other:?}"),
+        }
+    }
+    for source in [
+        "day = '2026-03-29'",
+        "day > '-infinity'",
+        "created_at >= '2026-03-29 14:30:00+02'",
+        "created_at < '2026-03-29T14:30:00.5Z'",
+        "day < '0044-03-15 BC'",
+    ] {
+        assert_eq!(infer(source), Ok(ValueType::Bool), "{source}");
+    }
+}
+
 #[test]
 fn unknown_columns_are_reported_at_eval() {
     assert_eq!(
