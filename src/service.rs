@@ -169,6 +169,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         tracing::warn!(setting, "setting no longer used by this version: ignored");
     }
     let store = Arc::new(Store::open(&config.data_dir, &config.store)?);
+    let endpoint = endpoint.for_store(&store.id()?);
     let rebuilds_asked = store.rebuilds_asked()?;
     if rebuilds_asked.iter().any(|(_, from_source)| *from_source) {
         // A rebuild from the source cut short: this start takes its snapshot.
@@ -640,7 +641,8 @@ impl Pipeline {
             );
             // Unread, the slot would hold the database's WAL back meanwhile;
             // the views start again from a new snapshot and slot.
-            if let Err(error) = catalog::drop_slot(&self.pool, &self.config.slot).await {
+            let own = self.endpoint.replication_application();
+            if let Err(error) = catalog::drop_slot(&self.pool, &self.config.slot, own).await {
                 tracing::warn!(%error, slot = %self.config.slot, "dropping the unused slot");
             }
             let _ = shutdown.wait_for(|stop| *stop).await;

@@ -176,6 +176,57 @@ async fn a_database_without_logical_decoding_is_refused_with_the_fix() {
     }
 }
 
+/// A second instance given the running one's slot name, with a data
+/// directory of its own, took the slot over: it ended the first one's
+/// replication session and dropped its slot, and the two then took
+/// snapshots in turn (trial 7). It now leaves the slot to the session
+/// that holds it, says why, and retries; the first streams on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_on_the_same_slot_leaves_the_first_alone() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let other_redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let mut first = ServiceSetup::new(&url, &redis.url()).start();
+    converged(&mut first, &pool, &redis.url(), Duration::from_secs(120)).await;
+    let streaming =
+        "SELECT pid FROM pg_stat_replication WHERE application_name LIKE 'viewkeeper/%'";
+    let walsender: i32 = wait_until(Duration::from_secs(30), "the first streams", || async {
+        sqlx::query_scalar::<_, i32>(streaming)
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+
+    let mut second = ServiceSetup::new(&url, &other_redis.url()).start();
+    wait_until(
+        Duration::from_secs(60),
+        "the second refuses the slot",
+        || async {
+            let log = second.log_tail(200);
+            if log.contains("replication slot viewkeeper: in use by another session") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    )
+    .await;
+    let walsenders: Vec<i32> = sqlx::query_scalar(streaming)
+        .fetch_all(&pool)
+        .await
+        .expect("the walsenders");
+    assert_eq!(walsenders, [walsender], "the first's session is the slot's");
+    sqlx::query("UPDATE customers SET name = name || ' (again)' WHERE id = 1")
+        .execute(&pool)
+        .await
+        .expect("a change");
+    converged(&mut first, &pool, &redis.url(), Duration::from_secs(60)).await;
+    second.assert_running();
+    first.assert_running();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_without_a_usable_replica_identity_is_refused() {
     let pg = PgServer::start().await;
@@ -222,7 +273,7 @@ async fn quiet_or_unrelated_traffic_keeps_the_connection_and_releases_wal() {
     converged(&mut service, &pool, &redis.url(), Duration::from_secs(60)).await;
     let walsender: i32 = wait_until(Duration::from_secs(30), "viewkeeper streams", || async {
         sqlx::query_scalar::<_, i32>(
-            "SELECT pid FROM pg_stat_replication WHERE application_name = 'viewkeeper'",
+            "SELECT pid FROM pg_stat_replication WHERE application_name LIKE 'viewkeeper/%'",
         )
         .fetch_one(&pool)
         .await
@@ -246,7 +297,7 @@ async fn quiet_or_unrelated_traffic_keeps_the_connection_and_releases_wal() {
         || async {
             let (pid, old_enough): (i32, bool) = sqlx::query_as(
                 "SELECT pid, now() - backend_start > interval '21 seconds'
-             FROM pg_stat_replication WHERE application_name = 'viewkeeper'",
+             FROM pg_stat_replication WHERE application_name LIKE 'viewkeeper/%'",
             )
             .fetch_one(&pool)
             .await

@@ -297,9 +297,37 @@ pub async fn slot_confirmed_lsn(pool: &PgPool, slot: &str) -> Result<Option<Lsn>
     Ok(row.map(|(lsn,)| lsn.as_deref().and_then(Lsn::parse).unwrap_or_default()))
 }
 
-/// Drops the slot if it exists, ending a session that still holds it (a
-/// killed predecessor's walsender can linger until its socket times out).
-pub async fn drop_slot(pool: &PgPool, slot: &str) -> Result<(), SourceError> {
+/// Drops the slot if it exists, ending a session of `own_application`
+/// that still holds it (a killed predecessor's walsender can linger until
+/// its socket times out). A slot held by any other session is refused:
+/// another viewkeeper instance streams from it.
+pub async fn drop_slot(
+    pool: &PgPool,
+    slot: &str,
+    own_application: &str,
+) -> Result<(), SourceError> {
+    let holder: Option<(i32, String, String)> = sqlx::query_as(
+        "SELECT a.pid, coalesce(a.application_name, ''),
+                coalesce(host(a.client_addr), 'a local socket')
+         FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
+         WHERE s.slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(pool)
+    .await?;
+    if let Some((pid, application, client)) = holder
+        && application != own_application
+    {
+        return Err(SourceError::Slot {
+            slot: slot.to_string(),
+            reason: format!(
+                "in use by another session (application {application:?}, PID {pid}, from \
+                 {client}), most likely another viewkeeper with another data directory: two \
+                 instances cannot share a slot; give this one its own (--slot) or stop the \
+                 other. Retrying meanwhile"
+            ),
+        });
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         sqlx::query(

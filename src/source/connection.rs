@@ -28,7 +28,13 @@ const SESSION_SETTINGS: [(&str, &str); 6] = [
 #[derive(Clone)]
 pub struct PgEndpoint {
     url: url::Url,
+    /// The `application_name` of replication sessions: `viewkeeper`, and
+    /// the state store's id once known ([`PgEndpoint::for_store`]).
+    replication_application: String,
 }
+
+/// The `application_name` of every viewkeeper session.
+pub const APPLICATION: &str = "viewkeeper";
 
 impl std::fmt::Debug for PgEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,7 +71,25 @@ impl PgEndpoint {
                 redact_url(database_url)
             )));
         }
-        Ok(PgEndpoint { url })
+        Ok(PgEndpoint {
+            url,
+            replication_application: APPLICATION.to_owned(),
+        })
+    }
+
+    /// Names replication sessions after the state store `store_id`
+    /// (`viewkeeper/…`), so that a slot held by another instance's
+    /// session is told from one a crashed predecessor of this one left.
+    pub fn for_store(self, store_id: &str) -> PgEndpoint {
+        PgEndpoint {
+            replication_application: format!("{APPLICATION}/{store_id}"),
+            ..self
+        }
+    }
+
+    /// The `application_name` of this endpoint's replication sessions.
+    pub fn replication_application(&self) -> &str {
+        &self.replication_application
     }
 
     /// Options for SQL connections (catalog, snapshot).
@@ -74,7 +98,7 @@ impl PgEndpoint {
             .map_err(|e| SourceError::Url(format!("{e} in {}", redact_url(self.url.as_str()))))?;
         Ok(options
             .options(SESSION_SETTINGS)
-            .application_name("viewkeeper"))
+            .application_name(APPLICATION))
     }
 
     /// Settings for a replication session on `slot` reading `publication`.
@@ -97,7 +121,7 @@ impl PgEndpoint {
             .with_port(self.url.port().unwrap_or(5432))
             .with_tls(TlsConfig::disabled())
             .with_options(options.join(" "))
-            .with_application_name("viewkeeper")
+            .with_application_name(self.replication_application.clone())
             .with_status_interval(Duration::from_secs(1))
             .with_wakeup_interval(Duration::from_secs(5))
     }

@@ -35,7 +35,7 @@ pub async fn take_snapshot(
     publication: &str,
     engine: Arc<Engine>,
 ) -> Result<Lsn, SourceError> {
-    catalog::drop_slot(pool, slot).await?;
+    catalog::drop_slot(pool, slot, endpoint.replication_application()).await?;
     let mut session =
         ReplicationClient::connect_gated(endpoint.replication_config(slot, publication)).await?;
     let (consistent_point, snapshot_name) = {
