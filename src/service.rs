@@ -740,6 +740,8 @@ impl Pipeline {
                 .watching(self.engine.plan().stored_column_types()),
         )
         .await?;
+        let status = Arc::clone(&self.status);
+        let stream = stream.on_arrival(move |commit, micros| status.arriving(commit, micros));
         self.status.replication_connected();
         self.apply_stream(stream).await
     }

@@ -47,6 +47,10 @@ struct Inner {
     /// Why the stream stopped, until a batch is applied again (or, for an
     /// error of the connection rather than of the log, until it reconnects).
     replication_error: Option<ReplicationError>,
+    /// The commit LSN and time of the oldest transaction that began
+    /// arriving and is not applied yet (one arriving while another waits is
+    /// not noted: the older one bounds the lag).
+    arriving: Option<(Lsn, i64)>,
 }
 
 #[derive(Debug)]
@@ -125,6 +129,8 @@ pub struct StatusSnapshot {
     pub rebuilds: BTreeMap<String, RebuildState>,
     pub recomputes: BTreeMap<String, u64>,
     pub replication_error: Option<String>,
+    /// The oldest transaction arriving and not applied: commit LSN and time.
+    pub arriving: Option<(Lsn, i64)>,
 }
 
 impl StatusBoard {
@@ -144,6 +150,7 @@ impl StatusBoard {
         let mut inner = self.lock();
         inner.snapshot_done = true;
         inner.position = Some(position);
+        inner.arriving = inner.arriving.filter(|(commit, _)| *commit > position);
         self.snapshot_done.send_replace(true);
     }
 
@@ -159,12 +166,29 @@ impl StatusBoard {
         let _ = done.wait_for(|done| *done).await;
     }
 
+    /// A transaction that commits at `commit` (at `commit_micros`) began
+    /// arriving: until a batch is applied through it, the views are behind
+    /// it, though keepalives may have moved the slot near its commit (they
+    /// carry how far PostgreSQL has read, and it sends a transaction only
+    /// once it has read its commit).
+    pub fn arriving(&self, commit: Lsn, commit_micros: i64) {
+        let mut inner = self.lock();
+        if inner.position.is_none_or(|applied| applied < commit) {
+            inner.arriving.get_or_insert((commit, commit_micros));
+        }
+    }
+
     /// A batch was applied up to `position`, committed at `commit_micros`.
     pub fn applied(&self, position: Option<Lsn>, commit_micros: Option<i64>) {
         let mut inner = self.lock();
         inner.replication_error = None;
         if position.is_some() {
             inner.position = position;
+        }
+        if let (Some(applied), Some((commit, _))) = (position, inner.arriving)
+            && applied >= commit
+        {
+            inner.arriving = None;
         }
         if commit_micros.is_some() {
             inner.last_commit_micros = commit_micros;
@@ -210,6 +234,7 @@ impl StatusBoard {
             rebuilds: inner.rebuilds.clone(),
             recomputes: inner.recomputes.clone(),
             replication_error: inner.replication_error.as_ref().map(|e| e.message.clone()),
+            arriving: inner.arriving,
         }
     }
 
@@ -433,6 +458,43 @@ async fn source_report(pool: &sqlx::PgPool, slot: &str) -> SourceReport {
     report
 }
 
+/// How far behind the views are: WAL bytes from what they reflect to
+/// `current`, and seconds since the oldest commit they lack.
+///
+/// The slot's confirmed position also moves on keepalives past WAL no view
+/// reads (other tables, the aggregate sink's own writes): whichever of it
+/// and the applied position is further is how far the views are, unless a
+/// transaction is arriving. Keepalives then carry how far PostgreSQL has
+/// read, which is near that transaction's commit though none of it is
+/// applied (a large one takes seconds to arrive): the applied position
+/// counts, and the time since its commit.
+fn lag(
+    snapshot: &StatusSnapshot,
+    current: Option<Lsn>,
+    confirmed: Option<Lsn>,
+    now_micros: i64,
+) -> (Option<u64>, Option<f64>) {
+    let caught_up_to = match snapshot.arriving {
+        Some(_) => snapshot.position,
+        None => snapshot
+            .position
+            .max(confirmed.filter(|_| snapshot.position.is_some())),
+    };
+    let lag_bytes = match (current, caught_up_to) {
+        (Some(current), Some(applied)) => Some(current.0.saturating_sub(applied.0)),
+        _ => None,
+    };
+    let behind_since = match snapshot.arriving {
+        Some((_, commit_micros)) => Some(commit_micros),
+        None => snapshot.last_commit_micros,
+    };
+    let lag_seconds = lag_bytes.map(|bytes| match behind_since {
+        Some(commit) if bytes > 0 => (now_micros - commit).max(0) as f64 / 1e6,
+        _ => 0.0,
+    });
+    (lag_bytes, lag_seconds)
+}
+
 /// The whole status, and the gauges of `/metrics` set to the same figures.
 pub async fn report(
     board: &StatusBoard,
@@ -447,22 +509,8 @@ pub async fn report(
         source.error = Some(error.clone());
     }
     let current = source.current_wal_lsn.as_deref().and_then(Lsn::parse);
-    // The slot's confirmed position also moves on keepalives past WAL no
-    // view reads (other tables, the aggregate sink's own writes): whichever
-    // is further is how far the views are.
     let confirmed = source.confirmed_lsn.as_deref().and_then(Lsn::parse);
-    let caught_up_to = snapshot
-        .position
-        .max(confirmed.filter(|_| snapshot.position.is_some()));
-    let lag_bytes = match (current, caught_up_to) {
-        (Some(current), Some(applied)) => Some(current.0.saturating_sub(applied.0)),
-        _ => None,
-    };
-    // Behind by bytes means behind by the time since the last applied commit.
-    let lag_seconds = lag_bytes.map(|bytes| match snapshot.last_commit_micros {
-        Some(commit) if bytes > 0 => (now_micros() - commit).max(0) as f64 / 1e6,
-        _ => 0.0,
-    });
+    let (lag_bytes, lag_seconds) = lag(&snapshot, current, confirmed, now_micros());
     if let Some(bytes) = lag_bytes {
         telemetry::record_source_lag(bytes, lag_seconds.unwrap_or(0.0));
     }
@@ -536,6 +584,41 @@ mod tests {
     /// A lost connection is over once the stream reconnects; a change that
     /// cannot be applied is met again at every reconnect, and is over only
     /// once a batch is applied.
+    /// While a large transaction arrives, keepalives move the slot near its
+    /// commit: the lag read 240 bytes for 12 s while none of its 148,500
+    /// changes was applied, and counted seconds from the commit before it
+    /// (trial 7). It counts from the applied position and the arriving
+    /// commit's time until a batch is applied through it.
+    #[test]
+    fn a_transaction_arriving_counts_from_what_is_applied() {
+        let board = StatusBoard::new();
+        board.snapshot_done(Lsn(1_000));
+        board.applied(Some(Lsn(1_000)), Some(5_000_000));
+        let (current, near_commit) = (Some(Lsn(90_000_100)), Some(Lsn(90_000_000)));
+        // Idle, or unrelated WAL: the confirmed position counts.
+        let idle = lag(&board.snapshot(), current, near_commit, 20_000_000);
+        assert_eq!(idle, (Some(100), Some(15.0)));
+
+        board.arriving(Lsn(90_000_050), 19_000_000);
+        board.arriving(Lsn(90_000_080), 19_500_000); // a later one: the older bounds
+        let arriving = lag(&board.snapshot(), current, near_commit, 20_000_000);
+        assert_eq!(arriving, (Some(89_999_100), Some(1.0)));
+
+        board.applied(None, None); // a part of it applied: still arriving
+        assert_eq!(
+            lag(&board.snapshot(), current, near_commit, 20_000_000),
+            arriving
+        );
+        board.applied(Some(Lsn(90_000_090)), Some(19_500_000));
+        assert_eq!(
+            lag(&board.snapshot(), current, near_commit, 20_000_000),
+            (Some(10), Some(0.5))
+        );
+        // A transaction applied before (resent after a reconnect) is not arriving.
+        board.arriving(Lsn(90_000_050), 19_000_000);
+        assert_eq!(board.snapshot().arriving, None);
+    }
+
     #[test]
     fn a_replication_error_lasts_as_long_as_its_cause() {
         let board = StatusBoard::default();

@@ -58,6 +58,10 @@ pub struct ReplicationStream {
     transaction_lsn: Lsn,
     /// A batch of whole transactions waiting to be returned.
     ready: ChangeBatch,
+    /// Told of each transaction that begins arriving, with its commit LSN
+    /// and time (microseconds since the Unix epoch): the views are behind
+    /// it from then on, whatever keepalives say ([`Self::on_arrival`]).
+    arrival: Option<Box<dyn Fn(Lsn, i64) + Send + Sync>>,
     /// When `ready` is handed over even if it is not full. A field, not a
     /// local of `next_batch`, so that a caller may drop a pending
     /// `next_batch` (to do other work) without losing the deadline.
@@ -106,7 +110,15 @@ impl ReplicationStream {
             transaction_lsn: Lsn(0),
             ready: ChangeBatch::default(),
             deadline: None,
+            arrival: None,
         }
+    }
+
+    /// Calls `arrival` with the commit LSN and time of every transaction
+    /// that begins arriving and was not applied before.
+    pub fn on_arrival(mut self, arrival: impl Fn(Lsn, i64) + Send + Sync + 'static) -> Self {
+        self.arrival = Some(Box::new(arrival));
+        self
     }
 
     /// Tells PostgreSQL that everything up to `position` is durable, so the
@@ -170,11 +182,21 @@ impl ReplicationStream {
     /// Handles one event; returns a batch when one must be handed over now.
     fn on_event(&mut self, event: ReplicationEvent) -> Result<Option<ChangeBatch>, SourceError> {
         match event {
-            ReplicationEvent::Begin { final_lsn, .. } => {
+            ReplicationEvent::Begin {
+                final_lsn,
+                commit_time_micros,
+                ..
+            } => {
                 self.transaction.clear();
                 self.in_transaction = true;
                 self.transaction_lsn = Lsn(final_lsn.as_u64());
                 self.skipping = self.transaction_lsn < self.applied_through;
+                if let Some(arrival) = self.arrival.as_ref().filter(|_| !self.skipping) {
+                    arrival(
+                        self.transaction_lsn,
+                        commit_time_micros + PG_EPOCH_OFFSET_MICROS,
+                    );
+                }
             }
             ReplicationEvent::XLogData {
                 wal_start, data, ..
