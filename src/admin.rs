@@ -409,7 +409,13 @@ async fn search(
             "the query parameter `q` is required".into(),
         );
     };
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit > MAX_LIMIT {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`limit` is at most {MAX_LIMIT}, not {limit}"),
+        );
+    }
     let result = tokio::task::spawn_blocking(move || index.search(&query, limit)).await;
     match result {
         Ok(Ok(hits)) => {

@@ -87,6 +87,19 @@ async fn the_index_matches_the_oracle_and_answers_queries() {
         .await
         .unwrap();
     assert_eq!(status, 404);
+    // A limit of 0 gets no hits (it got one); one above the largest is
+    // refused (it was cut to it without a word).
+    let search =
+        |limit: &str| format!("/views/product_search/search?q=description:{token}&limit={limit}");
+    let (status, body) = http_get(setup.admin_port, &search("0")).await.unwrap();
+    assert_eq!(
+        (status, hit_ids(&body)),
+        (200, Vec::<String>::new()),
+        "{body}"
+    );
+    let (status, body) = http_get(setup.admin_port, &search("5000")).await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("`limit` is at most 1000, not 5000"), "{body}");
     service.assert_running();
 
     // ... and after it stopped.
