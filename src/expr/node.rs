@@ -207,13 +207,45 @@ impl Node {
     /// The columns compared for order (`<`, `<=`, `>`, `>=`, `BETWEEN`) as
     /// they stand, not through a function or cast, deduplicated.
     pub fn ordered_columns(&self) -> Vec<ColumnPath> {
+        self.operand_columns(Node::ordered_operands)
+    }
+
+    /// The columns compared with another value as they stand, not through
+    /// a function or cast, for equality or order (`=`, `<>`, `<`, `IN`,
+    /// `BETWEEN`, `LIKE`, `IS DISTINCT FROM`, a `CASE` operand),
+    /// deduplicated.
+    pub fn compared_columns(&self) -> Vec<ColumnPath> {
+        self.operand_columns(Node::compared_operands)
+    }
+
+    /// The columns that stand bare among the `operands` of a node of this
+    /// tree, deduplicated.
+    fn operand_columns(&self, operands: fn(&Node) -> Vec<&Node>) -> Vec<ColumnPath> {
         let mut found = Vec::new();
-        self.collect_ordered_columns(&mut found);
+        self.collect_operand_columns(operands, &mut found);
         found
     }
 
-    fn collect_ordered_columns(&self, found: &mut Vec<ColumnPath>) {
-        let compared: Vec<&Node> = match self {
+    fn collect_operand_columns(
+        &self,
+        operands: fn(&Node) -> Vec<&Node>,
+        found: &mut Vec<ColumnPath>,
+    ) {
+        for node in operands(self) {
+            if let Node::Column(path) = node
+                && !found.contains(path)
+            {
+                found.push(path.clone());
+            }
+        }
+        for child in self.children() {
+            child.collect_operand_columns(operands, found);
+        }
+    }
+
+    /// The operands this node compares for order.
+    fn ordered_operands(&self) -> Vec<&Node> {
+        match self {
             Node::Comparison { op, left, right }
                 if !matches!(op, ComparisonOp::Equal | ComparisonOp::NotEqual) =>
             {
@@ -223,31 +255,13 @@ impl Node {
                 operand, low, high, ..
             } => vec![operand, low, high],
             _ => Vec::new(),
-        };
-        for node in compared {
-            if let Node::Column(path) = node
-                && !found.contains(path)
-            {
-                found.push(path.clone());
-            }
-        }
-        for child in self.children() {
-            child.collect_ordered_columns(found);
         }
     }
 
-    /// The columns compared with another value as they stand, not through
-    /// a function or cast, for equality or order (`=`, `<>`, `<`, `IN`,
-    /// `BETWEEN`, `LIKE`, `IS DISTINCT FROM`, a `CASE` operand),
-    /// deduplicated.
-    pub fn compared_columns(&self) -> Vec<ColumnPath> {
-        let mut found = Vec::new();
-        self.collect_compared_columns(&mut found);
-        found
-    }
-
-    fn collect_compared_columns(&self, found: &mut Vec<ColumnPath>) {
-        let compared: Vec<&Node> = match self {
+    /// The operands this node compares with each other, for order or
+    /// equality.
+    fn compared_operands(&self) -> Vec<&Node> {
+        match self {
             Node::Comparison { left, right, .. } | Node::IsDistinct { left, right, .. } => {
                 vec![left, right]
             }
@@ -266,16 +280,6 @@ impl Node {
                 .chain(branches.iter().map(|branch| &branch.when))
                 .collect(),
             _ => Vec::new(),
-        };
-        for node in compared {
-            if let Node::Column(path) = node
-                && !found.contains(path)
-            {
-                found.push(path.clone());
-            }
-        }
-        for child in self.children() {
-            child.collect_compared_columns(found);
         }
     }
 
