@@ -17,15 +17,20 @@ fn table(columns: &[(&str, u32)]) -> TableInfo {
     TableInfo {
         columns: columns
             .iter()
-            .map(|(name, type_oid)| ColumnInfo {
-                name: (*name).to_owned(),
-                type_oid: *type_oid,
-                type_modifier: -1,
-                not_null: false,
-                is_enum: false,
-            })
+            .map(|(name, type_oid)| column(name, *type_oid))
             .collect(),
         primary_key: vec!["id".to_owned()],
+    }
+}
+
+/// A nullable column of a type that is not an enum.
+fn column(name: &str, type_oid: u32) -> ColumnInfo {
+    ColumnInfo {
+        name: name.to_owned(),
+        type_oid,
+        type_modifier: -1,
+        not_null: false,
+        is_enum: false,
     }
 }
 
@@ -255,13 +260,7 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
         .get_mut("public.order_items")
         .expect("order_items");
     for (name, type_oid) in [("wait", INTERVAL), ("batch", UUID)] {
-        items.columns.push(ColumnInfo {
-            name: name.to_owned(),
-            type_oid,
-            type_modifier: -1,
-            not_null: false,
-            is_enum: false,
-        });
+        items.columns.push(column(name, type_oid));
     }
     let text = with_measures("  longest: max(wait)\n  first_batch: min(batch)\n");
     assert_eq!(
@@ -304,11 +303,8 @@ fn types_equal_with_other_texts_are_refused_where_compared_as_they_stand() {
         .expect("order_items");
     for (name, type_oid, is_enum) in [("email", CITEXT, false), ("mood", MOOD, true)] {
         items.columns.push(ColumnInfo {
-            name: name.to_owned(),
-            type_oid,
-            type_modifier: -1,
-            not_null: false,
             is_enum,
+            ..column(name, type_oid)
         });
     }
     let citext = "(OID 16390: citext or another type of an extension, an array, a range or a \
@@ -359,13 +355,7 @@ fn types_equal_with_other_texts_are_refused_where_compared_as_they_stand() {
         .get_mut("public.orders")
         .expect("orders")
         .columns
-        .push(ColumnInfo {
-            name: "email".to_owned(),
-            type_oid: CITEXT,
-            type_modifier: -1,
-            not_null: false,
-            is_enum: false,
-        });
+        .push(column("email", CITEXT));
     let text = CATEGORY_DAILY_SALES.replace("{ id: order_id }", "{ email: email }");
     assert_eq!(
         check(&text, &catalog),
