@@ -86,7 +86,7 @@ pub async fn foreign_tables(
                 file: def.file.clone(),
                 line: def.locations.line("table"),
                 field: "table".to_owned(),
-                message: aggregate::foreign_table_reason(&table.name),
+                message: aggregate::foreign_table_reason(&target.table_name(&table.name)),
             });
         }
     }

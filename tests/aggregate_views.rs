@@ -299,6 +299,11 @@ async fn a_changed_definition_rewrites_the_table_and_a_dropped_table_comes_back(
         .expect("the table stays readable during the rewrite");
     assert!(reads > 0);
 
+    // An operator drops the table while the service runs, and nothing
+    // changes in the source: it is written again all the same.
+    execute(&pool, "DROP TABLE analytics.category_daily_sales").await;
+    wait_until(CONVERGE, "the table dropped while running is back", matches).await;
+
     // An operator drops the table: the next start writes it again.
     service.kill().await;
     execute(&pool, "DROP TABLE analytics.category_daily_sales").await;
@@ -367,6 +372,11 @@ async fn sqlite_target_holds_the_same_groups() {
     })
     .await;
     service.assert_running();
+    // SQLite has no schemas: the log names the table as SQLite knows it.
+    service.terminate(Duration::from_secs(30)).await;
+    let log = service.log_tail(1_000_000);
+    assert!(log.contains("table=category_daily_sales"), "{log}");
+    assert!(!log.contains("analytics.category_daily_sales"), "{log}");
 }
 
 fn compact_json(text: &str) -> String {
@@ -934,9 +944,11 @@ async fn numeric_keys_group_and_join_by_value() {
 /// Six aggregate views whose tables are in one schema that does not exist
 /// yet, their sinks starting together: every table is made and filled, and
 /// no sink logs a failure on the way. (`CREATE SCHEMA IF NOT EXISTS` in two
-/// transactions at once fails in the second on the catalog's unique key,
-/// and so did it after a lock on the schema's name, whose wait does not
-/// refresh the catalog caches; new users' trials saw both.) The log is read
+/// transactions at once fails in the second on the catalog's unique key;
+/// made inside the rewrite's transaction behind a lock on the schema's name,
+/// the table's `CREATE TABLE` failed with "schema does not exist", as the
+/// transaction's catalog caches still missed it; new users' trials saw
+/// both.) The log is read
 /// after the service stops, when it is all written. With the test's debug
 /// build the sinks rarely start close enough to race; a release build's
 /// first start with these views logged the failure 5 times in 5 before the
@@ -977,6 +989,7 @@ async fn views_create_their_new_schema_at_once_without_a_failure() {
     service.terminate(Duration::from_secs(30)).await;
     let log = service.log_tail(1_000_000);
     assert!(!log.contains("duplicate key"), "{log}");
+    assert!(!log.contains("does not exist"), "{log}");
 }
 
 /// An aggregate view over columns of domain types, as ledgers declare them.

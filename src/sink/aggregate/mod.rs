@@ -30,7 +30,7 @@ pub mod sqlite;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::status::SinkHealth;
 use async_trait::async_trait;
@@ -57,6 +57,9 @@ const ENTRIES_PER_BATCH: usize = 10_000;
 const REWRITE_CHUNK: usize = 5_000;
 /// Immediate retries of a transaction that lost a serialization conflict.
 const CONFLICT_RETRIES: usize = 5;
+/// How often an idle sink makes sure its table is still there: one dropped
+/// by hand is written again without waiting for the view's next change.
+const TABLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The outbox name of an aggregate view's sink.
 pub fn sink_name(view: &str) -> String {
@@ -259,6 +262,11 @@ pub enum RowChunk {
 /// A SQL database that holds aggregate tables.
 #[async_trait]
 pub trait SqlTarget: Send + Sync {
+    /// The table a view's schema-qualified `table:` names, as this database
+    /// names it (in logs and errors too).
+    fn table_name(&self, qualified: &str) -> String {
+        qualified.to_owned()
+    }
     /// Who made the view's table. Reads only: creates nothing, not even the
     /// checkpoint table (`viewkeeper check` asks it too).
     async fn owner(&self, table: &TargetTable) -> Result<TableOwner, AggregateSinkError>;
@@ -340,12 +348,13 @@ pub struct AggregateSink {
 
 impl AggregateSink {
     pub fn new(
-        table: TargetTable,
+        mut table: TargetTable,
         store: Arc<Store>,
         store_id: String,
         target: Arc<dyn SqlTarget>,
         rewrites: RewriteSignal,
     ) -> AggregateSink {
+        table.name = target.table_name(&table.name);
         AggregateSink {
             sink: sink_name(&table.view),
             table,
@@ -381,6 +390,7 @@ impl AggregateSink {
         };
         self.applied.send_replace(applied);
         health.ok();
+        let mut table_checked = Instant::now();
         loop {
             if let Some(ticket) = self.rewrites.pending() {
                 applied = self.rewrite_when_built(wake).await?;
@@ -403,6 +413,14 @@ impl AggregateSink {
                 continue;
             };
             let Some(&(last, _)) = entries.last() else {
+                if table_checked.elapsed() >= TABLE_CHECK_INTERVAL {
+                    table_checked = Instant::now();
+                    if self.table_is_gone().await? {
+                        applied = self.rewrite_when_built(wake).await?;
+                        self.applied.send_replace(applied);
+                        continue;
+                    }
+                }
                 super::wait_for_wake(wake).await;
                 continue;
             };
@@ -417,6 +435,23 @@ impl AggregateSink {
             health.ok();
             self.applied.send_replace(applied);
             super::release_outbox::<AggregateSinkError>(&self.store, &self.sink, last).await?;
+        }
+    }
+
+    /// Whether the table was dropped under the sink (it then says so); an
+    /// error if someone else's table took its place.
+    async fn table_is_gone(&self) -> Result<bool, AggregateSinkError> {
+        match self.target.owner(&self.table).await? {
+            TableOwner::Nobody => {
+                tracing::warn!(
+                    view = %self.table.view,
+                    table = %self.table.name,
+                    "the aggregate table is gone (dropped by hand?): writing it anew"
+                );
+                Ok(true)
+            }
+            TableOwner::Someone => Err(self.table.foreign()),
+            TableOwner::Viewkeeper | TableOwner::EarlierViewkeeper => Ok(false),
         }
     }
 

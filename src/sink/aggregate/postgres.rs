@@ -247,34 +247,25 @@ async fn owner_of(
     ))
 }
 
-/// Creates `schema` unless it exists. The sinks of two views in one new
-/// schema may both get here at once, and `IF NOT EXISTS` does not stop the
-/// second from failing on the catalog's unique key: a transaction lock on
-/// the schema's name makes it wait for the first. Then it asks again: the
-/// new statement's snapshot sees the first one's commit, where `CREATE
-/// SCHEMA IF NOT EXISTS` alone looks in catalog caches that an advisory
-/// lock does not refresh (it failed so, the second time on the same key).
-async fn create_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
-    if schema_exists(conn, schema).await? {
-        return Ok(());
+/// Creates `schema` unless it exists, in a transaction of its own, so that
+/// the rewrite's transaction starts after it and sees it. Inside one
+/// transaction the catalog caches kept the schema missing: the rewrite
+/// looks its table up (`to_regclass`) before it could create the schema,
+/// and its `CREATE TABLE` then failed with "schema does not exist" after
+/// another sink had made it, even behind a lock on the schema's name. Two
+/// sinks creating it at once: the second fails on the catalog's unique key
+/// once the first commits, and the schema is there.
+async fn ensure_schema(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
+    let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
+    match sqlx::query(AssertSqlSafe(sql)).execute(pool).await {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e))
+            if matches!(e.code().as_deref(), Some("23505") | Some("42P06")) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(error),
     }
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(format!("viewkeeper: create schema {schema}"))
-        .execute(&mut *conn)
-        .await?;
-    if schema_exists(conn, schema).await? {
-        return Ok(());
-    }
-    let sql = format!("CREATE SCHEMA {}", quote_ident(schema));
-    sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
-    Ok(())
-}
-
-async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-        .bind(schema)
-        .fetch_one(&mut *conn)
-        .await
 }
 
 /// The definition hash of the view's checkpoint row; `None` also when no
@@ -406,6 +397,11 @@ impl SqlTarget for PgTarget {
         checkpoint: &Checkpoint,
     ) -> Result<u64, AggregateSinkError> {
         let sql_error = table.sql_error();
+        if let Some((schema, _)) = table.name.split_once('.') {
+            ensure_schema(&self.pool, schema)
+                .await
+                .map_err(&sql_error)?;
+        }
         let mut txn = self.pool.begin().await.map_err(&sql_error)?;
         // Checked again in this transaction: the table may have been made
         // since the sink last looked, and a foreign one must stay untouched.
@@ -419,9 +415,6 @@ impl SqlTarget for PgTarget {
         .map_err(&sql_error)?;
         if !owner.is_viewkeeper() {
             return Err(table.foreign());
-        }
-        if let Some((schema, _)) = table.name.split_once('.') {
-            create_schema(&mut txn, schema).await.map_err(&sql_error)?;
         }
         // The new rows go into a shadow table first, so readers keep the old
         // table (without waiting on a lock) until the swap at the end. It is

@@ -218,6 +218,10 @@ async fn record_checkpoint(
 
 #[async_trait]
 impl SqlTarget for SqliteTarget {
+    fn table_name(&self, qualified: &str) -> String {
+        unqualified(qualified).to_owned()
+    }
+
     async fn drop_table(
         &self,
         view: &str,
@@ -225,7 +229,7 @@ impl SqlTarget for SqliteTarget {
         definition_hash: Option<&str>,
     ) -> Result<bool, AggregateSinkError> {
         let sql_error = |source| AggregateSinkError::Sql {
-            table: name.to_owned(),
+            table: unqualified(name).to_owned(),
             source,
         };
         let mut txn = self.pool.begin().await.map_err(sql_error)?;
