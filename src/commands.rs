@@ -114,9 +114,12 @@ fn one_join_notes(
                 continue;
             }
             let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-            notes.push(ViewError::whole_file(
-                &def.file,
-                format!(
+            let field = format!("{}.on", node.path);
+            notes.push(ViewError {
+                file: def.file.clone(),
+                line: def.locations.line(&field),
+                field,
+                message: format!(
                     "a `one` join to {} on ({}) is not a unique key of that table: where \
                      several rows match, the one with the lowest primary key is kept, and a change to \
                      any of them refreshes every document that joins them; join on a unique \
@@ -124,7 +127,7 @@ fn one_join_notes(
                     view::display_table(&node.table),
                     columns.join(", ")
                 ),
-            ));
+            });
         }
     }
     notes

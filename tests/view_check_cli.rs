@@ -417,8 +417,8 @@ async fn a_database_error_is_the_servers_message_and_sqlstate() {
 }
 
 /// `check` notes a `one` join whose columns are not a unique key of the
-/// joined table (the lowest-keyed match is kept), and not
-/// one on a primary key or a unique index.
+/// joined table (the lowest-keyed match is kept), at the join's line, and
+/// not one on a primary key or a unique index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_notes_a_one_join_that_is_not_on_a_unique_key() {
     let pg = PgServer::start().await;
@@ -433,6 +433,10 @@ async fn check_notes_a_one_join_that_is_not_on_a_unique_key() {
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(noted(&stdout), "{stdout}");
+    assert!(
+        stdout.contains("buyer_cache.yaml:7: fields.buyer.on: a `one` join"),
+        "{stdout}"
+    );
 
     sqlx::raw_sql("CREATE UNIQUE INDEX customers_email ON customers (email)")
         .execute(&pool)

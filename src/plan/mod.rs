@@ -201,6 +201,8 @@ pub struct SearchFieldPlan {
 #[derive(Debug)]
 pub struct NodePlan {
     pub table: String,
+    /// Where the view file declares it (`fields.customer`, `joins.products`).
+    pub path: String,
     pub parent: Option<usize>,
     /// How this node joins its parent; `None` for the root.
     pub link: Option<LinkPlan>,
@@ -624,6 +626,7 @@ impl Resolver<'_> {
             };
             nodes.push(NodePlan {
                 table: node.table.clone(),
+                path: node.path.clone(),
                 parent: node.parent,
                 link,
             });

@@ -17,6 +17,9 @@ use crate::view::model::{
 #[derive(Debug)]
 pub(super) struct TreeNode {
     pub table: String,
+    /// Where the view file declares it, as error paths name it: `root`,
+    /// `fields.customer`, `fields.items.fields.product`, `joins.products`.
+    pub path: String,
     pub parent: Option<usize>,
     pub cardinality: Cardinality,
     /// (column of this node's table, column of the parent's table)
@@ -60,6 +63,7 @@ impl JoinTree {
     fn add_root(&mut self, table: &str) {
         self.nodes.push(TreeNode {
             table: table.to_string(),
+            path: "root".to_owned(),
             parent: None,
             cardinality: Cardinality::One,
             on: Vec::new(),
@@ -93,7 +97,7 @@ impl JoinTree {
                 self.reads.push((0, column.clone()));
             }
         }
-        self.add_fields(&cache.fields, 0, &[]);
+        self.add_fields(&cache.fields, 0, &[], "fields");
         if let Some(filter) = &cache.filter {
             for path in filter.columns() {
                 self.read(&path)?;
@@ -104,14 +108,18 @@ impl JoinTree {
 
     /// Numbers relation nodes depth first, in field order: the document plan
     /// walks the fields in the same order.
-    fn add_fields(&mut self, fields: &[Field], node: usize, names: &[String]) {
+    /// `fields_path` is where `fields` is in the file (`fields`,
+    /// `fields.items.fields`).
+    fn add_fields(&mut self, fields: &[Field], node: usize, names: &[String], fields_path: &str) {
         for field in fields {
             match &field.source {
                 FieldSource::Column(column) => self.reads.push((node, column.clone())),
                 FieldSource::Relation(relation) => {
                     let child = self.nodes.len();
+                    let field_path = format!("{fields_path}.{}", field.name);
                     self.nodes.push(TreeNode {
                         table: relation.table.clone(),
+                        path: field_path.clone(),
                         parent: Some(node),
                         cardinality: relation.cardinality,
                         on: relation
@@ -128,7 +136,12 @@ impl JoinTree {
                     for key in &relation.order_by {
                         self.reads.push((child, key.column.clone()));
                     }
-                    self.add_fields(&relation.fields, child, &path);
+                    self.add_fields(
+                        &relation.fields,
+                        child,
+                        &path,
+                        &format!("{field_path}.fields"),
+                    );
                 }
             }
         }
@@ -182,6 +195,7 @@ impl JoinTree {
         let child = self.nodes.len();
         self.nodes.push(TreeNode {
             table: join.table.clone(),
+            path: format!("joins.{}", join.name),
             parent: Some(parent.unwrap_or(0)),
             cardinality: Cardinality::One,
             on,
