@@ -46,18 +46,57 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "table {table}: primary-key column {column} is missing from the change: the table's \
+        "table {table}: primary-key column {column} is missing from a change{at}: the table's \
          replica identity no longer names its primary key (REPLICA IDENTITY USING INDEX?). Set \
          REPLICA IDENTITY DEFAULT or FULL, then rebuild each view that reads the table with \
          --from-source: the log already holds changes without the key"
     )]
-    MissingKey { table: String, column: String },
+    MissingKey {
+        table: String,
+        column: String,
+        /// Where the change is in the log, once its batch is known.
+        at: LogRange,
+    },
     #[error(transparent)]
     Aggregate(#[from] crate::aggregate::AggregateError),
     #[error("the engine panicked: {0}")]
     Panicked(String),
     #[error("the engine's thread has stopped")]
     Stopped,
+}
+
+/// Where a change is in the log: in a transaction committed after the
+/// stored position `after`, by the batch's last commit `through` (`None`
+/// while that transaction is still arriving).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LogRange {
+    pub after: Option<Lsn>,
+    pub through: Option<Lsn>,
+}
+
+impl std::fmt::Display for LogRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.after, self.through) {
+            (Some(after), Some(through)) => {
+                write!(f, " committed after LSN {after} and by LSN {through}")
+            }
+            (None, Some(through)) => write!(f, " committed by LSN {through}"),
+            (Some(after), None) => write!(f, " of a transaction after LSN {after}"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+impl EngineError {
+    /// This error of a change in a batch, told where the batch is.
+    fn in_batch(self, at: LogRange) -> EngineError {
+        match self {
+            EngineError::MissingKey { table, column, .. } => {
+                EngineError::MissingKey { table, column, at }
+            }
+            other => other,
+        }
+    }
 }
 
 /// What applying a batch did.
@@ -257,8 +296,13 @@ impl Engine {
             }
             w.set_source_lsn(batch.commit_end.or(position));
             let mut touched = Touched::default();
+            let at = LogRange {
+                after: position,
+                through: batch.commit_end,
+            };
             for change in &batch.changes {
-                rows::apply_change(w, &self.plan, change, &mut touched)?;
+                rows::apply_change(w, &self.plan, change, &mut touched)
+                    .map_err(|error| error.in_batch(at))?;
             }
             timings.rows = started.elapsed();
             let (mut outcome, deferred_roots) = self.refresh_or_defer(w, touched)?;

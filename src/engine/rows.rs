@@ -139,6 +139,7 @@ fn primary_key(table: &TablePlan, tuple: &Tuple) -> Result<Vec<u8>, EngineError>
                 return Err(EngineError::MissingKey {
                     table: table.name.clone(),
                     column: column.clone(),
+                    at: Default::default(),
                 });
             }
         }
