@@ -148,9 +148,11 @@ async fn poison_changes_land_in_dead_letters_while_the_rest_stays_current() {
     );
     assert!(metrics["viewkeeper_dead_letters_total{view=\"order_cache\"}"] >= n as f64);
 
-    // A retry without a fix changes nothing; without the token it is refused.
-    let (retry, _) = dead_letters_cli(port, "order_cache", true);
+    // A retry without a fix changes nothing, not even where and when each
+    // letter began; without the token it is refused.
+    let (retry, listed_after) = dead_letters_cli(port, "order_cache", true);
     assert_eq!(retry.unwrap()["still_failing"], n);
+    assert_eq!(listed_after["dead_letters"], listed["dead_letters"]);
     let refused = harness::http_post(port, "/views/order_cache/dead-letters/retry", None)
         .await
         .unwrap();

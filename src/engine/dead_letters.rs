@@ -48,6 +48,13 @@ pub(super) fn settle<T>(
             Ok(output)
         }
         Err(Poison(reason)) => {
+            // The same failure again (a retry without a fix, another change
+            // that leaves it) keeps where and when it began.
+            if w.dead_letter(&view.name, pk)?
+                .is_some_and(|earlier| earlier.reason == reason)
+            {
+                return Ok(None);
+            }
             let table = &view.nodes[0].table;
             let letter = DeadLetter {
                 lsn: w.source_lsn().map(|lsn| lsn.0),

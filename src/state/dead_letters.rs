@@ -18,7 +18,8 @@ use super::{Store, StoreError, keycode};
 pub struct DeadLetter {
     /// End LSN of the source transaction being applied when the root failed
     /// (`None` when it failed in a snapshot, a rebuild or a retry before the
-    /// first streamed transaction).
+    /// first streamed transaction). A root that fails again for the same
+    /// reason keeps its first letter.
     pub lsn: Option<u64>,
     /// The view's root table.
     pub table: String,
@@ -41,6 +42,18 @@ impl StateWriter<'_> {
         let value = postcard::to_allocvec(letter).unwrap_or_default();
         self.changes.insert(Table::DeadLetters, &key, &value);
         Ok(())
+    }
+
+    /// The dead letter of one root, if it has one.
+    pub fn dead_letter(&self, view: &str, pk: &[u8]) -> Result<Option<DeadLetter>, StoreError> {
+        if self.changes.tables().is_empty(Table::DeadLetters) {
+            return Ok(None);
+        }
+        let key = self.names.prefixed(view, pk)?;
+        self.changes
+            .get(Table::DeadLetters, &key)
+            .map(decode)
+            .transpose()
     }
 
     /// Removes the dead letter of one root, if there is one; says whether
