@@ -47,7 +47,11 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
                 .collect::<Result<Vec<_>, _>>()?;
             call_type(node, *function, &arg_types)
         }
-        Node::Extract { field, operand } => extract_type(node, *field, infer_child(operand)?),
+        Node::Extract {
+            field,
+            operand,
+            date_part,
+        } => extract_type(node, *field, infer_child(operand)?, *date_part),
         Node::DateTrunc { operand, .. } => temporal_operand(node, infer_child(operand)?),
         Node::IsNull { .. }
         | Node::IsBool { .. }
@@ -300,9 +304,14 @@ fn temporal_operand(node: &Node, operand: ValueType) -> Result<ValueType, ExprEr
     }
 }
 
-fn extract_type(node: &Node, field: DateField, operand: ValueType) -> Result<ValueType, ExprError> {
+fn extract_type(
+    node: &Node,
+    field: DateField,
+    operand: ValueType,
+    date_part: bool,
+) -> Result<ValueType, ExprError> {
     temporal_operand(node, operand)?;
-    if operand == ValueType::Date && !field.applies_to_date() {
+    if operand == ValueType::Date && !date_part && !field.applies_to_date() {
         return Err(type_error(
             node,
             format!("a date has no {} field", field.name()),

@@ -9,7 +9,8 @@ use super::cast::temporal_value;
 use super::error::Fault;
 use super::temporal::{
     DateTime, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND, TemporalKind,
-    civil_from_days, day_of_week, days_from_civil, is_infinite, kind_name, parse_value,
+    civil_from_days, day_of_week, days_from_civil, in_timestamp_range, is_infinite, kind_name,
+    parse_value,
 };
 use super::types::ValueType;
 
@@ -184,16 +185,30 @@ pub(crate) fn truncate_value(value: &Value, unit: TruncUnit) -> Result<Value, Fa
     if is_infinite(text) {
         return Ok(value.clone());
     }
-    let truncated = truncate(parse_value(text, kind)?, unit);
+    let mut parsed = parse_value(text, kind)?;
+    if kind == TemporalKind::Date {
+        // PostgreSQL truncates a date as a timestamptz.
+        parsed = in_timestamp_range(parsed)?;
+    }
+    let truncated = truncate(parsed, unit);
     Ok(temporal_value(truncated.format(kind), kind))
 }
 
-/// `extract(field from value)` as an Int. PostgreSQL has no finite field of
+/// `extract(field from value)` as an Int, or `date_part('field', value)`,
+/// which reads a date as a timestamp. PostgreSQL has no finite field of
 /// `infinity`: that gives NULL here.
-pub(crate) fn extract_value(value: &Value, field: DateField) -> Result<Value, Fault> {
+pub(crate) fn extract_value(
+    value: &Value,
+    field: DateField,
+    date_part: bool,
+) -> Result<Value, Fault> {
     let Some((text, kind)) = temporal_parts(value)? else {
         return Ok(Value::Null);
     };
+    if kind == TemporalKind::Date && date_part && !is_infinite(text) {
+        let as_timestamp = in_timestamp_range(parse_value(text, kind)?)?;
+        return Ok(Value::Int(extract(as_timestamp, field)));
+    }
     if kind == TemporalKind::Date && !field.applies_to_date() {
         return Err(Fault::TypeMismatch(format!(
             "{} has no {} field",
@@ -307,10 +322,48 @@ mod tests {
             truncate_value(&infinite, TruncUnit::Day),
             Ok(infinite.clone())
         );
-        assert_eq!(extract_value(&infinite, DateField::Year), Ok(Value::Null));
-        assert_eq!(extract_value(&tz, DateField::Hour), Ok(Value::Int(13)));
-        assert!(extract_value(&Value::Date("2024-01-01".into()), DateField::Hour).is_err());
-        assert!(extract_value(&Value::Text("2024-01-01".into()), DateField::Year).is_err());
+        assert_eq!(
+            extract_value(&infinite, DateField::Year, false),
+            Ok(Value::Null)
+        );
+        assert_eq!(
+            extract_value(&tz, DateField::Hour, false),
+            Ok(Value::Int(13))
+        );
+        let date = Value::Date("2024-01-01".into());
+        assert!(extract_value(&date, DateField::Hour, false).is_err());
+        let text = Value::Text("2024-01-01".into());
+        assert!(extract_value(&text, DateField::Year, false).is_err());
         assert!(truncate_value(&Value::Date("2024-99-01".into()), TruncUnit::Day).is_err());
+    }
+
+    /// As PostgreSQL 15 answers: `extract(year from '300000-01-01'::date)`
+    /// is 300000, while `date_part` and `date_trunc`, which read a date as
+    /// a timestamp, fail ("date out of range for timestamp"), and
+    /// `date_part('hour', date)` is 0 where `extract` refuses it.
+    #[test]
+    fn date_part_and_date_trunc_read_a_date_as_a_timestamp() {
+        let far = Value::Date("300000-01-01".into());
+        assert_eq!(
+            extract_value(&far, DateField::Year, false),
+            Ok(Value::Int(300_000))
+        );
+        let out_of_range = Err(Fault::OutOfRange("timestamp"));
+        assert_eq!(extract_value(&far, DateField::Year, true), out_of_range);
+        assert_eq!(truncate_value(&far, TruncUnit::Month), out_of_range);
+        let last = Value::Date("294276-12-31".into());
+        assert_eq!(
+            extract_value(&last, DateField::Year, true),
+            Ok(Value::Int(294_276))
+        );
+        let date = Value::Date("2024-03-05".into());
+        assert_eq!(
+            extract_value(&date, DateField::Hour, true),
+            Ok(Value::Int(0))
+        );
+        assert_eq!(
+            extract_value(&Value::Date("infinity".into()), DateField::Year, true),
+            Ok(Value::Null)
+        );
     }
 }

@@ -43,7 +43,11 @@ pub(crate) fn evaluate(node: &Node, row: RowLookup) -> Result<Value, EvalError> 
         Node::Not(operand) => Ok(truth_value(truth(operand, &eval(operand)?)?.map(|b| !b))),
         Node::Cast { operand, target } => cast(&eval(operand)?, *target).map_err(at),
         Node::Call { function, args } => call(node, *function, args, row),
-        Node::Extract { field, operand } => extract_value(&eval(operand)?, *field).map_err(at),
+        Node::Extract {
+            field,
+            operand,
+            date_part,
+        } => extract_value(&eval(operand)?, *field, *date_part).map_err(at),
         Node::DateTrunc { unit, operand } => truncate_value(&eval(operand)?, *unit).map_err(at),
         Node::IsNull { .. }
         | Node::IsBool { .. }

@@ -93,6 +93,10 @@ pub(crate) enum Node {
     Extract {
         field: DateField,
         operand: Box<Node>,
+        /// Written `date_part(…)`, which reads a date as a timestamp (so it
+        /// has an hour, 0, and one past 294276 AD is out of range), where
+        /// `extract` reads it as a date.
+        date_part: bool,
     },
     DateTrunc {
         unit: TruncUnit,

@@ -40,6 +40,7 @@ pub(crate) fn call(
         ("date_part", [field, operand]) => Ok(Node::Extract {
             field: named_literal(field, DateField::from_name, "date_part field", expr)?,
             operand: convert_boxed(operand, depth)?,
+            date_part: true,
         }),
         ("date" | "date_trunc" | "date_part", _) => {
             let arity = Arity::exactly(if name == "date" { 1 } else { 2 });
@@ -153,6 +154,7 @@ pub(crate) fn extract(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError>
     Ok(Node::Extract {
         field,
         operand: convert_boxed(operand, depth)?,
+        date_part: false,
     })
 }
 

@@ -188,7 +188,16 @@ fn write_call(f: &mut Formatter<'_>, node: &Node) -> fmt::Result {
             write_list(f, args)?;
             f.write_str(")")
         }
-        Node::Extract { field, operand } => write!(f, "extract({} from {operand})", field.name()),
+        Node::Extract {
+            field,
+            operand,
+            date_part: false,
+        } => write!(f, "extract({} from {operand})", field.name()),
+        Node::Extract {
+            field,
+            operand,
+            date_part: true,
+        } => write!(f, "date_part('{}', {operand})", field.name()),
         Node::DateTrunc { unit, operand } => write!(f, "date_trunc('{}', {operand})", unit.name()),
         other => write!(f, "{other}"),
     }

@@ -26,6 +26,8 @@ const DAYS_PER_400_YEARS: i64 = 146_097;
 /// PostgreSQL's last representable year (of a `date`; a timestamp's ends at
 /// 294276); larger ones are refused on input.
 const MAX_YEAR: i64 = 5_874_897;
+/// A timestamp's last year.
+const MAX_TIMESTAMP_YEAR: i64 = 294_276;
 /// PostgreSQL's first representable year, 4714 BC (of a `date`).
 const MAX_YEAR_BC: i64 = 4_714;
 /// How PostgreSQL marks a year before 1 AD, after the value.
@@ -262,13 +264,27 @@ pub(crate) fn day_of_week(days: i64) -> i64 {
 
 /// Reads a row's temporal value, failing with the value in the message.
 pub(crate) fn parse_value(text: &str, kind: TemporalKind) -> Result<DateTime, Fault> {
-    parse(text, kind).ok_or_else(|| {
+    let value = parse(text, kind).ok_or_else(|| {
         Fault::InvalidValue(format!(
             "invalid {} value {}",
             kind_name(kind),
             quoted(text)
         ))
-    })
+    })?;
+    match kind {
+        TemporalKind::Date => Ok(value),
+        TemporalKind::Timestamp | TemporalKind::TimestampTz => in_timestamp_range(value),
+    }
+}
+
+/// `value`, if a timestamp can hold it: a date past 294276 AD cannot
+/// (PostgreSQL: "date out of range for timestamp"), so casting it, or
+/// `date_trunc` and `date_part`, which read a date as a timestamp, fail.
+pub(crate) fn in_timestamp_range(value: DateTime) -> Result<DateTime, Fault> {
+    if value.days > days_from_civil(MAX_TIMESTAMP_YEAR, 12, 31) {
+        return Err(Fault::OutOfRange("timestamp"));
+    }
+    Ok(value)
 }
 
 pub(crate) fn kind_name(kind: TemporalKind) -> &'static str {

@@ -355,6 +355,26 @@ fn temporal_functions_keep_kind_and_use_utc() {
         eval("date_trunc('day', NULL::timestamptz)", &at),
         Ok(Value::Null)
     );
+    // `date_part` reads a date as a timestamp, as PostgreSQL does.
+    assert_eq!(eval("date_part('hour', day)", &at), Ok(Value::Int(0)));
+    let far = row(&[("day", Value::Date("300000-01-01".into()))]);
+    assert_eq!(
+        eval("extract(year from day)", &far),
+        Ok(Value::Int(300_000))
+    );
+    for beyond_a_timestamp in [
+        "date_part('year', day)",
+        "date_trunc('year', day)",
+        "day::timestamp",
+    ] {
+        assert!(
+            matches!(
+                eval(beyond_a_timestamp, &far),
+                Err(EvalError::OutOfRange { .. })
+            ),
+            "{beyond_a_timestamp}"
+        );
+    }
 }
 
 #[test]
