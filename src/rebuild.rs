@@ -22,6 +22,7 @@ use crate::engine::Engine;
 use crate::sink::RewriteSignal;
 use crate::state::Store;
 use crate::status::StatusBoard;
+use crate::view::ViewDef;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RebuildError {
@@ -216,5 +217,39 @@ impl Rebuilder {
         let ticket = rewrite.request();
         rewrite.completed(ticket).await;
         Ok(())
+    }
+}
+
+/// Whether a rebuild from the source that was cut short runs again at this
+/// start, which must then take a new snapshot: only for a view that runs
+/// now. One set apart or removed since keeps its record for the start that
+/// runs it, and costs this one no snapshot.
+pub fn resumes_from_source(asked: &[(String, bool)], running: &[ViewDef]) -> bool {
+    asked
+        .iter()
+        .any(|(view, from_source)| *from_source && running.iter().any(|def| &def.name == view))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn cache_view(name: &str) -> ViewDef {
+        let text = format!(
+            "view: {name}\nkind: cache\nroot: orders\nkey: \"{name}:{{id}}\"\nfields: {{ id: id }}\n"
+        );
+        crate::view::parse_view(Path::new("views/test.yaml"), &text).expect("a view")
+    }
+
+    #[test]
+    fn only_a_running_views_rebuild_from_source_takes_a_snapshot() {
+        let running = [cache_view("orders"), cache_view("items")];
+        let asked = |view: &str, from_source| vec![(view.to_owned(), from_source)];
+        assert!(resumes_from_source(&asked("orders", true), &running));
+        assert!(!resumes_from_source(&asked("orders", false), &running));
+        assert!(!resumes_from_source(&asked("removed", true), &running));
+        assert!(!resumes_from_source(&[], &running));
     }
 }

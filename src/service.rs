@@ -23,7 +23,7 @@ use crate::config::{Config, ConfigError};
 use crate::drop_view::Targets;
 use crate::engine::{BatchOutcome, Engine, EngineError, OutputReader};
 use crate::plan::{KeyPartPlan, OutputPlan, Plan, PlanError, ViewPlan};
-use crate::rebuild::Rebuilder;
+use crate::rebuild::{self, Rebuilder};
 use crate::reload::{
     self, InvalidView, PlannedViews, PlanningError, Reloader, Restart, WhenNoneChecks,
 };
@@ -171,7 +171,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let store = Arc::new(Store::open(&config.data_dir, &config.store)?);
     let endpoint = endpoint.for_store(&store.id()?);
     let rebuilds_asked = store.rebuilds_asked()?;
-    if rebuilds_asked.iter().any(|(_, from_source)| *from_source) {
+    if rebuild::resumes_from_source(&rebuilds_asked, &planned.runnable) {
         // A rebuild from the source cut short: this start takes its snapshot.
         store.forget_position()?;
     }
