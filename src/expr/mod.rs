@@ -116,12 +116,11 @@ impl Expr {
         self.root.compared_columns()
     }
 
-    /// The column this expression is, when it is one column and nothing else.
-    pub fn as_column(&self) -> Option<&ColumnPath> {
-        match &self.root {
-            node::Node::Column(path) => Some(path),
-            _ => None,
-        }
+    /// The columns whose value, of their own type, this expression's value
+    /// may be ([`node::Node::value_columns`]): a bare column, or one through
+    /// `coalesce`, `nullif` or `CASE`.
+    pub fn value_columns(&self) -> Vec<ColumnPath> {
+        self.root.value_columns().into_iter().cloned().collect()
     }
 
     /// The value over one row. `row` returns a column's value, or `None` if

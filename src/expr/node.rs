@@ -208,22 +208,53 @@ impl Node {
             .collect()
     }
 
+    /// The columns whose value, of their own type, this node's value may
+    /// be: a column as it stands, or through `coalesce`, `nullif` or a
+    /// `CASE` result, which keep their argument's type in PostgreSQL (so a
+    /// citext stays citext, and compares as one).
+    pub fn value_columns(&self) -> Vec<&ColumnPath> {
+        match self {
+            Node::Column(path) => vec![path],
+            Node::Call {
+                function: Function::Coalesce,
+                args,
+            } => args.iter().flat_map(Node::value_columns).collect(),
+            Node::Call {
+                function: Function::Nullif,
+                args,
+            } => args.iter().take(1).flat_map(Node::value_columns).collect(),
+            Node::Case {
+                branches,
+                otherwise,
+                ..
+            } => branches
+                .iter()
+                .map(|branch| &branch.then)
+                .chain(otherwise.as_deref())
+                .flat_map(Node::value_columns)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The columns compared for order (`<`, `<=`, `>`, `>=`, `BETWEEN`) as
-    /// they stand, not through a function or cast, deduplicated.
+    /// they stand (or through what keeps their type, [`Node::value_columns`]),
+    /// not through another function or a cast, deduplicated.
     pub fn ordered_columns(&self) -> Vec<ColumnPath> {
         self.operand_columns(Node::ordered_operands)
     }
 
-    /// The columns compared with another value as they stand, not through
-    /// a function or cast, for equality or order (`=`, `<>`, `<`, `IN`,
+    /// The columns compared with another value as they stand (or through
+    /// what keeps their type), not through another function or a cast, for
+    /// equality or order (`=`, `<>`, `<`, `IN`,
     /// `BETWEEN`, `LIKE`, `IS DISTINCT FROM`, a `CASE` operand),
     /// deduplicated.
     pub fn compared_columns(&self) -> Vec<ColumnPath> {
         self.operand_columns(Node::compared_operands)
     }
 
-    /// The columns that stand bare among the `operands` of a node of this
-    /// tree, deduplicated.
+    /// The columns whose values the `operands` of a node of this tree may
+    /// be ([`Node::value_columns`]), deduplicated.
     fn operand_columns(&self, operands: fn(&Node) -> Vec<&Node>) -> Vec<ColumnPath> {
         let mut found = Vec::new();
         self.collect_operand_columns(operands, &mut found);
@@ -235,10 +266,8 @@ impl Node {
         operands: fn(&Node) -> Vec<&Node>,
         found: &mut Vec<ColumnPath>,
     ) {
-        for node in operands(self) {
-            if let Node::Column(path) = node
-                && !found.contains(path)
-            {
+        for path in operands(self).into_iter().flat_map(Node::value_columns) {
+            if !found.contains(path) {
                 found.push(path.clone());
             }
         }

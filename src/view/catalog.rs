@@ -468,10 +468,14 @@ pub(super) fn unsortable_comparison(column: &str, type_name: &str) -> String {
     )
 }
 
+/// How a column stands where its type is kept ([`crate::expr::Expr::value_columns`]).
+pub(super) const AS_IT_STANDS: &str = "as it stands (or through coalesce, nullif or CASE, \
+     which keep its type)";
+
 /// Why `column` (of type `type_name`) may not be compared as it stands.
 pub(super) fn unequal_comparison(column: &str, type_name: &str) -> String {
     format!(
-        "cannot compare column {column} as it stands: its type {type_name} would be compared \
+        "cannot compare column {column} {AS_IT_STANDS}: its type {type_name} would be compared \
          by its text, and PostgreSQL finds values of other texts equal ('1 day' and '24 \
          hours' in interval, 'A' and 'a' in citext); compare a cast or function of it \
          ({column}::text, lower({column}))"

@@ -6,7 +6,7 @@
 //! by no other aggregate view.
 
 use super::joined::JoinedTables;
-use super::{ViewCheck, unequal_type, unsortable_type};
+use super::{AS_IT_STANDS, ViewCheck, unequal_type, unsortable_type};
 use crate::expr::ValueType;
 use crate::view::model::{
     AggregateView, Field, FieldSource, GroupKey, Measure, MeasureFunction, ViewDef, ViewKind,
@@ -41,12 +41,11 @@ impl<'a> ViewCheck<'a> {
         let Some(value_type) = self.joined_type(tables, &key.expr, &path) else {
             return;
         };
-        let as_it_stands = key.expr.as_column().map(|column| vec![column.clone()]);
         if let Some((column, type_name)) =
-            as_it_stands.and_then(|columns| self.column_of_type(tables, columns, unequal_type))
+            self.column_of_type(tables, key.expr.value_columns(), unequal_type)
         {
             let message = format!(
-                "cannot group by column {column} as it stands: its type {type_name} would be \
+                "cannot group by column {column} {AS_IT_STANDS}: its type {type_name} would be \
                  grouped by its text, and PostgreSQL finds values of other texts equal; group \
                  by a cast or function of it ({column}::text, lower({column}))"
             );
@@ -70,13 +69,12 @@ impl<'a> ViewCheck<'a> {
         let Some(value_type) = self.joined_type(tables, arg, &path) else {
             return;
         };
-        let as_it_stands = arg.as_column().map(|column| vec![column.clone()]);
         if measure.function == MeasureFunction::CountDistinct
             && let Some((column, type_name)) =
-                as_it_stands.and_then(|columns| self.column_of_type(tables, columns, unequal_type))
+                self.column_of_type(tables, arg.value_columns(), unequal_type)
         {
             let message = format!(
-                "count_distinct cannot take column {column} as it stands: its type {type_name} \
+                "count_distinct cannot take column {column} {AS_IT_STANDS}: its type {type_name} \
                  would be counted by its text, and PostgreSQL finds values of other texts \
                  equal; count a cast or function of it ({column}::text, lower({column}))"
             );

@@ -279,7 +279,7 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
     assert_eq!(
         check(&text, &catalog),
         [
-            "views/sales.yaml:8: where: cannot compare column wait as it stands: its type \
+            "views/sales.yaml:8: where: cannot compare column wait as it stands (or through coalesce, nullif or CASE, which keep its type): its type \
              interval would be compared by its text, and PostgreSQL finds values of other texts \
              equal ('1 day' and '24 hours' in interval, 'A' and 'a' in citext); compare a cast \
              or function of it (wait::text, lower(wait))"
@@ -319,20 +319,21 @@ fn types_equal_with_other_texts_are_refused_where_compared_as_they_stand() {
         check(&text, &catalog),
         [
             format!(
-                "views/sales.yaml:8: where: cannot compare column email as it stands: its type \
+                "views/sales.yaml:8: where: cannot compare column email as it stands (or through coalesce, nullif or CASE, which keep its type): its type \
                  {citext} would be compared by its text, and PostgreSQL finds values of other \
                  texts equal ('1 day' and '24 hours' in interval, 'A' and 'a' in citext); \
                  compare a cast or function of it (email::text, lower(email))"
             ),
             format!(
                 "views/sales.yaml:11: group_by.category_id: cannot group by column email as it \
-                 stands: its type {citext} would be grouped by its text, and PostgreSQL finds \
+                 stands (or through coalesce, nullif or CASE, which keep its type): its type \
+                 {citext} would be grouped by its text, and PostgreSQL finds \
                  values of other texts equal; group by a cast or function of it (email::text, \
                  lower(email))"
             ),
             format!(
                 "views/sales.yaml:18: measures.emails: count_distinct cannot take column email \
-                 as it stands: its type {citext} would be counted by its text, and PostgreSQL \
+                 as it stands (or through coalesce, nullif or CASE, which keep its type): its type {citext} would be counted by its text, and PostgreSQL \
                  finds values of other texts equal; count a cast or function of it \
                  (email::text, lower(email))"
             ),
@@ -349,6 +350,30 @@ fn types_equal_with_other_texts_are_refused_where_compared_as_they_stand() {
             "category_id: lower(email)",
         );
     assert_eq!(check(&text, &catalog), Vec::<String>::new());
+    // Through coalesce, nullif or CASE it is still citext in PostgreSQL.
+    let text = with_measures(
+        "  emails: count_distinct(CASE WHEN quantity > 1 THEN email ELSE 'none' END)\n",
+    )
+    .replace(
+        "orders.status = 'paid'",
+        "orders.status = 'paid' AND nullif(email, '') = 'a@b.c'",
+    )
+    .replace(
+        "category_id: products.category_id",
+        "category_id: coalesce(email, 'none')",
+    );
+    let refused: Vec<String> = check(&text, &catalog)
+        .iter()
+        .map(|error| error.splitn(3, ": ").take(2).collect::<Vec<_>>().join(": "))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "views/sales.yaml:8: where",
+            "views/sales.yaml:11: group_by.category_id",
+            "views/sales.yaml:18: measures.emails",
+        ]
+    );
     // Joined on it: refused.
     catalog
         .tables
