@@ -12,7 +12,7 @@
 //! until `viewkeeper drop VIEW`), and unchanged views resume where they were
 //! without recomputing anything.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -206,27 +206,50 @@ pub struct Reloader {
     /// Where the aggregate views' tables are, to refuse a view whose table
     /// belongs to someone else, as `check` does.
     aggregates_url: String,
-    /// Name → definition hash of the views last handed to the pipeline. The
-    /// lock also keeps two reloads from interleaving.
-    running: Mutex<BTreeMap<String, String>>,
+    /// The views last handed to the pipeline. The lock also keeps two
+    /// reloads from interleaving.
+    running: Mutex<RunningViews>,
     requests: mpsc::Sender<Restart>,
 }
 
+/// What a reload compares the view files with.
+#[derive(Debug, Default)]
+struct RunningViews {
+    /// Name → definition hash of the views that run.
+    hashes: BTreeMap<String, String>,
+    /// The views set apart because they no longer checked: one that checks
+    /// again comes back `changed`, not `added`.
+    set_apart: BTreeSet<String>,
+}
+
+impl RunningViews {
+    fn of(planned: &PlannedViews) -> RunningViews {
+        RunningViews {
+            hashes: hashes(&planned.runnable),
+            set_apart: planned
+                .invalid
+                .iter()
+                .map(|invalid| invalid.view.name.clone())
+                .collect(),
+        }
+    }
+}
+
 impl Reloader {
-    /// A reloader for the service now running `views`, and where the
-    /// pipeline receives the new views it accepts.
+    /// A reloader for the service now running `planned`'s views, and where
+    /// the pipeline receives the new views it accepts.
     pub fn new(
         views_dir: PathBuf,
         pool: PgPool,
         aggregates_url: String,
-        views: &[ViewDef],
+        planned: &PlannedViews,
     ) -> (Reloader, mpsc::Receiver<Restart>) {
         let (requests, received) = mpsc::channel(1);
         let reloader = Reloader {
             views_dir,
             pool,
             aggregates_url,
-            running: Mutex::new(hashes(views)),
+            running: Mutex::new(RunningViews::of(planned)),
             requests,
         };
         (reloader, received)
@@ -262,7 +285,10 @@ impl Reloader {
                 .send(Restart::Views(views))
                 .await
                 .map_err(|_| ReloadError::Stopping)?;
-            *running = next;
+            *running = RunningViews {
+                hashes: next,
+                set_apart: BTreeSet::new(),
+            };
             // The restart takes the lock itself ([`Reloader::set_running`]).
             drop(running);
             started.await.map_err(|_| ReloadError::Stopping)?;
@@ -285,8 +311,8 @@ impl Reloader {
     /// Takes `views` as the running ones: after a restart that set views
     /// apart that no longer check, a reload of the same files brings back
     /// those that check again.
-    pub async fn set_running(&self, views: &[ViewDef]) {
-        *self.running.lock().await = hashes(views);
+    pub async fn set_running(&self, planned: &PlannedViews) {
+        *self.running.lock().await = RunningViews::of(planned);
     }
 
     /// Asks the pipeline to restart from a new snapshot and then rewrite
@@ -309,16 +335,18 @@ fn hashes(views: &[ViewDef]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn compare(running: &BTreeMap<String, String>, next: &BTreeMap<String, String>) -> ReloadOutcome {
+fn compare(running: &RunningViews, next: &BTreeMap<String, String>) -> ReloadOutcome {
     let mut outcome = ReloadOutcome::default();
     for (name, hash) in next {
-        match running.get(name) {
+        match running.hashes.get(name) {
+            None if running.set_apart.contains(name) => outcome.changed.push(name.clone()),
             None => outcome.added.push(name.clone()),
             Some(old) if old != hash => outcome.changed.push(name.clone()),
             Some(_) => outcome.unchanged.push(name.clone()),
         }
     }
     outcome.removed = running
+        .hashes
         .keys()
         .filter(|name| !next.contains_key(*name))
         .cloned()
@@ -339,14 +367,18 @@ mod tests {
 
     #[test]
     fn a_reload_sorts_views_into_added_changed_removed_and_unchanged() {
-        let running = map(&[("a", "1"), ("b", "2"), ("c", "3")]);
-        let next = map(&[("a", "1"), ("b", "9"), ("d", "4")]);
+        let running = RunningViews {
+            hashes: map(&[("a", "1"), ("b", "2"), ("c", "3")]),
+            // Set apart as it no longer checked: back, it is not new.
+            set_apart: BTreeSet::from(["e".to_owned()]),
+        };
+        let next = map(&[("a", "1"), ("b", "9"), ("d", "4"), ("e", "5")]);
         let outcome = compare(&running, &next);
         assert_eq!(outcome.added, ["d"]);
-        assert_eq!(outcome.changed, ["b"]);
+        assert_eq!(outcome.changed, ["b", "e"]);
         assert_eq!(outcome.removed, ["c"]);
         assert_eq!(outcome.unchanged, ["a"]);
         assert!(outcome.applies());
-        assert!(!compare(&running, &running).applies());
+        assert!(!compare(&running, &running.hashes).applies());
     }
 }

@@ -179,7 +179,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         config.views.clone(),
         pool.clone(),
         config.aggregates_url()?.to_owned(),
-        &planned.runnable,
+        &planned,
     );
     let reloader = Arc::new(reloader);
     let context = Context {
@@ -215,7 +215,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     while let Some(mut restart) = generation.run(&mut shutdown, &mut restarts).await {
         let running_notice = restart.take_running_notice();
         let (next_views, planned, from_source) = prepare_restart(&context, views, restart).await?;
-        reloader.set_running(&planned.runnable).await;
+        reloader.set_running(&planned).await;
         let (started, running) = Generation::start(&context, planned).await?;
         if let Some(view) = from_source {
             running.rebuilder.rewrite_after_snapshot(view);

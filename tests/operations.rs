@@ -518,6 +518,14 @@ async fn the_only_view_broken_under_a_running_service_waits_for_a_reload() {
         .expect("renaming back");
     let (code, body) = http_post(port, "/views/reload", Some(TOKEN)).await.unwrap();
     assert_eq!(code, 200, "{body}");
+    // The view was there all along, set apart: it is back, not new.
+    let outcome: serde_json::Value = serde_json::from_str(&body).expect("the reload's answer");
+    assert_eq!(
+        outcome["changed"],
+        serde_json::json!(["product_cache"]),
+        "{body}"
+    );
+    assert_eq!(outcome["added"], serde_json::json!([]), "{body}");
     wait_until(
         deadline,
         "product_cache matches SQL again",
