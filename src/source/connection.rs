@@ -104,11 +104,17 @@ impl PgEndpoint {
     /// Settings for a replication session on `slot` reading `publication`.
     pub fn replication_config(&self, slot: &str, publication: &str) -> ReplicationConfig {
         let host = self.url.host_str().unwrap_or("localhost").to_string();
-        let user = match self.url.username() {
-            "" => "postgres".to_string(),
-            user => percent_decode(user),
+        // libpq (and so the SQL connections) also takes them as parameters
+        // (`?password=…`), which win over the URL's own parts.
+        let user = match (self.query_parameter("user"), self.url.username()) {
+            (Some(user), _) => user,
+            (None, "") => "postgres".to_string(),
+            (None, user) => percent_decode(user),
         };
-        let password = self.url.password().map(percent_decode).unwrap_or_default();
+        let password = self
+            .query_parameter("password")
+            .or_else(|| self.url.password().map(percent_decode))
+            .unwrap_or_default();
         let database = match self.url.path().trim_start_matches('/') {
             "" => user.clone(),
             db => percent_decode(db),
@@ -125,6 +131,14 @@ impl PgEndpoint {
             .with_status_interval(Duration::from_secs(1))
             .with_wakeup_interval(Duration::from_secs(5))
     }
+
+    /// The value of the URL's query parameter `name`, if it has one.
+    fn query_parameter(&self, name: &str) -> Option<String> {
+        self.url
+            .query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
 }
 
 /// A URL part as libpq reads it: `%XX` decoded, every other character kept
@@ -136,28 +150,63 @@ fn percent_decode(text: &str) -> String {
         .into_owned()
 }
 
-/// The URL with its password replaced by `***`, safe for logs and errors.
+/// The URL with its password replaced by `***`, safe for logs and errors:
+/// the password of its user part, and of a query parameter
+/// (`?password=…`, `?sslpassword=…`).
 pub fn redact_url(text: &str) -> String {
     match url::Url::parse(text) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        // An `@` past the host means a password with a `/` that was not
-        // percent-encoded (`user:pa/ss@host`): the URL reads it as a port
-        // and a path. Cut as if unparsable.
-        Ok(url) if !url[url::Position::BeforePath..].contains('@') => url.to_string(),
-        // Unparsable: cut everything between "://" and "@", where a password would be.
-        _ => match (text.find("://"), text.rfind('@')) {
-            (Some(start), Some(end)) if end > start => {
-                format!("{}://***{}", &text[..start], &text[end..])
+        Ok(mut url) => {
+            let had_password = url.password().is_some();
+            if had_password {
+                let _ = url.set_password(Some("***"));
             }
-            _ if has_key_value_password(text) => redact_key_value_password(text),
-            // A URL mistyped without "://" (`postgres//user:pw@host`,
-            // `user:pw@host`): everything before the "@" may be a password.
-            (_, Some(end)) => format!("***{}", &text[end..]),
-            _ => text.to_string(),
-        },
+            redact_secret_parameters(&mut url);
+            // An `@` past the host, with no password before it, means a
+            // password with a `/` that was not percent-encoded
+            // (`user:pa/ss@host`): the URL reads it as a port and a path.
+            // Cut as if unparsable.
+            if !had_password && url[url::Position::BeforePath..].contains('@') {
+                redact_unparsed(text)
+            } else {
+                url.to_string()
+            }
+        }
+        Err(_) => redact_unparsed(text),
+    }
+}
+
+/// Replaces the value of every query parameter that may be a secret.
+fn redact_secret_parameters(url: &mut url::Url) {
+    let is_secret = |key: &str| {
+        let key = key.to_ascii_lowercase();
+        ["pass", "secret", "token"]
+            .iter()
+            .any(|word| key.contains(word))
+    };
+    if !url.query_pairs().any(|(key, _)| is_secret(&key)) {
+        return;
+    }
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(key, value)| {
+            let value = if is_secret(&key) { "***".into() } else { value };
+            (key.into_owned(), value.into_owned())
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+}
+
+/// A text that does not parse as a URL, with whatever may be a password cut.
+fn redact_unparsed(text: &str) -> String {
+    match (text.find("://"), text.rfind('@')) {
+        (Some(start), Some(end)) if end > start => {
+            format!("{}://***{}", &text[..start], &text[end..])
+        }
+        _ if has_key_value_password(text) => redact_key_value_password(text),
+        // A URL mistyped without "://" (`postgres//user:pw@host`,
+        // `user:pw@host`): everything before the "@" may be a password.
+        (_, Some(end)) => format!("***{}", &text[end..]),
+        _ => text.to_string(),
     }
 }
 
@@ -281,6 +330,34 @@ mod tests {
                 assert!(error.contains("postgres://"), "{error}");
             }
         }
+    }
+
+    /// A password given as a query parameter, which libpq and so the SQL
+    /// connections take, was logged in clear (trial 8).
+    #[test]
+    fn a_password_parameter_is_redacted_and_used() {
+        for (text, kept) in [
+            (
+                "postgres://vk@127.0.0.1:55480/learn?password=Pg-S3cr3t-pw&sslmode=disable",
+                "postgres://vk@127.0.0.1:55480/learn?password=***&sslmode=disable",
+            ),
+            (
+                "redis://127.0.0.1:56480?password=QP-S3cr3t-pw",
+                "redis://127.0.0.1:56480?password=***",
+            ),
+            (
+                "postgres://vk:Pg-S3cr3t-pw@db/learn?sslpassword=Pg-S3cr3t-pw&application_name=x",
+                "postgres://vk:***@db/learn?sslpassword=***&application_name=x",
+            ),
+        ] {
+            assert_eq!(redact_url(text), kept);
+        }
+        let endpoint =
+            PgEndpoint::parse("postgres://vk@db/learn?password=p%40ss&user=owner").unwrap();
+        let config = endpoint.replication_config("slot", "publication");
+        assert_eq!(config.password, "p@ss");
+        assert_eq!(config.user, "owner");
+        assert!(!format!("{endpoint:?}").contains("p%40ss"));
     }
 
     #[test]
