@@ -1124,11 +1124,13 @@ measures:
   low: min(amount)
   loose_total: sum(loose)
   loose_mean: avg(loose)
+  loose_low: min(loose)
 table: analytics.price_stats
 ";
 
 type PriceRow = (
     i64,
+    Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -1143,10 +1145,10 @@ async fn price_stats_match(pool: &PgPool, what: &str) {
         pool,
         what,
         "SELECT g::bigint, sum(amount)::text, avg(amount)::text, max(amount)::text,
-                min(amount)::text, sum(loose)::text, avg(loose)::text
+                min(amount)::text, sum(loose)::text, avg(loose)::text, min(loose)::text
          FROM prices GROUP BY g ORDER BY g",
         "SELECT g::bigint, total::text, mean::text, high::text, low::text,
-                loose_total::text, loose_mean::text
+                loose_total::text, loose_mean::text, loose_low::text
          FROM analytics.price_stats ORDER BY g",
     )
     .await;
@@ -1157,7 +1159,10 @@ async fn price_stats_match(pool: &PgPool, what: &str) {
 /// (`3.5000` after the only four-digit input became `1.00`, and after a
 /// column's type narrowed its scale). A type change rewrites every row
 /// without a change in the log, so a new snapshot is taken, running or
-/// stopped; every measure then shows the new scale.
+/// stopped; every measure then shows the new scale. A `min` shows the text
+/// of an input the group holds: it kept the first text of equal values
+/// (`1.0` after that row was deleted and only `1.00` was left, and `1.00`
+/// after a type change made every row's `1.000`; trial 8).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numeric_measures_show_the_scale_of_the_rows_they_hold() {
     let pg = PgServer::start().await;
@@ -1166,7 +1171,8 @@ async fn numeric_measures_show_the_scale_of_the_rows_they_hold() {
         "CREATE TABLE prices (id int PRIMARY KEY, g int NOT NULL, amount numeric(10,2),
                               loose numeric)",
         "INSERT INTO prices VALUES (1, 1, 999.99, 1.0000), (2, 1, 5.10, 2.5),
-                                   (3, 2, 0.01, 7), (4, 2, -3.25, NULL), (5, 3, NULL, 0.125)",
+                                   (3, 2, 0.01, 7), (4, 2, -3.25, NULL), (5, 3, NULL, 0.125),
+                                   (10, 4, NULL, 1.0), (8, 4, NULL, 5.5)",
     ] {
         execute(&pool, sql).await;
     }
@@ -1183,6 +1189,14 @@ async fn numeric_measures_show_the_scale_of_the_rows_they_hold() {
         execute(&pool, sql).await;
     }
     price_stats_match(&pool, "sums after their widest inputs narrowed").await;
+    for sql in [
+        "INSERT INTO prices VALUES (7, 4, NULL, 1.00), (9, 4, NULL, 1.00)",
+        // Refreshed after the inserts, whose roots come first, in one batch.
+        "DELETE FROM prices WHERE id = 10",
+    ] {
+        execute(&pool, sql).await;
+    }
+    price_stats_match(&pool, "a min whose text left while an equal one stays").await;
 
     for (alter, what) in [
         ("numeric(14,4)", "measures after the column's scale widened"),
@@ -1208,5 +1222,12 @@ async fn numeric_measures_show_the_scale_of_the_rows_they_hold() {
     .await;
     let mut service = setup.start();
     price_stats_match(&pool, "measures after the scale changed while stopped").await;
+    execute(
+        &pool,
+        "ALTER TABLE prices ALTER COLUMN loose TYPE numeric(10,3)",
+    )
+    .await;
+    execute(&pool, "UPDATE prices SET amount = amount WHERE id = 3").await;
+    price_stats_match(&pool, "a min of equal values after their scale changed").await;
     service.assert_running();
 }

@@ -124,6 +124,59 @@ impl Direction {
     }
 }
 
+/// The inputs of one sort key of a value-keeping measure: how many, and the
+/// texts they came as, each with how many, the latest added last. Equal
+/// values may print differently (a numeric's `1.0` and `1.00`, a float's
+/// `0` and `-0`): `min` and `max` show a text an input of the group holds
+/// now, the latest added, as PostgreSQL's scan usually meets last.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyInputs {
+    pub count: u64,
+    pub texts: Vec<(Value, u64)>,
+}
+
+impl KeyInputs {
+    /// Adds (`delta` > 0) or retracts inputs of `value`'s text; returns how
+    /// many inputs of the key are left.
+    pub fn change(&mut self, value: &Value, delta: i64) -> u64 {
+        let held = self
+            .texts
+            .iter()
+            .position(|(text, _)| same_text(text, value));
+        match held {
+            Some(index) if delta > 0 => {
+                let (text, count) = self.texts.remove(index);
+                self.texts.push((text, count.saturating_add_signed(delta)));
+            }
+            Some(index) => match self.texts[index].1.saturating_add_signed(delta) {
+                0 => {
+                    self.texts.remove(index);
+                }
+                count => self.texts[index].1 = count,
+            },
+            None if delta > 0 => self.texts.push((value.clone(), delta.unsigned_abs())),
+            None => {}
+        }
+        self.count = self.count.saturating_add_signed(delta);
+        self.count
+    }
+
+    /// The text `min` and `max` show for this key.
+    pub fn shown(&self) -> Option<&Value> {
+        self.texts.last().map(|(text, _)| text)
+    }
+}
+
+/// Whether two values of one sort key also print alike.
+fn same_text(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(a), Value::Float(b)) => {
+            a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan()
+        }
+        _ => a == b,
+    }
+}
+
 /// The multiset of one group's inputs to each value-keeping measure, ordered
 /// by [`sort_key`].
 pub trait ValueCounts {
@@ -136,9 +189,9 @@ pub trait ValueCounts {
         value: &Value,
         delta: i64,
     ) -> Result<u64, AggregateError>;
-    /// The value with the smallest key, or the largest when `last`. Takes
-    /// `&mut self` so that a store buffering its changes can write them
-    /// out before it scans.
+    /// The value with the smallest key, or the largest when `last`, as
+    /// [`KeyInputs::shown`]. Takes `&mut self` so that a store buffering its
+    /// changes can write them out before it scans.
     fn extreme(&mut self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError>;
 }
 
@@ -171,9 +224,8 @@ pub enum Extreme {
     /// no extreme). The row scans the values for it.
     #[default]
     Unknown,
-    /// The extreme's sort key and value. The value is the one the store
-    /// keeps for the key: an input becomes the extreme only when no equal
-    /// one was there, and the store keeps the first of equal inputs.
+    /// The extreme's sort key and value, the text the store shows for the
+    /// key ([`KeyInputs::shown`]): the latest equal input added.
     Known { key: Vec<u8>, value: Value },
 }
 
@@ -189,13 +241,17 @@ impl Extreme {
         values: u64,
         last: bool,
     ) {
-        let beyond = |held: &[u8]| if last { key > held } else { key < held };
+        let beyond_or_at = |held: &[u8]| if last { key >= held } else { key <= held };
         match (direction, &*self) {
             (Direction::Add, _) if values == 1 => self.hold(key, input),
-            (Direction::Add, Extreme::Known { key: held, .. }) if beyond(held) => {
+            (Direction::Add, Extreme::Known { key: held, .. }) if beyond_or_at(held) => {
                 self.hold(key, input)
             }
-            (Direction::Retract, Extreme::Known { key: held, .. }) if count == 0 && held == key => {
+            // The key is gone, or the text shown may be: another equal
+            // input's text is shown now, which a scan finds.
+            (Direction::Retract, Extreme::Known { key: held, value })
+                if held == key && (count == 0 || same_text(value, input)) =>
+            {
                 *self = Extreme::Unknown
             }
             _ => {}

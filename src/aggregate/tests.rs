@@ -15,6 +15,9 @@ struct Row {
     group: Option<i64>,
     int: Option<i64>,
     numeric: Option<i64>, // hundredths: the input is numeric `n/100`
+    /// The numeric written with a third, zero digit (`1.50` or `1.500`):
+    /// an equal value of another text.
+    wide: bool,
     float: Option<f64>,
     text: Option<String>,
 }
@@ -47,6 +50,13 @@ fn numeric(hundredths: i64) -> Value {
     Value::Numeric(format!("{sign}{}.{:02}", abs / 100, abs % 100))
 }
 
+fn wide_numeric(hundredths: i64) -> Value {
+    match numeric(hundredths) {
+        Value::Numeric(text) => Value::Numeric(text + "0"),
+        other => other,
+    }
+}
+
 fn or_null<T>(value: Option<T>, make: impl FnOnce(T) -> Value) -> Value {
     value.map_or(Value::Null, make)
 }
@@ -54,7 +64,7 @@ fn or_null<T>(value: Option<T>, make: impl FnOnce(T) -> Value) -> Value {
 impl Row {
     fn contribution(&self) -> Contribution {
         let int = or_null(self.int, Value::Int);
-        let numeric = or_null(self.numeric, numeric);
+        let numeric = or_null(self.numeric, if self.wide { wide_numeric } else { numeric });
         let text = or_null(self.text.clone(), Value::Text);
         Contribution {
             group: vec![or_null(self.group, Value::Int)],
@@ -77,7 +87,7 @@ impl Row {
 
 /// Value multisets of every group, in memory.
 #[derive(Default)]
-struct MemoryCounts(BTreeMap<(usize, Vec<u8>), (u64, Value)>);
+struct MemoryCounts(BTreeMap<(usize, Vec<u8>), KeyInputs>);
 
 impl ValueCounts for MemoryCounts {
     fn change(
@@ -87,15 +97,12 @@ impl ValueCounts for MemoryCounts {
         value: &Value,
         delta: i64,
     ) -> Result<u64, AggregateError> {
-        let entry = self
-            .0
-            .entry((measure, key.to_vec()))
-            .or_insert((0, value.clone()));
-        entry.0 = entry
-            .0
-            .checked_add_signed(delta)
-            .expect("no retraction below zero");
-        let count = entry.0;
+        let entry = self.0.entry((measure, key.to_vec())).or_default();
+        assert!(
+            entry.count.checked_add_signed(delta).is_some(),
+            "no retraction below zero"
+        );
+        let count = entry.change(value, delta);
         if count == 0 {
             self.0.remove(&(measure, key.to_vec()));
         }
@@ -111,7 +118,7 @@ impl ValueCounts for MemoryCounts {
         } else {
             range.next()
         };
-        Ok(found.map(|(_, (_, value))| value.clone()))
+        Ok(found.and_then(|(_, inputs)| inputs.shown().cloned()))
     }
 }
 
@@ -222,17 +229,19 @@ fn row_strategy() -> impl Strategy<Value = Row> {
     (
         prop::option::weighted(0.9, 0..4i64),
         prop::option::weighted(0.8, -50..50i64),
-        prop::option::weighted(0.8, -5000..5000i64),
+        prop::option::weighted(0.8, -50..50i64),
         prop::option::weighted(
             0.8,
             prop_oneof![Just(0.1), Just(-2.5), Just(1e15), Just(3.0)],
         ),
         prop::option::weighted(0.8, "[a-c]{0,2}"),
+        any::<bool>(),
     )
-        .prop_map(|(group, int, numeric, float, text)| Row {
+        .prop_map(|(group, int, numeric, float, text, wide)| Row {
             group,
             int,
             numeric,
+            wide,
             float,
             text,
         })
@@ -264,9 +273,55 @@ proptest! {
                 groups.apply(&new.contribution(), Direction::Add);
                 table.insert(id, new);
             }
-            prop_assert_eq!(normalized(groups.rows()), normalized(recompute(&table)));
+            let rows = groups.rows();
+            prop_assert_eq!(normalized(rows.clone()), normalized(recompute(&table)));
+            prop_assert!(max_numeric_is_held(&rows, &table));
         }
     }
+}
+
+/// Each group's `max` of the numerics is the text of one of its rows' now
+/// (a `1.00` retracted while an equal `1.000` stays leaves `1.000`).
+fn max_numeric_is_held(rows: &BTreeMap<Vec<u8>, Vec<Value>>, table: &BTreeMap<u8, Row>) -> bool {
+    rows.iter().all(|(key, row)| {
+        row[7].is_null()
+            || table.values().any(|member| {
+                let contribution = member.contribution();
+                &encode_values(&contribution.group) == key && contribution.inputs[7] == row[7]
+            })
+    })
+}
+
+/// As PostgreSQL 15 answers, for inputs 1.0, 1.00 and 5.5 with 1.0 then
+/// deleted: `min` is 1.00, which a row holds (trial 8: it was 1.0); and
+/// after every row's text changes scale (`ALTER COLUMN … TYPE
+/// numeric(7,3)`), the new text.
+#[test]
+fn min_shows_the_text_of_an_input_still_held() {
+    let specs = [spec(MeasureFunction::Min, true, ValueType::Numeric)];
+    let mut state = GroupState::new(vec![], &specs);
+    let mut counts = MemoryCounts::default();
+    let mut apply = |value: &str, direction| {
+        let input = [Value::Numeric(value.into())];
+        state.apply(&specs, &input, direction, &mut counts).unwrap();
+        state.row(&specs, &mut counts).unwrap()[0].clone()
+    };
+    apply("1.0", Direction::Add);
+    apply("1.00", Direction::Add);
+    apply("5.5", Direction::Add);
+    assert_eq!(
+        apply("1.0", Direction::Retract),
+        Value::Numeric("1.00".into())
+    );
+    apply("1.0", Direction::Add);
+    // The rows change scale one by one: each retracts its old text.
+    apply("1.00", Direction::Retract);
+    apply("1.000", Direction::Add);
+    apply("1.0", Direction::Retract);
+    assert_eq!(
+        apply("1.000", Direction::Add),
+        Value::Numeric("1.000".into())
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use super::keycode::{encode_values, prefix_end};
 use super::names::read_prefix;
 use super::tables::Table;
 use super::{StateWriter, Store, StoreError, outbox};
-use crate::aggregate::{AggregateError, GroupState, ValueCounts};
+use crate::aggregate::{AggregateError, GroupState, KeyInputs, ValueCounts};
 use crate::change::Value;
 
 /// A group as stored: its state, and the row last appended to its sink's
@@ -40,8 +40,8 @@ fn corrupt(what: &'static str) -> impl Fn(postcard::Error) -> StoreError {
 pub(super) struct GroupWrites {
     /// Group key → the group as this transaction left it.
     groups: HashMap<Vec<u8>, StoredGroup, RandomState>,
-    /// Value key → (count, value) as this transaction left it (0: gone).
-    values: HashMap<Vec<u8>, (u64, Value), RandomState>,
+    /// Value key → its inputs as this transaction left them (none: gone).
+    values: HashMap<Vec<u8>, KeyInputs, RandomState>,
 }
 
 impl<'t> StateWriter<'t> {
@@ -92,11 +92,11 @@ impl<'t> StateWriter<'t> {
             self.changes
                 .insert(Table::Groups, &key, &outbox::encode(&group));
         }
-        for (key, (count, value)) in self.group_writes.values.drain() {
-            if count == 0 {
+        for (key, inputs) in self.group_writes.values.drain() {
+            if inputs.count == 0 {
                 self.changes.remove(Table::GroupValues, &key);
             } else {
-                let bytes = outbox::encode(&(count, &value));
+                let bytes = outbox::encode(&inputs);
                 self.changes.insert(Table::GroupValues, &key, &bytes);
             }
         }
@@ -176,21 +176,17 @@ impl ValueCounts for GroupValues<'_, '_> {
         delta: i64,
     ) -> Result<u64, AggregateError> {
         let key = self.value_key(measure, sort_key);
-        let buffered = self.writer.group_writes.values.get(&key).cloned();
-        let (count, stored) = match buffered {
+        let mut inputs = match self.writer.group_writes.values.remove(&key) {
             Some(buffered) => buffered,
             None => match self.writer.changes.get(Table::GroupValues, &key) {
                 Some(bytes) => postcard::from_bytes(bytes)
                     .map_err(corrupt("group value"))
                     .map_err(storage)?,
-                None => (0, value.clone()),
+                None => KeyInputs::default(),
             },
         };
-        // A value that is back after it was gone is stored anew, as it
-        // would be had its entry been removed from the table.
-        let stored = if count == 0 { value.clone() } else { stored };
-        let count = count.saturating_add_signed(delta);
-        self.writer.group_writes.values.insert(key, (count, stored));
+        let count = inputs.change(value, delta);
+        self.writer.group_writes.values.insert(key, inputs);
         Ok(count)
     }
 
@@ -212,10 +208,10 @@ impl ValueCounts for GroupValues<'_, '_> {
         let Some((_, bytes)) = found else {
             return Ok(None);
         };
-        let (_, value): (u64, Value) = postcard::from_bytes(bytes)
+        let inputs: KeyInputs = postcard::from_bytes(bytes)
             .map_err(corrupt("group value"))
             .map_err(storage)?;
-        Ok(Some(value))
+        Ok(inputs.shown().cloned())
     }
 }
 

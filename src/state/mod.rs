@@ -64,11 +64,12 @@ const META_SOURCE_IDENTITY: &str = "source_identity";
 const META_STORE_ID: &str = "store_id";
 
 /// The layout of keys and values this version writes, recorded in every
-/// state file. 6: a numeric sum counts its inputs' scales; 5: numerics in
+/// state file. 7: the inputs of `min`/`max`/`count_distinct` keep each
+/// text of an equal value; 6: a numeric sum counts its inputs' scales; 5: numerics in
 /// keys by value (`1.00` is `1`); 4: integers in
 /// keys take the bytes they need; 3: tables in memory with a log (1 and 2
 /// were redb files). A store of an earlier format is started anew.
-const FORMAT: u64 = 6;
+const FORMAT: u64 = 7;
 
 /// The file of a store written by viewkeeper before format 3.
 const REDB_FILE: &str = "state.redb";
