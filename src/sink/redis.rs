@@ -240,6 +240,8 @@ impl RedisSink {
     ) -> Result<u64, RedisSinkError> {
         let value: Option<String> = conn.get(&self.checkpoint_key).await?;
         if let Some(sequence) = value.as_deref().and_then(|v| self.parse_checkpoint(v)) {
+            // After a crash the store may bring back entries applied before.
+            super::release_outbox::<RedisSinkError>(&self.store, SINK, sequence).await?;
             self.applied.send_replace(sequence);
             return Ok(sequence);
         }

@@ -561,7 +561,7 @@ impl Store {
 impl Drop for Store {
     /// Logs the releases of outbox entries since the last commit: otherwise
     /// the next start would bring back every entry the sinks drained since,
-    /// to be held in memory until each sink drains something new. Syncs
+    /// to be released when each sink resumes from its checkpoint. Syncs
     /// the log either way, so that a clean stop leaves no commit to the
     /// sync thread.
     fn drop(&mut self) {

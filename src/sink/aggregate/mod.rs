@@ -388,6 +388,8 @@ impl AggregateSink {
             Some(checkpoint) if self.is_ours(&checkpoint) => checkpoint.sequence,
             _ => self.rewrite_when_built(wake).await?,
         };
+        // After a crash the store may bring back entries applied before.
+        super::release_outbox::<AggregateSinkError>(&self.store, &self.sink, applied).await?;
         self.applied.send_replace(applied);
         health.ok();
         let mut table_checked = Instant::now();

@@ -133,6 +133,8 @@ impl SearchSink {
             // snapshot fills it; another store's waits for this one's.
             checkpoint => self.load_all(wake, checkpoint.is_none()).await?,
         };
+        // After a crash the store may bring back entries committed before.
+        crate::sink::release_outbox::<SearchSinkError>(&self.store, &self.sink, committed).await?;
         health.ok();
         // Entries are fed to the writer as they arrive, and committed at
         // most every `COMMIT_INTERVAL`: Tantivy indexes them meanwhile, so a
