@@ -318,9 +318,11 @@ impl Engine {
         // Most batches defer nothing: only then is another durable commit needed.
         let deferred = if deferred_roots > 0 {
             tracing::info!(
-                roots = deferred_roots,
+                refreshed = outcome.roots_refreshed,
+                deferred = deferred_roots,
                 batch_max_roots = self.batch_max_roots,
-                "fan-out beyond batch_max_roots: refreshing the rest in later transactions"
+                "fan-out beyond batch_max_roots: the deferred roots are refreshed in later \
+                 transactions"
             );
             let deferred_started = Instant::now();
             let deferred = self.refresh_pending()?;

@@ -53,9 +53,9 @@ pub async fn retry_until_shutdown<F, Fut, E>(
         match result {
             Ok(()) => backoff = FIRST_BACKOFF,
             Err(error) => {
+                let error = brief(error.to_string());
                 health.failed(&error);
-                let message = error.to_string();
-                match warnings.repeats(&message, std::time::Instant::now()) {
+                match warnings.repeats(&error, std::time::Instant::now()) {
                     None => {
                         tracing::warn!(sink, %error, "sink failed; retrying in {backoff:?}")
                     }
@@ -74,6 +74,17 @@ pub async fn retry_until_shutdown<F, Fut, E>(
                 backoff = (backoff * 2).min(max_backoff);
             }
         }
+    }
+}
+
+/// An error's text cut to its first 1,000 characters, for the log and
+/// `/status`: a Redis transaction of a thousand commands refused alike (out
+/// of memory) gave one error of 140 KB, in every log line and `/status`.
+fn brief(message: String) -> String {
+    const MAX_CHARS: usize = 1_000;
+    match message.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}… ({} bytes more)", &message[..cut], message.len() - cut),
+        None => message,
     }
 }
 
@@ -232,6 +243,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_error_is_cut_where_a_character_ends() {
+        assert_eq!(brief("refused".into()), "refused");
+        let long = "OOM command not allowed é; ".repeat(1_000);
+        let cut = brief(long.clone());
+        let kept = cut.split('…').next().unwrap();
+        assert_eq!(kept.chars().count(), 1_000);
+        assert!(long.starts_with(kept));
+        assert!(cut.ends_with(&format!("({} bytes more)", long.len() - kept.len())));
+    }
 
     #[test]
     fn a_repeated_failure_is_warned_of_once_per_period_and_a_new_one_at_once() {
