@@ -9,7 +9,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use pgwire_replication::ReplicationClient;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 
 use crate::change::Lsn;
 use crate::config::Config;
@@ -174,12 +173,7 @@ async fn replica_identities(
 
 async fn connect(database_url: &str) -> Result<PgPool, ServiceError> {
     let endpoint = PgEndpoint::parse(database_url)?;
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(endpoint.sql_options()?)
-        .await
-        .map_err(SourceError::from)?;
-    Ok(pool)
+    Ok(endpoint.connect_pool(2).await?)
 }
 
 /// Prints every change to the views' tables as one JSON line, from now on,

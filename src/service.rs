@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{JoinError, JoinHandle};
 
@@ -154,11 +153,7 @@ struct Generation {
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), ServiceError> {
     let views = view::load_views(&config.views).map_err(ServiceError::Views)?;
     let endpoint = PgEndpoint::parse(config.database_url()?)?;
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(endpoint.sql_options()?)
-        .await
-        .map_err(SourceError::from)?;
+    let pool = endpoint.connect_pool(4).await?;
     catalog::check_replication_settings(&pool).await?;
     let planned = reload::plan_runnable_views(&views, &pool, WhenNoneChecks::Fail).await?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServiceError::DataDir {

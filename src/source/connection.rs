@@ -5,7 +5,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use pgwire_replication::{ReplicationConfig, TlsConfig};
-use sqlx::postgres::PgConnectOptions;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::SourceError;
 
@@ -130,6 +131,30 @@ impl PgEndpoint {
             .with_application_name(self.replication_application.clone())
             .with_status_interval(Duration::from_secs(1))
             .with_wakeup_interval(Duration::from_secs(5))
+    }
+
+    /// Connects a pool of up to `connections` SQL connections; a failure
+    /// names the server (a pool that times out says only "no connection
+    /// could be opened in time").
+    pub async fn connect_pool(&self, connections: u32) -> Result<PgPool, SourceError> {
+        PgPoolOptions::new()
+            .max_connections(connections)
+            .connect_with(self.sql_options()?)
+            .await
+            .map_err(|source| SourceError::Connect {
+                address: self.address(),
+                source,
+            })
+    }
+
+    /// `host:port/database`, for messages: no user, no password.
+    pub fn address(&self) -> String {
+        format!(
+            "{}:{}{}",
+            self.url.host_str().unwrap_or("localhost"),
+            self.url.port().unwrap_or(5432),
+            self.url.path()
+        )
     }
 
     /// The value of the URL's query parameter `name`, if it has one.

@@ -22,6 +22,12 @@ use crate::change::Lsn;
 pub enum SourceError {
     #[error("PostgreSQL: {}", sql_error_text(.0))]
     Sql(#[from] sqlx::Error),
+    #[error("PostgreSQL at {address}: {}", sql_error_text(.source))]
+    Connect {
+        /// `host:port/database`, without the user or password.
+        address: String,
+        source: sqlx::Error,
+    },
     #[error("replication connection: {0}")]
     Replication(#[from] pgwire_replication::PgWireError),
     #[error("pgoutput at LSN {lsn}: {error}")]
