@@ -135,30 +135,49 @@ pub struct KeyInputs {
     pub texts: Vec<(Value, u64)>,
 }
 
+/// How many inputs a key holds after a change, and how many of them have
+/// the changed input's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCount {
+    pub key: u64,
+    pub text: u64,
+}
+
 impl KeyInputs {
-    /// Adds (`delta` > 0) or retracts inputs of `value`'s text; returns how
-    /// many inputs of the key are left.
-    pub fn change(&mut self, value: &Value, delta: i64) -> u64 {
+    /// Adds (`delta` > 0) or retracts inputs of `value`'s text.
+    pub fn change(&mut self, value: &Value, delta: i64) -> KeyCount {
         let held = self
             .texts
             .iter()
             .position(|(text, _)| same_text(text, value));
-        match held {
+        let text = match held {
             Some(index) if delta > 0 => {
                 let (text, count) = self.texts.remove(index);
-                self.texts.push((text, count.saturating_add_signed(delta)));
+                let count = count.saturating_add_signed(delta);
+                self.texts.push((text, count));
+                count
             }
             Some(index) => match self.texts[index].1.saturating_add_signed(delta) {
                 0 => {
                     self.texts.remove(index);
+                    0
                 }
-                count => self.texts[index].1 = count,
+                count => {
+                    self.texts[index].1 = count;
+                    count
+                }
             },
-            None if delta > 0 => self.texts.push((value.clone(), delta.unsigned_abs())),
-            None => {}
-        }
+            None if delta > 0 => {
+                self.texts.push((value.clone(), delta.unsigned_abs()));
+                delta.unsigned_abs()
+            }
+            None => 0,
+        };
         self.count = self.count.saturating_add_signed(delta);
-        self.count
+        KeyCount {
+            key: self.count,
+            text,
+        }
     }
 
     /// The text `min` and `max` show for this key.
@@ -181,14 +200,15 @@ fn same_text(a: &Value, b: &Value) -> bool {
 /// by [`sort_key`].
 pub trait ValueCounts {
     /// Changes how often the value under `key` occurs for `measure` by
-    /// `delta`, and returns the new count (0: the value is gone).
+    /// `delta`, and returns the new counts (a key count of 0: the value is
+    /// gone).
     fn change(
         &mut self,
         measure: usize,
         key: &[u8],
         value: &Value,
         delta: i64,
-    ) -> Result<u64, AggregateError>;
+    ) -> Result<KeyCount, AggregateError>;
     /// The value with the smallest key, or the largest when `last`, as
     /// [`KeyInputs::shown`]. Takes `&mut self` so that a store buffering its
     /// changes can write them out before it scans.
@@ -230,14 +250,14 @@ pub enum Extreme {
 }
 
 impl Extreme {
-    /// Follows one input of the measure: `count` is how often its key
-    /// occurs now, `values` how many inputs the measure holds now.
+    /// Follows one input of the measure: `count` is how often its key and
+    /// its text occur now, `values` how many inputs the measure holds now.
     fn follow(
         &mut self,
         direction: Direction,
         key: &[u8],
         input: &Value,
-        count: u64,
+        count: KeyCount,
         values: u64,
         last: bool,
     ) {
@@ -247,10 +267,11 @@ impl Extreme {
             (Direction::Add, Extreme::Known { key: held, .. }) if beyond_or_at(held) => {
                 self.hold(key, input)
             }
-            // The key is gone, or the text shown may be: another equal
-            // input's text is shown now, which a scan finds.
+            // The key is gone, or the text shown is: another equal input's
+            // text is shown now, which a scan finds.
             (Direction::Retract, Extreme::Known { key: held, value })
-                if held == key && (count == 0 || same_text(value, input)) =>
+                if held == key
+                    && (count.key == 0 || count.text == 0 && same_text(value, input)) =>
             {
                 *self = Extreme::Unknown
             }
@@ -330,7 +351,7 @@ impl GroupState {
                 let key =
                     sort_key(input).ok_or_else(|| fail(format!("value {input:?} has no order")))?;
                 let count = counts.change(index, &key, input, direction.delta())?;
-                match (direction, count) {
+                match (direction, count.key) {
                     (Direction::Add, 1) => state.distinct += 1,
                     (Direction::Retract, 0) => state.distinct = state.distinct.saturating_sub(1),
                     _ => {}

@@ -96,14 +96,14 @@ impl ValueCounts for MemoryCounts {
         key: &[u8],
         value: &Value,
         delta: i64,
-    ) -> Result<u64, AggregateError> {
+    ) -> Result<KeyCount, AggregateError> {
         let entry = self.0.entry((measure, key.to_vec())).or_default();
         assert!(
             entry.count.checked_add_signed(delta).is_some(),
             "no retraction below zero"
         );
         let count = entry.change(value, delta);
-        if count == 0 {
+        if count.key == 0 {
             self.0.remove(&(measure, key.to_vec()));
         }
         Ok(count)
@@ -290,6 +290,37 @@ fn max_numeric_is_held(rows: &BTreeMap<Vec<u8>, Vec<Value>>, table: &BTreeMap<u8
                 &encode_values(&contribution.group) == key && contribution.inputs[7] == row[7]
             })
     })
+}
+
+/// A retracted input equal to the extreme, whose text other inputs still
+/// hold, leaves the extreme known: no scan of the group's values.
+#[test]
+fn retracting_one_of_equal_extremes_needs_no_scan() {
+    let specs = [spec(MeasureFunction::Max, true, ValueType::Int)];
+    let mut state = GroupState::new(vec![], &specs);
+    let mut counts = MemoryCounts::default();
+    for value in [9, 9, 5] {
+        let input = [Value::Int(value)];
+        state
+            .apply(&specs, &input, Direction::Add, &mut counts)
+            .unwrap();
+    }
+    let input = [Value::Int(9)];
+    state
+        .apply(&specs, &input, Direction::Retract, &mut counts)
+        .unwrap();
+    assert!(matches!(
+        &state.measures[0].extreme,
+        Extreme::Known {
+            value: Value::Int(9),
+            ..
+        }
+    ));
+    state
+        .apply(&specs, &input, Direction::Retract, &mut counts)
+        .unwrap();
+    assert_eq!(state.measures[0].extreme, Extreme::Unknown);
+    assert_eq!(state.row(&specs, &mut counts).unwrap(), [Value::Int(5)]);
 }
 
 /// As PostgreSQL 15 answers, for inputs 1.0, 1.00 and 5.5 with 1.0 then

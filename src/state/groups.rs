@@ -13,7 +13,7 @@ use super::keycode::{encode_values, prefix_end};
 use super::names::read_prefix;
 use super::tables::Table;
 use super::{StateWriter, Store, StoreError, outbox};
-use crate::aggregate::{AggregateError, GroupState, KeyInputs, ValueCounts};
+use crate::aggregate::{AggregateError, GroupState, KeyCount, KeyInputs, ValueCounts};
 use crate::change::Value;
 
 /// A group as stored: its state, and the row last appended to its sink's
@@ -174,7 +174,7 @@ impl ValueCounts for GroupValues<'_, '_> {
         sort_key: &[u8],
         value: &Value,
         delta: i64,
-    ) -> Result<u64, AggregateError> {
+    ) -> Result<KeyCount, AggregateError> {
         let key = self.value_key(measure, sort_key);
         let mut inputs = match self.writer.group_writes.values.remove(&key) {
             Some(buffered) => buffered,
@@ -289,11 +289,11 @@ mod tests {
                 w.put_group(&key, group(3));
                 assert_eq!(w.get_group(&key)?, Some(group(3)));
                 let mut values = w.group_values(&key);
-                assert_eq!(values.change(0, &sort(&five), &five, 1).unwrap(), 1);
-                assert_eq!(values.change(0, &sort(&nine), &nine, 1).unwrap(), 1);
-                assert_eq!(values.change(0, &sort(&nine), &nine, 1).unwrap(), 2);
+                assert_eq!(values.change(0, &sort(&five), &five, 1).unwrap().key, 1);
+                assert_eq!(values.change(0, &sort(&nine), &nine, 1).unwrap().key, 1);
+                assert_eq!(values.change(0, &sort(&nine), &nine, 1).unwrap().key, 2);
                 assert_eq!(values.extreme(0, true).unwrap(), Some(nine.clone()));
-                assert_eq!(values.change(0, &sort(&nine), &nine, -2).unwrap(), 0);
+                assert_eq!(values.change(0, &sort(&nine), &nine, -2).unwrap().key, 0);
                 assert_eq!(values.extreme(0, true).unwrap(), Some(five.clone()));
                 assert_eq!(values.extreme(0, false).unwrap(), Some(five.clone()));
                 Ok::<_, StoreError>(())
@@ -304,7 +304,7 @@ mod tests {
                 assert_eq!(w.get_group(&key)?, Some(group(3)));
                 let mut values = w.group_values(&key);
                 assert_eq!(values.extreme(0, true).unwrap(), Some(five.clone()));
-                assert_eq!(values.change(0, &sort(&nine), &nine, 1).unwrap(), 1);
+                assert_eq!(values.change(0, &sort(&nine), &nine, 1).unwrap().key, 1);
                 assert_eq!(values.extreme(0, true).unwrap(), Some(nine.clone()));
                 w.clear_view_groups("v")?;
                 assert_eq!(w.get_group(&key)?, None);
