@@ -87,7 +87,7 @@ enum Command {
         admin_addr: String,
         /// The service's admin token
         #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: String,
+        admin_token: Option<String>,
     },
     /// Make the running service read its view files again (as SIGHUP does):
     /// changed views are rebuilt, new ones built, removed ones stopped.
@@ -97,7 +97,7 @@ enum Command {
         admin_addr: String,
         /// The service's admin token
         #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: String,
+        admin_token: Option<String>,
     },
     /// Delete what a removed view left behind (Redis keys, index, table)
     /// and forget it; refused while the view's file is loaded.
@@ -109,7 +109,7 @@ enum Command {
         admin_addr: String,
         /// The service's admin token
         #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: String,
+        admin_token: Option<String>,
     },
     /// List one view's dead letters (roots whose output could not be made:
     /// LSN, table, key, reason); with --retry, retry them first.
@@ -242,6 +242,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             admin_addr,
             admin_token,
         } => {
+            let Some(admin_token) = admin_token else {
+                return Ok(no_admin_token());
+            };
             let rebuilt = tokio::task::spawn_blocking(move || {
                 commands::rebuild(
                     &admin_addr,
@@ -263,18 +266,26 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Reload {
             admin_addr,
             admin_token,
-        } => print_outcome(
-            tokio::task::spawn_blocking(move || commands::reload(&admin_addr, &admin_token))
-                .await?,
-        ),
+        } => match admin_token {
+            Some(admin_token) => print_outcome(
+                tokio::task::spawn_blocking(move || commands::reload(&admin_addr, &admin_token))
+                    .await?,
+            ),
+            None => Ok(no_admin_token()),
+        },
         Command::Drop {
             view,
             admin_addr,
             admin_token,
-        } => print_outcome(
-            tokio::task::spawn_blocking(move || commands::drop(&admin_addr, &admin_token, &view))
+        } => match admin_token {
+            Some(admin_token) => print_outcome(
+                tokio::task::spawn_blocking(move || {
+                    commands::drop(&admin_addr, &admin_token, &view)
+                })
                 .await?,
-        ),
+            ),
+            None => Ok(no_admin_token()),
+        },
         Command::DeadLetters {
             view,
             retry,
@@ -283,8 +294,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             admin_token,
         } => {
             if retry && admin_token.is_none() {
-                eprintln!("error: --retry needs --admin-token or VIEWKEEPER_ADMIN_TOKEN");
-                return Ok(ExitCode::FAILURE);
+                return Ok(no_admin_token());
             }
             let token = admin_token.filter(|_| retry);
             print_outcome(
@@ -308,6 +318,15 @@ fn report(result: Result<(), ServiceError>) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// A mutating admin call without a token: says where one comes from.
+fn no_admin_token() -> ExitCode {
+    eprintln!(
+        "error: this call changes the running service and needs its admin token: give \
+         --admin-token or set VIEWKEEPER_ADMIN_TOKEN (the service's admin_token)"
+    );
+    ExitCode::FAILURE
 }
 
 async fn run_workload(args: WorkloadArgs) -> anyhow::Result<ExitCode> {

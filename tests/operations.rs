@@ -121,6 +121,31 @@ async fn tail_prints_each_change_as_a_json_line() {
     );
 }
 
+/// A mutating admin command without a token says where one comes from
+/// (clap's own message named only the flag), before it calls the service.
+#[test]
+fn admin_commands_without_a_token_name_the_flag_and_the_variable() {
+    for args in [
+        &["drop", "gone"][..],
+        &["reload"],
+        &["rebuild", "order_cache"],
+        &["dead-letters", "order_cache", "--retry"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+            .args(args)
+            .args(["--admin-addr", "127.0.0.1:1"])
+            .env_remove("VIEWKEEPER_ADMIN_TOKEN")
+            .output()
+            .expect("running viewkeeper");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("give --admin-token or set VIEWKEEPER_ADMIN_TOKEN"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 /// In the URLs' user part, and as a query parameter, which libpq takes
 /// too (trial 8: that one was logged in clear).
 #[test]
