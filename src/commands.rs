@@ -44,7 +44,8 @@ pub async fn check(
     // Reported once the files check: they are what `check` is run for.
     let mut replication = Ok(());
     if let Some(url) = database_url {
-        let pool = connect(url).await?;
+        let endpoint = PgEndpoint::parse(url)?;
+        let pool = endpoint.connect_pool(2).await?;
         replication = catalog::check_replication_settings(&pool).await;
         let catalog = catalog::load_catalog(&pool).await?;
         // The files that read are checked against the database even when
@@ -67,6 +68,9 @@ pub async fn check(
             let unique_keys =
                 catalog::unique_keys(&pool, &plan.tables.keys().cloned().collect()).await?;
             notes.extend(one_join_notes(&passed, &plan, &unique_keys));
+            if let Some(zone) = endpoint.database_time_zone(&pool).await? {
+                notes.extend(time_zone_notes(&passed, &plan, &zone));
+            }
         }
     }
     if !errors.is_empty() {
@@ -130,6 +134,55 @@ fn one_join_notes(
         }
     }
     notes
+}
+
+/// A note at each view that computes with a `timestamptz` column, when the
+/// database's own `TimeZone` is not UTC: the view computes in UTC, and its
+/// results differ from what SQL gives in the database's sessions.
+pub fn time_zone_notes(views: &[ViewDef], plan: &Plan, zone: &str) -> Vec<ViewError> {
+    if is_utc(zone) {
+        return Vec::new();
+    }
+    plan.utc_computations()
+        .into_iter()
+        .filter_map(|computed| {
+            let def = views.iter().find(|def| def.name == computed.view)?;
+            Some(ViewError {
+                file: def.file.clone(),
+                line: def.locations.line(&computed.field),
+                message: utc_computation_note(&computed.column, zone),
+                field: computed.field,
+            })
+        })
+        .collect()
+}
+
+/// What a view computing with `column` (a `timestamptz`) should know on a
+/// database whose `TimeZone` is `zone`.
+fn utc_computation_note(column: &str, zone: &str) -> String {
+    format!(
+        "computes with timestamptz column {column} in UTC, while this database's TimeZone is \
+         {zone}: date(), extract, date_trunc and literals without an offset give what SQL \
+         gives in a UTC session (write literals with an offset: '2024-03-10 00:00-05')"
+    )
+}
+
+/// Whether `zone` (a `TimeZone` setting) is UTC under one of its names.
+fn is_utc(zone: &str) -> bool {
+    let zone = zone.strip_prefix("Etc/").unwrap_or(zone);
+    [
+        "UTC",
+        "UCT",
+        "GMT",
+        "GMT0",
+        "GMT+0",
+        "GMT-0",
+        "Zulu",
+        "Universal",
+        "Greenwich",
+    ]
+    .iter()
+    .any(|utc| zone.eq_ignore_ascii_case(utc))
 }
 
 /// A note at the key template of every view whose template may give two

@@ -116,6 +116,11 @@ impl Expr {
         self.root.compared_columns()
     }
 
+    /// Whether the expression is one column and nothing else.
+    pub fn is_column(&self) -> bool {
+        matches!(self.root, node::Node::Column(_))
+    }
+
     /// The columns whose value, of their own type, this expression's value
     /// may be ([`node::Node::value_columns`]): a bare column, or one through
     /// `coalesce`, `nullif` or `CASE`.

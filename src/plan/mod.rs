@@ -273,7 +273,58 @@ pub enum FieldPlan {
     },
 }
 
+/// Where a view computes with a `timestamptz` column (not a bare column):
+/// there `date()`, `extract`, `date_trunc` and a literal without an offset
+/// take UTC, whatever the database's `TimeZone`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UtcComputation {
+    pub view: String,
+    pub file: std::path::PathBuf,
+    /// The field path (`where`, `group_by.day`, `measures.first`).
+    pub field: String,
+    pub column: String,
+}
+
 impl Plan {
+    /// Every view's first computation with a `timestamptz` column
+    /// ([`UtcComputation`]), in view order.
+    pub fn utc_computations(&self) -> Vec<UtcComputation> {
+        self.views
+            .iter()
+            .filter_map(|view| {
+                let mut computed: Vec<(String, &ExprPlan)> = Vec::new();
+                computed.extend(view.filter.iter().map(|f| ("where".to_owned(), f)));
+                if let OutputPlan::Aggregate(aggregate) = &view.output {
+                    for key in &aggregate.group {
+                        computed.push((format!("group_by.{}", key.name), &key.expr));
+                    }
+                    for measure in &aggregate.measures {
+                        if let Some(input) = &measure.input {
+                            computed.push((format!("measures.{}", measure.name), input));
+                        }
+                    }
+                }
+                computed
+                    .into_iter()
+                    .filter(|(_, expr)| !expr.expr.is_column())
+                    .find_map(|(field, expr)| {
+                        let column = expr.columns.iter().find_map(|(path, &(node, column))| {
+                            let table = self.tables.get(&view.nodes[node].table)?;
+                            (table.column_types.get(column)
+                                == Some(&crate::source::pg_text::type_oid::TIMESTAMPTZ))
+                            .then(|| path.join("."))
+                        })?;
+                        Some(UtcComputation {
+                            view: view.name.clone(),
+                            file: view.file.clone(),
+                            field,
+                            column,
+                        })
+                    })
+            })
+            .collect()
+    }
+
     pub fn build(views: &[ViewDef], catalog: &Catalog) -> Result<Plan, PlanError> {
         let trees = views
             .iter()

@@ -216,6 +216,10 @@ async fn initdb(bin: &Path, dir: &Path, run_as: Option<(u32, u32)>) {
             "--no-sync",
         ])
         .current_dir(dir)
+        // initdb writes the machine's zone as the server's TimeZone: UTC
+        // everywhere, as the tests expect (`check` notes views that compute
+        // in UTC on a database in another zone).
+        .env("TZ", "UTC")
         .stdin(Stdio::null())
         .stdout(append_to(&log))
         .stderr(append_to(&log));
