@@ -44,8 +44,7 @@ pub async fn check(
     // Reported once the files check: they are what `check` is run for.
     let mut replication = Ok(());
     if let Some(url) = database_url {
-        let endpoint = PgEndpoint::parse(url)?;
-        let pool = endpoint.connect_pool(2).await?;
+        let pool = connect(url).await?;
         replication = catalog::check_replication_settings(&pool).await;
         let catalog = catalog::load_catalog(&pool).await?;
         // The files that read are checked against the database even when
@@ -68,7 +67,7 @@ pub async fn check(
             let unique_keys =
                 catalog::unique_keys(&pool, &plan.tables.keys().cloned().collect()).await?;
             notes.extend(one_join_notes(&passed, &plan, &unique_keys));
-            if let Some(zone) = endpoint.database_time_zone(&pool).await? {
+            if let Some(zone) = catalog::database_time_zone(&pool).await? {
                 notes.extend(time_zone_notes(&passed, &plan, &zone));
             }
         }

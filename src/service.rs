@@ -156,7 +156,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let pool = endpoint.connect_pool(4).await?;
     catalog::check_replication_settings(&pool).await?;
     let planned = reload::plan_runnable_views(&views, &pool, WhenNoneChecks::Fail).await?;
-    warn_of_utc_computations(&endpoint, &pool, &planned).await;
+    warn_of_utc_computations(&pool, &planned).await;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServiceError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
@@ -302,8 +302,8 @@ async fn reload_on_sighup(reloader: Arc<Reloader>, mut shutdown: watch::Receiver
 
 /// Says, at start, which views compute with a `timestamptz` column in UTC
 /// while the database's own `TimeZone` is another (as `check` notes).
-async fn warn_of_utc_computations(endpoint: &PgEndpoint, pool: &PgPool, planned: &PlannedViews) {
-    let zone = match endpoint.database_time_zone(pool).await {
+async fn warn_of_utc_computations(pool: &PgPool, planned: &PlannedViews) {
+    let zone = match catalog::database_time_zone(pool).await {
         Ok(Some(zone)) => zone,
         Ok(None) => return,
         Err(error) => {

@@ -147,37 +147,6 @@ impl PgEndpoint {
             })
     }
 
-    /// The `TimeZone` the database gives its own sessions, where it sets
-    /// one: for this database and role, this role, this database
-    /// (`ALTER … SET TimeZone`), or the server's configuration file (read
-    /// by superusers only). `None` when none is found. (A session's own
-    /// setting says nothing: SQLx, and so this endpoint, starts every
-    /// session in UTC.)
-    pub async fn database_time_zone(&self, pool: &PgPool) -> Result<Option<String>, SourceError> {
-        let set: Option<String> = sqlx::query_scalar(
-            "SELECT split_part(c, '=', 2)
-             FROM pg_db_role_setting s CROSS JOIN LATERAL unnest(s.setconfig) AS c
-             WHERE lower(split_part(c, '=', 1)) = 'timezone'
-               AND s.setdatabase IN (0, (SELECT oid FROM pg_database
-                                         WHERE datname = current_database()))
-               AND s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = current_user))
-             ORDER BY s.setrole <> 0 DESC, s.setdatabase <> 0 DESC
-             LIMIT 1",
-        )
-        .fetch_optional(pool)
-        .await?;
-        if set.is_some() {
-            return Ok(set);
-        }
-        let configured = sqlx::query_scalar(
-            "SELECT setting FROM pg_file_settings
-             WHERE lower(name) = 'timezone' AND applied ORDER BY seqno DESC LIMIT 1",
-        )
-        .fetch_optional(pool)
-        .await;
-        Ok(configured.ok().flatten())
-    }
-
     /// `host:port/database`, for messages: no user, no password.
     pub fn address(&self) -> String {
         format!(
