@@ -12,6 +12,7 @@ use sqlx::PgPool;
 
 use crate::change::Lsn;
 use crate::config::Config;
+use crate::expr::TimeZone;
 use crate::plan::{Lookup, Plan};
 use crate::reload;
 use crate::service::ServiceError;
@@ -136,20 +137,21 @@ fn one_join_notes(
 }
 
 /// A note at each view that computes with a `timestamptz` column, when the
-/// database's own `TimeZone` is not UTC: the view computes in UTC, and its
-/// results differ from what SQL gives in the database's sessions.
+/// database's own `TimeZone` names no zone viewkeeper knows: the view
+/// computes in UTC, and its results differ from what SQL gives in the
+/// database's sessions.
 pub fn time_zone_notes(views: &[ViewDef], plan: &Plan, zone: &str) -> Vec<ViewError> {
-    if is_utc(zone) {
+    if TimeZone::named(zone).is_some() {
         return Vec::new();
     }
-    plan.utc_computations()
+    plan.zone_computations()
         .into_iter()
         .filter_map(|computed| {
             let def = views.iter().find(|def| def.name == computed.view)?;
             Some(ViewError {
                 file: def.file.clone(),
                 line: def.locations.line(&computed.field),
-                message: utc_computation_note(&computed.column, zone),
+                message: unknown_zone_note(&computed.column, zone),
                 field: computed.field,
             })
         })
@@ -157,31 +159,13 @@ pub fn time_zone_notes(views: &[ViewDef], plan: &Plan, zone: &str) -> Vec<ViewEr
 }
 
 /// What a view computing with `column` (a `timestamptz`) should know on a
-/// database whose `TimeZone` is `zone`.
-fn utc_computation_note(column: &str, zone: &str) -> String {
+/// database whose `TimeZone` is `zone`, a zone viewkeeper does not know.
+fn unknown_zone_note(column: &str, zone: &str) -> String {
     format!(
-        "computes with timestamptz column {column} in UTC, while this database's TimeZone is \
-         {zone}: date(), extract, date_trunc and literals without an offset give what SQL \
-         gives in a UTC session (write literals with an offset: '2024-03-10 00:00-05')"
+        "computes with timestamptz column {column} in UTC: this database's TimeZone {zone} \
+         is neither in the tz database nor a POSIX rule, so date(), extract, date_trunc and \
+         literals without an offset give what SQL gives in a UTC session"
     )
-}
-
-/// Whether `zone` (a `TimeZone` setting) is UTC under one of its names.
-fn is_utc(zone: &str) -> bool {
-    let zone = zone.strip_prefix("Etc/").unwrap_or(zone);
-    [
-        "UTC",
-        "UCT",
-        "GMT",
-        "GMT0",
-        "GMT+0",
-        "GMT-0",
-        "Zulu",
-        "Universal",
-        "Greenwich",
-    ]
-    .iter()
-    .any(|utc| zone.eq_ignore_ascii_case(utc))
 }
 
 /// A note at the key template of every view whose template may give two

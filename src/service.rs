@@ -156,7 +156,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let pool = endpoint.connect_pool(4).await?;
     catalog::check_replication_settings(&pool).await?;
     let planned = reload::plan_runnable_views(&views, &pool, WhenNoneChecks::Fail).await?;
-    warn_of_utc_computations(&pool, &planned).await;
+    log_time_zone(&pool, &planned).await;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServiceError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
@@ -300,17 +300,28 @@ async fn reload_on_sighup(reloader: Arc<Reloader>, mut shutdown: watch::Receiver
     }
 }
 
-/// Says, at start, which views compute with a `timestamptz` column in UTC
-/// while the database's own `TimeZone` is another (as `check` notes).
-async fn warn_of_utc_computations(pool: &PgPool, planned: &PlannedViews) {
+/// Says, at start, which zone views compute a `timestamptz` in, and which
+/// views compute in UTC because the database's zone is not one viewkeeper
+/// knows (as `check` notes).
+async fn log_time_zone(pool: &PgPool, planned: &PlannedViews) {
+    let computing = planned.plan.zone_computations();
+    if computing.is_empty() {
+        return;
+    }
     let zone = match catalog::database_time_zone(pool).await {
-        Ok(Some(zone)) => zone,
-        Ok(None) => return,
+        Ok(zone) => zone,
         Err(error) => {
             tracing::debug!(%error, "could not read the database's TimeZone");
             return;
         }
     };
+    let current = crate::expr::TimeZone::current();
+    tracing::info!(
+        zone = current.name(),
+        views = computing.len(),
+        "views computing with a timestamptz compute in the database's time zone"
+    );
+    let Some(zone) = zone else { return };
     for note in crate::commands::time_zone_notes(&planned.runnable, &planned.plan, &zone) {
         tracing::warn!(file = %note.file.display(), field = %note.field, "{}", note.message);
     }

@@ -8,6 +8,7 @@ use super::arith::decimal_of;
 use super::error::{Fault, quoted};
 use super::numeric::Decimal;
 use super::temporal::{self, TemporalKind};
+use super::time_zone::TimeZone;
 use super::types::ValueType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +201,12 @@ fn to_temporal(value: &Value, kind: TemporalKind) -> Result<Value, Fault> {
     };
     let canonical = if temporal::is_infinite(text.trim()) {
         text.trim().to_owned()
+    } else if let (Value::TimestampTz(text), TemporalKind::Date | TemporalKind::Timestamp) =
+        (value, kind)
+    {
+        // An instant's date and time are those of the database's zone.
+        let instant = temporal::parse_value(text, TemporalKind::TimestampTz)?;
+        TimeZone::current().to_local(instant).format(kind)
     } else {
         temporal::parse_value(text, kind)?.format(kind)
     };

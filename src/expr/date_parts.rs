@@ -1,7 +1,7 @@
 //! `date_trunc` and `extract` / `date_part`: their units and fields, the
 //! calendar arithmetic behind them, and their NULL and infinity handling over
-//! values. Both work in UTC for a `timestamptz` (see `temporal`) and keep the
-//! kind of their input: `date_trunc('month', <timestamptz>)` is a timestamptz.
+//! values. Both work in the database's zone for a `timestamptz` (see
+//! `time_zone`) and keep the kind of their input: `date_trunc('month', <timestamptz>)` is a timestamptz.
 
 use crate::change::Value;
 
@@ -12,6 +12,7 @@ use super::temporal::{
     civil_from_days, day_of_week, days_from_civil, in_timestamp_range, is_infinite, kind_name,
     parse_value,
 };
+use super::time_zone::TimeZone;
 use super::types::ValueType;
 
 /// A unit of `date_trunc`.
@@ -185,13 +186,37 @@ pub(crate) fn truncate_value(value: &Value, unit: TruncUnit) -> Result<Value, Fa
     if is_infinite(text) {
         return Ok(value.clone());
     }
-    let mut parsed = parse_value(text, kind)?;
-    if kind == TemporalKind::Date {
-        // PostgreSQL truncates a date as a timestamptz.
-        parsed = in_timestamp_range(parsed)?;
-    }
-    let truncated = truncate(parsed, unit);
+    let parsed = parse_value(text, kind)?;
+    let truncated = match kind {
+        // PostgreSQL truncates a date as a timestamptz at its midnight,
+        // which keeps its date in any zone.
+        TemporalKind::Date => truncate(in_timestamp_range(parsed)?, unit),
+        TemporalKind::Timestamp => truncate(parsed, unit),
+        TemporalKind::TimestampTz => truncate_instant(parsed, unit),
+    };
     Ok(temporal_value(truncated.format(kind), kind))
+}
+
+/// `date_trunc(unit, instant)` in the database's zone. To the hour or finer
+/// the instant's own offset is kept (in a repeated hour, the hour of the
+/// same offset); to the day or coarser the truncated civil time is read in
+/// the zone again, as PostgreSQL does.
+fn truncate_instant(instant: DateTime, unit: TruncUnit) -> DateTime {
+    let zone = TimeZone::current();
+    let local = zone.to_local(instant);
+    let truncated = truncate(local, unit);
+    match unit {
+        TruncUnit::Second | TruncUnit::Minute | TruncUnit::Hour => {
+            let offset = (local.days - instant.days) * MICROS_PER_DAY + local.micros_of_day
+                - instant.micros_of_day;
+            truncated.shifted(-offset)
+        }
+        TruncUnit::Day
+        | TruncUnit::Week
+        | TruncUnit::Month
+        | TruncUnit::Quarter
+        | TruncUnit::Year => zone.to_instant(truncated),
+    }
 }
 
 /// `extract(field from value)` as an Int, or `date_part('field', value)`,
@@ -219,7 +244,11 @@ pub(crate) fn extract_value(
     if is_infinite(text) {
         return Ok(Value::Null);
     }
-    Ok(Value::Int(extract(parse_value(text, kind)?, field)))
+    let mut parsed = parse_value(text, kind)?;
+    if kind == TemporalKind::TimestampTz {
+        parsed = TimeZone::current().to_local(parsed);
+    }
+    Ok(Value::Int(extract(parsed, field)))
 }
 
 #[cfg(test)]

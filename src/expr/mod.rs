@@ -19,6 +19,7 @@
 //! - `compare`: the order of values ([`compare_values`])
 //! - `cast`, `functions`, `like`, `temporal`, `date_parts`: the rest
 //! - `case_mapping`: `lower`/`upper` as the source database maps case
+//! - `time_zone`: the zone a `timestamptz` is computed in, the database's
 //! - `render`: nodes back to SQL, for error messages
 //! - `sort_key`: byte keys in value order, for aggregates' min/max/distinct
 
@@ -39,6 +40,7 @@ mod parse_call;
 mod render;
 mod sort_key;
 mod temporal;
+mod time_zone;
 mod types;
 
 use std::fmt;
@@ -49,6 +51,9 @@ pub use case_mapping::CaseMapping;
 pub use compare::compare_values;
 pub use error::{EvalError, ExprError};
 pub use sort_key::sort_key;
+pub use time_zone::TimeZone;
+#[cfg(test)]
+pub(crate) use time_zone::tests::in_zone;
 pub use types::ValueType;
 
 /// Exact sums and averages of aggregate measures use PostgreSQL's numeric rules.

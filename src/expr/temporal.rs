@@ -1,9 +1,11 @@
 //! Dates and timestamps: reading them (canonical form or what a view author
 //! types), writing the canonical forms of `change.rs`, and the calendar work
-//! behind `date_trunc` and `extract`. Time zones are UTC throughout: a
-//! `timestamptz` is an instant in UTC, so its date and fields are UTC ones.
+//! behind `date_trunc` and `extract`. A `timestamptz` is an instant, kept
+//! in UTC; its date and fields are those of the database's time zone at
+//! that instant (`time_zone`).
 
 use super::error::{Fault, quoted};
+use super::time_zone::TimeZone;
 
 /// Which canonical form a temporal value takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,8 +52,8 @@ pub(crate) fn is_infinite(text: &str) -> bool {
 /// view author: `YYYY-MM-DD` (four to seven year digits), optionally followed by `T` or a space and
 /// `HH:MM[:SS[.ffffff]]`, optionally followed by `Z` or an offset `±HH[[:]MM]`,
 /// and by ` BC` for a year before 1 AD.
-/// For `TimestampTz` the offset is applied (none means UTC); for the other
-/// kinds it is ignored, as PostgreSQL does.
+/// For `TimestampTz` the offset is applied (none means the database's time
+/// zone); for the other kinds it is ignored, as PostgreSQL does.
 pub(crate) fn parse(text: &str, kind: TemporalKind) -> Option<DateTime> {
     let text = text.trim();
     let (text, before_christ) = match text.strip_suffix(BC_SUFFIX) {
@@ -69,7 +71,10 @@ pub(crate) fn parse(text: &str, kind: TemporalKind) -> Option<DateTime> {
         micros_of_day,
     };
     match kind {
-        TemporalKind::TimestampTz => Some(local.shifted(-offset_micros)),
+        TemporalKind::TimestampTz => Some(match offset_micros {
+            Some(offset_micros) => local.shifted(-offset_micros),
+            None => TimeZone::current().to_instant(local),
+        }),
         // A date read from a timestamp's text keeps only its day.
         TemporalKind::Date => Some(DateTime {
             micros_of_day: 0,
@@ -94,7 +99,7 @@ pub(crate) fn order_key(text: &str, kind: TemporalKind) -> Option<(i8, i64, i64)
 impl DateTime {
     /// Moved by less than a few days' worth of microseconds (a zone offset);
     /// days and time of day are kept apart so that no product can overflow.
-    fn shifted(self, micros: i64) -> DateTime {
+    pub(crate) fn shifted(self, micros: i64) -> DateTime {
         let micros_of_day = self.micros_of_day + micros;
         DateTime {
             days: self.days + micros_of_day.div_euclid(MICROS_PER_DAY),
@@ -175,11 +180,15 @@ fn parse_fraction(text: &str) -> Option<(i64, &str)> {
     Some((padded.parse().ok()?, rest))
 }
 
-/// `""`, `Z`, `±HH`, `±HHMM` or `±HH:MM` (spaces before it allowed), in microseconds.
-fn parse_offset(text: &str) -> Option<i64> {
+/// `Z`, `±HH`, `±HHMM` or `±HH:MM` (spaces before it allowed), in
+/// microseconds, or `""`: no offset (`Some(None)`).
+fn parse_offset(text: &str) -> Option<Option<i64>> {
     let text = text.trim_start();
-    if text.is_empty() || text.eq_ignore_ascii_case("z") {
-        return Some(0);
+    if text.is_empty() {
+        return Some(None);
+    }
+    if text.eq_ignore_ascii_case("z") {
+        return Some(Some(0));
     }
     let (sign, rest) = match text.as_bytes().first()? {
         b'+' => (1, &text[1..]),
@@ -192,7 +201,9 @@ fn parse_offset(text: &str) -> Option<i64> {
         minutes => take_digits(minutes, 2, 2)?,
     };
     let valid = rest.is_empty() && hours <= 15 && minutes < 60;
-    valid.then_some(sign * (hours * MICROS_PER_HOUR + minutes * MICROS_PER_MINUTE))
+    valid.then_some(Some(
+        sign * (hours * MICROS_PER_HOUR + minutes * MICROS_PER_MINUTE),
+    ))
 }
 
 /// Between `min` and `max` leading ASCII digits as a number, and the rest.

@@ -275,9 +275,9 @@ pub enum FieldPlan {
 
 /// Where a view computes with a `timestamptz` column (not a bare column):
 /// there `date()`, `extract`, `date_trunc` and a literal without an offset
-/// take UTC, whatever the database's `TimeZone`.
+/// depend on the time zone ([`crate::expr::TimeZone`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UtcComputation {
+pub struct ZoneComputation {
     pub view: String,
     pub file: std::path::PathBuf,
     /// The field path (`where`, `group_by.day`, `measures.first`).
@@ -287,8 +287,8 @@ pub struct UtcComputation {
 
 impl Plan {
     /// Every view's first computation with a `timestamptz` column
-    /// ([`UtcComputation`]), in view order.
-    pub fn utc_computations(&self) -> Vec<UtcComputation> {
+    /// ([`ZoneComputation`]), in view order.
+    pub fn zone_computations(&self) -> Vec<ZoneComputation> {
         self.views
             .iter()
             .filter_map(|view| {
@@ -314,7 +314,7 @@ impl Plan {
                                 == Some(&crate::source::pg_text::type_oid::TIMESTAMPTZ))
                             .then(|| path.join("."))
                         })?;
-                        Some(UtcComputation {
+                        Some(ZoneComputation {
                             view: view.name.clone(),
                             file: view.file.clone(),
                             field,
@@ -356,7 +356,30 @@ impl Plan {
                 }
             }
         }
-        Ok(Plan { tables, views })
+        let mut plan = Plan { tables, views };
+        plan.name_time_zone();
+        Ok(plan)
+    }
+
+    /// Outputs computed in one time zone are built again in another: the
+    /// zone (when not UTC, so that stores built before zones counted keep
+    /// their outputs) is part of the definition of each view computing with
+    /// a `timestamptz`.
+    fn name_time_zone(&mut self) {
+        let zone = crate::expr::TimeZone::current();
+        if zone.is_utc() {
+            return;
+        }
+        for computed in self.zone_computations() {
+            if let Some(view) = self
+                .views
+                .iter_mut()
+                .find(|view| view.name == computed.view)
+            {
+                view.definition_hash
+                    .push_str(&format!("+time_zone={}", zone.name()));
+            }
+        }
     }
 
     /// A description of what the state store keeps; when it changes, the

@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, PgPool, Row};
 use super::SourceError;
 use super::connection::quote_qualified;
 use crate::change::Lsn;
-use crate::expr::CaseMapping;
+use crate::expr::{CaseMapping, TimeZone};
 use crate::view::{Catalog, ColumnInfo, TableInfo};
 
 /// The base type of every domain type (`CREATE DOMAIN money6 AS
@@ -70,10 +70,21 @@ async fn load_case_mapping(pool: &PgPool) -> Result<CaseMapping, SourceError> {
     Ok(CaseMapping::of_database(&ctype, provider.as_deref()))
 }
 
+/// The zone a `timestamptz` is computed in: the database's `TimeZone`
+/// ([`database_time_zone`]); UTC where none is set, or where it names no
+/// zone viewkeeper knows (`check` and the start notes say so).
+async fn load_time_zone(pool: &PgPool) -> Result<TimeZone, SourceError> {
+    Ok(database_time_zone(pool)
+        .await?
+        .and_then(|name| TimeZone::named(&name))
+        .unwrap_or_else(TimeZone::utc))
+}
+
 /// Columns and primary keys of every ordinary or partitioned table outside
 /// the system schemas; a column of a domain type has the domain's base type.
 pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
     load_case_mapping(pool).await?.set_current();
+    load_time_zone(pool).await?.set_current();
     let domain_bases = load_domain_bases(pool).await?;
     let enum_types: HashSet<i64> =
         sqlx::query_scalar("SELECT oid::int8 FROM pg_type WHERE typtype = 'e'")

@@ -391,3 +391,44 @@ fn types_equal_with_other_texts_are_refused_where_compared_as_they_stand() {
         )]
     );
 }
+
+/// Outputs computed in one time zone are built again in another: the
+/// database's zone, when not UTC, is part of the definition of a view that
+/// computes with a timestamptz (`date(orders.created_at)`). Where the
+/// database's zone is one viewkeeper does not know, `check` notes that the
+/// view computes in UTC.
+#[test]
+fn the_time_zone_is_part_of_the_definition_of_views_computing_with_a_timestamptz() {
+    use crate::commands::time_zone_notes;
+    use crate::plan::Plan;
+
+    let view = parse_view(Path::new("views/sales.yaml"), CATEGORY_DAILY_SALES)
+        .unwrap_or_else(|errors| panic!("{errors:#?}"));
+    let views = std::slice::from_ref(&view);
+    let in_utc = Plan::build(views, &shop()).expect("a plan");
+    assert_eq!(in_utc.views[0].definition_hash, view.definition_hash);
+    let in_new_york =
+        crate::expr::in_zone("America/New_York", || Plan::build(views, &shop())).expect("a plan");
+    assert_eq!(
+        in_new_york.views[0].definition_hash,
+        format!("{}+time_zone=America/New_York", view.definition_hash)
+    );
+
+    assert_eq!(
+        time_zone_notes(views, &in_new_york, "America/New_York"),
+        vec![]
+    );
+    let notes = time_zone_notes(views, &in_utc, "Mars/Olympus_Mons");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(
+        (notes[0].field.as_str(), notes[0].line),
+        ("group_by.day", Some(10))
+    );
+    assert!(
+        notes[0]
+            .message
+            .contains("orders.created_at in UTC: this database's TimeZone Mars/Olympus_Mons"),
+        "{}",
+        notes[0].message
+    );
+}
