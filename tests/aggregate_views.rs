@@ -1235,7 +1235,8 @@ async fn numeric_measures_show_the_scale_of_the_rows_they_hold() {
 /// An aggregate view computing with a timestamptz in every way that
 /// depends on the zone: truncated to the day and read for its hour, cast
 /// to a date and a timestamp, compared with a literal without an offset
-/// and with a timestamp column.
+/// and with a timestamp column; and in zones of its own (`AT TIME ZONE`,
+/// `date_trunc` in a zone).
 const VISIT_DAYS: &str = "
 view: visit_days
 kind: aggregate
@@ -1244,16 +1245,28 @@ where: \"at >= '2024-03-10 03:00'\"
 group_by:
   day: \"date_trunc('day', at)\"
   hour: \"extract(hour from at)\"
+  tokyo_day: \"date(at AT TIME ZONE 'Asia/Tokyo')\"
 measures:
   n: count()
   first: min(at)
   local_last: \"max(at::timestamp)\"
   days: \"count_distinct(date(at))\"
   late: \"sum(CASE WHEN at > booked THEN 1 ELSE 0 END)\"
+  paris_day: \"max(date_trunc('day', booked, 'Europe/Paris'))\"
 table: analytics.visit_days
 ";
 
-type VisitRow = (String, String, String, String, String, String, String);
+type VisitRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
 
 /// A pool whose sessions take `zone`, as the database's own sessions do
 /// (SQLx starts each in UTC).
@@ -1278,13 +1291,15 @@ async fn visit_days_match(pool: &PgPool, what: &str) {
     rows_match::<VisitRow>(
         pool,
         what,
-        "SELECT date_trunc('day', at)::text, extract(hour from at)::text, count(*)::text,
+        "SELECT date_trunc('day', at)::text, extract(hour from at)::text,
+                date(at AT TIME ZONE 'Asia/Tokyo')::text, count(*)::text,
                 min(at)::text, max(at::timestamp)::text, count(DISTINCT date(at))::text,
-                sum(CASE WHEN at > booked THEN 1 ELSE 0 END)::text
-         FROM visits WHERE at >= '2024-03-10 03:00' GROUP BY 1, 2 ORDER BY 1, 2",
-        "SELECT day::text, hour::text, n::text, first::text, local_last::text, days::text,
-                late::text
-         FROM analytics.visit_days ORDER BY 1, 2",
+                sum(CASE WHEN at > booked THEN 1 ELSE 0 END)::text,
+                max(date_trunc('day', booked, 'Europe/Paris'))::text
+         FROM visits WHERE at >= '2024-03-10 03:00' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        "SELECT day::text, hour::text, tokyo_day::text, n::text, first::text,
+                local_last::text, days::text, late::text, paris_day::text
+         FROM analytics.visit_days ORDER BY 1, 2, 3",
     )
     .await;
 }

@@ -52,7 +52,27 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
             operand,
             date_part,
         } => extract_type(node, *field, infer_child(operand)?, *date_part),
-        Node::DateTrunc { operand, .. } => temporal_operand(node, infer_child(operand)?),
+        Node::DateTrunc {
+            operand,
+            zone: None,
+            ..
+        } => temporal_operand(node, infer_child(operand)?),
+        // Truncated in a zone, any date or timestamp is read as an instant.
+        Node::DateTrunc {
+            operand,
+            zone: Some(_),
+            ..
+        } => temporal_operand(node, infer_child(operand)?).map(|operand| match operand {
+            ValueType::Null => ValueType::Null,
+            _ => ValueType::TimestampTz,
+        }),
+        Node::AtTimeZone { operand, .. } => {
+            temporal_operand(node, infer_child(operand)?).map(|operand| match operand {
+                ValueType::Null => ValueType::Null,
+                ValueType::Timestamp => ValueType::TimestampTz,
+                _ => ValueType::Timestamp,
+            })
+        }
         Node::IsNull { .. }
         | Node::IsBool { .. }
         | Node::IsDistinct { .. }

@@ -178,11 +178,27 @@ fn temporal_parts(value: &Value) -> Result<Option<(&str, TemporalKind)>, Fault> 
 }
 
 /// `date_trunc(unit, value)`, of the same kind as `value`; `infinity`
-/// stays itself. A date truncated to hours or minutes is unchanged.
-pub(crate) fn truncate_value(value: &Value, unit: TruncUnit) -> Result<Value, Fault> {
+/// stays itself. A date truncated to hours or minutes is unchanged. With
+/// a `zone` (`date_trunc(unit, value, 'zone')`), `value` is read as an
+/// instant and truncated in that zone.
+pub(crate) fn truncate_value(
+    value: &Value,
+    unit: TruncUnit,
+    zone: Option<&TimeZone>,
+) -> Result<Value, Fault> {
     let Some((text, kind)) = temporal_parts(value)? else {
         return Ok(Value::Null);
     };
+    if let Some(zone) = zone {
+        let instant = as_instant(text, kind)?;
+        let truncated = match instant {
+            Some(instant) => {
+                truncate_instant(instant, unit, zone).format(TemporalKind::TimestampTz)
+            }
+            None => text.trim().to_owned(),
+        };
+        return Ok(Value::TimestampTz(truncated));
+    }
     if is_infinite(text) {
         return Ok(value.clone());
     }
@@ -192,17 +208,57 @@ pub(crate) fn truncate_value(value: &Value, unit: TruncUnit) -> Result<Value, Fa
         // which keeps its date in any zone.
         TemporalKind::Date => truncate(in_timestamp_range(parsed)?, unit),
         TemporalKind::Timestamp => truncate(parsed, unit),
-        TemporalKind::TimestampTz => truncate_instant(parsed, unit),
+        TemporalKind::TimestampTz => truncate_instant(parsed, unit, &TimeZone::current()),
     };
     Ok(temporal_value(truncated.format(kind), kind))
 }
 
-/// `date_trunc(unit, instant)` in the database's zone. To the hour or finer
-/// the instant's own offset is kept (in a repeated hour, the hour of the
-/// same offset); to the day or coarser the truncated civil time is read in
-/// the zone again, as PostgreSQL does.
-fn truncate_instant(instant: DateTime, unit: TruncUnit) -> DateTime {
-    let zone = TimeZone::current();
+/// `value AT TIME ZONE zone`: a timestamp's instant read in `zone` (a
+/// timestamptz), or the civil time in `zone` of any other date or
+/// timestamp, read as an instant (a timestamp). `infinity` stays itself.
+pub(crate) fn at_time_zone(value: &Value, zone: &TimeZone) -> Result<Value, Fault> {
+    let Some((text, kind)) = temporal_parts(value)? else {
+        return Ok(Value::Null);
+    };
+    if kind == TemporalKind::Timestamp {
+        let instant = match is_infinite(text) {
+            true => text.trim().to_owned(),
+            false => zone
+                .to_instant(parse_value(text, kind)?)
+                .format(TemporalKind::TimestampTz),
+        };
+        return Ok(Value::TimestampTz(instant));
+    }
+    let local = match as_instant(text, kind)? {
+        Some(instant) => {
+            in_timestamp_range(zone.to_local(instant))?.format(TemporalKind::Timestamp)
+        }
+        None => text.trim().to_owned(),
+    };
+    Ok(Value::Timestamp(local))
+}
+
+/// A date or timestamp read as an instant, as PostgreSQL casts it to a
+/// `timestamptz` (a civil time in the database's zone); `None` for
+/// `infinity`.
+fn as_instant(text: &str, kind: TemporalKind) -> Result<Option<DateTime>, Fault> {
+    if is_infinite(text) {
+        return Ok(None);
+    }
+    let parsed = parse_value(text, kind)?;
+    Ok(Some(match kind {
+        TemporalKind::TimestampTz => parsed,
+        TemporalKind::Date | TemporalKind::Timestamp => {
+            in_timestamp_range(TimeZone::current().to_instant(parsed))?
+        }
+    }))
+}
+
+/// `date_trunc(unit, instant)` in `zone`. To the hour or finer the
+/// instant's own offset is kept (in a repeated hour, the hour of the same
+/// offset); to the day or coarser the truncated civil time is read in the
+/// zone again, as PostgreSQL does.
+fn truncate_instant(instant: DateTime, unit: TruncUnit, zone: &TimeZone) -> DateTime {
     let local = zone.to_local(instant);
     let truncated = truncate(local, unit);
     match unit {
@@ -339,16 +395,16 @@ mod tests {
     fn value_functions_keep_kind_and_pass_null_and_infinity() {
         let tz = Value::TimestampTz("2024-03-17T13:45:12.345678Z".into());
         assert_eq!(
-            truncate_value(&tz, TruncUnit::Month),
+            truncate_value(&tz, TruncUnit::Month, None),
             Ok(Value::TimestampTz("2024-03-01T00:00:00.000000Z".into()))
         );
         assert_eq!(
-            truncate_value(&Value::Null, TruncUnit::Month),
+            truncate_value(&Value::Null, TruncUnit::Month, None),
             Ok(Value::Null)
         );
         let infinite = Value::Timestamp("infinity".into());
         assert_eq!(
-            truncate_value(&infinite, TruncUnit::Day),
+            truncate_value(&infinite, TruncUnit::Day, None),
             Ok(infinite.clone())
         );
         assert_eq!(
@@ -363,7 +419,7 @@ mod tests {
         assert!(extract_value(&date, DateField::Hour, false).is_err());
         let text = Value::Text("2024-01-01".into());
         assert!(extract_value(&text, DateField::Year, false).is_err());
-        assert!(truncate_value(&Value::Date("2024-99-01".into()), TruncUnit::Day).is_err());
+        assert!(truncate_value(&Value::Date("2024-99-01".into()), TruncUnit::Day, None).is_err());
     }
 
     /// As PostgreSQL 15 answers: `extract(year from '300000-01-01'::date)`
@@ -379,7 +435,7 @@ mod tests {
         );
         let out_of_range = Err(Fault::OutOfRange("timestamp"));
         assert_eq!(extract_value(&far, DateField::Year, true), out_of_range);
-        assert_eq!(truncate_value(&far, TruncUnit::Month), out_of_range);
+        assert_eq!(truncate_value(&far, TruncUnit::Month, None), out_of_range);
         let last = Value::Date("294276-12-31".into());
         assert_eq!(
             extract_value(&last, DateField::Year, true),

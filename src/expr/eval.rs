@@ -11,7 +11,7 @@ use crate::change::Value;
 use super::arith;
 use super::cast::{cast, text_of};
 use super::compare::{try_compare, values_equal};
-use super::date_parts::{extract_value, truncate_value};
+use super::date_parts::{at_time_zone, extract_value, truncate_value};
 use super::error::{EvalError, Fault};
 use super::functions::Function;
 use super::like::like_matches;
@@ -48,7 +48,12 @@ pub(crate) fn evaluate(node: &Node, row: RowLookup) -> Result<Value, EvalError> 
             operand,
             date_part,
         } => extract_value(&eval(operand)?, *field, *date_part).map_err(at),
-        Node::DateTrunc { unit, operand } => truncate_value(&eval(operand)?, *unit).map_err(at),
+        Node::DateTrunc {
+            unit,
+            operand,
+            zone,
+        } => truncate_value(&eval(operand)?, *unit, zone.as_deref()).map_err(at),
+        Node::AtTimeZone { operand, zone } => at_time_zone(&eval(operand)?, zone).map_err(at),
         Node::IsNull { .. }
         | Node::IsBool { .. }
         | Node::IsDistinct { .. }

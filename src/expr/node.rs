@@ -3,6 +3,7 @@
 //! every later stage can match exhaustively.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use crate::change::Value;
 
@@ -10,6 +11,7 @@ use super::ColumnPath;
 use super::cast::CastTarget;
 use super::date_parts::{DateField, TruncUnit};
 use super::functions::Function;
+use super::time_zone::TimeZone;
 
 /// One node of a parsed expression; its `Display` (in `render`) writes it
 /// back as SQL for error messages.
@@ -101,6 +103,15 @@ pub(crate) enum Node {
     DateTrunc {
         unit: TruncUnit,
         operand: Box<Node>,
+        /// `date_trunc(unit, x, 'zone')` truncates in that zone, not the
+        /// database's.
+        zone: Option<Arc<TimeZone>>,
+    },
+    /// `x AT TIME ZONE 'zone'`: an instant's civil time there (a
+    /// timestamp), or a civil time's instant there (a timestamptz).
+    AtTimeZone {
+        operand: Box<Node>,
+        zone: Arc<TimeZone>,
     },
 }
 
@@ -172,7 +183,8 @@ impl Node {
             | Node::IsBool { operand, .. }
             | Node::Cast { operand, .. }
             | Node::Extract { operand, .. }
-            | Node::DateTrunc { operand, .. } => vec![operand],
+            | Node::DateTrunc { operand, .. }
+            | Node::AtTimeZone { operand, .. } => vec![operand],
             Node::Arithmetic { left, right, .. }
             | Node::Concat { left, right }
             | Node::Comparison { left, right, .. }

@@ -17,7 +17,7 @@ use crate::change::Value;
 use super::error::ExprError;
 use super::node::{ArithmeticOp, CaseBranch, ComparisonOp, LogicalOp, Node};
 use super::numeric::Decimal;
-use super::parse_call::{call, cast, extract, typed_string};
+use super::parse_call::{call, cast, extract, typed_string, zone_literal};
 
 /// View expressions are one-liners; this bounds the work a pathological one
 /// (a megabyte-long string) can cause.
@@ -125,6 +125,13 @@ pub(crate) fn convert(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError>
         sql::Expr::TypedString(typed) => typed_string(typed, expr),
         sql::Expr::Function(function) => call(function, expr, depth),
         sql::Expr::Extract { .. } => extract(expr, depth),
+        sql::Expr::AtTimeZone {
+            timestamp,
+            time_zone,
+        } => Ok(Node::AtTimeZone {
+            operand: convert_boxed(timestamp, depth)?,
+            zone: zone_literal(time_zone, expr)?,
+        }),
         other => is_test(other, depth),
     }
 }

@@ -3,6 +3,8 @@
 //! functions, checking arity, and checking literal arguments (a cast of a
 //! literal, a `date_trunc` unit) while the author is still looking at them.
 
+use std::sync::Arc;
+
 use sqlparser::ast as sql;
 
 use crate::change::Value;
@@ -14,6 +16,7 @@ use super::functions::{Arity, Function};
 use super::node::Node;
 use super::parse::{convert, convert_boxed, ident_name, string_literal, unsupported};
 use super::temporal::TemporalKind;
+use super::time_zone::TimeZone;
 
 /// The aggregates of view measures: named in the error, since an author
 /// writing `sum(x)` in a filter deserves more than "unknown function".
@@ -36,13 +39,28 @@ pub(crate) fn call(
         ("date_trunc", [unit, operand]) => Ok(Node::DateTrunc {
             unit: named_literal(unit, TruncUnit::from_name, "date_trunc unit", expr)?,
             operand: convert_boxed(operand, depth)?,
+            zone: None,
+        }),
+        ("date_trunc", [unit, operand, zone]) => Ok(Node::DateTrunc {
+            unit: named_literal(unit, TruncUnit::from_name, "date_trunc unit", expr)?,
+            operand: convert_boxed(operand, depth)?,
+            zone: Some(zone_literal(zone, expr)?),
         }),
         ("date_part", [field, operand]) => Ok(Node::Extract {
             field: named_literal(field, DateField::from_name, "date_part field", expr)?,
             operand: convert_boxed(operand, depth)?,
             date_part: true,
         }),
-        ("date" | "date_trunc" | "date_part", _) => {
+        ("date_trunc", _) => Err(wrong_arity(
+            &name,
+            Arity {
+                min: 2,
+                max: Some(3),
+            },
+            args.len(),
+            expr,
+        )),
+        ("date" | "date_part", _) => {
             let arity = Arity::exactly(if name == "date" { 1 } else { 2 });
             Err(wrong_arity(&name, arity, args.len(), expr))
         }
@@ -137,6 +155,29 @@ fn named_literal<T>(
         .ok_or_else(|| ExprError::InvalidLiteral {
             fragment: expr.to_string(),
             message: format!("{what} must be a string literal naming a supported one, not {arg}"),
+        })
+}
+
+/// A time zone named by a string literal (`'America/New_York'`, `'UTC'`),
+/// as `AT TIME ZONE` and `date_trunc` take it.
+pub(crate) fn zone_literal(arg: &sql::Expr, expr: &sql::Expr) -> Result<Arc<TimeZone>, ExprError> {
+    let name = match arg {
+        sql::Expr::Value(value) => string_literal(&value.value),
+        _ => None,
+    };
+    let Some(name) = name else {
+        return Err(ExprError::InvalidLiteral {
+            fragment: expr.to_string(),
+            message: format!(
+                "the time zone must be a string literal ('America/New_York', 'UTC'), not {arg}"
+            ),
+        });
+    };
+    TimeZone::named(name)
+        .map(Arc::new)
+        .ok_or_else(|| ExprError::InvalidLiteral {
+            fragment: expr.to_string(),
+            message: format!("time zone {name:?} is neither in the tz database nor a POSIX rule"),
         })
 }
 

@@ -198,7 +198,24 @@ fn write_call(f: &mut Formatter<'_>, node: &Node) -> fmt::Result {
             operand,
             date_part: true,
         } => write!(f, "date_part('{}', {operand})", field.name()),
-        Node::DateTrunc { unit, operand } => write!(f, "date_trunc('{}', {operand})", unit.name()),
+        Node::DateTrunc {
+            unit,
+            operand,
+            zone: None,
+        } => write!(f, "date_trunc('{}', {operand})", unit.name()),
+        Node::DateTrunc {
+            unit,
+            operand,
+            zone: Some(zone),
+        } => write!(
+            f,
+            "date_trunc('{}', {operand}, '{}')",
+            unit.name(),
+            zone.name()
+        ),
+        Node::AtTimeZone { operand, zone } => {
+            write!(f, "{operand} AT TIME ZONE '{}'", zone.name())
+        }
         other => write!(f, "{other}"),
     }
 }

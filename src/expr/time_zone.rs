@@ -24,6 +24,13 @@ pub struct TimeZone {
     zone: Option<jiff::tz::TimeZone>,
 }
 
+/// Two zones of one name are one zone.
+impl PartialEq for TimeZone {
+    fn eq(&self, other: &TimeZone) -> bool {
+        self.name == other.name
+    }
+}
+
 static CURRENT: RwLock<Option<Arc<TimeZone>>> = RwLock::new(None);
 
 /// Days of the Gregorian calendar's 400-year cycle, after which dates and
@@ -225,7 +232,7 @@ pub(crate) mod tests {
     }
 
     fn truncated(unit: TruncUnit, text: &str) -> String {
-        match truncate_value(&tz(text), unit) {
+        match truncate_value(&tz(text), unit, None) {
             Ok(Value::TimestampTz(text)) => text,
             other => panic!("{text}: {other:?}"),
         }

@@ -226,7 +226,7 @@ fn group_keys_are_expressions() {
             "views/test.yaml:11: group_by.category_id: invalid expression: unsupported \
              construct: aggregate function sum() here in `sum(quantity)`",
             "views/test.yaml:12: group_by.month: invalid expression: function date_trunc takes \
-             2 argument(s), found 1 in `date_trunc('month')`",
+             2 to 3 argument(s), found 1 in `date_trunc('month')`",
             "views/test.yaml:13: group_by.flag: expected an expression such as \
              `date(orders.created_at)`, found a list",
         ]
