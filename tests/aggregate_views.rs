@@ -157,6 +157,22 @@ async fn group_rows_follow_flips_moves_extreme_deletes_and_truncate() {
         null_groups > 0,
         "deleting a sold product must create a NULL category group"
     );
+    // Emptied, the NULL groups go (deleted by key shape: `IS NULL` there).
+    execute(
+        &pool,
+        "DELETE FROM order_items oi WHERE NOT EXISTS
+           (SELECT 1 FROM products p WHERE p.id = oi.product_id)",
+    )
+    .await;
+    table_matches_oracle(&pool, "the NULL groups emptied").await;
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM analytics.category_daily_sales WHERE category_id IS NULL",
+        )
+        .await,
+        0
+    );
 
     execute(&pool, "TRUNCATE order_items").await;
     table_matches_oracle(&pool, "TRUNCATE emptied every group").await;

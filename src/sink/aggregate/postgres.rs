@@ -2,8 +2,9 @@
 //!
 //! Values travel as text and are cast to the column types in SQL, so numerics
 //! and timestamps arrive exactly as the engine computed them. A batch is one
-//! transaction of at most three statements, each over arrays (`unnest`):
-//! upsert the changed groups, delete the emptied ones, move the checkpoint.
+//! transaction of statements over arrays (`unnest`): upsert the changed
+//! groups, delete the emptied ones (a statement for each shape of key, see
+//! [`delete_groups`]), move the checkpoint.
 //!
 //! A rewrite (new table, new definition, foreign checkpoint) fills a shadow
 //! table and renames it into place in the same transaction as the
@@ -15,6 +16,8 @@
 //! NULL, and otherwise a `UNIQUE NULLS NOT DISTINCT` constraint: SQL's
 //! GROUP BY has a NULL group (an item whose product is gone), which a primary
 //! key cannot hold. Upserts name the same columns either way.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -168,39 +171,77 @@ async fn insert_rows(
     Ok(())
 }
 
-/// Deletes groups by key. `IS NOT DISTINCT FROM` matches the NULL group.
+/// Deletes groups by key, in one statement for each shape of key present
+/// (which of its columns are NULL): `t.c = u.c` for the others and
+/// `t.c IS NULL` for those, so that the key's index finds every row. (A
+/// single statement matching with `IS NOT DISTINCT FROM`, which no index
+/// serves, scanned the whole table for each key: seconds for 2,000 keys
+/// of a table of 100,000 groups.)
 async fn delete_groups(
     txn: &mut Transaction<'_, Postgres>,
     table: &TargetTable,
     keys: &[Vec<Value>],
 ) -> Result<(), sqlx::Error> {
-    if keys.is_empty() {
-        return Ok(());
+    let mut by_shape: BTreeMap<Vec<bool>, Vec<&[Value]>> = BTreeMap::new();
+    for key in keys {
+        let key = &key[..table.key_len];
+        by_shape
+            .entry(key.iter().map(Value::is_null).collect())
+            .or_default()
+            .push(key);
     }
-    let key = 0..table.key_len;
-    let (params, _) = unnest_parts(table, key.clone());
-    let conditions: Vec<String> = table.columns[key.clone()]
-        .iter()
-        .map(|(name, value_type)| {
-            let name = quote_ident(name);
-            format!(
-                "t.{name} IS NOT DISTINCT FROM u.{name}::{}",
-                sql_type(*value_type)
-            )
-        })
-        .collect();
-    let sql = format!(
-        "DELETE FROM {} AS t USING unnest({params}) AS u({}) WHERE {}",
-        quote_qualified(&table.name),
-        column_list(table, key.clone()),
-        conditions.join(" AND ")
-    );
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for index in key {
-        query = query.bind(column_texts(keys, index));
+    for (nulls, keys) in by_shape {
+        delete_groups_of_shape(txn, table, &nulls, &keys).await?;
+    }
+    Ok(())
+}
+
+/// Deletes `keys`, each NULL in the key columns `nulls` marks and only there.
+async fn delete_groups_of_shape(
+    txn: &mut Transaction<'_, Postgres>,
+    table: &TargetTable,
+    nulls: &[bool],
+    keys: &[&[Value]],
+) -> Result<(), sqlx::Error> {
+    let mut query = sqlx::query(AssertSqlSafe(delete_sql(table, nulls)));
+    for index in (0..table.key_len).filter(|&i| !nulls[i]) {
+        let texts: Vec<Option<String>> = keys.iter().map(|key| text(&key[index])).collect();
+        query = query.bind(texts);
     }
     query.execute(&mut **txn).await?;
     Ok(())
+}
+
+/// The statement deleting keys NULL in the key columns `nulls` marks: one
+/// `text[]` parameter for each other key column, in order.
+fn delete_sql(table: &TargetTable, nulls: &[bool]) -> String {
+    let mut conditions = Vec::new();
+    let mut unnested = Vec::new();
+    let mut params = Vec::new();
+    for (index, (name, value_type)) in table.columns[..table.key_len].iter().enumerate() {
+        let name = quote_ident(name);
+        if nulls[index] {
+            conditions.push(format!("t.{name} IS NULL"));
+        } else {
+            params.push(format!("${}::text[]", params.len() + 1));
+            conditions.push(format!("t.{name} = u.{name}::{}", sql_type(*value_type)));
+            unnested.push(name);
+        }
+    }
+    let using = if unnested.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " USING unnest({}) AS u({})",
+            params.join(", "),
+            unnested.join(", ")
+        )
+    };
+    format!(
+        "DELETE FROM {} AS t{using} WHERE {}",
+        quote_qualified(&table.name),
+        conditions.join(" AND ")
+    )
 }
 
 async fn ensure_checkpoint_table(pool: &PgPool) -> Result<(), sqlx::Error> {
@@ -493,5 +534,44 @@ impl SqlTarget for PgTarget {
             .map_err(&sql_error)?;
         txn.commit().await.map_err(&sql_error)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> TargetTable {
+        TargetTable {
+            view: "sales".to_owned(),
+            file: "views/sales.yaml".into(),
+            name: "analytics.sales".to_owned(),
+            columns: vec![
+                ("day".to_owned(), ValueType::Date),
+                ("category_id".to_owned(), ValueType::Int),
+                ("n".to_owned(), ValueType::Int),
+            ],
+            key_len: 2,
+            key_nullable: true,
+            definition_hash: String::new(),
+        }
+    }
+
+    /// Each key column is matched with `=` or `IS NULL`, which the key's
+    /// index serves; never with `IS NOT DISTINCT FROM`, which it does not.
+    #[test]
+    fn deletes_match_keys_as_an_index_can() {
+        assert_eq!(
+            delete_sql(&table(), &[false, false]),
+            r#"DELETE FROM "analytics"."sales" AS t USING unnest($1::text[], $2::text[]) AS u("day", "category_id") WHERE t."day" = u."day"::date AND t."category_id" = u."category_id"::bigint"#
+        );
+        assert_eq!(
+            delete_sql(&table(), &[false, true]),
+            r#"DELETE FROM "analytics"."sales" AS t USING unnest($1::text[]) AS u("day") WHERE t."day" = u."day"::date AND t."category_id" IS NULL"#
+        );
+        assert_eq!(
+            delete_sql(&table(), &[true, true]),
+            r#"DELETE FROM "analytics"."sales" AS t WHERE t."day" IS NULL AND t."category_id" IS NULL"#
+        );
     }
 }
