@@ -83,6 +83,9 @@ pub struct RunningViews {
 pub struct AdminState {
     shared: Arc<AdminShared>,
     running: Arc<RwLock<Arc<RunningViews>>>,
+    /// Counts the replacements of `running`, for a call that must wait for
+    /// the restarted pipeline.
+    replaced: watch::Sender<u64>,
 }
 
 impl AdminState {
@@ -90,12 +93,19 @@ impl AdminState {
         AdminState {
             shared: Arc::new(shared),
             running: Arc::new(RwLock::new(Arc::new(running))),
+            replaced: watch::Sender::new(0),
         }
     }
 
     /// Serves the views of a reloaded pipeline from now on.
     pub fn replace_running(&self, running: RunningViews) {
         *self.running.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(running);
+        self.replaced.send_modify(|count| *count += 1);
+    }
+
+    /// The pipeline being replaced has stopped: its rebuilds go to the next.
+    pub fn pipeline_stopped(&self) {
+        self.running().rebuilder.close();
     }
 
     fn running(&self) -> Arc<RunningViews> {
@@ -241,14 +251,12 @@ async fn rebuild(
     if let Err(why) = authorized(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, why.into());
     }
-    let rebuilder = Arc::clone(&state.running().rebuilder);
-    let started = if params.from_source {
-        rebuilder.start_from_source(&view).await
-    } else {
-        rebuilder.start(&view).await
-    };
+    let (rebuilder, started) = start_rebuild(&state, &view, params.from_source).await;
     match started {
         Ok(()) => {}
+        Err(e @ RebuildError::Restarting(_)) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
         Err(e @ RebuildError::UnknownView(_)) => {
             return error(StatusCode::NOT_FOUND, e.to_string());
         }
@@ -270,6 +278,42 @@ async fn rebuild(
         Json(json!({ "view": view, "state": "rebuilding", "from_source": params.from_source })),
     )
         .into_response()
+}
+
+/// How long a rebuild asked for while the pipeline restarts waits for the
+/// restarted one.
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Starts the rebuild of `view` in the running pipeline, or, when that one
+/// has just stopped, in the restarted one once it runs (where a rebuild
+/// already running is this one, resumed from the store's record).
+async fn start_rebuild(
+    state: &AdminState,
+    view: &str,
+    from_source: bool,
+) -> (Arc<Rebuilder>, Result<(), RebuildError>) {
+    let mut replaced = state.replaced.subscribe();
+    replaced.borrow_and_update();
+    let mut restarted = false;
+    loop {
+        let rebuilder = Arc::clone(&state.running().rebuilder);
+        let started = if from_source {
+            rebuilder.start_from_source(view).await
+        } else {
+            rebuilder.start(view).await
+        };
+        match started {
+            Err(RebuildError::Restarting(_))
+                if tokio::time::timeout(RESTART_WAIT, replaced.changed())
+                    .await
+                    .is_ok_and(|changed| changed.is_ok()) =>
+            {
+                restarted = true;
+            }
+            Err(RebuildError::AlreadyRunning(_)) if restarted => return (rebuilder, Ok(())),
+            started => return (rebuilder, started),
+        }
+    }
 }
 
 /// Reads the view files again: 200 with what was added, changed, removed

@@ -13,10 +13,16 @@
 //!
 //! A rebuild asked for is recorded in the state store until it ends, so one
 //! that a crash or a stop cuts short runs again at the next start: the
-//! target it was asked to repair may be half rewritten.
+//! target it was asked to repair may be half rewritten. Likewise one that a
+//! restart of the pipeline (a reload, a rebuild from the source) cuts short:
+//! it belongs to the pipeline whose sinks rewrite, so the restarted
+//! pipeline runs it again ([`Rebuilder::close`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio::task::AbortHandle;
 
 use crate::engine::Engine;
 use crate::sink::RewriteSignal;
@@ -32,6 +38,10 @@ pub enum RebuildError {
     AlreadyRunning(String),
     #[error("could not record the rebuild of view {view}: {reason}")]
     NotRecorded { view: String, reason: String },
+    /// Asked for of a pipeline that has just ended: the restarted one
+    /// takes it.
+    #[error("the pipeline is restarting; the rebuild of view {0} goes to the restarted one")]
+    Restarting(String),
 }
 
 pub struct Rebuilder {
@@ -41,6 +51,9 @@ pub struct Rebuilder {
     /// The rewrite signal of each view's sink, by view name (the cache views
     /// share the Redis sink's).
     rewrites: HashMap<String, RewriteSignal>,
+    /// The rebuilds running in this pipeline, by view; `None` once the
+    /// pipeline has ended ([`Rebuilder::close`]).
+    tasks: Mutex<Option<Vec<(String, AbortHandle)>>>,
 }
 
 impl Rebuilder {
@@ -55,6 +68,7 @@ impl Rebuilder {
             store,
             status,
             rewrites,
+            tasks: Mutex::new(Some(Vec::new())),
         }
     }
 
@@ -63,8 +77,48 @@ impl Rebuilder {
     pub async fn start(self: &Arc<Self>, view: &str) -> Result<(), RebuildError> {
         let rewrite = self.mark_started(view)?;
         self.record_asked(view, false).await?;
-        self.spawn(view, rewrite);
-        Ok(())
+        if self.spawn(view, rewrite) {
+            Ok(())
+        } else {
+            Err(RebuildError::Restarting(view.to_owned()))
+        }
+    }
+
+    /// Ends this pipeline's rebuilds, which its sinks would never finish
+    /// once it has stopped: each is marked not running, and stays recorded
+    /// in the store for the restarted pipeline to run again (see
+    /// [`Rebuilder::resume`]). Rebuilds asked for from now on are refused
+    /// with [`RebuildError::Restarting`].
+    pub fn close(&self) {
+        let tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+            .unwrap_or_default();
+        for (view, task) in tasks {
+            if !task.is_finished() {
+                task.abort();
+                self.status.rebuild_handed_over(&view);
+                tracing::info!(%view, "rebuild cut short by a restart of the pipeline: it runs again there");
+            }
+        }
+    }
+
+    /// Runs `task`, the rebuild of `view`, unless the pipeline has ended
+    /// (then `view` is marked not running, and `false` returned).
+    fn run_task(&self, view: &str, task: impl Future<Output = ()> + Send + 'static) -> bool {
+        let mut tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(tasks) = tasks.as_mut() else {
+            self.status.rebuild_handed_over(view);
+            return false;
+        };
+        tasks.retain(|(_, task)| !task.is_finished());
+        tasks.push((view.to_owned(), tokio::spawn(task).abort_handle()));
+        true
     }
 
     /// Runs again the rebuilds the store says were asked for and did not
@@ -76,13 +130,14 @@ impl Rebuilder {
         for (view, from_source) in asked {
             let resumed = self.mark_started(view).map(|rewrite| {
                 if *from_source {
-                    self.rewrite_after_snapshot(view.clone());
+                    self.rewrite_after_snapshot(view.clone())
                 } else {
-                    self.spawn(view, rewrite);
+                    self.spawn(view, rewrite)
                 }
             });
             match resumed {
-                Ok(()) => tracing::info!(
+                Ok(false) => {}
+                Ok(true) => tracing::info!(
                     %view,
                     from_source,
                     "a rebuild asked for before the last stop did not finish: running it again"
@@ -133,9 +188,10 @@ impl Rebuilder {
         })
     }
 
-    fn spawn(self: &Arc<Self>, view: &str, rewrite: RewriteSignal) {
-        let (this, view) = (Arc::clone(self), view.to_owned());
-        tokio::spawn(async move {
+    fn spawn(self: &Arc<Self>, view: &str, rewrite: RewriteSignal) -> bool {
+        let (this, name) = (Arc::clone(self), view.to_owned());
+        self.run_task(view, async move {
+            let view = name;
             tracing::info!(%view, "rebuild started");
             let error = this.rebuild(&view, &rewrite).await.err();
             match &error {
@@ -143,7 +199,7 @@ impl Rebuilder {
                 Some(error) => tracing::error!(%view, %error, "rebuild failed"),
             }
             this.finish(&view, error).await;
-        });
+        })
     }
 
     /// The rebuild of `view` ended: it is no longer asked for, and the
@@ -162,9 +218,9 @@ impl Rebuilder {
     /// new snapshot (which recomputed every view from the source's rows):
     /// rewrites `view`'s whole target, so that what the snapshot removed is
     /// swept. The rebuild was marked started when it was asked for.
-    pub fn rewrite_after_snapshot(self: &Arc<Self>, view: String) {
+    pub fn rewrite_after_snapshot(self: &Arc<Self>, view: String) -> bool {
         let this = Arc::clone(self);
-        tokio::spawn(async move {
+        self.run_task(&view.clone(), async move {
             this.status.rebuild_progress(&view, "snapshotting", 0, 0);
             this.status.wait_for_snapshot().await;
             let error = match this.rewrites.get(&view) {
@@ -178,7 +234,7 @@ impl Rebuilder {
             };
             tracing::info!(%view, ?error, "rebuild from source done");
             this.finish(&view, error).await;
-        });
+        })
     }
 
     async fn rebuild(&self, view: &str, rewrite: &RewriteSignal) -> Result<(), String> {

@@ -209,10 +209,16 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     tokio::spawn(reload_on_sighup(Arc::clone(&reloader), shutdown.clone()));
     let mut views = views;
     while let Some(mut restart) = generation.run(&mut shutdown, &mut restarts).await {
+        admin.pipeline_stopped();
         let running_notice = restart.take_running_notice();
         let (next_views, planned, from_source) = prepare_restart(&context, views, restart).await?;
         reloader.set_running(&planned).await;
         let (started, running) = Generation::start(&context, planned).await?;
+        // The rebuilds the stopped pipeline cut short, then the one this
+        // restart is for.
+        let mut asked = context.store.rebuilds_asked()?;
+        asked.retain(|(view, _)| Some(view) != from_source.as_ref());
+        running.rebuilder.resume(&asked);
         if let Some(view) = from_source {
             running.rebuilder.rewrite_after_snapshot(view);
         }

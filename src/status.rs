@@ -276,6 +276,16 @@ impl StatusBoard {
         });
     }
 
+    /// The rebuild of `view` stopped without ending: a restarted pipeline
+    /// runs it again.
+    pub fn rebuild_handed_over(&self, view: &str) {
+        let mut inner = self.lock();
+        let state = inner.rebuilds.entry(view.to_owned()).or_default();
+        state.running = false;
+        state.progress = None;
+        telemetry::record_rebuild_progress(view, 0, 0);
+    }
+
     pub fn rebuild_finished(&self, view: &str, error: Option<String>) {
         let mut inner = self.lock();
         let state = inner.rebuilds.entry(view.to_owned()).or_default();

@@ -362,3 +362,38 @@ async fn a_rebuild_cut_short_by_a_crash_runs_again_at_the_next_start() {
     let status = view_status(port, "order_cache").await;
     assert!(status["rebuild"].is_null(), "{status:#}");
 }
+
+/// A rebuild asked for just after a rebuild from the source, which
+/// restarts the pipeline: whether it reaches the stopping pipeline (whose
+/// sinks would never rewrite for it) or the restarted one, it runs and
+/// ends. It used to stay `rewriting` in `/status` for good (trial 9), with
+/// each of the two kinds of sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_asked_for_during_a_restart_runs_in_the_restarted_pipeline() {
+    let Running {
+        _pg,
+        _setup,
+        redis,
+        pool,
+        port,
+        mut service,
+    } = start_with_token().await;
+    let mut completed: std::collections::BTreeMap<&str, u64> =
+        VIEWS.iter().map(|view| (*view, 0)).collect();
+    for (from_source, then) in [
+        ("order_cache", "product_cache"),
+        ("product_search", "category_daily_sales"),
+        ("category_daily_sales", "order_cache"),
+    ] {
+        let path = format!("/views/{from_source}/rebuild?from_source=true");
+        assert_eq!(post(port, &path, Some(TOKEN)).await, 202);
+        let path = format!("/views/{then}/rebuild");
+        assert_eq!(post(port, &path, Some(TOKEN)).await, 202);
+        *completed.get_mut(from_source).unwrap() += 1;
+        *completed.get_mut(then).unwrap() += 1;
+        let expected: Vec<(&str, u64)> = completed.iter().map(|(v, n)| (*v, *n)).collect();
+        harness::wait_for_view_counts(port, "rebuilds_completed", &expected).await;
+        service.assert_running();
+    }
+    converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+}
