@@ -213,18 +213,46 @@ async fn connect(database_url: &str) -> Result<PgPool, ServiceError> {
 }
 
 /// Prints every change to the views' tables as one JSON line, from now on,
-/// through a temporary slot that disappears when `tail` exits.
+/// through a temporary slot and a publication of its own (a running
+/// service's, which may name other tables, is left alone), both gone when
+/// `tail` exits: at the end of its output, on Ctrl-C or `SIGTERM`.
 pub async fn tail(config: &Config, out: &mut impl Write) -> Result<(), ServiceError> {
     let views = view::load_views(&config.views).map_err(ServiceError::Views)?;
     let endpoint = PgEndpoint::parse(config.database_url()?)?;
     let pool = connect(config.database_url()?).await?;
     let plan = Plan::build(&views, &catalog::load_catalog(&pool).await?)?;
     let tables: BTreeSet<String> = plan.tables.keys().cloned().collect();
-    catalog::ensure_publication(&pool, &config.publication, &tables).await?;
+    let publication = format!("{}_tail_{}", config.publication, std::process::id());
+    catalog::ensure_publication(&pool, &publication, &tables).await?;
+    let terminated = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => terminate.recv().await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let tailed = tokio::select! {
+        tailed = print_changes(config, &endpoint, &publication, out) => tailed,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = terminated => Ok(()),
+    };
+    if let Err(error) = catalog::drop_publication(&pool, &publication).await {
+        tracing::warn!(%publication, %error, "could not drop tail's publication");
+    }
+    tailed
+}
 
+/// The changes `publication` carries from now on, each a JSON line on
+/// `out`, until `out` closes.
+async fn print_changes(
+    config: &Config,
+    endpoint: &PgEndpoint,
+    publication: &str,
+    out: &mut impl Write,
+) -> Result<(), ServiceError> {
     let slot = format!("{}_tail_{}", config.slot, std::process::id());
     let mut session =
-        ReplicationClient::connect_gated(endpoint.replication_config(&slot, &config.publication))
+        ReplicationClient::connect_gated(endpoint.replication_config(&slot, publication))
             .await
             .map_err(SourceError::from)?;
     session

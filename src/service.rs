@@ -371,7 +371,6 @@ impl Generation {
                 let messages = unusable.into_iter().map(|(_, message)| message).collect();
                 return Err(ServiceError::ReplicaIdentity(messages));
             }
-            catalog::ensure_publication(pool, &config.publication, &tables).await?;
         }
         let engine = Arc::new(
             Engine::new(Arc::clone(&plan), Arc::clone(store))
@@ -705,6 +704,12 @@ impl Pipeline {
     }
 
     async fn stream_once(&self) -> Result<(), ServiceError> {
+        // Another instance streaming from this slot reads this publication
+        // too: it is left as it is until the slot is this instance's.
+        let own = self.endpoint.replication_application();
+        catalog::refuse_slot_of_another(&self.pool, &self.config.slot, own).await?;
+        let tables: BTreeSet<String> = self.engine.plan().tables.keys().cloned().collect();
+        catalog::ensure_publication(&self.pool, &self.config.publication, &tables).await?;
         let refreshed = self
             .engine
             .run(|engine| engine.refresh_pending())

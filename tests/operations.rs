@@ -42,6 +42,13 @@ async fn converged_shop(token: &str) -> (PgServer, RedisServer, PgPool, u16, Ser
 async fn tail_prints_each_change_as_a_json_line() {
     let pg = PgServer::start().await;
     let (url, pool) = small_shop(&pg).await;
+    // A running service's publication, of other tables than tail's views
+    // read: tail leaves it alone (it used to set it to its own tables, and
+    // the service took a new snapshot; trial 9).
+    sqlx::raw_sql("CREATE PUBLICATION viewkeeper FOR TABLE categories")
+        .execute(&pool)
+        .await
+        .expect("a service's publication");
     let mut tail = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
         .args(["tail", "--database-url", &url])
         .arg("--views")
@@ -86,8 +93,26 @@ async fn tail_prints_each_change_as_a_json_line() {
             changes.push(serde_json::from_str(&line).expect("each line is JSON"));
         }
     }
-    let _ = tail.kill();
+    let published: Vec<String> = sqlx::query_scalar(
+        "SELECT schemaname || '.' || tablename FROM pg_publication_tables
+         WHERE pubname = 'viewkeeper'",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("the service's publication");
+    assert_eq!(published, ["public.categories"]);
+    // Stopped, tail leaves no publication of its own behind.
+    let _ = Command::new("kill")
+        .args(["-s", "TERM", &tail.id().to_string()])
+        .status();
     let _ = tail.wait();
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT pubname::text FROM pg_publication WHERE pubname <> 'viewkeeper'",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("publications");
+    assert!(left.is_empty(), "{left:?}");
     let ops: Vec<(&str, &str)> = changes
         .iter()
         .map(|c| {
@@ -236,7 +261,23 @@ async fn a_second_instance_on_the_same_slot_leaves_the_first_alone() {
     })
     .await;
 
-    let mut second = ServiceSetup::new(&url, &other_redis.url()).start();
+    let published = "SELECT schemaname || '.' || tablename FROM pg_publication_tables
+                     WHERE pubname = 'viewkeeper' ORDER BY 1";
+    let first_tables: Vec<String> = sqlx::query_scalar(published)
+        .fetch_all(&pool)
+        .await
+        .expect("the publication");
+    // The second's views read fewer tables: it used to set the shared
+    // publication to them before it found the slot taken, and the first
+    // then took a new snapshot (trial 9).
+    let fewer = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        examples().join("product_cache.yaml"),
+        fewer.path().join("product_cache.yaml"),
+    )
+    .expect("copying a view");
+    let mut second =
+        ServiceSetup::with_views(&url, &other_redis.url(), fewer.path().to_path_buf()).start();
     wait_until(
         Duration::from_secs(60),
         "the second refuses the slot",
@@ -255,6 +296,14 @@ async fn a_second_instance_on_the_same_slot_leaves_the_first_alone() {
         .await
         .expect("the walsenders");
     assert_eq!(walsenders, [walsender], "the first's session is the slot's");
+    let tables: Vec<String> = sqlx::query_scalar(published)
+        .fetch_all(&pool)
+        .await
+        .expect("the publication");
+    assert_eq!(
+        tables, first_tables,
+        "the first's publication is left alone"
+    );
     sqlx::query("UPDATE customers SET name = name || ' (again)' WHERE id = 1")
         .execute(&pool)
         .await
@@ -262,6 +311,8 @@ async fn a_second_instance_on_the_same_slot_leaves_the_first_alone() {
     converged(&mut first, &pool, &redis.url(), Duration::from_secs(60)).await;
     second.assert_running();
     first.assert_running();
+    let snapshots = first.log_tail(100_000).matches("snapshot complete").count();
+    assert_eq!(snapshots, 1, "{}", first.log_tail(40));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

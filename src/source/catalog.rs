@@ -313,6 +313,18 @@ pub async fn ensure_publication(
     Ok(())
 }
 
+/// Drops `publication` if it exists.
+pub async fn drop_publication(pool: &PgPool, publication: &str) -> Result<(), SourceError> {
+    // The name is quoted by `quote_qualified`.
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP PUBLICATION IF EXISTS {}",
+        quote_qualified(publication)
+    )))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// The tables `publication` publishes, as the plan names them.
 pub async fn published_tables(
     pool: &PgPool,
@@ -338,11 +350,10 @@ pub async fn slot_confirmed_lsn(pool: &PgPool, slot: &str) -> Result<Option<Lsn>
     Ok(row.map(|(lsn,)| lsn.as_deref().and_then(Lsn::parse).unwrap_or_default()))
 }
 
-/// Drops the slot if it exists, ending a session of `own_application`
-/// that still holds it (a killed predecessor's walsender can linger until
-/// its socket times out). A slot held by any other session is refused:
-/// another viewkeeper instance streams from it.
-pub async fn drop_slot(
+/// Refuses a slot held by a session of another application than
+/// `own_application`: another viewkeeper instance streams from it, and
+/// neither the slot nor the publication it reads may be changed under it.
+pub async fn refuse_slot_of_another(
     pool: &PgPool,
     slot: &str,
     own_application: &str,
@@ -369,6 +380,19 @@ pub async fn drop_slot(
             ),
         });
     }
+    Ok(())
+}
+
+/// Drops the slot if it exists, ending a session of `own_application`
+/// that still holds it (a killed predecessor's walsender can linger until
+/// its socket times out). A slot held by any other session is refused:
+/// another viewkeeper instance streams from it.
+pub async fn drop_slot(
+    pool: &PgPool,
+    slot: &str,
+    own_application: &str,
+) -> Result<(), SourceError> {
+    refuse_slot_of_another(pool, slot, own_application).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         sqlx::query(
