@@ -31,20 +31,34 @@ pub struct Checked {
     pub notes: Vec<ViewError>,
 }
 
-/// Validates the view files (and, with a database URL, their tables and
-/// columns, and that no aggregate view names a table someone else made, in
-/// `aggregates_url` or else the source database). Returns the number of
-/// valid views and notes on them, or every error found.
+/// The database `check` checks the views against.
+pub struct CheckedDatabase<'a> {
+    pub url: &'a str,
+    /// Where the aggregate views' tables go, if not the source database.
+    pub aggregates_url: Option<&'a str>,
+    /// The publication `run` creates or changes.
+    pub publication: &'a str,
+}
+
+/// Validates the view files (and, with a database, their tables and
+/// columns, that no aggregate view names a table someone else made, in
+/// `aggregates_url` or else the source database, and that the role may
+/// replicate them). Returns the number of valid views and notes on them,
+/// or every error found.
 pub async fn check(
     views_dir: &Path,
-    database_url: Option<&str>,
-    aggregates_url: Option<&str>,
+    database: Option<CheckedDatabase<'_>>,
 ) -> Result<Checked, ServiceError> {
     let (views, mut errors) = view::load_views_reporting(views_dir).map_err(ServiceError::Views)?;
     let mut notes = Vec::new();
     // Reported once the files check: they are what `check` is run for.
     let mut replication = Ok(());
-    if let Some(url) = database_url {
+    if let Some(CheckedDatabase {
+        url,
+        aggregates_url,
+        publication,
+    }) = database
+    {
         let pool = connect(url).await?;
         replication = catalog::check_replication_settings(&pool).await;
         let catalog = catalog::load_catalog(&pool).await?;
@@ -60,6 +74,10 @@ pub async fn check(
             .collect();
         if !passed.is_empty() {
             let plan = Plan::build(&passed, &catalog)?;
+            let tables: BTreeSet<String> = plan.tables.keys().cloned().collect();
+            if replication.is_ok() {
+                replication = catalog::check_publication_rights(&pool, publication, &tables).await;
+            }
             errors.extend(replica_identities(&passed, &plan, &pool).await?);
             errors.extend(
                 reload::foreign_tables(&passed, &plan, aggregates_url.unwrap_or(url)).await?,

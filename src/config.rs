@@ -321,7 +321,10 @@ fn read_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
     // lines around an error would print them.
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;
-    serde_saphyr::from_str_with_options(&text, options).map_err(|e| error(e.to_string()))
+    // A setting no longer used is still taken (and ignored with a
+    // warning), but not offered among the keys to write.
+    serde_saphyr::from_str_with_options(&text, options)
+        .map_err(|e| error(e.to_string().replace(" state_cache_mb,", "")))
 }
 
 fn parse_addr(text: &str) -> Result<std::net::SocketAddr, ConfigError> {
@@ -427,6 +430,9 @@ mod tests {
         };
         let error = Config::resolve(&args).unwrap_err().to_string();
         assert!(error.contains("databse_url"), "{error}");
+        // The keys offered are those in use: not the ignored `state_cache_mb`.
+        assert!(error.contains("expected one of database_url,"), "{error}");
+        assert!(!error.contains("state_cache_mb"), "{error}");
     }
 
     #[test]

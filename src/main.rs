@@ -48,6 +48,9 @@ enum Command {
         /// viewkeeper's or absent [default: the source database]
         #[arg(long, env = "VIEWKEEPER_AGGREGATES_URL", hide_env_values = true)]
         aggregates_url: Option<String>,
+        /// The publication `run` creates or changes, to check the role may
+        #[arg(long, env = "VIEWKEEPER_PUBLICATION", default_value = "viewkeeper")]
+        publication: String,
     },
     /// Print the changes to the views' tables as JSON lines (for debugging).
     Tail(ConfigArgs),
@@ -193,9 +196,16 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             views,
             database_url,
             aggregates_url,
+            publication,
         } => {
-            match commands::check(&views, database_url.as_deref(), aggregates_url.as_deref()).await
-            {
+            let database = database_url
+                .as_deref()
+                .map(|url| commands::CheckedDatabase {
+                    url,
+                    aggregates_url: aggregates_url.as_deref(),
+                    publication: &publication,
+                });
+            match commands::check(&views, database).await {
                 Ok(checked) => {
                     for note in &checked.notes {
                         print_answer(format_args!("note: {note}"))?;

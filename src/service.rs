@@ -520,8 +520,13 @@ fn start_search_sinks(
         };
         let dir = config.data_dir.join("indexes").join(&view.name);
         let index = match SearchIndex::open_or_create(&dir, &view.name, &search.fields) {
-            Err(error @ SearchError::SchemaChanged { .. }) => {
-                tracing::warn!(%error, "recreating the index");
+            Err(SearchError::SchemaChanged { differences, .. }) => {
+                tracing::info!(
+                    view = %view.name,
+                    %differences,
+                    "the view's search fields changed: recreating its index, which is then \
+                     filled from the stored outputs"
+                );
                 std::fs::remove_dir_all(&dir).map_err(|source| ServiceError::DataDir {
                     path: dir.display().to_string(),
                     source,

@@ -520,3 +520,46 @@ async fn check_refuses_comparing_citext_as_it_stands_and_takes_enums() {
     );
     assert!(!message.contains("column mood"), "{message}");
 }
+
+/// `check` refuses a role that `run` would find unable to create or change
+/// its publication, naming what is missing and the statement a role that
+/// may can run; it passes once such a publication exists. It used to pass,
+/// and `run` failed with "permission denied for database shop" or "must be
+/// owner of table …", naming no operation (trial 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_a_role_that_could_not_make_the_publication() {
+    let pg = PgServer::start().await;
+    let (url, pool) = empty_shop(&pg).await;
+    sqlx::raw_sql(
+        "CREATE ROLE limited LOGIN REPLICATION;
+         REVOKE CREATE ON DATABASE shop FROM PUBLIC;
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO limited",
+    )
+    .execute(&pool)
+    .await
+    .expect("a limited role");
+    let limited = url.replace("postgres@", "limited@");
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("views");
+    let output = viewkeeper(&["check", "--database-url", &limited], &examples);
+    let message = stderr(&output);
+    assert!(!output.status.success(), "{message}");
+    for expected in [
+        "viewkeeper's role cannot make its publication: role limited may not create publication \
+         viewkeeper (GRANT CREATE ON DATABASE shop TO limited)",
+        "role limited does not own public.categories, public.customers, public.order_items, \
+         public.orders, public.products",
+        r#"CREATE PUBLICATION "viewkeeper" FOR TABLE "public"."categories", "public"."customers", "public"."order_items", "public"."orders", "public"."products" WITH (publish_via_partition_root = true)"#,
+    ] {
+        assert!(message.contains(expected), "{message}");
+    }
+
+    sqlx::raw_sql(
+        "CREATE PUBLICATION viewkeeper FOR TABLE categories, customers, order_items, orders, products
+         WITH (publish_via_partition_root = true)",
+    )
+    .execute(&pool)
+    .await
+    .expect("the publication, made by its owner");
+    let output = viewkeeper(&["check", "--database-url", &limited], &examples);
+    assert!(output.status.success(), "{}", stderr(&output));
+}

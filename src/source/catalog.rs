@@ -270,7 +270,8 @@ pub async fn unique_keys(
 
 /// Creates the publication for exactly `tables`, or changes it to them.
 /// Changes to a partition are published as changes to its partitioned
-/// table, which is what views name.
+/// table, which is what views name. A publication that is already so is
+/// left as it is, so that one created by another role serves.
 pub async fn ensure_publication(
     pool: &PgPool,
     publication: &str,
@@ -282,35 +283,121 @@ pub async fn ensure_publication(
         .collect::<Vec<_>>()
         .join(", ");
     let name = quote_qualified(publication);
-    let current = published_tables(pool, publication).await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
+    let via_root: Option<bool> =
+        sqlx::query_scalar("SELECT pubviaroot FROM pg_publication WHERE pubname = $1")
             .bind(publication)
-            .fetch_one(pool)
+            .fetch_optional(pool)
             .await?;
-    if !exists {
-        // Identifiers are quoted by `quote_qualified`.
-        sqlx::query(AssertSqlSafe(format!(
+    let Some(via_root) = via_root else {
+        let statement = format!(
             "CREATE PUBLICATION {name} FOR TABLE {list} WITH (publish_via_partition_root = true)"
-        )))
-        .execute(pool)
-        .await?;
-    } else if current != *tables {
-        sqlx::query(AssertSqlSafe(format!(
-            "ALTER PUBLICATION {name} SET TABLE {list}"
-        )))
-        .execute(pool)
-        .await?;
+        );
+        return run_publication_statement(pool, "creating", publication, statement).await;
+    };
+    if published_tables(pool, publication).await? != *tables {
+        let statement = format!("ALTER PUBLICATION {name} SET TABLE {list}");
+        run_publication_statement(pool, "changing", publication, statement).await?;
     }
-    if exists {
-        // Also for a publication created by an older version or by hand.
-        sqlx::query(AssertSqlSafe(format!(
-            "ALTER PUBLICATION {name} SET (publish_via_partition_root = true)"
-        )))
-        .execute(pool)
-        .await?;
+    if !via_root {
+        // A publication created by an older version or by hand.
+        let statement = format!("ALTER PUBLICATION {name} SET (publish_via_partition_root = true)");
+        run_publication_statement(pool, "changing", publication, statement).await?;
     }
     Ok(())
+}
+
+async fn run_publication_statement(
+    pool: &PgPool,
+    action: &'static str,
+    publication: &str,
+    statement: String,
+) -> Result<(), SourceError> {
+    // Identifiers are quoted by `quote_qualified`.
+    match sqlx::query(AssertSqlSafe(statement.clone()))
+        .execute(pool)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(source) => Err(SourceError::Publication {
+            action,
+            publication: publication.to_owned(),
+            statement,
+            source,
+        }),
+    }
+}
+
+/// Refuses a role that could not create or change `publication` to
+/// publish `tables` (through their roots) where it would have to: `run`
+/// would fail there. Nothing is asked of a superuser, nor where the
+/// publication already publishes exactly them.
+pub async fn check_publication_rights(
+    pool: &PgPool,
+    publication: &str,
+    tables: &BTreeSet<String>,
+) -> Result<(), SourceError> {
+    let (role, superuser, may_create, database): (String, bool, bool, String) = sqlx::query_as(
+        "SELECT current_user::text, rolsuper,
+                has_database_privilege(current_database(), 'CREATE'), current_database()::text
+         FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(pool)
+    .await?;
+    if superuser || tables.is_empty() {
+        return Ok(());
+    }
+    let existing: Option<(bool, bool)> = sqlx::query_as(
+        "SELECT pubviaroot, pg_has_role(pubowner, 'USAGE') FROM pg_publication WHERE pubname = $1",
+    )
+    .bind(publication)
+    .fetch_optional(pool)
+    .await?;
+    let mut wrong = Vec::new();
+    match existing {
+        Some((true, _)) if published_tables(pool, publication).await? == *tables => {
+            return Ok(());
+        }
+        Some((_, false)) => wrong.push(format!(
+            "publication {publication} belongs to another role, and must change to publish the \
+             views' tables"
+        )),
+        Some((_, true)) => {}
+        None if !may_create => wrong.push(format!(
+            "role {role} may not create publication {publication} (GRANT CREATE ON DATABASE \
+             {database} TO {role})"
+        )),
+        None => {}
+    }
+    let listed: Vec<String> = tables.iter().cloned().collect();
+    let not_owned: Vec<String> = sqlx::query_scalar(
+        "SELECT n.nspname || '.' || c.relname
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname || '.' || c.relname = ANY($1) AND NOT pg_has_role(c.relowner, 'USAGE')
+         ORDER BY 1",
+    )
+    .bind(&listed)
+    .fetch_all(pool)
+    .await?;
+    if !not_owned.is_empty() {
+        wrong.push(format!(
+            "a publication names only tables its role owns, and role {role} does not own {}",
+            not_owned.join(", ")
+        ));
+    }
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    Err(SourceError::PublicationRights(format!(
+        "{}; or a role that may creates it, as `run` would: CREATE PUBLICATION {} FOR TABLE {} \
+         WITH (publish_via_partition_root = true)",
+        wrong.join("; "),
+        quote_qualified(publication),
+        listed
+            .iter()
+            .map(|t| quote_qualified(t))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
 }
 
 /// Drops `publication` if it exists.

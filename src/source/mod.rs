@@ -41,10 +41,21 @@ pub enum SourceError {
     Url(String),
     #[error("replication slot {slot}: {reason}")]
     Slot { slot: String, reason: String },
+    #[error("{action} publication {publication}: {}{}", sql_error_text(.source), publication_hint(.source, .statement))]
+    Publication {
+        /// `creating`, `changing`.
+        action: &'static str,
+        publication: String,
+        /// The statement that failed, for someone who may run it.
+        statement: String,
+        source: sqlx::Error,
+    },
     #[error("the replication stream ended")]
     StreamEnded,
     #[error("the database cannot stream changes: {0}")]
     CannotReplicate(String),
+    #[error("viewkeeper's role cannot make its publication: {0}")]
+    PublicationRights(String),
     #[error(
         "column {column} of table {table} {change} (at LSN {lsn}): the rows stored before \
          no longer match the table, so the views are planned again and a new snapshot is taken"
@@ -70,6 +81,23 @@ pub enum SourceError {
     Engine(#[from] crate::engine::EngineError),
     #[error("engine task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+}
+
+/// What to do when the role may not create or change the publication: the
+/// statement, for a role that may.
+fn publication_hint(error: &sqlx::Error, statement: &str) -> String {
+    let denied = error
+        .as_database_error()
+        .and_then(|database| database.code())
+        .is_some_and(|code| code == "42501");
+    if denied {
+        format!(
+            ". viewkeeper's role needs CREATE on the database and must own the views' tables; \
+             or a role that may runs `{statement}`, and viewkeeper uses the publication as it is"
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// A SQL error as its reader wants it: the server's message with its
