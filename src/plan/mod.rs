@@ -792,7 +792,9 @@ impl Resolver<'_> {
         let [column] = path.as_slice() else {
             return false;
         };
-        expr.source().trim() == column.as_str()
+        // A bare column, quoted (`"checkIn"`) or not: its source is not
+        // always its name.
+        expr.is_column()
             && self
                 .catalog
                 .tables

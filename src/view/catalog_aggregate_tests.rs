@@ -432,3 +432,40 @@ fn the_time_zone_is_part_of_the_definition_of_views_computing_with_a_timestamptz
         notes[0].message
     );
 }
+
+/// A bare NOT NULL root column as a group key makes the table's key a
+/// primary key, also when quoted (`"checkIn"`, whose source is not its
+/// name): it used to be taken as nullable, and the table got `UNIQUE NULLS
+/// NOT DISTINCT` (trial 9).
+#[test]
+fn a_quoted_not_null_root_column_is_a_key_that_cannot_be_null() {
+    use crate::plan::{OutputPlan, Plan};
+
+    let mut catalog = Catalog::default();
+    let not_null = |name: &str, type_oid| ColumnInfo {
+        not_null: true,
+        ..column(name, type_oid)
+    };
+    catalog.tables.insert(
+        "public.stays".to_owned(),
+        TableInfo {
+            columns: vec![
+                not_null("id", INT8),
+                not_null("checkIn", 1082),
+                column("room", INT8),
+            ],
+            primary_key: vec!["id".to_owned()],
+        },
+    );
+    let text = "view: stays_by_day\nkind: aggregate\nroot: stays\n\
+                group_by: { day: '\"checkIn\"', room: room }\nmeasures: { n: count() }\n\
+                table: stays_by_day\n";
+    let view = parse_view(Path::new("views/stays.yaml"), text)
+        .unwrap_or_else(|errors| panic!("{errors:#?}"));
+    let plan = Plan::build(std::slice::from_ref(&view), &catalog).expect("a plan");
+    let OutputPlan::Aggregate(aggregate) = &plan.views[0].output else {
+        panic!("an aggregate view");
+    };
+    let nullable: Vec<bool> = aggregate.group.iter().map(|key| key.nullable).collect();
+    assert_eq!(nullable, [false, true]);
+}
