@@ -8,7 +8,7 @@ use super::error::ViewError;
 use super::filter::{WHERE_PATH, filter_relation};
 use super::key_collisions::{KeyToken, templates_may_meet};
 use super::model::{
-    CacheView, Cardinality, Field, FieldSource, KeyPart, Relation, ViewDef, ViewKind,
+    CacheView, Cardinality, Field, FieldSource, JoinPair, KeyPart, Relation, ViewDef, ViewKind,
 };
 use super::shape::child_path;
 use super::table::display_table;
@@ -204,7 +204,34 @@ impl<'a> ViewCheck<'a> {
 
     fn relation(&mut self, relation: &Relation, parent: &TableInfo, parent_name: &str, path: &str) {
         let on_path = child_path(path, "on");
-        for pair in &relation.on {
+        // A pair written the other way round (`{ enclosing: joined }`) is
+        // one mistake, said as such, not two missing columns.
+        let reversed = |pair: &&JoinPair| {
+            self.catalog.tables.get(&relation.table).is_some_and(|joined| {
+                !parent.has_column(&pair.parent)
+                    && parent.has_column(&pair.joined)
+                    && joined.has_column(&pair.parent)
+            })
+        };
+        let reversed: Vec<&JoinPair> = relation.on.iter().filter(reversed).collect();
+        for pair in &reversed {
+            let pair_path = child_path(&on_path, &pair.joined);
+            let message = format!(
+                "the pair is the wrong way round: `on` maps a column of the joined table {} \
+                 to a column of {}, so write {{ {}: {} }}",
+                display_table(&relation.table),
+                display_table(parent_name),
+                pair.parent,
+                pair.joined
+            );
+            self.error(&on_path, &pair_path, message);
+        }
+        let pairs: Vec<&JoinPair> = relation
+            .on
+            .iter()
+            .filter(|pair| !reversed.contains(pair))
+            .collect();
+        for pair in &pairs {
             let pair_path = child_path(&on_path, &pair.joined);
             self.column(parent, parent_name, &pair.parent, &on_path, &pair_path);
         }
@@ -212,7 +239,7 @@ impl<'a> ViewCheck<'a> {
         let Some(joined) = self.table(&relation.table, &table_path) else {
             return;
         };
-        for pair in &relation.on {
+        for pair in pairs {
             let pair_path = child_path(&on_path, &pair.joined);
             self.column(joined, &relation.table, &pair.joined, &on_path, &pair_path);
             self.join_types(

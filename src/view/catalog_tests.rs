@@ -89,6 +89,21 @@ fn the_joined_side_of_on_is_checked_in_the_joined_table() {
     );
 }
 
+/// A pair written the other way round is said to be so, once, with the
+/// pair to write: it used to be two missing columns without a hint (trial 9).
+#[test]
+fn a_pair_the_wrong_way_round_is_named_as_such() {
+    let text = ORDER_CACHE.replace("{ order_id: id }", "{ id: order_id }");
+    assert_eq!(
+        check(&text, &shop()),
+        [
+            "views/order_cache.yaml:18: fields.items.on: the pair is the wrong way round: `on` \
+             maps a column of the joined table order_items to a column of orders, so write \
+             { order_id: id }"
+        ]
+    );
+}
+
 /// A name that exists in another case gets a hint: view fields match names
 /// exactly, and expressions fold unquoted ones to lower case.
 #[test]
