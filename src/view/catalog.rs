@@ -207,11 +207,14 @@ impl<'a> ViewCheck<'a> {
         // A pair written the other way round (`{ enclosing: joined }`) is
         // one mistake, said as such, not two missing columns.
         let reversed = |pair: &&JoinPair| {
-            self.catalog.tables.get(&relation.table).is_some_and(|joined| {
-                !parent.has_column(&pair.parent)
-                    && parent.has_column(&pair.joined)
-                    && joined.has_column(&pair.parent)
-            })
+            self.catalog
+                .tables
+                .get(&relation.table)
+                .is_some_and(|joined| {
+                    !parent.has_column(&pair.parent)
+                        && parent.has_column(&pair.joined)
+                        && joined.has_column(&pair.parent)
+                })
         };
         let reversed: Vec<&JoinPair> = relation.on.iter().filter(reversed).collect();
         for pair in &reversed {
@@ -537,7 +540,11 @@ pub(super) fn unsortable_type(table: &TableInfo, column: &str) -> Option<String>
         650 => "cidr".to_owned(),
         790 => "money".to_owned(),
         1266 => "timetz".to_owned(),
-        oid => format!("(OID {oid}: an enum, array, range or other type)"),
+        // PostgreSQL orders an enum by its labels' order, not their text.
+        oid if info.is_enum => {
+            format!("enum (OID {oid}; PostgreSQL orders it by its labels' order)")
+        }
+        oid => format!("(OID {oid}: an array, range or other type)"),
     };
     Some(name)
 }

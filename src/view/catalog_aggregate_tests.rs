@@ -262,12 +262,20 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
     for (name, type_oid) in [("wait", INTERVAL), ("batch", UUID)] {
         items.columns.push(column(name, type_oid));
     }
-    let text = with_measures("  longest: max(wait)\n  first_batch: min(batch)\n");
+    items.columns.push(ColumnInfo {
+        is_enum: true,
+        ..column("mood", 16432)
+    });
+    let text =
+        with_measures("  longest: max(wait)\n  first_batch: min(batch)\n  gladdest: max(mood)\n");
     assert_eq!(
         check(&text, &catalog),
         [
             "views/sales.yaml:18: measures.longest: max cannot take `wait`: column wait is of \
-             type interval, which would be ordered by its text, not as PostgreSQL orders it"
+             type interval, which would be ordered by its text, not as PostgreSQL orders it",
+            "views/sales.yaml:20: measures.gladdest: max cannot take `mood`: column mood is of \
+             type enum (OID 16432; PostgreSQL orders it by its labels' order), which would be \
+             ordered by its text, not as PostgreSQL orders it"
         ]
     );
     // Compared in `where`, likewise, for order or equality ('1 day' is
