@@ -241,6 +241,7 @@ pub async fn tail(config: &Config, out: &mut impl Write) -> Result<(), ServiceEr
     let plan = Plan::build(&views, &catalog::load_catalog(&pool).await?)?;
     let tables: BTreeSet<String> = plan.tables.keys().cloned().collect();
     let publication = format!("{}_tail_{}", config.publication, std::process::id());
+    catalog::drop_publications_of_ended_tails(&pool, &config.publication, &config.slot).await?;
     catalog::ensure_publication(&pool, &publication, &tables).await?;
     let terminated = async {
         use tokio::signal::unix::{SignalKind, signal};

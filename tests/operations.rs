@@ -45,10 +45,15 @@ async fn tail_prints_each_change_as_a_json_line() {
     // A running service's publication, of other tables than tail's views
     // read: tail leaves it alone (it used to set it to its own tables, and
     // the service took a new snapshot; trial 9).
-    sqlx::raw_sql("CREATE PUBLICATION viewkeeper FOR TABLE categories")
-        .execute(&pool)
-        .await
-        .expect("a service's publication");
+    // And the publication of a tail killed before it could drop it: its
+    // temporary slot is gone, so the next tail drops it.
+    sqlx::raw_sql(
+        "CREATE PUBLICATION viewkeeper FOR TABLE categories;
+         CREATE PUBLICATION viewkeeper_tail_999999 FOR TABLE categories",
+    )
+    .execute(&pool)
+    .await
+    .expect("a service's publication");
     let mut tail = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
         .args(["tail", "--database-url", &url])
         .arg("--views")
@@ -101,7 +106,8 @@ async fn tail_prints_each_change_as_a_json_line() {
     .await
     .expect("the service's publication");
     assert_eq!(published, ["public.categories"]);
-    // Stopped, tail leaves no publication of its own behind.
+    // Stopped, tail leaves no publication of its own behind, nor the
+    // killed one's.
     let _ = Command::new("kill")
         .args(["-s", "TERM", &tail.id().to_string()])
         .status();

@@ -400,6 +400,31 @@ pub async fn check_publication_rights(
     )))
 }
 
+/// Drops the publications of `tail`s that ended without dropping theirs
+/// (killed): `<publication>_tail_<pid>` whose temporary slot
+/// `<slot>_tail_<pid>`, which lives only as long as its session, is gone.
+pub async fn drop_publications_of_ended_tails(
+    pool: &PgPool,
+    publication: &str,
+    slot: &str,
+) -> Result<(), SourceError> {
+    let ended: Vec<String> = sqlx::query_scalar(
+        "SELECT p.pubname::text FROM pg_publication p
+         WHERE starts_with(p.pubname, $1 || '_tail_')
+           AND substr(p.pubname, length($1) + 7) ~ '^[0-9]+$'
+           AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s
+                           WHERE s.slot_name = $2 || '_tail_' || substr(p.pubname, length($1) + 7))",
+    )
+    .bind(publication)
+    .bind(slot)
+    .fetch_all(pool)
+    .await?;
+    for publication in ended {
+        drop_publication(pool, &publication).await?;
+    }
+    Ok(())
+}
+
 /// Drops `publication` if it exists.
 pub async fn drop_publication(pool: &PgPool, publication: &str) -> Result<(), SourceError> {
     // The name is quoted by `quote_qualified`.

@@ -6,7 +6,7 @@
 //! by no other aggregate view.
 
 use super::joined::JoinedTables;
-use super::{AS_IT_STANDS, ViewCheck, unequal_type, unsortable_type};
+use super::{AS_IT_STANDS, TableInfo, ViewCheck, unequal_type, unsortable_type};
 use crate::expr::ValueType;
 use crate::view::model::{
     AggregateView, Field, FieldSource, GroupKey, Measure, MeasureFunction, ViewDef, ViewKind,
@@ -99,8 +99,26 @@ impl<'a> ViewCheck<'a> {
         let Some(needed) = argument_needed(measure.function, value_type) else {
             return;
         };
+        // An enum's values are its labels' text: said, as "text" alone
+        // reads as a mistake about the column's type.
+        let is_enum = |table: &TableInfo, column: &str| {
+            table
+                .columns
+                .iter()
+                .any(|info| info.name == column && info.is_enum)
+                .then(String::new)
+        };
+        let found = if arg.is_column()
+            && self
+                .column_of_type(tables, arg.columns(), is_enum)
+                .is_some()
+        {
+            "an enum (its values are the labels' text)".to_owned()
+        } else {
+            value_type.to_string()
+        };
         let message = format!(
-            "{} needs {needed}, but `{}` is {value_type}",
+            "{} needs {needed}, but `{}` is {found}",
             measure.function.name(),
             arg.source()
         );

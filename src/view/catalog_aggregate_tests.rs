@@ -266,8 +266,10 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
         is_enum: true,
         ..column("mood", 16432)
     });
-    let text =
-        with_measures("  longest: max(wait)\n  first_batch: min(batch)\n  gladdest: max(mood)\n");
+    let text = with_measures(
+        "  longest: max(wait)\n  first_batch: min(batch)\n  gladdest: max(mood)\n  \
+         moods: sum(mood)\n",
+    );
     assert_eq!(
         check(&text, &catalog),
         [
@@ -275,7 +277,9 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
              type interval, which would be ordered by its text, not as PostgreSQL orders it",
             "views/sales.yaml:20: measures.gladdest: max cannot take `mood`: column mood is of \
              type enum (OID 16432; PostgreSQL orders it by its labels' order), which would be \
-             ordered by its text, not as PostgreSQL orders it"
+             ordered by its text, not as PostgreSQL orders it",
+            "views/sales.yaml:21: measures.moods: sum needs a numeric expression (integer, float \
+             or numeric), but `mood` is an enum (its values are the labels' text)"
         ]
     );
     // Compared in `where`, likewise, for order or equality ('1 day' is
