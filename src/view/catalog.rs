@@ -210,11 +210,7 @@ impl<'a> ViewCheck<'a> {
             self.catalog
                 .tables
                 .get(&relation.table)
-                .is_some_and(|joined| {
-                    !parent.has_column(&pair.parent)
-                        && parent.has_column(&pair.joined)
-                        && joined.has_column(&pair.parent)
-                })
+                .is_some_and(|joined| reversed_pair((parent, &pair.parent), (joined, &pair.joined)))
         };
         let reversed: Vec<&JoinPair> = relation.on.iter().filter(reversed).collect();
         for pair in &reversed {
@@ -496,6 +492,16 @@ pub(super) fn unsortable_comparison(column: &str, type_name: &str) -> String {
          would be compared by its text, not as PostgreSQL compares it; compare it for \
          equality only"
     )
+}
+
+/// Whether a join pair names a column missing from its side, where the
+/// pair the other way round names two that exist: written `{ enclosing:
+/// joined }`.
+pub(super) fn reversed_pair(parent: (&TableInfo, &str), joined: (&TableInfo, &str)) -> bool {
+    let ((parent, parent_column), (joined, joined_column)) = (parent, joined);
+    !(parent.has_column(parent_column) && joined.has_column(joined_column))
+        && parent.has_column(joined_column)
+        && joined.has_column(parent_column)
 }
 
 /// How a column stands where its type is kept ([`crate::expr::Expr::value_columns`]).

@@ -481,3 +481,18 @@ fn a_quoted_not_null_root_column_is_a_key_that_cannot_be_null() {
     let nullable: Vec<bool> = aggregate.group.iter().map(|key| key.nullable).collect();
     assert_eq!(nullable, [false, true]);
 }
+
+/// A named join's pair the wrong way round is said to be so, with the pair
+/// to write (trial 9 met it in a cache view's `on`).
+#[test]
+fn a_named_join_pair_the_wrong_way_round_is_named_as_such() {
+    let text = CATEGORY_DAILY_SALES.replace("{ id: order_id }", "{ order_id: id }");
+    assert_eq!(
+        check(&text, &shop()),
+        [
+            "views/sales.yaml:6: joins.orders.on: the pair is the wrong way round: `on` maps a \
+             column of the joined table orders to a column of the root or an earlier join, so \
+             write { id: order_id }"
+        ]
+    );
+}

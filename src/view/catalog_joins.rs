@@ -4,14 +4,15 @@
 //! and whose types are then inferred.
 
 use super::{
-    TableInfo, ViewCheck, column_value_type, unequal_comparison, unequal_type,
+    TableInfo, ViewCheck, column_value_type, reversed_pair, unequal_comparison, unequal_type,
     unsortable_comparison, unsortable_type,
 };
 use crate::expr::{ColumnPath, Expr, ValueType};
 use crate::view::filter::WHERE_PATH;
 use crate::view::joins::table_of;
-use crate::view::model::NamedJoin;
+use crate::view::model::{NamedJoin, NamedJoinPair};
 use crate::view::shape::child_path;
+use crate::view::table::display_table;
 
 /// The tables a view's column paths reach: `column` is the root's,
 /// `join.column` the join's.
@@ -45,7 +46,39 @@ impl<'a> ViewCheck<'a> {
     fn named_join(&mut self, tables: JoinedTables<'a>, join: &NamedJoin) {
         let path = child_path("joins", &join.name);
         let on_path = child_path(&path, "on");
-        for pair in &join.on {
+        let reversed = |pair: &&NamedJoinPair| {
+            let joined = self.catalog.tables.get(&join.table);
+            match (
+                self.path_table(tables, &pair.parent),
+                pair.parent.last(),
+                joined,
+            ) {
+                (Some((_, parent)), Some(column), Some(joined)) => {
+                    reversed_pair((parent, column), (joined, &pair.joined))
+                }
+                _ => false,
+            }
+        };
+        let reversed: Vec<&NamedJoinPair> = join.on.iter().filter(reversed).collect();
+        for pair in &reversed {
+            let pair_path = child_path(&on_path, &pair.joined);
+            let mut enclosing = pair.parent.clone();
+            let parent_column = enclosing.pop().unwrap_or_default();
+            enclosing.push(pair.joined.clone());
+            let message = format!(
+                "the pair is the wrong way round: `on` maps a column of the joined table {} \
+                 to a column of the root or an earlier join, so write {{ {parent_column}: {} }}",
+                display_table(&join.table),
+                enclosing.join(".")
+            );
+            self.error(&on_path, &pair_path, message);
+        }
+        let pairs: Vec<&NamedJoinPair> = join
+            .on
+            .iter()
+            .filter(|pair| !reversed.contains(pair))
+            .collect();
+        for pair in &pairs {
             let pair_path = child_path(&on_path, &pair.joined);
             if let (Some((name, table)), Some(column)) =
                 (self.path_table(tables, &pair.parent), pair.parent.last())
@@ -56,7 +89,7 @@ impl<'a> ViewCheck<'a> {
         let Some(joined) = self.table(&join.table, &child_path(&path, "one")) else {
             return;
         };
-        for pair in &join.on {
+        for pair in pairs {
             let pair_path = child_path(&on_path, &pair.joined);
             self.column(joined, &join.table, &pair.joined, &on_path, &pair_path);
             if let (Some((name, table)), Some(column)) =
