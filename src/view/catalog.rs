@@ -215,14 +215,9 @@ impl<'a> ViewCheck<'a> {
         let reversed: Vec<&JoinPair> = relation.on.iter().filter(reversed).collect();
         for pair in &reversed {
             let pair_path = child_path(&on_path, &pair.joined);
-            let message = format!(
-                "the pair is the wrong way round: `on` maps a column of the joined table {} \
-                 to a column of {}, so write {{ {}: {} }}",
-                display_table(&relation.table),
-                display_table(parent_name),
-                pair.parent,
-                pair.joined
-            );
+            let enclosing = display_table(parent_name);
+            let message =
+                reversed_pair_message(&relation.table, enclosing, &pair.parent, &pair.joined);
             self.error(&on_path, &pair_path, message);
         }
         let pairs: Vec<&JoinPair> = relation
@@ -502,6 +497,21 @@ pub(super) fn reversed_pair(parent: (&TableInfo, &str), joined: (&TableInfo, &st
     !(parent.has_column(parent_column) && joined.has_column(joined_column))
         && parent.has_column(joined_column)
         && joined.has_column(parent_column)
+}
+
+/// What to say of a pair [`reversed_pair`] found: what `on` maps, and the
+/// pair to write (`{ joined_column: parent_column }`).
+pub(super) fn reversed_pair_message(
+    joined_table: &str,
+    enclosing: &str,
+    joined_column: &str,
+    parent_column: &str,
+) -> String {
+    format!(
+        "the pair is the wrong way round: `on` maps a column of the joined table {} to a \
+         column of {enclosing}, so write {{ {joined_column}: {parent_column} }}",
+        display_table(joined_table)
+    )
 }
 
 /// How a column stands where its type is kept ([`crate::expr::Expr::value_columns`]).

@@ -4,15 +4,14 @@
 //! and whose types are then inferred.
 
 use super::{
-    TableInfo, ViewCheck, column_value_type, reversed_pair, unequal_comparison, unequal_type,
-    unsortable_comparison, unsortable_type,
+    TableInfo, ViewCheck, column_value_type, reversed_pair, reversed_pair_message,
+    unequal_comparison, unequal_type, unsortable_comparison, unsortable_type,
 };
 use crate::expr::{ColumnPath, Expr, ValueType};
 use crate::view::filter::WHERE_PATH;
 use crate::view::joins::table_of;
 use crate::view::model::{NamedJoin, NamedJoinPair};
 use crate::view::shape::child_path;
-use crate::view::table::display_table;
 
 /// The tables a view's column paths reach: `column` is the root's,
 /// `join.column` the join's.
@@ -65,11 +64,11 @@ impl<'a> ViewCheck<'a> {
             let mut enclosing = pair.parent.clone();
             let parent_column = enclosing.pop().unwrap_or_default();
             enclosing.push(pair.joined.clone());
-            let message = format!(
-                "the pair is the wrong way round: `on` maps a column of the joined table {} \
-                 to a column of the root or an earlier join, so write {{ {parent_column}: {} }}",
-                display_table(&join.table),
-                enclosing.join(".")
+            let message = reversed_pair_message(
+                &join.table,
+                "the root or an earlier join",
+                &parent_column,
+                &enclosing.join("."),
             );
             self.error(&on_path, &pair_path, message);
         }
