@@ -32,6 +32,7 @@ use crate::sink::redis::{self, RedisSink};
 use crate::sink::search::{SearchError, SearchIndex, SearchSink};
 use crate::source::connection::PgEndpoint;
 use crate::source::identity::SourceIdentity;
+use crate::source::new_partition::{self, NewPartition};
 use crate::source::pgoutput::Relations;
 use crate::source::stream::ReplicationStream;
 use crate::source::{SourceError, catalog, snapshot};
@@ -48,6 +49,10 @@ const INDEX_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
 /// How often the stream checks the tables the views read for what their
 /// change log does not show ([`Pipeline::unlogged_change`]).
 const SOURCE_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a check waits for the stream to pass the read of a new
+/// partition's rows; the next check asks again.
+const NEW_PARTITION_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -914,7 +919,7 @@ impl Pipeline {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         );
-        let changed = self.unlogged_source_changes(&truncated).await?;
+        let changed = self.unlogged_source_changes(&truncated, true).await?;
         Ok((!changed.is_empty()).then(|| SourceError::UnloggedChange {
             changed: changed.join("; "),
         }))
@@ -983,35 +988,51 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The stored position, if streaming can continue from it: the state was
-    /// built for the current views from the tables and columns there are
-    /// now, and the slot still holds everything after it. Otherwise `None`:
-    /// a new snapshot is needed.
     /// What changed in the tables the views read since their rows were
     /// stored, with nothing of it in the log ([`SourceIdentity`]): tables
-    /// or columns created again, partitions detached, attached or truncated.
-    /// When nothing did, the tables as they are now are recorded (a store
-    /// written before this was recorded takes them as they are). The
-    /// partitions of a table in `truncated` may have new data files: the
-    /// log holds that `TRUNCATE`.
+    /// or columns created again, partitions detached, truncated, or
+    /// attached holding rows. When nothing did, the tables as they are now
+    /// are recorded (a store written before this was recorded takes them as
+    /// they are). The partitions of a table in `truncated` may have new data
+    /// files: the log holds that `TRUNCATE`.
+    ///
+    /// A partition new since holds rows either attached (not in the log)
+    /// or inserted since it joined (in the log), which only comparing them
+    /// with the stored ones tells apart, once the stream has passed them:
+    /// with `streaming` false (at start) that is left for the checks made
+    /// while streaming, and the tables are not recorded until it is done.
     async fn unlogged_source_changes(
         &self,
         truncated: &BTreeSet<String>,
+        streaming: bool,
     ) -> Result<Vec<String>, ServiceError> {
         let mut conn = self.pool.acquire().await.map_err(SourceError::from)?;
         let current = SourceIdentity::load(&mut conn, self.engine.plan()).await?;
         drop(conn);
         let stored = self.store.source_identity()?;
-        let changed = match stored.as_deref().and_then(SourceIdentity::from_text) {
-            Some(stored) => {
-                stored
-                    .changed_since(&current, truncated, &self.pool)
-                    .await?
+        let mut undecided = false;
+        let mut changed = Vec::new();
+        if let Some(stored) = stored.as_deref().and_then(SourceIdentity::from_text) {
+            changed = stored.changed_since(&current, truncated);
+            for (table, partition) in stored.partitions_added(&current) {
+                if !changed.is_empty() || !streaming {
+                    undecided = true;
+                    break;
+                }
+                match self.check_new_partition(table, partition).await? {
+                    NewPartition::Logged { rows } => tracing::info!(
+                        %partition,
+                        %table,
+                        rows,
+                        "new partition: its rows came through the log"
+                    ),
+                    NewPartition::Unlogged(reason) => changed.push(reason),
+                    NewPartition::Undecided => undecided = true,
+                }
             }
-            None => Vec::new(),
-        };
+        }
         let current = current.to_text();
-        if changed.is_empty() && stored.as_deref() != Some(current.as_str()) {
+        if changed.is_empty() && !undecided && stored.as_deref() != Some(current.as_str()) {
             // A write waits for the engine's batch in progress.
             let store = Arc::clone(&self.store);
             tokio::task::spawn_blocking(move || store.set_source_identity(&current))
@@ -1019,6 +1040,25 @@ impl Pipeline {
                 .map_err(SourceError::from)??;
         }
         Ok(changed)
+    }
+
+    /// Whether the rows of `partition`, new in `table`, came through the log.
+    async fn check_new_partition(
+        &self,
+        table: &str,
+        partition: &str,
+    ) -> Result<NewPartition, ServiceError> {
+        let Some(table) = self.engine.plan().table(table) else {
+            return Ok(NewPartition::Undecided);
+        };
+        Ok(new_partition::check_new_partition(
+            &self.pool,
+            &self.store,
+            table,
+            partition,
+            NEW_PARTITION_WAIT,
+        )
+        .await?)
     }
 
     /// The stored position, if streaming can continue from it: the state was
@@ -1045,7 +1085,9 @@ impl Pipeline {
             }
             tracing::info!("the views need fewer columns: stored rows narrowed, no new snapshot");
         }
-        let changed = self.unlogged_source_changes(&BTreeSet::new()).await?;
+        let changed = self
+            .unlogged_source_changes(&BTreeSet::new(), false)
+            .await?;
         if !changed.is_empty() {
             tracing::warn!(
                 changed = %changed.join("; "),

@@ -10,7 +10,8 @@
 //! nothing of a partition detached, attached or dropped, nor of one
 //! truncated alone when the publication publishes through the root, as
 //! viewkeeper's does; but its name leaves the table's partitions, arrives
-//! among them, or its data file (`relfilenode`) changes. An enum's label
+//! among them (then [`super::new_partition`] finds out whether its rows
+//! came through the log), or its data file (`relfilenode`) changes. An enum's label
 //! renamed (`ALTER TYPE … RENAME VALUE`) changes the text of every row that
 //! holds it, without a row in the log: the labels of the stored columns'
 //! enum types are recorded too.
@@ -113,45 +114,10 @@ impl SourceIdentity {
         Ok(identity)
     }
 
-    /// What changed between `self` (the stored rows') and `now` without a
-    /// word in the log, one sentence each: a partition added since is
-    /// named only if it holds rows (a partition created empty gets its rows
-    /// through the log). Tables and columns in only one of the two are the
-    /// layout's business, not this.
-    pub async fn changed_since(
-        &self,
-        now: &SourceIdentity,
-        truncated: &BTreeSet<String>,
-        pool: &sqlx::PgPool,
-    ) -> Result<Vec<String>, SourceError> {
-        let mut changed = self.recreated_since(now, truncated);
-        for (table, partition) in self.partitions_added(now) {
-            // `partition` is written by `regclass`, quoted where needed.
-            let holds_rows = sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(format!(
-                "SELECT EXISTS (SELECT 1 FROM ONLY {partition})"
-            )))
-            .fetch_one(pool)
-            .await;
-            match holds_rows {
-                Ok(false) => {}
-                Ok(true) => changed.push(format!(
-                    "partition {partition} of table {table} was attached holding rows"
-                )),
-                // A role granted the partitioned table alone may not read a
-                // partition: taken as holding rows, which the snapshot reads
-                // through the partitioned table.
-                Err(error) => changed.push(format!(
-                    "partition {partition} of table {table} is new, and whether it holds rows \
-                     cannot be read ({})",
-                    super::sql_error_text(&error)
-                )),
-            }
-        }
-        Ok(changed)
-    }
-
-    /// Partitions of the tables of both that only `now` has.
-    fn partitions_added<'n>(&self, now: &'n SourceIdentity) -> Vec<(&'n str, &'n str)> {
+    /// Partitions of the tables of both that only `now` has, with their
+    /// table: whether their rows are in the log is for
+    /// [`super::new_partition`] to find out.
+    pub fn partitions_added<'n>(&self, now: &'n SourceIdentity) -> Vec<(&'n str, &'n str)> {
         let mut added = Vec::new();
         for (table, current) in &now.0 {
             if let Some(stored) = self.0.get(table)
@@ -167,17 +133,21 @@ impl SourceIdentity {
         added
     }
 
-    /// What was dropped, created again, detached or truncated between
-    /// `self` and `now`, as [`SourceIdentity::changed_since`] says it; new
-    /// data files of the partitions of a table in `truncated` are not named.
-    fn recreated_since(&self, now: &SourceIdentity, truncated: &BTreeSet<String>) -> Vec<String> {
-        let mut recreated = Vec::new();
+    /// What changed between `self` (the stored rows') and `now` without a
+    /// word in the log, one sentence each: tables and columns created
+    /// again, enum labels renamed, partitions detached or truncated. The
+    /// partitions of a table in `truncated` may have new data files: the
+    /// log holds that `TRUNCATE`. Partitions added are
+    /// [`SourceIdentity::partitions_added`]; tables and columns in only one
+    /// of the two are the layout's business, not this.
+    pub fn changed_since(&self, now: &SourceIdentity, truncated: &BTreeSet<String>) -> Vec<String> {
+        let mut changed = Vec::new();
         for (table, stored) in &self.0 {
             let Some(current) = now.0.get(table) else {
                 continue;
             };
             if stored.oid != current.oid {
-                recreated.push(format!(
+                changed.push(format!(
                     "table {table} was dropped and created again (OID {} then {})",
                     stored.oid, current.oid
                 ));
@@ -187,7 +157,7 @@ impl SourceIdentity {
                 if let Some(current_number) = current.columns.get(column)
                     && current_number != number
                 {
-                    recreated.push(format!(
+                    changed.push(format!(
                         "column {column} of table {table} was dropped and added again \
                          (column number {number} then {current_number})"
                     ));
@@ -202,7 +172,7 @@ impl SourceIdentity {
                     .map(String::as_str)
                     .collect();
                 if !gone.is_empty() {
-                    recreated.push(format!(
+                    changed.push(format!(
                         "the enum of column {column} of table {table} no longer has the \
                          label(s) {} (renamed, and the rows that held them with them)",
                         gone.join(", ")
@@ -211,11 +181,11 @@ impl SourceIdentity {
             }
             for (partition, file) in &stored.partitions {
                 match current.partitions.get(partition) {
-                    None => recreated.push(format!(
+                    None => changed.push(format!(
                         "partition {partition} of table {table} was detached or dropped"
                     )),
                     Some(current_file) if current_file != file && !truncated.contains(table) => {
-                        recreated.push(format!(
+                        changed.push(format!(
                             "partition {partition} of table {table} was truncated or rewritten \
                              (data file {file} then {current_file})"
                         ))
@@ -224,7 +194,7 @@ impl SourceIdentity {
                 }
             }
         }
-        recreated
+        changed
     }
 
     /// As the state store keeps it.
@@ -305,7 +275,7 @@ mod tests {
         ]);
         let none = BTreeSet::new();
         assert_eq!(
-            stored.recreated_since(&now, &none),
+            stored.changed_since(&now, &none),
             [
                 "partition events_2026 of table public.events was truncated or rewritten \
                  (data file 101 then 201)",
@@ -319,10 +289,10 @@ mod tests {
             stored.partitions_added(&now),
             [("public.events", "events_2027")]
         );
-        assert!(stored.recreated_since(&stored, &none).is_empty());
+        assert!(stored.changed_since(&stored, &none).is_empty());
         // Its TRUNCATE in the log explains a partition's new data file.
         let truncated = BTreeSet::from(["public.events".to_string()]);
-        assert_eq!(stored.recreated_since(&now, &truncated).len(), 3);
+        assert_eq!(stored.changed_since(&now, &truncated).len(), 3);
         assert!(stored.partitions_added(&stored).is_empty());
         assert_eq!(SourceIdentity::from_text(&now.to_text()), Some(now));
         assert_eq!(SourceIdentity::from_text("orders(id)"), None);
@@ -343,11 +313,11 @@ mod tests {
         let none = BTreeSet::new();
         assert!(
             stored
-                .recreated_since(&with_labels(&["paid", "exception", "new"]), &none)
+                .changed_since(&with_labels(&["paid", "exception", "new"]), &none)
                 .is_empty()
         );
         assert_eq!(
-            stored.recreated_since(&with_labels(&["paid", "failed"]), &none),
+            stored.changed_since(&with_labels(&["paid", "failed"]), &none),
             [
                 "the enum of column status of table public.orders no longer has the label(s) \
                  exception (renamed, and the rows that held them with them)"
@@ -355,6 +325,6 @@ mod tests {
         );
         let before = identity(&[("public.orders", 10, &[("id", 1), ("status", 2)], &[])]);
         assert!(!before.to_text().contains("labels"));
-        assert!(before.recreated_since(&stored, &none).is_empty());
+        assert!(before.changed_since(&stored, &none).is_empty());
     }
 }

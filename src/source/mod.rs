@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod connection;
 pub mod copy_text;
 pub mod identity;
+pub mod new_partition;
 pub mod pg_text;
 pub mod pgoutput;
 pub mod snapshot;

@@ -181,12 +181,7 @@ async fn copy_table(
     table: &TablePlan,
     engine: &Arc<Engine>,
 ) -> Result<u64, SourceError> {
-    let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(c)).collect();
-    let statement = format!(
-        "COPY (SELECT {} FROM {}) TO STDOUT",
-        columns.join(", "),
-        quote_qualified(&table.name)
-    );
+    let statement = copy_rows_statement(table, &quote_qualified(&table.name));
     let mut stream = conn.copy_out_raw(&statement).await?;
     let mut splitter = CopyLineSplitter::new();
     let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK);
@@ -213,7 +208,18 @@ async fn copy_table(
     Ok(total)
 }
 
-fn typed_row(table: &TablePlan, line: &[u8]) -> Result<Vec<Value>, SourceError> {
+/// `COPY` of the stored columns of `table` from `relation` (quoted): the
+/// table itself, or `ONLY` one of its partitions.
+pub(super) fn copy_rows_statement(table: &TablePlan, relation: &str) -> String {
+    let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(c)).collect();
+    format!(
+        "COPY (SELECT {} FROM {relation}) TO STDOUT",
+        columns.join(", ")
+    )
+}
+
+/// One line of such a `COPY`, as the stored values of the table's columns.
+pub(super) fn typed_row(table: &TablePlan, line: &[u8]) -> Result<Vec<Value>, SourceError> {
     let fields = parse_copy_line(line).map_err(|e| snapshot_error(table, e))?;
     if fields.len() != table.columns.len() {
         return Err(snapshot_error(

@@ -1,6 +1,8 @@
 //! [`StateReader`]: the store at one consistent point, read without
 //! blocking the engine's writes.
 
+use crate::change::Lsn;
+
 use super::names::{NameIds, ScanBounds};
 use super::read_cache::{Keys, ReadCache, Row};
 use super::tables::{Table, Tables};
@@ -68,6 +70,14 @@ impl StateReader {
             .tables
             .get(Table::Meta, super::META_POSITION.as_bytes())
             .is_some())
+    }
+
+    /// The source position the store had applied when the reader was made.
+    pub fn position(&self) -> Result<Option<Lsn>, StoreError> {
+        self.tables
+            .get(Table::Meta, super::META_POSITION.as_bytes())
+            .map(|value| super::decode_u64(value, "meta value").map(Lsn))
+            .transpose()
     }
 
     /// Primary keys of the roots of `view` that have a stored output but no
