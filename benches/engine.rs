@@ -403,6 +403,7 @@ fn shop_catalog() -> Catalog {
                 type_modifier: -1,
                 not_null,
                 is_enum: false,
+                type_name: format!("type {type_oid}"),
             })
             .collect();
         let table = TableInfo {

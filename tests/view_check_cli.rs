@@ -510,7 +510,7 @@ async fn check_refuses_comparing_citext_as_it_stands_and_takes_enums() {
     let message = stderr(&output);
     assert!(
         message.contains(
-            "people.yaml:5: where: cannot compare column contact as it stands (or through coalesce, nullif or CASE, which keep its type): its type (OID"
+            "people.yaml:5: where: cannot compare column contact as it stands (or through coalesce, nullif or CASE, which keep its type): its type citext would"
         ),
         "{message}"
     );
@@ -519,6 +519,16 @@ async fn check_refuses_comparing_citext_as_it_stands_and_takes_enums() {
         "{message}"
     );
     assert!(!message.contains("column mood"), "{message}");
+
+    // An enum is named as the database names it, not by its OID.
+    let ordered = views_dir(&[("people.yaml", &people("mood > 'glad'"))]);
+    let output = viewkeeper(&["check", "--database-url", &url], ordered.path());
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("mood, an enum (PostgreSQL orders it by its labels' order)"),
+        "{message}"
+    );
 }
 
 /// `check` refuses a role that `run` would find unable to create or change

@@ -130,6 +130,7 @@ fields: { id: id, name: name }
             type_modifier: -1,
             not_null: true,
             is_enum: false,
+            type_name: format!("type {type_oid}"),
         };
         let mut catalog = Catalog::default();
         catalog.tables.insert(

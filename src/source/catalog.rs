@@ -95,7 +95,7 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
     let rows = sqlx::query(
         "SELECT n.nspname || '.' || c.relname AS table_name, a.attname::text AS column_name,
                 a.atttypid::int8 AS type_oid, a.atttypmod AS type_modifier,
-                a.attnotnull AS not_null,
+                a.attnotnull AS not_null, format_type(a.atttypid, a.atttypmod) AS type_name,
                 array_position(i.indkey::int2[], a.attnum) AS key_position
          FROM pg_class c
          JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -116,6 +116,7 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
         let type_oid: i64 = row.try_get("type_oid")?;
         let type_modifier: i32 = row.try_get("type_modifier")?;
         let not_null: bool = row.try_get("not_null")?;
+        let type_name: String = row.try_get("type_name")?;
         if let Some(position) = row.try_get::<Option<i32>, _>("key_position")? {
             keys.entry(table.clone())
                 .or_default()
@@ -129,6 +130,7 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
             type_modifier,
             not_null,
             is_enum: enum_types.contains(&i64::from(type_oid)),
+            type_name,
         });
     }
     for (table, mut key) in keys {

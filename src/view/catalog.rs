@@ -45,6 +45,9 @@ pub struct ColumnInfo {
     pub not_null: bool,
     /// Of an enum type (its OID is the database's own).
     pub is_enum: bool,
+    /// The type as PostgreSQL writes it (`format_type`: `lab.mood`,
+    /// `integer[]`, `citext`, a domain's own name), for messages.
+    pub type_name: String,
 }
 
 /// A hint for a name that exists in another case (`dueAt` for `dueat`):
@@ -536,11 +539,7 @@ pub(super) fn unequal_type(table: &TableInfo, column: &str) -> Option<String> {
         oid if equal_as_its_text(oid, info.is_enum) => return None,
         // Refused by type: json has no equality.
         oid if value_type(oid) == ValueType::Json => return None,
-        1186 => "interval".to_owned(),
-        oid => format!(
-            "(OID {oid}: citext or another type of an extension, an array, a range or a \
-             composite type)"
-        ),
+        _ => info.type_name.clone(),
     };
     Some(name)
 }
@@ -551,16 +550,12 @@ pub(super) fn unsortable_type(table: &TableInfo, column: &str) -> Option<String>
     let info = table.columns.iter().find(|info| info.name == column)?;
     let name = match info.type_oid {
         oid if sorts_as_its_value(oid) => return None,
-        1186 => "interval".to_owned(),
-        869 => "inet".to_owned(),
-        650 => "cidr".to_owned(),
-        790 => "money".to_owned(),
-        1266 => "timetz".to_owned(),
         // PostgreSQL orders an enum by its labels' order, not their text.
-        oid if info.is_enum => {
-            format!("enum (OID {oid}; PostgreSQL orders it by its labels' order)")
-        }
-        oid => format!("(OID {oid}: an array, range or other type)"),
+        _ if info.is_enum => format!(
+            "{}, an enum (PostgreSQL orders it by its labels' order)",
+            info.type_name
+        ),
+        _ => info.type_name.clone(),
     };
     Some(name)
 }

@@ -25,12 +25,17 @@ fn table(columns: &[(&str, u32)]) -> TableInfo {
 
 /// A nullable column of a type that is not an enum.
 fn column(name: &str, type_oid: u32) -> ColumnInfo {
+    let type_name = match type_oid {
+        1186 => "interval".to_owned(),
+        other => format!("type {other}"),
+    };
     ColumnInfo {
         name: name.to_owned(),
         type_oid,
         type_modifier: -1,
         not_null: false,
         is_enum: false,
+        type_name,
     }
 }
 
@@ -264,6 +269,7 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
     }
     items.columns.push(ColumnInfo {
         is_enum: true,
+        type_name: "shop.mood".to_owned(),
         ..column("mood", 16432)
     });
     let text = with_measures(
@@ -276,8 +282,8 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
             "views/sales.yaml:18: measures.longest: max cannot take `wait`: column wait is of \
              type interval, which would be ordered by its text, not as PostgreSQL orders it",
             "views/sales.yaml:20: measures.gladdest: max cannot take `mood`: column mood is of \
-             type enum (OID 16432; PostgreSQL orders it by its labels' order), which would be \
-             ordered by its text, not as PostgreSQL orders it",
+             type shop.mood, an enum (PostgreSQL orders it by its labels' order), which would \
+             be ordered by its text, not as PostgreSQL orders it",
             "views/sales.yaml:21: measures.moods: sum needs a numeric expression (integer, float \
              or numeric), but `mood` is an enum (its values are the labels' text)"
         ]
@@ -313,14 +319,17 @@ fn types_equal_with_other_texts_are_refused_where_compared_as_they_stand() {
         .tables
         .get_mut("public.order_items")
         .expect("order_items");
-    for (name, type_oid, is_enum) in [("email", CITEXT, false), ("mood", MOOD, true)] {
+    for (name, type_oid, is_enum, type_name) in [
+        ("email", CITEXT, false, "citext"),
+        ("mood", MOOD, true, "mood"),
+    ] {
         items.columns.push(ColumnInfo {
             is_enum,
+            type_name: type_name.to_owned(),
             ..column(name, type_oid)
         });
     }
-    let citext = "(OID 16390: citext or another type of an extension, an array, a range or a \
-                  composite type)";
+    let citext = "citext";
     let text = with_measures("  emails: count_distinct(email)\n  moods: count_distinct(mood)\n")
         .replace(
             "orders.status = 'paid'",

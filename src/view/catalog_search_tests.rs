@@ -26,6 +26,7 @@ fn table(columns: &[(&str, u32)], primary_key: &[&str]) -> TableInfo {
                 type_modifier: -1,
                 not_null: false,
                 is_enum: false,
+                type_name: format!("type {type_oid}"),
             })
             .collect(),
         primary_key: primary_key.iter().map(|name| (*name).to_owned()).collect(),

@@ -20,6 +20,7 @@ fn table(columns: &[&str], primary_key: &[&str]) -> TableInfo {
                 type_modifier: -1,
                 not_null: false,
                 is_enum: false,
+                type_name: "text".to_owned(),
             })
             .collect(),
         primary_key: primary_key.iter().map(|name| (*name).to_owned()).collect(),
@@ -241,10 +242,11 @@ fn order_by_refuses_types_that_would_sort_by_their_text() {
         let table = catalog.tables.get_mut(table).expect("a shop table");
         table.columns.push(ColumnInfo {
             name: name.to_owned(),
-            type_oid: 1186, // interval
+            type_oid: 1186,
             type_modifier: -1,
             not_null: false,
             is_enum: false,
+            type_name: "interval".to_owned(),
         });
     };
     add_interval("public.order_items", "wait");
