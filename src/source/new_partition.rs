@@ -57,6 +57,18 @@ pub async fn check_new_partition(
     partition: &str,
     wait: Duration,
 ) -> Result<NewPartition, SourceError> {
+    // Catch up first, without a snapshot: the read's snapshot is then held
+    // only for as long as the stream takes to pass it, not through a
+    // backlog (it holds back vacuum meanwhile).
+    let now: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+        .fetch_one(pool)
+        .await?;
+    if reader_past(store, parse_lsn(table, &now)?, wait)
+        .await?
+        .is_none()
+    {
+        return Ok(NewPartition::Undecided);
+    }
     let mut transaction = pool.begin().await?;
     sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *transaction)
@@ -66,10 +78,7 @@ pub async fn check_new_partition(
     let read_at: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
         .fetch_one(&mut *transaction)
         .await?;
-    let read_at = Lsn::parse(&read_at).ok_or_else(|| SourceError::Snapshot {
-        table: table.name.clone(),
-        reason: format!("unexpected WAL position {read_at:?}"),
-    })?;
+    let read_at = parse_lsn(table, &read_at)?;
     // `partition` is written by `regclass`, quoted where needed.
     let holds_rows = sqlx::query_scalar::<_, bool>(AssertSqlSafe(format!(
         "SELECT EXISTS (SELECT 1 FROM ONLY {partition})"
@@ -122,6 +131,13 @@ pub async fn check_new_partition(
         return Ok(unlogged());
     }
     Ok(NewPartition::Logged { rows: compare.done })
+}
+
+fn parse_lsn(table: &TablePlan, text: &str) -> Result<Lsn, SourceError> {
+    Lsn::parse(text).ok_or_else(|| SourceError::Snapshot {
+        table: table.name.clone(),
+        reason: format!("unexpected WAL position {text:?}"),
+    })
 }
 
 /// A reader of the store once it has applied the log through `position`,
