@@ -169,18 +169,18 @@ pub fn time_zone_notes(views: &[ViewDef], plan: &Plan, zone: &str) -> Vec<ViewEr
             Some(ViewError {
                 file: def.file.clone(),
                 line: def.locations.line(&computed.field),
-                message: unknown_zone_note(&computed.column, zone),
+                message: unknown_zone_note(&computed.what, zone),
                 field: computed.field,
             })
         })
         .collect()
 }
 
-/// What a view computing with `column` (a `timestamptz`) should know on a
+/// What a view computing with `what` (a `timestamptz`) should know on a
 /// database whose `TimeZone` is `zone`, a zone viewkeeper does not know.
-fn unknown_zone_note(column: &str, zone: &str) -> String {
+fn unknown_zone_note(what: &str, zone: &str) -> String {
     format!(
-        "computes with timestamptz column {column} in UTC: this database's TimeZone {zone} \
+        "computes with {what} in UTC: this database's TimeZone {zone} \
          is neither in the tz database nor a POSIX rule, so date(), extract, date_trunc and \
          literals without an offset give what SQL gives in a UTC session"
     )

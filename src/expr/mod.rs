@@ -121,6 +121,12 @@ impl Expr {
         self.root.compared_columns()
     }
 
+    /// Whether a `timestamptz` is made in it from something else
+    /// ([`node::Node::makes_timestamptz`]).
+    pub fn makes_timestamptz(&self) -> bool {
+        self.root.makes_timestamptz()
+    }
+
     /// Whether the expression is one column and nothing else.
     pub fn is_column(&self) -> bool {
         matches!(self.root, node::Node::Column(_))

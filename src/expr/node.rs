@@ -11,6 +11,7 @@ use super::ColumnPath;
 use super::cast::CastTarget;
 use super::date_parts::{DateField, TruncUnit};
 use super::functions::Function;
+use super::temporal::TemporalKind;
 use super::time_zone::TimeZone;
 
 /// One node of a parsed expression; its `Display` (in `render`) writes it
@@ -173,6 +174,20 @@ pub(crate) enum LogicalOp {
 }
 
 impl Node {
+    /// Whether a `timestamptz` is made here from something else: a cast to
+    /// one, `date_trunc` in a zone, or `AT TIME ZONE` (of a timestamp).
+    /// Compared with a date, a timestamp or text, it is read in the
+    /// database's time zone, as a `timestamptz` column is.
+    pub fn makes_timestamptz(&self) -> bool {
+        let here = match self {
+            Node::Cast { target, .. } => *target == CastTarget::Temporal(TemporalKind::TimestampTz),
+            Node::DateTrunc { zone, .. } => zone.is_some(),
+            Node::AtTimeZone { .. } => true,
+            _ => false,
+        };
+        here || self.children().into_iter().any(Node::makes_timestamptz)
+    }
+
     /// The direct sub-expressions, in the order they appear in the source.
     pub fn children(&self) -> Vec<&Node> {
         match self {

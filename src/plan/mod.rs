@@ -273,8 +273,8 @@ pub enum FieldPlan {
     },
 }
 
-/// Where a view computes with a `timestamptz` column (not a bare column):
-/// there `date()`, `extract`, `date_trunc` and a literal without an offset
+/// Where a view computes with a `timestamptz` (not a bare column): there
+/// `date()`, `extract`, `date_trunc` and a literal without an offset
 /// depend on the time zone ([`crate::expr::TimeZone`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZoneComputation {
@@ -282,7 +282,9 @@ pub struct ZoneComputation {
     pub file: std::path::PathBuf,
     /// The field path (`where`, `group_by.day`, `measures.first`).
     pub field: String,
-    pub column: String,
+    /// What the `timestamptz` is: `timestamptz column created_at`, or a
+    /// `timestamptz` the expression makes.
+    pub what: String,
 }
 
 impl Plan {
@@ -312,13 +314,18 @@ impl Plan {
                             let table = self.tables.get(&view.nodes[node].table)?;
                             (table.column_types.get(column)
                                 == Some(&crate::source::pg_text::type_oid::TIMESTAMPTZ))
-                            .then(|| path.join("."))
+                            .then(|| format!("timestamptz column {}", path.join(".")))
+                        });
+                        let what = column.or_else(|| {
+                            expr.expr
+                                .makes_timestamptz()
+                                .then(|| format!("a timestamptz made in `{}`", expr.expr))
                         })?;
                         Some(ZoneComputation {
                             view: view.name.clone(),
                             file: view.file.clone(),
                             field,
-                            column,
+                            what,
                         })
                     })
             })

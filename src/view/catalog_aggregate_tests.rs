@@ -10,6 +10,7 @@ const INT4: u32 = 23;
 const INT8: u32 = 20;
 const TEXT: u32 = 25;
 const NUMERIC: u32 = 1700;
+const TIMESTAMP: u32 = 1114;
 const TIMESTAMPTZ: u32 = 1184;
 const JSONB: u32 = 3802;
 
@@ -452,6 +453,33 @@ fn the_time_zone_is_part_of_the_definition_of_views_computing_with_a_timestamptz
         "{}",
         notes[0].message
     );
+
+    // Over a timestamp, a computation depends on the zone only where it
+    // makes a timestamptz (here a cast, compared with an instant).
+    let mut catalog = shop();
+    catalog
+        .tables
+        .get_mut("public.orders")
+        .expect("orders")
+        .columns
+        .push(column("paid_at", TIMESTAMP));
+    let over_timestamp = |filter: &str| {
+        let text = CATEGORY_DAILY_SALES
+            .replace("date(orders.created_at)", "date(orders.paid_at)")
+            .replace("orders.status = 'paid'", filter);
+        let view = parse_view(Path::new("views/sales.yaml"), &text)
+            .unwrap_or_else(|errors| panic!("{errors:#?}"));
+        let plan = crate::expr::in_zone("America/New_York", || {
+            Plan::build(std::slice::from_ref(&view), &catalog)
+        })
+        .expect("a plan");
+        (view.definition_hash, plan.views[0].definition_hash.clone())
+    };
+    let (written, planned) = over_timestamp("orders.paid_at > '2024-01-01'");
+    assert_eq!(planned, written);
+    let (written, planned) =
+        over_timestamp("orders.paid_at::timestamptz > '2024-01-01T00:00:00Z'::timestamptz");
+    assert_eq!(planned, format!("{written}+time_zone=America/New_York"));
 }
 
 /// A bare NOT NULL root column as a group key makes the table's key a
