@@ -258,7 +258,15 @@ impl<'a> ViewCheck<'a> {
                 &order_path,
                 &item_path,
             );
-            if let Some(type_name) = unsortable_type(joined, &key.column) {
+            if column_value_type(joined, &key.column) == Some(ValueType::Json) {
+                let message = format!(
+                    "cannot order by column \"{}\": viewkeeper does not order json values \
+                     (PostgreSQL orders jsonb by kind, size and contents, and json not at all); \
+                     order by another column",
+                    key.column
+                );
+                self.error(&order_path, &item_path, message);
+            } else if let Some(type_name) = unsortable_type(joined, &key.column) {
                 let message = format!(
                     "cannot order by column \"{}\": its type {type_name} would be ordered by its \
                      text, not as PostgreSQL orders it",

@@ -238,24 +238,34 @@ fn field_and_order_by_columns_are_checked_at_every_depth() {
 #[test]
 fn order_by_refuses_types_that_would_sort_by_their_text() {
     let mut catalog = shop();
-    let mut add_interval = |table: &str, name: &str| {
+    let mut add_column = |table: &str, name: &str, type_oid: u32, type_name: &str| {
         let table = catalog.tables.get_mut(table).expect("a shop table");
         table.columns.push(ColumnInfo {
             name: name.to_owned(),
-            type_oid: 1186,
+            type_oid,
             type_modifier: -1,
             not_null: false,
             is_enum: false,
-            type_name: "interval".to_owned(),
+            type_name: type_name.to_owned(),
         });
     };
-    add_interval("public.order_items", "wait");
-    add_interval("public.orders", "lead_time");
+    add_column("public.order_items", "wait", 1186, "interval");
+    add_column("public.orders", "lead_time", 1186, "interval");
+    add_column("public.order_items", "options", 3802, "jsonb");
     let text = ORDER_CACHE.replace("order_by: id", "order_by: wait desc");
     assert_eq!(
         check(&text, &catalog),
         [
             r#"views/order_cache.yaml:19: fields.items.order_by: cannot order by column "wait": its type interval would be ordered by its text, not as PostgreSQL orders it"#
+        ]
+    );
+    // A json column was passed, and its array came out in primary-key
+    // order (trial 10).
+    let text = ORDER_CACHE.replace("order_by: id", "order_by: options");
+    assert_eq!(
+        check(&text, &catalog),
+        [
+            r#"views/order_cache.yaml:19: fields.items.order_by: cannot order by column "options": viewkeeper does not order json values (PostgreSQL orders jsonb by kind, size and contents, and json not at all); order by another column"#
         ]
     );
     let text = ORDER_CACHE.replace("status <> 'draft'", "lead_time > '2 days'");
