@@ -312,8 +312,9 @@ impl Tuple {
 }
 
 impl Change {
-    /// One JSON object per change, as `viewkeeper tail` prints it.
-    pub fn to_json(&self, commit_end: Option<Lsn>) -> serde_json::Value {
+    /// One JSON object per change of the transaction committed at
+    /// `commit_lsn`, as `viewkeeper tail` prints it.
+    pub fn to_json(&self, commit_lsn: Lsn) -> serde_json::Value {
         let (op, old, new) = match &self.kind {
             ChangeKind::Insert { new } => ("insert", None, Some(new)),
             ChangeKind::Update { old, new } => ("update", old.as_ref(), Some(new)),
@@ -325,7 +326,7 @@ impl Change {
             None => (serde_json::Value::Null, Vec::new()),
         };
         serde_json::json!({
-            "commit_lsn": commit_end.map(|l| l.to_string()),
+            "commit_lsn": commit_lsn.to_string(),
             "table": &*self.table,
             "op": op,
             "old": old.map(|t| t.to_json().0),

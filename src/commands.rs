@@ -20,7 +20,7 @@ use crate::sink::search::{SearchError, SearchIndex};
 use crate::source::SourceError;
 use crate::source::catalog;
 use crate::source::connection::{PgEndpoint, quote_ident};
-use crate::source::stream::ReplicationStream;
+use crate::source::stream::{BatchLimits, ReplicationStream};
 use crate::view::model::{Cardinality, ViewDef, ViewKind};
 use crate::view::{self, ViewError, ViewErrors};
 
@@ -283,12 +283,19 @@ async fn print_changes(
         .map_err(SourceError::from)?;
     session.start().await.map_err(SourceError::from)?;
     session.wait_started().await.map_err(SourceError::from)?;
-    let mut stream = ReplicationStream::from_started(session, Lsn(0), config.batch);
+    // One transaction a batch, so that each change is printed with its own
+    // transaction's commit LSN (they were printed with the batch's last).
+    let limits = BatchLimits {
+        max_changes: 1,
+        ..config.batch
+    };
+    let mut stream = ReplicationStream::from_started(session, Lsn(0), limits);
     loop {
         let batch = stream.next_batch().await?;
+        let commit_lsn = stream.transaction_lsn();
         for change in &batch.changes {
             // A closed stdout (`tail | head`) ends the command quietly.
-            if writeln!(out, "{}", change.to_json(batch.commit_end)).is_err() {
+            if writeln!(out, "{}", change.to_json(commit_lsn)).is_err() {
                 return Ok(());
             }
         }

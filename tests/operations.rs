@@ -80,16 +80,23 @@ async fn tail_prints_each_change_as_a_json_line() {
     })
     .await;
 
-    sqlx::raw_sql(
-        "INSERT INTO customers (id, name, email) VALUES (9001, 'Tail', 't@example.com');
+    // The first two in one transaction, each other statement its own (one
+    // query's statements would be one transaction).
+    let before = lsn(&current_wal_lsn(&pool).await);
+    for statement in [
+        "BEGIN;
+         INSERT INTO customers (id, name, email) VALUES (9001, 'Tail', 't@example.com');
          UPDATE customers SET name = 'Tailed' WHERE id = 9001;
-         UPDATE products SET description = repeat('x', 20000) WHERE id = 1;
-         UPDATE products SET price_cents = price_cents + 1 WHERE id = 1;
-         DELETE FROM customers WHERE id = 9001;",
-    )
-    .execute(&pool)
-    .await
-    .expect("changes to tail");
+         COMMIT;",
+        "UPDATE products SET description = repeat('x', 20000) WHERE id = 1",
+        "UPDATE products SET price_cents = price_cents + 1 WHERE id = 1",
+        "DELETE FROM customers WHERE id = 9001",
+    ] {
+        sqlx::raw_sql(statement)
+            .execute(&pool)
+            .await
+            .expect("changes to tail");
+    }
 
     let mut changes: Vec<Value> = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -145,11 +152,28 @@ async fn tail_prints_each_change_as_a_json_line() {
         serde_json::json!(["description"])
     );
     assert_eq!(changes[4]["old"]["id"], 9001);
+    // Each change with its own transaction's commit LSN (they were all
+    // printed with the last one's; trial 10).
+    let after = lsn(&current_wal_lsn(&pool).await);
+    let commit_lsns: Vec<u64> = changes
+        .iter()
+        .map(|change| lsn(change["commit_lsn"].as_str().expect("a commit LSN")))
+        .collect();
+    assert_eq!(commit_lsns[0], commit_lsns[1], "{changes:#?}");
     assert!(
-        changes[0]["commit_lsn"]
-            .as_str()
-            .is_some_and(|l| l.contains('/'))
+        commit_lsns.windows(2).skip(1).all(|pair| pair[0] < pair[1]),
+        "{changes:#?}"
     );
+    assert!(
+        before < commit_lsns[0] && commit_lsns[4] < after,
+        "{changes:#?}"
+    );
+}
+
+/// An LSN as PostgreSQL writes it (`16/B374D848`), as a number.
+fn lsn(text: &str) -> u64 {
+    let (high, low) = text.split_once('/').expect("an LSN");
+    (u64::from_str_radix(high, 16).expect("hex") << 32) | u64::from_str_radix(low, 16).expect("hex")
 }
 
 /// A mutating admin command without a token says where one comes from

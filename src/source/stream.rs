@@ -121,6 +121,13 @@ impl ReplicationStream {
         self
     }
 
+    /// The commit LSN (its `Begin`'s final LSN) of the transaction received
+    /// last: with `max_changes` 1, each batch handed over at a commit holds
+    /// that transaction alone, and a part of a large one is of it too.
+    pub fn transaction_lsn(&self) -> Lsn {
+        self.transaction_lsn
+    }
+
     /// Tells PostgreSQL that everything up to `position` is durable, so the
     /// slot may release that WAL.
     pub fn confirm(&self, position: Lsn) {
