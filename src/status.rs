@@ -51,6 +51,10 @@ struct Inner {
     /// arriving and is not applied yet (one arriving while another waits is
     /// not noted: the older one bounds the lag).
     arriving: Option<(Lsn, i64)>,
+    /// A WAL position the views were first seen behind by a status report,
+    /// and when (microseconds since the Unix epoch); `None` while they are
+    /// not behind.
+    seen_behind: Option<(Lsn, i64)>,
 }
 
 #[derive(Debug)]
@@ -468,41 +472,60 @@ async fn source_report(pool: &sqlx::PgPool, slot: &str) -> SourceReport {
     report
 }
 
-/// How far behind the views are: WAL bytes from what they reflect to
-/// `current`, and seconds since the oldest commit they lack.
-///
-/// The slot's confirmed position also moves on keepalives past WAL no view
-/// reads (other tables, the aggregate sink's own writes): whichever of it
-/// and the applied position is further is how far the views are, unless a
-/// transaction is arriving. Keepalives then carry how far PostgreSQL has
-/// read, which is near that transaction's commit though none of it is
-/// applied (a large one takes seconds to arrive): the applied position
-/// counts, and the time since its commit.
-fn lag(
-    snapshot: &StatusSnapshot,
-    current: Option<Lsn>,
-    confirmed: Option<Lsn>,
-    now_micros: i64,
-) -> (Option<u64>, Option<f64>) {
-    let caught_up_to = match snapshot.arriving {
-        Some(_) => snapshot.position,
-        None => snapshot
-            .position
-            .max(confirmed.filter(|_| snapshot.position.is_some())),
-    };
-    let lag_bytes = match (current, caught_up_to) {
-        (Some(current), Some(applied)) => Some(current.0.saturating_sub(applied.0)),
-        _ => None,
-    };
-    let behind_since = match snapshot.arriving {
-        Some((_, commit_micros)) => Some(commit_micros),
-        None => snapshot.last_commit_micros,
-    };
-    let lag_seconds = lag_bytes.map(|bytes| match behind_since {
-        Some(commit) if bytes > 0 => (now_micros - commit).max(0) as f64 / 1e6,
-        _ => 0.0,
-    });
-    (lag_bytes, lag_seconds)
+impl StatusBoard {
+    /// How far behind the views are: WAL bytes from what they reflect to
+    /// `current`, and seconds since the oldest commit they lack.
+    ///
+    /// The slot's confirmed position also moves on keepalives past WAL no
+    /// view reads (other tables, the aggregate sink's own writes):
+    /// whichever of it and the applied position is further is how far the
+    /// views are, unless a transaction is arriving. Keepalives then carry
+    /// how far PostgreSQL has read, which is near that transaction's
+    /// commit though none of it is applied (a large one takes seconds to
+    /// arrive): the applied position counts, and the time since its commit.
+    ///
+    /// Behind with nothing arriving, the commit they lack (if any: the WAL
+    /// may be another table's) is not known yet. The seconds count from the
+    /// later of the last applied commit and the first report that saw them
+    /// behind the position they still lack: after an idle minute, the first
+    /// write read as a minute behind for as long as it took to arrive
+    /// (trial 10).
+    fn lag(
+        &self,
+        current: Option<Lsn>,
+        confirmed: Option<Lsn>,
+        now_micros: i64,
+    ) -> (Option<u64>, Option<f64>) {
+        let mut inner = self.lock();
+        let caught_up_to = match inner.arriving {
+            Some(_) => inner.position,
+            None => inner
+                .position
+                .max(confirmed.filter(|_| inner.position.is_some())),
+        };
+        let lag_bytes = match (current, caught_up_to) {
+            (Some(current), Some(applied)) => Some(current.0.saturating_sub(applied.0)),
+            _ => None,
+        };
+        inner.seen_behind = match (current, caught_up_to, inner.seen_behind) {
+            (Some(current), Some(caught_up), seen) if current > caught_up => match seen {
+                Some((lacking, since)) if caught_up < lacking => Some((lacking, since)),
+                _ => Some((current, now_micros)),
+            },
+            _ => None,
+        };
+        let behind_since = match inner.arriving {
+            Some((_, commit_micros)) => Some(commit_micros),
+            None => inner
+                .last_commit_micros
+                .max(inner.seen_behind.map(|(_, since)| since)),
+        };
+        let lag_seconds = lag_bytes.map(|bytes| match behind_since {
+            Some(since) if bytes > 0 => (now_micros - since).max(0) as f64 / 1e6,
+            _ => 0.0,
+        });
+        (lag_bytes, lag_seconds)
+    }
 }
 
 /// The whole status, and the gauges of `/metrics` set to the same figures.
@@ -520,7 +543,7 @@ pub async fn report(
     }
     let current = source.current_wal_lsn.as_deref().and_then(Lsn::parse);
     let confirmed = source.confirmed_lsn.as_deref().and_then(Lsn::parse);
-    let (lag_bytes, lag_seconds) = lag(&snapshot, current, confirmed, now_micros());
+    let (lag_bytes, lag_seconds) = board.lag(current, confirmed, now_micros());
     if let Some(bytes) = lag_bytes {
         telemetry::record_source_lag(bytes, lag_seconds.unwrap_or(0.0));
     }
@@ -605,24 +628,35 @@ mod tests {
         board.snapshot_done(Lsn(1_000));
         board.applied(Some(Lsn(1_000)), Some(5_000_000));
         let (current, near_commit) = (Some(Lsn(90_000_100)), Some(Lsn(90_000_000)));
-        // Idle, or unrelated WAL: the confirmed position counts.
-        let idle = lag(&board.snapshot(), current, near_commit, 20_000_000);
-        assert_eq!(idle, (Some(100), Some(15.0)));
+        // Idle, or unrelated WAL: the confirmed position counts, and the
+        // seconds from the first report that saw the views behind it (the
+        // last commit was 15 s before).
+        let idle = board.lag(current, near_commit, 20_000_000);
+        assert_eq!(idle, (Some(100), Some(0.0)));
+        let still = board.lag(current, near_commit, 22_000_000);
+        assert_eq!(still, (Some(100), Some(2.0)));
+        // Caught up with it, behind later WAL: counted from this report.
+        let later = board.lag(Some(Lsn(90_000_300)), current, 23_000_000);
+        assert_eq!(later, (Some(200), Some(0.0)));
+        assert_eq!(
+            board.lag(current, current, 23_500_000),
+            (Some(0), Some(0.0))
+        );
+        let idle = board.lag(current, near_commit, 20_000_000);
+        assert_eq!(idle, (Some(100), Some(0.0)));
 
         board.arriving(Lsn(90_000_050), 19_000_000);
         board.arriving(Lsn(90_000_080), 19_500_000); // a later one: the older bounds
-        let arriving = lag(&board.snapshot(), current, near_commit, 20_000_000);
+        let arriving = board.lag(current, near_commit, 20_000_000);
         assert_eq!(arriving, (Some(89_999_100), Some(1.0)));
 
         board.applied(None, None); // a part of it applied: still arriving
-        assert_eq!(
-            lag(&board.snapshot(), current, near_commit, 20_000_000),
-            arriving
-        );
+        assert_eq!(board.lag(current, near_commit, 20_000_000), arriving);
+        // Applied through it, still behind what reports saw since 20 s.
         board.applied(Some(Lsn(90_000_090)), Some(19_500_000));
         assert_eq!(
-            lag(&board.snapshot(), current, near_commit, 20_000_000),
-            (Some(10), Some(0.5))
+            board.lag(current, near_commit, 21_000_000),
+            (Some(10), Some(1.0))
         );
         // A transaction applied before (resent after a reconnect) is not arriving.
         board.arriving(Lsn(90_000_050), 19_000_000);
