@@ -568,8 +568,10 @@ pub async fn report(
         let stalled = snapshot.replication_error.is_some();
         let state = match (snapshot.snapshot_done, sink.error.is_some()) {
             (_, true) => "failed",
+            // Also before the first snapshot: a slot another instance
+            // holds stops the snapshot as it stops the stream.
+            (_, false) if stalled => "stalled",
             (false, false) => "building",
-            (true, false) if stalled => "stalled",
             (true, false) if rebuild.running => "rebuilding",
             (true, false) => "live",
         };

@@ -306,8 +306,9 @@ async fn a_second_instance_on_the_same_slot_leaves_the_first_alone() {
         fewer.path().join("product_cache.yaml"),
     )
     .expect("copying a view");
-    let mut second =
-        ServiceSetup::with_views(&url, &other_redis.url(), fewer.path().to_path_buf()).start();
+    let second_setup =
+        ServiceSetup::with_views(&url, &other_redis.url(), fewer.path().to_path_buf());
+    let mut second = second_setup.start();
     wait_until(
         Duration::from_secs(60),
         "the second refuses the slot",
@@ -317,6 +318,26 @@ async fn a_second_instance_on_the_same_slot_leaves_the_first_alone() {
                 Ok(())
             } else {
                 Err(log)
+            }
+        },
+    )
+    .await;
+    // Its views read `stalled`, with the reason (they read `building`,
+    // though no snapshot was being taken; trial 10).
+    wait_until(
+        Duration::from_secs(30),
+        "the second's views stalled",
+        || async {
+            let (_, body) = http_get(second_setup.admin_port, "/status").await?;
+            let status: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            let error = status["source"]["error"].as_str().unwrap_or_default();
+            let stalled = status["views"]
+                .as_array()
+                .is_some_and(|views| views.iter().all(|view| view["state"] == "stalled"));
+            if stalled && error.contains("in use by another session") {
+                Ok(())
+            } else {
+                Err(body)
             }
         },
     )
