@@ -226,6 +226,15 @@ fn refuse_special_input(node: &Node, literal: &Node, against: ValueType) -> Resu
     if temporal::is_infinite(word.as_str()) || temporal::parse(text, kind).is_some() {
         return Ok(());
     }
+    if let Some(reason) = temporal::impossible_date(text) {
+        return Err(type_error(
+            node,
+            format!(
+                "'{text}' is not a {}: {reason}, as PostgreSQL would say",
+                temporal::kind_name(kind)
+            ),
+        ));
+    }
     Err(type_error(
         node,
         format!(

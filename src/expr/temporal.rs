@@ -223,6 +223,37 @@ fn split_digits(text: &str) -> (&str, &str) {
     text.split_at(end)
 }
 
+/// Why text that starts as a date, `YYYY-MM-DD`, names no day: the month
+/// or the day does not exist (`2026-02-30`). `None` for any other text.
+pub(crate) fn impossible_date(text: &str) -> Option<String> {
+    let mut parts = text.trim().splitn(3, '-');
+    let year = parts.next()?;
+    let month = parts.next()?;
+    let day: String = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if year.len() < 4
+        || month.len() != 2
+        || day.len() != 2
+        || !all_digits(year)
+        || !all_digits(month)
+    {
+        return None;
+    }
+    let (year, month, day): (i64, i64, i64) =
+        (year.parse().ok()?, month.parse().ok()?, day.parse().ok()?);
+    if !(1..=12).contains(&month) {
+        return Some(format!("there is no month {month:02}"));
+    }
+    if day == 0 || day > days_in_month(year, month) {
+        return Some(format!("{year:04}-{month:02} has no day {day:02}"));
+    }
+    None
+}
+
 fn is_leap_year(year: i64) -> bool {
     year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
 }
