@@ -68,6 +68,12 @@ impl<'a> ViewCheck<'a> {
         };
         if !column_fits(field.field_type, column_type) {
             let type_path = child_path(&path, "type");
+            // As PostgreSQL names it: `text[]` read as `text` before.
+            let column_type = table
+                .columns
+                .iter()
+                .find(|info| info.name == *column)
+                .map_or_else(|| column_type.to_string(), |info| info.type_name.clone());
             let message = format!(
                 "{} needs {}, but {}.{column} is {column_type}",
                 type_name(field.field_type),

@@ -15,6 +15,7 @@ const TEXT: u32 = 25;
 const NUMERIC: u32 = 1700;
 const BOOL: u32 = 16;
 const TIMESTAMPTZ: u32 = 1184;
+const TEXT_ARRAY: u32 = 1009;
 
 fn table(columns: &[(&str, u32)], primary_key: &[&str]) -> TableInfo {
     TableInfo {
@@ -26,7 +27,7 @@ fn table(columns: &[(&str, u32)], primary_key: &[&str]) -> TableInfo {
                 type_modifier: -1,
                 not_null: false,
                 is_enum: false,
-                type_name: format!("type {type_oid}"),
+                type_name: pg_type_name(*type_oid),
             })
             .collect(),
         primary_key: primary_key.iter().map(|name| (*name).to_owned()).collect(),
@@ -78,7 +79,23 @@ fn with_fields(lines: &str) -> String {
 fn set_column_type(catalog: &mut Catalog, table: &str, column: &str, type_oid: u32) {
     let table = catalog.tables.get_mut(table).expect("a shop table");
     let info = table.columns.iter_mut().find(|info| info.name == column);
-    info.expect("a shop column").type_oid = type_oid;
+    let info = info.expect("a shop column");
+    info.type_oid = type_oid;
+    info.type_name = pg_type_name(type_oid);
+}
+
+/// The type as PostgreSQL's `format_type` writes it.
+fn pg_type_name(type_oid: u32) -> String {
+    match type_oid {
+        INT8 => "bigint",
+        TEXT => "text",
+        NUMERIC => "numeric",
+        BOOL => "boolean",
+        TIMESTAMPTZ => "timestamp with time zone",
+        TEXT_ARRAY => "text[]",
+        other => panic!("no name for type {other}"),
+    }
+    .to_owned()
 }
 
 #[test]
@@ -192,11 +209,20 @@ fn field_types_fit_the_column_types() {
             "views/product_search.yaml:11: fields.weight.type: i64 needs an integer column, but \
              products.weight_kg is numeric",
             "views/product_search.yaml:12: fields.in_stock.type: bool needs a boolean column, but \
-             categories.id is int",
+             categories.id is bigint",
             "views/product_search.yaml:13: fields.updated.type: date needs a date, timestamp or \
              timestamptz column, but products.name is text",
             "views/product_search.yaml:14: fields.ratio.type: f64 needs a numeric column (integer, \
              float or numeric), but categories.name is text",
+        ]
+    );
+    // An array is named as such (trial 10: text[] read as text).
+    set_column_type(&mut catalog, "public.products", "price_cents", TEXT_ARRAY);
+    assert_eq!(
+        check(PRODUCT_SEARCH, &catalog),
+        [
+            "views/product_search.yaml:10: fields.price_cents.type: i64 needs an integer column, \
+             but products.price_cents is text[]"
         ]
     );
 }
