@@ -99,24 +99,13 @@ impl<'a> ViewCheck<'a> {
         let Some(needed) = argument_needed(measure.function, value_type) else {
             return;
         };
-        // An enum's values are its labels' text: said, as "text" alone
-        // reads as a mistake about the column's type.
-        let is_enum = |table: &TableInfo, column: &str| {
-            table
-                .columns
-                .iter()
-                .any(|info| info.name == column && info.is_enum)
-                .then(String::new)
-        };
-        let found = if arg.is_column()
-            && self
-                .column_of_type(tables, arg.columns(), is_enum)
-                .is_some()
-        {
-            "an enum (its values are the labels' text)".to_owned()
-        } else {
-            value_type.to_string()
-        };
+        // A column is named by its own type (`text[]`, an enum, which
+        // "text" alone would misname), an expression by its value's.
+        let found = arg
+            .is_column()
+            .then(|| self.column_of_type(tables, arg.columns(), described_type))
+            .flatten()
+            .map_or_else(|| value_type.to_string(), |(_, described)| described);
         let message = format!(
             "{} needs {needed}, but `{}` is {found}",
             measure.function.name(),
@@ -227,3 +216,14 @@ fn writes_table(view: &ViewDef, table: &str) -> bool {
 #[cfg(test)]
 #[path = "catalog_aggregate_tests.rs"]
 mod tests;
+
+/// A column's type as PostgreSQL names it; an enum's, said to be one whose
+/// values are its labels' text.
+fn described_type(table: &TableInfo, column: &str) -> Option<String> {
+    let info = table.columns.iter().find(|info| info.name == column)?;
+    Some(if info.is_enum {
+        format!("{}, an enum (its values are the labels' text)", info.type_name)
+    } else {
+        info.type_name.clone()
+    })
+}

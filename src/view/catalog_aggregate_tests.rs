@@ -26,10 +26,19 @@ fn table(columns: &[(&str, u32)]) -> TableInfo {
 
 /// A nullable column of a type that is not an enum.
 fn column(name: &str, type_oid: u32) -> ColumnInfo {
+    // As PostgreSQL's `format_type` writes them.
     let type_name = match type_oid {
-        1186 => "interval".to_owned(),
-        other => format!("type {other}"),
-    };
+        INT4 => "integer",
+        INT8 => "bigint",
+        TEXT => "text",
+        NUMERIC => "numeric",
+        TIMESTAMP => "timestamp without time zone",
+        TIMESTAMPTZ => "timestamp with time zone",
+        JSONB => "jsonb",
+        1186 => "interval",
+        _ => "an extension's type",
+    }
+    .to_owned();
     ColumnInfo {
         name: name.to_owned(),
         type_oid,
@@ -157,11 +166,11 @@ fn measures_need_arguments_that_fit_their_function() {
             "views/sales.yaml:18: measures.total: sum needs a numeric expression (integer, float \
              or numeric), but `products.name` is text",
             "views/sales.yaml:19: measures.mean: avg needs a numeric expression (integer, float \
-             or numeric), but `orders.created_at` is timestamptz",
+             or numeric), but `orders.created_at` is timestamp with time zone",
             "views/sales.yaml:20: measures.first: min needs an orderable expression (any type but \
-             json), but `options` is json",
+             json), but `options` is jsonb",
             "views/sales.yaml:21: measures.kinds: count_distinct needs an expression with \
-             equality (any type but json), but `options` is json",
+             equality (any type but json), but `options` is jsonb",
             "views/sales.yaml:22: measures.never: max needs an orderable expression (any type but \
              json), but `NULL` is null",
             "views/sales.yaml:23: measures.odd: type error in `sku + 1`: cannot apply `+` to text and int",
@@ -286,7 +295,7 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
              type shop.mood, an enum (PostgreSQL orders it by its labels' order), which would \
              be ordered by its text, not as PostgreSQL orders it",
             "views/sales.yaml:21: measures.moods: sum needs a numeric expression (integer, float \
-             or numeric), but `mood` is an enum (its values are the labels' text)"
+             or numeric), but `mood` is shop.mood, an enum (its values are the labels' text)"
         ]
     );
     // Compared in `where`, likewise, for order or equality ('1 day' is
