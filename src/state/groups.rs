@@ -221,7 +221,10 @@ impl Store {
     /// at one consistent point, in chunks of `chunk` `(group key, row)`
     /// pairs. Used to write a target table from scratch. Returns `None`, and
     /// reads nothing, while the groups are not yet built for
-    /// `definition_hash` (before the first snapshot, or during a rebuild).
+    /// `definition_hash` (before the first snapshot, or during a rebuild),
+    /// or while a snapshot is being taken: its views are refreshed in many
+    /// transactions, so the groups are partly the new rows' and partly the
+    /// old (a sink restarted after a crash in it wrote them; trial 10).
     pub fn group_rows_snapshot(
         &self,
         view: &str,
@@ -233,7 +236,10 @@ impl Store {
     ) -> Result<Option<u64>, StoreError> {
         let tables = self.snapshot()?;
         let built_for = tables.get(Table::Meta, super::writer::view_hash_key(view).as_bytes());
-        if built_for != Some(definition_hash.as_bytes()) {
+        let snapshot_complete = tables
+            .get(Table::Meta, super::META_POSITION.as_bytes())
+            .is_some();
+        if built_for != Some(definition_hash.as_bytes()) || !snapshot_complete {
             return Ok(None);
         }
         let sequence = super::read_sequence(&tables, sink)?;
@@ -261,6 +267,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::aggregate::ValueCounts;
+    use crate::change::Lsn;
 
     fn group(rows: u64) -> StoredGroup {
         StoredGroup {
@@ -271,6 +278,32 @@ mod tests {
             },
             row: None,
         }
+    }
+
+    /// A target is written from the groups once they are built for its
+    /// definition and no snapshot is being taken.
+    #[test]
+    fn group_rows_are_read_for_a_target_only_outside_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
+        let read = |store: &Store| {
+            store
+                .group_rows_snapshot("v", "h1", "v", 10, |_| {}, |_| Ok(()))
+                .unwrap()
+        };
+        store.write(|w| w.set_view_hash("v", "h1")).unwrap();
+        assert_eq!(read(&store), None, "before the first snapshot's end");
+        store.write(|w| w.set_position(Lsn(7))).unwrap();
+        assert_eq!(read(&store), Some(0));
+        store.write(|w| w.set_view_hash("v", "h2")).unwrap();
+        assert_eq!(read(&store), None, "built for another definition");
+        store
+            .write(|w| {
+                w.set_view_hash("v", "h1")?;
+                w.clear_rows()
+            })
+            .unwrap();
+        assert_eq!(read(&store), None, "during a new snapshot");
     }
 
     /// Groups and value counts are buffered in the transaction: reads see
