@@ -159,6 +159,31 @@ impl Expr {
         Ok(eval::truth(&self.root, value)? == Some(true))
     }
 
+    /// [`Expr::infer_type`], or the type errors of each operand of its
+    /// `AND`s and `OR`s, each checked alone: a `where` with two mistakes
+    /// says both at once (the second showed only once the first was fixed).
+    pub fn infer_type_reporting_all(
+        &self,
+        column_type: &dyn Fn(&[String]) -> Option<ValueType>,
+    ) -> Result<ValueType, Vec<ExprError>> {
+        let first = match self.infer_type(column_type) {
+            Ok(value_type) => return Ok(value_type),
+            Err(first) => first,
+        };
+        let errors: Vec<ExprError> = self
+            .root
+            .logical_operands()
+            .into_iter()
+            .filter_map(|operand| check::infer(operand, column_type).err())
+            .collect();
+        // None in the operands: the error is in how they are joined.
+        Err(if errors.is_empty() {
+            vec![first]
+        } else {
+            errors
+        })
+    }
+
     /// The result type given the columns' types (`None` = no such column),
     /// or the first type error found. A measure's inner expression is
     /// summable when this is [`ValueType::is_numeric`].

@@ -188,6 +188,19 @@ impl Node {
         here || self.children().into_iter().any(Node::makes_timestamptz)
     }
 
+    /// The operands of this node's `AND`s and `OR`s, through nested ones, in
+    /// source order; a node that is neither is its own one operand.
+    pub fn logical_operands(&self) -> Vec<&Node> {
+        match self {
+            Node::Logical { left, right, .. } => {
+                let mut operands = left.logical_operands();
+                operands.extend(right.logical_operands());
+                operands
+            }
+            other => vec![other],
+        }
+    }
+
     /// The direct sub-expressions, in the order they appear in the source.
     pub fn children(&self) -> Vec<&Node> {
         match self {

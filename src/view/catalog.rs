@@ -333,12 +333,12 @@ impl<'a> ViewCheck<'a> {
             };
             column_value_type(table, path.last()?)
         };
-        let inferred = filter.infer_type(&column_type);
+        let inferred = filter.infer_type_reporting_all(&column_type);
         self.filter_result(filter, inferred);
     }
 
     /// Reports a `where` whose type could not be inferred, or is not boolean.
-    fn filter_result(&mut self, filter: &Expr, inferred: Result<ValueType, ExprError>) {
+    fn filter_result(&mut self, filter: &Expr, inferred: Result<ValueType, Vec<ExprError>>) {
         match inferred {
             Ok(ValueType::Bool | ValueType::Null) => {}
             Ok(other) => self.error(
@@ -350,7 +350,11 @@ impl<'a> ViewCheck<'a> {
                     other.name()
                 ),
             ),
-            Err(error) => self.error(WHERE_PATH, WHERE_PATH, error.to_string()),
+            Err(errors) => {
+                for error in errors {
+                    self.error(WHERE_PATH, WHERE_PATH, error.to_string());
+                }
+            }
         }
     }
 

@@ -222,7 +222,10 @@ mod tests;
 fn described_type(table: &TableInfo, column: &str) -> Option<String> {
     let info = table.columns.iter().find(|info| info.name == column)?;
     Some(if info.is_enum {
-        format!("{}, an enum (its values are the labels' text)", info.type_name)
+        format!(
+            "{}, an enum (its values are the labels' text)",
+            info.type_name
+        )
     } else {
         info.type_name.clone()
     })

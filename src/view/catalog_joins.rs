@@ -127,7 +127,7 @@ impl<'a> ViewCheck<'a> {
             );
         }
         if self.columns_exist(tables, filter, WHERE_PATH) {
-            let inferred = filter.infer_type(&|path| self.path_type(tables, path));
+            let inferred = filter.infer_type_reporting_all(&|path| self.path_type(tables, path));
             self.filter_result(filter, inferred);
         }
     }

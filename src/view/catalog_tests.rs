@@ -314,6 +314,17 @@ fn where_is_type_checked_against_column_types() {
         "{errors:?}"
     );
 
+    // Each operand of AND and OR is checked alone: every mistake is said at
+    // once (the second showed only once the first was fixed; trial 10).
+    let two_mistakes = ORDER_CACHE.replace(
+        "where: \"status <> 'draft'\"",
+        "where: \"status > 5 AND (total_cents > 0 OR created_at > '2026-02-30')\"",
+    );
+    let errors = check(&two_mistakes, &catalog);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("`status > 5`"), "{errors:?}");
+    assert!(errors[1].contains("2026-02 has no day 30"), "{errors:?}");
+
     let not_boolean =
         ORDER_CACHE.replace("where: \"status <> 'draft'\"", "where: \"total_cents + 1\"");
     assert_eq!(
