@@ -503,6 +503,16 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
              FOR VALUES FROM (150) TO (1000)",
             "partition lab.events_high of table lab.events was attached holding rows",
         ),
+        // Detached, changed and attached again between two checks: same
+        // name, same data file (trial 11: never noticed).
+        (
+            "BEGIN;
+             ALTER TABLE lab.events DETACH PARTITION lab.events_high;
+             UPDATE lab.events_high SET note = note || ' (detached)';
+             ALTER TABLE lab.events ATTACH PARTITION lab.events_high FOR VALUES FROM (150) TO (1000);
+             COMMIT;",
+            "partition lab.events_high of table lab.events was detached and attached again",
+        ),
     ] {
         sqlx::raw_sql(sql).execute(&pool).await.expect(sql);
         converged(&pool, &redis.url(), &THIRD).await;
