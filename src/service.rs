@@ -718,6 +718,16 @@ impl Pipeline {
         // too: it is left as it is until the slot is this instance's.
         let own = self.endpoint.replication_application();
         catalog::refuse_slot_of_another(&self.pool, &self.config.slot, own).await?;
+        if let Some(unusable) = self.unusable_partitions().await? {
+            // Its changes since it became so may be missing: once it is
+            // fixed, the stream starts again from a new snapshot. (Here, as
+            // no batch is in flight that would record a position again.)
+            let store = Arc::clone(&self.store);
+            tokio::task::spawn_blocking(move || store.forget_position())
+                .await
+                .map_err(SourceError::from)??;
+            return Err(unusable.into());
+        }
         let tables: BTreeSet<String> = self.engine.plan().tables.keys().cloned().collect();
         catalog::ensure_publication(&self.pool, &self.config.publication, &tables).await?;
         let refreshed = self
@@ -904,6 +914,9 @@ impl Pipeline {
     }
 
     async fn unlogged_change_or_error(&self) -> Result<Option<SourceError>, ServiceError> {
+        if let Some(unusable) = self.unusable_partitions().await? {
+            return Ok(Some(unusable));
+        }
         let publication = &self.config.publication;
         let published = catalog::published_tables(&self.pool, publication).await?;
         let tables = &self.engine.plan().tables;
@@ -1040,6 +1053,25 @@ impl Pipeline {
                 .map_err(SourceError::from)??;
         }
         Ok(changed)
+    }
+
+    /// A partition whose changes the stream cannot all apply (unlogged, or a
+    /// replica identity without the primary key), as the start refuses for
+    /// the tables themselves: the stream stops on it, and does not start
+    /// again until it is fixed (the views `stalled`, with the reason).
+    async fn unusable_partitions(&self) -> Result<Option<SourceError>, ServiceError> {
+        let tables: BTreeSet<String> = self.engine.plan().tables.keys().cloned().collect();
+        let unusable: Vec<String> = catalog::unusable_tables(&self.pool, &tables)
+            .await?
+            .into_iter()
+            .filter(|unusable| unusable.partition)
+            .map(|unusable| unusable.message)
+            .collect();
+        Ok(
+            (!unusable.is_empty()).then(|| SourceError::UnusablePartition {
+                changed: unusable.join("; "),
+            }),
+        )
     }
 
     /// Whether the rows of `partition`, new in `table`, came through the log.

@@ -545,6 +545,54 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
         .expect("changing the new partition's rows");
     converged(&pool, &redis.url(), &THIRD).await;
     assert_eq!(snapshots_taken(&service), snapshots_before);
+
+    // A partition whose changes the stream cannot apply, made while
+    // running: unlogged (its rows are in no log), or with a replica
+    // identity without the key (its deletes came without it, and were
+    // dropped). The stream stops on it, and once it is fixed starts again
+    // from a new snapshot (trial 11: both were silent, for good).
+    for (make, unusable, fix) in [
+        (
+            "CREATE UNLOGGED TABLE lab.events_u PARTITION OF lab.events
+                 FOR VALUES FROM (5000) TO (6000);
+             INSERT INTO lab.events VALUES (5001, 1, 1, 'unlogged', 'eu', 1, NULL)",
+            "partition lab.events_u of table lab.events is UNLOGGED",
+            "ALTER TABLE lab.events_u SET LOGGED",
+        ),
+        (
+            "CREATE UNIQUE INDEX events_k1_id ON lab.events_k1 (id);
+             ALTER TABLE lab.events_k1 REPLICA IDENTITY USING INDEX events_k1_id;
+             DELETE FROM lab.events WHERE id BETWEEN 1000 AND 1010",
+            "partition lab.events_k1 of table lab.events has REPLICA IDENTITY USING INDEX",
+            "ALTER TABLE lab.events_k1 REPLICA IDENTITY DEFAULT",
+        ),
+    ] {
+        sqlx::raw_sql(make).execute(&pool).await.expect(make);
+        wait_until(
+            Duration::from_secs(60),
+            "the stream stopped on it",
+            || async {
+                let log = service.log_tail(100_000);
+                if log.contains(unusable) {
+                    Ok(())
+                } else {
+                    Err(format!("not yet: {unusable}"))
+                }
+            },
+        )
+        .await;
+        sqlx::raw_sql("INSERT INTO lab.events VALUES (5002, 2, 2, 'meanwhile', 'eu', 1, NULL)")
+            .execute(&pool)
+            .await
+            .expect("a change meanwhile");
+        sqlx::raw_sql(fix).execute(&pool).await.expect(fix);
+        converged(&pool, &redis.url(), &THIRD).await;
+        sqlx::raw_sql("DELETE FROM lab.events WHERE id = 5002")
+            .execute(&pool)
+            .await
+            .expect("a change after");
+        converged(&pool, &redis.url(), &THIRD).await;
+    }
     service.kill().await;
     sqlx::raw_sql("TRUNCATE lab.events_high")
         .execute(&pool)

@@ -211,31 +211,91 @@ pub async fn check_replication_settings(pool: &PgPool) -> Result<(), SourceError
     }
 }
 
-/// Tables whose replica identity cannot identify a row by its primary key
-/// (`NOTHING`, or `USING INDEX` on another index): their deletes and key
-/// changes could not be applied, so such views are refused at start (and by
-/// `check`). Each with what is wrong and the fix.
+/// Tables whose changes cannot all be applied: a replica identity that
+/// cannot identify a row by its primary key (`NOTHING`, or `USING INDEX`),
+/// whose deletes and key changes could not be applied, or an unlogged
+/// table, whose changes are not in the log at all; the same of any member
+/// of a partitioned table's tree, whose changes arrive as the table's
+/// (trial 11: a partition's deletes were dropped, an unlogged partition's
+/// rows never came). Such views are refused at start (and by `check`);
+/// while streaming, a partition found so stops the stream
+/// ([`SourceError::UnusablePartition`]). Each with the table as the plan
+/// names it, whether it is a partition's, and what is wrong with the fix.
 pub async fn unusable_replica_identities(
     pool: &PgPool,
     tables: &BTreeSet<String>,
 ) -> Result<Vec<(String, String)>, SourceError> {
+    Ok(unusable_tables(pool, tables)
+        .await?
+        .into_iter()
+        .map(|unusable| (unusable.table, unusable.message))
+        .collect())
+}
+
+/// A table, or a member of its partition tree, whose changes cannot all be
+/// applied ([`unusable_replica_identities`]).
+pub struct UnusableTable {
+    /// As the plan names it.
+    pub table: String,
+    /// A partition of it, not the table itself.
+    pub partition: bool,
+    pub message: String,
+}
+
+pub async fn unusable_tables(
+    pool: &PgPool,
+    tables: &BTreeSet<String>,
+) -> Result<Vec<UnusableTable>, SourceError> {
     let names: Vec<String> = tables.iter().cloned().collect();
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT n.nspname || '.' || c.relname, c.relreplident::text
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname || '.' || c.relname = ANY($1) AND c.relreplident IN ('n', 'i')",
+    let rows: Vec<(String, String, bool, String, String)> = sqlx::query_as(
+        "WITH named AS (
+             SELECT c.oid, n.nspname || '.' || c.relname AS name
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname || '.' || c.relname = ANY($1)),
+         members AS (
+             SELECT name, oid AS relid, false AS partition FROM named
+             UNION ALL
+             SELECT named.name, p.relid, true
+             FROM named CROSS JOIN LATERAL pg_partition_tree(named.oid::regclass) AS p
+             WHERE p.level > 0)
+         SELECT m.name, m.relid::regclass::text, m.partition, c.relreplident::text,
+                c.relpersistence::text
+         FROM members m JOIN pg_class c ON c.oid = m.relid
+         WHERE c.relreplident IN ('n', 'i') OR c.relpersistence = 'u'
+         ORDER BY 1, 2",
     )
     .bind(&names)
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(table, identity)| {
-            let identity = if identity == "n" { "NOTHING" } else { "USING INDEX" };
-            let message = format!(
-                "table {table} has REPLICA IDENTITY {identity}; viewkeeper needs DEFAULT (the primary key) or FULL: ALTER TABLE {table} REPLICA IDENTITY DEFAULT"
-            );
-            (table, message)
+        .map(|(table, member, partition, identity, persistence)| {
+            let (what, member) = if partition {
+                (format!("partition {member} of table {table}"), member)
+            } else {
+                (format!("table {table}"), table.clone())
+            };
+            let message = if persistence == "u" {
+                format!(
+                    "{what} is UNLOGGED: its changes are not in the change log, so the views \
+                     would never see them; ALTER TABLE {member} SET LOGGED"
+                )
+            } else {
+                let identity = if identity == "n" {
+                    "NOTHING"
+                } else {
+                    "USING INDEX"
+                };
+                format!(
+                    "{what} has REPLICA IDENTITY {identity}; viewkeeper needs DEFAULT (the \
+                     primary key) or FULL: ALTER TABLE {member} REPLICA IDENTITY DEFAULT"
+                )
+            };
+            UnusableTable {
+                table,
+                partition,
+                message,
+            }
         })
         .collect())
 }

@@ -78,6 +78,11 @@ pub enum SourceError {
          so the views are planned again and a new snapshot is taken"
     )]
     UnloggedChange { changed: String },
+    #[error(
+        "{changed}. Its changes since may be missing from the views: once it is fixed, a new \
+         snapshot is taken"
+    )]
+    UnusablePartition { changed: String },
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
     #[error("engine task failed: {0}")]
@@ -134,7 +139,12 @@ impl SourceError {
     /// be decoded or applied), so that reconnecting meets it again; not from
     /// the connection.
     pub fn is_in_the_log(&self) -> bool {
-        matches!(self, SourceError::Decode { .. } | SourceError::Engine(_))
+        matches!(
+            self,
+            SourceError::Decode { .. }
+                | SourceError::Engine(_)
+                | SourceError::UnusablePartition { .. }
+        )
     }
 
     /// Whether the source's tables changed under the views, so that they
