@@ -1044,6 +1044,10 @@ impl Pipeline {
                 }
             }
         }
+        // At start, the views may lack an attached partition's rows until
+        // the first check while streaming decides.
+        self.status
+            .partitions_unchecked(undecided && changed.is_empty());
         let current = current.to_text();
         if changed.is_empty() && !undecided && stored.as_deref() != Some(current.as_str()) {
             // A write waits for the engine's batch in progress.

@@ -51,6 +51,11 @@ struct Inner {
     /// arriving and is not applied yet (one arriving while another waits is
     /// not noted: the older one bounds the lag).
     arriving: Option<(Lsn, i64)>,
+    /// Partitions new since the last run whose rows were not yet told to be
+    /// the log's or attached ([`crate::source::new_partition`]): decided by
+    /// the first check while streaming, until which the views may lack an
+    /// attached partition's rows.
+    partitions_unchecked: bool,
     /// A WAL position the views were first seen behind by a status report,
     /// and when (microseconds since the Unix epoch); `None` while they are
     /// not behind.
@@ -133,6 +138,7 @@ pub struct StatusSnapshot {
     pub rebuilds: BTreeMap<String, RebuildState>,
     pub recomputes: BTreeMap<String, u64>,
     pub replication_error: Option<String>,
+    pub partitions_unchecked: bool,
     /// The oldest transaction arriving and not applied: commit LSN and time.
     pub arriving: Option<(Lsn, i64)>,
 }
@@ -156,6 +162,12 @@ impl StatusBoard {
         inner.position = Some(position);
         inner.arriving = inner.arriving.filter(|(commit, _)| *commit > position);
         self.snapshot_done.send_replace(true);
+    }
+
+    /// Whether partitions new since the last run wait for their first check
+    /// while streaming: the views are `building`, and not ready, until then.
+    pub fn partitions_unchecked(&self, unchecked: bool) {
+        self.lock().partitions_unchecked = unchecked;
     }
 
     /// A new snapshot is being taken: the views are building again.
@@ -238,6 +250,7 @@ impl StatusBoard {
             rebuilds: inner.rebuilds.clone(),
             recomputes: inner.recomputes.clone(),
             replication_error: inner.replication_error.as_ref().map(|e| e.message.clone()),
+            partitions_unchecked: inner.partitions_unchecked,
             arriving: inner.arriving,
         }
     }
@@ -572,6 +585,7 @@ pub async fn report(
             // holds stops the snapshot as it stops the stream.
             (_, false) if stalled => "stalled",
             (false, false) => "building",
+            (true, false) if snapshot.partitions_unchecked => "building",
             (true, false) if rebuild.running => "rebuilding",
             (true, false) => "live",
         };
@@ -603,6 +617,7 @@ pub async fn report(
     let all_running = views.iter().all(|view| view.error.is_none());
     StatusReport {
         ready: snapshot.snapshot_done
+            && !snapshot.partitions_unchecked
             && sinks_reachable
             && all_running
             && snapshot.replication_error.is_none(),
