@@ -136,6 +136,12 @@ fn one_join_notes(
             }
             let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
             let field = format!("{}.on", node.path);
+            // Only a cache view may have `many` relations (trial 11: the
+            // advice was given to aggregate and search views too).
+            let way_out = match def.kind {
+                ViewKind::Cache(_) => "join on a unique key, or make the relation `many`",
+                ViewKind::Search(_) | ViewKind::Aggregate(_) => "join on a unique key",
+            };
             notes.push(ViewError {
                 file: def.file.clone(),
                 line: def.locations.line(&field),
@@ -143,8 +149,7 @@ fn one_join_notes(
                 message: format!(
                     "a `one` join to {} on ({}) is not a unique key of that table: where \
                      several rows match, the one with the lowest primary key is kept, and a change to \
-                     any of them refreshes every document that joins them; join on a unique \
-                     key, or make the relation `many`",
+                     any of them refreshes every document that joins them; {way_out}",
                     view::display_table(&node.table),
                     columns.join(", ")
                 ),

@@ -437,6 +437,16 @@ async fn check_notes_a_one_join_that_is_not_on_a_unique_key() {
         stdout.contains("buyer_cache.yaml:7: fields.buyer.on: a `one` join"),
         "{stdout}"
     );
+    assert!(stdout.contains("or make the relation `many`"), "{stdout}");
+    // A search view may not have `many` relations: not offered (trial 11).
+    let search = "view: buyer_search\nkind: search\nroot: orders\nid: id\n\
+                  fields:\n  buyer: { from: buyer.name, type: text }\n\
+                  joins:\n  buyer: { one: customers, on: { email: status } }\n";
+    let search_dir = views_dir(&[("buyer_search.yaml", search)]);
+    let output = viewkeeper(&["check", "--database-url", &url], search_dir.path());
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success() && noted(&stdout), "{stdout}");
+    assert!(!stdout.contains("`many`"), "{stdout}");
 
     sqlx::raw_sql("CREATE UNIQUE INDEX customers_email ON customers (email)")
         .execute(&pool)
