@@ -216,7 +216,9 @@ async fn replica_identities(
 ) -> Result<Vec<ViewError>, ServiceError> {
     let tables = plan.tables.keys().cloned().collect();
     let mut errors = Vec::new();
-    for (table, message) in catalog::unusable_replica_identities(pool, &tables).await? {
+    for catalog::UnusableTable { table, message, .. } in
+        catalog::unusable_tables(pool, &tables).await?
+    {
         let readers = plan
             .views
             .iter()

@@ -371,9 +371,12 @@ impl Generation {
         let tables: BTreeSet<String> = plan.tables.keys().cloned().collect();
         // No table when no view checks any more: nothing is replicated.
         if !tables.is_empty() {
-            let unusable = catalog::unusable_replica_identities(pool, &tables).await?;
+            let unusable = catalog::unusable_tables(pool, &tables).await?;
             if !unusable.is_empty() {
-                let messages = unusable.into_iter().map(|(_, message)| message).collect();
+                let messages = unusable
+                    .into_iter()
+                    .map(|unusable| unusable.message)
+                    .collect();
                 return Err(ServiceError::ReplicaIdentity(messages));
             }
         }

@@ -211,6 +211,16 @@ pub async fn check_replication_settings(pool: &PgPool) -> Result<(), SourceError
     }
 }
 
+/// A table, or a member of its partition tree, whose changes cannot all be
+/// applied ([`unusable_tables`]).
+pub struct UnusableTable {
+    /// As the plan names it.
+    pub table: String,
+    /// A partition of it, not the table itself.
+    pub partition: bool,
+    pub message: String,
+}
+
 /// Tables whose changes cannot all be applied: a replica identity that
 /// cannot identify a row by its primary key (`NOTHING`, or `USING INDEX`),
 /// whose deletes and key changes could not be applied, or an unlogged
@@ -221,27 +231,6 @@ pub async fn check_replication_settings(pool: &PgPool) -> Result<(), SourceError
 /// while streaming, a partition found so stops the stream
 /// ([`SourceError::UnusablePartition`]). Each with the table as the plan
 /// names it, whether it is a partition's, and what is wrong with the fix.
-pub async fn unusable_replica_identities(
-    pool: &PgPool,
-    tables: &BTreeSet<String>,
-) -> Result<Vec<(String, String)>, SourceError> {
-    Ok(unusable_tables(pool, tables)
-        .await?
-        .into_iter()
-        .map(|unusable| (unusable.table, unusable.message))
-        .collect())
-}
-
-/// A table, or a member of its partition tree, whose changes cannot all be
-/// applied ([`unusable_replica_identities`]).
-pub struct UnusableTable {
-    /// As the plan names it.
-    pub table: String,
-    /// A partition of it, not the table itself.
-    pub partition: bool,
-    pub message: String,
-}
-
 pub async fn unusable_tables(
     pool: &PgPool,
     tables: &BTreeSet<String>,
