@@ -252,8 +252,18 @@ async fn ensure_checkpoint_table(pool: &PgPool) -> Result<(), sqlx::Error> {
     );
     match sqlx::query(AssertSqlSafe(sql)).execute(pool).await {
         Ok(_) => Ok(()),
-        // Two sinks creating it at once: the other one won.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(()),
+        // Two sinks creating it at once: the other one won. `IF NOT EXISTS`
+        // looks before it waits, so the second fails on the catalog's unique
+        // key, or as "type already exists" (the table's row type) or
+        // "relation already exists", by when it looked.
+        Err(sqlx::Error::Database(e))
+            if matches!(
+                e.code().as_deref(),
+                Some("23505") | Some("42710") | Some("42P07")
+            ) =>
+        {
+            Ok(())
+        }
         Err(error) => Err(error),
     }
 }
