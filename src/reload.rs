@@ -182,6 +182,10 @@ pub enum Restart {
     /// again (a view that no longer checks is set apart and does not run),
     /// from a new snapshot.
     SourceChanged,
+    /// What the same views compute from the same rows changed (the
+    /// database's `TimeZone`): the views planned again, and those whose
+    /// definition changed built again from the state store.
+    OutputsChanged,
 }
 
 /// What a reload found, by view name.
@@ -225,7 +229,7 @@ struct RunningViews {
 impl RunningViews {
     fn of(planned: &PlannedViews) -> RunningViews {
         RunningViews {
-            hashes: hashes(&planned.runnable),
+            hashes: hashes(&planned.plan),
             set_apart: planned
                 .invalid
                 .iter()
@@ -272,7 +276,7 @@ impl Reloader {
                 foreign,
             ))));
         }
-        let next = hashes(&views);
+        let next = hashes(&plan);
         let outcome = compare(&running, &next);
         if outcome.applies() {
             let (told, started) = tokio::sync::oneshot::channel();
@@ -328,8 +332,10 @@ impl Reloader {
     }
 }
 
-fn hashes(views: &[ViewDef]) -> BTreeMap<String, String> {
-    views
+/// The planned views' definition hashes, which count what the files do
+/// not say: the database's time zone, for the views computing in it.
+fn hashes(plan: &Plan) -> BTreeMap<String, String> {
+    plan.views
         .iter()
         .map(|view| (view.name.clone(), view.definition_hash.clone()))
         .collect()

@@ -269,6 +269,13 @@ async fn prepare_restart(
             let planned = plan_for_new_snapshot(context, &views).await?;
             Ok((views, planned, None))
         }
+        Restart::OutputsChanged => {
+            // The views whose definition hash the new plan changed are
+            // built again from the state store as the pipeline starts.
+            let planned =
+                reload::plan_runnable_views(&views, &context.pool, WhenNoneChecks::RunNone).await?;
+            Ok((views, planned, None))
+        }
     }
 }
 
@@ -701,6 +708,10 @@ impl Pipeline {
                     tracing::warn!(%error, "planning the views again");
                     return Some(Restart::SourceChanged);
                 }
+                Err(ServiceError::Source(error)) if error.needs_new_outputs() => {
+                    tracing::warn!(%error, "planning the views again");
+                    return Some(Restart::OutputsChanged);
+                }
                 Err(error) => {
                     tracing::error!(%error, "replication interrupted; reconnecting in {backoff:?}");
                     let in_log = matches!(&error, ServiceError::Source(e) if e.is_in_the_log());
@@ -936,9 +947,30 @@ impl Pipeline {
                 .unwrap_or_else(|p| p.into_inner()),
         );
         let changed = self.unlogged_source_changes(&truncated, true).await?;
-        Ok((!changed.is_empty()).then(|| SourceError::UnloggedChange {
-            changed: changed.join("; "),
-        }))
+        if !changed.is_empty() {
+            return Ok(Some(SourceError::UnloggedChange {
+                changed: changed.join("; "),
+            }));
+        }
+        self.time_zone_change().await
+    }
+
+    /// The database's `TimeZone` when it is no longer the one the views
+    /// computing with a `timestamptz` were planned in. (A reload plans in
+    /// the new one too, and sees those views changed; but one refused for a
+    /// broken file must not leave them in the old one.)
+    async fn time_zone_change(&self) -> Result<Option<SourceError>, ServiceError> {
+        let plan = self.engine.plan();
+        if plan.zone_computations().is_empty() {
+            return Ok(None);
+        }
+        let now = catalog::load_time_zone(&self.pool).await?;
+        Ok(
+            (now != *plan.time_zone).then(|| SourceError::TimeZoneChanged {
+                was: plan.time_zone.name().to_owned(),
+                now: now.name().to_owned(),
+            }),
+        )
     }
 
     fn start_applying(&self, batch: ChangeBatch) -> Applying {

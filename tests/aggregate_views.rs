@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use harness::{
     PgServer, ServiceSetup, category_daily_sales_rows, diff_documents,
-    expected_category_daily_sales, small_shop, wait_until,
+    expected_category_daily_sales, http_post, small_shop, wait_until,
 };
 use serde_json::Value;
 use sqlx::PgPool;
@@ -1349,15 +1349,12 @@ async fn views_compute_in_the_database_time_zone() {
                UNION ALL SELECT generate_series(timestamptz '2024-10-31 22:00+00', '2024-11-04 12:00+00', '13 minutes')) s",
     )
     .await;
-    execute(
-        &pool,
-        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET TimeZone = %L', current_database(), 'America/New_York'); END $$",
-    )
-    .await;
+    set_database_time_zone(&pool, "America/New_York").await;
     let new_york = pool_in_zone(&url, "America/New_York").await;
     let views = tempfile::tempdir().expect("temp dir");
     std::fs::write(views.path().join("visit_days.yaml"), VISIT_DAYS).expect("view file");
-    let setup = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf());
+    let setup = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf())
+        .with_admin_token(ZONE_TOKEN);
     let mut service = setup.start();
     visit_days_match(&new_york, "the snapshot in New York").await;
 
@@ -1377,11 +1374,7 @@ async fn views_compute_in_the_database_time_zone() {
     visit_days_match(&new_york, "changes streamed in New York").await;
 
     service.kill().await;
-    execute(
-        &pool,
-        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET TimeZone = %L', current_database(), 'Asia/Kolkata'); END $$",
-    )
-    .await;
+    set_database_time_zone(&pool, "Asia/Kolkata").await;
     let kolkata = pool_in_zone(&url, "Asia/Kolkata").await;
     let mut service = setup.start();
     visit_days_match(&kolkata, "the same rows in Kolkata, after a restart").await;
@@ -1391,5 +1384,64 @@ async fn views_compute_in_the_database_time_zone() {
     )
     .await;
     visit_days_match(&kolkata, "changes streamed in Kolkata").await;
+
+    // While running: the stream's checks see the new zone, and the view is
+    // built again in it (it kept Kolkata's until a restart).
+    set_database_time_zone(&pool, "Australia/Adelaide").await;
+    let adelaide = pool_in_zone(&url, "Australia/Adelaide").await;
+    execute(
+        &pool,
+        "UPDATE visits SET at = at + interval '10 minutes' WHERE id % 4 = 0",
+    )
+    .await;
+    visit_days_match(&adelaide, "after the zone changed while running").await;
+
+    // A reload refused for a broken file still read the new zone: the
+    // views must not stay half in the old one. (They computed new changes
+    // in Los Angeles and kept Adelaide's outputs for the others.)
+    set_database_time_zone(&pool, "America/Los_Angeles").await;
+    let broken = views.path().join("broken.yaml");
+    std::fs::write(&broken, "view: broken\nkind: cache\nroot: nowhere\n").expect("view file");
+    let (code, body) = http_post(setup.admin_port, "/views/reload", Some(ZONE_TOKEN))
+        .await
+        .expect("the admin API answers");
+    assert_eq!(code, 422, "{body}");
+    std::fs::remove_file(&broken).expect("removing the broken file");
+    let los_angeles = pool_in_zone(&url, "America/Los_Angeles").await;
+    execute(
+        &pool,
+        "UPDATE visits SET at = at - interval '5 minutes' WHERE id % 6 = 0",
+    )
+    .await;
+    visit_days_match(&los_angeles, "after a refused reload in a new zone").await;
+
+    // A reload right after the zone changed finds the view changed (or
+    // unchanged, when the stream's check planned it again first).
+    set_database_time_zone(&pool, "UTC").await;
+    let (code, body) = http_post(setup.admin_port, "/views/reload", Some(ZONE_TOKEN))
+        .await
+        .expect("the admin API answers");
+    assert_eq!(code, 200, "{body}");
+    let outcome: Value = serde_json::from_str(&body).expect("a JSON body");
+    let named = serde_json::json!(["visit_days"]);
+    assert!(
+        outcome["changed"] == named || outcome["unchanged"] == named,
+        "{body}"
+    );
+    let utc = pool_in_zone(&url, "UTC").await;
+    visit_days_match(&utc, "after a reload in UTC").await;
     service.assert_running();
+}
+
+const ZONE_TOKEN: &str = "zone-token-91c2";
+
+async fn set_database_time_zone(pool: &PgPool, zone: &str) {
+    execute(
+        pool,
+        &format!(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET TimeZone = %L', \
+             current_database(), '{zone}'); END $$"
+        ),
+    )
+    .await;
 }

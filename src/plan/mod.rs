@@ -8,9 +8,10 @@
 mod tree;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::aggregate::MeasureSpec;
-use crate::expr::{ColumnPath, Expr, ValueType};
+use crate::expr::{ColumnPath, Expr, TimeZone, ValueType};
 use crate::source::pg_text::value_type;
 use crate::source::pgoutput::StoredColumnTypes;
 use crate::view::key_collisions::{KeyToken, keys_may_collide};
@@ -56,6 +57,9 @@ pub struct Plan {
     /// By schema-qualified name.
     pub tables: BTreeMap<String, TablePlan>,
     pub views: Vec<ViewPlan>,
+    /// The zone the views compute a `timestamptz` in, as when planned: the
+    /// stream checks it against the database's ([`Plan::zone_computations`]).
+    pub time_zone: Arc<TimeZone>,
 }
 
 #[derive(Debug)]
@@ -363,7 +367,11 @@ impl Plan {
                 }
             }
         }
-        let mut plan = Plan { tables, views };
+        let mut plan = Plan {
+            tables,
+            views,
+            time_zone: TimeZone::current(),
+        };
         plan.name_time_zone();
         Ok(plan)
     }
@@ -373,7 +381,7 @@ impl Plan {
     /// their outputs) is part of the definition of each view computing with
     /// a `timestamptz`.
     fn name_time_zone(&mut self) {
-        let zone = crate::expr::TimeZone::current();
+        let zone = Arc::clone(&self.time_zone);
         if zone.is_utc() {
             return;
         }

@@ -73,7 +73,7 @@ async fn load_case_mapping(pool: &PgPool) -> Result<CaseMapping, SourceError> {
 /// The zone a `timestamptz` is computed in: the database's `TimeZone`
 /// ([`database_time_zone`]); UTC where none is set, or where it names no
 /// zone viewkeeper knows (`check` and the start notes say so).
-async fn load_time_zone(pool: &PgPool) -> Result<TimeZone, SourceError> {
+pub async fn load_time_zone(pool: &PgPool) -> Result<TimeZone, SourceError> {
     Ok(database_time_zone(pool)
         .await?
         .and_then(|name| TimeZone::named(&name))

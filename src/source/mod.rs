@@ -83,6 +83,11 @@ pub enum SourceError {
          snapshot is taken"
     )]
     UnusablePartition { changed: String },
+    #[error(
+        "the database's TimeZone is now {now}, and the views computing with a timestamptz \
+         computed in {was}: they are built again in {now}"
+    )]
+    TimeZoneChanged { was: String, now: String },
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
     #[error("engine task failed: {0}")]
@@ -156,5 +161,12 @@ impl SourceError {
                 | SourceError::TableLeftPublication { .. }
                 | SourceError::UnloggedChange { .. }
         )
+    }
+
+    /// Whether the views are planned again and built again from the state
+    /// store, without a new snapshot: what they compute changed, not the
+    /// rows.
+    pub fn needs_new_outputs(&self) -> bool {
+        matches!(self, SourceError::TimeZoneChanged { .. })
     }
 }
