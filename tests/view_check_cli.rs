@@ -328,6 +328,27 @@ table: important
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(!sqlite.exists(), "check created {}", sqlite.display());
+
+    // One in a directory that does not exist could never be opened: `check`
+    // says so (it passed, and `run` retried "unable to open database file").
+    let missing = dir.path().join("no-such-dir");
+    let unopenable = format!("sqlite://{}/aggregates.db", missing.display());
+    let output = viewkeeper(
+        &[
+            "check",
+            "--database-url",
+            &url,
+            "--aggregates-url",
+            &unopenable,
+        ],
+        dir.path(),
+    );
+    assert!(!output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("the directory {} of", missing.display())),
+        "{}",
+        stderr(&output)
+    );
 }
 
 /// A cache view of customers keyed by `template`.

@@ -11,6 +11,7 @@
 //! SQLite has no comments on tables, but keeps each table's `CREATE TABLE`
 //! text as written, comments included: the marker is a comment in it.
 
+use std::path::Path;
 use std::str::FromStr;
 
 use async_trait::async_trait;
@@ -39,7 +40,7 @@ impl SqliteTarget {
     /// `check` reads, which must leave no file behind.
     pub fn open_existing(url: &str) -> Result<Option<SqliteTarget>, AggregateSinkError> {
         let options = options(url)?.create_if_missing(false);
-        let in_memory = options.get_filename() == std::path::Path::new(":memory:");
+        let in_memory = options.get_filename() == Path::new(":memory:");
         if !in_memory && !options.get_filename().exists() {
             return Ok(None);
         }
@@ -56,11 +57,28 @@ impl SqliteTarget {
     }
 }
 
+/// The options `url` names, refused when its file's directory is missing:
+/// SQLite then says only "unable to open database file", at every retry,
+/// and `check`, which opens no file that does not exist, said nothing.
 fn options(url: &str) -> Result<SqliteConnectOptions, AggregateSinkError> {
-    SqliteConnectOptions::from_str(url).map_err(|e| AggregateSinkError::Target {
+    let refused = |message: String| AggregateSinkError::Target {
         url: redact_url(url),
-        message: e.to_string(),
-    })
+        message,
+    };
+    let options = SqliteConnectOptions::from_str(url).map_err(|e| refused(e.to_string()))?;
+    let file = options.get_filename();
+    if file != Path::new(":memory:") {
+        if let Some(directory) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            if !directory.is_dir() {
+                return Err(refused(format!(
+                    "the directory {} of {} does not exist",
+                    directory.display(),
+                    file.display()
+                )));
+            }
+        }
+    }
+    Ok(options)
 }
 
 fn sql_type(value_type: ValueType) -> &'static str {
