@@ -55,8 +55,8 @@ pub async fn plan_views(views: &[ViewDef], pool: &PgPool) -> Result<Plan, Planni
 }
 
 /// An error at the `table` field of every aggregate view whose table exists
-/// in the target database and was not created by viewkeeper: `run` would
-/// not start that view.
+/// in the target database and was not created by viewkeeper, or whose name
+/// SQLite keeps for itself: `run` would not start that view.
 pub async fn foreign_tables(
     views: &[ViewDef],
     plan: &Plan,
@@ -73,21 +73,30 @@ pub async fn foreign_tables(
             _ => None,
         })
         .collect();
-    if tables.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(target) = aggregate::connect_existing(aggregates_url).await? else {
-        return Ok(Vec::new());
+    let at_table = |def: &ViewDef, message: String| ViewError {
+        file: def.file.clone(),
+        line: def.locations.line("table"),
+        field: "table".to_owned(),
+        message,
     };
     let mut errors = Vec::new();
+    if aggregates_url.starts_with("sqlite:") {
+        for (table, def) in &tables {
+            if let Some(reason) = aggregate::sqlite::reserved_name_reason(&table.name) {
+                errors.push(at_table(def, reason));
+            }
+        }
+    }
+    if tables.is_empty() {
+        return Ok(errors);
+    }
+    let Some(target) = aggregate::connect_existing(aggregates_url).await? else {
+        return Ok(errors);
+    };
     for (table, def) in tables {
         if target.owner(&table).await? == TableOwner::Someone {
-            errors.push(ViewError {
-                file: def.file.clone(),
-                line: def.locations.line("table"),
-                field: "table".to_owned(),
-                message: aggregate::foreign_table_reason(&target.table_name(&table.name)),
-            });
+            let reason = aggregate::foreign_table_reason(&target.table_name(&table.name));
+            errors.push(at_table(def, reason));
         }
     }
     Ok(errors)

@@ -349,6 +349,32 @@ table: important
         "{}",
         stderr(&output)
     );
+
+    // A name SQLite keeps for itself (run's sink failed on it), at its line.
+    let reserved = views_dir(&[(
+        "orders_by_status.yaml",
+        &view.replace("table: important", "table: sqlite_orders"),
+    )]);
+    let output = viewkeeper(
+        &[
+            "check",
+            "--database-url",
+            &url,
+            "--aggregates-url",
+            &sqlite_url,
+        ],
+        reserved.path(),
+    );
+    assert!(!output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!(
+            "{}:6: table: SQLite keeps table names beginning with `sqlite_` for itself, and \
+             sqlite_orders is one",
+            reserved.path().join("orders_by_status.yaml").display()
+        )),
+        "{}",
+        stderr(&output)
+    );
 }
 
 /// A cache view of customers keyed by `template`.

@@ -96,6 +96,18 @@ fn unqualified(name: &str) -> &str {
     name.rsplit_once('.').map_or(name, |(_, t)| t)
 }
 
+/// Why SQLite would refuse to create the table `name`, if it would: names
+/// beginning with `sqlite_` are its own. (A table's name is lowercase.)
+pub fn reserved_name_reason(name: &str) -> Option<String> {
+    let table = unqualified(name);
+    table.starts_with("sqlite_").then(|| {
+        format!(
+            "SQLite keeps table names beginning with `sqlite_` for itself, and {table} is \
+                 one; choose another `table:`"
+        )
+    })
+}
+
 /// The table's name without its schema, quoted.
 fn table_name(table: &TargetTable) -> String {
     quote_ident(unqualified(&table.name))
