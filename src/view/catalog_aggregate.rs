@@ -132,19 +132,18 @@ impl<'a> ViewCheck<'a> {
                 ));
             }
         }
-        let earlier = self
+        // Told at every view naming it: which one is new, and which one's
+        // table it already is, the files cannot say (their names' order did).
+        let others = self
             .views
             .iter()
-            .take_while(|v| !std::ptr::eq(*v, self.view));
-        if let Some(first) = earlier
-            .into_iter()
-            .find(|v| writes_table(v, &aggregate.table))
-        {
+            .filter(|v| !std::ptr::eq(*v, self.view) && writes_table(v, &aggregate.table));
+        for other in others {
             messages.push(format!(
-                "table {table} is already the table of aggregate view `{}` ({}): each \
-                 aggregate view needs a table of its own",
-                first.name,
-                first.file.display()
+                "table {table} is also the table of aggregate view `{}` ({}): each aggregate \
+                 view needs a table of its own",
+                other.name,
+                other.file.display()
             ));
         }
         for message in messages {

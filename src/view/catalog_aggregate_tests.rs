@@ -256,9 +256,11 @@ fn two_aggregate_views_do_not_share_a_table() {
     assert_eq!(
         check_views(&views, &shop()),
         [
-            "views/b.yaml:18: table: table analytics.category_daily_sales is already the table \
-             of aggregate view `category_daily_sales` (views/a.yaml): each aggregate view needs \
-             a table of its own"
+            "views/a.yaml:18: table: table analytics.category_daily_sales is also the table of \
+             aggregate view `second` (views/b.yaml): each aggregate view needs a table of its own",
+            "views/b.yaml:18: table: table analytics.category_daily_sales is also the table of \
+             aggregate view `category_daily_sales` (views/a.yaml): each aggregate view needs a \
+             table of its own"
         ]
     );
 }
