@@ -1003,6 +1003,20 @@ async fn views_create_their_new_schema_at_once_without_a_failure() {
     })
     .await;
     service.assert_running();
+    // Each table's key is named after it, not after the table it was
+    // filled as (`viewkeeper_rewrite_v1_pkey`).
+    let keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conrelid::regclass::text, conname::text FROM pg_constraint \
+         WHERE connamespace = 'reports'::regnamespace ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let expected: Vec<(String, String)> = names
+        .iter()
+        .map(|name| (format!("reports.{name}"), format!("{name}_pkey")))
+        .collect();
+    assert_eq!(keys, expected);
     service.terminate(Duration::from_secs(30)).await;
     let log = service.log_tail(1_000_000);
     assert!(!log.contains("duplicate key"), "{log}");

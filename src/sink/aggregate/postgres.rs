@@ -116,7 +116,32 @@ fn shadow_of(table: &TargetTable) -> TargetTable {
     }
 }
 
-fn create_table_sql(table: &TargetTable) -> String {
+/// The key constraint (and index) of a shadow table. Not a name PostgreSQL
+/// would choose (`-`): a table made before constraints were named has
+/// the shadow's default name, `viewkeeper_rewrite_{view}_pkey`, and index
+/// names are unique in a schema.
+fn shadow_key_name(shadow: &TargetTable) -> String {
+    format!(
+        "{}-key",
+        shadow
+            .name
+            .rsplit_once('.')
+            .map_or(shadow.name.as_str(), |(_, t)| t)
+    )
+}
+
+/// The name of `table`'s key constraint (and its index), as PostgreSQL
+/// would name a primary key (`_pkey`) or a unique constraint (`_key`).
+fn key_constraint_name(table: &TargetTable) -> String {
+    let unqualified = table
+        .name
+        .rsplit_once('.')
+        .map_or(table.name.as_str(), |(_, t)| t);
+    let suffix = if table.key_nullable { "key" } else { "pkey" };
+    format!("{unqualified}_{suffix}")
+}
+
+fn create_table_sql(table: &TargetTable, key_name: &str) -> String {
     let columns: Vec<String> = table
         .columns
         .iter()
@@ -129,9 +154,10 @@ fn create_table_sql(table: &TargetTable) -> String {
         "PRIMARY KEY"
     };
     format!(
-        "CREATE TABLE {} ({}, {constraint} ({key}))",
+        "CREATE TABLE {} ({}, CONSTRAINT {} {constraint} ({key}))",
         quote_qualified(&table.name),
-        columns.join(", ")
+        columns.join(", "),
+        quote_ident(key_name)
     )
 }
 
@@ -242,6 +268,33 @@ fn delete_sql(table: &TargetTable, nulls: &[bool]) -> String {
         quote_qualified(&table.name),
         conditions.join(" AND ")
     )
+}
+
+/// Gives the renamed shadow's key constraint the table's own name, unless a
+/// relation of that name is in the schema already (an index shares the
+/// tables' names): the shadow's name is left then, which works as well.
+async fn rename_key_constraint(
+    txn: &mut Transaction<'_, Postgres>,
+    table: &TargetTable,
+    shadow: &TargetTable,
+) -> Result<(), sqlx::Error> {
+    let schema = table.name.split_once('.').map_or("public", |(s, _)| s);
+    let name = key_constraint_name(table);
+    let taken: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("{}.{}", quote_ident(schema), quote_ident(&name)))
+        .fetch_one(&mut **txn)
+        .await?;
+    if taken {
+        return Ok(());
+    }
+    let sql = format!(
+        "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+        quote_qualified(&table.name),
+        quote_ident(&shadow_key_name(shadow)),
+        quote_ident(&name)
+    );
+    sqlx::query(AssertSqlSafe(sql)).execute(&mut **txn).await?;
+    Ok(())
 }
 
 async fn ensure_checkpoint_table(pool: &PgPool) -> Result<(), sqlx::Error> {
@@ -473,7 +526,7 @@ impl SqlTarget for PgTarget {
         // a table of that name is someone else's, and creating it fails.
         let shadow = shadow_of(table);
         let statements = [
-            create_table_sql(&shadow),
+            create_table_sql(&shadow, &shadow_key_name(&shadow)),
             format!(
                 "COMMENT ON TABLE {} IS {}",
                 quote_qualified(&shadow.name),
@@ -518,6 +571,9 @@ impl SqlTarget for PgTarget {
                 .await
                 .map_err(&sql_error)?;
         }
+        rename_key_constraint(&mut txn, table, &shadow)
+            .await
+            .map_err(&sql_error)?;
         record_checkpoint(&mut txn, &table.view, checkpoint)
             .await
             .map_err(&sql_error)?;
