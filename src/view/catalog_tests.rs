@@ -378,6 +378,18 @@ fn join_columns_of_types_that_do_not_match_are_refused() {
     retype(&mut catalog, "public.orders", "customer_id", NUMERIC);
     retype(&mut catalog, "public.customers", "id", INT4);
     assert_eq!(check(ORDER_CACHE, &catalog), Vec::<String>::new());
+    // Both held as text, but SQL has no `uuid = text` (the twelfth trial's
+    // join passed); the string types compare with each other.
+    retype(&mut catalog, "public.orders", "customer_id", 2950);
+    retype(&mut catalog, "public.customers", "id", TEXT);
+    let errors = check(ORDER_CACHE, &catalog);
+    assert!(
+        errors[0].contains("orders.customer_id (uuid) to customers.id (text)"),
+        "{errors:?}"
+    );
+    const VARCHAR: u32 = 1043;
+    retype(&mut catalog, "public.orders", "customer_id", VARCHAR);
+    assert_eq!(check(ORDER_CACHE, &catalog), Vec::<String>::new());
 }
 
 /// A second cache view whose key template may render the first's keys is
