@@ -286,6 +286,9 @@ impl<'a> ViewCheck<'a> {
         let Some(filter) = &cache.filter else {
             return;
         };
+        // The type check needs every column: it runs unless one of them was
+        // reported here (an error elsewhere in the file does not stop it).
+        let mut columns_exist = true;
         for path in filter.columns() {
             // Paths that do not resolve were reported when the file was read.
             let (Ok(relation), Some(column)) = (filter_relation(&cache.fields, &path), path.last())
@@ -299,6 +302,7 @@ impl<'a> ViewCheck<'a> {
                     relation.table.as_str(),
                 ),
             };
+            columns_exist &= table.is_some_and(|table| table.has_column(column));
             if let Some(table) = table {
                 self.column(table, table_name, column, WHERE_PATH, WHERE_PATH);
                 if let Some(type_name) = unequal_type(table, column)
@@ -314,7 +318,7 @@ impl<'a> ViewCheck<'a> {
                 }
             }
         }
-        if self.errors.is_empty() {
+        if columns_exist {
             self.filter_type(cache, root);
         }
     }

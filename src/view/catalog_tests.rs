@@ -324,6 +324,13 @@ fn where_is_type_checked_against_column_types() {
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].contains("`status > 5`"), "{errors:?}");
     assert!(errors[1].contains("2026-02 has no day 30"), "{errors:?}");
+    // Beside a misspelt field: each is reported (the `where` was not, the
+    // twelfth trial).
+    let three_mistakes = two_mistakes.replace("  status: status", "  status: statu");
+    let errors = check(&three_mistakes, &catalog);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[0].contains("`status > 5`"), "{errors:?}");
+    assert!(errors[2].contains("\"statu\" does not exist"), "{errors:?}");
 
     let not_boolean =
         ORDER_CACHE.replace("where: \"status <> 'draft'\"", "where: \"total_cents + 1\"");
