@@ -212,7 +212,7 @@ fn a_field_must_be_a_mapping_with_from_and_type() {
              text }`, found text \"name\"",
             "views/test.yaml:8: fields.description.boost: unknown key `boost`; allowed keys are: \
              from, type, stored, fast, analyzer",
-            "views/test.yaml:8: fields.description.from: missing required key `from`",
+            "views/test.yaml:8: fields.description: missing required key `from`",
         ]
     );
 }

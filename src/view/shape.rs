@@ -18,12 +18,15 @@ impl<'a> Mapping<'a> {
         self.entries.iter().copied().find(|entry| entry.key == key)
     }
 
-    /// The entry under `key`, or an error at the mapping's line.
+    /// The entry under `key`, or an error at the mapping's line and path
+    /// (`fields.venue: missing required key `fields``, not
+    /// `fields.venue.fields: …`); at the top of the file, at the key's.
     pub fn require(&self, report: &mut FileReport, path: &str, key: &str) -> Option<&'a Entry> {
         let entry = self.get(key);
         if entry.is_none() {
             let message = format!("missing required key `{key}`");
-            report.error(self.line, &child_path(path, key), message);
+            let at = if path.is_empty() { key } else { path };
+            report.error(self.line, at, message);
         }
         entry
     }

@@ -327,3 +327,15 @@ fn a_broken_relation_is_not_reported_again_by_where() {
         "{errors:#?}"
     );
 }
+
+/// A relation without `fields` is told at the relation's path (the twelfth
+/// trial read `fields.customer.fields: missing required key `fields`` as a
+/// doubled path).
+#[test]
+fn a_relation_without_fields_is_told_at_the_relation() {
+    let text = ORDER_CACHE.replace("    fields: { id: id, name: name, email: email }\n", "");
+    assert_eq!(
+        errors_of(&text),
+        ["views/test.yaml:12: fields.customer: missing required key `fields`"]
+    );
+}
