@@ -586,6 +586,20 @@ async fn check_refuses_comparing_citext_as_it_stands_and_takes_enums() {
         message.contains("mood, an enum (PostgreSQL orders it by its labels' order)"),
         "{message}"
     );
+
+    // A text that is none of its labels: SQL refuses it, and the view
+    // would have matched nothing (the thirteenth trial's typo).
+    let typo = views_dir(&[("people.yaml", &people("mood IN ('glad', 'sda')"))]);
+    let output = viewkeeper(&["check", "--database-url", &url], typo.path());
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains(
+            "people.yaml:5: where: 'sda' is not a label of mood, the enum of column mood: \
+             PostgreSQL refuses it (invalid input value for enum); its labels are 'glad', 'sad'"
+        ),
+        "{message}"
+    );
 }
 
 /// `check` refuses a role that `run` would find unable to create or change

@@ -121,6 +121,12 @@ impl Expr {
         self.root.compared_columns()
     }
 
+    /// Each column compared with a text literal, and the literal
+    /// ([`node::Node::columns_compared_with_texts`]).
+    pub fn columns_compared_with_texts(&self) -> Vec<(ColumnPath, String)> {
+        self.root.columns_compared_with_texts()
+    }
+
     /// Whether a `timestamptz` is made in it from something else
     /// ([`node::Node::makes_timestamptz`]).
     pub fn makes_timestamptz(&self) -> bool {

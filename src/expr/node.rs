@@ -356,6 +356,39 @@ impl Node {
         }
     }
 
+    /// Each column compared with a text literal, with the literal
+    /// (`status = 'paid'`, `status IN ('a', 'b')`, `CASE status WHEN 'a'`),
+    /// deduplicated. Not a `LIKE` pattern, which is no value.
+    pub fn columns_compared_with_texts(&self) -> Vec<(ColumnPath, String)> {
+        let mut found = Vec::new();
+        self.collect_compared_texts(&mut found);
+        found
+    }
+
+    fn collect_compared_texts(&self, found: &mut Vec<(ColumnPath, String)>) {
+        if !matches!(self, Node::Like { .. }) {
+            let operands = self.compared_operands();
+            let texts: Vec<&String> = operands
+                .iter()
+                .filter_map(|operand| match operand {
+                    Node::Literal(Value::Text(text)) => Some(text),
+                    _ => None,
+                })
+                .collect();
+            for path in operands.iter().flat_map(|operand| operand.value_columns()) {
+                for text in &texts {
+                    let pair = (path.clone(), (*text).clone());
+                    if !found.contains(&pair) {
+                        found.push(pair);
+                    }
+                }
+            }
+        }
+        for child in self.children() {
+            child.collect_compared_texts(found);
+        }
+    }
+
     /// Every column referenced, deduplicated, in order of first appearance.
     pub fn columns(&self) -> Vec<ColumnPath> {
         let mut found = Vec::new();

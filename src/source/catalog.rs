@@ -86,12 +86,7 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
     load_case_mapping(pool).await?.set_current();
     load_time_zone(pool).await?.set_current();
     let domain_bases = load_domain_bases(pool).await?;
-    let enum_types: HashSet<i64> =
-        sqlx::query_scalar("SELECT oid::int8 FROM pg_type WHERE typtype = 'e'")
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .collect();
+    let enum_labels = load_enum_labels(pool).await?;
     let rows = sqlx::query(
         "SELECT n.nspname || '.' || c.relname AS table_name, a.attname::text AS column_name,
                 a.atttypid::int8 AS type_oid, a.atttypmod AS type_modifier,
@@ -129,7 +124,7 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
             type_oid,
             type_modifier,
             not_null,
-            is_enum: enum_types.contains(&i64::from(type_oid)),
+            is_enum: enum_labels.contains_key(&type_oid),
             type_name,
         });
     }
@@ -142,7 +137,22 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
     Ok(Catalog {
         tables,
         generated_columns: load_generated_columns(pool).await?,
+        enum_labels,
     })
+}
+
+/// The labels of every enum type, by type OID, in their order.
+async fn load_enum_labels(pool: &PgPool) -> Result<HashMap<u32, Vec<String>>, SourceError> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT enumtypid::int8, enumlabel::text FROM pg_enum ORDER BY enumtypid, enumsortorder",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut labels: HashMap<u32, Vec<String>> = HashMap::new();
+    for (type_oid, label) in rows {
+        labels.entry(type_oid as u32).or_default().push(label);
+    }
+    Ok(labels)
 }
 
 /// The `TimeZone` the database gives its own sessions, where it sets

@@ -24,6 +24,9 @@ pub struct Catalog {
     /// table: PostgreSQL 15's change log does not carry them, so a view
     /// reading one would keep its snapshot value for good.
     pub generated_columns: HashMap<String, HashSet<String>>,
+    /// The labels of each enum type, by OID: SQL refuses a literal compared
+    /// with an enum column that is none of them.
+    pub enum_labels: HashMap<u32, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -318,9 +321,55 @@ impl<'a> ViewCheck<'a> {
                 }
             }
         }
+        for (path, text) in filter.columns_compared_with_texts() {
+            let table = match filter_relation(&cache.fields, &path) {
+                Ok(None) => Some(root),
+                Ok(Some(relation)) => self.catalog.tables.get(&relation.table),
+                Err(_) => None,
+            };
+            if let Some(table) = table {
+                self.enum_label(table, &path, &text);
+            }
+        }
         if columns_exist {
             self.filter_type(cache, root);
         }
+    }
+
+    /// A text compared in `where` with an enum column must be one of the
+    /// enum's labels: SQL refuses any other ("invalid input value for
+    /// enum"), where viewkeeper would compare the texts and match nothing
+    /// (or, with `<>`, everything: a label renamed under the view did so).
+    fn enum_label(&mut self, table: &TableInfo, path: &[String], text: &str) {
+        let Some(info) = path
+            .last()
+            .and_then(|column| table.columns.iter().find(|info| &info.name == column))
+        else {
+            return;
+        };
+        let Some(labels) = self.catalog.enum_labels.get(&info.type_oid) else {
+            return;
+        };
+        if labels.iter().any(|label| label == text) {
+            return;
+        }
+        const LISTED: usize = 20;
+        let mut listed: Vec<String> = labels
+            .iter()
+            .take(LISTED)
+            .map(|label| format!("'{label}'"))
+            .collect();
+        if labels.len() > LISTED {
+            listed.push(format!("and {} more", labels.len() - LISTED));
+        }
+        let message = format!(
+            "'{text}' is not a label of {}, the enum of column {}: PostgreSQL refuses it \
+             (invalid input value for enum); its labels are {}",
+            info.type_name,
+            path.join("."),
+            listed.join(", ")
+        );
+        self.error(WHERE_PATH, WHERE_PATH, message);
     }
 
     /// `where` must be a boolean expression whose operands fit together

@@ -544,3 +544,37 @@ fn a_named_join_pair_the_wrong_way_round_is_named_as_such() {
         ]
     );
 }
+
+/// An aggregate's `where` (over the root and its joins) refuses a text that
+/// is none of an enum column's labels, as SQL does.
+#[test]
+fn a_text_compared_with_an_enum_in_an_aggregate_where_must_be_a_label() {
+    const MOOD: u32 = 16_402;
+    let mut catalog = shop();
+    let items = catalog
+        .tables
+        .get_mut("public.order_items")
+        .expect("order_items");
+    items.columns.push(ColumnInfo {
+        is_enum: true,
+        type_name: "shop.mood".to_owned(),
+        ..column("mood", MOOD)
+    });
+    catalog
+        .enum_labels
+        .insert(MOOD, vec!["glad".to_owned(), "sad".to_owned()]);
+    let glad = CATEGORY_DAILY_SALES.replace(
+        "orders.status = 'paid'",
+        "orders.status = 'paid' AND mood = 'glad'",
+    );
+    assert_eq!(check(&glad, &catalog), Vec::<String>::new());
+    let happy = glad.replace("mood = 'glad'", "mood <> 'happy'");
+    assert_eq!(
+        check(&happy, &catalog),
+        [
+            "views/sales.yaml:8: where: 'happy' is not a label of shop.mood, the enum of column \
+             mood: PostgreSQL refuses it (invalid input value for enum); its labels are 'glad', \
+             'sad'"
+        ]
+    );
+}

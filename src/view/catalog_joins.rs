@@ -126,6 +126,11 @@ impl<'a> ViewCheck<'a> {
                 unsortable_comparison(&column, &type_name),
             );
         }
+        for (path, text) in filter.columns_compared_with_texts() {
+            if let Some((_, table)) = self.path_table(tables, &path) {
+                self.enum_label(table, &path, &text);
+            }
+        }
         if self.columns_exist(tables, filter, WHERE_PATH) {
             let inferred = filter.infer_type_reporting_all(&|path| self.path_type(tables, path));
             self.filter_result(filter, inferred);

@@ -427,3 +427,43 @@ fn a_cache_view_whose_keys_may_be_another_views_is_refused() {
     );
     assert_eq!(errors("order-v2:{id}"), Vec::<String>::new());
 }
+
+/// A text compared with an enum column must be one of its labels, as SQL
+/// refuses any other: a typo matched nothing (the thirteenth trial), and a
+/// label renamed under `status <> 'cancelled'` made it match every row.
+#[test]
+fn a_text_compared_with_an_enum_must_be_one_of_its_labels() {
+    const STATUS: u32 = 90_001;
+    let mut catalog = shop();
+    retype(&mut catalog, "public.orders", "status", STATUS);
+    let orders = catalog.tables.get_mut("public.orders").unwrap();
+    let status = orders.columns.iter_mut().find(|c| c.name == "status");
+    let status = status.unwrap();
+    status.is_enum = true;
+    status.type_name = "shop.status".to_owned();
+    catalog
+        .enum_labels
+        .insert(STATUS, vec!["draft".to_owned(), "paid".to_owned()]);
+    assert_eq!(check(ORDER_CACHE, &catalog), Vec::<String>::new());
+    let typo = ORDER_CACHE.replace(
+        "where: \"status <> 'draft'\"",
+        "where: \"status IN ('paid', 'payed') OR 'drafted' = status\"",
+    );
+    assert_eq!(
+        check(&typo, &catalog),
+        [
+            "views/order_cache.yaml:6: where: 'payed' is not a label of shop.status, the enum of \
+             column status: PostgreSQL refuses it (invalid input value for enum); its labels are \
+             'draft', 'paid'",
+            "views/order_cache.yaml:6: where: 'drafted' is not a label of shop.status, the enum of \
+             column status: PostgreSQL refuses it (invalid input value for enum); its labels are \
+             'draft', 'paid'"
+        ]
+    );
+    // A pattern is no label.
+    let pattern = ORDER_CACHE.replace(
+        "where: \"status <> 'draft'\"",
+        "where: \"status::text LIKE 'dr%'\"",
+    );
+    assert_eq!(check(&pattern, &catalog), Vec::<String>::new());
+}
