@@ -67,16 +67,16 @@ fn options(url: &str) -> Result<SqliteConnectOptions, AggregateSinkError> {
     };
     let options = SqliteConnectOptions::from_str(url).map_err(|e| refused(e.to_string()))?;
     let file = options.get_filename();
-    if file != Path::new(":memory:") {
-        if let Some(directory) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            if !directory.is_dir() {
-                return Err(refused(format!(
-                    "the directory {} of {} does not exist",
-                    directory.display(),
-                    file.display()
-                )));
-            }
-        }
+    let directory = file.parent().filter(|dir| !dir.as_os_str().is_empty());
+    if file != Path::new(":memory:")
+        && let Some(directory) = directory
+        && !directory.is_dir()
+    {
+        return Err(refused(format!(
+            "the directory {} of {} does not exist",
+            directory.display(),
+            file.display()
+        )));
     }
     Ok(options)
 }
