@@ -130,24 +130,31 @@ pub fn router(state: AdminState) -> Router {
 
 /// Binds `addr` (so a taken port fails the start, not a later request) and
 /// returns the server, to run until `shutdown` turns true.
-pub async fn bind(
-    addr: SocketAddr,
+/// Binds the admin API's address: first thing at start, so that a port in
+/// use stops `run` before it does any work.
+pub async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, AdminError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdminError::Bind { addr, source })
+}
+
+/// Serves the admin API on `listener` until `shutdown` turns true.
+pub fn serve(
+    listener: tokio::net::TcpListener,
     state: AdminState,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<impl std::future::Future<Output = ()>, AdminError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| AdminError::Bind { addr, source })?;
-    let local = listener.local_addr().unwrap_or(addr);
-    tracing::info!(addr = %local, "admin API listening");
-    Ok(async move {
+) -> impl std::future::Future<Output = ()> {
+    if let Ok(local) = listener.local_addr() {
+        tracing::info!(addr = %local, "admin API listening");
+    }
+    async move {
         let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         });
         if let Err(error) = server.await {
             tracing::error!(%error, "admin API stopped");
         }
-    })
+    }
 }
 
 async fn health() -> &'static str {

@@ -157,6 +157,7 @@ struct Generation {
 /// Runs until `shutdown` turns true.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), ServiceError> {
     let views = view::load_views(&config.views).map_err(ServiceError::Views)?;
+    let listener = admin::listen(config.admin_addr).await?;
     let endpoint = PgEndpoint::parse(config.database_url()?)?;
     let pool = endpoint.connect_pool(4).await?;
     catalog::check_replication_settings(&pool).await?;
@@ -209,8 +210,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         },
         running,
     );
-    let server = admin::bind(context.config.admin_addr, admin.clone(), shutdown.clone()).await?;
-    let server = tokio::spawn(server);
+    let server = tokio::spawn(admin::serve(listener, admin.clone(), shutdown.clone()));
     tokio::spawn(reload_on_sighup(Arc::clone(&reloader), shutdown.clone()));
     let mut views = views;
     while let Some(mut restart) = generation.run(&mut shutdown, &mut restarts).await {

@@ -366,6 +366,35 @@ async fn a_second_instance_on_the_same_slot_leaves_the_first_alone() {
     assert_eq!(snapshots, 1, "{}", first.log_tail(40));
 }
 
+/// An admin port in use stops `run` before it does anything: it took the
+/// snapshot first, and then exited (the thirteenth trial).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_port_in_use_is_refused_before_any_work() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let taken = std::net::TcpListener::bind(("127.0.0.1", setup.admin_port))
+        .expect("taking the admin port");
+    let output = setup.run_to_exit();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "admin API: cannot listen on 127.0.0.1:{}",
+            setup.admin_port
+        )),
+        "{stderr}"
+    );
+    let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(slots, 0, "no slot was made: {stderr}");
+    assert!(!setup.data_dir().exists(), "no state store was made");
+    drop(taken);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_without_a_usable_replica_identity_is_refused() {
     let pg = PgServer::start().await;
