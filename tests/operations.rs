@@ -202,7 +202,7 @@ fn admin_commands_without_a_token_name_the_flag_and_the_variable() {
 }
 
 /// In the URLs' user part, and as a query parameter, which libpq takes
-/// too (trial 8: that one was logged in clear).
+/// too (trial 8: that one was logged in clear). Nothing listens on port 1.
 #[test]
 fn passwords_never_appear_in_errors_or_logs() {
     let secret = "S3cr3t-Pa55";
@@ -221,6 +221,7 @@ fn passwords_never_appear_in_errors_or_logs() {
         let output = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
             .args(["run", "--database-url", &database_url])
             .args(["--redis-url", &redis_url])
+            .args(["--admin-addr", "127.0.0.1:0"])
             .arg("--views")
             .arg(examples())
             .arg("--data-dir")
@@ -234,8 +235,11 @@ fn passwords_never_appear_in_errors_or_logs() {
         );
         assert!(!output.status.success(), "nothing listens on port 1");
         assert!(all.contains(shown), "the URL is shown redacted:\n{all}");
-        // The failure names the server, as the pool's own error does not.
+        // The failure names the server, as the pool's own error does not,
+        // and says why at once: the pool retried for 30 s, and then said
+        // only that no connection could be opened in time.
         assert!(all.contains("PostgreSQL at 127.0.0.1:1/shop"), "{all}");
+        assert!(all.contains("Connection refused"), "{all}");
         assert!(!all.contains(secret), "the password leaked:\n{all}");
     }
 }

@@ -5,10 +5,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use pgwire_replication::{ReplicationConfig, TlsConfig};
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use super::SourceError;
+
+/// How long the first connection of a pool may take.
+const FIRST_CONNECTION: Duration = Duration::from_secs(30);
 
 /// Session settings that make text output of values deterministic: the
 /// decoders rely on UTC timestamps, ISO dates, round-trip float digits,
@@ -134,17 +137,27 @@ impl PgEndpoint {
     }
 
     /// Connects a pool of up to `connections` SQL connections; a failure
-    /// names the server (a pool that times out says only "no connection
-    /// could be opened in time").
+    /// names the server. One connection is opened alone first: the pool
+    /// retries a refused connection or a wrong password until its 30 s
+    /// timeout, and then says only "no connection could be opened in time".
     pub async fn connect_pool(&self, connections: u32) -> Result<PgPool, SourceError> {
+        let options = self.sql_options()?;
+        let failed = |source| SourceError::Connect {
+            address: self.address(),
+            source,
+        };
+        match tokio::time::timeout(FIRST_CONNECTION, PgConnection::connect_with(&options)).await {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+            }
+            Ok(Err(error)) => return Err(failed(error)),
+            Err(_) => return Err(failed(sqlx::Error::PoolTimedOut)),
+        }
         PgPoolOptions::new()
             .max_connections(connections)
-            .connect_with(self.sql_options()?)
+            .connect_with(options)
             .await
-            .map_err(|source| SourceError::Connect {
-                address: self.address(),
-                source,
-            })
+            .map_err(failed)
     }
 
     /// `host:port/database`, for messages: no user, no password.
