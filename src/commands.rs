@@ -234,7 +234,7 @@ async fn replica_identities(
 
 async fn connect(database_url: &str) -> Result<PgPool, ServiceError> {
     let endpoint = PgEndpoint::parse(database_url)?;
-    Ok(endpoint.connect_pool(2).await?)
+    Ok(endpoint.connect_pool(2, std::time::Duration::ZERO).await?)
 }
 
 /// Prints every change to the views' tables as one JSON line, from now on,

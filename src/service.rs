@@ -50,6 +50,10 @@ const INDEX_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
 /// change log does not show ([`Pipeline::unlogged_change`]).
 const SOURCE_CHECK_EVERY: Duration = Duration::from_secs(5);
 
+/// How long a start waits for a PostgreSQL that cannot be reached yet (one
+/// starting beside it).
+const SERVER_START_WAIT: Duration = Duration::from_secs(30);
+
 /// How long a check waits for the stream to pass the read of a new
 /// partition's rows; the next check asks again.
 const NEW_PARTITION_WAIT: Duration = Duration::from_secs(30);
@@ -159,7 +163,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let views = view::load_views(&config.views).map_err(ServiceError::Views)?;
     let listener = admin::listen(config.admin_addr).await?;
     let endpoint = PgEndpoint::parse(config.database_url()?)?;
-    let pool = endpoint.connect_pool(4).await?;
+    let pool = endpoint.connect_pool(4, SERVER_START_WAIT).await?;
     catalog::check_replication_settings(&pool).await?;
     let planned = reload::plan_runnable_views(&views, &pool, WhenNoneChecks::Fail).await?;
     log_time_zone(&pool, &planned).await;

@@ -236,8 +236,8 @@ fn passwords_never_appear_in_errors_or_logs() {
         assert!(!output.status.success(), "nothing listens on port 1");
         assert!(all.contains(shown), "the URL is shown redacted:\n{all}");
         // The failure names the server, as the pool's own error does not,
-        // and says why at once: the pool retried for 30 s, and then said
-        // only that no connection could be opened in time.
+        // and says why (after `run` waited 30 s for a server starting):
+        // the pool said only that no connection could be opened in time.
         assert!(all.contains("PostgreSQL at 127.0.0.1:1/shop"), "{all}");
         assert!(all.contains("Connection refused"), "{all}");
         assert!(!all.contains(secret), "the password leaked:\n{all}");

@@ -644,3 +644,23 @@ async fn check_refuses_a_role_that_could_not_make_the_publication() {
     let output = viewkeeper(&["check", "--database-url", &limited], &examples);
     assert!(output.status.success(), "{}", stderr(&output));
 }
+
+/// A server that refuses the connection is told at once, with the reason:
+/// `check` waited 30 s for the pool, and then said only that no connection
+/// could be opened in time (the twelfth trial). Nothing listens on port 1.
+#[test]
+fn check_tells_a_refused_connection_with_its_reason() {
+    let output = viewkeeper(
+        &["check", "--database-url", "postgres://app@127.0.0.1:1/shop"],
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("views"),
+    );
+    let message = stderr(&output);
+    assert!(!output.status.success(), "{message}");
+    assert!(
+        message.contains(
+            "PostgreSQL at 127.0.0.1:1/shop: error communicating with database: \
+             Connection refused"
+        ),
+        "{message}"
+    );
+}

@@ -137,21 +137,38 @@ impl PgEndpoint {
     }
 
     /// Connects a pool of up to `connections` SQL connections; a failure
-    /// names the server. One connection is opened alone first: the pool
-    /// retries a refused connection or a wrong password until its 30 s
-    /// timeout, and then says only "no connection could be opened in time".
-    pub async fn connect_pool(&self, connections: u32) -> Result<PgPool, SourceError> {
+    /// names the server. One connection is opened alone first, for the
+    /// server's own error: the pool retries a refused connection or a wrong
+    /// password until its 30 s timeout, and then says only "no connection
+    /// could be opened in time". A server that cannot be reached (not
+    /// started yet, say) is tried again for up to `wait_for_server`; one
+    /// that answers with an error is not.
+    pub async fn connect_pool(
+        &self,
+        connections: u32,
+        wait_for_server: Duration,
+    ) -> Result<PgPool, SourceError> {
         let options = self.sql_options()?;
         let failed = |source| SourceError::Connect {
             address: self.address(),
             source,
         };
-        match tokio::time::timeout(FIRST_CONNECTION, PgConnection::connect_with(&options)).await {
-            Ok(Ok(connection)) => {
-                let _ = connection.close().await;
+        let deadline = tokio::time::Instant::now() + wait_for_server;
+        loop {
+            let attempt =
+                tokio::time::timeout(FIRST_CONNECTION, PgConnection::connect_with(&options)).await;
+            match attempt {
+                Ok(Ok(connection)) => {
+                    let _ = connection.close().await;
+                    break;
+                }
+                Ok(Err(sqlx::Error::Io(error))) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(address = %self.address(), %error, "PostgreSQL cannot be reached yet; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Ok(Err(error)) => return Err(failed(error)),
+                Err(_) => return Err(failed(sqlx::Error::PoolTimedOut)),
             }
-            Ok(Err(error)) => return Err(failed(error)),
-            Err(_) => return Err(failed(sqlx::Error::PoolTimedOut)),
         }
         PgPoolOptions::new()
             .max_connections(connections)
