@@ -278,7 +278,6 @@ impl StatusBoard {
 
     /// The running rebuild of `view` is in `phase`, `done` of `total` rows.
     pub fn rebuild_progress(&self, view: &str, phase: &'static str, done: u64, total: u64) {
-        telemetry::record_rebuild_progress(view, done, total);
         let mut inner = self.lock();
         let state = inner.rebuilds.entry(view.to_owned()).or_default();
         let started_micros = match &state.progress {
@@ -300,7 +299,6 @@ impl StatusBoard {
         let state = inner.rebuilds.entry(view.to_owned()).or_default();
         state.running = false;
         state.progress = None;
-        telemetry::record_rebuild_progress(view, 0, 0);
     }
 
     pub fn rebuild_finished(&self, view: &str, error: Option<String>) {
@@ -308,7 +306,6 @@ impl StatusBoard {
         let state = inner.rebuilds.entry(view.to_owned()).or_default();
         state.running = false;
         state.progress = None;
-        telemetry::record_rebuild_progress(view, 0, 0);
         if error.is_none() {
             state.completed += 1;
         }
@@ -578,6 +575,11 @@ pub async fn report(
             .get(&view.name)
             .cloned()
             .unwrap_or_default();
+        let (done, total) = rebuild
+            .progress
+            .as_ref()
+            .map_or((0, 0), |progress| (progress.rows_done, progress.rows_total));
+        telemetry::record_rebuild_progress(&view.name, done, total);
         let stalled = snapshot.replication_error.is_some();
         let state = match (snapshot.snapshot_done, sink.error.is_some()) {
             (_, true) => "failed",

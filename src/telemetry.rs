@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::engine::BatchOutcome;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 
 /// Row changes applied to the state store.
 pub const CHANGES_TOTAL: &str = "viewkeeper_changes_total";
@@ -41,6 +42,9 @@ pub const REBUILD_ROWS_DONE: &str = "viewkeeper_rebuild_rows_done";
 pub const REBUILD_ROWS_TOTAL: &str = "viewkeeper_rebuild_rows_total";
 
 /// Batch durations, in seconds: from sub-millisecond to slow disks.
+/// How long a gauge no status report set stays in `/metrics`.
+const GAUGES_GONE_AFTER: Duration = Duration::from_secs(10);
+
 const BATCH_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
@@ -48,12 +52,16 @@ const BATCH_BUCKETS: &[f64] = &[
 /// Installs the process-wide Prometheus recorder; its handle renders
 /// `/metrics`. `None` (and a warning) if a recorder is already installed.
 pub fn install_recorder() -> Option<PrometheusHandle> {
+    // Every gauge is set again by the status report that precedes each
+    // render: one not set for 10 s is a view or sink that is gone, and
+    // leaves the output (it stayed there, at its last value, for good).
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(BATCH_SECONDS.to_owned()),
             BATCH_BUCKETS,
         )
-        .ok()?;
+        .ok()?
+        .idle_timeout(MetricKindMask::GAUGE, Some(GAUGES_GONE_AFTER));
     match builder.install_recorder() {
         Ok(handle) => Some(handle),
         Err(error) => {

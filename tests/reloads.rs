@@ -199,6 +199,20 @@ async fn reloads_rebuild_what_changed_and_drop_removes_what_is_left() {
 
     // Removing a cache view and the aggregate view, then dropping them,
     // deletes their keys and their table.
+    let gauge_lines = |metrics: &str| -> Vec<String> {
+        metrics
+            .lines()
+            .filter(|line| {
+                let gauge = ["viewkeeper_dead_letters{", "viewkeeper_outbox_depth{"]
+                    .iter()
+                    .any(|name| line.starts_with(name));
+                gauge && (line.contains("product_names") || line.contains("category_daily_sales"))
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let (_, metrics) = http_get(port, "/metrics").await.expect("/metrics");
+    assert_eq!(gauge_lines(&metrics).len(), 3, "{metrics}");
     std::fs::remove_file(views.path().join("product_names.yaml")).unwrap();
     std::fs::remove_file(views.path().join("category_daily_sales.yaml")).unwrap();
     let (code, outcome) = reload(port).await;
@@ -235,6 +249,17 @@ async fn reloads_rebuild_what_changed_and_drop_removes_what_is_left() {
             .await
             .unwrap();
     assert_eq!(table, None);
+    // Their gauges leave /metrics (they stayed at their last values).
+    wait_until(DEADLINE, "the removed views' gauges are gone", || async {
+        let (_, metrics) = http_get(port, "/metrics").await?;
+        let left = gauge_lines(&metrics);
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(left.join("\n"))
+        }
+    })
+    .await;
 
     // The remaining views are current.
     workload::run(&pool, &WorkloadOptions::new(100, 33))
