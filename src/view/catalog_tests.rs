@@ -460,6 +460,18 @@ fn a_text_compared_with_an_enum_must_be_one_of_its_labels() {
              'draft', 'paid'"
         ]
     );
+    // An enum compared for order, and a time that is no literal viewkeeper
+    // reads: both told (the second was hidden by the first, the twelfth
+    // trial).
+    retype(&mut catalog, "public.orders", "created_at", 1184);
+    let two = ORDER_CACHE.replace(
+        "where: \"status <> 'draft'\"",
+        "where: \"status > 'draft' AND created_at > 'today'\"",
+    );
+    let errors = check(&two, &catalog);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("cannot compare column status"), "{errors:?}");
+    assert!(errors[1].contains("'today'"), "{errors:?}");
     // A pattern is no label.
     let pattern = ORDER_CACHE.replace(
         "where: \"status <> 'draft'\"",
