@@ -128,8 +128,6 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Binds `addr` (so a taken port fails the start, not a later request) and
-/// returns the server, to run until `shutdown` turns true.
 /// Binds the admin API's address: first thing at start, so that a port in
 /// use stops `run` before it does any work.
 pub async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, AdminError> {

@@ -41,10 +41,10 @@ pub const REBUILD_ROWS_DONE: &str = "viewkeeper_rebuild_rows_done";
 /// Rows the running rebuild recomputes in all, by `view`.
 pub const REBUILD_ROWS_TOTAL: &str = "viewkeeper_rebuild_rows_total";
 
-/// Batch durations, in seconds: from sub-millisecond to slow disks.
 /// How long a gauge no status report set stays in `/metrics`.
 const GAUGES_GONE_AFTER: Duration = Duration::from_secs(10);
 
+/// Batch durations, in seconds: from sub-millisecond to slow disks.
 const BATCH_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];

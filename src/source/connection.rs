@@ -10,6 +10,16 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use super::SourceError;
 
+/// Whether a failed connection may succeed by itself soon: the server is
+/// not listening (yet), or is starting up or recovering (SQLSTATE 57P03).
+fn not_ready(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(error) => error.code().as_deref() == Some("57P03"),
+        _ => false,
+    }
+}
+
 /// How long the first connection of a pool may take.
 const FIRST_CONNECTION: Duration = Duration::from_secs(30);
 
@@ -162,8 +172,12 @@ impl PgEndpoint {
                     let _ = connection.close().await;
                     break;
                 }
-                Ok(Err(sqlx::Error::Io(error))) if tokio::time::Instant::now() < deadline => {
-                    tracing::warn!(address = %self.address(), %error, "PostgreSQL cannot be reached yet; trying again");
+                Ok(Err(error)) if not_ready(&error) && tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(
+                        address = %self.address(),
+                        error = %super::sql_error_text(&error),
+                        "PostgreSQL cannot be reached yet; trying again"
+                    );
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Ok(Err(error)) => return Err(failed(error)),

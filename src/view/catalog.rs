@@ -322,17 +322,27 @@ impl<'a> ViewCheck<'a> {
             }
         }
         for (path, text) in filter.columns_compared_with_texts() {
-            let table = match filter_relation(&cache.fields, &path) {
-                Ok(None) => Some(root),
-                Ok(Some(relation)) => self.catalog.tables.get(&relation.table),
-                Err(_) => None,
-            };
-            if let Some(table) = table {
+            if let Some(table) = self.filter_table(cache, root, &path) {
                 self.enum_label(table, &path, &text);
             }
         }
         if columns_exist {
             self.filter_type(cache, root);
+        }
+    }
+
+    /// The table of a cache view's `where` path: the root's, or a
+    /// relation's; `None` for a path that does not resolve (reported when
+    /// the file was read) or a table that does not exist.
+    fn filter_table(
+        &self,
+        cache: &CacheView,
+        root: &'a TableInfo,
+        path: &[String],
+    ) -> Option<&'a TableInfo> {
+        match filter_relation(&cache.fields, path).ok()? {
+            None => Some(root),
+            Some(relation) => self.catalog.tables.get(&relation.table),
         }
     }
 
@@ -379,12 +389,7 @@ impl<'a> ViewCheck<'a> {
             return;
         };
         let column_type = |path: &[String]| {
-            let relation = filter_relation(&cache.fields, path).ok()?;
-            let table = match relation {
-                None => root,
-                Some(relation) => self.catalog.tables.get(&relation.table)?,
-            };
-            column_value_type(table, path.last()?)
+            column_value_type(self.filter_table(cache, root, path)?, path.last()?)
         };
         let inferred = filter.infer_type_reporting_all(&column_type);
         self.filter_result(filter, inferred);

@@ -470,7 +470,10 @@ fn a_text_compared_with_an_enum_must_be_one_of_its_labels() {
     );
     let errors = check(&two, &catalog);
     assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(errors[0].contains("cannot compare column status"), "{errors:?}");
+    assert!(
+        errors[0].contains("cannot compare column status"),
+        "{errors:?}"
+    );
     assert!(errors[1].contains("'today'"), "{errors:?}");
     // A pattern is no label.
     let pattern = ORDER_CACHE.replace(
