@@ -959,8 +959,8 @@ async fn numeric_keys_group_and_join_by_value() {
 
 /// Six aggregate views whose tables are in one schema that does not exist
 /// yet, their sinks starting together: every table (and the checkpoint
-/// table) is made and filled, and
-/// no sink logs a failure on the way. (`CREATE SCHEMA IF NOT EXISTS` in two
+/// table) is made and filled, each key is named after its table, and no
+/// sink logs a failure on the way. (`CREATE SCHEMA IF NOT EXISTS` in two
 /// transactions at once fails in the second on the catalog's unique key;
 /// made inside the rewrite's transaction behind a lock on the schema's name,
 /// the table's `CREATE TABLE` failed with "schema does not exist", as the
