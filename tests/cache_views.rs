@@ -3,6 +3,7 @@
 
 mod harness;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use harness::{
@@ -134,7 +135,16 @@ async fn a_second_process_on_the_same_data_directory_is_refused() {
     let mut first = setup.start();
     converged(&mut first, &pool, &redis.url(), CONVERGE).await;
 
-    let second = setup.run_to_exit();
+    // Its own admin port: a taken one would stop it first.
+    let beside = ServiceSetup {
+        admin_port: harness::free_port(),
+        database_url: setup.database_url.clone(),
+        redis_url: setup.redis_url.clone(),
+        views: setup.views.clone(),
+        dir: Arc::clone(&setup.dir),
+        extra_args: Vec::new(),
+    };
+    let second = beside.run_to_exit();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
     assert!(
