@@ -126,6 +126,9 @@ pub struct SinkState {
     /// restarted without persistence, FLUSHALL) and rewrote it all.
     pub data_losses: u64,
     pub last_data_loss_micros: Option<i64>,
+    /// Rewriting its whole target after finding it had lost its data: the
+    /// target lacks documents until it is done.
+    pub rewriting_lost_data: bool,
 }
 
 /// A copy of the board at one moment.
@@ -336,6 +339,14 @@ impl SinkHealth {
         let state = inner.sinks.entry(self.sink.clone()).or_default();
         state.data_losses += 1;
         state.last_data_loss_micros = Some(now_micros());
+        state.rewriting_lost_data = true;
+    }
+
+    /// The rewrite after a data loss is done: the target holds everything.
+    pub fn rewritten(&self) {
+        let mut inner = self.board.lock();
+        let state = inner.sinks.entry(self.sink.clone()).or_default();
+        state.rewriting_lost_data = false;
     }
 
     /// The sink failed and will retry. `error` must not hold secrets: the
@@ -580,17 +591,7 @@ pub async fn report(
             .as_ref()
             .map_or((0, 0), |progress| (progress.rows_done, progress.rows_total));
         telemetry::record_rebuild_progress(&view.name, done, total);
-        let stalled = snapshot.replication_error.is_some();
-        let state = match (snapshot.snapshot_done, sink.error.is_some()) {
-            (_, true) => "failed",
-            // Also before the first snapshot: a slot another instance
-            // holds stops the snapshot as it stops the stream.
-            (_, false) if stalled => "stalled",
-            (false, false) => "building",
-            (true, false) if snapshot.partitions_unchecked => "building",
-            (true, false) if rebuild.running => "rebuilding",
-            (true, false) => "live",
-        };
+        let state = view_state(&snapshot, &sink, &rebuild);
         reports.push(ViewReport {
             view: view.name.clone(),
             kind: view.kind,
@@ -615,23 +616,80 @@ pub async fn report(
         });
     }
     reports.sort_by(|a, b| a.view.cmp(&b.view));
-    let sinks_reachable = snapshot.sinks.values().all(|sink| sink.reachable);
     let all_running = views.iter().all(|view| view.error.is_none());
     StatusReport {
-        ready: snapshot.snapshot_done
-            && !snapshot.partitions_unchecked
-            && sinks_reachable
-            && all_running
-            && snapshot.replication_error.is_none(),
+        ready: is_ready(&snapshot) && all_running,
         snapshot_done: snapshot.snapshot_done,
         views: reports,
         source,
     }
 }
 
+/// A running view's `state` in `/status`.
+fn view_state(snapshot: &StatusSnapshot, sink: &SinkState, rebuild: &RebuildState) -> &'static str {
+    let stalled = snapshot.replication_error.is_some();
+    match (snapshot.snapshot_done, sink.error.is_some()) {
+        (_, true) => "failed",
+        // Also before the first snapshot: a slot another instance
+        // holds stops the snapshot as it stops the stream.
+        (_, false) if stalled => "stalled",
+        (false, false) => "building",
+        (true, false) if snapshot.partitions_unchecked => "building",
+        (true, false) if rebuild.running || sink.rewriting_lost_data => "rebuilding",
+        (true, false) => "live",
+    }
+}
+
+/// Whether every view's target holds what the source says, as far as the
+/// board knows (the views that do not run aside).
+fn is_ready(snapshot: &StatusSnapshot) -> bool {
+    let sinks_whole = snapshot
+        .sinks
+        .values()
+        .all(|sink| sink.reachable && !sink.rewriting_lost_data);
+    snapshot.snapshot_done
+        && !snapshot.partitions_unchecked
+        && sinks_whole
+        && snapshot.replication_error.is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink rewriting a target that lost its data (Redis after
+    /// `FLUSHALL`) makes its views `rebuilding` and the service not ready
+    /// until it is done: they read `live`, and `/ready` 200, over an empty
+    /// Redis (the fourteenth trial).
+    #[test]
+    fn a_sink_rewriting_lost_data_is_rebuilding_and_not_ready() {
+        let board = StatusBoard::new();
+        board.snapshot_done(Lsn(100));
+        let health = SinkHealth {
+            board: Arc::clone(&board),
+            sink: "redis".to_owned(),
+        };
+        health.ok();
+        let state = |board: &StatusBoard| {
+            let snapshot = board.snapshot();
+            let sink = snapshot.sinks.get("redis").cloned().unwrap_or_default();
+            (
+                view_state(&snapshot, &sink, &RebuildState::default()),
+                is_ready(&snapshot),
+            )
+        };
+        assert_eq!(state(&board), ("live", true));
+        health.data_lost();
+        assert_eq!(state(&board), ("rebuilding", false));
+        health.ok();
+        assert_eq!(
+            state(&board),
+            ("rebuilding", false),
+            "a write is not the rewrite's end"
+        );
+        health.rewritten();
+        assert_eq!(state(&board), ("live", true));
+    }
 
     /// A lost connection is over once the stream reconnects; a change that
     /// cannot be applied is met again at every reconnect, and is over only

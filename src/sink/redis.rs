@@ -272,6 +272,7 @@ impl RedisSink {
             health.data_lost();
         }
         let sequence = self.rewrite_all(conn, wake, target_is_empty).await?;
+        health.rewritten();
         self.applied.send_replace(sequence);
         Ok(sequence)
     }
