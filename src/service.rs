@@ -713,7 +713,8 @@ impl Pipeline {
                     return Some(Restart::SourceChanged);
                 }
                 Err(ServiceError::Source(error)) if error.needs_new_outputs() => {
-                    tracing::warn!(%error, "planning the views again");
+                    // Not a failure: the database's settings changed.
+                    tracing::info!(reason = %error, "planning the views again");
                     return Some(Restart::OutputsChanged);
                 }
                 Err(error) => {
