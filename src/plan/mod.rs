@@ -373,7 +373,35 @@ impl Plan {
             time_zone: TimeZone::current(),
         };
         plan.name_time_zone();
+        plan.name_aggregate_tables();
         Ok(plan)
+    }
+
+    /// An aggregate view's table is made for its columns' types and its
+    /// key's kind, which come from the source's columns: a column whose
+    /// type changed (`int` to `numeric(6,2)`, while running or stopped)
+    /// must give the table new columns, or PostgreSQL rounds `7.75` into a
+    /// `bigint` 8 (the fourteenth trial). The layout is part of the
+    /// definition, so such a change rebuilds the view and rewrites its
+    /// table, as an edited file does.
+    fn name_aggregate_tables(&mut self) {
+        for view in &mut self.views {
+            let OutputPlan::Aggregate(aggregate) = &view.output else {
+                continue;
+            };
+            let columns: Vec<String> = aggregate
+                .columns()
+                .iter()
+                .map(|(name, value_type)| format!("{name}:{value_type}"))
+                .collect();
+            let key = if aggregate.group.iter().any(|key| key.nullable) {
+                "unique"
+            } else {
+                "primary"
+            };
+            view.definition_hash
+                .push_str(&format!("+table={};key={key}", columns.join(",")));
+        }
     }
 
     /// Outputs computed in one time zone are built again in another: the

@@ -439,12 +439,20 @@ fn the_time_zone_is_part_of_the_definition_of_views_computing_with_a_timestamptz
         .unwrap_or_else(|errors| panic!("{errors:#?}"));
     let views = std::slice::from_ref(&view);
     let in_utc = Plan::build(views, &shop()).expect("a plan");
-    assert_eq!(in_utc.views[0].definition_hash, view.definition_hash);
+    // The table's layout follows, in every zone (the next test).
+    let layout = in_utc.views[0]
+        .definition_hash
+        .strip_prefix(&view.definition_hash)
+        .expect("the file's hash first");
+    assert!(layout.starts_with("+table="), "{layout}");
     let in_new_york =
         crate::expr::in_zone("America/New_York", || Plan::build(views, &shop())).expect("a plan");
     assert_eq!(
         in_new_york.views[0].definition_hash,
-        format!("{}+time_zone=America/New_York", view.definition_hash)
+        format!(
+            "{}+time_zone=America/New_York{layout}",
+            view.definition_hash
+        )
     );
 
     assert_eq!(
@@ -484,7 +492,9 @@ fn the_time_zone_is_part_of_the_definition_of_views_computing_with_a_timestamptz
             Plan::build(std::slice::from_ref(&view), &catalog)
         })
         .expect("a plan");
-        (view.definition_hash, plan.views[0].definition_hash.clone())
+        let planned = &plan.views[0].definition_hash;
+        let without_layout = planned.split("+table=").next().unwrap_or(planned);
+        (view.definition_hash, without_layout.to_owned())
     };
     let (written, planned) = over_timestamp("orders.paid_at > '2024-01-01'");
     assert_eq!(planned, written);
@@ -577,4 +587,38 @@ fn a_text_compared_with_an_enum_in_an_aggregate_where_must_be_a_label() {
              'sad'"
         ]
     );
+}
+
+/// An aggregate table is made for its columns' types and its key's kind,
+/// which come from the source's columns: they are part of the view's
+/// definition, so a column whose type changed rebuilds the view and
+/// rewrites its table (an `int` become `numeric(6,2)` had `7.75` rounded
+/// into the table's `bigint` 8, the fourteenth trial).
+#[test]
+fn an_aggregate_tables_layout_is_part_of_its_definition() {
+    const NUMERIC: u32 = 1700;
+    let view = parse_view(Path::new("views/sales.yaml"), CATEGORY_DAILY_SALES)
+        .unwrap_or_else(|errors| panic!("{errors:#?}"));
+    let hash = |catalog: &Catalog| {
+        crate::plan::Plan::build(std::slice::from_ref(&view), catalog)
+            .expect("a plan")
+            .views[0]
+            .definition_hash
+            .clone()
+    };
+    let before = hash(&shop());
+    assert!(before.starts_with(&view.definition_hash), "{before}");
+    let mut catalog = shop();
+    let items = catalog
+        .tables
+        .get_mut("public.order_items")
+        .expect("order_items");
+    let price = items
+        .columns
+        .iter_mut()
+        .find(|c| c.name == "unit_price_cents");
+    price.expect("unit_price_cents").type_oid = NUMERIC;
+    let after = hash(&catalog);
+    assert!(before.contains("max_unit_price_cents:int"), "{before}");
+    assert!(after.contains("max_unit_price_cents:numeric"), "{after}");
 }
