@@ -446,11 +446,28 @@ async fn search(
     Path(view): Path<String>,
     JsonQuery(params): JsonQuery<SearchParams>,
 ) -> Response {
-    let Some(index) = state.running().search_indexes.get(&view).cloned() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no search view named {view:?}"),
-        );
+    let running = state.running();
+    let Some(index) = running.search_indexes.get(&view).cloned() else {
+        // A search view that does not run (its file no longer checks) is
+        // not "no view": say why it is not served.
+        let not_running = running
+            .views
+            .iter()
+            .find(|info| info.name == view && info.kind == "search")
+            .and_then(|info| info.error.as_ref());
+        return match not_running {
+            Some(why) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "search view {view:?} is failed and not served until a reload finds it \
+                     checking again: {why}"
+                ),
+            ),
+            None => error(
+                StatusCode::NOT_FOUND,
+                format!("no search view named {view:?}"),
+            ),
+        };
     };
     let Some(query) = params.q.filter(|q| !q.trim().is_empty()) else {
         return error(

@@ -100,6 +100,36 @@ async fn the_index_matches_the_oracle_and_answers_queries() {
     let (status, body) = http_get(setup.admin_port, &search("5000")).await.unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("`limit` is at most 1000, not 5000"), "{body}");
+
+    // A search view that stops checking (a column it reads renamed) is told
+    // as failed, not as no view at all (the fourteenth trial's 404).
+    // (Seen when a change to the table comes through the log.)
+    for sql in [
+        "ALTER TABLE products RENAME COLUMN description TO descr",
+        "UPDATE products SET descr = descr || ' ' WHERE id % 5 = 0",
+    ] {
+        sqlx::raw_sql(sql).execute(&pool).await.expect(sql);
+    }
+    let body = wait_until(CONVERGE, "product_search is told as failed", || async {
+        let (status, body) = http_get(setup.admin_port, "/views/product_search/search?q=x").await?;
+        if status == 503 {
+            Ok(body)
+        } else {
+            Err(format!("{status}: {body}"))
+        }
+    })
+    .await;
+    let error: Value = serde_json::from_str(&body).expect("a JSON error");
+    let error = error["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("search view \"product_search\" is failed")
+            && error.contains("column \"description\" does not exist"),
+        "{body}"
+    );
+    sqlx::raw_sql("ALTER TABLE products RENAME COLUMN descr TO description")
+        .execute(&pool)
+        .await
+        .expect("renaming back");
     service.assert_running();
 
     // ... and after it stopped.
