@@ -333,17 +333,23 @@ pub fn search(
     query: &str,
     limit: usize,
 ) -> Result<serde_json::Value, SearchCommandError> {
-    let views = view::load_views(views_dir)?;
-    let fields = views
-        .iter()
-        .find_map(|def| match &def.kind {
-            ViewKind::Search(search) if def.name == view => Some(&search.fields),
-            _ => None,
-        })
-        .ok_or_else(|| SearchCommandError::UnknownView {
-            view: view.to_string(),
-            dir: views_dir.display().to_string(),
-        })?;
+    // Another file's errors do not keep this view's index from being read;
+    // when this view is not among the files that read, they may say why.
+    let (views, errors) = view::load_views_reporting(views_dir)?;
+    let found = views.iter().find_map(|def| match &def.kind {
+        ViewKind::Search(search) if def.name == view => Some(&search.fields),
+        _ => None,
+    });
+    let fields = match found {
+        Some(fields) => fields,
+        None if !errors.is_empty() => return Err(ViewErrors(errors).into()),
+        None => {
+            return Err(SearchCommandError::UnknownView {
+                view: view.to_string(),
+                dir: views_dir.display().to_string(),
+            });
+        }
+    };
     let index = SearchIndex::open(&data_dir.join("indexes").join(view), view, fields)?;
     let hits = index.search(query, limit)?;
     Ok(serde_json::json!({

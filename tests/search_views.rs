@@ -132,9 +132,22 @@ async fn the_index_matches_the_oracle_and_answers_queries() {
         .expect("renaming back");
     service.assert_running();
 
-    // ... and after it stopped.
+    // ... and after it stopped, also beside a broken view file, which
+    // does not keep this view's index from being read (it refused).
     service.kill().await;
     assert_eq!(cli_search(&setup, &token), [id.to_string()]);
+    let views = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        setup.views.join("product_search.yaml"),
+        views.path().join("product_search.yaml"),
+    )
+    .expect("copying the view");
+    std::fs::write(views.path().join("broken.yaml"), "view: [\n").expect("a broken file");
+    let beside_broken = ServiceSetup {
+        views: views.path().to_path_buf(),
+        ..setup
+    };
+    assert_eq!(cli_search(&beside_broken, &token), [id.to_string()]);
 }
 
 /// `viewkeeper search product_search QUERY`: the ids of the hits it prints.
