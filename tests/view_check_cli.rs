@@ -316,16 +316,13 @@ table: important
     // leaves no file behind (it created an empty one).
     let sqlite = dir.path().join("aggregates.db");
     let sqlite_url = format!("sqlite://{}", sqlite.display());
-    let output = viewkeeper(
-        &[
-            "check",
-            "--database-url",
-            &url,
-            "--aggregates-url",
-            &sqlite_url,
-        ],
-        dir.path(),
-    );
+    let check_into = |target: &str, views: &Path| {
+        viewkeeper(
+            &["check", "--database-url", &url, "--aggregates-url", target],
+            views,
+        )
+    };
+    let output = check_into(&sqlite_url, dir.path());
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(!sqlite.exists(), "check created {}", sqlite.display());
 
@@ -333,16 +330,7 @@ table: important
     // says so (it passed, and `run` retried "unable to open database file").
     let missing = dir.path().join("no-such-dir");
     let unopenable = format!("sqlite://{}/aggregates.db", missing.display());
-    let output = viewkeeper(
-        &[
-            "check",
-            "--database-url",
-            &url,
-            "--aggregates-url",
-            &unopenable,
-        ],
-        dir.path(),
-    );
+    let output = check_into(&unopenable, dir.path());
     assert!(!output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains(&format!("the directory {} of", missing.display())),
@@ -355,16 +343,7 @@ table: important
         "orders_by_status.yaml",
         &view.replace("table: important", "table: sqlite_orders"),
     )]);
-    let output = viewkeeper(
-        &[
-            "check",
-            "--database-url",
-            &url,
-            "--aggregates-url",
-            &sqlite_url,
-        ],
-        reserved.path(),
-    );
+    let output = check_into(&sqlite_url, reserved.path());
     assert!(!output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains(&format!(
