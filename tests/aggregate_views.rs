@@ -1518,3 +1518,78 @@ async fn a_column_type_change_gives_the_aggregate_table_new_columns() {
     level_range_matches(&pool, "texts, while running").await;
     service.assert_running();
 }
+
+/// Counts of the moods that are not `sad`.
+const GLAD_MOODS: &str = "
+view: glad_moods
+kind: aggregate
+root: moods
+where: \"mood <> 'sad'\"
+group_by: { mood: \"mood::text\" }
+measures: { n: count() }
+table: analytics.glad_moods
+";
+
+/// An enum label a view's `where` names, renamed while running: SQL would
+/// now refuse the view's `mood <> 'sad'` (no such label), and viewkeeper
+/// had it match every row. The view stops, `failed` with `check`'s
+/// message, until its file is fixed and reloaded; then it matches SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enum_label_renamed_under_a_where_stops_the_view_until_fixed() {
+    const TOKEN: &str = "mood-token-5a1f";
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    execute(&pool, "CREATE TYPE mood AS ENUM ('glad', 'sad', 'calm')").await;
+    execute(
+        &pool,
+        "CREATE TABLE moods (id int PRIMARY KEY, mood mood NOT NULL)",
+    )
+    .await;
+    execute(
+        &pool,
+        "INSERT INTO moods SELECT g, (ARRAY['glad', 'sad', 'calm'])[g % 3 + 1]::mood \
+         FROM generate_series(1, 30) g",
+    )
+    .await;
+    let views = tempfile::tempdir().expect("temp dir");
+    let file = views.path().join("glad_moods.yaml");
+    std::fs::write(&file, GLAD_MOODS).expect("view file");
+    let setup = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf())
+        .with_admin_token(TOKEN);
+    let mut service = setup.start();
+    let moods_match = |pool: PgPool, what: &'static str| async move {
+        rows_match::<(String, i64)>(
+            &pool,
+            what,
+            "SELECT mood::text, count(*) FROM moods WHERE mood::text <> 'blue' \
+             AND mood::text <> 'sad' GROUP BY 1 ORDER BY 1",
+            "SELECT mood, n::bigint FROM analytics.glad_moods ORDER BY 1",
+        )
+        .await
+    };
+    moods_match(pool.clone(), "before the rename").await;
+
+    execute(&pool, "ALTER TYPE mood RENAME VALUE 'sad' TO 'blue'").await;
+    wait_until(
+        CONVERGE,
+        "glad_moods failed with check's message",
+        || async {
+            let status = harness::view_status(setup.admin_port, "glad_moods").await;
+            let error = status["view_error"].as_str().unwrap_or_default();
+            if status["state"] == "failed" && error.contains("'sad' is not a label of mood") {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            }
+        },
+    )
+    .await;
+
+    std::fs::write(&file, GLAD_MOODS.replace("'sad'", "'blue'")).expect("view file");
+    let (code, body) = http_post(setup.admin_port, "/views/reload", Some(TOKEN))
+        .await
+        .expect("the admin API answers");
+    assert_eq!(code, 200, "{body}");
+    moods_match(pool.clone(), "after the fix").await;
+    service.assert_running();
+}
