@@ -24,6 +24,15 @@ fn table(columns: &[(&str, u32)]) -> TableInfo {
     }
 }
 
+/// A nullable column of the enum type `type_name`.
+fn enum_column(name: &str, type_oid: u32, type_name: &str) -> ColumnInfo {
+    ColumnInfo {
+        is_enum: true,
+        type_name: type_name.to_owned(),
+        ..column(name, type_oid)
+    }
+}
+
 /// A nullable column of a type that is not an enum.
 fn column(name: &str, type_oid: u32) -> ColumnInfo {
     // As PostgreSQL's `format_type` writes them.
@@ -279,11 +288,7 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
     for (name, type_oid) in [("wait", INTERVAL), ("batch", UUID)] {
         items.columns.push(column(name, type_oid));
     }
-    items.columns.push(ColumnInfo {
-        is_enum: true,
-        type_name: "shop.mood".to_owned(),
-        ..column("mood", 16432)
-    });
+    items.columns.push(enum_column("mood", 16432, "shop.mood"));
     let text = with_measures(
         "  longest: max(wait)\n  first_batch: min(batch)\n  gladdest: max(mood)\n  \
          moods: sum(mood)\n",
@@ -331,16 +336,11 @@ fn types_equal_with_other_texts_are_refused_where_compared_as_they_stand() {
         .tables
         .get_mut("public.order_items")
         .expect("order_items");
-    for (name, type_oid, is_enum, type_name) in [
-        ("email", CITEXT, false, "citext"),
-        ("mood", MOOD, true, "mood"),
-    ] {
-        items.columns.push(ColumnInfo {
-            is_enum,
-            type_name: type_name.to_owned(),
-            ..column(name, type_oid)
-        });
-    }
+    items.columns.push(ColumnInfo {
+        type_name: "citext".to_owned(),
+        ..column("email", CITEXT)
+    });
+    items.columns.push(enum_column("mood", MOOD, "mood"));
     let citext = "citext";
     let text = with_measures("  emails: count_distinct(email)\n  moods: count_distinct(mood)\n")
         .replace(
@@ -565,11 +565,7 @@ fn a_text_compared_with_an_enum_in_an_aggregate_where_must_be_a_label() {
         .tables
         .get_mut("public.order_items")
         .expect("order_items");
-    items.columns.push(ColumnInfo {
-        is_enum: true,
-        type_name: "shop.mood".to_owned(),
-        ..column("mood", MOOD)
-    });
+    items.columns.push(enum_column("mood", MOOD, "shop.mood"));
     catalog
         .enum_labels
         .insert(MOOD, vec!["glad".to_owned(), "sad".to_owned()]);
