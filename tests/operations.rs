@@ -16,7 +16,7 @@ use std::time::Duration;
 use harness::{
     PgServer, RedisServer, Service, ServiceSetup, converged, current_wal_lsn, expected_order_cache,
     expected_product_cache, http_get, http_post, redis_matches, slot_confirmed, small_shop,
-    view_status, wait_until,
+    view_status, wait_for_view_error, wait_until,
 };
 use serde_json::Value;
 use sqlx::PgPool;
@@ -575,23 +575,11 @@ async fn a_column_renamed_under_a_view_stops_that_view_until_it_checks_again() {
     ] {
         sqlx::raw_sql(sql).execute(&pool).await.expect(sql);
     }
-    wait_until(
-        deadline,
-        "order_cache failed with check's message",
-        || async {
-            let status = view_status(port, "order_cache").await;
-            let error = status["view_error"].as_str().unwrap_or_default();
-            if status["state"] == "failed"
-                && error.contains("order_cache.yaml")
-                && error.contains("column \"email\" does not exist in table customers")
-            {
-                Ok(())
-            } else {
-                Err(status.to_string())
-            }
-        },
-    )
-    .await;
+    let needles = [
+        "order_cache.yaml",
+        "column \"email\" does not exist in table customers",
+    ];
+    wait_for_view_error(port, "order_cache", &needles, deadline).await;
     assert_eq!(http_get(port, "/ready").await.unwrap().0, 503);
     // The log names where in the log the change was seen (a relation
     // description's own start is 0: the transaction's LSN stands for it).
@@ -655,16 +643,8 @@ async fn the_only_view_broken_under_a_running_service_waits_for_a_reload() {
     ] {
         sqlx::raw_sql(sql).execute(&pool).await.expect(sql);
     }
-    wait_until(deadline, "product_cache failed, the service up", || async {
-        let status = view_status(port, "product_cache").await;
-        let error = status["view_error"].as_str().unwrap_or_default();
-        if status["state"] == "failed" && error.contains("column \"name\" does not exist") {
-            Ok(())
-        } else {
-            Err(status.to_string())
-        }
-    })
-    .await;
+    let needles = ["column \"name\" does not exist"];
+    wait_for_view_error(port, "product_cache", &needles, deadline).await;
     service.assert_running();
     assert_eq!(http_get(port, "/ready").await.unwrap().0, 503);
     wait_until(
@@ -725,20 +705,7 @@ async fn a_table_dropped_under_its_views_stops_them_until_it_is_back() {
     .execute(&pool)
     .await
     .expect("dropping categories");
-    wait_until(
-        deadline,
-        "product_cache failed with check's message",
-        || async {
-            let status = view_status(port, "product_cache").await;
-            let error = status["view_error"].as_str().unwrap_or_default();
-            if status["state"] == "failed" && error.contains("categories") {
-                Ok(())
-            } else {
-                Err(status.to_string())
-            }
-        },
-    )
-    .await;
+    wait_for_view_error(port, "product_cache", &["categories"], deadline).await;
     assert!(
         service
             .log_tail(100_000)

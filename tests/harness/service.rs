@@ -343,6 +343,22 @@ async fn http_request(
 }
 
 /// The `/status` entry of one view.
+/// Waits until `view` reads `failed` with a `view_error` holding each of
+/// `needles` (`check`'s message for a view that no longer checks).
+pub async fn wait_for_view_error(port: u16, view: &str, needles: &[&str], deadline: Duration) {
+    let what = format!("{view} failed with check's message");
+    super::wait_until(deadline, &what, || async {
+        let status = view_status(port, view).await;
+        let error = status["view_error"].as_str().unwrap_or_default();
+        if status["state"] == "failed" && needles.iter().all(|needle| error.contains(needle)) {
+            Ok(())
+        } else {
+            Err(status.to_string())
+        }
+    })
+    .await;
+}
+
 pub async fn view_status(port: u16, view: &str) -> serde_json::Value {
     let (_, body) = http_get(port, "/status").await.expect("/status answers");
     let status: serde_json::Value = serde_json::from_str(&body).expect("/status is JSON");
