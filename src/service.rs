@@ -396,6 +396,12 @@ impl Generation {
                 .with_max_document_bytes(config.max_document_bytes)
                 .with_batch_max_roots(config.batch_max_roots),
         );
+        // Before any sink reads its outbox.
+        let settling = Arc::clone(&engine);
+        tokio::task::spawn_blocking(move || settling.settle_logged_puts())
+            .await
+            .map_err(SourceError::from)?
+            .map_err(SourceError::from)?;
         let (stop, stopped) = watch::channel(false);
         let outputs = engine.output_reader();
         let mut sinks = start_search_sinks(views, config, &outputs, status, &stopped)?;

@@ -9,6 +9,7 @@
 mod dead_letters;
 mod document;
 mod groups;
+mod logged_puts;
 mod output_keys;
 mod output_reader;
 mod outputs;
@@ -19,6 +20,7 @@ mod worker;
 use std::time::{Duration, Instant};
 
 pub use groups::{values_from_json, values_json};
+pub use logged_puts::SettledPuts;
 pub use output_reader::OutputReader;
 use std::sync::Arc;
 
@@ -268,6 +270,13 @@ impl Engine {
 
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// Makes whole the outbox puts the store read back from its log, which
+    /// name their root instead of carrying their document: called before
+    /// any sink of this plan reads.
+    pub fn settle_logged_puts(&self) -> Result<SettledPuts, EngineError> {
+        logged_puts::settle(&self.store, &self.plan, self.max_document_bytes)
     }
 
     /// What sinks rewrite their targets from.

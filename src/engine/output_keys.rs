@@ -176,17 +176,28 @@ fields: { ns: ns, name: name, body: body }
         /// Whatever the order of inserts, deletes and key changes, and
         /// however they are batched: every key a row renders holds the
         /// document of one row rendering it, no other key is held, and each
-        /// row beyond the first of its key has a dead letter.
+        /// row beyond the first of its key has a dead letter. Also across
+        /// restarts, after which the outbox's puts, logged by the root they
+        /// name, are recomputed from the rows.
         #[test]
         fn a_key_holds_one_of_its_rows_documents_and_the_rest_wait(
-            batches in prop::collection::vec(prop::collection::vec(op(), 1..4), 1..30),
+            batches in prop::collection::vec(
+                (prop::collection::vec(op(), 1..4), prop::bool::weighted(0.2)),
+                1..30,
+            ),
         ) {
             let dir = tempfile::tempdir().unwrap();
-            let engine = engine(dir.path());
+            let mut engine = engine(dir.path());
             engine.begin_snapshot("").unwrap();
             engine.finish_snapshot(Lsn(1)).unwrap();
             let mut rows = BTreeMap::new();
-            for (n, ops) in batches.into_iter().enumerate() {
+            for (n, (ops, restart)) in batches.into_iter().enumerate() {
+                if restart {
+                    drop(engine);
+                    engine = self::engine(dir.path());
+                    let settled = engine.settle_logged_puts().unwrap();
+                    prop_assert_eq!(settled.unknown, 0);
+                }
                 let changes = ops
                     .into_iter()
                     .filter_map(|op| change(&mut rows, op))

@@ -108,7 +108,7 @@ fn any_has_outputs(reader: &StateReader, views: &[String]) -> Result<bool, Engin
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::path::Path;
 
     use super::*;
@@ -123,7 +123,9 @@ key: \"thing:{id}\"
 fields: { id: id, name: name }
 ";
 
-    fn engine(dir: &Path) -> Engine {
+    /// An engine of one cache view, `thing_cache`, over `public.things`
+    /// (`id`, `name`), on a store in `dir`.
+    pub(in crate::engine) fn engine(dir: &Path) -> Engine {
         let column = |name: &str, type_oid| ColumnInfo {
             name: name.to_owned(),
             type_oid,
@@ -146,7 +148,8 @@ fields: { id: id, name: name }
         Engine::new(Arc::new(plan), Arc::new(store))
     }
 
-    fn snapshot_rows(engine: &Engine, names: &[&str]) {
+    /// Loads a thing per name, with ids from 1.
+    pub(in crate::engine) fn snapshot_rows(engine: &Engine, names: &[&str]) {
         let rows: Vec<Vec<Value>> = (1..)
             .zip(names)
             .map(|(id, name)| vec![Value::Int(id), Value::Text((*name).to_owned())])

@@ -230,7 +230,7 @@ fn compute(
         OutputPlan::Cache { .. } | OutputPlan::Search { .. } => Computed::Document(
             document::compute_output(rows, view, pk)?
                 .and_then(|output| dead_letters::within_limit(output, max_document_bytes))
-                .map(|output| output.map(|output| PreparedOutput::new(&view.name, output))),
+                .map(|output| output.map(|output| PreparedOutput::new(&view.name, pk, output))),
         ),
     })
 }

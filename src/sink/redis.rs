@@ -137,8 +137,9 @@ impl RedisSink {
             .await??;
             let OutboxRead::Entries(entries) = read else {
                 tracing::warn!(
-                    "the cache sink fell so far behind that its outbox entries were dropped: \
-                     rewriting every cache document"
+                    "outbox entries the cache sink had not read were dropped (it fell behind \
+                     the outboxes' memory budget, or they could not be recomputed after a \
+                     restart): rewriting every cache document"
                 );
                 applied = self.rewrite_all(&mut conn, wake, false).await?;
                 self.applied.send_replace(applied);

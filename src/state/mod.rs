@@ -40,7 +40,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 pub use dead_letters::DeadLetter;
 pub use durability::CommitNumber;
 pub use groups::{GroupValues, StoredGroup};
-pub use outbox::{OutboxEntry, OutboxOp, PreparedOutput, StoredOutput};
+pub use outbox::{
+    NamedPut, OutboxEntry, OutboxOp, PreparedOutput, StoredOutput,
+    decode_output_key as output_record_key,
+};
 pub use outboxes::DEFAULT_OUTBOX_BUDGET;
 pub use output_keys::{Claim, Released};
 pub use read_cache::{Keys, Row};
@@ -64,12 +67,18 @@ const META_SOURCE_IDENTITY: &str = "source_identity";
 const META_STORE_ID: &str = "store_id";
 
 /// The layout of keys and values this version writes, recorded in every
-/// state file. 7: the inputs of `min`/`max`/`count_distinct` keep each
-/// text of an equal value; 6: a numeric sum counts its inputs' scales; 5: numerics in
-/// keys by value (`1.00` is `1`); 4: integers in
-/// keys take the bytes they need; 3: tables in memory with a log (1 and 2
-/// were redb files). A store of an earlier format is started anew.
-const FORMAT: u64 = 7;
+/// state file. 8: the log keeps outbox puts by the root they name; 7: the
+/// inputs of `min`/`max`/`count_distinct` keep each text of an equal value;
+/// 6: a numeric sum counts its inputs' scales; 5: numerics in keys by value
+/// (`1.00` is `1`); 4: integers in keys take the bytes they need; 3: tables
+/// in memory with a log (1 and 2 were redb files). A store of a format
+/// before [`OLDEST_READ_FORMAT`] is started anew; a version that reads
+/// formats only up to an earlier one refuses this one's files.
+const FORMAT: u64 = 8;
+
+/// The oldest format this version reads as it is: 7's files differ from 8's
+/// only in that every outbox put is logged whole.
+const OLDEST_READ_FORMAT: u64 = 7;
 
 /// The file of a store written by viewkeeper before format 3.
 const REDB_FILE: &str = "state.redb";
@@ -556,6 +565,70 @@ impl Store {
     pub fn last_outbox_sequence(&self, sink: &str) -> Result<u64, StoreError> {
         read_sequence(&self.lock_durable()?.tables, sink)
     }
+
+    /// The outbox puts still as the log keeps them, naming their root: read
+    /// back after a restart, to be made whole ([`Store::settle_named_put`])
+    /// before any sink reads.
+    pub fn named_puts(&self) -> Result<Vec<LoggedPut>, StoreError> {
+        self.outboxes()
+            .named_puts()
+            .into_iter()
+            .filter_map(|(sink, sequence, bytes)| {
+                let put = outbox::decode_named_put(&bytes)?;
+                Some(put.map(|put| LoggedPut {
+                    sink,
+                    sequence,
+                    put,
+                }))
+            })
+            .collect()
+    }
+
+    /// Puts the entry a named put stands for in its place (in memory: the
+    /// log keeps naming the root, and the next checkpoint keeps the entry).
+    pub fn settle_named_put(&self, logged: &LoggedPut, settled: SettledPut) {
+        let LoggedPut {
+            sink,
+            sequence,
+            put,
+        } = logged;
+        let entry = match settled {
+            SettledPut::Put(output) => output.into_put_entry(),
+            SettledPut::Delete => outbox::encode_entry(&OutboxEntry {
+                view: put.view.clone(),
+                op: OutboxOp::Delete {
+                    key: put.key.clone(),
+                },
+            }),
+            SettledPut::Unknown => {
+                self.outboxes().drop_through(sink, *sequence);
+                return;
+            }
+        };
+        self.outboxes().replace(sink, *sequence, entry.into());
+    }
+}
+
+/// An outbox put the log named by its root, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedPut {
+    pub sink: String,
+    pub sequence: u64,
+    pub put: NamedPut,
+}
+
+/// What a [`LoggedPut`] stands for, decided from the stored rows.
+pub enum SettledPut {
+    /// The root's output: the one its stored record was made from.
+    Put(PreparedOutput),
+    /// The key is no longer the root's output: a later entry deletes it
+    /// (or puts another root's document there), so deleting it here ends
+    /// the same.
+    Delete,
+    /// The stored rows do not give the output recorded (a snapshot cut
+    /// short, a changed view): the entry and every one before it are
+    /// dropped, and the sink rewrites its target from the state store.
+    Unknown,
 }
 
 impl Drop for Store {
@@ -671,9 +744,18 @@ mod tests {
             "same format: kept"
         );
         drop(store);
+        // A log of the oldest format read (every outbox put logged whole) is
+        // read as it is.
+        let readable = dir.path().join(STATE_DIR).join("wal-fffffffffffffffd");
+        let mut header = b"VKWAL\0\0\0".to_vec();
+        header.extend_from_slice(&OLDEST_READ_FORMAT.to_le_bytes());
+        std::fs::write(&readable, header).unwrap();
+        let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
+        assert_eq!(store.position().unwrap(), Some(Lsn(43)), "readable: kept");
+        drop(store);
         let older = dir.path().join(STATE_DIR).join("wal-fffffffffffffffe");
         let mut header = b"VKWAL\0\0\0".to_vec();
-        header.extend_from_slice(&(FORMAT - 1).to_le_bytes());
+        header.extend_from_slice(&(OLDEST_READ_FORMAT - 1).to_le_bytes());
         std::fs::write(&older, header).unwrap();
         let store = Store::open(dir.path(), &crate::state::StoreOptions::default()).unwrap();
         assert_eq!(

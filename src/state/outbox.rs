@@ -4,11 +4,14 @@
 //! stated as the final effect on the target (put this document, delete this
 //! key), so applying it twice leaves the target as applying it once.
 //!
-//! Entries are stored compressed (LZ4) once they are large enough to gain
-//! ([`encode_entry`]): their documents are most of what the write-ahead log
-//! carries, so they set how often the store must write a checkpoint, and a
-//! checkpoint slows the engine while it is written (docs/decisions.md,
-//! "Checkpoints are rare, and outbox entries compressed").
+//! Entries are kept compressed (LZ4) once they are large enough to gain
+//! ([`encode_entry`]). A put is logged without its document, naming the root
+//! it is the output of ([`encode_named_put`]): documents were most of what
+//! the write-ahead log carried, so they set how often the store must write a
+//! checkpoint, and a checkpoint slows the engine while it is written. After a
+//! restart such an entry is made whole again from the stored rows before any
+//! sink reads it (`engine::named_puts`; docs/decisions.md, "Outbox puts are
+//! logged by the root they come from").
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,20 +30,23 @@ pub struct StoredOutput {
 /// A cache or search view's new output, made ready for the writer on the
 /// thread that computed it (either of the engine's two): the record
 /// [`super::StateWriter::replace_output`] compares and stores (its key and
-/// digest), and the outbox entry that puts it, encoded. The writer's
-/// thread, which bounds a batch, then only compares and copies bytes.
+/// digest), the outbox entry that puts it, encoded, and that entry as the
+/// log keeps it, naming the root. The writer's thread, which bounds a
+/// batch, then only compares and copies bytes.
 #[derive(Debug)]
 pub struct PreparedOutput {
     pub key: String,
     pub(super) record: Vec<u8>,
     pub(super) put_entry: Vec<u8>,
+    pub(super) logged_entry: Vec<u8>,
 }
 
 impl PreparedOutput {
-    /// `output` of a root of `view`.
-    pub fn new(view: &str, output: StoredOutput) -> PreparedOutput {
+    /// `output` of the root `pk` of `view`.
+    pub fn new(view: &str, pk: &[u8], output: StoredOutput) -> PreparedOutput {
         let record = encode_output_record(&output);
         let StoredOutput { key, document } = output;
+        let logged_entry = encode_named_put(view, pk, &key);
         let put_entry = encode_entry(&OutboxEntry {
             view: view.to_owned(),
             op: OutboxOp::Put {
@@ -52,8 +58,51 @@ impl PreparedOutput {
             key,
             record,
             put_entry,
+            logged_entry,
         }
     }
+
+    /// Whether this is the output `record` (a stored output record) was
+    /// made from: the same key and document digest.
+    pub fn is_recorded_as(&self, record: &[u8]) -> bool {
+        self.record == record
+    }
+
+    /// The outbox entry that puts this output.
+    pub fn into_put_entry(self) -> Vec<u8> {
+        self.put_entry
+    }
+}
+
+/// A put of a cache or search view's output as the log keeps it: the root
+/// it is the output of, and its key, without the document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedPut {
+    pub view: String,
+    pub pk: Vec<u8>,
+    pub key: String,
+}
+
+/// The first bytes of a [`NamedPut`]: a compressed entry whose plain length
+/// is 0, which no entry has (a plain one starts with its view's name).
+const NAMED_PUT: [u8; 5] = [COMPRESSED, 0, 0, 0, 0];
+
+fn encode_named_put(view: &str, pk: &[u8], key: &str) -> Vec<u8> {
+    let mut bytes = NAMED_PUT.to_vec();
+    let named = (view, pk, key);
+    bytes.extend_from_slice(&encode(&named));
+    bytes
+}
+
+/// The named put `bytes` hold, if they hold one rather than an entry.
+pub(super) fn decode_named_put(bytes: &[u8]) -> Option<Result<NamedPut, StoreError>> {
+    let named = bytes.strip_prefix(&NAMED_PUT)?;
+    Some(
+        postcard::from_bytes(named).map_err(|e| StoreError::Corrupt {
+            what: "outbox entry",
+            reason: format!("a put naming its root: {e}"),
+        }),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +176,14 @@ pub(super) fn decode(bytes: &[u8]) -> Result<OutboxEntry, StoreError> {
         what: "outbox entry",
         reason,
     };
+    if let Some(named) = decode_named_put(bytes) {
+        // Made whole before any sink reads (`engine::named_puts`).
+        let named = named?;
+        return Err(corrupt(format!(
+            "the put of {:?} (view {}) was not recomputed after the restart",
+            named.key, named.view
+        )));
+    }
     match bytes.split_first() {
         Some((&COMPRESSED, compressed)) => {
             let Some((size, block)) = compressed.split_first_chunk::<4>() else {
@@ -160,7 +217,7 @@ pub(super) fn decode_contribution(bytes: &[u8]) -> Result<Contribution, String> 
 }
 
 /// The key of an encoded [`StoredOutput`], without decoding its document.
-pub(super) fn decode_output_key(bytes: &[u8]) -> Result<String, StoreError> {
+pub fn decode_output_key(bytes: &[u8]) -> Result<String, StoreError> {
     // `key` is the first field, so it is a prefix of the encoding.
     postcard::take_from_bytes::<String>(bytes)
         .map(|(key, _)| key)
@@ -196,7 +253,7 @@ pub(super) mod tests {
             key: "order:7".into(),
             document: document.into(),
         };
-        let prepared = PreparedOutput::new("order_cache", output("{\"id\":7}"));
+        let prepared = PreparedOutput::new("order_cache", b"7", output("{\"id\":7}"));
         assert_eq!(
             decode(&prepared.put_entry).unwrap(),
             OutboxEntry {
@@ -208,10 +265,23 @@ pub(super) mod tests {
             }
         );
         assert_eq!(decode_output_key(&prepared.record).unwrap(), "order:7");
-        let same = PreparedOutput::new("order_cache", output("{\"id\":7}"));
-        let other = PreparedOutput::new("order_cache", output("{\"id\":8}"));
-        assert_eq!(prepared.record, same.record);
-        assert_ne!(prepared.record, other.record);
+        let same = PreparedOutput::new("order_cache", b"7", output("{\"id\":7}"));
+        let other = PreparedOutput::new("order_cache", b"7", output("{\"id\":8}"));
+        assert!(same.is_recorded_as(&prepared.record));
+        assert!(!other.is_recorded_as(&prepared.record));
+        // The log's entry names the root and the key, and is no entry a
+        // sink could apply.
+        assert_eq!(
+            decode_named_put(&prepared.logged_entry).unwrap().unwrap(),
+            NamedPut {
+                view: "order_cache".into(),
+                pk: b"7".to_vec(),
+                key: "order:7".into(),
+            }
+        );
+        assert!(decode_named_put(&prepared.put_entry).is_none());
+        let error = decode(&prepared.logged_entry).unwrap_err().to_string();
+        assert!(error.contains("not recomputed"), "{error}");
     }
 
     /// The put of order `id`'s document, with 40 items: the same field

@@ -207,6 +207,54 @@ impl Outboxes {
             .collect()
     }
 
+    /// Every entry that is still as the log keeps it, a put naming its root
+    /// (read back after a restart), by sink and sequence.
+    pub fn named_puts(&self) -> Vec<(String, u64, EntryBytes)> {
+        let queues = self.lock();
+        let mut named = Vec::new();
+        for (sink, queue) in queues.iter() {
+            for (sequence, entry) in &queue.entries {
+                if super::outbox::decode_named_put(entry).is_some() {
+                    named.push((sink.clone(), *sequence, Arc::clone(entry)));
+                }
+            }
+        }
+        named
+    }
+
+    /// Puts `entry` in the place of `sink`'s entry `sequence`, if it is
+    /// still there.
+    pub fn replace(&self, sink: &str, sequence: u64, entry: EntryBytes) {
+        let mut queues = self.lock();
+        let Some(queue) = queues.get_mut(sink) else {
+            return;
+        };
+        let Ok(at) = queue
+            .entries
+            .binary_search_by_key(&sequence, |(seq, _)| *seq)
+        else {
+            return;
+        };
+        let old = std::mem::replace(&mut queue.entries[at].1, entry);
+        queue.bytes = queue.bytes - old.len() + queue.entries[at].1.len();
+        self.keep_to_budget(&mut queues);
+    }
+
+    /// Drops `sink`'s entries up to and including `through`, as the budget
+    /// drops them: a sink reading from before them finds a gap, and
+    /// rewrites its target from the state store.
+    pub fn drop_through(&self, sink: &str, through: u64) {
+        if let Some(queue) = self.lock().get_mut(sink) {
+            while queue
+                .entries
+                .front()
+                .is_some_and(|(seq, _)| *seq <= through)
+            {
+                queue.pop_front();
+            }
+        }
+    }
+
     /// Every queue as it is now, for a checkpoint: entries are shared, not copied.
     pub fn snapshot(&self) -> HashMap<String, Queue> {
         self.lock().clone()

@@ -105,6 +105,13 @@ impl StateReader {
         Ok(orphans)
     }
 
+    /// The stored output record of the root `pk` of `view`: its key and its
+    /// document's digest ([`crate::state::PreparedOutput::is_recorded_as`]).
+    pub fn output_record(&self, view: &str, pk: &[u8]) -> Result<Option<&[u8]>, StoreError> {
+        let key = self.names.prefixed(view, pk)?;
+        Ok(self.tables.get(Table::Outputs, &key))
+    }
+
     /// Whether any root of `view` has a stored output.
     pub fn has_outputs(&self, view: &str) -> Result<bool, StoreError> {
         let ScanBounds { start, end, .. } = self.names.scan_bounds(view, None)?;

@@ -369,12 +369,14 @@ impl<'t> Changes<'t> {
         Some(key)
     }
 
-    /// Appends `entry` to `sink`'s outbox when the transaction commits.
-    pub fn append_outbox(&mut self, sink: &str, sequence: u64, entry: &[u8]) {
+    /// Appends `entry` to `sink`'s outbox when the transaction commits;
+    /// the log keeps `logged` in its place (a put naming its root, or the
+    /// entry itself).
+    pub fn append_outbox(&mut self, sink: &str, sequence: u64, entry: &[u8], logged: &[u8]) {
         self.redo.push(&Op::OutboxAppend {
             sink,
             sequence,
-            entry,
+            entry: logged,
         });
         self.outbox.push(OutboxChange::Append {
             sink: sink.to_owned(),

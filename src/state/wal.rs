@@ -35,7 +35,7 @@ use super::entry::Entry;
 use super::outboxes::{EntryBytes, Queue};
 use super::redo::{Op, RedoReader, RedoWriter, put_bytes, put_u64, take_u64};
 use super::tables::{Table, TableChange, Tables};
-use super::{FORMAT, StoreError};
+use super::{FORMAT, OLDEST_READ_FORMAT, StoreError};
 
 const CHECKPOINT: &str = "checkpoint";
 const CHECKPOINT_TMP: &str = "checkpoint.tmp";
@@ -381,7 +381,7 @@ fn remove_if_older_format(dir: &Path) -> Result<(), StoreError> {
         let ours = header[..8] == WAL_MAGIC[..] || header[..8] == CHECKPOINT_MAGIC[..];
         if read.is_ok() && ours {
             let format = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
-            if format < FORMAT {
+            if format < OLDEST_READ_FORMAT {
                 older = Some(format);
             }
         }
@@ -413,9 +413,12 @@ fn check_header(path: &Path, header: &[u8], magic: &[u8; 8]) -> Result<(), Store
             found: format,
         });
     }
-    if format < FORMAT {
+    if format < OLDEST_READ_FORMAT {
         // Older files were removed on opening ([`remove_if_older_format`]).
-        return Err(corrupt(path, format!("format {format}, expected {FORMAT}")));
+        return Err(corrupt(
+            path,
+            format!("format {format}, expected {OLDEST_READ_FORMAT} to {FORMAT}"),
+        ));
     }
     Ok(())
 }

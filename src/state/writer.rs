@@ -316,18 +316,25 @@ impl<'t> StateWriter<'t> {
 
     /// Appends `entry` to `sink`'s outbox and returns its sequence.
     pub fn append_outbox(&mut self, sink: &str, entry: &OutboxEntry) -> Result<u64, StoreError> {
-        self.append_encoded(sink, &outbox::encode_entry(entry))
+        let entry = outbox::encode_entry(entry);
+        self.append_encoded(sink, &entry, &entry)
     }
 
     /// Appends the entry that puts `output` to `sink`'s outbox, already
-    /// encoded where it was computed, and returns its sequence.
+    /// encoded where it was computed, and returns its sequence. The log
+    /// keeps only the root and key it names.
     pub fn append_put(&mut self, sink: &str, output: &PreparedOutput) -> Result<u64, StoreError> {
-        self.append_encoded(sink, &output.put_entry)
+        self.append_encoded(sink, &output.put_entry, &output.logged_entry)
     }
 
-    fn append_encoded(&mut self, sink: &str, entry: &[u8]) -> Result<u64, StoreError> {
+    fn append_encoded(
+        &mut self,
+        sink: &str,
+        entry: &[u8],
+        logged: &[u8],
+    ) -> Result<u64, StoreError> {
         let sequence = self.next_sequence(sink)?;
-        self.changes.append_outbox(sink, sequence, entry);
+        self.changes.append_outbox(sink, sequence, entry, logged);
         Ok(sequence)
     }
 
@@ -512,7 +519,7 @@ mod tests {
             key: key.into(),
             document: document.into(),
         };
-        crate::state::PreparedOutput::new("v", output)
+        crate::state::PreparedOutput::new("v", b"pk", output)
     }
 
     /// Outputs whose root row is gone are found by one merge of the two

@@ -172,8 +172,9 @@ impl SearchSink {
             let OutboxRead::Entries(entries) = read else {
                 tracing::warn!(
                     view = %self.view,
-                    "the search sink fell so far behind that its outbox entries were dropped: \
-                     loading the index anew"
+                    "outbox entries the search sink had not read were dropped (it fell behind \
+                     the outboxes' memory budget, or they could not be recomputed after a \
+                     restart): loading the index anew"
                 );
                 fed = Fed::at(self.load_all(wake, false).await?);
                 continue;

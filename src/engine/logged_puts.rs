@@ -1,0 +1,291 @@
+//! Outbox puts read back from the log after a restart, made whole before
+//! any sink reads them. The log keeps a put as the root it is the output of
+//! and its key, not its document (documents were most of what it carried,
+//! and so set how often a checkpoint slowed the engine), so each is computed
+//! again here from the stored rows, as the engine computed it.
+//!
+//! Why the document of now is right in the place of the one logged: a
+//! root's output record (key and document digest) is written in the same
+//! transaction as each of its puts, and an entry is a final effect. So when
+//! the rows give the output recorded now, putting it early is what the
+//! root's last put does anyway. When the root's recorded output has another
+//! key, or none, a later entry deleted the key (and any later put of it
+//! follows), so a delete here ends the same. When the rows do not give the
+//! recorded output (a snapshot cut short, a view whose definition changed
+//! while stopped, a view no longer planned), the entries up to this one are
+//! dropped, and the sink rewrites its target from the state store, as it
+//! does after entries were dropped for memory.
+
+use super::{EngineError, dead_letters, document};
+use crate::plan::Plan;
+use crate::state::{LoggedPut, PreparedOutput, SettledPut, StateReader, Store, output_record_key};
+
+/// How the logged puts of a start were settled.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SettledPuts {
+    pub recomputed: usize,
+    pub deleted: usize,
+    /// Puts the rows could not give again: their sinks rewrite their targets.
+    pub unknown: usize,
+}
+
+/// Makes every logged put of the store whole; a no-op once they all are
+/// (every start after the first of a process, and a store that was closed
+/// after a checkpoint).
+pub(super) fn settle(
+    store: &Store,
+    plan: &Plan,
+    max_document_bytes: usize,
+) -> Result<SettledPuts, EngineError> {
+    let logged = store.named_puts()?;
+    let mut settled = SettledPuts::default();
+    if logged.is_empty() {
+        return Ok(settled);
+    }
+    let reader = store.reader()?;
+    for put in &logged {
+        let outcome = settle_one(&reader, plan, put, max_document_bytes)?;
+        match &outcome {
+            SettledPut::Put(_) => settled.recomputed += 1,
+            SettledPut::Delete => settled.deleted += 1,
+            SettledPut::Unknown => {
+                settled.unknown += 1;
+                tracing::warn!(
+                    sink = %put.sink,
+                    view = %put.put.view,
+                    key = %put.put.key,
+                    "an outbox put read back from the state log does not match the stored \
+                     rows (a snapshot cut short, or a view changed or removed while stopped): \
+                     its sink rewrites its target from the state store"
+                );
+            }
+        }
+        store.settle_named_put(put, outcome);
+    }
+    tracing::info!(
+        recomputed = settled.recomputed,
+        deleted = settled.deleted,
+        unknown = settled.unknown,
+        "outbox puts read back from the state log made whole"
+    );
+    Ok(settled)
+}
+
+fn settle_one(
+    reader: &StateReader,
+    plan: &Plan,
+    logged: &LoggedPut,
+    max_document_bytes: usize,
+) -> Result<SettledPut, EngineError> {
+    let put = &logged.put;
+    let Some(view) = plan.views.iter().find(|view| view.name == put.view) else {
+        return Ok(SettledPut::Unknown);
+    };
+    let Some(record) = reader.output_record(&put.view, &put.pk)? else {
+        return Ok(SettledPut::Delete);
+    };
+    if output_record_key(record)? != put.key {
+        return Ok(SettledPut::Delete);
+    }
+    let output = document::compute_output(reader, view, &put.pk)?
+        .and_then(|output| dead_letters::within_limit(output, max_document_bytes));
+    Ok(match output {
+        Ok(Some(output)) => {
+            let output = PreparedOutput::new(&view.name, &put.pk, output);
+            if output.is_recorded_as(record) {
+                SettledPut::Put(output)
+            } else {
+                SettledPut::Unknown
+            }
+        }
+        _ => SettledPut::Unknown,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::change::{Cell, Change, ChangeBatch, ChangeKind, Lsn, Tuple, Value};
+    use crate::engine::Engine;
+    use crate::engine::output_reader::tests::{engine, snapshot_rows};
+    use crate::state::{OutboxEntry, OutboxOp, OutboxRead, StoreError, StoreOptions};
+    use crate::view::Catalog;
+
+    const SINK: &str = crate::sink::redis::SINK;
+
+    fn thing(cells: Vec<Value>) -> Tuple {
+        Tuple {
+            columns: ["id", "name"][..cells.len()]
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+            cells: cells.into_iter().map(Cell::Value).collect(),
+        }
+    }
+
+    /// Renames thing 2 and deletes thing 3, in one transaction.
+    fn rename_two_delete_three(engine: &Engine) {
+        let change = |kind| Change {
+            table: "public.things".into(),
+            kind,
+        };
+        let batch = ChangeBatch {
+            changes: vec![
+                change(ChangeKind::Update {
+                    old: None,
+                    new: thing(vec![Value::Int(2), Value::Text("bee".into())]),
+                }),
+                change(ChangeKind::Delete {
+                    old: thing(vec![Value::Int(3)]),
+                }),
+            ],
+            commit_end: Some(Lsn(2)),
+            commit_time_micros: 0,
+        };
+        engine.apply(&batch).unwrap();
+    }
+
+    fn outbox(engine: &Engine) -> OutboxRead {
+        engine.store.outbox_after(SINK, 0, usize::MAX).unwrap()
+    }
+
+    fn put(key: &str, document: &str) -> OutboxEntry {
+        OutboxEntry {
+            view: "thing_cache".into(),
+            op: OutboxOp::Put {
+                key: key.into(),
+                document: document.into(),
+            },
+        }
+    }
+
+    fn delete(key: &str) -> OutboxEntry {
+        OutboxEntry {
+            view: "thing_cache".into(),
+            op: OutboxOp::Delete { key: key.into() },
+        }
+    }
+
+    fn log_bytes(dir: &Path) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for file in std::fs::read_dir(dir.join("state")).unwrap() {
+            let path = file.unwrap().path();
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("wal-")
+            {
+                bytes.extend(std::fs::read(path).unwrap());
+            }
+        }
+        bytes
+    }
+
+    /// The log holds no document; after a restart, each put is the root's
+    /// document computed from the rows, or a delete when the root's output
+    /// is gone, and the sink reads what it would have read without the
+    /// restart, but for earlier documents of a root, which its later puts
+    /// replace anyway.
+    #[test]
+    fn a_restart_makes_each_logged_put_whole_from_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        engine.begin_snapshot("").unwrap();
+        snapshot_rows(&engine, &["ant", "bug", "cicada"]);
+        engine.finish_snapshot(Lsn(1)).unwrap();
+        rename_two_delete_three(&engine);
+        // An empty commit after the batch's makes its entries durable, so
+        // readable.
+        engine.store.write(|_| Ok::<_, StoreError>(())).unwrap();
+        let OutboxRead::Entries(before) = outbox(&engine) else {
+            panic!("a gap before the restart");
+        };
+        let documents: Vec<&str> = before
+            .iter()
+            .filter_map(|(_, entry)| match &entry.op {
+                OutboxOp::Put { document, .. } => Some(document.as_str()),
+                OutboxOp::Delete { .. } => None,
+            })
+            .collect();
+        assert_eq!(documents.len(), 4, "{before:?}");
+        let log = log_bytes(dir.path());
+        for document in documents {
+            assert!(
+                !log.windows(document.len())
+                    .any(|w| w == document.as_bytes()),
+                "the log holds {document}"
+            );
+        }
+        drop(engine);
+
+        let engine = self::engine(dir.path());
+        assert_eq!(engine.store.named_puts().unwrap().len(), 4);
+        let settled = engine.settle_logged_puts().unwrap();
+        assert_eq!(
+            settled,
+            SettledPuts {
+                recomputed: 3,
+                deleted: 1,
+                unknown: 0
+            }
+        );
+        let OutboxRead::Entries(after) = outbox(&engine) else {
+            panic!("a gap after the restart");
+        };
+        // Thing 2's first put is its document of now, and thing 3's put a
+        // delete; the rest is as it was.
+        let expected: Vec<(u64, OutboxEntry)> = before
+            .into_iter()
+            .map(|(sequence, entry)| {
+                let entry = match entry.op.key() {
+                    "thing:2" if matches!(entry.op, OutboxOp::Put { .. }) => {
+                        put("thing:2", r#"{"id":2,"name":"bee"}"#)
+                    }
+                    "thing:3" => delete("thing:3"),
+                    _ => entry,
+                };
+                (sequence, entry)
+            })
+            .collect();
+        assert_eq!(after, expected);
+        assert!(engine.store.named_puts().unwrap().is_empty());
+        assert_eq!(engine.settle_logged_puts().unwrap(), SettledPuts::default());
+    }
+
+    /// A put whose root's recorded output the rows no longer give (a
+    /// snapshot was cut short, the view is no longer planned) drops the
+    /// entries up to it: its sink finds a gap, and rewrites its target from
+    /// the state store.
+    #[test]
+    fn a_put_the_rows_no_longer_give_makes_its_sink_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        engine.begin_snapshot("").unwrap();
+        snapshot_rows(&engine, &["ant", "bug"]);
+        engine.finish_snapshot(Lsn(1)).unwrap();
+        // A new snapshot begins (it clears the rows), and the process dies.
+        engine.begin_snapshot("").unwrap();
+        drop(engine);
+        let engine = self::engine(dir.path());
+        let settled = engine.settle_logged_puts().unwrap();
+        assert_eq!(settled.unknown, 2);
+        assert!(matches!(outbox(&engine), OutboxRead::Gap));
+        drop(engine);
+
+        let dir = tempfile::tempdir().unwrap();
+        let engine = self::engine(dir.path());
+        engine.begin_snapshot("").unwrap();
+        snapshot_rows(&engine, &["ant", "bug"]);
+        engine.finish_snapshot(Lsn(1)).unwrap();
+        drop(engine);
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let without_views = Plan::build(&[], &Catalog::default()).unwrap();
+        let engine = Engine::new(Arc::new(without_views), Arc::new(store));
+        assert_eq!(engine.settle_logged_puts().unwrap().unknown, 2);
+        assert!(matches!(outbox(&engine), OutboxRead::Gap));
+    }
+}
