@@ -138,6 +138,12 @@ fn main() {
     if let Some((streamed, ..)) = &streamed {
         print_streaming(streamed);
     }
+    if settings.reports_snapshot() {
+        println!(
+            "snapshot: state log {:.0} bytes per row",
+            snapshot.log_bytes as f64 / snapshot.rows as f64
+        );
+    }
     print_memory(
         generated,
         after_snapshot,
@@ -272,6 +278,12 @@ struct Bench {
 }
 
 impl Bench {
+    fn log_bytes(&self) -> u64 {
+        self.store
+            .log_bytes_written()
+            .expect("reading the log's size")
+    }
+
     fn open() -> Bench {
         let catalog = shop_catalog();
         let views_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("views");
@@ -1467,11 +1479,14 @@ struct SnapshotRun {
     load: Spent,
     finish: Spent,
     outcome: BatchOutcome,
+    /// Written to the state store's log by the snapshot.
+    log_bytes: u64,
 }
 
 #[inline(never)] // a frame of its own in profiles
 fn take_snapshot(bench: &Bench, shop: &Shop) -> SnapshotRun {
     let mut load = Spent::default();
+    let log_before = bench.log_bytes();
     bench
         .engine
         .begin_snapshot("")
@@ -1491,6 +1506,7 @@ fn take_snapshot(bench: &Bench, shop: &Shop) -> SnapshotRun {
         load,
         finish,
         outcome,
+        log_bytes: bench.log_bytes() - log_before,
     }
 }
 
@@ -1544,12 +1560,15 @@ struct StreamRun {
     batches: usize,
     spent: Spent,
     outcome: BatchOutcome,
+    /// Written to the state store's log while streaming.
+    log_bytes: u64,
 }
 
 #[inline(never)] // a frame of its own in profiles
 fn stream(bench: &Bench, batches: &[ChangeBatch]) -> StreamRun {
     let mut spent = Spent::default();
     let mut total = BatchOutcome::default();
+    let log_before = bench.log_bytes();
     for batch in batches {
         let outcome = spent
             .measure(|| bench.engine.apply(batch))
@@ -1566,6 +1585,7 @@ fn stream(bench: &Bench, batches: &[ChangeBatch]) -> StreamRun {
         batches: batches.len(),
         spent,
         outcome: total,
+        log_bytes: bench.log_bytes() - log_before,
     }
 }
 
@@ -1629,12 +1649,14 @@ fn print_streaming(run: &StreamRun) {
     let cpu_per_root = run.spent.cpu.as_secs_f64() * 1e6 / outcome.roots_refreshed as f64;
     println!(
         "streaming: {} batches; {} roots refreshed ({:.2} per change), {} outbox entries ({:.2} per change); \
-         cpu {cpu_per_change:.1} µs per change, {cpu_per_root:.1} µs per root",
+         cpu {cpu_per_change:.1} µs per change, {cpu_per_root:.1} µs per root; \
+         state log {:.0} bytes per change",
         run.batches,
         grouped(outcome.roots_refreshed),
         per_change(outcome.roots_refreshed),
         grouped(outcome.outbox_entries),
         per_change(outcome.outbox_entries),
+        per_change(run.log_bytes as usize),
     );
     let timings = &outcome.timings;
     println!(

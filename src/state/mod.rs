@@ -561,6 +561,12 @@ impl Store {
         Ok(self.outboxes().len(sink))
     }
 
+    /// The bytes written to the log since the store was opened: how much
+    /// each change costs the log, which sets how often checkpoints come.
+    pub fn log_bytes_written(&self) -> Result<u64, StoreError> {
+        Ok(self.lock_durable()?.wal.appended_bytes())
+    }
+
     /// The sequence of the newest outbox entry ever written for `sink` (0: none).
     pub fn last_outbox_sequence(&self, sink: &str) -> Result<u64, StoreError> {
         read_sequence(&self.lock_durable()?.tables, sink)

@@ -84,6 +84,8 @@ pub struct Wal {
     unsynced: bool,
     /// Log bytes since the last checkpoint began.
     since_checkpoint: u64,
+    /// Log bytes appended since the store was opened.
+    appended: u64,
     /// The size of the last checkpoint written or read.
     checkpoint_bytes: u64,
     /// No checkpoint before the log since the last one holds this much.
@@ -161,6 +163,7 @@ impl Wal {
             len: WAL_MAGIC.len() as u64 + 8,
             unsynced: false,
             since_checkpoint,
+            appended: 0,
             checkpoint_bytes,
             min_log_bytes,
             checkpointing: None,
@@ -206,8 +209,14 @@ impl Wal {
         let frame = (FRAME_HEADER + record_len) as u64;
         self.len += frame;
         self.since_checkpoint += frame;
+        self.appended += frame;
         self.unsynced = true;
         Ok(())
+    }
+
+    /// The bytes appended since the store was opened.
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended
     }
 
     /// Makes every appended frame durable.
