@@ -1154,6 +1154,7 @@ impl Pipeline {
         let stored_layout = self.store.layout()?.unwrap_or_default();
         if stored_layout != self.engine.plan().layout() {
             let engine = Arc::clone(&self.engine);
+            let changes = self.engine.plan().layout_changes(&stored_layout);
             let narrowed =
                 tokio::task::spawn_blocking(move || engine.narrow_layout(&stored_layout))
                     .await
@@ -1161,7 +1162,9 @@ impl Pipeline {
                     .map_err(SourceError::from)?;
             if !narrowed {
                 tracing::warn!(
-                    "the views need columns the state store does not hold: new snapshot"
+                    changed = %changes.join("; "),
+                    "the views need columns the state store does not hold as they are now: \
+                     new snapshot"
                 );
                 return Ok(None);
             }

@@ -411,7 +411,8 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
             .contains("column score of table lab.accounts changed its type")
     );
 
-    // And while viewkeeper is stopped: the stored layout names the old type.
+    // And while viewkeeper is stopped: the stored layout names the old type,
+    // and the start says so.
     service.kill().await;
     sqlx::raw_sql("ALTER TABLE lab.accounts ALTER COLUMN score TYPE numeric(14,1)")
         .execute(&pool)
@@ -419,6 +420,11 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
         .expect("altering the column's type");
     let mut service = setup.start();
     converged(&pool, &redis.url(), &THIRD).await;
+    let log = service.log_tail(100_000);
+    assert!(
+        log.contains("column lab.accounts.score changed type (numeric(14,2) to numeric(14,1))"),
+        "the start names the change:\n{log}"
+    );
     run_random(&pool, &mut rng, 50).await;
     converged(&pool, &redis.url(), &THIRD).await;
 

@@ -5,6 +5,7 @@
 //! view's join tree. For every view it resolves names to column positions once,
 //! so the engine never looks a name up per row.
 
+mod layout_changes;
 mod tree;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
