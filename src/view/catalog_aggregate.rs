@@ -53,6 +53,14 @@ impl<'a> ViewCheck<'a> {
             return;
         }
         let why = match value_type {
+            ValueType::Json
+                if self
+                    .column_of_type(tables, key.expr.value_columns(), jsonb_type)
+                    .is_some() =>
+            {
+                "PostgreSQL groups jsonb by value (`{\"n\": 1.0}` and `{\"n\": 1}` are one \
+                 group), which grouping by its text would not follow"
+            }
             ValueType::Json => "json has no equality in PostgreSQL",
             ValueType::Null => "it is always NULL, so its column would have no type",
             _ => return,
@@ -228,4 +236,10 @@ fn described_type(table: &TableInfo, column: &str) -> Option<String> {
     } else {
         info.type_name.clone()
     })
+}
+
+/// The type's name when `column` of `table` is a `jsonb`.
+fn jsonb_type(table: &TableInfo, column: &str) -> Option<String> {
+    let info = table.columns.iter().find(|info| info.name == column)?;
+    (info.type_oid == crate::source::pg_text::type_oid::JSONB).then(|| info.type_name.clone())
 }

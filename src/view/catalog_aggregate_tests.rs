@@ -12,6 +12,7 @@ const TEXT: u32 = 25;
 const NUMERIC: u32 = 1700;
 const TIMESTAMP: u32 = 1114;
 const TIMESTAMPTZ: u32 = 1184;
+const JSON: u32 = 114;
 const JSONB: u32 = 3802;
 
 fn table(columns: &[(&str, u32)]) -> TableInfo {
@@ -43,6 +44,7 @@ fn column(name: &str, type_oid: u32) -> ColumnInfo {
         NUMERIC => "numeric",
         TIMESTAMP => "timestamp without time zone",
         TIMESTAMPTZ => "timestamp with time zone",
+        JSON => "json",
         JSONB => "jsonb",
         1186 => "interval",
         _ => "an extension's type",
@@ -59,7 +61,7 @@ fn column(name: &str, type_oid: u32) -> ColumnInfo {
 }
 
 /// `orders`, `order_items` and `products` of `schemas/shop.sql`, with a
-/// numeric and a jsonb column more.
+/// numeric, a jsonb and a json column more.
 fn shop() -> Catalog {
     let mut catalog = Catalog::default();
     let tables = [
@@ -84,6 +86,7 @@ fn shop() -> Catalog {
                 ("status", TEXT),
                 ("total_cents", INT8),
                 ("created_at", TIMESTAMPTZ),
+                ("notes", JSON),
             ]),
         ),
         (
@@ -191,16 +194,19 @@ fn measures_need_arguments_that_fit_their_function() {
 fn group_keys_have_equality_and_a_type() {
     let text = CATEGORY_DAILY_SALES.replace(
         "  category_id: products.category_id\n",
-        "  options: options\n  nothing: \"null\"\n  odd: \"sku + 1\"\n",
+        "  options: options\n  notes: orders.notes\n  nothing: \"null\"\n  odd: \"sku + 1\"\n",
     );
     assert_eq!(
         check(&text, &shop()),
         [
-            "views/sales.yaml:11: group_by.options: cannot group by `options`: json has no \
+            "views/sales.yaml:11: group_by.options: cannot group by `options`: PostgreSQL groups \
+             jsonb by value (`{\"n\": 1.0}` and `{\"n\": 1}` are one group), which grouping by its \
+             text would not follow",
+            "views/sales.yaml:12: group_by.notes: cannot group by `orders.notes`: json has no \
              equality in PostgreSQL",
-            "views/sales.yaml:12: group_by.nothing: cannot group by `null`: it is always NULL, \
+            "views/sales.yaml:13: group_by.nothing: cannot group by `null`: it is always NULL, \
              so its column would have no type",
-            "views/sales.yaml:13: group_by.odd: type error in `sku + 1`: cannot apply `+` to text and int",
+            "views/sales.yaml:14: group_by.odd: type error in `sku + 1`: cannot apply `+` to text and int",
         ]
     );
 }
