@@ -16,6 +16,13 @@ use crate::source::stream::BatchLimits;
 
 const DEFAULT_FILE: &str = "viewkeeper.yaml";
 
+/// The log filter unless one is given. sqlx's own warnings are left out:
+/// after a PostgreSQL restart they repeat the server's "terminating
+/// connection" notice and the pool's slow acquires seconds later, which read
+/// as new failures, while viewkeeper already says what it lost and when it
+/// reconnected.
+const DEFAULT_LOG: &str = "info,sqlx::postgres::notice=error,sqlx::pool::acquire=error";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {path}: {reason}")]
@@ -83,7 +90,7 @@ pub struct ConfigArgs {
     /// older settings still start; a warning says it is ignored)
     #[arg(long, env = "VIEWKEEPER_STATE_CACHE_MB", hide = true)]
     pub state_cache_mb: Option<usize>,
-    /// Log filter, in `RUST_LOG` syntax [default: info]
+    /// Log filter, in `RUST_LOG` syntax [default: info, with sqlx's notices and slow-acquire warnings at error]
     #[arg(long, env = "VIEWKEEPER_LOG")]
     pub log: Option<String>,
     /// Address of the admin HTTP API [default: 127.0.0.1:9187]
@@ -270,7 +277,7 @@ impl Config {
                 .map(|_| "state_cache_mb")
                 .into_iter()
                 .collect(),
-            log: pick(&args.log, file.log, "info".into()),
+            log: pick(&args.log, file.log, DEFAULT_LOG.into()),
             admin_addr: parse_addr(&pick(
                 &args.admin_addr,
                 file.admin_addr,
