@@ -37,7 +37,7 @@ pub(super) fn settle(
     plan: &Plan,
     max_document_bytes: usize,
 ) -> Result<SettledPuts, EngineError> {
-    let logged = store.named_puts()?;
+    let logged = store.logged_puts()?;
     let mut settled = SettledPuts::default();
     if logged.is_empty() {
         return Ok(settled);
@@ -60,7 +60,7 @@ pub(super) fn settle(
                 );
             }
         }
-        store.settle_named_put(put, outcome);
+        store.settle_logged_put(put, outcome);
     }
     tracing::info!(
         recomputed = settled.recomputed,
@@ -223,7 +223,7 @@ mod tests {
         drop(engine);
 
         let engine = self::engine(dir.path());
-        assert_eq!(engine.store.named_puts().unwrap().len(), 4);
+        assert_eq!(engine.store.logged_puts().unwrap().len(), 4);
         let settled = engine.settle_logged_puts().unwrap();
         assert_eq!(
             settled,
@@ -252,7 +252,7 @@ mod tests {
             })
             .collect();
         assert_eq!(after, expected);
-        assert!(engine.store.named_puts().unwrap().is_empty());
+        assert!(engine.store.logged_puts().unwrap().is_empty());
         assert_eq!(engine.settle_logged_puts().unwrap(), SettledPuts::default());
     }
 

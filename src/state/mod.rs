@@ -573,9 +573,9 @@ impl Store {
     }
 
     /// The outbox puts still as the log keeps them, naming their root: read
-    /// back after a restart, to be made whole ([`Store::settle_named_put`])
+    /// back after a restart, to be made whole ([`Store::settle_logged_put`])
     /// before any sink reads.
-    pub fn named_puts(&self) -> Result<Vec<LoggedPut>, StoreError> {
+    pub fn logged_puts(&self) -> Result<Vec<LoggedPut>, StoreError> {
         self.outboxes()
             .named_puts()
             .into_iter()
@@ -592,7 +592,7 @@ impl Store {
 
     /// Puts the entry a named put stands for in its place (in memory: the
     /// log keeps naming the root, and the next checkpoint keeps the entry).
-    pub fn settle_named_put(&self, logged: &LoggedPut, settled: SettledPut) {
+    pub fn settle_logged_put(&self, logged: &LoggedPut, settled: SettledPut) {
         let LoggedPut {
             sink,
             sequence,

@@ -6,12 +6,12 @@
 //!
 //! Entries are kept compressed (LZ4) once they are large enough to gain
 //! ([`encode_entry`]). A put is logged without its document, naming the root
-//! it is the output of ([`encode_named_put`]): documents were most of what
-//! the write-ahead log carried, so they set how often the store must write a
-//! checkpoint, and a checkpoint slows the engine while it is written. After a
-//! restart such an entry is made whole again from the stored rows before any
-//! sink reads it (`engine::named_puts`; docs/decisions.md, "Outbox puts are
-//! logged by the root they come from").
+//! it is the output of ([`encode_named_put`]): documents were the largest
+//! part of what the write-ahead log carried, so they set how often the store
+//! must write a checkpoint, and a checkpoint slows the engine while it is
+//! written. After a restart such an entry is made whole again from the
+//! stored rows before any sink reads it (`engine::logged_puts`;
+//! docs/decisions.md, "Outbox puts are logged by the root they come from").
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -177,7 +177,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<OutboxEntry, StoreError> {
         reason,
     };
     if let Some(named) = decode_named_put(bytes) {
-        // Made whole before any sink reads (`engine::named_puts`).
+        // Made whole before any sink reads (`engine::logged_puts`).
         let named = named?;
         return Err(corrupt(format!(
             "the put of {:?} (view {}) was not recomputed after the restart",

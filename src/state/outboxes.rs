@@ -245,13 +245,8 @@ impl Outboxes {
     /// rewrites its target from the state store.
     pub fn drop_through(&self, sink: &str, through: u64) {
         if let Some(queue) = self.lock().get_mut(sink) {
-            while queue
-                .entries
-                .front()
-                .is_some_and(|(seq, _)| *seq <= through)
-            {
-                queue.pop_front();
-            }
+            // Not a release: none is logged, and the sink's position stays.
+            queue.release(through);
         }
     }
 
