@@ -332,11 +332,16 @@ impl SinkHealth {
         state.error = None;
     }
 
-    /// The sink found its target without its data and is rewriting it.
+    /// The sink found its target without its data and is rewriting it. A
+    /// sink that finds it again before that rewrite ended (it failed, and
+    /// its retry starts over) counts no second loss.
     pub fn data_lost(&self) {
-        telemetry::record_sink_data_loss(&self.sink);
         let mut inner = self.board.lock();
         let state = inner.sinks.entry(self.sink.clone()).or_default();
+        if state.rewriting_lost_data {
+            return;
+        }
+        telemetry::record_sink_data_loss(&self.sink);
         state.data_losses += 1;
         state.last_data_loss_micros = Some(now_micros());
         state.rewriting_lost_data = true;
@@ -689,6 +694,32 @@ mod tests {
         );
         health.rewritten();
         assert_eq!(state(&board), ("live", true));
+    }
+
+    /// One loss is counted once, however often the sink's rewrite is
+    /// retried before it ends (the fourteenth trial saw one `FLUSHALL`
+    /// count two); a loss after the rewrite is another.
+    #[test]
+    fn a_data_loss_is_counted_once_until_its_rewrite_ends() {
+        let board = StatusBoard::new();
+        let health = SinkHealth {
+            board: Arc::clone(&board),
+            sink: "redis".to_owned(),
+        };
+        let losses = |board: &StatusBoard| {
+            board
+                .snapshot()
+                .sinks
+                .get("redis")
+                .map_or(0, |sink| sink.data_losses)
+        };
+        health.data_lost();
+        health.failed(&"connection reset");
+        health.data_lost();
+        assert_eq!(losses(&board), 1);
+        health.rewritten();
+        health.data_lost();
+        assert_eq!(losses(&board), 2);
     }
 
     /// A lost connection is over once the stream reconnects; a change that
