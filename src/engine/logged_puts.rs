@@ -27,6 +27,9 @@ pub struct SettledPuts {
     pub deleted: usize,
     /// Puts the rows could not give again: their sinks rewrite their targets.
     pub unknown: usize,
+    /// Puts dropped before they were reached, with an older unknown one or
+    /// for the outboxes' memory budget: their sinks rewrite their targets.
+    pub dropped: usize,
 }
 
 /// Makes every logged put of the store whole; a no-op once they all are
@@ -37,13 +40,22 @@ pub(super) fn settle(
     plan: &Plan,
     max_document_bytes: usize,
 ) -> Result<SettledPuts, EngineError> {
-    let logged = store.logged_puts()?;
+    let mut logged = store.logged_puts()?;
     let mut settled = SettledPuts::default();
     if logged.is_empty() {
         return Ok(settled);
     }
+    // Newest first: when the outboxes outgrow their budget again as entries
+    // become whole (a sink far behind before the crash), the oldest entries
+    // are dropped before they are computed for nothing; and a put the rows
+    // no longer give drops the older ones with it.
+    logged.sort_by(|a, b| (&b.sink, b.sequence).cmp(&(&a.sink, a.sequence)));
     let reader = store.reader()?;
     for put in &logged {
+        if !store.outbox_holds(&put.sink, put.sequence) {
+            settled.dropped += 1;
+            continue;
+        }
         let outcome = settle_one(&reader, plan, put, max_document_bytes)?;
         match &outcome {
             SettledPut::Put(_) => settled.recomputed += 1,
@@ -66,6 +78,7 @@ pub(super) fn settle(
         recomputed = settled.recomputed,
         deleted = settled.deleted,
         unknown = settled.unknown,
+        dropped = settled.dropped,
         "outbox puts read back from the state log made whole"
     );
     Ok(settled)
@@ -110,7 +123,7 @@ mod tests {
     use super::*;
     use crate::change::{Cell, Change, ChangeBatch, ChangeKind, Lsn, Tuple, Value};
     use crate::engine::Engine;
-    use crate::engine::output_reader::tests::{engine, snapshot_rows};
+    use crate::engine::output_reader::tests::{engine, engine_with, snapshot_rows};
     use crate::state::{OutboxEntry, OutboxOp, OutboxRead, StoreError, StoreOptions};
     use crate::view::Catalog;
 
@@ -230,7 +243,7 @@ mod tests {
             SettledPuts {
                 recomputed: 3,
                 deleted: 1,
-                unknown: 0
+                ..SettledPuts::default()
             }
         );
         let OutboxRead::Entries(after) = outbox(&engine) else {
@@ -271,8 +284,9 @@ mod tests {
         engine.begin_snapshot("").unwrap();
         drop(engine);
         let engine = self::engine(dir.path());
+        // The newest put is not given, and drops the older one with it.
         let settled = engine.settle_logged_puts().unwrap();
-        assert_eq!(settled.unknown, 2);
+        assert_eq!((settled.unknown, settled.dropped), (1, 1));
         assert!(matches!(outbox(&engine), OutboxRead::Gap));
         drop(engine);
 
@@ -285,7 +299,57 @@ mod tests {
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
         let without_views = Plan::build(&[], &Catalog::default()).unwrap();
         let engine = Engine::new(Arc::new(without_views), Arc::new(store));
-        assert_eq!(engine.settle_logged_puts().unwrap().unknown, 2);
+        let settled = engine.settle_logged_puts().unwrap();
+        assert_eq!((settled.unknown, settled.dropped), (1, 1));
         assert!(matches!(outbox(&engine), OutboxRead::Gap));
+    }
+
+    /// Puts that become whole past the outboxes' budget are settled newest
+    /// first, and the oldest dropped without being computed: the sink
+    /// rewrites its target, as after any overflow.
+    #[test]
+    fn puts_past_the_outbox_budget_are_dropped_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        engine.begin_snapshot("").unwrap();
+        // Names that do not compress: each document keeps about 1 KB.
+        let names: Vec<String> = (0..20u64)
+            .map(|n| {
+                (0..250u64)
+                    .map(|i| format!("{:04x}", (n * 7_919 + i * 104_729) % 65_521))
+                    .collect()
+            })
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        snapshot_rows(&engine, &names);
+        engine.finish_snapshot(Lsn(1)).unwrap();
+        drop(engine);
+
+        // Room for the twenty named puts, and for about five documents.
+        let options = StoreOptions {
+            outbox_budget_bytes: 5_000,
+            ..StoreOptions::default()
+        };
+        let engine = engine_with(dir.path(), &options);
+        let settled = engine.settle_logged_puts().unwrap();
+        assert_eq!(settled.recomputed + settled.dropped, 20, "{settled:?}");
+        assert!(settled.dropped > 0 && settled.recomputed > 0, "{settled:?}");
+        assert!(matches!(outbox(&engine), OutboxRead::Gap));
+        // What is left is the newest entries, whole.
+        let kept = (0..20)
+            .find_map(
+                |after| match engine.store.outbox_after(SINK, after, 100).unwrap() {
+                    OutboxRead::Entries(entries) => Some(entries),
+                    OutboxRead::Gap => None,
+                },
+            )
+            .expect("the newest entries are kept");
+        assert_eq!(kept.last().map(|(sequence, _)| *sequence), Some(20));
+        for (_, entry) in kept {
+            let OutboxOp::Put { document, .. } = entry.op else {
+                panic!("a put became {entry:?}");
+            };
+            assert!(document.len() > 1_000, "{document}");
+        }
     }
 }

@@ -126,6 +126,14 @@ fields: { id: id, name: name }
     /// An engine of one cache view, `thing_cache`, over `public.things`
     /// (`id`, `name`), on a store in `dir`.
     pub(in crate::engine) fn engine(dir: &Path) -> Engine {
+        engine_with(dir, &crate::state::StoreOptions::default())
+    }
+
+    /// [`engine`] on a store opened with `options`.
+    pub(in crate::engine) fn engine_with(
+        dir: &Path,
+        options: &crate::state::StoreOptions,
+    ) -> Engine {
         let column = |name: &str, type_oid| ColumnInfo {
             name: name.to_owned(),
             type_oid,
@@ -144,7 +152,7 @@ fields: { id: id, name: name }
         );
         let view = parse_view(Path::new("views/thing_cache.yaml"), THING_CACHE).unwrap();
         let plan = Plan::build(&[view], &catalog).unwrap();
-        let store = Store::open(dir, &crate::state::StoreOptions::default()).unwrap();
+        let store = Store::open(dir, options).unwrap();
         Engine::new(Arc::new(plan), Arc::new(store))
     }
 

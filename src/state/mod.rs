@@ -590,6 +590,11 @@ impl Store {
             .collect()
     }
 
+    /// Whether `sink`'s outbox still holds its entry `sequence`.
+    pub fn outbox_holds(&self, sink: &str, sequence: u64) -> bool {
+        self.outboxes().holds(sink, sequence)
+    }
+
     /// Puts the entry a named put stands for in its place (in memory: the
     /// log keeps naming the root, and the next checkpoint keeps the entry).
     pub fn settle_logged_put(&self, logged: &LoggedPut, settled: SettledPut) {

@@ -63,6 +63,13 @@ impl Queue {
         self.entries.push_back((sequence, entry));
     }
 
+    /// Where entry `sequence` is, if it is here.
+    fn position(&self, sequence: u64) -> Option<usize> {
+        self.entries
+            .binary_search_by_key(&sequence, |(seq, _)| *seq)
+            .ok()
+    }
+
     pub fn release(&mut self, upto: u64) {
         while self.entries.front().is_some_and(|(seq, _)| *seq <= upto) {
             self.pop_front();
@@ -222,6 +229,13 @@ impl Outboxes {
         named
     }
 
+    /// Whether `sink`'s entry `sequence` is still here.
+    pub fn holds(&self, sink: &str, sequence: u64) -> bool {
+        self.lock()
+            .get(sink)
+            .is_some_and(|queue| queue.position(sequence).is_some())
+    }
+
     /// Puts `entry` in the place of `sink`'s entry `sequence`, if it is
     /// still there.
     pub fn replace(&self, sink: &str, sequence: u64, entry: EntryBytes) {
@@ -229,10 +243,7 @@ impl Outboxes {
         let Some(queue) = queues.get_mut(sink) else {
             return;
         };
-        let Ok(at) = queue
-            .entries
-            .binary_search_by_key(&sequence, |(seq, _)| *seq)
-        else {
+        let Some(at) = queue.position(sequence) else {
             return;
         };
         let old = std::mem::replace(&mut queue.entries[at].1, entry);
