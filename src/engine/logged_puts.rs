@@ -1,8 +1,9 @@
 //! Outbox puts read back from the log after a restart, made whole before
 //! any sink reads them. The log keeps a put as the root it is the output of
-//! and its key, not its document (documents were most of what it carried,
-//! and so set how often a checkpoint slowed the engine), so each is computed
-//! again here from the stored rows, as the engine computed it.
+//! and its key, not its document (documents were the largest part of what
+//! it carried, and so set how often a checkpoint slowed the engine), so
+//! each is computed again here from the stored rows, as the engine
+//! computed it.
 //!
 //! Why the document of now is right in the place of the one logged: a
 //! root's output record (key and document digest) is written in the same
