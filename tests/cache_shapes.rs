@@ -470,6 +470,24 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
     run_random(&pool, &mut rng, 50).await;
     converged(&pool, &redis.url(), &THIRD).await;
 
+    // The views read a column again after a kill under load, which left
+    // puts in the state log that the sink had not released: the stored rows
+    // lack the column, so no document is computed from them before the
+    // start's new snapshot (the start read past the rows' end and panicked:
+    // trial 16). Then back to the third version.
+    run_random(&pool, &mut rng, 50).await;
+    service.kill().await;
+    SECOND.write_view(views.path());
+    let mut service = setup.start();
+    converged(&pool, &redis.url(), &SECOND).await;
+    run_random(&pool, &mut rng, 50).await;
+    converged(&pool, &redis.url(), &SECOND).await;
+    service.assert_running();
+    service.kill().await;
+    THIRD.write_view(views.path());
+    let mut service = setup.start();
+    converged(&pool, &redis.url(), &THIRD).await;
+
     // And while running: the new table is in no publication, so its rows
     // and changes would never reach the stream.
     sqlx::raw_sql(

@@ -51,25 +51,39 @@ pub(super) fn settle(
     // are dropped before they are computed for nothing; and a put the rows
     // no longer give drops the older ones with it.
     logged.sort_by(|a, b| (&b.sink, b.sequence).cmp(&(&a.sink, a.sequence)));
+    // Rows stored for other views' columns (the view files changed while
+    // stopped) do not fit this plan: nothing is computed from them before
+    // the start narrows them or takes a new snapshot.
+    let rows_fit = store.layout()?.as_deref() == Some(plan.layout().as_str());
     let reader = store.reader()?;
     for put in &logged {
         if !store.outbox_holds(&put.sink, put.sequence) {
             settled.dropped += 1;
             continue;
         }
-        let outcome = settle_one(&reader, plan, put, max_document_bytes)?;
+        let outcome = if rows_fit {
+            settle_one(&reader, plan, put, max_document_bytes)?
+        } else {
+            SettledPut::Unknown
+        };
         match &outcome {
             SettledPut::Put(_) => settled.recomputed += 1,
             SettledPut::Delete => settled.deleted += 1,
             SettledPut::Unknown => {
                 settled.unknown += 1;
+                let why = if rows_fit {
+                    "it does not match the stored rows (a snapshot cut short, or a view \
+                     changed or removed while stopped)"
+                } else {
+                    "the views read other columns than the stored rows hold"
+                };
                 tracing::warn!(
                     sink = %put.sink,
                     view = %put.put.view,
                     key = %put.put.key,
-                    "an outbox put read back from the state log does not match the stored \
-                     rows (a snapshot cut short, or a view changed or removed while stopped): \
-                     its sink rewrites its target from the state store"
+                    "an outbox put read back from the state log cannot be computed again: \
+                     {why}; this and the sink's older entries are dropped, and it rewrites \
+                     its target from the state store"
                 );
             }
         }
@@ -352,5 +366,49 @@ mod tests {
             };
             assert!(document.len() > 1_000, "{document}");
         }
+    }
+
+    /// Rows stored for other columns than the plan's (view files changed
+    /// while stopped) are not computed from: the rows do not fit the plan,
+    /// and reading them as if they did panicked (the sixteenth trial). The
+    /// puts are dropped, and the sink rewrites its target once the start
+    /// has narrowed the rows or taken a new snapshot.
+    #[test]
+    fn puts_over_rows_of_another_layout_are_not_computed() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        engine.begin_snapshot("").unwrap();
+        snapshot_rows(&engine, &["ant", "bug"]);
+        engine.finish_snapshot(Lsn(1)).unwrap();
+        drop(engine);
+
+        let column = |name: &str, type_oid| crate::view::ColumnInfo {
+            name: name.to_owned(),
+            type_oid,
+            type_modifier: -1,
+            not_null: true,
+            is_enum: false,
+            type_name: String::new(),
+        };
+        let mut catalog = Catalog::default();
+        catalog.tables.insert(
+            "public.things".to_owned(),
+            crate::view::TableInfo {
+                columns: vec![column("id", 20), column("name", 25), column("size", 20)],
+                primary_key: vec!["id".to_owned()],
+            },
+        );
+        let wider = crate::view::parse_view(
+            Path::new("views/thing_cache.yaml"),
+            "view: thing_cache\nkind: cache\nroot: things\nkey: \"thing:{id}\"\n\
+             fields: { id: id, name: name, size: size }\n",
+        )
+        .unwrap();
+        let plan = Plan::build(&[wider], &catalog).unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let engine = Engine::new(Arc::new(plan), Arc::new(store));
+        let settled = engine.settle_logged_puts().unwrap();
+        assert_eq!((settled.unknown, settled.dropped), (1, 1));
+        assert!(matches!(outbox(&engine), OutboxRead::Gap));
     }
 }
