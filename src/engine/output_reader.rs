@@ -39,7 +39,8 @@ impl OutputReader {
     /// outputs, it holds every entry up to that sequence.
     ///
     /// Returns `None`, having read nothing, until the store holds a
-    /// completed snapshot (a source position), the first one included. The
+    /// completed snapshot (a source position), the first one included, in
+    /// the plan's layout. The
     /// rows are partial before it: documents computed from them would differ
     /// from the outputs the snapshot's end diffs against, and a sink that
     /// wrote them would keep them where the diff finds nothing to change.
@@ -61,12 +62,21 @@ impl OutputReader {
         chunk: usize,
         mut each_chunk: impl FnMut(Vec<(String, StoredOutput)>) -> Result<(), EngineError>,
     ) -> Result<Option<u64>, EngineError> {
+        // Read first: the layout only ever changes to the plan's (narrowed
+        // rows, a new snapshot's start), so a reader made after it holds rows
+        // of at least that layout.
+        let rows_fit = self.store.layout()?.as_deref() == Some(self.plan.layout().as_str());
         let reader = self.store.reader()?;
         if !reader.rows_complete()? {
             let fill_as_it_goes = target_is_empty && !any_has_outputs(&reader, views)?;
             if !fill_as_it_goes {
                 return Ok(None);
             }
+        } else if !rows_fit {
+            // Rows stored for other columns (the view files changed while
+            // stopped): the start narrows them or takes a new snapshot
+            // first.
+            return Ok(None);
         }
         let sequence = reader.outbox_sequence(sink)?;
         let chunk = chunk.max(1);
@@ -156,6 +166,32 @@ fields: { id: id, name: name }
         Engine::new(Arc::new(plan), Arc::new(store))
     }
 
+    /// An engine whose `thing_cache` also reads a column `size`, on the store
+    /// in `dir`: a view file changed while viewkeeper was stopped.
+    pub(in crate::engine) fn wider_engine(dir: &Path) -> Engine {
+        let column = |name: &str, type_oid| ColumnInfo {
+            name: name.to_owned(),
+            type_oid,
+            type_modifier: -1,
+            not_null: true,
+            is_enum: false,
+            type_name: format!("type {type_oid}"),
+        };
+        let mut catalog = Catalog::default();
+        catalog.tables.insert(
+            "public.things".to_owned(),
+            TableInfo {
+                columns: vec![column("id", 20), column("name", 25), column("size", 20)],
+                primary_key: vec!["id".to_owned()],
+            },
+        );
+        let wider = THING_CACHE.replace("name: name }", "name: name, size: size }");
+        let view = parse_view(Path::new("views/thing_cache.yaml"), &wider).unwrap();
+        let plan = Plan::build(&[view], &catalog).unwrap();
+        let store = Store::open(dir, &crate::state::StoreOptions::default()).unwrap();
+        Engine::new(Arc::new(plan), Arc::new(store))
+    }
+
     /// Loads a thing per name, with ids from 1.
     pub(in crate::engine) fn snapshot_rows(engine: &Engine, names: &[&str]) {
         let rows: Vec<Vec<Value>> = (1..)
@@ -214,5 +250,21 @@ fields: { id: id, name: name }
         snapshot_rows(&engine, &["a", "b"]);
         engine.finish_snapshot(Lsn(2)).unwrap();
         assert_eq!(read_all(&reader), whole);
+    }
+
+    /// Rows stored for other columns than the plan's (the view files changed
+    /// while stopped, and the start has not yet narrowed the rows or begun a
+    /// new snapshot) are not read for a rewrite: computing documents from
+    /// them read past their end.
+    #[test]
+    fn nothing_is_read_for_a_rewrite_from_rows_of_another_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        engine.begin_snapshot("").unwrap();
+        snapshot_rows(&engine, &["a", "b"]);
+        engine.finish_snapshot(Lsn(1)).unwrap();
+        drop(engine);
+        let wider = wider_engine(dir.path());
+        assert_eq!(read_all(&wider.output_reader()), None);
     }
 }
