@@ -175,6 +175,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         tracing::warn!(setting, "setting no longer used by this version: ignored");
     }
     let store = Arc::new(Store::open(&config.data_dir, &config.store)?);
+    renew_if_restored(&pool, &config.slot, &store).await?;
     let endpoint = endpoint.for_store(&store.id()?);
     let rebuilds_asked = store.rebuilds_asked()?;
     if rebuild::resumes_from_source(&rebuilds_asked, &planned.runnable) {
@@ -299,6 +300,32 @@ async fn plan_for_new_snapshot(
         .map_err(SourceError::from)??;
     context.status.snapshot_started();
     Ok(planned)
+}
+
+/// A store behind its slot lost commits it had made durable: the data
+/// directory was restored from a backup (or another copy of it ran on the
+/// slot). Its sinks' targets hold what the lost commits wrote, under the
+/// store's id, at outbox sequences it counts again from where the copy
+/// stopped: they would skip its next entries as applied. Before any sink
+/// starts, the store takes a new id (every sink then rewrites its target)
+/// and forgets its position (a new snapshot).
+async fn renew_if_restored(pool: &PgPool, slot: &str, store: &Store) -> Result<(), ServiceError> {
+    let Some(position) = store.position()? else {
+        return Ok(());
+    };
+    match catalog::slot_confirmed_lsn(pool, slot).await? {
+        Some(confirmed) if confirmed > position => {
+            tracing::warn!(
+                %confirmed,
+                %position,
+                "the slot is past the state store (a data directory restored from a backup?): \
+                 new snapshot, and every target rewritten from it"
+            );
+            store.renew_id()?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Reloads the view files on every `SIGHUP`, logging what it did.

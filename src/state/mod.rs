@@ -315,6 +315,22 @@ impl Store {
         Ok(format!("{id:016x}"))
     }
 
+    /// Gives the store a new identifier and forgets its source position:
+    /// for a store whose history is no longer the one its sinks' targets
+    /// hold (a data directory restored from a backup, behind the slot).
+    /// Each sink then finds its checkpoint foreign and rewrites its target
+    /// after the new snapshot; under the old identifier, a target that
+    /// applied sequences the restored store counts again skipped them.
+    pub fn renew_id(&self) -> Result<String, StoreError> {
+        let id: u64 = rand::random();
+        self.write(|w| {
+            w.put_meta(META_STORE_ID, &id.to_be_bytes());
+            w.remove_meta(META_POSITION);
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(format!("{id:016x}"))
+    }
+
     /// Runs `work` in one write transaction and commits it durably.
     pub fn write<T, E>(&self, work: impl FnOnce(&mut StateWriter) -> Result<T, E>) -> Result<T, E>
     where
