@@ -138,7 +138,7 @@ mod tests {
     use super::*;
     use crate::change::{Cell, Change, ChangeBatch, ChangeKind, Lsn, Tuple, Value};
     use crate::engine::Engine;
-    use crate::engine::output_reader::tests::{engine, engine_with, snapshot_rows};
+    use crate::engine::output_reader::tests::{engine, engine_with, snapshot_rows, wider_engine};
     use crate::state::{OutboxEntry, OutboxOp, OutboxRead, StoreError, StoreOptions};
     use crate::view::Catalog;
 
@@ -381,32 +381,7 @@ mod tests {
         snapshot_rows(&engine, &["ant", "bug"]);
         engine.finish_snapshot(Lsn(1)).unwrap();
         drop(engine);
-
-        let column = |name: &str, type_oid| crate::view::ColumnInfo {
-            name: name.to_owned(),
-            type_oid,
-            type_modifier: -1,
-            not_null: true,
-            is_enum: false,
-            type_name: String::new(),
-        };
-        let mut catalog = Catalog::default();
-        catalog.tables.insert(
-            "public.things".to_owned(),
-            crate::view::TableInfo {
-                columns: vec![column("id", 20), column("name", 25), column("size", 20)],
-                primary_key: vec!["id".to_owned()],
-            },
-        );
-        let wider = crate::view::parse_view(
-            Path::new("views/thing_cache.yaml"),
-            "view: thing_cache\nkind: cache\nroot: things\nkey: \"thing:{id}\"\n\
-             fields: { id: id, name: name, size: size }\n",
-        )
-        .unwrap();
-        let plan = Plan::build(&[wider], &catalog).unwrap();
-        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        let engine = Engine::new(Arc::new(plan), Arc::new(store));
+        let engine = wider_engine(dir.path());
         let settled = engine.settle_logged_puts().unwrap();
         assert_eq!((settled.unknown, settled.dropped), (1, 1));
         assert!(matches!(outbox(&engine), OutboxRead::Gap));

@@ -144,31 +144,20 @@ fields: { id: id, name: name }
         dir: &Path,
         options: &crate::state::StoreOptions,
     ) -> Engine {
-        let column = |name: &str, type_oid| ColumnInfo {
-            name: name.to_owned(),
-            type_oid,
-            type_modifier: -1,
-            not_null: true,
-            is_enum: false,
-            type_name: format!("type {type_oid}"),
-        };
-        let mut catalog = Catalog::default();
-        catalog.tables.insert(
-            "public.things".to_owned(),
-            TableInfo {
-                columns: vec![column("id", 20), column("name", 25)],
-                primary_key: vec!["id".to_owned()],
-            },
-        );
-        let view = parse_view(Path::new("views/thing_cache.yaml"), THING_CACHE).unwrap();
-        let plan = Plan::build(&[view], &catalog).unwrap();
         let store = Store::open(dir, options).unwrap();
-        Engine::new(Arc::new(plan), Arc::new(store))
+        Engine::new(Arc::new(things_plan(false)), Arc::new(store))
     }
 
     /// An engine whose `thing_cache` also reads a column `size`, on the store
     /// in `dir`: a view file changed while viewkeeper was stopped.
     pub(in crate::engine) fn wider_engine(dir: &Path) -> Engine {
+        let store = Store::open(dir, &crate::state::StoreOptions::default()).unwrap();
+        Engine::new(Arc::new(things_plan(true)), Arc::new(store))
+    }
+
+    /// `thing_cache` over `public.things`, reading its column `size` too
+    /// when `with_size`.
+    fn things_plan(with_size: bool) -> Plan {
         let column = |name: &str, type_oid| ColumnInfo {
             name: name.to_owned(),
             type_oid,
@@ -185,11 +174,13 @@ fields: { id: id, name: name }
                 primary_key: vec!["id".to_owned()],
             },
         );
-        let wider = THING_CACHE.replace("name: name }", "name: name, size: size }");
-        let view = parse_view(Path::new("views/thing_cache.yaml"), &wider).unwrap();
-        let plan = Plan::build(&[view], &catalog).unwrap();
-        let store = Store::open(dir, &crate::state::StoreOptions::default()).unwrap();
-        Engine::new(Arc::new(plan), Arc::new(store))
+        let file = if with_size {
+            THING_CACHE.replace("name: name }", "name: name, size: size }")
+        } else {
+            THING_CACHE.to_owned()
+        };
+        let view = parse_view(Path::new("views/thing_cache.yaml"), &file).unwrap();
+        Plan::build(&[view], &catalog).unwrap()
     }
 
     /// Loads a thing per name, with ids from 1.
