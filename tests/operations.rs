@@ -489,13 +489,9 @@ async fn quiet_or_unrelated_traffic_keeps_the_connection_and_releases_wal() {
     assert!(!service.log_tail(10_000).contains("replication interrupted"));
 }
 
-/// A state store written by an earlier version (a redb file) is removed at
-/// start and rebuilt by a new snapshot; the sinks,
-/// whose checkpoints name the old store, rewrite their targets. Changes made
-/// while it was stopped reach every view: a sink that took the old
-/// checkpoint for its own would skip the new store's first entries.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_state_store_of_an_earlier_format_is_rebuilt_by_a_new_snapshot() {
+/// The small shop served with the example views until they converged, then
+/// stopped: its servers, pool and service setup.
+async fn shop_converged_then_stopped() -> (PgServer, RedisServer, PgPool, ServiceSetup) {
     let pg = PgServer::start().await;
     let redis = RedisServer::start().await;
     let (url, pool) = small_shop(&pg).await;
@@ -503,6 +499,17 @@ async fn a_state_store_of_an_earlier_format_is_rebuilt_by_a_new_snapshot() {
     let mut service = setup.start();
     converged(&mut service, &pool, &redis.url(), Duration::from_secs(120)).await;
     service.terminate(Duration::from_secs(30)).await;
+    (pg, redis, pool, setup)
+}
+
+/// A state store written by an earlier version (a redb file) is removed at
+/// start and rebuilt by a new snapshot; the sinks,
+/// whose checkpoints name the old store, rewrite their targets. Changes made
+/// while it was stopped reach every view: a sink that took the old
+/// checkpoint for its own would skip the new store's first entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_store_of_an_earlier_format_is_rebuilt_by_a_new_snapshot() {
+    let (_pg, redis, pool, setup) = shop_converged_then_stopped().await;
 
     // What a data directory of an earlier viewkeeper holds: a redb file,
     // which this one cannot read.
@@ -532,13 +539,7 @@ async fn a_state_store_of_an_earlier_format_is_rebuilt_by_a_new_snapshot() {
 /// new id, so each sink rewrites its target after the new snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_restored_from_a_backup_converges() {
-    let pg = PgServer::start().await;
-    let redis = RedisServer::start().await;
-    let (url, pool) = small_shop(&pg).await;
-    let setup = ServiceSetup::new(&url, &redis.url());
-    let mut service = setup.start();
-    converged(&mut service, &pool, &redis.url(), Duration::from_secs(120)).await;
-    service.terminate(Duration::from_secs(30)).await;
+    let (_pg, redis, pool, setup) = shop_converged_then_stopped().await;
     let data_dir = setup.data_dir();
     let backup = tempfile::tempdir().expect("a directory for the backup");
     let copy = |from: &std::path::Path, to: &std::path::Path| {
