@@ -116,16 +116,22 @@ fn settle_one(
         return Ok(SettledPut::Delete);
     }
     let output = document::compute_output(reader, view, &put.pk)?
-        .and_then(|output| dead_letters::within_limit(output, max_document_bytes));
+        .and_then(|output| dead_letters::within_limit(output, max_document_bytes))
+        .ok()
+        .flatten()
+        .map(|output| PreparedOutput::new(&view.name, &put.pk, output));
+    let recorded = output
+        .as_ref()
+        .is_some_and(|output| output.is_recorded_as(record));
+    // A root left pending by a fan-out past `batch_max_roots` is refreshed
+    // before the stream goes on, from these rows: that refresh puts this
+    // output, or deletes the key when the rows give another or none.
+    let refreshed_next = !recorded && reader.is_pending(&put.view, &put.pk)?;
     Ok(match output {
-        Ok(Some(output)) => {
-            let output = PreparedOutput::new(&view.name, &put.pk, output);
-            if output.is_recorded_as(record) {
-                SettledPut::Put(output)
-            } else {
-                SettledPut::Unknown
-            }
+        Some(output) if recorded || (refreshed_next && output.key == put.key) => {
+            SettledPut::Put(output)
         }
+        _ if refreshed_next => SettledPut::Delete,
         _ => SettledPut::Unknown,
     })
 }
@@ -385,5 +391,49 @@ mod tests {
         let settled = engine.settle_logged_puts().unwrap();
         assert_eq!((settled.unknown, settled.dropped), (1, 1));
         assert!(matches!(outbox(&engine), OutboxRead::Gap));
+    }
+
+    /// A root a fan-out left pending (past `batch_max_roots`) has rows newer
+    /// than its recorded output, and is refreshed before the stream goes
+    /// on: its put becomes its document of these rows, not a reason to
+    /// rewrite the whole target (the crash test's small `batch_max_roots`
+    /// made every restart rewrite).
+    #[test]
+    fn a_pending_root_puts_its_document_of_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        engine.begin_snapshot("").unwrap();
+        snapshot_rows(&engine, &["ant", "bug"]);
+        engine.finish_snapshot(Lsn(1)).unwrap();
+        // Thing 2 renamed, its refresh left for later, and the process dies.
+        let pk = crate::state::keycode::encode_values(&[Value::Int(2)]);
+        engine
+            .store
+            .write(|w| {
+                w.put_row(
+                    "public.things",
+                    &pk,
+                    &[Value::Int(2), Value::Text("bee".into())],
+                )?;
+                w.add_pending("thing_cache", &pk)
+            })
+            .unwrap();
+        drop(engine);
+
+        let engine = self::engine(dir.path());
+        let settled = engine.settle_logged_puts().unwrap();
+        assert_eq!(
+            settled,
+            SettledPuts {
+                recomputed: 2,
+                ..SettledPuts::default()
+            }
+        );
+        let OutboxRead::Entries(entries) = outbox(&engine) else {
+            panic!("a gap");
+        };
+        let documents: Vec<OutboxEntry> = entries.into_iter().map(|(_, entry)| entry).collect();
+        assert!(documents.contains(&put("thing:2", r#"{"id":2,"name":"bee"}"#)));
+        assert!(documents.contains(&put("thing:1", r#"{"id":1,"name":"ant"}"#)));
     }
 }

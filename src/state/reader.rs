@@ -112,6 +112,13 @@ impl StateReader {
         Ok(self.tables.get(Table::Outputs, &key))
     }
 
+    /// Whether the root `pk` of `view` waits to be refreshed (a fan-out past
+    /// `batch_max_roots` left it for a later transaction).
+    pub fn is_pending(&self, view: &str, pk: &[u8]) -> Result<bool, StoreError> {
+        let key = self.names.prefixed(view, pk)?;
+        Ok(self.tables.get(Table::Pending, &key).is_some())
+    }
+
     /// Whether any root of `view` has a stored output.
     pub fn has_outputs(&self, view: &str) -> Result<bool, StoreError> {
         let ScanBounds { start, end, .. } = self.names.scan_bounds(view, None)?;
