@@ -144,7 +144,7 @@ mod tests {
     use super::*;
     use crate::change::{Cell, Change, ChangeBatch, ChangeKind, Lsn, Tuple, Value};
     use crate::engine::Engine;
-    use crate::engine::output_reader::tests::{engine, engine_with, snapshot_rows, wider_engine};
+    use crate::engine::output_reader::tests::{engine, engine_with, snapshot_taken, wider_engine};
     use crate::state::{OutboxEntry, OutboxOp, OutboxRead, StoreError, StoreOptions};
     use crate::view::Catalog;
 
@@ -228,9 +228,7 @@ mod tests {
     fn a_restart_makes_each_logged_put_whole_from_the_rows() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine(dir.path());
-        engine.begin_snapshot("").unwrap();
-        snapshot_rows(&engine, &["ant", "bug", "cicada"]);
-        engine.finish_snapshot(Lsn(1)).unwrap();
+        snapshot_taken(&engine, &["ant", "bug", "cicada"]);
         rename_two_delete_three(&engine);
         // An empty commit after the batch's makes its entries durable, so
         // readable.
@@ -298,9 +296,7 @@ mod tests {
     fn a_put_the_rows_no_longer_give_makes_its_sink_rewrite() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine(dir.path());
-        engine.begin_snapshot("").unwrap();
-        snapshot_rows(&engine, &["ant", "bug"]);
-        engine.finish_snapshot(Lsn(1)).unwrap();
+        snapshot_taken(&engine, &["ant", "bug"]);
         // A new snapshot begins (it clears the rows), and the process dies.
         engine.begin_snapshot("").unwrap();
         drop(engine);
@@ -313,9 +309,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let engine = self::engine(dir.path());
-        engine.begin_snapshot("").unwrap();
-        snapshot_rows(&engine, &["ant", "bug"]);
-        engine.finish_snapshot(Lsn(1)).unwrap();
+        snapshot_taken(&engine, &["ant", "bug"]);
         drop(engine);
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
         let without_views = Plan::build(&[], &Catalog::default()).unwrap();
@@ -332,7 +326,6 @@ mod tests {
     fn puts_past_the_outbox_budget_are_dropped_oldest_first() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine(dir.path());
-        engine.begin_snapshot("").unwrap();
         // Names that do not compress: each document keeps about 1 KB.
         let names: Vec<String> = (0..20u64)
             .map(|n| {
@@ -342,8 +335,7 @@ mod tests {
             })
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        snapshot_rows(&engine, &names);
-        engine.finish_snapshot(Lsn(1)).unwrap();
+        snapshot_taken(&engine, &names);
         drop(engine);
 
         // Room for the twenty named puts, and for about five documents.
@@ -383,9 +375,7 @@ mod tests {
     fn puts_over_rows_of_another_layout_are_not_computed() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine(dir.path());
-        engine.begin_snapshot("").unwrap();
-        snapshot_rows(&engine, &["ant", "bug"]);
-        engine.finish_snapshot(Lsn(1)).unwrap();
+        snapshot_taken(&engine, &["ant", "bug"]);
         drop(engine);
         let engine = wider_engine(dir.path());
         let settled = engine.settle_logged_puts().unwrap();
@@ -402,9 +392,7 @@ mod tests {
     fn a_pending_root_puts_its_document_of_the_rows() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine(dir.path());
-        engine.begin_snapshot("").unwrap();
-        snapshot_rows(&engine, &["ant", "bug"]);
-        engine.finish_snapshot(Lsn(1)).unwrap();
+        snapshot_taken(&engine, &["ant", "bug"]);
         // Thing 2 renamed, its refresh left for later, and the process dies.
         let pk = crate::state::keycode::encode_values(&[Value::Int(2)]);
         engine

@@ -183,6 +183,13 @@ fields: { id: id, name: name }
         Plan::build(&[view], &catalog).unwrap()
     }
 
+    /// A whole snapshot of a thing per name, with ids from 1, at LSN 1.
+    pub(in crate::engine) fn snapshot_taken(engine: &Engine, names: &[&str]) {
+        engine.begin_snapshot("").unwrap();
+        snapshot_rows(engine, names);
+        engine.finish_snapshot(Lsn(1)).unwrap();
+    }
+
     /// Loads a thing per name, with ids from 1.
     pub(in crate::engine) fn snapshot_rows(engine: &Engine, names: &[&str]) {
         let rows: Vec<Vec<Value>> = (1..)
@@ -251,9 +258,7 @@ fields: { id: id, name: name }
     fn nothing_is_read_for_a_rewrite_from_rows_of_another_layout() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine(dir.path());
-        engine.begin_snapshot("").unwrap();
-        snapshot_rows(&engine, &["a", "b"]);
-        engine.finish_snapshot(Lsn(1)).unwrap();
+        snapshot_taken(&engine, &["a", "b"]);
         drop(engine);
         let wider = wider_engine(dir.path());
         assert_eq!(read_all(&wider.output_reader()), None);
