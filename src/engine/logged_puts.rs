@@ -35,7 +35,8 @@ pub struct SettledPuts {
 
 /// Makes every logged put of the store whole; a no-op once they all are
 /// (every start after the first of a process, and a store that was closed
-/// after a checkpoint).
+/// after a checkpoint). Starts a checkpoint when it computed any, which
+/// keeps them whole for the next start.
 pub(super) fn settle(
     store: &Store,
     plan: &Plan,
@@ -88,6 +89,9 @@ pub(super) fn settle(
             }
         }
         store.settle_logged_put(put, outcome);
+    }
+    if settled.recomputed + settled.deleted > 0 {
+        store.start_checkpoint_now()?;
     }
     tracing::info!(
         recomputed = settled.recomputed,
@@ -286,6 +290,17 @@ mod tests {
         assert_eq!(after, expected);
         assert!(engine.store.logged_puts().unwrap().is_empty());
         assert_eq!(engine.settle_logged_puts().unwrap(), SettledPuts::default());
+        drop(engine);
+
+        // The checkpoint the settle started keeps them whole: the next
+        // start computes nothing again, and its sink reads the same.
+        let engine = self::engine(dir.path());
+        assert!(engine.store.logged_puts().unwrap().is_empty());
+        assert_eq!(engine.settle_logged_puts().unwrap(), SettledPuts::default());
+        let OutboxRead::Entries(again) = outbox(&engine) else {
+            panic!("a gap after the second restart");
+        };
+        assert_eq!(again, expected);
     }
 
     /// A put whose root's recorded output the rows no longer give (a

@@ -465,6 +465,24 @@ impl Store {
         }
     }
 
+    /// Starts a checkpoint now, unless one is being written: after a start
+    /// made logged puts whole, so that the next start reads them whole
+    /// instead of computing them again (a crash loop would otherwise redo
+    /// the same work at every start, and never get further).
+    pub fn start_checkpoint_now(&self) -> Result<(), StoreError> {
+        let mut state = self.lock_durable()?;
+        let Durable {
+            tables,
+            wal,
+            last_commit,
+            ..
+        } = &mut *state;
+        if !wal.is_checkpointing() {
+            self.start_checkpoint(wal, tables, *last_commit);
+        }
+        Ok(())
+    }
+
     /// The end LSN of the last transaction whose effects are durable here, or
     /// `None` before the initial snapshot has completed.
     pub fn position(&self) -> Result<Option<Lsn>, StoreError> {

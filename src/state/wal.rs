@@ -299,6 +299,18 @@ impl Wal {
         Ok(())
     }
 
+    /// Whether a checkpoint is being written now.
+    pub fn is_checkpointing(&mut self) -> bool {
+        if self
+            .checkpointing
+            .as_ref()
+            .is_some_and(|running| running.is_finished())
+        {
+            self.reap_checkpoint();
+        }
+        self.checkpointing.is_some()
+    }
+
     /// Waits for the checkpoint being written, if one is.
     #[cfg(test)]
     pub fn wait_for_checkpoint(&mut self) {
