@@ -38,6 +38,10 @@ use crate::status::{StatusBoard, StatusReport, ViewInfo};
 const DEFAULT_LIMIT: usize = 10;
 /// The largest `limit` a query may ask for.
 const MAX_LIMIT: usize = 1_000;
+/// How deep a query may page (`offset + limit`): each page ranks every
+/// hit before it, so a deeper page costs more memory and time than its own
+/// hits are worth (Elasticsearch's `max_result_window` has the same).
+const MAX_PAGE_END: usize = 10_000;
 /// Dead letters listed when the request gives no `limit`.
 const DEFAULT_DEAD_LETTERS: usize = 100;
 
@@ -439,6 +443,7 @@ async fn retry_dead_letters(
 struct SearchParams {
     q: Option<String>,
     limit: Option<usize>,
+    offset: Option<usize>,
 }
 
 async fn search(
@@ -482,12 +487,20 @@ async fn search(
             format!("`limit` is at most {MAX_LIMIT}, not {limit}"),
         );
     }
-    let result = tokio::task::spawn_blocking(move || index.search(&query, limit)).await;
+    let offset = params.offset.unwrap_or(0);
+    if offset.saturating_add(limit) > MAX_PAGE_END {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "`offset` + `limit` is at most {MAX_PAGE_END}, not {offset} + {limit}: narrow \
+                 the query instead of paging deeper"
+            ),
+        );
+    }
+    let result =
+        tokio::task::spawn_blocking(move || index.search_page(&query, offset, limit)).await;
     match result {
-        Ok(Ok(hits)) => {
-            let hits: Vec<serde_json::Value> = hits.iter().map(|hit| hit.to_json()).collect();
-            Json(json!({ "view": view, "hits": hits })).into_response()
-        }
+        Ok(Ok(page)) => Json(page.to_json(&view)).into_response(),
         Ok(Err(e @ SearchError::Query(_))) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -323,7 +323,8 @@ pub enum SearchCommandError {
     Search(#[from] SearchError),
 }
 
-/// `viewkeeper search VIEW QUERY`: the best `limit` hits as JSON, read from
+/// `viewkeeper search VIEW QUERY`: the `limit` best hits after the best
+/// `offset`, with how many match in all, as JSON, read from
 /// the index in the data directory; works whether or not the service runs
 /// (it never takes the writer lock).
 pub fn search(
@@ -331,6 +332,7 @@ pub fn search(
     data_dir: &Path,
     view: &str,
     query: &str,
+    offset: usize,
     limit: usize,
 ) -> Result<serde_json::Value, SearchCommandError> {
     // Another file's errors do not keep this view's index from being read;
@@ -351,11 +353,7 @@ pub fn search(
         }
     };
     let index = SearchIndex::open(&data_dir.join("indexes").join(view), view, fields)?;
-    let hits = index.search(query, limit)?;
-    Ok(serde_json::json!({
-        "view": view,
-        "hits": hits.iter().map(|hit| hit.to_json()).collect::<Vec<_>>(),
-    }))
+    Ok(index.search_page(query, offset, limit)?.to_json(view))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -63,6 +63,9 @@ enum Command {
         /// Hits to return
         #[arg(long, default_value_t = 10)]
         limit: usize,
+        /// Best hits to skip before them (the next page)
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
         /// Directory of view files
         #[arg(long, env = "VIEWKEEPER_VIEWS", default_value = "views")]
         views: PathBuf,
@@ -231,9 +234,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             view,
             query,
             limit,
+            offset,
             views,
             data_dir,
-        } => match commands::search(&views, &data_dir, &view, &query, limit) {
+        } => match commands::search(&views, &data_dir, &view, &query, offset, limit) {
             Ok(hits) => {
                 print_answer(serde_json::to_string_pretty(&hits)?)?;
                 Ok(ExitCode::SUCCESS)

@@ -101,6 +101,31 @@ async fn the_index_matches_the_oracle_and_answers_queries() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("`limit` is at most 1000, not 5000"), "{body}");
 
+    // Pages: `offset` skips the best hits, `total` counts every match, and
+    // a page past the deepest allowed is refused. (That pages neither skip
+    // nor repeat a hit is the unit test's: a merge between two requests
+    // here may reorder documents of equal score.)
+    let (products,): (i64,) = sqlx::query_as("SELECT count(*) FROM products")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let products = products as usize;
+    assert!(products > 50, "{products}");
+    let page = |offset: usize| format!("/views/product_search/search?q=*&limit=50&offset={offset}");
+    for offset in [0, products - 1, products] {
+        let (status, body) = http_get(setup.admin_port, &page(offset)).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let response: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(response["total"], Value::from(products), "{body}");
+        assert_eq!(hit_ids(&body).len(), 50.min(products - offset), "{body}");
+    }
+    let (status, body) = http_get(setup.admin_port, &page(9_999)).await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("`offset` + `limit` is at most 10000"),
+        "{body}"
+    );
+
     // A search view that stops checking (a column it reads renamed) is told
     // as failed, not as no view at all (the fourteenth trial's 404).
     // (Seen when a change to the table comes through the log.)

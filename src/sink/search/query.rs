@@ -9,7 +9,7 @@
 //! `released:[2026-01-01T00:00:00Z TO *]`).
 
 use serde_json::{Map, Value};
-use tantivy::collector::{DocSetCollector, TopDocs};
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
 use tantivy::query::{AllQuery, Query, QueryParser, QueryParserError};
 use tantivy::query_grammar::{self, Occur, UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::schema::Field;
@@ -32,9 +32,30 @@ pub struct Hit {
 }
 
 impl Hit {
-    /// `{"id": …, "score": …, "fields": {…}}`, as the CLI and HTTP API print it.
+    /// `{"id": …, "score": …, "fields": {…}}`.
     pub fn to_json(&self) -> Value {
         serde_json::json!({"id": self.id, "score": self.score, "fields": self.fields})
+    }
+}
+
+/// One page of a query's matches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    /// How many documents match, over every page.
+    pub total: usize,
+    /// The page's hits, best first.
+    pub hits: Vec<Hit>,
+}
+
+impl SearchPage {
+    /// `{"view": …, "total": …, "hits": [{"id": …, "score": …, "fields": {…}}]}`,
+    /// as the CLI and HTTP API print it.
+    pub fn to_json(&self, view: &str) -> Value {
+        serde_json::json!({
+            "view": view,
+            "total": self.total,
+            "hits": self.hits.iter().map(Hit::to_json).collect::<Vec<_>>(),
+        })
     }
 }
 
@@ -42,21 +63,46 @@ impl SearchIndex {
     /// The best `limit` matches of `query`, best first. A query the parser
     /// refuses gives [`SearchError::Query`] with the parser's message.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, SearchError> {
+        Ok(self.search_page(query, 0, limit)?.hits)
+    }
+
+    /// The matches of `query` ranked `offset + 1` to `offset + limit`, and
+    /// how many match in all.
+    pub fn search_page(
+        &self,
+        query: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<SearchPage, SearchError> {
         let parsed = self.parse(query)?;
         let searcher = self.reader.searcher();
         // TopDocs refuses 0 and preallocates for `limit`: bound it by what
-        // the index holds.
-        let limit = limit.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
+        // the index holds past the offset.
+        let held = usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX);
+        let limit = limit.min(held.saturating_sub(offset));
         if limit == 0 {
-            return Ok(Vec::new());
+            let total = searcher
+                .search(&parsed, &Count)
+                .map_err(tantivy_error(&self.dir))?;
+            return Ok(SearchPage {
+                total,
+                hits: Vec::new(),
+            });
         }
-        let collector = TopDocs::with_limit(limit).order_by_score();
-        let top = searcher
+        let collector = (
+            Count,
+            TopDocs::with_limit(limit)
+                .and_offset(offset)
+                .order_by_score(),
+        );
+        let (total, top) = searcher
             .search(&parsed, &collector)
             .map_err(tantivy_error(&self.dir))?;
-        top.into_iter()
+        let hits = top
+            .into_iter()
             .map(|(score, address)| self.hit(&searcher, address, score))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(SearchPage { total, hits })
     }
 
     /// Every document, ordered by id: for tests that compare the whole index

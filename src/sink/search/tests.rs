@@ -327,6 +327,38 @@ fn hits_carry_score_and_every_stored_field() {
     assert_eq!(index.search("*", usize::MAX).expect("searches").len(), 3);
 }
 
+/// Pages follow the whole ranking without a gap or a repeat, and each
+/// says how many match in all, also past the last hit and for a limit of 0.
+#[test]
+fn pages_follow_the_ranking_and_count_every_match() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let _writer = catalog(&index);
+    let query = "trail OR jacket OR socks";
+    let owned_ids =
+        |hits: &[Hit]| -> Vec<String> { ids(hits).into_iter().map(str::to_owned).collect() };
+    let ranked = owned_ids(&index.search(query, 10).expect("searches"));
+    assert_eq!(ranked.len(), 3, "{ranked:?}");
+    let page = |offset, limit| index.search_page(query, offset, limit).expect("searches");
+    let mut paged = Vec::new();
+    for offset in 0..3 {
+        let one = page(offset, 1);
+        assert_eq!(one.total, 3);
+        paged.extend(owned_ids(&one.hits));
+    }
+    assert_eq!(paged, ranked);
+    assert_eq!(owned_ids(&page(1, 10).hits), ranked[1..]);
+    for (offset, limit) in [(3, 10), (usize::MAX, 10), (0, 0)] {
+        let empty = page(offset, limit);
+        assert_eq!((empty.total, empty.hits.len()), (3, 0), "{offset} {limit}");
+    }
+    assert_eq!(
+        page(0, 1).to_json("catalog")["total"],
+        json!(3),
+        "the JSON carries the total"
+    );
+}
+
 #[test]
 fn a_malformed_query_is_a_query_error() {
     let dir = tempfile::tempdir().expect("tempdir");
