@@ -1586,3 +1586,91 @@ async fn an_enum_label_renamed_under_a_where_stops_the_view_until_fixed() {
     moods_match(pool.clone(), "after the fix").await;
     service.assert_running();
 }
+
+/// Groups by fields of `jsonb` and `json` columns (`->`, `->>`), filtered
+/// and summed through them, on a table of the test's own.
+const TICKET_FIELDS: &str = "
+view: ticket_fields
+kind: aggregate
+root: tickets
+where: \"doc ->> 'kind' IS DISTINCT FROM 'test'\"
+group_by:
+  tier: doc ->> 'tier'
+  first_tag: doc -> 'tags' ->> 0
+  last_tag: doc -> 'tags' ->> -1
+  raw_n: raw ->> 'n'
+  raw_last: raw ->> -1
+  nested: doc -> 'meta' ->> 'size'
+measures:
+  n: count()
+  amount: sum((doc ->> 'amount')::numeric)
+table: analytics.ticket_fields
+";
+
+async fn ticket_fields_match(pool: &PgPool, what: &str) {
+    rows_match::<(
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+        Option<String>,
+    )>(
+        pool,
+        what,
+        "SELECT doc ->> 'tier', doc -> 'tags' ->> 0, doc -> 'tags' ->> -1, raw ->> 'n',
+                raw ->> -1, doc -> 'meta' ->> 'size', count(*)::bigint,
+                sum((doc ->> 'amount')::numeric)::text
+         FROM tickets WHERE doc ->> 'kind' IS DISTINCT FROM 'test'
+         GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
+        "SELECT tier, first_tag, last_tag, raw_n, raw_last, nested, n::bigint, amount::text
+         FROM analytics.ticket_fields ORDER BY 1, 2, 3, 4, 5, 6",
+    )
+    .await
+}
+
+/// `->>` gives what PostgreSQL gives: a `jsonb` number in jsonb's own
+/// form (`1e2` is `100`, `1.50` stays), a `json` one as written, strings
+/// unescaped, JSON `null` and missing fields as NULL, nested values as
+/// their text, array elements from either end (a jsonb scalar is an array
+/// of itself), a repeated `json` key's last value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_fields_group_as_postgres_reads_them() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    execute(
+        &pool,
+        "CREATE TABLE tickets (id int PRIMARY KEY, doc jsonb, raw json)",
+    )
+    .await;
+    execute(
+        &pool,
+        r#"INSERT INTO tickets VALUES
+           (1, '{"tier": "gold", "tags": ["a", "b"], "amount": 1e2, "meta": {"size": 1.50}}',
+               '{"n": 1e2}'),
+           (2, '{"tier": "g\u00f6ld", "tags": [], "amount": "2.25", "meta": {"size": {"w": 3}}}',
+               '{"n": 1, "n": [1,  2]}'),
+           (3, '{"tier": null, "kind": "test", "amount": 5}', '{"n": "x"}'),
+           (4, '{"tags": "not an array", "amount": null}', '[1, 2]'),
+           (5, '[{"tier": "gold"}]', '{"n": null}'),
+           (6, NULL, NULL)"#,
+    )
+    .await;
+    let views = tempfile::tempdir().expect("temp dir");
+    std::fs::write(views.path().join("ticket_fields.yaml"), TICKET_FIELDS).expect("view file");
+    let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+    ticket_fields_match(&pool, "the snapshot's json groups").await;
+    for sql in [
+        r#"INSERT INTO tickets VALUES (7, '{"tier": "gold", "tags": ["a", "c", "b"], "amount": 0.10}', '{"n": 1e2}')"#,
+        r#"UPDATE tickets SET doc = doc - 'kind' WHERE id = 3"#,
+        r#"UPDATE tickets SET doc = jsonb_set(doc, '{tier}', '"silver"') WHERE id = 1"#,
+        r#"UPDATE tickets SET raw = '{"n": {"deep": [true, null]}}' WHERE id = 4"#,
+        "DELETE FROM tickets WHERE id = 2",
+    ] {
+        execute(&pool, sql).await;
+        ticket_fields_match(&pool, sql).await;
+    }
+    service.assert_running();
+}

@@ -5,8 +5,9 @@
 
 use super::cast::CastTarget;
 use super::date_parts::DateField;
-use super::error::ExprError;
+use super::error::{ExprError, Fault};
 use super::functions::Function;
+use super::json_field;
 use super::node::{CaseBranch, Node};
 use super::temporal::{self, TemporalKind};
 use super::types::{ValueType, common_type, comparable, promote_numeric};
@@ -28,6 +29,11 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
             arithmetic_type(node, op.symbol(), left, right)
         }
         Node::Concat { left, right } => concat_type(node, infer_child(left)?, infer_child(right)?),
+        Node::JsonField {
+            operand,
+            key,
+            as_text,
+        } => json_field_type(node, infer_child(operand)?, infer_child(key)?, *as_text),
         Node::Comparison { left, right, .. } => {
             let (left_type, right_type) = (infer_child(left)?, infer_child(right)?);
             refuse_special_input(node, left, right_type)?;
@@ -187,6 +193,29 @@ fn concat_type(node: &Node, left: ValueType, right: ValueType) -> Result<ValueTy
             format!("`||` needs a text operand, found {left} and {right}"),
         ))
     }
+}
+
+fn json_field_type(
+    node: &Node,
+    operand: ValueType,
+    key: ValueType,
+    as_text: bool,
+) -> Result<ValueType, ExprError> {
+    let refused = |fault| match fault {
+        Fault::TypeMismatch(message) => type_error(node, message),
+        other => type_error(node, other.to_string()),
+    };
+    if !matches!(operand, ValueType::Json | ValueType::Null) {
+        return Err(refused(json_field::operand_error(operand, as_text)));
+    }
+    if !matches!(key, ValueType::Text | ValueType::Int | ValueType::Null) {
+        return Err(refused(json_field::key_error(key, as_text)));
+    }
+    Ok(if as_text {
+        ValueType::Text
+    } else {
+        ValueType::Json
+    })
 }
 
 /// Text PostgreSQL reads as a date or time of its own choosing. A view

@@ -14,6 +14,7 @@ use super::compare::{try_compare, values_equal};
 use super::date_parts::{at_time_zone, extract_value, truncate_value};
 use super::error::{EvalError, Fault};
 use super::functions::Function;
+use super::json_field::json_field;
 use super::like::like_matches;
 use super::node::{CaseBranch, ComparisonOp, LogicalOp, Node};
 use super::types::ValueType;
@@ -36,6 +37,11 @@ pub(crate) fn evaluate(node: &Node, row: RowLookup) -> Result<Value, EvalError> 
             arith::apply(*op, &eval(left)?, &eval(right)?).map_err(at)
         }
         Node::Concat { left, right } => concat(&eval(left)?, &eval(right)?).map_err(at),
+        Node::JsonField {
+            operand,
+            key,
+            as_text,
+        } => json_field(&eval(operand)?, &eval(key)?, *as_text).map_err(at),
         Node::Comparison { op, left, right } => {
             compare(*op, &eval(left)?, &eval(right)?).map_err(at)
         }

@@ -32,6 +32,7 @@ mod date_parts;
 mod error;
 mod eval;
 mod functions;
+mod json_field;
 mod like;
 mod node;
 mod numeric;

@@ -34,6 +34,12 @@ pub(crate) enum Node {
         left: Box<Node>,
         right: Box<Node>,
     },
+    /// `operand -> key` (`as_text` false) or `operand ->> key`.
+    JsonField {
+        operand: Box<Node>,
+        key: Box<Node>,
+        as_text: bool,
+    },
     Comparison {
         op: ComparisonOp,
         left: Box<Node>,
@@ -215,6 +221,11 @@ impl Node {
             | Node::AtTimeZone { operand, .. } => vec![operand],
             Node::Arithmetic { left, right, .. }
             | Node::Concat { left, right }
+            | Node::JsonField {
+                operand: left,
+                key: right,
+                ..
+            }
             | Node::Comparison { left, right, .. }
             | Node::Logical { left, right, .. }
             | Node::IsDistinct { left, right, .. } => vec![left, right],

@@ -291,6 +291,7 @@ enum BinaryKind {
     Comparison(ComparisonOp),
     Logical(LogicalOp),
     Concat,
+    JsonField { as_text: bool },
 }
 
 fn binary_kind(op: &sql::BinaryOperator) -> Option<BinaryKind> {
@@ -310,6 +311,8 @@ fn binary_kind(op: &sql::BinaryOperator) -> Option<BinaryKind> {
         B::And => BinaryKind::Logical(LogicalOp::And),
         B::Or => BinaryKind::Logical(LogicalOp::Or),
         B::StringConcat => BinaryKind::Concat,
+        B::Arrow => BinaryKind::JsonField { as_text: false },
+        B::LongArrow => BinaryKind::JsonField { as_text: true },
         _ => return None,
     })
 }
@@ -328,6 +331,11 @@ fn binary(
         BinaryKind::Comparison(op) => Node::Comparison { op, left, right },
         BinaryKind::Logical(op) => Node::Logical { op, left, right },
         BinaryKind::Concat => Node::Concat { left, right },
+        BinaryKind::JsonField { as_text } => Node::JsonField {
+            operand: left,
+            key: right,
+            as_text,
+        },
     })
 }
 

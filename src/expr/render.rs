@@ -23,7 +23,7 @@ fn precedence(node: &Node) -> u8 {
         Node::Comparison { .. } | Node::IsNull { .. } | Node::IsBool { .. } => 4,
         Node::IsDistinct { .. } | Node::InList { .. } | Node::Between { .. } => 4,
         Node::Like { .. } => 4,
-        Node::Concat { .. } => 5,
+        Node::Concat { .. } | Node::JsonField { .. } => 5,
         Node::Arithmetic { op, .. } if matches!(op.symbol(), "+" | "-") => 6,
         Node::Arithmetic { .. } => 7,
         Node::Sign { .. } => 8,
@@ -94,6 +94,14 @@ impl Display for Node {
             }
             Node::Concat { left: l, right: r } => {
                 write!(f, "{} || {}", left(l, self), right(r, self))
+            }
+            Node::JsonField {
+                operand,
+                key,
+                as_text,
+            } => {
+                let symbol = super::json_field::symbol(*as_text);
+                write!(f, "{} {symbol} {}", left(operand, self), right(key, self))
             }
             Node::Comparison {
                 op,

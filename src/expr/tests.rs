@@ -538,6 +538,11 @@ fn inferred_types_follow_the_operands() {
         ("NULL::int", T::Int),
         ("-price", T::Numeric),
         ("payload IS NULL", T::Bool),
+        ("payload ->> 'tier'", T::Text),
+        ("payload -> 'lines' -> 0", T::Json),
+        ("payload ->> 'tier' = 'gold'", T::Bool),
+        ("(payload ->> 'n')::int + 1", T::Int),
+        ("NULL ->> 'a'", T::Text),
     ];
     for (source, expected) in cases {
         assert_eq!(infer(source), Ok(expected), "{source}");
@@ -567,6 +572,15 @@ fn type_errors_name_the_problem() {
         ("payload = payload", "cannot compare json with json"),
         ("id || id", "`||` needs a text operand, found int and int"),
         ("CASE WHEN quantity THEN 1 END", "expected bool, found int"),
+        (
+            "name ->> 'a'",
+            "`->>` needs a json or jsonb operand, found text",
+        ),
+        (
+            "payload -> 1.5",
+            "`->` takes a field name (text) or an array index (int), found numeric",
+        ),
+        ("payload -> 'a' = 'x'", "cannot compare json with text"),
     ];
     for (source, message) in cases {
         match infer(source) {
@@ -946,4 +960,35 @@ fn at_time_zone_and_date_trunc_in_a_zone() {
         let error = parse_error(source).to_string();
         assert!(error.contains(message), "{source}: {error}");
     }
+}
+
+/// `->` and `->>` bind as PostgreSQL's other operators do: tighter than a
+/// comparison, looser than arithmetic, left to right with `||`; messages
+/// write them back with the parentheses that keep that reading.
+#[test]
+fn json_fields_are_read_by_name_and_index() {
+    let payload = Value::Json(
+        r#"{"tier": "gold", "n": 7, "lines": [{"sku": "A-1"}, {"sku": "B-2"}]}"#.into(),
+    );
+    let lookup = row(&[("payload", payload)]);
+    let cases = [
+        ("payload ->> 'tier'", text("gold")),
+        ("payload ->> 'tier' = 'gold'", Value::Bool(true)),
+        ("payload -> 'lines' -> -1 ->> 'sku'", text("B-2")),
+        (
+            "payload -> 'lines' -> 0",
+            Value::Json(r#"{"sku": "A-1"}"#.into()),
+        ),
+        ("payload ->> 'tier' || '!'", text("gold!")),
+        ("(payload ->> 'n')::int * 2", Value::Int(14)),
+        ("payload ->> 'missing' IS NULL", Value::Bool(true)),
+        ("payload -> 'lines' ->> 'sku'", Value::Null),
+    ];
+    for (source, expected) in cases {
+        assert_eq!(eval(source, &lookup), Ok(expected), "{source}");
+    }
+    assert_eq!(
+        infer("(payload ->> 'n') + 1").unwrap_err().to_string(),
+        "type error in `(payload ->> 'n') + 1`: cannot apply `+` to text and int"
+    );
 }
