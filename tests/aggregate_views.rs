@@ -1601,6 +1601,7 @@ group_by:
   raw_n: raw ->> 'n'
   raw_last: raw ->> -1
   nested: doc -> 'meta' ->> 'size'
+  flag: (doc ->> 'flag')::boolean
 measures:
   n: count()
   amount: sum((doc ->> 'amount')::numeric)
@@ -1615,18 +1616,20 @@ async fn ticket_fields_match(pool: &PgPool, what: &str) {
         Option<String>,
         Option<String>,
         Option<String>,
+        Option<bool>,
         i64,
         Option<String>,
     )>(
         pool,
         what,
         "SELECT doc ->> 'tier', doc -> 'tags' ->> 0, doc -> 'tags' ->> -1, raw ->> 'n',
-                raw ->> -1, doc -> 'meta' ->> 'size', count(*)::bigint,
-                sum((doc ->> 'amount')::numeric)::text
+                raw ->> -1, doc -> 'meta' ->> 'size', (doc ->> 'flag')::boolean,
+                count(*)::bigint, sum((doc ->> 'amount')::numeric)::text
          FROM tickets WHERE doc ->> 'kind' IS DISTINCT FROM 'test'
-         GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
-        "SELECT tier, first_tag, last_tag, raw_n, raw_last, nested, n::bigint, amount::text
-         FROM analytics.ticket_fields ORDER BY 1, 2, 3, 4, 5, 6",
+         GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7",
+        "SELECT tier, first_tag, last_tag, raw_n, raw_last, nested, flag, n::bigint,
+                amount::text
+         FROM analytics.ticket_fields ORDER BY 1, 2, 3, 4, 5, 6, 7",
     )
     .await
 }
@@ -1648,9 +1651,11 @@ async fn json_fields_group_as_postgres_reads_them() {
     execute(
         &pool,
         r#"INSERT INTO tickets VALUES
-           (1, '{"tier": "gold", "tags": ["a", "b"], "amount": 1e2, "meta": {"size": 1.50}}',
+           (1, '{"tier": "gold", "tags": ["a", "b"], "amount": 1e2, "meta": {"size": 1.50},
+                 "flag": " Yes "}',
                '{"n": 1e2}'),
-           (2, '{"tier": "g\u00f6ld", "tags": [], "amount": "2.25", "meta": {"size": {"w": 3}}}',
+           (2, '{"tier": "g\u00f6ld", "tags": [], "amount": "2.25", "meta": {"size": {"w": 3}},
+                 "flag": false}',
                '{"n": 1, "n": [1,  2]}'),
            (3, '{"tier": null, "kind": "test", "amount": 5}', '{"n": "x"}'),
            (4, '{"tags": "not an array", "amount": null}', '[1, 2]'),
@@ -1663,8 +1668,8 @@ async fn json_fields_group_as_postgres_reads_them() {
     let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
     ticket_fields_match(&pool, "the snapshot's json groups").await;
     for sql in [
-        r#"INSERT INTO tickets VALUES (7, '{"tier": "gold", "tags": ["a", "c", "b"], "amount": 0.10}', '{"n": 1e2}')"#,
-        r#"UPDATE tickets SET doc = doc - 'kind' WHERE id = 3"#,
+        r#"INSERT INTO tickets VALUES (7, '{"tier": "gold", "tags": ["a", "c", "b"], "amount": 0.10, "flag": "of"}', '{"n": 1e2}')"#,
+        r#"UPDATE tickets SET doc = doc - 'kind' || '{"flag": 1}' WHERE id = 3"#,
         r#"UPDATE tickets SET doc = jsonb_set(doc, '{tier}', '"silver"') WHERE id = 1"#,
         r#"UPDATE tickets SET raw = '{"n": {"deep": [true, null]}}' WHERE id = 4"#,
         "DELETE FROM tickets WHERE id = 2",

@@ -14,6 +14,7 @@ use super::types::ValueType;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CastTarget {
     Text,
+    Bool,
     Integer(IntWidth),
     /// `numeric`, or `numeric(precision, scale)` which rounds to `scale`.
     Numeric(Option<NumericTypmod>),
@@ -64,6 +65,7 @@ impl CastTarget {
     pub fn result_type(self) -> ValueType {
         match self {
             CastTarget::Text => ValueType::Text,
+            CastTarget::Bool => ValueType::Bool,
             CastTarget::Integer(_) => ValueType::Int,
             CastTarget::Numeric(_) => ValueType::Numeric,
             CastTarget::Temporal(TemporalKind::Date) => ValueType::Date,
@@ -78,6 +80,9 @@ impl CastTarget {
         match self {
             _ if from == T::Null || from == T::Text => true,
             CastTarget::Text => true,
+            // PostgreSQL casts only `integer` of the integers; `bigint` and
+            // `smallint` columns are held alike here, and cast as it would.
+            CastTarget::Bool => matches!(from, T::Bool | T::Int),
             CastTarget::Integer(_) => from.is_numeric() || from == T::Bool,
             CastTarget::Numeric(_) => from.is_numeric(),
             CastTarget::Temporal(_) => from.is_temporal(),
@@ -99,6 +104,7 @@ pub(crate) fn cast(value: &Value, target: CastTarget) -> Result<Value, Fault> {
     }
     match target {
         CastTarget::Text => Ok(Value::Text(text_of(value))),
+        CastTarget::Bool => to_bool(value).map(Value::Bool),
         CastTarget::Integer(width) => to_integer(value, width).map(Value::Int),
         CastTarget::Numeric(typmod) => to_numeric(value, typmod),
         CastTarget::Temporal(kind) => to_temporal(value, kind),
@@ -117,6 +123,42 @@ pub(crate) fn text_of(value: &Value) -> String {
         .to_owned(),
         Value::Float(float) if float.is_nan() => "NaN".to_owned(),
         other => other.to_text(),
+    }
+}
+
+fn to_bool(value: &Value) -> Result<bool, Fault> {
+    match value {
+        Value::Bool(flag) => Ok(*flag),
+        Value::Int(int) => Ok(*int != 0),
+        Value::Text(text) => parse_bool(text).ok_or_else(|| {
+            Fault::InvalidValue(format!(
+                "invalid input syntax for type boolean: {}",
+                quoted(text)
+            ))
+        }),
+        other => Err(Fault::TypeMismatch(format!(
+            "cannot cast {} to bool",
+            ValueType::of(other)
+        ))),
+    }
+}
+
+/// PostgreSQL's `boolin`: surrounding whitespace ignored, any case, and any
+/// unambiguous prefix of `true`, `false`, `yes`, `no`, or `on`, `off`
+/// (two letters at least), `1` or `0`.
+fn parse_bool(text: &str) -> Option<bool> {
+    let word = text
+        .trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'))
+        .to_ascii_lowercase();
+    let prefix_of = |whole: &str, at_least: usize| {
+        word.len() >= at_least.max(1) && whole.starts_with(word.as_str())
+    };
+    if prefix_of("true", 1) || prefix_of("yes", 1) || prefix_of("on", 2) || word == "1" {
+        Some(true)
+    } else if prefix_of("false", 1) || prefix_of("no", 1) || prefix_of("off", 2) || word == "0" {
+        Some(false)
+    } else {
+        None
     }
 }
 

@@ -300,6 +300,7 @@ fn comparison_symbol(op: ComparisonOp) -> &'static str {
 fn write_cast_target(f: &mut Formatter<'_>, target: CastTarget) -> fmt::Result {
     match target {
         CastTarget::Text => f.write_str("text"),
+        CastTarget::Bool => f.write_str("boolean"),
         CastTarget::Integer(IntWidth::Small) => f.write_str("smallint"),
         CastTarget::Integer(IntWidth::Regular) => f.write_str("integer"),
         CastTarget::Integer(IntWidth::Big) => f.write_str("bigint"),

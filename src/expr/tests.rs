@@ -992,3 +992,41 @@ fn json_fields_are_read_by_name_and_index() {
         "type error in `(payload ->> 'n') + 1`: cannot apply `+` to text and int"
     );
 }
+
+/// `::boolean` reads text as PostgreSQL's `boolin` does.
+#[test]
+fn text_casts_to_boolean_as_postgres_reads_it() {
+    for (input, expected) in [
+        ("t", true),
+        (" TRUE ", true),
+        ("tr", true),
+        ("y", true),
+        ("yes", true),
+        ("on", true),
+        ("1", true),
+        ("F", false),
+        ("fals", false),
+        ("no", false),
+        ("of", false),
+        ("OFF", false),
+        ("0", false),
+    ] {
+        let source = format!("'{input}'::boolean");
+        assert_eq!(constant(&source), Value::Bool(expected), "{source}");
+    }
+    for input in ["", "o", "yess", "10", "truth", "nope"] {
+        let source = format!("'{input}'::bool");
+        let error = parse_error(&source).to_string();
+        assert!(
+            error.contains("invalid input syntax for type boolean"),
+            "{source}: {error}"
+        );
+    }
+    assert_eq!(constant("3::boolean"), Value::Bool(true));
+    assert_eq!(constant("0::boolean"), Value::Bool(false));
+    assert_eq!(constant("NULL::boolean"), Value::Null);
+    match infer("day::boolean") {
+        Err(ExprError::Type { message, .. }) => assert_eq!(message, "cannot cast date to bool"),
+        other => panic!("expected a type error, got {other:?}"),
+    }
+}
