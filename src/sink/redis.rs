@@ -246,9 +246,13 @@ impl RedisSink {
             self.applied.send_replace(sequence);
             return Ok(sequence);
         }
-        // No checkpoint at all: Redis holds nothing any store's sink wrote
-        // (or lost it), so a first snapshot may fill it as it goes.
-        let target_is_empty = value.is_none();
+        // No checkpoint and no key of these views: Redis holds nothing any
+        // store's sink wrote (or lost it all), so a first snapshot may fill
+        // it as it goes. Keys without a checkpoint (it was deleted, or
+        // another checkpoint key names this target) stay readable until a
+        // complete snapshot replaces them: sweeping them before it emptied
+        // the cache for as long as the snapshot took.
+        let target_is_empty = value.is_none() && !self.holds_view_keys(conn).await?;
         self.rewrite_lost_data(conn, wake, health, target_is_empty)
             .await
     }
@@ -339,6 +343,25 @@ impl RedisSink {
         Ok(sequence)
     }
 
+    /// Whether any key is under a cache view's key prefix.
+    async fn holds_view_keys(&self, conn: &mut ConnectionManager) -> Result<bool, RedisSinkError> {
+        for prefix in &self.key_prefixes {
+            let pattern = format!("{}*", glob_escape(prefix));
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, found) = scan_page(conn, &pattern, cursor).await?;
+                if found.iter().any(|key| *key != self.checkpoint_key) {
+                    return Ok(true);
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(false)
+    }
+
     /// Deletes every key under a cache view's key prefix that is not in
     /// `keep` (the stored outputs): documents of roots deleted while the
     /// data was elsewhere, or left by another deployment. Returns how many.
@@ -352,14 +375,7 @@ impl RedisSink {
             let pattern = format!("{}*", glob_escape(prefix));
             let mut cursor: u64 = 0;
             loop {
-                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(SWEEP_SCAN_COUNT)
-                    .query_async(conn)
-                    .await?;
+                let (next, found) = scan_page(conn, &pattern, cursor).await?;
                 let stale: Vec<&String> = found
                     .iter()
                     .filter(|key| !keep.contains(*key) && **key != self.checkpoint_key)
@@ -376,6 +392,23 @@ impl RedisSink {
         }
         Ok(swept)
     }
+}
+
+/// One `SCAN` step over the keys matching `pattern`: the next cursor (0 at
+/// the end) and the keys found.
+async fn scan_page(
+    conn: &mut ConnectionManager,
+    pattern: &str,
+    cursor: u64,
+) -> Result<(u64, Vec<String>), RedisSinkError> {
+    Ok(redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(SWEEP_SCAN_COUNT)
+        .query_async(conn)
+        .await?)
 }
 
 /// `prefix` with Redis glob characters escaped, for `SCAN MATCH`.
