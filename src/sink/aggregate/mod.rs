@@ -86,6 +86,14 @@ pub enum AggregateSinkError {
     },
     #[error("state store task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The checkpoint row no longer names this sink's state store and
+    /// definition: another viewkeeper (another data directory or slot)
+    /// wrote the table since. The sink writes it anew.
+    #[error(
+        "view {view}: aggregate table {table} was written by another viewkeeper \
+         (its checkpoint row names another state store, or is gone)"
+    )]
+    CheckpointTaken { view: String, table: String },
     /// Needs an operator: retried with backoff, so the view starts once the
     /// table is dropped.
     #[error("view {view} ({file}): {}", foreign_table_reason(.table))]
@@ -162,6 +170,15 @@ impl TargetTable {
         AggregateSinkError::ForeignTable {
             view: self.view.clone(),
             file: self.file.display().to_string(),
+            table: self.name.clone(),
+        }
+    }
+
+    /// The error of a batch that found the checkpoint row another
+    /// viewkeeper's.
+    pub fn checkpoint_taken(&self) -> AggregateSinkError {
+        AggregateSinkError::CheckpointTaken {
+            view: self.view.clone(),
             table: self.name.clone(),
         }
     }
@@ -422,13 +439,24 @@ impl AggregateSink {
                         self.applied.send_replace(applied);
                         continue;
                     }
+                    if !self.checkpoint_is_ours().await? {
+                        let taken = self.table.checkpoint_taken();
+                        applied = self.rewrite_taken(wake, health, &taken).await?;
+                        continue;
+                    }
                 }
                 super::wait_for_wake(wake).await;
                 continue;
             };
             let batch = self.fold(entries)?;
             let checkpoint = self.checkpoint_at(last);
-            self.apply_with_retries(&batch, &checkpoint).await?;
+            match self.apply_with_retries(&batch, &checkpoint).await {
+                Err(error @ AggregateSinkError::CheckpointTaken { .. }) => {
+                    applied = self.rewrite_taken(wake, health, &error).await?;
+                    continue;
+                }
+                result => result?,
+            }
             crate::telemetry::record_sink_applied(
                 "aggregate",
                 batch.upserts.len() + batch.deletes.len(),
@@ -455,6 +483,28 @@ impl AggregateSink {
             TableOwner::Someone => Err(self.table.foreign()),
             TableOwner::Viewkeeper | TableOwner::EarlierViewkeeper => Ok(false),
         }
+    }
+
+    /// Whether the table's checkpoint row is still this sink's.
+    async fn checkpoint_is_ours(&self) -> Result<bool, AggregateSinkError> {
+        let checkpoint = self.target.checkpoint(&self.table).await?;
+        Ok(checkpoint.is_some_and(|checkpoint| self.is_ours(&checkpoint)))
+    }
+
+    /// Writes the table anew after another viewkeeper wrote it (`error`
+    /// says so): a loss of its data, as far as this sink can tell.
+    async fn rewrite_taken(
+        &self,
+        wake: &Notify,
+        health: &SinkHealth,
+        error: &AggregateSinkError,
+    ) -> Result<u64, AggregateSinkError> {
+        tracing::warn!(%error, "writing the aggregate table anew from the state store");
+        health.data_lost();
+        let applied = self.rewrite_when_built(wake).await?;
+        health.rewritten();
+        self.applied.send_replace(applied);
+        Ok(applied)
     }
 
     fn is_ours(&self, checkpoint: &Checkpoint) -> bool {

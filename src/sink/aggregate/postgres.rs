@@ -420,6 +420,28 @@ async fn record_checkpoint(
     Ok(())
 }
 
+/// Moves the view's checkpoint row to `checkpoint`'s sequence if it still
+/// names `checkpoint`'s store and definition; false when it does not (or is
+/// gone): another viewkeeper wrote the table since.
+async fn advance_checkpoint(
+    txn: &mut Transaction<'_, Postgres>,
+    view: &str,
+    checkpoint: &Checkpoint,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "UPDATE {CHECKPOINT_TABLE} SET sequence = $4 \
+         WHERE view = $1 AND store_id = $2 AND definition_hash = $3"
+    );
+    let updated = sqlx::query(AssertSqlSafe(sql))
+        .bind(view)
+        .bind(&checkpoint.store_id)
+        .bind(&checkpoint.definition_hash)
+        .bind(checkpoint.sql_sequence())
+        .execute(&mut **txn)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 #[async_trait]
 impl SqlTarget for PgTarget {
     async fn drop_table(
@@ -595,9 +617,13 @@ impl SqlTarget for PgTarget {
         delete_groups(&mut txn, table, &batch.deletes)
             .await
             .map_err(&sql_error)?;
-        record_checkpoint(&mut txn, &table.view, checkpoint)
+        // Dropping `txn` rolls the batch back.
+        if !advance_checkpoint(&mut txn, &table.view, checkpoint)
             .await
-            .map_err(&sql_error)?;
+            .map_err(&sql_error)?
+        {
+            return Err(table.checkpoint_taken());
+        }
         txn.commit().await.map_err(&sql_error)?;
         Ok(())
     }
