@@ -50,8 +50,9 @@ pub enum EngineError {
     #[error(
         "table {table}: primary-key column {column} is missing from a change{at}: the table's \
          replica identity no longer names its primary key (REPLICA IDENTITY USING INDEX?). Set \
-         REPLICA IDENTITY DEFAULT or FULL, then rebuild each view that reads the table with \
-         --from-source: the log already holds changes without the key"
+         REPLICA IDENTITY DEFAULT or FULL, then `viewkeeper rebuild <any view> --from-source` \
+         once (it takes every table anew, for every view): the log already holds changes \
+         without the key"
     )]
     MissingKey {
         table: String,

@@ -138,8 +138,10 @@ impl RedisSink {
             let OutboxRead::Entries(entries) = read else {
                 tracing::warn!(
                     "outbox entries the cache sink had not read were dropped (it fell behind \
-                     the outboxes' memory budget, or they could not be recomputed after a \
-                     restart): rewriting every cache document"
+                     the outboxes' memory budget, they could not be recomputed after a \
+                     restart, or Redis went back to an older checkpoint: restored from an \
+                     older backup, or failed over to a replica behind): rewriting every cache \
+                     document"
                 );
                 applied = self.rewrite_all(&mut conn, wake, false).await?;
                 self.applied.send_replace(applied);

@@ -173,8 +173,9 @@ impl SearchSink {
                 tracing::warn!(
                     view = %self.view,
                     "outbox entries the search sink had not read were dropped (it fell behind \
-                     the outboxes' memory budget, or they could not be recomputed after a \
-                     restart): loading the index anew"
+                     the outboxes' memory budget, they could not be recomputed after a \
+                     restart, or the index went back to an older commit): loading the index \
+                     anew"
                 );
                 fed = Fed::at(self.load_all(wake, false).await?);
                 continue;
