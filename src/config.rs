@@ -15,6 +15,9 @@ use crate::source::connection::redact_url;
 use crate::source::stream::BatchLimits;
 
 const DEFAULT_FILE: &str = "viewkeeper.yaml";
+const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9187";
+const DEFAULT_VIEWS: &str = "views";
+const DEFAULT_DATA_DIR: &str = "data";
 
 /// The log filter unless one is given. sqlx's own warnings are left out:
 /// after a PostgreSQL restart they repeat the server's "terminating
@@ -100,6 +103,115 @@ pub struct ConfigArgs {
     /// Bearer token that mutating admin calls must carry; without one they are refused
     #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+}
+
+/// How the commands that call the running service (`status`, `rebuild`,
+/// `reload`, `drop`, `dead-letters`) reach it: flags and environment, then
+/// the config file `run` reads, then the default address.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AdminArgs {
+    /// Config file, for `admin_addr` and `admin_token` not given here [default: viewkeeper.yaml, if present]
+    #[arg(long, env = "VIEWKEEPER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address of the running service's admin API [default: the config file's, else 127.0.0.1:9187]
+    #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR")]
+    pub admin_addr: Option<String>,
+    /// The service's admin token [default: the config file's]
+    #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+/// The running service's admin API, as a command calls it.
+pub struct AdminEndpoint {
+    pub addr: String,
+    pub token: Option<String>,
+}
+
+impl AdminArgs {
+    pub fn resolve(&self) -> Result<AdminEndpoint, ConfigError> {
+        let file = read_file(self.config.as_deref())?;
+        Ok(AdminEndpoint {
+            addr: pick(&self.admin_addr, file.admin_addr, DEFAULT_ADMIN_ADDR.into()),
+            token: self
+                .admin_token
+                .clone()
+                .or(file.admin_token)
+                .filter(|token| !token.is_empty()),
+        })
+    }
+}
+
+/// The settings of `check`: flags and environment, then the config file
+/// `run` reads, then the defaults.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CheckArgs {
+    /// Config file, for the settings not given here [default: viewkeeper.yaml, if present]
+    #[arg(long, env = "VIEWKEEPER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of view files [default: views]
+    #[arg(long, env = "VIEWKEEPER_VIEWS")]
+    pub views: Option<PathBuf>,
+    /// PostgreSQL URL; without one (here or in the config file) only the offline checks run
+    #[arg(long, env = "VIEWKEEPER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Database of the aggregate views' tables, to check that each is
+    /// viewkeeper's or absent [default: the source database]
+    #[arg(long, env = "VIEWKEEPER_AGGREGATES_URL", hide_env_values = true)]
+    pub aggregates_url: Option<String>,
+    /// The publication `run` creates or changes, to check the role may [default: viewkeeper]
+    #[arg(long, env = "VIEWKEEPER_PUBLICATION")]
+    pub publication: Option<String>,
+}
+
+/// What `check` checks, and against what.
+pub struct CheckSettings {
+    pub views: PathBuf,
+    pub database_url: Option<String>,
+    pub aggregates_url: Option<String>,
+    pub publication: String,
+}
+
+impl CheckArgs {
+    pub fn resolve(&self) -> Result<CheckSettings, ConfigError> {
+        let file = read_file(self.config.as_deref())?;
+        Ok(CheckSettings {
+            views: pick(&self.views, file.views, DEFAULT_VIEWS.into()),
+            database_url: self.database_url.clone().or(file.database_url),
+            aggregates_url: self.aggregates_url.clone().or(file.aggregates_url),
+            // As `run` names it: after the slot.
+            publication: pick(
+                &self.publication,
+                file.publication,
+                file.slot.unwrap_or_else(|| "viewkeeper".into()),
+            ),
+        })
+    }
+}
+
+/// Where `search` finds the view files and the indexes: flags and
+/// environment, then the config file `run` reads, then the defaults.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DirArgs {
+    /// Config file, for `views` and `data_dir` not given here [default: viewkeeper.yaml, if present]
+    #[arg(long, env = "VIEWKEEPER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of view files [default: views]
+    #[arg(long, env = "VIEWKEEPER_VIEWS")]
+    pub views: Option<PathBuf>,
+    /// Directory of the state store and indexes [default: data]
+    #[arg(long, env = "VIEWKEEPER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DirArgs {
+    /// The views directory and the data directory.
+    pub fn resolve(&self) -> Result<(PathBuf, PathBuf), ConfigError> {
+        let file = read_file(self.config.as_deref())?;
+        Ok((
+            pick(&self.views, file.views, DEFAULT_VIEWS.into()),
+            pick(&self.data_dir, file.data_dir, DEFAULT_DATA_DIR.into()),
+        ))
+    }
 }
 
 /// The file form. Unknown keys are refused, so a typo is an error, not a
@@ -238,8 +350,8 @@ impl Config {
             database_url: args.database_url.clone().or(file.database_url),
             redis_url,
             aggregates_url: args.aggregates_url.clone().or(file.aggregates_url),
-            views: pick(&args.views, file.views, "views".into()),
-            data_dir: pick(&args.data_dir, file.data_dir, "data".into()),
+            views: pick(&args.views, file.views, DEFAULT_VIEWS.into()),
+            data_dir: pick(&args.data_dir, file.data_dir, DEFAULT_DATA_DIR.into()),
             publication: pick(&args.publication, file.publication, slot.clone()),
             redis_checkpoint_key: pick(
                 &args.redis_checkpoint_key,
@@ -282,7 +394,7 @@ impl Config {
             admin_addr: parse_addr(&pick(
                 &args.admin_addr,
                 file.admin_addr,
-                "127.0.0.1:9187".into(),
+                DEFAULT_ADMIN_ADDR.into(),
             ))?,
             admin_token: args
                 .admin_token

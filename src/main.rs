@@ -1,6 +1,5 @@
 //! The `viewkeeper` binary: parses the command line and hands over to the library.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -8,7 +7,7 @@ use clap::{Parser, Subcommand};
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
-use viewkeeper::config::{Config, ConfigArgs};
+use viewkeeper::config::{AdminArgs, CheckArgs, Config, ConfigArgs, DirArgs};
 use viewkeeper::service::{self, ServiceError};
 use viewkeeper::source::connection::PgEndpoint;
 use viewkeeper::{commands, workload};
@@ -37,21 +36,7 @@ enum Command {
     /// Run the service: snapshot, then stream changes into the views.
     Run(ConfigArgs),
     /// Validate view files; with a database URL, also their tables and columns.
-    Check {
-        /// Directory of view files
-        #[arg(long, env = "VIEWKEEPER_VIEWS", default_value = "views")]
-        views: PathBuf,
-        /// PostgreSQL URL; without it only the offline checks run
-        #[arg(long, env = "VIEWKEEPER_DATABASE_URL", hide_env_values = true)]
-        database_url: Option<String>,
-        /// Database of the aggregate views' tables, to check that each is
-        /// viewkeeper's or absent [default: the source database]
-        #[arg(long, env = "VIEWKEEPER_AGGREGATES_URL", hide_env_values = true)]
-        aggregates_url: Option<String>,
-        /// The publication `run` creates or changes, to check the role may
-        #[arg(long, env = "VIEWKEEPER_PUBLICATION", default_value = "viewkeeper")]
-        publication: String,
-    },
+    Check(CheckArgs),
     /// Print the changes to the views' tables as JSON lines (for debugging).
     Tail(ConfigArgs),
     /// Query a search view's index; prints the hits as JSON.
@@ -66,18 +51,13 @@ enum Command {
         /// Best hits to skip before them (the next page)
         #[arg(long, default_value_t = 0)]
         offset: usize,
-        /// Directory of view files
-        #[arg(long, env = "VIEWKEEPER_VIEWS", default_value = "views")]
-        views: PathBuf,
-        /// Directory of the state store and indexes
-        #[arg(long, env = "VIEWKEEPER_DATA_DIR", default_value = "data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        dirs: DirArgs,
     },
     /// Print the running service's status (views, lag, outboxes, slot) as JSON.
     Status {
-        /// Address of the running service's admin API
-        #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR", default_value = "127.0.0.1:9187")]
-        admin_addr: String,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Rebuild one view of the running service (from its state store, or from
     /// PostgreSQL with --from-source), and wait until it is done.
@@ -88,34 +68,22 @@ enum Command {
         /// streaming pauses meanwhile) instead of recomputing from the state store
         #[arg(long)]
         from_source: bool,
-        /// Address of the running service's admin API
-        #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR", default_value = "127.0.0.1:9187")]
-        admin_addr: String,
-        /// The service's admin token
-        #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Make the running service read its view files again (as SIGHUP does):
     /// changed views are rebuilt, new ones built, removed ones stopped.
     Reload {
-        /// Address of the running service's admin API
-        #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR", default_value = "127.0.0.1:9187")]
-        admin_addr: String,
-        /// The service's admin token
-        #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Delete what a removed view left behind (Redis keys, index, table)
     /// and forget it; refused while the view's file is loaded.
     Drop {
         /// The removed view
         view: String,
-        /// Address of the running service's admin API
-        #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR", default_value = "127.0.0.1:9187")]
-        admin_addr: String,
-        /// The service's admin token
-        #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// List one view's dead letters (roots whose output could not be made:
     /// LSN, table, key, reason); with --retry, retry them first.
@@ -129,12 +97,9 @@ enum Command {
         /// Dead letters to list
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// Address of the running service's admin API
-        #[arg(long, env = "VIEWKEEPER_ADMIN_ADDR", default_value = "127.0.0.1:9187")]
-        admin_addr: String,
-        /// The service's admin token (needed for --retry)
-        #[arg(long, env = "VIEWKEEPER_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: Option<String>,
+        // The admin token is needed for --retry.
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Create and load the example shop, and/or run random transactions on it.
     Workload(WorkloadArgs),
@@ -195,23 +160,29 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             });
             report(service::run(config, shutdown).await)
         }
-        Command::Check {
-            views,
-            database_url,
-            aggregates_url,
-            publication,
-        } => {
-            let database = database_url
+        Command::Check(args) => {
+            let settings = args.resolve()?;
+            let database = settings
+                .database_url
                 .as_deref()
                 .map(|url| commands::CheckedDatabase {
                     url,
-                    aggregates_url: aggregates_url.as_deref(),
-                    publication: &publication,
+                    aggregates_url: settings.aggregates_url.as_deref(),
+                    publication: &settings.publication,
                 });
-            match commands::check(&views, database).await {
+            let views = &settings.views;
+            let offline_only = database.is_none();
+            match commands::check(views, database).await {
                 Ok(checked) => {
                     for note in &checked.notes {
                         print_answer(format_args!("note: {note}"))?;
+                    }
+                    if offline_only {
+                        print_answer(format_args!(
+                            "note: no database URL (--database-url, VIEWKEEPER_DATABASE_URL or \
+                             the config file's database_url): tables, columns and types were \
+                             not checked"
+                        ))?;
                     }
                     let count = checked.views;
                     print_answer(format_args!("{count} view(s) OK in {}", views.display()))?;
@@ -235,34 +206,37 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             query,
             limit,
             offset,
-            views,
-            data_dir,
-        } => match commands::search(&views, &data_dir, &view, &query, offset, limit) {
-            Ok(hits) => {
-                print_answer(serde_json::to_string_pretty(&hits)?)?;
-                Ok(ExitCode::SUCCESS)
+            dirs,
+        } => {
+            let (views, data_dir) = dirs.resolve()?;
+            match commands::search(&views, &data_dir, &view, &query, offset, limit) {
+                Ok(hits) => {
+                    print_answer(serde_json::to_string_pretty(&hits)?)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Ok(ExitCode::FAILURE)
+                }
             }
-            Err(error) => {
-                eprintln!("error: {error}");
-                Ok(ExitCode::FAILURE)
-            }
-        },
-        Command::Status { admin_addr } => {
-            print_outcome(tokio::task::spawn_blocking(move || commands::status(&admin_addr)).await?)
+        }
+        Command::Status { admin } => {
+            let admin = admin.resolve()?;
+            print_outcome(tokio::task::spawn_blocking(move || commands::status(&admin.addr)).await?)
         }
         Command::Rebuild {
             view,
             from_source,
-            admin_addr,
-            admin_token,
+            admin,
         } => {
-            let Some(admin_token) = admin_token else {
+            let admin = admin.resolve()?;
+            let Some(token) = admin.token else {
                 return Ok(no_admin_token());
             };
             let rebuilt = tokio::task::spawn_blocking(move || {
                 commands::rebuild(
-                    &admin_addr,
-                    &admin_token,
+                    &admin.addr,
+                    &token,
                     &view,
                     from_source,
                     &mut std::io::stderr(),
@@ -277,43 +251,40 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Reload {
-            admin_addr,
-            admin_token,
-        } => match admin_token {
-            Some(admin_token) => print_outcome(
-                tokio::task::spawn_blocking(move || commands::reload(&admin_addr, &admin_token))
-                    .await?,
-            ),
-            None => Ok(no_admin_token()),
-        },
-        Command::Drop {
-            view,
-            admin_addr,
-            admin_token,
-        } => match admin_token {
-            Some(admin_token) => print_outcome(
-                tokio::task::spawn_blocking(move || {
-                    commands::drop(&admin_addr, &admin_token, &view)
-                })
-                .await?,
-            ),
-            None => Ok(no_admin_token()),
-        },
+        Command::Reload { admin } => {
+            let admin = admin.resolve()?;
+            match admin.token {
+                Some(token) => print_outcome(
+                    tokio::task::spawn_blocking(move || commands::reload(&admin.addr, &token))
+                        .await?,
+                ),
+                None => Ok(no_admin_token()),
+            }
+        }
+        Command::Drop { view, admin } => {
+            let admin = admin.resolve()?;
+            match admin.token {
+                Some(token) => print_outcome(
+                    tokio::task::spawn_blocking(move || commands::drop(&admin.addr, &token, &view))
+                        .await?,
+                ),
+                None => Ok(no_admin_token()),
+            }
+        }
         Command::DeadLetters {
             view,
             retry,
             limit,
-            admin_addr,
-            admin_token,
+            admin,
         } => {
-            if retry && admin_token.is_none() {
+            let admin = admin.resolve()?;
+            if retry && admin.token.is_none() {
                 return Ok(no_admin_token());
             }
-            let token = admin_token.filter(|_| retry);
+            let token = admin.token.filter(|_| retry);
             print_outcome(
                 tokio::task::spawn_blocking(move || {
-                    commands::dead_letters(&admin_addr, &view, token.as_deref(), limit)
+                    commands::dead_letters(&admin.addr, &view, token.as_deref(), limit)
                 })
                 .await?,
             )
@@ -338,7 +309,8 @@ fn report(result: Result<(), ServiceError>) -> anyhow::Result<ExitCode> {
 fn no_admin_token() -> ExitCode {
     eprintln!(
         "error: this call changes the running service and needs its admin token: give \
-         --admin-token or set VIEWKEEPER_ADMIN_TOKEN (the service's admin_token)"
+         --admin-token, set VIEWKEEPER_ADMIN_TOKEN, or name the service's config file (its \
+         admin_token) with --config, or run where it is"
     );
     ExitCode::FAILURE
 }

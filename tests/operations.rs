@@ -195,10 +195,54 @@ fn admin_commands_without_a_token_name_the_flag_and_the_variable() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?}");
         assert!(
-            stderr.contains("give --admin-token or set VIEWKEEPER_ADMIN_TOKEN"),
+            stderr.contains("give --admin-token, set VIEWKEEPER_ADMIN_TOKEN"),
             "{args:?}: {stderr}"
         );
     }
+}
+
+/// The admin commands take the address and the token from the config file
+/// `run` reads, the default one in the working directory or one named
+/// with `--config`, where no flag or variable gives them (they ignored it:
+/// the seventeenth trial's `status` went to the default port, and `reload`
+/// asked for a token the file held).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_read_the_config_file() {
+    let (_pg, _redis, _pool, admin_port, _service) = converged_shop("file-token").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("viewkeeper.yaml"),
+        format!("admin_addr: 127.0.0.1:{admin_port}\nadmin_token: file-token\n"),
+    )
+    .expect("config file");
+    let viewkeeper = |args: &[&str], cwd: &std::path::Path| {
+        let output = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("VIEWKEEPER_ADMIN_TOKEN")
+            .env_remove("VIEWKEEPER_ADMIN_ADDR")
+            .env_remove("VIEWKEEPER_CONFIG")
+            .output()
+            .expect("running viewkeeper");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.success(), format!("{stdout}{stderr}"))
+    };
+    let (ok, out) = viewkeeper(&["status"], dir.path());
+    assert!(ok && out.contains("order_cache"), "{out}");
+    let (ok, out) = viewkeeper(&["reload"], dir.path());
+    assert!(ok, "{out}");
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("viewkeeper.yaml");
+    let named = ["dead-letters", "order_cache", "--retry", "--config"];
+    let (ok, out) = viewkeeper(
+        &[&named[..], &[file.to_str().unwrap()]].concat(),
+        elsewhere.path(),
+    );
+    assert!(ok, "{out}");
+    // A flag still wins over the file.
+    let (ok, out) = viewkeeper(&["reload", "--admin-token", "wrong"], dir.path());
+    assert!(!ok && out.contains("401"), "{out}");
 }
 
 /// In the URLs' user part, and as a query parameter, which libpq takes

@@ -643,3 +643,57 @@ fn check_tells_a_refused_connection_with_its_reason() {
         "{message}"
     );
 }
+
+/// `check` takes the views directory and the database from the config file
+/// `run` reads (the default one in the working directory, or `--config`),
+/// and says when it checked without a database (it said only "OK").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reads_the_config_file_and_says_when_it_is_offline() {
+    let pg = PgServer::start().await;
+    let (url, _pool) = empty_shop(&pg).await;
+    let views = views_dir(&[("category_daily_sales.yaml", CATEGORY_DAILY_SALES)]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let check = |args: &[&str], config: String| {
+        std::fs::write(dir.path().join("viewkeeper.yaml"), config).expect("config file");
+        Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+            .arg("check")
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("VIEWKEEPER_DATABASE_URL")
+            .env_remove("VIEWKEEPER_VIEWS")
+            .env_remove("VIEWKEEPER_CONFIG")
+            .output()
+            .expect("running viewkeeper")
+    };
+    let views_line = format!("views: {}\n", views.path().display());
+
+    let offline = check(&[], views_line.clone());
+    let stdout = String::from_utf8_lossy(&offline.stdout);
+    assert!(offline.status.success(), "{}", stderr(&offline));
+    assert!(stdout.contains("note: no database URL"), "{stdout}");
+    assert!(stdout.contains("1 view(s) OK"), "{stdout}");
+
+    // With the file's database, a view over a missing table is refused.
+    let broken = CATEGORY_DAILY_SALES.replace("root: order_items", "root: order_itemz");
+    std::fs::write(views.path().join("category_daily_sales.yaml"), broken).expect("view");
+    let online = check(&[], format!("{views_line}database_url: {url}\n"));
+    assert!(!online.status.success());
+    assert!(
+        stderr(&online).contains("order_itemz"),
+        "{}",
+        stderr(&online)
+    );
+
+    // `--config` names a file elsewhere.
+    let file = dir.path().join("viewkeeper.yaml");
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let named = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .current_dir(elsewhere.path())
+        .env_remove("VIEWKEEPER_DATABASE_URL")
+        .env_remove("VIEWKEEPER_VIEWS")
+        .output()
+        .expect("running viewkeeper");
+    assert!(stderr(&named).contains("order_itemz"), "{}", stderr(&named));
+}
