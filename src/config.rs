@@ -443,8 +443,23 @@ fn read_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
     options.with_snippet = false;
     // A setting no longer used is still taken (and ignored with a
     // warning), but not offered among the keys to write.
-    serde_saphyr::from_str_with_options(&text, options)
-        .map_err(|e| error(e.to_string().replace(" state_cache_mb,", "")))
+    serde_saphyr::from_str_with_options(&text, options).map_err(|e| {
+        let message = e.to_string().replace(" state_cache_mb,", "");
+        let line = e.location().map(|location| location.line() as usize);
+        match line.and_then(|line| key_at_line(&text, line)) {
+            Some(key) => error(format!("setting `{key}`: {message}")),
+            None => error(message),
+        }
+    })
+}
+
+/// The key the file's line `line` (from 1) sets, to name the setting of a
+/// parse error (the parser names only the line and column). Only the key:
+/// the value may be a password.
+fn key_at_line(text: &str, line: usize) -> Option<&str> {
+    let (key, _) = text.lines().nth(line.checked_sub(1)?)?.split_once(':')?;
+    let key = key.trim();
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(key)
 }
 
 fn parse_addr(text: &str) -> Result<std::net::SocketAddr, ConfigError> {
@@ -515,6 +530,18 @@ mod tests {
             assert!(!message.contains("s3cret"), "{text:?}: {message}");
             assert!(message.contains(line), "{text:?}: {message}");
         }
+        // A value of the wrong type names its setting (it gave the line
+        // and column alone).
+        std::fs::write(&file, "slot: vk\nbatch_max_changes: lots\n").unwrap();
+        let args = ConfigArgs {
+            config: Some(file.clone()),
+            ..ConfigArgs::default()
+        };
+        let message = Config::resolve(&args).expect_err("an error").to_string();
+        assert!(
+            message.contains("setting `batch_max_changes`: "),
+            "{message}"
+        );
     }
 
     #[test]
