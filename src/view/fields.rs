@@ -29,6 +29,12 @@ fn read_field(report: &mut FileReport, entry: &Entry, fields_path: &str) -> Opti
     report.locate(&path, entry.key_line);
     let name_ok = check_field_name(report, entry, &path);
     let source = match &entry.value.value {
+        NodeValue::Map(entries) if is_search_field(entries) => {
+            let message = "a cache view's field is `name: column` (`from:` and `type:` are a \
+                           search view's), or a relation with `one:` or `many:`";
+            report.error(entry.key_line, &path, message);
+            return None;
+        }
         NodeValue::Map(_) => FieldSource::Relation(read_relation(report, entry, &path)?),
         NodeValue::Text(_) => {
             FieldSource::Column(shape::column_name(report, &entry.value, &path)?.to_owned())
@@ -46,6 +52,13 @@ fn read_field(report: &mut FileReport, entry: &Entry, fields_path: &str) -> Opti
         name: entry.key.clone(),
         source,
     })
+}
+
+/// A mapping written as a search view's field (`{ from: column, type: … }`)
+/// rather than a relation: told as one error, not as four missing keys.
+fn is_search_field(entries: &[Entry]) -> bool {
+    let has = |key: &str| entries.iter().any(|entry| entry.key == key);
+    has("from") && !has("one") && !has("many")
 }
 
 /// Field names become JSON keys and, for relations, the first part of `where`
