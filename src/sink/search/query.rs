@@ -6,7 +6,8 @@
 //! operator being OR-ed; `a AND NOT b` works, a query of negations only is
 //! refused; `field:term`, `in_stock:true`; ranges `price_cents:[100 TO 500]`,
 //! `{100 TO *}` on numeric and date fields (dates in RFC 3339:
-//! `released:[2026-01-01T00:00:00Z TO *]`).
+//! `released:[2026-01-01T00:00:00Z TO *]`); `field:*` or `field:[* TO *]`
+//! for documents with a value in a fast field.
 
 use serde_json::{Map, Value};
 use tantivy::collector::{Count, DocSetCollector, TopDocs};
@@ -120,25 +121,61 @@ impl SearchIndex {
         Ok(hits)
     }
 
-    /// Tantivy's parser, plus one repair: a group of only negations (the
+    /// Tantivy's parser, plus two repairs. A group of only negations (the
     /// `NOT b` of `a AND NOT b`) matches nothing in Tantivy, since a Boolean
     /// query without a positive clause has no documents to exclude from; it
     /// is given "all documents" to exclude from. A query of only negations
-    /// stays an error, as Tantivy has it.
+    /// stays an error, as Tantivy has it. And `field:[* TO *]`, which
+    /// matches nothing in Tantivy, is `field:*`: the documents with a value
+    /// in the field, which Tantivy finds for fast fields only (others are
+    /// refused here, instead of failing the search as the index's error).
     fn parse(&self, query: &str) -> Result<Box<dyn Query>, SearchError> {
         let parser = QueryParser::for_index(&self.index, default_fields(&self.schema));
         let refused = |error: QueryParserError| SearchError::Query(error.to_string());
         // The strict parse gives the parser's error messages; the grammar's
-        // own parse, which the repair needs, only says "syntax error".
+        // own parse, which the repairs need, only says "syntax error".
         let parsed = parser
             .parse_query(query)
             .map_err(|error| SearchError::Query(self.explain(&parser, query, error)))?;
-        match query_grammar::parse_query(query) {
-            Ok(ast) if has_negative_group(&ast) => parser
+        let Ok(ast) = query_grammar::parse_query(query) else {
+            return Ok(parsed);
+        };
+        let unbounded = leaves(&ast).into_iter().any(is_unbounded_range);
+        let ast = map_leaves(ast, &unbounded_range_as_exists);
+        self.check_exists_fields(&ast)?;
+        if has_negative_group(&ast) {
+            parser
                 .build_query_from_user_input_ast(exclude_from_all(ast))
-                .map_err(refused),
-            _ => Ok(parsed),
+                .map_err(refused)
+        } else if unbounded {
+            parser.build_query_from_user_input_ast(ast).map_err(refused)
+        } else {
+            Ok(parsed)
         }
+    }
+
+    /// Refuses `field:*` on a field that is not fast, naming the fix.
+    fn check_exists_fields(&self, ast: &UserInputAst) -> Result<(), SearchError> {
+        let not_fast = |name: &str| {
+            self.schema.fields.iter().find(|bound| {
+                bound.name == name && !self.schema.schema.get_field_entry(bound.field).is_fast()
+            })
+        };
+        let refused = leaves(ast).into_iter().find_map(|leaf| match leaf {
+            UserInputLeaf::Exists { field } => not_fast(field),
+            _ => None,
+        });
+        let Some(bound) = refused else {
+            return Ok(());
+        };
+        let name = &bound.name;
+        let fix = match bound.field_type {
+            SearchFieldType::Text(_) => "a text field cannot be one (a keyword field can)".into(),
+            _ => format!("give {name} `fast: true` in the view file"),
+        };
+        Err(SearchError::Query(format!(
+            "`{name}:*` (documents with a value in {name}) needs a fast field: {fix}"
+        )))
     }
 
     /// The parser's error, in words that name the field and value at fault
@@ -264,6 +301,56 @@ fn has_negative_group(ast: &UserInputAst) -> bool {
         }
         UserInputAst::Boost(child, _) => has_negative_group(child),
         UserInputAst::Leaf(_) => false,
+    }
+}
+
+fn is_unbounded_range(leaf: &UserInputLeaf) -> bool {
+    matches!(
+        leaf,
+        UserInputLeaf::Range {
+            field: Some(_),
+            lower: UserInputBound::Unbounded,
+            upper: UserInputBound::Unbounded,
+        }
+    )
+}
+
+fn unbounded_range_as_exists(leaf: UserInputLeaf) -> UserInputLeaf {
+    match leaf {
+        UserInputLeaf::Range {
+            field: Some(field),
+            lower: UserInputBound::Unbounded,
+            upper: UserInputBound::Unbounded,
+        } => UserInputLeaf::Exists { field },
+        other => other,
+    }
+}
+
+/// Every leaf of `ast`, left to right.
+fn leaves(ast: &UserInputAst) -> Vec<&UserInputLeaf> {
+    match ast {
+        UserInputAst::Clause(clauses) => clauses
+            .iter()
+            .flat_map(|(_, child)| leaves(child))
+            .collect(),
+        UserInputAst::Boost(child, _) => leaves(child),
+        UserInputAst::Leaf(leaf) => vec![leaf],
+    }
+}
+
+/// `ast` with each leaf replaced by `map` of it.
+fn map_leaves(ast: UserInputAst, map: &dyn Fn(UserInputLeaf) -> UserInputLeaf) -> UserInputAst {
+    match ast {
+        UserInputAst::Clause(clauses) => UserInputAst::Clause(
+            clauses
+                .into_iter()
+                .map(|(occur, child)| (occur, map_leaves(child, map)))
+                .collect(),
+        ),
+        UserInputAst::Boost(child, boost) => {
+            UserInputAst::Boost(Box::new(map_leaves(*child, map)), boost)
+        }
+        UserInputAst::Leaf(leaf) => UserInputAst::Leaf(Box::new(map(*leaf))),
     }
 }
 

@@ -586,3 +586,34 @@ fn handles_and_indexes_can_be_shared_across_threads() {
     shareable::<IndexWriterHandle>();
     shareable::<SearchError>();
 }
+
+/// `field:*` and `field:[* TO *]` find the documents with a value in a
+/// fast field (the range found none); on another field the query is
+/// refused with the fix, not failed as the index's error.
+#[test]
+fn has_a_value_queries_need_a_fast_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let _writer = catalog(&index);
+    assert_eq!(search_ids(&index, "in_stock:*"), ["1", "2"]);
+    assert_eq!(search_ids(&index, "in_stock:[* TO *]"), ["1", "2"]);
+    assert_eq!(search_ids(&index, "* -in_stock:[* TO *]"), ["3"]);
+    assert_eq!(search_ids(&index, "price_cents:[* TO *]").len(), 3);
+    for (query, expected) in [
+        (
+            "name:*",
+            "`name:*` (documents with a value in name) needs a fast field: a text field \
+             cannot be one (a keyword field can)",
+        ),
+        (
+            "weight:[* TO *]",
+            "`weight:*` (documents with a value in weight) needs a fast field: give weight \
+             `fast: true` in the view file",
+        ),
+    ] {
+        match index.search(query, 10) {
+            Err(SearchError::Query(message)) => assert_eq!(message, expected, "{query}"),
+            other => panic!("{query}: {other:?}"),
+        }
+    }
+}
