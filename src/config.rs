@@ -503,6 +503,43 @@ mod tests {
         assert!(!message.contains("s3cret"), "{message}");
     }
 
+    /// The other commands' settings come from flags, then the file, then the
+    /// defaults, as `run`'s do.
+    #[test]
+    fn other_commands_take_their_settings_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("viewkeeper.yaml");
+        std::fs::write(
+            &file,
+            "views: v2\ndata_dir: d2\nslot: s2\nadmin_addr: 127.0.0.1:1\nadmin_token: t\n",
+        )
+        .unwrap();
+        let config = Some(file.clone());
+        let dirs = DirArgs {
+            config: config.clone(),
+            data_dir: Some("flag".into()),
+            ..DirArgs::default()
+        };
+        assert_eq!(dirs.resolve().unwrap(), ("v2".into(), "flag".into()));
+        let check = CheckArgs {
+            config: config.clone(),
+            ..CheckArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!((check.views, check.publication), ("v2".into(), "s2".into()));
+        assert_eq!(check.database_url, None);
+        let admin = AdminArgs {
+            config,
+            admin_token: Some(String::new()),
+            ..AdminArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(admin.addr, "127.0.0.1:1");
+        assert_eq!(admin.token, None, "an empty token is none");
+    }
+
     /// A config file that does not read is reported without its secrets.
     #[test]
     fn a_config_file_error_names_the_line_and_no_secret() {
