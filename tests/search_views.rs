@@ -243,13 +243,15 @@ async fn a_renamed_category_is_searchable_within_a_second() {
 const NOTES_SCHEMA: &str = "
     CREATE TABLE authors (id bigint PRIMARY KEY, name text);
     CREATE TABLE notes (id bigint PRIMARY KEY, author_id bigint, body text, pinned boolean,
-                        rating numeric(6,2), written timestamptz, day date);
+                        rating numeric(6,2), written timestamptz, day date, tags jsonb);
     INSERT INTO authors VALUES (1, 'Ada'), (2, 'Grace');
     INSERT INTO notes VALUES
-        (1, 1, 'She runs every morning', true, 4.50, '2026-03-01 08:00:00+01', '2026-03-01'),
-        (2, 2, 'Running late again', false, 2.25, '2025-12-31 23:30:00-02', '2025-12-31'),
-        (3, 1, 'A quiet walk', NULL, NULL, NULL, NULL),
-        (4, NULL, NULL, true, 5, '2026-06-01 00:00:00+00', '2026-06-01');";
+        (1, 1, 'She runs every morning', true, 4.50, '2026-03-01 08:00:00+01', '2026-03-01',
+         '[\"rain\"]'),
+        (2, 2, 'Running late again', false, 2.25, '2025-12-31 23:30:00-02', '2025-12-31',
+         '\"late\"'),
+        (3, 1, 'A quiet walk', NULL, NULL, NULL, NULL, '[]'),
+        (4, NULL, NULL, true, 5, '2026-06-01 00:00:00+00', '2026-06-01', NULL);";
 
 const NOTE_SEARCH: &str = r#"
 view: note_search
@@ -264,18 +266,21 @@ fields:
   written: { from: written, type: date, stored: true, fast: true }
   day:     { from: day, type: date, stored: true }
   author:  { from: author.name, type: keyword, stored: true }
+  tags:    { from: tags, type: text, stored: true }
 joins:
   author: { one: authors, on: { id: author_id } }
 "#;
 
 /// The stored fields of `note_search`, as plain SQL says: instants in UTC
-/// with 6 fraction digits (a date as its midnight), NULL fields absent.
+/// with 6 fraction digits (a date as its midnight), NULL fields absent, a
+/// jsonb value as its JSON text (compact, as PostgreSQL writes these few:
+/// an array was a dead letter).
 const NOTES_ORACLE: &str = r#"
     SELECT n.id::text, json_strip_nulls(json_build_object(
         'body', n.body, 'pinned', n.pinned, 'rating', n.rating::float8,
         'written', to_char(n.written AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
         'day', to_char(n.day, 'YYYY-MM-DD"T00:00:00.000000Z"'),
-        'author', a.name))::text
+        'author', a.name, 'tags', n.tags #>> '{}'))::text
     FROM notes n LEFT JOIN authors a ON a.id = n.author_id
     WHERE n.body IS NOT NULL"#;
 
@@ -308,7 +313,7 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
     let mut service = setup.start();
     sqlx::raw_sql(
         "UPDATE authors SET name = 'Ada L' WHERE id = 1;
-         UPDATE notes SET body = 'Running in the rain' WHERE id = 3;
+         UPDATE notes SET body = 'Running in the rain', tags = '[[\"deep\"]]' WHERE id = 3;
          INSERT INTO notes VALUES (5, 2, 'Walks and runs', false, 3.75, '2026-01-15 12:00:00+00', '2026-01-15');",
     )
     .execute(&pool)
