@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use harness::{
     PgServer, ServiceSetup, category_daily_sales_rows, diff_documents,
-    expected_category_daily_sales, http_post, small_shop, wait_until,
+    expected_category_daily_sales, http_post, small_shop, view_status, wait_until,
 };
 use serde_json::Value;
 use sqlx::PgPool;
@@ -1726,5 +1726,65 @@ async fn a_table_another_instance_wrote_is_written_anew() {
         "{}",
         service.log_tail(30)
     );
+    service.assert_running();
+}
+
+/// Groups by a text of any length, on a table of the test's own.
+const LABEL_COUNTS: &str = "
+view: label_counts
+kind: aggregate
+root: labels
+group_by: { label: label }
+measures: { n: count() }
+table: analytics.label_counts
+";
+
+async fn label_counts_match(pool: &PgPool, what: &str) {
+    rows_match::<(Option<String>, i64)>(
+        pool,
+        what,
+        "SELECT label, count(*)::bigint FROM labels WHERE octet_length(label) <= 2600
+              OR label IS NULL GROUP BY 1 ORDER BY 1",
+        "SELECT label, n::bigint FROM analytics.label_counts ORDER BY 1",
+    )
+    .await
+}
+
+/// A group key too large for the table's unique index is a dead letter of
+/// its row; the view's other groups go on. It failed every write of the
+/// table (`index row requires 14480 bytes`), so no group moved until the
+/// row was shrunk (the eighteenth trial).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_key_too_large_for_the_index_is_a_dead_letter() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    execute(
+        &pool,
+        "CREATE TABLE labels (id int PRIMARY KEY, label text)",
+    )
+    .await;
+    execute(
+        &pool,
+        "INSERT INTO labels VALUES (1, 'a'), (2, 'b'), (3, NULL)",
+    )
+    .await;
+    let views = tempfile::tempdir().expect("temp dir");
+    std::fs::write(views.path().join("label_counts.yaml"), LABEL_COUNTS).expect("view file");
+    let setup = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf());
+    let mut service = setup.start();
+    label_counts_match(&pool, "the snapshot's labels").await;
+    // Random hex compresses poorly: 14,000 bytes stay too large.
+    let long = "UPDATE labels SET label = (SELECT string_agg(md5(g::text), '') \
+                FROM generate_series(1, 440) g) WHERE id = 2";
+    for sql in [long, "INSERT INTO labels VALUES (4, 'a'), (5, 'canary')"] {
+        execute(&pool, sql).await;
+        label_counts_match(&pool, sql).await;
+    }
+    let status = view_status(setup.admin_port, "label_counts").await;
+    assert_eq!(status["dead_letters"], 1, "{status}");
+    execute(&pool, "UPDATE labels SET label = 'b again' WHERE id = 2").await;
+    label_counts_match(&pool, "the label shrunk").await;
+    let status = view_status(setup.admin_port, "label_counts").await;
+    assert_eq!(status["dead_letters"], 0, "{status}");
     service.assert_running();
 }

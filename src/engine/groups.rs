@@ -70,6 +70,13 @@ pub(super) fn contribution(
             Err(error) => return Ok(Err(failed(&key.name, &error))),
         }
     }
+    let key_bytes: usize = group.iter().map(text_bytes).sum();
+    if key_bytes > MAX_GROUP_KEY_BYTES {
+        return Ok(Err(Poison(format!(
+            "the group's key is {key_bytes} bytes, more than the {MAX_GROUP_KEY_BYTES} the \
+             table's unique index over the group columns can hold"
+        ))));
+    }
     let mut inputs = Vec::with_capacity(aggregate.measures.len());
     for measure in &aggregate.measures {
         let Some(input) = &measure.input else {
@@ -88,6 +95,27 @@ pub(super) fn contribution(
         }
     }
     Ok(Ok(Some(Contribution { group, inputs })))
+}
+
+/// The most a group's values may hold together. The table keeps a unique
+/// index over the group columns, whose rows PostgreSQL's B-tree caps at
+/// 2,704 bytes (after compressing what it can): one larger key failed
+/// every write of the view's table, and so held every other group back.
+/// A root over it is a dead letter instead.
+const MAX_GROUP_KEY_BYTES: usize = 2_600;
+
+/// About what a group value takes in the table (its text, or a number's
+/// few bytes).
+fn text_bytes(value: &Value) -> usize {
+    match value {
+        Value::Numeric(text)
+        | Value::Text(text)
+        | Value::Date(text)
+        | Value::Timestamp(text)
+        | Value::TimestampTz(text)
+        | Value::Json(text) => text.len(),
+        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => 8,
+    }
 }
 
 fn failed(column: &str, error: &dyn std::fmt::Display) -> Poison {
