@@ -296,49 +296,107 @@ pub struct ChangeBatch {
 
 impl Tuple {
     /// `{column: value}`, and the columns that arrived as unchanged TOAST.
-    fn to_json(&self) -> (serde_json::Value, Vec<&str>) {
-        let mut object = serde_json::Map::new();
+    /// The tuple as a JSON object (a `json` value as PostgreSQL sent it),
+    /// and the columns whose unchanged TOAST value it does not carry.
+    fn write_json<'t>(&'t self, out: &mut Vec<u8>) -> Vec<&'t str> {
         let mut unchanged = Vec::new();
+        out.push(b'{');
+        let mut first = true;
         for (column, cell) in self.columns.iter().zip(&self.cells) {
             match cell {
                 Cell::Value(value) => {
-                    object.insert(column.clone(), value.to_json());
+                    if !std::mem::take(&mut first) {
+                        out.push(b',');
+                    }
+                    write_json_string(column, out);
+                    out.push(b':');
+                    value.write_json(out);
                 }
                 Cell::UnchangedToast => unchanged.push(column.as_str()),
             }
         }
-        (serde_json::Value::Object(object), unchanged)
+        out.push(b'}');
+        unchanged
     }
 }
 
 impl Change {
     /// One JSON object per change of the transaction committed at
-    /// `commit_lsn`, as `viewkeeper tail` prints it.
-    pub fn to_json(&self, commit_lsn: Lsn) -> serde_json::Value {
+    /// `commit_lsn`, as `viewkeeper tail` prints it: every value as a
+    /// document holds it (a `json` value's text as PostgreSQL sent it).
+    pub fn to_json_line(&self, commit_lsn: Lsn) -> String {
         let (op, old, new) = match &self.kind {
             ChangeKind::Insert { new } => ("insert", None, Some(new)),
             ChangeKind::Update { old, new } => ("update", old.as_ref(), Some(new)),
             ChangeKind::Delete { old } => ("delete", Some(old), None),
             ChangeKind::Truncate => ("truncate", None, None),
         };
-        let (new, unchanged) = match new.map(Tuple::to_json) {
-            Some((json, unchanged)) => (json, unchanged),
-            None => (serde_json::Value::Null, Vec::new()),
+        let mut out = Vec::new();
+        out.extend_from_slice(b"{\"commit_lsn\":");
+        write_json_string(&commit_lsn.to_string(), &mut out);
+        out.extend_from_slice(b",\"table\":");
+        write_json_string(&self.table, &mut out);
+        out.extend_from_slice(b",\"op\":");
+        write_json_string(op, &mut out);
+        out.extend_from_slice(b",\"old\":");
+        match old {
+            Some(old) => {
+                old.write_json(&mut out);
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"new\":");
+        let unchanged = match new {
+            Some(new) => new.write_json(&mut out),
+            None => {
+                out.extend_from_slice(b"null");
+                Vec::new()
+            }
         };
-        serde_json::json!({
-            "commit_lsn": commit_lsn.to_string(),
-            "table": &*self.table,
-            "op": op,
-            "old": old.map(|t| t.to_json().0),
-            "new": new,
-            "unchanged_toast": unchanged,
-        })
+        out.extend_from_slice(b",\"unchanged_toast\":");
+        // Serializing a list of strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &unchanged);
+        out.push(b'}');
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
+}
+
+fn write_json_string(text: &str, out: &mut Vec<u8>) {
+    // Serializing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `tail` prints a `json` value as PostgreSQL sent it: `1e2` was
+    /// `100.0` and `\u00e9` was `é`.
+    #[test]
+    fn a_change_line_keeps_json_text_and_names_unchanged_toast() {
+        let change = Change {
+            table: "public.t".into(),
+            kind: ChangeKind::Update {
+                old: None,
+                new: Tuple {
+                    columns: vec!["id".to_owned(), "doc".to_owned(), "big".to_owned()].into(),
+                    cells: vec![
+                        Cell::Value(Value::Int(7)),
+                        Cell::Value(Value::Json(r#"{"n":1e2,"s":"caf\u00e9"}"#.into())),
+                        Cell::UnchangedToast,
+                    ],
+                },
+            },
+        };
+        let line = change.to_json_line(Lsn(0x16_B374_D848));
+        assert_eq!(
+            line,
+            r#"{"commit_lsn":"16/B374D848","table":"public.t","op":"update","old":null,"new":{"id":7,"doc":{"n":1e2,"s":"caf\u00e9"}},"unchanged_toast":["big"]}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        assert_eq!(parsed["new"]["doc"]["s"], "café");
+    }
 
     #[test]
     fn lsn_round_trips_through_postgres_notation() {

@@ -302,7 +302,7 @@ async fn print_changes(
         let commit_lsn = stream.transaction_lsn();
         for change in &batch.changes {
             // A closed stdout (`tail | head`) ends the command quietly.
-            if writeln!(out, "{}", change.to_json(commit_lsn)).is_err() {
+            if writeln!(out, "{}", change.to_json_line(commit_lsn)).is_err() {
                 return Ok(());
             }
         }

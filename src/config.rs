@@ -130,8 +130,9 @@ pub struct AdminEndpoint {
 impl AdminArgs {
     pub fn resolve(&self) -> Result<AdminEndpoint, ConfigError> {
         let file = read_file(self.config.as_deref())?;
+        let addr = pick(&self.admin_addr, file.admin_addr, DEFAULT_ADMIN_ADDR.into());
         Ok(AdminEndpoint {
-            addr: pick(&self.admin_addr, file.admin_addr, DEFAULT_ADMIN_ADDR.into()),
+            addr: parse_addr(&addr)?.to_string(),
             token: self
                 .admin_token
                 .clone()
@@ -158,7 +159,7 @@ pub struct CheckArgs {
     /// viewkeeper's or absent [default: the source database]
     #[arg(long, env = "VIEWKEEPER_AGGREGATES_URL", hide_env_values = true)]
     pub aggregates_url: Option<String>,
-    /// The publication `run` creates or changes, to check the role may [default: viewkeeper]
+    /// The publication `run` creates or changes, to check the role may [default: the config file's, else its slot's name, else viewkeeper]
     #[arg(long, env = "VIEWKEEPER_PUBLICATION")]
     pub publication: Option<String>,
 }
@@ -444,7 +445,10 @@ fn read_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
     // A setting no longer used is still taken (and ignored with a
     // warning), but not offered among the keys to write.
     serde_saphyr::from_str_with_options(&text, options).map_err(|e| {
-        let message = e.to_string().replace(" state_cache_mb,", "");
+        let message = e
+            .to_string()
+            .replace(" state_cache_mb,", "")
+            .replace(", set DuplicateKeyPolicy in Options if acceptable", "");
         let line = e.location().map(|location| location.line() as usize);
         match line.and_then(|line| key_at_line(&text, line)) {
             Some(key) => error(format!("setting `{key}`: {message}")),
@@ -538,6 +542,25 @@ mod tests {
         .unwrap();
         assert_eq!(admin.addr, "127.0.0.1:1");
         assert_eq!(admin.token, None, "an empty token is none");
+        let refused = AdminArgs {
+            admin_addr: Some("12".into()),
+            ..AdminArgs::default()
+        }
+        .resolve()
+        .err()
+        .expect("not an address");
+        assert!(refused.to_string().starts_with("admin_addr: "), "{refused}");
+        // A key given twice is told without the parser's own advice.
+        std::fs::write(&file, "views: a\nviews: b\n").unwrap();
+        let twice = DirArgs {
+            config: Some(file.clone()),
+            ..DirArgs::default()
+        }
+        .resolve()
+        .expect_err("refused")
+        .to_string();
+        assert!(twice.contains("duplicate mapping key: views"), "{twice}");
+        assert!(!twice.contains("DuplicateKeyPolicy"), "{twice}");
     }
 
     /// A config file that does not read is reported without its secrets.

@@ -317,6 +317,25 @@ fn binary_kind(op: &sql::BinaryOperator) -> Option<BinaryKind> {
     })
 }
 
+/// `->-`, `->>+` and the like, which PostgreSQL reads as `->` or `->>`
+/// and a signed key: whether it is `->>`, and whether the sign is `-`.
+fn json_field_with_sign(op: &sql::BinaryOperator) -> Option<(bool, bool)> {
+    let sql::BinaryOperator::Custom(op) = op else {
+        return None;
+    };
+    let (arrow, sign) = op.split_at(op.len().checked_sub(1)?);
+    let as_text = match arrow {
+        "->" => false,
+        "->>" => true,
+        _ => return None,
+    };
+    match sign {
+        "-" => Some((as_text, true)),
+        "+" => Some((as_text, false)),
+        _ => None,
+    }
+}
+
 fn binary(
     op: &sql::BinaryOperator,
     left: &sql::Expr,
@@ -324,6 +343,18 @@ fn binary(
     expr: &sql::Expr,
     depth: usize,
 ) -> Result<Node, ExprError> {
+    if let Some((as_text, negative)) = json_field_with_sign(op) {
+        // PostgreSQL ends an operator before a trailing `+` or `-` (`->>-1`
+        // is `->> -1`); sqlparser reads them as one operator.
+        return Ok(Node::JsonField {
+            operand: convert_boxed(left, depth)?,
+            key: Box::new(Node::Sign {
+                negative,
+                operand: convert_boxed(right, depth)?,
+            }),
+            as_text,
+        });
+    }
     let kind = binary_kind(op).ok_or_else(|| unsupported(format!("operator `{op}`"), expr))?;
     let (left, right) = (convert_boxed(left, depth)?, convert_boxed(right, depth)?);
     Ok(match kind {

@@ -983,6 +983,9 @@ fn json_fields_are_read_by_name_and_index() {
         ("(payload ->> 'n')::int * 2", Value::Int(14)),
         ("payload ->> 'missing' IS NULL", Value::Bool(true)),
         ("payload -> 'lines' ->> 'sku'", Value::Null),
+        // PostgreSQL reads `->>-1` as `->> -1`.
+        ("payload -> 'lines'->-1->>'sku'", text("B-2")),
+        ("payload -> 'lines' ->+0 ->> 'sku'", text("A-1")),
     ];
     for (source, expected) in cases {
         assert_eq!(eval(source, &lookup), Ok(expected), "{source}");

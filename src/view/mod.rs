@@ -74,8 +74,17 @@ pub fn load_views_reporting(dir: &Path) -> Result<(Vec<ViewDef>, Vec<ViewError>)
 }
 
 fn view_files(dir: &Path) -> Result<Vec<PathBuf>, ViewError> {
+    // A relative directory is the working directory's, not the config
+    // file's: the absolute path says which was tried.
+    let tried = match std::path::absolute(dir) {
+        Ok(absolute) if dir.is_relative() => format!(" {}", absolute.display()),
+        _ => String::new(),
+    };
     let unreadable = |error: std::io::Error| {
-        ViewError::whole_file(dir, format!("cannot read the views directory: {error}"))
+        ViewError::whole_file(
+            dir,
+            format!("cannot read the views directory{tried}: {error}"),
+        )
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(unreadable)? {
