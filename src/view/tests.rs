@@ -339,3 +339,19 @@ fn a_relation_without_fields_is_told_at_the_relation() {
         ["views/test.yaml:12: fields.customer: missing required key `fields`"]
     );
 }
+
+/// A relative views directory that does not read is named with the path
+/// tried: it is the working directory's, not the config file's.
+#[test]
+fn a_missing_relative_views_directory_names_the_path_tried() {
+    let errors = load_views(Path::new("no-such-views-dir")).expect_err("refused");
+    let message = errors.to_string();
+    let tried = std::env::current_dir().unwrap().join("no-such-views-dir");
+    assert!(
+        message.contains(&format!(
+            "cannot read the views directory {}",
+            tried.display()
+        )),
+        "{message}"
+    );
+}
