@@ -1602,6 +1602,7 @@ group_by:
   raw_last: raw ->> -1
   nested: doc -> 'meta' ->> 'size'
   flag: (doc ->> 'flag')::boolean
+  amount_f: (doc ->> 'amount')::float8
 measures:
   n: count()
   amount: sum((doc ->> 'amount')::numeric)
@@ -1617,6 +1618,7 @@ async fn ticket_fields_match(pool: &PgPool, what: &str) {
         Option<String>,
         Option<String>,
         Option<bool>,
+        Option<String>,
         i64,
         Option<String>,
     )>(
@@ -1624,12 +1626,13 @@ async fn ticket_fields_match(pool: &PgPool, what: &str) {
         what,
         "SELECT doc ->> 'tier', doc -> 'tags' ->> 0, doc -> 'tags' ->> -1, raw ->> 'n',
                 raw ->> -1, doc -> 'meta' ->> 'size', (doc ->> 'flag')::boolean,
-                count(*)::bigint, sum((doc ->> 'amount')::numeric)::text
+                ((doc ->> 'amount')::float8)::text, count(*)::bigint,
+                sum((doc ->> 'amount')::numeric)::text
          FROM tickets WHERE doc ->> 'kind' IS DISTINCT FROM 'test'
-         GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7",
-        "SELECT tier, first_tag, last_tag, raw_n, raw_last, nested, flag, n::bigint,
-                amount::text
-         FROM analytics.ticket_fields ORDER BY 1, 2, 3, 4, 5, 6, 7",
+         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8",
+        "SELECT tier, first_tag, last_tag, raw_n, raw_last, nested, flag, amount_f::text,
+                n::bigint, amount::text
+         FROM analytics.ticket_fields ORDER BY 1, 2, 3, 4, 5, 6, 7, 8",
     )
     .await
 }

@@ -15,6 +15,8 @@ use super::types::ValueType;
 pub(crate) enum CastTarget {
     Text,
     Bool,
+    /// `double precision` (`float8`).
+    Float,
     Integer(IntWidth),
     /// `numeric`, or `numeric(precision, scale)` which rounds to `scale`.
     Numeric(Option<NumericTypmod>),
@@ -66,6 +68,7 @@ impl CastTarget {
         match self {
             CastTarget::Text => ValueType::Text,
             CastTarget::Bool => ValueType::Bool,
+            CastTarget::Float => ValueType::Float,
             CastTarget::Integer(_) => ValueType::Int,
             CastTarget::Numeric(_) => ValueType::Numeric,
             CastTarget::Temporal(TemporalKind::Date) => ValueType::Date,
@@ -83,6 +86,7 @@ impl CastTarget {
             // PostgreSQL casts only `integer` of the integers; `bigint` and
             // `smallint` columns are held alike here, and cast as it would.
             CastTarget::Bool => matches!(from, T::Bool | T::Int),
+            CastTarget::Float => from.is_numeric(),
             CastTarget::Integer(_) => from.is_numeric() || from == T::Bool,
             CastTarget::Numeric(_) => from.is_numeric(),
             CastTarget::Temporal(_) => from.is_temporal(),
@@ -105,6 +109,7 @@ pub(crate) fn cast(value: &Value, target: CastTarget) -> Result<Value, Fault> {
     match target {
         CastTarget::Text => Ok(Value::Text(text_of(value))),
         CastTarget::Bool => to_bool(value).map(Value::Bool),
+        CastTarget::Float => to_float(value).map(Value::Float),
         CastTarget::Integer(width) => to_integer(value, width).map(Value::Int),
         CastTarget::Numeric(typmod) => to_numeric(value, typmod),
         CastTarget::Temporal(kind) => to_temporal(value, kind),
@@ -124,6 +129,48 @@ pub(crate) fn text_of(value: &Value) -> String {
         Value::Float(float) if float.is_nan() => "NaN".to_owned(),
         other => other.to_text(),
     }
+}
+
+fn to_float(value: &Value) -> Result<f64, Fault> {
+    match value {
+        Value::Float(float) => Ok(*float),
+        // As PostgreSQL's int8 to float8: the nearest double.
+        Value::Int(int) => Ok(*int as f64),
+        Value::Numeric(text) | Value::Text(text) => parse_float8(text),
+        other => Err(Fault::TypeMismatch(format!(
+            "cannot cast {} to float",
+            ValueType::of(other)
+        ))),
+    }
+}
+
+/// PostgreSQL's `float8in`: surrounding whitespace ignored, `NaN`,
+/// `Infinity` and `inf` in any case, and a value too large or too small
+/// for a double refused rather than made infinite or zero.
+fn parse_float8(text: &str) -> Result<f64, Fault> {
+    let trimmed =
+        text.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'));
+    let invalid = || {
+        Fault::InvalidValue(format!(
+            "invalid input syntax for type double precision: {}",
+            quoted(text)
+        ))
+    };
+    // Rust reads what strtod does but hexadecimal, and no more.
+    let float: f64 = trimmed.parse().map_err(|_| invalid())?;
+    let unsigned = trimmed.trim_start_matches(['+', '-']);
+    let special = ["inf", "infinity", "nan"]
+        .iter()
+        .any(|word| unsigned.eq_ignore_ascii_case(word));
+    let mantissa = unsigned.split(['e', 'E']).next().unwrap_or_default();
+    let underflow = float == 0.0 && mantissa.chars().any(|c| matches!(c, '1'..='9'));
+    if !special && (float.is_infinite() || underflow) {
+        return Err(Fault::InvalidValue(format!(
+            "{} is out of range for type double precision",
+            quoted(trimmed)
+        )));
+    }
+    Ok(float)
 }
 
 fn to_bool(value: &Value) -> Result<bool, Fault> {

@@ -257,6 +257,7 @@ fn cast_target(data_type: &sql::DataType, expr: &sql::Expr) -> Result<CastTarget
     Ok(match data_type {
         D::Text | D::Varchar(None) | D::CharacterVarying(None) => CastTarget::Text,
         D::Bool | D::Boolean => CastTarget::Bool,
+        D::Float8 | D::DoublePrecision => CastTarget::Float,
         D::SmallInt(None) | D::Int2(None) => CastTarget::Integer(IntWidth::Small),
         D::Int(None) | D::Integer(None) | D::Int4(None) => CastTarget::Integer(IntWidth::Regular),
         D::BigInt(None) | D::Int8(None) => CastTarget::Integer(IntWidth::Big),

@@ -301,6 +301,7 @@ fn write_cast_target(f: &mut Formatter<'_>, target: CastTarget) -> fmt::Result {
     match target {
         CastTarget::Text => f.write_str("text"),
         CastTarget::Bool => f.write_str("boolean"),
+        CastTarget::Float => f.write_str("double precision"),
         CastTarget::Integer(IntWidth::Small) => f.write_str("smallint"),
         CastTarget::Integer(IntWidth::Regular) => f.write_str("integer"),
         CastTarget::Integer(IntWidth::Big) => f.write_str("bigint"),

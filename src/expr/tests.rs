@@ -1033,3 +1033,40 @@ fn text_casts_to_boolean_as_postgres_reads_it() {
         other => panic!("expected a type error, got {other:?}"),
     }
 }
+
+/// `::float8` reads text as PostgreSQL's `float8in` does, and takes any
+/// number to the nearest double.
+#[test]
+fn casts_to_double_precision_follow_postgres() {
+    let float = |source: &str| match constant(source) {
+        Value::Float(float) => float,
+        other => panic!("{source}: {other:?}"),
+    };
+    assert_eq!(float("' 1e2 '::float8"), 100.0);
+    assert_eq!(float("'.5'::double precision"), 0.5);
+    assert_eq!(float("'-Infinity'::float8"), f64::NEG_INFINITY);
+    assert_eq!(float("'inf'::float8"), f64::INFINITY);
+    assert!(float("'NaN'::float8").is_nan());
+    assert_eq!(float("2.25::float8"), 2.25);
+    assert_eq!(float("7::float8"), 7.0);
+    assert_eq!(float("'0.0'::float8"), 0.0);
+    for (source, message) in [
+        ("'1e400'::float8", "out of range for type double precision"),
+        ("'1e-400'::float8", "out of range for type double precision"),
+        (
+            "'1_000'::float8",
+            "invalid input syntax for type double precision",
+        ),
+        (
+            "'0x10'::float8",
+            "invalid input syntax for type double precision",
+        ),
+    ] {
+        let error = parse_error(source).to_string();
+        assert!(error.contains(message), "{source}: {error}");
+    }
+    match infer("paid::float8") {
+        Err(ExprError::Type { message, .. }) => assert_eq!(message, "cannot cast bool to float"),
+        other => panic!("expected a type error, got {other:?}"),
+    }
+}
