@@ -1603,6 +1603,7 @@ group_by:
   nested: doc -> 'meta' ->> 'size'
   flag: (doc ->> 'flag')::boolean
   amount_f: (doc ->> 'amount')::float8
+  flag_on: (doc ->> 'flag')::boolean = 'on'
 measures:
   n: count()
   amount: sum((doc ->> 'amount')::numeric)
@@ -1619,6 +1620,7 @@ async fn ticket_fields_match(pool: &PgPool, what: &str) {
         Option<String>,
         Option<bool>,
         Option<String>,
+        Option<bool>,
         i64,
         Option<String>,
     )>(
@@ -1626,13 +1628,13 @@ async fn ticket_fields_match(pool: &PgPool, what: &str) {
         what,
         "SELECT doc ->> 'tier', doc -> 'tags' ->> 0, doc -> 'tags' ->> -1, raw ->> 'n',
                 raw ->> -1, doc -> 'meta' ->> 'size', (doc ->> 'flag')::boolean,
-                ((doc ->> 'amount')::float8)::text, count(*)::bigint,
-                sum((doc ->> 'amount')::numeric)::text
+                ((doc ->> 'amount')::float8)::text, (doc ->> 'flag')::boolean = 'on',
+                count(*)::bigint, sum((doc ->> 'amount')::numeric)::text
          FROM tickets WHERE doc ->> 'kind' IS DISTINCT FROM 'test'
-         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8",
+         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9",
         "SELECT tier, first_tag, last_tag, raw_n, raw_last, nested, flag, amount_f::text,
-                n::bigint, amount::text
-         FROM analytics.ticket_fields ORDER BY 1, 2, 3, 4, 5, 6, 7, 8",
+                flag_on, n::bigint, amount::text
+         FROM analytics.ticket_fields ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9",
     )
     .await
 }

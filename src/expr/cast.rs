@@ -193,7 +193,7 @@ fn to_bool(value: &Value) -> Result<bool, Fault> {
 /// PostgreSQL's `boolin`: surrounding whitespace ignored, any case, and any
 /// unambiguous prefix of `true`, `false`, `yes`, `no`, or `on`, `off`
 /// (two letters at least), `1` or `0`.
-fn parse_bool(text: &str) -> Option<bool> {
+pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     let word = text
         .trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'))
         .to_ascii_lowercase();

@@ -38,6 +38,8 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
             let (left_type, right_type) = (infer_child(left)?, infer_child(right)?);
             refuse_special_input(node, left, right_type)?;
             refuse_special_input(node, right, left_type)?;
+            refuse_non_boolean_literal(node, left, right_type)?;
+            refuse_non_boolean_literal(node, right, left_type)?;
             comparison_type(node, left_type, right_type)
         }
         Node::Logical { left, right, .. } => {
@@ -216,6 +218,26 @@ fn json_field_type(
     } else {
         ValueType::Json
     })
+}
+
+/// An error when `literal` is text compared with a boolean that PostgreSQL
+/// would not read as one (`flag = 'maybe'`): every row would fail.
+fn refuse_non_boolean_literal(
+    node: &Node,
+    literal: &Node,
+    against: ValueType,
+) -> Result<(), ExprError> {
+    match literal {
+        Node::Literal(Value::Text(text))
+            if against == ValueType::Bool && super::cast::parse_bool(text).is_none() =>
+        {
+            Err(type_error(
+                node,
+                format!("invalid input syntax for type boolean: {text:?}"),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Text PostgreSQL reads as a date or time of its own choosing. A view

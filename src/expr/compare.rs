@@ -33,6 +33,8 @@ pub(crate) fn try_compare(a: &Value, b: &Value) -> Result<Option<Ordering>, Faul
     let ordering = match (a, b) {
         (Value::Null, _) | (_, Value::Null) => return Ok(None),
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Bool(x), Value::Text(y)) => x.cmp(&boolean_of(y)?),
+        (Value::Text(x), Value::Bool(y)) => boolean_of(x)?.cmp(y),
         (Value::Int(x), Value::Int(y)) => x.cmp(y),
         (Value::Text(x), Value::Text(y)) => x.cmp(y),
         _ if is_number(a) && is_number(b) => compare_numbers(a, b)?,
@@ -45,6 +47,13 @@ pub(crate) fn try_compare(a: &Value, b: &Value) -> Result<Option<Ordering>, Faul
 /// Three-valued `a = b`: `None` when either is NULL.
 pub(crate) fn values_equal(a: &Value, b: &Value) -> Result<Option<bool>, Fault> {
     Ok(try_compare(a, b)?.map(Ordering::is_eq))
+}
+
+/// Text compared with a boolean, read as PostgreSQL reads a boolean literal.
+fn boolean_of(text: &str) -> Result<bool, Fault> {
+    super::cast::parse_bool(text).ok_or_else(|| {
+        Fault::InvalidValue(format!("invalid input syntax for type boolean: {text:?}"))
+    })
 }
 
 fn incomparable(a: &Value, b: &Value) -> Fault {

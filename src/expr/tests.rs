@@ -1070,3 +1070,27 @@ fn casts_to_double_precision_follow_postgres() {
         other => panic!("expected a type error, got {other:?}"),
     }
 }
+
+/// Text compared with a boolean is read as one, as PostgreSQL reads the
+/// literal (`flag = 'yes'` was "cannot compare bool with text"); a literal
+/// that is no boolean is refused by the check.
+#[test]
+fn text_compared_with_a_boolean_is_read_as_one() {
+    let lookup = row(&[("paid", Value::Bool(true))]);
+    for (source, expected) in [
+        ("paid = 'yes'", true),
+        ("paid = ' t '", true),
+        ("'off' < paid", true),
+        ("paid IN ('no', 'on')", true),
+        ("paid = 'f'", false),
+    ] {
+        assert_eq!(eval(source, &lookup), Ok(Value::Bool(expected)), "{source}");
+    }
+    assert_eq!(infer("paid = 'yes'"), Ok(ValueType::Bool));
+    match infer("paid = 'maybe'") {
+        Err(ExprError::Type { message, .. }) => {
+            assert_eq!(message, "invalid input syntax for type boolean: \"maybe\"")
+        }
+        other => panic!("expected a type error, got {other:?}"),
+    }
+}

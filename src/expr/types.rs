@@ -88,6 +88,9 @@ pub(crate) fn comparable(left: ValueType, right: ValueType) -> bool {
         (l, r) if l.is_numeric() && r.is_numeric() => true,
         (l, r) if l.is_temporal() && (r.is_temporal() || r == T::Text) => true,
         (T::Text, r) if r.is_temporal() => true,
+        // Text meeting a boolean is read as one (`flag = 'yes'`), as
+        // PostgreSQL reads a literal.
+        (T::Bool, T::Text) | (T::Text, T::Bool) => true,
         (l, r) => l == r,
     }
 }
