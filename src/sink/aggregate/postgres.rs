@@ -410,13 +410,7 @@ async fn record_checkpoint(
          store_id = EXCLUDED.store_id, definition_hash = EXCLUDED.definition_hash, \
          sequence = EXCLUDED.sequence"
     );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(view)
-        .bind(&checkpoint.store_id)
-        .bind(&checkpoint.definition_hash)
-        .bind(checkpoint.sql_sequence())
-        .execute(&mut **txn)
-        .await?;
+    write_checkpoint(txn, sql, view, checkpoint).await?;
     Ok(())
 }
 
@@ -432,14 +426,25 @@ async fn advance_checkpoint(
         "UPDATE {CHECKPOINT_TABLE} SET sequence = $4 \
          WHERE view = $1 AND store_id = $2 AND definition_hash = $3"
     );
-    let updated = sqlx::query(AssertSqlSafe(sql))
+    Ok(write_checkpoint(txn, sql, view, checkpoint).await? == 1)
+}
+
+/// Runs `sql` with the view, store id, definition hash and sequence as
+/// its parameters 1 to 4; returns the rows it changed.
+async fn write_checkpoint(
+    txn: &mut Transaction<'_, Postgres>,
+    sql: String,
+    view: &str,
+    checkpoint: &Checkpoint,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(AssertSqlSafe(sql))
         .bind(view)
         .bind(&checkpoint.store_id)
         .bind(&checkpoint.definition_hash)
         .bind(checkpoint.sql_sequence())
         .execute(&mut **txn)
         .await?;
-    Ok(updated.rows_affected() == 1)
+    Ok(done.rows_affected())
 }
 
 #[async_trait]
