@@ -148,8 +148,7 @@ fn to_float(value: &Value) -> Result<f64, Fault> {
 /// `Infinity` and `inf` in any case, and a value too large or too small
 /// for a double refused rather than made infinite or zero.
 fn parse_float8(text: &str) -> Result<f64, Fault> {
-    let trimmed =
-        text.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'));
+    let trimmed = trim_space(text);
     let invalid = || {
         Fault::InvalidValue(format!(
             "invalid input syntax for type double precision: {}",
@@ -173,16 +172,17 @@ fn parse_float8(text: &str) -> Result<f64, Fault> {
     Ok(float)
 }
 
+/// `text` without the whitespace around it that PostgreSQL's number and
+/// boolean inputs ignore (`isspace`: vertical tab and form feed too).
+fn trim_space(text: &str) -> &str {
+    text.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'))
+}
+
 fn to_bool(value: &Value) -> Result<bool, Fault> {
     match value {
         Value::Bool(flag) => Ok(*flag),
         Value::Int(int) => Ok(*int != 0),
-        Value::Text(text) => parse_bool(text).ok_or_else(|| {
-            Fault::InvalidValue(format!(
-                "invalid input syntax for type boolean: {}",
-                quoted(text)
-            ))
-        }),
+        Value::Text(text) => boolean_of(text),
         other => Err(Fault::TypeMismatch(format!(
             "cannot cast {} to bool",
             ValueType::of(other)
@@ -190,13 +190,22 @@ fn to_bool(value: &Value) -> Result<bool, Fault> {
     }
 }
 
+/// Text read as a boolean, as a cast and a comparison with one read it; an
+/// error in PostgreSQL's words when it is none.
+pub(crate) fn boolean_of(text: &str) -> Result<bool, Fault> {
+    parse_bool(text).ok_or_else(|| {
+        Fault::InvalidValue(format!(
+            "invalid input syntax for type boolean: {}",
+            quoted(text)
+        ))
+    })
+}
+
 /// PostgreSQL's `boolin`: surrounding whitespace ignored, any case, and any
 /// unambiguous prefix of `true`, `false`, `yes`, `no`, or `on`, `off`
 /// (two letters at least), `1` or `0`.
-pub(crate) fn parse_bool(text: &str) -> Option<bool> {
-    let word = text
-        .trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'))
-        .to_ascii_lowercase();
+fn parse_bool(text: &str) -> Option<bool> {
+    let word = trim_space(text).to_ascii_lowercase();
     let prefix_of = |whole: &str, at_least: usize| {
         word.len() >= at_least.max(1) && whole.starts_with(word.as_str())
     };

@@ -228,13 +228,10 @@ fn refuse_non_boolean_literal(
     against: ValueType,
 ) -> Result<(), ExprError> {
     match literal {
-        Node::Literal(Value::Text(text))
-            if against == ValueType::Bool && super::cast::parse_bool(text).is_none() =>
-        {
-            Err(type_error(
-                node,
-                format!("invalid input syntax for type boolean: {text:?}"),
-            ))
+        Node::Literal(Value::Text(text)) if against == ValueType::Bool => {
+            super::cast::boolean_of(text)
+                .map(drop)
+                .map_err(|fault| type_error(node, fault.to_string()))
         }
         _ => Ok(()),
     }

@@ -13,6 +13,7 @@ use std::cmp::Ordering;
 use crate::change::Value;
 
 use super::arith::{decimal_of, float_of, is_number};
+use super::cast::boolean_of;
 use super::error::Fault;
 use super::temporal::{self, TemporalKind};
 use super::types::ValueType;
@@ -33,6 +34,7 @@ pub(crate) fn try_compare(a: &Value, b: &Value) -> Result<Option<Ordering>, Faul
     let ordering = match (a, b) {
         (Value::Null, _) | (_, Value::Null) => return Ok(None),
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        // Text meeting a boolean is read as one, as PostgreSQL reads a literal.
         (Value::Bool(x), Value::Text(y)) => x.cmp(&boolean_of(y)?),
         (Value::Text(x), Value::Bool(y)) => boolean_of(x)?.cmp(y),
         (Value::Int(x), Value::Int(y)) => x.cmp(y),
@@ -47,13 +49,6 @@ pub(crate) fn try_compare(a: &Value, b: &Value) -> Result<Option<Ordering>, Faul
 /// Three-valued `a = b`: `None` when either is NULL.
 pub(crate) fn values_equal(a: &Value, b: &Value) -> Result<Option<bool>, Fault> {
     Ok(try_compare(a, b)?.map(Ordering::is_eq))
-}
-
-/// Text compared with a boolean, read as PostgreSQL reads a boolean literal.
-fn boolean_of(text: &str) -> Result<bool, Fault> {
-    super::cast::parse_bool(text).ok_or_else(|| {
-        Fault::InvalidValue(format!("invalid input syntax for type boolean: {text:?}"))
-    })
 }
 
 fn incomparable(a: &Value, b: &Value) -> Fault {
