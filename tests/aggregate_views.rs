@@ -1685,6 +1685,106 @@ async fn json_fields_group_as_postgres_reads_them() {
     service.assert_running();
 }
 
+/// Groups by jsonb paths, key tests, containment and casts of JSON values,
+/// on a table of the test's own.
+const OFFER_TESTS: &str = r#"
+view: offer_tests
+kind: aggregate
+root: offers
+group_by:
+  size: "doc #>> '{meta,size}'"
+  last_tag: "doc #>> ARRAY['tags', '-1']"
+  has_tags: doc ? 'tags'
+  any_tag: doc -> 'tags' ?| '{a,c}'
+  all_tags: doc -> 'tags' ?& ARRAY['a', 'b']
+  gold: >-
+    doc @> '{"tier": "gold"}'
+  within: >-
+    doc <@ '{"tier": "gold", "tags": ["a", "b", "c"], "price": 100,
+    "meta": {"size": 1.5}}'
+  flag: (doc -> 'flag')::boolean
+  qty: (doc -> 'qty')::int
+measures:
+  n: count()
+  price: sum((doc -> 'price')::numeric)
+  top: >-
+    max((doc #> '{price}')::float8)
+table: analytics.offer_tests
+"#;
+
+async fn offer_tests_match(pool: &PgPool, what: &str) {
+    rows_match::<(
+        Option<String>,
+        Option<String>,
+        Option<bool>,
+        Option<bool>,
+        Option<bool>,
+        Option<bool>,
+        Option<bool>,
+        Option<bool>,
+        Option<i32>,
+        i64,
+        Option<String>,
+        Option<String>,
+    )>(
+        pool,
+        what,
+        r#"SELECT doc #>> '{meta,size}', doc #>> ARRAY['tags', '-1'], doc ? 'tags',
+                doc -> 'tags' ?| '{a,c}', doc -> 'tags' ?& ARRAY['a', 'b'],
+                doc @> '{"tier": "gold"}',
+                doc <@ '{"tier": "gold", "tags": ["a", "b", "c"], "price": 100, "meta": {"size": 1.5}}',
+                (doc -> 'flag')::boolean, (doc -> 'qty')::int,
+                count(*)::bigint, sum((doc -> 'price')::numeric)::text,
+                max((doc #> '{price}')::float8)::text
+         FROM offers GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9"#,
+        "SELECT size, last_tag, has_tags, any_tag, all_tags, gold, within, flag, qty::int,
+                n::bigint, price::text, top::text
+         FROM analytics.offer_tests ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9",
+    )
+    .await
+}
+
+/// `#>`, `#>>`, `?`, `?|`, `?&`, `@>`, `<@` and casts of JSON numbers and
+/// booleans give what PostgreSQL's jsonb gives: paths through objects and
+/// arrays, keys at the top level only (a string element counts), numbers
+/// contained by value, an array containing a scalar, half-way rounding
+/// into an integer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonb_operators_group_as_postgres_reads_them() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    execute(&pool, "CREATE TABLE offers (id int PRIMARY KEY, doc jsonb)").await;
+    execute(
+        &pool,
+        r#"INSERT INTO offers VALUES
+           (1, '{"tier": "gold", "tags": ["a", "b"], "price": 1e2, "meta": {"size": 1.50},
+                 "flag": true, "qty": 1.5}'),
+           (2, '{"tier": "silver", "tags": ["c"], "price": 2.25, "qty": 2.5}'),
+           (3, '{"tier": "gold", "price": 100.0, "meta": {"size": "L"}, "flag": false}'),
+           (4, '["tags", "a"]'),
+           (5, '"tags"'),
+           (6, NULL),
+           (7, '{"tier": "gold", "tags": "a"}'),
+           (8, '{"meta": {"size": [1, {"x": 2}]}, "tags": [["a"]], "price": -0.5, "qty": -2.5}')"#,
+    )
+    .await;
+    let views = tempfile::tempdir().expect("temp dir");
+    std::fs::write(views.path().join("offer_tests.yaml"), OFFER_TESTS).expect("view file");
+    let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+    offer_tests_match(&pool, "the snapshot's jsonb groups").await;
+    for sql in [
+        r#"INSERT INTO offers VALUES (9, '{"tier": "gold", "tags": ["c", "a", "b"], "price": 3, "meta": {"size": 1.5}}')"#,
+        r#"UPDATE offers SET doc = doc || '{"tags": ["b", "a"]}' WHERE id = 2"#,
+        r#"UPDATE offers SET doc = jsonb_set(doc, '{tier}', '"silver"') WHERE id = 1"#,
+        r#"UPDATE offers SET doc = '{"tier": "gold", "flag": true}' WHERE id = 6"#,
+        "DELETE FROM offers WHERE id IN (3, 8)",
+    ] {
+        execute(&pool, sql).await;
+        offer_tests_match(&pool, sql).await;
+    }
+    service.assert_running();
+}
+
 /// What another viewkeeper (its own data directory and slot, the same view
 /// name) leaves behind after writing the table: the checkpoint row names
 /// its store, and the rows are its own.

@@ -6,6 +6,7 @@ use crate::change::Value;
 
 use super::arith::decimal_of;
 use super::error::{Fault, quoted};
+use super::json_ops;
 use super::numeric::Decimal;
 use super::temporal::{self, TemporalKind};
 use super::time_zone::TimeZone;
@@ -77,6 +78,18 @@ impl CastTarget {
         }
     }
 
+    /// PostgreSQL's name of the type, as its errors write it.
+    fn type_name(self) -> &'static str {
+        match self {
+            CastTarget::Text => "text",
+            CastTarget::Bool => "boolean",
+            CastTarget::Float => "double precision",
+            CastTarget::Integer(width) => width.type_name(),
+            CastTarget::Numeric(_) => "numeric",
+            CastTarget::Temporal(kind) => temporal::kind_name(kind),
+        }
+    }
+
     /// Whether a value of type `from` can be cast to this target at all.
     pub fn accepts(self, from: ValueType) -> bool {
         use ValueType as T;
@@ -85,10 +98,11 @@ impl CastTarget {
             CastTarget::Text => true,
             // PostgreSQL casts only `integer` of the integers; `bigint` and
             // `smallint` columns are held alike here, and cast as it would.
-            CastTarget::Bool => matches!(from, T::Bool | T::Int),
-            CastTarget::Float => from.is_numeric(),
-            CastTarget::Integer(_) => from.is_numeric() || from == T::Bool,
-            CastTarget::Numeric(_) => from.is_numeric(),
+            // A JSON number or boolean casts as jsonb's does.
+            CastTarget::Bool => matches!(from, T::Bool | T::Int | T::Json),
+            CastTarget::Float => from.is_numeric() || from == T::Json,
+            CastTarget::Integer(_) => from.is_numeric() || matches!(from, T::Bool | T::Json),
+            CastTarget::Numeric(_) => from.is_numeric() || from == T::Json,
             CastTarget::Temporal(_) => from.is_temporal(),
         }
     }
@@ -105,6 +119,14 @@ pub(crate) fn cast(value: &Value, target: CastTarget) -> Result<Value, Fault> {
             ValueType::of(value),
             target.result_type()
         )));
+    }
+    if let (Value::Json(json), target) = (value, target)
+        && target != CastTarget::Text
+    {
+        return cast(
+            &json_ops::scalar_for_cast(json, target.type_name())?,
+            target,
+        );
     }
     match target {
         CastTarget::Text => Ok(Value::Text(text_of(value))),

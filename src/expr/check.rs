@@ -34,6 +34,9 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
             key,
             as_text,
         } => json_field_type(node, infer_child(operand)?, infer_child(key)?, *as_text),
+        Node::JsonOp { op, left, right } => op
+            .result_type(infer_child(left)?, infer_child(right)?)
+            .map_err(|message| type_error(node, message)),
         Node::Comparison { left, right, .. } => {
             let (left_type, right_type) = (infer_child(left)?, infer_child(right)?);
             refuse_special_input(node, left, right_type)?;

@@ -15,6 +15,7 @@ use super::date_parts::{at_time_zone, extract_value, truncate_value};
 use super::error::{EvalError, Fault};
 use super::functions::Function;
 use super::json_field::json_field;
+use super::json_ops;
 use super::like::like_matches;
 use super::node::{CaseBranch, ComparisonOp, LogicalOp, Node};
 use super::types::ValueType;
@@ -42,6 +43,9 @@ pub(crate) fn evaluate(node: &Node, row: RowLookup) -> Result<Value, EvalError> 
             key,
             as_text,
         } => json_field(&eval(operand)?, &eval(key)?, *as_text).map_err(at),
+        Node::JsonOp { op, left, right } => {
+            json_ops::apply(*op, &eval(left)?, &eval(right)?).map_err(at)
+        }
         Node::Comparison { op, left, right } => {
             compare(*op, &eval(left)?, &eval(right)?).map_err(at)
         }

@@ -34,11 +34,17 @@ pub(super) fn json_field(json: &Value, key: &Value, as_text: bool) -> Result<Val
     let Some(element) = element else {
         return Ok(Value::Null);
     };
-    let span = element.get();
+    as_value(text, element.get(), as_text)
+}
+
+/// `span`, a value read out of the JSON `text`, as `json` (`as_text`
+/// false) or as text: a string unescaped, `null` NULL, anything else its
+/// JSON text.
+pub(super) fn as_value(text: &str, span: &str, as_text: bool) -> Result<Value, Fault> {
     if !as_text {
         return Ok(Value::Json(span.to_owned()));
     }
-    Ok(match span.as_bytes().first() {
+    Ok(match span.trim_start().as_bytes().first() {
         Some(b'n') => Value::Null,
         Some(b'"') => Value::Text(serde_json::from_str(span).map_err(invalid(text))?),
         _ => Value::Text(span.to_owned()),
@@ -66,7 +72,7 @@ pub(super) fn key_error(found: ValueType, as_text: bool) -> Fault {
 
 /// The last field named `name` (PostgreSQL's rule for `json` with a name
 /// repeated; `jsonb` keeps one), or `None` when `text` is not an object.
-fn object_field<'a>(text: &'a str, name: &str) -> Result<Option<&'a RawValue>, Fault> {
+pub(super) fn object_field<'a>(text: &'a str, name: &str) -> Result<Option<&'a RawValue>, Fault> {
     if !text.trim_start().starts_with('{') {
         return Ok(None);
     }
@@ -79,7 +85,7 @@ fn object_field<'a>(text: &'a str, name: &str) -> Result<Option<&'a RawValue>, F
 /// such element. A scalar is read as an array of itself alone, as jsonb
 /// stores it: `'"x"'::jsonb -> 0` is `"x"` (for a `json` scalar PostgreSQL
 /// gives NULL; the two types arrive here alike, and jsonb is the common one).
-fn array_element(text: &str, index: i64) -> Result<Option<&RawValue>, Fault> {
+pub(super) fn array_element(text: &str, index: i64) -> Result<Option<&RawValue>, Fault> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') {
         return Ok(None);
@@ -101,7 +107,7 @@ fn array_element(text: &str, index: i64) -> Result<Option<&RawValue>, Fault> {
         .and_then(|position| elements.get(position).copied()))
 }
 
-fn invalid(text: &str) -> impl Fn(serde_json::Error) -> Fault + '_ {
+pub(super) fn invalid(text: &str) -> impl Fn(serde_json::Error) -> Fault + '_ {
     move |error| {
         let shown: String = text.chars().take(80).collect();
         Fault::InvalidValue(format!("not valid JSON ({error}): {shown}"))

@@ -33,6 +33,7 @@ mod error;
 mod eval;
 mod functions;
 mod json_field;
+mod json_ops;
 mod like;
 mod node;
 mod numeric;

@@ -11,6 +11,7 @@ use super::ColumnPath;
 use super::cast::CastTarget;
 use super::date_parts::{DateField, TruncUnit};
 use super::functions::Function;
+use super::json_ops::JsonOp;
 use super::temporal::TemporalKind;
 use super::time_zone::TimeZone;
 
@@ -39,6 +40,14 @@ pub(crate) enum Node {
         operand: Box<Node>,
         key: Box<Node>,
         as_text: bool,
+    },
+    /// `left #> right`, `left ? right`, `left @> right` and the other
+    /// jsonb operators; a path or key list on the right is a text literal
+    /// that reads as a text array.
+    JsonOp {
+        op: JsonOp,
+        left: Box<Node>,
+        right: Box<Node>,
     },
     Comparison {
         op: ComparisonOp,
@@ -226,6 +235,7 @@ impl Node {
                 key: right,
                 ..
             }
+            | Node::JsonOp { left, right, .. }
             | Node::Comparison { left, right, .. }
             | Node::Logical { left, right, .. }
             | Node::IsDistinct { left, right, .. } => vec![left, right],

@@ -15,6 +15,7 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 use crate::change::Value;
 
 use super::error::ExprError;
+use super::json_ops::{self, JsonOp, parse_text_array};
 use super::node::{ArithmeticOp, CaseBranch, ComparisonOp, LogicalOp, Node};
 use super::numeric::Decimal;
 use super::parse_call::{call, cast, extract, typed_string, zone_literal};
@@ -292,6 +293,7 @@ enum BinaryKind {
     Logical(LogicalOp),
     Concat,
     JsonField { as_text: bool },
+    Json(JsonOp),
 }
 
 fn binary_kind(op: &sql::BinaryOperator) -> Option<BinaryKind> {
@@ -313,6 +315,13 @@ fn binary_kind(op: &sql::BinaryOperator) -> Option<BinaryKind> {
         B::StringConcat => BinaryKind::Concat,
         B::Arrow => BinaryKind::JsonField { as_text: false },
         B::LongArrow => BinaryKind::JsonField { as_text: true },
+        B::HashArrow => BinaryKind::Json(JsonOp::Path { as_text: false }),
+        B::HashLongArrow => BinaryKind::Json(JsonOp::Path { as_text: true }),
+        B::Question => BinaryKind::Json(JsonOp::HasKey),
+        B::QuestionPipe => BinaryKind::Json(JsonOp::HasKeys { all: false }),
+        B::QuestionAnd => BinaryKind::Json(JsonOp::HasKeys { all: true }),
+        B::AtArrow => BinaryKind::Json(JsonOp::Contains),
+        B::ArrowAt => BinaryKind::Json(JsonOp::ContainedBy),
         _ => return None,
     })
 }
@@ -356,6 +365,9 @@ fn binary(
         });
     }
     let kind = binary_kind(op).ok_or_else(|| unsupported(format!("operator `{op}`"), expr))?;
+    if let BinaryKind::Json(op) = kind {
+        return json_operator(op, left, right, depth);
+    }
     let (left, right) = (convert_boxed(left, depth)?, convert_boxed(right, depth)?);
     Ok(match kind {
         BinaryKind::Arithmetic(op) => Node::Arithmetic { op, left, right },
@@ -367,7 +379,102 @@ fn binary(
             key: right,
             as_text,
         },
+        BinaryKind::Json(op) => Node::JsonOp { op, left, right },
     })
+}
+
+/// A jsonb operator, its literal operands read as PostgreSQL types an
+/// untyped literal there: a path or key list as a text array, the other
+/// side of a containment as JSON.
+fn json_operator(
+    op: JsonOp,
+    left: &sql::Expr,
+    right: &sql::Expr,
+    depth: usize,
+) -> Result<Node, ExprError> {
+    let json_side = |side: &sql::Expr| match json_literal(side)? {
+        Some(text) => Ok(Box::new(Node::Literal(Value::Json(text)))),
+        None => convert_boxed(side, depth),
+    };
+    let (left, right) = match op {
+        JsonOp::Contains | JsonOp::ContainedBy => (json_side(left)?, json_side(right)?),
+        JsonOp::Path { .. } | JsonOp::HasKeys { .. } => {
+            (convert_boxed(left, depth)?, text_array_literal(op, right)?)
+        }
+        JsonOp::HasKey => (convert_boxed(left, depth)?, convert_boxed(right, depth)?),
+    };
+    Ok(Node::JsonOp { op, left, right })
+}
+
+/// The text of a string literal, or of one cast to `json` or `jsonb`,
+/// checked to be JSON; `None` for any other operand.
+fn json_literal(side: &sql::Expr) -> Result<Option<String>, ExprError> {
+    let text = match side {
+        sql::Expr::Value(value) => string_literal(&value.value),
+        sql::Expr::Cast {
+            expr: inner,
+            data_type: sql::DataType::JSON | sql::DataType::JSONB,
+            ..
+        } => match &**inner {
+            sql::Expr::Value(value) => string_literal(&value.value),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    serde_json::from_str::<&serde_json::value::RawValue>(text).map_err(|error| {
+        ExprError::InvalidLiteral {
+            fragment: side.to_string(),
+            message: format!("not valid JSON: {error}"),
+        }
+    })?;
+    Ok(Some(text.to_owned()))
+}
+
+/// The path of `#>` or the keys of `?|` as a text array literal: written
+/// `'{a,0}'`, `'{a,0}'::text[]` or `ARRAY['a', '0']`.
+fn text_array_literal(op: JsonOp, side: &sql::Expr) -> Result<Box<Node>, ExprError> {
+    fn string(expr: &sql::Expr) -> Option<&str> {
+        match expr {
+            sql::Expr::Value(value) => string_literal(&value.value),
+            _ => None,
+        }
+    }
+    let elements = match side {
+        sql::Expr::Cast {
+            expr: inner,
+            data_type: sql::DataType::Array(_),
+            ..
+        } => string(inner).map(parse_text_array),
+        sql::Expr::Array(array) => array
+            .elem
+            .iter()
+            .map(|element| match element {
+                sql::Expr::Value(value) if value.value == sql::Value::Null => Some(None),
+                other => string(other).map(|text| Some(text.to_owned())),
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Ok),
+        other => string(other).map(parse_text_array),
+    };
+    let Some(elements) = elements else {
+        return Err(unsupported(
+            format!(
+                "a `{}` operand that is not a text array literal (write '{{a,b}}' or ARRAY['a','b'])",
+                op.symbol()
+            ),
+            side,
+        ));
+    };
+    let elements = elements.map_err(|message| ExprError::InvalidLiteral {
+        fragment: side.to_string(),
+        message,
+    })?;
+    Ok(Box::new(Node::Literal(Value::Text(
+        json_ops::text_array_literal(&elements),
+    ))))
 }
 
 fn in_list(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {

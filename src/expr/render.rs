@@ -23,7 +23,7 @@ fn precedence(node: &Node) -> u8 {
         Node::Comparison { .. } | Node::IsNull { .. } | Node::IsBool { .. } => 4,
         Node::IsDistinct { .. } | Node::InList { .. } | Node::Between { .. } => 4,
         Node::Like { .. } => 4,
-        Node::Concat { .. } | Node::JsonField { .. } => 5,
+        Node::Concat { .. } | Node::JsonField { .. } | Node::JsonOp { .. } => 5,
         Node::Arithmetic { op, .. } if matches!(op.symbol(), "+" | "-") => 6,
         Node::Arithmetic { .. } => 7,
         Node::Sign { .. } => 8,
@@ -102,6 +102,14 @@ impl Display for Node {
             } => {
                 let symbol = super::json_field::symbol(*as_text);
                 write!(f, "{} {symbol} {}", left(operand, self), right(key, self))
+            }
+            Node::JsonOp {
+                op,
+                left: l,
+                right: r,
+            } => {
+                let symbol = op.symbol();
+                write!(f, "{} {symbol} {}", left(l, self), right(r, self))
             }
             Node::Comparison {
                 op,
@@ -407,6 +415,14 @@ mod tests {
         assert_eq!(
             rendered("TIMESTAMPTZ '2024-01-01'"),
             "'2024-01-01'::timestamptz"
+        );
+        assert_eq!(
+            rendered("d #>> ARRAY['a', NULL] ?| '{x}'"),
+            r#"d #>> '{"a",NULL}' ?| '{"x"}'"#
+        );
+        assert_eq!(
+            rendered(r#"d @> '{"a": 1}'::jsonb AND d ? k"#),
+            r#"d @> '{"a": 1}' AND d ? k"#
         );
     }
 }

@@ -996,6 +996,78 @@ fn json_fields_are_read_by_name_and_index() {
     );
 }
 
+/// The jsonb operators besides `->`: literal paths and key lists read as
+/// text arrays, literal JSON on either side of a containment, casts of a
+/// JSON number or boolean; what they refuse is named at check time.
+#[test]
+fn jsonb_operators_parse_check_and_evaluate() {
+    let payload = Value::Json(
+        r#"{"tier": "gold", "n": 7.5, "ok": true, "lines": [{"sku": "A-1"}, {"sku": "B-2"}]}"#
+            .into(),
+    );
+    let lookup = row(&[("payload", payload), ("name", text("tier"))]);
+    let cases = [
+        ("payload #>> '{lines,-1,sku}'", text("B-2")),
+        ("payload #>> ARRAY['lines', '0', 'sku']", text("A-1")),
+        ("payload #> '{lines,0}'::text[] ->> 'sku'", text("A-1")),
+        ("payload #> '{lines,0,sku}'", Value::Json(r#""A-1""#.into())),
+        ("payload ? 'tier'", Value::Bool(true)),
+        ("payload ? name", Value::Bool(true)),
+        ("payload ?| '{x,n}'", Value::Bool(true)),
+        ("payload ?& ARRAY['x', 'n']", Value::Bool(false)),
+        (r#"payload @> '{"tier": "gold"}'"#, Value::Bool(true)),
+        (
+            r#"payload @> '{"lines": [{"sku": "B-2"}]}'::jsonb"#,
+            Value::Bool(true),
+        ),
+        (r#"'{"tier": "gold"}' <@ payload"#, Value::Bool(true)),
+        ("payload -> 'lines' @> payload", Value::Bool(false)),
+        ("(payload -> 'n')::numeric * 2", numeric("15.0")),
+        ("(payload -> 'n')::int", Value::Int(8)),
+        ("(payload -> 'n')::float8", Value::Float(7.5)),
+        ("(payload -> 'ok')::boolean", Value::Bool(true)),
+        ("(payload -> 'tier')::text", text(r#""gold""#)),
+        ("(payload -> 'missing')::int", Value::Null),
+    ];
+    for (source, expected) in cases {
+        assert_eq!(eval(source, &lookup), Ok(expected), "{source}");
+        assert!(infer(source).is_ok(), "{source}: {:?}", infer(source));
+    }
+    let failed = eval("(payload -> 'tier')::numeric", &lookup).unwrap_err();
+    assert_eq!(
+        failed.to_string(),
+        "invalid value in `(payload -> 'tier')::numeric`: cannot cast jsonb string to type numeric"
+    );
+    for (source, message) in [
+        ("payload #> name", "not a text array literal"),
+        ("payload #> '{a'", "malformed array literal"),
+        ("payload ?| '{{a}}'", "one-dimensional"),
+        ("payload @> 'not json'", "not valid JSON"),
+    ] {
+        let error = parse_error(source).to_string();
+        assert!(error.contains(message), "{source}: {error}");
+    }
+    for (source, message) in [
+        (
+            "name ? 'a'",
+            "`?` needs a json or jsonb operand, found text",
+        ),
+        ("payload ? 1", "`?` needs text on its right, found int"),
+        (
+            "payload @> name",
+            "`@>` needs json or jsonb on its right, found text",
+        ),
+        ("(payload -> 'n')::date", "cannot cast json to date"),
+    ] {
+        let error = infer(source).unwrap_err().to_string();
+        assert!(error.contains(message), "{source}: {error}");
+    }
+    assert_eq!(
+        infer("payload #>> '{a}' = 'x' AND payload ? 'a'"),
+        Ok(ValueType::Bool)
+    );
+}
+
 /// `::boolean` reads text as PostgreSQL's `boolin` does.
 #[test]
 fn text_casts_to_boolean_as_postgres_reads_it() {

@@ -49,15 +49,45 @@ pub(crate) fn parse_yaml(file: &Path, text: &str) -> Result<Node, ViewError> {
     // would read them as booleans.
     options.strict_booleans = true;
     options.with_snippet = false;
-    serde_saphyr::from_str_with_options(text, options).map_err(|error| {
+    let node: Node = serde_saphyr::from_str_with_options(text, options).map_err(|error| {
         let line = error.location().map(|location| location.line() as usize);
         ViewError {
             file: file.to_path_buf(),
             line: line.filter(|line| *line > 0),
             field: String::new(),
-            message: format!("invalid YAML: {}", without_location(&error.to_string())),
+            message: with_hint(format!(
+                "invalid YAML: {}",
+                without_location(&error.to_string())
+            )),
         }
-    })
+    })?;
+    let lines: Vec<&str> = text.lines().collect();
+    if let Some(line) = node.first_cut_by_path_operator(&lines) {
+        return Err(ViewError {
+            file: file.to_path_buf(),
+            line: Some(line),
+            field: String::new(),
+            message: "after a space, `#` starts a YAML comment, so the expression ends \
+                      before `#>`: quote it (write it on the next line after `>-`, or in \
+                      double quotes)"
+                .to_owned(),
+        });
+    }
+    Ok(node)
+}
+
+/// The parser's message, with what to do when the cause is common and its
+/// words do not say it: JSON in an expression holds `: `, which YAML reads
+/// as the start of a mapping.
+fn with_hint(message: String) -> String {
+    if message.contains("mapping values are not allowed") {
+        format!(
+            "{message} (a value that holds `: `, such as JSON in an expression, must be \
+             quoted: write it on the next line after `>-`, or in double quotes)"
+        )
+    } else {
+        message
+    }
 }
 
 /// The parser's message without its own "at line L, column C" suffix, since

@@ -16,6 +16,8 @@ use serde_saphyr::Spanned;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub line: usize,
+    /// The 1-based column, in characters, the node starts at.
+    pub column: usize,
     pub value: NodeValue,
 }
 
@@ -39,6 +41,31 @@ pub struct Entry {
 }
 
 impl Node {
+    /// The first plain (unquoted) text in this tree that a YAML comment cut
+    /// short because the comment began with `#>`: jsonb's path operator,
+    /// which after a space YAML reads as the start of a comment, so `doc
+    /// #>> '{a}'` arrives as `doc`. Its line, given the file's lines.
+    pub fn first_cut_by_path_operator(&self, lines: &[&str]) -> Option<usize> {
+        match &self.value {
+            NodeValue::Text(text) => {
+                let line = lines.get(self.line.checked_sub(1)?)?;
+                let rest: String = line.chars().skip(self.column.saturating_sub(1)).collect();
+                // A quoted or block scalar is not where it starts on its
+                // line; a plain one is, and the comment follows it.
+                let after = rest.strip_prefix(text.as_str())?;
+                let comment = after.trim_start();
+                (comment.len() < after.len() && comment.starts_with("#>")).then_some(self.line)
+            }
+            NodeValue::Map(entries) => entries
+                .iter()
+                .find_map(|entry| entry.value.first_cut_by_path_operator(lines)),
+            NodeValue::List(items) => items
+                .iter()
+                .find_map(|item| item.first_cut_by_path_operator(lines)),
+            NodeValue::Null | NodeValue::Other(_) => None,
+        }
+    }
+
     /// What the node is, for "expected X, found Y" messages.
     pub fn describe(&self) -> String {
         match &self.value {
@@ -56,6 +83,7 @@ impl<'de> Deserialize<'de> for Node {
         let spanned = Spanned::<NodeValue>::deserialize(deserializer)?;
         Ok(Node {
             line: spanned.referenced.line() as usize,
+            column: spanned.referenced.column() as usize,
             value: spanned.value,
         })
     }

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use super::document::parse_yaml;
 use super::model::{Cardinality, Field, FieldSource, KeyPart, ViewKind};
 use super::{ViewDef, load_views, parse_view};
 
@@ -291,6 +292,53 @@ fn errors_of_all_files_are_reported_together() {
         "{text}"
     );
     assert!(lines[1].contains("b.yaml:1: invalid YAML:"), "{text}");
+}
+
+/// JSON in an unquoted expression is a YAML error whose words do not say
+/// why; the message says what to write.
+#[test]
+fn json_in_an_unquoted_expression_names_the_quoting() {
+    let dir = tempfile::tempdir().unwrap();
+    let view = ORDER_CACHE.replace(
+        "root: orders\n",
+        "root: orders\nwhere: doc @> '{\"tier\": \"gold\"}'\n",
+    );
+    write(dir.path(), "a.yaml", &view);
+    let text = load_views(dir.path()).unwrap_err().to_string();
+    assert!(text.contains("a.yaml:"), "{text}");
+    assert!(text.contains("after `>-`"), "{text}");
+}
+
+/// ` #>` starts a YAML comment: an unquoted `doc #>> '{tier}' = 'gold'`
+/// would arrive as `doc`, so it is refused with its line; quoted, or
+/// after `>-`, it is read whole.
+#[test]
+fn a_path_operator_that_yaml_reads_as_a_comment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_where =
+        |clause: &str| ORDER_CACHE.replace("root: orders\n", &format!("root: orders\n{clause}\n"));
+    write(
+        dir.path(),
+        "a.yaml",
+        &with_where("where: doc #>> '{tier}' = 'gold'"),
+    );
+    let text = load_views(dir.path()).unwrap_err().to_string();
+    let line = ORDER_CACHE
+        .lines()
+        .position(|l| l == "root: orders")
+        .unwrap()
+        + 2;
+    assert!(text.contains(&format!("a.yaml:{line}: ")), "{text}");
+    assert!(text.contains("ends before `#>`"), "{text}");
+
+    for quoted in [
+        "where: \"doc #>> '{tier}' = 'gold'\"  # a comment",
+        "where: >-\n  doc #>> '{tier}' = 'gold'",
+        "where: status = 'paid'  # #> in a comment after a value",
+    ] {
+        let node = parse_yaml(Path::new("a.yaml"), &with_where(quoted));
+        assert!(node.is_ok(), "{quoted}: {node:?}");
+    }
 }
 
 #[test]
