@@ -32,9 +32,9 @@ use crate::sink::redis::{self, RedisSink};
 use crate::sink::search::{SearchError, SearchIndex, SearchSink};
 use crate::source::connection::PgEndpoint;
 use crate::source::identity::SourceIdentity;
-use crate::source::new_partition::{self, NewPartition};
 use crate::source::pgoutput::Relations;
 use crate::source::stream::ReplicationStream;
+use crate::source::unlogged_rows::{self, RowsCheck};
 use crate::source::{SourceError, catalog, snapshot};
 use crate::state::{Store, StoreError};
 use crate::status::{SinkHealth, StatusBoard, ViewInfo};
@@ -118,6 +118,10 @@ struct Pipeline {
     /// Tables whose `TRUNCATE` the stream brought since the last check of
     /// the source's tables: their partitions' new data files are explained.
     truncated_since_check: std::sync::Mutex<BTreeSet<String>>,
+    /// Rewritten tables whose last comparison found a row stored otherwise
+    /// ([`unlogged_rows::check_rewritten_table`]): a second one in a row
+    /// takes them as changed.
+    rewrites_differed: std::sync::Mutex<BTreeSet<String>>,
 }
 
 /// A batch the engine is applying on a blocking thread.
@@ -465,6 +469,7 @@ impl Generation {
             wake_sinks: sinks.wakes,
             status: Arc::clone(status),
             truncated_since_check: Default::default(),
+            rewrites_differed: Default::default(),
         };
         let generation = Generation {
             pipeline,
@@ -1106,21 +1111,30 @@ impl Pipeline {
                     break;
                 }
                 match self.check_new_partition(table, partition).await? {
-                    NewPartition::Logged { rows } => tracing::info!(
+                    RowsCheck::Logged { rows } => tracing::info!(
                         %partition,
                         %table,
                         rows,
                         "new partition: its rows came through the log"
                     ),
-                    NewPartition::Unlogged(reason) => changed.push(reason),
-                    NewPartition::Undecided => undecided = true,
+                    RowsCheck::Unlogged(reason) => changed.push(reason),
+                    RowsCheck::Undecided => undecided = true,
+                }
+            }
+            for table in stored.tables_rewritten(&current, truncated) {
+                if !changed.is_empty() || !streaming {
+                    undecided = true;
+                    break;
+                }
+                match self.check_rewritten_table(table).await? {
+                    Some(reason) => changed.push(reason),
+                    None => undecided = true,
                 }
             }
         }
         // At start, the views may lack an attached partition's rows until
         // the first check while streaming decides.
-        self.status
-            .partitions_unchecked(undecided && changed.is_empty());
+        self.status.rows_unchecked(undecided && changed.is_empty());
         let current = current.to_text();
         if changed.is_empty() && !undecided && stored.as_deref() != Some(current.as_str()) {
             // A write waits for the engine's batch in progress.
@@ -1151,16 +1165,52 @@ impl Pipeline {
         )
     }
 
+    /// Why the rows of `table`, rewritten since they were stored, are taken
+    /// as changed out of the log; `None` when they are not, or while that
+    /// is not decided (the identity is recorded only once every check
+    /// decided nothing changed).
+    async fn check_rewritten_table(&self, table: &str) -> Result<Option<String>, ServiceError> {
+        let Some(plan) = self.engine.plan().table(table) else {
+            return Ok(None);
+        };
+        let check =
+            unlogged_rows::check_rewritten_table(&self.pool, &self.store, plan, NEW_PARTITION_WAIT)
+                .await?;
+        let mut differed = self
+            .rewrites_differed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match check {
+            RowsCheck::Logged { rows } => {
+                differed.remove(table);
+                tracing::info!(
+                    %table,
+                    rows,
+                    "table rewritten (VACUUM FULL or CLUSTER, say): its rows are stored as they are"
+                );
+                Ok(None)
+            }
+            RowsCheck::Unlogged(reason) if differed.remove(table) => Ok(Some(reason)),
+            RowsCheck::Unlogged(_) => {
+                // A row may have changed while it was compared: once more.
+                differed.insert(table.to_owned());
+                tracing::info!(%table, "table rewritten, and a row differs: compared again");
+                Ok(None)
+            }
+            RowsCheck::Undecided => Ok(None),
+        }
+    }
+
     /// Whether the rows of `partition`, new in `table`, came through the log.
     async fn check_new_partition(
         &self,
         table: &str,
         partition: &str,
-    ) -> Result<NewPartition, ServiceError> {
+    ) -> Result<RowsCheck, ServiceError> {
         let Some(table) = self.engine.plan().table(table) else {
-            return Ok(NewPartition::Undecided);
+            return Ok(RowsCheck::Undecided);
         };
-        Ok(new_partition::check_new_partition(
+        Ok(unlogged_rows::check_new_partition(
             &self.pool,
             &self.store,
             table,

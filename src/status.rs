@@ -51,11 +51,12 @@ struct Inner {
     /// arriving and is not applied yet (one arriving while another waits is
     /// not noted: the older one bounds the lag).
     arriving: Option<(Lsn, i64)>,
-    /// Partitions new since the last run whose rows were not yet told to be
-    /// the log's or attached ([`crate::source::new_partition`]): decided by
-    /// the first check while streaming, until which the views may lack an
-    /// attached partition's rows.
-    partitions_unchecked: bool,
+    /// Partitions new since the last run, or tables rewritten since, whose
+    /// rows were not yet told to be the log's or not
+    /// ([`crate::source::unlogged_rows`]): decided by a check while
+    /// streaming, until which the views may lack an attached partition's
+    /// rows or hold a rewritten table's old values.
+    rows_unchecked: bool,
     /// A WAL position the views were first seen behind by a status report,
     /// and when (microseconds since the Unix epoch); `None` while they are
     /// not behind.
@@ -141,7 +142,7 @@ pub struct StatusSnapshot {
     pub rebuilds: BTreeMap<String, RebuildState>,
     pub recomputes: BTreeMap<String, u64>,
     pub replication_error: Option<String>,
-    pub partitions_unchecked: bool,
+    pub rows_unchecked: bool,
     /// The oldest transaction arriving and not applied: commit LSN and time.
     pub arriving: Option<(Lsn, i64)>,
 }
@@ -169,8 +170,8 @@ impl StatusBoard {
 
     /// Whether partitions new since the last run wait for their first check
     /// while streaming: the views are `building`, and not ready, until then.
-    pub fn partitions_unchecked(&self, unchecked: bool) {
-        self.lock().partitions_unchecked = unchecked;
+    pub fn rows_unchecked(&self, unchecked: bool) {
+        self.lock().rows_unchecked = unchecked;
     }
 
     /// A new snapshot is being taken: the views are building again.
@@ -253,7 +254,7 @@ impl StatusBoard {
             rebuilds: inner.rebuilds.clone(),
             recomputes: inner.recomputes.clone(),
             replication_error: inner.replication_error.as_ref().map(|e| e.message.clone()),
-            partitions_unchecked: inner.partitions_unchecked,
+            rows_unchecked: inner.rows_unchecked,
             arriving: inner.arriving,
         }
     }
@@ -639,7 +640,7 @@ fn view_state(snapshot: &StatusSnapshot, sink: &SinkState, rebuild: &RebuildStat
         // holds stops the snapshot as it stops the stream.
         (_, false) if stalled => "stalled",
         (false, false) => "building",
-        (true, false) if snapshot.partitions_unchecked => "building",
+        (true, false) if snapshot.rows_unchecked => "building",
         (true, false) if rebuild.running || sink.rewriting_lost_data => "rebuilding",
         (true, false) => "live",
     }
@@ -653,7 +654,7 @@ fn is_ready(snapshot: &StatusSnapshot) -> bool {
         .values()
         .all(|sink| sink.reachable && !sink.rewriting_lost_data);
     snapshot.snapshot_done
-        && !snapshot.partitions_unchecked
+        && !snapshot.rows_unchecked
         && sinks_whole
         && snapshot.replication_error.is_none()
 }

@@ -10,7 +10,7 @@
 //! nothing of a partition detached, attached or dropped, nor of one
 //! truncated alone when the publication publishes through the root, as
 //! viewkeeper's does; but its name leaves the table's partitions, arrives
-//! among them (then [`super::new_partition`] finds out whether its rows
+//! among them (then [`super::unlogged_rows`] finds out whether its rows
 //! came through the log), or its data file (`relfilenode`) changes. An enum's label
 //! renamed (`ALTER TYPE … RENAME VALUE`) changes the text of every row that
 //! holds it, without a row in the log: the labels of the stored columns'
@@ -45,6 +45,12 @@ struct TableIdentity {
     /// data file, but not this. Absent from stores written before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     attachments: BTreeMap<String, String>,
+    /// Of a table that is not partitioned: its data file. A rewrite
+    /// (`VACUUM FULL`, `CLUSTER`, `ALTER COLUMN … TYPE … USING`) gives it
+    /// another, and only the last changes rows, without a row in the log.
+    /// Absent from stores written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<u32>,
 }
 
 impl SourceIdentity {
@@ -55,8 +61,9 @@ impl SourceIdentity {
         plan: &Plan,
     ) -> Result<SourceIdentity, SourceError> {
         let tables: Vec<String> = plan.tables.keys().cloned().collect();
-        let rows: Vec<(String, i64, String, i16)> = sqlx::query_as(
-            "SELECT n.nspname || '.' || c.relname, c.oid::int8, a.attname::text, a.attnum
+        let rows: Vec<(String, i64, i64, String, i16)> = sqlx::query_as(
+            "SELECT n.nspname || '.' || c.relname, c.oid::int8, c.relfilenode::int8,
+                    a.attname::text, a.attnum
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -66,7 +73,7 @@ impl SourceIdentity {
         .fetch_all(&mut *conn)
         .await?;
         let mut identity = SourceIdentity::default();
-        for (table, oid, column, number) in rows {
+        for (table, oid, file, column, number) in rows {
             let Some(planned) = plan.table(&table) else {
                 continue;
             };
@@ -76,6 +83,8 @@ impl SourceIdentity {
                 partitions: BTreeMap::new(),
                 labels: BTreeMap::new(),
                 attachments: BTreeMap::new(),
+                // A partitioned table has no data file of its own (0).
+                file: (file != 0).then_some(file as u32),
             });
             if planned.columns.contains(&column) {
                 entry.columns.insert(column, number);
@@ -138,7 +147,7 @@ impl SourceIdentity {
 
     /// Partitions of the tables of both that only `now` has, with their
     /// table: whether their rows are in the log is for
-    /// [`super::new_partition`] to find out.
+    /// [`super::unlogged_rows`] to find out.
     pub fn partitions_added<'n>(&self, now: &'n SourceIdentity) -> Vec<(&'n str, &'n str)> {
         let mut added = Vec::new();
         for (table, current) in &now.0 {
@@ -153,6 +162,29 @@ impl SourceIdentity {
             }
         }
         added
+    }
+
+    /// Tables, not partitioned, of the same OID in both whose data file
+    /// changed, other than by a `TRUNCATE` (the log holds those of
+    /// `truncated`): rewritten, and whether their rows changed only
+    /// comparing them with the stored ones tells.
+    pub fn tables_rewritten<'n>(
+        &self,
+        now: &'n SourceIdentity,
+        truncated: &BTreeSet<String>,
+    ) -> Vec<&'n str> {
+        now.0
+            .iter()
+            .filter(|(table, current)| {
+                self.0.get(*table).is_some_and(|stored| {
+                    stored.oid == current.oid
+                        && stored.file.is_some()
+                        && stored.file != current.file
+                        && !truncated.contains(*table)
+                })
+            })
+            .map(|(table, _)| table.as_str())
+            .collect()
     }
 
     /// What changed between `self` (the stored rows') and `now` without a
@@ -262,6 +294,7 @@ mod tests {
                             .collect(),
                         labels: BTreeMap::new(),
                         attachments: BTreeMap::new(),
+                        file: None,
                     };
                     (name.to_string(), table)
                 })
@@ -358,6 +391,46 @@ mod tests {
         );
         let before = identity(&[("public.events", 13, &[("id", 1)], &[("e1", 100)])]);
         assert!(before.changed_since(&attached_by("912"), &none).is_empty());
+    }
+
+    /// A table's new data file is a rewrite unless the log holds its
+    /// `TRUNCATE`; a store's record from before files were recorded
+    /// reads as none, and a table dropped and created again is not one.
+    #[test]
+    fn a_table_with_another_data_file_was_rewritten() {
+        let with_file = |oid: u32, file: Option<u32>| {
+            let mut identity = identity(&[("public.skills", oid, &[("id", 1)], &[])]);
+            identity.0.get_mut("public.skills").expect("skills").file = file;
+            identity
+        };
+        let none = BTreeSet::new();
+        let stored = with_file(10, Some(500));
+        assert!(stored.tables_rewritten(&stored, &none).is_empty());
+        assert_eq!(
+            stored.tables_rewritten(&with_file(10, Some(501)), &none),
+            ["public.skills"]
+        );
+        let truncated = BTreeSet::from(["public.skills".to_string()]);
+        assert!(
+            stored
+                .tables_rewritten(&with_file(10, Some(501)), &truncated)
+                .is_empty()
+        );
+        assert!(
+            with_file(10, None)
+                .tables_rewritten(&with_file(10, Some(501)), &none)
+                .is_empty()
+        );
+        assert!(
+            stored
+                .tables_rewritten(&with_file(11, Some(501)), &none)
+                .is_empty()
+        );
+        let recorded = with_file(10, Some(501)).to_text();
+        assert_eq!(
+            SourceIdentity::from_text(&recorded),
+            Some(with_file(10, Some(501)))
+        );
     }
 
     /// A label renamed is named; a label added is not (no row held it).

@@ -11,11 +11,11 @@ pub mod catalog;
 pub mod connection;
 pub mod copy_text;
 pub mod identity;
-pub mod new_partition;
 pub mod pg_text;
 pub mod pgoutput;
 pub mod snapshot;
 pub mod stream;
+pub mod unlogged_rows;
 
 use crate::change::Lsn;
 
