@@ -654,12 +654,18 @@ async fn float_zero_and_negative_zero_are_one_group() {
     service.assert_running();
 }
 
-/// Groups by `lower` and `upper` of text, on a table of the test's own.
+/// Groups by `lower`, `upper` and `ILIKE` of text, on a table of the
+/// test's own.
 const NAME_CASES: &str = "
 view: name_cases
 kind: aggregate
 root: names
-group_by: { low: lower(name), up: upper(name) }
+group_by:
+  low: lower(name)
+  up: upper(name)
+  sigma: name ILIKE 'σας'
+  dotted: name ILIKE 'İSTANBUL'
+  sharp: name ILIKE 'STRAẞE%'
 measures: { n: count() }
 table: analytics.name_cases
 ";
@@ -667,7 +673,10 @@ table: analytics.name_cases
 /// `lower` and `upper` map case as the database does: ASCII letters only
 /// in a `C` database, one character at a time in a libc `C.UTF-8` one
 /// (they mapped every database as ICU does: `lower('É')` was `é` where
-/// PostgreSQL keeps `É`, a final `Σ` became `ς`, `ß` became `SS`).
+/// PostgreSQL keeps `É`, a final `Σ` became `ς`, `ß` became `SS`). `ILIKE`
+/// compares `lower` of both sides likewise (it folded with Rust's own
+/// mapping: `'ΣΑΣ' ILIKE 'σας'` was true, `'istanbul' ILIKE 'İSTANBUL'`
+/// false; the nineteenth trial).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lower_and_upper_map_case_as_the_database_does() {
     let pg = PgServer::start().await;
@@ -687,20 +696,30 @@ async fn lower_and_upper_map_case_as_the_database_does() {
         execute(
             &pool,
             "INSERT INTO names VALUES (1, 'ΣΑΣ'), (2, 'straße'), (3, 'İstanbul'), (4, 'École'),
-                                      (5, 'ecole'), (6, 'ÉCOLE'), (7, NULL)",
+                                      (5, 'ecole'), (6, 'ÉCOLE'), (7, NULL), (8, 'istanbul'),
+                                      (9, 'σας'), (10, 'STRAẞE 1')",
         )
         .await;
         let views = tempfile::tempdir().expect("temp dir");
         std::fs::write(views.path().join("name_cases.yaml"), NAME_CASES).expect("view file");
         let mut service =
             ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
-        rows_match::<(Option<String>, Option<String>, i64)>(
+        rows_match::<(
+            Option<String>,
+            Option<String>,
+            Option<bool>,
+            Option<bool>,
+            Option<bool>,
+            i64,
+        )>(
             &pool,
             ctype,
-            "SELECT lower(name), upper(name), count(*)::bigint FROM names
-             GROUP BY 1, 2 ORDER BY lower(name) COLLATE \"C\", upper(name) COLLATE \"C\"",
-            "SELECT low, up, n::bigint FROM analytics.name_cases
-             ORDER BY low COLLATE \"C\", up COLLATE \"C\"",
+            "SELECT lower(name), upper(name), name ILIKE 'σας', name ILIKE 'İSTANBUL',
+                    name ILIKE 'STRAẞE%', count(*)::bigint FROM names
+             GROUP BY 1, 2, 3, 4, 5
+             ORDER BY lower(name) COLLATE \"C\", upper(name) COLLATE \"C\", 3, 4, 5",
+            "SELECT low, up, sigma, dotted, sharp, n::bigint FROM analytics.name_cases
+             ORDER BY low COLLATE \"C\", up COLLATE \"C\", 3, 4, 5",
         )
         .await;
         service.assert_running();

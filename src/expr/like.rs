@@ -6,6 +6,7 @@
 //! text length × pattern length: no pattern can make it backtrack
 //! exponentially.
 
+use super::case_mapping::CaseMapping;
 use super::error::{Fault, quoted};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,12 +24,13 @@ pub(crate) fn like_matches(
     case_insensitive: bool,
 ) -> Result<bool, Fault> {
     if case_insensitive {
-        let escape = escape.map(|c| c.to_lowercase().next().unwrap_or(c));
-        let tokens = tokenize(&pattern.to_lowercase(), escape)?;
-        Ok(matches_tokens(
-            &text.to_lowercase().chars().collect::<Vec<_>>(),
-            &tokens,
-        ))
+        // PostgreSQL's ILIKE in a multibyte encoding is LIKE over `lower()`
+        // of both sides, with the database's case mapping (Rust's own
+        // would fold `ΣΑΣ` to `σας` and `İ` to two characters).
+        let lower = |text: &str| CaseMapping::current().lower(text);
+        let escape = escape.map(|c| lower(&c.to_string()).chars().next().unwrap_or(c));
+        let tokens = tokenize(&lower(pattern), escape)?;
+        Ok(matches_tokens(&lower(text).chars().collect::<Vec<_>>(), &tokens))
     } else {
         let tokens = tokenize(pattern, escape)?;
         Ok(matches_tokens(&text.chars().collect::<Vec<_>>(), &tokens))
