@@ -244,6 +244,7 @@ fn bearer_token(credentials: &str) -> Option<&str> {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RebuildParams {
     /// Re-snapshot from PostgreSQL instead of recomputing from the state store.
     #[serde(default)]
@@ -365,6 +366,7 @@ async fn drop(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListParams {
     limit: Option<usize>,
 }
@@ -440,6 +442,7 @@ async fn retry_dead_letters(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SearchParams {
     q: Option<String>,
     limit: Option<usize>,
@@ -512,7 +515,9 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 /// Query parameters, refused as every other error of the API is: `400` with
-/// a JSON `error` (axum's own `Query` answers in plain text).
+/// a JSON `error` (axum's own `Query` answers in plain text). The structs
+/// deny unknown parameters: `sort=` or `from-source=` misspelt would
+/// otherwise be ignored without a word.
 struct JsonQuery<T>(T);
 
 impl<T, S> FromRequestParts<S> for JsonQuery<T>

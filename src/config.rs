@@ -22,10 +22,11 @@ const DEFAULT_DATA_DIR: &str = "data";
 /// The log filter unless one is given. sqlx's own warnings are left out:
 /// after a PostgreSQL restart they repeat the server's "terminating
 /// connection" notice, the pool's slow acquires and its failed tests of
-/// returned connections seconds later, which read as new failures, while
-/// viewkeeper already says what it lost and when it reconnected.
+/// returned connections and its pings of idle ones seconds later, which
+/// read as new failures, while viewkeeper already says what it lost and
+/// when it reconnected.
 const DEFAULT_LOG: &str = "info,sqlx::postgres::notice=error,sqlx::pool::acquire=error,\
-                           sqlx_core::pool::connection=error";
+                           sqlx_core::pool::connection=error,sqlx_core::pool::inner=warn";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

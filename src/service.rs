@@ -981,6 +981,7 @@ impl Pipeline {
             return Ok(Some(SourceError::TableLeftPublication {
                 table: table.clone(),
                 publication: publication.clone(),
+                why: self.why_table_left(table).await?,
             }));
         }
         let truncated = std::mem::take(
@@ -996,6 +997,33 @@ impl Pipeline {
             }));
         }
         self.time_zone_change().await
+    }
+
+    /// Why `table` is gone from the publication, as far as the catalog
+    /// tells: the table whose rows are stored (by OID) under another name,
+    /// or no longer there.
+    async fn why_table_left(&self, table: &str) -> Result<String, ServiceError> {
+        let stored = self.store.source_identity()?;
+        let oid = stored
+            .as_deref()
+            .and_then(SourceIdentity::from_text)
+            .and_then(|identity| identity.oid_of(table));
+        let now_named: Option<String> = match oid {
+            Some(oid) => sqlx::query_scalar(
+                "SELECT n.nspname || '.' || c.relname FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::int8::oid",
+            )
+            .bind(i64::from(oid))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(SourceError::from)?,
+            None => None,
+        };
+        Ok(match now_named {
+            Some(name) if name != table => format!("renamed to {name}"),
+            Some(_) => "taken out of it".to_owned(),
+            None => "dropped, perhaps created again".to_owned(),
+        })
     }
 
     /// The database's `TimeZone` when it is no longer the one the views

@@ -863,7 +863,7 @@ async fn a_table_dropped_under_its_views_stops_them_until_it_is_back() {
     assert!(
         service
             .log_tail(100_000)
-            .contains("table public.categories is no longer in publication")
+            .contains("table public.categories is no longer in publication viewkeeper (dropped")
     );
     // The views that do not read it go on.
     sqlx::raw_sql("UPDATE orders SET status = 'cancelled' WHERE id % 4 = 0 AND status = 'paid'")
@@ -888,6 +888,21 @@ async fn a_table_dropped_under_its_views_stops_them_until_it_is_back() {
     assert_eq!(code, 200, "{body}");
     converged(&mut service, &pool, &redis.url(), deadline).await;
     assert_eq!(view_status(port, "product_cache").await["state"], "live");
+
+    // A table renamed leaves the publication under its old name: the
+    // message names the new one (the nineteenth trial: it said dropped).
+    sqlx::raw_sql("ALTER TABLE categories RENAME TO kinds")
+        .execute(&pool)
+        .await
+        .expect("renaming categories");
+    wait_for_view_error(port, "product_cache", &["categories"], deadline).await;
+    assert!(
+        service
+            .log_tail(100_000)
+            .contains("table public.categories is no longer in publication viewkeeper (renamed to public.kinds)"),
+        "{}",
+        service.log_tail(20)
+    );
 }
 
 /// A view may not read a generated column, which PostgreSQL 15 does not

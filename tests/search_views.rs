@@ -125,6 +125,16 @@ async fn the_index_matches_the_oracle_and_answers_queries() {
         body.contains("`offset` + `limit` is at most 10000"),
         "{body}"
     );
+    // A parameter the API does not take is refused, not ignored (the
+    // nineteenth trial's `sort=` answered 200, ranked by score).
+    let (status, body) = http_get(
+        setup.admin_port,
+        "/views/product_search/search?q=*&sort=name",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unknown field `sort`"), "{body}");
 
     // A search view that stops checking (a column it reads renamed) is told
     // as failed, not as no view at all (the fourteenth trial's 404).

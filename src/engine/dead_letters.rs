@@ -67,7 +67,9 @@ pub(super) fn settle<T>(
                 view = %view.name,
                 table = %letter.table,
                 key = %letter.key,
-                lsn = ?w.source_lsn(),
+                // Written as PostgreSQL and `/status` write it; none for a
+                // root found while building the view.
+                lsn = %w.source_lsn().map_or_else(|| "none".to_owned(), |lsn| lsn.to_string()),
                 reason = %letter.reason,
                 "a root cannot be materialized: recorded as a dead letter"
             );

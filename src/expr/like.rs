@@ -30,7 +30,10 @@ pub(crate) fn like_matches(
         let lower = |text: &str| CaseMapping::current().lower(text);
         let escape = escape.map(|c| lower(&c.to_string()).chars().next().unwrap_or(c));
         let tokens = tokenize(&lower(pattern), escape)?;
-        Ok(matches_tokens(&lower(text).chars().collect::<Vec<_>>(), &tokens))
+        Ok(matches_tokens(
+            &lower(text).chars().collect::<Vec<_>>(),
+            &tokens,
+        ))
     } else {
         let tokens = tokenize(pattern, escape)?;
         Ok(matches_tokens(&text.chars().collect::<Vec<_>>(), &tokens))

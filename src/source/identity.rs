@@ -164,6 +164,11 @@ impl SourceIdentity {
         added
     }
 
+    /// The OID `table` had.
+    pub fn oid_of(&self, table: &str) -> Option<u32> {
+        self.0.get(table).map(|identity| identity.oid)
+    }
+
     /// Tables, not partitioned, of the same OID in both whose data file
     /// changed, other than by a `TRUNCATE` (the log holds those of
     /// `truncated`): rewritten, and whether their rows changed only

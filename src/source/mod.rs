@@ -68,11 +68,16 @@ pub enum SourceError {
         lsn: Lsn,
     },
     #[error(
-        "table {table} is no longer in publication {publication} (dropped, perhaps created \
-         again): the rows stored before may no longer match it, so the views are planned \
-         again and a new snapshot is taken"
+        "table {table} is no longer in publication {publication} ({why}): the rows stored \
+         before may no longer match it, so the views are planned again and a new snapshot is \
+         taken"
     )]
-    TableLeftPublication { table: String, publication: String },
+    TableLeftPublication {
+        table: String,
+        publication: String,
+        /// `renamed to …`, or `dropped, perhaps created again`.
+        why: String,
+    },
     #[error(
         "{changed}, and the log holds none of it: the rows stored before may no longer match, \
          so the views are planned again and a new snapshot is taken"

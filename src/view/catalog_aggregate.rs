@@ -168,9 +168,11 @@ fn argument_needed(function: MeasureFunction, found: ValueType) -> Option<&'stat
             found.is_numeric(),
             "a numeric expression (integer, float or numeric)",
         ),
+        // PostgreSQL has no `min(boolean)` nor `max(boolean)`.
         MeasureFunction::Min | MeasureFunction::Max => (
-            found.is_orderable() && found != ValueType::Null,
-            "an orderable expression (any type but json)",
+            found.is_orderable() && !matches!(found, ValueType::Null | ValueType::Bool),
+            "an orderable expression (any type but json and boolean; for a boolean, \
+             max(x::int) is 1 when it holds for some row)",
         ),
         MeasureFunction::CountDistinct => (
             found != ValueType::Json,
