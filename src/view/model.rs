@@ -183,6 +183,9 @@ pub enum TextAnalyzer {
     /// Tantivy's `default`: split on non-alphanumerics, lower-case, drop
     /// tokens over 40 bytes.
     Default,
+    /// `default`, then accents folded to ASCII (`Ingénieur` is found by
+    /// `ingenieur`, and the other way round).
+    Folded,
     /// `default`, then a Snowball stemmer for the language.
     Stemmed(StemLanguage),
 }

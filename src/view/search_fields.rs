@@ -5,10 +5,11 @@
 //! - `type`: `text` (tokenized), `keyword` (one exact term), `i64`, `f64`,
 //!   `bool` or `date`;
 //! - `stored` (default false): returned with each hit;
-//! - `fast` (default false): columnar, for sorting, ranges and facets; not for
+//! - `fast` (default false): columnar, for `field:*` and ranges; not for
 //!   `text`, whose tokens have no single value;
 //! - `analyzer` (only for `text`, default `default`): `default` splits on
-//!   non-alphanumerics and lower-cases; a language name adds its stemmer.
+//!   non-alphanumerics and lower-cases; `folded` also folds accents to
+//!   ASCII; a language name adds its stemmer.
 
 use super::error::FileReport;
 use super::joins::{check_joined_path, read_column_path};
@@ -214,7 +215,7 @@ fn read_analyzer(
     if analyzer.is_none() {
         let languages: Vec<&str> = LANGUAGES.iter().map(|(name, _)| *name).collect();
         let message = format!(
-            "unknown analyzer `{name}`; expected one of: default, {}",
+            "unknown analyzer `{name}`; expected one of: default, folded, {}",
             languages.join(", ")
         );
         report.error(entry.value.line, &analyzer_path, message);
@@ -223,8 +224,10 @@ fn read_analyzer(
 }
 
 fn analyzer_named(name: &str) -> Option<TextAnalyzer> {
-    if name == "default" {
-        return Some(TextAnalyzer::Default);
+    match name {
+        "default" => return Some(TextAnalyzer::Default),
+        "folded" => return Some(TextAnalyzer::Folded),
+        _ => {}
     }
     let (_, language) = LANGUAGES.iter().find(|(known, _)| *known == name)?;
     Some(TextAnalyzer::Stemmed(*language))

@@ -11,7 +11,7 @@ use tantivy::schema::{
     STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
     TextAnalyzer as TantivyAnalyzer,
 };
 
@@ -185,23 +185,39 @@ fn date_options(field: &SearchField) -> DateOptions {
 pub fn tokenizer_name(analyzer: TextAnalyzer) -> String {
     match analyzer {
         TextAnalyzer::Default => "default".to_owned(),
+        TextAnalyzer::Folded => "folded".to_owned(),
         TextAnalyzer::Stemmed(language) => {
             format!("stem_{}", format!("{language:?}").to_lowercase())
         }
     }
 }
 
-/// Registers the stemmed analyzers the fields use. An index opened by
-/// another tool must register the same names to tokenize queries alike.
+/// Registers the analyzers the fields use besides Tantivy's `default`. An
+/// index opened by another tool must register the same names to tokenize
+/// queries alike.
 pub fn register_tokenizers(index: &Index, fields: &[SearchField]) {
     for field in fields {
-        if let SearchFieldType::Text(analyzer @ TextAnalyzer::Stemmed(language)) = field.field_type
-        {
-            index
-                .tokenizers()
-                .register(&tokenizer_name(analyzer), stemmed_analyzer(language));
-        }
+        let SearchFieldType::Text(analyzer) = field.field_type else {
+            continue;
+        };
+        let built = match analyzer {
+            TextAnalyzer::Default => continue,
+            TextAnalyzer::Folded => folded_analyzer(),
+            TextAnalyzer::Stemmed(language) => stemmed_analyzer(language),
+        };
+        index
+            .tokenizers()
+            .register(&tokenizer_name(analyzer), built);
     }
+}
+
+/// Tantivy's `default` analyzer followed by folding accents to ASCII.
+fn folded_analyzer() -> TantivyAnalyzer {
+    TantivyAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
 }
 
 /// Tantivy's `default` analyzer followed by a Snowball stemmer.
