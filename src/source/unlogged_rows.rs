@@ -101,14 +101,13 @@ pub async fn check_new_partition(
             )));
         }
     }
-    Ok(match read.compare(store, table, &relation, wait).await? {
-        Compared::AllStored { rows } => RowsCheck::Logged { rows },
-        Compared::Differ => RowsCheck::Unlogged(format!(
+    let compared = read.compare(store, table, &relation, wait).await?;
+    Ok(compared.decided(|| {
+        format!(
             "partition {partition} of table {} was attached holding rows",
             table.name
-        )),
-        Compared::Undecided => RowsCheck::Undecided,
-    })
+        )
+    }))
 }
 
 /// Reads `table`, rewritten since its rows were stored, in one snapshot
@@ -124,14 +123,24 @@ pub async fn check_rewritten_table(
         return Ok(RowsCheck::Undecided);
     };
     let relation = format!("ONLY {}", quote_qualified(&table.name));
-    Ok(match read.compare(store, table, &relation, wait).await? {
-        Compared::AllStored { rows } => RowsCheck::Logged { rows },
-        Compared::Differ => RowsCheck::Unlogged(format!(
+    let compared = read.compare(store, table, &relation, wait).await?;
+    Ok(compared.decided(|| {
+        format!(
             "table {} was rewritten and its rows changed (ALTER COLUMN … TYPE … USING, say)",
             table.name
-        )),
-        Compared::Undecided => RowsCheck::Undecided,
-    })
+        )
+    }))
+}
+
+impl Compared {
+    /// What the comparison says; `why_unlogged` names a difference.
+    fn decided(self, why_unlogged: impl FnOnce() -> String) -> RowsCheck {
+        match self {
+            Compared::AllStored { rows } => RowsCheck::Logged { rows },
+            Compared::Differ => RowsCheck::Unlogged(why_unlogged()),
+            Compared::Undecided => RowsCheck::Undecided,
+        }
+    }
 }
 
 /// A read-only transaction whose snapshot the stream is about to pass.
