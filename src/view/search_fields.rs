@@ -244,7 +244,7 @@ fn read_flag(report: &mut FileReport, mapping: &Mapping, path: &str, key: &str) 
 }
 
 /// `fast: true` is refused on `text`: a tokenized field has no single value
-/// to sort or facet on.
+/// to hold in a column.
 fn check_fast(
     report: &mut FileReport,
     mapping: &Mapping,
@@ -257,8 +257,8 @@ fn check_fast(
         return true;
     };
     let message = "`fast` is for keyword, i64, f64, bool and date fields, not for `text` \
-                   (tokenized, so it has no single value): use a `keyword` field to sort, \
-                   facet or filter on exact values";
+                   (tokenized, so it has no single value): use a `keyword` field to \
+                   filter on exact values or find the documents with one (`field:*`)";
     report.error(entry.value.line, &child_path(path, "fast"), message);
     false
 }

@@ -185,11 +185,11 @@ fn option_mistakes_name_the_option() {
         errors_of(&text),
         [
             "views/test.yaml:7: fields.name.analyzer: unknown analyzer `klingon`; expected one of: \
-             default, arabic, danish, dutch, english, finnish, french, german, greek, hungarian, \
+             default, folded, arabic, danish, dutch, english, finnish, french, german, greek, hungarian, \
              italian, norwegian, portuguese, romanian, russian, spanish, swedish, tamil, turkish",
             "views/test.yaml:7: fields.name.fast: `fast` is for keyword, i64, f64, bool and date \
              fields, not for `text` (tokenized, so it has no single value): use a `keyword` field \
-             to sort, facet or filter on exact values",
+             to filter on exact values or find the documents with one (`field:*`)",
             "views/test.yaml:8: fields.description.stored: expected `true` or `false`, found text \"yes\"",
             "views/test.yaml:9: fields.category.analyzer: `analyzer` applies only to `text` \
              fields, and this field is `keyword`",
