@@ -1155,8 +1155,9 @@ impl Pipeline {
                     break;
                 }
                 match self.check_rewritten_table(table).await? {
-                    Some(reason) => changed.push(reason),
-                    None => undecided = true,
+                    RowsCheck::Logged { .. } => {}
+                    RowsCheck::Unlogged(reason) => changed.push(reason),
+                    RowsCheck::Undecided => undecided = true,
                 }
             }
         }
@@ -1193,13 +1194,12 @@ impl Pipeline {
         )
     }
 
-    /// Why the rows of `table`, rewritten since they were stored, are taken
-    /// as changed out of the log; `None` when they are not, or while that
-    /// is not decided (the identity is recorded only once every check
-    /// decided nothing changed).
-    async fn check_rewritten_table(&self, table: &str) -> Result<Option<String>, ServiceError> {
+    /// Whether the rows of `table`, rewritten since they were stored, are
+    /// all stored as they are: a first difference is taken as undecided,
+    /// a second one in a row as a change.
+    async fn check_rewritten_table(&self, table: &str) -> Result<RowsCheck, ServiceError> {
         let Some(plan) = self.engine.plan().table(table) else {
-            return Ok(None);
+            return Ok(RowsCheck::Undecided);
         };
         let check =
             unlogged_rows::check_rewritten_table(&self.pool, &self.store, plan, NEW_PARTITION_WAIT)
@@ -1216,16 +1216,16 @@ impl Pipeline {
                     rows,
                     "table rewritten (VACUUM FULL or CLUSTER, say): its rows are stored as they are"
                 );
-                Ok(None)
+                Ok(check)
             }
-            RowsCheck::Unlogged(reason) if differed.remove(table) => Ok(Some(reason)),
+            RowsCheck::Unlogged(_) if differed.remove(table) => Ok(check),
             RowsCheck::Unlogged(_) => {
                 // A row may have changed while it was compared: once more.
                 differed.insert(table.to_owned());
                 tracing::info!(%table, "table rewritten, and a row differs: compared again");
-                Ok(None)
+                Ok(RowsCheck::Undecided)
             }
-            RowsCheck::Undecided => Ok(None),
+            RowsCheck::Undecided => Ok(RowsCheck::Undecided),
         }
     }
 

@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::pool::PoolConnection;
+use sqlx::{AssertSqlSafe, PgPool, Postgres};
 
 use super::SourceError;
 use super::connection::quote_qualified;
@@ -84,7 +85,7 @@ pub async fn check_new_partition(
     let holds_rows = sqlx::query_scalar::<_, bool>(AssertSqlSafe(format!(
         "SELECT EXISTS (SELECT 1 FROM {relation})"
     )))
-    .fetch_one(&mut *read.transaction)
+    .fetch_one(&mut *read.conn)
     .await;
     match holds_rows {
         Ok(false) => return Ok(RowsCheck::Logged { rows: 0 }),
@@ -145,7 +146,12 @@ impl Compared {
 
 /// A read-only transaction whose snapshot the stream is about to pass.
 struct ReadAt {
-    transaction: sqlx::Transaction<'static, sqlx::Postgres>,
+    /// Closed when dropped, never returned to the pool: a comparison stops
+    /// at the first row that differs, and a `COPY` left unread put the
+    /// next query on the connection out of step with its replies (the
+    /// twentieth trial: `expected ParseComplete, got ReadyForQuery`, and
+    /// catalog checks answered with other queries' rows).
+    conn: PoolConnection<Postgres>,
     /// The WAL position every commit the snapshot sees ended before.
     position: Lsn,
 }
@@ -170,20 +176,18 @@ impl ReadAt {
         {
             return Ok(None);
         }
-        let mut transaction = pool.begin().await?;
-        sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *transaction)
+        let mut conn = pool.acquire().await?;
+        conn.close_on_drop();
+        sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *conn)
             .await?;
         // The first statement takes the snapshot: every commit it sees ended
         // before the insert position read with it.
         let position: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
-            .fetch_one(&mut *transaction)
+            .fetch_one(&mut *conn)
             .await?;
         let position = parse_lsn(table, &position)?;
-        Ok(Some(ReadAt {
-            transaction,
-            position,
-        }))
+        Ok(Some(ReadAt { conn, position }))
     }
 
     /// Compares the rows of `relation` (`table`, or one of its partitions)
@@ -199,7 +203,7 @@ impl ReadAt {
             return Ok(Compared::Undecided);
         };
         let mut copy = self
-            .transaction
+            .conn
             .copy_out_raw(&copy_rows_statement(table, relation))
             .await?;
         let mut splitter = CopyLineSplitter::new();
