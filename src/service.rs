@@ -1110,16 +1110,19 @@ impl Pipeline {
     /// What changed in the tables the views read since their rows were
     /// stored, with nothing of it in the log ([`SourceIdentity`]): tables
     /// or columns created again, partitions detached, truncated, or
-    /// attached holding rows. When nothing did, the tables as they are now
-    /// are recorded (a store written before this was recorded takes them as
-    /// they are). The partitions of a table in `truncated` may have new data
-    /// files: the log holds that `TRUNCATE`.
+    /// attached holding rows, tables rewritten with other values. When
+    /// nothing did, the tables as they are now are recorded (a store
+    /// written before this was recorded takes them as they are). A table
+    /// in `truncated`, and its partitions, may have new data files: the log
+    /// holds that `TRUNCATE`.
     ///
     /// A partition new since holds rows either attached (not in the log)
-    /// or inserted since it joined (in the log), which only comparing them
-    /// with the stored ones tells apart, once the stream has passed them:
-    /// with `streaming` false (at start) that is left for the checks made
-    /// while streaming, and the tables are not recorded until it is done.
+    /// or inserted since it joined (in the log), and a table rewritten
+    /// (a new data file) holds its rows as they were or changed (`ALTER
+    /// COLUMN … TYPE … USING`), which only comparing them with the stored
+    /// ones tells apart, once the stream has passed them: with `streaming`
+    /// false (at start) that is left for the checks made while streaming,
+    /// and the tables are not recorded until it is done.
     async fn unlogged_source_changes(
         &self,
         truncated: &BTreeSet<String>,
@@ -1161,8 +1164,9 @@ impl Pipeline {
                 }
             }
         }
-        // At start, the views may lack an attached partition's rows until
-        // the first check while streaming decides.
+        // At start, the views may lack an attached partition's rows, or
+        // hold a rewritten table's old values, until a check while
+        // streaming decides.
         self.status.rows_unchecked(undecided && changed.is_empty());
         let current = current.to_text();
         if changed.is_empty() && !undecided && stored.as_deref() != Some(current.as_str()) {
