@@ -45,6 +45,15 @@ async fn table_matches_oracle(pool: &PgPool, what: &str) {
     .await;
 }
 
+/// A service over one view file, `name.yaml` holding `text`, of a views
+/// directory of its own (kept alive by the returned `TempDir`).
+fn one_view(url: &str, name: &str, text: &str) -> (tempfile::TempDir, ServiceSetup) {
+    let views = tempfile::tempdir().expect("temp dir");
+    std::fs::write(views.path().join(format!("{name}.yaml")), text).expect("view file");
+    let setup = ServiceSetup::with_views(url, NO_REDIS, views.path().to_path_buf());
+    (views, setup)
+}
+
 async fn execute(pool: &PgPool, sql: &str) {
     sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
         .execute(pool)
@@ -519,9 +528,8 @@ async fn float_measures_hold_exact_extremes_infinities_and_nan() {
                                      (5, 4, 9.951350818154413), (6, 6, -7.123456789012345)",
     )
     .await;
-    let views = tempfile::tempdir().expect("temp dir");
-    std::fs::write(views.path().join("reading_stats.yaml"), READING_STATS).expect("view file");
-    let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+    let (_views, setup) = one_view(&url, "reading_stats", READING_STATS);
+    let mut service = setup.start();
     reading_stats_match(&pool, "the snapshot's float groups").await;
 
     execute(
@@ -554,9 +562,7 @@ async fn a_nan_float_sum_reaches_sqlite_as_nan() {
         "INSERT INTO readings VALUES (1, 1, 1.5), (2, 2, 'NaN'), (3, 2, 2.25)",
     )
     .await;
-    let views = tempfile::tempdir().expect("a views directory");
-    std::fs::write(views.path().join("reading_stats.yaml"), READING_STATS).expect("view file");
-    let mut setup = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf());
+    let (_views, mut setup) = one_view(&url, "reading_stats", READING_STATS);
     let sqlite_url = format!(
         "sqlite:{}",
         setup.dir.path().join("aggregates.db").display()
@@ -638,9 +644,8 @@ async fn float_zero_and_negative_zero_are_one_group() {
         "INSERT INTO levels VALUES (1, 0, 0.3), (2, '-0', -0.3)",
     )
     .await;
-    let views = tempfile::tempdir().expect("temp dir");
-    std::fs::write(views.path().join("level_counts.yaml"), LEVEL_COUNTS).expect("view file");
-    let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+    let (_views, setup) = one_view(&url, "level_counts", LEVEL_COUNTS);
+    let mut service = setup.start();
     level_counts_match(&pool, "the snapshot's zero groups").await;
     for sql in [
         "INSERT INTO levels VALUES (3, '-0', 0.2), (4, 0, -0.1), (5, 1.5, 1)",
@@ -700,10 +705,8 @@ async fn lower_and_upper_map_case_as_the_database_does() {
                                       (9, 'σας'), (10, 'STRAẞE 1')",
         )
         .await;
-        let views = tempfile::tempdir().expect("temp dir");
-        std::fs::write(views.path().join("name_cases.yaml"), NAME_CASES).expect("view file");
-        let mut service =
-            ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+        let (_views, setup) = one_view(&url, "name_cases", NAME_CASES);
+        let mut service = setup.start();
         rows_match::<(
             Option<String>,
             Option<String>,
@@ -787,9 +790,8 @@ async fn dates_bc_and_past_year_9999_are_ordered_as_postgres_orders_them() {
                                  (3, 'b', '0044-03-15 BC', '0044-03-15 12:00+00 BC')",
     )
     .await;
-    let views = tempfile::tempdir().expect("temp dir");
-    std::fs::write(views.path().join("job_dates.yaml"), JOB_DATES).expect("view file");
-    let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+    let (_views, setup) = one_view(&url, "job_dates", JOB_DATES);
+    let mut service = setup.start();
     job_dates_match(&pool, "the snapshot's BC dates").await;
 
     execute(
@@ -957,9 +959,8 @@ async fn numeric_keys_group_and_join_by_value() {
     ] {
         execute(&pool, sql).await;
     }
-    let views = tempfile::tempdir().expect("temp dir");
-    std::fs::write(views.path().join("ref_groups.yaml"), REF_GROUPS).expect("view file");
-    let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+    let (_views, setup) = one_view(&url, "ref_groups", REF_GROUPS);
+    let mut service = setup.start();
     ref_groups_match(&pool, "the snapshot's numeric groups and joins").await;
 
     for sql in [
@@ -1150,9 +1151,8 @@ async fn char_columns_compare_without_their_padding() {
     ] {
         execute(&pool, sql).await;
     }
-    let views = tempfile::tempdir().expect("temp dir");
-    std::fs::write(views.path().join("region_counts.yaml"), REGION_COUNTS).expect("view file");
-    let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+    let (_views, setup) = one_view(&url, "region_counts", REGION_COUNTS);
+    let mut service = setup.start();
     region_counts_match(&pool, "the snapshot's char groups").await;
     for sql in [
         "INSERT INTO sites VALUES (5, 'EU', 'x'), (6, 'AP', 'AP')",
@@ -1229,9 +1229,7 @@ async fn numeric_measures_show_the_scale_of_the_rows_they_hold() {
     ] {
         execute(&pool, sql).await;
     }
-    let views = tempfile::tempdir().expect("temp dir");
-    std::fs::write(views.path().join("price_stats.yaml"), PRICE_STATS).expect("view file");
-    let setup = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf());
+    let (_views, setup) = one_view(&url, "price_stats", PRICE_STATS);
     let mut service = setup.start();
     price_stats_match(&pool, "the snapshot's numeric measures").await;
 
@@ -1384,10 +1382,8 @@ async fn views_compute_in_the_database_time_zone() {
     .await;
     set_database_time_zone(&pool, "America/New_York").await;
     let new_york = pool_in_zone(&url, "America/New_York").await;
-    let views = tempfile::tempdir().expect("temp dir");
-    std::fs::write(views.path().join("visit_days.yaml"), VISIT_DAYS).expect("view file");
-    let setup = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf())
-        .with_admin_token(ZONE_TOKEN);
+    let (views, setup) = one_view(&url, "visit_days", VISIT_DAYS);
+    let setup = setup.with_admin_token(ZONE_TOKEN);
     let mut service = setup.start();
     visit_days_match(&new_york, "the snapshot in New York").await;
 
@@ -1518,9 +1514,7 @@ async fn a_column_type_change_gives_the_aggregate_table_new_columns() {
         "INSERT INTO levels VALUES (1, 1, 5), (2, 1, 7), (3, 2, 1)",
     )
     .await;
-    let views = tempfile::tempdir().expect("temp dir");
-    std::fs::write(views.path().join("level_range.yaml"), LEVEL_RANGE).expect("view file");
-    let setup = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf());
+    let (_views, setup) = one_view(&url, "level_range", LEVEL_RANGE);
     let mut service = setup.start();
     level_range_matches(&pool, "integers").await;
 
@@ -1687,9 +1681,8 @@ async fn json_fields_group_as_postgres_reads_them() {
            (6, NULL, NULL)"#,
     )
     .await;
-    let views = tempfile::tempdir().expect("temp dir");
-    std::fs::write(views.path().join("ticket_fields.yaml"), TICKET_FIELDS).expect("view file");
-    let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+    let (_views, setup) = one_view(&url, "ticket_fields", TICKET_FIELDS);
+    let mut service = setup.start();
     ticket_fields_match(&pool, "the snapshot's json groups").await;
     for sql in [
         r#"INSERT INTO tickets VALUES (7, '{"tier": "gold", "tags": ["a", "c", "b"], "amount": 0.10, "flag": "of"}', '{"n": 1e2}')"#,
@@ -1787,9 +1780,8 @@ async fn jsonb_operators_group_as_postgres_reads_them() {
            (8, '{"meta": {"size": [1, {"x": 2}]}, "tags": [["a"]], "price": -0.5, "qty": -2.5}')"#,
     )
     .await;
-    let views = tempfile::tempdir().expect("temp dir");
-    std::fs::write(views.path().join("offer_tests.yaml"), OFFER_TESTS).expect("view file");
-    let mut service = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf()).start();
+    let (_views, setup) = one_view(&url, "offer_tests", OFFER_TESTS);
+    let mut service = setup.start();
     offer_tests_match(&pool, "the snapshot's jsonb groups").await;
     for sql in [
         r#"INSERT INTO offers VALUES (9, '{"tier": "gold", "tags": ["c", "a", "b"], "price": 3, "meta": {"size": 1.5}}')"#,
@@ -1892,9 +1884,7 @@ async fn a_group_key_too_large_for_the_index_is_a_dead_letter() {
         "INSERT INTO labels VALUES (1, 'a'), (2, 'b'), (3, NULL)",
     )
     .await;
-    let views = tempfile::tempdir().expect("temp dir");
-    std::fs::write(views.path().join("label_counts.yaml"), LABEL_COUNTS).expect("view file");
-    let setup = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf());
+    let (_views, setup) = one_view(&url, "label_counts", LABEL_COUNTS);
     let mut service = setup.start();
     label_counts_match(&pool, "the snapshot's labels").await;
     // Random hex compresses poorly: 14,000 bytes stay too large.
@@ -1956,9 +1946,7 @@ async fn a_large_table_rewritten_under_a_view_converges() {
     .execute(&pool)
     .await
     .expect("the tables");
-    let views = tempfile::tempdir().expect("temp dir");
-    std::fs::write(views.path().join("score_sums.yaml"), SCORE_SUMS).expect("view file");
-    let setup = ServiceSetup::with_views(&url, NO_REDIS, views.path().to_path_buf());
+    let (_views, setup) = one_view(&url, "score_sums", SCORE_SUMS);
     let mut service = setup.start();
     score_sums_match(&pool, "the snapshot's sums").await;
     for sql in [
