@@ -57,10 +57,12 @@ pub(super) fn symbol(as_text: bool) -> &'static str {
 }
 
 pub(super) fn operand_error(found: ValueType, as_text: bool) -> Fault {
-    Fault::TypeMismatch(format!(
-        "`{}` needs a json or jsonb operand, found {found}",
-        symbol(as_text)
-    ))
+    Fault::TypeMismatch(operand_message(symbol(as_text), found))
+}
+
+/// What every JSON operator says of a left operand that is not JSON.
+pub(super) fn operand_message(symbol: &str, found: ValueType) -> String {
+    format!("`{symbol}` needs a json or jsonb operand, found {found}")
 }
 
 pub(super) fn key_error(found: ValueType, as_text: bool) -> Fault {

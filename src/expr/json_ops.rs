@@ -51,10 +51,7 @@ impl JsonOp {
     pub fn result_type(self, left: ValueType, right: ValueType) -> Result<ValueType, String> {
         let json_or_null = |t: ValueType| matches!(t, ValueType::Json | ValueType::Null);
         if !json_or_null(left) {
-            return Err(format!(
-                "`{}` needs a json or jsonb operand, found {left}",
-                self.symbol()
-            ));
+            return Err(json_field::operand_message(self.symbol(), left));
         }
         let right_fits = match self {
             JsonOp::HasKey => matches!(right, ValueType::Text | ValueType::Null),
@@ -86,10 +83,9 @@ pub(crate) fn apply(op: JsonOp, left: &Value, right: &Value) -> Result<Value, Fa
         return Ok(Value::Null);
     }
     let Value::Json(text) = left else {
-        return Err(Fault::TypeMismatch(format!(
-            "`{}` needs a json or jsonb operand, found {}",
+        return Err(Fault::TypeMismatch(json_field::operand_message(
             op.symbol(),
-            ValueType::of(left)
+            ValueType::of(left),
         )));
     };
     match (op, right) {
