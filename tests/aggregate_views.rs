@@ -1796,6 +1796,94 @@ async fn jsonb_operators_group_as_postgres_reads_them() {
     service.assert_running();
 }
 
+const ALBUM_TESTS: &str = r#"
+view: album_tests
+kind: aggregate
+root: albums
+where: "'draft' <> ALL(labels) OR labels IS NULL"
+group_by:
+  rock: "'rock' = ANY(genres)"
+  classic: genres @> '{rock,"hip hop"}'
+  within: genres <@ ARRAY['rock', 'jazz', 'hip hop']
+  overlap: genres && '{jazz,pop}'
+  big_disc: "2 < ANY(discs)"
+  flags: "true = ANY(flags)"
+  released: "'2024-02-29' = ANY(dates)"
+  tracks: cardinality(genres)
+  disc_rows: array_length(discs, 1)
+measures:
+  n: count()
+table: analytics.album_tests
+"#;
+
+async fn album_tests_match(pool: &PgPool, what: &str) {
+    rows_match::<(
+        Option<bool>,
+        Option<bool>,
+        Option<bool>,
+        Option<bool>,
+        Option<bool>,
+        Option<bool>,
+        Option<bool>,
+        Option<i32>,
+        Option<i32>,
+        i64,
+    )>(
+        pool,
+        what,
+        r#"SELECT 'rock' = ANY(genres), genres @> '{rock,"hip hop"}',
+                genres <@ ARRAY['rock', 'jazz', 'hip hop'], genres && '{jazz,pop}',
+                2 < ANY(discs), true = ANY(flags), '2024-02-29' = ANY(dates),
+                cardinality(genres), array_length(discs, 1), count(*)::bigint
+         FROM albums WHERE 'draft' <> ALL(labels) OR labels IS NULL
+         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9"#,
+        "SELECT rock, classic, within, overlap, big_disc, flags, released, tracks::int,
+                disc_rows::int, n::bigint
+         FROM analytics.album_tests ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9",
+    )
+    .await
+}
+
+/// `= ANY`, `<> ALL`, `<`, `@>`, `<@`, `&&`, `cardinality` and
+/// `array_length` over `text[]`, `int[]`, `boolean[]`, `varchar[]` and
+/// `date[]` columns give what PostgreSQL gives: NULL elements and NULL
+/// arrays, quoted elements, two dimensions, empty arrays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn array_operators_group_as_postgres_reads_them() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    execute(
+        &pool,
+        "CREATE TABLE albums (id int PRIMARY KEY, genres text[], discs int[], flags boolean[],
+                              labels varchar(20)[], dates date[])",
+    )
+    .await;
+    execute(
+        &pool,
+        r#"INSERT INTO albums VALUES
+           (1, '{rock,"hip hop"}', '{{1,2},{3,4}}', '{f,t}', '{indie}', '{2024-02-29}'),
+           (2, '{jazz,NULL}', '{1}', '{f,NULL}', '{draft,indie}', NULL),
+           (3, '{}', '{}', '{}', NULL, '{}'),
+           (4, NULL, NULL, NULL, '{NULL}', '{2023-01-01,NULL}'),
+           (5, '{pop,rock,"hip hop",jazz}', '{5,NULL}', '{t}', '{}', '{2024-02-29,2024-03-01}')"#,
+    )
+    .await;
+    let (_views, setup) = one_view(&url, "album_tests", ALBUM_TESTS);
+    let mut service = setup.start();
+    album_tests_match(&pool, "the snapshot's array groups").await;
+    for sql in [
+        r#"INSERT INTO albums VALUES (6, '{"hip hop",rock}', '{{7},{8}}', '{t,t}', '{x}', '{2024-02-29}')"#,
+        "UPDATE albums SET genres = genres || '{jazz}'::text[] WHERE id = 1",
+        "UPDATE albums SET labels = '{draft}' WHERE id = 5",
+        "UPDATE albums SET genres = '{NULL}', discs = '{3}' WHERE id = 3",
+        "DELETE FROM albums WHERE id = 2",
+    ] {
+        execute(&pool, sql).await;
+        album_tests_match(&pool, sql).await;
+    }
+    service.assert_running();
+}
+
 /// What another viewkeeper (its own data directory and slot, the same view
 /// name) leaves behind after writing the table: the checkpoint row names
 /// its store, and the rows are its own.

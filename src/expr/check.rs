@@ -3,12 +3,14 @@
 //! text, `text < int`, a non-boolean condition, a bad function argument).
 //! `viewkeeper check` runs this before any row is seen.
 
+use super::arrays;
 use super::cast::CastTarget;
 use super::date_parts::DateField;
 use super::error::{ExprError, Fault};
 use super::functions::Function;
 use super::json_field;
-use super::node::{CaseBranch, Node};
+use super::json_ops::JsonOp;
+use super::node::{CaseBranch, ComparisonOp, Node};
 use super::temporal::{self, TemporalKind};
 use super::types::{ValueType, common_type, comparable, promote_numeric};
 use crate::change::Value;
@@ -34,11 +36,25 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
             key,
             as_text,
         } => json_field_type(node, infer_child(operand)?, infer_child(key)?, *as_text),
-        Node::JsonOp { op, left, right } => op
-            .result_type(infer_child(left)?, infer_child(right)?)
-            .map_err(|message| type_error(node, message)),
-        Node::Comparison { left, right, .. } => {
+        Node::JsonOp { op, left, right } => {
             let (left_type, right_type) = (infer_child(left)?, infer_child(right)?);
+            json_op_type(node, *op, (left, left_type), (right, right_type))
+        }
+        Node::ArraySet { op, left, right } => {
+            let (left_type, right_type) = (infer_child(left)?, infer_child(right)?);
+            arrays::set_op_type(*op, (left, left_type), (right, right_type))
+                .map_err(|message| type_error(node, message))
+        }
+        Node::Quantified { left, right, .. } => {
+            let (left_type, right_type) = (infer_child(left)?, infer_child(right)?);
+            arrays::quantified_type(left_type, (right, right_type))
+                .map_err(|message| type_error(node, message))
+        }
+        Node::Comparison { op, left, right } => {
+            let (left_type, right_type) = (infer_child(left)?, infer_child(right)?);
+            if !matches!(op, ComparisonOp::Equal | ComparisonOp::NotEqual) {
+                refuse_array_order(node, left_type, right_type)?;
+            }
             refuse_special_input(node, left, right_type)?;
             refuse_special_input(node, right, left_type)?;
             refuse_non_boolean_literal(node, left, right_type)?;
@@ -111,6 +127,7 @@ fn infer_predicate(node: &Node, columns: ColumnTypes) -> Result<ValueType, ExprE
             operand, low, high, ..
         } => {
             let operand = infer_child(operand)?;
+            refuse_array_order(node, operand, ValueType::Null)?;
             refuse_special_input(node, low, operand)?;
             refuse_special_input(node, high, operand)?;
             comparison_type(node, operand, infer_child(low)?)?;
@@ -148,6 +165,42 @@ fn call_type(node: &Node, function: Function, args: &[ValueType]) -> Result<Valu
     function
         .result_type(args)
         .map_err(|message| type_error(node, message))
+}
+
+/// A jsonb operator's type; `@>` and `<@` with an array on either side
+/// are the arrays' operators.
+fn json_op_type(
+    node: &Node,
+    op: JsonOp,
+    (left, left_type): (&Node, ValueType),
+    (right, right_type): (&Node, ValueType),
+) -> Result<ValueType, ExprError> {
+    let message = match arrays::set_op_of(op) {
+        Some(set_op)
+            if matches!(left_type, ValueType::Array(_))
+                || matches!(right_type, ValueType::Array(_)) =>
+        {
+            arrays::set_op_type(set_op, (left, left_type), (right, right_type))
+        }
+        Some(_) => not_json_literal(left)
+            .or_else(|| not_json_literal(right))
+            .map_or_else(|| op.result_type(left_type, right_type), Err),
+        None => op.result_type(left_type, right_type),
+    };
+    message.map_err(|message| type_error(node, message))
+}
+
+/// Why a text literal beside `@>` or `<@` is not the JSON the other side
+/// needs (a literal that is JSON was read as JSON when parsed).
+fn not_json_literal(side: &Node) -> Option<String> {
+    let Node::Literal(Value::Text(text)) = side else {
+        return None;
+    };
+    let error = serde_json::from_str::<&serde_json::value::RawValue>(text).err()?;
+    Some(format!(
+        "{} is not valid JSON: {error}",
+        Node::Literal(Value::Text(text.clone()))
+    ))
 }
 
 fn type_error(node: &Node, message: String) -> ExprError {
@@ -295,6 +348,21 @@ fn refuse_special_input(node: &Node, literal: &Node, against: ValueType) -> Resu
             temporal::kind_name(kind)
         ),
     ))
+}
+
+/// Arrays compare for equality only: PostgreSQL orders them element by
+/// element, which their texts do not follow (`{10}` sorts before `{9}`).
+fn refuse_array_order(node: &Node, left: ValueType, right: ValueType) -> Result<(), ExprError> {
+    match [left, right]
+        .into_iter()
+        .find(|t| matches!(t, ValueType::Array(_)))
+    {
+        Some(array) => Err(type_error(
+            node,
+            format!("cannot order {array} values; compare arrays for equality only"),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn comparison_type(node: &Node, left: ValueType, right: ValueType) -> Result<ValueType, ExprError> {

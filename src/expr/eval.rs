@@ -9,6 +9,7 @@
 use crate::change::Value;
 
 use super::arith;
+use super::arrays;
 use super::cast::{cast, text_of};
 use super::compare::{try_compare, values_equal};
 use super::date_parts::{at_time_zone, extract_value, truncate_value};
@@ -48,6 +49,15 @@ pub(crate) fn evaluate(node: &Node, row: RowLookup) -> Result<Value, EvalError> 
         }
         Node::Comparison { op, left, right } => {
             compare(*op, &eval(left)?, &eval(right)?).map_err(at)
+        }
+        Node::Quantified {
+            op,
+            all,
+            left,
+            right,
+        } => arrays::quantified(*op, *all, &eval(left)?, &eval(right)?).map_err(at),
+        Node::ArraySet { op, left, right } => {
+            arrays::set_op(*op, &eval(left)?, &eval(right)?).map_err(at)
         }
         Node::Logical { op, left, right } => logical(*op, left, right, row),
         Node::Not(operand) => Ok(truth_value(truth(operand, &eval(operand)?)?.map(|b| !b))),

@@ -1,5 +1,5 @@
 //! The scalar functions callable by name: lower, upper, length, abs,
-//! coalesce, nullif, round. (`date`, `date_trunc`, `date_part` and `extract`
+//! coalesce, nullif, round, cardinality, array_length. (`date`, `date_trunc`, `date_part` and `extract`
 //! become casts and temporal nodes when parsed.) Each function knows its
 //! arity, its result type for type checking, and how to compute its value.
 
@@ -8,6 +8,7 @@ use std::fmt;
 use crate::change::Value;
 
 use super::arith::{decimal_of, numeric_value};
+use super::arrays;
 use super::case_mapping::CaseMapping;
 use super::compare::values_equal;
 use super::error::Fault;
@@ -25,6 +26,10 @@ pub(crate) enum Function {
     Nullif,
     /// `round(x)` / `round(x, digits)`: half away from zero, exact for numbers.
     Round,
+    /// `cardinality(a)`: an array's number of elements.
+    Cardinality,
+    /// `array_length(a, dimension)`: the length of one of its dimensions.
+    ArrayLength,
 }
 
 /// How many arguments a function takes.
@@ -67,6 +72,8 @@ impl Function {
             "coalesce" => Function::Coalesce,
             "nullif" => Function::Nullif,
             "round" => Function::Round,
+            "cardinality" => Function::Cardinality,
+            "array_length" => Function::ArrayLength,
             _ => return None,
         })
     }
@@ -80,16 +87,20 @@ impl Function {
             Function::Coalesce => "coalesce",
             Function::Nullif => "nullif",
             Function::Round => "round",
+            Function::Cardinality => "cardinality",
+            Function::ArrayLength => "array_length",
         }
     }
 
     pub fn arity(self) -> Arity {
         match self {
-            Function::Lower | Function::Upper | Function::Length | Function::Abs => {
-                Arity::exactly(1)
-            }
+            Function::Lower
+            | Function::Upper
+            | Function::Length
+            | Function::Abs
+            | Function::Cardinality => Arity::exactly(1),
             Function::Coalesce => Arity { min: 1, max: None },
-            Function::Nullif => Arity::exactly(2),
+            Function::Nullif | Function::ArrayLength => Arity::exactly(2),
             Function::Round => Arity {
                 min: 1,
                 max: Some(2),
@@ -126,6 +137,15 @@ impl Function {
                     "two comparable values",
                     result,
                 )
+            }
+            Function::Cardinality => {
+                let is_array = matches!(first, T::Array(_) | T::Null);
+                self.require(args, is_array, "an array", T::Int)
+            }
+            Function::ArrayLength => {
+                let fits =
+                    matches!(first, T::Array(_) | T::Null) && matches!(second, T::Int | T::Null);
+                self.require(args, fits, "(array, int)", T::Int)
             }
             Function::Round => round_type(args).ok_or_else(|| {
                 format!(
@@ -196,6 +216,10 @@ impl Function {
             Function::Length => length(args),
             Function::Abs => abs(args),
             Function::Round => round(args),
+            Function::Cardinality => arrays::cardinality(first_arg(args)),
+            Function::ArrayLength => {
+                arrays::array_length(first_arg(args), args.get(1).unwrap_or(&Value::Null))
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use serde_json::value::RawValue;
 
+use super::arrays;
 use super::error::{Fault, quoted};
 use super::json_field;
 use super::numeric::Decimal;
@@ -81,6 +82,13 @@ impl JsonOp {
 pub(crate) fn apply(op: JsonOp, left: &Value, right: &Value) -> Result<Value, Fault> {
     if left.is_null() || right.is_null() {
         return Ok(Value::Null);
+    }
+    // An array is text (`{a,b}`), where JSON is `Value::Json`: `@>` and
+    // `<@` with text on either side are the arrays' operators.
+    if let Some(set_op) = arrays::set_op_of(op)
+        && (matches!(left, Value::Text(_)) || matches!(right, Value::Text(_)))
+    {
+        return arrays::set_op(set_op, left, right);
     }
     let Value::Json(text) = left else {
         return Err(Fault::TypeMismatch(json_field::operand_message(
@@ -163,77 +171,16 @@ fn array_index(step: &str) -> Option<i64> {
 }
 
 /// A one-dimensional text array literal (`{a,"b c",NULL}`), as PostgreSQL's
-/// `array_in` reads it: blanks around an unquoted element dropped, `"` and
-/// `\` quoting, an unquoted `NULL` (any case) a NULL element.
+/// `array_in` reads it ([`arrays::parse_array`]).
 pub(crate) fn parse_text_array(text: &str) -> Result<Vec<Option<String>>, String> {
-    let malformed = |detail: &str| format!("malformed array literal {}: {detail}", quoted(text));
-    let is_blank = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c');
-    let body = text
-        .trim_matches(is_blank)
-        .strip_prefix('{')
-        .and_then(|rest| rest.strip_suffix('}'))
-        .ok_or_else(|| malformed("an array is written {a,b}"))?;
-    if body.trim_matches(is_blank).is_empty() {
-        return Ok(Vec::new());
+    let array = arrays::parse_array(text)?;
+    if array.dimensions.len() > 1 {
+        return Err(format!(
+            "malformed array literal {}: only one-dimensional arrays are read",
+            quoted(text)
+        ));
     }
-    let mut elements = Vec::new();
-    let mut chars = body.chars().peekable();
-    loop {
-        while chars.next_if(|&c| is_blank(c)).is_some() {}
-        let mut element = String::new();
-        let mut quoted_or_escaped = false;
-        // Length of `element` up to its last character that a blank after
-        // it cannot drop: trailing blanks of an unquoted element go.
-        let mut kept = 0;
-        let mut last = true;
-        while let Some(c) = chars.next() {
-            match c {
-                ',' => {
-                    last = false;
-                    break;
-                }
-                '"' => {
-                    quoted_or_escaped = true;
-                    loop {
-                        match chars.next() {
-                            None => return Err(malformed("a quote is not closed")),
-                            Some('"') => break,
-                            Some('\\') => match chars.next() {
-                                Some(c) => element.push(c),
-                                None => return Err(malformed("it ends in a backslash")),
-                            },
-                            Some(c) => element.push(c),
-                        }
-                    }
-                    kept = element.len();
-                }
-                '\\' => {
-                    quoted_or_escaped = true;
-                    match chars.next() {
-                        Some(c) => element.push(c),
-                        None => return Err(malformed("it ends in a backslash")),
-                    }
-                    kept = element.len();
-                }
-                '{' | '}' => return Err(malformed("only one-dimensional arrays are read")),
-                c => {
-                    element.push(c);
-                    if !is_blank(c) {
-                        kept = element.len();
-                    }
-                }
-            }
-        }
-        element.truncate(kept);
-        if element.is_empty() && !quoted_or_escaped {
-            return Err(malformed("an element is empty"));
-        }
-        let is_null = !quoted_or_escaped && element.eq_ignore_ascii_case("NULL");
-        elements.push((!is_null).then_some(element));
-        if last {
-            return Ok(elements);
-        }
-    }
+    Ok(array.elements)
 }
 
 /// A text array written back as a literal that [`parse_text_array`] reads.

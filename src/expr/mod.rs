@@ -18,12 +18,14 @@
 //! - `arith`, `numeric`: Int / exact Numeric / Float arithmetic
 //! - `compare`: the order of values ([`compare_values`])
 //! - `cast`, `functions`, `like`, `temporal`, `date_parts`: the rest
+//! - `arrays`: `= ANY (a)`, `@>`/`<@`/`&&` over arrays, `cardinality`
 //! - `case_mapping`: `lower`/`upper` as the source database maps case
 //! - `time_zone`: the zone a `timestamptz` is computed in, the database's
 //! - `render`: nodes back to SQL, for error messages
 //! - `sort_key`: byte keys in value order, for aggregates' min/max/distinct
 
 mod arith;
+mod arrays;
 mod case_mapping;
 mod cast;
 mod check;
@@ -49,6 +51,7 @@ use std::fmt;
 
 use crate::change::Value;
 
+pub use arrays::ArrayElement;
 pub use case_mapping::CaseMapping;
 pub use compare::compare_values;
 pub use error::{EvalError, ExprError};

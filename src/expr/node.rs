@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::change::Value;
 
 use super::ColumnPath;
+use super::arrays::SetOp;
 use super::cast::CastTarget;
 use super::date_parts::{DateField, TruncUnit};
 use super::functions::Function;
@@ -51,6 +52,21 @@ pub(crate) enum Node {
     },
     Comparison {
         op: ComparisonOp,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    /// `left op ANY (right)` (`all` false) or `left op ALL (right)`: `left`
+    /// compared with each element of the array `right`.
+    Quantified {
+        op: ComparisonOp,
+        all: bool,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    /// `left && right` over arrays. (`@>` and `<@`, which jsonb has too,
+    /// are [`Node::JsonOp`]s, read as arrays where their operands are.)
+    ArraySet {
+        op: SetOp,
         left: Box<Node>,
         right: Box<Node>,
     },
@@ -237,6 +253,8 @@ impl Node {
             }
             | Node::JsonOp { left, right, .. }
             | Node::Comparison { left, right, .. }
+            | Node::Quantified { left, right, .. }
+            | Node::ArraySet { left, right, .. }
             | Node::Logical { left, right, .. }
             | Node::IsDistinct { left, right, .. } => vec![left, right],
             Node::Like {
@@ -348,6 +366,12 @@ impl Node {
             Node::Between {
                 operand, low, high, ..
             } => vec![operand, low, high],
+            // The array's elements are of a type that sorts as its text.
+            Node::Quantified { op, left, .. }
+                if !matches!(op, ComparisonOp::Equal | ComparisonOp::NotEqual) =>
+            {
+                vec![left]
+            }
             _ => Vec::new(),
         }
     }
@@ -359,6 +383,7 @@ impl Node {
             Node::Comparison { left, right, .. } | Node::IsDistinct { left, right, .. } => {
                 vec![left, right]
             }
+            Node::Quantified { left, .. } => vec![left],
             Node::Between {
                 operand, low, high, ..
             } => vec![operand, low, high],

@@ -14,6 +14,7 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::change::Value;
 
+use super::arrays::SetOp;
 use super::error::ExprError;
 use super::json_ops::{self, JsonOp, parse_text_array};
 use super::node::{ArithmeticOp, CaseBranch, ComparisonOp, LogicalOp, Node};
@@ -122,7 +123,25 @@ pub(crate) fn convert(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError>
         sql::Expr::Between { .. } => between(expr, depth),
         sql::Expr::Like { .. } | sql::Expr::ILike { .. } => like(expr, depth),
         sql::Expr::Case { .. } => case(expr, depth),
-        sql::Expr::Cast { .. } => cast(expr, depth),
+        sql::Expr::Cast { .. } => match array_literal(expr)? {
+            Some(text) => Ok(Node::Literal(Value::Text(text))),
+            None => cast(expr, depth),
+        },
+        sql::Expr::Array(_) => match array_literal(expr)? {
+            Some(text) => Ok(Node::Literal(Value::Text(text))),
+            None => Err(unsupported("an ARRAY[…] of other than literals", expr)),
+        },
+        sql::Expr::AnyOp {
+            left,
+            compare_op,
+            right,
+            ..
+        } => quantified(left, compare_op, right, false, expr, depth),
+        sql::Expr::AllOp {
+            left,
+            compare_op,
+            right,
+        } => quantified(left, compare_op, right, true, expr, depth),
         sql::Expr::TypedString(typed) => typed_string(typed, expr),
         sql::Expr::Function(function) => call(function, expr, depth),
         sql::Expr::Extract { .. } => extract(expr, depth),
@@ -197,10 +216,8 @@ pub(crate) fn unsupported(construct: impl Into<String>, expr: &sql::Expr) -> Exp
 fn construct_name(expr: &sql::Expr) -> &'static str {
     match expr {
         sql::Expr::Subquery(_) | sql::Expr::Exists { .. } => "subquery",
-        sql::Expr::AnyOp { .. } | sql::Expr::AllOp { .. } => "ANY/ALL",
         sql::Expr::AtTimeZone { .. } => "AT TIME ZONE",
         sql::Expr::Interval(_) => "interval",
-        sql::Expr::Array(_) => "array",
         sql::Expr::JsonAccess { .. } => "field access",
         sql::Expr::SimilarTo { .. } | sql::Expr::RLike { .. } => "regular expression match",
         sql::Expr::Tuple(_) => "row constructor",
@@ -294,6 +311,7 @@ enum BinaryKind {
     Concat,
     JsonField { as_text: bool },
     Json(JsonOp),
+    Array(SetOp),
 }
 
 fn binary_kind(op: &sql::BinaryOperator) -> Option<BinaryKind> {
@@ -322,6 +340,7 @@ fn binary_kind(op: &sql::BinaryOperator) -> Option<BinaryKind> {
         B::QuestionAnd => BinaryKind::Json(JsonOp::HasKeys { all: true }),
         B::AtArrow => BinaryKind::Json(JsonOp::Contains),
         B::ArrowAt => BinaryKind::Json(JsonOp::ContainedBy),
+        B::PGOverlap => BinaryKind::Array(SetOp::Overlaps),
         _ => return None,
     })
 }
@@ -380,7 +399,65 @@ fn binary(
             as_text,
         },
         BinaryKind::Json(op) => Node::JsonOp { op, left, right },
+        BinaryKind::Array(op) => Node::ArraySet { op, left, right },
     })
+}
+
+/// `left op ANY (right)` or `left op ALL (right)`, `op` a comparison.
+fn quantified(
+    left: &sql::Expr,
+    op: &sql::BinaryOperator,
+    right: &sql::Expr,
+    all: bool,
+    expr: &sql::Expr,
+    depth: usize,
+) -> Result<Node, ExprError> {
+    let Some(BinaryKind::Comparison(op)) = binary_kind(op) else {
+        return Err(unsupported(
+            format!("operator `{op}` before ANY or ALL"),
+            expr,
+        ));
+    };
+    Ok(Node::Quantified {
+        op,
+        all,
+        left: convert_boxed(left, depth)?,
+        right: convert_boxed(right, depth)?,
+    })
+}
+
+/// An array written as a literal, as its text: `ARRAY['a', 'b']` (of
+/// literals only) or `'{a,b}'::text[]`; `None` for anything else.
+fn array_literal(expr: &sql::Expr) -> Result<Option<String>, ExprError> {
+    match expr {
+        sql::Expr::Cast {
+            expr: inner,
+            data_type: sql::DataType::Array(_),
+            ..
+        } => match &**inner {
+            sql::Expr::Value(value) => Ok(string_literal(&value.value).map(str::to_owned)),
+            sql::Expr::Array(_) => array_literal(inner),
+            _ => Ok(None),
+        },
+        sql::Expr::Array(array) => {
+            let element = |element: &sql::Expr| match convert(element, 0) {
+                Ok(Node::Literal(Value::Null)) => Ok(Some(None)),
+                Ok(Node::Literal(Value::Bool(flag))) => {
+                    Ok(Some(Some(if flag { "t" } else { "f" }.to_owned())))
+                }
+                Ok(Node::Literal(value)) => Ok(Some(Some(value.to_text()))),
+                Ok(_) => Ok(None),
+                Err(error) => Err(error),
+            };
+            let elements = array
+                .elem
+                .iter()
+                .map(element)
+                .collect::<Result<Option<Vec<_>>, _>>()?;
+            Ok(elements.map(|elements| json_ops::text_array_literal(&elements)))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// A jsonb operator, its literal operands read as PostgreSQL types an
@@ -392,7 +469,9 @@ fn json_operator(
     right: &sql::Expr,
     depth: usize,
 ) -> Result<Node, ExprError> {
-    let json_side = |side: &sql::Expr| match json_literal(side)? {
+    // A literal that is not JSON may be an array's (`tags @> '{rock}'`):
+    // the type check tells which the other side needs.
+    let json_side = |side: &sql::Expr| match json_literal(side) {
         Some(text) => Ok(Box::new(Node::Literal(Value::Json(text)))),
         None => convert_boxed(side, depth),
     };
@@ -407,8 +486,8 @@ fn json_operator(
 }
 
 /// The text of a string literal, or of one cast to `json` or `jsonb`,
-/// checked to be JSON; `None` for any other operand.
-fn json_literal(side: &sql::Expr) -> Result<Option<String>, ExprError> {
+/// that is JSON; `None` for any other operand.
+fn json_literal(side: &sql::Expr) -> Option<String> {
     let text = match side {
         sql::Expr::Value(value) => string_literal(&value.value),
         sql::Expr::Cast {
@@ -421,16 +500,9 @@ fn json_literal(side: &sql::Expr) -> Result<Option<String>, ExprError> {
         },
         _ => None,
     };
-    let Some(text) = text else {
-        return Ok(None);
-    };
-    serde_json::from_str::<&serde_json::value::RawValue>(text).map_err(|error| {
-        ExprError::InvalidLiteral {
-            fragment: side.to_string(),
-            message: format!("not valid JSON: {error}"),
-        }
-    })?;
-    Ok(Some(text.to_owned()))
+    let text = text?;
+    serde_json::from_str::<&serde_json::value::RawValue>(text).ok()?;
+    Some(text.to_owned())
 }
 
 /// The path of `#>` or the keys of `?|` as a text array literal: written

@@ -21,9 +21,11 @@ fn precedence(node: &Node) -> u8 {
         } => 2,
         Node::Not(_) => 3,
         Node::Comparison { .. } | Node::IsNull { .. } | Node::IsBool { .. } => 4,
+        Node::Quantified { .. } => 4,
         Node::IsDistinct { .. } | Node::InList { .. } | Node::Between { .. } => 4,
         Node::Like { .. } => 4,
         Node::Concat { .. } | Node::JsonField { .. } | Node::JsonOp { .. } => 5,
+        Node::ArraySet { .. } => 5,
         Node::Arithmetic { op, .. } if matches!(op.symbol(), "+" | "-") => 6,
         Node::Arithmetic { .. } => 7,
         Node::Sign { .. } => 8,
@@ -124,6 +126,24 @@ impl Display for Node {
                     comparison_symbol(*op),
                     right(r, self)
                 )
+            }
+            Node::Quantified {
+                op,
+                all,
+                left: l,
+                right: r,
+            } => {
+                let quantifier = if *all { "ALL" } else { "ANY" };
+                let symbol = comparison_symbol(*op);
+                write!(f, "{} {symbol} {quantifier} ({r})", right(l, self))
+            }
+            Node::ArraySet {
+                op,
+                left: l,
+                right: r,
+            } => {
+                let symbol = op.symbol();
+                write!(f, "{} {symbol} {}", left(l, self), right(r, self))
             }
             Node::Logical {
                 op,

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::arrays::ArrayElement;
 use crate::change::Value;
 
 /// The type of a [`Value`], or of an expression's result.
@@ -18,6 +19,9 @@ pub enum ValueType {
     Timestamp,
     TimestampTz,
     Json,
+    /// An array whose elements compare by their text ([`ArrayElement`]);
+    /// its values are [`Value::Text`], PostgreSQL's text of the array.
+    Array(ArrayElement),
     /// The type of a bare `NULL`, which fits wherever any other type does.
     Null,
 }
@@ -53,7 +57,12 @@ impl ValueType {
 
     /// Whether values of this type have an order, so `min`/`max`/ORDER BY apply.
     pub fn is_orderable(self) -> bool {
-        self != ValueType::Json
+        !matches!(self, ValueType::Json | ValueType::Array(_))
+    }
+
+    /// Whether values of this type are [`Value::Text`]: text, and arrays.
+    pub fn is_textual(self) -> bool {
+        matches!(self, ValueType::Text | ValueType::Array(_))
     }
 
     pub fn name(self) -> &'static str {
@@ -67,6 +76,7 @@ impl ValueType {
             ValueType::Timestamp => "timestamp",
             ValueType::TimestampTz => "timestamptz",
             ValueType::Json => "json",
+            ValueType::Array(element) => element.name(),
             ValueType::Null => "null",
         }
     }
@@ -91,6 +101,8 @@ pub(crate) fn comparable(left: ValueType, right: ValueType) -> bool {
         // Text meeting a boolean is read as one (`flag = 'yes'`), as
         // PostgreSQL reads a literal.
         (T::Bool, T::Text) | (T::Text, T::Bool) => true,
+        // An array meets text where the text is a literal of it ('{a,b}').
+        (T::Array(_), T::Text) | (T::Text, T::Array(_)) => true,
         (l, r) => l == r,
     }
 }
@@ -114,6 +126,8 @@ pub(crate) fn common_type(left: ValueType, right: ValueType) -> Option<ValueType
         (ValueType::Null, other) | (other, ValueType::Null) => Some(other),
         (l, r) if l == r => Some(l),
         (l, r) if l.is_numeric() && r.is_numeric() => Some(promote_numeric(l, r)),
+        (array @ ValueType::Array(_), ValueType::Text)
+        | (ValueType::Text, array @ ValueType::Array(_)) => Some(array),
         _ => None,
     }
 }

@@ -33,11 +33,19 @@ pub mod type_oid {
     pub const NUMERIC: u32 = 1700;
     pub const UUID: u32 = 2950;
     pub const JSONB: u32 = 3802;
+    pub const BOOL_ARRAY: u32 = 1000;
+    pub const INT2_ARRAY: u32 = 1005;
+    pub const INT4_ARRAY: u32 = 1007;
+    pub const TEXT_ARRAY: u32 = 1009;
+    pub const VARCHAR_ARRAY: u32 = 1015;
+    pub const INT8_ARRAY: u32 = 1016;
+    pub const DATE_ARRAY: u32 = 1182;
+    pub const UUID_ARRAY: u32 = 2951;
 }
 
 use type_oid::*;
 
-use crate::expr::ValueType;
+use crate::expr::{ArrayElement, ValueType};
 
 /// The SQL name of a built-in type, for log and error messages.
 pub fn type_name(type_oid: u32) -> &'static str {
@@ -76,7 +84,7 @@ pub fn sorts_as_its_value(type_oid: u32) -> bool {
     const TIME: u32 = 1083;
     const BIT: u32 = 1560;
     const VARBIT: u32 = 1562;
-    value_type(type_oid) != ValueType::Text
+    !value_type(type_oid).is_textual()
         || matches!(
             type_oid,
             TEXT | NAME | BPCHAR | VARCHAR | UUID | BYTEA | CHAR | TIME | BIT | VARBIT
@@ -104,13 +112,10 @@ pub fn equal_as_its_text(type_oid: u32, is_enum: bool) -> bool {
     const BIT: u32 = 1560;
     const VARBIT: u32 = 1562;
     const MACADDR8: u32 = 774;
-    // Arrays of bool, int2, int4, text, varchar, int8, uuid.
-    const TEXT_EQUAL_ARRAYS: [u32; 7] = [1000, 1005, 1007, 1009, 1015, 1016, 2951];
     match value_type(type_oid) {
         ValueType::Json => false,
         ValueType::Text => {
             is_enum
-                || TEXT_EQUAL_ARRAYS.contains(&type_oid)
                 || matches!(
                     type_oid,
                     TEXT | NAME
@@ -146,6 +151,11 @@ pub fn value_type(type_oid: u32) -> ValueType {
         TIMESTAMP => ValueType::Timestamp,
         TIMESTAMPTZ => ValueType::TimestampTz,
         JSON | JSONB => ValueType::Json,
+        BOOL_ARRAY => ValueType::Array(ArrayElement::Bool),
+        INT2_ARRAY | INT4_ARRAY | INT8_ARRAY => ValueType::Array(ArrayElement::Int),
+        TEXT_ARRAY | VARCHAR_ARRAY => ValueType::Array(ArrayElement::Text),
+        UUID_ARRAY => ValueType::Array(ArrayElement::Uuid),
+        DATE_ARRAY => ValueType::Array(ArrayElement::Date),
         _ => ValueType::Text,
     }
 }

@@ -65,7 +65,8 @@ pub fn sql_type(value_type: ValueType) -> &'static str {
         ValueType::Int => "bigint",
         ValueType::Float => "double precision",
         ValueType::Numeric => "numeric",
-        ValueType::Text | ValueType::Null => "text",
+        // An array as its text, as before arrays were a type of their own.
+        ValueType::Text | ValueType::Array(_) | ValueType::Null => "text",
         ValueType::Date => "date",
         ValueType::Timestamp => "timestamp",
         ValueType::TimestampTz => "timestamptz",
