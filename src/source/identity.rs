@@ -164,6 +164,22 @@ impl SourceIdentity {
         added
     }
 
+    /// The data files `table` had: its own, or its partitions' (by the
+    /// name `regclass` writes), with the relation each belongs to.
+    pub fn files_of(&self, table: &str) -> Vec<(String, u32)> {
+        let Some(identity) = self.0.get(table) else {
+            return Vec::new();
+        };
+        match identity.file {
+            Some(file) => vec![(table.to_owned(), file)],
+            None => identity
+                .partitions
+                .iter()
+                .map(|(partition, file)| (partition.clone(), *file))
+                .collect(),
+        }
+    }
+
     /// The OID `table` had.
     pub fn oid_of(&self, table: &str) -> Option<u32> {
         self.0.get(table).map(|identity| identity.oid)
