@@ -171,14 +171,16 @@ async fn unknown_tables_and_columns_fail_check_and_run_with_file_line_and_field(
     let file = dir.path().join("order_cache.yaml");
     assert!(
         message.contains(&format!(
-            "{}:14: fields.customer.on: column \"customer_idd\" does not exist in table orders",
+            "{}:14: fields.customer.on: column \"customer_idd\" does not exist in table orders; \
+             did you mean \"customer_id\"?",
             file.display()
         )),
         "{message}"
     );
     assert!(
         message.contains(
-            "product_cache.yaml:13: fields.category.one: table \"categoriez\" does not exist"
+            "product_cache.yaml:13: fields.category.one: table \"categoriez\" does not exist; \
+             did you mean \"categories\"?"
         ),
         "{message}"
     );

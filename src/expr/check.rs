@@ -59,6 +59,8 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
             refuse_special_input(node, right, left_type)?;
             refuse_non_boolean_literal(node, left, right_type)?;
             refuse_non_boolean_literal(node, right, left_type)?;
+            refuse_quoted_number(node, left, right_type)?;
+            refuse_quoted_number(node, right, left_type)?;
             comparison_type(node, left_type, right_type)
         }
         Node::Logical { left, right, .. } => {
@@ -288,6 +290,26 @@ fn refuse_non_boolean_literal(
             super::cast::boolean_of(text)
                 .map(drop)
                 .map_err(|fault| type_error(node, fault.to_string()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A number in quotes compared with a number: PostgreSQL reads the
+/// literal as one, viewkeeper types it text, so the message says what to
+/// write rather than only that int and text do not compare.
+fn refuse_quoted_number(node: &Node, literal: &Node, against: ValueType) -> Result<(), ExprError> {
+    match literal {
+        Node::Literal(Value::Text(text))
+            if against.is_numeric() && super::Decimal::parse(text.trim()).is_some() =>
+        {
+            Err(type_error(
+                node,
+                format!(
+                    "cannot compare {against} with text: write the number without quotes ({})",
+                    text.trim()
+                ),
+            ))
         }
         _ => Ok(()),
     }

@@ -565,6 +565,14 @@ fn type_errors_name_the_problem() {
         ),
         ("lower(quantity)", "lower expects text, found (int)"),
         ("quantity IN (1, 'a')", "cannot compare int with text"),
+        (
+            "quantity > ' 5'",
+            "cannot compare int with text: write the number without quotes (5)",
+        ),
+        (
+            "'1.5' <> price",
+            "cannot compare numeric with text: write the number without quotes (1.5)",
+        ),
         ("extract(hour from day)", "a date has no hour field"),
         (
             "quantity LIKE 'a%'",

@@ -55,15 +55,24 @@ pub struct ColumnInfo {
 
 /// A hint for a name that exists in another case (`dueAt` for `dueat`):
 /// view fields match names exactly, and expressions fold unquoted names to
-/// lower case, as SQL does.
-fn case_hint<'n>(wanted: &str, mut names: impl Iterator<Item = &'n str>) -> String {
-    match names.find(|name| name.eq_ignore_ascii_case(wanted)) {
-        Some(name) => format!(
+/// lower case, as SQL does; or for a typo (`nme` for `name`).
+fn name_hint<'n>(wanted: &str, names: impl Iterator<Item = &'n str> + Clone) -> String {
+    if let Some(name) = names.clone().find(|name| name.eq_ignore_ascii_case(wanted)) {
+        return format!(
             "; did you mean \"{name}\"? Names match exactly; an expression folds an \
              unquoted name to lower case, so write it there in double quotes"
-        ),
-        None => String::new(),
+        );
     }
+    // A typo: the nearest name, if it is near enough to be the one meant
+    // (a third of its length, at least one edit).
+    let allowed = (wanted.chars().count() / 3).max(1);
+    names
+        .map(|name| (strsim::damerau_levenshtein(wanted, name), name))
+        .filter(|&(distance, _)| distance <= allowed)
+        .min_by_key(|&(distance, name)| (distance, name))
+        .map_or_else(String::new, |(_, name)| {
+            format!("; did you mean \"{name}\"?")
+        })
 }
 
 impl TableInfo {
@@ -120,7 +129,8 @@ impl<'a> ViewCheck<'a> {
     /// (without one, rows cannot be told apart in the state store).
     fn table(&mut self, name: &str, path: &str) -> Option<&'a TableInfo> {
         let Some(table) = self.catalog.tables.get(name) else {
-            let hint = case_hint(name, self.catalog.tables.keys().map(String::as_str));
+            let tables = self.catalog.tables.keys().map(|table| display_table(table));
+            let hint = name_hint(display_table(name), tables);
             self.error(
                 path,
                 path,
@@ -427,7 +437,7 @@ impl<'a> ViewCheck<'a> {
         line_path: &str,
     ) {
         if !table.has_column(column) {
-            let hint = case_hint(column, table.columns.iter().map(|c| c.name.as_str()));
+            let hint = name_hint(column, table.columns.iter().map(|c| c.name.as_str()));
             let message = format!(
                 "column \"{column}\" does not exist in table {}{hint}",
                 display_table(table_name)

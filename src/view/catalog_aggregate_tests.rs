@@ -149,9 +149,9 @@ fn tables_exist_with_primary_keys_and_columns_exist_in_their_own_table() {
         check(&text, &catalog),
         [
             "views/sales.yaml:4: root: table order_items has no primary key",
-            r#"views/sales.yaml:6: joins.orders.on: column "order_idd" does not exist in table order_items"#,
-            r#"views/sales.yaml:6: joins.orders.on: column "idd" does not exist in table orders"#,
-            r#"views/sales.yaml:7: joins.products.one: table "produkts" does not exist"#,
+            r#"views/sales.yaml:6: joins.orders.on: column "order_idd" does not exist in table order_items; did you mean "order_id"?"#,
+            r#"views/sales.yaml:6: joins.orders.on: column "idd" does not exist in table orders; did you mean "id"?"#,
+            r#"views/sales.yaml:7: joins.products.one: table "produkts" does not exist; did you mean "products"?"#,
             r#"views/sales.yaml:8: where: column "state" does not exist in table orders"#,
             r#"views/sales.yaml:14: measures.units: column "qty" does not exist in table order_items"#,
         ]

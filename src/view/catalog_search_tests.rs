@@ -108,7 +108,9 @@ fn unknown_tables_are_reported_without_cascading_column_errors() {
     let text = PRODUCT_SEARCH.replace("root: products", "root: produkts");
     assert_eq!(
         check(&text, &shop()),
-        [r#"views/product_search.yaml:4: root: table "produkts" does not exist"#]
+        [
+            r#"views/product_search.yaml:4: root: table "produkts" does not exist; did you mean "products"?"#
+        ]
     );
     let text = PRODUCT_SEARCH.replace("one: categories", "one: catalog.categories");
     assert_eq!(
@@ -144,11 +146,11 @@ fn every_column_is_checked_in_its_own_table() {
     assert_eq!(
         check(&text, &shop()),
         [
-            r#"views/product_search.yaml:5: id: column "idd" does not exist in table products"#,
-            r#"views/product_search.yaml:6: where: column "nam" does not exist in table categories"#,
+            r#"views/product_search.yaml:5: id: column "idd" does not exist in table products; did you mean "id"?"#,
+            r#"views/product_search.yaml:6: where: column "nam" does not exist in table categories; did you mean "name"?"#,
             r#"views/product_search.yaml:9: fields.description.from: column "descr" does not exist in table products"#,
-            r#"views/product_search.yaml:14: joins.category.on: column "category_idd" does not exist in table products"#,
-            r#"views/product_search.yaml:14: joins.category.on: column "idd" does not exist in table categories"#,
+            r#"views/product_search.yaml:14: joins.category.on: column "category_idd" does not exist in table products; did you mean "category_id"?"#,
+            r#"views/product_search.yaml:14: joins.category.on: column "idd" does not exist in table categories; did you mean "id"?"#,
             r#"views/product_search.yaml:15: joins.parent.on: column "parent" does not exist in table categories"#,
         ]
     );

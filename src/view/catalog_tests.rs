@@ -74,7 +74,7 @@ fn an_unknown_column_in_on_names_file_line_field_and_table() {
     assert_eq!(
         check(&text, &shop()),
         [
-            r#"views/order_cache.yaml:14: fields.customer.on: column "customer_idd" does not exist in table orders"#
+            r#"views/order_cache.yaml:14: fields.customer.on: column "customer_idd" does not exist in table orders; did you mean "customer_id"?"#
         ]
     );
 }
@@ -85,7 +85,7 @@ fn the_joined_side_of_on_is_checked_in_the_joined_table() {
     assert_eq!(
         check(&text, &shop()),
         [
-            r#"views/order_cache.yaml:18: fields.items.on: column "orderid" does not exist in table order_items"#
+            r#"views/order_cache.yaml:18: fields.items.on: column "orderid" does not exist in table order_items; did you mean "order_id"?"#
         ]
     );
 }
@@ -125,7 +125,7 @@ fn a_name_in_another_case_is_named_in_a_hint() {
         check(ORDER_CACHE, &catalog),
         [format!(
             "views/order_cache.yaml:13: fields.customer.one: table \"customers\" does not exist{}",
-            hint("public.Customers")
+            hint("Customers")
         )]
     );
     let text = ORDER_CACHE.replace("one: customers", "one: \"Customers\"");
@@ -146,7 +146,9 @@ fn unknown_tables_are_reported_without_cascading_column_errors() {
         .replace("one: customers", "one: clients");
     assert_eq!(
         check(&text, &shop()),
-        [r#"views/order_cache.yaml:4: root: table "orderz" does not exist"#]
+        [
+            r#"views/order_cache.yaml:4: root: table "orderz" does not exist; did you mean "orders"?"#
+        ]
     );
     let text = ORDER_CACHE.replace("one: customers", "one: crm.clients");
     assert_eq!(
@@ -213,8 +215,8 @@ fn where_columns_are_checked_in_the_table_of_their_relation() {
     assert_eq!(
         check(&text, &shop()),
         [
-            r#"views/order_cache.yaml:6: where: column "statuz" does not exist in table orders"#,
-            r#"views/order_cache.yaml:6: where: column "emial" does not exist in table customers"#,
+            r#"views/order_cache.yaml:6: where: column "statuz" does not exist in table orders; did you mean "status"?"#,
+            r#"views/order_cache.yaml:6: where: column "emial" does not exist in table customers; did you mean "email"?"#,
         ]
     );
 }
