@@ -24,9 +24,11 @@ const DEFAULT_DATA_DIR: &str = "data";
 /// connection" notice, the pool's slow acquires and its failed tests of
 /// returned connections and its pings of idle ones seconds later, which
 /// read as new failures, while viewkeeper already says what it lost and
-/// when it reconnected.
+/// when it reconnected. So does the replication client's own error when
+/// its connection ends, which viewkeeper logs as the stream's interruption.
 const DEFAULT_LOG: &str = "info,sqlx::postgres::notice=error,sqlx::pool::acquire=error,\
-                           sqlx_core::pool::connection=error,sqlx_core::pool::inner=warn";
+                           sqlx_core::pool::connection=error,sqlx_core::pool::inner=warn,\
+                           pgwire_replication::client::tokio_client=off";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
