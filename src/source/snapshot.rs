@@ -75,7 +75,7 @@ pub async fn take_snapshot(
         .run(move |engine| engine.begin_snapshot(&identity_text))
         .await??;
     for table in engine.plan().tables.values() {
-        refuse_rewritten_since(&mut conn, table, &identity).await?;
+        refuse_rewritten_since(&mut conn, pool, table, &identity).await?;
         let rows = copy_table(&mut conn, table, &engine).await?;
         tracing::info!(table = %table.name, rows, "table copied");
     }
@@ -93,17 +93,18 @@ pub async fn take_snapshot(
 }
 
 /// Locks `table` against rewrites until the snapshot ends, and refuses to
-/// copy it if one came after the snapshot's point: `ALTER TABLE` writes
-/// its rows anew under its own transaction, which the snapshot cannot see,
-/// so the copy would read a table that held rows as empty (the
-/// twenty-first trial: 11,262 documents deleted, served as live, until the
-/// rewrite check took a new snapshot). A `TRUNCATE` gives a new data file
-/// too, but an empty one: the copy reads it empty, and the log's
-/// `TRUNCATE` empties the table anyway. (One followed by inserts is
-/// refused too, and so are `VACUUM FULL` and `CLUSTER`, which keep their
-/// rows visible: the new snapshot costs the time, nothing is lost.)
+/// copy it if `ALTER TABLE` rewrote it after the snapshot's point: that
+/// writes its rows anew under its own transaction, which the snapshot
+/// cannot see, so the copy would read a table that held rows as empty
+/// (the twenty-first trial: 11,262 documents deleted, served as live,
+/// until the rewrite check took a new snapshot). The other new data files
+/// are copied: `VACUUM FULL` and `CLUSTER` keep their rows visible to the
+/// snapshot, and a `TRUNCATE`, which the copy reads as empty, is in the
+/// log, which empties the table anyway. Only `ALTER TABLE` changes the
+/// table's columns (`pg_attribute`) too.
 async fn refuse_rewritten_since(
     conn: &mut PgConnection,
+    pool: &PgPool,
     table: &TablePlan,
     identity: &SourceIdentity,
 ) -> Result<(), SourceError> {
@@ -116,27 +117,43 @@ async fn refuse_rewritten_since(
     .execute(&mut *conn)
     .await?;
     for (relation, file) in identity.files_of(&table.name) {
-        let current: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT pg_relation_filenode(c)::int8, pg_relation_size(c) \
-             FROM to_regclass($1) AS c WHERE c IS NOT NULL",
+        let current: Option<i64> = sqlx::query_scalar(
+            "SELECT pg_relation_filenode(c)::int8 FROM to_regclass($1) AS c WHERE c IS NOT NULL",
         )
         .bind(&relation)
         .fetch_optional(&mut *conn)
         .await?;
-        if let Some((current_file, size)) = current
-            && current_file != i64::from(file)
-            && size > 0
-        {
+        if current.is_none_or(|current| current == i64::from(file)) {
+            continue;
+        }
+        // The snapshot's columns, and the database's now.
+        let columns_then = column_versions(&mut *conn, &relation).await?;
+        let columns_now = column_versions(&mut *pool.acquire().await?, &relation).await?;
+        if columns_then != columns_now {
             return Err(SourceError::UnloggedChange {
                 changed: format!(
-                    "table {relation} was rewritten (ALTER TABLE, say) after the snapshot \
-                     began: its rows are not visible to the snapshot, which would copy it \
-                     as empty"
+                    "table {relation} was rewritten by ALTER TABLE after the snapshot began: \
+                     its rows are not visible to the snapshot, which would copy it as empty"
                 ),
             });
         }
     }
     Ok(())
+}
+
+/// Each column of `relation` with the transaction that last wrote its
+/// catalog row, as `conn`'s snapshot sees them.
+async fn column_versions(
+    conn: &mut PgConnection,
+    relation: &str,
+) -> Result<Vec<(i16, String)>, SourceError> {
+    Ok(sqlx::query_as(
+        "SELECT attnum, xmin::text FROM pg_attribute \
+         WHERE attrelid = to_regclass($1) AND attnum > 0 ORDER BY attnum",
+    )
+    .bind(relation)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// How long creating the slot may take before what it waits for is logged,
