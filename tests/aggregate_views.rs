@@ -361,18 +361,45 @@ async fn sqlite_target_holds_the_same_groups() {
         .await
         .expect("workload");
 
-    let sqlite = sqlx::sqlite::SqlitePoolOptions::new()
-        .connect(&format!("{sqlite_url}?mode=ro"))
+    sqlite_matches_oracle(&pool, &sqlite_url).await;
+
+    // The file deleted under the running sink: its connection wrote to the
+    // deleted file for good ("attempt to write a readonly database") until
+    // a restart. It opens the file anew and fills its table.
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", sqlite_file.display());
+        let _ = std::fs::remove_file(path);
+    }
+    workload::run(&pool, &WorkloadOptions::new(100, 6))
         .await
-        .expect("opening the SQLite file");
+        .expect("workload");
+    sqlite_matches_oracle(&pool, &sqlite_url).await;
+    service.assert_running();
+    // SQLite has no schemas: the log names the table as SQLite knows it.
+    service.terminate(Duration::from_secs(30)).await;
+    let log = service.log_tail(1_000_000);
+    assert!(log.contains("table=category_daily_sales"), "{log}");
+    assert!(!log.contains("analytics.category_daily_sales"), "{log}");
+}
+
+/// Waits until the SQLite file at `sqlite_url` holds what the SQL oracle
+/// gives, read through a new connection each time (the file may be
+/// replaced).
+async fn sqlite_matches_oracle(pool: &PgPool, sqlite_url: &str) {
     wait_until(CONVERGE, "SQLite holds the GROUP BY", || async {
+        let sqlite = sqlx::sqlite::SqlitePoolOptions::new()
+            .connect(&format!("{sqlite_url}?mode=ro"))
+            .await
+            .map_err(|e| format!("opening the SQLite file: {e}"))?;
         // Keys in serde_json's spelling, as `sqlite_rows` writes them.
-        let expected: BTreeMap<String, Value> = expected_category_daily_sales(&pool)
+        let expected: BTreeMap<String, Value> = expected_category_daily_sales(pool)
             .await
             .into_iter()
             .map(|(key, row)| (compact_json(&key), row))
             .collect();
-        let actual = sqlite_rows(&sqlite).await?;
+        let actual = sqlite_rows(&sqlite).await;
+        sqlite.close().await;
+        let actual = actual?;
         let mut differences = Vec::new();
         for (key, want) in &expected {
             match actual.get(key) {
@@ -396,12 +423,6 @@ async fn sqlite_target_holds_the_same_groups() {
         }
     })
     .await;
-    service.assert_running();
-    // SQLite has no schemas: the log names the table as SQLite knows it.
-    service.terminate(Duration::from_secs(30)).await;
-    let log = service.log_tail(1_000_000);
-    assert!(log.contains("table=category_daily_sales"), "{log}");
-    assert!(!log.contains("analytics.category_daily_sales"), "{log}");
 }
 
 fn compact_json(text: &str) -> String {

@@ -48,10 +48,20 @@ impl SqliteTarget {
     }
 
     fn with_options(options: SqliteConnectOptions) -> SqliteTarget {
+        let file = options.get_filename().to_owned();
+        let in_memory = file == Path::new(":memory:");
         // One writer: SQLite serializes writes anyway. Lazy, like PostgreSQL:
         // a file that cannot be opened yet is retried by the sink.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            // A connection to a file deleted since writes to nothing that
+            // stays ("attempt to write a readonly database", for good): it
+            // is closed, and the next one makes the file anew, which the
+            // sink finds without its table and fills.
+            .before_acquire(move |_, _| {
+                let open = in_memory || file.exists();
+                Box::pin(async move { Ok(open) })
+            })
             .connect_lazy_with(options);
         SqliteTarget { pool }
     }
