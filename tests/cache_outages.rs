@@ -152,7 +152,8 @@ async fn flushall_on_a_live_connection_is_noticed_and_healed() {
             .query_async(&mut conn)
             .await
             .expect("the checkpoint and DBSIZE");
-        if checkpoint.is_some() {
+        // The rewrite's marker names no sequence: no checkpoint yet.
+        if checkpoint.is_some_and(|c| !c.ends_with(":rewriting")) {
             break size;
         }
         assert!(
