@@ -10,7 +10,7 @@
 use std::fmt;
 
 use super::compare::try_compare;
-use super::error::Fault;
+use super::error::{Fault, quoted};
 use super::json_ops::JsonOp;
 use super::node::{ComparisonOp, Node};
 use super::temporal::{self, TemporalKind};
@@ -41,9 +41,7 @@ impl ArrayElement {
             ArrayElement::Date => "date[]",
         }
     }
-}
 
-impl ArrayElement {
     /// The type of one element in expressions.
     pub fn value_type(self) -> ValueType {
         match self {
@@ -104,10 +102,6 @@ fn is_blank(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
 }
 
-fn quoted(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// The text after an array's bounds decoration (`[1:2][0:1]=`), if any.
 fn skip_bounds(text: &str) -> Result<&str, &'static str> {
     if !text.starts_with('[') {
@@ -118,6 +112,9 @@ fn skip_bounds(text: &str) -> Result<&str, &'static str> {
     };
     Ok(body.trim_start_matches(is_blank))
 }
+
+/// PostgreSQL's `MAXDIM`: also what bounds the reader's recursion.
+const MAX_DIMENSIONS: usize = 6;
 
 struct Reader<'a> {
     chars: std::iter::Peekable<std::str::Chars<'a>>,
@@ -137,6 +134,9 @@ impl Reader<'_> {
     /// Reads `{…}` at nesting `depth`, recording its length.
     fn sub_array(&mut self, depth: usize) -> Result<(), &'static str> {
         const MIXED: &str = "sub-arrays and elements are mixed";
+        if depth == MAX_DIMENSIONS {
+            return Err("an array has at most 6 dimensions");
+        }
         self.skip_blanks();
         if self.chars.next() != Some('{') {
             return Err("an array is written {a,b}");
@@ -292,7 +292,7 @@ pub(crate) fn quantified(
 fn element_value(left: &Value, text: &str) -> Result<Value, Fault> {
     let unreadable = || {
         Fault::InvalidValue(format!(
-            "array element {} is not a {}",
+            "array element {} does not read as {}",
             quoted(text),
             ValueType::of(left)
         ))

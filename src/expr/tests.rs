@@ -1242,8 +1242,8 @@ fn array_operators_parse_check_and_evaluate() {
             "tags && name",
             "`&&` needs two arrays, found text[] and text",
         ),
-        ("sizes @> '{01}'", "PostgreSQL prints '01' as '1'"),
-        ("paid = ANY('{true}')", "PostgreSQL prints 'true' as 't'"),
+        ("sizes @> '{01}'", r#"PostgreSQL prints "01" as "1""#),
+        ("paid = ANY('{true}')", r#"PostgreSQL prints "true" as "t""#),
         ("tags @> '{a'", "malformed array literal"),
         ("lower(tags)", "lower expects text, found (text[])"),
         (

@@ -26,6 +26,7 @@ fn array_text_reads_as_array_in_reads_it() {
         ]
     );
     assert_eq!(array.dimensions, vec![7]);
+    assert_eq!(parsed("{{{{{{1}}}}}}").dimensions, vec![1; 6]);
     let matrix = parsed("{{1,2,3},{4,5,6}}");
     assert_eq!(matrix.dimensions, vec![2, 3]);
     assert_eq!(matrix.elements.len(), 6);
@@ -45,6 +46,8 @@ fn array_text_reads_as_array_in_reads_it() {
         "{{}}",
         "{a}b",
         "[1:2]{a,b}",
+        "{{{{{{{1}}}}}}}",
+        &"{".repeat(100_000),
     ] {
         let error = parse_array(bad).unwrap_err();
         assert!(
@@ -82,7 +85,10 @@ fn quantified_comparisons_follow_postgres_nulls() {
         Ok(Value::Null)
     );
     let error = quantified(ComparisonOp::Equal, false, &Value::Int(1), &text("{x}")).unwrap_err();
-    assert_eq!(error.to_string(), "array element 'x' is not a int");
+    assert_eq!(
+        error.to_string(),
+        r#"array element "x" does not read as int"#
+    );
 }
 
 #[test]
