@@ -441,6 +441,11 @@ fn array_literal(expr: &sql::Expr) -> Result<Option<String>, ExprError> {
         },
         sql::Expr::Array(array) => {
             let element = |element: &sql::Expr| match convert(element, 0) {
+                // Not an element: an array of arrays has two dimensions.
+                _ if matches!(element, sql::Expr::Array(_)) => Err(unsupported(
+                    "ARRAY[…] of arrays (write '{{1,2},{3,4}}')",
+                    expr,
+                )),
                 Ok(Node::Literal(Value::Null)) => Ok(Some(None)),
                 Ok(Node::Literal(Value::Bool(flag))) => {
                     Ok(Some(Some(if flag { "t" } else { "f" }.to_owned())))

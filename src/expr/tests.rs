@@ -1264,4 +1264,6 @@ fn array_operators_parse_check_and_evaluate() {
     assert_eq!(infer("tags = '{a,b}'"), Ok(ValueType::Bool));
     let error = parse_error("name = ANY(ARRAY[name])").to_string();
     assert!(error.contains("ARRAY[…] of other than literals"), "{error}");
+    let error = parse_error("sizes @> ARRAY[ARRAY[1, 2]]").to_string();
+    assert!(error.contains("ARRAY[…] of arrays"), "{error}");
 }
