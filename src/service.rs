@@ -1218,7 +1218,7 @@ impl Pipeline {
                 tracing::info!(
                     %table,
                     rows,
-                    "table rewritten (VACUUM FULL or CLUSTER, say): its rows are stored as they are"
+                    "table rewritten (VACUUM FULL, CLUSTER or an ALTER TABLE the views do not see, say): its rows are stored as they are"
                 );
                 Ok(check)
             }

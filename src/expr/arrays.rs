@@ -446,8 +446,8 @@ pub(crate) fn set_op_type(
     };
     for (side, side_type) in [(left, left_type), (right, right_type)] {
         match (side_type, literal_text(side)) {
-            (ValueType::Array(_) | ValueType::Null, _) => {}
             (_, Some(text)) => check_literal(text, element)?,
+            (ValueType::Array(_) | ValueType::Null, None) => {}
             _ => {
                 return Err(format!(
                     "`{}` needs two arrays, found {left_type} and {right_type}",
@@ -467,7 +467,12 @@ pub(crate) fn quantified_type(
     (right, right_type): (&Node, ValueType),
 ) -> Result<ValueType, String> {
     let element = match (right_type, literal_text(right)) {
-        (ValueType::Array(element), _) => element,
+        (ValueType::Array(element), text) => {
+            if let Some(text) = text {
+                check_literal(text, element)?;
+            }
+            element
+        }
         (ValueType::Null, _) => return Ok(ValueType::Bool),
         (_, Some(text)) => {
             let Some(element) = element_of(left) else {
@@ -494,9 +499,11 @@ pub(crate) fn quantified_type(
 }
 
 /// The text of a literal operand, which may be an array's.
-fn literal_text(node: &Node) -> Option<&str> {
+pub(crate) fn literal_text(node: &Node) -> Option<&str> {
     match node {
-        Node::Literal(Value::Text(text) | Value::Json(text)) => Some(text),
+        Node::Literal(Value::Text(text) | Value::Json(text)) | Node::ArrayLiteral { text, .. } => {
+            Some(text)
+        }
         _ => None,
     }
 }
@@ -515,7 +522,7 @@ fn element_of(left: ValueType) -> Option<ArrayElement> {
 
 /// A literal array's text checked to parse, each element as `element`
 /// prints it.
-fn check_literal(text: &str, element: ArrayElement) -> Result<(), String> {
+pub(crate) fn check_literal(text: &str, element: ArrayElement) -> Result<(), String> {
     let array = parse_array(text)?;
     array
         .elements

@@ -25,6 +25,9 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
             column: path.join("."),
         }),
         Node::Literal(value) => Ok(ValueType::of(value)),
+        Node::ArrayLiteral { text, element } => arrays::check_literal(text, *element)
+            .map(|()| ValueType::Array(*element))
+            .map_err(|message| type_error(node, message)),
         Node::Sign { operand, .. } => numeric_operand(node, infer_child(operand)?),
         Node::Arithmetic { op, left, right } => {
             let (left, right) = (infer_child(left)?, infer_child(right)?);

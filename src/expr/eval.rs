@@ -32,6 +32,7 @@ pub(crate) fn evaluate(node: &Node, row: RowLookup) -> Result<Value, EvalError> 
             column: path.join("."),
         }),
         Node::Literal(value) => Ok(value.clone()),
+        Node::ArrayLiteral { text, .. } => Ok(Value::Text(text.clone())),
         Node::Sign { negative, operand } => {
             arith::apply_sign(*negative, &eval(operand)?).map_err(at)
         }

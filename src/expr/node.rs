@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::change::Value;
 
 use super::ColumnPath;
-use super::arrays::SetOp;
+use super::arrays::{ArrayElement, SetOp};
 use super::cast::CastTarget;
 use super::date_parts::{DateField, TruncUnit};
 use super::functions::Function;
@@ -22,6 +22,12 @@ use super::time_zone::TimeZone;
 pub(crate) enum Node {
     Column(ColumnPath),
     Literal(Value),
+    /// An array literal of a known element type: `'{1,2}'::int[]`,
+    /// `ARRAY['a', 'b']`. Its value is its text, as a row holds an array.
+    ArrayLiteral {
+        text: String,
+        element: ArrayElement,
+    },
     /// Unary `-` (negative) or `+`.
     Sign {
         negative: bool,
@@ -235,7 +241,7 @@ impl Node {
     /// The direct sub-expressions, in the order they appear in the source.
     pub fn children(&self) -> Vec<&Node> {
         match self {
-            Node::Column(_) | Node::Literal(_) => Vec::new(),
+            Node::Column(_) | Node::Literal(_) | Node::ArrayLiteral { .. } => Vec::new(),
             Node::Sign { operand, .. }
             | Node::Not(operand)
             | Node::IsNull { operand, .. }
@@ -412,6 +418,20 @@ impl Node {
     }
 
     fn collect_compared_texts(&self, found: &mut Vec<(ColumnPath, String)>) {
+        // `status = ANY('{paid,sent}')`: each element is a text compared.
+        if let Node::Quantified { left, right, .. } = self
+            && let Some(array) = super::arrays::literal_text(right)
+            && let Ok(array) = super::arrays::parse_array(array)
+        {
+            for path in left.value_columns() {
+                for element in array.elements.iter().flatten() {
+                    let pair = (path.clone(), element.clone());
+                    if !found.contains(&pair) {
+                        found.push(pair);
+                    }
+                }
+            }
+        }
         if !matches!(self, Node::Like { .. }) {
             let operands = self.compared_operands();
             let texts: Vec<&String> = operands

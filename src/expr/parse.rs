@@ -14,7 +14,7 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::change::Value;
 
-use super::arrays::SetOp;
+use super::arrays::{ArrayElement, SetOp};
 use super::error::ExprError;
 use super::json_ops::{self, JsonOp, parse_text_array};
 use super::node::{ArithmeticOp, CaseBranch, ComparisonOp, LogicalOp, Node};
@@ -124,11 +124,11 @@ pub(crate) fn convert(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError>
         sql::Expr::Like { .. } | sql::Expr::ILike { .. } => like(expr, depth),
         sql::Expr::Case { .. } => case(expr, depth),
         sql::Expr::Cast { .. } => match array_literal(expr)? {
-            Some(text) => Ok(Node::Literal(Value::Text(text))),
+            Some(literal) => Ok(literal),
             None => cast(expr, depth),
         },
         sql::Expr::Array(_) => match array_literal(expr)? {
-            Some(text) => Ok(Node::Literal(Value::Text(text))),
+            Some(literal) => Ok(literal),
             None => Err(unsupported("an ARRAY[…] of other than literals", expr)),
         },
         sql::Expr::AnyOp {
@@ -191,6 +191,16 @@ fn is_test(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {
         sql::Expr::IsNotFalse(e) => is_bool(e, false, true),
         sql::Expr::IsDistinctFrom(a, b) => distinct(a, b, false),
         sql::Expr::IsNotDistinctFrom(a, b) => distinct(a, b, true),
+        sql::Expr::CompoundFieldAccess { access_chain, .. }
+            if access_chain
+                .iter()
+                .any(|access| matches!(access, sql::AccessExpr::Subscript(_))) =>
+        {
+            Err(unsupported(
+                "array subscripts (compare with = ANY(…), or test with @>)",
+                expr,
+            ))
+        }
         sql::Expr::CompoundFieldAccess { root, .. } => {
             // `user.email`: `user` is a keyword (a function), so the dot
             // reads as field access rather than a relation's column.
@@ -426,43 +436,111 @@ fn quantified(
     })
 }
 
-/// An array written as a literal, as its text: `ARRAY['a', 'b']` (of
-/// literals only) or `'{a,b}'::text[]`; `None` for anything else.
-fn array_literal(expr: &sql::Expr) -> Result<Option<String>, ExprError> {
+/// An array written as a literal, with its element type: `ARRAY['a',
+/// 'b']` (of literals only, their type the elements'), `'{a,b}'::text[]`
+/// or `ARRAY[1, 2]::int[]`; `None` for anything else.
+fn array_literal(expr: &sql::Expr) -> Result<Option<Node>, ExprError> {
     match expr {
         sql::Expr::Cast {
             expr: inner,
-            data_type: sql::DataType::Array(_),
+            data_type: sql::DataType::Array(definition),
             ..
-        } => match &**inner {
-            sql::Expr::Value(value) => Ok(string_literal(&value.value).map(str::to_owned)),
-            sql::Expr::Array(_) => array_literal(inner),
-            _ => Ok(None),
-        },
-        sql::Expr::Array(array) => {
-            let element = |element: &sql::Expr| match convert(element, 0) {
-                // Not an element: an array of arrays has two dimensions.
-                _ if matches!(element, sql::Expr::Array(_)) => Err(unsupported(
-                    "ARRAY[…] of arrays (write '{{1,2},{3,4}}')",
-                    expr,
-                )),
-                Ok(Node::Literal(Value::Null)) => Ok(Some(None)),
-                Ok(Node::Literal(Value::Bool(flag))) => {
-                    Ok(Some(Some(if flag { "t" } else { "f" }.to_owned())))
-                }
-                Ok(Node::Literal(value)) => Ok(Some(Some(value.to_text()))),
-                Ok(_) => Ok(None),
-                Err(error) => Err(error),
+        } => {
+            let text = match &**inner {
+                sql::Expr::Value(value) => string_literal(&value.value).map(str::to_owned),
+                sql::Expr::Array(array) => Some(array_constructor(array, expr)?.0),
+                _ => None,
             };
-            let elements = array
-                .elem
-                .iter()
-                .map(element)
-                .collect::<Result<Option<Vec<_>>, _>>()?;
-            Ok(elements.map(|elements| json_ops::text_array_literal(&elements)))
+            let Some(text) = text else {
+                return Ok(None);
+            };
+            let element = cast_element(definition).ok_or_else(|| {
+                unsupported(
+                    "an array of other than text, varchar, integers, boolean, uuid or date",
+                    expr,
+                )
+            })?;
+            Ok(Some(Node::ArrayLiteral { text, element }))
+        }
+        sql::Expr::Array(array) => {
+            let (text, element) = array_constructor(array, expr)?;
+            Ok(Some(Node::ArrayLiteral { text, element }))
         }
         _ => Ok(None),
     }
+}
+
+/// `ARRAY[…]` of literals as an array's text, with the elements' type
+/// (text when every one is NULL, as in PostgreSQL).
+fn array_constructor(
+    array: &sql::Array,
+    expr: &sql::Expr,
+) -> Result<(String, ArrayElement), ExprError> {
+    let mut element_type = None;
+    let mut elements = Vec::with_capacity(array.elem.len());
+    for element in &array.elem {
+        if matches!(element, sql::Expr::Array(_)) {
+            // Not an element: an array of arrays has two dimensions.
+            return Err(unsupported(
+                "ARRAY[…] of arrays (write '{{1,2},{3,4}}')",
+                expr,
+            ));
+        }
+        let (text, kind) = match convert(element, 0)? {
+            Node::Literal(Value::Null) => (None, None),
+            Node::Literal(Value::Bool(flag)) => (
+                Some(if flag { "t" } else { "f" }.to_owned()),
+                Some(ArrayElement::Bool),
+            ),
+            Node::Literal(Value::Int(number)) => {
+                (Some(number.to_string()), Some(ArrayElement::Int))
+            }
+            Node::Literal(Value::Text(text)) => (Some(text), Some(ArrayElement::Text)),
+            _ => {
+                return Err(unsupported(
+                    "an ARRAY[…] of other than text, integer, boolean or NULL literals",
+                    expr,
+                ));
+            }
+        };
+        if let Some(kind) = kind
+            && *element_type.get_or_insert(kind) != kind
+        {
+            return Err(unsupported(
+                "an ARRAY[…] of literals of several types",
+                expr,
+            ));
+        }
+        elements.push(text);
+    }
+    let text = json_ops::text_array_literal(&elements);
+    Ok((text, element_type.unwrap_or(ArrayElement::Text)))
+}
+
+/// The element type of a cast to an array (`text[]`, `int[]`), if it is
+/// one whose arrays expressions read.
+fn cast_element(definition: &sql::ArrayElemTypeDef) -> Option<ArrayElement> {
+    use sql::DataType as T;
+    let (sql::ArrayElemTypeDef::SquareBracket(inner, _)
+    | sql::ArrayElemTypeDef::AngleBracket(inner)
+    | sql::ArrayElemTypeDef::Qualified(inner, _)) = definition
+    else {
+        return None;
+    };
+    Some(match &**inner {
+        T::Text | T::Varchar(_) | T::CharacterVarying(_) | T::String(_) => ArrayElement::Text,
+        T::Int(_)
+        | T::Integer(_)
+        | T::Int2(_)
+        | T::Int4(_)
+        | T::Int8(_)
+        | T::SmallInt(_)
+        | T::BigInt(_) => ArrayElement::Int,
+        T::Bool | T::Boolean => ArrayElement::Bool,
+        T::Uuid => ArrayElement::Uuid,
+        T::Date => ArrayElement::Date,
+        _ => return None,
+    })
 }
 
 /// A jsonb operator, its literal operands read as PostgreSQL types an

@@ -79,6 +79,10 @@ impl Display for Node {
         match self {
             Node::Column(path) => write_path(f, path),
             Node::Literal(value) => write_literal(f, value),
+            Node::ArrayLiteral { text, element } => {
+                write_literal(f, &Value::Text(text.clone()))?;
+                write!(f, "::{element}")
+            }
             Node::Sign { negative, operand } => {
                 write!(
                     f,

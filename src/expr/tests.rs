@@ -1223,6 +1223,10 @@ fn array_operators_parse_check_and_evaluate() {
         ("array_length(sizes, 1)", Value::Int(2)),
         ("array_length(sizes, 3)", Value::Null),
         ("array_length(tags, 2)", Value::Null),
+        ("cardinality('{}'::text[])", Value::Int(0)),
+        ("array_length('{}'::int[], 1)", Value::Null),
+        ("sizes @> ARRAY[4, 1]", t.clone()),
+        ("false = ANY(ARRAY[true, NULL])", Value::Null),
     ];
     for (source, expected) in cases {
         assert_eq!(eval(source, &lookup), Ok(expected), "{source}");
@@ -1242,6 +1246,15 @@ fn array_operators_parse_check_and_evaluate() {
             "tags && name",
             "`&&` needs two arrays, found text[] and text",
         ),
+        (
+            "tags @> '{1,2}'::int[]",
+            "`@>` cannot compare text[] with integer[]",
+        ),
+        (
+            "tags && ARRAY[1, 2]",
+            "`&&` cannot compare text[] with integer[]",
+        ),
+        ("sizes @> '{01}'::int[]", r#"PostgreSQL prints "01" as "1""#),
         ("sizes @> '{01}'", r#"PostgreSQL prints "01" as "1""#),
         ("paid = ANY('{true}')", r#"PostgreSQL prints "true" as "t""#),
         ("tags @> '{a'", "malformed array literal"),
@@ -1262,8 +1275,20 @@ fn array_operators_parse_check_and_evaluate() {
     );
     assert_eq!(infer("tags::text"), Ok(ValueType::Text));
     assert_eq!(infer("tags = '{a,b}'"), Ok(ValueType::Bool));
-    let error = parse_error("name = ANY(ARRAY[name])").to_string();
-    assert!(error.contains("ARRAY[…] of other than literals"), "{error}");
-    let error = parse_error("sizes @> ARRAY[ARRAY[1, 2]]").to_string();
-    assert!(error.contains("ARRAY[…] of arrays"), "{error}");
+    for (source, message) in [
+        (
+            "name = ANY(ARRAY[name])",
+            "ARRAY[…] of other than text, integer",
+        ),
+        ("sizes @> ARRAY[ARRAY[1, 2]]", "ARRAY[…] of arrays"),
+        (
+            "tags && ARRAY['a', 1]",
+            "ARRAY[…] of literals of several types",
+        ),
+        ("tags[1] = 'x'", "array subscripts"),
+        ("tags @> '{1.5}'::numeric[]", "an array of other than text"),
+    ] {
+        let error = parse_error(source).to_string();
+        assert!(error.contains(message), "{source}: {error}");
+    }
 }

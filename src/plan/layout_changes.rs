@@ -97,6 +97,7 @@ fn render_type(oid: u32, modifier: i32) -> String {
 mod tests {
     use std::path::Path;
 
+    use super::render_type;
     use crate::plan::Plan;
     use crate::view::{Catalog, ColumnInfo, TableInfo, parse_view};
 
@@ -164,5 +165,14 @@ fields: { id: id, amount: amount, note: note }
             plan(NUMERIC_10_2, false).layout_changes(&other_table),
             ["the views read table public.payments now"]
         );
+    }
+
+    /// Arrays are named, not numbered (the twenty-second trial read
+    /// "type 1231 to type 1007").
+    #[test]
+    fn array_types_are_named() {
+        assert_eq!(render_type(1231, -1), "numeric[]");
+        assert_eq!(render_type(1007, -1), "int4[]");
+        assert_eq!(render_type(16_500, -1), "type 16500");
     }
 }

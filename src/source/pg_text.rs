@@ -68,6 +68,22 @@ pub fn type_name(type_oid: u32) -> &'static str {
         NUMERIC => "numeric",
         UUID => "uuid",
         JSONB => "jsonb",
+        BOOL_ARRAY => "bool[]",
+        INT2_ARRAY => "int2[]",
+        INT4_ARRAY => "int4[]",
+        TEXT_ARRAY => "text[]",
+        VARCHAR_ARRAY => "varchar[]",
+        INT8_ARRAY => "int8[]",
+        DATE_ARRAY => "date[]",
+        UUID_ARRAY => "uuid[]",
+        // Arrays whose elements expressions read as text, named all the
+        // same where a type change is told (`numeric[]` to `int4[]`).
+        1021 => "float4[]",
+        1022 => "float8[]",
+        1115 => "timestamp[]",
+        1185 => "timestamptz[]",
+        1231 => "numeric[]",
+        3807 => "jsonb[]",
         _ => "other",
     }
 }

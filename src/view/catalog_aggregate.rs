@@ -93,7 +93,7 @@ impl<'a> ViewCheck<'a> {
             measure.function,
             MeasureFunction::Min | MeasureFunction::Max
         ) && let Some((column, type_name)) =
-            self.column_of_type(tables, arg.columns(), unsortable_type)
+            self.column_of_type(tables, arg.value_columns(), unsortable_type)
         {
             let message = format!(
                 "{} cannot take `{}`: column {column} is of type {type_name}, which would be \

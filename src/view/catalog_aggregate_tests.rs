@@ -302,7 +302,7 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
     items.columns.push(enum_column("mood", 16432, "shop.mood"));
     let text = with_measures(
         "  longest: max(wait)\n  first_batch: min(batch)\n  gladdest: max(mood)\n  \
-         moods: sum(mood)\n",
+         moods: sum(mood)\n  spelled: max(wait::text)\n  coalesced: min(coalesce(mood, 'x'))\n",
     );
     assert_eq!(
         check(&text, &catalog),
@@ -313,7 +313,11 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
              type shop.mood, an enum (PostgreSQL orders it by its labels' order), which would \
              be ordered by its text, not as PostgreSQL orders it",
             "views/sales.yaml:21: measures.moods: sum needs a numeric expression (integer, float \
-             or numeric), but `mood` is shop.mood, an enum (its values are the labels' text)"
+             or numeric), but `mood` is shop.mood, an enum (its values are the labels' text)",
+            // A cast to text orders as text; through coalesce it is still the enum.
+            "views/sales.yaml:23: measures.coalesced: min cannot take `coalesce(mood, 'x')`: \
+             column mood is of type shop.mood, an enum (PostgreSQL orders it by its labels' \
+             order), which would be ordered by its text, not as PostgreSQL orders it"
         ]
     );
     // Compared in `where`, likewise, for order or equality ('1 day' is

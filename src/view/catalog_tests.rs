@@ -449,7 +449,7 @@ fn a_text_compared_with_an_enum_must_be_one_of_its_labels() {
     assert_eq!(check(ORDER_CACHE, &catalog), Vec::<String>::new());
     let typo = ORDER_CACHE.replace(
         "where: \"status <> 'draft'\"",
-        "where: \"status IN ('paid', 'payed') OR 'drafted' = status\"",
+        "where: \"status IN ('paid', 'payed') OR 'drafted' = status OR status = ANY('{draft,bogus}')\"",
     );
     assert_eq!(
         check(&typo, &catalog),
@@ -458,6 +458,9 @@ fn a_text_compared_with_an_enum_must_be_one_of_its_labels() {
              column status: PostgreSQL refuses it (invalid input value for enum); its labels are \
              'draft', 'paid'",
             "views/order_cache.yaml:6: where: 'drafted' is not a label of shop.status, the enum of \
+             column status: PostgreSQL refuses it (invalid input value for enum); its labels are \
+             'draft', 'paid'",
+            "views/order_cache.yaml:6: where: 'bogus' is not a label of shop.status, the enum of \
              column status: PostgreSQL refuses it (invalid input value for enum); its labels are \
              'draft', 'paid'"
         ]

@@ -153,8 +153,9 @@ fn check_inner_tokens(function: MeasureFunction, inner: &[&TokenWithSpan]) -> Re
     let mut arguments = 1;
     for (index, token) in inner.iter().enumerate() {
         match &token.token {
-            Token::LParen => depth += 1,
-            Token::RParen => depth = depth.saturating_sub(1),
+            // `ARRAY['a', 'b']` holds commas of its own, as a call does.
+            Token::LParen | Token::LBracket => depth += 1,
+            Token::RParen | Token::RBracket => depth = depth.saturating_sub(1),
             Token::Comma if depth == 0 => arguments += 1,
             other => {
                 let called = inner
@@ -228,6 +229,10 @@ mod tests {
             ),
             ("sum(\n  x\n)", call(Sum, Some("x"))),
             ("max(name || 'é')", call(Max, Some("name || 'é'"))),
+            (
+                "count_distinct(tags && ARRAY['a', 'b'])",
+                call(CountDistinct, Some("tags && ARRAY['a', 'b']")),
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(split_measure(text), Ok(expected), "{text}");
