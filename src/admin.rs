@@ -47,11 +47,20 @@ const DEFAULT_DEAD_LETTERS: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("admin API: cannot listen on {addr}: {source}")]
+    #[error("admin API: cannot listen on {addr}: {source}{}", in_use_hint(.source))]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// What an address in use most often means here.
+fn in_use_hint(error: &std::io::Error) -> &'static str {
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        " (another viewkeeper, or another program, listens there: stop it, or set admin_addr)"
+    } else {
+        ""
+    }
 }
 
 /// What stays for the life of the process.

@@ -434,6 +434,10 @@ async fn an_admin_port_in_use_is_refused_before_any_work() {
         )),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("another viewkeeper, or another program, listens there"),
+        "{stderr}"
+    );
     let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots")
         .fetch_one(&pool)
         .await
