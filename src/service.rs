@@ -823,6 +823,7 @@ impl Pipeline {
                     &self.config.slot,
                     &self.config.publication,
                     Arc::clone(&self.engine),
+                    &self.status,
                 )
                 .await?;
                 let views: Vec<String> = self

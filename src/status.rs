@@ -47,6 +47,9 @@ struct Inner {
     /// Why the stream stopped, until a batch is applied again (or, for an
     /// error of the connection rather than of the log, until it reconnects).
     replication_error: Option<ReplicationError>,
+    /// What creating the snapshot's slot waits for (transactions that were
+    /// writing when it began), while it does.
+    snapshot_waiting_for: Option<String>,
     /// The commit LSN and time of the oldest transaction that began
     /// arriving and is not applied yet (one arriving while another waits is
     /// not noted: the older one bounds the lag).
@@ -142,6 +145,7 @@ pub struct StatusSnapshot {
     pub rebuilds: BTreeMap<String, RebuildState>,
     pub recomputes: BTreeMap<String, u64>,
     pub replication_error: Option<String>,
+    pub snapshot_waiting_for: Option<String>,
     pub rows_unchecked: bool,
     /// The oldest transaction arriving and not applied: commit LSN and time.
     pub arriving: Option<(Lsn, i64)>,
@@ -227,6 +231,12 @@ impl StatusBoard {
         });
     }
 
+    /// What creating the snapshot's slot waits for, or `None` once it does
+    /// not (or no longer) wait.
+    pub fn snapshot_waits_for(&self, waiting_for: Option<String>) {
+        self.lock().snapshot_waiting_for = waiting_for;
+    }
+
     /// The stream is connected again: an error of the connection is over.
     pub fn replication_connected(&self) {
         let mut inner = self.lock();
@@ -254,6 +264,7 @@ impl StatusBoard {
             rebuilds: inner.rebuilds.clone(),
             recomputes: inner.recomputes.clone(),
             replication_error: inner.replication_error.as_ref().map(|e| e.message.clone()),
+            snapshot_waiting_for: inner.snapshot_waiting_for.clone(),
             rows_unchecked: inner.rows_unchecked,
             arriving: inner.arriving,
         }
@@ -445,6 +456,8 @@ pub struct SourceReport {
     /// WAL the slot keeps on the primary (current position − restart LSN).
     pub retained_wal_bytes: Option<u64>,
     pub error: Option<String>,
+    /// What a snapshot's slot creation waits for, while it does.
+    pub waiting_for: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -486,6 +499,7 @@ async fn source_report(pool: &sqlx::PgPool, slot: &str) -> SourceReport {
         current_wal_lsn: None,
         retained_wal_bytes: None,
         error: None,
+        waiting_for: None,
     };
     match row {
         Ok(Some((confirmed, current, retained))) => {
@@ -568,6 +582,7 @@ pub async fn report(
     if let Some(error) = &snapshot.replication_error {
         source.error = Some(error.clone());
     }
+    source.waiting_for = snapshot.snapshot_waiting_for.clone();
     let current = source.current_wal_lsn.as_deref().and_then(Lsn::parse);
     let confirmed = source.confirmed_lsn.as_deref().and_then(Lsn::parse);
     let (lag_bytes, lag_seconds) = board.lag(current, confirmed, now_micros());

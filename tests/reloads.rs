@@ -336,6 +336,11 @@ async fn a_reload_that_needs_a_new_snapshot_reports_building_until_it_ends() {
         }
     })
     .await;
+    // So does `/status` (it said nothing, the twenty-second trial).
+    let status = http_get(port, "/status").await.unwrap().1;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let waiting_for = status["source"]["waiting_for"].as_str().unwrap_or_default();
+    assert!(waiting_for.contains(&named), "{status:#}");
     open.commit().await.unwrap();
 
     wait_until(DEADLINE, "/ready 200 after the new snapshot", || async {
@@ -346,6 +351,9 @@ async fn a_reload_that_needs_a_new_snapshot_reports_building_until_it_ends() {
     })
     .await;
     converged(&mut service, &pool, &redis.url(), DEADLINE).await;
+    let status = http_get(port, "/status").await.unwrap().1;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["source"]["waiting_for"], Value::Null, "{status:#}");
     let notes = redis_documents(&redis.url(), "note:*").await;
     assert_eq!(notes.len(), 50);
     assert_eq!(notes["note:7"], json!({ "body": "note 7" }));

@@ -22,6 +22,7 @@ use super::{SourceError, catalog};
 use crate::change::{Lsn, Value};
 use crate::engine::{Engine, EngineError};
 use crate::plan::TablePlan;
+use crate::status::StatusBoard;
 
 /// Rows handed to the state store per transaction while copying.
 const ROWS_PER_CHUNK: usize = 10_000;
@@ -34,6 +35,7 @@ pub async fn take_snapshot(
     slot: &str,
     publication: &str,
     engine: Arc<Engine>,
+    status: &StatusBoard,
 ) -> Result<Lsn, SourceError> {
     catalog::drop_slot(pool, slot, endpoint.replication_application()).await?;
     let mut session =
@@ -47,12 +49,16 @@ pub async fn take_snapshot(
         tokio::pin!(creating);
         let first = tokio::time::Instant::now() + SLOT_WAIT_REPORTED_AFTER;
         let mut reports = tokio::time::interval_at(first, SLOT_WAIT_REPORT_EVERY);
-        loop {
+        let created = loop {
             tokio::select! {
-                created = &mut creating => break created?,
-                _ = reports.tick() => report_slot_wait(pool, slot).await,
+                created = &mut creating => break created,
+                _ = reports.tick() => {
+                    status.snapshot_waits_for(report_slot_wait(pool, slot).await);
+                }
             }
-        }
+        };
+        status.snapshot_waits_for(None);
+        created?
     };
     tracing::info!(%slot, %consistent_point, "replication slot created; copying tables");
 
@@ -177,28 +183,42 @@ const WRITING_TRANSACTIONS: &str = "\
     WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() \
     ORDER BY 1";
 
-/// Logs what creating `slot` waits for.
-async fn report_slot_wait(pool: &PgPool, slot: &str) {
+/// Logs what creating `slot` waits for, and returns it for `/status`.
+async fn report_slot_wait(pool: &PgPool, slot: &str) -> Option<String> {
+    let taking_long = || Some("the snapshot's slot is taking long to create".to_owned());
     match sqlx::query_scalar::<_, String>(WRITING_TRANSACTIONS)
         .fetch_all(pool)
         .await
     {
-        Ok(waiting_for) if !waiting_for.is_empty() => tracing::warn!(
-            %slot,
-            waiting_for = %waiting_for.join("; "),
-            "creating the replication slot waits for transactions that were writing when it \
-             began to end; the snapshot starts once they do"
-        ),
-        Ok(_) => tracing::warn!(
-            %slot,
-            "creating the replication slot is taking long (no transaction it could wait for is \
-             visible to this role)"
-        ),
-        Err(error) => tracing::warn!(
-            %slot,
-            %error,
-            "creating the replication slot is taking long; its wait could not be read"
-        ),
+        Ok(waiting_for) if !waiting_for.is_empty() => {
+            let waiting_for = waiting_for.join("; ");
+            tracing::warn!(
+                %slot,
+                %waiting_for,
+                "creating the replication slot waits for transactions that were writing when it \
+                 began to end; the snapshot starts once they do"
+            );
+            Some(format!(
+                "the snapshot's slot waits for transactions that were writing when it began to \
+                 end: {waiting_for}"
+            ))
+        }
+        Ok(_) => {
+            tracing::warn!(
+                %slot,
+                "creating the replication slot is taking long (no transaction it could wait for \
+                 is visible to this role)"
+            );
+            taking_long()
+        }
+        Err(error) => {
+            tracing::warn!(
+                %slot,
+                %error,
+                "creating the replication slot is taking long; its wait could not be read"
+            );
+            taking_long()
+        }
     }
 }
 
