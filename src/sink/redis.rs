@@ -310,10 +310,9 @@ impl RedisSink {
             // A FLUSHALL during the rewrite deletes this marker with the
             // documents written so far: the rewrite's end must not set the
             // checkpoint over them (the twenty-first trial lost 690 documents
-            // for good that way).
-            let _: () = conn
-                .set(&self.checkpoint_key, self.rewrite_marker())
-                .await?;
+            // for good that way). It is set with the first write, so a
+            // rewrite that waits for a snapshot leaves Redis as it is.
+            let mut marked = false;
             let (mut chunks, reader) = super::stream_outputs(
                 &self.outputs,
                 SINK,
@@ -325,6 +324,10 @@ impl RedisSink {
             let mut keys = HashSet::new();
             while let Some(chunk) = chunks.recv().await {
                 let mut pipe = redis::pipe();
+                if !std::mem::replace(&mut marked, true) {
+                    pipe.set(&self.checkpoint_key, self.rewrite_marker())
+                        .ignore();
+                }
                 for (_, output) in &chunk {
                     pipe.set(&output.key, &output.document).ignore();
                 }
@@ -334,6 +337,11 @@ impl RedisSink {
             }
             match reader.await?? {
                 Some(sequence) => {
+                    if !marked {
+                        let _: () = conn
+                            .set(&self.checkpoint_key, self.rewrite_marker())
+                            .await?;
+                    }
                     if self.finish_rewrite(conn, &keys, written, sequence).await? {
                         return Ok(sequence);
                     }
