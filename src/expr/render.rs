@@ -95,12 +95,8 @@ impl Display for Node {
                 op,
                 left: l,
                 right: r,
-            } => {
-                write!(f, "{} {} {}", left(l, self), op.symbol(), right(r, self))
-            }
-            Node::Concat { left: l, right: r } => {
-                write!(f, "{} || {}", left(l, self), right(r, self))
-            }
+            } => write_binary(f, self, l, op.symbol(), r),
+            Node::Concat { left: l, right: r } => write_binary(f, self, l, "||", r),
             Node::JsonField {
                 operand,
                 key,
@@ -113,10 +109,7 @@ impl Display for Node {
                 op,
                 left: l,
                 right: r,
-            } => {
-                let symbol = op.symbol();
-                write!(f, "{} {symbol} {}", left(l, self), right(r, self))
-            }
+            } => write_binary(f, self, l, op.symbol(), r),
             Node::Comparison {
                 op,
                 left: l,
@@ -145,10 +138,7 @@ impl Display for Node {
                 op,
                 left: l,
                 right: r,
-            } => {
-                let symbol = op.symbol();
-                write!(f, "{} {symbol} {}", left(l, self), right(r, self))
-            }
+            } => write_binary(f, self, l, op.symbol(), r),
             Node::Logical {
                 op,
                 left: l,
@@ -161,6 +151,17 @@ impl Display for Node {
             _ => write_predicate_or_call(f, self),
         }
     }
+}
+
+/// `l symbol r`, for a left-associative operator `node`.
+fn write_binary(
+    f: &mut Formatter<'_>,
+    node: &Node,
+    l: &Node,
+    symbol: &str,
+    r: &Node,
+) -> fmt::Result {
+    write!(f, "{} {symbol} {}", left(l, node), right(r, node))
 }
 
 fn write_predicate_or_call(f: &mut Formatter<'_>, node: &Node) -> fmt::Result {
