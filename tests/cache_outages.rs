@@ -37,6 +37,15 @@ async fn orders_grew(pool: &PgPool, since: i64, count: i64) {
     .await;
 }
 
+/// A connection of the test's own to the Redis at `url`.
+async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("redis client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection")
+}
+
 async fn newest_order(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM orders")
         .fetch_one(pool)
@@ -124,11 +133,7 @@ async fn flushall_on_a_live_connection_is_noticed_and_healed() {
     orders_grew(&pool, start, 40).await;
     // The connection stays up: only the checkpoint read inside each MULTI can
     // tell that the data is gone.
-    let client = redis::Client::open(redis.url()).expect("redis client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
+    let mut conn = redis_connection(&redis.url()).await;
     let before: u64 = redis::cmd("DBSIZE")
         .query_async(&mut conn)
         .await
@@ -199,11 +204,7 @@ async fn a_flushall_during_the_rewrite_is_rewritten_again() {
     let setup = ServiceSetup::new(&url, &redis.url());
     let mut service = setup.start();
     converged(&mut service, &pool, &redis.url(), CONVERGE).await;
-    let client = redis::Client::open(redis.url()).expect("redis client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
+    let mut conn = redis_connection(&redis.url()).await;
     let checkpoint_key = "viewkeeper:checkpoint:viewkeeper";
     let mut caught = 0;
     for _ in 0..20 {
@@ -265,11 +266,7 @@ async fn a_sink_whose_outbox_outgrew_its_memory_rewrites_its_target() {
     let mut service = setup.start();
     converged(&mut service, &pool, &redis.url(), CONVERGE).await;
 
-    let client = redis::Client::open(redis.url()).expect("redis client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
+    let mut conn = redis_connection(&redis.url()).await;
     // Writes wait until unpaused; reads (and this connection) go on.
     let () = redis::cmd("CLIENT")
         .arg("PAUSE")
@@ -354,11 +351,7 @@ async fn restart_on_a_new_state_store(lost: Lost) {
     assert!(exit.success(), "{exit:?}\n{}", service.log_tail(40));
     let before_restart = service.log_tail(100_000).len();
 
-    let client = redis::Client::open(redis.url()).expect("redis client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
+    let mut conn = redis_connection(&redis.url()).await;
     let mut keys = scan_keys(&mut conn, "order:*").await.unwrap();
     keys.extend(scan_keys(&mut conn, "product:*").await.unwrap());
     assert!(keys.len() > 1_000, "{} keys", keys.len());
