@@ -415,6 +415,7 @@ fn shop_catalog() -> Catalog {
                 type_modifier: -1,
                 not_null,
                 is_enum: false,
+                array_element: None,
                 type_name: format!("type {type_oid}"),
             })
             .collect();

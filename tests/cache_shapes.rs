@@ -7,7 +7,7 @@
 //! a column and a table created again (stopped, and a table running), and
 //! partitions truncated, detached and attached (running and stopped), a
 //! table rewritten with and without changing its rows, and output styles
-//! the database sets (`bytea_output`).
+//! the database sets (`bytea_output`), and array columns as JSON arrays.
 //! Random changes, then the SQL oracle.
 
 mod harness;
@@ -27,7 +27,8 @@ const SCHEMA: &str = "
     CREATE TABLE lab.regions (code text, zone int, label text, PRIMARY KEY (code, zone));
     CREATE TABLE lab.accounts (
         id bigint PRIMARY KEY, kind lab.account_kind NOT NULL, active boolean, region_code text, region_zone int,
-        score numeric(14,4), ratio float8, born date, seen timestamp, at timestamptz, tags jsonb, uid uuid);
+        score numeric(14,4), ratio float8, born date, seen timestamp, at timestamptz, tags jsonb, uid uuid,
+        labels text[], grid int[], kinds lab.account_kind[]);
     CREATE TABLE lab.events (
         id bigint PRIMARY KEY, account_id bigint, seq int, note text, region_code text, region_zone int,
         photo bytea)
@@ -43,7 +44,7 @@ const ORACLE: &str = r#"
         'born', a.born::text,
         'seen', to_char(a.seen, 'YYYY-MM-DD"T"HH24:MI:SS.US'),
         'at', to_char(a.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        'tags', a.tags {uid},
+        'tags', a.tags {uid}, 'labels', a.labels, 'grid', a.grid, 'kinds', a.kinds,
         'region', CASE WHEN r.code IS NULL THEN NULL
                        ELSE json_build_object('code', r.code, 'zone', r.zone, 'label', r.label) END,
         'events', coalesce((
@@ -153,11 +154,12 @@ fn random_statement(rng: &mut StdRng) -> String {
         ),
         4..=6 => format!(
             "INSERT INTO lab.accounts VALUES ({account}, '{kind}', {active}, '{code}', {zone}, {score}, {ratio},
-                 {born}, {seen}, {at}, {tags}, {uid})
+                 {born}, {seen}, {at}, {tags}, {uid}, {labels}, {grid}, {kinds})
              ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, active = EXCLUDED.active,
                  region_code = EXCLUDED.region_code, region_zone = EXCLUDED.region_zone, score = EXCLUDED.score,
                  ratio = EXCLUDED.ratio, born = EXCLUDED.born, seen = EXCLUDED.seen, at = EXCLUDED.at,
-                 tags = EXCLUDED.tags, uid = EXCLUDED.uid",
+                 tags = EXCLUDED.tags, uid = EXCLUDED.uid, labels = EXCLUDED.labels, grid = EXCLUDED.grid,
+                 kinds = EXCLUDED.kinds",
             kind = ["basic", "pro", "team"][rng.random_range(0..3)],
             active = any(rng, &["true", "true", "false"]),
             score = {
@@ -170,9 +172,17 @@ fn random_statement(rng: &mut StdRng) -> String {
             at = any(rng, &["'2026-03-01 00:30:00+05:30'", "'2025-12-31 23:00:00-02'", "'2026-06-15 12:00:00.123+00'"]),
             tags = any(rng, &[r#"'{"b": [1, 2.50, "x"], "a": null, "n": 12345678901234567890}'"#]),
             uid = any(rng, &["'6f1c2c3e-59b4-4d5e-9f3a-0c2b1d4e5f60'"]),
+            labels = any(rng, &[r#"'{rock,"hip hop",NULL,"NULL"}'"#, "'{}'", r#"ARRAY['a,b', '}{', 'x\y', '"q"']"#]),
+            grid = any(rng, &["'{{1,2},{3,NULL}}'", "'[0:1]={7,-8}'", "'{}'"]),
+            kinds = any(rng, &["'{pro,basic}'", "'{team}'"]),
         ),
         7 => format!("UPDATE lab.accounts SET kind = 'k{}' WHERE id = {account}", rng.random_range(0..3)),
         8 => format!("UPDATE lab.accounts SET active = NOT coalesce(active, false) WHERE id = {account}"),
+        // Only an array column changes.
+        9 if rng.random_bool(0.5) => format!(
+            "UPDATE lab.accounts SET labels = array_append(labels, 'l{}') WHERE id = {account}",
+            rng.random_range(0..5)
+        ),
         9 => format!("DELETE FROM lab.accounts WHERE id = {account}"),
         10 | 11 => format!(
             "INSERT INTO lab.events VALUES ({id}, {account}, {seq}, 'note {id}', '{code}', {zone}, {photo})
@@ -434,10 +444,12 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
     service.kill().await;
     sqlx::raw_sql(
         "ALTER TABLE lab.accounts DROP COLUMN ratio, DROP COLUMN born, DROP COLUMN seen,
-             DROP COLUMN at, DROP COLUMN tags, DROP COLUMN uid;
+             DROP COLUMN at, DROP COLUMN tags, DROP COLUMN uid, DROP COLUMN labels, DROP COLUMN grid,
+             DROP COLUMN kinds;
          ALTER TABLE lab.accounts ADD COLUMN ratio float8, ADD COLUMN born date,
              ADD COLUMN seen timestamp, ADD COLUMN at timestamptz, ADD COLUMN tags jsonb,
-             ADD COLUMN uid uuid",
+             ADD COLUMN uid uuid, ADD COLUMN labels text[], ADD COLUMN grid int[],
+             ADD COLUMN kinds lab.account_kind[]",
     )
     .execute(&pool)
     .await
@@ -632,6 +644,7 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
     .await
     .expect("attaching a filled partition");
     let mut service = setup.start();
+    let snapshots_before = snapshots_taken(&service);
     let attached = "partition lab.events_att of table lab.events was attached holding rows";
     wait_until(
         Duration::from_secs(60),
@@ -647,6 +660,20 @@ async fn composite_keys_joined_filters_key_changes_and_value_types_match_the_ora
                 "ready before the attached partition was checked"
             );
             if told { Ok(()) } else { Err("not yet told") }
+        },
+    )
+    .await;
+    // The snapshot it takes ends before the stop: a stop during it would
+    // take another at the next start, which tells nothing of partitions.
+    wait_until(
+        Duration::from_secs(60),
+        "the snapshot after the attached partition",
+        || async {
+            if snapshots_taken(&service) > snapshots_before {
+                Ok(())
+            } else {
+                Err("still snapshotting")
+            }
         },
     )
     .await;

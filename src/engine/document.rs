@@ -9,12 +9,13 @@ use serde_json::{Map, Value as Json};
 use super::EngineError;
 use super::dead_letters::{Outcome, Poison};
 use crate::change::Value;
-use crate::expr::{EvalError, compare_values};
+use crate::expr::{EvalError, compare_values, parse_array};
 use crate::plan::{
     DocPlan, ExprPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, OutputPlan, SearchFieldPlan,
     ViewPlan,
 };
 use crate::sink::search::check_fits;
+use crate::source::pg_text::parse_text;
 use crate::state::ReadRows;
 use crate::state::keycode::encode_values;
 use crate::state::{Row, StoredOutput};
@@ -201,7 +202,16 @@ fn write_document(
         write_json_string(name, out);
         out.push(b':');
         match field {
-            FieldPlan::Column { column, .. } => row[*column].write_json(out),
+            FieldPlan::Column {
+                column,
+                array_element: None,
+                ..
+            } => row[*column].write_json(out),
+            FieldPlan::Column {
+                column,
+                array_element: Some(element),
+                ..
+            } => write_array(&row[*column], *element, out),
             FieldPlan::Relation {
                 node,
                 cardinality,
@@ -234,6 +244,48 @@ fn write_document(
     }
     out.push(b'}');
     Ok(())
+}
+
+/// An array column as a JSON array, nested by dimension, each element as
+/// a value of its element type (README, "Value encoding"); bounds are
+/// dropped, as `to_json` drops them. A text that is no array in braces
+/// (`int2vector`'s `1 2`) stays a string.
+fn write_array(value: &Value, element: u32, out: &mut Vec<u8>) {
+    let Value::Text(text) = value else {
+        return value.write_json(out);
+    };
+    let Ok(array) = parse_array(text) else {
+        return value.write_json(out);
+    };
+    let mut elements = array.elements.iter();
+    write_dimension(&array.dimensions, element, &mut elements, out);
+}
+
+fn write_dimension<'a>(
+    dimensions: &[usize],
+    element: u32,
+    elements: &mut impl Iterator<Item = &'a Option<String>>,
+    out: &mut Vec<u8>,
+) {
+    out.push(b'[');
+    let Some((&length, inner)) = dimensions.split_first() else {
+        out.push(b']');
+        return;
+    };
+    for position in 0..length {
+        if position > 0 {
+            out.push(b',');
+        }
+        if !inner.is_empty() {
+            write_dimension(inner, element, elements, out);
+            continue;
+        }
+        match elements.next() {
+            Some(Some(text)) => parse_text(element, text).write_json(out),
+            _ => out.extend_from_slice(b"null"),
+        }
+    }
+    out.push(b']');
 }
 
 fn write_json_string(text: &str, out: &mut Vec<u8>) {
@@ -328,5 +380,61 @@ fn compare_nulls_last(a: &Value, b: &Value) -> Ordering {
         (true, false) => Ordering::Greater,
         (false, true) => Ordering::Less,
         (false, false) => compare_values(a, b).unwrap_or(Ordering::Equal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_array;
+    use crate::change::Value;
+
+    fn array_json(element: u32, text: &str) -> String {
+        let mut out = Vec::new();
+        write_array(&Value::Text(text.to_owned()), element, &mut out);
+        String::from_utf8(out).expect("JSON is UTF-8")
+    }
+
+    #[test]
+    fn an_array_is_written_as_its_elements_values() {
+        const BOOL: u32 = 16;
+        const INT4: u32 = 23;
+        const TEXT: u32 = 25;
+        const FLOAT8: u32 = 701;
+        const NUMERIC: u32 = 1700;
+        const TIMESTAMPTZ: u32 = 1184;
+        const JSONB: u32 = 3802;
+        let cases = [
+            (
+                TEXT,
+                r#"{rock,"hip hop",NULL,"NULL","a\"b"}"#,
+                r#"["rock","hip hop",null,"NULL","a\"b"]"#,
+            ),
+            (INT4, "{}", "[]"),
+            (INT4, "[0:1]={7,-8}", "[7,-8]"),
+            (INT4, "{{1,2},{3,NULL}}", "[[1,2],[3,null]]"),
+            (BOOL, "{t,f}", "[true,false]"),
+            (
+                FLOAT8,
+                "{1.5,3,NaN,-Infinity}",
+                r#"[1.5,3,"NaN","-Infinity"]"#,
+            ),
+            (NUMERIC, "{12.50,NaN}", r#"["12.50","NaN"]"#),
+            (
+                TIMESTAMPTZ,
+                r#"{"2026-11-24 14:03:07.12+00"}"#,
+                r#"["2026-11-24T14:03:07.120000Z"]"#,
+            ),
+            (JSONB, r#"{"{\"a\": [1, 2]}",7}"#, r#"[{"a": [1, 2]},7]"#),
+            // An enum's or another type's elements are their text.
+            (16_402, "{happy,sad}", r#"["happy","sad"]"#),
+            // `int2vector` is an array type written without braces.
+            (21, "1 2", r#""1 2""#),
+        ];
+        for (element, text, expected) in cases {
+            assert_eq!(array_json(element, text), expected, "{text}");
+        }
+        let mut out = Vec::new();
+        write_array(&Value::Null, TEXT, &mut out);
+        assert_eq!(out, b"null");
     }
 }

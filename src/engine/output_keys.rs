@@ -102,6 +102,7 @@ fields: { ns: ns, name: name, body: body }
             type_modifier: -1,
             not_null: name != "body",
             is_enum: false,
+            array_element: None,
             type_name: "text".to_owned(),
         };
         let mut catalog = Catalog::default();

@@ -164,6 +164,7 @@ fields: { id: id, name: name }
             type_modifier: -1,
             not_null: true,
             is_enum: false,
+            array_element: None,
             type_name: format!("type {type_oid}"),
         };
         let mut catalog = Catalog::default();

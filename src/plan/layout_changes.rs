@@ -115,6 +115,7 @@ fields: { id: id, amount: amount, note: note }
             type_modifier,
             not_null: true,
             is_enum: false,
+            array_element: None,
             type_name: String::new(),
         };
         let mut columns = vec![

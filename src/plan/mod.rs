@@ -71,6 +71,8 @@ pub struct TablePlan {
     pub column_types: Vec<u32>,
     /// Each stored column's type modifier (`atttypmod`), beside its type.
     pub column_type_modifiers: Vec<i32>,
+    /// Each stored column's array element type, for an array column.
+    pub column_array_elements: Vec<Option<u32>>,
     /// `columns[..primary_key_len]` is the primary key.
     pub primary_key_len: usize,
     pub indexes: Vec<IndexPlan>,
@@ -262,11 +264,24 @@ pub struct DocPlan {
     pub fields: Vec<FieldPlan>,
 }
 
+impl DocPlan {
+    /// Whether a field here or in a nested document is an array column.
+    pub fn has_array_field(&self) -> bool {
+        self.fields.iter().any(|field| match field {
+            FieldPlan::Column { array_element, .. } => array_element.is_some(),
+            FieldPlan::Relation { document, .. } => document.has_array_field(),
+        })
+    }
+}
+
 #[derive(Debug)]
 pub enum FieldPlan {
     Column {
         name: String,
         column: usize,
+        /// An array column's element type: the field is a JSON array of
+        /// its elements, as PostgreSQL's `to_json` writes it.
+        array_element: Option<u32>,
     },
     Relation {
         name: String,
@@ -590,28 +605,26 @@ fn table_plan(
             .filter(|c| !info.primary_key.contains(c))
             .cloned(),
     );
-    let (column_types, column_type_modifiers) = columns
+    let infos = columns
         .iter()
         .map(|column| {
             info.columns
                 .iter()
                 .find(|c| &c.name == column)
-                .map(|c| (c.type_oid, c.type_modifier))
                 .ok_or_else(|| PlanError::UnknownColumn {
                     view: String::new(),
                     table: name.to_string(),
                     column: column.clone(),
                 })
         })
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .unzip();
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(TablePlan {
         name: name.to_string(),
         primary_key_len: info.primary_key.len(),
+        column_types: infos.iter().map(|c| c.type_oid).collect(),
+        column_type_modifiers: infos.iter().map(|c| c.type_modifier).collect(),
+        column_array_elements: infos.iter().map(|c| c.array_element).collect(),
         columns,
-        column_types,
-        column_type_modifiers,
         indexes: Vec::new(),
         occurrences: Vec::new(),
     })
@@ -697,13 +710,22 @@ impl Resolver<'_> {
         // Outputs built without claiming their keys (by an earlier version,
         // or while the template was proven safe) are built again when
         // their keys start being claimed, and the other way round.
-        let definition_hash = match &output {
-            OutputPlan::Cache {
-                keys_may_collide: true,
-                ..
-            } => format!("{}+claimed-keys", self.def.definition_hash),
-            _ => self.def.definition_hash.clone(),
-        };
+        let mut definition_hash = self.def.definition_hash.clone();
+        if let OutputPlan::Cache {
+            keys_may_collide,
+            document,
+            ..
+        } = &output
+        {
+            if *keys_may_collide {
+                definition_hash.push_str("+claimed-keys");
+            }
+            // Documents written before arrays were JSON arrays (as their
+            // text) are written again.
+            if document.has_array_field() {
+                definition_hash.push_str("+json-arrays");
+            }
+        }
         Ok(ViewPlan {
             name: self.def.name.clone(),
             file: self.def.file.clone(),
@@ -897,10 +919,15 @@ impl Resolver<'_> {
         let mut plans = Vec::with_capacity(fields.len());
         for field in fields {
             let plan = match &field.source {
-                FieldSource::Column(column) => FieldPlan::Column {
-                    name: field.name.clone(),
-                    column: self.column(node, column)?,
-                },
+                FieldSource::Column(column) => {
+                    let column = self.column(node, column)?;
+                    FieldPlan::Column {
+                        name: field.name.clone(),
+                        column,
+                        array_element: self.tables[&self.tree.nodes[node].table]
+                            .column_array_elements[column],
+                    }
+                }
                 FieldSource::Relation(relation) => {
                     let child = *next_node;
                     *next_node += 1;

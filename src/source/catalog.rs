@@ -87,6 +87,7 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
     load_time_zone(pool).await?.set_current();
     let domain_bases = load_domain_bases(pool).await?;
     let enum_labels = load_enum_labels(pool).await?;
+    let array_elements = load_array_elements(pool).await?;
     let rows = sqlx::query(
         "SELECT n.nspname || '.' || c.relname AS table_name, a.attname::text AS column_name,
                 a.atttypid::int8 AS type_oid, a.atttypmod AS type_modifier,
@@ -125,6 +126,9 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
             type_modifier,
             not_null,
             is_enum: enum_labels.contains_key(&type_oid),
+            array_element: array_elements
+                .get(&type_oid)
+                .map(|element| domain_bases.get(element).copied().unwrap_or(*element)),
             type_name,
         });
     }
@@ -139,6 +143,19 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
         generated_columns: load_generated_columns(pool).await?,
         enum_labels,
     })
+}
+
+/// The element type of every array type, by the array's type OID.
+async fn load_array_elements(pool: &PgPool) -> Result<HashMap<u32, u32>, SourceError> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT oid::int8, typelem::int8 FROM pg_type WHERE typcategory = 'A' AND typelem <> 0",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(array, element)| (array as u32, element as u32))
+        .collect())
 }
 
 /// The labels of every enum type, by type OID, in their order.

@@ -48,6 +48,9 @@ pub struct ColumnInfo {
     pub not_null: bool,
     /// Of an enum type (its OID is the database's own).
     pub is_enum: bool,
+    /// Of an array type: its elements' type OID (a domain's base type), by
+    /// which a cache document writes each element.
+    pub array_element: Option<u32>,
     /// The type as PostgreSQL writes it (`format_type`: `lab.mood`,
     /// `integer[]`, `citext`, a domain's own name), for messages.
     pub type_name: String,

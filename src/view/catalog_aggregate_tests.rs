@@ -29,6 +29,7 @@ fn table(columns: &[(&str, u32)]) -> TableInfo {
 fn enum_column(name: &str, type_oid: u32, type_name: &str) -> ColumnInfo {
     ColumnInfo {
         is_enum: true,
+        array_element: None,
         type_name: type_name.to_owned(),
         ..column(name, type_oid)
     }
@@ -56,6 +57,7 @@ fn column(name: &str, type_oid: u32) -> ColumnInfo {
         type_modifier: -1,
         not_null: false,
         is_enum: false,
+        array_element: None,
         type_name,
     }
 }

@@ -27,6 +27,7 @@ fn table(columns: &[(&str, u32)], primary_key: &[&str]) -> TableInfo {
                 type_modifier: -1,
                 not_null: false,
                 is_enum: false,
+                array_element: None,
                 type_name: pg_type_name(*type_oid),
             })
             .collect(),

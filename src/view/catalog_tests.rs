@@ -20,6 +20,7 @@ fn table(columns: &[&str], primary_key: &[&str]) -> TableInfo {
                 type_modifier: -1,
                 not_null: false,
                 is_enum: false,
+                array_element: None,
                 type_name: "text".to_owned(),
             })
             .collect(),
@@ -248,6 +249,7 @@ fn order_by_refuses_types_that_would_sort_by_their_text() {
             type_modifier: -1,
             not_null: false,
             is_enum: false,
+            array_element: None,
             type_name: type_name.to_owned(),
         });
     };
