@@ -360,9 +360,12 @@ fn compare(running: &RunningViews, next: &BTreeMap<String, String>) -> ReloadOut
             Some(_) => outcome.unchanged.push(name.clone()),
         }
     }
-    outcome.removed = running
-        .hashes
-        .keys()
+    // A view set apart whose file is gone is removed too: it showed
+    // `failed` (and `/ready` 503) until a restart, and `drop` refused it.
+    let mut removed: BTreeSet<&String> = running.hashes.keys().collect();
+    removed.extend(&running.set_apart);
+    outcome.removed = removed
+        .into_iter()
         .filter(|name| !next.contains_key(*name))
         .cloned()
         .collect();
@@ -385,15 +388,20 @@ mod tests {
         let running = RunningViews {
             hashes: map(&[("a", "1"), ("b", "2"), ("c", "3")]),
             // Set apart as it no longer checked: back, it is not new.
-            set_apart: BTreeSet::from(["e".to_owned()]),
+            set_apart: BTreeSet::from(["e".to_owned(), "f".to_owned()]),
         };
         let next = map(&[("a", "1"), ("b", "9"), ("d", "4"), ("e", "5")]);
         let outcome = compare(&running, &next);
         assert_eq!(outcome.added, ["d"]);
         assert_eq!(outcome.changed, ["b", "e"]);
-        assert_eq!(outcome.removed, ["c"]);
+        // `f` no longer checked, and its file is gone.
+        assert_eq!(outcome.removed, ["c", "f"]);
         assert_eq!(outcome.unchanged, ["a"]);
         assert!(outcome.applies());
-        assert!(!compare(&running, &running.hashes).applies());
+        let all_check = RunningViews {
+            hashes: running.hashes.clone(),
+            set_apart: BTreeSet::new(),
+        };
+        assert!(!compare(&all_check, &running.hashes).applies());
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use harness::{
     PgServer, RedisServer, Service, ServiceSetup, converged, http_get, http_post, redis_documents,
-    small_shop, view_status, wait_for_view_counts, wait_until,
+    small_shop, view_status, wait_for_view_counts, wait_for_view_error, wait_until,
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -357,4 +357,52 @@ async fn a_reload_that_needs_a_new_snapshot_reports_building_until_it_ends() {
     let notes = redis_documents(&redis.url(), "note:*").await;
     assert_eq!(notes.len(), 50);
     assert_eq!(notes["note:7"], json!({ "body": "note 7" }));
+}
+
+/// A view that stopped because it no longer checks (a column it reads was
+/// renamed) is removed by removing its file and reloading: it sat `failed`,
+/// with `/ready` 503, and `drop` refused it as running, until a restart
+/// (the twenty-third trial).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_that_no_longer_checks_is_removed_by_a_reload() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let (views, setup, mut service) = start_on_copied_views(&url, &redis.url(), &pool).await;
+    let port = setup.admin_port;
+    assert!(!redis_documents(&redis.url(), "product:*").await.is_empty());
+
+    // The stream finds the rename at the next row of the table.
+    sqlx::raw_sql(
+        "ALTER TABLE products RENAME COLUMN description TO details;
+         UPDATE products SET details = details || '.' WHERE id = 1",
+    )
+        .execute(&pool)
+        .await
+        .expect("renaming a column product_cache reads");
+    wait_for_view_error(port, "product_cache", &["description"], DEADLINE).await;
+    wait_for_view_error(port, "product_search", &["description"], DEADLINE).await;
+
+    // product_search reads the column too.
+    for file in ["product_cache.yaml", "product_search.yaml"] {
+        std::fs::remove_file(views.path().join(file)).unwrap();
+    }
+    let (code, outcome) = reload(port).await;
+    assert_eq!(code, 200, "{outcome}");
+    let removed = json!(["product_cache", "product_search"]);
+    assert_eq!(outcome["removed"], removed, "{outcome}");
+    let (_, status) = http_get(port, "/status").await.expect("/status");
+    assert!(!status.contains("\"product_cache\""), "{status}");
+    wait_until(DEADLINE, "/ready says 200", || async {
+        match http_get(port, "/ready").await {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    let (dropped, printed) = drop_with_cli(port, "product_cache");
+    assert!(dropped, "{printed}");
+    assert!(redis_documents(&redis.url(), "product:*").await.is_empty());
+    service.assert_running();
 }
