@@ -1,6 +1,9 @@
 //! The scalar functions callable by name: lower, upper, length, abs,
-//! coalesce, nullif, round, cardinality, array_length. (`date`, `date_trunc`, `date_part` and `extract`
-//! become casts and temporal nodes when parsed.) Each function knows its
+//! coalesce, nullif, round, cardinality, array_length, and the text
+//! functions btrim, ltrim, rtrim, replace, split_part, left, right and substr
+//! (`trim(…)` and `substring(…)` are parsed into them). (`date`,
+//! `date_trunc`, `date_part` and `extract` become casts and temporal nodes
+//! when parsed.) Each function knows its
 //! arity, its result type for type checking, and how to compute its value.
 
 use std::fmt;
@@ -30,6 +33,22 @@ pub(crate) enum Function {
     Cardinality,
     /// `array_length(a, dimension)`: the length of one of its dimensions.
     ArrayLength,
+    /// `btrim(s [, characters])`: `s` without the characters (spaces by
+    /// default) at both ends; `ltrim` and `rtrim` at one.
+    Btrim,
+    Ltrim,
+    Rtrim,
+    /// `replace(s, from, to)`: every `from` in `s` replaced by `to`.
+    Replace,
+    /// `split_part(s, delimiter, n)`: the `n`th field (from the end when
+    /// negative).
+    SplitPart,
+    /// `left(s, n)` / `right(s, n)`: the first / last `n` characters (all
+    /// but the last / first `-n` when negative).
+    Left,
+    Right,
+    /// `substr(s, start [, count])`: characters from position `start`.
+    Substr,
 }
 
 /// How many arguments a function takes.
@@ -74,6 +93,14 @@ impl Function {
             "round" => Function::Round,
             "cardinality" => Function::Cardinality,
             "array_length" => Function::ArrayLength,
+            "btrim" => Function::Btrim,
+            "ltrim" => Function::Ltrim,
+            "rtrim" => Function::Rtrim,
+            "replace" => Function::Replace,
+            "split_part" => Function::SplitPart,
+            "left" => Function::Left,
+            "right" => Function::Right,
+            "substr" | "substring" => Function::Substr,
             _ => return None,
         })
     }
@@ -89,6 +116,14 @@ impl Function {
             Function::Round => "round",
             Function::Cardinality => "cardinality",
             Function::ArrayLength => "array_length",
+            Function::Btrim => "btrim",
+            Function::Ltrim => "ltrim",
+            Function::Rtrim => "rtrim",
+            Function::Replace => "replace",
+            Function::SplitPart => "split_part",
+            Function::Left => "left",
+            Function::Right => "right",
+            Function::Substr => "substr",
         }
     }
 
@@ -100,10 +135,17 @@ impl Function {
             | Function::Abs
             | Function::Cardinality => Arity::exactly(1),
             Function::Coalesce => Arity { min: 1, max: None },
-            Function::Nullif | Function::ArrayLength => Arity::exactly(2),
-            Function::Round => Arity {
+            Function::Nullif | Function::ArrayLength | Function::Left | Function::Right => {
+                Arity::exactly(2)
+            }
+            Function::Replace | Function::SplitPart => Arity::exactly(3),
+            Function::Round | Function::Btrim | Function::Ltrim | Function::Rtrim => Arity {
                 min: 1,
                 max: Some(2),
+            },
+            Function::Substr => Arity {
+                min: 2,
+                max: Some(3),
             },
         }
     }
@@ -146,6 +188,25 @@ impl Function {
                 let fits =
                     matches!(first, T::Array(_) | T::Null) && matches!(second, T::Int | T::Null);
                 self.require(args, fits, "(array, int)", T::Int)
+            }
+            Function::Btrim | Function::Ltrim | Function::Rtrim | Function::Replace => {
+                let all_text = args.iter().all(|&t| is_text_or_null(t));
+                self.require(args, all_text, "text arguments", T::Text)
+            }
+            Function::SplitPart => {
+                let fits = is_text_or_null(first)
+                    && is_text_or_null(second)
+                    && matches!(args.get(2), Some(T::Int | T::Null));
+                self.require(args, fits, "(text, text, int)", T::Text)
+            }
+            Function::Left | Function::Right => {
+                let fits = is_text_or_null(first) && matches!(second, T::Int | T::Null);
+                self.require(args, fits, "(text, int)", T::Text)
+            }
+            Function::Substr => {
+                let fits = is_text_or_null(first)
+                    && args[1..].iter().all(|t| matches!(t, T::Int | T::Null));
+                self.require(args, fits, "(text, int) or (text, int, int)", T::Text)
             }
             Function::Round => round_type(args).ok_or_else(|| {
                 format!(
@@ -220,8 +281,129 @@ impl Function {
             Function::ArrayLength => {
                 arrays::array_length(first_arg(args), args.get(1).unwrap_or(&Value::Null))
             }
+            Function::Btrim => trim(args, true, true),
+            Function::Ltrim => trim(args, true, false),
+            Function::Rtrim => trim(args, false, true),
+            Function::Replace => replace(args),
+            Function::SplitPart => split_part(args),
+            Function::Left => left_or_right(args, true),
+            Function::Right => left_or_right(args, false),
+            Function::Substr => substr(args),
         }
     }
+}
+
+fn text_arg(args: &[Value], index: usize) -> Result<&str, Fault> {
+    match args.get(index).unwrap_or(&Value::Null) {
+        Value::Text(text) => Ok(text),
+        other => Err(expected("text", other)),
+    }
+}
+
+fn int_arg(args: &[Value], index: usize) -> Result<i64, Fault> {
+    match args.get(index).unwrap_or(&Value::Null) {
+        Value::Int(int) => Ok(*int),
+        other => Err(expected("int", other)),
+    }
+}
+
+/// `btrim`, `ltrim` and `rtrim`: any of the given characters (a space by
+/// default) removed from the chosen ends.
+fn trim(args: &[Value], start: bool, end: bool) -> Result<Value, Fault> {
+    let text = text_arg(args, 0)?;
+    let characters = if args.len() > 1 {
+        text_arg(args, 1)?
+    } else {
+        " "
+    };
+    let strip = |c: char| characters.contains(c);
+    let mut trimmed = text;
+    if start {
+        trimmed = trimmed.trim_start_matches(strip);
+    }
+    if end {
+        trimmed = trimmed.trim_end_matches(strip);
+    }
+    Ok(Value::Text(trimmed.to_owned()))
+}
+
+/// PostgreSQL leaves the text as it is when `from` is empty.
+fn replace(args: &[Value]) -> Result<Value, Fault> {
+    let (text, from, to) = (text_arg(args, 0)?, text_arg(args, 1)?, text_arg(args, 2)?);
+    if from.is_empty() {
+        return Ok(Value::Text(text.to_owned()));
+    }
+    Ok(Value::Text(text.replace(from, to)))
+}
+
+/// Fields are counted from 1, or from the end when `n` is negative; a
+/// field past the last is empty; an empty delimiter makes the whole text
+/// the one field; `n` = 0 is PostgreSQL's error.
+fn split_part(args: &[Value]) -> Result<Value, Fault> {
+    let (text, delimiter, n) = (text_arg(args, 0)?, text_arg(args, 1)?, int_arg(args, 2)?);
+    if n == 0 {
+        return Err(Fault::InvalidValue(
+            "split_part's field position must not be zero".to_owned(),
+        ));
+    }
+    let fields: Vec<&str> = if text.is_empty() {
+        Vec::new()
+    } else if delimiter.is_empty() {
+        vec![text]
+    } else {
+        text.split(delimiter).collect()
+    };
+    let index = if n > 0 {
+        usize::try_from(n - 1).ok()
+    } else {
+        usize::try_from(n.unsigned_abs())
+            .ok()
+            .and_then(|back| fields.len().checked_sub(back))
+    };
+    let field = index.and_then(|index| fields.get(index)).copied();
+    Ok(Value::Text(field.unwrap_or_default().to_owned()))
+}
+
+/// `left(s, n)` (`first`) or `right(s, n)`, counted in characters.
+fn left_or_right(args: &[Value], first: bool) -> Result<Value, Fault> {
+    let (text, n) = (text_arg(args, 0)?, int_arg(args, 1)?);
+    let length = text.chars().count() as i64;
+    let kept = if n >= 0 {
+        n.min(length)
+    } else {
+        (length + n).max(0)
+    };
+    let skipped = if first { 0 } else { length - kept };
+    let part = text.chars().skip(skipped as usize).take(kept as usize);
+    Ok(Value::Text(part.collect()))
+}
+
+/// Characters from 1-based position `start` (which may be before the
+/// text), `count` of them when given; a negative count is PostgreSQL's
+/// error.
+fn substr(args: &[Value]) -> Result<Value, Fault> {
+    let (text, start) = (text_arg(args, 0)?, int_arg(args, 1)?);
+    let end = match args.get(2) {
+        None => i64::MAX,
+        Some(_) => {
+            let count = int_arg(args, 2)?;
+            if count < 0 {
+                return Err(Fault::InvalidValue(
+                    "negative substring length not allowed".to_owned(),
+                ));
+            }
+            start.saturating_add(count)
+        }
+    };
+    let first = start.max(1);
+    if end <= first {
+        return Ok(Value::Text(String::new()));
+    }
+    let part = text
+        .chars()
+        .skip((first - 1) as usize)
+        .take(usize::try_from(end - first).unwrap_or(usize::MAX));
+    Ok(Value::Text(part.collect()))
 }
 
 fn first_arg(args: &[Value]) -> &Value {

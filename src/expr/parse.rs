@@ -19,7 +19,9 @@ use super::error::ExprError;
 use super::json_ops::{self, JsonOp, parse_text_array};
 use super::node::{ArithmeticOp, CaseBranch, ComparisonOp, LogicalOp, Node};
 use super::numeric::Decimal;
-use super::parse_call::{call, cast, extract, typed_string, zone_literal};
+use super::parse_call::{
+    call, cast, extract, substring_syntax, trim_syntax, typed_string, zone_literal,
+};
 
 /// View expressions are one-liners; this bounds the work a pathological one
 /// (a megabyte-long string) can cause.
@@ -145,6 +147,8 @@ pub(crate) fn convert(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError>
         sql::Expr::TypedString(typed) => typed_string(typed, expr),
         sql::Expr::Function(function) => call(function, expr, depth),
         sql::Expr::Extract { .. } => extract(expr, depth),
+        sql::Expr::Trim { .. } => trim_syntax(expr, depth),
+        sql::Expr::Substring { .. } => substring_syntax(expr, depth),
         sql::Expr::AtTimeZone {
             timestamp,
             time_zone,
@@ -234,9 +238,7 @@ fn construct_name(expr: &sql::Expr) -> &'static str {
         sql::Expr::Wildcard(_) | sql::Expr::QualifiedWildcard(..) => "wildcard",
         sql::Expr::Collate { .. } => "COLLATE",
         sql::Expr::IsUnknown(_) | sql::Expr::IsNotUnknown(_) => "IS UNKNOWN",
-        sql::Expr::Substring { .. } | sql::Expr::Trim { .. } | sql::Expr::Position { .. } => {
-            "string function syntax"
-        }
+        sql::Expr::Position { .. } => "string function syntax",
         sql::Expr::Ceil { .. } | sql::Expr::Floor { .. } => "ceil/floor",
         _ => "this kind of expression",
     }

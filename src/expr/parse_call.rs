@@ -299,3 +299,57 @@ fn numeric_typmod(
         }),
     }
 }
+
+/// `trim([both | leading | trailing] [characters from] s)` and `trim(s,
+/// characters)`: PostgreSQL's `btrim`, `ltrim` or `rtrim`.
+pub(crate) fn trim_syntax(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {
+    let sql::Expr::Trim {
+        trim_where,
+        trim_what,
+        expr: operand,
+        trim_characters,
+    } = expr
+    else {
+        unreachable!("trim_syntax is called on TRIM")
+    };
+    let function = match trim_where {
+        None | Some(sql::TrimWhereField::Both) => Function::Btrim,
+        Some(sql::TrimWhereField::Leading) => Function::Ltrim,
+        Some(sql::TrimWhereField::Trailing) => Function::Rtrim,
+    };
+    let mut args = vec![convert(operand, depth)?];
+    match (trim_what, trim_characters.as_deref()) {
+        (Some(characters), None) => args.push(convert(characters, depth)?),
+        (None, Some([characters])) => args.push(convert(characters, depth)?),
+        (None, None) => {}
+        _ => return Err(unsupported("this form of trim".to_owned(), expr)),
+    }
+    Ok(Node::Call { function, args })
+}
+
+/// `substring(s from start for count)`, `substring(s, start, count)` and
+/// `substr(…)`: PostgreSQL's `substr`; without a start, from the first
+/// character.
+pub(crate) fn substring_syntax(expr: &sql::Expr, depth: usize) -> Result<Node, ExprError> {
+    let sql::Expr::Substring {
+        expr: operand,
+        substring_from,
+        substring_for,
+        ..
+    } = expr
+    else {
+        unreachable!("substring_syntax is called on SUBSTRING")
+    };
+    let start = match substring_from {
+        Some(start) => convert(start, depth)?,
+        None => Node::Literal(Value::Int(1)),
+    };
+    let mut args = vec![convert(operand, depth)?, start];
+    if let Some(count) = substring_for {
+        args.push(convert(count, depth)?);
+    }
+    Ok(Node::Call {
+        function: Function::Substr,
+        args,
+    })
+}

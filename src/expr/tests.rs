@@ -1292,3 +1292,58 @@ fn array_operators_parse_check_and_evaluate() {
         assert!(error.contains(message), "{source}: {error}");
     }
 }
+
+/// The text functions and `trim`/`substring` syntax, each expected value
+/// as PostgreSQL 15 gives it.
+#[test]
+fn text_functions_give_what_postgres_gives() {
+    let cases = [
+        ("btrim('  ab  ')", "ab"),
+        ("ltrim('xxabxx', 'x')", "abxx"),
+        ("rtrim('abc..', '.')", "abc"),
+        ("trim(both 'x' from 'xxaxx')", "a"),
+        ("trim(leading from '  a ')", "a "),
+        ("trim(trailing 'y' from 'yay')", "ya"),
+        ("trim('  q  ')", "q"),
+        ("trim('xxqxx', 'x')", "q"),
+        ("replace('a.b.c', '.', '--')", "a--b--c"),
+        ("replace('abc', '', 'z')", "abc"),
+        ("split_part('a,b,,c', ',', 2)", "b"),
+        ("split_part('a,b,,c', ',', 3)", ""),
+        ("split_part('a,b', ',', 5)", ""),
+        ("split_part('a,b,c', ',', -1)", "c"),
+        ("split_part('a,b,c', ',', -4)", ""),
+        ("split_part('abc', '', 1)", "abc"),
+        ("split_part('abc', '', 2)", ""),
+        ("left('héllo', 2)", "hé"),
+        ("left('héllo', -2)", "hél"),
+        ("right('héllo', 2)", "lo"),
+        ("right('héllo', -2)", "llo"),
+        ("left('ab', -5)", ""),
+        ("substr('héllo', 2)", "éllo"),
+        ("substr('héllo', 2, 3)", "éll"),
+        ("substr('héllo', 0, 2)", "h"),
+        ("substr('héllo', -5, 3)", ""),
+        ("substring('héllo' from 3)", "llo"),
+        ("substring('héllo' for 2)", "hé"),
+        ("substring('héllo' from 2 for 1)", "é"),
+        ("substr('abc', 10)", ""),
+    ];
+    for (source, expected) in cases {
+        assert_eq!(constant(source), text(expected), "{source}");
+    }
+    assert_eq!(constant("btrim(NULL)"), Value::Null);
+    assert_eq!(constant("split_part('a', NULL, 1)"), Value::Null);
+    for failing in ["split_part('a,b', ',', 0)", "substr('abc', 1, -1)"] {
+        assert!(eval(failing, &empty_row()).is_err(), "{failing}");
+    }
+    let types = |path: &[String]| (path == ["n"]).then_some(ValueType::Int);
+    let error = Expr::parse("replace(n, '1', '2')")
+        .unwrap()
+        .infer_type(&types)
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("replace expects text"),
+        "{error}"
+    );
+}
