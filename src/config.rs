@@ -26,9 +26,12 @@ const DEFAULT_DATA_DIR: &str = "data";
 /// read as new failures, while viewkeeper already says what it lost and
 /// when it reconnected. So does the replication client's own error when
 /// its connection ends, which viewkeeper logs as the stream's interruption.
+/// And sqlx's slow-statement warnings, which print a whole batch's
+/// statement with its values into the log (an aggregate table's upsert
+/// waits for its lock each batch).
 const DEFAULT_LOG: &str = "info,sqlx::postgres::notice=error,sqlx::pool::acquire=error,\
                            sqlx_core::pool::connection=error,sqlx_core::pool::inner=warn,\
-                           pgwire_replication::client::tokio_client=off";
+                           sqlx::query=error,pgwire_replication::client::tokio_client=off";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

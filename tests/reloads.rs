@@ -377,9 +377,9 @@ async fn a_view_that_no_longer_checks_is_removed_by_a_reload() {
         "ALTER TABLE products RENAME COLUMN description TO details;
          UPDATE products SET details = details || '.' WHERE id = 1",
     )
-        .execute(&pool)
-        .await
-        .expect("renaming a column product_cache reads");
+    .execute(&pool)
+    .await
+    .expect("renaming a column product_cache reads");
     wait_for_view_error(port, "product_cache", &["description"], DEADLINE).await;
     wait_for_view_error(port, "product_search", &["description"], DEADLINE).await;
 
