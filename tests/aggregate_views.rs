@@ -1335,10 +1335,16 @@ measures:
   days: \"count_distinct(date(at))\"
   late: \"sum(CASE WHEN at > booked THEN 1 ELSE 0 END)\"
   paris_day: \"max(date_trunc('day', booked, 'Europe/Paris'))\"
+  seconds_early: \"sum(extract(epoch from at) - extract(epoch from booked))\"
+  days_apart: \"max(date(at) - date(booked))\"
+  week_after: \"min(date(booked) + 7)\"
 table: analytics.visit_days
 ";
 
 type VisitRow = (
+    String,
+    String,
+    String,
     String,
     String,
     String,
@@ -1377,10 +1383,13 @@ async fn visit_days_match(pool: &PgPool, what: &str) {
                 date(at AT TIME ZONE 'Asia/Tokyo')::text, count(*)::text,
                 min(at)::text, max(at::timestamp)::text, count(DISTINCT date(at))::text,
                 sum(CASE WHEN at > booked THEN 1 ELSE 0 END)::text,
-                max(date_trunc('day', booked, 'Europe/Paris'))::text
+                max(date_trunc('day', booked, 'Europe/Paris'))::text,
+                sum(extract(epoch from at) - extract(epoch from booked))::text,
+                max(date(at) - date(booked))::text, min(date(booked) + 7)::text
          FROM visits WHERE at >= '2024-03-10 03:00' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
         "SELECT day::text, hour::text, tokyo_day::text, n::text, first::text,
-                local_last::text, days::text, late::text, paris_day::text
+                local_last::text, days::text, late::text, paris_day::text,
+                seconds_early::text, days_apart::text, week_after::text
          FROM analytics.visit_days ORDER BY 1, 2, 3",
     )
     .await;

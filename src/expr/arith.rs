@@ -11,6 +11,7 @@ use crate::change::Value;
 use super::error::{Fault, quoted};
 use super::node::ArithmeticOp;
 use super::numeric::Decimal;
+use super::temporal::{self, TemporalKind};
 use super::types::ValueType;
 
 pub(crate) fn is_number(value: &Value) -> bool {
@@ -46,6 +47,9 @@ pub(crate) fn numeric_value(decimal: &Decimal) -> Value {
 
 /// `left op right`; NULL with a number (or NULL) gives NULL.
 pub(crate) fn apply(op: ArithmeticOp, left: &Value, right: &Value) -> Result<Value, Fault> {
+    if matches!(left, Value::Date(_)) || matches!(right, Value::Date(_)) {
+        return date_arithmetic(op, left, right);
+    }
     let both_numeric_or_null = [left, right].iter().all(|v| v.is_null() || is_number(v));
     if !both_numeric_or_null {
         return Err(Fault::TypeMismatch(format!(
@@ -63,6 +67,50 @@ pub(crate) fn apply(op: ArithmeticOp, left: &Value, right: &Value) -> Result<Val
         }
         _ => decimal_arithmetic(op, &decimal_of(left)?, &decimal_of(right)?)
             .map(|d| numeric_value(&d)),
+    }
+}
+
+/// `date - date` (the days between), `date ± int` and `int + date`;
+/// `infinity` plus or minus days stays itself, and two infinite dates have
+/// no difference (PostgreSQL: "cannot subtract infinite dates").
+fn date_arithmetic(op: ArithmeticOp, left: &Value, right: &Value) -> Result<Value, Fault> {
+    let days = |text: &str| -> Result<Option<i64>, Fault> {
+        if temporal::is_infinite(text) {
+            return Ok(None);
+        }
+        Ok(Some(temporal::parse_value(text, TemporalKind::Date)?.days))
+    };
+    let shifted = |date: &str, by: i64| -> Result<Value, Fault> {
+        let Some(start) = days(date)? else {
+            return Ok(Value::Date(date.trim().to_owned()));
+        };
+        let moved = start.checked_add(by).ok_or(Fault::OutOfRange("date"))?;
+        temporal::date_in_range(moved)?;
+        let date = temporal::DateTime {
+            days: moved,
+            micros_of_day: 0,
+        };
+        Ok(Value::Date(date.format(TemporalKind::Date)))
+    };
+    match (op, left, right) {
+        (_, Value::Null, _) | (_, _, Value::Null) => Ok(Value::Null),
+        (ArithmeticOp::Subtract, Value::Date(a), Value::Date(b)) => match (days(a)?, days(b)?) {
+            (Some(a), Some(b)) => Ok(Value::Int(a - b)),
+            _ => Err(Fault::InvalidValue(
+                "cannot subtract infinite dates".to_owned(),
+            )),
+        },
+        (ArithmeticOp::Add, Value::Date(date), Value::Int(by))
+        | (ArithmeticOp::Add, Value::Int(by), Value::Date(date)) => shifted(date, *by),
+        (ArithmeticOp::Subtract, Value::Date(date), Value::Int(by)) => {
+            shifted(date, by.checked_neg().ok_or(Fault::OutOfRange("date"))?)
+        }
+        _ => Err(Fault::TypeMismatch(format!(
+            "cannot apply `{}` to {} and {}",
+            op.symbol(),
+            ValueType::of(left),
+            ValueType::of(right)
+        ))),
     }
 }
 

@@ -5,12 +5,12 @@
 
 use super::arrays;
 use super::cast::CastTarget;
-use super::date_parts::DateField;
+use super::date_parts::{self, DateField};
 use super::error::{ExprError, Fault};
 use super::functions::Function;
 use super::json_field;
 use super::json_ops::JsonOp;
-use super::node::{CaseBranch, ComparisonOp, Node};
+use super::node::{ArithmeticOp, CaseBranch, ComparisonOp, Node};
 use super::temporal::{self, TemporalKind};
 use super::types::{ValueType, common_type, comparable, promote_numeric};
 use crate::change::Value;
@@ -31,7 +31,10 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
         Node::Sign { operand, .. } => numeric_operand(node, infer_child(operand)?),
         Node::Arithmetic { op, left, right } => {
             let (left, right) = (infer_child(left)?, infer_child(right)?);
-            arithmetic_type(node, op.symbol(), left, right)
+            match date_arithmetic_type(*op, left, right) {
+                Some(result) => Ok(result),
+                None => arithmetic_type(node, op.symbol(), left, right),
+            }
         }
         Node::Concat { left, right } => concat_type(node, infer_child(left)?, infer_child(right)?),
         Node::JsonField {
@@ -241,6 +244,18 @@ fn arithmetic_type(
             node,
             format!("cannot apply `{symbol}` to {left} and {right}"),
         )),
+    }
+}
+
+/// `date - date` (the days between, an int), `date ± int` and `int +
+/// date` (a date), as PostgreSQL has them; `None` for other operands.
+fn date_arithmetic_type(op: ArithmeticOp, left: ValueType, right: ValueType) -> Option<ValueType> {
+    use ValueType::{Date, Int};
+    match (op, left, right) {
+        (ArithmeticOp::Subtract, Date, Date) => Some(Int),
+        (ArithmeticOp::Add | ArithmeticOp::Subtract, Date, Int) => Some(Date),
+        (ArithmeticOp::Add, Int, Date) => Some(Date),
+        _ => None,
     }
 }
 
@@ -490,5 +505,5 @@ fn extract_type(
             format!("a date has no {} field", field.name()),
         ));
     }
-    Ok(ValueType::Int)
+    Ok(date_parts::field_type(field, date_part))
 }

@@ -107,6 +107,9 @@ pub(crate) enum DateField {
     /// 1 = Monday ... 7 = Sunday.
     IsoDayOfWeek,
     DayOfYear,
+    /// Seconds since 1970-01-01 00:00 (UTC for a timestamptz): a numeric
+    /// with microseconds, not an int.
+    Epoch,
 }
 
 impl DateField {
@@ -121,6 +124,7 @@ impl DateField {
             "dow" => DateField::DayOfWeek,
             "isodow" => DateField::IsoDayOfWeek,
             "doy" => DateField::DayOfYear,
+            "epoch" => DateField::Epoch,
             _ => return None,
         })
     }
@@ -136,6 +140,7 @@ impl DateField {
             DateField::DayOfWeek => "dow",
             DateField::IsoDayOfWeek => "isodow",
             DateField::DayOfYear => "doy",
+            DateField::Epoch => "epoch",
         }
     }
 
@@ -143,6 +148,40 @@ impl DateField {
     pub fn applies_to_date(self) -> bool {
         !matches!(self, DateField::Hour | DateField::Minute)
     }
+}
+
+/// The type of `extract(field from …)` (a numeric for the epoch, an int
+/// otherwise), or of `date_part`, a float for the epoch.
+pub(crate) fn field_type(field: DateField, date_part: bool) -> ValueType {
+    match (field, date_part) {
+        (DateField::Epoch, false) => ValueType::Numeric,
+        (DateField::Epoch, true) => ValueType::Float,
+        _ => ValueType::Int,
+    }
+}
+
+/// `extract(epoch from value)`: seconds with six decimals, or whole
+/// seconds for a date, as PostgreSQL writes them; `date_part`'s float.
+fn epoch_value(value: DateTime, kind: TemporalKind, date_part: bool) -> Value {
+    let seconds =
+        i128::from(value.days) * 86_400 + i128::from(value.micros_of_day / MICROS_PER_SECOND);
+    let micros = value.micros_of_day % MICROS_PER_SECOND;
+    if date_part {
+        return Value::Float(seconds as f64 + micros as f64 / 1e6);
+    }
+    if kind == TemporalKind::Date {
+        return Value::Numeric(seconds.to_string());
+    }
+    // Negative instants carry their fraction toward zero: -0.5 s is
+    // seconds -1 and 500000 micros, written -0.500000.
+    let total = seconds * 1_000_000 + i128::from(micros);
+    let sign = if total < 0 { "-" } else { "" };
+    let magnitude = total.unsigned_abs();
+    Value::Numeric(format!(
+        "{sign}{}.{:06}",
+        magnitude / 1_000_000,
+        magnitude % 1_000_000
+    ))
 }
 
 /// `extract(field from value)`.
@@ -160,6 +199,7 @@ pub(crate) fn extract(value: DateTime, field: DateField) -> i64 {
         DateField::DayOfWeek => day_of_week(value.days),
         DateField::IsoDayOfWeek => (day_of_week(value.days) + 6) % 7 + 1,
         DateField::DayOfYear => value.days - days_from_civil(year, 1, 1) + 1,
+        DateField::Epoch => value.days * 86_400 + value.micros_of_day / MICROS_PER_SECOND,
     }
 }
 
@@ -286,6 +326,13 @@ pub(crate) fn extract_value(
     let Some((text, kind)) = temporal_parts(value)? else {
         return Ok(Value::Null);
     };
+    if field == DateField::Epoch {
+        // The instant, not its civil time in the database's zone.
+        if is_infinite(text) {
+            return Ok(Value::Null);
+        }
+        return Ok(epoch_value(parse_value(text, kind)?, kind, date_part));
+    }
     if kind == TemporalKind::Date && date_part && !is_infinite(text) {
         let as_timestamp = in_timestamp_range(parse_value(text, kind)?)?;
         return Ok(Value::Int(extract(as_timestamp, field)));
@@ -388,7 +435,8 @@ mod tests {
         assert_eq!(TruncUnit::from_name("Month"), Some(TruncUnit::Month));
         assert_eq!(TruncUnit::from_name("fortnight"), None);
         assert_eq!(DateField::from_name("DOW"), Some(DateField::DayOfWeek));
-        assert_eq!(DateField::from_name("epoch"), None);
+        assert_eq!(DateField::from_name("EPOCH"), Some(DateField::Epoch));
+        assert_eq!(DateField::from_name("millennium"), None);
     }
 
     #[test]

@@ -319,6 +319,18 @@ pub(crate) fn parse_value(text: &str, kind: TemporalKind) -> Result<DateTime, Fa
     }
 }
 
+/// `days` (since 1970-01-01), if a `date` can hold them: from 4714-11-24
+/// BC to 5874897-12-31, as in PostgreSQL ("date out of range").
+pub(crate) fn date_in_range(days: i64) -> Result<i64, Fault> {
+    let first = days_from_civil(1 - MAX_YEAR_BC, 11, 24);
+    let last = days_from_civil(MAX_YEAR, 12, 31);
+    if (first..=last).contains(&days) {
+        Ok(days)
+    } else {
+        Err(Fault::OutOfRange("date"))
+    }
+}
+
 /// `value`, if a timestamp can hold it: a date past 294276 AD cannot
 /// (PostgreSQL: "date out of range for timestamp"), so casting it, or
 /// `date_trunc` and `date_part`, which read a date as a timestamp, fail.

@@ -452,7 +452,7 @@ fn function_names_and_arity_are_checked_when_parsing() {
         ExprError::InvalidLiteral { .. }
     ));
     assert!(matches!(
-        parse_error("extract(epoch from ts)"),
+        parse_error("extract(millennium from ts)"),
         ExprError::Unsupported { .. }
     ));
     assert_eq!(
@@ -1346,4 +1346,61 @@ fn text_functions_give_what_postgres_gives() {
         error.to_string().contains("replace expects text"),
         "{error}"
     );
+}
+
+/// `date - date`, `date ± int` and `extract(epoch from …)`, each expected
+/// value as PostgreSQL 15 gives it (in UTC).
+#[test]
+fn date_arithmetic_and_epochs_give_what_postgres_gives() {
+    let cases = [
+        ("'2024-03-01'::date - '2024-02-01'::date", Value::Int(29)),
+        ("'2024-02-28'::date + 2", Value::Date("2024-03-01".into())),
+        ("3 + '2023-12-31'::date", Value::Date("2024-01-03".into())),
+        ("'2024-01-01'::date - 1", Value::Date("2023-12-31".into())),
+        ("'infinity'::date + 5", Value::Date("infinity".into())),
+        (
+            "extract(epoch from '2024-01-01 00:00:00.5+00'::timestamptz)",
+            numeric("1704067200.500000"),
+        ),
+        (
+            "extract(epoch from '1969-12-31 23:59:59.5+00'::timestamptz)",
+            numeric("-0.500000"),
+        ),
+        (
+            "extract(epoch from '2024-01-01'::date)",
+            numeric("1704067200"),
+        ),
+        (
+            "extract(epoch from '2024-01-01 12:00:00'::timestamp)",
+            numeric("1704110400.000000"),
+        ),
+        (
+            "extract(epoch from '2024-06-01 12:00:00+02'::timestamptz)",
+            numeric("1717236000.000000"),
+        ),
+        (
+            "date_part('epoch', '2024-01-01 00:00:00.25+00'::timestamptz)",
+            Value::Float(1_704_067_200.25),
+        ),
+    ];
+    for (source, expected) in cases {
+        assert_eq!(constant(source), expected, "{source}");
+    }
+    for failing in [
+        "'infinity'::date - '2024-01-01'::date",
+        "'5874897-12-31'::date + 1",
+    ] {
+        assert!(eval(failing, &empty_row()).is_err(), "{failing}");
+    }
+    let types = |path: &[String]| match path[0].as_str() {
+        "due" | "paid" => Some(ValueType::Date),
+        "at" => Some(ValueType::TimestampTz),
+        _ => None,
+    };
+    let inferred = |source: &str| Expr::parse(source).unwrap().infer_type(&types);
+    assert_eq!(inferred("paid - due"), Ok(ValueType::Int));
+    assert_eq!(inferred("due + 7"), Ok(ValueType::Date));
+    assert_eq!(inferred("extract(epoch from at)"), Ok(ValueType::Numeric));
+    assert!(inferred("due + due").is_err());
+    assert!(inferred("at - at").is_err());
 }
