@@ -1,11 +1,12 @@
 //! The scalar functions callable by name: lower, upper, length, abs,
-//! coalesce, nullif, round, cardinality, array_length, and the text
+//! coalesce, nullif, greatest, least, round, cardinality, array_length, and the text
 //! functions btrim, ltrim, rtrim, replace, split_part, left, right and substr
 //! (`trim(…)` and `substring(…)` are parsed into them). (`date`,
 //! `date_trunc`, `date_part` and `extract` become casts and temporal nodes
 //! when parsed.) Each function knows its
 //! arity, its result type for type checking, and how to compute its value.
 
+use std::cmp::Ordering;
 use std::fmt;
 
 use crate::change::Value;
@@ -13,7 +14,7 @@ use crate::change::Value;
 use super::arith::{decimal_of, numeric_value};
 use super::arrays;
 use super::case_mapping::CaseMapping;
-use super::compare::values_equal;
+use super::compare::{try_compare, values_equal};
 use super::error::Fault;
 use super::types::{ValueType, common_type, comparable};
 
@@ -27,6 +28,9 @@ pub(crate) enum Function {
     Coalesce,
     /// NULL when both arguments are equal, else the first.
     Nullif,
+    /// The largest / smallest argument, NULLs left out (NULL when all are).
+    Greatest,
+    Least,
     /// `round(x)` / `round(x, digits)`: half away from zero, exact for numbers.
     Round,
     /// `cardinality(a)`: an array's number of elements.
@@ -90,6 +94,8 @@ impl Function {
             "abs" => Function::Abs,
             "coalesce" => Function::Coalesce,
             "nullif" => Function::Nullif,
+            "greatest" => Function::Greatest,
+            "least" => Function::Least,
             "round" => Function::Round,
             "cardinality" => Function::Cardinality,
             "array_length" => Function::ArrayLength,
@@ -113,6 +119,8 @@ impl Function {
             Function::Abs => "abs",
             Function::Coalesce => "coalesce",
             Function::Nullif => "nullif",
+            Function::Greatest => "greatest",
+            Function::Least => "least",
             Function::Round => "round",
             Function::Cardinality => "cardinality",
             Function::ArrayLength => "array_length",
@@ -134,7 +142,9 @@ impl Function {
             | Function::Length
             | Function::Abs
             | Function::Cardinality => Arity::exactly(1),
-            Function::Coalesce => Arity { min: 1, max: None },
+            Function::Coalesce | Function::Greatest | Function::Least => {
+                Arity { min: 1, max: None }
+            }
             Function::Nullif | Function::ArrayLength | Function::Left | Function::Right => {
                 Arity::exactly(2)
             }
@@ -171,6 +181,16 @@ impl Function {
             Function::Coalesce => coalesce_type(args).ok_or_else(|| {
                 format!("coalesce arguments have no common type: {}", describe(args))
             }),
+            Function::Greatest | Function::Least => {
+                let common = coalesce_type(args).ok_or_else(|| {
+                    format!(
+                        "{} arguments have no common type: {}",
+                        self.name(),
+                        describe(args)
+                    )
+                })?;
+                self.require(args, common.is_orderable(), "values with an order", common)
+            }
             Function::Nullif => {
                 let result = if first == T::Null { second } else { first };
                 self.require(
@@ -271,6 +291,8 @@ impl Function {
                 .cloned()
                 .unwrap_or(Value::Null)),
             Function::Nullif => nullif(args),
+            Function::Greatest => extreme(args, Ordering::Greater),
+            Function::Least => extreme(args, Ordering::Less),
             _ if args.iter().any(Value::is_null) => Ok(Value::Null),
             Function::Lower => map_text(args, |text| CaseMapping::current().lower(text)),
             Function::Upper => map_text(args, |text| CaseMapping::current().upper(text)),
@@ -291,6 +313,19 @@ impl Function {
             Function::Substr => substr(args),
         }
     }
+}
+
+/// `greatest` (`wanted` Greater) or `least`: the first of the non-NULL
+/// arguments that none beats.
+fn extreme(args: &[Value], wanted: Ordering) -> Result<Value, Fault> {
+    let mut best: Option<&Value> = None;
+    for value in args.iter().filter(|value| !value.is_null()) {
+        best = match best {
+            Some(current) if try_compare(value, current)? != Some(wanted) => Some(current),
+            _ => Some(value),
+        };
+    }
+    Ok(best.cloned().unwrap_or(Value::Null))
 }
 
 fn text_arg(args: &[Value], index: usize) -> Result<&str, Fault> {

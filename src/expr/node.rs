@@ -301,7 +301,7 @@ impl Node {
         match self {
             Node::Column(path) => vec![path],
             Node::Call {
-                function: Function::Coalesce,
+                function: Function::Coalesce | Function::Greatest | Function::Least,
                 args,
             } => args.iter().flat_map(Node::value_columns).collect(),
             Node::Call {
@@ -378,6 +378,10 @@ impl Node {
             {
                 vec![left]
             }
+            Node::Call {
+                function: Function::Greatest | Function::Least,
+                args,
+            } => args.iter().collect(),
             _ => Vec::new(),
         }
     }
@@ -390,6 +394,10 @@ impl Node {
                 vec![left, right]
             }
             Node::Quantified { left, .. } => vec![left],
+            Node::Call {
+                function: Function::Greatest | Function::Least,
+                args,
+            } => args.iter().collect(),
             Node::Between {
                 operand, low, high, ..
             } => vec![operand, low, high],

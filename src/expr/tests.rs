@@ -1404,3 +1404,38 @@ fn date_arithmetic_and_epochs_give_what_postgres_gives() {
     assert!(inferred("due + due").is_err());
     assert!(inferred("at - at").is_err());
 }
+
+/// `greatest` and `least`, each expected value as PostgreSQL 15 gives it:
+/// NULLs are left out, the first of equal values is kept, and their
+/// arguments must have a common type with an order.
+#[test]
+fn greatest_and_least_give_what_postgres_gives() {
+    let cases = [
+        ("greatest(1, 3, 2)", Value::Int(3)),
+        ("least(1, NULL, -2)", Value::Int(-2)),
+        ("greatest(NULL, NULL)", Value::Null),
+        ("greatest(3, 2.5)", Value::Int(3)),
+        ("least(3, 2.5)", numeric("2.5")),
+        ("greatest('apple', 'banana')", text("banana")),
+        (
+            "least('2024-01-01'::date, '2023-06-01'::date)",
+            Value::Date("2023-06-01".into()),
+        ),
+        ("greatest(1.50, 1.5)", numeric("1.50")),
+    ];
+    for (source, expected) in cases {
+        assert_eq!(constant(source), expected, "{source}");
+    }
+    let types = |path: &[String]| match path[0].as_str() {
+        "n" => Some(ValueType::Int),
+        "doc" => Some(ValueType::Json),
+        _ => Some(ValueType::Text),
+    };
+    let inferred = |source: &str| Expr::parse(source).unwrap().infer_type(&types);
+    assert_eq!(inferred("greatest(n, 2.5)"), Ok(ValueType::Numeric));
+    assert!(inferred("greatest(n, name)").is_err());
+    assert!(inferred("least(doc, doc)").is_err());
+    // Compared for order: `check` refuses them over an enum as `<`.
+    let expr = Expr::parse("greatest(a, b) = 'x'").unwrap();
+    assert_eq!(expr.ordered_columns(), vec![path(&["a"]), path(&["b"])]);
+}

@@ -337,6 +337,25 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
              or function of it (wait::text, lower(wait))"
         ]
     );
+    // `greatest` and `least` compare their arguments for order.
+    let text = with_measures("  gladdest: max(greatest(mood, mood))\n");
+    assert_eq!(
+        check(&text, &catalog),
+        [
+            "views/sales.yaml:18: measures.gladdest: max cannot take `greatest(mood, mood)`: \
+             column mood is of type shop.mood, an enum (PostgreSQL orders it by its labels' \
+             order), which would be ordered by its text, not as PostgreSQL orders it"
+        ]
+    );
+    let text = CATEGORY_DAILY_SALES.replace(
+        "orders.status = 'paid'",
+        "orders.status = 'paid' AND least(mood, mood) = 'x'",
+    );
+    let errors = check(&text, &catalog);
+    assert!(
+        errors.len() == 1 && errors[0].contains("where: ") && errors[0].contains("labels' order"),
+        "{errors:?}"
+    );
 }
 
 /// A type whose values may be equal with other texts (citext, here with the
