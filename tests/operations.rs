@@ -999,14 +999,17 @@ async fn a_replica_identity_without_the_key_stalls_the_stream_visibly() {
     let (code, body) = http_post(port, path, Some(TOKEN)).await.unwrap();
     assert!(code < 300, "{code} {body}");
     converged(&mut service, &pool, &redis.url(), deadline).await;
-    wait_until(deadline, "/ready again", || async {
-        match http_get(port, "/ready").await?.0 {
-            200 => Ok(()),
-            code => Err(format!("/ready {code}")),
+    // The rebuild's rewrite of the target may still show as `rebuilding`
+    // a moment after `/ready` turns 200.
+    wait_until(deadline, "/ready again, order_cache live", || async {
+        let ready = http_get(port, "/ready").await?.0;
+        let state = view_status(port, "order_cache").await["state"].clone();
+        match (ready, state.as_str()) {
+            (200, Some("live")) => Ok(()),
+            _ => Err(format!("/ready {ready}, order_cache {state}")),
         }
     })
     .await;
-    assert_eq!(view_status(port, "order_cache").await["state"], "live");
 }
 
 /// A table rewritten by `ALTER TABLE` after the snapshot's point, before

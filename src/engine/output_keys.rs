@@ -1,48 +1,104 @@
 //! Keys claimed by one root: a cache view whose key template may give two
 //! rows one key (`keys_may_collide` in [`crate::plan`]) writes a document
-//! only under a key its root owns. The second root to render a key gets a
-//! dead letter naming the first, rather than overwriting its document (and
-//! deleting it when the second row goes); it gets its output once the
-//! first root's output leaves the key.
+//! only under a key its root owns, which is the root first in primary-key
+//! order among those rendering the key. The others get a dead letter naming
+//! it, rather than overwriting its document (and deleting it when their
+//! row goes); one gets its output once the owner's output leaves the key.
 
 use super::EngineError;
 use super::dead_letters::{self, Outcome, Poison};
 use crate::plan::{Plan, ViewPlan};
 use crate::state::{Claim, PreparedOutput, ReadRows, Released, StateWriter};
 
-/// Claims the key of the document computed for root `pk`: the document
-/// stands when the root owns the key, and is a poison naming the owner when
-/// another root does. Also says whether the key is newly the root's.
+/// A computed document after claiming its key.
+pub(super) struct Claimed {
+    /// The document when the root owns its key; a poison naming the owner
+    /// when another root does.
+    pub computed: Outcome<Option<PreparedOutput>>,
+    /// Whether the key is newly the root's.
+    pub newly_claimed: bool,
+    /// The root the key was taken over from, whose output must go once
+    /// this root's document is put ([`give_up`]).
+    pub taken_from: Option<Vec<u8>>,
+}
+
+/// Claims the key of the document computed for root `pk`.
 pub(super) fn claim(
     w: &mut StateWriter,
     plan: &Plan,
     view: &ViewPlan,
     pk: &[u8],
     computed: Outcome<Option<PreparedOutput>>,
-) -> Result<(Outcome<Option<PreparedOutput>>, bool), EngineError> {
+) -> Result<Claimed, EngineError> {
+    let unclaimed = |computed| Claimed {
+        computed,
+        newly_claimed: false,
+        taken_from: None,
+    };
     let Ok(Some(output)) = &computed else {
-        return Ok((computed, false));
+        return Ok(unclaimed(computed));
     };
     match w.claim_output_key(&view.name, &output.key, pk)? {
-        Claim::Owned { new } => Ok((computed, new)),
+        Claim::Owned { new } => Ok(Claimed {
+            computed,
+            newly_claimed: new,
+            taken_from: None,
+        }),
+        Claim::TakenOver { previous } => Ok(Claimed {
+            computed,
+            newly_claimed: true,
+            taken_from: Some(previous),
+        }),
         Claim::Taken { owner } => {
             if w.get_row(&view.nodes[0].table, &owner)?.is_none() {
                 // The owner's row is gone in this batch, whose refresh of
-                // it (after this root's, in key order) releases the key to
-                // the roots waiting: this one waits without a dead letter,
-                // which would name no row and be gone within the batch.
-                return Ok((Ok(None), false));
+                // it (after this root's) releases the key to the roots
+                // waiting: this one waits without a dead letter, which
+                // would name no row and be gone within the batch.
+                return Ok(unclaimed(Ok(None)));
             }
-            let owner = dead_letters::root_key_text(w, plan, &view.nodes[0].table, &owner)?;
-            let reason = format!(
-                "key \"{}\" is already the key of the row {owner}: the key template gives both \
-                 rows this key (a placeholder's value holds the text between placeholders); \
-                 this row gets its document once the other row's leaves the key",
-                output.key
-            );
-            Ok((Err(Poison(reason)), false))
+            let reason = taken_reason(w, plan, view, &output.key, &owner)?;
+            Ok(unclaimed(Err(Poison(reason))))
         }
     }
+}
+
+/// `previous` lost `key` to `owner`, whose document is put: its output
+/// goes without deleting the key, and it waits with a dead letter naming
+/// the owner (none when its row is gone in this batch, whose refresh of it
+/// follows and would remove the letter).
+pub(super) fn give_up(
+    w: &mut StateWriter,
+    plan: &Plan,
+    view: &ViewPlan,
+    previous: &[u8],
+    owner: &[u8],
+    key: &str,
+) -> Result<(), EngineError> {
+    w.replace_output(&view.name, previous, None)?;
+    if w.get_row(&view.nodes[0].table, previous)?.is_some() {
+        let reason = taken_reason(w, plan, view, key, owner)?;
+        dead_letters::settle::<()>(w, plan, view, previous, Err(Poison(reason)))?;
+    }
+    Ok(())
+}
+
+/// The dead letter of a root whose document would have `key`, which
+/// `owner` holds.
+fn taken_reason(
+    w: &StateWriter,
+    plan: &Plan,
+    view: &ViewPlan,
+    key: &str,
+    owner: &[u8],
+) -> Result<String, EngineError> {
+    let owner = dead_letters::root_key_text(w, plan, &view.nodes[0].table, owner)?;
+    Ok(format!(
+        "key \"{key}\" is also the key of the row {owner}, which holds it as the first of \
+         such rows in primary-key order: the key template gives both rows this key (a \
+         placeholder's value holds the text between placeholders); this row gets its document \
+         once the other row's leaves the key"
+    ))
 }
 
 /// Releases `key`, which root `pk`'s output no longer has.
@@ -60,7 +116,7 @@ pub(super) fn release(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeMap;
     use std::path::Path;
     use std::sync::Arc;
 
@@ -69,6 +125,7 @@ mod tests {
     use crate::change::{Cell, Change, ChangeBatch, ChangeKind, Lsn, Tuple, Value};
     use crate::engine::Engine;
     use crate::plan::Plan;
+    use crate::state::keycode::encode_values;
     use crate::state::{OutboxOp, OutboxRead, Store, StoreOptions};
     use crate::view::{Catalog, ColumnInfo, TableInfo, parse_view};
 
@@ -183,8 +240,9 @@ fields: { ns: ns, name: name, body: body }
 
         /// Whatever the order of inserts, deletes and key changes, and
         /// however they are batched: every key a row renders holds the
-        /// document of one row rendering it, no other key is held, and each
-        /// row beyond the first of its key has a dead letter. Also across
+        /// document of the row first in key order among those rendering
+        /// it, no other key is held, and each other row has a dead letter.
+        /// Also across
         /// restarts, after which the outbox's puts, logged by the root they
         /// name, are recomputed from the rows.
         #[test]
@@ -219,7 +277,7 @@ fields: { ns: ns, name: name, body: body }
                 engine.apply(&batch).unwrap();
             }
             check_held(&engine, &rows)?;
-            // A rebuild recomputes every root in key order: it keeps the owners.
+            // A rebuild recomputes every root: the owners stay.
             engine.recompute_view("note_cache", &mut |_, _| {}).unwrap();
             check_held(&engine, &rows)?;
         }
@@ -240,10 +298,11 @@ fields: { ns: ns, name: name, body: body }
         }
     }
 
-    /// A root waiting for a key whose owner's row is deleted in the batch
-    /// that also changes the root (refreshed first: it comes first in key
-    /// order) takes the key with no dead letter told on the way: it named
-    /// no row, and was gone by the batch's end (the twenty-third trial).
+    /// The root first in key order takes a key over from the one put
+    /// first. A root waiting for a key whose owner's row is deleted in the
+    /// batch that also changes the root takes the key with no dead letter
+    /// told on the way (the twenty-third trial: it named no row, and was
+    /// gone by the batch's end).
     #[test]
     fn a_root_whose_keys_owner_goes_in_its_batch_is_told_no_dead_letter() {
         let dir = tempfile::tempdir().unwrap();
@@ -266,12 +325,13 @@ fields: { ns: ns, name: name, body: body }
             };
             engine.apply(&batch).unwrap();
         };
-        let owner = (1, 0); // ("a:b", "c")
-        let waiting = (0, 1); // ("a", "b:c")
+        let first = (1, 0); // ("a:b", "c"), put first
+        let lower = (0, 1); // ("a", "b:c"), first in key order: it takes the key
         let mut rows = BTreeMap::new();
-        apply(2, vec![Op::Put(owner, 1)], &mut rows);
-        apply(3, vec![Op::Put(waiting, 2)], &mut rows);
+        apply(2, vec![Op::Put(first, 1)], &mut rows);
+        apply(3, vec![Op::Put(lower, 2)], &mut rows);
         assert_eq!(engine.store.dead_letter_count("note_cache").unwrap(), 1);
+        check_held(&engine, &rows).unwrap();
 
         let captured = Captured::default();
         let writer = captured.clone();
@@ -279,16 +339,16 @@ fields: { ns: ns, name: name, body: body }
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            apply(4, vec![Op::Delete(owner), Op::Put(waiting, 3)], &mut rows);
+            apply(4, vec![Op::Delete(lower), Op::Put(first, 3)], &mut rows);
         });
         let told = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert!(!told.contains("dead letter"), "{told}");
         check_held(&engine, &rows).unwrap();
     }
 
-    /// Every key a row of `rows` renders holds the document of one row
-    /// rendering it, as the outbox leaves Redis; no other key is held; each
-    /// row beyond the first of its key has a dead letter.
+    /// Every key a row of `rows` renders holds the document of the row
+    /// first in primary-key order among those rendering it, as the outbox
+    /// leaves Redis; no other key is held; each other row has a dead letter.
     fn check_held(engine: &Engine, rows: &BTreeMap<Pk, u8>) -> Result<(), TestCaseError> {
         // A durable commit makes every batch's entries readable.
         engine
@@ -313,29 +373,35 @@ fields: { ns: ns, name: name, body: body }
                 }
             }
         }
-        let mut by_key: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // Key → (the first encoded primary key rendering it, its document).
+        let mut owners: BTreeMap<String, (Vec<u8>, serde_json::Value)> = BTreeMap::new();
         for (&pk, body) in rows {
+            let encoded = encode_values(&[
+                Value::Text(NAMESPACES[pk.0].into()),
+                Value::Text(NAMES[pk.1].into()),
+            ]);
             let document = serde_json::json!({
                 "ns": NAMESPACES[pk.0], "name": NAMES[pk.1], "body": body.to_string(),
             });
-            by_key
+            let owner = owners
                 .entry(rendered(pk))
-                .or_default()
-                .insert(document.to_string());
+                .or_insert((encoded.clone(), document.clone()));
+            if encoded < owner.0 {
+                *owner = (encoded, document);
+            }
         }
         let keys: Vec<&String> = held.keys().collect();
-        prop_assert_eq!(keys, by_key.keys().collect::<Vec<_>>());
+        prop_assert_eq!(keys, owners.keys().collect::<Vec<_>>());
         for (key, document) in &held {
             let document: serde_json::Value = serde_json::from_str(document).unwrap();
-            prop_assert!(
-                by_key[key].contains(&document.to_string()),
-                "{} holds {}, none of {:?}",
-                key,
-                document,
-                by_key[key]
+            prop_assert_eq!(
+                &document,
+                &owners[key].1,
+                "{} holds another row's document",
+                key
             );
         }
-        let waiting = rows.len() - by_key.len();
+        let waiting = rows.len() - owners.len();
         prop_assert_eq!(
             engine.store.dead_letter_count("note_cache").unwrap(),
             waiting as u64

@@ -152,10 +152,11 @@ impl Refresh<'_> {
         pk: &[u8],
         computed: Outcome<Option<PreparedOutput>>,
     ) -> Result<usize, EngineError> {
-        let (computed, newly_claimed) = if view.claims_keys() {
-            output_keys::claim(w, self.plan, view, pk, computed)?
+        let (computed, newly_claimed, taken_from) = if view.claims_keys() {
+            let claimed = output_keys::claim(w, self.plan, view, pk, computed)?;
+            (claimed.computed, claimed.newly_claimed, claimed.taken_from)
         } else {
-            (computed, false)
+            (computed, false, None)
         };
         let new = dead_letters::settle(w, self.plan, view, pk, computed)?;
         let old_key = match w.replace_output(&view.name, pk, new.as_ref())? {
@@ -186,6 +187,9 @@ impl Refresh<'_> {
         if let Some(new) = &new {
             w.append_put(&view.sink, new)?;
             count += 1;
+            if let Some(previous) = taken_from {
+                output_keys::give_up(w, self.plan, view, &previous, pk, &new.key)?;
+            }
         }
         Ok(count)
     }

@@ -1,7 +1,10 @@
 //! Which root owns each key of a cache view whose key template may give
-//! two rows one key (`keys_may_collide` in [`crate::plan`]). The first root
-//! to claim a key owns it until its output leaves the key; a root that
-//! claims a key another owns gets no output and waits, recorded beside the
+//! two rows one key (`keys_may_collide` in [`crate::plan`]). Of the roots
+//! whose outputs have a key, the one whose encoded primary key sorts first
+//! owns it, so which document a key shows follows from the rows alone, not
+//! from the order their changes came in: a root that claims a key a later
+//! root owns takes it over, and the other waits; a root that claims a key
+//! an earlier root owns gets no output and waits, recorded beside the
 //! owner, until the key is released.
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +28,10 @@ pub enum Claim {
     Owned { new: bool },
     /// Another root owns it (its encoded primary key); the claimer waits.
     Taken { owner: Vec<u8> },
+    /// The root took the key over from `previous`, whose primary key sorts
+    /// after its own: `previous` now waits, and its output must go without
+    /// deleting the key, which the new owner's output holds.
+    TakenOver { previous: Vec<u8> },
 }
 
 /// What releasing a key found.
@@ -68,6 +75,14 @@ impl StateWriter<'_> {
         if owner.owner == pk {
             return Ok(Claim::Owned { new: false });
         }
+        if pk < owner.owner.as_slice() {
+            let previous = std::mem::replace(&mut owner.owner, pk.to_vec());
+            owner.waiting.retain(|waiting| waiting != pk);
+            owner.waiting.push(previous.clone());
+            self.changes
+                .insert(Table::OutputKeys, &entry_key, &encode(&owner));
+            return Ok(Claim::TakenOver { previous });
+        }
         if !owner.waiting.iter().any(|waiting| waiting == pk) {
             owner.waiting.push(pk.to_vec());
             self.changes
@@ -95,9 +110,13 @@ impl StateWriter<'_> {
             return Ok(Released::default());
         }
         self.changes.remove(Table::OutputKeys, &entry_key);
+        // The first in key order claims first, and keeps the key: the
+        // others' claims find it taken, with no take-over between them.
+        let mut waiting = owner.waiting;
+        waiting.sort_unstable();
         Ok(Released {
             was_owned: true,
-            waiting: owner.waiting,
+            waiting,
         })
     }
 
