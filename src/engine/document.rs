@@ -102,7 +102,14 @@ fn render_key(parts: &[KeyPartPlan], root: &[Value]) -> String {
     for part in parts {
         match part {
             KeyPartPlan::Literal(text) => key.push_str(text),
-            KeyPartPlan::Column(column) => key.push_str(&root[*column].to_text()),
+            KeyPartPlan::Column { column, padded } => {
+                let text = root[*column].to_text();
+                key.push_str(if *padded {
+                    text.trim_end_matches(' ')
+                } else {
+                    &text
+                });
+            }
         }
     }
     key
@@ -385,8 +392,29 @@ fn compare_nulls_last(a: &Value, b: &Value) -> Ordering {
 
 #[cfg(test)]
 mod tests {
-    use super::write_array;
+    use super::{render_key, write_array};
     use crate::change::Value;
+    use crate::plan::KeyPartPlan;
+
+    /// A `char(n)` placeholder leaves its padding out, as `'br:' || code`
+    /// does in SQL; another text keeps its spaces.
+    #[test]
+    fn a_key_leaves_out_the_padding_of_a_char_column() {
+        let parts = [
+            KeyPartPlan::Literal("br:".to_owned()),
+            KeyPartPlan::Column {
+                column: 0,
+                padded: true,
+            },
+            KeyPartPlan::Literal(":".to_owned()),
+            KeyPartPlan::Column {
+                column: 1,
+                padded: false,
+            },
+        ];
+        let root = [Value::Text("B02 ".to_owned()), Value::Text("x ".to_owned())];
+        assert_eq!(render_key(&parts, &root), "br:B02:x ");
+    }
 
     fn array_json(element: u32, text: &str) -> String {
         let mut out = Vec::new();

@@ -96,7 +96,7 @@ fn columns_read(view: &ViewPlan, node: usize) -> BTreeSet<usize> {
         OutputPlan::Cache { key, document, .. } => {
             if node == 0 {
                 for part in key {
-                    if let KeyPartPlan::Column(column) = part {
+                    if let KeyPartPlan::Column { column, .. } = part {
                         reads.insert(*column);
                     }
                 }

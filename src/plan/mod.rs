@@ -238,7 +238,12 @@ pub enum Lookup {
 #[derive(Debug)]
 pub enum KeyPartPlan {
     Literal(String),
-    Column(usize),
+    /// A root column; `padded` for a `char(n)`, whose padding the key
+    /// leaves out, as SQL's `'k:' || code` does.
+    Column {
+        column: usize,
+        padded: bool,
+    },
 }
 
 /// An expression over the root row and its `one` joins (a `where`, a group
@@ -262,6 +267,32 @@ pub struct ExprPlan {
 pub struct DocPlan {
     pub node: usize,
     pub fields: Vec<FieldPlan>,
+}
+
+/// Whether a view's key or expressions read a `char(n)` column.
+fn reads_padded_char(output: &OutputPlan, filter: Option<&ExprPlan>) -> bool {
+    let exprs: Vec<&ExprPlan> = match output {
+        OutputPlan::Cache { key, .. } => {
+            if key
+                .iter()
+                .any(|part| matches!(part, KeyPartPlan::Column { padded: true, .. }))
+            {
+                return true;
+            }
+            Vec::new()
+        }
+        OutputPlan::Search { .. } => Vec::new(),
+        OutputPlan::Aggregate(aggregate) => aggregate
+            .group
+            .iter()
+            .map(|key| &key.expr)
+            .chain(aggregate.measures.iter().filter_map(|m| m.input.as_ref()))
+            .collect(),
+    };
+    exprs
+        .into_iter()
+        .chain(filter)
+        .any(|expr| !expr.padded.is_empty())
 }
 
 impl DocPlan {
@@ -726,6 +757,12 @@ impl Resolver<'_> {
                 definition_hash.push_str("+json-arrays");
             }
         }
+        // Outputs computed while a bare `char(n)` column (a key's
+        // placeholder, a group key, a `max`) kept its padding are computed
+        // again.
+        if reads_padded_char(&output, filter.as_ref()) {
+            definition_hash.push_str("+char-trimmed");
+        }
         Ok(ViewPlan {
             name: self.def.name.clone(),
             file: self.def.file.clone(),
@@ -799,7 +836,7 @@ impl Resolver<'_> {
         key.iter()
             .map(|part| match part {
                 KeyPartPlan::Literal(text) => KeyToken::Literal(text),
-                KeyPartPlan::Column(column) => {
+                KeyPartPlan::Column { column, .. } => {
                     KeyToken::Value(root.column_types.get(*column).copied().unwrap_or(0))
                 }
             })
@@ -811,7 +848,13 @@ impl Resolver<'_> {
             .iter()
             .map(|part| match part {
                 KeyPart::Literal(text) => Ok(KeyPartPlan::Literal(text.clone())),
-                KeyPart::Column(column) => self.column(0, column).map(KeyPartPlan::Column),
+                KeyPart::Column(column) => {
+                    let column = self.column(0, column)?;
+                    let root = &self.tables[&self.tree.nodes[0].table];
+                    let padded =
+                        root.column_types[column] == crate::source::pg_text::type_oid::BPCHAR;
+                    Ok(KeyPartPlan::Column { column, padded })
+                }
             })
             .collect()
     }
@@ -828,11 +871,9 @@ impl Resolver<'_> {
             table.column_types.get(column).copied()
         };
         let column_type = |path: &[String]| column_oid(path).map(value_type);
-        let bare_column = |path: &ColumnPath| expr.source().trim() == path.join(".");
         let padded = columns
             .keys()
             .filter(|path| column_oid(path) == Some(crate::source::pg_text::type_oid::BPCHAR))
-            .filter(|path| !bare_column(path))
             .cloned()
             .collect();
         let value_type = expr
