@@ -9,7 +9,7 @@ use serde_json::{Map, Value as Json};
 use super::EngineError;
 use super::dead_letters::{Outcome, Poison};
 use crate::change::Value;
-use crate::expr::{EvalError, compare_values, parse_array};
+use crate::expr::{EvalError, compare_values, parse_array_delimited};
 use crate::plan::{
     DocPlan, ExprPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, OutputPlan, SearchFieldPlan,
     ViewPlan,
@@ -261,11 +261,19 @@ fn write_array(value: &Value, element: u32, out: &mut Vec<u8>) {
     let Value::Text(text) = value else {
         return value.write_json(out);
     };
-    let Ok(array) = parse_array(text) else {
+    let Ok(array) = parse_array_delimited(text, array_delimiter(element)) else {
         return value.write_json(out);
     };
     let mut elements = array.elements.iter();
     write_dimension(&array.dimensions, element, &mut elements, out);
+}
+
+/// The character between an array's elements: PostgreSQL's `typdelim`
+/// of the element type, which is `;` for `box` and `,` for every other
+/// built-in type.
+fn array_delimiter(element: u32) -> char {
+    const BOX: u32 = 603;
+    if element == BOX { ';' } else { ',' }
 }
 
 fn write_dimension<'a>(
@@ -457,6 +465,17 @@ mod tests {
             (16_402, "{happy,sad}", r#"["happy","sad"]"#),
             // `int2vector` is an array type written without braces.
             (21, "1 2", r#""1 2""#),
+            // `box` elements are separated by `;`.
+            (
+                603,
+                r#"{"(1,1),(0,0)";"(2,2),(1,1)"}"#,
+                r#"["(1,1),(0,0)","(2,2),(1,1)"]"#,
+            ),
+            (
+                603,
+                "{(1,1),(0,0);(2,2),(1,1)}",
+                r#"["(1,1),(0,0)","(2,2),(1,1)"]"#,
+            ),
         ];
         for (element, text, expected) in cases {
             assert_eq!(array_json(element, text), expected, "{text}");

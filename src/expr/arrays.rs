@@ -74,9 +74,16 @@ pub(crate) struct ParsedArray {
 /// and `\` quoting, an unquoted `NULL` (any case) a NULL element, and
 /// bounds (`[0:1]={a,b}`) skipped.
 pub(crate) fn parse_array(text: &str) -> Result<ParsedArray, String> {
+    parse_array_delimited(text, ',')
+}
+
+/// [`parse_array`] of an array whose elements are separated by
+/// `delimiter`: `;` for `box` (PostgreSQL's `typdelim`), `,` for others.
+pub(crate) fn parse_array_delimited(text: &str, delimiter: char) -> Result<ParsedArray, String> {
     let malformed = |detail: &str| format!("malformed array literal {}: {detail}", quoted(text));
     let body = skip_bounds(text.trim_matches(is_blank)).map_err(&malformed)?;
     let mut reader = Reader {
+        delimiter,
         chars: body.chars().peekable(),
         elements: Vec::new(),
         lengths: Vec::new(),
@@ -117,6 +124,7 @@ fn skip_bounds(text: &str) -> Result<&str, &'static str> {
 const MAX_DIMENSIONS: usize = 6;
 
 struct Reader<'a> {
+    delimiter: char,
     chars: std::iter::Peekable<std::str::Chars<'a>>,
     elements: Vec<Option<String>>,
     /// The length of each dimension seen so far, outermost first (an
@@ -161,7 +169,7 @@ impl Reader<'_> {
                 length += 1;
                 self.skip_blanks();
                 match self.chars.next() {
-                    Some(',') => continue,
+                    Some(c) if c == self.delimiter => continue,
                     Some('}') => break,
                     _ => return Err("elements are separated by commas"),
                 }
@@ -193,7 +201,8 @@ impl Reader<'_> {
         let mut kept = 0;
         while let Some(&c) = self.chars.peek() {
             match c {
-                ',' | '}' => break,
+                '}' => break,
+                c if c == self.delimiter => break,
                 '{' => return Err("a brace inside an element must be quoted"),
                 '"' => {
                     self.chars.next();
