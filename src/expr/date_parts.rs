@@ -327,9 +327,16 @@ pub(crate) fn extract_value(
         return Ok(Value::Null);
     };
     if field == DateField::Epoch {
-        // The instant, not its civil time in the database's zone.
+        // The instant, not its civil time in the database's zone; the
+        // epoch of `infinity` is `Infinity`, as in PostgreSQL.
         if is_infinite(text) {
-            return Ok(Value::Null);
+            let negative = text.trim().starts_with('-');
+            return Ok(match (date_part, negative) {
+                (true, false) => Value::Float(f64::INFINITY),
+                (true, true) => Value::Float(f64::NEG_INFINITY),
+                (false, false) => Value::Numeric("Infinity".to_owned()),
+                (false, true) => Value::Numeric("-Infinity".to_owned()),
+            });
         }
         return Ok(epoch_value(parse_value(text, kind)?, kind, date_part));
     }

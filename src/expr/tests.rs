@@ -1382,6 +1382,19 @@ fn date_arithmetic_and_epochs_give_what_postgres_gives() {
             "date_part('epoch', '2024-01-01 00:00:00.25+00'::timestamptz)",
             Value::Float(1_704_067_200.25),
         ),
+        ("extract(epoch from 'infinity'::date)", numeric("Infinity")),
+        (
+            "extract(epoch from '-infinity'::timestamptz)",
+            numeric("-Infinity"),
+        ),
+        (
+            "date_part('epoch', 'infinity'::timestamp)",
+            Value::Float(f64::INFINITY),
+        ),
+        (
+            "extract(epoch from 'infinity'::timestamptz) - extract(epoch from 'infinity'::timestamp)",
+            numeric("NaN"),
+        ),
     ];
     for (source, expected) in cases {
         assert_eq!(constant(source), expected, "{source}");
