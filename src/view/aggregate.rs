@@ -133,11 +133,23 @@ fn check_column_names(
 }
 
 /// `name: expression` entries, in definition order.
+/// PostgreSQL's `INDEX_MAX_KEYS`: the table's key (a primary key or a
+/// unique index) holds every group key.
+const MAX_GROUP_KEYS: usize = 32;
+
 fn read_group_by(
     report: &mut FileReport,
     mapping: &Mapping,
     check_path: PathCheck,
 ) -> Option<Vec<GroupKey>> {
+    if mapping.entries.len() > MAX_GROUP_KEYS {
+        let message = format!(
+            "{} group keys: the table's key holds every group key, and PostgreSQL indexes at \
+             most {MAX_GROUP_KEYS} columns; group by fewer, or split the view",
+            mapping.entries.len()
+        );
+        report.error(mapping.line, GROUP_BY_PATH, message);
+    }
     let mut keys = Vec::new();
     for entry in &mapping.entries {
         let path = child_path(GROUP_BY_PATH, &entry.key);
