@@ -52,7 +52,7 @@ use std::fmt;
 use crate::change::Value;
 
 pub use arrays::ArrayElement;
-pub(crate) use arrays::{parse_array, parse_array_delimited};
+pub(crate) use arrays::parse_array_delimited;
 pub use case_mapping::CaseMapping;
 pub use compare::compare_values;
 pub use error::{EvalError, ExprError};
