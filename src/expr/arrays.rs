@@ -486,7 +486,8 @@ pub(crate) fn quantified_type(
         (_, Some(text)) => {
             let Some(element) = element_of(left) else {
                 return Err(format!(
-                    "ANY and ALL compare a boolean, number, text or date with an array's                      elements, found {left}"
+                    "ANY and ALL compare a boolean, number, text or date with an array's \
+                     elements, found {left}"
                 ));
             };
             check_literal(text, element)?;
@@ -494,7 +495,9 @@ pub(crate) fn quantified_type(
         }
         _ => {
             return Err(format!(
-                "ANY and ALL need an array on their right, found {right_type}"
+                "ANY and ALL need an array on their right, found {right_type} (arrays of text, \
+                 varchar, integers, booleans, uuids and dates are arrays here; an enum's, a \
+                 numeric[] or a float[] is its text)"
             ));
         }
     };

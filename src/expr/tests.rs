@@ -1235,7 +1235,9 @@ fn array_operators_parse_check_and_evaluate() {
     for (source, message) in [
         (
             "name = ANY(name)",
-            "ANY and ALL need an array on their right, found text",
+            "ANY and ALL need an array on their right, found text (arrays of text, varchar, \
+             integers, booleans, uuids and dates are arrays here; an enum's, a numeric[] or a \
+             float[] is its text)",
         ),
         (
             "quantity = ANY(tags)",
