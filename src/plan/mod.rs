@@ -740,7 +740,9 @@ impl Resolver<'_> {
         let filter = filter.map(|expr| self.expr(expr)).transpose()?;
         // Outputs built without claiming their keys (by an earlier version,
         // or while the template was proven safe) are built again when
-        // their keys start being claimed, and the other way round.
+        // their keys start being claimed, and the other way round; so are
+        // those whose keys the first root to claim them kept (before keys
+        // went to the first root in key order).
         let mut definition_hash = self.def.definition_hash.clone();
         if let OutputPlan::Cache {
             keys_may_collide,
@@ -749,7 +751,7 @@ impl Resolver<'_> {
         } = &output
         {
             if *keys_may_collide {
-                definition_hash.push_str("+claimed-keys");
+                definition_hash.push_str("+claimed-keys-by-key-order");
             }
             // Documents written before arrays were JSON arrays (as their
             // text) are written again.
