@@ -219,28 +219,24 @@ fn measure_mistakes_are_named_at_their_measure() {
 /// its first write (the twenty-fourth trial).
 #[test]
 fn at_most_32_group_keys() {
-    let keys: String = (0..32)
-        .map(|n| format!("  k{n}: quantity + {n}\n"))
-        .collect();
-    let text = with_line(
-        "  category_id:",
-        &format!("{keys}  category_id: products.category_id"),
-    );
+    // `count` keys before the example's own two.
+    let with_keys = |count: usize| {
+        let keys: String = (0..count)
+            .map(|n| format!("  k{n}: quantity + {n}\n"))
+            .collect();
+        with_line(
+            "  category_id:",
+            &format!("{keys}  category_id: products.category_id"),
+        )
+    };
     assert_eq!(
-        errors_of(&text),
+        errors_of(&with_keys(32)),
         [
             "views/test.yaml:10: group_by: 34 group keys: the table's key holds every group key, \
              and PostgreSQL indexes at most 32 columns; group by fewer, or split the view"
         ]
     );
-    let keys: String = (0..30)
-        .map(|n| format!("  k{n}: quantity + {n}\n"))
-        .collect();
-    let text = with_line(
-        "  category_id:",
-        &format!("{keys}  category_id: products.category_id"),
-    );
-    parse(&text);
+    parse(&with_keys(30));
 }
 
 #[test]
