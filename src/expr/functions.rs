@@ -459,18 +459,12 @@ fn nullif(args: &[Value]) -> Result<Value, Fault> {
 }
 
 fn map_text(args: &[Value], map: fn(&str) -> String) -> Result<Value, Fault> {
-    match first_arg(args) {
-        Value::Text(text) => Ok(Value::Text(map(text))),
-        other => Err(expected("text", other)),
-    }
+    Ok(Value::Text(map(text_arg(args, 0)?)))
 }
 
 /// Length in characters, as PostgreSQL counts them (not bytes).
 fn length(args: &[Value]) -> Result<Value, Fault> {
-    match first_arg(args) {
-        Value::Text(text) => Ok(Value::Int(text.chars().count() as i64)),
-        other => Err(expected("text", other)),
-    }
+    Ok(Value::Int(text_arg(args, 0)?.chars().count() as i64))
 }
 
 fn abs(args: &[Value]) -> Result<Value, Fault> {

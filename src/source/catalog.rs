@@ -17,7 +17,8 @@ use crate::view::{Catalog, ColumnInfo, TableInfo};
 /// type's, in order, JSON and arithmetic. The catalog's columns and the
 /// stream's relation descriptions name the domain; both are read as its base.
 pub async fn load_domain_bases(pool: &PgPool) -> Result<HashMap<u32, u32>, SourceError> {
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
+    load_type_map(
+        pool,
         "WITH RECURSIVE bases(domain_oid, base_oid) AS (
              SELECT oid, typbasetype FROM pg_type WHERE typtype = 'd'
            UNION ALL
@@ -27,11 +28,19 @@ pub async fn load_domain_bases(pool: &PgPool) -> Result<HashMap<u32, u32>, Sourc
          SELECT b.domain_oid::int8, b.base_oid::int8 FROM bases b
          JOIN pg_type t ON t.oid = b.base_oid AND t.typtype <> 'd'",
     )
-    .fetch_all(pool)
-    .await?;
+    .await
+}
+
+/// A map from one type OID to another, as `query`'s two `int8` columns
+/// give it.
+async fn load_type_map(
+    pool: &PgPool,
+    query: &'static str,
+) -> Result<HashMap<u32, u32>, SourceError> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(query).fetch_all(pool).await?;
     Ok(rows
         .into_iter()
-        .map(|(domain, base)| (domain as u32, base as u32))
+        .map(|(from, to)| (from as u32, to as u32))
         .collect())
 }
 
@@ -147,15 +156,11 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
 
 /// The element type of every array type, by the array's type OID.
 async fn load_array_elements(pool: &PgPool) -> Result<HashMap<u32, u32>, SourceError> {
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
+    load_type_map(
+        pool,
         "SELECT oid::int8, typelem::int8 FROM pg_type WHERE typcategory = 'A' AND typelem <> 0",
     )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(array, element)| (array as u32, element as u32))
-        .collect())
+    .await
 }
 
 /// The labels of every enum type, by type OID, in their order.
