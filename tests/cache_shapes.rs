@@ -7,7 +7,8 @@
 //! a column and a table created again (stopped, and a table running), and
 //! partitions truncated, detached and attached (running and stopped), a
 //! table rewritten with and without changing its rows, and output styles
-//! the database sets (`bytea_output`), and array columns as JSON arrays.
+//! the database sets (`bytea_output`), array columns as JSON arrays, and
+//! computed fields at every level.
 //! Random changes, then the SQL oracle.
 
 mod harness;
@@ -45,11 +46,14 @@ const ORACLE: &str = r#"
         'seen', to_char(a.seen, 'YYYY-MM-DD"T"HH24:MI:SS.US'),
         'at', to_char(a.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
         'tags', a.tags {uid}, 'labels', a.labels, 'grid', a.grid, 'kinds', a.kinds,
+        'score_x2', (a.score * 2)::text, 'region_tag', upper(r.label) || '/' || r.code,
+        'is_pro', a.kind = 'pro', 'born_next', (a.born + 1)::text,
         'region', CASE WHEN r.code IS NULL THEN NULL
                        ELSE json_build_object('code', r.code, 'zone', r.zone, 'label', r.label) END,
         'events', coalesce((
             SELECT json_agg(json_build_object(
                        'seq', e.seq, 'note', e.note, 'photo', '\x' || encode(e.photo, 'hex'),
+                       'next_seq', e.seq + 1, 'place', coalesce(er.label, e.note),
                        'region', CASE WHEN er.code IS NULL THEN NULL
                                       ELSE json_build_object('label', er.label) END)
                    ORDER BY e.seq DESC NULLS FIRST, e.id)
@@ -57,7 +61,7 @@ const ORACLE: &str = r#"
             LEFT JOIN lab.regions er ON er.code = e.region_code AND er.zone = e.region_zone
             WHERE e.account_id = a.id), '[]'::json),
         'first_event', (
-            SELECT json_build_object('seq', e.seq, 'note', e.note)
+            SELECT json_build_object('seq', e.seq, 'note', e.note, 'short', left(e.note, 6))
             FROM lab.events e WHERE e.account_id = a.id ORDER BY e.id LIMIT 1)
     )::text
     FROM lab.accounts a LEFT JOIN lab.regions r ON r.code = a.region_code AND r.zone = a.region_zone

@@ -43,7 +43,9 @@ pub(super) fn compute_output(
             ..
         } => {
             let mut document = Vec::with_capacity(512);
-            write_document(w, view, plan, &root, &mut document)?;
+            if let Err(poison) = write_document(w, view, plan, &root, &mut document)? {
+                return Ok(Err(poison));
+            }
             (render_key(key, &root), json_text(document))
         }
         OutputPlan::Search { id, fields } => {
@@ -138,7 +140,13 @@ pub(super) struct NodeRows(HashMap<usize, Option<Row>>);
 
 impl NodeRows {
     pub fn new(root: &Row) -> NodeRows {
-        NodeRows(HashMap::from([(0, Some(Row::clone(root)))]))
+        NodeRows::at(0, root)
+    }
+
+    /// The rows below `row`, a row of `node`: what a computed field of
+    /// that node's documents reads.
+    fn at(node: usize, row: &Row) -> NodeRows {
+        NodeRows(HashMap::from([(node, Some(Row::clone(row)))]))
     }
 
     /// The value of `expr` over these rows; a column of a `one` node with no
@@ -192,20 +200,26 @@ fn one_row(
 
 /// Writes a cache document as compact JSON text, fields in the view's
 /// order: straight into `out`, because building a `serde_json` tree first
-/// cost an allocation per field and per nested object of every root.
+/// cost an allocation per field and per nested object of every root. A
+/// computed field that fails on this row's values (an overflow, say) is a
+/// poison: SQL would raise instead of returning the row.
 fn write_document(
     w: &dyn ReadRows,
     view: &ViewPlan,
     doc: &DocPlan,
-    row: &[Value],
+    row: &Row,
     out: &mut Vec<u8>,
-) -> Result<(), EngineError> {
+) -> Result<Outcome<()>, EngineError> {
+    // Made at the first computed field: most documents have none.
+    let mut node_rows: Option<NodeRows> = None;
     out.push(b'{');
     for (index, field) in doc.fields.iter().enumerate() {
         if index > 0 {
             out.push(b',');
         }
-        let (FieldPlan::Column { name, .. } | FieldPlan::Relation { name, .. }) = field;
+        let (FieldPlan::Column { name, .. }
+        | FieldPlan::Computed { name, .. }
+        | FieldPlan::Relation { name, .. }) = field;
         write_json_string(name, out);
         out.push(b':');
         match field {
@@ -219,6 +233,22 @@ fn write_document(
                 array_element: Some(element),
                 ..
             } => write_array(&row[*column], *element, out),
+            FieldPlan::Computed {
+                name,
+                expr,
+                array_element,
+            } => {
+                let rows = node_rows.get_or_insert_with(|| NodeRows::at(doc.node, row));
+                match rows.eval(w, view, expr)? {
+                    Ok(value) => match array_element {
+                        Some(element) => write_array(&value, *element, out),
+                        None => value.write_json(out),
+                    },
+                    Err(error) => {
+                        return Ok(Err(Poison(format!("field `{name}` failed: {error}"))));
+                    }
+                }
+            }
             FieldPlan::Relation {
                 node,
                 cardinality,
@@ -230,7 +260,11 @@ fn write_document(
                 let link = node_plan.link.as_ref().expect("a relation node has a link");
                 match cardinality {
                     Cardinality::One => match first_child(w, &node_plan.table, link, row)? {
-                        Some(child) => write_document(w, view, document, &child, out)?,
+                        Some(child) => {
+                            if let Err(poison) = write_document(w, view, document, &child, out)? {
+                                return Ok(Err(poison));
+                            }
+                        }
                         None => out.extend_from_slice(b"null"),
                     },
                     Cardinality::Many => {
@@ -241,7 +275,9 @@ fn write_document(
                             if position > 0 {
                                 out.push(b',');
                             }
-                            write_document(w, view, document, child, out)?;
+                            if let Err(poison) = write_document(w, view, document, child, out)? {
+                                return Ok(Err(poison));
+                            }
                         }
                         out.push(b']');
                     }
@@ -250,7 +286,7 @@ fn write_document(
         }
     }
     out.push(b'}');
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// An array column as a JSON array, nested by dimension, each element as
@@ -400,9 +436,162 @@ fn compare_nulls_last(a: &Value, b: &Value) -> Ordering {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::Arc;
+
     use super::{render_key, write_array};
-    use crate::change::Value;
-    use crate::plan::KeyPartPlan;
+    use crate::change::{Cell, Change, ChangeBatch, ChangeKind, Lsn, Tuple, Value};
+    use crate::engine::Engine;
+    use crate::plan::{KeyPartPlan, Plan};
+    use crate::state::{OutboxOp, OutboxRead, Store, StoreError, StoreOptions};
+    use crate::view::{Catalog, ColumnInfo, TableInfo, parse_view};
+
+    const LINE_CACHE: &str = "view: line_cache
+kind: cache
+root: lines
+key: \"line:{id}\"
+fields:
+  id: id
+  per_unit: \"100 / qty\"
+  label: \"product.code || '-' || note\"
+  product: { one: products, on: { id: product_id }, fields: { name: name } }
+";
+
+    fn line_engine(dir: &Path) -> (Engine, Arc<Store>) {
+        let column = |name: &str, type_oid| ColumnInfo {
+            name: name.to_owned(),
+            type_oid,
+            type_modifier: -1,
+            not_null: false,
+            is_enum: false,
+            array_element: None,
+            type_name: format!("type {type_oid}"),
+        };
+        let mut catalog = Catalog::default();
+        catalog.tables.insert(
+            "public.lines".to_owned(),
+            TableInfo {
+                columns: vec![
+                    column("id", 20),
+                    column("qty", 23),
+                    column("note", 25),
+                    column("product_id", 20),
+                ],
+                primary_key: vec!["id".to_owned()],
+            },
+        );
+        catalog.tables.insert(
+            "public.products".to_owned(),
+            TableInfo {
+                columns: vec![column("id", 20), column("name", 25), column("code", 25)],
+                primary_key: vec!["id".to_owned()],
+            },
+        );
+        let view = parse_view(Path::new("views/line_cache.yaml"), LINE_CACHE).unwrap();
+        let plan = Plan::build(&[view], &catalog).unwrap();
+        let store = Arc::new(Store::open(dir, &StoreOptions::default()).unwrap());
+        (Engine::new(Arc::new(plan), Arc::clone(&store)), store)
+    }
+
+    /// What the cache holds after the outbox's entries so far.
+    fn documents(store: &Store) -> Vec<(String, String)> {
+        // A durable commit makes every batch's entries readable.
+        store.write(|_| Ok::<_, StoreError>(())).unwrap();
+        let OutboxRead::Entries(entries) = store
+            .outbox_after(crate::sink::redis::SINK, 0, usize::MAX)
+            .unwrap()
+        else {
+            panic!("the outbox overflowed");
+        };
+        let mut held = BTreeMap::new();
+        for (_, entry) in entries {
+            match entry.op {
+                OutboxOp::Put { key, document } => held.insert(key, document),
+                OutboxOp::Delete { key } => held.remove(&key),
+            };
+        }
+        held.into_iter().collect()
+    }
+
+    /// A computed field is its expression's value over its level's row and
+    /// the `one` relations below it; a change to a column only it reads
+    /// refreshes it; a value that fails to compute sets its root aside as
+    /// a dead letter, as SQL would raise.
+    #[test]
+    fn computed_fields_compute_refresh_and_set_failing_roots_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, store) = line_engine(dir.path());
+        let text = |t: &str| Value::Text(t.to_owned());
+        // Rows as the state store holds them: the columns the views read,
+        // in the plan's order.
+        let stored = |table: &str, names: &[&str], rows: &[Vec<Value>]| -> Vec<Vec<Value>> {
+            let columns = &engine.plan().tables[table].columns;
+            rows.iter()
+                .map(|row| {
+                    let at = |c: &String| names.iter().position(|n| n == c).unwrap();
+                    columns.iter().map(|c| row[at(c)].clone()).collect()
+                })
+                .collect()
+        };
+        engine.begin_snapshot("").unwrap();
+        let lines = [
+            vec![Value::Int(1), Value::Int(4), text("a"), Value::Int(7)],
+            vec![Value::Int(2), Value::Int(0), text("b"), Value::Int(7)],
+            vec![Value::Int(3), Value::Null, text("c"), Value::Int(8)],
+        ];
+        let lines = stored("public.lines", &["id", "qty", "note", "product_id"], &lines);
+        engine.load_snapshot_rows("public.lines", &lines).unwrap();
+        let products = [vec![Value::Int(7), text("pen"), text("P")]];
+        let products = stored("public.products", &["id", "name", "code"], &products);
+        engine
+            .load_snapshot_rows("public.products", &products)
+            .unwrap();
+        engine.finish_snapshot(Lsn(1)).unwrap();
+        let expected = |code: &str| {
+            vec![
+                (
+                    "line:1".to_owned(),
+                    format!(
+                        r#"{{"id":1,"per_unit":25,"label":"{code}-a","product":{{"name":"pen"}}}}"#
+                    ),
+                ),
+                (
+                    "line:3".to_owned(),
+                    r#"{"id":3,"per_unit":null,"label":null,"product":null}"#.to_owned(),
+                ),
+            ]
+        };
+        assert_eq!(documents(&store), expected("P"));
+        let (letters, total) = store.dead_letters("line_cache", 10).unwrap();
+        assert_eq!(total, 1);
+        assert_eq!(letters[0].key, "id=2");
+        assert!(
+            letters[0].reason.contains("field `per_unit` failed")
+                && letters[0].reason.contains("division by zero"),
+            "{}",
+            letters[0].reason
+        );
+
+        // `code` is in no field of `product`: only `label` reads it.
+        let tuple = |values: Vec<Value>| Tuple {
+            columns: Arc::from(["id".to_owned(), "name".to_owned(), "code".to_owned()]),
+            cells: values.into_iter().map(Cell::Value).collect(),
+        };
+        let batch = ChangeBatch {
+            changes: vec![Change {
+                table: Arc::from("public.products"),
+                kind: ChangeKind::Update {
+                    old: None,
+                    new: tuple(vec![Value::Int(7), text("pen"), text("Q")]),
+                },
+            }],
+            commit_end: Some(Lsn(2)),
+            commit_time_micros: 0,
+        };
+        engine.apply(&batch).unwrap();
+        assert_eq!(documents(&store), expected("Q"));
+    }
 
     /// A `char(n)` placeholder leaves its padding out, as `'br:' || code`
     /// does in SQL; another text keeps its spaces.

@@ -132,6 +132,10 @@ fn document_reads(document: &DocPlan, node: usize, reads: &mut BTreeSet<usize>) 
                 reads.insert(*column);
             }
             FieldPlan::Column { .. } => {}
+            FieldPlan::Computed { expr, .. } => {
+                let columns = expr.columns.values();
+                reads.extend(columns.filter(|(n, _)| *n == node).map(|(_, c)| *c));
+            }
             FieldPlan::Relation {
                 node: related,
                 order_by,

@@ -299,9 +299,29 @@ impl DocPlan {
     /// Whether a field here or in a nested document is an array column.
     pub fn has_array_field(&self) -> bool {
         self.fields.iter().any(|field| match field {
-            FieldPlan::Column { array_element, .. } => array_element.is_some(),
+            FieldPlan::Column { array_element, .. } | FieldPlan::Computed { array_element, .. } => {
+                array_element.is_some()
+            }
             FieldPlan::Relation { document, .. } => document.has_array_field(),
         })
+    }
+
+    /// The computed fields here and in nested documents, with their paths
+    /// in the file (`fields.items.fields.line_total`).
+    pub fn computed_fields(&self, path: &str) -> Vec<(String, &ExprPlan)> {
+        let mut found = Vec::new();
+        for field in &self.fields {
+            match field {
+                FieldPlan::Column { .. } => {}
+                FieldPlan::Computed { name, expr, .. } => {
+                    found.push((format!("{path}.{name}"), expr));
+                }
+                FieldPlan::Relation { name, document, .. } => {
+                    found.extend(document.computed_fields(&format!("{path}.{name}.fields")));
+                }
+            }
+        }
+        found
     }
 }
 
@@ -312,6 +332,14 @@ pub enum FieldPlan {
         column: usize,
         /// An array column's element type: the field is a JSON array of
         /// its elements, as PostgreSQL's `to_json` writes it.
+        array_element: Option<u32>,
+    },
+    /// An expression over the row of its document's node and the `one`
+    /// relations below it.
+    Computed {
+        name: String,
+        expr: ExprPlan,
+        /// A bare path's array column's element type, as for a column.
         array_element: Option<u32>,
     },
     Relation {
@@ -347,6 +375,9 @@ impl Plan {
             .filter_map(|view| {
                 let mut computed: Vec<(String, &ExprPlan)> = Vec::new();
                 computed.extend(view.filter.iter().map(|f| ("where".to_owned(), f)));
+                if let OutputPlan::Cache { document, .. } = &view.output {
+                    computed.extend(document.computed_fields("fields"));
+                }
                 if let OutputPlan::Aggregate(aggregate) = &view.output {
                     for key in &aggregate.group {
                         computed.push((format!("group_by.{}", key.name), &key.expr));
@@ -706,7 +737,7 @@ impl Resolver<'_> {
                     OutputPlan::Cache {
                         keys_may_collide: keys_may_collide(&self.key_tokens(&key)),
                         key,
-                        document: self.document(&cache.fields, 0, &mut 1)?,
+                        document: self.document(&cache.fields, 0, &[], &mut 1)?,
                     }
                 },
                 crate::sink::redis::SINK.to_string(),
@@ -867,6 +898,31 @@ impl Resolver<'_> {
             let resolved = self.path(&path)?;
             columns.insert(path, resolved);
         }
+        self.typed_expr(expr, columns)
+    }
+
+    /// A computed field's expression, whose paths start at `node` (the
+    /// relation names from the root to it are `names`).
+    fn expr_at(&self, expr: &Expr, node: usize, names: &[String]) -> Result<ExprPlan, PlanError> {
+        let mut columns = HashMap::new();
+        for path in expr.columns() {
+            let (node, column) =
+                self.tree
+                    .resolve_at(node, names, &path)
+                    .map_err(|error| PlanError::Tree {
+                        view: self.def.name.clone(),
+                        error,
+                    })?;
+            columns.insert(path, (node, self.column(node, &column)?));
+        }
+        self.typed_expr(expr, columns)
+    }
+
+    fn typed_expr(
+        &self,
+        expr: &Expr,
+        columns: HashMap<ColumnPath, (usize, usize)>,
+    ) -> Result<ExprPlan, PlanError> {
         let column_oid = |path: &[String]| {
             let &(node, column) = columns.get(path)?;
             let table = self.tables.get(&self.tree.nodes[node].table)?;
@@ -953,10 +1009,12 @@ impl Resolver<'_> {
     }
 
     /// Mirrors [`JoinTree`], which numbered relation nodes depth first.
+    /// `names` are the relation field names from the root to `node`.
     fn document(
         &self,
         fields: &[Field],
         node: usize,
+        names: &[String],
         next_node: &mut usize,
     ) -> Result<DocPlan, PlanError> {
         let mut plans = Vec::with_capacity(fields.len());
@@ -971,9 +1029,27 @@ impl Resolver<'_> {
                             .column_array_elements[column],
                     }
                 }
+                FieldSource::Computed(expr) => {
+                    let expr = self.expr_at(expr, node, names)?;
+                    // A bare path (`customer.tags`) is written as its
+                    // column is.
+                    let array_element = match expr.columns.values().next() {
+                        Some(&(node, column)) if expr.expr.is_column() => {
+                            self.tables[&self.tree.nodes[node].table].column_array_elements[column]
+                        }
+                        _ => None,
+                    };
+                    FieldPlan::Computed {
+                        name: field.name.clone(),
+                        expr,
+                        array_element,
+                    }
+                }
                 FieldSource::Relation(relation) => {
                     let child = *next_node;
                     *next_node += 1;
+                    let mut child_names = names.to_vec();
+                    child_names.push(field.name.clone());
                     let order_by = relation
                         .order_by
                         .iter()
@@ -984,7 +1060,12 @@ impl Resolver<'_> {
                         node: child,
                         cardinality: relation.cardinality,
                         order_by,
-                        document: self.document(&relation.fields, child, next_node)?,
+                        document: self.document(
+                            &relation.fields,
+                            child,
+                            &child_names,
+                            next_node,
+                        )?,
                     }
                 }
             };

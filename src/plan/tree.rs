@@ -97,7 +97,7 @@ impl JoinTree {
                 self.reads.push((0, column.clone()));
             }
         }
-        self.add_fields(&cache.fields, 0, &[], "fields");
+        self.add_fields(&cache.fields, 0, &[], "fields")?;
         if let Some(filter) = &cache.filter {
             for path in filter.columns() {
                 self.read(&path)?;
@@ -110,10 +110,18 @@ impl JoinTree {
     /// walks the fields in the same order.
     /// `fields_path` is where `fields` is in the file (`fields`,
     /// `fields.items.fields`).
-    fn add_fields(&mut self, fields: &[Field], node: usize, names: &[String], fields_path: &str) {
+    fn add_fields(
+        &mut self,
+        fields: &[Field],
+        node: usize,
+        names: &[String],
+        fields_path: &str,
+    ) -> Result<(), TreeError> {
         for field in fields {
             match &field.source {
                 FieldSource::Column(column) => self.reads.push((node, column.clone())),
+                // Read below, once every relation of this level is named.
+                FieldSource::Computed(_) => {}
                 FieldSource::Relation(relation) => {
                     let child = self.nodes.len();
                     let field_path = format!("{fields_path}.{}", field.name);
@@ -141,10 +149,35 @@ impl JoinTree {
                         child,
                         &path,
                         &format!("{field_path}.fields"),
-                    );
+                    )?;
                 }
             }
         }
+        for field in fields {
+            if let FieldSource::Computed(expr) = &field.source {
+                for path in expr.columns() {
+                    let resolved = self.resolve_at(node, names, &path)?;
+                    self.reads.push(resolved);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a column path of a computed field of `node`, whose relation
+    /// names from the root are `names`: `column` is the node's own, and
+    /// `name….column` goes through `one` relations below it.
+    pub fn resolve_at(
+        &self,
+        node: usize,
+        names: &[String],
+        path: &[String],
+    ) -> Result<(usize, String), TreeError> {
+        if path.len() == 1 {
+            return Ok((node, path[0].clone()));
+        }
+        let full: Vec<String> = names.iter().chain(path).cloned().collect();
+        self.resolve(&full)
     }
 
     fn add_search_view(&mut self, search: &SearchView) -> Result<(), TreeError> {

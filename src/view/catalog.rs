@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::error::ViewError;
-use super::filter::{WHERE_PATH, filter_relation};
+use super::filter::{PathUse, WHERE_PATH, relation_on_path};
 use super::key_collisions::{KeyToken, templates_may_meet};
 use super::model::{
     CacheView, Cardinality, Field, FieldSource, JoinPair, KeyPart, Relation, ViewDef, ViewKind,
@@ -105,6 +105,15 @@ pub fn check_against_catalog(views: &[ViewDef], catalog: &Catalog) -> Vec<ViewEr
         errors.append(&mut check.errors);
     }
     errors
+}
+
+/// One level of a cache view's document: its fields, and the table of its
+/// rows (the root's, or a relation's), over which its expressions compute.
+#[derive(Clone, Copy)]
+struct Level<'f, 'a> {
+    fields: &'f [Field],
+    table: &'a TableInfo,
+    table_name: &'f str,
 }
 
 /// The check of one view: it knows the view's file and locations, so each
@@ -214,6 +223,14 @@ impl<'a> ViewCheck<'a> {
                 FieldSource::Column(column) => {
                     self.column(table, table_name, column, &field_path, &field_path)
                 }
+                FieldSource::Computed(expr) => {
+                    let level = Level {
+                        fields,
+                        table,
+                        table_name,
+                    };
+                    self.computed_field(level, expr, &field_path);
+                }
                 FieldSource::Relation(relation) => {
                     self.relation(relation, table, table_name, &field_path)
                 }
@@ -302,17 +319,49 @@ impl<'a> ViewCheck<'a> {
         let Some(filter) = &cache.filter else {
             return;
         };
-        // The type check needs every column: it runs unless one of them was
-        // reported here (an error elsewhere in the file does not stop it).
+        let level = Level {
+            fields: &cache.fields,
+            table: root,
+            table_name: &cache.root,
+        };
+        if let Some(inferred) = self.level_expression(level, filter, WHERE_PATH, PathUse::Filter) {
+            self.filter_result(filter, inferred);
+        }
+    }
+
+    /// A computed field: its columns exist and its operands fit together.
+    fn computed_field(&mut self, level: Level<'_, 'a>, expr: &Expr, path: &str) {
+        if let Some(Err(errors)) = self.level_expression(level, expr, path, PathUse::Compute) {
+            for error in errors {
+                self.error(path, path, error.to_string());
+            }
+        }
+    }
+
+    /// Checks an expression over one level of a cache view (the root's
+    /// `where`, or a computed field of any level), written at `path`: its
+    /// columns exist, no column is compared or ordered where SQL would
+    /// not, a text compared with an enum is one of its labels. Then its
+    /// type is inferred, a missing column fitting any type, so that a
+    /// mistake beside it is said too; `None` when a column is missing.
+    fn level_expression(
+        &mut self,
+        level: Level<'_, 'a>,
+        expr: &Expr,
+        path: &str,
+        used: PathUse,
+    ) -> Option<Result<ValueType, Vec<ExprError>>> {
         let mut columns_exist = true;
-        for path in filter.columns() {
+        for column_path in expr.columns() {
             // Paths that do not resolve were reported when the file was read.
-            let (Ok(relation), Some(column)) = (filter_relation(&cache.fields, &path), path.last())
-            else {
+            let (Ok(relation), Some(column)) = (
+                relation_on_path(level.fields, &column_path, used),
+                column_path.last(),
+            ) else {
                 continue;
             };
             let (table, table_name) = match relation {
-                None => (Some(root), cache.root.as_str()),
+                None => (Some(level.table), level.table_name),
                 Some(relation) => (
                     self.catalog.tables.get(&relation.table),
                     relation.table.as_str(),
@@ -320,50 +369,60 @@ impl<'a> ViewCheck<'a> {
             };
             columns_exist &= table.is_some_and(|table| table.has_column(column));
             if let Some(table) = table {
-                self.column(table, table_name, column, WHERE_PATH, WHERE_PATH);
+                self.column(table, table_name, column, path, path);
                 if let Some(type_name) = unequal_type(table, column)
-                    && filter.compared_columns().contains(&path)
+                    && expr.compared_columns().contains(&column_path)
                 {
-                    let message = unequal_comparison(&path.join("."), &type_name);
-                    self.error(WHERE_PATH, WHERE_PATH, message);
+                    let message = unequal_comparison(&column_path.join("."), &type_name);
+                    self.error(path, path, message);
                 } else if let Some(type_name) = unsortable_type(table, column)
-                    && filter.ordered_columns().contains(&path)
+                    && expr.ordered_columns().contains(&column_path)
                 {
-                    let message = unsortable_comparison(&path.join("."), &type_name);
-                    self.error(WHERE_PATH, WHERE_PATH, message);
+                    let message = unsortable_comparison(&column_path.join("."), &type_name);
+                    self.error(path, path, message);
                 }
             }
         }
-        for (path, text) in filter.columns_compared_with_texts() {
-            if let Some(table) = self.filter_table(cache, root, &path) {
-                self.enum_label(table, &path, &text);
+        for (column_path, text) in expr.columns_compared_with_texts() {
+            if let Some(table) = self.level_table(level, &column_path, used) {
+                self.enum_label(table, &column_path, &text, path);
             }
         }
-        if columns_exist {
-            self.filter_type(cache, root);
+        let column_type = |column_path: &[String]| {
+            let known = self
+                .level_table(level, column_path, used)
+                .zip(column_path.last())
+                .and_then(|(table, column)| column_value_type(table, column));
+            Some(known.unwrap_or(ValueType::Null))
+        };
+        let inferred = expr.infer_type_reporting_all(&column_type);
+        match inferred {
+            Err(errors) => Some(Err(errors)),
+            Ok(_) if !columns_exist => None,
+            Ok(value_type) => Some(Ok(value_type)),
         }
     }
 
-    /// The table of a cache view's `where` path: the root's, or a
-    /// relation's; `None` for a path that does not resolve (reported when
-    /// the file was read) or a table that does not exist.
-    fn filter_table(
+    /// The table of a path of an expression over `level`: the level's own,
+    /// or a `one` relation's; `None` for a path that does not resolve
+    /// (reported when the file was read) or a table that does not exist.
+    fn level_table(
         &self,
-        cache: &CacheView,
-        root: &'a TableInfo,
+        level: Level<'_, 'a>,
         path: &[String],
+        used: PathUse,
     ) -> Option<&'a TableInfo> {
-        match filter_relation(&cache.fields, path).ok()? {
-            None => Some(root),
+        match relation_on_path(level.fields, path, used).ok()? {
+            None => Some(level.table),
             Some(relation) => self.catalog.tables.get(&relation.table),
         }
     }
 
-    /// A text compared in `where` with an enum column must be one of the
-    /// enum's labels: SQL refuses any other ("invalid input value for
-    /// enum"), where viewkeeper would compare the texts and match nothing
-    /// (or, with `<>`, everything: a label renamed under the view did so).
-    fn enum_label(&mut self, table: &TableInfo, path: &[String], text: &str) {
+    /// A text compared with an enum column must be one of the enum's
+    /// labels: SQL refuses any other ("invalid input value for enum"),
+    /// where viewkeeper would compare the texts and match nothing (or,
+    /// with `<>`, everything: a label renamed under the view did so).
+    fn enum_label(&mut self, table: &TableInfo, path: &[String], text: &str, field: &str) {
         let Some(info) = path
             .last()
             .and_then(|column| table.columns.iter().find(|info| &info.name == column))
@@ -392,20 +451,7 @@ impl<'a> ViewCheck<'a> {
             path.join("."),
             listed.join(", ")
         );
-        self.error(WHERE_PATH, WHERE_PATH, message);
-    }
-
-    /// `where` must be a boolean expression whose operands fit together
-    /// (`status > 5` compares text with a number).
-    fn filter_type(&mut self, cache: &CacheView, root: &'a TableInfo) {
-        let Some(filter) = &cache.filter else {
-            return;
-        };
-        let column_type = |path: &[String]| {
-            column_value_type(self.filter_table(cache, root, path)?, path.last()?)
-        };
-        let inferred = filter.infer_type_reporting_all(&column_type);
-        self.filter_result(filter, inferred);
+        self.error(field, field, message);
     }
 
     /// Reports a `where` whose type could not be inferred, or is not boolean.

@@ -104,7 +104,7 @@ impl<'a> ViewCheck<'a> {
         }
     }
 
-    /// `where`: its columns exist, and then it is a boolean condition.
+    /// `where`: its columns exist, and it is a boolean condition.
     pub(super) fn joined_filter(&mut self, tables: JoinedTables<'a>, filter: Option<&Expr>) {
         let Some(filter) = filter else {
             return;
@@ -128,12 +128,17 @@ impl<'a> ViewCheck<'a> {
         }
         for (path, text) in filter.columns_compared_with_texts() {
             if let Some((_, table)) = self.path_table(tables, &path) {
-                self.enum_label(table, &path, &text);
+                self.enum_label(table, &path, &text, WHERE_PATH);
             }
         }
-        if self.columns_exist(tables, filter, WHERE_PATH) {
-            let inferred = filter.infer_type_reporting_all(&|path| self.path_type(tables, path));
-            self.filter_result(filter, inferred);
+        // A missing column fits any type here, so that a mistake beside it
+        // is said too (trial 25).
+        let columns_exist = self.columns_exist(tables, filter, WHERE_PATH);
+        let column_type =
+            |path: &[String]| Some(self.path_type(tables, path).unwrap_or(ValueType::Null));
+        match filter.infer_type_reporting_all(&column_type) {
+            Ok(_) if !columns_exist => {}
+            inferred => self.filter_result(filter, inferred),
         }
     }
 

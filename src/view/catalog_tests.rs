@@ -336,6 +336,17 @@ fn where_is_type_checked_against_column_types() {
     assert!(errors[0].contains("`status > 5`"), "{errors:?}");
     assert!(errors[2].contains("\"statu\" does not exist"), "{errors:?}");
 
+    // A column that does not exist hides no type error beside it (it
+    // did, the twenty-fifth trial).
+    let unknown_beside = ORDER_CACHE.replace(
+        "where: \"status <> 'draft'\"",
+        "where: \"stat = 'paid' AND created_at > 5\"",
+    );
+    let errors = check(&unknown_beside, &catalog);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("\"stat\" does not exist"), "{errors:?}");
+    assert!(errors[1].contains("`created_at > 5`"), "{errors:?}");
+
     let not_boolean =
         ORDER_CACHE.replace("where: \"status <> 'draft'\"", "where: \"total_cents + 1\"");
     assert_eq!(
@@ -349,6 +360,45 @@ fn where_is_type_checked_against_column_types() {
         "where: \"created_at >= '2026-01-01' AND total_cents > 100\"",
     );
     assert_eq!(check(&fine, &catalog), Vec::<String>::new());
+}
+
+#[test]
+fn computed_fields_are_checked_as_where_is_at_their_level() {
+    let mut catalog = shop();
+    retype(&mut catalog, "public.order_items", "quantity", 23);
+    retype(&mut catalog, "public.products", "price_cents", 20);
+    let fine = ORDER_CACHE
+        .replace(
+            "sku: sku",
+            "sku: sku\n      line_cents: \"quantity * product.price_cents\"",
+        )
+        .replace(
+            "id: id\n  status",
+            "id: id\n  who: \"upper(customer.name)\"\n  status",
+        );
+    assert_eq!(check(&fine, &catalog), Vec::<String>::new());
+
+    let wrong = ORDER_CACHE
+        .replace(
+            "sku: sku",
+            "sku: sku\n      line_cents: \"quantity * product.prise_cents\"",
+        )
+        .replace(
+            "id: id\n  status",
+            "id: id\n  who: \"upper(customer.name) + 1\"\n  status",
+        );
+    let errors = check(&wrong, &catalog);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with("views/order_cache.yaml:9: fields.who: ")
+            && errors[0].contains("`upper(customer.name) + 1`"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors[1],
+        "views/order_cache.yaml:23: fields.items.fields.line_cents: column \"prise_cents\" does \
+         not exist in table products; did you mean \"price_cents\"?"
+    );
 }
 
 /// Sets the type of `column` of `table` in `catalog`.

@@ -1,11 +1,14 @@
-//! Output fields of a document: `name: column`, or a relation (`one:`/`many:`
-//! a table, `on:` the join, `order_by:`, nested `fields:`) nested to any depth.
+//! Output fields of a document: `name: column`, `name: expression` (a
+//! computed field), or a relation (`one:`/`many:` a table, `on:` the join,
+//! `order_by:`, nested `fields:`) nested to any depth.
 
 use super::error::FileReport;
+use super::filter::{PathUse, relation_on_path};
 use super::model::{Cardinality, Field, FieldSource, JoinPair, OrderKey, Relation};
 use super::node::{Entry, Node, NodeValue};
 use super::shape::{self, Mapping, child_path};
 use super::table::qualified_table;
+use crate::expr::Expr;
 
 const RELATION_KEYS: &[&str] = &["one", "many", "on", "order_by", "fields"];
 
@@ -17,11 +20,32 @@ pub(crate) fn read_fields(report: &mut FileReport, node: &Node, path: &str) -> V
     if mapping.entries.is_empty() {
         report.error(node.line, path, "needs at least one field");
     }
-    mapping
+    let fields: Vec<Field> = mapping
         .entries
         .iter()
         .filter_map(|entry| read_field(report, entry, path))
-        .collect()
+        .collect();
+    check_computed_paths(report, &fields, &mapping.entries, path);
+    fields
+}
+
+/// Each column path of a computed field names a column of this level's
+/// row, or one reached through `one` relation fields of this level
+/// (`customer.name`), which may come after the computed field.
+fn check_computed_paths(report: &mut FileReport, fields: &[Field], entries: &[&Entry], path: &str) {
+    for field in fields {
+        let FieldSource::Computed(expr) = &field.source else {
+            continue;
+        };
+        let Some(entry) = entries.iter().find(|entry| entry.key == field.name) else {
+            continue;
+        };
+        for column in expr.columns() {
+            if let Err(message) = relation_on_path(fields, &column, PathUse::Compute) {
+                report.error(entry.value.line, &child_path(path, &field.name), message);
+            }
+        }
+    }
 }
 
 fn read_field(report: &mut FileReport, entry: &Entry, fields_path: &str) -> Option<Field> {
@@ -36,9 +60,7 @@ fn read_field(report: &mut FileReport, entry: &Entry, fields_path: &str) -> Opti
             return None;
         }
         NodeValue::Map(_) => FieldSource::Relation(read_relation(report, entry, &path)?),
-        NodeValue::Text(_) => {
-            FieldSource::Column(shape::column_name(report, &entry.value, &path)?.to_owned())
-        }
+        NodeValue::Text(text) => read_column_or_expression(report, entry, text, &path)?,
         _ => {
             let message = format!(
                 "expected a column name or a relation (a mapping with `one:` or `many:`), found {}",
@@ -52,6 +74,57 @@ fn read_field(report: &mut FileReport, entry: &Entry, fields_path: &str) -> Opti
         name: entry.key.clone(),
         source,
     })
+}
+
+/// `name: column` when the text is a name (letters, digits, `_`, `$`, or
+/// words between spaces, as before expressions were allowed here), else
+/// `name: expression`. An expression that is a bare column, quoted
+/// (`"Order Total"`) or not, is that column.
+fn read_column_or_expression(
+    report: &mut FileReport,
+    entry: &Entry,
+    text: &str,
+    path: &str,
+) -> Option<FieldSource> {
+    if text.is_empty() {
+        shape::column_name(report, &entry.value, path);
+        return None;
+    }
+    if is_plain_name(text) {
+        return Some(FieldSource::Column(text.to_owned()));
+    }
+    match Expr::parse(text) {
+        Ok(expr) => match expr.columns().as_slice() {
+            [column] if expr.is_column() && column.len() == 1 => {
+                Some(FieldSource::Column(column[0].clone()))
+            }
+            _ => Some(FieldSource::Computed(expr)),
+        },
+        Err(_) if is_words(text) => Some(FieldSource::Column(text.to_owned())),
+        Err(error) => {
+            let message = format!(
+                "invalid expression: {error} (a field's value is a column name or an \
+                 expression over this level's columns)"
+            );
+            report.error(entry.value.line, path, message);
+            None
+        }
+    }
+}
+
+/// A column name as written before expressions: one word of name
+/// characters.
+fn is_plain_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+}
+
+/// Name characters and single spaces between them (`order total`), which
+/// no expression is.
+fn is_words(text: &str) -> bool {
+    text.split(' ').all(is_plain_name)
 }
 
 /// A mapping written as a search view's field (`{ from: column, type: … }`)

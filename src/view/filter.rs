@@ -64,11 +64,30 @@ pub(crate) fn through_relations(fields: &[Field], path: &[String]) -> Result<(),
     filter_relation(fields, path).map(|_| ())
 }
 
-/// The relation whose table holds the last column of `path`, or `None` when it
-/// is a root column.
+/// What a column path is read for, which says why a `many` relation on it
+/// is refused.
+#[derive(Clone, Copy)]
+pub(crate) enum PathUse {
+    Filter,
+    Compute,
+}
+
+/// The relation whose table holds the last column of a `where` path, or
+/// `None` when it is a root column.
 pub(crate) fn filter_relation<'a>(
     fields: &'a [Field],
     path: &[String],
+) -> Result<Option<&'a Relation>, String> {
+    relation_on_path(fields, path, PathUse::Filter)
+}
+
+/// The relation whose table holds the last column of `path`, walked from
+/// the level of `fields` through `one` relation fields, or `None` when it
+/// is a column of that level's row.
+pub(crate) fn relation_on_path<'a>(
+    fields: &'a [Field],
+    path: &[String],
+    used: PathUse,
 ) -> Result<Option<&'a Relation>, String> {
     let Some((_column, relation_names)) = path.split_last() else {
         return Ok(None);
@@ -76,22 +95,32 @@ pub(crate) fn filter_relation<'a>(
     let mut fields = fields;
     let mut relation = None;
     for name in relation_names {
-        let found =
-            step_into(fields, name).map_err(|why| format!("column `{}`: {why}", path.join(".")))?;
+        let found = step_into(fields, name, used)
+            .map_err(|why| format!("column `{}`: {why}", path.join(".")))?;
         fields = &found.fields;
         relation = Some(found);
     }
     Ok(relation)
 }
 
-fn step_into<'a>(fields: &'a [Field], name: &str) -> Result<&'a Relation, String> {
+fn step_into<'a>(fields: &'a [Field], name: &str, used: PathUse) -> Result<&'a Relation, String> {
     let field = fields.iter().find(|field| field.name == name);
     match field.map(|field| &field.source) {
         None => Err(format!("no relation field `{name}` at this level")),
-        Some(FieldSource::Column(_)) => Err(format!("`{name}` is a column field, not a relation")),
-        Some(FieldSource::Relation(relation)) if relation.cardinality == Cardinality::Many => Err(
-            format!("cannot filter on many relation items (`{name}` is a `many` relation)"),
-        ),
+        Some(FieldSource::Column(_) | FieldSource::Computed(_)) => {
+            Err(format!("`{name}` is a column field, not a relation"))
+        }
+        Some(FieldSource::Relation(relation)) if relation.cardinality == Cardinality::Many => {
+            Err(match used {
+                PathUse::Filter => {
+                    format!("cannot filter on many relation items (`{name}` is a `many` relation)")
+                }
+                PathUse::Compute => format!(
+                    "`{name}` is a `many` relation, whose rows give no single value: compute \
+                     the field inside it, under its `fields:`"
+                ),
+            })
+        }
         Some(FieldSource::Relation(relation)) => Ok(relation),
     }
 }

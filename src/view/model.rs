@@ -94,6 +94,10 @@ pub struct Field {
 pub enum FieldSource {
     /// A column of the enclosing row.
     Column(String),
+    /// An expression over the enclosing row's columns and the `one`
+    /// relations below it (`quantity * unit_price_cents`,
+    /// `customer.name`).
+    Computed(crate::expr::Expr),
     /// A nested object (`one`) or array (`many`).
     Relation(Relation),
 }

@@ -23,6 +23,9 @@ fn outline(fields: &[Field], depth: usize, out: &mut String) {
             FieldSource::Column(column) => {
                 writeln!(out, "{indent}{} <- {column}", field.name).unwrap();
             }
+            FieldSource::Computed(expr) => {
+                writeln!(out, "{indent}{} <- `{expr}`", field.name).unwrap();
+            }
             FieldSource::Relation(relation) => {
                 let cardinality = match relation.cardinality {
                     Cardinality::One => "one",
@@ -217,6 +220,77 @@ fn where_paths_resolve_through_one_relations_only() {
     assert_eq!(
         errors_of(&unknown),
         ["views/test.yaml:6: where: column `buyer.email`: no relation field `buyer` at this level"]
+    );
+}
+
+#[test]
+fn a_field_is_a_column_name_or_an_expression() {
+    let text = ORDER_CACHE
+        .replace("status: status", "status: \"upper(status)\"")
+        .replace(
+            "total_cents: total_cents",
+            "total_cents: '\"Total Cents\"'\n  net: order total\n  buyer: customer.email",
+        )
+        .replace("quantity: quantity", "quantity: \"quantity * 2\"");
+    let view = parse(&text);
+    let ViewKind::Cache(cache) = &view.kind else {
+        panic!("expected a cache view");
+    };
+    let mut tree = String::new();
+    outline(&cache.fields, 0, &mut tree);
+    // A quoted name and words between spaces are columns; the rest,
+    // paths included, are expressions.
+    let expected = "\
+id <- id
+status <- `upper(status)`
+total_cents <- Total Cents
+net <- order total
+buyer <- `customer.email`
+created_at <- created_at
+customer: one public.customers on id=customer_id order_by []
+  id <- id
+  name <- name
+  email <- email
+items: many public.order_items on order_id=id order_by [id]
+  sku <- sku
+  quantity <- `quantity * 2`
+  product: one public.products on id=product_id order_by []
+    name <- name
+";
+    assert_eq!(tree, expected);
+}
+
+#[test]
+fn computed_fields_read_their_level_and_its_one_relations() {
+    let inside_items = ORDER_CACHE.replace("sku: sku", "sku: \"product.name || sku\"");
+    parse(&inside_items);
+    let errors = |from: &str, to: &str| errors_of(&ORDER_CACHE.replace(from, to));
+    assert_eq!(
+        errors("id: id\n  status", "id: \"items.sku\"\n  status"),
+        [
+            "views/test.yaml:8: fields.id: column `items.sku`: `items` is a `many` relation, \
+             whose rows give no single value: compute the field inside it, under its `fields:`"
+        ]
+    );
+    // Inside `items`, the order's columns are not in reach.
+    assert_eq!(
+        errors("sku: sku", "sku: \"customer.name\""),
+        [
+            "views/test.yaml:21: fields.items.fields.sku: column `customer.name`: no relation \
+             field `customer` at this level"
+        ]
+    );
+    assert_eq!(
+        errors("sku: sku", "sku: \"sku ||\""),
+        [
+            "views/test.yaml:21: fields.items.fields.sku: invalid expression: syntax error in \
+          `sku ||`: sql parser error: Expected: an expression, found: EOF (a field's value is a column name or an \
+          expression over this level's columns)"
+        ]
+    );
+    assert_eq!(
+        errors("sku: sku", "sku: \"\""),
+        ["views/test.yaml:21: fields.items.fields.sku: column name is empty"]
     );
 }
 
