@@ -369,9 +369,10 @@ async fn log_time_zone(pool: &PgPool, planned: &PlannedViews) {
         }
     };
     let current = crate::expr::TimeZone::current();
+    let views: Vec<&str> = computing.iter().map(|c| c.view.as_str()).collect();
     tracing::info!(
         zone = current.name(),
-        views = computing.len(),
+        views = views.join(","),
         "views computing with a timestamptz compute in the database's time zone"
     );
     let Some(zone) = zone else { return };
