@@ -46,7 +46,8 @@ const ORACLE: &str = r#"
         'seen', to_char(a.seen, 'YYYY-MM-DD"T"HH24:MI:SS.US'),
         'at', to_char(a.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
         'tags', a.tags {uid}, 'labels', a.labels, 'grid', a.grid, 'kinds', a.kinds,
-        'score_x2', (a.score * 2)::text, 'region_tag', upper(r.label) || '/' || r.code,
+        'score_x2', (a.score * 2)::text, 'score_third', (coalesce(a.score, 0) / 3)::text,
+        'region_tag', upper(r.label) || '/' || r.code,
         'is_pro', a.kind = 'pro', 'born_next', (a.born + 1)::text,
         'region', CASE WHEN r.code IS NULL THEN NULL
                        ELSE json_build_object('code', r.code, 'zone', r.zone, 'label', r.label) END,

@@ -29,6 +29,7 @@ mod arrays;
 mod case_mapping;
 mod cast;
 mod check;
+mod common_type;
 mod compare;
 mod date_parts;
 mod error;
@@ -149,6 +150,24 @@ impl Expr {
     /// `coalesce`, `nullif` or `CASE`.
     pub fn value_columns(&self) -> Vec<ColumnPath> {
         self.root.value_columns().into_iter().cloned().collect()
+    }
+
+    /// The expression with the values of its `CASE`s, `coalesce`s,
+    /// `greatest`s and `least`s converted to the type of the whole, as
+    /// PostgreSQL converts them, given the columns' types: what rows are
+    /// evaluated with.
+    pub fn with_common_types(&self, column_type: &dyn Fn(&[String]) -> Option<ValueType>) -> Expr {
+        let mut root = self.root.clone();
+        common_type::convert_branches(&mut root, column_type);
+        Expr {
+            source: self.source.clone(),
+            root,
+        }
+    }
+
+    /// Whether the two are the same tree, as parsed or rewritten.
+    pub fn same_tree(&self, other: &Expr) -> bool {
+        self.root == other.root
     }
 
     /// The value over one row. `row` returns a column's value, or `None` if

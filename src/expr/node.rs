@@ -275,6 +275,54 @@ impl Node {
         }
     }
 
+    /// [`Node::children`], to rewrite them.
+    pub fn children_mut(&mut self) -> Vec<&mut Node> {
+        match self {
+            Node::Column(_) | Node::Literal(_) | Node::ArrayLiteral { .. } => Vec::new(),
+            Node::Sign { operand, .. }
+            | Node::Not(operand)
+            | Node::IsNull { operand, .. }
+            | Node::IsBool { operand, .. }
+            | Node::Cast { operand, .. }
+            | Node::Extract { operand, .. }
+            | Node::DateTrunc { operand, .. }
+            | Node::AtTimeZone { operand, .. } => vec![operand],
+            Node::Arithmetic { left, right, .. }
+            | Node::Concat { left, right }
+            | Node::JsonField {
+                operand: left,
+                key: right,
+                ..
+            }
+            | Node::JsonOp { left, right, .. }
+            | Node::Comparison { left, right, .. }
+            | Node::Quantified { left, right, .. }
+            | Node::ArraySet { left, right, .. }
+            | Node::Logical { left, right, .. }
+            | Node::IsDistinct { left, right, .. } => vec![left, right],
+            Node::Like {
+                operand, pattern, ..
+            } => vec![operand, pattern],
+            Node::Between {
+                operand, low, high, ..
+            } => vec![operand, low, high],
+            Node::InList { operand, list, .. } => {
+                std::iter::once(&mut **operand).chain(list).collect()
+            }
+            Node::Call { args, .. } => args.iter_mut().collect(),
+            Node::Case {
+                operand,
+                branches,
+                otherwise,
+            } => operand
+                .as_deref_mut()
+                .into_iter()
+                .chain(branches.iter_mut().flat_map(|b| [&mut b.when, &mut b.then]))
+                .chain(otherwise.as_deref_mut())
+                .collect(),
+        }
+    }
+
     fn case_children(&self) -> Vec<&Node> {
         let Node::Case {
             operand,

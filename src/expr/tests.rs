@@ -1454,3 +1454,66 @@ fn greatest_and_least_give_what_postgres_gives() {
     let expr = Expr::parse("greatest(a, b) = 'x'").unwrap();
     assert_eq!(expr.ordered_columns(), vec![path(&["a"]), path(&["b"])]);
 }
+
+/// The branches of `CASE`, `coalesce`, `greatest` and `least` take the
+/// type of the whole, as in PostgreSQL 15 (the values below are its own),
+/// once the columns' types are known: a NULL numeric rate's `0` divides
+/// as a numeric (the twenty-fifth trial's aggregate read `91939.10` where
+/// SQL said `91939.1000000000000000000000`).
+#[test]
+fn branches_take_the_type_of_the_whole() {
+    let types = |path: &[String]| match path.join(".").as_str() {
+        "rate" | "premium" => Some(ValueType::Numeric),
+        "ratio" => Some(ValueType::Float),
+        "qty" => Some(ValueType::Int),
+        _ => None,
+    };
+    let converted = |source: &str, row: &dyn Fn(&[String]) -> Option<Value>| {
+        let expr = Expr::parse(source).unwrap();
+        expr.infer_type(&types).unwrap();
+        expr.with_common_types(&types).eval(row).unwrap()
+    };
+    let without_rate = row(&[
+        ("rate", Value::Null),
+        ("premium", numeric("91939.10")),
+        ("ratio", Value::Null),
+        ("qty", Value::Int(3)),
+    ]);
+    // SELECT 91939.10 * (1 + coalesce(NULL::numeric, 0) / 100);
+    assert_eq!(
+        converted("premium * (1 + coalesce(rate, 0) / 100)", &without_rate),
+        numeric("91939.1000000000000000000000")
+    );
+    // SELECT coalesce(NULL::numeric, 3), greatest(3, 2.5), CASE WHEN true THEN 3 ELSE 2.5 END;
+    assert_eq!(
+        converted("coalesce(rate, qty)", &without_rate),
+        numeric("3")
+    );
+    assert_eq!(converted("greatest(qty, 2.5)", &without_rate), numeric("3"));
+    assert_eq!(
+        converted("CASE WHEN qty > 0 THEN qty ELSE 2.5 END", &without_rate),
+        numeric("3")
+    );
+    // A float whole: SELECT coalesce(NULL::float8, 2.50) / 4 is 0.625.
+    assert_eq!(
+        converted("coalesce(ratio, 2.50) / 4", &without_rate),
+        Value::Float(0.625)
+    );
+    // One type throughout is left as it is.
+    assert_eq!(
+        converted("coalesce(qty, 0) / 2", &without_rate),
+        Value::Int(1)
+    );
+    // Unconverted, each row kept its branch's type.
+    assert_eq!(
+        eval("coalesce(rate, qty)", &without_rate),
+        Ok(Value::Int(3))
+    );
+    // What tells the plan to compute a view's outputs again.
+    let rewritten = |source: &str| {
+        let expr = Expr::parse(source).unwrap();
+        !expr.with_common_types(&types).same_tree(&expr)
+    };
+    assert!(rewritten("1 + coalesce(rate, 0)"));
+    assert!(!rewritten("1 + coalesce(qty, 0)"));
+}

@@ -261,6 +261,9 @@ pub struct ExprPlan {
     pub padded: BTreeSet<ColumnPath>,
     /// The static type of the result.
     pub value_type: ValueType,
+    /// Whether values of its `CASE`s or `coalesce`s are converted to the
+    /// type of the whole ([`Expr::with_common_types`]).
+    pub converts_branches: bool,
 }
 
 #[derive(Debug)]
@@ -269,30 +272,40 @@ pub struct DocPlan {
     pub fields: Vec<FieldPlan>,
 }
 
+/// Every expression of a view: its `where`, a cache view's computed
+/// fields, an aggregate view's group keys and measures' inputs.
+fn view_exprs<'p>(output: &'p OutputPlan, filter: Option<&'p ExprPlan>) -> Vec<&'p ExprPlan> {
+    let mut exprs: Vec<&ExprPlan> = filter.into_iter().collect();
+    match output {
+        OutputPlan::Cache { document, .. } => {
+            exprs.extend(
+                document
+                    .computed_fields("fields")
+                    .into_iter()
+                    .map(|(_, e)| e),
+            );
+        }
+        OutputPlan::Search { .. } => {}
+        OutputPlan::Aggregate(aggregate) => {
+            exprs.extend(aggregate.group.iter().map(|key| &key.expr));
+            exprs.extend(aggregate.measures.iter().filter_map(|m| m.input.as_ref()));
+        }
+    }
+    exprs
+}
+
 /// Whether a view's key or expressions read a `char(n)` column.
 fn reads_padded_char(output: &OutputPlan, filter: Option<&ExprPlan>) -> bool {
-    let exprs: Vec<&ExprPlan> = match output {
-        OutputPlan::Cache { key, .. } => {
-            if key
-                .iter()
-                .any(|part| matches!(part, KeyPartPlan::Column { padded: true, .. }))
-            {
-                return true;
-            }
-            Vec::new()
-        }
-        OutputPlan::Search { .. } => Vec::new(),
-        OutputPlan::Aggregate(aggregate) => aggregate
-            .group
+    let padded_key = match output {
+        OutputPlan::Cache { key, .. } => key
             .iter()
-            .map(|key| &key.expr)
-            .chain(aggregate.measures.iter().filter_map(|m| m.input.as_ref()))
-            .collect(),
+            .any(|part| matches!(part, KeyPartPlan::Column { padded: true, .. })),
+        _ => false,
     };
-    exprs
-        .into_iter()
-        .chain(filter)
-        .any(|expr| !expr.padded.is_empty())
+    padded_key
+        || view_exprs(output, filter)
+            .iter()
+            .any(|expr| !expr.padded.is_empty())
 }
 
 impl DocPlan {
@@ -796,6 +809,14 @@ impl Resolver<'_> {
         if reads_padded_char(&output, filter.as_ref()) {
             definition_hash.push_str("+char-trimmed");
         }
+        // Outputs computed while a `CASE` or `coalesce` kept the type of
+        // the branch taken are computed again.
+        if view_exprs(&output, filter.as_ref())
+            .iter()
+            .any(|expr| expr.converts_branches)
+        {
+            definition_hash.push_str("+common-types");
+        }
         Ok(ViewPlan {
             name: self.def.name.clone(),
             file: self.def.file.clone(),
@@ -941,8 +962,10 @@ impl Resolver<'_> {
                 expr: expr.source().to_owned(),
                 error: error.to_string(),
             })?;
+        let converted = expr.with_common_types(&column_type);
         Ok(ExprPlan {
-            expr: expr.clone(),
+            converts_branches: !converted.same_tree(expr),
+            expr: converted,
             columns,
             padded,
             value_type,
