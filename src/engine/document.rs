@@ -49,7 +49,10 @@ pub(super) fn compute_output(
             (render_key(key, &root), json_text(document))
         }
         OutputPlan::Search { id, fields } => {
-            let document = build_flat_document(w, view, fields, &root)?;
+            let document = match build_flat_document(w, view, fields, &root)? {
+                Ok(document) => document,
+                Err(poison) => return Ok(Err(poison)),
+            };
             if let Err(poison) = check_search_fields(fields, &document) {
                 return Ok(Err(poison));
             }
@@ -72,19 +75,24 @@ fn build_flat_document(
     view: &ViewPlan,
     fields: &[SearchFieldPlan],
     root: &Row,
-) -> Result<Map<String, Json>, EngineError> {
+) -> Result<Outcome<Map<String, Json>>, EngineError> {
     let mut node_rows: HashMap<usize, Option<Row>> = HashMap::new();
     node_rows.insert(0, Some(Row::clone(root)));
     let mut document = Map::with_capacity(fields.len());
     for field in fields {
-        one_row(w, view, field.node, &mut node_rows)?;
+        if let Err(error) = one_row(w, view, field.node, &mut node_rows)? {
+            return Ok(Err(Poison(format!(
+                "search field `{}`: {error}",
+                field.name
+            ))));
+        }
         let value = match node_rows.get(&field.node) {
             Some(Some(row)) => row[field.column].to_json(),
             _ => Json::Null,
         };
         document.insert(field.name.clone(), value);
     }
-    Ok(document)
+    Ok(Ok(document))
 }
 
 /// Refuses a value its search field cannot index (a date outside Tantivy's
@@ -158,7 +166,9 @@ impl NodeRows {
         expr: &ExprPlan,
     ) -> Result<Result<Value, EvalError>, EngineError> {
         for &(node, _) in expr.columns.values() {
-            one_row(w, view, node, &mut self.0)?;
+            if let Err(error) = one_row(w, view, node, &mut self.0)? {
+                return Ok(Err(error));
+            }
         }
         let lookup = |path: &[String]| -> Option<Value> {
             let (node, column) = expr.columns.get(path)?;
@@ -176,26 +186,96 @@ impl NodeRows {
     }
 }
 
-/// The row of a `one` node for the current root, filling `rows` parent first.
+/// The row of a `one` node for the current root, filling `rows` parent
+/// first; the error of a relation's `where` that fails on a row.
 fn one_row(
     w: &dyn ReadRows,
     view: &ViewPlan,
     node: usize,
     rows: &mut HashMap<usize, Option<Row>>,
-) -> Result<(), EngineError> {
+) -> Result<Result<(), EvalError>, EngineError> {
     if rows.contains_key(&node) {
-        return Ok(());
+        return Ok(Ok(()));
     }
-    let (Some(parent), Some(link)) = (view.nodes[node].parent, &view.nodes[node].link) else {
-        return Ok(());
+    let Some(parent) = view.nodes[node].parent else {
+        return Ok(Ok(()));
     };
-    one_row(w, view, parent, rows)?;
+    if let Err(error) = one_row(w, view, parent, rows)? {
+        return Ok(Err(error));
+    }
     let row = match rows.get(&parent) {
-        Some(Some(parent_row)) => first_child(w, &view.nodes[node].table, link, parent_row)?,
+        Some(Some(parent_row)) => match related_first(w, view, node, parent_row)? {
+            Ok(row) => row,
+            Err(error) => return Ok(Err(error)),
+        },
         _ => None,
     };
     rows.insert(node, row);
-    Ok(())
+    Ok(Ok(()))
+}
+
+/// The rows of relation `node` joined to `parent_row`, in primary-key
+/// order, that pass the relation's `where` (all of them without one).
+fn related_rows(
+    w: &dyn ReadRows,
+    view: &ViewPlan,
+    node: usize,
+    parent_row: &[Value],
+) -> Result<Result<Vec<Row>, EvalError>, EngineError> {
+    let plan = &view.nodes[node];
+    let link = plan.link.as_ref().expect("a relation node has a link");
+    let rows = children(w, &plan.table, link, parent_row)?;
+    let Some(filter) = &plan.filter else {
+        return Ok(Ok(rows));
+    };
+    let mut kept = Vec::with_capacity(rows.len());
+    for row in rows {
+        match passes_relation_filter(w, view, node, filter, &row)? {
+            Ok(true) => kept.push(row),
+            Ok(false) => {}
+            Err(error) => return Ok(Err(error)),
+        }
+    }
+    Ok(Ok(kept))
+}
+
+/// The first of [`related_rows`]: a `one` relation's row. Without a
+/// `where`, only that row is read.
+fn related_first(
+    w: &dyn ReadRows,
+    view: &ViewPlan,
+    node: usize,
+    parent_row: &[Value],
+) -> Result<Result<Option<Row>, EvalError>, EngineError> {
+    let plan = &view.nodes[node];
+    let link = plan.link.as_ref().expect("a relation node has a link");
+    let Some(filter) = &plan.filter else {
+        return first_child(w, &plan.table, link, parent_row).map(Ok);
+    };
+    for row in children(w, &plan.table, link, parent_row)? {
+        match passes_relation_filter(w, view, node, filter, &row)? {
+            Ok(true) => return Ok(Ok(Some(row))),
+            Ok(false) => {}
+            Err(error) => return Ok(Err(error)),
+        }
+    }
+    Ok(Ok(None))
+}
+
+fn passes_relation_filter(
+    w: &dyn ReadRows,
+    view: &ViewPlan,
+    node: usize,
+    filter: &ExprPlan,
+    row: &Row,
+) -> Result<Result<bool, EvalError>, EngineError> {
+    let value = NodeRows::at(node, row).eval(w, view, filter)?;
+    Ok(value.and_then(|value| filter.expr.truth(&value)))
+}
+
+/// A relation's `where` that failed on a joined row: SQL would raise.
+fn relation_failed(view: &ViewPlan, node: usize, error: &EvalError) -> Poison {
+    Poison(format!("`{}.where` failed: {error}", view.nodes[node].path))
 }
 
 /// Writes a cache document as compact JSON text, fields in the view's
@@ -255,34 +335,34 @@ fn write_document(
                 order_by,
                 document,
                 ..
-            } => {
-                let node_plan = &view.nodes[*node];
-                let link = node_plan.link.as_ref().expect("a relation node has a link");
-                match cardinality {
-                    Cardinality::One => match first_child(w, &node_plan.table, link, row)? {
-                        Some(child) => {
-                            if let Err(poison) = write_document(w, view, document, &child, out)? {
-                                return Ok(Err(poison));
-                            }
+            } => match cardinality {
+                Cardinality::One => match related_first(w, view, *node, row)? {
+                    Ok(Some(child)) => {
+                        if let Err(poison) = write_document(w, view, document, &child, out)? {
+                            return Ok(Err(poison));
                         }
-                        None => out.extend_from_slice(b"null"),
-                    },
-                    Cardinality::Many => {
-                        let mut rows = children(w, &node_plan.table, link, row)?;
-                        sort_rows(&mut rows, order_by);
-                        out.push(b'[');
-                        for (position, child) in rows.iter().enumerate() {
-                            if position > 0 {
-                                out.push(b',');
-                            }
-                            if let Err(poison) = write_document(w, view, document, child, out)? {
-                                return Ok(Err(poison));
-                            }
-                        }
-                        out.push(b']');
                     }
+                    Ok(None) => out.extend_from_slice(b"null"),
+                    Err(error) => return Ok(Err(relation_failed(view, *node, &error))),
+                },
+                Cardinality::Many => {
+                    let mut rows = match related_rows(w, view, *node, row)? {
+                        Ok(rows) => rows,
+                        Err(error) => return Ok(Err(relation_failed(view, *node, &error))),
+                    };
+                    sort_rows(&mut rows, order_by);
+                    out.push(b'[');
+                    for (position, child) in rows.iter().enumerate() {
+                        if position > 0 {
+                            out.push(b',');
+                        }
+                        if let Err(poison) = write_document(w, view, document, child, out)? {
+                            return Ok(Err(poison));
+                        }
+                    }
+                    out.push(b']');
                 }
-            }
+            },
         }
     }
     out.push(b'}');
@@ -455,7 +535,7 @@ fields:
   id: id
   per_unit: \"100 / qty\"
   label: \"product.code || '-' || note\"
-  product: { one: products, on: { id: product_id }, fields: { name: name } }
+  product: { one: products, on: { id: product_id }, where: \"code <> 'X'\", fields: { name: name } }
 ";
 
     fn line_engine(dir: &Path) -> (Engine, Arc<Store>) {
@@ -517,9 +597,10 @@ fields:
     /// A computed field is its expression's value over its level's row and
     /// the `one` relations below it; a change to a column only it reads
     /// refreshes it; a value that fails to compute sets its root aside as
-    /// a dead letter, as SQL would raise.
+    /// a dead letter, as SQL would raise. A relation's `where` leaves its
+    /// rows out.
     #[test]
-    fn computed_fields_compute_refresh_and_set_failing_roots_aside() {
+    fn computed_fields_and_relation_filters_compute_refresh_and_set_failing_roots_aside() {
         let dir = tempfile::tempdir().unwrap();
         let (engine, store) = line_engine(dir.path());
         let text = |t: &str| Value::Text(t.to_owned());
@@ -591,6 +672,21 @@ fields:
         };
         engine.apply(&batch).unwrap();
         assert_eq!(documents(&store), expected("Q"));
+
+        // The relation's `where` leaves the product out, for the field
+        // that reads through it too, as `LEFT JOIN … ON … AND code <> 'X'`.
+        let mut batch = batch;
+        batch.changes[0].kind = ChangeKind::Update {
+            old: None,
+            new: tuple(vec![Value::Int(7), text("pen"), text("X")]),
+        };
+        batch.commit_end = Some(Lsn(3));
+        engine.apply(&batch).unwrap();
+        let documents = documents(&store);
+        assert_eq!(
+            documents[0].1,
+            r#"{"id":1,"per_unit":25,"label":null,"product":null}"#
+        );
     }
 
     /// A `char(n)` placeholder leaves its padding out, as `'br:' || code`

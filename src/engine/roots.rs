@@ -92,6 +92,10 @@ fn columns_read(view: &ViewPlan, node: usize) -> BTreeSet<usize> {
     if let Some(filter) = &view.filter {
         expression(filter);
     }
+    // A relation's `where` reads its own row and its `one` relations'.
+    for filter in view.nodes.iter().filter_map(|plan| plan.filter.as_ref()) {
+        expression(filter);
+    }
     match &view.output {
         OutputPlan::Cache { key, document, .. } => {
             if node == 0 {

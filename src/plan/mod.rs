@@ -213,6 +213,9 @@ pub struct NodePlan {
     pub parent: Option<usize>,
     /// How this node joins its parent; `None` for the root.
     pub link: Option<LinkPlan>,
+    /// A cache relation's `where`: only joined rows for which it is true
+    /// count.
+    pub filter: Option<ExprPlan>,
 }
 
 /// `child.child_columns = parent.parent_columns`, pairwise.
@@ -272,10 +275,16 @@ pub struct DocPlan {
     pub fields: Vec<FieldPlan>,
 }
 
-/// Every expression of a view: its `where`, a cache view's computed
-/// fields, an aggregate view's group keys and measures' inputs.
-fn view_exprs<'p>(output: &'p OutputPlan, filter: Option<&'p ExprPlan>) -> Vec<&'p ExprPlan> {
+/// Every expression of a view: its `where`, a cache view's relations'
+/// `where`s and computed fields, an aggregate view's group keys and
+/// measures' inputs.
+fn view_exprs<'p>(
+    nodes: &'p [NodePlan],
+    output: &'p OutputPlan,
+    filter: Option<&'p ExprPlan>,
+) -> Vec<&'p ExprPlan> {
     let mut exprs: Vec<&ExprPlan> = filter.into_iter().collect();
+    exprs.extend(nodes.iter().filter_map(|node| node.filter.as_ref()));
     match output {
         OutputPlan::Cache { document, .. } => {
             exprs.extend(
@@ -295,7 +304,7 @@ fn view_exprs<'p>(output: &'p OutputPlan, filter: Option<&'p ExprPlan>) -> Vec<&
 }
 
 /// Whether a view's key or expressions read a `char(n)` column.
-fn reads_padded_char(output: &OutputPlan, filter: Option<&ExprPlan>) -> bool {
+fn reads_padded_char(nodes: &[NodePlan], output: &OutputPlan, filter: Option<&ExprPlan>) -> bool {
     let padded_key = match output {
         OutputPlan::Cache { key, .. } => key
             .iter()
@@ -303,7 +312,7 @@ fn reads_padded_char(output: &OutputPlan, filter: Option<&ExprPlan>) -> bool {
         _ => false,
     };
     padded_key
-        || view_exprs(output, filter)
+        || view_exprs(nodes, output, filter)
             .iter()
             .any(|expr| !expr.padded.is_empty())
 }
@@ -390,6 +399,11 @@ impl Plan {
                 computed.extend(view.filter.iter().map(|f| ("where".to_owned(), f)));
                 if let OutputPlan::Cache { document, .. } = &view.output {
                     computed.extend(document.computed_fields("fields"));
+                }
+                for node in &view.nodes {
+                    if let Some(filter) = &node.filter {
+                        computed.push((format!("{}.where", node.path), filter));
+                    }
                 }
                 if let OutputPlan::Aggregate(aggregate) = &view.output {
                     for key in &aggregate.group {
@@ -750,7 +764,7 @@ impl Resolver<'_> {
                     OutputPlan::Cache {
                         keys_may_collide: keys_may_collide(&self.key_tokens(&key)),
                         key,
-                        document: self.document(&cache.fields, 0, &[], &mut 1)?,
+                        document: self.document(&cache.fields, 0, &mut 1)?,
                     }
                 },
                 crate::sink::redis::SINK.to_string(),
@@ -806,12 +820,12 @@ impl Resolver<'_> {
         // Outputs computed while a bare `char(n)` column (a key's
         // placeholder, a group key, a `max`) kept its padding are computed
         // again.
-        if reads_padded_char(&output, filter.as_ref()) {
+        if reads_padded_char(&nodes, &output, filter.as_ref()) {
             definition_hash.push_str("+char-trimmed");
         }
         // Outputs computed while a `CASE` or `coalesce` kept the type of
         // the branch taken are computed again.
-        if view_exprs(&output, filter.as_ref())
+        if view_exprs(&nodes, &output, filter.as_ref())
             .iter()
             .any(|expr| expr.converts_branches)
         {
@@ -855,11 +869,13 @@ impl Resolver<'_> {
                 Some(parent) => Some(self.link(index, parent)?),
                 None => None,
             };
+            let filter = node.filter.as_ref().map(|f| self.expr_at(f, index));
             nodes.push(NodePlan {
                 table: node.table.clone(),
                 path: node.path.clone(),
                 parent: node.parent,
                 link,
+                filter: filter.transpose()?,
             });
         }
         Ok(nodes)
@@ -922,9 +938,10 @@ impl Resolver<'_> {
         self.typed_expr(expr, columns)
     }
 
-    /// A computed field's expression, whose paths start at `node` (the
-    /// relation names from the root to it are `names`).
-    fn expr_at(&self, expr: &Expr, node: usize, names: &[String]) -> Result<ExprPlan, PlanError> {
+    /// An expression whose paths start at `node`: a computed field's, or a
+    /// relation's `where`.
+    fn expr_at(&self, expr: &Expr, node: usize) -> Result<ExprPlan, PlanError> {
+        let names = &self.tree.nodes[node].names;
         let mut columns = HashMap::new();
         for path in expr.columns() {
             let (node, column) =
@@ -1032,12 +1049,10 @@ impl Resolver<'_> {
     }
 
     /// Mirrors [`JoinTree`], which numbered relation nodes depth first.
-    /// `names` are the relation field names from the root to `node`.
     fn document(
         &self,
         fields: &[Field],
         node: usize,
-        names: &[String],
         next_node: &mut usize,
     ) -> Result<DocPlan, PlanError> {
         let mut plans = Vec::with_capacity(fields.len());
@@ -1053,7 +1068,7 @@ impl Resolver<'_> {
                     }
                 }
                 FieldSource::Computed(expr) => {
-                    let expr = self.expr_at(expr, node, names)?;
+                    let expr = self.expr_at(expr, node)?;
                     // A bare path (`customer.tags`) is written as its
                     // column is.
                     let array_element = match expr.columns.values().next() {
@@ -1071,8 +1086,6 @@ impl Resolver<'_> {
                 FieldSource::Relation(relation) => {
                     let child = *next_node;
                     *next_node += 1;
-                    let mut child_names = names.to_vec();
-                    child_names.push(field.name.clone());
                     let order_by = relation
                         .order_by
                         .iter()
@@ -1083,12 +1096,7 @@ impl Resolver<'_> {
                         node: child,
                         cardinality: relation.cardinality,
                         order_by,
-                        document: self.document(
-                            &relation.fields,
-                            child,
-                            &child_names,
-                            next_node,
-                        )?,
+                        document: self.document(&relation.fields, child, next_node)?,
                     }
                 }
             };

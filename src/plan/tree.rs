@@ -24,6 +24,12 @@ pub(super) struct TreeNode {
     pub cardinality: Cardinality,
     /// (column of this node's table, column of the parent's table)
     pub on: Vec<(String, String)>,
+    /// A cache relation's `where`, over this node's row and its `one`
+    /// relations.
+    pub filter: Option<crate::expr::Expr>,
+    /// A cache relation's field names from the root (`["items",
+    /// "product"]`), which its `where` and computed fields resolve from.
+    pub names: Vec<String>,
 }
 
 /// The join tree of one view, and the columns each node must provide.
@@ -67,6 +73,8 @@ impl JoinTree {
             parent: None,
             cardinality: Cardinality::One,
             on: Vec::new(),
+            filter: None,
+            names: Vec::new(),
         });
     }
 
@@ -125,6 +133,8 @@ impl JoinTree {
                 FieldSource::Relation(relation) => {
                     let child = self.nodes.len();
                     let field_path = format!("{fields_path}.{}", field.name);
+                    let mut path = names.to_vec();
+                    path.push(field.name.clone());
                     self.nodes.push(TreeNode {
                         table: relation.table.clone(),
                         path: field_path.clone(),
@@ -135,9 +145,9 @@ impl JoinTree {
                             .iter()
                             .map(|p| (p.joined.clone(), p.parent.clone()))
                             .collect(),
+                        filter: relation.filter.clone(),
+                        names: path.clone(),
                     });
-                    let mut path = names.to_vec();
-                    path.push(field.name.clone());
                     if relation.cardinality == Cardinality::One {
                         self.named.insert(path.clone(), child);
                     }
@@ -150,6 +160,13 @@ impl JoinTree {
                         &path,
                         &format!("{field_path}.fields"),
                     )?;
+                    // After its fields, which name its `one` relations.
+                    if let Some(filter) = &relation.filter {
+                        for column in filter.columns() {
+                            let resolved = self.resolve_at(child, &path, &column)?;
+                            self.reads.push(resolved);
+                        }
+                    }
                 }
             }
         }
@@ -232,6 +249,8 @@ impl JoinTree {
             parent: Some(parent.unwrap_or(0)),
             cardinality: Cardinality::One,
             on,
+            filter: None,
+            names: vec![join.name.clone()],
         });
         self.named.insert(vec![join.name.clone()], child);
         Ok(())

@@ -313,6 +313,19 @@ impl<'a> ViewCheck<'a> {
             &relation.table,
             &child_path(path, "fields"),
         );
+        if let Some(filter) = &relation.filter {
+            let level = Level {
+                fields: &relation.fields,
+                table: joined,
+                table_name: &relation.table,
+            };
+            let where_path = child_path(path, "where");
+            if let Some(inferred) =
+                self.level_expression(level, filter, &where_path, PathUse::Filter)
+            {
+                self.condition_result(filter, inferred, &where_path);
+            }
+        }
     }
 
     fn filter(&mut self, cache: &CacheView, root: &'a TableInfo) {
@@ -456,20 +469,31 @@ impl<'a> ViewCheck<'a> {
 
     /// Reports a `where` whose type could not be inferred, or is not boolean.
     fn filter_result(&mut self, filter: &Expr, inferred: Result<ValueType, Vec<ExprError>>) {
+        self.condition_result(filter, inferred, WHERE_PATH);
+    }
+
+    /// Reports a condition at `path` whose type could not be inferred, or
+    /// is not boolean.
+    fn condition_result(
+        &mut self,
+        condition: &Expr,
+        inferred: Result<ValueType, Vec<ExprError>>,
+        path: &str,
+    ) {
         match inferred {
             Ok(ValueType::Bool | ValueType::Null) => {}
             Ok(other) => self.error(
-                WHERE_PATH,
-                WHERE_PATH,
+                path,
+                path,
                 format!(
                     "must be a boolean condition, but `{}` is {}",
-                    filter.source(),
+                    condition.source(),
                     other.name()
                 ),
             ),
             Err(errors) => {
                 for error in errors {
-                    self.error(WHERE_PATH, WHERE_PATH, error.to_string());
+                    self.error(path, path, error.to_string());
                 }
             }
         }

@@ -401,6 +401,36 @@ fn computed_fields_are_checked_as_where_is_at_their_level() {
     );
 }
 
+#[test]
+fn a_relation_where_is_a_condition_over_its_level() {
+    let mut catalog = shop();
+    retype(&mut catalog, "public.order_items", "quantity", 23);
+    let with_where = |condition: &str| {
+        ORDER_CACHE.replace(
+            "    order_by: id\n",
+            &format!("    order_by: id\n    where: \"{condition}\"\n"),
+        )
+    };
+    assert_eq!(
+        check(&with_where("quantity > 1 AND product.name <> ''"), &catalog),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        check(&with_where("quantity + 1"), &catalog),
+        [
+            "views/order_cache.yaml:20: fields.items.where: must be a boolean condition, but \
+             `quantity + 1` is int"
+        ]
+    );
+    assert_eq!(
+        check(&with_where("product.nme <> ''"), &catalog),
+        [
+            "views/order_cache.yaml:20: fields.items.where: column \"nme\" does not exist in \
+             table products; did you mean \"name\"?"
+        ]
+    );
+}
+
 /// Sets the type of `column` of `table` in `catalog`.
 fn retype(catalog: &mut Catalog, table: &str, column: &str, type_oid: u32) {
     let info = catalog.tables.get_mut(table).expect("a shop table");

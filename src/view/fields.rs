@@ -3,14 +3,14 @@
 //! `order_by:`, nested `fields:`) nested to any depth.
 
 use super::error::FileReport;
-use super::filter::{PathUse, relation_on_path};
+use super::filter::{PathUse, read_expression, relation_on_path};
 use super::model::{Cardinality, Field, FieldSource, JoinPair, OrderKey, Relation};
 use super::node::{Entry, Node, NodeValue};
 use super::shape::{self, Mapping, child_path};
 use super::table::qualified_table;
 use crate::expr::Expr;
 
-const RELATION_KEYS: &[&str] = &["one", "many", "on", "order_by", "fields"];
+const RELATION_KEYS: &[&str] = &["one", "many", "on", "order_by", "where", "fields"];
 
 /// Reads a `fields:` mapping at `path`, in definition order.
 pub(crate) fn read_fields(report: &mut FileReport, node: &Node, path: &str) -> Vec<Field> {
@@ -158,6 +158,7 @@ fn read_relation(report: &mut FileReport, entry: &Entry, path: &str) -> Option<R
     let cardinality = target.as_ref().map(|(cardinality, _)| *cardinality);
     let order_by = read_order_by(report, &mapping, cardinality, path);
     let fields = read_nested_fields(report, &mapping, path);
+    let filter = read_relation_where(report, &mapping, fields.as_deref().unwrap_or(&[]), path);
     let (cardinality, table) = target?;
     Some(Relation {
         cardinality,
@@ -165,7 +166,28 @@ fn read_relation(report: &mut FileReport, entry: &Entry, path: &str) -> Option<R
         on: on?,
         order_by: order_by?,
         fields: fields?,
+        filter: filter?,
     })
+}
+
+/// The optional `where:` of a relation: `Some(None)` when it is absent,
+/// `None` when it is wrong. Its paths start at the relation's row.
+fn read_relation_where(
+    report: &mut FileReport,
+    mapping: &Mapping,
+    fields: &[Field],
+    path: &str,
+) -> Option<Option<Expr>> {
+    let Some(entry) = mapping.get("where") else {
+        return Some(None);
+    };
+    let where_path = child_path(path, "where");
+    report.locate(&where_path, entry.value.line);
+    let source = shape::text(report, &entry.value, &where_path, "an expression")?;
+    let check_path = |column: &[String]| -> Result<(), String> {
+        relation_on_path(fields, column, PathUse::Filter).map(drop)
+    };
+    read_expression(report, source, entry.value.line, &where_path, &check_path).map(Some)
 }
 
 fn read_nested_fields(

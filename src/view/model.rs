@@ -122,6 +122,10 @@ pub struct Relation {
     /// the joined table's primary key.
     pub order_by: Vec<OrderKey>,
     pub fields: Vec<Field>,
+    /// `where:`, over the joined row and its own `one` relations: only
+    /// joined rows for which it is true count, as in `LEFT JOIN … ON … AND
+    /// <where>`.
+    pub filter: Option<crate::expr::Expr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

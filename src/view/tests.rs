@@ -295,6 +295,32 @@ fn computed_fields_read_their_level_and_its_one_relations() {
 }
 
 #[test]
+fn a_relation_where_reads_the_relation_and_its_one_relations() {
+    let with_where = |condition: &str| {
+        ORDER_CACHE.replace(
+            "    order_by: id\n",
+            &format!("    order_by: id\n    where: \"{condition}\"\n"),
+        )
+    };
+    let view = parse(&with_where("quantity > 1 AND product.name IS NOT NULL"));
+    let ViewKind::Cache(cache) = &view.kind else {
+        panic!("expected a cache view");
+    };
+    let FieldSource::Relation(items) = &cache.fields[5].source else {
+        panic!("expected the items relation");
+    };
+    let filter = items.filter.as_ref().expect("the relation's where");
+    assert_eq!(filter.source(), "quantity > 1 AND product.name IS NOT NULL");
+    assert_eq!(
+        errors_of(&with_where("customer.name = 'x'")),
+        [
+            "views/test.yaml:20: fields.items.where: column `customer.name`: no relation field \
+             `customer` at this level"
+        ]
+    );
+}
+
+#[test]
 fn unknown_kinds_are_refused_without_other_noise() {
     let text = "view: category_daily_sales\nkind: rollup\nroot: order_items\n";
     assert_eq!(
