@@ -199,7 +199,8 @@ async fn group_rows_follow_flips_moves_extreme_deletes_and_truncate() {
 }
 
 /// A second aggregate view over a NOT NULL root column: its table gets a
-/// primary key, in the `public` schema.
+/// primary key, in the `public` schema. Two of its measures count and sum
+/// only some rows (`FILTER (WHERE …)`).
 const ORDER_SIZES: &str = "view: order_sizes
 kind: aggregate
 root: order_items
@@ -210,18 +211,23 @@ measures:
   units: sum(quantity)
   cheapest: min(unit_price_cents)
   distinct_skus: count_distinct(sku)
+  big_lines: count() FILTER (WHERE quantity > 2)
+  big_units: sum(quantity) filter (where quantity > 2)
 table: order_sizes
 ";
 
 const ORDER_SIZES_EXPECTED: &str = r#"
     SELECT order_id::text, json_build_object('lines', count(*)::text,
         'units', sum(quantity)::text, 'cheapest', min(unit_price_cents)::text,
-        'skus', count(DISTINCT sku)::text)::text
+        'skus', count(DISTINCT sku)::text,
+        'big_lines', (count(*) FILTER (WHERE quantity > 2))::text,
+        'big_units', (sum(quantity) FILTER (WHERE quantity > 2))::text)::text
     FROM order_items GROUP BY order_id"#;
 
 const ORDER_SIZES_ACTUAL: &str = r#"
     SELECT order_id::text, json_build_object('lines', lines::text, 'units', units::text,
-        'cheapest', cheapest::text, 'skus', distinct_skus::text)::text
+        'cheapest', cheapest::text, 'skus', distinct_skus::text,
+        'big_lines', big_lines::text, 'big_units', big_units::text)::text
     FROM order_sizes"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,7 +25,7 @@
 use super::error::FileReport;
 use super::filter::{PathCheck, read_expression, read_where};
 use super::joins::{check_joined_path, read_joins};
-use super::measure::split_measure;
+use super::measure::{MeasureCall, split_measure};
 use super::model::{AggregateView, GroupKey, Measure, NamedJoin};
 use super::shape::{self, Mapping, child_path};
 use super::table::{created_name_problem, created_table, read_root};
@@ -187,9 +187,15 @@ fn read_measures(
                 continue;
             }
         };
-        let arg = match call.argument {
+        // Each part alone first, so that an error names the part it is in.
+        let parts = [call.argument, call.filter].into_iter().flatten();
+        let checked = parts.map(|part| read_expression(report, part, line, &path, check_path));
+        if checked.collect::<Vec<_>>().iter().any(Option::is_none) {
+            continue;
+        }
+        let arg = match measure_argument(&call) {
             None => None,
-            Some(argument) => match read_expression(report, argument, line, &path, check_path) {
+            Some(argument) => match read_expression(report, &argument, line, &path, check_path) {
                 Some(expr) => Some(expr),
                 None => continue,
             },
@@ -201,6 +207,20 @@ fn read_measures(
         });
     }
     (measures.len() == mapping.entries.len()).then_some(measures)
+}
+
+/// The argument a measure aggregates: a `FILTER (WHERE c)` leaves NULL
+/// where `c` is not true, which every function skips, as SQL's filter
+/// leaves the row out: `count() FILTER (WHERE c)` counts `CASE WHEN c THEN
+/// 1 END`, `sum(x) FILTER (WHERE c)` sums `CASE WHEN c THEN x END`.
+fn measure_argument(call: &MeasureCall) -> Option<String> {
+    match (call.argument, call.filter) {
+        (argument, None) => argument.map(str::to_owned),
+        (argument, Some(filter)) => Some(format!(
+            "CASE WHEN ({filter}) THEN ({}) END",
+            argument.unwrap_or("1")
+        )),
+    }
 }
 
 /// The required target `table:`, which viewkeeper creates.

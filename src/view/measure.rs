@@ -28,6 +28,8 @@ pub(crate) struct MeasureCall<'a> {
     pub function: MeasureFunction,
     /// The argument's text, trimmed; `None` for `count()` and `count(*)`.
     pub argument: Option<&'a str>,
+    /// The condition of `FILTER (WHERE condition)` after the call, trimmed.
+    pub filter: Option<&'a str>,
 }
 
 /// Splits `text` into its function and argument, or says what is wrong.
@@ -53,14 +55,8 @@ pub(crate) fn split_measure(text: &str) -> Result<MeasureCall<'_>, String> {
         )
     })?;
     let close =
-        closing_paren(&tokens).ok_or_else(|| format!("unbalanced parentheses in `{text}`"))?;
-    if close + 1 < tokens.len() {
-        let call = &text[..byte_offset(text, tokens[close].span.start) + 1];
-        return Err(format!(
-            "a measure is a single `function(expression)`: nothing may follow `{}`",
-            call.trim()
-        ));
-    }
+        closing_paren(&tokens, 1).ok_or_else(|| format!("unbalanced parentheses in `{text}`"))?;
+    let filter = filter_clause(text, &tokens[close + 1..])?;
     let inner = &tokens[2..close];
     check_inner_tokens(function, inner)?;
     let start = byte_offset(text, open.span.start) + 1;
@@ -69,10 +65,12 @@ pub(crate) fn split_measure(text: &str) -> Result<MeasureCall<'_>, String> {
         (MeasureFunction::Count, []) => Ok(MeasureCall {
             function,
             argument: None,
+            filter,
         }),
         (MeasureFunction::Count, [star]) if star.token == Token::Mul => Ok(MeasureCall {
             function,
             argument: None,
+            filter,
         }),
         (_, []) => Err(needs_argument(function)),
         (_, [star]) if star.token == Token::Mul => Err(format!(
@@ -83,8 +81,36 @@ pub(crate) fn split_measure(text: &str) -> Result<MeasureCall<'_>, String> {
         _ => Ok(MeasureCall {
             function,
             argument: Some(argument),
+            filter,
         }),
     }
+}
+
+/// The condition of what follows the call: nothing, or `FILTER (WHERE
+/// condition)`, as SQL writes an aggregate over only some rows.
+fn filter_clause<'a>(text: &'a str, after: &[&TokenWithSpan]) -> Result<Option<&'a str>, String> {
+    let Some(first) = after.first() else {
+        return Ok(None);
+    };
+    let is_word = |index: usize, word: &str| {
+        let token = after.get(index).and_then(|t| unquoted_word(&t.token));
+        token.is_some_and(|w| w.eq_ignore_ascii_case(word))
+    };
+    let opens = after.get(1).is_some_and(|t| t.token == Token::LParen);
+    let last = after.len() - 1;
+    let closes_last = closing_paren(after, 1) == Some(last);
+    if is_word(0, "filter") && opens && is_word(2, "where") && last > 3 && closes_last {
+        let start = byte_offset(text, after[3].span.start);
+        let end = byte_offset(text, after[last].span.start);
+        return Ok(Some(text[start..end].trim()));
+    }
+    let start = byte_offset(text, first.span.start);
+    Err(format!(
+        "a measure is a single `function(expression)`, which only `FILTER (WHERE \
+         condition)` may follow: not `{}` after `{}`",
+        text[start..].trim(),
+        text[..start].trim()
+    ))
 }
 
 fn not_a_call(text: &str) -> String {
@@ -120,10 +146,10 @@ fn function_named(name: &str) -> Option<MeasureFunction> {
     MEASURE_FUNCTIONS.into_iter().find(|f| f.name() == name)
 }
 
-/// The index of the parenthesis that closes the one at index 1.
-fn closing_paren(tokens: &[&TokenWithSpan]) -> Option<usize> {
+/// The index of the parenthesis that closes the one at index `open`.
+fn closing_paren(tokens: &[&TokenWithSpan], open: usize) -> Option<usize> {
     let mut depth = 0usize;
-    for (index, token) in tokens.iter().enumerate().skip(1) {
+    for (index, token) in tokens.iter().enumerate().skip(open) {
         match token.token {
             Token::LParen => depth += 1,
             Token::RParen => {
@@ -204,7 +230,11 @@ mod tests {
     use super::*;
 
     fn call(function: MeasureFunction, argument: Option<&str>) -> MeasureCall<'_> {
-        MeasureCall { function, argument }
+        MeasureCall {
+            function,
+            argument,
+            filter: None,
+        }
     }
 
     #[test]
@@ -240,6 +270,29 @@ mod tests {
     }
 
     #[test]
+    fn a_filter_clause_gives_its_condition() {
+        use MeasureFunction::*;
+        let filtered = |function, argument, filter| MeasureCall {
+            function,
+            argument,
+            filter: Some(filter),
+        };
+        let cases = [
+            (
+                "count() FILTER (WHERE status = 'paid')",
+                filtered(Count, None, "status = 'paid'"),
+            ),
+            (
+                "sum(quantity) filter ( where (a > 1) AND f(')') )",
+                filtered(Sum, Some("quantity"), "(a > 1) AND f(')')"),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(split_measure(text), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
     fn each_mistake_is_named() {
         let cases = [
             (
@@ -263,7 +316,16 @@ mod tests {
             ),
             ("sum(1 + COUNT (x))", "`count(...)` inside `sum(...)`"),
             ("count(distinct sku)", "write `count_distinct(expression)`"),
-            ("sum(a) / count()", "nothing may follow `sum(a)`"),
+            (
+                "sum(a) / count()",
+                "which only `FILTER (WHERE condition)` may follow: not `/ count()` after `sum(a)`",
+            ),
+            (
+                "sum(a) FILTER (WHERE)",
+                "not `FILTER (WHERE)` after `sum(a)`",
+            ),
+            ("sum(a) FILTER (x > 1)", "not `FILTER (x > 1)`"),
+            ("count() FILTER (WHERE a) + 1", "not `FILTER (WHERE a) + 1`"),
             ("sum(a", "unbalanced parentheses in `sum(a`"),
             ("sum('a)", "invalid measure `sum('a)`"),
         ];
