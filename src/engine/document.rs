@@ -225,18 +225,10 @@ fn related_rows(
     let plan = &view.nodes[node];
     let link = plan.link.as_ref().expect("a relation node has a link");
     let rows = children(w, &plan.table, link, parent_row)?;
-    let Some(filter) = &plan.filter else {
-        return Ok(Ok(rows));
-    };
-    let mut kept = Vec::with_capacity(rows.len());
-    for row in rows {
-        match passes_relation_filter(w, view, node, filter, &row)? {
-            Ok(true) => kept.push(row),
-            Ok(false) => {}
-            Err(error) => return Ok(Err(error)),
-        }
+    match &plan.filter {
+        None => Ok(Ok(rows)),
+        Some(filter) => passing_rows(w, view, node, filter, rows, usize::MAX),
     }
-    Ok(Ok(kept))
 }
 
 /// The first of [`related_rows`]: a `one` relation's row. Without a
@@ -252,14 +244,32 @@ fn related_first(
     let Some(filter) = &plan.filter else {
         return first_child(w, &plan.table, link, parent_row).map(Ok);
     };
-    for row in children(w, &plan.table, link, parent_row)? {
+    let rows = children(w, &plan.table, link, parent_row)?;
+    let first = passing_rows(w, view, node, filter, rows, 1)?;
+    Ok(first.map(|rows| rows.into_iter().next()))
+}
+
+/// Up to `most` of `rows` (of relation `node`) for which `filter` is true.
+fn passing_rows(
+    w: &dyn ReadRows,
+    view: &ViewPlan,
+    node: usize,
+    filter: &ExprPlan,
+    rows: Vec<Row>,
+    most: usize,
+) -> Result<Result<Vec<Row>, EvalError>, EngineError> {
+    let mut kept = Vec::new();
+    for row in rows {
+        if kept.len() == most {
+            break;
+        }
         match passes_relation_filter(w, view, node, filter, &row)? {
-            Ok(true) => return Ok(Ok(Some(row))),
+            Ok(true) => kept.push(row),
             Ok(false) => {}
             Err(error) => return Ok(Err(error)),
         }
     }
-    Ok(Ok(None))
+    Ok(Ok(kept))
 }
 
 fn passes_relation_filter(
