@@ -25,7 +25,7 @@ pub(crate) enum CastTarget {
 }
 
 /// The integer types, all held as i64 but range-checked as PostgreSQL does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum IntWidth {
     /// `smallint`, `int2`
     Small,
@@ -237,6 +237,15 @@ fn parse_bool(text: &str) -> Option<bool> {
         Some(false)
     } else {
         None
+    }
+}
+
+/// An integer value refused past `width`'s range, as PostgreSQL refuses
+/// `integer` arithmetic that overflows; any other value as it is.
+pub(crate) fn range_checked(value: Value, width: IntWidth) -> Result<Value, Fault> {
+    match value {
+        Value::Int(int) => width.range_checked(int).map(Value::Int),
+        other => Ok(other),
     }
 }
 

@@ -1,25 +1,102 @@
-//! The values of `CASE`, `coalesce`, `greatest` and `least` converted to
-//! the type PostgreSQL gives the whole: `coalesce(rate, 0)` over a numeric
-//! `rate` is the numeric `0` where `rate` is NULL, so `1 + coalesce(rate,
-//! 0) / 100` divides as numerics do (`1.00000000000000000000`), not as
-//! integers. The branches' types are known once the columns' are, so this
-//! rewrites a checked expression, once, before any row is evaluated.
+//! What the plan adds to a checked expression once the columns' types are
+//! known, so that each row computes as PostgreSQL would:
+//!
+//! - The values of `CASE`, `coalesce`, `greatest` and `least` are converted
+//!   to the type PostgreSQL gives the whole: `coalesce(rate, 0)` over a
+//!   numeric `rate` is the numeric `0` where `rate` is NULL, so `1 +
+//!   coalesce(rate, 0) / 100` divides as numerics do
+//!   (`1.00000000000000000000`), not as integers.
+//! - Integer arithmetic over `smallint` and `integer` operands is refused
+//!   past their range, as PostgreSQL computes it in their width (`i + 1`
+//!   of an `integer` 2147483647 is "integer out of range", not 2147483648).
+//!
+//! Both rewrite the tree once, before any row is evaluated.
 
-use super::cast::CastTarget;
+use super::cast::{CastTarget, IntWidth};
 use super::check::{ColumnTypes, infer};
 use super::functions::Function;
 use super::node::Node;
 use super::types::ValueType;
 use crate::change::Value;
 
-/// `node` with each value branch whose type is a narrower number than the
-/// whole's (an `int` in a `numeric` or `float` whole, a `numeric` in a
-/// `float` one) cast to the whole's type. A node that does not check is
-/// left as it is: planning refuses it anyway.
-pub(crate) fn convert_branches(node: &mut Node, columns: ColumnTypes) {
+/// (An `int` in a `numeric` or `float` whole, a `numeric` in a `float`
+/// one.) A node that does not check is left as it is: planning refuses it
+/// anyway.
+/// The width of each integer column (`None`: not an integer column).
+pub(crate) type ColumnWidths<'a> = &'a dyn Fn(&[String]) -> Option<IntWidth>;
+
+/// Both rewrites of the module, children first.
+pub(crate) fn rewrite(node: &mut Node, columns: ColumnTypes, widths: ColumnWidths) {
     for child in node.children_mut() {
-        convert_branches(child, columns);
+        rewrite(child, columns, widths);
     }
+    convert_branches(node, columns);
+    check_int_range(node, columns, widths);
+}
+
+/// Wraps integer arithmetic (and a negation) whose operands are all
+/// narrower than `bigint` in a check of their width's range.
+fn check_int_range(node: &mut Node, columns: ColumnTypes, widths: ColumnWidths) {
+    let computed = matches!(
+        node,
+        Node::Arithmetic { .. } | Node::Sign { negative: true, .. }
+    );
+    if !computed || infer(node, columns) != Ok(ValueType::Int) {
+        return;
+    }
+    let width = int_width(node, widths);
+    if width < IntWidth::Big {
+        let operand = Box::new(std::mem::replace(node, Node::Literal(Value::Null)));
+        *node = Node::IntRange { operand, width };
+    }
+}
+
+/// The width PostgreSQL computes an integer node in: a column's own, an
+/// `integer` for a literal that fits one, the widest of an operation's
+/// operands. `bigint` where it is not known (a function's result), so
+/// that no narrower check is made there.
+fn int_width(node: &Node, widths: ColumnWidths) -> IntWidth {
+    let widest = |nodes: &mut dyn Iterator<Item = &Node>| {
+        nodes
+            .map(|node| int_width(node, widths))
+            .max()
+            .unwrap_or(IntWidth::Big)
+    };
+    match node {
+        Node::Column(path) => widths(path).unwrap_or(IntWidth::Big),
+        Node::Literal(Value::Int(value)) if i32::try_from(*value).is_ok() => IntWidth::Regular,
+        Node::Sign { operand, .. } => int_width(operand, widths),
+        Node::Arithmetic { left, right, .. } => widest(&mut [&**left, &**right].into_iter()),
+        Node::Cast {
+            target: CastTarget::Integer(width),
+            ..
+        }
+        | Node::IntRange { width, .. } => *width,
+        Node::Call {
+            function: Function::Coalesce | Function::Greatest | Function::Least | Function::Abs,
+            args,
+        } => widest(&mut args.iter()),
+        Node::Call {
+            function: Function::Nullif,
+            args,
+        } => widest(&mut args.iter().take(1)),
+        Node::Case {
+            branches,
+            otherwise,
+            ..
+        } => widest(
+            &mut branches
+                .iter()
+                .map(|branch| &branch.then)
+                .chain(otherwise.as_deref()),
+        ),
+        _ => IntWidth::Big,
+    }
+}
+
+/// Casts the value branches of a `CASE`, `coalesce`, `greatest` or
+/// `least` whose type is a narrower number than the whole's.
+fn convert_branches(node: &mut Node, columns: ColumnTypes) {
     let Ok(whole) = infer(node, columns) else {
         return;
     };

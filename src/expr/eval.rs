@@ -10,7 +10,7 @@ use crate::change::Value;
 
 use super::arith;
 use super::arrays;
-use super::cast::{cast, text_of};
+use super::cast::{cast, range_checked, text_of};
 use super::compare::{try_compare, values_equal};
 use super::date_parts::{at_time_zone, extract_value, truncate_value};
 use super::error::{EvalError, Fault};
@@ -63,6 +63,10 @@ pub(crate) fn evaluate(node: &Node, row: RowLookup) -> Result<Value, EvalError> 
         Node::Logical { op, left, right } => logical(*op, left, right, row),
         Node::Not(operand) => Ok(truth_value(truth(operand, &eval(operand)?)?.map(|b| !b))),
         Node::Cast { operand, target } => cast(&eval(operand)?, *target).map_err(at),
+        // The fragment is the operand's: the check is not in the source.
+        Node::IntRange { operand, width } => {
+            range_checked(eval(operand)?, *width).map_err(|fault| fault.at(operand))
+        }
         Node::Call { function, args } => call(node, *function, args, row),
         Node::Extract {
             field,

@@ -152,13 +152,26 @@ impl Expr {
         self.root.value_columns().into_iter().cloned().collect()
     }
 
-    /// The expression with the values of its `CASE`s, `coalesce`s,
-    /// `greatest`s and `least`s converted to the type of the whole, as
-    /// PostgreSQL converts them, given the columns' types: what rows are
-    /// evaluated with.
-    pub fn with_common_types(&self, column_type: &dyn Fn(&[String]) -> Option<ValueType>) -> Expr {
+    /// The expression as rows are evaluated with it, given the columns'
+    /// types and the bytes of the integer ones (`smallint` 2, `integer` 4,
+    /// `bigint` 8): the values of its `CASE`s, `coalesce`s, `greatest`s and
+    /// `least`s converted to the type of the whole, and its `smallint` and
+    /// `integer` arithmetic refused past their range, as PostgreSQL
+    /// computes them ([`common_type`]).
+    pub fn with_sql_types(
+        &self,
+        column_type: &dyn Fn(&[String]) -> Option<ValueType>,
+        integer_bytes: &dyn Fn(&[String]) -> Option<u8>,
+    ) -> Expr {
+        let width = |path: &[String]| {
+            Some(match integer_bytes(path)? {
+                2 => cast::IntWidth::Small,
+                4 => cast::IntWidth::Regular,
+                _ => cast::IntWidth::Big,
+            })
+        };
         let mut root = self.root.clone();
-        common_type::convert_branches(&mut root, column_type);
+        common_type::rewrite(&mut root, column_type, &width);
         Expr {
             source: self.source.clone(),
             root,

@@ -9,7 +9,7 @@ use crate::change::Value;
 
 use super::ColumnPath;
 use super::arrays::{ArrayElement, SetOp};
-use super::cast::CastTarget;
+use super::cast::{CastTarget, IntWidth};
 use super::date_parts::{DateField, TruncUnit};
 use super::functions::Function;
 use super::json_ops::JsonOp;
@@ -151,6 +151,14 @@ pub(crate) enum Node {
         operand: Box<Node>,
         zone: Arc<TimeZone>,
     },
+    /// Integer arithmetic over `smallint`s and `integer`s, which
+    /// PostgreSQL computes in the operands' width and refuses past its
+    /// range: never parsed, put in by the plan once the columns' types are
+    /// known ([`super::common_type`]).
+    IntRange {
+        operand: Box<Node>,
+        width: IntWidth,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -249,7 +257,8 @@ impl Node {
             | Node::Cast { operand, .. }
             | Node::Extract { operand, .. }
             | Node::DateTrunc { operand, .. }
-            | Node::AtTimeZone { operand, .. } => vec![operand],
+            | Node::AtTimeZone { operand, .. }
+            | Node::IntRange { operand, .. } => vec![operand],
             Node::Arithmetic { left, right, .. }
             | Node::Concat { left, right }
             | Node::JsonField {
@@ -286,7 +295,8 @@ impl Node {
             | Node::Cast { operand, .. }
             | Node::Extract { operand, .. }
             | Node::DateTrunc { operand, .. }
-            | Node::AtTimeZone { operand, .. } => vec![operand],
+            | Node::AtTimeZone { operand, .. }
+            | Node::IntRange { operand, .. } => vec![operand],
             Node::Arithmetic { left, right, .. }
             | Node::Concat { left, right }
             | Node::JsonField {

@@ -1471,7 +1471,7 @@ fn branches_take_the_type_of_the_whole() {
     let converted = |source: &str, row: &dyn Fn(&[String]) -> Option<Value>| {
         let expr = Expr::parse(source).unwrap();
         expr.infer_type(&types).unwrap();
-        expr.with_common_types(&types).eval(row).unwrap()
+        expr.with_sql_types(&types, &|_| None).eval(row).unwrap()
     };
     let without_rate = row(&[
         ("rate", Value::Null),
@@ -1512,8 +1512,58 @@ fn branches_take_the_type_of_the_whole() {
     // What tells the plan to compute a view's outputs again.
     let rewritten = |source: &str| {
         let expr = Expr::parse(source).unwrap();
-        !expr.with_common_types(&types).same_tree(&expr)
+        !expr.with_sql_types(&types, &|_| None).same_tree(&expr)
     };
     assert!(rewritten("1 + coalesce(rate, 0)"));
     assert!(!rewritten("1 + coalesce(qty, 0)"));
+}
+
+/// `smallint` and `integer` arithmetic is refused past its range, as
+/// PostgreSQL computes it in the operands' width (the twenty-sixth trial's
+/// `i + 1` of an `integer` 2147483647 was 2147483648 where SQL raised);
+/// `bigint` arithmetic, or arithmetic with one, is not narrowed.
+#[test]
+fn integer_arithmetic_is_refused_past_its_width() {
+    let types = |_: &[String]| Some(ValueType::Int);
+    let bytes = |path: &[String]| match path.join(".").as_str() {
+        "i" | "j" => Some(4),
+        "s" => Some(2),
+        "b" => Some(8),
+        _ => None,
+    };
+    let row = row(&[
+        ("i", Value::Int(i64::from(i32::MAX))),
+        ("j", Value::Int(2)),
+        ("s", Value::Int(i64::from(i16::MAX))),
+        ("b", Value::Int(i64::from(i32::MAX))),
+    ]);
+    let computed = |source: &str| {
+        let expr = Expr::parse(source).unwrap();
+        expr.with_sql_types(&types, &bytes).eval(&row)
+    };
+    // SELECT 2147483647::int + 1;  ERROR: integer out of range
+    let error = computed("i + 1").unwrap_err().to_string();
+    assert_eq!(error, "integer out of range in `i + 1`");
+    assert!(computed("i * j").is_err());
+    assert!(computed("-(i + 1 - 1)").is_err());
+    // SELECT 32767::smallint + 1::smallint;  ERROR: smallint out of range
+    assert_eq!(
+        computed("s + s").unwrap_err().to_string(),
+        "smallint out of range in `s + s`"
+    );
+    // With an `integer` operand, a `smallint` computes as an `integer`.
+    assert_eq!(computed("s + 1"), Ok(Value::Int(32768)));
+    // With a `bigint`, or a literal past `integer`, as a `bigint`.
+    assert_eq!(computed("b + 1"), Ok(Value::Int(2_147_483_648)));
+    assert_eq!(computed("i + b"), Ok(Value::Int(4_294_967_294)));
+    assert_eq!(computed("i + 2147483648"), Ok(Value::Int(4_294_967_295)));
+    assert_eq!(computed("i::bigint + 1"), Ok(Value::Int(2_147_483_648)));
+    // Inside a wider expression the error names the part that overflowed,
+    // and a wrapped operand keeps its parentheses when written.
+    let error = computed("(i + j) * 2 > 0").unwrap_err().to_string();
+    assert_eq!(error, "integer out of range in `i + j`");
+    let error = computed("(i - 1 + j) * j").unwrap_err().to_string();
+    assert_eq!(error, "integer out of range in `i - 1 + j`");
+    let error = computed("(i - j) * j").unwrap_err().to_string();
+    assert_eq!(error, "integer out of range in `(i - j) * j`");
 }

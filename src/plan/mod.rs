@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::aggregate::MeasureSpec;
 use crate::expr::{ColumnPath, Expr, TimeZone, ValueType};
-use crate::source::pg_text::value_type;
+use crate::source::pg_text::{type_oid, value_type};
 use crate::source::pgoutput::StoredColumnTypes;
 use crate::view::key_collisions::{KeyToken, keys_may_collide};
 use crate::view::model::{
@@ -264,9 +264,10 @@ pub struct ExprPlan {
     pub padded: BTreeSet<ColumnPath>,
     /// The static type of the result.
     pub value_type: ValueType,
-    /// Whether values of its `CASE`s or `coalesce`s are converted to the
-    /// type of the whole ([`Expr::with_common_types`]).
-    pub converts_branches: bool,
+    /// Whether it computes otherwise than as parsed: values of its `CASE`s
+    /// or `coalesce`s converted to the type of the whole, `integer`
+    /// arithmetic checked against its range ([`Expr::with_sql_types`]).
+    pub rewritten: bool,
 }
 
 #[derive(Debug)]
@@ -824,12 +825,13 @@ impl Resolver<'_> {
             definition_hash.push_str("+char-trimmed");
         }
         // Outputs computed while a `CASE` or `coalesce` kept the type of
-        // the branch taken are computed again.
+        // the branch taken, or `integer` arithmetic went past its range,
+        // are computed again.
         if view_exprs(&nodes, &output, filter.as_ref())
             .iter()
-            .any(|expr| expr.converts_branches)
+            .any(|expr| expr.rewritten)
         {
-            definition_hash.push_str("+common-types");
+            definition_hash.push_str("+sql-types");
         }
         Ok(ViewPlan {
             name: self.def.name.clone(),
@@ -979,10 +981,16 @@ impl Resolver<'_> {
                 expr: expr.source().to_owned(),
                 error: error.to_string(),
             })?;
-        let converted = expr.with_common_types(&column_type);
+        let integer_bytes = |path: &[String]| match column_oid(path)? {
+            type_oid::INT2 => Some(2),
+            type_oid::INT4 => Some(4),
+            type_oid::INT8 => Some(8),
+            _ => None,
+        };
+        let rewritten = expr.with_sql_types(&column_type, &integer_bytes);
         Ok(ExprPlan {
-            converts_branches: !converted.same_tree(expr),
-            expr: converted,
+            rewritten: !rewritten.same_tree(expr),
+            expr: rewritten,
             columns,
             padded,
             value_type,
