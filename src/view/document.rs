@@ -83,7 +83,8 @@ fn with_hint(message: String) -> String {
     if message.contains("mapping values are not allowed") {
         format!(
             "{message} (a value that holds `: `, such as JSON in an expression, must be \
-             quoted: write it on the next line after `>-`, or in double quotes)"
+             quoted: write it on the next line after `>-`, or in double quotes; or, where \
+             this line starts a key, it is indented deeper than the key before it)"
         )
     } else {
         message

@@ -8,7 +8,7 @@ use super::model::{Cardinality, Field, FieldSource, JoinPair, OrderKey, Relation
 use super::node::{Entry, Node, NodeValue};
 use super::shape::{self, Mapping, child_path};
 use super::table::qualified_table;
-use crate::expr::Expr;
+use crate::expr::{Expr, ExprError};
 
 const RELATION_KEYS: &[&str] = &["one", "many", "on", "order_by", "where", "fields"];
 
@@ -61,9 +61,17 @@ fn read_field(report: &mut FileReport, entry: &Entry, fields_path: &str) -> Opti
         }
         NodeValue::Map(_) => FieldSource::Relation(read_relation(report, entry, &path)?),
         NodeValue::Text(text) => read_column_or_expression(report, entry, text, &path)?,
-        _ => {
+        other => {
+            let hint = match other {
+                NodeValue::Other(_) => {
+                    "; a constant is an expression in quotes (`\"1\"`, `\"true\"`, \
+                     `\"'text'\"`)"
+                }
+                _ => "",
+            };
             let message = format!(
-                "expected a column name or a relation (a mapping with `one:` or `many:`), found {}",
+                "expected a column name, an expression or a relation (a mapping with `one:` or \
+                 `many:`), found {}{hint}",
                 entry.value.describe()
             );
             report.error(entry.value.line, &path, message);
@@ -102,10 +110,15 @@ fn read_column_or_expression(
         },
         Err(_) if is_words(text) => Some(FieldSource::Column(text.to_owned())),
         Err(error) => {
-            let message = format!(
-                "invalid expression: {error} (a field's value is a column name or an \
-                 expression over this level's columns)"
-            );
+            // Only where the text may have been meant as a name.
+            let hint = match error {
+                ExprError::Syntax { .. } => {
+                    " (a field's value is a column name or an expression over this level's \
+                     columns)"
+                }
+                _ => "",
+            };
+            let message = format!("invalid expression: {error}{hint}");
             report.error(entry.value.line, path, message);
             None
         }
@@ -113,9 +126,9 @@ fn read_column_or_expression(
 }
 
 /// A column name as written before expressions: one word of name
-/// characters.
+/// characters, not starting with a digit (`1` is a number).
 fn is_plain_name(text: &str) -> bool {
-    !text.is_empty()
+    text.chars().next().is_some_and(|c| !c.is_ascii_digit())
         && text
             .chars()
             .all(|c| c.is_alphanumeric() || c == '_' || c == '$')

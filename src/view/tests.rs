@@ -196,7 +196,7 @@ fn errors_in_nested_relations_name_the_full_path() {
             "views/test.yaml:23: fields.items.fields.product.on: needs at least one \
              `joined_column: parent_column` pair",
             "views/test.yaml:23: fields.items.fields.product.fields.name: expected a column \
-             name or a relation (a mapping with `one:` or `many:`), found a list",
+             name, an expression or a relation (a mapping with `one:` or `many:`), found a list",
         ]
     );
 }
@@ -291,6 +291,25 @@ fn computed_fields_read_their_level_and_its_one_relations() {
     assert_eq!(
         errors("sku: sku", "sku: \"\""),
         ["views/test.yaml:21: fields.items.fields.sku: column name is empty"]
+    );
+    // A number in quotes is a constant, not a column named `1` (trial 26);
+    // unquoted, YAML reads a number, and the message says to quote it.
+    parse(&ORDER_CACHE.replace("sku: sku", "sku: \"1\""));
+    assert_eq!(
+        errors("sku: sku", "sku: 1"),
+        [
+            "views/test.yaml:21: fields.items.fields.sku: expected a column name, an expression \
+          or a relation (a mapping with `one:` or `many:`), found `1`; a constant is an \
+          expression in quotes (`\"1\"`, `\"true\"`, `\"'text'\"`)"
+        ]
+    );
+    // An expression's own mistake is said without the column-name hint.
+    assert_eq!(
+        errors("sku: sku", "sku: \"initcap(sku)\""),
+        [
+            "views/test.yaml:21: fields.items.fields.sku: invalid expression: unknown function \
+          `initcap` in `initcap(sku)`"
+        ]
     );
 }
 
@@ -407,6 +426,15 @@ fn json_in_an_unquoted_expression_names_the_quoting() {
     let text = load_views(dir.path()).unwrap_err().to_string();
     assert!(text.contains("a.yaml:"), "{text}");
     assert!(text.contains("after `>-`"), "{text}");
+    // The same parser message for a key indented under a plain value says
+    // that cause too (trial 26: the quoting hint alone misled).
+    let indented = ORDER_CACHE.replace("root: orders\n", "root: orders\n  where: \"id > 1\"\n");
+    write(dir.path(), "a.yaml", &indented);
+    let text = load_views(dir.path()).unwrap_err().to_string();
+    assert!(
+        text.contains("indented deeper than the key before it"),
+        "{text}"
+    );
 }
 
 /// ` #>` starts a YAML comment: an unquoted `doc #>> '{tier}' = 'gold'`
