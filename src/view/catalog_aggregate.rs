@@ -127,18 +127,25 @@ impl<'a> ViewCheck<'a> {
     fn target_table(&mut self, aggregate: &AggregateView) {
         let table = display_table(&aggregate.table);
         let mut messages = Vec::new();
-        for other in self.views {
-            if let Some(role) = reads_table(other, &aggregate.table) {
-                let reader = if std::ptr::eq(other, self.view) {
-                    "this view".to_owned()
+        // One message naming every view that reads it (it was one per view).
+        let readers: Vec<String> = self
+            .views
+            .iter()
+            .filter_map(|other| {
+                let role = reads_table(other, &aggregate.table)?;
+                Some(if std::ptr::eq(other, self.view) {
+                    format!("{role} of this view")
                 } else {
-                    format!("view `{}`", other.name)
-                };
-                messages.push(format!(
-                    "table {table} is {role} of {reader}: an aggregate view must write a table \
-                     no view reads, or its own writes would feed back into it"
-                ));
-            }
+                    format!("{role} of view `{}`", other.name)
+                })
+            })
+            .collect();
+        if !readers.is_empty() {
+            messages.push(format!(
+                "table {table} is {}: an aggregate view must write a table no view reads, or \
+                 its own writes would feed back into it",
+                readers.join(", ")
+            ));
         }
         // Told at every view naming it: which one is new, and which one's
         // table it already is, the files cannot say (their names' order did).

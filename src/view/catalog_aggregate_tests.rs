@@ -268,6 +268,28 @@ fn the_target_table_is_read_by_no_view() {
     );
 }
 
+/// A table several views read is one message naming them all (trial 25:
+/// one line a view).
+#[test]
+fn a_target_table_many_views_read_is_one_message() {
+    let into_orders =
+        CATEGORY_DAILY_SALES.replace("table: analytics.category_daily_sales", "table: orders");
+    let order_cache = "view: order_cache\nkind: cache\nroot: orders\nkey: \"o:{id}\"\n\
+                       fields: { id: id }\n";
+    let views = [
+        view("views/order_cache.yaml", order_cache),
+        view("views/sales.yaml", &into_orders),
+    ];
+    assert_eq!(
+        check_views(&views, &shop()),
+        [
+            "views/sales.yaml:18: table: table orders is the root table of view `order_cache`, \
+             a joined table of this view: an aggregate view must write a table no view reads, \
+             or its own writes would feed back into it"
+        ]
+    );
+}
+
 #[test]
 fn two_aggregate_views_do_not_share_a_table() {
     let second = CATEGORY_DAILY_SALES.replace("view: category_daily_sales", "view: second");
