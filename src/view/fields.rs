@@ -126,9 +126,10 @@ fn read_column_or_expression(
 }
 
 /// A column name as written before expressions: one word of name
-/// characters, not starting with a digit (`1` is a number).
+/// characters (`2fa_enabled` too), but not of digits alone (`1` is a
+/// number).
 fn is_plain_name(text: &str) -> bool {
-    text.chars().next().is_some_and(|c| !c.is_ascii_digit())
+    !text.chars().all(|c| c.is_ascii_digit())
         && text
             .chars()
             .all(|c| c.is_alphanumeric() || c == '_' || c == '$')

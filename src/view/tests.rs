@@ -293,8 +293,17 @@ fn computed_fields_read_their_level_and_its_one_relations() {
         ["views/test.yaml:21: fields.items.fields.sku: column name is empty"]
     );
     // A number in quotes is a constant, not a column named `1` (trial 26);
-    // unquoted, YAML reads a number, and the message says to quote it.
-    parse(&ORDER_CACHE.replace("sku: sku", "sku: \"1\""));
+    // unquoted, YAML reads a number, and the message says to quote it. A
+    // name that starts with a digit is still a column.
+    let constant = parse(&ORDER_CACHE.replace("sku: sku", "sku: \"1\"\n      x: 2fa_on"));
+    let ViewKind::Cache(cache) = &constant.kind else {
+        panic!("expected a cache view");
+    };
+    let FieldSource::Relation(items) = &cache.fields[5].source else {
+        panic!("expected the items relation");
+    };
+    assert!(matches!(&items.fields[0].source, FieldSource::Computed(_)));
+    assert!(matches!(&items.fields[1].source, FieldSource::Column(c) if c == "2fa_on"));
     assert_eq!(
         errors("sku: sku", "sku: 1"),
         [
