@@ -343,6 +343,7 @@ fn write_document(
                 node,
                 cardinality,
                 order_by,
+                limit,
                 document,
                 ..
             } => match cardinality {
@@ -361,6 +362,9 @@ fn write_document(
                         Err(error) => return Ok(Err(relation_failed(view, *node, &error))),
                     };
                     sort_rows(&mut rows, order_by);
+                    if let Some(limit) = limit {
+                        rows.truncate(*limit);
+                    }
                     out.push(b'[');
                     for (position, child) in rows.iter().enumerate() {
                         if position > 0 {

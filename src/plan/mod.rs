@@ -371,6 +371,8 @@ pub enum FieldPlan {
         cardinality: Cardinality,
         /// (stored column, descending)
         order_by: Vec<(usize, bool)>,
+        /// At most this many rows, the first in `order_by`.
+        limit: Option<usize>,
         document: DocPlan,
     },
 }
@@ -1104,6 +1106,7 @@ impl Resolver<'_> {
                         node: child,
                         cardinality: relation.cardinality,
                         order_by,
+                        limit: relation.limit,
                         document: self.document(&relation.fields, child, next_node)?,
                     }
                 }

@@ -10,7 +10,7 @@ use super::shape::{self, Mapping, child_path};
 use super::table::qualified_table;
 use crate::expr::{Expr, ExprError};
 
-const RELATION_KEYS: &[&str] = &["one", "many", "on", "order_by", "where", "fields"];
+const RELATION_KEYS: &[&str] = &["one", "many", "on", "order_by", "limit", "where", "fields"];
 
 /// Reads a `fields:` mapping at `path`, in definition order.
 pub(crate) fn read_fields(report: &mut FileReport, node: &Node, path: &str) -> Vec<Field> {
@@ -171,6 +171,7 @@ fn read_relation(report: &mut FileReport, entry: &Entry, path: &str) -> Option<R
     let on = read_join(report, &mapping, path);
     let cardinality = target.as_ref().map(|(cardinality, _)| *cardinality);
     let order_by = read_order_by(report, &mapping, cardinality, path);
+    let limit = read_limit(report, &mapping, cardinality, path);
     let fields = read_nested_fields(report, &mapping, path);
     let filter = read_relation_where(report, &mapping, fields.as_deref().unwrap_or(&[]), path);
     let (cardinality, table) = target?;
@@ -179,6 +180,7 @@ fn read_relation(report: &mut FileReport, entry: &Entry, path: &str) -> Option<R
         table: table?,
         on: on?,
         order_by: order_by?,
+        limit: limit?,
         fields: fields?,
         filter: filter?,
     })
@@ -294,6 +296,38 @@ fn read_order_by(
         NodeValue::List(items) => read_order_list(report, items, &order_path),
         _ => read_order_key(report, &entry.value, &order_path).map(|key| vec![key]),
     }
+}
+
+/// The optional `limit:` of a `many` relation: a positive whole number.
+fn read_limit(
+    report: &mut FileReport,
+    mapping: &Mapping,
+    cardinality: Option<Cardinality>,
+    path: &str,
+) -> Option<Option<usize>> {
+    let Some(entry) = mapping.get("limit") else {
+        return Some(None);
+    };
+    let limit_path = child_path(path, "limit");
+    report.locate(&limit_path, entry.key_line);
+    if cardinality == Some(Cardinality::One) {
+        let message =
+            "`limit` is only allowed on a `many` relation: a `one` relation is a single object";
+        report.error(entry.key_line, &limit_path, message);
+        return None;
+    }
+    let limit = match &entry.value.value {
+        NodeValue::Other(text) => text.parse::<usize>().ok().filter(|limit| *limit > 0),
+        _ => None,
+    };
+    if limit.is_none() {
+        let message = format!(
+            "expected a whole number of rows, at least 1, found {}",
+            entry.value.describe()
+        );
+        report.error(entry.value.line, &limit_path, message);
+    }
+    limit.map(Some)
 }
 
 fn read_order_list(report: &mut FileReport, items: &[Node], path: &str) -> Option<Vec<OrderKey>> {

@@ -121,6 +121,8 @@ pub struct Relation {
     /// Only for `many`: the array order. Ties and an empty list fall back to
     /// the joined table's primary key.
     pub order_by: Vec<OrderKey>,
+    /// Only for `many`: at most this many rows, the first in `order_by`.
+    pub limit: Option<usize>,
     pub fields: Vec<Field>,
     /// `where:`, over the joined row and its own `one` relations: only
     /// joined rows for which it is true count, as in `LEFT JOIN … ON … AND

@@ -92,6 +92,9 @@ fn keyword_holds(
             .as_str()
             .is_none_or(|text| text.chars().count() as u64 >= argument.as_u64().unwrap_or(0)),
         "required" => object_has_all(argument, value),
+        "minimum" => value
+            .as_f64()
+            .is_none_or(|number| number >= argument.as_f64().unwrap_or(f64::MIN)),
         "minProperties" => value
             .as_object()
             .is_none_or(|object| object.len() as u64 >= argument.as_u64().unwrap_or(0)),
@@ -123,6 +126,7 @@ fn type_matches(expected: &Value, value: &Value) -> bool {
         Some("object") => value.is_object(),
         Some("array") => value.is_array(),
         Some("boolean") => value.is_boolean(),
+        Some("integer") => value.is_i64() || value.is_u64(),
         other => panic!("type {other:?} is not used by the view schema"),
     }
 }
@@ -209,6 +213,14 @@ fn the_kind_enum_lists_every_kind() {
 #[test]
 fn the_example_view_satisfies_the_schema() {
     assert!(validates(ORDER_CACHE));
+    // With a computed field, a relation's `where` and a `limit`.
+    let every_option = ORDER_CACHE
+        .replace("status: status", "status: \"upper(status)\"")
+        .replace(
+            "order_by: id",
+            "order_by: id\n    limit: 5\n    where: \"quantity > 0\"",
+        );
+    assert!(validates(&every_option));
 }
 
 #[test]
@@ -255,6 +267,8 @@ fn invalid_views_do_not_satisfy_the_schema() {
         ORDER_CACHE.replace("view: order_cache", "view: order_cache\nttl: 5"),
         ORDER_CACHE.replace("one: customers", "one: customers\n    many: customers"),
         ORDER_CACHE.replace("one: customers", "one: customers\n    order_by: id"),
+        ORDER_CACHE.replace("one: customers", "one: customers\n    limit: 1"),
+        ORDER_CACHE.replace("order_by: id", "order_by: id\n    limit: 0"),
         ORDER_CACHE.replace("one: customers", "one: customers\n    join: left"),
         ORDER_CACHE.replace("on: { id: customer_id }", "on: {}"),
         ORDER_CACHE.replace("sku: sku", "sku: [sku]"),

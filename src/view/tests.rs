@@ -349,6 +349,43 @@ fn a_relation_where_reads_the_relation_and_its_one_relations() {
 }
 
 #[test]
+fn a_many_relation_may_have_a_limit() {
+    let limited = |limit: &str| {
+        ORDER_CACHE.replace(
+            "    order_by: id\n",
+            &format!("    order_by: id\n    limit: {limit}\n"),
+        )
+    };
+    let view = parse(&limited("2"));
+    let ViewKind::Cache(cache) = &view.kind else {
+        panic!("expected a cache view");
+    };
+    let FieldSource::Relation(items) = &cache.fields[5].source else {
+        panic!("expected the items relation");
+    };
+    assert_eq!(items.limit, Some(2));
+    for wrong in ["0", "-1", "two", "1.5"] {
+        let errors = errors_of(&limited(wrong));
+        assert_eq!(errors.len(), 1, "{wrong}: {errors:?}");
+        assert!(
+            errors[0]
+                .starts_with("views/test.yaml:20: fields.items.limit: expected a whole number")
+        );
+    }
+    let on_one = ORDER_CACHE.replace(
+        "    on: { id: customer_id }        # customers.id = orders.customer_id\n",
+        "    on: { id: customer_id }\n    limit: 1\n",
+    );
+    assert_eq!(
+        errors_of(&on_one),
+        [
+            "views/test.yaml:15: fields.customer.limit: `limit` is only allowed on a `many` \
+          relation: a `one` relation is a single object"
+        ]
+    );
+}
+
+#[test]
 fn unknown_kinds_are_refused_without_other_noise() {
     let text = "view: category_daily_sales\nkind: rollup\nroot: order_items\n";
     assert_eq!(
