@@ -19,9 +19,6 @@ use super::node::Node;
 use super::types::ValueType;
 use crate::change::Value;
 
-/// (An `int` in a `numeric` or `float` whole, a `numeric` in a `float`
-/// one.) A node that does not check is left as it is: planning refuses it
-/// anyway.
 /// The width of each integer column (`None`: not an integer column).
 pub(crate) type ColumnWidths<'a> = &'a dyn Fn(&[String]) -> Option<IntWidth>;
 
@@ -95,8 +92,13 @@ fn int_width(node: &Node, widths: ColumnWidths) -> IntWidth {
 }
 
 /// Casts the value branches of a `CASE`, `coalesce`, `greatest` or
-/// `least` whose type is a narrower number than the whole's.
+/// `least` whose type is a narrower number than the whole's (an `int` in
+/// a `numeric` or `float` whole, a `numeric` in a `float` one). A node
+/// that does not check is left as it is: planning refuses it anyway.
 fn convert_branches(node: &mut Node, columns: ColumnTypes) {
+    if value_branches(node).is_empty() {
+        return;
+    }
     let Ok(whole) = infer(node, columns) else {
         return;
     };

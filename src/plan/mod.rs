@@ -945,12 +945,11 @@ impl Resolver<'_> {
     /// An expression whose paths start at `node`: a computed field's, or a
     /// relation's `where`.
     fn expr_at(&self, expr: &Expr, node: usize) -> Result<ExprPlan, PlanError> {
-        let names = &self.tree.nodes[node].names;
         let mut columns = HashMap::new();
         for path in expr.columns() {
             let (node, column) =
                 self.tree
-                    .resolve_at(node, names, &path)
+                    .resolve_at(node, &path)
                     .map_err(|error| PlanError::Tree {
                         view: self.def.name.clone(),
                         error,

@@ -163,7 +163,7 @@ impl JoinTree {
                     // After its fields, which name its `one` relations.
                     if let Some(filter) = &relation.filter {
                         for column in filter.columns() {
-                            let resolved = self.resolve_at(child, &path, &column)?;
+                            let resolved = self.resolve_at(child, &column)?;
                             self.reads.push(resolved);
                         }
                     }
@@ -173,7 +173,7 @@ impl JoinTree {
         for field in fields {
             if let FieldSource::Computed(expr) = &field.source {
                 for path in expr.columns() {
-                    let resolved = self.resolve_at(node, names, &path)?;
+                    let resolved = self.resolve_at(node, &path)?;
                     self.reads.push(resolved);
                 }
             }
@@ -181,18 +181,14 @@ impl JoinTree {
         Ok(())
     }
 
-    /// Resolves a column path of a computed field of `node`, whose relation
-    /// names from the root are `names`: `column` is the node's own, and
+    /// Resolves a column path of an expression at `node` (a computed
+    /// field's, a relation's `where`): `column` is the node's own, and
     /// `name….column` goes through `one` relations below it.
-    pub fn resolve_at(
-        &self,
-        node: usize,
-        names: &[String],
-        path: &[String],
-    ) -> Result<(usize, String), TreeError> {
+    pub fn resolve_at(&self, node: usize, path: &[String]) -> Result<(usize, String), TreeError> {
         if path.len() == 1 {
             return Ok((node, path[0].clone()));
         }
+        let names = &self.nodes[node].names;
         let full: Vec<String> = names.iter().chain(path).cloned().collect();
         self.resolve(&full)
     }
