@@ -9,8 +9,10 @@
 //! table rewritten with and without changing its rows, and output styles
 //! the database sets (`bytea_output`), array columns as JSON arrays,
 //! computed fields at every level (one that overflows `integer` sets its
-//! root aside), and relations with a `where` (a `many` one through its own
-//! `one` relation, with a `limit`, and a `one` one that `where` reads).
+//! root aside), relations with a `where` (a `many` one through its own
+//! `one` relation, with a `limit`, and a `one` one that `where` reads), and
+//! measures over a `many` relation's rows (`count()`, a filtered `sum`,
+//! `max` of a text, `avg` of the first rows, `count_distinct`).
 //! Random changes, then the SQL oracle.
 
 mod harness;
@@ -63,7 +65,16 @@ const ORACLE: &str = r#"
             FROM ({events}) x), '[]'::json),
         'first_event', (
             SELECT json_build_object('seq', e.seq, 'note', e.note, 'short', left(e.note, 6))
-            FROM lab.events e WHERE e.account_id = a.id AND e.seq > 1 ORDER BY e.id LIMIT 1)
+            FROM lab.events e WHERE e.account_id = a.id AND e.seq > 1 ORDER BY e.id LIMIT 1),
+        'event_count', (SELECT count(*) FROM lab.events e WHERE e.account_id = a.id),
+        'noted_seq_sum', (SELECT sum(e.seq) FILTER (WHERE e.seq > 0) FROM lab.events e
+                          WHERE e.account_id = a.id AND e.note IS NOT NULL),
+        'last_note', (SELECT max(e.note) FROM lab.events e WHERE e.account_id = a.id),
+        'top_seq_avg', (SELECT avg(t.seq) FROM (SELECT e.seq FROM lab.events e
+                        WHERE e.account_id = a.id ORDER BY e.seq DESC NULLS FIRST, e.id LIMIT 2) t
+                       )::text,
+        'event_regions', (SELECT count(DISTINCT e.region_code) FROM lab.events e
+                          WHERE e.account_id = a.id)
     )::text
     FROM lab.accounts a LEFT JOIN lab.regions r ON r.code = a.region_code AND r.zone = a.region_zone
     WHERE ({where})

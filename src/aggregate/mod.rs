@@ -215,6 +215,45 @@ pub trait ValueCounts {
     fn extreme(&mut self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError>;
 }
 
+/// A group's value multisets in memory: for a group computed at once (a
+/// cache view's measure of a relation's rows), and for the tests.
+#[derive(Default)]
+pub struct MemoryCounts(BTreeMap<(usize, Vec<u8>), KeyInputs>);
+
+impl ValueCounts for MemoryCounts {
+    fn change(
+        &mut self,
+        measure: usize,
+        key: &[u8],
+        value: &Value,
+        delta: i64,
+    ) -> Result<KeyCount, AggregateError> {
+        let entry = self.0.entry((measure, key.to_vec())).or_default();
+        if entry.count.checked_add_signed(delta).is_none() {
+            return Err(AggregateError::Storage(format!(
+                "measure {measure}: a value retracted more often than added"
+            )));
+        }
+        let count = entry.change(value, delta);
+        if count.key == 0 {
+            self.0.remove(&(measure, key.to_vec()));
+        }
+        Ok(count)
+    }
+
+    fn extreme(&mut self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError> {
+        let mut range = self
+            .0
+            .range((measure, Vec::new())..(measure + 1, Vec::new()));
+        let found = if last {
+            range.next_back()
+        } else {
+            range.next()
+        };
+        Ok(found.and_then(|(_, inputs)| inputs.shown().cloned()))
+    }
+}
+
 /// The running state of one group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupState {

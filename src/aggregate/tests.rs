@@ -85,43 +85,6 @@ impl Row {
     }
 }
 
-/// Value multisets of every group, in memory.
-#[derive(Default)]
-struct MemoryCounts(BTreeMap<(usize, Vec<u8>), KeyInputs>);
-
-impl ValueCounts for MemoryCounts {
-    fn change(
-        &mut self,
-        measure: usize,
-        key: &[u8],
-        value: &Value,
-        delta: i64,
-    ) -> Result<KeyCount, AggregateError> {
-        let entry = self.0.entry((measure, key.to_vec())).or_default();
-        assert!(
-            entry.count.checked_add_signed(delta).is_some(),
-            "no retraction below zero"
-        );
-        let count = entry.change(value, delta);
-        if count.key == 0 {
-            self.0.remove(&(measure, key.to_vec()));
-        }
-        Ok(count)
-    }
-
-    fn extreme(&mut self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError> {
-        let mut range = self
-            .0
-            .range((measure, Vec::new())..(measure + 1, Vec::new()));
-        let found = if last {
-            range.next_back()
-        } else {
-            range.next()
-        };
-        Ok(found.and_then(|(_, inputs)| inputs.shown().cloned()))
-    }
-}
-
 /// Groups maintained incrementally, as the engine does.
 #[derive(Default)]
 struct Incremental(BTreeMap<Vec<u8>, (GroupState, MemoryCounts)>);

@@ -8,11 +8,12 @@ use serde_json::{Map, Value as Json};
 
 use super::EngineError;
 use super::dead_letters::{Outcome, Poison};
+use crate::aggregate::{AggregateError, Direction, GroupState, MemoryCounts, convert_input};
 use crate::change::Value;
 use crate::expr::{EvalError, compare_values, parse_array_delimited};
 use crate::plan::{
-    DocPlan, ExprPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, OutputPlan, SearchFieldPlan,
-    ViewPlan,
+    DocPlan, ExprPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, OutputPlan, RelationMeasurePlan,
+    SearchFieldPlan, ViewPlan,
 };
 use crate::sink::search::check_fits;
 use crate::source::pg_text::parse_text;
@@ -345,6 +346,7 @@ fn write_document(
                 order_by,
                 limit,
                 document,
+                measure,
                 ..
             } => match cardinality {
                 Cardinality::One => match related_first(w, view, *node, row)? {
@@ -365,6 +367,13 @@ fn write_document(
                     if let Some(limit) = limit {
                         rows.truncate(*limit);
                     }
+                    if let Some(measure) = measure {
+                        match measure_of_rows(w, view, *node, measure, &rows)? {
+                            Ok(value) => value.write_json(out),
+                            Err(poison) => return Ok(Err(poison)),
+                        }
+                        continue;
+                    }
                     out.push(b'[');
                     for (position, child) in rows.iter().enumerate() {
                         if position > 0 {
@@ -381,6 +390,64 @@ fn write_document(
     }
     out.push(b'}');
     Ok(Ok(()))
+}
+
+/// A `many` relation's measure over its kept `rows`, as a scalar subquery
+/// gives it: `count()` of no rows is 0, the other functions' NULL. An
+/// input that fails on a row's values, or that its function cannot take,
+/// is a poison: SQL would raise.
+fn measure_of_rows(
+    w: &dyn ReadRows,
+    view: &ViewPlan,
+    node: usize,
+    plan: &RelationMeasurePlan,
+    rows: &[Row],
+) -> Result<Outcome<Value>, EngineError> {
+    let measure = &plan.measure;
+    let failed = |error: &dyn std::fmt::Display| {
+        Poison(format!(
+            "field `{}` (measure) failed: {error}",
+            measure.name
+        ))
+    };
+    let specs = [measure.spec];
+    let mut group = GroupState::new(Vec::new(), &specs);
+    let mut counts = MemoryCounts::default();
+    for row in rows {
+        let input = match &measure.input {
+            None => Value::Null,
+            Some(input) => match NodeRows::at(node, row).eval(w, view, input)? {
+                Ok(value) => convert_input(value, measure.spec.input_type),
+                Err(error) => return Ok(Err(failed(&error))),
+            },
+        };
+        if let Some(reason) = measure.spec.refuses(&input) {
+            return Ok(Err(failed(&reason)));
+        }
+        let added = group.apply(&specs, &[input], Direction::Add, &mut counts);
+        if let Err(error) = added {
+            return Ok(Err(failed(&reason(error))));
+        }
+    }
+    let value = match group.row(&specs, &mut counts) {
+        Ok(mut values) => values.pop().unwrap_or(Value::Null),
+        Err(error) => return Ok(Err(failed(&reason(error)))),
+    };
+    Ok(match value {
+        Value::Numeric(sum) if plan.sum_is_bigint => match sum.parse::<i64>() {
+            Ok(sum) => Ok(Value::Int(sum)),
+            Err(_) => Err(failed(&"bigint out of range")),
+        },
+        value => Ok(value),
+    })
+}
+
+/// What went wrong in a measure, without the measure's number.
+fn reason(error: AggregateError) -> String {
+    match error {
+        AggregateError::Measure { message, .. } => message,
+        other => other.to_string(),
+    }
 }
 
 /// An array column as a JSON array, nested by dimension, each element as
@@ -552,7 +619,8 @@ fields:
   product: { one: products, on: { id: product_id }, where: \"code <> 'X'\", fields: { name: name } }
 ";
 
-    fn line_engine(dir: &Path) -> (Engine, Arc<Store>) {
+    /// An engine of `view` (a cache view over `lines` and `products`).
+    fn line_engine(dir: &Path, view: &str) -> (Engine, Arc<Store>) {
         let column = |name: &str, type_oid| ColumnInfo {
             name: name.to_owned(),
             type_oid,
@@ -582,7 +650,7 @@ fields:
                 primary_key: vec!["id".to_owned()],
             },
         );
-        let view = parse_view(Path::new("views/line_cache.yaml"), LINE_CACHE).unwrap();
+        let view = parse_view(Path::new("views/test.yaml"), view).unwrap();
         let plan = Plan::build(&[view], &catalog).unwrap();
         let store = Arc::new(Store::open(dir, &StoreOptions::default()).unwrap());
         (Engine::new(Arc::new(plan), Arc::clone(&store)), store)
@@ -616,7 +684,7 @@ fields:
     #[test]
     fn computed_fields_and_relation_filters_compute_refresh_and_set_failing_roots_aside() {
         let dir = tempfile::tempdir().unwrap();
-        let (engine, store) = line_engine(dir.path());
+        let (engine, store) = line_engine(dir.path(), LINE_CACHE);
         let text = |t: &str| Value::Text(t.to_owned());
         // Rows as the state store holds them: the columns the views read,
         // in the plan's order.
@@ -700,6 +768,100 @@ fields:
         assert_eq!(
             documents[0].1,
             r#"{"id":1,"per_unit":25,"label":null,"product":null}"#
+        );
+    }
+
+    const PRODUCT_LINES: &str = "
+view: product_lines
+kind: cache
+root: products
+key: \"p:{id}\"
+fields:
+  id: id
+  units: { many: lines, on: { product_id: id }, measure: sum(qty) }
+  noted: { many: lines, on: { product_id: id }, where: \"note <> ''\", measure: count() }
+";
+
+    /// A measure over a relation's rows is the scalar subquery's value (a
+    /// `sum` of no rows or only NULLs is `null`, a `count` of none `0`), and
+    /// a change to a column only the measure or its relation's `where`
+    /// reads refreshes it.
+    #[test]
+    fn a_relation_measure_is_computed_and_refreshed_from_the_columns_it_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, store) = line_engine(dir.path(), PRODUCT_LINES);
+        let text = |t: &str| Value::Text(t.to_owned());
+        let stored = |table: &str, names: &[&str], row: Vec<Value>| -> Vec<Value> {
+            let columns = &engine.plan().tables[table].columns;
+            let at = |c: &String| names.iter().position(|n| n == c).unwrap();
+            columns.iter().map(|c| row[at(c)].clone()).collect()
+        };
+        let line = |id, qty: Option<i64>, note: &str, product| {
+            let qty = qty.map_or(Value::Null, Value::Int);
+            let row = vec![Value::Int(id), qty, text(note), Value::Int(product)];
+            stored("public.lines", &["id", "qty", "note", "product_id"], row)
+        };
+        engine.begin_snapshot("").unwrap();
+        let lines = [
+            line(1, Some(4), "a", 7),
+            line(2, Some(3), "", 7),
+            line(3, None, "c", 8),
+        ];
+        engine.load_snapshot_rows("public.lines", &lines).unwrap();
+        let products: Vec<Vec<Value>> = [7, 8, 9]
+            .into_iter()
+            .map(|id| vec![Value::Int(id), text("pen"), text("P")])
+            .map(|row| stored("public.products", &["id", "name", "code"], row))
+            .collect();
+        engine
+            .load_snapshot_rows("public.products", &products)
+            .unwrap();
+        engine.finish_snapshot(Lsn(1)).unwrap();
+        let document = |id: i64, units: &str, noted: i64| {
+            (
+                format!("p:{id}"),
+                format!(r#"{{"id":{id},"units":{units},"noted":{noted}}}"#),
+            )
+        };
+        assert_eq!(
+            documents(&store),
+            [
+                document(7, "7", 1),
+                document(8, "null", 1),
+                document(9, "null", 0)
+            ]
+        );
+
+        // `qty` is read by the measure only, `note` by the `where` only.
+        let tuple = |id, qty: i64, note: &str, product| Tuple {
+            columns: Arc::from(["id", "qty", "note", "product_id"].map(str::to_owned)),
+            cells: [
+                Value::Int(id),
+                Value::Int(qty),
+                text(note),
+                Value::Int(product),
+            ]
+            .into_iter()
+            .map(Cell::Value)
+            .collect(),
+        };
+        let update = |new: Tuple| Change {
+            table: Arc::from("public.lines"),
+            kind: ChangeKind::Update { old: None, new },
+        };
+        let batch = ChangeBatch {
+            changes: vec![update(tuple(1, 10, "a", 7)), update(tuple(2, 3, "b", 7))],
+            commit_end: Some(Lsn(2)),
+            commit_time_micros: 0,
+        };
+        engine.apply(&batch).unwrap();
+        assert_eq!(
+            documents(&store),
+            [
+                document(7, "13", 2),
+                document(8, "null", 1),
+                document(9, "null", 0)
+            ]
         );
     }
 

@@ -127,8 +127,8 @@ fn columns_read(view: &ViewPlan, node: usize) -> BTreeSet<usize> {
     reads
 }
 
-/// The columns of `node` a cache document (and its nested relations) shows
-/// or orders by.
+/// The columns of `node` a cache document (and its nested relations) shows,
+/// orders by or measures.
 fn document_reads(document: &DocPlan, node: usize, reads: &mut BTreeSet<usize>) {
     for field in &document.fields {
         match field {
@@ -144,10 +144,14 @@ fn document_reads(document: &DocPlan, node: usize, reads: &mut BTreeSet<usize>) 
                 node: related,
                 order_by,
                 document: nested,
+                measure,
                 ..
             } => {
                 if *related == node {
                     reads.extend(order_by.iter().map(|(column, _)| *column));
+                    if let Some(input) = measure.as_ref().and_then(|m| m.measure.input.as_ref()) {
+                        reads.extend(input.columns.values().map(|(_, column)| *column));
+                    }
                 }
                 document_reads(nested, node, reads);
             }

@@ -35,6 +35,17 @@ pub(crate) enum IntWidth {
     Big,
 }
 
+impl IntWidth {
+    /// The width of an integer of `bytes` (2, 4, or else 8).
+    pub fn of_bytes(bytes: u8) -> IntWidth {
+        match bytes {
+            2 => IntWidth::Small,
+            4 => IntWidth::Regular,
+            _ => IntWidth::Big,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NumericTypmod {
     pub precision: u64,

@@ -52,7 +52,7 @@ fn check_int_range(node: &mut Node, columns: ColumnTypes, widths: ColumnWidths) 
 /// `integer` for a literal that fits one, the widest of an operation's
 /// operands. `bigint` where it is not known (a function's result), so
 /// that no narrower check is made there.
-fn int_width(node: &Node, widths: ColumnWidths) -> IntWidth {
+pub(crate) fn int_width(node: &Node, widths: ColumnWidths) -> IntWidth {
     let widest = |nodes: &mut dyn Iterator<Item = &Node>| {
         nodes
             .map(|node| int_width(node, widths))

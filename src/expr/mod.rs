@@ -163,19 +163,22 @@ impl Expr {
         column_type: &dyn Fn(&[String]) -> Option<ValueType>,
         integer_bytes: &dyn Fn(&[String]) -> Option<u8>,
     ) -> Expr {
-        let width = |path: &[String]| {
-            Some(match integer_bytes(path)? {
-                2 => cast::IntWidth::Small,
-                4 => cast::IntWidth::Regular,
-                _ => cast::IntWidth::Big,
-            })
-        };
+        let width = |path: &[String]| integer_bytes(path).map(cast::IntWidth::of_bytes);
         let mut root = self.root.clone();
         common_type::rewrite(&mut root, column_type, &width);
         Expr {
             source: self.source.clone(),
             root,
         }
+    }
+
+    /// Whether PostgreSQL computes this integer expression narrower than
+    /// `bigint` (in a `smallint` or an `integer`), given the bytes of the
+    /// integer columns as for [`Expr::with_sql_types`]: its `sum` is then a
+    /// `bigint`, where a `bigint`'s is a `numeric`.
+    pub fn is_narrow_integer(&self, integer_bytes: &dyn Fn(&[String]) -> Option<u8>) -> bool {
+        let width = |path: &[String]| integer_bytes(path).map(cast::IntWidth::of_bytes);
+        common_type::int_width(&self.root, &width) < cast::IntWidth::Big
     }
 
     /// Whether the two are the same tree, as parsed or rewritten.

@@ -17,7 +17,8 @@ use crate::source::pg_text::{type_oid, value_type};
 use crate::source::pgoutput::StoredColumnTypes;
 use crate::view::key_collisions::{KeyToken, keys_may_collide};
 use crate::view::model::{
-    AggregateView, Cardinality, Field, FieldSource, KeyPart, ViewDef, ViewKind,
+    AggregateView, Cardinality, Field, FieldSource, KeyPart, Measure, MeasureFunction, ViewDef,
+    ViewKind,
 };
 use crate::view::{Catalog, TableInfo};
 use tree::JoinTree;
@@ -277,7 +278,7 @@ pub struct DocPlan {
 }
 
 /// Every expression of a view: its `where`, a cache view's relations'
-/// `where`s and computed fields, an aggregate view's group keys and
+/// `where`s, computed fields and measures, an aggregate view's group keys and
 /// measures' inputs.
 fn view_exprs<'p>(
     nodes: &'p [NodePlan],
@@ -288,12 +289,7 @@ fn view_exprs<'p>(
     exprs.extend(nodes.iter().filter_map(|node| node.filter.as_ref()));
     match output {
         OutputPlan::Cache { document, .. } => {
-            exprs.extend(
-                document
-                    .computed_fields("fields")
-                    .into_iter()
-                    .map(|(_, e)| e),
-            );
+            exprs.extend(document.field_exprs("fields").into_iter().map(|(_, e)| e));
         }
         OutputPlan::Search { .. } => {}
         OutputPlan::Aggregate(aggregate) => {
@@ -329,9 +325,10 @@ impl DocPlan {
         })
     }
 
-    /// The computed fields here and in nested documents, with their paths
-    /// in the file (`fields.items.fields.line_total`).
-    pub fn computed_fields(&self, path: &str) -> Vec<(String, &ExprPlan)> {
+    /// The expressions of fields here and in nested documents (computed
+    /// fields, relations' measures), with their paths in the file
+    /// (`fields.items.fields.line_total`, `fields.item_count.measure`).
+    pub fn field_exprs(&self, path: &str) -> Vec<(String, &ExprPlan)> {
         let mut found = Vec::new();
         for field in &self.fields {
             match field {
@@ -339,8 +336,16 @@ impl DocPlan {
                 FieldPlan::Computed { name, expr, .. } => {
                     found.push((format!("{path}.{name}"), expr));
                 }
-                FieldPlan::Relation { name, document, .. } => {
-                    found.extend(document.computed_fields(&format!("{path}.{name}.fields")));
+                FieldPlan::Relation {
+                    name,
+                    document,
+                    measure,
+                    ..
+                } => {
+                    if let Some(input) = measure.as_ref().and_then(|m| m.measure.input.as_ref()) {
+                        found.push((format!("{path}.{name}.measure"), input));
+                    }
+                    found.extend(document.field_exprs(&format!("{path}.{name}.fields")));
                 }
             }
         }
@@ -373,8 +378,22 @@ pub enum FieldPlan {
         order_by: Vec<(usize, bool)>,
         /// At most this many rows, the first in `order_by`.
         limit: Option<usize>,
+        /// Empty for a relation with a `measure`.
         document: DocPlan,
+        /// Only for `many`: one value over the rows instead of a document
+        /// per row.
+        measure: Option<RelationMeasurePlan>,
     },
+}
+
+/// A `many` relation's measure: one value over its rows.
+#[derive(Debug)]
+pub struct RelationMeasurePlan {
+    pub measure: MeasurePlan,
+    /// A `sum` of `smallint`s or `integer`s, which PostgreSQL gives as a
+    /// `bigint` (a JSON number), where a sum of `bigint`s is a `numeric`
+    /// (a string, as numerics are written).
+    pub sum_is_bigint: bool,
 }
 
 /// Where a view computes with a `timestamptz` (not a bare column): there
@@ -401,7 +420,7 @@ impl Plan {
                 let mut computed: Vec<(String, &ExprPlan)> = Vec::new();
                 computed.extend(view.filter.iter().map(|f| ("where".to_owned(), f)));
                 if let OutputPlan::Cache { document, .. } = &view.output {
-                    computed.extend(document.computed_fields("fields"));
+                    computed.extend(document.field_exprs("fields"));
                 }
                 for node in &view.nodes {
                     if let Some(filter) = &node.filter {
@@ -982,12 +1001,7 @@ impl Resolver<'_> {
                 expr: expr.source().to_owned(),
                 error: error.to_string(),
             })?;
-        let integer_bytes = |path: &[String]| match column_oid(path)? {
-            type_oid::INT2 => Some(2),
-            type_oid::INT4 => Some(4),
-            type_oid::INT8 => Some(8),
-            _ => None,
-        };
+        let integer_bytes = |path: &[String]| integer_bytes(column_oid(path)?);
         let rewritten = expr.with_sql_types(&column_type, &integer_bytes);
         Ok(ExprPlan {
             rewritten: !rewritten.same_tree(expr),
@@ -1036,24 +1050,38 @@ impl Resolver<'_> {
         let measures = aggregate
             .measures
             .iter()
-            .map(|measure| {
-                let input = measure.arg.as_ref().map(|arg| self.expr(arg)).transpose()?;
-                let spec = MeasureSpec {
-                    function: measure.function,
-                    has_input: input.is_some(),
-                    input_type: input.as_ref().map_or(ValueType::Null, |i| i.value_type),
-                };
-                Ok(MeasurePlan {
-                    name: measure.name.clone(),
-                    input,
-                    spec,
-                })
-            })
+            .map(|measure| measure_plan(measure, |arg| self.expr(arg)))
             .collect::<Result<_, PlanError>>()?;
         Ok(AggregatePlan {
             table: aggregate.table.clone(),
             group,
             measures,
+        })
+    }
+
+    /// A `many` relation's measure, over the rows of `node`.
+    fn relation_measure(
+        &self,
+        measure: &Measure,
+        node: usize,
+    ) -> Result<RelationMeasurePlan, PlanError> {
+        let measure = measure_plan(measure, |arg| self.expr_at(arg, node))?;
+        let sum_is_bigint = match &measure.input {
+            Some(input)
+                if measure.spec.function == MeasureFunction::Sum
+                    && input.value_type == ValueType::Int =>
+            {
+                input.expr.is_narrow_integer(&|path| {
+                    let &(node, column) = input.columns.get(path)?;
+                    let table = self.tables.get(&self.tree.nodes[node].table)?;
+                    integer_bytes(*table.column_types.get(column)?)
+                })
+            }
+            _ => false,
+        };
+        Ok(RelationMeasurePlan {
+            measure,
+            sum_is_bigint,
         })
     }
 
@@ -1100,6 +1128,11 @@ impl Resolver<'_> {
                         .iter()
                         .map(|k| Ok((self.column(child, &k.column)?, k.descending)))
                         .collect::<Result<_, PlanError>>()?;
+                    let measure = relation
+                        .measure
+                        .as_ref()
+                        .map(|measure| self.relation_measure(measure, child))
+                        .transpose()?;
                     FieldPlan::Relation {
                         name: field.name.clone(),
                         node: child,
@@ -1107,6 +1140,7 @@ impl Resolver<'_> {
                         order_by,
                         limit: relation.limit,
                         document: self.document(&relation.fields, child, next_node)?,
+                        measure,
                     }
                 }
             };
@@ -1117,4 +1151,33 @@ impl Resolver<'_> {
             fields: plans,
         })
     }
+}
+
+/// The bytes of an integer type (`smallint` 2, `integer` 4, `bigint` 8).
+fn integer_bytes(type_oid: u32) -> Option<u8> {
+    match type_oid {
+        type_oid::INT2 => Some(2),
+        type_oid::INT4 => Some(4),
+        type_oid::INT8 => Some(8),
+        _ => None,
+    }
+}
+
+/// A measure with its input resolved by `resolve`: over an aggregate
+/// view's root, or over a cache relation's rows.
+fn measure_plan(
+    measure: &Measure,
+    resolve: impl Fn(&Expr) -> Result<ExprPlan, PlanError>,
+) -> Result<MeasurePlan, PlanError> {
+    let input = measure.arg.as_ref().map(resolve).transpose()?;
+    let spec = MeasureSpec {
+        function: measure.function,
+        has_input: input.is_some(),
+        input_type: input.as_ref().map_or(ValueType::Null, |i| i.value_type),
+    };
+    Ok(MeasurePlan {
+        name: measure.name.clone(),
+        input,
+        spec,
+    })
 }

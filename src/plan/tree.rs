@@ -161,11 +161,11 @@ impl JoinTree {
                         &format!("{field_path}.fields"),
                     )?;
                     // After its fields, which name its `one` relations.
-                    if let Some(filter) = &relation.filter {
-                        for column in filter.columns() {
-                            let resolved = self.resolve_at(child, &column)?;
-                            self.reads.push(resolved);
-                        }
+                    let filter = relation.filter.iter();
+                    let measure = relation.measure.iter().filter_map(|m| m.arg.as_ref());
+                    for column in filter.chain(measure).flat_map(|expr| expr.columns()) {
+                        let resolved = self.resolve_at(child, &column)?;
+                        self.reads.push(resolved);
                     }
                 }
             }

@@ -26,9 +26,10 @@ use super::error::FileReport;
 use super::filter::{PathCheck, read_expression, read_where};
 use super::joins::{check_joined_path, read_joins};
 use super::measure::{MeasureCall, split_measure};
-use super::model::{AggregateView, GroupKey, Measure, NamedJoin};
+use super::model::{AggregateView, GroupKey, Measure, MeasureFunction, NamedJoin};
 use super::shape::{self, Mapping, child_path};
 use super::table::{created_name_problem, created_table, read_root};
+use crate::expr::Expr;
 
 /// The top-level keys of an aggregate view file, common keys included.
 pub(crate) const AGGREGATE_KEYS: &[&str] = &[
@@ -180,33 +181,47 @@ fn read_measures(
         let Some(source) = shape::text(report, &entry.value, &path, expected) else {
             continue;
         };
-        let call = match split_measure(source) {
-            Ok(call) => call,
-            Err(message) => {
-                report.error(line, &path, message);
-                continue;
-            }
-        };
-        // Each part alone first, so that an error names the part it is in.
-        let parts = [call.argument, call.filter].into_iter().flatten();
-        let checked = parts.map(|part| read_expression(report, part, line, &path, check_path));
-        if checked.collect::<Vec<_>>().iter().any(Option::is_none) {
+        let Some((function, arg)) = read_measure(report, source, line, &path, check_path) else {
             continue;
-        }
-        let arg = match measure_argument(&call) {
-            None => None,
-            Some(argument) => match read_expression(report, &argument, line, &path, check_path) {
-                Some(expr) => Some(expr),
-                None => continue,
-            },
         };
         measures.push(Measure {
             name: entry.key.clone(),
-            function: call.function,
+            function,
             arg,
         });
     }
     (measures.len() == mapping.entries.len()).then_some(measures)
+}
+
+/// A measure's `function(argument)`, with an optional `FILTER (WHERE …)`,
+/// written on `line` at `path`: its function, and the expression it
+/// aggregates (`None` for `count()`). Also a cache view's measure of a
+/// `many` relation.
+pub(crate) fn read_measure(
+    report: &mut FileReport,
+    source: &str,
+    line: usize,
+    path: &str,
+    check_path: PathCheck,
+) -> Option<(MeasureFunction, Option<Expr>)> {
+    let call = match split_measure(source) {
+        Ok(call) => call,
+        Err(message) => {
+            report.error(line, path, message);
+            return None;
+        }
+    };
+    // Each part alone first, so that an error names the part it is in.
+    let parts = [call.argument, call.filter].into_iter().flatten();
+    let checked = parts.map(|part| read_expression(report, part, line, path, check_path));
+    if checked.collect::<Vec<_>>().iter().any(Option::is_none) {
+        return None;
+    }
+    let arg = match measure_argument(&call) {
+        None => None,
+        Some(argument) => Some(read_expression(report, &argument, line, path, check_path)?),
+    };
+    Some((call.function, arg))
 }
 
 /// The argument a measure aggregates: a `FILTER (WHERE c)` leaves NULL

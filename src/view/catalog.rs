@@ -14,6 +14,7 @@ use super::shape::child_path;
 use super::table::display_table;
 use crate::expr::{Expr, ExprError, ValueType};
 use crate::source::pg_text::{equal_as_its_text, sorts_as_its_value, value_type};
+use joined::JoinedTables;
 
 /// The tables of the source database that views may read.
 #[derive(Debug, Clone, Default)]
@@ -127,7 +128,7 @@ struct ViewCheck<'a> {
 }
 
 impl<'a> ViewCheck<'a> {
-    fn cache_view(&mut self, cache: &CacheView) {
+    fn cache_view(&mut self, cache: &'a CacheView) {
         let Some(root) = self.table(&cache.root, "root") else {
             return;
         };
@@ -213,7 +214,7 @@ impl<'a> ViewCheck<'a> {
         }
     }
 
-    fn fields(&mut self, fields: &[Field], table_name: &str, path: &str) {
+    fn fields(&mut self, fields: &'a [Field], table_name: &str, path: &str) {
         let Some(table) = self.catalog.tables.get(table_name) else {
             return;
         };
@@ -238,7 +239,13 @@ impl<'a> ViewCheck<'a> {
         }
     }
 
-    fn relation(&mut self, relation: &Relation, parent: &TableInfo, parent_name: &str, path: &str) {
+    fn relation(
+        &mut self,
+        relation: &'a Relation,
+        parent: &TableInfo,
+        parent_name: &str,
+        path: &str,
+    ) {
         let on_path = child_path(path, "on");
         // A pair written the other way round (`{ enclosing: joined }`) is
         // one mistake, said as such, not two missing columns.
@@ -313,6 +320,15 @@ impl<'a> ViewCheck<'a> {
             &relation.table,
             &child_path(path, "fields"),
         );
+        if let Some(measure) = &relation.measure {
+            // Over the joined rows' own columns, as an aggregate view's
+            // measure is over its root's.
+            let rows = JoinedTables {
+                root: &relation.table,
+                joins: &[],
+            };
+            self.measure(rows, measure, &child_path(path, "measure"));
+        }
         if let Some(filter) = &relation.filter {
             let level = Level {
                 fields: &relation.fields,

@@ -30,7 +30,7 @@ impl<'a> ViewCheck<'a> {
             self.group_key(tables, key);
         }
         for measure in &aggregate.measures {
-            self.measure(tables, measure);
+            self.measure(tables, measure, &child_path("measures", &measure.name));
         }
     }
 
@@ -69,12 +69,12 @@ impl<'a> ViewCheck<'a> {
         self.error(&path, &path, message);
     }
 
-    fn measure(&mut self, tables: JoinedTables<'a>, measure: &Measure) {
-        let path = child_path("measures", &measure.name);
+    /// A measure's argument fits its function; errors are said at `path`.
+    pub(super) fn measure(&mut self, tables: JoinedTables<'a>, measure: &Measure, path: &str) {
         let Some(arg) = &measure.arg else {
             return;
         };
-        let Some(value_type) = self.joined_type(tables, arg, &path) else {
+        let Some(value_type) = self.joined_type(tables, arg, path) else {
             return;
         };
         if measure.function == MeasureFunction::CountDistinct
@@ -86,7 +86,7 @@ impl<'a> ViewCheck<'a> {
                  would be counted by its text, and PostgreSQL finds values of other texts \
                  equal; count a cast or function of it ({column}::text, lower({column}))"
             );
-            self.error(&path, &path, message);
+            self.error(path, path, message);
             return;
         }
         if matches!(
@@ -101,7 +101,7 @@ impl<'a> ViewCheck<'a> {
                 measure.function.name(),
                 arg.source()
             );
-            self.error(&path, &path, message);
+            self.error(path, path, message);
             return;
         }
         let Some(needed) = argument_needed(measure.function, value_type) else {
@@ -119,7 +119,7 @@ impl<'a> ViewCheck<'a> {
             measure.function.name(),
             arg.source()
         );
-        self.error(&path, &path, message);
+        self.error(path, path, message);
     }
 
     /// The target table is written by viewkeeper: no view may read it, and

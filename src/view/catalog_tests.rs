@@ -431,6 +431,42 @@ fn a_relation_where_is_a_condition_over_its_level() {
     );
 }
 
+#[test]
+fn a_relation_measure_is_checked_over_the_relation_rows() {
+    let mut catalog = shop();
+    retype(&mut catalog, "public.order_items", "quantity", 23); // integer
+    let fields = ORDER_CACHE
+        .find("    fields:\n      sku")
+        .expect("items' fields");
+    let measured =
+        |measure: &str| format!("{}    measure: \"{measure}\"\n", &ORDER_CACHE[..fields]);
+    for fine in [
+        "count()",
+        "sum(quantity) FILTER (WHERE sku <> '')",
+        "max(sku)",
+    ] {
+        assert_eq!(
+            check(&measured(fine), &catalog),
+            Vec::<String>::new(),
+            "{fine}"
+        );
+    }
+    assert_eq!(
+        check(&measured("sum(sku)"), &catalog),
+        [
+            "views/order_cache.yaml:20: fields.items.measure: sum needs a numeric expression \
+             (integer, float or numeric), but `sku` is text"
+        ]
+    );
+    assert_eq!(
+        check(&measured("avg(quantty)"), &catalog),
+        [
+            "views/order_cache.yaml:20: fields.items.measure: column \"quantty\" does not exist \
+             in table order_items; did you mean \"quantity\"?"
+        ]
+    );
+}
+
 /// Sets the type of `column` of `table` in `catalog`.
 fn retype(catalog: &mut Catalog, table: &str, column: &str, type_oid: u32) {
     let info = catalog.tables.get_mut(table).expect("a shop table");

@@ -2,15 +2,18 @@
 //! computed field), or a relation (`one:`/`many:` a table, `on:` the join,
 //! `order_by:`, nested `fields:`) nested to any depth.
 
+use super::aggregate::read_measure;
 use super::error::FileReport;
 use super::filter::{PathUse, read_expression, relation_on_path};
-use super::model::{Cardinality, Field, FieldSource, JoinPair, OrderKey, Relation};
+use super::model::{Cardinality, Field, FieldSource, JoinPair, Measure, OrderKey, Relation};
 use super::node::{Entry, Node, NodeValue};
 use super::shape::{self, Mapping, child_path};
 use super::table::qualified_table;
 use crate::expr::{Expr, ExprError};
 
-const RELATION_KEYS: &[&str] = &["one", "many", "on", "order_by", "limit", "where", "fields"];
+const RELATION_KEYS: &[&str] = &[
+    "one", "many", "on", "order_by", "limit", "where", "fields", "measure",
+];
 
 /// Reads a `fields:` mapping at `path`, in definition order.
 pub(crate) fn read_fields(report: &mut FileReport, node: &Node, path: &str) -> Vec<Field> {
@@ -172,17 +175,86 @@ fn read_relation(report: &mut FileReport, entry: &Entry, path: &str) -> Option<R
     let cardinality = target.as_ref().map(|(cardinality, _)| *cardinality);
     let order_by = read_order_by(report, &mapping, cardinality, path);
     let limit = read_limit(report, &mapping, cardinality, path);
-    let fields = read_nested_fields(report, &mapping, path);
-    let filter = read_relation_where(report, &mapping, fields.as_deref().unwrap_or(&[]), path);
+    let contents = read_contents(report, &mapping, entry, cardinality, path);
+    let fields = contents.as_ref().map_or(&[][..], |(fields, _)| fields);
+    let filter = read_relation_where(report, &mapping, fields, path);
     let (cardinality, table) = target?;
+    let (fields, measure) = contents?;
     Some(Relation {
         cardinality,
         table: table?,
         on: on?,
         order_by: order_by?,
         limit: limit?,
-        fields: fields?,
+        fields,
+        measure,
         filter: filter?,
+    })
+}
+
+/// What a relation gives: its rows' `fields:`, or (a `many` relation
+/// only) one `measure:` over its rows.
+fn read_contents(
+    report: &mut FileReport,
+    mapping: &Mapping,
+    entry: &Entry,
+    cardinality: Option<Cardinality>,
+    path: &str,
+) -> Option<(Vec<Field>, Option<Box<Measure>>)> {
+    match (mapping.get("fields"), mapping.get("measure")) {
+        (Some(_), Some(measure)) => {
+            let message = "give either `fields:` (the rows' fields) or `measure:` (one value \
+                           over the rows, such as `count()`), not both";
+            report.error(measure.key_line, &child_path(path, "measure"), message);
+            None
+        }
+        (None, Some(_)) => {
+            let measure = read_relation_measure(report, mapping, &entry.key, cardinality, path)?;
+            Some((Vec::new(), Some(Box::new(measure))))
+        }
+        (Some(_), None) => Some((read_nested_fields(report, mapping, path)?, None)),
+        (None, None) => {
+            let message = match cardinality {
+                Some(Cardinality::Many) => {
+                    "missing required key `fields` (the rows' fields), or `measure:` (one \
+                     value over the rows, such as `count()`)"
+                }
+                _ => "missing required key `fields`",
+            };
+            report.error(mapping.line, path, message);
+            None
+        }
+    }
+}
+
+/// The `measure:` of a `many` relation, such as `sum(quantity) FILTER
+/// (WHERE quantity > 0)`: over the joined rows' own columns.
+fn read_relation_measure(
+    report: &mut FileReport,
+    mapping: &Mapping,
+    name: &str,
+    cardinality: Option<Cardinality>,
+    path: &str,
+) -> Option<Measure> {
+    let (entry, measure_path) =
+        many_only_entry(report, mapping, cardinality, path, "measure").ok()??;
+    let expected = "a measure such as `count()` or `sum(quantity)`";
+    let source = shape::text(report, &entry.value, &measure_path, expected)?;
+    let check_path = |column: &[String]| -> Result<(), String> {
+        match column {
+            [_] => Ok(()),
+            _ => Err(format!(
+                "column `{}`: a measure reads its relation's own columns only",
+                column.join(".")
+            )),
+        }
+    };
+    let line = entry.value.line;
+    let (function, arg) = read_measure(report, source, line, &measure_path, &check_path)?;
+    Some(Measure {
+        name: name.to_owned(),
+        function,
+        arg,
     })
 }
 
@@ -211,7 +283,7 @@ fn read_nested_fields(
     mapping: &Mapping,
     path: &str,
 ) -> Option<Vec<Field>> {
-    let entry = mapping.require(report, path, "fields")?;
+    let entry = mapping.get("fields")?;
     let fields_path = child_path(path, "fields");
     report.locate(&fields_path, entry.key_line);
     Some(read_fields(report, &entry.value, &fields_path))
@@ -281,17 +353,12 @@ fn read_order_by(
     cardinality: Option<Cardinality>,
     path: &str,
 ) -> Option<Vec<OrderKey>> {
-    let Some(entry) = mapping.get("order_by") else {
-        return Some(Vec::new());
+    let (entry, order_path) = match many_only_entry(report, mapping, cardinality, path, "order_by")
+    {
+        Ok(Some(found)) => found,
+        Ok(None) => return Some(Vec::new()),
+        Err(Refused) => return None,
     };
-    let order_path = child_path(path, "order_by");
-    report.locate(&order_path, entry.key_line);
-    if cardinality == Some(Cardinality::One) {
-        let message =
-            "`order_by` is only allowed on a `many` relation: a `one` relation is a single object";
-        report.error(entry.key_line, &order_path, message);
-        return None;
-    }
     match &entry.value.value {
         NodeValue::List(items) => read_order_list(report, items, &order_path),
         _ => read_order_key(report, &entry.value, &order_path).map(|key| vec![key]),
@@ -305,17 +372,11 @@ fn read_limit(
     cardinality: Option<Cardinality>,
     path: &str,
 ) -> Option<Option<usize>> {
-    let Some(entry) = mapping.get("limit") else {
-        return Some(None);
+    let (entry, limit_path) = match many_only_entry(report, mapping, cardinality, path, "limit") {
+        Ok(Some(found)) => found,
+        Ok(None) => return Some(None),
+        Err(Refused) => return None,
     };
-    let limit_path = child_path(path, "limit");
-    report.locate(&limit_path, entry.key_line);
-    if cardinality == Some(Cardinality::One) {
-        let message =
-            "`limit` is only allowed on a `many` relation: a `one` relation is a single object";
-        report.error(entry.key_line, &limit_path, message);
-        return None;
-    }
     let limit = match &entry.value.value {
         NodeValue::Other(text) => text.parse::<usize>().ok().filter(|limit| *limit > 0),
         _ => None,
@@ -328,6 +389,33 @@ fn read_limit(
         report.error(entry.value.line, &limit_path, message);
     }
     limit.map(Some)
+}
+
+/// A key that was refused, and reported.
+struct Refused;
+
+/// The entry under `key` with its path, for a key only a `many` relation may
+/// have: on a `one` relation it is reported and refused.
+fn many_only_entry<'a>(
+    report: &mut FileReport,
+    mapping: &Mapping<'a>,
+    cardinality: Option<Cardinality>,
+    path: &str,
+    key: &str,
+) -> Result<Option<(&'a Entry, String)>, Refused> {
+    let Some(entry) = mapping.get(key) else {
+        return Ok(None);
+    };
+    let key_path = child_path(path, key);
+    report.locate(&key_path, entry.key_line);
+    if cardinality == Some(Cardinality::One) {
+        let message = format!(
+            "`{key}` is only allowed on a `many` relation: a `one` relation is a single object"
+        );
+        report.error(entry.key_line, &key_path, message);
+        return Err(Refused);
+    }
+    Ok(Some((entry, key_path)))
 }
 
 fn read_order_list(report: &mut FileReport, items: &[Node], path: &str) -> Option<Vec<OrderKey>> {

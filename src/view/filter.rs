@@ -117,7 +117,8 @@ fn step_into<'a>(fields: &'a [Field], name: &str, used: PathUse) -> Result<&'a R
                 }
                 PathUse::Compute => format!(
                     "`{name}` is a `many` relation, whose rows give no single value: compute \
-                     the field inside it, under its `fields:`"
+                     the field inside it, under its `fields:`, or give a relation of the same \
+                     rows a `measure:` (`count()`, `sum(x)`)"
                 ),
             })
         }

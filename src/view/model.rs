@@ -123,7 +123,12 @@ pub struct Relation {
     pub order_by: Vec<OrderKey>,
     /// Only for `many`: at most this many rows, the first in `order_by`.
     pub limit: Option<usize>,
+    /// Empty for a relation with a `measure`.
     pub fields: Vec<Field>,
+    /// Only for `many`, instead of `fields`: one value over the joined rows
+    /// (`count()`, `sum(quantity)`), as a scalar subquery gives it; its
+    /// name is the field's.
+    pub measure: Option<Box<Measure>>,
     /// `where:`, over the joined row and its own `one` relations: only
     /// joined rows for which it is true count, as in `LEFT JOIN … ON … AND
     /// <where>`.

@@ -221,6 +221,15 @@ fn the_example_view_satisfies_the_schema() {
             "order_by: id\n    limit: 5\n    where: \"quantity > 0\"",
         );
     assert!(validates(&every_option));
+    assert!(validates(&measured_items()));
+}
+
+/// The example with a measure in place of the `items` relation's fields.
+fn measured_items() -> String {
+    let fields = ORDER_CACHE
+        .find("    fields:\n      sku")
+        .expect("items' fields");
+    format!("{}    measure: \"sum(quantity)\"\n", &ORDER_CACHE[..fields])
 }
 
 #[test]
@@ -278,6 +287,16 @@ fn invalid_views_do_not_satisfy_the_schema() {
             "root: orders\njoins: { c: { one: customers, on: { id: customer_id } } }",
         ),
         ORDER_CACHE.replace("id: id", "id: { from: id, type: i64 }"),
+        // A measure beside fields, on a `one` relation, and neither.
+        ORDER_CACHE.replace(
+            "    fields:\n      sku",
+            "    measure: count()\n    fields:\n      sku",
+        ),
+        ORDER_CACHE.replace(
+            "fields: { id: id, name: name, email: email }",
+            "measure: count()",
+        ),
+        ORDER_CACHE.replace("fields: { id: id, name: name, email: email }", ""),
     ];
     for text in cases {
         assert!(!validates(&text), "the schema accepts:\n{text}");

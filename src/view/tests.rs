@@ -6,13 +6,24 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::document::parse_yaml;
-use super::model::{Cardinality, Field, FieldSource, KeyPart, ViewKind};
+use super::model::{Cardinality, Field, FieldSource, KeyPart, MeasureFunction, Relation, ViewKind};
 use super::{ViewDef, load_views, parse_view};
 
 const ORDER_CACHE: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/views/order_cache.yaml"
 ));
+
+/// The `items` relation of a view parsed from `ORDER_CACHE`.
+fn items_of(view: &ViewDef) -> &Relation {
+    let ViewKind::Cache(cache) = &view.kind else {
+        panic!("expected a cache view");
+    };
+    let FieldSource::Relation(items) = &cache.fields[5].source else {
+        panic!("expected the items relation");
+    };
+    items
+}
 
 /// The fields as an indented outline, one line a field, so that a whole tree
 /// is compared at once and a difference shows where it is.
@@ -269,7 +280,8 @@ fn computed_fields_read_their_level_and_its_one_relations() {
         errors("id: id\n  status", "id: \"items.sku\"\n  status"),
         [
             "views/test.yaml:8: fields.id: column `items.sku`: `items` is a `many` relation, \
-             whose rows give no single value: compute the field inside it, under its `fields:`"
+             whose rows give no single value: compute the field inside it, under its `fields:`, \
+             or give a relation of the same rows a `measure:` (`count()`, `sum(x)`)"
         ]
     );
     // Inside `items`, the order's columns are not in reach.
@@ -296,12 +308,7 @@ fn computed_fields_read_their_level_and_its_one_relations() {
     // unquoted, YAML reads a number, and the message says to quote it. A
     // name that starts with a digit is still a column.
     let constant = parse(&ORDER_CACHE.replace("sku: sku", "sku: \"1\"\n      x: 2fa_on"));
-    let ViewKind::Cache(cache) = &constant.kind else {
-        panic!("expected a cache view");
-    };
-    let FieldSource::Relation(items) = &cache.fields[5].source else {
-        panic!("expected the items relation");
-    };
+    let items = items_of(&constant);
     assert!(matches!(&items.fields[0].source, FieldSource::Computed(_)));
     assert!(matches!(&items.fields[1].source, FieldSource::Column(c) if c == "2fa_on"));
     assert_eq!(
@@ -331,12 +338,7 @@ fn a_relation_where_reads_the_relation_and_its_one_relations() {
         )
     };
     let view = parse(&with_where("quantity > 1 AND product.name IS NOT NULL"));
-    let ViewKind::Cache(cache) = &view.kind else {
-        panic!("expected a cache view");
-    };
-    let FieldSource::Relation(items) = &cache.fields[5].source else {
-        panic!("expected the items relation");
-    };
+    let items = items_of(&view);
     let filter = items.filter.as_ref().expect("the relation's where");
     assert_eq!(filter.source(), "quantity > 1 AND product.name IS NOT NULL");
     assert_eq!(
@@ -357,12 +359,7 @@ fn a_many_relation_may_have_a_limit() {
         )
     };
     let view = parse(&limited("2"));
-    let ViewKind::Cache(cache) = &view.kind else {
-        panic!("expected a cache view");
-    };
-    let FieldSource::Relation(items) = &cache.fields[5].source else {
-        panic!("expected the items relation");
-    };
+    let items = items_of(&view);
     assert_eq!(items.limit, Some(2));
     for wrong in ["0", "-1", "two", "1.5"] {
         let errors = errors_of(&limited(wrong));
@@ -382,6 +379,68 @@ fn a_many_relation_may_have_a_limit() {
             "views/test.yaml:15: fields.customer.limit: `limit` is only allowed on a `many` \
           relation: a `one` relation is a single object"
         ]
+    );
+}
+
+#[test]
+fn a_many_relation_may_give_a_measure_instead_of_fields() {
+    let fields = ORDER_CACHE
+        .find("    fields:\n      sku")
+        .expect("items' fields");
+    let measured = |measure: &str| format!("{}    measure: {measure}\n", &ORDER_CACHE[..fields]);
+    let view = parse(&measured("\"sum(quantity) FILTER (WHERE quantity > 1)\""));
+    let items = items_of(&view);
+    assert!(items.fields.is_empty());
+    let measure = items.measure.as_ref().expect("the measure");
+    assert_eq!(measure.name, "items");
+    assert_eq!(measure.function, MeasureFunction::Sum);
+    assert_eq!(
+        measure.arg.as_ref().map(|arg| arg.columns()),
+        Some(vec![vec!["quantity".to_owned()]])
+    );
+    assert!(items_of(&parse(&measured("count()"))).measure.is_some());
+    assert_eq!(
+        errors_of(&measured("total(quantity)")),
+        [
+            "views/test.yaml:20: fields.items.measure: unknown function `total`; expected one of: count, sum, avg, min, max, count_distinct"
+        ]
+    );
+    assert_eq!(
+        errors_of(&measured("\"sum(product.price)\"")),
+        [
+            "views/test.yaml:20: fields.items.measure: column `product.price`: a measure reads its relation's own columns only"
+        ]
+    );
+    assert_eq!(
+        errors_of(&measured("[count()]")),
+        [
+            "views/test.yaml:20: fields.items.measure: expected a measure such as `count()` or `sum(quantity)`, found a list"
+        ]
+    );
+    let both = ORDER_CACHE.replace(
+        "    fields:\n      sku",
+        "    measure: count()\n    fields:\n      sku",
+    );
+    assert_eq!(
+        errors_of(&both),
+        [
+            "views/test.yaml:20: fields.items.measure: give either `fields:` (the rows' fields) or `measure:` (one value over the rows, such as `count()`), not both"
+        ]
+    );
+    let on_one = ORDER_CACHE.replace(
+        "fields: { id: id, name: name, email: email }",
+        "measure: count()",
+    );
+    assert_eq!(
+        errors_of(&on_one),
+        [
+            "views/test.yaml:15: fields.customer.measure: `measure` is only allowed on a `many` relation: a `one` relation is a single object"
+        ]
+    );
+    let neither = ORDER_CACHE.replace("fields: { id: id, name: name, email: email }", "");
+    assert_eq!(
+        errors_of(&neither),
+        ["views/test.yaml:12: fields.customer: missing required key `fields`"]
     );
 }
 
