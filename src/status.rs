@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -482,17 +482,30 @@ pub struct ViewInfo {
 /// Confirmed LSN, current WAL LSN, retained bytes.
 type SlotRow = (Option<String>, String, Option<i64>);
 
+/// How long a status waits for the slot's figures. The pool waits 30 s for
+/// a connection while the database is down, and `/status`, `/ready` and
+/// `/metrics` hung that long in the very outage an operator looks at
+/// (trial 27).
+const SOURCE_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Reads the slot's figures; errors are reported, not raised: a status is
 /// wanted most when something is wrong.
 async fn source_report(pool: &sqlx::PgPool, slot: &str) -> SourceReport {
-    let row: Result<Option<SlotRow>, sqlx::Error> = sqlx::query_as(
+    let query = sqlx::query_as(
         "SELECT confirmed_flush_lsn::text, pg_current_wal_lsn()::text, \
                 pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8 \
          FROM pg_replication_slots WHERE slot_name = $1",
     )
     .bind(slot)
-    .fetch_optional(pool)
-    .await;
+    .fetch_optional(pool);
+    let row: Result<Option<SlotRow>, String> =
+        match tokio::time::timeout(SOURCE_ANSWER_TIMEOUT, query).await {
+            Ok(row) => row.map_err(|error| error.to_string()),
+            Err(_) => Err(format!(
+                "the source database did not answer within {} s",
+                SOURCE_ANSWER_TIMEOUT.as_secs()
+            )),
+        };
     let mut report = SourceReport {
         slot: slot.to_owned(),
         confirmed_lsn: None,
@@ -508,7 +521,7 @@ async fn source_report(pool: &sqlx::PgPool, slot: &str) -> SourceReport {
             report.retained_wal_bytes = retained.and_then(|b| u64::try_from(b).ok());
         }
         Ok(None) => report.error = Some(format!("replication slot {slot} does not exist")),
-        Err(error) => report.error = Some(error.to_string()),
+        Err(error) => report.error = Some(error),
     }
     report
 }

@@ -112,6 +112,43 @@ async fn postgres_restarted_mid_run() {
     );
 }
 
+/// While PostgreSQL is down, `/status`, `/ready` and `/metrics` still
+/// answer, the status with the source's error: they waited 30 s for a connection from
+/// the pool (trial 27), in the outage an operator most needs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_answers_while_postgres_is_down() {
+    let mut pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+
+    pg.stop_immediate().await;
+    let port = setup.admin_port;
+    // Well under the pool's 30 s: the status waits 2 s for the database.
+    let answer = Duration::from_secs(10);
+    let get = |path: &'static str| async move {
+        tokio::time::timeout(answer, http_get(port, path))
+            .await
+            .unwrap_or_else(|_| panic!("{path} did not answer within {answer:?}"))
+            .unwrap_or_else(|error| panic!("{path}: {error}"))
+    };
+    let (code, body) = get("/status").await;
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+    assert!(
+        status["source"]["error"].is_string(),
+        "no source error while the database is down: {status:#}"
+    );
+    let (code, _) = get("/metrics").await;
+    assert_eq!(code, 200);
+    get("/ready").await;
+
+    pg.restart().await;
+    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushall_on_a_live_connection_is_noticed_and_healed() {
     let pg = PgServer::start().await;
