@@ -341,6 +341,11 @@ async fn a_reload_that_needs_a_new_snapshot_reports_building_until_it_ends() {
     let status: Value = serde_json::from_str(&status).unwrap();
     let waiting_for = status["source"]["waiting_for"].as_str().unwrap_or_default();
     assert!(waiting_for.contains(&named), "{status:#}");
+    // When it began, which stays true between two reports.
+    assert!(
+        waiting_for.contains("transaction open since 20") && waiting_for.contains(" UTC, "),
+        "{status:#}"
+    );
     open.commit().await.unwrap();
 
     wait_until(DEADLINE, "/ready 200 after the new snapshot", || async {

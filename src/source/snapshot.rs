@@ -169,16 +169,19 @@ const SLOT_WAIT_REPORT_EVERY: std::time::Duration = std::time::Duration::from_se
 
 /// The transactions that were writing when the slot's creation began, as
 /// far as this role may see them (prepared ones, and open ones with a
-/// transaction id, in any database).
+/// transaction id, in any database). Each says when it began, not for how
+/// long: `/status` shows the text between two reports, and a duration
+/// read as frozen there (trial 27).
 const WRITING_TRANSACTIONS: &str = "\
-    SELECT format('prepared transaction %L in database %s, prepared %s ago (COMMIT PREPARED \
+    SELECT format('prepared transaction %L in database %s, prepared at %s (COMMIT PREPARED \
                    or ROLLBACK PREPARED ends it)', gid, database, \
-                  date_trunc('second', now() - prepared)) \
+                  to_char(prepared AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"')) \
     FROM pg_prepared_xacts \
     UNION ALL \
-    SELECT format('backend pid %s (application %L, user %s, database %s, transaction open %s, \
-                   %s)', pid, application_name, usename, datname, \
-                  date_trunc('second', now() - xact_start), state) \
+    SELECT format('backend pid %s (application %L, user %s, database %s, transaction open \
+                   since %s, %s)', pid, application_name, usename, datname, \
+                  to_char(xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"'), \
+                  state) \
     FROM pg_stat_activity \
     WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() \
     ORDER BY 1";
