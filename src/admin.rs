@@ -539,14 +539,48 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(params)) => Ok(JsonQuery(params)),
-            Err(rejection) => Err(error(StatusCode::BAD_REQUEST, rejection.body_text())),
+            Err(rejection) => Err(error(
+                StatusCode::BAD_REQUEST,
+                query_error(&rejection.body_text()),
+            )),
         }
+    }
+}
+
+/// A refused query string said in the API's words, not axum's and serde's
+/// (`Failed to deserialize query string: sort: unknown field `sort`, …`,
+/// which the twenty-seventh trial met).
+fn query_error(rejection: &str) -> String {
+    let detail = rejection
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(rejection);
+    match detail.split_once("unknown field ") {
+        Some((_, unknown)) => format!(
+            "unknown query parameter {}",
+            unknown.replacen(", expected", "; this call takes", 1)
+        ),
+        None => format!("invalid query parameter {detail}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::bearer_token;
+    use super::{bearer_token, query_error};
+
+    #[test]
+    fn a_refused_query_string_is_said_in_the_api_words() {
+        assert_eq!(
+            query_error(
+                "Failed to deserialize query string: sort: unknown field `sort`, expected one of \
+                 `q`, `limit`, `offset`"
+            ),
+            "unknown query parameter `sort`; this call takes one of `q`, `limit`, `offset`"
+        );
+        assert_eq!(
+            query_error("Failed to deserialize query string: limit: invalid digit found in string"),
+            "invalid query parameter limit: invalid digit found in string"
+        );
+    }
 
     #[test]
     fn the_bearer_scheme_is_matched_in_any_case() {

@@ -185,7 +185,15 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                         ))?;
                     }
                     let count = checked.views;
-                    print_answer(format_args!("{count} view(s) OK in {}", views.display()))?;
+                    let against = if offline_only {
+                        ""
+                    } else {
+                        ", against the database's tables, columns and types"
+                    };
+                    print_answer(format_args!(
+                        "{count} view(s) OK in {}{against}",
+                        views.display()
+                    ))?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(ServiceError::Views(errors)) => {

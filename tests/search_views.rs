@@ -134,7 +134,10 @@ async fn the_index_matches_the_oracle_and_answers_queries() {
     .await
     .unwrap();
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("unknown field `sort`"), "{body}");
+    assert!(
+        body.contains("unknown query parameter `sort`; this call takes one of `q`, `limit`"),
+        "{body}"
+    );
 
     // A search view that stops checking (a column it reads renamed) is told
     // as failed, not as no view at all (the fourteenth trial's 404).

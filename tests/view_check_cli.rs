@@ -387,7 +387,11 @@ async fn check_notes_a_key_template_that_may_give_two_rows_one_key() {
             dir.path().join("customer_cache.yaml").display()
         );
         assert_eq!(stdout.contains(&note), noted, "{template}: {stdout}");
-        assert!(stdout.contains("1 view(s) OK"), "{template}: {stdout}");
+        assert!(
+            stdout.contains("1 view(s) OK in ")
+                && stdout.contains(", against the database's tables, columns and types"),
+            "{template}: {stdout}"
+        );
     }
 }
 
@@ -674,6 +678,7 @@ async fn check_reads_the_config_file_and_says_when_it_is_offline() {
     assert!(offline.status.success(), "{}", stderr(&offline));
     assert!(stdout.contains("note: no database URL"), "{stdout}");
     assert!(stdout.contains("1 view(s) OK"), "{stdout}");
+    assert!(!stdout.contains("against the database"), "{stdout}");
 
     // With the file's database, a view over a missing table is refused.
     let broken = CATEGORY_DAILY_SALES.replace("root: order_items", "root: order_itemz");

@@ -432,9 +432,24 @@ fn unsupported_constructs_are_named() {
 
 #[test]
 fn function_names_and_arity_are_checked_when_parsing() {
-    assert!(
-        matches!(parse_error("now()"), ExprError::UnknownFunction { name, .. } if name == "now")
-    );
+    assert!(matches!(
+        parse_error("initcap(a)"),
+        ExprError::UnknownFunction { name, .. } if name == "initcap"
+    ));
+    // The clock's functions say why they are not there (trial 27).
+    for clock in [
+        "now()",
+        "current_date",
+        "CURRENT_TIMESTAMP",
+        "localtimestamp",
+    ] {
+        let message = parse_error(&format!("d < {clock}")).to_string();
+        assert!(
+            message.starts_with("unsupported construct: ")
+                && message.contains(" reads the clock, and a view's value follows from its rows"),
+            "{clock}: {message}"
+        );
+    }
     assert!(matches!(
         parse_error("lower(a, b)"),
         ExprError::WrongArity { function, found: 2, .. } if function == "lower"

@@ -21,7 +21,12 @@ impl Plan {
         let mut changes = Vec::new();
         for table in self.tables.values() {
             let Some(stored_columns) = stored.get(&table.name) else {
-                changes.push(format!("the views read table {} now", table.name));
+                // Said as what the store lacks: "now" read as a changed view
+                // after a view that had not run was mended (trial 27).
+                changes.push(format!(
+                    "the views read table {}, of which the state store holds no rows",
+                    table.name
+                ));
                 continue;
             };
             let stored: Vec<StoredColumn> = stored_columns
@@ -35,9 +40,10 @@ impl Plan {
                     table.column_type_modifiers[position],
                 );
                 match stored.iter().position(|c| c.name == name) {
-                    None => {
-                        changes.push(format!("the views read column {}.{name} now", table.name))
-                    }
+                    None => changes.push(format!(
+                        "the views read column {}.{name}, which the state store does not hold",
+                        table.name
+                    )),
                     Some(at) if (stored[at].oid, stored[at].modifier) != (oid, modifier) => changes
                         .push(format!(
                             "column {}.{name} changed type ({} to {})",
@@ -154,7 +160,7 @@ fields: { id: id, amount: amount, note: note }
             plan(NUMERIC_12_3, true).layout_changes(&stored),
             [
                 "column public.payments.amount changed type (numeric(10,2) to numeric(12,3))",
-                "the views read column public.payments.note now",
+                "the views read column public.payments.note, which the state store does not hold",
             ]
         );
         assert_eq!(
@@ -164,7 +170,7 @@ fields: { id: id, amount: amount, note: note }
         let other_table = stored.replace("public.payments", "public.refunds");
         assert_eq!(
             plan(NUMERIC_10_2, false).layout_changes(&other_table),
-            ["the views read table public.payments now"]
+            ["the views read table public.payments, of which the state store holds no rows"]
         );
     }
 
