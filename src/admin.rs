@@ -30,7 +30,7 @@ use crate::drop_view::{self, DropError, Targets};
 use crate::engine::Engine;
 use crate::rebuild::{RebuildError, Rebuilder};
 use crate::reload::{ReloadError, Reloader};
-use crate::sink::search::{SearchError, SearchIndex};
+use crate::sink::search::{SearchError, SearchIndex, SearchSort};
 use crate::state::{DeadLetter, Store};
 use crate::status::{StatusBoard, StatusReport, ViewInfo};
 
@@ -456,6 +456,9 @@ struct SearchParams {
     q: Option<String>,
     limit: Option<usize>,
     offset: Option<usize>,
+    /// `field`, `field:asc` or `field:desc`: a fast field's order in
+    /// place of the score's.
+    sort: Option<String>,
 }
 
 async fn search(
@@ -509,8 +512,14 @@ async fn search(
             ),
         );
     }
-    let result =
-        tokio::task::spawn_blocking(move || index.search_page(&query, offset, limit)).await;
+    let sort = match params.sort.as_deref().map(SearchSort::parse).transpose() {
+        Ok(sort) => sort,
+        Err(refused) => return error(StatusCode::BAD_REQUEST, refused.to_string()),
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        index.search_page(&query, offset, limit, sort.as_ref())
+    })
+    .await;
     match result {
         Ok(Ok(page)) => Json(page.to_json(&view)).into_response(),
         Ok(Err(e @ SearchError::Query(_))) => error(StatusCode::BAD_REQUEST, e.to_string()),

@@ -16,7 +16,7 @@ use crate::expr::TimeZone;
 use crate::plan::{Lookup, Plan};
 use crate::reload;
 use crate::service::ServiceError;
-use crate::sink::search::{SearchError, SearchIndex};
+use crate::sink::search::{SearchError, SearchIndex, SearchSort};
 use crate::source::SourceError;
 use crate::source::catalog;
 use crate::source::connection::{PgEndpoint, quote_ident};
@@ -334,7 +334,9 @@ pub fn search(
     query: &str,
     offset: usize,
     limit: usize,
+    sort: Option<&str>,
 ) -> Result<serde_json::Value, SearchCommandError> {
+    let sort = sort.map(SearchSort::parse).transpose()?;
     // Another file's errors do not keep this view's index from being read;
     // when this view is not among the files that read, they may say why.
     let (views, errors) = view::load_views_reporting(views_dir)?;
@@ -353,7 +355,9 @@ pub fn search(
         }
     };
     let index = SearchIndex::open(&data_dir.join("indexes").join(view), view, fields)?;
-    Ok(index.search_page(query, offset, limit)?.to_json(view))
+    Ok(index
+        .search_page(query, offset, limit, sort.as_ref())?
+        .to_json(view))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -51,6 +51,9 @@ enum Command {
         /// Best hits to skip before them (the next page)
         #[arg(long, default_value_t = 0)]
         offset: usize,
+        /// Order by a fast field instead of the score: FIELD, FIELD:asc or FIELD:desc
+        #[arg(long)]
+        sort: Option<String>,
         #[command(flatten)]
         dirs: DirArgs,
     },
@@ -214,10 +217,12 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             query,
             limit,
             offset,
+            sort,
             dirs,
         } => {
             let (views, data_dir) = dirs.resolve()?;
-            match commands::search(&views, &data_dir, &view, &query, offset, limit) {
+            let sort = sort.as_deref();
+            match commands::search(&views, &data_dir, &view, &query, offset, limit, sort) {
                 Ok(hits) => {
                     print_answer(serde_json::to_string_pretty(&hits)?)?;
                     Ok(ExitCode::SUCCESS)

@@ -129,15 +129,51 @@ async fn the_index_matches_the_oracle_and_answers_queries() {
     // nineteenth trial's `sort=` answered 200, ranked by score).
     let (status, body) = http_get(
         setup.admin_port,
-        "/views/product_search/search?q=*&sort=name",
+        "/views/product_search/search?q=*&order=name",
     )
     .await
     .unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(
-        body.contains("unknown query parameter `sort`; this call takes one of `q`, `limit`"),
+        body.contains("unknown query parameter `order`; this call takes one of `q`, `limit`"),
         "{body}"
     );
+    // `sort=` orders the hits by a fast field, as SQL's ORDER BY would
+    // (ties in the index's order, so the prices are compared).
+    let (status, body) = http_get(
+        setup.admin_port,
+        "/views/product_search/search?q=*&sort=price_cents:desc&limit=20&offset=5",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let response: Value = serde_json::from_str(&body).unwrap();
+    let prices: Vec<i64> = response["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|hit| {
+            hit["fields"]["price_cents"]
+                .as_i64()
+                .expect("a stored price")
+        })
+        .collect();
+    let expected: Vec<(i64,)> = sqlx::query_as(
+        "SELECT price_cents FROM products ORDER BY price_cents DESC LIMIT 20 OFFSET 5",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let expected: Vec<i64> = expected.into_iter().map(|(price,)| price).collect();
+    assert_eq!(prices, expected, "{body}");
+    let (status, body) = http_get(
+        setup.admin_port,
+        "/views/product_search/search?q=*&sort=name",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("cannot sort by name: a text field"), "{body}");
 
     // A search view that stops checking (a column it reads renamed) is told
     // as failed, not as no view at all (the fourteenth trial's 404).

@@ -34,7 +34,7 @@ pub use ceiling::bare_indexing_rate;
 pub use document::check_fits;
 pub use error::SearchError;
 pub use index::{IndexCheckpoint, SearchIndex};
-pub use query::{Hit, SearchPage};
+pub use query::{Hit, SearchPage, SearchSort};
 pub use schema::{ID_FIELD, IndexSchema, index_schema};
 pub use sink::{COMMIT_INTERVAL, SearchSink};
 pub use writer::{IndexOp, IndexWriterHandle};

@@ -14,7 +14,7 @@ use tantivy::collector::{Count, DocSetCollector, TopDocs};
 use tantivy::query::{AllQuery, Query, QueryParser, QueryParserError};
 use tantivy::query_grammar::{self, Occur, UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::schema::Field;
-use tantivy::{DocAddress, Searcher, TantivyDocument};
+use tantivy::{DateTime, DocAddress, Order, Searcher, TantivyDocument};
 
 use super::SearchError;
 use super::document::from_tantivy;
@@ -26,8 +26,9 @@ use crate::view::model::SearchFieldType;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub id: String,
-    /// Tantivy's BM25 score; 1.0 in [`SearchIndex::all_documents`].
-    pub score: f32,
+    /// Tantivy's BM25 score; 1.0 in [`SearchIndex::all_documents`], none
+    /// when the hits are sorted by a field (no score is computed).
+    pub score: Option<f32>,
     /// Every stored field the document has, in the view's field order.
     pub fields: Map<String, Value>,
 }
@@ -60,21 +61,56 @@ impl SearchPage {
     }
 }
 
+/// `sort=`: the order of the hits by a fast field's value, in place of
+/// their score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchSort {
+    pub field: String,
+    pub descending: bool,
+}
+
+impl SearchSort {
+    /// `field`, `field:asc` or `field:desc`.
+    pub fn parse(text: &str) -> Result<SearchSort, SearchError> {
+        let (field, descending) = match text.rsplit_once(':') {
+            Some((field, "asc")) => (field, false),
+            Some((field, "desc")) => (field, true),
+            Some((_, order)) => {
+                return Err(SearchError::Query(format!(
+                    "sort order `{order}`: expected `asc` or `desc` (`sort=price:desc`)"
+                )));
+            }
+            None => (text, false),
+        };
+        if field.is_empty() {
+            return Err(SearchError::Query(
+                "sort needs a field name (`sort=price` or `sort=price:desc`)".into(),
+            ));
+        }
+        Ok(SearchSort {
+            field: field.to_owned(),
+            descending,
+        })
+    }
+}
+
 impl SearchIndex {
     /// The best `limit` matches of `query`, best first. A query the parser
     /// refuses gives [`SearchError::Query`] with the parser's message.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, SearchError> {
-        Ok(self.search_page(query, 0, limit)?.hits)
+        Ok(self.search_page(query, 0, limit, None)?.hits)
     }
 
-    /// The matches of `query` ranked `offset + 1` to `offset + limit`, and
-    /// how many match in all.
+    /// The matches of `query` ranked `offset + 1` to `offset + limit`, by
+    /// score or by `sort`, and how many match in all.
     pub fn search_page(
         &self,
         query: &str,
         offset: usize,
         limit: usize,
+        sort: Option<&SearchSort>,
     ) -> Result<SearchPage, SearchError> {
+        let sort_field = sort.map(|sort| self.sort_field(sort)).transpose()?;
         let parsed = self.parse(query)?;
         let searcher = self.reader.searcher();
         // TopDocs refuses 0 and preallocates for `limit`: bound it by what
@@ -90,20 +126,129 @@ impl SearchIndex {
                 hits: Vec::new(),
             });
         }
-        let collector = (
-            Count,
-            TopDocs::with_limit(limit)
-                .and_offset(offset)
-                .order_by_score(),
-        );
-        let (total, top) = searcher
-            .search(&parsed, &collector)
-            .map_err(tantivy_error(&self.dir))?;
-        let hits = top
+        let top = TopDocs::with_limit(limit).and_offset(offset);
+        let (total, ranked) = match (sort, sort_field) {
+            (Some(sort), Some(field_type)) => {
+                let order = if sort.descending {
+                    Order::Desc
+                } else {
+                    Order::Asc
+                };
+                let (total, addresses) =
+                    self.sorted(&searcher, &parsed, top, &sort.field, field_type, order)?;
+                (total, addresses.into_iter().map(|a| (None, a)).collect())
+            }
+            _ => {
+                let (total, scored) = searcher
+                    .search(&parsed, &(Count, top.order_by_score()))
+                    .map_err(tantivy_error(&self.dir))?;
+                let ranked: Vec<_> = scored.into_iter().map(|(s, a)| (Some(s), a)).collect();
+                (total, ranked)
+            }
+        };
+        let hits = ranked
             .into_iter()
             .map(|(score, address)| self.hit(&searcher, address, score))
             .collect::<Result<_, _>>()?;
         Ok(SearchPage { total, hits })
+    }
+
+    /// The type of the field `sort` names, which must be fast and not
+    /// text (a text field is not one value to order by).
+    fn sort_field(&self, sort: &SearchSort) -> Result<SearchFieldType, SearchError> {
+        let names = || {
+            let fast = self.schema.fields.iter().filter(|bound| {
+                self.schema.schema.get_field_entry(bound.field).is_fast()
+                    && !matches!(bound.field_type, SearchFieldType::Text(_))
+            });
+            let names: Vec<&str> = fast.map(|bound| bound.name.as_str()).collect();
+            if names.is_empty() {
+                "none (give a keyword, i64, f64, bool or date field `fast: true`)".to_owned()
+            } else {
+                names.join(", ")
+            }
+        };
+        let Some(bound) = self.schema.fields.iter().find(|b| b.name == sort.field) else {
+            return Err(SearchError::Query(format!(
+                "cannot sort by {:?}: no such field in this view; fields to sort by: {}",
+                sort.field,
+                names()
+            )));
+        };
+        let name = &bound.name;
+        if let SearchFieldType::Text(_) = bound.field_type {
+            return Err(SearchError::Query(format!(
+                "cannot sort by {name}: a text field holds words, not one value (a keyword \
+                 field can); fields to sort by: {}",
+                names()
+            )));
+        }
+        if !self.schema.schema.get_field_entry(bound.field).is_fast() {
+            return Err(SearchError::Query(format!(
+                "cannot sort by {name}: it is not a fast field; give it `fast: true` in the \
+                 view file"
+            )));
+        }
+        Ok(bound.field_type)
+    }
+
+    /// The page of matches in the order of `field`'s values, documents
+    /// without one last, ties in index order.
+    fn sorted(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        top: TopDocs,
+        field: &str,
+        field_type: SearchFieldType,
+        order: Order,
+    ) -> Result<(usize, Vec<DocAddress>), SearchError> {
+        fn addresses<T>(found: (usize, Vec<(T, DocAddress)>)) -> (usize, Vec<DocAddress>) {
+            (found.0, found.1.into_iter().map(|(_, a)| a).collect())
+        }
+        let failed = tantivy_error(&self.dir);
+        Ok(match field_type {
+            SearchFieldType::I64 => addresses(
+                searcher
+                    .search(
+                        query,
+                        &(Count, top.order_by_fast_field::<i64>(field, order)),
+                    )
+                    .map_err(failed)?,
+            ),
+            SearchFieldType::F64 => addresses(
+                searcher
+                    .search(
+                        query,
+                        &(Count, top.order_by_fast_field::<f64>(field, order)),
+                    )
+                    .map_err(failed)?,
+            ),
+            SearchFieldType::Bool => addresses(
+                searcher
+                    .search(
+                        query,
+                        &(Count, top.order_by_fast_field::<bool>(field, order)),
+                    )
+                    .map_err(failed)?,
+            ),
+            SearchFieldType::Date => addresses(
+                searcher
+                    .search(
+                        query,
+                        &(Count, top.order_by_fast_field::<DateTime>(field, order)),
+                    )
+                    .map_err(failed)?,
+            ),
+            SearchFieldType::Keyword | SearchFieldType::Text(_) => addresses(
+                searcher
+                    .search(
+                        query,
+                        &(Count, top.order_by_string_fast_field(field, order)),
+                    )
+                    .map_err(failed)?,
+            ),
+        })
     }
 
     /// Every document, ordered by id: for tests that compare the whole index
@@ -115,7 +260,7 @@ impl SearchIndex {
             .map_err(tantivy_error(&self.dir))?;
         let mut hits = addresses
             .into_iter()
-            .map(|address| self.hit(&searcher, address, 1.0))
+            .map(|address| self.hit(&searcher, address, Some(1.0)))
             .collect::<Result<Vec<_>, _>>()?;
         hits.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(hits)
@@ -237,7 +382,7 @@ impl SearchIndex {
         &self,
         searcher: &Searcher,
         address: DocAddress,
-        score: f32,
+        score: Option<f32>,
     ) -> Result<Hit, SearchError> {
         let document: TantivyDocument = searcher.doc(address).map_err(tantivy_error(&self.dir))?;
         let (id, fields) = from_tantivy(&self.schema, &document);

@@ -316,7 +316,7 @@ fn hits_carry_score_and_every_stored_field() {
     let _writer = catalog(&index);
     let hits = index.search("trail", 10).expect("searches");
     assert_eq!(ids(&hits), ["1"]);
-    assert!(hits[0].score > 0.0);
+    assert!(hits[0].score.is_some_and(|score| score > 0.0));
     assert_eq!(
         Value::Object(hits[0].fields.clone()),
         json!({"name": "Trail shoe", "category": "Shoes", "price_cents": 8900,
@@ -339,7 +339,11 @@ fn pages_follow_the_ranking_and_count_every_match() {
         |hits: &[Hit]| -> Vec<String> { ids(hits).into_iter().map(str::to_owned).collect() };
     let ranked = owned_ids(&index.search(query, 10).expect("searches"));
     assert_eq!(ranked.len(), 3, "{ranked:?}");
-    let page = |offset, limit| index.search_page(query, offset, limit).expect("searches");
+    let page = |offset, limit| {
+        index
+            .search_page(query, offset, limit, None)
+            .expect("searches")
+    };
     let mut paged = Vec::new();
     for offset in 0..3 {
         let one = page(offset, 1);
@@ -357,6 +361,62 @@ fn pages_follow_the_ranking_and_count_every_match() {
         json!(3),
         "the JSON carries the total"
     );
+}
+
+/// `sort=` orders the hits by a fast field's value (documents without one
+/// last, either way), pages through that order, and has no score.
+#[test]
+fn hits_may_be_sorted_by_a_fast_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let _writer = catalog(&index);
+    let sorted = |query: &str, sort: &str, offset, limit| {
+        let sort = SearchSort::parse(sort).expect("a sort");
+        let page = index
+            .search_page(query, offset, limit, Some(&sort))
+            .expect("searches");
+        assert!(page.hits.iter().all(|hit| hit.score.is_none()));
+        assert_eq!(page.to_json("catalog")["hits"][0]["score"], Value::Null);
+        (page.total, ids(&page.hits).join(","))
+    };
+    assert_eq!(sorted("*", "price_cents", 0, 10), (3, "3,1,2".into()));
+    assert_eq!(sorted("*", "price_cents:desc", 0, 10), (3, "2,1,3".into()));
+    assert_eq!(sorted("*", "price_cents:asc", 1, 1), (3, "1".into()));
+    assert_eq!(sorted("*", "category:desc", 0, 10), (3, "3,1,2".into()));
+    assert_eq!(
+        sorted("jacket OR socks", "category", 0, 10),
+        (2, "2,3".into())
+    );
+    // Only document 1 has an `updated_at`; the others come after it.
+    assert_eq!(sorted("*", "updated_at", 0, 1), (3, "1".into()));
+    assert_eq!(sorted("*", "updated_at:desc", 0, 1), (3, "1".into()));
+
+    let refused = |sort: &str| {
+        let error = SearchSort::parse(sort)
+            .and_then(|sort| index.search_page("*", 0, 10, Some(&sort)))
+            .expect_err("refused");
+        assert!(matches!(error, SearchError::Query(_)), "{error}");
+        error.to_string()
+    };
+    let fields = "fields to sort by: category, price_cents, in_stock, updated_at";
+    assert!(
+        refused("name").contains("a text field holds words"),
+        "{}",
+        refused("name")
+    );
+    assert!(refused("name").contains(fields), "{}", refused("name"));
+    assert!(
+        refused("weight").contains("give it `fast: true`"),
+        "{}",
+        refused("weight")
+    );
+    assert!(
+        refused("colour").contains("no such field"),
+        "{}",
+        refused("colour")
+    );
+    assert!(refused("price_cents:up").contains("expected `asc` or `desc`"));
+    assert!(refused(":desc").contains("needs a field name"));
 }
 
 #[test]
