@@ -136,11 +136,12 @@ fn one_join_notes(
             }
             let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
             let field = format!("{}.on", node.path);
-            // Only a cache view may have `many` relations (trial 11: the
-            // advice was given to aggregate and search views too).
+            // An aggregate view has no `many` joins (trial 11: the advice
+            // was given to it too).
             let way_out = match def.kind {
                 ViewKind::Cache(_) => "join on a unique key, or make the relation `many`",
-                ViewKind::Search(_) | ViewKind::Aggregate(_) => "join on a unique key",
+                ViewKind::Search(_) => "join on a unique key, or make the join `many`",
+                ViewKind::Aggregate(_) => "join on a unique key",
             };
             notes.push(ViewError {
                 file: def.file.clone(),

@@ -300,7 +300,11 @@ const NOTES_SCHEMA: &str = "
         (2, 2, 'Running late again', false, 2.25, '2025-12-31 23:30:00-02', '2025-12-31',
          '\"late\"'),
         (3, 1, 'A quiet walk', NULL, NULL, NULL, NULL, '[]'),
-        (4, NULL, NULL, true, 5, '2026-06-01 00:00:00+00', '2026-06-01', NULL);";
+        (4, NULL, NULL, true, 5, '2026-06-01 00:00:00+00', '2026-06-01', NULL);
+    CREATE TABLE comments (id bigint PRIMARY KEY, note_id bigint, body text, stars int);
+    INSERT INTO comments VALUES
+        (1, 1, 'Lovely morning light', 5), (2, 1, 'Too early for me', NULL),
+        (3, 2, 'Relatable', 4), (4, 2, NULL, 2), (5, 4, 'No body to this note', 1);";
 
 const NOTE_SEARCH: &str = r#"
 view: note_search
@@ -316,20 +320,28 @@ fields:
   day:     { from: day, type: date, stored: true }
   author:  { from: author.name, type: keyword, stored: true }
   tags:    { from: tags, type: text, stored: true }
+  comments: { from: comments.body, type: text, stored: true }
+  stars:   { from: comments.stars, type: i64, stored: true, fast: true }
 joins:
   author: { one: authors, on: { id: author_id } }
+  comments: { many: comments, on: { note_id: id } }
 "#;
 
 /// The stored fields of `note_search`, as plain SQL says: instants in UTC
 /// with 6 fraction digits (a date as its midnight), NULL fields absent, a
 /// jsonb value as its JSON text (compact, as PostgreSQL writes these few:
-/// an array was a dead letter).
+/// an array was a dead letter), and a `many` join's field as the array of
+/// its rows' non-NULL values in key order.
 const NOTES_ORACLE: &str = r#"
     SELECT n.id::text, json_strip_nulls(json_build_object(
         'body', n.body, 'pinned', n.pinned, 'rating', n.rating::float8,
         'written', to_char(n.written AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
         'day', to_char(n.day, 'YYYY-MM-DD"T00:00:00.000000Z"'),
-        'author', a.name, 'tags', n.tags #>> '{}'))::text
+        'author', a.name, 'tags', n.tags #>> '{}',
+        'comments', coalesce((SELECT json_agg(c.body ORDER BY c.id) FROM comments c
+                              WHERE c.note_id = n.id AND c.body IS NOT NULL), '[]'),
+        'stars', coalesce((SELECT json_agg(c.stars ORDER BY c.id) FROM comments c
+                           WHERE c.note_id = n.id AND c.stars IS NOT NULL), '[]')))::text
     FROM notes n LEFT JOIN authors a ON a.id = n.author_id
     WHERE n.body IS NOT NULL"#;
 
@@ -363,7 +375,11 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
     sqlx::raw_sql(
         "UPDATE authors SET name = 'Ada L' WHERE id = 1;
          UPDATE notes SET body = 'Running in the rain', tags = '[[\"deep\"]]' WHERE id = 3;
-         INSERT INTO notes VALUES (5, 2, 'Walks and runs', false, 3.75, '2026-01-15 12:00:00+00', '2026-01-15');",
+         INSERT INTO notes VALUES (5, 2, 'Walks and runs', false, 3.75, '2026-01-15 12:00:00+00', '2026-01-15');
+         INSERT INTO comments VALUES (6, 5, 'Rainy walks are best', 5), (7, 3, 'Quiet indeed', 3);
+         UPDATE comments SET note_id = 5 WHERE id = 3;
+         UPDATE comments SET body = 'Early birds' WHERE id = 2;
+         DELETE FROM comments WHERE id = 1;",
     )
     .execute(&pool)
     .await
@@ -414,4 +430,9 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
         ["1", "2", "5"]
     );
     assert_eq!(search_ids(port, "author:%22Ada%20L%22").await, ["1", "3"]);
+    // A `many` join's field matches any of its rows' values.
+    assert_eq!(search_ids(port, "comments:rainy").await, ["5"]);
+    assert_eq!(search_ids(port, "comments:relatable").await, ["5"]);
+    assert_eq!(search_ids(port, "stars:[5%20TO%205]").await, ["5"]);
+    assert_eq!(search_ids(port, "stars:[2%20TO%203]").await, ["2", "3"]);
 }

@@ -54,7 +54,7 @@ pub(super) fn compute_output(
                 Ok(document) => document,
                 Err(poison) => return Ok(Err(poison)),
             };
-            if let Err(poison) = check_search_fields(fields, &document) {
+            if let Err(poison) = check_search_fields(view, fields, &document) {
                 return Ok(Err(poison));
             }
             (root[*id].to_text(), Json::Object(document).to_string())
@@ -70,7 +70,9 @@ fn json_text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// A search document: each field's value from the root or a `one` join.
+/// A search document: each field's value from the root or a `one` join,
+/// or an array of the non-NULL values of a `many` join's rows (in primary-key
+/// order).
 fn build_flat_document(
     w: &dyn ReadRows,
     view: &ViewPlan,
@@ -81,14 +83,32 @@ fn build_flat_document(
     node_rows.insert(0, Some(Row::clone(root)));
     let mut document = Map::with_capacity(fields.len());
     for field in fields {
-        if let Err(error) = one_row(w, view, field.node, &mut node_rows)? {
-            return Ok(Err(Poison(format!(
-                "search field `{}`: {error}",
-                field.name
-            ))));
+        let failed = |error: EvalError| Poison(format!("search field `{}`: {error}", field.name));
+        let many = is_many(view, field.node);
+        // A `many` join's rows hang from its parent's one row.
+        let row_node = match view.nodes[field.node].parent {
+            Some(parent) if many => parent,
+            _ => field.node,
+        };
+        if let Err(error) = one_row(w, view, row_node, &mut node_rows)? {
+            return Ok(Err(failed(error)));
         }
-        let value = match node_rows.get(&field.node) {
+        let value = match node_rows.get(&row_node) {
+            Some(Some(parent_row)) if many => {
+                let rows = match related_rows(w, view, field.node, parent_row)? {
+                    Ok(rows) => rows,
+                    Err(error) => return Ok(Err(failed(error))),
+                };
+                let values = rows.iter().map(|row| &row[field.column]);
+                Json::Array(
+                    values
+                        .filter(|v| !v.is_null())
+                        .map(Value::to_json)
+                        .collect(),
+                )
+            }
             Some(Some(row)) => row[field.column].to_json(),
+            _ if many => Json::Array(Vec::new()),
             _ => Json::Null,
         };
         document.insert(field.name.clone(), value);
@@ -96,13 +116,32 @@ fn build_flat_document(
     Ok(Ok(document))
 }
 
+/// Whether `node` is a `many` join.
+fn is_many(view: &ViewPlan, node: usize) -> bool {
+    view.nodes[node]
+        .link
+        .as_ref()
+        .is_some_and(|link| link.cardinality == Cardinality::Many)
+}
+
 /// Refuses a value its search field cannot index (a date outside Tantivy's
-/// range, say): it would stop the whole index at its sink.
-fn check_search_fields(fields: &[SearchFieldPlan], document: &Map<String, Json>) -> Outcome<()> {
+/// range, say): it would stop the whole index at its sink. Each value of a
+/// `many` join's field is checked.
+fn check_search_fields(
+    view: &ViewPlan,
+    fields: &[SearchFieldPlan],
+    document: &Map<String, Json>,
+) -> Outcome<()> {
     for field in fields {
-        if let Some(value) = document.get(&field.name) {
-            check_fits(field.field_type, value)
-                .map_err(|reason| Poison(format!("search field `{}`: {reason}", field.name)))?;
+        let refused = |reason| Poison(format!("search field `{}`: {reason}", field.name));
+        match document.get(&field.name) {
+            Some(Json::Array(values)) if is_many(view, field.node) => {
+                for value in values {
+                    check_fits(field.field_type, value).map_err(refused)?;
+                }
+            }
+            Some(value) => check_fits(field.field_type, value).map_err(refused)?,
+            None => {}
         }
     }
     Ok(())

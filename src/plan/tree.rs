@@ -243,7 +243,7 @@ impl JoinTree {
             table: join.table.clone(),
             path: format!("joins.{}", join.name),
             parent: Some(parent.unwrap_or(0)),
-            cardinality: Cardinality::One,
+            cardinality: join.cardinality,
             on,
             filter: None,
             names: vec![join.name.clone()],

@@ -24,7 +24,7 @@
 
 use super::error::FileReport;
 use super::filter::{PathCheck, read_expression, read_where};
-use super::joins::{check_joined_path, read_joins};
+use super::joins::{ManyJoins, check_joined_path, read_joins};
 use super::measure::{MeasureCall, split_measure};
 use super::model::{AggregateView, GroupKey, Measure, MeasureFunction, NamedJoin};
 use super::shape::{self, Mapping, child_path};
@@ -52,7 +52,7 @@ const TABLE_PATH: &str = "table";
 pub(crate) fn read_aggregate_view(report: &mut FileReport, top: &Mapping) -> Option<AggregateView> {
     let root = read_root(report, top);
     let errors_before_joins = report.errors.len();
-    let joins = read_joins(report, top, "aggregate");
+    let joins = read_joins(report, top, ManyJoins::Refused("aggregate"));
     // Paths through a join that was wrong are not checked, so that a broken
     // join is not reported a second time as an unknown one.
     let joins_ok = report.errors.len() == errors_before_joins;

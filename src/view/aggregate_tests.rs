@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::view::model::{
-    AggregateView, MeasureFunction, NamedJoin, NamedJoinPair, ViewDef, ViewKind,
+    AggregateView, Cardinality, MeasureFunction, NamedJoin, NamedJoinPair, ViewDef, ViewKind,
 };
 use crate::view::parse_view;
 
@@ -80,6 +80,7 @@ fn the_design_example_parses_into_the_expected_model() {
     let join = |name: &str, table: &str, joined: &str, parent: &str| NamedJoin {
         name: name.into(),
         table: table.into(),
+        cardinality: Cardinality::One,
         on: vec![NamedJoinPair {
             joined: joined.into(),
             parent: path(&[parent]),

@@ -771,7 +771,7 @@ fn quoted_list(names: &[&str]) -> String {
 }
 
 /// The key that named the joined table: `one` or `many`.
-fn cardinality_key(cardinality: Cardinality) -> &'static str {
+pub(super) fn cardinality_key(cardinality: Cardinality) -> &'static str {
     match cardinality {
         Cardinality::One => "one",
         Cardinality::Many => "many",

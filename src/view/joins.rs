@@ -8,25 +8,36 @@
 //!   parent:   { one: categories, on: { id: category.parent_id } }  # through an earlier join
 //! ```
 //!
-//! Only `one` joins: each root row meets at most one row of each join, so a
-//! column path has a single value (NULL when no row matches, like a LEFT JOIN).
+//! `one` joins: each root row meets at most one row of each join, so a
+//! column path has a single value (NULL when no row matches, like a LEFT
+//! JOIN). A search view may also have `many` joins, hanging from the root or
+//! a `one` join: a field from one takes a value per joined row, and nothing
+//! else may read through it (`where`, another join's parent side).
 
 use super::error::FileReport;
-use super::model::{NamedJoin, NamedJoinPair};
-use super::node::{Entry, Node};
+use super::model::{Cardinality, NamedJoin, NamedJoinPair};
+use super::node::{Entry, Node, NodeValue};
 use super::shape::{self, Mapping, child_path};
 use super::table::qualified_table;
 
 const JOINS_PATH: &str = "joins";
 
-const JOIN_KEYS: &[&str] = &["one", "on"];
+const JOIN_KEYS: &[&str] = &["one", "many", "on"];
+
+/// Whether a view kind's joins may be `many`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ManyJoins {
+    Allowed,
+    /// Refused, naming the kind (`aggregate`).
+    Refused(&'static str),
+}
 
 /// Reads the optional `joins:` of `top`, in definition order; `None` when any
-/// join is wrong. `kind` names the view kind in the error refusing `many`.
+/// join is wrong.
 pub(crate) fn read_joins(
     report: &mut FileReport,
     top: &Mapping,
-    kind: &str,
+    many: ManyJoins,
 ) -> Option<Vec<NamedJoin>> {
     let Some(entry) = top.get(JOINS_PATH) else {
         return Some(Vec::new());
@@ -34,29 +45,42 @@ pub(crate) fn read_joins(
     report.locate(JOINS_PATH, entry.key_line);
     let mapping = shape::named_keys(report, &entry.value, JOINS_PATH, "join")?;
     let names: Vec<&str> = mapping.entries.iter().map(|e| e.key.as_str()).collect();
+    let many_names: Vec<&str> = mapping
+        .entries
+        .iter()
+        .filter(|entry| is_many_join(entry))
+        .map(|entry| entry.key.as_str())
+        .collect();
     let mut joins = Vec::new();
     for (index, entry) in mapping.entries.iter().enumerate() {
         let order = JoinOrder {
             earlier: &names[..index],
             later: &names[index + 1..],
+            many: &many_names,
         };
-        joins.extend(read_join(report, entry, &order, kind));
+        joins.extend(read_join(report, entry, &order, many));
     }
     (joins.len() == mapping.entries.len()).then_some(joins)
 }
 
+/// Whether a join's entry says `many:`.
+fn is_many_join(entry: &Entry) -> bool {
+    matches!(&entry.value.value, NodeValue::Map(entries) if entries.iter().any(|e| e.key == "many"))
+}
+
 /// The names of the joins defined before and after the one being read: its
-/// parent side may only name earlier ones.
+/// parent side may only name earlier ones, and not a `many` one.
 struct JoinOrder<'a> {
     earlier: &'a [&'a str],
     later: &'a [&'a str],
+    many: &'a [&'a str],
 }
 
 fn read_join(
     report: &mut FileReport,
     entry: &Entry,
     order: &JoinOrder,
-    kind: &str,
+    many: ManyJoins,
 ) -> Option<NamedJoin> {
     let path = child_path(JOINS_PATH, &entry.key);
     report.locate(&path, entry.key_line);
@@ -64,17 +88,22 @@ fn read_join(
     let mut mapping = shape::named_keys(report, &entry.value, &path, "key")?;
     // A missing key is reported at the join's name, not at its first key.
     mapping.line = entry.key_line;
-    let refused_many = refuse_many(report, &mut mapping, &path, kind);
+    let refused_many = match many {
+        ManyJoins::Refused(kind) => refuse_many(report, &mut mapping, &path, kind),
+        ManyJoins::Allowed => false,
+    };
     shape::drop_unknown_keys(report, &mut mapping, &path, JOIN_KEYS);
-    let table = if refused_many && mapping.get("one").is_none() {
+    let target = if refused_many && mapping.get("one").is_none() {
         None
     } else {
-        read_table(report, &mapping, &path)
+        read_target(report, &mapping, &path)
     };
     let on = read_on(report, &mapping, &path, &entry.key, order);
+    let (cardinality, table) = target?;
     Some(NamedJoin {
         name: name_ok.then(|| entry.key.clone())?,
         table: table?,
+        cardinality,
         on: on?,
     })
 }
@@ -108,11 +137,29 @@ fn refuse_many(report: &mut FileReport, mapping: &mut Mapping, path: &str, kind:
     true
 }
 
-fn read_table(report: &mut FileReport, mapping: &Mapping, path: &str) -> Option<String> {
-    let entry = mapping.require(report, path, "one")?;
-    let table_path = child_path(path, "one");
+/// `one: TABLE` or (where allowed) `many: TABLE`: the cardinality, and the
+/// table when its name is valid.
+fn read_target(
+    report: &mut FileReport,
+    mapping: &Mapping,
+    path: &str,
+) -> Option<(Cardinality, Option<String>)> {
+    let (key, cardinality) = match (mapping.get("one"), mapping.get("many")) {
+        (Some(_), Some(many)) => {
+            let message = "give either `one:` or `many:`, not both";
+            report.error(many.key_line, &child_path(path, "many"), message);
+            return None;
+        }
+        (None, Some(_)) => ("many", Cardinality::Many),
+        _ => ("one", Cardinality::One),
+    };
+    let entry = mapping.require(report, path, key)?;
+    let table_path = child_path(path, key);
     report.locate(&table_path, entry.value.line);
-    qualified_table(report, &entry.value, &table_path)
+    Some((
+        cardinality,
+        qualified_table(report, &entry.value, &table_path),
+    ))
 }
 
 /// `on: { joined_column: parent, ... }`, at least one pair, every parent from
@@ -171,7 +218,12 @@ fn check_parent(parent: &[String], name: &str, order: &JoinOrder) -> Result<(), 
         return Ok(());
     };
     let path = parent.join(".");
-    if order.earlier.contains(&join.as_str()) {
+    if order.many.contains(&join.as_str()) && join != name {
+        Err(format!(
+            "`{path}`: join `{join}` is a `many` join, whose rows give no single value to \
+             join on; hang this join from the root or a `one` join"
+        ))
+    } else if order.earlier.contains(&join.as_str()) {
         Ok(())
     } else if join == name {
         Err(format!("`{path}`: a join cannot join on its own columns"))
@@ -230,6 +282,22 @@ fn split_column_path(text: &str) -> Result<Vec<String>, String> {
         ));
     }
     Ok(parts.into_iter().map(str::to_owned).collect())
+}
+
+/// Whether a `column` or `join.column` path has one value per root: it
+/// resolves through `joins`, and not through a `many` one (what `where`
+/// reads).
+pub(crate) fn check_single_path(joins: &[NamedJoin], path: &[String]) -> Result<(), String> {
+    check_joined_path(joins, path)?;
+    match joined_name(path).and_then(|name| joins.iter().find(|join| join.name == name)) {
+        Some(join) if join.cardinality == Cardinality::Many => Err(format!(
+            "column `{}`: `{}` is a `many` join, whose rows give no single value; only a \
+             search field may read through it",
+            path.join("."),
+            join.name
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Whether a `column` or `join.column` path resolves through `joins`.
@@ -300,8 +368,9 @@ mod tests {
     #[test]
     fn a_parent_names_the_root_or_an_earlier_join() {
         let order = JoinOrder {
-            earlier: &["category"],
+            earlier: &["category", "reviews"],
             later: &["brand"],
+            many: &["reviews"],
         };
         let check = |path: &[&str]| check_parent(&strings(path), "parent", &order);
         assert!(check(&["category_id"]).is_ok());
@@ -312,6 +381,11 @@ mod tests {
                 .contains("defined after")
         );
         assert!(check(&["parent", "id"]).unwrap_err().contains("its own"));
+        assert!(
+            check(&["reviews", "id"])
+                .unwrap_err()
+                .contains("is a `many` join")
+        );
         assert!(
             check(&["shop", "id"])
                 .unwrap_err()
@@ -324,6 +398,7 @@ mod tests {
         let joins = [NamedJoin {
             name: "category".into(),
             table: "public.categories".into(),
+            cardinality: Cardinality::One,
             on: Vec::new(),
         }];
         let table = |path: &[&str]| table_of("public.products", &joins, &strings(path));

@@ -177,6 +177,8 @@ pub struct SearchField {
     pub stored: bool,
     /// Columnar: for sorting, range queries and facets.
     pub fast: bool,
+    /// Read through a `many` join: one value per joined row.
+    pub many: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,12 +229,16 @@ pub enum StemLanguage {
     Turkish,
 }
 
-/// A named `one` join (`joins:` of search and aggregate views).
+/// A named join (`joins:` of search and aggregate views): `one`, or in a
+/// search view also `many`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedJoin {
     pub name: String,
     /// Joined table, schema-qualified.
     pub table: String,
+    /// `Many` only in a search view, whose fields from it take a value per
+    /// joined row.
+    pub cardinality: Cardinality,
     /// `joined` is a column of the joined table; `parent` is a root column,
     /// or `join.column` of an earlier join (`["category", "parent_id"]`).
     pub on: Vec<NamedJoinPair>,

@@ -260,7 +260,7 @@ fn invalid_search_views_do_not_satisfy_the_schema() {
         PRODUCT_SEARCH.replace("{ from: description, type: text }", "description"),
         PRODUCT_SEARCH.replace("{ from: description, type: text }", "{ type: text }"),
         PRODUCT_SEARCH.replace("type: i64,", "type: i64, boost: 2,"),
-        PRODUCT_SEARCH.replace("one: categories", "many: categories"),
+        PRODUCT_SEARCH.replace("one: categories", "one: categories, many: categories"),
         PRODUCT_SEARCH.replace("on: { id: category_id }", "on: {}"),
     ];
     for text in cases {
@@ -306,6 +306,13 @@ fn invalid_views_do_not_satisfy_the_schema() {
 #[test]
 fn the_aggregate_example_satisfies_the_schema() {
     assert!(validates(CATEGORY_DAILY_SALES));
+    // An aggregate view's joins are `one` joins; a search view's may be `many`.
+    assert!(!validates(
+        &CATEGORY_DAILY_SALES.replace("one: products", "many: products")
+    ));
+    assert!(validates(
+        &PRODUCT_SEARCH.replace("one: categories", "many: categories")
+    ));
 }
 
 /// The aggregate example with `measures: {}`.

@@ -19,7 +19,7 @@
 
 use super::error::FileReport;
 use super::filter::read_where;
-use super::joins::{check_joined_path, read_joins};
+use super::joins::{ManyJoins, check_single_path, read_joins};
 use super::model::{NamedJoin, SearchView};
 use super::search_fields::read_search_fields;
 use super::shape::{self, Mapping};
@@ -42,14 +42,14 @@ pub(crate) fn read_search_view(report: &mut FileReport, top: &Mapping) -> Option
     let root = read_root(report, top);
     let id = read_id(report, top);
     let errors_before_joins = report.errors.len();
-    let joins = read_joins(report, top, "search");
+    let joins = read_joins(report, top, ManyJoins::Allowed);
     // Paths through a join that was wrong are not checked, so that a broken
     // join is not reported a second time as an unknown one.
     let joins_ok = report.errors.len() == errors_before_joins;
     let known_joins: Option<&[NamedJoin]> = joins.as_deref().filter(|_| joins_ok);
     let fields = read_search_fields(report, top, known_joins);
     let check_path = |path: &[String]| match known_joins {
-        Some(joins) => check_joined_path(joins, path),
+        Some(joins) => check_single_path(joins, path),
         None => Ok(()),
     };
     let filter = read_where(report, top, &check_path);

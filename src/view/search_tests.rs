@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use crate::view::model::{
-    NamedJoin, NamedJoinPair, SearchField, SearchFieldType, SearchView, StemLanguage, TextAnalyzer,
-    ViewDef, ViewKind,
+    Cardinality, NamedJoin, NamedJoinPair, SearchField, SearchFieldType, SearchView, StemLanguage,
+    TextAnalyzer, ViewDef, ViewKind,
 };
 use crate::view::parse_view;
 
@@ -44,6 +44,7 @@ fn field(name: &str, from: &[&str], field_type: SearchFieldType) -> SearchField 
         field_type,
         stored: false,
         fast: false,
+        many: false,
     }
 }
 
@@ -90,6 +91,7 @@ fn product_search_example_parses_into_the_expected_model() {
     let expected_joins = vec![NamedJoin {
         name: "category".into(),
         table: "public.categories".into(),
+        cardinality: Cardinality::One,
         on: vec![NamedJoinPair {
             joined: "id".into(),
             parent: path(&["category_id"]),
@@ -269,15 +271,11 @@ fn the_search_keys_are_required_and_the_others_refused() {
 }
 
 #[test]
-fn many_joins_are_refused_with_a_reason() {
-    let text = PRODUCT_SEARCH.replace("one: categories", "many: categories");
+fn a_join_is_one_or_many_not_both() {
+    let text = PRODUCT_SEARCH.replace("one: categories", "one: categories, many: categories");
     assert_eq!(
         errors_of(&text),
-        [
-            "views/test.yaml:12: joins.category.many: `many` joins are not allowed in search \
-             views: each root row must meet at most one joined row, so write `one: TABLE` (a \
-             many-to-one join)"
-        ]
+        ["views/test.yaml:12: joins.category.many: give either `one:` or `many:`, not both"]
     );
 }
 
@@ -324,6 +322,50 @@ fn a_broken_join_is_not_reported_again_by_the_paths_through_it() {
         [
             "views/test.yaml:13: joins.category.on: needs at least one `joined_column: \
              parent_column` pair"
+        ]
+    );
+}
+
+/// A `many` join's fields take a value per joined row; nothing else may
+/// read through it.
+#[test]
+fn a_many_join_feeds_fields_only() {
+    let reviews = "joins:\n  reviews: { many: reviews, on: { product_id: id } }\n";
+    let with_reviews = |field: &str| {
+        PRODUCT_SEARCH.replace("joins:\n", reviews).replacen(
+            "fields:\n",
+            &format!("fields:\n  {field}\n"),
+            1,
+        )
+    };
+    let view = parse(&with_reviews("review: { from: reviews.body, type: text }"));
+    let search = search_of(&view);
+    let review = search
+        .fields
+        .iter()
+        .find(|f| f.name == "review")
+        .expect("the field");
+    assert!(review.many);
+    assert!(
+        search
+            .fields
+            .iter()
+            .filter(|f| f.name != "review")
+            .all(|f| !f.many)
+    );
+    let join = search
+        .joins
+        .iter()
+        .find(|j| j.name == "reviews")
+        .expect("the join");
+    assert_eq!(join.cardinality, Cardinality::Many);
+    let mut filtered = with_reviews("review: { from: reviews.body, type: text }");
+    filtered = filtered.replace("id: id\n", "id: id\nwhere: \"reviews.stars > 3\"\n");
+    assert_eq!(
+        errors_of(&filtered),
+        [
+            "views/test.yaml:6: where: column `reviews.stars`: `reviews` is a `many` join, whose \
+             rows give no single value; only a search field may read through it"
         ]
     );
 }

@@ -30,10 +30,14 @@ pub fn to_tantivy(
         return Err(value_error(id, unknown, "not a field of the view"));
     }
     for field in &schema.fields {
-        match document.get(&field.name) {
-            None | Some(Value::Null) => {}
-            Some(value) => add_value(&mut converted, field, value)
-                .map_err(|reason| value_error(id, &field.name, &reason))?,
+        let values = match document.get(&field.name) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(values)) if field.many => values.iter().collect(),
+            Some(value) => vec![value],
+        };
+        for value in values.into_iter().filter(|value| !value.is_null()) {
+            add_value(&mut converted, field, value)
+                .map_err(|reason| value_error(id, &field.name, &reason))?;
         }
     }
     Ok(converted)
@@ -78,7 +82,7 @@ pub fn check_fits(field_type: SearchFieldType, value: &Value) -> Result<(), Stri
 
 /// Strings as they are; anything else (numbers, `true`, a `json` column's
 /// objects and arrays) as its JSON text. An array is one value here: a
-/// search view joins `one` rows only, so it can only be a JSON value.
+/// `many` join's values are split before ([`to_tantivy`]).
 fn as_text(value: &Value) -> Result<String, String> {
     Ok(match value {
         Value::String(text) => text.clone(),
@@ -138,7 +142,11 @@ pub fn from_tantivy(schema: &IndexSchema, doc: &TantivyDocument) -> (String, Map
         .unwrap_or_default();
     let mut fields = Map::new();
     for field in schema.fields.iter().filter(|field| field.stored) {
-        if let Some(value) = doc.get_first(field.field) {
+        if field.many {
+            let values = doc.get_all(field.field);
+            let values: Vec<Value> = values.map(|v| to_json(OwnedValue::from(v))).collect();
+            fields.insert(field.name.clone(), Value::Array(values));
+        } else if let Some(value) = doc.get_first(field.field) {
             fields.insert(field.name.clone(), to_json(OwnedValue::from(value)));
         }
     }
@@ -227,6 +235,38 @@ mod tests {
             Value::Object(fields),
             json!({"name": r#"["a",{"b":1}]"#, "category": r#"{"x":[true]}"#})
         );
+    }
+
+    /// A `many` join's field takes each value of its array, and a hit
+    /// shows them as an array, in order; an array in a field that is not a
+    /// `many` join's stays one text.
+    #[test]
+    fn a_many_join_field_holds_each_value_of_its_array() {
+        let mut fields = product_fields();
+        for field in fields
+            .iter_mut()
+            .filter(|f| f.name == "name" || f.name == "price_cents")
+        {
+            field.many = true;
+        }
+        let schema = index_schema(&fields).expect("a schema");
+        let document = json!({"name": ["Trail", "Road"], "price_cents": [900, null, "1250"],
+                              "category": ["a", "b"]});
+        let Value::Object(document) = document else {
+            unreachable!()
+        };
+        let converted = to_tantivy(&schema, "p1", &document).expect("converts");
+        let (_, stored) = from_tantivy(&schema, &converted);
+        assert_eq!(
+            Value::Object(stored),
+            json!({"name": ["Trail", "Road"], "category": r#"["a","b"]"#,
+                   "price_cents": [900, 1250]})
+        );
+        let refused = json!({"price_cents": [1, "one"]});
+        let Value::Object(refused) = refused else {
+            unreachable!()
+        };
+        assert!(to_tantivy(&schema, "p1", &refused).is_err());
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct BoundField {
     pub field: Field,
     pub field_type: SearchFieldType,
     pub stored: bool,
+    /// A `many` join's field: its document value is an array, a value per
+    /// joined row, and a hit shows its stored values as one.
+    pub many: bool,
 }
 
 /// Builds the schema of a view's fields. Refuses what Tantivy would panic on
@@ -71,6 +74,7 @@ pub fn bind(schema: Schema, fields: &[SearchField]) -> Result<IndexSchema, Searc
                 field: lookup(&field.name)?,
                 field_type: field.field_type,
                 stored: field.stored,
+                many: field.many,
             })
         })
         .collect::<Result<_, SearchError>>()?;
