@@ -20,7 +20,7 @@ use crate::source::pg_text::parse_text;
 use crate::state::ReadRows;
 use crate::state::keycode::encode_values;
 use crate::state::{Row, StoredOutput};
-use crate::view::model::Cardinality;
+use crate::view::model::{Cardinality, MeasureFunction};
 
 /// The output of the root stored under `pk`, or `None` when the root does not
 /// exist or does not pass the view's `where`; a poison when `where` fails.
@@ -452,6 +452,7 @@ fn measure_of_rows(
     let specs = [measure.spec];
     let mut group = GroupState::new(Vec::new(), &specs);
     let mut counts = MemoryCounts::default();
+    let mut infinite_input = false;
     for row in rows {
         let input = match &measure.input {
             None => Value::Null,
@@ -460,6 +461,7 @@ fn measure_of_rows(
                 Err(error) => return Ok(Err(failed(&error))),
             },
         };
+        infinite_input |= matches!(input, Value::Float(f) if f.is_infinite());
         if let Some(reason) = measure.spec.refuses(&input) {
             return Ok(Err(failed(&reason)));
         }
@@ -472,11 +474,20 @@ fn measure_of_rows(
         Ok(mut values) => values.pop().unwrap_or(Value::Null),
         Err(error) => return Ok(Err(failed(&reason(error)))),
     };
+    let summed = matches!(
+        measure.spec.function,
+        MeasureFunction::Sum | MeasureFunction::Avg
+    );
     Ok(match value {
         Value::Numeric(sum) if plan.sum_is_bigint => match sum.parse::<i64>() {
             Ok(sum) => Ok(Value::Int(sum)),
             Err(_) => Err(failed(&"bigint out of range")),
         },
+        // PostgreSQL's float sum raises where finite inputs overflow (trial
+        // 28); infinite inputs give an infinite sum there too.
+        Value::Float(total) if summed && total.is_infinite() && !infinite_input => {
+            Err(failed(&"value out of range: overflow"))
+        }
         value => Ok(value),
     })
 }
@@ -678,6 +689,7 @@ fields:
                     column("qty", 23),
                     column("note", 25),
                     column("product_id", 20),
+                    column("weight", 701),
                 ],
                 primary_key: vec!["id".to_owned()],
             },
@@ -819,33 +831,40 @@ fields:
   id: id
   units: { many: lines, on: { product_id: id }, measure: sum(qty) }
   noted: { many: lines, on: { product_id: id }, where: \"note <> ''\", measure: count() }
+  mass: { many: lines, on: { product_id: id }, measure: sum(weight) }
 ";
 
     /// A measure over a relation's rows is the scalar subquery's value (a
-    /// `sum` of no rows or only NULLs is `null`, a `count` of none `0`), and
-    /// a change to a column only the measure or its relation's `where`
-    /// reads refreshes it.
+    /// `sum` of no rows or only NULLs is `null`, a `count` of none `0`); a
+    /// change to a column only the measure or its relation's `where` reads
+    /// refreshes it; a float sum of finite values past `float8`'s range
+    /// sets its root aside, as PostgreSQL raises "value out of range".
     #[test]
     fn a_relation_measure_is_computed_and_refreshed_from_the_columns_it_reads() {
         let dir = tempfile::tempdir().unwrap();
         let (engine, store) = line_engine(dir.path(), PRODUCT_LINES);
         let text = |t: &str| Value::Text(t.to_owned());
+        let names = ["id", "qty", "note", "product_id", "weight"];
+        let values = |id, qty: Option<i64>, note: &str, product, weight| {
+            let qty = qty.map_or(Value::Null, Value::Int);
+            let weight = Value::Float(weight);
+            vec![Value::Int(id), qty, text(note), Value::Int(product), weight]
+        };
         let stored = |table: &str, names: &[&str], row: Vec<Value>| -> Vec<Value> {
             let columns = &engine.plan().tables[table].columns;
             let at = |c: &String| names.iter().position(|n| n == c).unwrap();
             columns.iter().map(|c| row[at(c)].clone()).collect()
         };
-        let line = |id, qty: Option<i64>, note: &str, product| {
-            let qty = qty.map_or(Value::Null, Value::Int);
-            let row = vec![Value::Int(id), qty, text(note), Value::Int(product)];
-            stored("public.lines", &["id", "qty", "note", "product_id"], row)
-        };
         engine.begin_snapshot("").unwrap();
         let lines = [
-            line(1, Some(4), "a", 7),
-            line(2, Some(3), "", 7),
-            line(3, None, "c", 8),
+            values(1, Some(4), "a", 7, 1.5),
+            values(2, Some(3), "", 7, 2.5),
+            values(3, None, "c", 8, 1.5e308),
         ];
+        let lines: Vec<Vec<Value>> = lines
+            .into_iter()
+            .map(|row| stored("public.lines", &names, row))
+            .collect();
         engine.load_snapshot_rows("public.lines", &lines).unwrap();
         let products: Vec<Vec<Value>> = [7, 8, 9]
             .into_iter()
@@ -856,40 +875,41 @@ fields:
             .load_snapshot_rows("public.products", &products)
             .unwrap();
         engine.finish_snapshot(Lsn(1)).unwrap();
-        let document = |id: i64, units: &str, noted: i64| {
+        let float = |f: f64| {
+            let mut out = Vec::new();
+            Value::Float(f).write_json(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let document = |id: i64, units: &str, noted: i64, mass: &str| {
             (
                 format!("p:{id}"),
-                format!(r#"{{"id":{id},"units":{units},"noted":{noted}}}"#),
+                format!(r#"{{"id":{id},"units":{units},"noted":{noted},"mass":{mass}}}"#),
             )
         };
+        let (seven, eight) = (float(4.0), float(1.5e308));
         assert_eq!(
             documents(&store),
             [
-                document(7, "7", 1),
-                document(8, "null", 1),
-                document(9, "null", 0)
+                document(7, "7", 1, &seven),
+                document(8, "null", 1, &eight),
+                document(9, "null", 0, "null")
             ]
         );
 
         // `qty` is read by the measure only, `note` by the `where` only.
-        let tuple = |id, qty: i64, note: &str, product| Tuple {
-            columns: Arc::from(["id", "qty", "note", "product_id"].map(str::to_owned)),
-            cells: [
-                Value::Int(id),
-                Value::Int(qty),
-                text(note),
-                Value::Int(product),
-            ]
-            .into_iter()
-            .map(Cell::Value)
-            .collect(),
-        };
-        let update = |new: Tuple| Change {
+        let change = |kind: fn(Tuple) -> ChangeKind, row: Vec<Value>| Change {
             table: Arc::from("public.lines"),
-            kind: ChangeKind::Update { old: None, new },
+            kind: kind(Tuple {
+                columns: Arc::from(names.map(str::to_owned)),
+                cells: row.into_iter().map(Cell::Value).collect(),
+            }),
         };
+        let update = |new| ChangeKind::Update { old: None, new };
         let batch = ChangeBatch {
-            changes: vec![update(tuple(1, 10, "a", 7)), update(tuple(2, 3, "b", 7))],
+            changes: vec![
+                change(update, values(1, Some(10), "a", 7, 1.5)),
+                change(update, values(2, Some(3), "b", 7, 2.5)),
+            ],
             commit_end: Some(Lsn(2)),
             commit_time_micros: 0,
         };
@@ -897,10 +917,31 @@ fields:
         assert_eq!(
             documents(&store),
             [
-                document(7, "13", 2),
-                document(8, "null", 1),
-                document(9, "null", 0)
+                document(7, "13", 2, &seven),
+                document(8, "null", 1, &eight),
+                document(9, "null", 0, "null")
             ]
+        );
+
+        // Two finite weights whose sum is past `float8`'s range.
+        let insert = |new| ChangeKind::Insert { new };
+        let batch = ChangeBatch {
+            changes: vec![change(insert, values(4, None, "d", 8, 1.5e308))],
+            commit_end: Some(Lsn(3)),
+            commit_time_micros: 0,
+        };
+        engine.apply(&batch).unwrap();
+        assert_eq!(
+            documents(&store),
+            [document(7, "13", 2, &seven), document(9, "null", 0, "null")]
+        );
+        let (letters, _) = store.dead_letters("product_lines", 10).unwrap();
+        assert!(
+            letters[0]
+                .reason
+                .contains("field `mass` (measure) failed: value out of range"),
+            "{}",
+            letters[0].reason
         );
     }
 

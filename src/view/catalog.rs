@@ -397,6 +397,20 @@ impl<'a> ViewCheck<'a> {
                 ),
             };
             columns_exist &= table.is_some_and(|table| table.has_column(column));
+            if let Some(table) = table
+                && relation.is_none()
+                && !table.has_column(column)
+                && let Some(measure) = measure_field(level.fields, column)
+            {
+                // Not "no such column" (trial 28): the name is a field.
+                let message = format!(
+                    "`{measure}` is a measure field of this level, which `where` and computed \
+                     fields cannot read: they read the rows' columns, and a measure is a value \
+                     of the document only"
+                );
+                self.error(path, path, message);
+                continue;
+            }
             if let Some(table) = table {
                 self.column(table, table_name, column, path, path);
                 if let Some(type_name) = unequal_type(table, column)
@@ -771,6 +785,16 @@ fn quoted_list(names: &[&str]) -> String {
 }
 
 /// The key that named the joined table: `one` or `many`.
+/// The field named `name` among `fields`, if it is a relation's measure.
+fn measure_field<'f>(fields: &'f [Field], name: &str) -> Option<&'f str> {
+    fields.iter().find_map(|field| match &field.source {
+        FieldSource::Relation(relation) if field.name == name && relation.measure.is_some() => {
+            Some(field.name.as_str())
+        }
+        _ => None,
+    })
+}
+
 pub(super) fn cardinality_key(cardinality: Cardinality) -> &'static str {
     match cardinality {
         Cardinality::One => "one",

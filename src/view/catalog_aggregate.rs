@@ -38,6 +38,7 @@ impl<'a> ViewCheck<'a> {
     /// column of the target table.
     fn group_key(&mut self, tables: JoinedTables<'a>, key: &GroupKey) {
         let path = child_path("group_by", &key.name);
+        self.enum_labels(tables, &key.expr, &path);
         let Some(value_type) = self.joined_type(tables, &key.expr, &path) else {
             return;
         };
@@ -74,6 +75,8 @@ impl<'a> ViewCheck<'a> {
         let Some(arg) = &measure.arg else {
             return;
         };
+        // Also inside a `FILTER (WHERE …)`, which the argument holds (trial 28).
+        self.enum_labels(tables, arg, path);
         let Some(value_type) = self.joined_type(tables, arg, path) else {
             return;
         };
@@ -179,7 +182,7 @@ fn argument_needed(function: MeasureFunction, found: ValueType) -> Option<&'stat
         MeasureFunction::Min | MeasureFunction::Max => (
             found.is_orderable() && !matches!(found, ValueType::Null | ValueType::Bool),
             "an orderable expression (any type but json and boolean; for a boolean, \
-             max(x::int) is 1 when it holds for some row)",
+             max(x::int) is 1 when it holds for some row, min(x::int) when for every row)",
         ),
         MeasureFunction::CountDistinct => (
             found != ValueType::Json,

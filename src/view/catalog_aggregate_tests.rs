@@ -182,16 +182,19 @@ fn measures_need_arguments_that_fit_their_function() {
             "views/sales.yaml:19: measures.mean: avg needs a numeric expression (integer, float \
              or numeric), but `orders.created_at` is timestamp with time zone",
             "views/sales.yaml:20: measures.first: min needs an orderable expression (any type but \
-             json and boolean; for a boolean, max(x::int) is 1 when it holds for some row), but \
+             json and boolean; for a boolean, max(x::int) is 1 when it holds for some row, \
+             min(x::int) when for every row), but \
              `options` is jsonb",
             "views/sales.yaml:21: measures.kinds: count_distinct needs an expression with \
              equality (any type but json), but `options` is jsonb",
             "views/sales.yaml:22: measures.never: max needs an orderable expression (any type but \
-             json and boolean; for a boolean, max(x::int) is 1 when it holds for some row), but \
+             json and boolean; for a boolean, max(x::int) is 1 when it holds for some row, \
+             min(x::int) when for every row), but \
              `NULL` is null",
             "views/sales.yaml:23: measures.odd: type error in `sku + 1`: cannot apply `+` to text and int",
             "views/sales.yaml:24: measures.flag: max needs an orderable expression (any type but \
-             json and boolean; for a boolean, max(x::int) is 1 when it holds for some row), but \
+             json and boolean; for a boolean, max(x::int) is 1 when it holds for some row, \
+             min(x::int) when for every row), but \
              `quantity > 1` is bool",
         ]
     );

@@ -127,11 +127,7 @@ impl<'a> ViewCheck<'a> {
                 unsortable_comparison(&column, &type_name),
             );
         }
-        for (path, text) in filter.columns_compared_with_texts() {
-            if let Some((_, table)) = self.path_table(tables, &path) {
-                self.enum_label(table, &path, &text, WHERE_PATH);
-            }
-        }
+        self.enum_labels(tables, filter, WHERE_PATH);
         // A missing column fits any type here, so that a mistake beside it
         // is said too (trial 25).
         let columns_exist = self.columns_exist(tables, filter, WHERE_PATH);
@@ -140,6 +136,16 @@ impl<'a> ViewCheck<'a> {
         match filter.infer_type_reporting_all(&column_type) {
             Ok(_) if !columns_exist => {}
             inferred => self.filter_result(filter, inferred),
+        }
+    }
+
+    /// Each text compared with an enum column in `expr` is one of its
+    /// labels; the others are reported at `field`.
+    pub(super) fn enum_labels(&mut self, tables: JoinedTables<'a>, expr: &Expr, field: &str) {
+        for (path, text) in expr.columns_compared_with_texts() {
+            if let Some((_, table)) = self.path_table(tables, &path) {
+                self.enum_label(table, &path, &text, field);
+            }
         }
     }
 

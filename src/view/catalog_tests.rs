@@ -458,6 +458,16 @@ fn a_relation_measure_is_checked_over_the_relation_rows() {
              (integer, float or numeric), but `sku` is text"
         ]
     );
+    // `where` cannot read a measure, and says so (trial 28: "no such column").
+    let filtered = measured("count()").replace("status <> 'draft'", "items > 0");
+    assert_eq!(
+        check(&filtered, &catalog),
+        [
+            "views/order_cache.yaml:6: where: `items` is a measure field of this level, which \
+             `where` and computed fields cannot read: they read the rows' columns, and a measure \
+             is a value of the document only"
+        ]
+    );
     assert_eq!(
         check(&measured("avg(quantty)"), &catalog),
         [
@@ -581,6 +591,26 @@ fn a_text_compared_with_an_enum_must_be_one_of_its_labels() {
             "views/order_cache.yaml:6: where: 'bogus' is not a label of shop.status, the enum of \
              column status: PostgreSQL refuses it (invalid input value for enum); its labels are \
              'draft', 'paid'"
+        ]
+    );
+    // Inside a relation measure's `FILTER` too (trial 28: it passed).
+    let items = ORDER_CACHE
+        .find("    fields:\n      sku")
+        .expect("items' fields");
+    let measured = format!(
+        "{}    measure: \"count() FILTER (WHERE sku = 'paid' OR 'payed' = sku)\"\n",
+        &ORDER_CACHE[..items]
+    );
+    let order_items = catalog.tables.get_mut("public.order_items").unwrap();
+    let sku = order_items.columns.iter_mut().find(|c| c.name == "sku");
+    let sku = sku.unwrap();
+    (sku.type_oid, sku.is_enum, sku.type_name) = (STATUS, true, "shop.status".to_owned());
+    assert_eq!(
+        check(&measured, &catalog),
+        [
+            "views/order_cache.yaml:20: fields.items.measure: 'payed' is not a label of \
+             shop.status, the enum of column sku: PostgreSQL refuses it (invalid input value for \
+             enum); its labels are 'draft', 'paid'"
         ]
     );
     // An enum compared for order, and a time that is no literal viewkeeper
