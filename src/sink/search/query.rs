@@ -10,7 +10,9 @@
 //! for documents with a value in a fast field.
 
 use serde_json::{Map, Value};
+use tantivy::collector::sort_key::{Comparator, ComparatorEnum};
 use tantivy::collector::{Count, DocSetCollector, TopDocs};
+use tantivy::fastfield::FastValue;
 use tantivy::query::{AllQuery, Query, QueryParser, QueryParserError};
 use tantivy::query_grammar::{self, Occur, UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::schema::Field;
@@ -203,52 +205,20 @@ impl SearchIndex {
         field_type: SearchFieldType,
         order: Order,
     ) -> Result<(usize, Vec<DocAddress>), SearchError> {
-        fn addresses<T>(found: (usize, Vec<(T, DocAddress)>)) -> (usize, Vec<DocAddress>) {
-            (found.0, found.1.into_iter().map(|(_, a)| a).collect())
-        }
         let failed = tantivy_error(&self.dir);
-        Ok(match field_type {
-            SearchFieldType::I64 => addresses(
-                searcher
-                    .search(
-                        query,
-                        &(Count, top.order_by_fast_field::<i64>(field, order)),
-                    )
-                    .map_err(failed)?,
-            ),
-            SearchFieldType::F64 => addresses(
-                searcher
-                    .search(
-                        query,
-                        &(Count, top.order_by_fast_field::<f64>(field, order)),
-                    )
-                    .map_err(failed)?,
-            ),
-            SearchFieldType::Bool => addresses(
-                searcher
-                    .search(
-                        query,
-                        &(Count, top.order_by_fast_field::<bool>(field, order)),
-                    )
-                    .map_err(failed)?,
-            ),
-            SearchFieldType::Date => addresses(
-                searcher
-                    .search(
-                        query,
-                        &(Count, top.order_by_fast_field::<DateTime>(field, order)),
-                    )
-                    .map_err(failed)?,
-            ),
-            SearchFieldType::Keyword | SearchFieldType::Text(_) => addresses(
-                searcher
-                    .search(
-                        query,
-                        &(Count, top.order_by_string_fast_field(field, order)),
-                    )
-                    .map_err(failed)?,
-            ),
-        })
+        let found = match field_type {
+            SearchFieldType::I64 => by_value::<i64>(searcher, query, top, field, order),
+            SearchFieldType::F64 => by_value::<f64>(searcher, query, top, field, order),
+            SearchFieldType::Bool => by_value::<bool>(searcher, query, top, field, order),
+            SearchFieldType::Date => by_value::<DateTime>(searcher, query, top, field, order),
+            SearchFieldType::Keyword | SearchFieldType::Text(_) => searcher
+                .search(
+                    query,
+                    &(Count, top.order_by_string_fast_field(field, order)),
+                )
+                .map(addresses),
+        };
+        found.map_err(failed)
     }
 
     /// Every document, ordered by id: for tests that compare the whole index
@@ -521,4 +491,30 @@ fn exclude_from_all(ast: UserInputAst) -> UserInputAst {
         }
         leaf => leaf,
     }
+}
+
+/// The count and page of `query`'s matches in the order of a fast field of
+/// type `T`.
+fn by_value<T>(
+    searcher: &Searcher,
+    query: &dyn Query,
+    top: TopDocs,
+    field: &str,
+    order: Order,
+) -> tantivy::Result<(usize, Vec<DocAddress>)>
+where
+    T: FastValue,
+    ComparatorEnum: Comparator<Option<T>>,
+{
+    searcher
+        .search(query, &(Count, top.order_by_fast_field::<T>(field, order)))
+        .map(addresses)
+}
+
+/// The addresses of a page found with its sort keys.
+fn addresses<K>((total, found): (usize, Vec<(K, DocAddress)>)) -> (usize, Vec<DocAddress>) {
+    (
+        total,
+        found.into_iter().map(|(_, address)| address).collect(),
+    )
 }
