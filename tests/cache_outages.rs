@@ -153,12 +153,7 @@ async fn status_answers_while_postgres_is_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushall_on_a_live_connection_is_noticed_and_healed() {
-    let pg = PgServer::start().await;
-    let redis = RedisServer::start().await;
-    let (url, pool) = small_shop(&pg).await;
-    let setup = ServiceSetup::new(&url, &redis.url());
-    let mut service = setup.start();
-    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+    let (_pg, redis, pool, setup, mut service) = small_shop_served().await;
 
     let background = {
         // Only new orders: the documents written before the FLUSHALL come
