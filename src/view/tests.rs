@@ -14,6 +14,14 @@ const ORDER_CACHE: &str = include_str!(concat!(
     "/views/order_cache.yaml"
 ));
 
+/// `ORDER_CACHE` with `line` (`limit: 2`) added to its `items` relation.
+fn with_items_key(line: &str) -> String {
+    ORDER_CACHE.replace(
+        "    order_by: id\n",
+        &format!("    order_by: id\n    {line}\n"),
+    )
+}
+
 /// The `items` relation of a view parsed from `ORDER_CACHE`.
 fn items_of(view: &ViewDef) -> &Relation {
     let ViewKind::Cache(cache) = &view.kind else {
@@ -331,12 +339,7 @@ fn computed_fields_read_their_level_and_its_one_relations() {
 
 #[test]
 fn a_relation_where_reads_the_relation_and_its_one_relations() {
-    let with_where = |condition: &str| {
-        ORDER_CACHE.replace(
-            "    order_by: id\n",
-            &format!("    order_by: id\n    where: \"{condition}\"\n"),
-        )
-    };
+    let with_where = |condition: &str| with_items_key(&format!("where: \"{condition}\""));
     let view = parse(&with_where("quantity > 1 AND product.name IS NOT NULL"));
     let items = items_of(&view);
     let filter = items.filter.as_ref().expect("the relation's where");
@@ -352,12 +355,7 @@ fn a_relation_where_reads_the_relation_and_its_one_relations() {
 
 #[test]
 fn a_many_relation_may_have_a_limit() {
-    let limited = |limit: &str| {
-        ORDER_CACHE.replace(
-            "    order_by: id\n",
-            &format!("    order_by: id\n    limit: {limit}\n"),
-        )
-    };
+    let limited = |limit: &str| with_items_key(&format!("limit: {limit}"));
     let view = parse(&limited("2"));
     let items = items_of(&view);
     assert_eq!(items.limit, Some(2));
