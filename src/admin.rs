@@ -522,7 +522,9 @@ async fn search(
     .await;
     match result {
         Ok(Ok(page)) => Json(page.to_json(&view)).into_response(),
-        Ok(Err(e @ SearchError::Query(_))) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e @ (SearchError::Query(_) | SearchError::Sort(_)))) => {
+            error(StatusCode::BAD_REQUEST, e.to_string())
+        }
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

@@ -70,6 +70,10 @@ pub enum SearchError {
     #[error("malformed query: {0}")]
     Query(String),
 
+    /// A sort the view cannot take (HTTP 400): the query may be fine.
+    #[error("{0}")]
+    Sort(String),
+
     /// The writer thread is gone (it panicked, or the handle was closed):
     /// drop the handle and take a new writer.
     #[error("the writer thread of search index {} has stopped", dir.display())]

@@ -72,21 +72,21 @@ pub struct SearchSort {
 }
 
 impl SearchSort {
-    /// `field`, `field:asc` or `field:desc`.
+    /// `field`, `field:asc` or `field:desc` (the order in any case).
     pub fn parse(text: &str) -> Result<SearchSort, SearchError> {
         let (field, descending) = match text.rsplit_once(':') {
-            Some((field, "asc")) => (field, false),
-            Some((field, "desc")) => (field, true),
+            Some((field, order)) if order.eq_ignore_ascii_case("asc") => (field, false),
+            Some((field, order)) if order.eq_ignore_ascii_case("desc") => (field, true),
             Some((_, order)) => {
-                return Err(SearchError::Query(format!(
-                    "sort order `{order}`: expected `asc` or `desc` (`sort=price:desc`)"
+                return Err(SearchError::Sort(format!(
+                    "sort order `{order}`: expected `asc` or `desc` (`price:desc`)"
                 )));
             }
             None => (text, false),
         };
         if field.is_empty() {
-            return Err(SearchError::Query(
-                "sort needs a field name (`sort=price` or `sort=price:desc`)".into(),
+            return Err(SearchError::Sort(
+                "a sort needs a field name (`price` or `price:desc`)".into(),
             ));
         }
         Ok(SearchSort {
@@ -171,7 +171,7 @@ impl SearchIndex {
             }
         };
         let Some(bound) = self.schema.fields.iter().find(|b| b.name == sort.field) else {
-            return Err(SearchError::Query(format!(
+            return Err(SearchError::Sort(format!(
                 "cannot sort by {:?}: no such field in this view; fields to sort by: {}",
                 sort.field,
                 names()
@@ -179,14 +179,14 @@ impl SearchIndex {
         };
         let name = &bound.name;
         if let SearchFieldType::Text(_) = bound.field_type {
-            return Err(SearchError::Query(format!(
+            return Err(SearchError::Sort(format!(
                 "cannot sort by {name}: a text field holds words, not one value (a keyword \
                  field can); fields to sort by: {}",
                 names()
             )));
         }
         if !self.schema.schema.get_field_entry(bound.field).is_fast() {
-            return Err(SearchError::Query(format!(
+            return Err(SearchError::Sort(format!(
                 "cannot sort by {name}: it is not a fast field; give it `fast: true` in the \
                  view file"
             )));
