@@ -10,13 +10,18 @@
 //! for documents with a value in a fast field.
 
 use serde_json::{Map, Value};
-use tantivy::collector::sort_key::{Comparator, ComparatorEnum};
+use tantivy::collector::sort_key::{Comparator, ComparatorEnum, NaturalComparator};
 use tantivy::collector::{Count, DocSetCollector, TopDocs};
+use tantivy::collector::{SegmentSortKeyComputer, SortKeyComputer};
+use tantivy::columnar::Column;
 use tantivy::fastfield::FastValue;
 use tantivy::query::{AllQuery, Query, QueryParser, QueryParserError};
 use tantivy::query_grammar::{self, Occur, UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::schema::Field;
-use tantivy::{DateTime, DocAddress, Order, Searcher, TantivyDocument};
+use tantivy::{
+    DateTime, DocAddress, DocId, Order, Score, Searcher, SegmentReader, TantivyDocument,
+    TantivyError,
+};
 
 use super::SearchError;
 use super::document::from_tantivy;
@@ -208,7 +213,9 @@ impl SearchIndex {
         let failed = tantivy_error(&self.dir);
         let found = match field_type {
             SearchFieldType::I64 => by_value::<i64>(searcher, query, top, field, order),
-            SearchFieldType::F64 => by_value::<f64>(searcher, query, top, field, order),
+            SearchFieldType::F64 => searcher
+                .search(query, &(Count, top.order_by((FloatBits::of(field), order))))
+                .map(addresses),
             SearchFieldType::Bool => by_value::<bool>(searcher, query, top, field, order),
             SearchFieldType::Date => by_value::<DateTime>(searcher, query, top, field, order),
             SearchFieldType::Keyword | SearchFieldType::Text(_) => searcher
@@ -517,4 +524,54 @@ fn addresses<K>((total, found): (usize, Vec<(K, DocAddress)>)) -> (usize, Vec<Do
         total,
         found.into_iter().map(|(_, address)| address).collect(),
     )
+}
+
+/// Sorts by an `f64` fast field through the monotonic `u64` form Tantivy
+/// stores it in, where a `NaN` is above `Infinity`, as PostgreSQL orders
+/// it: Tantivy's own sort compares the keys as floats in the end, and a
+/// `NaN` fell among the values (trial 29).
+#[derive(Debug, Clone)]
+struct FloatBits {
+    field: String,
+}
+
+impl FloatBits {
+    fn of(field: &str) -> FloatBits {
+        FloatBits {
+            field: field.to_owned(),
+        }
+    }
+}
+
+impl SortKeyComputer for FloatBits {
+    type SortKey = Option<u64>;
+    type Child = SegmentFloatBits;
+    type Comparator = NaturalComparator;
+
+    fn segment_sort_key_computer(&self, reader: &SegmentReader) -> tantivy::Result<Self::Child> {
+        let column = reader.fast_fields().u64_lenient(&self.field)?;
+        let (column, _) = column.ok_or_else(|| {
+            TantivyError::SchemaError(format!("no fast field {:?} to sort by", self.field))
+        })?;
+        Ok(SegmentFloatBits { column })
+    }
+}
+
+/// [`FloatBits`] over one segment.
+struct SegmentFloatBits {
+    column: Column<u64>,
+}
+
+impl SegmentSortKeyComputer for SegmentFloatBits {
+    type SortKey = Option<u64>;
+    type SegmentSortKey = Option<u64>;
+    type SegmentComparator = NaturalComparator;
+
+    fn segment_sort_key(&mut self, doc: DocId, _score: Score) -> Option<u64> {
+        self.column.first(doc)
+    }
+
+    fn convert_segment_sort_key(&self, key: Option<u64>) -> Option<u64> {
+        key
+    }
 }

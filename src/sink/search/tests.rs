@@ -421,6 +421,39 @@ fn hits_may_be_sorted_by_a_fast_field() {
     assert_eq!(sorted("*", "price_cents:DESC", 0, 10), (3, "2,1,3".into()));
 }
 
+/// An `f64` sort orders a `NaN` above `Infinity`, as PostgreSQL does (it
+/// fell among the values: trial 29), and `-Infinity` first.
+#[test]
+fn a_float_sort_puts_nan_above_infinity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fields = [field("score", SearchFieldType::F64, true, true)];
+    let index = SearchIndex::open_or_create(dir.path(), "scores", &fields).expect("opens");
+    let writer = index.writer(BUDGET, 1).expect("writer");
+    let scores = [
+        ("1", json!(2.5)),
+        ("2", json!("NaN")),
+        ("3", json!("Infinity")),
+        ("4", json!(-1)),
+        ("5", json!("-Infinity")),
+        ("6", json!(4.75)),
+        ("7", json!(null)),
+    ];
+    let ops = scores
+        .into_iter()
+        .map(|(id, score)| upsert(id, json!({ "score": score })))
+        .collect();
+    writer.apply(ops, at(1)).expect("applies");
+    let sorted = |sort: &str| {
+        let sort = SearchSort::parse(sort).expect("a sort");
+        let page = index
+            .search_page("*", 0, 10, Some(&sort))
+            .expect("searches");
+        ids(&page.hits).join(",")
+    };
+    assert_eq!(sorted("score"), "5,4,1,6,3,2,7");
+    assert_eq!(sorted("score:desc"), "2,3,6,1,4,5,7");
+}
+
 #[test]
 fn a_malformed_query_is_a_query_error() {
     let dir = tempfile::tempdir().expect("tempdir");
