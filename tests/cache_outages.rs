@@ -6,8 +6,8 @@ mod harness;
 use std::time::Duration;
 
 use harness::{
-    PgServer, RedisServer, Service, ServiceSetup, converged, http_get, index_documents, scan_keys,
-    shop, small_shop, spawn_workload, view_status, wait_until,
+    PgServer, RedisServer, ServiceSetup, converged, http_get, index_documents, scan_keys,
+    served_small_shop, shop, small_shop, spawn_workload, view_status, wait_until,
 };
 use sqlx::PgPool;
 use viewkeeper::workload::{Mix, Op, Scale, WorkloadOptions};
@@ -16,17 +16,6 @@ const CONVERGE: Duration = Duration::from_secs(120);
 /// How often the checkpoint is polled after a FLUSHALL: closely, to see
 /// what a crash at any moment would leave.
 const CHECKPOINT_POLL: Duration = Duration::from_millis(1);
-
-/// A small shop and a service over it, its views converged.
-async fn small_shop_served() -> (PgServer, RedisServer, PgPool, ServiceSetup, Service) {
-    let pg = PgServer::start().await;
-    let redis = RedisServer::start().await;
-    let (url, pool) = small_shop(&pg).await;
-    let setup = ServiceSetup::new(&url, &redis.url());
-    let mut service = setup.start();
-    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
-    (pg, redis, pool, setup, service)
-}
 
 /// Waits until `count` more orders exist than `since`: the workload is under way.
 async fn orders_grew(pool: &PgPool, since: i64, count: i64) {
@@ -98,7 +87,7 @@ async fn redis_restarted_without_its_data_and_redis_down_for_a_while() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_mid_run() {
-    let (mut pg, redis, pool, _setup, mut service) = small_shop_served().await;
+    let (mut pg, redis, pool, _setup, mut service) = served_small_shop(CONVERGE).await;
 
     let background = {
         let mut options = WorkloadOptions::new(2_000, 31);
@@ -124,7 +113,7 @@ async fn postgres_restarted_mid_run() {
 /// needs them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_answers_while_postgres_is_down() {
-    let (mut pg, redis, pool, setup, mut service) = small_shop_served().await;
+    let (mut pg, redis, pool, setup, mut service) = served_small_shop(CONVERGE).await;
 
     pg.stop_immediate().await;
     let port = setup.admin_port;
@@ -153,7 +142,7 @@ async fn status_answers_while_postgres_is_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushall_on_a_live_connection_is_noticed_and_healed() {
-    let (_pg, redis, pool, setup, mut service) = small_shop_served().await;
+    let (_pg, redis, pool, setup, mut service) = served_small_shop(CONVERGE).await;
 
     let background = {
         // Only new orders: the documents written before the FLUSHALL come

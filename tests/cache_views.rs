@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use harness::{
     PgServer, RedisServer, ServiceSetup, converged, current_wal_lsn, expected_product_cache,
-    slot_confirmed, small_shop, wait_until,
+    served_small_shop, slot_confirmed, small_shop, wait_until,
 };
 use sqlx::PgPool;
 use viewkeeper::workload::{self, WorkloadOptions};
@@ -128,12 +128,7 @@ async fn renaming_a_customer_with_thousands_of_orders_updates_every_document() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_on_the_same_data_directory_is_refused() {
-    let pg = PgServer::start().await;
-    let redis = RedisServer::start().await;
-    let (url, pool) = small_shop(&pg).await;
-    let setup = ServiceSetup::new(&url, &redis.url());
-    let mut first = setup.start();
-    converged(&mut first, &pool, &redis.url(), CONVERGE).await;
+    let (_pg, _redis, _pool, setup, mut first) = served_small_shop(CONVERGE).await;
 
     // Its own admin port: a taken one would stop it first.
     let beside = ServiceSetup {

@@ -8,7 +8,10 @@ mod harness;
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{PgServer, RedisServer, ServiceSetup, converged, http_get, small_shop, wait_until};
+use harness::{
+    PgServer, RedisServer, ServiceSetup, converged, http_get, served_small_shop, small_shop,
+    wait_until,
+};
 use serde_json::Value;
 use viewkeeper::workload::{self, WorkloadOptions};
 
@@ -237,12 +240,7 @@ fn cli_search(setup: &ServiceSetup, query: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_category_is_searchable_within_a_second() {
-    let pg = PgServer::start().await;
-    let redis = RedisServer::start().await;
-    let (url, pool) = small_shop(&pg).await;
-    let setup = ServiceSetup::new(&url, &redis.url());
-    let mut service = setup.start();
-    converged(&mut service, &pool, &redis.url(), CONVERGE).await;
+    let (_pg, _redis, pool, setup, _service) = served_small_shop(CONVERGE).await;
 
     let category: i64 = sqlx::query_scalar(
         "SELECT category_id FROM products WHERE category_id IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",

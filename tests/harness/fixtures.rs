@@ -7,11 +7,25 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use viewkeeper::workload::{self, Scale, WorkloadOptions, WorkloadStats};
 
-use super::{PgServer, wait_until};
+use super::{PgServer, RedisServer, Service, ServiceSetup, converged, wait_until};
 
 /// A database `shop` with the example schema and `Scale::small()` loaded.
 pub async fn small_shop(pg: &PgServer) -> (String, PgPool) {
     shop(pg, &Scale::small()).await
+}
+
+/// Servers, a small shop and a service over it with the example views,
+/// converged within `deadline`: the start of most service tests.
+pub async fn served_small_shop(
+    deadline: Duration,
+) -> (PgServer, RedisServer, PgPool, ServiceSetup, Service) {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), deadline).await;
+    (pg, redis, pool, setup, service)
 }
 
 /// A database `shop` with the example schema loaded at `scale`.

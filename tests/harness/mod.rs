@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use fixtures::{current_wal_lsn, shop, slot_confirmed, small_shop, spawn_workload};
+pub use fixtures::{
+    current_wal_lsn, served_small_shop, shop, slot_confirmed, small_shop, spawn_workload,
+};
 pub use oracle::{
     category_daily_sales_rows, diff_documents, expected_category_daily_sales, expected_order_cache,
     expected_product_cache, expected_product_search, redis_documents, redis_matches, scan_keys,
