@@ -23,18 +23,18 @@ impl Store {
         Ok(StateReader {
             names: NameIds::load(&tables, false)?,
             tables,
-            cache: ReadCache::default(),
+            cache: ReadCache::new(),
         })
     }
 }
 
 impl StateReader {
-    /// A reader of `tables` as they are, with a cache of its own.
-    pub(super) fn of(tables: Tables, names: NameIds) -> StateReader {
+    /// A reader of `tables` as they are, reading through `cache`.
+    pub(super) fn of(tables: Tables, names: NameIds, cache: ReadCache) -> StateReader {
         StateReader {
             tables,
             names,
-            cache: ReadCache::default(),
+            cache,
         }
     }
 }
