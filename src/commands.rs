@@ -220,13 +220,22 @@ async fn replica_identities(
     for catalog::UnusableTable { table, message, .. } in
         catalog::unusable_tables(pool, &tables).await?
     {
-        let readers = plan
-            .views
-            .iter()
-            .filter(|view| view.nodes.iter().any(|node| node.table == table));
-        for view in readers {
-            if let Some(def) = views.iter().find(|def| def.name == view.name) {
-                errors.push(ViewError::whole_file(&def.file, message.clone()));
+        for view in &plan.views {
+            let Some(def) = views.iter().find(|def| def.name == view.name) else {
+                continue;
+            };
+            for node in view.nodes.iter().filter(|node| node.table == table) {
+                // Where the file names the table, as for a missing primary key.
+                let field = match &node.link {
+                    Some(link) => format!("{}.{}", node.path, link.cardinality.key()),
+                    None => node.path.clone(),
+                };
+                errors.push(ViewError {
+                    file: def.file.clone(),
+                    line: def.locations.line(&field),
+                    field,
+                    message: message.clone(),
+                });
             }
         }
     }

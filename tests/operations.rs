@@ -474,7 +474,9 @@ async fn a_table_without_a_usable_replica_identity_is_refused() {
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert!(!check.status.success(), "{stderr}");
     assert!(
-        stderr.contains("order_cache.yaml: table public.customers has REPLICA IDENTITY NOTHING"),
+        stderr.contains(
+            "order_cache.yaml:13: fields.customer.one: table public.customers has REPLICA IDENTITY NOTHING"
+        ),
         "{stderr}"
     );
 }

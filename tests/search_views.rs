@@ -282,7 +282,8 @@ async fn a_renamed_category_is_searchable_within_a_second() {
 const NOTES_SCHEMA: &str = "
     CREATE TABLE authors (id bigint PRIMARY KEY, name text);
     CREATE TABLE notes (id bigint PRIMARY KEY, author_id bigint, body text, pinned boolean,
-                        rating numeric(6,2), written timestamptz, day date, tags jsonb);
+                        rating numeric(6,2), written timestamptz, day date, tags jsonb,
+                        code char(5));
     INSERT INTO authors VALUES (1, 'Ada'), (2, 'Grace');
     INSERT INTO notes VALUES
         (1, 1, 'She runs every morning', true, 4.50, '2026-03-01 08:00:00+01', '2026-03-01',
@@ -312,6 +313,7 @@ fields:
   tags:    { from: tags, type: text, stored: true }
   comments: { from: comments.body, type: text, stored: true }
   stars:   { from: comments.stars, type: i64, stored: true, fast: true }
+  code:    { from: code, type: keyword, stored: true }
 joins:
   author: { one: authors, on: { id: author_id } }
   comments: { many: comments, on: { note_id: id } }
@@ -321,7 +323,7 @@ joins:
 /// with 6 fraction digits (a date as its midnight), NULL fields absent, a
 /// jsonb value as its JSON text (compact, as PostgreSQL writes these few:
 /// an array was a dead letter), and a `many` join's field as the array of
-/// its rows' non-NULL values in key order.
+/// its rows' non-NULL values in key order, a `char(n)` without its padding.
 const NOTES_ORACLE: &str = r#"
     SELECT n.id::text, json_strip_nulls(json_build_object(
         'body', n.body, 'pinned', n.pinned, 'rating', n.rating::float8,
@@ -331,7 +333,8 @@ const NOTES_ORACLE: &str = r#"
         'comments', coalesce((SELECT json_agg(c.body ORDER BY c.id) FROM comments c
                               WHERE c.note_id = n.id AND c.body IS NOT NULL), '[]'),
         'stars', coalesce((SELECT json_agg(c.stars ORDER BY c.id) FROM comments c
-                           WHERE c.note_id = n.id AND c.stars IS NOT NULL), '[]')))::text
+                           WHERE c.note_id = n.id AND c.stars IS NOT NULL), '[]'),
+        'code', n.code::text))::text
     FROM notes n LEFT JOIN authors a ON a.id = n.author_id
     WHERE n.body IS NOT NULL"#;
 
@@ -369,7 +372,9 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
          INSERT INTO comments VALUES (6, 5, 'Rainy walks are best', 5), (7, 3, 'Quiet indeed', 3);
          UPDATE comments SET note_id = 5 WHERE id = 3;
          UPDATE comments SET body = 'Early birds' WHERE id = 2;
-         DELETE FROM comments WHERE id = 1;",
+         DELETE FROM comments WHERE id = 1;
+         UPDATE notes SET code = 'ZZ9' WHERE id IN (1, 5);
+         UPDATE notes SET code = 'A B' WHERE id = 2;",
     )
     .execute(&pool)
     .await
@@ -425,4 +430,7 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
     assert_eq!(search_ids(port, "comments:relatable").await, ["5"]);
     assert_eq!(search_ids(port, "stars:[5%20TO%205]").await, ["5"]);
     assert_eq!(search_ids(port, "stars:[2%20TO%203]").await, ["2", "3"]);
+    // A `char(5)` holding `ZZ9  ` is found as SQL's `code = 'ZZ9'` finds it.
+    assert_eq!(search_ids(port, "code:ZZ9").await, ["1", "5"]);
+    assert_eq!(search_ids(port, "code:%22A%20B%22").await, ["2"]);
 }

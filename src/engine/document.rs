@@ -103,17 +103,26 @@ fn build_flat_document(
                 Json::Array(
                     values
                         .filter(|v| !v.is_null())
-                        .map(Value::to_json)
+                        .map(|value| search_json(field, value))
                         .collect(),
                 )
             }
-            Some(Some(row)) => row[field.column].to_json(),
+            Some(Some(row)) => search_json(field, &row[field.column]),
             _ if many => Json::Array(Vec::new()),
             _ => Json::Null,
         };
         document.insert(field.name.clone(), value);
     }
     Ok(Ok(document))
+}
+
+/// A search field's value as the index takes it: a `char(n)`'s without
+/// its padding.
+fn search_json(field: &SearchFieldPlan, value: &Value) -> Json {
+    match value {
+        Value::Text(text) if field.padded => Json::String(text.trim_end_matches(' ').to_owned()),
+        value => value.to_json(),
+    }
 }
 
 /// Whether `node` is a `many` join.

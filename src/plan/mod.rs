@@ -204,6 +204,9 @@ pub struct SearchFieldPlan {
     pub column: usize,
     /// What the index accepts: a value that does not fit is a dead letter.
     pub field_type: crate::view::model::SearchFieldType,
+    /// A `char(n)` column: indexed and stored without its padding, which
+    /// PostgreSQL's comparisons ignore (`code = 'ZZ9'` matches `'ZZ9  '`).
+    pub padded: bool,
 }
 
 #[derive(Debug)]
@@ -300,12 +303,13 @@ fn view_exprs<'p>(
     exprs
 }
 
-/// Whether a view's key or expressions read a `char(n)` column.
+/// Whether a view's key, search fields or expressions read a `char(n)` column.
 fn reads_padded_char(nodes: &[NodePlan], output: &OutputPlan, filter: Option<&ExprPlan>) -> bool {
     let padded_key = match output {
         OutputPlan::Cache { key, .. } => key
             .iter()
             .any(|part| matches!(part, KeyPartPlan::Column { padded: true, .. })),
+        OutputPlan::Search { fields, .. } => fields.iter().any(|field| field.padded),
         _ => false,
     };
     padded_key
@@ -800,11 +804,15 @@ impl Resolver<'_> {
                         .iter()
                         .map(|field| {
                             let (node, column) = self.path(&field.from)?;
+                            let padded = self.tables[&self.tree.nodes[node].table].column_types
+                                [column]
+                                == crate::source::pg_text::type_oid::BPCHAR;
                             Ok(SearchFieldPlan {
                                 name: field.name.clone(),
                                 node,
                                 column,
                                 field_type: field.field_type,
+                                padded,
                             })
                         })
                         .collect::<Result<_, PlanError>>()?,

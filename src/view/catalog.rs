@@ -7,9 +7,7 @@ use std::collections::{HashMap, HashSet};
 use super::error::ViewError;
 use super::filter::{PathUse, WHERE_PATH, relation_on_path};
 use super::key_collisions::{KeyToken, templates_may_meet};
-use super::model::{
-    CacheView, Cardinality, Field, FieldSource, JoinPair, KeyPart, Relation, ViewDef, ViewKind,
-};
+use super::model::{CacheView, Field, FieldSource, JoinPair, KeyPart, Relation, ViewDef, ViewKind};
 use super::shape::child_path;
 use super::table::display_table;
 use crate::expr::{Expr, ExprError, ValueType};
@@ -272,7 +270,7 @@ impl<'a> ViewCheck<'a> {
             let pair_path = child_path(&on_path, &pair.joined);
             self.column(parent, parent_name, &pair.parent, &on_path, &pair_path);
         }
-        let table_path = child_path(path, cardinality_key(relation.cardinality));
+        let table_path = child_path(path, relation.cardinality.key());
         let Some(joined) = self.table(&relation.table, &table_path) else {
             return;
         };
@@ -793,13 +791,6 @@ fn measure_field<'f>(fields: &'f [Field], name: &str) -> Option<&'f str> {
         }
         _ => None,
     })
-}
-
-pub(super) fn cardinality_key(cardinality: Cardinality) -> &'static str {
-    match cardinality {
-        Cardinality::One => "one",
-        Cardinality::Many => "many",
-    }
 }
 
 #[path = "catalog_joins.rs"]

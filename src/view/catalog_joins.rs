@@ -4,7 +4,7 @@
 //! and whose types are then inferred.
 
 use super::{
-    TableInfo, ViewCheck, cardinality_key, column_value_type, reversed_pair, reversed_pair_message,
+    TableInfo, ViewCheck, column_value_type, reversed_pair, reversed_pair_message,
     unequal_comparison, unequal_type, unsortable_comparison, unsortable_type,
 };
 use crate::expr::{ColumnPath, Expr, ValueType};
@@ -85,7 +85,7 @@ impl<'a> ViewCheck<'a> {
                 self.column(table, name, column, &on_path, &pair_path);
             }
         }
-        let table_path = child_path(&path, cardinality_key(join.cardinality));
+        let table_path = child_path(&path, join.cardinality.key());
         let Some(joined) = self.table(&join.table, &table_path) else {
             return;
         };

@@ -110,6 +110,16 @@ pub enum Cardinality {
     Many,
 }
 
+impl Cardinality {
+    /// The key a view file names the joined table under.
+    pub fn key(self) -> &'static str {
+        match self {
+            Cardinality::One => "one",
+            Cardinality::Many => "many",
+        }
+    }
+}
+
 /// A joined table. `on` pairs are (column of the joined table, column of the
 /// enclosing row): `on: { id: customer_id }` is `customers.id = orders.customer_id`.
 #[derive(Debug, Clone)]
