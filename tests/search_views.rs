@@ -424,6 +424,16 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
         search_ids(port, "written:[2026-01-01T00:00:00Z%20TO%20*]").await,
         ["1", "2", "5"]
     );
+    // A bare date is its midnight in UTC, as a `date` column is indexed.
+    assert_eq!(search_ids(port, "day:2026-03-01").await, ["1"]);
+    assert_eq!(
+        search_ids(port, "day:[2026-01-01%20TO%20*]").await,
+        ["1", "5"]
+    );
+    assert_eq!(
+        search_ids(port, "day:IN%20[2025-12-31%202026-01-15]").await,
+        ["2", "5"]
+    );
     assert_eq!(search_ids(port, "author:%22Ada%20L%22").await, ["1", "3"]);
     // A `many` join's field matches any of its rows' values.
     assert_eq!(search_ids(port, "comments:rainy").await, ["5"]);

@@ -5,9 +5,10 @@
 //! `AND`, `OR`, `NOT`, `+must`, `-must_not` and parentheses, terms without an
 //! operator being OR-ed; `a AND NOT b` works, a query of negations only is
 //! refused; `field:term`, `in_stock:true`; ranges `price_cents:[100 TO 500]`,
-//! `{100 TO *}` on numeric and date fields (dates in RFC 3339:
-//! `released:[2026-01-01T00:00:00Z TO *]`); `field:*` or `field:[* TO *]`
-//! for documents with a value in a fast field.
+//! `{100 TO *}` on numeric and date fields (dates in RFC 3339,
+//! `released:[2026-01-01T00:00:00Z TO *]`, or bare, `released:2026-01-01`,
+//! meaning its midnight in UTC); `field:*` or `field:[* TO *]` for documents
+//! with a value in a fast field.
 
 use serde_json::{Map, Value};
 use tantivy::collector::sort_key::{Comparator, ComparatorEnum, NaturalComparator};
@@ -256,24 +257,93 @@ impl SearchIndex {
         let refused = |error: QueryParserError| SearchError::Query(error.to_string());
         // The strict parse gives the parser's error messages; the grammar's
         // own parse, which the repairs need, only says "syntax error".
-        let parsed = parser
-            .parse_query(query)
-            .map_err(|error| SearchError::Query(self.explain(&parser, query, error)))?;
+        let explained = |error| SearchError::Query(self.explain(&parser, query, error));
+        let strict = parser.parse_query(query);
         let Ok(ast) = query_grammar::parse_query(query) else {
-            return Ok(parsed);
+            return strict.map_err(explained);
+        };
+        let dated = leaves(&ast)
+            .into_iter()
+            .any(|leaf| self.has_bare_date(leaf));
+        let parsed = match strict {
+            Ok(parsed) => Some(parsed),
+            // The strict parse refuses a bare date, which is repaired below.
+            Err(_) if dated => None,
+            Err(error) => return Err(explained(error)),
         };
         let unbounded = leaves(&ast).into_iter().any(is_unbounded_range);
         let ast = map_leaves(ast, &unbounded_range_as_exists);
+        let ast = map_leaves(ast, &|leaf| self.bare_dates_as_instants(leaf));
         self.check_exists_fields(&ast)?;
-        if has_negative_group(&ast) {
-            parser
+        match parsed {
+            _ if has_negative_group(&ast) => parser
                 .build_query_from_user_input_ast(exclude_from_all(ast))
-                .map_err(refused)
-        } else if unbounded {
-            parser.build_query_from_user_input_ast(ast).map_err(refused)
-        } else {
-            Ok(parsed)
+                .map_err(refused),
+            Some(parsed) if !unbounded => Ok(parsed),
+            _ => parser
+                .build_query_from_user_input_ast(ast)
+                .map_err(explained),
         }
+    }
+
+    /// Whether `leaf` gives a date field a bare date (`2026-01-31`).
+    fn has_bare_date(&self, leaf: &UserInputLeaf) -> bool {
+        leaf_values(leaf).is_some_and(|(name, values)| {
+            self.is_date_field(name) && values.into_iter().any(is_bare_date)
+        })
+    }
+
+    /// `leaf` with each bare date given to a date field as its midnight in
+    /// UTC, which is how a `date` column is indexed (Tantivy's parser takes
+    /// RFC 3339 date-times only).
+    fn bare_dates_as_instants(&self, leaf: UserInputLeaf) -> UserInputLeaf {
+        let instant = |value: String| {
+            if is_bare_date(&value) {
+                format!("{value}T00:00:00Z")
+            } else {
+                value
+            }
+        };
+        let bound = |bound: UserInputBound| match bound {
+            UserInputBound::Inclusive(value) => UserInputBound::Inclusive(instant(value)),
+            UserInputBound::Exclusive(value) => UserInputBound::Exclusive(instant(value)),
+            UserInputBound::Unbounded => UserInputBound::Unbounded,
+        };
+        match leaf {
+            UserInputLeaf::Literal(mut literal)
+                if literal
+                    .field_name
+                    .as_deref()
+                    .is_some_and(|name| self.is_date_field(name)) =>
+            {
+                literal.phrase = instant(literal.phrase);
+                UserInputLeaf::Literal(literal)
+            }
+            UserInputLeaf::Range {
+                field: Some(field),
+                lower,
+                upper,
+            } if self.is_date_field(&field) => UserInputLeaf::Range {
+                field: Some(field),
+                lower: bound(lower),
+                upper: bound(upper),
+            },
+            UserInputLeaf::Set {
+                field: Some(field),
+                elements,
+            } if self.is_date_field(&field) => UserInputLeaf::Set {
+                field: Some(field),
+                elements: elements.into_iter().map(instant).collect(),
+            },
+            other => other,
+        }
+    }
+
+    fn is_date_field(&self, name: &str) -> bool {
+        self.schema
+            .fields
+            .iter()
+            .any(|field| field.name == name && field.field_type == SearchFieldType::Date)
     }
 
     /// Refuses `field:*` on a field that is not fast, naming the fix.
@@ -340,7 +410,9 @@ impl SearchIndex {
                     SearchFieldType::I64 => "an integer",
                     SearchFieldType::F64 => "a number",
                     SearchFieldType::Bool => "true or false",
-                    SearchFieldType::Date => "an RFC 3339 date-time (2026-01-31T00:00:00Z)",
+                    SearchFieldType::Date => {
+                        "a date (2026-01-31) or an RFC 3339 date-time (2026-01-31T00:00:00Z)"
+                    }
                     SearchFieldType::Text(_) | SearchFieldType::Keyword => return None,
                 };
                 let alone = UserInputAst::Leaf(leaf.clone());
@@ -446,6 +518,16 @@ fn unbounded_range_as_exists(leaf: UserInputLeaf) -> UserInputLeaf {
         } => UserInputLeaf::Exists { field },
         other => other,
     }
+}
+
+/// Whether `value` is a date alone, `YYYY-MM-DD`.
+fn is_bare_date(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.len() == 10
+        && bytes.iter().enumerate().all(|(at, byte)| match at {
+            4 | 7 => *byte == b'-',
+            _ => byte.is_ascii_digit(),
+        })
 }
 
 /// Every leaf of `ast`, left to right.

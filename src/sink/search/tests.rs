@@ -492,7 +492,7 @@ fn a_query_error_names_the_field_and_value_at_fault() {
         ),
         (
             "updated_at:[yesterday TO *]",
-            r#"field "updated_at" takes an RFC 3339 date-time (2026-01-31T00:00:00Z), not "yesterday""#,
+            r#"field "updated_at" takes a date (2026-01-31) or an RFC 3339 date-time (2026-01-31T00:00:00Z), not "yesterday""#,
         ),
         (
             "colour:red",
