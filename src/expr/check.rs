@@ -30,6 +30,9 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
             .map_err(|message| type_error(node, message)),
         Node::Sign { operand, .. } => numeric_operand(node, infer_child(operand)?),
         Node::Arithmetic { op, left, right } => {
+            if matches!(op, ArithmeticOp::Divide | ArithmeticOp::Modulo) {
+                refuse_zero_divisor(node, right)?;
+            }
             let (left, right) = (infer_child(left)?, infer_child(right)?);
             match date_arithmetic_type(*op, left, right) {
                 Some(result) => Ok(result),
@@ -210,6 +213,31 @@ fn not_json_literal(side: &Node) -> Option<String> {
         "{} is not valid JSON: {error}",
         Node::Literal(Value::Text(text.clone()))
     ))
+}
+
+/// A divisor that reads no column and is zero (`x / 0`, `x % (2 - 2)`)
+/// fails every row: refused when the view is loaded, not dead-lettered
+/// row by row.
+fn refuse_zero_divisor(node: &Node, divisor: &Node) -> Result<(), ExprError> {
+    if !divisor.columns().is_empty() {
+        return Ok(());
+    }
+    let zero = match super::eval::evaluate(divisor, &|_| None) {
+        Ok(Value::Int(n)) => n == 0,
+        Ok(Value::Float(f)) => f == 0.0,
+        Ok(Value::Numeric(text)) => text
+            .trim_start_matches(['-', '+'])
+            .chars()
+            .all(|c| c == '0' || c == '.'),
+        _ => false,
+    };
+    if zero {
+        Err(ExprError::ZeroDivisor {
+            fragment: node.to_string(),
+        })
+    } else {
+        Ok(())
+    }
 }
 
 fn type_error(node: &Node, message: String) -> ExprError {

@@ -39,6 +39,11 @@ pub enum ExprError {
     UnknownColumn { column: String },
     #[error("type error in `{fragment}`: {message}")]
     Type { fragment: String, message: String },
+    #[error(
+        "division by zero in `{fragment}`: its divisor is always zero, so every row would \
+         fail (PostgreSQL raises division_by_zero)"
+    )]
+    ZeroDivisor { fragment: String },
 }
 
 /// Why evaluating an expression over one row failed. Like PostgreSQL, this is

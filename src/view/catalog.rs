@@ -79,7 +79,11 @@ fn name_hint<'n>(wanted: &str, names: impl Iterator<Item = &'n str> + Clone) -> 
 
 impl TableInfo {
     fn has_column(&self, name: &str) -> bool {
-        self.columns.iter().any(|column| column.name == name)
+        self.column(name).is_some()
+    }
+
+    fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns.iter().find(|column| column.name == name)
     }
 }
 
@@ -438,7 +442,10 @@ impl<'a> ViewCheck<'a> {
         };
         let inferred = expr.infer_type_reporting_all(&column_type);
         match inferred {
-            Err(errors) => Some(Err(errors)),
+            Err(errors) => {
+                let table_at = |path: &[String]| self.level_table(level, path, used);
+                Some(Err(name_enums(errors, expr, table_at)))
+            }
             Ok(_) if !columns_exist => None,
             Ok(value_type) => Some(Ok(value_type)),
         }
@@ -805,3 +812,44 @@ mod aggregate;
 #[cfg(test)]
 #[path = "catalog_tests.rs"]
 mod tests;
+
+/// `errors` with the enum columns each type error's fragment reads named:
+/// expressions read an enum as its label's text, and "cannot compare text
+/// with int" over an enum column left its reader looking for a text.
+pub(super) fn name_enums<'t>(
+    errors: Vec<ExprError>,
+    expr: &Expr,
+    table_at: impl Fn(&[String]) -> Option<&'t TableInfo>,
+) -> Vec<ExprError> {
+    let enums: Vec<(String, &ColumnInfo)> = expr
+        .columns()
+        .into_iter()
+        .filter_map(|path| {
+            let column = table_at(&path)?.column(path.last()?)?;
+            column.is_enum.then(|| (path.join("."), column))
+        })
+        .collect();
+    errors
+        .into_iter()
+        .map(|error| match error {
+            ExprError::Type {
+                fragment,
+                mut message,
+            } => {
+                let read: Vec<String> = enums
+                    .iter()
+                    .filter(|(path, _)| fragment.contains(path.as_str()))
+                    .map(|(path, column)| format!("`{path}` is the enum {}", column.type_name))
+                    .collect();
+                if !read.is_empty() {
+                    message.push_str(&format!(
+                        " ({}, which expressions read as its label's text)",
+                        read.join(", ")
+                    ));
+                }
+                ExprError::Type { fragment, message }
+            }
+            other => other,
+        })
+        .collect()
+}

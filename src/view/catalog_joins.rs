@@ -4,7 +4,7 @@
 //! and whose types are then inferred.
 
 use super::{
-    TableInfo, ViewCheck, column_value_type, reversed_pair, reversed_pair_message,
+    TableInfo, ViewCheck, column_value_type, name_enums, reversed_pair, reversed_pair_message,
     unequal_comparison, unequal_type, unsortable_comparison, unsortable_type,
 };
 use crate::expr::{ColumnPath, Expr, ValueType};
@@ -133,8 +133,13 @@ impl<'a> ViewCheck<'a> {
         let columns_exist = self.columns_exist(tables, filter, WHERE_PATH);
         let column_type =
             |path: &[String]| Some(self.path_type(tables, path).unwrap_or(ValueType::Null));
+        let table_at = |path: &[String]| self.path_table(tables, path).map(|(_, table)| table);
         match filter.infer_type_reporting_all(&column_type) {
             Ok(_) if !columns_exist => {}
+            Err(errors) => {
+                let errors = name_enums(errors, filter, table_at);
+                self.filter_result(filter, Err(errors));
+            }
             inferred => self.filter_result(filter, inferred),
         }
     }
@@ -163,7 +168,10 @@ impl<'a> ViewCheck<'a> {
         match expr.infer_type(&|column| self.path_type(tables, column)) {
             Ok(value_type) => Some(value_type),
             Err(error) => {
-                self.error(path, path, error.to_string());
+                let table_at = |path: &[String]| self.path_table(tables, path).map(|(_, t)| t);
+                for error in name_enums(vec![error], expr, table_at) {
+                    self.error(path, path, error.to_string());
+                }
                 None
             }
         }

@@ -628,6 +628,17 @@ fn a_text_compared_with_an_enum_must_be_one_of_its_labels() {
         "{errors:?}"
     );
     assert!(errors[1].contains("'today'"), "{errors:?}");
+    // A type error over an enum names the enum, which the checker reads as
+    // text (trial 30: "cannot compare text with int" about an enum).
+    let numbered = ORDER_CACHE.replace("where: \"status <> 'draft'\"", "where: \"status = 5\"");
+    assert_eq!(
+        check(&numbered, &catalog),
+        [
+            "views/order_cache.yaml:6: where: type error in `status = 5`: cannot compare text \
+             with int (`status` is the enum shop.status, which expressions read as its label's \
+             text)"
+        ]
+    );
     // A pattern is no label.
     let pattern = ORDER_CACHE.replace(
         "where: \"status <> 'draft'\"",
