@@ -27,7 +27,6 @@ mod output_keys;
 mod read_cache;
 mod reader;
 mod redo;
-mod row_cache;
 mod tables;
 mod view_records;
 mod wal;
@@ -57,7 +56,6 @@ pub use writer::{OutputChange, StateWriter};
 use durability::{Durability, Syncer};
 use outboxes::Outboxes;
 use redo::RedoWriter;
-use row_cache::RowCache;
 use tables::{Changes, Table, Tables};
 use wal::Wal;
 
@@ -179,9 +177,6 @@ struct Durable {
     redo: RedoWriter,
     /// The last commit since the store was opened.
     last_commit: CommitNumber,
-    /// Rows the writer (and the reader beside it) read, kept between
-    /// transactions.
-    rows: Arc<RowCache>,
 }
 
 /// How a write transaction's commit reaches the disk.
@@ -239,7 +234,6 @@ impl Store {
                 wal: recovered.wal,
                 redo: RedoWriter::default(),
                 last_commit: CommitNumber::default(),
-                rows: Arc::new(RowCache::new()),
             }),
             syncer: Syncer::start(Arc::clone(&durability)),
             durability,
@@ -397,10 +391,8 @@ impl Store {
             wal,
             redo,
             last_commit,
-            rows,
         } = &mut *state;
-        let mut writer =
-            StateWriter::open(Changes::new(tables, std::mem::take(redo)), Arc::clone(rows))?;
+        let mut writer = StateWriter::open(Changes::new(tables, std::mem::take(redo)))?;
         let result = work(&mut writer).and_then(|value| {
             writer.finish()?;
             Ok(value)
@@ -411,7 +403,6 @@ impl Store {
             Err(error) => {
                 *redo = changes.rollback();
                 redo.reset();
-                rows.clear();
                 return Err(error);
             }
         };
@@ -429,7 +420,6 @@ impl Store {
         if let Err(error) = logged {
             *redo = changes.rollback();
             redo.reset();
-            rows.clear();
             return Err(error.into());
         }
         let dead_letters_changed = changes.touched(Table::DeadLetters);

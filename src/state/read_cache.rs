@@ -1,13 +1,11 @@
-//! What a writer or a reader has read, decoded: stored rows and join index
+//! What one write transaction has read, decoded: stored rows and join index
 //! lookups.
 //!
 //! Recomputing a batch's roots reads the same rows over and over (a product
 //! for each of its orders, a customer for each of hers), and each read is a
-//! B-tree lookup plus a postcard decode. Rows go through a [`RowCache`],
-//! the store's own for its writer and the reader beside it (kept from one
-//! transaction to the next), a reader's own otherwise. Lookups are cached
-//! as long as the [`ReadCache`] lives. Both are written through: every
-//! write of a row or an index entry updates or drops what was cached, so a
+//! B-tree lookup plus a postcard decode. The cache
+//! lives as long as its [`super::StateWriter`] and is written through: every
+//! write of a row or an index entry updates or drops what it cached, so a
 //! read always sees the transaction's own writes.
 
 use std::cell::RefCell;
@@ -17,7 +15,6 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 
 use super::StoreError;
-use super::row_cache::{Reading, RowCache};
 use super::tables::{Table, Tables};
 use super::writer::{decode_row, first_suffix_after, suffixes_after};
 use crate::change::Value;
@@ -28,48 +25,32 @@ pub type Row = Arc<[Value]>;
 /// The primary keys found under one index prefix.
 pub type Keys = Arc<[Vec<u8>]>;
 
-/// Lookups kept before the cache starts over: bounds memory when one
+/// Entries kept before the cache starts over: bounds memory when one
 /// transaction reads a whole table (a truncate, a rebuild).
-const MAX_LOOKUPS: usize = 200_000;
+const MAX_ENTRIES: usize = 200_000;
 
 /// The keys are the store's own, not an attacker's: the maps hash with
 /// foldhash, several times faster than the default SipHash on long keys.
+#[derive(Default)]
 pub(super) struct ReadCache {
-    rows: Arc<RowCache>,
-    /// Whose reads these are, for `rows`.
-    reading: Reading,
+    /// Full row key (`table ‖ primary key`) → the row, or `None`: known absent.
+    rows: RefCell<HashMap<Vec<u8>, Option<Row>, RandomState>>,
     /// Index prefix (`table ‖ index ‖ join values`) → primary keys under it.
     lookups: RefCell<HashMap<Vec<u8>, Keys, RandomState>>,
 }
 
 impl ReadCache {
-    /// A cache of a reader's own.
-    pub fn new() -> ReadCache {
-        ReadCache::sharing(Arc::new(RowCache::new()), Reading::Writer)
-    }
-
-    /// A cache whose rows are read through `rows` (see [`RowCache`] for
-    /// who may share one).
-    pub fn sharing(rows: Arc<RowCache>, reading: Reading) -> ReadCache {
-        ReadCache {
-            rows,
-            reading,
-            lookups: RefCell::default(),
-        }
-    }
-
     /// The stored row under `key` (`table ‖ primary key`), read through
     /// this cache.
     pub fn get_row(&self, tables: &Tables, key: Vec<u8>) -> Result<Option<Row>, StoreError> {
-        if let Some(cached) = self.rows.get(&key, self.reading) {
+        if let Some(cached) = self.row(&key) {
             return Ok(cached);
         }
-
         let row = match tables.get(Table::Rows, &key) {
             Some(bytes) => Some(Row::from(decode_row(bytes)?)),
             None => None,
         };
-        self.rows.insert(key, row.clone(), self.reading);
+        self.remember_row(key, row.clone());
         Ok(row)
     }
 
@@ -94,9 +75,26 @@ impl ReadCache {
         }
     }
 
-    /// A row was written: a cached copy is replaced.
+    /// The cached row under `key`: `None` when not cached, `Some(None)` when
+    /// known to be absent.
+    fn row(&self, key: &[u8]) -> Option<Option<Row>> {
+        self.rows.borrow().get(key).cloned()
+    }
+
+    fn remember_row(&self, key: Vec<u8>, row: Option<Row>) {
+        let mut rows = self.rows.borrow_mut();
+        if rows.len() >= MAX_ENTRIES {
+            rows.clear();
+        }
+        rows.insert(key, row);
+    }
+
+    /// A row was written: a cached copy is replaced. Rows never read in this
+    /// transaction are not added (a snapshot writes millions).
     pub fn row_written(&self, key: &[u8], row: Option<&[Value]>) {
-        self.rows.written(key, row);
+        if let Some(slot) = self.rows.borrow_mut().get_mut(key) {
+            *slot = row.map(Arc::from);
+        }
     }
 
     fn lookup(&self, prefix: &[u8]) -> Option<Keys> {
@@ -105,7 +103,7 @@ impl ReadCache {
 
     fn remember_lookup(&self, prefix: Vec<u8>, keys: Keys) {
         let mut lookups = self.lookups.borrow_mut();
-        if lookups.len() >= MAX_LOOKUPS {
+        if lookups.len() >= MAX_ENTRIES {
             lookups.clear();
         }
         lookups.insert(prefix, keys);
@@ -118,7 +116,7 @@ impl ReadCache {
 
     /// Rows or index entries were removed wholesale.
     pub fn clear(&self) {
-        self.rows.clear();
+        self.rows.borrow_mut().clear();
         self.lookups.borrow_mut().clear();
     }
 }

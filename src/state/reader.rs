@@ -23,18 +23,18 @@ impl Store {
         Ok(StateReader {
             names: NameIds::load(&tables, false)?,
             tables,
-            cache: ReadCache::new(),
+            cache: ReadCache::default(),
         })
     }
 }
 
 impl StateReader {
-    /// A reader of `tables` as they are, reading through `cache`.
-    pub(super) fn of(tables: Tables, names: NameIds, cache: ReadCache) -> StateReader {
+    /// A reader of `tables` as they are, with a cache of its own.
+    pub(super) fn of(tables: Tables, names: NameIds) -> StateReader {
         StateReader {
             tables,
             names,
-            cache,
+            cache: ReadCache::default(),
         }
     }
 }

@@ -1,13 +1,11 @@
 //! [`StateWriter`]: typed access to the store inside one write transaction.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use super::keycode::prefix_end;
 use super::names::{NameIds, ScanBounds, encode_id};
 use super::outbox::{self, OutboxEntry, PreparedOutput};
 use super::read_cache::{Keys, ReadCache, Row};
-use super::row_cache::{Reading, RowCache};
 use super::tables::{Changes, Previous, Table, Tables};
 use super::{META_LAYOUT, META_POSITION, ReadRows, StateReader, StoreError};
 use crate::aggregate::Contribution;
@@ -43,10 +41,8 @@ pub struct StateWriter<'t> {
     pub(super) changed_groups: BTreeMap<Vec<u8>, String>,
     /// Groups and value counts changed in this transaction, not yet written.
     pub(super) group_writes: super::groups::GroupWrites,
-    /// Rows read (in this transaction and before) and index lookups read
-    /// in this transaction.
+    /// Rows and index lookups read in this transaction.
     cache: ReadCache,
-    rows: Arc<RowCache>,
 }
 
 pub(super) fn view_hash_key(view: &str) -> String {
@@ -101,7 +97,7 @@ impl ReadRows for StateWriter<'_> {
 }
 
 impl<'t> StateWriter<'t> {
-    pub(super) fn open(changes: Changes<'t>, rows: Arc<RowCache>) -> Result<Self, StoreError> {
+    pub(super) fn open(changes: Changes<'t>) -> Result<Self, StoreError> {
         Ok(StateWriter {
             names: NameIds::load(changes.tables(), true)?,
             changes,
@@ -109,21 +105,17 @@ impl<'t> StateWriter<'t> {
             next_sequence: HashMap::new(),
             changed_groups: BTreeMap::new(),
             group_writes: Default::default(),
-            cache: ReadCache::sharing(Arc::clone(&rows), Reading::Writer),
-            rows,
+            cache: ReadCache::default(),
         })
     }
 
     /// A reader of this transaction's rows and join indexes as they are
     /// now, for computing outputs on another thread. It shares the maps'
     /// nodes (O(1)), so a row written while it lives copies the nodes on
-    /// its path, and the rows cached since the last transaction until a row
-    /// is written: it is meant for refreshing roots, which writes no rows.
+    /// its path: it is meant for refreshing roots, which writes no rows.
     pub fn rows_reader(&self) -> StateReader {
         let tables = self.changes.tables().only(&[Table::Rows, Table::JoinIndex]);
-        let reading = Reading::AsOf(self.rows.generation());
-        let cache = ReadCache::sharing(Arc::clone(&self.rows), reading);
-        StateReader::of(tables, self.names.for_reader(), cache)
+        StateReader::of(tables, self.names.for_reader())
     }
 
     /// The transaction's changes, to commit or roll back.
@@ -471,87 +463,6 @@ mod tests {
                 w.put_row("t", b"2", &[Value::Int(3)])?;
                 w.clear_rows()?;
                 assert_eq!(w.get_row("t", b"2")?, None);
-                Ok::<_, super::StoreError>(())
-            })
-            .unwrap();
-    }
-
-    /// Rows cached by one transaction are read by the next, and a
-    /// transaction rolled back takes its writes out of the cache too.
-    #[test]
-    fn cached_rows_outlive_a_transaction_but_not_its_rollback() {
-        let (_dir, store) = store();
-        let row = |w: &super::StateWriter| {
-            w.get_row("t", b"1")
-                .map(|row| row.as_deref().map(<[Value]>::to_vec))
-        };
-        store
-            .write(|w| w.put_row("t", b"1", &[Value::Int(1)]))
-            .unwrap();
-        store.write(|w| row(w)).unwrap();
-        let failed = store.write(|w| {
-            w.put_row("t", b"1", &[Value::Int(2)])?;
-            assert_eq!(row(w)?, Some(vec![Value::Int(2)]));
-            Err::<(), _>(super::StoreError::Corrupt {
-                what: "test",
-                reason: "rolled back".into(),
-            })
-        });
-        assert!(failed.is_err());
-        assert_eq!(store.write(|w| row(w)).unwrap(), Some(vec![Value::Int(1)]));
-        store
-            .write(|w| w.put_row("t", b"1", &[Value::Int(3)]))
-            .unwrap();
-        assert_eq!(store.write(|w| row(w)).unwrap(), Some(vec![Value::Int(3)]));
-        assert_eq!(
-            store
-                .reader()
-                .unwrap()
-                .get_row("t", b"1")
-                .unwrap()
-                .as_deref(),
-            Some(&[Value::Int(3)][..])
-        );
-    }
-
-    /// The reader beside the writer shares its cached rows only until a row
-    /// is written: then it reads its own tables, as of its making.
-    #[test]
-    fn a_rows_reader_reads_around_rows_written_after_it() {
-        let (_dir, store) = store();
-        store
-            .write(|w| {
-                w.put_row("t", b"1", &[Value::Int(1)])?;
-                w.put_row("t", b"2", &[Value::Int(2)])
-            })
-            .unwrap();
-        store
-            .write(|w| {
-                w.get_row("t", b"1")?;
-                let reader = w.rows_reader();
-                assert_eq!(
-                    reader.get_row("t", b"1")?.as_deref(),
-                    Some(&[Value::Int(1)][..])
-                );
-                w.put_row("t", b"1", &[Value::Int(10)])?;
-                w.put_row("t", b"2", &[Value::Int(20)])?;
-                assert_eq!(
-                    w.get_row("t", b"1")?.as_deref(),
-                    Some(&[Value::Int(10)][..])
-                );
-                assert_eq!(
-                    reader.get_row("t", b"1")?.as_deref(),
-                    Some(&[Value::Int(1)][..])
-                );
-                assert_eq!(
-                    reader.get_row("t", b"2")?.as_deref(),
-                    Some(&[Value::Int(2)][..])
-                );
-                // What the stale reader read was not left for the writer.
-                assert_eq!(
-                    w.get_row("t", b"2")?.as_deref(),
-                    Some(&[Value::Int(20)][..])
-                );
                 Ok::<_, super::StoreError>(())
             })
             .unwrap();
