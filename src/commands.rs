@@ -86,6 +86,7 @@ pub async fn check(
             let unique_keys =
                 catalog::unique_keys(&pool, &plan.tables.keys().cloned().collect()).await?;
             notes.extend(one_join_notes(&passed, &plan, &unique_keys));
+            notes.extend(unread_join_notes(&passed, &plan));
             if let Some(zone) = catalog::database_time_zone(&pool).await? {
                 notes.extend(time_zone_notes(&passed, &plan, &zone));
             }
@@ -153,6 +154,32 @@ fn one_join_notes(
                      any of them refreshes every document that joins them; {way_out}",
                     view::display_table(&node.table),
                     columns.join(", ")
+                ),
+            });
+        }
+    }
+    notes
+}
+
+/// A note at every join of a search or aggregate view that nothing reads:
+/// it shows nothing, and every change to its table still refreshes the
+/// roots that join the changed rows.
+fn unread_join_notes(views: &[ViewDef], plan: &Plan) -> Vec<ViewError> {
+    let mut notes = Vec::new();
+    for view in &plan.views {
+        let Some(def) = views.iter().find(|def| def.name == view.name) else {
+            continue;
+        };
+        for node in view.unread_joins() {
+            notes.push(ViewError {
+                file: def.file.clone(),
+                line: def.locations.line(&node.path),
+                field: node.path.clone(),
+                message: format!(
+                    "nothing in the view reads this join (no field, `where`, group key or \
+                     measure, nor a join through it): it shows nothing, but every change to \
+                     {} still refreshes the roots that join the changed rows; remove it",
+                    view::display_table(&node.table)
                 ),
             });
         }

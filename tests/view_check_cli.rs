@@ -497,6 +497,43 @@ async fn check_notes_a_one_join_that_is_not_on_a_unique_key() {
     );
 }
 
+/// `check` notes a join of a search or aggregate view that nothing reads
+/// (a trial's `many` join was accepted silently), at the join's line, and
+/// not one that a field reads through a join below it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_notes_a_join_nothing_reads() {
+    let pg = PgServer::start().await;
+    let (url, _pool) = empty_shop(&pg).await;
+    let search = "view: item_search\nkind: search\nroot: order_items\nid: id\n\
+                  fields:\n  sku: { from: sku, type: keyword }\n  \
+                  buyer: { from: buyer.name, type: text }\n\
+                  joins:\n  order: { one: orders, on: { id: order_id } }\n  \
+                  buyer: { one: customers, on: { id: order.customer_id } }\n  \
+                  product: { one: products, on: { id: product_id } }\n  \
+                  siblings: { many: order_items, on: { order_id: order_id } }\n";
+    let dir = views_dir(&[("item_search.yaml", search)]);
+    let output = viewkeeper(&["check", "--database-url", &url], dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let unread: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.contains("nothing in the view reads this join"))
+        .collect();
+    assert_eq!(unread.len(), 2, "{stdout}");
+    assert!(
+        unread[0].contains("item_search.yaml:11: joins.product:"),
+        "{stdout}"
+    );
+    assert!(
+        unread[1].contains("item_search.yaml:12: joins.siblings:"),
+        "{stdout}"
+    );
+    assert!(
+        unread[1].contains("every change to order_items"),
+        "{stdout}"
+    );
+}
+
 /// On a database whose own `TimeZone` is not UTC, views compute in that
 /// zone (`aggregate_views::views_compute_in_the_database_time_zone`), and
 /// `check` has nothing to note; it used to note each view computing with a

@@ -119,6 +119,38 @@ impl ViewPlan {
         )
     }
 
+    /// The joins of a search or aggregate view that nothing in it reads:
+    /// no field, `where`, group key or measure, and no join below them. (A
+    /// cache view's relations are its document's fields.)
+    pub fn unread_joins(&self) -> Vec<&NodePlan> {
+        if matches!(self.output, OutputPlan::Cache { .. }) {
+            return Vec::new();
+        }
+        let mut read = vec![false; self.nodes.len()];
+        let mut reads: Vec<usize> = view_exprs(&self.nodes, &self.output, self.filter.as_ref())
+            .into_iter()
+            .flat_map(|expr| expr.columns.values().map(|&(node, _)| node))
+            .collect();
+        if let OutputPlan::Search { fields, .. } = &self.output {
+            reads.extend(fields.iter().map(|field| field.node));
+        }
+        for node in reads {
+            // The joins above a node read lead to it.
+            let mut at = Some(node);
+            while let Some(node) = at.filter(|&node| !read[node]) {
+                read[node] = true;
+                at = self.nodes[node].parent;
+            }
+        }
+        self.nodes
+            .iter()
+            .zip(read)
+            .skip(1)
+            .filter(|(_, read)| !read)
+            .map(|(node, _)| node)
+            .collect()
+    }
+
     /// `cache`, `search` or `aggregate`.
     pub fn kind(&self) -> &'static str {
         match self.output {
