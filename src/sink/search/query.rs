@@ -389,6 +389,7 @@ impl SearchIndex {
             | QueryParserError::ExpectedBool(_)
             | QueryParserError::DateFormatError(_) => query_grammar::parse_query(query)
                 .ok()
+                .map(|ast| map_leaves(ast, &|leaf| self.bare_dates_as_instants(leaf)))
                 .and_then(|ast| self.value_at_fault(parser, &ast)),
             _ => None,
         };
@@ -415,10 +416,17 @@ impl SearchIndex {
                     }
                     SearchFieldType::Text(_) | SearchFieldType::Keyword => return None,
                 };
-                let alone = UserInputAst::Leaf(leaf.clone());
-                parser.build_query_from_user_input_ast(alone).err()?;
+                let refused = |leaf: UserInputLeaf| {
+                    let alone = UserInputAst::Leaf(Box::new(leaf));
+                    parser.build_query_from_user_input_ast(alone).is_err()
+                };
+                if !refused(UserInputLeaf::clone(leaf)) {
+                    return None;
+                }
+                // Only the values the field refuses: `[10 TO ten]` blames `ten`.
                 let shown = values
                     .iter()
+                    .filter(|value| refused(single_value(leaf, value)))
                     .map(|value| format!("{value:?}"))
                     .collect::<Vec<_>>()
                     .join(", ");
@@ -517,6 +525,23 @@ fn unbounded_range_as_exists(leaf: UserInputLeaf) -> UserInputLeaf {
             upper: UserInputBound::Unbounded,
         } => UserInputLeaf::Exists { field },
         other => other,
+    }
+}
+
+/// `leaf` with `value` as its one value: a term, a range from it up, or a
+/// set of it alone.
+fn single_value(leaf: &UserInputLeaf, value: &str) -> UserInputLeaf {
+    match leaf {
+        UserInputLeaf::Range { field, .. } => UserInputLeaf::Range {
+            field: field.clone(),
+            lower: UserInputBound::Inclusive(value.to_owned()),
+            upper: UserInputBound::Unbounded,
+        },
+        UserInputLeaf::Set { field, .. } => UserInputLeaf::Set {
+            field: field.clone(),
+            elements: vec![value.to_owned()],
+        },
+        other => other.clone(),
     }
 }
 

@@ -484,7 +484,11 @@ fn a_query_error_names_the_field_and_value_at_fault() {
     for (query, expected) in [
         (
             "trail AND price_cents:[10 TO ten]",
-            r#"field "price_cents" takes an integer, not "10", "ten""#,
+            r#"field "price_cents" takes an integer, not "ten""#,
+        ),
+        (
+            "price_cents:IN [1 two three]",
+            r#"field "price_cents" takes an integer, not "two", "three""#,
         ),
         (
             "in_stock:maybe",
@@ -493,6 +497,10 @@ fn a_query_error_names_the_field_and_value_at_fault() {
         (
             "updated_at:[yesterday TO *]",
             r#"field "updated_at" takes a date (2026-01-31) or an RFC 3339 date-time (2026-01-31T00:00:00Z), not "yesterday""#,
+        ),
+        (
+            "updated_at:[2026-01-01 TO someday]",
+            r#"field "updated_at" takes a date (2026-01-31) or an RFC 3339 date-time (2026-01-31T00:00:00Z), not "someday""#,
         ),
         (
             "colour:red",
