@@ -40,8 +40,8 @@ pub enum ExprError {
     #[error("type error in `{fragment}`: {message}")]
     Type { fragment: String, message: String },
     #[error(
-        "division by zero in `{fragment}`: its divisor is always zero, so every row would \
-         fail (PostgreSQL raises division_by_zero)"
+        "division by zero in `{fragment}`: its divisor is always zero, so PostgreSQL raises \
+         division_by_zero for every row that computes it"
     )]
     ZeroDivisor { fragment: String },
 }

@@ -839,13 +839,15 @@ pub(super) fn name_enums<'t>(
                 let read: Vec<String> = enums
                     .iter()
                     .filter(|(path, _)| fragment.contains(path.as_str()))
-                    .map(|(path, column)| format!("`{path}` is the enum {}", column.type_name))
+                    .map(|(path, column)| {
+                        format!(
+                            "`{path}` is the enum {}: compare it with one of its labels, in quotes",
+                            column.type_name
+                        )
+                    })
                     .collect();
                 if !read.is_empty() {
-                    message.push_str(&format!(
-                        " ({}, which expressions read as its label's text)",
-                        read.join(", ")
-                    ));
+                    message.push_str(&format!(" ({})", read.join("; ")));
                 }
                 ExprError::Type { fragment, message }
             }

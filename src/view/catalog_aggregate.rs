@@ -38,6 +38,7 @@ impl<'a> ViewCheck<'a> {
     /// column of the target table.
     fn group_key(&mut self, tables: JoinedTables<'a>, key: &GroupKey) {
         let path = child_path("group_by", &key.name);
+        self.comparisons(tables, &key.expr, &path);
         self.enum_labels(tables, &key.expr, &path);
         let Some(value_type) = self.joined_type(tables, &key.expr, &path) else {
             return;
@@ -105,6 +106,10 @@ impl<'a> ViewCheck<'a> {
                 arg.source()
             );
             self.error(path, path, message);
+            return;
+        }
+        // Inside a `FILTER (WHERE …)` or a `CASE` too (trial 31).
+        if self.comparisons(tables, arg, path) {
             return;
         }
         let Some(needed) = argument_needed(measure.function, value_type) else {

@@ -646,6 +646,49 @@ fn a_text_compared_with_an_enum_in_an_aggregate_where_must_be_a_label() {
     );
 }
 
+/// An enum ordered anywhere in a group key or a measure (a `CASE`, a
+/// `FILTER`) is refused as in a `where`: it would be compared by its
+/// labels' text, not their order (trial 31: `result > 'pass'` in a
+/// group key and a `FILTER` passed, and grouped by text).
+#[test]
+fn an_enum_ordered_in_a_group_key_or_a_measure_is_refused() {
+    const MOOD: u32 = 16_402;
+    let mut catalog = shop();
+    let items = catalog
+        .tables
+        .get_mut("public.order_items")
+        .expect("order_items");
+    items.columns.push(enum_column("mood", MOOD, "shop.mood"));
+    catalog
+        .enum_labels
+        .insert(MOOD, vec!["sad".to_owned(), "glad".to_owned()]);
+    let equal = CATEGORY_DAILY_SALES.replace(
+        "  items: count()",
+        "  items: count()\n  glad: \"count() FILTER (WHERE mood = 'glad')\"",
+    );
+    assert_eq!(check(&equal, &catalog), Vec::<String>::new());
+    let ordered = CATEGORY_DAILY_SALES
+        .replace(
+            "  category_id: products.category_id",
+            "  category_id: products.category_id\n  \
+             upbeat: \"CASE WHEN mood >= 'glad' THEN 'up' ELSE 'down' END\"",
+        )
+        .replace(
+            "  items: count()",
+            "  items: count()\n  glad: \"count() FILTER (WHERE mood > 'sad')\"",
+        );
+    let errors = check(&ordered, &catalog);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("views/sales.yaml:12: group_by.upbeat: cannot compare column mood"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].starts_with("views/sales.yaml:15: measures.glad: cannot compare column mood"),
+        "{errors:#?}"
+    );
+}
+
 /// An aggregate table is made for its columns' types and its key's kind,
 /// which come from the source's columns: they are part of the view's
 /// definition, so a column whose type changed rebuilds the view and

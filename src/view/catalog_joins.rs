@@ -110,23 +110,7 @@ impl<'a> ViewCheck<'a> {
         let Some(filter) = filter else {
             return;
         };
-        if let Some((column, type_name)) =
-            self.column_of_type(tables, filter.compared_columns(), unequal_type)
-        {
-            self.error(
-                WHERE_PATH,
-                WHERE_PATH,
-                unequal_comparison(&column, &type_name),
-            );
-        } else if let Some((column, type_name)) =
-            self.column_of_type(tables, filter.ordered_columns(), unsortable_type)
-        {
-            self.error(
-                WHERE_PATH,
-                WHERE_PATH,
-                unsortable_comparison(&column, &type_name),
-            );
-        }
+        self.comparisons(tables, filter, WHERE_PATH);
         self.enum_labels(tables, filter, WHERE_PATH);
         // A missing column fits any type here, so that a mistake beside it
         // is said too (trial 25).
@@ -142,6 +126,33 @@ impl<'a> ViewCheck<'a> {
             }
             inferred => self.filter_result(filter, inferred),
         }
+    }
+
+    /// The comparisons in `expr` compare as PostgreSQL does: a column whose
+    /// type has an equality or an order of its own (an enum's labels'
+    /// order, `citext`) is not compared by its text; the first that would
+    /// be is reported at `path`, and `true` returned. Wherever a comparison
+    /// stands: a `where`, a `CASE` in a group key, a measure's `FILTER`
+    /// (trial 31: those compared an enum by its labels' text).
+    pub(super) fn comparisons(
+        &mut self,
+        tables: JoinedTables<'a>,
+        expr: &Expr,
+        path: &str,
+    ) -> bool {
+        let message = if let Some((column, type_name)) =
+            self.column_of_type(tables, expr.compared_columns(), unequal_type)
+        {
+            unequal_comparison(&column, &type_name)
+        } else if let Some((column, type_name)) =
+            self.column_of_type(tables, expr.ordered_columns(), unsortable_type)
+        {
+            unsortable_comparison(&column, &type_name)
+        } else {
+            return false;
+        };
+        self.error(path, path, message);
+        true
     }
 
     /// Each text compared with an enum column in `expr` is one of its

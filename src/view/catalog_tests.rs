@@ -613,6 +613,16 @@ fn a_text_compared_with_an_enum_must_be_one_of_its_labels() {
              enum); its labels are 'draft', 'paid'"
         ]
     );
+    // Nor ordered there (trial 31: it counted by the labels' text).
+    let ordered = measured.replace("sku = 'paid' OR 'payed' = sku", "sku > 'draft'");
+    let errors = check(&ordered, &catalog);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(
+            "views/order_cache.yaml:20: fields.items.measure: cannot compare column sku"
+        ),
+        "{errors:?}"
+    );
     // An enum compared for order, and a time that is no literal viewkeeper
     // reads: both told (the second was hidden by the first, the twelfth
     // trial).
@@ -635,8 +645,8 @@ fn a_text_compared_with_an_enum_must_be_one_of_its_labels() {
         check(&numbered, &catalog),
         [
             "views/order_cache.yaml:6: where: type error in `status = 5`: cannot compare text \
-             with int (`status` is the enum shop.status, which expressions read as its label's \
-             text)"
+             with int (`status` is the enum shop.status: compare it with one of its labels, in \
+             quotes)"
         ]
     );
     // A pattern is no label.

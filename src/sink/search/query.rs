@@ -384,6 +384,12 @@ impl SearchIndex {
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
+            QueryParserError::AllButQueryForbidden => Some(
+                "a query of exclusions only (`-field:value`) has nothing to exclude from: add \
+                 `*` for every document, as in `* -field:value` (`* -field:*` for the \
+                 documents without a value)"
+                    .to_owned(),
+            ),
             QueryParserError::ExpectedInt(_)
             | QueryParserError::ExpectedFloat(_)
             | QueryParserError::ExpectedBool(_)

@@ -511,6 +511,12 @@ fn a_query_error_names_the_field_and_value_at_fault() {
             "weight:heavy",
             r#"field "weight" takes a number, not "heavy""#,
         ),
+        (
+            "-category:Books",
+            "a query of exclusions only (`-field:value`) has nothing to exclude from: add `*` \
+             for every document, as in `* -field:value` (`* -field:*` for the documents \
+             without a value)",
+        ),
     ] {
         match index.search(query, 10) {
             Err(SearchError::Query(message)) => assert_eq!(message, expected, "{query}"),
