@@ -616,10 +616,9 @@ fn a_named_join_pair_the_wrong_way_round_is_named_as_such() {
     );
 }
 
-/// An aggregate's `where` (over the root and its joins) refuses a text that
-/// is none of an enum column's labels, as SQL does.
-#[test]
-fn a_text_compared_with_an_enum_in_an_aggregate_where_must_be_a_label() {
+/// The example shop with an enum column `mood` (type `shop.mood`, of
+/// `labels` in their order) on `order_items`.
+fn shop_with_moods(labels: &[&str]) -> Catalog {
     const MOOD: u32 = 16_402;
     let mut catalog = shop();
     let items = catalog
@@ -627,9 +626,16 @@ fn a_text_compared_with_an_enum_in_an_aggregate_where_must_be_a_label() {
         .get_mut("public.order_items")
         .expect("order_items");
     items.columns.push(enum_column("mood", MOOD, "shop.mood"));
+    let labels = labels.iter().map(|label| label.to_string()).collect();
+    catalog.enum_labels.insert(MOOD, labels);
     catalog
-        .enum_labels
-        .insert(MOOD, vec!["glad".to_owned(), "sad".to_owned()]);
+}
+
+/// An aggregate's `where` (over the root and its joins) refuses a text that
+/// is none of an enum column's labels, as SQL does.
+#[test]
+fn a_text_compared_with_an_enum_in_an_aggregate_where_must_be_a_label() {
+    let catalog = shop_with_moods(&["glad", "sad"]);
     let glad = CATEGORY_DAILY_SALES.replace(
         "orders.status = 'paid'",
         "orders.status = 'paid' AND mood = 'glad'",
@@ -652,16 +658,7 @@ fn a_text_compared_with_an_enum_in_an_aggregate_where_must_be_a_label() {
 /// group key and a `FILTER` passed, and grouped by text).
 #[test]
 fn an_enum_ordered_in_a_group_key_or_a_measure_is_refused() {
-    const MOOD: u32 = 16_402;
-    let mut catalog = shop();
-    let items = catalog
-        .tables
-        .get_mut("public.order_items")
-        .expect("order_items");
-    items.columns.push(enum_column("mood", MOOD, "shop.mood"));
-    catalog
-        .enum_labels
-        .insert(MOOD, vec!["sad".to_owned(), "glad".to_owned()]);
+    let catalog = shop_with_moods(&["sad", "glad"]);
     let equal = CATEGORY_DAILY_SALES.replace(
         "  items: count()",
         "  items: count()\n  glad: \"count() FILTER (WHERE mood = 'glad')\"",
