@@ -65,6 +65,7 @@ pub async fn check(
         // The files that read are checked against the database even when
         // others do not: one run reports every error.
         errors.extend(view::check_against_catalog(&views, &catalog));
+        errors.extend(replica_identities(&views, &pool).await?);
         // The plan needs views that passed; their tables are asked after,
         // whatever the other files' errors.
         let passed: Vec<ViewDef> = views
@@ -78,7 +79,7 @@ pub async fn check(
             if replication.is_ok() {
                 replication = catalog::check_publication_rights(&pool, publication, &tables).await;
             }
-            errors.extend(replica_identities(&passed, &plan, &pool).await?);
+
             errors.extend(
                 reload::foreign_tables(&passed, &plan, aggregates_url.unwrap_or(url)).await?,
             );
@@ -235,31 +236,27 @@ fn key_collision_notes(views: &[ViewDef], plan: &Plan) -> Vec<ViewError> {
         .collect()
 }
 
-/// An error in every view file that reads a table whose replica identity
-/// cannot identify its rows by primary key: `run` would not start.
+/// An error where each view file names a table whose changes the log does
+/// not carry whole (UNLOGGED, or a replica identity without the primary
+/// key): `run` would not start. Every file's, also one with other errors.
 async fn replica_identities(
     views: &[ViewDef],
-    plan: &Plan,
     pool: &PgPool,
 ) -> Result<Vec<ViewError>, ServiceError> {
-    let tables = plan.tables.keys().cloned().collect();
+    let tables = views
+        .iter()
+        .flat_map(|view| view.table_paths())
+        .map(|(_, table)| table.to_owned())
+        .collect();
     let mut errors = Vec::new();
     for catalog::UnusableTable { table, message, .. } in
         catalog::unusable_tables(pool, &tables).await?
     {
-        for view in &plan.views {
-            let Some(def) = views.iter().find(|def| def.name == view.name) else {
-                continue;
-            };
-            for node in view.nodes.iter().filter(|node| node.table == table) {
-                // Where the file names the table, as for a missing primary key.
-                let field = match &node.link {
-                    Some(link) => format!("{}.{}", node.path, link.cardinality.key()),
-                    None => node.path.clone(),
-                };
+        for view in views {
+            for (field, _) in view.table_paths().into_iter().filter(|(_, t)| *t == table) {
                 errors.push(ViewError {
-                    file: def.file.clone(),
-                    line: def.locations.line(&field),
+                    file: view.file.clone(),
+                    line: view.locations.line(&field),
                     field,
                     message: message.clone(),
                 });

@@ -497,6 +497,41 @@ async fn check_notes_a_one_join_that_is_not_on_a_unique_key() {
     );
 }
 
+/// `check` says where each file names a table whose changes the log does
+/// not carry whole, also in a file with other errors (trial 31: a
+/// relation to a table without a primary key hid them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_unlogged_tables_beside_other_errors() {
+    let pg = PgServer::start().await;
+    let (url, pool) = empty_shop(&pg).await;
+    sqlx::raw_sql(
+        "CREATE TABLE order_notes (order_id bigint, note text);
+         CREATE UNLOGGED TABLE order_stamps (id bigint PRIMARY KEY, order_id bigint);
+         CREATE TABLE order_marks (id bigint PRIMARY KEY, order_id bigint);
+         ALTER TABLE order_marks REPLICA IDENTITY NOTHING;",
+    )
+    .execute(&pool)
+    .await
+    .expect("the tables");
+    let view = "view: noted_cache\nkind: cache\nroot: orders\nkey: \"noted:{id}\"\n\
+                fields:\n  id: id\n  \
+                notes: { many: order_notes, on: { order_id: id }, fields: { note: note } }\n  \
+                stamps: { many: order_stamps, on: { order_id: id }, fields: { id: id } }\n  \
+                marks: { many: order_marks, on: { order_id: id }, fields: { id: id } }\n";
+    let dir = views_dir(&[("noted_cache.yaml", view)]);
+    let output = viewkeeper(&["check", "--database-url", &url], dir.path());
+    assert!(!output.status.success(), "{}", stderr(&output));
+    let message = stderr(&output);
+    for expected in [
+        "noted_cache.yaml:7: fields.notes.many: table order_notes has no primary key",
+        "noted_cache.yaml:8: fields.stamps.many: table public.order_stamps is UNLOGGED",
+        "noted_cache.yaml:9: fields.marks.many: table public.order_marks has REPLICA IDENTITY \
+         NOTHING",
+    ] {
+        assert!(message.contains(expected), "{expected}\n{message}");
+    }
+}
+
 /// `check` notes a join of a search or aggregate view that nothing reads
 /// (a trial's `many` join was accepted silently), at the join's line, and
 /// not one that a field reads through a join below it.

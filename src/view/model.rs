@@ -23,6 +23,43 @@ pub struct ViewDef {
     pub locations: Locations,
 }
 
+impl ViewDef {
+    /// Each table the view reads, with the field path that names it
+    /// (`root`, `fields.customer.one`, `joins.products.one`), as errors
+    /// about a table point at it.
+    pub fn table_paths(&self) -> Vec<(String, &str)> {
+        let (root, joins) = match &self.kind {
+            ViewKind::Cache(cache) => {
+                let mut paths = vec![("root".to_owned(), cache.root.as_str())];
+                relation_tables(&cache.fields, "fields", &mut paths);
+                return paths;
+            }
+            ViewKind::Search(search) => (&search.root, &search.joins),
+            ViewKind::Aggregate(aggregate) => (&aggregate.root, &aggregate.joins),
+        };
+        let mut paths = vec![("root".to_owned(), root.as_str())];
+        paths.extend(joins.iter().map(|join| {
+            let path = format!("joins.{}.{}", join.name, join.cardinality.key());
+            (path, join.table.as_str())
+        }));
+        paths
+    }
+}
+
+/// The tables of the relations among `fields` (at `path`) and below them.
+fn relation_tables<'v>(fields: &'v [Field], path: &str, paths: &mut Vec<(String, &'v str)>) {
+    for field in fields {
+        if let FieldSource::Relation(relation) = &field.source {
+            let at = format!("{path}.{}", field.name);
+            paths.push((
+                format!("{at}.{}", relation.cardinality.key()),
+                relation.table.as_str(),
+            ));
+            relation_tables(&relation.fields, &format!("{at}.fields"), paths);
+        }
+    }
+}
+
 /// The 1-based line of each part of a view file, by field path.
 ///
 /// Paths are dotted, as in error messages: `root`, `key`, `where`, `fields`,
