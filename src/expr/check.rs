@@ -33,7 +33,12 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
             if matches!(op, ArithmeticOp::Divide | ArithmeticOp::Modulo) {
                 refuse_zero_divisor(node, right)?;
             }
+            let (left_node, right_node) = (left, right);
             let (left, right) = (infer_child(left)?, infer_child(right)?);
+            if *op == ArithmeticOp::Divide && left == ValueType::Int && right == ValueType::Int {
+                refuse_integer_extract(node, left_node)?;
+                refuse_integer_extract(node, right_node)?;
+            }
             match date_arithmetic_type(*op, left, right) {
                 Some(result) => Ok(result),
                 None => arithmetic_type(node, op.symbol(), left, right),
@@ -238,6 +243,30 @@ fn refuse_zero_divisor(node: &Node, divisor: &Node) -> Result<(), ExprError> {
     } else {
         Ok(())
     }
+}
+
+/// An `extract` (or `date_part`) divided as an integer: PostgreSQL's
+/// `extract` gives a numeric and `date_part` a float, so there
+/// `extract(month from d) / 2` is 3.5, where viewkeeper's integer field
+/// would give 3. Refused with the casts that say which is meant. (A
+/// remainder is the same integer either way.)
+fn refuse_integer_extract(node: &Node, operand: &Node) -> Result<(), ExprError> {
+    let Node::Extract { date_part, .. } = operand else {
+        return Ok(());
+    };
+    let (function, gives) = if *date_part {
+        ("date_part", "float")
+    } else {
+        ("extract", "numeric")
+    };
+    Err(type_error(
+        node,
+        format!(
+            "PostgreSQL's {function} gives a {gives}, so `/` there does not divide integers \
+             (`extract(month from d) / 2` is 3.5); cast it: `({operand})::int` for an integer \
+             quotient, `({operand})::numeric` for an exact one"
+        ),
+    ))
 }
 
 fn type_error(node: &Node, message: String) -> ExprError {

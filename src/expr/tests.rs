@@ -625,6 +625,37 @@ fn type_errors_name_the_problem() {
     );
 }
 
+/// `extract` is a numeric in PostgreSQL (`date_part` a float), so dividing
+/// one by an integer is exact there; viewkeeper's integer field would
+/// truncate, so it is refused with the casts that choose (found while
+/// reading trial 31's report).
+#[test]
+fn an_extract_divided_as_an_integer_is_refused() {
+    for source in [
+        "extract(month from day) / 2",
+        "quantity / extract(day from day)",
+        "date_part('month', day) / 2",
+    ] {
+        match infer(source) {
+            Err(ExprError::Type { message, .. }) => {
+                assert!(message.contains("cast it"), "{source}: {message}")
+            }
+            other => panic!("{source}: {other:?}"),
+        }
+    }
+    for source in [
+        "extract(month from day)::int / 2",
+        "extract(month from day)::numeric / 2",
+        "extract(month from day) / 2.0",
+        "extract(month from day) * 2",
+        // A remainder is the same integer either way.
+        "extract(month from day) % 2",
+        "extract(epoch from created_at) / 60",
+    ] {
+        assert!(infer(source).is_ok(), "{source}: {:?}", infer(source));
+    }
+}
+
 /// A divisor that reads no column and is zero fails every row: refused
 /// when the view is loaded (trial 30: `on_hand / 0` passed `check`, then
 /// dead-lettered every row).
