@@ -800,19 +800,6 @@ fn measure_field<'f>(fields: &'f [Field], name: &str) -> Option<&'f str> {
     })
 }
 
-#[path = "catalog_joins.rs"]
-mod joined;
-
-#[path = "catalog_search.rs"]
-mod search;
-
-#[path = "catalog_aggregate.rs"]
-mod aggregate;
-
-#[cfg(test)]
-#[path = "catalog_tests.rs"]
-mod tests;
-
 /// `errors` with the enum columns each type error's fragment reads named:
 /// expressions read an enum as its label's text, and "cannot compare text
 /// with int" over an enum column left its reader looking for a text.
@@ -855,3 +842,16 @@ pub(super) fn name_enums<'t>(
         })
         .collect()
 }
+
+#[path = "catalog_joins.rs"]
+mod joined;
+
+#[path = "catalog_search.rs"]
+mod search;
+
+#[path = "catalog_aggregate.rs"]
+mod aggregate;
+
+#[cfg(test)]
+#[path = "catalog_tests.rs"]
+mod tests;
