@@ -33,15 +33,14 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
             if matches!(op, ArithmeticOp::Divide | ArithmeticOp::Modulo) {
                 refuse_zero_divisor(node, right)?;
             }
-            let (left_node, right_node) = (left, right);
-            let (left, right) = (infer_child(left)?, infer_child(right)?);
-            if *op == ArithmeticOp::Divide && left == ValueType::Int && right == ValueType::Int {
-                refuse_integer_extract(node, left_node)?;
-                refuse_integer_extract(node, right_node)?;
+            let (left_type, right_type) = (infer_child(left)?, infer_child(right)?);
+            if *op == ArithmeticOp::Divide && [left_type, right_type] == [ValueType::Int; 2] {
+                refuse_integer_extract(node, left)?;
+                refuse_integer_extract(node, right)?;
             }
-            match date_arithmetic_type(*op, left, right) {
+            match date_arithmetic_type(*op, left_type, right_type) {
                 Some(result) => Ok(result),
-                None => arithmetic_type(node, op.symbol(), left, right),
+                None => arithmetic_type(node, op.symbol(), left_type, right_type),
             }
         }
         Node::Concat { left, right } => concat_type(node, infer_child(left)?, infer_child(right)?),
