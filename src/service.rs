@@ -582,8 +582,9 @@ fn start_search_sinks(
                 tracing::info!(
                     view = %view.name,
                     %differences,
-                    "the view's search fields changed: recreating its index, which is then \
-                     filled from the stored outputs"
+                    "the index was laid out for other search fields (the view changed, or an \
+                     older viewkeeper wrote it): recreating it, then filling it from the stored \
+                     outputs"
                 );
                 std::fs::remove_dir_all(&dir).map_err(|source| ServiceError::DataDir {
                     path: dir.display().to_string(),

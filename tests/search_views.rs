@@ -283,15 +283,16 @@ const NOTES_SCHEMA: &str = "
     CREATE TABLE authors (id bigint PRIMARY KEY, name text);
     CREATE TABLE notes (id bigint PRIMARY KEY, author_id bigint, body text, pinned boolean,
                         rating numeric(6,2), written timestamptz, day date, tags jsonb,
-                        code char(5));
+                        code char(5), labels text[], due date);
     INSERT INTO authors VALUES (1, 'Ada'), (2, 'Grace');
     INSERT INTO notes VALUES
         (1, 1, 'She runs every morning', true, 4.50, '2026-03-01 08:00:00+01', '2026-03-01',
-         '[\"rain\"]'),
+         '[\"rain\"]', NULL, '{red,blue}', 'infinity'),
         (2, 2, 'Running late again', false, 2.25, '2025-12-31 23:30:00-02', '2025-12-31',
-         '\"late\"'),
-        (3, 1, 'A quiet walk', NULL, NULL, NULL, NULL, '[]'),
-        (4, NULL, NULL, true, 5, '2026-06-01 00:00:00+00', '2026-06-01', NULL);
+         '\"late\"', NULL, '{NULL,\"dark green\"}', '2026-02-01'),
+        (3, 1, 'A quiet walk', NULL, NULL, NULL, NULL, '[]', NULL, '{}', '-infinity'),
+        (4, NULL, NULL, true, 5, '2026-06-01 00:00:00+00', '2026-06-01', NULL, NULL,
+         '{red}', '9999-12-31');
     CREATE TABLE comments (id bigint PRIMARY KEY, note_id bigint, body text, stars int);
     INSERT INTO comments VALUES
         (1, 1, 'Lovely morning light', 5), (2, 1, 'Too early for me', NULL),
@@ -314,29 +315,42 @@ fields:
   comments: { from: comments.body, type: text, stored: true }
   stars:   { from: comments.stars, type: i64, stored: true, fast: true }
   code:    { from: code, type: keyword, stored: true }
+  labels:  { from: labels, type: keyword, stored: true }
+  due:     { from: due, type: date, stored: true, fast: true }
 joins:
   author: { one: authors, on: { id: author_id } }
   comments: { many: comments, on: { note_id: id } }
 "#;
 
-/// The stored fields of `note_search`, as plain SQL says: instants in UTC
-/// with 6 fraction digits (a date as its midnight), NULL fields absent, a
-/// jsonb value as its JSON text (compact, as PostgreSQL writes these few:
-/// an array was a dead letter), and a `many` join's field as the array of
-/// its rows' non-NULL values in key order, a `char(n)` without its padding.
+/// The stored fields of `note_search`, as plain SQL says, in the values'
+/// JSON encoding (README, "Value encoding"): a `numeric` as its text, a
+/// `timestamptz` as its instant in UTC with 6 fraction digits, a `date` as
+/// written (`infinity` too), NULL fields absent, a jsonb value and an array
+/// column as JSON, a `many` join's field as the array of its rows'
+/// non-NULL values in key order, a `char(n)` without its padding.
 const NOTES_ORACLE: &str = r#"
     SELECT n.id::text, json_strip_nulls(json_build_object(
-        'body', n.body, 'pinned', n.pinned, 'rating', n.rating::float8,
+        'body', n.body, 'pinned', n.pinned, 'rating', n.rating::text,
         'written', to_char(n.written AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        'day', to_char(n.day, 'YYYY-MM-DD"T00:00:00.000000Z"'),
-        'author', a.name, 'tags', n.tags #>> '{}',
+        'day', n.day::text, 'author', a.name, 'tags', n.tags,
         'comments', coalesce((SELECT json_agg(c.body ORDER BY c.id) FROM comments c
                               WHERE c.note_id = n.id AND c.body IS NOT NULL), '[]'),
         'stars', coalesce((SELECT json_agg(c.stars ORDER BY c.id) FROM comments c
                            WHERE c.note_id = n.id AND c.stars IS NOT NULL), '[]'),
-        'code', n.code::text))::text
+        'code', n.code::text, 'labels', n.labels, 'due', n.due::text))::text
     FROM notes n LEFT JOIN authors a ON a.id = n.author_id
     WHERE n.body IS NOT NULL"#;
+
+/// The ids of the notes a SQL condition selects, in id order.
+async fn sql_ids(pool: &sqlx::PgPool, condition: &str) -> Vec<String> {
+    let query = format!(
+        "SELECT id::text FROM notes WHERE body IS NOT NULL AND ({condition}) ORDER BY id::text"
+    );
+    sqlx::query_scalar(sqlx::AssertSqlSafe(query))
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|error| panic!("{condition}: {error}"))
+}
 
 async fn search_ids(port: u16, query: &str) -> Vec<String> {
     let (status, body) = http_get(
@@ -374,7 +388,9 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
          UPDATE comments SET body = 'Early birds' WHERE id = 2;
          DELETE FROM comments WHERE id = 1;
          UPDATE notes SET code = 'ZZ9' WHERE id IN (1, 5);
-         UPDATE notes SET code = 'A B' WHERE id = 2;",
+         UPDATE notes SET code = 'A B' WHERE id = 2;
+         UPDATE notes SET labels = '{red,NULL}', due = '9999-12-31' WHERE id = 5;
+         UPDATE notes SET labels = '{{blue,red},{NULL,teal}}' WHERE id = 3;",
     )
     .execute(&pool)
     .await
@@ -443,4 +459,46 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
     // A `char(5)` holding `ZZ9  ` is found as SQL's `code = 'ZZ9'` finds it.
     assert_eq!(search_ids(port, "code:ZZ9").await, ["1", "5"]);
     assert_eq!(search_ids(port, "code:%22A%20B%22").await, ["2"]);
+    // An array column is its elements, as `= ANY` reads it; a date beyond
+    // the index's years (`infinity`, `9999-12-31`) is at its end of time.
+    for (query, condition) in [
+        ("labels:red", "'red' = ANY(labels)"),
+        ("labels:%22dark%20green%22", "'dark green' = ANY(labels)"),
+        ("labels:NULL", "'NULL' = ANY(labels)"),
+        (
+            "*%20-labels:red",
+            "NOT coalesce('red' = ANY(labels), false)",
+        ),
+        ("due:[2026-01-01%20TO%20*]", "due >= '2026-01-01'"),
+        ("due:[*%20TO%202026-01-01}", "due < '2026-01-01'"),
+        ("due:[2100-01-01%20TO%20*]", "due >= '2100-01-01'"),
+    ] {
+        assert_eq!(
+            search_ids(port, query).await,
+            sql_ids(&pool, condition).await,
+            "{query} against {condition}"
+        );
+    }
+    // Sorted, values beyond 2261 tie at the end: their order among
+    // themselves is the index's.
+    let (_, body) = http_get(port, "/views/note_search/search?q=*&sort=due:asc&limit=10")
+        .await
+        .expect("a sorted search");
+    let by_sql: Vec<String> = sqlx::query_scalar(
+        "SELECT id::text FROM notes WHERE body IS NOT NULL
+         ORDER BY least(due, '2262-01-01') NULLS LAST, id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("the notes by due");
+    let beyond: Vec<String> = sqlx::query_scalar(
+        "SELECT id::text FROM notes WHERE body IS NOT NULL AND due >= '2262-01-01' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("the notes due beyond 2261");
+    let (mut sorted, tied) = (hit_ids(&body), by_sql.len() - beyond.len()..);
+    sorted[tied.clone()].sort();
+    assert_eq!(sorted, by_sql, "sorted by due: {body}");
+    assert_eq!(by_sql[tied], beyond, "the notes due beyond 2261 are last");
 }

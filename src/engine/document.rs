@@ -54,7 +54,7 @@ pub(super) fn compute_output(
                 Ok(document) => document,
                 Err(poison) => return Ok(Err(poison)),
             };
-            if let Err(poison) = check_search_fields(view, fields, &document) {
+            if let Err(poison) = check_search_fields(fields, &document) {
                 return Ok(Err(poison));
             }
             (root[*id].to_text(), Json::Object(document).to_string())
@@ -117,11 +117,32 @@ fn build_flat_document(
 }
 
 /// A search field's value as the index takes it: a `char(n)`'s without
-/// its padding.
+/// its padding; an array column's as a JSON array of its elements, which
+/// the index takes one by one.
 fn search_json(field: &SearchFieldPlan, value: &Value) -> Json {
+    match (value, field.array_element) {
+        (Value::Text(text), None) if field.padded => {
+            Json::String(text.trim_end_matches(' ').to_owned())
+        }
+        (value, Some(element)) => {
+            let mut out = Vec::new();
+            write_array(value, element, &mut out);
+            let mut array = serde_json::from_slice(&out).unwrap_or_else(|_| value.to_json());
+            if field.padded {
+                trim_padding(&mut array);
+            }
+            array
+        }
+        (value, None) => value.to_json(),
+    }
+}
+
+/// A `char(n)[]`'s elements without their padding.
+fn trim_padding(value: &mut Json) {
     match value {
-        Value::Text(text) if field.padded => Json::String(text.trim_end_matches(' ').to_owned()),
-        value => value.to_json(),
+        Json::String(text) => text.truncate(text.trim_end_matches(' ').len()),
+        Json::Array(values) => values.iter_mut().for_each(trim_padding),
+        _ => {}
     }
 }
 
@@ -133,24 +154,14 @@ fn is_many(view: &ViewPlan, node: usize) -> bool {
         .is_some_and(|link| link.cardinality == Cardinality::Many)
 }
 
-/// Refuses a value its search field cannot index (a date outside Tantivy's
-/// range, say): it would stop the whole index at its sink. Each value of a
-/// `many` join's field is checked.
-fn check_search_fields(
-    view: &ViewPlan,
-    fields: &[SearchFieldPlan],
-    document: &Map<String, Json>,
-) -> Outcome<()> {
+/// Refuses a value its search field cannot index (text in a `date`
+/// field, say): it would stop the whole index at its sink. Each value of
+/// an array (a `many` join's field, an array column) is checked.
+fn check_search_fields(fields: &[SearchFieldPlan], document: &Map<String, Json>) -> Outcome<()> {
     for field in fields {
         let refused = |reason| Poison(format!("search field `{}`: {reason}", field.name));
-        match document.get(&field.name) {
-            Some(Json::Array(values)) if is_many(view, field.node) => {
-                for value in values {
-                    check_fits(field.field_type, value).map_err(refused)?;
-                }
-            }
-            Some(value) => check_fits(field.field_type, value).map_err(refused)?,
-            None => {}
+        if let Some(value) = document.get(&field.name) {
+            check_fits(field.field_type, value).map_err(refused)?;
         }
     }
     Ok(())

@@ -85,6 +85,14 @@ pub(crate) fn reads_as_instant(text: &str) -> bool {
     temporal::order_key(text, temporal::TemporalKind::TimestampTz).is_some()
 }
 
+/// Whether `text` (a date or timestamp as PostgreSQL writes it, `infinity`
+/// and BC years too) falls before or after 1970-01-01; `None` if it is no
+/// date or timestamp.
+pub(crate) fn instant_beside_epoch(text: &str) -> Option<std::cmp::Ordering> {
+    let key = |text| temporal::order_key(text, temporal::TemporalKind::TimestampTz);
+    Some(key(text)?.cmp(&key("1970-01-01")?))
+}
+
 /// A column reference: `["status"]`, `["orders", "status"]`. Unquoted
 /// names are lower-cased, quoted ones (`"Status"`) kept as written.
 pub type ColumnPath = Vec<String>;

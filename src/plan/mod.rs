@@ -17,8 +17,8 @@ use crate::source::pg_text::{type_oid, value_type};
 use crate::source::pgoutput::StoredColumnTypes;
 use crate::view::key_collisions::{KeyToken, keys_may_collide};
 use crate::view::model::{
-    AggregateView, Cardinality, Field, FieldSource, KeyPart, Measure, MeasureFunction, ViewDef,
-    ViewKind,
+    AggregateView, Cardinality, Field, FieldSource, KeyPart, Measure, MeasureFunction,
+    SearchFieldType, ViewDef, ViewKind,
 };
 use crate::view::{Catalog, TableInfo};
 use tree::JoinTree;
@@ -235,10 +235,14 @@ pub struct SearchFieldPlan {
     pub node: usize,
     pub column: usize,
     /// What the index accepts: a value that does not fit is a dead letter.
-    pub field_type: crate::view::model::SearchFieldType,
-    /// A `char(n)` column: indexed and stored without its padding, which
-    /// PostgreSQL's comparisons ignore (`code = 'ZZ9'` matches `'ZZ9  '`).
+    pub field_type: SearchFieldType,
+    /// A `char(n)` column, or an array of them: indexed and stored without
+    /// its padding, which PostgreSQL's comparisons ignore (`code = 'ZZ9'`
+    /// matches `'ZZ9  '`).
     pub padded: bool,
+    /// An array column's element type: the document holds the elements,
+    /// which the index takes one by one.
+    pub array_element: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -836,8 +840,9 @@ impl Resolver<'_> {
                         .iter()
                         .map(|field| {
                             let (node, column) = self.path(&field.from)?;
-                            let padded = self.tables[&self.tree.nodes[node].table].column_types
-                                [column]
+                            let table = &self.tables[&self.tree.nodes[node].table];
+                            let array_element = table.column_array_elements[column];
+                            let padded = array_element.unwrap_or(table.column_types[column])
                                 == crate::source::pg_text::type_oid::BPCHAR;
                             Ok(SearchFieldPlan {
                                 name: field.name.clone(),
@@ -845,6 +850,7 @@ impl Resolver<'_> {
                                 column,
                                 field_type: field.field_type,
                                 padded,
+                                array_element,
                             })
                         })
                         .collect::<Result<_, PlanError>>()?,
@@ -877,6 +883,20 @@ impl Resolver<'_> {
             // text) are written again.
             if document.has_array_field() {
                 definition_hash.push_str("+json-arrays");
+            }
+        }
+        if let OutputPlan::Search { fields, .. } = &output {
+            // Documents written while an array column was its text, and
+            // those set aside while a date beyond the index's years was
+            // refused, are computed again.
+            if fields.iter().any(|field| field.array_element.is_some()) {
+                definition_hash.push_str("+json-arrays");
+            }
+            if fields
+                .iter()
+                .any(|field| field.field_type == SearchFieldType::Date)
+            {
+                definition_hash.push_str("+dates-clamped");
             }
         }
         // Outputs computed while a bare `char(n)` column (a key's

@@ -7,6 +7,7 @@
 use super::joined::JoinedTables;
 use super::{TableInfo, ViewCheck, column_value_type};
 use crate::expr::ValueType;
+use crate::source::pg_text::value_type;
 use crate::view::model::{SearchField, SearchFieldType, SearchView};
 use crate::view::search_fields::type_name;
 use crate::view::shape::child_path;
@@ -66,6 +67,13 @@ impl<'a> ViewCheck<'a> {
             self.column(table, table_name, column, &from_path, &from_path);
             return;
         };
+        // An array column's elements are the field's values.
+        let column_type = table
+            .columns
+            .iter()
+            .find(|info| info.name == *column)
+            .and_then(|info| info.array_element)
+            .map_or(column_type, value_type);
         if !column_fits(field.field_type, column_type) {
             let type_path = child_path(&path, "type");
             // As PostgreSQL names it: `text[]` read as `text` before.

@@ -16,6 +16,7 @@ const NUMERIC: u32 = 1700;
 const BOOL: u32 = 16;
 const TIMESTAMPTZ: u32 = 1184;
 const TEXT_ARRAY: u32 = 1009;
+const INT8_ARRAY: u32 = 1016;
 
 fn table(columns: &[(&str, u32)], primary_key: &[&str]) -> TableInfo {
     TableInfo {
@@ -83,6 +84,11 @@ fn set_column_type(catalog: &mut Catalog, table: &str, column: &str, type_oid: u
     let info = info.expect("a shop column");
     info.type_oid = type_oid;
     info.type_name = pg_type_name(type_oid);
+    info.array_element = match type_oid {
+        TEXT_ARRAY => Some(TEXT),
+        INT8_ARRAY => Some(INT8),
+        _ => None,
+    };
 }
 
 /// The type as PostgreSQL's `format_type` writes it.
@@ -94,6 +100,7 @@ fn pg_type_name(type_oid: u32) -> String {
         BOOL => "boolean",
         TIMESTAMPTZ => "timestamp with time zone",
         TEXT_ARRAY => "text[]",
+        INT8_ARRAY => "bigint[]",
         other => panic!("no name for type {other}"),
     }
     .to_owned()
@@ -228,6 +235,9 @@ fn field_types_fit_the_column_types() {
              but products.price_cents is text[]"
         ]
     );
+    // An array's elements are the field's values.
+    set_column_type(&mut catalog, "public.products", "price_cents", INT8_ARRAY);
+    assert_eq!(check(PRODUCT_SEARCH, &catalog), Vec::<String>::new());
 }
 
 #[test]

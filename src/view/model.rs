@@ -224,8 +224,6 @@ pub struct SearchField {
     pub stored: bool,
     /// Columnar: for sorting, range queries and facets.
     pub fast: bool,
-    /// Read through a `many` join: one value per joined row.
-    pub many: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

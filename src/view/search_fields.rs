@@ -12,10 +12,8 @@
 //!   ASCII; a language name adds its stemmer.
 
 use super::error::FileReport;
-use super::joins::{check_joined_path, joined_name, read_column_path};
-use super::model::{
-    Cardinality, NamedJoin, SearchField, SearchFieldType, StemLanguage, TextAnalyzer,
-};
+use super::joins::{check_joined_path, read_column_path};
+use super::model::{NamedJoin, SearchField, SearchFieldType, StemLanguage, TextAnalyzer};
 use super::node::{Entry, NodeValue};
 use super::shape::{self, Mapping, child_path};
 
@@ -110,20 +108,12 @@ fn read_field(
         (SearchFieldType::Text(_), Some(analyzer)) => SearchFieldType::Text(analyzer),
         (field_type, _) => field_type,
     };
-    let from = from?;
-    let many = joined_name(&from).is_some_and(|name| {
-        joins
-            .unwrap_or_default()
-            .iter()
-            .any(|join| join.name == name && join.cardinality == Cardinality::Many)
-    });
     Some(SearchField {
         name: name_ok.then(|| entry.key.clone())?,
-        from,
+        from: from?,
         field_type,
         stored: stored?,
         fast: fast?,
-        many,
     })
 }
 

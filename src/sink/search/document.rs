@@ -11,11 +11,16 @@ use tantivy::schema::OwnedValue;
 
 use super::SearchError;
 use super::schema::{BoundField, IndexSchema};
-use super::temporal::{format_instant, parse_instant};
+use super::temporal::index_instant;
 use crate::view::model::SearchFieldType;
 
 /// Converts one view document; keys the view does not define are refused,
 /// since they mean the engine and the index disagree about the view.
+///
+/// An array is its values: each scalar inside it (at any depth, NULLs
+/// left out) is one value of the field, so `tags:red` finds `{red,blue}`,
+/// as `'red' = ANY(tags)` does. Arrays come from a `many` join (a value
+/// per joined row), an array column, or a `json` column.
 pub fn to_tantivy(
     schema: &IndexSchema,
     id: &str,
@@ -29,18 +34,36 @@ pub fn to_tantivy(
     {
         return Err(value_error(id, unknown, "not a field of the view"));
     }
+    let mut source = Map::new();
     for field in &schema.fields {
-        let values = match document.get(&field.name) {
+        let value = match document.get(&field.name) {
             None | Some(Value::Null) => continue,
-            Some(Value::Array(values)) if field.many => values.iter().collect(),
-            Some(value) => vec![value],
+            Some(value) => value,
         };
-        for value in values.into_iter().filter(|value| !value.is_null()) {
+        for value in scalars(value) {
             add_value(&mut converted, field, value)
                 .map_err(|reason| value_error(id, &field.name, &reason))?;
         }
+        if field.stored {
+            source.insert(field.name.clone(), value.clone());
+        }
     }
+    converted.add_text(schema.source, Value::Object(source).to_string());
     Ok(converted)
+}
+
+/// The non-NULL scalars of a value: itself, or those inside an array.
+fn scalars(value: &Value) -> Vec<&Value> {
+    fn collect<'v>(value: &'v Value, into: &mut Vec<&'v Value>) {
+        match value {
+            Value::Null => {}
+            Value::Array(values) => values.iter().for_each(|value| collect(value, into)),
+            scalar => into.push(scalar),
+        }
+    }
+    let mut found = Vec::new();
+    collect(value, &mut found);
+    found
 }
 
 fn value_error(id: &str, field: &str, reason: &str) -> SearchError {
@@ -70,19 +93,19 @@ fn add_value(doc: &mut TantivyDocument, field: &BoundField, value: &Value) -> Re
 /// the engine checks documents with it, so such a value becomes a dead
 /// letter before it reaches (and stops) the index.
 pub fn check_fits(field_type: SearchFieldType, value: &Value) -> Result<(), String> {
-    match field_type {
-        _ if value.is_null() => Ok(()),
-        SearchFieldType::Text(_) | SearchFieldType::Keyword => as_text(value).map(drop),
-        SearchFieldType::I64 => as_i64(value).map(drop),
-        SearchFieldType::F64 => as_f64(value).map(drop),
-        SearchFieldType::Bool => as_bool(value).map(drop),
-        SearchFieldType::Date => as_instant(value).map(drop),
-    }
+    scalars(value)
+        .into_iter()
+        .try_for_each(|value| match field_type {
+            SearchFieldType::Text(_) | SearchFieldType::Keyword => as_text(value).map(drop),
+            SearchFieldType::I64 => as_i64(value).map(drop),
+            SearchFieldType::F64 => as_f64(value).map(drop),
+            SearchFieldType::Bool => as_bool(value).map(drop),
+            SearchFieldType::Date => as_instant(value).map(drop),
+        })
 }
 
 /// Strings as they are; anything else (numbers, `true`, a `json` column's
-/// objects and arrays) as its JSON text. An array is one value here: a
-/// `many` join's values are split before ([`to_tantivy`]).
+/// objects) as its JSON text. Arrays are split before ([`to_tantivy`]).
 fn as_text(value: &Value) -> Result<String, String> {
     Ok(match value {
         Value::String(text) => text.clone(),
@@ -128,54 +151,29 @@ fn as_instant(value: &Value) -> Result<tantivy::DateTime, String> {
     let text = value
         .as_str()
         .ok_or_else(|| format!("expected a date or timestamp string, got {value}"))?;
-    parse_instant(text)
+    index_instant(text)
 }
 
-/// The id and stored fields of a stored document, in the view's field order.
+/// The id and stored fields of a stored document, in the view's field
+/// order, as the engine wrote them (from `_source`).
 pub fn from_tantivy(schema: &IndexSchema, doc: &TantivyDocument) -> (String, Map<String, Value>) {
-    let id = doc
-        .get_first(schema.id)
-        .and_then(|value| match OwnedValue::from(value) {
-            OwnedValue::Str(id) => Some(id),
-            _ => None,
-        })
+    let text = |field| {
+        doc.get_first(field)
+            .and_then(|value| match OwnedValue::from(value) {
+                OwnedValue::Str(text) => Some(text),
+                _ => None,
+            })
+    };
+    let id = text(schema.id).unwrap_or_default();
+    let mut source: Map<String, Value> = text(schema.source)
+        .and_then(|source| serde_json::from_str(&source).ok())
         .unwrap_or_default();
-    let mut fields = Map::new();
-    for field in schema.fields.iter().filter(|field| field.stored) {
-        if field.many {
-            let values = doc.get_all(field.field);
-            let values: Vec<Value> = values.map(|v| to_json(OwnedValue::from(v))).collect();
-            fields.insert(field.name.clone(), Value::Array(values));
-        } else if let Some(value) = doc.get_first(field.field) {
-            fields.insert(field.name.clone(), to_json(OwnedValue::from(value)));
-        }
-    }
+    let fields = schema
+        .fields
+        .iter()
+        .filter_map(|field| Some((field.name.clone(), source.remove(&field.name)?)))
+        .collect();
     (id, fields)
-}
-
-/// Non-finite floats become strings, as viewkeeper writes them elsewhere.
-fn to_json(value: OwnedValue) -> Value {
-    match value {
-        OwnedValue::Str(text) => Value::String(text),
-        OwnedValue::I64(number) => Value::from(number),
-        OwnedValue::U64(number) => Value::from(number),
-        OwnedValue::F64(number) => serde_json::Number::from_f64(number)
-            .map(Value::Number)
-            .unwrap_or_else(|| Value::String(non_finite_text(number).to_owned())),
-        OwnedValue::Bool(flag) => Value::Bool(flag),
-        OwnedValue::Date(instant) => Value::String(format_instant(instant)),
-        _ => Value::Null,
-    }
-}
-
-fn non_finite_text(number: f64) -> &'static str {
-    if number.is_nan() {
-        "NaN"
-    } else if number > 0.0 {
-        "Infinity"
-    } else {
-        "-Infinity"
-    }
 }
 
 #[cfg(test)]
@@ -197,76 +195,125 @@ mod tests {
         Ok(fields)
     }
 
+    /// What is indexed of each field of a converted document.
+    fn indexed(document: Value) -> Result<Map<String, Value>, SearchError> {
+        let schema = index_schema(&product_fields())?;
+        let Value::Object(document) = document else {
+            panic!("test documents are objects")
+        };
+        let converted = to_tantivy(&schema, "p1", &document)?;
+        let values = |field: &BoundField| {
+            let values = converted.get_all(field.field);
+            values
+                .map(|value| index_json(OwnedValue::from(value)))
+                .collect()
+        };
+        Ok(schema
+            .fields
+            .iter()
+            .map(|field| (field.name.clone(), Value::Array(values(field))))
+            .filter(|(_, values)| values != &json!([]))
+            .collect())
+    }
+
+    fn index_json(value: OwnedValue) -> Value {
+        match value {
+            OwnedValue::Str(text) => json!(text),
+            OwnedValue::I64(number) => json!(number),
+            OwnedValue::F64(number) => json!(number.to_string()),
+            OwnedValue::Bool(flag) => json!(flag),
+            OwnedValue::Date(instant) => json!(instant.into_timestamp_micros()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Hits show the stored fields as the engine wrote them; the index
+    /// holds each in its own type.
     #[test]
     fn values_arrive_as_viewkeeper_encodes_them() {
-        let fields = round_trip(json!({
+        let document = json!({
             "name": "Trail shoe",
+            "description": "light",
             "category": 42,
             "price_cents": "1250",
             "weight": "12.50",
             "in_stock": true,
-            "released": "2026-11-24",
-            "updated_at": "2026-11-24T14:03:07.120000Z",
-            "listed_at": "2026-11-24T14:03:07.120000",
-        }))
-        .expect("converts");
+            "released": "1970-01-02",
+            "updated_at": "1970-01-01T00:00:01.120000Z",
+            "listed_at": "1970-01-01T00:00:01.120000",
+        });
+        let mut stored = document.clone();
+        stored
+            .as_object_mut()
+            .map(|fields| fields.remove("description"));
         assert_eq!(
-            Value::Object(fields),
+            Value::Object(round_trip(document.clone()).expect("converts")),
+            stored
+        );
+        assert_eq!(
+            Value::Object(indexed(document).expect("converts")),
             json!({
-                "name": "Trail shoe",
-                "category": "42",
-                "price_cents": 1250,
-                "weight": 12.5,
-                "in_stock": true,
-                "released": "2026-11-24T00:00:00.000000Z",
-                "updated_at": "2026-11-24T14:03:07.120000Z",
-                "listed_at": "2026-11-24T14:03:07.120000Z",
+                "name": ["Trail shoe"],
+                "description": ["light"],
+                "category": ["42"],
+                "price_cents": [1250],
+                "weight": ["12.5"],
+                "in_stock": [true],
+                "released": [86_400_000_000_i64],
+                "updated_at": [1_120_000],
+                "listed_at": [1_120_000],
             })
         );
     }
 
-    /// A `json` column's array or object in a text or keyword field is its
-    /// JSON text (an array was a dead letter: "expected one value").
+    /// An array is its values, at any depth, NULLs left out: a `many`
+    /// join's rows, an array column's elements, a `json` array's items (an
+    /// object inside it is its JSON text). A hit shows the array itself.
     #[test]
-    fn json_arrays_and_objects_are_their_text() {
-        let fields = round_trip(json!({"name": ["a", {"b": 1}], "category": {"x": [true]}}))
-            .expect("converts");
+    fn an_array_is_indexed_as_its_values() {
+        let document = json!({
+            "name": ["Trail", null, "Road"],
+            "category": [["a", "b"], [{"x": [true]}, null]],
+            "price_cents": [900, null, "1250"],
+            "released": [],
+        });
         assert_eq!(
-            Value::Object(fields),
-            json!({"name": r#"["a",{"b":1}]"#, "category": r#"{"x":[true]}"#})
+            Value::Object(round_trip(document.clone()).expect("converts")),
+            document
         );
-    }
-
-    /// A `many` join's field takes each value of its array, and a hit
-    /// shows them as an array, in order; an array in a field that is not a
-    /// `many` join's stays one text.
-    #[test]
-    fn a_many_join_field_holds_each_value_of_its_array() {
-        let mut fields = product_fields();
-        for field in fields
-            .iter_mut()
-            .filter(|f| f.name == "name" || f.name == "price_cents")
-        {
-            field.many = true;
-        }
-        let schema = index_schema(&fields).expect("a schema");
-        let document = json!({"name": ["Trail", "Road"], "price_cents": [900, null, "1250"],
-                              "category": ["a", "b"]});
-        let Value::Object(document) = document else {
-            unreachable!()
-        };
-        let converted = to_tantivy(&schema, "p1", &document).expect("converts");
-        let (_, stored) = from_tantivy(&schema, &converted);
         assert_eq!(
-            Value::Object(stored),
-            json!({"name": ["Trail", "Road"], "category": r#"["a","b"]"#,
-                   "price_cents": [900, 1250]})
+            Value::Object(indexed(document).expect("converts")),
+            json!({
+                "name": ["Trail", "Road"],
+                "category": ["a", "b", r#"{"x":[true]}"#],
+                "price_cents": [900, 1250],
+            })
         );
         let refused = json!({"price_cents": [1, "one"]});
-        let Value::Object(refused) = refused else {
-            unreachable!()
-        };
-        assert!(to_tantivy(&schema, "p1", &refused).is_err());
+        let error = indexed(refused).expect_err("refused");
+        assert!(error.to_string().contains("\"one\""), "{error}");
+    }
+
+    /// A date beyond the index's years is indexed at the index's first or
+    /// last instant, and shown as written.
+    #[test]
+    fn a_date_beyond_the_index_is_kept() {
+        let document =
+            json!({"released": "infinity", "updated_at": ["0044-03-15 BC", "9999-12-31"]});
+        assert_eq!(
+            Value::Object(round_trip(document.clone()).expect("converts")),
+            document
+        );
+        assert_eq!(
+            Value::Object(indexed(document).expect("converts")),
+            json!({
+                "released": [tantivy::DateTime::MAX.into_timestamp_micros()],
+                "updated_at": [
+                    tantivy::DateTime::MIN.into_timestamp_micros(),
+                    tantivy::DateTime::MAX.into_timestamp_micros()
+                ],
+            })
+        );
     }
 
     #[test]
@@ -288,7 +335,7 @@ mod tests {
             (json!({"price_cents": 1.5}), "price_cents"),
             (json!({"weight": "twelve"}), "weight"),
             (json!({"in_stock": "yes"}), "in_stock"),
-            (json!({"released": "infinity"}), "released"),
+            (json!({"released": "soon"}), "released"),
             (json!({"released": 20261124}), "released"),
             (json!({"colour": "red"}), "colour"),
         ];

@@ -1,7 +1,12 @@
 //! The Tantivy schema of a search view, and the analyzers its text fields use.
 //!
-//! One Tantivy field per view field, plus the reserved `_id`: the root row's
-//! id as one untokenized term, the key of upserts and deletes.
+//! One Tantivy field per view field, plus two reserved ones: `_id`, the root
+//! row's id as one untokenized term, the key of upserts and deletes; and
+//! `_source`, the stored fields' values as the engine wrote them, one JSON
+//! object that hits return. A view field itself is only indexed (and fast):
+//! what a hit shows is the engine's value, not the index's form of it (an
+//! array stays an array, a `date` a date, `infinity` itself where the index
+//! holds its largest instant).
 
 use std::collections::HashSet;
 
@@ -21,12 +26,17 @@ use crate::view::model::{SearchField, SearchFieldType, StemLanguage, TextAnalyze
 /// The reserved field holding each document's id.
 pub const ID_FIELD: &str = "_id";
 
+/// The reserved field holding each document's stored values, as JSON.
+pub const SOURCE_FIELD: &str = "_source";
+
 /// A view's Tantivy schema, with each view field bound to its Tantivy field.
 #[derive(Debug, Clone)]
 pub struct IndexSchema {
     pub schema: Schema,
     /// `_id`: untokenized, indexed (for `delete_term`) and stored (for hits).
     pub id: Field,
+    /// `_source`: stored only, the JSON object of the stored fields' values.
+    pub source: Field,
     /// The view's fields, in definition order.
     pub fields: Vec<BoundField>,
 }
@@ -37,10 +47,8 @@ pub struct BoundField {
     pub name: String,
     pub field: Field,
     pub field_type: SearchFieldType,
+    /// Returned with hits, from `_source`.
     pub stored: bool,
-    /// A `many` join's field: its document value is an array, a value per
-    /// joined row, and a hit shows its stored values as one.
-    pub many: bool,
 }
 
 /// Builds the schema of a view's fields. Refuses what Tantivy would panic on
@@ -49,6 +57,7 @@ pub fn index_schema(fields: &[SearchField]) -> Result<IndexSchema, SearchError> 
     check_field_names(fields)?;
     let mut builder = Schema::builder();
     builder.add_text_field(ID_FIELD, STRING | STORED);
+    builder.add_text_field(SOURCE_FIELD, STORED);
     for field in fields {
         add_field(&mut builder, field);
     }
@@ -66,6 +75,7 @@ pub fn bind(schema: Schema, fields: &[SearchField]) -> Result<IndexSchema, Searc
             })
     };
     let id = lookup(ID_FIELD)?;
+    let source = lookup(SOURCE_FIELD)?;
     let bound = fields
         .iter()
         .map(|field| {
@@ -74,13 +84,13 @@ pub fn bind(schema: Schema, fields: &[SearchField]) -> Result<IndexSchema, Searc
                 field: lookup(&field.name)?,
                 field_type: field.field_type,
                 stored: field.stored,
-                many: field.many,
             })
         })
         .collect::<Result<_, SearchError>>()?;
     Ok(IndexSchema {
         schema,
         id,
+        source,
         fields: bound,
     })
 }
@@ -94,8 +104,8 @@ fn check_field_names(fields: &[SearchField]) -> Result<(), SearchError> {
                 reason: reason.to_owned(),
             })
         };
-        if field.name == ID_FIELD {
-            return refuse("`_id` is reserved for the document id");
+        if field.name == ID_FIELD || field.name == SOURCE_FIELD {
+            return refuse("`_id` and `_source` are reserved");
         }
         // The query parser reads `field:term`; other characters (`.`, `:`,
         // spaces, a leading `-`) would make the field unreachable or ambiguous.
@@ -114,7 +124,7 @@ fn add_field(builder: &mut tantivy::schema::SchemaBuilder, field: &SearchField) 
     let name = field.name.as_str();
     match field.field_type {
         SearchFieldType::Text(analyzer) => {
-            builder.add_text_field(name, text_options(field, analyzer));
+            builder.add_text_field(name, text_options(analyzer));
         }
         SearchFieldType::Keyword => {
             builder.add_text_field(name, keyword_options(field));
@@ -135,25 +145,17 @@ fn add_field(builder: &mut tantivy::schema::SchemaBuilder, field: &SearchField) 
 }
 
 /// Text is never fast: `viewkeeper check` refuses `fast` on a text field.
-fn text_options(field: &SearchField, analyzer: TextAnalyzer) -> TextOptions {
+fn text_options(analyzer: TextAnalyzer) -> TextOptions {
     // TEXT's indexing (frequencies and positions, for scoring and phrases)
     // with the view's analyzer.
     let indexing = TextFieldIndexing::default()
         .set_tokenizer(&tokenizer_name(analyzer))
         .set_index_option(IndexRecordOption::WithFreqsAndPositions);
-    let options = TextOptions::default().set_indexing_options(indexing);
-    if field.stored {
-        options.set_stored()
-    } else {
-        options
-    }
+    TextOptions::default().set_indexing_options(indexing)
 }
 
 fn keyword_options(field: &SearchField) -> TextOptions {
     let mut options = STRING;
-    if field.stored {
-        options = options | STORED;
-    }
     if field.fast {
         options = options | FAST;
     }
@@ -162,9 +164,6 @@ fn keyword_options(field: &SearchField) -> TextOptions {
 
 fn numeric_options(field: &SearchField) -> NumericOptions {
     let mut options = NumericOptions::from(INDEXED);
-    if field.stored {
-        options = options.set_stored();
-    }
     if field.fast {
         options = options.set_fast();
     }
@@ -175,9 +174,6 @@ fn numeric_options(field: &SearchField) -> NumericOptions {
 /// inverted index always rounds dates to seconds).
 fn date_options(field: &SearchField) -> DateOptions {
     let mut options = DateOptions::from(INDEXED).set_precision(DateTimePrecision::Microseconds);
-    if field.stored {
-        options = options.set_stored();
-    }
     if field.fast {
         options = options.set_fast();
     }

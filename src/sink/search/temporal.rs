@@ -3,6 +3,10 @@
 //! Tantivy has one date type, an instant in UTC (i64 nanoseconds, so years
 //! 1678 to 2261). A `date` becomes its midnight UTC and a `timestamp` (no
 //! zone) is taken as UTC, as DESIGN.md section 3 does for `date(ts)`.
+//! A query's value beyond those years is refused ([`parse_instant`]); a
+//! document's is held at the end of time it lies at ([`index_instant`]).
+
+use std::cmp::Ordering;
 
 use tantivy::DateTime;
 use tantivy::time::OffsetDateTime;
@@ -43,20 +47,17 @@ fn has_zone(text: &str) -> bool {
     time_of_day.ends_with(['Z', 'z']) || time_of_day.contains(['+', '-'])
 }
 
-/// `2026-11-24T14:03:07.120000Z`: viewkeeper's `timestamptz` form, which is
-/// RFC 3339, sorts as text, and compares equal with the engine's output.
-pub fn format_instant(instant: DateTime) -> String {
-    let utc = instant.into_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second(),
-        utc.microsecond()
-    )
+/// A value as a date field indexes it: its instant, or, for a value
+/// beyond the index's years (`infinity`, a BC date, `9999-12-31`), the
+/// first or last instant the index holds, so that ranges and sorts place
+/// it where PostgreSQL orders it. Hits show the value as written (the
+/// `_source` field), not this instant.
+pub fn index_instant(text: &str) -> Result<DateTime, String> {
+    parse_instant(text).or_else(|reason| match crate::expr::instant_beside_epoch(text) {
+        Some(Ordering::Less) => Ok(DateTime::MIN),
+        Some(Ordering::Greater) => Ok(DateTime::MAX),
+        _ => Err(reason),
+    })
 }
 
 #[cfg(test)]
@@ -75,17 +76,6 @@ mod tests {
         assert_eq!(micros("1970-01-01T00:00:01.500000"), 1_500_000);
         assert_eq!(micros("1970-01-01T00:00:01.500000Z"), 1_500_000);
         assert_eq!(micros("1970-01-01T01:00:01.5+01:00"), 1_500_000);
-    }
-
-    #[test]
-    fn instants_format_as_timestamptz_text() {
-        for text in ["2026-11-24T14:03:07.120000Z", "1999-01-01T00:00:00.000001Z"] {
-            assert_eq!(parse_instant(text).map(format_instant).as_deref(), Ok(text));
-        }
-        assert_eq!(
-            parse_instant("2026-11-24").map(format_instant).as_deref(),
-            Ok("2026-11-24T00:00:00.000000Z")
-        );
     }
 
     #[test]
@@ -111,5 +101,26 @@ mod tests {
         }
         let garbage = parse_instant("2026-13-01").expect_err("no month 13");
         assert!(garbage.contains("not a date"), "{garbage}");
+    }
+
+    /// Beyond the index's years, a value takes the instant at that end, so
+    /// ranges and sorts order it as PostgreSQL does; what is no date stays
+    /// refused.
+    #[test]
+    fn values_beyond_the_index_take_its_first_or_last_instant() {
+        for late in [
+            "infinity",
+            "9999-12-31",
+            "2300-01-01T10:00:00.000000Z",
+            "10000-01-01",
+        ] {
+            assert_eq!(index_instant(late), Ok(DateTime::MAX), "{late}");
+        }
+        for early in ["-infinity", "0044-03-15 BC", "1500-01-01"] {
+            assert_eq!(index_instant(early), Ok(DateTime::MIN), "{early}");
+        }
+        assert_eq!(index_instant("1970-01-02"), parse_instant("1970-01-02"));
+        assert!(index_instant("2026-13-01").is_err());
+        assert!(index_instant("soon").is_err());
     }
 }

@@ -9,7 +9,6 @@ pub fn field(name: &str, field_type: SearchFieldType, stored: bool, fast: bool) 
         field_type,
         stored,
         fast,
-        many: false,
     }
 }
 
