@@ -422,6 +422,7 @@ fn shop_catalog() -> Catalog {
         let table = TableInfo {
             columns,
             primary_key: vec!["id".to_owned()],
+            unique_keys: Vec::new(),
         };
         catalog.tables.insert(spec.name.to_owned(), table);
     }

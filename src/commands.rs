@@ -21,6 +21,7 @@ use crate::source::SourceError;
 use crate::source::catalog;
 use crate::source::connection::{PgEndpoint, quote_ident};
 use crate::source::stream::{BatchLimits, ReplicationStream};
+use crate::view::Catalog;
 use crate::view::model::{Cardinality, ViewDef, ViewKind};
 use crate::view::{self, ViewError, ViewErrors};
 
@@ -84,9 +85,7 @@ pub async fn check(
                 reload::foreign_tables(&passed, &plan, aggregates_url.unwrap_or(url)).await?,
             );
             notes = key_collision_notes(&passed, &plan);
-            let unique_keys =
-                catalog::unique_keys(&pool, &plan.tables.keys().cloned().collect()).await?;
-            notes.extend(one_join_notes(&passed, &plan, &unique_keys));
+            notes.extend(one_join_notes(&passed, &plan, &catalog));
             notes.extend(unread_join_notes(&passed, &plan));
             if let Some(zone) = catalog::database_time_zone(&pool).await? {
                 notes.extend(time_zone_notes(&passed, &plan, &zone));
@@ -107,11 +106,7 @@ pub async fn check(
 /// joined table: the row a document shows is then the lowest-keyed of
 /// several, which is rarely what was meant, and a change to any of them
 /// refreshes every document that joins them.
-fn one_join_notes(
-    views: &[ViewDef],
-    plan: &Plan,
-    unique_keys: &std::collections::HashMap<String, Vec<BTreeSet<String>>>,
-) -> Vec<ViewError> {
+fn one_join_notes(views: &[ViewDef], plan: &Plan, catalog: &Catalog) -> Vec<ViewError> {
     let mut notes = Vec::new();
     for view in &plan.views {
         let Some(def) = views.iter().find(|def| def.name == view.name) else {
@@ -130,9 +125,10 @@ fn one_join_notes(
                 .iter()
                 .filter_map(|&column| table.columns.get(column).cloned())
                 .collect();
-            let unique = unique_keys
+            let unique = catalog
+                .tables
                 .get(&node.table)
-                .is_some_and(|keys| keys.iter().any(|key| key.is_subset(&columns)));
+                .is_some_and(|table| table.unique_keys.iter().any(|key| key.is_subset(&columns)));
             if unique {
                 continue;
             }
@@ -225,7 +221,7 @@ fn unknown_zone_note(what: &str, zone: &str) -> String {
 fn key_collision_notes(views: &[ViewDef], plan: &Plan) -> Vec<ViewError> {
     plan.views
         .iter()
-        .filter(|view| view.claims_keys())
+        .filter(|view| view.keys_may_collide())
         .filter_map(|view| views.iter().find(|def| def.name == view.name))
         .map(|def| ViewError {
             file: def.file.clone(),

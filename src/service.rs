@@ -458,7 +458,7 @@ impl Generation {
             tables = tables.len(),
             "viewkeeper started"
         );
-        for view in plan.views.iter().filter(|view| view.claims_keys()) {
+        for view in plan.views.iter().filter(|view| view.keys_may_collide()) {
             tracing::info!(view = %view.name, "{}", crate::plan::KEYS_MAY_COLLIDE);
         }
         let pipeline = Pipeline {

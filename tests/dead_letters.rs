@@ -388,3 +388,85 @@ async fn two_rows_rendering_one_key_keep_the_document_of_the_first_in_key_order(
     notes_match(&pool, &redis.url(), "a rebuild").await;
     service.assert_running();
 }
+
+/// A cache view keyed by a unique key that is not the primary key.
+const ACCOUNT_CACHE: &str = r#"
+view: account_cache
+kind: cache
+root: accounts
+key: "acct:{code}"
+fields: { id: id, code: code, name: name }
+"#;
+
+/// What `account_cache` must hold, as SQL says it: each row under its code.
+async fn expected_accounts(pool: &sqlx::PgPool) -> BTreeMap<String, Value> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT 'acct:' || btrim(code), json_build_object('id', id, 'code', code, 'name', name)::text
+         FROM accounts",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(key, document)| (key, serde_json::from_str(&document).unwrap()))
+        .collect()
+}
+
+async fn accounts_match(pool: &sqlx::PgPool, redis_url: &str, after: &str) {
+    let expected = expected_accounts(pool).await;
+    wait_until(DEADLINE, &format!("account_cache after {after}"), || {
+        redis_matches(redis_url, "acct:*", &expected)
+    })
+    .await;
+}
+
+/// A key by a unique NOT NULL column names one row, as the primary key
+/// does (the thirty-second trial had to add `{id}`). Two rows may hold one
+/// code in turn within a transaction, when they swap codes: the key is then
+/// claimed, and each key ends with its row's document, without a dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_by_a_unique_column_follows_renames_swaps_and_deletes() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let url = pg.create_database("accounts").await;
+    let pool = pg.pool("accounts").await;
+    for sql in [
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, code char(6) NOT NULL, name text,
+                                UNIQUE (code) DEFERRABLE INITIALLY DEFERRED)",
+        "INSERT INTO accounts SELECT i, 'A' || i, 'Account ' || i FROM generate_series(1, 20) i",
+    ] {
+        execute(&pool, sql).await;
+    }
+    let views = tempfile::tempdir().expect("temp dir");
+    std::fs::write(views.path().join("account_cache.yaml"), ACCOUNT_CACHE).expect("view file");
+    let setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_path_buf());
+    let port = setup.admin_port;
+    let mut service = setup.start();
+    accounts_match(&pool, &redis.url(), "the snapshot").await;
+
+    for sql in [
+        "UPDATE accounts SET code = 'B1' WHERE id = 1",
+        // Swapped in one statement, then by way of a third code.
+        "UPDATE accounts SET code = CASE id WHEN 2 THEN 'A3' ELSE 'A2' END WHERE id IN (2, 3)",
+        "WITH a AS (UPDATE accounts SET code = 'T' WHERE id = 4 RETURNING 1),
+              b AS (UPDATE accounts SET code = 'A4' WHERE id = 5 RETURNING 1)
+         UPDATE accounts SET code = 'A5' WHERE id = 4",
+        // A rotation over every row, and a code handed from a deleted row.
+        "UPDATE accounts SET code = 'R' || ((id % 20) + 1), name = name || '.'",
+        "WITH d AS (DELETE FROM accounts WHERE id = 7 RETURNING code)
+         UPDATE accounts SET code = (SELECT code FROM d) WHERE id = 8",
+        "INSERT INTO accounts VALUES (21, 'R9', 'new')",
+    ] {
+        execute(&pool, sql).await;
+        accounts_match(&pool, &redis.url(), sql).await;
+    }
+    wait_for_view_counts(port, "dead_letters", &[("account_cache", 0)]).await;
+
+    // A crash and another rotation: the claims are in the state store.
+    service.kill().await;
+    let mut service = setup.start();
+    execute(&pool, "UPDATE accounts SET code = 'S' || ((id % 21) + 1)").await;
+    accounts_match(&pool, &redis.url(), "a restart and a rotation").await;
+    wait_for_view_counts(port, "dead_letters", &[("account_cache", 0)]).await;
+    service.assert_running();
+}

@@ -712,6 +712,7 @@ fields:
                     column("weight", 701),
                 ],
                 primary_key: vec!["id".to_owned()],
+                unique_keys: Vec::new(),
             },
         );
         catalog.tables.insert(
@@ -719,6 +720,7 @@ fields:
             TableInfo {
                 columns: vec![column("id", 20), column("name", 25), column("code", 25)],
                 primary_key: vec!["id".to_owned()],
+                unique_keys: Vec::new(),
             },
         );
         let view = parse_view(Path::new("views/test.yaml"), view).unwrap();

@@ -175,6 +175,7 @@ fields: { ns: ns, name: name, body: body }
             TableInfo {
                 columns: vec![text("ns"), text("name"), text("body")],
                 primary_key: vec!["ns".to_owned(), "name".to_owned()],
+                unique_keys: Vec::new(),
             },
         );
         let view = parse_view(Path::new("views/note_cache.yaml"), NOTE_CACHE).unwrap();

@@ -173,6 +173,7 @@ fields: { id: id, name: name }
             TableInfo {
                 columns: vec![column("id", 20), column("name", 25), column("size", 20)],
                 primary_key: vec!["id".to_owned()],
+                unique_keys: Vec::new(),
             },
         );
         let file = if with_size {

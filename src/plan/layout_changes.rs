@@ -137,6 +137,7 @@ fields: { id: id, amount: amount, note: note }
             TableInfo {
                 columns,
                 primary_key: vec!["id".to_owned()],
+                unique_keys: Vec::new(),
             },
         );
         let file = if with_note {

@@ -106,10 +106,25 @@ pub struct ViewPlan {
 }
 
 impl ViewPlan {
-    /// Whether the view's key template may give two roots one key, so that
-    /// each key is claimed by one root
-    /// ([`crate::view::key_collisions`]).
+    /// Whether two roots may render one key, so that each key is claimed
+    /// by one root: the key template may give two rows one key
+    /// ([`ViewPlan::keys_may_collide`]), or the key is another unique key
+    /// than the primary key, which two rows may hold in turn within one
+    /// transaction (they swap codes).
     pub fn claims_keys(&self) -> bool {
+        match &self.output {
+            OutputPlan::Cache {
+                keys_may_collide,
+                by_primary_key,
+                ..
+            } => *keys_may_collide || !by_primary_key,
+            _ => false,
+        }
+    }
+
+    /// Whether the key template may give two rows one key
+    /// ([`crate::view::key_collisions`]): `check` and the start say so.
+    pub fn keys_may_collide(&self) -> bool {
         matches!(
             self.output,
             OutputPlan::Cache {
@@ -172,6 +187,9 @@ pub enum OutputPlan {
         /// ([`keys_may_collide`]): each key is claimed by
         /// one root in the state store before it is written.
         keys_may_collide: bool,
+        /// The key template names every primary-key column of the root,
+        /// rather than only those of another unique key.
+        by_primary_key: bool,
     },
     /// A flat document of named values, identified by a root column.
     Search {
@@ -825,6 +843,7 @@ impl Resolver<'_> {
                     let key = self.key(&cache.key.parts)?;
                     OutputPlan::Cache {
                         keys_may_collide: keys_may_collide(&self.key_tokens(&key)),
+                        by_primary_key: self.holds_primary_key(&key),
                         key,
                         document: self.document(&cache.fields, 0, &mut 1)?,
                     }
@@ -1010,6 +1029,16 @@ impl Resolver<'_> {
                 }
             })
             .collect()
+    }
+
+    /// Whether a key template names every primary-key column of the root.
+    fn holds_primary_key(&self, key: &[KeyPartPlan]) -> bool {
+        let key_len = self.tables[&self.tree.nodes[0].table].primary_key_len;
+        (0..key_len).all(|pk_column| {
+            key.iter().any(
+                |part| matches!(part, KeyPartPlan::Column { column, .. } if *column == pk_column),
+            )
+        })
     }
 
     fn expr(&self, expr: &Expr) -> Result<ExprPlan, PlanError> {

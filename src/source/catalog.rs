@@ -89,7 +89,7 @@ pub async fn load_time_zone(pool: &PgPool) -> Result<TimeZone, SourceError> {
         .unwrap_or_else(TimeZone::utc))
 }
 
-/// Columns and primary keys of every ordinary or partitioned table outside
+/// Columns, primary and unique keys of every ordinary or partitioned table outside
 /// the system schemas; a column of a domain type has the domain's base type.
 pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
     load_case_mapping(pool).await?.set_current();
@@ -145,6 +145,11 @@ pub async fn load_catalog(pool: &PgPool) -> Result<Catalog, SourceError> {
         key.sort();
         if let Some(info) = tables.get_mut(&table) {
             info.primary_key = key.into_iter().map(|(_, c)| c).collect();
+        }
+    }
+    for (table, unique_keys) in load_unique_keys(pool).await? {
+        if let Some(info) = tables.get_mut(&table) {
+            info.unique_keys = unique_keys;
         }
     }
     Ok(Catalog {
@@ -321,13 +326,11 @@ pub async fn unusable_tables(
         .collect())
 }
 
-/// The unique keys of each of `tables`: the columns of every unique index
+/// The unique keys of every table: the columns of every unique index
 /// without an expression or a predicate, the primary key's included.
-pub async fn unique_keys(
+async fn load_unique_keys(
     pool: &PgPool,
-    tables: &BTreeSet<String>,
 ) -> Result<HashMap<String, Vec<BTreeSet<String>>>, SourceError> {
-    let names: Vec<String> = tables.iter().cloned().collect();
     let rows: Vec<(String, Vec<String>)> = sqlx::query_as(
         "SELECT n.nspname || '.' || c.relname,
                 array_agg(a.attname::text ORDER BY a.attnum)
@@ -336,10 +339,10 @@ pub async fn unique_keys(
          JOIN pg_namespace n ON n.oid = c.relnamespace
          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey::int2[])
          WHERE i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
-           AND n.nspname || '.' || c.relname = ANY($1)
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND n.nspname NOT LIKE 'pg_toast%'
          GROUP BY 1, i.indexrelid",
     )
-    .bind(&names)
     .fetch_all(pool)
     .await?;
     let mut keys: HashMap<String, Vec<BTreeSet<String>>> = HashMap::new();

@@ -2,7 +2,7 @@
 //! database. Loading the [`Catalog`] from PostgreSQL is done elsewhere; this
 //! module only compares, so it is tested with hand-built catalogs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::error::ViewError;
 use super::filter::{PathUse, WHERE_PATH, relation_on_path};
@@ -33,6 +33,9 @@ pub struct TableInfo {
     pub columns: Vec<ColumnInfo>,
     /// Primary-key columns in key order; empty when the table has none.
     pub primary_key: Vec<String>,
+    /// The columns of each unique index without an expression or a
+    /// predicate, the primary key's included.
+    pub unique_keys: Vec<BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -166,21 +169,28 @@ impl<'a> ViewCheck<'a> {
                 self.column(root, &cache.root, column, "key", "key");
             }
         }
-        let missing: Vec<&str> = root
-            .primary_key
-            .iter()
-            .filter(|pk| !cache.key.parts.contains(&KeyPart::Column(pk.to_string())))
+        let in_key = |column: &String| cache.key.parts.contains(&KeyPart::Column(column.clone()));
+        let missing: Vec<&str> = (root.primary_key.iter())
+            .filter(|column| !in_key(column))
             .map(String::as_str)
             .collect();
-        if !missing.is_empty() {
-            let message = format!(
-                "key template must include every primary key column of table {}, missing {}: \
-                 otherwise two rows could get the same key",
-                display_table(&cache.root),
-                quoted_list(&missing)
-            );
-            self.error("key", "key", message);
+        // A unique key whose columns are NOT NULL names one row as well (a
+        // NULL renders as nothing, and NULLs are not equal to each other).
+        let by_unique_key = root.unique_keys.iter().any(|key| {
+            key.iter()
+                .all(|column| in_key(column) && root.column(column).is_some_and(|c| c.not_null))
+        });
+        if missing.is_empty() || by_unique_key {
+            return;
         }
+        let message = format!(
+            "key template must include every primary key column of table {}, missing {} (or \
+             every column of a unique key whose columns are NOT NULL): otherwise two rows could \
+             get the same key",
+            display_table(&cache.root),
+            quoted_list(&missing)
+        );
+        self.error("key", "key", message);
     }
 
     /// An error when a cache view before this one may render a key this

@@ -22,6 +22,7 @@ fn table(columns: &[(&str, u32)]) -> TableInfo {
             .map(|(name, type_oid)| column(name, *type_oid))
             .collect(),
         primary_key: vec!["id".to_owned()],
+        unique_keys: Vec::new(),
     }
 }
 
@@ -586,6 +587,7 @@ fn a_quoted_not_null_root_column_is_a_key_that_cannot_be_null() {
                 column("room", INT8),
             ],
             primary_key: vec!["id".to_owned()],
+            unique_keys: Vec::new(),
         },
     );
     let text = "view: stays_by_day\nkind: aggregate\nroot: stays\n\

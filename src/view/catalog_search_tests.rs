@@ -33,6 +33,7 @@ fn table(columns: &[(&str, u32)], primary_key: &[&str]) -> TableInfo {
             })
             .collect(),
         primary_key: primary_key.iter().map(|name| (*name).to_owned()).collect(),
+        unique_keys: Vec::new(),
     }
 }
 

@@ -25,6 +25,7 @@ fn table(columns: &[&str], primary_key: &[&str]) -> TableInfo {
             })
             .collect(),
         primary_key: primary_key.iter().map(|name| (*name).to_owned()).collect(),
+        unique_keys: Vec::new(),
     }
 }
 
@@ -188,13 +189,33 @@ fn the_key_template_must_cover_the_root_primary_key() {
     assert_eq!(
         check(&text, &shop()),
         [
-            r#"views/order_cache.yaml:5: key: key template must include every primary key column of table orders, missing "id": otherwise two rows could get the same key"#
+            r#"views/order_cache.yaml:5: key: key template must include every primary key column of table orders, missing "id" (or every column of a unique key whose columns are NOT NULL): otherwise two rows could get the same key"#
         ]
     );
     let mut catalog = shop();
     catalog.tables.get_mut("public.orders").unwrap().primary_key =
         vec!["id".into(), "customer_id".into()];
     let text = ORDER_CACHE.replace("order:{id}", "order:{id}:{customer_id}");
+    assert_eq!(check(&text, &catalog), Vec::<String>::new());
+}
+
+/// A unique key names one row as the primary key does, once its columns
+/// are NOT NULL (NULLs are not equal to each other, and render as nothing).
+#[test]
+fn the_key_template_may_cover_a_unique_not_null_key_instead() {
+    let text = ORDER_CACHE.replace("order:{id}", "order:{customer_id}");
+    let mut catalog = shop();
+    let orders = catalog.tables.get_mut("public.orders").unwrap();
+    orders.unique_keys = vec![["customer_id".to_owned()].into(), ["id".to_owned()].into()];
+    assert_eq!(check(&text, &catalog).len(), 1, "customer_id may be NULL");
+    let orders = catalog.tables.get_mut("public.orders").unwrap();
+    for column in orders
+        .columns
+        .iter_mut()
+        .filter(|c| c.name == "customer_id")
+    {
+        column.not_null = true;
+    }
     assert_eq!(check(&text, &catalog), Vec::<String>::new());
 }
 
