@@ -317,6 +317,9 @@ fields:
   code:    { from: code, type: keyword, stored: true }
   labels:  { from: labels, type: keyword, stored: true }
   due:     { from: due, type: date, stored: true, fast: true }
+  label:   { from: "upper(coalesce(author.name, 'anon')) || ': ' || body", type: keyword, stored: true }
+  open_due: { from: "nullif(due, 'infinity')", type: date, stored: true, fast: true }
+  doubled: { from: "rating * 2", type: f64, stored: true }
 joins:
   author: { one: authors, on: { id: author_id } }
   comments: { many: comments, on: { note_id: id } }
@@ -337,7 +340,9 @@ const NOTES_ORACLE: &str = r#"
                               WHERE c.note_id = n.id AND c.body IS NOT NULL), '[]'),
         'stars', coalesce((SELECT json_agg(c.stars ORDER BY c.id) FROM comments c
                            WHERE c.note_id = n.id AND c.stars IS NOT NULL), '[]'),
-        'code', n.code::text, 'labels', n.labels, 'due', n.due::text))::text
+        'code', n.code::text, 'labels', n.labels, 'due', n.due::text,
+        'label', upper(coalesce(a.name, 'anon')) || ': ' || n.body,
+        'open_due', nullif(n.due, 'infinity')::text, 'doubled', (n.rating * 2)::text))::text
     FROM notes n LEFT JOIN authors a ON a.id = n.author_id
     WHERE n.body IS NOT NULL"#;
 
@@ -472,6 +477,17 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
         ("due:[2026-01-01%20TO%20*]", "due >= '2026-01-01'"),
         ("due:[*%20TO%202026-01-01}", "due < '2026-01-01'"),
         ("due:[2100-01-01%20TO%20*]", "due >= '2100-01-01'"),
+        // Computed fields, as SQL computes them.
+        (
+            "open_due:[2100-01-01%20TO%20*]",
+            "nullif(due, 'infinity') >= '2100-01-01'",
+        ),
+        ("doubled:[5%20TO%2010]", "rating * 2 BETWEEN 5 AND 10"),
+        (
+            "label:%22ADA%20L:%20Running%20in%20the%20rain%22",
+            "upper(coalesce((SELECT name FROM authors WHERE id = author_id), 'anon')) || ': ' \
+             || body = 'ADA L: Running in the rain'",
+        ),
     ] {
         assert_eq!(
             search_ids(port, query).await,

@@ -13,7 +13,7 @@ use crate::change::Value;
 use crate::expr::{EvalError, compare_values, parse_array_delimited};
 use crate::plan::{
     DocPlan, ExprPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, OutputPlan, RelationMeasurePlan,
-    SearchFieldPlan, ViewPlan,
+    SearchFieldPlan, SearchValuePlan, ViewPlan,
 };
 use crate::sink::search::check_fits;
 use crate::source::pg_text::parse_text;
@@ -72,63 +72,84 @@ fn json_text(bytes: Vec<u8>) -> String {
 
 /// A search document: each field's value from the root or a `one` join,
 /// or an array of the non-NULL values of a `many` join's rows (in primary-key
-/// order).
+/// order), or computed over the root and its `one` joins.
 fn build_flat_document(
     w: &dyn ReadRows,
     view: &ViewPlan,
     fields: &[SearchFieldPlan],
     root: &Row,
 ) -> Result<Outcome<Map<String, Json>>, EngineError> {
-    let mut node_rows: HashMap<usize, Option<Row>> = HashMap::new();
-    node_rows.insert(0, Some(Row::clone(root)));
+    let mut node_rows = NodeRows::new(root);
     let mut document = Map::with_capacity(fields.len());
     for field in fields {
-        let failed = |error: EvalError| Poison(format!("search field `{}`: {error}", field.name));
-        let many = is_many(view, field.node);
-        // A `many` join's rows hang from its parent's one row.
-        let row_node = match view.nodes[field.node].parent {
-            Some(parent) if many => parent,
-            _ => field.node,
-        };
-        if let Err(error) = one_row(w, view, row_node, &mut node_rows)? {
-            return Ok(Err(failed(error)));
-        }
-        let value = match node_rows.get(&row_node) {
-            Some(Some(parent_row)) if many => {
-                let rows = match related_rows(w, view, field.node, parent_row)? {
-                    Ok(rows) => rows,
-                    Err(error) => return Ok(Err(failed(error))),
-                };
-                let values = rows.iter().map(|row| &row[field.column]);
-                Json::Array(
-                    values
-                        .filter(|v| !v.is_null())
-                        .map(|value| search_json(field, value))
-                        .collect(),
-                )
+        let value = match &field.value {
+            SearchValuePlan::Column {
+                node,
+                column,
+                padded,
+                array_element,
+            } => {
+                let value = |value: &Value| search_json(value, *padded, *array_element);
+                column_values(w, view, &mut node_rows, *node, *column, value)?
             }
-            Some(Some(row)) => search_json(field, &row[field.column]),
-            _ if many => Json::Array(Vec::new()),
-            _ => Json::Null,
+            SearchValuePlan::Expr(expr) => node_rows.eval(w, view, expr)?.map(|v| v.to_json()),
         };
-        document.insert(field.name.clone(), value);
+        match value {
+            Ok(value) => document.insert(field.name.clone(), value),
+            Err(error) => {
+                let reason = format!("search field `{}`: {error}", field.name);
+                return Ok(Err(Poison(reason)));
+            }
+        };
     }
     Ok(Ok(document))
 }
 
-/// A search field's value as the index takes it: a `char(n)`'s without
+/// The value of `column` of `node` for the root of `rows`, or, for a
+/// `many` join, the array of its rows' non-NULL values.
+fn column_values(
+    w: &dyn ReadRows,
+    view: &ViewPlan,
+    rows: &mut NodeRows,
+    node: usize,
+    column: usize,
+    to_json: impl Fn(&Value) -> Json,
+) -> Result<Result<Json, EvalError>, EngineError> {
+    let many = is_many(view, node);
+    // A `many` join's rows hang from its parent's one row.
+    let row_node = match view.nodes[node].parent {
+        Some(parent) if many => parent,
+        _ => node,
+    };
+    if let Err(error) = one_row(w, view, row_node, &mut rows.0)? {
+        return Ok(Err(error));
+    }
+    Ok(Ok(match rows.0.get(&row_node) {
+        Some(Some(parent_row)) if many => {
+            let children = match related_rows(w, view, node, parent_row)? {
+                Ok(children) => children,
+                Err(error) => return Ok(Err(error)),
+            };
+            let values = children.iter().map(|row| &row[column]);
+            Json::Array(values.filter(|v| !v.is_null()).map(to_json).collect())
+        }
+        Some(Some(row)) => to_json(&row[column]),
+        _ if many => Json::Array(Vec::new()),
+        _ => Json::Null,
+    }))
+}
+
+/// A search column's value as the index takes it: a `char(n)`'s without
 /// its padding; an array column's as a JSON array of its elements, which
 /// the index takes one by one.
-fn search_json(field: &SearchFieldPlan, value: &Value) -> Json {
-    match (value, field.array_element) {
-        (Value::Text(text), None) if field.padded => {
-            Json::String(text.trim_end_matches(' ').to_owned())
-        }
+fn search_json(value: &Value, padded: bool, array_element: Option<u32>) -> Json {
+    match (value, array_element) {
+        (Value::Text(text), None) if padded => Json::String(text.trim_end_matches(' ').to_owned()),
         (value, Some(element)) => {
             let mut out = Vec::new();
             write_array(value, element, &mut out);
             let mut array = serde_json::from_slice(&out).unwrap_or_else(|_| value.to_json());
-            if field.padded {
+            if padded {
                 trim_padding(&mut array);
             }
             array

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use super::{EngineError, Touched};
 use crate::change::Value;
 use crate::plan::{
-    DocPlan, ExprPlan, FieldPlan, KeyPartPlan, Lookup, NodePlan, OutputPlan, Plan, TablePlan,
-    ViewPlan,
+    DocPlan, ExprPlan, FieldPlan, KeyPartPlan, Lookup, NodePlan, OutputPlan, Plan, SearchValuePlan,
+    TablePlan, ViewPlan,
 };
 use crate::state::ReadRows;
 use crate::state::keycode::encode_values;
@@ -111,8 +111,20 @@ fn columns_read(view: &ViewPlan, node: usize) -> BTreeSet<usize> {
             if node == 0 {
                 reads.insert(*id);
             }
-            let columns = fields.iter().filter(|f| f.node == node).map(|f| f.column);
-            reads.extend(columns);
+            for field in fields {
+                match &field.value {
+                    SearchValuePlan::Column {
+                        node: read, column, ..
+                    } if *read == node => {
+                        reads.insert(*column);
+                    }
+                    SearchValuePlan::Column { .. } => {}
+                    SearchValuePlan::Expr(expr) => {
+                        let columns = expr.columns.values();
+                        reads.extend(columns.filter(|(n, _)| *n == node).map(|(_, c)| *c));
+                    }
+                }
+            }
         }
         OutputPlan::Aggregate(aggregate) => {
             let mut expression = |expr: &ExprPlan| {

@@ -18,7 +18,7 @@ use crate::source::pgoutput::StoredColumnTypes;
 use crate::view::key_collisions::{KeyToken, keys_may_collide};
 use crate::view::model::{
     AggregateView, Cardinality, Field, FieldSource, KeyPart, Measure, MeasureFunction,
-    SearchFieldType, ViewDef, ViewKind,
+    SearchFieldType, SearchSource, ViewDef, ViewKind,
 };
 use crate::view::{Catalog, TableInfo};
 use tree::JoinTree;
@@ -147,7 +147,10 @@ impl ViewPlan {
             .flat_map(|expr| expr.columns.values().map(|&(node, _)| node))
             .collect();
         if let OutputPlan::Search { fields, .. } = &self.output {
-            reads.extend(fields.iter().map(|field| field.node));
+            reads.extend(fields.iter().filter_map(|field| match field.value {
+                SearchValuePlan::Column { node, .. } => Some(node),
+                SearchValuePlan::Expr(_) => None,
+            }));
         }
         for node in reads {
             // The joins above a node read lead to it.
@@ -250,17 +253,38 @@ impl AggregatePlan {
 #[derive(Debug)]
 pub struct SearchFieldPlan {
     pub name: String,
-    pub node: usize,
-    pub column: usize,
     /// What the index accepts: a value that does not fit is a dead letter.
     pub field_type: SearchFieldType,
-    /// A `char(n)` column, or an array of them: indexed and stored without
-    /// its padding, which PostgreSQL's comparisons ignore (`code = 'ZZ9'`
-    /// matches `'ZZ9  '`).
-    pub padded: bool,
-    /// An array column's element type: the document holds the elements,
-    /// which the index takes one by one.
-    pub array_element: Option<u32>,
+    pub value: SearchValuePlan,
+}
+
+/// Where a search field's value comes from.
+#[derive(Debug)]
+pub enum SearchValuePlan {
+    /// A column of the root or of a join; of a `many` join, a value per
+    /// joined row.
+    Column {
+        node: usize,
+        column: usize,
+        /// A `char(n)` column, or an array of them: indexed and stored
+        /// without its padding, which PostgreSQL's comparisons ignore
+        /// (`code = 'ZZ9'` matches `'ZZ9  '`).
+        padded: bool,
+        /// An array column's element type: the document holds the
+        /// elements, which the index takes one by one.
+        array_element: Option<u32>,
+    },
+    /// An expression over the root and its `one` joins.
+    Expr(ExprPlan),
+}
+
+impl SearchFieldPlan {
+    fn column_array_element(&self) -> Option<u32> {
+        match self.value {
+            SearchValuePlan::Column { array_element, .. } => array_element,
+            SearchValuePlan::Expr(_) => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -348,7 +372,12 @@ fn view_exprs<'p>(
         OutputPlan::Cache { document, .. } => {
             exprs.extend(document.field_exprs("fields").into_iter().map(|(_, e)| e));
         }
-        OutputPlan::Search { .. } => {}
+        OutputPlan::Search { fields, .. } => {
+            exprs.extend(fields.iter().filter_map(|field| match &field.value {
+                SearchValuePlan::Expr(expr) => Some(expr),
+                SearchValuePlan::Column { .. } => None,
+            }));
+        }
         OutputPlan::Aggregate(aggregate) => {
             exprs.extend(aggregate.group.iter().map(|key| &key.expr));
             exprs.extend(aggregate.measures.iter().filter_map(|m| m.input.as_ref()));
@@ -363,7 +392,9 @@ fn reads_padded_char(nodes: &[NodePlan], output: &OutputPlan, filter: Option<&Ex
         OutputPlan::Cache { key, .. } => key
             .iter()
             .any(|part| matches!(part, KeyPartPlan::Column { padded: true, .. })),
-        OutputPlan::Search { fields, .. } => fields.iter().any(|field| field.padded),
+        OutputPlan::Search { fields, .. } => fields
+            .iter()
+            .any(|field| matches!(field.value, SearchValuePlan::Column { padded: true, .. })),
         _ => false,
     };
     padded_key
@@ -858,18 +889,10 @@ impl Resolver<'_> {
                         .fields
                         .iter()
                         .map(|field| {
-                            let (node, column) = self.path(&field.from)?;
-                            let table = &self.tables[&self.tree.nodes[node].table];
-                            let array_element = table.column_array_elements[column];
-                            let padded = array_element.unwrap_or(table.column_types[column])
-                                == crate::source::pg_text::type_oid::BPCHAR;
                             Ok(SearchFieldPlan {
                                 name: field.name.clone(),
-                                node,
-                                column,
                                 field_type: field.field_type,
-                                padded,
-                                array_element,
+                                value: self.search_value(&field.from)?,
                             })
                         })
                         .collect::<Result<_, PlanError>>()?,
@@ -908,7 +931,10 @@ impl Resolver<'_> {
             // Documents written while an array column was its text, and
             // those set aside while a date beyond the index's years was
             // refused, are computed again.
-            if fields.iter().any(|field| field.array_element.is_some()) {
+            if fields
+                .iter()
+                .any(|field| field.column_array_element().is_some())
+            {
                 definition_hash.push_str("+json-arrays");
             }
             if fields
@@ -1029,6 +1055,22 @@ impl Resolver<'_> {
                 }
             })
             .collect()
+    }
+
+    fn search_value(&self, from: &SearchSource) -> Result<SearchValuePlan, PlanError> {
+        let path = match from {
+            SearchSource::Column(path) => path,
+            SearchSource::Expr(expr) => return Ok(SearchValuePlan::Expr(self.expr(expr)?)),
+        };
+        let (node, column) = self.path(path)?;
+        let table = &self.tables[&self.tree.nodes[node].table];
+        let array_element = table.column_array_elements[column];
+        Ok(SearchValuePlan::Column {
+            node,
+            column,
+            padded: array_element.unwrap_or(table.column_types[column]) == type_oid::BPCHAR,
+            array_element,
+        })
     }
 
     /// Whether a key template names every primary-key column of the root.

@@ -199,8 +199,8 @@ impl JoinTree {
             self.add_join(join)?;
         }
         self.reads.push((0, search.id.clone()));
-        for field in &search.fields {
-            self.read(&field.from)?;
+        for path in search.fields.iter().flat_map(|field| field.from.columns()) {
+            self.read(&path)?;
         }
         if let Some(filter) = &search.filter {
             for path in filter.columns() {

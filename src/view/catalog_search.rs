@@ -6,9 +6,10 @@
 
 use super::joined::JoinedTables;
 use super::{TableInfo, ViewCheck, column_value_type};
+use crate::expr::Expr;
 use crate::expr::ValueType;
 use crate::source::pg_text::value_type;
-use crate::view::model::{SearchField, SearchFieldType, SearchView};
+use crate::view::model::{SearchField, SearchFieldType, SearchSource, SearchView};
 use crate::view::search_fields::type_name;
 use crate::view::shape::child_path;
 use crate::view::table::display_table;
@@ -56,9 +57,38 @@ impl<'a> ViewCheck<'a> {
     }
 
     fn search_field(&mut self, tables: JoinedTables<'a>, field: &SearchField) {
+        match &field.from {
+            SearchSource::Column(from) => self.search_column(tables, field, from),
+            SearchSource::Expr(expr) => self.search_expr(tables, field, expr),
+        }
+    }
+
+    /// A computed field: its columns exist, it compares as PostgreSQL
+    /// does, and its type fits the field's.
+    fn search_expr(&mut self, tables: JoinedTables<'a>, field: &SearchField, expr: &Expr) {
+        let path = child_path("fields", &field.name);
+        let from_path = child_path(&path, "from");
+        self.comparisons(tables, expr, &from_path);
+        self.enum_labels(tables, expr, &from_path);
+        let Some(value_type) = self.joined_type(tables, expr, &from_path) else {
+            return;
+        };
+        if !column_fits(field.field_type, value_type) {
+            let type_path = child_path(&path, "type");
+            let message = format!(
+                "{} needs {}, but `{}` is {value_type}",
+                type_name(field.field_type),
+                value_needed(field.field_type),
+                expr.source()
+            );
+            self.error(&type_path, &type_path, message);
+        }
+    }
+
+    fn search_column(&mut self, tables: JoinedTables<'a>, field: &SearchField, from: &[String]) {
         let path = child_path("fields", &field.name);
         let (Some((table_name, table)), Some(column)) =
-            (self.path_table(tables, &field.from), field.from.last())
+            (self.path_table(tables, from), from.last())
         else {
             return;
         };
@@ -112,6 +142,17 @@ fn column_needed(field_type: SearchFieldType) -> &'static str {
         SearchFieldType::F64 => "a numeric column (integer, float or numeric)",
         SearchFieldType::Bool => "a boolean column",
         SearchFieldType::Date => "a date, timestamp or timestamptz column",
+    }
+}
+
+/// The values `field_type` accepts, for a computed field's mismatch.
+fn value_needed(field_type: SearchFieldType) -> &'static str {
+    match field_type {
+        SearchFieldType::Text(_) | SearchFieldType::Keyword => "a value",
+        SearchFieldType::I64 => "an integer",
+        SearchFieldType::F64 => "a number (integer, float or numeric)",
+        SearchFieldType::Bool => "a boolean",
+        SearchFieldType::Date => "a date, timestamp or timestamptz",
     }
 }
 

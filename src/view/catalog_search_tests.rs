@@ -262,3 +262,27 @@ fn where_is_type_checked_through_the_joins() {
         "{errors:?}"
     );
 }
+
+/// A computed field is checked as `where` is: its columns exist, and its
+/// type fits the field's.
+#[test]
+fn a_computed_field_is_type_checked() {
+    let fine = with_fields(
+        "  label: { from: \"upper(name) || ' ' || coalesce(category.name, '')\", type: text }\n  \
+         doubled: { from: \"price_cents * 2\", type: i64, fast: true }\n",
+    );
+    assert_eq!(check(&fine, &shop()), Vec::<String>::new());
+    let wrong = with_fields(
+        "  label: { from: \"upper(name)\", type: i64 }\n  \
+         gone: { from: \"lower(category.nme)\", type: text }\n",
+    );
+    assert_eq!(
+        check(&wrong, &shop()),
+        [
+            "views/product_search.yaml:11: fields.label.type: i64 needs an integer, but \
+             `upper(name)` is text",
+            "views/product_search.yaml:12: fields.gone.from: column \"nme\" does not exist in \
+             table categories; did you mean \"name\"?",
+        ]
+    );
+}

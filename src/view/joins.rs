@@ -292,9 +292,10 @@ pub(crate) fn check_single_path(joins: &[NamedJoin], path: &[String]) -> Result<
     match joined_name(path).and_then(|name| joins.iter().find(|join| join.name == name)) {
         Some(join) if join.cardinality == Cardinality::Many => Err(format!(
             "column `{}`: `{}` is a `many` join, whose rows give no single value; only a \
-             search field may read through it",
+             search field of that one column (`from: {}`) may read through it",
             path.join("."),
-            join.name
+            join.name,
+            path.join(".")
         )),
         _ => Ok(()),
     }

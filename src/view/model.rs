@@ -217,13 +217,43 @@ pub struct SearchView {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchField {
     pub name: String,
-    /// `column` of the root or `join.column`: `["category", "name"]`.
-    pub from: Vec<String>,
+    pub from: SearchSource,
     pub field_type: SearchFieldType,
     /// Returned with hits.
     pub stored: bool,
     /// Columnar: for sorting, range queries and facets.
     pub fast: bool,
+}
+
+/// Where a search field's values come from.
+#[derive(Debug, Clone)]
+pub enum SearchSource {
+    /// `column` of the root or `join.column`: `["category", "name"]`;
+    /// through a `many` join, a value per joined row.
+    Column(Vec<String>),
+    /// An expression over the root's columns and its `one` joins'
+    /// (`"coalesce(nickname, name)"`, `"nullif(valid_to, 'infinity')"`).
+    Expr(Expr),
+}
+
+impl SearchSource {
+    /// The column paths it reads.
+    pub fn columns(&self) -> Vec<Vec<String>> {
+        match self {
+            SearchSource::Column(path) => vec![path.clone()],
+            SearchSource::Expr(expr) => expr.columns(),
+        }
+    }
+}
+
+impl PartialEq for SearchSource {
+    fn eq(&self, other: &SearchSource) -> bool {
+        match (self, other) {
+            (SearchSource::Column(a), SearchSource::Column(b)) => a == b,
+            (SearchSource::Expr(a), SearchSource::Expr(b)) => a.source() == b.source(),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! The `fields:` of a search view: each a mapping `{ from, type, stored, fast,
 //! analyzer }`, becoming one field of the Tantivy schema.
 //!
-//! - `from`: `column` (of the root) or `join.column`;
+//! - `from`: `column` (of the root) or `join.column`, or an expression over
+//!   the root's and its `one` joins' columns;
 //! - `type`: `text` (tokenized), `keyword` (one exact term), `i64`, `f64`,
 //!   `bool` or `date`;
 //! - `stored` (default false): returned with each hit;
@@ -12,8 +13,11 @@
 //!   ASCII; a language name adds its stemmer.
 
 use super::error::FileReport;
-use super::joins::{check_joined_path, read_column_path};
-use super::model::{NamedJoin, SearchField, SearchFieldType, StemLanguage, TextAnalyzer};
+use super::filter::read_expression;
+use super::joins::{check_joined_path, check_single_path, read_column_path};
+use super::model::{
+    NamedJoin, SearchField, SearchFieldType, SearchSource, StemLanguage, TextAnalyzer,
+};
 use super::node::{Entry, NodeValue};
 use super::shape::{self, Mapping, child_path};
 
@@ -160,16 +164,39 @@ fn read_from(
     mapping: &Mapping,
     path: &str,
     joins: Option<&[NamedJoin]>,
-) -> Option<Vec<String>> {
+) -> Option<SearchSource> {
     let entry = mapping.require(report, path, "from")?;
     let from_path = child_path(path, "from");
     report.locate(&from_path, entry.value.line);
+    let expected = "`column`, `join.column` or an expression";
+    let text = shape::text(report, &entry.value, &from_path, expected)?;
+    if !is_column_path(text) {
+        // Through `one` joins only, as `where`: a `many` join's rows give
+        // no single value to compute with.
+        let check_path = |column: &[String]| match joins {
+            Some(joins) => check_single_path(joins, column),
+            None => Ok(()),
+        };
+        return read_expression(report, text, entry.value.line, &from_path, &check_path)
+            .map(SearchSource::Expr);
+    }
     let from = read_column_path(report, &entry.value, &from_path)?;
     if let Some(Err(message)) = joins.map(|joins| check_joined_path(joins, &from)) {
         report.error(entry.value.line, &from_path, message);
         return None;
     }
-    Some(from)
+    Some(SearchSource::Column(from))
+}
+
+/// Names and dots only (`name`, `category.name`; `a.b.c` too, which is
+/// then refused as a path): anything else is an expression.
+fn is_column_path(text: &str) -> bool {
+    text.split('.').all(|part| {
+        part.chars().any(|c| !c.is_ascii_digit())
+            && part
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '$'))
+    })
 }
 
 fn read_type(report: &mut FileReport, mapping: &Mapping, path: &str) -> Option<SearchFieldType> {

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use crate::view::model::{
-    Cardinality, NamedJoin, NamedJoinPair, SearchField, SearchFieldType, SearchView, StemLanguage,
-    TextAnalyzer, ViewDef, ViewKind,
+    Cardinality, NamedJoin, NamedJoinPair, SearchField, SearchFieldType, SearchSource, SearchView,
+    StemLanguage, TextAnalyzer, ViewDef, ViewKind,
 };
 use crate::view::parse_view;
 
@@ -40,7 +40,7 @@ fn path(parts: &[&str]) -> Vec<String> {
 fn field(name: &str, from: &[&str], field_type: SearchFieldType) -> SearchField {
     SearchField {
         name: name.to_owned(),
-        from: path(from),
+        from: SearchSource::Column(path(from)),
         field_type,
         stored: false,
         fast: false,
@@ -352,7 +352,53 @@ fn a_many_join_feeds_fields_only() {
         errors_of(&filtered),
         [
             "views/test.yaml:6: where: column `reviews.stars`: `reviews` is a `many` join, whose \
-             rows give no single value; only a search field may read through it"
+             rows give no single value; only a search field of that one column (`from: \
+             reviews.stars`) may read through it"
         ]
+    );
+    // Nor may a computed field.
+    let computed = with_reviews("review: { from: \"upper(reviews.body)\", type: text }");
+    assert_eq!(
+        errors_of(&computed),
+        [
+            "views/test.yaml:7: fields.review.from: column `reviews.body`: `reviews` is a `many` \
+             join, whose rows give no single value; only a search field of that one column \
+             (`from: reviews.body`) may read through it"
+        ]
+    );
+}
+
+/// A `from` that is not a column path is an expression over the root and
+/// its `one` joins.
+#[test]
+fn a_field_may_be_computed() {
+    let text = PRODUCT_SEARCH.replacen(
+        "fields:\n",
+        "fields:\n  label: { from: \"coalesce(category.name, 'none') || ' ' || name\", type: text }\n",
+        1,
+    );
+    let view = parse(&text);
+    let label = search_of(&view)
+        .fields
+        .iter()
+        .find(|f| f.name == "label")
+        .expect("the field");
+    let SearchSource::Expr(expr) = &label.from else {
+        panic!("an expression: {label:?}")
+    };
+    assert_eq!(
+        expr.columns(),
+        [path(&["category", "name"]), path(&["name"])]
+    );
+    let broken = PRODUCT_SEARCH.replacen(
+        "fields:\n",
+        "fields:\n  label: { from: \"upper(name\", type: text }\n",
+        1,
+    );
+    let errors = errors_of(&broken);
+    assert!(
+        errors.len() == 1
+            && errors[0].starts_with("views/test.yaml:7: fields.label.from: invalid expression"),
+        "{errors:?}"
     );
 }

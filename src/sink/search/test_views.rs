@@ -1,11 +1,11 @@
 //! Search-view fields shared by this module's tests.
 
-use crate::view::model::{SearchField, SearchFieldType, StemLanguage, TextAnalyzer};
+use crate::view::model::{SearchField, SearchFieldType, SearchSource, StemLanguage, TextAnalyzer};
 
 pub fn field(name: &str, field_type: SearchFieldType, stored: bool, fast: bool) -> SearchField {
     SearchField {
         name: name.to_owned(),
-        from: vec![name.to_owned()],
+        from: SearchSource::Column(vec![name.to_owned()]),
         field_type,
         stored,
         fast,
