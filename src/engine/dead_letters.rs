@@ -7,6 +7,10 @@
 //! (the row is fixed, a retry after the limit was raised, a rebuild)
 //! removes its dead letter.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
 use super::EngineError;
 use crate::plan::{Plan, ViewPlan};
 use crate::state::{DeadLetter, ReadRows, StateWriter, StoredOutput};
@@ -63,20 +67,71 @@ pub(super) fn settle<T>(
                 reason,
                 recorded_at_micros: crate::status::now_micros(),
             };
-            tracing::warn!(
-                view = %view.name,
-                table = %letter.table,
-                key = %letter.key,
-                // Written as PostgreSQL and `/status` write it; none for a
-                // root found while building the view.
-                lsn = %w.source_lsn().map_or_else(|| "none".to_owned(), |lsn| lsn.to_string()),
-                reason = %letter.reason,
-                "a root cannot be materialized: recorded as a dead letter"
-            );
+            let logging = log_decision(&view.name, Instant::now());
+            if logging != Logging::Quiet {
+                tracing::warn!(
+                    view = %view.name,
+                    table = %letter.table,
+                    key = %letter.key,
+                    // Written as PostgreSQL and `/status` write it; none for
+                    // a root found while building the view.
+                    lsn = %w.source_lsn().map_or_else(|| "none".to_owned(), |lsn| lsn.to_string()),
+                    reason = %letter.reason,
+                    "a root cannot be materialized: recorded as a dead letter"
+                );
+            }
+            if logging == Logging::LastInWindow {
+                tracing::warn!(
+                    view = %view.name,
+                    "{LOGGED_PER_WINDOW} dead letters of this view logged within {}s: more are \
+                     counted (`/status`, `/metrics`) and listed (`viewkeeper dead-letters {}`), \
+                     not logged, until the minute is over",
+                    LOG_WINDOW.as_secs(),
+                    view.name
+                );
+            }
             w.put_dead_letter(&view.name, pk, &letter)?;
             telemetry::record_dead_letter(&view.name);
             Ok(None)
         }
+    }
+}
+
+/// Dead letters of one view logged within [`LOG_WINDOW`]: a poison value in
+/// a 100,000-row update would otherwise write 100,000 lines. The rest are
+/// counted and listed as every dead letter is.
+const LOGGED_PER_WINDOW: u32 = 10;
+const LOG_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Debug, PartialEq, Eq)]
+enum Logging {
+    Log,
+    /// Logged, with a line saying that the next are not.
+    LastInWindow,
+    Quiet,
+}
+
+/// When each view's window began, and how many of its dead letters it logged.
+static LOG_WINDOWS: LazyLock<Mutex<HashMap<String, (Instant, u32)>>> =
+    LazyLock::new(Mutex::default);
+
+fn log_decision(view: &str, now: Instant) -> Logging {
+    let mut windows = LOG_WINDOWS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let window = windows.entry(view.to_owned()).or_insert((now, 0));
+    next_in_window(window, now)
+}
+
+fn next_in_window(window: &mut (Instant, u32), now: Instant) -> Logging {
+    if now.duration_since(window.0) >= LOG_WINDOW {
+        *window = (now, 0);
+    }
+    window.1 = window.1.saturating_add(1);
+    match window.1.cmp(&LOGGED_PER_WINDOW) {
+        std::cmp::Ordering::Less => Logging::Log,
+        std::cmp::Ordering::Equal => Logging::LastInWindow,
+        std::cmp::Ordering::Greater => Logging::Quiet,
     }
 }
 
@@ -96,4 +151,33 @@ pub(super) fn root_key_text(
         .map(|(column, value)| format!("{column}={}", value.to_text()))
         .collect::<Vec<_>>()
         .join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ten a minute are logged, the tenth saying so; then none until the
+    /// minute is over.
+    #[test]
+    fn dead_letters_are_logged_ten_a_minute() {
+        let start = Instant::now();
+        let mut window = (start, 0);
+        let decisions: Vec<Logging> = (0..12)
+            .map(|_| next_in_window(&mut window, start + Duration::from_secs(5)))
+            .collect();
+        assert_eq!(decisions[..9], [(); 9].map(|_| Logging::Log));
+        assert_eq!(
+            decisions[9..],
+            [Logging::LastInWindow, Logging::Quiet, Logging::Quiet]
+        );
+        assert_eq!(
+            next_in_window(&mut window, start + Duration::from_secs(59)),
+            Logging::Quiet
+        );
+        assert_eq!(
+            next_in_window(&mut window, start + Duration::from_secs(60)),
+            Logging::Log
+        );
+    }
 }
