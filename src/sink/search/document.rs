@@ -2,8 +2,9 @@
 //!
 //! In: values as the engine writes them (README, "Value encoding"): numbers,
 //! `numeric` as decimal strings, non-finite floats as `"NaN"`/`"Infinity"`,
-//! dates and timestamps as ISO text, `null` for a missing value.
-//! Out: stored fields as JSON, dates as RFC 3339 instants in UTC.
+//! dates and timestamps as ISO text, arrays as JSON arrays, `null` for a
+//! missing value. Indexed: each scalar in its field's Tantivy type. Out:
+//! the stored fields as they came in, kept whole in `_source`.
 
 use serde_json::{Map, Value};
 use tantivy::TantivyDocument;
