@@ -394,7 +394,8 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
          DELETE FROM comments WHERE id = 1;
          UPDATE notes SET code = 'ZZ9' WHERE id IN (1, 5);
          UPDATE notes SET code = 'A B' WHERE id = 2;
-         UPDATE notes SET labels = '{red,NULL}', due = '9999-12-31' WHERE id = 5;
+         UPDATE notes SET labels = '{red,NULL}', due = '9999-12-31',
+                          written = '2026-01-15 12:00:00.25+00' WHERE id = 5;
          UPDATE notes SET labels = '{{blue,red},{NULL,teal}}' WHERE id = 3;",
     )
     .execute(&pool)
@@ -477,6 +478,15 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
         ("due:[2026-01-01%20TO%20*]", "due >= '2026-01-01'"),
         ("due:[*%20TO%202026-01-01}", "due < '2026-01-01'"),
         ("due:[2100-01-01%20TO%20*]", "due >= '2100-01-01'"),
+        // A date on a fast field matches to the microsecond.
+        (
+            "written:%222026-01-15T12:00:00Z%22",
+            "written = '2026-01-15 12:00:00+00'",
+        ),
+        (
+            "written:%222026-01-15T12:00:00.25Z%22",
+            "written = '2026-01-15 12:00:00.25+00'",
+        ),
         // Computed fields, as SQL computes them.
         (
             "open_due:[2100-01-01%20TO%20*]",

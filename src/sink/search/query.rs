@@ -7,8 +7,8 @@
 //! refused; `field:term`, `in_stock:true`; ranges `price_cents:[100 TO 500]`,
 //! `{100 TO *}` on numeric and date fields (dates in RFC 3339,
 //! `released:[2026-01-01T00:00:00Z TO *]`, or bare, `released:2026-01-01`,
-//! meaning its midnight in UTC); `field:*` or `field:[* TO *]` for documents
-//! with a value in a fast field.
+//! meaning its midnight in UTC; on a fast field, to the microsecond);
+//! `field:*` or `field:[* TO *]` for documents with a value in a fast field.
 
 use serde_json::{Map, Value};
 use tantivy::collector::sort_key::{Comparator, ComparatorEnum, NaturalComparator};
@@ -274,12 +274,16 @@ impl SearchIndex {
         let unbounded = leaves(&ast).into_iter().any(is_unbounded_range);
         let ast = map_leaves(ast, &unbounded_range_as_exists);
         let ast = map_leaves(ast, &|leaf| self.bare_dates_as_instants(leaf));
+        let exact = leaves(&ast)
+            .into_iter()
+            .any(|leaf| self.is_fast_date_term(leaf));
+        let ast = self.fast_date_terms_as_ranges(ast);
         self.check_exists_fields(&ast)?;
         match parsed {
             _ if has_negative_group(&ast) => parser
                 .build_query_from_user_input_ast(exclude_from_all(ast))
                 .map_err(refused),
-            Some(parsed) if !unbounded => Ok(parsed),
+            Some(parsed) if !unbounded && !exact => Ok(parsed),
             _ => parser
                 .build_query_from_user_input_ast(ast)
                 .map_err(explained),
@@ -336,6 +340,64 @@ impl SearchIndex {
                 elements: elements.into_iter().map(instant).collect(),
             },
             other => other,
+        }
+    }
+
+    /// Whether `leaf` is a term or a set of terms on a fast date field.
+    fn is_fast_date_term(&self, leaf: &UserInputLeaf) -> bool {
+        let field = match leaf {
+            UserInputLeaf::Literal(literal) => literal.field_name.as_deref(),
+            UserInputLeaf::Set { field, .. } => field.as_deref(),
+            _ => None,
+        };
+        field.is_some_and(|name| {
+            self.schema.fields.iter().any(|field| {
+                field.name == name && field.fast && field.field_type == SearchFieldType::Date
+            })
+        })
+    }
+
+    /// `ast` with each term on a fast date field a range from the instant
+    /// to itself, and a set of them each such range: the inverted index
+    /// holds dates to the second, the fast column to the microsecond, and
+    /// ranges on a fast field read the column, so that a value matches
+    /// only its own microsecond, as SQL's `=` does.
+    fn fast_date_terms_as_ranges(&self, ast: UserInputAst) -> UserInputAst {
+        let point = |field: &str, value: String| UserInputLeaf::Range {
+            field: Some(field.to_owned()),
+            lower: UserInputBound::Inclusive(value.clone()),
+            upper: UserInputBound::Inclusive(value),
+        };
+        match ast {
+            UserInputAst::Clause(clauses) => UserInputAst::Clause(
+                clauses
+                    .into_iter()
+                    .map(|(occur, child)| (occur, self.fast_date_terms_as_ranges(child)))
+                    .collect(),
+            ),
+            UserInputAst::Boost(child, boost) => {
+                UserInputAst::Boost(Box::new(self.fast_date_terms_as_ranges(*child)), boost)
+            }
+            UserInputAst::Leaf(leaf) if self.is_fast_date_term(&leaf) => match *leaf {
+                UserInputLeaf::Literal(literal) => {
+                    let field = literal.field_name.unwrap_or_default();
+                    UserInputAst::Leaf(Box::new(point(&field, literal.phrase)))
+                }
+                UserInputLeaf::Set {
+                    field: Some(field),
+                    elements,
+                } => UserInputAst::Clause(
+                    elements
+                        .into_iter()
+                        .map(|value| {
+                            let leaf = UserInputAst::Leaf(Box::new(point(&field, value)));
+                            (Some(Occur::Should), leaf)
+                        })
+                        .collect(),
+                ),
+                other => UserInputAst::Leaf(Box::new(other)),
+            },
+            leaf => leaf,
         }
     }
 

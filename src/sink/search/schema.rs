@@ -49,6 +49,8 @@ pub struct BoundField {
     pub field_type: SearchFieldType,
     /// Returned with hits, from `_source`.
     pub stored: bool,
+    /// Columnar as well as indexed: exact ranges, `field:*`, sorts.
+    pub fast: bool,
 }
 
 /// Builds the schema of a view's fields. Refuses what Tantivy would panic on
@@ -84,6 +86,7 @@ pub fn bind(schema: Schema, fields: &[SearchField]) -> Result<IndexSchema, Searc
                 field: lookup(&field.name)?,
                 field_type: field.field_type,
                 stored: field.stored,
+                fast: field.fast,
             })
         })
         .collect::<Result<_, SearchError>>()?;

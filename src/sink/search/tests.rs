@@ -309,6 +309,33 @@ fn boolean_operators_phrases_and_ranges_work() {
     assert_eq!(search_ids(&index, dated), ["1"]);
 }
 
+/// A date on a fast field matches to the microsecond, as SQL's `=` does,
+/// not the whole second the inverted index keeps.
+#[test]
+fn a_date_on_a_fast_field_matches_to_the_microsecond() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let _writer = catalog(&index);
+    for (query, expected) in [
+        ("updated_at:\"2026-11-24T14:03:07.12Z\"", &["1"][..]),
+        ("updated_at:\"2026-11-24T15:03:07.12+01:00\"", &["1"]),
+        ("updated_at:\"2026-11-24T14:03:07Z\"", &[]),
+        ("updated_at:\"2026-11-24T14:03:07.5Z\"", &[]),
+        (
+            "updated_at:IN [2026-01-01 \"2026-11-24T14:03:07.12Z\"]",
+            &["1"],
+        ),
+        ("updated_at:IN [\"2026-11-24T14:03:07Z\"]", &[]),
+        ("updated_at:2026-11-24", &[]),
+        (
+            "name:trail AND NOT updated_at:\"2026-11-24T14:03:07.12Z\"",
+            &[],
+        ),
+    ] {
+        assert_eq!(search_ids(&index, query), expected, "{query}");
+    }
+}
+
 #[test]
 fn hits_carry_score_and_every_stored_field() {
     let dir = tempfile::tempdir().expect("tempdir");
