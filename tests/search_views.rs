@@ -505,6 +505,19 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
             "{query} against {condition}"
         );
     }
+    // A bound beyond the index's instants is refused: the index holds
+    // `infinity` and `9999-12-31` alike at its last instant, so it could
+    // not tell which are after it (trial 33 found none or all).
+    let (status, body) = http_get(
+        port,
+        "/views/note_search/search?q=due:[2300-01-01%20TO%20*]",
+    )
+    .await
+    .expect("a search over HTTP");
+    assert!(
+        status == 400 && body.contains("beyond the instants the index holds"),
+        "{status} {body}"
+    );
     // Sorted, values beyond 2261 tie at the end: their order among
     // themselves is the index's.
     let (_, body) = http_get(port, "/views/note_search/search?q=*&sort=due:asc&limit=10")

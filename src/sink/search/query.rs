@@ -28,6 +28,7 @@ use super::SearchError;
 use super::document::from_tantivy;
 use super::index::{SearchIndex, tantivy_error};
 use super::schema::IndexSchema;
+use super::temporal::{BEYOND_THE_INDEX, parse_instant};
 use crate::view::model::SearchFieldType;
 
 /// One matching document.
@@ -262,6 +263,7 @@ impl SearchIndex {
         let Ok(ast) = query_grammar::parse_query(query) else {
             return strict.map_err(explained);
         };
+        self.check_dates_within_the_index(&ast)?;
         let dated = leaves(&ast)
             .into_iter()
             .any(|leaf| self.has_bare_date(leaf));
@@ -399,6 +401,33 @@ impl SearchIndex {
             },
             leaf => leaf,
         }
+    }
+
+    /// Refuses a date beyond the instants the index holds (`infinity`,
+    /// `2300-01-01`): Tantivy's parser would take it as the nearest one it
+    /// holds, where documents' values beyond it are held too
+    /// ([`super::temporal::index_instant`]), and find all of them or none.
+    fn check_dates_within_the_index(&self, ast: &UserInputAst) -> Result<(), SearchError> {
+        for leaf in leaves(ast) {
+            let Some((name, values)) = leaf_values(leaf) else {
+                continue;
+            };
+            if !self.is_date_field(name) {
+                continue;
+            }
+            let beyond = values.into_iter().find(|value| {
+                parse_instant(value).is_err() && crate::expr::instant_beside_epoch(value).is_some()
+            });
+            if let Some(value) = beyond {
+                return Err(SearchError::Query(format!(
+                    "field {name:?}: {value:?} is {BEYOND_THE_INDEX}. A document's value beyond \
+                     them (infinity, 9999-12-31, a BC date) is held at the nearer end: \
+                     `{name}:[2262-04-11 TO *]` finds the later ones, `{name}:[* TO \
+                     1677-09-22}}` the earlier ones"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn is_date_field(&self, name: &str) -> bool {

@@ -12,6 +12,10 @@ use tantivy::DateTime;
 use tantivy::time::OffsetDateTime;
 use tantivy::time::format_description::well_known::Rfc3339;
 
+/// Where a date is that the index cannot hold as itself.
+pub const BEYOND_THE_INDEX: &str = "beyond the instants the index holds \
+    (1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z, whole seconds)";
+
 /// Parses `2026-11-24`, `2026-11-24T14:03:07.120000` or
 /// `2026-11-24T14:03:07.120000Z` (any RFC 3339 offset is accepted).
 pub fn parse_instant(text: &str) -> Result<DateTime, String> {
@@ -22,7 +26,7 @@ pub fn parse_instant(text: &str) -> Result<DateTime, String> {
     } else {
         format!("{text}Z")
     };
-    let outside = || format!("{text:?} is outside the years the index can hold (1678-2261)");
+    let outside = || format!("{text:?} is {BEYOND_THE_INDEX}");
     let instant = OffsetDateTime::parse(&rfc3339, &Rfc3339).map_err(|_| {
         // A value PostgreSQL holds that RFC 3339 cannot say (a BC date, a
         // year past 9999) is out of the index's range, as 2300 is.
@@ -97,7 +101,7 @@ mod tests {
             "infinity",
         ] {
             let reason = parse_instant(far).expect_err("beyond i64 nanoseconds");
-            assert!(reason.contains("outside the years"), "{reason}");
+            assert!(reason.contains(BEYOND_THE_INDEX), "{reason}");
         }
         let garbage = parse_instant("2026-13-01").expect_err("no month 13");
         assert!(garbage.contains("not a date"), "{garbage}");

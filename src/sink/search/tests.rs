@@ -500,6 +500,54 @@ fn a_malformed_query_is_a_query_error() {
     }
 }
 
+/// Dates beyond the index's instants are held at its ends, found by ranges
+/// within them and sorted last (or first); a query value beyond them is
+/// refused, as the index could only take it as the end, which they share.
+#[test]
+fn dates_beyond_the_index_are_at_its_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let writer = catalog(&index);
+    let beyond = vec![
+        upsert(
+            "4",
+            json!({"name": "Old map", "updated_at": "0044-03-15 BC"}),
+        ),
+        upsert("5", json!({"name": "Open loan", "updated_at": "infinity"})),
+        upsert("6", json!({"name": "Far loan", "updated_at": "9999-12-31"})),
+    ];
+    writer.apply(beyond, at(2)).expect("applies");
+    for (query, expected) in [
+        ("updated_at:[2026-01-01 TO *]", &["1", "5", "6"][..]),
+        ("updated_at:[2262-04-11 TO *]", &["5", "6"]),
+        ("updated_at:[* TO 1677-09-22}", &["4"]),
+        ("updated_at:[* TO 2026-01-01}", &["4"]),
+        ("updated_at:[1677-09-22 TO 2262-04-11}", &["1"]),
+    ] {
+        assert_eq!(search_ids(&index, query), expected, "{query}");
+    }
+    for query in [
+        "updated_at:[2300-01-01 TO *]",
+        "updated_at:infinity",
+        "updated_at:\"9999-12-31\"",
+        "updated_at:IN [2026-01-01 \"-infinity\"]",
+        "released:[* TO 1500-01-01]",
+    ] {
+        match index.search(query, 10) {
+            Err(SearchError::Query(message)) => {
+                assert!(
+                    message.contains("beyond the instants the index holds"),
+                    "{message}"
+                )
+            }
+            other => panic!("{query}: expected a query error, got {other:?}"),
+        }
+    }
+    let sort = SearchSort::parse("updated_at").expect("a sort");
+    let page = index.search_page("*", 0, 10, Some(&sort)).expect("sorted");
+    assert_eq!(ids(&page.hits)[..2], ["4", "1"]);
+}
+
 /// A value a typed field cannot hold is named with its field, and an
 /// unknown field with the fields there are: Tantivy's own messages name
 /// neither, and for a float field speak of "only excluding terms".
