@@ -38,13 +38,40 @@ pub(super) fn within_limit(
 }
 
 /// Keeps the outcome of refreshing one root: the output, after removing a
-/// dead letter the root may have had, or `None` after recording the poison.
+/// dead letter the root may have had, or `None` after recording the poison
+/// (logged, and counted in `viewkeeper_dead_letters_total`).
 pub(super) fn settle<T>(
     w: &mut StateWriter,
     plan: &Plan,
     view: &ViewPlan,
     pk: &[u8],
     outcome: Outcome<Option<T>>,
+) -> Result<Option<T>, EngineError> {
+    record(w, plan, view, pk, outcome, true)
+}
+
+/// [`settle`], without a log line or a count for the dead letter: that of
+/// a root waiting for a unique key another row holds, which two rows hold
+/// at once only within a transaction (they swap codes), so that it is
+/// almost always gone by the end of the batch. One that outlasts it is
+/// listed and counted in `/status` as any other.
+pub(super) fn settle_awaiting_key<T>(
+    w: &mut StateWriter,
+    plan: &Plan,
+    view: &ViewPlan,
+    pk: &[u8],
+    outcome: Outcome<Option<T>>,
+) -> Result<Option<T>, EngineError> {
+    record(w, plan, view, pk, outcome, false)
+}
+
+fn record<T>(
+    w: &mut StateWriter,
+    plan: &Plan,
+    view: &ViewPlan,
+    pk: &[u8],
+    outcome: Outcome<Option<T>>,
+    announced: bool,
 ) -> Result<Option<T>, EngineError> {
     match outcome {
         Ok(output) => {
@@ -67,7 +94,10 @@ pub(super) fn settle<T>(
                 reason,
                 recorded_at_micros: crate::status::now_micros(),
             };
-            let logging = log_decision(&view.name, Instant::now());
+            let logging = match announced {
+                true => log_decision(&view.name, Instant::now()),
+                false => Logging::Quiet,
+            };
             if logging != Logging::Quiet {
                 tracing::warn!(
                     view = %view.name,
@@ -91,7 +121,9 @@ pub(super) fn settle<T>(
                 );
             }
             w.put_dead_letter(&view.name, pk, &letter)?;
-            telemetry::record_dead_letter(&view.name);
+            if announced {
+                telemetry::record_dead_letter(&view.name);
+            }
             Ok(None)
         }
     }

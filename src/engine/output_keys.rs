@@ -20,6 +20,9 @@ pub(super) struct Claimed {
     /// The root the key was taken over from, whose output must go once
     /// this root's document is put ([`give_up`]).
     pub taken_from: Option<Vec<u8>>,
+    /// The poison is a wait for a unique key, to settle without a log
+    /// line ([`dead_letters::settle_awaiting_key`]).
+    pub awaits_unique_key: bool,
 }
 
 /// Claims the key of the document computed for root `pk`.
@@ -34,6 +37,7 @@ pub(super) fn claim(
         computed,
         newly_claimed: false,
         taken_from: None,
+        awaits_unique_key: false,
     };
     let Ok(Some(output)) = &computed else {
         return Ok(unclaimed(computed));
@@ -43,11 +47,13 @@ pub(super) fn claim(
             computed,
             newly_claimed: new,
             taken_from: None,
+            awaits_unique_key: false,
         }),
         Claim::TakenOver { previous } => Ok(Claimed {
             computed,
             newly_claimed: true,
             taken_from: Some(previous),
+            awaits_unique_key: false,
         }),
         Claim::Taken { owner } => {
             if w.get_row(&view.nodes[0].table, &owner)?.is_none() {
@@ -58,7 +64,10 @@ pub(super) fn claim(
                 return Ok(unclaimed(Ok(None)));
             }
             let reason = taken_reason(w, plan, view, &output.key, &owner)?;
-            Ok(unclaimed(Err(Poison(reason))))
+            Ok(Claimed {
+                awaits_unique_key: !view.keys_may_collide(),
+                ..unclaimed(Err(Poison(reason)))
+            })
         }
     }
 }
@@ -77,8 +86,12 @@ pub(super) fn give_up(
 ) -> Result<(), EngineError> {
     w.replace_output(&view.name, previous, None)?;
     if w.get_row(&view.nodes[0].table, previous)?.is_some() {
-        let reason = taken_reason(w, plan, view, key, owner)?;
-        dead_letters::settle::<()>(w, plan, view, previous, Err(Poison(reason)))?;
+        let reason = Err(Poison(taken_reason(w, plan, view, key, owner)?));
+        if view.keys_may_collide() {
+            dead_letters::settle::<()>(w, plan, view, previous, reason)?;
+        } else {
+            dead_letters::settle_awaiting_key::<()>(w, plan, view, previous, reason)?;
+        }
     }
     Ok(())
 }
@@ -93,11 +106,17 @@ fn taken_reason(
     owner: &[u8],
 ) -> Result<String, EngineError> {
     let owner = dead_letters::root_key_text(w, plan, &view.nodes[0].table, owner)?;
+    let why = if view.keys_may_collide() {
+        "the key template gives both rows this key (a placeholder's value holds the text \
+         between placeholders)"
+    } else {
+        "the key's columns are a unique key, which two rows hold at once only within a \
+         transaction, or if the unique constraint was dropped"
+    };
     Ok(format!(
         "key \"{key}\" is also the key of the row {owner}, which holds it as the first of \
-         such rows in primary-key order: the key template gives both rows this key (a \
-         placeholder's value holds the text between placeholders); this row gets its document \
-         once the other row's leaves the key"
+         such rows in primary-key order: {why}; this row gets its document once the other \
+         row's leaves the key"
     ))
 }
 

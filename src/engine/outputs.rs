@@ -152,13 +152,22 @@ impl Refresh<'_> {
         pk: &[u8],
         computed: Outcome<Option<PreparedOutput>>,
     ) -> Result<usize, EngineError> {
-        let (computed, newly_claimed, taken_from) = if view.claims_keys() {
+        let (computed, newly_claimed, taken_from, awaits_unique_key) = if view.claims_keys() {
             let claimed = output_keys::claim(w, self.plan, view, pk, computed)?;
-            (claimed.computed, claimed.newly_claimed, claimed.taken_from)
+            (
+                claimed.computed,
+                claimed.newly_claimed,
+                claimed.taken_from,
+                claimed.awaits_unique_key,
+            )
         } else {
-            (computed, false, None)
+            (computed, false, None, false)
         };
-        let new = dead_letters::settle(w, self.plan, view, pk, computed)?;
+        let new = if awaits_unique_key {
+            dead_letters::settle_awaiting_key(w, self.plan, view, pk, computed)?
+        } else {
+            dead_letters::settle(w, self.plan, view, pk, computed)?
+        };
         let old_key = match w.replace_output(&view.name, pk, new.as_ref())? {
             OutputChange::Changed { old_key } => old_key,
             // Stored before its view's keys were claimed: another root may
