@@ -183,10 +183,30 @@ impl<'a> ViewCheck<'a> {
         if missing.is_empty() || by_unique_key {
             return;
         }
+        // A unique key the template names whole, but whose columns may be
+        // NULL: say so, as that is the one thing to change.
+        let nullable: Vec<&str> = (root.unique_keys.iter())
+            .filter(|key| key.iter().all(in_key))
+            .flatten()
+            .filter(|column| root.column(column).is_some_and(|c| !c.not_null))
+            .map(String::as_str)
+            .collect();
+        let hint = match nullable.as_slice() {
+            [] => String::new(),
+            columns => format!(
+                "; {} of a unique key but may be NULL, and every NULL renders the same key: \
+                 make {} NOT NULL",
+                match columns {
+                    [column] => format!("\"{column}\" is"),
+                    _ => format!("{} are", quoted_list(columns)),
+                },
+                if columns.len() == 1 { "it" } else { "them" }
+            ),
+        };
         let message = format!(
             "key template must include every primary key column of table {}, missing {} (or \
              every column of a unique key whose columns are NOT NULL): otherwise two rows could \
-             get the same key",
+             get the same key{hint}",
             display_table(&cache.root),
             quoted_list(&missing)
         );
