@@ -50,19 +50,20 @@ pub(super) fn settle<T>(
     record(w, plan, view, pk, outcome, true)
 }
 
-/// [`settle`], without a log line or a count for the dead letter: that of
-/// a root waiting for a unique key another row holds, which two rows hold
-/// at once only within a transaction (they swap codes), so that it is
-/// almost always gone by the end of the batch. One that outlasts it is
-/// listed and counted in `/status` as any other.
-pub(super) fn settle_awaiting_key<T>(
+/// [`settle`] for a root waiting for a key another root holds. In a view
+/// keyed by a unique key rather than the primary key, two rows hold one
+/// key only within a transaction (they swap codes), so the wait is almost
+/// always over by the end of the batch: its dead letter is kept without a
+/// log line or a count, and one that outlasts the batch is listed and
+/// counted in `/status` as any other.
+pub(super) fn settle_waiting_for_key<T>(
     w: &mut StateWriter,
     plan: &Plan,
     view: &ViewPlan,
     pk: &[u8],
     outcome: Outcome<Option<T>>,
 ) -> Result<Option<T>, EngineError> {
-    record(w, plan, view, pk, outcome, false)
+    record(w, plan, view, pk, outcome, view.keys_may_collide())
 }
 
 fn record<T>(

@@ -20,9 +20,9 @@ pub(super) struct Claimed {
     /// The root the key was taken over from, whose output must go once
     /// this root's document is put ([`give_up`]).
     pub taken_from: Option<Vec<u8>>,
-    /// The poison is a wait for a unique key, to settle without a log
-    /// line ([`dead_letters::settle_awaiting_key`]).
-    pub awaits_unique_key: bool,
+    /// The poison is a wait for the key
+    /// ([`dead_letters::settle_waiting_for_key`]).
+    pub waits_for_key: bool,
 }
 
 /// Claims the key of the document computed for root `pk`.
@@ -37,7 +37,7 @@ pub(super) fn claim(
         computed,
         newly_claimed: false,
         taken_from: None,
-        awaits_unique_key: false,
+        waits_for_key: false,
     };
     let Ok(Some(output)) = &computed else {
         return Ok(unclaimed(computed));
@@ -47,13 +47,13 @@ pub(super) fn claim(
             computed,
             newly_claimed: new,
             taken_from: None,
-            awaits_unique_key: false,
+            waits_for_key: false,
         }),
         Claim::TakenOver { previous } => Ok(Claimed {
             computed,
             newly_claimed: true,
             taken_from: Some(previous),
-            awaits_unique_key: false,
+            waits_for_key: false,
         }),
         Claim::Taken { owner } => {
             if w.get_row(&view.nodes[0].table, &owner)?.is_none() {
@@ -65,7 +65,7 @@ pub(super) fn claim(
             }
             let reason = taken_reason(w, plan, view, &output.key, &owner)?;
             Ok(Claimed {
-                awaits_unique_key: !view.keys_may_collide(),
+                waits_for_key: true,
                 ..unclaimed(Err(Poison(reason)))
             })
         }
@@ -87,11 +87,7 @@ pub(super) fn give_up(
     w.replace_output(&view.name, previous, None)?;
     if w.get_row(&view.nodes[0].table, previous)?.is_some() {
         let reason = Err(Poison(taken_reason(w, plan, view, key, owner)?));
-        if view.keys_may_collide() {
-            dead_letters::settle::<()>(w, plan, view, previous, reason)?;
-        } else {
-            dead_letters::settle_awaiting_key::<()>(w, plan, view, previous, reason)?;
-        }
+        dead_letters::settle_waiting_for_key::<()>(w, plan, view, previous, reason)?;
     }
     Ok(())
 }

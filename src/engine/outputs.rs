@@ -152,19 +152,19 @@ impl Refresh<'_> {
         pk: &[u8],
         computed: Outcome<Option<PreparedOutput>>,
     ) -> Result<usize, EngineError> {
-        let (computed, newly_claimed, taken_from, awaits_unique_key) = if view.claims_keys() {
+        let (computed, newly_claimed, taken_from, waits_for_key) = if view.claims_keys() {
             let claimed = output_keys::claim(w, self.plan, view, pk, computed)?;
             (
                 claimed.computed,
                 claimed.newly_claimed,
                 claimed.taken_from,
-                claimed.awaits_unique_key,
+                claimed.waits_for_key,
             )
         } else {
             (computed, false, None, false)
         };
-        let new = if awaits_unique_key {
-            dead_letters::settle_awaiting_key(w, self.plan, view, pk, computed)?
+        let new = if waits_for_key {
+            dead_letters::settle_waiting_for_key(w, self.plan, view, pk, computed)?
         } else {
             dead_letters::settle(w, self.plan, view, pk, computed)?
         };

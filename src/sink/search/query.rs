@@ -276,7 +276,7 @@ impl SearchIndex {
         let unbounded = leaves(&ast).into_iter().any(is_unbounded_range);
         let ast = map_leaves(ast, &unbounded_range_as_exists);
         let ast = map_leaves(ast, &|leaf| self.bare_dates_as_instants(leaf));
-        let exact = leaves(&ast)
+        let fast_date_terms = leaves(&ast)
             .into_iter()
             .any(|leaf| self.is_fast_date_term(leaf));
         let ast = self.fast_date_terms_as_ranges(ast);
@@ -285,7 +285,7 @@ impl SearchIndex {
             _ if has_negative_group(&ast) => parser
                 .build_query_from_user_input_ast(exclude_from_all(ast))
                 .map_err(refused),
-            Some(parsed) if !unbounded && !exact => Ok(parsed),
+            Some(parsed) if !unbounded && !fast_date_terms => Ok(parsed),
             _ => parser
                 .build_query_from_user_input_ast(ast)
                 .map_err(explained),
