@@ -474,7 +474,7 @@ impl<'a> ViewCheck<'a> {
         match inferred {
             Err(errors) => {
                 let table_at = |path: &[String]| self.level_table(level, path, used);
-                Some(Err(name_enums(errors, expr, table_at)))
+                Some(Err(name_columns_read_as_text(errors, expr, table_at)))
             }
             Ok(_) if !columns_exist => None,
             Ok(value_type) => Some(Ok(value_type)),
@@ -830,20 +830,40 @@ fn measure_field<'f>(fields: &'f [Field], name: &str) -> Option<&'f str> {
     })
 }
 
-/// `errors` with the enum columns each type error's fragment reads named:
-/// expressions read an enum as its label's text, and "cannot compare text
-/// with int" over an enum column left its reader looking for a text.
-pub(super) fn name_enums<'t>(
+/// `errors` with the columns read as text that each type error's fragment
+/// reads named: expressions read an enum as its label's text, and an array
+/// of another element type than theirs (`numeric[]`) as the array's text,
+/// so "cannot compare text with int" over an enum, or "cardinality expects
+/// an array, found (text)" over a `numeric[]`, left its reader looking for
+/// a text.
+pub(super) fn name_columns_read_as_text<'t>(
     errors: Vec<ExprError>,
     expr: &Expr,
     table_at: impl Fn(&[String]) -> Option<&'t TableInfo>,
 ) -> Vec<ExprError> {
-    let enums: Vec<(String, &ColumnInfo)> = expr
+    let read_as_text: Vec<(String, String)> = expr
         .columns()
         .into_iter()
         .filter_map(|path| {
             let column = table_at(&path)?.column(path.last()?)?;
-            column.is_enum.then(|| (path.join("."), column))
+            let name = path.join(".");
+            let why = if column.is_enum {
+                format!(
+                    "`{name}` is the enum {}: compare it with one of its labels, in quotes",
+                    column.type_name
+                )
+            } else if column.array_element.is_some()
+                && value_type(column.type_oid) == ValueType::Text
+            {
+                format!(
+                    "`{name}` is {}, which expressions read as its text: only arrays of \
+                     booleans, integers, text, uuids and dates are arrays to them",
+                    column.type_name
+                )
+            } else {
+                return None;
+            };
+            Some((name, why))
         })
         .collect();
     errors
@@ -853,15 +873,10 @@ pub(super) fn name_enums<'t>(
                 fragment,
                 mut message,
             } => {
-                let read: Vec<String> = enums
+                let read: Vec<&str> = read_as_text
                     .iter()
                     .filter(|(path, _)| fragment.contains(path.as_str()))
-                    .map(|(path, column)| {
-                        format!(
-                            "`{path}` is the enum {}: compare it with one of its labels, in quotes",
-                            column.type_name
-                        )
-                    })
+                    .map(|(_, why)| why.as_str())
                     .collect();
                 if !read.is_empty() {
                     message.push_str(&format!(" ({})", read.join("; ")));

@@ -4,8 +4,9 @@
 //! and whose types are then inferred.
 
 use super::{
-    TableInfo, ViewCheck, column_value_type, name_enums, reversed_pair, reversed_pair_message,
-    unequal_comparison, unequal_type, unsortable_comparison, unsortable_type,
+    TableInfo, ViewCheck, column_value_type, name_columns_read_as_text, reversed_pair,
+    reversed_pair_message, unequal_comparison, unequal_type, unsortable_comparison,
+    unsortable_type,
 };
 use crate::expr::{ColumnPath, Expr, ValueType};
 use crate::view::filter::WHERE_PATH;
@@ -121,7 +122,7 @@ impl<'a> ViewCheck<'a> {
         match filter.infer_type_reporting_all(&column_type) {
             Ok(_) if !columns_exist => {}
             Err(errors) => {
-                let errors = name_enums(errors, filter, table_at);
+                let errors = name_columns_read_as_text(errors, filter, table_at);
                 self.filter_result(filter, Err(errors));
             }
             inferred => self.filter_result(filter, inferred),
@@ -180,7 +181,7 @@ impl<'a> ViewCheck<'a> {
             Ok(value_type) => Some(value_type),
             Err(error) => {
                 let table_at = |path: &[String]| self.path_table(tables, path).map(|(_, t)| t);
-                for error in name_enums(vec![error], expr, table_at) {
+                for error in name_columns_read_as_text(vec![error], expr, table_at) {
                     self.error(path, path, error.to_string());
                 }
                 None

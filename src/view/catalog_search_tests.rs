@@ -17,6 +17,7 @@ const BOOL: u32 = 16;
 const TIMESTAMPTZ: u32 = 1184;
 const TEXT_ARRAY: u32 = 1009;
 const INT8_ARRAY: u32 = 1016;
+const NUMERIC_ARRAY: u32 = 1231;
 
 fn table(columns: &[(&str, u32)], primary_key: &[&str]) -> TableInfo {
     TableInfo {
@@ -88,6 +89,7 @@ fn set_column_type(catalog: &mut Catalog, table: &str, column: &str, type_oid: u
     info.array_element = match type_oid {
         TEXT_ARRAY => Some(TEXT),
         INT8_ARRAY => Some(INT8),
+        NUMERIC_ARRAY => Some(NUMERIC),
         _ => None,
     };
 }
@@ -102,6 +104,7 @@ fn pg_type_name(type_oid: u32) -> String {
         TIMESTAMPTZ => "timestamp with time zone",
         TEXT_ARRAY => "text[]",
         INT8_ARRAY => "bigint[]",
+        NUMERIC_ARRAY => "numeric[]",
         other => panic!("no name for type {other}"),
     }
     .to_owned()
@@ -284,5 +287,25 @@ fn a_computed_field_is_type_checked() {
             "views/product_search.yaml:12: fields.gone.from: column \"nme\" does not exist in \
              table categories; did you mean \"name\"?",
         ]
+    );
+    // An array expressions read as its text is named as such (trial 33).
+    let mut catalog = shop();
+    set_column_type(
+        &mut catalog,
+        "public.products",
+        "price_cents",
+        NUMERIC_ARRAY,
+    );
+    let counted = with_fields("  sizes: { from: \"cardinality(price_cents)\", type: i64 }\n");
+    let errors = check(&counted, &catalog);
+    let cardinality = errors
+        .iter()
+        .find(|e| e.contains("cardinality expects an array"));
+    assert!(
+        cardinality.is_some_and(|error| error.contains(
+            "`price_cents` is numeric[], which expressions read as its text: only arrays \
+                 of booleans, integers, text, uuids and dates are arrays to them"
+        )),
+        "{errors:?}"
     );
 }
