@@ -167,8 +167,7 @@ impl SearchIndex {
     fn sort_field(&self, sort: &SearchSort) -> Result<SearchFieldType, SearchError> {
         let names = || {
             let fast = self.schema.fields.iter().filter(|bound| {
-                self.schema.schema.get_field_entry(bound.field).is_fast()
-                    && !matches!(bound.field_type, SearchFieldType::Text(_))
+                self.schema.is_fast(bound) && !matches!(bound.field_type, SearchFieldType::Text(_))
             });
             let names: Vec<&str> = fast.map(|bound| bound.name.as_str()).collect();
             if names.is_empty() {
@@ -192,7 +191,7 @@ impl SearchIndex {
                 names()
             )));
         }
-        if !self.schema.schema.get_field_entry(bound.field).is_fast() {
+        if !self.schema.is_fast(bound) {
             return Err(SearchError::Sort(format!(
                 "cannot sort by {name}: it is not a fast field; give it `fast: true` in the \
                  view file"
@@ -354,7 +353,9 @@ impl SearchIndex {
         };
         field.is_some_and(|name| {
             self.schema.fields.iter().any(|field| {
-                field.name == name && field.fast && field.field_type == SearchFieldType::Date
+                field.name == name
+                    && field.field_type == SearchFieldType::Date
+                    && self.schema.is_fast(field)
             })
         })
     }
@@ -440,9 +441,10 @@ impl SearchIndex {
     /// Refuses `field:*` on a field that is not fast, naming the fix.
     fn check_exists_fields(&self, ast: &UserInputAst) -> Result<(), SearchError> {
         let not_fast = |name: &str| {
-            self.schema.fields.iter().find(|bound| {
-                bound.name == name && !self.schema.schema.get_field_entry(bound.field).is_fast()
-            })
+            self.schema
+                .fields
+                .iter()
+                .find(|bound| bound.name == name && !self.schema.is_fast(bound))
         };
         let refused = leaves(ast).into_iter().find_map(|leaf| match leaf {
             UserInputLeaf::Exists { field } => not_fast(field),

@@ -41,6 +41,14 @@ pub struct IndexSchema {
     pub fields: Vec<BoundField>,
 }
 
+impl IndexSchema {
+    /// Whether `field` is columnar in the schema on disk: exact ranges,
+    /// `field:*`, sorts.
+    pub fn is_fast(&self, field: &BoundField) -> bool {
+        self.schema.get_field_entry(field.field).is_fast()
+    }
+}
+
 /// A view field and the Tantivy field that holds it.
 #[derive(Debug, Clone)]
 pub struct BoundField {
@@ -49,8 +57,6 @@ pub struct BoundField {
     pub field_type: SearchFieldType,
     /// Returned with hits, from `_source`.
     pub stored: bool,
-    /// Columnar as well as indexed: exact ranges, `field:*`, sorts.
-    pub fast: bool,
 }
 
 /// Builds the schema of a view's fields. Refuses what Tantivy would panic on
@@ -86,7 +92,6 @@ pub fn bind(schema: Schema, fields: &[SearchField]) -> Result<IndexSchema, Searc
                 field: lookup(&field.name)?,
                 field_type: field.field_type,
                 stored: field.stored,
-                fast: field.fast,
             })
         })
         .collect::<Result<_, SearchError>>()?;
