@@ -30,7 +30,7 @@ use crate::drop_view::{self, DropError, Targets};
 use crate::engine::Engine;
 use crate::rebuild::{RebuildError, Rebuilder};
 use crate::reload::{ReloadError, Reloader};
-use crate::sink::search::{SearchError, SearchIndex, SearchSort};
+use crate::sink::search::{PageRequest, SearchError, SearchIndex};
 use crate::state::{DeadLetter, Store};
 use crate::status::{StatusBoard, StatusReport, ViewInfo};
 
@@ -459,6 +459,11 @@ struct SearchParams {
     /// `field`, `field:asc` or `field:desc`: a fast field's order in
     /// place of the score's.
     sort: Option<String>,
+    /// `category,in_stock`: fast fields whose values to count over the
+    /// matches.
+    facets: Option<String>,
+    /// Values listed per facet, the most frequent first.
+    facet_limit: Option<usize>,
 }
 
 async fn search(
@@ -512,17 +517,21 @@ async fn search(
             ),
         );
     }
-    let sort = match params.sort.as_deref().map(SearchSort::parse).transpose() {
-        Ok(sort) => sort,
+    let page = PageRequest::parse(
+        offset,
+        limit,
+        params.sort.as_deref(),
+        params.facets.as_deref(),
+        params.facet_limit,
+    );
+    let page = match page {
+        Ok(page) => page,
         Err(refused) => return error(StatusCode::BAD_REQUEST, refused.to_string()),
     };
-    let result = tokio::task::spawn_blocking(move || {
-        index.search_page(&query, offset, limit, sort.as_ref())
-    })
-    .await;
+    let result = tokio::task::spawn_blocking(move || index.search_page(&query, &page)).await;
     match result {
         Ok(Ok(page)) => Json(page.to_json(&view)).into_response(),
-        Ok(Err(e @ (SearchError::Query(_) | SearchError::Sort(_)))) => {
+        Ok(Err(e @ (SearchError::Query(_) | SearchError::Sort(_) | SearchError::Facet(_)))) => {
             error(StatusCode::BAD_REQUEST, e.to_string())
         }
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -16,7 +16,7 @@ use crate::expr::TimeZone;
 use crate::plan::{Lookup, Plan};
 use crate::reload;
 use crate::service::ServiceError;
-use crate::sink::search::{SearchError, SearchIndex, SearchSort};
+use crate::sink::search::{PageRequest, SearchError, SearchIndex};
 use crate::source::SourceError;
 use crate::source::catalog;
 use crate::source::connection::{PgEndpoint, quote_ident};
@@ -353,8 +353,8 @@ pub enum SearchCommandError {
     Search(#[from] SearchError),
 }
 
-/// `viewkeeper search VIEW QUERY`: the `limit` best hits after the best
-/// `offset`, with how many match in all, as JSON, read from
+/// `viewkeeper search VIEW QUERY`: the page of hits, with how many match in
+/// all and the facets' counts, as JSON, read from
 /// the index in the data directory; works whether or not the service runs
 /// (it never takes the writer lock).
 pub fn search(
@@ -362,11 +362,8 @@ pub fn search(
     data_dir: &Path,
     view: &str,
     query: &str,
-    offset: usize,
-    limit: usize,
-    sort: Option<&str>,
+    page: &PageRequest,
 ) -> Result<serde_json::Value, SearchCommandError> {
-    let sort = sort.map(SearchSort::parse).transpose()?;
     // Another file's errors do not keep this view's index from being read;
     // when this view is not among the files that read, they may say why.
     let (views, errors) = view::load_views_reporting(views_dir)?;
@@ -385,9 +382,7 @@ pub fn search(
         }
     };
     let index = SearchIndex::open(&data_dir.join("indexes").join(view), view, fields)?;
-    Ok(index
-        .search_page(query, offset, limit, sort.as_ref())?
-        .to_json(view))
+    Ok(index.search_page(query, page)?.to_json(view))
 }
 
 #[derive(Debug, thiserror::Error)]

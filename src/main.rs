@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 use viewkeeper::config::{AdminArgs, CheckArgs, Config, ConfigArgs, DirArgs};
 use viewkeeper::service::{self, ServiceError};
+use viewkeeper::sink::search::PageRequest;
 use viewkeeper::source::connection::PgEndpoint;
 use viewkeeper::{commands, workload};
 
@@ -54,6 +55,12 @@ enum Command {
         /// Order by a fast field instead of the score: FIELD, FIELD:asc or FIELD:desc
         #[arg(long)]
         sort: Option<String>,
+        /// Count the matches' values of fast keyword, i64 or bool fields: FIELD[,FIELD…]
+        #[arg(long)]
+        facets: Option<String>,
+        /// Values listed per facet, the most frequent first [default: 10]
+        #[arg(long)]
+        facet_limit: Option<usize>,
         #[command(flatten)]
         dirs: DirArgs,
     },
@@ -218,11 +225,22 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             limit,
             offset,
             sort,
+            facets,
+            facet_limit,
             dirs,
         } => {
             let (views, data_dir) = dirs.resolve()?;
-            let sort = sort.as_deref();
-            match commands::search(&views, &data_dir, &view, &query, offset, limit, sort) {
+            let page = PageRequest::parse(
+                offset,
+                limit,
+                sort.as_deref(),
+                facets.as_deref(),
+                facet_limit,
+            );
+            let answer = page
+                .map_err(commands::SearchCommandError::from)
+                .and_then(|page| commands::search(&views, &data_dir, &view, &query, &page));
+            match answer {
                 Ok(hits) => {
                     print_answer(serde_json::to_string_pretty(&hits)?)?;
                     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@
 
 mod harness;
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -310,12 +311,12 @@ fields:
   rating:  { from: rating, type: f64, stored: true, fast: true }
   written: { from: written, type: date, stored: true, fast: true }
   day:     { from: day, type: date, stored: true }
-  author:  { from: author.name, type: keyword, stored: true }
+  author:  { from: author.name, type: keyword, stored: true, fast: true }
   tags:    { from: tags, type: text, stored: true }
   comments: { from: comments.body, type: text, stored: true }
   stars:   { from: comments.stars, type: i64, stored: true, fast: true }
   code:    { from: code, type: keyword, stored: true }
-  labels:  { from: labels, type: keyword, stored: true }
+  labels:  { from: labels, type: keyword, stored: true, fast: true }
   due:     { from: due, type: date, stored: true, fast: true }
   label:   { from: "upper(coalesce(author.name, 'anon')) || ': ' || body", type: keyword, stored: true }
   open_due: { from: "nullif(due, 'infinity')", type: date, stored: true, fast: true }
@@ -357,6 +358,45 @@ async fn sql_ids(pool: &sqlx::PgPool, condition: &str) -> Vec<String> {
         .unwrap_or_else(|error| panic!("{condition}: {error}"))
 }
 
+/// A facet's counts by value's text, as the search API gives them.
+async fn search_facet(port: u16, query: &str, facet: &str) -> BTreeMap<String, u64> {
+    let path =
+        format!("/views/note_search/search?q={query}&limit=0&facets={facet}&facet_limit=1000");
+    let (status, body) = http_get(port, &path).await.expect("a search over HTTP");
+    assert_eq!(status, 200, "{path}: {body}");
+    let page: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(page["facets"][facet]["more"], 0, "{body}");
+    let values = page["facets"][facet]["values"].as_array().expect("values");
+    values
+        .iter()
+        .map(|entry| {
+            let text = match &entry["value"] {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            (text, entry["count"].as_u64().expect("a count"))
+        })
+        .collect()
+}
+
+/// Matching notes by value, as SQL counts them: `values` selects each
+/// note's id and one value's text per row.
+async fn sql_facet(pool: &sqlx::PgPool, values: &str, condition: &str) -> BTreeMap<String, u64> {
+    let query = format!(
+        "SELECT v.value, count(DISTINCT v.id) FROM ({values}) AS v(id, value)
+         JOIN notes ON notes.id = v.id
+         WHERE notes.body IS NOT NULL AND ({condition}) AND v.value IS NOT NULL
+         GROUP BY v.value"
+    );
+    let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(query))
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|error| panic!("{values}: {error}"));
+    rows.into_iter()
+        .map(|(value, count)| (value, count as u64))
+        .collect()
+}
+
 async fn search_ids(port: u16, query: &str) -> Vec<String> {
     let (status, body) = http_get(
         port,
@@ -394,7 +434,7 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
          DELETE FROM comments WHERE id = 1;
          UPDATE notes SET code = 'ZZ9' WHERE id IN (1, 5);
          UPDATE notes SET code = 'A B' WHERE id = 2;
-         UPDATE notes SET labels = '{red,NULL}', due = '9999-12-31',
+         UPDATE notes SET labels = '{red,NULL,red}', due = '9999-12-31',
                           written = '2026-01-15 12:00:00.25+00' WHERE id = 5;
          UPDATE notes SET labels = '{{blue,red},{NULL,teal}}' WHERE id = 3;",
     )
@@ -505,6 +545,71 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
             "{query} against {condition}"
         );
     }
+    // Facet counts are SQL's count(DISTINCT id) by value over the matches,
+    // for a bool, a `one` join's keyword, a `many` join's i64 and an array
+    // column's elements.
+    for (query, condition) in [
+        ("*", "true"),
+        ("rating:[3%20TO%205]", "rating BETWEEN 3 AND 5"),
+    ] {
+        for (facet, values) in [
+            ("pinned", "SELECT n.id, n.pinned::text FROM notes n"),
+            (
+                "author",
+                "SELECT n.id, a.name FROM notes n JOIN authors a ON a.id = n.author_id",
+            ),
+            (
+                "stars",
+                "SELECT n.id, c.stars::text FROM notes n JOIN comments c ON c.note_id = n.id",
+            ),
+            (
+                "labels",
+                "SELECT n.id, l FROM notes n, unnest(n.labels) AS l",
+            ),
+        ] {
+            assert_eq!(
+                search_facet(port, query, facet).await,
+                sql_facet(&pool, values, condition).await,
+                "facet {facet} of {query}"
+            );
+        }
+    }
+    // The CLI counts as the API does, and refuses a field that is not fast.
+    let cli = |facets: &str| {
+        Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+            .args([
+                "search",
+                "note_search",
+                "*",
+                "--limit",
+                "0",
+                "--facets",
+                facets,
+            ])
+            .arg("--views")
+            .arg(&setup.views)
+            .arg("--data-dir")
+            .arg(setup.data_dir())
+            .output()
+            .expect("viewkeeper search")
+    };
+    let counted = cli("labels,pinned");
+    assert!(counted.status.success(), "{counted:?}");
+    let printed: Value = serde_json::from_slice(&counted.stdout).expect("JSON");
+    let (_, body) = http_get(
+        port,
+        "/views/note_search/search?q=*&limit=0&facets=labels,pinned",
+    )
+    .await
+    .expect("a search over HTTP");
+    let served: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(printed["facets"], served["facets"], "{body}");
+    let refused = cli("code");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("code: it is not a fast field"),
+        "{stderr}"
+    );
     // A bound beyond the index's instants is refused: the index holds
     // `infinity` and `9999-12-31` alike at its last instant, so it could
     // not tell which are after it (trial 33 found none or all).

@@ -275,8 +275,8 @@ pub enum TextAnalyzer {
     /// Tantivy's `default`: split on non-alphanumerics, lower-case, drop
     /// tokens over 40 bytes.
     Default,
-    /// `default`, then accents folded to ASCII (`Ingénieur` is found by
-    /// `ingenieur`, and the other way round).
+    /// Case and accents folded in any script (`Ingénieur` is found by
+    /// `ingenieur`, `Σωκράτης` by `ΣΩΚΡΆΤΗΣ`, and the other way round).
     Folded,
     /// `default`, then a Snowball stemmer for the language.
     Stemmed(StemLanguage),

@@ -9,8 +9,8 @@
 //! - `fast` (default false): columnar, for `field:*` and ranges; not for
 //!   `text`, whose tokens have no single value;
 //! - `analyzer` (only for `text`, default `default`): `default` splits on
-//!   non-alphanumerics and lower-cases; `folded` also folds accents to
-//!   ASCII; a language name adds its stemmer.
+//!   non-alphanumerics and lower-cases; `folded` also folds case and
+//!   accents in any script; a language name adds its stemmer.
 
 use super::error::FileReport;
 use super::filter::read_expression;

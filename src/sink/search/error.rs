@@ -74,6 +74,10 @@ pub enum SearchError {
     #[error("{0}")]
     Sort(String),
 
+    /// Facets the view cannot count (HTTP 400): the query may be fine.
+    #[error("{0}")]
+    Facet(String),
+
     /// The writer thread is gone (it panicked, or the handle was closed):
     /// drop the handle and take a new writer.
     #[error("the writer thread of search index {} has stopped", dir.display())]

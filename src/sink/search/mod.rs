@@ -3,6 +3,7 @@
 //!
 //! - `schema`: a view's fields as a Tantivy schema, plus the `_id` field and
 //!   the `stem_<language>` analyzers;
+//! - `folding`: the `folded` analyzer, case and accents folded in any script;
 //! - `index`: [`SearchIndex`], the index on disk: open, check the schema,
 //!   read the committed checkpoint;
 //! - `writer`: [`IndexWriterHandle`], the single writer on its own thread:
@@ -10,6 +11,7 @@
 //!   store id and outbox sequence) as the payload;
 //! - `document`, `temporal`: viewkeeper's JSON values to Tantivy's and back;
 //! - `query`: [`SearchIndex::search`] with Tantivy's query syntax;
+//! - `facets`: the counts of fast fields' values over a query's matches;
 //! - `ceiling`: [`bare_indexing_rate`], the benchmark's yardstick;
 //! - `sink`: [`SearchSink`], the outbox drain loop that feeds the writer.
 //!
@@ -23,6 +25,8 @@
 mod ceiling;
 mod document;
 mod error;
+mod facets;
+mod folding;
 mod index;
 mod query;
 mod schema;
@@ -33,8 +37,9 @@ mod writer;
 pub use ceiling::bare_indexing_rate;
 pub use document::check_fits;
 pub use error::SearchError;
+pub use facets::{DEFAULT_FACET_LIMIT, FacetCounts, FacetRequest, MAX_FACET_LIMIT};
 pub use index::{IndexCheckpoint, SearchIndex};
-pub use query::{Hit, SearchPage, SearchSort};
+pub use query::{Hit, PageRequest, SearchPage, SearchSort};
 pub use schema::{ID_FIELD, IndexSchema, index_schema};
 pub use sink::{COMMIT_INTERVAL, SearchSink};
 pub use writer::{IndexOp, IndexWriterHandle};

@@ -26,6 +26,7 @@ use tantivy::{
 
 use super::SearchError;
 use super::document::from_tantivy;
+use super::facets::{FacetCollector, FacetCounts, FacetRequest};
 use super::index::{SearchIndex, tantivy_error};
 use super::schema::IndexSchema;
 use super::temporal::{BEYOND_THE_INDEX, parse_instant};
@@ -56,17 +57,72 @@ pub struct SearchPage {
     pub total: usize,
     /// The page's hits, best first.
     pub hits: Vec<Hit>,
+    /// The counts of the asked fields' values over every match.
+    pub facets: Option<Vec<FacetCounts>>,
+}
+
+/// Which page of the matches to return, in which order, with which counts.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub offset: usize,
+    pub limit: usize,
+    /// A fast field's order in place of the score's.
+    pub sort: Option<SearchSort>,
+    pub facets: Option<FacetRequest>,
+}
+
+impl PageRequest {
+    /// The best `limit` matches.
+    pub fn first(limit: usize) -> PageRequest {
+        PageRequest {
+            limit,
+            ..PageRequest::default()
+        }
+    }
+
+    /// A page as the CLI's options and the API's parameters give it: `sort`
+    /// as [`SearchSort::parse`] reads it, `facets` as [`FacetRequest::parse`].
+    pub fn parse(
+        offset: usize,
+        limit: usize,
+        sort: Option<&str>,
+        facets: Option<&str>,
+        facet_limit: Option<usize>,
+    ) -> Result<PageRequest, SearchError> {
+        if facet_limit.is_some() && facets.is_none() {
+            return Err(SearchError::Facet(
+                "a facet limit goes with facets, the fields whose values to count".into(),
+            ));
+        }
+        Ok(PageRequest {
+            offset,
+            limit,
+            sort: sort.map(SearchSort::parse).transpose()?,
+            facets: facets
+                .map(|fields| FacetRequest::parse(fields, facet_limit))
+                .transpose()?,
+        })
+    }
 }
 
 impl SearchPage {
     /// `{"view": …, "total": …, "hits": [{"id": …, "score": …, "fields": {…}}]}`,
-    /// as the CLI and HTTP API print it.
+    /// and `"facets": {field: {"values": [{"value": …, "count": …}], "more": …}}`
+    /// when asked, as the CLI and HTTP API print it.
     pub fn to_json(&self, view: &str) -> Value {
-        serde_json::json!({
+        let mut page = serde_json::json!({
             "view": view,
             "total": self.total,
             "hits": self.hits.iter().map(Hit::to_json).collect::<Vec<_>>(),
-        })
+        });
+        if let Some(facets) = &self.facets {
+            let by_field: Map<String, Value> = facets
+                .iter()
+                .map(|facet| (facet.field.clone(), facet.to_json()))
+                .collect();
+            page["facets"] = Value::Object(by_field);
+        }
+        page
     }
 }
 
@@ -107,21 +163,27 @@ impl SearchIndex {
     /// The best `limit` matches of `query`, best first. A query the parser
     /// refuses gives [`SearchError::Query`] with the parser's message.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, SearchError> {
-        Ok(self.search_page(query, 0, limit, None)?.hits)
+        Ok(self.search_page(query, &PageRequest::first(limit))?.hits)
     }
 
     /// The matches of `query` ranked `offset + 1` to `offset + limit`, by
-    /// score or by `sort`, and how many match in all.
-    pub fn search_page(
-        &self,
-        query: &str,
-        offset: usize,
-        limit: usize,
-        sort: Option<&SearchSort>,
-    ) -> Result<SearchPage, SearchError> {
+    /// score or by `sort`, how many match in all, and the asked facets'
+    /// counts over them.
+    pub fn search_page(&self, query: &str, page: &PageRequest) -> Result<SearchPage, SearchError> {
+        let sort = page.sort.as_ref();
         let sort_field = sort.map(|sort| self.sort_field(sort)).transpose()?;
+        let facets = page
+            .facets
+            .as_ref()
+            .map(|request| FacetCollector::new(&self.schema, request))
+            .transpose()?;
         let parsed = self.parse(query)?;
         let searcher = self.reader.searcher();
+        let facets = facets
+            .map(|collector| searcher.search(&parsed, &collector))
+            .transpose()
+            .map_err(tantivy_error(&self.dir))?;
+        let (offset, limit) = (page.offset, page.limit);
         // TopDocs refuses 0 and preallocates for `limit`: bound it by what
         // the index holds past the offset.
         let held = usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX);
@@ -133,6 +195,7 @@ impl SearchIndex {
             return Ok(SearchPage {
                 total,
                 hits: Vec::new(),
+                facets,
             });
         }
         let top = TopDocs::with_limit(limit).and_offset(offset);
@@ -159,7 +222,11 @@ impl SearchIndex {
             .into_iter()
             .map(|(score, address)| self.hit(&searcher, address, score))
             .collect::<Result<_, _>>()?;
-        Ok(SearchPage { total, hits })
+        Ok(SearchPage {
+            total,
+            hits,
+            facets,
+        })
     }
 
     /// The type of the field `sort` names, which must be fast and not

@@ -16,9 +16,11 @@ use tantivy::schema::{
     STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
     TextAnalyzer as TantivyAnalyzer,
 };
+
+use super::folding::folded_analyzer;
 
 use super::SearchError;
 use crate::view::model::{SearchField, SearchFieldType, StemLanguage, TextAnalyzer};
@@ -188,12 +190,15 @@ fn date_options(field: &SearchField) -> DateOptions {
     options
 }
 
-/// The registered name of a text analyzer: Tantivy's `default`, or
-/// `stem_<language>`.
+/// The registered name of a text analyzer: Tantivy's `default`,
+/// `folded_unicode`, or `stem_<language>`.
 pub fn tokenizer_name(analyzer: TextAnalyzer) -> String {
     match analyzer {
         TextAnalyzer::Default => "default".to_owned(),
-        TextAnalyzer::Folded => "folded".to_owned(),
+        // Not `folded`, the name of the analyzer before it folded case and
+        // accents beyond ASCII: an index it wrote has other terms, and is
+        // recreated for the new name.
+        TextAnalyzer::Folded => "folded_unicode".to_owned(),
         TextAnalyzer::Stemmed(language) => {
             format!("stem_{}", format!("{language:?}").to_lowercase())
         }
@@ -217,15 +222,6 @@ pub fn register_tokenizers(index: &Index, fields: &[SearchField]) {
             .tokenizers()
             .register(&tokenizer_name(analyzer), built);
     }
-}
-
-/// Tantivy's `default` analyzer followed by folding accents to ASCII.
-fn folded_analyzer() -> TantivyAnalyzer {
-    TantivyAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(LowerCaser)
-        .filter(AsciiFoldingFilter)
-        .build()
 }
 
 /// Tantivy's `default` analyzer followed by a Snowball stemmer.
