@@ -527,6 +527,19 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
             "written:%222026-01-15T12:00:00.25Z%22",
             "written = '2026-01-15 12:00:00.25+00'",
         ),
+        // Prefixes, as LIKE 'x%' finds them.
+        (
+            "author:Ad*",
+            "(SELECT name FROM authors WHERE id = author_id) LIKE 'Ad%'",
+        ),
+        (
+            "labels:da*",
+            "EXISTS (SELECT FROM unnest(labels) AS l WHERE l LIKE 'da%')",
+        ),
+        (
+            "comments:rel*",
+            "EXISTS (SELECT FROM comments c WHERE c.note_id = notes.id AND c.body ~* '\\mrel')",
+        ),
         // Computed fields, as SQL computes them.
         (
             "open_due:[2100-01-01%20TO%20*]",

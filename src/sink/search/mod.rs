@@ -12,6 +12,7 @@
 //! - `document`, `temporal`: viewkeeper's JSON values to Tantivy's and back;
 //! - `query`: [`SearchIndex::search`] with Tantivy's query syntax;
 //! - `facets`: the counts of fast fields' values over a query's matches;
+//! - `prefix`: `caf*` and `"cafe de fl"*`, rewritten into queries Tantivy builds;
 //! - `ceiling`: [`bare_indexing_rate`], the benchmark's yardstick;
 //! - `sink`: [`SearchSink`], the outbox drain loop that feeds the writer.
 //!
@@ -28,6 +29,7 @@ mod error;
 mod facets;
 mod folding;
 mod index;
+mod prefix;
 mod query;
 mod schema;
 mod sink;

@@ -8,7 +8,8 @@
 //! `{100 TO *}` on numeric and date fields (dates in RFC 3339,
 //! `released:[2026-01-01T00:00:00Z TO *]`, or bare, `released:2026-01-01`,
 //! meaning its midnight in UTC; on a fast field, to the microsecond);
-//! `field:*` or `field:[* TO *]` for documents with a value in a fast field.
+//! `field:*` or `field:[* TO *]` for documents with a value in a fast field;
+//! prefixes, `caf*` and `"cafe de fl"*` (the `prefix` module).
 
 use serde_json::{Map, Value};
 use tantivy::collector::sort_key::{Comparator, ComparatorEnum, NaturalComparator};
@@ -28,6 +29,7 @@ use super::SearchError;
 use super::document::from_tantivy;
 use super::facets::{FacetCollector, FacetCounts, FacetRequest};
 use super::index::{SearchIndex, tantivy_error};
+use super::prefix::{prefix_of, prefixes_as_patterns};
 use super::schema::IndexSchema;
 use super::temporal::{BEYOND_THE_INDEX, parse_instant};
 use crate::view::model::SearchFieldType;
@@ -320,7 +322,9 @@ impl SearchIndex {
     /// in the field, which Tantivy finds for fast fields only (others are
     /// refused here, instead of failing the search as the index's error).
     fn parse(&self, query: &str) -> Result<Box<dyn Query>, SearchError> {
-        let parser = QueryParser::for_index(&self.index, default_fields(&self.schema));
+        let mut parser = QueryParser::for_index(&self.index, default_fields(&self.schema));
+        // For the patterns prefixes become; a query's own are refused below.
+        parser.allow_regexes();
         let refused = |error: QueryParserError| SearchError::Query(error.to_string());
         // The strict parse gives the parser's error messages; the grammar's
         // own parse, which the repairs need, only says "syntax error".
@@ -329,14 +333,19 @@ impl SearchIndex {
         let Ok(ast) = query_grammar::parse_query(query) else {
             return strict.map_err(explained);
         };
+        check_no_patterns(&ast)?;
         self.check_dates_within_the_index(&ast)?;
         let dated = leaves(&ast)
             .into_iter()
             .any(|leaf| self.has_bare_date(leaf));
+        let prefixed = leaves(&ast)
+            .into_iter()
+            .any(|leaf| prefix_of(leaf).is_some());
         let parsed = match strict {
             Ok(parsed) => Some(parsed),
-            // The strict parse refuses a bare date, which is repaired below.
-            Err(_) if dated => None,
+            // The strict parse refuses a bare date and a one-word phrase
+            // prefix, which are repaired below.
+            Err(_) if dated || prefixed => None,
             Err(error) => return Err(explained(error)),
         };
         let unbounded = leaves(&ast).into_iter().any(is_unbounded_range);
@@ -347,11 +356,12 @@ impl SearchIndex {
             .any(|leaf| self.is_fast_date_term(leaf));
         let ast = self.fast_date_terms_as_ranges(ast);
         self.check_exists_fields(&ast)?;
+        let ast = prefixes_as_patterns(&self.index, &self.schema, ast)?;
         match parsed {
             _ if has_negative_group(&ast) => parser
                 .build_query_from_user_input_ast(exclude_from_all(ast))
                 .map_err(refused),
-            Some(parsed) if !unbounded && !fast_date_terms => Ok(parsed),
+            Some(parsed) if !unbounded && !fast_date_terms && !prefixed => Ok(parsed),
             _ => parser
                 .build_query_from_user_input_ast(ast)
                 .map_err(explained),
@@ -626,6 +636,22 @@ fn default_fields(schema: &IndexSchema) -> Vec<Field> {
         })
         .map(|field| field.field)
         .collect()
+}
+
+/// Refuses a query's own regular expression (`name:/ca.*/`): Tantivy's
+/// parser takes one only when allowed, which it is for prefixes alone.
+fn check_no_patterns(ast: &UserInputAst) -> Result<(), SearchError> {
+    match leaves(ast)
+        .into_iter()
+        .find(|leaf| matches!(leaf, UserInputLeaf::Regex { .. }))
+    {
+        Some(_) => Err(SearchError::Query(
+            "regular expressions (`field:/…/`) are not supported; a prefix is (`caf*`, \
+             `name:\"cafe de fl\"*`)"
+                .into(),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The field a leaf names and the values it gives it (a range's bounds).

@@ -865,6 +865,8 @@ fn a_folded_field_matches_words_whatever_their_accents() {
     assert_eq!(search_ids(&index, "title:ismail"), ["3"]);
     assert_eq!(search_ids(&index, "title:İSMAİL"), ["3"]);
     assert_eq!(search_ids(&index, "title:ingenieure"), ["3"]);
+    assert_eq!(search_ids(&index, "title:İSM*"), ["3"]);
+    assert_eq!(search_ids(&index, "title:σωκ*"), ["3"]);
     assert_eq!(search_ids(&index, "plain:σωκράτης"), ["3"]);
     assert_eq!(search_ids(&index, "title:ingenieur"), ["1", "2"]);
     assert_eq!(search_ids(&index, "title:INGÉNIEUR"), ["1", "2"]);
@@ -973,4 +975,45 @@ fn facets_count_the_values_of_every_match() {
     assert!(refused("tags", Some(0)).contains("from 1 to 1000"));
     let alone = PageRequest::parse(0, 1, None, None, Some(5)).expect_err("refused");
     assert!(alone.to_string().contains("goes with facets"), "{alone}");
+}
+
+/// `caf*` is a prefix: one word's is matched against the field's terms,
+/// several words' as a phrase whose last word starts so; Tantivy alone read
+/// `tra*` as the word `tra` (the thirty-fifth trial: nothing found, nothing
+/// said) and refused `"ja"*`.
+#[test]
+fn a_prefix_finds_the_words_it_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let _writer = catalog(&index);
+    assert_eq!(search_ids(&index, "tra*"), ["1"]);
+    assert_eq!(search_ids(&index, "name:ja*"), ["2"]);
+    assert_eq!(
+        search_ids(&index, "name:JA*"),
+        ["2"],
+        "analyzed as the field is"
+    );
+    assert_eq!(search_ids(&index, r#"name:"ja"*"#), ["2"]);
+    assert_eq!(search_ids(&index, r#"name:"rain ja"*"#), ["2"]);
+    assert!(search_ids(&index, r#"name:"wool ja"*"#).is_empty());
+    assert_eq!(search_ids(&index, "category:Sho*"), ["1", "3"]);
+    assert!(
+        search_ids(&index, "category:sho*").is_empty(),
+        "keywords are exact"
+    );
+    assert_eq!(search_ids(&index, "* -name:tr*"), ["2", "3"]);
+    assert_eq!(search_ids(&index, "name:w* OR category:Jack*"), ["2", "3"]);
+    assert_eq!(search_ids(&index, "in_stock:true AND sho*"), ["1"]);
+    for (query, refusal) in [
+        ("price_cents:12*", "for a number or a date, give a range"),
+        ("name:/ra.*/", "regular expressions"),
+        (r#"name:"-"*"#, "has no word to start with"),
+    ] {
+        match index.search(query, 10) {
+            Err(SearchError::Query(message)) => {
+                assert!(message.contains(refusal), "{query}: {message}")
+            }
+            other => panic!("{query}: expected a query error, got {other:?}"),
+        }
+    }
 }
