@@ -1288,8 +1288,8 @@ impl Pipeline {
         if !changed.is_empty() {
             tracing::warn!(
                 changed = %changed.join("; "),
-                "the tables the views read changed while viewkeeper was stopped, and the log \
-                 holds none of it: new snapshot"
+                "the tables the views read changed while viewkeeper was not streaming \
+                 (stopped, or reconnecting), and the log holds none of it: new snapshot"
             );
             return Ok(None);
         }
