@@ -55,7 +55,8 @@ enum Command {
         /// Order by a fast field instead of the score: FIELD, FIELD:asc or FIELD:desc
         #[arg(long)]
         sort: Option<String>,
-        /// Count the matches' values of fast keyword, i64 or bool fields: FIELD[,FIELD…]
+        /// Count the matches' values of fast fields: FIELD[,FIELD…], a number's by
+        /// FIELD:WIDTH, a date's by FIELD:year, FIELD:month or FIELD:day
         #[arg(long)]
         facets: Option<String>,
         /// Values listed per facet, the most frequent first [default: 10]

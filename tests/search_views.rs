@@ -579,6 +579,16 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
                 "labels",
                 "SELECT n.id, l FROM notes n, unnest(n.labels) AS l",
             ),
+            // Buckets: of an i64's values by a width, of a date's by month.
+            (
+                "stars:2",
+                "SELECT n.id, (floor(c.stars / 2.0) * 2)::bigint::text
+                 FROM notes n JOIN comments c ON c.note_id = n.id",
+            ),
+            (
+                "written:month",
+                "SELECT n.id, to_char(n.written AT TIME ZONE 'UTC', 'YYYY-MM') FROM notes n",
+            ),
         ] {
             assert_eq!(
                 search_facet(port, query, facet).await,

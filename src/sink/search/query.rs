@@ -120,7 +120,7 @@ impl SearchPage {
         if let Some(facets) = &self.facets {
             let by_field: Map<String, Value> = facets
                 .iter()
-                .map(|facet| (facet.field.clone(), facet.to_json()))
+                .map(|facet| (facet.facet.clone(), facet.to_json()))
                 .collect();
             page["facets"] = Value::Object(by_field);
         }

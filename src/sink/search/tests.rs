@@ -892,17 +892,20 @@ fn facets_count_the_values_of_every_match() {
         field("open", Bool, true, true),
         field("city", Keyword, true, false),
         field("rating", F64, true, true),
+        field("since", Date, true, true),
     ];
     let index = SearchIndex::open_or_create(dir.path(), "shops", &fields).expect("opens");
     let writer = index.writer(BUDGET, 1).expect("writer");
     let first = vec![
         upsert(
             "1",
-            json!({"title": "corner cafe", "tags": ["coffee", "cake", "coffee"], "stars": 4, "open": true}),
+            json!({"title": "corner cafe", "tags": ["coffee", "cake", "coffee"], "stars": 4,
+                   "open": true, "rating": [4.5, 4.9, 3.0], "since": "2025-12-31T23:59:59Z"}),
         ),
         upsert(
             "2",
-            json!({"title": "night cafe", "tags": ["coffee"], "stars": -1, "open": false}),
+            json!({"title": "night cafe", "tags": ["coffee"], "stars": -1, "open": false,
+                   "rating": [-0.5, "NaN", "Infinity"], "since": "2026-01-01T00:00:00Z"}),
         ),
     ];
     writer.apply(first, at(1)).expect("applies");
@@ -911,7 +914,8 @@ fn facets_count_the_values_of_every_match() {
     let second = vec![
         upsert(
             "3",
-            json!({"title": "tea room", "tags": ["tea", "cake"], "stars": 4}),
+            json!({"title": "tea room", "tags": ["tea", "cake"], "stars": 4,
+                   "since": ["2026-03-01T00:00:00Z", "1960-05-01T00:00:00Z"]}),
         ),
         upsert(
             "4",
@@ -948,6 +952,47 @@ fn facets_count_the_values_of_every_match() {
             ], "more": 0},
         })
     );
+    // Numbers by buckets of a width, named by their lower bound; dates by
+    // UTC years, months or days; in the buckets' order.
+    assert_eq!(
+        facets("*", "stars:5,rating:1,since:year,since:month", Some(2)),
+        json!({
+            "stars:5": {"values": [
+                {"value": -5, "count": 1},
+                {"value": 0, "count": 2},
+            ], "more": 1},
+            "rating:1": {"values": [
+                {"value": -1.0, "count": 1},
+                {"value": 3.0, "count": 1},
+            ], "more": 1},
+            "since:year": {"values": [
+                {"value": "1960", "count": 1},
+                {"value": "2025", "count": 1},
+            ], "more": 1},
+            "since:month": {"values": [
+                {"value": "1960-05", "count": 1},
+                {"value": "2025-12", "count": 1},
+            ], "more": 2},
+        })
+    );
+    assert_eq!(
+        facets("*", "since:day", Some(10))["since:day"]["values"],
+        json!([
+            {"value": "1960-05-01", "count": 1},
+            {"value": "2025-12-31", "count": 1},
+            {"value": "2026-01-01", "count": 1},
+            {"value": "2026-03-01", "count": 1},
+        ])
+    );
+    assert_eq!(
+        facets("*", "rating:1", Some(10))["rating:1"]["values"],
+        json!([
+            {"value": -1.0, "count": 1},
+            {"value": 3.0, "count": 1},
+            {"value": 4.0, "count": 1},
+        ]),
+        "4.5 and 4.9 count once; NaN and Infinity in no bucket"
+    );
     // Over the matches of the query, not the page of hits alone.
     assert_eq!(
         facets("cafe", "tags", Some(1)),
@@ -966,10 +1011,16 @@ fn facets_count_the_values_of_every_match() {
         assert!(matches!(error, SearchError::Facet(_)), "{error}");
         error.to_string()
     };
-    let countable = "fields to count: tags, stars, open";
+    let countable = "fields to count: tags, stars, open, rating, since";
     assert!(refused("colour", None).contains(countable));
-    assert!(refused("title", None).contains("only keyword, i64 and bool"));
-    assert!(refused("rating", None).contains(countable));
+    assert!(refused("title", None).contains("a text field holds words"));
+    assert!(refused("rating", None).contains("`rating:10` counts [0, 10)"));
+    assert!(refused("since", None).contains("`since:month`"));
+    assert!(refused("since:7", None).contains("`since:month`"));
+    assert!(refused("stars:0.5", None).contains("a whole number, not 0.5"));
+    assert!(refused("stars:week", None).contains("a positive width"));
+    assert!(refused("stars:-2", None).contains("a positive width"));
+    assert!(refused("tags:10", None).contains("only numbers and dates have buckets"));
     assert!(refused("city", None).contains("give it `fast: true`"));
     assert!(refused("tags,,open", None).contains("separated by commas"));
     assert!(refused("tags", Some(0)).contains("from 1 to 1000"));
