@@ -456,8 +456,8 @@ struct SearchParams {
     q: Option<String>,
     limit: Option<usize>,
     offset: Option<usize>,
-    /// `field`, `field:asc` or `field:desc`: a fast field's order in
-    /// place of the score's.
+    /// `field`, `field:asc` or `field:desc`, up to three separated by
+    /// commas: fast fields' order in place of the score's.
     sort: Option<String>,
     /// `category,in_stock`: fast fields whose values to count over the
     /// matches.

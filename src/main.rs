@@ -52,7 +52,8 @@ enum Command {
         /// Best hits to skip before them (the next page)
         #[arg(long, default_value_t = 0)]
         offset: usize,
-        /// Order by a fast field instead of the score: FIELD, FIELD:asc or FIELD:desc
+        /// Order by fast fields instead of the score: FIELD, FIELD:asc or FIELD:desc, up to
+        /// three separated by commas (stars:desc,name)
         #[arg(long)]
         sort: Option<String>,
         /// Count the matches' values of fast fields: FIELD[,FIELD…], a number's by

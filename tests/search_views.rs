@@ -646,6 +646,21 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
         status == 400 && body.contains("beyond the instants the index holds"),
         "{status} {body}"
     );
+    // Several keys, each breaking the ties of the one before, NULLs last.
+    let (_, body) = http_get(
+        port,
+        "/views/note_search/search?q=*&sort=pinned:desc,rating:desc,written&limit=10",
+    )
+    .await
+    .expect("a sorted search");
+    let by_sql: Vec<String> = sqlx::query_scalar(
+        "SELECT id::text FROM notes WHERE body IS NOT NULL
+         ORDER BY pinned DESC NULLS LAST, rating DESC NULLS LAST, written NULLS LAST, id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("the notes in order");
+    assert_eq!(hit_ids(&body), by_sql, "sorted by three keys: {body}");
     // Sorted, values beyond 2261 tie at the end: their order among
     // themselves is the index's.
     let (_, body) = http_get(port, "/views/note_search/search?q=*&sort=due:asc&limit=10")

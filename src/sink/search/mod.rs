@@ -13,6 +13,7 @@
 //! - `query`: [`SearchIndex::search`] with Tantivy's query syntax;
 //! - `facets`: the counts of fast fields' values over a query's matches;
 //! - `prefix`: `caf*` and `"cafe de fl"*`, rewritten into queries Tantivy builds;
+//! - `sort`: `sort=`, the hits by up to three fast fields' values;
 //! - `ceiling`: [`bare_indexing_rate`], the benchmark's yardstick;
 //! - `sink`: [`SearchSink`], the outbox drain loop that feeds the writer.
 //!
@@ -33,6 +34,7 @@ mod prefix;
 mod query;
 mod schema;
 mod sink;
+mod sort;
 mod temporal;
 mod writer;
 
@@ -41,9 +43,10 @@ pub use document::check_fits;
 pub use error::SearchError;
 pub use facets::{DEFAULT_FACET_LIMIT, FacetCounts, FacetRequest, MAX_FACET_LIMIT};
 pub use index::{IndexCheckpoint, SearchIndex};
-pub use query::{Hit, PageRequest, SearchPage, SearchSort};
+pub use query::{Hit, PageRequest, SearchPage};
 pub use schema::{ID_FIELD, IndexSchema, index_schema};
 pub use sink::{COMMIT_INTERVAL, SearchSink};
+pub use sort::{MAX_SORT_KEYS, SearchSort, SortKey};
 pub use writer::{IndexOp, IndexWriterHandle};
 
 #[cfg(test)]

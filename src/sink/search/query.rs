@@ -12,18 +12,11 @@
 //! prefixes, `caf*` and `"cafe de fl"*` (the `prefix` module).
 
 use serde_json::{Map, Value};
-use tantivy::collector::sort_key::{Comparator, ComparatorEnum, NaturalComparator};
 use tantivy::collector::{Count, DocSetCollector, TopDocs};
-use tantivy::collector::{SegmentSortKeyComputer, SortKeyComputer};
-use tantivy::columnar::Column;
-use tantivy::fastfield::FastValue;
 use tantivy::query::{AllQuery, Query, QueryParser, QueryParserError};
 use tantivy::query_grammar::{self, Occur, UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::schema::Field;
-use tantivy::{
-    DateTime, DocAddress, DocId, Order, Score, Searcher, SegmentReader, TantivyDocument,
-    TantivyError,
-};
+use tantivy::{DocAddress, Searcher, TantivyDocument};
 
 use super::SearchError;
 use super::document::from_tantivy;
@@ -31,6 +24,7 @@ use super::facets::{FacetCollector, FacetCounts, FacetRequest};
 use super::index::{SearchIndex, tantivy_error};
 use super::prefix::{prefix_of, prefixes_as_patterns};
 use super::schema::IndexSchema;
+use super::sort::{SearchSort, SortKey, sorted};
 use super::temporal::{BEYOND_THE_INDEX, parse_instant};
 use crate::view::model::SearchFieldType;
 
@@ -128,39 +122,6 @@ impl SearchPage {
     }
 }
 
-/// `sort=`: the order of the hits by a fast field's value, in place of
-/// their score.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SearchSort {
-    pub field: String,
-    pub descending: bool,
-}
-
-impl SearchSort {
-    /// `field`, `field:asc` or `field:desc` (the order in any case).
-    pub fn parse(text: &str) -> Result<SearchSort, SearchError> {
-        let (field, descending) = match text.rsplit_once(':') {
-            Some((field, order)) if order.eq_ignore_ascii_case("asc") => (field, false),
-            Some((field, order)) if order.eq_ignore_ascii_case("desc") => (field, true),
-            Some((_, order)) => {
-                return Err(SearchError::Sort(format!(
-                    "sort order `{order}`: expected `asc` or `desc` (`price:desc`)"
-                )));
-            }
-            None => (text, false),
-        };
-        if field.is_empty() {
-            return Err(SearchError::Sort(
-                "a sort needs a field name (`price` or `price:desc`)".into(),
-            ));
-        }
-        Ok(SearchSort {
-            field: field.to_owned(),
-            descending,
-        })
-    }
-}
-
 impl SearchIndex {
     /// The best `limit` matches of `query`, best first. A query the parser
     /// refuses gives [`SearchError::Query`] with the parser's message.
@@ -172,8 +133,11 @@ impl SearchIndex {
     /// score or by `sort`, how many match in all, and the asked facets'
     /// counts over them.
     pub fn search_page(&self, query: &str, page: &PageRequest) -> Result<SearchPage, SearchError> {
-        let sort = page.sort.as_ref();
-        let sort_field = sort.map(|sort| self.sort_field(sort)).transpose()?;
+        let sort_keys = page
+            .sort
+            .as_ref()
+            .map(|sort| self.sort_keys(sort))
+            .transpose()?;
         let facets = page
             .facets
             .as_ref()
@@ -201,18 +165,13 @@ impl SearchIndex {
             });
         }
         let top = TopDocs::with_limit(limit).and_offset(offset);
-        let (total, ranked) = match (sort, sort_field) {
-            (Some(sort), Some(field_type)) => {
-                let order = if sort.descending {
-                    Order::Desc
-                } else {
-                    Order::Asc
-                };
+        let (total, ranked) = match sort_keys {
+            Some(keys) => {
                 let (total, addresses) =
-                    self.sorted(&searcher, &parsed, top, &sort.field, field_type, order)?;
+                    sorted(&searcher, &parsed, top, &keys).map_err(tantivy_error(&self.dir))?;
                 (total, addresses.into_iter().map(|a| (None, a)).collect())
             }
-            _ => {
+            None => {
                 let (total, scored) = searcher
                     .search(&parsed, &(Count, top.order_by_score()))
                     .map_err(tantivy_error(&self.dir))?;
@@ -231,9 +190,10 @@ impl SearchIndex {
         })
     }
 
-    /// The type of the field `sort` names, which must be fast and not
-    /// text (a text field is not one value to order by).
-    fn sort_field(&self, sort: &SearchSort) -> Result<SearchFieldType, SearchError> {
+    /// The keys of `sort`, each with whether its field is a keyword; each
+    /// field must be fast and not text (a text field is not one value to
+    /// order by).
+    fn sort_keys<'s>(&self, sort: &'s SearchSort) -> Result<Vec<(&'s SortKey, bool)>, SearchError> {
         let names = || {
             let fast = self.schema.fields.iter().filter(|bound| {
                 self.schema.is_fast(bound) && !matches!(bound.field_type, SearchFieldType::Text(_))
@@ -245,57 +205,32 @@ impl SearchIndex {
                 names.join(", ")
             }
         };
-        let Some(bound) = self.schema.fields.iter().find(|b| b.name == sort.field) else {
-            return Err(SearchError::Sort(format!(
-                "cannot sort by {:?}: no such field in this view; fields to sort by: {}",
-                sort.field,
-                names()
-            )));
-        };
-        let name = &bound.name;
-        if let SearchFieldType::Text(_) = bound.field_type {
-            return Err(SearchError::Sort(format!(
-                "cannot sort by {name}: a text field holds words, not one value (a keyword \
-                 field can); fields to sort by: {}",
-                names()
-            )));
+        let mut keys = Vec::with_capacity(sort.keys.len());
+        for key in &sort.keys {
+            let Some(bound) = self.schema.fields.iter().find(|b| b.name == key.field) else {
+                return Err(SearchError::Sort(format!(
+                    "cannot sort by {:?}: no such field in this view; fields to sort by: {}",
+                    key.field,
+                    names()
+                )));
+            };
+            let name = &bound.name;
+            if let SearchFieldType::Text(_) = bound.field_type {
+                return Err(SearchError::Sort(format!(
+                    "cannot sort by {name}: a text field holds words, not one value (a keyword \
+                     field can); fields to sort by: {}",
+                    names()
+                )));
+            }
+            if !self.schema.is_fast(bound) {
+                return Err(SearchError::Sort(format!(
+                    "cannot sort by {name}: it is not a fast field; give it `fast: true` in the \
+                     view file"
+                )));
+            }
+            keys.push((key, bound.field_type == SearchFieldType::Keyword));
         }
-        if !self.schema.is_fast(bound) {
-            return Err(SearchError::Sort(format!(
-                "cannot sort by {name}: it is not a fast field; give it `fast: true` in the \
-                 view file"
-            )));
-        }
-        Ok(bound.field_type)
-    }
-
-    /// The page of matches in the order of `field`'s values, documents
-    /// without one last, ties in index order.
-    fn sorted(
-        &self,
-        searcher: &Searcher,
-        query: &dyn Query,
-        top: TopDocs,
-        field: &str,
-        field_type: SearchFieldType,
-        order: Order,
-    ) -> Result<(usize, Vec<DocAddress>), SearchError> {
-        let failed = tantivy_error(&self.dir);
-        let found = match field_type {
-            SearchFieldType::I64 => by_value::<i64>(searcher, query, top, field, order),
-            SearchFieldType::F64 => searcher
-                .search(query, &(Count, top.order_by((FloatBits::of(field), order))))
-                .map(addresses),
-            SearchFieldType::Bool => by_value::<bool>(searcher, query, top, field, order),
-            SearchFieldType::Date => by_value::<DateTime>(searcher, query, top, field, order),
-            SearchFieldType::Keyword | SearchFieldType::Text(_) => searcher
-                .search(
-                    query,
-                    &(Count, top.order_by_string_fast_field(field, order)),
-                )
-                .map(addresses),
-        };
-        found.map_err(failed)
+        Ok(keys)
     }
 
     /// Every document, ordered by id: for tests that compare the whole index
@@ -796,81 +731,5 @@ fn exclude_from_all(ast: UserInputAst) -> UserInputAst {
             UserInputAst::Boost(Box::new(exclude_from_all(*child)), boost)
         }
         leaf => leaf,
-    }
-}
-
-/// The count and page of `query`'s matches in the order of a fast field of
-/// type `T`.
-fn by_value<T>(
-    searcher: &Searcher,
-    query: &dyn Query,
-    top: TopDocs,
-    field: &str,
-    order: Order,
-) -> tantivy::Result<(usize, Vec<DocAddress>)>
-where
-    T: FastValue,
-    ComparatorEnum: Comparator<Option<T>>,
-{
-    searcher
-        .search(query, &(Count, top.order_by_fast_field::<T>(field, order)))
-        .map(addresses)
-}
-
-/// The addresses of a page found with its sort keys.
-fn addresses<K>((total, found): (usize, Vec<(K, DocAddress)>)) -> (usize, Vec<DocAddress>) {
-    (
-        total,
-        found.into_iter().map(|(_, address)| address).collect(),
-    )
-}
-
-/// Sorts by an `f64` fast field through the monotonic `u64` form Tantivy
-/// stores it in, where a `NaN` is above `Infinity`, as PostgreSQL orders
-/// it: Tantivy's own sort compares the keys as floats in the end, and a
-/// `NaN` fell among the values (trial 29).
-#[derive(Debug, Clone)]
-struct FloatBits {
-    field: String,
-}
-
-impl FloatBits {
-    fn of(field: &str) -> FloatBits {
-        FloatBits {
-            field: field.to_owned(),
-        }
-    }
-}
-
-impl SortKeyComputer for FloatBits {
-    type SortKey = Option<u64>;
-    type Child = SegmentFloatBits;
-    type Comparator = NaturalComparator;
-
-    fn segment_sort_key_computer(&self, reader: &SegmentReader) -> tantivy::Result<Self::Child> {
-        let column = reader.fast_fields().u64_lenient(&self.field)?;
-        let (column, _) = column.ok_or_else(|| {
-            TantivyError::SchemaError(format!("no fast field {:?} to sort by", self.field))
-        })?;
-        Ok(SegmentFloatBits { column })
-    }
-}
-
-/// [`FloatBits`] over one segment.
-struct SegmentFloatBits {
-    column: Column<u64>,
-}
-
-impl SegmentSortKeyComputer for SegmentFloatBits {
-    type SortKey = Option<u64>;
-    type SegmentSortKey = Option<u64>;
-    type SegmentComparator = NaturalComparator;
-
-    fn segment_sort_key(&mut self, doc: DocId, _score: Score) -> Option<u64> {
-        self.column.first(doc)
-    }
-
-    fn convert_segment_sort_key(&self, key: Option<u64>) -> Option<u64> {
-        key
     }
 }

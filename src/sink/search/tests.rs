@@ -1068,3 +1068,59 @@ fn a_prefix_finds_the_words_it_starts() {
         }
     }
 }
+
+/// `sort=stars:desc,name`: each key breaks the ties of the one before, a
+/// document without a value last at every key, across segments (a
+/// keyword's rank in one segment's dictionary does not compare with
+/// another's, its text does).
+#[test]
+fn hits_may_be_sorted_by_several_fields() {
+    use SearchFieldType::*;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fields = vec![
+        field("stars", I64, true, true),
+        field("name", Keyword, true, true),
+        field("price", F64, true, true),
+    ];
+    let index = SearchIndex::open_or_create(dir.path(), "shops", &fields).expect("opens");
+    let writer = index.writer(BUDGET, 1).expect("writer");
+    let first = vec![
+        upsert("1", json!({"stars": 4, "name": "Mocca", "price": 3.5})),
+        upsert("2", json!({"stars": 5, "name": "Zest", "price": 2.0})),
+        upsert("3", json!({"stars": 4, "name": "Beans", "price": 3.5})),
+    ];
+    writer.apply(first, at(1)).expect("applies");
+    let second = vec![
+        upsert("4", json!({"stars": 4, "name": "Brew", "price": 1.0})),
+        upsert("5", json!({"name": "Alpha", "price": 3.5})),
+        upsert("6", json!({"stars": 4, "price": 3.5})),
+    ];
+    writer.apply(second, at(2)).expect("applies");
+    // A segment where no document has a price or a name.
+    writer
+        .apply(vec![upsert("7", json!({"stars": 1}))], at(3))
+        .expect("applies");
+    let sorted = |sort: &str| {
+        let sort = SearchSort::parse(sort).expect("a sort");
+        let page = index
+            .search_page("*", &sorted_by(sort, 0, 10))
+            .expect("searches");
+        ids(&page.hits).join(",")
+    };
+    assert_eq!(sorted("price:desc,stars"), "1,3,6,5,2,4,7");
+    assert_eq!(sorted("name:desc"), "2,1,4,3,5,6,7");
+    assert_eq!(sorted("stars:desc,name"), "2,3,4,1,6,7,5");
+    assert_eq!(sorted("stars:desc, name:desc"), "2,1,4,3,6,7,5");
+    assert_eq!(sorted("price:desc,stars,name"), "3,1,6,5,2,4,7");
+    assert_eq!(sorted("price,name:desc"), "4,2,1,3,5,6,7");
+    let refused = |sort: &str| {
+        let error = SearchSort::parse(sort)
+            .and_then(|sort| index.search_page("*", &sorted_by(sort, 0, 10)))
+            .expect_err("refused");
+        assert!(matches!(error, SearchError::Sort(_)), "{error}");
+        error.to_string()
+    };
+    assert!(refused("stars,name,price,stars").contains("at most 3 fields"));
+    assert!(refused("stars,").contains("a field name for each key"));
+    assert!(refused("stars,colour").contains("no such field"));
+}
