@@ -125,6 +125,12 @@ impl Expr {
         self.root.columns()
     }
 
+    /// The columns whose values it reads, not only whether they are NULL
+    /// ([`node::Node::columns_beyond_nullness`]).
+    pub fn columns_beyond_nullness(&self) -> Vec<ColumnPath> {
+        self.root.columns_beyond_nullness()
+    }
+
     /// The columns compared for order as they stand ([`node::Node::ordered_columns`]).
     pub fn ordered_columns(&self) -> Vec<ColumnPath> {
         self.root.ordered_columns()

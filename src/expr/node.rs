@@ -528,6 +528,28 @@ impl Node {
         found
     }
 
+    /// The columns whose values this node reads, not only whether they are
+    /// NULL: a column under `IS [NOT] NULL` alone is not among them, so
+    /// that `closed_at IS NULL` does not count as computing with a
+    /// `timestamptz` (trial 35).
+    pub fn columns_beyond_nullness(&self) -> Vec<ColumnPath> {
+        let mut found = Vec::new();
+        self.collect_columns_beyond_nullness(&mut found);
+        found
+    }
+
+    fn collect_columns_beyond_nullness(&self, found: &mut Vec<ColumnPath>) {
+        match self {
+            Node::IsNull { operand, .. } if matches!(**operand, Node::Column(_)) => {}
+            Node::Column(path) if !found.contains(path) => found.push(path.clone()),
+            _ => {
+                for child in self.children() {
+                    child.collect_columns_beyond_nullness(found);
+                }
+            }
+        }
+    }
+
     fn collect_columns(&self, found: &mut Vec<ColumnPath>) {
         if let Node::Column(path) = self
             && !found.contains(path)

@@ -530,7 +530,9 @@ impl Plan {
                     .into_iter()
                     .filter(|(_, expr)| !expr.expr.is_column())
                     .find_map(|(field, expr)| {
-                        let column = expr.columns.iter().find_map(|(path, &(node, column))| {
+                        let read = expr.expr.columns_beyond_nullness();
+                        let values = expr.columns.iter().filter(|(path, _)| read.contains(path));
+                        let column = values.into_iter().find_map(|(path, &(node, column))| {
                             let table = self.tables.get(&view.nodes[node].table)?;
                             (table.column_types.get(column)
                                 == Some(&crate::source::pg_text::type_oid::TIMESTAMPTZ))

@@ -563,6 +563,28 @@ fn the_time_zone_is_part_of_the_definition_of_views_computing_with_a_timestamptz
     let (written, planned) =
         over_timestamp("orders.paid_at::timestamptz > '2024-01-01T00:00:00Z'::timestamptz");
     assert_eq!(planned, format!("{written}+time_zone=America/New_York"));
+
+    // Whether a timestamptz is NULL does not depend on the zone (trial 35
+    // found `closed_at IS NULL` listed as computing in the database's zone).
+    let in_new_york = |filter: &str| {
+        let text = CATEGORY_DAILY_SALES
+            .replace("date(orders.created_at)", "orders.status")
+            .replace("orders.status = 'paid'", filter);
+        let view = parse_view(Path::new("views/sales.yaml"), &text)
+            .unwrap_or_else(|errors| panic!("{errors:#?}"));
+        crate::expr::in_zone("America/New_York", || {
+            Plan::build(std::slice::from_ref(&view), &shop())
+        })
+        .expect("a plan")
+        .zone_computations()
+        .len()
+    };
+    assert_eq!(in_new_york("orders.created_at IS NOT NULL"), 0);
+    assert_eq!(in_new_york("NOT (orders.created_at IS NULL)"), 0);
+    assert_eq!(
+        in_new_york("orders.created_at IS NULL OR date(orders.created_at) > '2024-01-01'"),
+        1
+    );
 }
 
 /// A bare NOT NULL root column as a group key makes the table's key a
