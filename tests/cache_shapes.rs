@@ -10,7 +10,8 @@
 //! the database sets (`bytea_output`), array columns as JSON arrays,
 //! computed fields at every level (one that overflows `integer` sets its
 //! root aside), relations with a `where` (a `many` one through its own
-//! `one` relation, with a `limit`, and a `one` one that `where` reads), and
+//! `one` relation, with a `limit`, a `one` one that `where` reads, and a
+//! hidden one that only a computed field reads), and
 //! measures over a `many` relation's rows (`count()`, a filtered `sum`,
 //! `max` of a text, `avg` of the first rows, `count_distinct`).
 //! Random changes, then the SQL oracle.
@@ -53,6 +54,12 @@ const ORACLE: &str = r#"
         'score_x2', (a.score * 2)::text, 'score_third', (coalesce(a.score, 0) / 3)::text,
         'region_tag', upper(r.label) || '/' || r.code,
         'is_pro', a.kind = 'pro', 'born_next', (a.born + 1)::text,
+        'home_label', (SELECT lower(h.label) || ':' || h.zone FROM lab.regions h
+                       WHERE h.code = a.region_code AND h.zone = a.region_zone AND h.zone < 5),
+        'trail_label', (SELECT p.label || '@' || t.seq
+                        FROM (SELECT * FROM lab.events e WHERE e.account_id = a.id
+                              ORDER BY e.id LIMIT 1) t
+                        LEFT JOIN lab.regions p ON p.code = t.region_code AND p.zone = t.region_zone),
         'region', CASE WHEN r.code IS NULL THEN NULL
                        ELSE json_build_object('code', r.code, 'zone', r.zone, 'label', r.label) END,
         'events', coalesce((

@@ -384,7 +384,11 @@ fn write_document(
     // Made at the first computed field: most documents have none.
     let mut node_rows: Option<NodeRows> = None;
     out.push(b'{');
-    for (index, field) in doc.fields.iter().enumerate() {
+    let written = doc
+        .fields
+        .iter()
+        .filter(|field| !matches!(field, FieldPlan::Relation { hidden: true, .. }));
+    for (index, field) in written.enumerate() {
         if index > 0 {
             out.push(b',');
         }

@@ -472,6 +472,9 @@ pub enum FieldPlan {
         /// Only for `many`: one value over the rows instead of a document
         /// per row.
         measure: Option<RelationMeasurePlan>,
+        /// Read through its path by `where` and computed fields, but not
+        /// written.
+        hidden: bool,
     },
 }
 
@@ -1274,6 +1277,7 @@ impl Resolver<'_> {
                         limit: relation.limit,
                         document: self.document(&relation.fields, child, next_node)?,
                         measure,
+                        hidden: relation.hidden,
                     }
                 }
             };

@@ -12,7 +12,7 @@ use super::table::qualified_table;
 use crate::expr::{Expr, ExprError};
 
 const RELATION_KEYS: &[&str] = &[
-    "one", "many", "on", "order_by", "limit", "where", "fields", "measure",
+    "one", "many", "on", "order_by", "limit", "where", "fields", "measure", "hidden",
 ];
 
 /// Reads a `fields:` mapping at `path`, in definition order.
@@ -175,7 +175,8 @@ fn read_relation(report: &mut FileReport, entry: &Entry, path: &str) -> Option<R
     let cardinality = target.as_ref().map(|(cardinality, _)| *cardinality);
     let order_by = read_order_by(report, &mapping, cardinality, path);
     let limit = read_limit(report, &mapping, cardinality, path);
-    let contents = read_contents(report, &mapping, entry, cardinality, path);
+    let hidden = read_hidden(report, &mapping, cardinality, path);
+    let contents = read_contents(report, &mapping, entry, cardinality, hidden, path);
     let fields = contents.as_ref().map_or(&[][..], |(fields, _)| fields);
     let filter = read_relation_where(report, &mapping, fields, path);
     let (cardinality, table) = target?;
@@ -189,7 +190,34 @@ fn read_relation(report: &mut FileReport, entry: &Entry, path: &str) -> Option<R
         fields,
         measure,
         filter: filter?,
+        hidden: hidden?,
     })
+}
+
+/// `hidden: true`: a `one` relation read by `where` and computed fields
+/// (`customer.email`) but not written in the document. A `many` relation's
+/// rows are read by its own fields only, so hiding one would hide all it
+/// gives.
+fn read_hidden(
+    report: &mut FileReport,
+    mapping: &Mapping,
+    cardinality: Option<Cardinality>,
+    path: &str,
+) -> Option<bool> {
+    let Some(entry) = mapping.get("hidden") else {
+        return Some(false);
+    };
+    let hidden_path = child_path(path, "hidden");
+    report.locate(&hidden_path, entry.key_line);
+    let hidden = shape::boolean(report, &entry.value, &hidden_path)?;
+    if hidden && cardinality == Some(Cardinality::Many) {
+        let message = "`hidden` is only for a `one` relation, read by `where` and computed \
+                       fields (`customer.email`): a `many` relation's rows are read by its own \
+                       fields only";
+        report.error(entry.key_line, &hidden_path, message);
+        return None;
+    }
+    Some(hidden)
 }
 
 /// What a relation gives: its rows' `fields:`, or (a `many` relation
@@ -199,9 +227,12 @@ fn read_contents(
     mapping: &Mapping,
     entry: &Entry,
     cardinality: Option<Cardinality>,
+    hidden: Option<bool>,
     path: &str,
 ) -> Option<(Vec<Field>, Option<Box<Measure>>)> {
     match (mapping.get("fields"), mapping.get("measure")) {
+        // A hidden relation is read through its paths, not its fields.
+        (None, None) if hidden == Some(true) => Some((Vec::new(), None)),
         (Some(_), Some(measure)) => {
             let message = "give either `fields:` (the rows' fields) or `measure:` (one value \
                            over the rows, such as `count()`), not both";

@@ -180,6 +180,9 @@ pub struct Relation {
     /// joined rows for which it is true count, as in `LEFT JOIN … ON … AND
     /// <where>`.
     pub filter: Option<crate::expr::Expr>,
+    /// Only for `one`: read by `where` and computed fields through its
+    /// path, but not written in the document.
+    pub hidden: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -106,8 +106,13 @@ fn keyword_holds(
         "oneOf" => matching(argument) == 1,
         "not" => !satisfies(root, argument, value),
         "if" => {
-            let then = keywords.get("then").unwrap_or(&Value::Bool(true));
-            !satisfies(root, argument, value) || satisfies(root, then, value)
+            let branch = if satisfies(root, argument, value) {
+                "then"
+            } else {
+                "else"
+            };
+            let branch = keywords.get(branch).unwrap_or(&Value::Bool(true));
+            satisfies(root, branch, value)
         }
         _ => true,
     }
@@ -222,6 +227,11 @@ fn the_example_view_satisfies_the_schema() {
         );
     assert!(validates(&every_option));
     assert!(validates(&measured_items()));
+    // A hidden `one` relation needs no fields.
+    assert!(validates(&ORDER_CACHE.replace(
+        "fields: { id: id, name: name, email: email }",
+        "hidden: true"
+    )));
 }
 
 /// The example with a measure in place of the `items` relation's fields.
@@ -297,6 +307,16 @@ fn invalid_views_do_not_satisfy_the_schema() {
             "measure: count()",
         ),
         ORDER_CACHE.replace("fields: { id: id, name: name, email: email }", ""),
+        // A hidden `many` relation, and a hidden one with a measure.
+        ORDER_CACHE.replace("order_by: id", "order_by: id\n    hidden: true"),
+        ORDER_CACHE.replace(
+            "fields: { id: id, name: name, email: email }",
+            "hidden: true\n    measure: count()",
+        ),
+        ORDER_CACHE.replace(
+            "fields: { id: id, name: name, email: email }",
+            "hidden: false",
+        ),
     ];
     for text in cases {
         assert!(!validates(&text), "the schema accepts:\n{text}");

@@ -442,6 +442,44 @@ fn a_many_relation_may_give_a_measure_instead_of_fields() {
     );
 }
 
+/// `hidden: true` keeps a `one` relation out of the document, for `where`
+/// and computed fields to read through (`customer.email`); it needs no
+/// `fields:`, and a `many` relation cannot be hidden.
+#[test]
+fn a_one_relation_may_be_hidden() {
+    let hidden = ORDER_CACHE.replace(
+        "fields: { id: id, name: name, email: email }",
+        "hidden: true",
+    );
+    let view = parse_view(Path::new("views/test.yaml"), &hidden)
+        .unwrap_or_else(|errors| panic!("{errors:#?}"));
+    let ViewKind::Cache(cache) = &view.kind else {
+        panic!("expected a cache view");
+    };
+    let customer = cache.fields.iter().find(|field| field.name == "customer");
+    match customer.map(|field| &field.source) {
+        Some(FieldSource::Relation(relation)) => {
+            assert!(
+                relation.hidden && relation.fields.is_empty(),
+                "{relation:?}"
+            )
+        }
+        other => panic!("expected the customer relation, got {other:?}"),
+    }
+    assert_eq!(
+        errors_of(&with_items_key("hidden: true")),
+        [
+            "views/test.yaml:20: fields.items.hidden: `hidden` is only for a `one` relation, read \
+             by `where` and computed fields (`customer.email`): a `many` relation's rows are read \
+             by its own fields only"
+        ]
+    );
+    assert_eq!(
+        errors_of(&with_items_key("hidden: yes")),
+        ["views/test.yaml:20: fields.items.hidden: expected `true` or `false`, found text \"yes\""]
+    );
+}
+
 #[test]
 fn unknown_kinds_are_refused_without_other_noise() {
     let text = "view: category_daily_sales\nkind: rollup\nroot: order_items\n";
