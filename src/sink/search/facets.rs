@@ -272,6 +272,10 @@ pub(super) enum FacetValue {
     Bool(bool),
     Int(i64),
     Text(String),
+    /// An `f64` bucket's number, `floor(value / width)`, in the monotonic
+    /// `u64` form ([`float_key`]): beyond `i64` for large values or small
+    /// widths (`1e19`, a width of `1e-300`).
+    Float(u64),
 }
 
 impl FacetValue {
@@ -280,11 +284,14 @@ impl FacetValue {
     fn to_json(&self, kind: FacetKind) -> Value {
         match (self, kind) {
             (FacetValue::Int(n), FacetKind::I64Width(width)) => json!(n.saturating_mul(width)),
-            (FacetValue::Int(n), FacetKind::F64Width(width)) => json!(*n as f64 * width),
+            (FacetValue::Float(key), FacetKind::F64Width(width)) => {
+                json!(float_of_key(*key) * width)
+            }
             (FacetValue::Int(n), FacetKind::Date(unit)) => json!(calendar_name(*n, unit)),
             (FacetValue::Bool(value), _) => json!(value),
             (FacetValue::Int(value), _) => json!(value),
             (FacetValue::Text(value), _) => json!(value),
+            (FacetValue::Float(key), _) => json!(float_of_key(*key)),
         }
     }
 }
@@ -426,13 +433,14 @@ impl SegmentFacet {
                 seen.extend(column.values_for_doc(doc).map(key_of));
             }
             (FacetColumn::F64(Some(column)), FacetKind::F64Width(width)) => {
-                // NaN and the infinities are in no bucket.
+                // NaN and the infinities are in no bucket, nor a value
+                // whose bucket number is past f64's range.
                 seen.extend(
                     column
                         .values_for_doc(doc)
                         .map(|v| (v / width).floor())
-                        .filter(|n| n.is_finite() && n.abs() < i64::MAX as f64)
-                        .map(|n| key_of(n as i64)),
+                        .filter(|n| n.is_finite())
+                        .map(float_key),
                 );
             }
             (FacetColumn::Date(Some(column)), FacetKind::Date(unit)) => {
@@ -464,14 +472,33 @@ impl SegmentFacet {
                 },
                 FacetColumn::Keyword(None) => continue,
                 FacetColumn::Bool(_) => FacetValue::Bool(key != 0),
-                FacetColumn::I64(_) | FacetColumn::F64(_) | FacetColumn::Date(_) => {
-                    FacetValue::Int(number_of(key))
-                }
+                FacetColumn::F64(_) => FacetValue::Float(key),
+                FacetColumn::I64(_) | FacetColumn::Date(_) => FacetValue::Int(number_of(key)),
             };
             counts.insert(value, count);
         }
         counts
     }
+}
+
+/// `n` as a `u64` whose order is the numbers' order (`-0` and `0` are one
+/// bucket, `0`).
+fn float_key(n: f64) -> u64 {
+    let bits = (n + 0.0).to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+fn float_of_key(key: u64) -> f64 {
+    let bits = if key >> 63 == 1 {
+        key & !(1 << 63)
+    } else {
+        !key
+    };
+    f64::from_bits(bits)
 }
 
 /// The bucket of an instant: its UTC year, months since year 0, or days
@@ -541,6 +568,17 @@ impl SegmentCollector for SegmentFacets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn float_bucket_keys_order_as_the_numbers() {
+        let numbers = [-1e300, -2.5, -1.0, 0.0, 1e-300, 1.0, 1e19, 1e300];
+        let keys: Vec<u64> = numbers.iter().map(|&n| float_key(n)).collect();
+        assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "{keys:?}");
+        for n in numbers {
+            assert_eq!(float_of_key(float_key(n)), n);
+        }
+        assert_eq!(float_key(-0.0), float_key(0.0));
+    }
 
     #[test]
     fn calendar_buckets_are_utc_years_months_and_days() {

@@ -25,15 +25,18 @@
 use std::str::CharIndices;
 
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, TextAnalyzer, Token, TokenFilter,
-    TokenStream, Tokenizer,
+    AsciiFoldingFilter, LowerCaser, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
 };
 use unicode_normalization::UnicodeNormalization;
+
+/// Longer words are not indexed (nor searched for): they are rarely words.
+/// Counted in letters, not bytes, where Tantivy's `RemoveLongFilter` counts
+/// bytes and so dropped Greek words of 21 letters (trial 36).
+const MAX_WORD_CHARS: usize = 40;
 
 /// The `folded` analyzer, as registered under [`super::schema::tokenizer_name`].
 pub fn folded_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(WordTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
         .filter(DiacriticStripper)
         .filter(AsciiFoldingFilter)
@@ -98,7 +101,8 @@ impl TokenStream for WordTokenStream<'_> {
     }
 }
 
-/// Strips combining diacritics and folds `ς` to `σ` in lower-cased tokens.
+/// Strips combining diacritics and folds `ς` to `σ` in lower-cased tokens,
+/// and drops those over [`MAX_WORD_CHARS`] letters.
 #[derive(Clone)]
 struct DiacriticStripper;
 
@@ -131,14 +135,16 @@ struct DiacriticStripperStream<T> {
 
 impl<T: TokenStream> TokenStream for DiacriticStripperStream<T> {
     fn advance(&mut self) -> bool {
-        if !self.tail.advance() {
-            return false;
+        while self.tail.advance() {
+            let text = &mut self.tail.token_mut().text;
+            if !text.is_ascii() {
+                *text = strip_diacritics(text);
+            }
+            if text.chars().count() <= MAX_WORD_CHARS {
+                return true;
+            }
         }
-        let text = &mut self.tail.token_mut().text;
-        if !text.is_ascii() {
-            *text = strip_diacritics(text);
-        }
-        true
+        false
     }
 
     fn token(&self) -> &Token {
@@ -190,6 +196,17 @@ mod tests {
         assert_eq!(tokens("İsmail ismail ISMAIL"), ["ismail"; 3]);
         assert_eq!(tokens("Ingénieur Straße"), ["ingenieur", "strasse"]);
         assert_eq!(tokens("Дё́ма Дема"), ["дема", "дема"]);
+    }
+
+    #[test]
+    fn words_are_kept_up_to_forty_letters_in_any_script() {
+        let greek = "Αγιωργίτικοςμαυροδάφνη";
+        assert_eq!(tokens(greek), ["αγιωργιτικοσμαυροδαφνη"]);
+        let forty = "α".repeat(40);
+        assert_eq!(
+            tokens(&format!("{forty} {forty}α ok")),
+            [forty.as_str(), "ok"]
+        );
     }
 
     #[test]

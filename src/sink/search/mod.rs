@@ -11,6 +11,8 @@
 //!   store id and outbox sequence) as the payload;
 //! - `document`, `temporal`: viewkeeper's JSON values to Tantivy's and back;
 //! - `query`: [`SearchIndex::search`] with Tantivy's query syntax;
+//! - `query_text`: a search box's text made fit for the grammar (apostrophes
+//!   in words), and `word~1` refused;
 //! - `facets`: the counts of fast fields' values over a query's matches;
 //! - `prefix`: `caf*` and `"cafe de fl"*`, rewritten into queries Tantivy builds;
 //! - `sort`: `sort=`, the hits by up to three fast fields' values;
@@ -32,6 +34,7 @@ mod folding;
 mod index;
 mod prefix;
 mod query;
+mod query_text;
 mod schema;
 mod sink;
 mod sort;

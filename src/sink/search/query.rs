@@ -23,6 +23,7 @@ use super::document::from_tantivy;
 use super::facets::{FacetCollector, FacetCounts, FacetRequest};
 use super::index::{SearchIndex, tantivy_error};
 use super::prefix::{prefix_of, prefixes_as_patterns};
+use super::query_text::{apostrophes_in_words_escaped, check_no_fuzzy};
 use super::schema::IndexSchema;
 use super::sort::{SearchSort, SortKey, sorted};
 use super::temporal::{BEYOND_THE_INDEX, parse_instant};
@@ -257,6 +258,7 @@ impl SearchIndex {
     /// in the field, which Tantivy finds for fast fields only (others are
     /// refused here, instead of failing the search as the index's error).
     fn parse(&self, query: &str) -> Result<Box<dyn Query>, SearchError> {
+        let query = &*apostrophes_in_words_escaped(query);
         let mut parser = QueryParser::for_index(&self.index, default_fields(&self.schema));
         // For the patterns prefixes become; a query's own are refused below.
         parser.allow_regexes();
@@ -269,6 +271,7 @@ impl SearchIndex {
             return strict.map_err(explained);
         };
         check_no_patterns(&ast)?;
+        check_no_fuzzy(&leaves(&ast))?;
         self.check_dates_within_the_index(&ast)?;
         let dated = leaves(&ast)
             .into_iter()
