@@ -498,7 +498,15 @@ pub fn rebuild(
     let bar = progress_bar();
     loop {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let now = rebuild_view(admin_addr, view).map_err(request)?;
+        // The rebuild was accepted, so it is recorded: a service that stops
+        // answering (stopped, or killed) runs it again at its next start.
+        let now = rebuild_view(admin_addr, view).map_err(|message| {
+            bar.abandon();
+            failed(format!(
+                "the service at {admin_addr} stopped answering while rebuilding ({message}); \
+                 the rebuild is recorded and runs again when the service starts"
+            ))
+        })?;
         if let Some((phase, done, total)) = now.progress {
             bar.set_length(total);
             bar.set_position(done);

@@ -324,8 +324,23 @@ async fn a_rebuild_cut_short_by_a_crash_runs_again_at_the_next_start() {
             .query_async(&mut conn)
             .await
             .unwrap();
-        let path = format!("/views/order_cache/rebuild?from_source={from_source}");
-        assert_eq!(post(port, &path, Some(TOKEN)).await, 202);
+        // From the state store through the CLI, which then sees the service
+        // go; from the source through the API.
+        let cli = if from_source {
+            let path = format!("/views/order_cache/rebuild?from_source={from_source}");
+            assert_eq!(post(port, &path, Some(TOKEN)).await, 202);
+            None
+        } else {
+            let child = Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+                .args(["rebuild", "order_cache", "--admin-addr"])
+                .arg(format!("127.0.0.1:{port}"))
+                .env("VIEWKEEPER_ADMIN_TOKEN", TOKEN)
+                .stderr(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("running viewkeeper rebuild");
+            Some(child)
+        };
         harness::wait_until(DEADLINE, "the rebuild is running", || async {
             let status = view_status(port, "order_cache").await;
             match status["rebuild"]["phase"].as_str() {
@@ -335,6 +350,18 @@ async fn a_rebuild_cut_short_by_a_crash_runs_again_at_the_next_start() {
         })
         .await;
         service.kill().await;
+        if let Some(cli) = cli {
+            // It says the rebuild will run again, not only that the
+            // connection was refused (trial 32, trial 36).
+            let output = cli.wait_with_output().expect("the CLI ends");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                !output.status.success()
+                    && stderr.contains("stopped answering while rebuilding")
+                    && stderr.contains("runs again when the service starts"),
+                "{stderr}"
+            );
+        }
         let _: () = redis::cmd("CLIENT")
             .arg("UNPAUSE")
             .query_async(&mut conn)
