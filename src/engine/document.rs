@@ -49,7 +49,7 @@ pub(super) fn compute_output(
             }
             (render_key(key, &root), json_text(document))
         }
-        OutputPlan::Search { id, fields } => {
+        OutputPlan::Search { id, fields, .. } => {
             let document = match build_flat_document(w, view, fields, &root)? {
                 Ok(document) => document,
                 Err(poison) => return Ok(Err(poison)),

@@ -107,7 +107,7 @@ fn columns_read(view: &ViewPlan, node: usize) -> BTreeSet<usize> {
             }
             document_reads(document, node, &mut reads);
         }
-        OutputPlan::Search { id, fields } => {
+        OutputPlan::Search { id, fields, .. } => {
             if node == 0 {
                 reads.insert(*id);
             }

@@ -118,7 +118,8 @@ impl ViewPlan {
                 by_primary_key,
                 ..
             } => *keys_may_collide || !by_primary_key,
-            _ => false,
+            OutputPlan::Search { by_primary_key, .. } => !by_primary_key,
+            OutputPlan::Aggregate(_) => false,
         }
     }
 
@@ -197,6 +198,8 @@ pub enum OutputPlan {
     /// A flat document of named values, identified by a root column.
     Search {
         id: usize,
+        /// `id` is the primary key, rather than another unique key.
+        by_primary_key: bool,
         fields: Vec<SearchFieldPlan>,
     },
     /// The root's contribution to one group of an aggregate table.
@@ -890,6 +893,7 @@ impl Resolver<'_> {
                 search.filter.as_ref(),
                 OutputPlan::Search {
                     id: self.column(0, &search.id)?,
+                    by_primary_key: self.is_primary_key(&search.id),
                     fields: search
                         .fields
                         .iter()
@@ -1076,6 +1080,12 @@ impl Resolver<'_> {
             padded: array_element.unwrap_or(table.column_types[column]) == type_oid::BPCHAR,
             array_element,
         })
+    }
+
+    /// Whether `column` is the root's whole primary key.
+    fn is_primary_key(&self, column: &str) -> bool {
+        let root = &self.tables[&self.tree.nodes[0].table];
+        root.primary_key_len == 1 && self.column(0, column).is_ok_and(|index| index == 0)
     }
 
     /// Whether a key template names every primary-key column of the root.

@@ -31,25 +31,38 @@ impl<'a> ViewCheck<'a> {
         self.joined_filter(tables, search.filter.as_ref());
     }
 
-    /// Documents are replaced by `id`: it must name one root row, and only
-    /// the primary key is sure to (and to be in every change PostgreSQL sends).
+    /// Documents are replaced by `id`: it must name one root row, as a
+    /// single-column primary key does, or a single-column unique key that is
+    /// NOT NULL (NULLs are not equal to each other, and would all render as
+    /// one id).
     fn search_id(&mut self, search: &SearchView, root: &TableInfo) {
         if !root.has_column(&search.id) {
             self.column(root, &search.root, &search.id, "id", "id");
             return;
         }
+        let id = &search.id;
         let table = display_table(&search.root);
+        let unique = root
+            .unique_keys
+            .iter()
+            .any(|key| key.len() == 1 && key.contains(id));
+        let not_null = root.column(id).is_some_and(|column| column.not_null);
         let message = match root.primary_key.as_slice() {
             [] => return,
-            [key] if *key == search.id => return,
+            [key] if key == id => return,
+            _ if unique && not_null => return,
+            _ if unique => format!(
+                "`{id}` is a unique key of table {table} but may be NULL, and every NULL would \
+                 be one id: make it NOT NULL, or use the primary key"
+            ),
             [key] => format!(
-                "`{}` is not the primary key of table {table}: search views use the root's \
-                 primary key as `id`, here `{key}`",
-                search.id
+                "`{id}` is neither the primary key of table {table} (`{key}`) nor a unique \
+                 key of its own: a search view's `id` names one row"
             ),
             composite => format!(
-                "search views need a single-column primary key as `id`, but table {table} \
-                 has the composite primary key ({})",
+                "search views need a single-column key as `id` (the primary key, or a unique \
+                 NOT NULL column), but table {table} has the composite primary key ({}) and no \
+                 unique `{id}`",
                 composite.join(", ")
             ),
         };

@@ -168,24 +168,50 @@ fn every_column_is_checked_in_its_own_table() {
     );
 }
 
+/// `id` names one root row: the single-column primary key, or a unique
+/// column that is NOT NULL (trial 36: a product's `sku`).
 #[test]
-fn id_is_the_single_column_primary_key_of_the_root() {
+fn id_is_the_primary_key_or_a_unique_not_null_column() {
     let text = PRODUCT_SEARCH.replace("id: id\n", "id: sku\n");
     assert_eq!(
         check(&text, &shop()),
         [
-            "views/product_search.yaml:5: id: `sku` is not the primary key of table products: \
-             search views use the root's primary key as `id`, here `id`"
+            "views/product_search.yaml:5: id: `sku` is neither the primary key of table \
+             products (`id`) nor a unique key of its own: a search view's `id` names one row"
         ]
     );
+    let mut catalog = shop();
+    let products = catalog.tables.get_mut("public.products").expect("products");
+    products.unique_keys = vec![["sku".to_owned()].into()];
+    assert_eq!(
+        check(&text, &catalog),
+        [
+            "views/product_search.yaml:5: id: `sku` is a unique key of table products but may \
+             be NULL, and every NULL would be one id: make it NOT NULL, or use the primary key"
+        ]
+    );
+    let products = catalog.tables.get_mut("public.products").expect("products");
+    let sku = products
+        .columns
+        .iter_mut()
+        .find(|c| c.name == "sku")
+        .expect("sku");
+    sku.not_null = true;
+    assert_eq!(check(&text, &catalog), Vec::<String>::new());
+    // A unique key of several columns names no row by one of them.
+    let products = catalog.tables.get_mut("public.products").expect("products");
+    products.unique_keys = vec![["sku".to_owned(), "name".to_owned()].into()];
+    assert_eq!(check(&text, &catalog).len(), 1);
+
     let mut catalog = shop();
     let products = catalog.tables.get_mut("public.products").expect("products");
     products.primary_key = vec!["id".into(), "sku".into()];
     assert_eq!(
         check(PRODUCT_SEARCH, &catalog),
         [
-            "views/product_search.yaml:5: id: search views need a single-column primary key as \
-             `id`, but table products has the composite primary key (id, sku)"
+            "views/product_search.yaml:5: id: search views need a single-column key as `id` \
+             (the primary key, or a unique NOT NULL column), but table products has the \
+             composite primary key (id, sku) and no unique `id`"
         ]
     );
 }
