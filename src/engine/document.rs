@@ -49,7 +49,12 @@ pub(super) fn compute_output(
             }
             (render_key(key, &root), json_text(document))
         }
-        OutputPlan::Search { id, fields, .. } => {
+        OutputPlan::Search {
+            id,
+            id_padded,
+            fields,
+            ..
+        } => {
             let document = match build_flat_document(w, view, fields, &root)? {
                 Ok(document) => document,
                 Err(poison) => return Ok(Err(poison)),
@@ -57,7 +62,13 @@ pub(super) fn compute_output(
             if let Err(poison) = check_search_fields(fields, &document) {
                 return Ok(Err(poison));
             }
-            (root[*id].to_text(), Json::Object(document).to_string())
+            let mut id = root[*id].to_text();
+            if *id_padded {
+                // A `char(n)`'s padding is not part of its value, as in a
+                // cache key.
+                id.truncate(id.trim_end_matches(' ').len());
+            }
+            (id, Json::Object(document).to_string())
         }
         // Not a document: `groups.rs` computes contributions.
         OutputPlan::Aggregate(_) => return Ok(Ok(None)),

@@ -200,6 +200,8 @@ pub enum OutputPlan {
         id: usize,
         /// `id` is the primary key, rather than another unique key.
         by_primary_key: bool,
+        /// `id` is a `char(n)`, whose padding the document's id drops.
+        id_padded: bool,
         fields: Vec<SearchFieldPlan>,
     },
     /// The root's contribution to one group of an aggregate table.
@@ -395,9 +397,14 @@ fn reads_padded_char(nodes: &[NodePlan], output: &OutputPlan, filter: Option<&Ex
         OutputPlan::Cache { key, .. } => key
             .iter()
             .any(|part| matches!(part, KeyPartPlan::Column { padded: true, .. })),
-        OutputPlan::Search { fields, .. } => fields
-            .iter()
-            .any(|field| matches!(field.value, SearchValuePlan::Column { padded: true, .. })),
+        OutputPlan::Search {
+            fields, id_padded, ..
+        } => {
+            *id_padded
+                || fields.iter().any(|field| {
+                    matches!(field.value, SearchValuePlan::Column { padded: true, .. })
+                })
+        }
         _ => false,
     };
     padded_key
@@ -894,6 +901,9 @@ impl Resolver<'_> {
                 OutputPlan::Search {
                     id: self.column(0, &search.id)?,
                     by_primary_key: self.is_primary_key(&search.id),
+                    id_padded: self.tables[&self.tree.nodes[0].table].column_types
+                        [self.column(0, &search.id)?]
+                        == type_oid::BPCHAR,
                     fields: search
                         .fields
                         .iter()
