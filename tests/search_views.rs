@@ -442,29 +442,8 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
     .await
     .expect("changes while streaming");
 
-    wait_until(CONVERGE, "the notes index matches SQL", || {
-        service.assert_running();
-        let pool = pool.clone();
-        let (views, data_dir) = (setup.views.clone(), setup.data_dir());
-        async move {
-            let rows: Vec<(String, String)> = sqlx::query_as(NOTES_ORACLE)
-                .fetch_all(&pool)
-                .await
-                .map_err(|e| e.to_string())?;
-            let expected = rows
-                .into_iter()
-                .map(|(id, doc)| (id, serde_json::from_str(&doc).expect("oracle JSON")))
-                .collect();
-            let actual = harness::index_documents(&views, &data_dir, "note_search")?;
-            let differences = harness::diff_documents(&expected, &actual);
-            if differences.is_empty() {
-                Ok(())
-            } else {
-                Err(differences.join("\n"))
-            }
-        }
-    })
-    .await;
+    service.assert_running();
+    index_matches(&pool, &setup, "note_search", NOTES_ORACLE, "the changes").await;
 
     let port = setup.admin_port;
     // The service's reader reloads just after the commit the files show.
@@ -694,37 +673,43 @@ fields:
   name: { from: name, type: text, stored: true }
 "#;
 
-/// The accounts' documents as SQL says, by code.
-async fn accounts_indexed(pool: &sqlx::PgPool, setup: &ServiceSetup, step: &str) {
-    wait_until(
-        CONVERGE,
-        &format!("the index matches SQL after {step}"),
-        || {
-            let pool = pool.clone();
-            let (views, data_dir) = (setup.views.clone(), setup.data_dir());
-            async move {
-                let rows: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT code::text, json_build_object('name', name)::text FROM accounts",
-                )
+/// Waits until the index of `view` holds the documents `oracle` selects
+/// (each row an id and its document's JSON), after `step`.
+async fn index_matches(
+    pool: &sqlx::PgPool,
+    setup: &ServiceSetup,
+    view: &str,
+    oracle: &'static str,
+    step: &str,
+) {
+    let what = format!("the index of {view} matches SQL after {step}");
+    wait_until(CONVERGE, &what, || {
+        let pool = pool.clone();
+        let (views, data_dir) = (setup.views.clone(), setup.data_dir());
+        async move {
+            let rows: Vec<(String, String)> = sqlx::query_as(oracle)
                 .fetch_all(&pool)
                 .await
                 .map_err(|e| e.to_string())?;
-                let expected = rows
-                    .into_iter()
-                    .map(|(id, doc)| (id, serde_json::from_str(&doc).expect("oracle JSON")))
-                    .collect();
-                let actual = harness::index_documents(&views, &data_dir, "account_search")?;
-                let differences = harness::diff_documents(&expected, &actual);
-                if differences.is_empty() {
-                    Ok(())
-                } else {
-                    Err(differences.join("\n"))
-                }
+            let expected = rows
+                .into_iter()
+                .map(|(id, doc)| (id, serde_json::from_str(&doc).expect("oracle JSON")))
+                .collect();
+            let actual = harness::index_documents(&views, &data_dir, view)?;
+            let differences = harness::diff_documents(&expected, &actual);
+            if differences.is_empty() {
+                Ok(())
+            } else {
+                Err(differences.join("\n"))
             }
-        },
-    )
+        }
+    })
     .await;
 }
+
+/// The accounts' documents, by code.
+const ACCOUNTS_ORACLE: &str =
+    "SELECT code::text, json_build_object('name', name)::text FROM accounts";
 
 /// A search view's `id` may be a unique NOT NULL column (trial 36: a
 /// product's `sku`, a `char(10)`), as a cache key may: two rows may hold one
@@ -749,7 +734,14 @@ async fn an_id_by_a_unique_column_follows_renames_swaps_and_deletes() {
     let setup = ServiceSetup::with_views(&url, "redis://127.0.0.1:1", views.path().to_path_buf());
     let port = setup.admin_port;
     let mut service = setup.start();
-    accounts_indexed(&pool, &setup, "the snapshot").await;
+    index_matches(
+        &pool,
+        &setup,
+        "account_search",
+        ACCOUNTS_ORACLE,
+        "the snapshot",
+    )
+    .await;
     for sql in [
         "UPDATE accounts SET code = 'B1' WHERE id = 1",
         "UPDATE accounts SET code = CASE id WHEN 2 THEN 'A3' ELSE 'A2' END WHERE id IN (2, 3)",
@@ -762,7 +754,7 @@ async fn an_id_by_a_unique_column_follows_renames_swaps_and_deletes() {
             .execute(&pool)
             .await
             .expect(sql);
-        accounts_indexed(&pool, &setup, sql).await;
+        index_matches(&pool, &setup, "account_search", ACCOUNTS_ORACLE, sql).await;
     }
     harness::wait_for_view_counts(port, "dead_letters", &[("account_search", 0)]).await;
     // A crash and another rotation: the claims are in the state store.
@@ -772,7 +764,8 @@ async fn an_id_by_a_unique_column_follows_renames_swaps_and_deletes() {
         .execute(&pool)
         .await
         .expect("a rotation");
-    accounts_indexed(&pool, &setup, "a restart and a rotation").await;
+    let step = "a restart and a rotation";
+    index_matches(&pool, &setup, "account_search", ACCOUNTS_ORACLE, step).await;
     harness::wait_for_view_counts(port, "dead_letters", &[("account_search", 0)]).await;
     service.assert_running();
 }

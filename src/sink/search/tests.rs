@@ -58,6 +58,15 @@ fn sorted_by(sort: SearchSort, offset: usize, limit: usize) -> PageRequest {
     }
 }
 
+/// The ids of every document in the order of `sort`, joined by commas.
+fn sorted_ids(index: &SearchIndex, sort: &str) -> String {
+    let sort = SearchSort::parse(sort).expect("a sort");
+    let page = index
+        .search_page("*", &sorted_by(sort, 0, 10))
+        .expect("searches");
+    ids(&page.hits).join(",")
+}
+
 fn search_ids(index: &SearchIndex, query: &str) -> Vec<String> {
     let hits = index.search(query, 10).expect("searches");
     let mut found: Vec<String> = hits.into_iter().map(|hit| hit.id).collect();
@@ -487,13 +496,7 @@ fn a_float_sort_puts_nan_above_infinity() {
         .map(|(id, score)| upsert(id, json!({ "score": score })))
         .collect();
     writer.apply(ops, at(1)).expect("applies");
-    let sorted = |sort: &str| {
-        let sort = SearchSort::parse(sort).expect("a sort");
-        let page = index
-            .search_page("*", &sorted_by(sort, 0, 10))
-            .expect("searches");
-        ids(&page.hits).join(",")
-    };
+    let sorted = |sort: &str| sorted_ids(&index, sort);
     assert_eq!(sorted("score"), "5,4,1,6,3,2,7");
     assert_eq!(sorted("score:desc"), "2,3,6,1,4,5,7");
 }
@@ -1118,13 +1121,7 @@ fn hits_may_be_sorted_by_several_fields() {
     writer
         .apply(vec![upsert("7", json!({"stars": 1}))], at(3))
         .expect("applies");
-    let sorted = |sort: &str| {
-        let sort = SearchSort::parse(sort).expect("a sort");
-        let page = index
-            .search_page("*", &sorted_by(sort, 0, 10))
-            .expect("searches");
-        ids(&page.hits).join(",")
-    };
+    let sorted = |sort: &str| sorted_ids(&index, sort);
     // Ties left over keep the index's order, which a merge changes: every
     // sort here ends with a key that tells the documents apart.
     assert_eq!(sorted("name:desc,stars"), "2,1,4,3,5,7,6");
