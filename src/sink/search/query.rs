@@ -63,7 +63,7 @@ pub struct SearchPage {
 pub struct PageRequest {
     pub offset: usize,
     pub limit: usize,
-    /// A fast field's order in place of the score's.
+    /// Up to three fast fields' order in place of the score's.
     pub sort: Option<SearchSort>,
     pub facets: Option<FacetRequest>,
 }
