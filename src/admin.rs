@@ -579,7 +579,13 @@ fn query_error(rejection: &str) -> String {
             "unknown query parameter {}",
             unknown.replacen(", expected", "; this call takes", 1)
         ),
-        None => format!("invalid query parameter {detail}"),
+        None => match detail.split_once(": ") {
+            // serde's words for `limit=-1` or `limit=ten` (trial 37).
+            Some((name, why)) if why.contains("invalid digit") || why.contains("too large") => {
+                format!("query parameter `{name}` takes a whole number (0 or more)")
+            }
+            _ => format!("invalid query parameter {detail}"),
+        },
     }
 }
 
@@ -598,7 +604,11 @@ mod tests {
         );
         assert_eq!(
             query_error("Failed to deserialize query string: limit: invalid digit found in string"),
-            "invalid query parameter limit: invalid digit found in string"
+            "query parameter `limit` takes a whole number (0 or more)"
+        );
+        assert_eq!(
+            query_error("Failed to deserialize query string: from_source: invalid boolean"),
+            "invalid query parameter from_source: invalid boolean"
         );
     }
 

@@ -297,10 +297,21 @@ fn arithmetic_type(
         (ValueType::Null, ValueType::Null) => Ok(ValueType::Null),
         (ValueType::Null, other) | (other, ValueType::Null) if fits(other) => Ok(other),
         _ if fits(left) && fits(right) => Ok(promote_numeric(left, right)),
-        _ => Err(type_error(
-            node,
-            format!("cannot apply `{symbol}` to {left} and {right}"),
-        )),
+        _ => {
+            let temporal =
+                |t: ValueType| matches!(t, ValueType::Timestamp | ValueType::TimestampTz);
+            // Their difference is an interval, which expressions lack.
+            let hint = if symbol == "-" && temporal(left) && temporal(right) {
+                " (an interval, which expressions do not have: `extract(epoch from a) - \
+                 extract(epoch from b)` is the seconds between them)"
+            } else {
+                ""
+            };
+            Err(type_error(
+                node,
+                format!("cannot apply `{symbol}` to {left} and {right}{hint}"),
+            ))
+        }
     }
 }
 

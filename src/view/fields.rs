@@ -250,7 +250,10 @@ fn read_contents(
                     "missing required key `fields` (the rows' fields), or `measure:` (one \
                      value over the rows, such as `count()`)"
                 }
-                _ => "missing required key `fields`",
+                _ => {
+                    "missing required key `fields` (or `hidden: true`, for a relation that \
+                     `where` and computed fields read through its path)"
+                }
             };
             report.error(mapping.line, path, message);
             None

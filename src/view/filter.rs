@@ -106,7 +106,10 @@ pub(crate) fn relation_on_path<'a>(
 fn step_into<'a>(fields: &'a [Field], name: &str, used: PathUse) -> Result<&'a Relation, String> {
     let field = fields.iter().find(|field| field.name == name);
     match field.map(|field| &field.source) {
-        None => Err(format!("no relation field `{name}` at this level")),
+        None => Err(format!(
+            "no relation field `{name}` at this level; declare it among this level's fields \
+             (`{name}: {{ one: …, on: …, hidden: true }}` when only paths read it)"
+        )),
         Some(FieldSource::Column(_) | FieldSource::Computed(_)) => {
             Err(format!("`{name}` is a column field, not a relation"))
         }

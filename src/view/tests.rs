@@ -238,7 +238,11 @@ fn where_paths_resolve_through_one_relations_only() {
     let unknown = ORDER_CACHE.replace("status <> 'draft'", "buyer.email = 'x'");
     assert_eq!(
         errors_of(&unknown),
-        ["views/test.yaml:6: where: column `buyer.email`: no relation field `buyer` at this level"]
+        [
+            "views/test.yaml:6: where: column `buyer.email`: no relation field `buyer` at this level; \
+          declare it among this level's fields (`buyer: { one: …, on: …, hidden: true }` when \
+          only paths read it)"
+        ]
     );
 }
 
@@ -297,7 +301,8 @@ fn computed_fields_read_their_level_and_its_one_relations() {
         errors("sku: sku", "sku: \"customer.name\""),
         [
             "views/test.yaml:21: fields.items.fields.sku: column `customer.name`: no relation \
-             field `customer` at this level"
+             field `customer` at this level; declare it among this level's fields (`customer: \
+             { one: …, on: …, hidden: true }` when only paths read it)"
         ]
     );
     assert_eq!(
@@ -348,7 +353,8 @@ fn a_relation_where_reads_the_relation_and_its_one_relations() {
         errors_of(&with_where("customer.name = 'x'")),
         [
             "views/test.yaml:20: fields.items.where: column `customer.name`: no relation field \
-             `customer` at this level"
+             `customer` at this level; declare it among this level's fields (`customer: { one: …, \
+             on: …, hidden: true }` when only paths read it)"
         ]
     );
 }
@@ -438,7 +444,10 @@ fn a_many_relation_may_give_a_measure_instead_of_fields() {
     let neither = ORDER_CACHE.replace("fields: { id: id, name: name, email: email }", "");
     assert_eq!(
         errors_of(&neither),
-        ["views/test.yaml:12: fields.customer: missing required key `fields`"]
+        [
+            "views/test.yaml:12: fields.customer: missing required key `fields` (or `hidden: true`, \
+          for a relation that `where` and computed fields read through its path)"
+        ]
     );
 }
 
@@ -653,7 +662,10 @@ fn a_relation_without_fields_is_told_at_the_relation() {
     let text = ORDER_CACHE.replace("    fields: { id: id, name: name, email: email }\n", "");
     assert_eq!(
         errors_of(&text),
-        ["views/test.yaml:12: fields.customer: missing required key `fields`"]
+        [
+            "views/test.yaml:12: fields.customer: missing required key `fields` (or `hidden: true`, \
+          for a relation that `where` and computed fields read through its path)"
+        ]
     );
 }
 

@@ -114,7 +114,7 @@ impl Buckets {
             Ok(width) if width.is_finite() && width > 0.0 => Ok(Buckets::Width(width)),
             _ => Err(SearchError::Facet(format!(
                 "facet {field}:{bucket}: a bucket is a positive width for a number \
-                 (`{field}:1000`) or `year`, `month` or `day` for a date"
+                 (`price:1000`), or `year`, `month` or `day` for a date (`born:year`)"
             ))),
         }
     }

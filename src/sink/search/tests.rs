@@ -1169,4 +1169,6 @@ fn a_query_is_read_as_typed_into_a_search_box() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(search_ids(&index, "\"rioja reserva\"~1"), ["3"]);
+    // A lookup by id, as the README gives it.
+    assert_eq!(search_ids(&index, "_id:\"2\""), ["2"]);
 }
