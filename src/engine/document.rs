@@ -431,7 +431,8 @@ fn write_document(
                         None => value.write_json(out),
                     },
                     Err(error) => {
-                        return Ok(Err(Poison(format!("field `{name}` failed: {error}"))));
+                        let field = field_path(view, doc.node, name);
+                        return Ok(Err(Poison(format!("field `{field}` failed: {error}"))));
                     }
                 }
             }
@@ -487,6 +488,16 @@ fn write_document(
     Ok(Ok(()))
 }
 
+/// Where the view file declares the field `name` of the document at
+/// `node` (`fields.items.fields.line_total`), as `check` names it: a
+/// nested field's name alone does not say which relation it is in.
+fn field_path(view: &ViewPlan, node: usize, name: &str) -> String {
+    match node {
+        0 => format!("fields.{name}"),
+        _ => format!("{}.fields.{name}", view.nodes[node].path),
+    }
+}
+
 /// A `many` relation's measure over its kept `rows`, as a scalar subquery
 /// gives it: `count()` of no rows is 0, the other functions' NULL. An
 /// input that fails on a row's values, or that its function cannot take,
@@ -501,8 +512,8 @@ fn measure_of_rows(
     let measure = &plan.measure;
     let failed = |error: &dyn std::fmt::Display| {
         Poison(format!(
-            "field `{}` (measure) failed: {error}",
-            measure.name
+            "`{}.measure` failed: {error}",
+            view.nodes[node].path
         ))
     };
     let specs = [measure.spec];
@@ -839,7 +850,7 @@ fields:
         assert_eq!(total, 1);
         assert_eq!(letters[0].key, "id=2");
         assert!(
-            letters[0].reason.contains("field `per_unit` failed")
+            letters[0].reason.contains("field `fields.per_unit` failed")
                 && letters[0].reason.contains("division by zero"),
             "{}",
             letters[0].reason
@@ -997,7 +1008,7 @@ fields:
         assert!(
             letters[0]
                 .reason
-                .contains("field `mass` (measure) failed: value out of range"),
+                .contains("`fields.mass.measure` failed: value out of range"),
             "{}",
             letters[0].reason
         );
