@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::test_views::{field, product_fields};
 use super::*;
-use crate::view::model::{SearchFieldType, TextAnalyzer};
+use crate::view::model::{SearchField, SearchFieldType, TextAnalyzer};
 
 const BUDGET: usize = 20_000_000;
 
@@ -46,6 +46,17 @@ fn ids(hits: &[Hit]) -> Vec<&str> {
 fn all_ids(index: &SearchIndex) -> Vec<String> {
     let hits = index.all_documents().expect("lists");
     hits.into_iter().map(|hit| hit.id).collect()
+}
+
+/// A new index of `view` with `fields` in `dir`, and its writer.
+fn index_with_writer(
+    dir: &Path,
+    view: &str,
+    fields: &[SearchField],
+) -> (SearchIndex, IndexWriterHandle) {
+    let index = SearchIndex::open_or_create(dir, view, fields).expect("opens");
+    let writer = index.writer(BUDGET, 1).expect("writer");
+    (index, writer)
 }
 
 /// A page in the order of `sort`.
@@ -480,8 +491,7 @@ fn hits_may_be_sorted_by_a_fast_field() {
 fn a_float_sort_puts_nan_above_infinity() {
     let dir = tempfile::tempdir().expect("tempdir");
     let fields = [field("score", SearchFieldType::F64, true, true)];
-    let index = SearchIndex::open_or_create(dir.path(), "scores", &fields).expect("opens");
-    let writer = index.writer(BUDGET, 1).expect("writer");
+    let (index, writer) = index_with_writer(dir.path(), "scores", &fields);
     let scores = [
         ("1", json!(2.5)),
         ("2", json!("NaN")),
@@ -844,8 +854,7 @@ fn a_folded_field_matches_words_whatever_their_accents() {
             false,
         ),
     ];
-    let index = SearchIndex::open_or_create(dir.path(), "jobs", &fields).expect("opens");
-    let writer = index.writer(BUDGET, 1).expect("writer");
+    let (index, writer) = index_with_writer(dir.path(), "jobs", &fields);
     let ops = vec![
         upsert(
             "1",
@@ -897,8 +906,7 @@ fn facets_count_the_values_of_every_match() {
         field("rating", F64, true, true),
         field("since", Date, true, true),
     ];
-    let index = SearchIndex::open_or_create(dir.path(), "shops", &fields).expect("opens");
-    let writer = index.writer(BUDGET, 1).expect("writer");
+    let (index, writer) = index_with_writer(dir.path(), "shops", &fields);
     let first = vec![
         upsert(
             "1",
@@ -1103,8 +1111,7 @@ fn hits_may_be_sorted_by_several_fields() {
         field("name", Keyword, true, true),
         field("price", F64, true, true),
     ];
-    let index = SearchIndex::open_or_create(dir.path(), "shops", &fields).expect("opens");
-    let writer = index.writer(BUDGET, 1).expect("writer");
+    let (index, writer) = index_with_writer(dir.path(), "shops", &fields);
     let first = vec![
         upsert("1", json!({"stars": 4, "name": "Mocca", "price": 3.5})),
         upsert("2", json!({"stars": 5, "name": "Zest", "price": 2.0})),
@@ -1149,8 +1156,7 @@ fn a_query_is_read_as_typed_into_a_search_box() {
     use SearchFieldType::*;
     let dir = tempfile::tempdir().expect("tempdir");
     let fields = vec![field("name", Text(TextAnalyzer::Folded), true, false)];
-    let index = SearchIndex::open_or_create(dir.path(), "wines", &fields).expect("opens");
-    let writer = index.writer(BUDGET, 1).expect("writer");
+    let (index, writer) = index_with_writer(dir.path(), "wines", &fields);
     let ops = vec![
         upsert("1", json!({"name": "Rosé d'été"})),
         upsert("2", json!({"name": "O'Neill Vineyards"})),
