@@ -18,7 +18,7 @@ use crate::source::pgoutput::StoredColumnTypes;
 use crate::view::key_collisions::{KeyToken, keys_may_collide};
 use crate::view::model::{
     AggregateView, Cardinality, Field, FieldSource, KeyPart, Measure, MeasureFunction,
-    SearchFieldType, SearchSource, ViewDef, ViewKind,
+    SearchFieldType, SearchSource, SearchView, ViewDef, ViewKind,
 };
 use crate::view::{Catalog, TableInfo};
 use tree::JoinTree;
@@ -898,24 +898,7 @@ impl Resolver<'_> {
             ),
             ViewKind::Search(search) => (
                 search.filter.as_ref(),
-                OutputPlan::Search {
-                    id: self.column(0, &search.id)?,
-                    by_primary_key: self.is_primary_key(&search.id),
-                    id_padded: self.tables[&self.tree.nodes[0].table].column_types
-                        [self.column(0, &search.id)?]
-                        == type_oid::BPCHAR,
-                    fields: search
-                        .fields
-                        .iter()
-                        .map(|field| {
-                            Ok(SearchFieldPlan {
-                                name: field.name.clone(),
-                                field_type: field.field_type,
-                                value: self.search_value(&field.from)?,
-                            })
-                        })
-                        .collect::<Result<_, PlanError>>()?,
-                },
+                self.search_output(search)?,
                 format!("search:{}", self.def.name),
             ),
             ViewKind::Aggregate(aggregate) => (
@@ -1092,10 +1075,28 @@ impl Resolver<'_> {
         })
     }
 
-    /// Whether `column` is the root's whole primary key.
-    fn is_primary_key(&self, column: &str) -> bool {
+    /// A search view's output: its id column (the primary key, or another
+    /// unique key whose ids are then claimed; a `char(n)` trimmed) and its
+    /// fields.
+    fn search_output(&self, search: &SearchView) -> Result<OutputPlan, PlanError> {
+        let id = self.column(0, &search.id)?;
         let root = &self.tables[&self.tree.nodes[0].table];
-        root.primary_key_len == 1 && self.column(0, column).is_ok_and(|index| index == 0)
+        Ok(OutputPlan::Search {
+            id,
+            by_primary_key: root.primary_key_len == 1 && id == 0,
+            id_padded: root.column_types[id] == type_oid::BPCHAR,
+            fields: search
+                .fields
+                .iter()
+                .map(|field| {
+                    Ok(SearchFieldPlan {
+                        name: field.name.clone(),
+                        field_type: field.field_type,
+                        value: self.search_value(&field.from)?,
+                    })
+                })
+                .collect::<Result<_, PlanError>>()?,
+        })
     }
 
     /// Whether a key template names every primary-key column of the root.
