@@ -19,7 +19,9 @@
 
 use super::{EngineError, dead_letters, document};
 use crate::plan::Plan;
-use crate::state::{LoggedPut, PreparedOutput, SettledPut, StateReader, Store, output_record_key};
+use crate::state::{
+    LoggedPut, PlainAllowance, PreparedOutput, SettledPut, StateReader, Store, output_record_key,
+};
 
 /// How the logged puts of a start were settled.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -123,7 +125,7 @@ fn settle_one(
         .and_then(|output| dead_letters::within_limit(output, max_document_bytes))
         .ok()
         .flatten()
-        .map(|output| PreparedOutput::new(&view.name, &put.pk, output));
+        .map(|output| PreparedOutput::new(&view.name, &put.pk, output, &PlainAllowance::none()));
     let recorded = output
         .as_ref()
         .is_some_and(|output| output.is_recorded_as(record));

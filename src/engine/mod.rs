@@ -408,6 +408,7 @@ impl Engine {
             plan: &self.plan,
             helper: &self.helper,
             max_document_bytes: self.max_document_bytes,
+            plain: Arc::new(self.store.plain_allowance()),
         }
     }
 

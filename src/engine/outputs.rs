@@ -19,8 +19,8 @@ use super::{BatchOutcome, EngineError, dead_letters, document, groups, output_ke
 use crate::aggregate::Contribution;
 use crate::plan::{OutputPlan, Plan, ViewPlan};
 use crate::state::{
-    OutboxEntry, OutboxOp, OutputChange, PreparedOutput, ReadRows, StateReader, StateWriter, Store,
-    packing_order,
+    OutboxEntry, OutboxOp, OutputChange, PlainAllowance, PreparedOutput, ReadRows, StateReader,
+    StateWriter, Store, packing_order,
 };
 
 /// Roots computed together before their outputs are stored: the outputs
@@ -44,6 +44,8 @@ pub(super) struct Refresh<'e> {
     pub plan: &'e Arc<Plan>,
     pub helper: &'e Worker,
     pub max_document_bytes: usize,
+    /// What the transaction's puts may leave uncompressed.
+    pub plain: Arc<PlainAllowance>,
 }
 
 impl Refresh<'_> {
@@ -102,11 +104,12 @@ impl Refresh<'_> {
         });
         let (helper_claims, plan) = (Arc::clone(&claims), Arc::clone(self.plan));
         let max_document_bytes = self.max_document_bytes;
+        let plain = Arc::clone(&self.plain);
         let helper = self.helper.submit(move || {
             let mut done = Vec::new();
             while let Some((n, (view, pk))) = helper_claims.claim() {
                 let view = &plan.views[*view];
-                done.push((n, compute(&reader, view, pk, max_document_bytes)));
+                done.push((n, compute(&reader, view, pk, max_document_bytes, &plain)));
             }
             Ok((done, reader))
         });
@@ -210,7 +213,7 @@ impl Refresh<'_> {
         view: &ViewPlan,
         pk: &[u8],
     ) -> Result<usize, EngineError> {
-        match compute(w, view, pk, self.max_document_bytes)? {
+        match compute(w, view, pk, self.max_document_bytes, &self.plain)? {
             Computed::Document(computed) => self.store_document(w, view, pk, computed),
             Computed::Contribution(_) => Ok(0), // only cache views claim keys
         }
@@ -223,7 +226,13 @@ impl Refresh<'_> {
         view: usize,
         pk: &[u8],
     ) -> Result<Computed, EngineError> {
-        compute(rows, &self.plan.views[view], pk, self.max_document_bytes)
+        compute(
+            rows,
+            &self.plan.views[view],
+            pk,
+            self.max_document_bytes,
+            &self.plain,
+        )
     }
 }
 
@@ -235,6 +244,7 @@ fn compute(
     view: &ViewPlan,
     pk: &[u8],
     max_document_bytes: usize,
+    plain: &PlainAllowance,
 ) -> Result<Computed, EngineError> {
     Ok(match &view.output {
         OutputPlan::Aggregate(aggregate) => {
@@ -243,7 +253,9 @@ fn compute(
         OutputPlan::Cache { .. } | OutputPlan::Search { .. } => Computed::Document(
             document::compute_output(rows, view, pk)?
                 .and_then(|output| dead_letters::within_limit(output, max_document_bytes))
-                .map(|output| output.map(|output| PreparedOutput::new(&view.name, pk, output))),
+                .map(|output| {
+                    output.map(|output| PreparedOutput::new(&view.name, pk, output, plain))
+                }),
         ),
     })
 }

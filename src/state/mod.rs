@@ -41,7 +41,7 @@ pub use dead_letters::DeadLetter;
 pub use durability::CommitNumber;
 pub use groups::{GroupValues, StoredGroup};
 pub use outbox::{
-    NamedPut, OutboxEntry, OutboxOp, PreparedOutput, StoredOutput,
+    NamedPut, OutboxEntry, OutboxOp, PlainAllowance, PreparedOutput, StoredOutput,
     decode_output_key as output_record_key,
 };
 pub use outboxes::DEFAULT_OUTBOX_BUDGET;
@@ -586,6 +586,12 @@ impl Store {
     pub fn truncate_outbox(&self, sink: &str, upto: u64) -> Result<(), StoreError> {
         self.outboxes().release(sink, upto);
         Ok(())
+    }
+
+    /// What the puts of the next write transaction may leave uncompressed,
+    /// given what the outboxes hold now.
+    pub fn plain_allowance(&self) -> PlainAllowance {
+        PlainAllowance::new(self.outboxes().plain_allowance())
     }
 
     /// How many entries of `sink` are still in its outbox: written, and not

@@ -4,14 +4,19 @@
 //! stated as the final effect on the target (put this document, delete this
 //! key), so applying it twice leaves the target as applying it once.
 //!
-//! Entries are kept compressed (LZ4) once they are large enough to gain
-//! ([`encode_entry`]). A put is logged without its document, naming the root
+//! Entries are compressed (LZ4) once they are large enough to gain
+//! ([`encode_entry`]), except the puts of documents while the outboxes hold
+//! little ([`PlainAllowance`]): sinks that keep up read an entry within
+//! milliseconds of its making, and compressing every document was a sixth
+//! of the CPU a change cost. A put is logged without its document, naming the root
 //! it is the output of ([`encode_named_put`]): documents were the largest
 //! part of what the write-ahead log carried, so they set how often the store
 //! must write a checkpoint, and a checkpoint slows the engine while it is
 //! written. After a restart such an entry is made whole again from the
 //! stored rows before any sink reads it (`engine::logged_puts`;
 //! docs/decisions.md, "Outbox puts are logged by the root they come from").
+
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -42,18 +47,29 @@ pub struct PreparedOutput {
 }
 
 impl PreparedOutput {
-    /// `output` of the root `pk` of `view`.
-    pub fn new(view: &str, pk: &[u8], output: StoredOutput) -> PreparedOutput {
+    /// `output` of the root `pk` of `view`; its put entry stays plain if
+    /// `plain` allows it.
+    pub fn new(
+        view: &str,
+        pk: &[u8],
+        output: StoredOutput,
+        plain: &PlainAllowance,
+    ) -> PreparedOutput {
         let record = encode_output_record(&output);
         let StoredOutput { key, document } = output;
         let logged_entry = encode_named_put(view, pk, &key);
-        let put_entry = encode_entry(&OutboxEntry {
+        let entry = encode(&OutboxEntry {
             view: view.to_owned(),
             op: OutboxOp::Put {
                 key: key.clone(),
                 document,
             },
         });
+        let put_entry = if plain.take(entry.len()) {
+            entry
+        } else {
+            compress(entry)
+        };
         PreparedOutput {
             key,
             record,
@@ -147,11 +163,52 @@ const COMPRESS_FROM: usize = 256;
 /// the plain entry's length (u32 LE).
 const COMPRESSED_HEADER: usize = 5;
 
+/// How many bytes of document puts a write transaction may leave
+/// uncompressed: what the outboxes may hold plain ([`Self::PLAIN_SHARE`] of
+/// their budget) less what they hold now. A sink that keeps up drains its
+/// entries within milliseconds, so compressing them saves no memory worth
+/// its CPU; once sinks fall behind (down, slow, a snapshot's flood), puts
+/// are compressed again and the budget holds three to five times as many.
+/// Shared by the two threads that compute a transaction's documents.
+#[derive(Debug)]
+pub struct PlainAllowance(AtomicIsize);
+
+impl PlainAllowance {
+    /// The share of the outboxes' budget that may be held plain.
+    pub const PLAIN_SHARE: usize = 4;
+
+    /// An allowance of `bytes`.
+    pub fn new(bytes: usize) -> PlainAllowance {
+        PlainAllowance(AtomicIsize::new(
+            isize::try_from(bytes).unwrap_or(isize::MAX),
+        ))
+    }
+
+    /// No plain puts: every entry large enough to gain is compressed.
+    pub fn none() -> PlainAllowance {
+        PlainAllowance::new(0)
+    }
+
+    /// Whether an entry of `len` bytes may stay plain; if so, it is
+    /// counted. Short entries are always plain, as [`encode_entry`] leaves
+    /// them.
+    fn take(&self, len: usize) -> bool {
+        if len < COMPRESS_FROM {
+            return true;
+        }
+        let len = isize::try_from(len).unwrap_or(isize::MAX);
+        self.0.fetch_sub(len, Ordering::Relaxed) >= len
+    }
+}
+
 /// An outbox entry as the store keeps it: postcard, then LZ4 when that is
-/// shorter (`COMPRESSED ‖ plain length (u32 LE) ‖ LZ4 block`). Called
-/// where the document was computed, off the thread that bounds a batch.
+/// shorter (`COMPRESSED ‖ plain length (u32 LE) ‖ LZ4 block`).
 pub(super) fn encode_entry(entry: &OutboxEntry) -> Vec<u8> {
-    let plain = encode(entry);
+    compress(encode(entry))
+}
+
+/// `plain`, an encoded entry, compressed if it is large enough to gain.
+fn compress(plain: Vec<u8>) -> Vec<u8> {
     let Some(length) = u32::try_from(plain.len())
         .ok()
         .filter(|_| plain.len() >= COMPRESS_FROM)
@@ -253,7 +310,12 @@ pub(super) mod tests {
             key: "order:7".into(),
             document: document.into(),
         };
-        let prepared = PreparedOutput::new("order_cache", b"7", output("{\"id\":7}"));
+        let prepared = PreparedOutput::new(
+            "order_cache",
+            b"7",
+            output("{\"id\":7}"),
+            &PlainAllowance::none(),
+        );
         assert_eq!(
             decode(&prepared.put_entry).unwrap(),
             OutboxEntry {
@@ -265,8 +327,9 @@ pub(super) mod tests {
             }
         );
         assert_eq!(decode_output_key(&prepared.record).unwrap(), "order:7");
-        let same = PreparedOutput::new("order_cache", b"7", output("{\"id\":7}"));
-        let other = PreparedOutput::new("order_cache", b"7", output("{\"id\":8}"));
+        let none = PlainAllowance::none();
+        let same = PreparedOutput::new("order_cache", b"7", output("{\"id\":7}"), &none);
+        let other = PreparedOutput::new("order_cache", b"7", output("{\"id\":8}"), &none);
         assert!(same.is_recorded_as(&prepared.record));
         assert!(!other.is_recorded_as(&prepared.record));
         // The log's entry names the root and the key, and is no entry a
@@ -321,6 +384,30 @@ pub(super) mod tests {
             plain.len()
         );
         assert_eq!(decode(&stored).unwrap(), entry);
+    }
+
+    /// Puts stay plain while the allowance lasts, and are compressed from
+    /// the first that would pass it; both kinds decode to the entry, and the
+    /// record does not depend on the kind.
+    #[test]
+    fn puts_are_plain_within_the_allowance_and_compressed_past_it() {
+        let put = |plain: &PlainAllowance| {
+            let OutboxOp::Put { key, document } = order_put(7).op else {
+                unreachable!("order_put puts")
+            };
+            let output = StoredOutput { key, document };
+            PreparedOutput::new("order_cache", b"7", output, plain)
+        };
+        let size = encode(&order_put(7)).len();
+        let allowance = PlainAllowance::new(2 * size + size / 2);
+        let made: Vec<PreparedOutput> = (0..3).map(|_| put(&allowance)).collect();
+        let kinds: Vec<bool> = made.iter().map(|p| p.put_entry[0] == COMPRESSED).collect();
+        assert_eq!(kinds, [false, false, true]);
+        for prepared in &made {
+            assert_eq!(decode(&prepared.put_entry).unwrap(), order_put(7));
+            assert_eq!(prepared.record, made[0].record);
+        }
+        assert_eq!(put(&PlainAllowance::none()).put_entry[0], COMPRESSED);
     }
 
     /// Small entries, and entries written before compression (plain

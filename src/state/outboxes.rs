@@ -197,6 +197,13 @@ impl Outboxes {
         queue.unlogged_release = Some(upto.max(queue.unlogged_release.unwrap_or(0)));
     }
 
+    /// The bytes of puts a transaction may leave uncompressed now
+    /// ([`super::PlainAllowance`]).
+    pub fn plain_allowance(&self) -> usize {
+        let held: usize = self.lock().values().map(|queue| queue.bytes).sum();
+        (self.budget / super::PlainAllowance::PLAIN_SHARE).saturating_sub(held)
+    }
+
     /// How many entries of `sink` are not released.
     pub fn len(&self, sink: &str) -> u64 {
         self.lock()
@@ -323,6 +330,22 @@ pub(super) mod tests {
         outboxes.publish(vec![OutboxChange::Clear { sink: "a".into() }]);
         assert_eq!(outboxes.len("a"), 0);
         assert_eq!(outboxes.len("b"), 1);
+    }
+
+    /// Puts may stay plain up to a share of the budget, less what every
+    /// queue holds; released entries give it back.
+    #[test]
+    fn the_plain_allowance_is_a_share_of_the_budget_less_what_is_held() {
+        let share = 8 * 100;
+        let outboxes = Outboxes::new(share * crate::state::PlainAllowance::PLAIN_SHARE);
+        assert_eq!(outboxes.plain_allowance(), share);
+        outboxes.publish((1..=10).map(|s| append("a", s)).collect());
+        outboxes.publish((1..=20).map(|s| append("b", s)).collect());
+        assert_eq!(outboxes.plain_allowance(), share - 8 * 30);
+        outboxes.publish((21..=100).map(|s| append("b", s)).collect());
+        assert_eq!(outboxes.plain_allowance(), 0);
+        outboxes.release("b", 100);
+        assert_eq!(outboxes.plain_allowance(), share - 8 * 10);
     }
 
     /// Over the budget, the largest queue loses its oldest entries, and a

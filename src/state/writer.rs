@@ -519,7 +519,7 @@ mod tests {
             key: key.into(),
             document: document.into(),
         };
-        crate::state::PreparedOutput::new("v", b"pk", output)
+        crate::state::PreparedOutput::new("v", b"pk", output, &crate::state::PlainAllowance::none())
     }
 
     /// Outputs whose root row is gone are found by one merge of the two
