@@ -558,7 +558,8 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
                 "labels",
                 "SELECT n.id, l FROM notes n, unnest(n.labels) AS l",
             ),
-            // Buckets: of an i64's values by a width, of a date's by month.
+            // Buckets: of an i64's values by a width, of a date's by
+            // month, quarter and week (named by its Monday).
             (
                 "stars:2",
                 "SELECT n.id, (floor(c.stars / 2.0) * 2)::bigint::text
@@ -567,6 +568,15 @@ async fn stemming_booleans_floats_dates_and_joins_go_through_the_whole_pipeline(
             (
                 "written:month",
                 "SELECT n.id, to_char(n.written AT TIME ZONE 'UTC', 'YYYY-MM') FROM notes n",
+            ),
+            (
+                "written:quarter",
+                "SELECT n.id, to_char(n.written AT TIME ZONE 'UTC', 'YYYY-\"Q\"Q') FROM notes n",
+            ),
+            (
+                "written:week",
+                "SELECT n.id, date_trunc('week', n.written AT TIME ZONE 'UTC')::date::text
+                 FROM notes n",
             ),
         ] {
             assert_eq!(

@@ -7,7 +7,7 @@
 //! Counted from the fast columns, over the query's matches (not only the
 //! page): a `keyword`, `i64` or `bool` field by value; an `i64` or `f64`
 //! field by buckets of a width (`price_cents:1000`); a `date` field by
-//! `year`, `month` or `day` in UTC (`opened:year`). A document with several
+//! `year`, `quarter`, `month`, `week` or `day` in UTC (`opened:year`). A document with several
 //! values (a `many` join's field, an array column) counts once in each
 //! distinct value or bucket, so the counts may add up to more than the
 //! matches; a document without a value counts in none.
@@ -51,10 +51,13 @@ pub struct FacetSpec {
 pub enum Buckets {
     /// `[n × width, (n + 1) × width)`, named by its lower bound.
     Width(f64),
-    /// A UTC calendar year, month or day, named `2026`, `2026-03`,
-    /// `2026-03-01`.
+    /// A UTC calendar year, quarter, month, week or day, named `2026`,
+    /// `2026-Q1`, `2026-03`, `2026-03-02` (a week by its Monday, as
+    /// PostgreSQL's `date_trunc('week', …)` gives it) and `2026-03-01`.
     Year,
+    Quarter,
     Month,
+    Week,
     Day,
 }
 
@@ -106,7 +109,9 @@ impl Buckets {
     fn parse(field: &str, bucket: &str) -> Result<Buckets, SearchError> {
         match bucket.to_ascii_lowercase().as_str() {
             "year" => return Ok(Buckets::Year),
+            "quarter" => return Ok(Buckets::Quarter),
             "month" => return Ok(Buckets::Month),
+            "week" => return Ok(Buckets::Week),
             "day" => return Ok(Buckets::Day),
             _ => {}
         }
@@ -114,7 +119,8 @@ impl Buckets {
             Ok(width) if width.is_finite() && width > 0.0 => Ok(Buckets::Width(width)),
             _ => Err(SearchError::Facet(format!(
                 "facet {field}:{bucket}: a bucket is a positive width for a number \
-                 (`price:1000`), or `year`, `month` or `day` for a date (`born:year`)"
+                 (`price:1000`), or `year`, `quarter`, `month`, `week` or `day` for a date \
+                 (`born:year`)"
             ))),
         }
     }
@@ -152,7 +158,7 @@ enum FacetKind {
     I64Width(i64),
     F64Width(f64),
     /// Buckets of a date's values; each value's bucket is a number (the
-    /// year, months or days since the epoch).
+    /// year, or quarters, months, weeks or days since an origin).
     Date(Buckets),
 }
 
@@ -228,7 +234,8 @@ fn kind_of(field_type: SearchFieldType, spec: &FacetSpec) -> Result<FacetKind, S
             "an f64 field is counted by buckets of a width: `{name}:10` counts [0, 10), [10, 20), …"
         )),
         (SearchFieldType::Date, Some(Buckets::Width(_)) | None) => refused(&format!(
-            "a date field is counted by `year`, `month` or `day`: `{name}:month`"
+            "a date field is counted by `year`, `quarter`, `month`, `week` or `day`: \
+             `{name}:month`"
         )),
         (SearchFieldType::Date, Some(unit)) => Ok(FacetKind::Date(unit)),
         (SearchFieldType::Keyword | SearchFieldType::Bool, Some(_)) => {
@@ -501,32 +508,39 @@ fn float_of_key(key: u64) -> f64 {
     f64::from_bits(bits)
 }
 
-/// The bucket of an instant: its UTC year, months since year 0, or days
-/// since the epoch.
+/// Days from 1970-01-01, a Thursday, back to the Monday before it.
+const EPOCH_AFTER_MONDAY: i64 = 3;
+
+/// The bucket of an instant: its UTC year, quarters or months since year
+/// 0, or weeks or days since the epoch (weeks from Monday 1969-12-29).
 fn calendar_number(micros: i64, unit: Buckets) -> i64 {
     let days = micros.div_euclid(MICROS_PER_DAY);
-    if unit == Buckets::Day {
-        return days;
-    }
     let (year, month, _) = civil_from_days(days);
     match unit {
         Buckets::Year => year,
-        _ => year * 12 + month - 1,
+        Buckets::Quarter => year * 4 + (month - 1) / 3,
+        Buckets::Month => year * 12 + month - 1,
+        Buckets::Week => (days + EPOCH_AFTER_MONDAY).div_euclid(7),
+        Buckets::Day | Buckets::Width(_) => days,
     }
 }
 
-/// A bucket's name: `2026`, `2026-03` or `2026-03-01`.
+/// A bucket's name: `2026`, `2026-Q1`, `2026-03`, `2026-03-02` (a week's
+/// Monday) or `2026-03-01`.
 fn calendar_name(number: i64, unit: Buckets) -> String {
+    let date = |days: i64| {
+        let (year, month, day) = civil_from_days(days);
+        format!("{year:04}-{month:02}-{day:02}")
+    };
     match unit {
         Buckets::Year => format!("{number:04}"),
+        Buckets::Quarter => format!("{:04}-Q{}", number.div_euclid(4), number.rem_euclid(4) + 1),
         Buckets::Month => {
             let (year, month) = (number.div_euclid(12), number.rem_euclid(12) + 1);
             format!("{year:04}-{month:02}")
         }
-        _ => {
-            let (year, month, day) = civil_from_days(number);
-            format!("{year:04}-{month:02}-{day:02}")
-        }
+        Buckets::Week => date(number * 7 - EPOCH_AFTER_MONDAY),
+        Buckets::Day | Buckets::Width(_) => date(number),
     }
 }
 
@@ -581,23 +595,58 @@ mod tests {
     }
 
     #[test]
-    fn calendar_buckets_are_utc_years_months_and_days() {
+    fn calendar_buckets_are_utc_years_quarters_months_weeks_and_days() {
         let micros = |days: i64| days * MICROS_PER_DAY + 1;
-        // 2026-03-01 is day 20,513; 1969-12-31 is day -1.
-        for (days, year, month, day) in [
-            (20_513, "2026", "2026-03", "2026-03-01"),
-            (-1, "1969", "1969-12", "1969-12-31"),
-            (0, "1970", "1970-01", "1970-01-01"),
-            (11_016, "2000", "2000-02", "2000-02-29"),
+        // 2026-03-01 (a Sunday) is day 20,513; 1969-12-31 is day -1.
+        for (days, year, quarter, month, week, day) in [
+            (
+                20_513,
+                "2026",
+                "2026-Q1",
+                "2026-03",
+                "2026-02-23",
+                "2026-03-01",
+            ),
+            (
+                20_514,
+                "2026",
+                "2026-Q1",
+                "2026-03",
+                "2026-03-02",
+                "2026-03-02",
+            ),
+            (-1, "1969", "1969-Q4", "1969-12", "1969-12-29", "1969-12-31"),
+            (-4, "1969", "1969-Q4", "1969-12", "1969-12-22", "1969-12-28"),
+            (0, "1970", "1970-Q1", "1970-01", "1969-12-29", "1970-01-01"),
+            (
+                11_016,
+                "2000",
+                "2000-Q1",
+                "2000-02",
+                "2000-02-28",
+                "2000-02-29",
+            ),
+            (
+                20_636,
+                "2026",
+                "2026-Q3",
+                "2026-07",
+                "2026-06-29",
+                "2026-07-02",
+            ),
         ] {
             let name = |unit| calendar_name(calendar_number(micros(days), unit), unit);
+            let units = [
+                Buckets::Year,
+                Buckets::Quarter,
+                Buckets::Month,
+                Buckets::Week,
+                Buckets::Day,
+            ];
             assert_eq!(
-                (
-                    name(Buckets::Year),
-                    name(Buckets::Month),
-                    name(Buckets::Day)
-                ),
-                (year.to_owned(), month.to_owned(), day.to_owned())
+                units.map(name),
+                [year, quarter, month, week, day].map(str::to_owned),
+                "day {days}"
             );
         }
         assert_eq!(calendar_number(-1, Buckets::Day), -1, "before the epoch");

@@ -1047,7 +1047,8 @@ fn facets_count_the_values_of_every_match() {
     assert!(refused("since", None).contains("`since:month`"));
     assert!(refused("since:7", None).contains("`since:month`"));
     assert!(refused("stars:0.5", None).contains("a whole number, not 0.5"));
-    assert!(refused("stars:week", None).contains("a positive width"));
+    assert!(refused("stars:fortnight", None).contains("a positive width"));
+    assert!(refused("stars:week", None).contains("buckets are a width: `stars:100`"));
     assert!(refused("stars:-2", None).contains("a positive width"));
     assert!(refused("tags:10", None).contains("only numbers and dates have buckets"));
     assert!(refused("city", None).contains("give it `fast: true`"));
