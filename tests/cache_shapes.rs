@@ -54,6 +54,11 @@ const ORACLE: &str = r#"
         'score_x2', (a.score * 2)::text, 'score_third', (coalesce(a.score, 0) / 3)::text,
         'region_tag', upper(r.label) || '/' || r.code,
         'is_pro', a.kind = 'pro', 'born_next', (a.born + 1)::text,
+        'born_week', extract(week from a.born),
+        -- `infinity` has no ISO year here (PostgreSQL: `Infinity`; documented).
+        'born_isoyear', CASE WHEN isfinite(a.born) THEN date_part('isoyear', a.born) END,
+        'seen_second', extract(second from a.seen)::text,
+        'at_second', date_part('second', a.at),
         'home_label', (SELECT lower(h.label) || ':' || h.zone FROM lab.regions h
                        WHERE h.code = a.region_code AND h.zone = a.region_zone AND h.zone < 5),
         'trail_label', (SELECT p.label || '@' || t.seq
@@ -203,7 +208,8 @@ fn random_statement(rng: &mut StdRng) -> String {
                 any(rng, &[&score])
             },
             ratio = any(rng, &["0.1", "1e300", "-2.5", "'NaN'", "'Infinity'", "3", "'-0'"]),
-            born = any(rng, &["'2024-02-29'", "'1999-12-31'", "'infinity'"]),
+            // The ISO week of 2021-01-03 is the 53rd of 2020.
+            born = any(rng, &["'2024-02-29'", "'1999-12-31'", "'infinity'", "'2021-01-03'"]),
             seen = any(rng, &["'2026-01-02 03:04:05.5'", "'2026-11-24 23:59:59.999999'", "'2000-01-01 00:00:00'"]),
             at = any(rng, &["'2026-03-01 00:30:00+05:30'", "'2025-12-31 23:00:00-02'", "'2026-06-15 12:00:00.123+00'"]),
             tags = any(rng, &[r#"'{"b": [1, 2.50, "x"], "a": null, "n": 12345678901234567890}'"#]),

@@ -107,6 +107,15 @@ pub(crate) enum DateField {
     /// 1 = Monday ... 7 = Sunday.
     IsoDayOfWeek,
     DayOfYear,
+    /// The ISO 8601 week of the year (1-53; weeks start on Monday, and
+    /// week 1 holds the year's first Thursday).
+    Week,
+    /// The year its ISO week belongs to: 2027-01-01, a Friday, is in week
+    /// 53 of 2026.
+    IsoYear,
+    /// Seconds within the minute, with their fraction: a numeric with six
+    /// decimals from `extract`, a float from `date_part`.
+    Second,
     /// Seconds since 1970-01-01 00:00 (UTC for a timestamptz): a numeric
     /// with microseconds, not an int.
     Epoch,
@@ -124,6 +133,9 @@ impl DateField {
             "dow" => DateField::DayOfWeek,
             "isodow" => DateField::IsoDayOfWeek,
             "doy" => DateField::DayOfYear,
+            "week" => DateField::Week,
+            "isoyear" => DateField::IsoYear,
+            "second" => DateField::Second,
             "epoch" => DateField::Epoch,
             _ => return None,
         })
@@ -140,24 +152,45 @@ impl DateField {
             DateField::DayOfWeek => "dow",
             DateField::IsoDayOfWeek => "isodow",
             DateField::DayOfYear => "doy",
+            DateField::Week => "week",
+            DateField::IsoYear => "isoyear",
+            DateField::Second => "second",
             DateField::Epoch => "epoch",
         }
     }
 
-    /// Whether a `date` has this field; PostgreSQL refuses hour and minute.
+    /// Whether a `date` has this field; PostgreSQL refuses hour, minute
+    /// and second.
     pub fn applies_to_date(self) -> bool {
-        !matches!(self, DateField::Hour | DateField::Minute)
+        !matches!(
+            self,
+            DateField::Hour | DateField::Minute | DateField::Second
+        )
     }
 }
 
-/// The type of `extract(field from …)` (a numeric for the epoch, an int
-/// otherwise), or of `date_part`, a float for the epoch.
+/// The type of `extract(field from …)` (a numeric for the epoch and
+/// seconds, an int otherwise), or of `date_part`, a float for those.
 pub(crate) fn field_type(field: DateField, date_part: bool) -> ValueType {
     match (field, date_part) {
-        (DateField::Epoch, false) => ValueType::Numeric,
-        (DateField::Epoch, true) => ValueType::Float,
+        (DateField::Epoch | DateField::Second, false) => ValueType::Numeric,
+        (DateField::Epoch | DateField::Second, true) => ValueType::Float,
         _ => ValueType::Int,
     }
+}
+
+/// `extract(second from value)`: the seconds within the minute with six
+/// decimals, as PostgreSQL writes them; `date_part`'s float.
+fn second_value(value: DateTime, date_part: bool) -> Value {
+    let micros = value.micros_of_day % MICROS_PER_MINUTE;
+    if date_part {
+        return Value::Float(micros as f64 / 1e6);
+    }
+    Value::Numeric(format!(
+        "{}.{:06}",
+        micros / MICROS_PER_SECOND,
+        micros % MICROS_PER_SECOND
+    ))
 }
 
 /// `extract(epoch from value)`: seconds with six decimals, or whole
@@ -199,8 +232,24 @@ pub(crate) fn extract(value: DateTime, field: DateField) -> i64 {
         DateField::DayOfWeek => day_of_week(value.days),
         DateField::IsoDayOfWeek => (day_of_week(value.days) + 6) % 7 + 1,
         DateField::DayOfYear => value.days - days_from_civil(year, 1, 1) + 1,
+        DateField::Week => iso_week(value.days).1,
+        DateField::IsoYear => match iso_week(value.days).0 {
+            year if year < 1 => year - 1,
+            year => year,
+        },
+        // Whole seconds; `second_value` gives the fraction too.
+        DateField::Second => value.micros_of_day / MICROS_PER_SECOND % 60,
         DateField::Epoch => value.days * 86_400 + value.micros_of_day / MICROS_PER_SECOND,
     }
+}
+
+/// The ISO 8601 year and week of a day: those of the Thursday of its
+/// week, which weeks are counted by.
+fn iso_week(days: i64) -> (i64, i64) {
+    let monday_based = (day_of_week(days) + 6) % 7;
+    let thursday = days - monday_based + 3;
+    let (year, _, _) = civil_from_days(thursday);
+    (year, (thursday - days_from_civil(year, 1, 1)) / 7 + 1)
 }
 
 /// A temporal value's text and kind; `None` for NULL.
@@ -342,6 +391,9 @@ pub(crate) fn extract_value(
     }
     if kind == TemporalKind::Date && date_part && !is_infinite(text) {
         let as_timestamp = in_timestamp_range(parse_value(text, kind)?)?;
+        if field == DateField::Second {
+            return Ok(second_value(as_timestamp, true));
+        }
         return Ok(Value::Int(extract(as_timestamp, field)));
     }
     if kind == TemporalKind::Date && !field.applies_to_date() {
@@ -357,6 +409,9 @@ pub(crate) fn extract_value(
     let mut parsed = parse_value(text, kind)?;
     if kind == TemporalKind::TimestampTz {
         parsed = TimeZone::current().to_local(parsed);
+    }
+    if field == DateField::Second {
+        return Ok(second_value(parsed, date_part));
     }
     Ok(Value::Int(extract(parsed, field)))
 }
@@ -432,6 +487,28 @@ mod tests {
         assert_eq!(field(DateField::DayOfWeek), 0);
         assert_eq!(field(DateField::IsoDayOfWeek), 7);
         assert_eq!(field(DateField::DayOfYear), 31 + 29 + 17);
+        assert_eq!(field(DateField::Week), 11);
+        assert_eq!(field(DateField::IsoYear), 2024);
+        assert_eq!(field(DateField::Second), 12);
+        // ISO weeks cross years: (date, week, its year).
+        for (date, week, year) in [
+            ("2027-01-01", 53, 2026),
+            ("2024-12-30", 1, 2025),
+            ("2021-01-03", 53, 2020),
+            ("2021-01-04", 1, 2021),
+            ("2026-01-01", 1, 2026),
+            ("2025-12-28", 52, 2025),
+        ] {
+            let day = at(date, Date);
+            assert_eq!(
+                (
+                    extract(day, DateField::Week),
+                    extract(day, DateField::IsoYear)
+                ),
+                (week, year),
+                "{date}"
+            );
+        }
         // No year 0, as in PostgreSQL.
         assert_eq!(extract(at("0001-12-31 BC", Date), DateField::Year), -1);
         assert_eq!(extract(at("0044-03-15 BC", Date), DateField::Year), -44);
@@ -472,6 +549,20 @@ mod tests {
         );
         let date = Value::Date("2024-01-01".into());
         assert!(extract_value(&date, DateField::Hour, false).is_err());
+        assert!(extract_value(&date, DateField::Second, false).is_err());
+        assert_eq!(
+            extract_value(&date, DateField::Second, true),
+            Ok(Value::Float(0.0))
+        );
+        let seen = Value::Timestamp("2026-01-02T03:04:05.500000".into());
+        assert_eq!(
+            extract_value(&seen, DateField::Second, false),
+            Ok(Value::Numeric("5.500000".into()))
+        );
+        assert_eq!(
+            extract_value(&seen, DateField::Second, true),
+            Ok(Value::Float(5.5))
+        );
         let text = Value::Text("2024-01-01".into());
         assert!(extract_value(&text, DateField::Year, false).is_err());
         assert!(truncate_value(&Value::Date("2024-99-01".into()), TruncUnit::Day, None).is_err());
