@@ -641,6 +641,10 @@ impl<'a> ViewCheck<'a> {
         ) else {
             return;
         };
+        if let Some(message) = padded_join(parent, joined) {
+            self.error(path, line_path, message);
+            return;
+        }
         let integers = |t: ValueType| matches!(t, ValueType::Int | ValueType::Numeric);
         let same_text_type = parent_type != ValueType::Text
             || texts_compared(
@@ -797,6 +801,41 @@ fn column_oid(table: &TableInfo, column: &str) -> u32 {
 /// text: the string types with each other, any other (`uuid`, an enum,
 /// `inet`) only with itself. `uuid = text` is an error in SQL, which
 /// viewkeeper's join on the texts would have answered.
+/// Why a join of two `char` columns cannot be matched, if it cannot.
+/// PostgreSQL compares `char` values without their padding, while a join
+/// key holds the padded value: two columns of one length pad alike (`'AB'`
+/// is `'AB   '` on both sides of a `char(5)` join), but `char(5)` and
+/// `char(8)`, or a `bpchar` of no length (unpadded, yet `'AB '` equals
+/// `'AB'`), would match nothing where SQL matches.
+fn padded_join(
+    parent: (&TableInfo, &str, &str),
+    joined: (&TableInfo, &str, &str),
+) -> Option<String> {
+    const BPCHAR: u32 = 1042;
+    fn find<'t>(table: &'t TableInfo, column: &str) -> Option<&'t ColumnInfo> {
+        table.columns.iter().find(|info| info.name == column)
+    }
+    let (parent_info, joined_info) = (find(parent.0, parent.2)?, find(joined.0, joined.2)?);
+    if parent_info.type_oid != BPCHAR || joined_info.type_oid != BPCHAR {
+        return None;
+    }
+    if parent_info.type_modifier == joined_info.type_modifier && parent_info.type_modifier >= 0 {
+        return None;
+    }
+    Some(format!(
+        "cannot join {}.{} ({}) to {}.{} ({}): PostgreSQL compares char values without their \
+         padding, and viewkeeper matches them padded, which works for two columns of one \
+         length only; give both the same length (`ALTER TABLE … ALTER COLUMN … TYPE \
+         char(n)`), or make them text",
+        display_table(parent.1),
+        parent.2,
+        parent_info.type_name,
+        display_table(joined.1),
+        joined.2,
+        joined_info.type_name,
+    ))
+}
+
 fn texts_compared(a: u32, b: u32) -> bool {
     const STRINGS: [u32; 3] = [
         25,   /* text */

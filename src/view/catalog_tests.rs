@@ -555,6 +555,46 @@ fn join_columns_of_types_that_do_not_match_are_refused() {
     assert_eq!(check(ORDER_CACHE, &catalog), Vec::<String>::new());
 }
 
+/// `char` columns join when they have one length, whose padding both
+/// sides' values share; of two lengths (or none), PostgreSQL matches
+/// `'AB      '` with `'AB   '` and viewkeeper would not, so it is refused.
+#[test]
+fn char_columns_of_different_lengths_are_refused_as_join_columns() {
+    const BPCHAR: u32 = 1042;
+    let mut catalog = shop();
+    let set_char = |catalog: &mut Catalog, table: &str, column: &str, length: Option<i32>| {
+        retype(catalog, table, column, BPCHAR);
+        let info = catalog.tables.get_mut(table).expect("a shop table");
+        let info = info
+            .columns
+            .iter_mut()
+            .find(|c| c.name == column)
+            .expect("a column");
+        info.type_modifier = length.map_or(-1, |n| n + 4);
+        info.type_name = length.map_or("bpchar".to_owned(), |n| format!("character({n})"));
+    };
+    set_char(&mut catalog, "public.orders", "customer_id", Some(5));
+    set_char(&mut catalog, "public.customers", "id", Some(5));
+    assert_eq!(check(ORDER_CACHE, &catalog), Vec::<String>::new());
+    set_char(&mut catalog, "public.orders", "customer_id", Some(8));
+    let errors = check(ORDER_CACHE, &catalog);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(
+            "fields.customer.on: cannot join orders.customer_id (character(8)) to \
+             customers.id (character(5)): PostgreSQL compares char values without their padding"
+        ),
+        "{errors:?}"
+    );
+    set_char(&mut catalog, "public.orders", "customer_id", None);
+    set_char(&mut catalog, "public.customers", "id", None);
+    let errors = check(ORDER_CACHE, &catalog);
+    assert!(
+        errors[0].contains("(bpchar) to customers.id (bpchar)"),
+        "{errors:?}"
+    );
+}
+
 /// A second cache view whose key template may render the first's keys is
 /// refused at its `key`, naming the first: the two would overwrite each
 /// other's documents. A template with its own prefix passes.
