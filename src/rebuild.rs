@@ -232,7 +232,10 @@ impl Rebuilder {
                 }
                 None => Some(format!("view {view} is no longer loaded")),
             };
-            tracing::info!(%view, ?error, "rebuild from source done");
+            match &error {
+                None => tracing::info!(%view, "rebuild from source done"),
+                Some(error) => tracing::error!(%view, %error, "rebuild from source failed"),
+            }
             this.finish(&view, error).await;
         })
     }
@@ -242,7 +245,9 @@ impl Rebuilder {
         // partial rows would be work its end does again, and the sink's
         // rewrite waits for that end anyway.
         if !self.status.snapshot().snapshot_done {
-            self.status.rebuild_progress(view, "snapshotting", 0, 0);
+            // The start's replay or a snapshot: none is taken for this
+            // rebuild, which reads the state store.
+            self.status.rebuild_progress(view, "waiting", 0, 0);
             self.status.wait_for_snapshot().await;
         }
         let (engine, name) = (Arc::clone(&self.engine), view.to_owned());

@@ -399,7 +399,8 @@ impl Generation {
                 view = %view.view.name,
                 error = %view.error,
                 "the view no longer checks against the database: not running it (the others \
-                 run); it runs again after a reload once it checks"
+                 run); it runs again once it checks, the next time the views are planned (a \
+                 reload, a start, a schema change viewkeeper follows)"
             );
         }
         let views = views.as_slice();

@@ -344,12 +344,16 @@ impl SinkHealth {
         state.error = None;
     }
 
-    /// The sink found its target without its data and is rewriting it. A
-    /// sink that finds it again before that rewrite ended (it failed, and
-    /// its retry starts over) counts no second loss.
+    /// The sink found its target without its data and is rewriting it: it
+    /// reached the target, so an error from before (the target down while
+    /// it restarted empty) is over. A sink that finds the loss again before
+    /// that rewrite ended (it failed, and its retry starts over) counts no
+    /// second loss.
     pub fn data_lost(&self) {
         let mut inner = self.board.lock();
         let state = inner.sinks.entry(self.sink.clone()).or_default();
+        state.reachable = true;
+        state.error = None;
         if state.rewriting_lost_data {
             return;
         }
@@ -394,8 +398,9 @@ pub struct ViewReport {
     /// view does not run).
     pub state: &'static str,
     /// Why the view does not run: its file no longer checks against the
-    /// database (`check`'s messages). It runs again after a reload once it
-    /// checks; its targets keep what they held.
+    /// database (`check`'s messages). It runs again once it checks, the
+    /// next time the views are planned (a reload, a start, a schema change
+    /// the service follows); its targets keep what they held.
     pub view_error: Option<String>,
     /// The source position the view's outputs include.
     pub applied_lsn: Option<String>,
@@ -713,6 +718,13 @@ mod tests {
             )
         };
         assert_eq!(state(&board), ("live", true));
+        health.data_lost();
+        assert_eq!(state(&board), ("rebuilding", false));
+        // Redis down, then back without its data (trial 38 read `failed`,
+        // with the old connection error, through the whole rewrite).
+        health.rewritten();
+        health.failed(&"redis: Connection refused");
+        assert_eq!(state(&board), ("failed", false));
         health.data_lost();
         assert_eq!(state(&board), ("rebuilding", false));
         health.ok();
