@@ -8,7 +8,7 @@
 //! ([`encode_entry`]), except the puts of documents while the outboxes hold
 //! little ([`PlainAllowance`]): sinks that keep up read an entry within
 //! milliseconds of its making, and compressing every document was a sixth
-//! of the CPU a change cost. A put is logged without its document, naming the root
+//! of the CPU a change cost in small batches. A put is logged without its document, naming the root
 //! it is the output of ([`encode_named_put`]): documents were the largest
 //! part of what the write-ahead log carried, so they set how often the store
 //! must write a checkpoint, and a checkpoint slows the engine while it is
@@ -174,7 +174,8 @@ const COMPRESSED_HEADER: usize = 5;
 pub struct PlainAllowance(AtomicIsize);
 
 impl PlainAllowance {
-    /// The share of the outboxes' budget that may be held plain.
+    /// The outboxes may hold plain puts up to their budget divided by
+    /// this: a quarter of it.
     pub const PLAIN_SHARE: usize = 4;
 
     /// An allowance of `bytes`.
