@@ -763,7 +763,7 @@ pub(super) fn unequal_comparison(column: &str, type_name: &str) -> String {
 /// The type of `column` of `table` when two of its values may be equal with
 /// other texts ([`equal_as_its_text`]), as PostgreSQL names it.
 pub(super) fn unequal_type(table: &TableInfo, column: &str) -> Option<String> {
-    let info = table.columns.iter().find(|info| info.name == column)?;
+    let info = table.column(column)?;
     let name = match info.type_oid {
         oid if equal_as_its_text(oid, info.is_enum) => return None,
         // Refused by type: json has no equality.
@@ -776,7 +776,7 @@ pub(super) fn unequal_type(table: &TableInfo, column: &str) -> Option<String> {
 /// The type of `column` of `table` when it does not sort as its value
 /// ([`sorts_as_its_value`]), as PostgreSQL names it.
 pub(super) fn unsortable_type(table: &TableInfo, column: &str) -> Option<String> {
-    let info = table.columns.iter().find(|info| info.name == column)?;
+    let info = table.column(column)?;
     let name = match info.type_oid {
         oid if sorts_as_its_value(oid) => return None,
         // PostgreSQL orders an enum by its labels' order, not their text.
@@ -812,10 +812,7 @@ fn padded_join(
     joined: (&TableInfo, &str, &str),
 ) -> Option<String> {
     const BPCHAR: u32 = 1042;
-    fn find<'t>(table: &'t TableInfo, column: &str) -> Option<&'t ColumnInfo> {
-        table.columns.iter().find(|info| info.name == column)
-    }
-    let (parent_info, joined_info) = (find(parent.0, parent.2)?, find(joined.0, joined.2)?);
+    let (parent_info, joined_info) = (parent.0.column(parent.2)?, joined.0.column(joined.2)?);
     if parent_info.type_oid != BPCHAR || joined_info.type_oid != BPCHAR {
         return None;
     }
@@ -846,7 +843,7 @@ fn texts_compared(a: u32, b: u32) -> bool {
 }
 
 fn column_value_type(table: &TableInfo, column: &str) -> Option<ValueType> {
-    let info = table.columns.iter().find(|info| info.name == column)?;
+    let info = table.column(column)?;
     Some(value_type(info.type_oid))
 }
 

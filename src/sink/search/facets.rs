@@ -515,11 +515,21 @@ const EPOCH_AFTER_MONDAY: i64 = 3;
 /// 0, or weeks or days since the epoch (weeks from Monday 1969-12-29).
 fn calendar_number(micros: i64, unit: Buckets) -> i64 {
     let days = micros.div_euclid(MICROS_PER_DAY);
-    let (year, month, _) = civil_from_days(days);
+    // Per matching value: the calendar only for the units that need it.
+    let year_and_month = || {
+        let (year, month, _) = civil_from_days(days);
+        (year, month)
+    };
     match unit {
-        Buckets::Year => year,
-        Buckets::Quarter => year * 4 + (month - 1) / 3,
-        Buckets::Month => year * 12 + month - 1,
+        Buckets::Year => year_and_month().0,
+        Buckets::Quarter => {
+            let (year, month) = year_and_month();
+            year * 4 + (month - 1) / 3
+        }
+        Buckets::Month => {
+            let (year, month) = year_and_month();
+            year * 12 + month - 1
+        }
         Buckets::Week => (days + EPOCH_AFTER_MONDAY).div_euclid(7),
         Buckets::Day | Buckets::Width(_) => days,
     }
