@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use harness::{
     PgServer, ServiceSetup, category_daily_sales_rows, diff_documents,
-    expected_category_daily_sales, http_post, small_shop, view_status, wait_until,
+    expected_category_daily_sales, http_get, http_post, small_shop, view_status, wait_until,
 };
 use serde_json::Value;
 use sqlx::PgPool;
@@ -1979,6 +1979,85 @@ async fn a_table_another_instance_wrote_is_written_anew() {
         service.log_tail(30)
     );
     service.assert_running();
+}
+
+async fn checkpoint_store(pool: &PgPool) -> String {
+    sqlx::query_scalar(
+        "SELECT store_id FROM viewkeeper_checkpoints WHERE view = 'category_daily_sales'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("the view's checkpoint row")
+}
+
+/// Two viewkeepers (their own data directories and slots) with one
+/// aggregate view: the second waits, `failed` and naming the first, and
+/// takes the table over once the first stops. Trial 39: both wrote the
+/// whole table anew every 5 s, each over the other's rows, for as long as
+/// both ran, and both read `live`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_waits_for_the_table_until_the_first_stops() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let (_views_dir, views) = aggregate_only_views();
+    let first_setup = ServiceSetup::with_views(&url, NO_REDIS, views.clone());
+    let mut first = first_setup.start();
+    table_matches_oracle(&pool, "the first instance writes the table").await;
+    let first_store = checkpoint_store(&pool).await;
+
+    let mut second_setup = ServiceSetup::with_views(&url, NO_REDIS, views);
+    second_setup
+        .extra_args
+        .extend(["--slot".to_owned(), "second".to_owned()]);
+    let mut second = second_setup.start();
+    let status = wait_until(CONVERGE, "the second instance's view fails", || async {
+        // Until it listens, the second instance has no status to read.
+        http_get(second_setup.admin_port, "/status").await?;
+        let status = view_status(second_setup.admin_port, "category_daily_sales").await;
+        if status["state"] == "failed" {
+            Ok(status)
+        } else {
+            Err(status.to_string())
+        }
+    })
+    .await;
+    let error = status["sink_error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "view category_daily_sales: aggregate table analytics.category_daily_sales is \
+             written by another viewkeeper (server process "
+        ) && error.contains(&format!("application_name 'viewkeeper {first_store}'")),
+        "{status:#}"
+    );
+
+    workload::run(&pool, &WorkloadOptions::new(100, 2))
+        .await
+        .expect("workload");
+    table_matches_oracle(&pool, "the first instance keeps writing the table").await;
+    assert_eq!(
+        checkpoint_store(&pool).await,
+        first_store,
+        "the second instance wrote the table"
+    );
+    let first_view = view_status(first_setup.admin_port, "category_daily_sales").await;
+    assert_eq!(first_view["state"], "live", "{first_view:#}");
+
+    first.terminate(Duration::from_secs(30)).await;
+    workload::run(&pool, &WorkloadOptions::new(100, 2))
+        .await
+        .expect("workload");
+    wait_until(CONVERGE, "the second instance takes the table", || async {
+        let status = view_status(second_setup.admin_port, "category_daily_sales").await;
+        if status["state"] == "live" {
+            Ok(())
+        } else {
+            Err(status.to_string())
+        }
+    })
+    .await;
+    table_matches_oracle(&pool, "the second instance writes the table").await;
+    assert_ne!(checkpoint_store(&pool).await, first_store);
+    second.assert_running();
 }
 
 /// Groups by a text of any length, on a table of the test's own.

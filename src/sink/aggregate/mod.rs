@@ -22,6 +22,13 @@
 //! with [`AggregateSinkError::ForeignTable`], checked again inside the
 //! transaction that would replace it.
 //!
+//! Two viewkeepers (two data directories, two slots) must not write one
+//! table: each would write the whole table anew over the other's rows, for
+//! as long as both run. A sink first claims its table
+//! ([`SqlTarget::claim`]: in PostgreSQL, an advisory lock its session holds
+//! while the process runs); a table another viewkeeper holds stops the sink
+//! with [`AggregateSinkError::Contested`] until that one stops.
+//!
 //! The target is PostgreSQL ([`postgres`]) or SQLite ([`sqlite`]).
 
 pub mod postgres;
@@ -94,6 +101,21 @@ pub enum AggregateSinkError {
          (its checkpoint row names another state store, or is gone)"
     )]
     CheckpointTaken { view: String, table: String },
+    /// Another viewkeeper holds the table's claim (its lock, in
+    /// PostgreSQL): retried with backoff, so this one takes the table over
+    /// once the other stops.
+    #[error(
+        "view {view}: aggregate table {table} is written by another viewkeeper ({holder}), \
+         which holds its lock in the target database: two instances cannot share a table, as \
+         each would write over the other's rows. This one waits, and takes the table over \
+         when the other stops; to run both, give one of them another `table:` or \
+         `aggregates_url`"
+    )]
+    Contested {
+        view: String,
+        table: String,
+        holder: String,
+    },
     /// Needs an operator: retried with backoff, so the view starts once the
     /// table is dropped.
     #[error("view {view} ({file}): {}", foreign_table_reason(.table))]
@@ -112,6 +134,15 @@ pub fn foreign_table_reason(table: &str) -> String {
 }
 
 impl AggregateSinkError {
+    /// The role may not read or write the table (`insufficient_privilege`).
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(
+            self,
+            AggregateSinkError::Sql { source: sqlx::Error::Database(error), .. }
+                if error.code().as_deref() == Some("42501")
+        )
+    }
+
     /// A conflict with another transaction, worth an immediate retry.
     fn is_conflict(&self) -> bool {
         let AggregateSinkError::Sql {
@@ -284,6 +315,14 @@ pub trait SqlTarget: Send + Sync {
     fn table_name(&self, qualified: &str) -> String {
         qualified.to_owned()
     }
+    /// Claims `table` for the viewkeeper of state store `store_id` for as
+    /// long as this process runs; [`AggregateSinkError::Contested`] while
+    /// another viewkeeper holds it. Called again, it checks the claim still
+    /// stands (a restarted server forgot it) and takes it again. A target
+    /// that cannot tell (SQLite) claims nothing.
+    async fn claim(&self, _table: &TargetTable, _store_id: &str) -> Result<(), AggregateSinkError> {
+        Ok(())
+    }
     /// Who made the view's table. Reads only: creates nothing, not even the
     /// checkpoint table (`viewkeeper check` asks it too).
     async fn owner(&self, table: &TargetTable) -> Result<TableOwner, AggregateSinkError>;
@@ -401,6 +440,7 @@ impl AggregateSink {
     }
 
     async fn drain(&self, wake: &Notify, health: &SinkHealth) -> Result<(), AggregateSinkError> {
+        self.target.claim(&self.table, &self.store_id).await?;
         let mut applied = match self.target.checkpoint(&self.table).await? {
             Some(checkpoint) if self.is_ours(&checkpoint) => checkpoint.sequence,
             _ => self.rewrite_when_built(wake).await?,
@@ -434,6 +474,7 @@ impl AggregateSink {
             let Some(&(last, _)) = entries.last() else {
                 if table_checked.elapsed() >= TABLE_CHECK_INTERVAL {
                     table_checked = Instant::now();
+                    self.target.claim(&self.table, &self.store_id).await?;
                     if self.table_is_gone().await? {
                         applied = self.rewrite_when_built(wake).await?;
                         self.applied.send_replace(applied);

@@ -17,11 +17,11 @@
 //! GROUP BY has a NULL group (an item whose product is gone), which a primary
 //! key cannot hold. Upserts name the same columns either way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres, Transaction};
 
 use super::{
     AggregateSinkError, CHECKPOINT_TABLE, Checkpoint, GroupBatch, RowChunk, RowChunks, SqlTarget,
@@ -33,6 +33,41 @@ use crate::source::connection::{quote_ident, quote_qualified, redact_url};
 
 pub struct PgTarget {
     pool: PgPool,
+    options: PgConnectOptions,
+    /// The session whose advisory locks claim this process's tables.
+    claims: tokio::sync::Mutex<Claims>,
+}
+
+/// The tables claimed ([`SqlTarget::claim`]), and the session that holds
+/// their locks: a session of its own, as a pooled one may be closed.
+#[derive(Default)]
+struct Claims {
+    session: Option<PgConnection>,
+    tables: BTreeSet<String>,
+}
+
+/// The advisory lock of one aggregate table, by its qualified name, in the
+/// target database: the 64-bit key `pg_try_advisory_lock` takes.
+const LOCK_KEY: &str = "hashtextextended('viewkeeper aggregate table ' || $1, 0)";
+
+/// What a claimed table's holder is, to name it in the error: its session's
+/// `application_name` tells a viewkeeper's state store.
+fn holder_query() -> String {
+    format!(
+        "SELECT a.pid, coalesce(a.application_name, ''), \
+                coalesce(host(a.client_addr), 'a local socket') \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+           AND l.classid = (({LOCK_KEY} >> 32) & 4294967295)::oid \
+           AND l.objid = ({LOCK_KEY} & 4294967295)::oid \
+         LIMIT 1"
+    )
+}
+
+/// The `application_name` of the sessions that claim tables for the
+/// state store `store_id`.
+fn claimant_name(store_id: &str) -> String {
+    format!("viewkeeper {store_id}")
 }
 
 impl PgTarget {
@@ -53,8 +88,12 @@ impl PgTarget {
         // Redis is, instead of stopping the service.
         let pool = PgPoolOptions::new()
             .max_connections(2)
-            .connect_lazy_with(options);
-        Ok(PgTarget { pool })
+            .connect_lazy_with(options.clone());
+        Ok(PgTarget {
+            pool,
+            options,
+            claims: tokio::sync::Mutex::default(),
+        })
     }
 }
 
@@ -450,6 +489,62 @@ async fn write_checkpoint(
 
 #[async_trait]
 impl SqlTarget for PgTarget {
+    async fn claim(&self, table: &TargetTable, store_id: &str) -> Result<(), AggregateSinkError> {
+        let sql_error = table.sql_error();
+        let claimant = claimant_name(store_id);
+        let mut claims = self.claims.lock().await;
+        // A session that is gone (the server restarted) holds no lock.
+        if let Some(session) = claims.session.as_mut()
+            && session.ping().await.is_err()
+        {
+            claims.session = None;
+            claims.tables.clear();
+        }
+        if claims.tables.contains(&table.name) {
+            return Ok(());
+        }
+        let session = match &mut claims.session {
+            Some(session) => session,
+            empty => {
+                let options = self.options.clone().application_name(&claimant);
+                let session = PgConnection::connect_with(&options)
+                    .await
+                    .map_err(&sql_error)?;
+                empty.insert(session)
+            }
+        };
+        let locked: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT pg_try_advisory_lock({LOCK_KEY})"
+        )))
+        .bind(&table.name)
+        .fetch_one(&mut *session)
+        .await
+        .map_err(&sql_error)?;
+        if locked {
+            claims.tables.insert(table.name.clone());
+            return Ok(());
+        }
+        let holder: Option<(i32, String, String)> = sqlx::query_as(AssertSqlSafe(holder_query()))
+            .bind(&table.name)
+            .fetch_optional(&mut *session)
+            .await
+            .map_err(&sql_error)?;
+        let holder = match holder {
+            // This process's own session of before a reload, closing: the
+            // next claim takes the lock.
+            Some((_, name, _)) if name == claimant => return Ok(()),
+            Some((pid, name, address)) => {
+                format!("server process {pid}, application_name '{name}', client {address}")
+            }
+            None => "a session that has just let go of it".to_owned(),
+        };
+        Err(AggregateSinkError::Contested {
+            view: table.view.clone(),
+            table: table.name.clone(),
+            holder,
+        })
+    }
+
     async fn drop_table(
         &self,
         view: &str,
