@@ -94,9 +94,22 @@ pub async fn foreign_tables(
         return Ok(errors);
     };
     for (table, def) in tables {
-        if target.owner(&table).await? == TableOwner::Someone {
-            let reason = aggregate::foreign_table_reason(&target.table_name(&table.name));
-            errors.push(at_table(def, reason));
+        match target.owner(&table).await {
+            Ok(TableOwner::Someone) => {
+                let reason = aggregate::foreign_table_reason(&target.table_name(&table.name));
+                errors.push(at_table(def, reason));
+            }
+            Ok(_) => {}
+            // The view's own fault, not the database's: said at its file,
+            // and the other views are asked still (trial 39).
+            Err(error) if error.is_permission_denied() => {
+                let reason = format!(
+                    "{error}: the role needs USAGE on the table's schema to read it, and \
+                     CREATE on the schema (or the database, for a new schema) to make it"
+                );
+                errors.push(at_table(def, reason));
+            }
+            Err(error) => return Err(error),
         }
     }
     Ok(errors)

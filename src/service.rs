@@ -78,6 +78,8 @@ pub enum ServiceError {
     Search(#[from] SearchError),
     #[error(transparent)]
     Aggregate(#[from] AggregateSinkError),
+    #[error(transparent)]
+    Redis(#[from] crate::sink::redis::RedisSinkError),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -171,6 +173,14 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     catalog::check_replication_settings(&pool).await?;
     let planned = reload::plan_runnable_views(&views, &pool, WhenNoneChecks::Fail).await?;
     log_time_zone(&pool, &planned).await;
+    if planned
+        .plan
+        .views
+        .iter()
+        .any(|view| view.sink == redis::SINK)
+    {
+        redis::check_credentials(&config.redis_url).await?;
+    }
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServiceError::DataDir {
         path: config.data_dir.display().to_string(),
         source,

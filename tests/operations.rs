@@ -288,6 +288,63 @@ fn passwords_never_appear_in_errors_or_logs() {
     }
 }
 
+/// Credentials Redis refuses stop `run` at once, before any work, as a
+/// wrong PostgreSQL password does, and without the password; the sink
+/// retried them forever while the views read `failed` (trial 39). The
+/// right password runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_redis_refuses_stop_the_start() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let secret = "Right-Pa55";
+    let client = redis::Client::open(redis.url()).expect("a Redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connecting to Redis");
+    redis::cmd("CONFIG")
+        .arg(&["SET", "requirepass", secret])
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("a password");
+    let port = redis.port();
+    for redis_url in [
+        format!("redis://:Wrong-Pa55@127.0.0.1:{port}"),
+        format!("redis://127.0.0.1:{port}"),
+    ] {
+        let output = ServiceSetup::new(&url, &redis_url).run_to_exit();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{redis_url}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "127.0.0.1:{port} refuses viewkeeper's credentials"
+            )) && stderr.contains("check the user and password in redis_url"),
+            "{redis_url}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("Wrong-Pa55"),
+            "the password leaked: {stderr}"
+        );
+    }
+    let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(slots, 0, "no slot was made");
+
+    let setup = ServiceSetup::new(&url, &format!("redis://:{secret}@127.0.0.1:{port}"));
+    let mut service = setup.start();
+    wait_until(Duration::from_secs(90), "ready", || async {
+        match http_get(setup.admin_port, "/ready").await {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    service.assert_running();
+}
+
 /// A database that cannot stream changes (PostgreSQL's default
 /// `wal_level=replica`) is refused at once with the fix, by `check` (once
 /// the files check) and `run`; `run` retried the replication connection

@@ -700,6 +700,40 @@ async fn check_refuses_a_role_that_could_not_make_the_publication() {
     .expect("the publication, made by its owner");
     let output = viewkeeper(&["check", "--database-url", &limited], &examples);
     assert!(output.status.success(), "{}", stderr(&output));
+
+    // An aggregate table in a schema the role may not use is said at its
+    // file, beside the other files' errors; `check` stopped at it with the
+    // bare SQL error and checked nothing after it (trial 39).
+    sqlx::raw_sql("CREATE SCHEMA locked")
+        .execute(&pool)
+        .await
+        .expect("a schema the role may not use");
+    let view = "\
+view: orders_by_status
+kind: aggregate
+root: orders
+group_by: { status: status }
+measures: { n: count() }
+table: locked.orders_by_status
+";
+    let dir = views_dir(&[
+        ("orders_by_status.yaml", view),
+        ("broken.yaml", "view: broken\nkind: cache\nroot: [orders\n"),
+    ]);
+    let output = viewkeeper(&["check", "--database-url", &limited], dir.path());
+    let message = stderr(&output);
+    assert!(!output.status.success(), "{message}");
+    let file = dir.path().join("orders_by_status.yaml");
+    assert!(
+        message.contains(&format!(
+            "{}:6: table: aggregate table locked.orders_by_status: permission denied for schema \
+             locked (SQLSTATE 42501): the role needs USAGE on the table's schema to read it, and \
+             CREATE on the schema (or the database, for a new schema) to make it",
+            file.display()
+        )),
+        "{message}"
+    );
+    assert!(message.contains("broken.yaml"), "{message}");
 }
 
 /// A server that refuses the connection is told at once, with the reason:

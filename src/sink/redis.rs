@@ -50,6 +50,45 @@ pub enum RedisSinkError {
     Outputs(#[from] EngineError),
     #[error("state store task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(
+        "redis {url} refuses viewkeeper's credentials ({error}): check the user and password \
+         in redis_url"
+    )]
+    Credentials {
+        url: String,
+        #[source]
+        error: redis::RedisError,
+    },
+}
+
+/// How long a start waits for Redis to answer before leaving it to the
+/// sink, which retries.
+const CREDENTIALS_CHECK_WAIT: Duration = Duration::from_secs(5);
+
+/// Refuses credentials the Redis at `url` rejects, as a start refuses a
+/// wrong PostgreSQL password: no retry can help, and the sink retried them
+/// forever while the views read `failed` (trial 39). A Redis that does not
+/// answer (down, or starting beside viewkeeper) is left to the sink.
+pub async fn check_credentials(url: &str) -> Result<(), RedisSinkError> {
+    let client = redis::Client::open(url)?;
+    let ping = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await
+    };
+    match tokio::time::timeout(CREDENTIALS_CHECK_WAIT, ping).await {
+        Ok(Err(error)) if refuses_credentials(&error) => Err(RedisSinkError::Credentials {
+            url: redact_url(url),
+            error,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A wrong password (or a password where Redis has none), or none where
+/// Redis wants one.
+fn refuses_credentials(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(error.code(), Some("NOAUTH" | "WRONGPASS"))
 }
 
 pub struct RedisSink {
