@@ -90,10 +90,11 @@ fn named_function(
     let Some(function) = Function::from_name(name) else {
         if CLOCK_FUNCTIONS.contains(&name) {
             return Err(unsupported(
+                // Said before the fragment: "… (…) in `now()`".
                 format!(
-                    "{name} reads the clock, and a view's value follows from its rows \
-                     alone (it would go stale while no row changes); store the time in a \
-                     column, or compare with the clock where the view is read"
+                    "reading the clock ({name}: a view's value follows from its rows alone, \
+                     and would go stale while no row changes; store the time in a column, or \
+                     compare with the clock where the view is read)"
                 ),
                 expr,
             ));

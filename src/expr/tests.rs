@@ -445,8 +445,9 @@ fn function_names_and_arity_are_checked_when_parsing() {
     ] {
         let message = parse_error(&format!("d < {clock}")).to_string();
         assert!(
-            message.starts_with("unsupported construct: ")
-                && message.contains(" reads the clock, and a view's value follows from its rows"),
+            message.starts_with("unsupported construct: reading the clock (")
+                && message.contains("a view's value follows from its rows alone")
+                && message.contains("where the view is read) in `"),
             "{clock}: {message}"
         );
     }

@@ -756,8 +756,20 @@ pub(super) fn unequal_comparison(column: &str, type_name: &str) -> String {
         "cannot compare column {column} {AS_IT_STANDS}: its type {type_name} would be compared \
          by its text, and PostgreSQL finds values of other texts equal ('1 day' and '24 \
          hours' in interval, 'A' and 'a' in citext); compare a cast or function of it \
-         ({column}::text, lower({column}))"
+         ({})",
+        text_of(column, type_name)
     )
+}
+
+/// What to write instead of a column whose values may be equal with other
+/// texts: its text, and for `citext` its lower case (`lower` takes text,
+/// not an `interval`, say: trial 39).
+pub(super) fn text_of(column: &str, type_name: &str) -> String {
+    if type_name == "citext" || type_name.ends_with(".citext") {
+        format!("{column}::text, lower({column})")
+    } else {
+        format!("{column}::text")
+    }
 }
 
 /// The type of `column` of `table` when two of its values may be equal with

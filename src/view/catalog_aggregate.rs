@@ -6,7 +6,7 @@
 //! by no other aggregate view.
 
 use super::joined::JoinedTables;
-use super::{AS_IT_STANDS, TableInfo, ViewCheck, unequal_type, unsortable_type};
+use super::{AS_IT_STANDS, TableInfo, ViewCheck, text_of, unequal_type, unsortable_type};
 use crate::expr::ValueType;
 use crate::view::model::{
     AggregateView, Field, FieldSource, GroupKey, Measure, MeasureFunction, ViewDef, ViewKind,
@@ -49,7 +49,8 @@ impl<'a> ViewCheck<'a> {
             let message = format!(
                 "cannot group by column {column} {AS_IT_STANDS}: its type {type_name} would be \
                  grouped by its text, and PostgreSQL finds values of other texts equal; group \
-                 by a cast or function of it ({column}::text, lower({column}))"
+                 by a cast or function of it ({})",
+                text_of(&column, &type_name)
             );
             self.error(&path, &path, message);
             return;
@@ -88,7 +89,8 @@ impl<'a> ViewCheck<'a> {
             let message = format!(
                 "count_distinct cannot take column {column} {AS_IT_STANDS}: its type {type_name} \
                  would be counted by its text, and PostgreSQL finds values of other texts \
-                 equal; count a cast or function of it ({column}::text, lower({column}))"
+                 equal; count a cast or function of it ({})",
+                text_of(&column, &type_name)
             );
             self.error(path, path, message);
             return;
