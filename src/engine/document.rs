@@ -117,7 +117,8 @@ fn build_flat_document(
 }
 
 /// The value of `column` of `node` for the root of `rows`, or, for a
-/// `many` join, the array of its rows' non-NULL values.
+/// `many` join or a join below one, the array of the non-NULL values of
+/// its rows (in the `many` join's primary-key order).
 fn column_values(
     w: &dyn ReadRows,
     view: &ViewPlan,
@@ -126,28 +127,79 @@ fn column_values(
     column: usize,
     to_json: impl Fn(&Value) -> Json,
 ) -> Result<Result<Json, EvalError>, EngineError> {
-    let many = is_many(view, node);
-    // A `many` join's rows hang from its parent's one row.
-    let row_node = match view.nodes[node].parent {
-        Some(parent) if many => parent,
-        _ => node,
+    let Some(many) = many_above(view, node) else {
+        if let Err(error) = one_row(w, view, node, &mut rows.0)? {
+            return Ok(Err(error));
+        }
+        return Ok(Ok(match rows.0.get(&node) {
+            Some(Some(row)) => to_json(&row[column]),
+            _ => Json::Null,
+        }));
     };
-    if let Err(error) = one_row(w, view, row_node, &mut rows.0)? {
+    // A `many` join's rows hang from its parent's one row.
+    let parent = view.nodes[many].parent.unwrap_or(0);
+    if let Err(error) = one_row(w, view, parent, &mut rows.0)? {
         return Ok(Err(error));
     }
-    Ok(Ok(match rows.0.get(&row_node) {
-        Some(Some(parent_row)) if many => {
-            let children = match related_rows(w, view, node, parent_row)? {
-                Ok(children) => children,
-                Err(error) => return Ok(Err(error)),
-            };
-            let values = children.iter().map(|row| &row[column]);
-            Json::Array(values.filter(|v| !v.is_null()).map(to_json).collect())
+    let Some(Some(parent_row)) = rows.0.get(&parent) else {
+        return Ok(Ok(Json::Array(Vec::new())));
+    };
+    let many_rows = match related_rows(w, view, many, parent_row)? {
+        Ok(many_rows) => many_rows,
+        Err(error) => return Ok(Err(error)),
+    };
+    let mut values = Vec::new();
+    for many_row in many_rows {
+        let row = match row_below(w, view, many, node, many_row)? {
+            Ok(row) => row,
+            Err(error) => return Ok(Err(error)),
+        };
+        if let Some(value) = row.as_ref().map(|row| &row[column])
+            && !value.is_null()
+        {
+            values.push(to_json(value));
         }
-        Some(Some(row)) => to_json(&row[column]),
-        _ if many => Json::Array(Vec::new()),
-        _ => Json::Null,
-    }))
+    }
+    Ok(Ok(Json::Array(values)))
+}
+
+/// The `many` join `node` is, or hangs below; `None` when its rows are one
+/// per root.
+fn many_above(view: &ViewPlan, node: usize) -> Option<usize> {
+    let mut at = Some(node);
+    while let Some(node) = at {
+        if is_many(view, node) {
+            return Some(node);
+        }
+        at = view.nodes[node].parent;
+    }
+    None
+}
+
+/// The row of `node`, a `one` join below `many` (or `many` itself), that
+/// `many_row` leads to; `None` when a join on the way finds no row.
+fn row_below(
+    w: &dyn ReadRows,
+    view: &ViewPlan,
+    many: usize,
+    node: usize,
+    many_row: Row,
+) -> Result<Result<Option<Row>, EvalError>, EngineError> {
+    let mut path = Vec::new();
+    let mut at = node;
+    while at != many {
+        path.push(at);
+        at = view.nodes[at].parent.unwrap_or(many);
+    }
+    let mut row = many_row;
+    for &step in path.iter().rev() {
+        row = match related_first(w, view, step, &row)? {
+            Ok(Some(next)) => next,
+            Ok(None) => return Ok(Ok(None)),
+            Err(error) => return Ok(Err(error)),
+        };
+    }
+    Ok(Ok(Some(row)))
 }
 
 /// A search column's value as the index takes it: a `char(n)`'s without

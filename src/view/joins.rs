@@ -11,12 +11,14 @@
 //! `one` joins: each root row meets at most one row of each join, so a
 //! column path has a single value (NULL when no row matches, like a LEFT
 //! JOIN). A search view may also have `many` joins, hanging from the root or
-//! a `one` join: a field from one takes a value per joined row, and nothing
-//! else may read through it (`where`, another join's parent side).
+//! a `one` join, and `one` joins hanging from those (a link table's other
+//! side: a player's guilds through its memberships): a field from one takes
+//! a value per joined row, and nothing else may read through it (`where`,
+//! a computed field).
 
 use super::error::FileReport;
 use super::model::{Cardinality, NamedJoin, NamedJoinPair};
-use super::node::{Entry, Node, NodeValue};
+use super::node::{Entry, Node};
 use super::shape::{self, Mapping, child_path};
 use super::table::qualified_table;
 
@@ -45,35 +47,50 @@ pub(crate) fn read_joins(
     report.locate(JOINS_PATH, entry.key_line);
     let mapping = shape::named_keys(report, &entry.value, JOINS_PATH, "join")?;
     let names: Vec<&str> = mapping.entries.iter().map(|e| e.key.as_str()).collect();
-    let many_names: Vec<&str> = mapping
-        .entries
-        .iter()
-        .filter(|entry| is_many_join(entry))
-        .map(|entry| entry.key.as_str())
-        .collect();
     let mut joins = Vec::new();
     for (index, entry) in mapping.entries.iter().enumerate() {
         let order = JoinOrder {
             earlier: &names[..index],
             later: &names[index + 1..],
-            many: &many_names,
+            several: &several_rows(&joins),
         };
         joins.extend(read_join(report, entry, &order, many));
     }
     (joins.len() == mapping.entries.len()).then_some(joins)
 }
 
-/// Whether a join's entry says `many:`.
-fn is_many_join(entry: &Entry) -> bool {
-    matches!(&entry.value.value, NodeValue::Map(entries) if entries.iter().any(|e| e.key == "many"))
+/// The names of the joins that give a root several rows: `many` joins and
+/// the joins that hang below one.
+fn several_rows(joins: &[NamedJoin]) -> Vec<String> {
+    joins
+        .iter()
+        .filter(|join| gives_several_rows(joins, join))
+        .map(|join| join.name.clone())
+        .collect()
+}
+
+/// Whether `join` gives a root several rows: it is a `many` join, or it
+/// hangs, through `one` joins, below one.
+pub(crate) fn gives_several_rows(joins: &[NamedJoin], join: &NamedJoin) -> bool {
+    let mut at = Some(join);
+    // Parents are earlier joins, so the walk ends.
+    while let Some(join) = at {
+        if join.cardinality == Cardinality::Many {
+            return true;
+        }
+        let parent = join.on.first().and_then(|pair| joined_name(&pair.parent));
+        at = parent.and_then(|name| joins.iter().find(|known| known.name == name));
+    }
+    false
 }
 
 /// The names of the joins defined before and after the one being read: its
-/// parent side may only name earlier ones, and not a `many` one.
+/// parent side may only name earlier ones; a `many` join's, none that gives
+/// several rows.
 struct JoinOrder<'a> {
     earlier: &'a [&'a str],
     later: &'a [&'a str],
-    many: &'a [&'a str],
+    several: &'a [String],
 }
 
 fn read_join(
@@ -98,7 +115,8 @@ fn read_join(
     } else {
         read_target(report, &mapping, &path)
     };
-    let on = read_on(report, &mapping, &path, &entry.key, order);
+    let cardinality = target.as_ref().map(|(cardinality, _)| *cardinality);
+    let on = read_on(report, &mapping, &path, &entry.key, order, cardinality);
     let (cardinality, table) = target?;
     Some(NamedJoin {
         name: name_ok.then(|| entry.key.clone())?,
@@ -170,6 +188,7 @@ fn read_on(
     path: &str,
     name: &str,
     order: &JoinOrder,
+    cardinality: Option<Cardinality>,
 ) -> Option<Vec<NamedJoinPair>> {
     let on = mapping.require(report, path, "on")?;
     let on_path = child_path(path, "on");
@@ -183,7 +202,7 @@ fn read_on(
     let read: Vec<NamedJoinPair> = pairs
         .entries
         .iter()
-        .filter_map(|pair| read_pair(report, pair, &on_path, name, order))
+        .filter_map(|pair| read_pair(report, pair, &on_path, name, order, cardinality))
         .collect();
     if read.len() != pairs.entries.len() {
         return None;
@@ -197,12 +216,13 @@ fn read_pair(
     on_path: &str,
     name: &str,
     order: &JoinOrder,
+    cardinality: Option<Cardinality>,
 ) -> Option<NamedJoinPair> {
     let pair_path = child_path(on_path, &pair.key);
     report.locate(&pair_path, pair.key_line);
     let joined_ok = shape::check_column_name(report, pair.key_line, on_path, &pair.key);
     let parent = read_column_path(report, &pair.value, on_path)?;
-    if let Err(message) = check_parent(&parent, name, order) {
+    if let Err(message) = check_parent(&parent, name, order, cardinality) {
         report.error(pair.value.line, on_path, message);
         return None;
     }
@@ -212,16 +232,23 @@ fn read_pair(
     })
 }
 
-/// A parent is a root column or a column of an earlier join.
-fn check_parent(parent: &[String], name: &str, order: &JoinOrder) -> Result<(), String> {
+/// A parent is a root column or a column of an earlier join; a `many`
+/// join's parent gives one row per root (arrays do not nest).
+fn check_parent(
+    parent: &[String],
+    name: &str,
+    order: &JoinOrder,
+    cardinality: Option<Cardinality>,
+) -> Result<(), String> {
     let [join, _column] = parent else {
         return Ok(());
     };
     let path = parent.join(".");
-    if order.many.contains(&join.as_str()) && join != name {
+    if cardinality == Some(Cardinality::Many) && order.several.contains(join) {
         Err(format!(
-            "`{path}`: join `{join}` is a `many` join, whose rows give no single value to \
-             join on; hang this join from the root or a `one` join"
+            "`{path}`: join `{join}` gives several rows per root (a `many` join, or a join \
+             below one), and a `many` join below it would nest their values; hang this join \
+             from the root or a `one` join of the root"
         ))
     } else if order.earlier.contains(&join.as_str()) {
         Ok(())
@@ -290,13 +317,20 @@ fn split_column_path(text: &str) -> Result<Vec<String>, String> {
 pub(crate) fn check_single_path(joins: &[NamedJoin], path: &[String]) -> Result<(), String> {
     check_joined_path(joins, path)?;
     match joined_name(path).and_then(|name| joins.iter().find(|join| join.name == name)) {
-        Some(join) if join.cardinality == Cardinality::Many => Err(format!(
-            "column `{}`: `{}` is a `many` join, whose rows give no single value; only a \
-             search field of that one column (`from: {}`) may read through it",
-            path.join("."),
-            join.name,
-            path.join(".")
-        )),
+        Some(join) if gives_several_rows(joins, join) => {
+            let what = if join.cardinality == Cardinality::Many {
+                "a `many` join"
+            } else {
+                "below a `many` join"
+            };
+            Err(format!(
+                "column `{}`: `{}` is {what}, whose rows give no single value; only a search \
+                 field of that one column (`from: {}`) may read through it",
+                path.join("."),
+                join.name,
+                path.join(".")
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -368,12 +402,14 @@ mod tests {
 
     #[test]
     fn a_parent_names_the_root_or_an_earlier_join() {
+        let several = strings(&["reviews"]);
         let order = JoinOrder {
             earlier: &["category", "reviews"],
             later: &["brand"],
-            many: &["reviews"],
+            several: &several,
         };
-        let check = |path: &[&str]| check_parent(&strings(path), "parent", &order);
+        let check =
+            |path: &[&str]| check_parent(&strings(path), "parent", &order, Some(Cardinality::Many));
         assert!(check(&["category_id"]).is_ok());
         assert!(check(&["category", "parent_id"]).is_ok());
         assert!(
@@ -385,8 +421,11 @@ mod tests {
         assert!(
             check(&["reviews", "id"])
                 .unwrap_err()
-                .contains("is a `many` join")
+                .contains("gives several rows per root")
         );
+        // A `one` join may hang from it: a link table's other side.
+        let one = check_parent(&strings(&["reviews", "id"]), "parent", &order, None);
+        assert!(one.is_ok(), "{one:?}");
         assert!(
             check(&["shop", "id"])
                 .unwrap_err()
