@@ -226,6 +226,10 @@ pub struct SearchField {
     pub stored: bool,
     /// Columnar: for sorting, range queries and facets.
     pub fast: bool,
+    /// How many edits (a letter added, removed, changed, or two swapped) a
+    /// query word may be from a term of this `text` or `keyword` field and
+    /// still match it: 0 (exact), 1 or 2.
+    pub fuzzy: u8,
 }
 
 /// Where a search field's values come from.

@@ -10,7 +10,9 @@
 //!   `text`, whose tokens have no single value;
 //! - `analyzer` (only for `text`, default `default`): `default` splits on
 //!   non-alphanumerics and lower-cases; `folded` also folds case and
-//!   accents in any script; a language name adds its stemmer.
+//!   accents in any script; a language name adds its stemmer;
+//! - `fuzzy` (only for `text` and `keyword`, default 0): how many edits a
+//!   query word may be from a term and still match it, 1 or 2.
 
 use super::error::FileReport;
 use super::filter::read_expression;
@@ -21,7 +23,11 @@ use super::model::{
 use super::node::{Entry, NodeValue};
 use super::shape::{self, Mapping, child_path};
 
-const FIELD_KEYS: &[&str] = &["from", "type", "stored", "fast", "analyzer"];
+const FIELD_KEYS: &[&str] = &["from", "type", "stored", "fast", "analyzer", "fuzzy"];
+
+/// The most edits `fuzzy` takes: Tantivy's Levenshtein automata go to 2,
+/// and more would match most short words.
+const MAX_FUZZY: u8 = 2;
 
 /// The name of the Tantivy field holding each document's `id` (untokenized,
 /// so that an upsert can delete by it); no view field may take it.
@@ -108,6 +114,7 @@ fn read_field(
     let stored = read_flag(report, &mapping, &path, "stored");
     let fast = read_flag(report, &mapping, &path, "fast");
     let fast = fast.filter(|fast| check_fast(report, &mapping, &path, field_type, *fast));
+    let fuzzy = read_fuzzy(report, &mapping, &path, field_type);
     let field_type = match (field_type?, analyzer?) {
         (SearchFieldType::Text(_), Some(analyzer)) => SearchFieldType::Text(analyzer),
         (field_type, _) => field_type,
@@ -118,7 +125,48 @@ fn read_field(
         field_type,
         stored: stored?,
         fast: fast?,
+        fuzzy: fuzzy?,
     })
+}
+
+/// `fuzzy: 0`, `1` or `2`, on a `text` or `keyword` field (a number or a
+/// date has no spelling to be near).
+fn read_fuzzy(
+    report: &mut FileReport,
+    mapping: &Mapping,
+    path: &str,
+    field_type: Option<SearchFieldType>,
+) -> Option<u8> {
+    let Some(entry) = mapping.get("fuzzy") else {
+        return Some(0);
+    };
+    let fuzzy_path = child_path(path, "fuzzy");
+    report.locate(&fuzzy_path, entry.value.line);
+    let edits = match &entry.value.value {
+        NodeValue::Other(text) => text.parse::<u8>().ok().filter(|edits| *edits <= MAX_FUZZY),
+        _ => None,
+    };
+    let Some(edits) = edits else {
+        let message = format!(
+            "expected how many edits a query word may be from a term: 0, 1 or {MAX_FUZZY}, \
+             found {}",
+            entry.value.describe()
+        );
+        report.error(entry.value.line, &fuzzy_path, message);
+        return None;
+    };
+    match field_type {
+        Some(SearchFieldType::Text(_) | SearchFieldType::Keyword) | None => Some(edits),
+        Some(other) => {
+            let message = format!(
+                "`fuzzy` is for text and keyword fields, not for `{}`: a query word is near \
+                 a term by its spelling",
+                type_name(other)
+            );
+            report.error(entry.value.line, &fuzzy_path, message);
+            None
+        }
+    }
 }
 
 /// Field names are written in queries (`category:books`): plain identifiers,

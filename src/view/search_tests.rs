@@ -44,6 +44,7 @@ fn field(name: &str, from: &[&str], field_type: SearchFieldType) -> SearchField 
         field_type,
         stored: false,
         fast: false,
+        fuzzy: 0,
     }
 }
 
@@ -201,6 +202,41 @@ fn option_mistakes_name_the_option() {
 }
 
 #[test]
+fn fuzzy_is_a_few_edits_on_a_text_or_keyword_field() {
+    let text = with_field("name", "  name: { from: name, type: text, fuzzy: 2 }")
+        .replace("type: keyword", "type: keyword, fuzzy: 1");
+    let view = parse(&text);
+    let fuzzy: Vec<(&str, u8)> = search_of(&view)
+        .fields
+        .iter()
+        .map(|field| (field.name.as_str(), field.fuzzy))
+        .collect();
+    assert_eq!(
+        fuzzy,
+        [
+            ("name", 2),
+            ("description", 0),
+            ("category", 1),
+            ("price_cents", 0)
+        ]
+    );
+    let text = with_field("name", "  name: { from: name, type: text, fuzzy: 3 }")
+        .replace("type: keyword", "type: keyword, fuzzy: yes")
+        .replace("type: i64", "type: i64, fuzzy: 1");
+    assert_eq!(
+        errors_of(&text),
+        [
+            "views/test.yaml:7: fields.name.fuzzy: expected how many edits a query word may be \
+             from a term: 0, 1 or 2, found `3`",
+            "views/test.yaml:9: fields.category.fuzzy: expected how many edits a query word may \
+             be from a term: 0, 1 or 2, found text \"yes\"",
+            "views/test.yaml:10: fields.price_cents.fuzzy: `fuzzy` is for text and keyword \
+             fields, not for `i64`: a query word is near a term by its spelling",
+        ]
+    );
+}
+
+#[test]
 fn a_field_must_be_a_mapping_with_from_and_type() {
     let text = with_field("name", "  name: name").replace(
         "{ from: description, type: text }",
@@ -212,7 +248,7 @@ fn a_field_must_be_a_mapping_with_from_and_type() {
             "views/test.yaml:7: fields.name: expected a mapping such as `{ from: column, type: \
              text }`, found text \"name\"",
             "views/test.yaml:8: fields.description.boost: unknown key `boost`; allowed keys are: \
-             from, type, stored, fast, analyzer",
+             from, type, stored, fast, analyzer, fuzzy",
             "views/test.yaml:8: fields.description: missing required key `from`",
         ]
     );

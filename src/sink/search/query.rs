@@ -262,6 +262,10 @@ impl SearchIndex {
         let mut parser = QueryParser::for_index(&self.index, default_fields(&self.schema));
         // For the patterns prefixes become; a query's own are refused below.
         parser.allow_regexes();
+        for field in self.schema.fields.iter().filter(|field| field.fuzzy > 0) {
+            // A swap of two letters is one edit, as a typo is.
+            parser.set_field_fuzzy(field.field, false, field.fuzzy, true);
+        }
         let refused = |error: QueryParserError| SearchError::Query(error.to_string());
         // The strict parse gives the parser's error messages; the grammar's
         // own parse, which the repairs need, only says "syntax error".

@@ -68,9 +68,9 @@ pub(super) fn check_no_fuzzy(leaves: &[&UserInputLeaf]) -> Result<(), SearchErro
             && distance.chars().all(|c| c.is_ascii_digit());
         if fuzzy {
             return Err(SearchError::Query(format!(
-                "`{}`: fuzzy matching (`word~1`) is not supported; `~N` after a quoted phrase \
-                 is how far apart its words may be (`\"red wine\"~1`), and a prefix finds \
-                 words by their start (`{word}*`)",
+                "`{}`: fuzzy matching is a field's setting (`fuzzy: 1` in the view), not a \
+                 query's (`word~1`); `~N` after a quoted phrase is how far apart its words may \
+                 be (`\"red wine\"~1`), and a prefix finds words by their start (`{word}*`)",
                 literal.phrase
             )));
         }

@@ -59,6 +59,8 @@ pub struct BoundField {
     pub field_type: SearchFieldType,
     /// Returned with hits, from `_source`.
     pub stored: bool,
+    /// Query words match terms this many edits away (the view's `fuzzy`).
+    pub fuzzy: u8,
 }
 
 /// Builds the schema of a view's fields. Refuses what Tantivy would panic on
@@ -94,6 +96,7 @@ pub fn bind(schema: Schema, fields: &[SearchField]) -> Result<IndexSchema, Searc
                 field: lookup(&field.name)?,
                 field_type: field.field_type,
                 stored: field.stored,
+                fuzzy: field.fuzzy,
             })
         })
         .collect::<Result<_, SearchError>>()?;

@@ -9,6 +9,7 @@ pub fn field(name: &str, field_type: SearchFieldType, stored: bool, fast: bool) 
         field_type,
         stored,
         fast,
+        fuzzy: 0,
     }
 }
 

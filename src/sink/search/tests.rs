@@ -1179,3 +1179,52 @@ fn a_query_is_read_as_typed_into_a_search_box() {
     // A lookup by id, as the README gives it.
     assert_eq!(search_ids(&index, "_id:\"2\""), ["2"]);
 }
+
+/// A field with `fuzzy: n` matches query words up to n edits from its
+/// terms (a swap of two letters is one), as a typed handle or name has
+/// them (trials 31 and 39); other fields stay exact, also in one query.
+#[test]
+fn a_fuzzy_field_matches_words_a_few_edits_away() {
+    use SearchFieldType::*;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fields = vec![
+        SearchField {
+            fuzzy: 1,
+            ..field("handle", Keyword, true, false)
+        },
+        SearchField {
+            fuzzy: 2,
+            ..field("bio", Text(TextAnalyzer::Folded), true, false)
+        },
+        field("guild", Text(TextAnalyzer::Default), true, false),
+    ];
+    let (index, writer) = index_with_writer(dir.path(), "players", &fields);
+    let ops = vec![
+        upsert(
+            "1",
+            json!({"handle": "shadowfax", "bio": "Ranger of the north", "guild": "owls"}),
+        ),
+        upsert(
+            "2",
+            json!({"handle": "shadowcat", "bio": "Sniper, café regular", "guild": "foxes"}),
+        ),
+        upsert(
+            "3",
+            json!({"handle": "gandalf", "bio": "Wizard", "guild": "owls"}),
+        ),
+    ];
+    writer.apply(ops, at(1)).expect("applies");
+    // One edit: a letter changed, dropped, or two swapped.
+    assert_eq!(search_ids(&index, "handle:shadowfox"), ["1"]);
+    assert_eq!(search_ids(&index, "handle:gandlf"), ["3"]);
+    assert_eq!(search_ids(&index, "handle:gnadalf"), ["3"]);
+    // Two edits are past this field's one.
+    assert_eq!(search_ids(&index, "handle:shadofox"), Vec::<String>::new());
+    // Two on the text field, after its analyzer folds the word.
+    assert_eq!(search_ids(&index, "bio:snyper"), ["2"]);
+    assert_eq!(search_ids(&index, "bio:CAFFE"), ["2"]);
+    assert_eq!(search_ids(&index, "bio:wizzrd"), ["3"]);
+    // A field without `fuzzy` is exact, beside a fuzzy one.
+    assert_eq!(search_ids(&index, "guild:owl"), Vec::<String>::new());
+    assert_eq!(search_ids(&index, "guild:owls AND handle:gandalv"), ["3"]);
+}
