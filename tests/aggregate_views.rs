@@ -2026,7 +2026,7 @@ async fn a_second_instance_waits_for_the_table_until_the_first_stops() {
         error.starts_with(
             "view category_daily_sales: aggregate table analytics.category_daily_sales is \
              written by another viewkeeper (server process "
-        ) && error.contains(&format!("application_name 'viewkeeper {first_store}'")),
+        ) && error.contains(&format!("application_name 'viewkeeper/{first_store}'")),
         "{status:#}"
     );
 
@@ -2057,6 +2057,64 @@ async fn a_second_instance_waits_for_the_table_until_the_first_stops() {
     .await;
     table_matches_oracle(&pool, "the second instance writes the table").await;
     assert_ne!(checkpoint_store(&pool).await, first_store);
+    second.assert_running();
+}
+
+/// The same in SQLite, which has no advisory locks: the claim is a locked
+/// file beside the database, naming its holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_waits_for_a_sqlite_table_until_the_first_stops() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let (_views_dir, views) = aggregate_only_views();
+    let mut first_setup = ServiceSetup::with_views(&url, NO_REDIS, views.clone());
+    let sqlite_file = first_setup.dir.path().join("aggregates.db");
+    let sqlite_url = format!("sqlite:{}", sqlite_file.display());
+    first_setup.extra_args = vec!["--aggregates-url".into(), sqlite_url.clone()];
+    let mut first = first_setup.start();
+    sqlite_matches_oracle(&pool, &sqlite_url).await;
+
+    let mut second_setup = ServiceSetup::with_views(&url, NO_REDIS, views);
+    second_setup.extra_args = vec![
+        "--aggregates-url".into(),
+        sqlite_url.clone(),
+        "--slot".into(),
+        "second".into(),
+    ];
+    let mut second = second_setup.start();
+    let status = wait_until(CONVERGE, "the second instance's view fails", || async {
+        http_get(second_setup.admin_port, "/status").await?;
+        let status = view_status(second_setup.admin_port, "category_daily_sales").await;
+        if status["state"] == "failed" {
+            Ok(status)
+        } else {
+            Err(status.to_string())
+        }
+    })
+    .await;
+    let error = status["sink_error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "view category_daily_sales: aggregate table category_daily_sales is written by \
+             another viewkeeper (viewkeeper "
+        ) && error.contains(&format!("process {}, lock file ", first.pid())),
+        "{status:#}"
+    );
+
+    first.terminate(Duration::from_secs(30)).await;
+    workload::run(&pool, &WorkloadOptions::new(100, 2))
+        .await
+        .expect("workload");
+    wait_until(CONVERGE, "the second instance takes the table", || async {
+        let status = view_status(second_setup.admin_port, "category_daily_sales").await;
+        if status["state"] == "live" {
+            Ok(())
+        } else {
+            Err(status.to_string())
+        }
+    })
+    .await;
+    sqlite_matches_oracle(&pool, &sqlite_url).await;
     second.assert_running();
 }
 

@@ -26,8 +26,9 @@
 //! table: each would write the whole table anew over the other's rows, for
 //! as long as both run. A sink first claims its table
 //! ([`SqlTarget::claim`]: in PostgreSQL, an advisory lock its session holds
-//! while the process runs); a table another viewkeeper holds stops the sink
-//! with [`AggregateSinkError::Contested`] until that one stops.
+//! while the process runs; in SQLite, a locked file beside the database); a
+//! table another viewkeeper holds stops the sink with
+//! [`AggregateSinkError::Contested`] until that one stops.
 //!
 //! The target is PostgreSQL ([`postgres`]) or SQLite ([`sqlite`]).
 
@@ -106,10 +107,9 @@ pub enum AggregateSinkError {
     /// once the other stops.
     #[error(
         "view {view}: aggregate table {table} is written by another viewkeeper ({holder}), \
-         which holds its lock in the target database: two instances cannot share a table, as \
-         each would write over the other's rows. This one waits, and takes the table over \
-         when the other stops; to run both, give one of them another `table:` or \
-         `aggregates_url`"
+         which holds its claim on it: two instances cannot share a table, as each would write \
+         over the other's rows. This one waits, and takes the table over when the other \
+         stops; to run both, give one of them another `table:` or `aggregates_url`"
     )]
     Contested {
         view: String,
@@ -318,11 +318,9 @@ pub trait SqlTarget: Send + Sync {
     /// Claims `table` for the viewkeeper of state store `store_id` for as
     /// long as this process runs; [`AggregateSinkError::Contested`] while
     /// another viewkeeper holds it. Called again, it checks the claim still
-    /// stands (a restarted server forgot it) and takes it again. A target
-    /// that cannot tell (SQLite) claims nothing.
-    async fn claim(&self, _table: &TargetTable, _store_id: &str) -> Result<(), AggregateSinkError> {
-        Ok(())
-    }
+    /// stands (a restarted server forgot it, a lock file was deleted) and
+    /// takes it again.
+    async fn claim(&self, table: &TargetTable, store_id: &str) -> Result<(), AggregateSinkError>;
     /// Who made the view's table. Reads only: creates nothing, not even the
     /// checkpoint table (`viewkeeper check` asks it too).
     async fn owner(&self, table: &TargetTable) -> Result<TableOwner, AggregateSinkError>;

@@ -65,9 +65,9 @@ fn holder_query() -> String {
 }
 
 /// The `application_name` of the sessions that claim tables for the
-/// state store `store_id`.
+/// state store `store_id`: the replication session's own.
 fn claimant_name(store_id: &str) -> String {
-    format!("viewkeeper {store_id}")
+    format!("viewkeeper/{store_id}")
 }
 
 impl PgTarget {

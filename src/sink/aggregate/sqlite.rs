@@ -10,9 +10,18 @@
 //!
 //! SQLite has no comments on tables, but keeps each table's `CREATE TABLE`
 //! text as written, comments included: the marker is a comment in it.
+//!
+//! SQLite has no advisory locks: a table is claimed ([`SqlTarget::claim`])
+//! by an exclusive lock on a file beside the database,
+//! `<database>.<table>.viewkeeper-lock`, held open while the process runs
+//! and holding the claimant's state store and process id.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::fs::{File, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
@@ -28,6 +37,11 @@ use crate::source::connection::{quote_ident, redact_url};
 
 pub struct SqliteTarget {
     pool: SqlitePool,
+    /// The database file; `None` in memory, where no other process can
+    /// write.
+    file: Option<PathBuf>,
+    /// The lock file of each table claimed, held open (and locked).
+    claims: Mutex<HashMap<String, File>>,
 }
 
 impl SqliteTarget {
@@ -50,6 +64,7 @@ impl SqliteTarget {
     fn with_options(options: SqliteConnectOptions) -> SqliteTarget {
         let file = options.get_filename().to_owned();
         let in_memory = file == Path::new(":memory:");
+        let database = (!in_memory).then(|| file.clone());
         // One writer: SQLite serializes writes anyway. Lazy, like PostgreSQL:
         // a file that cannot be opened yet is retried by the sink.
         let pool = SqlitePoolOptions::new()
@@ -63,7 +78,38 @@ impl SqliteTarget {
                 Box::pin(async move { Ok(open) })
             })
             .connect_lazy_with(options);
-        SqliteTarget { pool }
+        SqliteTarget {
+            pool,
+            file: database,
+            claims: Mutex::default(),
+        }
+    }
+
+    /// Where the claim of `table` (as this database names it) is locked.
+    fn lock_path(database: &Path, table: &str) -> PathBuf {
+        let safe: String = table
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut name = database.as_os_str().to_owned();
+        name.push(format!(".{safe}.viewkeeper-lock"));
+        PathBuf::from(name)
+    }
+}
+
+/// Whether `held` is still the file at `path`: one deleted (or replaced)
+/// under the claim locks nothing another process opens there.
+fn still_there(held: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (held.metadata(), std::fs::metadata(path)) {
+        (Ok(held), Ok(there)) => held.ino() == there.ino() && held.dev() == there.dev(),
+        _ => false,
     }
 }
 
@@ -287,6 +333,53 @@ async fn write_checkpoint(
 impl SqlTarget for SqliteTarget {
     fn table_name(&self, qualified: &str) -> String {
         unqualified(qualified).to_owned()
+    }
+
+    async fn claim(&self, table: &TargetTable, store_id: &str) -> Result<(), AggregateSinkError> {
+        let Some(database) = &self.file else {
+            return Ok(());
+        };
+        let path = SqliteTarget::lock_path(database, &table.name);
+        let failed = |error: std::io::Error| AggregateSinkError::Target {
+            url: format!("sqlite:{}", database.display()),
+            message: format!("the lock file {}: {error}", path.display()),
+        };
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        if claims
+            .get(&table.name)
+            .is_some_and(|held| still_there(held, &path))
+        {
+            return Ok(());
+        }
+        claims.remove(&table.name);
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(failed)?;
+        match file.try_lock() {
+            Ok(()) => {
+                let holder = format!("viewkeeper {store_id}, process {}", std::process::id());
+                file.set_len(0).map_err(failed)?;
+                file.rewind().map_err(failed)?;
+                file.write_all(holder.as_bytes()).map_err(failed)?;
+                claims.insert(table.name.clone(), file);
+                Ok(())
+            }
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                // The holder wrote who it is; an unreadable file names none.
+                let _ = file.read_to_string(&mut holder);
+                Err(AggregateSinkError::Contested {
+                    view: table.view.clone(),
+                    table: table.name.clone(),
+                    holder: format!("{}, lock file {}", holder.trim(), path.display()),
+                })
+            }
+            Err(TryLockError::Error(error)) => Err(failed(error)),
+        }
     }
 
     async fn drop_table(
