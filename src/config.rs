@@ -344,11 +344,21 @@ impl Config {
         );
         // Checked now: the sink would only find out once running, and retry.
         if let Err(error) = redis::Client::open(redis_url.as_str()) {
+            let scheme = redis_url.split_once("://").map(|(scheme, _)| scheme);
+            let hint = match scheme {
+                Some("redis" | "rediss" | "redis+unix" | "unix") => {
+                    "percent-encode a password's special characters".to_owned()
+                }
+                // Trial 40: `http://…` was told about passwords.
+                Some(scheme) => format!(
+                    "expected redis:// (or rediss:// for TLS, unix:// for a socket), not {scheme}://"
+                ),
+                None => "expected a URL such as redis://127.0.0.1:6379".to_owned(),
+            };
             return Err(ConfigError::Invalid {
                 setting: "redis_url",
                 reason: format!(
-                    "{} does not parse ({error}); percent-encode a password's special \
-                     characters",
+                    "{} does not parse ({error}); {hint}",
                     redact_url(&redis_url)
                 ),
             });
@@ -511,6 +521,23 @@ mod tests {
         let message = Config::resolve(&args).expect_err("an error").to_string();
         assert!(message.starts_with("redis_url: "), "{message}");
         assert!(!message.contains("s3cret"), "{message}");
+        assert!(
+            message.ends_with("percent-encode a password's special characters"),
+            "{message}"
+        );
+        // Another scheme is named as the fault (trial 40: it was told about
+        // passwords).
+        let args = ConfigArgs {
+            redis_url: Some("http://foo".into()),
+            ..ConfigArgs::default()
+        };
+        let message = Config::resolve(&args).expect_err("an error").to_string();
+        assert!(
+            message.ends_with(
+                "expected redis:// (or rediss:// for TLS, unix:// for a socket), not http://"
+            ),
+            "{message}"
+        );
     }
 
     /// The other commands' settings come from flags, then the file, then the

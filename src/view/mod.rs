@@ -77,7 +77,12 @@ fn view_files(dir: &Path) -> Result<Vec<PathBuf>, ViewError> {
     // A relative directory is the working directory's, not the config
     // file's: the absolute path says which was tried.
     let tried = match std::path::absolute(dir) {
-        Ok(absolute) if dir.is_relative() => format!(" {}", absolute.display()),
+        // Trial 40 ran `--config ../viewkeeper.yaml` from a subdirectory.
+        Ok(absolute) if dir.is_relative() => format!(
+            " {} (a relative path is read from the working directory, not from the config \
+             file's)",
+            absolute.display()
+        ),
         _ => String::new(),
     };
     let unreadable = |error: std::io::Error| {
@@ -112,26 +117,34 @@ fn read_file(file: &Path) -> Result<ViewDef, Vec<ViewError>> {
     parse_view(file, &text)
 }
 
-/// A name used twice is reported at the second file, naming the first.
+/// A name used twice is reported at each file that uses it, naming the
+/// others: which of them is the new one, the files do not tell (trial 40:
+/// only the second in name order was named, which was the old file).
 fn duplicate_names(views: &[ViewDef]) -> Vec<ViewError> {
-    let mut first_file: HashMap<&str, &Path> = HashMap::new();
+    let mut files: HashMap<&str, Vec<&Path>> = HashMap::new();
+    for view in views {
+        files.entry(&view.name).or_default().push(&view.file);
+    }
     let mut errors = Vec::new();
     for view in views {
-        match first_file.get(view.name.as_str()) {
-            Some(first) => errors.push(ViewError {
-                file: view.file.clone(),
-                line: view.locations.line("view"),
-                field: "view".to_owned(),
-                message: format!(
-                    "view name \"{}\" is already used by {}",
-                    view.name,
-                    first.display()
-                ),
-            }),
-            None => {
-                first_file.insert(&view.name, &view.file);
-            }
+        let others: Vec<String> = files[view.name.as_str()]
+            .iter()
+            .filter(|file| **file != view.file)
+            .map(|file| file.display().to_string())
+            .collect();
+        if others.is_empty() {
+            continue;
         }
+        errors.push(ViewError {
+            file: view.file.clone(),
+            line: view.locations.line("view"),
+            field: "view".to_owned(),
+            message: format!(
+                "view name \"{}\" is also used by {}: each view needs a name of its own",
+                view.name,
+                others.join(", ")
+            ),
+        });
     }
     errors
 }

@@ -528,17 +528,22 @@ fn duplicate_view_names_across_files_name_both_files() {
     write(dir.path(), "a.yaml", ORDER_CACHE);
     write(dir.path(), "b.yml", ORDER_CACHE);
     let errors = load_views(dir.path()).unwrap_err();
-    assert_eq!(errors.0.len(), 1, "{errors}");
-    let error = &errors.0[0];
-    assert_eq!(error.file, dir.path().join("b.yml"));
-    assert_eq!(error.line, Some(2));
-    assert_eq!(error.field, "view");
-    assert!(
-        error
-            .message
-            .contains(&dir.path().join("a.yaml").display().to_string()),
-        "{error}"
-    );
+    assert_eq!(errors.0.len(), 2, "{errors}");
+    for (error, (file, other)) in errors
+        .0
+        .iter()
+        .zip([("a.yaml", "b.yml"), ("b.yml", "a.yaml")])
+    {
+        assert_eq!(error.file, dir.path().join(file));
+        assert_eq!(error.line, Some(2));
+        assert_eq!(error.field, "view");
+        assert!(
+            error
+                .message
+                .contains(&dir.path().join(other).display().to_string()),
+            "{error}"
+        );
+    }
 }
 
 #[test]
@@ -678,7 +683,8 @@ fn a_missing_relative_views_directory_names_the_path_tried() {
     let tried = std::env::current_dir().unwrap().join("no-such-views-dir");
     assert!(
         message.contains(&format!(
-            "cannot read the views directory {}",
+            "cannot read the views directory {} (a relative path is read from the working \
+             directory, not from the config file's)",
             tried.display()
         )),
         "{message}"
