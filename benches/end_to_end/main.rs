@@ -204,7 +204,8 @@ fn load_average() -> String {
     text.split_whitespace().next().unwrap_or("?").to_owned()
 }
 
-/// Keys in the Redis database of `url`; 0 while it cannot be read.
+/// Keys in the Redis database of `url` but the claims; 0 while it cannot
+/// be read.
 async fn redis_keys(url: &str) -> u64 {
     let Ok(client) = redis::Client::open(url) else {
         return 0;
@@ -212,10 +213,15 @@ async fn redis_keys(url: &str) -> u64 {
     let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
         return 0;
     };
-    redis::cmd("DBSIZE")
+    // Without the sink's claims on its key prefixes (`viewkeeper:claim:…`).
+    let counted: Result<(u64, Vec<String>), _> = redis::pipe()
+        .atomic()
+        .cmd("DBSIZE")
+        .cmd("KEYS")
+        .arg("viewkeeper:claim:*")
         .query_async(&mut conn)
-        .await
-        .unwrap_or(0)
+        .await;
+    counted.map_or(0, |(keys, claims)| keys - claims.len() as u64)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

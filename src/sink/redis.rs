@@ -39,6 +39,33 @@ const ENTRIES_PER_BATCH: usize = 1_000;
 const SWEEP_SCAN_COUNT: usize = 1_000;
 /// How often an idle sink checks that Redis still has its checkpoint.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// How long a claim on the cache views' key prefixes stands unless renewed:
+/// what a second instance waits after the first is killed.
+const CLAIM_TTL: Duration = Duration::from_secs(30);
+/// The start of every claim key: `viewkeeper:claim:<key prefix>`.
+const CLAIM_KEY_PREFIX: &str = "viewkeeper:claim:";
+/// How often the sink renews its claim while it runs.
+const CLAIM_RENEWAL: Duration = Duration::from_secs(5);
+/// Claims the keys `KEYS` (one per key prefix) for the state store
+/// `ARGV[1]`, each holding `ARGV[2]` for `ARGV[3]` ms, when none is another
+/// store's (a value not starting with `ARGV[1]` and a space) other than
+/// `ARGV[4]` (a holder known dead); else claims nothing and returns the
+/// other's value. All or none, in one step.
+const CLAIM_KEYS: &str = "local mine = ARGV[1] .. ' ' \
+     for _, key in ipairs(KEYS) do \
+       local holder = redis.call('GET', key) \
+       if holder and string.sub(holder, 1, string.len(mine)) ~= mine and holder ~= ARGV[4] \
+       then return holder end \
+     end \
+     for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[2], 'PX', ARGV[3]) end \
+     return false";
+/// Deletes the claim keys `KEYS` that are the store `ARGV[1]`'s.
+const RELEASE_KEYS: &str = "local mine = ARGV[1] .. ' ' \
+     for _, key in ipairs(KEYS) do \
+       local holder = redis.call('GET', key) \
+       if holder and string.sub(holder, 1, string.len(mine)) == mine then redis.call('DEL', key) end \
+     end \
+     return 0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisSinkError {
@@ -59,6 +86,17 @@ pub enum RedisSinkError {
         #[source]
         error: redis::RedisError,
     },
+    /// Another viewkeeper's claim on a key prefix stands: retried, so this
+    /// one takes the keys over once the other stops.
+    #[error(
+        "cache keys under {prefixes} are written by another viewkeeper ({holder}), whose claim \
+         stands in Redis: two instances cannot share cache keys, as each would write over the \
+         other's documents. This one waits, and takes the keys over when the other stops (its \
+         claim lapses {}s after it ends, at once if it stops cleanly); to run both, give one of \
+         them another key template or Redis database",
+        CLAIM_TTL.as_secs()
+    )]
+    Contested { prefixes: String, holder: String },
 }
 
 /// How long a start waits for Redis to answer before leaving it to the
@@ -150,6 +188,84 @@ impl RedisSink {
             || self.connect_and_drain(&wake, &health),
         )
         .await;
+        // A clean stop hands the keys over at once, not when the claim
+        // lapses; a Redis that does not answer soon leaves it to lapse.
+        let release = tokio::time::timeout(Duration::from_secs(2), self.release_claim());
+        if let Ok(Err(error)) = release.await {
+            tracing::debug!(%error, "the claim on the cache keys was left to lapse");
+        }
+    }
+
+    /// The Redis keys that claim the cache views' key prefixes.
+    fn claim_keys(&self) -> Vec<String> {
+        self.key_prefixes
+            .iter()
+            .map(|prefix| format!("{CLAIM_KEY_PREFIX}{prefix}"))
+            .collect()
+    }
+
+    /// Claims (or renews the claim on) every key prefix of the cache
+    /// views, for [`CLAIM_TTL`]; [`RedisSinkError::Contested`] while
+    /// another viewkeeper's claim on one stands.
+    async fn claim(&self, conn: &mut ConnectionManager) -> Result<(), RedisSinkError> {
+        let keys = self.claim_keys();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let host = host_name();
+        let holder = format!(
+            "{} (process {} on {host})",
+            self.store_id,
+            std::process::id()
+        );
+        // A holder that was killed on this machine (its data directory
+        // then deleted, say) is not waited for.
+        let mut dead = String::new();
+        loop {
+            let other: Option<String> = redis::cmd("EVAL")
+                .arg(CLAIM_KEYS)
+                .arg(keys.len())
+                .arg(&keys)
+                .arg(&self.store_id)
+                .arg(&holder)
+                .arg(CLAIM_TTL.as_millis() as u64)
+                .arg(&dead)
+                .query_async(&mut *conn)
+                .await?;
+            match other {
+                None => return Ok(()),
+                Some(other) if dead.is_empty() && is_dead_here(&other, &host) => dead = other,
+                Some(other) => {
+                    return Err(RedisSinkError::Contested {
+                        prefixes: self
+                            .key_prefixes
+                            .iter()
+                            .map(|prefix| format!("`{prefix}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        holder: format!("state store {other}"),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Deletes this store's claims.
+    async fn release_claim(&self) -> Result<(), RedisSinkError> {
+        let keys = self.claim_keys();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let client = redis::Client::open(self.url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("EVAL")
+            .arg(RELEASE_KEYS)
+            .arg(keys.len())
+            .arg(&keys)
+            .arg(&self.store_id)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
     }
 
     async fn connect_and_drain(
@@ -163,9 +279,15 @@ impl RedisSink {
             .set_response_timeout(Some(Duration::from_secs(30)))
             .set_number_of_retries(1);
         let mut conn = ConnectionManager::new_with_config(client, config).await?;
+        self.claim(&mut conn).await?;
+        let mut claimed = std::time::Instant::now();
         let mut applied = self.recover_position(&mut conn, wake, health).await?;
         health.ok();
         loop {
+            if claimed.elapsed() >= CLAIM_RENEWAL {
+                self.claim(&mut conn).await?;
+                claimed = std::time::Instant::now();
+            }
             if let Some(ticket) = self.rewrites.pending() {
                 applied = self.rewrite_all(&mut conn, wake, false).await?;
                 self.applied.send_replace(applied);
@@ -427,6 +549,12 @@ impl RedisSink {
         Ok(true)
     }
 
+    /// viewkeeper's own keys, which a key prefix may cover (`{id}` covers
+    /// every key): its checkpoint and the claims.
+    fn is_bookkeeping(&self, key: &str) -> bool {
+        key == self.checkpoint_key || key.starts_with(CLAIM_KEY_PREFIX)
+    }
+
     /// Whether any key is under a cache view's key prefix.
     async fn holds_view_keys(&self, conn: &mut ConnectionManager) -> Result<bool, RedisSinkError> {
         for prefix in &self.key_prefixes {
@@ -434,7 +562,7 @@ impl RedisSink {
             let mut cursor: u64 = 0;
             loop {
                 let (next, found) = scan_page(conn, &pattern, cursor).await?;
-                if found.iter().any(|key| *key != self.checkpoint_key) {
+                if found.iter().any(|key| !self.is_bookkeeping(key)) {
                     return Ok(true);
                 }
                 if next == 0 {
@@ -462,7 +590,7 @@ impl RedisSink {
                 let (next, found) = scan_page(conn, &pattern, cursor).await?;
                 let stale: Vec<&String> = found
                     .iter()
-                    .filter(|key| !keep.contains(*key) && **key != self.checkpoint_key)
+                    .filter(|key| !keep.contains(*key) && !self.is_bookkeeping(key))
                     .collect();
                 if !stale.is_empty() {
                     let _: () = conn.del(&stale).await?;
@@ -476,6 +604,29 @@ impl RedisSink {
         }
         Ok(swept)
     }
+}
+
+/// This machine's name, as claims record it; empty when unknown.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Whether the claim `holder` (`<store> (process <pid> on <host>)`) was
+/// made by a process of this machine that is gone.
+fn is_dead_here(holder: &str, host: &str) -> bool {
+    let Some((_, rest)) = holder.split_once(" (process ") else {
+        return false;
+    };
+    let Some((pid, there)) = rest.trim_end_matches(')').split_once(" on ") else {
+        return false;
+    };
+    !host.is_empty()
+        && there == host
+        && pid.parse::<u32>().is_ok_and(|pid| {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
 }
 
 /// One `SCAN` step over the keys matching `pattern`: the next cursor (0 at
@@ -505,4 +656,29 @@ fn glob_escape(prefix: &str) -> String {
         escaped.push(c);
     }
     escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A claim of a process that is gone from this machine is not waited
+    /// for; one of a live process, of another machine, or unreadable is.
+    #[test]
+    fn a_claim_is_dead_only_when_its_process_is_gone_from_this_machine() {
+        let host = "build-7";
+        let mut exited = std::process::Command::new("true")
+            .spawn()
+            .expect("a process");
+        let gone = exited.id();
+        exited.wait().expect("it exits");
+        let alive = std::process::id();
+        let claim = |pid: u32, host: &str| format!("00ab (process {pid} on {host})");
+        assert!(is_dead_here(&claim(gone, host), host));
+        assert!(!is_dead_here(&claim(alive, host), host));
+        assert!(!is_dead_here(&claim(gone, "elsewhere"), host));
+        assert!(!is_dead_here(&claim(gone, host), ""));
+        assert!(!is_dead_here("00ab", host));
+        assert!(!is_dead_here("00ab (process x on build-7)", host));
+    }
 }
