@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use harness::{
     PgServer, ServiceSetup, category_daily_sales_rows, diff_documents,
-    expected_category_daily_sales, http_get, http_post, small_shop, view_status, wait_until,
+    expected_category_daily_sales, http_post, small_shop, view_status, wait_for_view_state,
+    wait_until,
 };
 use serde_json::Value;
 use sqlx::PgPool;
@@ -2010,17 +2011,8 @@ async fn a_second_instance_waits_for_the_table_until_the_first_stops() {
         .extra_args
         .extend(["--slot".to_owned(), "second".to_owned()]);
     let mut second = second_setup.start();
-    let status = wait_until(CONVERGE, "the second instance's view fails", || async {
-        // Until it listens, the second instance has no status to read.
-        http_get(second_setup.admin_port, "/status").await?;
-        let status = view_status(second_setup.admin_port, "category_daily_sales").await;
-        if status["state"] == "failed" {
-            Ok(status)
-        } else {
-            Err(status.to_string())
-        }
-    })
-    .await;
+    let port = second_setup.admin_port;
+    let status = wait_for_view_state(port, "category_daily_sales", "failed", CONVERGE).await;
     let error = status["sink_error"].as_str().unwrap_or_default();
     assert!(
         error.starts_with(
@@ -2046,15 +2038,7 @@ async fn a_second_instance_waits_for_the_table_until_the_first_stops() {
     workload::run(&pool, &WorkloadOptions::new(100, 2))
         .await
         .expect("workload");
-    wait_until(CONVERGE, "the second instance takes the table", || async {
-        let status = view_status(second_setup.admin_port, "category_daily_sales").await;
-        if status["state"] == "live" {
-            Ok(())
-        } else {
-            Err(status.to_string())
-        }
-    })
-    .await;
+    wait_for_view_state(port, "category_daily_sales", "live", CONVERGE).await;
     table_matches_oracle(&pool, "the second instance writes the table").await;
     assert_ne!(checkpoint_store(&pool).await, first_store);
     second.assert_running();
@@ -2082,16 +2066,8 @@ async fn a_second_instance_waits_for_a_sqlite_table_until_the_first_stops() {
         "second".into(),
     ];
     let mut second = second_setup.start();
-    let status = wait_until(CONVERGE, "the second instance's view fails", || async {
-        http_get(second_setup.admin_port, "/status").await?;
-        let status = view_status(second_setup.admin_port, "category_daily_sales").await;
-        if status["state"] == "failed" {
-            Ok(status)
-        } else {
-            Err(status.to_string())
-        }
-    })
-    .await;
+    let port = second_setup.admin_port;
+    let status = wait_for_view_state(port, "category_daily_sales", "failed", CONVERGE).await;
     let error = status["sink_error"].as_str().unwrap_or_default();
     assert!(
         error.starts_with(
@@ -2105,15 +2081,7 @@ async fn a_second_instance_waits_for_a_sqlite_table_until_the_first_stops() {
     workload::run(&pool, &WorkloadOptions::new(100, 2))
         .await
         .expect("workload");
-    wait_until(CONVERGE, "the second instance takes the table", || async {
-        let status = view_status(second_setup.admin_port, "category_daily_sales").await;
-        if status["state"] == "live" {
-            Ok(())
-        } else {
-            Err(status.to_string())
-        }
-    })
-    .await;
+    wait_for_view_state(port, "category_daily_sales", "live", CONVERGE).await;
     sqlite_matches_oracle(&pool, &sqlite_url).await;
     second.assert_running();
 }

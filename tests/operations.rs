@@ -16,7 +16,7 @@ use std::time::Duration;
 use harness::{
     PgServer, RedisServer, Service, ServiceSetup, converged, current_wal_lsn, expected_order_cache,
     expected_product_cache, http_get, http_post, redis_matches, shop, slot_confirmed, small_shop,
-    view_status, wait_for_view_error, wait_until,
+    view_status, wait_for_view_error, wait_for_view_state, wait_until,
 };
 use serde_json::Value;
 use sqlx::PgPool;
@@ -410,20 +410,9 @@ async fn a_second_instance_waits_for_the_cache_keys_until_the_first_stops() {
         .extra_args
         .extend(["--slot".to_owned(), "second".to_owned()]);
     let mut second = second_setup.start();
-    let status = wait_until(
-        Duration::from_secs(60),
-        "the second's view fails",
-        || async {
-            http_get(second_setup.admin_port, "/status").await?;
-            let status = view_status(second_setup.admin_port, "product_cache").await;
-            if status["state"] == "failed" {
-                Ok(status)
-            } else {
-                Err(status.to_string())
-            }
-        },
-    )
-    .await;
+    let port = second_setup.admin_port;
+    let status =
+        wait_for_view_state(port, "product_cache", "failed", Duration::from_secs(60)).await;
     let error = status["sink_error"].as_str().unwrap_or_default();
     assert!(
         error.contains(&format!(
@@ -442,19 +431,7 @@ async fn a_second_instance_waits_for_the_cache_keys_until_the_first_stops() {
     assert_eq!(first_view["state"], "live", "{first_view:#}");
 
     first.terminate(Duration::from_secs(30)).await;
-    wait_until(
-        Duration::from_secs(20),
-        "the second takes the keys",
-        || async {
-            let status = view_status(second_setup.admin_port, "product_cache").await;
-            if status["state"] == "live" {
-                Ok(())
-            } else {
-                Err(status.to_string())
-            }
-        },
-    )
-    .await;
+    wait_for_view_state(port, "product_cache", "live", Duration::from_secs(20)).await;
     // The second's documents, without descriptions.
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("product:*")

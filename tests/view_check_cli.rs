@@ -250,6 +250,14 @@ async fn aggregate_views_are_type_checked_against_the_database() {
     );
 }
 
+/// An aggregate view of orders by status, written to `table` (its line 6).
+fn orders_by_status_into(table: &str) -> String {
+    format!(
+        "view: orders_by_status\nkind: aggregate\nroot: orders\ngroup_by: {{ status: status }}\n\
+         measures: {{ n: count() }}\ntable: {table}\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_refuses_an_aggregate_table_viewkeeper_did_not_create() {
     let pg = PgServer::start().await;
@@ -261,14 +269,7 @@ async fn check_refuses_an_aggregate_table_viewkeeper_did_not_create() {
     .execute(&pool)
     .await
     .expect("creating the user's table");
-    let view = "\
-view: orders_by_status
-kind: aggregate
-root: orders
-group_by: { status: status }
-measures: { n: count() }
-table: important
-";
+    let view = &orders_by_status_into("important");
     let dir = views_dir(&[("orders_by_status.yaml", view)]);
     let output = viewkeeper(&["check", "--database-url", &url], dir.path());
     assert!(!output.status.success(), "a user's table passed check");
@@ -713,14 +714,7 @@ async fn check_refuses_a_role_that_could_not_make_the_publication() {
         .execute(&pool)
         .await
         .expect("a schema the role may not use");
-    let view = "\
-view: orders_by_status
-kind: aggregate
-root: orders
-group_by: { status: status }
-measures: { n: count() }
-table: locked.orders_by_status
-";
+    let view = &orders_by_status_into("locked.orders_by_status");
     let dir = views_dir(&[
         ("orders_by_status.yaml", view),
         ("broken.yaml", "view: broken\nkind: cache\nroot: [orders\n"),

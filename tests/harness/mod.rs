@@ -39,7 +39,7 @@ pub use pg_server::PgServer;
 pub use redis_server::RedisServer;
 pub use service::{
     Service, ServiceSetup, converged, converged_except, http_get, http_post, index_documents,
-    view_status, wait_for_view_counts, wait_for_view_error,
+    view_status, wait_for_view_counts, wait_for_view_error, wait_for_view_state,
 };
 
 /// How often conditions are polled: short enough for fast tests, long enough

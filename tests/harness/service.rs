@@ -359,6 +359,27 @@ pub async fn wait_for_view_error(port: u16, view: &str, needles: &[&str], deadli
     .await;
 }
 
+/// Waits until `/status` shows `view` in `state`, and returns its status;
+/// a service that does not listen yet is waited for too.
+pub async fn wait_for_view_state(
+    port: u16,
+    view: &str,
+    state: &str,
+    deadline: Duration,
+) -> serde_json::Value {
+    let what = format!("view {view} reads {state}");
+    super::wait_until(deadline, &what, || async {
+        http_get(port, "/status").await?;
+        let status = view_status(port, view).await;
+        if status["state"] == state {
+            Ok(status)
+        } else {
+            Err(status.to_string())
+        }
+    })
+    .await
+}
+
 pub async fn view_status(port: u16, view: &str) -> serde_json::Value {
     let (_, body) = http_get(port, "/status").await.expect("/status answers");
     let status: serde_json::Value = serde_json::from_str(&body).expect("/status is JSON");
