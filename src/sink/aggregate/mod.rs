@@ -497,7 +497,7 @@ impl AggregateSink {
                 result => result?,
             }
             crate::telemetry::record_sink_applied(
-                "aggregate",
+                &self.sink,
                 batch.upserts.len() + batch.deletes.len(),
             );
             applied = last;

@@ -212,7 +212,7 @@ impl SearchSink {
         let checkpoint = self.checkpoint(sequence);
         self.on_writer(move |writer| writer.commit(checkpoint))
             .await?;
-        crate::telemetry::record_sink_applied("search", ops);
+        crate::telemetry::record_sink_applied(&self.sink, ops);
         Ok(())
     }
 
@@ -326,7 +326,7 @@ impl SearchSink {
             writer.apply(ops, checkpoint)
         })
         .await?;
-        crate::telemetry::record_sink_applied("search", count);
+        crate::telemetry::record_sink_applied(&self.sink, count);
         crate::sink::release_outbox::<SearchSinkError>(&self.store, &self.sink, sequence).await?;
         tracing::info!(view = %self.view, documents, sequence, "search index loaded from the state store");
         Ok(sequence)
