@@ -31,6 +31,7 @@ pub mod expr;
 pub mod plan;
 pub mod rebuild;
 pub mod reload;
+pub mod retire;
 pub mod service;
 pub mod sink;
 pub mod source;

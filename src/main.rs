@@ -8,6 +8,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 use viewkeeper::config::{AdminArgs, CheckArgs, Config, ConfigArgs, DirArgs};
+use viewkeeper::retire::{self, RetireOptions};
 use viewkeeper::service::{self, ServiceError};
 use viewkeeper::sink::search::PageRequest;
 use viewkeeper::source::connection::PgEndpoint;
@@ -112,6 +113,22 @@ enum Command {
         // The admin token is needed for --retry.
         #[command(flatten)]
         admin: AdminArgs,
+    },
+    /// Retire a stopped instance for good: drop its replication slot (which
+    /// holds WAL on the primary until dropped) and publication, and remove
+    /// its data directory. Without --yes, only says what it would do.
+    Retire {
+        /// Do it (without: print what would be done, and exit with 1)
+        #[arg(long)]
+        yes: bool,
+        /// Also delete the views' Redis keys and aggregate tables
+        #[arg(long)]
+        drop_targets: bool,
+        /// Leave the publication (another consumer reads it)
+        #[arg(long)]
+        keep_publication: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Create and load the example shop, and/or run random transactions on it.
     Workload(WorkloadArgs),
@@ -303,6 +320,40 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 ),
                 None => Ok(no_admin_token()),
             }
+        }
+        Command::Retire {
+            yes,
+            drop_targets,
+            keep_publication,
+            config,
+        } => {
+            let config = Config::resolve(&config)?;
+            init_logging(&format!("warn,viewkeeper={}", config.log));
+            let options = RetireOptions {
+                drop_targets,
+                keep_publication,
+                confirmed: yes,
+            };
+            let retirement = match retire::retire(&config, options).await {
+                Ok(retirement) => retirement,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            if !retirement.done {
+                print_answer(format_args!(
+                    "viewkeeper retire would (run it again with --yes to do it):"
+                ))?;
+            }
+            for step in &retirement.steps {
+                print_answer(format_args!("- {}", step.describe(retirement.done)))?;
+            }
+            Ok(if retirement.done {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::DeadLetters {
             view,

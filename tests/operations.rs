@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use harness::{
     PgServer, RedisServer, Service, ServiceSetup, converged, current_wal_lsn, expected_order_cache,
-    expected_product_cache, http_get, http_post, redis_matches, shop, slot_confirmed, small_shop,
-    view_status, wait_for_view_error, wait_for_view_state, wait_until,
+    expected_product_cache, http_get, http_post, redis_matches, scan_keys, shop, slot_confirmed,
+    small_shop, view_status, wait_for_view_error, wait_for_view_state, wait_until,
 };
+use redis::AsyncCommands;
 use serde_json::Value;
 use sqlx::PgPool;
 use viewkeeper::workload::{Mix, Op, Scale, WorkloadOptions};
@@ -1245,4 +1246,144 @@ async fn snapshot_point_taken(setup: &ServiceSetup, service: &Service, count: us
         },
     )
     .await;
+}
+
+/// The Redis sink's checkpoint key for the default slot.
+const CHECKPOINT_KEY: &str = "viewkeeper:checkpoint:viewkeeper";
+
+/// `viewkeeper retire` with this setup's flags and `flags`, to completion.
+fn retire(setup: &ServiceSetup, flags: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_viewkeeper"))
+        .arg("retire")
+        .args(flags)
+        .args(["--database-url", &setup.database_url])
+        .args(["--redis-url", &setup.redis_url])
+        .arg("--views")
+        .arg(&setup.views)
+        .arg("--data-dir")
+        .arg(setup.data_dir())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running viewkeeper retire")
+}
+
+/// What a retire leaves: whether the slot, the publication, the data
+/// directory, the cache keys and the aggregate table are there.
+async fn retire_remains(
+    pool: &PgPool,
+    redis: &mut redis::aio::MultiplexedConnection,
+    setup: &ServiceSetup,
+) -> (bool, bool, bool, usize, bool) {
+    let exists = |sql: &'static str| async move {
+        sqlx::query_scalar::<_, bool>(sql)
+            .fetch_one(pool)
+            .await
+            .expect("asking the catalog")
+    };
+    let slot =
+        exists("SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'viewkeeper')")
+            .await;
+    let publication =
+        exists("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'viewkeeper')").await;
+    let table = exists("SELECT to_regclass('analytics.category_daily_sales') IS NOT NULL").await;
+    let mut keys = 0;
+    for pattern in ["order:*", "product:*"] {
+        keys += scan_keys(redis, pattern)
+            .await
+            .expect("scanning keys")
+            .len();
+    }
+    (slot, publication, setup.data_dir().exists(), keys, table)
+}
+
+/// `retire` refuses a running instance; without `--yes` it only says what
+/// it would do; with it, it drops the slot (which would hold WAL on the
+/// primary for good), the publication and the data directory, and with
+/// `--drop-targets` the cache keys and the aggregate table too. Run again,
+/// it finds nothing left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retire_removes_what_an_instance_leaves_once_it_is_stopped() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let setup = ServiceSetup::new(&url, &redis.url());
+    let mut service = setup.start();
+    converged(&mut service, &pool, &redis.url(), Duration::from_secs(120)).await;
+    let mut conn = redis::Client::open(redis.url())
+        .expect("a Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connecting to Redis");
+
+    let refused = retire(&setup, &["--yes", "--drop-targets"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("the instance is running") && stderr.contains("stop it first"),
+        "{stderr}"
+    );
+    // From another machine, say: the slot is streamed from.
+    let elsewhere = retire(&ServiceSetup::new(&url, &redis.url()), &["--yes"]);
+    let stderr = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(!elsewhere.status.success());
+    assert!(
+        stderr.contains("a session streams from slot viewkeeper") && stderr.contains("PID"),
+        "{stderr}"
+    );
+    service.terminate(Duration::from_secs(30)).await;
+    let everything = retire_remains(&pool, &mut conn, &setup).await;
+    assert!(
+        matches!(everything, (true, true, true, keys, true) if keys > 0),
+        "{everything:?}"
+    );
+    let checkpoint: Option<String> = conn.get(CHECKPOINT_KEY).await.expect("reading it");
+    assert!(checkpoint.is_some());
+
+    let dry_run = retire(&setup, &["--drop-targets"]);
+    let stdout = String::from_utf8_lossy(&dry_run.stdout);
+    assert!(!dry_run.status.success(), "a dry run exits with 1");
+    for line in [
+        "viewkeeper retire would (run it again with --yes to do it):",
+        "- delete the Redis keys of cache view order_cache",
+        "- delete table analytics.category_daily_sales of aggregate view category_daily_sales",
+        "- drop publication viewkeeper",
+        "- drop replication slot viewkeeper, which held ",
+        "- remove the state store and search indexes in ",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
+    assert_eq!(retire_remains(&pool, &mut conn, &setup).await, everything);
+
+    let retired = retire(&setup, &["--yes", "--drop-targets"]);
+    let stdout = String::from_utf8_lossy(&retired.stdout);
+    assert!(
+        retired.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&retired.stderr)
+    );
+    assert!(
+        stdout.contains("- dropped replication slot viewkeeper"),
+        "{stdout}"
+    );
+    assert_eq!(
+        retire_remains(&pool, &mut conn, &setup).await,
+        (false, false, false, 0, false)
+    );
+    let checkpoint: Option<String> = conn
+        .get(CHECKPOINT_KEY)
+        .await
+        .expect("reading the checkpoint key");
+    assert_eq!(checkpoint, None);
+
+    let again = retire(&setup, &["--yes"]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{stdout}");
+    for line in [
+        "publication viewkeeper: none",
+        "replication slot viewkeeper: none",
+        ": none",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
 }

@@ -548,6 +548,43 @@ pub async fn slot_confirmed_lsn(pool: &PgPool, slot: &str) -> Result<Option<Lsn>
     Ok(row.map(|(lsn,)| lsn.as_deref().and_then(Lsn::parse).unwrap_or_default()))
 }
 
+/// A replication slot as `pg_replication_slots` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotState {
+    /// The session streaming from it: PID, `application_name`, client.
+    pub holder: Option<(i32, String, String)>,
+    /// WAL the primary keeps for it (from its `restart_lsn` to now).
+    pub retained_wal_bytes: Option<i64>,
+}
+
+/// The slot's state, or `None` when it does not exist.
+pub async fn slot_state(pool: &PgPool, slot: &str) -> Result<Option<SlotState>, SourceError> {
+    let row: Option<(Option<i32>, String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT s.active_pid, coalesce(a.application_name, ''),
+                coalesce(host(a.client_addr), 'a local socket'),
+                pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint
+         FROM pg_replication_slots s LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid
+         WHERE s.slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(pid, application, client, retained)| SlotState {
+        holder: pid.map(|pid| (pid, application, client)),
+        retained_wal_bytes: retained,
+    }))
+}
+
+/// Whether `publication` exists.
+pub async fn publication_exists(pool: &PgPool, publication: &str) -> Result<bool, SourceError> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
+            .bind(publication)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// Refuses a slot held by a session of another application than
 /// `own_application`: another viewkeeper instance streams from it, and
 /// neither the slot nor the publication it reads may be changed under it.

@@ -24,6 +24,13 @@ fn record_key(view: &str) -> String {
     format!("view_record:{view}")
 }
 
+fn decode_record(bytes: &[u8]) -> Result<ViewRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what: "view record",
+        reason: e.to_string(),
+    })
+}
+
 const REBUILD_ASKED_PREFIX: &str = "rebuild_asked:";
 const FROM_SOURCE: &[u8] = b"source";
 const FROM_STORE: &[u8] = b"store";
@@ -60,15 +67,18 @@ impl StateWriter<'_> {
 impl Store {
     /// The record of `view`, if the store built it.
     pub fn view_record(&self, view: &str) -> Result<Option<ViewRecord>, StoreError> {
-        let Some(bytes) = self.read_meta_bytes(&record_key(view))? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                what: "view record",
-                reason: e.to_string(),
-            })
+        self.read_meta_bytes(&record_key(view))?
+            .map(|bytes| decode_record(&bytes))
+            .transpose()
+    }
+
+    /// Every view the store built, by name, with its record.
+    pub fn view_records(&self) -> Result<Vec<(String, ViewRecord)>, StoreError> {
+        let prefix = record_key("");
+        self.meta_entries_under(&prefix)?
+            .into_iter()
+            .map(|(name, bytes)| Ok((name[prefix.len()..].to_owned(), decode_record(&bytes)?)))
+            .collect()
     }
 
     /// Records that a rebuild of `view` was asked for (`from_source`: from
