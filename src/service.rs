@@ -210,6 +210,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         status: StatusBoard::new(),
         config,
     };
+    expect_recomputes(&context, &planned)?;
     let (mut generation, running) = Generation::start(&context, planned).await?;
     running.rebuilder.resume(&rebuilds_asked);
     let admin = AdminState::new(
@@ -237,6 +238,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         let running_notice = restart.take_running_notice();
         let (next_views, planned, from_source) = prepare_restart(&context, views, restart).await?;
         reloader.set_running(&planned).await;
+        expect_recomputes(&context, &planned)?;
         let (started, running) = Generation::start(&context, planned).await?;
         // The rebuilds the stopped pipeline cut short, then the one this
         // restart is for.
@@ -255,6 +257,22 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     }
     let _ = server.await;
     tracing::info!("viewkeeper stopped");
+    Ok(())
+}
+
+/// Tells the board which views the pipeline about to start recomputes
+/// (their definitions changed since their outputs were built), so that
+/// they read `rebuilding` from now until their targets show it, not `live`
+/// while they still show the old definition.
+fn expect_recomputes(context: &Context, planned: &PlannedViews) -> Result<(), StoreError> {
+    let mut changed = Vec::new();
+    for view in &planned.plan.views {
+        if context.store.view_hash(&view.name)?.as_deref() != Some(view.definition_hash.as_str()) {
+            changed.push(view.name.clone());
+        }
+    }
+    let running: Vec<String> = planned.plan.views.iter().map(|v| v.name.clone()).collect();
+    context.status.recomputes_expected(&changed, &running);
     Ok(())
 }
 
@@ -813,13 +831,20 @@ impl Pipeline {
         let position = match self.resume_position().await? {
             Some(position) => {
                 let engine = Arc::clone(&self.engine);
-                let rebuilt = tokio::task::spawn_blocking(move || engine.rebuild_changed_views())
-                    .await
-                    .map_err(SourceError::from)?
-                    .map_err(SourceError::from)?;
+                let rebuilt = tokio::task::spawn_blocking(move || {
+                    let views = engine.rebuild_changed_views()?;
+                    engine.recompute_ends(&views)
+                })
+                .await
+                .map_err(SourceError::from)?
+                .map_err(SourceError::from)?;
                 if !rebuilt.is_empty() {
-                    tracing::info!(views = ?rebuilt, "view definitions changed: rebuilt from the state store");
-                    self.status.recomputed(&rebuilt);
+                    let views: Vec<&String> = rebuilt.iter().map(|(view, _, _)| view).collect();
+                    tracing::info!(
+                        ?views,
+                        "view definitions changed: rebuilt from the state store"
+                    );
+                    self.status.recomputed(&rebuilt, false);
                     self.wake_all_sinks();
                 }
                 self.status.snapshot_done(position);
@@ -839,14 +864,16 @@ impl Pipeline {
                     &self.status,
                 )
                 .await?;
-                let views: Vec<String> = self
-                    .engine
-                    .plan()
-                    .views
-                    .iter()
-                    .map(|v| v.name.clone())
-                    .collect();
-                self.status.recomputed(&views);
+                let engine = Arc::clone(&self.engine);
+                let views = tokio::task::spawn_blocking(move || {
+                    let views: Vec<String> =
+                        engine.plan().views.iter().map(|v| v.name.clone()).collect();
+                    engine.recompute_ends(&views)
+                })
+                .await
+                .map_err(SourceError::from)?
+                .map_err(SourceError::from)?;
+                self.status.recomputed(&views, true);
                 self.wake_all_sinks();
                 self.status.snapshot_done(position);
                 position

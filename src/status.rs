@@ -44,6 +44,11 @@ struct Inner {
     /// Times each view was recomputed whole from the state store (its first
     /// build, a definition change, a new snapshot), since the service started.
     recomputes: BTreeMap<String, u64>,
+    /// Views recomputed whole (or about to be) whose targets do not show it
+    /// yet: until their sinks apply the recompute, a target holds what the
+    /// view's old definition, or an old snapshot, made (trial 41 read
+    /// `live` and found the old columns).
+    unapplied_recomputes: BTreeMap<String, Recompute>,
     /// Why the stream stopped, until a batch is applied again (or, for an
     /// error of the connection rather than of the log, until it reconnects).
     replication_error: Option<ReplicationError>,
@@ -71,6 +76,20 @@ struct ReplicationError {
     message: String,
     /// In the log's contents: reconnecting meets it again.
     in_log: bool,
+}
+
+/// A recompute of one view that its target does not show yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recompute {
+    /// The pipeline that starts will recompute it (its definition changed).
+    Expected,
+    /// Recomputed: its target shows it once `sink` has applied its outbox
+    /// through `sequence`. `from_snapshot`: a new snapshot recomputed it.
+    Through {
+        sink: String,
+        sequence: u64,
+        from_snapshot: bool,
+    },
 }
 
 /// Rebuilds on demand of one view.
@@ -144,6 +163,7 @@ pub struct StatusSnapshot {
     pub sinks: BTreeMap<String, SinkState>,
     pub rebuilds: BTreeMap<String, RebuildState>,
     pub recomputes: BTreeMap<String, u64>,
+    pub unapplied_recomputes: BTreeMap<String, Recompute>,
     pub replication_error: Option<String>,
     pub snapshot_waiting_for: Option<String>,
     pub rows_unchecked: bool,
@@ -263,6 +283,7 @@ impl StatusBoard {
             sinks: inner.sinks.clone(),
             rebuilds: inner.rebuilds.clone(),
             recomputes: inner.recomputes.clone(),
+            unapplied_recomputes: inner.unapplied_recomputes.clone(),
             replication_error: inner.replication_error.as_ref().map(|e| e.message.clone()),
             snapshot_waiting_for: inner.snapshot_waiting_for.clone(),
             rows_unchecked: inner.rows_unchecked,
@@ -270,11 +291,41 @@ impl StatusBoard {
         }
     }
 
-    /// `views` were recomputed whole from the state store.
-    pub fn recomputed(&self, views: &[String]) {
+    /// The pipeline about to start recomputes `views` (their definitions
+    /// changed), and runs only `running`: the views that no longer run
+    /// are forgotten here.
+    pub fn recomputes_expected(&self, views: &[String], running: &[String]) {
         let mut inner = self.lock();
+        inner
+            .unapplied_recomputes
+            .retain(|view, _| running.contains(view));
         for view in views {
+            inner
+                .unapplied_recomputes
+                .insert(view.clone(), Recompute::Expected);
+        }
+    }
+
+    /// Views were recomputed whole from the state store: each with its
+    /// sink and the newest sequence of that sink's outbox after it.
+    pub fn recomputed(&self, views: &[(String, String, u64)], from_snapshot: bool) {
+        let mut inner = self.lock();
+        for (view, sink, sequence) in views {
             *inner.recomputes.entry(view.clone()).or_default() += 1;
+            let recompute = Recompute::Through {
+                sink: sink.clone(),
+                sequence: *sequence,
+                from_snapshot,
+            };
+            inner.unapplied_recomputes.insert(view.clone(), recompute);
+        }
+    }
+
+    /// `view`'s target shows `recompute`, unless a newer one came since.
+    fn recompute_applied(&self, view: &str, recompute: &Recompute) {
+        let mut inner = self.lock();
+        if inner.unapplied_recomputes.get(view) == Some(recompute) {
+            inner.unapplied_recomputes.remove(view);
         }
     }
 
@@ -610,6 +661,7 @@ pub async fn report(
     if let Some(retained) = source.retained_wal_bytes {
         telemetry::record_retained_wal(retained);
     }
+    let unapplied = unapplied_recomputes(board, &snapshot, store);
     let mut reports = Vec::with_capacity(views.len());
     for view in views.iter().filter(|view| view.error.is_some()) {
         reports.push(ViewReport::not_running(view));
@@ -630,7 +682,7 @@ pub async fn report(
             .as_ref()
             .map_or((0, 0), |progress| (progress.rows_done, progress.rows_total));
         telemetry::record_rebuild_progress(&view.name, done, total);
-        let state = view_state(&snapshot, &sink, &rebuild);
+        let state = view_state(&snapshot, &sink, &rebuild, unapplied.get(&view.name));
         reports.push(ViewReport {
             view: view.name.clone(),
             kind: view.kind,
@@ -657,15 +709,51 @@ pub async fn report(
     reports.sort_by(|a, b| a.view.cmp(&b.view));
     let all_running = views.iter().all(|view| view.error.is_none());
     StatusReport {
-        ready: is_ready(&snapshot) && all_running,
+        ready: is_ready(&snapshot) && all_running && unapplied.is_empty(),
         snapshot_done: snapshot.snapshot_done,
         views: reports,
         source,
     }
 }
 
-/// A running view's `state` in `/status`.
-fn view_state(snapshot: &StatusSnapshot, sink: &SinkState, rebuild: &RebuildState) -> &'static str {
+/// The recomputes each view's target does not show yet, by view: whether
+/// each came from a snapshot. Those whose sinks have applied them are
+/// forgotten on the board.
+fn unapplied_recomputes(
+    board: &StatusBoard,
+    snapshot: &StatusSnapshot,
+    store: &crate::state::Store,
+) -> BTreeMap<String, bool> {
+    let mut unapplied = BTreeMap::new();
+    for (view, recompute) in &snapshot.unapplied_recomputes {
+        match recompute {
+            Recompute::Expected => {
+                unapplied.insert(view.clone(), false);
+            }
+            Recompute::Through {
+                sink,
+                sequence,
+                from_snapshot,
+            } => {
+                if store.outbox_released_through(sink, *sequence) {
+                    board.recompute_applied(view, recompute);
+                } else {
+                    unapplied.insert(view.clone(), *from_snapshot);
+                }
+            }
+        }
+    }
+    unapplied
+}
+
+/// A running view's `state` in `/status`; `unapplied`: its target does not
+/// show its last recompute yet (`true`: a snapshot's).
+fn view_state(
+    snapshot: &StatusSnapshot,
+    sink: &SinkState,
+    rebuild: &RebuildState,
+    unapplied: Option<&bool>,
+) -> &'static str {
     let stalled = snapshot.replication_error.is_some();
     match (snapshot.snapshot_done, sink.error.is_some()) {
         (_, true) => "failed",
@@ -673,8 +761,10 @@ fn view_state(snapshot: &StatusSnapshot, sink: &SinkState, rebuild: &RebuildStat
         // holds stops the snapshot as it stops the stream.
         (_, false) if stalled => "stalled",
         (false, false) => "building",
-        (true, false) if snapshot.rows_unchecked => "building",
-        (true, false) if rebuild.running || sink.rewriting_lost_data => "rebuilding",
+        (true, false) if snapshot.rows_unchecked || unapplied == Some(&true) => "building",
+        (true, false) if rebuild.running || sink.rewriting_lost_data || unapplied.is_some() => {
+            "rebuilding"
+        }
         (true, false) => "live",
     }
 }
@@ -713,7 +803,7 @@ mod tests {
             let snapshot = board.snapshot();
             let sink = snapshot.sinks.get("redis").cloned().unwrap_or_default();
             (
-                view_state(&snapshot, &sink, &RebuildState::default()),
+                view_state(&snapshot, &sink, &RebuildState::default(), None),
                 is_ready(&snapshot),
             )
         };

@@ -12,8 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::{
-    PgServer, RedisServer, Service, ServiceSetup, converged, http_get, http_post, redis_documents,
-    small_shop, view_status, wait_for_view_counts, wait_for_view_error, wait_until,
+    PgServer, RedisServer, Service, ServiceSetup, converged, expected_product_cache, http_get,
+    http_post, redis_documents, small_shop, view_status, wait_for_view_counts, wait_for_view_error,
+    wait_for_view_state, wait_until,
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -410,4 +411,81 @@ async fn a_view_that_no_longer_checks_is_removed_by_a_reload() {
     assert!(dropped, "{printed}");
     assert!(redis_documents(&redis.url(), "product:*").await.is_empty());
     service.assert_running();
+}
+
+/// A view a reload changed reads `rebuilding`, and `/ready` says 503,
+/// until its target shows the new definition: trial 41 read `live` and
+/// `/ready` 200 while its table still had the old columns. Redis, paused
+/// for writes, holds the old documents meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_view_reads_rebuilding_until_its_target_shows_it() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    let (views, setup, _service) = start_on_copied_views(&url, &redis.url(), &pool).await;
+    let port = setup.admin_port;
+    let all_once = [
+        ("category_daily_sales", 1),
+        ("order_cache", 1),
+        ("product_cache", 1),
+        ("product_search", 1),
+    ];
+    wait_for_view_counts(port, "recomputes", &all_once).await;
+    wait_until(DEADLINE, "/ready says 200", || async {
+        match http_get(port, "/ready").await {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    let mut redis_conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let file = views.path().join("product_cache.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("  name: name\n", "  title: name\n")).unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(60_000)
+        .arg("WRITE")
+        .query_async(&mut redis_conn)
+        .await
+        .unwrap();
+    let (code, outcome) = reload(port).await;
+    assert_eq!(code, 200, "{outcome}");
+    assert_eq!(outcome["changed"], json!(["product_cache"]), "{outcome}");
+    let recomputed = [
+        ("category_daily_sales", 1),
+        ("order_cache", 1),
+        ("product_cache", 2),
+        ("product_search", 1),
+    ];
+    wait_for_view_counts(port, "recomputes", &recomputed).await;
+    let status = view_status(port, "product_cache").await;
+    assert_eq!(status["state"], "rebuilding", "{status}");
+    let (ready, _) = http_get(port, "/ready").await.unwrap();
+    assert_eq!(ready, 503);
+
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query_async(&mut redis_conn)
+        .await
+        .unwrap();
+    wait_for_view_state(port, "product_cache", "live", DEADLINE).await;
+    // Read at once: `live` means the target shows the new definition.
+    let expected: BTreeMap<String, Value> = expected_product_cache(&pool)
+        .await
+        .into_iter()
+        .map(|(key, mut document)| {
+            let name = document["name"].take();
+            let fields = document.as_object_mut().unwrap();
+            fields.remove("name");
+            fields.insert("title".to_owned(), name);
+            (key, document)
+        })
+        .collect();
+    assert_eq!(redis_documents(&redis.url(), "product:*").await, expected);
 }

@@ -269,6 +269,22 @@ impl Engine {
         }
     }
 
+    /// Each of `views` with its sink and the newest sequence of that sink's
+    /// outbox: where a recompute of them that just ended ends.
+    pub fn recompute_ends(
+        &self,
+        views: &[String],
+    ) -> Result<Vec<(String, String, u64)>, EngineError> {
+        let mut ends = Vec::with_capacity(views.len());
+        for view in &self.plan.views {
+            if views.contains(&view.name) {
+                let sequence = self.store.last_outbox_sequence(&view.sink)?;
+                ends.push((view.name.clone(), view.sink.clone(), sequence));
+            }
+        }
+        Ok(ends)
+    }
+
     pub fn plan(&self) -> &Plan {
         &self.plan
     }

@@ -601,6 +601,15 @@ impl Store {
         Ok(self.outboxes().len(sink))
     }
 
+    /// Whether `sink` has no entry left at or before `sequence`: its sink
+    /// applied them (or they were dropped past the budget, and the sink
+    /// rewrites its target when it finds the gap).
+    pub fn outbox_released_through(&self, sink: &str, sequence: u64) -> bool {
+        self.outboxes()
+            .oldest(sink)
+            .is_none_or(|oldest| oldest > sequence)
+    }
+
     /// The bytes written to the log since the store was opened: how much
     /// each change costs the log, which sets how often checkpoints come.
     pub fn log_bytes_written(&self) -> Result<u64, StoreError> {

@@ -204,6 +204,16 @@ impl Outboxes {
         (self.budget / super::PlainAllowance::PLAIN_SHARE).saturating_sub(held)
     }
 
+    /// The sequence of `sink`'s oldest entry not released, if any.
+    pub fn oldest(&self, sink: &str) -> Option<u64> {
+        let queues = self.lock();
+        queues
+            .get(sink)?
+            .entries
+            .front()
+            .map(|(sequence, _)| *sequence)
+    }
+
     /// How many entries of `sink` are not released.
     pub fn len(&self, sink: &str) -> u64 {
         self.lock()
