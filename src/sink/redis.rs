@@ -624,9 +624,24 @@ fn is_dead_here(holder: &str, host: &str) -> bool {
     };
     !host.is_empty()
         && there == host
-        && pid.parse::<u32>().is_ok_and(|pid| {
-            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        })
+        && pid
+            .parse::<u32>()
+            .is_ok_and(|pid| pid != std::process::id() && !is_running(pid))
+}
+
+/// Whether process `pid` of this machine runs: a killed process not yet
+/// reaped by its parent is a zombie, and is not (trial 41: a restart after
+/// `kill -9` waited for the dead holder's claim, and said another
+/// viewkeeper held the keys).
+fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) state …`: the name may hold spaces and parentheses.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
 }
 
 /// One `SCAN` step over the keys matching `pattern`: the next cursor (0 at
@@ -680,5 +695,26 @@ mod tests {
         assert!(!is_dead_here(&claim(gone, host), ""));
         assert!(!is_dead_here("00ab", host));
         assert!(!is_dead_here("00ab (process x on build-7)", host));
+    }
+
+    /// A process killed and not yet reaped by its parent (a zombie) is
+    /// gone; it was taken for a live holder (trial 41).
+    #[test]
+    fn a_killed_process_not_yet_reaped_is_gone() {
+        let host = "build-7";
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("a process");
+        let claim = format!("00ab (process {} on {host})", child.id());
+        assert!(!is_dead_here(&claim, host));
+        child.kill().expect("killing it");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while is_running(child.id()) {
+            assert!(std::time::Instant::now() < deadline, "it became a zombie");
+            std::thread::yield_now();
+        }
+        assert!(is_dead_here(&claim, host));
+        child.wait().expect("reaping it");
     }
 }
