@@ -1037,7 +1037,10 @@ impl Pipeline {
                 changed: changed.join("; "),
             }));
         }
-        self.time_zone_change().await
+        if let Some(changed) = self.time_zone_change().await? {
+            return Ok(Some(changed));
+        }
+        self.enum_labels_change().await
     }
 
     /// Why `table` is gone from the publication, as far as the catalog
@@ -1083,6 +1086,30 @@ impl Pipeline {
                 now: now.name().to_owned(),
             }),
         )
+    }
+
+    /// The first enum the views compare for order whose labels are no
+    /// longer those they were planned with (a label added, or the labels
+    /// reordered by a dump and restore): a row holding a new label fails
+    /// until the views are planned again. (A label renamed away is the
+    /// source identity's, and takes a new snapshot.)
+    async fn enum_labels_change(&self) -> Result<Option<SourceError>, ServiceError> {
+        let orders = self.engine.plan().enum_orders();
+        if orders.is_empty() {
+            return Ok(None);
+        }
+        let labels = catalog::load_enum_labels(&self.pool).await?;
+        Ok(orders.into_iter().find_map(|order| {
+            let now = labels
+                .get(&order.oid())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            (now != order.labels()).then(|| SourceError::EnumLabelsChanged {
+                type_name: order.type_name().to_owned(),
+                was: order.labels().join(", "),
+                now: now.join(", "),
+            })
+        }))
     }
 
     fn start_applying(&self, batch: ChangeBatch) -> Applying {

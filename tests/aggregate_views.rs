@@ -1649,6 +1649,86 @@ async fn an_enum_label_renamed_under_a_where_stops_the_view_until_fixed() {
     service.assert_running();
 }
 
+/// Tasks past their first stage, grouped by whether they reached review:
+/// every comparison orders the enum `stage`, declared out of alphabetical
+/// order.
+const LATE_STAGES: &str = "
+view: late_stages
+kind: aggregate
+root: tasks
+where: \"stage > 'todo'\"
+group_by:
+  stage: stage::text
+  reviewed: stage >= 'review'
+measures:
+  n: count()
+  middle_points: \"sum(points) FILTER (WHERE stage BETWEEN 'doing' AND 'review')\"
+table: analytics.late_stages
+";
+
+async fn late_stages_match(pool: &PgPool, what: &str) {
+    rows_match::<(String, bool, i64, Option<i64>)>(
+        pool,
+        what,
+        "SELECT stage::text, stage >= 'review', count(*)::bigint,
+                (sum(points) FILTER (WHERE stage BETWEEN 'doing' AND 'review'))::bigint
+         FROM tasks WHERE stage > 'todo' GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT stage, reviewed, n::bigint, middle_points::bigint
+         FROM analytics.late_stages ORDER BY 1, 2",
+    )
+    .await
+}
+
+/// An enum compared for order (`<`, `BETWEEN`, in a `where`, a group key
+/// and a measure's `FILTER`) follows its labels' declared order, as
+/// PostgreSQL does, not their text (it was refused: trials 30, 31, 35, 38
+/// and 40 asked for it). A label added among the others while running is
+/// ordered where it was added once the views are planned again with it:
+/// rows holding it count where SQL counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enum_compared_for_order_follows_its_labels_order_and_labels_added() {
+    let pg = PgServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    execute(
+        &pool,
+        "CREATE TYPE stage AS ENUM ('todo', 'doing', 'review', 'done')",
+    )
+    .await;
+    execute(
+        &pool,
+        "CREATE TABLE tasks (id int PRIMARY KEY, stage stage, points int)",
+    )
+    .await;
+    execute(
+        &pool,
+        "INSERT INTO tasks SELECT g, (ARRAY['todo', 'doing', 'review', 'done', NULL])[g % 5 + 1]::stage, \
+         g % 7 FROM generate_series(1, 50) g",
+    )
+    .await;
+    let (_views, setup) = one_view(&url, "late_stages", LATE_STAGES);
+    let mut service = setup.start();
+    late_stages_match(&pool, "the labels as declared").await;
+
+    execute(&pool, "UPDATE tasks SET stage = 'done' WHERE id % 4 = 0").await;
+    late_stages_match(&pool, "while running").await;
+
+    execute(
+        &pool,
+        "ALTER TYPE stage ADD VALUE 'blocked' BEFORE 'review'",
+    )
+    .await;
+    execute(
+        &pool,
+        "INSERT INTO tasks SELECT g, 'blocked', g % 7 FROM generate_series(51, 60) g",
+    )
+    .await;
+    execute(&pool, "UPDATE tasks SET stage = 'blocked' WHERE id % 9 = 0").await;
+    late_stages_match(&pool, "a label added before review").await;
+    let status = harness::view_status(setup.admin_port, "late_stages").await;
+    assert_eq!(status["dead_letters"], 0, "{status}");
+    service.assert_running();
+}
+
 /// Groups by fields of `jsonb` and `json` columns (`->`, `->>`), filtered
 /// and summed through them, on a table of the test's own.
 const TICKET_FIELDS: &str = "

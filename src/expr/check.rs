@@ -83,6 +83,10 @@ pub(crate) fn infer(node: &Node, columns: ColumnTypes) -> Result<ValueType, Expr
         Node::Not(operand) => boolean_operand(node, infer_child(operand)?),
         Node::Cast { operand, target } => cast_type(node, infer_child(operand)?, *target),
         Node::IntRange { operand, .. } => infer_child(operand),
+        Node::EnumPlace { operand, .. } => match infer_child(operand)? {
+            ValueType::Null => Ok(ValueType::Null),
+            _ => Ok(ValueType::Int),
+        },
         Node::Call { function, args } => {
             let arg_types = args
                 .iter()

@@ -64,6 +64,7 @@ pub(crate) fn evaluate(node: &Node, row: RowLookup) -> Result<Value, EvalError> 
         Node::Not(operand) => Ok(truth_value(truth(operand, &eval(operand)?)?.map(|b| !b))),
         Node::Cast { operand, target } => cast(&eval(operand)?, *target).map_err(at),
         // The fragment is the operand's: the check is not in the source.
+        Node::EnumPlace { operand, order } => order.place(&eval(operand)?).map_err(at),
         Node::IntRange { operand, width } => {
             range_checked(eval(operand)?, *width).map_err(|fault| fault.at(operand))
         }

@@ -21,6 +21,7 @@
 //! - `arrays`: `= ANY (a)`, `@>`/`<@`/`&&` over arrays, `cardinality`
 //! - `case_mapping`: `lower`/`upper` as the source database maps case
 //! - `time_zone`: the zone a `timestamptz` is computed in, the database's
+//! - `enum_order`: enums compared for order by their labels' order
 //! - `render`: nodes back to SQL, for error messages
 //! - `sort_key`: byte keys in value order, for aggregates' min/max/distinct
 
@@ -32,6 +33,7 @@ mod check;
 mod common_type;
 mod compare;
 mod date_parts;
+mod enum_order;
 mod error;
 mod eval;
 mod functions;
@@ -49,6 +51,7 @@ mod time_zone;
 mod types;
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::change::Value;
 
@@ -56,6 +59,7 @@ pub use arrays::ArrayElement;
 pub(crate) use arrays::parse_array_delimited;
 pub use case_mapping::CaseMapping;
 pub use compare::compare_values;
+pub use enum_order::EnumOrder;
 pub use error::{EvalError, ExprError};
 pub use sort_key::sort_key;
 pub use time_zone::TimeZone;
@@ -136,6 +140,19 @@ impl Expr {
         self.root.ordered_columns()
     }
 
+    /// The columns compared for order where an enum's could not compare
+    /// by its labels' places ([`node::Node::unplaced_ordered_columns`]).
+    pub fn unplaced_ordered_columns(&self) -> Vec<ColumnPath> {
+        self.root.unplaced_ordered_columns()
+    }
+
+    /// Each comparison for order where enums compare by their labels'
+    /// places, its operands' columns and whether each is a literal
+    /// ([`node::Node::placed_orderings`]).
+    pub fn placed_orderings(&self) -> Vec<Vec<(Vec<ColumnPath>, bool)>> {
+        self.root.placed_orderings()
+    }
+
     /// The columns compared with another value as they stand
     /// ([`node::Node::compared_columns`]).
     pub fn compared_columns(&self) -> Vec<ColumnPath> {
@@ -184,6 +201,25 @@ impl Expr {
             source: self.source.clone(),
             root,
         }
+    }
+
+    /// The expression with each comparison for order of an enum comparing
+    /// the labels' places in the enum's order ([`enum_order`]), given each
+    /// enum column's order.
+    pub fn with_enum_orders(&self, enums: &dyn Fn(&[String]) -> Option<Arc<EnumOrder>>) -> Expr {
+        let mut root = self.root.clone();
+        enum_order::rewrite(&mut root, enums);
+        Expr {
+            source: self.source.clone(),
+            root,
+        }
+    }
+
+    /// The enum orders it compares by ([`Expr::with_enum_orders`]).
+    pub fn enum_orders(&self) -> Vec<Arc<EnumOrder>> {
+        let mut found = Vec::new();
+        enum_order::orders(&self.root, &mut found);
+        found
     }
 
     /// Whether PostgreSQL computes this integer expression narrower than

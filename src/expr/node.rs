@@ -11,6 +11,7 @@ use super::ColumnPath;
 use super::arrays::{ArrayElement, SetOp};
 use super::cast::{CastTarget, IntWidth};
 use super::date_parts::{DateField, TruncUnit};
+use super::enum_order::EnumOrder;
 use super::functions::Function;
 use super::json_ops::JsonOp;
 use super::temporal::TemporalKind;
@@ -159,6 +160,13 @@ pub(crate) enum Node {
         operand: Box<Node>,
         width: IntWidth,
     },
+    /// An enum's value as its label's place in the enum's order, for a
+    /// comparison for order: never parsed, put in by the plan once the
+    /// columns' types are known ([`super::enum_order`]).
+    EnumPlace {
+        operand: Box<Node>,
+        order: Arc<EnumOrder>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -258,7 +266,8 @@ impl Node {
             | Node::Extract { operand, .. }
             | Node::DateTrunc { operand, .. }
             | Node::AtTimeZone { operand, .. }
-            | Node::IntRange { operand, .. } => vec![operand],
+            | Node::IntRange { operand, .. }
+            | Node::EnumPlace { operand, .. } => vec![operand],
             Node::Arithmetic { left, right, .. }
             | Node::Concat { left, right }
             | Node::JsonField {
@@ -296,7 +305,8 @@ impl Node {
             | Node::Extract { operand, .. }
             | Node::DateTrunc { operand, .. }
             | Node::AtTimeZone { operand, .. }
-            | Node::IntRange { operand, .. } => vec![operand],
+            | Node::IntRange { operand, .. }
+            | Node::EnumPlace { operand, .. } => vec![operand],
             Node::Arithmetic { left, right, .. }
             | Node::Concat { left, right }
             | Node::JsonField {
@@ -419,8 +429,51 @@ impl Node {
         }
     }
 
+    /// The columns compared for order where an enum's could not be
+    /// compared by its labels' places ([`super::enum_order`]): in
+    /// `greatest`, `least`, and `op ANY (array)`.
+    pub fn unplaced_ordered_columns(&self) -> Vec<ColumnPath> {
+        self.operand_columns(Node::unplaced_ordered_operands)
+    }
+
+    /// Each comparison for order of the tree where an enum compares by its
+    /// labels' places (`<`, `<=`, `>`, `>=`, `BETWEEN`): per operand, the
+    /// columns whose value it may be ([`Node::value_columns`]) and whether
+    /// it is a literal.
+    pub fn placed_orderings(&self) -> Vec<Vec<(Vec<ColumnPath>, bool)>> {
+        let mut found = Vec::new();
+        self.collect_placed_orderings(&mut found);
+        found
+    }
+
+    fn collect_placed_orderings(&self, found: &mut Vec<Vec<(Vec<ColumnPath>, bool)>>) {
+        let operands = self.placed_ordered_operands();
+        if !operands.is_empty() {
+            found.push(
+                operands
+                    .into_iter()
+                    .map(|operand| {
+                        let columns = operand.value_columns().into_iter().cloned().collect();
+                        (columns, matches!(operand, Node::Literal(_)))
+                    })
+                    .collect(),
+            );
+        }
+        for child in self.children() {
+            child.collect_placed_orderings(found);
+        }
+    }
+
     /// The operands this node compares for order.
     fn ordered_operands(&self) -> Vec<&Node> {
+        let mut operands = self.placed_ordered_operands();
+        operands.extend(self.unplaced_ordered_operands());
+        operands
+    }
+
+    /// The operands of a comparison for order that compares enums by their
+    /// labels' places.
+    fn placed_ordered_operands(&self) -> Vec<&Node> {
         match self {
             Node::Comparison { op, left, right }
                 if !matches!(op, ComparisonOp::Equal | ComparisonOp::NotEqual) =>
@@ -430,6 +483,13 @@ impl Node {
             Node::Between {
                 operand, low, high, ..
             } => vec![operand, low, high],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The operands compared for order otherwise.
+    fn unplaced_ordered_operands(&self) -> Vec<&Node> {
+        match self {
             // The array's elements are of a type that sorts as its text.
             Node::Quantified { op, left, .. }
                 if !matches!(op, ComparisonOp::Equal | ComparisonOp::NotEqual) =>

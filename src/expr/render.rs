@@ -31,7 +31,7 @@ fn precedence(node: &Node) -> u8 {
         Node::Sign { .. } => 8,
         // A negative literal reads like a unary minus: `-(-5)`, `(-5)::text`.
         Node::Literal(value) if value.to_text().starts_with('-') => 8,
-        Node::IntRange { operand, .. } => precedence(operand),
+        Node::IntRange { operand, .. } | Node::EnumPlace { operand, .. } => precedence(operand),
         _ => 9,
     }
 }
@@ -216,7 +216,9 @@ fn write_predicate_or_call(f: &mut Formatter<'_>, node: &Node) -> fmt::Result {
         Node::Like { .. } => write_like(f, node),
         Node::Case { .. } => write_case(f, node),
         // Not written in the source: the operand as it was.
-        Node::IntRange { operand, .. } => write!(f, "{operand}"),
+        Node::IntRange { operand, .. } | Node::EnumPlace { operand, .. } => {
+            write!(f, "{operand}")
+        }
         _ => write_call(f, node),
     }
 }

@@ -1654,3 +1654,69 @@ fn integer_arithmetic_is_refused_past_its_width() {
     let error = computed("(i - j) * j").unwrap_err().to_string();
     assert_eq!(error, "integer out of range in `(i - j) * j`");
 }
+
+/// An enum compared for order compares its labels' places, as PostgreSQL
+/// orders an enum (here against the labels' alphabetical order), through
+/// `coalesce` and `CASE`, in `BETWEEN`; NULL stays NULL; equality and
+/// other columns are left as they are; a label added since the plan
+/// fails, naming it.
+#[test]
+fn an_enum_compared_for_order_compares_its_labels_places() {
+    let labels = ["new", "paid", "shipped", "delivered", "cancelled"];
+    let order = Arc::new(EnumOrder::new(
+        16_400,
+        "shop.status",
+        labels.iter().map(|label| label.to_string()).collect(),
+    ));
+    let enums = |path: &[String]| (path == ["status"]).then(|| Arc::clone(&order));
+    let ordered = |source: &str, status: Value| {
+        let expr = Expr::parse(source).unwrap().with_enum_orders(&enums);
+        expr.eval(&row(&[("status", status), ("note", text("zzz"))]))
+    };
+    for (status, at_least_shipped) in [
+        ("new", false),
+        ("paid", false),
+        ("shipped", true),
+        ("delivered", true),
+        ("cancelled", true),
+    ] {
+        assert_eq!(
+            ordered("status >= 'shipped'", text(status)),
+            Ok(Value::Bool(at_least_shipped)),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        ordered("status BETWEEN 'paid' AND 'delivered'", text("cancelled")),
+        Ok(Value::Bool(false))
+    );
+    assert_eq!(
+        ordered("coalesce(status, 'new') < 'paid'", Value::Null),
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(
+        ordered(
+            "CASE WHEN status > 'delivered' THEN 1 ELSE 0 END",
+            text("cancelled")
+        ),
+        Ok(Value::Int(1))
+    );
+    assert_eq!(ordered("status < 'paid'", Value::Null), Ok(Value::Null));
+    // Equality, and a comparison without the enum, are as parsed.
+    let expr = Expr::parse("status = 'paid' AND note > 'a'").unwrap();
+    assert!(expr.with_enum_orders(&enums).same_tree(&expr));
+    assert_eq!(
+        Expr::parse("status < 'paid'")
+            .unwrap()
+            .with_enum_orders(&enums)
+            .enum_orders(),
+        [Arc::clone(&order)]
+    );
+    let error = ordered("status < 'paid'", text("returned")).unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "\"returned\" is not among the labels of enum shop.status when the views were planned"
+        ),
+        "{error}"
+    );
+}

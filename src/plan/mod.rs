@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::aggregate::MeasureSpec;
-use crate::expr::{ColumnPath, Expr, TimeZone, ValueType};
+use crate::expr::{ColumnPath, EnumOrder, Expr, TimeZone, ValueType};
 use crate::source::pg_text::{type_oid, value_type};
 use crate::source::pgoutput::StoredColumnTypes;
 use crate::view::key_collisions::{KeyToken, keys_may_collide};
@@ -391,6 +391,17 @@ fn view_exprs<'p>(
     exprs
 }
 
+/// The enum orders a view's expressions compare by, once each.
+fn view_enum_orders(exprs: &[&ExprPlan]) -> Vec<Arc<EnumOrder>> {
+    let mut orders: Vec<Arc<EnumOrder>> = Vec::new();
+    for order in exprs.iter().flat_map(|expr| expr.expr.enum_orders()) {
+        if !orders.contains(&order) {
+            orders.push(order);
+        }
+    }
+    orders
+}
+
 /// Whether a view's key, search fields or expressions read a `char(n)` column.
 fn reads_padded_char(nodes: &[NodePlan], output: &OutputPlan, filter: Option<&ExprPlan>) -> bool {
     let padded_key = match output {
@@ -654,6 +665,23 @@ impl Plan {
                     .push_str(&format!("+time_zone={}", zone.name()));
             }
         }
+    }
+
+    /// The enum orders the views compare by (each enum's labels, in their
+    /// order, as planned): the stream checks them against the database's,
+    /// and plans the views again when a label was added.
+    pub fn enum_orders(&self) -> Vec<Arc<EnumOrder>> {
+        let mut orders = Vec::new();
+        for view in &self.views {
+            for order in
+                view_enum_orders(&view_exprs(&view.nodes, &view.output, view.filter.as_ref()))
+            {
+                if !orders.contains(&order) {
+                    orders.push(order);
+                }
+            }
+        }
+        orders
     }
 
     /// A description of what the state store keeps; when it changes, the
@@ -961,6 +989,15 @@ impl Resolver<'_> {
         {
             definition_hash.push_str("+sql-types");
         }
+        // Outputs computed with an enum's labels in one order are computed
+        // again when a label is added among them.
+        for order in view_enum_orders(&view_exprs(&nodes, &output, filter.as_ref())) {
+            definition_hash.push_str(&format!(
+                "+enum_order={}:{}",
+                order.type_name(),
+                order.labels().join(",")
+            ));
+        }
         Ok(ViewPlan {
             name: self.def.name.clone(),
             file: self.def.file.clone(),
@@ -1135,6 +1172,22 @@ impl Resolver<'_> {
         self.typed_expr(expr, columns)
     }
 
+    /// The order of the stored column `column` of `table`, if it is an
+    /// enum's.
+    fn enum_order(&self, table: &str, column: usize) -> Option<Arc<EnumOrder>> {
+        let plan = self.tables.get(table)?;
+        let oid = *plan.column_types.get(column)?;
+        let labels = self.catalog.enum_labels.get(&oid)?;
+        let name = plan.columns.get(column)?;
+        let columns = &self.catalog.tables.get(table)?.columns;
+        let info = columns.iter().find(|info| info.name == *name)?;
+        Some(Arc::new(EnumOrder::new(
+            oid,
+            &info.type_name,
+            labels.clone(),
+        )))
+    }
+
     fn typed_expr(
         &self,
         expr: &Expr,
@@ -1159,7 +1212,13 @@ impl Resolver<'_> {
                 error: error.to_string(),
             })?;
         let integer_bytes = |path: &[String]| integer_bytes(column_oid(path)?);
-        let rewritten = expr.with_sql_types(&column_type, &integer_bytes);
+        let enum_order = |path: &[String]| {
+            let &(node, column) = columns.get(path)?;
+            self.enum_order(&self.tree.nodes[node].table, column)
+        };
+        let rewritten = expr
+            .with_sql_types(&column_type, &integer_bytes)
+            .with_enum_orders(&enum_order);
         Ok(ExprPlan {
             rewritten: !rewritten.same_tree(expr),
             expr: rewritten,

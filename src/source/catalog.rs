@@ -169,7 +169,7 @@ async fn load_array_elements(pool: &PgPool) -> Result<HashMap<u32, u32>, SourceE
 }
 
 /// The labels of every enum type, by type OID, in their order.
-async fn load_enum_labels(pool: &PgPool) -> Result<HashMap<u32, Vec<String>>, SourceError> {
+pub async fn load_enum_labels(pool: &PgPool) -> Result<HashMap<u32, Vec<String>>, SourceError> {
     let rows: Vec<(i64, String)> = sqlx::query_as(
         "SELECT enumtypid::int8, enumlabel::text FROM pg_enum ORDER BY enumtypid, enumsortorder",
     )

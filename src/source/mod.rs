@@ -93,6 +93,16 @@ pub enum SourceError {
          computed in {was}: they are built again in {now}"
     )]
     TimeZoneChanged { was: String, now: String },
+    #[error(
+        "the labels of enum {type_name} changed ({now}, where the views were planned with \
+         {was}): the views that compare it for order are planned again, and computed again \
+         from the state store"
+    )]
+    EnumLabelsChanged {
+        type_name: String,
+        was: String,
+        now: String,
+    },
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
     #[error("engine task failed: {0}")]
@@ -172,6 +182,9 @@ impl SourceError {
     /// store, without a new snapshot: what they compute changed, not the
     /// rows.
     pub fn needs_new_outputs(&self) -> bool {
-        matches!(self, SourceError::TimeZoneChanged { .. })
+        matches!(
+            self,
+            SourceError::TimeZoneChanged { .. } | SourceError::EnumLabelsChanged { .. }
+        )
     }
 }

@@ -10,7 +10,7 @@ use super::key_collisions::{KeyToken, templates_may_meet};
 use super::model::{CacheView, Field, FieldSource, JoinPair, KeyPart, Relation, ViewDef, ViewKind};
 use super::shape::child_path;
 use super::table::display_table;
-use crate::expr::{Expr, ExprError, ValueType};
+use crate::expr::{ColumnPath, Expr, ExprError, ValueType};
 use crate::source::pg_text::{equal_as_its_text, sorts_as_its_value, value_type};
 use joined::JoinedTables;
 
@@ -413,6 +413,7 @@ impl<'a> ViewCheck<'a> {
         used: PathUse,
     ) -> Option<Result<ValueType, Vec<ExprError>>> {
         let mut columns_exist = true;
+        let mut compared_by_text = false;
         for column_path in expr.columns() {
             // Paths that do not resolve were reported when the file was read.
             let (Ok(relation), Some(column)) = (
@@ -450,13 +451,13 @@ impl<'a> ViewCheck<'a> {
                 {
                     let message = unequal_comparison(&column_path.join("."), &type_name);
                     self.error(path, path, message);
-                } else if let Some(type_name) = unsortable_type(table, column)
-                    && expr.ordered_columns().contains(&column_path)
-                {
-                    let message = unsortable_comparison(&column_path.join("."), &type_name);
-                    self.error(path, path, message);
+                    compared_by_text = true;
                 }
             }
+        }
+        let table_of = |column_path: &[String]| self.level_table(level, column_path, used);
+        if let Some(message) = ordering_problem(expr, &table_of).filter(|_| !compared_by_text) {
+            self.error(path, path, message);
         }
         for (column_path, text) in expr.columns_compared_with_texts() {
             if let Some(table) = self.level_table(level, &column_path, used) {
@@ -719,6 +720,84 @@ pub(super) fn unsortable_comparison(column: &str, type_name: &str) -> String {
          would be compared by its text, not as PostgreSQL compares it; compare it for \
          equality only"
     )
+}
+
+/// Why `expr` may not compare a column for order, if it may not (`table_of`
+/// gives the table of a column path): a type PostgreSQL orders otherwise
+/// than by its text (`interval`, `citext`); an enum where its labels'
+/// order cannot apply (`greatest`, `least`, `op ANY (array)`); or an enum
+/// compared with another enum, or with a value that is neither one of its
+/// labels nor of its type, for which PostgreSQL has no operator.
+pub(super) fn ordering_problem<'t>(
+    expr: &Expr,
+    table_of: &dyn Fn(&[String]) -> Option<&'t TableInfo>,
+) -> Option<String> {
+    let column_type = |path: &[String], check: fn(&TableInfo, &str) -> Option<String>| {
+        check(table_of(path)?, path.last()?)
+    };
+    for path in expr.ordered_columns() {
+        if let Some(type_name) = column_type(&path, unsortable_type_but_enum) {
+            return Some(unsortable_comparison(&path.join("."), &type_name));
+        }
+    }
+    for path in expr.unplaced_ordered_columns() {
+        if let Some(type_name) = column_type(&path, enum_type) {
+            return Some(format!(
+                "cannot order column {} in greatest, least or op ANY (array): its type \
+                 {type_name}, an enum, would be ordered by its text, not by its labels' order; \
+                 compare it with <, >, <=, >= or BETWEEN, which order an enum by its labels",
+                path.join(".")
+            ));
+        }
+    }
+    for operands in expr.placed_orderings() {
+        let enums_of = |columns: &[ColumnPath]| -> Vec<(String, String)> {
+            columns
+                .iter()
+                .filter_map(|path| Some((path.join("."), column_type(path, enum_type)?)))
+                .collect()
+        };
+        let enums: Vec<(String, String)> = operands
+            .iter()
+            .flat_map(|(columns, _)| enums_of(columns))
+            .collect();
+        let Some((column, type_name)) = enums.first() else {
+            continue;
+        };
+        if let Some((other, other_type)) = enums.iter().find(|(_, t)| t != type_name) {
+            return Some(format!(
+                "cannot compare column {column} (of type {type_name}) with column {other} (of \
+                 type {other_type}) for order: PostgreSQL orders two enums of one type only"
+            ));
+        }
+        if operands
+            .iter()
+            .any(|(columns, literal)| !literal && enums_of(columns).is_empty())
+        {
+            return Some(format!(
+                "cannot compare column {column} of type {type_name} for order with a value \
+                 that is neither one of its labels (a text literal) nor of its type: \
+                 PostgreSQL has no such operator; compare it with a label, or cast both to \
+                 text to compare their texts"
+            ));
+        }
+    }
+    None
+}
+
+/// [`unsortable_type`] of a column that is not an enum's: an enum compared
+/// for order compares its labels' places.
+fn unsortable_type_but_enum(table: &TableInfo, column: &str) -> Option<String> {
+    match table.column(column)?.is_enum {
+        true => None,
+        false => unsortable_type(table, column),
+    }
+}
+
+/// The type of a column that is an enum's, as PostgreSQL names it.
+fn enum_type(table: &TableInfo, column: &str) -> Option<String> {
+    let info = table.column(column)?;
+    info.is_enum.then(|| info.type_name.clone())
 }
 
 /// Whether a join pair names a column missing from its side, where the

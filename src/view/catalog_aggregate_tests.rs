@@ -382,6 +382,27 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
         errors.len() == 1 && errors[0].contains("where: ") && errors[0].contains("labels' order"),
         "{errors:?}"
     );
+    // Ordered with `<` it compares by its labels' order, but only with an
+    // enum of its own type.
+    let items = catalog.tables.get_mut("public.order_items").unwrap();
+    items.columns.push(enum_column("tone", 16433, "shop.tone"));
+    let text = CATEGORY_DAILY_SALES.replace(
+        "orders.status = 'paid'",
+        "orders.status = 'paid' AND mood < tone",
+    );
+    assert_eq!(
+        check(&text, &catalog),
+        [
+            "views/sales.yaml:8: where: cannot compare column mood (of type shop.mood) with \
+             column tone (of type shop.tone) for order: PostgreSQL orders two enums of one type \
+             only"
+        ]
+    );
+    let text = CATEGORY_DAILY_SALES.replace(
+        "orders.status = 'paid'",
+        "orders.status = 'paid' AND mood < mood",
+    );
+    assert_eq!(check(&text, &catalog), Vec::<String>::new());
 }
 
 /// A type whose values may be equal with other texts (citext, here with the
@@ -676,18 +697,13 @@ fn a_text_compared_with_an_enum_in_an_aggregate_where_must_be_a_label() {
     );
 }
 
-/// An enum ordered anywhere in a group key or a measure (a `CASE`, a
-/// `FILTER`) is refused as in a `where`: it would be compared by its
-/// labels' text, not their order (trial 31: `result > 'pass'` in a
-/// group key and a `FILTER` passed, and grouped by text).
+/// An enum ordered in a group key or a measure (a `CASE`, a `FILTER`)
+/// orders by its labels' order, as in a `where` (trial 31: `result >
+/// 'pass'` there grouped by the labels' text; it was refused since, and is
+/// now compared by the labels' places); `least` still is refused.
 #[test]
-fn an_enum_ordered_in_a_group_key_or_a_measure_is_refused() {
+fn an_enum_ordered_in_a_group_key_or_a_measure_orders_by_its_labels() {
     let catalog = shop_with_moods(&["sad", "glad"]);
-    let equal = CATEGORY_DAILY_SALES.replace(
-        "  items: count()",
-        "  items: count()\n  glad: \"count() FILTER (WHERE mood = 'glad')\"",
-    );
-    assert_eq!(check(&equal, &catalog), Vec::<String>::new());
     let ordered = CATEGORY_DAILY_SALES
         .replace(
             "  category_id: products.category_id",
@@ -698,14 +714,12 @@ fn an_enum_ordered_in_a_group_key_or_a_measure_is_refused() {
             "  items: count()",
             "  items: count()\n  glad: \"count() FILTER (WHERE mood > 'sad')\"",
         );
-    let errors = check(&ordered, &catalog);
-    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(check(&ordered, &catalog), Vec::<String>::new());
+    let least = ordered.replace("mood > 'sad'", "least(mood, 'glad') = 'sad'");
+    let errors = check(&least, &catalog);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
     assert!(
-        errors[0].starts_with("views/sales.yaml:12: group_by.upbeat: cannot compare column mood"),
-        "{errors:#?}"
-    );
-    assert!(
-        errors[1].starts_with("views/sales.yaml:15: measures.glad: cannot compare column mood"),
+        errors[0].starts_with("views/sales.yaml:15: measures.glad: cannot order column mood"),
         "{errors:#?}"
     );
 }

@@ -4,9 +4,8 @@
 //! and whose types are then inferred.
 
 use super::{
-    TableInfo, ViewCheck, column_value_type, name_columns_read_as_text, reversed_pair,
-    reversed_pair_message, unequal_comparison, unequal_type, unsortable_comparison,
-    unsortable_type,
+    TableInfo, ViewCheck, column_value_type, name_columns_read_as_text, ordering_problem,
+    reversed_pair, reversed_pair_message, unequal_comparison, unequal_type,
 };
 use crate::expr::{ColumnPath, Expr, ValueType};
 use crate::view::filter::WHERE_PATH;
@@ -130,9 +129,10 @@ impl<'a> ViewCheck<'a> {
     }
 
     /// The comparisons in `expr` compare as PostgreSQL does: a column whose
-    /// type has an equality or an order of its own (an enum's labels'
-    /// order, `citext`) is not compared by its text; the first that would
-    /// be is reported at `path`, and `true` returned. Wherever a comparison
+    /// type has an equality or an order of its own (`citext`, `interval`)
+    /// is not compared by its text, and an enum is ordered only where its
+    /// labels' order applies ([`ordering_problem`]); the first that would
+    /// not is reported at `path`, and `true` returned. Wherever a comparison
     /// stands: a `where`, a `CASE` in a group key, a measure's `FILTER`
     /// (trial 31: those compared an enum by its labels' text).
     pub(super) fn comparisons(
@@ -141,14 +141,13 @@ impl<'a> ViewCheck<'a> {
         expr: &Expr,
         path: &str,
     ) -> bool {
+        let table_of = |path: &[String]| self.path_table(tables, path).map(|(_, table)| table);
         let message = if let Some((column, type_name)) =
             self.column_of_type(tables, expr.compared_columns(), unequal_type)
         {
             unequal_comparison(&column, &type_name)
-        } else if let Some((column, type_name)) =
-            self.column_of_type(tables, expr.ordered_columns(), unsortable_type)
-        {
-            unsortable_comparison(&column, &type_name)
+        } else if let Some(message) = ordering_problem(expr, &table_of) {
+            message
         } else {
             return false;
         };
@@ -212,7 +211,7 @@ impl<'a> ViewCheck<'a> {
     }
 
     /// The first of `columns` whose type `type_check` names (as
-    /// [`unsortable_type`] or [`unequal_type`] do), with that name.
+    /// [`super::unsortable_type`] or [`unequal_type`] do), with that name.
     pub(super) fn column_of_type(
         &self,
         tables: JoinedTables<'a>,

@@ -679,30 +679,40 @@ fn a_text_compared_with_an_enum_must_be_one_of_its_labels() {
              enum); its labels are 'draft', 'paid'"
         ]
     );
-    // Nor ordered there (trial 31: it counted by the labels' text).
+    // Ordered there by its labels' order (trial 31: it counted by the
+    // labels' text, and ordering was refused since), but not with a value
+    // of another type, nor in `greatest`.
     let ordered = measured.replace("sku = 'paid' OR 'payed' = sku", "sku > 'draft'");
-    let errors = check(&ordered, &catalog);
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(
-        errors[0].starts_with(
-            "views/order_cache.yaml:20: fields.items.measure: cannot compare column sku"
+    assert_eq!(check(&ordered, &catalog), Vec::<String>::new());
+    for (condition, error) in [
+        (
+            "sku > sku::text",
+            "cannot compare column sku of type shop.status for order with a value that is \
+             neither one of its labels (a text literal) nor of its type",
         ),
-        "{errors:?}"
-    );
-    // An enum compared for order, and a time that is no literal viewkeeper
-    // reads: both told (the second was hidden by the first, the twelfth
-    // trial).
+        (
+            "greatest(sku, 'paid') = 'paid'",
+            "cannot order column sku in greatest, least or op ANY (array)",
+        ),
+    ] {
+        let errors = check(
+            &measured.replace("sku = 'paid' OR 'payed' = sku", condition),
+            &catalog,
+        );
+        assert_eq!(errors.len(), 1, "{condition}: {errors:?}");
+        assert!(errors[0].contains(error), "{errors:?}");
+    }
+    // A typo in a label compared for order, and a time that is no literal
+    // viewkeeper reads: both told (the second was hidden by the first, the
+    // twelfth trial).
     retype(&mut catalog, "public.orders", "created_at", 1184);
-    let two = ORDER_CACHE.replace(
+    let three = ORDER_CACHE.replace(
         "where: \"status <> 'draft'\"",
-        "where: \"status > 'draft' AND created_at > 'today'\"",
+        "where: \"status > 'drafts' AND created_at > 'today'\"",
     );
-    let errors = check(&two, &catalog);
+    let errors = check(&three, &catalog);
     assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(
-        errors[0].contains("cannot compare column status"),
-        "{errors:?}"
-    );
+    assert!(errors[0].contains("'drafts' is not a label"), "{errors:?}");
     assert!(errors[1].contains("'today'"), "{errors:?}");
     // A type error over an enum names the enum, which the checker reads as
     // text (trial 30: "cannot compare text with int" about an enum).
