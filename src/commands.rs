@@ -612,6 +612,71 @@ pub fn reload(admin_addr: &str, token: &str) -> Result<String, StatusError> {
         .map_err(|message| StatusError::Reload { message })
 }
 
+/// `viewkeeper reload --wait`: follows `/status` after a reload, whose
+/// answer is `outcome`, until every view it added or changed reads `live`
+/// (its target shows the new definition), telling on `progress` what it
+/// waits for. A view that reads `failed` ends the wait with its error; so
+/// does `timeout`.
+pub fn wait_for_reloaded_views(
+    admin_addr: &str,
+    outcome: &str,
+    timeout: Option<std::time::Duration>,
+    progress: &mut impl Write,
+) -> Result<(), StatusError> {
+    let failed = |message: String| StatusError::Reload { message };
+    let outcome: serde_json::Value =
+        serde_json::from_str(outcome).map_err(|e| failed(format!("not JSON: {e}")))?;
+    let waited: Vec<String> = ["added", "changed"]
+        .iter()
+        .flat_map(|list| outcome[list].as_array().cloned().unwrap_or_default())
+        .filter_map(|view| view.as_str().map(str::to_owned))
+        .collect();
+    let started = std::time::Instant::now();
+    let mut told = String::new();
+    loop {
+        let status = status_json(admin_addr).map_err(|message| StatusError::Request {
+            addr: admin_addr.to_owned(),
+            message,
+        })?;
+        let views = status["views"].as_array().cloned().unwrap_or_default();
+        let mut waiting = Vec::new();
+        for name in &waited {
+            let Some(view) = views.iter().find(|view| view["view"] == name.as_str()) else {
+                continue; // dropped by a later reload
+            };
+            match view["state"].as_str().unwrap_or("unknown") {
+                "live" => {}
+                "failed" => {
+                    let why = view["view_error"]
+                        .as_str()
+                        .or(view["sink_error"].as_str())
+                        .unwrap_or("no reason given");
+                    return Err(failed(format!("view {name} failed: {why}")));
+                }
+                state => waiting.push(format!("{name} ({state})")),
+            }
+        }
+        if waiting.is_empty() {
+            let seconds = started.elapsed().as_secs_f64();
+            let _ = writeln!(progress, "reloaded views live after {seconds:.1} s");
+            return Ok(());
+        }
+        let line = format!("waiting for {}", waiting.join(", "));
+        if line != told {
+            let _ = writeln!(progress, "{line}");
+            told = line;
+        }
+        if timeout.is_some_and(|timeout| started.elapsed() >= timeout) {
+            return Err(failed(format!(
+                "still not live after {:.0} s: {}",
+                started.elapsed().as_secs_f64(),
+                waiting.join(", ")
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// A mutating call expected to answer `expected`: its JSON body, pretty.
 fn admin_call(admin_addr: &str, path: &str, token: &str, expected: u16) -> Result<String, String> {
     let (code, body) = admin_post(admin_addr, path, token)

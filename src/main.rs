@@ -87,6 +87,13 @@ enum Command {
     /// Make the running service read its view files again (as SIGHUP does):
     /// changed views are rebuilt, new ones built, removed ones stopped.
     Reload {
+        /// Then wait until every added or changed view reads `live` (its
+        /// target shows the new definition); exit with 1 if one fails
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds, exiting with 1
+        #[arg(long, requires = "wait")]
+        timeout: Option<u64>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -301,14 +308,41 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Reload { admin } => {
+        Command::Reload {
+            wait,
+            timeout,
+            admin,
+        } => {
             let admin = admin.resolve()?;
-            match admin.token {
-                Some(token) => print_outcome(
-                    tokio::task::spawn_blocking(move || commands::reload(&admin.addr, &token))
-                        .await?,
-                ),
-                None => Ok(no_admin_token()),
+            let Some(token) = admin.token else {
+                return Ok(no_admin_token());
+            };
+            let addr = admin.addr.clone();
+            let outcome =
+                tokio::task::spawn_blocking(move || commands::reload(&addr, &token)).await?;
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            print_answer(&outcome)?;
+            if !wait {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let timeout = timeout.map(std::time::Duration::from_secs);
+            let waited = tokio::task::spawn_blocking(move || {
+                let mut progress = std::io::stderr();
+                commands::wait_for_reloaded_views(&admin.addr, &outcome, timeout, &mut progress)
+            })
+            .await?;
+            match waited {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Ok(ExitCode::FAILURE)
+                }
             }
         }
         Command::Drop { view, admin } => {

@@ -413,10 +413,55 @@ async fn a_view_that_no_longer_checks_is_removed_by_a_reload() {
     service.assert_running();
 }
 
+/// `viewkeeper reload` with `flags`, against the service on `port`.
+fn reload_command(port: u16, flags: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_viewkeeper"));
+    command
+        .arg("reload")
+        .args(flags)
+        .args(["--admin-addr", &format!("127.0.0.1:{port}")])
+        .env("VIEWKEEPER_ADMIN_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+/// Pauses (`Some(ms)`) or resumes the writes of the Redis at `url`.
+async fn pause_redis_writes(url: &str, pause: Option<u64>) {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut command = redis::cmd("CLIENT");
+    match pause {
+        Some(ms) => command.arg("PAUSE").arg(ms).arg("WRITE"),
+        None => command.arg("UNPAUSE"),
+    };
+    let _: () = command.query_async(&mut conn).await.unwrap();
+}
+
+/// The `product_cache` documents SQL says there must be, with the field
+/// `name` named `renamed`.
+async fn expected_renamed_products(pool: &PgPool, renamed: &str) -> BTreeMap<String, Value> {
+    expected_product_cache(pool)
+        .await
+        .into_iter()
+        .map(|(key, mut document)| {
+            let fields = document.as_object_mut().unwrap();
+            let name = fields.remove("name").unwrap();
+            fields.insert(renamed.to_owned(), name);
+            (key, document)
+        })
+        .collect()
+}
+
 /// A view a reload changed reads `rebuilding`, and `/ready` says 503,
 /// until its target shows the new definition: trial 41 read `live` and
 /// `/ready` 200 while its table still had the old columns. Redis, paused
-/// for writes, holds the old documents meanwhile.
+/// for writes, holds the old documents meanwhile. `reload --wait` returns
+/// once the target shows it, and says which views it still waits for
+/// when its `--timeout` ends first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloaded_view_reads_rebuilding_until_its_target_shows_it() {
     let pg = PgServer::start().await;
@@ -424,13 +469,15 @@ async fn a_reloaded_view_reads_rebuilding_until_its_target_shows_it() {
     let (url, pool) = small_shop(&pg).await;
     let (views, setup, _service) = start_on_copied_views(&url, &redis.url(), &pool).await;
     let port = setup.admin_port;
-    let all_once = [
-        ("category_daily_sales", 1),
-        ("order_cache", 1),
-        ("product_cache", 1),
-        ("product_search", 1),
-    ];
-    wait_for_view_counts(port, "recomputes", &all_once).await;
+    let counts = |product_cache| {
+        [
+            ("category_daily_sales", 1),
+            ("order_cache", 1),
+            ("product_cache", product_cache),
+            ("product_search", 1),
+        ]
+    };
+    wait_for_view_counts(port, "recomputes", &counts(1)).await;
     wait_until(DEADLINE, "/ready says 200", || async {
         match http_get(port, "/ready").await {
             Ok((200, _)) => Ok(()),
@@ -439,53 +486,55 @@ async fn a_reloaded_view_reads_rebuilding_until_its_target_shows_it() {
     })
     .await;
 
-    let mut redis_conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     let file = views.path().join("product_cache.yaml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replace("  name: name\n", "  title: name\n")).unwrap();
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(60_000)
-        .arg("WRITE")
-        .query_async(&mut redis_conn)
-        .await
+    let rename = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(
+            &file,
+            text.replace(&format!("  {from}: name\n"), &format!("  {to}: name\n")),
+        )
         .unwrap();
-    let (code, outcome) = reload(port).await;
-    assert_eq!(code, 200, "{outcome}");
-    assert_eq!(outcome["changed"], json!(["product_cache"]), "{outcome}");
-    let recomputed = [
-        ("category_daily_sales", 1),
-        ("order_cache", 1),
-        ("product_cache", 2),
-        ("product_search", 1),
-    ];
-    wait_for_view_counts(port, "recomputes", &recomputed).await;
+    };
+    rename("name", "title");
+    pause_redis_writes(&redis.url(), Some(60_000)).await;
+    let mut waiting = reload_command(port, &["--wait"]).spawn().unwrap();
+    wait_for_view_counts(port, "recomputes", &counts(2)).await;
     let status = view_status(port, "product_cache").await;
     assert_eq!(status["state"], "rebuilding", "{status}");
     let (ready, _) = http_get(port, "/ready").await.unwrap();
     assert_eq!(ready, 503);
+    assert!(waiting.try_wait().unwrap().is_none(), "reload --wait waits");
 
-    let _: () = redis::cmd("CLIENT")
-        .arg("UNPAUSE")
-        .query_async(&mut redis_conn)
-        .await
+    pause_redis_writes(&redis.url(), None).await;
+    let output = wait_until(DEADLINE, "reload --wait returns", || {
+        let done = waiting.try_wait().unwrap();
+        async move { done.ok_or("still waiting") }
+    })
+    .await;
+    let stderr = std::io::read_to_string(waiting.stderr.take().unwrap()).unwrap();
+    assert!(output.success(), "{stderr}");
+    assert!(stderr.contains("reloaded views live after"), "{stderr}");
+    // Read at once: the wait ended when the target showed the new definition.
+    assert_eq!(
+        redis_documents(&redis.url(), "product:*").await,
+        expected_renamed_products(&pool, "title").await
+    );
+
+    rename("title", "label");
+    pause_redis_writes(&redis.url(), Some(60_000)).await;
+    let timed_out = reload_command(port, &["--wait", "--timeout", "2"])
+        .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&timed_out.stderr);
+    assert!(!timed_out.status.success());
+    assert!(
+        stderr.contains("still not live after 2 s: product_cache (rebuilding)"),
+        "{stderr}"
+    );
+    pause_redis_writes(&redis.url(), None).await;
     wait_for_view_state(port, "product_cache", "live", DEADLINE).await;
-    // Read at once: `live` means the target shows the new definition.
-    let expected: BTreeMap<String, Value> = expected_product_cache(&pool)
-        .await
-        .into_iter()
-        .map(|(key, mut document)| {
-            let name = document["name"].take();
-            let fields = document.as_object_mut().unwrap();
-            fields.remove("name");
-            fields.insert("title".to_owned(), name);
-            (key, document)
-        })
-        .collect();
-    assert_eq!(redis_documents(&redis.url(), "product:*").await, expected);
+    assert_eq!(
+        redis_documents(&redis.url(), "product:*").await,
+        expected_renamed_products(&pool, "label").await
+    );
 }
