@@ -18,11 +18,12 @@
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::change::Value;
-use crate::expr::{Decimal, ValueType, sort_key};
+use crate::expr::{Decimal, EnumOrder, ValueType, sort_key};
 use crate::view::model::MeasureFunction;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +35,16 @@ pub enum AggregateError {
 }
 
 /// What the core needs to know of a measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeasureSpec {
     pub function: MeasureFunction,
     /// `false` only for `count()`, which counts rows.
     pub has_input: bool,
     /// The static type of the input expression; inputs are converted to it.
     pub input_type: ValueType,
+    /// For `min` and `max` of an enum: its order, which they order its
+    /// labels by (as PostgreSQL does), not their text.
+    pub enum_order: Option<Arc<EnumOrder>>,
 }
 
 impl MeasureSpec {
@@ -65,6 +69,21 @@ impl MeasureSpec {
         }
     }
 
+    /// The key `min`, `max` and `count_distinct` keep `input` under, in
+    /// the measure's order: an enum label's place in its enum for `min`
+    /// and `max` of one, else [`sort_key`].
+    fn key(&self, input: &Value) -> Result<Vec<u8>, String> {
+        let place;
+        let ordered = match &self.enum_order {
+            Some(order) => {
+                place = order.place(input).map_err(|fault| fault.to_string())?;
+                &place
+            }
+            None => input,
+        };
+        sort_key(ordered).ok_or_else(|| format!("{} has no order", describe(input)))
+    }
+
     fn keeps_values(&self) -> bool {
         matches!(
             self.function,
@@ -82,8 +101,10 @@ impl MeasureSpec {
         if !self.has_input || input.is_null() {
             return None;
         }
-        if self.keeps_values() && sort_key(input).is_none() {
-            return Some(format!("{} has no order", describe(input)));
+        if self.keeps_values()
+            && let Err(reason) = self.key(input)
+        {
+            return Some(reason);
         }
         let summed = matches!(self.function, MeasureFunction::Sum | MeasureFunction::Avg);
         if summed && ExactSum::zero(self.input_type).accepts(input).is_err() {
@@ -387,8 +408,7 @@ impl GroupState {
                 sum.apply(input, direction).map_err(fail)?;
             }
             if spec.keeps_values() {
-                let key =
-                    sort_key(input).ok_or_else(|| fail(format!("value {input:?} has no order")))?;
+                let key = spec.key(input).map_err(fail)?;
                 let count = counts.change(index, &key, input, direction.delta())?;
                 match (direction, count.key) {
                     (Direction::Add, 1) => state.distinct += 1,
@@ -425,7 +445,7 @@ impl GroupState {
                         let last = spec.function == MeasureFunction::Max;
                         match counts.extreme(index, last)? {
                             Some(value) => {
-                                if let Some(key) = sort_key(&value) {
+                                if let Ok(key) = spec.key(&value) {
                                     state.extreme.hold(&key, &value);
                                 }
                                 value

@@ -568,8 +568,8 @@ fn measure_of_rows(
             view.nodes[node].path
         ))
     };
-    let specs = [measure.spec];
-    let mut group = GroupState::new(Vec::new(), &specs);
+    let specs = std::slice::from_ref(&measure.spec);
+    let mut group = GroupState::new(Vec::new(), specs);
     let mut counts = MemoryCounts::default();
     let mut infinite_input = false;
     for row in rows {
@@ -584,12 +584,12 @@ fn measure_of_rows(
         if let Some(reason) = measure.spec.refuses(&input) {
             return Ok(Err(failed(&reason)));
         }
-        let added = group.apply(&specs, &[input], Direction::Add, &mut counts);
+        let added = group.apply(specs, &[input], Direction::Add, &mut counts);
         if let Err(error) = added {
             return Ok(Err(failed(&reason(error))));
         }
     }
-    let value = match group.row(&specs, &mut counts) {
+    let value = match group.row(specs, &mut counts) {
         Ok(mut values) => values.pop().unwrap_or(Value::Null),
         Err(error) => return Ok(Err(failed(&reason(error)))),
     };

@@ -504,6 +504,28 @@ impl Node {
         }
     }
 
+    /// The operands whose values this node's value may be, which take one
+    /// type (`coalesce`, `nullif`, a `CASE`'s results): a text among them
+    /// is read as the others' type.
+    fn value_operands(&self) -> Vec<&Node> {
+        match self {
+            Node::Call {
+                function: Function::Coalesce | Function::Nullif,
+                args,
+            } => args.iter().collect(),
+            Node::Case {
+                branches,
+                otherwise,
+                ..
+            } => branches
+                .iter()
+                .map(|branch| &branch.then)
+                .chain(otherwise.as_deref())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The operands this node compares with each other, for order or
     /// equality.
     fn compared_operands(&self) -> Vec<&Node> {
@@ -559,7 +581,10 @@ impl Node {
             }
         }
         if !matches!(self, Node::Like { .. }) {
-            let operands = self.compared_operands();
+            // A text beside a column in `coalesce`, `nullif` or a `CASE`
+            // result takes the column's type too (`coalesce(mood, 'x')`).
+            let mut operands = self.compared_operands();
+            operands.extend(self.value_operands());
             let texts: Vec<&String> = operands
                 .iter()
                 .filter_map(|operand| match operand {

@@ -238,7 +238,10 @@ pub struct MeasurePlan {
 
 impl AggregatePlan {
     pub fn specs(&self) -> Vec<MeasureSpec> {
-        self.measures.iter().map(|measure| measure.spec).collect()
+        self.measures
+            .iter()
+            .map(|measure| measure.spec.clone())
+            .collect()
     }
 
     /// The target table's columns, group keys first, with their types.
@@ -355,6 +358,10 @@ pub struct ExprPlan {
     /// or `coalesce`s converted to the type of the whole, `integer`
     /// arithmetic checked against its range ([`Expr::with_sql_types`]).
     pub rewritten: bool,
+    /// The enum whose labels its values are, if they are: a bare enum
+    /// column, or one through `coalesce`, `nullif` or `CASE`. `min` and
+    /// `max` of it order by the labels' order.
+    pub value_enum: Option<Arc<EnumOrder>>,
 }
 
 #[derive(Debug)]
@@ -391,10 +398,26 @@ fn view_exprs<'p>(
     exprs
 }
 
-/// The enum orders a view's expressions compare by, once each.
-fn view_enum_orders(exprs: &[&ExprPlan]) -> Vec<Arc<EnumOrder>> {
+/// The enum orders a view compares by (in its expressions) and orders by
+/// (its `min` and `max` measures), once each.
+fn view_enum_orders(
+    nodes: &[NodePlan],
+    output: &OutputPlan,
+    filter: Option<&ExprPlan>,
+) -> Vec<Arc<EnumOrder>> {
+    let compared = view_exprs(nodes, output, filter)
+        .into_iter()
+        .flat_map(|expr| expr.expr.enum_orders());
+    let measures = match output {
+        OutputPlan::Cache { document, .. } => document.measures(),
+        OutputPlan::Aggregate(aggregate) => aggregate.measures.iter().collect(),
+        OutputPlan::Search { .. } => Vec::new(),
+    };
+    let ordered = measures
+        .into_iter()
+        .filter_map(|measure| measure.spec.enum_order.clone());
     let mut orders: Vec<Arc<EnumOrder>> = Vec::new();
-    for order in exprs.iter().flat_map(|expr| expr.expr.enum_orders()) {
+    for order in compared.chain(ordered) {
         if !orders.contains(&order) {
             orders.push(order);
         }
@@ -438,6 +461,21 @@ impl DocPlan {
     /// The expressions of fields here and in nested documents (computed
     /// fields, relations' measures), with their paths in the file
     /// (`fields.items.fields.line_total`, `fields.item_count.measure`).
+    /// The measures of its relations, at every level.
+    pub fn measures(&self) -> Vec<&MeasurePlan> {
+        let mut found = Vec::new();
+        for field in &self.fields {
+            if let FieldPlan::Relation {
+                document, measure, ..
+            } = field
+            {
+                found.extend(measure.as_ref().map(|m| &m.measure));
+                found.extend(document.measures());
+            }
+        }
+        found
+    }
+
     pub fn field_exprs(&self, path: &str) -> Vec<(String, &ExprPlan)> {
         let mut found = Vec::new();
         for field in &self.fields {
@@ -673,9 +711,7 @@ impl Plan {
     pub fn enum_orders(&self) -> Vec<Arc<EnumOrder>> {
         let mut orders = Vec::new();
         for view in &self.views {
-            for order in
-                view_enum_orders(&view_exprs(&view.nodes, &view.output, view.filter.as_ref()))
-            {
+            for order in view_enum_orders(&view.nodes, &view.output, view.filter.as_ref()) {
                 if !orders.contains(&order) {
                     orders.push(order);
                 }
@@ -991,7 +1027,7 @@ impl Resolver<'_> {
         }
         // Outputs computed with an enum's labels in one order are computed
         // again when a label is added among them.
-        for order in view_enum_orders(&view_exprs(&nodes, &output, filter.as_ref())) {
+        for order in view_enum_orders(&nodes, &output, filter.as_ref()) {
             definition_hash.push_str(&format!(
                 "+enum_order={}:{}",
                 order.type_name(),
@@ -1219,12 +1255,17 @@ impl Resolver<'_> {
         let rewritten = expr
             .with_sql_types(&column_type, &integer_bytes)
             .with_enum_orders(&enum_order);
+        let value_enum = expr
+            .value_columns()
+            .iter()
+            .find_map(|path| enum_order(path));
         Ok(ExprPlan {
             rewritten: !rewritten.same_tree(expr),
             expr: rewritten,
             columns,
             padded,
             value_type,
+            value_enum,
         })
     }
 
@@ -1387,10 +1428,18 @@ fn measure_plan(
     resolve: impl Fn(&Expr) -> Result<ExprPlan, PlanError>,
 ) -> Result<MeasurePlan, PlanError> {
     let input = measure.arg.as_ref().map(resolve).transpose()?;
+    let ordered = matches!(
+        measure.function,
+        MeasureFunction::Min | MeasureFunction::Max
+    );
     let spec = MeasureSpec {
         function: measure.function,
         has_input: input.is_some(),
         input_type: input.as_ref().map_or(ValueType::Null, |i| i.value_type),
+        enum_order: input
+            .as_ref()
+            .and_then(|i| i.value_enum.clone())
+            .filter(|_| ordered),
     };
     Ok(MeasurePlan {
         name: measure.name.clone(),

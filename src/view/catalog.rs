@@ -786,8 +786,8 @@ pub(super) fn ordering_problem<'t>(
 }
 
 /// [`unsortable_type`] of a column that is not an enum's: an enum compared
-/// for order compares its labels' places.
-fn unsortable_type_but_enum(table: &TableInfo, column: &str) -> Option<String> {
+/// for order, or in `min` and `max`, orders by its labels' places.
+pub(super) fn unsortable_type_but_enum(table: &TableInfo, column: &str) -> Option<String> {
     match table.column(column)?.is_enum {
         true => None,
         false => unsortable_type(table, column),

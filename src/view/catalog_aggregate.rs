@@ -6,7 +6,7 @@
 //! by no other aggregate view.
 
 use super::joined::JoinedTables;
-use super::{AS_IT_STANDS, TableInfo, ViewCheck, text_of, unequal_type, unsortable_type};
+use super::{AS_IT_STANDS, TableInfo, ViewCheck, text_of, unequal_type, unsortable_type_but_enum};
 use crate::expr::ValueType;
 use crate::view::model::{
     AggregateView, Field, FieldSource, GroupKey, Measure, MeasureFunction, ViewDef, ViewKind,
@@ -99,7 +99,7 @@ impl<'a> ViewCheck<'a> {
             measure.function,
             MeasureFunction::Min | MeasureFunction::Max
         ) && let Some((column, type_name)) =
-            self.column_of_type(tables, arg.value_columns(), unsortable_type)
+            self.column_of_type(tables, arg.value_columns(), unsortable_type_but_enum)
         {
             let message = format!(
                 "{} cannot take `{}`: column {column} is of type {type_name}, which would be \

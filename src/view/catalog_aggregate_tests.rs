@@ -337,15 +337,9 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
         [
             "views/sales.yaml:18: measures.longest: max cannot take `wait`: column wait is of \
              type interval, which would be ordered by its text, not as PostgreSQL orders it",
-            "views/sales.yaml:20: measures.gladdest: max cannot take `mood`: column mood is of \
-             type shop.mood, an enum (PostgreSQL orders it by its labels' order), which would \
-             be ordered by its text, not as PostgreSQL orders it",
+            // An enum's `max` orders by its labels' order (the plan's).
             "views/sales.yaml:21: measures.moods: sum needs a numeric expression (integer, float \
              or numeric), but `mood` is shop.mood, an enum (its values are the labels' text)",
-            // A cast to text orders as text; through coalesce it is still the enum.
-            "views/sales.yaml:23: measures.coalesced: min cannot take `coalesce(mood, 'x')`: \
-             column mood is of type shop.mood, an enum (PostgreSQL orders it by its labels' \
-             order), which would be ordered by its text, not as PostgreSQL orders it"
         ]
     );
     // Compared in `where`, likewise, for order or equality ('1 day' is
@@ -368,9 +362,10 @@ fn min_and_max_refuse_types_that_would_sort_by_their_text() {
     assert_eq!(
         check(&text, &catalog),
         [
-            "views/sales.yaml:18: measures.gladdest: max cannot take `greatest(mood, mood)`: \
-             column mood is of type shop.mood, an enum (PostgreSQL orders it by its labels' \
-             order), which would be ordered by its text, not as PostgreSQL orders it"
+            "views/sales.yaml:18: measures.gladdest: cannot order column mood in greatest, \
+             least or op ANY (array): its type shop.mood, an enum, would be ordered by its text, \
+             not by its labels' order; compare it with <, >, <=, >= or BETWEEN, which order an \
+             enum by its labels"
         ]
     );
     let text = CATEGORY_DAILY_SALES.replace(
@@ -715,6 +710,22 @@ fn an_enum_ordered_in_a_group_key_or_a_measure_orders_by_its_labels() {
             "  items: count()\n  glad: \"count() FILTER (WHERE mood > 'sad')\"",
         );
     assert_eq!(check(&ordered, &catalog), Vec::<String>::new());
+    // `min` and `max` order it by its labels too; a text beside it in
+    // `coalesce` is one of its labels, as PostgreSQL reads it.
+    let extremes = ordered.replace(
+        "  items: count()",
+        "  items: count()\n  saddest: min(mood)\n  gladdest: max(coalesce(mood, 'glad'))",
+    );
+    assert_eq!(check(&extremes, &catalog), Vec::<String>::new());
+    let typo = extremes.replace("coalesce(mood, 'glad')", "coalesce(mood, 'happy')");
+    assert_eq!(
+        check(&typo, &catalog),
+        [
+            "views/sales.yaml:16: measures.gladdest: 'happy' is not a label of shop.mood, the \
+             enum of column mood: PostgreSQL refuses it (invalid input value for enum); its \
+             labels are 'sad', 'glad'"
+        ]
+    );
     let least = ordered.replace("mood > 'sad'", "least(mood, 'glad') = 'sad'");
     let errors = check(&least, &catalog);
     assert_eq!(errors.len(), 1, "{errors:#?}");
