@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use harness::{
     PgServer, RedisServer, ServiceSetup, converged, current_wal_lsn, expected_product_cache,
-    served_small_shop, slot_confirmed, small_shop, wait_until,
+    redis_matches, served_small_shop, slot_confirmed, small_shop, wait_until,
 };
 use sqlx::PgPool;
 use viewkeeper::workload::{self, WorkloadOptions};
@@ -147,4 +147,105 @@ async fn a_second_process_on_the_same_data_directory_is_refused() {
         "{stderr}"
     );
     first.assert_running();
+}
+
+/// Tickets with their comments newest stage first: a `where`, a computed
+/// field, a relation's `order_by` and its `max` all order the enums,
+/// declared out of alphabetical order.
+const TICKET_DOC: &str = "
+view: ticket_doc
+kind: cache
+root: tickets
+key: \"ticket:{id}\"
+where: \"priority > 'low'\"
+fields:
+  id: id
+  priority: priority
+  urgent: \"priority >= 'high'\"
+  comments:
+    many: comments
+    on: { ticket_id: id }
+    order_by: [stage desc, id]
+    fields: { id: id, stage: stage }
+  furthest:
+    many: comments
+    on: { ticket_id: id }
+    measure: max(stage)
+";
+
+const TICKET_DOC_SQL: &str = "
+    SELECT 'ticket:' || t.id, json_build_object(
+        'id', t.id, 'priority', t.priority, 'urgent', t.priority >= 'high',
+        'comments', coalesce((SELECT json_agg(json_build_object('id', c.id, 'stage', c.stage)
+                                              ORDER BY c.stage DESC, c.id)
+                              FROM comments c WHERE c.ticket_id = t.id), '[]'::json),
+        'furthest', (SELECT max(c.stage) FROM comments c WHERE c.ticket_id = t.id))::text
+    FROM tickets t WHERE t.priority > 'low'";
+
+/// A cache view orders enums by their labels' declared order wherever it
+/// orders them (`where`, a computed field, `order_by`, `max`), as
+/// PostgreSQL does; a label added among them while running takes its
+/// place once the views are planned again with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_view_orders_enums_by_their_labels() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    sqlx::raw_sql(
+        "CREATE TYPE priority AS ENUM ('low', 'normal', 'high', 'critical');
+         CREATE TYPE stage AS ENUM ('new', 'triaged', 'fixed', 'closed');
+         CREATE TABLE tickets (id int PRIMARY KEY, priority priority NOT NULL);
+         CREATE TABLE comments (id int PRIMARY KEY, ticket_id int, stage stage);
+         INSERT INTO tickets SELECT g, (ARRAY['low', 'normal', 'high', 'critical'])[g % 4 + 1]::priority
+             FROM generate_series(1, 40) g;
+         INSERT INTO comments SELECT g, g % 40 + 1,
+             (ARRAY['new', 'triaged', 'fixed', 'closed', NULL])[g % 5 + 1]::stage
+             FROM generate_series(1, 150) g;",
+    )
+    .execute(&pool)
+    .await
+    .expect("creating the tickets");
+    let views = tempfile::tempdir().expect("temp dir");
+    std::fs::write(views.path().join("ticket_doc.yaml"), TICKET_DOC).expect("view file");
+    let setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_path_buf());
+    let mut service = setup.start();
+    let matches = |what: &'static str| {
+        let (pool, redis_url) = (pool.clone(), redis.url());
+        wait_until(CONVERGE, what, move || {
+            let (pool, redis_url) = (pool.clone(), redis_url.clone());
+            async move {
+                let expected = documents(&pool).await;
+                redis_matches(&redis_url, "ticket:*", &expected).await
+            }
+        })
+    };
+    matches("the labels as declared").await;
+
+    sqlx::raw_sql(
+        "ALTER TYPE priority ADD VALUE 'blocker' AFTER 'critical';
+         ALTER TYPE stage ADD VALUE 'reopened' BEFORE 'fixed';",
+    )
+    .execute(&pool)
+    .await
+    .expect("adding labels");
+    sqlx::raw_sql(
+        "UPDATE tickets SET priority = 'blocker' WHERE id % 7 = 0;
+         UPDATE comments SET stage = 'reopened' WHERE id % 6 = 0;",
+    )
+    .execute(&pool)
+    .await
+    .expect("using them");
+    matches("labels added while running").await;
+    service.assert_running();
+}
+
+/// The `ticket_doc` documents SQL says there must be.
+async fn documents(pool: &PgPool) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let rows: Vec<(String, String)> = sqlx::query_as(TICKET_DOC_SQL)
+        .fetch_all(pool)
+        .await
+        .expect("the oracle");
+    rows.into_iter()
+        .map(|(key, doc)| (key, serde_json::from_str(&doc).expect("JSON")))
+        .collect()
 }

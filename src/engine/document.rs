@@ -10,10 +10,10 @@ use super::EngineError;
 use super::dead_letters::{Outcome, Poison};
 use crate::aggregate::{AggregateError, Direction, GroupState, MemoryCounts, convert_input};
 use crate::change::Value;
-use crate::expr::{EvalError, compare_values, parse_array_delimited};
+use crate::expr::{EnumOrder, EvalError, compare_values, parse_array_delimited};
 use crate::plan::{
-    DocPlan, ExprPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, OutputPlan, RelationMeasurePlan,
-    SearchFieldPlan, SearchValuePlan, ViewPlan,
+    DocPlan, ExprPlan, FieldPlan, KeyPartPlan, LinkPlan, Lookup, OrderKeyPlan, OutputPlan,
+    RelationMeasurePlan, SearchFieldPlan, SearchValuePlan, ViewPlan,
 };
 use crate::sink::search::check_fits;
 use crate::source::pg_text::parse_text;
@@ -734,15 +734,20 @@ fn link_key(link: &LinkPlan, parent_row: &[Value]) -> Option<Vec<u8>> {
 }
 
 /// Sorts like PostgreSQL's ORDER BY: NULLs last ascending, first descending;
-/// ties keep primary-key order (the sort is stable).
-fn sort_rows(rows: &mut [Row], order_by: &[(usize, bool)]) {
+/// an enum by its labels' places; ties keep primary-key order (the sort is
+/// stable).
+fn sort_rows(rows: &mut [Row], order_by: &[OrderKeyPlan]) {
     if order_by.is_empty() {
         return;
     }
     rows.sort_by(|a, b| {
-        for &(column, descending) in order_by {
-            let ordering = compare_nulls_last(&a[column], &b[column]);
-            let ordering = if descending {
+        for key in order_by {
+            let (a, b) = (&a[key.column], &b[key.column]);
+            let ordering = match &key.enum_order {
+                Some(order) => compare_nulls_last(&label_place(order, a), &label_place(order, b)),
+                None => compare_nulls_last(a, b),
+            };
+            let ordering = if key.descending {
                 ordering.reverse()
             } else {
                 ordering
@@ -753,6 +758,14 @@ fn sort_rows(rows: &mut [Row], order_by: &[(usize, bool)]) {
         }
         Ordering::Equal
     });
+}
+
+/// A label's place in its enum; one added since the plan (which the views
+/// are planned again for within seconds) after every known one.
+fn label_place(order: &EnumOrder, label: &Value) -> Value {
+    order
+        .place(label)
+        .unwrap_or(Value::Int(order.labels().len() as i64))
 }
 
 fn compare_nulls_last(a: &Value, b: &Value) -> Ordering {

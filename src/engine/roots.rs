@@ -160,7 +160,7 @@ fn document_reads(document: &DocPlan, node: usize, reads: &mut BTreeSet<usize>) 
                 ..
             } => {
                 if *related == node {
-                    reads.extend(order_by.iter().map(|(column, _)| *column));
+                    reads.extend(order_by.iter().map(|key| key.column));
                     if let Some(input) = measure.as_ref().and_then(|m| m.measure.input.as_ref()) {
                         reads.extend(input.columns.values().map(|(_, column)| *column));
                     }

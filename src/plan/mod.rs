@@ -399,7 +399,7 @@ fn view_exprs<'p>(
 }
 
 /// The enum orders a view compares by (in its expressions) and orders by
-/// (its `min` and `max` measures), once each.
+/// (its `min` and `max` measures, its relations' `order_by`), once each.
 fn view_enum_orders(
     nodes: &[NodePlan],
     output: &OutputPlan,
@@ -413,9 +413,13 @@ fn view_enum_orders(
         OutputPlan::Aggregate(aggregate) => aggregate.measures.iter().collect(),
         OutputPlan::Search { .. } => Vec::new(),
     };
-    let ordered = measures
+    let mut ordered: Vec<Arc<EnumOrder>> = measures
         .into_iter()
-        .filter_map(|measure| measure.spec.enum_order.clone());
+        .filter_map(|measure| measure.spec.enum_order.clone())
+        .collect();
+    if let OutputPlan::Cache { document, .. } = output {
+        ordered.extend(document.order_enums());
+    }
     let mut orders: Vec<Arc<EnumOrder>> = Vec::new();
     for order in compared.chain(ordered) {
         if !orders.contains(&order) {
@@ -461,6 +465,21 @@ impl DocPlan {
     /// The expressions of fields here and in nested documents (computed
     /// fields, relations' measures), with their paths in the file
     /// (`fields.items.fields.line_total`, `fields.item_count.measure`).
+    /// The enums its relations' `order_by` orders by, at every level.
+    pub fn order_enums(&self) -> Vec<Arc<EnumOrder>> {
+        let mut found = Vec::new();
+        for field in &self.fields {
+            if let FieldPlan::Relation {
+                document, order_by, ..
+            } = field
+            {
+                found.extend(order_by.iter().filter_map(|key| key.enum_order.clone()));
+                found.extend(document.order_enums());
+            }
+        }
+        found
+    }
+
     /// The measures of its relations, at every level.
     pub fn measures(&self) -> Vec<&MeasurePlan> {
         let mut found = Vec::new();
@@ -522,8 +541,7 @@ pub enum FieldPlan {
         name: String,
         node: usize,
         cardinality: Cardinality,
-        /// (stored column, descending)
-        order_by: Vec<(usize, bool)>,
+        order_by: Vec<OrderKeyPlan>,
         /// At most this many rows, the first in `order_by`.
         limit: Option<usize>,
         /// Empty for a relation with a `measure`.
@@ -535,6 +553,16 @@ pub enum FieldPlan {
         /// written.
         hidden: bool,
     },
+}
+
+/// One key of a relation's `order_by`.
+#[derive(Debug)]
+pub struct OrderKeyPlan {
+    /// The stored column of the relation's rows.
+    pub column: usize,
+    pub descending: bool,
+    /// The column's enum, whose labels it orders by their places.
+    pub enum_order: Option<Arc<EnumOrder>>,
 }
 
 /// A `many` relation's measure: one value over its rows.
@@ -1383,7 +1411,14 @@ impl Resolver<'_> {
                     let order_by = relation
                         .order_by
                         .iter()
-                        .map(|k| Ok((self.column(child, &k.column)?, k.descending)))
+                        .map(|key| {
+                            let column = self.column(child, &key.column)?;
+                            Ok(OrderKeyPlan {
+                                column,
+                                descending: key.descending,
+                                enum_order: self.enum_order(&self.tree.nodes[child].table, column),
+                            })
+                        })
                         .collect::<Result<_, PlanError>>()?;
                     let measure = relation
                         .measure

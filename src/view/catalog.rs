@@ -338,7 +338,7 @@ impl<'a> ViewCheck<'a> {
                     key.column
                 );
                 self.error(&order_path, &item_path, message);
-            } else if let Some(type_name) = unsortable_type(joined, &key.column) {
+            } else if let Some(type_name) = unsortable_type_but_enum(joined, &key.column) {
                 let message = format!(
                     "cannot order by column \"{}\": its type {type_name} would be ordered by its \
                      text, not as PostgreSQL orders it",
