@@ -751,20 +751,25 @@ pub(super) fn ordering_problem<'t>(
         }
     }
     for operands in expr.placed_orderings() {
-        let enums_of = |columns: &[ColumnPath]| -> Vec<(String, String)> {
+        // By OID: a domain over an enum is that enum here, as in PostgreSQL.
+        let enums_of = |columns: &[ColumnPath]| -> Vec<(String, String, u32)> {
             columns
                 .iter()
-                .filter_map(|path| Some((path.join("."), column_type(path, enum_type)?)))
+                .filter_map(|path| {
+                    let info = table_of(path)?.column(path.last()?)?;
+                    info.is_enum
+                        .then(|| (path.join("."), info.type_name.clone(), info.type_oid))
+                })
                 .collect()
         };
-        let enums: Vec<(String, String)> = operands
+        let enums: Vec<(String, String, u32)> = operands
             .iter()
             .flat_map(|(columns, _)| enums_of(columns))
             .collect();
-        let Some((column, type_name)) = enums.first() else {
+        let Some((column, type_name, oid)) = enums.first() else {
             continue;
         };
-        if let Some((other, other_type)) = enums.iter().find(|(_, t)| t != type_name) {
+        if let Some((other, other_type, _)) = enums.iter().find(|(_, _, o)| o != oid) {
             return Some(format!(
                 "cannot compare column {column} (of type {type_name}) with column {other} (of \
                  type {other_type}) for order: PostgreSQL orders two enums of one type only"

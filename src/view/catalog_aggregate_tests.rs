@@ -726,6 +726,14 @@ fn an_enum_ordered_in_a_group_key_or_a_measure_orders_by_its_labels() {
              labels are 'sad', 'glad'"
         ]
     );
+    // A domain over the enum is the enum.
+    let mut domains = catalog.clone();
+    let items = domains.tables.get_mut("public.order_items").unwrap();
+    items
+        .columns
+        .push(enum_column("mood_too", 16_402, "shop.mood_domain"));
+    let mixed = ordered.replace("mood > 'sad'", "mood > mood_too");
+    assert_eq!(check(&mixed, &domains), Vec::<String>::new());
     let least = ordered.replace("mood > 'sad'", "least(mood, 'glad') = 'sad'");
     let errors = check(&least, &catalog);
     assert_eq!(errors.len(), 1, "{errors:#?}");
