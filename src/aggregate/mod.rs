@@ -56,6 +56,9 @@ impl MeasureSpec {
             // As PostgreSQL: sum(bigint) and avg of integers are numeric.
             (MeasureFunction::Sum | MeasureFunction::Avg, _) => ValueType::Numeric,
             (MeasureFunction::Min | MeasureFunction::Max, input) => input,
+            // As PostgreSQL's, over `double precision`.
+            (MeasureFunction::PercentileCont(_), _) => ValueType::Float,
+            (MeasureFunction::PercentileDisc(_), input) => input,
         }
     }
 
@@ -87,7 +90,11 @@ impl MeasureSpec {
     fn keeps_values(&self) -> bool {
         matches!(
             self.function,
-            MeasureFunction::Min | MeasureFunction::Max | MeasureFunction::CountDistinct
+            MeasureFunction::Min
+                | MeasureFunction::Max
+                | MeasureFunction::CountDistinct
+                | MeasureFunction::PercentileCont(_)
+                | MeasureFunction::PercentileDisc(_)
         )
     }
 
@@ -109,6 +116,13 @@ impl MeasureSpec {
         let summed = matches!(self.function, MeasureFunction::Sum | MeasureFunction::Avg);
         if summed && ExactSum::zero(self.input_type).accepts(input).is_err() {
             return Some(format!("{} is not a number to add", describe(input)));
+        }
+        if matches!(self.function, MeasureFunction::PercentileCont(_)) && as_float(input).is_none()
+        {
+            return Some(format!(
+                "{} is not a number to interpolate",
+                describe(input)
+            ));
         }
         None
     }
@@ -234,6 +248,9 @@ pub trait ValueCounts {
     /// [`KeyInputs::shown`]. Takes `&mut self` so that a store buffering its
     /// changes can write them out before it scans.
     fn extreme(&mut self, measure: usize, last: bool) -> Result<Option<Value>, AggregateError>;
+    /// The input at `place` (from 0) of `measure`'s inputs in key order,
+    /// counting each as often as it occurs, as [`KeyInputs::shown`].
+    fn nth(&mut self, measure: usize, place: u64) -> Result<Option<Value>, AggregateError>;
 }
 
 /// A group's value multisets in memory: for a group computed at once (a
@@ -272,6 +289,20 @@ impl ValueCounts for MemoryCounts {
             range.next()
         };
         Ok(found.and_then(|(_, inputs)| inputs.shown().cloned()))
+    }
+
+    fn nth(&mut self, measure: usize, place: u64) -> Result<Option<Value>, AggregateError> {
+        let mut passed = 0u64;
+        for (_, inputs) in self
+            .0
+            .range((measure, Vec::new())..(measure + 1, Vec::new()))
+        {
+            passed += inputs.count;
+            if place < passed {
+                return Ok(inputs.shown().cloned());
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -454,6 +485,15 @@ impl GroupState {
                         }
                     }
                 },
+                MeasureFunction::PercentileCont(fraction) => {
+                    percentile_cont(fraction.value(), state.values, index, counts)?
+                }
+                MeasureFunction::PercentileDisc(fraction) => {
+                    // PostgreSQL's: the first input whose place reaches
+                    // the fraction of the inputs.
+                    let place = (fraction.value() * state.values as f64).ceil() as u64;
+                    counts.nth(index, place.max(1) - 1)?.unwrap_or(Value::Null)
+                }
                 MeasureFunction::Sum | MeasureFunction::Avg => {
                     let sum = state.sum.as_ref().ok_or_else(|| AggregateError::Measure {
                         measure: index,
@@ -473,6 +513,45 @@ impl GroupState {
             row.push(value);
         }
         Ok(row)
+    }
+}
+
+/// `percentile_cont` of `values` inputs, as PostgreSQL computes it: the
+/// inputs at the places below and above `fraction` of the way through
+/// them, interpolated in `double precision`.
+fn percentile_cont(
+    fraction: f64,
+    values: u64,
+    measure: usize,
+    counts: &mut dyn ValueCounts,
+) -> Result<Value, AggregateError> {
+    let place = fraction * (values - 1) as f64;
+    let (first, second) = (place.floor() as u64, place.ceil() as u64);
+    let value_at = |counts: &mut dyn ValueCounts, place: u64| -> Result<f64, AggregateError> {
+        let value = counts.nth(measure, place)?;
+        value
+            .as_ref()
+            .and_then(as_float)
+            .ok_or_else(|| AggregateError::Measure {
+                measure,
+                message: format!("no number at place {place} of {values}: {value:?}"),
+            })
+    };
+    let low = value_at(counts, first)?;
+    if second == first {
+        return Ok(Value::Float(low));
+    }
+    let high = value_at(counts, second)?;
+    Ok(Value::Float(low + (place - first as f64) * (high - low)))
+}
+
+/// A number as `double precision`, as PostgreSQL casts it.
+fn as_float(value: &Value) -> Option<f64> {
+    match value {
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        Value::Numeric(text) => Decimal::parse(text).map(|d| d.to_f64()),
+        _ => None,
     }
 }
 

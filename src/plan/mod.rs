@@ -1465,7 +1465,7 @@ fn measure_plan(
     let input = measure.arg.as_ref().map(resolve).transpose()?;
     let ordered = matches!(
         measure.function,
-        MeasureFunction::Min | MeasureFunction::Max
+        MeasureFunction::Min | MeasureFunction::Max | MeasureFunction::PercentileDisc(_)
     );
     let spec = MeasureSpec {
         function: measure.function,

@@ -213,6 +213,28 @@ impl ValueCounts for GroupValues<'_, '_> {
             .map_err(storage)?;
         Ok(inputs.shown().cloned())
     }
+
+    fn nth(&mut self, measure: usize, place: u64) -> Result<Option<Value>, AggregateError> {
+        self.writer.flush_group_writes().map_err(storage)?;
+        let mut start = self.group.clone();
+        start.extend_from_slice(&measure_tag(measure));
+        let end = prefix_end(&start);
+        let range = self
+            .writer
+            .changes
+            .tables()
+            .range(Table::GroupValues, &start, &end);
+        let keys = range.map(|(_, bytes)| postcard::from_bytes::<KeyInputs>(bytes));
+        let mut passed = 0u64;
+        for inputs in keys {
+            let inputs = inputs.map_err(corrupt("group value")).map_err(storage)?;
+            passed += inputs.count;
+            if place < passed {
+                return Ok(inputs.shown().cloned());
+            }
+        }
+        Ok(None)
+    }
 }
 
 impl Store {

@@ -199,13 +199,15 @@ fn measure_mistakes_are_named_at_their_measure() {
         errors_of(&text),
         [
             "views/test.yaml:13: measures.items: unknown function `total`; expected one of: \
-             count, sum, avg, min, max, count_distinct",
+             count, sum, avg, min, max, count_distinct, median, percentile_cont(f) WITHIN GROUP \
+             (ORDER BY …), percentile_disc(f) WITHIN GROUP (ORDER BY …)",
             "views/test.yaml:14: measures.a: `sum` needs one expression, such as `sum(quantity)`",
             "views/test.yaml:15: measures.b: aggregates cannot be nested: `max(...)` inside \
              `sum(...)`; the argument is an expression over one row",
             "views/test.yaml:16: measures.c: `quantity` is not a measure: write \
              `function(expression)`, such as `sum(quantity)`, with one of: count, sum, avg, \
-             min, max, count_distinct",
+             min, max, count_distinct, median, percentile_cont(f) WITHIN GROUP (ORDER BY …), \
+             percentile_disc(f) WITHIN GROUP (ORDER BY …)",
             "views/test.yaml:17: measures.d: `count(distinct ...)` is not supported: write \
              `count_distinct(expression)` to count distinct values",
             "views/test.yaml:18: measures.e: invalid expression: syntax error in `quantity +`: \

@@ -97,7 +97,7 @@ impl<'a> ViewCheck<'a> {
         }
         if matches!(
             measure.function,
-            MeasureFunction::Min | MeasureFunction::Max
+            MeasureFunction::Min | MeasureFunction::Max | MeasureFunction::PercentileDisc(_)
         ) && let Some((column, type_name)) =
             self.column_of_type(tables, arg.value_columns(), unsortable_type_but_enum)
         {
@@ -194,6 +194,15 @@ fn argument_needed(function: MeasureFunction, found: ValueType) -> Option<&'stat
         MeasureFunction::CountDistinct => (
             found != ValueType::Json,
             "an expression with equality (any type but json)",
+        ),
+        MeasureFunction::PercentileCont(_) => (
+            found.is_numeric(),
+            "a numeric expression (integer, float or numeric), which it interpolates as a \
+             double precision",
+        ),
+        MeasureFunction::PercentileDisc(_) => (
+            found.is_orderable() && found != ValueType::Null,
+            "an orderable expression (any type but json)",
         ),
     };
     (!fits).then_some(needed)

@@ -10,7 +10,7 @@
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
-use super::model::MeasureFunction;
+use super::model::{Fraction, MeasureFunction};
 
 /// Every measure function, in the order error messages list them.
 pub(crate) const MEASURE_FUNCTIONS: [MeasureFunction; 6] = [
@@ -48,14 +48,17 @@ pub(crate) fn split_measure(text: &str) -> Result<MeasureCall<'_>, String> {
         },
         _ => return Err(not_a_call(text)),
     };
+    let close =
+        closing_paren(&tokens, 1).ok_or_else(|| format!("unbalanced parentheses in `{text}`"))?;
+    if let Some(continuous) = percentile_kind(name) {
+        return split_percentile(text, continuous, &tokens, close);
+    }
     let function = function_named(name).ok_or_else(|| {
         format!(
             "unknown function `{name}`; expected one of: {}",
             function_list()
         )
     })?;
-    let close =
-        closing_paren(&tokens, 1).ok_or_else(|| format!("unbalanced parentheses in `{text}`"))?;
     let filter = filter_clause(text, &tokens[close + 1..])?;
     let inner = &tokens[2..close];
     check_inner_tokens(function, inner)?;
@@ -84,6 +87,84 @@ pub(crate) fn split_measure(text: &str) -> Result<MeasureCall<'_>, String> {
             filter,
         }),
     }
+}
+
+/// Whether `name` is a percentile's, and whether it interpolates:
+/// `percentile_cont` (true), `percentile_disc` (false).
+fn percentile_kind(name: &str) -> Option<bool> {
+    match name.to_ascii_lowercase().as_str() {
+        "percentile_cont" => Some(true),
+        "percentile_disc" => Some(false),
+        _ => None,
+    }
+}
+
+/// `percentile_cont(f) WITHIN GROUP (ORDER BY x)` (or `percentile_disc`),
+/// as PostgreSQL writes these ordered-set aggregates, with an optional
+/// `FILTER (WHERE …)` after; `close` is the index of the call's `)`.
+fn split_percentile<'a>(
+    text: &'a str,
+    continuous: bool,
+    tokens: &[&TokenWithSpan],
+    close: usize,
+) -> Result<MeasureCall<'a>, String> {
+    let name = if continuous {
+        "percentile_cont"
+    } else {
+        "percentile_disc"
+    };
+    let usage = format!(
+        "write `{name}(0.95) WITHIN GROUP (ORDER BY expression)`, a fraction between 0 and 1"
+    );
+    let fraction = match &tokens[2..close] {
+        [number] => match &number.token {
+            Token::Number(digits, _) => digits.parse().ok().and_then(Fraction::new),
+            _ => None,
+        },
+        _ => None,
+    }
+    .ok_or_else(|| format!("`{name}` takes one fraction between 0 and 1: {usage}"))?;
+    let after = &tokens[close + 1..];
+    let word = |index: usize, expected: &str| {
+        after
+            .get(index)
+            .and_then(|t| unquoted_word(&t.token))
+            .is_some_and(|w| w.eq_ignore_ascii_case(expected))
+    };
+    let opens = after.get(2).is_some_and(|t| t.token == Token::LParen);
+    let ordered =
+        word(0, "within") && word(1, "group") && opens && word(3, "order") && word(4, "by");
+    let end = closing_paren(after, 2).filter(|_| ordered);
+    let Some(end) = end.filter(|&end| end > 5) else {
+        return Err(format!(
+            "`{name}(…)` needs `WITHIN GROUP (ORDER BY expression)`: {usage}"
+        ));
+    };
+    let inner = &after[5..end];
+    if inner
+        .last()
+        .and_then(|t| unquoted_word(&t.token))
+        .is_some_and(|w| w.eq_ignore_ascii_case("desc") || w.eq_ignore_ascii_case("asc"))
+    {
+        return Err(format!(
+            "`{name}` orders its inputs ascending only: drop ASC/DESC, and for the order \
+             downward take 1 minus the fraction"
+        ));
+    }
+    let function = if continuous {
+        MeasureFunction::PercentileCont(fraction)
+    } else {
+        MeasureFunction::PercentileDisc(fraction)
+    };
+    check_inner_tokens(function, inner)?;
+    let start = byte_offset(text, after[4].span.end);
+    let argument = text[start..byte_offset(text, after[end].span.start)].trim();
+    let filter = filter_clause(text, &after[end + 1..])?;
+    Ok(MeasureCall {
+        function,
+        argument: Some(argument),
+        filter,
+    })
 }
 
 /// The condition of what follows the call: nothing, or `FILTER (WHERE
@@ -130,7 +211,12 @@ fn needs_argument(function: MeasureFunction) -> String {
 }
 
 fn function_list() -> String {
-    let names: Vec<&str> = MEASURE_FUNCTIONS.iter().map(|f| f.name()).collect();
+    let mut names: Vec<&str> = MEASURE_FUNCTIONS.iter().map(|f| f.name()).collect();
+    names.extend([
+        "median",
+        "percentile_cont(f) WITHIN GROUP (ORDER BY …)",
+        "percentile_disc(f) WITHIN GROUP (ORDER BY …)",
+    ]);
     names.join(", ")
 }
 
@@ -143,6 +229,9 @@ fn unquoted_word(token: &Token) -> Option<&str> {
 
 fn function_named(name: &str) -> Option<MeasureFunction> {
     let name = name.to_ascii_lowercase();
+    if name == "median" {
+        return Fraction::new(0.5).map(MeasureFunction::PercentileCont);
+    }
     MEASURE_FUNCTIONS.into_iter().find(|f| f.name() == name)
 }
 
@@ -237,6 +326,58 @@ mod tests {
         }
     }
 
+    /// `percentile_cont`/`percentile_disc` as PostgreSQL writes them, and
+    /// `median(x)`; a fraction outside 0..1, a missing `WITHIN GROUP` or a
+    /// direction are told.
+    #[test]
+    fn percentiles_are_split_as_ordered_set_aggregates() {
+        let fraction = |value| Fraction::new(value).unwrap();
+        let split = |text| split_measure(text).unwrap();
+        assert_eq!(
+            split("percentile_cont(0.95) WITHIN GROUP (ORDER BY delay * 2)"),
+            call(
+                MeasureFunction::PercentileCont(fraction(0.95)),
+                Some("delay * 2")
+            )
+        );
+        assert_eq!(
+            split("Percentile_Disc(1) within group (order by (a)) FILTER (WHERE b > 0)"),
+            MeasureCall {
+                function: MeasureFunction::PercentileDisc(fraction(1.0)),
+                argument: Some("(a)"),
+                filter: Some("b > 0"),
+            }
+        );
+        assert_eq!(
+            split("median(price)"),
+            call(
+                MeasureFunction::PercentileCont(fraction(0.5)),
+                Some("price")
+            )
+        );
+        for (text, error) in [
+            (
+                "percentile_cont(1.5) WITHIN GROUP (ORDER BY x)",
+                "one fraction between 0 and 1",
+            ),
+            (
+                "percentile_cont(x) WITHIN GROUP (ORDER BY x)",
+                "one fraction between 0 and 1",
+            ),
+            (
+                "percentile_cont(0.5)",
+                "needs `WITHIN GROUP (ORDER BY expression)`",
+            ),
+            (
+                "percentile_disc(0.5) WITHIN GROUP (ORDER BY x DESC)",
+                "ascending only",
+            ),
+        ] {
+            let message = split_measure(text).unwrap_err();
+            assert!(message.contains(error), "{text}: {message}");
+        }
+    }
+
     #[test]
     fn functions_and_arguments_are_split() {
         use MeasureFunction::*;
@@ -302,7 +443,7 @@ mod tests {
             ("\"sum\"(x)", "is not a measure"),
             (
                 "total(x)",
-                "unknown function `total`; expected one of: count, sum, avg, min, max, count_distinct",
+                "unknown function `total`; expected one of: count, sum, avg, min, max, count_distinct, median, percentile_cont(f) WITHIN GROUP (ORDER BY …), percentile_disc(f) WITHIN GROUP (ORDER BY …)",
             ),
             (
                 "sum()",

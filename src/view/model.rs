@@ -376,7 +376,36 @@ pub enum MeasureFunction {
     Min,
     Max,
     CountDistinct,
+    /// `percentile_cont(f) WITHIN GROUP (ORDER BY x)` (`median(x)` is
+    /// `f` = 0.5): the value at `f` of the sorted inputs, interpolated.
+    PercentileCont(Fraction),
+    /// `percentile_disc(f) WITHIN GROUP (ORDER BY x)`: the first input at
+    /// or past `f` of the sorted inputs.
+    PercentileDisc(Fraction),
 }
+
+/// A fraction between 0 and 1, as a percentile's argument.
+#[derive(Debug, Clone, Copy)]
+pub struct Fraction(f64);
+
+impl Fraction {
+    /// `value`, if it is between 0 and 1.
+    pub fn new(value: f64) -> Option<Fraction> {
+        (0.0..=1.0).contains(&value).then_some(Fraction(value))
+    }
+
+    pub fn value(self) -> f64 {
+        self.0
+    }
+}
+
+impl PartialEq for Fraction {
+    fn eq(&self, other: &Fraction) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Fraction {}
 
 impl MeasureFunction {
     /// The name as view files write it.
@@ -388,6 +417,8 @@ impl MeasureFunction {
             MeasureFunction::Min => "min",
             MeasureFunction::Max => "max",
             MeasureFunction::CountDistinct => "count_distinct",
+            MeasureFunction::PercentileCont(_) => "percentile_cont",
+            MeasureFunction::PercentileDisc(_) => "percentile_disc",
         }
     }
 }

@@ -406,7 +406,7 @@ fn a_many_relation_may_give_a_measure_instead_of_fields() {
     assert_eq!(
         errors_of(&measured("total(quantity)")),
         [
-            "views/test.yaml:20: fields.items.measure: unknown function `total`; expected one of: count, sum, avg, min, max, count_distinct"
+            "views/test.yaml:20: fields.items.measure: unknown function `total`; expected one of: count, sum, avg, min, max, count_distinct, median, percentile_cont(f) WITHIN GROUP (ORDER BY …), percentile_disc(f) WITHIN GROUP (ORDER BY …)"
         ]
     );
     assert_eq!(
