@@ -362,7 +362,8 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             config,
         } => {
             let config = Config::resolve(&config)?;
-            init_logging(&format!("warn,viewkeeper={}", config.log));
+            // Its report is what it did; the steps' own logs would interleave.
+            init_logging("warn");
             let options = RetireOptions {
                 drop_targets,
                 keep_publication,

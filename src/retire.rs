@@ -103,6 +103,8 @@ pub enum Step {
         path: PathBuf,
     },
     NoDataDir(PathBuf),
+    /// `--drop-targets` without a state store to say what they are.
+    TargetsUnknown(PathBuf),
 }
 
 impl Step {
@@ -144,6 +146,11 @@ impl Step {
                 path.display()
             ),
             Step::NoDataDir(path) => format!("data directory {}: none", path.display()),
+            Step::TargetsUnknown(path) => format!(
+                "no state store in {} to say what the views' targets are: drop their Redis keys \
+                 and tables by hand",
+                path.display()
+            ),
         }
     }
 }
@@ -242,12 +249,20 @@ async fn plan_steps(
     has_store: bool,
 ) -> Result<Vec<Step>, RetireError> {
     let mut steps = Vec::new();
+    if options.drop_targets && !has_store {
+        steps.push(Step::TargetsUnknown(config.data_dir.clone()));
+    }
     for (view, record) in records {
         // A search view's index lives in the data directory, removed below.
         if record.kind == "search" {
             continue;
         }
-        let (view, kind, table) = (view.clone(), record.kind.clone(), record.table.clone());
+        // A table elsewhere than the source database is named with where.
+        let table = match (&record.table, &config.aggregates_url) {
+            (Some(table), Some(url)) => Some(format!("{table} in {}", redact_url(url))),
+            (table, _) => table.clone(),
+        };
+        let (view, kind) = (view.clone(), record.kind.clone());
         steps.push(if options.drop_targets {
             Step::DropTarget { view, kind, table }
         } else {

@@ -1376,13 +1376,14 @@ async fn retire_removes_what_an_instance_leaves_once_it_is_stopped() {
         .expect("reading the checkpoint key");
     assert_eq!(checkpoint, None);
 
-    let again = retire(&setup, &["--yes"]);
+    let again = retire(&setup, &["--yes", "--drop-targets"]);
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success(), "{stdout}");
     for line in [
         "publication viewkeeper: none",
         "replication slot viewkeeper: none",
         ": none",
+        "no state store in ",
     ] {
         assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
     }

@@ -717,6 +717,14 @@ fn an_enum_ordered_in_a_group_key_or_a_measure_orders_by_its_labels() {
         "  items: count()\n  saddest: min(mood)\n  gladdest: max(coalesce(mood, 'glad'))",
     );
     assert_eq!(check(&extremes, &catalog), Vec::<String>::new());
+    // Nor in `nullif` (trial 42: a label renamed away left such a view
+    // running, on a meaning SQL refuses).
+    let typo = extremes.replace("coalesce(mood, 'glad')", "nullif(mood, 'happy')");
+    let errors = check(&typo, &catalog);
+    assert!(
+        errors.len() == 1 && errors[0].contains("'happy' is not a label of shop.mood"),
+        "{errors:?}"
+    );
     let typo = extremes.replace("coalesce(mood, 'glad')", "coalesce(mood, 'happy')");
     assert_eq!(
         check(&typo, &catalog),
