@@ -748,6 +748,17 @@ impl Plan {
         orders
     }
 
+    /// The views that order an enum ([`Plan::enum_orders`]).
+    pub fn views_ordering_enums(&self) -> Vec<String> {
+        self.views
+            .iter()
+            .filter(|view| {
+                !view_enum_orders(&view.nodes, &view.output, view.filter.as_ref()).is_empty()
+            })
+            .map(|view| view.name.clone())
+            .collect()
+    }
+
     /// A description of what the state store keeps; when it changes, the
     /// stored rows no longer fit and a new snapshot is needed. Each column
     /// is named with its type ([`TablePlan::stored_columns`]), so a column
