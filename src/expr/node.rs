@@ -376,14 +376,9 @@ impl Node {
                 function: Function::Nullif,
                 args,
             } => args.iter().take(1).flat_map(Node::value_columns).collect(),
-            Node::Case {
-                branches,
-                otherwise,
-                ..
-            } => branches
-                .iter()
-                .map(|branch| &branch.then)
-                .chain(otherwise.as_deref())
+            Node::Case { .. } => self
+                .case_results()
+                .into_iter()
                 .flat_map(Node::value_columns)
                 .collect(),
             _ => Vec::new(),
@@ -513,6 +508,14 @@ impl Node {
                 function: Function::Coalesce | Function::Nullif,
                 args,
             } => args.iter().collect(),
+            Node::Case { .. } => self.case_results(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A `CASE`'s results: each branch's `THEN` and the `ELSE`.
+    fn case_results(&self) -> Vec<&Node> {
+        match self {
             Node::Case {
                 branches,
                 otherwise,
