@@ -1720,3 +1720,17 @@ fn an_enum_compared_for_order_compares_its_labels_places() {
         "{error}"
     );
 }
+
+/// `BETWEEN SYMMETRIC` is named as unsupported, with what to write instead;
+/// sqlparser's syntax error pointed at the bound (trial 42).
+#[test]
+fn between_symmetric_is_named_as_unsupported() {
+    let error = parse_error("status BETWEEN SYMMETRIC 'collected' AND 'verified'");
+    assert!(
+        matches!(&error, ExprError::Unsupported { construct, .. }
+            if construct.starts_with("BETWEEN SYMMETRIC (write `x BETWEEN a AND b OR")),
+        "{error}"
+    );
+    // A column named `symmetric` elsewhere is no such construct.
+    assert!(Expr::parse("\"between\" = 1 AND symmetric > 2").is_ok());
+}
