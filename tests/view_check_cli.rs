@@ -640,13 +640,17 @@ async fn check_refuses_comparing_citext_as_it_stands_and_takes_enums() {
     );
     assert!(!message.contains("column mood"), "{message}");
 
-    // An enum is named as the database names it, not by its OID.
+    // Ordered by its labels with `>`; in `greatest` it would be by its
+    // text, refused, and named as the database names it, not by its OID.
     let ordered = views_dir(&[("people.yaml", &people("mood > 'glad'"))]);
     let output = viewkeeper(&["check", "--database-url", &url], ordered.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let greatest = views_dir(&[("people.yaml", &people("greatest(mood, 'sad') = 'sad'"))]);
+    let output = viewkeeper(&["check", "--database-url", &url], greatest.path());
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(
-        message.contains("mood, an enum (PostgreSQL orders it by its labels' order)"),
+        message.contains("its type mood, an enum, would be ordered by its text"),
         "{message}"
     );
 
