@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::engine::Engine;
@@ -48,6 +49,9 @@ pub struct Rebuilder {
     engine: Arc<Engine>,
     store: Arc<Store>,
     status: Arc<StatusBoard>,
+    /// Whether this pipeline has started: resumed its stream, or taken its
+    /// snapshot. The board's snapshot may still be the stopped pipeline's.
+    started: watch::Receiver<bool>,
     /// The rewrite signal of each view's sink, by view name (the cache views
     /// share the Redis sink's).
     rewrites: HashMap<String, RewriteSignal>,
@@ -61,12 +65,14 @@ impl Rebuilder {
         engine: Arc<Engine>,
         store: Arc<Store>,
         status: Arc<StatusBoard>,
+        started: watch::Receiver<bool>,
         rewrites: HashMap<String, RewriteSignal>,
     ) -> Rebuilder {
         Rebuilder {
             engine,
             store,
             status,
+            started,
             rewrites,
             tasks: Mutex::new(Some(Vec::new())),
         }
@@ -141,6 +147,12 @@ impl Rebuilder {
                     %view,
                     from_source,
                     "a rebuild asked for before the last stop did not finish: running it again"
+                ),
+                // Set apart or removed: the record stays for the start
+                // that runs the view.
+                Err(RebuildError::UnknownView(_)) => tracing::debug!(
+                    %view,
+                    "a rebuild asked for waits until its view runs"
                 ),
                 Err(error) => tracing::warn!(
                     %view,
@@ -243,7 +255,15 @@ impl Rebuilder {
     async fn rebuild(&self, view: &str, rewrite: &RewriteSignal) -> Result<(), String> {
         // Asked for while a snapshot is being taken: recomputing from its
         // partial rows would be work its end does again, and the sink's
-        // rewrite waits for that end anyway.
+        // rewrite waits for that end anyway. Likewise before this pipeline
+        // has started: resumed at a restart that then takes a snapshot, a
+        // rebuild recomputed over no rows, and sent the view's target a
+        // delete of every document before the snapshot put them back.
+        let mut started = self.started.clone();
+        if !*started.borrow() || !self.status.snapshot().snapshot_done {
+            self.status.rebuild_progress(view, "waiting", 0, 0);
+            let _ = started.wait_for(|started| *started).await;
+        }
         if !self.status.snapshot().snapshot_done {
             // The start's replay or a snapshot: none is taken for this
             // rebuild, which reads the state store.

@@ -124,6 +124,9 @@ struct Pipeline {
     /// ([`unlogged_rows::check_rewritten_table`]): a second one in a row
     /// takes them as changed.
     rewrites_differed: std::sync::Mutex<BTreeSet<String>>,
+    /// Told once the pipeline has resumed its stream or taken its snapshot:
+    /// what the rebuilds resumed at its start wait for.
+    started: watch::Sender<bool>,
 }
 
 /// A batch the engine is applying on a blocking thread.
@@ -439,6 +442,27 @@ impl Generation {
             pool,
             ..
         } = context;
+        // A view set apart keeps its stored outputs, but its sink no longer
+        // applies its outbox entries (the Redis sink leaves out the entries
+        // of views it does not run, and moves its checkpoint past them), nor
+        // writes it in a rewrite: entries the stopped pipeline had not
+        // delivered yet are lost, while the stored outputs say they were.
+        // Once the view runs again, a recompute diffs against those outputs
+        // and finds nothing to write, so its target kept stale documents
+        // (trial 42). A rebuild asked for now, durably, runs when the view
+        // runs again ([`Rebuilder::resume`]) and rewrites its whole target.
+        for view in &invalid {
+            let name = view.view.name.clone();
+            let store = Arc::clone(store);
+            tokio::task::spawn_blocking(move || {
+                if store.view_hash(&name)?.is_some() {
+                    store.mark_rebuild_asked(&name, false)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .map_err(SourceError::from)??;
+        }
         let plan = Arc::new(plan);
         let tables: BTreeSet<String> = plan.tables.keys().cloned().collect();
         // No table when no view checks any more: nothing is replicated.
@@ -464,6 +488,7 @@ impl Generation {
             .map_err(SourceError::from)?
             .map_err(SourceError::from)?;
         let (stop, stopped) = watch::channel(false);
+        let started = watch::Sender::new(false);
         let outputs = engine.output_reader();
         let mut sinks = start_search_sinks(views, config, &outputs, status, &stopped)?;
         start_aggregate_sinks(&plan, config, store, status, &stopped, &mut sinks).await?;
@@ -477,6 +502,7 @@ impl Generation {
                 Arc::clone(&engine),
                 Arc::clone(store),
                 Arc::clone(status),
+                started.subscribe(),
                 std::mem::take(&mut sinks.rewrites),
             )),
             engine: Arc::clone(&engine),
@@ -500,6 +526,7 @@ impl Generation {
             status: Arc::clone(status),
             truncated_since_check: Default::default(),
             rewrites_differed: Default::default(),
+            started,
         };
         let generation = Generation {
             pipeline,
@@ -848,6 +875,7 @@ impl Pipeline {
                     self.wake_all_sinks();
                 }
                 self.status.snapshot_done(position);
+                self.started.send_replace(true);
                 position
             }
             None => {
@@ -876,6 +904,7 @@ impl Pipeline {
                 self.status.recomputed(&views, true);
                 self.wake_all_sinks();
                 self.status.snapshot_done(position);
+                self.started.send_replace(true);
                 position
             }
         };

@@ -538,3 +538,111 @@ async fn a_reloaded_view_reads_rebuilding_until_its_target_shows_it() {
         expected_renamed_products(&pool, "label").await
     );
 }
+
+/// A cache view over specimens whose order is not cancelled.
+const SPECIMEN_CACHE: &str = "view: specimen_cache\nkind: cache\nroot: specimens\n\
+    key: \"spec:{accession}\"\nwhere: \"ord.status <> 'cancelled'\"\n\
+    fields:\n  accession: accession\n  volume: volume\n  \
+    ord: { one: orders, on: { id: order_id }, hidden: true }\n";
+
+/// The `specimen_cache` documents SQL says there must be, once the label
+/// is `canceled`.
+async fn expected_specimens(pool: &PgPool) -> BTreeMap<String, Value> {
+    let rows: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT s.accession, s.volume FROM specimens s JOIN lab_orders o ON o.id = s.order_id \
+         WHERE o.status <> 'canceled'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(accession, volume)| {
+            let document = json!({ "accession": accession, "volume": volume });
+            (format!("spec:{accession}"), document)
+        })
+        .collect()
+}
+
+/// A view set apart (an enum label its `where` names was renamed) while
+/// its sink was behind lost the entries the sink had not applied: the next
+/// pipeline's Redis sink leaves out the entries of views it does not run,
+/// and the stored outputs said they were written. Fixed and reloaded, its
+/// recompute found nothing to write, and it read `live` over deleted,
+/// missing and stale documents (trial 42). A view set apart is now rebuilt
+/// whole (its target rewritten) when it runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_set_apart_while_its_sink_was_behind_is_rewritten_when_it_returns() {
+    let pg = PgServer::start().await;
+    let redis = RedisServer::start().await;
+    let (url, pool) = small_shop(&pg).await;
+    sqlx::raw_sql(
+        "CREATE TYPE order_status AS ENUM ('ordered', 'collected', 'cancelled');
+         CREATE TABLE lab_orders (id int PRIMARY KEY, status order_status NOT NULL);
+         CREATE TABLE specimens (accession text PRIMARY KEY, order_id int, volume int);
+         INSERT INTO lab_orders SELECT g, (ARRAY['ordered', 'collected', 'cancelled'])[g % 3 + 1]::order_status
+             FROM generate_series(1, 30) g;
+         INSERT INTO specimens SELECT 'S' || g, g % 30 + 1, g FROM generate_series(1, 60) g;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let views = tempfile::tempdir().unwrap();
+    let file = views.path().join("specimen_cache.yaml");
+    std::fs::write(&file, SPECIMEN_CACHE.replace("orders", "lab_orders")).unwrap();
+    std::fs::write(
+        views.path().join("lab_order_doc.yaml"),
+        "view: lab_order_doc\nkind: cache\nroot: lab_orders\nkey: \"lab_order:{id}\"\n\
+         fields: { id: id }\n",
+    )
+    .unwrap();
+    let setup = ServiceSetup::with_views(&url, &redis.url(), views.path().to_owned())
+        .with_admin_token(TOKEN);
+    let _service = setup.start();
+    let port = setup.admin_port;
+    wait_for_view_state(port, "specimen_cache", "live", DEADLINE).await;
+    wait_for_view_counts(
+        port,
+        "outbox_depth",
+        &[("lab_order_doc", 0), ("specimen_cache", 0)],
+    )
+    .await;
+
+    // The sink falls behind: the changes wait in its outbox.
+    pause_redis_writes(&redis.url(), Some(60_000)).await;
+    sqlx::raw_sql(
+        "DELETE FROM specimens WHERE accession IN ('S2', 'S3');
+         UPDATE specimens SET volume = 999 WHERE accession = 'S8';
+         INSERT INTO specimens VALUES ('S100', 1, 100), ('S101', 2, 101);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    wait_until(DEADLINE, "the changes wait in the outbox", || async {
+        match view_status(port, "specimen_cache").await["outbox_depth"].as_u64() {
+            Some(depth) if depth > 0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    sqlx::query("ALTER TYPE order_status RENAME VALUE 'cancelled' TO 'canceled'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    wait_for_view_error(port, "specimen_cache", &["'cancelled'"], DEADLINE).await;
+    pause_redis_writes(&redis.url(), None).await;
+
+    std::fs::write(
+        &file,
+        SPECIMEN_CACHE
+            .replace("orders", "lab_orders")
+            .replace("'cancelled'", "'canceled'"),
+    )
+    .unwrap();
+    let (code, outcome) = reload(port).await;
+    assert_eq!(code, 200, "{outcome}");
+    wait_until(DEADLINE, "the returned view matches SQL", || async {
+        let expected = expected_specimens(&pool).await;
+        harness::redis_matches(&redis.url(), "spec:*", &expected).await
+    })
+    .await;
+}
