@@ -442,27 +442,34 @@ impl Generation {
             pool,
             ..
         } = context;
-        // A view set apart keeps its stored outputs, but its sink no longer
-        // applies its outbox entries (the Redis sink leaves out the entries
-        // of views it does not run, and moves its checkpoint past them), nor
-        // writes it in a rewrite: entries the stopped pipeline had not
-        // delivered yet are lost, while the stored outputs say they were.
-        // Once the view runs again, a recompute diffs against those outputs
-        // and finds nothing to write, so its target kept stale documents
-        // (trial 42). A rebuild asked for now, durably, runs when the view
-        // runs again ([`Rebuilder::resume`]) and rewrites its whole target.
-        for view in &invalid {
-            let name = view.view.name.clone();
-            let store = Arc::clone(store);
-            tokio::task::spawn_blocking(move || {
-                if store.view_hash(&name)?.is_some() {
-                    store.mark_rebuild_asked(&name, false)?;
+        // A view built before that does not run now (set apart, or its file
+        // removed) keeps its stored outputs, but its sink no longer applies
+        // its outbox entries (the Redis sink leaves out the entries of views
+        // it does not run, and moves its checkpoint past them), nor writes
+        // it in a rewrite: entries the stopped pipeline had not delivered
+        // yet are lost, while the stored outputs say they were. Once the
+        // view runs again, a recompute diffs against those outputs and finds
+        // nothing to write, so its target kept stale documents (trial 42).
+        // A rebuild asked for now, durably, runs when the view runs again
+        // ([`Rebuilder::resume`]) and rewrites its whole target; `drop`
+        // forgets it with the view.
+        let running: BTreeSet<String> = plan.views.iter().map(|v| v.name.clone()).collect();
+        let store_now = Arc::clone(store);
+        tokio::task::spawn_blocking(move || {
+            let asked: BTreeSet<String> = store_now
+                .rebuilds_asked()?
+                .into_iter()
+                .map(|(view, _)| view)
+                .collect();
+            for (view, _) in store_now.view_records()? {
+                if !running.contains(&view) && !asked.contains(&view) {
+                    store_now.mark_rebuild_asked(&view, false)?;
                 }
-                Ok::<_, StoreError>(())
-            })
-            .await
-            .map_err(SourceError::from)??;
-        }
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(SourceError::from)??;
         let plan = Arc::new(plan);
         let tables: BTreeSet<String> = plan.tables.keys().cloned().collect();
         // No table when no view checks any more: nothing is replicated.

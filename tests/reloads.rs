@@ -568,10 +568,11 @@ async fn expected_specimens(pool: &PgPool) -> BTreeMap<String, Value> {
 /// pipeline's Redis sink leaves out the entries of views it does not run,
 /// and the stored outputs said they were written. Fixed and reloaded, its
 /// recompute found nothing to write, and it read `live` over deleted,
-/// missing and stale documents (trial 42). A view set apart is now rebuilt
-/// whole (its target rewritten) when it runs again.
+/// missing and stale documents (trial 42). A view set apart, or removed
+/// and put back, is now rebuilt whole (its target rewritten) when it runs
+/// again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_view_set_apart_while_its_sink_was_behind_is_rewritten_when_it_returns() {
+async fn a_view_that_stopped_while_its_sink_was_behind_is_rewritten_when_it_returns() {
     let pg = PgServer::start().await;
     let redis = RedisServer::start().await;
     let (url, pool) = small_shop(&pg).await;
@@ -640,9 +641,49 @@ async fn a_view_set_apart_while_its_sink_was_behind_is_rewritten_when_it_returns
     .unwrap();
     let (code, outcome) = reload(port).await;
     assert_eq!(code, 200, "{outcome}");
-    wait_until(DEADLINE, "the returned view matches SQL", || async {
-        let expected = expected_specimens(&pool).await;
-        harness::redis_matches(&redis.url(), "spec:*", &expected).await
+    let specimens_match = |what: &'static str| {
+        let (pool, redis_url) = (pool.clone(), redis.url());
+        wait_until(DEADLINE, what, move || {
+            let (pool, redis_url) = (pool.clone(), redis_url.clone());
+            async move {
+                let expected = expected_specimens(&pool).await;
+                harness::redis_matches(&redis_url, "spec:*", &expected).await
+            }
+        })
+    };
+    specimens_match("the returned view matches SQL").await;
+
+    // Likewise a view whose file is removed, then put back as it was.
+    let text = std::fs::read_to_string(&file).unwrap();
+    pause_redis_writes(&redis.url(), Some(60_000)).await;
+    sqlx::raw_sql(
+        "DELETE FROM specimens WHERE accession IN ('S4', 'S5');
+         UPDATE specimens SET volume = 998 WHERE accession = 'S9';",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    wait_until(DEADLINE, "the changes wait in the outbox", || async {
+        match view_status(port, "specimen_cache").await["outbox_depth"].as_u64() {
+            Some(depth) if depth > 0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
     })
     .await;
+    std::fs::remove_file(&file).unwrap();
+    let (code, outcome) = reload(port).await;
+    assert_eq!(
+        outcome["removed"],
+        json!(["specimen_cache"]),
+        "{code} {outcome}"
+    );
+    pause_redis_writes(&redis.url(), None).await;
+    std::fs::write(&file, text).unwrap();
+    let (code, outcome) = reload(port).await;
+    assert_eq!(
+        outcome["added"],
+        json!(["specimen_cache"]),
+        "{code} {outcome}"
+    );
+    specimens_match("the view put back matches SQL").await;
 }
