@@ -925,7 +925,9 @@ async fn a_column_renamed_under_a_view_stops_that_view_until_it_checks_again() {
     let (code, body) = http_post(port, "/views/reload", Some(TOKEN)).await.unwrap();
     assert_eq!(code, 200, "{body}");
     converged(&mut service, &pool, &redis.url(), deadline).await;
-    assert_eq!(view_status(port, "order_cache").await["state"], "live");
+    // Back, it is rebuilt whole (its sink left out its entries while it
+    // stopped): `rebuilding` until that ends.
+    wait_for_view_state(port, "order_cache", "live", deadline).await;
 }
 
 /// When the only view stops checking while running, the service stays up
@@ -1001,7 +1003,8 @@ async fn the_only_view_broken_under_a_running_service_waits_for_a_reload() {
         product_cache_matches,
     )
     .await;
-    assert_eq!(view_status(port, "product_cache").await["state"], "live");
+    // Back, it is rebuilt whole: `rebuilding` until that ends.
+    wait_for_view_state(port, "product_cache", "live", deadline).await;
     service.assert_running();
 }
 
@@ -1050,7 +1053,7 @@ async fn a_table_dropped_under_its_views_stops_them_until_it_is_back() {
     let (code, body) = http_post(port, "/views/reload", Some(TOKEN)).await.unwrap();
     assert_eq!(code, 200, "{body}");
     converged(&mut service, &pool, &redis.url(), deadline).await;
-    assert_eq!(view_status(port, "product_cache").await["state"], "live");
+    wait_for_view_state(port, "product_cache", "live", deadline).await;
 
     // A table renamed leaves the publication under its old name: the
     // message names the new one (the nineteenth trial: it said dropped).

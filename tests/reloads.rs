@@ -293,7 +293,7 @@ async fn a_reload_that_needs_a_new_snapshot_reports_building_until_it_ends() {
     .unwrap();
     let (views, setup, mut service) = start_on_copied_views(&url, &redis.url(), &pool).await;
     let port = setup.admin_port;
-    assert_eq!(view_status(port, "order_cache").await["state"], "live");
+    wait_for_view_state(port, "order_cache", "live", DEADLINE).await;
 
     // A transaction that wrote and stays open: the new slot waits for it
     // before it exports its snapshot.
