@@ -18,7 +18,8 @@ pub const POLL: Duration = Duration::from_millis(50);
 /// that the phases wait on.
 #[derive(Debug, Clone, Default)]
 pub struct Status {
-    /// 200 from `/ready`: snapshot done and every sink reached its target.
+    /// 200 from `/ready`: snapshot done, every sink reached its target, and
+    /// every view's target shows its last recompute.
     pub ready: bool,
     pub snapshot_done: bool,
     /// The position of the last applied batch.
