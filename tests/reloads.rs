@@ -563,6 +563,18 @@ async fn expected_specimens(pool: &PgPool) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// Waits until `view`'s sink has entries it has not applied (its Redis is
+/// paused for writes): the engine has the changes, its target not.
+async fn changes_wait_in_the_outbox(port: u16, view: &str) {
+    wait_until(DEADLINE, "the changes wait in the outbox", || async {
+        match view_status(port, view).await["outbox_depth"].as_u64() {
+            Some(depth) if depth > 0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
 /// A view set apart (an enum label its `where` names was renamed) while
 /// its sink was behind lost the entries the sink had not applied: the next
 /// pipeline's Redis sink leaves out the entries of views it does not run,
@@ -618,13 +630,7 @@ async fn a_view_that_stopped_while_its_sink_was_behind_is_rewritten_when_it_retu
     .execute(&pool)
     .await
     .unwrap();
-    wait_until(DEADLINE, "the changes wait in the outbox", || async {
-        match view_status(port, "specimen_cache").await["outbox_depth"].as_u64() {
-            Some(depth) if depth > 0 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    changes_wait_in_the_outbox(port, "specimen_cache").await;
     sqlx::query("ALTER TYPE order_status RENAME VALUE 'cancelled' TO 'canceled'")
         .execute(&pool)
         .await
@@ -663,13 +669,7 @@ async fn a_view_that_stopped_while_its_sink_was_behind_is_rewritten_when_it_retu
     .execute(&pool)
     .await
     .unwrap();
-    wait_until(DEADLINE, "the changes wait in the outbox", || async {
-        match view_status(port, "specimen_cache").await["outbox_depth"].as_u64() {
-            Some(depth) if depth > 0 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    changes_wait_in_the_outbox(port, "specimen_cache").await;
     std::fs::remove_file(&file).unwrap();
     let (code, outcome) = reload(port).await;
     assert_eq!(

@@ -44,8 +44,11 @@ pub(crate) fn parse_source(source: &str) -> Result<Node, ExprError> {
             max: MAX_SOURCE_BYTES,
         });
     }
-    refuse_between_symmetric(source)?;
-    let count = count_structural_tokens(source)?;
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, source)
+        .tokenize()
+        .map_err(|error| syntax_error(source, error.to_string()))?;
+    refuse_between_symmetric(source, &tokens)?;
+    let count = count_structural_tokens(&tokens);
     if count > MAX_STRUCTURAL_TOKENS {
         return Err(ExprError::TooComplex {
             count,
@@ -57,10 +60,7 @@ pub(crate) fn parse_source(source: &str) -> Result<Node, ExprError> {
 
 /// `BETWEEN SYMMETRIC`, which sqlparser reads as a syntax error at the
 /// bound (trial 42: "Expected: AND, found: 'verified'"), named as what it is.
-fn refuse_between_symmetric(source: &str) -> Result<(), ExprError> {
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, source)
-        .tokenize()
-        .map_err(|error| syntax_error(source, error.to_string()))?;
+fn refuse_between_symmetric(source: &str, tokens: &[Token]) -> Result<(), ExprError> {
     let words = tokens.iter().filter_map(|token| match token {
         Token::Whitespace(_) => None,
         Token::Word(word) if word.quote_style.is_none() => Some(word.value.to_ascii_lowercase()),
@@ -89,11 +89,7 @@ fn syntax_error(source: &str, message: String) -> ExprError {
 
 /// The tokens that can give the syntax tree a level: everything but
 /// whitespace, literals, plain identifiers, commas and closing parentheses.
-fn count_structural_tokens(source: &str) -> Result<usize, ExprError> {
-    let dialect = PostgreSqlDialect {};
-    let tokens = Tokenizer::new(&dialect, source)
-        .tokenize()
-        .map_err(|error| syntax_error(source, error.to_string()))?;
+fn count_structural_tokens(tokens: &[Token]) -> usize {
     let is_leaf_or_separator = |token: &Token| match token {
         Token::Whitespace(_) | Token::Comma | Token::RParen | Token::EOF => true,
         Token::Number(..) | Token::SingleQuotedString(_) | Token::EscapedStringLiteral(_) => true,
@@ -101,7 +97,7 @@ fn count_structural_tokens(source: &str) -> Result<usize, ExprError> {
         Token::Word(word) => word.keyword == Keyword::NoKeyword || word.quote_style.is_some(),
         _ => false,
     };
-    Ok(tokens.iter().filter(|t| !is_leaf_or_separator(t)).count())
+    tokens.iter().filter(|t| !is_leaf_or_separator(t)).count()
 }
 
 /// One whole expression; trailing tokens (`a b`, `a; drop ...`) are an error.
